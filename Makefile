@@ -1,0 +1,44 @@
+# Postroute: `make run` starts the whole product, `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+WEB_PORT ?= 8000
+export WEB_PORT
+
+.PHONY: install run demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# Development secrets, made once per checkout and never committed.
+.env: | $(BIN)/python
+	$(BIN)/python scripts/make_dev_env.py > .env
+
+run: install .env
+	$(BIN)/python manage.py migrate --noinput
+	@echo ""
+	@echo "  Postroute runs at  http://127.0.0.1:$(WEB_PORT)/   (Ctrl-C stops everything)"
+	@echo "  Letters the product sends land in the SMTP sink: this console and var/mailsink/*.eml"
+	@echo "  A demo account: make demo (in another terminal)"
+	@echo ""
+	$(BIN)/honcho -f Procfile start
+
+demo: install .env
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var staticfiles .pytest_cache .ruff_cache

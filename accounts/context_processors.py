@@ -1,0 +1,17 @@
+from django.conf import settings
+from django.http import HttpRequest
+
+from .models import Membership
+
+
+def tenancy(request: HttpRequest) -> dict:
+    membership = getattr(request, "membership", None)
+    others: list[Membership] = []
+    if membership is not None and getattr(request, "onboarding_step", "x") is None:
+        others = list(Membership.objects.filter(user=request.user).exclude(pk=membership.pk).select_related("tenant"))
+    return {
+        "membership": membership,
+        "current_tenant": membership.tenant if membership else None,
+        "other_memberships": others,
+        "deployment_mode": settings.DEPLOYMENT_MODE,
+    }

@@ -1,0 +1,102 @@
+from django import forms
+from django.contrib.auth import password_validation
+
+from .models import Role, User, normalize_email_address
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(label="Work email", max_length=254)
+    full_name = forms.CharField(label="Your name", max_length=150, required=False)
+    organisation = forms.CharField(label="Organisation name", max_length=120)
+    password = forms.CharField(label="Password", widget=forms.PasswordInput(render_value=False), strip=False)
+
+    def __init__(self, *args: object, invitation_email: str | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["email"].widget.attrs["autocomplete"] = "email"
+        self.fields["password"].widget.attrs["autocomplete"] = "new-password"
+        self.fields["password"].help_text = password_validation.password_validators_help_text_html()
+        if invitation_email is not None:
+            # An invited person joins the inviting organisation.
+            del self.fields["organisation"]
+            self.fields["email"].initial = invitation_email
+            self.fields["email"].disabled = True
+
+    def clean_email(self) -> str:
+        email = normalize_email_address(self.cleaned_data["email"])
+        if User.objects.filter(email=email).exists():
+            raise forms.ValidationError("An account with this email already exists. Log in instead.")
+        return email
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("password"):
+            user = User(email=data.get("email", ""), full_name=data.get("full_name", ""))
+            try:
+                password_validation.validate_password(data["password"], user)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return data
+
+
+class LoginForm(forms.Form):
+    email = forms.EmailField(
+        max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True})
+    )
+    password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+
+
+class OTPForm(forms.Form):
+    token = forms.CharField(
+        label="Code",
+        max_length=16,
+        help_text="The 6-digit code from your authenticator app, or one of your recovery codes.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+    )
+
+    def clean_token(self) -> str:
+        return self.cleaned_data["token"].replace(" ", "").strip()
+
+
+class TOTPConfirmForm(forms.Form):
+    token = forms.RegexField(
+        label="Code from the app",
+        regex=r"^\s*\d{6}\s*$",
+        error_messages={"invalid": "Enter the 6 digits your app shows."},
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+
+class PasswordConfirmForm(forms.Form):
+    """Sudo mode: sensitive actions ask for the password again."""
+
+    password = forms.CharField(
+        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+
+    def __init__(self, *args: object, user: User, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError("That is not your password.")
+        return password
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args: object, inviter_role: str, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if inviter_role != Role.OWNER:  # only owners make owners
+            self.fields["role"].choices = [c for c in Role.choices if c[0] != Role.OWNER]
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+class TenantForm(forms.Form):
+    name = forms.CharField(label="Organisation name", max_length=120)

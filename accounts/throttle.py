@@ -1,0 +1,60 @@
+"""Login throttling: after LOGIN_FAILURE_LIMIT failures for an account or a
+client address, further attempts are refused for LOGIN_LOCKOUT_SECONDS."""
+
+import hashlib
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .models import AuthThrottle
+
+
+def client_ip(request: HttpRequest) -> str:
+    if settings.NUM_PROXIES:
+        hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
+        if len(hops) >= settings.NUM_PROXIES:
+            return hops[-settings.NUM_PROXIES]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def keys_for(request: HttpRequest, email: str) -> list[str]:
+    """Keys are hashed so the table holds no addresses in clear."""
+    raw = [f"account:{email.strip().lower()}", f"ip:{client_ip(request)}"]
+    return [hashlib.sha256(k.encode()).hexdigest() for k in raw]
+
+
+def locked_until(keys: list[str]) -> datetime | None:
+    now = timezone.now()
+    until = (
+        AuthThrottle.objects.filter(key__in=keys, locked_until__gt=now)
+        .order_by("-locked_until")
+        .values_list("locked_until", flat=True)
+        .first()
+    )
+    return until
+
+
+def record_failure(keys: list[str]) -> None:
+    now = timezone.now()
+    window = timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
+    for key in keys:
+        with transaction.atomic():
+            row, _ = AuthThrottle.objects.select_for_update().get_or_create(key=key)
+            if row.first_failure_at < now - window or (row.locked_until and row.locked_until <= now):
+                row.failures, row.first_failure_at, row.locked_until = 0, now, None
+            row.failures += 1
+            if row.failures >= settings.LOGIN_FAILURE_LIMIT:
+                row.locked_until = now + window
+            row.save(update_fields=["failures", "first_failure_at", "locked_until"])
+
+
+def reset(keys: list[str]) -> None:
+    AuthThrottle.objects.filter(key__in=keys).delete()
+
+
+def lockout_message(until: datetime) -> str:
+    minutes = max(1, round((until - timezone.now()).total_seconds() / 60))
+    return f"Too many failed attempts. For your security, sign-in is paused; try again in {minutes} minute(s)."

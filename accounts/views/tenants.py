@@ -1,0 +1,43 @@
+"""The tenant's home (getting-started checklist), creating another
+organisation, and switching between the user's organisations."""
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import selectors, services
+from ..access import tenant_required
+from ..forms import TenantForm
+from ..middleware import SESSION_TENANT_KEY
+from ..models import Membership
+
+
+@tenant_required
+def home(request: HttpRequest) -> HttpResponse:
+    checklist = selectors.getting_started(request.tenant)
+    context = {"checklist": checklist, "done_count": sum(item.done for item in checklist)}
+    return render(request, "accounts/home.html", context)
+
+
+def tenant_new(request: HttpRequest) -> HttpResponse:
+    form = TenantForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        tenant = services.tenant_create(name=form.cleaned_data["name"], owner=request.user)
+        request.session[SESSION_TENANT_KEY] = str(tenant.public_id)
+        messages.success(request, f"{tenant.name} is ready.")
+        return redirect("home")
+    return render(request, "accounts/tenant_new.html", {"form": form})
+
+
+@require_POST
+def tenant_switch(request: HttpRequest) -> HttpResponse:
+    membership = (
+        Membership.objects.filter(user=request.user, tenant__public_id=request.POST.get("tenant") or None)
+        .select_related("tenant")
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such organisation.")
+    request.session[SESSION_TENANT_KEY] = str(membership.tenant.public_id)
+    return redirect("home")

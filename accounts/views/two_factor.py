@@ -1,0 +1,89 @@
+"""Two-factor enrolment, recovery codes, and the security page where a
+password confirmation guards resetting the second factor."""
+
+import base64
+
+import segno
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST
+from django_otp import login as otp_login
+from django_otp.plugins.otp_static.models import StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from .. import services
+from ..forms import PasswordConfirmForm, TOTPConfirmForm
+
+CODES_KEY = "fresh_recovery_codes"
+
+
+def _grouped(text: str, size: int = 4) -> str:
+    return " ".join(text[i : i + size] for i in range(0, len(text), size))
+
+
+def two_factor_setup(request: HttpRequest) -> HttpResponse:
+    if services.has_confirmed_totp(request.user):
+        return redirect("home")
+    device = services.totp_pending_device(user=request.user)
+    form = TOTPConfirmForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if services.totp_confirm(device=device, token=form.cleaned_data["token"].strip()):
+            otp_login(request, device)
+            codes = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
+            request.session[CODES_KEY] = codes
+            return redirect("accounts:recovery_codes")
+        form.add_error("token", "That code does not match. Check your phone's clock and enter the newest code.")
+    context = {
+        "form": form,
+        "qr": segno.make(device.config_url, error="m").svg_data_uri(scale=5, border=2),
+        "secret": _grouped(base64.b32encode(device.bin_key).decode()),
+    }
+    return render(request, "accounts/2fa_setup.html", context)
+
+
+def recovery_codes(request: HttpRequest) -> HttpResponse:
+    codes = request.session.pop(CODES_KEY, None)
+    return render(request, "accounts/recovery_codes.html", {"codes": codes})
+
+
+@sensitive_post_parameters("password")
+def security(request: HttpRequest) -> HttpResponse:
+    return _security_page(request, PasswordConfirmForm(user=request.user))
+
+
+def _security_page(request: HttpRequest, form: PasswordConfirmForm, status: int = 200) -> HttpResponse:
+    context = {
+        "totp": TOTPDevice.objects.filter(user=request.user, confirmed=True).first(),
+        "codes_left": StaticToken.objects.filter(device__user=request.user).count(),
+        "form": form,
+        "failed_action": request.resolver_match.url_name if status != 200 else None,
+    }
+    return render(request, "accounts/security.html", context, status=status)
+
+
+def _confirmed(request: HttpRequest) -> PasswordConfirmForm | None:
+    """None when the password was right, else the form with its error."""
+    form = PasswordConfirmForm(request.POST, user=request.user)
+    return None if form.is_valid() else form
+
+
+@require_POST
+@sensitive_post_parameters("password")
+def recovery_codes_new(request: HttpRequest) -> HttpResponse:
+    if (form := _confirmed(request)) is not None:
+        return _security_page(request, form, status=400)
+    request.session[CODES_KEY] = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
+    return redirect("accounts:recovery_codes")
+
+
+@require_POST
+@sensitive_post_parameters("password")
+def two_factor_reset(request: HttpRequest) -> HttpResponse:
+    if (form := _confirmed(request)) is not None:
+        return _security_page(request, form, status=400)
+    services.two_factor_reset(user=request.user)
+    messages.info(request, "Two-factor login was reset. Enrol your authenticator app again to continue.")
+    return redirect("accounts:2fa_setup")

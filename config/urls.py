@@ -1,0 +1,26 @@
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.urls import include, path
+from django_otp.admin import OTPAdminSite
+
+from accounts.views.tenants import home
+
+# Staff must pass a verified OTP device to enter the admin.
+admin.site.__class__ = OTPAdminSite
+admin.site.site_header = "Postroute staff"
+admin.site.site_title = "Postroute staff"
+
+
+@login_not_required
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("accounts/", include("accounts.urls")),
+    path("healthz", healthz, name="healthz"),
+    path(settings.ADMIN_URL, admin.site.urls),
+]

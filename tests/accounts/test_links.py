@@ -1,0 +1,90 @@
+"""Verification and invitation links: signed, expiring, single use."""
+
+import pytest
+from django.core import mail
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from accounts import services
+from accounts.models import Invitation, Membership, Role, User
+from accounts.tokens import make_verification_token
+from tests.conftest import PASSWORD
+
+from .helpers import last_link
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def newcomer(db) -> User:
+    return User.objects.create_user("erin@example.test", PASSWORD)
+
+
+def test_a_verification_link_works_once(newcomer):
+    path = reverse("accounts:verify_email", args=[make_verification_token(newcomer)])
+    assert Client().get(path).status_code == 302
+    newcomer.refresh_from_db()
+    assert newcomer.is_email_verified
+    response = Client().get(path)
+    assert response.status_code == 400 and b"already used" in response.content
+
+
+def test_an_expired_verification_link_is_refused(newcomer):
+    path = reverse("accounts:verify_email", args=[make_verification_token(newcomer)])
+    with override_settings(EMAIL_VERIFICATION_MAX_AGE=-1):
+        response = Client().get(path)
+    assert response.status_code == 400 and b"expired" in response.content
+    newcomer.refresh_from_db()
+    assert not newcomer.is_email_verified
+
+
+def test_a_tampered_link_is_refused(newcomer):
+    token = make_verification_token(newcomer)
+    response = Client().get(reverse("accounts:verify_email", args=[token[:-2] + "xx"]))
+    assert response.status_code == 400 and b"not valid" in response.content
+
+
+def invite(alice, email: str, capture, role: str = Role.MEMBER) -> str:
+    with capture(execute=True):
+        response = alice.client.post(reverse("accounts:team"), {"email": email, "role": role})
+    assert response.status_code == 302
+    return last_link(email)
+
+
+def test_an_invited_newcomer_creates_an_account_and_joins(alice, django_capture_on_commit_callbacks):
+    link = invite(alice, "frank@example.test", django_capture_on_commit_callbacks, Role.ADMIN)
+    assert "invited" in mail.outbox[-1].subject.lower()
+    client = Client()
+    page = client.get(link)
+    assert page.status_code == 200 and b"Acme" in page.content
+    response = client.post(link, {"full_name": "Frank", "password": PASSWORD})
+    assert response.status_code == 302
+    frank = User.objects.get(email="frank@example.test")
+    assert frank.is_email_verified  # the link proved the address
+    assert Membership.objects.get(user=frank).role == Role.ADMIN
+    assert client.get(reverse("home"))["Location"] == reverse("accounts:2fa_setup")
+    # Used: the same link no longer works.
+    assert Client().get(link).status_code == 400
+
+
+def test_an_existing_user_accepts_with_one_click(alice, charlie, django_capture_on_commit_callbacks):
+    link = invite(alice, charlie.user.email, django_capture_on_commit_callbacks)
+    assert charlie.client.post(link).status_code == 302
+    assert Membership.objects.filter(user=charlie.user, tenant__slug="acme", role=Role.MEMBER).exists()
+    # The session now points at the tenant just joined.
+    assert charlie.client.get(reverse("home")).context["current_tenant"].slug == "acme"
+
+
+def test_an_invitation_for_someone_else_is_not_accepted(alice, charlie, django_capture_on_commit_callbacks):
+    link = invite(alice, "someone@else.test", django_capture_on_commit_callbacks)
+    charlie.client.post(link)
+    assert not Membership.objects.filter(user=charlie.user, tenant__slug="acme").exists()
+
+
+def test_an_expired_or_revoked_invitation_is_refused(alice, django_capture_on_commit_callbacks):
+    link = invite(alice, "gina@example.test", django_capture_on_commit_callbacks)
+    with override_settings(INVITATION_MAX_AGE=-1):
+        assert b"expired" in Client().get(link).content
+    invitation = Invitation.objects.get(email="gina@example.test")
+    services.invitation_revoke(invitation=invitation, by=Membership.objects.get(user=alice.user))
+    assert Client().get(link).status_code == 400

@@ -1,0 +1,115 @@
+"""The two-step login, its throttling and the links that expire."""
+
+import pytest
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from accounts.models import AuthThrottle
+from tests.conftest import PASSWORD, totp_code
+
+pytestmark = pytest.mark.django_db
+
+
+def password_step(client: Client, email: str, password: str = PASSWORD, ip: str = "198.51.100.7"):
+    return client.post(reverse("accounts:login"), {"email": email, "password": password}, REMOTE_ADDR=ip)
+
+
+def test_the_password_alone_reaches_only_the_code_page(alice):
+    client = Client()
+    password_step(client, alice.user.email)
+    for name in ("home", "accounts:team", "accounts:security"):
+        assert client.get(reverse(name))["Location"] == reverse("accounts:login_otp")
+
+
+def test_it_refuses_the_sixth_attempt_for_an_account_even_with_the_right_password(alice):
+    client = Client()
+    for attempt in range(5):
+        response = password_step(client, alice.user.email, "wrong", ip=f"203.0.113.{attempt}")
+    assert response.status_code == 429
+    response = password_step(client, alice.user.email, PASSWORD, ip="203.0.113.99")
+    assert response.status_code == 429
+    assert b"Too many failed attempts" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_it_refuses_an_address_that_sprays_many_accounts(alice):
+    client = Client()
+    for n in range(5):
+        password_step(client, f"nobody{n}@acme.test", "wrong")
+    response = password_step(client, alice.user.email, PASSWORD)
+    assert response.status_code == 429
+    # Another address may still log in to the same account.
+    assert password_step(Client(), alice.user.email, PASSWORD, ip="192.0.2.1").status_code == 302
+
+
+def test_the_lock_lifts_after_the_lockout(alice):
+    client = Client()
+    with override_settings(LOGIN_LOCKOUT_SECONDS=0):
+        for _ in range(5):
+            password_step(client, alice.user.email, "wrong")
+        assert password_step(client, alice.user.email, PASSWORD).status_code == 302
+
+
+def test_wrong_codes_are_throttled_too(alice):
+    client = Client()
+    password_step(client, alice.user.email)
+    for _ in range(5):
+        client.post(reverse("accounts:login_otp"), {"token": "000000"}, REMOTE_ADDR="198.51.100.7")
+    response = client.post(
+        reverse("accounts:login_otp"), {"token": totp_code(alice.device, offset=30)}, REMOTE_ADDR="198.51.100.7"
+    )
+    assert response.status_code == 429
+    assert client.get(reverse("home"))["Location"] == reverse("accounts:login_otp")
+
+
+def test_a_successful_login_clears_the_account_counter(alice):
+    client = Client()
+    for _ in range(3):
+        password_step(client, alice.user.email, "wrong")
+    password_step(client, alice.user.email)
+    assert AuthThrottle.objects.filter(failures__gte=3).count() == 1  # only the address keeps its count
+
+
+def test_resetting_two_factor_asks_for_the_password(alice):
+    response = alice.client.post(reverse("accounts:2fa_reset"), {"password": "wrong"})
+    assert response.status_code == 400
+    assert b"That is not your password" in response.content
+    assert alice.user.totpdevice_set.filter(confirmed=True).exists()
+    response = alice.client.post(reverse("accounts:2fa_reset"), {"password": PASSWORD})
+    assert response["Location"] == reverse("accounts:2fa_setup")
+    assert not alice.user.totpdevice_set.exists()
+    assert alice.client.get(reverse("home"))["Location"] == reverse("accounts:2fa_setup")
+
+
+def test_new_recovery_codes_ask_for_the_password_and_replace_the_old(alice):
+    assert alice.client.post(reverse("accounts:recovery_codes_new"), {"password": "nope"}).status_code == 400
+    alice.client.post(reverse("accounts:recovery_codes_new"), {"password": PASSWORD})
+    first = alice.client.get(reverse("accounts:recovery_codes")).context["codes"]
+    alice.client.post(reverse("accounts:recovery_codes_new"), {"password": PASSWORD})
+    second = alice.client.get(reverse("accounts:recovery_codes")).context["codes"]
+    assert len(first) == len(second) == 10 and not set(first) & set(second)
+    client = Client()
+    password_step(client, alice.user.email)
+    # (Successful code first: django-otp also slows down a device after a miss.)
+    assert client.post(reverse("accounts:login_otp"), {"token": second[0]})["Location"] == reverse("home")
+    client.post(reverse("accounts:logout"))
+    password_step(client, alice.user.email)
+    assert client.post(reverse("accounts:login_otp"), {"token": first[0]}).status_code == 200
+
+
+def test_password_reset_by_email_is_single_use(alice, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from .helpers import last_link
+
+    client = Client()
+    client.post(reverse("accounts:password_reset"), {"email": alice.user.email})
+    assert len(mail.outbox) == 1
+    link = last_link(alice.user.email)
+    form_url = client.get(link)["Location"]
+    new = "a different long passphrase 7"
+    response = client.post(form_url, {"new_password1": new, "new_password2": new})
+    assert response["Location"] == reverse("accounts:password_reset_complete")
+    assert password_step(Client(), alice.user.email, new).status_code == 302
+    reused = Client().get(link, follow=True)
+    assert reused.context["validlink"] is False and b"link does not work" in reused.content

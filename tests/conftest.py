@@ -1,0 +1,84 @@
+"""Shared fixtures. The named roles follow healthchecks' alice/bob/charlie:
+alice owns tenant A, bob is a plain member of A, carol is an admin of A, and
+charlie is an outsider who owns tenant B."""
+
+import time
+from dataclasses import dataclass
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import Membership, Role, Tenant, User
+from tests.services import REQUIRED
+
+PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _database_is_the_required_one(django_db_setup, django_db_blocker) -> None:
+    with django_db_blocker.unblock():
+        vendor = connection.vendor
+    if REQUIRED and vendor != "postgresql":
+        pytest.fail("REQUIRE_SERVICES=1 needs DATABASE_URL to point at PostgreSQL", pytrace=False)
+
+
+def totp_code(device: TOTPDevice, *, offset: int = 0) -> str:
+    """The code the user's phone shows `offset` seconds from now."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time() + offset
+    return f"{totp.token():0{device.digits}d}"
+
+
+@dataclass
+class Person:
+    user: User
+    device: TOTPDevice
+    client: Client
+
+
+def make_person(email: str, tenant: Tenant | None, role: str = Role.OWNER) -> Person:
+    user = User.objects.create_user(email, PASSWORD, email_verified_at=timezone.now())
+    device = TOTPDevice.objects.create(user=user, name="phone", confirmed=True)
+    if tenant is not None:
+        Membership.objects.create(user=user, tenant=tenant, role=role)
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return Person(user, device, client)
+
+
+@pytest.fixture
+def tenant_a(db) -> Tenant:
+    return Tenant.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def tenant_b(db) -> Tenant:
+    return Tenant.objects.create(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def alice(tenant_a) -> Person:
+    return make_person("alice@acme.test", tenant_a, Role.OWNER)
+
+
+@pytest.fixture
+def carol(tenant_a) -> Person:
+    return make_person("carol@acme.test", tenant_a, Role.ADMIN)
+
+
+@pytest.fixture
+def bob(tenant_a) -> Person:
+    return make_person("bob@acme.test", tenant_a, Role.MEMBER)
+
+
+@pytest.fixture
+def charlie(tenant_b) -> Person:
+    return make_person("charlie@globex.test", tenant_b, Role.OWNER)
