@@ -3,6 +3,7 @@ SQLite in a file unless DATABASE_URL names another database."""
 
 import os
 
+os.environ["ENV_FILE"] = ""  # a developer's .env must not change the tests
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 48)
 os.environ.setdefault("DEBUG", "0")
 

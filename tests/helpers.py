@@ -32,6 +32,7 @@ def production_env(**extra: str) -> dict[str, str]:
         DEBUG="0",
         SECRET_KEY="prod-like-" + "k9Zq3xP1" * 8,
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        ENV_FILE="",
     )
     env.update(extra)
     return env
