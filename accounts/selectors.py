@@ -25,7 +25,7 @@ def getting_started(tenant: Tenant) -> list[ChecklistItem]:
             "Add a sending server",
             "Connect a mailbox you own (Yandex, Mail.ru, Gmail, your company server) with its limits.",
             servers.has_own_server(tenant),
-            None,
+            "servers:list",
         ),
         ChecklistItem(
             "template",

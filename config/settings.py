@@ -2,6 +2,7 @@
 safe development default and a loud error where production needs a value.
 The README lists each variable."""
 
+import socket
 from pathlib import Path
 
 import environ
@@ -37,6 +38,24 @@ if DEPLOYMENT_MODE not in ("saas", "self_hosted"):
 # Fernet keys (comma-separated, newest first) that encrypt the SMTP/IMAP
 # passwords tenants store. Empty: a key derived from SECRET_KEY.
 SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+
+# Sending servers. Private, loopback and other internal addresses are
+# refused for tenants' servers in SaaS mode; this switch lets development and
+# tests reach a local sink, and may not be on in SaaS production.
+SERVERS_ALLOW_PRIVATE_HOSTS = env.bool("SERVERS_ALLOW_PRIVATE_HOSTS", default=DEBUG)
+if SERVERS_ALLOW_PRIVATE_HOSTS and not DEBUG and DEPLOYMENT_MODE == "saas":
+    raise ImproperlyConfigured("SERVERS_ALLOW_PRIVATE_HOSTS may not be on in SaaS production.")
+# "Internal SMTP" (self-hosted only): the mail server on this host.
+INTERNAL_SMTP_HOST = env.str("INTERNAL_SMTP_HOST", default="localhost")
+INTERNAL_SMTP_PORT = env.int("INTERNAL_SMTP_PORT", default=25)
+# The name Postroute gives in EHLO (a name, not looked up in DNS).
+SMTP_HELO_NAME = env.str("SMTP_HELO_NAME", default=socket.gethostname())
+# A connection test never takes longer than this many seconds in all.
+SERVER_PROBE_TIMEOUT = env.float("SERVER_PROBE_TIMEOUT", default=20.0)
+# Connection tests a tenant may start per minute.
+CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
+# An extra CA bundle to trust besides the system's (a company's own CA).
+SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
 
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"

@@ -33,3 +33,7 @@ CELERY_TASK_ALWAYS_EAGER = True
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 STATIC_ROOT = BASE_DIR / "var" / "test-static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Tests talk to SMTP and IMAP servers on 127.0.0.1; the SSRF tests turn
+# this off again where they check the guard.
+SERVERS_ALLOW_PRIVATE_HOSTS = True
+SERVER_PROBE_TIMEOUT = 3.0

@@ -1,3 +1,5 @@
+from django.db.models import QuerySet
+
 from accounts.models import Tenant
 
 
@@ -12,3 +14,8 @@ def has_contacts(tenant: Tenant) -> bool:
 
 def has_started_mailing(tenant: Tenant) -> bool:
     return False
+
+
+def active_mailings_using(server: object) -> QuerySet | list:
+    """Active or waiting mailings allowed to send through `server`."""
+    return []

@@ -82,3 +82,6 @@ def bob(tenant_a) -> Person:
 @pytest.fixture
 def charlie(tenant_b) -> Person:
     return make_person("charlie@globex.test", tenant_b, Role.OWNER)
+
+
+from tests.dovecot import dovecot, dovecot_mailbox  # noqa: E402, F401

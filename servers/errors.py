@@ -1,0 +1,95 @@
+"""What went wrong, in words a tenant understands (DOMAIN.md §7), with the
+provider's own hint where one applies."""
+
+import imaplib
+import poplib
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from . import presets
+from .netguard import HostRefused, HostUnresolved
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    category: str  # auth, blacklisted, refused, timeout, tls_certificate, tls, dns, host_refused, rules, ...
+    message: str
+    hint: str = ""
+    # Authentication and blacklisting take a server out of rotation (§7).
+    disables_server: bool = False
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+    return f"{exc.smtp_code} {text}".strip()
+
+
+def is_blacklisting(code: int, text: str) -> bool:
+    lowered = text.lower()
+    return code >= 500 and ("5.7.1" in text or any(w in lowered for w in ("spam", "blacklist", "blocklist")))
+
+
+def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:
+    provider = presets.for_host(host) if host else None
+    where = f"{host}:{port}" if port else host
+    if isinstance(exc, ValidationError):
+        return Diagnosis("rules", " ".join(exc.messages))
+    if isinstance(exc, HostRefused):
+        return Diagnosis("host_refused", str(exc), "Use your provider's public SMTP server name.")
+    if isinstance(exc, HostUnresolved | socket.gaierror):
+        return Diagnosis("dns", f"The name {host} could not be found.", "Check the spelling of the server name.")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
+        return Diagnosis("auth", f"The server refused the login or password ({_reply(exc)}).", hint, True)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        replies = "; ".join(
+            f"{rcpt}: {code} {msg.decode(errors='replace')}" for rcpt, (code, msg) in exc.recipients.items()
+        )
+        return Diagnosis("recipient", f"The server refused the recipient: {replies}", "Check the address.")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = _reply(exc)
+        if is_blacklisting(exc.smtp_code, reply):
+            hint = provider.blacklist_hint if provider and provider.blacklist_hint else presets.GENERIC_BLACKLIST_HINT
+            return Diagnosis("blacklisted", f"The server refuses mail from this sender or IP ({reply}).", hint, True)
+        if 400 <= exc.smtp_code < 500:
+            return Diagnosis("temporary", f"The server is busy or refused for now ({reply}).", "Try again later.")
+        return Diagnosis("refused_command", f"The server refused: {reply}.")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return Diagnosis("tls", f"The server does not offer that: {exc}.", "Choose SSL/TLS on port 465 or none.")
+    if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
+        text = str(exc)
+        if any(w in text.upper() for w in ("AUTH", "LOGIN", "PASSWORD", "CREDENTIALS")):
+            hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
+            return Diagnosis("auth", f"The mailbox refused the login or password ({text}).", hint)
+        return Diagnosis("protocol", f"The mail server answered with an error: {text}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Diagnosis(
+            "tls_certificate",
+            f"The certificate of {host} is not valid: {exc.verify_message or exc.reason}.",
+            "The server name must match its certificate; use the provider's exact server name.",
+        )
+    if isinstance(exc, ssl.SSLError):
+        return Diagnosis(
+            "tls",
+            f"The TLS handshake with {where} failed ({exc.reason or exc}).",
+            "The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.",
+        )
+    if isinstance(exc, TimeoutError | socket.timeout) or (
+        isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc)
+    ):
+        return Diagnosis(
+            "timeout",
+            f"{where} did not answer within {timeout:g} seconds.",
+            "A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs).",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return Diagnosis("refused", f"Nothing accepts connections on {where}.", "Check the server name and port.")
+    if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError | EOFError):
+        return Diagnosis("disconnected", f"{where} closed the connection unexpectedly ({exc or 'no reason'}).")
+    if isinstance(exc, OSError):
+        return Diagnosis("network", f"Could not reach {where}: {exc.strerror or exc}.")
+    return Diagnosis("error", f"Unexpected error: {exc}")

@@ -1,0 +1,198 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Tenant
+
+from . import crypto, rules
+
+
+class Security(models.TextChoices):
+    NONE = "none", "None (plain text)"
+    SSL = "ssl", "SSL/TLS (implicit, usually port 465)"
+    STARTTLS = "starttls", "STARTTLS (usually port 587)"
+
+
+class Health(models.TextChoices):
+    UNKNOWN = "unknown", "Not tested yet"
+    OK = "ok", "OK"
+    FAILING = "failing", "Failing"
+
+
+class EncryptedPasswordMixin(models.Model):
+    """The column holds only the Fernet token; the plain text exists in
+    memory while connecting, and is never rendered back."""
+
+    password_encrypted = models.TextField(blank=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def set_password(self, raw: str) -> None:
+        self.password_encrypted = crypto.encrypt(raw)
+
+    def get_password(self) -> str:
+        return crypto.decrypt(self.password_encrypted)
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+
+class HealthMixin(models.Model):
+    health = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
+    health_error = models.TextField(blank=True)
+    health_hint = models.TextField(blank=True)
+    health_checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+port_validators = [MinValueValidator(1), MaxValueValidator(65535)]
+
+
+class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
+    class Kind(models.TextChoices):
+        EXTERNAL = "external", "External SMTP"
+        INTERNAL = "internal", "Internal SMTP (this host's mail server)"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # No tenant: the platform's default server (SaaS), configured by staff.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="smtp_servers")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EXTERNAL)
+    sender_email = models.EmailField("sender address")
+    sender_name = models.CharField("sender display name", max_length=100, blank=True)
+    host = models.CharField("SMTP server", max_length=253, blank=True)
+    port = models.PositiveIntegerField("SMTP port", null=True, blank=True, validators=port_validators)
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
+    login = models.CharField("SMTP login", max_length=254, blank=True)
+    verify_tls = models.BooleanField(
+        "verify TLS certificates", default=True, help_text="Turning this off is possible only when self-hosted."
+    )
+    max_per_hour = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no hourly limit.")
+    max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no daily limit.")
+    allow_sender_substitution = models.BooleanField(
+        default=False, help_text="The server accepts a From address other than its own mailbox."
+    )
+    priority = models.PositiveIntegerField(default=0, help_text="Lower goes first.")
+    enabled = models.BooleanField(default=True)
+    # Platform server only: how many letters each tenant may send through it
+    # per day, unless a PlatformQuota row says otherwise for that tenant.
+    tenant_daily_quota = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "created_at"]
+        indexes = [models.Index(fields=["tenant", "priority"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.sender_email}>"
+
+    @property
+    def is_platform(self) -> bool:
+        return self.tenant_id is None
+
+    @property
+    def is_usable(self) -> bool:
+        """Enabled and not failing: only such a server may send."""
+        return self.enabled and self.health != Health.FAILING
+
+    def connect_host_port(self) -> tuple[str, int]:
+        if self.kind == self.Kind.INTERNAL:
+            return settings.INTERNAL_SMTP_HOST, settings.INTERNAL_SMTP_PORT
+        return self.host, self.port or 0
+
+    def clean(self) -> None:
+        super().clean()
+        errors = rules.smtp_server_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class PlatformQuota(models.Model):
+    """A tenant's own daily quota on a platform server, set by staff."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="quotas")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="platform_quotas")
+    daily_quota = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "tenant"], name="platform_quota_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant}: {self.daily_quota}/day on {self.server.name}"
+
+    def clean(self) -> None:
+        if self.server_id and not self.server.is_platform:
+            raise ValidationError({"server": "Quotas apply to platform servers only."})
+
+
+class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
+    class Protocol(models.TextChoices):
+        IMAP = "imap", "IMAP"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="bounce_mailbox")
+    protocol = models.CharField(max_length=6, choices=Protocol.choices, default=Protocol.IMAP)
+    email = models.EmailField("mailbox address", blank=True)
+    host = models.CharField("IMAP server", max_length=253)
+    port = models.PositiveIntegerField(default=993, validators=port_validators)
+    security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
+    login = models.CharField(max_length=254)
+    verify_tls = models.BooleanField("verify TLS certificates", default=True)
+    folder = models.CharField(max_length=200, default="INBOX")
+    enabled = models.BooleanField(default=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "bounce mailboxes"
+
+    def __str__(self) -> str:
+        return f"{self.login}@{self.host}"
+
+    def clean(self) -> None:
+        super().clean()
+        errors = rules.mailbox_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
+
+class ConnectionTest(models.Model):
+    """One run of "Test connection": the steps with their timings, filled
+    by a Celery task while the page polls."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connection_tests")
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="tests")
+    mailbox = models.ForeignKey(BounceMailbox, on_delete=models.CASCADE, null=True, blank=True, related_name="tests")
+    send_to = models.EmailField(blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    steps = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+    hint = models.TextField(blank=True)
+    category = models.CharField(max_length=30, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"test {self.public_id} ({self.status})"

@@ -1,0 +1,571 @@
+"""Keep tenants from using the platform to reach its own network (SSRF).
+
+Tenants type in the SMTP and IMAP hosts we connect to. Without a guard, a
+tenant could point a "server" at 127.0.0.1:6379, at the cloud metadata
+service 169.254.169.254 or at anything else on our private network, and read
+the replies in our error messages. So, in SaaS mode:
+
+1. `resolve_checked` resolves the name exactly once and refuses it when ANY
+   resulting address is not public unicast (a name with one public and one
+   private address would otherwise win half the time).
+2. The `Pinned*` classes connect to exactly those checked addresses and never
+   resolve the name again; a second lookup could give a different answer
+   (DNS rebinding). TLS still verifies the certificate against the host NAME
+   the tenant typed, so pinning the IP costs no security.
+
+Typical use::
+
+    smtp = connect_smtp(host, port, "starttls", timeout=20, context=ssl_ctx)
+    smtp.starttls(context=ssl_ctx)  # the caller times this step itself
+
+    imap = connect_imap(host, port, "ssl", timeout=20, context=ssl_ctx)
+
+Self-hosted installations (or SERVERS_ALLOW_PRIVATE_HOSTS=True) skip the
+address checks: there, a mail server on the LAN is the normal case. The
+connection classes still pin, so behaviour is the same in both modes.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import ipaddress
+import smtplib
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.conf import settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (family, sockaddr) as returned by socket.getaddrinfo, ready for connect().
+Address = tuple[int, tuple[Any, ...]]
+
+# Checked in order; the first match names the reason. Explicit tables rather
+# than is_private/is_global alone, because the stdlib's answers change between
+# Python versions (3.11 calls fec0::1, ::10.0.0.1 and 224.0.0.1 "global").
+_V4_FORBIDDEN: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
+    (ipaddress.IPv4Network(net), reason)
+    for net, reason in (
+        ("0.0.0.0/32", "unspecified"),  # Linux connects 0.0.0.0 to localhost
+        ("0.0.0.0/8", "this-network"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),  # includes cloud metadata services
+        ("10.0.0.0/8", "private"),
+        ("172.16.0.0/12", "private"),
+        ("192.168.0.0/16", "private"),
+        ("100.64.0.0/10", "shared address space"),
+        ("192.0.2.0/24", "documentation"),
+        ("198.51.100.0/24", "documentation"),
+        ("203.0.113.0/24", "documentation"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("224.0.0.0/4", "multicast"),
+        ("255.255.255.255/32", "broadcast"),
+        ("240.0.0.0/4", "reserved"),
+        ("192.0.0.0/24", "reserved"),  # IETF protocol assignments
+        ("192.88.99.0/24", "reserved"),  # deprecated 6to4 relay anycast
+    )
+)
+
+_V6_FORBIDDEN: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.IPv6Network(net), reason)
+    for net, reason in (
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("ff00::/8", "multicast"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "site-local"),
+        ("fc00::/7", "unique-local"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("100::/64", "reserved"),  # discard-only
+        ("2001::/23", "reserved"),  # IETF protocol assignments, Teredo
+    )
+)
+
+# Only this block is allocated for global unicast; the rest of the IPv6 space
+# is reserved, unallocated or special (::/8 compat, 64:ff9b:1::/48 local NAT64).
+_V6_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+_V6_COMPAT = ipaddress.IPv6Network("::/96")
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+
+_REASON_PHRASES = {
+    "unspecified": "an unspecified address",
+    "this-network": "a 'this network' address",
+    "loopback": "a loopback address (this machine)",
+    "link-local": "a link-local address",
+    "private": "a private network address",
+    "shared address space": "a carrier-grade NAT (shared address space) address",
+    "documentation": "a documentation-only address",
+    "benchmarking": "a benchmarking-only address",
+    "multicast": "a multicast address",
+    "broadcast": "a broadcast address",
+    "site-local": "a site-local address",
+    "unique-local": "a private network address (IPv6 unique-local)",
+    "reserved": "a reserved address",
+}
+
+_FORBIDDEN_HOST_CHARS = frozenset("/@%\\")
+
+
+class HostRefused(Exception):
+    """The host may not be used. `str(exc)` is a sentence to show the user."""
+
+    def __init__(self, message: str, *, host: str = "", address: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+        self.address = address
+        self.reason = reason
+
+
+class HostUnresolved(OSError):
+    """DNS gave no address for the name. `str(exc)` is a sentence for the user."""
+
+    def __init__(self, host: str) -> None:
+        super().__init__(f"The name {host} could not be found (DNS).")
+        self.host = host
+
+
+# --- address classification -------------------------------------------------
+
+
+def forbidden_reason(ip: IPAddress) -> str | None:
+    """None if `ip` is public unicast, else a short reason such as "private"."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _v4_reason(ip)
+    return _v6_reason(ip)
+
+
+def _v4_reason(ip: ipaddress.IPv4Address) -> str | None:
+    for network, reason in _V4_FORBIDDEN:
+        if ip in network:
+            return reason
+    # Catch-all for special ranges the table misses (and future stdlib fixes).
+    return None if ip.is_global else "reserved"
+
+
+def _v6_reason(ip: ipaddress.IPv6Address) -> str | None:
+    # These two are plain IPv4 on the wire (dual-stack socket / NAT64
+    # gateway), so the embedded address alone decides.
+    if ip.ipv4_mapped is not None:
+        return _v4_reason(ip.ipv4_mapped)
+    if ip in _NAT64_WELL_KNOWN:
+        return _v4_reason(_low_v4(ip))
+    embedded = _embedded_reason(ip)
+    if embedded is not None:
+        return embedded
+    for network, reason in _V6_FORBIDDEN:
+        if ip in network:
+            return reason
+    if ip not in _V6_GLOBAL_UNICAST or not ip.is_global:
+        return "reserved"
+    return None
+
+
+def _embedded_reason(ip: ipaddress.IPv6Address) -> str | None:
+    """The reason of an IPv4 address tunnelled inside `ip`, if forbidden.
+
+    6to4, Teredo and IPv4-compatible addresses can be routed by a relay to
+    the IPv4 address inside them, so a private one inside is refused with its
+    own, more telling reason. A public one inside does not make them allowed:
+    the IPv6 tables below still apply.
+    """
+    candidates: list[ipaddress.IPv4Address] = []
+    if ip.sixtofour is not None:
+        candidates.append(ip.sixtofour)
+    if ip.teredo is not None:
+        candidates.extend(ip.teredo)  # (server, client), client de-obfuscated
+    if ip in _V6_COMPAT and int(ip) > 1:  # not :: or ::1
+        candidates.append(_low_v4(ip))
+    for v4 in candidates:
+        reason = _v4_reason(v4)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _low_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+
+
+# --- settings ---------------------------------------------------------------
+
+
+def guard_enabled() -> bool:
+    """The guard protects the shared SaaS network; self-hosters own theirs."""
+    return settings.DEPLOYMENT_MODE == "saas" and not getattr(settings, "SERVERS_ALLOW_PRIVATE_HOSTS", False)
+
+
+# --- names ------------------------------------------------------------------
+
+
+def normalize_host(host: str) -> str:
+    """The canonical spelling of `host`, or HostRefused when it is malformed.
+
+    '/', '@' and '%' are refused because they smuggle URL parts or IPv6 zone
+    ids (which pick an interface) past naive parsers.
+    """
+    name = host.strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name.endswith("."):
+        name = name[:-1]
+    name = name.lower()
+    if not name:
+        raise HostRefused("Enter a host name.", host=host)
+    if any(ch.isspace() or not ch.isprintable() or ch in _FORBIDDEN_HOST_CHARS for ch in name):
+        raise HostRefused(f"The host name {name!r} contains characters that are not allowed.", host=host)
+    return name
+
+
+def _is_localhost_name(name: str) -> bool:
+    # RFC 6761: every *.localhost name is loopback, whatever DNS says.
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _refusal(host: str, address: str, reason: str) -> HostRefused:
+    phrase = _REASON_PHRASES.get(reason, f"a {reason} address")
+    return HostRefused(
+        f"This host points to {phrase} ({address}), which hosted accounts may not use.",
+        host=host,
+        address=address,
+        reason=reason,
+    )
+
+
+def _lookup(name: str, port: int) -> list[Address]:
+    """One getaddrinfo call, de-duplicated, order kept, IP families only."""
+    try:
+        infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # IDNA encoding failed: not a DNS problem
+        raise HostRefused(f"{name!r} is not a valid host name.", host=name) from exc
+    except OSError as exc:
+        raise HostUnresolved(name) from exc
+    addresses: list[Address] = []
+    for family, _type, _proto, _canon, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, sockaddr) not in addresses:
+            addresses.append((family, sockaddr))
+    if not addresses:
+        raise HostUnresolved(name)
+    return addresses
+
+
+def _check_addresses(name: str, addresses: Iterable[Address]) -> None:
+    for _family, sockaddr in addresses:
+        ip = ipaddress.ip_address(sockaddr[0])
+        reason = forbidden_reason(ip)
+        if reason is not None:
+            raise _refusal(name, str(ip), reason)
+
+
+def resolve_checked(host: str, port: int) -> list[Address]:
+    """Resolve `host` once; return the (family, sockaddr) list to connect to.
+
+    Raises HostRefused when the name is malformed, or (guard enabled) when it
+    is a localhost name or ANY of its addresses is forbidden. Raises
+    HostUnresolved when DNS has no answer. Numeric spellings such as 127.1,
+    0x7f000001 or 2130706433 are resolved by getaddrinfo like any name, so
+    they are judged by the address they really mean.
+    """
+    name = normalize_host(host)
+    guarded = guard_enabled()
+    if guarded and _is_localhost_name(name):
+        raise HostRefused(
+            f"The name {name} means this machine, which hosted accounts may not use.",
+            host=host,
+            reason="loopback",
+        )
+    addresses = _lookup(name, port)
+    if guarded:
+        _check_addresses(name, addresses)
+    return addresses
+
+
+def validate_host_for_save(host: str) -> str | None:
+    """An error message for a host that must not be saved, else None.
+
+    A name that does not resolve right now is accepted: saving must work
+    offline, and resolve_checked catches it at connect time anyway.
+    Malformed names are reported whether or not the guard is on, because
+    they could never be connected to.
+    """
+    try:
+        if not guard_enabled():
+            normalize_host(host)
+            return None
+        resolve_checked(host, 0)
+    except HostRefused as exc:
+        return str(exc)
+    except OSError:  # HostUnresolved, or any other resolver failure
+        return None
+    return None
+
+
+# --- pinned connections ------------------------------------------------------
+
+
+def _connect_first(addresses: Sequence[Address], timeout: float | None, source_address: Any = None) -> socket.socket:
+    """A TCP socket connected to the first address that accepts, in order.
+
+    Like socket.create_connection, but with the addresses given: no lookup.
+    """
+    if timeout is not None and not timeout:
+        raise ValueError("Non-blocking socket (timeout=0) is not supported")
+    errors: list[OSError] = []
+    for family, sockaddr in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            continue
+        return sock
+    if errors:
+        raise errors[0]
+    raise OSError("No address to connect to.")
+
+
+def _pinned(addresses: Sequence[Address], port: int) -> list[Address]:
+    """Checks the pinned list once, so a wrong port is a bug found early."""
+    pinned = list(addresses)
+    if not pinned:
+        raise ValueError("addresses must not be empty")
+    if any(sockaddr[1] != port for _family, sockaddr in pinned):
+        raise ValueError(f"every pinned address must use port {port}")
+    return pinned
+
+
+def _verifying_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
+    # smtplib and imaplib default to an UNVERIFIED context; we never do.
+    return context if context is not None else ssl.create_default_context()
+
+
+class _PinnedSMTPMixin:
+    """connect()/open() for the two SMTP classes; they set the attributes."""
+
+    _host: str
+    _pinned_port: int
+    _addresses: list[Address]
+    source_address: Any
+
+    def connect(self, host: str | None = None, port: int = 0, source_address: Any = None) -> tuple[int, bytes]:
+        # smtplib's connect() takes any host; a pinned object has exactly one.
+        if host is not None and host != self._host:
+            raise ValueError(f"this connection is pinned to {self._host!r}")
+        return super().connect(self._host, self._pinned_port, source_address)  # type: ignore[misc]
+
+    def open(self) -> tuple[int, bytes]:
+        """Connect and read the greeting, like smtplib.SMTP(host) would."""
+        code, msg = self.connect()
+        if code != 220:
+            self.close()  # type: ignore[attr-defined]
+            raise smtplib.SMTPConnectError(code, msg)
+        return code, msg
+
+    def _pinned_socket(self, timeout: float | None) -> socket.socket:
+        return _connect_first(self._addresses, timeout, self.source_address)
+
+
+class PinnedSMTP(_PinnedSMTPMixin, smtplib.SMTP):
+    """smtplib.SMTP that connects only to pre-checked addresses.
+
+    Usage::
+
+        addresses = resolve_checked(host, port)
+        smtp = PinnedSMTP(host, port, addresses=addresses, timeout=20, context=ctx)
+        smtp.open()                # TCP to addresses[0] (then the next...), reads 220
+        smtp.starttls()            # verifies the certificate for `host`, not the IP
+        smtp.login(user, password)
+
+    The constructor does not connect (smtplib's would, resolving `host`);
+    `open()` or `connect()` does. `starttls()` without a context uses the
+    constructor's context, or a verifying default one.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: Sequence[Address],
+        timeout: float,
+        context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        self._pinned_port = port
+        self.context = context
+        # host="" keeps smtplib from connecting (and resolving) here.
+        super().__init__("", 0, local_hostname=local_hostname, timeout=timeout)
+        self._host = host  # smtplib's starttls() uses it as server_hostname
+
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        return self._pinned_socket(timeout)
+
+    def starttls(self, keyfile: Any = None, certfile: Any = None, context: ssl.SSLContext | None = None) -> Any:
+        if keyfile is None and certfile is None:
+            context = _verifying_context(context if context is not None else self.context)
+        return super().starttls(keyfile, certfile, context=context)
+
+
+class PinnedSMTP_SSL(_PinnedSMTPMixin, smtplib.SMTP_SSL):
+    """smtplib.SMTP_SSL (implicit TLS) that connects only to pre-checked addresses.
+
+    Usage::
+
+        smtp = PinnedSMTP_SSL(host, 465, addresses=resolve_checked(host, 465), timeout=20, context=ctx)
+        smtp.open()   # TCP to a pinned address, TLS verified for `host`, reads 220
+
+    Without a context, a verifying default one is used (smtplib's is not).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: Sequence[Address],
+        timeout: float,
+        context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        self._pinned_port = port
+        super().__init__("", 0, local_hostname=local_hostname, timeout=timeout, context=_verifying_context(context))
+        self._host = host
+
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
+        sock = self._pinned_socket(timeout)
+        return self.context.wrap_socket(sock, server_hostname=self._host)
+
+
+class _PinnedIMAPMixin:
+    """Shared by the IMAP classes. imaplib connects inside its constructor,
+    so the subclasses set the pinned attributes before calling it."""
+
+    _pinned_host: str
+    _pinned_port: int
+    _addresses: list[Address]
+
+    def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
+        # imaplib's open() stores `host` for TLS and would take any; a pinned
+        # object has exactly one host and port.
+        if (host, port) != (self._pinned_host, self._pinned_port):
+            raise ValueError(f"this connection is pinned to {self._pinned_host!r} port {self._pinned_port}")
+        super().open(host, port, timeout)  # type: ignore[misc]
+
+
+class PinnedIMAP4(_PinnedIMAPMixin, imaplib.IMAP4):
+    """imaplib.IMAP4 that connects only to pre-checked addresses.
+
+    Usage::
+
+        imap = PinnedIMAP4(host, 143, addresses=resolve_checked(host, 143), timeout=20, ssl_context=ctx)
+        imap.starttls()   # imaplib passes server_hostname=self.host, i.e. `host`
+        imap.login(user, password)
+
+    Connects (and reads the greeting and CAPABILITY) in the constructor, as
+    imaplib does. `starttls()` without a context uses `ssl_context`, or a
+    verifying default one.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: Sequence[Address],
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        self._pinned_host, self._pinned_port = host, port
+        self.ssl_context = ssl_context
+        super().__init__(host, port, timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return _connect_first(self._addresses, timeout)
+
+    def starttls(self, ssl_context: ssl.SSLContext | None = None) -> Any:
+        return super().starttls(_verifying_context(ssl_context if ssl_context is not None else self.ssl_context))
+
+
+class PinnedIMAP4_SSL(_PinnedIMAPMixin, imaplib.IMAP4_SSL):
+    """imaplib.IMAP4_SSL (implicit TLS) that connects only to pre-checked addresses.
+
+    Usage::
+
+        imap = PinnedIMAP4_SSL(host, 993, addresses=resolve_checked(host, 993), timeout=20, ssl_context=ctx)
+        imap.login(user, password)
+
+    The certificate is verified for `host`; without a context, a verifying
+    default one is used (imaplib's is not).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: Sequence[Address],
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        self._pinned_host, self._pinned_port = host, port
+        super().__init__(host, port, ssl_context=_verifying_context(ssl_context), timeout=timeout)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock = _connect_first(self._addresses, timeout)
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+# --- convenience --------------------------------------------------------------
+
+SECURITY_CHOICES = ("none", "ssl", "starttls")
+
+
+def _check_security(security: str) -> None:
+    if security not in SECURITY_CHOICES:
+        raise ValueError(f"security must be one of {SECURITY_CHOICES}, not {security!r}")
+
+
+def connect_smtp(
+    host: str,
+    port: int,
+    security: str,
+    *,
+    timeout: float,
+    context: ssl.SSLContext | None,
+    local_hostname: str | None = None,
+) -> smtplib.SMTP:
+    """Check, resolve and connect; returns after the 220 greeting.
+
+    For "starttls" the caller calls `.starttls()` itself, so it can time and
+    report that step separately.
+    """
+    _check_security(security)
+    addresses = resolve_checked(host, port)
+    name = normalize_host(host)
+    cls = PinnedSMTP_SSL if security == "ssl" else PinnedSMTP
+    smtp = cls(name, port, addresses=addresses, timeout=timeout, context=context, local_hostname=local_hostname)
+    smtp.open()
+    return smtp
+
+
+def connect_imap(
+    host: str, port: int, security: str, *, timeout: float, context: ssl.SSLContext | None
+) -> imaplib.IMAP4:
+    """Check, resolve and connect; returns after the greeting and CAPABILITY.
+
+    For "starttls" the caller calls `.starttls()` itself.
+    """
+    _check_security(security)
+    addresses = resolve_checked(host, port)
+    name = normalize_host(host)
+    cls = PinnedIMAP4_SSL if security == "ssl" else PinnedIMAP4
+    return cls(name, port, addresses=addresses, timeout=timeout, ssl_context=context)

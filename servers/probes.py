@@ -1,0 +1,229 @@
+"""Connection tests: talk to a tenant's SMTP server or bounce mailbox step by
+step, timing each step, never longer than SERVER_PROBE_TIMEOUT in all."""
+
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+from django.conf import settings
+
+from . import netguard, rules
+from .errors import Diagnosis, diagnose
+from .models import BounceMailbox, Security, SmtpServer
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    ms: int
+    detail: str = ""
+
+
+@dataclass
+class ProbeResult:
+    steps: list[Step] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.diagnosis is None
+
+    def steps_json(self) -> list[dict]:
+        return [asdict(s) for s in self.steps]
+
+
+class _Run:
+    def __init__(self, timeout: float, on_step: Callable[[list[Step]], None] | None) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.result = ProbeResult()
+        self.on_step = on_step or (lambda steps: None)
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the test ran out of time")
+        return left
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[Step]:
+        step = Step(name, ok=False, ms=0)
+        started = time.monotonic()
+        try:
+            yield step
+            step.ok = True
+        except BaseException as exc:
+            messages = getattr(exc, "messages", None)  # ValidationError
+            step.detail = step.detail or (" ".join(messages) if messages else str(exc)) or type(exc).__name__
+            raise
+        finally:
+            step.ms = round((time.monotonic() - started) * 1000)
+            self.result.steps.append(step)
+            self.on_step(self.result.steps)
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if settings.SERVERS_EXTRA_CA_FILE:
+        context.load_verify_locations(cafile=settings.SERVERS_EXTRA_CA_FILE)
+    if not verify:  # self-hosted only, shown with a warning
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _addresses(run: _Run, record: SmtpServer | BounceMailbox, host: str, port: int) -> list:
+    with run.step("Check the settings") as step:
+        rules.assert_connectable(record)
+        addresses = netguard.resolve_checked(host, port)
+        step.detail = f"{host} → " + ", ".join(sorted({a[1][0] for a in addresses}))
+    return addresses
+
+
+def smtp_probe(
+    server: SmtpServer,
+    *,
+    send_to: str = "",
+    timeout: float | None = None,
+    on_step: Callable[[list[Step]], None] | None = None,
+) -> ProbeResult:
+    run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
+    host, port = server.connect_host_port()
+    host = netguard.normalize_host(host)
+    client = None
+    try:
+        addresses = _addresses(run, server, host, port)
+        context = tls_context(server.verify_tls)
+        implicit = server.security == Security.SSL and server.kind == SmtpServer.Kind.EXTERNAL
+        with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
+            cls = netguard.PinnedSMTP_SSL if implicit else netguard.PinnedSMTP
+            client = cls(
+                host,
+                port,
+                addresses=addresses,
+                timeout=run.remaining(),
+                context=context,
+                local_hostname=settings.SMTP_HELO_NAME,
+            )
+            code, banner = client.open()
+            step.detail = f"{code} {banner.decode(errors='replace')}"[:200]
+        _smtp_session(run, client, server, context, send_to)
+    except Exception as exc:
+        run.result.diagnosis = diagnose(exc, host=host, port=port, timeout=run.timeout)
+    finally:
+        if client is not None:
+            with suppress(Exception):
+                client.close()
+    return run.result
+
+
+def _smtp_session(run: _Run, client, server: SmtpServer, context: ssl.SSLContext, send_to: str) -> None:
+    with run.step("EHLO") as step:
+        client.sock.settimeout(run.remaining())
+        code, reply = client.ehlo()
+        step.detail = f"{code} " + reply.decode(errors="replace").splitlines()[0][:120]
+    if server.security == Security.STARTTLS and server.kind == SmtpServer.Kind.EXTERNAL:
+        with run.step("STARTTLS"):
+            client.sock.settimeout(run.remaining())
+            client.starttls(context=context)
+            client.ehlo()
+    if server.login:
+        with run.step("Log in (AUTH)") as step:
+            client.sock.settimeout(run.remaining())
+            code, reply = client.login(server.login, server.get_password())
+            step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
+    if send_to:
+        with run.step(f"Send a test letter to {send_to}") as step:
+            client.sock.settimeout(run.remaining())
+            client.send_message(test_letter(server, send_to))
+            step.detail = "Accepted by the server"
+    else:
+        with run.step("Sender accepted (MAIL FROM)") as step:
+            client.sock.settimeout(run.remaining())
+            code, reply = client.mail(server.sender_email)
+            if code >= 400:
+                raise _response(code, reply)
+            step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
+            client.rset()
+    with run.step("NOOP and QUIT"):
+        client.sock.settimeout(run.remaining())
+        client.noop()
+        client.quit()
+
+
+def _response(code: int, reply: bytes) -> Exception:
+    import smtplib
+
+    return smtplib.SMTPSenderRefused(code, reply, "")
+
+
+def test_letter(server: SmtpServer, to: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = formataddr((server.sender_name or "Postroute test", server.sender_email))
+    message["To"] = to
+    message["Subject"] = f"Postroute: test letter through {server.name}"
+    message["Message-ID"] = make_msgid(domain=server.sender_email.rpartition("@")[2] or None)
+    message.set_content(
+        f"This is a test letter sent by Postroute through the server {server.name} "
+        f"({server.host or 'internal'}). If you can read it, the server works."
+    )
+    return message
+
+
+def imap_probe(
+    mailbox: BounceMailbox, *, timeout: float | None = None, on_step: Callable[[list[Step]], None] | None = None
+) -> ProbeResult:
+    run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
+    host = netguard.normalize_host(mailbox.host)
+    client = None
+    try:
+        addresses = _addresses(run, mailbox, host, mailbox.port)
+        context = tls_context(mailbox.verify_tls)
+        implicit = mailbox.security == Security.SSL
+        with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
+            if implicit:
+                client = netguard.PinnedIMAP4_SSL(
+                    host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context
+                )
+            else:
+                client = netguard.PinnedIMAP4(
+                    host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context
+                )
+            step.detail = client.welcome.decode(errors="replace")[:200]
+        _imap_session(run, client, mailbox, context)
+    except Exception as exc:
+        run.result.diagnosis = diagnose(exc, host=mailbox.host, port=mailbox.port, timeout=run.timeout)
+    finally:
+        if client is not None:
+            with suppress(Exception):
+                client.shutdown()
+    return run.result
+
+
+def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLContext) -> None:
+    if mailbox.security == Security.STARTTLS:
+        with run.step("STARTTLS"):
+            client.sock.settimeout(run.remaining())
+            client.starttls(ssl_context=context)
+    with run.step("Log in") as step:
+        client.sock.settimeout(run.remaining())
+        typ, data = client.login(mailbox.login, mailbox.get_password())
+        step.detail = f"{typ} {data[0].decode(errors='replace')}"[:200]
+    with run.step(f"Open the folder {mailbox.folder}") as step:
+        client.sock.settimeout(run.remaining())
+        typ, data = client.select(_quote(mailbox.folder), readonly=True)
+        if typ != "OK":
+            raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
+        step.detail = f"{int(data[0])} message(s)"
+    with run.step("Log out"):
+        client.sock.settimeout(run.remaining())
+        client.logout()
+
+
+def _quote(folder: str) -> str:
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,97 @@
+"""The rules every sending server and bounce mailbox obeys (DOMAIN.md §1-2),
+checked by the models' clean() on every path, and again just before
+connecting."""
+
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from .validators import no_control_chars
+
+if TYPE_CHECKING:
+    from .models import BounceMailbox, SmtpServer
+
+PORT_25_REFUSED = (
+    "SaaS accounts cannot add their own port-25 server. Use the platform's server, "
+    "or your provider's port 465 (SSL) or 587 (STARTTLS)."
+)
+INTERNAL_REFUSED = (
+    "Internal SMTP means a mail server on the same host as Postroute, which only a self-hosted "
+    "installation has. Add your provider's server as External SMTP."
+)
+NO_TLS_VERIFY_REFUSED = "Certificate verification can be turned off only on a self-hosted installation."
+HEADER_FIELDS = ("name", "sender_email", "sender_name", "host", "login")
+
+
+def is_saas() -> bool:
+    return settings.DEPLOYMENT_MODE == "saas"
+
+
+def smtp_server_errors(server: "SmtpServer") -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = defaultdict(list)
+    _header_safety(server, HEADER_FIELDS, errors)
+    tenant_owned = server.tenant_id is not None
+    if server.kind == server.Kind.INTERNAL:
+        if is_saas() and tenant_owned:
+            errors["kind"].append(INTERNAL_REFUSED)
+        return dict(errors)
+    if not server.host:
+        errors["host"].append("Enter the SMTP server, e.g. smtp.yandex.ru.")
+    if not server.port:
+        errors["port"].append("Enter the SMTP port, e.g. 465.")
+    if is_saas() and tenant_owned:
+        if server.port == 25:
+            errors["port"].append(PORT_25_REFUSED)
+        if not server.verify_tls:
+            errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
+        if server.host and (message := _host_error(server.host)):
+            errors["host"].append(message)
+    return dict(errors)
+
+
+def mailbox_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = defaultdict(list)
+    _header_safety(mailbox, ("host", "login", "folder"), errors)
+    if is_saas():
+        if not mailbox.verify_tls:
+            errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
+        if mailbox.host and (message := _host_error(mailbox.host)):
+            errors["host"].append(message)
+    return dict(errors)
+
+
+def port_security_warning(port: int | None, security: str) -> str | None:
+    """A port and security pair that rarely works; the user may accept it."""
+    if port == 465 and security != "ssl":
+        return "Port 465 normally uses SSL/TLS (implicit). With another setting the connection usually hangs."
+    if port == 587 and security == "ssl":
+        return "Port 587 normally uses STARTTLS, not SSL/TLS. With SSL the connection usually fails."
+    if port in (993, 995) and security != "ssl":
+        return f"Port {port} normally uses SSL/TLS (implicit)."
+    if port in (143, 110) and security == "ssl":
+        return f"Port {port} normally uses STARTTLS or no encryption, not SSL/TLS."
+    return None
+
+
+def assert_connectable(record: "SmtpServer | BounceMailbox") -> None:
+    """The same rules once more, right before a connection: a record edited
+    behind the forms' back (shell, import, raw SQL) is still refused."""
+    errors = smtp_server_errors(record) if hasattr(record, "kind") else mailbox_errors(record)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _header_safety(record: object, fields: tuple[str, ...], errors: dict[str, list[str]]) -> None:
+    for field in fields:
+        try:
+            no_control_chars(getattr(record, field, ""))
+        except ValidationError as exc:
+            errors[field].extend(exc.messages)
+
+
+def _host_error(host: str) -> str | None:
+    from .netguard import validate_host_for_save
+
+    return validate_host_for_save(host)

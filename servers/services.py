@@ -1,0 +1,149 @@
+"""Writes for sending servers, the bounce mailbox and connection tests."""
+
+from dataclasses import asdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from accounts.models import Tenant
+
+from . import probes, tasks
+from .models import BounceMailbox, ConnectionTest, Health, SmtpServer
+
+
+class TooManyTests(Exception):
+    pass
+
+
+@transaction.atomic
+def server_save(*, server: SmtpServer, password: str | None) -> SmtpServer:
+    """Create or update; password None keeps the stored one."""
+    if server.pk is None and server.tenant_id is not None:
+        top = SmtpServer.objects.filter(tenant_id=server.tenant_id).aggregate(m=Max("priority"))["m"]
+        server.priority = 0 if top is None else top + 1
+    if password is not None:
+        server.set_password(password)
+    server.full_clean()
+    server.save()
+    return server
+
+
+@transaction.atomic
+def server_move(*, server: SmtpServer, up: bool) -> None:
+    """Swap with the neighbour above or below in the tenant's order."""
+    servers = list(SmtpServer.objects.select_for_update().filter(tenant_id=server.tenant_id).order_by("priority", "pk"))
+    index = next(i for i, s in enumerate(servers) if s.pk == server.pk)
+    other = index - 1 if up else index + 1
+    if 0 <= other < len(servers):
+        servers[index], servers[other] = servers[other], servers[index]
+    for position, item in enumerate(servers):
+        if item.priority != position:
+            SmtpServer.objects.filter(pk=item.pk).update(priority=position)
+
+
+@transaction.atomic
+def server_reorder(*, tenant: Tenant, public_ids: list[str]) -> None:
+    """Set the order from a dragged list; ids of other tenants are ignored."""
+    servers = {str(s.public_id): s for s in SmtpServer.objects.select_for_update().filter(tenant=tenant)}
+    ordered = [servers[i] for i in public_ids if i in servers]
+    ordered += [s for s in sorted(servers.values(), key=lambda s: s.priority) if s not in ordered]
+    for position, server in enumerate(ordered):
+        SmtpServer.objects.filter(pk=server.pk).update(priority=position)
+
+
+def server_set_enabled(*, server: SmtpServer, enabled: bool) -> None:
+    server.enabled = enabled
+    server.save(update_fields=["enabled", "updated_at"])
+
+
+def server_delete(*, server: SmtpServer) -> None:
+    from mailing.selectors import active_mailings_using
+
+    if using := list(active_mailings_using(server)):
+        names = ", ".join(f"«{m.name}»" for m in using[:5])
+        raise ValidationError(f"This server is used by active mailings: {names}. Pause or finish them first.")
+    server.delete()
+
+
+@transaction.atomic
+def mailbox_save(*, mailbox: BounceMailbox, password: str | None) -> BounceMailbox:
+    if password is not None:
+        mailbox.set_password(password)
+    mailbox.full_clean()
+    mailbox.save()
+    return mailbox
+
+
+def record_health(*, record: SmtpServer | BounceMailbox, result: probes.ProbeResult) -> None:
+    diagnosis = result.diagnosis
+    record.health = Health.OK if diagnosis is None else Health.FAILING
+    record.health_error = "" if diagnosis is None else diagnosis.message
+    record.health_hint = "" if diagnosis is None else diagnosis.hint
+    record.health_checked_at = timezone.now()
+    fields = ["health", "health_error", "health_hint", "health_checked_at"]
+    if isinstance(record, BounceMailbox):
+        record.last_error = record.health_error
+        fields.append("last_error")
+    type(record).objects.filter(pk=record.pk).update(**{f: getattr(record, f) for f in fields})
+
+
+def connection_test_start(
+    *, tenant: Tenant, server: SmtpServer | None = None, mailbox: BounceMailbox | None = None, send_to: str = ""
+) -> ConnectionTest:
+    since = timezone.now() - timedelta(minutes=1)
+    if (
+        ConnectionTest.objects.filter(tenant=tenant, created_at__gte=since).count()
+        >= settings.CONNECTION_TESTS_PER_MINUTE
+    ):
+        raise TooManyTests("Too many connection tests in the last minute. Wait a moment and try again.")
+    test = ConnectionTest.objects.create(tenant=tenant, server=server, mailbox=mailbox, send_to=send_to)
+    transaction.on_commit(lambda: tasks.run_connection_test.delay(test.pk))
+    return test
+
+
+def connection_test_run(*, test_id: int) -> None:
+    claimed = ConnectionTest.objects.filter(pk=test_id, status=ConnectionTest.Status.PENDING).update(
+        status=ConnectionTest.Status.RUNNING
+    )
+    if not claimed:
+        return  # another worker has it, or it already ran
+    test = ConnectionTest.objects.select_related("server", "mailbox").get(pk=test_id)
+
+    def progress(steps: list[probes.Step]) -> None:
+        ConnectionTest.objects.filter(pk=test.pk).update(steps=[asdict(s) for s in steps])
+
+    record = test.server or test.mailbox
+    if test.server is not None:
+        result = probes.smtp_probe(test.server, send_to=test.send_to, on_step=progress)
+    else:
+        result = probes.imap_probe(test.mailbox, on_step=progress)
+    _finish(test, result)
+    record_health(record=record, result=result)
+
+
+def _finish(test: ConnectionTest, result: probes.ProbeResult) -> None:
+    d = result.diagnosis
+    ConnectionTest.objects.filter(pk=test.pk).update(
+        status=ConnectionTest.Status.PASSED if d is None else ConnectionTest.Status.FAILED,
+        steps=result.steps_json(),
+        error="" if d is None else d.message,
+        hint="" if d is None else d.hint,
+        category="" if d is None else d.category,
+        finished_at=timezone.now(),
+    )
+
+
+def rotate_secrets() -> int:
+    """Re-encrypt every stored password with the newest key."""
+    from . import crypto
+
+    count = 0
+    for model in (SmtpServer, BounceMailbox):
+        for pk, token in model.objects.exclude(password_encrypted="").values_list("pk", "password_encrypted"):
+            model.objects.filter(pk=pk).update(password_encrypted=crypto.rotate(token))
+            count += 1
+    return count

@@ -1,0 +1,181 @@
+"""The tenant's sending servers and bounce mailbox. Everyone in the tenant
+may look; owners and admins change them."""
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.access import manager_required, tenant_required
+
+from . import presets, selectors, services
+from .access import get_connection_test, get_mailbox, get_server
+from .forms import BounceMailboxForm, SmtpServerForm, TestForm
+from .models import BounceMailbox, SmtpServer
+
+
+@manager_required
+def server_list(request: HttpRequest) -> HttpResponse:
+    tenant = request.tenant
+    platform = [(s, selectors.platform_quota(s, tenant)) for s in selectors.platform_servers()]
+    context = {
+        "platform": platform,
+        "servers": selectors.tenant_servers(tenant),
+        "mailbox": get_mailbox(tenant),
+        "test_form": TestForm(),
+    }
+    return render(request, "servers/list.html", context)
+
+
+def _preset_initial(key: str | None) -> dict:
+    provider = presets.BY_KEY.get(key or "")
+    if provider is None or provider.smtp is None:
+        return {"allow_sender_substitution": provider is not None and provider.allows_substitution}
+    return {
+        "name": provider.name,
+        "host": provider.smtp.host,
+        "port": provider.smtp.port,
+        "security": provider.smtp.security,
+        "allow_sender_substitution": provider.allows_substitution,
+    }
+
+
+def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpServer | None) -> HttpResponse:
+    context = {
+        "form": form,
+        "server": server,
+        "providers": presets.PROVIDERS,
+        "custom": presets.CUSTOM,
+        "presets_json": presets.as_json(),
+        "chosen": request.GET.get("preset"),
+    }
+    return render(request, "servers/form.html", context, status=400 if form.errors else 200)
+
+
+@manager_required
+def server_add(request: HttpRequest) -> HttpResponse:
+    server = SmtpServer(tenant=request.tenant)
+    form = SmtpServerForm(request.POST or None, instance=server, initial=_preset_initial(request.GET.get("preset")))
+    if request.method == "POST" and form.is_valid():
+        services.server_save(server=form.save(commit=False), password=form.new_password())
+        messages.success(request, f"{server.name} was added. Test its connection before sending.")
+        return redirect("servers:list")
+    return _server_form_page(request, form, None)
+
+
+@manager_required
+def server_edit(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = get_server(request.tenant, public_id)
+    form = SmtpServerForm(request.POST or None, instance=server)
+    if request.method == "POST" and form.is_valid():
+        services.server_save(server=form.save(commit=False), password=form.new_password())
+        messages.success(request, f"{server.name} was saved.")
+        return redirect("servers:list")
+    return _server_form_page(request, form, server)
+
+
+@require_POST
+@manager_required
+def server_delete(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = get_server(request.tenant, public_id)
+    try:
+        services.server_delete(server=server)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{server.name} was deleted.")
+    return redirect("servers:list")
+
+
+@require_POST
+@manager_required
+def server_toggle(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = get_server(request.tenant, public_id)
+    services.server_set_enabled(server=server, enabled=not server.enabled)
+    return redirect("servers:list")
+
+
+@require_POST
+@manager_required
+def server_move(request: HttpRequest, public_id: str) -> HttpResponse:
+    services.server_move(server=get_server(request.tenant, public_id), up=request.POST.get("direction") == "up")
+    return redirect("servers:list")
+
+
+@require_POST
+@manager_required
+def server_reorder(request: HttpRequest) -> HttpResponse:
+    services.server_reorder(tenant=request.tenant, public_ids=request.POST.getlist("order"))
+    return JsonResponse({"ok": True})
+
+
+@require_POST
+@manager_required
+def server_test(request: HttpRequest, public_id: str) -> HttpResponse:
+    server = get_server(request.tenant, public_id)
+    form = TestForm(request.POST)
+    send_to = form.cleaned_data["send_to"] if form.is_valid() else ""
+    return _start_test(request, server=server, send_to=send_to)
+
+
+@manager_required
+def mailbox_edit(request: HttpRequest) -> HttpResponse:
+    mailbox = get_mailbox(request.tenant) or BounceMailbox(tenant=request.tenant)
+    form = BounceMailboxForm(request.POST or None, instance=mailbox)
+    if request.method == "POST" and form.is_valid():
+        services.mailbox_save(mailbox=form.save(commit=False), password=form.new_password())
+        messages.success(request, "The bounce mailbox was saved. Test its connection.")
+        return redirect("servers:list")
+    context = {"form": form, "mailbox": mailbox if mailbox.pk else None, "presets_json": presets.as_json()}
+    return render(request, "servers/mailbox_form.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@manager_required
+def mailbox_delete(request: HttpRequest) -> HttpResponse:
+    if mailbox := get_mailbox(request.tenant):
+        mailbox.delete()
+        messages.success(request, "The bounce mailbox was removed.")
+    return redirect("servers:list")
+
+
+@require_POST
+@manager_required
+def mailbox_test(request: HttpRequest) -> HttpResponse:
+    mailbox = get_mailbox(request.tenant)
+    if mailbox is None:
+        return redirect("servers:mailbox")
+    return _start_test(request, mailbox=mailbox)
+
+
+def _start_test(request: HttpRequest, **target: object) -> HttpResponse:
+    try:
+        test = services.connection_test_start(tenant=request.tenant, **target)
+    except services.TooManyTests as exc:
+        messages.error(request, str(exc))
+        return redirect("servers:list")
+    return redirect("servers:test", public_id=test.public_id)
+
+
+@tenant_required
+def test_detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    test = get_connection_test(request.tenant, public_id)
+    return render(request, "servers/test.html", {"test": test, "data": _test_data(test)})
+
+
+@tenant_required
+def test_json(request: HttpRequest, public_id: str) -> JsonResponse:
+    return JsonResponse(_test_data(get_connection_test(request.tenant, public_id)))
+
+
+def _test_data(test) -> dict:
+    return {
+        "status": test.status,
+        "status_label": test.get_status_display(),
+        "finished": test.finished_at is not None,
+        "steps": test.steps,
+        "error": test.error,
+        "hint": test.hint,
+        "category": test.category,
+    }

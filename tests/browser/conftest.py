@@ -1,0 +1,41 @@
+import os
+
+import pytest
+
+from tests.services import require_chromium
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls made
+# here are still plain synchronous ones.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-quic", "--no-first-run", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def browser_context():
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1200, "height": 860})
+        yield context
+        browser.close()
+
+
+@pytest.fixture
+def page(browser_context):
+    page = browser_context.new_page()
+    page.csp_errors = []
+    page.on("console", lambda m: page.csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
+    return page
+
+
+def sign_in(page, person, live_server) -> None:
+    """Give the browser the session of a fully signed-in test person."""
+    page.context.add_cookies(
+        [{"name": "sessionid", "value": person.client.cookies["sessionid"].value, "url": live_server.url}]
+    )

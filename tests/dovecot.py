@@ -1,0 +1,451 @@
+"""A real Dovecot IMAP/POP3 server for tests, started from a throwaway config.
+
+Nothing is read from /etc/dovecot: the config, TLS certificates, user file,
+sockets, logs and the Maildir all live in one temporary directory, and every
+listener is on 127.0.0.1 on a port picked at runtime, so a system Dovecot (if
+the Debian package started one) never interferes.
+
+Usage: request the session-scoped `dovecot` fixture for the server, or the
+function-scoped `dovecot_mailbox` for the same server with an emptied Maildir.
+"""
+
+from __future__ import annotations
+
+import datetime
+import grp
+import imaplib
+import ipaddress
+import itertools
+import os
+import poplib
+import pwd
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.services import require
+
+USER = "bounces@postroute.test"
+PASSWORD = "imap-test-password"
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT = 10.0
+
+# Maildir file names must be unique per delivery, even within one microsecond.
+_delivery_counter = itertools.count()
+
+
+def find_binary() -> str | None:
+    found = shutil.which("dovecot")
+    if found:
+        return found
+    return "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None
+
+
+def dovecot_version(binary: str) -> str:
+    """E.g. "2.3.19.1 (9b53102964)"; the config below is written for 2.3."""
+    return subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out for port 0; all held open at once so they differ."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_certificates(directory: Path) -> Certificates:
+    """A throwaway CA and a server certificate it signs for localhost/127.0.0.1.
+
+    EC keys because RSA generation would cost most of the startup time. The
+    extensions are the ones Python's strict X.509 verification insists on.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    valid_from, valid_to = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Postroute test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(valid_from)
+        .not_valid_after(valid_to)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    paths = Certificates(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    paths.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths.key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    paths.key_file.chmod(0o600)
+    return paths
+
+
+@dataclass(frozen=True)
+class MailOwner:
+    """Who the IMAP/POP3 processes run as, and so who must own the Maildir."""
+
+    uid: int
+    gid: int
+    chroot: bool  # as root, mail processes chroot into the mail directory
+
+    @classmethod
+    def for_current_process(cls) -> MailOwner:
+        if os.geteuid() != 0:
+            return cls(os.getuid(), os.getgid(), chroot=False)
+        # Dovecot refuses to open mail as root ("userdb returned 0 as uid",
+        # "Mail access not allowed for root"), so as root it runs as nobody.
+        nobody = pwd.getpwnam("nobody")
+        return cls(nobody.pw_uid, nobody.pw_gid, chroot=True)
+
+    def own(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, self.uid, self.gid)
+
+
+@dataclass
+class DovecotServer:
+    host: str
+    imap_port: int
+    imaps_port: int
+    pop3_port: int
+    pop3s_port: int
+    user: str
+    password: str
+    maildir: Path
+    ca_file: Path
+    log_file: Path
+    owner: MailOwner
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Verifies the server against the fixture's CA; use server_hostname "localhost"."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def folder_path(self, folder: str = "INBOX") -> Path:
+        # Maildir++ layout: INBOX is the root, other folders are ".Name" (and ".A.B" for A/B).
+        if folder.upper() == "INBOX":
+            return self.maildir
+        return self.maildir / ("." + folder.replace("/", "."))
+
+    def ensure_folder(self, folder: str = "INBOX") -> Path:
+        path = self.folder_path(folder)
+        for sub in ("", "cur", "new", "tmp"):
+            (path / sub).mkdir(mode=0o700, exist_ok=True)
+            self.owner.own(path / sub)
+        if path != self.maildir:
+            marker = path / "maildirfolder"  # Maildir++ marks subfolders with this file
+            marker.touch()
+            self.owner.own(marker)
+        return path
+
+    def deliver(self, raw_message: bytes, folder: str = "INBOX", seen: bool = False) -> Path:
+        """Drop a message into the Maildir the way an MDA would: write to tmp/, rename into place.
+
+        Unseen mail goes to new/ (Dovecot moves it to cur/ when it sees it);
+        seen mail goes straight to cur/ with the ":2,S" info suffix.
+        """
+        path = self.ensure_folder(folder)
+        now = time.time()
+        hostname = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+        base = f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(_delivery_counter)}.{hostname}"
+        name = f"{base},S={len(raw_message)}"
+        tmp = path / "tmp" / name
+        tmp.write_bytes(raw_message)
+        self.owner.own(tmp)
+        final = path / "cur" / f"{name}:2,S" if seen else path / "new" / name
+        tmp.rename(final)
+        return final
+
+    def empty(self) -> None:
+        """Remove every folder, message and Dovecot index, leaving an empty INBOX."""
+        shutil.rmtree(self.maildir, ignore_errors=True)
+        self.ensure_folder("INBOX")
+
+    def imap_client(self, ssl: bool = False) -> imaplib.IMAP4:
+        """A logged-in client over plain IMAP, or IMAPS when ssl=True; caller logs out."""
+        client: imaplib.IMAP4
+        if ssl:
+            client = imaplib.IMAP4_SSL("localhost", self.imaps_port, ssl_context=self.ssl_context(), timeout=10)
+        else:
+            client = imaplib.IMAP4(self.host, self.imap_port, timeout=10)
+        client.login(self.user, self.password)
+        return client
+
+    def pop3_client(self, ssl: bool = False) -> poplib.POP3:
+        """A logged-in client over plain POP3, or POP3S when ssl=True; caller quits."""
+        client: poplib.POP3
+        if ssl:
+            client = poplib.POP3_SSL("localhost", self.pop3s_port, context=self.ssl_context(), timeout=10)
+        else:
+            client = poplib.POP3(self.host, self.pop3_port, timeout=10)
+        client.user(self.user)
+        client.pass_(self.password)
+        return client
+
+
+def write_config(directory: Path) -> tuple[Path, DovecotServer]:
+    """Write a self-contained dovecot.conf (Dovecot 2.3 syntax) under `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certs = make_certificates(directory / "tls")
+    imap_port, imaps_port, pop3_port, pop3s_port = free_ports(4)
+    owner = MailOwner.for_current_process()
+
+    users = directory / "users"
+    users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+    users.chmod(0o600)
+
+    mail_root = directory / "mail"
+    mail_root.mkdir(exist_ok=True)
+    owner.own(mail_root)
+
+    if owner.chroot:
+        # Root: auth reads the 0600 user file in pytest's 0700 temp dir, so it
+        # stays root; login processes drop to dovenull inside their chroot.
+        # Mail processes chroot into mail_root ("/./" in home) before dropping
+        # to nobody, who could not otherwise reach a 0700 temp dir.
+        internal_user, internal_group, login_user = "root", "root", "dovenull"
+        home, chroot_settings, no_chroot, other_services = f"{mail_root}/./", f"valid_chroot_dirs = {mail_root}", "", ""
+    else:
+        # Unprivileged: everything runs as us, and chroot is impossible, so
+        # every service Dovecot chroots by default must be told not to.
+        internal_user = login_user = pwd.getpwuid(os.getuid()).pw_name
+        internal_group = grp.getgrgid(os.getgid()).gr_name
+        home, chroot_settings, no_chroot = str(mail_root), "", "  chroot =\n"
+        other_services = "".join(
+            f"service {name} {{\n{no_chroot}}}\n"
+            for name in ("aggregator", "director", "imap-urlauth-login", "ipc", "old-stats", "submission-login")
+        )
+
+    log_file = directory / "dovecot.log"
+    conf = directory / "dovecot.conf"
+    conf.write_text(
+        f"""\
+# Throwaway test config written by tests/dovecot.py; includes nothing from /etc/dovecot.
+base_dir = {directory / "run"}
+state_dir = {directory / "state"}
+instance_name = postroute-test-{os.getpid()}
+log_path = {log_file}
+protocols = imap pop3
+listen = {HOST}
+
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+default_login_user = {login_user}
+first_valid_uid = {owner.uid}
+first_valid_gid = {owner.gid}
+
+ssl = yes
+ssl_cert = <{certs.cert_file}
+ssl_key = <{certs.key_file}
+
+auth_mechanisms = plain login
+# Plain-text logins on loopback, so tests can also speak unencrypted IMAP/POP3.
+disable_plaintext_auth = no
+# Tests try wrong passwords on purpose; don't make them wait.
+auth_failure_delay = 0
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {users}
+}}
+userdb {{
+  driver = static
+  args = uid={owner.uid} gid={owner.gid} home={home}
+}}
+{chroot_settings}
+mail_location = maildir:~/Maildir
+mail_max_userip_connections = 100
+
+service imap-login {{
+{no_chroot}  inet_listener imap {{
+    address = {HOST}
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = {HOST}
+    port = {imaps_port}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+{no_chroot}  inet_listener pop3 {{
+    address = {HOST}
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    address = {HOST}
+    port = {pop3s_port}
+    ssl = yes
+  }}
+}}
+# Runs as root by default; unprivileged it must be us.
+service auth-worker {{
+  user = $default_internal_user
+}}
+# No growing per-IP penalty after failed logins (Dovecot's documented switch).
+service anvil {{
+{no_chroot}  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+{other_services}"""
+    )
+    server = DovecotServer(
+        host=HOST,
+        imap_port=imap_port,
+        imaps_port=imaps_port,
+        pop3_port=pop3_port,
+        pop3s_port=pop3s_port,
+        user=USER,
+        password=PASSWORD,
+        maildir=mail_root / "Maildir",
+        ca_file=certs.ca_file,
+        log_file=log_file,
+        owner=owner,
+    )
+    server.ensure_folder("INBOX")
+    return conf, server
+
+
+class DovecotProcess:
+    """`dovecot -F` in the foreground, in its own process group so it can be reaped whole."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.conf, self.server = write_config(directory)
+        self.output = directory / "dovecot.out"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DovecotServer:
+        with self.output.open("wb") as output:
+            self.process = subprocess.Popen(
+                [self.binary, "-F", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            self.stop()
+            raise
+        return self.server
+
+    def _wait_until_listening(self) -> None:
+        assert self.process is not None
+        ports = [self.server.imap_port, self.server.imaps_port, self.server.pop3_port, self.server.pop3s_port]
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while ports:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Dovecot exited with status {self.process.returncode}\n{self.diagnostics()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Dovecot did not listen on {ports} within {STARTUP_TIMEOUT}s\n{self.diagnostics()}")
+            try:
+                with socket.create_connection((HOST, ports[0]), timeout=0.5):
+                    ports.pop(0)
+            except OSError:
+                time.sleep(0.02)
+
+    def diagnostics(self) -> str:
+        parts = [f"{dovecot_version(self.binary)}, config: {self.conf}"]
+        for path in (self.output, self.server.log_file):
+            text = path.read_text(errors="replace").strip() if path.exists() else ""
+            parts.append(f"--- {path.name} ---\n{text or '(empty)'}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()  # the master stops its children on SIGTERM
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
+    binary = find_binary()
+    require("Dovecot IMAP/POP3 server", binary is not None, "apt-get install dovecot-imapd dovecot-pop3d")
+    assert binary is not None
+    process = DovecotProcess(binary, tmp_path_factory.mktemp("dovecot"))
+    try:
+        yield process.start()
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def dovecot_mailbox(dovecot: DovecotServer) -> DovecotServer:
+    """The session's server with an empty Maildir, so each test starts from nothing."""
+    dovecot.empty()
+    return dovecot

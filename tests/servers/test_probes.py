@@ -1,0 +1,120 @@
+"""Connection tests against real SMTP servers (aiosmtpd, in-process): each
+step is timed, each failure explained as DOMAIN.md §7 says."""
+
+import time
+
+import pytest
+
+from servers.models import Security
+from servers.probes import smtp_probe
+from tests.certs import make_certs
+from tests.smtp_servers import BlacklistingHandler, silent_server, smtp_server
+
+from .factories import make_server
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def certs(tmp_path, settings):
+    bundle = make_certs(tmp_path / "certs")
+    settings.SERVERS_EXTRA_CA_FILE = str(bundle.ca_file)
+    return bundle
+
+
+def step_names(result) -> list[str]:
+    return [s.name for s in result.steps]
+
+
+def test_plain_smtp_with_the_right_password_passes_every_step(tenant_a):
+    with smtp_server() as (controller, handler):
+        result = smtp_probe(make_server(tenant_a, port=controller.port))
+    assert result.ok, result.diagnosis
+    assert step_names(result) == [
+        "Check the settings", "Connect", "EHLO", "Log in (AUTH)", "Sender accepted (MAIL FROM)", "NOOP and QUIT",
+    ]  # fmt: skip
+    assert all(s.ok and s.ms >= 0 for s in result.steps)
+    assert handler.received == []  # MAIL FROM was reset: nothing was sent
+
+
+def test_a_wrong_password_is_an_authentication_failure_with_the_provider_hint(tenant_a):
+    with smtp_server() as (controller, _):
+        server = make_server(tenant_a, port=controller.port, password="wrong")
+        result = smtp_probe(server)
+    d = result.diagnosis
+    assert d.category == "auth" and d.disables_server
+    assert "535" in d.message
+    assert "app password" in d.hint
+    assert not result.steps[-1].ok and result.steps[-1].name == "Log in (AUTH)"
+
+
+def test_the_gmail_hint_is_given_for_gmail(tenant_a, monkeypatch):
+    from servers import errors
+
+    exc = __import__("smtplib").SMTPAuthenticationError(535, b"5.7.8 Username and Password not accepted")
+    d = errors.diagnose(exc, host="smtp.gmail.com", port=465)
+    assert d.category == "auth" and "Google Account" in d.hint
+
+
+def test_starttls_with_a_verified_certificate(tenant_a, certs):
+    with smtp_server(tls="starttls", certs=certs) as (controller, _):
+        server = make_server(tenant_a, host="localhost", port=controller.port, security=Security.STARTTLS)
+        result = smtp_probe(server)
+    assert result.ok, result.diagnosis
+    assert "STARTTLS" in step_names(result)
+
+
+def test_implicit_tls_with_a_verified_certificate(tenant_a, certs):
+    with smtp_server(tls="ssl", certs=certs) as (controller, _):
+        server = make_server(tenant_a, host="localhost", port=controller.port, security=Security.SSL)
+        result = smtp_probe(server)
+    assert result.ok, result.diagnosis
+    assert step_names(result)[1] == "Connect with SSL/TLS"
+
+
+def test_a_certificate_from_an_unknown_authority_is_refused(tenant_a, tmp_path):
+    untrusted = make_certs(tmp_path / "untrusted")  # its CA is not in SERVERS_EXTRA_CA_FILE
+    with smtp_server(tls="ssl", certs=untrusted) as (controller, _):
+        server = make_server(tenant_a, host="localhost", port=controller.port, security=Security.SSL)
+        result = smtp_probe(server)
+    assert result.diagnosis.category == "tls_certificate"
+
+
+def test_ssl_against_a_plain_port_is_explained_as_a_port_security_mismatch(tenant_a):
+    with smtp_server(auth=False) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, security=Security.SSL, login="")
+        result = smtp_probe(server)
+    assert result.diagnosis.category == "tls"
+    assert "465" in result.diagnosis.hint
+
+
+def test_550_5_7_1_on_mail_from_means_blacklisted(tenant_a):
+    with smtp_server(handler=BlacklistingHandler()) as (controller, _):
+        result = smtp_probe(make_server(tenant_a, port=controller.port))
+    d = result.diagnosis
+    assert d.category == "blacklisted" and d.disables_server
+    assert "5.7.1" in d.message and "blacklist" in d.hint
+
+
+def test_a_server_that_never_answers_times_out_within_the_limit(tenant_a):
+    with silent_server() as port:
+        started = time.monotonic()
+        result = smtp_probe(make_server(tenant_a, port=port), timeout=1.0)
+        elapsed = time.monotonic() - started
+    assert result.diagnosis.category == "timeout"
+    assert elapsed < 3  # bounded by the probe's own deadline, not by the server
+
+
+def test_connection_refused(tenant_a):
+    from tests.helpers import free_port
+
+    result = smtp_probe(make_server(tenant_a, port=free_port()))
+    assert result.diagnosis.category == "refused"
+
+
+def test_a_real_test_letter_reaches_the_given_address(tenant_a):
+    with smtp_server() as (controller, handler):
+        result = smtp_probe(make_server(tenant_a, port=controller.port), send_to="me@example.test")
+    assert result.ok, result.diagnosis
+    assert handler.received[0].rcpt_tos == ["me@example.test"]
+    assert handler.received[0].message["Subject"].startswith("Postroute: test letter")
