@@ -15,7 +15,7 @@ DATABASES["default"].setdefault("TEST", {})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a real Celery worker in a subprocess can
     # open the same test database.
-    DATABASES["default"]["TEST"]["NAME"] = str(BASE_DIR / "var" / "test-db.sqlite3")
+    DATABASES["default"]["TEST"]["NAME"] = str(DATABASES["default"]["NAME"]).removesuffix(".sqlite3") + "-test.sqlite3"
     DATABASES["default"]["OPTIONS"] = {"timeout": 20}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -6,6 +6,7 @@ from django.urls import include, path
 from django_otp.admin import OTPAdminSite
 
 from accounts.views.tenants import home
+from mailing.views.unsubscribe import unsubscribe
 
 # Staff must pass a verified OTP device to enter the admin.
 admin.site.__class__ = OTPAdminSite
@@ -22,6 +23,10 @@ urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
     path("servers/", include("servers.urls")),
+    path("contacts/", include("mailing.urls_contacts")),
+    path("templates/", include("mailing.urls_templates")),
+    path("mailings/", include("mailing.urls_mailings")),
+    path("u/<str:token>/", unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -1,0 +1,124 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Tenant
+from servers.models import SmtpServer
+
+from .contacts import Contact, ContactList
+from .content import MailTemplate
+
+
+class Mailing(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        ACTIVE = "active", "Sending"
+        WAITING = "waiting", "Waiting for limits"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mailings")
+    name = models.CharField(max_length=150)
+    template = models.ForeignKey(MailTemplate, on_delete=models.PROTECT, related_name="mailings")
+    lists = models.ManyToManyField(ContactList, related_name="mailings")
+    servers = models.ManyToManyField(SmtpServer, through="MailingServer", related_name="mailings")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Empty: start now.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
+    # The template as it was at start: later edits of the template do not
+    # change a started mailing's letters.
+    subject = models.CharField(max_length=250, blank=True)
+    text_body = models.TextField(blank=True)
+    html_body = models.TextField(blank=True)
+    sender_email = models.EmailField(blank=True)
+    sender_name = models.CharField(max_length=100, blank=True)
+    reply_to = models.EmailField(blank=True)
+    letter_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (self.Status.ACTIVE, self.Status.WAITING)
+
+
+class MailingServer(models.Model):
+    """The servers a mailing may use, in the order it tries them."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="server_links")
+    server = models.ForeignKey(SmtpServer, on_delete=models.PROTECT, related_name="mailing_links")
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["mailing", "server"], name="mailing_server_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.mailing} #{self.position}: {self.server}"
+
+
+class MailingEvent(models.Model):
+    """Every state change, with who and when."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=10, choices=Mailing.Status.choices)
+    to_status = models.CharField(max_length=10, choices=Mailing.Status.choices)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.mailing}: {self.from_status} → {self.to_status}"
+
+
+class Letter(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DEFERRED = "deferred", "Deferred"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+
+    # The public id is also the letter's Message-ID local part and the value
+    # of its X-Postroute-Letter header, which ties a bounce back to it.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="letters")
+    contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters")
+    email = models.EmailField(max_length=254)
+    # The contact's fields at start: with the mailing's template snapshot
+    # they make the exact message (mailing.messages.build_message).
+    context = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters")
+    last_reply = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["mailing", "status", "id"], name="letter_mailing_status_idx")]
+        constraints = [models.UniqueConstraint(fields=["mailing", "email"], name="letter_mailing_email_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.status})"
