@@ -42,3 +42,8 @@ lint: install
 
 clean:
 	rm -rf var staticfiles .pytest_cache .ruff_cache
+
+# Benchmarks run against PostgreSQL (BENCH_DATABASE_URL, default
+# postgres://postgres@127.0.0.1:5432/postroute_bench) and print their figures.
+bench: install
+	cd bench && for b in bench_*.py; do echo "== $$b"; ../$(BIN)/python $$b || exit 1; done

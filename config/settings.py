@@ -57,6 +57,10 @@ CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
 # An extra CA bundle to trust besides the system's (a company's own CA).
 SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
 
+# The public address of this installation, for links in letters
+# (unsubscribe) that workers build without a request.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"
 if ADMIN_URL == "admin/":

@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 
 from accounts.models import Tenant
 
-from .models import Contact, ContactImport, ContactList, MailTemplate, Mailing
+from .models import Contact, ContactImport, ContactList, Mailing, MailTemplate
 
 
 def get_contact_list(tenant: Tenant, public_id: object) -> ContactList:

@@ -1,21 +1,88 @@
-from django.db.models import QuerySet
+"""Reads for the mailing pages and the tenant's checklist."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db.models import Count, QuerySet
 
 from accounts.models import Tenant
+from servers.models import SmtpServer
+
+from .models import Contact, Letter, Mailing, MailTemplate
+
+L = Letter.Status
+RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING)
 
 
-# Templates, contacts and mailings arrive with issue #4; until then none exist.
 def has_template(tenant: Tenant) -> bool:
-    return False
+    return MailTemplate.objects.filter(tenant=tenant).exists()
 
 
 def has_contacts(tenant: Tenant) -> bool:
-    return False
+    return Contact.objects.filter(tenant=tenant).exists()
 
 
 def has_started_mailing(tenant: Tenant) -> bool:
-    return False
+    return Mailing.objects.filter(tenant=tenant, started_at__isnull=False).exists()
 
 
-def active_mailings_using(server: object) -> QuerySet | list:
-    """Active or waiting mailings allowed to send through `server`."""
-    return []
+def active_mailings_using(server: SmtpServer) -> QuerySet[Mailing]:
+    """Running or paused mailings allowed to send through `server`."""
+    busy = (*RUNNING, Mailing.Status.PAUSED, Mailing.Status.SCHEDULED)
+    return Mailing.objects.filter(server_links__server=server, status__in=busy).distinct()
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+    @property
+    def waiting(self) -> int:
+        return self.count(L.QUEUED) + self.count(L.DEFERRED) + self.count(L.SENDING)
+
+    @property
+    def done(self) -> int:
+        return self.count(L.SENT) + self.count(L.FAILED) + self.count(L.BOUNCED)
+
+    def percent(self, status: str) -> float:
+        return round(100 * self.count(status) / self.total, 1) if self.total else 0.0
+
+    @property
+    def bars(self) -> list[tuple[str, str, int, float, float]]:
+        """(status, label, count, x, width) in percent, for the stacked bar."""
+        shown = [L.SENT, L.BOUNCED, L.FAILED, L.SENDING, L.DEFERRED, L.QUEUED]
+        bars, x = [], 0.0
+        for status in shown:
+            width = 100 * self.count(status) / self.total if self.total else 0.0
+            bars.append((status, L(status).label, self.count(status), round(x, 3), round(width, 3)))
+            x += width
+        return bars
+
+
+def progress_for(mailings: list[Mailing]) -> dict[int, Progress]:
+    """Letter counts by status for several mailings in one query."""
+    result: dict[int, Progress] = defaultdict(Progress)
+    rows = (
+        Letter.objects.filter(mailing__in=[m.pk for m in mailings])
+        .values_list("mailing_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for mailing_id, status, n in rows:
+        result[mailing_id].counts[status] = n
+        result[mailing_id].total += n
+    return result
+
+
+def letters_page(mailing: Mailing, *, status: str | None, after: int | None, size: int = 100) -> list[Letter]:
+    """Keyset pagination: fast on page 1 and on page 1,000 alike."""
+    letters = Letter.objects.filter(mailing=mailing).select_related("server")
+    if status:
+        letters = letters.filter(status=status)
+    if after:
+        letters = letters.filter(pk__gt=after)
+    return list(letters.order_by("pk")[: size + 1])

@@ -124,6 +124,7 @@ class ImportRejection(models.Model):
 
     class Meta:
         ordering = ["line"]
+        indexes = [models.Index(fields=["contact_import", "line"], name="import_rejection_line_idx")]
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"

@@ -41,7 +41,9 @@ class Mailing(models.Model):
     sender_name = models.CharField(max_length=100, blank=True)
     reply_to = models.EmailField(blank=True)
     letter_count = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -60,7 +62,9 @@ class MailingServer(models.Model):
     """The servers a mailing may use, in the order it tries them."""
 
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="server_links")
-    server = models.ForeignKey(SmtpServer, on_delete=models.PROTECT, related_name="mailing_links")
+    # Deleting a server is refused while a running mailing uses it
+    # (servers.services.server_delete); finished mailings just lose the link.
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="mailing_links")
     position = models.PositiveIntegerField()
 
     class Meta:
@@ -117,7 +121,10 @@ class Letter(models.Model):
 
     class Meta:
         ordering = ["pk"]
-        indexes = [models.Index(fields=["mailing", "status", "id"], name="letter_mailing_status_idx")]
+        indexes = [
+            models.Index(fields=["mailing", "status", "id"], name="letter_mailing_status_idx"),
+            models.Index(fields=["mailing", "id"], name="letter_mailing_id_idx"),
+        ]
         constraints = [models.UniqueConstraint(fields=["mailing", "email"], name="letter_mailing_email_unique")]
 
     def __str__(self) -> str:

@@ -1,0 +1,138 @@
+"""Forms of the contacts pages. They check shapes; the services in
+mailing.contacts and mailing.imports hold the rules."""
+
+from django import forms
+
+from accounts.models import Tenant
+
+from .. import contacts, imports
+from ..models import Contact, ContactImport, ContactList, CustomField
+
+CUSTOM_PREFIX = "cf_"
+
+
+class ContactListForm(forms.Form):
+    name = forms.CharField(label="List name", max_length=120)
+
+
+class CustomFieldForm(forms.Form):
+    label = forms.CharField(label="Field name", max_length=100, help_text="For example: Company, City, Phone.")
+    key = forms.CharField(
+        label="Placeholder",
+        max_length=50,
+        required=False,
+        help_text="Used in templates as {{ key }}. Leave empty to make it from the name.",
+    )
+
+
+class ContactForm(forms.Form):
+    email = forms.CharField(label="Email address", max_length=254, widget=forms.EmailInput())
+    first_name = forms.CharField(label="First name", max_length=100, required=False)
+    last_name = forms.CharField(label="Last name", max_length=100, required=False)
+    lists = forms.ModelMultipleChoiceField(
+        label="Lists", queryset=ContactList.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args: object, tenant: Tenant, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["lists"].queryset = ContactList.objects.filter(tenant=tenant)
+        self.custom_fields = list(CustomField.objects.filter(tenant=tenant))
+        for cf in self.custom_fields:
+            self.fields[CUSTOM_PREFIX + cf.key] = forms.CharField(
+                label=cf.label, max_length=1000, required=False, help_text=f"{{{{ {cf.key} }}}}"
+            )
+
+    def custom_bound_fields(self) -> list[forms.BoundField]:
+        return [self[CUSTOM_PREFIX + cf.key] for cf in self.custom_fields]
+
+    def custom_values(self) -> dict[str, str]:
+        return {cf.key: self.cleaned_data.get(CUSTOM_PREFIX + cf.key, "") for cf in self.custom_fields}
+
+    @staticmethod
+    def initial_for(contact: Contact) -> dict:
+        initial = {
+            "email": contact.email,
+            "first_name": contact.first_name,
+            "last_name": contact.last_name,
+            "lists": list(contact.lists.all()),
+        }
+        initial.update({CUSTOM_PREFIX + k: v for k, v in (contact.fields or {}).items()})
+        return initial
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(label="Search", max_length=200, required=False)
+
+
+class SuppressionForm(forms.Form):
+    email = forms.CharField(label="Email address", max_length=254, widget=forms.EmailInput())
+    note = forms.CharField(label="Note", max_length=300, required=False)
+
+
+class SuppressionRemoveForm(forms.Form):
+    email = forms.CharField(max_length=254)
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        help_text="UTF-8 or Windows-1251, comma or semicolon separated, with a header row.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,text/csv"}),
+    )
+
+
+class ImportMappingForm(forms.Form):
+    """One choice per column of the file, and the list the contacts go into."""
+
+    contact_list = forms.ModelChoiceField(
+        label="Add the contacts to", queryset=ContactList.objects.none(), required=False, empty_label="A new list…"
+    )
+    new_list_name = forms.CharField(label="New list name", max_length=120, required=False)
+
+    def __init__(self, *args: object, contact_import: ContactImport, **kwargs: object) -> None:
+        tenant = contact_import.tenant
+        existing = list(CustomField.objects.filter(tenant=tenant))
+        keys = {cf.key for cf in existing}
+        initial = {f"col_{i}": imports.guess_target(name, keys) for i, name in enumerate(contact_import.header)}
+        lists = ContactList.objects.filter(tenant=tenant)
+        stem = contact_import.file_name.rsplit(".", 1)[0][:120]
+        if stem and not lists.filter(name__iexact=stem).exists():
+            initial["new_list_name"] = stem
+        super().__init__(*args, initial={**initial, **kwargs.pop("initial", {})}, **kwargs)
+        self.fields["contact_list"].queryset = lists
+        self.header = contact_import.header
+        choices = self._choices(existing)
+        for i, name in enumerate(self.header):
+            self.fields[f"col_{i}"] = forms.ChoiceField(
+                label=name, required=False, choices=[*choices, ("new", f"New field “{name}”")]
+            )
+
+    @staticmethod
+    def _choices(existing: list[CustomField]) -> list:
+        standard = [("", "Ignore"), ("email", "Email address"), ("first_name", "First name"), ("last_name", "Last name")]
+        if not existing:
+            return standard
+        custom = [(f"{imports.FIELD_PREFIX}{cf.key}", f"{cf.label} {{{{ {cf.key} }}}}") for cf in existing]
+        return [*standard, ("Custom fields", custom)]
+
+    def column_fields(self) -> list[forms.BoundField]:
+        return [self[f"col_{i}"] for i in range(len(self.header))]
+
+    def columns(self) -> dict[int, str]:
+        return {i: self.cleaned_data.get(f"col_{i}") or "" for i in range(len(self.header))}
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not data.get("contact_list") and not (data.get("new_list_name") or "").strip():
+            self.add_error("new_list_name", "Name the new list, or choose an existing one.")
+        try:
+            imports.check_mapping({str(i): t for i, t in self.columns().items() if t != "new"} | self._new_keys())
+        except forms.ValidationError as exc:
+            raise forms.ValidationError(exc.messages) from exc
+        return data
+
+    def _new_keys(self) -> dict[str, str]:
+        """New fields as the keys they will get, so two columns that would
+        land in one field are caught here too."""
+        new = [i for i, target in self.columns().items() if target == "new"]
+        return {str(i): imports.FIELD_PREFIX + contacts.field_key(self.header[i]) for i in new}

@@ -1,0 +1,81 @@
+import re
+
+from django import forms
+
+from servers.validators import no_control_chars
+
+from .. import rendering
+from ..models import MailTemplate
+
+# Line breaks beyond CR and LF (the model's validator) that the email
+# package also splits a header on.
+OTHER_LINE_BREAKS = re.compile(r"[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+NO_PLACEHOLDERS = "Placeholders work in the subject and the bodies only; the sender is the same for every letter."
+
+
+class _HeaderFieldMixin:
+    """A value that goes into a mail header. Line breaks are refused, never
+    trimmed away: a stripped "\\r\\n" would hide an injection attempt. Only
+    ordinary spaces around the value are trimmed."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.strip = False
+
+    def to_python(self, value: object) -> str:
+        return super().to_python(value).strip(" \t")
+
+    def run_validators(self, value: str) -> None:
+        # Alone, before the address syntax: a line break is the one thing to fix.
+        no_control_chars(value)
+        if OTHER_LINE_BREAKS.search(value or ""):
+            raise forms.ValidationError("This field may not contain a line break.", code="header_injection")
+        super().run_validators(value)
+
+
+class HeaderCharField(_HeaderFieldMixin, forms.CharField):
+    pass
+
+
+class HeaderEmailField(_HeaderFieldMixin, forms.EmailField):
+    pass
+
+
+class MailTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MailTemplate
+        fields = ["name", "subject", "text_body", "html_body", "sender_email", "sender_name", "reply_to"]
+        field_classes = {
+            "subject": HeaderCharField,
+            "sender_name": HeaderCharField,
+            "sender_email": HeaderEmailField,
+            "reply_to": HeaderEmailField,
+        }
+        labels = {"text_body": "Text", "html_body": "HTML", "reply_to": "Reply-To address"}
+        help_texts = {
+            "html_body": "Shown by mail programs that display HTML; the text part is the fallback.",
+            "sender_email": "The fixed sender. Used only by servers that allow sender substitution; "
+            "the others send from their own address.",
+            "sender_name": "The name recipients see next to the address.",
+            "reply_to": "Where replies go, if not to the sender.",
+        }
+        widgets = {
+            "text_body": forms.Textarea(attrs={"rows": 12, "spellcheck": "true"}),
+            "html_body": forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "code-input"}),
+            "sender_email": forms.EmailInput(attrs={"autocomplete": "off"}),
+            "reply_to": forms.EmailInput(attrs={"autocomplete": "off"}),
+        }
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.known = rendering.known_names(self.instance.tenant)
+
+    def clean(self) -> dict:
+        data = super().clean()
+        sources = {name: data[name] for name in rendering.TEMPLATE_FIELDS if data.get(name)}
+        for name, errors in rendering.check_fields(sources, known=self.known).items():
+            for error in errors:
+                self.add_error(name, error)
+        if "{{" in data.get("sender_name", ""):
+            self.add_error("sender_name", NO_PLACEHOLDERS)
+        return data

@@ -1,0 +1,35 @@
+"""Writes for mail templates."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import ProtectedError
+
+from . import rendering
+from .models import MailTemplate
+
+IN_USE = "This template is used by {count} mailing{s}: {names}. Delete those mailings first; the template stays."
+
+
+@transaction.atomic
+def template_save(*, template: MailTemplate) -> MailTemplate:
+    """Create or update. Bad placeholder syntax or an unknown name is refused
+    here too, so no path can store a template that fails at send time."""
+    template.full_clean()
+    sources = {name: getattr(template, name) for name in rendering.TEMPLATE_FIELDS}
+    if errors := rendering.check_fields(sources, known=rendering.known_names(template.tenant)):
+        raise ValidationError(errors)
+    template.save()
+    return template
+
+
+@transaction.atomic
+def template_delete(*, template: MailTemplate) -> None:
+    # Mailings keep a PROTECT link to their template: the database, not a
+    # count made beforehand, decides whether the template is still in use.
+    try:
+        template.delete()
+    except ProtectedError as exc:
+        mailings = sorted(str(m) for m in exc.protected_objects)
+        names = ", ".join(f"«{name}»" for name in mailings[:5]) + (" …" if len(mailings) > 5 else "")
+        count = len(mailings)
+        raise ValidationError(IN_USE.format(count=count, s="" if count == 1 else "s", names=names)) from exc

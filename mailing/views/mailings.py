@@ -1,0 +1,137 @@
+"""Mailings: the active-mailings page, a mailing's page with its letters,
+and the actions that move it through its states."""
+
+from email.utils import formataddr
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.access import tenant_required
+
+from .. import mailings as services
+from .. import selectors
+from ..access import get_mailing
+from ..forms.mailings import MailingForm
+from ..models import Letter, Mailing
+from ..sender import resolve_sender
+
+S = Mailing.Status
+
+
+@tenant_required
+def mailing_list(request: HttpRequest) -> HttpResponse:
+    all_mailings = list(Mailing.objects.filter(tenant=request.tenant).select_related("template")[:200])
+    progress = selectors.progress_for(all_mailings)
+    for m in all_mailings:
+        m.progress = progress[m.pk]
+    groups = {
+        "running": [m for m in all_mailings if m.status in (S.ACTIVE, S.WAITING, S.PAUSED, S.SCHEDULED)],
+        "drafts": [m for m in all_mailings if m.status == S.DRAFT],
+        "finished": [m for m in all_mailings if m.status in (S.COMPLETED, S.CANCELLED)],
+    }
+    return render(request, "mailings/list.html", {"groups": groups})
+
+
+def _form_page(request: HttpRequest, form: MailingForm, mailing: Mailing | None) -> HttpResponse:
+    status = 400 if form.errors else 200
+    return render(request, "mailings/form.html", {"form": form, "mailing": mailing}, status=status)
+
+
+@tenant_required
+def mailing_new(request: HttpRequest) -> HttpResponse:
+    return _save(request, Mailing(tenant=request.tenant))
+
+
+@tenant_required
+def mailing_edit(request: HttpRequest, public_id: str) -> HttpResponse:
+    mailing = get_mailing(request.tenant, public_id)
+    if mailing.status != S.DRAFT:
+        messages.info(request, "Only a draft can be edited.")
+        return redirect("mailings:detail", public_id=mailing.public_id)
+    return _save(request, mailing)
+
+
+def _save(request: HttpRequest, mailing: Mailing) -> HttpResponse:
+    form = MailingForm(request.POST or None, instance=mailing, tenant=request.tenant)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.mailing_save(
+                mailing=form.save(commit=False),
+                lists=form.cleaned_data["lists"],
+                servers=form.ordered_servers(),
+                by=request.user,
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return redirect("mailings:detail", public_id=mailing.public_id)
+    return _form_page(request, form, mailing if mailing.pk else None)
+
+
+def sender_preview(mailing: Mailing) -> tuple[list[dict], bool]:
+    """The From each of the mailing's servers will produce, and whether a
+    fixed sender in the template is honoured by none of them."""
+    source = mailing.template if mailing.status in (S.DRAFT, S.SCHEDULED) else mailing
+    rows = []
+    for link in mailing.server_links.select_related("server"):
+        resolved = resolve_sender(link.server, source)
+        rows.append({"server": link.server, "from": formataddr((resolved.name, resolved.email)), "resolved": resolved})
+    unhonoured = bool(source.sender_email) and not any(r["resolved"].substituted for r in rows)
+    return rows, unhonoured
+
+
+@tenant_required
+def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
+    mailing = get_mailing(request.tenant, public_id)
+    status = request.GET.get("status") or None
+    if status and status not in Letter.Status.values:
+        raise Http404("Unknown status.")
+    after = request.GET.get("after")
+    page = selectors.letters_page(mailing, status=status, after=int(after) if after and after.isdigit() else None)
+    preview, unhonoured = sender_preview(mailing)
+    context = {
+        "mailing": mailing,
+        "preview": preview,
+        "unhonoured": unhonoured,
+        "recipients": services.recipients(mailing).count() if mailing.status == S.DRAFT else None,
+        "progress": selectors.progress_for([mailing])[mailing.pk],
+        "letters": page[:100],
+        "next_after": page[99].pk if len(page) > 100 else None,
+        "status_filter": status,
+        "statuses": Letter.Status.choices,
+        "actions": services.allowed_actions(mailing),
+        "events": mailing.events.select_related("by"),
+    }
+    return render(request, "mailings/detail.html", context)
+
+
+ACTIONS = {"start", "schedule", "unschedule", "pause", "resume", "cancel"}
+
+
+@require_POST
+@tenant_required
+def mailing_action(request: HttpRequest, public_id: str, action: str) -> HttpResponse:
+    mailing = get_mailing(request.tenant, public_id)
+    if action not in ACTIONS:
+        raise Http404("Unknown action.")
+    try:
+        _run(request, mailing, action)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    return redirect("mailings:detail", public_id=mailing.public_id)
+
+
+def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
+    if action == "start":
+        count = services.mailing_start(mailing=mailing, by=request.user)
+        messages.success(request, f"Started: {count} letters are queued.")
+    elif action == "schedule":
+        if mailing.scheduled_at is None:
+            raise ValidationError("Set a start time first (Edit).")
+        services.mailing_schedule(mailing=mailing, at=mailing.scheduled_at, by=request.user)
+        messages.success(request, "Scheduled.")
+    else:
+        services.transition(mailing=mailing, action=action, by=request.user)

@@ -1,0 +1,65 @@
+"""The exact message of a letter, parsed back with the email package."""
+
+import email
+import email.policy
+
+import pytest
+
+from mailing import mailings as services
+from mailing.messages import LETTER_HEADER, build_message
+from mailing.models import Contact, Letter, Mailing
+from tests.servers.factories import make_server
+
+from .builders import make_list, make_template
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def letter(tenant_a):
+    make_list(tenant_a, "L", ["ann@x.test"])
+    Contact.objects.filter(email="ann@x.test").update(first_name="Ann <b>", fields={"city": "Tver"})
+    template = make_template(
+        tenant_a,
+        subject="Hi {{ first_name }}",
+        html_body="<p>Hi {{ first_name }}</p>",
+        sender_email="ceo@acme.test",
+        sender_name="Acme",
+        reply_to="replies@acme.test",
+    )
+    mailing = Mailing(tenant=tenant_a, name="m", template=template)
+    server = make_server(tenant_a, sender_email="box@yandex.test", sender_name="Box")
+    services.mailing_save(mailing=mailing, lists=list(tenant_a.contact_lists.all()), servers=[server])
+    services.mailing_start(mailing=mailing)
+    return Letter.objects.select_related("mailing").get()
+
+
+def parse(message) -> email.message.EmailMessage:
+    return email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+
+
+def test_the_message_carries_the_headers_that_tie_bounces_and_unsubscribes(letter, tenant_a):
+    server = letter.mailing.servers.get()
+    msg = parse(build_message(letter, server))
+    assert msg[LETTER_HEADER] == str(letter.public_id)
+    assert msg["Message-ID"] == f"<{letter.public_id}@yandex.test>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Unsubscribe"].startswith("<http") and "/u/" in msg["List-Unsubscribe"]
+    assert msg["Reply-To"] == "replies@acme.test"
+    assert msg["Subject"] == "Hi Ann <b>"
+    assert "Hi Ann <b>" in msg.get_body(("plain",)).get_content()
+    assert "Hi Ann &lt;b&gt;" in msg.get_body(("html",)).get_content()
+
+
+def test_the_from_depends_on_the_server_that_sends(letter, tenant_a):
+    plain = letter.mailing.servers.get()
+    substituting = make_server(tenant_a, name="Own domain", sender_email="mx@acme.test", allow_sender_substitution=True)
+    assert parse(build_message(letter, plain))["From"] == "Acme <box@yandex.test>"
+    assert parse(build_message(letter, substituting))["From"] == "Acme <ceo@acme.test>"
+
+
+def test_contact_data_cannot_inject_headers_through_the_subject(letter):
+    letter.context["first_name"] = "Ann\r\nBcc: victim@example.test"
+    msg = parse(build_message(letter, letter.mailing.servers.get()))
+    assert msg["Bcc"] is None
+    assert "\n" not in msg["Subject"]
