@@ -32,20 +32,20 @@ def getting_started(tenant: Tenant) -> list[ChecklistItem]:
             "Create a template",
             "Write the subject and body, with a fixed or substituted sender.",
             mailing.has_template(tenant),
-            None,
+            "templates:list",
         ),
         ChecklistItem(
             "contacts",
             "Import contacts",
             "Upload a CSV of the people you write to.",
             mailing.has_contacts(tenant),
-            None,
+            "contacts:import_upload",
         ),
         ChecklistItem(
             "mailing",
             "Send a first mailing",
             "Pick a template and a list, check the senders, and start.",
             mailing.has_started_mailing(tenant),
-            None,
+            "mailings:new",
         ),
     ]

@@ -61,6 +61,16 @@ SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
 # (unsubscribe) that workers build without a request.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# Dispatch: letters per batch (one SMTP connection), the SMTP timeout, and
+# the retry schedule of temporary failures (seconds, doubling, capped).
+DISPATCH_BATCH = env.int("DISPATCH_BATCH", default=50)
+DISPATCH_SMTP_TIMEOUT = env.float("DISPATCH_SMTP_TIMEOUT", default=30.0)
+DISPATCH_MAX_ATTEMPTS = env.int("DISPATCH_MAX_ATTEMPTS", default=5)
+DISPATCH_RETRY_BASE = env.int("DISPATCH_RETRY_BASE", default=60)
+DISPATCH_RETRY_MAX = env.int("DISPATCH_RETRY_MAX", default=3600)
+# How often the scheduler looks for work (seconds).
+DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
+
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"
 if ADMIN_URL == "admin/":
@@ -202,7 +212,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
+    "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
+    "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 

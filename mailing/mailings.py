@@ -45,6 +45,8 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
             current = Mailing.objects.filter(pk=mailing.pk).values_list("status", flat=True).first()
             raise ValidationError(f"A mailing that is {Mailing.Status(current).label.lower()} cannot {action}.")
         MailingEvent.objects.create(mailing=mailing, from_status=mailing.status, to_status=target, by=by, note=note)
+        if target == S.ACTIVE:
+            transaction.on_commit(lambda: _kick(mailing.pk))
     mailing.status = target
     for name, value in fields.items():
         setattr(mailing, name, value)
@@ -111,8 +113,15 @@ def mailing_start(*, mailing: Mailing, by: User | None = None) -> int:
         if count == 0:
             raise ValidationError("Nobody to send to: the lists are empty or every address is suppressed.")
         transition(mailing=mailing, action="start", by=by, started_at=timezone.now(), letter_count=count)
-    # Dispatch (issue #5) picks queued letters of active mailings up.
     return count
+
+
+def _kick(mailing_id: int) -> None:
+    """Send at once rather than at the next scheduler tick."""
+    from . import dispatch, tasks
+
+    if dispatch.take_chain(mailing_id):
+        tasks.send_mailing.delay(mailing_id)
 
 
 def _snapshot(mailing: Mailing) -> None:

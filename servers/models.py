@@ -82,6 +82,14 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
     )
     priority = models.PositiveIntegerField(default=0, help_text="Lower goes first.")
     enabled = models.BooleanField(default=True)
+    max_connections = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="How many workers may talk to this server at once (providers limit it).",
+    )
+    # A server that keeps failing at connection level rests as a whole.
+    backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
+    connection_failures = models.PositiveSmallIntegerField(default=0, editable=False)
     # Platform server only: how many letters each tenant may send through it
     # per day, unless a PlatformQuota row says otherwise for that tenant.
     tenant_daily_quota = models.PositiveIntegerField(null=True, blank=True)

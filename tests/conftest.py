@@ -14,17 +14,27 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Membership, Role, Tenant, User
+from tests.dovecot import dovecot, dovecot_mailbox  # noqa: F401 - fixtures for every test
 from tests.services import REQUIRED
 
 PASSWORD = "correct horse battery staple 42"
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _database_is_the_required_one(django_db_setup, django_db_blocker) -> None:
+def _database_is_the_required_one(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         vendor = connection.vendor
     if REQUIRED and vendor != "postgresql":
         pytest.fail("REQUIRE_SERVICES=1 needs DATABASE_URL to point at PostgreSQL", pytrace=False)
+    yield
+    if vendor == "postgresql":
+        # Threads of live-server and concurrency tests may leave sessions
+        # open; they would keep the test database from being dropped.
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 def totp_code(device: TOTPDevice, *, offset: int = 0) -> str:
@@ -82,6 +92,3 @@ def bob(tenant_a) -> Person:
 @pytest.fixture
 def charlie(tenant_b) -> Person:
     return make_person("charlie@globex.test", tenant_b, Role.OWNER)
-
-
-from tests.dovecot import dovecot, dovecot_mailbox  # noqa: E402, F401

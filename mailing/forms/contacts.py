@@ -9,6 +9,12 @@ from .. import contacts, imports
 from ..models import Contact, ContactImport, ContactList, CustomField
 
 CUSTOM_PREFIX = "cf_"
+STANDARD_CHOICES = [
+    ("", "Ignore"),
+    ("email", "Email address"),
+    ("first_name", "First name"),
+    ("last_name", "Last name"),
+]
 
 
 class ContactListForm(forms.Form):
@@ -30,7 +36,11 @@ class ContactForm(forms.Form):
     first_name = forms.CharField(label="First name", max_length=100, required=False)
     last_name = forms.CharField(label="Last name", max_length=100, required=False)
     lists = forms.ModelMultipleChoiceField(
-        label="Lists", queryset=ContactList.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+        label="Lists",
+        queryset=ContactList.objects.none(),
+        to_field_name="public_id",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
     )
 
     def __init__(self, *args: object, tenant: Tenant, **kwargs: object) -> None:
@@ -85,15 +95,18 @@ class ImportMappingForm(forms.Form):
     """One choice per column of the file, and the list the contacts go into."""
 
     contact_list = forms.ModelChoiceField(
-        label="Add the contacts to", queryset=ContactList.objects.none(), required=False, empty_label="A new list…"
+        label="Add the contacts to",
+        queryset=ContactList.objects.none(),
+        to_field_name="public_id",
+        required=False,
+        empty_label="A new list…",
     )
     new_list_name = forms.CharField(label="New list name", max_length=120, required=False)
 
     def __init__(self, *args: object, contact_import: ContactImport, **kwargs: object) -> None:
         tenant = contact_import.tenant
         existing = list(CustomField.objects.filter(tenant=tenant))
-        keys = {cf.key for cf in existing}
-        initial = {f"col_{i}": imports.guess_target(name, keys) for i, name in enumerate(contact_import.header)}
+        initial = self._guesses(contact_import.header, {cf.key for cf in existing})
         lists = ContactList.objects.filter(tenant=tenant)
         stem = contact_import.file_name.rsplit(".", 1)[0][:120]
         if stem and not lists.filter(name__iexact=stem).exists():
@@ -108,12 +121,20 @@ class ImportMappingForm(forms.Form):
             )
 
     @staticmethod
+    def _guesses(header: list[str], keys: set[str]) -> dict[str, str]:
+        """A first mapping to start from; each field offered to one column only."""
+        initial: dict[str, str] = {}
+        for i, name in enumerate(header):
+            target = imports.guess_target(name, keys)
+            initial[f"col_{i}"] = "" if target in initial.values() else target
+        return initial
+
+    @staticmethod
     def _choices(existing: list[CustomField]) -> list:
-        standard = [("", "Ignore"), ("email", "Email address"), ("first_name", "First name"), ("last_name", "Last name")]
         if not existing:
-            return standard
+            return STANDARD_CHOICES
         custom = [(f"{imports.FIELD_PREFIX}{cf.key}", f"{cf.label} {{{{ {cf.key} }}}}") for cf in existing]
-        return [*standard, ("Custom fields", custom)]
+        return [*STANDARD_CHOICES, ("Custom fields", custom)]
 
     def column_fields(self) -> list[forms.BoundField]:
         return [self[f"col_{i}"] for i in range(len(self.header))]
@@ -125,10 +146,7 @@ class ImportMappingForm(forms.Form):
         data = super().clean()
         if not data.get("contact_list") and not (data.get("new_list_name") or "").strip():
             self.add_error("new_list_name", "Name the new list, or choose an existing one.")
-        try:
-            imports.check_mapping({str(i): t for i, t in self.columns().items() if t != "new"} | self._new_keys())
-        except forms.ValidationError as exc:
-            raise forms.ValidationError(exc.messages) from exc
+        imports.check_mapping({str(i): t for i, t in self.columns().items() if t != "new"} | self._new_keys())
         return data
 
     def _new_keys(self) -> dict[str, str]:

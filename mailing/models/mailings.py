@@ -32,6 +32,9 @@ class Mailing(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
+    # While a worker's chain of batches runs for this mailing; the scheduler
+    # starts another chain only once this is past (the worker died).
+    dispatch_until = models.DateTimeField(null=True, blank=True, editable=False)
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
     subject = models.CharField(max_length=250, blank=True)
@@ -116,6 +119,10 @@ class Letter(models.Model):
     server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters")
     last_reply = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A worker claims letters by writing its token; a claim it never
+    # finishes (the worker died) runs out at lease_until and is taken again.
+    claim_token = models.UUIDField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,0 +1,342 @@
+"""The dispatcher: sends an active mailing's letters through the first
+allowed server until its limit is spent, then the next, without pauses;
+when every server is spent the mailing waits and resumes by itself.
+
+One call of run_mailing() sends one batch through one server:
+
+1. the server is checked again (enabled, healthy, not resting, the SaaS
+   rules and the SSRF check right before connecting);
+2. a connection slot is taken (max_connections per server, across workers);
+3. room is reserved in the limit accounting (mailing.limits);
+4. letters are claimed with a token (a conditional UPDATE, so two workers
+   never take the same letter); a claim has a lease, after which a dead
+   worker's letters go back to the queue;
+5. one SMTP connection carries the whole batch; each result is recorded,
+   and room reserved for letters never handed over is given back.
+
+The caller (a Celery task) runs it again at once while it returns "more"."""
+
+import logging
+import smtplib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from servers.connections import open_smtp
+from servers.errors import diagnose, is_blacklisting
+from servers.models import Health, SmtpServer
+
+from . import limits
+from .mailings import transition
+from .messages import build_message
+from .models import Letter, Mailing
+
+log = logging.getLogger(__name__)
+L = Letter.Status
+M = Mailing.Status
+PENDING = (L.QUEUED, L.DEFERRED)
+
+
+@dataclass
+class Outcome:
+    handed: int = 0  # letters that reached DATA (they count against the limit)
+    server_ok: bool = True
+
+
+def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
+    """One batch. Returns "more", "waiting", "done" or "idle"."""
+    mailing = Mailing.objects.select_related("tenant").filter(pk=mailing_id).first()
+    if mailing is None or not mailing.tenant.is_active:
+        return "idle"
+    now = now or timezone.now()
+    if mailing.status == M.WAITING:
+        if mailing.resume_at and mailing.resume_at > now:
+            return "waiting"
+        if not _move(mailing, "wake", resume_at=None):
+            return "idle"
+    if mailing.status != M.ACTIVE:
+        return "idle"
+    for server in usable_servers(mailing, now):
+        outcome = send_batch(mailing, server, now=now)
+        if outcome.handed:
+            return "more"
+    return _settle(mailing, now)
+
+
+def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
+    servers = [link.server for link in mailing.server_links.select_related("server").order_by("position")]
+    return [s for s in servers if s.is_usable and not (s.backoff_until and s.backoff_until > now)]
+
+
+def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
+    with connection_slot(server) as slot:
+        if not slot:
+            return Outcome()
+        reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
+        if not reservation.granted:
+            return Outcome()
+        letters = claim(mailing, server, reservation.granted, now=now)
+        outcome = Outcome()
+        try:
+            if letters:
+                outcome = _deliver(mailing, server, letters, now=now)
+        finally:
+            limits.release(reservation=reservation, unused=reservation.granted - outcome.handed)
+        return outcome
+
+
+def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
+    token = uuid.uuid4()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    candidates = Letter.objects.filter(mailing=mailing, status__in=PENDING).filter(due).order_by("pk")
+    with transaction.atomic():
+        ids = list(candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:count])
+        # The status condition makes the claim safe where row locks are not
+        # available (SQLite in development): only one token wins a row.
+        Letter.objects.filter(pk__in=ids, status__in=PENDING).update(
+            status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
+        )
+    return list(Letter.objects.filter(claim_token=token, status=L.SENDING).order_by("pk"))
+
+
+LEASE = timedelta(minutes=10)
+
+
+def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now: datetime) -> Outcome:
+    try:
+        client = open_smtp(server, timeout=settings.DISPATCH_SMTP_TIMEOUT)
+    except Exception as exc:
+        _server_failed(server, exc, now=now)
+        _requeue(letters)
+        return Outcome(server_ok=False)
+    outcome = Outcome()
+    try:
+        for index, letter in enumerate(letters):
+            outcome.handed += 1
+            if not _send_one(client, mailing, server, letter, now=now):
+                outcome.server_ok = False
+                _requeue(letters[index + 1 :])
+                break
+        else:
+            _reset_backoff(server)
+    finally:
+        try:
+            client.quit()
+        except Exception:
+            client.close()
+    return outcome
+
+
+def _send_one(client: smtplib.SMTP, mailing: Mailing, server: SmtpServer, letter: Letter, *, now: datetime) -> bool:
+    """Send and record one letter; False when the server must stop here."""
+    message = build_message(letter, server, mailing)
+    try:
+        refused = client.send_message(message, from_addr=server.sender_email, to_addrs=[letter.email])
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, reply = next(iter(exc.recipients.values()))
+        _record_refusal(letter, code, _text(code, reply), now=now)
+        return True
+    except smtplib.SMTPResponseException as exc:
+        reply = _text(exc.smtp_code, exc.smtp_error)
+        server_refuses = isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code >= 500
+        if server_refuses or is_blacklisting(exc.smtp_code, reply):
+            # Blacklisted, or our sender refused outright: no letter can go
+            # through this server; this one tries the next server.
+            _server_failed(server, exc, now=now, disable=True)
+            _requeue([letter])
+            return False
+        _record_refusal(letter, exc.smtp_code, reply, now=now)
+        return True
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        # The letter may or may not have been accepted; retry it later
+        # rather than lose it.
+        _defer(letter, f"connection lost: {exc}", now=now)
+        _server_failed(server, exc, now=now)
+        return False
+    if refused:
+        code, reply = next(iter(refused.values()))
+        _record_refusal(letter, code, _text(code, reply), now=now)
+    else:
+        _record_sent(letter, now=now)
+    return True
+
+
+def _text(code: int, reply: bytes | str) -> str:
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return f"{code} {text}".strip()
+
+
+def _record_sent(letter: Letter, *, now: datetime) -> None:
+    Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+        status=L.SENT, sent_at=now, attempts=letter.attempts + 1, last_reply="250 accepted",
+        claim_token=None, lease_until=None,
+    )  # fmt: skip
+
+
+def _record_refusal(letter: Letter, code: int, reply: str, *, now: datetime) -> None:
+    if code >= 500:
+        Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+            status=L.FAILED, attempts=letter.attempts + 1, last_reply=reply, claim_token=None, lease_until=None
+        )
+    else:
+        _defer(letter, reply, now=now)
+
+
+def _defer(letter: Letter, reply: str, *, now: datetime) -> None:
+    """Temporary failure: retry with exponential backoff, bounded; after
+    the last attempt the letter fails with the last reply."""
+    attempts = letter.attempts + 1
+    if attempts >= settings.DISPATCH_MAX_ATTEMPTS:
+        fields = {"status": L.FAILED}
+    else:
+        delay = min(settings.DISPATCH_RETRY_BASE * 2 ** (attempts - 1), settings.DISPATCH_RETRY_MAX)
+        fields = {"status": L.DEFERRED, "next_attempt_at": now + timedelta(seconds=delay)}
+    Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+        attempts=attempts, last_reply=reply, claim_token=None, lease_until=None, **fields
+    )
+
+
+def _requeue(letters: list[Letter]) -> None:
+    """Give letters that were never handed to the server back to the queue."""
+    for letter in letters:
+        Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+            status=_pending_status(letter), claim_token=None, lease_until=None, server=None
+        )
+
+
+def _pending_status(letter: Letter) -> str:
+    return L.DEFERRED if letter.attempts else L.QUEUED
+
+
+def _server_failed(server: SmtpServer, exc: BaseException, *, now: datetime, disable: bool = False) -> None:
+    """Authentication, blacklisting, a refused sender and broken rules take
+    the server out until the tenant tests it again; connection-level
+    trouble makes it rest a while."""
+    diagnosis = diagnose(exc, host=server.host, port=server.port, timeout=settings.DISPATCH_SMTP_TIMEOUT)
+    if disable or diagnosis.disables_server or diagnosis.category in ("rules", "host_refused"):
+        SmtpServer.objects.filter(pk=server.pk).update(
+            health=Health.FAILING, health_error=diagnosis.message, health_hint=diagnosis.hint, health_checked_at=now
+        )
+        return
+    failures = server.connection_failures + 1
+    rest = min(settings.DISPATCH_RETRY_BASE * 2 ** (failures - 1), settings.DISPATCH_RETRY_MAX)
+    SmtpServer.objects.filter(pk=server.pk).update(
+        connection_failures=failures, backoff_until=now + timedelta(seconds=rest)
+    )
+    log.warning("server %s rests %ss after: %s", server.pk, rest, diagnosis.message)
+
+
+def _reset_backoff(server: SmtpServer) -> None:
+    if server.connection_failures:
+        SmtpServer.objects.filter(pk=server.pk).update(connection_failures=0, backoff_until=None)
+
+
+def _settle(mailing: Mailing, now: datetime) -> str:
+    """Nothing was sent: finished, waiting for limits, or others are busy."""
+    letters = Letter.objects.filter(mailing=mailing)
+    if not letters.filter(status__in=(*PENDING, L.SENDING)).exists():
+        _move(mailing, "complete", finished_at=now)
+        return "done"
+    if letters.filter(status=L.SENDING).exists() and not letters.filter(status__in=PENDING).exists():
+        return "idle"
+    resume = resume_time(mailing, now)
+    _move(mailing, "wait", resume_at=resume)
+    return "waiting"
+
+
+def resume_time(mailing: Mailing, now: datetime) -> datetime:
+    """The earliest moment a letter may go: a server's window frees room,
+    a resting server wakes, or a deferred letter becomes due."""
+    candidates = []
+    for link in mailing.server_links.select_related("server"):
+        server = link.server
+        if not server.is_usable:
+            continue
+        if server.backoff_until and server.backoff_until > now:
+            candidates.append(server.backoff_until)
+        elif (room := limits.next_room_at(server, mailing.tenant, now)) is not None:
+            candidates.append(room)
+    due = (
+        Letter.objects.filter(mailing=mailing, status=L.DEFERRED, next_attempt_at__gt=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if due:
+        candidates.append(due)
+    usable = [c for c in candidates if c != limits.NEVER]
+    return min(usable) if usable else now + timedelta(hours=1)
+
+
+def _move(mailing: Mailing, action: str, **fields: object) -> bool:
+    try:
+        transition(mailing=mailing, action=action, **fields)
+    except ValidationError:
+        return False  # paused, cancelled or moved by someone else meanwhile
+    return True
+
+
+def requeue_expired_leases(*, now: datetime | None = None) -> int:
+    """Letters a dead worker had claimed go back to the queue. Their room in
+    the limits stays counted: they may have reached DATA."""
+    now = now or timezone.now()
+    return Letter.objects.filter(status=L.SENDING, lease_until__lt=now).update(
+        status=L.QUEUED, claim_token=None, lease_until=None
+    )
+
+
+@contextmanager
+def connection_slot(server: SmtpServer) -> Iterator[bool]:
+    """At most server.max_connections workers talk to one server at once.
+    PostgreSQL advisory locks are per database session, so a dead worker's
+    slot frees itself when its connection closes."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = None
+    with connection.cursor() as cursor:
+        for slot in range(server.max_connections):
+            candidate = server.pk * 64 + slot
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [candidate])
+            if cursor.fetchone()[0]:
+                key = candidate
+                break
+    try:
+        yield key is not None
+    finally:
+        if key is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def active_mailing_ids(*, now: datetime | None = None) -> list[int]:
+    """Mailings the scheduler should run now."""
+    now = now or timezone.now()
+    running = Mailing.objects.filter(tenant__status="active").filter(
+        Q(status=M.ACTIVE) | Q(status=M.WAITING, resume_at__lte=now)
+    )
+    return list(running.values_list("pk", flat=True))
+
+
+CHAIN_LEASE = timedelta(seconds=120)
+
+
+def take_chain(mailing_id: int, *, now: datetime | None = None) -> bool:
+    """One chain of batches per mailing at a time: the scheduler starts one
+    only when none holds the mailing (or its holder stopped renewing)."""
+    now = now or timezone.now()
+    free = Q(dispatch_until__isnull=True) | Q(dispatch_until__lt=now)
+    return bool(Mailing.objects.filter(pk=mailing_id).filter(free).update(dispatch_until=now + CHAIN_LEASE))
+
+
+def renew_chain(mailing_id: int, *, more: bool, now: datetime | None = None) -> None:
+    until = (now or timezone.now()) + CHAIN_LEASE if more else None
+    Mailing.objects.filter(pk=mailing_id).update(dispatch_until=until)

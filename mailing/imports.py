@@ -1,0 +1,604 @@
+"""CSV import of contacts.
+
+The upload is stored under IMPORTS_DIR with a random name and inspected
+(encoding, delimiter, header row); the user maps the columns; a Celery task
+then streams the file in batches. Each batch is one transaction, so a row is
+imported whole or not at all, and every bad row becomes an ImportRejection
+with the line it starts on (the header is line 1).
+
+Hostile files are bounded: the file size, the length of a physical line, of
+a field and of a row, and the number of columns. Lines are read with a
+length limit and decoded one by one, which gives the byte offset of an
+invalid byte and keeps memory flat however large the file is."""
+
+import codecs
+import csv
+import io
+import logging
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
+from django.db import transaction
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+
+from accounts.models import Tenant, User
+
+from . import contacts, tasks
+from .models import Contact, ContactImport, ContactList, ImportRejection
+
+logger = logging.getLogger(__name__)
+
+Status = ContactImport.Status
+
+MAX_COLUMNS = 200
+MAX_FIELD_CHARS = 100 * 1024
+MAX_LINE_BYTES = 100 * 1024
+MAX_ROW_BYTES = 1024 * 1024
+MAX_HEADER_CELL = 200
+MAX_RAW_CHARS = 2000  # of a rejected row, kept for the report
+SAMPLE_BYTES = 64 * 1024
+CHUNK_BYTES = 1024 * 1024
+BATCH_ROWS = 1000
+DELIMITERS = ",;\t"
+STANDARD_TARGETS = ("email", "first_name", "last_name")
+FIELD_PREFIX = "field:"
+
+
+class ImportFailed(Exception):
+    """The whole file cannot be imported; the message says why."""
+
+
+def max_bytes() -> int:
+    return getattr(settings, "IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+
+
+def imports_dir() -> Path:
+    return Path(getattr(settings, "IMPORTS_DIR", settings.VAR_DIR / "imports"))
+
+
+def size_label() -> str:
+    return filesizeformat(max_bytes())
+
+
+class SizeLimitUploadHandler(FileUploadHandler):
+    """Stops storing an uploaded file once it passes the limit, instead of
+    writing a file of any size to the temporary directory first."""
+
+    def __init__(self, request: object = None) -> None:
+        super().__init__(request)
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > max_bytes():
+            self.exceeded = True
+            raise SkipFile
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
+# ---------- Upload and inspection ----------
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    encoding: str
+    delimiter: str
+    header: list[str]
+
+
+def import_upload(*, tenant: Tenant, by: User | None, upload: UploadedFile) -> ContactImport:
+    """Store and inspect an uploaded CSV; raises ValidationError with a
+    message for the user when it cannot be imported."""
+    if upload.size is not None and upload.size > max_bytes():
+        raise ValidationError(f"The file is larger than {size_label()}.")
+    path = _store(upload)
+    try:
+        facts = inspect_file(path)
+    except ValidationError:
+        path.unlink(missing_ok=True)
+        raise
+    return ContactImport.objects.create(
+        tenant=tenant,
+        created_by=by,
+        file_name=Path(upload.name or "contacts.csv").name[:255],  # shown only; never part of a path
+        file_path=str(path),
+        file_size=path.stat().st_size,
+        encoding=facts.encoding,
+        delimiter=facts.delimiter,
+        header=facts.header,
+    )
+
+
+def _store(upload: UploadedFile) -> Path:
+    directory = imports_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{secrets.token_hex(16)}.csv"
+    written = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for chunk in upload.chunks():
+            written += len(chunk)
+            if written > max_bytes():
+                break
+            out.write(chunk)
+    if written > max_bytes() or written == 0:
+        path.unlink(missing_ok=True)
+        raise ValidationError("The file is empty." if written == 0 else "The file is too large.")
+    return path
+
+
+def inspect_file(path: Path) -> FileFacts:
+    with path.open("rb") as f:
+        encoding = _detect_encoding(f)
+        f.seek(0)
+        sample = f.read(SAMPLE_BYTES)
+        whole = not f.read(1)
+    text = _decode_sample(sample, encoding, whole=whole)
+    if not text.strip():
+        raise ValidationError("The file is empty.")
+    delimiter = _sniff_delimiter(text)
+    header = _read_header(text, delimiter, whole=whole)
+    return FileFacts(encoding=encoding, delimiter=delimiter, header=header)
+
+
+def _detect_encoding(f: BinaryIO) -> str:
+    """UTF-8 (with or without a BOM) when the file's first non-ASCII bytes
+    are valid UTF-8, else Windows-1251. A UTF-8 file with a stray bad byte
+    later on stays UTF-8: that row is rejected, the rest is not garbled."""
+    head = f.read(4)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValidationError("The file is in UTF-16. Save it as “CSV UTF-8” and upload it again.")
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ValidationError("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”.")
+    f.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    while chunk := f.read(CHUNK_BYTES):
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            return "utf-8" if not exc.object[: exc.start].isascii() else _check_cp1251(f)
+        if "\x00" in text:
+            raise _binary_file()
+        if not text.isascii():
+            return "utf-8"
+    return "utf-8"
+
+
+def _check_cp1251(f: BinaryIO) -> str:
+    f.seek(0)
+    offset = 0
+    while chunk := f.read(CHUNK_BYTES):
+        try:
+            text = chunk.decode("cp1251")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"The file is neither UTF-8 nor Windows-1251 (byte 0x{chunk[exc.start]:02X} at position "
+                f"{offset + exc.start}). Save it as “CSV UTF-8” and upload it again."
+            ) from exc
+        if "\x00" in text:
+            raise _binary_file()
+        offset += len(chunk)
+    return "cp1251"
+
+
+def _binary_file() -> ValidationError:
+    return ValidationError("This does not look like a text CSV file (it contains NUL bytes). Save it as CSV.")
+
+
+def _decode_sample(sample: bytes, encoding: str, *, whole: bool) -> str:
+    if not whole:
+        sample = sample[: sample.rfind(b"\n") + 1] or sample  # whole lines only
+    text = sample.decode(encoding, errors="replace")
+    return text.removeprefix("\ufeff")
+
+
+def _sniff_delimiter(text: str) -> str:
+    """A header line holding only one of the candidates settles it (column
+    names rarely contain delimiters); otherwise csv.Sniffer decides, and the
+    most frequent candidate in the header is the last resort."""
+    first = text.split("\n", 1)[0]
+    counts = {d: first.count(d) for d in DELIMITERS}
+    present = [d for d, n in counts.items() if n]
+    if len(present) == 1:
+        return present[0]
+    try:
+        return csv.Sniffer().sniff(text[: 16 * 1024], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+def _read_header(text: str, delimiter: str, *, whole: bool) -> list[str]:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = [" ".join(cell.split()) for cell in next(reader, [])]
+        has_rows = any(any(cell.strip() for cell in row) for row in reader)
+    except csv.Error as exc:
+        raise ValidationError(f"The first rows cannot be read as CSV: {exc}.") from exc
+    if not any(header):
+        raise ValidationError("The first line must be the header row: the names of the columns.")
+    if len(header) > MAX_COLUMNS:
+        raise ValidationError(f"The file has {len(header)} columns; at most {MAX_COLUMNS} are supported.")
+    if any(len(cell) > MAX_HEADER_CELL for cell in header):
+        raise ValidationError("The first line does not look like a header row: a column name is very long.")
+    if whole and not has_rows:
+        raise ValidationError("The file has a header row but no contacts.")
+    return [cell or f"Column {i}" for i, cell in enumerate(header, start=1)]
+
+
+# ---------- Mapping ----------
+
+# Column names (lower-cased, "_" and "-" as spaces) that name a standard field.
+GUESSES = {
+    "email": {"email", "e mail", "mail", "email address", "e mail address", "почта", "электронная почта", "емейл"},
+    "first_name": {"first name", "firstname", "given name", "name", "имя"},
+    "last_name": {"last name", "lastname", "surname", "family name", "фамилия"},
+}
+
+
+def guess_target(header: str, existing_keys: set[str]) -> str:
+    """The mapping choice offered first for a column: a standard field or
+    an existing custom field whose name matches, else ignore ("")."""
+    name = " ".join(header.lower().replace("_", " ").replace("-", " ").split())
+    for target, names in GUESSES.items():
+        if name in names:
+            return target
+    key = contacts.field_key(header)
+    return f"{FIELD_PREFIX}{key}" if key in existing_keys else ""
+
+
+def check_mapping(mapping: dict[str, str]) -> None:
+    """Exactly one email column; no field filled from two columns."""
+    targets = [t for t in mapping.values() if t]
+    if targets.count("email") != 1:
+        raise ValidationError("Map exactly one column to “Email address”.", code="email")
+    if doubled := sorted({t for t in targets if targets.count(t) > 1}):
+        names = ", ".join(t.removeprefix(FIELD_PREFIX).replace("_", " ") for t in doubled)
+        raise ValidationError(f"Two columns go into the same field: {names}. Pick one.", code="doubled")
+
+
+@transaction.atomic
+def import_start(
+    *,
+    contact_import: ContactImport,
+    columns: dict[int, str],
+    contact_list: ContactList | None,
+    new_list_name: str = "",
+) -> ContactImport:
+    """Fix the mapping and the target list and queue the import. In
+    `columns` a value "new" makes a custom field named after the header."""
+    imp = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
+    if imp.status != Status.UPLOADED:
+        raise ValidationError("This import has already started.")
+    mapping = {str(i): _resolve_target(imp, i, target) for i, target in columns.items() if 0 <= i < len(imp.header)}
+    check_mapping(mapping)
+    if contact_list is None:
+        try:
+            contact_list = contacts.list_create(tenant=imp.tenant, name=new_list_name)
+        except ValidationError as exc:
+            raise ValidationError({"new_list_name": exc.message_dict.get("name", exc.messages)}) from exc
+    elif contact_list.tenant_id != imp.tenant_id:
+        raise ValidationError("Choose one of your own lists.")
+    imp.mapping, imp.contact_list, imp.status = mapping, contact_list, Status.QUEUED
+    imp.save(update_fields=["mapping", "contact_list", "status"])
+    transaction.on_commit(lambda: tasks.run_contact_import.delay(imp.pk))
+    return imp
+
+
+def _resolve_target(imp: ContactImport, index: int, target: str) -> str:
+    if target == "new":
+        return FIELD_PREFIX + contacts.custom_field_for_header(tenant=imp.tenant, header=imp.header[index]).key
+    if target.startswith(FIELD_PREFIX):
+        key = target.removeprefix(FIELD_PREFIX)
+        if not imp.tenant.custom_fields.filter(key=key).exists():
+            raise ValidationError(f"There is no custom field {key}.")
+        return target
+    if target and target not in STANDARD_TARGETS:
+        raise ValidationError(f"Unknown field “{target}”.")
+    return target
+
+
+def import_discard(*, contact_import: ContactImport) -> None:
+    """Drop an upload that was never started."""
+    if contact_import.status != Status.UPLOADED:
+        raise ValidationError("An import that has started cannot be discarded.")
+    _remove_file(contact_import)
+    contact_import.delete()
+
+
+def imports_discard_stale(*, older_than: timedelta = timedelta(days=1)) -> int:
+    """Uploads nobody mapped (the tab was closed): remove them and their files."""
+    stale = ContactImport.objects.filter(status=Status.UPLOADED, created_at__lt=timezone.now() - older_than)
+    count = 0
+    for imp in stale.iterator():
+        _remove_file(imp)
+        imp.delete()
+        count += 1
+    return count
+
+
+def _remove_file(imp: ContactImport) -> None:
+    path = Path(imp.file_path)
+    if path.name and path.resolve().parent == imports_dir().resolve():
+        path.unlink(missing_ok=True)
+
+
+# ---------- Running ----------
+
+
+@dataclass
+class Parsed:
+    line: int
+    email: str
+    first_name: str
+    last_name: str
+    fields: dict[str, str]
+
+
+@dataclass
+class Mapping:
+    email: int
+    first_name: int | None
+    last_name: int | None
+    fields: dict[str, int]
+
+    @classmethod
+    def from_json(cls, mapping: dict[str, str]) -> "Mapping":
+        by_target = {target: int(index) for index, target in mapping.items() if target}
+        fields = {t.removeprefix(FIELD_PREFIX): i for t, i in by_target.items() if t.startswith(FIELD_PREFIX)}
+        return cls(by_target["email"], by_target.get("first_name"), by_target.get("last_name"), fields)
+
+
+@dataclass
+class Counts:
+    rows_seen: int = 0
+    created: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+
+def import_run(*, import_id: int) -> None:
+    claimed = ContactImport.objects.filter(pk=import_id, status=Status.QUEUED).update(status=Status.RUNNING)
+    if not claimed:
+        return  # another worker has it, or it already ran
+    imp = ContactImport.objects.get(pk=import_id)
+    try:
+        _run(imp)
+    except ImportFailed as exc:
+        _finish(imp, Status.FAILED, str(exc))
+    except Exception:
+        logger.exception("contact import %s failed", imp.pk)
+        _finish(imp, Status.FAILED, "An unexpected error stopped the import. The rows counted above were imported.")
+    else:
+        _finish(imp, Status.DONE)
+    finally:
+        _remove_file(imp)
+
+
+def _finish(imp: ContactImport, status: str, error: str = "") -> None:
+    ContactImport.objects.filter(pk=imp.pk).update(status=status, error=error, finished_at=timezone.now())
+
+
+def _run(imp: ContactImport) -> None:
+    path = Path(imp.file_path)
+    if path.resolve().parent != imports_dir().resolve() or not path.is_file():
+        raise ImportFailed("The uploaded file is gone. Upload it again.")
+    if imp.contact_list_id is None:
+        raise ImportFailed("The target list was deleted.")
+    mapping = Mapping.from_json(imp.mapping)
+    counts = Counts()
+    with path.open("rb") as f:
+        source = LineSource(f, imp.encoding)
+        reader = csv.reader(source, delimiter=imp.delimiter or ",")
+        _skip_header(reader)
+        rows = _rows(reader, source, mapping, imp.delimiter or ",")
+        batch: list[Parsed | ImportRejection] = []
+        for item in rows:
+            batch.append(item)
+            if len(batch) >= BATCH_ROWS:
+                _save_batch(imp, batch, counts, source.offset)
+                batch = []
+        _save_batch(imp, batch, counts, source.offset)
+
+
+def _skip_header(reader: "csv._reader") -> None:
+    try:
+        next(reader, None)
+    except csv.Error as exc:  # it was read once at upload; the file changed?
+        raise ImportFailed(f"The header row cannot be read: {exc}.") from exc
+
+
+class LineSource:
+    """The file's lines, decoded one by one, for csv.reader. Yields exactly
+    one string per physical line, so reader.line_num is the file's line
+    number. Notes what went wrong in the current row for the caller."""
+
+    def __init__(self, f: BinaryIO, encoding: str) -> None:
+        self.f = f
+        self.encoding = encoding or "utf-8"
+        self.offset = 0
+        self.first = True
+        self.start_row()
+
+    def start_row(self) -> None:
+        self.problem: str | None = None
+        self.row_bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            raise StopIteration
+        start, self.offset = self.offset, self.offset + len(raw)
+        self.row_bytes += len(raw)
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            self._skip_rest_of_line()
+            self._note(f"The line is longer than {MAX_LINE_BYTES // 1024} KB.")
+            return "\n"
+        if self.row_bytes > MAX_ROW_BYTES:
+            # Only a quoted field makes a row span lines: close it, end the row.
+            self._note(f"The row is longer than {MAX_ROW_BYTES // 1024} KB.")
+            return '"\n'
+        return self._decode(raw, start)
+
+    def _decode(self, raw: bytes, start: int) -> str:
+        if self.first:
+            self.first = False
+            if self.encoding == "utf-8" and raw.startswith(codecs.BOM_UTF8):
+                raw, start = raw[len(codecs.BOM_UTF8) :], start + len(codecs.BOM_UTF8)
+        try:
+            text = raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            self._note(f"Invalid bytes for {self.encoding.upper()} at byte {start + exc.start} of the file.")
+            text = raw.decode(self.encoding, errors="replace")
+        if "\x00" in text:  # PostgreSQL cannot store it, and no name contains it
+            self._note(f"A NUL byte at byte {start + raw.index(0)} of the file.")
+            text = text.replace("\x00", "")
+        return text
+
+    def _skip_rest_of_line(self) -> None:
+        while chunk := self.f.readline(CHUNK_BYTES):
+            self.offset += len(chunk)
+            if chunk.endswith(b"\n"):
+                return
+
+    def _note(self, problem: str) -> None:
+        self.problem = self.problem or problem
+
+
+def _rows(
+    reader: "csv._reader", source: LineSource, mapping: Mapping, delimiter: str
+) -> Iterator[Parsed | ImportRejection]:
+    """Each row of the file, parsed or rejected; blank rows are skipped."""
+    while True:
+        line = reader.line_num + 1
+        source.start_row()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield _reject(line, _csv_problem(exc), "")
+            continue
+        if source.problem:
+            yield _reject(line, source.problem, _raw(cells, delimiter))
+        elif any(cell.strip() for cell in cells):
+            result = _parse(cells, mapping)
+            yield Parsed(line, *result) if isinstance(result, tuple) else _reject(line, result, _raw(cells, delimiter))
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"A field is longer than {MAX_FIELD_CHARS // 1024} KB."
+    return f"The row cannot be read as CSV: {exc}."
+
+
+def _reject(line: int, reason: str, raw: str) -> ImportRejection:
+    return ImportRejection(line=line, reason=reason[:300], raw=raw)
+
+
+def _raw(cells: list[str], delimiter: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter).writerow(cell[:MAX_RAW_CHARS] for cell in cells)
+    return out.getvalue().removesuffix("\r\n")[:MAX_RAW_CHARS]
+
+
+def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]] | str:
+    """(email, first name, last name, custom fields), or why the row is refused."""
+    if len(cells) > MAX_COLUMNS:
+        return f"The row has {len(cells)} columns; at most {MAX_COLUMNS} are supported."
+    if any(len(cell) > MAX_FIELD_CHARS for cell in cells):
+        return f"A field is longer than {MAX_FIELD_CHARS // 1024} KB."
+
+    def cell(index: int | None) -> str:
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    address = cell(m.email)
+    if not address:
+        return "No email address."
+    try:
+        email = contacts.normalize_email(address)
+    except ValidationError as exc:
+        return f"Invalid email address “{address[:100]}”: {exc.messages[0]}"
+    first, last = cell(m.first_name), cell(m.last_name)
+    if len(first) > contacts.MAX_NAME_LENGTH or len(last) > contacts.MAX_NAME_LENGTH:
+        return f"A name is longer than {contacts.MAX_NAME_LENGTH} characters."
+    fields = {key: value for key, index in m.fields.items() if (value := cell(index))}
+    if any(len(value) > contacts.MAX_VALUE_LENGTH for value in fields.values()):
+        return f"A custom field value is longer than {contacts.MAX_VALUE_LENGTH} characters."
+    return email, first, last, fields
+
+
+@dataclass
+class _Merged:
+    first_name: str = ""
+    last_name: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def take(self, row: Parsed) -> None:
+        """Later non-empty values win; empty ones never erase."""
+        self.first_name = row.first_name or self.first_name
+        self.last_name = row.last_name or self.last_name
+        self.fields.update(row.fields)
+
+
+def _save_batch(imp: ContactImport, batch: list[Parsed | ImportRejection], counts: Counts, offset: int) -> None:
+    rejections = [item for item in batch if isinstance(item, ImportRejection)]
+    merged: dict[str, _Merged] = {}
+    for item in batch:
+        if isinstance(item, Parsed):
+            merged.setdefault(item.email, _Merged()).take(item)
+    with transaction.atomic():
+        created = _upsert(imp, merged)
+        for rejection in rejections:
+            rejection.contact_import = imp
+        ImportRejection.objects.bulk_create(rejections)
+        counts.rows_seen += len(batch)
+        counts.rejected += len(rejections)
+        counts.created += created
+        counts.updated += len(batch) - len(rejections) - created
+        ContactImport.objects.filter(pk=imp.pk).update(bytes_read=offset, **vars(counts))
+
+
+def _upsert(imp: ContactImport, merged: dict[str, _Merged]) -> int:
+    """Create the new addresses, merge into the existing ones, put them all
+    in the list; returns how many were created."""
+    if not merged:
+        return 0
+    tenant_contacts = Contact.objects.filter(tenant_id=imp.tenant_id)
+    existing = {c.email: c for c in tenant_contacts.filter(email__in=list(merged))}
+    new = [
+        Contact(tenant_id=imp.tenant_id, email=email, first_name=m.first_name, last_name=m.last_name, fields=m.fields)
+        for email, m in merged.items()
+        if email not in existing
+    ]
+    # A contact added by hand a moment ago wins; its row still joins the list.
+    Contact.objects.bulk_create(new, ignore_conflicts=True)
+    now = timezone.now()
+    for contact in existing.values():
+        m = merged[contact.email]
+        contact.first_name = m.first_name or contact.first_name
+        contact.last_name = m.last_name or contact.last_name
+        contact.fields = {**(contact.fields or {}), **m.fields}
+        contact.updated_at = now
+    Contact.objects.bulk_update(list(existing.values()), ["first_name", "last_name", "fields", "updated_at"])
+    ids = tenant_contacts.filter(email__in=list(merged)).values_list("pk", flat=True)
+    through = Contact.lists.through
+    through.objects.bulk_create(
+        [through(contact_id=pk, contactlist_id=imp.contact_list_id) for pk in ids], ignore_conflicts=True
+    )
+    return len(new)

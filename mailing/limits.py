@@ -1,0 +1,315 @@
+"""Limit accounting: how many letters a server may still take, reserved
+atomically in PostgreSQL so that any number of workers on any number of
+machines never exceed a server's hourly or daily limit, or a tenant's daily
+quota on a platform server, by a single letter.
+
+Every letter handed to a server in DATA is counted in a UsageBucket: the
+bucket of (server, tenant, minute it was reserved in). The windows are
+rolling and read from those buckets:
+
+- a bucket of minute m counts in the hour window at instant t while
+  m >= trunc_minute(t) - 60 min, so it leaves at m + 61 min;
+- it counts in the day window while m >= trunc_minute(t) - 1440 min, so it
+  leaves at m + 1441 min.
+
+Why the extra minute: a bucket only says its letters went out somewhere in
+[m, m + 1 min). Were it to leave at m + 60 min, letters sent at m + 59 s and
+a full limit's worth granted again at m + 60 min would fall within one
+60-minute interval. Leaving at m + 61 min, the window at t covers everything
+sent in the last 60 minutes (and up to one minute more), so no exact
+60-minute or 24-hour interval can ever hold more than the limit. The price is
+at most one minute of waiting more than strictly needed.
+
+The clock is the worker's: machines must keep it synchronised (NTP), since
+a worker running late would write buckets that leave the window early.
+
+That guarantee assumes a reservation's letters are handed over in the
+minute it was made (Reservation.expires_at): a sender should reserve in
+small chunks right before DATA and release what it did not use."""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from django.db import connection, transaction
+from django.db.models import F, Q, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from accounts.models import Tenant
+from servers.models import PlatformQuota, SmtpServer
+from servers.selectors import platform_quota
+
+from .models import UsageBucket
+
+MINUTE = timedelta(minutes=1)
+HOUR_SPAN = timedelta(minutes=60)  # buckets this far before the current minute still count
+DAY_SPAN = timedelta(minutes=1440)
+# When a limit is 0, room never comes back by waiting; only editing the
+# server (or the quota) does.
+NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    server_id: int
+    tenant_id: int
+    minute: datetime
+    granted: int
+
+    @property
+    def expires_at(self) -> datetime:
+        """Hand the granted letters to the server before this instant;
+        afterwards release the rest and reserve again."""
+        return self.minute + MINUTE
+
+
+@dataclass(frozen=True)
+class Usage:
+    hour_used: int
+    day_used: int
+    hour_limit: int | None
+    day_limit: int | None
+    hour_left: int | None  # None: no limit
+    day_left: int | None
+    tenant_day_used: int | None = None  # platform servers only
+    tenant_quota: int | None = None
+    tenant_day_left: int | None = None
+    resume_at: datetime | None = None  # when a spent server gets room again
+
+    @property
+    def left(self) -> int | None:
+        """How many letters the server may take now (None: no limit)."""
+        return _min_room(self.hour_left, self.day_left, self.tenant_day_left)
+
+    @property
+    def is_spent(self) -> bool:
+        return self.left == 0
+
+
+def trunc_minute(moment: datetime) -> datetime:
+    if timezone.is_naive(moment):
+        raise ValueError("Limit accounting needs aware datetimes.")
+    return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def reserve(*, server: SmtpServer, tenant: Tenant, wanted: int, now: datetime | None = None) -> Reservation:
+    """Grant up to `wanted` letters on `server` for `tenant` now, and count
+    them at once. The grant may be smaller, or 0 when the server is spent."""
+    if wanted < 0:
+        raise ValueError("wanted must not be negative")
+    minute = trunc_minute(now or timezone.now())
+    with transaction.atomic():
+        locked = _lock(server)
+        _check_tenant(locked, tenant)
+        room = _room(locked, tenant, minute)
+        granted = wanted if room is None else min(wanted, room)
+        if granted:
+            _add(server_id=locked.pk, tenant_id=tenant.pk, minute=minute, count=granted)
+    return Reservation(server_id=locked.pk, tenant_id=tenant.pk, minute=minute, granted=granted)
+
+
+def release(*, reservation: Reservation, unused: int) -> None:
+    """Give back letters that were reserved but never handed to the server.
+
+    One UPDATE, atomic on its own: no server lock is needed to lower a count,
+    and a concurrent reservation that still sees the old count only errs on
+    the safe side."""
+    if not 0 <= unused <= reservation.granted:
+        raise ValueError(f"unused must be between 0 and {reservation.granted}")
+    if not unused:
+        return
+    UsageBucket.objects.filter(
+        server_id=reservation.server_id, tenant_id=reservation.tenant_id, minute=reservation.minute
+    ).update(count=Greatest(F("count") - Value(unused), Value(0)))
+
+
+def window_usage(servers: Iterable[SmtpServer], tenant: Tenant, now: datetime | None = None) -> dict[int, Usage]:
+    """Each server's windows as `tenant` sees them, in three queries at most
+    whatever the number of servers: the sums, the tenant's platform quotas,
+    and the minute-by-minute rows of the spent servers for their resume time
+    (plus one if `servers` is an unevaluated queryset). The servers' limits
+    are taken as passed."""
+    servers = list(servers)
+    minute = trunc_minute(now or timezone.now())
+    sums = _sums_by_server([s.pk for s in servers], tenant, minute)
+    quotas = _platform_quotas([s for s in servers if s.is_platform], tenant)
+    usages = {s.pk: _usage(s, sums.get(s.pk, {}), quotas.get(s.pk)) for s in servers}
+    spent = [s.pk for s in servers if usages[s.pk].is_spent]
+    history = _minutes_by_server(spent, tenant, minute)
+    for server_id in spent:
+        resume_at = _resume_at(usages[server_id], history[server_id], minute)
+        usages[server_id] = replace(usages[server_id], resume_at=resume_at)
+    return usages
+
+
+def next_room_at(server: SmtpServer, tenant: Tenant, now: datetime | None = None) -> datetime | None:
+    """When `server` has room for `tenant` again: None when it has room
+    now, NEVER when a limit of 0 leaves nothing to wait for."""
+    return window_usage([server], tenant, now)[server.pk].resume_at
+
+
+def purge_expired(*, now: datetime | None = None) -> int:
+    """Delete buckets that left every window; a periodic task calls this
+    to keep the table and its indexes small."""
+    oldest_counted = trunc_minute(now or timezone.now()) - DAY_SPAN
+    deleted, _ = UsageBucket.objects.filter(minute__lt=oldest_counted).delete()
+    return deleted
+
+
+# Reserving
+
+# The table name is the model's default one (a test pins it).
+_ADD_SQL = """
+    INSERT INTO mailing_usagebucket (server_id, tenant_id, minute, count) VALUES (%s, %s, %s, %s)
+    ON CONFLICT (server_id, tenant_id, minute) DO UPDATE SET count = mailing_usagebucket.count + EXCLUDED.count
+"""
+
+
+def _lock(server: SmtpServer) -> SmtpServer:
+    """Lock the server row for the transaction: every reservation on one
+    server waits for the previous one, across workers and machines. NO KEY
+    UPDATE still serializes reservations but lets other transactions insert
+    rows that point at the server (letters, buckets) meanwhile. On SQLite the
+    database-wide write lock serializes instead."""
+    return SmtpServer.objects.select_for_update(no_key=True).get(pk=server.pk)
+
+
+def _check_tenant(server: SmtpServer, tenant: Tenant) -> None:
+    if not server.is_platform and server.tenant_id != tenant.pk:
+        raise ValueError("A tenant's own server counts only its owner's letters.")
+
+
+def _room(server: SmtpServer, tenant: Tenant, minute: datetime) -> int | None:
+    """How many letters fit in every window now (None: no limit at all)."""
+    quota = platform_quota(server, tenant) if server.is_platform else None
+    if server.max_per_hour is None and server.max_per_day is None and quota is None:
+        return None  # nothing to sum against; the grant is still counted
+    sums = UsageBucket.objects.filter(server=server, minute__gte=minute - DAY_SPAN).aggregate(
+        **_window_sums(tenant, minute)
+    )
+    return _min_room(
+        _left(server.max_per_hour, sums["hour"]),
+        _left(server.max_per_day, sums["day"]),
+        _left(quota, sums["mine"]),
+    )
+
+
+def _add(*, server_id: int, tenant_id: int, minute: datetime, count: int) -> None:
+    """Add to the minute's bucket in one statement, creating it if needed.
+    ON CONFLICT makes it safe even without the server lock, on PostgreSQL
+    and on SQLite alike."""
+    # The backend's own adaptation, so the key matches the ORM's (SQLite
+    # stores naive UTC text).
+    stored_minute = connection.ops.adapt_datetimefield_value(minute)
+    with connection.cursor() as cursor:
+        cursor.execute(_ADD_SQL, [server_id, tenant_id, stored_minute, count])
+
+
+# Reading the windows
+
+
+def _window_sums(tenant: Tenant, minute: datetime) -> dict[str, Coalesce]:
+    """Over rows already limited to the day window: the hour window, the
+    day window, and the tenant's own share of the day (its platform quota)."""
+    return {
+        "hour": Coalesce(Sum("count", filter=Q(minute__gte=minute - HOUR_SPAN)), 0),
+        "day": Coalesce(Sum("count"), 0),
+        "mine": Coalesce(Sum("count", filter=Q(tenant=tenant)), 0),
+    }
+
+
+def _sums_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, dict[str, int]]:
+    rows = (
+        UsageBucket.objects.filter(server_id__in=server_ids, minute__gte=minute - DAY_SPAN)
+        .values("server_id")
+        .order_by()
+        .annotate(**_window_sums(tenant, minute))
+    )
+    return {row.pop("server_id"): row for row in rows}
+
+
+def _platform_quotas(servers: list[SmtpServer], tenant: Tenant) -> dict[int, int | None]:
+    """servers.selectors.platform_quota for many servers in one query."""
+    if not servers:
+        return {}
+    own = dict(PlatformQuota.objects.filter(server__in=servers, tenant=tenant).values_list("server_id", "daily_quota"))
+    return {s.pk: own.get(s.pk, s.tenant_daily_quota) for s in servers}
+
+
+def _usage(server: SmtpServer, sums: dict[str, int], quota: int | None) -> Usage:
+    hour, day, mine = sums.get("hour", 0), sums.get("day", 0), sums.get("mine", 0)
+    usage = Usage(
+        hour_used=hour,
+        day_used=day,
+        hour_limit=server.max_per_hour,
+        day_limit=server.max_per_day,
+        hour_left=_left(server.max_per_hour, hour),
+        day_left=_left(server.max_per_day, day),
+    )
+    if not server.is_platform:
+        return usage
+    return replace(usage, tenant_day_used=mine, tenant_quota=quota, tenant_day_left=_left(quota, mine))
+
+
+class _Minute(NamedTuple):
+    minute: datetime
+    total: int  # all tenants: the server's own limits
+    mine: int  # the tenant's letters: its platform quota
+
+
+def _minutes_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, list[_Minute]]:
+    """Each spent server's minutes in the day window, oldest first: at most
+    1,441 rows per server, whatever the number of tenants."""
+    history: dict[int, list[_Minute]] = defaultdict(list)
+    if not server_ids:
+        return history
+    rows = (
+        UsageBucket.objects.filter(server_id__in=server_ids, minute__gte=minute - DAY_SPAN)
+        .values("server_id", "minute")
+        .order_by("server_id", "minute")
+        .annotate(total=Sum("count"), mine=Coalesce(Sum("count", filter=Q(tenant=tenant)), 0))
+    )
+    for row in rows:
+        history[row["server_id"]].append(_Minute(row["minute"], row["total"], row["mine"]))
+    return history
+
+
+def _resume_at(usage: Usage, history: list[_Minute], minute: datetime) -> datetime | None:
+    """The later of the spent windows' resume times."""
+    in_hour = [(h.minute, h.total) for h in history if h.minute >= minute - HOUR_SPAN]
+    candidates = [
+        _window_resume(usage.hour_limit, in_hour, HOUR_SPAN),
+        _window_resume(usage.day_limit, [(h.minute, h.total) for h in history], DAY_SPAN),
+        _window_resume(usage.tenant_quota, [(h.minute, h.mine) for h in history], DAY_SPAN),
+    ]
+    return max((c for c in candidates if c is not None), default=None)
+
+
+def _window_resume(limit: int | None, buckets: list[tuple[datetime, int]], span: timedelta) -> datetime | None:
+    """With `used` >= `limit`, room for one letter comes back when the
+    oldest buckets holding used - limit + 1 letters have left the window;
+    bucket m leaves at m + span + 1 min. The buckets are counted here rather
+    than taken from the sums so that both agree under concurrent writes."""
+    used = sum(count for _, count in buckets)
+    if limit is None or used < limit:
+        return None
+    if limit == 0:
+        return NEVER
+    leaving, needed = 0, used - limit + 1
+    for bucket_minute, count in buckets:
+        leaving += count
+        if leaving >= needed:
+            return bucket_minute + span + MINUTE
+    raise AssertionError("the buckets sum to `used`, so the walk always ends")
+
+
+def _left(limit: int | None, used: int) -> int | None:
+    return None if limit is None else max(0, limit - used)
+
+
+def _min_room(*rooms: int | None) -> int | None:
+    limited = [room for room in rooms if room is not None]
+    return min(limited) if limited else None

@@ -1,0 +1,29 @@
+from django.db import models
+
+from accounts.models import Tenant
+from servers.models import SmtpServer
+
+
+class UsageBucket(models.Model):
+    """How many letters a tenant handed to a server during one minute (UTC).
+
+    The hourly and daily windows are sums over these rows (mailing.limits),
+    so counting never scans the letters table and a window costs at most
+    1,441 small rows per server. On a platform server each tenant has its own
+    rows: the server's limits sum all of them, a tenant's quota only its own."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="usage_buckets")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    minute = models.DateTimeField()  # aware, truncated to the minute, UTC
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["server", "tenant", "minute"], name="usage_bucket_unique"),
+        ]
+        # The windows of a server across all its tenants; the tenant's own
+        # sums use the unique constraint's index.
+        indexes = [models.Index(fields=["server", "minute"], name="usage_bucket_server_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.count} on server {self.server_id} at {self.minute:%Y-%m-%d %H:%M}"

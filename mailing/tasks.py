@@ -1,0 +1,42 @@
+"""Celery tasks of the mailing app. Thin: take ids, call a service."""
+
+from celery import shared_task
+
+from . import dispatch, imports, limits, mailings
+
+
+@shared_task(soft_time_limit=3600)
+def run_contact_import(import_id: int) -> None:
+    imports.import_run(import_id=import_id)
+
+
+@shared_task
+def discard_stale_imports() -> None:
+    imports.imports_discard_stale()
+
+
+@shared_task
+def dispatch_tick() -> None:
+    """Beat, every DISPATCH_TICK seconds: return dead workers' letters,
+    start scheduled mailings, and make sure every running mailing (or a
+    waiting one whose time has come) has a chain of batches going."""
+    dispatch.requeue_expired_leases()
+    mailings.start_due_mailings()
+    for mailing_id in dispatch.active_mailing_ids():
+        if dispatch.take_chain(mailing_id):
+            send_mailing.delay(mailing_id)
+
+
+@shared_task(acks_late=True)
+def send_mailing(mailing_id: int) -> None:
+    """One batch; the next one is queued at once while there is more, so
+    sending goes on without pauses."""
+    more = dispatch.run_mailing(mailing_id=mailing_id) == "more"
+    dispatch.renew_chain(mailing_id, more=more)
+    if more:
+        send_mailing.delay(mailing_id)
+
+
+@shared_task
+def purge_usage_buckets() -> None:
+    limits.purge_expired()

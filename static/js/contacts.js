@@ -1,0 +1,107 @@
+/* Postroute: the contacts pages. Progressive enhancement only: every form
+   and link works without this file. Server strings are set with
+   textContent, never innerHTML. */
+(function () {
+  "use strict";
+
+  // Delete and remove buttons ask first.
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+    });
+  });
+
+  // ---------- Import mapping: the new list's name only matters without a chosen list ----------
+  var targetBox = document.querySelector("[data-new-list]");
+  if (targetBox) {
+    var chosen = targetBox.querySelector("select[name=contact_list]");
+    var newName = targetBox.querySelector("input[name=new_list_name]");
+    var newField = newName ? newName.closest(".field") : null;
+    var syncTarget = function () {
+      if (!chosen || !newField) return;
+      newField.hidden = chosen.value !== "";
+    };
+    if (chosen) chosen.addEventListener("change", syncTarget);
+    syncTarget();
+  }
+
+  // ---------- Import progress ----------
+  var root = document.querySelector("[data-import-json]");
+  if (!root || root.getAttribute("data-finished") !== "0") return;
+
+  var byId = function (id) { return document.getElementById(id); };
+  var statusEl = byId("import-status");
+  var progress = byId("import-progress");
+  var errorEl = byId("import-error");
+  var counters = {
+    rows_seen: byId("import-rows"),
+    created: byId("import-created"),
+    updated: byId("import-updated"),
+    rejected: byId("import-rejected")
+  };
+  var timer = null;
+  var busy = false;
+  var failures = 0;
+
+  var render = function (data) {
+    var percent = Math.max(0, Math.min(100, Number(data.percent) || 0));
+    statusEl.textContent = String(data.status_label || data.status || "");
+    progress.value = percent;
+    progress.textContent = percent + "%";
+    byId("import-percent").textContent = String(percent);
+    Object.keys(counters).forEach(function (key) {
+      if (counters[key]) counters[key].textContent = String(Number(data[key]) || 0);
+    });
+    errorEl.textContent = String(data.error || "");
+    errorEl.hidden = !data.error;
+  };
+
+  var schedule = function (delay) {
+    clearTimeout(timer);
+    if (delay === undefined) delay = document.visibilityState === "visible" ? 1000 : 5000;
+    timer = setTimeout(poll, delay);
+  };
+
+  var poll = function () {
+    if (busy || root.getAttribute("data-finished") === "1") return;
+    busy = true;
+    fetch(root.getAttribute("data-import-json"), {
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "application/json" }
+    })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (data) {
+        busy = false;
+        failures = 0;
+        render(data);
+        if (data.finished) {
+          root.setAttribute("data-finished", "1");
+          // The result (rejected rows, links) is drawn by the server.
+          window.location.reload();
+        } else {
+          schedule();
+        }
+      })
+      .catch(function () {
+        busy = false;
+        failures += 1;
+        if (failures >= 10) {
+          statusEl.classList.remove("is-running");
+          statusEl.textContent = "Lost contact with the import. Reload the page to see how it goes.";
+          return;
+        }
+        schedule(5000);
+      });
+  };
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && root.getAttribute("data-finished") === "0" && failures < 10) {
+      schedule(0);
+    }
+  });
+  schedule();
+})();

@@ -1,0 +1,191 @@
+"""The dispatcher against real SMTP servers (aiosmtpd sinks): order, limits,
+waiting and resuming with a controlled clock, failures, and the From of the
+server that actually sends."""
+
+from contextlib import ExitStack
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from mailing import dispatch
+from mailing import mailings as services
+from mailing.models import Letter, Mailing
+from servers.models import Health
+from tests.servers.factories import make_server
+from tests.smtp_servers import BlacklistingHandler, smtp_server
+
+from .builders import make_list, make_template
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+
+
+def start_mailing(tenant, servers, count: int, **template) -> Mailing:
+    contact_list = make_list(tenant, "L", [f"r{i:03d}@x.test" for i in range(count)])
+    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant, **template))
+    services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
+    services.mailing_start(mailing=mailing)
+    return mailing
+
+
+def run_until_settled(mailing: Mailing, now) -> str:
+    for _ in range(1000):
+        result = dispatch.run_mailing(mailing_id=mailing.pk, now=now)
+        if result != "more":
+            return result
+    raise AssertionError("never settled")
+
+
+def test_first_server_until_its_limit_then_the_next_without_pause(tenant_a, settings):
+    settings.DISPATCH_BATCH = 7
+    now = timezone.now()
+    with ExitStack() as stack:
+        sinks = [stack.enter_context(smtp_server()) for _ in range(3)]
+        servers = [
+            make_server(tenant_a, name=f"S{i}", port=c.port, max_per_hour=limit, priority=i)
+            for i, ((c, _), limit) in enumerate(zip(sinks, [10, 15, 100], strict=True))
+        ]
+        mailing = start_mailing(tenant_a, servers, 40)
+        assert run_until_settled(mailing, now) == "done"
+    received = [len(handler.received) for _, handler in sinks]
+    assert received == [10, 15, 15]
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.COMPLETED
+    assert Letter.objects.filter(mailing=mailing, status=L.SENT).count() == 40
+    # Every letter once: the Message-IDs the sinks saw are the letters'.
+    ids = [r.message["Message-ID"] for _, h in sinks for r in h.received]
+    assert len(ids) == len(set(ids)) == 40
+
+
+def test_it_waits_for_limits_and_resumes_after_the_hourly_window(tenant_a):
+    now = timezone.now().replace(second=30, microsecond=0)
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=5)
+        mailing = start_mailing(tenant_a, [server], 8)
+        assert run_until_settled(mailing, now) == "waiting"
+        mailing.refresh_from_db()
+        assert mailing.status == Mailing.Status.WAITING
+        minute = now.replace(second=0)
+        assert mailing.resume_at == minute + timedelta(minutes=61)
+        assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 3
+        # Before the resume time nothing moves; at it, sending resumes by itself.
+        assert dispatch.run_mailing(mailing_id=mailing.pk, now=mailing.resume_at - timedelta(seconds=1)) == "waiting"
+        assert mailing.pk in dispatch.active_mailing_ids(now=mailing.resume_at)
+        assert run_until_settled(mailing, mailing.resume_at) == "done"
+    assert len(handler.received) == 8
+
+
+def test_a_daily_limit_stricter_than_the_hourly_one_rules(tenant_a):
+    now = timezone.now()
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10, max_per_day=4)
+        mailing = start_mailing(tenant_a, [server], 6)
+        assert run_until_settled(mailing, now) == "waiting"
+    mailing.refresh_from_db()
+    assert len(handler.received) == 4
+    assert mailing.resume_at >= now + timedelta(hours=24)
+
+
+def test_each_server_sends_with_its_own_from(tenant_a, settings):
+    settings.DISPATCH_BATCH = 2
+    with smtp_server() as (c1, h1), smtp_server() as (c2, h2):
+        plain = make_server(tenant_a, name="Yandex", port=c1.port, sender_email="box@yandex.test", max_per_hour=2)
+        own = make_server(
+            tenant_a, name="Own", port=c2.port, sender_email="mx@acme.test", allow_sender_substitution=True, priority=1
+        )
+        mailing = start_mailing(tenant_a, [plain, own], 4, sender_email="ceo@acme.test", sender_name="Acme")
+        run_until_settled(mailing, timezone.now())
+    assert {r.message["From"] for r in h1.received} == {"Acme <box@yandex.test>"}
+    assert {r.message["From"] for r in h2.received} == {"Acme <ceo@acme.test>"}
+    assert {r.mail_from for r in h1.received} == {"box@yandex.test"}
+
+
+def test_a_wrong_password_fails_the_server_and_the_next_one_takes_over(tenant_a):
+    with smtp_server() as (c1, h1), smtp_server() as (c2, h2):
+        broken = make_server(tenant_a, name="Broken", port=c1.port, password="wrong")
+        good = make_server(tenant_a, name="Good", port=c2.port, priority=1)
+        mailing = start_mailing(tenant_a, [broken, good], 5)
+        assert run_until_settled(mailing, timezone.now()) == "done"
+    broken.refresh_from_db()
+    assert broken.health == Health.FAILING and "535" in broken.health_error and broken.health_hint
+    assert (len(h1.received), len(h2.received)) == (0, 5)
+
+
+def test_blacklisting_fails_the_server_and_keeps_the_letters(tenant_a):
+    with smtp_server(handler=BlacklistingHandler()) as (c1, _):
+        listed = make_server(tenant_a, name="Listed", port=c1.port)
+        mailing = start_mailing(tenant_a, [listed], 3)
+        assert run_until_settled(mailing, timezone.now()) == "waiting"
+        listed.refresh_from_db()
+        assert listed.health == Health.FAILING and "5.7.1" in listed.health_error
+        assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 3
+
+
+class RefusingRecipient(BlacklistingHandler):
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("r000"):
+            return "550 5.1.1 user unknown"
+        if address.startswith("r001"):
+            return "451 4.7.1 greylisted, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_bad_recipient_fails_one_letter_and_a_temporary_refusal_defers_it(tenant_a):
+    now = timezone.now()
+    with smtp_server(handler=RefusingRecipient()) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start_mailing(tenant_a, [server], 4)
+        assert run_until_settled(mailing, now) == "waiting"  # the deferred letter waits for its retry
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    assert letters["r000@x.test"].status == L.FAILED and "5.1.1" in letters["r000@x.test"].last_reply
+    deferred = letters["r001@x.test"]
+    assert deferred.status == L.DEFERRED and deferred.next_attempt_at == now + timedelta(seconds=60)
+    assert len(handler.received) == 2
+    server.refresh_from_db()
+    assert server.health != Health.FAILING
+    mailing.refresh_from_db()
+    assert mailing.resume_at == deferred.next_attempt_at
+
+
+def test_a_dead_server_rests_and_letters_stay_queued(tenant_a):
+    from tests.helpers import free_port
+
+    now = timezone.now()
+    server = make_server(tenant_a, port=free_port())
+    mailing = start_mailing(tenant_a, [server], 2)
+    assert run_until_settled(mailing, now) == "waiting"
+    server.refresh_from_db()
+    assert server.backoff_until == now + timedelta(seconds=60) and server.connection_failures == 1
+    assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 2
+
+
+def test_a_paused_mailing_or_a_suspended_tenant_sends_nothing(tenant_a):
+    from accounts.services import tenant_suspend
+
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start_mailing(tenant_a, [server], 3)
+        services.transition(mailing=mailing, action="pause")
+        assert dispatch.run_mailing(mailing_id=mailing.pk) == "idle"
+        services.transition(mailing=mailing, action="resume")
+        tenant_suspend(tenant=tenant_a)
+        assert dispatch.run_mailing(mailing_id=mailing.pk) == "idle"
+        assert mailing.pk not in dispatch.active_mailing_ids()
+    assert handler.received == []
+
+
+def test_an_expired_lease_returns_a_dead_workers_letters(tenant_a):
+    server = make_server(tenant_a)
+    mailing = start_mailing(tenant_a, [server], 3)
+    now = timezone.now()
+    claimed = dispatch.claim(mailing, server, 2, now=now)
+    assert len(claimed) == 2
+    assert dispatch.claim(mailing, server, 5, now=now)[0].email == "r002@x.test"  # never the same letter twice
+    assert dispatch.requeue_expired_leases(now=now + timedelta(minutes=11)) == 3
+    assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 3

@@ -1,0 +1,279 @@
+"""CSV import, from the upload to the imported contacts: encodings,
+delimiters, quoting, line numbers, merging and hostile files."""
+
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from mailing import imports
+from mailing.models import Contact, ContactImport, ContactList, CustomField
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def imports_dir(settings, tmp_path) -> Path:
+    settings.IMPORTS_DIR = tmp_path / "imports"
+    return settings.IMPORTS_DIR
+
+
+def upload(tenant, content: bytes, name: str = "contacts.csv") -> ContactImport:
+    return imports.import_upload(tenant=tenant, by=None, upload=SimpleUploadedFile(name, content, "text/csv"))
+
+
+def run(capture, imp: ContactImport, columns: dict[int, str] | None = None, list_name: str = "Imported"):
+    if columns is None:
+        columns = {i: imports.guess_target(h, set()) for i, h in enumerate(imp.header)}
+    existing = ContactList.objects.filter(tenant=imp.tenant, name=list_name).first()
+    with capture(execute=True):
+        imports.import_start(contact_import=imp, columns=columns, contact_list=existing, new_list_name=list_name)
+    imp.refresh_from_db()
+    return imp
+
+
+@pytest.fixture
+def do_import(tenant_a, django_capture_on_commit_callbacks):
+    def go(content: bytes, columns: dict[int, str] | None = None) -> ContactImport:
+        return run(django_capture_on_commit_callbacks, upload(tenant_a, content), columns)
+
+    return go
+
+
+def rejections(imp: ContactImport) -> list[tuple[int, str]]:
+    return list(imp.rejections.values_list("line", "reason"))
+
+
+def people(tenant) -> dict[str, tuple[str, str]]:
+    return {c.email: (c.first_name, c.last_name) for c in Contact.objects.filter(tenant=tenant)}
+
+
+def test_utf8_with_a_bom_and_commas(do_import, tenant_a):
+    imp = do_import("\ufeffEmail,First name,Last name\r\nann@example.com,Ann,Lee\r\n".encode())
+    assert (imp.encoding, imp.delimiter, imp.header) == ("utf-8", ",", ["Email", "First name", "Last name"])
+    assert imp.status == ContactImport.Status.DONE and imp.created == 1
+    assert people(tenant_a) == {"ann@example.com": ("Ann", "Lee")}
+    assert list(Contact.objects.get().lists.values_list("name", flat=True)) == ["Imported"]
+
+
+def test_windows_1251_with_semicolons_keeps_cyrillic_names(do_import, tenant_a):
+    content = "E-mail;Имя;Фамилия\nivan@example.ru;Иван;Петров\nolga@example.ru;Ольга;Сидорова\n".encode("cp1251")
+    imp = do_import(content)
+    assert (imp.encoding, imp.delimiter) == ("cp1251", ";")
+    assert imp.mapping == {"0": "email", "1": "first_name", "2": "last_name"}
+    assert people(tenant_a) == {"ivan@example.ru": ("Иван", "Петров"), "olga@example.ru": ("Ольга", "Сидорова")}
+
+
+def test_utf8_without_a_bom_with_semicolons_and_tabs(do_import, tenant_a):
+    do_import("email;имя\nanna@example.ru;Анна\n".encode())
+    imp = do_import(b"email\tfirst name\nbob@example.com\tBob\n")
+    assert imp.delimiter == "\t"
+    assert people(tenant_a) == {"anna@example.ru": ("Анна", ""), "bob@example.com": ("Bob", "")}
+
+
+def test_quoted_fields_with_newlines_report_the_line_a_row_starts_on(do_import, tenant_a):
+    content = (
+        b"email,name,note\n"  # 1
+        b'a@example.com,"Ann\n'  # 2
+        b'Marie",x\n'  # 3
+        b'not-an-address,"one\n'  # 4
+        b"two\n"  # 5
+        b'three",y\n'  # 6
+        b"b@example.com,Bob,z\n"  # 7
+        b',"no address"\n'  # 8
+        b"\n"  # 9: blank, skipped
+        b"c@example.com,Cy,\n"  # 10
+        b"d@@example.com,Dee,\n"  # 11
+    )
+    imp = do_import(content, {0: "email", 1: "first_name"})
+    assert [line for line, _ in rejections(imp)] == [4, 8, 11]
+    reasons = dict(rejections(imp))
+    assert "Invalid email address" in reasons[4] and reasons[8] == "No email address."
+    assert people(tenant_a) == {
+        "a@example.com": ("Ann\nMarie", ""),
+        "b@example.com": ("Bob", ""),
+        "c@example.com": ("Cy", ""),
+    }
+    assert (imp.rows_seen, imp.created, imp.updated, imp.rejected) == (6, 3, 0, 3)
+    assert imp.rejections.get(line=4).raw == 'not-an-address,"one\ntwo\nthree",y'
+
+
+def test_duplicates_merge_within_the_file_and_with_existing_contacts(do_import, tenant_a):
+    CustomField.objects.create(tenant=tenant_a, key="city", label="City")
+    old = Contact.objects.create(tenant=tenant_a, email="cy@example.com", first_name="Old", fields={"city": "Riga"})
+    content = (
+        b"email,first,last,city\n"
+        b"ann@example.com,Ann,,\n"
+        b"ann@EXAMPLE.COM,,Lee,Oslo\n"  # the same address: the domain is case-insensitive
+        b"cy@example.com,,New,\n"
+        b"Ann@example.com,Annie,,\n"  # the local part is kept: another address
+    )
+    imp = do_import(content, {0: "email", 1: "first_name", 2: "last_name", 3: "field:city"})
+    assert people(tenant_a) == {
+        "ann@example.com": ("Ann", "Lee"),
+        "Ann@example.com": ("Annie", ""),
+        "cy@example.com": ("Old", "New"),  # empty cells never erase
+    }
+    assert Contact.objects.get(email="ann@example.com").fields == {"city": "Oslo"}
+    old.refresh_from_db()
+    assert old.fields == {"city": "Riga"} and old.lists.get().name == "Imported"
+    assert (imp.created, imp.updated, imp.rejected) == (2, 2, 0)
+
+
+def test_duplicates_merge_across_batches(do_import, tenant_a, monkeypatch):
+    monkeypatch.setattr(imports, "BATCH_ROWS", 2)
+    content = b"email,first,last\na@x.org,A,\nb@x.org,B,\nbad,,\na@x.org,,Later\nc@x.org,C,\n"
+    imp = do_import(content, {0: "email", 1: "first_name", 2: "last_name"})
+    assert people(tenant_a) == {"a@x.org": ("A", "Later"), "b@x.org": ("B", ""), "c@x.org": ("C", "")}
+    assert (imp.rows_seen, imp.created, imp.updated, imp.rejected) == (5, 3, 1, 1)
+    assert imp.bytes_read == imp.file_size == len(content)
+
+
+def test_invalid_addresses_are_rejected_with_the_reason_and_the_raw_row(do_import, tenant_a):
+    content = b"email,name\nok@example.com,Ok\nx@localhost,X\nhas space@example.com,S\njohn.example.com,J\n"
+    imp = do_import(content)
+    assert [line for line, _ in rejections(imp)] == [3, 4, 5]
+    assert all(reason.startswith("Invalid email address") for _, reason in rejections(imp))
+    assert imp.rejections.get(line=3).raw == "x@localhost,X"
+    assert list(people(tenant_a)) == ["ok@example.com"]
+
+
+def test_new_custom_fields_are_made_from_the_headers(do_import, tenant_a):
+    imp = do_import(
+        "email,Компания,Phone #2\na@example.com,Рога и копыта,+7 900\n".encode(), {0: "email", 1: "new", 2: "new"}
+    )
+    fields = dict(CustomField.objects.filter(tenant=tenant_a).values_list("key", "label"))
+    assert fields == {"kompaniya": "Компания", "phone_2": "Phone #2"}
+    assert Contact.objects.get().fields == {"kompaniya": "Рога и копыта", "phone_2": "+7 900"}
+    assert imp.mapping == {"0": "email", "1": "field:kompaniya", "2": "field:phone_2"}
+
+
+def test_the_mapping_needs_exactly_one_email_column(tenant_a):
+    imp = upload(tenant_a, b"email,other\na@example.com,b@example.com\n")
+    for columns in ({0: "", 1: "first_name"}, {0: "email", 1: "email"}):
+        with pytest.raises(ValidationError):
+            imports.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="L")
+    imp.refresh_from_db()
+    assert imp.status == ContactImport.Status.UPLOADED
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "The file is empty."),
+        (b"\xef\xbb\xbf\r\n  \r\n", "The file is empty."),
+        (b"email,name\n", "a header row but no contacts"),
+        (b"\n\nemail\na@example.com\n", "The first line must be the header row"),
+        (",".join(f"c{i}" for i in range(201)).encode() + b"\na@b.cd\n", "at most 200 are supported"),
+        (b"email\n\x98\x98@example.com\n", "neither UTF-8 nor Windows-1251 (byte 0x98 at position 6)"),
+        (b"\xff\xfee\x00m\x00", "UTF-16"),
+        (b"PK\x03\x04 rest of a zip", "Excel workbook"),
+        (b"email\na@example.com\x00\n", "NUL bytes"),
+    ],
+)
+def test_files_that_cannot_be_imported_give_a_clear_error(tenant_a, imports_dir, content, message):
+    with pytest.raises(ValidationError) as exc:
+        upload(tenant_a, content)
+    assert message in exc.value.messages[0]
+    assert not ContactImport.objects.exists()
+    assert not any(imports_dir.glob("*")) if imports_dir.exists() else True
+
+
+def test_a_too_long_line_or_field_rejects_only_that_row(do_import, tenant_a):
+    long_line = b"a@example.com," + b"x" * (110 * 1024) + b"\n"
+    long_field = b'b@example.com,"' + b"y\n" * (52 * 1024) + b'"\n'  # 104 KB in one quoted field
+    content = b"email,name\n" + long_line + long_field + b"ok@example.com,Ok\n"
+    imp = do_import(content)
+    assert rejections(imp) == [(2, "The line is longer than 100 KB."), (3, "A field is longer than 100 KB.")]
+    assert list(people(tenant_a)) == ["ok@example.com"]
+    assert imp.rejections.get(line=3).raw.startswith("b@example.com,")
+    assert len(imp.rejections.get(line=3).raw) <= imports.MAX_RAW_CHARS
+
+
+def test_a_field_past_the_csv_modules_limit_does_not_stop_the_import(do_import, tenant_a):
+    huge = b'b@example.com,"' + (b"z" * 999 + b"\n") * 140 + b'end",tail\n'  # 140 KB: csv.Error
+    imp = do_import(b"email,name\n" + huge + b"good@example.com,Good\n")
+    assert imp.status == ContactImport.Status.DONE
+    assert rejections(imp)[0] == (2, "A field is longer than 100 KB.")
+    assert "good@example.com" in people(tenant_a)
+
+
+def test_a_row_spanning_too_many_bytes_is_cut_and_rejected(do_import, tenant_a, monkeypatch):
+    monkeypatch.setattr(imports, "MAX_ROW_BYTES", 300)
+    row = b"r@example.com," + b",".join(b'"' + b"w" * 40 + b"\n" + b"w" * 40 + b'"' for _ in range(10)) + b"\n"
+    imp = do_import(b"email,name\n" + row + b"after@example.com,After\n")
+    assert imp.status == ContactImport.Status.DONE
+    assert rejections(imp)[0] == (2, "The row is longer than 0 KB.")
+    assert "after@example.com" in people(tenant_a) and "r@example.com" not in people(tenant_a)
+
+
+def test_a_row_with_too_many_columns_is_rejected(do_import, tenant_a):
+    imp = do_import(b"email,name\n" + b"a@example.com" + b",x" * 250 + b"\nb@example.com,B\n")
+    assert rejections(imp) == [(2, "The row has 251 columns; at most 200 are supported.")]
+    assert list(people(tenant_a)) == ["b@example.com"]
+
+
+def test_an_invalid_byte_in_a_utf8_file_rejects_that_row_with_its_position(do_import, tenant_a):
+    content = "email,name\nanna@example.ru,Анна\n".encode() + b"bad@example.com,B\xffob\nok@example.com,Ok\n"
+    position = content.index(b"\xff")
+    imp = do_import(content)
+    assert imp.encoding == "utf-8"
+    assert rejections(imp) == [(3, f"Invalid bytes for UTF-8 at byte {position} of the file.")]
+    assert set(people(tenant_a)) == {"anna@example.ru", "ok@example.com"}
+
+
+def test_long_names_and_values_are_rejected_not_cut(do_import, tenant_a):
+    imp = do_import(b"email,name\na@example.com," + b"n" * 101 + b"\n")
+    assert rejections(imp) == [(2, "A name is longer than 100 characters.")]
+    assert not Contact.objects.exists()
+
+
+def test_the_file_is_stored_under_a_random_name_and_deleted_at_the_end(tenant_a, imports_dir, do_import):
+    imp = upload(tenant_a, b"email\na@example.com\n", name="../../etc/passwd.csv")
+    path = Path(imp.file_path)
+    assert path.parent == imports_dir and "passwd" not in path.name and len(path.stem) == 32
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert imp.file_name == "passwd.csv"
+    done = do_import(b"email\nb@example.com\n")
+    assert done.status == ContactImport.Status.DONE and not Path(done.file_path).exists()
+    assert path.exists()  # the other upload waits for its mapping
+
+
+def test_a_vanished_file_fails_the_import_with_a_message(tenant_a, django_capture_on_commit_callbacks):
+    imp = upload(tenant_a, b"email\na@example.com\n")
+    Path(imp.file_path).unlink()
+    imp = run(django_capture_on_commit_callbacks, imp)
+    assert imp.status == ContactImport.Status.FAILED and "gone" in imp.error and imp.finished_at
+
+
+def test_an_import_runs_once(tenant_a, django_capture_on_commit_callbacks):
+    imp = run(django_capture_on_commit_callbacks, upload(tenant_a, b"email\na@example.com\n"))
+    imports.import_run(import_id=imp.pk)  # a second delivery of the task
+    imp.refresh_from_db()
+    assert imp.status == ContactImport.Status.DONE and imp.created == 1 and imp.updated == 0
+
+
+def test_memory_stays_bounded_while_streaming_a_large_file(tenant_a, django_capture_on_commit_callbacks, monkeypatch):
+    monkeypatch.setattr(imports, "BATCH_ROWS", 250)
+    rows = b"".join(b"person%d@example.com,Name%d,Surname,%s\n" % (i, i, b"n" * 1000) for i in range(2_000))
+    imp = upload(tenant_a, b"email,first,last,note\n" + rows)
+    assert imp.file_size > 2_000_000
+    tracemalloc.start()
+    try:
+        imp = run(django_capture_on_commit_callbacks, imp, {0: "email", 1: "first_name"})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert imp.created == 2_000 and imp.rejected == 0
+    assert peak < imp.file_size / 2  # a batch at a time, never the whole file
+
+
+def test_a_nul_byte_after_the_inspected_part_rejects_its_row(do_import, tenant_a, monkeypatch):
+    monkeypatch.setattr(imports, "CHUNK_BYTES", 16)  # the encoding is settled before the NUL is reached
+    content = "email,name\nanna@example.ru,Анна\n".encode() + b"b@example.com,B\x00b\nok@example.com,Ok\n"
+    imp = do_import(content)
+    assert rejections(imp) == [(3, f"A NUL byte at byte {content.index(0)} of the file.")]
+    assert imp.rejections.get().raw == "b@example.com,Bb"
+    assert set(people(tenant_a)) == {"anna@example.ru", "ok@example.com"}

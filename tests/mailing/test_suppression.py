@@ -1,0 +1,67 @@
+"""The suppression list: is_suppressed, adding by hand, removing, searching
+and exporting — each tenant sees and changes only its own."""
+
+import csv
+import io
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from mailing import contacts
+from mailing.models import Suppression
+
+pytestmark = pytest.mark.django_db
+
+R = Suppression.Reason
+
+
+def test_is_suppressed_compares_normalised_addresses_per_tenant(tenant_a, tenant_b):
+    contacts.suppression_add(tenant=tenant_a, email="Ann@EXAMPLE.com", reason=R.MANUAL)
+    assert contacts.is_suppressed(tenant_a, "Ann@example.com")
+    assert contacts.is_suppressed(tenant_a, " Ann@Example.COM ")
+    assert not contacts.is_suppressed(tenant_b, "Ann@example.com")
+    assert not contacts.is_suppressed(tenant_a, "not an address")
+
+
+def test_adding_twice_keeps_the_first_reason(tenant_a):
+    first = contacts.suppression_add(tenant=tenant_a, email="a@example.com", reason=R.HARD_BOUNCE, note="550 5.1.1")
+    again = contacts.suppression_add(tenant=tenant_a, email="a@EXAMPLE.com", reason=R.MANUAL)
+    assert again.pk == first.pk and again.reason == R.HARD_BOUNCE and Suppression.objects.count() == 1
+    with pytest.raises(ValidationError):
+        contacts.suppression_add(tenant=tenant_a, email="a@localhost", reason=R.MANUAL)
+
+
+def test_a_member_adds_searches_and_removes_by_hand(bob, tenant_a):
+    response = bob.client.post(
+        reverse("contacts:suppression_add"), {"email": "Spam@Trap.ORG", "note": "asked by phone"}
+    )
+    assert response.status_code == 302
+    row = Suppression.objects.get()
+    assert (row.tenant, row.email, row.reason, row.note) == (tenant_a, "Spam@trap.org", R.MANUAL, "asked by phone")
+    bad = bob.client.post(reverse("contacts:suppression_add"), {"email": "nope"})
+    assert bad.status_code == 400 and Suppression.objects.count() == 1
+    contacts.suppression_add(tenant=tenant_a, email="other@example.com", reason=R.UNSUBSCRIBED)
+    page = bob.client.get(reverse("contacts:suppressions"), {"q": "phone"})
+    assert [s.email for s in page.context["page"].object_list] == ["Spam@trap.org"]
+    bob.client.post(reverse("contacts:suppression_remove"), {"email": "Spam@TRAP.org"})
+    assert list(Suppression.objects.values_list("email", flat=True)) == ["other@example.com"]
+
+
+def test_the_export_holds_only_own_rows_and_no_formulas(alice, charlie, tenant_a, tenant_b):
+    contacts.suppression_add(tenant=tenant_a, email="a@example.com", reason=R.UNSUBSCRIBED, note="=1+1")
+    contacts.suppression_add(tenant=tenant_b, email="theirs@globex.example", reason=R.MANUAL)
+    response = alice.client.get(reverse("contacts:suppression_export"))
+    assert response["Content-Type"].startswith("text/csv") and "attachment" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode().removeprefix("\ufeff"))))
+    assert rows[0] == ["email", "reason", "note", "added"]
+    assert [r[:3] for r in rows[1:]] == [["a@example.com", "unsubscribed", "'=1+1"]]
+    theirs = b"".join(charlie.client.get(reverse("contacts:suppression_export")).streaming_content).decode()
+    assert "theirs@globex.example" in theirs and "a@example.com" not in theirs
+
+
+def test_an_outsider_neither_sees_nor_removes_anothers_rows(charlie, tenant_a):
+    contacts.suppression_add(tenant=tenant_a, email="a@example.com", reason=R.UNSUBSCRIBED)
+    assert "a@example.com" not in charlie.client.get(reverse("contacts:suppressions")).content.decode()
+    charlie.client.post(reverse("contacts:suppression_remove"), {"email": "a@example.com"})
+    assert contacts.is_suppressed(tenant_a, "a@example.com")

@@ -1,0 +1,86 @@
+"""The unsubscribe link of every letter: it works without login, asks
+before it acts on GET, takes the RFC 8058 one-click POST without a CSRF
+token, and cannot be bent to another address or another tenant."""
+
+import pytest
+from django.core import signing
+from django.test import Client
+from django.urls import reverse
+
+from mailing import contacts
+from mailing.models import Suppression
+from mailing.unsubscribe import SALT, make_token, unsubscribe_url
+
+pytestmark = pytest.mark.django_db
+
+
+def link(tenant, email: str = "ann@example.com") -> str:
+    return reverse("unsubscribe", args=[make_token(tenant.pk, email)])
+
+
+def test_get_shows_a_confirmation_and_changes_nothing(tenant_a):
+    response = Client().get(link(tenant_a))
+    html = response.content.decode()
+    assert response.status_code == 200 and "ann@example.com" in html and "Acme" in html
+    assert '<form method="post"' in html and "Unsubscribe</button>" in html
+    assert not Suppression.objects.exists()
+
+
+def test_pressing_the_button_unsubscribes(tenant_a):
+    csrf_client = Client(enforce_csrf_checks=True)
+    response = csrf_client.post(link(tenant_a), {"confirm": "1"})
+    assert response.status_code == 200 and "You are unsubscribed" in response.content.decode()
+    row = Suppression.objects.get()
+    assert (row.tenant, row.email, row.reason) == (tenant_a, "ann@example.com", Suppression.Reason.UNSUBSCRIBED)
+
+
+def test_the_one_click_post_works_without_a_csrf_token(tenant_a):
+    url = unsubscribe_url("https://postroute.test", tenant_a.pk, "Ann@example.com")
+    path = url.removeprefix("https://postroute.test")
+    response = Client(enforce_csrf_checks=True).post(
+        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    assert contacts.is_suppressed(tenant_a, "Ann@example.com")
+    Client(enforce_csrf_checks=True).post(
+        path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert Suppression.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda token: token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+        lambda token: "garbage",
+        lambda token: signing.dumps([1, "ann@example.com"], salt="another.salt", compress=True),
+        lambda token: signing.dumps(["x"], salt=SALT),
+    ],
+)
+def test_a_tampered_link_is_a_400_and_suppresses_nobody(tenant_a, mangle):
+    token = mangle(make_token(tenant_a.pk, "ann@example.com"))
+    for method in ("get", "post"):
+        response = getattr(Client(), method)(reverse("unsubscribe", args=[token]))
+        assert response.status_code == 400 and "not valid" in response.content.decode()
+    assert not Suppression.objects.exists()
+
+
+def test_another_tenants_link_unsubscribes_only_in_that_tenant(tenant_a, tenant_b, charlie):
+    contacts.contact_create(tenant=tenant_a, email="ann@example.com")
+    charlie.client.post(link(tenant_b))
+    assert contacts.is_suppressed(tenant_b, "ann@example.com")
+    assert not contacts.is_suppressed(tenant_a, "ann@example.com")
+
+
+def test_a_link_of_a_deleted_tenant_is_invalid(tenant_a):
+    url = link(tenant_a)
+    tenant_a.delete()
+    assert Client().post(url).status_code == 400
+    assert not Suppression.objects.exists()
+
+
+def test_a_signed_in_user_who_has_not_finished_onboarding_can_still_unsubscribe(tenant_a, alice):
+    alice.user.email_verified_at = None
+    alice.user.save()
+    response = alice.client.post(link(tenant_a))
+    assert response.status_code == 200 and contacts.is_suppressed(tenant_a, "ann@example.com")
