@@ -36,9 +36,10 @@ def _create_database(url: str) -> None:
     parts = urlparse(url)
     name = parts.path.lstrip("/")
     admin = parts._replace(path="/postgres").geturl()
+    # A fresh database each run: the figures never depend on leftovers.
     with psycopg.connect(admin, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')  # the name comes from our own setting
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # the name is our own setting
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 @dataclass

@@ -71,6 +71,11 @@ DISPATCH_RETRY_MAX = env.int("DISPATCH_RETRY_MAX", default=3600)
 # How often the scheduler looks for work (seconds).
 DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 
+# Contact imports: the largest CSV accepted, and where uploads wait
+# (random names, deleted when the import ends).
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+IMPORTS_DIR = Path(env.str("IMPORTS_DIR", default=str(VAR_DIR / "imports")))
+
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"
 if ADMIN_URL == "admin/":

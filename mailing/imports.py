@@ -59,11 +59,11 @@ class ImportFailed(Exception):
 
 
 def max_bytes() -> int:
-    return getattr(settings, "IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+    return settings.IMPORT_MAX_BYTES
 
 
 def imports_dir() -> Path:
-    return Path(getattr(settings, "IMPORTS_DIR", settings.VAR_DIR / "imports"))
+    return Path(settings.IMPORTS_DIR)
 
 
 def size_label() -> str:
