@@ -8,6 +8,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -68,9 +69,16 @@ class _Run:
 
 
 def tls_context(verify: bool) -> ssl.SSLContext:
+    return _tls_context(verify, settings.SERVERS_EXTRA_CA_FILE)
+
+
+@lru_cache(maxsize=8)
+def _tls_context(verify: bool, extra_ca_file: str) -> ssl.SSLContext:
+    """Loading the system's CA store takes ~20 ms: once per process is
+    enough (contexts are safe to share between connections)."""
     context = ssl.create_default_context()
-    if settings.SERVERS_EXTRA_CA_FILE:
-        context.load_verify_locations(cafile=settings.SERVERS_EXTRA_CA_FILE)
+    if extra_ca_file:
+        context.load_verify_locations(cafile=extra_ca_file)
     if not verify:  # self-hosted only, shown with a warning
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1,0 +1,179 @@
+"""Dispatch throughput: 10,000 letters of ~1 KB to a local SMTP sink running
+in its own process, through the real pipeline (PostgreSQL, Redis, real
+Celery worker processes, limit accounting, status updates), against a raw
+smtplib loop with one reused connection to the same sink, in the same run.
+
+Prints both rates (letters/s), the ratio, the rate with 4 worker processes
+and 4 servers, and checks every letter arrived exactly once."""
+
+import multiprocessing
+import os
+import smtplib
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+
+from common import ROOT, setup_django
+
+N = int(os.environ.get("BENCH_LETTERS", "10000"))
+BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
+BODY = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 16)[:900]
+
+
+def sink_process(port: int, ready, stop, results) -> None:
+    from aiosmtpd.controller import Controller
+
+    ids: list[str] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            for line in envelope.original_content.split(b"\r\n", 30):
+                if line.lower().startswith(b"message-id:"):
+                    ids.append(line.split(b":", 1)[1].strip().decode())
+                    break
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    ready.set()
+    stop.wait()
+    controller.stop()
+    results.put(ids)
+
+
+class Sink:
+    def __init__(self, port: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.ready, self.stop, self.results = ctx.Event(), ctx.Event(), ctx.Queue()
+        self.process = ctx.Process(target=sink_process, args=(port, self.ready, self.stop, self.results))
+        self.process.start()
+        self.ready.wait(10)
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        ids = self.results.get(timeout=60)
+        self.process.join(10)
+        return ids
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw_loop(port: int) -> float:
+    client = smtplib.SMTP("127.0.0.1", port)
+    started = time.perf_counter()
+    for i in range(N):
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@example.com", f"r{i}@example.com", f"Hello {i}"
+        message["Message-ID"] = f"<raw-{i}@example.com>"
+        message.set_content(BODY)
+        client.send_message(message)
+    client.quit()
+    return N / (time.perf_counter() - started)
+
+
+def seed(ports: list[int]):
+    from django.db import connection
+
+    from accounts.models import Tenant
+    from mailing import mailings
+    from mailing.models import Contact, ContactList, Mailing, MailTemplate
+    from servers.models import Security, SmtpServer
+
+    Mailing.objects.filter(tenant__slug="bench-dispatch").delete()
+    Tenant.objects.filter(slug="bench-dispatch").delete()
+    tenant = Tenant.objects.create(name="Bench dispatch", slug="bench-dispatch")
+    contact_list = ContactList.objects.create(tenant=tenant, name="All")
+    Contact.objects.bulk_create(Contact(tenant=tenant, email=f"r{i}@example.com", first_name=f"R{i}") for i in range(N))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO mailing_contact_lists (contact_id, contactlist_id) SELECT id, %s FROM mailing_contact "
+            "WHERE tenant_id = %s",
+            [contact_list.pk, tenant.pk],
+        )
+    servers = [
+        SmtpServer.objects.create(
+            tenant=tenant,
+            name=f"sink{i}",
+            sender_email="news@example.com",
+            host="127.0.0.1",
+            port=port,
+            security=Security.NONE,
+            priority=i,
+            max_connections=1,
+        )
+        for i, port in enumerate(ports)
+    ]
+    template = MailTemplate.objects.create(
+        tenant=tenant, name="t", subject="Hello {{ first_name }}", text_body=BODY + "\n{{ unsubscribe_url }}"
+    )
+    mailing = Mailing(tenant=tenant, name="bench", template=template)
+    mailings.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
+    return tenant, mailing
+
+
+def workers(count: int) -> list[subprocess.Popen]:
+    env = {**os.environ, "CELERY_BROKER_URL": BROKER}
+    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-c", "1", "-l", "warning",
+           "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "bench{}@%h"]  # fmt: skip
+    procs = [subprocess.Popen([*cmd[:-1], cmd[-1].format(i)], cwd=ROOT, env=env) for i in range(count)]  # noqa: S603
+    time.sleep(4)  # let them connect to the broker
+    return procs
+
+
+def run_pipeline(worker_count: int, server_count: int) -> tuple[float, list[str], int]:
+    from mailing import mailings, tasks
+    from mailing.models import Letter
+
+    ports = [free_port() for _ in range(server_count)]
+    sinks = [Sink(p) for p in ports]
+    tenant, mailing = seed(ports)
+    procs = workers(worker_count)
+    try:
+        started = time.perf_counter()
+        mailings.mailing_start(mailing=mailing)  # queues the first batch
+        for _ in range(worker_count - 1):
+            tasks.send_mailing.delay(mailing.pk)  # more chains for more workers
+        letters = Letter.objects.filter(mailing=mailing)
+        while letters.filter(status=Letter.Status.SENT).count() < N:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    ids = [i for sink in sinks for i in sink.finish()]
+    sent = letters.filter(status=Letter.Status.SENT).count()
+    mailing.delete()
+    tenant.delete()
+    return N / elapsed, ids, sent
+
+
+def main() -> None:
+    os.environ["CELERY_BROKER_URL"] = BROKER
+    setup_django()
+    import redis
+
+    redis.Redis.from_url(BROKER).flushdb()
+    port = free_port()
+    sink = Sink(port)
+    raw = raw_loop(port)
+    sink.finish()
+    print(f"raw smtplib loop, one connection:    {raw:8,.0f} letters/s")
+    rate, ids, sent = run_pipeline(1, 1)
+    print(f"Postroute, 1 worker, 1 server:       {rate:8,.0f} letters/s   ratio {rate / raw:.2f}  "
+          f"(received {len(ids):,}, unique {len(set(ids)):,}, recorded sent {sent:,})")  # fmt: skip
+    rate4, ids4, sent4 = run_pipeline(4, 4)
+    print(f"Postroute, 4 workers, 4 servers:     {rate4:8,.0f} letters/s   ratio {rate4 / raw:.2f}  "
+          f"(received {len(ids4):,}, unique {len(set(ids4)):,}, recorded sent {sent4:,})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
