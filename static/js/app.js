@@ -2,6 +2,87 @@
 (function () {
   "use strict";
 
+  var Postroute = window.Postroute = window.Postroute || {};
+
+  /* Poll a JSON URL for a live page (healthchecks' adaptive-setinterval):
+     often while the tab is visible, seldom while it is hidden, at once when
+     it shows again; never two requests at a time; slower after failures.
+
+       onData(data)     each answer, in order
+       done(data)       true: stop polling (e.g. the job finished)
+       onError(count)   after each failed request (count: failures in a row)
+       onGiveUp()       after maxFailures failures in a row; polling stops
+       visibleMs, hiddenMs   delays between answers (default 1000, 5000)
+       failureMs, failureMaxMs   delay after the n-th failure in a row:
+                         min(n * failureMs, failureMaxMs) (default 5000, 5000)
+       maxFailures       (default 10; Infinity never gives up)
+
+     Returns { stop: fn, now: fn } to stop, or to poll at once. */
+  Postroute.pollJson = function (url, options) {
+    var opts = options || {};
+    var visibleMs = opts.visibleMs || 1000;
+    var hiddenMs = opts.hiddenMs || 5000;
+    var failureMs = opts.failureMs || 5000;
+    var failureMaxMs = opts.failureMaxMs || failureMs;
+    var maxFailures = opts.maxFailures || 10;
+    var timer = null;
+    var busy = false;
+    var stopped = false;
+    var failures = 0;
+
+    function schedule(delay) {
+      clearTimeout(timer);
+      if (stopped) return;
+      if (delay === undefined) delay = document.visibilityState === "visible" ? visibleMs : hiddenMs;
+      timer = setTimeout(poll, delay);
+    }
+
+    function stop() {
+      stopped = true;
+      clearTimeout(timer);
+      document.removeEventListener("visibilitychange", onVisibility);
+    }
+
+    function failed() {
+      busy = false;
+      failures += 1;
+      if (opts.onError) opts.onError(failures);
+      if (failures >= maxFailures) {
+        stop();
+        if (opts.onGiveUp) opts.onGiveUp();
+        return;
+      }
+      // A struggling server gets fewer requests.
+      schedule(Math.min(failureMs * failures, failureMaxMs));
+    }
+
+    function poll() {
+      if (busy || stopped) return;
+      busy = true;
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) throw new Error("HTTP " + response.status);
+          return response.json();
+        })
+        .then(function (data) {
+          busy = false;
+          failures = 0;
+          if (opts.onData) opts.onData(data);
+          if (opts.done && opts.done(data)) stop();
+          else schedule();
+        })
+        .catch(failed);
+    }
+
+    function onVisibility() {
+      if (document.visibilityState === "visible") schedule(0);
+    }
+
+    document.addEventListener("visibilitychange", onVisibility);
+    schedule();
+    return { stop: stop, now: function () { schedule(0); } };
+  };
+
   // Switch organisation as soon as one is picked; the Switch button stays for no-JS.
   document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
     select.addEventListener("change", function () {

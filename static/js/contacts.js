@@ -39,10 +39,6 @@
     updated: byId("import-updated"),
     rejected: byId("import-rejected")
   };
-  var timer = null;
-  var busy = false;
-  var failures = 0;
-
   var render = function (data) {
     var percent = Math.max(0, Math.min(100, Number(data.percent) || 0));
     statusEl.textContent = String(data.status_label || data.status || "");
@@ -56,52 +52,19 @@
     errorEl.hidden = !data.error;
   };
 
-  var schedule = function (delay) {
-    clearTimeout(timer);
-    if (delay === undefined) delay = document.visibilityState === "visible" ? 1000 : 5000;
-    timer = setTimeout(poll, delay);
-  };
-
-  var poll = function () {
-    if (busy || root.getAttribute("data-finished") === "1") return;
-    busy = true;
-    fetch(root.getAttribute("data-import-json"), {
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { Accept: "application/json" }
-    })
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
-      })
-      .then(function (data) {
-        busy = false;
-        failures = 0;
-        render(data);
-        if (data.finished) {
-          root.setAttribute("data-finished", "1");
-          // The result (rejected rows, links) is drawn by the server.
-          window.location.reload();
-        } else {
-          schedule();
-        }
-      })
-      .catch(function () {
-        busy = false;
-        failures += 1;
-        if (failures >= 10) {
-          statusEl.classList.remove("is-running");
-          statusEl.textContent = "Lost contact with the import. Reload the page to see how it goes.";
-          return;
-        }
-        schedule(5000);
-      });
-  };
-
-  document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && root.getAttribute("data-finished") === "0" && failures < 10) {
-      schedule(0);
+  window.Postroute.pollJson(root.getAttribute("data-import-json"), {
+    onData: function (data) {
+      render(data);
+      if (data.finished) {
+        root.setAttribute("data-finished", "1");
+        // The result (rejected rows, links) is drawn by the server.
+        window.location.reload();
+      }
+    },
+    done: function (data) { return data.finished; },
+    onGiveUp: function () {
+      statusEl.classList.remove("is-running");
+      statusEl.textContent = "Lost contact with the import. Reload the page to see how it goes.";
     }
   });
-  schedule();
 })();

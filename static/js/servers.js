@@ -218,10 +218,6 @@
     var statusEl = document.getElementById("test-status");
     var stepsEl = document.getElementById("test-steps");
     var resultEl = document.getElementById("test-result");
-    var timer = null;
-    var busy = false;
-    var failures = 0;
-
     var el = function (tag, className, text) {
       var node = document.createElement(tag);
       if (className) node.className = className;
@@ -284,49 +280,17 @@
       renderResult(data);
     };
 
-    var schedule = function (delay) {
-      clearTimeout(timer);
-      if (delay === undefined) delay = document.visibilityState === "visible" ? 1000 : 5000;
-      timer = setTimeout(poll, delay);
-    };
-
-    var poll = function () {
-      if (busy || testRoot.getAttribute("data-finished") === "1") return;
-      busy = true;
-      fetch(testRoot.getAttribute("data-json-url"), {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { Accept: "application/json" }
-      })
-        .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
-        })
-        .then(function (data) {
-          busy = false;
-          failures = 0;
-          render(data);
-          if (data.finished) testRoot.setAttribute("data-finished", "1");
-          else schedule();
-        })
-        .catch(function () {
-          busy = false;
-          failures += 1;
-          if (failures >= 10) {
-            statusEl.classList.remove("is-running");
-            statusEl.textContent = "Lost contact with the test. Reload the page to see how it went.";
-            return;
-          }
-          schedule(5000);
-        });
-    };
-
-    document.addEventListener("visibilitychange", function () {
-      if (document.visibilityState === "visible" && testRoot.getAttribute("data-finished") === "0" && failures < 10) {
-        schedule(0);
+    window.Postroute.pollJson(testRoot.getAttribute("data-json-url"), {
+      onData: render,
+      done: function (data) {
+        if (data.finished) testRoot.setAttribute("data-finished", "1");
+        return data.finished;
+      },
+      onGiveUp: function () {
+        statusEl.classList.remove("is-running");
+        statusEl.textContent = "Lost contact with the test. Reload the page to see how it went.";
       }
     });
-    schedule();
   }
 
   // ---------- Drag to reorder the servers ----------
