@@ -68,6 +68,9 @@ DISPATCH_SMTP_TIMEOUT = env.float("DISPATCH_SMTP_TIMEOUT", default=30.0)
 DISPATCH_MAX_ATTEMPTS = env.int("DISPATCH_MAX_ATTEMPTS", default=5)
 DISPATCH_RETRY_BASE = env.int("DISPATCH_RETRY_BASE", default=60)
 DISPATCH_RETRY_MAX = env.int("DISPATCH_RETRY_MAX", default=3600)
+# Record results on a writer thread so SMTP never waits for a commit (off in
+# tests, whose data lives in one open transaction).
+DISPATCH_RECORD_THREAD = env.bool("DISPATCH_RECORD_THREAD", default=True)
 # How often the scheduler looks for work (seconds).
 DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 

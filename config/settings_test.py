@@ -37,3 +37,6 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # this off again where they check the guard.
 SERVERS_ALLOW_PRIVATE_HOSTS = True
 SERVER_PROBE_TIMEOUT = 3.0
+# The test's own transaction holds the data: a writer thread on another
+# connection could not see it. Real-worker tests run the threaded path.
+DISPATCH_RECORD_THREAD = False

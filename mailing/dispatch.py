@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -36,13 +37,15 @@ from servers.models import Health, SmtpServer
 
 from . import limits
 from .mailings import transition
-from .messages import build_message
+from .messages import POLICY, build_message
 from .models import Letter, Mailing
+from .recorder import Recorder
 
 log = logging.getLogger(__name__)
 L = Letter.Status
 M = Mailing.Status
 PENDING = (L.QUEUED, L.DEFERRED)
+WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
 
 
 @dataclass
@@ -118,16 +121,18 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
         _requeue(letters)
         return Outcome(server_ok=False)
     outcome = Outcome()
+    recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
     try:
         for index, letter in enumerate(letters):
             outcome.handed += 1
-            if not _send_one(client, mailing, server, letter, now=now):
+            if not _send_one(client, mailing, server, letter, recorder, now=now):
                 outcome.server_ok = False
                 _requeue(letters[index + 1 :])
                 break
         else:
             _reset_backoff(server)
     finally:
+        recorder.close()
         try:
             client.quit()
         except Exception:
@@ -135,14 +140,34 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
     return outcome
 
 
-def _send_one(client: smtplib.SMTP, mailing: Mailing, server: SmtpServer, letter: Letter, *, now: datetime) -> bool:
+def _exchange(client: smtplib.SMTP, sender: str, recipient: str, data: bytes, recorder: Recorder) -> None:
+    """MAIL, RCPT, DATA for one letter, as smtplib.sendmail does, but the
+    previous letter's result is committed before this one's DATA."""
+    code, reply = client.mail(sender)
+    if code != 250:
+        client.rset()
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = client.rcpt(recipient)
+    if code not in (250, 251):
+        client.rset()
+        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    recorder.wait_for_previous()
+    code, reply = client.data(data)
+    if code != 250:
+        client.rset()
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _send_one(
+    client: smtplib.SMTP, mailing: Mailing, server: SmtpServer, letter: Letter, recorder: Recorder, *, now: datetime
+) -> bool:
     """Send and record one letter; False when the server must stop here."""
-    message = build_message(letter, server, mailing)
+    data = build_message(letter, server, mailing).as_bytes(policy=WIRE)
     try:
-        refused = client.send_message(message, from_addr=server.sender_email, to_addrs=[letter.email])
+        _exchange(client, server.sender_email, letter.email, data, recorder)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
-        _record_refusal(letter, code, _text(code, reply), now=now)
+        recorder.record(partial(_record_refusal, letter, code, _text(code, reply), now=now))
         return True
     except smtplib.SMTPResponseException as exc:
         reply = _text(exc.smtp_code, exc.smtp_error)
@@ -153,19 +178,15 @@ def _send_one(client: smtplib.SMTP, mailing: Mailing, server: SmtpServer, letter
             _server_failed(server, exc, now=now, disable=True)
             _requeue([letter])
             return False
-        _record_refusal(letter, exc.smtp_code, reply, now=now)
+        recorder.record(partial(_record_refusal, letter, exc.smtp_code, reply, now=now))
         return True
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
         # The letter may or may not have been accepted; retry it later
         # rather than lose it.
-        _defer(letter, f"connection lost: {exc}", now=now)
+        recorder.record(partial(_defer, letter, f"connection lost: {exc}", now=now))
         _server_failed(server, exc, now=now)
         return False
-    if refused:
-        code, reply = next(iter(refused.values()))
-        _record_refusal(letter, code, _text(code, reply), now=now)
-    else:
-        _record_sent(letter, now=now)
+    recorder.record(partial(_record_sent, letter, now=now))
     return True
 
 
@@ -174,11 +195,19 @@ def _text(code: int, reply: bytes | str) -> str:
     return f"{code} {text}".strip()
 
 
+CLAIM_FIELD = Letter._meta.get_field("claim_token")
+RECORD_SENT = (
+    "UPDATE mailing_letter SET status = %s, sent_at = %s, attempts = attempts + 1, last_reply = %s, "
+    "claim_token = NULL, lease_until = NULL WHERE id = %s AND claim_token = %s"
+)
+
+
 def _record_sent(letter: Letter, *, now: datetime) -> None:
-    Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
-        status=L.SENT, sent_at=now, attempts=letter.attempts + 1, last_reply="250 accepted",
-        claim_token=None, lease_until=None,
-    )  # fmt: skip
+    """The hot path, once per letter: one prepared-shape statement rather
+    than the ORM's query building (a third of the time per letter)."""
+    with connection.cursor() as cursor:
+        token = CLAIM_FIELD.get_db_prep_value(letter.claim_token, connection)
+        cursor.execute(RECORD_SENT, [L.SENT, now, "250 accepted", letter.pk, token])
 
 
 def _record_refusal(letter: Letter, code: int, reply: str, *, now: datetime) -> None:

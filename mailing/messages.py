@@ -1,7 +1,17 @@
 """The exact message of a letter: the mailing's template snapshot rendered
-with the letter's contact fields, From resolved for the sending server."""
+with the letter's contact fields, From resolved for the sending server.
 
-from email.message import EmailMessage
+Built with the email package's classic (compat32) classes: the modern
+policy parses and refolds every header and took 1.4 ms a letter, more than
+the SMTP exchange itself; these take 0.3 ms. The classic classes do not
+refuse line breaks in headers, so _safe() does, for every header."""
+
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import formataddr, formatdate
 
 from django.conf import settings
@@ -14,6 +24,16 @@ from .sender import resolve_sender
 from .unsubscribe import unsubscribe_url
 
 LETTER_HEADER = "X-Postroute-Letter"
+UTF8_QP = Charset("utf-8")
+UTF8_QP.body_encoding = QP  # readable in the raw message, unlike base64
+# Long headers (the unsubscribe link) stay on one line, as providers parse
+# them most reliably; RFC 5322 allows up to 998 characters.
+POLICY = compat32.clone(max_line_length=998)
+BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+class HeaderInjection(ValueError):
+    pass
 
 
 def letter_context(letter: Letter) -> dict[str, str]:
@@ -21,25 +41,40 @@ def letter_context(letter: Letter) -> dict[str, str]:
     return {**letter.context, "unsubscribe_url": url}
 
 
-def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None) -> EmailMessage:
+def _safe(value: str) -> str:
+    if BREAKS.intersection(value):
+        raise HeaderInjection("A header value may not contain a line break.")
+    return value
+
+
+def _text_header(value: str) -> str | Header:
+    value = _safe(value)
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None) -> Message:
     mailing = mailing or letter.mailing
     context = letter_context(letter)
     sender = resolve_sender(server, mailing)
-    message = EmailMessage()
-    message["From"] = formataddr((sender.name, sender.email))
-    message["To"] = letter.email
+    text = MIMEText(rendering.render(mailing.text_body, context, html=False), "plain", UTF8_QP, policy=POLICY)
+    if mailing.html_body:
+        message: Message = MIMEMultipart("alternative", policy=POLICY)
+        message.attach(text)
+        html = rendering.render(mailing.html_body, context, html=True)
+        message.attach(MIMEText(html, "html", UTF8_QP, policy=POLICY))
+    else:
+        message = text
+    message["From"] = _safe(formataddr((sender.name, sender.email), charset="utf-8"))
+    message["To"] = _safe(letter.email)
     if sender.reply_to:
-        message["Reply-To"] = sender.reply_to
-    # Contact data must not break the header: CR/LF become spaces.
-    message["Subject"] = " ".join(rendering.render(mailing.subject, context, html=False).splitlines())
+        message["Reply-To"] = _safe(sender.reply_to)
+    # Contact data must not break the header: line breaks become spaces.
+    message["Subject"] = _text_header(" ".join(rendering.render(mailing.subject, context, html=False).splitlines()))
     message["Date"] = formatdate(localtime=False)
     domain = sender.email.rpartition("@")[2] or "postroute.invalid"
     message["Message-ID"] = f"<{letter.public_id}@{domain}>"
     message[LETTER_HEADER] = str(letter.public_id)
     # RFC 8058 one-click unsubscribe: mailbox providers POST to the URL.
-    message["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
+    message["List-Unsubscribe"] = _safe(f"<{context['unsubscribe_url']}>")
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(rendering.render(mailing.text_body, context, html=False))
-    if mailing.html_body:
-        message.add_alternative(rendering.render(mailing.html_body, context, html=True), subtype="html")
     return message

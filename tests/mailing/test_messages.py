@@ -63,3 +63,20 @@ def test_contact_data_cannot_inject_headers_through_the_subject(letter):
     msg = parse(build_message(letter, letter.mailing.servers.get()))
     assert msg["Bcc"] is None
     assert "\n" not in msg["Subject"]
+
+
+def test_non_ascii_names_and_subjects_are_encoded(letter, tenant_a):
+    letter.context["first_name"] = "Иван"
+    server = make_server(tenant_a, sender_email="box@yandex.test", sender_name="Магазин")
+    msg = parse(build_message(letter, server))
+    assert msg["Subject"] == "Hi Иван"
+    assert msg["From"] == "Acme <box@yandex.test>"  # the template's name wins over the server's
+    assert "Иван" in msg.get_body(("plain",)).get_content()
+
+
+def test_a_line_break_in_any_header_value_is_refused(letter):
+    from mailing.messages import HeaderInjection
+
+    letter.email = "ann@x.test\r\nBcc: victim@example.test"
+    with pytest.raises(HeaderInjection):
+        build_message(letter, letter.mailing.servers.get())

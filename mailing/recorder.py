@@ -1,0 +1,62 @@
+"""Recording letter results without making the SMTP conversation wait for
+database commits: a writer thread with its own connection.
+
+The duplicate bound still holds: before the next letter's DATA the sender
+waits until every earlier result is committed (wait_for_previous), and the
+MAIL FROM and RCPT TO round trips of that next letter overlap the commit.
+So a worker killed at any moment leaves at most one letter the server
+accepted but the database does not know as sent."""
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(self, *, threaded: bool) -> None:
+        self.threaded = threaded
+        self._pending = 0
+        self._done = threading.Condition()
+        if threaded:
+            self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue()
+            self._thread = threading.Thread(target=self._run, name="letter-recorder", daemon=True)
+            self._thread.start()
+
+    def record(self, write: Callable[[], object]) -> None:
+        if not self.threaded:
+            write()
+            return
+        with self._done:
+            self._pending += 1
+        self._queue.put(write)
+
+    def wait_for_previous(self) -> None:
+        if self.threaded:
+            with self._done:
+                self._done.wait_for(lambda: self._pending == 0)
+
+    def close(self) -> None:
+        if self.threaded:
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while (write := self._queue.get()) is not None:
+                try:
+                    write()
+                except Exception:
+                    # The letter keeps its claim and returns to the queue when
+                    # its lease runs out.
+                    log.exception("could not record a letter's result")
+                finally:
+                    with self._done:
+                        self._pending -= 1
+                        self._done.notify_all()
+        finally:
+            connection.close()  # this thread's own connection
