@@ -79,6 +79,12 @@ DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORTS_DIR = Path(env.str("IMPORTS_DIR", default=str(VAR_DIR / "imports")))
 
+# Bounce mailboxes: how often they are read (seconds), and after how many
+# soft bounces within how many days an address is suppressed.
+BOUNCE_CHECK_INTERVAL = env.int("BOUNCE_CHECK_INTERVAL", default=300)
+BOUNCE_SOFT_LIMIT = env.int("BOUNCE_SOFT_LIMIT", default=3)
+BOUNCE_SOFT_WINDOW_DAYS = env.int("BOUNCE_SOFT_WINDOW_DAYS", default=30)
+
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"
 if ADMIN_URL == "admin/":
@@ -224,6 +230,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
     "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
     "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
+    "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE

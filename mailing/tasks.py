@@ -40,3 +40,20 @@ def send_mailing(mailing_id: int) -> None:
 @shared_task
 def purge_usage_buckets() -> None:
     limits.purge_expired()
+
+
+@shared_task
+def read_bounce_mailboxes() -> None:
+    """Beat, every BOUNCE_CHECK_INTERVAL seconds: one reading task per
+    enabled bounce mailbox that no reader holds right now."""
+    from . import bounce_reader
+
+    for mailbox_id in bounce_reader.mailboxes_to_read():
+        read_bounce_mailbox.delay(mailbox_id)
+
+
+@shared_task(soft_time_limit=900)
+def read_bounce_mailbox(mailbox_id: int) -> None:
+    from . import bounce_reader
+
+    bounce_reader.read_mailbox(mailbox_id=mailbox_id)

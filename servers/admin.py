@@ -1,7 +1,6 @@
 from django import forms
 from django.contrib import admin
 
-from . import services
 from .models import BounceMailbox, ConnectionTest, PlatformQuota, SmtpServer
 
 
@@ -54,9 +53,6 @@ class SmtpServerAdmin(admin.ModelAdmin):
     @admin.display(description="Tenant", ordering="tenant__name")
     def tenant_or_platform(self, server: SmtpServer) -> str:
         return server.tenant.name if server.tenant else "— platform server —"
-
-    def save_model(self, request, obj, form, change) -> None:
-        services.server_save(server=obj, password=None)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is None or obj.is_platform else []

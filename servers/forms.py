@@ -88,15 +88,23 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
 
     class Meta:
         model = BounceMailbox
-        fields = ["email", "host", "port", "security", "login", "password", "folder", "verify_tls", "enabled"]
+        fields = [
+            "email", "protocol", "host", "port", "security", "login", "password", "folder", "verify_tls",
+            "delete_after_processing", "enabled",
+        ]  # fmt: skip
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "imap"})}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._setup_password()
         self.warning: str | None = None
+        # Older clients (and the API-like posts in tests) send no protocol: IMAP.
+        self.fields["protocol"].required = False
         if settings.DEPLOYMENT_MODE == "saas":
             del self.fields["verify_tls"]
+
+    def clean_protocol(self) -> str:
+        return self.cleaned_data.get("protocol") or self.instance.protocol or BounceMailbox.Protocol.IMAP
 
     def clean(self) -> dict:
         data = super().clean()

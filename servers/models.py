@@ -145,12 +145,13 @@ class PlatformQuota(models.Model):
 class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
     class Protocol(models.TextChoices):
         IMAP = "imap", "IMAP"
+        POP3 = "pop3", "POP3"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="bounce_mailbox")
     protocol = models.CharField(max_length=6, choices=Protocol.choices, default=Protocol.IMAP)
     email = models.EmailField("mailbox address", blank=True)
-    host = models.CharField("IMAP server", max_length=253)
+    host = models.CharField("incoming mail server", max_length=253)
     port = models.PositiveIntegerField(default=993, validators=port_validators)
     security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
     login = models.CharField(max_length=254)
@@ -159,6 +160,21 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
     enabled = models.BooleanField(default=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    delete_after_processing = models.BooleanField(
+        "delete processed reports (POP3)",
+        default=False,
+        help_text="POP3 only. Off: reports stay on the server and are remembered by their id.",
+    )
+    reports_found = models.PositiveIntegerField(default=0, editable=False)
+    # IMAP reading state: the UIDs seen so far in `uid_scope` (server, login
+    # and folder); a new UIDVALIDITY or scope starts from the beginning again.
+    uidvalidity = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    last_uid = models.PositiveBigIntegerField(default=0, editable=False)
+    uid_scope = models.CharField(max_length=700, blank=True, editable=False)
+    # The reader's lease: taken by a conditional UPDATE, so a crashed worker's
+    # lease simply runs out and the next run takes over.
+    reader_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
+    reader_lock_token = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

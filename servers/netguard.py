@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import imaplib
 import ipaddress
+import poplib
 import smtplib
 import socket
 import ssl
@@ -522,6 +523,94 @@ class PinnedIMAP4_SSL(_PinnedIMAPMixin, imaplib.IMAP4_SSL):
     def _create_socket(self, timeout: float | None) -> socket.socket:
         sock = _connect_first(self._addresses, timeout)
         return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+# Mail lines are at most 998 octets by the RFC, but real messages (HTML in
+# one line) exceed poplib's 2,048; a message we cannot read would otherwise
+# stop the reader on every run.
+_POP3_MAX_LINE = 1_000_000
+
+
+class _PinnedPOP3Mixin:
+    """Shared by the POP3 classes. poplib connects inside its constructor,
+    so the subclasses set the pinned addresses before calling it."""
+
+    _addresses: list[Address]
+    file: Any
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return _connect_first(self._addresses, timeout)
+
+    def _getline(self) -> tuple[bytes, int]:
+        # poplib's own, with a larger line limit.
+        line = self.file.readline(_POP3_MAX_LINE + 1)
+        if len(line) > _POP3_MAX_LINE:
+            raise poplib.error_proto("line too long")
+        if not line:
+            raise poplib.error_proto("-ERR EOF")
+        octets = len(line)
+        if line[-2:] == b"\r\n":
+            return line[:-2], octets
+        if line[:1] == b"\r":
+            return line[1:-1], octets
+        return line[:-1], octets
+
+
+class PinnedPOP3(_PinnedPOP3Mixin, poplib.POP3):
+    """poplib.POP3 that connects only to pre-checked addresses.
+
+    Usage::
+
+        pop = PinnedPOP3(host, 110, addresses=resolve_checked(host, 110), timeout=20, ssl_context=ctx)
+        pop.stls()   # verified for `host`; poplib's default context is not
+        pop.user(login); pop.pass_(password)
+
+    Connects (and reads the greeting) in the constructor, as poplib does.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: Sequence[Address],
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        self.ssl_context = ssl_context
+        super().__init__(host, port, timeout)
+
+    def stls(self, context: ssl.SSLContext | None = None) -> bytes:
+        return super().stls(_verifying_context(context if context is not None else self.ssl_context))
+
+
+class PinnedPOP3_SSL(_PinnedPOP3Mixin, poplib.POP3_SSL):
+    """poplib.POP3_SSL (implicit TLS, POP3S) that connects only to pre-checked addresses.
+
+    Usage::
+
+        pop = PinnedPOP3_SSL(host, 995, addresses=resolve_checked(host, 995), timeout=20, ssl_context=ctx)
+
+    The certificate is verified for `host`; without a context, a verifying
+    default one is used (poplib's is not).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        addresses: Sequence[Address],
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        super().__init__(host, port, timeout=timeout, context=_verifying_context(ssl_context))
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock = _connect_first(self._addresses, timeout)
+        return self.context.wrap_socket(sock, server_hostname=self.host)
 
 
 # --- convenience --------------------------------------------------------------

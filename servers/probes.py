@@ -235,3 +235,50 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
 
 def _quote(folder: str) -> str:
     return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pop3_probe(
+    mailbox: BounceMailbox, *, timeout: float | None = None, on_step: Callable[[list[Step]], None] | None = None
+) -> ProbeResult:
+    run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
+    host = netguard.normalize_host(mailbox.host)
+    client = None
+    try:
+        addresses = _addresses(run, mailbox, host, mailbox.port)
+        context = tls_context(mailbox.verify_tls)
+        implicit = mailbox.security == Security.SSL
+        with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
+            cls = netguard.PinnedPOP3_SSL if implicit else netguard.PinnedPOP3
+            client = cls(host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context)
+            step.detail = client.getwelcome().decode(errors="replace")[:200]
+        _pop3_session(run, client, mailbox, context)
+    except Exception as exc:
+        run.result.diagnosis = diagnose(exc, host=mailbox.host, port=mailbox.port, timeout=run.timeout)
+    finally:
+        if client is not None:
+            with suppress(Exception):
+                client.close()
+    return run.result
+
+
+def _pop3_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLContext) -> None:
+    if mailbox.security == Security.STARTTLS:
+        with run.step("STLS"):
+            client.sock.settimeout(run.remaining())
+            client.stls(context)
+    with run.step("Log in") as step:
+        client.sock.settimeout(run.remaining())
+        client.user(mailbox.login)
+        step.detail = client.pass_(mailbox.get_password()).decode(errors="replace")[:200]
+    with run.step("Count the messages") as step:
+        client.sock.settimeout(run.remaining())
+        count, size = client.stat()
+        step.detail = f"{count} message(s), {size} bytes"
+    with run.step("Log out"):
+        client.sock.settimeout(run.remaining())
+        client.quit()
+
+
+def mailbox_probe(mailbox: BounceMailbox, **kwargs: object) -> ProbeResult:
+    probe = pop3_probe if mailbox.protocol == BounceMailbox.Protocol.POP3 else imap_probe
+    return probe(mailbox, **kwargs)

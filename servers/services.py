@@ -19,6 +19,20 @@ class TooManyTests(Exception):
     pass
 
 
+# What a tenant edits; an update writes only these, so a dispatcher or a
+# bounce reader writing health, backoff or reading state at the same moment
+# is never overwritten with the form's stale copy.
+SERVER_SETTINGS = [
+    "name", "kind", "sender_email", "sender_name", "host", "port", "security", "login", "password_encrypted",
+    "verify_tls", "max_per_hour", "max_per_day", "allow_sender_substitution", "enabled", "max_connections",
+    "tenant_daily_quota", "updated_at",
+]  # fmt: skip
+MAILBOX_SETTINGS = [
+    "protocol", "email", "host", "port", "security", "login", "password_encrypted", "verify_tls", "folder",
+    "enabled", "delete_after_processing", "updated_at",
+]  # fmt: skip
+
+
 @transaction.atomic
 def server_save(*, server: SmtpServer, password: str | None) -> SmtpServer:
     """Create or update; password None keeps the stored one."""
@@ -28,7 +42,7 @@ def server_save(*, server: SmtpServer, password: str | None) -> SmtpServer:
     if password is not None:
         server.set_password(password)
     server.full_clean()
-    server.save()
+    server.save(update_fields=SERVER_SETTINGS if server.pk else None)
     return server
 
 
@@ -74,7 +88,7 @@ def mailbox_save(*, mailbox: BounceMailbox, password: str | None) -> BounceMailb
     if password is not None:
         mailbox.set_password(password)
     mailbox.full_clean()
-    mailbox.save()
+    mailbox.save(update_fields=MAILBOX_SETTINGS if mailbox.pk else None)
     return mailbox
 
 
@@ -120,7 +134,7 @@ def connection_test_run(*, test_id: int) -> None:
     if test.server is not None:
         result = probes.smtp_probe(test.server, send_to=test.send_to, on_step=progress)
     else:
-        result = probes.imap_probe(test.mailbox, on_step=progress)
+        result = probes.mailbox_probe(test.mailbox, on_step=progress)
     _finish(test, result)
     record_health(record=record, result=result)
 

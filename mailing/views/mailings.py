@@ -11,8 +11,8 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
 
+from .. import bounces, selectors
 from .. import mailings as services
-from .. import selectors
 from ..access import get_mailing
 from ..forms.mailings import MailingForm
 from ..models import Letter, Mailing
@@ -104,6 +104,8 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "statuses": Letter.Status.choices,
         "actions": services.allowed_actions(mailing),
         "events": mailing.events.select_related("by"),
+        "bounce_summary": bounces.mailing_bounce_summary(mailing),
+        "bounces": bounces.mailing_bounces(mailing)[:20],
     }
     return render(request, "mailings/detail.html", context)
 

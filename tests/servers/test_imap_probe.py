@@ -59,3 +59,18 @@ def test_the_wrong_certificate_authority_is_refused(mailbox, settings):
     settings.SERVERS_EXTRA_CA_FILE = ""
     result = imap_probe(mailbox)
     assert result.diagnosis.category == "tls_certificate"
+
+
+@pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
+def test_a_pop3_mailbox_is_tested_over_pop3(mailbox, dovecot_mailbox, security):
+    from servers.probes import mailbox_probe
+
+    dovecot_mailbox.deliver(b"Subject: one\r\n\r\nbody\r\n")
+    mailbox.protocol = BounceMailbox.Protocol.POP3
+    mailbox.security = security
+    mailbox.port = dovecot_mailbox.pop3s_port if security == Security.SSL else dovecot_mailbox.pop3_port
+    result = mailbox_probe(mailbox)
+    assert result.ok, result.diagnosis
+    assert result.steps[-2].detail.startswith("1 message(s)")
+    mailbox.set_password("wrong")
+    assert mailbox_probe(mailbox).diagnosis.category == "auth"

@@ -1,0 +1,87 @@
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Tenant
+from servers.models import BounceMailbox
+
+from .mailings import Letter
+
+
+class BounceReport(models.Model):
+    """One message from the bounce mailbox that Postroute understood: a
+    delivery report (hard or soft), or an auto-reply that is kept but not
+    counted. `letter` is empty when nothing of this tenant matched: the
+    report is *unmatched*, shown to the tenant and never acted on."""
+
+    class Kind(models.TextChoices):
+        HARD = "hard", "Hard bounce"
+        SOFT = "soft", "Soft bounce"
+        AUTO_REPLY = "auto_reply", "Auto-reply"
+        UNKNOWN = "unknown", "Unreadable report"
+
+    class MatchedBy(models.TextChoices):
+        HEADER = "header", "X-Postroute-Letter header"
+        MESSAGE_ID = "message_id", "Message-ID"
+        RECIPIENT = "recipient", "Recipient and sending time"
+        NONE = "", "Not matched"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bounce_reports")
+    mailbox = models.ForeignKey(
+        BounceMailbox, on_delete=models.SET_NULL, null=True, blank=True, related_name="bounce_reports"
+    )
+    # Where the message was read: "imap:<folder>:<uidvalidity>:<uid>" or
+    # "pop3:<uidl>". Unique per mailbox, so a message is never counted twice.
+    source_key = models.CharField(max_length=400)
+    letter = models.ForeignKey(Letter, on_delete=models.SET_NULL, null=True, blank=True, related_name="bounce_reports")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    matched_by = models.CharField(max_length=10, choices=MatchedBy.choices, blank=True)
+    recipient = models.CharField(max_length=254, blank=True)
+    status = models.CharField("status code", max_length=12, blank=True)  # enhanced code, e.g. 5.1.1
+    diagnostic = models.TextField(blank=True)
+    message_id = models.CharField(max_length=255, blank=True)  # the report's own Message-ID
+    sender = models.CharField(max_length=300, blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    headers_excerpt = models.TextField(blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "source_key"], name="bounce_report_source_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "message_id"], name="bounce_report_message_id_idx"),
+            # The soft-bounce window of one address.
+            models.Index(fields=["tenant", "recipient", "received_at"], name="bounce_report_recipient_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.recipient or '?'} {self.status}".strip()
+
+    @property
+    def is_bounce(self) -> bool:
+        return self.kind in (self.Kind.HARD, self.Kind.SOFT)
+
+    @property
+    def reason(self) -> str:
+        return " ".join(p for p in (self.status, self.diagnostic) if p)
+
+
+class ReadMessage(models.Model):
+    """A POP3 message already read, by its UIDL: POP3 has no flags or
+    folders, so this is how a message left on the server is not read again."""
+
+    mailbox = models.ForeignKey(BounceMailbox, on_delete=models.CASCADE, related_name="read_messages")
+    uidl = models.CharField(max_length=100)
+    is_report = models.BooleanField(default=False)
+    read_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailbox", "uidl"], name="read_message_uidl_unique")]
+
+    def __str__(self) -> str:
+        return self.uidl
