@@ -2,12 +2,12 @@
 
 from celery import shared_task
 
-from . import dispatch, imports, limits, mailings
+from . import dispatch, import_runner, imports, limits, mailings
 
 
 @shared_task(soft_time_limit=3600)
 def run_contact_import(import_id: int) -> None:
-    imports.import_run(import_id=import_id)
+    import_runner.import_run(import_id=import_id)
 
 
 @shared_task

@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from mailing import imports
+from mailing import import_runner, imports
 from mailing.models import Contact, ContactImport, ContactList, CustomField
 
 pytestmark = pytest.mark.django_db
@@ -123,7 +123,7 @@ def test_duplicates_merge_within_the_file_and_with_existing_contacts(do_import, 
 
 
 def test_duplicates_merge_across_batches(do_import, tenant_a, monkeypatch):
-    monkeypatch.setattr(imports, "BATCH_ROWS", 2)
+    monkeypatch.setattr(import_runner, "BATCH_ROWS", 2)
     content = b"email,first,last\na@x.org,A,\nb@x.org,B,\nbad,,\na@x.org,,Later\nc@x.org,C,\n"
     imp = do_import(content, {0: "email", 1: "first_name", 2: "last_name"})
     assert people(tenant_a) == {"a@x.org": ("A", "Later"), "b@x.org": ("B", ""), "c@x.org": ("C", "")}
@@ -201,7 +201,7 @@ def test_a_field_past_the_csv_modules_limit_does_not_stop_the_import(do_import, 
 
 
 def test_a_row_spanning_too_many_bytes_is_cut_and_rejected(do_import, tenant_a, monkeypatch):
-    monkeypatch.setattr(imports, "MAX_ROW_BYTES", 300)
+    monkeypatch.setattr(import_runner, "MAX_ROW_BYTES", 300)
     row = b"r@example.com," + b",".join(b'"' + b"w" * 40 + b"\n" + b"w" * 40 + b'"' for _ in range(10)) + b"\n"
     imp = do_import(b"email,name\n" + row + b"after@example.com,After\n")
     assert imp.status == ContactImport.Status.DONE
@@ -250,13 +250,13 @@ def test_a_vanished_file_fails_the_import_with_a_message(tenant_a, django_captur
 
 def test_an_import_runs_once(tenant_a, django_capture_on_commit_callbacks):
     imp = run(django_capture_on_commit_callbacks, upload(tenant_a, b"email\na@example.com\n"))
-    imports.import_run(import_id=imp.pk)  # a second delivery of the task
+    import_runner.import_run(import_id=imp.pk)  # a second delivery of the task
     imp.refresh_from_db()
     assert imp.status == ContactImport.Status.DONE and imp.created == 1 and imp.updated == 0
 
 
 def test_memory_stays_bounded_while_streaming_a_large_file(tenant_a, django_capture_on_commit_callbacks, monkeypatch):
-    monkeypatch.setattr(imports, "BATCH_ROWS", 250)
+    monkeypatch.setattr(import_runner, "BATCH_ROWS", 250)
     rows = b"".join(b"person%d@example.com,Name%d,Surname,%s\n" % (i, i, b"n" * 1000) for i in range(2_000))
     imp = upload(tenant_a, b"email,first,last,note\n" + rows)
     assert imp.file_size > 2_000_000
@@ -272,6 +272,7 @@ def test_memory_stays_bounded_while_streaming_a_large_file(tenant_a, django_capt
 
 def test_a_nul_byte_after_the_inspected_part_rejects_its_row(do_import, tenant_a, monkeypatch):
     monkeypatch.setattr(imports, "CHUNK_BYTES", 16)  # the encoding is settled before the NUL is reached
+    monkeypatch.setattr(import_runner, "CHUNK_BYTES", 16)
     content = "email,name\nanna@example.ru,Анна\n".encode() + b"b@example.com,B\x00b\nok@example.com,Ok\n"
     imp = do_import(content)
     assert rejections(imp) == [(3, f"A NUL byte at byte {content.index(0)} of the file.")]

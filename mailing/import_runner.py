@@ -1,0 +1,302 @@
+"""Running a contact import: stream the stored file in batches of
+BATCH_ROWS rows, one transaction each, merging duplicates and keeping every
+bad row as an ImportRejection with the line it starts on."""
+
+import codecs
+import csv
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from . import contacts
+from .imports import (
+    BATCH_ROWS,
+    CHUNK_BYTES,
+    FIELD_PREFIX,
+    MAX_COLUMNS,
+    MAX_FIELD_CHARS,
+    MAX_LINE_BYTES,
+    MAX_RAW_CHARS,
+    MAX_ROW_BYTES,
+    ImportFailed,
+    _remove_file,
+    imports_dir,
+)  # fmt: skip
+from .models import Contact, ContactImport, ImportRejection
+
+logger = logging.getLogger(__name__)
+
+Status = ContactImport.Status
+
+
+@dataclass
+class Parsed:
+    line: int
+    email: str
+    first_name: str
+    last_name: str
+    fields: dict[str, str]
+
+
+@dataclass
+class Mapping:
+    email: int
+    first_name: int | None
+    last_name: int | None
+    fields: dict[str, int]
+
+    @classmethod
+    def from_json(cls, mapping: dict[str, str]) -> "Mapping":
+        by_target = {target: int(index) for index, target in mapping.items() if target}
+        fields = {t.removeprefix(FIELD_PREFIX): i for t, i in by_target.items() if t.startswith(FIELD_PREFIX)}
+        return cls(by_target["email"], by_target.get("first_name"), by_target.get("last_name"), fields)
+
+
+@dataclass
+class Counts:
+    rows_seen: int = 0
+    created: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+
+def import_run(*, import_id: int) -> None:
+    claimed = ContactImport.objects.filter(pk=import_id, status=Status.QUEUED).update(status=Status.RUNNING)
+    if not claimed:
+        return  # another worker has it, or it already ran
+    imp = ContactImport.objects.get(pk=import_id)
+    try:
+        _run(imp)
+    except ImportFailed as exc:
+        _finish(imp, Status.FAILED, str(exc))
+    except Exception:
+        logger.exception("contact import %s failed", imp.pk)
+        _finish(imp, Status.FAILED, "An unexpected error stopped the import. The rows counted above were imported.")
+    else:
+        _finish(imp, Status.DONE)
+    finally:
+        _remove_file(imp)
+
+
+def _finish(imp: ContactImport, status: str, error: str = "") -> None:
+    ContactImport.objects.filter(pk=imp.pk).update(status=status, error=error, finished_at=timezone.now())
+
+
+def _run(imp: ContactImport) -> None:
+    path = Path(imp.file_path)
+    if path.resolve().parent != imports_dir().resolve() or not path.is_file():
+        raise ImportFailed("The uploaded file is gone. Upload it again.")
+    if imp.contact_list_id is None:
+        raise ImportFailed("The target list was deleted.")
+    mapping = Mapping.from_json(imp.mapping)
+    counts = Counts()
+    with path.open("rb") as f:
+        source = LineSource(f, imp.encoding)
+        reader = csv.reader(source, delimiter=imp.delimiter or ",")
+        _skip_header(reader)
+        rows = _rows(reader, source, mapping, imp.delimiter or ",")
+        batch: list[Parsed | ImportRejection] = []
+        for item in rows:
+            batch.append(item)
+            if len(batch) >= BATCH_ROWS:
+                _save_batch(imp, batch, counts, source.offset)
+                batch = []
+        _save_batch(imp, batch, counts, source.offset)
+
+
+def _skip_header(reader: "csv._reader") -> None:
+    try:
+        next(reader, None)
+    except csv.Error as exc:  # it was read once at upload; the file changed?
+        raise ImportFailed(f"The header row cannot be read: {exc}.") from exc
+
+
+class LineSource:
+    """The file's lines, decoded one by one, for csv.reader. Yields exactly
+    one string per physical line, so reader.line_num is the file's line
+    number. Notes what went wrong in the current row for the caller."""
+
+    def __init__(self, f: BinaryIO, encoding: str) -> None:
+        self.f = f
+        self.encoding = encoding or "utf-8"
+        self.offset = 0
+        self.first = True
+        self.start_row()
+
+    def start_row(self) -> None:
+        self.problem: str | None = None
+        self.row_bytes = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw = self.f.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            raise StopIteration
+        start, self.offset = self.offset, self.offset + len(raw)
+        self.row_bytes += len(raw)
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            self._skip_rest_of_line()
+            self._note(f"The line is longer than {MAX_LINE_BYTES // 1024} KB.")
+            return "\n"
+        if self.row_bytes > MAX_ROW_BYTES:
+            # Only a quoted field makes a row span lines: close it, end the row.
+            self._note(f"The row is longer than {MAX_ROW_BYTES // 1024} KB.")
+            return '"\n'
+        return self._decode(raw, start)
+
+    def _decode(self, raw: bytes, start: int) -> str:
+        if self.first:
+            self.first = False
+            if self.encoding == "utf-8" and raw.startswith(codecs.BOM_UTF8):
+                raw, start = raw[len(codecs.BOM_UTF8) :], start + len(codecs.BOM_UTF8)
+        try:
+            text = raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            self._note(f"Invalid bytes for {self.encoding.upper()} at byte {start + exc.start} of the file.")
+            text = raw.decode(self.encoding, errors="replace")
+        if "\x00" in text:  # PostgreSQL cannot store it, and no name contains it
+            self._note(f"A NUL byte at byte {start + raw.index(0)} of the file.")
+            text = text.replace("\x00", "")
+        return text
+
+    def _skip_rest_of_line(self) -> None:
+        while chunk := self.f.readline(CHUNK_BYTES):
+            self.offset += len(chunk)
+            if chunk.endswith(b"\n"):
+                return
+
+    def _note(self, problem: str) -> None:
+        self.problem = self.problem or problem
+
+
+def _rows(
+    reader: "csv._reader", source: LineSource, mapping: Mapping, delimiter: str
+) -> Iterator[Parsed | ImportRejection]:
+    """Each row of the file, parsed or rejected; blank rows are skipped."""
+    while True:
+        line = reader.line_num + 1
+        source.start_row()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield _reject(line, _csv_problem(exc), "")
+            continue
+        if source.problem:
+            yield _reject(line, source.problem, _raw(cells, delimiter))
+        elif any(cell.strip() for cell in cells):
+            result = _parse(cells, mapping)
+            yield Parsed(line, *result) if isinstance(result, tuple) else _reject(line, result, _raw(cells, delimiter))
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"A field is longer than {MAX_FIELD_CHARS // 1024} KB."
+    return f"The row cannot be read as CSV: {exc}."
+
+
+def _reject(line: int, reason: str, raw: str) -> ImportRejection:
+    return ImportRejection(line=line, reason=reason[:300], raw=raw)
+
+
+def _raw(cells: list[str], delimiter: str) -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter).writerow(cell[:MAX_RAW_CHARS] for cell in cells)
+    return out.getvalue().removesuffix("\r\n")[:MAX_RAW_CHARS]
+
+
+def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]] | str:
+    """(email, first name, last name, custom fields), or why the row is refused."""
+    if len(cells) > MAX_COLUMNS:
+        return f"The row has {len(cells)} columns; at most {MAX_COLUMNS} are supported."
+    if any(len(cell) > MAX_FIELD_CHARS for cell in cells):
+        return f"A field is longer than {MAX_FIELD_CHARS // 1024} KB."
+
+    def cell(index: int | None) -> str:
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    address = cell(m.email)
+    if not address:
+        return "No email address."
+    try:
+        email = contacts.normalize_email(address)
+    except ValidationError as exc:
+        return f"Invalid email address “{address[:100]}”: {exc.messages[0]}"
+    first, last = cell(m.first_name), cell(m.last_name)
+    if len(first) > contacts.MAX_NAME_LENGTH or len(last) > contacts.MAX_NAME_LENGTH:
+        return f"A name is longer than {contacts.MAX_NAME_LENGTH} characters."
+    fields = {key: value for key, index in m.fields.items() if (value := cell(index))}
+    if any(len(value) > contacts.MAX_VALUE_LENGTH for value in fields.values()):
+        return f"A custom field value is longer than {contacts.MAX_VALUE_LENGTH} characters."
+    return email, first, last, fields
+
+
+@dataclass
+class _Merged:
+    first_name: str = ""
+    last_name: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def take(self, row: Parsed) -> None:
+        """Later non-empty values win; empty ones never erase."""
+        self.first_name = row.first_name or self.first_name
+        self.last_name = row.last_name or self.last_name
+        self.fields.update(row.fields)
+
+
+def _save_batch(imp: ContactImport, batch: list[Parsed | ImportRejection], counts: Counts, offset: int) -> None:
+    rejections = [item for item in batch if isinstance(item, ImportRejection)]
+    merged: dict[str, _Merged] = {}
+    for item in batch:
+        if isinstance(item, Parsed):
+            merged.setdefault(item.email, _Merged()).take(item)
+    with transaction.atomic():
+        created = _upsert(imp, merged)
+        for rejection in rejections:
+            rejection.contact_import = imp
+        ImportRejection.objects.bulk_create(rejections)
+        counts.rows_seen += len(batch)
+        counts.rejected += len(rejections)
+        counts.created += created
+        counts.updated += len(batch) - len(rejections) - created
+        ContactImport.objects.filter(pk=imp.pk).update(bytes_read=offset, **vars(counts))
+
+
+def _upsert(imp: ContactImport, merged: dict[str, _Merged]) -> int:
+    """Create the new addresses, merge into the existing ones, put them all
+    in the list; returns how many were created."""
+    if not merged:
+        return 0
+    tenant_contacts = Contact.objects.filter(tenant_id=imp.tenant_id)
+    existing = {c.email: c for c in tenant_contacts.filter(email__in=list(merged))}
+    new = [
+        Contact(tenant_id=imp.tenant_id, email=email, first_name=m.first_name, last_name=m.last_name, fields=m.fields)
+        for email, m in merged.items()
+        if email not in existing
+    ]
+    # A contact added by hand a moment ago wins; its row still joins the list.
+    Contact.objects.bulk_create(new, ignore_conflicts=True)
+    now = timezone.now()
+    for contact in existing.values():
+        m = merged[contact.email]
+        contact.first_name = m.first_name or contact.first_name
+        contact.last_name = m.last_name or contact.last_name
+        contact.fields = {**(contact.fields or {}), **m.fields}
+        contact.updated_at = now
+    Contact.objects.bulk_update(list(existing.values()), ["first_name", "last_name", "fields", "updated_at"])
+    ids = tenant_contacts.filter(email__in=list(merged)).values_list("pk", flat=True)
+    through = Contact.lists.through
+    through.objects.bulk_create(
+        [through(contact_id=pk, contactlist_id=imp.contact_list_id) for pk in ids], ignore_conflicts=True
+    )
+    return len(new)
