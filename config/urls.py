@@ -26,6 +26,8 @@ urlpatterns = [
     path("contacts/", include("mailing.urls_contacts")),
     path("templates/", include("mailing.urls_templates")),
     path("mailings/", include("mailing.urls_mailings")),
+    path("bounces/", include("mailing.urls_bounces")),
+    path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
     path(settings.ADMIN_URL, admin.site.urls),

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant, User
 
-from . import contacts, tasks
+from . import contacts
 from .models import ContactImport, ContactList
 
 logger = logging.getLogger(__name__)
@@ -292,6 +292,8 @@ def import_start(
         raise ValidationError("Choose one of your own lists.")
     imp.mapping, imp.contact_list, imp.status = mapping, contact_list, Status.QUEUED
     imp.save(update_fields=["mapping", "contact_list", "status"])
+    from . import tasks  # tasks imports the runner, which imports this module
+
     transaction.on_commit(lambda: tasks.run_contact_import.delay(imp.pk))
     return imp
 

@@ -1,10 +1,13 @@
-"""The tenant's home (getting-started checklist), creating another
-organisation, and switching between the user's organisations."""
+"""The tenant's home (the live dashboard, under the getting-started
+checklist until that is done), creating another organisation, and switching
+between the user's organisations."""
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
+
+from mailing.views.dashboard import page_context
 
 from .. import selectors, services
 from ..access import tenant_required
@@ -15,9 +18,10 @@ from ..models import Membership
 
 @tenant_required
 def home(request: HttpRequest) -> HttpResponse:
+    """The live dashboard, under a compact checklist until that is done."""
     checklist = selectors.getting_started(request.tenant)
     context = {"checklist": checklist, "done_count": sum(item.done for item in checklist)}
-    return render(request, "accounts/home.html", context)
+    return render(request, "accounts/home.html", {**context, **page_context(request.tenant)})
 
 
 def tenant_new(request: HttpRequest) -> HttpResponse:

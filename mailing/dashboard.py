@@ -1,0 +1,443 @@
+"""Reads for the live limits dashboard: each server the tenant's mailings may
+use with its windows and state, the running mailings with their progress,
+rate and estimated finish, and the tenant's letters per hour over a day.
+
+The number of queries is fixed whatever the number of servers and mailings:
+the servers (2), limits.window_usage (at most 3), the usage slots (1), and
+the running mailings, their servers, their letter counts and their rates (4).
+
+The window counts come from UsageBucket, never from the letters table. The
+rate of a mailing does come from its letters (sent_at, on a partial index):
+buckets are kept per server and tenant, not per mailing, so two mailings
+sending through one server could not be told apart in them."""
+
+import heapq
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import NamedTuple
+
+from django.db.models import Case, Count, ExpressionWrapper, Func, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractHour, ExtractMinute
+from django.utils import timezone
+
+from accounts.models import Tenant
+from servers.models import Health, SmtpServer
+from servers.selectors import platform_servers, tenant_servers
+
+from . import limits
+from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage
+from .models import Letter, Mailing, MailingServer, UsageBucket
+from .selectors import Progress, progress_for
+
+L = Letter.Status
+M = Mailing.Status
+RUNNING = (M.ACTIVE, M.WAITING)
+CHART_HOURS = 24
+DAY = timedelta(days=1)
+RATE_SPAN = timedelta(minutes=10)
+SENDING_SPAN = timedelta(minutes=2)  # letters this recent make a server "sending"
+MAX_MAILINGS = 50  # the oldest running ones; the Mailings page lists them all
+# Older usage is read in quarters of an hour: few rows per server, and every
+# real time zone offset is a whole number of quarters, so they add up to the
+# chart's local hours.
+QUARTER = 15
+# Bucket m leaves a window at m + span + 1 min (mailing.limits).
+HOUR_LEAVES = HOUR_SPAN + MINUTE
+DAY_LEAVES = DAY_SPAN + MINUTE
+# The estimate replays the windows this far ahead, which lets today's
+# letters leave the day window, and continues at the steady pace after.
+HORIZON = timedelta(hours=26)
+
+
+class State(StrEnum):
+    SENDING = "sending"
+    IDLE = "idle"
+    LIMIT = "limit"
+    RESTING = "resting"
+    FAILING = "failing"
+    DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class ServerRow:
+    server: SmtpServer
+    usage: Usage
+    state: State
+    hour_sent: int  # the tenant's own letters: on a platform server, not the others'
+    day_sent: int
+    recent: int  # the tenant's letters in the last RATE_SPAN
+    hourly: list[int]  # the tenant's letters in each chart hour, oldest first
+
+
+@dataclass(frozen=True)
+class MailingRow:
+    mailing: Mailing
+    progress: Progress
+    recent: int  # letters sent in the last RATE_SPAN
+    finish_at: datetime | None  # None: its servers cannot finish it at their current limits
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    now: datetime
+    hours: list[datetime]  # the chart's hours (local hour starts, in UTC), oldest first
+    servers: list[ServerRow]
+    mailings: list[MailingRow]
+    more_mailings: bool
+
+
+def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
+    now = now or timezone.now()
+    minute = limits.trunc_minute(now)
+    servers = [*tenant_servers(tenant), *platform_servers()]
+    usages = limits.window_usage(servers, tenant, now)
+    slots = usage_slots([s.pk for s in servers], tenant, minute)
+    hours = chart_hours(now)
+    rows = [_server_row(s, usages[s.pk], slots[s.pk], hours, now) for s in servers]
+    mailings, more = _running_mailings(tenant)
+    progress = progress_for(mailings)
+    recent = _recent_letters(mailings, now)
+    finish = _finish_times(mailings, progress, recent, rows, slots, now)
+    mailing_rows = [MailingRow(m, progress[m.pk], recent.get(m.pk, 0), finish[m.pk]) for m in mailings]
+    return Dashboard(now, hours, rows, mailing_rows, more)
+
+
+# Usage slots
+
+
+class Slot(NamedTuple):
+    """The letters of one minute of the last hour, or one quarter before."""
+
+    start: datetime
+    exact: bool  # a single minute
+    total: int  # every tenant's letters: the server's own limits
+    mine: int  # the tenant's letters: its platform quota, its chart
+
+    @property
+    def last_minute(self) -> datetime:
+        return self.start if self.exact else self.start + timedelta(minutes=QUARTER) - MINUTE
+
+
+def usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, list[Slot]]:
+    """The day window of each server in one query: minute by minute over
+    the hour window (exact resume times), by quarter before; a busy server
+    gives at most 61 + 92 rows. The slots are grouped by plain integers (day
+    of the month, hour, minute), much cheaper to read than datetimes."""
+    recent = minute - HOUR_SPAN
+    of_hour = _integer(ExtractMinute("minute", tzinfo=UTC))
+    quarter = ExpressionWrapper(of_hour / Value(QUARTER) * Value(QUARTER), output_field=IntegerField())
+    rows = (
+        UsageBucket.objects.filter(server_id__in=server_ids, minute__gte=minute - DAY_SPAN)
+        .annotate(
+            day=_integer(ExtractDay("minute", tzinfo=UTC)),
+            hour=_integer(ExtractHour("minute", tzinfo=UTC)),
+            at=Case(When(minute__gte=recent, then=of_hour), default=quarter, output_field=IntegerField()),
+        )
+        .values_list("server_id", "day", "hour", "at")
+        .order_by()
+        .annotate(total=Sum("count"), mine=Coalesce(Sum("count", filter=Q(tenant=tenant)), 0))
+    )
+    # The day window spans two dates at most: today's and yesterday's (UTC).
+    midnights = {d.day: d for d in (minute.replace(hour=0, minute=0), minute.replace(hour=0, minute=0) - DAY)}
+    slots: dict[int, list[Slot]] = defaultdict(list)
+    for server_id, day, hour, at, total, mine in rows:
+        start = midnights[day] + timedelta(hours=hour, minutes=at)
+        slots[server_id].append(Slot(start, start >= recent, total, mine))
+    for server_slots in slots.values():
+        server_slots.sort()
+    return slots
+
+
+def _integer(expression: Func) -> Cast:
+    return Cast(expression, IntegerField())
+
+
+def chart_hours(now: datetime) -> list[datetime]:
+    """The starts of the last CHART_HOURS local clock hours, the current one last."""
+    current = timezone.localtime(now).replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+    return [current - timedelta(hours=back) for back in range(CHART_HOURS - 1, -1, -1)]
+
+
+def _hourly(slots: list[Slot], hours: list[datetime]) -> list[int]:
+    counts = [0] * len(hours)
+    for slot in slots:
+        index = (slot.start - hours[0]) // timedelta(hours=1)
+        if 0 <= index < len(hours):
+            counts[index] += slot.mine
+    return counts
+
+
+# Servers
+
+
+def _server_row(server: SmtpServer, usage: Usage, slots: list[Slot], hours: list[datetime], now: datetime) -> ServerRow:
+    minute = limits.trunc_minute(now)
+    return ServerRow(
+        server=server,
+        usage=usage,
+        state=server_state(server, usage, slots, now),
+        hour_sent=sum(s.mine for s in slots if s.exact),
+        day_sent=sum(s.mine for s in slots),
+        recent=sum(s.mine for s in slots if s.exact and s.start > minute - RATE_SPAN),
+        hourly=_hourly(slots, hours),
+    )
+
+
+def server_state(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetime) -> State:
+    """What stops the server first, else whether the tenant's letters go
+    through it right now."""
+    if not server.enabled:
+        return State.DISABLED
+    if server.health == Health.FAILING:
+        return State.FAILING
+    if server.backoff_until and server.backoff_until > now:
+        return State.RESTING
+    if usage.is_spent:
+        return State.LIMIT
+    since = limits.trunc_minute(now) - SENDING_SPAN
+    if any(s.exact and s.start > since and s.mine for s in slots):
+        return State.SENDING
+    return State.IDLE
+
+
+# Mailings
+
+
+def _running_mailings(tenant: Tenant) -> tuple[list[Mailing], bool]:
+    """Oldest first: the order in which the estimate gives them room."""
+    running = Mailing.objects.filter(tenant=tenant, status__in=RUNNING).order_by("started_at", "pk")
+    mailings = list(running[: MAX_MAILINGS + 1])
+    return mailings[:MAX_MAILINGS], len(mailings) > MAX_MAILINGS
+
+
+def _recent_letters(mailings: list[Mailing], now: datetime) -> dict[int, int]:
+    if not mailings:
+        return {}
+    rows = (
+        Letter.objects.filter(mailing__in=[m.pk for m in mailings], sent_at__gt=now - RATE_SPAN, sent_at__lte=now)
+        .values("mailing_id")
+        .order_by()
+        .annotate(n=Count("id"))
+    )
+    return {row["mailing_id"]: row["n"] for row in rows}
+
+
+def _finish_times(
+    mailings: list[Mailing],
+    progress: dict[int, Progress],
+    recent: dict[int, int],
+    rows: list[ServerRow],
+    slots: dict[int, list[Slot]],
+    now: datetime,
+) -> dict[int, datetime | None]:
+    links = _server_links(mailings)
+    demands = [Demand(m.pk, _pending(progress[m.pk]), tuple(links[m.pk])) for m in mailings]
+    supplies = {row.server.pk: supply_for(row.server, row.usage, slots[row.server.pk], now) for row in rows}
+    finish = finish_times(demands, {pk: s for pk, s in supplies.items() if s is not None}, now)
+    return {m.pk: _speed_bound(m, finish[m.pk], _pending(progress[m.pk]), recent.get(m.pk, 0), now) for m in mailings}
+
+
+def _server_links(mailings: list[Mailing]) -> dict[int, list[int]]:
+    links: dict[int, list[int]] = defaultdict(list)
+    if not mailings:
+        return links
+    rows = MailingServer.objects.filter(mailing__in=[m.pk for m in mailings]).order_by("mailing_id", "position")
+    for mailing_id, server_id in rows.values_list("mailing_id", "server_id"):
+        links[mailing_id].append(server_id)
+    return links
+
+
+def _pending(progress: Progress) -> int:
+    """Letters still to hand over; those being sent already hold their room."""
+    return progress.count(L.QUEUED) + progress.count(L.DEFERRED)
+
+
+def _speed_bound(
+    mailing: Mailing, finish: datetime | None, pending: int, recent: int, now: datetime
+) -> datetime | None:
+    """Limits are not the only brake: a mailing that is sending goes no
+    faster than it did over the last minutes (one server without limits
+    would otherwise "finish now" whatever its queue)."""
+    if finish is None or mailing.status != M.ACTIVE or not recent or not mailing.started_at:
+        return finish
+    watched = min(RATE_SPAN, max(MINUTE, now - mailing.started_at))
+    return max(finish, now + watched * pending / recent)
+
+
+# The finish-time estimate
+
+
+@dataclass
+class Window:
+    """One of a server's windows as the estimate replays it: the letters it
+    holds, each leaving at its time (a heap of (leaves_at, count))."""
+
+    limit: int
+    span: timedelta
+    leaving: list[tuple[datetime, int]]
+    held: int = 0
+
+    def __post_init__(self) -> None:
+        heapq.heapify(self.leaving)
+        self.held = sum(count for _, count in self.leaving)
+
+    def room_at(self, moment: datetime) -> int:
+        while self.leaving and self.leaving[0][0] <= moment:
+            self.held -= heapq.heappop(self.leaving)[1]
+        return max(0, self.limit - self.held)
+
+    def take(self, moment: datetime, count: int) -> None:
+        # Counted in the bucket of its minute, like the dispatcher's letters.
+        heapq.heappush(self.leaving, (limits.trunc_minute(moment) + self.span, count))
+        self.held += count
+
+    def next_leaving(self) -> datetime | None:
+        return self.leaving[0][0] if self.leaving else None
+
+    @property
+    def pace(self) -> float:
+        """Letters per second it lets through in the long run."""
+        return self.limit / self.span.total_seconds()
+
+
+@dataclass
+class Supply:
+    """A usable server from `start` on (now, or when it stops resting)."""
+
+    start: datetime
+    windows: list[Window] = field(default_factory=list)  # none: no limit at all
+
+    @property
+    def pace(self) -> float | None:
+        return min(w.pace for w in self.windows) if self.windows else None
+
+
+@dataclass(frozen=True)
+class Demand:
+    key: int
+    pending: int
+    servers: tuple[int, ...]
+
+
+def supply_for(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetime) -> Supply | None:
+    """The server's windows, filled with what they hold now: exact minutes
+    in the hour window; in the day window each quarter leaves with its last
+    minute, so the estimate errs late, by a quarter at most. None: the server
+    cannot send (disabled or failing)."""
+    if not server.is_usable:
+        return None
+    start = max(now, server.backoff_until or now)
+    windows = []
+    if server.max_per_hour is not None:
+        hour = [(s.start + HOUR_LEAVES, s.total) for s in slots if s.exact]
+        windows.append(Window(server.max_per_hour, HOUR_LEAVES, hour))
+    if server.max_per_day is not None:
+        windows.append(Window(server.max_per_day, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.total) for s in slots]))
+    if usage.tenant_quota is not None:
+        windows.append(Window(usage.tenant_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.mine) for s in slots]))
+    return Supply(start, windows)
+
+
+def grants(supply: Supply, until: datetime) -> Iterator[tuple[datetime, int | None]]:
+    """What a server kept busy at its limits takes: (when, how many), None
+    meaning any number. Each grant fills its windows, and the next comes
+    when letters leave them."""
+    if not supply.windows:
+        yield supply.start, None
+        return
+    moment = supply.start
+    while moment <= until:
+        room = min(w.room_at(moment) for w in supply.windows)
+        if room:
+            yield moment, room
+            for window in supply.windows:
+                window.take(moment, room)
+        upcoming = [at for w in supply.windows if (at := w.next_leaving()) is not None]
+        if not upcoming:
+            return  # a limit of 0: nothing will ever leave
+        moment = min(upcoming)
+
+
+def finish_times(demands: list[Demand], supplies: dict[int, Supply], now: datetime) -> dict[int, datetime | None]:
+    """When each demand's letters have all gone out, if every server is kept
+    busy at its limits. Demands take room in their order (the oldest mailing
+    first; the dispatcher interleaves them, which moves each one's finish but
+    not the last one's). The windows are replayed up to HORIZON, then the
+    servers go on at their steady pace."""
+    left = {d.key: d.pending for d in demands}
+    finish: dict[int, datetime | None] = {d.key: now for d in demands if d.pending <= 0}
+    takers: dict[int, list[int]] = defaultdict(list)  # server -> demands that may use it, in order
+    for demand in demands:
+        for server_id in dict.fromkeys(demand.servers):
+            if demand.key not in finish and server_id in supplies:
+                takers[server_id].append(demand.key)
+    until = now + HORIZON
+    streams = {server_id: grants(supplies[server_id], until) for server_id in takers}
+    heap: list[tuple[datetime, int, int | None]] = []
+    for server_id in streams:
+        _push_next(heap, server_id, streams[server_id])
+    while heap:
+        moment, server_id, count = heapq.heappop(heap)
+        _hand_out(count, takers[server_id], left, finish, moment)
+        if any(left[key] for key in takers[server_id]):
+            _push_next(heap, server_id, streams[server_id])
+    unfinished = [d for d in demands if d.key not in finish]
+    finish.update(_steady_finish(unfinished, left, supplies, until))
+    return finish
+
+
+def _push_next(heap: list, server_id: int, stream: Iterator[tuple[datetime, int | None]]) -> None:
+    grant = next(stream, None)
+    if grant is not None:
+        heapq.heappush(heap, (grant[0], server_id, grant[1]))
+
+
+def _hand_out(count: int | None, keys: list[int], left: dict[int, int], finish: dict, moment: datetime) -> None:
+    for key in keys:
+        if count == 0:
+            return
+        taken = left[key] if count is None else min(count, left[key])
+        left[key] -= taken
+        if count is not None:
+            count -= taken
+        if taken and not left[key]:
+            finish[key] = moment
+
+
+def _steady_finish(
+    demands: list[Demand], left: dict[int, int], supplies: dict[int, Supply], start: datetime
+) -> dict[int, datetime | None]:
+    """Past the horizon, every server sends at its long-run pace; each demand
+    has its servers once the demands before it are done."""
+    free_from: dict[int, datetime] = {}
+    result: dict[int, datetime | None] = {}
+    for demand in demands:
+        feeds = [
+            (free_from.get(pk, max(start, supplies[pk].start)), supplies[pk].pace or 0.0)
+            for pk in dict.fromkeys(demand.servers)
+            if pk in supplies
+        ]
+        result[demand.key] = _fluid_finish(left[demand.key], feeds)
+        for pk in demand.servers:
+            free_from[pk] = result[demand.key] or limits.NEVER
+    return result
+
+
+def _fluid_finish(letters: float, feeds: list[tuple[datetime, float]]) -> datetime | None:
+    """When `letters` have gone out through servers each joining at its time
+    with a pace in letters per second."""
+    joined = sorted((at, pace) for at, pace in feeds if pace > 0 and at < limits.NEVER)
+    pace, moment = 0.0, None
+    for at, extra in joined:
+        if moment is not None:
+            possible = pace * (at - moment).total_seconds()
+            if possible >= letters:
+                break
+            letters -= possible
+        moment, pace = at, pace + extra
+    if moment is None:
+        return None
+    return moment + timedelta(seconds=letters / pace)

@@ -1,0 +1,275 @@
+"""The live limits dashboard: the page (the tenant's home embeds it too) and
+the JSON it polls. Every text is made here, once: the template renders the
+very dictionaries the JSON carries, and the script only puts them in place."""
+
+from datetime import datetime, timedelta
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import dateformat, timezone
+from django.views.decorators.cache import never_cache
+
+from accounts.access import tenant_required
+from accounts.models import Tenant
+from servers.models import SmtpServer
+
+from .. import dashboard as selectors
+from ..dashboard import MailingRow, ServerRow, State
+from ..limits import NEVER, Usage
+from ..models import Letter, Mailing
+from ..selectors import Progress
+
+L = Letter.Status
+CHART_HEIGHT = 48  # the chart's viewBox: 24 bars of 8 units, 10 apart
+BAR_STEP = 10
+STATE_LABELS = {
+    State.SENDING: "Sending",
+    State.IDLE: "Idle",
+    State.LIMIT: "Limit reached",
+    State.RESTING: "Resting",
+    State.FAILING: "Failing",
+    State.DISABLED: "Disabled",
+}
+
+
+@tenant_required
+def dashboard_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/page.html", page_context(request.tenant))
+
+
+@never_cache
+@tenant_required
+def dashboard_data(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(payload(request.tenant))
+
+
+def page_context(tenant: Tenant) -> dict:
+    """The payload plus what only the first rendering needs: the chart bars'
+    geometry and blank rows the script clones for servers and mailings that
+    appear later."""
+    board = payload(tenant)
+    now = timezone.now()
+    for server in board["servers"]:
+        server["bars"] = chart_bars(server["chart"], board["hours"])
+    blank_server = _server(_blank_server_row(), now)
+    blank_server["bars"] = chart_bars(blank_server["chart"], board["hours"])
+    return {"board": board, "blank_server": blank_server, "blank_mailing": _mailing(_blank_mailing_row(), now)}
+
+
+def payload(tenant: Tenant, now: datetime | None = None) -> dict:
+    board = selectors.dashboard(tenant, now)
+    return {
+        "updated": timezone.localtime(board.now).strftime("%H:%M:%S"),
+        "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
+        "servers": [_server(row, board.now) for row in board.servers],
+        "mailings": [_mailing(row, board.now) for row in board.mailings],
+        "more_mailings": board.more_mailings,
+    }
+
+
+# Servers
+
+
+def _server(row: ServerRow, now: datetime) -> dict:
+    server = row.server
+    notice, hint = _notice(row, now)
+    return {
+        "id": str(server.public_id),
+        "name": server.name,
+        "platform": server.is_platform,
+        "state": row.state.value,
+        "state_label": STATE_LABELS[row.state],
+        "notice": notice,
+        "hint": hint,
+        "resume_at": _iso(row.usage.resume_at),
+        "windows": _windows(row),
+        "rate_text": f"{row.recent:,} sent in the last 10 min",
+        "chart": _chart(row.hourly),
+    }
+
+
+def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
+    """What the tenant should know about a server that does not send, and
+    how to fix it."""
+    server = row.server
+    if row.state == State.DISABLED:
+        return "Turned off: mailings skip it until it is turned on again.", ""
+    if row.state == State.FAILING:
+        return f"Failing — {server.health_error or 'the last attempt failed.'}", server.health_hint
+    if row.state == State.RESTING and server.backoff_until:
+        return f"Resting after connection trouble; tries again {_at(server.backoff_until, now)}.", ""
+    if row.state == State.LIMIT:
+        return _limit_notice(row.usage, now), ""
+    return "", ""
+
+
+def _limit_notice(usage: Usage, now: datetime) -> str:
+    windows = (
+        ("hourly limit", usage.hour_left),
+        ("daily limit", usage.day_left),
+        ("daily quota", usage.tenant_day_left),
+    )
+    what = " and ".join(name for name, left in windows if left == 0) or "limit"
+    what = what[0].upper() + what[1:]
+    if usage.resume_at is None or usage.resume_at == NEVER:
+        return f"{what}: 0 — nothing goes out until it is raised."
+    return f"{what} reached — resumes {_at(usage.resume_at, now)}"
+
+
+def _windows(row: ServerRow) -> list[dict]:
+    usage, shared = row.usage, row.server.is_platform
+    # On a platform server the tenant sees its own letters; what is left
+    # counts everybody's.
+    suffix = ", shared" if shared else ""
+    return [
+        _window("hour", f"This hour{suffix}", row.hour_sent, usage.hour_limit, usage.hour_left, shared),
+        _window("day", f"Last 24 hours{suffix}", row.day_sent, usage.day_limit, usage.day_left, shared),
+        _window(
+            "quota", "Your daily quota", row.day_sent, usage.tenant_quota, usage.tenant_day_left, False,
+            shown=usage.tenant_quota is not None,
+        ),
+    ]  # fmt: skip
+
+
+def _window(
+    key: str, label: str, sent: int, limit: int | None, left: int | None, shared: bool, *, shown: bool = True
+) -> dict:
+    sent_text = f"{sent:,} {'yours' if shared else 'sent'}"
+    if limit is None or left is None:
+        return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": None, "left": None,
+                "fill": 0, "level": "none", "text": f"{sent_text} · no limit"}  # fmt: skip
+    fill = 100.0 if not limit else round(100 * (limit - left) / limit, 1)
+    level = "full" if not left else "high" if fill >= 80 else "ok"
+    return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": limit, "left": left,
+            "fill": fill, "level": level, "text": f"{sent_text} · {left:,} left of {limit:,}"}  # fmt: skip
+
+
+def _chart(hourly: list[int]) -> dict:
+    peak, total = max(hourly, default=0), sum(hourly)
+    return {
+        "counts": hourly,
+        # A non-empty hour stays visible however high the peak.
+        "heights": [max(1.0, round((CHART_HEIGHT - 2) * n / peak, 2)) if n else 0 for n in hourly],
+        "caption": f"{total:,} in 24 h · peak {peak:,} an hour",
+        "label": f"Letters per hour over the last 24 hours: {total:,} in all, at most {peak:,} in one hour.",
+    }
+
+
+def chart_bars(chart: dict, hours: list[str]) -> list[dict]:
+    """The bars as the first rendering draws them (dashboard.js does the same)."""
+    return [
+        {"x": i * BAR_STEP + 1, "y": CHART_HEIGHT - height, "height": height, "title": f"{hours[i]} · {count:,}"}
+        for i, (count, height) in enumerate(zip(chart["counts"], chart["heights"], strict=True))
+    ]
+
+
+# Mailings
+
+
+def _mailing(row: MailingRow, now: datetime) -> dict:
+    mailing, progress = row.mailing, row.progress
+    counts = _counts(progress)
+    return {
+        "id": str(mailing.public_id),
+        "name": mailing.name,
+        "url": reverse("mailings:detail", args=[mailing.public_id]),
+        "status": mailing.status,
+        "status_label": mailing.get_status_display(),
+        "total": f"{progress.total:,}",
+        "counts": [{"key": key, "label": label, "count": f"{n:,}"} for key, label, n in counts],
+        "bars": _segments(counts, progress.total),
+        "bar_label": f"{progress.done:,} of {progress.total:,} letters done",
+        "rate_text": _rate_text(row.recent),
+        "waiting_text": _waiting_text(mailing, now),
+        "finish_text": _finish_text(row, now),
+        "finish_at": _iso(row.finish_at),
+    }
+
+
+def _counts(progress: Progress) -> list[tuple[str, str, int]]:
+    """The letters by outcome; queued includes the deferred and those being sent."""
+    return [
+        ("sent", "Sent", progress.count(L.SENT)),
+        ("bounced", "Bounced", progress.count(L.BOUNCED)),
+        ("failed", "Failed", progress.count(L.FAILED)),
+        ("queued", "Queued", progress.waiting),
+    ]
+
+
+def _segments(counts: list[tuple[str, str, int]], total: int) -> list[dict]:
+    """The stacked bar's parts, in percent of the bar."""
+    segments, x = [], 0.0
+    for key, label, n in counts:
+        width = 100 * n / total if total else 0.0
+        segments.append({"status": key, "label": label, "count": f"{n:,}", "x": round(x, 3), "width": round(width, 3)})
+        x += width
+    return segments
+
+
+def _rate_text(recent: int) -> str:
+    if not recent:
+        return "Nothing sent in the last 10 min"
+    return f"{recent:,} sent in the last 10 min (about {recent * 6:,} an hour)"
+
+
+def _waiting_text(mailing: Mailing, now: datetime) -> str:
+    if mailing.status != Mailing.Status.WAITING:
+        return ""
+    if not mailing.resume_at:
+        return "Waiting for limits"
+    return f"Waiting for limits until {_day_word(mailing.resume_at, now)}{_clock(mailing.resume_at)}"
+
+
+def _finish_text(row: MailingRow, now: datetime) -> str:
+    finish = row.finish_at
+    if finish is None:
+        return "At current limits it cannot finish: none of its servers can send. See the servers below."
+    if finish <= now + timedelta(minutes=1):
+        return "At current limits: finishes in a moment"
+    if finish - now > timedelta(days=2):
+        # Beyond the replayed windows the estimate is a steady pace: a day is precise enough.
+        return f"At current limits: finishes around {dateformat.format(timezone.localtime(finish), 'D j M')}"
+    return f"At current limits: finishes {_at(finish, now)}"
+
+
+# Time
+
+
+def _clock(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%H:%M")
+
+
+def _day_word(moment: datetime, now: datetime) -> str:
+    """ "" today, "tomorrow " or "Fri 14 Mar ", in the site's time zone."""
+    local = timezone.localtime(moment)
+    days = (local.date() - timezone.localtime(now).date()).days
+    if days == 0:
+        return ""
+    if days == 1:
+        return "tomorrow "
+    return dateformat.format(local, "D j M") + " "
+
+
+def _at(moment: datetime, now: datetime) -> str:
+    """ "at 14:32", "tomorrow at 09:10", "on Fri 14 Mar at 09:10"."""
+    day = _day_word(moment, now)
+    if day and day != "tomorrow ":
+        day = f"on {day}"
+    return f"{day}at {_clock(moment)}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None or moment == NEVER else moment.isoformat()
+
+
+# Blank rows for the page's <template> elements
+
+
+def _blank_server_row() -> ServerRow:
+    usage = Usage(0, 0, None, None, None, None)
+    return ServerRow(SmtpServer(name=""), usage, State.IDLE, 0, 0, 0, [0] * selectors.CHART_HOURS)
+
+
+def _blank_mailing_row() -> MailingRow:
+    return MailingRow(Mailing(name="", status=Mailing.Status.ACTIVE), Progress(), 0, None)

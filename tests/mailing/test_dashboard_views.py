@@ -1,0 +1,173 @@
+"""The dashboard through HTTP: the JSON and the texts it carries, the page
+and the home that embeds it, tenant scope, and a query count that does not
+grow with the number of servers and mailings."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from mailing.models import Mailing
+from mailing.views.dashboard import payload
+from servers.models import Health
+from tests.conftest import make_person
+from tests.servers.factories import make_server
+
+from .builders import make_list
+from .dashboard_builders import bucket, minutes, running_mailing
+
+pytestmark = pytest.mark.django_db
+NOW = datetime(2026, 3, 10, 14, 30, 20, tzinfo=UTC)
+M = NOW.replace(second=0)
+DATA = "dashboard:data"
+
+
+def test_the_json_tells_the_limit_and_when_sending_resumes(tenant_a):
+    server = make_server(tenant_a, name="Yandex", max_per_hour=10, max_per_day=300)
+    bucket(server, tenant_a, M - minutes(20), 10)
+    with timezone.override("UTC"):
+        data = payload(tenant_a, NOW)
+    (row,) = data["servers"]
+    assert (row["name"], row["state"], row["state_label"]) == ("Yandex", "limit", "Limit reached")
+    assert row["notice"] == "Hourly limit reached — resumes at 15:11"
+    assert row["resume_at"] == "2026-03-10T15:11:00+00:00"
+    hour, day, quota = row["windows"]
+    assert (hour["text"], hour["fill"], hour["level"]) == ("10 sent · 0 left of 10", 100.0, "full")
+    assert (day["text"], day["fill"], day["level"]) == ("10 sent · 290 left of 300", 3.3, "ok")
+    assert not quota["shown"]
+    assert row["chart"]["counts"][-1] == 10 and row["chart"]["heights"][-1] == 46
+
+
+def test_the_json_says_why_a_server_fails_and_how_to_fix_it(tenant_a):
+    error, hint = "535 5.7.8 bad credentials", "Use an app password."
+    make_server(tenant_a, health=Health.FAILING, health_error=error, health_hint=hint)
+    (row,) = payload(tenant_a, NOW)["servers"]
+    assert (row["state"], row["notice"], row["hint"]) == ("failing", f"Failing — {error}", hint)
+
+
+@pytest.mark.parametrize(
+    ("spec", "waiting", "finish"),
+    [
+        ({"sending": 2}, "", "At current limits: finishes in a moment"),
+        (
+            {"queued": 5, "status": Mailing.Status.WAITING, "resume_at": M + minutes(31)},
+            "Waiting for limits until 15:01",
+            "At current limits: finishes at 15:01",
+        ),
+        ({"queued": 150}, "", "At current limits: finishes at 16:02"),
+        ({"queued": 1000}, "", "At current limits: finishes tomorrow at 14:01"),
+        ({"queued": 5000}, "", "At current limits: finishes around Sun 15 Mar"),
+    ],
+)
+def test_the_json_says_when_each_mailing_finishes(tenant_a, spec, waiting, finish):
+    server = make_server(tenant_a, max_per_hour=100, max_per_day=1000)
+    bucket(server, tenant_a, M - minutes(30), 100)
+    running_mailing(tenant_a, [server], started_at=NOW - minutes(60), **spec)
+    with timezone.override("UTC"):
+        (row,) = payload(tenant_a, NOW)["mailings"]
+    assert (row["waiting_text"], row["finish_text"]) == (waiting, finish)
+
+
+def test_the_json_draws_the_progress_of_each_mailing(alice, tenant_a):
+    server = make_server(tenant_a)
+    mailing = running_mailing(tenant_a, [server], queued=2, sent_at=[timezone.now()] * 5, failed=2, bounced=1)
+    (row,) = alice.client.get(reverse(DATA)).json()["mailings"]
+    assert row["id"] == str(mailing.public_id) and row["url"] == f"/mailings/{mailing.public_id}/"
+    assert {c["key"]: c["count"] for c in row["counts"]} == {"sent": "5", "bounced": "1", "failed": "2", "queued": "2"}
+    assert [(b["status"], b["x"], b["width"]) for b in row["bars"]] == [
+        ("sent", 0.0, 50.0), ("bounced", 50.0, 10.0), ("failed", 60.0, 20.0), ("queued", 80.0, 20.0)
+    ]  # fmt: skip
+    assert row["rate_text"] == "5 sent in the last 10 min (about 30 an hour)"
+
+
+# Tenant scope
+
+
+def test_another_tenants_servers_and_mailings_never_appear(alice, charlie, tenant_a, tenant_b, settings):
+    settings.DEPLOYMENT_MODE = "saas"
+    platform = make_server(None, name="Platform", max_per_hour=1000, tenant_daily_quota=500)
+    acme = make_server(tenant_a, name="Acme mailbox", max_per_hour=50)
+    globex = make_server(tenant_b, name="Globex mailbox", max_per_hour=50)
+    now = timezone.now()
+    bucket(acme, tenant_a, now, 7)
+    bucket(platform, tenant_a, now, 30)
+    bucket(platform, tenant_b, now, 5)
+    acme_mailing = running_mailing(tenant_a, [acme, platform], queued=3, name="Acme spring sale")
+    globex_mailing = running_mailing(tenant_b, [globex, platform], queued=3, name="Globex news")
+
+    theirs = charlie.client.get(reverse(DATA))
+    assert theirs.status_code == 200
+    for secret in ("Acme", str(acme.public_id), str(acme_mailing.public_id)):
+        assert secret not in theirs.content.decode()
+    data = theirs.json()
+    assert [s["name"] for s in data["servers"]] == ["Globex mailbox", "Platform"]
+    assert [m["name"] for m in data["mailings"]] == ["Globex news"]
+    # The shared server shows charlie's letters only, and his own quota.
+    shared = data["servers"][1]
+    assert [w["sent"] for w in shared["windows"]] == [5, 5, 5] and shared["chart"]["counts"][-1] == 5
+    assert shared["windows"][2]["left"] == 495
+
+    mine = alice.client.get(reverse(DATA)).content.decode()
+    assert "Globex" not in mine and str(globex_mailing.public_id) not in mine
+
+
+def test_the_dashboard_needs_a_signed_in_member_of_a_tenant(client, bob, db):
+    assert client.get(reverse(DATA)).status_code == 302  # to the login
+    loner = make_person("loner@nowhere.test", None)
+    assert loner.client.get(reverse(DATA))["Location"] == reverse("accounts:tenant_new")
+    assert bob.client.get(reverse(DATA)).status_code == 200  # any member may look
+    assert "no-store" in bob.client.get(reverse(DATA))["Cache-Control"]
+
+
+# Fixed number of queries
+
+
+# Session, user, OTP device, membership; then the servers (2), their
+# windows (3: sums, platform quotas, the spent ones' minutes), the usage
+# slots, and the mailings, their servers, letter counts and rates (4).
+QUERIES = 14
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_the_json_runs_the_same_queries_for_1_and_for_50_servers(
+    alice, tenant_a, settings, django_assert_num_queries, count
+):
+    settings.DEPLOYMENT_MODE = "saas"
+    platform = make_server(None, name="Platform", tenant_daily_quota=100)
+    now = timezone.now()
+    servers = [make_server(tenant_a, name=f"S{i}", max_per_hour=10, priority=i) for i in range(count)]
+    for server in servers:
+        bucket(server, tenant_a, now - minutes(3), 10)  # every one spent: the most work
+    for i in range(count):
+        running_mailing(tenant_a, [*servers, platform], queued=2, sent_at=[now], name=f"m{i}")
+    with django_assert_num_queries(QUERIES):
+        data = alice.client.get(reverse(DATA)).json()
+    assert len(data["servers"]) == count + 1 and len(data["mailings"]) == count
+    assert all(s["state"] == "limit" for s in data["servers"][:-1])
+
+
+# The pages
+
+
+def test_the_home_page_shows_the_checklist_above_the_dashboard_until_it_is_done(alice, tenant_a):
+    home = alice.client.get(reverse("home")).content.decode()
+    assert "Getting started" in home and 'data-key="server"' in home
+    assert "data-dashboard-json=" in home and "No sending server yet" in home
+    server = make_server(tenant_a, name="Yandex")
+    running_mailing(tenant_a, [server], queued=1, name="Spring sale")  # a template and a started mailing
+    make_list(tenant_a, "L", ["a@x.test"])
+    home = alice.client.get(reverse("home")).content.decode()
+    assert "Getting started" not in home
+    assert "Yandex" in home and "Spring sale" in home and "js/dashboard.js" in home
+
+
+def test_the_dashboard_page_draws_what_the_json_says(alice, tenant_a):
+    server = make_server(tenant_a, name="Yandex", max_per_hour=10)
+    bucket(server, tenant_a, timezone.now(), 10)
+    page = alice.client.get(reverse("dashboard:page"))
+    assert page.status_code == 200
+    (row,) = alice.client.get(reverse(DATA)).json()["servers"]
+    html = page.content.decode()
+    assert row["notice"] in html and row["windows"][0]["text"] in html
+    assert "style=" not in html  # the CSP allows no style attributes
