@@ -4,7 +4,10 @@ Celery worker processes, limit accounting, status updates), against a raw
 smtplib loop with one reused connection to the same sink, in the same run.
 
 Prints both rates (letters/s), the ratio, the rate with 4 worker processes
-and 4 servers, and checks every letter arrived exactly once."""
+and 4 servers, and checks every letter arrived exactly once. Then limits
+under concurrency: 4 workers, 3 servers limited to 100, 150 and 50 letters
+an hour, a 1,000-letter mailing: letters per server (must be exactly 100,
+150, 50), the overshoot (must be 0) and the mailing's state."""
 
 import multiprocessing
 import os
@@ -78,7 +81,7 @@ def raw_loop(port: int) -> float:
     return N / (time.perf_counter() - started)
 
 
-def seed(ports: list[int]):
+def seed(ports: list[int], limits: list[int | None] | None = None, count: int | None = None):
     from django.db import connection
 
     from accounts.models import Tenant
@@ -107,6 +110,7 @@ def seed(ports: list[int]):
             security=Security.NONE,
             priority=i,
             max_connections=1,
+            max_per_hour=(limits or [None] * len(ports))[i],
         )
         for i, port in enumerate(ports)
     ]
@@ -156,11 +160,50 @@ def run_pipeline(worker_count: int, server_count: int) -> tuple[float, list[str]
     return N / elapsed, ids, sent
 
 
+def limits_under_concurrency() -> None:
+    """4 workers, 3 servers limited to 100, 150 and 50 an hour, 1,000 letters:
+    exactly 300 go out, split 100/150/50, and the mailing waits."""
+    from mailing import mailings, tasks
+    from mailing.models import Letter, Mailing
+
+    limits = [100, 150, 50]
+    ports = [free_port() for _ in limits]
+    sinks = [Sink(p) for p in ports]
+    tenant, mailing = seed(ports, limits, count=1000)
+    procs = workers(4)
+    try:
+        mailings.mailing_start(mailing=mailing)
+        for _ in range(3):
+            tasks.send_mailing.delay(mailing.pk)
+        deadline = time.monotonic() + 120
+        while Mailing.objects.get(pk=mailing.pk).status != Mailing.Status.WAITING and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    per_server = [len(sink.finish()) for sink in sinks]
+    mailing.refresh_from_db()
+    overshoot = sum(max(0, got - limit) for got, limit in zip(per_server, limits, strict=True))
+    sent = Letter.objects.filter(mailing=mailing, status=Letter.Status.SENT).count()
+    until = f" until {mailing.resume_at:%H:%M:%S}" if mailing.resume_at else ""
+    state = mailing.get_status_display().lower() + until
+    print(f"limits 100/150/50, 4 workers:      letters per server {per_server}, overshoot {overshoot}, "
+          f"recorded sent {sent}, mailing {state}")  # fmt: skip
+    mailing.delete()
+    tenant.delete()
+
+
 def main() -> None:
     os.environ["CELERY_BROKER_URL"] = BROKER
     setup_django()
     import redis
 
+    redis.Redis.from_url(BROKER).flushdb()
+    limits_under_concurrency()
+    if os.environ.get("BENCH_ONLY_LIMITS"):
+        return
     redis.Redis.from_url(BROKER).flushdb()
     port = free_port()
     sink = Sink(port)

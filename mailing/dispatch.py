@@ -52,6 +52,7 @@ WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
 class Outcome:
     handed: int = 0  # letters that reached DATA (they count against the limit)
     server_ok: bool = True
+    busy: bool = False  # every connection slot of the server was taken
 
 
 def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
@@ -67,10 +68,16 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
             return "idle"
     if mailing.status != M.ACTIVE:
         return "idle"
+    busy = False
     for server in usable_servers(mailing, now):
         outcome = send_batch(mailing, server, now=now)
         if outcome.handed:
             return "more"
+        # A server whose slots are all taken only stops us from waiting if
+        # it still has room: then its workers are sending the rest.
+        busy = busy or (outcome.busy and limits.next_room_at(server, mailing.tenant, now) is None)
+    if busy:
+        return "idle"
     return _settle(mailing, now)
 
 
@@ -82,7 +89,7 @@ def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
 def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
     with connection_slot(server) as slot:
         if not slot:
-            return Outcome()
+            return Outcome(busy=True)
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
         if not reservation.granted:
             return Outcome()

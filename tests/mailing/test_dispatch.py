@@ -4,6 +4,7 @@ server that actually sends."""
 
 from contextlib import ExitStack
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from django.utils import timezone
@@ -50,6 +51,11 @@ def test_first_server_until_its_limit_then_the_next_without_pause(tenant_a, sett
         assert run_until_settled(mailing, now) == "done"
     received = [len(handler.received) for _, handler in sinks]
     assert received == [10, 15, 15]
+    # No pause between servers: the first letter through the next server
+    # follows the last one through the spent server at once (a dispatcher
+    # that waited for the window would take an hour).
+    for (_, spent), (_, following) in pairwise(sinks):
+        assert following.received[0].at - spent.received[-1].at < 1.0
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.COMPLETED
     assert Letter.objects.filter(mailing=mailing, status=L.SENT).count() == 40
@@ -189,3 +195,57 @@ def test_an_expired_lease_returns_a_dead_workers_letters(tenant_a):
     assert dispatch.claim(mailing, server, 5, now=now)[0].email == "r002@x.test"  # never the same letter twice
     assert dispatch.requeue_expired_leases(now=now + timedelta(minutes=11)) == 3
     assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 3
+
+
+def test_a_disabled_server_is_skipped_for_the_next(tenant_a):
+    with smtp_server() as (c1, h1), smtp_server() as (c2, h2):
+        first = make_server(tenant_a, name="First", port=c1.port, enabled=False)
+        second = make_server(tenant_a, name="Second", port=c2.port, priority=1)
+        mailing = start_mailing(tenant_a, [first, second], 3)
+        assert run_until_settled(mailing, timezone.now()) == "done"
+    assert (len(h1.received), len(h2.received)) == (0, 3)
+
+
+def test_a_server_edited_to_break_a_saas_rule_is_refused_before_connecting(tenant_a, settings):
+    settings.DEPLOYMENT_MODE, settings.SERVERS_ALLOW_PRIVATE_HOSTS = "saas", False
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, host="8.8.8.8", port=465)
+        mailing = start_mailing(tenant_a, [server], 2)
+        # Edited behind the forms' back: now it points at the platform's own network.
+        type(server).objects.filter(pk=server.pk).update(host="127.0.0.1", port=controller.port)
+        assert run_until_settled(mailing, timezone.now()) == "waiting"
+    server.refresh_from_db()
+    assert server.health == Health.FAILING and "loopback" in server.health_error
+    assert handler.received == []
+    assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 2
+
+
+def test_a_busy_server_is_no_reason_to_wait(tenant_a, monkeypatch):
+    from contextlib import contextmanager
+
+    @contextmanager
+    def all_slots_taken(server):
+        yield False
+
+    server = make_server(tenant_a, max_per_hour=100)
+    mailing = start_mailing(tenant_a, [server], 2)
+    monkeypatch.setattr(dispatch, "connection_slot", all_slots_taken)
+    assert dispatch.run_mailing(mailing_id=mailing.pk) == "idle"
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.ACTIVE  # not "waiting for limits"
+
+
+def test_a_busy_server_without_room_does_not_keep_the_mailing_from_waiting(tenant_a, monkeypatch):
+    from contextlib import contextmanager
+
+    from mailing import limits
+
+    @contextmanager
+    def all_slots_taken(server):
+        yield False
+
+    server = make_server(tenant_a, max_per_hour=1)
+    mailing = start_mailing(tenant_a, [server], 2)
+    limits.reserve(server=server, tenant=tenant_a, wanted=1)  # another worker spent it
+    monkeypatch.setattr(dispatch, "connection_slot", all_slots_taken)
+    assert dispatch.run_mailing(mailing_id=mailing.pk) == "waiting"
