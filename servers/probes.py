@@ -186,6 +186,13 @@ def test_letter(server: SmtpServer, to: str) -> EmailMessage:
 def imap_probe(
     mailbox: BounceMailbox, *, timeout: float | None = None, on_step: Callable[[list[Step]], None] | None = None
 ) -> ProbeResult:
+    classes = (netguard.PinnedIMAP4, netguard.PinnedIMAP4_SSL)
+    return _mailbox_probe(mailbox, classes, _imap_session, timeout=timeout, on_step=on_step)
+
+
+def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, on_step) -> ProbeResult:
+    """Settings check, connect (plain or implicit TLS), then the protocol's
+    own steps; the client is closed whatever happens."""
     run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
     host = netguard.normalize_host(mailbox.host)
     client = None
@@ -194,22 +201,17 @@ def imap_probe(
         context = tls_context(mailbox.verify_tls)
         implicit = mailbox.security == Security.SSL
         with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
-            if implicit:
-                client = netguard.PinnedIMAP4_SSL(
-                    host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context
-                )
-            else:
-                client = netguard.PinnedIMAP4(
-                    host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context
-                )
-            step.detail = client.welcome.decode(errors="replace")[:200]
-        _imap_session(run, client, mailbox, context)
+            cls = classes[1] if implicit else classes[0]
+            client = cls(host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context)
+            welcome = client.welcome if hasattr(client, "welcome") else client.getwelcome()
+            step.detail = welcome.decode(errors="replace")[:200]
+        session(run, client, mailbox, context)
     except Exception as exc:
         run.result.diagnosis = diagnose(exc, host=mailbox.host, port=mailbox.port, timeout=run.timeout)
     finally:
         if client is not None:
             with suppress(Exception):
-                client.shutdown()
+                client.shutdown() if hasattr(client, "shutdown") else client.close()
     return run.result
 
 
@@ -240,25 +242,8 @@ def _quote(folder: str) -> str:
 def pop3_probe(
     mailbox: BounceMailbox, *, timeout: float | None = None, on_step: Callable[[list[Step]], None] | None = None
 ) -> ProbeResult:
-    run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
-    host = netguard.normalize_host(mailbox.host)
-    client = None
-    try:
-        addresses = _addresses(run, mailbox, host, mailbox.port)
-        context = tls_context(mailbox.verify_tls)
-        implicit = mailbox.security == Security.SSL
-        with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
-            cls = netguard.PinnedPOP3_SSL if implicit else netguard.PinnedPOP3
-            client = cls(host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context)
-            step.detail = client.getwelcome().decode(errors="replace")[:200]
-        _pop3_session(run, client, mailbox, context)
-    except Exception as exc:
-        run.result.diagnosis = diagnose(exc, host=mailbox.host, port=mailbox.port, timeout=run.timeout)
-    finally:
-        if client is not None:
-            with suppress(Exception):
-                client.close()
-    return run.result
+    classes = (netguard.PinnedPOP3, netguard.PinnedPOP3_SSL)
+    return _mailbox_probe(mailbox, classes, _pop3_session, timeout=timeout, on_step=on_step)
 
 
 def _pop3_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLContext) -> None:
