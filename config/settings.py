@@ -71,6 +71,8 @@ DISPATCH_RETRY_MAX = env.int("DISPATCH_RETRY_MAX", default=3600)
 # Record results on a writer thread so SMTP never waits for a commit (off in
 # tests, whose data lives in one open transaction).
 DISPATCH_RECORD_THREAD = env.bool("DISPATCH_RECORD_THREAD", default=True)
+# How many workers may send one mailing side by side (chains of batches).
+DISPATCH_CHAINS = env.int("DISPATCH_CHAINS", default=2)
 # How often the scheduler looks for work (seconds).
 DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 

@@ -27,7 +27,7 @@ from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -38,7 +38,7 @@ from servers.models import Health, SmtpServer
 from . import limits
 from .mailings import transition
 from .messages import POLICY, build_message
-from .models import Letter, Mailing
+from .models import DispatchChain, Letter, Mailing
 from .recorder import Recorder
 
 log = logging.getLogger(__name__)
@@ -365,14 +365,33 @@ def active_mailing_ids(*, now: datetime | None = None) -> list[int]:
 CHAIN_LEASE = timedelta(seconds=120)
 
 
-def take_chain(mailing_id: int, *, now: datetime | None = None) -> bool:
-    """One chain of batches per mailing at a time: the scheduler starts one
-    only when none holds the mailing (or its holder stopped renewing)."""
+def take_chain(mailing_id: int, *, now: datetime | None = None) -> int | None:
+    """A free chain slot of the mailing (None when DISPATCH_CHAINS chains
+    already run): a conditional UPDATE, or the INSERT of a new slot row;
+    either way only one caller wins a slot."""
     now = now or timezone.now()
-    free = Q(dispatch_until__isnull=True) | Q(dispatch_until__lt=now)
-    return bool(Mailing.objects.filter(pk=mailing_id).filter(free).update(dispatch_until=now + CHAIN_LEASE))
+    free = Q(until__isnull=True) | Q(until__lt=now)
+    for slot in range(settings.DISPATCH_CHAINS):
+        chains = DispatchChain.objects.filter(mailing_id=mailing_id, slot=slot)
+        if chains.filter(free).update(until=now + CHAIN_LEASE):
+            return slot
+        try:
+            with transaction.atomic():
+                DispatchChain.objects.create(mailing_id=mailing_id, slot=slot, until=now + CHAIN_LEASE)
+        except IntegrityError:
+            continue  # the slot exists and is busy
+        return slot
+    return None
 
 
-def renew_chain(mailing_id: int, *, more: bool, now: datetime | None = None) -> None:
+def renew_chain(mailing_id: int, slot: int | None, *, more: bool, now: datetime | None = None) -> None:
+    if slot is None:
+        return  # a chain started by hand (benchmarks, tests) holds no slot
     until = (now or timezone.now()) + CHAIN_LEASE if more else None
-    Mailing.objects.filter(pk=mailing_id).update(dispatch_until=until)
+    DispatchChain.objects.filter(mailing_id=mailing_id, slot=slot).update(until=until)
+
+
+def hold_chains(mailing_id: int, *, until: datetime) -> None:
+    """Take every slot until `until` (tests that act as the worker)."""
+    for slot in range(settings.DISPATCH_CHAINS):
+        DispatchChain.objects.update_or_create(mailing_id=mailing_id, slot=slot, defaults={"until": until})

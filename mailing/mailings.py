@@ -120,8 +120,8 @@ def _kick(mailing_id: int) -> None:
     """Send at once rather than at the next scheduler tick."""
     from . import dispatch, tasks
 
-    if dispatch.take_chain(mailing_id):
-        tasks.send_mailing.delay(mailing_id)
+    while (slot := dispatch.take_chain(mailing_id)) is not None:
+        tasks.send_mailing.delay(mailing_id, slot)
 
 
 def _snapshot(mailing: Mailing) -> None:

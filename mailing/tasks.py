@@ -23,18 +23,18 @@ def dispatch_tick() -> None:
     dispatch.requeue_expired_leases()
     mailings.start_due_mailings()
     for mailing_id in dispatch.active_mailing_ids():
-        if dispatch.take_chain(mailing_id):
-            send_mailing.delay(mailing_id)
+        while (slot := dispatch.take_chain(mailing_id)) is not None:
+            send_mailing.delay(mailing_id, slot)
 
 
 @shared_task(acks_late=True)
-def send_mailing(mailing_id: int) -> None:
+def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     """One batch; the next one is queued at once while there is more, so
     sending goes on without pauses."""
     more = dispatch.run_mailing(mailing_id=mailing_id) == "more"
-    dispatch.renew_chain(mailing_id, more=more)
+    dispatch.renew_chain(mailing_id, slot, more=more)
     if more:
-        send_mailing.delay(mailing_id)
+        send_mailing.delay(mailing_id, slot)
 
 
 @shared_task

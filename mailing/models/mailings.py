@@ -33,9 +33,6 @@ class Mailing(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
-    # While a worker's chain of batches runs for this mailing; the scheduler
-    # starts another chain only once this is past (the worker died).
-    dispatch_until = models.DateTimeField(null=True, blank=True, editable=False)
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
     subject = models.CharField(max_length=250, blank=True)
@@ -77,6 +74,23 @@ class MailingServer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailing} #{self.position}: {self.server}"
+
+
+class DispatchChain(models.Model):
+    """A chain of batches sending a mailing: each task runs one batch and
+    queues the next. DISPATCH_CHAINS slots per mailing let that many workers
+    send one mailing side by side; a slot whose chain stopped renewing (its
+    worker died) is free again after its lease."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="chains")
+    slot = models.PositiveSmallIntegerField()
+    until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mailing", "slot"], name="dispatch_chain_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.mailing} chain {self.slot}"
 
 
 class MailingEvent(models.Model):

@@ -40,7 +40,7 @@ def test_the_dashboard_follows_the_dispatcher_without_a_reload(page, live_server
         services.mailing_save(mailing=mailing, lists=[contacts], servers=[server])
         # This thread is the worker: a chain lease keeps the start from
         # running the whole mailing at once in an eager Celery task.
-        Mailing.objects.filter(pk=mailing.pk).update(dispatch_until=timezone.now() + timedelta(hours=1))
+        dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))
         services.mailing_start(mailing=mailing)
 
         page.goto(live_server.url + "/")

@@ -249,3 +249,15 @@ def test_a_busy_server_without_room_does_not_keep_the_mailing_from_waiting(tenan
     limits.reserve(server=server, tenant=tenant_a, wanted=1)  # another worker spent it
     monkeypatch.setattr(dispatch, "connection_slot", all_slots_taken)
     assert dispatch.run_mailing(mailing_id=mailing.pk) == "waiting"
+
+
+def test_chains_let_as_many_workers_as_configured_send_one_mailing(tenant_a, settings):
+    settings.DISPATCH_CHAINS = 2
+    mailing = start_mailing(tenant_a, [make_server(tenant_a)], 1)
+    now = timezone.now()
+    assert [dispatch.take_chain(mailing.pk, now=now) for _ in range(3)] == [0, 1, None]
+    dispatch.renew_chain(mailing.pk, 1, more=False)  # that chain stopped
+    assert dispatch.take_chain(mailing.pk, now=now) == 1
+    # A chain whose worker died stops renewing; its slot frees after the lease.
+    later = now + dispatch.CHAIN_LEASE + timedelta(seconds=1)
+    assert dispatch.take_chain(mailing.pk, now=later) == 0
