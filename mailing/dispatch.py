@@ -391,6 +391,18 @@ def renew_chain(mailing_id: int, slot: int | None, *, more: bool, now: datetime 
     DispatchChain.objects.filter(mailing_id=mailing_id, slot=slot).update(until=until)
 
 
+def free_chain_slots(mailing_id: int) -> list[int]:
+    """Take the free slots, at most DISPATCH_CHAINS of them (a chain that
+    ran eagerly and already ended must not be started again here)."""
+    slots = []
+    for _ in range(settings.DISPATCH_CHAINS):
+        slot = take_chain(mailing_id)
+        if slot is None or slot in slots:
+            break
+        slots.append(slot)
+    return slots
+
+
 def hold_chains(mailing_id: int, *, until: datetime) -> None:
     """Take every slot until `until` (tests that act as the worker)."""
     for slot in range(settings.DISPATCH_CHAINS):

@@ -120,7 +120,7 @@ def _kick(mailing_id: int) -> None:
     """Send at once rather than at the next scheduler tick."""
     from . import dispatch, tasks
 
-    while (slot := dispatch.take_chain(mailing_id)) is not None:
+    for slot in dispatch.free_chain_slots(mailing_id):
         tasks.send_mailing.delay(mailing_id, slot)
 
 

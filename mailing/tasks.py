@@ -23,7 +23,7 @@ def dispatch_tick() -> None:
     dispatch.requeue_expired_leases()
     mailings.start_due_mailings()
     for mailing_id in dispatch.active_mailing_ids():
-        while (slot := dispatch.take_chain(mailing_id)) is not None:
+        for slot in dispatch.free_chain_slots(mailing_id):
             send_mailing.delay(mailing_id, slot)
 
 
