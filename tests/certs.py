@@ -24,6 +24,10 @@ class Certs:
         context.load_cert_chain(self.cert_file, self.key_file)
         return context
 
+    def client_context(self) -> ssl.SSLContext:
+        """Trusts the test CA only."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
 
 def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])

@@ -7,7 +7,6 @@ relies on. TLS is tested against real in-process servers with a throwaway CA
 whose certificate names "mail.test" only, never 127.0.0.1.
 """
 
-import datetime
 import imaplib
 import ipaddress
 import socket
@@ -16,14 +15,9 @@ import ssl
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from servers.netguard import (
     HostRefused,
@@ -38,6 +32,7 @@ from servers.netguard import (
     resolve_checked,
     validate_host_for_save,
 )
+from tests.certs import Certs, make_certs
 from tests.helpers import free_port
 
 REAL_GETADDRINFO = socket.getaddrinfo
@@ -303,73 +298,10 @@ def test_validate_accepts_name_that_does_not_resolve_now(guard_on, monkeypatch) 
 # --- a throwaway PKI -------------------------------------------------------------
 
 
-@dataclass
-class PKI:
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.cert_file, self.key_file)
-        return ctx
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory) -> PKI:
+def pki(tmp_path_factory) -> Certs:
     """A CA and a certificate for the DNS name mail.test only (no IP SAN)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Postroute test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.test")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mail.test")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory = tmp_path_factory.mktemp("pki")
-    pki = PKI(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
-    pki.ca_file.write_bytes(_pem(ca_cert))
-    pki.cert_file.write_bytes(_pem(cert))
-    pki.key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return pki
+    return make_certs(tmp_path_factory.mktemp("pki"), dns=("mail.test",), ips=())
 
 
 def pinned(port: int) -> list[tuple[int, tuple]]:
@@ -394,7 +326,7 @@ class SMTPServer:
     handler: RecordingHandler
 
 
-def _run_smtp(pki: PKI, *, implicit: bool) -> Iterator[SMTPServer]:
+def _run_smtp(pki: Certs, *, implicit: bool) -> Iterator[SMTPServer]:
     handler = RecordingHandler()
     port = free_port()  # aiosmtpd's Controller cannot take port 0
     tls = {"ssl_context": pki.server_context()} if implicit else {"tls_context": pki.server_context()}
@@ -565,7 +497,7 @@ class FakeIMAPServer(socketserver.ThreadingTCPServer):
         pass  # failed handshakes are what some tests expect
 
 
-def _serve_imap(pki: PKI, *, implicit: bool) -> Iterator[FakeIMAPServer]:
+def _serve_imap(pki: Certs, *, implicit: bool) -> Iterator[FakeIMAPServer]:
     server = FakeIMAPServer(pki.server_context(), implicit=implicit)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
