@@ -39,8 +39,8 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import Tenant
-from servers.models import PlatformQuota, SmtpServer
-from servers.selectors import platform_quota
+from servers.models import SmtpServer
+from servers.selectors import platform_quota, platform_quotas
 
 from .models import UsageBucket
 
@@ -135,7 +135,7 @@ def window_usage(servers: Iterable[SmtpServer], tenant: Tenant, now: datetime | 
     servers = list(servers)
     minute = trunc_minute(now or timezone.now())
     sums = _sums_by_server([s.pk for s in servers], tenant, minute)
-    quotas = _platform_quotas([s for s in servers if s.is_platform], tenant)
+    quotas = platform_quotas([s for s in servers if s.is_platform], tenant)
     usages = {s.pk: _usage(s, sums.get(s.pk, {}), quotas.get(s.pk)) for s in servers}
     spent = [s.pk for s in servers if usages[s.pk].is_spent]
     history = _minutes_by_server(spent, tenant, minute)
@@ -229,14 +229,6 @@ def _sums_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
         .annotate(**_window_sums(tenant, minute))
     )
     return {row.pop("server_id"): row for row in rows}
-
-
-def _platform_quotas(servers: list[SmtpServer], tenant: Tenant) -> dict[int, int | None]:
-    """servers.selectors.platform_quota for many servers in one query."""
-    if not servers:
-        return {}
-    own = dict(PlatformQuota.objects.filter(server__in=servers, tenant=tenant).values_list("server_id", "daily_quota"))
-    return {s.pk: own.get(s.pk, s.tenant_daily_quota) for s in servers}
 
 
 def _usage(server: SmtpServer, sums: dict[str, int], quota: int | None) -> Usage:

@@ -1,6 +1,7 @@
 """Connection tests: talk to a tenant's SMTP server or bounce mailbox step by
 step, timing each step, never longer than SERVER_PROBE_TIMEOUT in all."""
 
+import smtplib
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -155,19 +156,13 @@ def _smtp_session(run: _Run, client, server: SmtpServer, context: ssl.SSLContext
             client.sock.settimeout(run.remaining())
             code, reply = client.mail(server.sender_email)
             if code >= 400:
-                raise _response(code, reply)
+                raise smtplib.SMTPSenderRefused(code, reply, server.sender_email)
             step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
             client.rset()
     with run.step("NOOP and QUIT"):
         client.sock.settimeout(run.remaining())
         client.noop()
         client.quit()
-
-
-def _response(code: int, reply: bytes) -> Exception:
-    import smtplib
-
-    return smtplib.SMTPSenderRefused(code, reply, "")
 
 
 def test_letter(server: SmtpServer, to: str) -> EmailMessage:

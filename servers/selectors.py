@@ -21,7 +21,14 @@ def platform_servers() -> QuerySet[SmtpServer]:
     return SmtpServer.objects.filter(tenant=None, enabled=True).order_by("priority", "pk")
 
 
+def platform_quotas(servers: list[SmtpServer], tenant: Tenant) -> dict[int, int | None]:
+    """The tenant's daily quota on each platform server, in one query: its
+    own PlatformQuota, else the server's default (None: no quota)."""
+    if not servers:
+        return {}
+    own = dict(PlatformQuota.objects.filter(server__in=servers, tenant=tenant).values_list("server_id", "daily_quota"))
+    return {s.pk: own.get(s.pk, s.tenant_daily_quota) for s in servers}
+
+
 def platform_quota(server: SmtpServer, tenant: Tenant) -> int | None:
-    """The tenant's daily quota on a platform server (None: no quota)."""
-    own = PlatformQuota.objects.filter(server=server, tenant=tenant).values_list("daily_quota", flat=True).first()
-    return own if own is not None else server.tenant_daily_quota
+    return platform_quotas([server], tenant)[server.pk]

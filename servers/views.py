@@ -18,7 +18,9 @@ from .models import BounceMailbox, SmtpServer
 @manager_required
 def server_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant
-    platform = [(s, selectors.platform_quota(s, tenant)) for s in selectors.platform_servers()]
+    servers = list(selectors.platform_servers())
+    quotas = selectors.platform_quotas(servers, tenant)
+    platform = [(s, quotas[s.pk]) for s in servers]
     context = {
         "platform": platform,
         "servers": selectors.tenant_servers(tenant),
