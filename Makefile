@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: install run demo test lint bench clean
+.PHONY: install run demo test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: install .env
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The same suite without the tests marked slow (fault matrix, killed workers, load).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
