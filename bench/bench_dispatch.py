@@ -123,7 +123,10 @@ def seed(ports: list[int], limits: list[int | None] | None = None, count: int | 
 
 
 def workers(count: int) -> list[subprocess.Popen]:
-    env = {**os.environ, "CELERY_BROKER_URL": BROKER}
+    # Workers run as production does (DEBUG off), self-hosted so that they
+    # may send to the sink on this machine.
+    env = {**os.environ, "CELERY_BROKER_URL": BROKER, "DEBUG": "0", "DEPLOYMENT_MODE": "self_hosted",
+           "SERVERS_ALLOW_PRIVATE_HOSTS": "1"}  # fmt: skip
     cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-c", "1", "-l", "warning",
            "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "bench{}@%h"]  # fmt: skip
     procs = [subprocess.Popen([*cmd[:-1], cmd[-1].format(i)], cwd=ROOT, env=env) for i in range(count)]  # noqa: S603

@@ -17,7 +17,10 @@ One call of run_mailing() sends one batch through one server:
 The caller (a Celery task) runs it again at once while it returns "more"."""
 
 import logging
+import re
 import smtplib
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +34,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Tenant
+from servers import rules
 from servers.connections import open_smtp
 from servers.errors import diagnose, is_blacklisting
 from servers.models import Health, SmtpServer
@@ -104,17 +109,23 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
 
 
 def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
+    """Deferred letters that are due first, then queued ones, oldest first.
+    One query per status, each reading the (mailing, status, id) index in
+    order, so a claim reads about `count` rows however long the mailing."""
     token = uuid.uuid4()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    candidates = Letter.objects.filter(mailing=mailing, status__in=PENDING).filter(due).order_by("pk")
+    letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
     with transaction.atomic():
-        ids = list(candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:count])
+        ids: list[int] = []
+        for status in (L.DEFERRED, L.QUEUED):
+            if len(ids) < count:
+                ids += letters.filter(status=status).values_list("pk", flat=True)[: count - len(ids)]
         # The status condition makes the claim safe where row locks are not
         # available (SQLite in development): only one token wins a row.
         Letter.objects.filter(pk__in=ids, status__in=PENDING).update(
             status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
         )
-    return list(Letter.objects.filter(claim_token=token, status=L.SENDING).order_by("pk"))
+    return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
 
 
 LEASE = timedelta(minutes=10)
@@ -127,10 +138,21 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
         _server_failed(server, exc, now=now)
         _requeue(letters)
         return Outcome(server_ok=False)
+    # The body and the final dot go out in two writes (see _exchange): with
+    # Nagle's algorithm the dot would wait for the server's delayed ACK.
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     outcome = Outcome()
     recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
+    check_at = time.monotonic() + settings.DISPATCH_TICK / 2
     try:
         for index, letter in enumerate(letters):
+            if time.monotonic() >= check_at:
+                # A long batch (a slow server) still stops within a tick
+                # when the mailing is paused or the server disabled.
+                if not _may_go_on(mailing, server):
+                    _requeue(letters[index:])
+                    break
+                check_at = time.monotonic() + settings.DISPATCH_TICK / 2
             outcome.handed += 1
             if not _send_one(client, mailing, server, letter, recorder, now=now):
                 outcome.server_ok = False
@@ -147,9 +169,25 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
     return outcome
 
 
+def _may_go_on(mailing: Mailing, server: SmtpServer) -> bool:
+    """The mailing is still active, its tenant not suspended, and the server
+    enabled, healthy and within the rules."""
+    active = Mailing.objects.filter(pk=mailing.pk, status=M.ACTIVE, tenant__status=Tenant.Status.ACTIVE)
+    fresh = SmtpServer.objects.filter(pk=server.pk).first()
+    if not active.exists() or fresh is None or not fresh.is_usable:
+        return False
+    try:
+        rules.assert_connectable(fresh)
+    except ValidationError:
+        return False
+    return True
+
+
 def _exchange(client: smtplib.SMTP, sender: str, recipient: str, data: bytes, recorder: Recorder) -> None:
-    """MAIL, RCPT, DATA for one letter, as smtplib.sendmail does, but the
-    previous letter's result is committed before this one's DATA."""
+    """MAIL, RCPT, DATA for one letter, as smtplib.sendmail does, except that
+    the previous letter's result must be committed before this one is
+    accepted: the commit overlaps the MAIL, RCPT and DATA round trips and
+    the sending of the body."""
     code, reply = client.mail(sender)
     if code != 250:
         client.rset()
@@ -158,11 +196,25 @@ def _exchange(client: smtplib.SMTP, sender: str, recipient: str, data: bytes, re
     if code not in (250, 251):
         client.rset()
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    client.putcmd("data")
+    code, reply = client.getreply()
+    if code != 354:
+        client.rset()
+        raise smtplib.SMTPDataError(code, reply)
+    # The body as smtplib.data() sends it (leading dots doubled; the message
+    # is built with CRLF line ends), but the server accepts the letter only
+    # at the final dot: the previous result is committed before that.
+    body = LEADING_DOT.sub(b"..", data)
+    client.send(body if body.endswith(b"\r\n") else body + b"\r\n")
     recorder.wait_for_previous()
-    code, reply = client.data(data)
+    client.send(b".\r\n")
+    code, reply = client.getreply()
     if code != 250:
         client.rset()
         raise smtplib.SMTPDataError(code, reply)
+
+
+LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def _send_one(

@@ -3,15 +3,20 @@ with the letter's contact fields, From resolved for the sending server.
 
 Built with the email package's classic (compat32) classes: the modern
 policy parses and refolds every header and took 1.4 ms a letter, more than
-the SMTP exchange itself; these take 0.3 ms. The classic classes do not
-refuse line breaks in headers, so _safe() does, for every header."""
+the SMTP exchange itself; these take 0.3 ms. Three shortcuts halve that:
+a header that is short plain ASCII is written as it is instead of through
+email.header's folding, the text parts get their headers set directly
+rather than through Charset's parameter parsing, and their
+quoted-printable body is encoded by binascii (C) rather than
+email.quoprimime (Python). The
+classic classes do not refuse line breaks in headers, so _safe() does, for
+every header."""
 
-from email.charset import QP, Charset
+import binascii
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import formataddr, formatdate
 
 from django.conf import settings
@@ -24,11 +29,20 @@ from .sender import resolve_sender
 from .unsubscribe import unsubscribe_url
 
 LETTER_HEADER = "X-Postroute-Letter"
-UTF8_QP = Charset("utf-8")
-UTF8_QP.body_encoding = QP  # readable in the raw message, unlike base64
+
+
+class _Policy(Compat32):
+    """compat32, with short ASCII headers written as they are."""
+
+    def fold_binary(self, name: str, value: object) -> bytes:
+        if isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= self.max_line_length:
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
 # Long headers (the unsubscribe link) stay on one line, as providers parse
 # them most reliably; RFC 5322 allows up to 998 characters.
-POLICY = compat32.clone(max_line_length=998)
+POLICY = _Policy(max_line_length=998)
 BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
@@ -52,18 +66,28 @@ def _text_header(value: str) -> str | Header:
     return value if value.isascii() else Header(value, "utf-8")
 
 
+def _text_part(body: str, subtype: str) -> Message:
+    """A UTF-8 text part in quoted-printable: readable in the raw message,
+    unlike base64."""
+    part = Message(policy=POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(body.replace("\r\n", "\n").encode("utf-8"), istext=True).decode("ascii"))
+    return part
+
+
 def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None) -> Message:
     mailing = mailing or letter.mailing
     context = letter_context(letter)
     sender = resolve_sender(server, mailing)
-    text = MIMEText(rendering.render(mailing.text_body, context, html=False), "plain", UTF8_QP, policy=POLICY)
+    text = _text_part(rendering.render(mailing.text_body, context, html=False), "plain")
     if mailing.html_body:
-        message: Message = MIMEMultipart("alternative", policy=POLICY)
+        message = MIMEMultipart("alternative", policy=POLICY)
         message.attach(text)
-        html = rendering.render(mailing.html_body, context, html=True)
-        message.attach(MIMEText(html, "html", UTF8_QP, policy=POLICY))
+        message.attach(_text_part(rendering.render(mailing.html_body, context, html=True), "html"))
     else:
         message = text
+        message["MIME-Version"] = "1.0"
     message["From"] = _safe(formataddr((sender.name, sender.email), charset="utf-8"))
     message["To"] = _safe(letter.email)
     if sender.reply_to:

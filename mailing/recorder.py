@@ -1,9 +1,10 @@
 """Recording letter results without making the SMTP conversation wait for
 database commits: a writer thread with its own connection.
 
-The duplicate bound still holds: before the next letter's DATA the sender
-waits until every earlier result is committed (wait_for_previous), and the
-MAIL FROM and RCPT TO round trips of that next letter overlap the commit.
+The duplicate bound still holds: before the final dot of the next letter
+(where the server accepts it) the sender waits until every earlier result
+is committed (wait_for_previous); the MAIL FROM, RCPT TO and DATA round
+trips of that next letter and the sending of its body overlap the commit.
 So a worker killed at any moment leaves at most one letter the server
 accepted but the database does not know as sent."""
 

@@ -2,16 +2,19 @@
 waiting and resuming with a controlled clock, failures, and the From of the
 server that actually sends."""
 
+import asyncio
 from contextlib import ExitStack
 from datetime import timedelta
 from itertools import pairwise
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch
 from mailing import mailings as services
 from mailing.models import Letter, Mailing
+from mailing.sink import SinkHandler
 from servers.models import Health
 from tests.servers.factories import make_server
 from tests.smtp_servers import BlacklistingHandler, smtp_server
@@ -261,3 +264,46 @@ def test_chains_let_as_many_workers_as_configured_send_one_mailing(tenant_a, set
     # A chain whose worker died stops renewing; its slot frees after the lease.
     later = now + dispatch.CHAIN_LEASE + timedelta(seconds=1)
     assert dispatch.take_chain(mailing.pk, now=later) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("stop", ["pause", "suspend tenant", "disable server", "break a SaaS rule"])
+def test_a_batch_stops_in_the_middle_when_the_mailing_or_its_server_is_stopped(tenant_a, settings, stop):
+    """A long batch (a slow server) checks again every half tick: here
+    before every letter, and the stop comes while letter 2 is accepted."""
+    from accounts.services import tenant_suspend
+    from servers.models import SmtpServer
+
+    settings.DISPATCH_TICK = 0
+
+    def act(mailing_pk: int, server_pk: int) -> None:
+        if stop == "pause":
+            services.transition(mailing=Mailing.objects.get(pk=mailing_pk), action="pause")
+        elif stop == "suspend tenant":
+            tenant_suspend(tenant=tenant_a)
+        elif stop == "disable server":
+            SmtpServer.objects.filter(pk=server_pk).update(enabled=False)
+        else:
+            SmtpServer.objects.filter(pk=server_pk).update(port=25)  # behind the forms' back
+        connection.close()  # this thread's own connection
+
+    class StoppingSink(SinkHandler):
+        async def handle_DATA(self, server, session, envelope):
+            reply = await super().handle_DATA(server, session, envelope)
+            if len(self.received) == 2:
+                await asyncio.to_thread(act, mailing.pk, smtp.pk)
+            return reply
+
+    handler = StoppingSink()
+    with smtp_server(handler=handler) as (controller, _):
+        smtp = make_server(tenant_a, port=controller.port)
+        contact_list = make_list(tenant_a, "L", [f"r{i:03d}@x.test" for i in range(6)])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[smtp])
+        dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))  # this test sends, not a kick
+        services.mailing_start(mailing=mailing)
+        dispatch.run_mailing(mailing_id=mailing.pk)
+        dispatch.run_mailing(mailing_id=mailing.pk)
+    assert len(handler.received) == 2
+    statuses = sorted(Letter.objects.filter(mailing=mailing).values_list("status", flat=True))
+    assert statuses == [L.QUEUED] * 4 + [L.SENT] * 2
