@@ -31,6 +31,9 @@ def tenant_required(
                 raise PermissionDenied("Your role does not allow this change.")
             return fn(request, *args, **kwargs)
 
+        # Read by the isolation walk (tests/security), as Django marks
+        # login_required views: which roles this view lets write.
+        wrapper.write_roles = write_roles  # type: ignore[attr-defined]
         return wrapper
 
     return decorate(view) if view is not None else decorate

@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import manager_required, tenant_required
 
@@ -160,12 +160,14 @@ def _start_test(request: HttpRequest, **target: object) -> HttpResponse:
     return redirect("servers:test", public_id=test.public_id)
 
 
+@require_safe
 @tenant_required
 def test_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     test = get_connection_test(request.tenant, public_id)
     return render(request, "servers/test.html", {"test": test, "data": _test_data(test)})
 
 
+@require_safe
 @tenant_required
 def test_json(request: HttpRequest, public_id: str) -> JsonResponse:
     return JsonResponse(_test_data(get_connection_test(request.tenant, public_id)))

@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -55,6 +56,16 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        # PostgreSQL cannot store a NUL; the form and the import refuse or
+        # strip it already, this keeps every other path from reaching it.
+        errors = {name: "A NUL character is not allowed." for name in ("first_name", "last_name")
+                  if "\x00" in getattr(self, name)}  # fmt: skip
+        if any("\x00" in str(value) for value in (self.fields or {}).values()):
+            errors["fields"] = "A NUL character is not allowed."
+        if errors:
+            raise ValidationError(errors)
 
 
 class Suppression(models.Model):

@@ -1,0 +1,316 @@
+"""CR, LF, CRLF and NUL in every field that ends up in a mail header or a
+mail-protocol command (header and command injection).
+
+- Through the forms, over HTTP as the owner: adding and editing answer the
+  form again (400, no redirect) with the error next to that field, and the
+  database is as it was.
+- Through the model layer: full_clean() names that field.
+- If a value gets past both (a row written behind the models' back, or a
+  contact's data substituted into the subject), building the letter refuses
+  the From, Reply-To and To headers, and the subject comes out as one line
+  with no header added.
+
+The mailing's and the tenant's names reach no letter header; the tenant's
+name reaches the subject of the platform's invitation email, which keeps it
+to one line."""
+
+import email
+import email.policy
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+
+from accounts import emails
+from accounts.models import Invitation, Tenant
+from mailing import contacts, mailings
+from mailing.messages import HeaderInjection, build_message
+from mailing.models import Contact, CustomField, Letter, Mailing, MailTemplate
+from servers.models import BounceMailbox, SmtpServer
+from tests.mailing.builders import make_list, make_template
+from tests.servers.factories import make_server
+
+pytestmark = pytest.mark.django_db
+
+PAYLOADS = {"CR": "\r", "LF": "\n", "CRLF": "\r\n", "NUL": "\x00"}
+INJECTED = "X-Injected: 1"
+
+TEMPLATE = {
+    "name": "Spring sale",
+    "subject": "Hello {{ first_name }}",
+    "text_body": "Hi {{ first_name }}! {{ unsubscribe_url }}",
+    "html_body": "",
+    "sender_email": "news@acme.test",
+    "sender_name": "Acme News",
+    "reply_to": "replies@acme.test",
+}
+SERVER = {
+    "name": "Company",
+    "sender_email": "news@acme.test",
+    "sender_name": "Acme",
+    "host": "smtp.acme.test",
+    "port": "465",
+    "security": "ssl",
+    "login": "news@acme.test",
+    "password": "pw",
+    "enabled": "on",
+}
+MAILBOX = {
+    "email": "bounces@acme.test",
+    "protocol": "imap",
+    "host": "imap.acme.test",
+    "port": "993",
+    "security": "ssl",
+    "login": "bounces@acme.test",
+    "password": "pw",
+    "folder": "INBOX",
+    "enabled": "on",
+}
+CONTACT = {"email": "ann@x.test", "first_name": "Ann", "last_name": "Lee"}
+STATS: Counter = Counter()
+
+
+class Kind:
+    """One kind of object: its add and edit URLs, the form's valid data, and
+    how to make a stored one and a valid unsaved one."""
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        data: dict[str, str],
+        add: str,
+        edit: Callable[[models.Model], str],
+        make: Callable[[Tenant], models.Model],
+        exclude: tuple[str, ...] = (),
+    ) -> None:
+        self.model, self.data, self.add, self.edit, self.make, self.exclude = model, data, add, edit, make, exclude
+
+    def unsaved(self, tenant: Tenant) -> models.Model:
+        values = {k: v for k, v in self.data.items() if k in {f.name for f in self.model._meta.fields}}
+        if "port" in values:
+            values["port"] = int(values["port"])
+        if "enabled" in values:
+            values["enabled"] = True
+        return self.model(tenant=tenant, **values)
+
+
+def _server(tenant: Tenant) -> SmtpServer:
+    return make_server(tenant, **{k: v for k, v in SERVER.items() if k not in ("password", "enabled")} | {"port": 465})
+
+
+def _mailbox(tenant: Tenant) -> BounceMailbox:
+    fields = {k: v for k, v in MAILBOX.items() if k not in ("password", "enabled")} | {"port": 993}
+    return BounceMailbox.objects.create(tenant=tenant, **fields)
+
+
+KINDS = {
+    "template": Kind(
+        MailTemplate, TEMPLATE, reverse("templates:add"),
+        lambda t: reverse("templates:edit", args=[t.public_id]), lambda tenant: make_template(tenant, **TEMPLATE),
+    ),
+    "server": Kind(
+        SmtpServer, SERVER, reverse("servers:add"), lambda s: reverse("servers:edit", args=[s.public_id]), _server,
+    ),
+    "mailbox": Kind(BounceMailbox, MAILBOX, reverse("servers:mailbox"), lambda m: reverse("servers:mailbox"), _mailbox),
+    "contact": Kind(
+        Contact, CONTACT, reverse("contacts:add"), lambda c: reverse("contacts:edit", args=[c.public_id]),
+        lambda tenant: Contact.objects.create(tenant=tenant, **CONTACT), exclude=("lists",),
+    ),
+}  # fmt: skip
+# Every field whose value goes into a letter's header or into an SMTP or
+# IMAP command (the mailbox's login and folder).
+FIELDS = [
+    ("template", "subject"),
+    ("template", "sender_name"),
+    ("template", "sender_email"),
+    ("template", "reply_to"),
+    ("server", "name"),
+    ("server", "sender_email"),
+    ("server", "sender_name"),
+    ("server", "host"),
+    ("server", "login"),
+    ("mailbox", "host"),
+    ("mailbox", "login"),
+    ("mailbox", "folder"),
+    ("contact", "email"),
+]
+
+
+def hostile(value: str, char: str) -> str:
+    """The usual attack: a line break, then a header (or a command) of the
+    attacker's choosing, inside the value where trimming cannot remove it."""
+    return f"{value}{char}{INJECTED}"
+
+
+def rows(model: type[models.Model]) -> list[dict]:
+    return list(model.objects.order_by("pk").values())
+
+
+def field_errors(response, field: str) -> list[str]:
+    """The errors the page shows next to `field` (includes/field.html)."""
+    match = re.search(rf'<ul class="field-errors" id="id_{field}_error">(.*?)</ul>', response.content.decode(), re.S)
+    return re.findall(r"<li>(.*?)</li>", match.group(1), re.S) if match else []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary() -> Iterator[None]:
+    yield
+    fields = len({f for f, _ in STATS if STATS[f, "form"] and STATS[f, "model"]}) if STATS else 0
+    payloads = len({p for _, p in STATS if p in PAYLOADS})
+    print(
+        f"\nhostile input: {fields} fields x {payloads} payloads refused through forms and models, "
+        f"0 stored ({STATS['letters', 'refused']} letters refused, "
+        f"{STATS['letters', 'one-line']} subjects kept to one line)"
+    )
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize(("kind", "field"), FIELDS, ids=[f"{k}.{f}" for k, f in FIELDS])
+def test_the_form_refuses_it_next_to_the_field_and_stores_nothing(alice, tenant_a, kind, field, payload):
+    spec = KINDS[kind]
+    data = {**spec.data, field: hostile(spec.data[field], PAYLOADS[payload])}
+    if kind != "mailbox":  # one mailbox per tenant: the same page adds and edits it
+        before = rows(spec.model)
+        response = alice.client.post(spec.add, data)
+        assert response.status_code == 400, (response.status_code, response.get("Location"))
+        assert field_errors(response, field), f"no error next to {field}"
+        assert rows(spec.model) == before
+    stored = spec.make(tenant_a)
+    before = rows(spec.model)
+    response = alice.client.post(spec.edit(stored), data)
+    assert response.status_code == 400, (response.status_code, response.get("Location"))
+    assert field_errors(response, field), f"no error next to {field}"
+    assert rows(spec.model) == before
+    STATS[f"{kind}.{field}", "form"] += 1
+    STATS[f"{kind}.{field}", payload] += 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize(("kind", "field"), FIELDS, ids=[f"{k}.{f}" for k, f in FIELDS])
+def test_full_clean_refuses_it_for_that_field(tenant_a, kind, field, payload):
+    spec = KINDS[kind]
+    record = spec.unsaved(tenant_a)
+    record.full_clean(exclude=spec.exclude)  # valid as it is
+    setattr(record, field, hostile(getattr(record, field), PAYLOADS[payload]))
+    with pytest.raises(ValidationError) as refused:
+        record.full_clean(exclude=spec.exclude)
+    assert field in refused.value.message_dict, refused.value.message_dict
+    STATS[f"{kind}.{field}", "model"] += 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_the_contact_service_refuses_the_address(tenant_a, payload):
+    # The service checks addresses with email-validator, not full_clean.
+    with pytest.raises(ValidationError) as refused:
+        contacts.contact_create(tenant=tenant_a, email=hostile("ann@x.test", PAYLOADS[payload]))
+    assert "email" in refused.value.message_dict
+    assert not Contact.objects.exists()
+
+
+# ---------- What gets past: the letter ----------
+
+
+@pytest.fixture
+def letter(tenant_a) -> Letter:
+    contact_list = make_list(tenant_a, "L", ["ann@x.test"])
+    CustomField.objects.create(tenant=tenant_a, key="city", label="City")
+    template = make_template(
+        tenant_a,
+        subject="Hi {{ first_name }} {{ last_name }} from {{ city }}",
+        sender_email="ceo@acme.test",
+        sender_name="Acme",
+        reply_to="replies@acme.test",
+    )
+    mailing = Mailing(tenant=tenant_a, name="m", template=template)
+    server = make_server(tenant_a, sender_email="box@acme.test", allow_sender_substitution=True)
+    mailings.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
+    mailings.mailing_start(mailing=mailing)
+    return Letter.objects.select_related("mailing").get()
+
+
+def parse(message) -> email.message.EmailMessage:
+    return email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+
+
+def assert_one_line_headers(message) -> None:
+    raw = message.as_bytes().split(b"\n\n", 1)[0]
+    assert b"\x00" not in raw and INJECTED.encode() not in raw.replace(b"\r", b"").split(b"\n"), raw
+    parsed = parse(message)
+    assert parsed["X-Injected"] is None
+    assert "\n" not in parsed["Subject"] and "\r" not in parsed["Subject"] and "\x00" not in parsed["Subject"]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("key", ["first_name", "last_name", "city"])
+def test_contact_data_in_the_subject_stays_on_one_line(letter, key, payload):
+    """Contact names may hold line breaks (a quoted CSV cell), and the To
+    header carries the address alone: a name reaches a header only through
+    the subject, where the break becomes a space."""
+    letter.context[key] = hostile("Ann", PAYLOADS[payload])
+    message = build_message(letter, letter.mailing.servers.get())
+    assert_one_line_headers(message)
+    assert "Ann" in parse(message)["Subject"]
+    STATS["letters", "one-line"] += 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize(
+    ("owner", "field"),
+    [
+        ("mailing", "sender_name"),
+        ("mailing", "sender_email"),
+        ("mailing", "reply_to"),
+        ("letter", "email"),
+        ("server", "sender_name"),
+        ("server", "sender_email"),
+    ],
+)
+def test_a_header_value_that_got_past_the_models_is_refused_at_build(letter, owner, field, payload):
+    """A row written behind the models' back (the snapshot fields of a
+    started mailing carry no validators; a server changed in the shell)."""
+    mailing = letter.mailing
+    server = mailing.servers.get()
+    if owner == "server":
+        server.allow_sender_substitution = False  # so that the server's sender is used
+        mailing.sender_name = ""
+    target = {"mailing": mailing, "letter": letter, "server": server}[owner]
+    setattr(target, field, hostile(getattr(target, field), PAYLOADS[payload]))
+    with pytest.raises(HeaderInjection):
+        build_message(letter, server, mailing)
+    STATS["letters", "refused"] += 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_a_subject_that_got_past_the_models_adds_no_header(letter, payload):
+    letter.mailing.subject = hostile("Sale", PAYLOADS[payload])
+    try:
+        message = build_message(letter, letter.mailing.servers.get())
+    except HeaderInjection:
+        STATS["letters", "refused"] += 1
+    else:
+        assert_one_line_headers(message)  # the lines are joined with spaces
+        STATS["letters", "one-line"] += 1
+
+
+@pytest.mark.parametrize("payload", ["CR", "LF", "CRLF"])
+def test_the_tenant_name_keeps_the_invitation_subject_to_one_line(tenant_a, payload):
+    # PostgreSQL stores no NUL, and the organisation forms refuse it.
+    Tenant.objects.filter(pk=tenant_a.pk).update(name=hostile("Acme", PAYLOADS[payload]))
+    invitation = Invitation.objects.create(tenant=Tenant.objects.get(pk=tenant_a.pk), email="new@x.test")
+    emails.invitation(invitation=invitation, base_url="http://testserver")
+    sent = mail.outbox[-1]
+    assert "\n" not in sent.subject and "\r" not in sent.subject
+    message = sent.message()
+    assert message["X-Injected"] is None and "\n" not in message["Subject"]
+    STATS["letters", "one-line"] += 1
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_the_mailing_name_reaches_no_header(letter, payload):
+    letter.mailing.name = hostile("m", PAYLOADS[payload])
+    assert_one_line_headers(build_message(letter, letter.mailing.servers.get()))
