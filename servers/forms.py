@@ -67,6 +67,13 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         self._check_host_change()
+        if rules.is_saas():
+            # What the SaaS form means, whatever the record said before (edited
+            # behind the form's back, or made before a switch to SaaS). A rule
+            # broken on a field the form does not show would otherwise be an
+            # error Django cannot place: a crash instead of a page.
+            self.instance.kind = SmtpServer.Kind.EXTERNAL
+            self.instance.verify_tls = True
         kind = data.get("kind", SmtpServer.Kind.EXTERNAL)
         if kind == SmtpServer.Kind.EXTERNAL:
             self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
@@ -109,6 +116,8 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         self._check_host_change()
+        if rules.is_saas():
+            self.instance.verify_tls = True  # see SmtpServerForm.clean
         self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
         if self.warning and not data.get("accept_warning"):
             self.add_error("accept_warning", self.warning + " Tick the box to keep them.")

@@ -86,12 +86,15 @@ def _tls_context(verify: bool, extra_ca_file: str) -> ssl.SSLContext:
     return context
 
 
-def _addresses(run: _Run, record: SmtpServer | BounceMailbox, host: str, port: int) -> list:
+def _addresses(run: _Run, record: SmtpServer | BounceMailbox, host: str, port: int) -> tuple[str, list]:
+    """The normalised host and its checked addresses; a malformed or
+    internal host fails this first step (and the test) like any rule."""
     with run.step("Check the settings") as step:
         rules.assert_connectable(record)
+        host = netguard.normalize_host(host)
         addresses = netguard.resolve_checked(host, port)
         step.detail = f"{host} → " + ", ".join(sorted({a[1][0] for a in addresses}))
-    return addresses
+    return host, addresses
 
 
 def smtp_probe(
@@ -103,10 +106,9 @@ def smtp_probe(
 ) -> ProbeResult:
     run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
     host, port = server.connect_host_port()
-    host = netguard.normalize_host(host)
     client = None
     try:
-        addresses = _addresses(run, server, host, port)
+        host, addresses = _addresses(run, server, host, port)
         context = tls_context(server.verify_tls)
         implicit = server.security == Security.SSL and server.kind == SmtpServer.Kind.EXTERNAL
         with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
@@ -189,10 +191,9 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
     """Settings check, connect (plain or implicit TLS), then the protocol's
     own steps; the client is closed whatever happens."""
     run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
-    host = netguard.normalize_host(mailbox.host)
     client = None
     try:
-        addresses = _addresses(run, mailbox, host, mailbox.port)
+        host, addresses = _addresses(run, mailbox, mailbox.host, mailbox.port)
         context = tls_context(mailbox.verify_tls)
         implicit = mailbox.security == Security.SSL
         with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
