@@ -51,6 +51,7 @@ BATCH_ROWS = 1000
 DELIMITERS = ",;\t"
 STANDARD_TARGETS = ("email", "first_name", "last_name")
 FIELD_PREFIX = "field:"
+UTF16_MESSAGE = "The file is in UTF-16. Save it as “CSV UTF-8” and upload it again."
 
 
 class ImportFailed(Exception):
@@ -147,8 +148,14 @@ def inspect_file(path: Path) -> FileFacts:
     text = _decode_sample(sample, encoding, whole=whole)
     if not text.strip():
         raise ValidationError("The file is empty.")
+    if "\r" in text and "\n" not in text:
+        raise ValidationError(
+            "The lines of this file end with CR only (the old Mac format). Save it as “CSV UTF-8” and upload it again."
+        )
     delimiter = _sniff_delimiter(text)
-    header = _read_header(text, delimiter, whole=whole)
+    # The first line did not fit in the sample: what was read is part of it.
+    cut = not whole and b"\n" not in sample
+    header = _read_header(text, delimiter, whole=whole, cut=cut)
     return FileFacts(encoding=encoding, delimiter=delimiter, header=header)
 
 
@@ -158,7 +165,7 @@ def _detect_encoding(f: BinaryIO) -> str:
     later on stays UTF-8: that row is rejected, the rest is not garbled."""
     head = f.read(4)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ValidationError("The file is in UTF-16. Save it as “CSV UTF-8” and upload it again.")
+        raise ValidationError(UTF16_MESSAGE)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”.")
     f.seek(0)
@@ -169,7 +176,7 @@ def _detect_encoding(f: BinaryIO) -> str:
         except UnicodeDecodeError as exc:
             return "utf-8" if not exc.object[: exc.start].isascii() else _check_cp1251(f)
         if "\x00" in text:
-            raise _binary_file()
+            raise _binary_file(chunk)
         if not text.isascii():
             return "utf-8"
     return "utf-8"
@@ -187,13 +194,24 @@ def _check_cp1251(f: BinaryIO) -> str:
                 f"{offset + exc.start}). Save it as “CSV UTF-8” and upload it again."
             ) from exc
         if "\x00" in text:
-            raise _binary_file()
+            raise _binary_file(chunk)
         offset += len(chunk)
     return "cp1251"
 
 
-def _binary_file() -> ValidationError:
+def _binary_file(chunk: bytes) -> ValidationError:
+    if _looks_like_utf16(chunk):
+        return ValidationError(UTF16_MESSAGE)
     return ValidationError("This does not look like a text CSV file (it contains NUL bytes). Save it as CSV.")
+
+
+def _looks_like_utf16(chunk: bytes) -> bool:
+    """UTF-16 without a BOM: the NUL half of every ASCII character (the
+    digits, "@", the delimiters) falls on even bytes (big-endian) or odd
+    bytes (little-endian) only; a binary file has them anywhere."""
+    head = chunk[:4096]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    return max(even, odd) >= len(head) // 8 and min(even, odd) * 10 <= max(even, odd)
 
 
 def _decode_sample(sample: bytes, encoding: str, *, whole: bool) -> str:
@@ -219,7 +237,7 @@ def _sniff_delimiter(text: str) -> str:
         return best if counts[best] else ","
 
 
-def _read_header(text: str, delimiter: str, *, whole: bool) -> list[str]:
+def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -> list[str]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = [" ".join(cell.split()) for cell in next(reader, [])]
@@ -229,7 +247,8 @@ def _read_header(text: str, delimiter: str, *, whole: bool) -> list[str]:
     if not any(header):
         raise ValidationError("The first line must be the header row: the names of the columns.")
     if len(header) > MAX_COLUMNS:
-        raise ValidationError(f"The file has {len(header)} columns; at most {MAX_COLUMNS} are supported.")
+        count = f"at least {len(header)}" if cut else str(len(header))
+        raise ValidationError(f"The file has {count} columns; at most {MAX_COLUMNS} are supported.")
     if any(len(cell) > MAX_HEADER_CELL for cell in header):
         raise ValidationError("The first line does not look like a header row: a column name is very long.")
     if whole and not has_rows:
