@@ -6,13 +6,20 @@ The duplicate bound still holds: before the final dot of the next letter
 is committed (wait_for_previous); the MAIL FROM, RCPT TO and DATA round
 trips of that next letter and the sending of its body overlap the commit.
 So a worker killed at any moment leaves at most one letter the server
-accepted but the database does not know as sent."""
+accepted but the database does not know as sent.
+
+"Committed" means PostgreSQL has the result and shows it to every session;
+by default the writer does not also wait for the disk (synchronous_commit
+off, DISPATCH_DURABLE_RESULTS=1 waits): a worker's death cannot undo such a
+commit, and a clean restart of PostgreSQL writes it out; only a crash of
+PostgreSQL itself may forget the last fraction of a second of results."""
 
 import logging
 import queue
 import threading
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import connection
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,9 @@ class Recorder:
 
     def _run(self) -> None:
         try:
+            if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET synchronous_commit TO off")
             while (write := self._queue.get()) is not None:
                 try:
                     write()
