@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -31,7 +31,7 @@ from functools import partial
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from accounts.models import Tenant
@@ -44,7 +44,7 @@ from . import limits
 from .mailings import transition
 from .messages import POLICY, build_message
 from .models import DispatchChain, Letter, Mailing
-from .recorder import Recorder
+from .recorder import Recorder, RecordingFailed
 
 log = logging.getLogger(__name__)
 L = Letter.Status
@@ -56,8 +56,17 @@ WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
 @dataclass
 class Outcome:
     handed: int = 0  # letters that reached DATA (they count against the limit)
+    tried: int = 0  # letters whose exchange began: sent, refused or given back
     server_ok: bool = True
     busy: bool = False  # every connection slot of the server was taken
+
+
+@dataclass
+class Progress:
+    """How far one letter got: "mail" (nothing of it reached the server
+    yet), "rcpt", or "data" (handed over: it counts against the limit)."""
+
+    stage: str = "mail"
 
 
 def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
@@ -68,6 +77,11 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     now = now or timezone.now()
     if mailing.status == M.WAITING:
         if mailing.resume_at and mailing.resume_at > now:
+            # Another chain may have decided to wait while this one held the
+            # room for the last letters: the chain that sent them finishes.
+            if not Letter.objects.filter(mailing=mailing, status__in=(*PENDING, L.SENDING)).exists():
+                _move(mailing, "complete", finished_at=now)
+                return "done"
             return "waiting"
         if not _move(mailing, "wake", resume_at=None):
             return "idle"
@@ -76,7 +90,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     busy = False
     for server in usable_servers(mailing, now):
         outcome = send_batch(mailing, server, now=now)
-        if outcome.handed:
+        if outcome.tried:
             return "more"
         # A server whose slots are all taken only stops us from waiting if
         # it still has room: then its workers are sending the rest.
@@ -109,15 +123,16 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
 
 
 def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
-    """Deferred letters that are due first, then queued ones, oldest first.
-    One query per status, each reading the (mailing, status, id) index in
+    """Queued letters first, then deferred ones that are due, oldest first:
+    a letter that keeps failing cannot hold up the rest of the mailing. One
+    query per status, each reading the (mailing, status, id) index in
     order, so a claim reads about `count` rows however long the mailing."""
     token = uuid.uuid4()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
     with transaction.atomic():
         ids: list[int] = []
-        for status in (L.DEFERRED, L.QUEUED):
+        for status in (L.QUEUED, L.DEFERRED):
             if len(ids) < count:
                 ids += letters.filter(status=status).values_list("pk", flat=True)[: count - len(ids)]
         # The status condition makes the claim safe where row locks are not
@@ -153,8 +168,11 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
                     _requeue(letters[index:])
                     break
                 check_at = time.monotonic() + settings.DISPATCH_TICK / 2
-            outcome.handed += 1
-            if not _send_one(client, mailing, server, letter, recorder, now=now):
+            outcome.tried += 1
+            progress = Progress()
+            go_on = _send_one(client, mailing, server, letter, recorder, progress, now=now)
+            outcome.handed += progress.stage == "data"
+            if not go_on:
                 outcome.server_ok = False
                 _requeue(letters[index + 1 :])
                 break
@@ -172,7 +190,11 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
 def _may_go_on(mailing: Mailing, server: SmtpServer) -> bool:
     """The mailing is still active, its tenant not suspended, and the server
     enabled, healthy and within the rules."""
-    active = Mailing.objects.filter(pk=mailing.pk, status=M.ACTIVE, tenant__status=Tenant.Status.ACTIVE)
+    # Waiting (another chain found the limits spent) does not stop a batch
+    # whose room is already reserved; pausing and cancelling do.
+    active = Mailing.objects.filter(
+        pk=mailing.pk, status__in=(M.ACTIVE, M.WAITING), tenant__status=Tenant.Status.ACTIVE
+    )
     fresh = SmtpServer.objects.filter(pk=server.pk).first()
     if not active.exists() or fresh is None or not fresh.is_usable:
         return False
@@ -183,69 +205,112 @@ def _may_go_on(mailing: Mailing, server: SmtpServer) -> bool:
     return True
 
 
-def _exchange(client: smtplib.SMTP, sender: str, recipient: str, data: bytes, recorder: Recorder) -> None:
+def _exchange(
+    client: smtplib.SMTP, sender: str, recipient: str, data: bytes, recorder: Recorder, progress: Progress
+) -> None:
     """MAIL, RCPT, DATA for one letter, as smtplib.sendmail does, except that
     the previous letter's result must be committed before this one is
     accepted: the commit overlaps the MAIL, RCPT and DATA round trips and
     the sending of the body."""
     code, reply = client.mail(sender)
     if code != 250:
-        client.rset()
+        _rset(client)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
+    progress.stage = "rcpt"
     code, reply = client.rcpt(recipient)
     if code not in (250, 251):
-        client.rset()
+        _rset(client)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    progress.stage = "data"
     client.putcmd("data")
     code, reply = client.getreply()
     if code != 354:
-        client.rset()
+        _rset(client)
         raise smtplib.SMTPDataError(code, reply)
     # The body as smtplib.data() sends it (leading dots doubled; the message
     # is built with CRLF line ends), but the server accepts the letter only
     # at the final dot: the previous result is committed before that.
     body = LEADING_DOT.sub(b"..", data)
     client.send(body if body.endswith(b"\r\n") else body + b"\r\n")
-    recorder.wait_for_previous()
+    try:
+        recorder.wait_for_previous()
+    except RecordingFailed:
+        client.close()  # without the final dot the server drops this letter
+        raise
     client.send(b".\r\n")
     code, reply = client.getreply()
     if code != 250:
-        client.rset()
+        _rset(client)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def _rset(client: smtplib.SMTP) -> None:
+    """Reset after a refusal; a server that said 421 has already hung up,
+    and its reply, not the hang-up, is what the letter keeps."""
+    with suppress(smtplib.SMTPServerDisconnected, OSError):
+        client.rset()
 
 
 LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def _send_one(
-    client: smtplib.SMTP, mailing: Mailing, server: SmtpServer, letter: Letter, recorder: Recorder, *, now: datetime
+    client: smtplib.SMTP,
+    mailing: Mailing,
+    server: SmtpServer,
+    letter: Letter,
+    recorder: Recorder,
+    progress: Progress,
+    *,
+    now: datetime,
 ) -> bool:
-    """Send and record one letter; False when the server must stop here."""
+    """Send and record one letter; False when the server must stop here.
+    DOMAIN.md §7: a refusal of the server as a whole (login, blacklisting,
+    a refused sender) takes it out and gives the letter to the next server;
+    a temporary one (421, a 4xx to MAIL FROM, a lost connection) makes the
+    server rest; a refusal of one recipient fails or defers that letter."""
     data = build_message(letter, server, mailing).as_bytes(policy=WIRE)
     try:
-        _exchange(client, server.sender_email, letter.email, data, recorder)
+        _exchange(client, server.sender_email, letter.email, data, recorder, progress)
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
-        recorder.record(partial(_record_refusal, letter, code, _text(code, reply), now=now))
-        return True
+        return _refused(server, letter, smtplib.SMTPResponseException(code, reply), recorder, now=now)
     except smtplib.SMTPResponseException as exc:
-        reply = _text(exc.smtp_code, exc.smtp_error)
-        server_refuses = isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code >= 500
-        if server_refuses or is_blacklisting(exc.smtp_code, reply):
-            # Blacklisted, or our sender refused outright: no letter can go
-            # through this server; this one tries the next server.
-            _server_failed(server, exc, now=now, disable=True)
-            _requeue([letter])
-            return False
-        recorder.record(partial(_record_refusal, letter, exc.smtp_code, reply, now=now))
-        return True
+        return _refused(server, letter, exc, recorder, now=now)
     except (smtplib.SMTPServerDisconnected, OSError) as exc:
-        # The letter may or may not have been accepted; retry it later
-        # rather than lose it.
-        recorder.record(partial(_defer, letter, f"connection lost: {exc}", now=now))
+        if progress.stage == "mail":
+            _requeue([letter])  # the connection was gone before this letter began
+        else:
+            # The letter may or may not have been accepted; retry it later
+            # rather than lose it.
+            recorder.record(partial(_defer, letter, f"connection lost: {exc}", now=now))
         _server_failed(server, exc, now=now)
         return False
     recorder.record(partial(_record_sent, letter, now=now))
+    return True
+
+
+def _refused(
+    server: SmtpServer, letter: Letter, exc: smtplib.SMTPResponseException, recorder: Recorder, *, now: datetime
+) -> bool:
+    code, reply = exc.smtp_code, _text(exc.smtp_code, exc.smtp_error)
+    at_sender = isinstance(exc, smtplib.SMTPSenderRefused)
+    at_recipient = not at_sender and not isinstance(exc, smtplib.SMTPDataError)
+    if (at_sender and code >= 500) or is_blacklisting(code, reply, at_recipient=at_recipient):
+        # Blacklisted, or our sender refused outright: no letter can go
+        # through this server; this one tries the next server.
+        _server_failed(server, exc, now=now, disable=True)
+        _requeue([letter])
+        return False
+    if code == 421:  # the server closes the connection: it rests, the letter waits
+        recorder.record(partial(_defer, letter, reply, now=now))
+        _server_failed(server, exc, now=now)
+        return False
+    if at_sender:  # a 4xx to MAIL FROM is the server's state (a rate limit), not the letter's
+        _server_failed(server, exc, now=now)
+        _requeue([letter])
+        return False
+    recorder.record(partial(_record_refusal, letter, code, reply, now=now))
     return True
 
 
@@ -376,8 +441,9 @@ def requeue_expired_leases(*, now: datetime | None = None) -> int:
     """Letters a dead worker had claimed go back to the queue. Their room in
     the limits stays counted: they may have reached DATA."""
     now = now or timezone.now()
+    tried = Case(When(attempts__gt=0, then=Value(L.DEFERRED)), default=Value(L.QUEUED))
     return Letter.objects.filter(status=L.SENDING, lease_until__lt=now).update(
-        status=L.QUEUED, claim_token=None, lease_until=None
+        status=tried, claim_token=None, lease_until=None, server=None
     )
 
 

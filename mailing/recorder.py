@@ -25,10 +25,17 @@ from django.db import connection
 log = logging.getLogger(__name__)
 
 
+class RecordingFailed(Exception):
+    """An earlier letter's result could not be committed: no further letter
+    may be accepted in this batch, or the duplicate bound would not hold."""
+
+
 class Recorder:
     def __init__(self, *, threaded: bool) -> None:
         self.threaded = threaded
         self._pending = 0
+        self._error: Exception | None = None
+        self._prepared = False
         self._done = threading.Condition()
         if threaded:
             self._queue: queue.Queue[Callable[[], object] | None] = queue.Queue()
@@ -47,6 +54,8 @@ class Recorder:
         if self.threaded:
             with self._done:
                 self._done.wait_for(lambda: self._pending == 0)
+                if self._error is not None:
+                    raise RecordingFailed("a letter's result could not be recorded") from self._error
 
     def close(self) -> None:
         if self.threaded:
@@ -55,19 +64,29 @@ class Recorder:
 
     def _run(self) -> None:
         try:
-            if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET synchronous_commit TO off")
             while (write := self._queue.get()) is not None:
                 try:
+                    self._prepare()
                     write()
-                except Exception:
+                except Exception as exc:
                     # The letter keeps its claim and returns to the queue when
-                    # its lease runs out.
+                    # its lease runs out; the batch stops before the server
+                    # accepts the next letter (wait_for_previous raises).
                     log.exception("could not record a letter's result")
+                    with self._done:
+                        self._error = self._error or exc
                 finally:
                     with self._done:
                         self._pending -= 1
                         self._done.notify_all()
         finally:
             connection.close()  # this thread's own connection
+
+    def _prepare(self) -> None:
+        """Once, on this thread's own connection (inside the error handling:
+        a session that cannot be opened must fail the batch, not kill the
+        thread and leave the sender waiting for ever)."""
+        if not self._prepared and connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO off")
+        self._prepared = True

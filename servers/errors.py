@@ -28,9 +28,16 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
     return f"{exc.smtp_code} {text}".strip()
 
 
-def is_blacklisting(code: int, text: str) -> bool:
+BLACKLIST_WORDS = ("spam", "blacklist", "blocklist", "blocked using")
+
+
+def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool:
+    """A refusal of the sending IP or account. At RCPT a bare 5.7.1 may be
+    one recipient's own policy, so only the wording counts there (Postfix
+    refuses a listed client at RCPT: "... blocked using zen.spamhaus.org")."""
     lowered = text.lower()
-    return code >= 500 and ("5.7.1" in text or any(w in lowered for w in ("spam", "blacklist", "blocklist")))
+    worded = any(w in lowered for w in BLACKLIST_WORDS)
+    return code >= 500 and (worded or ("5.7.1" in text and not at_recipient))
 
 
 def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:
@@ -42,6 +49,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         return Diagnosis("host_refused", str(exc), "Use your provider's public SMTP server name.")
     if isinstance(exc, HostUnresolved | socket.gaierror):
         return Diagnosis("dns", f"The name {host} could not be found.", "Check the spelling of the server name.")
+    if isinstance(exc, smtplib.SMTPAuthenticationError) and exc.smtp_code < 500:
+        return Diagnosis("temporary", f"The server cannot check the login now ({_reply(exc)}).", "Try again later.")
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
         return Diagnosis("auth", f"The server refused the login or password ({_reply(exc)}).", hint, True)
