@@ -3,31 +3,23 @@ limits hold across workers, no letter goes out twice, and a killed worker's
 letters are delivered after the lease (at most one duplicate per killed
 connection)."""
 
-import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
-from celery import Celery
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch
-from mailing import mailings as services
 from mailing.models import Letter, Mailing
-from mailing.sink import SinkHandler
-from tests.helpers import ROOT, database_url, production_env
-from tests.mailing.builders import make_list, make_template
 from tests.servers.factories import make_server
-from tests.services import require, require_redis
+from tests.services import require
 from tests.smtp_servers import smtp_server
+
+from .workers import SlowSink, chains, message_ids, redis_broker, start_mailing, start_workers, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 L = Letter.Status
@@ -36,67 +28,7 @@ L = Letter.Status
 @pytest.fixture
 def broker():
     require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
-    url = require_redis().rsplit("/", 1)[0] + "/13"
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
-    return url
-
-
-def start_workers(count: int, broker_url: str) -> list[subprocess.Popen]:
-    env = production_env(
-        DEBUG="1",
-        SECRET_KEY=settings.SECRET_KEY,  # the same key decrypts the servers' passwords
-        DATABASE_URL=database_url(),
-        CELERY_BROKER_URL=broker_url,
-        SERVERS_ALLOW_PRIVATE_HOSTS="1",
-        DISPATCH_BATCH="4",
-    )
-    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "warning",
-           "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
-    return [
-        subprocess.Popen([*cmd, "-n", f"w{i}-{os.getpid()}@%h"], cwd=ROOT, env=env, start_new_session=True)
-        for i in range(count)
-    ]
-
-
-def stop(workers: list[subprocess.Popen]) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.terminate()
-    for w in workers:
-        w.wait(30)
-
-
-def chains(broker_url: str, mailing: Mailing, count: int) -> None:
-    producer = Celery(broker=broker_url)
-    for _ in range(count):
-        producer.send_task("mailing.tasks.send_mailing", args=[mailing.pk])
-
-
-def wait_for(predicate, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
-def start_mailing(tenant, servers, count: int) -> Mailing:
-    contact_list = make_list(tenant, "L", [f"r{i:03d}@x.test" for i in range(count)])
-    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant))
-    services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
-    # The workers send, not this process: the start's kick finds every
-    # chain slot taken (this test process runs Celery tasks eagerly).
-    dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))
-    services.mailing_start(mailing=mailing)
-    assert not Letter.objects.filter(mailing=mailing, status=L.SENT).exists()
-    return mailing
-
-
-def message_ids(*handlers: SinkHandler) -> list[str]:
-    return [r.message["Message-ID"] for h in handlers for r in h.received]
+    return redis_broker(13)
 
 
 def test_four_workers_never_overshoot_a_limit_nor_send_twice(tenant_a, broker):
@@ -123,12 +55,6 @@ def test_four_workers_never_overshoot_a_limit_nor_send_twice(tenant_a, broker):
     assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 30
     mailing.refresh_from_db()
     assert mailing.resume_at > timezone.now() + timedelta(minutes=55)
-
-
-class SlowSink(SinkHandler):
-    async def handle_DATA(self, server, session, envelope):
-        await asyncio.sleep(0.3)
-        return await super().handle_DATA(server, session, envelope)
 
 
 def test_a_killed_workers_letters_are_delivered_after_the_lease(tenant_a, broker):
