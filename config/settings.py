@@ -71,12 +71,12 @@ DISPATCH_RETRY_MAX = env.int("DISPATCH_RETRY_MAX", default=3600)
 # Record results on a writer thread so SMTP never waits for a commit (off in
 # tests, whose data lives in one open transaction).
 DISPATCH_RECORD_THREAD = env.bool("DISPATCH_RECORD_THREAD", default=True)
-# Results are committed before the next letter is accepted (the duplicate
-# bound), but without waiting for the disk (synchronous_commit off on the
-# writer's connection): a killed worker loses nothing; only a crash of
-# PostgreSQL itself may forget the last fraction of a second. 1 waits for
-# the disk on every letter.
-DISPATCH_DURABLE_RESULTS = env.bool("DISPATCH_DURABLE_RESULTS", default=False)
+# A letter's result is committed, to disk, before the next letter is
+# accepted (the duplicate bound). 0 skips waiting for the disk
+# (synchronous_commit off on the writer's connection): a little faster on a
+# slow disk, and a killed worker still loses nothing, but a crash of
+# PostgreSQL itself may forget the last fraction of a second of results.
+DISPATCH_DURABLE_RESULTS = env.bool("DISPATCH_DURABLE_RESULTS", default=True)
 # How many workers may send one mailing side by side (chains of batches).
 DISPATCH_CHAINS = env.int("DISPATCH_CHAINS", default=2)
 # How often the scheduler looks for work (seconds).

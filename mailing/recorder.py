@@ -8,11 +8,11 @@ trips of that next letter and the sending of its body overlap the commit.
 So a worker killed at any moment leaves at most one letter the server
 accepted but the database does not know as sent.
 
-"Committed" means PostgreSQL has the result and shows it to every session;
-by default the writer does not also wait for the disk (synchronous_commit
-off, DISPATCH_DURABLE_RESULTS=1 waits): a worker's death cannot undo such a
-commit, and a clean restart of PostgreSQL writes it out; only a crash of
-PostgreSQL itself may forget the last fraction of a second of results."""
+"Committed" means on disk, as PostgreSQL commits by default. With
+DISPATCH_DURABLE_RESULTS=0 the writer does not wait for the disk
+(synchronous_commit off): a worker's death still cannot undo such a commit
+and a clean restart of PostgreSQL writes it out, but a crash of PostgreSQL
+itself may forget the last fraction of a second of results."""
 
 import logging
 import queue

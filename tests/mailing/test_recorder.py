@@ -1,5 +1,5 @@
 """The writer thread records results on its own connection, committed
-before it reports done; by default without waiting for the disk."""
+before it reports done; to disk unless DISPATCH_DURABLE_RESULTS is off."""
 
 import pytest
 from django.db import connection
@@ -28,7 +28,7 @@ def commit_mode(durable: bool, settings) -> tuple[str, int]:
 
 
 @pytest.mark.parametrize(("durable", "mode"), [(False, "off"), (True, "on")])
-def test_the_writer_waits_for_the_disk_only_when_asked(settings, durable, mode):
+def test_the_writer_skips_waiting_for_the_disk_only_when_asked(settings, durable, mode):
     require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
     got, writer_connection = commit_mode(durable, settings)
     assert got == mode
