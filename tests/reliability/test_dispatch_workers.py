@@ -1,10 +1,11 @@
 """The dispatcher in real Celery worker processes on PostgreSQL and Redis:
 limits hold across workers, no letter goes out twice, and a killed worker's
 letters are delivered after the lease (at most one duplicate per killed
-connection)."""
+connection); pausing, resuming and cancelling while it sends never resend."""
 
 import os
 import signal
+import time
 from collections import Counter
 from contextlib import ExitStack
 from datetime import timedelta
@@ -14,12 +15,23 @@ from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch
+from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from tests.servers.factories import make_server
 from tests.services import require
 from tests.smtp_servers import smtp_server
 
-from .workers import SlowSink, chains, message_ids, redis_broker, start_mailing, start_workers, stop, wait_for
+from .workers import (
+    SlowSink,
+    chains,
+    message_id,
+    message_ids,
+    redis_broker,
+    start_mailing,
+    start_workers,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 L = Letter.Status
@@ -82,3 +94,43 @@ def test_a_killed_workers_letters_are_delivered_after_the_lease(tenant_a, broker
     duplicates = sum(n - 1 for n in ids.values())
     assert duplicates <= 1, ids  # one connection was killed
     print(f"kill test: {len(ids)} letters delivered, {duplicates} duplicate(s) after one killed connection")
+
+
+def test_pause_resume_and_cancel_while_a_worker_sends_never_resend(tenant_a, broker):
+    """A real worker sends; the tenant pauses, resumes and cancels in the
+    middle. Pausing stops the sending at the end of the batch, resuming goes
+    on where it stopped, cancelling stops it for good; no letter recorded as
+    sent goes out again, and every letter the sink got is recorded sent."""
+    handler = SlowSink(delay=0.05)
+    sent = Letter.objects.filter(status=L.SENT)
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start_mailing(tenant_a, [server], 40)
+        letters = Letter.objects.filter(mailing=mailing)
+        (worker,) = workers = start_workers(1, broker)
+        try:
+            chains(broker, mailing, 1)
+            wait_for(lambda: len(handler.received) >= 6, what="the first letters")
+            services.transition(mailing=Mailing.objects.get(pk=mailing.pk), action="pause")
+            wait_for(lambda: not letters.filter(status=L.SENDING).exists(), what="the batch to end")
+            paused_at = len(handler.received)
+            time.sleep(1)  # the worker is idle now: nothing more goes out
+            assert len(handler.received) == paused_at == sent.count() < 40
+
+            services.transition(mailing=Mailing.objects.get(pk=mailing.pk), action="resume")
+            chains(broker, mailing, 1)  # the chain slots are held by the test (start_mailing)
+            wait_for(lambda: len(handler.received) >= paused_at + 6, what="sending to go on")
+            services.transition(mailing=Mailing.objects.get(pk=mailing.pk), action="cancel")
+            wait_for(lambda: not letters.filter(status=L.SENDING).exists(), what="the batch to end")
+            cancelled_at = len(handler.received)
+            chains(broker, mailing, 1)  # a chain that still runs finds the mailing cancelled
+            time.sleep(1)
+            assert worker.poll() is None
+        finally:
+            stop(workers)
+    ids = message_ids(handler)
+    assert len(handler.received) == cancelled_at < 40
+    assert len(ids) == len(set(ids))  # nothing twice
+    assert set(ids) == {message_id(pk) for pk in sent.filter(mailing=mailing).values_list("public_id", flat=True)}
+    assert letters.filter(status=L.QUEUED).count() == 40 - cancelled_at
+    print(f"pause/resume/cancel: {paused_at} sent before the pause, {cancelled_at} before the cancel, 0 twice")
