@@ -211,19 +211,30 @@ def _exchange(
     """MAIL, RCPT, DATA for one letter, as smtplib.sendmail does, except that
     the previous letter's result must be committed before this one is
     accepted: the commit overlaps the MAIL, RCPT and DATA round trips and
-    the sending of the body."""
-    code, reply = client.mail(sender)
+    the sending of the body. A server that offers PIPELINING (RFC 2920; the
+    big providers do) gets MAIL, RCPT and DATA in one write: one round trip
+    instead of three."""
+    commands = [f"mail FROM:{smtplib.quoteaddr(sender)}", f"rcpt TO:{smtplib.quoteaddr(recipient)}", "data"]
+    if client.does_esmtp and client.has_extn("pipelining"):
+        client.send("".join(f"{c}\r\n" for c in commands))
+        read = client.getreply
+    else:
+
+        def read() -> tuple[int, bytes]:
+            client.putcmd(commands.pop(0))
+            return client.getreply()
+
+    code, reply = read()
     if code != 250:
-        _rset(client)
+        _rset(client, pending=2)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
     progress.stage = "rcpt"
-    code, reply = client.rcpt(recipient)
+    code, reply = read()
     if code not in (250, 251):
-        _rset(client)
+        _rset(client, pending=1)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     progress.stage = "data"
-    client.putcmd("data")
-    code, reply = client.getreply()
+    code, reply = read()
     if code != 354:
         _rset(client)
         raise smtplib.SMTPDataError(code, reply)
@@ -244,10 +255,18 @@ def _exchange(
         raise smtplib.SMTPDataError(code, reply)
 
 
-def _rset(client: smtplib.SMTP) -> None:
-    """Reset after a refusal; a server that said 421 has already hung up,
-    and its reply, not the hang-up, is what the letter keeps."""
+def _rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
+    """Reset after a refusal. With PIPELINING the replies to the commands
+    sent after the refused one are still to be read (and a DATA the server
+    took anyway gets an empty message). A server that said 421 has already
+    hung up: its reply, not the hang-up, is what the letter keeps."""
     with suppress(smtplib.SMTPServerDisconnected, OSError):
+        if client.does_esmtp and client.has_extn("pipelining"):
+            for index in range(pending):
+                code, _ = client.getreply()
+                if index == pending - 1 and code == 354:
+                    client.send(b".\r\n")
+                    client.getreply()
         client.rset()
 
 

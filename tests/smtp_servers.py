@@ -23,6 +23,21 @@ def authenticator(server, session, envelope, mechanism, auth_data) -> AuthResult
     return AuthResult(success=ok, handled=False)
 
 
+class Pipelining:
+    """Offers PIPELINING in the EHLO reply, as Gmail, Yandex and Mail.ru do
+    (aiosmtpd reads pipelined commands in order either way)."""
+
+    pipelining: bool = True
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
+
+
+class PipeliningSink(Pipelining, SinkHandler):
+    pass
+
+
 class BlacklistingHandler(SinkHandler):
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         return "550 5.7.1 Spam rejected: your IP is listed"

@@ -17,7 +17,7 @@ from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import Health
 from tests.servers.factories import make_server
-from tests.smtp_servers import BlacklistingHandler, smtp_server
+from tests.smtp_servers import BlacklistingHandler, PipeliningSink, smtp_server
 
 from .builders import make_list, make_template
 
@@ -307,3 +307,26 @@ def test_a_batch_stops_in_the_middle_when_the_mailing_or_its_server_is_stopped(t
     assert len(handler.received) == 2
     statuses = sorted(Letter.objects.filter(mailing=mailing).values_list("status", flat=True))
     assert statuses == [L.QUEUED] * 4 + [L.SENT] * 2
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(tenant_a, monkeypatch, pipelining):
+    import smtplib
+
+    writes: list[bytes] = []
+    send = smtplib.SMTP.send
+
+    def recording(self, s):
+        writes.append(s.encode() if isinstance(s, str) else s)
+        return send(self, s)
+
+    monkeypatch.setattr(smtplib.SMTP, "send", recording)
+    handler = PipeliningSink() if pipelining else SinkHandler()
+    with smtp_server(handler=handler) as (controller, _):
+        mailing = start_mailing(tenant_a, [make_server(tenant_a, port=controller.port)], 3)
+        assert run_until_settled(mailing, timezone.now()) == "done"
+    assert len(handler.received) == 3
+    envelopes = [w for w in writes if w.startswith(b"mail FROM:")]
+    assert len(envelopes) == 3
+    together = [b"rcpt TO:" in w and w.endswith(b"\r\ndata\r\n") for w in envelopes]
+    assert together == [pipelining] * 3

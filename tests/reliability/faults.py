@@ -30,7 +30,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session, syntax
 
 from mailing.sink import SinkHandler, _free_port
-from tests.smtp_servers import authenticator
+from tests.smtp_servers import Pipelining, authenticator
 
 MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
@@ -108,7 +108,8 @@ class FaultPlan:
 
 
 @dataclass
-class FaultHandler(SinkHandler):
+class FaultHandler(Pipelining, SinkHandler):
+    pipelining: bool = False
     plan: FaultPlan = field(default_factory=FaultPlan)
     mail_faults: dict[int, Fault] = field(default_factory=dict)  # by MAIL command ordinal, from 1
     auth_faults: dict[int, Fault] = field(default_factory=dict)  # by authenticating connection ordinal, from 1

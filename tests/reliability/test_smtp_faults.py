@@ -235,13 +235,16 @@ def is_reason(reply: str, fault: Fault) -> bool:
     return reply == reason(fault) or ((not fault.reply or fault.close) and reply.startswith("connection lost:"))
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
 @pytest.mark.parametrize("name", list(MATRIX))
-def test_one_fault_among_five_letters(name, tenant_a, dispatching):
+def test_one_fault_among_five_letters(name, pipelining, tenant_a, dispatching):
     """The third of five letters meets the fault (a temporary one on every
-    attempt); every letter's state and the server's are as §7 says."""
+    attempt); every letter's state and the server's are as §7 says, whether
+    the server offers PIPELINING (MAIL, RCPT and DATA in one write) or not."""
     fault, effect = MATRIX[name], EFFECT[name]
     plan = FaultPlan()
-    first, following = FaultHandler(plan=plan), FaultHandler(plan=plan)
+    first = FaultHandler(plan=plan, pipelining=pipelining)
+    following = FaultHandler(plan=plan, pipelining=pipelining)
     place(fault, first, plan, times=MAX_ATTEMPTS if effect in ("rests", "defers") else 1)
     t0 = timezone.now()
     with fault_server(first) as c1, fault_server(following) as c2:
@@ -426,7 +429,7 @@ def test_a_seeded_random_mix_over_two_servers_loses_nothing_and_sends_nothing_tw
     emails = [f"m{i:03d}@x.test" for i in range(MIX)]
     plan = FaultPlan()
     planned = plan_mix(rng, emails, plan)
-    handlers = [FaultHandler(plan=plan), FaultHandler(plan=plan)]
+    handlers = [FaultHandler(plan=plan), FaultHandler(plan=plan, pipelining=True)]  # one offers PIPELINING
     for handler in handlers:
         command_faults(rng, handler)
     taken_out: Counter = Counter()  # by the dispatcher, not by a failed re-test
