@@ -22,7 +22,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from mailing.models import ContactImport, Suppression
 from mailing.unsubscribe import unsubscribe_url
 from tests.conftest import PASSWORD, Person
-from tests.security.test_isolation import ACTIONS, tenant_a_objects, walk
+from tests.security.walk import ACTIONS, tenant_a_objects, walk
 
 pytestmark = pytest.mark.django_db
 

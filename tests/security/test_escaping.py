@@ -42,7 +42,7 @@ from mailing.models import (
 )
 from mailing.unsubscribe import unsubscribe_url
 from servers.models import BounceMailbox, ConnectionTest, Health, SmtpServer
-from tests.security.test_isolation import body, concrete_urls, tenant_routes
+from tests.security.walk import body, concrete_urls, tenant_routes
 from tests.servers.factories import make_server
 
 pytestmark = pytest.mark.django_db

@@ -15,188 +15,27 @@ running mailing on the dashboard.
   changes nothing in A's rows. A new server or team view that forgets the
   role check fails here."""
 
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from django.apps import apps
-from django.db import models
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
 
-from accounts.models import MANAGER_ROLES, Invitation, Membership, Tenant
-from mailing import mailings
-from mailing.models import BounceReport, ContactImport, ImportRejection, Mailing, Suppression
-from servers.models import BounceMailbox, ConnectionTest
-from tests.mailing.builders import make_list, make_template
-from tests.servers.factories import make_server
+from accounts.models import MANAGER_ROLES
+
+from .walk import (
+    DATA_TYPES,
+    MANAGER_AREAS,
+    concrete_urls,
+    is_public,
+    shows_secrets,
+    tenant_a_objects,
+    tenant_routes,
+    tenant_state,
+    write_roles,
+)
 
 pytestmark = pytest.mark.django_db
-
-# Parameters that are not object ids: signed tokens of public pages, and
-# the verb of a mailing action.
-PUBLIC_PREFIXES = ("accounts/verify/", "accounts/invitations/", "accounts/password-reset/", "u/")
-ACTIONS = ["start", "pause", "resume", "cancel", "schedule", "unschedule"]
-# The walker's own account actions, which would end the walk's session.
-OWN_ACCOUNT = ("accounts/logout/", "accounts/team/leave/", "accounts/security/reset-two-factor/")
-# The policy (README, Onboarding): owners and admins change the servers, the
-# bounce mailbox and the team; members may look at them and work with
-# contacts, templates and mailings.
-MANAGER_AREAS = ("servers/", "accounts/team/")
-
-# Tenant A's data, each where only A may see it; the data endpoints carry
-# most of them.
-SECRETS = [
-    b"A's mailing",
-    b"A-waiting-mailing",
-    b"alice@acme.test",
-    b"a@x.test",
-    b"8.8.8.8",
-    b"A-server-name",
-    b"A-probe-error",
-    b"A-probe-step",
-    b"A-import-error",
-    b"A-rejected-row",
-    b"A-column",
-    b"suppressed-a@x.test",
-    b"bounced-a@x.test",
-    b"new@acme.test",
-]
-DATA_TYPES = ("application/json", "text/csv")
 STATS: Counter = Counter()
-
-
-def walk(patterns: list | None = None, prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
-    for p in patterns if patterns is not None else get_resolver().url_patterns:
-        if isinstance(p, URLResolver):
-            yield from walk(p.url_patterns, prefix + str(p.pattern))
-        elif isinstance(p, URLPattern):
-            yield prefix + str(p.pattern), p
-
-
-def tenant_routes() -> list[tuple[str, URLPattern]]:
-    return [(r, p) for r, p in walk() if not r.startswith((*PUBLIC_PREFIXES, *OWN_ACCOUNT, "staff/"))]
-
-
-def tenant_a_objects(tenant_a: Tenant, alice, tmp_path: Path) -> list[uuid.UUID]:
-    server = make_server(tenant_a, name="A-server-name")
-    contact_list = make_list(tenant_a, "L", ["a@x.test"])
-    template = make_template(tenant_a)
-    mailing = Mailing(tenant=tenant_a, name="A's mailing", template=template)
-    mailings.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
-    # Running, so that the dashboard's JSON carries it.
-    Mailing.objects.create(tenant=tenant_a, name="A-waiting-mailing", template=template, status=Mailing.Status.WAITING)
-    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="8.8.8.8", login="b@acme.test")
-    probe = ConnectionTest.objects.create(
-        tenant=tenant_a,
-        server=server,
-        status=ConnectionTest.Status.FAILED,
-        steps=[{"name": "Connect", "ok": False, "ms": 3, "detail": "A-probe-step"}],
-        error="A-probe-error",
-    )
-    failed = ContactImport.objects.create(
-        tenant=tenant_a,
-        file_name="a.csv",
-        file_path=str(tmp_path / "gone.csv"),
-        status=ContactImport.Status.FAILED,
-        error="A-import-error",
-        rejected=1,
-    )
-    ImportRejection.objects.create(contact_import=failed, line=2, reason="no address", raw="A-rejected-row;x")
-    upload = tmp_path / "waiting.csv"
-    upload.write_text("Email,A-column\nb@x.test,1\n")
-    waiting_import = ContactImport.objects.create(
-        tenant=tenant_a,
-        file_name="waiting.csv",
-        file_path=str(upload),
-        file_size=upload.stat().st_size,
-        encoding="utf-8",
-        delimiter=",",
-        header=["Email", "A-column"],
-    )
-    Suppression.objects.create(tenant=tenant_a, email="suppressed-a@x.test", reason=Suppression.Reason.MANUAL)
-    report = BounceReport.objects.create(
-        tenant=tenant_a, mailbox=mailbox, source_key="imap:INBOX:1:1", kind="hard", recipient="bounced-a@x.test"
-    )
-    objects = [
-        server,
-        probe,
-        mailbox,
-        contact_list,
-        contact_list.contacts.get(),
-        failed,
-        waiting_import,
-        template,
-        mailing,
-        report,
-        Membership.objects.get(user=alice.user),
-        Invitation.objects.create(tenant=tenant_a, email="new@acme.test"),
-    ]
-    return [o.public_id for o in objects]
-
-
-def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
-    """Every way to fill the route's parameters with tenant A's objects."""
-    fillings = {"<uuid:public_id>": [str(i) for i in ids], "<slug:action>": ACTIONS}
-    urls = ["/" + route]
-    for name, values in fillings.items():
-        urls = [u.replace(name, v, 1) for u in urls for v in values] if name in route else urls
-    return [u for u in urls if "<" not in u]
-
-
-def body(response) -> bytes:
-    if response.streaming:
-        return b"".join(response.streaming_content)
-    return response.content
-
-
-def shows_secrets(response) -> bool:
-    content = body(response)  # read once: a streamed body is gone after
-    return any(s in content for s in SECRETS)
-
-
-def is_public(pattern: URLPattern) -> bool:
-    return getattr(pattern.callback, "login_required", True) is False
-
-
-def write_roles(view: Callable) -> frozenset | None:
-    """The roles the view's tenant_required lets write: the `write_roles`
-    mark the decorator sets (as Django marks login_required views), found
-    through every wrapper."""
-    fn: Callable | None = view
-    while fn is not None:
-        if hasattr(fn, "write_roles"):
-            return fn.write_roles
-        fn = getattr(fn, "__wrapped__", None)
-    return None
-
-
-def _rows(model: type[models.Model], tenant: Tenant) -> list[dict] | None:
-    names = {f.name: f for f in model._meta.concrete_fields}
-    if "tenant" in names:
-        lookup = "tenant"
-    else:
-        owned = [
-            n
-            for n, f in names.items()
-            if f.is_relation and f.related_model and any(g.name == "tenant" for g in f.related_model._meta.fields)
-        ]
-        if not owned:
-            return None
-        lookup = f"{owned[0]}__tenant"
-    return list(model.objects.filter(**{lookup: tenant}).order_by("pk").values())
-
-
-def tenant_state(tenant: Tenant) -> dict[str, list[dict]]:
-    """Every row of every model that belongs to the tenant (directly, or
-    through a parent that does), with all its columns."""
-    state = {"tenant": list(Tenant.objects.filter(pk=tenant.pk).values())}
-    for model in apps.get_models(include_auto_created=True):
-        if (rows := _rows(model, tenant)) is not None:
-            state[model._meta.label] = rows
-    return state
 
 
 def test_no_url_leaks_tenant_a_to_an_outsider_or_a_visitor(alice, charlie, tenant_a, tmp_path):
