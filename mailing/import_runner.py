@@ -192,13 +192,33 @@ def _rows(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield _reject(line, _csv_problem(exc), "")
+            yield _reject(line, _csv_problem(exc) + _span(line, reader.line_num), "")
             continue
         if source.problem:
-            yield _reject(line, source.problem, _raw(cells, delimiter))
+            yield _reject(line, source.problem + _span(line, reader.line_num), _raw(cells, delimiter))
+        elif reader.line_num > line and _swallows_rows(cells, delimiter):
+            reason = "A quoted field runs over several lines that look like rows of their own."
+            yield _reject(line, reason + _span(line, reader.line_num), _raw(cells, delimiter))
         elif any(cell.strip() for cell in cells):
             result = _parse(cells, mapping)
-            yield Parsed(line, *result) if isinstance(result, tuple) else _reject(line, result, _raw(cells, delimiter))
+            if isinstance(result, tuple):
+                yield Parsed(line, *result)
+            else:
+                yield _reject(line, result + _span(line, reader.line_num), _raw(cells, delimiter))
+
+
+def _swallows_rows(cells: list[str], delimiter: str) -> bool:
+    """A field whose later lines hold the delimiter and an address: a quote
+    left open took the rows after it (they would vanish into a name)."""
+    return any(delimiter in part and "@" in part for cell in cells for part in cell.splitlines()[1:])
+
+
+def _span(first: int, last: int) -> str:
+    """A rejected row that runs over several lines: most often a quote left
+    open, which swallows the rows after it; say where to look."""
+    if last <= first:
+        return ""
+    return f" The row runs from line {first} to line {last}: is a closing quote missing?"
 
 
 def _csv_problem(exc: csv.Error) -> str:

@@ -186,7 +186,10 @@ def test_a_too_long_line_or_field_rejects_only_that_row(do_import, tenant_a):
     long_field = b'b@example.com,"' + b"y\n" * (52 * 1024) + b'"\n'  # 104 KB in one quoted field
     content = b"email,name\n" + long_line + long_field + b"ok@example.com,Ok\n"
     imp = do_import(content)
-    assert rejections(imp) == [(2, "The line is longer than 100 KB."), (3, "A field is longer than 100 KB.")]
+    assert rejections(imp) == [
+        (2, "The line is longer than 100 KB."),
+        (3, "A field is longer than 100 KB. The row runs from line 3 to line 53251: is a closing quote missing?"),
+    ]
     assert list(people(tenant_a)) == ["ok@example.com"]
     assert imp.rejections.get(line=3).raw.startswith("b@example.com,")
     assert len(imp.rejections.get(line=3).raw) <= imports.MAX_RAW_CHARS
@@ -196,7 +199,9 @@ def test_a_field_past_the_csv_modules_limit_does_not_stop_the_import(do_import, 
     huge = b'b@example.com,"' + (b"z" * 999 + b"\n") * 140 + b'end",tail\n'  # 140 KB: csv.Error
     imp = do_import(b"email,name\n" + huge + b"good@example.com,Good\n")
     assert imp.status == ContactImport.Status.DONE
-    assert rejections(imp)[0] == (2, "A field is longer than 100 KB.")
+    line, reason = rejections(imp)[0]
+    assert (line, reason.split(" The row runs")[0]) == (2, "A field is longer than 100 KB.")
+    assert reason.endswith("is a closing quote missing?")  # where to look
     assert "good@example.com" in people(tenant_a)
 
 
@@ -205,7 +210,10 @@ def test_a_row_spanning_too_many_bytes_is_cut_and_rejected(do_import, tenant_a, 
     row = b"r@example.com," + b",".join(b'"' + b"w" * 40 + b"\n" + b"w" * 40 + b'"' for _ in range(10)) + b"\n"
     imp = do_import(b"email,name\n" + row + b"after@example.com,After\n")
     assert imp.status == ContactImport.Status.DONE
-    assert rejections(imp)[0] == (2, "The row is longer than 0 KB.")
+    assert rejections(imp)[0] == (
+        2,
+        "The row is longer than 0 KB. The row runs from line 2 to line 5: is a closing quote missing?",
+    )
     assert "after@example.com" in people(tenant_a) and "r@example.com" not in people(tenant_a)
 
 
@@ -278,3 +286,23 @@ def test_a_nul_byte_after_the_inspected_part_rejects_its_row(do_import, tenant_a
     assert rejections(imp) == [(3, f"A NUL byte at byte {content.index(0)} of the file.")]
     assert imp.rejections.get().raw == "b@example.com,Bb"
     assert set(people(tenant_a)) == {"anna@example.ru", "ok@example.com"}
+
+
+def test_a_quote_left_open_is_reported_with_the_lines_it_swallowed(do_import, tenant_a):
+    content = b'email,first_name\nann@example.com,"Ann\nbob@example.com,Bob\ncid@example.com,Cid\n'
+    imp = do_import(content, {0: "email", 1: "first_name"})
+    assert "bob@example.com" not in people(tenant_a)
+    assert rejections(imp) == [
+        (
+            2,
+            "A quoted field runs over several lines that look like rows of their own. "
+            "The row runs from line 2 to line 4: is a closing quote missing?",
+        )
+    ]
+    assert imp.rejections.get().raw.startswith('ann@example.com,"Ann')
+
+
+def test_a_quoted_field_over_two_lines_that_holds_no_rows_is_kept(do_import, tenant_a):
+    imp = do_import(b'email,first_name\ndan@example.com,"Dan\nthe Second"\n', {0: "email", 1: "first_name"})
+    assert rejections(imp) == []
+    assert people(tenant_a)["dan@example.com"][0] == "Dan\nthe Second"

@@ -215,7 +215,7 @@ def test_a_10_mb_quoted_field_is_reported_past_the_csv_field_limit(
     warm_up(alice, django_capture_on_commit_callbacks)
     imp, growth = import_file(alice, content, django_capture_on_commit_callbacks)
     found = rejections(imp)
-    assert found[0] == (3, "A field is longer than 100 KB.")
+    assert (found[0][0], found[0][1].split(" The row runs")[0]) == (3, "A field is longer than 100 KB.")
     assert all(reason.endswith("longer than 254 characters.") for _, reason in found[1:-1])
     assert found[-1][1].startswith('Invalid email address “end"”')
     assert found[-1][0] == 3 + field_lines  # the `end"` line, its number exact
