@@ -28,9 +28,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from servers import netguard, rules
+from servers.connections import Quiet, checked_address, tls_context
 from servers.errors import diagnose
 from servers.models import BounceMailbox, Health, Security
-from servers.probes import tls_context
 
 from . import bounce_parser, bounces
 from .models import BounceReport, ReadMessage
@@ -166,8 +166,7 @@ def _count_reports(mailbox: BounceMailbox) -> None:
 
 
 def _addresses(mailbox: BounceMailbox) -> tuple[str, list]:
-    host = netguard.normalize_host(mailbox.host)
-    return host, netguard.resolve_checked(host, mailbox.port)
+    return checked_address(Quiet(socket_timeout()), mailbox, mailbox.host, mailbox.port)
 
 
 def _is_delivery_report(parsed: bounce_parser.ParsedReport) -> bool:

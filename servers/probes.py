@@ -9,11 +9,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from functools import lru_cache
 
 from django.conf import settings
 
-from . import netguard, rules
+from . import netguard
+from .connections import checked_address, open_smtp, tls_context
 from .errors import Diagnosis, diagnose
 from .models import BounceMailbox, Security, SmtpServer
 
@@ -69,34 +69,6 @@ class _Run:
             self.on_step(self.result.steps)
 
 
-def tls_context(verify: bool) -> ssl.SSLContext:
-    return _tls_context(verify, settings.SERVERS_EXTRA_CA_FILE)
-
-
-@lru_cache(maxsize=8)
-def _tls_context(verify: bool, extra_ca_file: str) -> ssl.SSLContext:
-    """Loading the system's CA store takes ~20 ms: once per process is
-    enough (contexts are safe to share between connections)."""
-    context = ssl.create_default_context()
-    if extra_ca_file:
-        context.load_verify_locations(cafile=extra_ca_file)
-    if not verify:  # self-hosted only, shown with a warning
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def _addresses(run: _Run, record: SmtpServer | BounceMailbox, host: str, port: int) -> tuple[str, list]:
-    """The normalised host and its checked addresses; a malformed or
-    internal host fails this first step (and the test) like any rule."""
-    with run.step("Check the settings") as step:
-        rules.assert_connectable(record)
-        host = netguard.normalize_host(host)
-        addresses = netguard.resolve_checked(host, port)
-        step.detail = f"{host} → " + ", ".join(sorted({a[1][0] for a in addresses}))
-    return host, addresses
-
-
 def smtp_probe(
     server: SmtpServer,
     *,
@@ -104,27 +76,15 @@ def smtp_probe(
     timeout: float | None = None,
     on_step: Callable[[list[Step]], None] | None = None,
 ) -> ProbeResult:
+    """The dispatcher's own way in (open_smtp), step by step, then the
+    sender (or a test letter) and a clean goodbye."""
     run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
-    host, port = server.connect_host_port()
     client = None
     try:
-        host, addresses = _addresses(run, server, host, port)
-        context = tls_context(server.verify_tls)
-        implicit = server.security == Security.SSL and server.kind == SmtpServer.Kind.EXTERNAL
-        with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
-            cls = netguard.PinnedSMTP_SSL if implicit else netguard.PinnedSMTP
-            client = cls(
-                host,
-                port,
-                addresses=addresses,
-                timeout=run.remaining(),
-                context=context,
-                local_hostname=settings.SMTP_HELO_NAME,
-            )
-            code, banner = client.open()
-            step.detail = f"{code} {banner.decode(errors='replace')}"[:200]
-        _smtp_session(run, client, server, context, send_to)
+        client = open_smtp(server, steps=run)
+        _smtp_checks(run, client, server, send_to)
     except Exception as exc:
+        host, port = server.connect_host_port()
         run.result.diagnosis = diagnose(exc, host=host, port=port, timeout=run.timeout)
     finally:
         if client is not None:
@@ -133,21 +93,7 @@ def smtp_probe(
     return run.result
 
 
-def _smtp_session(run: _Run, client, server: SmtpServer, context: ssl.SSLContext, send_to: str) -> None:
-    with run.step("EHLO") as step:
-        client.sock.settimeout(run.remaining())
-        code, reply = client.ehlo()
-        step.detail = f"{code} " + reply.decode(errors="replace").splitlines()[0][:120]
-    if server.security == Security.STARTTLS and server.kind == SmtpServer.Kind.EXTERNAL:
-        with run.step("STARTTLS"):
-            client.sock.settimeout(run.remaining())
-            client.starttls(context=context)
-            client.ehlo()
-    if server.login:
-        with run.step("Log in (AUTH)") as step:
-            client.sock.settimeout(run.remaining())
-            code, reply = client.login(server.login, server.get_password())
-            step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
+def _smtp_checks(run: _Run, client: smtplib.SMTP, server: SmtpServer, send_to: str) -> None:
     if send_to:
         with run.step(f"Send a test letter to {send_to}") as step:
             client.sock.settimeout(run.remaining())
@@ -193,7 +139,7 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
     run = _Run(timeout or settings.SERVER_PROBE_TIMEOUT, on_step)
     client = None
     try:
-        host, addresses = _addresses(run, mailbox, mailbox.host, mailbox.port)
+        host, addresses = checked_address(run, mailbox, mailbox.host, mailbox.port)
         context = tls_context(mailbox.verify_tls)
         implicit = mailbox.security == Security.SSL
         with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
