@@ -170,15 +170,16 @@ def _detect_encoding(f: BinaryIO) -> str:
         raise ValidationError("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”.")
     f.seek(0)
     decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
     while chunk := f.read(CHUNK_BYTES):
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             return "utf-8" if not exc.object[: exc.start].isascii() else _check_cp1251(f)
-        if "\x00" in text:
-            raise _binary_file(chunk)
+        _refuse_binary(chunk, text, offset)
         if not text.isascii():
             return "utf-8"
+        offset += len(chunk)
     return "utf-8"
 
 
@@ -193,16 +194,22 @@ def _check_cp1251(f: BinaryIO) -> str:
                 f"The file is neither UTF-8 nor Windows-1251 (byte 0x{chunk[exc.start]:02X} at position "
                 f"{offset + exc.start}). Save it as “CSV UTF-8” and upload it again."
             ) from exc
-        if "\x00" in text:
-            raise _binary_file(chunk)
+        _refuse_binary(chunk, text, offset)
         offset += len(chunk)
     return "cp1251"
 
 
-def _binary_file(chunk: bytes) -> ValidationError:
-    if _looks_like_utf16(chunk):
-        return ValidationError(UTF16_MESSAGE)
-    return ValidationError("This does not look like a text CSV file (it contains NUL bytes). Save it as CSV.")
+def _refuse_binary(chunk: bytes, text: str, offset: int) -> None:
+    """NUL bytes at the start make a binary file (or UTF-16): refused. Later
+    ones are a damaged row, which the import rejects with its line, as it
+    does whatever the encoding."""
+    if offset == 0 and "\x00" in text:
+        if _looks_like_utf16(chunk):
+            raise ValidationError(UTF16_MESSAGE)
+        raise ValidationError(
+            f"This does not look like a text CSV file: it contains NUL bytes (the first at position "
+            f"{chunk.index(0)}). Save it as CSV."
+        )
 
 
 def _looks_like_utf16(chunk: bytes) -> bool:

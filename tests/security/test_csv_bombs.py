@@ -344,3 +344,15 @@ def test_a_half_valid_file_imports_the_good_rows_and_lists_the_bad_ones_by_line(
     download = alice.client.get(reverse("contacts:import_rejections", args=[imp.public_id]))
     rows = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode().removeprefix("\ufeff"))))
     assert [int(row[0]) for row in rows[1:]] == sorted(found)
+
+
+def test_a_nul_byte_past_the_first_megabyte_of_a_plain_ascii_file_rejects_only_its_row(
+    alice, tenant_a, django_capture_on_commit_callbacks
+):
+    """The same rule whatever the encoding: NUL bytes refuse a file only at its
+    start (a binary file); later they are one damaged row."""
+    filler = b"".join(b"f%05d@example.com,F,%s\n" % (i, b"f" * 1000) for i in range(1_100))  # past 1 MB, ASCII
+    content = b"email,name,note\n" + filler + b"nul@example.com,N\x00ul,\nok@example.com,Ok,\n"
+    imp, _ = import_file(alice, content, django_capture_on_commit_callbacks)
+    assert rejections(imp) == [(2 + 1_100, f"A NUL byte at byte {content.index(0)} of the file.")]
+    assert {"ok@example.com", "f01099@example.com"} <= emails(tenant_a)
