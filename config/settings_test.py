@@ -40,3 +40,7 @@ SERVER_PROBE_TIMEOUT = 3.0
 # The test's own transaction holds the data: a writer thread on another
 # connection could not see it. Real-worker tests run the threaded path.
 DISPATCH_RECORD_THREAD = False
+
+# Tests read log records through pytest's caplog; the console stays quiet
+# (a refused CSRF check or a failing probe logs a warning by design).
+LOGGING["handlers"]["console"]["level"] = "ERROR"  # noqa: F405
