@@ -113,7 +113,7 @@ class FaultHandler(Pipelining, SinkHandler):
     plan: FaultPlan = field(default_factory=FaultPlan)
     mail_faults: dict[int, Fault] = field(default_factory=dict)  # by MAIL command ordinal, from 1
     auth_faults: dict[int, Fault] = field(default_factory=dict)  # by authenticating connection ordinal, from 1
-    stall_seconds: float = 3.0
+    stall_seconds: float = 4.0
     accepted: list[str] = field(default_factory=list)  # Message-IDs answered with 250 after DATA
     handed: int = 0  # DATA commands with a recipient: letters handed to the server
     played: list[tuple[str, str]] = field(default_factory=list)  # (fault name, recipient or "#ordinal")

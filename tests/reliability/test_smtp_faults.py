@@ -88,7 +88,7 @@ def dispatching(settings, db) -> None:
     settings.DISPATCH_MAX_ATTEMPTS = MAX_ATTEMPTS
     settings.DISPATCH_RETRY_BASE = BASE
     settings.DISPATCH_RETRY_MAX = CAP
-    settings.DISPATCH_SMTP_TIMEOUT = 1.0  # the stall outlasts it (FaultHandler.stall_seconds)
+    settings.DISPATCH_SMTP_TIMEOUT = 2.0  # the stall outlasts it (FaultHandler.stall_seconds)
 
 
 def start_mailing(tenant, servers: list[SmtpServer], emails: list[str]) -> Mailing:
