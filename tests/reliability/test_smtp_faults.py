@@ -398,7 +398,7 @@ SEED = 20240508
 MIX = 200
 TEMPORARY = tuple(MATRIX[n] for n in RESTS + DEFERS if MATRIX[n].phase in ("rcpt", "data"))
 PER_LETTER = [f for f in MATRIX.values() if f.phase in ("rcpt", "data")]
-RARE = {"stall past the timeout": 1, "550 5.7.1 after DATA": 2}  # a stall costs a second
+RARE = {"stall past the timeout": 1, "550 5.7.1 after DATA": 2}  # a stall costs two seconds
 
 
 def plan_mix(rng: random.Random, emails: list[str], plan: FaultPlan) -> dict[str, tuple[Fault, int]]:
