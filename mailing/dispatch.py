@@ -57,7 +57,6 @@ WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
 class Outcome:
     handed: int = 0  # letters that reached DATA (they count against the limit)
     tried: int = 0  # letters whose exchange began: sent, refused or given back
-    server_ok: bool = True
     busy: bool = False  # every connection slot of the server was taken
 
 
@@ -152,7 +151,7 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
     except Exception as exc:
         _server_failed(server, exc, now=now)
         _requeue(letters)
-        return Outcome(server_ok=False)
+        return Outcome()
     # The body and the final dot go out in two writes (see _exchange): with
     # Nagle's algorithm the dot would wait for the server's delayed ACK.
     client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -173,7 +172,6 @@ def _deliver(mailing: Mailing, server: SmtpServer, letters: list[Letter], *, now
             go_on = _send_one(client, mailing, server, letter, recorder, progress, now=now)
             outcome.handed += progress.stage == "data"
             if not go_on:
-                outcome.server_ok = False
                 _requeue(letters[index + 1 :])
                 break
         else:
@@ -215,7 +213,8 @@ def _exchange(
     big providers do) gets MAIL, RCPT and DATA in one write: one round trip
     instead of three."""
     commands = [f"mail FROM:{smtplib.quoteaddr(sender)}", f"rcpt TO:{smtplib.quoteaddr(recipient)}", "data"]
-    if client.does_esmtp and client.has_extn("pipelining"):
+    pipelined = client.does_esmtp and client.has_extn("pipelining")
+    if pipelined:
         client.send("".join(f"{c}\r\n" for c in commands))
         read = client.getreply
     else:
@@ -226,12 +225,12 @@ def _exchange(
 
     code, reply = read()
     if code != 250:
-        _rset(client, pending=2)
+        _rset(client, pending=2 if pipelined else 0)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
     progress.stage = "rcpt"
     code, reply = read()
     if code not in (250, 251):
-        _rset(client, pending=1)
+        _rset(client, pending=1 if pipelined else 0)
         raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     progress.stage = "data"
     code, reply = read()
@@ -256,17 +255,16 @@ def _exchange(
 
 
 def _rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
-    """Reset after a refusal. With PIPELINING the replies to the commands
-    sent after the refused one are still to be read (and a DATA the server
-    took anyway gets an empty message). A server that said 421 has already
-    hung up: its reply, not the hang-up, is what the letter keeps."""
+    """Reset after a refusal. `pending` replies (to pipelined commands sent
+    after the refused one) are read first, and a DATA the server took anyway
+    gets an empty message. A server that said 421 has already hung up: its
+    reply, not the hang-up, is what the letter keeps."""
     with suppress(smtplib.SMTPServerDisconnected, OSError):
-        if client.does_esmtp and client.has_extn("pipelining"):
-            for index in range(pending):
-                code, _ = client.getreply()
-                if index == pending - 1 and code == 354:
-                    client.send(b".\r\n")
-                    client.getreply()
+        for index in range(pending):
+            code, _ = client.getreply()
+            if index == pending - 1 and code == 354:
+                client.send(b".\r\n")
+                client.getreply()
         client.rset()
 
 

@@ -3,12 +3,11 @@ with the letter's contact fields, From resolved for the sending server.
 
 Built with the email package's classic (compat32) classes: the modern
 policy parses and refolds every header and took 1.4 ms a letter, more than
-the SMTP exchange itself; these take 0.3 ms. Three shortcuts halve that:
-a header that is short plain ASCII is written as it is instead of through
+the SMTP exchange itself; these take 0.3 ms. Three shortcuts halve that: a
+header that is short plain ASCII is written as it is instead of through
 email.header's folding, the text parts get their headers set directly
-rather than through Charset's parameter parsing, and their
-quoted-printable body is encoded by binascii (C) rather than
-email.quoprimime (Python). The
+rather than through Charset's parameter parsing, and their quoted-printable
+body is encoded by binascii (C) rather than email.quoprimime (Python). The
 classic classes do not refuse line breaks in headers, so _safe() does, for
 every header."""
 
