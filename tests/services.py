@@ -31,6 +31,12 @@ def port_open(url: str, default_port: int) -> bool:
         return False
 
 
+def require_postgresql() -> None:
+    from django.db import connection
+
+    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+
+
 def require_redis() -> str:
     require("Redis", port_open(REDIS_URL, 6379), f"nothing answers at {REDIS_URL}")
     return REDIS_URL

@@ -3,7 +3,7 @@ waiting and resuming with a controlled clock, failures, and the From of the
 server that actually sends."""
 
 import asyncio
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from itertools import pairwise
 
@@ -223,13 +223,12 @@ def test_a_server_edited_to_break_a_saas_rule_is_refused_before_connecting(tenan
     assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 2
 
 
+@contextmanager
+def all_slots_taken(server):
+    yield False
+
+
 def test_a_busy_server_is_no_reason_to_wait(tenant_a, monkeypatch):
-    from contextlib import contextmanager
-
-    @contextmanager
-    def all_slots_taken(server):
-        yield False
-
     server = make_server(tenant_a, max_per_hour=100)
     mailing = start_mailing(tenant_a, [server], 2)
     monkeypatch.setattr(dispatch, "connection_slot", all_slots_taken)
@@ -239,13 +238,7 @@ def test_a_busy_server_is_no_reason_to_wait(tenant_a, monkeypatch):
 
 
 def test_a_busy_server_without_room_does_not_keep_the_mailing_from_waiting(tenant_a, monkeypatch):
-    from contextlib import contextmanager
-
     from mailing import limits
-
-    @contextmanager
-    def all_slots_taken(server):
-        yield False
 
     server = make_server(tenant_a, max_per_hour=1)
     mailing = start_mailing(tenant_a, [server], 2)

@@ -14,7 +14,7 @@ from mailing import limits
 from mailing.models import UsageBucket
 from servers.models import PlatformQuota, SmtpServer
 from tests.servers.factories import make_server
-from tests.services import require
+from tests.services import require_postgresql
 
 pytestmark = pytest.mark.django_db
 
@@ -259,7 +259,7 @@ def test_the_upsert_targets_the_models_table():
 
 @pytest.mark.django_db(transaction=True)
 def test_racing_workers_never_exceed_the_limit(tenant_a):
-    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+    require_postgresql()
     server = make_server(tenant_a, max_per_hour=100)
     start = threading.Barrier(8)
     granted: list[int] = []

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection
 
 from mailing.recorder import Recorder
-from tests.services import require
+from tests.services import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,7 +29,7 @@ def commit_mode(durable: bool, settings) -> tuple[str, int]:
 
 @pytest.mark.parametrize(("durable", "mode"), [(False, "off"), (True, "on")])
 def test_the_writer_skips_waiting_for_the_disk_only_when_asked(settings, durable, mode):
-    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+    require_postgresql()
     got, writer_connection = commit_mode(durable, settings)
     assert got == mode
     with connection.cursor() as cursor:  # the test's own connection is untouched

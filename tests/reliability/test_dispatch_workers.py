@@ -11,14 +11,13 @@ from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch
 from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from tests.servers.factories import make_server
-from tests.services import require
+from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .workers import (
@@ -39,7 +38,7 @@ L = Letter.Status
 
 @pytest.fixture
 def broker():
-    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+    require_postgresql()
     return redis_broker(13)
 
 

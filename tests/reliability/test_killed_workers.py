@@ -14,7 +14,7 @@ from django.db import connection
 from mailing import dispatch
 from mailing.models import Letter
 from tests.servers.factories import make_server
-from tests.services import require
+from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .workers import (
@@ -39,7 +39,7 @@ KILLS = 5
 
 @pytest.fixture
 def broker() -> str:
-    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+    require_postgresql()
     return redis_broker(12)
 
 

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -29,7 +28,7 @@ from mailing.models import DispatchChain, Letter, Mailing, UsageBucket
 from mailing.sink import SinkHandler
 from servers.models import SmtpServer
 from tests.servers.factories import make_server
-from tests.services import require
+from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .workers import message_id, message_ids, redis_broker, start_mailing, start_workers, stop, tick, wait_for
@@ -43,7 +42,7 @@ WORKERS = 4
 
 @pytest.fixture
 def broker() -> str:
-    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+    require_postgresql()
     return redis_broker(12)
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch, limits
@@ -37,7 +36,7 @@ from servers.models import Health, SmtpServer
 from servers.services import record_health
 from tests.mailing.builders import make_list, make_template
 from tests.servers.factories import make_server
-from tests.services import require
+from tests.services import require_postgresql
 
 from .faults import MATRIX, SERVER_LEVEL, Fault, FaultHandler, FaultPlan, fault_server
 
@@ -83,7 +82,7 @@ def summary() -> Iterator[None]:
 
 @pytest.fixture
 def dispatching(settings, db) -> None:
-    require("PostgreSQL", connection.vendor == "postgresql", "set DATABASE_URL=postgres://...")
+    require_postgresql()
     settings.DISPATCH_BATCH = 2  # a connection per two letters: the faulty one opens the second
     settings.DISPATCH_MAX_ATTEMPTS = MAX_ATTEMPTS
     settings.DISPATCH_RETRY_BASE = BASE
