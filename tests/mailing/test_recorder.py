@@ -16,8 +16,8 @@ def commit_mode(durable: bool, settings) -> tuple[str, int]:
 
     def write() -> None:
         with connection.cursor() as cursor:
-            cursor.execute("SHOW synchronous_commit")
-            seen.append((cursor.fetchone()[0], id(connection.connection)))
+            cursor.execute("SELECT current_setting('synchronous_commit'), pg_backend_pid()")
+            seen.append(cursor.fetchone())
 
     recorder = Recorder(threaded=True)
     recorder.record(write)
@@ -30,9 +30,12 @@ def commit_mode(durable: bool, settings) -> tuple[str, int]:
 @pytest.mark.parametrize(("durable", "mode"), [(False, "off"), (True, "on")])
 def test_the_writer_skips_waiting_for_the_disk_only_when_asked(settings, durable, mode):
     require_postgresql()
-    got, writer_connection = commit_mode(durable, settings)
+    with connection.cursor() as cursor:  # the test's own session, open while the writer runs
+        cursor.execute("SELECT pg_backend_pid()")
+        own_session = cursor.fetchone()[0]
+    got, writer_session = commit_mode(durable, settings)
     assert got == mode
-    with connection.cursor() as cursor:  # the test's own connection is untouched
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"
-    assert writer_connection != id(connection.connection)
+    assert writer_session != own_session  # the writer has a session of its own
+    with connection.cursor() as cursor:  # and the test's is untouched
+        cursor.execute("SELECT current_setting('synchronous_commit'), pg_backend_pid()")
+        assert cursor.fetchone() == ("on", own_session)
