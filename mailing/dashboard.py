@@ -34,7 +34,7 @@ from .selectors import Progress, progress_for
 
 L = Letter.Status
 M = Mailing.Status
-RUNNING = (M.ACTIVE, M.WAITING)
+RUNNING = (M.ACTIVE, M.WAITING, M.BLOCKED)
 CHART_HOURS = 24
 DAY = timedelta(days=1)
 RATE_SPAN = timedelta(minutes=10)

@@ -23,6 +23,13 @@ at most one minute of waiting more than strictly needed.
 The clock is the worker's: machines must keep it synchronised (NTP), since
 a worker running late would write buckets that leave the window early.
 
+A server's optional max per minute is counted in the same buckets, over
+the clock minute: the bucket of the current minute alone. No clock minute
+holds more than the limit; a provider that counts a sliding minute may see
+up to twice the limit across a minute boundary, and its rate-limit reply
+then makes the dispatcher wait (mailing.dispatch.replies). Counting the
+previous minute too would halve what such a server sends.
+
 That guarantee assumes a reservation's letters are handed over in the
 minute it was made (Reservation.expires_at): a sender should reserve in
 small chunks right before DATA and release what it did not use."""
@@ -74,6 +81,9 @@ class Usage:
     day_limit: int | None
     hour_left: int | None  # None: no limit
     day_left: int | None
+    minute_used: int = 0
+    minute_limit: int | None = None
+    minute_left: int | None = None
     tenant_day_used: int | None = None  # platform servers only
     tenant_quota: int | None = None
     tenant_day_left: int | None = None
@@ -82,7 +92,7 @@ class Usage:
     @property
     def left(self) -> int | None:
         """How many letters the server may take now (None: no limit)."""
-        return _min_room(self.hour_left, self.day_left, self.tenant_day_left)
+        return _min_room(self.minute_left, self.hour_left, self.day_left, self.tenant_day_left)
 
     @property
     def is_spent(self) -> bool:
@@ -185,12 +195,14 @@ def _check_tenant(server: SmtpServer, tenant: Tenant) -> None:
 def _room(server: SmtpServer, tenant: Tenant, minute: datetime) -> int | None:
     """How many letters fit in every window now (None: no limit at all)."""
     quota = platform_quota(server, tenant) if server.is_platform else None
-    if server.max_per_hour is None and server.max_per_day is None and quota is None:
+    limits = (server.max_per_minute, server.max_per_hour, server.max_per_day, quota)
+    if all(limit is None for limit in limits):
         return None  # nothing to sum against; the grant is still counted
     sums = UsageBucket.objects.filter(server=server, minute__gte=minute - DAY_SPAN).aggregate(
         **_window_sums(tenant, minute)
     )
     return _min_room(
+        _left(server.max_per_minute, sums["this_minute"]),
         _left(server.max_per_hour, sums["hour"]),
         _left(server.max_per_day, sums["day"]),
         _left(quota, sums["mine"]),
@@ -215,6 +227,7 @@ def _window_sums(tenant: Tenant, minute: datetime) -> dict[str, Coalesce]:
     """Over rows already limited to the day window: the hour window, the
     day window, and the tenant's own share of the day (its platform quota)."""
     return {
+        "this_minute": Coalesce(Sum("count", filter=Q(minute__gte=minute)), 0),
         "hour": Coalesce(Sum("count", filter=Q(minute__gte=minute - HOUR_SPAN)), 0),
         "day": Coalesce(Sum("count"), 0),
         "mine": Coalesce(Sum("count", filter=Q(tenant=tenant)), 0),
@@ -240,6 +253,9 @@ def _usage(server: SmtpServer, sums: dict[str, int], quota: int | None) -> Usage
         day_limit=server.max_per_day,
         hour_left=_left(server.max_per_hour, hour),
         day_left=_left(server.max_per_day, day),
+        minute_used=sums.get("this_minute", 0),
+        minute_limit=server.max_per_minute,
+        minute_left=_left(server.max_per_minute, sums.get("this_minute", 0)),
     )
     if not server.is_platform:
         return usage
@@ -272,7 +288,9 @@ def _minutes_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) 
 def _resume_at(usage: Usage, history: list[_Minute], minute: datetime) -> datetime | None:
     """The later of the spent windows' resume times."""
     in_hour = [(h.minute, h.total) for h in history if h.minute >= minute - HOUR_SPAN]
+    in_minute = [(h.minute, h.total) for h in history if h.minute >= minute]
     candidates = [
+        _window_resume(usage.minute_limit, in_minute, timedelta(0)),
         _window_resume(usage.hour_limit, in_hour, HOUR_SPAN),
         _window_resume(usage.day_limit, [(h.minute, h.total) for h in history], DAY_SPAN),
         _window_resume(usage.tenant_quota, [(h.minute, h.mine) for h in history], DAY_SPAN),

@@ -22,12 +22,13 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "schedule": (frozenset({S.DRAFT}), S.SCHEDULED),
     "unschedule": (frozenset({S.SCHEDULED}), S.DRAFT),
     "start": (frozenset({S.DRAFT, S.SCHEDULED}), S.ACTIVE),
-    "pause": (frozenset({S.ACTIVE, S.WAITING}), S.PAUSED),
+    "pause": (frozenset({S.ACTIVE, S.WAITING, S.BLOCKED}), S.PAUSED),
     "resume": (frozenset({S.PAUSED}), S.ACTIVE),
-    "cancel": (frozenset({S.DRAFT, S.SCHEDULED, S.ACTIVE, S.WAITING, S.PAUSED}), S.CANCELLED),
+    "cancel": (frozenset({S.DRAFT, S.SCHEDULED, S.ACTIVE, S.WAITING, S.BLOCKED, S.PAUSED}), S.CANCELLED),
     "wait": (frozenset({S.ACTIVE}), S.WAITING),
-    "wake": (frozenset({S.WAITING}), S.ACTIVE),
-    "complete": (frozenset({S.ACTIVE, S.WAITING}), S.COMPLETED),
+    "block": (frozenset({S.ACTIVE}), S.BLOCKED),
+    "wake": (frozenset({S.WAITING, S.BLOCKED}), S.ACTIVE),
+    "complete": (frozenset({S.ACTIVE, S.WAITING, S.BLOCKED}), S.COMPLETED),
 }
 
 

@@ -23,6 +23,7 @@ from django.conf import settings
 from servers.models import SmtpServer
 
 from . import rendering
+from .addresses import ascii_domain
 from .models import Letter, Mailing
 from .sender import resolve_sender
 from .unsubscribe import unsubscribe_url
@@ -36,6 +37,10 @@ class _Policy(Compat32):
     def fold_binary(self, name: str, value: object) -> bytes:
         if isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= self.max_line_length:
             return f"{name}: {value}{self.linesep}".encode("ascii")
+        if name == "To" and isinstance(value, str):
+            # An address whose local part is not ASCII goes as it is, in
+            # UTF-8 (RFC 6532), only to a server that offers SMTPUTF8.
+            return f"{name}: {value}{self.linesep}".encode()
         return super().fold_binary(name, value)
 
 
@@ -87,14 +92,16 @@ def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = 
     else:
         message = text
         message["MIME-Version"] = "1.0"
-    message["From"] = _safe(formataddr((sender.name, sender.email), charset="utf-8"))
-    message["To"] = _safe(letter.email)
+    # International domains go as IDNA in every header and the Message-ID.
+    sender_email = ascii_domain(sender.email)
+    message["From"] = _safe(formataddr((sender.name, sender_email), charset="utf-8"))
+    message["To"] = _safe(ascii_domain(letter.email))
     if sender.reply_to:
-        message["Reply-To"] = _safe(sender.reply_to)
+        message["Reply-To"] = _safe(ascii_domain(sender.reply_to))
     # Contact data must not break the header: line breaks become spaces.
     message["Subject"] = _text_header(" ".join(rendering.render(mailing.subject, context, html=False).splitlines()))
     message["Date"] = formatdate(localtime=False)
-    domain = sender.email.rpartition("@")[2] or "postroute.invalid"
+    domain = sender_email.rpartition("@")[2] or "postroute.invalid"
     message["Message-ID"] = f"<{letter.public_id}@{domain}>"
     message[LETTER_HEADER] = str(letter.public_id)
     # RFC 8058 one-click unsubscribe: mailbox providers POST to the URL.

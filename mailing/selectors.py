@@ -11,7 +11,7 @@ from servers.models import SmtpServer
 from .models import Contact, Letter, Mailing, MailTemplate
 
 L = Letter.Status
-RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING)
+RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING, Mailing.Status.BLOCKED)
 
 
 def has_template(tenant: Tenant) -> bool:

@@ -30,11 +30,21 @@ def dispatch_tick() -> None:
 @shared_task(acks_late=True)
 def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     """One batch; the next one is queued at once while there is more, so
-    sending goes on without pauses."""
-    more = dispatch.run_mailing(mailing_id=mailing_id) == "more"
-    dispatch.renew_chain(mailing_id, slot, more=more)
-    if more:
+    sending goes on without pauses. When the server to use is busy with
+    other mailings, the chain tries again in a moment without holding a
+    worker meanwhile."""
+    result = dispatch.run_mailing(mailing_id=mailing_id)
+    # Run in-process (tests), a countdown would be ignored and a busy chain
+    # would spin: there the next tick picks the mailing up.
+    retry = result == "busy" and not send_mailing.app.conf.task_always_eager
+    dispatch.renew_chain(mailing_id, slot, more=result == "more" or retry)
+    if result == "more":
         send_mailing.delay(mailing_id, slot)
+    elif retry:
+        send_mailing.apply_async((mailing_id, slot), countdown=BUSY_RETRY_SECONDS)
+
+
+BUSY_RETRY_SECONDS = 1
 
 
 @shared_task

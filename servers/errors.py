@@ -3,6 +3,7 @@ provider's own hint where one applies."""
 
 import imaplib
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -28,16 +29,28 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
     return f"{exc.smtp_code} {text}".strip()
 
 
-BLACKLIST_WORDS = ("spam", "blacklist", "blocklist", "blocked using")
+# Words that name the sending IP or host, or a DNS blocklist: a refusal of
+# everyone who sends from here, not of one message.
+LISTING = re.compile(
+    r"blacklist|blocklist|block list|black list|blocked using|\blisted\b|\brbl\b|dnsbl|spamhaus|spamcop|barracuda"
+    r"|sorbs|client host|\bip\b|ip address|your host|sender host|poor reputation",
+    re.IGNORECASE,
+)
 
 
 def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool:
-    """A refusal of the sending IP or account. At RCPT a bare 5.7.1 may be
-    one recipient's own policy, so only the wording counts there (Postfix
-    refuses a listed client at RCPT: "... blocked using zen.spamhaus.org")."""
-    lowered = text.lower()
-    worded = any(w in lowered for w in BLACKLIST_WORDS)
-    return code >= 500 and (worded or ("5.7.1" in text and not at_recipient))
+    """A refusal of the sending IP or account. At MAIL FROM (and in the
+    connection test) a bare 5.7.1 or "spam rejected" refuses the sender
+    itself (Rambler's blacklisting, DOMAIN.md §6). Once a recipient or a
+    message is on the table, only words naming the IP, the host or a list
+    count: "554 5.7.1 Message rejected as spam" refuses that message, not
+    the server (Postfix refuses a listed client at RCPT: "... blocked using
+    zen.spamhaus.org")."""
+    if code < 500:
+        return False
+    if LISTING.search(text):
+        return True
+    return not at_recipient and ("spam" in text.lower() or "5.7.1" in text)
 
 
 def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:

@@ -56,6 +56,12 @@ class HealthMixin(models.Model):
 port_validators = [MinValueValidator(1), MaxValueValidator(65535)]
 
 
+class RestReason(models.TextChoices):
+    CONNECTION = "connection", "Connection trouble"
+    RATE_LIMIT = "rate_limit", "Rate-limited by the server"
+    REFUSALS = "refusals", "Refusing every letter for now"
+
+
 class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
     class Kind(models.TextChoices):
         EXTERNAL = "external", "External SMTP"
@@ -75,6 +81,9 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
     verify_tls = models.BooleanField(
         "verify TLS certificates", default=True, help_text="Turning this off is possible only when self-hosted."
     )
+    max_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: no per-minute limit. Providers publish per-minute caps."
+    )
     max_per_hour = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no hourly limit.")
     max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no daily limit.")
     allow_sender_substitution = models.BooleanField(
@@ -87,9 +96,12 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="How many workers may talk to this server at once (providers limit it).",
     )
-    # A server that keeps failing at connection level rests as a whole.
+    # A server that keeps failing at connection level, refuses every letter
+    # for now, or says it is rate-limiting us, rests as a whole.
     backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
     connection_failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    rest_reason = models.CharField(max_length=12, choices=RestReason.choices, blank=True, editable=False)
+    rest_reply = models.TextField(blank=True, editable=False)
     # Platform server only: how many letters each tenant may send through it
     # per day, unless a PlatformQuota row says otherwise for that tenant.
     tenant_daily_quota = models.PositiveIntegerField(null=True, blank=True)
@@ -122,6 +134,32 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
         errors = rules.smtp_server_errors(self)
         if errors:
             raise ValidationError(errors)
+
+
+class TenantRest(models.Model):
+    """One tenant's use of a platform server, held back by what that tenant's
+    own letters caused (refusals of its recipients or its content), so that
+    nothing one tenant sends takes the shared server from the others. A rest
+    ends by itself at `until`; a block (`blocked`) waits for staff, who see
+    it in the admin."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="tenant_rests")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="server_rests")
+    until = models.DateTimeField(null=True, blank=True)
+    blocked = models.BooleanField(default=False)
+    strikes = models.PositiveSmallIntegerField(default=0)
+    reason = models.CharField(max_length=12, choices=RestReason.choices)
+    reply = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "tenant"], name="tenant_rest_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} on {self.server.name}: {'blocked' if self.blocked else f'rests until {self.until}'}"
+
+    def holds(self, now) -> bool:
+        return self.blocked or bool(self.until and self.until > now)
 
 
 class PlatformQuota(models.Model):

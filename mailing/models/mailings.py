@@ -18,6 +18,9 @@ class Mailing(models.Model):
         SCHEDULED = "scheduled", "Scheduled"
         ACTIVE = "active", "Sending"
         WAITING = "waiting", "Waiting for limits"
+        # No server can send without someone's action (all failing,
+        # disabled, blocked or with a limit of 0): no time to wait for.
+        BLOCKED = "blocked", "Cannot send"
         PAUSED = "paused", "Paused"
         COMPLETED = "completed", "Completed"
         CANCELLED = "cancelled", "Cancelled"
@@ -56,7 +59,7 @@ class Mailing(models.Model):
 
     @property
     def is_running(self) -> bool:
-        return self.status in (self.Status.ACTIVE, self.Status.WAITING)
+        return self.status in (self.Status.ACTIVE, self.Status.WAITING, self.Status.BLOCKED)
 
 
 class MailingServer(models.Model):

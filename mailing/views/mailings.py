@@ -28,7 +28,7 @@ def mailing_list(request: HttpRequest) -> HttpResponse:
     for m in all_mailings:
         m.progress = progress[m.pk]
     groups = {
-        "running": [m for m in all_mailings if m.status in (S.ACTIVE, S.WAITING, S.PAUSED, S.SCHEDULED)],
+        "running": [m for m in all_mailings if m.status in (S.ACTIVE, S.WAITING, S.BLOCKED, S.PAUSED, S.SCHEDULED)],
         "drafts": [m for m in all_mailings if m.status == S.DRAFT],
         "finished": [m for m in all_mailings if m.status in (S.COMPLETED, S.CANCELLED)],
     }

@@ -71,9 +71,10 @@ def test_nobody_to_send_to_is_refused_and_nothing_changes(setup, tenant_a):
     "path, allowed",
     [
         ([], {"schedule", "start", "cancel"}),
-        (["start"], {"pause", "cancel", "wait", "complete"}),
+        (["start"], {"pause", "cancel", "wait", "block", "complete"}),
         (["start", "pause"], {"resume", "cancel"}),
         (["start", "wait"], {"pause", "cancel", "wake", "complete"}),
+        (["start", "block"], {"pause", "cancel", "wake", "complete"}),
         (["start", "cancel"], set()),
     ],
 )

@@ -1,0 +1,41 @@
+"""Addresses as they go over SMTP. A domain goes out as IDNA (punycode):
+every server accepts `ivan@xn--e1afmkfd.xn--p1ai`. A local part that is not
+ASCII (`josé@…`) needs SMTPUTF8 (RFC 6531), which only some servers offer;
+without it that one letter cannot be sent through that server."""
+
+from dataclasses import dataclass
+
+import idna
+
+
+class UnsendableAddress(ValueError):
+    """This address cannot go through this server (the letter fails with
+    the message)."""
+
+
+@dataclass(frozen=True)
+class WireAddress:
+    text: str  # as it goes into MAIL FROM, RCPT TO and the headers
+    utf8: bool  # needs SMTPUTF8
+
+
+def wire_address(address: str) -> WireAddress:
+    local, at, domain = address.rpartition("@")
+    if not at or not local:
+        raise UnsendableAddress(f"{address!r} is not an address.")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise UnsendableAddress(f"The domain of {address} is not a valid international name ({exc}).") from exc
+    return WireAddress(f"{local}@{domain}", not local.isascii())
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain in IDNA, the local part as it is; an
+    address whose domain cannot be encoded is returned unchanged (the
+    dispatcher refuses it before sending)."""
+    try:
+        return wire_address(address).text
+    except UnsendableAddress:
+        return address

@@ -1,0 +1,349 @@
+"""One batch: a connection slot, room reserved in the limits, letters
+claimed, one SMTP connection carrying them, and every letter ending with a
+result or back in the queue, whatever the server says or raises."""
+
+import logging
+import smtplib
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Q
+
+from accounts.models import Tenant
+from servers import rules
+from servers.connections import open_smtp
+from servers.models import SmtpServer
+
+from .. import limits
+from ..addresses import UnsendableAddress
+from ..messages import POLICY, build_message
+from ..models import Letter, Mailing
+from ..recorder import Recorder, RecordingFailed
+from . import rests
+from .exchange import Progress, Refusal, envelope, exchange
+from .replies import Kind, Stage, Verdict, judge
+from .results import defer, fail, fail_and_suppress, record_sent, requeue
+
+log = logging.getLogger(__name__)
+L = Letter.Status
+M = Mailing.Status
+PENDING = (L.QUEUED, L.DEFERRED)
+WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
+LEASE = timedelta(minutes=10)
+# Temporary refusals of this many letters in a row are the server's state
+# (a 451 to everything), not the recipients': the server rests and the
+# letters go to the next server at once, uncounted.
+STORM = 3
+# Content refusals in a row that rest the sending (the tenant's, on a
+# platform server).
+CONTENT_STRIKES = 3
+
+
+@dataclass
+class Outcome:
+    handed: int = 0  # letters that reached DATA (they count against the limit)
+    tried: int = 0  # letters whose exchange began: sent, refused or given back
+    busy: bool = False  # every connection slot of the server was taken
+
+
+def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
+    outcome = Outcome()
+    with connection_slot(server) as slot:
+        if not slot:
+            outcome.busy = True
+            return outcome
+        reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
+        if not reservation.granted:
+            return outcome
+        unused = reservation.granted
+        try:
+            letters = claim(mailing, server, reservation.granted, now=now)
+            # Room for letters there are not is given back at once: the
+            # dashboard counts only what is handed over or in flight.
+            limits.release(reservation=reservation, unused=reservation.granted - len(letters))
+            unused = len(letters)
+            if letters:
+                Batch(mailing, server, letters, outcome, now).run()
+        finally:
+            # Counted in a finally, from what reached DATA, whatever raised.
+            limits.release(reservation=reservation, unused=unused - outcome.handed)
+    return outcome
+
+
+def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
+    """Queued letters first, then deferred ones that are due, oldest first:
+    a letter that keeps failing cannot hold up the rest of the mailing. One
+    query per status, each reading the (mailing, status, id) index in
+    order, so a claim reads about `count` rows however long the mailing."""
+    token = uuid.uuid4()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
+    with transaction.atomic():
+        ids: list[int] = []
+        for status in PENDING:
+            if len(ids) < count:
+                ids += letters.filter(status=status).values_list("pk", flat=True)[: count - len(ids)]
+        # The status condition makes the claim safe where row locks are not
+        # available (SQLite in development): only one token wins a row.
+        Letter.objects.filter(pk__in=ids, status__in=PENDING).update(
+            status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
+        )
+    return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
+
+
+@dataclass
+class Batch:
+    mailing: Mailing
+    server: SmtpServer
+    letters: list[Letter]
+    outcome: Outcome
+    now: datetime
+    started: float = field(default_factory=time.monotonic)
+    held: list[tuple[Letter, str]] = field(default_factory=list)  # temporary refusals in a row
+    done: set[int] = field(default_factory=set)  # letters with a result or given back
+    content_strikes: int = 0
+    accepted: int = 0
+
+    def clock(self) -> datetime:
+        """The batch's clock: `now` as the caller gave it, moved on by the
+        time spent since (so a test's clock and the real one both work)."""
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
+    def run(self) -> None:
+        try:
+            client = open_smtp(self.server, timeout=settings.DISPATCH_SMTP_TIMEOUT)
+        except Exception as exc:
+            rests.server_failed(self.server, exc, now=self.now)
+            self._give_back(self.letters)
+            return
+        # The body and the final dot go out in two writes (see exchange):
+        # with Nagle's algorithm the dot would wait for the delayed ACK.
+        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
+        try:
+            self._loop(client)
+            self._end_of_streak(batch_over=True)
+        finally:
+            self.recorder.close()
+            self._give_back([letter for letter in self.letters if letter.pk not in self.done], quietly=True)
+            _close(client)
+
+    def _loop(self, client: smtplib.SMTP) -> None:
+        check_at = time.monotonic() + settings.DISPATCH_TICK / 2
+        allowed: int | None = None
+        for index, letter in enumerate(self.letters):
+            if time.monotonic() >= check_at:
+                # A long batch (a slow server) still stops within a tick when
+                # the mailing is paused, the server disabled or its limit
+                # lowered below what this batch reserved.
+                allowed = self._may_still_send(len(self.letters) - index)
+                check_at = time.monotonic() + settings.DISPATCH_TICK / 2
+            if allowed is not None:
+                if allowed <= 0:
+                    return
+                allowed -= 1
+            self.outcome.tried += 1
+            progress = Progress()
+            try:
+                go_on = self._send_one(client, letter, progress)
+            finally:
+                self.outcome.handed += progress.handed
+            if not go_on:
+                return
+
+    def _send_one(self, client: smtplib.SMTP, letter: Letter, progress: Progress) -> bool:
+        """Send and record one letter; False when this batch must stop."""
+        try:
+            data = build_message(letter, self.server, self.mailing).as_bytes(policy=WIRE)
+            commands = envelope(client, self.server.sender_email, letter.email)
+        except UnsendableAddress as exc:
+            self._record(letter, partial(fail, letter, str(exc)))
+            return True
+        except Exception as exc:  # the builder refused this one letter: it fails, the batch goes on
+            log.exception("letter %s could not be built", letter.pk)
+            self._record(letter, partial(fail, letter, f"The message could not be built: {exc}"))
+            return True
+        _deadline(client, settings.DISPATCH_SMTP_TIMEOUT)
+        try:
+            reply = exchange(client, commands, data, self.recorder, progress)
+        except Refusal as exc:
+            return self._refused(letter, judge(exc.code, exc.reply, exc.stage), exc.stage)
+        except RecordingFailed:
+            raise
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._lost(letter, progress, exc)
+            return False
+        except Exception as exc:  # not the server's doing: this letter keeps the error
+            log.exception("letter %s: unexpected error while sending", letter.pk)
+            self._record(letter, partial(defer, letter, f"Unexpected error while sending: {exc!r}", now=self.now))
+            return False  # the connection's state is unknown
+        self._record(letter, partial(record_sent, letter, at=self.clock(), reply=reply))
+        self._accepted()
+        return True
+
+    def _lost(self, letter: Letter, progress: Progress, exc: BaseException) -> None:
+        if progress.stage == Stage.MAIL:
+            self._give_back([letter])  # the connection was gone before this letter began
+        else:
+            # It may or may not have been accepted: retry it later rather
+            # than lose it.
+            self._record(letter, partial(defer, letter, f"connection lost: {exc or 'no reason'}", now=self.now))
+        rests.server_failed(self.server, exc, now=self.now)
+
+    def _refused(self, letter: Letter, verdict: Verdict, stage: Stage) -> bool:
+        kind, server, tenant = verdict.kind, self.server, self.mailing.tenant
+        if kind in (Kind.BAD_ADDRESS, Kind.REFUSED, Kind.CONTENT):
+            self._end_of_streak()
+            write = fail_and_suppress if kind == Kind.BAD_ADDRESS else fail
+            self._record(letter, partial(write, letter, verdict.reply))
+            if kind != Kind.CONTENT:
+                return True
+            self.content_strikes += 1
+            if self.content_strikes < CONTENT_STRIKES:
+                return True
+            rests.refusing(server, tenant, verdict, now=self.now)
+            return False
+        if kind == Kind.TEMPORARY:
+            self.held.append((letter, verdict.reply))
+            if len(self.held) < STORM:
+                return True
+            self._storm(verdict)
+            return False
+        # The server refuses everyone for now: this letter and the ones
+        # refused just before it go back uncounted, to this server later or
+        # the next one at once.
+        self._give_back([letter, *self._take_held()], reply=verdict.reply)
+        if kind == Kind.RATE_LIMIT:
+            rests.rest_server(server, rests.RestReason.RATE_LIMIT, verdict.reply, now=self.now, wait=verdict.wait)
+        elif kind == Kind.SERVER_BUSY:
+            rests.rest_server(server, rests.RestReason.CONNECTION, verdict.reply, now=self.now)
+        elif kind == Kind.SENDER_REFUSED:
+            refused = smtplib.SMTPSenderRefused(verdict.code, verdict.words, server.sender_email)
+            rests.server_failed(server, refused, now=self.now, disable=True)
+        elif not server.is_platform:
+            refused = smtplib.SMTPResponseException(verdict.code, verdict.words)
+            rests.server_failed(server, refused, now=self.now, disable=True)
+        else:  # a blacklisting seen on this tenant's letters to a platform server
+            rests.rest_tenant(server, tenant, rests.RestReason.REFUSALS, verdict.reply, now=self.now, block=True)
+        return False
+
+    def _storm(self, verdict: Verdict) -> None:
+        self._give_back(self._take_held(), reply=verdict.reply)
+        rests.refusing(self.server, self.mailing.tenant, verdict, now=self.now)
+
+    def _end_of_streak(self, *, batch_over: bool = False) -> None:
+        """Temporary refusals followed by anything else were the recipients'
+        own (greylisting, a full mailbox): those letters are deferred and
+        count an attempt. A batch of nothing but such refusals is a storm."""
+        if batch_over and self.held and len(self.held) == self.outcome.tried >= 2:
+            self._storm(Verdict(Kind.TEMPORARY, 0, self.held[-1][1]))
+            return
+        held, self.held = self.held, []
+        for letter, reply in held:
+            self._record(letter, partial(defer, letter, reply, now=self.now))
+
+    def _take_held(self) -> list[Letter]:
+        held, self.held = [letter for letter, _ in self.held], []
+        return held
+
+    def _accepted(self) -> None:
+        self._end_of_streak()
+        self.content_strikes = 0
+        self.accepted += 1
+        if self.accepted == 1:
+            rests.accepted_again(self.server, self.mailing.tenant)
+
+    def _record(self, letter: Letter, write: Callable[[], object]) -> None:
+        self.done.add(letter.pk)
+        self.recorder.record(write)
+
+    def _give_back(self, letters: list[Letter], *, reply: str = "", quietly: bool = False) -> None:
+        try:
+            requeue(letters, reply=reply)
+        except Exception:
+            if not quietly:
+                raise
+            log.exception("letters could not be given back; their lease returns them")
+        self.done.update(letter.pk for letter in letters)
+
+    def _may_still_send(self, remaining: int) -> int | None:
+        """How many more letters this batch may hand over: None for all of
+        them, 0 to stop now (the rest goes back to the queue)."""
+        if not may_go_on(self.mailing, self.server, self.clock()):
+            return 0
+        fresh = SmtpServer.objects.get(pk=self.server.pk)
+        left = limits.window_usage([fresh], self.mailing.tenant, self.clock())[fresh.pk].left
+        if left is None:
+            return None
+        # The window counts every letter this batch claimed; only those
+        # that reached DATA are really used.
+        return min(remaining, left + len(self.letters) - self.outcome.handed)
+
+
+def may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> bool:
+    """The mailing is still running, its tenant not suspended, and the
+    server enabled, healthy, not resting, not held back for this tenant and
+    within the rules."""
+    # Waiting (another chain found the limits spent) does not stop a batch
+    # whose room is already reserved; pausing and cancelling do.
+    running = Mailing.objects.filter(
+        pk=mailing.pk, status__in=(M.ACTIVE, M.WAITING, M.BLOCKED), tenant__status=Tenant.Status.ACTIVE
+    )
+    fresh = SmtpServer.objects.filter(pk=server.pk).first()
+    if not running.exists() or fresh is None or not fresh.is_usable or rests.resting(fresh, now):
+        return False
+    if rests.held_server_ids(mailing.tenant_id, [server.pk], now):
+        return False
+    try:
+        rules.assert_connectable(fresh)
+    except ValidationError:
+        return False
+    return True
+
+
+def _deadline(client: smtplib.SMTP, seconds: float) -> None:
+    """One letter's whole exchange must end within `seconds`, however the
+    server dribbles its replies (servers.netguard's clients enforce it)."""
+    set_deadline = getattr(client, "deadline_in", None)
+    if set_deadline is not None:
+        set_deadline(seconds)
+
+
+def _close(client: smtplib.SMTP) -> None:
+    try:
+        client.quit()
+    except Exception:
+        client.close()
+
+
+@contextmanager
+def connection_slot(server: SmtpServer) -> Iterator[bool]:
+    """At most server.max_connections workers talk to one server at once.
+    PostgreSQL advisory locks are per database session, so a dead worker's
+    slot frees itself when its connection closes."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = None
+    with connection.cursor() as cursor:
+        for slot in range(server.max_connections):
+            candidate = server.pk * 64 + slot
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [candidate])
+            if cursor.fetchone()[0]:
+                key = candidate
+                break
+    try:
+        yield key is not None
+    finally:
+        if key is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])

@@ -1,0 +1,122 @@
+"""One letter's SMTP exchange: MAIL, RCPT, DATA, the body and the final
+dot, as smtplib.sendmail does, with three differences:
+
+- the previous letter's result must be committed before this one is
+  accepted (the commit overlaps this letter's round trips);
+- a server that offers PIPELINING (RFC 2920; the big providers do) gets
+  MAIL, RCPT and DATA in one write: one round trip instead of three;
+- addresses go as IDNA, and a non-ASCII local part with SMTPUTF8 when the
+  server offers it (RFC 6531)."""
+
+import re
+import smtplib
+from dataclasses import dataclass
+
+from ..addresses import UnsendableAddress, wire_address
+from ..recorder import Recorder, RecordingFailed
+from .replies import Stage
+
+
+class Refusal(Exception):
+    """The server refused the letter at `stage` with `code` and `reply`."""
+
+    def __init__(self, code: int, reply: str, stage: Stage) -> None:
+        super().__init__(f"{reply} (at {stage})")
+        self.code, self.reply, self.stage = code, reply, stage
+
+
+@dataclass
+class Progress:
+    """How far one letter got: MAIL (nothing of it reached the server yet),
+    RCPT, DATA or DOT. From DATA on it counts against the limit: the server
+    may have taken it."""
+
+    stage: Stage = Stage.MAIL
+
+    @property
+    def handed(self) -> bool:
+        return self.stage in (Stage.DATA, Stage.DOT)
+
+
+LEADING_DOT = re.compile(rb"(?m)^\.")
+NO_SMTPUTF8 = "The server does not accept international addresses (it does not offer SMTPUTF8)."
+
+
+def envelope(client: smtplib.SMTP, sender: str, recipient: str) -> list[bytes]:
+    """The MAIL, RCPT and DATA commands; UnsendableAddress when this server
+    cannot take this recipient."""
+    mail, rcpt = wire_address(sender), wire_address(recipient)
+    options = b""
+    if mail.utf8 or rcpt.utf8:
+        if not (client.does_esmtp and client.has_extn("smtputf8")):
+            raise UnsendableAddress(NO_SMTPUTF8)
+        options = b" SMTPUTF8" + (b" BODY=8BITMIME" if client.has_extn("8bitmime") else b"")
+    return [
+        b"MAIL FROM:<" + mail.text.encode() + b">" + options,
+        b"RCPT TO:<" + rcpt.text.encode() + b">",
+        b"DATA",
+    ]
+
+
+def exchange(client: smtplib.SMTP, commands: list[bytes], data: bytes, recorder: Recorder, progress: Progress) -> str:
+    """Send one letter; the server's final reply, or Refusal."""
+    pipelined = client.does_esmtp and client.has_extn("pipelining")
+    if pipelined:
+        client.send(b"".join(c + b"\r\n" for c in commands))
+        read = client.getreply
+    else:
+
+        def read() -> tuple[int, bytes]:
+            client.send(commands.pop(0) + b"\r\n")
+            return client.getreply()
+
+    _expect(client, read(), (250,), Stage.MAIL, pending=2 if pipelined else 0)
+    progress.stage = Stage.RCPT
+    _expect(client, read(), (250, 251), Stage.RCPT, pending=1 if pipelined else 0)
+    progress.stage = Stage.DATA
+    _expect(client, read(), (354,), Stage.DATA)
+    # The body as smtplib.data() sends it (leading dots doubled; the message
+    # is built with CRLF line ends), but the server accepts the letter only
+    # at the final dot: the previous result is committed before that.
+    body = LEADING_DOT.sub(b"..", data)
+    client.send(body if body.endswith(b"\r\n") else body + b"\r\n")
+    try:
+        recorder.wait_for_previous()
+    except RecordingFailed:
+        client.close()  # without the final dot the server drops this letter
+        raise
+    progress.stage = Stage.DOT
+    client.send(b".\r\n")
+    return _expect(client, client.getreply(), (250,), Stage.DOT)
+
+
+def _expect(
+    client: smtplib.SMTP, answer: tuple[int, bytes], ok: tuple[int, ...], stage: Stage, pending: int = 0
+) -> str:
+    code, raw = answer
+    reply = text(code, raw)
+    if code not in ok:
+        rset(client, pending=pending)
+        raise Refusal(code, reply, stage)
+    return reply
+
+
+def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
+    """Reset after a refusal. `pending` replies (to pipelined commands sent
+    after the refused one) are read first, and a DATA the server took anyway
+    gets an empty message. A server that said 421 has already hung up: its
+    reply, not the hang-up, is what the letter keeps."""
+    try:
+        for index in range(pending):
+            code, _ = client.getreply()
+            if index == pending - 1 and code == 354:
+                client.send(b".\r\n")
+                client.getreply()
+        client.rset()
+    except (smtplib.SMTPServerDisconnected, OSError):
+        pass
+
+
+def text(code: int, reply: bytes | str) -> str:
+    decoded = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    return " ".join(f"{code} {decoded}".split())[:1000]

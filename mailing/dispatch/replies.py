@@ -1,0 +1,128 @@
+"""What a server's reply to one letter means (DOMAIN.md §7), and whom it
+concerns: the server as a whole, the tenant whose letter it was, or that one
+letter. Providers word the same thing in many ways; the judgement goes by
+the stage of the exchange, the code, the enhanced status code and the words.
+
+- A rate limit ("too much mail", "rate limit", 4.7.x with such words; the
+  wordings of Postfix, Gmail, Yandex and Mail.ru) is not trouble: the server
+  waits for the provider's window and the letter goes later, uncounted.
+- A refusal of the sending IP or host (an RBL, "blocked using", "listed",
+  "client host", "your IP") is a blacklisting: no letter can pass.
+- A refusal of one message's content (spam-looking, a virus, a policy on
+  this message) fails that letter only.
+- 5.1.x at RCPT (user or domain unknown) is a bad address: the letter fails
+  and the address is suppressed as a hard bounce would; other permanent
+  refusals of a recipient (5.7.x policy) fail the letter only.
+- Other temporary refusals at RCPT or after DATA may be the recipient's
+  (greylisting) or the server's (a 451 to everything): the batch tells them
+  apart by counting them in a row (mailing.dispatch.batch)."""
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from servers.errors import is_blacklisting
+
+
+class Stage(StrEnum):
+    MAIL = "mail"  # the reply to MAIL FROM (or the connection's own 421)
+    RCPT = "rcpt"
+    DATA = "data"  # the reply to the DATA command
+    DOT = "dot"  # the reply after the message: the server's verdict on it
+
+
+class Kind(StrEnum):
+    RATE_LIMIT = "rate_limit"  # server: wait for the provider's window
+    SERVER_BUSY = "server_busy"  # server: 421, or a 4xx to MAIL FROM
+    SENDER_REFUSED = "sender_refused"  # server: 5xx to our own MAIL FROM
+    BLACKLISTED = "blacklisted"  # server (or, on the platform, the tenant)
+    CONTENT = "content"  # letter fails; repeated ones rest the tenant
+    BAD_ADDRESS = "bad_address"  # letter fails, address suppressed
+    REFUSED = "refused"  # letter fails
+    TEMPORARY = "temporary"  # letter waits; many in a row rest the server
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: Kind
+    code: int
+    reply: str  # "550 5.1.1 ...": the code and the server's words
+    wait: timedelta | None = None  # rate limits: how long the provider asks
+
+    @property
+    def words(self) -> str:
+        """The reply without its code, as smtplib's exceptions hold it."""
+        return self.reply.removeprefix(str(self.code)).strip()
+
+
+RATE_WORDS = re.compile(
+    r"too (much|many) (mail|messages|emails|recipients|connections)|rate.?limit|ratelimit|sending rate"
+    r"|unusual rate|rate of (unsolicited )?mail|too fast|slow down|exceeded.{0,30}(limit|quota)|limit exceeded"
+    r"|message quota|try again later|please come back later",
+    re.IGNORECASE,
+)
+# A recipient's own state: its mailbox is full or receives too fast (Gmail's
+# 4.2.1), or greylisting; these concern one letter, not the server.
+RECIPIENT_WORDS = re.compile(r"greylist|graylist|mailbox (is )?full|over quota|receiving mail at a rate", re.I)
+CONTENT_WORDS = re.compile(
+    r"spam|virus|malware|phishing|content|message rejected|rejected as|suspicio|policy|not accepted"
+    r"|unsolicited|blocked message",
+    re.IGNORECASE,
+)
+UNKNOWN_WORDS = re.compile(
+    r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|doesn'?t exist"
+    r"|recipient (address )?rejected: user|mailbox (not found|unavailable)|address rejected|invalid recipient",
+    re.IGNORECASE,
+)
+ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+WAIT = re.compile(r"(?:in|after|for|wait)\s+(\d{1,5})\s*(s|sec|second|m|min|minute|h|hour)", re.IGNORECASE)
+DEFAULT_RATE_WAIT = timedelta(minutes=1)
+MAX_RATE_WAIT = timedelta(hours=1)
+
+
+def judge(code: int, reply: str, stage: Stage) -> Verdict:
+    enhanced = _enhanced(reply)
+    if 400 <= code < 500 and _rate_limited(reply, enhanced, stage):
+        return Verdict(Kind.RATE_LIMIT, code, reply, rate_wait(reply))
+    if stage == Stage.MAIL:
+        return Verdict(Kind.SENDER_REFUSED if code >= 500 else Kind.SERVER_BUSY, code, reply)
+    if code == 421:
+        return Verdict(Kind.SERVER_BUSY, code, reply)
+    if code < 500:
+        return Verdict(Kind.TEMPORARY, code, reply)
+    # 5.1.x first: Domino says a user is unknown with "not listed".
+    if stage == Stage.RCPT and enhanced[:2] == ("5", "1"):
+        return Verdict(Kind.BAD_ADDRESS, code, reply)
+    if is_blacklisting(code, reply, at_recipient=True):
+        return Verdict(Kind.BLACKLISTED, code, reply)
+    if stage == Stage.RCPT and not enhanced and UNKNOWN_WORDS.search(reply):
+        return Verdict(Kind.BAD_ADDRESS, code, reply)
+    if stage == Stage.DOT and (enhanced[:2] in {("5", "7"), ("5", "6")} or CONTENT_WORDS.search(reply)):
+        return Verdict(Kind.CONTENT, code, reply)
+    return Verdict(Kind.REFUSED, code, reply)
+
+
+def _enhanced(reply: str) -> tuple[str, str, str] | tuple[()]:
+    found = ENHANCED.search(reply)
+    return found.groups() if found else ()
+
+
+def _rate_limited(reply: str, enhanced: tuple, stage: Stage) -> bool:
+    if RECIPIENT_WORDS.search(reply):
+        return False
+    # "Try again later" alone is what greylisting says at RCPT: there only
+    # explicit rate wording counts.
+    if stage == Stage.RCPT and not re.search(r"rate|too (much|many)|exceeded", reply, re.I):
+        return False
+    return bool(RATE_WORDS.search(reply)) and (not enhanced or enhanced[0] == "4")
+
+
+def rate_wait(reply: str) -> timedelta:
+    """How long the provider asks us to wait: a minute unless it says."""
+    found = WAIT.search(reply)
+    if not found:
+        return DEFAULT_RATE_WAIT
+    amount, unit = int(found.group(1)), found.group(2).lower()
+    seconds = amount * (3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1)
+    return min(max(timedelta(seconds=seconds), timedelta(seconds=10)), MAX_RATE_WAIT)

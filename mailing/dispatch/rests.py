@@ -1,0 +1,143 @@
+"""Which servers may send for a mailing now, and what takes one out.
+
+- *Failing* (health): authentication, blacklisting, a refused sender,
+  broken rules. Until the tenant tests it again (or staff reset it).
+- *Resting* (backoff_until, with rest_reason and the reply): connection
+  trouble, a rate limit, a server refusing every letter for now. Ends by
+  itself; repeated rests grow longer, and the counter resets on the first
+  letter the server accepts.
+- A *tenant rest* on a platform server: what one tenant's letters caused
+  there (refusals of its recipients or its content) holds back that
+  tenant only, never the server for the others; a blacklisting seen on
+  that tenant's letters blocks it until staff clear it in the admin."""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+
+from accounts.models import Tenant
+from servers.errors import diagnose
+from servers.models import Health, RestReason, SmtpServer, TenantRest
+
+from ..models import Mailing
+from .replies import MAX_RATE_WAIT, Verdict
+
+log = logging.getLogger(__name__)
+
+
+def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
+    """The mailing's servers in its order that may send now: enabled, not
+    failing, not resting, not held back for this tenant."""
+    servers = [link.server for link in mailing.server_links.select_related("server").order_by("position")]
+    held = held_server_ids(mailing.tenant_id, [s.pk for s in servers], now)
+    return [s for s in servers if s.is_usable and not resting(s, now) and s.pk not in held]
+
+
+def resting(server: SmtpServer, now: datetime) -> bool:
+    return bool(server.backoff_until and server.backoff_until > now)
+
+
+def held_server_ids(tenant_id: int, server_ids: list[int], now: datetime) -> set[int]:
+    rests = TenantRest.objects.filter(tenant_id=tenant_id, server_id__in=server_ids)
+    return set(rests.filter(Q(blocked=True) | Q(until__gt=now)).values_list("server_id", flat=True))
+
+
+def tenant_rests(tenant_id: int, server_ids: list[int]) -> dict[int, TenantRest]:
+    return {r.server_id: r for r in TenantRest.objects.filter(tenant_id=tenant_id, server_id__in=server_ids)}
+
+
+def _escalate(base: timedelta, count: int, cap: timedelta) -> timedelta:
+    return min(base * 2 ** max(count - 1, 0), cap)
+
+
+def server_failed(server: SmtpServer, exc: BaseException, *, now: datetime, disable: bool = False) -> None:
+    """Authentication, blacklisting, a refused sender and broken rules take
+    the server out until the tenant tests it again; connection-level
+    trouble makes it rest a while."""
+    diagnosis = diagnose(exc, host=server.host, port=server.port, timeout=settings.DISPATCH_SMTP_TIMEOUT)
+    if disable or diagnosis.disables_server or diagnosis.category in ("rules", "host_refused"):
+        disable_server(server, diagnosis.message, diagnosis.hint, now=now)
+        return
+    rest_server(server, RestReason.CONNECTION, diagnosis.message, now=now)
+
+
+def disable_server(server: SmtpServer, message: str, hint: str = "", *, now: datetime) -> None:
+    SmtpServer.objects.filter(pk=server.pk).update(
+        health=Health.FAILING, health_error=message, health_hint=hint, health_checked_at=now
+    )
+    log.warning("server %s is failing: %s", server.pk, message)
+
+
+def rest_server(
+    server: SmtpServer, reason: str, reply: str, *, now: datetime, wait: timedelta | None = None
+) -> datetime:
+    """The server rests as a whole; repeated rests grow longer."""
+    failures = server.connection_failures + 1
+    if wait is None:
+        base, cap = timedelta(seconds=settings.DISPATCH_RETRY_BASE), timedelta(seconds=settings.DISPATCH_RETRY_MAX)
+        wait = _escalate(base, failures, cap)
+    else:  # a rate limit: the provider's own window, longer if it insists
+        wait = _escalate(wait, failures, max(wait, MAX_RATE_WAIT))
+    until = now + wait
+    SmtpServer.objects.filter(pk=server.pk).update(
+        connection_failures=failures, backoff_until=until, rest_reason=reason, rest_reply=reply[:1000]
+    )
+    server.connection_failures, server.backoff_until = failures, until
+    log.warning("server %s rests until %s (%s): %s", server.pk, until, reason, reply)
+    return until
+
+
+def rest_tenant(
+    server: SmtpServer, tenant: Tenant, reason: str, reply: str, *, now: datetime, block: bool = False
+) -> None:
+    """Hold back one tenant's use of a platform server. A block waits for
+    staff; a rest grows with each strike."""
+    rest, _ = TenantRest.objects.get_or_create(server=server, tenant=tenant, defaults={"reason": reason})
+    rest.strikes += 1
+    base, cap = timedelta(seconds=settings.DISPATCH_RETRY_BASE), timedelta(seconds=settings.DISPATCH_RETRY_MAX)
+    rest.until = now + _escalate(base * 5, rest.strikes, cap * 6)
+    rest.blocked = rest.blocked or block
+    rest.reason, rest.reply, rest.updated_at = reason, reply[:1000], now
+    rest.save()
+    log.warning("tenant %s %s on platform server %s: %s", tenant.pk, "blocked" if block else "rests", server.pk, reply)
+
+
+def refusing(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now: datetime, block: bool = False) -> None:
+    """A server that refuses letter after letter (a 4xx storm, repeated
+    content refusals, a blacklisting seen at RCPT): a tenant's own server
+    rests as a whole (or fails, when blacklisted); on a platform server
+    only this tenant is held back."""
+    if server.is_platform:
+        rest_tenant(server, tenant, RestReason.REFUSALS, verdict.reply, now=now, block=block)
+    elif block:
+        disable_server(server, f"The server refuses mail from this sender or IP ({verdict.reply}).", now=now)
+    else:
+        rest_server(server, RestReason.REFUSALS, verdict.reply, now=now)
+
+
+def accepted_again(server: SmtpServer, tenant: Tenant) -> None:
+    """The server took a letter: rests start from the shortest again."""
+    if server.connection_failures or server.rest_reason or server.backoff_until:
+        SmtpServer.objects.filter(pk=server.pk).update(
+            connection_failures=0, backoff_until=None, rest_reason="", rest_reply=""
+        )
+        server.connection_failures, server.rest_reason = 0, ""
+    if server.is_platform:
+        TenantRest.objects.filter(server=server, tenant=tenant, blocked=False, strikes__gt=0).update(strikes=0)
+
+
+def reset_health(*, server_ids: list[int]) -> int:
+    """Staff: back to *not tested*, no rest, every tenant's rest and block
+    on it lifted."""
+    TenantRest.objects.filter(server_id__in=server_ids).delete()
+    return SmtpServer.objects.filter(pk__in=server_ids).update(
+        health=Health.UNKNOWN,
+        health_error="",
+        health_hint="",
+        backoff_until=None,
+        connection_failures=0,
+        rest_reason="",
+        rest_reply="",
+    )

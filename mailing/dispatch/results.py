@@ -1,0 +1,119 @@
+"""What becomes of one letter: sent, failed, deferred for a retry, or given
+back to the queue untouched. Every write is conditional on the claim token,
+so a letter whose lease ran out and was taken again is not touched."""
+
+from contextlib import suppress
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Case, F, Min, Value, When
+from django.utils import timezone
+
+from ..contacts import suppression_add
+from ..models import Letter, Suppression
+
+L = Letter.Status
+
+CLAIM_FIELD = Letter._meta.get_field("claim_token")
+RECORD_SENT = (
+    "UPDATE mailing_letter SET status = %s, sent_at = %s, attempts = attempts + 1, last_reply = %s, "
+    "claim_token = NULL, lease_until = NULL WHERE id = %s AND claim_token = %s"
+)
+
+
+def record_sent(letter: Letter, *, at: datetime, reply: str = "250 accepted") -> None:
+    """The hot path, once per letter: one prepared-shape statement rather
+    than the ORM's query building (a third of the time per letter). `at` is
+    when the server said 250, not when the batch began."""
+    with connection.cursor() as cursor:
+        token = CLAIM_FIELD.get_db_prep_value(letter.claim_token, connection)
+        cursor.execute(RECORD_SENT, [L.SENT, at, reply[:1000], letter.pk, token])
+
+
+def fail(letter: Letter, reply: str, *, attempt: bool = True) -> None:
+    _finish(letter, status=L.FAILED, attempts=letter.attempts + attempt, last_reply=reply[:1000])
+
+
+def fail_and_suppress(letter: Letter, reply: str) -> None:
+    """A permanent refusal of the address itself (5.1.x at RCPT): the same
+    as a hard bounce, so the next mailing does not try it again."""
+    fail(letter, reply)
+    with suppress(ValidationError):  # an address we sent to, but no longer valid syntax
+        suppression_add(
+            tenant=letter.tenant, email=letter.email, reason=Suppression.Reason.HARD_BOUNCE, note=f"Refused: {reply}"
+        )
+
+
+def retry_delays(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th temporary failure."""
+    base, cap = settings.DISPATCH_RETRY_BASE, settings.DISPATCH_RETRY_MAX
+    return timedelta(seconds=min(base * 2 ** (attempts - 1), cap))
+
+
+def gives_up(attempts: int) -> bool:
+    """A letter fails after DISPATCH_MAX_ATTEMPTS temporary failures, but
+    never before its retries have spanned DISPATCH_RETRY_MAX: a receiver
+    that greylists or a mailbox full for an hour still gets the letter."""
+    if attempts < settings.DISPATCH_MAX_ATTEMPTS:
+        return False
+    waited = sum((retry_delays(n) for n in range(1, attempts)), timedelta())
+    return waited >= timedelta(seconds=settings.DISPATCH_RETRY_MAX)
+
+
+def defer(letter: Letter, reply: str, *, now: datetime) -> None:
+    """A temporary failure of this letter: retry with exponential backoff;
+    after the last attempt the letter fails with the last reply."""
+    attempts = letter.attempts + 1
+    if gives_up(attempts):
+        _finish(letter, status=L.FAILED, attempts=attempts, last_reply=reply[:1000])
+        return
+    _finish(
+        letter,
+        status=L.DEFERRED,
+        attempts=attempts,
+        last_reply=reply[:1000],
+        next_attempt_at=now + retry_delays(attempts),
+    )
+
+
+def requeue(letters: list[Letter], *, reply: str = "") -> None:
+    """Give letters that were not refused for their own sake back to the
+    queue, uncounted: they go at once, to this server or the next."""
+    for letter in letters:
+        fields = {"status": pending_status(letter), "server": None}
+        if reply:
+            fields["last_reply"] = reply[:1000]
+        _finish(letter, **fields)
+
+
+def pending_status(letter: Letter) -> str:
+    return L.DEFERRED if letter.attempts else L.QUEUED
+
+
+def _finish(letter: Letter, **fields: object) -> None:
+    Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+        claim_token=None, lease_until=None, **fields
+    )
+
+
+def requeue_expired_leases(*, now: datetime | None = None) -> int:
+    """Letters a dead worker had claimed go back to the queue. Their room in
+    the limits stays counted: they may have reached DATA. The first letter
+    of each expired claim still *sending* is the one the worker was on when
+    it died (earlier ones are recorded): it counts an attempt, so a letter
+    that kills every worker that sends it fails after the last attempt
+    instead of going round for ever; the others go back uncounted."""
+    now = now or timezone.now()
+    expired = Letter.objects.filter(status=L.SENDING, lease_until__lt=now)
+    culprits = list(expired.values("claim_token").annotate(first=Min("pk")).values_list("first", flat=True))
+    for letter in Letter.objects.filter(pk__in=culprits, status=L.SENDING, lease_until__lt=now):
+        if gives_up(letter.attempts + 1):
+            reply = "Sending this letter stopped the worker every time; it was given up."
+            _finish(letter, status=L.FAILED, attempts=letter.attempts + 1, last_reply=reply, server=None)
+        else:
+            _finish(letter, status=L.DEFERRED, attempts=F("attempts") + 1, server=None, next_attempt_at=now)
+    tried = Case(When(attempts__gt=0, then=Value(L.DEFERRED)), default=Value(L.QUEUED))
+    rest = expired.update(status=tried, claim_token=None, lease_until=None, server=None)
+    return rest + len(culprits)

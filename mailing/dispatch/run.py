@@ -1,0 +1,174 @@
+"""Running a mailing: one batch per call through the first server that may
+send, then deciding what the mailing does when none could: finished,
+waiting until a known moment, or unable to send until someone acts."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db.models import Q
+from django.utils import timezone
+
+from servers.models import SmtpServer
+
+from .. import limits
+from ..mailings import transition
+from ..models import Letter, Mailing
+from . import rests
+from .batch import PENDING, send_batch
+
+L = Letter.Status
+M = Mailing.Status
+
+
+def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
+    """One batch. Returns "more" (run again at once), "busy" (the server
+    to use has room but every connection slot is taken: try again in a
+    moment), "waiting", "blocked", "done" or "idle"."""
+    mailing = Mailing.objects.select_related("tenant").filter(pk=mailing_id).first()
+    if mailing is None or not mailing.tenant.is_active:
+        return "idle"
+    now = now or timezone.now()
+    if mailing.status in (M.WAITING, M.BLOCKED):
+        due = mailing.status == M.WAITING and (mailing.resume_at is None or mailing.resume_at <= now)
+        if not due and not wakeable(mailing, now):
+            # Another chain may have decided to wait while this one held the
+            # room for the last letters: the chain that sent them finishes.
+            if not _unfinished(mailing).exists():
+                _move(mailing, "complete", finished_at=now)
+                return "done"
+            return "waiting" if mailing.status == M.WAITING else "blocked"
+        if not _move(mailing, "wake", resume_at=None):
+            return "idle"
+    if mailing.status != M.ACTIVE:
+        return "idle"
+    for server in rests.usable_servers(mailing, now):
+        outcome = send_batch(mailing, server, now=now)
+        if outcome.tried:
+            return "more"
+        if outcome.busy and limits.next_room_at(server, mailing.tenant, now) is None:
+            # The first server with room is busy: wait for its slot rather
+            # than send through the next one, with another From.
+            return "busy"
+    return _settle(mailing, now)
+
+
+def _unfinished(mailing: Mailing):
+    return Letter.objects.filter(mailing=mailing, status__in=(*PENDING, L.SENDING))
+
+
+def _claimable(mailing: Mailing, now: datetime) -> bool:
+    letters = Letter.objects.filter(mailing=mailing)
+    due = (
+        Q(status=L.QUEUED) | Q(status=L.DEFERRED, next_attempt_at__lte=now) | Q(status=L.DEFERRED, next_attempt_at=None)
+    )
+    return letters.filter(due).exists()
+
+
+def wakeable(mailing: Mailing, now: datetime) -> bool:
+    """A waiting or blocked mailing may send now: one of its servers became
+    usable with room (its health back, enabled, a limit raised, a new
+    server added) and a letter is due. Checked every tick, so fixing a
+    server wakes the mailing within one tick."""
+    servers = rests.usable_servers(mailing, now)
+    if not servers or not _claimable(mailing, now):
+        return False
+    usage = limits.window_usage(servers, mailing.tenant, now)
+    return any(usage[s.pk].left != 0 for s in servers)
+
+
+def _settle(mailing: Mailing, now: datetime) -> str:
+    """Nothing was sent: finished, waiting, blocked, or others are busy."""
+    if not _unfinished(mailing).exists():
+        _move(mailing, "complete", finished_at=now)
+        return "done"
+    letters = Letter.objects.filter(mailing=mailing)
+    if letters.filter(status=L.SENDING).exists() and not letters.filter(status__in=PENDING).exists():
+        return "idle"
+    resume = resume_time(mailing, now)
+    if resume is None:
+        _move(mailing, "block", resume_at=None)
+        return "blocked"
+    _move(mailing, "wait", resume_at=resume)
+    return "waiting"
+
+
+def resume_time(mailing: Mailing, now: datetime) -> datetime | None:
+    """The earliest moment a letter may go: a server's window frees room,
+    a resting server wakes, a tenant's rest ends, or a deferred letter
+    becomes due. None when no server can send without someone's action
+    (failing, disabled, blocked, a limit of 0): the mailing cannot send."""
+    servers = [link.server for link in mailing.server_links.select_related("server")]
+    holds = rests.tenant_rests(mailing.tenant_id, [s.pk for s in servers])
+    candidates, room_now = [], False
+    for server in servers:
+        hold = holds.get(server.pk)
+        if not server.is_usable or (hold and hold.blocked):
+            continue
+        if rests.resting(server, now):
+            candidates.append(server.backoff_until)
+        elif hold and hold.holds(now):
+            candidates.append(hold.until)
+        elif (room := limits.next_room_at(server, mailing.tenant, now)) is None:
+            room_now = True
+        elif room != limits.NEVER:
+            candidates.append(room)
+    if not candidates and not room_now:
+        return None
+    due = (
+        Letter.objects.filter(mailing=mailing, status=L.DEFERRED, next_attempt_at__gt=now)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+    if due:
+        candidates.append(due)
+    return min(candidates) if candidates else now + timedelta(seconds=settings.DISPATCH_TICK)
+
+
+def _move(mailing: Mailing, action: str, **fields: object) -> bool:
+    try:
+        transition(mailing=mailing, action=action, **fields)
+    except ValidationError:
+        return False  # paused, cancelled or moved by someone else meanwhile
+    return True
+
+
+def active_mailing_ids(*, now: datetime | None = None) -> list[int]:
+    """Mailings the scheduler should run now: sending ones, waiting ones
+    whose time has come, and waiting or blocked ones a fixed server can
+    wake."""
+    now = now or timezone.now()
+    running = Mailing.objects.filter(tenant__status="active")
+    ids = list(
+        running.filter(Q(status=M.ACTIVE) | Q(status=M.WAITING, resume_at__lte=now)).values_list("pk", flat=True)
+    )
+    idle = running.filter(Q(status=M.BLOCKED) | Q(status=M.WAITING, resume_at__gt=now)).select_related("tenant")
+    return ids + [m.pk for m in idle if wakeable(m, now)]
+
+
+def blocked_reasons(mailing: Mailing, now: datetime) -> list[tuple[SmtpServer, str, str]]:
+    """For a mailing that cannot send: each server, why it cannot, and what
+    to do about it."""
+    servers = [link.server for link in mailing.server_links.select_related("server").order_by("position")]
+    holds = rests.tenant_rests(mailing.tenant_id, [s.pk for s in servers])
+    usage = limits.window_usage(servers, mailing.tenant, now)
+    return [(s, *_reason(s, holds.get(s.pk), usage[s.pk])) for s in servers]
+
+
+def _reason(server: SmtpServer, hold, usage: limits.Usage) -> tuple[str, str]:
+    from django.utils.translation import gettext as _
+
+    if not server.enabled:
+        return _("disabled"), _("Enable it on the Servers page.")
+    if not server.is_usable:
+        return _("failing: %(error)s") % {"error": server.health_error}, server.health_hint or _(
+            "Fix the settings and run Test connection."
+        )
+    if hold and hold.blocked:
+        return _("blocked for your letters by the platform: %(reply)s") % {"reply": hold.reply}, _(
+            "Contact support; staff have been told."
+        )
+    if usage.resume_at == limits.NEVER:
+        return _("a limit of 0"), _("Raise the server's limits (or ask staff for a quota).")
+    return _("can send"), ""
