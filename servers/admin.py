@@ -1,7 +1,10 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from .models import BounceMailbox, ConnectionTest, PlatformQuota, SmtpServer
+from . import services
+from .models import BounceMailbox, ConnectionTest, PlatformQuota, SmtpServer, TenantRest
 
 
 class PasswordAdminForm(forms.ModelForm):
@@ -36,19 +39,74 @@ class PlatformQuotaInline(admin.TabularInline):
 @admin.register(SmtpServer)
 class SmtpServerAdmin(admin.ModelAdmin):
     form = SmtpServerAdminForm
-    list_display = ("name", "tenant_or_platform", "host", "port", "security", "enabled", "health", "priority")
+    list_display = (
+        "name",
+        "tenant_or_platform",
+        "host",
+        "port",
+        "security",
+        "enabled",
+        "health",
+        "resting_until",
+        "tenants_held",
+        "priority",
+    )
+    actions = ["reset_health"]
     list_filter = ("health", "enabled", "security", "kind", ("tenant", admin.EmptyFieldListFilter))
     search_fields = ("name", "host", "sender_email", "tenant__name", "tenant__slug")
-    readonly_fields = ("public_id", "health", "health_error", "health_hint", "health_checked_at", "created_at")
+    readonly_fields = (
+        "public_id",
+        "health",
+        "health_error",
+        "health_hint",
+        "health_checked_at",
+        "backoff_until",
+        "rest_reason",
+        "rest_reply",
+        "created_at",
+    )
     autocomplete_fields = ("tenant",)
     inlines = [PlatformQuotaInline]
     fieldsets = (
         (None, {"fields": ("tenant", "name", "kind", "enabled", "priority")}),
         ("Sender", {"fields": ("sender_email", "sender_name", "allow_sender_substitution")}),
         ("Connection", {"fields": ("host", "port", "security", "verify_tls", "login", "new_password")}),
-        ("Limits", {"fields": ("max_per_hour", "max_per_day", "tenant_daily_quota")}),
-        ("Health", {"fields": ("health", "health_error", "health_hint", "health_checked_at")}),
+        ("Limits", {"fields": ("max_per_minute", "max_per_hour", "max_per_day", "tenant_daily_quota")}),
+        (
+            "Health",
+            {
+                "fields": (
+                    "health",
+                    "health_error",
+                    "health_hint",
+                    "health_checked_at",
+                    "backoff_until",
+                    "rest_reason",
+                    "rest_reply",
+                )
+            },
+        ),
     )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tenant").prefetch_related("tenant_rests")
+
+    @admin.display(description=_("Resting until"))
+    def resting_until(self, server: SmtpServer):
+        return server.backoff_until
+
+    @admin.display(description=_("Tenants held back"))
+    def tenants_held(self, server: SmtpServer) -> str:
+        """On a platform server: tenants whose own letters made it rest or
+        block them (staff decide whether to lift it)."""
+        rests = list(server.tenant_rests.all())
+        blocked = sum(r.blocked for r in rests)
+        return f"{len(rests)} ({blocked} blocked)" if rests else "—"
+
+    @admin.action(description=_("Reset health: not tested, no rest, tenants' rests and blocks lifted"))
+    def reset_health(self, request, queryset) -> None:
+        count = services.reset_health(server_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, ngettext("%d server reset.", "%d servers reset.", count) % count, messages.SUCCESS)
 
     @admin.display(description="Tenant", ordering="tenant__name")
     def tenant_or_platform(self, server: SmtpServer) -> str:
@@ -80,3 +138,24 @@ class ConnectionTestAdmin(admin.ModelAdmin):
     list_filter = ("status", "category")
     search_fields = ("tenant__name",)
     readonly_fields = [f.name for f in ConnectionTest._meta.fields]
+
+
+@admin.register(TenantRest)
+class TenantRestAdmin(admin.ModelAdmin):
+    """What one tenant's letters caused on a platform server: a rest that
+    ends by itself, or a block (a blacklisting seen on that tenant's
+    letters) that waits for staff."""
+
+    list_display = ("tenant", "server", "blocked", "until", "strikes", "reason", "reply", "updated_at")
+    list_filter = ("blocked", "reason")
+    search_fields = ("tenant__name", "tenant__slug", "server__name", "reply")
+    readonly_fields = ("server", "tenant", "until", "blocked", "strikes", "reason", "reply", "updated_at")
+    actions = ["lift"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description=_("Lift: let these tenants send through the server again"))
+    def lift(self, request, queryset) -> None:
+        count = services.tenant_rests_lift(rest_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, ngettext("%d lifted.", "%d lifted.", count) % count, messages.SUCCESS)

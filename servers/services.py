@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 
 from . import probes, tasks
-from .models import BounceMailbox, ConnectionTest, Health, SmtpServer
+from .models import BounceMailbox, ConnectionTest, Health, SmtpServer, TenantRest
 
 
 class TooManyTests(Exception):
@@ -161,3 +161,24 @@ def rotate_secrets() -> int:
             model.objects.filter(pk=pk).update(password_encrypted=crypto.rotate(token))
             count += 1
     return count
+
+
+def reset_health(*, server_ids: list[int]) -> int:
+    """Staff: servers back to *not tested*, no rest, and every tenant's rest
+    and block on them lifted (the dispatcher tries them again at once)."""
+    with transaction.atomic():
+        TenantRest.objects.filter(server_id__in=server_ids).delete()
+        return SmtpServer.objects.filter(pk__in=server_ids).update(
+            health=Health.UNKNOWN,
+            health_error="",
+            health_hint="",
+            backoff_until=None,
+            connection_failures=0,
+            rest_reason="",
+            rest_reply="",
+        )
+
+
+def tenant_rests_lift(*, rest_ids: list[int]) -> int:
+    deleted, _ = TenantRest.objects.filter(pk__in=rest_ids).delete()
+    return deleted

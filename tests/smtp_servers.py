@@ -50,11 +50,13 @@ def smtp_server(
     tls: str = "none",
     certs=None,
     handler: SinkHandler | None = None,
+    **options: object,
 ) -> Iterator[tuple[Controller, SinkHandler]]:
-    """tls: "none", "starttls" or "ssl" (implicit)."""
+    """tls: "none", "starttls" or "ssl" (implicit). `options` go to
+    aiosmtpd's SMTP (enable_SMTPUTF8=True, say)."""
     handler = handler or SinkHandler()
     port = _free_port("127.0.0.1")
-    kwargs: dict = {"hostname": "127.0.0.1", "port": port}
+    kwargs: dict = {"hostname": "127.0.0.1", "port": port, **options}
     if auth:
         kwargs.update(authenticator=authenticator, auth_require_tls=False)
     if tls == "starttls":

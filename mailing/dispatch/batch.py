@@ -281,12 +281,18 @@ class Batch:
         if not may_go_on(self.mailing, self.server, self.clock()):
             return 0
         fresh = SmtpServer.objects.get(pk=self.server.pk)
-        left = limits.window_usage([fresh], self.mailing.tenant, self.clock())[fresh.pk].left
-        if left is None:
-            return None
-        # The window counts every letter this batch claimed; only those
-        # that reached DATA are really used.
-        return min(remaining, left + len(self.letters) - self.outcome.handed)
+        usage = limits.window_usage([fresh], self.mailing.tenant, self.clock())[fresh.pk]
+        # The windows count every letter this batch claimed; only those that
+        # reached DATA are really used.
+        unhanded = len(self.letters) - self.outcome.handed
+        windows = [
+            (usage.minute_limit, usage.minute_used),
+            (usage.hour_limit, usage.hour_used),
+            (usage.day_limit, usage.day_used),
+            (usage.tenant_quota, usage.tenant_day_used),
+        ]
+        rooms = [limit - (used - unhanded) for limit, used in windows if limit is not None]
+        return max(0, min(remaining, *rooms)) if rooms else None
 
 
 def may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> bool:

@@ -126,18 +126,3 @@ def accepted_again(server: SmtpServer, tenant: Tenant) -> None:
         server.connection_failures, server.rest_reason = 0, ""
     if server.is_platform:
         TenantRest.objects.filter(server=server, tenant=tenant, blocked=False, strikes__gt=0).update(strikes=0)
-
-
-def reset_health(*, server_ids: list[int]) -> int:
-    """Staff: back to *not tested*, no rest, every tenant's rest and block
-    on it lifted."""
-    TenantRest.objects.filter(server_id__in=server_ids).delete()
-    return SmtpServer.objects.filter(pk__in=server_ids).update(
-        health=Health.UNKNOWN,
-        health_error="",
-        health_hint="",
-        backoff_until=None,
-        connection_failures=0,
-        rest_reason="",
-        rest_reply="",
-    )

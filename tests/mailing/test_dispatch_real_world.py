@@ -1,0 +1,451 @@
+"""What the real world sends the dispatcher (issue: dispatch keeps its
+promises): international addresses, a builder that refuses one letter,
+4xx storms, content refusals and blacklistings on a shared platform server,
+a busy first server, mailings that cannot send and wake when a server is
+fixed, a limit lowered in the middle of a batch, rate limits, refusals of
+unknown recipients, the time of the 250. Real aiosmtpd servers answering as
+described, on PostgreSQL where locks matter."""
+
+import asyncio
+from contextlib import ExitStack
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from mailing import dispatch, limits
+from mailing import mailings as services
+from mailing.dispatch import batch as batch_module
+from mailing.models import Letter, Mailing, Suppression
+from mailing.sink import SinkHandler
+from servers.models import Health, RestReason, SmtpServer, TenantRest
+from servers.services import reset_health
+from tests.servers.factories import make_server
+from tests.services import require_postgresql
+from tests.smtp_servers import smtp_server
+
+from .builders import make_list, make_template
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+M = Mailing.Status
+
+
+def start(tenant, servers, emails, **template) -> Mailing:
+    contact_list = make_list(tenant, f"L{Mailing.objects.count()}", emails)
+    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant, **template))
+    services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
+    services.mailing_start(mailing=mailing)
+    return mailing
+
+
+def settle(mailing: Mailing, now=None) -> str:
+    now = now or timezone.now()
+    for _ in range(500):
+        result = dispatch.run_mailing(mailing_id=mailing.pk, now=now)
+        if result != "more":
+            return result
+    raise AssertionError("never settled")
+
+
+def statuses(mailing: Mailing) -> dict[str, str]:
+    return dict(Letter.objects.filter(mailing=mailing).values_list("email", "status"))
+
+
+def used(server: SmtpServer, tenant) -> int:
+    return limits.window_usage([server], tenant)[server.pk].day_used
+
+
+class Refusing(SinkHandler):
+    """Answers `reply` at RCPT (or after DATA) to the recipients `who` picks."""
+
+    def __init__(self, reply: str, *, at: str = "rcpt", who=lambda rcpt: True) -> None:
+        super().__init__()
+        self.reply, self.at, self.who, self.refused = reply, at, who, []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.at == "rcpt" and self.who(address):
+            self.refused.append(address)
+            return self.reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.at == "dot" and self.who(envelope.rcpt_tos[0]):
+            self.refused.append(envelope.rcpt_tos[0])
+            return self.reply
+        return await super().handle_DATA(server, session, envelope)
+
+
+# 1. International addresses
+
+
+@pytest.mark.parametrize("utf8", [False, True], ids=["no SMTPUTF8", "SMTPUTF8"])
+def test_international_addresses_go_as_idna_and_with_smtputf8_when_offered(tenant_a, utf8):
+    emails = ["a@x.test", "ivan@пример.рф", "josé@example.com", "b@x.test"]
+    with smtp_server(enable_SMTPUTF8=utf8) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10)
+        mailing = start(tenant_a, [server], emails)
+        assert settle(mailing) == "done"
+    rcpts = [r.rcpt_tos[0] for r in handler.received]
+    assert "ivan@xn--e1afmkfd.xn--p1ai" in rcpts
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    if utf8:
+        assert "josé@example.com" in rcpts and letters["josé@example.com"].status == L.SENT
+    else:
+        josé = letters["josé@example.com"]
+        assert josé.status == L.FAILED and "does not accept international addresses" in josé.last_reply
+    assert [letters[e].status for e in ("a@x.test", "ivan@пример.рф", "b@x.test")] == [L.SENT] * 3
+    assert not Letter.objects.filter(status=L.SENDING).exists()
+    # Only what reached DATA counts against the limit.
+    assert used(server, tenant_a) == len(handler.received)
+
+
+# 2. One letter's error never stops the batch
+
+
+def test_a_letter_the_builder_refuses_fails_alone_and_the_batch_goes_on(tenant_a):
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test", "c@x.test"])
+        # A row written behind the forms' back: the builder refuses the header.
+        Letter.objects.filter(mailing=mailing, email="b@x.test").update(email="b\x0b@x.test")
+        assert settle(mailing) == "done"
+    broken = Letter.objects.get(mailing=mailing, email="b\x0b@x.test")
+    assert broken.status == L.FAILED and "could not be built" in broken.last_reply
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == ["a@x.test", "c@x.test"]
+    assert used(server, tenant_a) == 2
+
+
+def test_an_unexpected_error_after_data_keeps_the_count_and_leaves_nothing_sending(tenant_a, monkeypatch):
+    real = batch_module.exchange
+
+    def exploding(client, commands, data, recorder, progress):
+        culprit = b"b@x.test" in commands[1]
+        reply = real(client, commands, data, recorder, progress)
+        if culprit:
+            raise RuntimeError("a bug after the 250")
+        return reply
+
+    monkeypatch.setattr(batch_module, "exchange", exploding)
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test", "c@x.test"])
+        dispatch.run_mailing(mailing_id=mailing.pk)
+    letters = statuses(mailing)
+    assert letters == {"a@x.test": L.SENT, "b@x.test": L.DEFERRED, "c@x.test": L.QUEUED}
+    assert "a bug after the 250" in Letter.objects.get(mailing=mailing, email="b@x.test").last_reply
+    # b reached DATA (the server has it): it stays counted; c never did.
+    assert used(server, tenant_a) == len(handler.received) == 2
+
+
+def test_a_letter_that_kills_every_worker_fails_after_the_last_attempt(tenant_a, settings):
+    settings.DISPATCH_MAX_ATTEMPTS, settings.DISPATCH_RETRY_BASE, settings.DISPATCH_RETRY_MAX = 3, 1, 1
+    server = make_server(tenant_a)
+    mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
+    now = timezone.now()
+    for n in range(3):
+        claimed = dispatch.claim(mailing, server, 2, now=now)
+        assert claimed[0].email == "a@x.test"  # the worker dies on it every time
+        now += dispatch.LEASE + timedelta(seconds=1)
+        dispatch.requeue_expired_leases(now=now)
+    poison, other = Letter.objects.filter(mailing=mailing).order_by("pk")
+    assert (poison.status, poison.attempts) == (L.FAILED, 3) and "stopped the worker" in poison.last_reply
+    assert (other.status, other.attempts) == (L.QUEUED, 0)
+
+
+# 4. A 4xx storm rests the server; the letters go to the next one at once
+
+
+@pytest.mark.parametrize(
+    "reply, at",
+    [("451 4.3.0 Temporary local problem", "rcpt"), ("451 4.7.1 Service unavailable, message deferred", "dot")],
+    ids=["451 at RCPT", "451 after DATA"],
+)
+def test_a_server_refusing_every_letter_for_now_rests_and_the_next_server_sends(tenant_a, reply, at):
+    with smtp_server(handler=Refusing(reply, at=at)) as (c1, storm), smtp_server() as (c2, healthy):
+        first = make_server(tenant_a, name="Storm", port=c1.port)
+        second = make_server(tenant_a, name="Healthy", port=c2.port, priority=1)
+        mailing = start(tenant_a, [first, second], [f"r{i}@x.test" for i in range(8)])
+        assert settle(mailing) == "done"
+    assert len(storm.refused) == 3 and len(healthy.received) == 8
+    assert set(statuses(mailing).values()) == {L.SENT}
+    first.refresh_from_db()
+    assert first.rest_reason == RestReason.REFUSALS and first.backoff_until > timezone.now()
+    assert first.health != Health.FAILING
+    # Refusals that were the server's, not the recipients', cost no attempt.
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_recipients_own_temporary_refusal_defers_that_letter_only(tenant_a):
+    handler = Refusing("450 4.2.1 Greylisted, try again later", who=lambda rcpt: rcpt.startswith("grey"))
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["a@x.test", "grey@x.test", "b@x.test"])
+        settle(mailing)
+    assert statuses(mailing) == {"a@x.test": L.SENT, "grey@x.test": L.DEFERRED, "b@x.test": L.SENT}
+    server.refresh_from_db()
+    assert server.backoff_until is None
+
+
+def test_retries_span_at_least_the_longest_retry_before_a_letter_fails(settings):
+    from mailing.dispatch.results import gives_up, retry_delays
+
+    settings.DISPATCH_MAX_ATTEMPTS, settings.DISPATCH_RETRY_BASE, settings.DISPATCH_RETRY_MAX = 5, 60, 3600
+    first_fail = next(n for n in range(1, 50) if gives_up(n))
+    waited = sum((retry_delays(n) for n in range(1, first_fail)), timedelta())
+    assert first_fail > 5 and waited >= timedelta(seconds=3600)
+
+
+# 5. Content refusals and blacklistings on the shared platform server
+
+
+def platform_server(port: int) -> SmtpServer:
+    return make_server(None, name="Platform", port=port, tenant_daily_quota=100)
+
+
+def test_content_refusals_fail_the_letters_and_hold_back_only_that_tenant_on_the_platform(tenant_a, tenant_b):
+    spam = Refusing("554 5.7.1 Message rejected as spam", at="dot", who=lambda rcpt: rcpt.endswith("@a.test"))
+    with smtp_server(handler=spam) as (controller, handler):
+        platform = platform_server(controller.port)
+        mailing_a = start(tenant_a, [platform], [f"r{i}@a.test" for i in range(6)])
+        mailing_b = start(tenant_b, [platform], [f"r{i}@b.test" for i in range(4)])
+        assert settle(mailing_a) == "waiting"
+        assert settle(mailing_b) == "done"
+    a = Letter.objects.filter(mailing=mailing_a)
+    assert a.filter(status=L.FAILED, last_reply__contains="rejected as spam").count() == 3
+    assert a.filter(status=L.QUEUED).count() == 3  # they wait for the tenant's rest to end
+    assert len(handler.received) == 4  # tenant B sent everything meanwhile
+    platform.refresh_from_db()
+    assert platform.health != Health.FAILING and platform.backoff_until is None
+    rest = TenantRest.objects.get(server=platform, tenant=tenant_a)
+    assert rest.until > timezone.now() and not rest.blocked
+    assert not TenantRest.objects.filter(tenant=tenant_b).exists()
+
+
+def test_a_blacklisting_seen_on_one_tenants_letters_blocks_that_tenant_not_the_platform(tenant_a, tenant_b):
+    listed = Refusing(
+        "554 5.7.1 Service unavailable; Client host [10.0.0.1] blocked using zen.spamhaus.org",
+        who=lambda rcpt: rcpt.endswith("@a.test"),
+    )
+    with smtp_server(handler=listed) as (controller, handler):
+        platform = platform_server(controller.port)
+        mailing_a = start(tenant_a, [platform], ["r1@a.test", "r2@a.test"])
+        mailing_b = start(tenant_b, [platform], ["r1@b.test", "r2@b.test"])
+        assert settle(mailing_a) == "blocked"
+        assert settle(mailing_b) == "done"
+        reasons = dispatch.blocked_reasons(Mailing.objects.get(pk=mailing_a.pk), timezone.now())
+        assert "blocked for your letters" in reasons[0][1]
+        platform.refresh_from_db()
+        assert platform.health != Health.FAILING
+        assert TenantRest.objects.get(server=platform, tenant=tenant_a).blocked
+        # Staff reset the server's health from the admin: tenant A may try again.
+        reset_health(server_ids=[platform.pk])
+        assert mailing_a.pk in dispatch.active_mailing_ids()
+    assert Letter.objects.filter(mailing=mailing_a, status=L.QUEUED).count() == 2  # kept, never lost
+
+
+# 7. A busy first server is waited for, never skipped
+
+
+def test_a_busy_first_server_with_room_is_waited_for_not_skipped(tenant_a):
+    require_postgresql()
+    with smtp_server() as (c1, first_sink), smtp_server() as (c2, second_sink):
+        first = make_server(tenant_a, name="First", port=c1.port, max_per_hour=100, max_connections=2)
+        second = make_server(tenant_a, name="Second", port=c2.port, priority=1)
+        mailing = start(tenant_a, [first, second], ["a@x.test", "b@x.test"])
+        settings_dict = connection.settings_dict
+        with psycopg.connect(
+            host=settings_dict["HOST"] or None,
+            port=settings_dict["PORT"] or None,
+            user=settings_dict["USER"],
+            dbname=settings_dict["NAME"],
+            autocommit=True,
+        ) as other:
+            for slot in range(2):  # two other mailings' chains hold both slots
+                other.execute("SELECT pg_advisory_lock(%s)", [first.pk * 64 + slot])
+            assert dispatch.run_mailing(mailing_id=mailing.pk) == "busy"
+            assert second_sink.received == []
+        assert settle(mailing) == "done"  # the slots are free again: through the first
+    assert (len(first_sink.received), len(second_sink.received)) == (2, 0)
+
+
+# 8. Cannot send: a state of its own, woken when a server is fixed
+
+
+@pytest.mark.parametrize("fix", ["health back", "enabled", "limit raised", "server added"])
+def test_a_mailing_that_cannot_send_says_why_and_wakes_within_a_tick_once_fixed(tenant_a, fix):
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port)
+        broken = {
+            "health back": {"health": Health.FAILING, "health_error": "535 bad password"},
+            "enabled": {"enabled": False},
+            "limit raised": {"max_per_hour": 0},
+            "server added": {"enabled": False},
+        }[fix]
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
+        SmtpServer.objects.filter(pk=server.pk).update(**broken)
+        assert settle(mailing) == "blocked"
+        mailing.refresh_from_db()
+        assert (mailing.status, mailing.resume_at) == (M.BLOCKED, None)
+        (row,) = dispatch.blocked_reasons(mailing, timezone.now())
+        assert row[1] != "can send" and row[2]  # a reason and what to do
+        assert mailing.pk not in dispatch.active_mailing_ids()
+        if fix == "server added":
+            extra = make_server(tenant_a, name="Extra", port=controller.port, priority=1)
+            mailing.server_links.create(server=extra, position=1)
+        else:
+            SmtpServer.objects.filter(pk=server.pk).update(
+                health=Health.OK, enabled=True, max_per_hour=None if fix == "limit raised" else server.max_per_hour
+            )
+        assert mailing.pk in dispatch.active_mailing_ids()  # the next tick runs it
+        assert settle(mailing) == "done"
+    assert len(handler.received) == 2
+
+
+def test_a_waiting_mailing_wakes_when_its_spent_limit_is_raised(tenant_a):
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_day=1)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
+        assert settle(mailing) == "waiting"
+        mailing.refresh_from_db()
+        assert mailing.resume_at > timezone.now() + timedelta(hours=23)
+        SmtpServer.objects.filter(pk=server.pk).update(max_per_day=10)
+        assert mailing.pk in dispatch.active_mailing_ids()
+        assert settle(mailing) == "done"
+    assert len(handler.received) == 2
+
+
+# 9. A lowered limit applies within the batch
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_limit_lowered_in_the_middle_of_a_batch_stops_it_at_the_new_limit(tenant_a, settings):
+    settings.DISPATCH_TICK = 0  # check before every letter
+
+    def lower(server_pk: int) -> None:
+        SmtpServer.objects.filter(pk=server_pk).update(max_per_hour=3)
+        connection.close()
+
+    class Lowering(SinkHandler):
+        async def handle_DATA(self, server, session, envelope):
+            reply = await super().handle_DATA(server, session, envelope)
+            if len(self.received) == 2:
+                await asyncio.to_thread(lower, smtp.pk)
+            return reply
+
+    handler = Lowering()
+    with smtp_server(handler=handler) as (controller, _):
+        smtp = make_server(tenant_a, port=controller.port, max_per_hour=100)
+        contact_list = make_list(tenant_a, "L", [f"r{i}@x.test" for i in range(10)])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[smtp])
+        dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))
+        services.mailing_start(mailing=mailing)
+        assert settle(mailing) == "waiting"
+    assert len(handler.received) == 3
+    assert used(smtp, tenant_a) == 3
+    assert Letter.objects.filter(mailing=mailing, status=L.QUEUED).count() == 7
+
+
+# Issue 21: rate limits, unknown recipients, the time of the 250
+
+
+class RateLimited(SinkHandler):
+    """Postfix's smtpd_client_message_rate_limit: 450 at MAIL after `per_minute`."""
+
+    def __init__(self, per_minute: int, reply: str) -> None:
+        super().__init__()
+        self.per_minute, self.reply, self.mails = per_minute, reply, 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.mails += 1
+        if self.mails > self.per_minute:
+            return self.reply
+        envelope.mail_from = address
+        return "250 OK"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "450 4.7.1 Error: too much mail from 127.0.0.1",  # Postfix
+        "421 4.7.28 Our system has detected an unusual rate of unsolicited mail",  # Gmail
+        "451 Ratelimit exceeded for mailbox",  # Mail.ru
+    ],
+)
+def test_a_rate_limit_reply_makes_the_server_wait_a_minute_not_fail_nor_escalate(tenant_a, reply):
+    now = timezone.now()
+    with smtp_server(handler=RateLimited(3, reply)) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], [f"r{i}@x.test" for i in range(5)])
+        assert settle(mailing, now) == "waiting"
+        server.refresh_from_db()
+        assert (server.rest_reason, server.rest_reply) == (RestReason.RATE_LIMIT, reply)
+        assert server.backoff_until == now + timedelta(minutes=1) and server.health != Health.FAILING
+        mailing.refresh_from_db()
+        assert mailing.resume_at == server.backoff_until
+        # The provider's window frees: the rest goes, uncounted attempts.
+        handler.mails = 0
+        assert settle(mailing, server.backoff_until) == "done"
+    server.refresh_from_db()
+    assert (server.connection_failures, server.rest_reason) == (0, "")  # reset by the accepted letters
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_per_minute_limit_is_kept_in_the_limit_accounting(tenant_a):
+    now = timezone.now().replace(second=5)
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_minute=4)
+        mailing = start(tenant_a, [server], [f"r{i}@x.test" for i in range(6)])
+        assert settle(mailing, now) == "waiting"
+        mailing.refresh_from_db()
+        assert len(handler.received) == 4
+        assert mailing.resume_at == now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        assert settle(mailing, mailing.resume_at) == "done"
+    assert len(handler.received) == 6
+
+
+def test_an_unknown_recipient_refused_at_rcpt_is_suppressed_a_policy_refusal_is_not(tenant_a):
+    def who(rcpt: str) -> bool:
+        return rcpt.startswith(("gone", "policy"))
+
+    handler = Refusing("550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown", who=who)
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["gone@example.com", "ok@example.com"])
+        settle(mailing)
+        handler.reply = "550 5.7.1 Recipient rejected by policy"
+        other = start(tenant_a, [server], ["policy@x.test"])
+        settle(other)
+    gone = Suppression.objects.get(tenant=tenant_a, email="gone@example.com")
+    assert gone.reason == Suppression.Reason.HARD_BOUNCE and "5.1.1" in gone.note
+    assert not Suppression.objects.filter(email="policy@x.test").exists()
+    assert Letter.objects.get(mailing=other).status == L.FAILED
+
+
+def test_sent_at_is_when_the_server_accepted_each_letter(tenant_a):
+    class Slow(SinkHandler):
+        async def handle_DATA(self, server, session, envelope):
+            await asyncio.sleep(0.3)
+            return await super().handle_DATA(server, session, envelope)
+
+    now = timezone.now()
+    with smtp_server(handler=Slow()) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test", "c@x.test"])
+        settle(mailing, now)
+    times = list(Letter.objects.filter(mailing=mailing).order_by("pk").values_list("sent_at", flat=True))
+    assert times[0] > now and times[1] - times[0] >= timedelta(seconds=0.3)
+    assert times[2] - times[1] >= timedelta(seconds=0.3)
+
+
+def test_nothing_is_left_sending_whatever_the_servers_did(tenant_a):
+    with ExitStack() as stack:
+        c, _ = stack.enter_context(smtp_server(handler=Refusing("421 4.3.2 Shutting down")))
+        server = make_server(tenant_a, port=c.port)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
+        settle(mailing)
+    assert not Letter.objects.filter(status=L.SENDING).exists()
