@@ -230,12 +230,13 @@ def test_a_blacklisting_seen_on_one_tenants_letters_blocks_that_tenant_not_the_p
         "554 5.7.1 Service unavailable; Client host [10.0.0.1] blocked using zen.spamhaus.org",
         who=lambda rcpt: rcpt.endswith("@a.test"),
     )
-    with smtp_server(handler=listed) as (controller, handler):
+    with smtp_server(handler=listed) as (controller, sink):
         platform = platform_server(controller.port)
         mailing_a = start(tenant_a, [platform], ["r1@a.test", "r2@a.test"])
         mailing_b = start(tenant_b, [platform], ["r1@b.test", "r2@b.test"])
         assert settle(mailing_a) == "blocked"
         assert settle(mailing_b) == "done"
+        assert len(sink.received) == 2  # tenant B's letters went through
         reasons = dispatch.blocked_reasons(Mailing.objects.get(pk=mailing_a.pk), timezone.now())
         assert "blocked for your letters" in reasons[0][1]
         platform.refresh_from_db()
