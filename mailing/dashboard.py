@@ -24,7 +24,7 @@ from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractHour, 
 from django.utils import timezone
 
 from accounts.models import Tenant
-from servers.models import Health, SmtpServer
+from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.selectors import platform_servers, tenant_servers
 
 from . import limits
@@ -57,6 +57,8 @@ class State(StrEnum):
     IDLE = "idle"
     LIMIT = "limit"
     RESTING = "resting"
+    RATE_LIMITED = "rate_limited"  # the server said "too much mail": it waits for the provider's window
+    HELD = "held"  # a platform server holds back this tenant's letters (a rest, or a block by staff)
     FAILING = "failing"
     DISABLED = "disabled"
 
@@ -66,10 +68,12 @@ class ServerRow:
     server: SmtpServer
     usage: Usage
     state: State
-    hour_sent: int  # the tenant's own letters: on a platform server, not the others'
+    hour_sent: int  # the tenant's own letters handed over: on a platform server, not the others'
     day_sent: int
     recent: int  # the tenant's letters in the last RATE_SPAN
     hourly: list[int]  # the tenant's letters in each chart hour, oldest first
+    in_flight: int = 0  # claimed by a batch, not handed over yet: counted in the windows, not as sent
+    hold: TenantRest | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,11 @@ def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
     usages = limits.window_usage(servers, tenant, now)
     slots = usage_slots([s.pk for s in servers], tenant, minute)
     hours = chart_hours(now)
-    rows = [_server_row(s, usages[s.pk], slots[s.pk], hours, now) for s in servers]
+    flying = _in_flight(tenant, [s.pk for s in servers])
+    holds = {r.server_id: r for r in TenantRest.objects.filter(tenant=tenant, server__in=[s.pk for s in servers])}
+    rows = [
+        _server_row(s, usages[s.pk], slots[s.pk], hours, now, flying.get(s.pk, 0), holds.get(s.pk)) for s in servers
+    ]
     mailings, more = _running_mailings(tenant)
     progress = progress_for(mailings)
     recent = _recent_letters(mailings, now)
@@ -173,20 +181,44 @@ def _hourly(slots: list[Slot], hours: list[datetime]) -> list[int]:
 # Servers
 
 
-def _server_row(server: SmtpServer, usage: Usage, slots: list[Slot], hours: list[datetime], now: datetime) -> ServerRow:
+def _server_row(
+    server: SmtpServer,
+    usage: Usage,
+    slots: list[Slot],
+    hours: list[datetime],
+    now: datetime,
+    in_flight: int = 0,
+    hold: TenantRest | None = None,
+) -> ServerRow:
     minute = limits.trunc_minute(now)
+    # The windows count a batch's claimed letters from the moment it takes
+    # them; they are shown as sent only once handed over.
     return ServerRow(
         server=server,
         usage=usage,
-        state=server_state(server, usage, slots, now),
-        hour_sent=sum(s.mine for s in slots if s.exact),
-        day_sent=sum(s.mine for s in slots),
-        recent=sum(s.mine for s in slots if s.exact and s.start > minute - RATE_SPAN),
+        state=server_state(server, usage, slots, now, hold),
+        hour_sent=max(0, sum(s.mine for s in slots if s.exact) - in_flight),
+        day_sent=max(0, sum(s.mine for s in slots) - in_flight),
+        recent=max(0, sum(s.mine for s in slots if s.exact and s.start > minute - RATE_SPAN) - in_flight),
         hourly=_hourly(slots, hours),
+        in_flight=in_flight,
+        hold=hold,
     )
 
 
-def server_state(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetime) -> State:
+def _in_flight(tenant: Tenant, server_ids: list[int]) -> dict[int, int]:
+    rows = (
+        Letter.objects.filter(tenant=tenant, status=L.SENDING, server_id__in=server_ids)
+        .values("server_id")
+        .order_by()
+        .annotate(n=Count("id"))
+    )
+    return {row["server_id"]: row["n"] for row in rows}
+
+
+def server_state(
+    server: SmtpServer, usage: Usage, slots: list[Slot], now: datetime, hold: TenantRest | None = None
+) -> State:
     """What stops the server first, else whether the tenant's letters go
     through it right now."""
     if not server.enabled:
@@ -194,7 +226,9 @@ def server_state(server: SmtpServer, usage: Usage, slots: list[Slot], now: datet
     if server.health == Health.FAILING:
         return State.FAILING
     if server.backoff_until and server.backoff_until > now:
-        return State.RESTING
+        return State.RATE_LIMITED if server.rest_reason == RestReason.RATE_LIMIT else State.RESTING
+    if hold is not None and hold.holds(now):
+        return State.HELD
     if usage.is_spent:
         return State.LIMIT
     since = limits.trunc_minute(now) - SENDING_SPAN
@@ -329,8 +363,12 @@ def supply_for(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetim
     cannot send (disabled or failing)."""
     if not server.is_usable:
         return None
+    # A rate-limited or resting server sends again when its rest ends.
     start = max(now, server.backoff_until or now)
     windows = []
+    if server.max_per_minute is not None:
+        minute = [(s.start + MINUTE, s.total) for s in slots if s.exact and s.start >= limits.trunc_minute(now)]
+        windows.append(Window(server.max_per_minute, MINUTE, minute))
     if server.max_per_hour is not None:
         hour = [(s.start + HOUR_LEAVES, s.total) for s in slots if s.exact]
         windows.append(Window(server.max_per_hour, HOUR_LEAVES, hour))

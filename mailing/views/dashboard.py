@@ -28,6 +28,8 @@ STATE_LABELS = {
     State.IDLE: "Idle",
     State.LIMIT: "Limit reached",
     State.RESTING: "Resting",
+    State.RATE_LIMITED: "Rate-limited by the server",
+    State.HELD: "Held back for your letters",
     State.FAILING: "Failing",
     State.DISABLED: "Disabled",
 }
@@ -84,7 +86,8 @@ def _server(row: ServerRow, now: datetime) -> dict:
         "hint": hint,
         "resume_at": _iso(row.usage.resume_at),
         "windows": _windows(row),
-        "rate_text": f"{row.recent:,} sent in the last 10 min",
+        "rate_text": f"{row.recent:,} sent in the last 10 min"
+        + (f", {row.in_flight:,} being sent now" if row.in_flight else ""),
         "chart": _chart(row.hourly),
     }
 
@@ -97,8 +100,18 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
         return "Turned off: mailings skip it until it is turned on again.", ""
     if row.state == State.FAILING:
         return f"Failing — {server.health_error or 'the last attempt failed.'}", server.health_hint
+    if row.state == State.RATE_LIMITED and server.backoff_until:
+        notice = f"Rate-limited by the server — next try {_at(server.backoff_until, now)}. It said: {server.rest_reply}"
+        return notice, "The provider caps letters per minute; set the server's max per minute just below it."
     if row.state == State.RESTING and server.backoff_until:
-        return f"Resting after connection trouble; tries again {_at(server.backoff_until, now)}.", ""
+        why = "it refused every letter for now" if server.rest_reason == "refusals" else "connection trouble"
+        said = f" It said: {server.rest_reply}" if server.rest_reply else ""
+        return f"Resting after {why}; tries again {_at(server.backoff_until, now)}.{said}", ""
+    if row.state == State.HELD and row.hold is not None:
+        if row.hold.blocked:
+            return f"Blocked for your letters: {row.hold.reply}", "Staff have been told; contact support."
+        notice = f"Held back after your letters were refused; tries again {_at(row.hold.until, now)}. {row.hold.reply}"
+        return notice, "Check the content of your template: the server refused it as spam or by policy."
     if row.state == State.LIMIT:
         return _limit_notice(row.usage, now), ""
     return "", ""
@@ -214,6 +227,11 @@ def _rate_text(recent: int) -> str:
 
 
 def _waiting_text(mailing: Mailing, now: datetime) -> str:
+    if mailing.status == Mailing.Status.BLOCKED:
+        return (
+            "Cannot send: none of its servers can send until one is fixed (see each server's notice)."
+            " It goes on by itself within seconds of the fix."
+        )
     if mailing.status != Mailing.Status.WAITING:
         return ""
     if not mailing.resume_at:

@@ -7,11 +7,12 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
 
-from .. import bounces, selectors
+from .. import bounces, dispatch, selectors
 from .. import mailings as services
 from ..access import get_mailing
 from ..forms.mailings import MailingForm
@@ -106,6 +107,7 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "events": mailing.events.select_related("by"),
         "bounce_summary": bounces.mailing_bounce_summary(mailing),
         "bounces": bounces.mailing_bounces(mailing)[:20],
+        "blocked_reasons": dispatch.blocked_reasons(mailing, timezone.now()) if mailing.status == S.BLOCKED else [],
     }
     return render(request, "mailings/detail.html", context)
 
