@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from servers.models import SmtpServer
+from servers.validators import no_control_chars
 
 from .contacts import Contact, ContactList
 from .content import MailTemplate
@@ -35,12 +36,12 @@ class Mailing(models.Model):
     resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
-    subject = models.CharField(max_length=250, blank=True)
+    subject = models.CharField(max_length=250, blank=True, validators=[no_control_chars])
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
-    sender_email = models.EmailField(blank=True)
-    sender_name = models.CharField(max_length=100, blank=True)
-    reply_to = models.EmailField(blank=True)
+    sender_email = models.EmailField(blank=True, validators=[no_control_chars])
+    sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
+    reply_to = models.EmailField(blank=True, validators=[no_control_chars])
     letter_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
