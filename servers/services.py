@@ -1,13 +1,16 @@
 """Writes for sending servers, the bounce mailbox and connection tests."""
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, RestrictedError
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 
@@ -17,6 +20,9 @@ from .models import BounceMailbox, ConnectionTest, Health, SmtpServer
 
 class TooManyTests(Exception):
     pass
+
+
+IN_USE = _("Mailings that have not finished use this server: %(names)s. Finish, cancel or change them first.")
 
 
 # What a tenant edits; an update writes only these, so a dispatcher or a
@@ -75,12 +81,23 @@ def server_set_enabled(*, server: SmtpServer, enabled: bool) -> None:
 
 
 def server_delete(*, server: SmtpServer) -> None:
-    from mailing.selectors import active_mailings_using
+    """Mailings restrict the deletion of a server they may still send
+    through (their on_delete): the deletion itself refuses, and its error
+    lists the mailings, so this app never asks the mailing app."""
+    try:
+        server.delete()
+    except RestrictedError as exc:
+        names = _names(exc.restricted_objects)
+        raise ValidationError(IN_USE, code="in_use", params={"names": names}) from exc
 
-    if using := list(active_mailings_using(server)):
-        names = ", ".join(f"«{m.name}»" for m in using[:5])
-        raise ValidationError(f"This server is used by active mailings: {names}. Pause or finish them first.")
-    server.delete()
+
+def _names(objects: Iterable[object], shown: int = 5) -> str:
+    """The first `shown` names in order and a count of the rest: «A», «B» and 3 more."""
+    names = sorted(str(o) for o in objects)
+    listed = ", ".join(names[:shown])
+    if len(names) <= shown:
+        return listed
+    return gettext("%(listed)s and %(count)d more") % {"listed": listed, "count": len(names) - shown}
 
 
 @transaction.atomic

@@ -168,7 +168,7 @@ def test_a_server_in_use_cannot_be_deleted(setup, alice):
     services.mailing_start(mailing=setup)
     server = setup.server_links.get().server
     response = alice.client.post(reverse("servers:delete", args=[server.public_id]), follow=True)
-    assert "used by active mailings: «November»" in response.content.decode()
+    assert "use this server: «November» (sending)" in response.content.decode()
     assert server.__class__.objects.filter(pk=server.pk).exists()
     services.transition(mailing=setup, action="cancel")
     alice.client.post(reverse("servers:delete", args=[server.public_id]))
