@@ -22,6 +22,7 @@ class TooManyTests(Exception):
     pass
 
 
+SUSPENDED = _("The organisation is suspended: the test did not run.")
 IN_USE = _("Mailings that have not finished use this server: %(names)s. Finish, cancel or change them first.")
 
 
@@ -142,7 +143,10 @@ def connection_test_run(*, test_id: int) -> None:
     )
     if not claimed:
         return  # another worker has it, or it already ran
-    test = ConnectionTest.objects.select_related("server", "mailbox").get(pk=test_id)
+    test = ConnectionTest.objects.select_related("server", "mailbox", "tenant").get(pk=test_id)
+    if not test.tenant.is_active:
+        _refuse_suspended(test)
+        return
 
     def progress(steps: list[probes.Step]) -> None:
         ConnectionTest.objects.filter(pk=test.pk).update(steps=[asdict(s) for s in steps])
@@ -154,6 +158,14 @@ def connection_test_run(*, test_id: int) -> None:
         result = probes.mailbox_probe(test.mailbox, on_step=progress)
     _finish(test, result)
     record_health(record=record, result=result)
+
+
+def _refuse_suspended(test: ConnectionTest) -> None:
+    """A test queued just before its tenant was suspended: nothing connects
+    (nor sends a test letter) for a suspended tenant."""
+    ConnectionTest.objects.filter(pk=test.pk).update(
+        status=ConnectionTest.Status.FAILED, error=str(SUSPENDED), finished_at=timezone.now()
+    )
 
 
 def _finish(test: ConnectionTest, result: probes.ProbeResult) -> None:
