@@ -31,13 +31,14 @@ from django.urls import reverse
 
 from accounts import emails
 from accounts.models import Invitation, Tenant
-from mailing import contacts, mailings
+from mailing import contacts, dispatch, mailings
 from mailing.messages import HeaderInjection, build_message
 from mailing.models import Contact, CustomField, Letter, Mailing, MailTemplate
-from servers.models import BounceMailbox, SmtpServer
+from servers.models import BounceMailbox, Health, SmtpServer
 from servers.validators import first_unsafe
 from tests.mailing.builders import make_list, make_template
 from tests.servers.factories import make_server
+from tests.smtp_servers import smtp_server
 
 pytestmark = pytest.mark.django_db
 
@@ -362,6 +363,27 @@ def test_a_letter_from_contact_data_holding_every_control_character_goes_out_cle
     message = build_message(letter, letter.mailing.servers.get())
     assert_one_line_headers(message)
     assert parse(message)["Subject"] == "Hi A B A B from A B"
+
+
+def test_a_server_stored_with_a_control_character_is_taken_out_saying_why_and_the_next_one_sends(tenant_a):
+    """A row from before the rule (or the shell) that the forms would refuse:
+    the rules check before connecting marks the server failing with the
+    reason, and the letters go through the next server, instead of the
+    builder refusing every letter of every batch while nobody is told."""
+    with smtp_server() as (c1, h1), smtp_server() as (c2, h2):
+        bad = make_server(tenant_a, name="Bad", port=c1.port, priority=0)
+        SmtpServer.objects.filter(pk=bad.pk).update(sender_name="Acme\x0bCorp")
+        good = make_server(tenant_a, name="Good", port=c2.port, priority=1)
+        contact_list = make_list(tenant_a, "L", ["a@x.test", "b@x.test"])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        mailings.mailing_save(mailing=mailing, lists=[contact_list], servers=[bad, good])
+        mailings.mailing_start(mailing=mailing)
+        for _ in range(10):
+            if dispatch.run_mailing(mailing_id=mailing.pk) != "more":
+                break
+    bad.refresh_from_db()
+    assert bad.health == Health.FAILING and "U+000B (position 5)" in bad.health_error
+    assert (len(h1.received), len(h2.received)) == (0, 2)
 
 
 @pytest.mark.parametrize("payload", ["CR", "LF", "CRLF"])
