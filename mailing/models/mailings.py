@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q, QuerySet
 from django.db.models.deletion import Collector
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from servers.models import SmtpServer
@@ -91,7 +92,7 @@ class MailingServer(models.Model):
     class Meta:
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["mailing", "server"], name="mailing_server_unique")]
-        verbose_name = "mailing using the server"
+        verbose_name = _("mailing using the server")
 
     def __str__(self) -> str:
         # What a refused server deletion shows, on the tenant's page and in the admin.
