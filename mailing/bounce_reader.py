@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts.models import Tenant
 from servers import netguard
 from servers.connections import Quiet, checked_address, tls_context
 from servers.errors import diagnose
@@ -65,7 +67,7 @@ def socket_timeout() -> float:
 
 @dataclass
 class ReadResult:
-    status: str  # "done", "busy", "disabled", "failed"
+    status: str  # "done", "busy", "disabled" (or its tenant suspended), "failed"
     reports: int = 0
     left_alone: int = 0
     error: str = ""
@@ -106,14 +108,20 @@ class Lease:
 # ---------- entry point ----------
 
 
+def readable() -> QuerySet[BounceMailbox]:
+    """Mailboxes that may be read: enabled, of a tenant that is not
+    suspended (nothing connects for a suspended tenant; a task queued just
+    before the suspension finds nothing to read either)."""
+    return BounceMailbox.objects.filter(enabled=True, tenant__status=Tenant.Status.ACTIVE)
+
+
 def mailboxes_to_read() -> list[int]:
-    now = timezone.now()
-    due = BounceMailbox.objects.filter(enabled=True).exclude(reader_lock_until__gt=now)
+    due = readable().exclude(reader_lock_until__gt=timezone.now())
     return list(due.values_list("pk", flat=True))
 
 
 def read_mailbox(*, mailbox_id: int) -> ReadResult:
-    mailbox = BounceMailbox.objects.select_related("tenant").filter(pk=mailbox_id, enabled=True).first()
+    mailbox = readable().select_related("tenant").filter(pk=mailbox_id).first()
     if mailbox is None:
         return ReadResult("disabled")
     lease = Lease.claim(mailbox.pk)

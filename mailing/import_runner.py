@@ -14,6 +14,9 @@ from typing import BinaryIO
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from servers.validators import no_control_chars
 
 from . import contacts
 from .imports import (
@@ -261,10 +264,23 @@ def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]]
     first, last = cell(m.first_name), cell(m.last_name)
     if len(first) > contacts.MAX_NAME_LENGTH or len(last) > contacts.MAX_NAME_LENGTH:
         return f"A name is longer than {contacts.MAX_NAME_LENGTH} characters."
+    if problem := _name_problem(first, last):
+        return problem
     fields = {key: value for key, index in m.fields.items() if (value := cell(index))}
     if any(len(value) > contacts.MAX_VALUE_LENGTH for value in fields.values()):
         return f"A custom field value is longer than {contacts.MAX_VALUE_LENGTH} characters."
     return email, first, last, fields
+
+
+def _name_problem(first: str, last: str) -> str | None:
+    """Names go into subjects: a control character in one (a quoted cell
+    with a line break, a stray byte) rejects the row, as the form does."""
+    for label, value in ((_("First name"), first), (_("Last name"), last)):
+        try:
+            no_control_chars(value)
+        except ValidationError as exc:
+            return f"{label}: {exc.messages[0]}"
+    return None
 
 
 @dataclass

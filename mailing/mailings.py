@@ -188,9 +188,12 @@ def _create_letters_batched(mailing: Mailing, batch: int = 2000) -> int:
 
 
 def start_due_mailings() -> int:
-    """Beat: start scheduled mailings whose time has come."""
+    """Beat: start scheduled mailings whose time has come. A suspended
+    tenant's stay scheduled: nothing is sent for it, and they start at the
+    first tick after it is reactivated."""
     started = 0
-    for mailing in Mailing.objects.filter(status=S.SCHEDULED, scheduled_at__lte=timezone.now()):
+    due = Mailing.objects.filter(status=S.SCHEDULED, scheduled_at__lte=timezone.now())
+    for mailing in due.filter(tenant__status=Tenant.Status.ACTIVE):
         try:
             mailing_start(mailing=mailing)
             started += 1

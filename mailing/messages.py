@@ -8,8 +8,9 @@ header that is short plain ASCII is written as it is instead of through
 email.header's folding, the text parts get their headers set directly
 rather than through Charset's parameter parsing, and their quoted-printable
 body is encoded by binascii (C) rather than email.quoprimime (Python). The
-classic classes do not refuse line breaks in headers, so _safe() does, for
-every header."""
+classic classes do not refuse line breaks in headers, so _safe() refuses
+every character servers.validators forbids, for every header: the last
+guard behind the forms and models, which refuse the same set."""
 
 import binascii
 from email.header import Header
@@ -21,6 +22,7 @@ from email.utils import formataddr, formatdate
 from django.conf import settings
 
 from servers.models import SmtpServer
+from servers.validators import first_unsafe, header_text
 
 from . import rendering
 from .addresses import ascii_domain
@@ -47,7 +49,6 @@ class _Policy(Compat32):
 # Long headers (the unsubscribe link) stay on one line, as providers parse
 # them most reliably; RFC 5322 allows up to 998 characters.
 POLICY = _Policy(max_line_length=998)
-BREAKS = frozenset("\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
 
 class HeaderInjection(ValueError):
@@ -60,8 +61,8 @@ def letter_context(letter: Letter) -> dict[str, str]:
 
 
 def _safe(value: str) -> str:
-    if BREAKS.intersection(value):
-        raise HeaderInjection("A header value may not contain a line break.")
+    if (found := first_unsafe(value)) is not None:
+        raise HeaderInjection(f"A header value may not contain U+{ord(found[1]):04X} (position {found[0] + 1}).")
     return value
 
 
@@ -92,14 +93,16 @@ def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = 
     else:
         message = text
         message["MIME-Version"] = "1.0"
-    # International domains go as IDNA in every header and the Message-ID.
-    sender_email = ascii_domain(sender.email)
-    message["From"] = _safe(formataddr((sender.name, sender_email), charset="utf-8"))
+    # Checked before formataddr, which would hide a non-ASCII name's controls
+    # in an encoded word; international domains go as IDNA in every header
+    # and the Message-ID.
+    sender_email = ascii_domain(_safe(sender.email))
+    message["From"] = formataddr((_safe(sender.name), sender_email), charset="utf-8")
     message["To"] = _safe(ascii_domain(letter.email))
     if sender.reply_to:
         message["Reply-To"] = _safe(ascii_domain(sender.reply_to))
-    # Contact data must not break the header: line breaks become spaces.
-    message["Subject"] = _text_header(" ".join(rendering.render(mailing.subject, context, html=False).splitlines()))
+    # Contact data must never make a letter refused: its controls become spaces.
+    message["Subject"] = _text_header(header_text(rendering.render(mailing.subject, context, html=False)))
     message["Date"] = formatdate(localtime=False)
     domain = sender_email.rpartition("@")[2] or "postroute.invalid"
     message["Message-ID"] = f"<{letter.public_id}@{domain}>"

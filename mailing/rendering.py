@@ -16,6 +16,7 @@ from functools import lru_cache
 from django.utils.html import escape
 
 from accounts.models import Tenant
+from servers.validators import header_text
 
 from .models import Contact, CustomField
 
@@ -26,8 +27,8 @@ MAX_ERRORS = 10
 
 NAME = re.compile(r"[a-z_][a-z0-9_]*")
 OPENING = re.compile(r"\{[{%#]")
-# Every character str.splitlines() breaks on: the email package refuses a
-# header containing any of them, so none may come from a contact's data.
+# Every character str.splitlines() breaks on: a source holding one has
+# several lines (a body); a placeholder may not span them.
 LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 
@@ -86,8 +87,9 @@ def check_fields(sources: Mapping[str, str], *, known: set[str]) -> dict[str, li
 def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
     """Substitute the placeholders. In HTML values are escaped; a name the
     context lacks (a custom field this contact has no value for) gives "".
-    A source without line breaks (a subject) renders without line breaks:
-    contact data cannot add a header to the letter."""
+    A source without line breaks (a subject) renders without any character
+    a header refuses (servers.validators), each run of them made a space:
+    contact data can neither add a header nor make the letter refused."""
     one_line = LINE_BREAKS.search(source) is None
     parts = []
     for item, offset in _parse(source):
@@ -98,7 +100,7 @@ def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
             continue
         value = _text(context.get(item.name)).replace("\x00", "")
         if one_line:
-            value = LINE_BREAKS.sub(" ", value)
+            value = header_text(value)
         parts.append(escape(value) if html else value)
     return "".join(parts)
 

@@ -3,15 +3,13 @@
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count
 
 from accounts.models import Tenant
-from servers.models import SmtpServer
 
 from .models import Contact, Letter, Mailing, MailTemplate
 
 L = Letter.Status
-RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING, Mailing.Status.BLOCKED)
 
 
 def has_template(tenant: Tenant) -> bool:
@@ -24,12 +22,6 @@ def has_contacts(tenant: Tenant) -> bool:
 
 def has_started_mailing(tenant: Tenant) -> bool:
     return Mailing.objects.filter(tenant=tenant, started_at__isnull=False).exists()
-
-
-def active_mailings_using(server: SmtpServer) -> QuerySet[Mailing]:
-    """Running or paused mailings allowed to send through `server`."""
-    busy = (*RUNNING, Mailing.Status.PAUSED, Mailing.Status.SCHEDULED)
-    return Mailing.objects.filter(server_links__server=server, status__in=busy).distinct()
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import ProtectedError
+from django.db.models import RestrictedError
 
 from . import rendering
 from .models import MailTemplate
@@ -24,12 +24,12 @@ def template_save(*, template: MailTemplate) -> MailTemplate:
 
 @transaction.atomic
 def template_delete(*, template: MailTemplate) -> None:
-    # Mailings keep a PROTECT link to their template: the database, not a
+    # Mailings keep a RESTRICT link to their template: the deletion, not a
     # count made beforehand, decides whether the template is still in use.
     try:
         template.delete()
-    except ProtectedError as exc:
-        mailings = sorted(str(m) for m in exc.protected_objects)
+    except RestrictedError as exc:
+        mailings = sorted(str(m) for m in exc.restricted_objects)
         names = ", ".join(f"«{name}»" for name in mailings[:5]) + (" …" if len(mailings) > 5 else "")
         count = len(mailings)
         raise ValidationError(IN_USE.format(count=count, s="" if count == 1 else "s", names=names)) from exc

@@ -3,8 +3,18 @@ from django.conf import settings
 
 from . import presets, rules
 from .models import BounceMailbox, SmtpServer
+from .validators import no_control_chars
 
 HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
+
+
+def _refuse_controls(form: forms.ModelForm, names: tuple[str, ...]) -> None:
+    """The header-safety rule on the form's own fields, so that the error
+    stands next to the field before any other check (the model's clean()
+    applies it again for the admin and the shell)."""
+    for name in names:
+        if name in form.fields:
+            form.fields[name].validators.append(no_control_chars)
 
 
 class _PasswordFormMixin:
@@ -58,6 +68,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._setup_password()
+        _refuse_controls(self, rules.HEADER_FIELDS)
         self.warning: str | None = None
         if rules.is_saas():
             # SaaS tenants have neither internal servers nor unverified TLS.
@@ -104,6 +115,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._setup_password()
+        _refuse_controls(self, rules.MAILBOX_HEADER_FIELDS)
         self.warning: str | None = None
         # Older clients (and the API-like posts in tests) send no protocol: IMAP.
         self.fields["protocol"].required = False

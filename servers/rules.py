@@ -22,7 +22,9 @@ INTERNAL_REFUSED = (
     "installation has. Add your provider's server as External SMTP."
 )
 NO_TLS_VERIFY_REFUSED = "Certificate verification can be turned off only on a self-hosted installation."
+# Fields whose values go into a mail header or a mail-protocol command.
 HEADER_FIELDS = ("name", "sender_email", "sender_name", "host", "login")
+MAILBOX_HEADER_FIELDS = ("host", "login", "folder")
 
 
 def is_saas() -> bool:
@@ -53,7 +55,7 @@ def smtp_server_errors(server: "SmtpServer") -> dict[str, list[str]]:
 
 def mailbox_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
     errors: dict[str, list[str]] = defaultdict(list)
-    _header_safety(mailbox, ("host", "login", "folder"), errors)
+    _header_safety(mailbox, MAILBOX_HEADER_FIELDS, errors)
     if is_saas():
         if not mailbox.verify_tls:
             errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)

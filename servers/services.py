@@ -1,13 +1,16 @@
 """Writes for sending servers, the bounce mailbox and connection tests."""
 
+from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, RestrictedError
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 
@@ -17,6 +20,10 @@ from .models import BounceMailbox, ConnectionTest, Health, SmtpServer, TenantRes
 
 class TooManyTests(Exception):
     pass
+
+
+SUSPENDED = _("The organisation is suspended: the test did not run.")
+IN_USE = _("Mailings that have not finished use this server: %(names)s. Finish, cancel or change them first.")
 
 
 # What a tenant edits; an update writes only these, so a dispatcher or a
@@ -75,12 +82,23 @@ def server_set_enabled(*, server: SmtpServer, enabled: bool) -> None:
 
 
 def server_delete(*, server: SmtpServer) -> None:
-    from mailing.selectors import active_mailings_using
+    """Mailings restrict the deletion of a server they may still send
+    through (their on_delete): the deletion itself refuses, and its error
+    lists the mailings, so this app never asks the mailing app."""
+    try:
+        server.delete()
+    except RestrictedError as exc:
+        names = _names(exc.restricted_objects)
+        raise ValidationError(IN_USE, code="in_use", params={"names": names}) from exc
 
-    if using := list(active_mailings_using(server)):
-        names = ", ".join(f"«{m.name}»" for m in using[:5])
-        raise ValidationError(f"This server is used by active mailings: {names}. Pause or finish them first.")
-    server.delete()
+
+def _names(objects: Iterable[object], shown: int = 5) -> str:
+    """The first `shown` names in order and a count of the rest: «A», «B» and 3 more."""
+    names = sorted(str(o) for o in objects)
+    listed = ", ".join(names[:shown])
+    if len(names) <= shown:
+        return listed
+    return gettext("%(listed)s and %(count)d more") % {"listed": listed, "count": len(names) - shown}
 
 
 @transaction.atomic
@@ -125,7 +143,10 @@ def connection_test_run(*, test_id: int) -> None:
     )
     if not claimed:
         return  # another worker has it, or it already ran
-    test = ConnectionTest.objects.select_related("server", "mailbox").get(pk=test_id)
+    test = ConnectionTest.objects.select_related("server", "mailbox", "tenant").get(pk=test_id)
+    if not test.tenant.is_active:
+        _refuse_suspended(test)
+        return
 
     def progress(steps: list[probes.Step]) -> None:
         ConnectionTest.objects.filter(pk=test.pk).update(steps=[asdict(s) for s in steps])
@@ -137,6 +158,14 @@ def connection_test_run(*, test_id: int) -> None:
         result = probes.mailbox_probe(test.mailbox, on_step=progress)
     _finish(test, result)
     record_health(record=record, result=result)
+
+
+def _refuse_suspended(test: ConnectionTest) -> None:
+    """A test queued just before its tenant was suspended: nothing connects
+    (nor sends a test letter) for a suspended tenant."""
+    ConnectionTest.objects.filter(pk=test.pk).update(
+        status=ConnectionTest.Status.FAILED, error=str(SUSPENDED), finished_at=timezone.now()
+    )
 
 
 def _finish(test: ConnectionTest, result: probes.ProbeResult) -> None:

@@ -1,12 +1,57 @@
-"""Header safety: a value that ends up in a mail header or an SMTP command
-must not carry CR, LF or NUL (header and command injection)."""
+"""Header safety: the one definition of the characters that may not go into
+a mail header or a mail-protocol command, for every app.
+
+It lives in `servers`, the lowest app that sends mail: `mailing` already
+depends on it and imports it from here, and `servers` never imports
+`mailing`. Migrations name `no_control_chars` by this path, so it stays.
+
+Refused: every C0 control (U+0000-U+001F, TAB included), DEL (U+007F), every
+C1 control (U+0080-U+009F) and the Unicode line and paragraph separators
+(U+2028, U+2029). CR and LF would start a new header (injection); the email
+package also breaks a header at VT, FF, U+001C-U+001E, U+0085 and the two
+separators (str.splitlines()); the others are invisible, and mail servers
+refuse or mangle them."""
+
+import re
 
 from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
-FORBIDDEN = {"\r": "a line break (CR)", "\n": "a line break (LF)", "\x00": "a NUL character"}
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+UNSAFE_RUN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+# What the user is told the character is; every other one is "the control character".
+NAMES: dict[str, Promise] = {
+    "\t": _("the tab"),
+    "\n": _("the line break"),
+    "\r": _("the line break"),
+    "\u2028": _("the line separator"),
+    "\u2029": _("the paragraph separator"),
+}
+MESSAGE = _("Remove %(what)s %(code)s (position %(position)d): it cannot go into a mail header.")
+
+
+def first_unsafe(value: str) -> tuple[int, str] | None:
+    """The position (from 0) and the character of the first unsafe one."""
+    match = UNSAFE.search(value or "")
+    return None if match is None else (match.start(), match.group())
 
 
 def no_control_chars(value: str) -> None:
-    for char, what in FORBIDDEN.items():
-        if char in (value or ""):
-            raise ValidationError(f"This field may not contain {what}.", code="header_injection")
+    """The validator of every header-bound field, on models and forms."""
+    if (found := first_unsafe(value)) is None:
+        return
+    position, char = found
+    params = {
+        "what": NAMES.get(char, _("the control character")),
+        "code": f"U+{ord(char):04X}",
+        "position": position + 1,
+    }
+    raise ValidationError(MESSAGE, code="header_injection", params=params)
+
+
+def header_text(value: str) -> str:
+    """`value` with every run of unsafe characters made one space: for data
+    that may hold them (a contact's custom field) on its way into a header."""
+    return UNSAFE_RUN.sub(" ", value)

@@ -4,6 +4,7 @@ mailing.contacts and mailing.imports hold the rules."""
 from django import forms
 
 from accounts.models import Tenant
+from servers.validators import no_control_chars
 
 from .. import contacts, imports
 from ..models import Contact, ContactImport, ContactList, CustomField
@@ -33,8 +34,9 @@ class CustomFieldForm(forms.Form):
 
 class ContactForm(forms.Form):
     email = forms.CharField(label="Email address", max_length=254, widget=forms.EmailInput())
-    first_name = forms.CharField(label="First name", max_length=100, required=False)
-    last_name = forms.CharField(label="Last name", max_length=100, required=False)
+    # Names go into subjects; custom values may hold line breaks (bodies).
+    first_name = forms.CharField(label="First name", max_length=100, required=False, validators=[no_control_chars])
+    last_name = forms.CharField(label="Last name", max_length=100, required=False, validators=[no_control_chars])
     lists = forms.ModelMultipleChoiceField(
         label="Lists",
         queryset=ContactList.objects.none(),

@@ -1,5 +1,3 @@
-import re
-
 from django import forms
 
 from servers.validators import no_control_chars
@@ -7,16 +5,13 @@ from servers.validators import no_control_chars
 from .. import rendering
 from ..models import MailTemplate
 
-# Line breaks beyond CR and LF (the model's validator) that the email
-# package also splits a header on.
-OTHER_LINE_BREAKS = re.compile(r"[\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 NO_PLACEHOLDERS = "Placeholders work in the subject and the bodies only; the sender is the same for every letter."
 
 
 class _HeaderFieldMixin:
-    """A value that goes into a mail header. Line breaks are refused, never
-    trimmed away: a stripped "\\r\\n" would hide an injection attempt. Only
-    ordinary spaces around the value are trimmed."""
+    """A value that goes into a mail header. Control characters are refused,
+    never trimmed away: a stripped "\\r\\n" would hide an injection attempt.
+    Only spaces and tabs around the value are trimmed."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -26,10 +21,8 @@ class _HeaderFieldMixin:
         return super().to_python(value).strip(" \t")
 
     def run_validators(self, value: str) -> None:
-        # Alone, before the address syntax: a line break is the one thing to fix.
+        # Alone, before the address syntax: the control character is the one thing to fix.
         no_control_chars(value)
-        if OTHER_LINE_BREAKS.search(value or ""):
-            raise forms.ValidationError("This field may not contain a line break.", code="header_injection")
         super().run_validators(value)
 
 

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models import Tenant
+from servers.validators import no_control_chars
 
 
 class ContactList(models.Model):
@@ -42,9 +43,13 @@ class Contact(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
     # Normalised with email-validator: domain lower-cased, local part kept.
-    email = models.EmailField(max_length=254)
-    first_name = models.CharField(max_length=100, blank=True)
-    last_name = models.CharField(max_length=100, blank=True)
+    # The To header: no control characters, even in a quoted local part.
+    email = models.EmailField(max_length=254, validators=[no_control_chars])
+    # Names reach the subject of letters: no control characters. Custom
+    # field values may hold line breaks (for bodies); in a subject they
+    # become spaces (mailing.rendering).
+    first_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
+    last_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
     fields = models.JSONField(default=dict, blank=True)  # custom field key -> string value
     lists = models.ManyToManyField(ContactList, related_name="contacts", blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -60,12 +65,9 @@ class Contact(models.Model):
     def clean(self) -> None:
         # PostgreSQL cannot store a NUL; the form and the import refuse or
         # strip it already, this keeps every other path from reaching it.
-        errors = {name: "A NUL character is not allowed." for name in ("first_name", "last_name")
-                  if "\x00" in getattr(self, name)}  # fmt: skip
+        # (The names' validator refuses it with the other controls.)
         if any("\x00" in str(value) for value in (self.fields or {}).values()):
-            errors["fields"] = "A NUL character is not allowed."
-        if errors:
-            raise ValidationError(errors)
+            raise ValidationError({"fields": "A NUL character is not allowed."})
 
 
 class Suppression(models.Model):

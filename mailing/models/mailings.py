@@ -2,11 +2,14 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.db.models.deletion import Collector
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from servers.models import SmtpServer
+from servers.validators import no_control_chars
 
 from .contacts import Contact, ContactList
 from .content import MailTemplate
@@ -28,7 +31,9 @@ class Mailing(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mailings")
     name = models.CharField(max_length=150)
-    template = models.ForeignKey(MailTemplate, on_delete=models.PROTECT, related_name="mailings")
+    # RESTRICT, not PROTECT: a template in use cannot be deleted alone, but
+    # deleting the whole tenant takes both (PROTECT would refuse that too).
+    template = models.ForeignKey(MailTemplate, on_delete=models.RESTRICT, related_name="mailings")
     lists = models.ManyToManyField(ContactList, related_name="mailings")
     servers = models.ManyToManyField(SmtpServer, through="MailingServer", related_name="mailings")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
@@ -38,12 +43,12 @@ class Mailing(models.Model):
     resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
-    subject = models.CharField(max_length=250, blank=True)
+    subject = models.CharField(max_length=250, blank=True, validators=[no_control_chars])
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
-    sender_email = models.EmailField(blank=True)
-    sender_name = models.CharField(max_length=100, blank=True)
-    reply_to = models.EmailField(blank=True)
+    sender_email = models.EmailField(blank=True, validators=[no_control_chars])
+    sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
+    reply_to = models.EmailField(blank=True, validators=[no_control_chars])
     letter_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -62,21 +67,39 @@ class Mailing(models.Model):
         return self.status in (self.Status.ACTIVE, self.Status.WAITING, self.Status.BLOCKED)
 
 
+FINISHED = (Mailing.Status.COMPLETED, Mailing.Status.CANCELLED)
+
+
+def restrict_unless_finished(collector: Collector, field: models.Field, sub_objs: QuerySet, using: str) -> None:
+    """on_delete of MailingServer.server. A server that a mailing yet to
+    finish may send through is kept: RESTRICT, so that deleting the whole
+    tenant, mailings included, still works where PROTECT would refuse it.
+    A finished mailing only loses the link; its letters keep their history
+    (Letter.server is SET_NULL). Migrations name this function: keep it here."""
+    links = sub_objs.defer(None)  # the collector asked for primary keys only
+    finished = Q(mailing__status__in=FINISHED)
+    models.CASCADE(collector, field, links.filter(finished), using)
+    # With their mailing, which names them in the refusal (str()).
+    models.RESTRICT(collector, field, links.exclude(finished).select_related("mailing"), using)
+
+
 class MailingServer(models.Model):
     """The servers a mailing may use, in the order it tries them."""
 
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="server_links")
-    # Deleting a server is refused while a running mailing uses it
-    # (servers.services.server_delete); finished mailings just lose the link.
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="mailing_links")
+    # The refusal is the deletion's own (RestrictedError, listing these
+    # links), so servers.services and the admin need not know mailings.
+    server = models.ForeignKey(SmtpServer, on_delete=restrict_unless_finished, related_name="mailing_links")
     position = models.PositiveIntegerField()
 
     class Meta:
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["mailing", "server"], name="mailing_server_unique")]
+        verbose_name = _("mailing using the server")
 
     def __str__(self) -> str:
-        return f"{self.mailing} #{self.position}: {self.server}"
+        # What a refused server deletion shows, on the tenant's page and in the admin.
+        return f"«{self.mailing.name}» ({self.mailing.get_status_display().lower()})"
 
 
 class DispatchChain(models.Model):

@@ -7,11 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from accounts import services as account_services
 from mailing import bounce_reader, bounces
 from mailing import mailings as services
 from mailing.models import BounceReport, Letter, Mailing, Suppression
 from mailing.tasks import read_bounce_mailboxes
 from servers.models import BounceMailbox, Health, Security
+from tests.helpers import free_port
 
 from .bounce_helpers import append, folder_messages, make_mailbox, render, sent_letters
 
@@ -144,6 +146,27 @@ def test_the_beat_task_reads_every_enabled_mailbox(tenant_a, tenant_b, dovecot_m
 
     assert BounceReport.objects.filter(tenant=tenant_a).count() == 1
     assert BounceReport.objects.filter(tenant=tenant_b).count() == 0
+
+
+def test_a_suspended_tenants_mailbox_is_not_read_until_it_is_reactivated(tenant_a, tenant_b, dovecot_mailbox):
+    fill(dovecot_mailbox, sent_letters(tenant_b, ["a@example.org"]))
+    theirs = make_mailbox(tenant_b, dovecot_mailbox)
+    ours = make_mailbox(tenant_a, dovecot_mailbox, port=free_port())  # read, but nothing answers there
+    account_services.tenant_suspend(tenant=tenant_b, reason="unpaid")
+
+    assert bounce_reader.mailboxes_to_read() == [ours.pk]
+    read_bounce_mailboxes.delay()  # the beat task, eager in tests
+    assert bounce_reader.read_mailbox(mailbox_id=theirs.pk).status == "disabled"  # queued before the suspension
+
+    theirs.refresh_from_db()
+    assert theirs.health_checked_at is None and not BounceReport.objects.exists()
+    assert len(folder_messages(dovecot_mailbox, "INBOX")) == 1
+    ours.refresh_from_db()
+    assert ours.health_checked_at is not None  # the beat did run (and failed to connect)
+
+    account_services.tenant_reactivate(tenant=tenant_b)
+    read_bounce_mailboxes.delay()
+    assert BounceReport.objects.filter(tenant=tenant_b).count() == 1
 
 
 @pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])

@@ -88,16 +88,34 @@ def test_quoted_fields_with_newlines_report_the_line_a_row_starts_on(do_import, 
         b"d@@example.com,Dee,\n"  # 11
     )
     imp = do_import(content, {0: "email", 1: "first_name"})
-    assert [line for line, _ in rejections(imp)] == [4, 8, 11]
+    assert [line for line, _ in rejections(imp)] == [2, 4, 8, 11]
     reasons = dict(rejections(imp))
+    # A name goes into subjects: a line break in it rejects the row.
+    assert reasons[2].startswith("First name: Remove the line break U+000A (position 4)")
     assert "Invalid email address" in reasons[4] and reasons[8] == "No email address."
-    assert people(tenant_a) == {
-        "a@example.com": ("Ann\nMarie", ""),
-        "b@example.com": ("Bob", ""),
-        "c@example.com": ("Cy", ""),
-    }
-    assert (imp.rows_seen, imp.created, imp.updated, imp.rejected) == (6, 3, 0, 3)
+    assert people(tenant_a) == {"b@example.com": ("Bob", ""), "c@example.com": ("Cy", "")}
+    assert (imp.rows_seen, imp.created, imp.updated, imp.rejected) == (6, 2, 0, 4)
     assert imp.rejections.get(line=4).raw == 'not-an-address,"one\ntwo\nthree",y'
+
+
+def test_a_control_character_in_a_name_rejects_the_row_with_its_line_and_reason(do_import, tenant_a):
+    content = (
+        "email,first_name,last_name,note\n"
+        "ann@example.com,Ann,Lee,ok\n"  # 2
+        "bob@example.com,Bo\x0bb,Ray,ok\n"  # 3
+        "cat@example.com,Cat,Ki\x01m,ok\n"  # 4
+        "eve@example.com,Eve\u2028X,Day,ok\n"  # 5
+        "dan@example.com,Dan,Fox,tab\there\n"  # 6: custom values may hold them (bodies)
+    ).encode()
+    imp = do_import(content, {0: "email", 1: "first_name", 2: "last_name", 3: "new"})
+    tail = ": it cannot go into a mail header."
+    assert rejections(imp) == [
+        (3, "First name: Remove the control character U+000B (position 3)" + tail),
+        (4, "Last name: Remove the control character U+0001 (position 3)" + tail),
+        (5, "First name: Remove the line separator U+2028 (position 4)" + tail),
+    ]
+    assert people(tenant_a) == {"ann@example.com": ("Ann", "Lee"), "dan@example.com": ("Dan", "Fox")}
+    assert Contact.objects.get(email="dan@example.com").fields == {"note": "tab\there"}
 
 
 def test_duplicates_merge_within_the_file_and_with_existing_contacts(do_import, tenant_a):
@@ -303,6 +321,7 @@ def test_a_quote_left_open_is_reported_with_the_lines_it_swallowed(do_import, te
 
 
 def test_a_quoted_field_over_two_lines_that_holds_no_rows_is_kept(do_import, tenant_a):
-    imp = do_import(b'email,first_name\ndan@example.com,"Dan\nthe Second"\n', {0: "email", 1: "first_name"})
+    # A custom field may hold line breaks: it may go into a body.
+    imp = do_import(b'email,note\ndan@example.com,"Dan\nthe Second"\n', {0: "email", 1: "new"})
     assert rejections(imp) == []
-    assert people(tenant_a)["dan@example.com"][0] == "Dan\nthe Second"
+    assert Contact.objects.get(email="dan@example.com").fields == {"note": "Dan\nthe Second"}

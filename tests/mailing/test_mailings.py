@@ -1,10 +1,14 @@
 """Mailings: saving a draft, the state machine, starting (letters per unique,
 non-suppressed recipient, template snapshot), pages and ownership."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 
+from accounts import services as account_services
 from mailing import mailings as services
 from mailing.models import Letter, Mailing, MailingEvent
 from tests.servers.factories import make_server
@@ -165,11 +169,24 @@ def test_an_outsider_gets_404_on_every_mailing_url(setup, charlie):
     assert b"November" not in charlie.client.get(reverse("mailings:list")).content
 
 
+def test_a_suspended_tenants_due_mailing_stays_scheduled_until_reactivation(setup, tenant_a):
+    past = timezone.now() - timedelta(minutes=1)
+    Mailing.objects.filter(pk=setup.pk).update(status=S.SCHEDULED, scheduled_at=past)
+    account_services.tenant_suspend(tenant=tenant_a, reason="unpaid")
+    assert services.start_due_mailings() == 0
+    setup.refresh_from_db()
+    assert setup.status == S.SCHEDULED and not Letter.objects.exists()
+    account_services.tenant_reactivate(tenant=tenant_a)
+    assert services.start_due_mailings() == 1
+    setup.refresh_from_db()
+    assert setup.status == S.ACTIVE and Letter.objects.filter(mailing=setup).count() == 4
+
+
 def test_a_server_in_use_cannot_be_deleted(setup, alice):
     services.mailing_start(mailing=setup)
     server = setup.server_links.get().server
     response = alice.client.post(reverse("servers:delete", args=[server.public_id]), follow=True)
-    assert "used by active mailings: «November»" in response.content.decode()
+    assert "use this server: «November» (sending)" in response.content.decode()
     assert server.__class__.objects.filter(pk=server.pk).exists()
     services.transition(mailing=setup, action="cancel")
     alice.client.post(reverse("servers:delete", args=[server.public_id]))

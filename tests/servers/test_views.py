@@ -4,6 +4,7 @@ platform server, and the connection test through the page and the task."""
 import pytest
 from django.urls import reverse
 
+from accounts import services as account_services
 from servers.models import ConnectionTest, Health, PlatformQuota, SmtpServer
 from tests.smtp_servers import smtp_server
 
@@ -115,6 +116,23 @@ def test_a_failing_test_marks_the_server_failing_with_the_hint(alice, tenant_a, 
     assert not server.is_usable
     page = alice.client.get(reverse("servers:list")).content.decode()
     assert "535" in page
+
+
+def test_a_test_queued_before_the_tenant_was_suspended_does_not_connect(
+    alice, tenant_a, django_capture_on_commit_callbacks
+):
+    with smtp_server() as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        with django_capture_on_commit_callbacks() as queued:
+            alice.client.post(reverse("servers:test_start", args=[server.public_id]))
+        account_services.tenant_suspend(tenant=tenant_a, reason="unpaid")
+        for run_on_a_worker in queued:
+            run_on_a_worker()
+    test = ConnectionTest.objects.get()
+    assert (test.status, test.steps) == (ConnectionTest.Status.FAILED, [])
+    assert test.error == "The organisation is suspended: the test did not run."
+    server.refresh_from_db()
+    assert server.health == Health.UNKNOWN
 
 
 def test_connection_tests_are_throttled_per_tenant(alice, tenant_a, settings):
