@@ -45,6 +45,16 @@ SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
 SERVERS_ALLOW_PRIVATE_HOSTS = env.bool("SERVERS_ALLOW_PRIVATE_HOSTS", default=DEBUG)
 if SERVERS_ALLOW_PRIVATE_HOSTS and not DEBUG and DEPLOYMENT_MODE == "saas":
     raise ImproperlyConfigured("SERVERS_ALLOW_PRIVATE_HOSTS may not be on in SaaS production.")
+# Contacts, senders and reply-to addresses on special-use names (corp.local,
+# x.internal, y.test): a self-hosted company mails its own network. A hosted
+# platform may not: its default server would look such names up in the
+# platform's own network.
+ALLOW_SPECIAL_USE_DOMAINS = env.bool("ALLOW_SPECIAL_USE_DOMAINS", default=DEPLOYMENT_MODE == "self_hosted")
+if ALLOW_SPECIAL_USE_DOMAINS and not DEBUG and DEPLOYMENT_MODE == "saas":
+    raise ImproperlyConfigured("ALLOW_SPECIAL_USE_DOMAINS may not be on in SaaS production.")
+# Addresses under .test (RFC 6761's name for tests) pass in every mode; only
+# the test settings turn this on.
+ALLOW_TEST_DOMAIN = False
 # "Internal SMTP" (self-hosted only): the mail server on this host.
 INTERNAL_SMTP_HOST = env.str("INTERNAL_SMTP_HOST", default="localhost")
 INTERNAL_SMTP_PORT = env.int("INTERNAL_SMTP_PORT", default=25)
