@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 
 from . import presets, rules
+from .addresses import validate_address
 from .models import BounceMailbox, SmtpServer
 
 HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
@@ -126,5 +127,8 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
 
 class TestForm(forms.Form):
     send_to = forms.EmailField(
-        label="Also send a test letter to", required=False, help_text="Optional: an address you can read."
+        label="Also send a test letter to",
+        required=False,
+        help_text="Optional: an address you can read.",
+        validators=[validate_address],  # a recipient like any contact
     )

@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 
 from servers.models import ConnectionTest, Health, PlatformQuota, SmtpServer
+from tests.helpers import deployment_mode
 from tests.smtp_servers import smtp_server
 
 from .factories import make_server
@@ -115,6 +116,15 @@ def test_a_failing_test_marks_the_server_failing_with_the_hint(alice, tenant_a, 
     assert not server.is_usable
     page = alice.client.get(reverse("servers:list")).content.decode()
     assert "535" in page
+
+
+def test_a_test_letter_to_a_refused_address_is_explained_not_skipped(alice, tenant_a, settings):
+    deployment_mode(settings, "saas")
+    server = make_server(tenant_a)
+    url = reverse("servers:test_start", args=[server.public_id])
+    response = alice.client.post(url, {"send_to": "me@corp.local"}, follow=True)
+    assert "only a self-hosted installation may use it" in response.content.decode()
+    assert not ConnectionTest.objects.exists()
 
 
 def test_connection_tests_are_throttled_per_tenant(alice, tenant_a, settings):
