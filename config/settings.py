@@ -100,6 +100,9 @@ IMPORTS_DIR = Path(env.str("IMPORTS_DIR", default=str(VAR_DIR / "imports")))
 # Bounce mailboxes: how often they are read (seconds), and after how many
 # soft bounces within how many days an address is suppressed.
 BOUNCE_CHECK_INTERVAL = env.int("BOUNCE_CHECK_INTERVAL", default=300)
+# A mailbox that fails to be read waits twice as long after each failure in
+# a row, from one interval up to this many seconds.
+BOUNCE_BACKOFF_MAX = env.int("BOUNCE_BACKOFF_MAX", default=6 * 3600)
 BOUNCE_SOFT_LIMIT = env.int("BOUNCE_SOFT_LIMIT", default=3)
 BOUNCE_SOFT_WINDOW_DAYS = env.int("BOUNCE_SOFT_WINDOW_DAYS", default=30)
 
