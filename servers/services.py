@@ -101,7 +101,7 @@ def mailbox_save(*, mailbox: BounceMailbox, password: str | None) -> BounceMailb
     if _connection_changed(mailbox):
         for name, value in NO_BACKOFF.items():
             setattr(mailbox, name, value)
-        fields += NO_BACKOFF
+        fields += list(NO_BACKOFF)
     mailbox.save(update_fields=fields)
     return mailbox
 
