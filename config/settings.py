@@ -45,6 +45,16 @@ SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
 SERVERS_ALLOW_PRIVATE_HOSTS = env.bool("SERVERS_ALLOW_PRIVATE_HOSTS", default=DEBUG)
 if SERVERS_ALLOW_PRIVATE_HOSTS and not DEBUG and DEPLOYMENT_MODE == "saas":
     raise ImproperlyConfigured("SERVERS_ALLOW_PRIVATE_HOSTS may not be on in SaaS production.")
+# Contacts, senders and reply-to addresses on special-use names (corp.local,
+# x.internal, y.test): a self-hosted company mails its own network. A hosted
+# platform may not: its default server would look such names up in the
+# platform's own network.
+ALLOW_SPECIAL_USE_DOMAINS = env.bool("ALLOW_SPECIAL_USE_DOMAINS", default=DEPLOYMENT_MODE == "self_hosted")
+if ALLOW_SPECIAL_USE_DOMAINS and not DEBUG and DEPLOYMENT_MODE == "saas":
+    raise ImproperlyConfigured("ALLOW_SPECIAL_USE_DOMAINS may not be on in SaaS production.")
+# Addresses under .test (RFC 6761's name for tests) pass in every mode; only
+# the test settings turn this on.
+ALLOW_TEST_DOMAIN = False
 # "Internal SMTP" (self-hosted only): the mail server on this host.
 INTERNAL_SMTP_HOST = env.str("INTERNAL_SMTP_HOST", default="localhost")
 INTERNAL_SMTP_PORT = env.int("INTERNAL_SMTP_PORT", default=25)
@@ -90,6 +100,9 @@ IMPORTS_DIR = Path(env.str("IMPORTS_DIR", default=str(VAR_DIR / "imports")))
 # Bounce mailboxes: how often they are read (seconds), and after how many
 # soft bounces within how many days an address is suppressed.
 BOUNCE_CHECK_INTERVAL = env.int("BOUNCE_CHECK_INTERVAL", default=300)
+# A mailbox that fails to be read waits twice as long after each failure in
+# a row, from one interval up to this many seconds.
+BOUNCE_BACKOFF_MAX = env.int("BOUNCE_BACKOFF_MAX", default=6 * 3600)
 BOUNCE_SOFT_LIMIT = env.int("BOUNCE_SOFT_LIMIT", default=3)
 BOUNCE_SOFT_WINDOW_DAYS = env.int("BOUNCE_SOFT_WINDOW_DAYS", default=30)
 

@@ -43,6 +43,7 @@ PROCESSED_FOLDER = ("Postroute", "Processed")
 PROCESSED_KEYWORD = "$PostrouteProcessed"
 TOP_ALL_LINES = 10_000_000
 TOP_HEAD_LINES = 300  # of a message too big to read whole
+MAX_FAILURES = 32767  # the column's limit; the delay stopped growing long before
 
 
 def _setting(name: str, default: int) -> int:
@@ -116,7 +117,9 @@ def readable() -> QuerySet[BounceMailbox]:
 
 
 def mailboxes_to_read() -> list[int]:
-    due = readable().exclude(reader_lock_until__gt=timezone.now())
+    now = timezone.now()
+    due = readable().exclude(reader_lock_until__gt=now)
+    due = due.exclude(next_check_at__gt=now + _half_interval())  # backing off
     return list(due.values_list("pk", flat=True))
 
 
@@ -151,7 +154,14 @@ def _read(mailbox: BounceMailbox, lease: Lease) -> ReadResult:
 def _succeeded(mailbox: BounceMailbox) -> None:
     now = timezone.now()
     BounceMailbox.objects.filter(pk=mailbox.pk).update(
-        last_checked_at=now, last_error="", health=Health.OK, health_error="", health_hint="", health_checked_at=now
+        last_checked_at=now,
+        last_error="",
+        health=Health.OK,
+        health_error="",
+        health_hint="",
+        health_checked_at=now,
+        failures=0,
+        next_check_at=None,
     )
 
 
@@ -164,7 +174,33 @@ def _failed(mailbox: BounceMailbox, exc: Exception) -> ReadResult:
         health_hint=diagnosis.hint,
         health_checked_at=timezone.now(),
     )
+    _back_off(mailbox)
     return ReadResult("failed", error=diagnosis.message)
+
+
+def _back_off(mailbox: BounceMailbox) -> None:
+    """One more failure in a row puts the next reading off. Settings saved
+    while this reader ran (updated_at moved) are the tenant's fix, whose
+    first try this failure must not delay."""
+    failures = min(mailbox.failures + 1, MAX_FAILURES)
+    BounceMailbox.objects.filter(pk=mailbox.pk, updated_at=mailbox.updated_at).update(
+        failures=failures, next_check_at=timezone.now() + retry_delay(failures)
+    )
+
+
+def retry_delay(failures: int) -> timedelta:
+    """One interval after the first failure, doubling with each one after
+    it, up to BOUNCE_BACKOFF_MAX."""
+    interval = settings.BOUNCE_CHECK_INTERVAL
+    longest = max(settings.BOUNCE_BACKOFF_MAX, interval)
+    return timedelta(seconds=min(interval * 2 ** min(failures - 1, 30), longest))
+
+
+def _half_interval() -> timedelta:
+    # Beat runs every interval; a reading due before half-way to the next
+    # beat is taken on this one. Otherwise the time a failed reading took
+    # would push each retry one whole interval later than its delay says.
+    return timedelta(seconds=settings.BOUNCE_CHECK_INTERVAL / 2)
 
 
 def _count_reports(mailbox: BounceMailbox) -> None:

@@ -10,9 +10,9 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
-from email_validator import EmailNotValidError, validate_email
 
 from accounts.models import Tenant
+from servers.addresses import checked_address
 
 from . import unsubscribe as tokens
 from .models import Contact, ContactImport, ContactList, CustomField, Mailing, Suppression
@@ -37,13 +37,9 @@ class BadUnsubscribeLink(Exception):
 
 
 def normalize_email(address: str) -> str:
-    """The form an address is stored and compared in: the domain lower-cased
-    and IDNA-normalised, the local part kept (its case may matter to the
-    mailbox). Syntax only, no DNS. Raises ValidationError."""
-    try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValidationError(str(exc), code="invalid") from exc
+    """The form an address is stored and compared in, if this installation
+    may mail it (servers.addresses). Raises ValidationError."""
+    return checked_address(address)
 
 
 def _normalized_or_raw(address: str) -> str:

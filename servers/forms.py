@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 
 from . import presets, rules
+from .addresses import validate_address
 from .models import BounceMailbox, SmtpServer
 from .validators import no_control_chars
 
@@ -138,5 +139,8 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
 
 class TestForm(forms.Form):
     send_to = forms.EmailField(
-        label="Also send a test letter to", required=False, help_text="Optional: an address you can read."
+        label="Also send a test letter to",
+        required=False,
+        help_text="Optional: an address you can read.",
+        validators=[validate_address],  # a recipient like any contact
     )

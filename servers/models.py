@@ -213,6 +213,12 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
     # lease simply runs out and the next run takes over.
     reader_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
     reader_lock_token = models.UUIDField(null=True, blank=True, editable=False)
+    # Back-off of a mailbox that keeps failing: readings failed in a row, and
+    # when the next may start. Retrying a wrong password every interval earns
+    # the host's authentication penalty, which then slows the same host's
+    # SMTP logins for sending.
+    failures = models.PositiveSmallIntegerField(default=0, editable=False)
+    next_check_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 

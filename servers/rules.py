@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from .addresses import address_errors
 from .validators import no_control_chars
 
 if TYPE_CHECKING:
@@ -32,6 +33,15 @@ def is_saas() -> bool:
 
 
 def smtp_server_errors(server: "SmtpServer") -> dict[str, list[str]]:
+    """Everything a saved server obeys: the connection rules and which
+    sender address this installation allows."""
+    errors = _smtp_connection_errors(server)
+    for field, messages in address_errors(server, ["sender_email"]).items():
+        errors.setdefault(field, []).extend(messages)
+    return errors
+
+
+def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
     errors: dict[str, list[str]] = defaultdict(list)
     _header_safety(server, HEADER_FIELDS, errors)
     tenant_owned = server.tenant_id is not None
@@ -78,9 +88,12 @@ def port_security_warning(port: int | None, security: str) -> str | None:
 
 
 def assert_connectable(record: "SmtpServer | BounceMailbox") -> None:
-    """The same rules once more, right before a connection: a record edited
-    behind the forms' back (shell, import, raw SQL) is still refused."""
-    errors = smtp_server_errors(record) if hasattr(record, "kind") else mailbox_errors(record)
+    """The connection rules once more, right before a connection: a record
+    edited behind the forms' back (shell, import, raw SQL) is still refused.
+    The sender address is a rule of what may be saved, not of connecting: a
+    server saved before a rule changed keeps sending rather than stall its
+    mailings without a word."""
+    errors = _smtp_connection_errors(record) if hasattr(record, "kind") else mailbox_errors(record)
     if errors:
         raise ValidationError(errors)
 

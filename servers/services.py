@@ -38,6 +38,12 @@ MAILBOX_SETTINGS = [
     "protocol", "email", "host", "port", "security", "login", "password_encrypted", "verify_tls", "folder",
     "enabled", "delete_after_processing", "updated_at",
 ]  # fmt: skip
+# A change to any of these is the tenant fixing the mailbox: a mailbox that
+# was backing off after failures is read again at the next beat.
+MAILBOX_CONNECTION = [
+    "protocol", "host", "port", "security", "login", "password_encrypted", "verify_tls", "folder", "enabled",
+]  # fmt: skip
+NO_BACKOFF = {"failures": 0, "next_check_at": None}
 
 
 @transaction.atomic
@@ -106,8 +112,21 @@ def mailbox_save(*, mailbox: BounceMailbox, password: str | None) -> BounceMailb
     if password is not None:
         mailbox.set_password(password)
     mailbox.full_clean()
-    mailbox.save(update_fields=MAILBOX_SETTINGS if mailbox.pk else None)
+    if mailbox.pk is None:
+        mailbox.save()
+        return mailbox
+    fields = list(MAILBOX_SETTINGS)
+    if _connection_changed(mailbox):
+        for name, value in NO_BACKOFF.items():
+            setattr(mailbox, name, value)
+        fields += list(NO_BACKOFF)
+    mailbox.save(update_fields=fields)
     return mailbox
+
+
+def _connection_changed(mailbox: BounceMailbox) -> bool:
+    stored = BounceMailbox.objects.filter(pk=mailbox.pk).values(*MAILBOX_CONNECTION).first() or {}
+    return any(stored.get(name) != getattr(mailbox, name) for name in MAILBOX_CONNECTION)
 
 
 def record_health(*, record: SmtpServer | BounceMailbox, result: probes.ProbeResult) -> None:
@@ -120,7 +139,10 @@ def record_health(*, record: SmtpServer | BounceMailbox, result: probes.ProbeRes
     if isinstance(record, BounceMailbox):
         record.last_error = record.health_error
         fields.append("last_error")
-    type(record).objects.filter(pk=record.pk).update(**{f: getattr(record, f) for f in fields})
+    values = {f: getattr(record, f) for f in fields}
+    if isinstance(record, BounceMailbox) and diagnosis is None:
+        values.update(NO_BACKOFF)  # it works now: read at the next beat
+    type(record).objects.filter(pk=record.pk).update(**values)
 
 
 def connection_test_start(

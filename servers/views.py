@@ -117,8 +117,10 @@ def server_reorder(request: HttpRequest) -> HttpResponse:
 def server_test(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
     form = TestForm(request.POST)
-    send_to = form.cleaned_data["send_to"] if form.is_valid() else ""
-    return _start_test(request, server=server, send_to=send_to)
+    if not form.is_valid():  # say so, rather than test without the letter asked for
+        messages.error(request, " ".join(form.errors["send_to"]))
+        return redirect("servers:list")
+    return _start_test(request, server=server, send_to=form.cleaned_data["send_to"])
 
 
 @manager_required

@@ -42,3 +42,16 @@ def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
+
+
+# Addresses on special-use names a self-hosted company mails and a hosted
+# platform refuses (servers.addresses).
+SPECIAL_USE_ADDRESSES = ["ivan@corp.local", "a@b.test", "x@y.internal"]
+
+
+def deployment_mode(settings: object, mode: str) -> None:
+    """Run as `mode` ("saas" or "self_hosted") with that mode's default for
+    special-use names, and without the suite's own allowance for .test."""
+    settings.DEPLOYMENT_MODE = mode
+    settings.ALLOW_SPECIAL_USE_DOMAINS = mode == "self_hosted"
+    settings.ALLOW_TEST_DOMAIN = False

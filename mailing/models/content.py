@@ -1,9 +1,11 @@
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from accounts.models import Tenant
+from servers.addresses import address_errors
 from servers.validators import no_control_chars
 
 
@@ -29,3 +31,9 @@ class MailTemplate(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        # The same addresses a server's sender and a contact may have here.
+        if errors := address_errors(self, ["sender_email", "reply_to"]):
+            raise ValidationError(errors)

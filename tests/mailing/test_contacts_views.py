@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from mailing import contacts
 from mailing.models import Contact, ContactList, CustomField, Suppression
+from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 from tests.mailing.builders import make_list, suppress
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +66,16 @@ def test_a_member_adds_a_contact_with_custom_fields_into_a_list(bob, customers, 
     assert again.status_code == 400 and "already exists" in again.content.decode()
     bad = bob.client.post(reverse("contacts:add"), {"email": "carl@localhost"})
     assert bad.status_code == 400 and Contact.objects.filter(tenant=tenant_a).count() == 3
+
+
+@pytest.mark.parametrize("address", SPECIAL_USE_ADDRESSES)
+def test_a_contact_on_a_special_use_domain_is_for_self_hosted_installations(bob, tenant_a, settings, address):
+    deployment_mode(settings, "saas")
+    refused = bob.client.post(reverse("contacts:add"), {"email": address})
+    assert refused.status_code == 400 and "only a self-hosted installation may use it" in refused.content.decode()
+    deployment_mode(settings, "self_hosted")
+    assert bob.client.post(reverse("contacts:add"), {"email": address}).status_code == 302
+    assert list(Contact.objects.filter(tenant=tenant_a).values_list("email", flat=True)) == [address]
 
 
 def test_a_contact_is_edited_and_deleted(alice, customers, tenant_a):

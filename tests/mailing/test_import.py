@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from mailing import import_runner, imports
 from mailing.models import Contact, ContactImport, ContactList, CustomField
+from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 
 pytestmark = pytest.mark.django_db
 
@@ -155,6 +156,28 @@ def test_invalid_addresses_are_rejected_with_the_reason_and_the_raw_row(do_impor
     assert [line for line, _ in rejections(imp)] == [3, 4, 5]
     assert all(reason.startswith("Invalid email address") for _, reason in rejections(imp))
     assert imp.rejections.get(line=3).raw == "x@localhost,X"
+    assert list(people(tenant_a)) == ["ok@example.com"]
+
+
+SPECIAL_CSV = "email,name\nok@example.com,Ok\n" + "".join(f"{a},N\n" for a in SPECIAL_USE_ADDRESSES)
+
+
+def test_a_self_hosted_company_imports_its_own_special_use_domains(do_import, tenant_a, settings):
+    deployment_mode(settings, "self_hosted")
+    imp = do_import(SPECIAL_CSV.encode())
+    assert rejections(imp) == [] and imp.created == 4
+    assert sorted(people(tenant_a)) == sorted(["ok@example.com", *SPECIAL_USE_ADDRESSES])
+
+
+def test_a_hosted_account_gets_special_use_rows_rejected_with_the_reason(do_import, tenant_a, settings):
+    deployment_mode(settings, "saas")
+    imp = do_import(SPECIAL_CSV.encode())
+    assert [line for line, _ in rejections(imp)] == [3, 4, 5]
+    reason = imp.rejections.get(line=3).reason
+    assert reason == (
+        "Invalid email address “ivan@corp.local”: “corp.local” is a special-use or reserved name that only "
+        "a private network can reach; only a self-hosted installation may use it."
+    )
     assert list(people(tenant_a)) == ["ok@example.com"]
 
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from accounts.models import Tenant
 from mailing.models import Contact, CustomField, Mailing, MailTemplate
+from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 from tests.servers.factories import make_server
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +74,22 @@ def test_a_trailing_line_break_is_refused_not_stripped_on_edit(alice, tenant_a, 
     assert response.status_code == 400 and field_errors(response, field)
     template.refresh_from_db()
     assert getattr(template, field) == VALID[field]
+
+
+@pytest.mark.parametrize("field", ["sender_email", "reply_to"])
+@pytest.mark.parametrize("address", SPECIAL_USE_ADDRESSES)
+def test_a_special_use_sender_or_reply_to_is_for_self_hosted_installations(alice, tenant_a, settings, field, address):
+    deployment_mode(settings, "saas")
+    response = alice.client.post(reverse("templates:add"), {**VALID, field: address})
+    assert response.status_code == 400
+    domain = address.partition("@")[2]
+    assert field_errors(response, field) == [
+        f"“{domain}” is a special-use or reserved name that only a private network can reach; "
+        "only a self-hosted installation may use it."
+    ]
+    deployment_mode(settings, "self_hosted")
+    assert alice.client.post(reverse("templates:add"), {**VALID, field: address}).status_code == 302
+    assert getattr(MailTemplate.objects.get(tenant=tenant_a), field) == address
 
 
 @pytest.mark.parametrize("field", ["sender_email", "reply_to"])

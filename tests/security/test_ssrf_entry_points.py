@@ -515,7 +515,9 @@ def test_reading_an_edited_bounce_mailbox_refuses_and_never_connects(alice, tena
     for case in HOST_CASES:
         for protocol in ("imap", "pop3"):
             edit_behind_the_forms_back(mailbox, case, net, settings)
-            BounceMailbox.objects.filter(pk=mailbox.pk).update(protocol=protocol, last_error="")
+            # Each case is a fresh attempt, not a retry the mailbox backs off from.
+            fresh = {"protocol": protocol, "last_error": "", "failures": 0, "next_check_at": None}
+            BounceMailbox.objects.filter(pk=mailbox.pk).update(**fresh)
             attempts.attempt()
             tasks.read_bounce_mailboxes.delay()
             mailbox.refresh_from_db()

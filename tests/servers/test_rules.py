@@ -5,9 +5,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
+from servers import rules
 from servers.models import SmtpServer
 from servers.probes import smtp_probe
 from servers.rules import INTERNAL_REFUSED, PORT_25_REFUSED
+from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 from tests.smtp_servers import smtp_server
 
 from .factories import make_server
@@ -68,6 +70,32 @@ def test_internal_servers_are_for_self_hosted_installations_only(settings, tenan
     assert exc.value.message_dict["kind"] == [INTERNAL_REFUSED]
     settings.DEPLOYMENT_MODE = "self_hosted"
     internal.full_clean()  # only the sender address is needed
+
+
+@pytest.mark.parametrize("address", SPECIAL_USE_ADDRESSES)
+def test_a_sender_on_a_special_use_domain_is_refused_in_saas_like_a_contact(settings, alice, address):
+    deployment_mode(settings, "saas")
+    response = post(alice, sender_email=address, login=address)
+    assert response.status_code == 400
+    domain = address.partition("@")[2]
+    assert response.context["form"].errors["sender_email"] == [
+        f"“{domain}” is a special-use or reserved name that only a private network can reach; "
+        "only a self-hosted installation may use it."
+    ]
+    assert not SmtpServer.objects.exists()
+    deployment_mode(settings, "self_hosted")
+    assert post(alice, sender_email=address, login=address, kind="external", verify_tls="on").status_code == 302
+    assert SmtpServer.objects.get().sender_email == address
+
+
+def test_a_server_saved_with_a_special_use_sender_still_connects_after_a_switch_to_saas(settings, tenant_a):
+    # The sender is a rule of saving; refusing at connect time would stall
+    # its mailings without a word.
+    server = make_server(tenant_a, sender_email="news@corp.local")
+    deployment_mode(settings, "saas")
+    with pytest.raises(ValidationError):
+        server.full_clean()
+    rules.assert_connectable(server)
 
 
 def test_the_saas_form_offers_neither_internal_nor_unverified_tls(saas, alice):

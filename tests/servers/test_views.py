@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from accounts import services as account_services
 from servers.models import ConnectionTest, Health, PlatformQuota, SmtpServer
+from tests.helpers import deployment_mode
 from tests.smtp_servers import smtp_server
 
 from .factories import make_server
@@ -133,6 +134,15 @@ def test_a_test_queued_before_the_tenant_was_suspended_does_not_connect(
     assert test.error == "The organisation is suspended: the test did not run."
     server.refresh_from_db()
     assert server.health == Health.UNKNOWN
+
+
+def test_a_test_letter_to_a_refused_address_is_explained_not_skipped(alice, tenant_a, settings):
+    deployment_mode(settings, "saas")
+    server = make_server(tenant_a)
+    url = reverse("servers:test_start", args=[server.public_id])
+    response = alice.client.post(url, {"send_to": "me@corp.local"}, follow=True)
+    assert "only a self-hosted installation may use it" in response.content.decode()
+    assert not ConnectionTest.objects.exists()
 
 
 def test_connection_tests_are_throttled_per_tenant(alice, tenant_a, settings):

@@ -1,0 +1,70 @@
+"""Which addresses an installation mails and sends from (servers.addresses):
+special-use names by deployment mode, and the setting behind it."""
+
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from servers.addresses import checked_address
+from tests.helpers import ROOT, SPECIAL_USE_ADDRESSES, deployment_mode, production_env
+
+
+@pytest.mark.parametrize("address", [*SPECIAL_USE_ADDRESSES, "hr@office.home.arpa", "Ivan@Mail.Corp.LOCAL"])
+def test_a_self_hosted_installation_accepts_private_use_names(settings, address):
+    deployment_mode(settings, "self_hosted")
+    local, _, domain = address.partition("@")
+    assert checked_address(address) == f"{local}@{domain.lower()}"
+
+
+@pytest.mark.parametrize("address", [*SPECIAL_USE_ADDRESSES, "hr@office.home.arpa", "root@mail.localhost"])
+def test_a_hosted_installation_refuses_them_saying_why(settings, address):
+    deployment_mode(settings, "saas")
+    with pytest.raises(ValidationError) as exc:
+        checked_address(address)
+    domain = address.partition("@")[2]
+    assert exc.value.messages == [
+        f"“{domain}” is a special-use or reserved name that only a private network can reach; "
+        "only a self-hosted installation may use it."
+    ]
+
+
+@pytest.mark.parametrize("mode", ["saas", "self_hosted"])
+@pytest.mark.parametrize("address", ["a@x.invalid", "a@site.onion", "a@name.alt", "a@1.0.10.in-addr.arpa"])
+def test_names_no_network_delivers_to_are_refused_in_every_mode(settings, mode, address):
+    deployment_mode(settings, mode)
+    with pytest.raises(ValidationError, match="cannot be used with email"):
+        checked_address(address)
+
+
+@pytest.mark.parametrize("mode", ["saas", "self_hosted"])
+def test_a_name_without_a_dot_is_still_refused_when_self_hosted(settings, mode):
+    deployment_mode(settings, mode)
+    for address in ("root@localhost", "ivan@corp"):
+        with pytest.raises(ValidationError, match="period"):
+            checked_address(address)
+
+
+def test_the_test_suites_allowance_covers_test_only(settings):
+    deployment_mode(settings, "saas")
+    settings.ALLOW_TEST_DOMAIN = True
+    assert checked_address("a@b.test") == "a@b.test"
+    with pytest.raises(ValidationError):
+        checked_address("ivan@corp.local")
+
+
+def setting(name: str, **env: str) -> subprocess.CompletedProcess:
+    code = f"import django; django.setup(); from django.conf import settings; print(settings.{name})"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=production_env(**env), capture_output=True, text=True
+    )
+
+
+def test_the_setting_follows_the_deployment_mode_and_is_refused_in_saas_production():
+    assert setting("ALLOW_SPECIAL_USE_DOMAINS").stdout.strip() == "False"
+    assert setting("ALLOW_SPECIAL_USE_DOMAINS", DEPLOYMENT_MODE="self_hosted").stdout.strip() == "True"
+    off = setting("ALLOW_SPECIAL_USE_DOMAINS", DEPLOYMENT_MODE="self_hosted", ALLOW_SPECIAL_USE_DOMAINS="0")
+    assert off.stdout.strip() == "False"
+    refused = setting("ALLOW_SPECIAL_USE_DOMAINS", ALLOW_SPECIAL_USE_DOMAINS="1")
+    assert refused.returncode != 0 and "may not be on in SaaS production" in refused.stderr
