@@ -43,6 +43,9 @@ LEASE = timedelta(minutes=10)
 # (a 451 to everything), not the recipients': the server rests and the
 # letters go to the next server at once, uncounted.
 STORM = 3
+# What a letter given back in a storm keeps as its last reply: refused
+# again, it was the recipient's refusal after all, and it counts.
+STORM_NOTE = "Refused with every other letter for now: "
 # Content refusals in a row that rest the sending (the tenant's, on a
 # platform server).
 CONTENT_STRIKES = 3
@@ -213,6 +216,11 @@ class Batch:
             rests.refusing(server, tenant, verdict, now=self.now)
             return False
         if kind == Kind.TEMPORARY:
+            if letter.attempts or letter.last_reply.startswith(STORM_NOTE):
+                # Refused again on a retry: the recipient's own refusal
+                # (greylisting that lasts), never a reason to rest the server.
+                self._record(letter, partial(defer, letter, verdict.reply, now=self.now))
+                return True
             self.held.append((letter, verdict.reply))
             if len(self.held) < STORM:
                 return True
@@ -237,7 +245,7 @@ class Batch:
         return False
 
     def _storm(self, verdict: Verdict) -> None:
-        self._give_back(self._take_held(), reply=verdict.reply)
+        self._give_back(self._take_held(), reply=STORM_NOTE + verdict.reply)
         rests.refusing(self.server, self.mailing.tenant, verdict, now=self.now)
 
     def _end_of_streak(self, *, batch_over: bool = False) -> None:

@@ -49,7 +49,7 @@ def tenant_rests(tenant_id: int, server_ids: list[int]) -> dict[int, TenantRest]
 
 
 def _escalate(base: timedelta, count: int, cap: timedelta) -> timedelta:
-    return min(base * 2 ** max(count - 1, 0), cap)
+    return min(base * 2 ** min(max(count - 1, 0), 30), cap)
 
 
 def server_failed(server: SmtpServer, exc: BaseException, *, now: datetime, disable: bool = False) -> None:
@@ -74,7 +74,7 @@ def rest_server(
     server: SmtpServer, reason: str, reply: str, *, now: datetime, wait: timedelta | None = None
 ) -> datetime:
     """The server rests as a whole; repeated rests grow longer."""
-    failures = server.connection_failures + 1
+    failures = min(server.connection_failures + 1, 1000)
     if wait is None:
         base, cap = timedelta(seconds=settings.DISPATCH_RETRY_BASE), timedelta(seconds=settings.DISPATCH_RETRY_MAX)
         wait = _escalate(base, failures, cap)
@@ -95,7 +95,7 @@ def rest_tenant(
     """Hold back one tenant's use of a platform server. A block waits for
     staff; a rest grows with each strike."""
     rest, _ = TenantRest.objects.get_or_create(server=server, tenant=tenant, defaults={"reason": reason})
-    rest.strikes += 1
+    rest.strikes = min(rest.strikes + 1, 1000)
     base, cap = timedelta(seconds=settings.DISPATCH_RETRY_BASE), timedelta(seconds=settings.DISPATCH_RETRY_MAX)
     rest.until = now + _escalate(base * 5, rest.strikes, cap * 6)
     rest.blocked = rest.blocked or block
