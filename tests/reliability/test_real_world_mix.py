@@ -31,7 +31,7 @@ from tests.servers.factories import make_server
 from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
 
-pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+pytestmark = pytest.mark.django_db
 L = Letter.Status
 MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 SEED = 20261202
