@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
 from mailing import dispatch, tasks
 from mailing.models import Letter, Mailing
@@ -491,12 +490,13 @@ def test_dispatch_through_an_edited_server_refuses_and_keeps_the_letters(alice, 
         if first:  # the Celery task, eagerly, while the mailing is active
             tasks.send_mailing.delay(mailing.pk)
             first = False
-        else:  # the waiting mailing's resume time has come
-            mailing.refresh_from_db()
-            dispatch.run_mailing(mailing_id=mailing.pk, now=mailing.resume_at)
+        else:  # the server "fixed" (its health back): the blocked mailing wakes and tries it
+            SmtpServer.objects.filter(pk=server.pk).update(health=Health.UNKNOWN)
+            dispatch.run_mailing(mailing_id=mailing.pk)
         mailing.refresh_from_db()
-        attempts.check(mailing.status == Mailing.Status.WAITING, case, f"the mailing is {mailing.status}")
-        attempts.check(mailing.resume_at is not None and mailing.resume_at > timezone.now(), case, "no resume time")
+        # Its only server is failing: no time to wait for, the mailing cannot send.
+        attempts.check(mailing.status == Mailing.Status.BLOCKED, case, f"the mailing is {mailing.status}")
+        attempts.check(mailing.resume_at is None, case, "a resume time")
         server.refresh_from_db()
         attempts.check(server.health == Health.FAILING, case, f"the server is {server.health}")
         attempts.check(case.text in server.health_error, case, f"the server says {server.health_error!r}")
