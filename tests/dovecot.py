@@ -13,8 +13,8 @@ For a local MTA (tests/postfix.py) the server also exposes, in that second
 directory (other users can traverse it: pytest's temp dirs are 0700, Postfix
 runs as `postfix` and LMTP delivers as the mail owner without a chroot), an
 auth socket for SASL and, when dovecot-lmtpd is installed, an LMTP socket
-that delivers to any address: USER's mail lands in `maildir`, everyone
-else's in `maildir_of(address)`.
+that delivers to USER (into `maildir`) and to MTA_MAILBOXES, r000@mta.test
+... r999@mta.test (into `maildir_of(address)`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ from tests.services import require
 
 USER = "bounces@postroute.test"
 PASSWORD = "imap-test-password"
+# The other mailboxes LMTP delivers to (an MTA's local recipients); any
+# other address is refused with 550 5.1.1.
+MTA_DOMAIN = "mta.test"
+MTA_MAILBOXES = tuple(f"r{i:03d}@{MTA_DOMAIN}" for i in range(1000))
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 10.0
 
@@ -222,23 +226,28 @@ def write_config(directory: Path, shared: Path) -> tuple[Path, DovecotServer]:
         # nobody through the 0711 shared directory.
         internal_user, internal_group, login_user = "root", "root", "dovenull"
         home, chroot_settings, no_chroot, other_services = f"{mail_root}/./", f"valid_chroot_dirs = {mail_root}", "", ""
-        users_home = f"{mail_root}/./users/%Lu"
+        users_home = f"{mail_root}/./users"
     else:
         # Unprivileged: everything runs as us, and chroot is impossible, so
         # every service Dovecot chroots by default must be told not to.
         internal_user = login_user = pwd.getpwuid(os.getuid()).pw_name
         internal_group = grp.getgrgid(os.getgid()).gr_name
         home, chroot_settings, no_chroot = str(mail_root), "", "  chroot =\n"
-        users_home = f"{users_root}/%Lu"
+        users_home = str(users_root)
         other_services = "".join(
             f"service {name} {{\n{no_chroot}}}\n"
             for name in ("aggregator", "director", "imap-urlauth-login", "ipc", "old-stats", "submission-login")
         )
 
-    # USER's home is the mail root, as it always was; any other address
-    # (mail an MTA hands over LMTP) gets a home of its own under users/.
+    # USER's home is the mail root, as it always was; the MTA's mailboxes
+    # (mail handed over LMTP) get homes of their own under users/.
     userdb = directory / "userdb"
-    userdb.write_text(f"{USER}::{owner.uid}:{owner.gid}::{home}::\n")
+    userdb.write_text(
+        "".join(
+            f"{name}::{owner.uid}:{owner.gid}::{path}::\n"
+            for name, path in [(USER, home), *((m, f"{users_home}/{m}") for m in MTA_MAILBOXES)]
+        )
+    )
     userdb.chmod(0o600)
     auth_socket = shared / "auth"
     lmtp_socket = shared / "lmtp" if LMTP_BINARY.exists() else None
@@ -288,10 +297,6 @@ passdb {{
 userdb {{
   driver = passwd-file
   args = {userdb}
-}}
-userdb {{
-  driver = static
-  args = uid={owner.uid} gid={owner.gid} home={users_home} allow_all_users=yes
 }}
 {chroot_settings}
 mail_location = maildir:~/Maildir
