@@ -13,8 +13,8 @@ For a local MTA (tests/postfix.py) the server also exposes, in that second
 directory (other users can traverse it: pytest's temp dirs are 0700, Postfix
 runs as `postfix` and LMTP delivers as the mail owner without a chroot), an
 auth socket for SASL and, when dovecot-lmtpd is installed, an LMTP socket
-that delivers to USER (into `maildir`) and to MTA_MAILBOXES, r000@mta.test
-... r999@mta.test (into `maildir_of(address)`).
+that delivers to USER (into `maildir`) and to MTA_MAILBOXES,
+r000@mta.example.net ... r999@mta.example.net (into `maildir_of(address)`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ from tests.services import require
 USER = "bounces@postroute.test"
 PASSWORD = "imap-test-password"
 # The other mailboxes LMTP delivers to (an MTA's local recipients); any
-# other address is refused with 550 5.1.1.
-MTA_DOMAIN = "mta.test"
+# other address is refused with 550 5.1.1. Not a .test name: the product's
+# address validation refuses special-use domains, so no contact could have it.
+MTA_DOMAIN = "mta.example.net"
 MTA_MAILBOXES = tuple(f"r{i:03d}@{MTA_DOMAIN}" for i in range(1000))
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 10.0

@@ -14,10 +14,11 @@ below), and master.cf has no `smtp` client to send with at all.
 - `submission_port`: STARTTLS required, then SASL (PLAIN, LOGIN) checked by
   the Dovecot fixture (the bounce mailbox's login and password), PIPELINING
   as Postfix always offers it.
-- Local domains: `mta.test` with the mailboxes r000@mta.test ... r999@mta.test
-  (`recipients(n)`), and `postroute.test` with the Dovecot fixture's USER,
-  bounces@postroute.test, which receives the DSNs when it is the envelope
-  sender. Any other address at those domains is unknown.
+- Local domains: `mta.example.net` with the mailboxes r000@mta.example.net
+  ... r999@mta.example.net (`recipients(n)`), and `postroute.test` with the
+  Dovecot fixture's USER, bounces@postroute.test, which receives the DSNs
+  when it is the envelope sender. Any other address at those domains is
+  unknown.
 
 Switches (`configure(...)`, which restarts the master so that no smtpd
 with the old settings is left):
@@ -84,7 +85,7 @@ def postfix_version() -> str:
 
 
 def recipients(count: int, start: int = 0) -> list[str]:
-    """Addresses with a mailbox: r000@mta.test, r001@mta.test, ..."""
+    """Addresses with a mailbox: r000@mta.example.net, r001@mta.example.net, ..."""
     return list(MTA_MAILBOXES[start : start + count])
 
 

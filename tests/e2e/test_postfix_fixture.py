@@ -62,7 +62,7 @@ def test_submission_checks_the_login_with_dovecot(postfix_mta):
 def test_submission_refuses_a_client_that_did_not_log_in(postfix_mta):
     client = submission(postfix_mta, login=False)
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-        client.send_message(letter("r000@mta.test"))
+        client.send_message(letter("r000@mta.example.net"))
     [(code, reply)] = refused.value.recipients.values()
     assert code == 554 and b"Access denied" in reply
     client.quit()
@@ -86,7 +86,7 @@ def test_a_letter_lands_once_in_each_recipients_maildir(postfix_mta):
 
 def test_each_test_starts_with_an_empty_queue_and_empty_mailboxes(postfix_mta):
     assert postfix_mta.queue() == []
-    assert postfix_mta.maildir_files("r000@mta.test") == []
+    assert postfix_mta.maildir_files("r000@mta.example.net") == []
     assert postfix_mta.maildir_files(postfix_mta.login) == []
     assert postfix_mta.switches == {"reject_unlisted": True, "message_rate_limit": 0}
 
@@ -128,17 +128,17 @@ def test_switched_mail_for_elsewhere_comes_back_to_the_sender(postfix_mta):
 def test_by_default_an_unknown_recipient_is_refused_at_rcpt(postfix_mta):
     client = plain(postfix_mta)
     with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
-        client.send_message(letter("nobody@mta.test"))
+        client.send_message(letter("nobody@mta.example.net"))
     [(code, reply)] = refused.value.recipients.values()
     assert code == 550
-    assert reply == b"5.1.1 <nobody@mta.test>: Recipient address rejected: User unknown in virtual mailbox table"
+    assert reply == b"5.1.1 <nobody@mta.example.net>: Recipient address rejected: User unknown in virtual mailbox table"
     client.quit()
 
 
 def test_switched_an_unknown_recipient_is_accepted_and_bounced_with_a_real_dsn(postfix_mta):
     postfix_mta.configure(reject_unlisted=False)
     client = plain(postfix_mta)
-    assert client.send_message(letter("nobody@mta.test", subject="lost letter")) == {}
+    assert client.send_message(letter("nobody@mta.example.net", subject="lost letter")) == {}
     client.quit()
     postfix_mta.settle()
 
@@ -147,9 +147,9 @@ def test_switched_an_unknown_recipient_is_accepted_and_bounced_with_a_real_dsn(p
     assert dsn.get_content_type() == "multipart/report"
     report = next(p for p in dsn.walk() if p.get_content_type() == "message/delivery-status")
     fields = {k: str(v) for block in report.get_payload() for k, v in block.items()}
-    assert fields["Final-Recipient"] == "rfc822; nobody@mta.test"
+    assert fields["Final-Recipient"] == "rfc822; nobody@mta.example.net"
     assert (fields["Action"], fields["Status"]) == ("failed", "5.1.1")
-    assert "550 5.1.1 <nobody@mta.test> User doesn't exist" in fields["Diagnostic-Code"]
+    assert "550 5.1.1 <nobody@mta.example.net> User doesn't exist" in fields["Diagnostic-Code"]
     [original] = next(p for p in dsn.walk() if p.get_content_type() == "message/rfc822").get_payload()
     assert original["X-Postroute-Letter"] == "lost-letter"
 
@@ -160,22 +160,22 @@ def test_switched_postfix_refuses_more_than_n_letters_a_minute(postfix_mta):
     for address in recipients(3):
         assert client.send_message(letter(address)) == {}
     with pytest.raises(smtplib.SMTPSenderRefused) as refused:
-        client.send_message(letter("r003@mta.test"))
+        client.send_message(letter("r003@mta.example.net"))
     assert (refused.value.smtp_code, refused.value.smtp_error) == (450, b"4.7.1 Error: too much mail from 127.0.0.1")
     client.quit()
     # On another connection too: the limit is per client over a minute...
     client = plain(postfix_mta)
     with pytest.raises(smtplib.SMTPSenderRefused):
-        client.send_message(letter("r003@mta.test"))
+        client.send_message(letter("r003@mta.example.net"))
     client.quit()
     # ... and per port: Postfix counts each service apart.
     client = submission(postfix_mta)
-    assert client.send_message(letter("r003@mta.test")) == {}
+    assert client.send_message(letter("r003@mta.example.net")) == {}
     client.quit()
     # Setting the switch again starts counting from zero.
     postfix_mta.configure(message_rate_limit=3)
     client = plain(postfix_mta)
-    assert client.send_message(letter("r004@mta.test")) == {}
+    assert client.send_message(letter("r004@mta.example.net")) == {}
     client.quit()
 
 
