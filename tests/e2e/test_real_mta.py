@@ -8,71 +8,17 @@ import pytest
 from django.utils import timezone
 
 from mailing import bounce_reader, dispatch
-from mailing import mailings as services
 from mailing.models import BounceReport, Letter, Mailing, Suppression
-from servers.models import BounceMailbox, Health, Security, SmtpServer
+from servers.models import BounceMailbox, Health
 from servers.probes import smtp_probe
 from tests.mailing.bounce_helpers import make_mailbox
-from tests.mailing.builders import make_list, make_template
-from tests.postfix import PostfixServer, recipients
-from tests.servers.factories import make_server
-from tests.services import require_postgresql
+from tests.postfix import recipients
+
+from .helpers import assert_delivered_once, letters_by_email, run_until_settled, start_mailing, submission_server
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services]
 L = Letter.Status
 UNKNOWN = ["nobody@mta.example.net", "gone@mta.example.net"]
-
-
-@pytest.fixture
-def mta(postfix_mta: PostfixServer, settings) -> PostfixServer:
-    require_postgresql()
-    settings.SERVERS_EXTRA_CA_FILE = str(postfix_mta.ca_file)
-    return postfix_mta
-
-
-def submission_server(tenant, mta: PostfixServer, **fields: object) -> SmtpServer:
-    """The tenant's server: Postfix's submission port, by name so TLS checks
-    "localhost", logging in as the bounce mailbox, which is also the sender
-    (the envelope sender is where Postfix returns its DSNs)."""
-    values = {
-        "name": "Postfix",
-        "host": "localhost",
-        "port": mta.submission_port,
-        "security": Security.STARTTLS,
-        "login": mta.login,
-        "password": mta.password,
-        "sender_email": mta.login,
-        **fields,
-    }
-    return make_server(tenant, **values)
-
-
-def start_mailing(tenant, server: SmtpServer, emails: list[str]) -> Mailing:
-    contact_list = make_list(tenant, "Postfix list", emails)
-    mailing = Mailing(tenant=tenant, name="Through Postfix", template=make_template(tenant))
-    services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
-    services.mailing_start(mailing=mailing)
-    return mailing
-
-
-def run_until_settled(mailing: Mailing) -> str:
-    for _ in range(100):
-        result = dispatch.run_mailing(mailing_id=mailing.pk, now=timezone.now())
-        if result != "more":
-            return result
-    raise AssertionError("never settled")
-
-
-def letters_by_email(mailing: Mailing) -> dict[str, Letter]:
-    return {letter.email: letter for letter in Letter.objects.filter(mailing=mailing)}
-
-
-def assert_delivered_once(mta: PostfixServer, letters: list[Letter]) -> None:
-    for letter in letters:
-        [delivered] = mta.messages(letter.email)  # exactly one file in the Maildir
-        assert delivered["X-Postroute-Letter"] == str(letter.public_id)
-        assert delivered["Delivered-To"] == letter.email
-        assert "with ESMTPSA" in delivered.get_all("Received")[-1]  # over TLS, logged in
 
 
 @pytest.mark.django_db(transaction=True)
