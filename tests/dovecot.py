@@ -1,12 +1,20 @@
 """A real Dovecot IMAP/POP3 server for tests, started from a throwaway config.
 
 Nothing is read from /etc/dovecot: the config, TLS certificates, user file,
-sockets, logs and the Maildir all live in one temporary directory, and every
-listener is on 127.0.0.1 on a port picked at runtime, so a system Dovecot (if
-the Debian package started one) never interferes.
+sockets and logs live in one pytest temporary directory, the Maildirs and the
+sockets an MTA uses in one more under /tmp (removed when the server stops),
+and every listener is on 127.0.0.1 on a port picked at runtime, so a system
+Dovecot (if the Debian package started one) never interferes.
 
 Usage: request the session-scoped `dovecot` fixture for the server, or the
 function-scoped `dovecot_mailbox` for the same server with an emptied Maildir.
+
+For a local MTA (tests/postfix.py) the server also exposes, in that second
+directory (other users can traverse it: pytest's temp dirs are 0700, Postfix
+runs as `postfix` and LMTP delivers as the mail owner without a chroot), an
+auth socket for SASL and, when dovecot-lmtpd is installed, an LMTP socket
+that delivers to USER (into `maildir`) and to MTA_MAILBOXES,
+r000@mta.example.net ... r999@mta.example.net (into `maildir_of(address)`).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,11 +43,19 @@ from tests.services import require
 
 USER = "bounces@postroute.test"
 PASSWORD = "imap-test-password"
+# The other mailboxes LMTP delivers to (an MTA's local recipients); any
+# other address is refused with 550 5.1.1. Not a .test name: the product's
+# address validation refuses special-use domains, so no contact could have it.
+MTA_DOMAIN = "mta.example.net"
+MTA_MAILBOXES = tuple(f"r{i:03d}@{MTA_DOMAIN}" for i in range(1000))
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT = 10.0
 
 # Maildir file names must be unique per delivery, even within one microsecond.
 _delivery_counter = itertools.count()
+
+
+LMTP_BINARY = Path("/usr/lib/dovecot/lmtp")  # Debian's dovecot-lmtpd
 
 
 def find_binary() -> str | None:
@@ -100,6 +117,10 @@ class DovecotServer:
     ca_file: Path
     log_file: Path
     owner: MailOwner
+    # For an MTA: sockets in a directory any local user can reach.
+    auth_socket: Path
+    lmtp_socket: Path | None  # None without dovecot-lmtpd
+    users_root: Path  # other addresses' homes, one directory each
 
     def ssl_context(self) -> ssl.SSLContext:
         """Verifies the server against the fixture's CA; use server_hostname "localhost"."""
@@ -145,6 +166,17 @@ class DovecotServer:
         shutil.rmtree(self.maildir, ignore_errors=True)
         self.ensure_folder("INBOX")
 
+    def maildir_of(self, address: str) -> Path:
+        """Where LMTP delivers mail for `address` (USER's is `maildir`)."""
+        if address.lower() == self.user:
+            return self.maildir
+        return self.users_root / address.lower() / "Maildir"
+
+    def empty_users(self) -> None:
+        """Remove every other address's mail that LMTP delivered."""
+        for home in self.users_root.iterdir():
+            shutil.rmtree(home, ignore_errors=True)
+
     def imap_client(self, ssl: bool = False) -> imaplib.IMAP4:
         """A logged-in client over plain IMAP, or IMAPS when ssl=True; caller logs out."""
         client: imaplib.IMAP4
@@ -167,8 +199,10 @@ class DovecotServer:
         return client
 
 
-def write_config(directory: Path) -> tuple[Path, DovecotServer]:
-    """Write a self-contained dovecot.conf (Dovecot 2.3 syntax) under `directory`."""
+def write_config(directory: Path, shared: Path) -> tuple[Path, DovecotServer]:
+    """Write a self-contained dovecot.conf (Dovecot 2.3 syntax) under `directory`.
+    The mail and the sockets an MTA uses go into `shared`, which other users
+    (the mail owner, Postfix) can traverse."""
     directory.mkdir(parents=True, exist_ok=True)
     certs = make_certs(directory / "tls", dns=("localhost",), ips=(HOST,))
     imap_port, imaps_port, pop3_port, pop3s_port = free_ports(4)
@@ -178,27 +212,56 @@ def write_config(directory: Path) -> tuple[Path, DovecotServer]:
     users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     users.chmod(0o600)
 
-    mail_root = directory / "mail"
+    mail_root = shared / "mail"
     mail_root.mkdir(exist_ok=True)
     owner.own(mail_root)
+    users_root = mail_root / "users"
+    users_root.mkdir(exist_ok=True)
+    owner.own(users_root)
 
     if owner.chroot:
         # Root: auth reads the 0600 user file in pytest's 0700 temp dir, so it
         # stays root; login processes drop to dovenull inside their chroot.
-        # Mail processes chroot into mail_root ("/./" in home) before dropping
-        # to nobody, who could not otherwise reach a 0700 temp dir.
+        # IMAP and POP3 chroot into mail_root ("/./" in home) before dropping
+        # to nobody; LMTP ignores the chroot and reaches the mail root as
+        # nobody through the 0711 shared directory.
         internal_user, internal_group, login_user = "root", "root", "dovenull"
         home, chroot_settings, no_chroot, other_services = f"{mail_root}/./", f"valid_chroot_dirs = {mail_root}", "", ""
+        users_home = f"{mail_root}/./users"
     else:
         # Unprivileged: everything runs as us, and chroot is impossible, so
         # every service Dovecot chroots by default must be told not to.
         internal_user = login_user = pwd.getpwuid(os.getuid()).pw_name
         internal_group = grp.getgrgid(os.getgid()).gr_name
         home, chroot_settings, no_chroot = str(mail_root), "", "  chroot =\n"
+        users_home = str(users_root)
         other_services = "".join(
             f"service {name} {{\n{no_chroot}}}\n"
             for name in ("aggregator", "director", "imap-urlauth-login", "ipc", "old-stats", "submission-login")
         )
+
+    # USER's home is the mail root, as it always was; the MTA's mailboxes
+    # (mail handed over LMTP) get homes of their own under users/.
+    userdb = directory / "userdb"
+    userdb.write_text(
+        "".join(
+            f"{name}::{owner.uid}:{owner.gid}::{path}::\n"
+            for name, path in [(USER, home), *((m, f"{users_home}/{m}") for m in MTA_MAILBOXES)]
+        )
+    )
+    userdb.chmod(0o600)
+    auth_socket = shared / "auth"
+    lmtp_socket = shared / "lmtp" if LMTP_BINARY.exists() else None
+    protocols, lmtp_service = "imap pop3", ""
+    if lmtp_socket is not None:
+        protocols += " lmtp"
+        lmtp_service = f"""\
+service lmtp {{
+  unix_listener {lmtp_socket} {{
+    mode = 0666
+  }}
+}}
+"""
 
     log_file = directory / "dovecot.log"
     conf = directory / "dovecot.conf"
@@ -209,7 +272,7 @@ base_dir = {directory / "run"}
 state_dir = {directory / "state"}
 instance_name = postroute-test-{os.getpid()}
 log_path = {log_file}
-protocols = imap pop3
+protocols = {protocols}
 listen = {HOST}
 
 default_internal_user = {internal_user}
@@ -233,8 +296,8 @@ passdb {{
   args = scheme=PLAIN {users}
 }}
 userdb {{
-  driver = static
-  args = uid={owner.uid} gid={owner.gid} home={home}
+  driver = passwd-file
+  args = {userdb}
 }}
 {chroot_settings}
 mail_location = maildir:~/Maildir
@@ -262,7 +325,13 @@ service pop3-login {{
     ssl = yes
   }}
 }}
-# Runs as root by default; unprivileged it must be us.
+# SASL for an MTA's submission service (Postfix's smtpd runs as `postfix`).
+service auth {{
+  unix_listener {auth_socket} {{
+    mode = 0666
+  }}
+}}
+{lmtp_service}# Runs as root by default; unprivileged it must be us.
 service auth-worker {{
   user = $default_internal_user
 }}
@@ -286,6 +355,9 @@ service anvil {{
         ca_file=certs.ca_file,
         log_file=log_file,
         owner=owner,
+        auth_socket=auth_socket,
+        lmtp_socket=lmtp_socket,
+        users_root=users_root,
     )
     server.ensure_folder("INBOX")
     return conf, server
@@ -297,7 +369,14 @@ class DovecotProcess:
     def __init__(self, binary: str, directory: Path) -> None:
         self.binary = binary
         self.directory = directory
-        self.conf, self.server = write_config(directory)
+        # Reachable by other users (pytest's temp dirs are 0700), listable by none.
+        self.shared = Path(tempfile.mkdtemp(prefix="postroute-dovecot-"))
+        self.shared.chmod(0o711)
+        try:
+            self.conf, self.server = write_config(directory, self.shared)
+        except BaseException:
+            shutil.rmtree(self.shared, ignore_errors=True)
+            raise
         self.output = directory / "dovecot.out"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -340,6 +419,12 @@ class DovecotProcess:
         return "\n".join(parts)
 
     def stop(self) -> None:
+        try:
+            self._stop_process()
+        finally:
+            shutil.rmtree(self.shared, ignore_errors=True)
+
+    def _stop_process(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()  # the master stops its children on SIGTERM
