@@ -72,7 +72,7 @@ HOSTNAME = "mx.postroute.test"
 STARTUP_TIMEOUT = 20.0
 NOTHING_LEAVES = "error:this test MTA delivers to its own domains only"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
-DEFAULT_SWITCHES = {"reject_unlisted": True, "message_rate_limit": 0}
+DEFAULT_SWITCHES = {"reject_unlisted": True, "message_rate_limit": 0, "rate_time_unit": 60}
 
 
 def find_binary() -> str | None:
@@ -126,7 +126,7 @@ class PostfixServer:
 
     # Switches
 
-    def configure(self, *, reject_unlisted: bool = True, message_rate_limit: int = 0) -> None:
+    def configure(self, *, reject_unlisted: bool = True, message_rate_limit: int = 0, rate_time_unit: int = 60) -> None:
         """Set the switches and restart, so that every smtpd (and anvil, with
         its counters) is a new one: after a `postfix reload` old idle smtpd
         processes still take connections with the old settings for a second
@@ -136,10 +136,15 @@ class PostfixServer:
             "-e",
             f"smtpd_reject_unlisted_recipient = {'yes' if reject_unlisted else 'no'}",
             f"smtpd_client_message_rate_limit = {message_rate_limit}",
+            f"anvil_rate_time_unit = {rate_time_unit}s",
         )
         backdate(self.config_dir / "main.cf")
         self.restart()
-        self.switches = {"reject_unlisted": reject_unlisted, "message_rate_limit": message_rate_limit}
+        self.switches = {
+            "reject_unlisted": reject_unlisted,
+            "message_rate_limit": message_rate_limit,
+            "rate_time_unit": rate_time_unit,
+        }
 
     def restart(self) -> None:
         """Stop (SIGTERM to the master, which stops its children at once) and

@@ -46,6 +46,12 @@ STORM = 3
 # What a letter given back in a storm keeps as its last reply: refused
 # again, it was the recipient's refusal after all, and it counts.
 STORM_NOTE = "Refused with every other letter for now: "
+# Letters refused in a row on one connection before it is opened anew.
+# Postfix counts a refused RCPT and the pipelined DATA after it as two
+# errors until a letter is accepted; from smtpd_soft_error_limit (10) it
+# answers each command a second late, at smtpd_hard_error_limit (20) it
+# hangs up with "421 too many errors". A new connection starts from zero.
+RECONNECT_AFTER = 4
 # Content refusals in a row that rest the sending (the tenant's, on a
 # platform server).
 CONTENT_STRIKES = 3
@@ -115,6 +121,7 @@ class Batch:
     done: set[int] = field(default_factory=set)  # letters with a result or given back
     content_strikes: int = 0
     accepted: int = 0
+    refused_in_a_row: int = 0  # on this connection, since its last accepted letter
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -122,25 +129,39 @@ class Batch:
         return self.now + timedelta(seconds=time.monotonic() - self.started)
 
     def run(self) -> None:
-        try:
-            client = open_smtp(self.server, timeout=settings.DISPATCH_SMTP_TIMEOUT)
-        except Exception as exc:
-            rests.server_failed(self.server, exc, now=self.now)
-            self._give_back(self.letters)
-            return
-        # The body and the final dot go out in two writes (see exchange):
-        # with Nagle's algorithm the dot would wait for the delayed ACK.
-        client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
+        self.client: smtplib.SMTP | None = None
         try:
-            self._loop(client)
-            self._end_of_streak(batch_over=True)
+            if self._connect():
+                self._loop()
+                self._end_of_streak(batch_over=True)
         finally:
             self.recorder.close()
             self._give_back([letter for letter in self.letters if letter.pk not in self.done], quietly=True)
-            _close(client)
+            if self.client is not None:
+                _close(self.client)
 
-    def _loop(self, client: smtplib.SMTP) -> None:
+    def _connect(self) -> bool:
+        try:
+            self.client = open_smtp(self.server, timeout=settings.DISPATCH_SMTP_TIMEOUT)
+        except Exception as exc:
+            self.client = None
+            rests.server_failed(self.server, exc, now=self.now)
+            return False
+        # The body and the final dot go out in two writes (see exchange):
+        # with Nagle's algorithm the dot would wait for the delayed ACK.
+        self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.refused_in_a_row = 0
+        return True
+
+    def _reconnect(self) -> bool:
+        """A fresh connection for the rest of the batch (results so far are
+        recorded in order by the same recorder)."""
+        _close(self.client)
+        self.client = None
+        return self._connect()
+
+    def _loop(self) -> None:
         check_at = time.monotonic() + settings.DISPATCH_TICK / 2
         allowed: int | None = None
         for index, letter in enumerate(self.letters):
@@ -154,14 +175,28 @@ class Batch:
                 if allowed <= 0:
                     return
                 allowed -= 1
+            if self.refused_in_a_row >= RECONNECT_AFTER and not self._reconnect():
+                return
             self.outcome.tried += 1
             progress = Progress()
             try:
-                go_on = self._send_one(client, letter, progress)
+                go_on = self._send_one(self.client, letter, progress)
             finally:
                 self.outcome.handed += progress.handed
-            if not go_on:
+            if not go_on or not self._still_connected():
                 return
+
+    def _still_connected(self) -> bool:
+        """A server that hung up with 421 after a refusal: "too many errors"
+        (Postfix) only means this connection, so the batch goes on over a new
+        one; any other 421 rests the server."""
+        goodbye = getattr(self.client, "goodbye", "")
+        if not goodbye:
+            return True
+        if "too many errors" in goodbye.lower():
+            return self._reconnect()
+        rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.now)
+        return False
 
     def _send_one(self, client: smtplib.SMTP, letter: Letter, progress: Progress) -> bool:
         """Send and record one letter; False when this batch must stop."""
@@ -204,6 +239,7 @@ class Batch:
 
     def _refused(self, letter: Letter, verdict: Verdict, stage: Stage) -> bool:
         kind, server, tenant = verdict.kind, self.server, self.mailing.tenant
+        self.refused_in_a_row += 1
         if kind in (Kind.BAD_ADDRESS, Kind.REFUSED, Kind.CONTENT):
             self._end_of_streak()
             write = fail_and_suppress if kind == Kind.BAD_ADDRESS else fail
@@ -264,6 +300,7 @@ class Batch:
         return held
 
     def _accepted(self) -> None:
+        self.refused_in_a_row = 0
         self._end_of_streak()
         self.content_strikes = 0
         self.accepted += 1

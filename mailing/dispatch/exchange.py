@@ -105,10 +105,15 @@ def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
     """Reset after a refusal. `pending` replies (to pipelined commands sent
     after the refused one) are read first, and a DATA the server took anyway
     gets an empty message. A server that said 421 has already hung up: its
-    reply, not the hang-up, is what the letter keeps."""
+    reply, not the hang-up, is what the letter keeps, and a 421 to one of the
+    pending commands is kept on the client (`goodbye`) for the batch."""
     try:
         for index in range(pending):
-            code, _ = client.getreply()
+            code, raw = client.getreply()
+            if code == 421:  # the server hangs up after this refusal
+                client.goodbye = text(code, raw)  # type: ignore[attr-defined]
+                client.close()
+                return
             if index == pending - 1 and code == 354:
                 client.send(b".\r\n")
                 client.getreply()
