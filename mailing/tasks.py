@@ -1,6 +1,7 @@
 """Celery tasks of the mailing app. Thin: take ids, call a service."""
 
 from celery import shared_task
+from django.utils import timezone
 
 from . import dispatch, import_runner, imports, limits, mailings
 
@@ -36,12 +37,13 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     result = dispatch.run_mailing(mailing_id=mailing_id)
     # Run in-process (tests), a countdown would be ignored and a busy chain
     # would spin: there the next tick picks the mailing up.
-    retry = result == "busy" and not send_mailing.app.conf.task_always_eager
+    retry = result in ("busy", "paced") and not send_mailing.app.conf.task_always_eager
     dispatch.renew_chain(mailing_id, slot, more=result == "more" or retry)
     if result == "more":
         send_mailing.delay(mailing_id, slot)
     elif retry:
-        send_mailing.apply_async((mailing_id, slot), countdown=BUSY_RETRY_SECONDS)
+        countdown = BUSY_RETRY_SECONDS if result == "busy" else 60.5 - timezone.now().second
+        send_mailing.apply_async((mailing_id, slot), countdown=countdown)
 
 
 BUSY_RETRY_SECONDS = 1

@@ -60,7 +60,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         model = SmtpServer
         fields = [
             "name", "kind", "sender_email", "sender_name", "host", "port", "security", "login", "password",
-            "max_per_hour", "max_per_day", "allow_sender_substitution", "verify_tls", "enabled",
+            "max_per_minute", "max_per_hour", "max_per_day", "allow_sender_substitution", "verify_tls", "enabled",
         ]  # fmt: skip
         widgets = {
             "sender_email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "smtp"}),

@@ -82,7 +82,10 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
         "verify TLS certificates", default=True, help_text="Turning this off is possible only when self-hosted."
     )
     max_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Empty: no per-minute limit. Providers publish per-minute caps."
+        null=True,
+        blank=True,
+        help_text="Empty: no per-minute limit. Set it just below your provider's cap: Postroute then paces the "
+        "server rather than meeting its rate limit.",
     )
     max_per_hour = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no hourly limit.")
     max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no daily limit.")

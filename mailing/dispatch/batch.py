@@ -62,6 +62,7 @@ class Outcome:
     handed: int = 0  # letters that reached DATA (they count against the limit)
     tried: int = 0  # letters whose exchange began: sent, refused or given back
     busy: bool = False  # every connection slot of the server was taken
+    paced: bool = False  # only its max per minute is spent: it has room again next minute
 
 
 def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
@@ -72,6 +73,7 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             return outcome
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
         if not reservation.granted:
+            outcome.paced = _paced(server, mailing, now)
             return outcome
         unused = reservation.granted
         try:
@@ -86,6 +88,16 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             # Counted in a finally, from what reached DATA, whatever raised.
             limits.release(reservation=reservation, unused=unused - outcome.handed)
     return outcome
+
+
+def _paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
+    """A per-minute cap is a pace, not a spent limit: the server is waited
+    for like a busy one, never passed over for the next in the order."""
+    if server.max_per_minute is None:
+        return False
+    usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
+    others = (usage.hour_left, usage.day_left, usage.tenant_day_left)
+    return usage.minute_left == 0 and all(left is None or left > 0 for left in others)
 
 
 def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:

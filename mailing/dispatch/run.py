@@ -24,7 +24,8 @@ M = Mailing.Status
 def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     """One batch. Returns "more" (run again at once), "busy" (the server
     to use has room but every connection slot is taken: try again in a
-    moment), "waiting", "blocked", "done" or "idle"."""
+    moment), "paced" (the server to use has spent only its max per minute:
+    try again next minute), "waiting", "blocked", "done" or "idle"."""
     mailing = Mailing.objects.select_related("tenant").filter(pk=mailing_id).first()
     if mailing is None or not mailing.tenant.is_active:
         return "idle"
@@ -50,6 +51,8 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
             # The first server with room is busy: wait for its slot rather
             # than send through the next one, with another From.
             return "busy"
+        if outcome.paced:
+            return "paced"
     return _settle(mailing, now)
 
 

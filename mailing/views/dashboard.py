@@ -119,6 +119,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
 
 def _limit_notice(usage: Usage, now: datetime) -> str:
     windows = (
+        ("per-minute limit", usage.minute_left),
         ("hourly limit", usage.hour_left),
         ("daily limit", usage.day_left),
         ("daily quota", usage.tenant_day_left),

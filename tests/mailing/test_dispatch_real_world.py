@@ -396,17 +396,26 @@ def test_a_rate_limit_reply_makes_the_server_wait_a_minute_not_fail_nor_escalate
     assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
 
 
-def test_a_per_minute_limit_is_kept_in_the_limit_accounting(tenant_a):
+def test_a_per_minute_limit_paces_the_server_and_never_passes_it_over(tenant_a):
     now = timezone.now().replace(second=5)
-    with smtp_server() as (controller, handler):
+    with smtp_server() as (controller, handler), smtp_server() as (c2, second):
         server = make_server(tenant_a, port=controller.port, max_per_minute=4)
-        mailing = start(tenant_a, [server], [f"r{i}@x.test" for i in range(6)])
-        assert settle(mailing, now) == "waiting"
+        other = make_server(tenant_a, name="Second", port=c2.port, priority=1)
+        mailing = start(tenant_a, [server, other], [f"r{i}@x.test" for i in range(6)])
+        assert settle(mailing, now) == "paced"  # still sending: the next minute takes the rest
+        assert len(handler.received) == 4 and second.received == []
         mailing.refresh_from_db()
-        assert len(handler.received) == 4
-        assert mailing.resume_at == now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        assert settle(mailing, mailing.resume_at) == "done"
-    assert len(handler.received) == 6
+        assert mailing.status == M.ACTIVE
+        assert settle(mailing, now + timedelta(minutes=1)) == "done"
+    assert (len(handler.received), len(second.received)) == (6, 0)
+
+
+def test_the_per_minute_limit_counts_the_clock_minute(tenant_a):
+    now = timezone.now().replace(second=50)
+    server = make_server(tenant_a, max_per_minute=3)
+    assert limits.reserve(server=server, tenant=tenant_a, wanted=5, now=now).granted == 3
+    assert limits.reserve(server=server, tenant=tenant_a, wanted=5, now=now + timedelta(seconds=5)).granted == 0
+    assert limits.reserve(server=server, tenant=tenant_a, wanted=5, now=now + timedelta(seconds=15)).granted == 3
 
 
 def test_an_unknown_recipient_refused_at_rcpt_is_suppressed_a_policy_refusal_is_not(tenant_a):
