@@ -113,7 +113,7 @@ def requeue_expired_leases(*, now: datetime | None = None) -> int:
             reply = "Sending this letter stopped the worker every time; it was given up."
             _finish(letter, status=L.FAILED, attempts=letter.attempts + 1, last_reply=reply, server=None)
         else:
-            _finish(letter, status=L.DEFERRED, attempts=F("attempts") + 1, server=None, next_attempt_at=now)
+            _finish(letter, status=L.DEFERRED, attempts=F("attempts") + 1, server=None, next_attempt_at=None)
     tried = Case(When(attempts__gt=0, then=Value(L.DEFERRED)), default=Value(L.QUEUED))
     rest = expired.update(status=tried, claim_token=None, lease_until=None, server=None)
     return rest + len(culprits)
