@@ -254,11 +254,31 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# One queue per kind of work, so that one kind cannot starve another: a long
+# dispatch batch never delays a connection test, a platform email or a bounce
+# read, nor an hour-long import the sending. Workers consume them as the
+# README shows; `default` carries beat's housekeeping.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "mailing.tasks.send_mailing": {"queue": "dispatch"},
+    "servers.tasks.run_connection_test": {"queue": "probes"},
+    "mailing.tasks.run_contact_import": {"queue": "imports"},
+    "mailing.tasks.read_bounce_mailbox": {"queue": "bounces"},
+    "accounts.tasks.*": {"queue": "mail"},
+}
+# Every task has its own time limits, sized for its work (see each tasks.py);
+# these catch one that has none. Soft: SoftTimeLimitExceeded inside the task,
+# which leaves its state sane; hard: the worker process is killed. Every
+# hard limit stays below Redis's visibility timeout (an hour), after which
+# the broker would give a running task to a second worker.
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
 CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
     "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
     "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
     "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},
+    "fail-stale-connection-tests": {"task": "servers.tasks.fail_stale_connection_tests", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
