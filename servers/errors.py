@@ -103,7 +103,7 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
             "The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.",
         )
     if isinstance(exc, DeadlineExceeded):
-        return Diagnosis("timeout", exc.sentence(where, timeout or None), _deadline_hint(exc))
+        return Diagnosis("timeout", exc.sentence(where or "The server", timeout or None), _deadline_hint(exc))
     if isinstance(exc, SoftTimeLimitExceeded):
         return Diagnosis(
             "timeout",
