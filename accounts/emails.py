@@ -2,9 +2,12 @@
 under templates/emails/<name>/."""
 
 from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from .models import Invitation, User
 from .tokens import make_invitation_token, make_verification_token
@@ -37,3 +40,18 @@ def invitation(*, invitation: Invitation, base_url: str) -> None:
     path = reverse("accounts:invitation", args=[make_invitation_token(invitation)])
     context = {"invitation": invitation, "url": base_url + path, "valid_for": valid_for(settings.INVITATION_MAX_AGE)}
     send("invitation", to=invitation.email, context=context)
+
+
+def password_reset(*, user: User, base_url: str) -> None:
+    """Django's password reset letter, with the context its form gives the
+    templates; the token is made here, when the letter goes."""
+    protocol, _, domain = base_url.partition("://")
+    context = {
+        "email": user.email,
+        "user": user,
+        "protocol": protocol,
+        "domain": domain,
+        "uid": urlsafe_base64_encode(force_bytes(user.pk)),
+        "token": default_token_generator.make_token(user),
+    }
+    send("password_reset", to=user.email, context=context)

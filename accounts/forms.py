@@ -1,6 +1,8 @@
 from django import forms
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
 
+from . import services
 from .models import Role, User, normalize_email_address
 
 
@@ -100,3 +102,12 @@ class RoleForm(forms.Form):
 
 class TenantForm(forms.Form):
     name = forms.CharField(label="Organisation name", max_length=120)
+
+
+class PasswordResetForm(auth_forms.PasswordResetForm):
+    """Django's form, but the letter is queued (accounts.services), not sent
+    during the request."""
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, **kwargs) -> None:
+        base_url = f"{context['protocol']}://{context['domain']}"
+        services.password_reset_send(user=context["user"], base_url=base_url)

@@ -48,6 +48,13 @@ def email_verification_send(*, user: User, base_url: str) -> None:
     transaction.on_commit(lambda: tasks.send_verification_email.delay(user.pk, base_url))
 
 
+def password_reset_send(*, user: User, base_url: str) -> None:
+    """The reset letter goes from the `mail` queue: the request neither
+    waits for the mail server nor shows, by how long it takes, whether the
+    address has an account."""
+    transaction.on_commit(lambda: tasks.send_password_reset_email.delay(user.pk, base_url))
+
+
 def email_verify(*, user: User) -> None:
     user.email_verified_at = timezone.now()
     user.save(update_fields=["email_verified_at"])

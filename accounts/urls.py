@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path, reverse_lazy
 
+from .forms import PasswordResetForm
 from .views import auth, invitations, team, tenants, two_factor
 
 app_name = "accounts"
@@ -31,6 +32,7 @@ urlpatterns = [
         "password-reset/",
         _public(
             auth_views.PasswordResetView.as_view(
+                form_class=PasswordResetForm,
                 template_name="accounts/password_reset.html",
                 email_template_name="emails/password_reset/body.txt",
                 html_email_template_name="emails/password_reset/body.html",

@@ -134,8 +134,9 @@ def workers(count: int) -> list[subprocess.Popen]:
     # may send to the sink on this machine.
     env = {**os.environ, "CELERY_BROKER_URL": BROKER, "DEBUG": "0", "DEPLOYMENT_MODE": "self_hosted",
            "SERVERS_ALLOW_PRIVATE_HOSTS": "1"}  # fmt: skip
-    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-c", "1", "-l", "warning",
-           "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "bench{}@%h"]  # fmt: skip
+    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "dispatch,default", "-P", "solo",
+           "-c", "1", "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
+           "-n", "bench{}@%h"]  # fmt: skip
     procs = [subprocess.Popen([*cmd[:-1], cmd[-1].format(i)], cwd=ROOT, env=env) for i in range(count)]  # noqa: S603
     time.sleep(4)  # let them connect to the broker
     return procs

@@ -60,7 +60,8 @@ INTERNAL_SMTP_HOST = env.str("INTERNAL_SMTP_HOST", default="localhost")
 INTERNAL_SMTP_PORT = env.int("INTERNAL_SMTP_PORT", default=25)
 # The name Postroute gives in EHLO (a name, not looked up in DNS).
 SMTP_HELO_NAME = env.str("SMTP_HELO_NAME", default=socket.gethostname())
-# A connection test never takes longer than this many seconds in all.
+# A connection test never takes longer than this many seconds in all,
+# however slowly the server talks (servers.deadlines).
 SERVER_PROBE_TIMEOUT = env.float("SERVER_PROBE_TIMEOUT", default=20.0)
 # Connection tests a tenant may start per minute.
 CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
@@ -72,7 +73,10 @@ SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # Dispatch: letters per batch (one SMTP connection), the SMTP timeout, and
-# the retry schedule of temporary failures (seconds, doubling, capped).
+# the retry schedule of temporary failures (seconds, doubling, capped). The
+# timeout is a total: opening the connection (connect, TLS, greeting, EHLO,
+# STARTTLS, AUTH) gets that many seconds in all, and so does each letter's
+# exchange, however slowly the server talks; it also bounds each read.
 DISPATCH_BATCH = env.int("DISPATCH_BATCH", default=50)
 DISPATCH_SMTP_TIMEOUT = env.float("DISPATCH_SMTP_TIMEOUT", default=30.0)
 DISPATCH_MAX_ATTEMPTS = env.int("DISPATCH_MAX_ATTEMPTS", default=5)
@@ -105,6 +109,9 @@ BOUNCE_CHECK_INTERVAL = env.int("BOUNCE_CHECK_INTERVAL", default=300)
 BOUNCE_BACKOFF_MAX = env.int("BOUNCE_BACKOFF_MAX", default=6 * 3600)
 BOUNCE_SOFT_LIMIT = env.int("BOUNCE_SOFT_LIMIT", default=3)
 BOUNCE_SOFT_WINDOW_DAYS = env.int("BOUNCE_SOFT_WINDOW_DAYS", default=30)
+# Seconds one phase of reading a bounce mailbox may take in all (connecting
+# and logging in, the folder, the search or listing, each message).
+BOUNCE_READER_TIMEOUT = env.float("BOUNCE_READER_TIMEOUT", default=60.0)
 
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"
@@ -247,11 +254,31 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# One queue per kind of work, so that one kind cannot starve another: a long
+# dispatch batch never delays a connection test, a platform email or a bounce
+# read, nor an hour-long import the sending. Workers consume them as the
+# README shows; `default` carries beat's housekeeping.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "mailing.tasks.send_mailing": {"queue": "dispatch"},
+    "servers.tasks.run_connection_test": {"queue": "probes"},
+    "mailing.tasks.run_contact_import": {"queue": "imports"},
+    "mailing.tasks.read_bounce_mailbox": {"queue": "bounces"},
+    "accounts.tasks.*": {"queue": "mail"},
+}
+# Every task has its own time limits, sized for its work (see each tasks.py);
+# these catch one that has none. Soft: SoftTimeLimitExceeded inside the task,
+# which leaves its state sane; hard: the worker process is killed. Every
+# hard limit stays below Redis's visibility timeout (an hour), after which
+# the broker would give a running task to a second worker.
+CELERY_TASK_SOFT_TIME_LIMIT = 300
+CELERY_TASK_TIME_LIMIT = 360
 CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
     "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
     "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
     "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},
+    "fail-stale-connection-tests": {"task": "servers.tasks.fail_stale_connection_tests", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE

@@ -12,7 +12,11 @@ fetched, with BODY.PEEK so nothing becomes seen. Reports go to the folder
 Postroute/Processed (MOVE, else COPY + \\Deleted + EXPUNGE, else a keyword);
 anything else, auto-replies included, stays exactly as it was.
 POP3: messages are remembered by UIDL and read with TOP (which, unlike RETR,
-does not mark them read); reports are deleted only if the tenant asked."""
+does not mark them read); reports are deleted only if the tenant asked.
+
+Each phase of a read (connecting and logging in, opening the folder, the
+search or the listing, each message) has BOUNCE_READER_TIMEOUT seconds in
+all, however slowly the server talks (servers.deadlines)."""
 
 import imaplib
 import logging
@@ -62,8 +66,11 @@ def max_bytes() -> int:
     return _setting("BOUNCE_MAX_MESSAGE_BYTES", 2_000_000)
 
 
-def socket_timeout() -> float:
-    return float(_setting("BOUNCE_READER_TIMEOUT", 60))
+def phase_timeout() -> float:
+    """Seconds one phase of a read may take in all, however slowly the
+    server talks: connecting and logging in, opening the folder, the search
+    or the listing, each message."""
+    return float(settings.BOUNCE_READER_TIMEOUT)
 
 
 @dataclass
@@ -166,7 +173,7 @@ def _succeeded(mailbox: BounceMailbox) -> None:
 
 
 def _failed(mailbox: BounceMailbox, exc: Exception) -> ReadResult:
-    diagnosis = diagnose(exc, host=mailbox.host, port=mailbox.port, timeout=socket_timeout())
+    diagnosis = diagnose(exc, host=mailbox.host, port=mailbox.port, timeout=phase_timeout())
     BounceMailbox.objects.filter(pk=mailbox.pk).update(
         last_error=diagnosis.message,
         health=Health.FAILING,
@@ -211,7 +218,7 @@ def _count_reports(mailbox: BounceMailbox) -> None:
 def _addresses(mailbox: BounceMailbox) -> tuple[str, list]:
     """The rules again (a record edited behind the forms' back is refused)
     and the SSRF check, before any connection."""
-    return checked_address(Quiet(socket_timeout()), mailbox, mailbox.host, mailbox.port)
+    return checked_address(Quiet(phase_timeout()), mailbox, mailbox.host, mailbox.port)
 
 
 def _is_delivery_report(parsed: bounce_parser.ParsedReport) -> bool:
@@ -230,12 +237,16 @@ class _ImapReader:
     def run(self) -> ReadResult:
         self.client = self._connect()
         try:
+            self._phase()
             self._select()
+            self._phase()
             for uid in self._new_uids():
                 if not self.lease.time_left():
                     break
+                self._phase()
                 self._one(uid)
             with suppress(Exception):
+                self._phase()
                 self.client.logout()
         finally:
             with suppress(Exception):
@@ -247,7 +258,8 @@ class _ImapReader:
         host, addresses = _addresses(mailbox)
         context = tls_context(mailbox.verify_tls)
         cls = netguard.PinnedIMAP4_SSL if mailbox.security == Security.SSL else netguard.PinnedIMAP4
-        client = cls(host, mailbox.port, addresses=addresses, timeout=socket_timeout(), ssl_context=context)
+        seconds = phase_timeout()  # from the TCP connect to the capabilities after login
+        client = cls(host, mailbox.port, addresses=addresses, timeout=seconds, ssl_context=context, deadline=seconds)
         try:
             if mailbox.security == Security.STARTTLS:
                 client.starttls(ssl_context=context)
@@ -259,6 +271,9 @@ class _ImapReader:
                 client.shutdown()
             raise
         return client
+
+    def _phase(self) -> None:
+        self.client.deadline_in(phase_timeout())
 
     def _select(self) -> None:
         mailbox = self.mailbox
@@ -366,6 +381,7 @@ class _Pop3Reader:
         self.client = self._connect()
         try:
             self._read_all()
+            self._phase()
             self.client.quit()  # deletions take effect only here
         finally:
             with suppress(Exception):
@@ -377,7 +393,8 @@ class _Pop3Reader:
         host, addresses = _addresses(mailbox)
         context = tls_context(mailbox.verify_tls)
         cls = netguard.PinnedPOP3_SSL if mailbox.security == Security.SSL else netguard.PinnedPOP3
-        client = cls(host, mailbox.port, addresses=addresses, timeout=socket_timeout(), ssl_context=context)
+        seconds = phase_timeout()  # from the TCP connect to PASS
+        client = cls(host, mailbox.port, addresses=addresses, timeout=seconds, ssl_context=context, deadline=seconds)
         try:
             if mailbox.security == Security.STARTTLS:
                 client.stls(context)
@@ -389,7 +406,11 @@ class _Pop3Reader:
             raise
         return client
 
+    def _phase(self) -> None:
+        self.client.deadline_in(phase_timeout())
+
     def _read_all(self) -> None:
+        self._phase()
         listing = self._listing()
         known = dict(ReadMessage.objects.filter(mailbox=self.mailbox).values_list("uidl", "is_report"))
         delete = self.mailbox.delete_after_processing
@@ -397,10 +418,12 @@ class _Pop3Reader:
         for number, uidl, size in listing:
             if uidl in known:
                 if known[uidl] and delete:  # read by a run that died before QUIT
+                    self._phase()
                     self.client.dele(number)
                 continue
             if read >= batch_size() or not self.lease.time_left():
                 return  # no pruning on a partial run
+            self._phase()
             self._one(number, uidl, size)
             read += 1
         on_server = {uidl for _n, uidl, _s in listing}

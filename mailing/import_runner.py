@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -81,6 +82,8 @@ def import_run(*, import_id: int) -> None:
         _run(imp)
     except ImportFailed as exc:
         _finish(imp, Status.FAILED, str(exc))
+    except SoftTimeLimitExceeded:
+        _finish(imp, Status.FAILED, "The import took too long and was stopped. The rows counted above were imported.")
     except Exception:
         logger.exception("contact import %s failed", imp.pk)
         _finish(imp, Status.FAILED, "An unexpected error stopped the import. The rows counted above were imported.")

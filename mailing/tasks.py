@@ -1,22 +1,29 @@
-"""Celery tasks of the mailing app. Thin: take ids, call a service."""
+"""Celery tasks of the mailing app. Thin: take ids, call a service.
+
+Each task has a soft and a hard time limit (seconds), sized for its work:
+the soft one raises SoftTimeLimitExceeded inside the task, which its work
+ends as a failure it can explain; the hard one kills the worker process.
+Queues: config/settings.py, CELERY_TASK_ROUTES."""
 
 from celery import shared_task
 from django.utils import timezone
 
 from . import dispatch, import_runner, imports, limits, mailings
 
+HOUSEKEEPING = {"soft_time_limit": 240, "time_limit": 300}
 
-@shared_task(soft_time_limit=3600)
+
+@shared_task(soft_time_limit=3300, time_limit=3480)  # an import may take up to an hour
 def run_contact_import(import_id: int) -> None:
     import_runner.import_run(import_id=import_id)
 
 
-@shared_task
+@shared_task(**HOUSEKEEPING)
 def discard_stale_imports() -> None:
     imports.imports_discard_stale()
 
 
-@shared_task
+@shared_task(soft_time_limit=120, time_limit=150)
 def dispatch_tick() -> None:
     """Beat, every DISPATCH_TICK seconds: return dead workers' letters,
     start scheduled mailings, and make sure every running mailing (or a
@@ -28,7 +35,9 @@ def dispatch_tick() -> None:
             send_mailing.delay(mailing_id, slot)
 
 
-@shared_task(acks_late=True)
+# A batch ends well before its letters' lease (10 minutes) runs out, after
+# which they would go back to the queue and could be sent twice.
+@shared_task(acks_late=True, soft_time_limit=480, time_limit=540)
 def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     """One batch; the next one is queued at once while there is more, so
     sending goes on without pauses. When the server to use is busy with
@@ -49,12 +58,12 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
 BUSY_RETRY_SECONDS = 1
 
 
-@shared_task
+@shared_task(**HOUSEKEEPING)
 def purge_usage_buckets() -> None:
     limits.purge_expired()
 
 
-@shared_task
+@shared_task(soft_time_limit=60, time_limit=90)
 def read_bounce_mailboxes() -> None:
     """Beat, every BOUNCE_CHECK_INTERVAL seconds: one reading task per
     enabled bounce mailbox that no reader holds right now."""
@@ -64,7 +73,9 @@ def read_bounce_mailboxes() -> None:
         read_bounce_mailbox.delay(mailbox_id)
 
 
-@shared_task(soft_time_limit=900)
+# A reader stops by itself after half its lease (10 minutes) and one more
+# phase; it is killed before the lease runs out and a second reader starts.
+@shared_task(soft_time_limit=480, time_limit=540)
 def read_bounce_mailbox(mailbox_id: int) -> None:
     from . import bounce_reader
 

@@ -4,8 +4,8 @@ the SSRF check, the pinned address, TLS verified against the host name,
 then AUTH. The connection test passes its Steps to time and report each
 step; the others go through them silently."""
 
-import smtplib
 import ssl
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
@@ -16,6 +16,8 @@ from django.conf import settings
 from . import netguard, rules
 from .models import BounceMailbox, Security, SmtpServer
 
+PinnedSMTPClient = netguard.PinnedSMTP | netguard.PinnedSMTP_SSL
+
 
 class Steps(Protocol):
     def step(self, name: str) -> AbstractContextManager[Any]: ...
@@ -24,17 +26,21 @@ class Steps(Protocol):
 
 
 class Quiet:
-    """Steps that time nothing: each command gets the same timeout."""
+    """Steps that time nothing, within `timeout` seconds from now in all."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
 
     @contextmanager
     def step(self, name: str) -> Iterator[Any]:
         yield _Detail()
 
     def remaining(self) -> float:
-        return self.timeout
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no time left of {self.timeout:g} seconds")
+        return left
 
 
 class _Detail:
@@ -69,9 +75,18 @@ def checked_address(steps: Steps, record: SmtpServer | BounceMailbox, host: str,
     return host, addresses
 
 
-def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = None) -> smtplib.SMTP:
+def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = None) -> PinnedSMTPClient:
     """Connected, greeted, TLS as configured, logged in; closed again if any
-    step fails."""
+    step fails.
+
+    The whole opening (connect, TLS, banner, EHLO, STARTTLS, EHLO, AUTH)
+    finishes within `timeout` seconds in all (or the time the steps have
+    left), however slowly the server talks: past it, DeadlineExceeded (a
+    TimeoutError). `timeout` also bounds each single read. The client comes
+    back with no deadline: the caller gives each exchange its own with
+    `client.deadline_in(seconds)` (see netguard.PinnedSMTP)."""
+    if steps is None and timeout <= 0:
+        raise ValueError("open_smtp needs a timeout or steps")
     steps = steps or Quiet(timeout)
     host, port = server.connect_host_port()
     host, addresses = checked_address(steps, server, host, port)
@@ -82,32 +97,27 @@ def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = N
     try:
         with steps.step("Connect with SSL/TLS" if implicit else "Connect") as step:
             cls = netguard.PinnedSMTP_SSL if implicit else netguard.PinnedSMTP
+            left = steps.remaining()
             client = cls(
-                host,
-                port,
-                addresses=addresses,
-                timeout=steps.remaining(),
-                context=context,
-                local_hostname=settings.SMTP_HELO_NAME,
+                host, port, addresses=addresses, timeout=left, context=context, local_hostname=settings.SMTP_HELO_NAME
             )
+            client.deadline_in(left)
             code, banner = client.open()
             step.detail = f"{code} {banner.decode(errors='replace')}"[:200]
         with steps.step("EHLO") as step:
-            client.sock.settimeout(steps.remaining())
             code, reply = client.ehlo()
             step.detail = f"{code} " + reply.decode(errors="replace").splitlines()[0][:120]
         if external and server.security == Security.STARTTLS:
             with steps.step("STARTTLS"):
-                client.sock.settimeout(steps.remaining())
                 client.starttls(context=context)
                 client.ehlo()
         if server.login:
             with steps.step("Log in (AUTH)") as step:
-                client.sock.settimeout(steps.remaining())
                 code, reply = client.login(server.login, server.get_password())
                 step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
     except BaseException:
         if client is not None:
             client.close()
         raise
+    client.clear_deadline()
     return client

@@ -9,9 +9,11 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 
 from . import presets
+from .deadlines import DeadlineExceeded
 from .netguard import HostRefused, HostUnresolved
 
 
@@ -100,6 +102,14 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
             f"The TLS handshake with {where} failed ({exc.reason or exc}).",
             "The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.",
         )
+    if isinstance(exc, DeadlineExceeded):
+        return Diagnosis("timeout", exc.sentence(where or "The server", timeout or None), _deadline_hint(exc))
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return Diagnosis(
+            "timeout",
+            f"The work with {where} took longer than the worker allows and was stopped.",
+            "Try again later; if it happens again, the server is too slow to use.",
+        )
     if isinstance(exc, TimeoutError | socket.timeout) or (
         isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc)
     ):
@@ -115,3 +125,16 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     if isinstance(exc, OSError):
         return Diagnosis("network", f"Could not reach {where}: {exc.strerror or exc}.")
     return Diagnosis("error", f"Unexpected error: {exc}")
+
+
+def _deadline_hint(exc: DeadlineExceeded) -> str:
+    if exc.dribbling:
+        return (
+            "The server sends its reply so slowly that it never ends (a broken or deliberately slow server). "
+            "Check the server name and port; if they are right, ask the provider."
+        )
+    if exc.doing == "send":
+        return "The server stopped reading what we sent; it may be overloaded. Try again later."
+    if exc.doing == "handshake":
+        return "The security setting may not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS."
+    return "A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs)."

@@ -33,10 +33,13 @@ import poplib
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+
+from .deadlines import Deadline, DeadlineExceeded
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # (family, sockaddr) as returned by socket.getaddrinfo, ready for connect().
@@ -305,18 +308,22 @@ def validate_host_for_save(host: str) -> str | None:
 # --- pinned connections ------------------------------------------------------
 
 
-def _connect_first(addresses: Sequence[Address], timeout: float | None, source_address: Any = None) -> socket.socket:
+def _connect_first(
+    addresses: Sequence[Address], timeout: float | Callable[[], float | None] | None, source_address: Any = None
+) -> socket.socket:
     """A TCP socket connected to the first address that accepts, in order.
 
     Like socket.create_connection, but with the addresses given: no lookup.
+    `timeout` may be a function, asked before each attempt (a deadline
+    leaves less time for the next address).
     """
-    if timeout is not None and not timeout:
+    if timeout is not None and not callable(timeout) and not timeout:
         raise ValueError("Non-blocking socket (timeout=0) is not supported")
     errors: list[OSError] = []
     for family, sockaddr in addresses:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(timeout() if callable(timeout) else timeout)
             if source_address:
                 sock.bind(source_address)
             sock.connect(sockaddr)
@@ -345,13 +352,17 @@ def _verifying_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
     return context if context is not None else ssl.create_default_context()
 
 
-class _PinnedSMTPMixin:
-    """connect()/open() for the two SMTP classes; they set the attributes."""
+class _PinnedSMTPMixin(Deadline):
+    """connect()/open(), and every read and write under the deadline, for
+    the two SMTP classes; they set the attributes."""
 
     _host: str
     _pinned_port: int
     _addresses: list[Address]
     source_address: Any
+    sock: Any
+    debuglevel: int
+    command_encoding: str
 
     def connect(self, host: str | None = None, port: int = 0, source_address: Any = None) -> tuple[int, bytes]:
         # smtplib's connect() takes any host; a pinned object has exactly one.
@@ -367,8 +378,60 @@ class _PinnedSMTPMixin:
             raise smtplib.SMTPConnectError(code, msg)
         return code, msg
 
-    def _pinned_socket(self, timeout: float | None) -> socket.socket:
-        return _connect_first(self._addresses, timeout, self.source_address)
+    def _pinned_socket(self) -> socket.socket:
+        return _connect_first(self._addresses, lambda: self._io_timeout("connect"), self.source_address)
+
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's own, reading through the deadline: a reply that never
+        ends (endless "250-" lines, or bytes without a newline) stops there."""
+        if not self.sock:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        reader = self._reader_for(self.sock)
+        lines = []
+        while True:
+            try:
+                line = reader.readline(smtplib._MAXLINE + 1)
+            except DeadlineExceeded:
+                self.close()  # type: ignore[attr-defined]
+                raise
+            except OSError as exc:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed: " + str(exc)) from exc
+            if not line:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            if self.debuglevel > 0:
+                self._print_debug("reply:", repr(line))  # type: ignore[attr-defined]
+            if len(line) > smtplib._MAXLINE:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPResponseException(500, "Line too long.")
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        return code, b"\n".join(lines)
+
+    def send(self, s: str | bytes) -> None:
+        """smtplib's own, each piece through the deadline: a server that
+        stops reading our DATA cannot hold the send past it."""
+        if not self.sock:
+            raise smtplib.SMTPServerDisconnected("please run connect() first")
+        if self.debuglevel > 0:
+            self._print_debug("send:", repr(s))  # type: ignore[attr-defined]
+        data = s.encode(self.command_encoding) if isinstance(s, str) else s
+        sys.audit("smtplib.send", self, data)
+        try:
+            self._send_to(self.sock, data)
+        except DeadlineExceeded:
+            self.close()  # type: ignore[attr-defined]
+            raise
+        except OSError as exc:
+            self.close()  # type: ignore[attr-defined]
+            raise smtplib.SMTPServerDisconnected("Server not connected") from exc
 
 
 class PinnedSMTP(_PinnedSMTPMixin, smtplib.SMTP):
@@ -378,6 +441,7 @@ class PinnedSMTP(_PinnedSMTPMixin, smtplib.SMTP):
 
         addresses = resolve_checked(host, port)
         smtp = PinnedSMTP(host, port, addresses=addresses, timeout=20, context=ctx)
+        smtp.deadline_in(20)       # connect, greeting, EHLO, STARTTLS, AUTH: 20 s in all
         smtp.open()                # TCP to addresses[0] (then the next...), reads 220
         smtp.starttls()            # verifies the certificate for `host`, not the IP
         smtp.login(user, password)
@@ -385,6 +449,20 @@ class PinnedSMTP(_PinnedSMTPMixin, smtplib.SMTP):
     The constructor does not connect (smtplib's would, resolving `host`);
     `open()` or `connect()` does. `starttls()` without a context uses the
     constructor's context, or a verifying default one.
+
+    Deadline: one for a whole phase, however slowly the server talks::
+
+        smtp.deadline_in(30)    # from now on, everything must be done within 30 s
+        smtp.sendmail(...)      # any number of commands: the deadline stays
+        smtp.deadline_in(30)    # the next letter gets 30 s of its own
+        smtp.deadline_in(None)  # (or clear_deadline()) the per-read timeout alone
+
+    It covers connect, TLS, every reply however it dribbles (endless "250-"
+    lines, bytes without a newline) and every send (a server that stops
+    reading our DATA). When it passes, the command raises
+    servers.deadlines.DeadlineExceeded (a TimeoutError) and the connection
+    is closed. `time_left()` says what is left. The constructor's `timeout`
+    still bounds each single read, deadline or not.
     """
 
     def __init__(
@@ -399,18 +477,20 @@ class PinnedSMTP(_PinnedSMTPMixin, smtplib.SMTP):
     ) -> None:
         self._addresses = _pinned(addresses, port)
         self._pinned_port = port
+        self._read_timeout = timeout
         self.context = context
         # host="" keeps smtplib from connecting (and resolving) here.
         super().__init__("", 0, local_hostname=local_hostname, timeout=timeout)
         self._host = host  # smtplib's starttls() uses it as server_hostname
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
-        return self._pinned_socket(timeout)
+        return self._pinned_socket()
 
     def starttls(self, keyfile: Any = None, certfile: Any = None, context: ssl.SSLContext | None = None) -> Any:
-        if keyfile is None and certfile is None:
-            context = _verifying_context(context if context is not None else self.context)
-        return super().starttls(keyfile, certfile, context=context)
+        if keyfile is not None or certfile is not None:
+            return super().starttls(keyfile, certfile, context=context)
+        verifying = _verifying_context(context if context is not None else self.context)
+        return super().starttls(context=self._timed_context(verifying))  # type: ignore[arg-type]
 
 
 class PinnedSMTP_SSL(_PinnedSMTPMixin, smtplib.SMTP_SSL):
@@ -419,9 +499,12 @@ class PinnedSMTP_SSL(_PinnedSMTPMixin, smtplib.SMTP_SSL):
     Usage::
 
         smtp = PinnedSMTP_SSL(host, 465, addresses=resolve_checked(host, 465), timeout=20, context=ctx)
+        smtp.deadline_in(20)
         smtp.open()   # TCP to a pinned address, TLS verified for `host`, reads 220
 
     Without a context, a verifying default one is used (smtplib's is not).
+    The deadline works as in PinnedSMTP (`deadline_in(seconds)`); it covers
+    the TLS handshake too.
     """
 
     def __init__(
@@ -436,21 +519,32 @@ class PinnedSMTP_SSL(_PinnedSMTPMixin, smtplib.SMTP_SSL):
     ) -> None:
         self._addresses = _pinned(addresses, port)
         self._pinned_port = port
+        self._read_timeout = timeout
         super().__init__("", 0, local_hostname=local_hostname, timeout=timeout, context=_verifying_context(context))
         self._host = host
 
     def _get_socket(self, host: str, port: int, timeout: float | None) -> socket.socket:
-        sock = self._pinned_socket(timeout)
-        return self.context.wrap_socket(sock, server_hostname=self._host)
+        return self._handshake(self.context, self._pinned_socket(), self._host)
 
 
-class _PinnedIMAPMixin:
-    """Shared by the IMAP classes. imaplib connects inside its constructor,
-    so the subclasses set the pinned attributes before calling it."""
+class _PinnedIMAPMixin(Deadline):
+    """Shared by the IMAP classes: the pinned host, and every read and write
+    under the deadline. imaplib connects inside its constructor, so the
+    subclasses set the pinned attributes before calling it."""
 
     _pinned_host: str
     _pinned_port: int
     _addresses: list[Address]
+    sock: Any
+    error: type[Exception]
+
+    def _setup(
+        self, host: str, port: int, addresses: Sequence[Address], timeout: float, deadline: float | None
+    ) -> None:
+        self._addresses = _pinned(addresses, port)
+        self._pinned_host, self._pinned_port = host, port
+        self._read_timeout = timeout
+        self.deadline_in(deadline)
 
     def open(self, host: str = "", port: int = imaplib.IMAP4_PORT, timeout: float | None = None) -> None:
         # imaplib's open() stores `host` for TLS and would take any; a pinned
@@ -458,6 +552,23 @@ class _PinnedIMAPMixin:
         if (host, port) != (self._pinned_host, self._pinned_port):
             raise ValueError(f"this connection is pinned to {self._pinned_host!r} port {self._pinned_port}")
         super().open(host, port, timeout)  # type: ignore[misc]
+
+    def _pinned_socket(self) -> socket.socket:
+        return _connect_first(self._addresses, lambda: self._io_timeout("connect"))
+
+    def readline(self) -> bytes:
+        # An endless untagged response is many lines: each is read here.
+        line = self._reader_for(self.sock).readline(imaplib._MAXLINE + 1)
+        if len(line) > imaplib._MAXLINE:
+            raise self.error(f"got more than {imaplib._MAXLINE} bytes")
+        return line
+
+    def read(self, size: int) -> bytes:
+        return self._reader_for(self.sock).read(size)
+
+    def send(self, data: bytes) -> None:
+        sys.audit("imaplib.send", self, data)
+        self._send_to(self.sock, data)
 
 
 class PinnedIMAP4(_PinnedIMAPMixin, imaplib.IMAP4):
@@ -472,6 +583,10 @@ class PinnedIMAP4(_PinnedIMAPMixin, imaplib.IMAP4):
     Connects (and reads the greeting and CAPABILITY) in the constructor, as
     imaplib does. `starttls()` without a context uses `ssl_context`, or a
     verifying default one.
+
+    Deadline: `deadline=` (seconds) bounds the opening as a whole (greeting
+    and capabilities included); `deadline_in(seconds)` then sets a new one
+    for the commands that follow, as in PinnedSMTP.
     """
 
     def __init__(
@@ -482,17 +597,18 @@ class PinnedIMAP4(_PinnedIMAPMixin, imaplib.IMAP4):
         addresses: Sequence[Address],
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        deadline: float | None = None,
     ) -> None:
-        self._addresses = _pinned(addresses, port)
-        self._pinned_host, self._pinned_port = host, port
+        self._setup(host, port, addresses, timeout, deadline)
         self.ssl_context = ssl_context
         super().__init__(host, port, timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        return _connect_first(self._addresses, timeout)
+        return self._pinned_socket()
 
     def starttls(self, ssl_context: ssl.SSLContext | None = None) -> Any:
-        return super().starttls(_verifying_context(ssl_context if ssl_context is not None else self.ssl_context))
+        verifying = _verifying_context(ssl_context if ssl_context is not None else self.ssl_context)
+        return super().starttls(self._timed_context(verifying))  # type: ignore[arg-type]
 
 
 class PinnedIMAP4_SSL(_PinnedIMAPMixin, imaplib.IMAP4_SSL):
@@ -505,6 +621,10 @@ class PinnedIMAP4_SSL(_PinnedIMAPMixin, imaplib.IMAP4_SSL):
 
     The certificate is verified for `host`; without a context, a verifying
     default one is used (imaplib's is not).
+
+    Deadline: `deadline=` (seconds) bounds the opening as a whole (greeting
+    and capabilities included); `deadline_in(seconds)` then sets a new one
+    for the commands that follow, as in PinnedSMTP.
     """
 
     def __init__(
@@ -515,14 +635,13 @@ class PinnedIMAP4_SSL(_PinnedIMAPMixin, imaplib.IMAP4_SSL):
         addresses: Sequence[Address],
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        deadline: float | None = None,
     ) -> None:
-        self._addresses = _pinned(addresses, port)
-        self._pinned_host, self._pinned_port = host, port
+        self._setup(host, port, addresses, timeout, deadline)
         super().__init__(host, port, ssl_context=_verifying_context(ssl_context), timeout=timeout)
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock = _connect_first(self._addresses, timeout)
-        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+        return self._handshake(self.ssl_context, self._pinned_socket(), self.host)
 
 
 # Mail lines are at most 998 octets by the RFC, but real messages (HTML in
@@ -531,19 +650,26 @@ class PinnedIMAP4_SSL(_PinnedIMAPMixin, imaplib.IMAP4_SSL):
 _POP3_MAX_LINE = 1_000_000
 
 
-class _PinnedPOP3Mixin:
-    """Shared by the POP3 classes. poplib connects inside its constructor,
-    so the subclasses set the pinned addresses before calling it."""
+class _PinnedPOP3Mixin(Deadline):
+    """Shared by the POP3 classes: every read and write under the deadline.
+    poplib connects inside its constructor, so the subclasses set the
+    pinned addresses before calling it."""
 
     _addresses: list[Address]
-    file: Any
+    sock: Any
 
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        return _connect_first(self._addresses, timeout)
+    def _setup(self, port: int, addresses: Sequence[Address], timeout: float, deadline: float | None) -> None:
+        self._addresses = _pinned(addresses, port)
+        self._read_timeout = timeout
+        self.deadline_in(deadline)
+
+    def _pinned_socket(self) -> socket.socket:
+        return _connect_first(self._addresses, lambda: self._io_timeout("connect"))
 
     def _getline(self) -> tuple[bytes, int]:
-        # poplib's own, with a larger line limit.
-        line = self.file.readline(_POP3_MAX_LINE + 1)
+        # poplib's own, with a larger line limit; a listing that never ends
+        # is many lines, each read here.
+        line = self._reader_for(self.sock).readline(_POP3_MAX_LINE + 1)
         if len(line) > _POP3_MAX_LINE:
             raise poplib.error_proto("line too long")
         if not line:
@@ -554,6 +680,10 @@ class _PinnedPOP3Mixin:
         if line[:1] == b"\r":
             return line[1:-1], octets
         return line[:-1], octets
+
+    def _putline(self, line: bytes) -> None:
+        sys.audit("poplib.putline", self, line)
+        self._send_to(self.sock, line + b"\r\n")
 
 
 class PinnedPOP3(_PinnedPOP3Mixin, poplib.POP3):
@@ -566,6 +696,10 @@ class PinnedPOP3(_PinnedPOP3Mixin, poplib.POP3):
         pop.user(login); pop.pass_(password)
 
     Connects (and reads the greeting) in the constructor, as poplib does.
+
+    Deadline: `deadline=` (seconds) bounds the opening as a whole (greeting
+    and capabilities included); `deadline_in(seconds)` then sets a new one
+    for the commands that follow, as in PinnedSMTP.
     """
 
     def __init__(
@@ -576,13 +710,18 @@ class PinnedPOP3(_PinnedPOP3Mixin, poplib.POP3):
         addresses: Sequence[Address],
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        deadline: float | None = None,
     ) -> None:
-        self._addresses = _pinned(addresses, port)
+        self._setup(port, addresses, timeout, deadline)
         self.ssl_context = ssl_context
         super().__init__(host, port, timeout)
 
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        return self._pinned_socket()
+
     def stls(self, context: ssl.SSLContext | None = None) -> bytes:
-        return super().stls(_verifying_context(context if context is not None else self.ssl_context))
+        verifying = _verifying_context(context if context is not None else self.ssl_context)
+        return super().stls(self._timed_context(verifying))  # type: ignore[arg-type]
 
 
 class PinnedPOP3_SSL(_PinnedPOP3Mixin, poplib.POP3_SSL):
@@ -594,6 +733,10 @@ class PinnedPOP3_SSL(_PinnedPOP3Mixin, poplib.POP3_SSL):
 
     The certificate is verified for `host`; without a context, a verifying
     default one is used (poplib's is not).
+
+    Deadline: `deadline=` (seconds) bounds the opening as a whole (greeting
+    and capabilities included); `deadline_in(seconds)` then sets a new one
+    for the commands that follow, as in PinnedSMTP.
     """
 
     def __init__(
@@ -604,13 +747,13 @@ class PinnedPOP3_SSL(_PinnedPOP3Mixin, poplib.POP3_SSL):
         addresses: Sequence[Address],
         timeout: float,
         ssl_context: ssl.SSLContext | None = None,
+        deadline: float | None = None,
     ) -> None:
-        self._addresses = _pinned(addresses, port)
+        self._setup(port, addresses, timeout, deadline)
         super().__init__(host, port, timeout=timeout, context=_verifying_context(ssl_context))
 
     def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock = _connect_first(self._addresses, timeout)
-        return self.context.wrap_socket(sock, server_hostname=self.host)
+        return self._handshake(self.context, self._pinned_socket(), self.host)
 
 
 # --- convenience --------------------------------------------------------------

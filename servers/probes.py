@@ -13,7 +13,7 @@ from email.utils import formataddr, make_msgid
 from django.conf import settings
 
 from . import netguard
-from .connections import checked_address, open_smtp, tls_context
+from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
 from .errors import Diagnosis, diagnose
 from .models import BounceMailbox, Security, SmtpServer
 
@@ -93,22 +93,22 @@ def smtp_probe(
     return run.result
 
 
-def _smtp_checks(run: _Run, client: smtplib.SMTP, server: SmtpServer, send_to: str) -> None:
+def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_to: str) -> None:
     if send_to:
         with run.step(f"Send a test letter to {send_to}") as step:
-            client.sock.settimeout(run.remaining())
+            client.deadline_in(run.remaining())
             client.send_message(test_letter(server, send_to))
             step.detail = "Accepted by the server"
     else:
         with run.step("Sender accepted (MAIL FROM)") as step:
-            client.sock.settimeout(run.remaining())
+            client.deadline_in(run.remaining())
             code, reply = client.mail(server.sender_email)
             if code >= 400:
                 raise smtplib.SMTPSenderRefused(code, reply, server.sender_email)
             step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
             client.rset()
     with run.step("NOOP and QUIT"):
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         client.noop()
         client.quit()
 
@@ -144,7 +144,8 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
         implicit = mailbox.security == Security.SSL
         with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
             cls = classes[1] if implicit else classes[0]
-            client = cls(host, mailbox.port, addresses=addresses, timeout=run.remaining(), ssl_context=context)
+            left = run.remaining()
+            client = cls(host, mailbox.port, addresses=addresses, timeout=left, ssl_context=context, deadline=left)
             welcome = client.welcome if hasattr(client, "welcome") else client.getwelcome()
             step.detail = welcome.decode(errors="replace")[:200]
         session(run, client, mailbox, context)
@@ -160,20 +161,20 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
 def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLContext) -> None:
     if mailbox.security == Security.STARTTLS:
         with run.step("STARTTLS"):
-            client.sock.settimeout(run.remaining())
+            client.deadline_in(run.remaining())
             client.starttls(ssl_context=context)
     with run.step("Log in") as step:
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         typ, data = client.login(mailbox.login, mailbox.get_password())
         step.detail = f"{typ} {data[0].decode(errors='replace')}"[:200]
     with run.step(f"Open the folder {mailbox.folder}") as step:
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         typ, data = client.select(_quote(mailbox.folder), readonly=True)
         if typ != "OK":
             raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
         step.detail = f"{int(data[0])} message(s)"
     with run.step("Log out"):
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         client.logout()
 
 
@@ -191,18 +192,18 @@ def pop3_probe(
 def _pop3_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLContext) -> None:
     if mailbox.security == Security.STARTTLS:
         with run.step("STLS"):
-            client.sock.settimeout(run.remaining())
+            client.deadline_in(run.remaining())
             client.stls(context)
     with run.step("Log in") as step:
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         client.user(mailbox.login)
         step.detail = client.pass_(mailbox.get_password()).decode(errors="replace")[:200]
     with run.step("Count the messages") as step:
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         count, size = client.stat()
         step.detail = f"{count} message(s), {size} bytes"
     with run.step("Log out"):
-        client.sock.settimeout(run.remaining())
+        client.deadline_in(run.remaining())
         client.quit()
 
 

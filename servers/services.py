@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max, RestrictedError
+from django.db.models import Max, QuerySet, RestrictedError
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -198,6 +198,37 @@ def _finish(test: ConnectionTest, result: probes.ProbeResult) -> None:
         error="" if d is None else d.message,
         hint="" if d is None else d.hint,
         category="" if d is None else d.category,
+        finished_at=timezone.now(),
+    )
+
+
+def connection_test_stopped(*, test_id: int) -> None:
+    """The worker's time limit stopped the test: it ends failed, whatever
+    step it was in (the probe's own deadline normally ends it first)."""
+    _fail_unfinished(
+        ConnectionTest.objects.filter(pk=test_id),
+        "The test took longer than the worker allows and was stopped.",
+    )
+
+
+# Longer than any test's run (its task's hard limit), plus a wait in the queue.
+STALE_TEST_AFTER = timedelta(minutes=5)
+
+
+def connection_tests_fail_stale() -> int:
+    """Tests still waiting or running long after any test ends (their worker
+    was killed, or none took them) end failed, so no page polls forever."""
+    stale = ConnectionTest.objects.filter(created_at__lt=timezone.now() - STALE_TEST_AFTER)
+    return _fail_unfinished(stale, "The test did not finish: no worker completed it. Try again.")
+
+
+def _fail_unfinished(tests: QuerySet[ConnectionTest], error: str) -> int:
+    unfinished = (ConnectionTest.Status.PENDING, ConnectionTest.Status.RUNNING)
+    return tests.filter(status__in=unfinished).update(
+        status=ConnectionTest.Status.FAILED,
+        error=error,
+        hint="Try again later; if it happens again, the server is too slow to use.",
+        category="timeout",
         finished_at=timezone.now(),
     )
 

@@ -1,10 +1,13 @@
 """Real SMTP servers for tests (aiosmtpd in a thread) that behave like the
-providers of DOMAIN.md §7: with AUTH, with TLS, refusing, or silent."""
+providers of DOMAIN.md §7: with AUTH, with TLS, refusing, or silent; and
+tarpits (SMTP, IMAP, POP3), which hold a client by talking slowly."""
 
 import socket
+import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -98,3 +101,199 @@ def silent_server() -> Iterator[int]:
         for conn in held:
             conn.close()
         listener.close()
+
+
+class Peer:
+    """One connection to a tarpit, as its script sees it: it talks until the
+    test ends or `lasts` seconds have passed, then the connection closes (so
+    a client without a deadline fails late instead of hanging the suite)."""
+
+    def __init__(self, sock: socket.socket, stop: threading.Event, lasts: float) -> None:
+        self.sock, self.stop = sock, stop
+        self.until = time.monotonic() + lasts
+        self.pending = b""
+        sock.settimeout(0.1)
+
+    def going(self) -> bool:
+        return not self.stop.is_set() and time.monotonic() < self.until
+
+    def say(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def dribble(self, data: bytes, every: float = 0.2) -> None:
+        """`data` again and again, every `every` seconds, for as long as it lasts."""
+        while self.going():
+            self.say(data)
+            time.sleep(every)
+
+    def wait(self) -> None:
+        """Say nothing and read nothing, for as long as it lasts."""
+        while self.going():
+            time.sleep(0.05)
+
+    def line(self) -> bytes:
+        """The next line the client sends (b"" once it is gone or time is up)."""
+        while b"\n" not in self.pending:
+            chunk = self.recv()
+            if not chunk:
+                return b""
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line + b"\n"
+
+    def recv(self) -> bytes:
+        while self.going():
+            try:
+                return self.sock.recv(65536)
+            except TimeoutError:
+                continue
+        return b""
+
+
+@contextmanager
+def tarpit(script: Callable[[Peer], None], *, lasts: float = 8.0, tls: ssl.SSLContext | None = None) -> Iterator[int]:
+    """A server on a free port that runs `script` for each connection: the
+    servers that hold a client by talking slowly (see the scripts below).
+    `tls`: implicit TLS, the handshake done before the script starts."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def serve(conn: socket.socket) -> None:
+        with suppress(OSError), conn:
+            if tls is not None:
+                conn.settimeout(lasts)
+                conn = tls.wrap_socket(conn, server_side=True)
+            script(Peer(conn, stop, lasts))
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn = listener.accept()[0]
+            except OSError:
+                continue
+            thread = threading.Thread(target=serve, args=(conn,), daemon=True)
+            thread.start()
+            threads.append(thread)
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join()
+        for thread in threads:
+            thread.join()
+        listener.close()
+
+
+# Scripts for tarpit(): each holds the client in its own way.
+
+
+def endless_banner(peer: Peer) -> None:
+    """A "220-" line every 0.2 s: a greeting that never ends."""
+    peer.dribble(b"220-tarpit.test still greeting you\r\n")
+
+
+def byte_by_byte(peer: Peer) -> None:
+    """One byte every 0.2 s, never a newline."""
+    peer.say(b"220 ")
+    peer.dribble(b"x")
+
+
+def endless_auth(peer: Peer) -> None:
+    """Greets and answers EHLO; answers AUTH with "334-" lines forever."""
+    peer.say(b"220 tarpit.test ESMTP\r\n")
+    peer.line()
+    peer.say(b"250-tarpit.test\r\n250 AUTH PLAIN LOGIN\r\n")
+    peer.line()
+    peer.dribble(b"334-go on\r\n")
+
+
+def dribbled_handshake(peer: Peer) -> None:
+    """Takes the ClientHello, then sends a TLS record header announcing 16 KB
+    and the record's bytes one every 0.2 s."""
+    peer.recv()
+    peer.say(b"\x16\x03\x03\x40\x00")
+    peer.dribble(b"\x00")
+
+
+def _until_data(peer: Peer) -> bool:
+    """Plays a willing server up to the 354 after DATA."""
+    peer.say(b"220 tarpit.test ESMTP\r\n")
+    while line := peer.line():
+        verb = line[:4].upper()
+        if verb in (b"EHLO", b"HELO"):
+            peer.say(b"250 tarpit.test\r\n")
+        elif verb == b"DATA":
+            peer.say(b"354 go ahead\r\n")
+            return True
+        else:
+            peer.say(b"250 ok\r\n")
+    return False
+
+
+def endless_reply_to_data(peer: Peer) -> None:
+    """Takes the letter, then answers its final dot with "250-" lines forever."""
+    if _until_data(peer):
+        while (line := peer.line()) and line != b".\r\n":
+            pass
+        peer.dribble(b"250-still queuing\r\n")
+
+
+def stops_reading_data(peer: Peer) -> None:
+    """Says 354 to DATA, then never reads again: the client's send blocks."""
+    if _until_data(peer):
+        peer.wait()
+
+
+# IMAP and POP3 tarpits, for the connection test of a bounce mailbox and the
+# bounce reader.
+
+
+def imap_dribbling_at(verb: bytes) -> Callable[[Peer], None]:
+    """A willing IMAP server until the command `verb` (b"CAPABILITY",
+    b"SELECT", b"UID"...), which it answers with untagged lines forever."""
+
+    def script(peer: Peer) -> None:
+        peer.say(b"* OK [CAPABILITY IMAP4rev1] tarpit.test ready\r\n")
+        while line := peer.line():
+            tag, _, rest = line.partition(b" ")
+            command = rest.split(b" ", 1)[0].strip().upper()
+            if command == verb:
+                peer.dribble(b"* OK still looking\r\n")
+                return
+            peer.say(_IMAP_ANSWERS.get(command, b"") + tag + b" OK done\r\n")
+
+    return script
+
+
+_IMAP_ANSWERS = {
+    b"CAPABILITY": b"* CAPABILITY IMAP4rev1 MOVE UIDPLUS\r\n",
+    b"SELECT": b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n",
+    b"EXAMINE": b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n",
+}
+
+
+def pop3_dribbling_at(verb: bytes) -> Callable[[Peer], None]:
+    """A willing POP3 server until the command `verb`: b"LIST" gets a
+    listing that never ends, any other an answer line that never ends."""
+
+    def script(peer: Peer) -> None:
+        peer.say(b"+OK tarpit.test ready\r\n")
+        while line := peer.line():
+            if line.split(b" ", 1)[0].strip().upper() == verb:
+                if verb == b"LIST":
+                    peer.say(b"+OK listing follows\r\n")
+                    peer.dribble(b"1 100\r\n")
+                else:
+                    peer.say(b"+OK ")
+                    peer.dribble(b"1")
+                return
+            peer.say(b"+OK\r\n")
+
+    return script

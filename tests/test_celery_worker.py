@@ -1,18 +1,20 @@
-"""A real Celery worker, in its own process, takes the platform's email task
-from the broker and delivers it to a real SMTP server (the sink), with the
-broker that needs no server and with Redis."""
+"""A real Celery worker, in its own process, consuming the `mail` queue,
+takes the platform's email task from the broker (routed there as the product
+routes it) and delivers it to a real SMTP server (the sink), with the broker
+that needs no server and with Redis."""
 
-import os
 import subprocess
 import sys
 import time
 
 import pytest
+import redis
 from celery import Celery
 from django.conf import settings
 from django.test import Client
 
 from accounts.models import User
+from config.celery import app
 from mailing.sink import MailSink
 from tests.helpers import ROOT, database_url, production_env
 from tests.services import require_redis
@@ -47,7 +49,12 @@ def test_a_worker_delivers_the_verification_email(tmp_path, kind):
             EMAIL_URL=f"smtp://127.0.0.1:{sink.port}",
             **worker_env,
         )
-        queue = f"test-{os.getpid()}-{kind}"
+        # The queue the product routes platform mail to, as the worker in
+        # the Procfile consumes it.
+        queue = app.amqp.router.route({}, "accounts.tasks.send_verification_email")["queue"].name
+        assert queue == "mail"
+        if kind == "redis":
+            redis.Redis.from_url(url).delete(queue)  # nothing left from an earlier run
         worker = subprocess.Popen(
             [
                 sys.executable,
@@ -75,9 +82,8 @@ def test_a_worker_delivers_the_verification_email(tmp_path, kind):
         )
         try:
             producer = Celery(broker=url, broker_transport_options=options)
-            producer.send_task(
-                "accounts.tasks.send_verification_email", args=[user.pk, "http://testserver"], queue=queue
-            )
+            producer.conf.task_routes = settings.CELERY_TASK_ROUTES
+            producer.send_task("accounts.tasks.send_verification_email", args=[user.pk, "http://testserver"])
             deadline = time.monotonic() + 60
             while not sink.received and time.monotonic() < deadline and worker.poll() is None:
                 time.sleep(0.2)

@@ -103,7 +103,8 @@ def test_password_reset_by_email_is_single_use(alice, django_capture_on_commit_c
     from .helpers import last_link
 
     client = Client()
-    client.post(reverse("accounts:password_reset"), {"email": alice.user.email})
+    with django_capture_on_commit_callbacks(execute=True):  # the letter goes from the `mail` queue
+        client.post(reverse("accounts:password_reset"), {"email": alice.user.email})
     assert len(mail.outbox) == 1
     link = last_link(alice.user.email)
     form_url = client.get(link)["Location"]
@@ -113,3 +114,13 @@ def test_password_reset_by_email_is_single_use(alice, django_capture_on_commit_c
     assert password_step(Client(), alice.user.email, new).status_code == 302
     reused = Client().get(link, follow=True)
     assert reused.context["validlink"] is False and b"link does not work" in reused.content
+
+
+def test_the_password_reset_letter_is_queued_not_sent_during_the_request(alice, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    for email, queued in ((alice.user.email, 1), ("nobody@example.test", 0)):
+        with django_capture_on_commit_callbacks() as callbacks:
+            response = Client().post(reverse("accounts:password_reset"), {"email": email})
+        assert response.status_code == 302 and len(callbacks) == queued
+    assert mail.outbox == []

@@ -307,16 +307,16 @@ def test_a_batch_stops_in_the_middle_when_the_mailing_or_its_server_is_stopped(t
 
 @pytest.mark.parametrize("pipelining", [False, True])
 def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(tenant_a, monkeypatch, pipelining):
-    import smtplib
+    from servers.netguard import PinnedSMTP
 
     writes: list[bytes] = []
-    send = smtplib.SMTP.send
+    send = PinnedSMTP.send  # every write goes through it, under the deadline
 
     def recording(self, s):
         writes.append(s.encode() if isinstance(s, str) else s)
         return send(self, s)
 
-    monkeypatch.setattr(smtplib.SMTP, "send", recording)
+    monkeypatch.setattr(PinnedSMTP, "send", recording)
     handler = PipeliningSink() if pipelining else SinkHandler()
     with smtp_server(handler=handler) as (controller, _):
         mailing = start_mailing(tenant_a, [make_server(tenant_a, port=controller.port)], 3)

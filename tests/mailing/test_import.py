@@ -348,3 +348,14 @@ def test_a_quoted_field_over_two_lines_that_holds_no_rows_is_kept(do_import, ten
     imp = do_import(b'email,note\ndan@example.com,"Dan\nthe Second"\n', {0: "email", 1: "new"})
     assert rejections(imp) == []
     assert Contact.objects.get(email="dan@example.com").fields == {"note": "Dan\nthe Second"}
+
+
+def test_an_import_stopped_by_the_time_limit_fails_with_a_message(tenant_a, monkeypatch, do_import):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    def slow(imp):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(import_runner, "_run", slow)
+    imp = do_import(b"Email\r\nann@example.com\r\n")
+    assert imp.status == ContactImport.Status.FAILED and "took too long" in imp.error

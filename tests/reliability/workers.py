@@ -1,5 +1,6 @@
 """Real Celery worker processes for the reliability tests: started as
-production runs them (-P solo, broker Redis, the given database), fed with
+production runs them (-P solo, broker Redis, the given database, consuming
+the dispatch queue and beat's default queue), fed with
 send_mailing chains or a dispatch tick, killed or stopped; plus the data
 builders and sinks those tests share."""
 
@@ -64,8 +65,8 @@ def start_workers(
     """`count` worker processes, each in its own process group so that a
     test can kill one with everything it started."""
     env = worker_env(broker_url, db_url=db_url, batch=batch)
-    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-l", "warning",
-           "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "dispatch,default", "-P", "solo",
+           "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
     return [
         subprocess.Popen(
             [*cmd, "-n", f"w{i}-{os.getpid()}-{time.monotonic_ns()}@%h"],
@@ -97,18 +98,26 @@ def kill(worker: subprocess.Popen) -> None:
     worker.wait(10)
 
 
+def producer(broker_url: str) -> Celery:
+    """A client of the broker that routes tasks to queues as the product does."""
+    client = Celery(broker=broker_url)
+    client.conf.task_routes = settings.CELERY_TASK_ROUTES
+    client.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    return client
+
+
 def chains(broker_url: str, mailing: Mailing | int, count: int) -> None:
     """`count` chains of send_mailing started by hand (they hold no slot)."""
     mailing_id = mailing if isinstance(mailing, int) else mailing.pk
-    with Celery(broker=broker_url) as producer:
+    with producer(broker_url) as client:
         for _ in range(count):
-            producer.send_task("mailing.tasks.send_mailing", args=[mailing_id])
+            client.send_task("mailing.tasks.send_mailing", args=[mailing_id])
 
 
 def tick(broker_url: str) -> None:
     """What the beat sends every DISPATCH_TICK seconds."""
-    with Celery(broker=broker_url) as producer:
-        producer.send_task("mailing.tasks.dispatch_tick")
+    with producer(broker_url) as client:
+        client.send_task("mailing.tasks.dispatch_tick")
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float = 60, *, every: float = 0.1, what: str = "") -> None:

@@ -5,10 +5,22 @@ import time
 
 import pytest
 
-from servers.models import Security
+from servers import services
+from servers.models import BounceMailbox, ConnectionTest, Health, Security
 from servers.probes import smtp_probe
 from tests.certs import make_certs
-from tests.smtp_servers import BlacklistingHandler, silent_server, smtp_server
+from tests.smtp_servers import (
+    BlacklistingHandler,
+    byte_by_byte,
+    endless_auth,
+    endless_banner,
+    endless_reply_to_data,
+    imap_dribbling_at,
+    pop3_dribbling_at,
+    silent_server,
+    smtp_server,
+    tarpit,
+)
 
 from .factories import make_server
 
@@ -118,3 +130,59 @@ def test_a_real_test_letter_reaches_the_given_address(tenant_a):
     assert result.ok, result.diagnosis
     assert handler.received[0].rcpt_tos == ["me@example.test"]
     assert handler.received[0].message["Subject"].startswith("Postroute: test letter")
+
+
+@pytest.mark.parametrize("script", [endless_banner, byte_by_byte, endless_auth])
+def test_a_connection_test_against_a_tarpit_fails_with_a_timeout_in_time(
+    tenant_a, settings, django_capture_on_commit_callbacks, script
+):
+    settings.SERVER_PROBE_TIMEOUT = 1.0
+    with tarpit(script) as port:
+        server = make_server(tenant_a, port=port)
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True):  # the task, as a worker runs it
+            test = services.connection_test_start(tenant=tenant_a, server=server)
+        elapsed = time.monotonic() - started
+    test.refresh_from_db()
+    assert (test.status, test.category) == (ConnectionTest.Status.FAILED, "timeout")
+    assert "kept sending" in test.error and test.finished_at is not None
+    assert elapsed < settings.SERVER_PROBE_TIMEOUT + 1.5
+    server.refresh_from_db()
+    assert server.health == Health.FAILING
+
+
+def test_a_tarpit_after_the_opening_is_cut_at_the_tests_own_limit(tenant_a):
+    from servers import probes
+
+    with tarpit(endless_reply_to_data) as port:
+        server = make_server(tenant_a, port=port, login="")
+        started = time.monotonic()
+        result = probes.smtp_probe(server, send_to="me@example.test", timeout=1.0)
+        elapsed = time.monotonic() - started
+    assert result.diagnosis.category == "timeout" and "kept sending" in result.diagnosis.message
+    assert result.steps[-1].name == "Send a test letter to me@example.test" and not result.steps[-1].ok
+    assert elapsed < 1.0 + 1.5
+
+
+@pytest.mark.parametrize(
+    ("protocol", "script"),
+    [
+        (BounceMailbox.Protocol.IMAP, imap_dribbling_at(b"LOGIN")),
+        (BounceMailbox.Protocol.POP3, pop3_dribbling_at(b"STAT")),
+    ],
+    ids=["IMAP", "POP3"],
+)
+def test_a_bounce_mailbox_test_against_a_tarpit_fails_with_a_timeout_in_time(tenant_a, protocol, script):
+    from servers import probes
+
+    with tarpit(script) as port:
+        mailbox = BounceMailbox(
+            tenant=tenant_a, host="127.0.0.1", port=port, protocol=protocol, security=Security.NONE, login="box"
+        )
+        mailbox.set_password("secret")
+        mailbox.save()
+        started = time.monotonic()
+        result = probes.mailbox_probe(mailbox, timeout=1.0)
+        elapsed = time.monotonic() - started
+    assert result.diagnosis.category == "timeout" and "kept sending" in result.diagnosis.message
+    assert elapsed < 1.0 + 1.5

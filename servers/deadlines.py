@@ -1,0 +1,218 @@
+"""An overall deadline for talking to a tenant's server, however slowly it
+talks back.
+
+A socket timeout bounds one read, not a conversation. A server that sends a
+`220-` line every 0.2 s, or one byte every 0.2 s and never a newline, keeps
+smtplib's readline, imaplib's loop over untagged responses or poplib's
+listing going forever; one that stops reading our DATA blocks the send; a
+TLS handshake can be dribbled too. So the pinned clients in `netguard`:
+
+1. read straight from the socket through `LineReader` (not the stdlib's
+   buffered file), so each recv can be given its own timeout;
+2. send in pieces with `Deadline._send_to`, each piece likewise;
+3. give a TLS handshake (implicit TLS, STARTTLS, STLS) the time left as its
+   timeout: CPython bounds one handshake call as a whole by the timeout;
+4. use, for every recv, send, connect and handshake, the smaller of the
+   per-read timeout and the time left before the deadline, and raise
+   `DeadlineExceeded` (a TimeoutError) once the deadline has passed.
+
+Without a deadline the clients behave as the stdlib's do: each read waits
+at most the per-read timeout.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from typing import Any
+
+_CHUNK = 65536
+
+
+class DeadlineExceeded(TimeoutError):
+    """The deadline passed while we were talking to the server.
+
+    `doing` is "connect", "reply", "send" or "handshake"; `heard` the bytes
+    the server sent since we last sent something (more than 0 on a reply
+    means it kept talking without finishing); `budget` the seconds the
+    deadline allowed.
+    """
+
+    def __init__(self, doing: str = "reply", budget: float = 0.0, heard: int = 0) -> None:
+        super().__init__()
+        self.doing, self.budget, self.heard = doing, budget, heard
+
+    @property
+    def dribbling(self) -> bool:
+        return self.doing == "reply" and self.heard > 0
+
+    def sentence(self, where: str = "the server", seconds: float | None = None) -> str:
+        """What happened, as a sentence for the tenant."""
+        within = f"{round(self.budget if seconds is None else seconds, 1):g} seconds"
+        if self.dribbling:
+            return f"{where} kept sending ({self.heard} bytes) without finishing its reply; we gave up after {within}."
+        if self.doing == "send":
+            return f"{where} stopped taking what we sent; it did not take all of it within {within}."
+        if self.doing == "handshake":
+            return f"The TLS handshake with {where} did not finish within {within}."
+        return f"{where} did not answer within {within}."
+
+    def __str__(self) -> str:
+        return self.sentence("The server")
+
+
+class Deadline:
+    """Mixin for the pinned clients: one deadline for everything they do.
+
+    `deadline_in(seconds)` sets it (`None` removes it); it stays until set
+    again, across any number of commands. `_read_timeout` is the per-read
+    timeout the client was made with.
+    """
+
+    _deadline: float | None = None
+    _budget: float = 0.0
+    _heard = 0  # bytes received since we last sent something
+    _reader: LineReader | None = None
+    _read_timeout: float | None = None
+
+    def deadline_in(self, seconds: float | None) -> None:
+        """Everything from now on (connect, TLS, every command and reply,
+        every send) must be done within `seconds`, or DeadlineExceeded is
+        raised; None: each read only waits the per-read timeout again."""
+        if seconds is None:
+            self._deadline = None
+            return
+        self._budget = seconds
+        self._deadline = time.monotonic() + seconds
+
+    def clear_deadline(self) -> None:
+        self.deadline_in(None)
+
+    def time_left(self) -> float | None:
+        """Seconds left before the deadline (0 once passed), None without one."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    # --- for the subclasses ------------------------------------------------
+
+    def _io_timeout(self, doing: str = "reply") -> float | None:
+        """The timeout for the next socket operation (connect, recv, send,
+        handshake); DeadlineExceeded once the deadline has passed."""
+        return self._timeout_for(doing)[0]
+
+    def _timeout_for(self, doing: str) -> tuple[float | None, bool]:
+        """The timeout, and whether it is the deadline's (not the per-read
+        timeout's): a timeout then means the deadline passed."""
+        left = self.time_left()
+        if left is None:
+            return self._read_timeout, False
+        if left <= 0:
+            raise self._exceeded(doing)
+        if self._read_timeout is not None and self._read_timeout < left:
+            return self._read_timeout, False
+        return left, True
+
+    def _exceeded(self, doing: str) -> DeadlineExceeded:
+        return DeadlineExceeded(doing, self._budget, self._heard)
+
+    def _reader_for(self, sock: socket.socket) -> LineReader:
+        # A new socket (STARTTLS) gets a new reader: what the old one had
+        # buffered was sent before TLS and must be dropped (RFC 3207 §4.2).
+        if self._reader is None or self._reader.sock is not sock:
+            self._reader = LineReader(sock, self)
+        return self._reader
+
+    def _recv_from(self, sock: socket.socket, size: int) -> bytes:
+        timeout, by_deadline = self._timeout_for("reply")
+        sock.settimeout(timeout)
+        try:
+            chunk = sock.recv(size)
+        except TimeoutError as exc:
+            if by_deadline:
+                raise self._exceeded("reply") from exc
+            raise
+        self._heard += len(chunk)
+        return chunk
+
+    def _send_to(self, sock: socket.socket, data: bytes) -> None:
+        """sendall, but each piece waits at most the time left: a server
+        that stops reading cannot hold us past the deadline."""
+        self._heard = 0
+        view = memoryview(data)
+        while view:
+            timeout, by_deadline = self._timeout_for("send")
+            sock.settimeout(timeout)
+            try:
+                sent = sock.send(view[:_CHUNK])
+            except TimeoutError as exc:
+                if by_deadline:
+                    raise self._exceeded("send") from exc
+                raise
+            view = view[sent:]
+
+    def _handshake(self, context: ssl.SSLContext, sock: socket.socket, server_hostname: str) -> ssl.SSLSocket:
+        """TLS over `sock`; the whole handshake within the time left."""
+        timeout, by_deadline = self._timeout_for("handshake")
+        sock.settimeout(timeout)
+        try:
+            return context.wrap_socket(sock, server_hostname=server_hostname)
+        except TimeoutError as exc:
+            if by_deadline:
+                raise self._exceeded("handshake") from exc
+            raise
+
+    def _timed_context(self, context: ssl.SSLContext) -> TimedContext:
+        return TimedContext(context, self)
+
+
+class TimedContext:
+    """Stands in for an SSLContext where the stdlib wraps the socket itself
+    (smtplib's starttls, imaplib's starttls, poplib's stls), so that the
+    handshake too gets only the time left."""
+
+    def __init__(self, context: ssl.SSLContext, client: Deadline) -> None:
+        self.context, self.client = context, client
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str | None = None, **_: Any) -> ssl.SSLSocket:
+        return self.client._handshake(self.context, sock, server_hostname or "")
+
+
+class LineReader:
+    """readline() and read() over a socket, each recv through the client's
+    deadline. Stands in for the stdlib's `sock.makefile('rb')`."""
+
+    def __init__(self, sock: socket.socket, client: Deadline) -> None:
+        self.sock, self.client = sock, client
+        self.buffer = bytearray()
+        self.scanned = 0  # no newline in buffer[:scanned]
+
+    def readline(self, limit: int) -> bytes:
+        """Up to and including the next b"\\n", at most `limit` bytes, or
+        what is left when the server closes."""
+        while True:
+            end = self.buffer.find(b"\n", self.scanned)
+            if end >= 0 or len(self.buffer) >= limit:
+                return self._take(min(end + 1 if end >= 0 else limit, limit))
+            self.scanned = len(self.buffer)
+            if not self._fill(_CHUNK):
+                return self._take(len(self.buffer))
+
+    def read(self, size: int) -> bytes:
+        """Exactly `size` bytes, or fewer when the server closes."""
+        while len(self.buffer) < size:
+            if not self._fill(max(_CHUNK, min(size - len(self.buffer), 1 << 20))):
+                break
+        return self._take(min(size, len(self.buffer)))
+
+    def _fill(self, size: int) -> bool:
+        chunk = self.client._recv_from(self.sock, size)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def _take(self, count: int) -> bytes:
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        self.scanned = 0
+        return data
