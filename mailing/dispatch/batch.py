@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -20,7 +21,7 @@ from django.db.models import Q
 
 from accounts.models import Tenant
 from servers import rules
-from servers.connections import open_smtp
+from servers.connections import PinnedSMTPClient, open_smtp
 from servers.models import SmtpServer
 
 from .. import limits
@@ -46,6 +47,9 @@ STORM = 3
 # What a letter given back in a storm keeps as its last reply: refused
 # again, it was the recipient's refusal after all, and it counts.
 STORM_NOTE = "Refused with every other letter for now: "
+# A batch ends by itself after this long (a slow server), far below the
+# task's soft time limit (mailing.tasks), so the limit is only a backstop.
+BATCH_SECONDS = 240
 # Letters refused in a row on one connection before it is opened anew.
 # Postfix counts a refused RCPT and the pipelined DATA after it as two
 # errors until a letter is accepted; from smtpd_soft_error_limit (10) it
@@ -142,7 +146,7 @@ class Batch:
 
     def run(self) -> None:
         self.recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
-        self.client: smtplib.SMTP | None = None
+        self.client: PinnedSMTPClient | None = None
         try:
             if self._connect():
                 self._loop()
@@ -187,6 +191,8 @@ class Batch:
                 if allowed <= 0:
                     return
                 allowed -= 1
+            if time.monotonic() - self.started > BATCH_SECONDS:
+                return  # well before the task's time limit: the rest goes back to the queue
             if self.refused_in_a_row >= RECONNECT_AFTER and not self._reconnect():
                 return
             self.outcome.tried += 1
@@ -210,7 +216,7 @@ class Batch:
         rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.now)
         return False
 
-    def _send_one(self, client: smtplib.SMTP, letter: Letter, progress: Progress) -> bool:
+    def _send_one(self, client: PinnedSMTPClient, letter: Letter, progress: Progress) -> bool:
         """Send and record one letter; False when this batch must stop."""
         try:
             data = build_message(letter, self.server, self.mailing).as_bytes(policy=WIRE)
@@ -218,16 +224,19 @@ class Batch:
         except UnsendableAddress as exc:
             self._record(letter, partial(fail, letter, str(exc)))
             return True
+        except SoftTimeLimitExceeded:
+            raise  # the task's own limit: the batch ends and gives the rest back
         except Exception as exc:  # the builder refused this one letter: it fails, the batch goes on
             log.exception("letter %s could not be built", letter.pk)
             self._record(letter, partial(fail, letter, f"The message could not be built: {exc}"))
             return True
-        _deadline(client, settings.DISPATCH_SMTP_TIMEOUT)
+        # The whole exchange, however the server dribbles its replies.
+        client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         try:
             reply = exchange(client, commands, data, self.recorder, progress)
         except Refusal as exc:
             return self._refused(letter, judge(exc.code, exc.reply, exc.stage), exc.stage)
-        except RecordingFailed:
+        except (RecordingFailed, SoftTimeLimitExceeded):
             raise
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._lost(letter, progress, exc)
@@ -371,14 +380,6 @@ def may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> bool:
     except ValidationError:
         return False
     return True
-
-
-def _deadline(client: smtplib.SMTP, seconds: float) -> None:
-    """One letter's whole exchange must end within `seconds`, however the
-    server dribbles its replies (servers.netguard's clients enforce it)."""
-    set_deadline = getattr(client, "deadline_in", None)
-    if set_deadline is not None:
-        set_deadline(seconds)
 
 
 def _close(client: smtplib.SMTP) -> None:

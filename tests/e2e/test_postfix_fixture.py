@@ -88,7 +88,7 @@ def test_each_test_starts_with_an_empty_queue_and_empty_mailboxes(postfix_mta):
     assert postfix_mta.queue() == []
     assert postfix_mta.maildir_files("r000@mta.example.net") == []
     assert postfix_mta.maildir_files(postfix_mta.login) == []
-    assert postfix_mta.switches == {"reject_unlisted": True, "message_rate_limit": 0}
+    assert postfix_mta.switches == {"reject_unlisted": True, "message_rate_limit": 0, "rate_time_unit": 60}
 
 
 def test_nothing_leaves_the_machine(postfix_mta):
