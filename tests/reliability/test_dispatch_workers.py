@@ -133,3 +133,33 @@ def test_pause_resume_and_cancel_while_a_worker_sends_never_resend(tenant_a, bro
     assert set(ids) == {message_id(pk) for pk in sent.filter(mailing=mailing).values_list("public_id", flat=True)}
     assert letters.filter(status=L.QUEUED).count() == 40 - cancelled_at
     print(f"pause/resume/cancel: {paused_at} sent before the pause, {cancelled_at} before the cancel, 0 twice")
+
+
+def test_a_busy_first_server_is_waited_for_by_a_real_worker_never_skipped(tenant_a, broker):
+    """Both connection slots of the first server are taken (other mailings'
+    chains): a real worker's chain comes back a second later, through
+    Celery's countdown, without holding the worker, and sends everything
+    through the first server once a slot frees; the second gets nothing."""
+    import psycopg
+    from django.db import connection
+
+    with smtp_server() as (c1, first_sink), smtp_server() as (c2, second_sink):
+        first = make_server(tenant_a, name="First", port=c1.port, max_per_hour=100, max_connections=2)
+        second = make_server(tenant_a, name="Second", port=c2.port, priority=1)
+        mailing = start_mailing(tenant_a, [first, second], 6)
+        s = connection.settings_dict
+        holder = psycopg.connect(host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"])
+        holder.autocommit = True
+        for slot in range(2):
+            holder.execute("SELECT pg_advisory_lock(%s)", [first.pk * 64 + slot])
+        workers = start_workers(1, broker)
+        try:
+            chains(broker, mailing, 1)
+            time.sleep(4)  # the chain retries every second meanwhile
+            assert (first_sink.received, second_sink.received) == ([], [])
+            assert Mailing.objects.get(pk=mailing.pk).status == Mailing.Status.ACTIVE
+            holder.close()  # the other chains are done: the slots are free
+            wait_for(lambda: Mailing.objects.get(pk=mailing.pk).status == Mailing.Status.COMPLETED)
+        finally:
+            stop(workers)
+    assert (len(first_sink.received), len(second_sink.received)) == (6, 0)
