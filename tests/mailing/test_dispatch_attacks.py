@@ -269,3 +269,29 @@ def test_a_server_refusing_rset_is_not_taken_for_one_refusing_our_sender(tenant_
     server.refresh_from_db()
     assert server.health != Health.FAILING, server.health_error
     assert statuses(mailing) == {"a@x.test": L.SENT, "b@x.test": L.FAILED, "c@x.test": L.SENT, "d@x.test": L.SENT}
+
+
+# 9. Left as they are (judgement calls), described in the review
+
+
+class HangsUpAtRcpt(SinkHandler):
+    """Drops the connection at every RCPT: the server's trouble, no recipient's."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        server.transport.close()
+        return "250 OK"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="A connection lost before the final dot costs the letter an attempt (batch._lost defers every letter "
+    "past MAIL 'it may have been accepted'), though nothing can be accepted before the dot. Counting it is the "
+    "only guard against a letter that kills the connection every time (uncounted, it would come first again at "
+    "every wake); a fix needs a 'given back once' mark like STORM_NOTE: a judgement call.",
+)
+def test_a_connection_lost_before_the_dot_costs_no_attempt(tenant_a):
+    with smtp_server(handler=HangsUpAtRcpt()) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
+        settle(mailing)
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {0}
