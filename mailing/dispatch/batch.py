@@ -30,7 +30,7 @@ from ..messages import POLICY, build_message
 from ..models import Letter, Mailing
 from ..recorder import Recorder, RecordingFailed
 from . import rests
-from .exchange import Progress, Refusal, envelope, exchange
+from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .replies import Kind, Stage, Verdict, judge
 from .results import defer, fail, fail_and_suppress, record_sent, requeue
 
@@ -77,7 +77,7 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             return outcome
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
         if not reservation.granted:
-            outcome.paced = _paced(server, mailing, now)
+            outcome.paced = only_paced(server, mailing, now)
             return outcome
         unused = reservation.granted
         try:
@@ -94,10 +94,11 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
     return outcome
 
 
-def _paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
+def only_paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
     """A per-minute cap is a pace, not a spent limit: the server is waited
-    for like a busy one, never passed over for the next in the order."""
-    if server.max_per_minute is None:
+    for like a busy one, never passed over for the next in the order. A max
+    per minute of 0 is a limit of 0, not a pace: nothing comes of waiting."""
+    if not server.max_per_minute:
         return False
     usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
     others = (usage.hour_left, usage.day_left, usage.tenant_day_left)
@@ -177,10 +178,24 @@ class Batch:
         self.client = None
         return self._connect()
 
+    def _minute_end(self) -> float | None:
+        """With a max per minute, the room was reserved in the clock minute
+        of `now`: the letters must be handed over within it (limits.py), so
+        none is accepted after it ends (monotonic time)."""
+        if self.server.max_per_minute is None:
+            return None
+        left = limits.trunc_minute(self.now) + limits.MINUTE - self.now
+        return self.started + left.total_seconds()
+
     def _loop(self) -> None:
         check_at = time.monotonic() + settings.DISPATCH_TICK / 2
         allowed: int | None = None
+        minute_end = self._minute_end()
         for index, letter in enumerate(self.letters):
+            if minute_end is not None and time.monotonic() >= minute_end:
+                # The rest goes back; the next batch reserves in the new minute.
+                self.outcome.paced = not self.outcome.tried
+                return
             if time.monotonic() >= check_at:
                 # A long batch (a slow server) still stops within a tick when
                 # the mailing is paused, the server disabled or its limit
@@ -196,7 +211,7 @@ class Batch:
             if self.refused_in_a_row >= RECONNECT_AFTER and not self._reconnect():
                 return
             self.outcome.tried += 1
-            progress = Progress()
+            progress = Progress(accept_before=minute_end)
             try:
                 go_on = self._send_one(self.client, letter, progress)
             finally:
@@ -210,7 +225,10 @@ class Batch:
         one; any other 421 rests the server."""
         goodbye = getattr(self.client, "goodbye", "")
         if not goodbye:
-            return True
+            # A refused letter whose transaction could not be reset (a 5xx
+            # to RSET, a DATA taken after a refusal): a fresh connection,
+            # rather than a next MAIL FROM met with "503 nested MAIL".
+            return self._reconnect() if getattr(self.client, "reconnect", False) else True
         if "too many errors" in goodbye.lower():
             return self._reconnect()
         rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.now)
@@ -238,6 +256,11 @@ class Batch:
             return self._refused(letter, judge(exc.code, exc.reply, exc.stage), exc.stage)
         except (RecordingFailed, SoftTimeLimitExceeded):
             raise
+        except MinuteOver:
+            # Stopped before the final dot: the server took nothing.
+            progress.stage = Stage.MAIL
+            self._give_back([letter])
+            return False
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._lost(letter, progress, exc)
             return False

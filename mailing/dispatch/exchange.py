@@ -10,6 +10,7 @@ dot, as smtplib.sendmail does, with three differences:
 
 import re
 import smtplib
+import time
 from dataclasses import dataclass
 
 from ..addresses import UnsendableAddress, wire_address
@@ -25,13 +26,20 @@ class Refusal(Exception):
         self.code, self.reply, self.stage = code, reply, stage
 
 
+class MinuteOver(Exception):
+    """The minute the room was reserved in ended before the final dot: the
+    letter was not given to the server (the connection is closed)."""
+
+
 @dataclass
 class Progress:
     """How far one letter got: MAIL (nothing of it reached the server yet),
     RCPT, DATA or DOT. From DATA on it counts against the limit: the server
-    may have taken it."""
+    may have taken it. `accept_before` (time.monotonic()) is when the final
+    dot may no longer go: a server's max per minute counts clock minutes."""
 
     stage: Stage = Stage.MAIL
+    accept_before: float | None = None
 
     @property
     def handed(self) -> bool:
@@ -85,6 +93,9 @@ def exchange(client: smtplib.SMTP, commands: list[bytes], data: bytes, recorder:
     except RecordingFailed:
         client.close()  # without the final dot the server drops this letter
         raise
+    if progress.accept_before is not None and time.monotonic() >= progress.accept_before:
+        client.close()
+        raise MinuteOver
     progress.stage = Stage.DOT
     client.send(b".\r\n")
     return _expect(client, client.getreply(), (250,), Stage.DOT)
@@ -106,7 +117,8 @@ def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
     after the refused one) are read first, and a DATA the server took anyway
     gets an empty message. A server that said 421 has already hung up: its
     reply, not the hang-up, is what the letter keeps, and a 421 to one of the
-    pending commands is kept on the client (`goodbye`) for the batch."""
+    pending commands is kept on the client (`goodbye`) for the batch. A
+    transaction that cannot be reset closes the connection (`reconnect`)."""
     try:
         for index in range(pending):
             code, raw = client.getreply()
@@ -115,11 +127,23 @@ def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
                 client.close()
                 return
             if index == pending - 1 and code == 354:
-                client.send(b".\r\n")
-                client.getreply()
-        client.rset()
+                # DATA taken although a command before it was refused: a
+                # lone dot (RFC 2920) would have a server that went on
+                # regardless deliver an empty message, uncounted. Without
+                # the final dot it takes nothing.
+                _drop(client)
+                return
+        code, _ = client.rset()
+        if code != 250:
+            _drop(client)  # the transaction may still be open
     except (smtplib.SMTPServerDisconnected, OSError):
         pass
+
+
+def _drop(client: smtplib.SMTP) -> None:
+    """Hang up; the batch goes on over a new connection."""
+    client.close()
+    client.reconnect = True  # type: ignore[attr-defined]
 
 
 def text(code: int, reply: bytes | str) -> str:

@@ -15,7 +15,13 @@ the stage of the exchange, the code, the enhanced status code and the words.
   refusals of a recipient (5.7.x policy) fail the letter only.
 - Other temporary refusals at RCPT or after DATA may be the recipient's
   (greylisting) or the server's (a 451 to everything): the batch tells them
-  apart by counting them in a row (mailing.dispatch.batch)."""
+  apart by counting them in a row (mailing.dispatch.batch).
+- A sender's quota spent is a rate limit even when said with a 5xx (Gmail's
+  "550 5.4.5 Daily user sending quota exceeded", cPanel's "has exceeded the
+  max emails per hour"): it frees by itself, so the letters wait.
+- A refusal of our own sender at RCPT ("Sender address rejected", Postfix
+  judging MAIL FROM at RCPT with smtpd_delay_reject) is the server's, not
+  the recipient's: no letter could pass."""
 
 import re
 from dataclasses import dataclass
@@ -63,8 +69,27 @@ RATE_WORDS = re.compile(
     re.IGNORECASE,
 )
 # A recipient's own state: its mailbox is full or receives too fast (Gmail's
-# 4.2.1), or greylisting; these concern one letter, not the server.
-RECIPIENT_WORDS = re.compile(r"greylist|graylist|mailbox (is )?full|over quota|receiving mail at a rate", re.I)
+# 4.2.1), or greylisting; these concern one letter, not the server. Yandex
+# says a full mailbox with "Mailbox size limit exceeded".
+RECIPIENT_WORDS = re.compile(
+    r"greylist|graylist|mailbox (is )?full|over quota|receiving mail at a rate|mailbox size|user quota|disk quota",
+    re.I,
+)
+# A sender's own quota or rate, spent; said with a 5xx by some providers
+# though it frees by itself: Gmail "550 5.4.5 Daily user sending quota
+# exceeded", Zoho "550 5.4.6 mail rate exceeded limit", cPanel "550 Domain
+# x has exceeded the max emails per hour (3/2 (150%)) allowed".
+SENDER_QUOTA_WORDS = re.compile(
+    r"sending (quota|limit)|daily (user )?(sending )?(quota|limit)|message quota|max(imum)? (emails|messages) per"
+    r"|rate exceeded|rate.?limit|ratelimit",
+    re.IGNORECASE,
+)
+QUOTA_WAIT = timedelta(hours=1)
+# Our own MAIL FROM refused, in the reply to RCPT (Postfix checks the sender
+# there by default): Postfix "553 5.7.1 <a@x>: Sender address rejected: not
+# owned by user b@x", Yandex "553 5.7.1 Sender address rejected: not owned
+# by auth user.", "550 5.1.8 <a@x>: Sender address rejected: Domain not found".
+SENDER_WORDS = re.compile(r"sender address rejected|not owned by", re.IGNORECASE)
 CONTENT_WORDS = re.compile(
     r"spam|virus|malware|phishing|content|message rejected|rejected as|suspicio|policy|not accepted"
     r"|unsolicited|blocked message",
@@ -72,9 +97,15 @@ CONTENT_WORDS = re.compile(
 )
 UNKNOWN_WORDS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|doesn'?t exist"
-    r"|recipient (address )?rejected: user|mailbox (not found|unavailable)|address rejected|invalid recipient",
+    r"|recipient (address )?rejected: user|mailbox (not found|unavailable)|address rejected|invalid recipient"
+    r"|user not found|invalid mailbox",
     re.IGNORECASE,
 )
+# Words that name an unknown user whatever the enhanced code beside them:
+# Yandex says "550 5.7.1 No such user!", Mail.ru "550 Message was not
+# accepted -- invalid mailbox. Local mailbox x@mail.ru is unavailable: user
+# not found".
+UNKNOWN_USER = re.compile(r"user unknown|unknown user|no such (user|mailbox)|user not found", re.IGNORECASE)
 ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 WAIT = re.compile(r"(?:in|after|for|wait)\s+(\d{1,5})\s*(s|sec|second|m|min|minute|h|hour)", re.IGNORECASE)
 DEFAULT_RATE_WAIT = timedelta(minutes=1)
@@ -85,18 +116,22 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
     enhanced = _enhanced(reply)
     if 400 <= code < 500 and _rate_limited(reply, enhanced, stage):
         return Verdict(Kind.RATE_LIMIT, code, reply, rate_wait(reply))
+    if code >= 500 and _quota_spent(reply, enhanced):
+        return Verdict(Kind.RATE_LIMIT, code, reply, rate_wait(reply) if WAIT.search(reply) else QUOTA_WAIT)
     if stage == Stage.MAIL:
         return Verdict(Kind.SENDER_REFUSED if code >= 500 else Kind.SERVER_BUSY, code, reply)
     if code == 421:
         return Verdict(Kind.SERVER_BUSY, code, reply)
     if code < 500:
         return Verdict(Kind.TEMPORARY, code, reply)
+    if stage in (Stage.RCPT, Stage.DATA) and SENDER_WORDS.search(reply):
+        return Verdict(Kind.SENDER_REFUSED, code, reply)
     # 5.1.x first: Domino says a user is unknown with "not listed".
     if stage == Stage.RCPT and enhanced[:2] == ("5", "1"):
         return Verdict(Kind.BAD_ADDRESS, code, reply)
     if is_blacklisting(code, reply, at_recipient=True):
         return Verdict(Kind.BLACKLISTED, code, reply)
-    if stage == Stage.RCPT and not enhanced and UNKNOWN_WORDS.search(reply):
+    if stage == Stage.RCPT and (UNKNOWN_USER.search(reply) or (not enhanced and UNKNOWN_WORDS.search(reply))):
         return Verdict(Kind.BAD_ADDRESS, code, reply)
     if stage == Stage.DOT and (enhanced[:2] in {("5", "7"), ("5", "6")} or CONTENT_WORDS.search(reply)):
         return Verdict(Kind.CONTENT, code, reply)
@@ -109,13 +144,21 @@ def _enhanced(reply: str) -> tuple[str, str, str] | tuple[()]:
 
 
 def _rate_limited(reply: str, enhanced: tuple, stage: Stage) -> bool:
-    if RECIPIENT_WORDS.search(reply):
+    # X.1.x and X.2.x are the address's and the mailbox's status (RFC 3463):
+    # "452 4.2.2 Mailbox size limit exceeded" is one full mailbox.
+    if RECIPIENT_WORDS.search(reply) or enhanced[1:2] in (("1",), ("2",)):
         return False
     # "Try again later" alone is what greylisting says at RCPT: there only
     # explicit rate wording counts.
     if stage == Stage.RCPT and not re.search(r"rate|too (much|many)|exceeded", reply, re.I):
         return False
     return bool(RATE_WORDS.search(reply)) and (not enhanced or enhanced[0] == "4")
+
+
+def _quota_spent(reply: str, enhanced: tuple) -> bool:
+    if RECIPIENT_WORDS.search(reply) or enhanced[1:2] in (("1",), ("2",)):
+        return False
+    return bool(SENDER_QUOTA_WORDS.search(reply))
 
 
 def rate_wait(reply: str) -> timedelta:

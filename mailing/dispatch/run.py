@@ -15,7 +15,7 @@ from .. import limits
 from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
-from .batch import PENDING, send_batch
+from .batch import PENDING, only_paced, send_batch
 
 L = Letter.Status
 M = Mailing.Status
@@ -51,7 +51,8 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
             # The first server with room is busy: wait for its slot rather
             # than send through the next one, with another From.
             return "busy"
-        if outcome.paced:
+        if outcome.paced or (outcome.busy and only_paced(server, mailing, now)):
+            # Busy or not, a server whose minute only is spent is paced.
             return "paced"
     return _settle(mailing, now)
 

@@ -1,0 +1,100 @@
+"""Real provider wordings against mailing.dispatch.replies.judge: what each
+one means for the server, the tenant and the letter. Each case says where
+the wording comes from."""
+
+from datetime import timedelta
+
+import pytest
+
+from mailing.dispatch.replies import Kind, Stage, judge
+
+# No query is made; the mark only lets this file run alone (the session
+# fixture of tests/conftest.py tears the test database down).
+pytestmark = pytest.mark.django_db
+
+CASES = [
+    # A sender's quota spent, said with a 5xx: the letters wait, none fails.
+    # Gmail (smtp.gmail.com), after DATA: https://support.google.com/mail/answer/22839,
+    # reported as smtplib.SMTPDataError (550, b'5.4.5 Daily user sending quota exceeded. ...').
+    (
+        550,
+        "550 5.4.5 Daily user sending quota exceeded. https://support.google.com/mail/?p=ReachedLimit",
+        "dot",
+        Kind.RATE_LIMIT,
+    ),
+    (550, "550 5.4.5 Daily user sending quota exceeded.", "mail", Kind.RATE_LIMIT),
+    # Zoho Mail (help.zoho.com community: "Reason 550 5.4.6 mail rate exceeded limit").
+    (550, "550 5.4.6 mail rate exceeded limit", "dot", Kind.RATE_LIMIT),
+    # cPanel's Exim (https://forums.cpanel.net/threads/email-quota.697029/).
+    (
+        550,
+        "550 Domain example.com has exceeded the max emails per hour (3/2 (150%)) allowed. Message discarded.",
+        "rcpt",
+        Kind.RATE_LIMIT,
+    ),
+    # Amazon SES SMTP (docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html).
+    (454, "454 Throttling failure: Daily message quota exceeded.", "dot", Kind.RATE_LIMIT),
+    (454, "454 Throttling failure: Maximum sending rate exceeded.", "dot", Kind.RATE_LIMIT),
+    # One full mailbox is the recipient's, never the server's rate limit.
+    # Yandex: https://yandex.com/support/mail/bounces/yandex/mailbox-size-limit-exceeded.html
+    (452, "452 4.2.2 Mailbox size limit exceeded", "rcpt", Kind.TEMPORARY),
+    (452, "452 4.2.2 Mailbox size limit exceeded", "dot", Kind.TEMPORARY),
+    # Gmail's full mailbox, and a permanent one (errcodes.dev 5.2.2).
+    (452, "452-4.2.2 The email account that you tried to reach is over quota.", "rcpt", Kind.TEMPORARY),
+    (552, "552 5.2.2 Mailbox full", "rcpt", Kind.REFUSED),
+    # Unknown users whatever the enhanced code. Yandex lists "No such user"
+    # (https://yandex.com/support/mail/bounces/yandex.html) and answers it with 5.7.1.
+    (550, "550 5.7.1 No such user!", "rcpt", Kind.BAD_ADDRESS),
+    # Mail.ru ("User not found", mailout.ru's list of Mail.ru errors; Yandex's
+    # list for other providers names "Invalid mailbox" and "User not found").
+    (
+        550,
+        "550 Message was not accepted -- invalid mailbox. Local mailbox x@mail.ru is unavailable: user not found",
+        "rcpt",
+        Kind.BAD_ADDRESS,
+    ),
+    # ... but a policy refusal of a recipient is not an unknown user.
+    (550, "550 5.7.1 Recipient rejected by policy", "rcpt", Kind.REFUSED),
+    (554, "554 5.7.1 <a@x.test>: Relay access denied", "rcpt", Kind.REFUSED),
+    # Our own sender refused at RCPT (Postfix judges MAIL FROM there with
+    # smtpd_delay_reject=yes, its default; postfix.org/postconf.5.html):
+    # reject_sender_login_mismatch, Yandex's wording of it, and
+    # reject_unknown_sender_domain. No letter can pass: the server's, not the
+    # recipient's (and never a hard bounce of the recipient).
+    (
+        553,
+        "553 5.7.1 <robot@mail.test>: Sender address rejected: not owned by user other@mail.test",
+        "rcpt",
+        Kind.SENDER_REFUSED,
+    ),
+    (553, "553 5.7.1 Sender address rejected: not owned by auth user.", "rcpt", Kind.SENDER_REFUSED),
+    (550, "550 5.1.8 <robot@nowhere.test>: Sender address rejected: Domain not found", "rcpt", Kind.SENDER_REFUSED),
+    # What the dispatcher already judged right stays so.
+    (550, "550 5.1.1 <gone@x.test>: Recipient address rejected: User unknown", "rcpt", Kind.BAD_ADDRESS),
+    (
+        450,
+        "450-4.2.1 The user you are trying to contact is receiving mail at a rate that prevents additional "
+        "messages from being delivered.",
+        "rcpt",
+        Kind.TEMPORARY,
+    ),
+    (450, "450 4.2.0 <a@x.test>: Recipient address rejected: Greylisted", "rcpt", Kind.TEMPORARY),
+    (450, "450 4.7.1 Error: too much mail from 127.0.0.1", "mail", Kind.RATE_LIMIT),
+    (
+        554,
+        "554 5.7.1 Service unavailable; Client host [1.2.3.4] blocked using zen.spamhaus.org",
+        "rcpt",
+        Kind.BLACKLISTED,
+    ),
+    (554, "554 5.7.1 Message rejected under suspicion of SPAM", "dot", Kind.CONTENT),
+]
+
+
+@pytest.mark.parametrize("code, reply, stage, kind", CASES, ids=[c[1][:60] for c in CASES])
+def test_real_wordings(code, reply, stage, kind):
+    assert judge(code, reply, Stage(stage)).kind == kind
+
+
+def test_a_spent_daily_quota_waits_an_hour_not_a_minute():
+    verdict = judge(550, "550 5.4.5 Daily user sending quota exceeded.", Stage.DOT)
+    assert verdict.wait == timedelta(hours=1)
