@@ -50,6 +50,9 @@ STORM_NOTE = "Refused with every other letter for now: "
 # A batch ends by itself after this long (a slow server), far below the
 # task's soft time limit (mailing.tasks), so the limit is only a backstop.
 BATCH_SECONDS = 240
+# What a letter given back after losing the connection before its final dot
+# keeps as its last reply: lost again, it counts.
+LOST_NOTE = "Not sent, the connection was lost before the end of the letter: "
 # Letters refused in a row on one connection before it is opened anew.
 # Postfix counts a refused RCPT and the pipelined DATA after it as two
 # errors until a letter is accepted; from smtpd_soft_error_limit (10) it
@@ -273,12 +276,20 @@ class Batch:
         return True
 
     def _lost(self, letter: Letter, progress: Progress, exc: BaseException) -> None:
+        reason = f"connection lost: {exc or 'no reason'}"
         if progress.stage == Stage.MAIL:
             self._give_back([letter])  # the connection was gone before this letter began
+        elif progress.stage == Stage.DOT:
+            # The final dot went: it may or may not have been accepted.
+            # Retry it later rather than lose it.
+            self._record(letter, partial(defer, letter, reason, now=self.now))
+        elif letter.last_reply.startswith(LOST_NOTE):
+            # Before the dot nothing can be accepted, so the first such loss
+            # costs nothing; a letter that loses the connection every time
+            # counts from the second time, or it would come first for ever.
+            self._record(letter, partial(defer, letter, LOST_NOTE + reason, now=self.now))
         else:
-            # It may or may not have been accepted: retry it later rather
-            # than lose it.
-            self._record(letter, partial(defer, letter, f"connection lost: {exc or 'no reason'}", now=self.now))
+            self._give_back([letter], reply=LOST_NOTE + reason)
         rests.server_failed(self.server, exc, now=self.now)
 
     def _refused(self, letter: Letter, verdict: Verdict, stage: Stage) -> bool:
