@@ -27,7 +27,7 @@ from servers.models import SmtpServer
 from .. import limits
 from ..addresses import UnsendableAddress
 from ..messages import POLICY, build_message
-from ..models import Letter, Mailing
+from ..models import Letter, Mailing, SlotWait
 from ..recorder import Recorder, RecordingFailed
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
@@ -74,10 +74,18 @@ class Outcome:
 
 def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
     outcome = Outcome()
+    if server.is_platform and _others_wait_first(server, mailing.tenant_id, now):
+        _wait_for_slot(server, mailing.tenant_id, now)
+        outcome.busy = True  # another tenant's turn on the shared server
+        return outcome
     with connection_slot(server) as slot:
         if not slot:
+            if server.is_platform:
+                _wait_for_slot(server, mailing.tenant_id, now)
             outcome.busy = True
             return outcome
+        if server.is_platform:
+            SlotWait.objects.filter(server=server, tenant_id=mailing.tenant_id).delete()
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
         if not reservation.granted:
             outcome.paced = only_paced(server, mailing, now)
@@ -95,6 +103,30 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             # Counted in a finally, from what reached DATA, whatever raised.
             limits.release(reservation=reservation, unused=unused - outcome.handed)
     return outcome
+
+
+# A waiting chain asks again every second (mailing.tasks); one that has not
+# asked for this long has stopped (its mailing paused, finished, its worker
+# gone) and no longer holds others back.
+WAIT_FORGOTTEN = timedelta(seconds=5)
+
+
+def _others_wait_first(server: SmtpServer, tenant_id: int, now: datetime) -> bool:
+    """Another tenant has been waiting for this platform server longer
+    than this one: this chain leaves the slot to it."""
+    waits = SlotWait.objects.filter(server=server, seen__gte=now - WAIT_FORGOTTEN)
+    mine = waits.filter(tenant_id=tenant_id).values_list("since", flat=True).first()
+    others = waits.exclude(tenant_id=tenant_id)
+    return (others.filter(since__lt=mine) if mine else others).exists()
+
+
+def _wait_for_slot(server: SmtpServer, tenant_id: int, now: datetime) -> None:
+    wait, created = SlotWait.objects.get_or_create(
+        server=server, tenant_id=tenant_id, defaults={"since": now, "seen": now}
+    )
+    if not created:
+        stale = wait.seen < now - WAIT_FORGOTTEN
+        SlotWait.objects.filter(pk=wait.pk).update(seen=now, **({"since": now} if stale else {}))
 
 
 def only_paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:

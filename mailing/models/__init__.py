@@ -1,7 +1,7 @@
 from .bounces import BounceReport, ReadMessage
 from .contacts import Contact, ContactImport, ContactList, CustomField, ImportRejection, Suppression
 from .content import MailTemplate
-from .limits import UsageBucket
+from .limits import SlotWait, UsageBucket
 from .mailings import DispatchChain, Letter, Mailing, MailingEvent, MailingServer
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "MailingEvent",
     "MailingServer",
     "ReadMessage",
+    "SlotWait",
     "Suppression",
     "UsageBucket",
 ]  # fmt: skip

@@ -27,3 +27,22 @@ class UsageBucket(models.Model):
 
     def __str__(self) -> str:
         return f"{self.count} on server {self.server_id} at {self.minute:%Y-%m-%d %H:%M}"
+
+
+class SlotWait(models.Model):
+    """A tenant's chain waiting for a connection slot of a platform server.
+    While it waits, the chains of other tenants that finish a batch leave the
+    slot to it (mailing.dispatch.batch), so that one tenant's big mailing
+    cannot hold a shared server batch after batch while another tenant's
+    chain polls in vain. A waiter that stopped asking is forgotten."""
+
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    since = models.DateTimeField()
+    seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["server", "tenant"], name="slot_wait_unique")]
+
+    def __str__(self) -> str:
+        return f"tenant {self.tenant_id} waits for server {self.server_id} since {self.since}"

@@ -459,3 +459,26 @@ def test_nothing_is_left_sending_whatever_the_servers_did(tenant_a):
         mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
         settle(mailing)
     assert not Letter.objects.filter(status=L.SENDING).exists()
+
+
+def test_a_tenant_waiting_for_the_platform_server_gets_the_next_slot(tenant_a, tenant_b, settings):
+    """Tenant A's big mailing holds the platform server's only slot batch
+    after batch; tenant B's chain finds it busy and waits. When A's batch
+    ends, A's next batch leaves the slot to B instead of taking it again."""
+    require_postgresql()
+    settings.DISPATCH_BATCH = 2
+    with smtp_server() as (controller, sink):
+        platform = make_server(None, name="Platform", port=controller.port, tenant_daily_quota=100, max_connections=1)
+        big = start(tenant_a, [platform], [f"a{i}@a.example" for i in range(6)])
+        small = start(tenant_b, [platform], ["b0@b.example", "b1@b.example"])
+        s = connection.settings_dict
+        with psycopg.connect(
+            host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"], autocommit=True
+        ) as a_batch_in_flight:
+            a_batch_in_flight.execute("SELECT pg_advisory_lock(%s)", [platform.pk * 64])
+            assert dispatch.run_mailing(mailing_id=small.pk) == "busy"  # B waits its turn
+        assert dispatch.run_mailing(mailing_id=big.pk) == "busy"  # A's next batch leaves the slot to B
+        assert dispatch.run_mailing(mailing_id=small.pk) == "more"
+        assert settle(big) == "done" and settle(small) == "done"
+    order = [r.rcpt_tos[0][0] for r in sink.received]
+    assert order[:2] == ["b", "b"], order
