@@ -36,6 +36,18 @@ class PlatformQuotaInline(admin.TabularInline):
     verbose_name = "per-tenant daily quota"
 
 
+# What the dispatcher and the connection test write: shown, never edited.
+HEALTH_FIELDS = (
+    "health",
+    "health_error",
+    "health_hint",
+    "health_checked_at",
+    "backoff_until",
+    "rest_reason",
+    "rest_reply",
+)
+
+
 @admin.register(SmtpServer)
 class SmtpServerAdmin(admin.ModelAdmin):
     form = SmtpServerAdminForm
@@ -54,17 +66,7 @@ class SmtpServerAdmin(admin.ModelAdmin):
     actions = ["reset_health"]
     list_filter = ("health", "enabled", "security", "kind", ("tenant", admin.EmptyFieldListFilter))
     search_fields = ("name", "host", "sender_email", "tenant__name", "tenant__slug")
-    readonly_fields = (
-        "public_id",
-        "health",
-        "health_error",
-        "health_hint",
-        "health_checked_at",
-        "backoff_until",
-        "rest_reason",
-        "rest_reply",
-        "created_at",
-    )
+    readonly_fields = ("public_id", *HEALTH_FIELDS, "created_at")
     autocomplete_fields = ("tenant",)
     inlines = [PlatformQuotaInline]
     fieldsets = (
@@ -72,20 +74,7 @@ class SmtpServerAdmin(admin.ModelAdmin):
         ("Sender", {"fields": ("sender_email", "sender_name", "allow_sender_substitution")}),
         ("Connection", {"fields": ("host", "port", "security", "verify_tls", "login", "new_password")}),
         ("Limits", {"fields": ("max_per_minute", "max_per_hour", "max_per_day", "tenant_daily_quota")}),
-        (
-            "Health",
-            {
-                "fields": (
-                    "health",
-                    "health_error",
-                    "health_hint",
-                    "health_checked_at",
-                    "backoff_until",
-                    "rest_reason",
-                    "rest_reply",
-                )
-            },
-        ),
+        ("Health", {"fields": HEALTH_FIELDS}),
     )
 
     def get_queryset(self, request):

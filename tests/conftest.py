@@ -92,3 +92,12 @@ def bob(tenant_a) -> Person:
 @pytest.fixture
 def charlie(tenant_b) -> Person:
     return make_person("charlie@globex.test", tenant_b, Role.OWNER)
+
+
+@pytest.fixture
+def staff_client(db) -> Client:
+    """A superuser signed in with a verified OTP device, as the admin wants."""
+    person = make_person("ops@postroute.test", None)
+    person.user.is_staff = person.user.is_superuser = True
+    person.user.save(update_fields=["is_staff", "is_superuser"])
+    return person.client

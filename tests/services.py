@@ -45,3 +45,26 @@ def require_redis() -> str:
 def require_chromium() -> str:
     require("Chromium", os.path.exists(CHROMIUM), f"no browser at {CHROMIUM}; apt-get install chromium")
     return CHROMIUM
+
+
+def other_session():
+    """A second PostgreSQL session on the test database, in autocommit: it
+    holds advisory locks (a connection slot taken by another worker) while
+    the test's own session runs the dispatcher. Close it (or use it as a
+    context manager) to free what it holds."""
+    import psycopg
+    from django.db import connection
+
+    s = connection.settings_dict
+    session = psycopg.connect(host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"])
+    session.autocommit = True
+    return session
+
+
+def hold_slots(server, slots: int = 1):
+    """Another session taking the first `slots` connection slots of `server`
+    (mailing.dispatch.batch.connection_slot)."""
+    session = other_session()
+    for slot in range(slots):
+        session.execute("SELECT pg_advisory_lock(%s)", [server.pk * 64 + slot])
+    return session

@@ -8,11 +8,9 @@ import asyncio
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, syntax
-from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch, limits
@@ -20,7 +18,7 @@ from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler, _free_port
 from servers.models import Health, RestReason
 from tests.servers.factories import make_server
-from tests.services import require_postgresql
+from tests.services import hold_slots, require_postgresql
 from tests.smtp_servers import Pipelining, authenticator, smtp_server
 
 from .test_dispatch_real_world import Refusing, settle, start, statuses, used
@@ -130,15 +128,7 @@ def test_a_busy_first_server_whose_minute_is_spent_is_paced_not_skipped(tenant_a
         mailing = start(tenant_a, [first, second], ["a@x.test", "b@x.test", "c@x.test"])
         # Another chain of this mailing holds the only slot and reserved the minute.
         assert limits.reserve(server=first, tenant=tenant_a, wanted=2, now=now).granted == 2
-        settings_dict = connection.settings_dict
-        with psycopg.connect(
-            host=settings_dict["HOST"] or None,
-            port=settings_dict["PORT"] or None,
-            user=settings_dict["USER"],
-            dbname=settings_dict["NAME"],
-            autocommit=True,
-        ) as other:
-            other.execute("SELECT pg_advisory_lock(%s)", [first.pk * 64])
+        with hold_slots(first):
             assert dispatch.run_mailing(mailing_id=mailing.pk, now=now) == "paced"
     assert second_sink.received == []
 

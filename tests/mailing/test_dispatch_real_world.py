@@ -10,7 +10,6 @@ import asyncio
 from contextlib import ExitStack
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -23,7 +22,7 @@ from mailing.sink import SinkHandler
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.services import reset_health
 from tests.servers.factories import make_server
-from tests.services import require_postgresql
+from tests.services import hold_slots, require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .builders import make_list, make_template
@@ -257,16 +256,7 @@ def test_a_busy_first_server_with_room_is_waited_for_not_skipped(tenant_a):
         first = make_server(tenant_a, name="First", port=c1.port, max_per_hour=100, max_connections=2)
         second = make_server(tenant_a, name="Second", port=c2.port, priority=1)
         mailing = start(tenant_a, [first, second], ["a@x.test", "b@x.test"])
-        settings_dict = connection.settings_dict
-        with psycopg.connect(
-            host=settings_dict["HOST"] or None,
-            port=settings_dict["PORT"] or None,
-            user=settings_dict["USER"],
-            dbname=settings_dict["NAME"],
-            autocommit=True,
-        ) as other:
-            for slot in range(2):  # two other mailings' chains hold both slots
-                other.execute("SELECT pg_advisory_lock(%s)", [first.pk * 64 + slot])
+        with hold_slots(first, 2):  # two other mailings' chains hold both slots
             assert dispatch.run_mailing(mailing_id=mailing.pk) == "busy"
             assert second_sink.received == []
         assert settle(mailing) == "done"  # the slots are free again: through the first
@@ -471,11 +461,7 @@ def test_a_tenant_waiting_for_the_platform_server_gets_the_next_slot(tenant_a, t
         platform = make_server(None, name="Platform", port=controller.port, tenant_daily_quota=100, max_connections=1)
         big = start(tenant_a, [platform], [f"a{i}@a.example" for i in range(6)])
         small = start(tenant_b, [platform], ["b0@b.example", "b1@b.example"])
-        s = connection.settings_dict
-        with psycopg.connect(
-            host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"], autocommit=True
-        ) as a_batch_in_flight:
-            a_batch_in_flight.execute("SELECT pg_advisory_lock(%s)", [platform.pk * 64])
+        with hold_slots(platform):  # a batch of A's in flight
             assert dispatch.run_mailing(mailing_id=small.pk) == "busy"  # B waits its turn
         assert dispatch.run_mailing(mailing_id=big.pk) == "busy"  # A's next batch leaves the slot to B
         assert dispatch.run_mailing(mailing_id=small.pk) == "more"

@@ -17,7 +17,7 @@ from mailing import dispatch
 from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from tests.servers.factories import make_server
-from tests.services import require_postgresql
+from tests.services import hold_slots, require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .workers import (
@@ -140,18 +140,11 @@ def test_a_busy_first_server_is_waited_for_by_a_real_worker_never_skipped(tenant
     chains): a real worker's chain comes back a second later, through
     Celery's countdown, without holding the worker, and sends everything
     through the first server once a slot frees; the second gets nothing."""
-    import psycopg
-    from django.db import connection
-
     with smtp_server() as (c1, first_sink), smtp_server() as (c2, second_sink):
         first = make_server(tenant_a, name="First", port=c1.port, max_per_hour=100, max_connections=2)
         second = make_server(tenant_a, name="Second", port=c2.port, priority=1)
         mailing = start_mailing(tenant_a, [first, second], 6)
-        s = connection.settings_dict
-        holder = psycopg.connect(host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"])
-        holder.autocommit = True
-        for slot in range(2):
-            holder.execute("SELECT pg_advisory_lock(%s)", [first.pk * 64 + slot])
+        holder = hold_slots(first, 2)
         workers = start_workers(1, broker)
         try:
             chains(broker, mailing, 1)

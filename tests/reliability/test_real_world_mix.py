@@ -15,9 +15,7 @@ from collections import Counter
 from contextlib import ExitStack
 from datetime import timedelta
 
-import psycopg
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Tenant
@@ -28,7 +26,7 @@ from mailing.sink import SinkHandler
 from servers.models import Health, SmtpServer
 from tests.mailing.builders import make_list, make_template
 from tests.servers.factories import make_server
-from tests.services import require_postgresql
+from tests.services import hold_slots, require_postgresql
 from tests.smtp_servers import smtp_server
 
 pytestmark = pytest.mark.django_db
@@ -106,15 +104,6 @@ def most_in_any(letters: list[Letter], span: timedelta) -> int:
     return max((sum(1 for t in times[i:] if t - start < span) for i, start in enumerate(times)), default=0)
 
 
-def hold_slots(server: SmtpServer) -> psycopg.Connection:
-    s = connection.settings_dict
-    other = psycopg.connect(host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"])
-    other.autocommit = True
-    for slot in range(server.max_connections):
-        other.execute("SELECT pg_advisory_lock(%s)", [server.pk * 64 + slot])
-    return other
-
-
 def test_the_real_world_mix_loses_nothing_and_harms_no_other_tenant(settings):
     require_postgresql()
     settings.DISPATCH_BATCH = 10
@@ -138,7 +127,8 @@ def test_the_real_world_mix_loses_nothing_and_harms_no_other_tenant(settings):
             services.mailing_start(mailing=mailing)
             mailings.append(mailing)
         # Someone else's chains hold gamma's own server for the first passes.
-        held = hold_slots(SmtpServer.objects.get(tenant=tenants[2]))
+        gamma_own = SmtpServer.objects.get(tenant=tenants[2])
+        held = hold_slots(gamma_own, gamma_own.max_connections)
         now = timezone.now()
         results = {m.pk: "" for m in mailings}
         for step in range(400):

@@ -46,7 +46,6 @@ from mailing.models import Letter, Mailing
 from servers.models import BounceMailbox, ConnectionTest, Health, SmtpServer
 from servers.netguard import guard_enabled
 from servers.rules import INTERNAL_REFUSED, PORT_25_REFUSED
-from tests.conftest import make_person
 from tests.mailing.test_dispatch import start_mailing
 from tests.servers.test_mailbox_views import DATA as MAILBOX_FORM
 from tests.servers.test_netguard import FAKE_DNS, REFUSED
@@ -321,12 +320,8 @@ def test_the_bounce_mailbox_form_refuses_every_internal_host(alice, tenant_a, ne
 
 
 @pytest.fixture
-def staff(db) -> Client:
-    """A superuser signed in with a verified OTP device, as OTPAdminSite wants."""
-    person = make_person("ops@postroute.test", None)
-    person.user.is_staff = person.user.is_superuser = True
-    person.user.save(update_fields=["is_staff", "is_superuser"])
-    return person.client
+def staff(staff_client: Client) -> Client:
+    return staff_client
 
 
 def _admin_server(tenant, case: Case) -> dict:

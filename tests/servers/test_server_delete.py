@@ -15,7 +15,6 @@ from accounts.models import Tenant
 from mailing import mailings
 from mailing.models import Letter, Mailing, MailingServer, MailTemplate
 from servers.models import SmtpServer
-from tests.conftest import make_person
 from tests.mailing.builders import make_list, make_template
 
 from .factories import make_server
@@ -25,12 +24,8 @@ S = Mailing.Status
 
 
 @pytest.fixture
-def staff(db) -> Client:
-    """A superuser signed in with a verified OTP device, as OTPAdminSite wants."""
-    person = make_person("ops@postroute.test", None)
-    person.user.is_staff = person.user.is_superuser = True
-    person.user.save(update_fields=["is_staff", "is_superuser"])
-    return person.client
+def staff(staff_client: Client) -> Client:
+    return staff_client
 
 
 def make_mailing(tenant: Tenant, name: str, servers: list[SmtpServer], status: str = S.DRAFT) -> Mailing:
