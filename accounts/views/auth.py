@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate, login
+from django.contrib.auth import authenticate, login, update_session_auth_hash
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,7 +15,7 @@ from django_otp import login as otp_login
 from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from .. import emails, services, throttle
+from .. import emails, services, sessions, throttle
 from ..forms import LoginForm, OTPForm, SignupForm
 from ..tokens import LinkError, read_verification_token
 
@@ -139,3 +140,16 @@ def login_otp(request: HttpRequest) -> HttpResponse:
                 )
             return redirect(request.session.pop(NEXT_KEY, None) or "home")
     return render(request, "accounts/login_otp.html", {"form": form}, status=status)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's view of the emailed link; a new password also ends every
+    session of the user, but the current one when it is the user's own."""
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        own = self.request.user.pk == form.user.pk
+        if own:
+            update_session_auth_hash(self.request, form.user)
+        sessions.end_sessions(user=form.user, keep=self.request.session.session_key if own else None)
+        return response
