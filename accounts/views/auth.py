@@ -121,7 +121,7 @@ def login_otp(request: HttpRequest) -> HttpResponse:
     form = OTPForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
-        keys = throttle.keys_for(request, user.email)
+        keys = throttle.code_keys_for(request, user.email)
         if until := throttle.locked_until(keys):
             form.add_error(None, throttle.lockout_message(until))
             status = 429

@@ -151,3 +151,22 @@ def test_a_new_password_set_from_another_browser_ends_every_session(alice, djang
 
     reset_password(Client(), alice.user.email, django_capture_on_commit_callbacks)
     assert not signed_in(alice.client)
+
+
+def test_wrong_codes_count_per_account_across_password_steps_and_addresses(alice):
+    """12 wrong codes from 3 addresses, passing the password step again
+    before each 4: the account's fifth wrong code locks the code step."""
+    valid = {totp_code(alice.device, offset=s) for s in range(-90, 91, 30)}
+    wrong = (c for c in (f"{n:06d}" for n in range(100_000, 1_000_000, 7919)) if c not in valid)
+    statuses = []
+    for ip in ("203.0.113.1", "203.0.113.2", "203.0.113.3"):
+        client = Client()
+        assert password_step(client, alice.user.email, ip=ip).status_code == 302
+        for _ in range(4):
+            statuses.append(client.post(reverse("accounts:login_otp"), {"token": next(wrong)}, REMOTE_ADDR=ip))
+    assert [r.status_code for r in statuses] == [200] * 4 + [429] * 8
+    client = Client()
+    assert password_step(client, alice.user.email, ip="203.0.113.4").status_code == 302
+    response = client.post(reverse("accounts:login_otp"), {"token": totp_code(alice.device)}, REMOTE_ADDR="203.0.113.4")
+    assert response.status_code == 429 and b"Too many failed attempts" in response.content
+    assert client.get(reverse("home"))["Location"] == reverse("accounts:login_otp")
