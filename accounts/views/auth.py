@@ -23,10 +23,6 @@ NEXT_KEY = "login_next"
 RESEND_INTERVAL = 60
 
 
-def base_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri("/").rstrip("/")
-
-
 def _safe_next(request: HttpRequest, url: str | None) -> str | None:
     if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, require_https=request.is_secure()):
         return url
@@ -46,7 +42,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             password=data["password"],
             organisation=data["organisation"],
             full_name=data["full_name"],
-            base_url=base_url(request),
+            base_url=settings.SITE_URL,
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("accounts:verify_pending")
@@ -67,7 +63,7 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
     if now - last < RESEND_INTERVAL:
         messages.warning(request, "We just sent a link. Wait a minute before asking for another one.")
     elif not request.user.is_email_verified:
-        services.email_verification_send(user=request.user, base_url=base_url(request))
+        services.email_verification_send(user=request.user, base_url=settings.SITE_URL)
         request.session["verify_sent_at"] = now
         messages.success(request, f"A new link is on its way to {request.user.email}.")
     return redirect("accounts:verify_pending")

@@ -2,18 +2,18 @@ import base64
 import re
 import time
 
+from django.conf import settings
 from django.core import mail
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 
-LINK = re.compile(r"https?://testserver(/\S+)")
-
 
 def last_link(to: str) -> str:
-    """The path of the link in the newest email sent to `to`."""
+    """The path of the link in the newest email sent to `to`; the link must
+    start with SITE_URL."""
     message = next(m for m in reversed(mail.outbox) if to in m.to)
-    return LINK.search(message.body).group(1)
+    return re.search(re.escape(settings.SITE_URL) + r"(/\S+)", message.body).group(1)
 
 
 SECRET = re.compile(r'class="secret-key">([A-Z2-7 ]+)<')
