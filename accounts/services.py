@@ -171,17 +171,36 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     return membership
 
 
-def _owner_count(tenant: Tenant) -> int:
-    return Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).count()
+def _lock_owners(*, membership: Membership, by: Membership) -> list[int]:
+    """Locks the tenant's owner memberships until the transaction ends and
+    returns their ids; then reads both roles afresh. Two owners leaving or
+    demoting each other at once thus take turns, and the second sees the
+    first one's change (a COUNT ... FOR UPDATE would lock nothing). Every
+    change of the team locks the same rows in the same order first, so
+    they cannot deadlock."""
+    owners = list(
+        Membership.objects.select_for_update()
+        .filter(tenant_id=membership.tenant_id, role=Role.OWNER)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    roles = dict(Membership.objects.filter(pk__in=[membership.pk, by.pk]).values_list("pk", "role"))
+    if by.pk not in roles:
+        raise PermissionDenied("You are no longer a member of this organisation.")
+    if membership.pk not in roles:
+        raise ValidationError("This person is no longer a member.")
+    membership.role, by.role = roles[membership.pk], roles[by.pk]
+    return owners
 
 
 @transaction.atomic
 def membership_change_role(*, membership: Membership, role: str, by: Membership) -> None:
+    owners = _lock_owners(membership=membership, by=by)
     _require_manager(by)
     touches_owner = Role.OWNER in (membership.role, role)
     if touches_owner and by.role != Role.OWNER:
         raise PermissionDenied("Only an owner can grant or take away the owner role.")
-    if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(membership.tenant) <= 1:
+    if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
         raise ValidationError("The organisation needs at least one owner.")
     membership.role = role
     membership.full_clean()
@@ -190,11 +209,12 @@ def membership_change_role(*, membership: Membership, role: str, by: Membership)
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, by: Membership) -> None:
+    owners = _lock_owners(membership=membership, by=by)
     if membership.pk != by.pk:
         _require_manager(by)
         if membership.role == Role.OWNER and by.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove another owner.")
-    if membership.role == Role.OWNER and _owner_count(membership.tenant) <= 1:
+    if membership.role == Role.OWNER and len(owners) <= 1:
         raise ValidationError("The last owner cannot leave. Make someone else owner first.")
     membership.delete()
 
