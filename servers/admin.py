@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.debug import sensitive_post_parameters
 
 from . import services
 from .models import BounceMailbox, ConnectionTest, PlatformQuota, SmtpServer, TenantRest
@@ -23,6 +25,14 @@ class PasswordAdminForm(forms.ModelForm):
         return super().save(commit)
 
 
+class PasswordAdmin(admin.ModelAdmin):
+    """The add and change pages take a password: error reports show stars."""
+
+    @method_decorator(sensitive_post_parameters("new_password"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+
 class SmtpServerAdminForm(PasswordAdminForm):
     class Meta:
         model = SmtpServer
@@ -37,7 +47,7 @@ class PlatformQuotaInline(admin.TabularInline):
 
 
 @admin.register(SmtpServer)
-class SmtpServerAdmin(admin.ModelAdmin):
+class SmtpServerAdmin(PasswordAdmin):
     form = SmtpServerAdminForm
     list_display = (
         "name",
@@ -123,7 +133,7 @@ class BounceMailboxAdminForm(PasswordAdminForm):
 
 
 @admin.register(BounceMailbox)
-class BounceMailboxAdmin(admin.ModelAdmin):
+class BounceMailboxAdmin(PasswordAdmin):
     form = BounceMailboxAdminForm
     list_display = ("tenant", "host", "port", "security", "enabled", "health", "last_checked_at")
     list_filter = ("health", "enabled")
