@@ -1,5 +1,8 @@
 """The platform's own emails, each a subject, a text and an HTML template
-under templates/emails/<name>/."""
+under templates/emails/<name>/. Their links start with `base_url`, which is
+SITE_URL: never the Host header of the request that asked for the letter,
+which its sender chooses (a reset link to the sender's host would hand over
+the token)."""
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator

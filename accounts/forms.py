@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
 
@@ -109,5 +110,6 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     during the request."""
 
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, **kwargs) -> None:
-        base_url = f"{context['protocol']}://{context['domain']}"
-        services.password_reset_send(user=context["user"], base_url=base_url)
+        # The link is built from SITE_URL, not from the request's Host
+        # header that Django's form puts in the context.
+        services.password_reset_send(user=context["user"], base_url=settings.SITE_URL)

@@ -2,14 +2,16 @@
 function is keyword-only and runs in one transaction."""
 
 import secrets
+import time
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
 from . import tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
@@ -61,22 +63,48 @@ def email_verify(*, user: User) -> None:
 
 
 # Two-factor ---------------------------------------------------------------
+#
+# The secret being enrolled lives in the session that asked for it
+# (accounts.views.two_factor), never in a row another session could read: a
+# device exists only once its code is confirmed. Replacing the app keeps the
+# old device and recovery codes until the new app is confirmed, so the
+# account is never without a second factor and a password alone never
+# reaches the enrolment page of an account that had one.
 
 
-def totp_pending_device(*, user: User) -> TOTPDevice:
-    """The unconfirmed device being enrolled, created on first call."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
-    return device or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
+class EnrolmentTaken(Exception):
+    """Another session confirmed an app first (the first enrolment)."""
+
+
+def totp_new_key() -> str:
+    return default_key()
+
+
+def totp_device_for(*, user: User, key: str) -> TOTPDevice:
+    """The unsaved device of a pending key, for its QR code and setup key."""
+    return TOTPDevice(user=user, key=key, name="Authenticator app")
 
 
 @transaction.atomic
-def totp_confirm(*, device: TOTPDevice, token: str) -> bool:
-    if not device.verify_token(token):
-        return False
+def totp_enrol(*, user: User, key: str, token: str, replacing: bool) -> TOTPDevice | None:
+    """Confirm the pending key with a code of the app; the new device replaces
+    every earlier device and recovery code. None when the code is wrong.
+    Without `replacing` (a session that has not passed a second factor), an
+    account that already has an app is refused."""
+    User.objects.select_for_update().filter(pk=user.pk).get()  # one enrolment at a time per user
+    if not replacing and has_confirmed_totp(user):
+        raise EnrolmentTaken
+    device = totp_device_for(user=user, key=key)
     device.confirmed = True
-    device.save(update_fields=["confirmed"])
-    TOTPDevice.objects.filter(user=device.user, confirmed=False).delete()
-    return True
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = time.time()
+    if not (token.isdigit() and totp.verify(int(token), device.tolerance)):
+        return None
+    device.last_t, device.drift = totp.t(), totp.drift  # the enrolment code may not log in again
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    device.save()
+    return device
 
 
 @transaction.atomic
@@ -87,12 +115,6 @@ def recovery_codes_create(*, user: User, count: int = 10) -> list[str]:
     codes = [StaticToken.random_token() for _ in range(count)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
     return codes
-
-
-@transaction.atomic
-def two_factor_reset(*, user: User) -> None:
-    TOTPDevice.objects.filter(user=user).delete()
-    StaticDevice.objects.filter(user=user).delete()
 
 
 def has_confirmed_totp(user: User) -> bool:
@@ -149,17 +171,36 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     return membership
 
 
-def _owner_count(tenant: Tenant) -> int:
-    return Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).count()
+def _lock_owners(*, membership: Membership, by: Membership) -> list[int]:
+    """Locks the tenant's owner memberships until the transaction ends and
+    returns their ids; then reads both roles afresh. Two owners leaving or
+    demoting each other at once thus take turns, and the second sees the
+    first one's change (a COUNT ... FOR UPDATE would lock nothing). Every
+    change of the team locks the same rows in the same order first, so
+    they cannot deadlock."""
+    owners = list(
+        Membership.objects.select_for_update()
+        .filter(tenant_id=membership.tenant_id, role=Role.OWNER)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    roles = dict(Membership.objects.filter(pk__in=[membership.pk, by.pk]).values_list("pk", "role"))
+    if by.pk not in roles:
+        raise PermissionDenied("You are no longer a member of this organisation.")
+    if membership.pk not in roles:
+        raise ValidationError("This person is no longer a member.")
+    membership.role, by.role = roles[membership.pk], roles[by.pk]
+    return owners
 
 
 @transaction.atomic
 def membership_change_role(*, membership: Membership, role: str, by: Membership) -> None:
+    owners = _lock_owners(membership=membership, by=by)
     _require_manager(by)
     touches_owner = Role.OWNER in (membership.role, role)
     if touches_owner and by.role != Role.OWNER:
         raise PermissionDenied("Only an owner can grant or take away the owner role.")
-    if membership.role == Role.OWNER and role != Role.OWNER and _owner_count(membership.tenant) <= 1:
+    if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
         raise ValidationError("The organisation needs at least one owner.")
     membership.role = role
     membership.full_clean()
@@ -168,11 +209,12 @@ def membership_change_role(*, membership: Membership, role: str, by: Membership)
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, by: Membership) -> None:
+    owners = _lock_owners(membership=membership, by=by)
     if membership.pk != by.pk:
         _require_manager(by)
         if membership.role == Role.OWNER and by.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove another owner.")
-    if membership.role == Role.OWNER and _owner_count(membership.tenant) <= 1:
+    if membership.role == Role.OWNER and len(owners) <= 1:
         raise ValidationError("The last owner cannot leave. Make someone else owner first.")
     membership.delete()
 

@@ -1,5 +1,7 @@
 """Login throttling: after LOGIN_FAILURE_LIMIT failures for an account or a
-client address, further attempts are refused for LOGIN_LOCKOUT_SECONDS."""
+client address, further attempts are refused for LOGIN_LOCKOUT_SECONDS.
+Wrong passwords and wrong codes count apart per account, and each address
+counts both; the staff login counts all three (accounts.staff)."""
 
 import hashlib
 from datetime import datetime, timedelta
@@ -20,10 +22,34 @@ def client_ip(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
-def keys_for(request: HttpRequest, email: str) -> list[str]:
+def _key(raw: str) -> str:
     """Keys are hashed so the table holds no addresses in clear."""
-    raw = [f"account:{email.strip().lower()}", f"ip:{client_ip(request)}"]
-    return [hashlib.sha256(k.encode()).hexdigest() for k in raw]
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def password_key(email: str) -> str:
+    """Wrong passwords for an account; a right password clears it."""
+    return _key(f"account:{email.strip().lower()}")
+
+
+def code_key(email: str) -> str:
+    """Wrong second-factor codes for an account. Only a right code clears
+    it: passing the password step again, from any address, does not."""
+    return _key(f"code:{email.strip().lower()}")
+
+
+def address_key(request: HttpRequest) -> str:
+    return _key(f"ip:{client_ip(request)}")
+
+
+def keys_for(request: HttpRequest, email: str) -> list[str]:
+    """The password step's keys: the account's, then the address's."""
+    return [password_key(email), address_key(request)]
+
+
+def code_keys_for(request: HttpRequest, email: str) -> list[str]:
+    """The code step's keys: the account's codes, then the address's."""
+    return [code_key(email), address_key(request)]
 
 
 def locked_until(keys: list[str]) -> datetime | None:

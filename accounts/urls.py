@@ -50,7 +50,7 @@ urlpatterns = [
     path(
         "password-reset/<uidb64>/<token>/",
         _public(
-            auth_views.PasswordResetConfirmView.as_view(
+            auth.PasswordResetConfirmView.as_view(
                 template_name="accounts/password_reset_confirm.html", success_url=reset_complete
             )
         ),

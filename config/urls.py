@@ -3,13 +3,14 @@ from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
-from django_otp.admin import OTPAdminSite
 
+from accounts.staff import StaffAdminSite
 from accounts.views.tenants import home
 from mailing.views.unsubscribe import unsubscribe
 
-# Staff must pass a verified OTP device to enter the admin.
-admin.site.__class__ = OTPAdminSite
+# Staff must pass a verified OTP device to enter the admin, and log in with
+# email, password and code in one throttled step.
+admin.site.__class__ = StaffAdminSite
 admin.site.site_header = "Postroute staff"
 admin.site.site_title = "Postroute staff"
 

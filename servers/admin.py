@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.debug import sensitive_post_parameters
 
 from . import services
 from .models import BounceMailbox, ConnectionTest, PlatformQuota, SmtpServer, TenantRest
@@ -21,6 +23,14 @@ class PasswordAdminForm(forms.ModelForm):
         if self.cleaned_data.get("new_password"):
             self.instance.set_password(self.cleaned_data["new_password"])
         return super().save(commit)
+
+
+class PasswordAdmin(admin.ModelAdmin):
+    """The add and change pages take a password: error reports show stars."""
+
+    @method_decorator(sensitive_post_parameters("new_password"))
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
 
 class SmtpServerAdminForm(PasswordAdminForm):
@@ -49,7 +59,7 @@ HEALTH_FIELDS = (
 
 
 @admin.register(SmtpServer)
-class SmtpServerAdmin(admin.ModelAdmin):
+class SmtpServerAdmin(PasswordAdmin):
     form = SmtpServerAdminForm
     list_display = (
         "name",
@@ -112,7 +122,7 @@ class BounceMailboxAdminForm(PasswordAdminForm):
 
 
 @admin.register(BounceMailbox)
-class BounceMailboxAdmin(admin.ModelAdmin):
+class BounceMailboxAdmin(PasswordAdmin):
     form = BounceMailboxAdminForm
     list_display = ("tenant", "host", "port", "security", "enabled", "health", "last_checked_at")
     list_filter = ("health", "enabled")

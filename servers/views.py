@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import manager_required, tenant_required
@@ -55,6 +56,7 @@ def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpSe
     return render(request, "servers/form.html", context, status=400 if form.errors else 200)
 
 
+@sensitive_post_parameters("password")
 @manager_required
 def server_add(request: HttpRequest) -> HttpResponse:
     server = SmtpServer(tenant=request.tenant)
@@ -66,6 +68,7 @@ def server_add(request: HttpRequest) -> HttpResponse:
     return _server_form_page(request, form, None)
 
 
+@sensitive_post_parameters("password")
 @manager_required
 def server_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
@@ -123,6 +126,7 @@ def server_test(request: HttpRequest, public_id: str) -> HttpResponse:
     return _start_test(request, server=server, send_to=form.cleaned_data["send_to"])
 
 
+@sensitive_post_parameters("password")
 @manager_required
 def mailbox_edit(request: HttpRequest) -> HttpResponse:
     mailbox = get_mailbox(request.tenant) or BounceMailbox(tenant=request.tenant)

@@ -2,7 +2,8 @@
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import authenticate, login
+from django.contrib.auth import authenticate, login, update_session_auth_hash
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,16 +15,12 @@ from django_otp import login as otp_login
 from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from .. import emails, services, throttle
+from .. import emails, services, sessions, throttle
 from ..forms import LoginForm, OTPForm, SignupForm
 from ..tokens import LinkError, read_verification_token
 
 NEXT_KEY = "login_next"
 RESEND_INTERVAL = 60
-
-
-def base_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri("/").rstrip("/")
 
 
 def _safe_next(request: HttpRequest, url: str | None) -> str | None:
@@ -45,7 +42,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             password=data["password"],
             organisation=data["organisation"],
             full_name=data["full_name"],
-            base_url=base_url(request),
+            base_url=settings.SITE_URL,
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("accounts:verify_pending")
@@ -66,7 +63,7 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
     if now - last < RESEND_INTERVAL:
         messages.warning(request, "We just sent a link. Wait a minute before asking for another one.")
     elif not request.user.is_email_verified:
-        services.email_verification_send(user=request.user, base_url=base_url(request))
+        services.email_verification_send(user=request.user, base_url=settings.SITE_URL)
         request.session["verify_sent_at"] = now
         messages.success(request, f"A new link is on its way to {request.user.email}.")
     return redirect("accounts:verify_pending")
@@ -120,7 +117,7 @@ def login_otp(request: HttpRequest) -> HttpResponse:
     form = OTPForm(request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
-        keys = throttle.keys_for(request, user.email)
+        keys = throttle.code_keys_for(request, user.email)
         if until := throttle.locked_until(keys):
             form.add_error(None, throttle.lockout_message(until))
             status = 429
@@ -139,3 +136,16 @@ def login_otp(request: HttpRequest) -> HttpResponse:
                 )
             return redirect(request.session.pop(NEXT_KEY, None) or "home")
     return render(request, "accounts/login_otp.html", {"form": form}, status=status)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's view of the emailed link; a new password also ends every
+    session of the user, but the current one when it is the user's own."""
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        own = self.request.user.pk == form.user.pk
+        if own:
+            update_session_auth_hash(self.request, form.user)
+        sessions.end_sessions(user=form.user, keep=self.request.session.session_key if own else None)
+        return response

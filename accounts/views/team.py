@@ -14,7 +14,6 @@ from ..emails import valid_for
 from ..forms import InviteForm, RoleForm
 from ..middleware import SESSION_TENANT_KEY
 from ..models import Invitation, Membership
-from .auth import base_url
 
 
 def _page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
@@ -35,7 +34,7 @@ def team(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             invitation = services.invitation_create(
-                tenant=request.tenant, by=request.membership, base_url=base_url(request), **form.cleaned_data
+                tenant=request.tenant, by=request.membership, base_url=settings.SITE_URL, **form.cleaned_data
             )
         except ValidationError as exc:
             form.add_error(None, exc)

@@ -14,34 +14,59 @@ from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .. import services
+from .. import services, sessions
 from ..forms import PasswordConfirmForm, TOTPConfirmForm
 
 CODES_KEY = "fresh_recovery_codes"
+# The secret being enrolled belongs to the session that asked for it: no
+# other session of the user, and no row in the database, holds it until its
+# code is confirmed.
+PENDING_KEY = "totp_pending_key"
 
 
 def _grouped(text: str, size: int = 4) -> str:
     return " ".join(text[i : i + size] for i in range(0, len(text), size))
 
 
+@sensitive_post_parameters("token")
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
-    if services.has_confirmed_totp(request.user):
-        return redirect("home")
-    device = services.totp_pending_device(user=request.user)
+    key = request.session.get(PENDING_KEY)
+    replacing = services.has_confirmed_totp(request.user)
+    if key is None:
+        if replacing:
+            return redirect("home")  # a new app is asked for on the Security page
+        key = request.session[PENDING_KEY] = services.totp_new_key()
     form = TOTPConfirmForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if services.totp_confirm(device=device, token=form.cleaned_data["token"].strip()):
-            otp_login(request, device)
-            codes = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
-            request.session[CODES_KEY] = codes
-            return redirect("accounts:recovery_codes")
+        try:
+            device = services.totp_enrol(
+                user=request.user,
+                key=key,
+                token=form.cleaned_data["token"].strip(),
+                replacing=request.user.is_verified(),
+            )
+        except services.EnrolmentTaken:
+            del request.session[PENDING_KEY]
+            return redirect("home")
+        if device is not None:
+            return _enrolled(request, device)
         form.add_error("token", "That code does not match. Check your phone's clock and enter the newest code.")
+    device = services.totp_device_for(user=request.user, key=key)
     context = {
         "form": form,
+        "replacing": replacing,
         "qr": segno.make(device.config_url, error="m").svg_data_uri(scale=5, border=2),
         "secret": _grouped(base64.b32encode(device.bin_key).decode()),
     }
     return render(request, "accounts/2fa_setup.html", context)
+
+
+def _enrolled(request: HttpRequest, device: TOTPDevice) -> HttpResponse:
+    del request.session[PENDING_KEY]
+    otp_login(request, device)
+    request.session[CODES_KEY] = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
+    sessions.end_other_sessions(request)
+    return redirect("accounts:recovery_codes")
 
 
 def recovery_codes(request: HttpRequest) -> HttpResponse:
@@ -76,14 +101,22 @@ def recovery_codes_new(request: HttpRequest) -> HttpResponse:
     if (form := _confirmed(request)) is not None:
         return _security_page(request, form, status=400)
     request.session[CODES_KEY] = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
+    sessions.end_other_sessions(request)
     return redirect("accounts:recovery_codes")
 
 
 @require_POST
 @sensitive_post_parameters("password")
 def two_factor_reset(request: HttpRequest) -> HttpResponse:
+    """Starts replacing the app: a new secret for this session only. The
+    current app and recovery codes work until the new app is confirmed."""
     if (form := _confirmed(request)) is not None:
         return _security_page(request, form, status=400)
-    services.two_factor_reset(user=request.user)
-    messages.info(request, "Two-factor login was reset. Enrol your authenticator app again to continue.")
+    request.session[PENDING_KEY] = services.totp_new_key()
+    sessions.end_other_sessions(request)
+    messages.info(
+        request,
+        "Add Postroute to your new app and confirm with a code. Until then your current app and recovery codes "
+        "keep working. You were logged out everywhere else.",
+    )
     return redirect("accounts:2fa_setup")

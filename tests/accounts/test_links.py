@@ -88,3 +88,28 @@ def test_an_expired_or_revoked_invitation_is_refused(alice, django_capture_on_co
     invitation = Invitation.objects.get(email="gina@example.test")
     services.invitation_revoke(invitation=invitation, by=Membership.objects.get(user=alice.user))
     assert Client().get(link).status_code == 400
+
+
+@pytest.mark.parametrize("letter", ["signup", "resend", "invitation", "password_reset"])
+def test_every_link_in_platform_mail_starts_with_site_url_whatever_the_host_header(
+    letter, alice, settings, django_capture_on_commit_callbacks
+):
+    settings.SITE_URL = "https://postroute.example"
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "evil.test"]
+    evil = {"HTTP_HOST": "evil.test"}
+    with django_capture_on_commit_callbacks(execute=True):
+        if letter == "signup":
+            form = {"email": "gina@example.test", "organisation": "Gina's", "password": PASSWORD}
+            Client().post(reverse("accounts:signup"), form, **evil)
+        elif letter == "resend":
+            alice.user.email_verified_at = None
+            alice.user.save(update_fields=["email_verified_at"])
+            alice.client.post(reverse("accounts:verify_resend"), **evil)
+        elif letter == "invitation":
+            alice.client.post(reverse("accounts:team"), {"email": "gina@example.test", "role": Role.MEMBER}, **evil)
+        else:
+            Client().post(reverse("accounts:password_reset"), {"email": alice.user.email}, **evil)
+    (message,) = mail.outbox
+    for body in (message.body, message.alternatives[0][0]):
+        assert "evil.test" not in body
+        assert "https://postroute.example/accounts/" in body

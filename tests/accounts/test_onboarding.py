@@ -13,7 +13,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import Membership, Role, User
 from tests.conftest import PASSWORD, totp_code
 
-from .helpers import last_link
+from .helpers import code_for, last_link, shown_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -31,12 +31,14 @@ def sign_up(client: Client, capture, email: str = "dana@initech.test") -> None:
 def enrol(client: Client) -> tuple[TOTPDevice, list[str]]:
     page = client.get(reverse("accounts:2fa_setup"))
     assert page.status_code == 200
-    secret = re.search(r'class="secret-key">([A-Z2-7 ]+)<', page.content.decode()).group(1).replace(" ", "")
-    device = TOTPDevice.objects.get(user__email="dana@initech.test")
-    assert base64.b32decode(secret) == device.bin_key  # the key shown is the device's key
+    secret = shown_secret(page)
     assert b"data:image/svg+xml" in page.content  # the QR code
-    response = client.post(reverse("accounts:2fa_setup"), {"token": totp_code(device)})
+    # The secret lives in this session only: no device until its code.
+    assert not TOTPDevice.objects.filter(user__email="dana@initech.test").exists()
+    response = client.post(reverse("accounts:2fa_setup"), {"token": code_for(secret)})
     assert response["Location"] == reverse("accounts:recovery_codes")
+    device = TOTPDevice.objects.get(user__email="dana@initech.test", confirmed=True)
+    assert base64.b32decode(secret) == device.bin_key  # the key shown is the device's key
     codes_page = client.get(reverse("accounts:recovery_codes")).content.decode()
     codes = re.findall(r"<code>([a-z0-9]+)</code>", codes_page)
     assert len(codes) == 10
@@ -92,9 +94,8 @@ def test_it_walks_signup_to_checklist_and_logs_in_with_each_factor(client, djang
 def test_a_wrong_enrolment_code_is_refused_next_to_the_field(client, django_capture_on_commit_callbacks):
     sign_up(client, django_capture_on_commit_callbacks)
     client.get(last_link("dana@initech.test"))
-    client.get(reverse("accounts:2fa_setup"))
-    device = TOTPDevice.objects.get(user__email="dana@initech.test")
-    wrong = f"{(int(totp_code(device)) + 1) % 1_000_000:06d}"
+    secret = shown_secret(client.get(reverse("accounts:2fa_setup")))
+    wrong = f"{(int(code_for(secret)) + 1) % 1_000_000:06d}"
     response = client.post(reverse("accounts:2fa_setup"), {"token": wrong})
     assert response.status_code == 200
     assert b"That code does not match" in response.content

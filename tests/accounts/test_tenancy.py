@@ -59,8 +59,8 @@ def test_the_admin_refuses_staff_without_a_verified_otp_device(staff):
     client.force_login(staff)  # password only
     response = client.get(admin_url())
     assert response.status_code == 302 and "login" in response["Location"]
-    # The admin's own login form insists on a token as well.
-    response = client.post(admin_url("login"), {"username": staff.email, "password": PASSWORD, "otp_token": ""})
+    # The admin's own login form insists on a code as well.
+    response = client.post(admin_url("login"), {"email": staff.email, "password": PASSWORD, "code": ""})
     assert response.status_code == 200 and client.get(admin_url()).status_code == 302
 
 
@@ -69,12 +69,7 @@ def test_staff_with_otp_run_tenants_from_the_admin(staff, alice, tenant_a):
     client = Client()
     response = client.post(
         admin_url("login"),
-        {
-            "username": staff.email,
-            "password": PASSWORD,
-            "otp_device": device.persistent_id,
-            "otp_token": totp_code(device),
-        },
+        {"email": staff.email, "password": PASSWORD, "code": totp_code(device)},
     )
     assert response.status_code == 302, response.content
     assert DEVICE_ID_SESSION_KEY in client.session
