@@ -7,8 +7,8 @@ from django.shortcuts import render
 
 from accounts.access import tenant_required
 
-from .. import bounces
 from ..access import get_mailing
+from ..bounces import selectors as bounces
 
 PAGE_SIZE = 50
 

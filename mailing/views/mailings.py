@@ -12,9 +12,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
 
-from .. import bounces, dispatch, selectors
+from .. import dispatch, selectors
 from .. import mailings as services
 from ..access import get_mailing
+from ..bounces import selectors as bounces
 from ..forms.mailings import MailingForm
 from ..models import Letter, Mailing
 from ..sender import resolve_sender

@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailing import bounce_reader, dispatch
+from mailing import dispatch
+from mailing.bounces import readers
 from mailing.models import BounceReport, Letter, Mailing, Suppression
 from servers.models import BounceMailbox, Health
 from servers.probes import smtp_probe
@@ -116,8 +117,8 @@ def test_postfix_dsns_are_read_back_and_tied_to_their_letters(tenant_a, mta, pro
 
     port = mta.dovecot.imap_port if protocol == BounceMailbox.Protocol.IMAP else mta.dovecot.pop3_port
     mailbox = make_mailbox(tenant_a, mta.dovecot, protocol=protocol, port=port)
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
-    again = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+    again = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert (result.status, result.reports, result.left_alone) == ("done", 2, 0), result.error
     assert (again.status, again.reports) == ("done", 0)

@@ -3,7 +3,7 @@ and read by the bounce reader: each file's expected outcome."""
 
 import pytest
 
-from mailing import bounce_parser, bounce_reader
+from mailing.bounces import parser, readers
 from mailing.models import BounceReport, Letter, Suppression
 
 from .bounce_helpers import append, folder_messages, make_mailbox, render, sent_letters
@@ -37,7 +37,7 @@ def test_the_corpus_covers_every_file():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_parser_reads_each_report(name):
-    parsed = bounce_parser.parse(render(name, recipient="jane.roe@example.org"))
+    parsed = parser.parse(render(name, recipient="jane.roe@example.org"))
     expected = EXPECTED[name]
     if expected is None:
         assert parsed.kind is None
@@ -57,7 +57,7 @@ def test_each_report_in_the_mailbox_has_its_outcome(tenant_a, dovecot_mailbox):
         append(dovecot_mailbox, render(name, letter_for[name]))
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
 
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert result.status == "done", result.error
     for name, expected in EXPECTED.items():

@@ -5,7 +5,7 @@ import pytest
 from django.urls import include, path, reverse
 
 from config.urls import urlpatterns as project_urls
-from mailing import bounce_parser, bounces
+from mailing.bounces import parser, services
 from mailing.models import BounceReport
 from servers.models import BounceMailbox
 
@@ -28,7 +28,7 @@ def reports(tenant_a):
         "soft": render("greylisting_delayed.eml", soft),
         "unmatched": render("gmail_account_does_not_exist.eml", recipient="stranger@example.org"),
     }.items():
-        made[key] = bounces.report_record(mailbox=mailbox, source_key=key, parsed=bounce_parser.parse(raw))
+        made[key] = services.report_record(mailbox=mailbox, source_key=key, parsed=parser.parse(raw))
     return made
 
 
