@@ -1,12 +1,19 @@
-"""Which letter a report is about, within the report's tenant: a report in
+"""Which letter a report is about, within the report's tenant (a report in
 tenant A's mailbox never touches tenant B's letters, even when it names
-their ids."""
+their ids), and how sure that is.
+
+Firm: what Postroute itself put on the letter and the report carries back,
+the X-Postroute-Letter header or the Message-ID of the returned original,
+or the envelope token in the address the report was sent to. Loose: the
+failed recipient and the time (anyone who knows an address we mailed can
+write such a report); a loose match is shown as unconfirmed and never acted
+on."""
 
 import uuid
 from datetime import datetime, timedelta
 
 from ..models import BounceReport, Letter
-from . import parser
+from . import parser, tokens
 
 K = BounceReport.Kind
 M = BounceReport.MatchedBy
@@ -17,9 +24,11 @@ CLOCK_SKEW = timedelta(hours=1)
 
 def match(tenant_id: int, parsed: parser.ParsedReport, received_at: datetime) -> tuple[Letter | None, str, str]:
     """The letter the report is about: by the header the letter carried,
-    else its Message-ID, else a recipient the tenant sent to shortly before."""
+    else its Message-ID, else the envelope token, else (unconfirmed) a
+    recipient the tenant sent to shortly before."""
     fallback = parsed.recipients[0] if parsed.recipients else ""
-    for ids, how in ((parsed.letter_ids, M.HEADER), (parsed.message_letter_ids, M.MESSAGE_ID)):
+    by_token = [str(i) for t in parsed.envelope_tokens if (i := tokens.read(t))]
+    for ids, how in ((parsed.letter_ids, M.HEADER), (parsed.message_letter_ids, M.MESSAGE_ID), (by_token, M.TOKEN)):
         if letter := _letter_by_ids(tenant_id, ids, parsed.recipients):
             return letter, how, letter.email
     if parsed.kind != K.AUTO_REPLY:

@@ -1,8 +1,11 @@
 """Recording a bounce report and applying it, once. A hard bounce marks
-the letter bounced and suppresses the address; a soft one is kept, and the
-address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
-BOUNCE_SOFT_WINDOW_DAYS. Which letter a report is about is matching's
-question; what a message says is the parser's."""
+the letter bounced and suppresses the address; a refusal (policy, spam,
+content) marks it bounced and keeps the address; a soft one is kept, and
+the address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
+BOUNCE_SOFT_WINDOW_DAYS. Only a report tied to its letter by what Postroute
+put on it is applied: an unconfirmed or unmatched one changes nothing.
+Which letter a report is about is matching's question; what a message says
+is the parser's."""
 
 import logging
 from datetime import datetime, timedelta
@@ -83,19 +86,21 @@ def _create(mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport
 
 def _apply(report: BounceReport) -> None:
     letter = report.letter
-    if letter is None or not report.is_bounce:
-        return  # unmatched reports and auto-replies change nothing
+    if letter is None or not report.is_bounce or not report.is_confirmed:
+        return  # unmatched or unconfirmed reports and auto-replies change nothing
     if report.kind == K.HARD:
-        _hard(report, letter)
+        _bounced(letter, _reason(report))
+        _suppress(letter, Suppression.Reason.HARD_BOUNCE, f"Hard bounce: {_reason(report)}")
+    elif report.kind == K.REFUSED:
+        _bounced(letter, f"Refused: {_reason(report)}")  # the address is not to blame
     else:
         _soft(report, letter)
 
 
-def _hard(report: BounceReport, letter: Letter) -> None:
+def _bounced(letter: Letter, reply: str) -> None:
     letter.status = Letter.Status.BOUNCED
-    letter.last_reply = _reason(report)
+    letter.last_reply = reply
     letter.save(update_fields=["status", "last_reply"])
-    _suppress(letter, Suppression.Reason.HARD_BOUNCE, f"Hard bounce: {_reason(report)}")
 
 
 def _soft(report: BounceReport, letter: Letter) -> None:
@@ -114,6 +119,7 @@ def soft_bounced_letters(*, tenant_id: int, email: str, until: datetime) -> int:
             tenant_id=tenant_id,
             kind=K.SOFT,
             letter__isnull=False,
+            matched_by__in=BounceReport.CONFIRMING,
             letter__email__iexact=email,
             received_at__gt=until - soft_window(),
             received_at__lte=until,

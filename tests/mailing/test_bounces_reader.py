@@ -228,7 +228,7 @@ def test_a_report_in_one_tenants_mailbox_never_touches_another_tenants_letter(te
     assert (report.tenant, report.letter) == (tenant_a, None)
 
 
-def test_a_report_without_the_original_matches_by_recipient_and_time(tenant_a, dovecot_mailbox):
+def test_a_report_without_the_original_is_unconfirmed_and_changes_nothing(tenant_a, dovecot_mailbox):
     sent_letters(tenant_a, ["jane@example.org"], sent_at=timezone.now() - timedelta(days=2), name="old")
     [recent] = sent_letters(tenant_a, ["jane@example.org"], name="new")
     raw = render("qmail_user_unknown.eml", recent).split(b"--- Below this line")[0]
@@ -238,7 +238,32 @@ def test_a_report_without_the_original_matches_by_recipient_and_time(tenant_a, d
     readers.read_mailbox(mailbox_id=mailbox.pk)
 
     report = BounceReport.objects.get()
-    assert (report.letter, report.matched_by) == (recent, BounceReport.MatchedBy.RECIPIENT)
+    assert (report.letter, report.matched_by, report.is_unconfirmed) == (recent, BounceReport.MatchedBy.RECIPIENT, True)
+    recent.refresh_from_db()
+    assert recent.status == Letter.Status.SENT and not Suppression.objects.exists()
+
+
+def test_a_strangers_minimal_dsn_naming_a_recipient_mailed_yesterday_suppresses_nothing(tenant_a, dovecot_mailbox):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"], sent_at=timezone.now() - timedelta(days=1))
+    stranger = (
+        "From: MAILER-DAEMON@evil.example\r\nTo: box@acme.test\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <forged-1@evil.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; evil.example\r\n\r\n"
+        "Final-Recipient: rfc822; jane@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    )
+    # A token of its own making does not pass for ours either.
+    forged_token = "box+" + "a" * 34 + "@acme.test"
+    append(dovecot_mailbox, stranger.encode())
+    append(dovecot_mailbox, stranger.replace("To: box@acme.test", f"To: {forged_token}").replace("-1@", "-2@").encode())
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 2
+
+    assert {(r.kind, r.matched_by) for r in BounceReport.objects.all()} == {("hard", BounceReport.MatchedBy.RECIPIENT)}
+    letter.refresh_from_db()
+    assert letter.status == Letter.Status.SENT
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
 
 
 def test_three_soft_bounces_within_the_window_suppress_the_address(tenant_a, dovecot_mailbox, settings):
