@@ -11,6 +11,7 @@ import imaplib
 import logging
 import re
 from contextlib import suppress
+from datetime import datetime, timedelta
 
 from servers import netguard
 from servers.connections import tls_context
@@ -87,7 +88,12 @@ class ImapReader:
 
     def _new_uids(self) -> list[int]:
         last = self.mailbox.last_uid
-        data = _ok(self.client.uid("SEARCH", "UID", f"{last + 1}:*", "UNKEYWORD", PROCESSED_KEYWORD))
+        criteria = ["UID", f"{last + 1}:*", "UNKEYWORD", PROCESSED_KEYWORD]
+        if self.mailbox.server_id is not None:
+            # A sending mailbox holds years of its owner's mail: only what
+            # came since the day before reading it was turned on.
+            criteria += ["SINCE", imap_date(self.mailbox.created_at - timedelta(days=1))]
+        data = _ok(self.client.uid("SEARCH", *criteria))
         # "N:*" always includes the highest UID, even below N.
         uids = sorted(int(u) for u in (data[0] or b"").split() if int(u) > last)
         return uids[: batch_size()]
@@ -101,7 +107,9 @@ class ImapReader:
             key = f"imap:{self.mailbox.folder}:{self.uidvalidity}:{uid}"
             if services.report_record(mailbox=self.mailbox, source_key=key, parsed=parsed):
                 self.result.reports += 1
-            if is_delivery_report(parsed):
+            if not services.is_ours(mailbox=self.mailbox, source_key=key, parsed=parsed):
+                self.result.left_alone += 1
+            elif is_delivery_report(parsed):
                 self._file_away(uid)
         self.lease.update(last_uid=uid)
         self.mailbox.last_uid = uid
@@ -148,6 +156,14 @@ class ImapReader:
         typ, data = self.client.list('""', '""')
         found = re.search(rb'\) "(.)"', data[0]) if typ == "OK" and data and data[0] else None
         return found.group(1).decode() if found else "/"
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imap_date(moment: datetime) -> str:
+    """RFC 3501's date ("29-May-2024"), whatever the locale."""
+    return f"{moment.day}-{MONTHS[moment.month - 1]}-{moment.year}"
 
 
 def _ok(response: tuple[str, list]) -> list:

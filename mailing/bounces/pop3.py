@@ -90,11 +90,13 @@ class Pop3Reader:
 
     def _one(self, number: int, uidl: str, size: int) -> None:
         parsed = parser.parse(self._fetch(number, size))
-        if parsed.kind is None:
-            self.result.left_alone += 1
-        elif services.report_record(mailbox=self.mailbox, source_key=f"pop3:{uidl}", parsed=parsed):
+        key = f"pop3:{uidl}"
+        if parsed.kind is not None and services.report_record(mailbox=self.mailbox, source_key=key, parsed=parsed):
             self.result.reports += 1
-        is_report = is_delivery_report(parsed)
+        ours = parsed.kind is not None and services.is_ours(mailbox=self.mailbox, source_key=key, parsed=parsed)
+        if not ours:
+            self.result.left_alone += 1
+        is_report = ours and is_delivery_report(parsed)
         ReadMessage.objects.get_or_create(mailbox=self.mailbox, uidl=uidl, defaults={"is_report": is_report})
         if is_report and self.mailbox.delete_after_processing:
             self.client.dele(number)

@@ -48,21 +48,41 @@ def report_exists(*, mailbox: BounceMailbox, source_key: str, message_id: str = 
 
 def report_record(*, mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> BounceReport | None:
     """Store the report and apply it, once: None when it was already
-    recorded (so a reader that died after this call counts nothing twice)."""
+    recorded (so a reader that died after this call counts nothing twice),
+    or when it is not about a letter of ours and the mailbox is a sending
+    server's own (whose owner's mail is none of Postroute's business)."""
     if parsed.kind is None or report_exists(mailbox=mailbox, source_key=source_key, message_id=parsed.message_id):
+        return None
+    received_at = min(parsed.received_at or timezone.now(), timezone.now())
+    letter, matched_by, recipient = matching.match(mailbox.tenant_id, parsed, received_at)
+    if letter is None and mailbox.server_id is not None:
         return None
     try:
         with transaction.atomic():
-            report = _create(mailbox, source_key, parsed)
+            report = _create(mailbox, source_key, parsed, received_at, (letter, matched_by, recipient))
             _apply(report)
     except IntegrityError:  # recorded by a reader that overlapped ours
         return None
     return report
 
 
-def _create(mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> BounceReport:
-    received_at = min(parsed.received_at or timezone.now(), timezone.now())
-    letter, matched_by, recipient = matching.match(mailbox.tenant_id, parsed, received_at)
+def is_ours(*, mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> bool:
+    """Whether Postroute takes the message out of the inbox (IMAP) or may
+    delete it (POP3): everything in the bounce mailbox; in a sending
+    server's own mailbox only reports recorded as about our letters."""
+    if mailbox.server_id is None:
+        return True
+    return report_exists(mailbox=mailbox, source_key=source_key, message_id=parsed.message_id)
+
+
+def _create(
+    mailbox: BounceMailbox,
+    source_key: str,
+    parsed: parser.ParsedReport,
+    received_at: datetime,
+    matched: tuple[Letter | None, str, str],
+) -> BounceReport:
+    letter, matched_by, recipient = matched
     return BounceReport.objects.create(
         tenant_id=mailbox.tenant_id,
         mailbox=mailbox,
