@@ -138,9 +138,13 @@ class BounceReading:
 
 
 @transaction.atomic
-def server_mailbox_save(*, server: SmtpServer, reading: BounceReading | None) -> BounceMailbox | None:
+def server_mailbox_save(
+    *, server: SmtpServer, reading: BounceReading | None, password_changed: bool = False
+) -> BounceMailbox | None:
     """Read the server's own mailbox for bounces (same address and login),
-    or stop reading it (None). Its reports stay, without the mailbox."""
+    or stop reading it (None). Its reports stay, without the mailbox. A new
+    SMTP password is the tenant's fix for a mailbox that logs in with it:
+    the next beat reads it, whatever its back-off."""
     current = BounceMailbox.objects.filter(server=server).first()
     if reading is None:
         if current is not None:
@@ -159,6 +163,8 @@ def server_mailbox_save(*, server: SmtpServer, reading: BounceReading | None) ->
     password = reading.password
     if reading.same_password:
         mailbox.password_encrypted, password = "", None
+        if password_changed and mailbox.pk is not None:
+            BounceMailbox.objects.filter(pk=mailbox.pk).update(**NO_BACKOFF)
     return mailbox_save(mailbox=mailbox, password=password)
 
 

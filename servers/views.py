@@ -74,8 +74,9 @@ def server_add(request: HttpRequest) -> HttpResponse:
 
 @transaction.atomic
 def _save_server(form: SmtpServerForm) -> None:
-    server = services.server_save(server=form.save(commit=False), password=form.new_password())
-    services.server_mailbox_save(server=server, reading=form.bounce_reading())
+    password = form.new_password()
+    server = services.server_save(server=form.save(commit=False), password=password)
+    services.server_mailbox_save(server=server, reading=form.bounce_reading(), password_changed=bool(password))
 
 
 @manager_required

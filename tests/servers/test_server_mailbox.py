@@ -75,6 +75,19 @@ def test_a_separate_app_password_and_turning_reading_off(alice, tenant_a):
     assert BounceReport.objects.get().mailbox is None  # the reports stay
 
 
+def test_a_new_smtp_password_ends_the_back_off_of_the_mailbox_that_logs_in_with_it(alice, tenant_a):
+    add(alice)
+    server = tenant_a.smtp_servers.get()
+    BounceMailbox.objects.update(failures=3, next_check_at=timezone.now() + timedelta(hours=2))
+    url = reverse("servers:edit", args=[server.public_id])
+
+    alice.client.post(url, {**FORM, **READING, "imap_same_password": "on", "password": ""})  # nothing new
+    assert BounceMailbox.objects.get().failures == 3
+    alice.client.post(url, {**FORM, **READING, "imap_same_password": "on", "password": "the-fixed-one"})
+    mailbox = BounceMailbox.objects.get()
+    assert (mailbox.failures, mailbox.next_check_at, mailbox.get_password()) == (0, None, "the-fixed-one")
+
+
 def test_the_smtp_password_never_goes_to_a_host_of_another_provider(alice, tenant_a):
     response = add(alice, imap_host="imap.evil.example")
     assert response.status_code == 400
