@@ -81,10 +81,12 @@ def _text_part(body: str, subtype: str) -> Message:
     return part
 
 
-def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None) -> Message:
+def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None, *, reply_to: str = "") -> Message:
+    """`reply_to`: where replies go when the template names no reply-to
+    (mailing.sender.default_reply_to, looked up once per batch)."""
     mailing = mailing or letter.mailing
     context = letter_context(letter)
-    sender = resolve_sender(server, mailing)
+    sender = resolve_sender(server, mailing, reply_to=reply_to)
     text = _text_part(rendering.render(mailing.text_body, context, html=False), "plain")
     if mailing.html_body:
         message = MIMEMultipart("alternative", policy=POLICY)

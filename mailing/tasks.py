@@ -67,9 +67,9 @@ def purge_usage_buckets() -> None:
 def read_bounce_mailboxes() -> None:
     """Beat, every BOUNCE_CHECK_INTERVAL seconds: one reading task per
     enabled bounce mailbox that no reader holds right now."""
-    from . import bounce_reader
+    from .bounces import readers
 
-    for mailbox_id in bounce_reader.mailboxes_to_read():
+    for mailbox_id in readers.mailboxes_to_read():
         read_bounce_mailbox.delay(mailbox_id)
 
 
@@ -77,6 +77,6 @@ def read_bounce_mailboxes() -> None:
 # phase; it is killed before the lease runs out and a second reader starts.
 @shared_task(soft_time_limit=480, time_limit=540)
 def read_bounce_mailbox(mailbox_id: int) -> None:
-    from . import bounce_reader
+    from .bounces import readers
 
-    bounce_reader.read_mailbox(mailbox_id=mailbox_id)
+    readers.read_mailbox(mailbox_id=mailbox_id)

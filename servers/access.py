@@ -13,7 +13,8 @@ def get_server(tenant: Tenant, public_id: object) -> SmtpServer:
 
 
 def get_mailbox(tenant: Tenant) -> BounceMailbox | None:
-    return BounceMailbox.objects.filter(tenant=tenant).first()
+    """The tenant's bounce mailbox (not a server's own)."""
+    return BounceMailbox.objects.filter(tenant=tenant, server=None).first()
 
 
 def get_connection_test(tenant: Tenant, public_id: object) -> ConnectionTest:

@@ -124,11 +124,12 @@ class BounceMailboxAdminForm(PasswordAdminForm):
 @admin.register(BounceMailbox)
 class BounceMailboxAdmin(PasswordAdmin):
     form = BounceMailboxAdminForm
-    list_display = ("tenant", "host", "port", "security", "enabled", "health", "last_checked_at")
+    list_display = ("tenant", "server", "host", "port", "security", "enabled", "health", "last_checked_at")
     list_filter = ("health", "enabled")
     search_fields = ("tenant__name", "host", "login")
     readonly_fields = ("public_id", "health", "health_error", "health_hint", "health_checked_at", "last_checked_at")
     autocomplete_fields = ("tenant",)
+    raw_id_fields = ("server",)  # a sending server's own mailbox; empty: the tenant's bounce mailbox
 
 
 @admin.register(ConnectionTest)

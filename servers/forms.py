@@ -3,7 +3,8 @@ from django.conf import settings
 
 from . import presets, rules
 from .addresses import validate_address
-from .models import BounceMailbox, SmtpServer
+from .models import BounceMailbox, Security, SmtpServer
+from .services import BounceReading
 from .validators import no_control_chars
 
 HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
@@ -47,6 +48,9 @@ class _PasswordFormMixin:
             self.add_error("password", HOST_CHANGED)
 
 
+NO_IMAP_PASSWORD = "Type the password for the incoming server, or log in with the SMTP password."
+
+
 class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
     password = forms.CharField(
         label="SMTP password",
@@ -55,6 +59,28 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
+    # Reading the server's own mailbox for bounces (BounceMailbox.server):
+    # where a server that sends from its own address gets its reports.
+    read_bounces = forms.BooleanField(
+        label="Read this mailbox for bounces",
+        required=False,
+        help_text="Delivery reports for letters sent from this mailbox come back to it. Postroute reads them "
+        "over IMAP with the same login, moves only the reports to the folder Postroute/Processed, and leaves "
+        "everything else untouched and unread.",
+    )
+    imap_host = forms.CharField(
+        label="Incoming (IMAP) server", required=False, max_length=253, validators=[no_control_chars]
+    )
+    imap_port = forms.IntegerField(label="IMAP port", required=False, min_value=1, max_value=65535)
+    imap_security = forms.ChoiceField(label="IMAP security", choices=Security.choices, required=False)
+    imap_same_password = forms.BooleanField(label="Log in with the SMTP password", required=False)
+    imap_password = forms.CharField(
+        label="IMAP password",
+        required=False,
+        strip=False,
+        help_text="Only if the mailbox wants another password (an app password) for IMAP.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
 
     class Meta:
         model = SmtpServer
@@ -75,10 +101,71 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             # SaaS tenants have neither internal servers nor unverified TLS.
             del self.fields["kind"]
             del self.fields["verify_tls"]
+        self._setup_reading()
+
+    def _setup_reading(self) -> None:
+        """Initial values: the mailbox already read, else the provider's
+        IMAP server (on by default for a known provider)."""
+        self.mailbox: BounceMailbox | None = (
+            getattr(self.instance, "bounce_mailbox", None) if self.instance.pk else None
+        )
+        if self.mailbox is not None:
+            m = self.mailbox
+            initial = {"read_bounces": True, "imap_host": m.host, "imap_port": m.port, "imap_security": m.security}
+            initial["imap_same_password"] = m.shares_server_password
+            if m.password_encrypted:
+                self.fields["imap_password"].help_text = "A password is stored. Leave empty to keep it."
+        else:
+            host = self.initial.get("host") or self.instance.host
+            email = self.initial.get("sender_email") or self.instance.sender_email
+            provider = presets.for_host(host or "") or presets.for_email(email or "")
+            endpoint = provider.imap if provider else (presets.imap_for(host, email) if email else None)
+            initial = {"read_bounces": bool(provider and provider.imap) and not self.instance.pk}
+            initial["imap_same_password"] = True
+            if endpoint is not None:
+                initial.update(imap_host=endpoint.host, imap_port=endpoint.port, imap_security=endpoint.security)
+        for name, value in initial.items():
+            self.initial.setdefault(name, value)
+
+    def bounce_reading(self) -> BounceReading | None:
+        """What to read for bounces (None: do not read the mailbox)."""
+        data = self.cleaned_data
+        if not data.get("read_bounces"):
+            return None
+        return BounceReading(
+            host=data["imap_host"].strip(),
+            port=data["imap_port"],
+            security=data.get("imap_security") or Security.SSL,
+            same_password=bool(data.get("imap_same_password")),
+            password=data.get("imap_password") or None,
+        )
+
+    def _clean_reading(self, data: dict) -> None:
+        if not data.get("read_bounces"):
+            return
+        host = (data.get("imap_host") or "").strip()
+        if not host:
+            self.add_error("imap_host", "Enter the incoming server, e.g. imap.yandex.ru.")
+        elif rules.is_saas() and (message := rules.host_error(host)):
+            self.add_error("imap_host", message)
+        if not data.get("imap_port"):
+            self.add_error("imap_port", "Enter the IMAP port, e.g. 993.")
+        if not host:
+            return
+        stored = self.mailbox
+        if data.get("imap_same_password"):
+            if not rules.may_share_password(data.get("host") or "", host):
+                self.add_error("imap_same_password", rules.SHARED_PASSWORD_REFUSED)
+        elif not data.get("imap_password"):
+            if stored is None or not stored.password_encrypted:
+                self.add_error("imap_password", NO_IMAP_PASSWORD)
+            elif host.lower() != stored.host.lower():
+                self.add_error("imap_password", HOST_CHANGED)
 
     def clean(self) -> dict:
         data = super().clean()
         self._check_host_change()
+        self._clean_reading(data)
         if rules.is_saas():
             # What the SaaS form means, whatever the record said before (edited
             # behind the form's back, or made before a switch to SaaS). A rule
@@ -89,8 +176,10 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         kind = data.get("kind", SmtpServer.Kind.EXTERNAL)
         if kind == SmtpServer.Kind.EXTERNAL:
             self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
-            if self.warning and not data.get("accept_warning"):
-                self.add_error("accept_warning", self.warning + " Tick the box to keep them.")
+        if not self.warning and data.get("read_bounces"):
+            self.warning = rules.port_security_warning(data.get("imap_port"), data.get("imap_security", ""))
+        if self.warning and not data.get("accept_warning"):
+            self.add_error("accept_warning", self.warning + " Tick the box to keep them.")
         provider = presets.for_host(data.get("host") or "") or presets.for_email(data.get("sender_email") or "")
         if data.get("allow_sender_substitution") and provider and not provider.allows_substitution:
             self.add_error("allow_sender_substitution", presets.NO_SUBSTITUTION.format(name=provider.name))
@@ -109,7 +198,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         model = BounceMailbox
         fields = [
             "email", "protocol", "host", "port", "security", "login", "password", "folder", "verify_tls",
-            "delete_after_processing", "enabled",
+            "delete_after_processing", "plus_addressing", "enabled",
         ]  # fmt: skip
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "imap"})}
 

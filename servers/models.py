@@ -184,12 +184,21 @@ class PlatformQuota(models.Model):
 
 
 class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
+    """A mailbox Postroute reads for delivery reports: the tenant's bounce
+    mailbox (no server; one per tenant), or a sending server's own mailbox
+    (`server`), where the reports of a server that sends from its own
+    address land. A server's mailbox may use the server's password: then
+    its own is empty."""
+
     class Protocol(models.TextChoices):
         IMAP = "imap", "IMAP"
         POP3 = "pop3", "POP3"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="bounce_mailbox")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bounce_mailboxes")
+    server = models.OneToOneField(
+        SmtpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="bounce_mailbox"
+    )
     protocol = models.CharField(max_length=6, choices=Protocol.choices, default=Protocol.IMAP)
     email = models.EmailField("mailbox address", blank=True)
     host = models.CharField("incoming mail server", max_length=253)
@@ -205,6 +214,13 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
         "delete processed reports (POP3)",
         default=False,
         help_text="POP3 only. Off: reports stay on the server and are remembered by their id.",
+    )
+    plus_addressing = models.BooleanField(
+        "tag the return address of each letter",
+        default=True,
+        help_text="Letters go out with a return address like bounces+<tag>@your-domain, which ties every "
+        "report to its letter even when the report quotes nothing of it. Gmail, Yandex, Mail.ru, Outlook.com "
+        "and most company servers deliver such addresses to the mailbox; turn it off if yours does not.",
     )
     reports_found = models.PositiveIntegerField(default=0, editable=False)
     # IMAP reading state: the UIDs seen so far in `uid_scope` (server, login
@@ -227,9 +243,35 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
 
     class Meta:
         verbose_name_plural = "bounce mailboxes"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"], condition=models.Q(server__isnull=True), name="bounce_mailbox_one_per_tenant"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.login}@{self.host}"
+
+    @property
+    def address(self) -> str:
+        """The address reports reach: the mailbox address, else a login
+        that is one."""
+        if self.email:
+            return self.email
+        return self.login if "@" in self.login else ""
+
+    @property
+    def shares_server_password(self) -> bool:
+        return not self.password_encrypted and self.server_id is not None
+
+    def get_password(self) -> str:
+        if self.shares_server_password:
+            return self.server.get_password()
+        return super().get_password()
+
+    @property
+    def has_password(self) -> bool:
+        return super().has_password or (self.server_id is not None and self.server.has_password)
 
     def clean(self) -> None:
         super().clean()

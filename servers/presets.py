@@ -20,6 +20,9 @@ class Provider:
     imap: Endpoint | None
     pop3: Endpoint | None = None
     allows_substitution: bool = False
+    # Delivers name+anything@domain to name@domain: letters may carry a
+    # per-letter tag in their return address (mailing.bounces.tokens).
+    plus_addressing: bool = True
     auth_hint: str = ""
     blacklist_hint: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -81,6 +84,7 @@ PROVIDERS: tuple[Provider, ...] = (
         smtp=Endpoint("smtp.rambler.ru", 465, "ssl"),
         imap=Endpoint("imap.rambler.ru", 993, "ssl"),
         pop3=Endpoint("pop.rambler.ru", 995, "ssl"),
+        plus_addressing=False,  # not documented by Rambler: the plain address is safer
         auth_hint=(
             'In Rambler Mail settings → Mail programs, turn on "send mail via the Rambler-Mail SMTP '
             'server". The From address must equal the SMTP login.'
@@ -131,6 +135,20 @@ def for_host(host: str) -> Provider | None:
     return next((p for p in PROVIDERS if any(host.endswith("." + d) for d in p.domains)), None)
 
 
+def imap_for(host: str, address: str) -> Endpoint:
+    """The incoming server of a sending server's mailbox: its provider's,
+    else the usual imap.<domain>."""
+    provider = for_host(host) or for_email(address)
+    if provider is not None and provider.imap is not None:
+        return provider.imap
+    return guess_custom(address)["imap"]
+
+
+def plus_addressing_for(host: str, address: str) -> bool:
+    provider = for_host(host) or for_email(address)
+    return provider.plus_addressing if provider is not None else CUSTOM.plus_addressing
+
+
 def guess_custom(address: str) -> dict[str, Endpoint]:
     """For an unknown domain, the usual names: smtp.<domain>, imap.<domain>."""
     domain = address.rpartition("@")[2].strip().lower()
@@ -147,6 +165,7 @@ def as_json() -> list[dict]:
             "smtp": asdict(p.smtp) if p.smtp else None,
             "imap": asdict(p.imap) if p.imap else None,
             "allows_substitution": p.allows_substitution,
+            "plus_addressing": p.plus_addressing,
             "substitution_note": "" if p.allows_substitution else NO_SUBSTITUTION.format(name=p.name),
         }
         for p in PROVIDERS

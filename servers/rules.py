@@ -63,15 +63,48 @@ def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
     return dict(errors)
 
 
+SHARED_PASSWORD_REFUSED = (
+    "The SMTP password goes only to an incoming server of the same provider or domain as the SMTP server. "
+    "Type the password for this server."
+)
+NOT_THIS_TENANTS_SERVER = "The mailbox of another organisation's server cannot be read."
+
+
 def mailbox_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
     errors: dict[str, list[str]] = defaultdict(list)
     _header_safety(mailbox, MAILBOX_HEADER_FIELDS, errors)
+    if mailbox.server_id is not None:
+        if mailbox.server.tenant_id != mailbox.tenant_id:
+            errors["server"].append(NOT_THIS_TENANTS_SERVER)
+        if mailbox.shares_server_password and not may_share_password(mailbox.server.host, mailbox.host):
+            errors["host"].append(SHARED_PASSWORD_REFUSED)
     if is_saas():
         if not mailbox.verify_tls:
             errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
         if mailbox.host and (message := _host_error(mailbox.host)):
             errors["host"].append(message)
     return dict(errors)
+
+
+def may_share_password(smtp_host: str, imap_host: str) -> bool:
+    """Whether a server's stored SMTP password may go to this incoming
+    server: the same host, the same provider (smtp.yandex.ru and
+    imap.yandex.ru, smtp-mail.outlook.com and outlook.office365.com), or the
+    same domain below the first label (smtp.corp.example, imap.corp.example).
+    So a stolen session cannot send a stored password to a host of its
+    choosing by pointing the mailbox elsewhere."""
+    from . import presets
+
+    smtp, imap = (h.strip().lower().rstrip(".") for h in (smtp_host, imap_host))
+    if not smtp or not imap:
+        return False
+    if smtp == imap:
+        return True
+    provider = presets.for_host(smtp)
+    if provider is not None:
+        return presets.for_host(imap) == provider
+    parent = smtp.partition(".")[2]
+    return "." in parent and imap.partition(".")[2] == parent
 
 
 def port_security_warning(port: int | None, security: str) -> str | None:
@@ -104,6 +137,11 @@ def _header_safety(record: object, fields: tuple[str, ...], errors: dict[str, li
             no_control_chars(getattr(record, field, ""))
         except ValidationError as exc:
             errors[field].extend(exc.messages)
+
+
+def host_error(host: str) -> str | None:
+    """The SaaS host rule (no private or loopback host) on one host."""
+    return _host_error(host)
 
 
 def _host_error(host: str) -> str | None:

@@ -1,7 +1,7 @@
-"""Writes for sending servers, the bounce mailbox and connection tests."""
+"""Writes for sending servers, the bounce mailboxes and connection tests."""
 
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 
-from . import probes, tasks
+from . import presets, probes, tasks
 from .models import BounceMailbox, ConnectionTest, Health, SmtpServer, TenantRest
 
 
@@ -36,7 +36,7 @@ SERVER_SETTINGS = [
 ]  # fmt: skip
 MAILBOX_SETTINGS = [
     "protocol", "email", "host", "port", "security", "login", "password_encrypted", "verify_tls", "folder",
-    "enabled", "delete_after_processing", "updated_at",
+    "enabled", "delete_after_processing", "plus_addressing", "updated_at",
 ]  # fmt: skip
 # A change to any of these is the tenant fixing the mailbox: a mailbox that
 # was backing off after failures is read again at the next beat.
@@ -122,6 +122,50 @@ def mailbox_save(*, mailbox: BounceMailbox, password: str | None) -> BounceMailb
         fields += list(NO_BACKOFF)
     mailbox.save(update_fields=fields)
     return mailbox
+
+
+@dataclass(frozen=True)
+class BounceReading:
+    """Where a sending server's own mailbox is read: its IMAP server, and
+    the password (the server's SMTP password, a new one typed, or None to
+    keep the one stored for the mailbox)."""
+
+    host: str
+    port: int
+    security: str
+    same_password: bool
+    password: str | None = None
+
+
+@transaction.atomic
+def server_mailbox_save(
+    *, server: SmtpServer, reading: BounceReading | None, password_changed: bool = False
+) -> BounceMailbox | None:
+    """Read the server's own mailbox for bounces (same address and login),
+    or stop reading it (None). Its reports stay, without the mailbox. A new
+    SMTP password is the tenant's fix for a mailbox that logs in with it:
+    the next beat reads it, whatever its back-off."""
+    current = BounceMailbox.objects.filter(server=server).first()
+    if reading is None:
+        if current is not None:
+            current.delete()
+        return None
+    mailbox = current or BounceMailbox(
+        tenant_id=server.tenant_id,
+        server=server,
+        protocol=BounceMailbox.Protocol.IMAP,
+        plus_addressing=presets.plus_addressing_for(server.host, server.sender_email),
+    )
+    mailbox.server = server
+    mailbox.email, mailbox.login = server.sender_email, server.login or server.sender_email
+    mailbox.host, mailbox.port, mailbox.security = reading.host.strip(), reading.port, reading.security
+    mailbox.verify_tls = server.verify_tls
+    password = reading.password
+    if reading.same_password:
+        mailbox.password_encrypted, password = "", None
+        if password_changed and mailbox.pk is not None:
+            BounceMailbox.objects.filter(pk=mailbox.pk).update(**NO_BACKOFF)
+    return mailbox_save(mailbox=mailbox, password=password)
 
 
 def _connection_changed(mailbox: BounceMailbox) -> bool:

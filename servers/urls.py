@@ -13,6 +13,7 @@ urlpatterns = [
     path("<uuid:public_id>/toggle/", views.server_toggle, name="toggle"),
     path("<uuid:public_id>/move/", views.server_move, name="move"),
     path("<uuid:public_id>/test/", views.server_test, name="test_start"),
+    path("<uuid:public_id>/mailbox/test/", views.server_mailbox_test, name="server_mailbox_test"),
     path("bounce-mailbox/", views.mailbox_edit, name="mailbox"),
     path("bounce-mailbox/delete/", views.mailbox_delete, name="mailbox_delete"),
     path("bounce-mailbox/test/", views.mailbox_test, name="mailbox_test"),

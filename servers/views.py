@@ -3,6 +3,7 @@ may look; owners and admins change them."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
@@ -22,9 +23,14 @@ def server_list(request: HttpRequest) -> HttpResponse:
     servers = list(selectors.platform_servers())
     quotas = selectors.platform_quotas(servers, tenant)
     platform = [(s, quotas[s.pk]) for s in servers]
+    own = list(selectors.tenant_servers(tenant).select_related("bounce_mailbox"))
+    routes = selectors.report_routes(tenant.pk, [*servers, *own])
+    for server in [*servers, *own]:
+        server.route = routes[server.pk]
+        server.own_mailbox = getattr(server, "bounce_mailbox", None) if server.tenant_id else None
     context = {
         "platform": platform,
-        "servers": selectors.tenant_servers(tenant),
+        "servers": own,
         "mailbox": get_mailbox(tenant),
         "test_form": TestForm(),
     }
@@ -62,10 +68,17 @@ def server_add(request: HttpRequest) -> HttpResponse:
     server = SmtpServer(tenant=request.tenant)
     form = SmtpServerForm(request.POST or None, instance=server, initial=_preset_initial(request.GET.get("preset")))
     if request.method == "POST" and form.is_valid():
-        services.server_save(server=form.save(commit=False), password=form.new_password())
+        _save_server(form)
         messages.success(request, f"{server.name} was added. Test its connection before sending.")
         return redirect("servers:list")
     return _server_form_page(request, form, None)
+
+
+@transaction.atomic
+def _save_server(form: SmtpServerForm) -> None:
+    password = form.new_password()
+    server = services.server_save(server=form.save(commit=False), password=password)
+    services.server_mailbox_save(server=server, reading=form.bounce_reading(), password_changed=bool(password))
 
 
 @sensitive_post_parameters("password")
@@ -74,7 +87,7 @@ def server_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
     form = SmtpServerForm(request.POST or None, instance=server)
     if request.method == "POST" and form.is_valid():
-        services.server_save(server=form.save(commit=False), password=form.new_password())
+        _save_server(form)
         messages.success(request, f"{server.name} was saved.")
         return redirect("servers:list")
     return _server_form_page(request, form, server)
@@ -124,6 +137,17 @@ def server_test(request: HttpRequest, public_id: str) -> HttpResponse:
         messages.error(request, " ".join(form.errors["send_to"]))
         return redirect("servers:list")
     return _start_test(request, server=server, send_to=form.cleaned_data["send_to"])
+
+
+@require_POST
+@manager_required
+def server_mailbox_test(request: HttpRequest, public_id: str) -> HttpResponse:
+    """The connection test of the server's own mailbox, read for bounces."""
+    server = get_server(request.tenant, public_id)
+    mailbox = getattr(server, "bounce_mailbox", None)
+    if mailbox is None:
+        return redirect("servers:edit", public_id=server.public_id)
+    return _start_test(request, mailbox=mailbox)
 
 
 @sensitive_post_parameters("password")

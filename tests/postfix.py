@@ -310,6 +310,9 @@ smtpd_banner = $myhostname ESMTP
 virtual_mailbox_domains = {DOMAIN} postroute.test
 virtual_mailbox_maps = texthash:{mailboxes}
 virtual_transport = lmtp:unix:{dovecot.lmtp_socket}
+# Plus-addressing, as most mail servers do: bounces+tag@postroute.test is
+# bounces@postroute.test's (Dovecot's LMTP strips the tag the same way).
+recipient_delimiter = +
 
 # TLS with the throwaway CA; SASL by the Dovecot fixture.
 smtpd_tls_cert_file = {certs.cert_file}

@@ -29,6 +29,7 @@ from ..addresses import UnsendableAddress
 from ..messages import POLICY, build_message
 from ..models import Letter, Mailing, SlotWait
 from ..recorder import Recorder, RecordingFailed
+from ..sender import default_reply_to, envelope_sender, report_route
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .replies import Kind, Stage, Verdict, judge
@@ -183,6 +184,9 @@ class Batch:
     def run(self) -> None:
         self.recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
         self.client: PinnedSMTPClient | None = None
+        # Where this server's reports and the letters' replies go: once per batch.
+        self.route = report_route(self.server, self.mailing.tenant_id)
+        self.reply_to = default_reply_to(self.mailing.tenant_id)
         try:
             if self._connect():
                 self._loop()
@@ -272,8 +276,8 @@ class Batch:
     def _send_one(self, client: PinnedSMTPClient, letter: Letter, progress: Progress) -> bool:
         """Send and record one letter; False when this batch must stop."""
         try:
-            data = build_message(letter, self.server, self.mailing).as_bytes(policy=WIRE)
-            commands = envelope(client, self.server.sender_email, letter.email)
+            data = build_message(letter, self.server, self.mailing, reply_to=self.reply_to).as_bytes(policy=WIRE)
+            commands = envelope(client, envelope_sender(self.route, letter.public_id), letter.email)
         except UnsendableAddress as exc:
             self._record(letter, partial(fail, letter, str(exc)))
             return True

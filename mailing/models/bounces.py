@@ -10,22 +10,32 @@ from .mailings import Letter
 
 
 class BounceReport(models.Model):
-    """One message from the bounce mailbox that Postroute understood: a
-    delivery report (hard or soft), or an auto-reply that is kept but not
-    counted. `letter` is empty when nothing of this tenant matched: the
-    report is *unmatched*, shown to the tenant and never acted on."""
+    """One message from a bounce mailbox that Postroute understood: a
+    delivery report (hard, soft or refused), or an auto-reply that is kept
+    but not counted. `letter` is empty when nothing of this tenant matched:
+    the report is *unmatched*. A report tied to its letter only by the
+    recipient and the time (anyone can write one) is *unconfirmed*: both
+    are shown to the tenant and never acted on."""
 
     class Kind(models.TextChoices):
         HARD = "hard", "Hard bounce"
         SOFT = "soft", "Soft bounce"
+        # The letter failed, but not because of the address: a policy, spam
+        # or content refusal, our server blocked, a message too big.
+        REFUSED = "refused", "Refused (not the address)"
         AUTO_REPLY = "auto_reply", "Auto-reply"
         UNKNOWN = "unknown", "Unreadable report"
 
     class MatchedBy(models.TextChoices):
         HEADER = "header", "X-Postroute-Letter header"
         MESSAGE_ID = "message_id", "Message-ID"
-        RECIPIENT = "recipient", "Recipient and sending time"
+        TOKEN = "token", "Envelope token"
+        RECIPIENT = "recipient", "Recipient and sending time only (unconfirmed)"
         NONE = "", "Not matched"
+
+    # What Postroute itself put on the letter: only these tie a report to
+    # it firmly enough to act on.
+    CONFIRMING = (MatchedBy.HEADER, MatchedBy.MESSAGE_ID, MatchedBy.TOKEN)
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bounce_reports")
@@ -64,7 +74,15 @@ class BounceReport(models.Model):
 
     @property
     def is_bounce(self) -> bool:
-        return self.kind in (self.Kind.HARD, self.Kind.SOFT)
+        return self.kind in (self.Kind.HARD, self.Kind.SOFT, self.Kind.REFUSED)
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.letter_id is not None and self.matched_by in self.CONFIRMING
+
+    @property
+    def is_unconfirmed(self) -> bool:
+        return self.letter_id is not None and not self.is_confirmed
 
     @property
     def reason(self) -> str:

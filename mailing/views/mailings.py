@@ -11,13 +11,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
+from servers.selectors import report_routes
 
-from .. import bounces, dispatch, selectors
+from .. import dispatch, selectors
 from .. import mailings as services
 from ..access import get_mailing
+from ..bounces import selectors as bounces
 from ..forms.mailings import MailingForm
 from ..models import Letter, Mailing
-from ..sender import resolve_sender
+from ..sender import default_reply_to, resolve_sender
 
 S = Mailing.Status
 
@@ -73,13 +75,18 @@ def _save(request: HttpRequest, mailing: Mailing) -> HttpResponse:
 
 
 def sender_preview(mailing: Mailing) -> tuple[list[dict], bool]:
-    """The From each of the mailing's servers will produce, and whether a
-    fixed sender in the template is honoured by none of them."""
+    """The From each of the mailing's servers will produce, where its
+    reports go, and whether a fixed sender in the template is honoured by
+    none of them."""
     source = mailing.template if mailing.status in (S.DRAFT, S.SCHEDULED) else mailing
+    servers = [link.server for link in mailing.server_links.select_related("server")]
+    routes = report_routes(mailing.tenant_id, servers)
+    reply_to = default_reply_to(mailing.tenant_id)
     rows = []
-    for link in mailing.server_links.select_related("server"):
-        resolved = resolve_sender(link.server, source)
-        rows.append({"server": link.server, "from": formataddr((resolved.name, resolved.email)), "resolved": resolved})
+    for server in servers:
+        resolved = resolve_sender(server, source, reply_to=reply_to)
+        row = {"server": server, "from": formataddr((resolved.name, resolved.email)), "resolved": resolved}
+        rows.append({**row, "route": routes[server.pk]})
     unhonoured = bool(source.sender_email) and not any(r["resolved"].substituted for r in rows)
     return rows, unhonoured
 
@@ -97,6 +104,7 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "mailing": mailing,
         "preview": preview,
         "unhonoured": unhonoured,
+        "unread_reports": [row["server"] for row in preview if not row["route"].read],
         "recipients": services.recipients(mailing).count() if mailing.status == S.DRAFT else None,
         "progress": selectors.progress_for([mailing])[mailing.pk],
         "letters": page[:100],

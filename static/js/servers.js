@@ -86,7 +86,7 @@
     // A fresh add form shows values we chose (a provider preset, defaults):
     // those may be replaced like anything this script filled in.
     if (form.getAttribute("data-prefilled") === "1") {
-      [nameInput, host, port, security, login].forEach(function (el) {
+      [nameInput, host, port, security, login, field("imap_host"), field("imap_port"), field("imap_security")].forEach(function (el) {
         if (el && el.value !== "") el.setAttribute("data-auto-filled", "1");
       });
     }
@@ -180,6 +180,17 @@
       if (kind === "smtp") {
         showNote(preset);
         if (preset && !preset.allows_substitution && substitution) substitution.checked = false;
+        // The same mailbox read for bounces: its provider's IMAP server.
+        var imap = (preset && preset.imap) || { host: "imap." + domain, port: 993, security: "ssl" };
+        var imapHost = field("imap_host");
+        if (imapHost && canFill(imapHost)) {
+          fill(imapHost, imap.host);
+          if (!userEdited(field("imap_port"))) fill(field("imap_port"), imap.port);
+          if (!userEdited(field("imap_security"))) fill(field("imap_security"), imap.security);
+        }
+      } else {
+        var plus = field("plus_addressing");
+        if (plus && preset && !userEdited(plus)) plus.checked = preset.plus_addressing !== false;
       }
       checkPortSecurity();
     }

@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailing import bounce_reader, dispatch
+from mailing import dispatch
+from mailing.bounces import parser, readers, tokens
 from mailing.models import BounceReport, Letter, Mailing, Suppression
 from servers.models import BounceMailbox, Health
 from servers.probes import smtp_probe
@@ -116,8 +117,8 @@ def test_postfix_dsns_are_read_back_and_tied_to_their_letters(tenant_a, mta, pro
 
     port = mta.dovecot.imap_port if protocol == BounceMailbox.Protocol.IMAP else mta.dovecot.pop3_port
     mailbox = make_mailbox(tenant_a, mta.dovecot, protocol=protocol, port=port)
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
-    again = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+    again = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert (result.status, result.reports, result.left_alone) == ("done", 2, 0), result.error
     assert (again.status, again.reports) == ("done", 0)
@@ -134,6 +135,31 @@ def test_postfix_dsns_are_read_back_and_tied_to_their_letters(tenant_a, mta, pro
     assert {letter.status for letter in letters.values()} == {L.SENT}
     assert_delivered_once(mta, list(letters.values()))
     assert not Suppression.objects.filter(tenant=tenant_a, email__in=good).exists()
+
+
+def test_with_sender_substitution_postfix_returns_its_dsns_to_the_tagged_bounce_address(tenant_a, mta):
+    """The letters go out with the bounce mailbox as envelope sender, tagged
+    per letter; Postfix's DSNs reach that address (plus-addressing), and
+    each names its letter by the tag as well as by the returned original."""
+    mta.configure(reject_unlisted=False)
+    mailbox = make_mailbox(tenant_a, mta.dovecot)  # the bounce mailbox: mta.login
+    server = submission_server(tenant_a, mta, allow_sender_substitution=True)
+    mailing = start_mailing(tenant_a, server, [*recipients(2), UNKNOWN[0]])
+
+    assert run_until_settled(mailing) == "done"
+    mta.settle()
+    letter = letters_by_email(mailing)[UNKNOWN[0]]
+    tagged = tokens.address(mta.login, letter.public_id)
+    [dsn] = mta.messages(mta.login)
+    assert dsn["To"] == tagged
+    assert parser.parse(dsn.as_bytes()).envelope_tokens == [tokens.make(letter.public_id)]
+
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+
+    assert (result.status, result.reports) == ("done", 1), result.error
+    letter.refresh_from_db()
+    assert letter.status == L.BOUNCED
+    assert BounceReport.objects.get(letter=letter).kind == "hard"
 
 
 def test_ten_refused_recipients_in_a_row_do_not_hold_up_the_others(tenant_a, mta, caplog):

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from mailing import mailings as services
+from mailing.bounces import tokens
 from mailing.models import Letter, Mailing
 from servers.models import BounceMailbox, Security
 from tests.dovecot import DovecotServer
@@ -43,11 +44,12 @@ def server_for(tenant: Tenant):
 def render(name: str, letter: Letter | None = None, *, recipient: str = "", date: datetime | None = None) -> bytes:
     """A corpus file for `letter` (or just an address), with CRLF line ends
     as a mail server stores it."""
-    public_id = str(letter.public_id) if letter else str(uuid.uuid4())
+    public_id = letter.public_id if letter else uuid.uuid4()
     address = letter.email if letter else recipient
     values = {
         "{message_id}": f"<{public_id}@acme.test>",
-        "{letter_id}": public_id,
+        "{letter_id}": str(public_id),
+        "{return_path}": tokens.address(SENDER, public_id),
         "{recipient}": address,
         "{recipient_domain}": address.rpartition("@")[2],
         "{sender}": SENDER,

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from mailing import bounce_reader
+from mailing.bounces import imap, readers
 from mailing.tasks import read_bounce_mailboxes
 from servers import services
 from servers.models import BounceMailbox, Health
@@ -36,7 +36,7 @@ def later(monkeypatch, seconds: float) -> None:
 def fail(mailbox: BounceMailbox) -> tuple[datetime, datetime]:
     """One failed reading; the time before and after it."""
     before = timezone.now()
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     after = timezone.now()
     mailbox.refresh_from_db()
     return before, after
@@ -64,9 +64,9 @@ def test_the_beat_skips_a_backing_off_mailbox_until_its_time(tenant_a, dovecot_m
     later(monkeypatch, 40)  # a reading that takes 40 s to fail
     fail(mailbox)
     later(monkeypatch, 0)
-    assert bounce_reader.mailboxes_to_read() == []
+    assert readers.mailboxes_to_read() == []
     later(monkeypatch, INTERVAL)  # the next beat tries again, however long the reading took
-    assert bounce_reader.mailboxes_to_read() == [mailbox.pk]
+    assert readers.mailboxes_to_read() == [mailbox.pk]
 
     fail(mailbox)  # now the next try is two intervals away
     fix_password_behind_the_forms_back(mailbox, dovecot_mailbox.password)
@@ -76,7 +76,7 @@ def test_the_beat_skips_a_backing_off_mailbox_until_its_time(tenant_a, dovecot_m
     assert mailbox.failures == 2 and mailbox.last_checked_at is None  # not even tried
 
     later(monkeypatch, 3 * INTERVAL)  # the beat after: its time has come
-    assert bounce_reader.mailboxes_to_read() == [mailbox.pk]
+    assert readers.mailboxes_to_read() == [mailbox.pk]
     read_bounce_mailboxes.delay()
     mailbox.refresh_from_db()
     assert (mailbox.failures, mailbox.next_check_at, mailbox.reports_found) == (0, None, 1)
@@ -119,13 +119,13 @@ def test_fixing_the_password_on_the_form_reads_it_at_the_next_beat(alice, tenant
     # Saving what was there already is no fix: the back-off stays.
     assert alice.client.post(reverse("servers:mailbox"), form_data(dovecot_mailbox)).status_code == 302
     mailbox.refresh_from_db()
-    assert mailbox.failures == 2 and bounce_reader.mailboxes_to_read() == []
+    assert mailbox.failures == 2 and readers.mailboxes_to_read() == []
 
     fixed = form_data(dovecot_mailbox, password=dovecot_mailbox.password)
     assert alice.client.post(reverse("servers:mailbox"), fixed).status_code == 302
     mailbox.refresh_from_db()
     assert (mailbox.failures, mailbox.next_check_at) == (0, None)
-    assert bounce_reader.mailboxes_to_read() == [mailbox.pk]
+    assert readers.mailboxes_to_read() == [mailbox.pk]
     read_bounce_mailboxes.delay()
     mailbox.refresh_from_db()
     assert (mailbox.health, mailbox.reports_found) == (Health.OK, 1)
@@ -144,7 +144,7 @@ def test_a_passing_connection_test_ends_the_back_off(tenant_a, dovecot_mailbox, 
         services.connection_test_start(tenant=tenant_a, mailbox=mailbox)
     mailbox.refresh_from_db()
     assert (mailbox.health, mailbox.failures, mailbox.next_check_at) == (Health.OK, 0, None)
-    assert bounce_reader.mailboxes_to_read() == [mailbox.pk]
+    assert readers.mailboxes_to_read() == [mailbox.pk]
 
 
 def test_a_successful_reading_ends_the_back_off(tenant_a, dovecot_mailbox):
@@ -152,21 +152,21 @@ def test_a_successful_reading_ends_the_back_off(tenant_a, dovecot_mailbox):
     fail(mailbox)
     fail(mailbox)
     fix_password_behind_the_forms_back(mailbox, dovecot_mailbox.password)
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "done"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "done"
     mailbox.refresh_from_db()
     assert (mailbox.failures, mailbox.next_check_at) == (0, None)
 
 
 def test_a_fix_saved_while_a_reader_was_failing_is_tried_at_the_next_beat(tenant_a, dovecot_mailbox, monkeypatch):
     mailbox = make_mailbox(tenant_a, dovecot_mailbox, password="wrong")
-    real_connect = bounce_reader._ImapReader._connect
+    real_connect = imap.ImapReader._connect
 
     def tenant_saves_meanwhile(reader):
         box = BounceMailbox.objects.get(pk=reader.mailbox.pk)
         services.mailbox_save(mailbox=box, password=dovecot_mailbox.password)
         return real_connect(reader)  # with the password it had loaded
 
-    monkeypatch.setattr(bounce_reader._ImapReader, "_connect", tenant_saves_meanwhile)
+    monkeypatch.setattr(imap.ImapReader, "_connect", tenant_saves_meanwhile)
     fail(mailbox)
     assert (mailbox.failures, mailbox.next_check_at) == (0, None)
-    assert bounce_reader.mailboxes_to_read() == [mailbox.pk]
+    assert readers.mailboxes_to_read() == [mailbox.pk]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mailing import bounce_reader
+from mailing.bounces import readers
 from servers.models import BounceMailbox, Health, Security
 from tests.smtp_servers import imap_dribbling_at, pop3_dribbling_at, tarpit
 
@@ -31,9 +31,9 @@ def tarpit_mailbox(tenant, port: int, **fields: object) -> BounceMailbox:
     return mailbox
 
 
-def read_in_time(mailbox: BounceMailbox) -> bounce_reader.ReadResult:
+def read_in_time(mailbox: BounceMailbox) -> readers.ReadResult:
     started = time.monotonic()
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
     assert time.monotonic() - started < TIMEOUT + MARGIN
     return result
 

@@ -4,7 +4,8 @@ the tenant turned that on."""
 
 import pytest
 
-from mailing import bounce_reader, bounces
+from mailing.bounces import readers
+from mailing.bounces import services as bounce_services
 from mailing.models import BounceReport, Letter, ReadMessage
 from servers.models import BounceMailbox, Security
 
@@ -34,8 +35,8 @@ def test_it_reads_reports_keeps_everything_and_counts_once(tenant_a, dovecot_mai
     letters = fill(dovecot_mailbox, tenant_a)
     mailbox = pop3_mailbox(tenant_a, dovecot_mailbox)
 
-    first = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
-    second = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    first = readers.read_mailbox(mailbox_id=mailbox.pk)
+    second = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert (first.status, first.reports, first.left_alone) == ("done", 2, 1), first.error
     assert (second.reports, second.left_alone) == (0, 0)
@@ -51,28 +52,28 @@ def test_reports_are_deleted_only_when_the_tenant_asks(tenant_a, dovecot_mailbox
     fill(dovecot_mailbox, tenant_a)
     mailbox = pop3_mailbox(tenant_a, dovecot_mailbox, delete_after_processing=True)
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 2
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 2
 
     assert folder_messages(dovecot_mailbox, "INBOX") == [("Re: Hello there", "")]
-    bounce_reader.read_mailbox(mailbox_id=mailbox.pk)  # forgets what left the server
+    readers.read_mailbox(mailbox_id=mailbox.pk)  # forgets what left the server
     assert list(ReadMessage.objects.values_list("is_report", flat=True)) == [False]
 
 
 def test_a_reader_killed_in_the_middle_deletes_nothing_and_counts_nothing_twice(tenant_a, dovecot_mailbox, monkeypatch):
     fill(dovecot_mailbox, tenant_a)
     mailbox = pop3_mailbox(tenant_a, dovecot_mailbox, delete_after_processing=True)
-    real_record = bounces.report_record
+    real_record = bounce_services.report_record
 
     def record_then_die(**kwargs):
         real_record(**kwargs)
         raise Killed
 
-    monkeypatch.setattr(bounces, "report_record", record_then_die)
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    monkeypatch.setattr(bounce_services, "report_record", record_then_die)
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     assert len(folder_messages(dovecot_mailbox, "INBOX")) == 3  # no QUIT, no deletion
-    monkeypatch.setattr(bounces, "report_record", real_record)
+    monkeypatch.setattr(bounce_services, "report_record", real_record)
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 1
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 1
     assert BounceReport.objects.count() == 2
     assert folder_messages(dovecot_mailbox, "INBOX") == [("Re: Hello there", "")]
 
@@ -85,7 +86,7 @@ def test_it_reads_over_verified_tls(tenant_a, dovecot_mailbox, settings, securit
     mailbox = pop3_mailbox(tenant_a, dovecot_mailbox, host="localhost", security=security)
     BounceMailbox.objects.filter(pk=mailbox.pk).update(port=port)
 
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert (result.status, result.reports) == ("done", 2), result.error
 
@@ -96,7 +97,7 @@ def test_a_certificate_for_another_name_is_refused(tenant_a, dovecot_mailbox, se
     # 127.1 is 127.0.0.1, but not a name the certificate was issued for.
     BounceMailbox.objects.filter(pk=mailbox.pk).update(host="127.1", port=dovecot_mailbox.pop3s_port)
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     mailbox.refresh_from_db()
     assert "certificate" in mailbox.last_error and mailbox.health == "failing"
 
@@ -104,7 +105,7 @@ def test_a_certificate_for_another_name_is_refused(tenant_a, dovecot_mailbox, se
 def test_a_wrong_password_sets_the_error_and_hint(tenant_a, dovecot_mailbox):
     mailbox = pop3_mailbox(tenant_a, dovecot_mailbox, password="wrong")
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
 
     mailbox.refresh_from_db()
     assert mailbox.last_error and mailbox.health_hint and mailbox.reader_lock_until is None

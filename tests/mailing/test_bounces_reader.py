@@ -8,8 +8,9 @@ import pytest
 from django.utils import timezone
 
 from accounts import services as account_services
-from mailing import bounce_reader, bounces
 from mailing import mailings as services
+from mailing.bounces import imap, readers, reading
+from mailing.bounces import services as bounce_services
 from mailing.models import BounceReport, Letter, Mailing, Suppression
 from mailing.tasks import read_bounce_mailboxes
 from servers.models import BounceMailbox, Health, Security
@@ -35,8 +36,8 @@ def test_reading_twice_counts_once(tenant_a, dovecot_mailbox):
     append(dovecot_mailbox, render("human_reply.eml", letters[0]))
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
 
-    first = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
-    second = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    first = readers.read_mailbox(mailbox_id=mailbox.pk)
+    second = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert (first.reports, first.left_alone) == (2, 1)
     assert (second.reports, second.left_alone) == (0, 0)
@@ -49,7 +50,7 @@ def test_a_reader_killed_in_the_middle_loses_nothing_and_counts_nothing_twice(te
     letters = sent_letters(tenant_a, [f"r{i}@example.org" for i in range(5)])
     fill(dovecot_mailbox, letters)
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
-    real_record, calls = bounces.report_record, []
+    real_record, calls = bounce_services.report_record, []
 
     def record_then_die(**kwargs):
         calls.append(1)
@@ -58,13 +59,13 @@ def test_a_reader_killed_in_the_middle_loses_nothing_and_counts_nothing_twice(te
             raise Killed
         return report
 
-    monkeypatch.setattr(bounces, "report_record", record_then_die)
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    monkeypatch.setattr(bounce_services, "report_record", record_then_die)
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     assert BounceReport.objects.filter(tenant=tenant_a).count() == 3
     assert len(folder_messages(dovecot_mailbox, "INBOX")) == 3  # the third is still there
-    monkeypatch.setattr(bounces, "report_record", real_record)
+    monkeypatch.setattr(bounce_services, "report_record", real_record)
 
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert result.status == "done" and result.reports == 2
     assert BounceReport.objects.filter(tenant=tenant_a).count() == 5
@@ -79,7 +80,7 @@ def test_a_human_reply_is_still_unseen_and_a_read_one_still_read(tenant_a, dovec
     append(dovecot_mailbox, render("out_of_office.eml", letter), flags="(\\Seen)")
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "done"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "done"
 
     inbox = dict(folder_messages(dovecot_mailbox, "INBOX"))
     assert inbox == {"Re: Hello there": "", "Out of office: Hello there": "\\Seen"}
@@ -91,15 +92,15 @@ def test_without_move_it_copies_and_expunges_only_the_report(tenant_a, dovecot_m
     fill(dovecot_mailbox, letters[:1])
     append(dovecot_mailbox, render("human_reply.eml", letters[1]), flags="(\\Deleted)")  # a person's choice
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
-    real_connect = bounce_reader._ImapReader._connect
+    real_connect = imap.ImapReader._connect
 
     def without_move(self):
         client = real_connect(self)
         self.capabilities.discard("MOVE")
         return client
 
-    monkeypatch.setattr(bounce_reader._ImapReader, "_connect", without_move)
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 1
+    monkeypatch.setattr(imap.ImapReader, "_connect", without_move)
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 1
 
     assert folder_messages(dovecot_mailbox, "INBOX") == [("Re: Hello there", "\\Deleted")]
     assert len(folder_messages(dovecot_mailbox, "Postroute.Processed")) == 1
@@ -109,29 +110,29 @@ def test_where_no_folder_can_be_made_the_report_is_flagged_and_not_read_again(te
     letters = sent_letters(tenant_a, ["a@example.org"])
     fill(dovecot_mailbox, letters)
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
-    monkeypatch.setattr(bounce_reader._ImapReader, "_ensure_processed_folder", lambda self: "")
+    monkeypatch.setattr(imap.ImapReader, "_ensure_processed_folder", lambda self: "")
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 1
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 1
     [(_subject, flags)] = folder_messages(dovecot_mailbox, "INBOX")
-    assert flags == bounce_reader.PROCESSED_KEYWORD
+    assert flags == imap.PROCESSED_KEYWORD
     # A new UIDVALIDITY (the folder was rebuilt) reads from the start: the keyword still skips it.
     BounceMailbox.objects.filter(pk=mailbox.pk).update(uidvalidity=1, last_uid=0)
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).left_alone == 0
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).left_alone == 0
     assert BounceReport.objects.count() == 1
 
 
 def test_only_one_reader_at_a_time_and_a_dead_readers_lease_runs_out(tenant_a, dovecot_mailbox):
     fill(dovecot_mailbox, sent_letters(tenant_a, ["a@example.org"]))
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
-    lease = bounce_reader.Lease.claim(mailbox.pk)  # a reader that is still running, or died
+    lease = reading.Lease.claim(mailbox.pk)  # a reader that is still running, or died
     assert lease is not None
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "busy"
-    assert bounce_reader.mailboxes_to_read() == []
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "busy"
+    assert readers.mailboxes_to_read() == []
 
     BounceMailbox.objects.filter(pk=mailbox.pk).update(reader_lock_until=timezone.now() - timedelta(seconds=1))
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 1
-    with pytest.raises(bounce_reader.LeaseLost):  # the dead one may not write any more
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 1
+    with pytest.raises(reading.LeaseLost):  # the dead one may not write any more
         lease.update(last_uid=0)
     mailbox.refresh_from_db()
     assert mailbox.reader_lock_until is None and mailbox.last_uid == 1
@@ -154,9 +155,9 @@ def test_a_suspended_tenants_mailbox_is_not_read_until_it_is_reactivated(tenant_
     ours = make_mailbox(tenant_a, dovecot_mailbox, port=free_port())  # read, but nothing answers there
     account_services.tenant_suspend(tenant=tenant_b, reason="unpaid")
 
-    assert bounce_reader.mailboxes_to_read() == [ours.pk]
+    assert readers.mailboxes_to_read() == [ours.pk]
     read_bounce_mailboxes.delay()  # the beat task, eager in tests
-    assert bounce_reader.read_mailbox(mailbox_id=theirs.pk).status == "disabled"  # queued before the suspension
+    assert readers.read_mailbox(mailbox_id=theirs.pk).status == "disabled"  # queued before the suspension
 
     theirs.refresh_from_db()
     assert theirs.health_checked_at is None and not BounceReport.objects.exists()
@@ -176,7 +177,7 @@ def test_it_reads_over_verified_tls(tenant_a, dovecot_mailbox, settings, securit
     port = dovecot_mailbox.imaps_port if security == Security.SSL else dovecot_mailbox.imap_port
     mailbox = make_mailbox(tenant_a, dovecot_mailbox, host="localhost", port=port, security=security)
 
-    result = bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
 
     assert (result.status, result.reports) == ("done", 1), result.error
 
@@ -185,14 +186,14 @@ def test_a_wrong_password_sets_the_error_and_hint_and_the_next_run_tries_again(t
     fill(dovecot_mailbox, sent_letters(tenant_a, ["a@example.org"]))
     mailbox = make_mailbox(tenant_a, dovecot_mailbox, password="wrong")
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     mailbox.refresh_from_db()
     assert mailbox.health == Health.FAILING and mailbox.last_error and mailbox.health_hint
     assert "password" in mailbox.last_error and mailbox.reader_lock_until is None
 
     mailbox.set_password(dovecot_mailbox.password)
     mailbox.save(update_fields=["password_encrypted"])
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 1
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 1
     mailbox.refresh_from_db()
     assert (mailbox.health, mailbox.last_error, mailbox.health_hint) == (Health.OK, "", "")
 
@@ -201,14 +202,14 @@ def test_a_server_that_is_down_is_explained(tenant_a, dovecot_mailbox):
     from tests.dovecot import free_ports
 
     mailbox = make_mailbox(tenant_a, dovecot_mailbox, port=free_ports(1)[0])
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     mailbox.refresh_from_db()
     assert "Nothing accepts connections" in mailbox.last_error
 
 
 def test_a_missing_folder_is_an_error_not_a_crash(tenant_a, dovecot_mailbox):
     mailbox = make_mailbox(tenant_a, dovecot_mailbox, folder="Bounces")
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "failed"
     mailbox.refresh_from_db()
     assert "Bounces" in mailbox.last_error
 
@@ -218,7 +219,7 @@ def test_a_report_in_one_tenants_mailbox_never_touches_another_tenants_letter(te
     append(dovecot_mailbox, render("postfix_user_unknown.eml", foreign))  # B's ids, in A's mailbox
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
 
-    assert bounce_reader.read_mailbox(mailbox_id=mailbox.pk).reports == 1
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 1
 
     foreign.refresh_from_db()
     assert foreign.status == Letter.Status.SENT
@@ -227,17 +228,42 @@ def test_a_report_in_one_tenants_mailbox_never_touches_another_tenants_letter(te
     assert (report.tenant, report.letter) == (tenant_a, None)
 
 
-def test_a_report_without_the_original_matches_by_recipient_and_time(tenant_a, dovecot_mailbox):
+def test_a_report_without_the_original_is_unconfirmed_and_changes_nothing(tenant_a, dovecot_mailbox):
     sent_letters(tenant_a, ["jane@example.org"], sent_at=timezone.now() - timedelta(days=2), name="old")
     [recent] = sent_letters(tenant_a, ["jane@example.org"], name="new")
     raw = render("qmail_user_unknown.eml", recent).split(b"--- Below this line")[0]
     append(dovecot_mailbox, raw)
     mailbox = make_mailbox(tenant_a, dovecot_mailbox)
 
-    bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    readers.read_mailbox(mailbox_id=mailbox.pk)
 
     report = BounceReport.objects.get()
-    assert (report.letter, report.matched_by) == (recent, BounceReport.MatchedBy.RECIPIENT)
+    assert (report.letter, report.matched_by, report.is_unconfirmed) == (recent, BounceReport.MatchedBy.RECIPIENT, True)
+    recent.refresh_from_db()
+    assert recent.status == Letter.Status.SENT and not Suppression.objects.exists()
+
+
+def test_a_strangers_minimal_dsn_naming_a_recipient_mailed_yesterday_suppresses_nothing(tenant_a, dovecot_mailbox):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"], sent_at=timezone.now() - timedelta(days=1))
+    stranger = (
+        "From: MAILER-DAEMON@evil.example\r\nTo: box@acme.test\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <forged-1@evil.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; evil.example\r\n\r\n"
+        "Final-Recipient: rfc822; jane@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    )
+    # A token of its own making does not pass for ours either.
+    forged_token = "box+" + "a" * 34 + "@acme.test"
+    append(dovecot_mailbox, stranger.encode())
+    append(dovecot_mailbox, stranger.replace("To: box@acme.test", f"To: {forged_token}").replace("-1@", "-2@").encode())
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 2
+
+    assert {(r.kind, r.matched_by) for r in BounceReport.objects.all()} == {("hard", BounceReport.MatchedBy.RECIPIENT)}
+    letter.refresh_from_db()
+    assert letter.status == Letter.Status.SENT
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
 
 
 def test_three_soft_bounces_within_the_window_suppress_the_address(tenant_a, dovecot_mailbox, settings):
@@ -247,7 +273,7 @@ def test_three_soft_bounces_within_the_window_suppress_the_address(tenant_a, dov
     for i, letter in enumerate(letters):
         append(dovecot_mailbox, render("greylisting_delayed.eml", letter))
         append(dovecot_mailbox, render("greylisting_delayed.eml", letter))  # "still trying" again: one letter
-        bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+        readers.read_mailbox(mailbox_id=mailbox.pk)
         suppressed = Suppression.objects.filter(tenant=tenant_a, email="jane@example.org").first()
         assert (suppressed is not None) == (i == 2)
     assert suppressed.reason == Suppression.Reason.SOFT_BOUNCES
@@ -261,7 +287,7 @@ def test_soft_bounces_older_than_the_window_do_not_count(tenant_a, dovecot_mailb
     for i in range(3):
         [letter] = sent_letters(tenant_a, ["jane@example.org"], name=f"m{i}", sent_at=long_ago if i < 2 else None)
         append(dovecot_mailbox, render("greylisting_delayed.eml", letter, date=long_ago if i < 2 else None))
-    bounce_reader.read_mailbox(mailbox_id=mailbox.pk)
+    readers.read_mailbox(mailbox_id=mailbox.pk)
     assert BounceReport.objects.filter(kind=BounceReport.Kind.SOFT).count() == 3
     assert not Suppression.objects.exists()
 
@@ -269,7 +295,7 @@ def test_soft_bounces_older_than_the_window_do_not_count(tenant_a, dovecot_mailb
 def test_a_hard_bounced_address_is_skipped_by_the_next_mailing(tenant_a, dovecot_mailbox):
     letters = sent_letters(tenant_a, ["bad@example.org", "good@example.org"])
     append(dovecot_mailbox, render("gmail_account_does_not_exist.eml", letters[0]))
-    bounce_reader.read_mailbox(mailbox_id=make_mailbox(tenant_a, dovecot_mailbox).pk)
+    readers.read_mailbox(mailbox_id=make_mailbox(tenant_a, dovecot_mailbox).pk)
 
     mailing = Mailing.objects.create(tenant=tenant_a, name="next", template=letters[0].mailing.template)
     lists, servers = list(letters[0].mailing.lists.all()), list(tenant_a.smtp_servers.all())

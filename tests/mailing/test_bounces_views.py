@@ -5,7 +5,7 @@ import pytest
 from django.urls import include, path, reverse
 
 from config.urls import urlpatterns as project_urls
-from mailing import bounce_parser, bounces
+from mailing.bounces import parser, services
 from mailing.models import BounceReport
 from servers.models import BounceMailbox
 
@@ -28,7 +28,7 @@ def reports(tenant_a):
         "soft": render("greylisting_delayed.eml", soft),
         "unmatched": render("gmail_account_does_not_exist.eml", recipient="stranger@example.org"),
     }.items():
-        made[key] = bounces.report_record(mailbox=mailbox, source_key=key, parsed=bounce_parser.parse(raw))
+        made[key] = services.report_record(mailbox=mailbox, source_key=key, parsed=parser.parse(raw))
     return made
 
 
@@ -90,3 +90,14 @@ def test_unmatched_reports_change_nothing(tenant_a, reports):
     assert reports["unmatched"].letter is None
     assert not tenant_a.suppressions.filter(email="stranger@example.org").exists()
     assert BounceReport.objects.filter(tenant=tenant_a, letter__isnull=False).count() == 2
+
+
+def test_the_mailbox_form_offers_the_tagged_return_address_on_by_default(alice, tenant_a):
+    form = alice.client.get(reverse("servers:mailbox")).context["form"]
+    assert form["plus_addressing"].value() is True
+    data = {"email": "bounces@acme.test", "host": "imap.acme.test", "port": "993", "security": "ssl",
+            "login": "bounces@acme.test", "password": "pw", "folder": "INBOX", "enabled": "on"}  # fmt: skip
+    alice.client.post(reverse("servers:mailbox"), data)  # a mailbox that takes no plus-addresses: unticked
+    assert BounceMailbox.objects.get(tenant=tenant_a).plus_addressing is False
+    page = alice.client.get(reverse("servers:list")).content.decode()
+    assert "bounces@acme.test (letters sent through a server that allows sender substitution)" in page

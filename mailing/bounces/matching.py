@@ -1,0 +1,70 @@
+"""Which letter a report is about, within the report's tenant (a report in
+tenant A's mailbox never touches tenant B's letters, even when it names
+their ids), and how sure that is.
+
+Firm: what Postroute itself put on the letter and the report carries back,
+the X-Postroute-Letter header or the Message-ID of the returned original,
+or the envelope token in the address the report was sent to. Loose: the
+failed recipient and the time (anyone who knows an address we mailed can
+write such a report); a loose match is shown as unconfirmed and never acted
+on."""
+
+import uuid
+from datetime import datetime, timedelta
+
+from ..models import BounceReport, Letter
+from . import parser, tokens
+
+K = BounceReport.Kind
+M = BounceReport.MatchedBy
+# A report about a letter sent long ago is not tied to it by address alone.
+MATCH_WINDOW = timedelta(days=7)
+CLOCK_SKEW = timedelta(hours=1)
+
+
+def match(tenant_id: int, parsed: parser.ParsedReport, received_at: datetime) -> tuple[Letter | None, str, str]:
+    """The letter the report is about: by the header the letter carried,
+    else its Message-ID, else the envelope token, else (unconfirmed) a
+    recipient the tenant sent to shortly before."""
+    fallback = parsed.recipients[0] if parsed.recipients else ""
+    by_token = [str(i) for t in parsed.envelope_tokens if (i := tokens.read(t))]
+    for ids, how in ((parsed.letter_ids, M.HEADER), (parsed.message_letter_ids, M.MESSAGE_ID), (by_token, M.TOKEN)):
+        if letter := _letter_by_ids(tenant_id, ids, parsed.recipients):
+            return letter, how, letter.email
+    if parsed.kind != K.AUTO_REPLY:
+        for recipient in parsed.recipients:
+            if letter := _letter_by_recipient(tenant_id, recipient, received_at):
+                return letter, M.RECIPIENT, letter.email
+    return None, M.NONE, fallback
+
+
+def _letter_by_ids(tenant_id: int, ids: list[str], recipients: list[str]) -> Letter | None:
+    valid = [i for i in ids if _is_uuid(i)]
+    if not valid:
+        return None
+    letters = list(Letter.objects.filter(tenant_id=tenant_id, public_id__in=valid).select_related("mailing"))
+    # Several originals quoted: prefer the one whose address failed.
+    wanted = {r.lower() for r in recipients}
+    return next((x for x in letters if x.email.lower() in wanted), letters[0] if letters else None)
+
+
+def _letter_by_recipient(tenant_id: int, recipient: str, received_at: datetime) -> Letter | None:
+    return (
+        Letter.objects.filter(
+            tenant_id=tenant_id,
+            email__iexact=recipient,
+            sent_at__gte=received_at - MATCH_WINDOW,
+            sent_at__lte=received_at + CLOCK_SKEW,
+        )
+        .select_related("mailing")
+        .order_by("-sent_at", "-pk")
+        .first()
+    )
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

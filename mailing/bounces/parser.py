@@ -1,0 +1,564 @@
+"""Understanding one message from a bounce mailbox: is it a delivery report
+(for which recipient, why, and what the provider means by it), an
+auto-reply, or something a human wrote that we must leave alone?
+
+1. A report is found by its RFC 3464 delivery-status part, by flufl.bounce
+   (which knows the non-standard formats: Exim, qmail, Exchange...), or by
+   a mail daemon's sender and subject.
+2. The recipient comes from the delivery-status part, else flufl.bounce,
+   else the report's own text (the lines where Exchange, Yahoo, qmail, Exim
+   and Sendmail name it), never an address of ours or a help address.
+3. The status and the diagnostic are the remote server's: the DSN fields,
+   else its reply quoted in the text ("said: 550 5.1.1 ..."). A status code
+   in a help sentence is not a reply, and none is invented: a bare "450"
+   stays the reply code 450.
+4. The kind is what the provider means (RFC 3463): an unknown address or
+   domain is hard; a full mailbox (X.2.2) or a delay is soft; a refusal of
+   the message or of our server (policy, spam, content, size) is *refused*:
+   the letter failed, but nothing says the address is bad.
+5. What ties it to a letter: the X-Postroute-Letter header and the
+   Message-ID of the returned original, and the envelope token in the
+   address the report was sent to (mailing.bounces.tokens).
+
+Nothing here touches the database."""
+
+from __future__ import annotations
+
+import email
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+from flufl.bounce import all_failures
+
+from servers.errors import is_blacklisting
+
+from . import tokens
+
+log = logging.getLogger(__name__)
+# flufl.bounce logs every detector it tries at INFO: one line per detector
+# per message would drown the worker's log.
+logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
+
+HARD, SOFT, REFUSED, AUTO_REPLY, UNKNOWN = "hard", "soft", "refused", "auto_reply", "unknown"
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# Inline copies of the original are sometimes indented or quoted.
+LETTER_HEADER_RE = re.compile(rf"^[ \t>]*X-Postroute-Letter:\s*({UUID})", re.IGNORECASE | re.MULTILINE)
+# Our Message-IDs are <public_id@domain> (mailing.messages.build_message).
+OUR_MESSAGE_ID_RE = re.compile(rf"<({UUID})@[^>\s]+>", re.IGNORECASE)
+MESSAGE_ID_LINE_RE = re.compile(rf"^[ \t>]*(?:Message-ID|In-Reply-To|References):.*?<({UUID})@", re.I | re.M)
+# Not inside an IP address or a version number such as 192.5.1.1.
+ENHANCED_STATUS_RE = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
+# The remote server's reply quoted in a report: a reply code (and its
+# enhanced status) at the start of a line, or after the words that
+# introduce a reply ("said:", "returned '", "reason:", "Ответ сервера:").
+# "see DSN 5.1.10 Errors in ..." is a help sentence, not a reply.
+_REPLY_LEAD = (
+    r"(?:^[ \t>]*|(?:said|returned|reason|error|response|responded|reply|replied|answer|ответ\w*)\W{0,4}"
+    r"|вернул\w*\W{0,4}|[:(]\s*|;\s*)"
+)
+REPLY_RE = re.compile(
+    _REPLY_LEAD + r"#?(?P<code>[245]\d\d)(?:[ -]#?(?P<status>[245]\.\d{1,3}\.\d{1,3}))?(?=[\s\-',;:)]|$)",
+    re.IGNORECASE | re.MULTILINE,
+)
+# Exchange and qmail write the enhanced status alone: "#5.1.1 smtp;550 ...", "(#5.1.1)".
+HASH_STATUS_RE = re.compile(r"(?:^[ \t]*|[\s(<'])#(?P<status>[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)", re.MULTILINE)
+
+ADDRESS = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
+# Where reports without a delivery-status part name the failed recipient:
+# a line that is only the address (Exim, qmail, Yahoo, Sendmail, Yandex;
+# Exchange's "jane@x (jane@x)"), a line that starts with "<address>:"
+# (Postfix, qmail), or the sentence around it.
+RECIPIENT_RES = (
+    re.compile(rf"^[ \t]*<?(?P<addr>{ADDRESS})>?(?:[ \t]*\(<?{ADDRESS}>?\))?[ \t]*:?[ \t]*$", re.MULTILINE),
+    re.compile(rf"^[ \t]*<(?P<addr>{ADDRESS})>:", re.MULTILINE),
+    re.compile(
+        r"(?:message to|delivered to|delivery to|deliver to|recipient:|RCPT TO:|адресу|получателю)"
+        rf"\s*<?(?P<addr>{ADDRESS})>?",
+        re.IGNORECASE,
+    ),
+)
+# Addresses of mail systems and help desks, never a letter's recipient.
+SERVICE_LOCAL_PARTS = re.compile(
+    r"^(mailer-daemon|mail-daemon|postmaster|abuse|support|help|helpdesk|hostmaster|webmaster|noreply|no-reply"
+    r"|donotreply|do-not-reply|root|mdaemon|security)$",
+    re.IGNORECASE,
+)
+
+DAEMON_SENDERS = ("mailer-daemon", "postmaster", "mail delivery", "mail-daemon", "mdaemon")
+REPORT_SUBJECTS = re.compile(
+    r"undeliver|undelivered|delivery status notification|delivery failure|delivery has failed|"
+    r"mail delivery failed|returned mail|failure notice|could not be delivered|delayed mail|"
+    r"delivery delayed|warning: message|недоставленное|не доставлено|не может быть доставлено|"
+    r"не удалось доставить|không gửi được|không thể gửi",
+    re.IGNORECASE,
+)
+AUTO_REPLY_SUBJECTS = re.compile(
+    r"^(?:(?:re|aw|sv|ответ)\s*:\s*)?(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|auto response|"
+    r"autoresponse|vacation|away from (the )?office|abwesenheit|"
+    r"абонент|автоответ|автоматический ответ|нет на месте|в отпуске|отсутствую|"
+    r"trả lời tự động|thư trả lời tự động|vắng mặt|đang nghỉ phép)",
+    re.IGNORECASE,
+)
+AUTO_REPLY_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autogenerated", "X-Mail-Autoreply")
+
+# What the words of a reply mean when the status alone does not say.
+UNKNOWN_WORDS = re.compile(
+    r"user unknown|unknown user|unknown recipient|no such (user|mailbox|recipient|address|account)"
+    r"|does not exist|doesn'?t exist|not exist|user not found|recipient not found|recipientnotfound"
+    r"|recipnotfound|address not found|couldn'?t be found|mailbox (not found|unavailable|disabled)"
+    r"|invalid (mailbox|recipient|address)|account (has been )?disabled|unrouteable address"
+    r"|host or domain name not found|domain not found|host not found|no mx|doesn'?t have an? \S+ account"
+    r"|адрес не существует|нет такого пользователя|не существует|пользователь не найден",
+    re.IGNORECASE,
+)
+FULL_WORDS = re.compile(
+    r"mailbox (is )?full|mailbox quota|over ?quota|quota exceeded|exceeded (its|the|his|her|their)? ?(storage|quota)"
+    r"|storage (allocation|limit|quota)|insufficient (system )?storage|out of storage|not enough space"
+    r"|ящик переполнен|переполнен|превышен\w* (лимит|размер|квот)|hộp thư (đã )?đầy",
+    re.IGNORECASE,
+)
+POLICY_WORDS = re.compile(
+    r"spam|blocked|block list|blacklist|blocklist|listed|policy|content|virus|malware|phishing|reputation"
+    r"|rejected as|not authori[sz]ed|access denied|too (big|large)|size limit|message size",
+    re.IGNORECASE,
+)
+DELAY_WORDS = re.compile(
+    r"will be retried|will retry|not yet been delivered|delivery attempts will continue|still trying"
+    r"|has been delayed|delayed|отложен|пока не доставлено",
+    re.IGNORECASE,
+)
+MAX_TEXT = 2000
+MAX_REPLY_LINES = 6
+
+
+@dataclass
+class ParsedReport:
+    """What the message says. `kind` None: not a report, leave it alone."""
+
+    kind: str | None
+    recipients: list[str] = field(default_factory=list)
+    status: str = ""  # the enhanced status (5.1.1), else the reply code (550), else empty
+    diagnostic: str = ""
+    letter_ids: list[str] = field(default_factory=list)  # from X-Postroute-Letter
+    message_letter_ids: list[str] = field(default_factory=list)  # from our Message-IDs
+    envelope_tokens: list[str] = field(default_factory=list)  # from the address it was sent to
+    message_id: str = ""
+    sender: str = ""
+    subject: str = ""
+    received_at: datetime | None = None
+    headers_excerpt: str = ""
+
+
+@dataclass
+class _Dsn:
+    recipient: str
+    action: str
+    status: str
+    diagnostic: str
+
+
+@dataclass
+class _Reply:
+    code: str
+    status: str
+    text: str
+
+
+def parse(raw: bytes) -> ParsedReport:
+    """Never raises: a message that breaks the parser is an unreadable
+    report if it looked like one, else left alone."""
+    message = email.message_from_bytes(raw)
+    try:
+        return _parse(message)
+    except Exception:  # a malformed message must not stop the mailbox
+        log.exception("bounce message could not be parsed")
+        kind = UNKNOWN if _looks_like_report(message) else None
+        return ParsedReport(kind=kind, **_envelope(message))
+
+
+def _parse(message: Message) -> ParsedReport:
+    envelope = _envelope(message)
+    dsns = _dsn_blocks(message)
+    temporary, permanent = _failures(message)
+    if dsns or temporary or permanent or _looks_like_report(message):
+        return _report(message, envelope, dsns, temporary, permanent)
+    if _is_auto_reply(message):
+        sender = parseaddr(message.get("From", ""))[1]
+        return ParsedReport(
+            kind=AUTO_REPLY,
+            recipients=[sender] if sender else [],
+            message_letter_ids=_reply_ids(message),
+            envelope_tokens=_tokens(message, ""),
+            **envelope,
+        )
+    return ParsedReport(kind=None, **envelope)
+
+
+def _report(
+    message: Message, envelope: dict, dsns: list[_Dsn], temporary: set[str], permanent: set[str]
+) -> ParsedReport:
+    failed = [d for d in dsns if d.action.startswith(("fail", "error", "delayed"))] or dsns
+    text = _body_text(message)
+    original = _original_headers(message)
+    ours = _our_addresses(message, original)
+    recipients = _unique([d.recipient for d in failed if d.recipient])
+    recipients = recipients or _not_ours([*sorted(permanent), *sorted(temporary)], ours)
+    recipients = recipients or _text_recipients(text, ours)
+    status, diagnostic = _status_and_diagnostic(failed, text, recipients)
+    delayed = any(d.action.startswith("delayed") for d in failed)
+    quoted = f"{original}\n{text}"
+    return ParsedReport(
+        kind=judge(status, diagnostic or text, delayed=delayed, permanent=bool(permanent), temporary=bool(temporary)),
+        recipients=recipients,
+        status=status,
+        diagnostic=diagnostic[:MAX_TEXT],
+        letter_ids=_unique(LETTER_HEADER_RE.findall(quoted)),
+        # Exchange, Gmail and Exim's warnings refer to the original in their own headers too.
+        message_letter_ids=_unique(MESSAGE_ID_LINE_RE.findall(quoted) + _reply_ids(message)),
+        envelope_tokens=_tokens(message, quoted),
+        **envelope,
+    )
+
+
+# ---------- what the provider means ----------
+
+
+def judge(status: str, words: str, *, delayed: bool = False, permanent: bool = False, temporary: bool = False) -> str:
+    """The kind of a report from its status (enhanced or reply code) and
+    the words of the remote server's reply (RFC 3463's classes and
+    subjects; the words where the status is vague or missing)."""
+    if delayed or status.startswith("4"):
+        return SOFT
+    if _mailbox_full(status, words):
+        return SOFT  # X.2.2: persistent but transient; repeated ones suppress
+    if status.startswith("5") or permanent or (not status and UNKNOWN_WORDS.search(words)):
+        return _permanent(status, words)
+    if temporary or DELAY_WORDS.search(words):
+        return SOFT
+    return UNKNOWN
+
+
+def _mailbox_full(status: str, words: str) -> bool:
+    if status[1:] == ".2.2":
+        return True
+    # The sender's own sending quota is not the recipient's full mailbox.
+    vague = not ENHANCED_STATUS_RE.fullmatch(status) or status[1:] == ".0.0"
+    return vague and bool(FULL_WORDS.search(words)) and "sending" not in words.lower()
+
+
+def _permanent(status: str, words: str) -> str:
+    if UNKNOWN_WORDS.search(words):
+        return HARD  # whatever the status says (Yandex: "550 5.7.1 No such user!")
+    subject = status[2:] if ENHANCED_STATUS_RE.fullmatch(status) else ""
+    if subject in ("1.7", "1.8"):
+        return REFUSED  # our own sender address was refused
+    if subject.startswith("1.") or subject in ("2.0", "2.1", "4.1", "4.4"):
+        return HARD  # the address, the mailbox or the domain
+    if subject and subject != "0.0":
+        return REFUSED  # the message, our server or the route, not the address
+    if POLICY_WORDS.search(words) or is_blacklisting(550, words, at_recipient=True):
+        return REFUSED
+    return HARD
+
+
+# ---------- what kind of message ----------
+
+
+def _looks_like_report(message: Message) -> bool:
+    if message.get_content_type() == "multipart/report":
+        return message.get_param("report-type", "delivery-status").lower() == "delivery-status"
+    if message.get("X-Failed-Recipients") or message.get("X-MS-Exchange-Message-Is-Ndr") is not None:
+        return True
+    sender = _decoded(message.get("From", "")).lower()
+    subject = _decoded(message.get("Subject", ""))
+    from_daemon = any(word in sender for word in DAEMON_SENDERS)
+    return (from_daemon and bool(REPORT_SUBJECTS.search(subject))) or (
+        not message.get("From") and bool(REPORT_SUBJECTS.search(subject))
+    )
+
+
+def _is_auto_reply(message: Message) -> bool:
+    """RFC 3834's Auto-Submitted (anything but "no"), the headers mail
+    programs add to their automatic answers, a read receipt, or the
+    subject of an out-of-office answer in English, Russian or Vietnamese.
+    (X-Auto-Response-Suppress is a request Outlook puts on ordinary mail.)"""
+    auto_submitted = message.get("Auto-Submitted", "").strip().lower()
+    precedence = message.get("Precedence", "").strip().lower()
+    return (
+        (bool(auto_submitted) and auto_submitted != "no")
+        or precedence == "auto_reply"
+        or any(message.get(h) for h in AUTO_REPLY_HEADERS)
+        or message.get_content_type() == "multipart/report"  # a read receipt (disposition-notification)
+        or bool(AUTO_REPLY_SUBJECTS.search(_decoded(message.get("Subject", ""))))
+    )
+
+
+def _failures(message: Message) -> tuple[set[str], set[str]]:
+    temporary, permanent = all_failures(message)
+    return {_text(a) for a in temporary if a}, {_text(a) for a in permanent if a}
+
+
+# ---------- RFC 3464 fields ----------
+
+
+def _dsn_blocks(message: Message) -> list[_Dsn]:
+    blocks = []
+    for part in message.walk():
+        if part.get_content_type() != "message/delivery-status" or not part.is_multipart():
+            continue
+        for block in part.get_payload()[1:]:  # the first block is per-message
+            blocks.append(_dsn(block))
+    return [b for b in blocks if b.recipient or b.status]
+
+
+def _dsn(block: Message) -> _Dsn:
+    recipient = _address_field(block.get("Final-Recipient", "")) or _address_field(block.get("Original-Recipient", ""))
+    status = ENHANCED_STATUS_RE.search(block.get("Status", ""))
+    return _Dsn(
+        recipient=recipient,
+        action=block.get("Action", "").strip().lower(),
+        status=status.group(0) if status else "",
+        diagnostic=_diagnostic_code(block.get("Diagnostic-Code", "")),
+    )
+
+
+def _address_field(value: str) -> str:
+    # "rfc822; user@example.com" (the type is optional in the wild)
+    address = value.split(";", 1)[-1].strip()
+    found = parseaddr(address)[1] or address
+    return found if re.fullmatch(ADDRESS, found) else ""
+
+
+def _diagnostic_code(value: str) -> str:
+    text = " ".join(_decoded(value).split())
+    text = text.split(";", 1)[1].strip() if re.match(r"^[\w-]+;", text) else text
+    return _collapse_reply(text)
+
+
+# ---------- status and diagnostic ----------
+
+
+def _status_and_diagnostic(failed: list[_Dsn], text: str, recipients: list[str]) -> tuple[str, str]:
+    """The DSN's fields first (its Diagnostic-Code is the remote reply
+    verbatim), else the reply quoted in the text."""
+    status = next((d.status for d in failed if d.status), "")
+    diagnostic = next((d.diagnostic for d in failed if d.diagnostic), "")
+    reply = _reply_in(diagnostic) if diagnostic else None
+    if status.endswith(".0.0") and reply and reply.status[:1] == status[:1]:
+        status = reply.status or status  # "5.0.0" with "550 5.1.1 ..." in the reply says more
+    if not diagnostic:
+        reply = _reply_in(text, prefer=status)
+        diagnostic = reply.text if reply else _paragraph_after(text, recipients)
+    if not status and reply:
+        status = reply.status or reply.code
+    if not status and (found := HASH_STATUS_RE.search(text)):
+        status = found.group("status")
+    return status, diagnostic
+
+
+def _reply_in(text: str, prefer: str = "") -> _Reply | None:
+    """The first quoted server reply (the first with the status `prefer`,
+    when there is one), with the lines that continue it."""
+    replies = list(REPLY_RE.finditer(text))
+    found = next((r for r in replies if prefer and r.group("status") == prefer), replies[0] if replies else None)
+    if found is None:
+        if (hashed := HASH_STATUS_RE.search(text)) is None:
+            return None
+        line_start = text.rfind("\n", 0, hashed.start()) + 1
+        return _Reply("", hashed.group("status"), _continued(text, line_start))
+    return _Reply(found.group("code"), found.group("status") or "", _continued(text, found.start("code")))
+
+
+def _continued(text: str, start: int) -> str:
+    """From `start` to the end of its paragraph: the indented or
+    code-prefixed lines that follow (Postfix wraps, Gmail repeats 550-)."""
+    first, *rest = text[start:].splitlines() or [""]
+    lines = [first.strip().rstrip("'")]
+    for line in rest[: MAX_REPLY_LINES - 1]:
+        if not line.strip() or line.lstrip().startswith(("---", "<<<", ">>>")) or re.match(r"\S+@\S+\s*:?$", line):
+            break
+        if not (line[:1].isspace() or re.match(r"[245]\d\d[ -]", line)):
+            break
+        lines.append(line.strip())
+    reply = _collapse_reply(" ".join(lines))
+    # "(reason: 550 Host unknown)": the bracket was opened before the reply.
+    return reply[:-1] if reply.endswith(")") and reply.count(")") > reply.count("(") else reply
+
+
+def _collapse_reply(text: str) -> str:
+    """One line; a multi-line reply's repeated codes ("550-5.1.1 ... 550
+    5.1.1 ...") once, at the start."""
+    text = " ".join(text.split())
+    first = re.match(r"[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3} )?", text)
+    head = first.group(0).replace("-", " ", 1) if first else ""
+    rest = re.sub(r"(?<=\s)[245]\d\d[ -](?:[245]\.\d{1,3}\.\d{1,3}\s+)?(?=\S)", "", text[len(head) :])
+    return " ".join(f"{head}{rest}".split())
+
+
+def _paragraph_after(text: str, recipients: list[str]) -> str:
+    """Without a quoted reply: the lines after the failed address, up to a
+    blank line."""
+    lines = text.splitlines()
+    wanted = [r.lower() for r in recipients if r]
+    at = next((i for i, line in enumerate(lines) if any(r in line.lower() for r in wanted)), None)
+    if at is None:
+        return ""
+    # The reason may follow the address on its line (Sendmail: "<jane@x>... Deferred: ...").
+    rest = re.sub(ADDRESS, "", lines[at]).strip(" \t<>.:()")
+    start = at if len(rest.split()) >= 2 else at + 1
+    paragraph = []
+    for line in lines[start : start + 4]:
+        if not line.strip() or line.lstrip().startswith("---"):
+            break
+        paragraph.append(" ".join(line.split()))
+    return " ".join(paragraph)[:MAX_TEXT]
+
+
+# ---------- recipients ----------
+
+
+def _text_recipients(text: str, ours: set[str]) -> list[str]:
+    found = [m.group("addr").rstrip(".") for pattern in RECIPIENT_RES for m in pattern.finditer(text)]
+    return _not_ours(found, ours)
+
+
+def _not_ours(addresses: Iterable[str], ours: set[str]) -> list[str]:
+    """Never our own addresses (the report's addressee, the original's
+    sender) nor a mail system's or help desk's."""
+    kept = []
+    for address in addresses:
+        local = address.rpartition("@")[0]
+        if address.lower() in ours or SERVICE_LOCAL_PARTS.match(local) or tokens.TOKEN_RE.search(address):
+            continue
+        kept.append(address)
+    return _unique(kept)
+
+
+def _our_addresses(message: Message, original: str) -> set[str]:
+    names = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Return-Path", "From")
+    values = [v for name in names for v in message.get_all(name, [])]
+    headers = email.message_from_string(original) if original else None
+    if headers is not None:
+        values += [v for name in ("From", "Sender", "Reply-To", "Return-Path") for v in headers.get_all(name, [])]
+    return {address.lower() for _name, address in getaddresses([str(v) for v in values]) if "@" in address}
+
+
+def _tokens(message: Message, quoted: str) -> list[str]:
+    """Envelope tokens in the addresses the report was delivered to (the
+    envelope sender of our letter), and in the returned original's
+    Return-Path."""
+    names = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To", "Return-Path")
+    values = " ".join(str(v) for name in names for v in message.get_all(name, []))
+    return _unique(t.lower() for t in tokens.TOKEN_RE.findall(f"{values}\n{quoted}"))
+
+
+# ---------- the returned original ----------
+
+
+def _original_headers(message: Message) -> str:
+    """The headers of the returned letter, as text: from message/rfc822 or
+    text/rfc822-headers parts. Inline copies are in the body text instead."""
+    chunks = []
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "message/rfc822" and part.is_multipart():
+            original = part.get_payload(0)
+            chunks.append("\n".join(f"{k}: {v}" for k, v in original.items()))
+        elif content_type == "text/rfc822-headers":
+            chunks.append(_part_text(part))
+    return "\n".join(chunks)
+
+
+def _reply_ids(message: Message) -> list[str]:
+    refs = " ".join(message.get_all("In-Reply-To", []) + message.get_all("References", []))
+    return _unique(OUR_MESSAGE_ID_RE.findall(refs))
+
+
+# ---------- text ----------
+
+
+def _body_text(message: Message) -> str:
+    """The decoded text parts of the report itself (not of the attached
+    original), where non-standard reports say who failed and why."""
+    chunks = []
+    for part in _own_parts(message):
+        if part.get_content_maintype() == "text" and part.get_content_type() not in (
+            "text/html",
+            "text/rfc822-headers",
+        ):
+            chunks.append(_part_text(part))
+    return "\n".join(chunks)
+
+
+def _own_parts(message: Message) -> Iterator[Message]:
+    if not message.is_multipart():
+        yield message
+        return
+    for part in message.get_payload():
+        if part.get_content_type() == "message/rfc822":
+            continue
+        yield from _own_parts(part)
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return str(part.get_payload() or "").replace("\r\n", "\n")
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        text = payload.decode(charset, errors="replace")
+    except LookupError:
+        text = payload.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n")
+
+
+def _envelope(message: Message) -> dict:
+    return {
+        "message_id": (message.get("Message-ID") or "").strip()[:255],
+        "sender": _decoded(message.get("From", ""))[:300],
+        "subject": _decoded(message.get("Subject", ""))[:300],
+        "received_at": _date(message.get("Date")),
+        "headers_excerpt": _headers_excerpt(message),
+    }
+
+
+def _headers_excerpt(message: Message) -> str:
+    wanted = ("From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "X-Failed-Recipients")
+    return "\n".join(f"{name}: {_decoded(message[name])}" for name in wanted if message.get(name))[:MAX_TEXT]
+
+
+def _date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _decoded(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return " ".join(str(make_header(decode_header(str(value)))).split())
+    except (UnicodeError, LookupError, ValueError):
+        return " ".join(str(value).split())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("ascii", errors="replace") if isinstance(value, bytes) else value
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item.strip().lower() if "@" not in item else item.strip(), None)
+    return [item for item in seen if item]

@@ -1,0 +1,161 @@
+"""Recording a bounce report and applying it, once. A hard bounce marks
+the letter bounced and suppresses the address; a refusal (policy, spam,
+content) marks it bounced and keeps the address; a soft one is kept, and
+the address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
+BOUNCE_SOFT_WINDOW_DAYS. Only a report tied to its letter by what Postroute
+put on it is applied: an unconfirmed or unmatched one changes nothing.
+Which letter a report is about is matching's question; what a message says
+is the parser's."""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from servers.models import BounceMailbox
+
+from ..contacts import suppression_add
+from ..models import BounceReport, Letter, Suppression
+from . import matching, parser
+
+log = logging.getLogger(__name__)
+
+K = BounceReport.Kind
+
+
+def soft_limit() -> int:
+    return getattr(settings, "BOUNCE_SOFT_LIMIT", 3)
+
+
+def soft_window() -> timedelta:
+    return timedelta(days=getattr(settings, "BOUNCE_SOFT_WINDOW_DAYS", 30))
+
+
+# ---------- recording ----------
+
+
+def report_exists(*, mailbox: BounceMailbox, source_key: str, message_id: str = "") -> bool:
+    """Seen before: the same place in the mailbox, or the same report
+    (its Message-ID) read through another path (a new UIDVALIDITY, POP3)."""
+    same_place = BounceReport.objects.filter(mailbox=mailbox, source_key=source_key)
+    if same_place.exists():
+        return True
+    return bool(message_id) and BounceReport.objects.filter(tenant_id=mailbox.tenant_id, message_id=message_id).exists()
+
+
+def report_record(*, mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> BounceReport | None:
+    """Store the report and apply it, once: None when it was already
+    recorded (so a reader that died after this call counts nothing twice),
+    or when it is not about a letter of ours and the mailbox is a sending
+    server's own (whose owner's mail is none of Postroute's business)."""
+    if parsed.kind is None or report_exists(mailbox=mailbox, source_key=source_key, message_id=parsed.message_id):
+        return None
+    received_at = min(parsed.received_at or timezone.now(), timezone.now())
+    letter, matched_by, recipient = matching.match(mailbox.tenant_id, parsed, received_at)
+    if letter is None and mailbox.server_id is not None:
+        return None
+    try:
+        with transaction.atomic():
+            report = _create(mailbox, source_key, parsed, received_at, (letter, matched_by, recipient))
+            _apply(report)
+    except IntegrityError:  # recorded by a reader that overlapped ours
+        return None
+    return report
+
+
+def is_ours(*, mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> bool:
+    """Whether Postroute takes the message out of the inbox (IMAP) or may
+    delete it (POP3): everything in the bounce mailbox; in a sending
+    server's own mailbox only reports recorded as about our letters."""
+    if mailbox.server_id is None:
+        return True
+    return report_exists(mailbox=mailbox, source_key=source_key, message_id=parsed.message_id)
+
+
+def _create(
+    mailbox: BounceMailbox,
+    source_key: str,
+    parsed: parser.ParsedReport,
+    received_at: datetime,
+    matched: tuple[Letter | None, str, str],
+) -> BounceReport:
+    letter, matched_by, recipient = matched
+    return BounceReport.objects.create(
+        tenant_id=mailbox.tenant_id,
+        mailbox=mailbox,
+        source_key=source_key,
+        letter=letter,
+        kind=parsed.kind,
+        matched_by=matched_by,
+        recipient=recipient[:254],
+        status=parsed.status,
+        diagnostic=parsed.diagnostic,
+        message_id=parsed.message_id,
+        sender=parsed.sender,
+        subject=parsed.subject,
+        headers_excerpt=parsed.headers_excerpt,
+        received_at=received_at,
+    )
+
+
+# ---------- applying ----------
+
+
+def _apply(report: BounceReport) -> None:
+    letter = report.letter
+    if letter is None or not report.is_bounce or not report.is_confirmed:
+        return  # unmatched or unconfirmed reports and auto-replies change nothing
+    if report.kind == K.HARD:
+        _bounced(letter, _reason(report))
+        _suppress(letter, Suppression.Reason.HARD_BOUNCE, f"Hard bounce: {_reason(report)}")
+    elif report.kind == K.REFUSED:
+        _bounced(letter, f"Refused: {_reason(report)}")  # the address is not to blame
+    else:
+        _soft(report, letter)
+
+
+def _bounced(letter: Letter, reply: str) -> None:
+    letter.status = Letter.Status.BOUNCED
+    letter.last_reply = reply
+    letter.save(update_fields=["status", "last_reply"])
+
+
+def _soft(report: BounceReport, letter: Letter) -> None:
+    if letter.status != Letter.Status.BOUNCED:  # a hard bounce says more
+        letter.last_reply = f"Soft bounce: {_reason(report)}"
+        letter.save(update_fields=["last_reply"])
+    if soft_bounced_letters(tenant_id=letter.tenant_id, email=letter.email, until=report.received_at) >= soft_limit():
+        _suppress(letter, Suppression.Reason.SOFT_BOUNCES, f"{soft_limit()} soft bounces: {_reason(report)}")
+
+
+def soft_bounced_letters(*, tenant_id: int, email: str, until: datetime) -> int:
+    """Distinct letters to `email` that soft-bounced within the window: a
+    server repeating its "still trying" warning for one letter is one."""
+    return (
+        BounceReport.objects.filter(
+            tenant_id=tenant_id,
+            kind=K.SOFT,
+            letter__isnull=False,
+            matched_by__in=BounceReport.CONFIRMING,
+            letter__email__iexact=email,
+            received_at__gt=until - soft_window(),
+            received_at__lte=until,
+        )
+        .values("letter")
+        .distinct()
+        .count()
+    )
+
+
+def _suppress(letter: Letter, reason: str, note: str) -> None:
+    try:
+        suppression_add(tenant=letter.tenant, email=letter.email, reason=reason, note=note)
+    except ValidationError:  # an address we sent to, but no longer valid syntax
+        log.warning("bounced address %r could not be suppressed", letter.email)
+
+
+def _reason(report: BounceReport) -> str:
+    return (report.reason or "no reason given")[:500]
