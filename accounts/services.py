@@ -11,7 +11,7 @@ from django.utils.text import slugify
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import tasks
+from . import selectors, tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
 
 
@@ -25,7 +25,13 @@ def _unique_slug(name: str) -> str:
 
 @transaction.atomic
 def tenant_create(*, name: str, owner: User) -> Tenant:
-    tenant = Tenant(name=name.strip(), slug=_unique_slug(name))
+    """A new organisation owned by `owner`, who created it. Refused past
+    the user's cap or while an organisation they manage is suspended."""
+    # The user's row lock serialises their creations, so the cap is exact.
+    User.objects.select_for_update().only("pk").get(pk=owner.pk)
+    if (refusal := selectors.organisation_refusal(owner)) is not None:
+        raise ValidationError(refusal)
+    tenant = Tenant(name=name.strip(), slug=_unique_slug(name), created_by=owner)
     tenant.full_clean()
     tenant.save()
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)

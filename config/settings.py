@@ -63,7 +63,8 @@ SMTP_HELO_NAME = env.str("SMTP_HELO_NAME", default=socket.gethostname())
 # A connection test never takes longer than this many seconds in all,
 # however slowly the server talks (servers.deadlines).
 SERVER_PROBE_TIMEOUT = env.float("SERVER_PROBE_TIMEOUT", default=20.0)
-# Connection tests a tenant may start per minute.
+# Connection tests a tenant may start per minute, and a user across all
+# their organisations.
 CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
 # An extra CA bundle to trust besides the system's (a company's own CA).
 SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
@@ -208,6 +209,9 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 # Number of reverse proxies in front of the app that append to
 # X-Forwarded-For; 0 means REMOTE_ADDR is the client.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# Organisations one account may create (staff are exempt; staff may raise
+# it per user in the admin).
+MAX_ORGANISATIONS_PER_USER = env.int("MAX_ORGANISATIONS_PER_USER", default=3)
 OTP_TOTP_ISSUER = "Postroute"
 RECOVERY_CODE_COUNT = 10
 
