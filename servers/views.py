@@ -20,7 +20,9 @@ def server_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant
     servers = list(selectors.platform_servers())
     quotas = selectors.platform_quotas(servers, tenant)
-    platform = [(s, quotas[s.pk]) for s in servers]
+    for server in servers:
+        server.quota_share = quotas[server.pk]  # with the quota it shares with its creator's other organisations
+    platform = [(s, quotas[s.pk].own) for s in servers]
     context = {
         "platform": platform,
         "servers": selectors.tenant_servers(tenant),
