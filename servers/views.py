@@ -157,7 +157,7 @@ def mailbox_test(request: HttpRequest) -> HttpResponse:
 
 def _start_test(request: HttpRequest, **target: object) -> HttpResponse:
     try:
-        test = services.connection_test_start(tenant=request.tenant, **target)
+        test = services.connection_test_start(tenant=request.tenant, by=request.user, **target)
     except services.TooManyTests as exc:
         messages.error(request, str(exc))
         return redirect("servers:list")
