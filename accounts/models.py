@@ -173,3 +173,17 @@ class AuthThrottle(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RateCounter(models.Model):
+    """Events counted per key in a window that opens with the first one
+    (accounts.ratelimits): the platform's own letters per address, per user
+    and per client address. Keys are hashed, so no address is kept in clear."""
+
+    key = models.CharField(max_length=64, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)  # when the window closes
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}…: {self.count}"

@@ -11,7 +11,7 @@ from django.utils.text import slugify
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import selectors, tasks
+from . import mail_limits, selectors, tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
 
 
@@ -114,13 +114,19 @@ def _require_manager(membership: Membership) -> None:
 
 
 @transaction.atomic
-def invitation_create(*, tenant: Tenant, email: str, role: str, by: Membership, base_url: str) -> Invitation:
+def invitation_create(
+    *, tenant: Tenant, email: str, role: str, by: Membership, base_url: str, client: str = ""
+) -> Invitation:
+    """Invite `email` (a new invitation replaces a pending one). Raises
+    MailLimited past the platform mail limits for the address, the inviting
+    user or the client address."""
     _require_manager(by)
     if role == Role.OWNER and by.role != Role.OWNER:
         raise PermissionDenied("Only an owner can invite another owner.")
     email = normalize_email_address(email)
     if Membership.objects.filter(tenant=tenant, user__email=email).exists():
         raise ValidationError({"email": "This person is already a member."})
+    mail_limits.allow(mail_limits.Kind.INVITATION, to=email, user=by.user, client=client)
     Invitation.objects.filter(tenant=tenant, email=email, accepted_at=None, revoked_at=None).update(
         revoked_at=timezone.now()
     )

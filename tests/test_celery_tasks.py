@@ -22,6 +22,7 @@ QUEUES = {
     "mailing.tasks.purge_usage_buckets": "default",
     "mailing.tasks.read_bounce_mailboxes": "default",
     "servers.tasks.fail_stale_connection_tests": "default",
+    "accounts.tasks.purge_rate_counters": "default",
 }
 VISIBILITY_TIMEOUT = 3600  # Redis's default: a task running longer is given to a second worker
 
