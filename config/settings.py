@@ -273,6 +273,7 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "mailing.tasks.send_mailing": {"queue": "dispatch"},
+    "mailing.tasks.start_mailing": {"queue": "dispatch"},
     "servers.tasks.run_connection_test": {"queue": "probes"},
     "mailing.tasks.run_contact_import": {"queue": "imports"},
     "mailing.tasks.read_bounce_mailbox": {"queue": "bounces"},

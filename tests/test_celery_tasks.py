@@ -11,6 +11,7 @@ from tests.helpers import ROOT
 
 QUEUES = {
     "mailing.tasks.send_mailing": "dispatch",
+    "mailing.tasks.start_mailing": "dispatch",
     "servers.tasks.run_connection_test": "probes",
     "mailing.tasks.run_contact_import": "imports",
     "mailing.tasks.read_bounce_mailbox": "bounces",
