@@ -2,11 +2,14 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as BaseUserChangeForm
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from . import services
-from .models import Invitation, Membership, Tenant, User
+from .models import Invitation, Membership, Role, Tenant, User
 
 
 class UserCreationForm(AdminUserCreationForm):
@@ -39,21 +42,70 @@ class UserMembershipInline(admin.TabularInline):
     autocomplete_fields = ("tenant",)
 
 
+class SharedOwnerFilter(admin.SimpleListFilter):
+    """Organisations that one person runs together: one of its owners owns
+    another organisation, or its creator created another (they share the
+    platform quotas)."""
+
+    title = "shares an owner"
+    parameter_name = "shared"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "With another organisation"), ("no", "With none")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
+        if self.value() not in ("yes", "no"):
+            return queryset
+        owners = Membership.objects.filter(tenant=OuterRef(OuterRef("pk")), role=Role.OWNER).values("user_id")
+        owner_elsewhere = Membership.objects.filter(role=Role.OWNER, user_id__in=owners).exclude(tenant=OuterRef("pk"))
+        creator_elsewhere = Tenant.objects.filter(created_by=OuterRef("created_by")).exclude(pk=OuterRef("pk"))
+        shared = Exists(owner_elsewhere) | Exists(creator_elsewhere)
+        return queryset.filter(shared) if self.value() == "yes" else queryset.exclude(shared)
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "status", "member_count", "created_at")
-    list_filter = ("status", "created_at")
-    search_fields = ("name", "slug", "memberships__user__email")
+    list_display = ("name", "slug", "status", "member_count", "owners", "creator", "created_at")
+    list_filter = ("status", SharedOwnerFilter, "created_at")
+    search_fields = ("name", "slug", "memberships__user__email", "created_by__email")
     readonly_fields = ("public_id", "created_at")
+    autocomplete_fields = ("created_by",)
     inlines = [MembershipInline]
     actions = ["suspend", "reactivate"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
-        return super().get_queryset(request).annotate(member_total=Count("memberships"))
+        created_together = (
+            Tenant.objects.filter(created_by=OuterRef("created_by"))
+            .order_by()
+            .values("created_by")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        owner_memberships = Membership.objects.filter(role=Role.OWNER).select_related("user").order_by("user__email")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("created_by")
+            .prefetch_related(Prefetch("memberships", queryset=owner_memberships, to_attr="owner_memberships"))
+            .annotate(member_total=Count("memberships"), group_size=Coalesce(Subquery(created_together), 1))
+        )
 
     @admin.display(description="Members", ordering="member_total")
     def member_count(self, tenant: Tenant) -> int:
         return tenant.member_total
+
+    @admin.display(description="Owners")
+    def owners(self, tenant: Tenant) -> str:
+        return format_html_join(", ", "{}", ((m.user.email,) for m in tenant.owner_memberships))
+
+    @admin.display(description="Created by (shares platform quotas)", ordering=F("created_by__email").asc())
+    def creator(self, tenant: Tenant) -> str:
+        if tenant.created_by is None:
+            return "—"
+        if tenant.group_size <= 1:
+            return tenant.created_by.email
+        url = reverse("admin:accounts_tenant_changelist") + f"?created_by__id__exact={tenant.created_by_id}"
+        return format_html('{} · <a href="{}">{} organisations</a>', tenant.created_by.email, url, tenant.group_size)
 
     @admin.action(description="Suspend selected tenants")
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
@@ -79,6 +131,7 @@ class UserAdmin(BaseUserAdmin):
         (None, {"fields": ("email", "password")}),
         ("Profile", {"fields": ("full_name", "email_verified_at")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Organisations", {"fields": ("max_organisations", "suspension_block_lifted")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)

@@ -2,7 +2,16 @@
 under templates/emails/<name>/. Their links start with `base_url`, which is
 SITE_URL: never the Host header of the request that asked for the letter,
 which its sender chooses (a reset link to the sender's host would hand over
-the token)."""
+the token).
+
+Names that users type (an organisation's, a person's) reach other people's
+inboxes in these letters, from the platform's own address: they go through
+`neutralised` first, so that an organisation called "PayPal Security:
+verify your account at http://evil.example" cannot put a working link, or a
+subject of its choosing, into a letter Postroute sends."""
+
+import re
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
@@ -25,6 +34,33 @@ def send(name: str, *, to: str, context: dict) -> None:
     message.send()
 
 
+# A name shows at most this many characters.
+NAME_LIMIT = 40
+SCHEME = re.compile(r"\b[a-z][a-z0-9+.-]*:/+", re.IGNORECASE)
+# A dot between two letters or digits, in any of the spellings IDNA treats
+# as a dot, is what makes "evil.example" a host a mail client links.
+DOT = re.compile(r"(?<=\w)[.\u3002\uff0e\uff61](?=\w)")
+
+
+def neutralised(text: str, limit: int = NAME_LIMIT) -> str:
+    """`text` without what could make it a link or change how it reads: no
+    control, format or bidi characters, no URL scheme, every dot inside a
+    word a space (so no host name survives: "evil.example" becomes
+    "evil example"), whitespace collapsed, cut to `limit` characters."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(_visible(char) for char in text)
+    text = DOT.sub(" ", SCHEME.sub("", text))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _visible(char: str) -> str:
+    category = unicodedata.category(char)
+    if category == "Cf":
+        return ""  # zero-width and bidi controls
+    return " " if category in ("Cc", "Zl", "Zp") else char
+
+
 def valid_for(seconds: int) -> str:
     """'3 days', '12 hours': how long a link works, for the text around it."""
     if seconds % 86400 == 0:
@@ -35,13 +71,27 @@ def valid_for(seconds: int) -> str:
 
 def verification(*, user: User, base_url: str) -> None:
     path = reverse("accounts:verify_email", args=[make_verification_token(user)])
-    context = {"user": user, "url": base_url + path, "valid_for": valid_for(settings.EMAIL_VERIFICATION_MAX_AGE)}
+    context = {
+        "user": user,
+        # Whoever signed up typed it, and it may not be the address's owner.
+        "name": neutralised(user.full_name),
+        "url": base_url + path,
+        "valid_for": valid_for(settings.EMAIL_VERIFICATION_MAX_AGE),
+    }
     send("verify", to=user.email, context=context)
 
 
 def invitation(*, invitation: Invitation, base_url: str) -> None:
     path = reverse("accounts:invitation", args=[make_invitation_token(invitation)])
-    context = {"invitation": invitation, "url": base_url + path, "valid_for": valid_for(settings.INVITATION_MAX_AGE)}
+    inviter = invitation.invited_by
+    context = {
+        "invitation": invitation,
+        "organisation": neutralised(invitation.tenant.name) or "an organisation",
+        "inviter_name": neutralised(inviter.full_name) if inviter else "",
+        "inviter_email": inviter.email if inviter else "",
+        "url": base_url + path,
+        "valid_for": valid_for(settings.INVITATION_MAX_AGE),
+    }
     send("invitation", to=invitation.email, context=context)
 
 

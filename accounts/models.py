@@ -46,6 +46,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     email_verified_at = models.DateTimeField(null=True, blank=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    # Set by staff: how many organisations this user may create (empty: the
+    # MAX_ORGANISATIONS_PER_USER setting), and whether a suspended
+    # organisation the user owns or administers still stops them.
+    max_organisations = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER."
+    )
+    suspension_block_lifted = models.BooleanField(
+        default=False,
+        help_text="May create organisations although an organisation they own or administer is suspended.",
+    )
 
     objects = UserManager()
 
@@ -79,6 +89,18 @@ class Tenant(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     suspended_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # The account that created the organisation. Its organisations share
+    # one daily quota on each platform server (mailing.limits) and count
+    # against its cap (accounts.selectors.organisation_refusal), whoever
+    # owns them later.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="created_tenants",
+        help_text="The account that created it: its organisations share their platform quotas.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -167,3 +189,17 @@ class UserSession(AbstractBaseSession):
         from .sessions import SessionStore
 
         return SessionStore
+
+
+class RateCounter(models.Model):
+    """Events counted per key in a window that opens with the first one
+    (accounts.ratelimits): the platform's own letters per address, per user
+    and per client address. Keys are hashed, so no address is kept in clear."""
+
+    key = models.CharField(max_length=64, unique=True)
+    count = models.PositiveIntegerField(default=0)
+    window_start = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)  # when the window closes
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}…: {self.count}"

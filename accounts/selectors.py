@@ -1,8 +1,11 @@
-"""Reads for the tenant's home page."""
+"""Reads for the tenant's home page, and who may create an organisation."""
 
 from dataclasses import dataclass
 
-from .models import Tenant
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from .models import MANAGER_ROLES, Tenant, User
 
 
 @dataclass(frozen=True)
@@ -49,3 +52,35 @@ def getting_started(tenant: Tenant) -> list[ChecklistItem]:
             "mailings:new",
         ),
     ]
+
+
+# Organisations ----------------------------------------------------------------
+
+
+def organisation_refusal(user: User) -> str | None:
+    """Why `user` may not create another organisation now, or None. A user
+    who owns or administers a suspended organisation (or created one) could
+    otherwise go on under a new name; and every organisation would bring
+    its own platform quota and connection tests."""
+    if user.is_staff:
+        return None
+    if not user.suspension_block_lifted and suspended_tenants_of(user).exists():
+        return "An organisation you own or administer is suspended, so you cannot create another one. Contact support."
+    cap = settings.MAX_ORGANISATIONS_PER_USER if user.max_organisations is None else user.max_organisations
+    if Tenant.objects.filter(created_by=user).count() >= cap:
+        plural = "s" if cap != 1 else ""
+        return f"You have created {cap} organisation{plural}, the most an account may. Contact support for more."
+    return None
+
+
+def suspended_tenants_of(user: User) -> QuerySet[Tenant]:
+    managed = Q(memberships__user=user, memberships__role__in=MANAGER_ROLES)
+    return Tenant.objects.filter(managed | Q(created_by=user), status=Tenant.Status.SUSPENDED)
+
+
+def quota_group(tenant: Tenant) -> QuerySet[Tenant]:
+    """The organisations that share `tenant`'s platform quotas: those its
+    creator created (just itself when the creator is unknown)."""
+    if tenant.created_by_id is None:
+        return Tenant.objects.filter(pk=tenant.pk)
+    return Tenant.objects.filter(created_by_id=tenant.created_by_id)

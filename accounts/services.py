@@ -13,7 +13,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
-from . import tasks
+from . import mail_limits, selectors, tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
 
 
@@ -27,7 +27,13 @@ def _unique_slug(name: str) -> str:
 
 @transaction.atomic
 def tenant_create(*, name: str, owner: User) -> Tenant:
-    tenant = Tenant(name=name.strip(), slug=_unique_slug(name))
+    """A new organisation owned by `owner`, who created it. Refused past
+    the user's cap or while an organisation they manage is suspended."""
+    # The user's row lock serialises their creations, so the cap is exact.
+    User.objects.select_for_update().only("pk").get(pk=owner.pk)
+    if (refusal := selectors.organisation_refusal(owner)) is not None:
+        raise ValidationError(refusal)
+    tenant = Tenant(name=name.strip(), slug=_unique_slug(name), created_by=owner)
     tenant.full_clean()
     tenant.save()
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
@@ -130,13 +136,19 @@ def _require_manager(membership: Membership) -> None:
 
 
 @transaction.atomic
-def invitation_create(*, tenant: Tenant, email: str, role: str, by: Membership, base_url: str) -> Invitation:
+def invitation_create(
+    *, tenant: Tenant, email: str, role: str, by: Membership, base_url: str, client: str = ""
+) -> Invitation:
+    """Invite `email` (a new invitation replaces a pending one). Raises
+    MailLimited past the platform mail limits for the address, the inviting
+    user or the client address."""
     _require_manager(by)
     if role == Role.OWNER and by.role != Role.OWNER:
         raise PermissionDenied("Only an owner can invite another owner.")
     email = normalize_email_address(email)
     if Membership.objects.filter(tenant=tenant, user__email=email).exists():
         raise ValidationError({"email": "This person is already a member."})
+    mail_limits.allow(mail_limits.Kind.INVITATION, to=email, user=by.user, client=client)
     Invitation.objects.filter(tenant=tenant, email=email, accepted_at=None, revoked_at=None).update(
         revoked_at=timezone.now()
     )

@@ -1,11 +1,12 @@
 """Celery tasks of the accounts app: the platform's own mail, on the `mail`
-queue (config/settings.py). Each letter is one exchange with the platform's
-mail server, every socket operation of which waits at most EMAIL_TIMEOUT;
-the time limits are a backstop."""
+queue (config/settings.py), and beat's purge of rate limit windows. Each
+letter is one exchange with the platform's mail server, every socket
+operation of which waits at most EMAIL_TIMEOUT; the time limits are a
+backstop."""
 
 from celery import shared_task
 
-from . import emails
+from . import emails, ratelimits
 from .models import Invitation, User
 
 PLATFORM_MAIL = {
@@ -37,3 +38,9 @@ def send_password_reset_email(user_id: int, base_url: str) -> None:
     user = User.objects.filter(pk=user_id, is_active=True).first()
     if user is not None and user.has_usable_password():
         emails.password_reset(user=user, base_url=base_url)
+
+
+@shared_task(soft_time_limit=240, time_limit=300)
+def purge_rate_counters() -> None:
+    """Beat, hourly (on the `default` queue): closed rate limit windows."""
+    ratelimits.purge()

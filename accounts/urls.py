@@ -4,6 +4,7 @@ from django.urls import path, reverse_lazy
 
 from .forms import PasswordResetForm
 from .views import auth, invitations, team, tenants, two_factor
+from .views.limited import PasswordResetView, resend_limited, signup_limited
 
 app_name = "accounts"
 
@@ -16,12 +17,13 @@ reset_done = reverse_lazy("accounts:password_reset_done")
 reset_complete = reverse_lazy("accounts:password_reset_complete")
 
 urlpatterns = [
-    path("signup/", auth.signup, name="signup"),
+    # The platform mail limits in front (accounts.views.limited).
+    path("signup/", signup_limited(auth.signup), name="signup"),
     path("login/", auth.login_view, name="login"),
     path("login/code/", auth.login_otp, name="login_otp"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("verify/", auth.verify_pending, name="verify_pending"),
-    path("verify/resend/", auth.verify_resend, name="verify_resend"),
+    path("verify/resend/", resend_limited(auth.verify_resend), name="verify_resend"),
     path("verify/<str:token>/", auth.verify_email, name="verify_email"),
     path("two-factor/setup/", two_factor.two_factor_setup, name="2fa_setup"),
     path("two-factor/recovery-codes/", two_factor.recovery_codes, name="recovery_codes"),
@@ -31,7 +33,7 @@ urlpatterns = [
     path(
         "password-reset/",
         _public(
-            auth_views.PasswordResetView.as_view(
+            PasswordResetView.as_view(
                 form_class=PasswordResetForm,
                 template_name="accounts/password_reset.html",
                 email_template_name="emails/password_reset/body.txt",

@@ -63,7 +63,8 @@ SMTP_HELO_NAME = env.str("SMTP_HELO_NAME", default=socket.gethostname())
 # A connection test never takes longer than this many seconds in all,
 # however slowly the server talks (servers.deadlines).
 SERVER_PROBE_TIMEOUT = env.float("SERVER_PROBE_TIMEOUT", default=20.0)
-# Connection tests a tenant may start per minute.
+# Connection tests a tenant may start per minute, and a user across all
+# their organisations.
 CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
 # An extra CA bundle to trust besides the system's (a company's own CA).
 SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
@@ -212,6 +213,17 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 # Number of reverse proxies in front of the app that append to
 # X-Forwarded-For; 0 means REMOTE_ADDR is the client.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
+# The platform's own letters (sign-up, verification resends, invitations,
+# password resets) each kind counted within PLATFORM_MAIL_WINDOW seconds:
+# at most PER_ADDRESS to one address, PER_USER caused by one signed-in
+# user, PER_CLIENT from one client address (accounts.mail_limits).
+PLATFORM_MAIL_WINDOW = env.int("PLATFORM_MAIL_WINDOW", default=3600)
+PLATFORM_MAIL_PER_ADDRESS = env.int("PLATFORM_MAIL_PER_ADDRESS", default=3)
+PLATFORM_MAIL_PER_USER = env.int("PLATFORM_MAIL_PER_USER", default=20)
+PLATFORM_MAIL_PER_CLIENT = env.int("PLATFORM_MAIL_PER_CLIENT", default=20)
+# Organisations one account may create (staff are exempt; staff may raise
+# it per user in the admin).
+MAX_ORGANISATIONS_PER_USER = env.int("MAX_ORGANISATIONS_PER_USER", default=3)
 OTP_TOTP_ISSUER = "Postroute"
 RECOVERY_CODE_COUNT = 10
 
@@ -265,9 +277,11 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "mailing.tasks.send_mailing": {"queue": "dispatch"},
+    "mailing.tasks.start_mailing": {"queue": "dispatch"},
     "servers.tasks.run_connection_test": {"queue": "probes"},
     "mailing.tasks.run_contact_import": {"queue": "imports"},
     "mailing.tasks.read_bounce_mailbox": {"queue": "bounces"},
+    "accounts.tasks.purge_rate_counters": {"queue": "default"},
     "accounts.tasks.*": {"queue": "mail"},
 }
 # Every task has its own time limits, sized for its work (see each tasks.py);
@@ -281,6 +295,7 @@ CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
     "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
     "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
+    "purge-rate-counters": {"task": "accounts.tasks.purge_rate_counters", "schedule": 3600.0},
     "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},
     "fail-stale-connection-tests": {"task": "servers.tasks.fail_stale_connection_tests", "schedule": 60.0},
 }

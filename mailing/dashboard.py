@@ -28,7 +28,7 @@ from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.selectors import platform_servers, tenant_servers
 
 from . import limits
-from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage
+from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
 from .models import Letter, Mailing, MailingServer, UsageBucket
 from .selectors import Progress, progress_for
 
@@ -74,6 +74,7 @@ class ServerRow:
     hourly: list[int]  # the tenant's letters in each chart hour, oldest first
     in_flight: int = 0  # claimed by a batch, not handed over yet: counted in the windows, not as sent
     hold: TenantRest | None = None
+    group_day_sent: int = 0  # the letters of every organisation sharing the tenant's platform quota
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Slot(NamedTuple):
     exact: bool  # a single minute
     total: int  # every tenant's letters: the server's own limits
     mine: int  # the tenant's letters: its platform quota, its chart
+    group: int = 0  # its quota group's letters: the shared platform quota
 
     @property
     def last_minute(self) -> datetime:
@@ -146,14 +148,14 @@ def usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict
         )
         .values_list("server_id", "day", "hour", "at")
         .order_by()
-        .annotate(total=Sum("count"), mine=Coalesce(Sum("count", filter=Q(tenant=tenant)), 0))
+        .annotate(total=Sum("count"), mine=Coalesce(Sum("count", filter=Q(tenant=tenant)), 0), group=group_sum(tenant))
     )
     # The day window spans two dates at most: today's and yesterday's (UTC).
     midnights = {d.day: d for d in (minute.replace(hour=0, minute=0), minute.replace(hour=0, minute=0) - DAY)}
     slots: dict[int, list[Slot]] = defaultdict(list)
-    for server_id, day, hour, at, total, mine in rows:
+    for server_id, day, hour, at, total, mine, group in rows:
         start = midnights[day] + timedelta(hours=hour, minutes=at)
-        slots[server_id].append(Slot(start, start >= recent, total, mine))
+        slots[server_id].append(Slot(start, start >= recent, total, mine, group))
     for server_slots in slots.values():
         server_slots.sort()
     return slots
@@ -203,6 +205,7 @@ def _server_row(
         hourly=_hourly(slots, hours),
         in_flight=in_flight,
         hold=hold,
+        group_day_sent=max(0, sum(s.group for s in slots) - in_flight),
     )
 
 
@@ -376,6 +379,9 @@ def supply_for(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetim
         windows.append(Window(server.max_per_day, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.total) for s in slots]))
     if usage.tenant_quota is not None:
         windows.append(Window(usage.tenant_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.mine) for s in slots]))
+    if usage.group_quota is not None:
+        # The estimate takes what the other organisations sent as it stands.
+        windows.append(Window(usage.group_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.group) for s in slots]))
     return Supply(start, windows)
 
 

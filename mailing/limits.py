@@ -32,7 +32,14 @@ previous minute too would halve what such a server sends.
 
 That guarantee assumes a reservation's letters are handed over in the
 minute it was made (Reservation.expires_at): a sender should reserve in
-small chunks right before DATA and release what it did not use."""
+small chunks right before DATA and release what it did not use.
+
+On a platform server a tenant has two daily quotas: its own, over its own
+buckets, and the one the organisations created by the same account share
+(the largest of their quotas), over all their buckets
+(servers.selectors.Quotas). Every reservation on a server holds the
+server's row lock, whichever tenant makes it, so the shared sum is exact
+under concurrency as well."""
 
 from collections import defaultdict
 from collections.abc import Iterable
@@ -46,8 +53,9 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import Tenant
+from accounts.selectors import quota_group
 from servers.models import SmtpServer
-from servers.selectors import platform_quota, platform_quotas
+from servers.selectors import Quotas, platform_quota, platform_quotas
 
 from .models import UsageBucket
 
@@ -87,12 +95,18 @@ class Usage:
     tenant_day_used: int | None = None  # platform servers only
     tenant_quota: int | None = None
     tenant_day_left: int | None = None
+    # The quota the organisations of the tenant's creator share (platform
+    # servers only), over the letters of them all.
+    group_day_used: int | None = None
+    group_quota: int | None = None
+    group_day_left: int | None = None
+    group_size: int = 1
     resume_at: datetime | None = None  # when a spent server gets room again
 
     @property
     def left(self) -> int | None:
         """How many letters the server may take now (None: no limit)."""
-        return _min_room(self.minute_left, self.hour_left, self.day_left, self.tenant_day_left)
+        return _min_room(self.minute_left, self.hour_left, self.day_left, self.tenant_day_left, self.group_day_left)
 
     @property
     def is_spent(self) -> bool:
@@ -194,8 +208,8 @@ def _check_tenant(server: SmtpServer, tenant: Tenant) -> None:
 
 def _room(server: SmtpServer, tenant: Tenant, minute: datetime) -> int | None:
     """How many letters fit in every window now (None: no limit at all)."""
-    quota = platform_quota(server, tenant) if server.is_platform else None
-    limits = (server.max_per_minute, server.max_per_hour, server.max_per_day, quota)
+    quotas = platform_quota(server, tenant) if server.is_platform else Quotas(None, None)
+    limits = (server.max_per_minute, server.max_per_hour, server.max_per_day, quotas.own, quotas.shared)
     if all(limit is None for limit in limits):
         return None  # nothing to sum against; the grant is still counted
     sums = UsageBucket.objects.filter(server=server, minute__gte=minute - DAY_SPAN).aggregate(
@@ -205,7 +219,8 @@ def _room(server: SmtpServer, tenant: Tenant, minute: datetime) -> int | None:
         _left(server.max_per_minute, sums["this_minute"]),
         _left(server.max_per_hour, sums["hour"]),
         _left(server.max_per_day, sums["day"]),
-        _left(quota, sums["mine"]),
+        _left(quotas.own, sums["mine"]),
+        _left(quotas.shared, sums["group"]),
     )
 
 
@@ -225,13 +240,21 @@ def _add(*, server_id: int, tenant_id: int, minute: datetime, count: int) -> Non
 
 def _window_sums(tenant: Tenant, minute: datetime) -> dict[str, Coalesce]:
     """Over rows already limited to the day window: the hour window, the
-    day window, and the tenant's own share of the day (its platform quota)."""
+    day window, the tenant's own share of the day (its platform quota) and
+    its quota group's (the shared quota)."""
     return {
         "this_minute": Coalesce(Sum("count", filter=Q(minute__gte=minute)), 0),
         "hour": Coalesce(Sum("count", filter=Q(minute__gte=minute - HOUR_SPAN)), 0),
         "day": Coalesce(Sum("count"), 0),
         "mine": Coalesce(Sum("count", filter=Q(tenant=tenant)), 0),
+        "group": group_sum(tenant),
     }
+
+
+def group_sum(tenant: Tenant) -> Coalesce:
+    """The letters of every organisation sharing `tenant`'s quotas, in the
+    same query (a subquery, not a round trip)."""
+    return Coalesce(Sum("count", filter=Q(tenant_id__in=quota_group(tenant).values("pk"))), 0)
 
 
 def _sums_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, dict[str, int]]:
@@ -244,8 +267,8 @@ def _sums_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
     return {row.pop("server_id"): row for row in rows}
 
 
-def _usage(server: SmtpServer, sums: dict[str, int], quota: int | None) -> Usage:
-    hour, day, mine = sums.get("hour", 0), sums.get("day", 0), sums.get("mine", 0)
+def _usage(server: SmtpServer, sums: dict[str, int], quotas: Quotas | None) -> Usage:
+    hour, day, mine, group = sums.get("hour", 0), sums.get("day", 0), sums.get("mine", 0), sums.get("group", 0)
     usage = Usage(
         hour_used=hour,
         day_used=day,
@@ -257,15 +280,25 @@ def _usage(server: SmtpServer, sums: dict[str, int], quota: int | None) -> Usage
         minute_limit=server.max_per_minute,
         minute_left=_left(server.max_per_minute, sums.get("this_minute", 0)),
     )
-    if not server.is_platform:
+    if not server.is_platform or quotas is None:
         return usage
-    return replace(usage, tenant_day_used=mine, tenant_quota=quota, tenant_day_left=_left(quota, mine))
+    return replace(
+        usage,
+        tenant_day_used=mine,
+        tenant_quota=quotas.own,
+        tenant_day_left=_left(quotas.own, mine),
+        group_day_used=group,
+        group_quota=quotas.shared,
+        group_day_left=_left(quotas.shared, group),
+        group_size=quotas.organisations,
+    )
 
 
 class _Minute(NamedTuple):
     minute: datetime
     total: int  # all tenants: the server's own limits
     mine: int  # the tenant's letters: its platform quota
+    group: int  # its quota group's letters: the shared quota
 
 
 def _minutes_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, list[_Minute]]:
@@ -278,10 +311,10 @@ def _minutes_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) 
         UsageBucket.objects.filter(server_id__in=server_ids, minute__gte=minute - DAY_SPAN)
         .values("server_id", "minute")
         .order_by("server_id", "minute")
-        .annotate(total=Sum("count"), mine=Coalesce(Sum("count", filter=Q(tenant=tenant)), 0))
+        .annotate(total=Sum("count"), mine=Coalesce(Sum("count", filter=Q(tenant=tenant)), 0), group=group_sum(tenant))
     )
     for row in rows:
-        history[row["server_id"]].append(_Minute(row["minute"], row["total"], row["mine"]))
+        history[row["server_id"]].append(_Minute(row["minute"], row["total"], row["mine"], row["group"]))
     return history
 
 
@@ -294,6 +327,7 @@ def _resume_at(usage: Usage, history: list[_Minute], minute: datetime) -> dateti
         _window_resume(usage.hour_limit, in_hour, HOUR_SPAN),
         _window_resume(usage.day_limit, [(h.minute, h.total) for h in history], DAY_SPAN),
         _window_resume(usage.tenant_quota, [(h.minute, h.mine) for h in history], DAY_SPAN),
+        _window_resume(usage.group_quota, [(h.minute, h.group) for h in history], DAY_SPAN),
     ]
     return max((c for c in candidates if c is not None), default=None)
 

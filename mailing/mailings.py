@@ -1,8 +1,14 @@
 """Mailing services: creation, the state machine, and starting (one letter
-per unique, non-suppressed recipient, created in bulk)."""
+per unique, non-suppressed recipient, created in bulk).
+
+A start asked for on a page or by the scheduler is prepared by a task
+(mailing_start_async): making a million letters takes longer than a web
+request may. The mailing keeps its state, flagged `preparing_since`, until
+mailing_start has made every letter and moved it to active in the same
+transaction, so the dispatcher never sees a mailing without its letters."""
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -32,18 +38,34 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 }
 
 
+START_SOURCES = TRANSITIONS["start"][0]
+NOBODY = "Nobody to send to: the lists are empty or every address is suppressed."
+PREPARING = "Its letters are being prepared; wait until it has started."
+# A start task is killed after this long (tasks.start_mailing's hard
+# limit); a start still preparing then is asked for again.
+START_TASK_LIMIT = timedelta(minutes=30)
+
+
 def allowed_actions(mailing: Mailing) -> set[str]:
+    if mailing.preparing_since is not None:
+        return set()
     return {a for a, (sources, _) in TRANSITIONS.items() if mailing.status in sources}
 
 
 def transition(*, mailing: Mailing, action: str, by: User | None = None, note: str = "", **fields: object) -> None:
     """The only way a mailing changes state: a conditional update, so two
-    requests (or a request and a worker) cannot both move it."""
+    requests (or a request and a worker) cannot both move it. A mailing
+    whose letters are being prepared moves only by starting."""
     sources, target = TRANSITIONS[action]
     with transaction.atomic():
-        moved = Mailing.objects.filter(pk=mailing.pk, status__in=sources).update(status=target, **fields)
+        movable = Mailing.objects.filter(pk=mailing.pk, status__in=sources)
+        if action != "start":
+            movable = movable.filter(preparing_since=None)
+        moved = movable.update(status=target, **fields)
         if not moved:
-            current = Mailing.objects.filter(pk=mailing.pk).values_list("status", flat=True).first()
+            current, preparing = Mailing.objects.filter(pk=mailing.pk).values_list("status", "preparing_since").get()
+            if preparing is not None:
+                raise ValidationError(PREPARING)
             raise ValidationError(f"A mailing that is {Mailing.Status(current).label.lower()} cannot {action}.")
         MailingEvent.objects.create(mailing=mailing, from_status=mailing.status, to_status=target, by=by, note=note)
         if target == S.ACTIVE:
@@ -69,6 +91,8 @@ def mailing_save(
 ) -> Mailing:
     if mailing.status != S.DRAFT:
         raise ValidationError("Only a draft can be changed.")
+    if mailing.preparing_since is not None:
+        raise ValidationError(PREPARING)
     allowed = {s.pk: s for s in available_servers(mailing.tenant)}
     chosen = [s for s in servers if s.pk in allowed]
     if not chosen:
@@ -103,18 +127,98 @@ def mailing_schedule(*, mailing: Mailing, at: datetime, by: User | None = None) 
 
 
 def mailing_start(*, mailing: Mailing, by: User | None = None) -> int:
-    """Snapshot the template and queue one letter per recipient; returns
-    the number of letters. Later edits of the template change nothing here."""
+    """Snapshot the template and queue one letter per recipient, then move
+    the mailing to active, in one transaction; returns the number of
+    letters. Later edits of the template change nothing here. The task
+    behind mailing_start_async calls this; so may anything that can wait."""
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().select_related("template").get(pk=mailing.pk)
-        if mailing.status not in TRANSITIONS["start"][0]:
+        if mailing.status not in START_SOURCES:
             raise ValidationError("This mailing has already started.")
-        _snapshot(mailing)
+        if mailing.preparing_since is None:
+            _snapshot(mailing)  # (an asked-for start took it when asked)
         count = _create_letters(mailing)
         if count == 0:
-            raise ValidationError("Nobody to send to: the lists are empty or every address is suppressed.")
-        transition(mailing=mailing, action="start", by=by, started_at=timezone.now(), letter_count=count)
+            raise ValidationError(NOBODY, code="nobody")
+        fields = {"started_at": timezone.now(), "letter_count": count, "preparing_since": None, "start_error": ""}
+        transition(mailing=mailing, action="start", by=by, **fields)
     return count
+
+
+def mailing_start_async(*, mailing: Mailing, by: User | None = None) -> int:
+    """Ask for the start: take the template's snapshot now and have a task
+    make the letters (mailing_start). Returns how many it is preparing."""
+    if mailing.status not in START_SOURCES:
+        raise ValidationError("This mailing has already started.")
+    if mailing.preparing_since is not None:
+        raise ValidationError(PREPARING)
+    expected = recipients(mailing).count()
+    if expected == 0:
+        raise ValidationError(NOBODY, code="nobody")
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Mailing.objects.filter(pk=mailing.pk, status__in=START_SOURCES, preparing_since=None).update(
+            preparing_since=now, start_error="", letter_count=expected
+        )
+        if not claimed:
+            raise ValidationError("This mailing is already starting.")
+        fresh = Mailing.objects.select_related("template").get(pk=mailing.pk)
+        _snapshot(fresh)
+        _enqueue_start(mailing.pk, by)
+    mailing.preparing_since, mailing.start_error, mailing.letter_count = now, "", expected
+    return expected
+
+
+def _enqueue_start(mailing_id: int, by: User | None) -> None:
+    from . import tasks
+
+    by_id = by.pk if by is not None else None
+    transaction.on_commit(lambda: tasks.start_mailing.delay(mailing_id, by_id))
+
+
+def mailing_start_prepared(*, mailing_id: int, by_id: int | None = None) -> None:
+    """The start task's work: make the letters of a mailing whose start was
+    asked for. Nothing happens for one that has started meanwhile (a task
+    delivered twice), and a refusal is kept for the page to show."""
+    mailing = Mailing.objects.filter(pk=mailing_id, preparing_since__isnull=False).first()
+    if mailing is None:
+        return
+    try:
+        mailing_start(mailing=mailing, by=User.objects.filter(pk=by_id).first() if by_id else None)
+    except ValidationError as exc:
+        mailing_start_failed(mailing_id=mailing_id, reason=" ".join(exc.messages))
+
+
+def mailing_start_failed(*, mailing_id: int, reason: str) -> None:
+    """A start that could not be prepared: a draft stays a draft with the
+    reason shown on its page; a scheduled mailing is cancelled with it."""
+    with transaction.atomic():
+        preparing = Mailing.objects.select_for_update().filter(
+            pk=mailing_id, preparing_since__isnull=False, status__in=START_SOURCES
+        )
+        mailing = preparing.first()
+        if mailing is None:
+            return  # it started after all
+        reason = reason[:300]
+        Mailing.objects.filter(pk=mailing.pk).update(preparing_since=None, start_error=reason, letter_count=0)
+        mailing.preparing_since = None
+        if mailing.status == S.SCHEDULED:
+            transition(mailing=mailing, action="cancel", note=reason)
+
+
+def restart_stalled_starts(*, now: datetime | None = None) -> int:
+    """Beat: a start whose task was lost (its worker killed past the hard
+    limit, a broker that dropped it) is asked for again."""
+    stalled = Mailing.objects.filter(preparing_since__lt=(now or timezone.now()) - START_TASK_LIMIT)
+    restarted = 0
+    for mailing_id in stalled.values_list("pk", flat=True):
+        with transaction.atomic():
+            if Mailing.objects.filter(pk=mailing_id, preparing_since__isnull=False).update(
+                preparing_since=timezone.now()
+            ):
+                _enqueue_start(mailing_id, None)
+                restarted += 1
+    return restarted
 
 
 def _kick(mailing_id: int) -> None:
@@ -188,15 +292,17 @@ def _create_letters_batched(mailing: Mailing, batch: int = 2000) -> int:
 
 
 def start_due_mailings() -> int:
-    """Beat: start scheduled mailings whose time has come. A suspended
-    tenant's stay scheduled: nothing is sent for it, and they start at the
-    first tick after it is reactivated."""
+    """Beat: ask for the start of scheduled mailings whose time has come
+    (a task prepares each, so a large one does not hold up the tick). A
+    suspended tenant's stay scheduled: nothing is sent for it, and they
+    start at the first tick after it is reactivated."""
     started = 0
-    due = Mailing.objects.filter(status=S.SCHEDULED, scheduled_at__lte=timezone.now())
+    due = Mailing.objects.filter(status=S.SCHEDULED, scheduled_at__lte=timezone.now(), preparing_since=None)
     for mailing in due.filter(tenant__status=Tenant.Status.ACTIVE):
         try:
-            mailing_start(mailing=mailing)
+            mailing_start_async(mailing=mailing)
             started += 1
         except ValidationError as exc:
-            transition(mailing=mailing, action="cancel", note=" ".join(exc.messages))
+            if exc.code == "nobody":
+                transition(mailing=mailing, action="cancel", note=" ".join(exc.messages))
     return started

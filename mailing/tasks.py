@@ -6,6 +6,7 @@ ends as a failure it can explain; the hard one kills the worker process.
 Queues: config/settings.py, CELERY_TASK_ROUTES."""
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from . import dispatch, import_runner, imports, limits, mailings
@@ -26,10 +27,12 @@ def discard_stale_imports() -> None:
 @shared_task(soft_time_limit=120, time_limit=150)
 def dispatch_tick() -> None:
     """Beat, every DISPATCH_TICK seconds: return dead workers' letters,
-    start scheduled mailings, and make sure every running mailing (or a
-    waiting one whose time has come) has a chain of batches going."""
+    start scheduled mailings (and starts whose task was lost), and make
+    sure every running mailing (or a waiting one whose time has come) has a
+    chain of batches going."""
     dispatch.requeue_expired_leases()
     mailings.start_due_mailings()
+    mailings.restart_stalled_starts()
     for mailing_id in dispatch.active_mailing_ids():
         for slot in dispatch.free_chain_slots(mailing_id):
             send_mailing.delay(mailing_id, slot)
@@ -56,6 +59,17 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
 
 
 BUSY_RETRY_SECONDS = 1
+
+
+# Making a million letters takes about a minute on PostgreSQL; the hard
+# limit is mailings.START_TASK_LIMIT, after which beat asks again.
+@shared_task(soft_time_limit=1500, time_limit=1800)
+def start_mailing(mailing_id: int, by_id: int | None = None) -> None:
+    try:
+        mailings.mailing_start_prepared(mailing_id=mailing_id, by_id=by_id)
+    except SoftTimeLimitExceeded:
+        reason = "Preparing the letters took too long. Try again, or split the lists."
+        mailings.mailing_start_failed(mailing_id=mailing_id, reason=reason)
 
 
 @shared_task(**HOUSEKEEPING)

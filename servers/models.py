@@ -292,6 +292,10 @@ class ConnectionTest(models.Model):
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connection_tests")
+    # Who asked: a user's tests are counted across all their organisations.
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="tests")
     mailbox = models.ForeignKey(BounceMailbox, on_delete=models.CASCADE, null=True, blank=True, related_name="tests")
     send_to = models.EmailField(blank=True)
@@ -305,7 +309,10 @@ class ConnectionTest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["tenant", "created_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"]),
+            models.Index(fields=["started_by", "created_at"], name="connection_test_user_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"test {self.public_id} ({self.status})"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Tenant
+from accounts.models import Tenant, User
 
 from . import presets, probes, tasks
 from .models import BounceMailbox, ConnectionTest, Health, SmtpServer, TenantRest
@@ -189,16 +189,27 @@ def record_health(*, record: SmtpServer | BounceMailbox, result: probes.ProbeRes
     type(record).objects.filter(pk=record.pk).update(**values)
 
 
+@transaction.atomic
 def connection_test_start(
-    *, tenant: Tenant, server: SmtpServer | None = None, mailbox: BounceMailbox | None = None, send_to: str = ""
+    *,
+    tenant: Tenant,
+    by: User | None = None,
+    server: SmtpServer | None = None,
+    mailbox: BounceMailbox | None = None,
+    send_to: str = "",
 ) -> ConnectionTest:
-    since = timezone.now() - timedelta(minutes=1)
-    if (
-        ConnectionTest.objects.filter(tenant=tenant, created_at__gte=since).count()
-        >= settings.CONNECTION_TESTS_PER_MINUTE
-    ):
+    """Queue a connection test. CONNECTION_TESTS_PER_MINUTE bounds the
+    tests of a tenant and, across all their organisations, of a user."""
+    # The rows' locks (tenant first, then user, always in that order)
+    # serialise the count and the insert, so the bound is exact.
+    Tenant.objects.select_for_update().only("pk").get(pk=tenant.pk)
+    if by is not None:
+        User.objects.select_for_update().only("pk").get(pk=by.pk)
+    recent = ConnectionTest.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=1))
+    limit = settings.CONNECTION_TESTS_PER_MINUTE
+    if recent.filter(tenant=tenant).count() >= limit or (by and recent.filter(started_by=by).count() >= limit):
         raise TooManyTests("Too many connection tests in the last minute. Wait a moment and try again.")
-    test = ConnectionTest.objects.create(tenant=tenant, server=server, mailbox=mailbox, send_to=send_to)
+    test = ConnectionTest.objects.create(tenant=tenant, started_by=by, server=server, mailbox=mailbox, send_to=send_to)
     transaction.on_commit(lambda: tasks.run_connection_test.delay(test.pk))
     return test
 

@@ -22,7 +22,9 @@ def server_list(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant
     servers = list(selectors.platform_servers())
     quotas = selectors.platform_quotas(servers, tenant)
-    platform = [(s, quotas[s.pk]) for s in servers]
+    for server in servers:
+        server.quota_share = quotas[server.pk]  # with the quota it shares with its creator's other organisations
+    platform = [(s, quotas[s.pk].own) for s in servers]
     own = list(selectors.tenant_servers(tenant).select_related("bounce_mailbox"))
     routes = selectors.report_routes(tenant.pk, [*servers, *own])
     for server in [*servers, *own]:
@@ -183,7 +185,7 @@ def mailbox_test(request: HttpRequest) -> HttpResponse:
 
 def _start_test(request: HttpRequest, **target: object) -> HttpResponse:
     try:
-        test = services.connection_test_start(tenant=request.tenant, **target)
+        test = services.connection_test_start(tenant=request.tenant, by=request.user, **target)
     except services.TooManyTests as exc:
         messages.error(request, str(exc))
         return redirect("servers:list")

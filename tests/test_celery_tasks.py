@@ -11,6 +11,7 @@ from tests.helpers import ROOT
 
 QUEUES = {
     "mailing.tasks.send_mailing": "dispatch",
+    "mailing.tasks.start_mailing": "dispatch",
     "servers.tasks.run_connection_test": "probes",
     "mailing.tasks.run_contact_import": "imports",
     "mailing.tasks.read_bounce_mailbox": "bounces",
@@ -22,6 +23,7 @@ QUEUES = {
     "mailing.tasks.purge_usage_buckets": "default",
     "mailing.tasks.read_bounce_mailboxes": "default",
     "servers.tasks.fail_stale_connection_tests": "default",
+    "accounts.tasks.purge_rate_counters": "default",
 }
 VISIBILITY_TIMEOUT = 3600  # Redis's default: a task running longer is given to a second worker
 

@@ -12,8 +12,10 @@ from .. import services
 from ..access import get_invitation, get_membership, manager_required, tenant_required
 from ..emails import valid_for
 from ..forms import InviteForm, RoleForm
+from ..mail_limits import MailLimited
 from ..middleware import SESSION_TENANT_KEY
 from ..models import Invitation, Membership
+from ..throttle import client_ip
 
 
 def _page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> HttpResponse:
@@ -31,17 +33,25 @@ def _page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> H
 @manager_required
 def team(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST or None, inviter_role=request.membership.role)
+    status = 200
     if request.method == "POST" and form.is_valid():
         try:
             invitation = services.invitation_create(
-                tenant=request.tenant, by=request.membership, base_url=settings.SITE_URL, **form.cleaned_data
+                tenant=request.tenant,
+                by=request.membership,
+                base_url=settings.SITE_URL,
+                client=client_ip(request),
+                **form.cleaned_data,
             )
+        except MailLimited as exc:
+            form.add_error(None, exc.message)
+            status = 429
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
             messages.success(request, f"Invitation sent to {invitation.email}.")
             return redirect("accounts:team")
-    return _page(request, form, status=400 if form.errors else 200)
+    return _page(request, form, status=400 if status == 200 and form.errors else status)
 
 
 @require_POST

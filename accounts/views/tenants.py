@@ -3,6 +3,7 @@ checklist until that is done), creating another organisation, and switching
 between the user's organisations."""
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -25,13 +26,19 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 def tenant_new(request: HttpRequest) -> HttpResponse:
+    refusal = selectors.organisation_refusal(request.user)
     form = TenantForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        tenant = services.tenant_create(name=form.cleaned_data["name"], owner=request.user)
-        request.session[SESSION_TENANT_KEY] = str(tenant.public_id)
-        messages.success(request, f"{tenant.name} is ready.")
-        return redirect("home")
-    return render(request, "accounts/tenant_new.html", {"form": form})
+    if request.method == "POST" and refusal is None and form.is_valid():
+        try:
+            tenant = services.tenant_create(name=form.cleaned_data["name"], owner=request.user)
+        except ValidationError as exc:
+            refusal = " ".join(exc.messages)
+        else:
+            request.session[SESSION_TENANT_KEY] = str(tenant.public_id)
+            messages.success(request, f"{tenant.name} is ready.")
+            return redirect("home")
+    status = 403 if request.method == "POST" and refusal else 200
+    return render(request, "accounts/tenant_new.html", {"form": form, "refusal": refusal}, status=status)
 
 
 @require_POST

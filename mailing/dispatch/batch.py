@@ -137,7 +137,7 @@ def only_paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
     if not server.max_per_minute:
         return False
     usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
-    others = (usage.hour_left, usage.day_left, usage.tenant_day_left)
+    others = (usage.hour_left, usage.day_left, usage.tenant_day_left, usage.group_day_left)
     return usage.minute_left == 0 and all(left is None or left > 0 for left in others)
 
 
@@ -426,6 +426,7 @@ class Batch:
             (usage.hour_limit, usage.hour_used),
             (usage.day_limit, usage.day_used),
             (usage.tenant_quota, usage.tenant_day_used),
+            (usage.group_quota, usage.group_day_used),
         ]
         rooms = [limit - (used - unhanded) for limit, used in windows if limit is not None]
         return max(0, min(remaining, *rooms)) if rooms else None

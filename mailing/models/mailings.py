@@ -49,7 +49,14 @@ class Mailing(models.Model):
     sender_email = models.EmailField(blank=True, validators=[no_control_chars])
     sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
     reply_to = models.EmailField(blank=True, validators=[no_control_chars])
+    # While its letters are being made (a task: mailing.mailings), the
+    # letters it will have.
     letter_count = models.PositiveIntegerField(default=0)
+    # Start was asked for and a task is making the letters; until they all
+    # exist the mailing stays a draft (or scheduled) that nothing can change
+    # and the dispatcher does not see.
+    preparing_since = models.DateTimeField(null=True, blank=True)
+    start_error = models.CharField(max_length=300, blank=True)  # why the last start did not happen
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -123,6 +123,7 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
         ("hourly limit", usage.hour_left),
         ("daily limit", usage.day_left),
         ("daily quota", usage.tenant_day_left),
+        ("shared daily quota", usage.group_day_left),
     )
     what = " and ".join(name for name, left in windows if left == 0) or "limit"
     what = what[0].upper() + what[1:]
@@ -139,17 +140,36 @@ def _windows(row: ServerRow) -> list[dict]:
     return [
         _window("hour", f"This hour{suffix}", row.hour_sent, usage.hour_limit, usage.hour_left, shared),
         _window("day", f"Last 24 hours{suffix}", row.day_sent, usage.day_limit, usage.day_left, shared),
-        _window(
-            "quota", "Your daily quota", row.day_sent, usage.tenant_quota, usage.tenant_day_left, False,
-            shown=usage.tenant_quota is not None,
-        ),
-    ]  # fmt: skip
+        _quota_window(row),
+    ]
+
+
+def _quota_window(row: ServerRow) -> dict:
+    """The tenant's daily quota on a platform server: its own, or, when the
+    organisations of its creator share one and that one leaves no more, the
+    shared quota with all their letters against it."""
+    usage = row.usage
+    own_left, group_left = usage.tenant_day_left, usage.group_day_left
+    if usage.group_size > 1 and group_left is not None and (own_left is None or group_left <= own_left):
+        label = f"Daily quota shared by {usage.group_size} organisations"
+        sent_word = f"by all of them ({row.day_sent:,} here)"
+        return _window("quota", label, row.group_day_sent, usage.group_quota, group_left, False, sent_word=sent_word)
+    shown = usage.tenant_quota is not None
+    return _window("quota", "Your daily quota", row.day_sent, usage.tenant_quota, own_left, False, shown=shown)
 
 
 def _window(
-    key: str, label: str, sent: int, limit: int | None, left: int | None, shared: bool, *, shown: bool = True
+    key: str,
+    label: str,
+    sent: int,
+    limit: int | None,
+    left: int | None,
+    shared: bool,
+    *,
+    shown: bool = True,
+    sent_word: str = "",
 ) -> dict:
-    sent_text = f"{sent:,} {'yours' if shared else 'sent'}"
+    sent_text = f"{sent:,} {sent_word or ('yours' if shared else 'sent')}"
     if limit is None or left is None:
         return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": None, "left": None,
                 "fill": 0, "level": "none", "text": f"{sent_text} · no limit"}  # fmt: skip

@@ -5,9 +5,10 @@ from email.utils import formataddr
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
@@ -51,7 +52,7 @@ def mailing_new(request: HttpRequest) -> HttpResponse:
 @tenant_required
 def mailing_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     mailing = get_mailing(request.tenant, public_id)
-    if mailing.status != S.DRAFT:
+    if mailing.status != S.DRAFT or mailing.preparing_since is not None:
         messages.info(request, "Only a draft can be edited.")
         return redirect("mailings:detail", public_id=mailing.public_id)
     return _save(request, mailing)
@@ -120,6 +121,23 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     return render(request, "mailings/detail.html", context)
 
 
+@never_cache
+@tenant_required
+def mailing_state(request: HttpRequest, public_id: str) -> JsonResponse:
+    """What the page of a mailing being prepared polls: it reloads once the
+    letters exist (or the start was refused)."""
+    mailing = get_mailing(request.tenant, public_id)
+    return JsonResponse(
+        {
+            "name": mailing.name,
+            "status": mailing.status,
+            "preparing": mailing.preparing_since is not None,
+            "letter_count": mailing.letter_count,
+            "start_error": mailing.start_error,
+        }
+    )
+
+
 ACTIONS = {"start", "schedule", "unschedule", "pause", "resume", "cancel"}
 
 
@@ -137,9 +155,12 @@ def mailing_action(request: HttpRequest, public_id: str, action: str) -> HttpRes
 
 
 def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
+    if mailing.preparing_since is not None:
+        # Refused here, without waiting for the row the start task holds.
+        raise ValidationError(services.PREPARING)
     if action == "start":
-        count = services.mailing_start(mailing=mailing, by=request.user)
-        messages.success(request, f"Started: {count} letters are queued.")
+        count = services.mailing_start_async(mailing=mailing, by=request.user)
+        messages.success(request, f"Starting: preparing {count:,} letters.")
     elif action == "schedule":
         if mailing.scheduled_at is None:
             raise ValidationError("Set a start time first (Edit).")
