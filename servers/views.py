@@ -64,7 +64,7 @@ def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpSe
     return render(request, "servers/form.html", context, status=400 if form.errors else 200)
 
 
-@sensitive_post_parameters("password")
+@sensitive_post_parameters("password", "imap_password")
 @manager_required
 def server_add(request: HttpRequest) -> HttpResponse:
     server = SmtpServer(tenant=request.tenant)
@@ -83,7 +83,7 @@ def _save_server(form: SmtpServerForm) -> None:
     services.server_mailbox_save(server=server, reading=form.bounce_reading(), password_changed=bool(password))
 
 
-@sensitive_post_parameters("password")
+@sensitive_post_parameters("password", "imap_password")
 @manager_required
 def server_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
