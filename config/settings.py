@@ -96,6 +96,12 @@ DISPATCH_CHAINS = env.int("DISPATCH_CHAINS", default=2)
 # How often the scheduler looks for work (seconds).
 DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 
+# Request bodies (other than the import's file): 4 MiB, so that a template
+# whose two bodies are at their limit (512 KB each, mailing.models.content)
+# still arrives when the browser percent-encodes every byte as three, and
+# the error shows next to the field. Anything larger is refused with 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+
 # Contact imports: the largest CSV accepted, and where uploads wait
 # (random names, deleted when the import ends).
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
