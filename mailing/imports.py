@@ -25,7 +25,6 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -68,24 +67,6 @@ def imports_dir() -> Path:
 
 def size_label() -> str:
     return filesizeformat(max_bytes())
-
-
-class SizeLimitUploadHandler(FileUploadHandler):
-    """Stops storing an uploaded file once it passes the limit, instead of
-    writing a file of any size to the temporary directory first."""
-
-    def __init__(self, request: object = None) -> None:
-        super().__init__(request)
-        self.exceeded = False
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        if start + len(raw_data) > max_bytes():
-            self.exceeded = True
-            raise SkipFile
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None
 
 
 # ---------- Upload and inspection ----------
