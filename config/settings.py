@@ -106,6 +106,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 # (random names, deleted when the import ends).
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORTS_DIR = Path(env.str("IMPORTS_DIR", default=str(VAR_DIR / "imports")))
+# Per tenant: uploads waiting for their column mapping (removed after an
+# hour), and the bytes of every file still waiting, queued or importing.
+IMPORT_MAX_WAITING = env.int("IMPORT_MAX_WAITING", default=3)
+IMPORT_MAX_PENDING_BYTES = env.int("IMPORT_MAX_PENDING_BYTES", default=3 * IMPORT_MAX_BYTES)
 
 # Bounce mailboxes: how often they are read (seconds), and after how many
 # soft bounces within how many days an address is suppressed.
@@ -283,7 +287,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
-    "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
+    "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 600.0},
     "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
     "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},
     "fail-stale-connection-tests": {"task": "servers.tasks.fail_stale_connection_tests", "schedule": 60.0},
