@@ -97,10 +97,20 @@ DISPATCH_CHAINS = env.int("DISPATCH_CHAINS", default=2)
 # How often the scheduler looks for work (seconds).
 DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 
+# Request bodies (other than the import's file): 4 MiB, so that a template
+# whose two bodies are at their limit (512 KB each, mailing.models.content)
+# still arrives when the browser percent-encodes every byte as three, and
+# the error shows next to the field. Anything larger is refused with 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
+
 # Contact imports: the largest CSV accepted, and where uploads wait
 # (random names, deleted when the import ends).
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORTS_DIR = Path(env.str("IMPORTS_DIR", default=str(VAR_DIR / "imports")))
+# Per tenant: uploads waiting for their column mapping (removed after an
+# hour), and the bytes of every file still waiting, queued or importing.
+IMPORT_MAX_WAITING = env.int("IMPORT_MAX_WAITING", default=3)
+IMPORT_MAX_PENDING_BYTES = env.int("IMPORT_MAX_PENDING_BYTES", default=3 * IMPORT_MAX_BYTES)
 
 # Bounce mailboxes: how often they are read (seconds), and after how many
 # soft bounces within how many days an address is suppressed.
@@ -139,6 +149,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a request body: files only where they are taken.
+    "mailing.uploads.UploadGuardMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -293,7 +305,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_BEAT_SCHEDULE = {
     "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
-    "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 3600.0},
+    "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 600.0},
     "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
     "purge-rate-counters": {"task": "accounts.tasks.purge_rate_counters", "schedule": 3600.0},
     "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},

@@ -25,8 +25,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import transaction
+from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
@@ -51,6 +51,10 @@ BATCH_ROWS = 1000
 DELIMITERS = ",;\t"
 STANDARD_TARGETS = ("email", "first_name", "last_name")
 FIELD_PREFIX = "field:"
+# Imports whose file is still on the disk.
+PENDING = (ContactImport.Status.UPLOADED, ContactImport.Status.QUEUED, ContactImport.Status.RUNNING)
+# An upload nobody maps in this time is removed, file and all.
+UNMAPPED_MAX_AGE = timedelta(hours=1)
 UTF16_MESSAGE = "The file is in UTF-16. Save it as “CSV UTF-8” and upload it again."
 
 
@@ -70,24 +74,6 @@ def size_label() -> str:
     return filesizeformat(max_bytes())
 
 
-class SizeLimitUploadHandler(FileUploadHandler):
-    """Stops storing an uploaded file once it passes the limit, instead of
-    writing a file of any size to the temporary directory first."""
-
-    def __init__(self, request: object = None) -> None:
-        super().__init__(request)
-        self.exceeded = False
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        if start + len(raw_data) > max_bytes():
-            self.exceeded = True
-            raise SkipFile
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None
-
-
 # ---------- Upload and inspection ----------
 
 
@@ -100,25 +86,51 @@ class FileFacts:
 
 def import_upload(*, tenant: Tenant, by: User | None, upload: UploadedFile) -> ContactImport:
     """Store and inspect an uploaded CSV; raises ValidationError with a
-    message for the user when it cannot be imported."""
+    message for the user when it cannot be imported, or when the tenant
+    already has as many uploads waiting, or bytes pending, as it may."""
     if upload.size is not None and upload.size > max_bytes():
         raise ValidationError(f"The file is larger than {size_label()}.")
+    _check_room(tenant, upload.size or 0)  # early, before writing the file
     path = _store(upload)
     try:
         facts = inspect_file(path)
+        with transaction.atomic():
+            # Again under the tenant's row lock: two uploads at once cannot
+            # both take the last place.
+            Tenant.objects.select_for_update().filter(pk=tenant.pk).first()
+            _check_room(tenant, path.stat().st_size)
+            return ContactImport.objects.create(
+                tenant=tenant,
+                created_by=by,
+                file_name=Path(upload.name or "contacts.csv").name[:255],  # shown only; never part of a path
+                file_path=str(path),
+                file_size=path.stat().st_size,
+                encoding=facts.encoding,
+                delimiter=facts.delimiter,
+                header=facts.header,
+            )
     except ValidationError:
         path.unlink(missing_ok=True)
         raise
-    return ContactImport.objects.create(
-        tenant=tenant,
-        created_by=by,
-        file_name=Path(upload.name or "contacts.csv").name[:255],  # shown only; never part of a path
-        file_path=str(path),
-        file_size=path.stat().st_size,
-        encoding=facts.encoding,
-        delimiter=facts.delimiter,
-        header=facts.header,
-    )
+
+
+def _check_room(tenant: Tenant, size: int) -> None:
+    """A member could otherwise park any number of 50 MB files on the disk
+    by never mapping them."""
+    pending = ContactImport.objects.filter(tenant=tenant, status__in=PENDING)
+    waiting = pending.filter(status=Status.UPLOADED).count()
+    if waiting >= settings.IMPORT_MAX_WAITING:
+        raise ValidationError(
+            f"{waiting} uploaded files are waiting for their columns to be mapped. Map or discard one of them "
+            "first (Contacts, Recent imports); a file left unmapped is removed after an hour."
+        )
+    held = pending.aggregate(total=Sum("file_size"))["total"] or 0
+    if held + size > settings.IMPORT_MAX_PENDING_BYTES:
+        raise ValidationError(
+            f"Your files waiting to be imported already take {filesizeformat(held)}, and together they may take "
+            f"{filesizeformat(settings.IMPORT_MAX_PENDING_BYTES)}. Wait for an import to finish, or discard a "
+            "file that waits for its column mapping."
+        )
 
 
 def _store(upload: UploadedFile) -> Path:
@@ -345,8 +357,9 @@ def import_discard(*, contact_import: ContactImport) -> None:
     contact_import.delete()
 
 
-def imports_discard_stale(*, older_than: timedelta = timedelta(days=1)) -> int:
-    """Uploads nobody mapped (the tab was closed): remove them and their files."""
+def imports_discard_stale(*, older_than: timedelta = UNMAPPED_MAX_AGE) -> int:
+    """Uploads nobody mapped (the tab was closed): remove them and their
+    files. Beat runs it every 10 minutes."""
     stale = ContactImport.objects.filter(status=Status.UPLOADED, created_at__lt=timezone.now() - older_than)
     count = 0
     for imp in stale.iterator():

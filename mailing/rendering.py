@@ -9,9 +9,9 @@ with its line and column when the template is saved, not when it is sent.
 """
 
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from itertools import islice
 
 from django.utils.html import escape
 
@@ -26,19 +26,24 @@ TEMPLATE_FIELDS = ("subject", "text_body", "html_body")
 MAX_ERRORS = 10
 
 NAME = re.compile(r"[a-z_][a-z0-9_]*")
-OPENING = re.compile(r"\{[{%#]")
 # Every character str.splitlines() breaks on: a source holding one has
 # several lines (a body); a placeholder may not span them.
-LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
+BREAKS = r"\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+LINE_BREAKS = re.compile(f"[{BREAKS}]+")
+# What is template syntax: a whole placeholder ("{{", then neither an
+# opening nor a line break up to the first "}}"), or else an opening alone.
+# Each character of a placeholder can be taken one way only and is never
+# given back (possessive), so a failed attempt costs one scan up to the
+# character that ends it, never a search to the end; the leading "{"
+# outside the groups lets the engine skip plain text quickly.
+TOKEN = re.compile(
+    rf"\{{(?:(?P<placeholder>\{{(?:[^{{}}{BREAKS}]++|\{{(?![{{%#])|\}}(?!\}}))*+\}}\}})"
+    r"|(?P<unclosed>\{)|(?P<comment>#)|(?P<tag>%))"
+)
 
 
 class RenderError(ValueError):
     """The source has bad syntax; check() would have reported it at save."""
-
-
-@dataclass(frozen=True)
-class Placeholder:
-    name: str
 
 
 def known_names(tenant: Tenant) -> set[str]:
@@ -63,18 +68,16 @@ def contact_context(contact: Contact, *, unsubscribe_url: str) -> dict[str, str]
 
 
 def check(source: str, *, known: set[str]) -> list[str]:
-    """Every problem of `source`, each naming itself and its position."""
-    errors = []
-    for item, offset in _parse(source):
-        if isinstance(item, _Error):
-            errors.append(item.message(source, offset))
-        elif isinstance(item, Placeholder) and item.name not in known:
-            errors.append(
-                f"Unknown placeholder {{{{ {item.name} }}}} at {_position(source, offset)} — "
-                f"known: {_known_list(known)}."
-            )
-    if len(errors) > MAX_ERRORS:
-        errors[MAX_ERRORS:] = [f"… and {len(errors) - MAX_ERRORS} more problems."]
+    """Every problem of `source`, each naming itself and its position; past
+    MAX_ERRORS only their number. The regular expression engine walks over
+    what is fine and counts the problems: a megabyte of "{{" holds half a
+    million, too many to take one by one in Python."""
+    pattern = _problem_pattern(frozenset(known))
+    text = _for_counting(source)
+    found = [m for m in islice(pattern.finditer(text), MAX_ERRORS) if m.start("token") < len(source)]
+    errors = [_message(source, *_problem(match, source), known) for match in found]
+    if len(found) == MAX_ERRORS and (more := pattern.subn("", text)[1] - 1 - MAX_ERRORS) > 0:
+        errors.append(f"… and {more} more problems.")
     return errors
 
 
@@ -92,91 +95,124 @@ def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
     contact data can neither add a header nor make the letter refused."""
     one_line = LINE_BREAKS.search(source) is None
     parts = []
-    for item, offset in _parse(source):
-        if isinstance(item, _Error):
-            raise RenderError(item.message(source, offset))
-        if isinstance(item, str):
-            parts.append(item)
+    for text, name in _parse(source):
+        if name is None:
+            parts.append(text)
             continue
-        value = _text(context.get(item.name)).replace("\x00", "")
+        value = _text(context.get(name)).replace("\x00", "")
         if one_line:
             value = header_text(value)
         parts.append(escape(value) if html else value)
     return "".join(parts)
 
 
-@dataclass(frozen=True)
-class _Error:
-    describe: Callable[[str], str]  # the position ("line 2, column 5") -> the message
-
-    def message(self, source: str, offset: int) -> str:
-        return self.describe(_position(source, offset))
-
-
 @lru_cache(maxsize=64)
-def _parse(source: str) -> tuple[tuple[str | Placeholder | _Error, int], ...]:
-    """Literal text, placeholders and errors, each with its offset. Cached:
-    a mailing renders the same few sources for every letter."""
-    items: list[tuple[str | Placeholder | _Error, int]] = []
+def _parse(source: str) -> tuple[tuple[str, str | None], ...]:
+    """(literal text, None) and ("", placeholder name) in order, or the
+    first problem raised. Cached: a mailing renders the same few sources for
+    every letter."""
+    items: list[tuple[str, str | None]] = []
     pos = 0
-    while (match := OPENING.search(source, pos)) is not None:
-        start = match.start()
+    for kind, start, end in _tokens(source):
         if start > pos:
-            items.append((source[pos:start], pos))
-        item, pos = _read_tag(source, start)
-        items.append((item, start))
+            items.append((source[pos:start], None))
+        if kind != "placeholder" or not NAME.fullmatch(name := _name(source, start, end)):
+            raise RenderError(_message(source, kind, start, end, known=set()))
+        items.append(("", name))
+        pos = end
     if pos < len(source):
-        items.append((source[pos:], pos))
+        items.append((source[pos:], None))
     return tuple(items)
 
 
-def _read_tag(source: str, start: int) -> tuple[Placeholder | _Error, int]:
-    """What starts at `start` ("{{", "{%" or "{#") and where reading goes on."""
-    kind = source[start : start + 2]
-    if kind == "{%":
-        end = source.find("%}", start)
-        shown = _shorten(source[start : end + 2] if end != -1 else source[start : start + 30])
-        return _Error(
-            lambda where: (
-                f"Template tags such as {shown} are not allowed ({where}): "
-                "only {{ name }} placeholders are supported, no logic or loading."
-            )
-        ), (end + 2 if end != -1 else start + 2)
-    if kind == "{#":
-        return _Error(lambda where: f"Template comments {{# … #}} are not allowed ({where}); remove it."), start + 2
-    end = source.find("}}", start + 2)
-    inner = source[start + 2 : end] if end != -1 else ""
-    if end == -1 or OPENING.search(inner) or LINE_BREAKS.search(inner):
-        # Resume just after "{{" so that later placeholders are still checked.
-        return _Error(lambda where: f"Unclosed placeholder {{{{ at {where}: add the closing }}}}."), start + 2
-    return _placeholder(inner.strip(" \t")), end + 2
+def _tokens(source: str) -> Iterator[tuple[str, int, int]]:
+    """The template syntax in `source` as (kind, start, end), kind a TOKEN
+    group's name; the rest is literal text. One pass, linear in the length
+    whatever the text holds (a megabyte of "{{" included). A tag runs to its
+    "%}", looked for only when the text has one further on."""
+    last_tag_end = source.rfind("%}")
+    search = TOKEN.search
+    end = 0
+    while (match := search(source, end)) is not None:
+        start, kind, end = match.start(), match.lastgroup or "", match.end()
+        if kind == "tag" and last_tag_end > start:
+            end = source.find("%}", start) + 2
+        # An unclosed "{{" is 2 characters long: later placeholders are still checked.
+        yield kind, start, end
 
 
-def _placeholder(name: str) -> Placeholder | _Error:
-    shown = _shorten("{{ " + name + " }}")
-    if NAME.fullmatch(name):
-        return Placeholder(name)
-    if not name:
-        return _Error(
-            lambda where: f"Empty placeholder {{{{ }}}} at {where}: write a name inside, such as {{{{ email }}}}."
+# Ends the text check() reads, so that its pattern always has one more
+# match: after the last problem, a search from the next position would
+# otherwise walk over the whole rest again for every position. The line
+# break keeps a "{" or an unclosed "{{" at the end of the text as it was.
+SENTINEL = "\n{#"
+
+
+@lru_cache(maxsize=32)
+def _problem_pattern(known: frozenset[str]) -> re.Pattern[str]:
+    """Everything that is fine (text, a "{" that opens nothing, a known
+    placeholder), taken possessively, then one TOKEN that is a problem."""
+    fine = r"[^{]++|\{(?![{%#])"
+    if names := "|".join(re.escape(name) for name in sorted(known) if NAME.fullmatch(name)):
+        fine += rf"|\{{\{{[ \t]*+(?:{names})[ \t]*+\}}\}}"
+    # In the text check() reads every "{%" has its "%}": the tag runs to it.
+    tokens = TOKEN.pattern.replace("(?P<tag>%)", r"(?P<tag>%(?:\}|[\s\S]*?%\}))")
+    return re.compile(rf"(?:{fine})*+(?P<token>{tokens})")
+
+
+def _for_counting(source: str) -> str:
+    """`source` with the same positions, where every "{%" has a "%}" further
+    on: those after the last "%}" become "{#", a 2-character problem like
+    the unclosed tag they are; then SENTINEL."""
+    last = source.rfind("%}")
+    tail = last + 2 if last != -1 else 0
+    return source[:tail] + source[tail:].replace("{%", "{#") + SENTINEL
+
+
+def _problem(match: re.Match[str], source: str) -> tuple[str, int, int]:
+    start, end = match.span("token")
+    kind = next(kind for kind in ("placeholder", "unclosed", "comment", "tag") if match.group(kind) is not None)
+    return ("tag" if source[start + 1] == "%" else kind), start, end
+
+
+def _name(source: str, start: int, end: int) -> str:
+    """The name inside the placeholder source[start:end]."""
+    return source[start + 2 : end - 2].strip(" \t")
+
+
+def _message(source: str, kind: str, start: int, end: int, known: set[str]) -> str:
+    where = _position(source, start)
+    if kind == "unclosed":
+        return f"Unclosed placeholder {{{{ at {where}: add the closing }}}}."
+    if kind == "comment":
+        return f"Template comments {{# … #}} are not allowed ({where}); remove it."
+    if kind == "tag":
+        shown = _shorten(source[start : min(end, start + 41)]) if end > start + 2 else source[start : start + 30]
+        return (
+            f"Template tags such as {shown} are not allowed ({where}): "
+            "only {{ name }} placeholders are supported, no logic or loading."
         )
+    name = _name(source, start, end)
+    if NAME.fullmatch(name):
+        return f"Unknown placeholder {{{{ {name} }}}} at {where} — known: {_known_list(known)}."
+    return _invalid(name, where)
+
+
+def _invalid(name: str, where: str) -> str:
+    shown = _shorten("{{ " + name + " }}")
+    if not name:
+        return f"Empty placeholder {{{{ }}}} at {where}: write a name inside, such as {{{{ email }}}}."
     if "|" in name:
         plain = name.split("|", 1)[0].strip()
-        return _Error(
-            lambda where: f"Filters are not allowed: {shown} at {where}; write {{{{ {plain} }}}} without the |."
-        )
+        return f"Filters are not allowed: {shown} at {where}; write {{{{ {plain} }}}} without the |."
     if "." in name or "[" in name:
-        return _Error(
-            lambda where: (
-                f"Attribute lookups are not allowed: {shown} at {where}; "
-                "placeholders are plain names such as {{ email }} or {{ first_name }}."
-            )
+        return (
+            f"Attribute lookups are not allowed: {shown} at {where}; "
+            "placeholders are plain names such as {{ email }} or {{ first_name }}."
         )
-    return _Error(
-        lambda where: (
-            f"Invalid placeholder {shown} at {where}: a name is lower-case letters, digits and _, "
-            "starting with a letter or _, such as {{ first_name }}."
-        )
+    return (
+        f"Invalid placeholder {shown} at {where}: a name is lower-case letters, digits and _, "
+        "starting with a letter or _, such as {{ first_name }}."
     )
 
 

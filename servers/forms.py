@@ -7,6 +7,8 @@ from .models import BounceMailbox, Security, SmtpServer
 from .services import BounceReading
 from .validators import no_control_chars
 
+# Long enough for any mailbox or app password, short enough for one AUTH line.
+PASSWORD_MAX_LENGTH = 1024
 HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
 
 
@@ -56,6 +58,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         label="SMTP password",
         required=False,
         strip=False,
+        max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
@@ -190,6 +193,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
     password = forms.CharField(
         required=False,
         strip=False,
+        max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
     accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)

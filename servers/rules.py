@@ -22,6 +22,14 @@ INTERNAL_REFUSED = (
     "Internal SMTP means a mail server on the same host as Postroute, which only a self-hosted "
     "installation has. Add your provider's server as External SMTP."
 )
+# The ports of sending (SMTP, submission, SMTPS): in SaaS a bounce mailbox on
+# one of them would make our reader talk IMAP or POP3 to a mail server's
+# sending side, as a port-25 server would be a tenant's relay.
+SMTP_PORTS = (25, 465, 587)
+MAILBOX_SMTP_PORT_REFUSED = (
+    "Port {port} is a port for sending mail (SMTP), not for reading it. Use your provider's "
+    "IMAP port 993 (SSL) or 143, or POP3 port 995 (SSL) or 110."
+)
 NO_TLS_VERIFY_REFUSED = "Certificate verification can be turned off only on a self-hosted installation."
 # Fields whose values go into a mail header or a mail-protocol command.
 HEADER_FIELDS = ("name", "sender_email", "sender_name", "host", "login")
@@ -79,6 +87,8 @@ def mailbox_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
         if mailbox.shares_server_password and not may_share_password(mailbox.server.host, mailbox.host):
             errors["host"].append(SHARED_PASSWORD_REFUSED)
     if is_saas():
+        if mailbox.port in SMTP_PORTS:
+            errors["port"].append(MAILBOX_SMTP_PORT_REFUSED.format(port=mailbox.port))
         if not mailbox.verify_tls:
             errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
         if mailbox.host and (message := _host_error(mailbox.host)):

@@ -1,6 +1,8 @@
 """The tenant's sending servers and bounce mailbox. Everyone in the tenant
 may look; owners and admins change them."""
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -64,13 +66,25 @@ def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpSe
     return render(request, "servers/form.html", context, status=400 if form.errors else 200)
 
 
+def _saved(form: SmtpServerForm | BounceMailboxForm, save: Callable[[], object]) -> bool:
+    """Save through the service; its refusal goes on the form. The service
+    checks again what the form checked, and the answer may differ: a host's
+    DNS answer may have changed to a private address in between."""
+    try:
+        save()
+    except ValidationError as exc:
+        for field, errors in exc.update_error_dict({}).items():
+            form.add_error(field if field in form.fields else None, errors)
+        return False
+    return True
+
+
 @sensitive_post_parameters("password", "imap_password")
 @manager_required
 def server_add(request: HttpRequest) -> HttpResponse:
     server = SmtpServer(tenant=request.tenant)
     form = SmtpServerForm(request.POST or None, instance=server, initial=_preset_initial(request.GET.get("preset")))
-    if request.method == "POST" and form.is_valid():
-        _save_server(form)
+    if request.method == "POST" and form.is_valid() and _saved(form, lambda: _save_server(form)):
         messages.success(request, f"{server.name} was added. Test its connection before sending.")
         return redirect("servers:list")
     return _server_form_page(request, form, None)
@@ -88,8 +102,7 @@ def _save_server(form: SmtpServerForm) -> None:
 def server_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
     form = SmtpServerForm(request.POST or None, instance=server)
-    if request.method == "POST" and form.is_valid():
-        _save_server(form)
+    if request.method == "POST" and form.is_valid() and _saved(form, lambda: _save_server(form)):
         messages.success(request, f"{server.name} was saved.")
         return redirect("servers:list")
     return _server_form_page(request, form, server)
@@ -157,8 +170,11 @@ def server_mailbox_test(request: HttpRequest, public_id: str) -> HttpResponse:
 def mailbox_edit(request: HttpRequest) -> HttpResponse:
     mailbox = get_mailbox(request.tenant) or BounceMailbox(tenant=request.tenant)
     form = BounceMailboxForm(request.POST or None, instance=mailbox)
-    if request.method == "POST" and form.is_valid():
-        services.mailbox_save(mailbox=form.save(commit=False), password=form.new_password())
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and _saved(form, lambda: services.mailbox_save(mailbox=form.save(commit=False), password=form.new_password()))
+    ):
         messages.success(request, "The bounce mailbox was saved. Test its connection.")
         return redirect("servers:list")
     context = {"form": form, "mailbox": mailbox if mailbox.pk else None, "presets_json": presets.as_json()}

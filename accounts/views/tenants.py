@@ -2,6 +2,8 @@
 checklist until that is done), creating another organisation, and switching
 between the user's organisations."""
 
+import uuid
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -43,10 +45,12 @@ def tenant_new(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def tenant_switch(request: HttpRequest) -> HttpResponse:
+    try:
+        public_id = uuid.UUID(request.POST.get("tenant", ""))
+    except ValueError:
+        raise Http404("No such organisation.") from None
     membership = (
-        Membership.objects.filter(user=request.user, tenant__public_id=request.POST.get("tenant") or None)
-        .select_related("tenant")
-        .first()
+        Membership.objects.filter(user=request.user, tenant__public_id=public_id).select_related("tenant").first()
     )
     if membership is None:
         raise Http404("No such organisation.")

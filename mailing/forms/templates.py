@@ -62,6 +62,10 @@ class MailTemplateForm(forms.ModelForm):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.known = rendering.known_names(self.instance.tenant)
+        for name in ("text_body", "html_body"):
+            # The model's size limit, already here: a body too large is not
+            # checked for placeholders.
+            self.fields[name].validators.extend(MailTemplate._meta.get_field(name).validators)
 
     def clean(self) -> dict:
         data = super().clean()

@@ -3,10 +3,35 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.deconstruct import deconstructible
 
 from accounts.models import Tenant
 from servers.addresses import address_errors
 from servers.validators import no_control_chars
+
+# A body's size in UTF-8: well below the request body limit
+# (DATA_UPLOAD_MAX_MEMORY_SIZE, 4 MiB), so that both bodies, percent-encoded
+# by the browser, still reach the form and the error shows next to the field.
+BODY_MAX_BYTES = 512 * 1024
+
+
+@deconstructible
+class MaxBytes:
+    """Refuses a text longer than `limit` bytes in UTF-8, saying by how much."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def __call__(self, value: str) -> None:
+        if (size := len(value.encode("utf-8", "surrogatepass"))) > self.limit:
+            raise ValidationError(
+                f"This is {size / 1024:,.0f} KB; at most {self.limit // 1024:,} KB are allowed. "
+                "Shorten it, or link to large content instead of including it.",
+                code="max_bytes",
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MaxBytes) and other.limit == self.limit
 
 
 class MailTemplate(models.Model):
@@ -18,8 +43,8 @@ class MailTemplate(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mail_templates")
     name = models.CharField(max_length=120)
     subject = models.CharField(max_length=250, validators=[no_control_chars])
-    text_body = models.TextField()
-    html_body = models.TextField(blank=True)
+    text_body = models.TextField(validators=[MaxBytes(BODY_MAX_BYTES)])
+    html_body = models.TextField(blank=True, validators=[MaxBytes(BODY_MAX_BYTES)])
     sender_email = models.EmailField("sender address", blank=True, validators=[no_control_chars])
     sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
     reply_to = models.EmailField(blank=True, validators=[no_control_chars])

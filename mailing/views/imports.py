@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
 
-from .. import imports
+from .. import imports, uploads
 from ..access import get_contact_import
 from ..forms.contacts import (
     ImportMappingForm,
@@ -29,13 +29,13 @@ DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
 def import_upload(request: HttpRequest) -> HttpResponse:
     # The size limit must be in place before the body is parsed, which the
     # CSRF check would do; so the check runs after it, in _import_upload.
-    handler = imports.SizeLimitUploadHandler(request)
+    handler = uploads.ImportUploadHandler(request)
     request.upload_handlers.insert(0, handler)
     return _import_upload(request, handler)
 
 
 @csrf_protect
-def _import_upload(request: HttpRequest, handler: imports.SizeLimitUploadHandler) -> HttpResponse:
+def _import_upload(request: HttpRequest, handler: uploads.ImportUploadHandler) -> HttpResponse:
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
         if not form.is_valid() and handler.exceeded:

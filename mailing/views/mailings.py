@@ -1,6 +1,7 @@
 """Mailings: the active-mailings page, a mailing's page with its letters,
 and the actions that move it through its states."""
 
+import re
 from email.utils import formataddr
 
 from django.contrib import messages
@@ -23,6 +24,9 @@ from ..models import Letter, Mailing
 from ..sender import default_reply_to, resolve_sender
 
 S = Mailing.Status
+# The letters page's cursor: a letter's id, in ASCII digits ("²".isdigit()
+# is true) and short enough for a bigint.
+CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 @tenant_required
@@ -98,8 +102,10 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     status = request.GET.get("status") or None
     if status and status not in Letter.Status.values:
         raise Http404("Unknown status.")
-    after = request.GET.get("after")
-    page = selectors.letters_page(mailing, status=status, after=int(after) if after and after.isdigit() else None)
+    after = request.GET.get("after") or None
+    if after is not None and not CURSOR.fullmatch(after):
+        raise Http404("Unknown page.")
+    page = selectors.letters_page(mailing, status=status, after=int(after) if after else None)
     preview, unhonoured = sender_preview(mailing)
     context = {
         "mailing": mailing,

@@ -3,11 +3,13 @@ polls and the rejected rows CSV — and that nobody else can reach them."""
 
 import csv
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from mailing.models import Contact, ContactImport, ContactList
 
@@ -196,3 +198,55 @@ def test_each_field_is_guessed_for_one_column_only(alice):
     imp = ContactImport.objects.get()
     data = mapping_data(alice, imp)
     assert (data["col_0"], data["col_1"], data["col_2"]) == ("email", "", "first_name")
+
+
+def field_error(response) -> str:
+    errors = response.context["form"].errors["file"]
+    assert len(errors) == 1 and 'id="id_file_error"' in response.content.decode()
+    return errors[0].replace("\xa0", " ")
+
+
+def test_at_most_three_uploads_wait_for_their_mapping(alice, bob, charlie, imports_dir):
+    """A member could park any number of 50 MB files by never mapping them."""
+    for person in (alice, bob, alice):
+        assert upload(person).status_code == 302
+    response = upload(bob)
+    assert response.status_code == 400
+    assert field_error(response).startswith("3 uploaded files are waiting for their columns to be mapped.")
+    assert ContactImport.objects.count() == 3 and len(list(imports_dir.iterdir())) == 3
+    assert upload(charlie).status_code == 302  # another tenant has its own places
+    waiting = ContactImport.objects.filter(tenant__slug="acme").first()
+    alice.client.post(reverse("contacts:import_discard", args=[waiting.public_id]))
+    assert upload(bob).status_code == 302
+
+
+def test_the_files_waiting_or_importing_share_a_size_limit(alice, settings, imports_dir):
+    from mailing import tasks
+
+    settings.IMPORT_MAX_PENDING_BYTES = 2 * len(CSV) + 10
+    assert upload(alice).status_code == 302
+    queued = ContactImport.objects.get()
+    alice.client.post(reverse("contacts:import_mapping", args=[queued.public_id]), mapping_data(alice, queued))
+    assert ContactImport.objects.get().status == ContactImport.Status.QUEUED  # its file is still on the disk
+    assert upload(alice).status_code == 302
+    response = upload(alice)
+    assert response.status_code == 400
+    assert field_error(response).startswith(f"Your files waiting to be imported already take {2 * len(CSV)} bytes")
+    assert len(list(imports_dir.iterdir())) == 2
+    tasks.run_contact_import(queued.pk)  # the worker imports it, and its file goes
+    assert ContactImport.objects.get(pk=queued.pk).status == ContactImport.Status.DONE
+    assert upload(alice).status_code == 302
+
+
+def test_an_upload_left_unmapped_for_an_hour_is_removed_within_ten_minutes(alice, settings, imports_dir):
+    from mailing import tasks
+
+    for _ in range(2):
+        upload(alice)
+    old, young = ContactImport.objects.order_by("pk")
+    ContactImport.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=61))
+    ContactImport.objects.filter(pk=young.pk).update(created_at=timezone.now() - timedelta(minutes=59))
+    tasks.discard_stale_imports()
+    assert list(ContactImport.objects.all()) == [young]
+    assert not Path(old.file_path).exists() and Path(young.file_path).exists()
+    assert settings.CELERY_BEAT_SCHEDULE["discard-stale-imports"]["schedule"] <= 600

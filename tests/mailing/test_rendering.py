@@ -1,13 +1,16 @@
 """The restricted placeholder engine: plain names substituted, HTML escaped,
 and everything else refused with its position."""
 
+import json
+import random
 from contextlib import nullcontext
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
 from mailing.models import Contact, CustomField
-from mailing.rendering import RenderError, check, contact_context, known_names, render
+from mailing.rendering import RenderError, _tokens, check, contact_context, known_names, render
 
 KNOWN = {"email", "first_name", "last_name", "unsubscribe_url", "company"}
 CONTEXT = {"email": "ann@example.com", "first_name": "Ann", "last_name": "Lee", "company": "Initech"}
@@ -114,3 +117,47 @@ def test_line_breaks_in_contact_data_never_reach_the_subject(value):
 
 def test_line_breaks_in_contact_data_stay_in_a_multi_line_body():
     assert render("Dear\n{{ first_name }}", {"first_name": "A\nB\x00"}, html=False) == "Dear\nA\nB"
+
+
+TEMPLATE_CHECKS = json.loads((Path(__file__).parent.parent / "fixtures" / "template_checks.json").read_text())
+
+
+@pytest.mark.parametrize("case", TEMPLATE_CHECKS["cases"], ids=lambda case: repr(case["source"])[:40])
+def test_the_linear_scan_answers_what_the_first_engine_answered(case):
+    """400 sources of the characters that matter, with what check() and
+    render() answered before the scan became linear (recorded from that
+    code): the same errors, word for word, and the same letters."""
+    known, context = set(TEMPLATE_CHECKS["known"]), TEMPLATE_CHECKS["context"]
+    assert check(case["source"], known=known) == case["errors"]
+    if isinstance(case["html"], str):
+        assert render(case["source"], context, html=True) == case["html"]
+    else:
+        with pytest.raises(RenderError) as refused:
+            render(case["source"], context, html=True)
+        assert str(refused.value) == case["html"]["error"]
+
+
+def test_past_ten_problems_only_their_number_is_given():
+    errors = check("{{ a }}" * 3 + "{{" * 11 + "\n{{ q|r }}", known=KNOWN)
+    assert len(errors) == 11 and errors[-1] == "… and 5 more problems."
+    assert errors[0].startswith("Unknown placeholder {{ a }} at line 1, column 1")
+    assert errors[9].startswith("Unclosed placeholder {{ at line 1, column 34")
+
+
+def test_check_counts_the_problems_the_renderer_sees():
+    """check() counts with one regular expression, render() walks the
+    tokens one by one: over random texts dense in syntax, both find the same
+    problems."""
+    rng = random.Random(3)
+    pieces = ["{", "}", "{{", "}}", "{%", "%}", "{#", " ", "\n", "a", "{{ a }}", "{{email}}", "{{ x|y }}", "{{ }}"]
+    for _ in range(2000):
+        source = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 80)))
+        errors = check(source, known=KNOWN)
+        more = int(errors[-1].split()[2]) if errors and errors[-1].startswith("…") else 0
+        reported = len(errors) - (1 if more else 0) + more
+        problems = sum(
+            1
+            for kind, start, end in _tokens(source)
+            if not (kind == "placeholder" and source[start + 2 : end - 2].strip(" \t") in KNOWN)
+        )
+        assert reported == problems, source

@@ -6,9 +6,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from servers import rules
-from servers.models import SmtpServer
-from servers.probes import smtp_probe
-from servers.rules import INTERNAL_REFUSED, PORT_25_REFUSED
+from servers.models import BounceMailbox, SmtpServer
+from servers.probes import mailbox_probe, smtp_probe
+from servers.rules import INTERNAL_REFUSED, MAILBOX_SMTP_PORT_REFUSED, PORT_25_REFUSED
 from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 from tests.smtp_servers import smtp_server
 
@@ -172,3 +172,42 @@ def test_a_record_edited_behind_the_forms_back_is_refused_at_connect_time(saas, 
         result = smtp_probe(SmtpServer.objects.get(pk=server.pk))
         assert result.diagnosis.category == "rules" and "port-25" in result.diagnosis.message
         assert handler.received == []
+
+
+MAILBOX = {"email": "b@acme.test", "protocol": "imap", "host": "8.8.8.8", "port": 993, "security": "ssl",
+           "login": "b@acme.test", "password": "pw", "folder": "INBOX", "enabled": "on"}  # fmt: skip
+
+
+@pytest.mark.parametrize("port", [25, 465, 587])
+@pytest.mark.parametrize("protocol", ["imap", "pop3"])
+def test_a_saas_bounce_mailbox_on_an_smtp_port_is_refused_in_the_model(saas, tenant_a, port, protocol):
+    mailbox = BounceMailbox(tenant=tenant_a, protocol=protocol, host="8.8.8.8", port=port, login="b@acme.test")
+    with pytest.raises(ValidationError) as exc:
+        mailbox.full_clean()
+    assert exc.value.message_dict["port"] == [MAILBOX_SMTP_PORT_REFUSED.format(port=port)]
+    for fine in (993, 143, 995, 110, 10993):
+        mailbox.port = fine
+        mailbox.full_clean()
+
+
+def test_a_saas_bounce_mailbox_on_port_25_is_refused_through_the_form_next_to_the_field(saas, alice):
+    response = alice.client.post(reverse("servers:mailbox"), {**MAILBOX, "port": 25, "security": "none"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["port"] == [MAILBOX_SMTP_PORT_REFUSED.format(port=25)]
+    assert b"Port 25 is a port for sending mail (SMTP), not for reading it" in response.content
+    assert not BounceMailbox.objects.exists()
+
+
+def test_a_self_hosted_bounce_mailbox_may_use_any_port(settings, alice, tenant_a):
+    settings.DEPLOYMENT_MODE = "self_hosted"
+    response = alice.client.post(reverse("servers:mailbox"), {**MAILBOX, "port": 25, "security": "none"})
+    assert response.status_code == 302
+    assert BounceMailbox.objects.get(tenant=tenant_a).port == 25
+
+
+def test_a_mailbox_moved_to_port_25_behind_the_forms_back_is_refused_at_connect_time(saas, tenant_a):
+    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="8.8.8.8", port=993, login="b@acme.test")
+    BounceMailbox.objects.filter(pk=mailbox.pk).update(port=25)
+    result = mailbox_probe(BounceMailbox.objects.get(pk=mailbox.pk))
+    assert result.diagnosis.category == "rules" and "Port 25 is a port for sending mail" in result.diagnosis.message
+    assert [s.name for s in result.steps] == ["Check the settings"]  # never connected
