@@ -7,7 +7,10 @@ from .models import Membership
 def tenancy(request: HttpRequest) -> dict:
     membership = getattr(request, "membership", None)
     others: list[Membership] = []
-    if membership is not None and getattr(request, "onboarding_step", "x") is None:
+    # A view may have logged the user out after the middleware found the
+    # membership (logout): then there are no other organisations to list.
+    signed_in = request.user.is_authenticated
+    if membership is not None and signed_in and getattr(request, "onboarding_step", "x") is None:
         others = list(Membership.objects.filter(user=request.user).exclude(pk=membership.pk).select_related("tenant"))
     return {
         "membership": membership,
