@@ -112,6 +112,26 @@ class Usage:
     def is_spent(self) -> bool:
         return self.left == 0
 
+    @property
+    def only_minute_spent(self) -> bool:
+        """Only the max per minute is spent: room comes back next minute."""
+        others = _min_room(self.hour_left, self.day_left, self.tenant_day_left, self.group_day_left)
+        return self.minute_left == 0 and (others is None or others > 0)
+
+    def room_beyond(self, unhanded: int) -> int | None:
+        """What is left when `unhanded` of the letters these windows count
+        were never handed to the server (a batch's claimed letters, counted
+        from the claim): None without any limit; it may be negative."""
+        windows = (
+            (self.minute_limit, self.minute_used),
+            (self.hour_limit, self.hour_used),
+            (self.day_limit, self.day_used),
+            (self.tenant_quota, self.tenant_day_used),
+            (self.group_quota, self.group_day_used),
+        )
+        rooms = [limit - (used - unhanded) for limit, used in windows if limit is not None]
+        return min(rooms) if rooms else None
+
 
 def trunc_minute(moment: datetime) -> datetime:
     if timezone.is_naive(moment):

@@ -136,9 +136,7 @@ def only_paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
     per minute of 0 is a limit of 0, not a pace: nothing comes of waiting."""
     if not server.max_per_minute:
         return False
-    usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
-    others = (usage.hour_left, usage.day_left, usage.tenant_day_left, usage.group_day_left)
-    return usage.minute_left == 0 and all(left is None or left > 0 for left in others)
+    return limits.window_usage([server], mailing.tenant, now)[server.pk].only_minute_spent
 
 
 def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
@@ -414,28 +412,20 @@ class Batch:
     def _may_still_send(self, remaining: int) -> int | None:
         """How many more letters this batch may hand over: None for all of
         them, 0 to stop now (the rest goes back to the queue)."""
-        if not may_go_on(self.mailing, self.server, self.clock()):
+        fresh = server_if_may_go_on(self.mailing, self.server, self.clock())
+        if fresh is None:
             return 0
-        fresh = SmtpServer.objects.get(pk=self.server.pk)
         usage = limits.window_usage([fresh], self.mailing.tenant, self.clock())[fresh.pk]
         # The windows count every letter this batch claimed; only those that
         # reached DATA are really used.
-        unhanded = len(self.letters) - self.outcome.handed
-        windows = [
-            (usage.minute_limit, usage.minute_used),
-            (usage.hour_limit, usage.hour_used),
-            (usage.day_limit, usage.day_used),
-            (usage.tenant_quota, usage.tenant_day_used),
-            (usage.group_quota, usage.group_day_used),
-        ]
-        rooms = [limit - (used - unhanded) for limit, used in windows if limit is not None]
-        return max(0, min(remaining, *rooms)) if rooms else None
+        room = usage.room_beyond(len(self.letters) - self.outcome.handed)
+        return None if room is None else max(0, min(remaining, room))
 
 
-def may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> bool:
-    """The mailing is still running, its tenant not suspended, and the
-    server enabled, healthy, not resting, not held back for this tenant and
-    within the rules."""
+def server_if_may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> SmtpServer | None:
+    """The server as it is now, if the mailing is still running, its tenant
+    not suspended, and the server enabled, healthy, not resting, not held
+    back for this tenant and within the rules; else None."""
     # Waiting (another chain found the limits spent) does not stop a batch
     # whose room is already reserved; pausing and cancelling do.
     running = Mailing.objects.filter(
@@ -443,14 +433,14 @@ def may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> bool:
     )
     fresh = SmtpServer.objects.filter(pk=server.pk).first()
     if not running.exists() or fresh is None or not fresh.is_usable or rests.resting(fresh, now):
-        return False
+        return None
     if rests.held_server_ids(mailing.tenant_id, [server.pk], now):
-        return False
+        return None
     try:
         rules.assert_connectable(fresh)
     except ValidationError:
-        return False
-    return True
+        return None
+    return fresh
 
 
 def _close(client: smtplib.SMTP) -> None:

@@ -8,8 +8,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from servers.models import SmtpServer
+from servers.models import SmtpServer, TenantRest
 
 from .. import limits
 from ..mailings import transition
@@ -160,9 +161,7 @@ def blocked_reasons(mailing: Mailing, now: datetime) -> list[tuple[SmtpServer, s
     return [(s, *_reason(s, holds.get(s.pk), usage[s.pk])) for s in servers]
 
 
-def _reason(server: SmtpServer, hold, usage: limits.Usage) -> tuple[str, str]:
-    from django.utils.translation import gettext as _
-
+def _reason(server: SmtpServer, hold: TenantRest | None, usage: limits.Usage) -> tuple[str, str]:
     if not server.enabled:
         return _("disabled"), _("Enable it on the Servers page.")
     if not server.is_usable:
