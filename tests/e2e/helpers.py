@@ -1,16 +1,15 @@
 """Builders for the end-to-end tests: a tenant server on the test Postfix's
 submission port, a started mailing, and the dispatch run until it settles."""
 
-from django.utils import timezone
-
 from accounts.models import Tenant
-from mailing import dispatch
 from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from servers.models import Security, SmtpServer
-from tests.mailing.builders import make_list, make_template
+from tests.mailing.builders import make_list, make_template, run_until_settled
 from tests.postfix import PostfixServer
 from tests.servers.factories import make_server
+
+__all__ = ["assert_delivered_once", "letters_by_email", "run_until_settled", "start_mailing", "submission_server"]
 
 
 def submission_server(tenant: Tenant, mta: PostfixServer, **fields: object) -> SmtpServer:
@@ -36,14 +35,6 @@ def start_mailing(tenant: Tenant, server: SmtpServer, emails: list[str]) -> Mail
     services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
     services.mailing_start(mailing=mailing)
     return mailing
-
-
-def run_until_settled(mailing: Mailing) -> str:
-    for _ in range(100):
-        result = dispatch.run_mailing(mailing_id=mailing.pk, now=timezone.now())
-        if result != "more":
-            return result
-    raise AssertionError("never settled")
 
 
 def letters_by_email(mailing: Mailing) -> dict[str, Letter]:

@@ -1,7 +1,12 @@
 """Small builders for mailing data."""
 
+from datetime import datetime
+
+from django.utils import timezone
+
 from accounts.models import Tenant
-from mailing.models import Contact, ContactList, MailTemplate, Suppression
+from mailing import dispatch
+from mailing.models import Contact, ContactList, Mailing, MailTemplate, Suppression
 
 
 def make_list(tenant: Tenant, name: str = "Customers", emails: list[str] | None = None) -> ContactList:
@@ -25,3 +30,13 @@ def make_template(tenant: Tenant, **fields: object) -> MailTemplate:
 
 def suppress(tenant: Tenant, email: str) -> Suppression:
     return Suppression.objects.create(tenant=tenant, email=email, reason=Suppression.Reason.MANUAL)
+
+
+def run_until_settled(mailing: Mailing, now: datetime | None = None, *, rounds: int = 1000) -> str:
+    """Run the dispatcher on `mailing` at `now` (the real clock when None)
+    until it has nothing more to send right away; its last answer."""
+    for _ in range(rounds):
+        result = dispatch.run_mailing(mailing_id=mailing.pk, now=now or timezone.now())
+        if result != "more":
+            return result
+    raise AssertionError("never settled")

@@ -19,7 +19,7 @@ from servers.models import Health
 from tests.servers.factories import make_server
 from tests.smtp_servers import BlacklistingHandler, PipeliningSink, smtp_server
 
-from .builders import make_list, make_template
+from .builders import make_list, make_template, run_until_settled
 
 pytestmark = pytest.mark.django_db
 L = Letter.Status
@@ -31,14 +31,6 @@ def start_mailing(tenant, servers, count: int, **template) -> Mailing:
     services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
     services.mailing_start(mailing=mailing)
     return mailing
-
-
-def run_until_settled(mailing: Mailing, now) -> str:
-    for _ in range(1000):
-        result = dispatch.run_mailing(mailing_id=mailing.pk, now=now)
-        if result != "more":
-            return result
-    raise AssertionError("never settled")
 
 
 def test_first_server_until_its_limit_then_the_next_without_pause(tenant_a, settings):

@@ -26,6 +26,7 @@ from tests.services import hold_slots, require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .builders import make_list, make_template
+from .builders import run_until_settled as settle
 
 pytestmark = pytest.mark.django_db
 L = Letter.Status
@@ -38,15 +39,6 @@ def start(tenant, servers, emails, **template) -> Mailing:
     services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
     services.mailing_start(mailing=mailing)
     return mailing
-
-
-def settle(mailing: Mailing, now=None) -> str:
-    now = now or timezone.now()
-    for _ in range(500):
-        result = dispatch.run_mailing(mailing_id=mailing.pk, now=now)
-        if result != "more":
-            return result
-    raise AssertionError("never settled")
 
 
 def statuses(mailing: Mailing) -> dict[str, str]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import Tenant
-from mailing import dispatch, limits
+from mailing import limits
 from mailing import mailings as services
 from mailing.models import Letter, Mailing, UsageBucket
 from mailing.views.dashboard import payload
@@ -23,6 +23,7 @@ from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
 
 from .builders import make_list, make_template
+from .builders import run_until_settled as settle
 from .dashboard_builders import running_mailing
 from .test_dashboard_views import QUERIES
 
@@ -126,14 +127,6 @@ def start_mailing(tenant, server, count: int) -> Mailing:
     services.mailing_save(mailing=mailing, lists=[contacts], servers=[server])
     services.mailing_start(mailing=mailing)
     return mailing
-
-
-def settle(mailing: Mailing, now) -> str:
-    for _ in range(100):
-        result = dispatch.run_mailing(mailing_id=mailing.pk, now=now)
-        if result != "more":
-            return result
-    raise AssertionError("never settled")
 
 
 def test_through_the_dispatcher_three_organisations_send_one_quota(five, settings):
