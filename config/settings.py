@@ -193,6 +193,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+elif DB_POOL_SIZE := env.int("DB_POOL_SIZE", default=0):
+    # A process of many threads (the dispatch worker: one thread a SMTP
+    # conversation) shares this many sessions: a thread holds one only
+    # while it talks to the database, never across a SMTP round trip.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooled sessions are kept by the pool
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+    }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -4,7 +4,7 @@ before it reports done; to disk unless DISPATCH_DURABLE_RESULTS is off."""
 import pytest
 from django.db import connection
 
-from mailing.recorder import Recorder
+from mailing.dispatch.recorder import Recorder
 from tests.services import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
