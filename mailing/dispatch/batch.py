@@ -147,6 +147,7 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     token = uuid.uuid4()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
+    count = _share(mailing, server, count, due)
     with transaction.atomic():
         ids: list[int] = []
         for status in PENDING:
@@ -158,6 +159,19 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
             status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
         )
     return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
+
+
+def _share(mailing: Mailing, server: SmtpServer, count: int, due: Q) -> int:
+    """With fewer letters left than the mailing's chains could take at once,
+    each takes its share: every conversation the server allows gets some
+    (the last 20 letters go 10 and 10 over two connections, not 20 over
+    one). Reads at most count x chains index entries."""
+    chains = min(settings.DISPATCH_CHAINS, server.max_connections)
+    if chains <= 1:
+        return count
+    pending = Letter.objects.filter(mailing=mailing, status__in=PENDING).filter(due)
+    ahead = len(pending.values_list("pk", flat=True)[: count * chains])
+    return min(count, max(1, -(-ahead // chains)))
 
 
 @dataclass
