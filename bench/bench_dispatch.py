@@ -241,7 +241,7 @@ def stages() -> None:
     from django.utils import timezone
 
     from mailing import dispatch, limits, mailings
-    from mailing.dispatch import batch
+    from mailing.dispatch import batch, recorder
 
     spent: dict[str, float] = defaultdict(float)
 
@@ -263,7 +263,7 @@ def stages() -> None:
     timed(batch, "build_message", "build")
     timed(batch, "envelope", "build")
     timed(batch, "exchange", "SMTP")
-    timed(batch, "record_sent", "record")
+    timed(recorder, "_commit", "record")
     settings.DISPATCH_RECORD_THREAD = True
     with Sink() as sink:
         mailing = seed("bench-stages", [sink.port], N, max_connections=1)

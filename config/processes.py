@@ -19,9 +19,7 @@ def procfile_command(kind: str, env: dict[str, str] | None = None) -> tuple[list
     becomes this interpreter running module x, so the command runs from any
     virtualenv."""
     env = dict(os.environ if env is None else env)
-    line = next(
-        line.split(":", 1)[1] for line in PROCFILE.read_text().splitlines() if line.startswith(f"{kind}:")
-    )
+    line = next(line.split(":", 1)[1] for line in PROCFILE.read_text().splitlines() if line.startswith(f"{kind}:"))
     expanded = VARIABLE.sub(lambda m: env.get(m[1] or m[3], m[2] or ""), line)
     words = shlex.split(expanded)
     variables: dict[str, str] = {}

@@ -32,7 +32,7 @@ from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .recorder import Recorder, RecordingFailed
 from .replies import Kind, Stage, Verdict, judge
-from .results import defer, fail, fail_and_suppress, record_sent, requeue
+from .results import Sent, defer, fail, fail_and_suppress, requeue
 from .slots import connection_slot
 
 log = logging.getLogger(__name__)
@@ -321,7 +321,7 @@ class Batch:
             log.exception("letter %s: unexpected error while sending", letter.pk)
             self._record(letter, partial(defer, letter, f"Unexpected error while sending: {exc!r}", now=self.now))
             return False  # the connection's state is unknown
-        self._record(letter, partial(record_sent, letter, at=self.clock(), reply=reply))
+        self._record(letter, Sent(letter, at=self.clock(), reply=reply))
         self._accepted()
         return True
 

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connection, transaction
 
+from .results import Sent, record_sent
+
 log = logging.getLogger(__name__)
 GROUP = 500  # results in one transaction at most
 Write = Callable[[], object]
@@ -134,13 +136,20 @@ class Writer:
 
 
 def _commit(group: list[tuple[Recorder, Write]]) -> None:
+    sent = [write for _, write in group if isinstance(write, Sent)]
+    others = [write for _, write in group if not isinstance(write, Sent)]
     try:
-        with transaction.atomic():
-            if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL synchronous_commit TO off")
-            for _, write in group:
-                write()
+        if len(group) == 1 and settings.DISPATCH_DURABLE_RESULTS:
+            group[0][1]()  # one statement, committed by itself: no BEGIN and COMMIT round trips
+        else:
+            with transaction.atomic():
+                if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL synchronous_commit TO off")
+                for write in others:
+                    write()
+                if sent:
+                    record_sent(sent)  # one round trip for the group's letters
     except Exception as exc:
         connection.close_if_unusable_or_obsolete()
         if len(group) > 1:

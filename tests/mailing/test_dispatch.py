@@ -320,7 +320,9 @@ def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(te
     assert together == [pipelining] * 3
 
 
-@pytest.mark.parametrize(("max_connections", "chains", "claimed"), [(2, 2, [10, 5, 3]), (1, 2, [20]), (4, 3, [7, 5, 3])])
+@pytest.mark.parametrize(
+    ("max_connections", "chains", "claimed"), [(2, 2, [10, 5, 3]), (1, 2, [20]), (4, 3, [7, 5, 3])]
+)
 def test_the_last_letters_are_shared_between_the_conversations_a_server_allows(
     tenant_a, settings, max_connections, chains, claimed
 ):
