@@ -1,0 +1,111 @@
+"""A real authoritative DNS server for the deliverability tests: dnslib's
+DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
+below. Names under timeout.test get no answer at all. Nothing leaves the
+machine."""
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from dnslib import RR, DNSError
+from dnslib.server import DNSLogger, DNSServer
+from dnslib.zoneresolver import ZoneResolver
+
+COMPANY_IP = "5.45.200.10"  # smtp.acme.test, a company's own relay
+OTHER_IP = "5.45.200.99"
+DKIM_KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"
+TOO_MANY = " ".join(f"include:t{n}.m.test" for n in range(1, 12))
+
+ZONE = f"""
+smtp.acme.test.        60 IN A    {COMPANY_IP}
+smtp.private.test.     60 IN A    10.0.0.5
+pass.test.             60 IN TXT  "v=spf1 ip4:{COMPANY_IP} -all"
+pass.test.             60 IN TXT  "google-site-verification=abc"
+_dmarc.pass.test.      60 IN TXT  "v=DMARC1; p=reject; rua=mailto:d@pass.test"
+fail.test.             60 IN TXT  "v=spf1 ip4:{OTHER_IP} mx -all"
+_dmarc.fail.test.      60 IN TXT  "v=DMARC1; p=reject"
+quarantine.test.       60 IN TXT  "v=spf1 ip4:{OTHER_IP} ~all"
+_dmarc.quarantine.test. 60 IN TXT "v=DMARC1; p=quarantine; pct=100"
+relaxed.test.          60 IN TXT  "v=spf1 -all"
+_dmarc.relaxed.test.   60 IN TXT  "v=DMARC1; p=none"
+nested.test.           60 IN TXT  "v=spf1 include:one.nested.test -all"
+one.nested.test.       60 IN TXT  "v=spf1 ip4:{OTHER_IP} include:two.nested.test ?all"
+two.nested.test.       60 IN TXT  "v=spf1 mx:nested.test include:_spf.google.com -all"
+nested.test.           60 IN MX   10 mail.nested.test.
+mail.nested.test.      60 IN A    {COMPANY_IP}
+_dmarc.nested.test.    60 IN TXT  "v=DMARC1; p=reject"
+redirect.test.         60 IN TXT  "v=spf1 redirect=pass.test"
+loop.test.             60 IN TXT  "v=spf1 include:loop2.test -all"
+loop2.test.            60 IN TXT  "v=spf1 include:loop.test -all"
+_dmarc.loop.test.      60 IN TXT  "v=DMARC1; p=reject"
+many.test.             60 IN TXT  "v=spf1 {TOO_MANY} ip4:{COMPANY_IP} -all"
+void.test.             60 IN TXT  "v=spf1 a:nx1.void.test a:nx2.void.test a:nx3.void.test ip4:{COMPANY_IP} -all"
+signed.test.           60 IN TXT  "v=spf1 -all"
+_dmarc.signed.test.    60 IN TXT  "v=DMARC1; p=reject"
+default._domainkey.signed.test. 60 IN TXT "{DKIM_KEY}"
+orgpolicy.test.        60 IN TXT  "v=spf1 -all"
+_dmarc.orgpolicy.test. 60 IN TXT  "v=DMARC1; p=none; sp=reject"
+news.orgpolicy.test.   60 IN TXT  "v=spf1 -all"
+workspace.test.        60 IN TXT  "v=spf1 include:_spf.google.com ~all"
+_dmarc.workspace.test. 60 IN TXT  "v=DMARC1; p=reject"
+"""
+for n in range(1, 12):
+    ZONE += f't{n}.m.test. 60 IN TXT "v=spf1 ip4:5.45.201.{n} -all"\n'
+
+
+class Resolver(ZoneResolver):
+    def resolve(self, request, handler):
+        if str(request.q.qname).rstrip(".").endswith("timeout.test"):
+            raise DNSError("dropped on purpose: the client must time out")
+        return super().resolve(request, handler)
+
+
+class DnsServer:
+    def __init__(self) -> None:
+        resolver, logger = Resolver(ZONE), DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
+        self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
+        self.port = self.udp.server.server_address[1]
+        self.tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+        self.queries = 0
+
+    def start(self) -> None:
+        self.udp.start_thread()
+        self.tcp.start_thread()
+
+    def stop(self) -> None:
+        self.udp.stop()
+        self.tcp.stop()
+        self.udp.server.server_close()
+        self.tcp.server.server_close()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def records(text: str) -> list[RR]:
+    return RR.fromZone(text)
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns(dns_server: DnsServer, settings) -> DnsServer:
+    """The checks pointed at the test's DNS server, with an empty cache."""
+    from django.core.cache import cache
+
+    settings.DNS_RESOLVER = dns_server.address
+    settings.DNS_TIMEOUT = 2.0
+    cache.clear()
+    return dns_server
+
+
+def tcp_answers(server: DnsServer) -> bool:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+        return True
