@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import manager_required, tenant_required
 
-from . import presets, selectors, services
+from . import deliverability, presets, selectors, services
 from .access import get_connection_test, get_mailbox, get_server
 from .forms import BounceMailboxForm, SmtpServerForm, TestForm
 from .models import BounceMailbox, SmtpServer
@@ -32,6 +32,10 @@ def server_list(request: HttpRequest) -> HttpResponse:
     for server in [*servers, *own]:
         server.route = routes[server.pk]
         server.own_mailbox = getattr(server, "bounce_mailbox", None) if server.tenant_id else None
+    # Will receivers accept letters from each server's own address?
+    verdicts = deliverability.check_pairs((s, s.sender_email, s.route.address) for s in [*servers, *own])
+    for server, verdict in zip([*servers, *own], verdicts or [], strict=False):
+        server.verdict = verdict
     context = {
         "platform": platform,
         "servers": own,

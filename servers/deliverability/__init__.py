@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from . import resolver
 from .verdict import Fix, Level, Verdict, check
 
-__all__ = ["Fix", "Level", "Verdict", "check", "check_pairs"]
+__all__ = ["Fix", "Level", "Verdict", "check", "check_pairs", "enabled"]
+enabled = resolver.enabled
 
 
 def check_pairs(pairs: Iterable[tuple[object, str, str]]) -> list[Verdict] | None:

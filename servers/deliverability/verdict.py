@@ -101,6 +101,8 @@ class _Judgement:
         if not self.spf.passed:
             self.level = Level.PASS if self.selector else Level.SPAM
             self._spf_reasons()
+        if self.from_domain in self.host.own_domains:
+            return  # the provider's own mailboxes: its policy is its business
         org = dmarc.organisational_domain(self.from_domain)
         self.reasons.append(
             _("%(domain)s publishes no DMARC policy; Gmail and Yahoo ask senders of bulk mail for one.")

@@ -3,11 +3,10 @@ DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
 below. Names under timeout.test get no answer at all. Nothing leaves the
 machine."""
 
-import socket
 from collections.abc import Iterator
 
 import pytest
-from dnslib import RR, DNSError
+from dnslib import DNSError
 from dnslib.server import DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
@@ -46,6 +45,7 @@ default._domainkey.signed.test. 60 IN TXT "{DKIM_KEY}"
 orgpolicy.test.        60 IN TXT  "v=spf1 -all"
 _dmarc.orgpolicy.test. 60 IN TXT  "v=DMARC1; p=none; sp=reject"
 news.orgpolicy.test.   60 IN TXT  "v=spf1 -all"
+platform.test.         60 IN TXT  "v=spf1 include:spf.postroute.test -all"
 workspace.test.        60 IN TXT  "v=spf1 include:_spf.google.com ~all"
 _dmarc.workspace.test. 60 IN TXT  "v=DMARC1; p=reject"
 """
@@ -54,9 +54,12 @@ for n in range(1, 12):
 
 
 class Resolver(ZoneResolver):
+    queries = 0
+
     def resolve(self, request, handler):
         if str(request.q.qname).rstrip(".").endswith("timeout.test"):
             raise DNSError("dropped on purpose: the client must time out")
+        self.queries += 1
         return super().resolve(request, handler)
 
 
@@ -66,7 +69,7 @@ class DnsServer:
         self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
         self.port = self.udp.server.server_address[1]
         self.tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
-        self.queries = 0
+        self.resolver = resolver
 
     def start(self) -> None:
         self.udp.start_thread()
@@ -83,10 +86,6 @@ class DnsServer:
         return f"127.0.0.1:{self.port}"
 
 
-def records(text: str) -> list[RR]:
-    return RR.fromZone(text)
-
-
 @pytest.fixture(scope="session")
 def dns_server() -> Iterator[DnsServer]:
     server = DnsServer()
@@ -96,7 +95,7 @@ def dns_server() -> Iterator[DnsServer]:
 
 
 @pytest.fixture
-def dns(dns_server: DnsServer, settings) -> DnsServer:
+def dns_checks(dns_server: DnsServer, settings) -> DnsServer:
     """The checks pointed at the test's DNS server, with an empty cache."""
     from django.core.cache import cache
 
@@ -104,8 +103,3 @@ def dns(dns_server: DnsServer, settings) -> DnsServer:
     settings.DNS_TIMEOUT = 2.0
     cache.clear()
     return dns_server
-
-
-def tcp_answers(server: DnsServer) -> bool:
-    with socket.create_connection(("127.0.0.1", server.port), timeout=1):
-        return True
