@@ -121,7 +121,7 @@ class _Judgement:
         if self.policy.policy == "none" and not self.spf.passed:
             self.level = Level.SPAM
         self.reasons.append(words[self.policy.policy] % {"domain": self.from_domain})
-        if self.spf.passed:  # passes, but for another domain than the From's
+        if not dmarc.aligned(self.envelope_domain, self.from_domain, self.policy.aspf):
             self.reasons.append(
                 _(
                     "Letters carry %(from)s in From, but their envelope sender (where reports go) is on "
@@ -130,7 +130,7 @@ class _Judgement:
                 )
                 % {"from": self.from_domain, "envelope": self.envelope_domain}
             )
-        else:
+        if not self.spf.passed:
             self._spf_reasons()
         self._dkim_reason()
 
