@@ -62,12 +62,21 @@ def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpSe
     context = {
         "form": form,
         "server": server,
+        # As saved: a form being corrected holds values not yet in force.
+        "verdict": _own_verdict(request, server) if server is not None and request.method == "GET" else None,
         "providers": presets.PROVIDERS,
         "custom": presets.CUSTOM,
         "presets_json": presets.as_json(),
         "chosen": request.GET.get("preset"),
     }
     return render(request, "servers/form.html", context, status=400 if form.errors else 200)
+
+
+def _own_verdict(request: HttpRequest, server: SmtpServer) -> deliverability.Verdict | None:
+    """Will receivers accept letters from the server's own address?"""
+    route = selectors.report_routes(request.tenant.pk, [server])[server.pk]
+    verdicts = deliverability.check_pairs([(server, server.sender_email, route.address)])
+    return verdicts[0] if verdicts else None
 
 
 def _saved(form: SmtpServerForm | BounceMailboxForm, save: Callable[[], object]) -> bool:

@@ -71,7 +71,11 @@ def test_the_template_preview_judges_each_servers_from(alice, tenant_a, dns_chec
     assert "v=spf1 ip4:5.45.200.99 mx include:_spf.google.com -all" in page
 
 
-def test_the_servers_page_judges_each_servers_own_address(alice, tenant_a, dns_checks):
-    make_server(tenant_a, name="Company", host="smtp.acme.test", sender_email="news@signed.test")
+def test_the_servers_pages_judge_each_servers_own_address(alice, tenant_a, dns_checks):
+    server = make_server(tenant_a, name="Company", host="smtp.acme.test", sender_email="news@signed.test")
     page = alice.client.get(reverse("servers:list")).content.decode()
     assert "Passes SPF and DMARC" in page and "DKIM: default" in page
+    server.sender_email = "news@quarantine.test"
+    server.save(update_fields=["sender_email"])
+    page = alice.client.get(reverse("servers:edit", args=[server.public_id])).content.decode()
+    assert "Will receivers accept letters from news@quarantine.test?" in page and "Will likely go to spam" in page
