@@ -3,9 +3,11 @@ sender's domain for the server's sending host, DMARC of the From domain
 and whether SPF or DKIM aligns with it, in one verdict with the reasons in
 plain words and the exact records to publish."""
 
+import logging
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import idna
 from django.utils.translation import gettext as _
 
 from .. import presets
@@ -19,6 +21,7 @@ class Level(StrEnum):
     UNKNOWN = "unknown"
 
 
+logger = logging.getLogger(__name__)
 BADGES = {Level.PASS: "success", Level.SPAM: "warning", Level.REJECT: "danger", Level.UNKNOWN: "muted"}
 
 
@@ -65,6 +68,9 @@ def check(server: object, from_address: str, envelope_address: str = "") -> Verd
     except resolver.DnsFailure:
         reason = _("DNS did not answer in time. This does not stop sending; reload the page later to check again.")
         return Verdict(Level.UNKNOWN, from_domain, (reason,))
+    except Exception:  # advice only: a record nobody foresaw must not break the page or the start
+        logger.exception("Deliverability check of %s failed", from_domain)
+        return Verdict(Level.UNKNOWN, from_domain, (_("The check failed. This does not stop sending."),))
 
 
 def _judge(host: hosts.SendingHost, from_domain: str, envelope_domain: str) -> Verdict:
@@ -183,4 +189,9 @@ class _Judgement:
 
 
 def _domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().lower().rstrip(".")
+    """The domain as DNS names it (IDNA), for pyspf as for the lookups."""
+    domain = address.rpartition("@")[2].strip().lower().rstrip(".")
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return domain

@@ -101,6 +101,11 @@ def test_an_envelope_sender_on_another_domain_does_not_align(dns_checks):
     assert "a public provider whose SPF will never list" in " ".join(public.reasons)
 
 
+def test_an_internationalised_domain_is_looked_up_by_its_ascii_name(dns_checks):
+    verdict = check(COMPANY, "news@пример.test")
+    assert verdict.level == Level.PASS and verdict.from_domain == "xn--e1afmkfd.test"
+
+
 def test_a_providers_own_mailbox_passes_without_records_of_ours(dns_checks):
     verdict = check(GMAIL, "ann@gmail.com")
     assert verdict.level == Level.PASS and verdict.fixes == ()
