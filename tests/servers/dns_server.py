@@ -1,13 +1,13 @@
 """A real authoritative DNS server for the deliverability tests: dnslib's
 DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
-below. Names under timeout.test get no answer at all. Nothing leaves the
-machine."""
+below; UDP answers over 512 bytes come truncated, as from a real server.
+Names under timeout.test get no answer at all. Nothing leaves the machine."""
 
 from collections.abc import Iterator
 
 import pytest
-from dnslib import DNSError
-from dnslib.server import DNSLogger, DNSServer
+from dnslib import DNSError, DNSRecord
+from dnslib.server import DNSHandler, DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
 COMPANY_IP = "5.45.200.10"  # smtp.acme.test, a company's own relay
@@ -50,6 +50,10 @@ platform.test.         60 IN TXT  "v=spf1 include:spf.postroute.test -all"
 workspace.test.        60 IN TXT  "v=spf1 include:_spf.google.com ~all"
 _dmarc.workspace.test. 60 IN TXT  "v=DMARC1; p=reject"
 """
+# Answers longer than a classic UDP datagram come truncated: the client asks again over TCP.
+for n in range(1, 7):
+    ZONE += f'big.test. 60 IN TXT "verification-{n}={"x" * 100}"\n'
+ZONE += f'big.test. 60 IN TXT "v=spf1 ip4:{COMPANY_IP} -all"\n'
 for n in range(1, 12):
     ZONE += f't{n}.m.test. 60 IN TXT "v=spf1 ip4:5.45.201.{n} -all"\n'
 
@@ -64,10 +68,24 @@ class Resolver(ZoneResolver):
         return super().resolve(request, handler)
 
 
+class Handler(DNSHandler):
+    def get_reply(self, data: bytes) -> bytes:
+        """As DNSHandler, but a UDP answer over 512 bytes (RFC 1035's limit
+        without EDNS) becomes the question with TC set, as real servers send
+        it (dnslib's own truncation drops the question, which clients refuse)."""
+        request = DNSRecord.parse(data)
+        packed = self.server.resolver.resolve(request, self).pack()
+        if self.protocol == "udp" and len(packed) > 512:
+            truncated = request.reply()
+            truncated.header.tc = 1
+            packed = truncated.pack()
+        return packed
+
+
 class DnsServer:
     def __init__(self) -> None:
         resolver, logger = Resolver(ZONE), DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
-        self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
+        self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger, handler=Handler)
         self.port = self.udp.server.server_address[1]
         self.tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
         self.resolver = resolver
