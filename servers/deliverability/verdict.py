@@ -121,11 +121,12 @@ class _Judgement:
         words = {
             "reject": _("%(domain)s publishes DMARC p=reject: receivers refuse letters that fail it."),
             "quarantine": _("%(domain)s publishes DMARC p=quarantine: receivers put letters that fail it in spam."),
-            "none": _("%(domain)s publishes DMARC p=none: receivers are asked not to act on failures."),
+            "none": _(
+                "%(domain)s publishes DMARC p=none, but its letters fail DMARC: Gmail and Yahoo expect bulk mail "
+                "to pass it."
+            ),
         }
-        self.level = {"reject": Level.REJECT, "quarantine": Level.SPAM}.get(self.policy.policy, Level.PASS)
-        if self.policy.policy == "none" and not self.spf.passed:
-            self.level = Level.SPAM
+        self.level = Level.REJECT if self.policy.policy == "reject" else Level.SPAM
         self.reasons.append(words[self.policy.policy] % {"domain": self.from_domain})
         if not dmarc.aligned(self.envelope_domain, self.from_domain, self.policy.aspf):
             self.reasons.append(

@@ -98,6 +98,8 @@ def test_an_envelope_sender_on_another_domain_does_not_align(dns_checks):
     assert "envelope sender (where reports go) is on nested.test" in " ".join(verdict.reasons)
     public = check(COMPANY, "news@pass.test", "bounces@yandex.ru")
     assert "a public provider whose SPF will never list" in " ".join(public.reasons)
+    relaxed = check(COMPANY, "news@relaxed.test", "bounces@pass.test")  # p=none: still not what Gmail wants
+    assert relaxed.level == Level.SPAM and "Gmail and Yahoo expect bulk mail to pass it" in relaxed.reasons[0]
 
 
 def test_an_internationalised_domain_is_looked_up_by_its_ascii_name(dns_checks):
