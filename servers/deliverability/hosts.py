@@ -58,6 +58,7 @@ class SendingHost:
     own_domains: tuple[str, ...] = ()
     selectors: tuple[str, ...] = ()
     unknown: str = ""  # why the sending host is not known
+    provider: str = ""  # the provider's or relay's name
 
     def mechanisms(self, ips: tuple[str, ...] | None = None) -> str:
         """What an SPF record has to contain to authorise this host."""
@@ -92,7 +93,12 @@ def _known(known: Known, own_domains: tuple[str, ...]) -> SendingHost:
         "" if known.includes else _("%(name)s publishes no SPF name for its customers' domains.") % {"name": known.name}
     )
     return SendingHost(
-        label, includes=known.includes, own_domains=own_domains, selectors=known.selectors, unknown=unknown
+        label,
+        includes=known.includes,
+        own_domains=own_domains,
+        selectors=known.selectors,
+        unknown=unknown,
+        provider=known.name,
     )
 
 

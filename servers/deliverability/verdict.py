@@ -79,7 +79,10 @@ def _judge(host: hosts.SendingHost, from_domain: str, envelope_domain: str) -> V
         return Verdict(Level.UNKNOWN, from_domain, (host.unknown,))
     result = spf.SpfResult("pass", None) if own_envelope else spf.evaluate(envelope_domain, host)
     policy = dmarc.policy_for(from_domain)
-    selector = host.label if from_domain in host.own_domains else dkim.key_selector(from_domain, host.selectors)
+    if from_domain in host.own_domains:  # a provider signs its own mailboxes
+        selector: str | None = _("signed by %(provider)s") % {"provider": host.provider}
+    else:
+        selector = dkim.key_selector(from_domain, host.selectors)
     spf_aligned = result.passed and dmarc.aligned(envelope_domain, from_domain, policy.aspf if policy else "r")
     judged = _Judgement(host, from_domain, envelope_domain, result, policy, selector)
     if policy is None:
