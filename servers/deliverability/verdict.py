@@ -160,6 +160,14 @@ class _Judgement:
                 _("The SPF record of %(domain)s is broken (%(error)s): receivers treat it as a failure.")
                 % {"domain": domain, "error": self.spf.explanation}
             )
+            if "lookup" in self.spf.explanation.lower():
+                self.reasons.append(
+                    _(
+                        "An SPF record may cost at most 10 DNS lookups (include, a, mx, exists, redirect) and "
+                        "2 that find nothing; an include that leads back to itself never ends. Remove the "
+                        "includes you no longer use, or list addresses with ip4:/ip6:."
+                    )
+                )
             return
         if self.spf.record is None:
             reason = _("%(domain)s publishes no SPF record, so receivers cannot tell that %(host)s may send for it.")

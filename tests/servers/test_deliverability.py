@@ -68,6 +68,7 @@ def test_a_broken_record_fails_as_receivers_fail_it(dns_checks, domain, level, e
     limit of 10 lookups (many.test lists the relay after them)."""
     verdict = check(COMPANY, f"news@{domain}")
     assert verdict.level == level and f"is broken (SPF Permanent Error: {error})" in " ".join(verdict.reasons)
+    assert "may cost at most 10 DNS lookups" in " ".join(verdict.reasons)
 
 
 def test_no_records_at_all_asks_for_both(dns_checks):
