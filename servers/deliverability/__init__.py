@@ -5,13 +5,14 @@ Results never stop sending when DNS fails: they say "could not check"."""
 from collections.abc import Iterable
 
 from . import resolver
+from .hosts import Server
 from .verdict import Fix, Level, Verdict, check
 
 __all__ = ["Fix", "Level", "Verdict", "check", "check_pairs", "enabled"]
 enabled = resolver.enabled
 
 
-def check_pairs(pairs: Iterable[tuple[object, str, str]]) -> list[Verdict] | None:
+def check_pairs(pairs: Iterable[tuple[Server, str, str]]) -> list[Verdict] | None:
     """A verdict for each (server, From address, envelope sender), all
     within one DNS deadline; None when checks are turned off
     (DNS_RESOLVER=off)."""

@@ -14,6 +14,7 @@ so what the From domain's SPF record has to name.
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Protocol
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -23,6 +24,14 @@ from . import resolver
 
 GENERIC_SELECTORS = ("default", "dkim", "mail")
 MAX_ADDRESSES = 3
+
+
+class Server(Protocol):
+    kind: str
+    host: str
+
+    @property
+    def is_platform(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,10 @@ class SendingHost:
         return " ".join(f"ip{ipaddress.ip_address(ip).version}:{ip}" for ip in (ips or self.ips))
 
 
-def sending_host(server: object) -> SendingHost:
+def sending_host(server: Server) -> SendingHost:
     """Raises resolver.DnsFailure when the SMTP host's addresses cannot be
     looked up."""
-    if getattr(server, "is_platform", False) and settings.PLATFORM_SPF_INCLUDE:
+    if server.is_platform and settings.PLATFORM_SPF_INCLUDE:
         name = settings.PLATFORM_SPF_INCLUDE
         return SendingHost(name, includes=(name,), selectors=GENERIC_SELECTORS)
     if server.kind == "internal":

@@ -57,7 +57,7 @@ class Verdict:
         return self.level == Level.REJECT
 
 
-def check(server: object, from_address: str, envelope_address: str = "") -> Verdict:
+def check(server: hosts.Server, from_address: str, envelope_address: str = "") -> Verdict:
     """Never raises for DNS trouble: that is "could not check", which
     never stops sending."""
     from_domain = _domain(from_address)
