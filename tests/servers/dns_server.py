@@ -3,6 +3,7 @@ DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
 below; UDP answers over 512 bytes come truncated, as from a real server.
 Names under timeout.test get no answer at all. Nothing leaves the machine."""
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -91,8 +92,8 @@ class DnsServer:
         self.resolver = resolver
 
     def start(self) -> None:
-        self.udp.start_thread()
-        self.tcp.start_thread()
+        for server in (self.udp, self.tcp):  # a short poll, so that stopping is quick
+            threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
         self.udp.stop()
