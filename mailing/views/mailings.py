@@ -108,9 +108,8 @@ def _check_receivers(rows: list[dict]) -> None:
         row["verdict"] = verdict
 
 
-def rejected_rows(mailing: Mailing) -> list[dict]:
-    """The servers whose letters receivers will refuse (DMARC p=reject)."""
-    rows, _ = sender_preview(mailing)
+def rejected(rows: list[dict]) -> list[dict]:
+    """The rows whose letters receivers will refuse (DMARC p=reject)."""
     return [row for row in rows if "verdict" in row and row["verdict"].rejected]
 
 
@@ -129,7 +128,7 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "mailing": mailing,
         "preview": preview,
         "checked": any("verdict" in row for row in preview),
-        "rejected": [row for row in preview if "verdict" in row and row["verdict"].rejected],
+        "rejected": rejected(preview),
         "unhonoured": unhonoured,
         "unread_reports": [row["server"] for row in preview if not row["route"].read],
         "recipients": services.recipients(mailing).count() if mailing.status == S.DRAFT else None,
@@ -201,9 +200,9 @@ def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
 def _refuse_rejected(mailing: Mailing) -> None:
     """A start whose letters receivers will refuse (DMARC p=reject) needs
     the box ticked that says so; DNS trouble never stops it."""
-    rejected = rejected_rows(mailing)
-    if rejected:
-        names = ", ".join(f"«{row['server'].name}»" for row in rejected)
+    refused = rejected(sender_preview(mailing)[0])
+    if refused:
+        names = ", ".join(f"«{row['server'].name}»" for row in refused)
         raise ValidationError(
             gettext(
                 "Receivers will reject the letters sent through %(servers)s: their From domain publishes DMARC "
