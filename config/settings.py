@@ -68,6 +68,16 @@ SERVER_PROBE_TIMEOUT = env.float("SERVER_PROBE_TIMEOUT", default=20.0)
 CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
 # An extra CA bundle to trust besides the system's (a company's own CA).
 SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
+# Deliverability checks (servers.deliverability): the DNS server to ask
+# ("" = the system's resolver, "host:port", "off" = no checks), the seconds
+# one page may spend on DNS in all, and how long answers are kept.
+DNS_RESOLVER = env.str("DNS_RESOLVER", default="")
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=2.0)
+DNS_CACHE_SECONDS = env.int("DNS_CACHE_SECONDS", default=300)
+DNS_FAILURE_CACHE_SECONDS = env.int("DNS_FAILURE_CACHE_SECONDS", default=60)
+# The SPF name the operator publishes for the platform's servers (tenants add
+# include:<it> to their SPF); empty: the addresses of each server's host.
+PLATFORM_SPF_INCLUDE = env.str("PLATFORM_SPF_INCLUDE", default="")
 
 # The public address of this installation, for links in letters
 # (unsubscribe) that workers build without a request.
