@@ -32,6 +32,7 @@ def test_a_moscow_browser_signs_up_in_moscow_time(browser_context, live_server):
     page = context.new_page()
     page.goto(live_server.url + "/accounts/signup/")
     assert page.input_value('select[name="time_zone"]') == "Europe/Moscow"
+    assert fits(page, 375)
     page.fill('input[name="email"]', "olga@romashka.test")
     page.fill('input[name="organisation"]', "Romashka")
     page.fill('input[name="password"]', "a long passphrase 42")
@@ -68,3 +69,12 @@ def test_a_saigon_tenant_reads_saigon_times(page, live_server, alice, tenant_a):
         "() => document.querySelector('[data-f=\"updated\"]').textContent.endsWith(' UTC+7')", timeout=5_000
     )
     assert page.inner_text('[data-window="hour"] [data-f="label"]') == "Last 60 minutes"
+    assert fits(page, 375) and fits(page, 1400)
+    page.goto(live_server.url + "/accounts/organisation/")
+    assert fits(page, 375)
+
+
+def fits(page, width: int) -> bool:
+    """Nothing wider than the screen (the zone select's longest names, the longer stamps)."""
+    page.set_viewport_size({"width": width, "height": 900})
+    return page.evaluate("document.documentElement.scrollWidth") <= width
