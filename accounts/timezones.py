@@ -28,8 +28,13 @@ def zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones()) - {"Factory", "localtime"}
 
 
+def zone_name(name: str) -> str:
+    """How a zone's name reads: "Asia/Ho Chi Minh"."""
+    return name.replace("_", " ")
+
+
 def zone_choices() -> list[tuple[str, str]]:
-    return [(name, name.replace("_", " ")) for name in sorted(zone_names())]
+    return [(name, zone_name(name)) for name in sorted(zone_names())]
 
 
 def validate_time_zone(value: str) -> None:
@@ -154,4 +159,4 @@ def zone_abbreviation(moment: datetime | None = None) -> str:
 def zone_label(name: str) -> str:
     """ "Europe/Moscow (MSK)": a zone's name with its abbreviation now."""
     with timezone.override(zone_of(name)):
-        return f"{name.replace('_', ' ')} ({zone_abbreviation()})"
+        return f"{zone_name(name)} ({zone_abbreviation()})"

@@ -22,3 +22,9 @@ def when(moment: datetime | None, option: str = "") -> str:
 @register.simple_tag
 def zone_abbreviation() -> str:
     return timezones.zone_abbreviation()
+
+
+@register.filter
+def zone_name(name: str) -> str:
+    """ "Asia/Ho Chi Minh" for Asia/Ho_Chi_Minh, as the zone select says it."""
+    return timezones.zone_name(str(name))

@@ -18,6 +18,7 @@ from ..access import manager_required, tenant_required
 from ..forms import OrganisationForm, TenantForm
 from ..middleware import SESSION_TENANT_KEY
 from ..models import Membership
+from ..timezones import zone_label
 
 
 @tenant_required
@@ -34,7 +35,8 @@ def organisation(request: HttpRequest) -> HttpResponse:
     form = OrganisationForm(request.POST or None, instance=request.tenant)
     if request.method == "POST" and form.is_valid():
         services.tenant_settings_update(tenant=request.tenant, **form.cleaned_data)
-        messages.success(request, _("Saved. Times are now shown in %(zone)s.") % {"zone": request.tenant.time_zone})
+        zone = zone_label(request.tenant.time_zone)
+        messages.success(request, _("Saved. Times are now shown in %(zone)s.") % {"zone": zone})
         return redirect("accounts:organisation")
     status = 400 if form.errors else 200
     return render(request, "accounts/organisation.html", {"form": form}, status=status)
