@@ -106,7 +106,7 @@ class LocalDateTimeField(forms.DateTimeField):
 def when(moment: datetime, *, now: datetime | None = None, zone: bool = False) -> str:
     """A moment in the active zone (the tenant's), with the day when it is
     not today, and with the zone's abbreviation when `zone` is true."""
-    local = timezone.localtime(moment)
+    local = _local(moment)
     today = timezone.localtime(now or timezone.now()).date()
     time = dateformat.format(local, "H:i")
     days = (local.date() - today).days
@@ -128,8 +128,15 @@ def when(moment: datetime, *, now: datetime | None = None, zone: bool = False) -
 
 def day(moment: datetime, *, now: datetime | None = None) -> str:
     """The local date of a moment: "1 Dec", with the year when it is not this one."""
-    local = timezone.localtime(moment)
+    local = _local(moment)
     return _day(local, timezone.localtime(now or timezone.now()).date())
+
+
+def _local(moment: datetime) -> datetime:
+    try:
+        return timezone.localtime(moment)
+    except OverflowError:  # a moment at the end of time (an estimate): as it is
+        return moment
 
 
 def _day(local: datetime, today: object) -> str:
@@ -146,7 +153,7 @@ def _day(local: datetime, today: object) -> str:
 def zone_abbreviation(moment: datetime | None = None) -> str:
     """ "MSK", "CET"; "UTC+7" where the zone has no letters of its own
     (Asia/Ho_Chi_Minh calls itself "+07")."""
-    local = timezone.localtime(moment or timezone.now())
+    local = _local(moment or timezone.now())
     name = local.tzname() or ""
     if name and name[0] not in "+-":
         return name

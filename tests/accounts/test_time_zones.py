@@ -162,3 +162,8 @@ def test_a_time_the_clocks_show_twice_is_the_first_of_the_two():
     with pytest.raises(ValidationError):
         local_to_aware(datetime(2027, 3, last_sunday(2027, 3).day, 2, 30), BERLIN)
     assert local_to_aware(datetime(2027, 7, 1, 12, 0), MOSCOW).astimezone(UTC).hour == 9
+
+
+def test_a_moment_at_the_end_of_time_still_reads():
+    with timezone.override(SAIGON):  # east of UTC: the local time would overflow
+        assert when(datetime.max.replace(tzinfo=UTC), now=NOW) == "31 Dec 9999 at 23:59"
