@@ -189,6 +189,8 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.tenancy",
             ],
+            # {{ moment|when }}: every time shown, in the tenant's zone.
+            "builtins": ["accounts.templatetags.when"],
         },
     },
 ]

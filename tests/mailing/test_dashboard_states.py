@@ -40,7 +40,7 @@ def test_a_rate_limited_server_says_so_with_its_reply_and_the_next_try(tenant_a)
     )
     row = server_json(tenant_a, server)
     assert row["state"] == "rate_limited"
-    assert "Rate-limited by the server — next try at" in row["notice"] and reply in row["notice"]
+    assert "Rate-limited by the server — next try " in row["notice"] and reply in row["notice"]
     assert "Waiting" not in row["notice"] and "connection trouble" not in row["notice"]
 
 
