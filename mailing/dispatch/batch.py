@@ -162,16 +162,18 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
 
 
 def _share(mailing: Mailing, server: SmtpServer, count: int, due: Q) -> int:
-    """With fewer letters left than the mailing's chains could take at once,
-    each takes its share: every conversation the server allows gets some
-    (the last 20 letters go 10 and 10 over two connections, not 20 over
-    one). Reads at most count x chains index entries."""
+    """With fewer letters left than the mailing's idle chains could take at
+    once, each takes its share: every conversation the server allows gets
+    some (the last 20 letters go 10 and 10 over two connections, not 20 over
+    one), and the last chain to start takes all that is left. Reads at most
+    count x chains index entries, and the claims in flight."""
     chains = min(settings.DISPATCH_CHAINS, server.max_connections)
     if chains <= 1:
         return count
-    pending = Letter.objects.filter(mailing=mailing, status__in=PENDING).filter(due)
-    ahead = len(pending.values_list("pk", flat=True)[: count * chains])
-    return min(count, max(1, -(-ahead // chains)))
+    letters = Letter.objects.filter(mailing=mailing)
+    ahead = len(letters.filter(status__in=PENDING).filter(due).values_list("pk", flat=True)[: count * chains])
+    busy = letters.filter(status=L.SENDING).values("claim_token").distinct().count()
+    return min(count, max(1, -(-ahead // max(1, chains - busy))))
 
 
 @dataclass
