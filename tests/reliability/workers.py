@@ -61,14 +61,15 @@ def start_workers(
     db_url: str | None = None,
     batch: int = 4,
     output: IO | None = None,
+    **variables: str,
 ) -> list[subprocess.Popen]:
     """`count` dispatch workers started as the Procfile starts them (a pool
     of threads, one a conversation, sharing a few database sessions), also
     consuming beat's default queue, each in its own process group so that a
     test can kill one with everything it started."""
-    env = worker_env(broker_url, db_url=db_url, batch=batch)
-    argv, variables = procfile_command("dispatch", env)
-    env.update(variables)
+    env = worker_env(broker_url, db_url=db_url, batch=batch) | variables
+    argv, procfile_variables = procfile_command("dispatch", env)
+    env.update(procfile_variables)
     argv = with_option(with_option(argv, "-Q", "dispatch,default"), "--loglevel", "warning")
     argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     return [
