@@ -172,6 +172,8 @@ def _share(mailing: Mailing, server: SmtpServer, count: int, due: Q) -> int:
         return count
     letters = Letter.objects.filter(mailing=mailing)
     ahead = len(letters.filter(status__in=PENDING).filter(due).values_list("pk", flat=True)[: count * chains])
+    if ahead == count * chains:
+        return count  # enough for every chain
     busy = letters.filter(status=L.SENDING).values("claim_token").distinct().count()
     return min(count, max(1, -(-ahead // max(1, chains - busy))))
 
