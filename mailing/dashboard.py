@@ -254,12 +254,19 @@ def _recent_letters(mailings: list[Mailing], now: datetime) -> dict[int, int]:
     if not mailings:
         return {}
     rows = (
-        Letter.objects.filter(mailing__in=[m.pk for m in mailings], sent_at__gt=now - RATE_SPAN, sent_at__lte=now)
+        # By the minute, as the servers' rates (their buckets): the figure
+        # moves with the minute, which the dashboard's stamp follows.
+        Letter.objects.filter(mailing__in=[m.pk for m in mailings], sent_at__gte=_rate_start(now), sent_at__lte=now)
         .values("mailing_id")
         .order_by()
         .annotate(n=Count("id"))
     )
     return {row["mailing_id"]: row["n"] for row in rows}
+
+
+def _rate_start(now: datetime) -> datetime:
+    """The first minute of the last RATE_SPAN (the current one included)."""
+    return limits.trunc_minute(now) - RATE_SPAN + MINUTE
 
 
 def _finish_times(

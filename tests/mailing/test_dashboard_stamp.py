@@ -1,0 +1,124 @@
+"""The dashboard's version stamp: a poll when nothing changed gets 304 from
+one query; any change the JSON shows, made as the dispatcher and the bounce
+reader make it, or the minute moving on, gives 200 with the new figures."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from mailing import limits
+from mailing.dispatch import claim
+from mailing.dispatch.results import fail, record_sent
+from mailing.models import Letter
+from servers.models import Health
+from tests.servers.factories import make_server
+
+from .dashboard_builders import running_mailing
+
+DATA = "dashboard:data"
+L = Letter.Status
+# Session, user, OTP device, membership; then the stamp.
+QUERIES_304 = 5
+
+
+def poll(client, etag: str | None = None):
+    return client.get(reverse(DATA), **({"HTTP_IF_NONE_MATCH": etag} if etag else {}))
+
+
+def sent(data: dict) -> str:
+    (mailing,) = data["mailings"]
+    return {c["key"]: c["count"] for c in mailing["counts"]}["sent"]
+
+
+@pytest.fixture
+def sending(tenant_a):
+    server = make_server(tenant_a, name="Yandex", max_per_hour=100)
+    mailing = running_mailing(tenant_a, [server], queued=5)
+    return server, mailing
+
+
+def test_a_poll_when_nothing_changed_gets_304_from_one_query(alice, sending, django_assert_num_queries):
+    first = poll(alice.client)
+    assert first.status_code == 200 and first["ETag"]
+    with django_assert_num_queries(QUERIES_304):
+        again = poll(alice.client, first["ETag"])
+    assert again.status_code == 304 and again.content == b""
+    assert again["ETag"] == first["ETag"] and "no-store" in again["Cache-Control"]
+
+
+def test_letters_sent_between_two_polls_give_200_with_the_new_figures(alice, tenant_a, sending):
+    """The dispatcher's own writes: room reserved, letters claimed, then
+    each result recorded; every step between two polls is seen."""
+    server, mailing = sending
+    etag = poll(alice.client)["ETag"]
+    now = timezone.now()
+    limits.reserve(server=server, tenant=tenant_a, wanted=2, now=now)
+    etag = _changed(alice.client, etag)
+    letters = claim(mailing, server, 2, now=now)
+    etag = _changed(alice.client, etag)
+    record_sent(letters[0], at=timezone.now())
+    etag = _changed(alice.client, etag, lambda data: sent(data) == "1")
+    fail(letters[1], "550 no such user")
+    _changed(alice.client, etag, lambda data: data["mailings"][0]["counts"][2]["count"] == "1")
+
+
+def test_a_result_whose_claim_the_last_poll_missed_still_changes_the_stamp(alice, tenant_a, sending):
+    """Reserved and claimed before the poll is answered is the common
+    case; here the claim and the result both fall between two polls."""
+    server, mailing = sending
+    now = timezone.now()
+    limits.reserve(server=server, tenant=tenant_a, wanted=1, now=now)
+    etag = poll(alice.client)["ETag"]
+    (letter,) = claim(mailing, server, 1, now=now)
+    record_sent(letter, at=timezone.now())
+    _changed(alice.client, etag, lambda data: sent(data) == "1")
+
+
+def test_a_bounce_a_server_edit_and_a_new_mailing_each_change_the_stamp(alice, tenant_a, sending):
+    server, mailing = sending
+    letter = mailing.letters.first()
+    Letter.objects.filter(pk=letter.pk).update(status=L.SENT, sent_at=timezone.now() - timedelta(hours=2))
+    etag = poll(alice.client)["ETag"]
+    Letter.objects.filter(pk=letter.pk).update(status=L.BOUNCED)  # what the bounce reader writes
+    etag = _changed(alice.client, etag, lambda data: data["mailings"][0]["counts"][1]["count"] == "1")
+    server.health, server.health_error = Health.FAILING, "535 authentication failed"
+    server.save(update_fields=["health", "health_error"])
+    etag = _changed(alice.client, etag, lambda data: data["servers"][0]["state"] == "failing")
+    running_mailing(tenant_a, [server], queued=1, name="Autumn sale")
+    _changed(alice.client, etag, lambda data: len(data["mailings"]) == 2)
+
+
+def test_the_minute_moving_on_changes_the_stamp(alice, tenant_a, sending, monkeypatch):
+    """The windows roll with time alone: the same rows a minute later are a
+    new stamp (and a rest that ends within the minute, at once)."""
+    server, _ = sending
+    at = datetime(2026, 3, 10, 14, 30, 5, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: at)
+    etag = poll(alice.client)["ETag"]
+    at = at.replace(second=55)
+    assert poll(alice.client, etag).status_code == 304
+    at = at + timedelta(seconds=10)  # 14:31:05
+    etag = _changed(alice.client, etag)
+    server.backoff_until = at + timedelta(seconds=20)
+    server.save(update_fields=["backoff_until"])
+    etag = _changed(alice.client, etag, lambda data: data["servers"][0]["state"] == "resting")
+    at = at + timedelta(seconds=30)  # 14:31:35: the rest is over, the same minute
+    _changed(alice.client, etag, lambda data: data["servers"][0]["state"] != "resting")
+
+
+def test_another_tenants_letters_on_their_own_servers_leave_the_stamp_alone(alice, tenant_b, sending):
+    other = make_server(tenant_b, name="Theirs")
+    theirs = running_mailing(tenant_b, [other], queued=2)
+    etag = poll(alice.client)["ETag"]
+    limits.reserve(server=other, tenant=tenant_b, wanted=1)
+    claim(theirs, other, 1, now=timezone.now())
+    assert poll(alice.client, etag).status_code == 304
+
+
+def _changed(client, etag: str, check=lambda data: True) -> str:
+    response = poll(client, etag)
+    assert response.status_code == 200, "the stamp did not change"
+    assert response["ETag"] != etag and check(response.json())
+    return response["ETag"]
