@@ -8,14 +8,16 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import Tenant
 from mailing import limits
+from mailing.dashboard import usage_slots, window_usage
 from mailing.dispatch import claim
 from mailing.dispatch.results import fail, record_sent
 from mailing.models import Letter
-from servers.models import Health
+from servers.models import Health, PlatformQuota
 from tests.servers.factories import make_server
 
-from .dashboard_builders import running_mailing
+from .dashboard_builders import bucket, running_mailing
 
 DATA = "dashboard:data"
 L = Letter.Status
@@ -33,13 +35,21 @@ def sent(data: dict) -> str:
 
 
 @pytest.fixture
+def still_minute(monkeypatch):
+    """A clock that stays in one minute: the minute is in the stamp, so a
+    test that expects 304 must not cross a minute boundary."""
+    at = timezone.now().replace(second=30)
+    monkeypatch.setattr(timezone, "now", lambda: at)
+
+
+@pytest.fixture
 def sending(tenant_a):
     server = make_server(tenant_a, name="Yandex", max_per_hour=100)
     mailing = running_mailing(tenant_a, [server], queued=5)
     return server, mailing
 
 
-def test_a_poll_when_nothing_changed_gets_304_from_one_query(alice, sending, django_assert_num_queries):
+def test_a_poll_when_nothing_changed_gets_304_from_one_query(alice, still_minute, sending, django_assert_num_queries):
     first = poll(alice.client)
     assert first.status_code == 200 and first["ETag"]
     with django_assert_num_queries(QUERIES_304):
@@ -108,7 +118,7 @@ def test_the_minute_moving_on_changes_the_stamp(alice, tenant_a, sending, monkey
     _changed(alice.client, etag, lambda data: data["servers"][0]["state"] != "resting")
 
 
-def test_another_tenants_letters_on_their_own_servers_leave_the_stamp_alone(alice, tenant_b, sending):
+def test_another_tenants_letters_on_their_own_servers_leave_the_stamp_alone(alice, tenant_b, still_minute, sending):
     other = make_server(tenant_b, name="Theirs")
     theirs = running_mailing(tenant_b, [other], queued=2)
     etag = poll(alice.client)["ETag"]
@@ -122,3 +132,38 @@ def _changed(client, etag: str, check=lambda data: True) -> str:
     assert response.status_code == 200, "the stamp did not change"
     assert response["ETag"] != etag and check(response.json())
     return response["ETag"]
+
+
+# The dashboard's windows, read from its slots, are limits.window_usage's
+
+
+def test_the_dashboards_windows_and_resume_times_are_those_of_the_limits(alice, tenant_a, tenant_b, settings):
+    """Every window spent once (per minute, hour, day, own and shared
+    quota), buckets of several tenants and minutes, some out of the
+    windows: the same Usage, resume times included, as the dispatcher's."""
+    settings.DEPLOYMENT_MODE = "saas"
+    Tenant.objects.filter(pk__in=[tenant_a.pk, tenant_b.pk]).update(created_by=alice.user)
+    tenant_a.refresh_from_db()
+    now = datetime(2026, 3, 10, 14, 30, 20, tzinfo=UTC)
+    servers = [
+        make_server(tenant_a, name="minute", max_per_minute=1),
+        make_server(tenant_a, name="hour", max_per_hour=7),
+        make_server(tenant_a, name="day", max_per_hour=100, max_per_day=15),
+        make_server(tenant_a, name="zero", max_per_day=0),
+        make_server(tenant_a, name="free"),
+        make_server(None, name="own quota", tenant_daily_quota=9),
+        make_server(None, name="shared quota", tenant_daily_quota=30, max_per_hour=1000),
+    ]
+    PlatformQuota.objects.create(server=servers[6], tenant=tenant_b, daily_quota=15)
+    ago = [0, 3, 30, 59, 61, 200, 900, 1439, 1441, 1500]
+    for server in servers:
+        for i, back in enumerate(ago):
+            bucket(server, tenant_a, now - timedelta(minutes=back), 1 + i % 3)
+            if server.is_platform:
+                bucket(server, tenant_b, now - timedelta(minutes=back), 2)
+    minute = limits.trunc_minute(now)
+    slots = usage_slots([s.pk for s in servers], tenant_a, minute)
+    mine = window_usage(servers, tenant_a, slots, minute)
+    theirs = limits.window_usage(servers, tenant_a, now)
+    assert mine == theirs
+    assert sum(usage.is_spent for usage in mine.values()) == 6 and mine[servers[3].pk].resume_at == limits.NEVER
