@@ -138,6 +138,8 @@ def usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict
     gives at most 61 + 92 rows. The slots are grouped by plain integers (day
     of the month, hour, minute), much cheaper to read than datetimes."""
     recent = minute - HOUR_SPAN
+    if connection.vendor == "postgresql":
+        return _pg_usage_slots(server_ids, tenant, minute)
     of_hour = _integer(ExtractMinute("minute", tzinfo=UTC))
     quarter = ExpressionWrapper(of_hour / Value(QUARTER) * Value(QUARTER), output_field=IntegerField())
     rows = (
@@ -162,6 +164,44 @@ def usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict
     return slots
 
 
+# The same slots on PostgreSQL: grouped by the bucket's minute, or its
+# quarter (date_bin from a UTC midnight), which costs far less per row than
+# extracting the day, hour and minute; each slot's start comes back as
+# seconds since the epoch, much cheaper to read than a datetime.
+SLOTS_SQL = """
+WITH grouped AS (
+    SELECT g.id FROM accounts_tenant t
+    JOIN accounts_tenant g ON g.id = t.id OR g.created_by_id = t.created_by_id
+    WHERE t.id = %(tenant)s
+)
+SELECT server_id, extract(epoch FROM slot)::bigint, sum(count),
+       coalesce(sum(count) FILTER (WHERE tenant_id = %(tenant)s), 0),
+       coalesce(sum(count) FILTER (WHERE tenant_id IN (SELECT id FROM grouped)), 0)
+FROM (
+    SELECT server_id, tenant_id, count,
+           CASE WHEN minute >= %(recent)s THEN minute
+                ELSE date_bin('15 minutes', minute, TIMESTAMPTZ '2000-01-01 00:00+00') END AS slot
+    FROM mailing_usagebucket
+    WHERE server_id = ANY(%(servers)s::bigint[]) AND minute >= %(day)s
+) AS buckets
+GROUP BY server_id, slot
+"""
+
+
+def _pg_usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, list[Slot]]:
+    recent = minute - HOUR_SPAN
+    params = {"servers": server_ids, "tenant": tenant.pk, "recent": recent, "day": minute - DAY_SPAN}
+    slots: dict[int, list[Slot]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(SLOTS_SQL, params)
+        for server_id, at, total, mine, group in cursor.fetchall():
+            start = datetime.fromtimestamp(at, UTC)
+            slots[server_id].append(Slot(start, start >= recent, total, mine, group))
+    for server_slots in slots.values():
+        server_slots.sort()
+    return slots
+
+
 def window_usage(
     servers: list[SmtpServer], tenant: Tenant, slots: dict[int, list[Slot]], minute: datetime
 ) -> dict[int, Usage]:
@@ -169,6 +209,8 @@ def window_usage(
     rows: the day window of each server) rather than by summing them again:
     the platform quotas (1 query) and, for the spent servers, their resume
     times computed in the database (1 query), not from their minutes."""
+    if connection.vendor != "postgresql":
+        return limits.window_usage(servers, tenant, minute)  # SQLite (development): no running sums here
     quotas = platform_quotas([s for s in servers if s.is_platform], tenant)
     usages = {s.pk: limits.usage_from_sums(s, _sums(slots.get(s.pk, []), minute), quotas.get(s.pk)) for s in servers}
     spent = {s.pk: usages[s.pk] for s in servers if usages[s.pk].is_spent}

@@ -42,7 +42,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/page.html", page_context(request.tenant))
 
 
-def _stamp(request: HttpRequest) -> str:
+def _stamp(request: HttpRequest) -> str | None:
     return dashboard_stamp(request.tenant)
 
 
