@@ -3,10 +3,15 @@ use with its windows and state, the running mailings with their progress,
 rate and estimated finish, and the tenant's letters per hour over a day.
 
 The number of queries is fixed whatever the number of servers and mailings:
-the servers (2), limits.window_usage (at most 3), the usage slots (1), and
-the running mailings, their servers, their letter counts and their rates (4).
+the servers (2), the usage slots (1), the platform quotas and the spent
+servers' resume times (2; limits.window_usage's 3 on SQLite), the letters
+in flight and the holds (2), and the running mailings, their servers,
+their letter counts and their rates (4). A poll when nothing changed is
+answered before any of these (mailing.dashboard_stamp).
 
-The window counts come from UsageBucket, never from the letters table. The
+The window counts come from UsageBucket, never from the letters table,
+and each server's day window is read once: the windows, the chart and
+the estimate all come from its slots. The
 rate of a mailing does come from its letters (sent_at, on a partial index):
 buckets are kept per server and tenant, not per mailing, so two mailings
 sending through one server could not be told apart in them."""
@@ -244,7 +249,7 @@ WITH wanted AS (
            coalesce(sum(count) FILTER (WHERE tenant_id = %(tenant)s), 0) AS mine,
            coalesce(sum(count) FILTER (WHERE tenant_id IN (SELECT id FROM grouped)), 0) AS grp
     FROM mailing_usagebucket
-    WHERE server_id IN (SELECT server_id FROM wanted) AND minute >= %(day)s
+    WHERE server_id = ANY(%(spent)s::bigint[]) AND minute >= %(day)s
     GROUP BY server_id, minute
 ), counted AS (
     SELECT w.server_id, w.kind, w.lim, m.minute,
@@ -252,6 +257,7 @@ WITH wanted AS (
                        WHEN 'hour' THEN CASE WHEN m.minute >= %(hour)s THEN m.total ELSE 0 END
                        WHEN 'day' THEN m.total WHEN 'quota' THEN m.mine ELSE m.grp END AS n
     FROM wanted w JOIN minutes m ON m.server_id = w.server_id
+    WHERE m.minute >= CASE w.kind WHEN 'minute' THEN %(minute)s WHEN 'hour' THEN %(hour)s ELSE %(day)s END
 ), running AS (
     SELECT server_id, kind, lim, minute,
            sum(n) OVER (PARTITION BY server_id, kind ORDER BY minute ROWS UNBOUNDED PRECEDING) AS so_far,
@@ -285,6 +291,7 @@ def _resume_times(spent: dict[int, Usage], tenant: Tenant, minute: datetime) -> 
         return result
     params = {
         "servers": [w[0] for w in asked],
+        "spent": sorted({w[0] for w in asked}),
         "kinds": [w[1] for w in asked],
         "limits": [w[2] for w in asked],
         "tenant": tenant.pk,
