@@ -2,18 +2,18 @@
 one query; any change the JSON shows, made as the dispatcher and the bounce
 reader make it, or the minute moving on, gives 200 with the new figures."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Tenant
 from mailing import limits
 from mailing.dashboard import usage_slots, window_usage
-from mailing.dispatch import claim
-from mailing.dispatch.results import fail, record_sent
 from mailing.models import Letter
 from servers.models import Health, PlatformQuota
 from tests.servers.factories import make_server
@@ -133,6 +133,31 @@ def test_another_tenants_letters_on_their_own_servers_leave_the_stamp_alone(alic
     limits.reserve(server=other, tenant=tenant_b, wanted=1)
     claim(theirs, other, 1, now=timezone.now())
     assert poll(alice.client, etag).status_code == 304
+
+
+# The rows the dispatcher writes (mailing.dispatch), written here directly:
+# a claim, then each letter's result, each in its own transaction.
+
+
+def claim(mailing, server, count: int, *, now) -> list[Letter]:
+    ids = list(mailing.letters.filter(status=L.QUEUED).order_by("pk").values_list("pk", flat=True)[:count])
+    token = uuid.uuid4()
+    Letter.objects.filter(pk__in=ids).update(
+        status=L.SENDING, claim_token=token, lease_until=now + timedelta(minutes=10), server=server
+    )
+    return list(Letter.objects.filter(pk__in=ids).order_by("pk"))
+
+
+def record_sent(letter: Letter, *, at) -> None:
+    Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+        status=L.SENT, sent_at=at, attempts=F("attempts") + 1, last_reply="250 ok", claim_token=None, lease_until=None
+    )
+
+
+def fail(letter: Letter, reply: str) -> None:
+    Letter.objects.filter(pk=letter.pk, claim_token=letter.claim_token).update(
+        status=L.FAILED, attempts=F("attempts") + 1, last_reply=reply, claim_token=None, lease_until=None
+    )
 
 
 def _changed(client, etag: str, check=lambda data: True) -> str:
