@@ -36,7 +36,10 @@ the news. What each part covers:
    minutes ago at most (a batch lasts 4 minutes at most), whichever tenant
    makes it, so a platform server's shared windows follow the others'
    letters too.
-6. What the response is made in: the language, the time zone, and
+6. The getting-started checklist's steps (a template, contacts, a started
+   mailing; servers are in 2) and the tenant's imports: the versions of
+   those under way, and how many there are.
+7. What the response is made in: the language, the time zone, and
    PAYLOAD_VERSION (bump it when the JSON's shape or wording changes, so
    that an open page does not keep the old one).
 
@@ -104,7 +107,13 @@ SELECT
      WHERE l.mailing_id IN (SELECT id FROM running) AND l.status = 'sending'),
     (SELECT md5(string_agg(b.id || ':' || b.count || ':' || b.xmin || '.' || b.ctid, ',' ORDER BY b.id))
      FROM mailing_usagebucket b
-     WHERE b.server_id IN (SELECT id FROM shown) AND b.minute >= %(recent)s)
+     WHERE b.server_id IN (SELECT id FROM shown) AND b.minute >= %(recent)s),
+    (SELECT string_agg(id || ':' || xmin || '.' || ctid, ',' ORDER BY id) FROM mailing_contactimport
+     WHERE tenant_id = %(tenant)s AND status IN ('uploaded', 'queued', 'running')),
+    (SELECT count(*) FROM mailing_contactimport WHERE tenant_id = %(tenant)s),
+    EXISTS (SELECT 1 FROM mailing_mailtemplate WHERE tenant_id = %(tenant)s),
+    EXISTS (SELECT 1 FROM mailing_contact WHERE tenant_id = %(tenant)s),
+    EXISTS (SELECT 1 FROM mailing_mailing WHERE tenant_id = %(tenant)s AND started_at IS NOT NULL)
 """
 
 
@@ -130,5 +139,5 @@ def dashboard_stamp(tenant: Tenant) -> str | None:
         translation.get_language() or "",
         timezone.get_current_timezone_name(),
     )
-    text = "|".join([*context, *(part or "" for part in parts)])
+    text = "|".join([*context, *(str(part) if part is not None else "" for part in parts)])
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from mailing import limits
 from mailing.dashboard import usage_slots, window_usage
-from mailing.models import Letter
+from mailing.models import ContactImport, Letter
 from servers.models import Health, PlatformQuota
 from tests.servers.factories import make_server
 
@@ -105,7 +105,10 @@ def test_a_bounce_a_server_edit_and_a_new_mailing_each_change_the_stamp(alice, t
     server.save(update_fields=["health", "health_error"])
     etag = _changed(alice.client, etag, lambda data: data["servers"][0]["state"] == "failing")
     running_mailing(tenant_a, [server], queued=1, name="Autumn sale")
-    _changed(alice.client, etag, lambda data: len(data["mailings"]) == 2)
+    etag = _changed(alice.client, etag, lambda data: len(data["mailings"]) == 2)
+    # An import under way (the checklist follows contacts and imports).
+    ContactImport.objects.create(tenant=tenant_a, file_name="people.csv", file_path="people.csv")
+    _changed(alice.client, etag)
 
 
 def test_the_minute_moving_on_changes_the_stamp(alice, tenant_a, sending, monkeypatch):
