@@ -219,7 +219,7 @@ def window_usage(
     quotas = platform_quotas([s for s in servers if s.is_platform], tenant)
     usages = {s.pk: limits.usage_from_sums(s, _sums(slots.get(s.pk, []), minute), quotas.get(s.pk)) for s in servers}
     spent = {s.pk: usages[s.pk] for s in servers if usages[s.pk].is_spent}
-    resumes = _resume_times(spent, tenant, minute)
+    resumes = _resume_times(spent, slots, tenant, minute)
     return {pk: replace(usage, resume_at=resumes.get(pk)) if pk in spent else usage for pk, usage in usages.items()}
 
 
@@ -234,77 +234,111 @@ def _sums(slots: list[Slot], minute: datetime) -> dict[str, int]:
 
 
 # A spent window gets room back when its oldest buckets holding
-# used - limit + 1 letters have left it (limits._window_resume): the first
-# minute at which the running sum reaches that, for each window of each
-# spent server, in one pass over their day windows.
-RESUME_SQL = """
-WITH wanted AS (
-    SELECT * FROM unnest(%(servers)s::bigint[], %(kinds)s::text[], %(limits)s::bigint[]) AS w(server_id, kind, lim)
-), grouped AS (
+# used - limit + 1 letters have left it (limits._window_resume): walked
+# over the server's slots, oldest first. Where that falls in a quarter of
+# an hour, the quarter's own minutes say which one (a second query, for
+# all such quarters at once: a few rows each).
+MINUTES_SQL = """
+WITH grouped AS (
     SELECT g.id FROM accounts_tenant t
     JOIN accounts_tenant g ON g.id = t.id OR g.created_by_id = t.created_by_id
     WHERE t.id = %(tenant)s
-), minutes AS (
-    SELECT server_id, minute, sum(count) AS total,
-           coalesce(sum(count) FILTER (WHERE tenant_id = %(tenant)s), 0) AS mine,
-           coalesce(sum(count) FILTER (WHERE tenant_id IN (SELECT id FROM grouped)), 0) AS grp
-    FROM mailing_usagebucket
-    WHERE server_id = ANY(%(spent)s::bigint[]) AND minute >= %(day)s
-    GROUP BY server_id, minute
-), counted AS (
-    SELECT w.server_id, w.kind, w.lim, m.minute,
-           CASE w.kind WHEN 'minute' THEN CASE WHEN m.minute >= %(minute)s THEN m.total ELSE 0 END
-                       WHEN 'hour' THEN CASE WHEN m.minute >= %(hour)s THEN m.total ELSE 0 END
-                       WHEN 'day' THEN m.total WHEN 'quota' THEN m.mine ELSE m.grp END AS n
-    FROM wanted w JOIN minutes m ON m.server_id = w.server_id
-    WHERE m.minute >= CASE w.kind WHEN 'minute' THEN %(minute)s WHEN 'hour' THEN %(hour)s ELSE %(day)s END
-), running AS (
-    SELECT server_id, kind, lim, minute,
-           sum(n) OVER (PARTITION BY server_id, kind ORDER BY minute ROWS UNBOUNDED PRECEDING) AS so_far,
-           sum(n) OVER (PARTITION BY server_id, kind) AS used
-    FROM counted
 )
-SELECT server_id, kind, min(minute) FROM running
-WHERE used >= lim AND so_far >= used - lim + 1
-GROUP BY server_id, kind
+SELECT q.server_id, b.minute, sum(b.count),
+       coalesce(sum(b.count) FILTER (WHERE b.tenant_id = %(tenant)s), 0),
+       coalesce(sum(b.count) FILTER (WHERE b.tenant_id IN (SELECT id FROM grouped)), 0)
+FROM unnest(%(servers)s::bigint[], %(starts)s::timestamptz[]) AS q(server_id, start)
+CROSS JOIN LATERAL (
+    SELECT minute, count, tenant_id FROM mailing_usagebucket
+    WHERE server_id = q.server_id AND minute >= q.start AND minute < q.start + %(quarter)s
+    OFFSET 0  -- kept apart: a range scan of the index per quarter, not a scan of the table
+) AS b
+GROUP BY q.server_id, b.minute
 """
-RESUME_SPANS = {"minute": timedelta(0), "hour": HOUR_SPAN, "day": DAY_SPAN, "quota": DAY_SPAN, "group": DAY_SPAN}
+WHOLE_QUARTER = timedelta(minutes=QUARTER)
 
 
-def _resume_times(spent: dict[int, Usage], tenant: Tenant, minute: datetime) -> dict[int, datetime | None]:
+class _Crossing(NamedTuple):
+    server_id: int
+    quarter: datetime
+    field: str
+    left: int  # letters of the quarter, oldest first, that must leave
+    span: timedelta
+
+
+def _resume_times(
+    spent: dict[int, Usage], slots: dict[int, list[Slot]], tenant: Tenant, minute: datetime
+) -> dict[int, datetime | None]:
     """When each spent server has room again: the later of its spent
     windows' times; NEVER with a limit of 0."""
-    windows = [
-        (pk, kind, limit)
-        for pk, usage in spent.items()
-        for kind, limit in zip(
-            RESUME_SPANS,
-            (usage.minute_limit, usage.hour_limit, usage.day_limit, usage.tenant_quota, usage.group_quota),
-            strict=True,
-        )
-        if limit is not None
-    ]
-    never = {pk for pk, _, limit in windows if limit == 0}
-    asked = [w for w in windows if w[0] not in never]
-    result: dict[int, datetime | None] = dict.fromkeys(never, limits.NEVER)
-    if not asked:
-        return result
-    params = {
-        "servers": [w[0] for w in asked],
-        "spent": sorted({w[0] for w in asked}),
-        "kinds": [w[1] for w in asked],
-        "limits": [w[2] for w in asked],
-        "tenant": tenant.pk,
-        "minute": minute,
-        "hour": minute - HOUR_SPAN,
-        "day": minute - DAY_SPAN,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(RESUME_SQL, params)
-        for pk, kind, first in cursor.fetchall():
-            at = first + RESUME_SPANS[kind] + MINUTE
+    result: dict[int, datetime | None] = {}
+    crossings: list[_Crossing] = []
+    for pk, usage in spent.items():
+        for at in _window_resumes(pk, usage, slots.get(pk, []), minute, crossings):
             result[pk] = max(at, result.get(pk) or at)
+    if spent:  # always, so that the number of queries does not depend on the data
+        for crossing, at in _refined(crossings, tenant):
+            result[crossing.server_id] = max(at, result.get(crossing.server_id) or at)
     return result
+
+
+def _window_resumes(
+    pk: int, usage: Usage, slots: list[Slot], minute: datetime, crossings: list[_Crossing]
+) -> Iterator[datetime]:
+    windows = (
+        (usage.minute_limit, [s for s in slots if s.exact and s.start >= minute], "total", timedelta(0)),
+        (usage.hour_limit, [s for s in slots if s.exact], "total", HOUR_SPAN),
+        (usage.day_limit, slots, "total", DAY_SPAN),
+        (usage.tenant_quota, slots, "mine", DAY_SPAN),
+        (usage.group_quota, slots, "group", DAY_SPAN),
+    )
+    for limit, counted, name, span in windows:
+        if limit is None:
+            continue
+        counts = [getattr(s, name) for s in counted]
+        used = sum(counts)
+        if used < limit:
+            continue
+        if limit == 0:
+            yield limits.NEVER
+            continue
+        needed, leaving = used - limit + 1, 0
+        for slot, count in zip(counted, counts, strict=True):
+            if leaving + count >= needed:
+                if slot.exact:
+                    yield slot.start + span + MINUTE
+                else:
+                    crossings.append(_Crossing(pk, slot.start, name, needed - leaving, span))
+                break
+            leaving += count
+
+
+def _refined(crossings: list[_Crossing], tenant: Tenant) -> Iterator[tuple[_Crossing, datetime]]:
+    """Each crossing's minute, from its quarter's minutes; if they changed
+    since the slots were read, the quarter's last minute (later, never
+    earlier, than the truth)."""
+    pairs = sorted({(c.server_id, c.quarter) for c in crossings})
+    params = {
+        "servers": [pk for pk, _ in pairs],
+        "starts": [start for _, start in pairs],
+        "tenant": tenant.pk,
+        "quarter": WHOLE_QUARTER,
+    }
+    minutes: dict[tuple[int, datetime], list[tuple[datetime, dict[str, int]]]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(MINUTES_SQL, params)
+        for server_id, at, total, mine, group in cursor.fetchall():
+            quarter = at - timedelta(minutes=at.minute % QUARTER)
+            minutes[server_id, quarter].append((at, {"total": total, "mine": mine, "group": group}))
+    for crossing in crossings:
+        rows = sorted(minutes[crossing.server_id, crossing.quarter], key=lambda row: row[0])
+        at, leaving = crossing.quarter + WHOLE_QUARTER - MINUTE, 0
+        for moment, counts in rows:
+            leaving += counts[crossing.field]
+            if leaving >= crossing.left:
+                at = moment
+                break
+        yield crossing, at + crossing.span + MINUTE
 
 
 def _integer(expression: Func) -> Cast:

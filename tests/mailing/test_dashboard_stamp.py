@@ -191,7 +191,7 @@ def test_the_dashboards_windows_and_resume_times_are_those_of_the_limits(alice, 
         make_server(None, name="shared quota", tenant_daily_quota=30, max_per_hour=1000),
     ]
     PlatformQuota.objects.create(server=servers[6], tenant=tenant_b, daily_quota=15)
-    ago = [0, 3, 30, 59, 61, 200, 900, 1439, 1441, 1500]
+    ago = [0, 3, 30, 59, 61, 200, 900, 1439, 1441, 1500, 1437]  # 1439 and 1437: one quarter
     for server in servers:
         for i, back in enumerate(ago):
             bucket(server, tenant_a, now - timedelta(minutes=back), 1 + i % 3)
