@@ -3,8 +3,9 @@ use with its windows and state, the running mailings with their progress,
 rate and estimated finish, and the tenant's letters per hour over a day.
 
 The number of queries is fixed whatever the number of servers and mailings:
-the servers (2), the usage slots (1), the platform quotas and the spent
-servers' resume times (2; limits.window_usage's 3 on SQLite), the letters
+the servers (2), the usage slots (1), the platform quotas and, with a
+spent server, the minutes its resume time needs (2; limits.window_usage's 3
+on SQLite), the letters
 in flight and the holds (2), and the running mailings, their servers,
 their letter counts and their rates (4). A poll when nothing changed is
 answered before any of these (mailing.dashboard_stamp).
@@ -212,8 +213,8 @@ def window_usage(
 ) -> dict[int, Usage]:
     """What limits.window_usage says, from the slots already read (the same
     rows: the day window of each server) rather than by summing them again:
-    the platform quotas (1 query) and, for the spent servers, their resume
-    times computed in the database (1 query), not from their minutes."""
+    the platform quotas (1 query) and, when a server is spent, the minutes
+    of the quarters where its windows' edges fall (1 query)."""
     if connection.vendor != "postgresql":
         return limits.window_usage(servers, tenant, minute)  # SQLite (development): no running sums here
     quotas = platform_quotas([s for s in servers if s.is_platform], tenant)
