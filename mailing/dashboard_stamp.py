@@ -24,8 +24,9 @@ the news. What each part covers:
    resume time, a new or finished mailing).
 4. Letters, without counting a mailing's letters: every letter the
    dispatcher changes is claimed first (status *sending*), so
-   - the versions of the tenant's letters being sent change with every
-     claim and every result (sent, failed, deferred, given back), and
+   - the versions of the tenant's letters being sent (those of a mailing
+     just paused too; a small partial index) change with every claim and
+     every result (sent, failed, deferred, given back), and
    - a result whose claim was not seen by the previous poll still moves
      its mailing's newest sent_at (sent) or its count of failed letters
      (an index-only count of a mailing's failed letters; likewise bounced,
@@ -104,7 +105,7 @@ SELECT
         ',' ORDER BY m.id)
      FROM running m),
     (SELECT string_agg(l.id || ':' || l.xmin || '.' || l.ctid, ',' ORDER BY l.id) FROM mailing_letter l
-     WHERE l.mailing_id IN (SELECT id FROM running) AND l.status = 'sending'),
+     WHERE l.tenant_id = %(tenant)s AND l.status = 'sending'),
     (SELECT md5(string_agg(b.id || ':' || b.count || ':' || b.xmin || '.' || b.ctid, ',' ORDER BY b.id))
      FROM mailing_usagebucket b
      WHERE b.server_id IN (SELECT id FROM shown) AND b.minute >= %(recent)s),

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from mailing import limits
 from mailing.dashboard import usage_slots, window_usage
-from mailing.models import ContactImport, Letter
+from mailing.models import ContactImport, Letter, Mailing
 from servers.models import Health, PlatformQuota
 from tests.servers.factories import make_server
 
@@ -109,6 +109,18 @@ def test_a_bounce_a_server_edit_and_a_new_mailing_each_change_the_stamp(alice, t
     # An import under way (the checklist follows contacts and imports).
     ContactImport.objects.create(tenant=tenant_a, file_name="people.csv", file_path="people.csv")
     _changed(alice.client, etag)
+
+
+def test_the_letters_still_in_flight_of_a_paused_mailing_are_followed(alice, sending):
+    """Pausing stops a batch within a tick: its last results still move
+    the server's in-flight count."""
+    server, mailing = sending
+    (letter,) = claim(mailing, server, 1, now=timezone.now())
+    Mailing.objects.filter(pk=mailing.pk).update(status=Mailing.Status.PAUSED)
+    first = poll(alice.client)
+    assert "1 being sent now" in first.json()["servers"][0]["rate_text"]
+    record_sent(letter, at=timezone.now())
+    _changed(alice.client, first["ETag"], lambda data: "being sent" not in data["servers"][0]["rate_text"])
 
 
 def test_the_minute_moving_on_changes_the_stamp(alice, tenant_a, sending, monkeypatch):
