@@ -44,6 +44,7 @@ M = Mailing.Status
 RUNNING = (M.ACTIVE, M.WAITING, M.BLOCKED)
 CHART_HOURS = 24
 DAY = timedelta(days=1)
+ONE_HOUR = timedelta(hours=1)
 RATE_SPAN = timedelta(minutes=10)
 SENDING_SPAN = timedelta(minutes=2)  # letters this recent make a server "sending"
 MAX_MAILINGS = 50  # the oldest running ones; the Mailings page lists them all
@@ -353,11 +354,12 @@ def chart_hours(now: datetime) -> list[datetime]:
 
 
 def _hourly(slots: list[Slot], hours: list[datetime]) -> list[int]:
-    counts = [0] * len(hours)
+    counts, first = [0] * len(hours), hours[0]
     for slot in slots:
-        index = (slot.start - hours[0]) // timedelta(hours=1)
-        if 0 <= index < len(hours):
-            counts[index] += slot.mine
+        if slot.mine:  # on a platform server most slots are the others' letters
+            index = (slot.start - first) // ONE_HOUR
+            if 0 <= index < len(hours):
+                counts[index] += slot.mine
     return counts
 
 
