@@ -222,13 +222,17 @@ def commit_time(durable: bool) -> float:
     from django.db import connection
 
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
-        conn.execute("CREATE TEMP TABLE commit_time (id int PRIMARY KEY, n int)")
-        conn.execute("INSERT INTO commit_time VALUES (1, 0)")
+        # A logged table (a temporary one would not be written to the WAL).
+        conn.execute("DROP TABLE IF EXISTS bench_commit_time")
+        conn.execute("CREATE TABLE bench_commit_time (id int PRIMARY KEY, n int)")
+        conn.execute("INSERT INTO bench_commit_time VALUES (1, 0)")
         conn.execute(f"SET synchronous_commit TO {'on' if durable else 'off'}")
         started = time.perf_counter()
         for _ in range(300):
-            conn.execute("UPDATE commit_time SET n = n + 1 WHERE id = 1")
-        return (time.perf_counter() - started) / 300
+            conn.execute("UPDATE bench_commit_time SET n = n + 1 WHERE id = 1")
+        elapsed = (time.perf_counter() - started) / 300
+        conn.execute("DROP TABLE bench_commit_time")
+        return elapsed
 
 
 def pipeline(conversations: int, *, durable: bool = True) -> tuple[float, list[str]]:
