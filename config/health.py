@@ -80,8 +80,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
     from . import metrics as collected
 
     token = settings.METRICS_TOKEN
-    given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ")
-    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+    scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if not token or scheme != "Bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         return HttpResponse(status=404)
     body, content_type = collected.exposition()
     return HttpResponse(body, content_type=content_type)

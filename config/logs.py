@@ -19,6 +19,8 @@ class QuietTicks(logging.Filter):
 
 
 def config(*, json: bool, level: str) -> dict:
+    if json:
+        logging.captureWarnings(True)  # a warning is a log line too, not loose text on stderr
     fields = "%(request_id)s %(tenant_id)s %(mailing_id)s %(server_id)s"
     formatters = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},

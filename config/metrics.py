@@ -15,6 +15,7 @@ from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    PLATFORM_COLLECTOR,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -171,6 +172,8 @@ def _registry() -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
+        # python_info names the interpreter's version: nothing a scraper needs.
+        registry.unregister(PLATFORM_COLLECTOR)
     registry.register(StateCollector())
     return registry
 

@@ -391,10 +391,9 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # Logs: LOG_FORMAT=json writes one JSON object a line (config/logs.py);
-# Celery's workers and beat use the same configuration.
+# Celery's workers and beat use the same configuration (config/celery.py).
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = logs.config(json=LOG_FORMAT == "json", level=env.str("LOG_LEVEL", default="INFO"))
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The header a proxy puts its request id in (nginx: $request_id); without
 # it each request gets a new id. The response carries it back.
 REQUEST_ID_HEADER = env.str("REQUEST_ID_HEADER", default="X-Request-ID")

@@ -13,5 +13,4 @@ log = logging.getLogger(__name__)
 def apply_retention() -> None:
     """Hourly: delete or clear what is older than the RETENTION_* settings."""
     report = retention.apply_retention()
-    if any(report.counts.values()):
-        log.info("retention: %s%s", report.counts, "" if report.finished else " (more next hour)")
+    log.info("retention: %s%s", report.counts, "" if report.finished else " (more next hour)")
