@@ -14,6 +14,8 @@ from contextlib import contextmanager, suppress
 
 from celery import signals
 from django.conf import settings
+from django.core.signals import request_finished
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
 FIELDS = ("request_id", "tenant_id", "mailing_id", "server_id")
@@ -52,8 +54,10 @@ class ContextFilter(logging.Filter):
 
 
 class RequestIdMiddleware:
-    """First in the chain: the id is known to every later middleware's lines
-    and goes back to the client in the same header."""
+    """Early in the chain: the id is known to every later middleware's lines
+    and goes back to the client in the same header. It stays set until the
+    response is finished, for the handler's own "Not Found" lines written
+    after the last middleware returned."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -62,11 +66,8 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         given = request.META.get(self.header, "")
         request_id = given if _VALID_ID.fullmatch(given) else new_id()
-        token = _context.set({"request_id": request_id})
-        try:
-            response = self.get_response(request)
-        finally:
-            _context.reset(token)
+        _context.set({"request_id": request_id})
+        response = self.get_response(request)
         response[settings.REQUEST_ID_HEADER] = request_id
         return response
 
@@ -75,6 +76,11 @@ class RequestIdMiddleware:
         tenant = getattr(request, "tenant", None)
         if tenant is not None:
             _context.set({**_context.get(), "tenant_id": tenant.pk})
+
+
+@receiver(request_finished)
+def _forget_request(**kwargs: object) -> None:
+    _context.set({})
 
 
 # Celery: the ids travel in the message headers, and a task's own ids
