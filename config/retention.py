@@ -61,7 +61,10 @@ def apply_retention(*, run_seconds: float | None = None) -> Report:
     deadline = time.monotonic() + (settings.RETENTION_RUN_SECONDS if run_seconds is None else run_seconds)
     r = settings.RETENTION_DAYS
     if cutoff := _cutoff(r["letter_contact_data"]):
-        finished = Mailing.objects.filter(finished_at__lt=cutoff, finished_at__gte=cutoff - LETTER_WINDOW)
+        window = {"lt": cutoff, "gte": cutoff - LETTER_WINDOW}
+        completed = Q(**{f"finished_at__{k}": v for k, v in window.items()})
+        cancelled = Q(events__to_status=Mailing.Status.CANCELLED, **{f"events__at__{k}": v for k, v in window.items()})
+        finished = Mailing.objects.filter(completed | cancelled).values("pk")
         letters = Letter.objects.filter(mailing__in=finished).exclude(context={})
         _in_batches("letter_contact_data", letters, _clear_context, report, deadline)
     if cutoff := _cutoff(r["connection_tests"]):

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import AuthThrottle, UserSession
 from config.retention import apply_retention
-from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing
+from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing, MailingEvent
 from servers.models import ConnectionTest
 from tests.mailing.builders import make_template
 
@@ -79,6 +79,13 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     assert AuthThrottle.objects.count() == 1 and BounceReport.objects.count() == 1
     assert list(UserSession.objects.values_list("session_key", flat=True)) == ["b" * 32]
     assert apply_retention().counts == dict.fromkeys(report.counts, 0)  # nothing left to do
+
+
+def test_a_cancelled_mailings_letters_lose_their_data_too(tenant_a):
+    mailing = make_mailing(tenant_a, 100, 2)
+    Mailing.objects.filter(pk=mailing.pk).update(status=Mailing.Status.CANCELLED, finished_at=None)
+    MailingEvent.objects.create(mailing=mailing, from_status="active", to_status="cancelled", at=days_ago(95))
+    assert apply_retention().counts["letter_contact_data"] == 2
 
 
 def test_a_run_out_of_time_stops_and_the_next_one_goes_on(tenant_a, settings):
