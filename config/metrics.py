@@ -125,6 +125,13 @@ class StateCollector(Collector):
     """What the platform looks like now, read when Prometheus asks (and only
     in the web process that answers /metrics)."""
 
+    NAMES = (
+        "postroute_queue_depth",
+        "postroute_oldest_queued_letter_seconds",
+        "postroute_servers_failing",
+        "postroute_bounce_reader_lag_seconds",
+    )
+
     def collect(self):
         from config.health import queues
 

@@ -4,6 +4,7 @@ in both the units and compose.yaml, both run the same command lines, one
 beat each, and the image installs only what production runs."""
 
 import configparser
+import json
 import re
 import shutil
 import subprocess
@@ -87,3 +88,18 @@ def test_the_image_installs_what_production_runs():
     assert dev.splitlines()[1] == "-r requirements.txt"
     for line in (ROOT / "requirements.txt").read_text().splitlines() + dev.splitlines()[2:]:
         assert line.startswith("#") or "==" in line, line  # every package pinned
+
+
+METRIC = re.compile(r"\b(postroute_[a-z_]+?)(?:_total|_bucket|_count|_sum)?\b")
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_product_exports():
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from config import metrics
+
+    recorded = {v._name for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)}
+    exported = recorded | set(metrics.StateCollector.NAMES)
+    dashboard = json.loads((DEPLOY / "grafana" / "postroute.json").read_text())
+    asked = {name for panel in dashboard["panels"] for t in panel["targets"] for name in METRIC.findall(t["expr"])}
+    assert len(asked) >= 10 and asked <= exported, asked - exported
