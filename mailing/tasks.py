@@ -26,6 +26,7 @@ def run_contact_import(import_id: int) -> None:
 @shared_task(**HOUSEKEEPING)
 def discard_stale_imports() -> None:
     imports.imports_discard_stale()
+    import_runner.imports_fail_dead()
 
 
 @shared_task(soft_time_limit=120, time_limit=150)
