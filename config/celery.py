@@ -1,3 +1,4 @@
+import logging
 import os
 
 from celery import Celery, signals
@@ -14,7 +15,9 @@ app.steps["consumer"].add(QueueHeartbeat)
 
 
 @signals.setup_logging.connect
-def use_djangos_logging(**kwargs: object) -> None:
-    """Workers and beat log as settings.LOGGING says (LOG_FORMAT, LOG_LEVEL),
-    which django.setup() has applied; Celery's own setup would replace the
-    level with --loglevel's and, in JSON mode, mix in its plain lines."""
+def use_djangos_logging(loglevel: int | str | None = None, **kwargs: object) -> None:
+    """Workers and beat log through settings.LOGGING (LOG_FORMAT), which
+    django.setup() has applied, at the level of their --loglevel; Celery's
+    own setup would add its plain handler beside the JSON one."""
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)

@@ -16,7 +16,7 @@ from config import heartbeats, requestids
 from tests.helpers import ROOT, database_url, production_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
-QUIET = ("--without-gossip", "--without-mingle", "-n", "ops-test@%h")
+QUIET = ("--without-gossip", "--without-mingle", "-n", "ops-test@%h", "--loglevel", "info")
 
 
 def wait_for(condition, seconds: float, worker: subprocess.Popen) -> bool:
