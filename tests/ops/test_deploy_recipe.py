@@ -38,6 +38,12 @@ def exec_starts() -> dict[str, str]:
     return commands
 
 
+def environment(name: str) -> dict[str, str]:
+    """The Environment= lines of postroute-<name>.service."""
+    text = (DEPLOY / "systemd" / f"postroute-{name}.service").read_text()
+    return dict(line.split("=", 1) for line in re.findall(r"^Environment=(.*)$", text, re.M))
+
+
 def consumed(command: str) -> list[str]:
     found = re.search(r"-Q (\S+)", command)
     return found.group(1).split(",") if found else []
@@ -75,6 +81,9 @@ def test_compose_runs_the_same_processes_as_the_units():
     assert {"postgres", "redis", "web", "beat", "release"} <= set(services)
     for name, command in exec_starts().items():
         assert " ".join(services[name]["command"]).replace("%h", "%H") == command, name
+        if "DB_POOL_SIZE" in environment(name):
+            assert services[name]["environment"]["DB_POOL_SIZE"] == environment(name)["DB_POOL_SIZE"]
+            assert services[name]["environment"]["DATABASE_URL"] == services["web"]["environment"]["DATABASE_URL"]
     assert "check --deploy" in " ".join(services["release"]["command"])
 
 

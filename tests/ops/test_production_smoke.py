@@ -29,7 +29,7 @@ from tests.accounts.helpers import code_for
 from tests.helpers import ROOT, database_url, free_port, manage, production_env
 from tests.services import require_postgresql
 
-from .test_deploy_recipe import INSTALL, exec_starts
+from .test_deploy_recipe import INSTALL, environment, exec_starts
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -150,7 +150,8 @@ def platform(tmp_path, redis_broker):
             words[words.index("--concurrency") + 1] = "1"
         words = [w.replace(f"{INSTALL}/var", str(tmp_path)) for w in words]
         log = (tmp_path / f"{name}.log").open("w")
-        procs[name] = subprocess.Popen(words, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        own = {k: v for k, v in environment(name).items() if k not in env}  # the test's folders and port win
+        procs[name] = subprocess.Popen(words, cwd=ROOT, env=env | own, stdout=log, stderr=subprocess.STDOUT)
     try:
         yield Browser(port), sink, procs, tmp_path
     finally:
