@@ -71,7 +71,11 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 def readyz(request: HttpRequest) -> HttpResponse:
     ok, results = readiness()
-    return JsonResponse({"status": "ok" if ok else "fail", "checks": results}, status=200 if ok else 503)
+    response = JsonResponse({"status": "ok" if ok else "fail", "checks": results}, status=200 if ok else 503)
+    # "Not ready" is an answer, not a server error: no ERROR line for every
+    # probe while a worker restarts.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def metrics(request: HttpRequest) -> HttpResponse:

@@ -223,9 +223,9 @@ def test_a_production_install_signs_up_imports_and_sends(platform):
     assert letters_counted(browser) == len(RECIPIENTS)
     user = User.objects.get(email="ops@smoke.test")
     assert user.is_email_verified
-    for name in ("web", "worker-dispatch", "beat"):
-        lines = Path(tmp_path / f"{name}.log").read_text().splitlines()
-        assert [json.loads(line) for line in lines if line.startswith("{")], name  # JSON lines
+    for name in procs:  # every line of every process is one JSON object
+        lines = [line for line in Path(tmp_path / f"{name}.log").read_text().splitlines() if line.strip()]
+        assert lines and all(json.loads(line) for line in lines), name
 
 
 def letter_text(message) -> str:
