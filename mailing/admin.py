@@ -21,14 +21,20 @@ from .models import BounceReport, Letter, Mailing, Suppression, UsageBucket
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never added or edited here. Deleting stays possible (a tenant
+    deleted in the admin takes its mailings and letters with it), but not
+    in bulk from these lists."""
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 @admin.register(Mailing)
