@@ -1,7 +1,5 @@
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from accounts.staff import StaffAdminSite
@@ -15,11 +13,6 @@ admin.site.site_header = "Postroute staff"
 admin.site.site_title = "Postroute staff"
 
 
-@login_not_required
-def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok", content_type="text/plain")
-
-
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
@@ -30,6 +23,5 @@ urlpatterns = [
     path("bounces/", include("mailing.urls_bounces")),
     path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
-    path("healthz", healthz, name="healthz"),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

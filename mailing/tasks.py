@@ -9,6 +9,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
+from config import metrics
+
 from . import dispatch, import_runner, imports, limits, mailings
 
 HOUSEKEEPING = {"soft_time_limit": 240, "time_limit": 300}
@@ -16,12 +18,15 @@ HOUSEKEEPING = {"soft_time_limit": 240, "time_limit": 300}
 
 @shared_task(soft_time_limit=3300, time_limit=3480)  # an import may take up to an hour
 def run_contact_import(import_id: int) -> None:
-    import_runner.import_run(import_id=import_id)
+    with metrics.Timer() as timer:
+        import_runner.import_run(import_id=import_id)
+    metrics.observe_import(timer.seconds)
 
 
 @shared_task(**HOUSEKEEPING)
 def discard_stale_imports() -> None:
     imports.imports_discard_stale()
+    import_runner.imports_fail_dead()
 
 
 @shared_task(soft_time_limit=120, time_limit=150)

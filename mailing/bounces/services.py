@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from config import metrics
 from servers.models import BounceMailbox
 
 from ..contacts import suppression_add
@@ -121,6 +122,7 @@ def _bounced(letter: Letter, reply: str) -> None:
     letter.status = Letter.Status.BOUNCED
     letter.last_reply = reply
     letter.save(update_fields=["status", "last_reply"])
+    metrics.letter_result("bounced", server_id=letter.server_id)
 
 
 def _soft(report: BounceReport, letter: Letter) -> None:

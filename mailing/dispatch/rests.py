@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from accounts.models import Tenant
+from config import metrics
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
@@ -68,6 +69,7 @@ def disable_server(server: SmtpServer, message: str, hint: str = "", *, now: dat
         health=Health.FAILING, health_error=message, health_hint=hint, health_checked_at=now
     )
     log.warning("server %s is failing: %s", server.pk, message)
+    metrics.server_failed()
 
 
 def rest_server(
@@ -86,6 +88,7 @@ def rest_server(
     )
     server.connection_failures, server.backoff_until = failures, until
     log.warning("server %s rests until %s (%s): %s", server.pk, until, reason, reply)
+    metrics.server_rested(reason)
     return until
 
 
