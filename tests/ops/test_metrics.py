@@ -61,6 +61,25 @@ def test_letters_sent_through_a_real_server_are_counted(metrics_token, tenant_a,
     # No tenant in any label: the series stay few however many tenants.
     assert not any(dict(labels).get("tenant") for _, labels in after)
     assert value(after, "postroute_oldest_queued_letter_seconds") == 0.0  # nothing waits any more
+    # The dispatcher times each letter's exchange and each batch.
+    letters, batches = "postroute_letter_seconds_count", "postroute_dispatch_batch_seconds_count"
+    assert value(after, letters) - value(before, letters) == 3
+    assert value(after, batches) - value(before, batches) >= 1
+
+
+def test_a_spent_limit_is_counted_by_its_window(metrics_token, tenant_a, folder_broker):
+    before = scrape(metrics_token)
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=2, max_connections=1)
+        contact_list = make_list(tenant_a, "L", [f"m{i}@x.test" for i in range(3)])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
+        services.mailing_start(mailing=mailing)
+        assert run_until_settled(mailing) == "waiting"
+    assert len(handler.received) == 2
+    after = scrape(metrics_token)
+    reached = "postroute_limit_reached_total"
+    assert value(after, reached, kind="hour") - value(before, reached, kind="hour") >= 1
 
 
 def test_web_requests_are_timed_by_method_and_status_class(metrics_token, folder_broker):
