@@ -16,6 +16,7 @@
        failureMs, failureMaxMs   delay after the n-th failure in a row:
                          min(n * failureMs, failureMaxMs) (default 5000, 5000)
        maxFailures       (default 10; Infinity never gives up)
+       pauseWhenHidden   true: no request at all while the tab is hidden
 
      Returns { stop: fn, now: fn } to stop, or to poll at once. */
   Postroute.pollJson = function (url, options) {
@@ -33,7 +34,10 @@
     function schedule(delay) {
       clearTimeout(timer);
       if (stopped) return;
-      if (delay === undefined) delay = document.visibilityState === "visible" ? visibleMs : hiddenMs;
+      var hidden = document.visibilityState !== "visible";
+      // Paused while hidden: showing the tab again polls at once.
+      if (delay === undefined && hidden && opts.pauseWhenHidden) return;
+      if (delay === undefined) delay = hidden ? hiddenMs : visibleMs;
       timer = setTimeout(poll, delay);
     }
 
@@ -76,6 +80,7 @@
 
     function onVisibility() {
       if (document.visibilityState === "visible") schedule(0);
+      else if (opts.pauseWhenHidden) clearTimeout(timer);
     }
 
     document.addEventListener("visibilitychange", onVisibility);
@@ -90,6 +95,12 @@
       if (select.form.requestSubmit) select.form.requestSubmit();
       else select.form.submit();
     });
+  });
+
+  // Forms that delete or cancel ask first, also those a live page adds later.
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest ? event.target.closest("form[data-confirm]") : null;
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
   });
 
   // Let people close flash messages.

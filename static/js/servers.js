@@ -15,13 +15,6 @@
     return input ? input.value : "";
   }
 
-  // Delete and remove buttons ask first.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
-    });
-  });
-
   // ---------- Server and bounce mailbox forms ----------
   function readPresets() {
     var el = document.getElementById("provider-presets");
