@@ -50,6 +50,10 @@ class _PasswordFormMixin:
             self.add_error("password", HOST_CHANGED)
 
 
+# Renders the password typed in this very POST when the form comes back
+# with an error, so it need not be typed again; never a stored one (no
+# field holds it: the model keeps only password_encrypted).
+TYPED_PASSWORD = forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"})
 NO_IMAP_PASSWORD = "Type the password for the incoming server, or log in with the SMTP password."
 
 
@@ -59,7 +63,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
     # Reading the server's own mailbox for bounces (BounceMailbox.server):
@@ -82,7 +86,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         help_text="Only if the mailbox wants another password (an app password) for IMAP.",
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=TYPED_PASSWORD,
     )
 
     class Meta:
@@ -194,7 +198,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
 
