@@ -2,6 +2,7 @@
 password confirmation guards resetting the second factor."""
 
 import base64
+from urllib.parse import quote
 
 import segno
 from django.conf import settings
@@ -73,7 +74,13 @@ def _enrolled(request: HttpRequest, device: TOTPDevice) -> HttpResponse:
 
 def recovery_codes(request: HttpRequest) -> HttpResponse:
     codes = request.session.pop(CODES_KEY, None)
-    return render(request, "accounts/recovery_codes.html", {"codes": codes})
+    context = {"codes": codes}
+    if codes:
+        # Shown once: the download is the page's own text, not a second request.
+        text = f"Postroute recovery codes for {request.user.email}\n\n" + "\n".join(codes) + "\n"
+        context["codes_text"] = "\n".join(codes)
+        context["download_url"] = "data:text/plain;charset=utf-8," + quote(text)
+    return render(request, "accounts/recovery_codes.html", context)
 
 
 @sensitive_post_parameters("password")

@@ -103,6 +103,20 @@
     if (form && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
   });
 
+  // Copy buttons: <button data-copy="#id" hidden> copies that element's
+  // data-text (or its text); shown only where the browser can copy.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = source.getAttribute("data-text") || source.innerText;
+      navigator.clipboard.writeText(text).then(function () {
+        button.textContent = button.getAttribute("data-copied") || button.textContent;
+      });
+    });
+  });
+
   // Let people close flash messages.
   document.querySelectorAll(".alert[data-dismissible]").forEach(function (alert) {
     var button = document.createElement("button");
