@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.conf import settings
 
@@ -10,6 +12,21 @@ from .validators import no_control_chars
 # Long enough for any mailbox or app password, short enough for one AUTH line.
 PASSWORD_MAX_LENGTH = 1024
 HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
+
+# The security choices of a mailbox, worded for its protocol (the model's
+# labels name the SMTP ports). The script swaps them when the protocol changes.
+MAILBOX_SECURITY_LABELS = {
+    "imap": {
+        Security.NONE: "None (plain text, usually port 143)",
+        Security.SSL: "SSL/TLS (implicit, usually port 993)",
+        Security.STARTTLS: "STARTTLS (usually port 143)",
+    },
+    "pop3": {
+        Security.NONE: "None (plain text, usually port 110)",
+        Security.SSL: "SSL/TLS (implicit, usually port 995)",
+        Security.STARTTLS: "STARTTLS (STLS, usually port 110)",
+    },
+}
 
 
 def _refuse_controls(form: forms.ModelForm, names: tuple[str, ...]) -> None:
@@ -79,7 +96,9 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         label="Incoming (IMAP) server", required=False, max_length=253, validators=[no_control_chars]
     )
     imap_port = forms.IntegerField(label="IMAP port", required=False, min_value=1, max_value=65535)
-    imap_security = forms.ChoiceField(label="IMAP security", choices=Security.choices, required=False)
+    imap_security = forms.ChoiceField(
+        label="IMAP security", choices=list(MAILBOX_SECURITY_LABELS["imap"].items()), required=False
+    )
     imap_same_password = forms.BooleanField(label="Log in with the SMTP password", required=False)
     imap_password = forms.CharField(
         label="IMAP password",
@@ -217,6 +236,11 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         self.warning: str | None = None
         # Older clients (and the API-like posts in tests) send no protocol: IMAP.
         self.fields["protocol"].required = False
+        protocol = self["protocol"].value() or BounceMailbox.Protocol.IMAP
+        labels = MAILBOX_SECURITY_LABELS.get(protocol, MAILBOX_SECURITY_LABELS["imap"])
+        security = self.fields["security"]
+        security.choices = [(value, labels.get(value, label)) for value, label in security.choices]
+        security.widget.attrs["data-labels"] = json.dumps(MAILBOX_SECURITY_LABELS)
         if settings.DEPLOYMENT_MODE == "saas":
             del self.fields["verify_tls"]
 

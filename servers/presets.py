@@ -164,6 +164,7 @@ def as_json() -> list[dict]:
             "domains": list(p.domains),
             "smtp": asdict(p.smtp) if p.smtp else None,
             "imap": asdict(p.imap) if p.imap else None,
+            "pop3": asdict(p.pop3) if p.pop3 else None,
             "allows_substitution": p.allows_substitution,
             "plus_addressing": p.plus_addressing,
             "substitution_note": "" if p.allows_substitution else NO_SUBSTITUTION.format(name=p.name),
