@@ -135,6 +135,11 @@ def for_host(host: str) -> Provider | None:
     return next((p for p in PROVIDERS if any(host.endswith("." + d) for d in p.domains)), None)
 
 
+def is_provider_host(host: str) -> bool:
+    """One of the well-known providers' own server names (a preset's)."""
+    return host.strip().lower().rstrip(".") in _BY_HOST
+
+
 def imap_for(host: str, address: str) -> Endpoint:
     """The incoming server of a sending server's mailbox: its provider's,
     else the usual imap.<domain>."""
