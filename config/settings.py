@@ -348,5 +348,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"mail.log": {"level": "WARNING"}},  # aiosmtpd's per-command chatter
+    "filters": {"forbidden_one_line": {"()": "config.logfilters.ForbiddenOneLine"}},
+    "loggers": {
+        "mail.log": {"level": "WARNING"},  # aiosmtpd's per-command chatter
+        "django.request": {"filters": ["forbidden_one_line"]},
+    },
 }

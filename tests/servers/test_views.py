@@ -52,6 +52,24 @@ def test_a_member_reads_but_gets_403_on_writes(servers, bob, tenant_a):
     assert bob.client.post(reverse("servers:mailbox"), {}).status_code == 403
 
 
+def test_a_member_sees_read_only_pages_without_the_actions_they_may_not_take(servers, bob, caplog):
+    listing = bob.client.get(reverse("servers:list")).content.decode()
+    assert "Add a server" not in listing and ">Delete<" not in listing and ">Settings<" in listing
+    add = bob.client.get(reverse("servers:add")).content.decode()
+    assert "Only the organisation's owners and admins can add servers" in add and 'name="host"' not in add
+    edit = bob.client.get(reverse("servers:edit", args=[servers[0].public_id]))
+    html = edit.content.decode()
+    assert all(field.disabled for field in edit.context["form"].fields.values())
+    assert "only the organisation's owners and admins can change them" in html and ">Save<" not in html
+    mailbox = bob.client.get(reverse("servers:mailbox")).content.decode()
+    assert ">Save<" not in mailbox and "Back to servers" in mailbox
+    # A refused write is one log line, without a traceback.
+    caplog.clear()
+    assert bob.client.post(reverse("servers:add"), {"name": "x"}).status_code == 403
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == "Forbidden (Permission denied): /servers/add/" and record.exc_info is None
+
+
 def names(tenant) -> list[str]:
     return list(SmtpServer.objects.filter(tenant=tenant).order_by("priority").values_list("name", flat=True))
 
