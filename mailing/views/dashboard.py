@@ -12,6 +12,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
+from accounts.selectors import getting_started
 from servers.models import SmtpServer
 
 from .. import dashboard as selectors
@@ -67,6 +68,19 @@ def payload(tenant: Tenant, now: datetime | None = None) -> dict:
         "servers": [_server(row, board.now) for row in board.servers],
         "mailings": [mailing_fields(row, board.now) for row in board.mailings],
         "more_mailings": board.more_mailings,
+        "checklist": _checklist(tenant),
+    }
+
+
+def _checklist(tenant: Tenant) -> dict:
+    """The getting-started steps above the dashboard on the home page, ticked as they are done."""
+    items = getting_started(tenant)
+    done = sum(item.done for item in items)
+    return {
+        "items": [{"key": item.key, "done": item.done} for item in items],
+        "all_done": done == len(items),
+        "label": f"{done} of {len(items)} done",
+        "done": done,
     }
 
 

@@ -53,7 +53,25 @@
     patchChart(row, s.chart, data.hours);
   }
 
+  // The getting-started steps above the dashboard on the home page.
+  function patchChecklist(checklist) {
+    var card = document.querySelector(".checklist-card");
+    if (!card || !checklist) return;
+    show(card, !checklist.all_done);
+    setText(card.querySelector("#checklist-progress-label"), checklist.label);
+    setAttr(card.querySelector("progress"), "value", checklist.done);
+    checklist.items.forEach(function (item) {
+      var step = card.querySelector('.checklist-step[data-key="' + item.key + '"]');
+      if (!step) return;
+      setAttr(step, "class", "checklist-step " + (item.done ? "done" : "todo"));
+      setText(step.querySelector(".tick"), item.done ? "\u2713" : "");
+      setText(step.querySelector(".visually-hidden"), item.done ? " (done)" : " (to do)");
+      show(step.querySelector(".checklist-step-text"), !item.done);
+    });
+  }
+
   function render(data) {
+    patchChecklist(data.checklist);
     text(root, "updated", data.updated);
     show(field(root, "offline"), false);
     show(field(root, "more_mailings"), data.more_mailings);
