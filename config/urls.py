@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
@@ -20,6 +22,13 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for it on pages that name no icon (the admin, plain
+    errors). Looked up per request: the manifest exists only after collectstatic."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
@@ -31,5 +40,6 @@ urlpatterns = [
     path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
+    path("favicon.ico", favicon),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -90,6 +90,7 @@
 
   // Switch organisation as soon as one is picked; the Switch button stays for no-JS.
   document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
+    select.form.classList.add("is-live");
     select.addEventListener("change", function () {
       if (!select.value) return;
       if (select.form.requestSubmit) select.form.requestSubmit();

@@ -260,3 +260,11 @@ def test_the_mapping_shows_the_first_rows_as_read_in_the_files_encoding(alice):
     assert page.context["preview"] == [["ivan@example.com", "Иван", "Тверь"], ["olga@example.com", "Ольга", ""]]
     html = page.content.decode()
     assert "The first rows, as read" in html and '<td class="break">Тверь</td>' in html
+
+
+def test_the_live_import_page_says_when_it_started_not_how_long_ago(alice):
+    upload(alice)
+    ContactImport.objects.update(status=ContactImport.Status.RUNNING)
+    imp = ContactImport.objects.get()
+    page = alice.client.get(reverse("contacts:import", args=[imp.public_id])).content.decode()
+    assert f">{timezone.localtime(imp.created_at):%H:%M}</time>" in page and " ago</time>" not in page

@@ -3,6 +3,7 @@ platform server, and the connection test through the page and the task."""
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import services as account_services
 from servers.models import ConnectionTest, Health, PlatformQuota, SmtpServer
@@ -172,3 +173,10 @@ def test_connection_tests_are_throttled_per_tenant(alice, tenant_a, settings):
     response = alice.client.post(url, follow=True)
     assert b"Too many connection tests" in response.content
     assert ConnectionTest.objects.count() == 2
+
+
+def test_the_live_test_page_says_when_it_started_not_how_long_ago(servers, alice, tenant_a):
+    """The page updates itself without a reload: "0 minutes ago" would stay."""
+    test = ConnectionTest.objects.create(tenant=tenant_a, server=servers[0])
+    page = alice.client.get(reverse("servers:test", args=[test.public_id])).content.decode()
+    assert f">{timezone.localtime(test.created_at):%H:%M}</time>" in page and " ago</time>" not in page

@@ -1,5 +1,6 @@
-"""The README stands on its own: every file it names is in the repository
-(it once cited sections of a DOMAIN.md that is not)."""
+"""What a newcomer meets first: a README that stands on its own (every file
+it names is in the repository; it once cited a DOMAIN.md that is not), and
+the site's icon where browsers look for it."""
 
 import re
 from pathlib import Path
@@ -15,3 +16,9 @@ def test_every_file_the_readme_names_is_in_the_repository():
     missing = sorted(n for n in names if not list(ROOT.glob(f"**/{n.lstrip('./')}")))
     assert "DOMAIN.md" not in text
     assert missing == []
+
+
+def test_the_favicon_is_found_where_browsers_ask_for_it(client, db):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("img/favicon.svg")
+    assert (ROOT / "static/img/favicon.svg").read_text().lstrip().startswith("<svg")
