@@ -1,9 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpResponsePermanentRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
-from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
 from accounts.staff import StaffAdminSite
