@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
 
@@ -25,7 +25,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for it on pages that name no icon (the admin, plain
     errors). Looked up per request: the manifest exists only after collectstatic."""
-    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
+    return HttpResponseRedirect(static("img/favicon.svg"))
 
 
 urlpatterns = [

@@ -20,5 +20,5 @@ def test_every_file_the_readme_names_is_in_the_repository():
 
 def test_the_favicon_is_found_where_browsers_ask_for_it(client, db):
     response = client.get("/favicon.ico")
-    assert response.status_code == 301 and response["Location"].endswith("img/favicon.svg")
+    assert response.status_code == 302 and response["Location"].endswith("img/favicon.svg")
     assert (ROOT / "static/img/favicon.svg").read_text().lstrip().startswith("<svg")

@@ -15,6 +15,8 @@ from datetime import datetime
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import dateformat, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 
 from accounts.access import tenant_required
@@ -99,16 +101,21 @@ def letter_fields(letter: Letter) -> dict:
 
 
 def _history(mailing: Mailing) -> list[dict]:
-    by = f" by {mailing.created_by.email}" if mailing.created_by else ""
-    items = [{"id": "created", "text": f"Created {_stamp(mailing.created_at)}{by}"}]
+    at = _stamp(mailing.created_at)
+    if mailing.created_by:
+        created = _("Created %(at)s by %(email)s") % {"at": at, "email": mailing.created_by.email}
+    else:
+        created = _("Created %(at)s") % {"at": at}
+    items = [{"id": "created", "text": created}]
     events = MailingEvent.objects.filter(mailing=mailing).select_related("by")
     return items + [{"id": str(e.pk), "text": _event_text(e)} for e in events]
 
 
 def _event_text(event: MailingEvent) -> str:
-    text = f"{_stamp(event.at)}: {event.get_from_status_display()} → {event.get_to_status_display()}"
+    moved = {"at": _stamp(event.at), "from": event.get_from_status_display(), "to": event.get_to_status_display()}
+    text = _("%(at)s: %(from)s → %(to)s") % moved
     if event.by:
-        text += f" by {event.by.email}"
+        text = _("%(change)s by %(email)s") % {"change": text, "email": event.by.email}
     return text + (f" — {event.note}" if event.note else "")
 
 
@@ -147,18 +154,18 @@ def _list_row(row: MailingRow, now: datetime) -> dict:
         for action in ("pause", "resume", "cancel")
         if action in actions
     }
-    fields["cancel_confirm"] = f"Cancel {mailing.name}? Letters not yet sent will not go out."
+    fields["cancel_confirm"] = _("Cancel %(name)s? Letters not yet sent will not go out.") % {"name": mailing.name}
     return fields
 
 
 def _note(mailing: Mailing) -> str:
     if mailing.preparing_since is not None:
         n = mailing.letter_count
-        return f"preparing {n:,} letter{'s' if n != 1 else ''}…"
+        return ngettext("preparing %(n)s letter…", "preparing %(n)s letters…", n) % {"n": f"{n:,}"}
     if mailing.status == S.WAITING and mailing.resume_at:
-        return f"resumes at {timezone.localtime(mailing.resume_at):%H:%M}"
+        return _("resumes at %(time)s") % {"time": f"{timezone.localtime(mailing.resume_at):%H:%M}"}
     if mailing.status == S.SCHEDULED and mailing.scheduled_at:
-        return f"starts {dateformat.format(timezone.localtime(mailing.scheduled_at), 'j M H:i')}"
+        return _("starts %(when)s") % {"when": dateformat.format(timezone.localtime(mailing.scheduled_at), "j M H:i")}
     return ""
 
 
