@@ -5,15 +5,18 @@ reached (verify the email, enrol two-factor, pass the second factor) until it
 is done: everything else redirects there.
 
 TenantMiddleware picks the current tenant from the session, among the user's
-own memberships only, and sets request.tenant and request.membership."""
+own memberships only, sets request.tenant and request.membership, and makes
+the tenant's time zone the current one for the request (accounts.timezones)."""
 
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 
 from .models import Membership
 from .services import has_confirmed_totp
+from .timezones import zone_of
 
 SESSION_TENANT_KEY = "tenant"
 
@@ -70,7 +73,13 @@ class TenantMiddleware:
             membership = current_membership(request)
             if membership is not None:
                 request.membership, request.tenant = membership, membership.tenant
-        return self.get_response(request)
+        if request.tenant is None:
+            return self.get_response(request)
+        timezone.activate(zone_of(request.tenant.time_zone))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
 
 
 def current_membership(request: HttpRequest) -> Membership | None:

@@ -7,6 +7,9 @@ from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .timezones import DEFAULT_ZONE, validate_time_zone
 
 
 def normalize_email_address(email: str) -> str:
@@ -89,6 +92,14 @@ class Tenant(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     suspended_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Every time the tenant reads or types is in this zone (accounts.timezones).
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=DEFAULT_ZONE,
+        validators=[validate_time_zone],
+        help_text=_("Times are shown, and mailings scheduled, in this zone."),
+    )
     # The account that created the organisation. Its organisations share
     # one daily quota on each platform server (mailing.limits) and count
     # against its cap (accounts.selectors.organisation_refusal), whoever

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from ..addresses import UnsendableAddress, wire_address
-from ..recorder import Recorder, RecordingFailed
+from .recorder import Recorder, RecordingFailed
 from .replies import Stage
 
 

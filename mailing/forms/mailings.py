@@ -1,7 +1,9 @@
 from django import forms
 from django.db.models import Case, Value, When
+from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
+from accounts.timezones import LocalDateTimeField, zone_label, zone_of
 from servers.models import SmtpServer
 
 from ..mailings import available_servers
@@ -26,7 +28,7 @@ class MailingForm(forms.ModelForm):
         widget=forms.CheckboxSelectMultiple,
         help_text="Letters go through the first allowed server until its limit is spent, then the next, in this order.",
     )
-    scheduled_at = forms.DateTimeField(
+    scheduled_at = LocalDateTimeField(
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="Optional: start later by itself. Empty: you start it by hand.",
@@ -40,8 +42,15 @@ class MailingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         templates = MailTemplate.objects.filter(tenant=tenant)
         self.fields["template"].queryset = templates
-        self.fields["template"].empty_label = "Choose a template…"
+        self.fields["template"].empty_label = _("Choose a template…")
         self.fields["lists"].queryset = ContactList.objects.filter(tenant=tenant)
+        # The start time is typed and shown in the tenant's zone (a time the
+        # clocks show twice is the first of the two: accounts.timezones).
+        scheduled = self.fields["scheduled_at"]
+        scheduled.zone = zone_of(tenant.time_zone)
+        scheduled.help_text = _(
+            "Optional: start later by itself, at this time in %(zone)s. Empty: you start it by hand."
+        ) % {"zone": zone_label(tenant.time_zone)}
         servers = available_servers(tenant)
         self.server_order = [s.pk for s in servers]
         # Offered in the order they are tried, numbered.

@@ -8,11 +8,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import dateformat, timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
 from accounts.selectors import getting_started
+from accounts.timezones import day, when, zone_abbreviation
 from servers.models import SmtpServer
 
 from .. import dashboard as selectors
@@ -63,7 +65,7 @@ def page_context(tenant: Tenant) -> dict:
 def payload(tenant: Tenant, now: datetime | None = None) -> dict:
     board = selectors.dashboard(tenant, now)
     return {
-        "updated": timezone.localtime(board.now).strftime("%H:%M:%S"),
+        "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
         "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
         "servers": [_server(row, board.now) for row in board.servers],
         "mailings": [mailing_fields(row, board.now) for row in board.mailings],
@@ -115,16 +117,20 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
     if row.state == State.FAILING:
         return f"Failing — {server.health_error or 'the last attempt failed.'}", server.health_hint
     if row.state == State.RATE_LIMITED and server.backoff_until:
-        notice = f"Rate-limited by the server — next try {_at(server.backoff_until, now)}. It said: {server.rest_reply}"
+        notice = (
+            f"Rate-limited by the server — next try {when(server.backoff_until, now=now)}. It said: {server.rest_reply}"
+        )
         return notice, "The provider caps letters per minute; set the server's max per minute just below it."
     if row.state == State.RESTING and server.backoff_until:
         why = "it refused every letter for now" if server.rest_reason == "refusals" else "connection trouble"
         said = f" It said: {server.rest_reply}" if server.rest_reply else ""
-        return f"Resting after {why}; tries again {_at(server.backoff_until, now)}.{said}", ""
+        return f"Resting after {why}; tries again {when(server.backoff_until, now=now)}.{said}", ""
     if row.state == State.HELD and row.hold is not None:
         if row.hold.blocked:
             return f"Blocked for your letters: {row.hold.reply}", "Staff have been told; contact support."
-        notice = f"Held back after your letters were refused; tries again {_at(row.hold.until, now)}. {row.hold.reply}"
+        notice = (
+            f"Held back after your letters were refused; tries again {when(row.hold.until, now=now)}. {row.hold.reply}"
+        )
         return notice, "Check the content of your template: the server refused it as spam or by policy."
     if row.state == State.LIMIT:
         return _limit_notice(row.usage, now), ""
@@ -143,7 +149,7 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
     what = what[0].upper() + what[1:]
     if usage.resume_at is None or usage.resume_at == NEVER:
         return f"{what}: 0 — nothing goes out until it is raised."
-    return f"{what} reached — resumes {_at(usage.resume_at, now)}"
+    return f"{what} reached — resumes {when(usage.resume_at, now=now, zone=True)}"
 
 
 def _windows(row: ServerRow) -> list[dict]:
@@ -152,8 +158,10 @@ def _windows(row: ServerRow) -> list[dict]:
     # counts everybody's.
     suffix = ", shared" if shared else ""
     return [
-        _window("hour", f"This hour{suffix}", row.hour_sent, usage.hour_limit, usage.hour_left, shared),
-        _window("day", f"Last 24 hours{suffix}", row.day_sent, usage.day_limit, usage.day_left, shared),
+        # Both windows roll: a letter counts until 60 minutes (24 hours) after
+        # it went, not until the clock hour or the calendar day ends.
+        _window("hour", _("Last 60 minutes") + suffix, row.hour_sent, usage.hour_limit, usage.hour_left, shared),
+        _window("day", _("Last 24 hours") + suffix, row.day_sent, usage.day_limit, usage.day_left, shared),
         _quota_window(row),
     ]
 
@@ -284,7 +292,7 @@ def _waiting_text(mailing: Mailing, now: datetime) -> str:
         return ""
     if not mailing.resume_at:
         return "Waiting for limits"
-    return f"Waiting for limits until {_day_word(mailing.resume_at, now)}{_clock(mailing.resume_at)}"
+    return f"Waiting for limits until {when(mailing.resume_at, now=now, zone=True)}"
 
 
 def _finish_text(row: MailingRow, now: datetime) -> str:
@@ -295,34 +303,11 @@ def _finish_text(row: MailingRow, now: datetime) -> str:
         return "At current limits: finishes in a moment"
     if finish - now > timedelta(days=2):
         # Beyond the replayed windows the estimate is a steady pace: a day is precise enough.
-        return f"At current limits: finishes around {dateformat.format(timezone.localtime(finish), 'D j M')}"
-    return f"At current limits: finishes {_at(finish, now)}"
+        return f"At current limits: finishes around {day(finish, now=now)}"
+    return f"At current limits: finishes {when(finish, now=now)}"
 
 
 # Time
-
-
-def _clock(moment: datetime) -> str:
-    return timezone.localtime(moment).strftime("%H:%M")
-
-
-def _day_word(moment: datetime, now: datetime) -> str:
-    """ "" today, "tomorrow " or "Fri 14 Mar ", in the site's time zone."""
-    local = timezone.localtime(moment)
-    days = (local.date() - timezone.localtime(now).date()).days
-    if days == 0:
-        return ""
-    if days == 1:
-        return "tomorrow "
-    return dateformat.format(local, "D j M") + " "
-
-
-def _at(moment: datetime, now: datetime) -> str:
-    """ "at 14:32", "tomorrow at 09:10", "on Fri 14 Mar at 09:10"."""
-    day = _day_word(moment, now)
-    if day and day != "tomorrow ":
-        day = f"on {day}"
-    return f"{day}at {_clock(moment)}"
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -21,6 +21,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
+from accounts.timezones import when, zone_abbreviation
 
 from .. import dashboard as board
 from .. import mailings as services
@@ -43,11 +44,11 @@ LETTERS_SHOWN = 100
 
 
 def _updated(now: datetime) -> str:
-    return timezone.localtime(now).strftime("%H:%M:%S")
+    return f"{dateformat.format(timezone.localtime(now), 'H:i:s')} {zone_abbreviation(now)}"
 
 
 def _stamp(moment: datetime) -> str:
-    return dateformat.format(timezone.localtime(moment), "j M Y H:i")
+    return when(moment)
 
 
 # A mailing's page
@@ -163,9 +164,9 @@ def _note(mailing: Mailing) -> str:
         n = mailing.letter_count
         return ngettext("preparing %(n)s letter…", "preparing %(n)s letters…", n) % {"n": f"{n:,}"}
     if mailing.status == S.WAITING and mailing.resume_at:
-        return _("resumes at %(time)s") % {"time": f"{timezone.localtime(mailing.resume_at):%H:%M}"}
+        return _("resumes %(when)s") % {"when": when(mailing.resume_at, zone=True)}
     if mailing.status == S.SCHEDULED and mailing.scheduled_at:
-        return _("starts %(when)s") % {"when": dateformat.format(timezone.localtime(mailing.scheduled_at), "j M H:i")}
+        return _("starts %(when)s") % {"when": when(mailing.scheduled_at, zone=True)}
     return ""
 
 
