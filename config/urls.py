@@ -1,5 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from accounts.staff import StaffAdminSite
@@ -13,6 +16,13 @@ admin.site.site_header = "Postroute staff"
 admin.site.site_title = "Postroute staff"
 
 
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for it on pages that name no icon (the admin, plain
+    errors). Looked up per request: the manifest exists only after collectstatic."""
+    return HttpResponseRedirect(static("img/favicon.svg"))
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
@@ -23,5 +33,6 @@ urlpatterns = [
     path("bounces/", include("mailing.urls_bounces")),
     path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
+    path("favicon.ico", favicon),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -91,7 +91,8 @@ def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = 
     if mailing.html_body:
         message = MIMEMultipart("alternative", policy=POLICY)
         message.attach(text)
-        message.attach(_text_part(rendering.render(mailing.html_body, context, html=True), "html"))
+        html = rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))
+        message.attach(_text_part(html, "html"))
     else:
         message = text
         message["MIME-Version"] = "1.0"

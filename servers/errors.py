@@ -63,7 +63,7 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     if isinstance(exc, HostRefused):
         return Diagnosis("host_refused", str(exc), "Use your provider's public SMTP server name.")
     if isinstance(exc, HostUnresolved | socket.gaierror):
-        return Diagnosis("dns", f"The name {host} could not be found.", "Check the spelling of the server name.")
+        return _unresolved(exc, host)
     if isinstance(exc, smtplib.SMTPAuthenticationError) and exc.smtp_code < 500:
         return Diagnosis("temporary", f"The server cannot check the login now ({_reply(exc)}).", "Try again later.")
     if isinstance(exc, smtplib.SMTPAuthenticationError):
@@ -125,6 +125,31 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     if isinstance(exc, OSError):
         return Diagnosis("network", f"Could not reach {where}: {exc.strerror or exc}.")
     return Diagnosis("error", f"Unexpected error: {exc}")
+
+
+# getaddrinfo's answers that say the lookup itself failed, not that the name does not exist.
+DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM") if hasattr(socket, name)}
+DNS_DOWN_HINT = (
+    "The name {sure}: the network or the DNS of the server Postroute runs on may be down. "
+    "Try again in a few minutes; if it goes on, tell the administrator of this installation."
+)
+
+
+def _unresolved(exc: BaseException, host: str) -> Diagnosis:
+    """A misspelt name, or a name that exists while this machine cannot
+    look names up: a provider's own server name, or a lookup that failed
+    rather than answered "no such name"."""
+    message = f"The name {host} could not be found."
+    cause = exc if isinstance(exc, socket.gaierror) else exc.__cause__
+    if presets.is_provider_host(host):
+        return Diagnosis("dns", message, DNS_DOWN_HINT.format(sure="is right (it is the provider's own server)"))
+    if isinstance(cause, socket.gaierror) and cause.errno in DNS_DOWN:
+        return Diagnosis(
+            "dns",
+            f"The name {host} could not be looked up.",
+            DNS_DOWN_HINT.format(sure="may well be right (the lookup failed, it did not say the name does not exist)"),
+        )
+    return Diagnosis("dns", message, "Check the spelling of the server name.")
 
 
 def _deadline_hint(exc: DeadlineExceeded) -> str:

@@ -14,6 +14,7 @@ from django.views.decorators.http import etag
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
+from accounts.selectors import getting_started
 from accounts.timezones import day, when, zone_abbreviation
 from servers.models import SmtpServer
 
@@ -69,7 +70,7 @@ def page_context(tenant: Tenant) -> dict:
         server["bars"] = chart_bars(server["chart"], board["hours"])
     blank_server = _server(_blank_server_row(), now)
     blank_server["bars"] = chart_bars(blank_server["chart"], board["hours"])
-    return {"board": board, "blank_server": blank_server, "blank_mailing": _mailing(_blank_mailing_row(), now)}
+    return {"board": board, "blank_server": blank_server, "blank_mailing": mailing_fields(blank_mailing_row(), now)}
 
 
 def payload(tenant: Tenant, now: datetime | None = None) -> dict:
@@ -78,8 +79,21 @@ def payload(tenant: Tenant, now: datetime | None = None) -> dict:
         "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
         "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
         "servers": [_server(row, board.now) for row in board.servers],
-        "mailings": [_mailing(row, board.now) for row in board.mailings],
+        "mailings": [mailing_fields(row, board.now) for row in board.mailings],
         "more_mailings": board.more_mailings,
+        "checklist": _checklist(tenant),
+    }
+
+
+def _checklist(tenant: Tenant) -> dict:
+    """The getting-started steps above the dashboard on the home page, ticked as they are done."""
+    items = getting_started(tenant)
+    done = sum(item.done for item in items)
+    return {
+        "items": [{"key": item.key, "done": item.done} for item in items],
+        "all_done": done == len(items),
+        "label": f"{done} of {len(items)} done",
+        "done": done,
     }
 
 
@@ -220,7 +234,9 @@ def chart_bars(chart: dict, hours: list[str]) -> list[dict]:
 # Mailings
 
 
-def _mailing(row: MailingRow, now: datetime) -> dict:
+def mailing_fields(row: MailingRow, now: datetime) -> dict:
+    """A mailing as the live pages show it (the dashboard, the mailings list
+    and the mailing's own page)."""
     mailing, progress = row.mailing, row.progress
     counts = _counts(progress)
     return {
@@ -233,7 +249,7 @@ def _mailing(row: MailingRow, now: datetime) -> dict:
         "counts": [{"key": key, "label": label, "count": f"{n:,}"} for key, label, n in counts],
         "bars": _segments(counts, progress.total),
         "bar_label": f"{progress.done:,} of {progress.total:,} letters done",
-        "rate_text": _rate_text(row.recent),
+        "rate_text": _rate_text(row, now),
         "waiting_text": _waiting_text(mailing, now),
         "finish_text": _finish_text(row, now),
         "finish_at": _iso(row.finish_at),
@@ -260,10 +276,21 @@ def _segments(counts: list[tuple[str, str, int]], total: int) -> list[dict]:
     return segments
 
 
-def _rate_text(recent: int) -> str:
-    if not recent:
+def _rate_text(row: MailingRow, now: datetime) -> str:
+    if not row.recent:
         return "Nothing sent in the last 10 min"
-    return f"{recent:,} sent in the last 10 min (about {recent * 6:,} an hour)"
+    pace = hourly_pace(row, now)
+    return f"{row.recent:,} sent in the last 10 min" + (f" (about {pace:,} an hour)" if pace else "")
+
+
+def hourly_pace(row: MailingRow, now: datetime) -> int | None:
+    """The finish estimate's rate: the letters left over the time they take
+    at the current limits. The last burst is no guide: a server with 30 an
+    hour sends its 30 in a minute, then waits."""
+    pending, finish = row.progress.waiting, row.finish_at
+    if not pending or finish is None or finish - now < timedelta(minutes=1):
+        return None
+    return round(pending * 3600 / (finish - now).total_seconds())
 
 
 def _waiting_text(mailing: Mailing, now: datetime) -> str:
@@ -306,5 +333,5 @@ def _blank_server_row() -> ServerRow:
     return ServerRow(SmtpServer(name=""), usage, State.IDLE, 0, 0, 0, [0] * selectors.CHART_HOURS)
 
 
-def _blank_mailing_row() -> MailingRow:
+def blank_mailing_row() -> MailingRow:
     return MailingRow(Mailing(name="", status=Mailing.Status.ACTIVE), Progress(), 0, None)

@@ -66,6 +66,8 @@ def _edit(request: HttpRequest, template: MailTemplate) -> HttpResponse:
             form.add_error(None, exc)
         else:
             messages.success(request, f"{template.name} was {'created' if is_new else 'saved'}.")
+            if rendering.has_script(template.html_body):
+                messages.warning(request, rendering.SCRIPT_WARNING)
             return redirect("templates:preview", public_id=template.public_id)
     context = {
         "form": form,

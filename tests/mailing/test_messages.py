@@ -80,3 +80,10 @@ def test_a_line_break_in_any_header_value_is_refused(letter):
     letter.email = "ann@x.test\r\nBcc: victim@example.test"
     with pytest.raises(HeaderInjection):
         build_message(letter, letter.mailing.servers.get())
+
+
+def test_a_script_in_the_template_never_reaches_the_letter(letter):
+    mailing = letter.mailing
+    mailing.html_body = "<p>Hi</p><script>alert(1)</script><p>Bye</p><Script src=x.js>"
+    html = parse(build_message(letter, mailing.servers.get(), mailing)).get_body(("html",)).get_content()
+    assert "<p>Hi</p><p>Bye</p>" in html and "script" not in html.lower()
