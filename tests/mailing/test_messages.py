@@ -6,7 +6,7 @@ import email.policy
 import pytest
 
 from mailing import mailings as services
-from mailing.messages import LETTER_HEADER, build_message
+from mailing.dispatch.messages import LETTER_HEADER, build_message
 from mailing.models import Contact, Letter, Mailing
 from tests.servers.factories import make_server
 
@@ -75,7 +75,7 @@ def test_non_ascii_names_and_subjects_are_encoded(letter, tenant_a):
 
 
 def test_a_line_break_in_any_header_value_is_refused(letter):
-    from mailing.messages import HeaderInjection
+    from mailing.dispatch.messages import HeaderInjection
 
     letter.email = "ann@x.test\r\nBcc: victim@example.test"
     with pytest.raises(HeaderInjection):

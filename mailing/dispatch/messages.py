@@ -24,11 +24,11 @@ from django.conf import settings
 from servers.models import SmtpServer
 from servers.validators import first_unsafe, header_text
 
-from . import rendering
-from .addresses import ascii_domain
-from .models import Letter, Mailing
-from .sender import resolve_sender
-from .unsubscribe import unsubscribe_url
+from .. import rendering
+from ..addresses import ascii_domain
+from ..models import Letter, Mailing
+from ..sender import resolve_sender
+from ..unsubscribe import unsubscribe_url
 
 LETTER_HEADER = "X-Postroute-Letter"
 
