@@ -356,13 +356,16 @@ def latency(tenants: int, letters: int, cpu_bound: float) -> None:
             dispatch.hold_chains(mailing.pk, until=timezone.now() - timedelta(seconds=1))
         box = Box(PROCESSES)
         sessions = Sessions()
+        workers = box.procs[:PROCESSES]
         try:
+            cpu = sum(cpu_seconds(w.pid) for w in workers)
             started = time.perf_counter()
             for mailing in made:
                 mailings._kick(mailing.pk)  # what each start does: its chains, at once
             kicked = time.perf_counter() - started
             wait_sent(made, tenants * letters)
             elapsed = time.perf_counter() - started
+            cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu
         finally:
             most = sessions.stop()
             box.stop()
@@ -379,7 +382,8 @@ def latency(tenants: int, letters: int, cpu_bound: float) -> None:
     rate = total / elapsed
     print(f"3. {tenants} tenants x 1 server x {letters} letters, 50 ms round trip: {rate:7,.0f} letters/s; "
           f"latency bound {latency_bound:,.0f} ({tenants * per_server} conversations), CPU bound {cpu_bound:,.0f}; "
-          f"ratio to the lower bound {rate / bound:.2f}; {PROCESSES} dispatch processes, "
+          f"ratio to the lower bound {rate / bound:.2f}; {PROCESSES} dispatch processes "
+          f"({cpu / total * 1e6:,.0f} us of their CPU a letter), "
           f"PostgreSQL sessions at most {most} "
           f"(received {len(sink.ids):,}, unique {len(set(sink.ids)):,}; the chains were all queued "
           f"after {kicked:.1f} s)")  # fmt: skip
