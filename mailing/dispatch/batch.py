@@ -180,6 +180,9 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
 
 
+SMALLEST_SHARE = 10
+
+
 def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> int:
     """With fewer letters left than the mailing's idle chains could take at
     once, each takes its share: every conversation the server allows gets
@@ -197,7 +200,9 @@ def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     if ahead == count * chains:
         return count  # enough for every chain
     busy = letters.filter(status=L.SENDING).values("claim_token").distinct().count()
-    return min(count, max(1, -(-ahead // max(1, chains - busy))))
+    share = -(-ahead // max(1, chains - busy))
+    # A share smaller than this costs a connection more than it saves.
+    return min(count, share if share >= SMALLEST_SHARE else ahead) or count
 
 
 @dataclass
