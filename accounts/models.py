@@ -42,6 +42,9 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(unique=True)
     full_name = models.CharField(max_length=150, blank=True)
+    # Empty until the user picks one: then the browser's language decides
+    # (accounts.languages).
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
     is_staff = models.BooleanField(default=False, help_text="May log into the staff admin.")
     is_active = models.BooleanField(default=True)
     email_verified_at = models.DateTimeField(null=True, blank=True)
@@ -89,6 +92,9 @@ class Tenant(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     suspended_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # For members who have chosen no language and whose browser asks for
+    # none we have, and for the letters inviting people in.
+    default_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
     # The account that created the organisation. Its organisations share
     # one daily quota on each platform server (mailing.limits) and count
     # against its cap (accounts.selectors.organisation_refusal), whoever

@@ -4,6 +4,7 @@ function is keyword-only and runs in one transaction."""
 import secrets
 import time
 
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -26,14 +27,14 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, owner: User) -> Tenant:
+def tenant_create(*, name: str, owner: User, language: str = settings.LANGUAGE_CODE) -> Tenant:
     """A new organisation owned by `owner`, who created it. Refused past
     the user's cap or while an organisation they manage is suspended."""
     # The user's row lock serialises their creations, so the cap is exact.
     User.objects.select_for_update().only("pk").get(pk=owner.pk)
     if (refusal := selectors.organisation_refusal(owner)) is not None:
         raise ValidationError(refusal)
-    tenant = Tenant(name=name.strip(), slug=_unique_slug(name), created_by=owner)
+    tenant = Tenant(name=name.strip(), slug=_unique_slug(name), created_by=owner, default_language=language)
     tenant.full_clean()
     tenant.save()
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
@@ -41,13 +42,23 @@ def tenant_create(*, name: str, owner: User) -> Tenant:
 
 
 @transaction.atomic
-def user_signup(*, email: str, password: str, organisation: str, full_name: str = "", base_url: str) -> User:
+def user_signup(
+    *,
+    email: str,
+    password: str,
+    organisation: str,
+    full_name: str = "",
+    base_url: str,
+    language: str = settings.LANGUAGE_CODE,
+) -> User:
+    """A new account and its organisation, whose default language is the
+    one the sign-up page was in (the verification letter's, too)."""
     user = User(email=normalize_email_address(email), full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
     user.full_clean()
     user.save()
-    tenant_create(name=organisation, owner=user)
+    tenant_create(name=organisation, owner=user, language=language)
     email_verification_send(user=user, base_url=base_url)
     return user
 

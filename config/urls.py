@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+from django.views.i18n import JavaScriptCatalog
 
 from accounts.staff import StaffAdminSite
 from accounts.views.tenants import home
@@ -11,8 +13,8 @@ from mailing.views.unsubscribe import unsubscribe
 # Staff must pass a verified OTP device to enter the admin, and log in with
 # email, password and code in one throttled step.
 admin.site.__class__ = StaffAdminSite
-admin.site.site_header = "Postroute staff"
-admin.site.site_title = "Postroute staff"
+admin.site.site_header = _("Postroute staff")
+admin.site.site_title = _("Postroute staff")
 
 
 @login_not_required
@@ -31,5 +33,7 @@ urlpatterns = [
     path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
+    # The strings of static/js in the page's language (djangojs catalogue).
+    path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript_catalog"),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
@@ -43,6 +43,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             organisation=data["organisation"],
             full_name=data["full_name"],
             base_url=settings.SITE_URL,
+            language=translation.get_language(),
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("accounts:verify_pending")

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.views.decorators.http import require_POST
 
 from mailing.views.dashboard import page_context
@@ -32,7 +33,9 @@ def tenant_new(request: HttpRequest) -> HttpResponse:
     form = TenantForm(request.POST or None)
     if request.method == "POST" and refusal is None and form.is_valid():
         try:
-            tenant = services.tenant_create(name=form.cleaned_data["name"], owner=request.user)
+            tenant = services.tenant_create(
+                name=form.cleaned_data["name"], owner=request.user, language=translation.get_language()
+            )
         except ValidationError as exc:
             refusal = " ".join(exc.messages)
         else:

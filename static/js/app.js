@@ -92,6 +92,11 @@
     });
   });
 
+  // The language changes as soon as one is picked: no button needed then.
+  document.querySelectorAll(".language-switch button[type=submit]").forEach(function (button) {
+    button.hidden = true;
+  });
+
   // Let people close flash messages.
   document.querySelectorAll(".alert[data-dismissible]").forEach(function (alert) {
     var button = document.createElement("button");
