@@ -182,7 +182,7 @@ TEMPLATES = [
                 "accounts.context_processors.tenancy",
             ],
             # {% translate %} and {% blocktranslate %} in every template.
-            "builtins": ["django.templatetags.i18n"],
+            "builtins": ["django.templatetags.i18n", "django.templatetags.l10n"],
         },
     },
 ]
