@@ -2,16 +2,20 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import services
 from .models import Role, User, normalize_email_address
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(label="Work email", max_length=254)
-    full_name = forms.CharField(label="Your name", max_length=150, required=False)
-    organisation = forms.CharField(label="Organisation name", max_length=120)
-    password = forms.CharField(label="Password", widget=forms.PasswordInput(render_value=False), strip=False)
+    email = forms.EmailField(label=gettext_lazy("Work email"), max_length=254)
+    full_name = forms.CharField(label=gettext_lazy("Your name"), max_length=150, required=False)
+    organisation = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
+    password = forms.CharField(
+        label=gettext_lazy("Password"), widget=forms.PasswordInput(render_value=False), strip=False
+    )
 
     def __init__(self, *args: object, invitation_email: str | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -27,7 +31,7 @@ class SignupForm(forms.Form):
     def clean_email(self) -> str:
         email = normalize_email_address(self.cleaned_data["email"])
         if User.objects.filter(email=email).exists():
-            raise forms.ValidationError("An account with this email already exists. Log in instead.")
+            raise forms.ValidationError(_("An account with this email already exists. Log in instead."))
         return email
 
     def clean(self) -> dict:
@@ -50,9 +54,9 @@ class LoginForm(forms.Form):
 
 class OTPForm(forms.Form):
     token = forms.CharField(
-        label="Code",
+        label=gettext_lazy("Code"),
         max_length=16,
-        help_text="The 6-digit code from your authenticator app, or one of your recovery codes.",
+        help_text=gettext_lazy("The 6-digit code from your authenticator app, or one of your recovery codes."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
     )
 
@@ -62,9 +66,9 @@ class OTPForm(forms.Form):
 
 class TOTPConfirmForm(forms.Form):
     token = forms.RegexField(
-        label="Code from the app",
+        label=gettext_lazy("Code from the app"),
         regex=r"^\s*\d{6}\s*$",
-        error_messages={"invalid": "Enter the 6 digits your app shows."},
+        error_messages={"invalid": gettext_lazy("Enter the 6 digits your app shows.")},
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )
 
@@ -73,7 +77,9 @@ class PasswordConfirmForm(forms.Form):
     """Sudo mode: sensitive actions ask for the password again."""
 
     password = forms.CharField(
-        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+        label=gettext_lazy("Your password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
     def __init__(self, *args: object, user: User, **kwargs: object) -> None:
@@ -83,7 +89,7 @@ class PasswordConfirmForm(forms.Form):
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
         if not self.user.check_password(password):
-            raise forms.ValidationError("That is not your password.")
+            raise forms.ValidationError(_("That is not your password."))
         return password
 
 
@@ -102,7 +108,7 @@ class RoleForm(forms.Form):
 
 
 class TenantForm(forms.Form):
-    name = forms.CharField(label="Organisation name", max_length=120)
+    name = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
 
 
 class PasswordResetForm(auth_forms.PasswordResetForm):

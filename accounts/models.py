@@ -7,6 +7,7 @@ from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 def normalize_email_address(email: str) -> str:
@@ -45,7 +46,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Empty until the user picks one: then the browser's language decides
     # (accounts.languages).
     language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
-    is_staff = models.BooleanField(default=False, help_text="May log into the staff admin.")
+    is_staff = models.BooleanField(default=False, help_text=_("May log into the staff admin."))
     is_active = models.BooleanField(default=True)
     email_verified_at = models.DateTimeField(null=True, blank=True)
     date_joined = models.DateTimeField(default=timezone.now)
@@ -53,11 +54,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     # MAX_ORGANISATIONS_PER_USER setting), and whether a suspended
     # organisation the user owns or administers still stops them.
     max_organisations = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER."
+        null=True, blank=True, help_text=_("Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER.")
     )
     suspension_block_lifted = models.BooleanField(
         default=False,
-        help_text="May create organisations although an organisation they own or administer is suspended.",
+        help_text=_("May create organisations although an organisation they own or administer is suspended."),
     )
 
     objects = UserManager()
@@ -83,8 +84,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 class Tenant(models.Model):
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120)
@@ -105,7 +106,7 @@ class Tenant(models.Model):
         null=True,
         blank=True,
         related_name="created_tenants",
-        help_text="The account that created it: its organisations share their platform quotas.",
+        help_text=_("The account that created it: its organisations share their platform quotas."),
     )
 
     class Meta:
@@ -120,9 +121,9 @@ class Tenant(models.Model):
 
 
 class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
+    OWNER = "owner", _("Owner")
+    ADMIN = "admin", _("Admin")
+    MEMBER = "member", _("Member")
 
 
 # Roles that manage servers and the team; members work with content.

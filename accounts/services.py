@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
@@ -99,7 +100,7 @@ def totp_new_key() -> str:
 
 def totp_device_for(*, user: User, key: str) -> TOTPDevice:
     """The unsaved device of a pending key, for its QR code and setup key."""
-    return TOTPDevice(user=user, key=key, name="Authenticator app")
+    return TOTPDevice(user=user, key=key, name=_("Authenticator app"))
 
 
 @transaction.atomic
@@ -127,7 +128,7 @@ def totp_enrol(*, user: User, key: str, token: str, replacing: bool) -> TOTPDevi
 @transaction.atomic
 def recovery_codes_create(*, user: User, count: int = 10) -> list[str]:
     """Replace the user's recovery codes; the plain codes are returned once."""
-    device, _ = StaticDevice.objects.get_or_create(user=user, defaults={"name": "Recovery codes"})
+    device, _created = StaticDevice.objects.get_or_create(user=user, defaults={"name": _("Recovery codes")})
     device.token_set.all().delete()
     codes = [StaticToken.random_token() for _ in range(count)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
@@ -158,7 +159,7 @@ def invitation_create(
         raise PermissionDenied("Only an owner can invite another owner.")
     email = normalize_email_address(email)
     if Membership.objects.filter(tenant=tenant, user__email=email).exists():
-        raise ValidationError({"email": "This person is already a member."})
+        raise ValidationError({"email": _("This person is already a member.")})
     mail_limits.allow(mail_limits.Kind.INVITATION, to=email, user=by.user, client=client)
     Invitation.objects.filter(tenant=tenant, email=email, accepted_at=None, revoked_at=None).update(
         revoked_at=timezone.now()
@@ -180,15 +181,15 @@ def invitation_revoke(*, invitation: Invitation, by: Membership) -> None:
 def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if not invitation.is_pending:
-        raise ValidationError("This invitation was already used.")
+        raise ValidationError(_("This invitation was already used."))
     if normalize_email_address(user.email) != invitation.email:
-        raise ValidationError(f"This invitation was sent to {invitation.email}.")
+        raise ValidationError(_("This invitation was sent to %(email)s.") % {"email": invitation.email})
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at"])
     if not user.is_email_verified:
         # The link reached this address, which proves the user owns it.
         email_verify(user=user)
-    membership, _ = Membership.objects.get_or_create(
+    membership, _created = Membership.objects.get_or_create(
         user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
     )
     return membership
@@ -211,7 +212,7 @@ def _lock_owners(*, membership: Membership, by: Membership) -> list[int]:
     if by.pk not in roles:
         raise PermissionDenied("You are no longer a member of this organisation.")
     if membership.pk not in roles:
-        raise ValidationError("This person is no longer a member.")
+        raise ValidationError(_("This person is no longer a member."))
     membership.role, by.role = roles[membership.pk], roles[by.pk]
     return owners
 
@@ -224,7 +225,7 @@ def membership_change_role(*, membership: Membership, role: str, by: Membership)
     if touches_owner and by.role != Role.OWNER:
         raise PermissionDenied("Only an owner can grant or take away the owner role.")
     if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
-        raise ValidationError("The organisation needs at least one owner.")
+        raise ValidationError(_("The organisation needs at least one owner."))
     membership.role = role
     membership.full_clean()
     membership.save(update_fields=["role"])
@@ -238,7 +239,7 @@ def membership_remove(*, membership: Membership, by: Membership) -> None:
         if membership.role == Role.OWNER and by.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove another owner.")
     if membership.role == Role.OWNER and len(owners) <= 1:
-        raise ValidationError("The last owner cannot leave. Make someone else owner first.")
+        raise ValidationError(_("The last owner cannot leave. Make someone else owner first."))
     membership.delete()
 
 

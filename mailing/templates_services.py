@@ -3,11 +3,12 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import RestrictedError
+from django.utils.translation import gettext_lazy as _
 
 from . import rendering
 from .models import MailTemplate
 
-IN_USE = "This template is used by {count} mailing{s}: {names}. Delete those mailings first; the template stays."
+IN_USE = _("This template is used by {count} mailing{s}: {names}. Delete those mailings first; the template stays.")
 
 
 @transaction.atomic

@@ -1,5 +1,7 @@
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import presets, rules
 from .addresses import validate_address
@@ -9,7 +11,9 @@ from .validators import no_control_chars
 
 # Long enough for any mailbox or app password, short enough for one AUTH line.
 PASSWORD_MAX_LENGTH = 1024
-HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
+HOST_CHANGED = gettext_lazy(
+    "The server name changed: type the password again. A stored password never goes to a new host."
+)
 
 
 def _refuse_controls(form: forms.ModelForm, names: tuple[str, ...]) -> None:
@@ -32,7 +36,7 @@ class _PasswordFormMixin:
     def _setup_password(self) -> None:
         field = self.fields["password"]
         if self.instance.pk and self.instance.has_password:
-            field.help_text = "A password is stored. Leave empty to keep it."
+            field.help_text = _("A password is stored. Leave empty to keep it.")
 
     def new_password(self) -> str | None:
         """The password to store, or None to keep the stored one."""
@@ -50,38 +54,42 @@ class _PasswordFormMixin:
             self.add_error("password", HOST_CHANGED)
 
 
-NO_IMAP_PASSWORD = "Type the password for the incoming server, or log in with the SMTP password."
+NO_IMAP_PASSWORD = gettext_lazy("Type the password for the incoming server, or log in with the SMTP password.")
 
 
 class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
     password = forms.CharField(
-        label="SMTP password",
+        label=gettext_lazy("SMTP password"),
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
-    accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
+    accept_warning = forms.BooleanField(
+        label=gettext_lazy("I know; save these port and security settings anyway"), required=False
+    )
     # Reading the server's own mailbox for bounces (BounceMailbox.server):
     # where a server that sends from its own address gets its reports.
     read_bounces = forms.BooleanField(
-        label="Read this mailbox for bounces",
+        label=gettext_lazy("Read this mailbox for bounces"),
         required=False,
-        help_text="Delivery reports for letters sent from this mailbox come back to it. Postroute reads them "
-        "over IMAP with the same login, moves only the reports to the folder Postroute/Processed, and leaves "
-        "everything else untouched and unread.",
+        help_text=gettext_lazy(
+            "Delivery reports for letters sent from this mailbox come back to it. Postroute reads them "
+            "over IMAP with the same login, moves only the reports to the folder Postroute/Processed, and leaves "
+            "everything else untouched and unread."
+        ),
     )
     imap_host = forms.CharField(
-        label="Incoming (IMAP) server", required=False, max_length=253, validators=[no_control_chars]
+        label=gettext_lazy("Incoming (IMAP) server"), required=False, max_length=253, validators=[no_control_chars]
     )
-    imap_port = forms.IntegerField(label="IMAP port", required=False, min_value=1, max_value=65535)
-    imap_security = forms.ChoiceField(label="IMAP security", choices=Security.choices, required=False)
-    imap_same_password = forms.BooleanField(label="Log in with the SMTP password", required=False)
+    imap_port = forms.IntegerField(label=gettext_lazy("IMAP port"), required=False, min_value=1, max_value=65535)
+    imap_security = forms.ChoiceField(label=gettext_lazy("IMAP security"), choices=Security.choices, required=False)
+    imap_same_password = forms.BooleanField(label=gettext_lazy("Log in with the SMTP password"), required=False)
     imap_password = forms.CharField(
-        label="IMAP password",
+        label=gettext_lazy("IMAP password"),
         required=False,
         strip=False,
-        help_text="Only if the mailbox wants another password (an app password) for IMAP.",
+        help_text=gettext_lazy("Only if the mailbox wants another password (an app password) for IMAP."),
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
 
@@ -117,7 +125,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             initial = {"read_bounces": True, "imap_host": m.host, "imap_port": m.port, "imap_security": m.security}
             initial["imap_same_password"] = m.shares_server_password
             if m.password_encrypted:
-                self.fields["imap_password"].help_text = "A password is stored. Leave empty to keep it."
+                self.fields["imap_password"].help_text = _("A password is stored. Leave empty to keep it.")
         else:
             host = self.initial.get("host") or self.instance.host
             email = self.initial.get("sender_email") or self.instance.sender_email
@@ -148,11 +156,11 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             return
         host = (data.get("imap_host") or "").strip()
         if not host:
-            self.add_error("imap_host", "Enter the incoming server, e.g. imap.yandex.ru.")
+            self.add_error("imap_host", _("Enter the incoming server, e.g. imap.yandex.ru."))
         elif rules.is_saas() and (message := rules.host_error(host)):
             self.add_error("imap_host", message)
         if not data.get("imap_port"):
-            self.add_error("imap_port", "Enter the IMAP port, e.g. 993.")
+            self.add_error("imap_port", _("Enter the IMAP port, e.g. 993."))
         if not host:
             return
         stored = self.mailbox
@@ -182,7 +190,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         if not self.warning and data.get("read_bounces"):
             self.warning = rules.port_security_warning(data.get("imap_port"), data.get("imap_security", ""))
         if self.warning and not data.get("accept_warning"):
-            self.add_error("accept_warning", self.warning + " Tick the box to keep them.")
+            self.add_error("accept_warning", self.warning + _(" Tick the box to keep them."))
         provider = presets.for_host(data.get("host") or "") or presets.for_email(data.get("sender_email") or "")
         if data.get("allow_sender_substitution") and provider and not provider.allows_substitution:
             self.add_error("allow_sender_substitution", presets.NO_SUBSTITUTION.format(name=provider.name))
@@ -196,7 +204,9 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         max_length=PASSWORD_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
-    accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
+    accept_warning = forms.BooleanField(
+        label=gettext_lazy("I know; save these port and security settings anyway"), required=False
+    )
 
     class Meta:
         model = BounceMailbox
@@ -226,14 +236,14 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
             self.instance.verify_tls = True  # see SmtpServerForm.clean
         self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
         if self.warning and not data.get("accept_warning"):
-            self.add_error("accept_warning", self.warning + " Tick the box to keep them.")
+            self.add_error("accept_warning", self.warning + _(" Tick the box to keep them."))
         return data
 
 
 class TestForm(forms.Form):
     send_to = forms.EmailField(
-        label="Also send a test letter to",
+        label=gettext_lazy("Also send a test letter to"),
         required=False,
-        help_text="Optional: an address you can read.",
+        help_text=gettext_lazy("Optional: an address you can read."),
         validators=[validate_address],  # a recipient like any contact
     )

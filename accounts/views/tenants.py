@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import translation
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from mailing.views.dashboard import page_context
@@ -40,7 +41,7 @@ def tenant_new(request: HttpRequest) -> HttpResponse:
             refusal = " ".join(exc.messages)
         else:
             request.session[SESSION_TENANT_KEY] = str(tenant.public_id)
-            messages.success(request, f"{tenant.name} is ready.")
+            messages.success(request, _("%(name)s is ready.") % {"name": tenant.name})
             return redirect("home")
     status = 403 if request.method == "POST" and refusal else 200
     return render(request, "accounts/tenant_new.html", {"form": form, "refusal": refusal}, status=status)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -50,7 +51,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             return redirect("home")
         if device is not None:
             return _enrolled(request, device)
-        form.add_error("token", "That code does not match. Check your phone's clock and enter the newest code.")
+        form.add_error("token", _("That code does not match. Check your phone's clock and enter the newest code."))
     device = services.totp_device_for(user=request.user, key=key)
     context = {
         "form": form,
@@ -116,7 +117,9 @@ def two_factor_reset(request: HttpRequest) -> HttpResponse:
     sessions.end_other_sessions(request)
     messages.info(
         request,
-        "Add Postroute to your new app and confirm with a code. Until then your current app and recovery codes "
-        "keep working. You were logged out everywhere else.",
+        _(
+            "Add Postroute to your new app and confirm with a code. Until then your current app and recovery codes "
+            "keep working. You were logged out everywhere else."
+        ),
     )
     return redirect("accounts:2fa_setup")

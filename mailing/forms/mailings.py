@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from servers.models import SmtpServer
@@ -18,12 +19,14 @@ class MailingForm(forms.ModelForm):
     servers = ServerChoiceField(
         queryset=None,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Letters go through the first allowed server until its limit is spent, then the next, in this order.",
+        help_text=_(
+            "Letters go through the first allowed server until its limit is spent, then the next, in this order."
+        ),
     )
     scheduled_at = forms.DateTimeField(
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Optional: start later by itself. Empty: you start it by hand.",
+        help_text=_("Optional: start later by itself. Empty: you start it by hand."),
     )
 
     class Meta:

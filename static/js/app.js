@@ -102,7 +102,7 @@
     var button = document.createElement("button");
     button.type = "button";
     button.className = "alert-close";
-    button.setAttribute("aria-label", "Dismiss");
+    button.setAttribute("aria-label", gettext("Dismiss"));
     button.textContent = "\u00d7";
     button.addEventListener("click", function () { alert.remove(); });
     alert.appendChild(button);
