@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .models import MANAGER_ROLES, Tenant, User
 
@@ -71,10 +72,11 @@ def organisation_refusal(user: User) -> str | None:
         )
     cap = settings.MAX_ORGANISATIONS_PER_USER if user.max_organisations is None else user.max_organisations
     if Tenant.objects.filter(created_by=user).count() >= cap:
-        plural = "s" if cap != 1 else ""
-        return _(
-            "You have created %(cap)s organisation%(plural)s, the most an account may. Contact support for more."
-        ) % {"cap": cap, "plural": plural}
+        return ngettext(
+            "You have created %(cap)s organisation, the most an account may. Contact support for more.",
+            "You have created %(cap)s organisations, the most an account may. Contact support for more.",
+            cap,
+        ) % {"cap": cap}
     return None
 
 

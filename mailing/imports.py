@@ -30,7 +30,7 @@ from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.models import Tenant, User
 
@@ -123,10 +123,12 @@ def _check_room(tenant: Tenant, size: int) -> None:
     waiting = pending.filter(status=Status.UPLOADED).count()
     if waiting >= settings.IMPORT_MAX_WAITING:
         raise ValidationError(
-            _(
-                "%(waiting)s uploaded files are waiting for their columns to be "
-                "mapped. Map or discard one of them first (Contacts, Recent imports); "
-                "a file left unmapped is removed after an hour."
+            ngettext(
+                "%(waiting)s uploaded file is waiting for its columns to be mapped. Map or discard it first "
+                "(Contacts, Recent imports); a file left unmapped is removed after an hour.",
+                "%(waiting)s uploaded files are waiting for their columns to be mapped. Map or discard one of "
+                "them first (Contacts, Recent imports); a file left unmapped is removed after an hour.",
+                waiting,
             )
             % {"waiting": waiting}
         )
