@@ -99,6 +99,16 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             "name", "kind", "sender_email", "sender_name", "host", "port", "security", "login", "password",
             "max_per_minute", "max_per_hour", "max_per_day", "allow_sender_substitution", "verify_tls", "enabled",
         ]  # fmt: skip
+        labels = {
+            "name": gettext_lazy("Name"),
+            "kind": gettext_lazy("Kind"),
+            "security": gettext_lazy("SMTP security"),
+            "max_per_minute": gettext_lazy("Max letters per minute"),
+            "max_per_hour": gettext_lazy("Max letters per hour"),
+            "max_per_day": gettext_lazy("Max letters per day"),
+            "allow_sender_substitution": gettext_lazy("Allow sender substitution"),
+            "enabled": gettext_lazy("Enabled"),
+        }
         widgets = {
             "sender_email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "smtp"}),
         }
@@ -214,6 +224,14 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
             "email", "protocol", "host", "port", "security", "login", "password", "folder", "verify_tls",
             "delete_after_processing", "plus_addressing", "enabled",
         ]  # fmt: skip
+        labels = {
+            "protocol": gettext_lazy("Protocol"),
+            "port": gettext_lazy("Port"),
+            "security": gettext_lazy("Security"),
+            "login": gettext_lazy("Login"),
+            "folder": gettext_lazy("Folder"),
+            "enabled": gettext_lazy("Enabled"),
+        }
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "imap"})}
 
     def __init__(self, *args: object, **kwargs: object) -> None:

@@ -90,7 +90,7 @@ class SuppressionForm(forms.Form):
 
 
 class SuppressionRemoveForm(forms.Form):
-    email = forms.CharField(max_length=254)
+    email = forms.CharField(label=gettext_lazy("Email address"), max_length=254)
 
 
 class ImportUploadForm(forms.Form):

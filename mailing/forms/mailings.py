@@ -15,8 +15,11 @@ class ServerChoiceField(forms.ModelMultipleChoiceField):
 
 
 class MailingForm(forms.ModelForm):
-    lists = forms.ModelMultipleChoiceField(queryset=ContactList.objects.none(), widget=forms.CheckboxSelectMultiple)
+    lists = forms.ModelMultipleChoiceField(
+        label=_("Lists"), queryset=ContactList.objects.none(), widget=forms.CheckboxSelectMultiple
+    )
     servers = ServerChoiceField(
+        label=_("Servers"),
         queryset=None,
         widget=forms.CheckboxSelectMultiple,
         help_text=_(
@@ -24,6 +27,7 @@ class MailingForm(forms.ModelForm):
         ),
     )
     scheduled_at = forms.DateTimeField(
+        label=_("Start at"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text=_("Optional: start later by itself. Empty: you start it by hand."),
@@ -32,6 +36,10 @@ class MailingForm(forms.ModelForm):
     class Meta:
         model = Mailing
         fields = ["name", "template", "lists", "servers", "scheduled_at"]
+        labels = {
+            "name": _("Name"),
+            "template": _("Template"),
+        }
 
     def __init__(self, *args: object, tenant: Tenant, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

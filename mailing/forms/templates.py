@@ -45,7 +45,14 @@ class MailTemplateForm(forms.ModelForm):
             "sender_email": HeaderEmailField,
             "reply_to": HeaderEmailField,
         }
-        labels = {"text_body": _("Text"), "html_body": _("HTML"), "reply_to": _("Reply-To address")}
+        labels = {
+            "name": _("Name"),
+            "subject": _("Subject"),
+            "text_body": _("Text"),
+            "html_body": _("HTML"),
+            "sender_name": _("Sender name"),
+            "reply_to": _("Reply-To address"),
+        }
         help_texts = {
             "html_body": _("Shown by mail programs that display HTML; the text part is the fallback."),
             "sender_email": _(

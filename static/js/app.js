@@ -94,7 +94,7 @@
 
   // The language changes as soon as one is picked: no button needed then.
   document.querySelectorAll(".language-switch button[type=submit]").forEach(function (button) {
-    button.hidden = true;
+    button.style.display = "none";
   });
 
   // Let people close flash messages.
