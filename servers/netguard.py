@@ -128,7 +128,7 @@ class HostUnresolved(OSError):
     """DNS gave no address for the name. `str(exc)` is a sentence for the user."""
 
     def __init__(self, host: str) -> None:
-        super().__init__(f"The name {host} could not be found (DNS).")
+        super().__init__(_("The name %(host)s could not be found (DNS).") % {"host": host})
         self.host = host
 
 

@@ -269,7 +269,7 @@
         box = el("div", "alert alert-success");
         box.appendChild(el("p", "", gettext("The connection works.")));
         var sendTo = testRoot.getAttribute("data-send-to");
-        if (sendTo) box.appendChild(el("p", "", "A test letter went to " + sendTo + "; check that it arrived."));
+        if (sendTo) box.appendChild(el("p", "", interpolate(gettext("A test letter went to %(send_to)s; check that it arrived."), { send_to: sendTo }, true)));
       } else {
         box = el("div", "alert alert-error");
         box.appendChild(el("p", "break", data.error || gettext("The test failed.")));
@@ -348,8 +348,10 @@
           form.setAttribute("data-direction", dir);
           form.querySelector("input[name=direction]").value = dir;
           var button = form.querySelector("button");
-          button.textContent = dir === "up" ? "\u2191 Up" : "\u2193 Down";
-          button.setAttribute("aria-label", "Move " + (li.getAttribute("data-name") || "") + " " + dir);
+          var name = { name: li.getAttribute("data-name") || "" };
+          button.textContent = dir === "up" ? gettext("\u2191 Up") : gettext("\u2193 Down");
+          button.setAttribute("aria-label", interpolate(
+            dir === "up" ? gettext("Move %(name)s up") : gettext("Move %(name)s down"), name, true));
           if (dir === "up") box.insertBefore(form, box.firstChild);
           else box.appendChild(form);
         });
