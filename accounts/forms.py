@@ -6,7 +6,22 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import services
-from .models import Role, User, normalize_email_address
+from .models import Role, Tenant, User, normalize_email_address
+from .timezones import DEFAULT_ZONE, zone_choices
+
+
+def time_zone_field(*, required: bool = False) -> forms.TypedChoiceField:
+    """The organisation's zone: a select of every zone, which the page's
+    script sets to the browser's own on a fresh form (data-browser-zone).
+    Left out of a sign-up, it is UTC."""
+    return forms.TypedChoiceField(
+        label=gettext_lazy("Time zone"),
+        choices=zone_choices,
+        initial=DEFAULT_ZONE,
+        required=required,
+        empty_value=DEFAULT_ZONE,
+        help_text=gettext_lazy("Times are shown, and mailings scheduled, in this zone."),
+    )
 
 
 class SignupForm(forms.Form):
@@ -16,15 +31,19 @@ class SignupForm(forms.Form):
     password = forms.CharField(
         label=gettext_lazy("Password"), widget=forms.PasswordInput(render_value=False), strip=False
     )
+    time_zone = time_zone_field()
 
     def __init__(self, *args: object, invitation_email: str | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.fields["time_zone"].widget.attrs["data-browser-zone"] = ""
         self.fields["email"].widget.attrs["autocomplete"] = "email"
         self.fields["password"].widget.attrs["autocomplete"] = "new-password"
         self.fields["password"].help_text = password_validation.password_validators_help_text_html()
         if invitation_email is not None:
             # An invited person joins the inviting organisation.
             del self.fields["organisation"]
+            del self.fields["time_zone"]
             self.fields["email"].initial = invitation_email
             self.fields["email"].disabled = True
 
@@ -109,6 +128,24 @@ class RoleForm(forms.Form):
 
 class TenantForm(forms.Form):
     name = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
+    time_zone = time_zone_field()
+
+    def __init__(self, *args: object, zone: str | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if zone:
+            self.fields["time_zone"].initial = zone
+        elif not self.is_bound:
+            self.fields["time_zone"].widget.attrs["data-browser-zone"] = ""
+
+
+class OrganisationForm(forms.ModelForm):
+    """The organisation's settings that owners and admins change."""
+
+    time_zone = time_zone_field(required=True)
+
+    class Meta:
+        model = Tenant
+        fields = ["time_zone"]
 
 
 class PasswordResetForm(auth_forms.PasswordResetForm):

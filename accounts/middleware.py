@@ -5,7 +5,8 @@ reached (verify the email, enrol two-factor, pass the second factor) until it
 is done: everything else redirects there.
 
 TenantMiddleware picks the current tenant from the session, among the user's
-own memberships only, and sets request.tenant and request.membership.
+own memberships only, sets request.tenant and request.membership, and makes
+the tenant's time zone the current one for the request (accounts.timezones).
 
 LanguageMiddleware activates the request's language (accounts.languages)
 once the user and the tenant are known, and keeps the language cookie in
@@ -18,11 +19,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.middleware.locale import LocaleMiddleware
 from django.shortcuts import redirect
-from django.utils import translation
+from django.utils import timezone, translation
 
 from . import languages
 from .models import Membership
 from .services import has_confirmed_totp
+from .timezones import zone_of
 
 SESSION_TENANT_KEY = "tenant"
 
@@ -79,7 +81,13 @@ class TenantMiddleware:
             membership = current_membership(request)
             if membership is not None:
                 request.membership, request.tenant = membership, membership.tenant
-        return self.get_response(request)
+        if request.tenant is None:
+            return self.get_response(request)
+        timezone.activate(zone_of(request.tenant.time_zone))
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
 
 
 def current_membership(request: HttpRequest) -> Membership | None:

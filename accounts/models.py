@@ -9,6 +9,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .timezones import DEFAULT_ZONE, validate_time_zone
+
 
 def normalize_email_address(email: str) -> str:
     """Lower-case the whole address: mailbox providers treat the local part
@@ -96,6 +98,14 @@ class Tenant(models.Model):
     # For members who have chosen no language and whose browser asks for
     # none we have, and for the letters inviting people in.
     default_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
+    # Every time the tenant reads or types is in this zone (accounts.timezones).
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=DEFAULT_ZONE,
+        validators=[validate_time_zone],
+        help_text=_("Times are shown, and mailings scheduled, in this zone."),
+    )
     # The account that created the organisation. Its organisations share
     # one daily quota on each platform server (mailing.limits) and count
     # against its cap (accounts.selectors.organisation_refusal), whoever

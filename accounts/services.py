@@ -17,6 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
 from . import mail_limits, selectors, tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
+from .timezones import DEFAULT_ZONE
 
 
 def _unique_slug(name: str) -> str:
@@ -28,17 +29,30 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, owner: User, language: str = settings.LANGUAGE_CODE) -> Tenant:
+def tenant_create(
+    *, name: str, owner: User, time_zone: str = DEFAULT_ZONE, language: str = settings.LANGUAGE_CODE
+) -> Tenant:
     """A new organisation owned by `owner`, who created it. Refused past
     the user's cap or while an organisation they manage is suspended."""
     # The user's row lock serialises their creations, so the cap is exact.
     User.objects.select_for_update().only("pk").get(pk=owner.pk)
     if (refusal := selectors.organisation_refusal(owner)) is not None:
         raise ValidationError(refusal)
-    tenant = Tenant(name=name.strip(), slug=_unique_slug(name), created_by=owner, default_language=language)
+    tenant = Tenant(
+        name=name.strip(), slug=_unique_slug(name), created_by=owner, time_zone=time_zone, default_language=language
+    )
     tenant.full_clean()
     tenant.save()
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
+    return tenant
+
+
+@transaction.atomic
+def tenant_settings_update(*, tenant: Tenant, time_zone: str) -> Tenant:
+    """The organisation's settings, as owners and admins change them."""
+    tenant.time_zone = time_zone
+    tenant.full_clean(validate_unique=False, validate_constraints=False)
+    tenant.save(update_fields=["time_zone"])
     return tenant
 
 
@@ -50,6 +64,7 @@ def user_signup(
     organisation: str,
     full_name: str = "",
     base_url: str,
+    time_zone: str = DEFAULT_ZONE,
     language: str = settings.LANGUAGE_CODE,
 ) -> User:
     """A new account and its organisation, whose default language is the
@@ -59,7 +74,7 @@ def user_signup(
     user.set_password(password)
     user.full_clean()
     user.save()
-    tenant_create(name=organisation, owner=user, language=language)
+    tenant_create(name=organisation, owner=user, time_zone=time_zone, language=language)
     email_verification_send(user=user, base_url=base_url)
     return user
 

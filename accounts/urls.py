@@ -69,6 +69,7 @@ urlpatterns = [
     path("team/members/<uuid:public_id>/role/", team.member_role, name="member_role"),
     path("team/members/<uuid:public_id>/remove/", team.member_remove, name="member_remove"),
     path("team/invitations/<uuid:public_id>/revoke/", team.invitation_revoke, name="invitation_revoke"),
+    path("organisation/", tenants.organisation, name="organisation"),
     path("organisations/new/", tenants.tenant_new, name="tenant_new"),
     path("organisations/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("language/", language.language_set, name="language_set"),

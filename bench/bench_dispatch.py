@@ -1,94 +1,67 @@
-"""Dispatch throughput: 10,000 letters of ~1 KB to a local SMTP sink running
-in its own process, through the real pipeline (PostgreSQL, Redis, real
-Celery worker processes, limit accounting, status updates), against a raw
-smtplib loop with one reused connection to the same sink, in the same run.
+"""Dispatch: what one worker box sends, against the strongest honest bounds.
 
-Prints both rates (letters/s), the ratio, the same with the results not
-waiting for the disk (DISPATCH_DURABLE_RESULTS=0), the same with a sink
-that offers PIPELINING (the raw loop does not pipeline), the rate with 4 worker
-processes and 4 servers, and checks every letter arrived exactly once. Then limits
-under concurrency: 4 workers, 3 servers limited to 100, 150 and 50 letters
-an hour, a 1,000-letter mailing: letters per server (must be exactly 100,
-150, 50), the overshoot (must be 0) and the mailing's state."""
+Every worker here is started with the Procfile's `dispatch` command (a pool
+of threads, one a SMTP conversation, sharing a few database sessions), as
+production runs it, with beat beside it. The sink is aiosmtpd on uvloop in
+its own process and only counts (it keeps each letter's Message-ID, to
+check that every letter arrived exactly once).
 
-import multiprocessing
+1. Limits under concurrency: 2 worker processes, 4 chains, 3 servers limited
+   to 100, 150 and 50 an hour, 1,000 letters: letters per server (exactly
+   100/150/50), the overshoot (0) and the mailing's state.
+2. Cost per letter: 10,000 letters of ~1 KB, one server, one conversation,
+   against a raw smtplib loop sending pre-built message bytes over one
+   connection to the same kind of sink. Then the same letters sent in this
+   process by the dispatcher itself with a timer on each stage (claim,
+   limits, build, SMTP, record), in microseconds per letter.
+3. Latency: a proxy delays every chunk by 25 ms each way (a 50 ms round
+   trip; the sink offers PIPELINING, as the big providers do); 20 tenants x
+   1 server x 100 letters, and 200 tenants x 1 server x 20 letters. Printed:
+   letters/s, the latency bound (every conversation the servers allow
+   running side by side at 2 round trips a letter, plus the greeting and
+   EHLO), the CPU bound (item 2's raw rate), the ratio to the lower bound,
+   and the most PostgreSQL sessions the box held."""
+
 import os
 import smtplib
 import subprocess
 import sys
+import threading
 import time
+from collections import defaultdict
+from datetime import timedelta
 from email.message import EmailMessage
 
 from common import ROOT, setup_django
+from sinks import DelayProxy, Sink
 
 N = int(os.environ.get("BENCH_LETTERS", "10000"))
 BROKER = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 BODY = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 16)[:900]
+DELAY = 0.025  # each way
+# Dispatch processes on the box: one a core (threads share one interpreter).
+PROCESSES = int(os.environ.get("BENCH_DISPATCH_PROCESSES", os.cpu_count() or 1))
 
 
-def sink_process(port: int, ready, stop, results, pipelining: bool = False) -> None:
-    from aiosmtpd.controller import Controller
-
-    ids: list[str] = []
-
-    class Handler:
-        async def handle_EHLO(self, server, session, envelope, hostname, responses):
-            session.host_name = hostname
-            return [*responses[:-1], "250-PIPELINING", responses[-1]] if pipelining else responses
-
-        async def handle_DATA(self, server, session, envelope):
-            for line in envelope.original_content.split(b"\r\n", 30):
-                if line.lower().startswith(b"message-id:"):
-                    ids.append(line.split(b":", 1)[1].strip().decode())
-                    break
-            return "250 OK"
-
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    ready.set()
-    stop.wait()
-    controller.stop()
-    results.put(ids)
-
-
-class Sink:
-    def __init__(self, port: int, *, pipelining: bool = False) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.ready, self.stop, self.results = ctx.Event(), ctx.Event(), ctx.Queue()
-        args = (port, self.ready, self.stop, self.results, pipelining)
-        self.process = ctx.Process(target=sink_process, args=args)
-        self.process.start()
-        self.ready.wait(10)
-
-    def finish(self) -> list[str]:
-        self.stop.set()
-        ids = self.results.get(timeout=60)
-        self.process.join(10)
-        return ids
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def raw_loop(port: int) -> float:
-    client = smtplib.SMTP("127.0.0.1", port)
-    started = time.perf_counter()
-    for i in range(N):
+def raw_loop(port: int, count: int) -> float:
+    """The baseline: pre-built bytes, one connection, smtplib."""
+    messages = []
+    for i in range(count):
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = "a@example.com", f"r{i}@example.com", f"Hello {i}"
         message["Message-ID"] = f"<raw-{i}@example.com>"
         message.set_content(BODY)
-        client.send_message(message)
+        messages.append((f"r{i}@example.com", message.as_bytes(policy=message.policy.clone(linesep="\r\n"))))
+    client = smtplib.SMTP("127.0.0.1", port)
+    started = time.perf_counter()
+    for to, data in messages:
+        client.sendmail("a@example.com", [to], data)
+    elapsed = time.perf_counter() - started
     client.quit()
-    return N / (time.perf_counter() - started)
+    return count / elapsed
 
 
-def seed(ports: list[int], limits: list[int | None] | None = None, count: int | None = None):
+def seed(slug: str, ports: list[int], count: int, *, limits=None, max_connections: int | None = None):
     from django.db import connection
 
     from accounts.models import Tenant
@@ -96,28 +69,29 @@ def seed(ports: list[int], limits: list[int | None] | None = None, count: int | 
     from mailing.models import Contact, ContactList, Mailing, MailTemplate
     from servers.models import Security, SmtpServer
 
-    Mailing.objects.filter(tenant__slug="bench-dispatch").delete()
-    Tenant.objects.filter(slug="bench-dispatch").delete()
-    tenant = Tenant.objects.create(name="Bench dispatch", slug="bench-dispatch")
+    tenant = Tenant.objects.create(name=slug, slug=slug)
     contact_list = ContactList.objects.create(tenant=tenant, name="All")
-    Contact.objects.bulk_create(Contact(tenant=tenant, email=f"r{i}@example.com", first_name=f"R{i}") for i in range(N))
+    Contact.objects.bulk_create(
+        Contact(tenant=tenant, email=f"r{i}@{slug}.example.com", first_name=f"R{i}") for i in range(count)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO mailing_contact_lists (contact_id, contactlist_id) SELECT id, %s FROM mailing_contact "
             "WHERE tenant_id = %s",
             [contact_list.pk, tenant.pk],
         )
+    extra = {"max_connections": max_connections} if max_connections else {}
     servers = [
         SmtpServer.objects.create(
             tenant=tenant,
             name=f"sink{i}",
-            sender_email="news@example.com",
+            sender_email=f"news@{slug}.example.com",
             host="127.0.0.1",
             port=port,
             security=Security.NONE,
             priority=i,
-            max_connections=1,
             max_per_hour=(limits or [None] * len(ports))[i],
+            **extra,
         )
         for i, port in enumerate(ports)
     ]
@@ -126,62 +100,98 @@ def seed(ports: list[int], limits: list[int | None] | None = None, count: int | 
     )
     mailing = Mailing(tenant=tenant, name="bench", template=template)
     mailings.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
-    return tenant, mailing
+    return mailing
 
 
-def workers(count: int) -> list[subprocess.Popen]:
-    # Workers run as production does (DEBUG off), self-hosted so that they
-    # may send to the sink on this machine.
-    env = {**os.environ, "CELERY_BROKER_URL": BROKER, "DEBUG": "0", "DEPLOYMENT_MODE": "self_hosted",
-           "SERVERS_ALLOW_PRIVATE_HOSTS": "1"}  # fmt: skip
-    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "dispatch,default", "-P", "solo",
-           "-c", "1", "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat",
-           "-n", "bench{}@%h"]  # fmt: skip
-    procs = [subprocess.Popen([*cmd[:-1], cmd[-1].format(i)], cwd=ROOT, env=env) for i in range(count)]  # noqa: S603
-    time.sleep(4)  # let them connect to the broker
-    return procs
+def clean() -> None:
+    from accounts.models import Tenant
+    from mailing.models import Mailing
+
+    Mailing.objects.filter(tenant__slug__startswith="bench-").delete()
+    Tenant.objects.filter(slug__startswith="bench-").delete()
 
 
-def run_pipeline(worker_count: int, server_count: int, *, pipelining: bool = False) -> tuple[float, list[str], int]:
-    from mailing import mailings, tasks
+class Box:
+    """Dispatch workers (the Procfile's command) and beat, as one box runs them."""
+
+    def __init__(self, workers: int = 1, *, beat: bool = True) -> None:
+        from config.processes import procfile_command, with_option
+
+        self.env = {**os.environ, "CELERY_BROKER_URL": BROKER, "DEBUG": "0", "DEPLOYMENT_MODE": "self_hosted",
+                    "SERVERS_ALLOW_PRIVATE_HOSTS": "1", "ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
+        argv, variables = procfile_command("dispatch", self.env)
+        self.env.update(variables)
+        argv = with_option(with_option(argv, "-Q", "dispatch,default"), "--loglevel", "warning")
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        self.argv = argv
+        self.procs = [
+            subprocess.Popen(with_option(argv, "-n", f"bench{i}@%h"), cwd=ROOT, env=self.env)  # noqa: S603
+            for i in range(workers)
+        ]
+        if beat:
+            schedule = f"/tmp/postroute-bench-beat-{os.getpid()}"  # noqa: S108
+            beat_argv, _ = procfile_command("beat", self.env)
+            beat_argv = [*with_option(beat_argv, "--loglevel", "warning"), "-s", schedule]
+            self.procs.append(subprocess.Popen(beat_argv, cwd=ROOT, env=self.env))  # noqa: S603
+        time.sleep(5)  # connected to the broker
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(60)
+
+
+class Sessions:
+    """The most PostgreSQL sessions of the benchmark's database held by
+    others than this process, sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        import psycopg
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            self.own = [cursor.fetchone()[0]]
+        self.conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        self.own.append(self.conn.info.backend_pid)
+        self.most, self.stopped = 0, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> ALL(%s)"
+        while not self.stopped.wait(0.05):
+            self.most = max(self.most, self.conn.execute(query, [self.own]).fetchone()[0])
+
+    def stop(self) -> int:
+        self.stopped.set()
+        self.thread.join()
+        self.conn.close()
+        return self.most
+
+
+def wait_sent(mailings, total: int, seconds: float = 600) -> None:
     from mailing.models import Letter
 
-    ports = [free_port() for _ in range(server_count)]
-    sinks = [Sink(p, pipelining=pipelining) for p in ports]
-    tenant, mailing = seed(ports)
-    procs = workers(worker_count)
-    try:
-        started = time.perf_counter()
-        mailings.mailing_start(mailing=mailing)  # queues the first batch
-        for _ in range(worker_count - 1):
-            tasks.send_mailing.delay(mailing.pk)  # more chains for more workers
-        letters = Letter.objects.filter(mailing=mailing)
-        while letters.filter(status=Letter.Status.SENT).count() < N:
-            time.sleep(0.05)
-        elapsed = time.perf_counter() - started
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-    ids = [i for sink in sinks for i in sink.finish()]
-    sent = letters.filter(status=Letter.Status.SENT).count()
-    mailing.delete()
-    tenant.delete()
-    return N / elapsed, ids, sent
+    ids = [m.pk for m in mailings]
+    deadline = time.monotonic() + seconds
+    while Letter.objects.filter(mailing_id__in=ids, status=Letter.Status.SENT).count() < total:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the letters did not all go out in time")
+        time.sleep(0.05)
 
 
 def limits_under_concurrency() -> None:
-    """4 workers, 3 servers limited to 100, 150 and 50 an hour, 1,000 letters:
-    exactly 300 go out, split 100/150/50, and the mailing waits."""
     from mailing import mailings, tasks
     from mailing.models import Letter, Mailing
 
     limits = [100, 150, 50]
-    ports = [free_port() for _ in limits]
-    sinks = [Sink(p) for p in ports]
-    tenant, mailing = seed(ports, limits, count=1000)
-    procs = workers(4)
+    sinks = [Sink() for _ in limits]
+    for sink in sinks:
+        sink.__enter__()
+    mailing = seed("bench-limits", [s.port for s in sinks], 1000, limits=limits, max_connections=1)
+    box = Box(2, beat=False)
     try:
         mailings.mailing_start(mailing=mailing)
         for _ in range(3):
@@ -190,20 +200,132 @@ def limits_under_concurrency() -> None:
         while Mailing.objects.get(pk=mailing.pk).status != Mailing.Status.WAITING and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(30)
-    per_server = [len(sink.finish()) for sink in sinks]
+        box.stop()
+    for sink in sinks:
+        sink.__exit__()
+    per_server = [len(sink.ids) for sink in sinks]
     mailing.refresh_from_db()
     overshoot = sum(max(0, got - limit) for got, limit in zip(per_server, limits, strict=True))
     sent = Letter.objects.filter(mailing=mailing, status=Letter.Status.SENT).count()
     until = f" until {mailing.resume_at:%H:%M:%S}" if mailing.resume_at else ""
-    state = mailing.get_status_display().lower() + until
-    print(f"limits 100/150/50, 4 workers:      letters per server {per_server}, overshoot {overshoot}, "
-          f"recorded sent {sent}, mailing {state}")  # fmt: skip
-    mailing.delete()
-    tenant.delete()
+    print(f"1. limits 100/150/50, 2 workers, 4 chains: letters per server {per_server}, overshoot {overshoot}, "
+          f"recorded sent {sent}, mailing {mailing.get_status_display().lower()}{until}")  # fmt: skip
+    clean()
+
+
+def cost_per_letter() -> float:
+    with Sink() as sink:
+        raw = raw_loop(sink.port, N)
+    print(f"2. raw smtplib loop, pre-built bytes, one connection: {raw:8,.0f} letters/s  (the CPU bound)")
+    from mailing import mailings
+
+    with Sink() as sink:
+        mailing = seed("bench-cost", [sink.port], N, max_connections=1)
+        box = Box(1)
+        try:
+            started = time.perf_counter()
+            mailings.mailing_start(mailing=mailing)
+            wait_sent([mailing], N)
+            rate = N / (time.perf_counter() - started)
+        finally:
+            box.stop()
+    print(f"   Postroute, 1 worker, 1 conversation:          {rate:8,.0f} letters/s  ratio {rate / raw:.2f}  "
+          f"(received {len(sink.ids):,}, unique {len(set(sink.ids)):,}; includes making the letters)")  # fmt: skip
+    clean()
+    stages()
+    return raw
+
+
+def stages() -> None:
+    """The same letters sent by the dispatcher in this process, each stage
+    timed (record: on the writer thread, overlapping the next letter)."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from mailing import dispatch, limits, mailings
+    from mailing.dispatch import batch, recorder
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(module, name: str, stage: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[stage] += time.perf_counter() - started
+
+        setattr(module, name, wrapper)
+
+    timed(batch, "claim", "claim")
+    timed(limits, "reserve", "limits")
+    timed(limits, "release", "limits")
+    timed(batch, "build_message", "build")
+    timed(batch, "envelope", "build")
+    timed(batch, "exchange", "SMTP")
+    timed(recorder, "_commit", "record")
+    settings.DISPATCH_RECORD_THREAD = True
+    with Sink() as sink:
+        mailing = seed("bench-stages", [sink.port], N, max_connections=1)
+        dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))  # no worker takes them
+        mailings.mailing_start(mailing=mailing)
+        started = time.perf_counter()
+        while dispatch.run_mailing(mailing_id=mailing.pk) == "more":
+            pass
+        elapsed = time.perf_counter() - started
+    per = {stage: seconds / N * 1e6 for stage, seconds in spent.items()}
+    other = elapsed / N * 1e6 - sum(v for k, v in per.items() if k != "record")
+    print(
+        f"   in one thread, {N / elapsed:,.0f} letters/s; per letter (us): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
+        + f", the rest {other:.0f} (record runs on the writer thread, beside SMTP)"
+    )
+    clean()
+
+
+def latency(tenants: int, letters: int, cpu_bound: float) -> None:
+    from django.utils import timezone
+
+    from mailing import dispatch, mailings
+
+    with Sink(pipelining=True) as sink, DelayProxy(sink.port, DELAY) as proxy:
+        made = [seed(f"bench-t{i}", [proxy.port], letters) for i in range(tenants)]
+        for mailing in made:  # the letters are made beforehand (bench_mailing_start measures that)
+            dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))
+            mailings.mailing_start(mailing=mailing)
+            dispatch.hold_chains(mailing.pk, until=timezone.now() - timedelta(seconds=1))
+        box = Box(PROCESSES)
+        sessions = Sessions()
+        try:
+            started = time.perf_counter()
+            for mailing in made:
+                mailings._kick(mailing.pk)  # what each start does: its chains, at once
+            kicked = time.perf_counter() - started
+            wait_sent(made, tenants * letters)
+            elapsed = time.perf_counter() - started
+        finally:
+            most = sessions.stop()
+            box.stop()
+    from django.conf import settings
+
+    from servers.models import SmtpServer
+
+    total = tenants * letters
+    per_server = min(SmtpServer._meta.get_field("max_connections").default, settings.DISPATCH_CHAINS)
+    rtt = 2 * DELAY
+    longest = 1.5 * rtt + -(-letters // per_server) * 2 * rtt  # greeting + EHLO, then 2 round trips a letter
+    latency_bound = total / longest
+    bound = min(latency_bound, cpu_bound)
+    rate = total / elapsed
+    print(f"3. {tenants} tenants x 1 server x {letters} letters, 50 ms round trip: {rate:7,.0f} letters/s; "
+          f"latency bound {latency_bound:,.0f} ({tenants * per_server} conversations), CPU bound {cpu_bound:,.0f}; "
+          f"ratio to the lower bound {rate / bound:.2f}; {PROCESSES} dispatch processes, "
+          f"PostgreSQL sessions at most {most} "
+          f"(received {len(sink.ids):,}, unique {len(set(sink.ids)):,}; the chains were all queued "
+          f"after {kicked:.1f} s)")  # fmt: skip
+    clean()
 
 
 def main() -> None:
@@ -212,31 +334,21 @@ def main() -> None:
     import redis
 
     redis.Redis.from_url(BROKER).flushdb()
-    limits_under_concurrency()
-    if os.environ.get("BENCH_ONLY_LIMITS"):
-        return
-    redis.Redis.from_url(BROKER).flushdb()
-    port = free_port()
-    sink = Sink(port)
-    raw = raw_loop(port)
-    sink.finish()
-    print(f"raw smtplib loop, one connection:    {raw:8,.0f} letters/s")
-    rate, ids, sent = run_pipeline(1, 1)
-    print(f"Postroute, 1 worker, 1 server:       {rate:8,.0f} letters/s   ratio {rate / raw:.2f}  "
-          f"(received {len(ids):,}, unique {len(set(ids)):,}, recorded sent {sent:,})")  # fmt: skip
-    os.environ["DISPATCH_DURABLE_RESULTS"] = "0"
-    rate_d, ids_d, sent_d = run_pipeline(1, 1)
-    del os.environ["DISPATCH_DURABLE_RESULTS"]
-    print(f"  the same, not waiting for the disk:{rate_d:8,.0f} letters/s   ratio {rate_d / raw:.2f}  "
-          f"(DISPATCH_DURABLE_RESULTS=0; received {len(ids_d):,}, unique {len(set(ids_d)):,}, "
-          f"recorded sent {sent_d:,})")  # fmt: skip
-    rate_p, ids_p, sent_p = run_pipeline(1, 1, pipelining=True)
-    print(f"  the same, the sink offers PIPELINING:{rate_p:6,.0f} letters/s   ratio {rate_p / raw:.2f}  "
-          f"(MAIL, RCPT, DATA in one write; received {len(ids_p):,}, unique {len(set(ids_p)):,}, "
-          f"recorded sent {sent_p:,})")  # fmt: skip
-    rate4, ids4, sent4 = run_pipeline(4, 4)
-    print(f"Postroute, 4 workers, 4 servers:     {rate4:8,.0f} letters/s   ratio {rate4 / raw:.2f}  "
-          f"(received {len(ids4):,}, unique {len(set(ids4)):,}, recorded sent {sent4:,})")  # fmt: skip
+    clean()
+    only = os.environ.get("BENCH_ONLY", "")
+    if only in ("", "limits"):
+        limits_under_concurrency()
+    cpu_bound = float(os.environ.get("BENCH_CPU_BOUND", "0"))
+    if only in ("", "cost"):
+        redis.Redis.from_url(BROKER).flushdb()
+        cpu_bound = cost_per_letter()
+    if only in ("", "latency"):
+        if not cpu_bound:
+            with Sink() as sink:
+                cpu_bound = raw_loop(sink.port, 3000)
+        for tenants, letters in ((20, 100), (200, 20)):
+            redis.Redis.from_url(BROKER).flushdb()
+            latency(tenants, letters, cpu_bound)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,16 @@ SERVER_PROBE_TIMEOUT = env.float("SERVER_PROBE_TIMEOUT", default=20.0)
 CONNECTION_TESTS_PER_MINUTE = env.int("CONNECTION_TESTS_PER_MINUTE", default=10)
 # An extra CA bundle to trust besides the system's (a company's own CA).
 SERVERS_EXTRA_CA_FILE = env.str("SERVERS_EXTRA_CA_FILE", default="")
+# Deliverability checks (servers.deliverability): the DNS server to ask
+# ("" = the system's resolver, "host:port", "off" = no checks), the seconds
+# one page may spend on DNS in all, and how long answers are kept.
+DNS_RESOLVER = env.str("DNS_RESOLVER", default="")
+DNS_TIMEOUT = env.float("DNS_TIMEOUT", default=2.0)
+DNS_CACHE_SECONDS = env.int("DNS_CACHE_SECONDS", default=300)
+DNS_FAILURE_CACHE_SECONDS = env.int("DNS_FAILURE_CACHE_SECONDS", default=60)
+# The SPF name the operator publishes for the platform's servers (tenants add
+# include:<it> to their SPF); empty: the addresses of each server's host.
+PLATFORM_SPF_INCLUDE = env.str("PLATFORM_SPF_INCLUDE", default="")
 
 # The public address of this installation, for links in letters
 # (unsubscribe) that workers build without a request.
@@ -181,8 +191,9 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.tenancy",
             ],
-            # {% translate %} and {% blocktranslate %} in every template.
-            "builtins": ["django.templatetags.i18n", "django.templatetags.l10n"],
+            # {% translate %}, {% blocktranslate %}, |unlocalize and {{ moment|when }}
+            # (every time shown, in the tenant's zone) in every template.
+            "builtins": ["django.templatetags.i18n", "django.templatetags.l10n", "accounts.templatetags.when"],
         },
     },
 ]
@@ -196,6 +207,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+elif DB_POOL_SIZE := env.int("DB_POOL_SIZE", default=0):
+    # A process of many threads (the dispatch worker: one thread a SMTP
+    # conversation) shares this many sessions: a thread holds one only
+    # while it talks to the database, never across a SMTP round trip.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooled sessions are kept by the pool
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)

@@ -40,6 +40,8 @@ SERVERS_ALLOW_PRIVATE_HOSTS = True
 # tests of special-use names turn this off where they check .test itself.
 ALLOW_TEST_DOMAIN = True
 SERVER_PROBE_TIMEOUT = 3.0
+# No DNS from the suite: the deliverability tests start their own server.
+DNS_RESOLVER = "off"
 # The test's own transaction holds the data: a writer thread on another
 # connection could not see it. Real-worker tests run the threaded path.
 DISPATCH_RECORD_THREAD = False

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import manager_required, tenant_required
 
-from . import presets, selectors, services
+from . import deliverability, presets, selectors, services
 from .access import get_connection_test, get_mailbox, get_server
 from .forms import BounceMailboxForm, SmtpServerForm, TestForm
 from .models import BounceMailbox, SmtpServer
@@ -33,6 +33,10 @@ def server_list(request: HttpRequest) -> HttpResponse:
     for server in [*servers, *own]:
         server.route = routes[server.pk]
         server.own_mailbox = getattr(server, "bounce_mailbox", None) if server.tenant_id else None
+    # Will receivers accept letters from each server's own address?
+    verdicts = deliverability.check_pairs((s, s.sender_email, s.route.address) for s in [*servers, *own])
+    for server, verdict in zip([*servers, *own], verdicts or [], strict=False):
+        server.verdict = verdict
     context = {
         "platform": platform,
         "servers": own,
@@ -59,12 +63,21 @@ def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpSe
     context = {
         "form": form,
         "server": server,
+        # As saved: a form being corrected holds values not yet in force.
+        "verdict": _own_verdict(request, server) if server is not None and request.method == "GET" else None,
         "providers": presets.PROVIDERS,
         "custom": presets.CUSTOM,
         "presets_json": presets.as_json(),
         "chosen": request.GET.get("preset"),
     }
     return render(request, "servers/form.html", context, status=400 if form.errors else 200)
+
+
+def _own_verdict(request: HttpRequest, server: SmtpServer) -> deliverability.Verdict | None:
+    """Will receivers accept letters from the server's own address?"""
+    route = selectors.report_routes(request.tenant.pk, [server])[server.pk]
+    verdicts = deliverability.check_pairs([(server, server.sender_email, route.address)])
+    return verdicts[0] if verdicts else None
 
 
 def _saved(form: SmtpServerForm | BounceMailboxForm, save: Callable[[], object]) -> bool:

@@ -15,6 +15,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Membership, Role, Tenant, User
 from tests.dovecot import dovecot, dovecot_mailbox  # noqa: F401 - fixtures for every test
+from tests.servers.dns_server import dns_checks, dns_server  # noqa: F401 - fixtures for every test
 from tests.services import REQUIRED
 
 PASSWORD = "correct horse battery staple 42"

@@ -44,6 +44,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             organisation=data["organisation"],
             full_name=data["full_name"],
             base_url=settings.SITE_URL,
+            time_zone=data["time_zone"],
             language=translation.get_language(),
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -1,6 +1,6 @@
 """The tenant's home (the live dashboard, under the getting-started
-checklist until that is done), creating another organisation, and switching
-between the user's organisations."""
+checklist until that is done), the organisation's settings, creating another
+organisation, and switching between the user's organisations."""
 
 import uuid
 
@@ -15,10 +15,11 @@ from django.views.decorators.http import require_POST
 from mailing.views.dashboard import page_context
 
 from .. import selectors, services
-from ..access import tenant_required
-from ..forms import TenantForm
+from ..access import manager_required, tenant_required
+from ..forms import OrganisationForm, TenantForm
 from ..middleware import SESSION_TENANT_KEY
 from ..models import Membership
+from ..timezones import zone_label
 
 
 @tenant_required
@@ -29,13 +30,27 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/home.html", {**context, **page_context(request.tenant)})
 
 
+@manager_required
+def organisation(request: HttpRequest) -> HttpResponse:
+    """The organisation's settings: members see them, owners and admins change them."""
+    form = OrganisationForm(request.POST or None, instance=request.tenant)
+    if request.method == "POST" and form.is_valid():
+        services.tenant_settings_update(tenant=request.tenant, **form.cleaned_data)
+        zone = zone_label(request.tenant.time_zone)
+        messages.success(request, _("Saved. Times are now shown in %(zone)s.") % {"zone": zone})
+        return redirect("accounts:organisation")
+    status = 400 if form.errors else 200
+    return render(request, "accounts/organisation.html", {"form": form}, status=status)
+
+
 def tenant_new(request: HttpRequest) -> HttpResponse:
     refusal = selectors.organisation_refusal(request.user)
-    form = TenantForm(request.POST or None)
+    zone = request.tenant.time_zone if request.tenant else None
+    form = TenantForm(request.POST or None, zone=zone)
     if request.method == "POST" and refusal is None and form.is_valid():
         try:
             tenant = services.tenant_create(
-                name=form.cleaned_data["name"], owner=request.user, language=translation.get_language()
+                owner=request.user, language=translation.get_language(), **form.cleaned_data
             )
         except ValidationError as exc:
             refusal = " ".join(exc.messages)

@@ -23,12 +23,13 @@ One call of run_mailing() sends one batch through one server:
 
 The caller (a Celery task) runs it again at once while it returns "more"."""
 
-from .batch import LEASE, Outcome, claim, connection_slot, send_batch
+from .batch import LEASE, Outcome, claim, send_batch
 from .chains import CHAIN_LEASE, free_chain_slots, hold_chains, renew_chain, take_chain
 from .replies import Kind, Stage, judge
 from .rests import usable_servers
 from .results import requeue_expired_leases
 from .run import active_mailing_ids, blocked_reasons, resume_time, run_mailing, wakeable
+from .slots import connection_slot
 
 __all__ = [
     "CHAIN_LEASE",

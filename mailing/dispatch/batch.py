@@ -7,8 +7,7 @@ import smtplib
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,12 +27,13 @@ from .. import limits
 from ..addresses import UnsendableAddress
 from ..messages import POLICY, build_message
 from ..models import Letter, Mailing, SlotWait
-from ..recorder import Recorder, RecordingFailed
 from ..sender import default_reply_to, envelope_sender, report_route
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
+from .recorder import Recorder, RecordingFailed
 from .replies import Kind, Stage, Verdict, judge
-from .results import defer, fail, fail_and_suppress, record_sent, requeue
+from .results import Sent, defer, fail, fail_and_suppress, requeue
+from .slots import connection_slot
 
 log = logging.getLogger(__name__)
 L = Letter.Status
@@ -147,6 +147,7 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     token = uuid.uuid4()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
+    count = _share(mailing, server, count, due)
     with transaction.atomic():
         ids: list[int] = []
         for status in PENDING:
@@ -158,6 +159,21 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
             status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
         )
     return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
+
+
+def _share(mailing: Mailing, server: SmtpServer, count: int, due: Q) -> int:
+    """With fewer letters left than the mailing's idle chains could take at
+    once, each takes its share: every conversation the server allows gets
+    some (the last 20 letters go 10 and 10 over two connections, not 20 over
+    one), and the last chain to start takes all that is left. Reads at most
+    count x chains index entries, and the claims in flight."""
+    chains = min(settings.DISPATCH_CHAINS, server.max_connections)
+    if chains <= 1:
+        return count
+    letters = Letter.objects.filter(mailing=mailing)
+    ahead = len(letters.filter(status__in=PENDING).filter(due).values_list("pk", flat=True)[: count * chains])
+    busy = letters.filter(status=L.SENDING).values("claim_token").distinct().count()
+    return min(count, max(1, -(-ahead // max(1, chains - busy))))
 
 
 @dataclass
@@ -185,6 +201,7 @@ class Batch:
         # Where this server's reports and the letters' replies go: once per batch.
         self.route = report_route(self.server, self.mailing.tenant_id)
         self.reply_to = default_reply_to(self.mailing.tenant_id)
+        release_session()
         try:
             if self._connect():
                 self._loop()
@@ -285,6 +302,7 @@ class Batch:
             log.exception("letter %s could not be built", letter.pk)
             self._record(letter, partial(fail, letter, f"The message could not be built: {exc}"))
             return True
+        release_session()
         # The whole exchange, however the server dribbles its replies.
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         try:
@@ -305,7 +323,7 @@ class Batch:
             log.exception("letter %s: unexpected error while sending", letter.pk)
             self._record(letter, partial(defer, letter, f"Unexpected error while sending: {exc!r}", now=self.now))
             return False  # the connection's state is unknown
-        self._record(letter, partial(record_sent, letter, at=self.clock(), reply=reply))
+        self._record(letter, Sent(letter, at=self.clock(), reply=reply))
         self._accepted()
         return True
 
@@ -450,25 +468,10 @@ def _close(client: smtplib.SMTP) -> None:
         client.close()
 
 
-@contextmanager
-def connection_slot(server: SmtpServer) -> Iterator[bool]:
-    """At most server.max_connections workers talk to one server at once.
-    PostgreSQL advisory locks are per database session, so a dead worker's
-    slot frees itself when its connection closes."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    key = None
-    with connection.cursor() as cursor:
-        for slot in range(server.max_connections):
-            candidate = server.pk * 64 + slot
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [candidate])
-            if cursor.fetchone()[0]:
-                key = candidate
-                break
-    try:
-        yield key is not None
-    finally:
-        if key is not None:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+def release_session() -> None:
+    """With a pool (the dispatch worker: many conversations a process), the
+    thread's database session goes back to it while the conversation waits
+    on the network: sessions are bounded by the pool, not by the number of
+    conversations. Without one, the session stays (one a process)."""
+    if connection.settings_dict["OPTIONS"].get("pool") and not connection.in_atomic_block:
+        connection.close()

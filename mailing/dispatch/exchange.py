@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.utils.translation import gettext_lazy as _
 
 from ..addresses import UnsendableAddress, wire_address
-from ..recorder import Recorder, RecordingFailed
+from .recorder import Recorder, RecordingFailed
 from .replies import Stage
 
 

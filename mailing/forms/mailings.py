@@ -2,6 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
+from accounts.timezones import LocalDateTimeField, zone_label, zone_of
 from servers.models import SmtpServer
 
 from ..mailings import available_servers
@@ -26,7 +27,7 @@ class MailingForm(forms.ModelForm):
             "Letters go through the first allowed server until its limit is spent, then the next, in this order."
         ),
     )
-    scheduled_at = forms.DateTimeField(
+    scheduled_at = LocalDateTimeField(
         label=_("Start at"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
@@ -45,6 +46,13 @@ class MailingForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["template"].queryset = MailTemplate.objects.filter(tenant=tenant)
         self.fields["lists"].queryset = ContactList.objects.filter(tenant=tenant)
+        # The start time is typed and shown in the tenant's zone (a time the
+        # clocks show twice is the first of the two: accounts.timezones).
+        scheduled = self.fields["scheduled_at"]
+        scheduled.zone = zone_of(tenant.time_zone)
+        scheduled.help_text = _(
+            "Optional: start later by itself, at this time in %(zone)s. Empty: you start it by hand."
+        ) % {"zone": zone_label(tenant.time_zone)}
         servers = available_servers(tenant)
         self.fields["servers"].queryset = SmtpServer.objects.filter(pk__in=[s.pk for s in servers])
         self.server_order = [s.pk for s in servers]

@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
+from accounts.timezones import day, when, zone_abbreviation
 from servers.models import SmtpServer
 
 from .. import dashboard as selectors
@@ -65,7 +66,7 @@ def page_context(tenant: Tenant) -> dict:
 def payload(tenant: Tenant, now: datetime | None = None) -> dict:
     board = selectors.dashboard(tenant, now)
     return {
-        "updated": timezone.localtime(board.now).strftime("%H:%M:%S"),
+        "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
         "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
         "servers": [_server(row, board.now) for row in board.servers],
         "mailings": [_mailing(row, board.now) for row in board.mailings],
@@ -105,7 +106,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
         return _("Failing — %(error)s") % {"error": error}, server.health_hint
     if row.state == State.RATE_LIMITED and server.backoff_until:
         notice = _("Rate-limited by the server — next try %(at)s. It said: %(rest_reply)s") % {
-            "at": _at(server.backoff_until, now),
+            "at": when(server.backoff_until, now=now),
             "rest_reply": server.rest_reply,
         }
         return notice, _("The provider caps letters per minute; set the server's max per minute just below it.")
@@ -114,7 +115,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
         said = " " + _("It said: %(reply)s") % {"reply": server.rest_reply} if server.rest_reply else ""
         return _("Resting after %(why)s; tries again %(at)s.%(said)s") % {
             "why": why,
-            "at": _at(server.backoff_until, now),
+            "at": when(server.backoff_until, now=now),
             "said": said,
         }, ""
     if row.state == State.HELD and row.hold is not None:
@@ -123,7 +124,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
                 "Staff have been told; contact support."
             )
         notice = _("Held back after your letters were refused; tries again %(at)s. %(reply)s") % {
-            "at": _at(row.hold.until, now),
+            "at": when(row.hold.until, now=now),
             "reply": row.hold.reply,
         }
         return notice, _("Check the content of your template: the server refused it as spam or by policy.")
@@ -144,16 +145,18 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
     what = what[0].upper() + what[1:]
     if usage.resume_at is None or usage.resume_at == NEVER:
         return _("%(what)s: 0 — nothing goes out until it is raised.") % {"what": what}
-    return _("%(what)s reached — resumes %(at)s") % {"what": what, "at": _at(usage.resume_at, now)}
+    return _("%(what)s reached — resumes %(at)s") % {"what": what, "at": when(usage.resume_at, now=now, zone=True)}
 
 
 def _windows(row: ServerRow) -> list[dict]:
     usage, shared = row.usage, row.server.is_platform
     # On a platform server the tenant sees its own letters; what is left
     # counts everybody's.
-    hour_label = _("This hour, shared") if shared else _("This hour")
+    hour_label = _("Last 60 minutes, shared") if shared else _("Last 60 minutes")
     day_label = _("Last 24 hours, shared") if shared else _("Last 24 hours")
     return [
+        # Both windows roll: a letter counts until 60 minutes (24 hours) after
+        # it went, not until the clock hour or the calendar day ends.
         _window("hour", hour_label, row.hour_sent, usage.hour_limit, usage.hour_left, shared),
         _window("day", day_label, row.day_sent, usage.day_limit, usage.day_left, shared),
         _quota_window(row),
@@ -305,10 +308,7 @@ def _waiting_text(mailing: Mailing, now: datetime) -> str:
         return ""
     if not mailing.resume_at:
         return _("Waiting for limits")
-    return _("Waiting for limits until %(day_word)s%(clock)s") % {
-        "day_word": _day_word(mailing.resume_at, now),
-        "clock": _clock(mailing.resume_at),
-    }
+    return _("Waiting for limits until %(when)s") % {"when": when(mailing.resume_at, now=now, zone=True)}
 
 
 def _finish_text(row: MailingRow, now: datetime) -> str:
@@ -319,36 +319,11 @@ def _finish_text(row: MailingRow, now: datetime) -> str:
         return _("At current limits: finishes in a moment")
     if finish - now > timedelta(days=2):
         # Beyond the replayed windows the estimate is a steady pace: a day is precise enough.
-        return _("At current limits: finishes around %(format)s") % {
-            "format": dateformat.format(timezone.localtime(finish), "D j M")
-        }
-    return _("At current limits: finishes %(at)s") % {"at": _at(finish, now)}
+        return _("At current limits: finishes around %(day)s") % {"day": day(finish, now=now)}
+    return _("At current limits: finishes %(at)s") % {"at": when(finish, now=now)}
 
 
 # Time
-
-
-def _clock(moment: datetime) -> str:
-    return timezone.localtime(moment).strftime("%H:%M")
-
-
-def _day_word(moment: datetime, now: datetime) -> str:
-    """ "" today, "tomorrow " or "Fri 14 Mar ", in the site's time zone."""
-    local = timezone.localtime(moment)
-    days = (local.date() - timezone.localtime(now).date()).days
-    if days == 0:
-        return ""
-    if days == 1:
-        return "tomorrow "
-    return dateformat.format(local, "D j M") + " "
-
-
-def _at(moment: datetime, now: datetime) -> str:
-    """ "at 14:32", "tomorrow at 09:10", "on Fri 14 Mar at 09:10"."""
-    day = _day_word(moment, now)
-    if day and day != "tomorrow ":
-        day = f"on {day}"
-    return f"{day}at {_clock(moment)}"
 
 
 def _iso(moment: datetime | None) -> str | None:

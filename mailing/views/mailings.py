@@ -9,11 +9,13 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
+from servers import deliverability
 from servers.selectors import report_routes
 
 from .. import dispatch, selectors
@@ -94,7 +96,22 @@ def sender_preview(mailing: Mailing) -> tuple[list[dict], bool]:
         row = {"server": server, "from": formataddr((resolved.name, resolved.email)), "resolved": resolved}
         rows.append({**row, "route": routes[server.pk]})
     unhonoured = bool(source.sender_email) and not any(r["resolved"].substituted for r in rows)
+    if mailing.status in (S.DRAFT, S.SCHEDULED):
+        _check_receivers(rows)
     return rows, unhonoured
+
+
+def _check_receivers(rows: list[dict]) -> None:
+    """Each row's verdict: will receivers accept its From from its server
+    (SPF, DMARC, DKIM)? Nothing is added when the checks are off."""
+    pairs = [(row["server"], row["resolved"].email, row["route"].address) for row in rows]
+    for row, verdict in zip(rows, deliverability.check_pairs(pairs) or [], strict=False):
+        row["verdict"] = verdict
+
+
+def rejected(rows: list[dict]) -> list[dict]:
+    """The rows whose letters receivers will refuse (DMARC p=reject)."""
+    return [row for row in rows if "verdict" in row and row["verdict"].rejected]
 
 
 @tenant_required
@@ -111,6 +128,8 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     context = {
         "mailing": mailing,
         "preview": preview,
+        "checked": any("verdict" in row for row in preview),
+        "rejected": rejected(preview),
         "unhonoured": unhonoured,
         "unread_reports": [row["server"] for row in preview if not row["route"].read],
         "recipients": services.recipients(mailing).count() if mailing.status == S.DRAFT else None,
@@ -165,6 +184,8 @@ def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
     if mailing.preparing_since is not None:
         # Refused here, without waiting for the row the start task holds.
         raise ValidationError(services.PREPARING)
+    if action in ("start", "schedule") and not request.POST.get("confirm_rejected"):
+        _refuse_rejected(mailing)
     if action == "start":
         count = services.mailing_start_async(mailing=mailing, by=request.user)
         messages.success(request, _("Starting: preparing %(count)s letters.") % {"count": f"{count:,}"})
@@ -175,3 +196,19 @@ def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
         messages.success(request, _("Scheduled."))
     else:
         services.transition(mailing=mailing, action=action, by=request.user)
+
+
+def _refuse_rejected(mailing: Mailing) -> None:
+    """A start whose letters receivers will refuse (DMARC p=reject) needs
+    the box ticked that says so; DNS trouble never stops it."""
+    refused = rejected(sender_preview(mailing)[0])
+    if refused:
+        names = ", ".join(f"«{row['server'].name}»" for row in refused)
+        raise ValidationError(
+            gettext(
+                "Receivers will reject the letters sent through %(servers)s: their From domain publishes DMARC "
+                "p=reject and does not authorise the server. Fix the records shown below, or tick “Send anyway” "
+                "to start all the same."
+            )
+            % {"servers": names}
+        )

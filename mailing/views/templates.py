@@ -2,7 +2,7 @@
 contact. Every member of the tenant may write templates."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import formataddr
@@ -21,8 +21,9 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
+from servers import deliverability
 from servers.models import SmtpServer
-from servers.selectors import platform_servers, tenant_servers
+from servers.selectors import platform_servers, report_routes, tenant_servers
 
 from .. import rendering, templates_services
 from ..access import get_contact, get_template
@@ -140,12 +141,19 @@ class FromRow:
     sender: ResolvedSender
     shown: str  # the From header as formataddr writes it, a non-ASCII name left readable
     note: str
+    verdict: deliverability.Verdict | None = None  # will receivers accept it (None: checks off)
 
 
 def from_rows(tenant: Tenant, template: MailTemplate) -> list[FromRow]:
     """The From each of the tenant's servers, then each platform server, would
-    put on a letter of this template (DOMAIN.md §3)."""
-    return [_from_row(server, template) for server in [*tenant_servers(tenant), *platform_servers()]]
+    put on a letter of this template (DOMAIN.md §3), and whether receivers
+    will accept it."""
+    rows = [_from_row(server, template) for server in [*tenant_servers(tenant), *platform_servers()]]
+    if not rows or not deliverability.enabled():
+        return rows
+    routes = report_routes(tenant.pk, [row.server for row in rows])
+    verdicts = deliverability.check_pairs((row.server, row.sender.email, routes[row.server.pk].address) for row in rows)
+    return [replace(row, verdict=verdict) for row, verdict in zip(rows, verdicts or [], strict=True)]
 
 
 def _from_row(server: SmtpServer, template: MailTemplate) -> FromRow:

@@ -97,6 +97,14 @@
     button.style.display = "none";
   });
 
+  // A fresh sign-up or organisation starts in the browser's time zone; the
+  // select stays for people whose browser says nothing (or something else).
+  document.querySelectorAll("select[data-browser-zone]").forEach(function (select) {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { return; }
+    if (zone && select.querySelector('option[value="' + zone.replace(/"/g, "") + '"]')) select.value = zone;
+  });
+
   // Let people close flash messages.
   document.querySelectorAll(".alert[data-dismissible]").forEach(function (alert) {
     var button = document.createElement("button");

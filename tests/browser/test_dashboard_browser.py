@@ -59,7 +59,7 @@ def test_the_dashboard_follows_the_dispatcher_without_a_reload(page, live_server
             pass
         assert len(handler.received) == 5
 
-    resume = timezone.localtime(limits.next_room_at(server, tenant_a)).strftime("%H:%M")
+    resume = timezone.localtime(limits.next_room_at(server, tenant_a)).strftime("%H:%M UTC")
     text_becomes(page, '.dash-server [data-f="state_label"]', "Limit reached")
     notice = page.inner_text('.dash-server [data-f="notice"]')
     assert notice.startswith("Hourly limit reached — resumes") and notice.endswith(resume)

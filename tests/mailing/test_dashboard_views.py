@@ -30,7 +30,7 @@ def test_the_json_tells_the_limit_and_when_sending_resumes(tenant_a):
         data = payload(tenant_a, NOW)
     (row,) = data["servers"]
     assert (row["name"], row["state"], row["state_label"]) == ("Yandex", "limit", "Limit reached")
-    assert row["notice"] == "Hourly limit reached — resumes at 15:11"
+    assert row["notice"] == "Hourly limit reached — resumes today at 15:11 UTC"
     assert row["resume_at"] == "2026-03-10T15:11:00+00:00"
     hour, day, quota = row["windows"]
     assert (hour["text"], hour["fill"], hour["level"]) == ("10 sent · 0 left of 10", 100.0, "full")
@@ -52,12 +52,12 @@ def test_the_json_says_why_a_server_fails_and_how_to_fix_it(tenant_a):
         ({"sending": 2}, "", "At current limits: finishes in a moment"),
         (
             {"queued": 5, "status": Mailing.Status.WAITING, "resume_at": M + minutes(31)},
-            "Waiting for limits until 15:01",
-            "At current limits: finishes at 15:01",
+            "Waiting for limits until today at 15:01 UTC",
+            "At current limits: finishes today at 15:01",
         ),
-        ({"queued": 150}, "", "At current limits: finishes at 16:02"),
+        ({"queued": 150}, "", "At current limits: finishes today at 16:02"),
         ({"queued": 1000}, "", "At current limits: finishes tomorrow at 14:01"),
-        ({"queued": 5000}, "", "At current limits: finishes around Sun 15 Mar"),
+        ({"queued": 5000}, "", "At current limits: finishes around 15 Mar"),
     ],
 )
 def test_the_json_says_when_each_mailing_finishes(tenant_a, spec, waiting, finish):

@@ -318,3 +318,22 @@ def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(te
     assert len(envelopes) == 3
     together = [b"RCPT TO:" in w and w.endswith(b"\r\nDATA\r\n") for w in envelopes]
     assert together == [pipelining] * 3
+
+
+@pytest.mark.parametrize(
+    ("max_connections", "chains", "claimed"), [(2, 2, [10, 10, 0]), (1, 2, [20]), (4, 3, [7, 7, 6])]
+)
+def test_the_last_letters_are_shared_between_the_conversations_a_server_allows(
+    tenant_a, settings, max_connections, chains, claimed
+):
+    """With fewer letters left than the chains could take at once, a claim
+    takes its share, so the last 20 go 10 and 10 over two connections
+    rather than 20 over one (at 100 ms a letter, half the time), and the
+    last chain to start takes all that is left (the claims before it are
+    still being sent)."""
+    settings.DISPATCH_CHAINS = chains
+    server = make_server(tenant_a, max_connections=max_connections)
+    mailing = start_mailing(tenant_a, [server], 20)
+    now = timezone.now()
+    got = [len(dispatch.claim(mailing, server, 50, now=now)) for _ in claimed]
+    assert got == claimed

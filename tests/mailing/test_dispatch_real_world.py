@@ -134,7 +134,7 @@ def test_an_unexpected_error_after_data_keeps_the_count_and_leaves_nothing_sendi
 
 def test_a_letter_that_kills_every_worker_fails_after_the_last_attempt(tenant_a, settings):
     settings.DISPATCH_MAX_ATTEMPTS, settings.DISPATCH_RETRY_BASE, settings.DISPATCH_RETRY_MAX = 3, 1, 1
-    server = make_server(tenant_a)
+    server = make_server(tenant_a, max_connections=1)  # one chain claims both letters
     mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
     now = timezone.now()
     for n in range(3):
@@ -426,7 +426,7 @@ def test_sent_at_is_when_the_server_accepted_each_letter(tenant_a):
 
     now = timezone.now()
     with smtp_server(handler=Slow()) as (controller, _):
-        server = make_server(tenant_a, port=controller.port)
+        server = make_server(tenant_a, port=controller.port, max_connections=1)  # one batch
         mailing = start(tenant_a, [server], ["a@x.test", "b@x.test", "c@x.test"])
         settle(mailing, now)
     times = list(Letter.objects.filter(mailing=mailing).order_by("pk").values_list("sent_at", flat=True))

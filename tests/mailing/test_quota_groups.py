@@ -155,7 +155,7 @@ def test_the_dashboard_shows_the_shared_quota_and_what_all_of_them_sent(platform
     quota = row["windows"][2]
     assert quota["shown"] and quota["label"] == "Daily quota shared by 5 organisations"
     assert quota["text"] == "50 by all of them (20 here) · 0 left of 50"
-    assert (row["state"], row["notice"]) == ("limit", "Shared daily quota reached — resumes tomorrow at 12:26")
+    assert (row["state"], row["notice"]) == ("limit", "Shared daily quota reached — resumes tomorrow at 12:26 UTC")
 
 
 def test_alone_the_dashboard_shows_the_own_quota(platform, tenant_b):

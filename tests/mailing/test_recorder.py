@@ -1,10 +1,12 @@
 """The writer thread records results on its own connection, committed
 before it reports done; to disk unless DISPATCH_DURABLE_RESULTS is off."""
 
+import threading
+
 import pytest
 from django.db import connection
 
-from mailing.recorder import Recorder
+from mailing.dispatch.recorder import Recorder, RecordingFailed
 from tests.services import require_postgresql
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,3 +41,39 @@ def test_the_writer_skips_waiting_for_the_disk_only_when_asked(settings, durable
     with connection.cursor() as cursor:  # and the test's is untouched
         cursor.execute("SELECT current_setting('synchronous_commit'), pg_backend_pid()")
         assert cursor.fetchone() == ("on", own_session)
+
+
+def test_many_conversations_share_one_writer_and_a_failing_write_stops_only_its_own(settings):
+    """Two conversations' results land in one group (the writer is held on
+    a first write meanwhile); one of them cannot be written: its
+    conversation is told, the other's result is committed once; all three
+    queue to the process's one writer."""
+    require_postgresql()
+    from accounts.models import Tenant
+
+    settings.DISPATCH_RECORD_THREAD = True
+    held = threading.Event()
+
+    def hold() -> None:
+        held.wait(10)
+
+    def good() -> None:
+        Tenant.objects.create(name="Written", slug="written")
+
+    def bad() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    first, second, third = (Recorder(threaded=True) for _ in range(3))
+    assert first._queue is second._queue is third._queue
+    first.record(hold)
+    second.record(good)
+    third.record(bad)
+    held.set()
+    first.wait_for_previous()
+    second.wait_for_previous()
+    with pytest.raises(RecordingFailed):
+        third.wait_for_previous()
+    for recorder in (first, second, third):
+        recorder.close()
+    assert Tenant.objects.filter(slug="written").count() == 1

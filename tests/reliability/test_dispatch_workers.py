@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch
@@ -42,7 +43,10 @@ def broker():
     return redis_broker(13)
 
 
-def test_four_workers_never_overshoot_a_limit_nor_send_twice(tenant_a, broker):
+@pytest.mark.parametrize(("processes", "conversations"), [(4, 4), (1, 8)], ids=["4 processes", "1 process, 8 threads"])
+def test_workers_never_overshoot_a_limit_nor_send_twice(tenant_a, broker, processes, conversations):
+    """Whether the conversations are threads of one process or spread over
+    processes, each server gets exactly its limit, and no letter twice."""
     with ExitStack() as stack:
         sinks = [stack.enter_context(smtp_server()) for _ in range(3)]
         servers = [
@@ -50,9 +54,9 @@ def test_four_workers_never_overshoot_a_limit_nor_send_twice(tenant_a, broker):
             for i, ((c, _), limit) in enumerate(zip(sinks, [10, 15, 5], strict=True))
         ]
         mailing = start_mailing(tenant_a, servers, 60)
-        workers = start_workers(4, broker)
+        workers = start_workers(processes, broker)
         try:
-            chains(broker, mailing, 4)
+            chains(broker, mailing, conversations)
             wait_for(lambda: Mailing.objects.get(pk=mailing.pk).status == Mailing.Status.WAITING)
         finally:
             stop(workers)
@@ -156,3 +160,32 @@ def test_a_busy_first_server_is_waited_for_by_a_real_worker_never_skipped(tenant
         finally:
             stop(workers)
     assert (len(first_sink.received), len(second_sink.received)) == (6, 0)
+
+
+def test_a_worker_of_many_conversations_holds_a_few_database_sessions(tenant_a, broker):
+    """Eight conversations in one worker process share its pool of two
+    sessions (plus the one holding the connection slots): a thread gives
+    its session back while it waits on the network."""
+    with smtp_server(handler=SlowSink(delay=0.05)) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_connections=8)
+        mailing = start_mailing(tenant_a, [server], 80)
+        others = database_sessions()
+        workers = start_workers(1, broker, batch=5, DISPATCH_DB_SESSIONS="2")
+        most = 0
+        try:
+            chains(broker, mailing, 8)
+            sent, deadline = Letter.objects.filter(mailing=mailing, status=L.SENT), time.monotonic() + 60
+            while sent.count() < 80:
+                assert time.monotonic() < deadline, "conversations waiting for a session hold up sending"
+                most = max(most, database_sessions() - others)
+                time.sleep(0.02)
+        finally:
+            stop(workers)
+    assert len(set(message_ids(handler))) == 80
+    assert 0 < most <= 3
+
+
+def database_sessions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]

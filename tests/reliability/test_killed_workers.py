@@ -1,4 +1,5 @@
-"""Workers killed with SIGKILL in the middle of a 5,000-letter mailing lose
+"""Workers killed with SIGKILL in the middle of a 5,000-letter mailing, each
+while it holds several SMTP conversations (threads of one process), lose
 no letter: after each kill a new worker takes over once the lease has run
 out, every letter ends sent and received, and a letter is received twice at
 most once per killed connection (its result is committed before the next
@@ -35,6 +36,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 L = Letter.Status
 LETTERS = 5000
 KILLS = 5
+CONVERSATIONS = 3  # one worker process holds this many SMTP connections at once
 
 
 @pytest.fixture
@@ -62,11 +64,11 @@ def test_killed_workers_lose_no_letter_and_duplicate_at_most_one_per_kill(tenant
     handler = SlowSink(delay=0.002)  # a real server's pace: kills land mid-batch
     mid_batch = 0
     with smtp_server(handler=handler) as (controller, _), (tmp_path / "workers.log").open("w") as log:
-        server = make_server(tenant_a, port=controller.port)
+        server = make_server(tenant_a, port=controller.port, max_connections=CONVERSATIONS)
         mailing = start_mailing(tenant_a, [server], LETTERS)
         started = start_workers(1, broker, batch=50, output=log)
         try:
-            chains(broker, mailing, 1)
+            chains(broker, mailing, CONVERSATIONS)
             for point in points:
                 wait_for(lambda p=point: len(handler.received) >= p, 60, every=0.001, what=f"letter {point}")
                 kill(started[-1])  # the sink has just accepted a letter from it
@@ -76,7 +78,7 @@ def test_killed_workers_lose_no_letter_and_duplicate_at_most_one_per_kill(tenant
                 # back to the queue and a chain starts on a new worker.
                 dispatch.requeue_expired_leases(now=after_the_lease())
                 started += start_workers(1, broker, batch=50, output=log)
-                chains(broker, mailing, 1)
+                chains(broker, mailing, CONVERSATIONS)
             unsent = Letter.objects.filter(mailing=mailing).exclude(status=L.SENT)
             wait_for(lambda: not unsent.exists(), 120, every=0.5, what="every letter sent")
         finally:
@@ -94,8 +96,10 @@ def test_killed_workers_lose_no_letter_and_duplicate_at_most_one_per_kill(tenant
     twice = [mid for mid, n in received.items() if n > 1]
     assert all(received[mid] == 2 for mid in twice), twice
     assert mid_batch > 0  # at least one kill left letters half-sent
-    assert duplicates <= KILLS, twice  # one chain, so one connection killed per kill
+    # Each kill ends the worker's CONVERSATIONS connections at once.
+    assert duplicates <= KILLS * CONVERSATIONS, twice
     print(
-        f"killed workers: {LETTERS} letters, {KILLS} kills, {duplicates} duplicates (bound {KILLS}), {lost} lost"
+        f"killed workers: {LETTERS} letters, {KILLS} kills of {CONVERSATIONS} conversations each, {duplicates}"
+        f" duplicates (bound {KILLS * CONVERSATIONS}), {lost} lost"
         f" ({mid_batch} kills mid-batch)"
     )

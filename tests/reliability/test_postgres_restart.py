@@ -175,7 +175,7 @@ def test_a_batch_whose_results_cannot_be_written_stops_at_the_next_letter(tenant
     sent. The letter the server has keeps its claim and comes back after the
     lease; the others, which never reached the server, go back at once."""
     settings.DISPATCH_RECORD_THREAD, settings.DISPATCH_BATCH = True, 5
-    caplog.set_level(logging.CRITICAL, logger="mailing.recorder")  # the expected "could not record" traceback
+    caplog.set_level(logging.CRITICAL, logger="mailing.dispatch.recorder")  # the expected "could not record" traceback
     ready, go, outcome = threading.Event(), threading.Event(), []
 
     def worker() -> None:

@@ -1,5 +1,5 @@
 """Real Celery worker processes for the reliability tests: started as
-production runs them (-P solo, broker Redis, the given database, consuming
+production runs them (the Procfile's dispatch command, broker Redis, the given database, consuming
 the dispatch queue and beat's default queue), fed with
 send_mailing chains or a dispatch tick, killed or stopped; plus the data
 builders and sinks those tests share."""
@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Tenant
+from config.processes import procfile_command, with_option
 from mailing import dispatch
 from mailing import mailings as services
 from mailing.models import Contact, ContactList, Letter, Mailing
@@ -61,15 +61,20 @@ def start_workers(
     db_url: str | None = None,
     batch: int = 4,
     output: IO | None = None,
+    **variables: str,
 ) -> list[subprocess.Popen]:
-    """`count` worker processes, each in its own process group so that a
+    """`count` dispatch workers started as the Procfile starts them (a pool
+    of threads, one a conversation, sharing a few database sessions), also
+    consuming beat's default queue, each in its own process group so that a
     test can kill one with everything it started."""
-    env = worker_env(broker_url, db_url=db_url, batch=batch)
-    cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "dispatch,default", "-P", "solo",
-           "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    env = worker_env(broker_url, db_url=db_url, batch=batch) | variables
+    argv, procfile_variables = procfile_command("dispatch", env)
+    env.update(procfile_variables)
+    argv = with_option(with_option(argv, "-Q", "dispatch,default"), "--loglevel", "warning")
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     return [
         subprocess.Popen(
-            [*cmd, "-n", f"w{i}-{os.getpid()}-{time.monotonic_ns()}@%h"],
+            with_option(argv, "-n", f"w{i}-{os.getpid()}-{time.monotonic_ns()}@%h"),
             cwd=ROOT,
             env=env,
             start_new_session=True,

@@ -1,0 +1,76 @@
+"""A domain's DMARC policy (RFC 7489): the record at _dmarc.<domain>, else
+at its organisational domain (found with the public suffix list bundled in
+`publicsuffixlist`, no network), whose `sp` then applies to subdomains."""
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from publicsuffixlist import PublicSuffixList
+
+from . import resolver
+
+POLICIES = ("none", "quarantine", "reject")
+
+
+@dataclass(frozen=True)
+class Policy:
+    domain: str  # where the record was found
+    policy: str  # none | quarantine | reject, the one that applies to the From domain
+    adkim: str = "r"
+    aspf: str = "r"
+    pct: int = 100
+    record: str = ""
+
+
+def policy_for(domain: str) -> Policy | None:
+    """Raises resolver.DnsFailure."""
+    policy = _at(domain, subdomain=False)
+    org = organisational_domain(domain)
+    if policy is None and org != domain:
+        policy = _at(org, subdomain=True)
+    return policy
+
+
+def aligned(identity: str, from_domain: str, mode: str) -> bool:
+    if mode == "s":
+        return identity == from_domain
+    return organisational_domain(identity) == organisational_domain(from_domain)
+
+
+def organisational_domain(domain: str) -> str:
+    return _psl().privatesuffix(domain) or domain
+
+
+@lru_cache(maxsize=1)
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+def _at(domain: str, *, subdomain: bool) -> Policy | None:
+    records = [r for r in resolver.lookup(f"_dmarc.{domain}", "TXT") if r.replace(" ", "").startswith("v=DMARC1")]
+    if len(records) != 1:  # none, or several: receivers apply no policy
+        return None
+    tags = _tags(records[0])
+    policy = tags.get("p", "")
+    if policy not in POLICIES:
+        return None
+    if subdomain and tags.get("sp") in POLICIES:
+        policy = tags["sp"]
+    pct = tags.get("pct", "100")
+    return Policy(
+        domain=domain,
+        policy=policy,
+        adkim="s" if tags.get("adkim") == "s" else "r",
+        aspf="s" if tags.get("aspf") == "s" else "r",
+        pct=int(pct) if pct.isdigit() and len(pct) <= 3 else 100,
+        record=records[0],
+    )
+
+
+def _tags(record: str) -> dict[str, str]:
+    tags = {}
+    for part in record.split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            tags[key.strip().lower()] = value.strip().lower()
+    return tags

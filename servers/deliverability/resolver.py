@@ -1,0 +1,113 @@
+"""DNS answers for the deliverability checks: one resolver (the system's,
+or the one DNS_RESOLVER names), a deadline shared by every lookup made for
+one page (`budget`), and answers kept in Django's cache for a few minutes,
+so that a page never waits long and a reload asks nothing again.
+
+A failure (timeout, no server answering) is kept for a short while too: a
+page whose DNS is down must not wait again on every reload."""
+
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import lru_cache
+
+import dns.exception
+import dns.name
+import dns.resolver
+from django.conf import settings
+from django.core.cache import cache
+
+FAILED = "failed"
+_deadline: ContextVar[float | None] = ContextVar("dns_deadline", default=None)
+
+
+class DnsFailure(Exception):
+    """DNS did not answer in time or at all: the check could not be made."""
+
+
+def enabled() -> bool:
+    return settings.DNS_RESOLVER != "off"
+
+
+@contextmanager
+def budget(seconds: float | None = None) -> Iterator[None]:
+    """Every lookup inside shares one deadline. An inner budget keeps the
+    outer one: a page that checks many pairs waits at most once."""
+    if _deadline.get() is not None:
+        yield
+        return
+    token = _deadline.set(time.monotonic() + (seconds if seconds is not None else settings.DNS_TIMEOUT))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def lookup(name: str, rdtype: str) -> list[str]:
+    """The records of `name` as text: TXT strings joined, addresses, MX
+    exchanges (without the trailing dot). Empty when the name or the record
+    does not exist. Raises DnsFailure."""
+    name = name.lower().rstrip(".")
+    key = "dns:" + hashlib.sha256(f"{rdtype} {name}".encode()).hexdigest()
+    cached = cache.get(key)
+    if cached == FAILED:
+        raise DnsFailure(name)
+    if cached is not None:
+        return cached
+    try:
+        answers = _query(name, rdtype)
+    except DnsFailure:
+        cache.set(key, FAILED, settings.DNS_FAILURE_CACHE_SECONDS)
+        raise
+    cache.set(key, answers, settings.DNS_CACHE_SECONDS)
+    return answers
+
+
+def _query(name: str, rdtype: str) -> list[str]:
+    remaining = _remaining()
+    if remaining <= 0:
+        raise DnsFailure(name)
+    try:
+        answer = _resolver(settings.DNS_RESOLVER).resolve(
+            name, rdtype, lifetime=remaining, search=False, raise_on_no_answer=False
+        )
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN, dns.name.NameTooLong):
+        return []
+    except (dns.name.LabelTooLong, dns.name.EmptyLabel, dns.name.BadEscape):
+        return []
+    except dns.exception.DNSException as exc:  # timeouts, SERVFAIL from every server, refused
+        raise DnsFailure(f"{name}: {exc}") from exc
+    if answer.rrset is None:
+        return []
+    return [_text(rdata, rdtype) for rdata in answer.rrset]
+
+
+def _text(rdata: object, rdtype: str) -> str:
+    if rdtype == "TXT":
+        return b"".join(rdata.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
+    if rdtype == "MX":
+        return rdata.exchange.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
+    if rdtype == "PTR":
+        return rdata.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
+    return rdata.to_text()
+
+
+def _remaining() -> float:
+    deadline = _deadline.get()
+    if deadline is None:
+        return settings.DNS_TIMEOUT
+    return deadline - time.monotonic()
+
+
+@lru_cache(maxsize=4)
+def _resolver(spec: str) -> dns.resolver.Resolver:
+    """The system's resolver, or "host:port" (the tests' own DNS server)."""
+    if not spec:
+        return dns.resolver.Resolver()
+    host, _, port = spec.rpartition(":")
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [host.strip("[]")]
+    resolver.port = int(port)
+    return resolver

@@ -1,0 +1,125 @@
+"""A real authoritative DNS server for the deliverability tests: dnslib's
+DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
+below; UDP answers over 512 bytes come truncated, as from a real server.
+Names under timeout.test get no answer at all. Nothing leaves the machine."""
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from dnslib import DNSError, DNSRecord
+from dnslib.server import DNSHandler, DNSLogger, DNSServer
+from dnslib.zoneresolver import ZoneResolver
+
+COMPANY_IP = "5.45.200.10"  # smtp.acme.test, a company's own relay
+OTHER_IP = "5.45.200.99"
+DKIM_KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"
+TOO_MANY = " ".join(f"include:t{n}.m.test" for n in range(1, 12))
+
+ZONE = f"""
+smtp.acme.test.        60 IN A    {COMPANY_IP}
+smtp.private.test.     60 IN A    10.0.0.5
+pass.test.             60 IN TXT  "v=spf1 ip4:{COMPANY_IP} -all"
+pass.test.             60 IN TXT  "google-site-verification=abc"
+_dmarc.pass.test.      60 IN TXT  "v=DMARC1; p=reject; rua=mailto:d@pass.test"
+fail.test.             60 IN TXT  "v=spf1 ip4:{OTHER_IP} mx -all"
+_dmarc.fail.test.      60 IN TXT  "v=DMARC1; p=reject"
+quarantine.test.       60 IN TXT  "v=spf1 ip4:{OTHER_IP} ~all"
+_dmarc.quarantine.test. 60 IN TXT "v=DMARC1; p=quarantine; pct=100"
+relaxed.test.          60 IN TXT  "v=spf1 -all"
+_dmarc.relaxed.test.   60 IN TXT  "v=DMARC1; p=none"
+nested.test.           60 IN TXT  "v=spf1 include:one.nested.test -all"
+one.nested.test.       60 IN TXT  "v=spf1 ip4:{OTHER_IP} include:two.nested.test ?all"
+two.nested.test.       60 IN TXT  "v=spf1 mx:nested.test include:_spf.google.com -all"
+nested.test.           60 IN MX   10 mail.nested.test.
+mail.nested.test.      60 IN A    {COMPANY_IP}
+_dmarc.nested.test.    60 IN TXT  "v=DMARC1; p=reject"
+redirect.test.         60 IN TXT  "v=spf1 redirect=pass.test"
+loop.test.             60 IN TXT  "v=spf1 include:loop2.test -all"
+loop2.test.            60 IN TXT  "v=spf1 include:loop.test -all"
+_dmarc.loop.test.      60 IN TXT  "v=DMARC1; p=reject"
+many.test.             60 IN TXT  "v=spf1 {TOO_MANY} ip4:{COMPANY_IP} -all"
+void.test.             60 IN TXT  "v=spf1 a:nx1.void.test a:nx2.void.test a:nx3.void.test ip4:{COMPANY_IP} -all"
+signed.test.           60 IN TXT  "v=spf1 -all"
+_dmarc.signed.test.    60 IN TXT  "v=DMARC1; p=reject"
+default._domainkey.signed.test. 60 IN TXT "{DKIM_KEY}"
+orgpolicy.test.        60 IN TXT  "v=spf1 -all"
+_dmarc.orgpolicy.test. 60 IN TXT  "v=DMARC1; p=none; sp=reject"
+news.orgpolicy.test.   60 IN TXT  "v=spf1 -all"
+xn--e1afmkfd.test.     60 IN TXT  "v=spf1 ip4:{COMPANY_IP} -all"
+platform.test.         60 IN TXT  "v=spf1 include:spf.postroute.test -all"
+workspace.test.        60 IN TXT  "v=spf1 include:_spf.google.com ~all"
+_dmarc.workspace.test. 60 IN TXT  "v=DMARC1; p=reject"
+"""
+# Answers longer than a classic UDP datagram come truncated: the client asks again over TCP.
+for n in range(1, 7):
+    ZONE += f'big.test. 60 IN TXT "verification-{n}={"x" * 100}"\n'
+ZONE += f'big.test. 60 IN TXT "v=spf1 ip4:{COMPANY_IP} -all"\n'
+for n in range(1, 12):
+    ZONE += f't{n}.m.test. 60 IN TXT "v=spf1 ip4:5.45.201.{n} -all"\n'
+
+
+class Resolver(ZoneResolver):
+    queries = 0
+
+    def resolve(self, request, handler):
+        if str(request.q.qname).rstrip(".").endswith("timeout.test"):
+            raise DNSError("dropped on purpose: the client must time out")
+        self.queries += 1
+        return super().resolve(request, handler)
+
+
+class Handler(DNSHandler):
+    def get_reply(self, data: bytes) -> bytes:
+        """As DNSHandler, but a UDP answer over 512 bytes (RFC 1035's limit
+        without EDNS) becomes the question with TC set, as real servers send
+        it (dnslib's own truncation drops the question, which clients refuse)."""
+        request = DNSRecord.parse(data)
+        packed = self.server.resolver.resolve(request, self).pack()
+        if self.protocol == "udp" and len(packed) > 512:
+            truncated = request.reply()
+            truncated.header.tc = 1
+            packed = truncated.pack()
+        return packed
+
+
+class DnsServer:
+    def __init__(self) -> None:
+        resolver, logger = Resolver(ZONE), DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
+        self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger, handler=Handler)
+        self.port = self.udp.server.server_address[1]
+        self.tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+        self.resolver = resolver
+
+    def start(self) -> None:
+        for server in (self.udp, self.tcp):  # a short poll, so that stopping is quick
+            threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.udp.stop()
+        self.tcp.stop()
+        self.udp.server.server_close()
+        self.tcp.server.server_close()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    server = DnsServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dns_checks(dns_server: DnsServer, settings) -> DnsServer:
+    """The checks pointed at the test's DNS server, with an empty cache."""
+    from django.core.cache import cache
+
+    settings.DNS_RESOLVER = dns_server.address
+    settings.DNS_TIMEOUT = 2.0
+    cache.clear()
+    return dns_server

@@ -1,0 +1,176 @@
+"""The deliverability checks against a real DNS server on 127.0.0.1
+(tests/servers/dns_server.py): SPF pass and fail, a nested include chain,
+a loop, too many lookups, void lookups, DMARC reject/quarantine/none and
+the organisational domain's sp, DKIM, no records at all, and a server that
+never answers. Nothing reaches the internet."""
+
+import time
+
+import pytest
+
+from servers.deliverability import Level, check, check_pairs
+from servers.deliverability.spf import with_mechanism
+from servers.models import SmtpServer
+from tests.servers.dns_server import COMPANY_IP
+
+COMPANY = SmtpServer(name="Own relay", kind="external", host="smtp.acme.test", sender_email="news@acme.test")
+GMAIL = SmtpServer(name="Gmail", kind="external", host="smtp.gmail.com", sender_email="ann@gmail.com")
+
+
+def test_a_relay_listed_in_the_spf_record_passes_and_says_so(dns_checks):
+    verdict = check(COMPANY, "news@pass.test")
+    assert verdict.level == Level.PASS and verdict.fixes == ()
+    assert verdict.facts == ("SPF of pass.test: pass", "DMARC: p=reject", "DKIM: no key found")
+
+
+def test_spf_fail_under_dmarc_reject_is_a_rejection_with_the_record_to_publish(dns_checks):
+    verdict = check(COMPANY, "news@fail.test")
+    assert verdict.level == Level.REJECT and verdict.rejected
+    assert "fail.test publishes DMARC p=reject" in verdict.reasons[0]
+    assert [(f.name, f.record) for f in verdict.fixes] == [
+        ("fail.test", f"v=spf1 ip4:5.45.200.99 mx ip4:{COMPANY_IP} -all")
+    ]
+
+
+def test_a_provider_is_named_by_its_include_and_quarantine_means_spam(dns_checks):
+    verdict = check(GMAIL, "news@quarantine.test")
+    assert verdict.level == Level.SPAM and "p=quarantine" in verdict.reasons[0]
+    assert verdict.fixes[0].record == "v=spf1 ip4:5.45.200.99 include:_spf.google.com ~all"
+
+
+def test_dmarc_none_does_not_save_a_failing_spf_from_spam(dns_checks):
+    assert check(COMPANY, "news@relaxed.test").level == Level.SPAM
+
+
+@pytest.mark.parametrize("server", [COMPANY, GMAIL], ids=["by mx three levels down", "by include two levels down"])
+def test_a_nested_include_chain_is_followed(dns_checks, server):
+    assert check(server, "news@nested.test").level == Level.PASS
+
+
+def test_redirect_is_followed_and_a_missing_dmarc_is_advised(dns_checks):
+    verdict = check(COMPANY, "news@redirect.test")
+    assert verdict.level == Level.PASS
+    assert [(f.name, f.record) for f in verdict.fixes] == [("_dmarc.redirect.test", "v=DMARC1; p=none")]
+    gmail = check(GMAIL, "news@redirect.test")
+    assert gmail.fixes[0].record == "v=spf1 include:_spf.google.com redirect=pass.test"
+
+
+@pytest.mark.parametrize(
+    ("domain", "level", "error"),
+    [
+        ("loop.test", Level.REJECT, "Too many DNS lookups"),
+        ("many.test", Level.SPAM, "Too many DNS lookups"),
+        ("void.test", Level.SPAM, "Void lookup limit of 2 exceeded"),
+    ],
+)
+def test_a_broken_record_fails_as_receivers_fail_it(dns_checks, domain, level, error):
+    """The loop and the 11 includes would pass if followed without the
+    limit of 10 lookups (many.test lists the relay after them)."""
+    verdict = check(COMPANY, f"news@{domain}")
+    assert verdict.level == level and f"is broken (SPF Permanent Error: {error})" in " ".join(verdict.reasons)
+    assert "may cost at most 10 DNS lookups" in " ".join(verdict.reasons)
+
+
+def test_no_records_at_all_asks_for_both(dns_checks):
+    verdict = check(GMAIL, "news@norecords.test")
+    assert verdict.level == Level.SPAM
+    assert [(f.name, f.record) for f in verdict.fixes] == [
+        ("norecords.test", "v=spf1 include:_spf.google.com ~all"),
+        ("_dmarc.norecords.test", "v=DMARC1; p=none"),
+    ]
+
+
+def test_a_dkim_key_for_the_from_domain_passes_dmarc_without_spf(dns_checks):
+    verdict = check(COMPANY, "news@signed.test")
+    assert verdict.level == Level.PASS and "DKIM: default" in verdict.facts
+    assert check(GMAIL, "news@signed.test").level == Level.REJECT  # Google signs under "google"
+
+
+def test_a_subdomain_takes_the_organisational_domains_sp(dns_checks):
+    verdict = check(COMPANY, "news@news.orgpolicy.test")
+    assert verdict.level == Level.REJECT and "DMARC: p=reject" in verdict.facts
+
+
+def test_an_envelope_sender_on_another_domain_does_not_align(dns_checks):
+    """With substitution the reports go to the bounce mailbox: SPF passes
+    for its domain, not for the From's."""
+    verdict = check(COMPANY, "news@pass.test", "bounces@nested.test")
+    assert verdict.level == Level.REJECT
+    assert "envelope sender (where reports go) is on nested.test" in " ".join(verdict.reasons)
+    public = check(COMPANY, "news@pass.test", "bounces@yandex.ru")
+    assert "a public provider whose SPF will never list" in " ".join(public.reasons)
+    relaxed = check(COMPANY, "news@relaxed.test", "bounces@pass.test")  # p=none: still not what Gmail wants
+    assert relaxed.level == Level.SPAM and "Gmail and Yahoo expect bulk mail to pass it" in relaxed.reasons[0]
+
+
+def test_an_internationalised_domain_is_looked_up_by_its_ascii_name(dns_checks):
+    verdict = check(COMPANY, "news@пример.test")
+    assert verdict.level == Level.PASS and verdict.from_domain == "xn--e1afmkfd.test"
+
+
+def test_a_providers_own_mailbox_passes_without_records_of_ours(dns_checks):
+    verdict = check(GMAIL, "ann@gmail.com")
+    assert verdict.level == Level.PASS and verdict.fixes == ()
+    assert verdict.facts == ("SPF of gmail.com: pass", "DMARC: none published", "DKIM: signed by Google")
+
+
+def test_the_platform_server_is_named_by_the_operators_include(dns_checks, settings):
+    platform = SmtpServer(name="Platform", kind="external", host="smtp.acme.test", sender_email="x@platform.test")
+    assert check(platform, "news@platform.test").level == Level.SPAM  # its address is not listed
+    settings.PLATFORM_SPF_INCLUDE = "spf.postroute.test"
+    assert check(platform, "news@platform.test").level == Level.PASS
+
+
+@pytest.mark.parametrize(
+    ("server", "why"),
+    [
+        (SmtpServer(kind="internal", sender_email="a@pass.test"), "this machine's own mail server"),
+        (SmtpServer(kind="external", host="smtp.private.test", sender_email="a@pass.test"), "only private addresses"),
+        (SmtpServer(kind="external", host="smtp.nowhere.test", sender_email="a@pass.test"), "has no address in DNS"),
+    ],
+)
+def test_an_unknown_sending_host_is_not_guessed(dns_checks, server, why):
+    verdict = check(server, "news@pass.test")
+    assert verdict.level == Level.UNKNOWN and why in verdict.reasons[0]
+
+
+def test_a_silent_dns_server_costs_one_short_wait_per_page_and_is_remembered(dns_checks, settings):
+    settings.DNS_TIMEOUT = 0.4
+    started = time.monotonic()
+    verdicts = check_pairs([(COMPANY, "news@a.timeout.test", ""), (GMAIL, "news@b.timeout.test", "")])
+    assert 0.3 < time.monotonic() - started < 1.0  # one deadline for the page, not one per lookup
+    assert [v.level for v in verdicts] == [Level.UNKNOWN, Level.UNKNOWN]
+    assert "does not stop sending" in verdicts[0].reasons[0]
+    started = time.monotonic()
+    assert check(COMPANY, "news@a.timeout.test").level == Level.UNKNOWN
+    assert time.monotonic() - started < 0.1  # the failure is kept for a while
+
+
+def test_answers_are_cached_so_a_reload_asks_nothing(dns_checks):
+    check(COMPANY, "news@nested.test")
+    asked = dns_checks.resolver.queries
+    assert check(COMPANY, "news@nested.test").level == Level.PASS
+    assert dns_checks.resolver.queries == asked
+
+
+def test_checks_are_off_when_asked(settings):
+    settings.DNS_RESOLVER = "off"
+    assert check_pairs([(COMPANY, "news@pass.test", "")]) is None
+
+
+def test_a_record_too_long_for_udp_is_read_over_tcp(dns_checks):
+    """big.test's TXT answer is truncated over UDP; the record is last."""
+    assert check(COMPANY, "news@big.test").level == Level.PASS
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        (None, "v=spf1 ip4:1.2.3.4 ~all"),
+        ("v=spf1 mx -all", "v=spf1 mx ip4:1.2.3.4 -all"),
+        ("v=spf1 mx", "v=spf1 mx ip4:1.2.3.4"),
+        ("v=spf1 redirect=_spf.x.test", "v=spf1 ip4:1.2.3.4 redirect=_spf.x.test"),
+    ],
+)
+def test_the_mechanism_goes_before_the_final_all_or_redirect(record, expected):
+    assert with_mechanism(record, "ip4:1.2.3.4") == expected
