@@ -27,7 +27,6 @@ def _page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> H
         "invite_form": invite_form,
         "role_choices": RoleForm.base_fields["role"].choices,
         "valid_for": valid_for(settings.INVITATION_MAX_AGE),
-        "language_choices": settings.LANGUAGES,
     }
     return render(request, "accounts/team.html", context, status=status)
 

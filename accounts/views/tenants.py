@@ -4,6 +4,7 @@ organisation, and switching between the user's organisations."""
 
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -40,7 +41,8 @@ def organisation(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Saved. Times are now shown in %(zone)s.") % {"zone": zone})
         return redirect("accounts:organisation")
     status = 400 if form.errors else 200
-    return render(request, "accounts/organisation.html", {"form": form}, status=status)
+    context = {"form": form, "language_choices": settings.LANGUAGES}
+    return render(request, "accounts/organisation.html", context, status=status)
 
 
 def tenant_new(request: HttpRequest) -> HttpResponse:

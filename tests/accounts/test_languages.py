@@ -53,7 +53,10 @@ def test_an_unknown_language_or_a_foreign_next_changes_nothing(alice):
 
 
 def test_the_organisation_default_applies_when_the_browser_asks_for_nothing_we_have(alice, bob):
-    alice.client.post(reverse("accounts:tenant_language"), {"language": "vi"})
+    page = reverse("accounts:organisation")
+    response = alice.client.post(reverse("accounts:tenant_language"), {"language": "vi", "next": page})
+    assert response.status_code == 302 and response["Location"] == page
+    assert '<option value="vi" lang="vi" selected>' in alice.client.get(page).content.decode()
     assert page_language(bob.client, "/accounts/security/", accept_language="de") == "vi"
     assert page_language(bob.client, "/accounts/security/", accept_language="ru") == "ru"
 
