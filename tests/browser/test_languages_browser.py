@@ -52,6 +52,8 @@ def check(page, url: str, *, language: str) -> None:
 
 @pytest.fixture
 def tenant_data(tenant_a):
+    tenant_a.time_zone = "Europe/Moscow"
+    tenant_a.save(update_fields=["time_zone"])
     server = make_server(tenant_a, name=DATA["server"], max_per_hour=500, max_per_day=12_345)
     running_mailing(tenant_a, [server], name=DATA["mailing"], queued=3, sent=2, failed=1)
     template = make_template(tenant_a, name=DATA["template"])
