@@ -3,10 +3,16 @@ use with its windows and state, the running mailings with their progress,
 rate and estimated finish, and the tenant's letters per hour over a day.
 
 The number of queries is fixed whatever the number of servers and mailings:
-the servers (2), limits.window_usage (at most 3), the usage slots (1), and
-the running mailings, their servers, their letter counts and their rates (4).
+the servers (2), the usage slots (1), the platform quotas and, with a
+spent server, the minutes its resume time needs (2; limits.window_usage's 3
+on SQLite), the letters
+in flight and the holds (2), and the running mailings, their servers,
+their letter counts and their rates (4). A poll when nothing changed is
+answered before any of these (mailing.dashboard_stamp).
 
-The window counts come from UsageBucket, never from the letters table. The
+The window counts come from UsageBucket, never from the letters table,
+and each server's day window is read once: the windows, the chart and
+the estimate all come from its slots. The
 rate of a mailing does come from its letters (sent_at, on a partial index):
 buckets are kept per server and tenant, not per mailing, so two mailings
 sending through one server could not be told apart in them."""
@@ -14,18 +20,19 @@ sending through one server could not be told apart in them."""
 import heapq
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Case, Count, ExpressionWrapper, Func, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Cast, Coalesce, ExtractDay, ExtractHour, ExtractMinute
 from django.utils import timezone
 
 from accounts.models import Tenant
 from servers.models import Health, RestReason, SmtpServer, TenantRest
-from servers.selectors import platform_servers, tenant_servers
+from servers.selectors import platform_quotas, platform_servers, tenant_servers
 
 from . import limits
 from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
@@ -37,6 +44,7 @@ M = Mailing.Status
 RUNNING = (M.ACTIVE, M.WAITING, M.BLOCKED)
 CHART_HOURS = 24
 DAY = timedelta(days=1)
+ONE_HOUR = timedelta(hours=1)
 RATE_SPAN = timedelta(minutes=10)
 SENDING_SPAN = timedelta(minutes=2)  # letters this recent make a server "sending"
 MAX_MAILINGS = 50  # the oldest running ones; the Mailings page lists them all
@@ -98,8 +106,8 @@ def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     minute = limits.trunc_minute(now)
     servers = [*tenant_servers(tenant), *platform_servers()]
-    usages = limits.window_usage(servers, tenant, now)
     slots = usage_slots([s.pk for s in servers], tenant, minute)
+    usages = window_usage(servers, tenant, slots, minute)
     hours = chart_hours(now)
     flying = _in_flight(tenant, [s.pk for s in servers])
     holds = {r.server_id: r for r in TenantRest.objects.filter(tenant=tenant, server__in=[s.pk for s in servers])}
@@ -107,7 +115,7 @@ def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
         _server_row(s, usages[s.pk], slots[s.pk], hours, now, flying.get(s.pk, 0), holds.get(s.pk)) for s in servers
     ]
     mailings, more = _running_mailings(tenant)
-    progress = progress_for(mailings)
+    progress = _progress(mailings)
     recent = _recent_letters(mailings, now)
     finish = _finish_times(mailings, progress, recent, rows, slots, now)
     mailing_rows = [MailingRow(m, progress[m.pk], recent.get(m.pk, 0), finish[m.pk]) for m in mailings]
@@ -137,6 +145,8 @@ def usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict
     gives at most 61 + 92 rows. The slots are grouped by plain integers (day
     of the month, hour, minute), much cheaper to read than datetimes."""
     recent = minute - HOUR_SPAN
+    if connection.vendor == "postgresql":
+        return _pg_usage_slots(server_ids, tenant, minute)
     of_hour = _integer(ExtractMinute("minute", tzinfo=UTC))
     quarter = ExpressionWrapper(of_hour / Value(QUARTER) * Value(QUARTER), output_field=IntegerField())
     rows = (
@@ -161,6 +171,178 @@ def usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict
     return slots
 
 
+# The same slots on PostgreSQL: grouped by the bucket's minute, or its
+# quarter (date_bin from a UTC midnight), which costs far less per row than
+# extracting the day, hour and minute; each slot's start comes back as
+# seconds since the epoch, much cheaper to read than a datetime.
+SLOTS_SQL = """
+WITH grouped AS (
+    SELECT g.id FROM accounts_tenant t
+    JOIN accounts_tenant g ON g.id = t.id OR g.created_by_id = t.created_by_id
+    WHERE t.id = %(tenant)s
+)
+SELECT server_id, extract(epoch FROM slot)::bigint, sum(count),
+       coalesce(sum(count) FILTER (WHERE tenant_id = %(tenant)s), 0),
+       coalesce(sum(count) FILTER (WHERE tenant_id IN (SELECT id FROM grouped)), 0)
+FROM (
+    SELECT server_id, tenant_id, count,
+           CASE WHEN minute >= %(recent)s THEN minute
+                ELSE date_bin('15 minutes', minute, TIMESTAMPTZ '2000-01-01 00:00+00') END AS slot
+    FROM mailing_usagebucket
+    WHERE server_id = ANY(%(servers)s::bigint[]) AND minute >= %(day)s
+) AS buckets
+GROUP BY server_id, slot
+"""
+
+
+def _pg_usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> dict[int, list[Slot]]:
+    recent = minute - HOUR_SPAN
+    params = {"servers": server_ids, "tenant": tenant.pk, "recent": recent, "day": minute - DAY_SPAN}
+    slots: dict[int, list[Slot]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(SLOTS_SQL, params)
+        for server_id, at, total, mine, group in cursor.fetchall():
+            start = datetime.fromtimestamp(at, UTC)
+            slots[server_id].append(Slot(start, start >= recent, total, mine, group))
+    for server_slots in slots.values():
+        server_slots.sort()
+    return slots
+
+
+def window_usage(
+    servers: list[SmtpServer], tenant: Tenant, slots: dict[int, list[Slot]], minute: datetime
+) -> dict[int, Usage]:
+    """What limits.window_usage says, from the slots already read (the same
+    rows: the day window of each server) rather than by summing them again:
+    the platform quotas (1 query) and, when a server is spent, the minutes
+    of the quarters where its windows' edges fall (1 query)."""
+    if connection.vendor != "postgresql":
+        return limits.window_usage(servers, tenant, minute)  # SQLite (development): no running sums here
+    quotas = platform_quotas([s for s in servers if s.is_platform], tenant)
+    usages = {s.pk: limits.usage_from_sums(s, _sums(slots.get(s.pk, []), minute), quotas.get(s.pk)) for s in servers}
+    spent = {s.pk: usages[s.pk] for s in servers if usages[s.pk].is_spent}
+    resumes = _resume_times(spent, slots, tenant, minute)
+    return {pk: replace(usage, resume_at=resumes.get(pk)) if pk in spent else usage for pk, usage in usages.items()}
+
+
+def _sums(slots: list[Slot], minute: datetime) -> dict[str, int]:
+    return {
+        "this_minute": sum(s.total for s in slots if s.exact and s.start >= minute),
+        "hour": sum(s.total for s in slots if s.exact),
+        "day": sum(s.total for s in slots),
+        "mine": sum(s.mine for s in slots),
+        "group": sum(s.group for s in slots),
+    }
+
+
+# A spent window gets room back when its oldest buckets holding
+# used - limit + 1 letters have left it (limits._window_resume): walked
+# over the server's slots, oldest first. Where that falls in a quarter of
+# an hour, the quarter's own minutes say which one (a second query, for
+# all such quarters at once: a few rows each).
+MINUTES_SQL = """
+WITH grouped AS (
+    SELECT g.id FROM accounts_tenant t
+    JOIN accounts_tenant g ON g.id = t.id OR g.created_by_id = t.created_by_id
+    WHERE t.id = %(tenant)s
+)
+SELECT q.server_id, b.minute, sum(b.count),
+       coalesce(sum(b.count) FILTER (WHERE b.tenant_id = %(tenant)s), 0),
+       coalesce(sum(b.count) FILTER (WHERE b.tenant_id IN (SELECT id FROM grouped)), 0)
+FROM unnest(%(servers)s::bigint[], %(starts)s::timestamptz[]) AS q(server_id, start)
+CROSS JOIN LATERAL (
+    SELECT minute, count, tenant_id FROM mailing_usagebucket
+    WHERE server_id = q.server_id AND minute >= q.start AND minute < q.start + %(quarter)s
+    OFFSET 0  -- kept apart: a range scan of the index per quarter, not a scan of the table
+) AS b
+GROUP BY q.server_id, b.minute
+"""
+WHOLE_QUARTER = timedelta(minutes=QUARTER)
+
+
+class _Crossing(NamedTuple):
+    server_id: int
+    quarter: datetime
+    field: str
+    left: int  # letters of the quarter, oldest first, that must leave
+    span: timedelta
+
+
+def _resume_times(
+    spent: dict[int, Usage], slots: dict[int, list[Slot]], tenant: Tenant, minute: datetime
+) -> dict[int, datetime | None]:
+    """When each spent server has room again: the later of its spent
+    windows' times; NEVER with a limit of 0."""
+    result: dict[int, datetime | None] = {}
+    crossings: list[_Crossing] = []
+    for pk, usage in spent.items():
+        for at in _window_resumes(pk, usage, slots.get(pk, []), minute, crossings):
+            result[pk] = max(at, result.get(pk) or at)
+    if spent:  # always, so that the number of queries does not depend on the data
+        for crossing, at in _refined(crossings, tenant):
+            result[crossing.server_id] = max(at, result.get(crossing.server_id) or at)
+    return result
+
+
+def _window_resumes(
+    pk: int, usage: Usage, slots: list[Slot], minute: datetime, crossings: list[_Crossing]
+) -> Iterator[datetime]:
+    windows = (
+        (usage.minute_limit, [s for s in slots if s.exact and s.start >= minute], "total", timedelta(0)),
+        (usage.hour_limit, [s for s in slots if s.exact], "total", HOUR_SPAN),
+        (usage.day_limit, slots, "total", DAY_SPAN),
+        (usage.tenant_quota, slots, "mine", DAY_SPAN),
+        (usage.group_quota, slots, "group", DAY_SPAN),
+    )
+    for limit, counted, name, span in windows:
+        if limit is None:
+            continue
+        counts = [getattr(s, name) for s in counted]
+        used = sum(counts)
+        if used < limit:
+            continue
+        if limit == 0:
+            yield limits.NEVER
+            continue
+        needed, leaving = used - limit + 1, 0
+        for slot, count in zip(counted, counts, strict=True):
+            if leaving + count >= needed:
+                if slot.exact:
+                    yield slot.start + span + MINUTE
+                else:
+                    crossings.append(_Crossing(pk, slot.start, name, needed - leaving, span))
+                break
+            leaving += count
+
+
+def _refined(crossings: list[_Crossing], tenant: Tenant) -> Iterator[tuple[_Crossing, datetime]]:
+    """Each crossing's minute, from its quarter's minutes; if they changed
+    since the slots were read, the quarter's last minute (later, never
+    earlier, than the truth)."""
+    pairs = sorted({(c.server_id, c.quarter) for c in crossings})
+    params = {
+        "servers": [pk for pk, _ in pairs],
+        "starts": [start for _, start in pairs],
+        "tenant": tenant.pk,
+        "quarter": WHOLE_QUARTER,
+    }
+    minutes: dict[tuple[int, datetime], list[tuple[datetime, dict[str, int]]]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(MINUTES_SQL, params)
+        for server_id, at, total, mine, group in cursor.fetchall():
+            quarter = at - timedelta(minutes=at.minute % QUARTER)
+            minutes[server_id, quarter].append((at, {"total": total, "mine": mine, "group": group}))
+    for crossing in crossings:
+        rows = sorted(minutes[crossing.server_id, crossing.quarter], key=lambda row: row[0])
+        at, leaving = crossing.quarter + WHOLE_QUARTER - MINUTE, 0
+        for moment, counts in rows:
+            leaving += counts[crossing.field]
+            if leaving >= crossing.left:
+                at = moment
+                break
+        yield crossing, at + crossing.span + MINUTE
+
+
 def _integer(expression: Func) -> Cast:
     return Cast(expression, IntegerField())
 
@@ -172,11 +354,12 @@ def chart_hours(now: datetime) -> list[datetime]:
 
 
 def _hourly(slots: list[Slot], hours: list[datetime]) -> list[int]:
-    counts = [0] * len(hours)
+    counts, first = [0] * len(hours), hours[0]
     for slot in slots:
-        index = (slot.start - hours[0]) // timedelta(hours=1)
-        if 0 <= index < len(hours):
-            counts[index] += slot.mine
+        if slot.mine:  # on a platform server most slots are the others' letters
+            index = (slot.start - first) // ONE_HOUR
+            if 0 <= index < len(hours):
+                counts[index] += slot.mine
     return counts
 
 
@@ -250,16 +433,46 @@ def _running_mailings(tenant: Tenant) -> tuple[list[Mailing], bool]:
     return mailings[:MAX_MAILINGS], len(mailings) > MAX_MAILINGS
 
 
+# Each running mailing's letters by status, one index-only count per
+# (mailing, status) of the (mailing, status, id) index: the letters' rows
+# are never read, however big the mailing.
+PROGRESS_SQL = """
+SELECT m.id, s.status,
+       (SELECT count(*) FROM mailing_letter l WHERE l.mailing_id = m.id AND l.status = s.status)
+FROM unnest(%(mailings)s::bigint[]) AS m(id) CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)
+"""
+
+
+def _progress(mailings: list[Mailing]) -> dict[int, Progress]:
+    if connection.vendor != "postgresql" or not mailings:
+        return progress_for(mailings)
+    result: dict[int, Progress] = defaultdict(Progress)
+    with connection.cursor() as cursor:
+        cursor.execute(PROGRESS_SQL, {"mailings": [m.pk for m in mailings], "statuses": list(L.values)})
+        for mailing_id, status, n in cursor.fetchall():
+            if n:
+                result[mailing_id].counts[status] = n
+                result[mailing_id].total += n
+    return result
+
+
 def _recent_letters(mailings: list[Mailing], now: datetime) -> dict[int, int]:
     if not mailings:
         return {}
     rows = (
-        Letter.objects.filter(mailing__in=[m.pk for m in mailings], sent_at__gt=now - RATE_SPAN, sent_at__lte=now)
+        # By the minute, as the servers' rates (their buckets): the figure
+        # moves with the minute, which the dashboard's stamp follows.
+        Letter.objects.filter(mailing__in=[m.pk for m in mailings], sent_at__gte=_rate_start(now), sent_at__lte=now)
         .values("mailing_id")
         .order_by()
         .annotate(n=Count("id"))
     )
     return {row["mailing_id"]: row["n"] for row in rows}
+
+
+def _rate_start(now: datetime) -> datetime:
+    """The first minute of the last RATE_SPAN (the current one included)."""
+    return limits.trunc_minute(now) - RATE_SPAN + MINUTE
 
 
 def _finish_times(

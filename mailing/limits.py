@@ -180,7 +180,7 @@ def window_usage(servers: Iterable[SmtpServer], tenant: Tenant, now: datetime | 
     minute = trunc_minute(now or timezone.now())
     sums = _sums_by_server([s.pk for s in servers], tenant, minute)
     quotas = platform_quotas([s for s in servers if s.is_platform], tenant)
-    usages = {s.pk: _usage(s, sums.get(s.pk, {}), quotas.get(s.pk)) for s in servers}
+    usages = {s.pk: usage_from_sums(s, sums.get(s.pk, {}), quotas.get(s.pk)) for s in servers}
     spent = [s.pk for s in servers if usages[s.pk].is_spent]
     history = _minutes_by_server(spent, tenant, minute)
     for server_id in spent:
@@ -287,7 +287,8 @@ def _sums_by_server(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
     return {row.pop("server_id"): row for row in rows}
 
 
-def _usage(server: SmtpServer, sums: dict[str, int], quotas: Quotas | None) -> Usage:
+def usage_from_sums(server: SmtpServer, sums: dict[str, int], quotas: Quotas | None) -> Usage:
+    """A server's windows from its sums (keys as _window_sums')."""
     hour, day, mine, group = sums.get("hour", 0), sums.get("day", 0), sums.get("mine", 0), sums.get("group", 0)
     usage = Usage(
         hour_used=hour,

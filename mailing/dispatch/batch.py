@@ -87,7 +87,8 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             return outcome
         if server.is_platform:
             SlotWait.objects.filter(server=server, tenant_id=mailing.tenant_id).delete()
-        reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=settings.DISPATCH_BATCH, now=now)
+        wanted = share(mailing, server, settings.DISPATCH_BATCH, now=now)
+        reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=wanted, now=now)
         if not reservation.granted:
             outcome.paced = only_paced(server, mailing, now)
             return outcome
@@ -147,7 +148,6 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     token = uuid.uuid4()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
-    count = _share(mailing, server, count, due)
     with transaction.atomic():
         ids: list[int] = []
         for status in PENDING:
@@ -161,17 +161,22 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
 
 
-def _share(mailing: Mailing, server: SmtpServer, count: int, due: Q) -> int:
+def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> int:
     """With fewer letters left than the mailing's idle chains could take at
     once, each takes its share: every conversation the server allows gets
     some (the last 20 letters go 10 and 10 over two connections, not 20 over
-    one), and the last chain to start takes all that is left. Reads at most
-    count x chains index entries, and the claims in flight."""
+    one), and the last chain to start takes all that is left. Reserved
+    before the claim: room reserved for letters another chain then takes
+    would send that chain to the next server. Reads at most count x chains
+    index entries, and the claims in flight."""
     chains = min(settings.DISPATCH_CHAINS, server.max_connections)
     if chains <= 1:
         return count
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     letters = Letter.objects.filter(mailing=mailing)
     ahead = len(letters.filter(status__in=PENDING).filter(due).values_list("pk", flat=True)[: count * chains])
+    if ahead == count * chains:
+        return count  # enough for every chain
     busy = letters.filter(status=L.SENDING).values("claim_token").distinct().count()
     return min(count, max(1, -(-ahead // max(1, chains - busy))))
 

@@ -23,7 +23,8 @@ M = Mailing.Status
 
 
 def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
-    """One batch. Returns "more" (run again at once), "busy" (the server
+    """One batch. Returns "more" (run again at once: letters are left to
+    claim), "busy" (the server
     to use has room but every connection slot is taken: try again in a
     moment), "paced" (the server to use has spent only its max per minute:
     try again next minute), "waiting", "blocked", "done" or "idle"."""
@@ -47,7 +48,10 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     for server in rests.usable_servers(mailing, now):
         outcome = send_batch(mailing, server, now=now)
         if outcome.tried:
-            return "more"
+            # Nothing left to claim: the chain settles now (the chain that
+            # sends the last letters finishes the mailing) rather than in a
+            # task of its own that would find nothing to send.
+            return "more" if _claimable(mailing, now) else _settle(mailing, now)
         if outcome.busy and limits.next_room_at(server, mailing.tenant, now) is None:
             # The first server with room is busy: wait for its slot rather
             # than send through the next one, with another From.

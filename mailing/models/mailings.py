@@ -184,6 +184,9 @@ class Letter(models.Model):
             models.Index(
                 fields=["mailing", "sent_at"], name="letter_mailing_sent_at_idx", condition=Q(sent_at__isnull=False)
             ),
+            # The letters in flight: a handful per tenant, read by every
+            # dashboard poll (its stamp and the servers' in-flight counts).
+            models.Index(fields=["tenant", "server"], name="letter_sending_idx", condition=Q(status="sending")),
         ]
         constraints = [models.UniqueConstraint(fields=["mailing", "email"], name="letter_mailing_email_unique")]
 

@@ -12,6 +12,7 @@ from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import etag
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
@@ -20,6 +21,7 @@ from servers.models import SmtpServer
 
 from .. import dashboard as selectors
 from ..dashboard import MailingRow, ServerRow, State
+from ..dashboard_stamp import dashboard_stamp
 from ..limits import NEVER, Usage
 from ..models import Letter, Mailing
 from ..selectors import Progress
@@ -44,9 +46,18 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/page.html", page_context(request.tenant))
 
 
+def _stamp(request: HttpRequest) -> str | None:
+    return dashboard_stamp(request.tenant)
+
+
 @never_cache
 @tenant_required
+@etag(_stamp)
 def dashboard_data(request: HttpRequest) -> JsonResponse:
+    """A poll whose If-None-Match is the current stamp gets 304 with no
+    body and without the dashboard being built (mailing.dashboard_stamp);
+    the stamp is read first, so a change made while the JSON is built
+    changes the next stamp."""
     return JsonResponse(payload(request.tenant))
 
 

@@ -17,6 +17,9 @@
                          min(n * failureMs, failureMaxMs) (default 5000, 5000)
        maxFailures       (default 10; Infinity never gives up)
 
+     An answer with an ETag is asked for again with If-None-Match; a 304
+     (nothing changed) gives onData the last answer again.
+
      Returns { stop: fn, now: fn } to stop, or to poll at once. */
   Postroute.pollJson = function (url, options) {
     var opts = options || {};
@@ -29,6 +32,8 @@
     var busy = false;
     var stopped = false;
     var failures = 0;
+    var etag = null;
+    var last = null;
 
     function schedule(delay) {
       clearTimeout(timer);
@@ -59,10 +64,16 @@
     function poll() {
       if (busy || stopped) return;
       busy = true;
-      fetch(url, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+      var headers = { Accept: "application/json" };
+      // A view with a version stamp (ETag) answers 304 when nothing changed:
+      // the last answer still holds.
+      if (etag) headers["If-None-Match"] = etag;
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: headers })
         .then(function (response) {
+          if (response.status === 304 && last !== null) return last;
           if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
+          etag = response.headers.get("ETag");
+          return response.json().then(function (data) { last = data; return data; });
         })
         .then(function (data) {
           busy = false;

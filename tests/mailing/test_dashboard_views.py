@@ -123,9 +123,10 @@ def test_the_dashboard_needs_a_signed_in_member_of_a_tenant(client, bob, db):
 # Fixed number of queries
 
 
-# Session, user, OTP device, membership; then the servers (2), their
-# windows (3: sums, platform quotas, the spent ones' minutes), the usage
-# slots, and the mailings, their servers, letter counts and rates (4).
+# Session, user, OTP device, membership, the version stamp; then the
+# servers (2), the usage slots, the platform quotas, the spent servers'
+# resume times, the letters in flight, the holds, and the mailings, their
+# servers, letter counts and rates (4).
 QUERIES = 16
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from mailing import dispatch
 from mailing import mailings as services
+from mailing.dispatch.batch import share
 from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import Health
@@ -335,5 +336,5 @@ def test_the_last_letters_are_shared_between_the_conversations_a_server_allows(
     server = make_server(tenant_a, max_connections=max_connections)
     mailing = start_mailing(tenant_a, [server], 20)
     now = timezone.now()
-    got = [len(dispatch.claim(mailing, server, 50, now=now)) for _ in claimed]
+    got = [len(dispatch.claim(mailing, server, share(mailing, server, 50, now=now), now=now)) for _ in claimed]
     assert got == claimed
