@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
@@ -141,6 +142,21 @@ class UserAdmin(BaseUserAdmin):
     inlines = [UserMembershipInline]
     form = UserChangeForm
     add_form = UserCreationForm
+    actions = ["resend_verification", "reset_two_factor"]
+
+    @admin.action(description=_("Send the verification email again (unverified users)"))
+    def resend_verification(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        users = list(queryset.filter(email_verified_at=None, is_active=True))
+        for user in users:
+            services.email_verification_send(user=user, base_url=settings.SITE_URL)
+        self.message_user(request, _("Verification emails queued: %d.") % len(users), messages.SUCCESS)
+
+    @admin.action(description=_("Reset two-factor login (the user enrols again; all their sessions end)"))
+    def reset_two_factor(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        users = list(queryset)
+        for user in users:
+            services.two_factor_reset_by_staff(user=user)
+        self.message_user(request, _("Two-factor login reset for %d users.") % len(users), messages.SUCCESS)
 
 
 @admin.register(Invitation)

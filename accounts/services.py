@@ -17,6 +17,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
 from . import mail_limits, selectors, tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
+from .sessions import end_sessions
 from .timezones import DEFAULT_ZONE
 
 
@@ -283,3 +284,13 @@ def user_signup_invited(*, invitation: Invitation, password: str, full_name: str
     user.full_clean()
     user.save()
     return user, invitation_accept(invitation=invitation, user=user)
+
+
+@transaction.atomic
+def two_factor_reset_by_staff(*, user: User) -> None:
+    """A user who lost both the app and the recovery codes: staff remove
+    their devices and end their sessions; the next login asks them to enrol
+    a new app."""
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    end_sessions(user=user)

@@ -11,6 +11,28 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 timeout = 30
 
+if os.environ.get("LOG_FORMAT") == "json":
+    # gunicorn's own lines (start, workers, the access log) as JSON objects
+    # too, like the product's (config/logs.py); the access line names the
+    # request's id as the response carries it.
+    access_log_format = "%(m)s %(U)s %(s)s %(B)s bytes %(M)sms request_id=%({x-request-id}o)s"
+    _handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+    logconfig_dict = {
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+        "handlers": {"console": _handler, "error_console": _handler},
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+        "root": {"handlers": ["console"], "level": "INFO"},
+    }
+
 
 def _hide_server_header() -> None:
     """gunicorn names itself in a `Server` header of every response and has

@@ -8,6 +8,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config import logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -134,6 +136,29 @@ BOUNCE_SOFT_WINDOW_DAYS = env.int("BOUNCE_SOFT_WINDOW_DAYS", default=30)
 # and logging in, the folder, the search or listing, each message).
 BOUNCE_READER_TIMEOUT = env.float("BOUNCE_READER_TIMEOUT", default=60.0)
 
+# Retention (config/retention.py), in days; 0 keeps for ever. The letters'
+# copies of contact data (their `context`) are cleared that long after the
+# mailing finished; the letters themselves, with address and result, stay.
+RETENTION_DAYS = {
+    "letter_contact_data": env.int("RETENTION_LETTER_CONTACT_DATA_DAYS", default=90),
+    "connection_tests": env.int("RETENTION_CONNECTION_TESTS_DAYS", default=30),
+    "throttles": env.int("RETENTION_THROTTLES_DAYS", default=7),
+    "import_rejections": env.int("RETENTION_IMPORT_REJECTIONS_DAYS", default=30),
+    "bounce_reports": env.int("RETENTION_BOUNCE_REPORTS_DAYS", default=180),
+}
+RETENTION_BATCH = env.int("RETENTION_BATCH", default=1000)
+RETENTION_RUN_SECONDS = env.int("RETENTION_RUN_SECONDS", default=480)
+
+# Operations: /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`
+# (empty: nobody); /readyz wants beat and a worker on every queue seen
+# within READY_HEARTBEAT_MAX_AGE seconds.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+READY_HEARTBEAT_MAX_AGE = env.int("READY_HEARTBEAT_MAX_AGE", default=90)
+# Errors go to Sentry when SENTRY_DSN is set (config/sentry.py).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="production")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+
 # The admin lives at an unguessable-ish path of the operator's choice.
 ADMIN_URL = env.str("ADMIN_URL", default="staff/").strip("/") + "/"
 if ADMIN_URL == "admin/":
@@ -154,9 +179,13 @@ INSTALLED_APPS = [
     "accounts",
     "servers",
     "mailing",
+    "config.apps.OpsConfig",
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics: any Host, plain HTTP (config/health.py).
+    "config.health.OpsEndpointsMiddleware",
+    "config.requestids.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads a request body: files only where they are taken.
@@ -308,6 +337,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+else:
+    # Redis gives a task nobody acknowledged to another worker after this
+    # many seconds: above the longest hard time limit (an import, 58 min),
+    # or a running task would run twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -325,6 +359,7 @@ CELERY_TASK_ROUTES = {
     "mailing.tasks.run_contact_import": {"queue": "imports"},
     "mailing.tasks.read_bounce_mailbox": {"queue": "bounces"},
     "accounts.tasks.purge_rate_counters": {"queue": "default"},
+    "config.tasks.*": {"queue": "default"},
     "accounts.tasks.*": {"queue": "mail"},
 }
 # Every task has its own time limits, sized for its work (see each tasks.py);
@@ -334,14 +369,27 @@ CELERY_TASK_ROUTES = {
 # the broker would give a running task to a second worker.
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
+
+
+def _every(task: str, seconds: float) -> dict:
+    """A periodic task that expires when its next one is due: ticks that
+    wait in a queue no worker serves never pile up into a burst."""
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "dispatch": {"task": "mailing.tasks.dispatch_tick", "schedule": DISPATCH_TICK},
-    "discard-stale-imports": {"task": "mailing.tasks.discard_stale_imports", "schedule": 600.0},
-    "purge-usage-buckets": {"task": "mailing.tasks.purge_usage_buckets", "schedule": 3600.0},
-    "purge-rate-counters": {"task": "accounts.tasks.purge_rate_counters", "schedule": 3600.0},
-    "read-bounce-mailboxes": {"task": "mailing.tasks.read_bounce_mailboxes", "schedule": float(BOUNCE_CHECK_INTERVAL)},
-    "fail-stale-connection-tests": {"task": "servers.tasks.fail_stale_connection_tests", "schedule": 60.0},
+    "dispatch": _every("mailing.tasks.dispatch_tick", DISPATCH_TICK),
+    "discard-stale-imports": _every("mailing.tasks.discard_stale_imports", 600.0),
+    "purge-usage-buckets": _every("mailing.tasks.purge_usage_buckets", 3600.0),
+    "purge-rate-counters": _every("accounts.tasks.purge_rate_counters", 3600.0),
+    "read-bounce-mailboxes": _every("mailing.tasks.read_bounce_mailboxes", float(BOUNCE_CHECK_INTERVAL)),
+    "fail-stale-connection-tests": _every("servers.tasks.fail_stale_connection_tests", 60.0),
+    "retention": _every("config.tasks.apply_retention", 3600.0),
 }
+# Beat sends only while it holds a lock in Redis, so a second beat on another
+# host is a standby (config/heartbeats.py); it also marks its ticks for /readyz.
+CELERY_BEAT_SCHEDULER = "config.heartbeats.LockingScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 15
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -376,11 +424,15 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"mail.log": {"level": "WARNING"}},  # aiosmtpd's per-command chatter
-}
+# Logs: LOG_FORMAT=json writes one JSON object a line (config/logs.py);
+# Celery's workers and beat use the same configuration (config/celery.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING = logs.config(json=LOG_FORMAT == "json", level=env.str("LOG_LEVEL", default="INFO"))
+# The header a proxy puts its request id in (nginx: $request_id); without
+# it each request gets a new id. The response carries it back.
+REQUEST_ID_HEADER = env.str("REQUEST_ID_HEADER", default="X-Request-ID")
+
+if SENTRY_DSN:
+    from config import sentry
+
+    sentry.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)

@@ -1,7 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.i18n import JavaScriptCatalog
@@ -17,11 +16,6 @@ admin.site.site_header = _("Postroute staff")
 admin.site.site_title = _("Postroute staff")
 
 
-@login_not_required
-def healthz(request: HttpRequest) -> HttpResponse:
-    return HttpResponse("ok", content_type="text/plain")
-
-
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
@@ -32,7 +26,6 @@ urlpatterns = [
     path("bounces/", include("mailing.urls_bounces")),
     path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
-    path("healthz", healthz, name="healthz"),
     # The strings of static/js in the page's language (djangojs catalogue).
     path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript_catalog"),
     path(settings.ADMIN_URL, admin.site.urls),

@@ -7,15 +7,18 @@ import csv
 import io
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from servers.validators import no_control_chars
 
@@ -73,7 +76,59 @@ class Counts:
     rejected: int = 0
 
 
+# An import whose worker died (killed, out of memory, the host gone) would
+# stay "running" for ever: its runner holds a PostgreSQL advisory lock (two
+# int keys: this namespace and the import's id) for as long as it lives, and
+# the lock goes with its connection. Beat's sweep takes the lock of each
+# running import it can: one it gets has no runner any more.
+LOCK_NAMESPACE = 0x1D0
+DEAD_RUNNER = gettext_lazy(
+    "The worker running this import stopped (a restart or a crash). The rows counted above were imported; "
+    "upload the file again to import the rest (contacts already in are updated, not duplicated)."
+)
+# Without PostgreSQL (development): an import running this long is dead.
+SQLITE_DEAD_AFTER = timedelta(hours=2)
+
+
+@contextmanager
+def _runner_lock(import_id: int, *, cursor) -> Iterator[bool]:
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = [LOCK_NAMESPACE, import_id % 2**31]
+    cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+    held = cursor.fetchone()[0]
+    try:
+        yield held
+    finally:
+        if held:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
+
+
 def import_run(*, import_id: int) -> None:
+    with connection.cursor() as cursor, _runner_lock(import_id, cursor=cursor) as held:
+        if held:
+            _claim_and_run(import_id)
+
+
+def imports_fail_dead(*, now: datetime | None = None) -> int:
+    """Beat: running imports nobody runs any more end failed (and their
+    file is removed)."""
+    running = ContactImport.objects.filter(status=Status.RUNNING)
+    if connection.vendor != "postgresql":
+        running = running.filter(created_at__lt=(now or timezone.now()) - SQLITE_DEAD_AFTER)
+    failed = 0
+    for imp in running.only("pk", "file_path"):
+        with connection.cursor() as cursor, _runner_lock(imp.pk, cursor=cursor) as free:
+            if free and ContactImport.objects.filter(pk=imp.pk, status=Status.RUNNING).update(
+                status=Status.FAILED, error=DEAD_RUNNER, finished_at=timezone.now()
+            ):
+                _remove_file(imp)
+                failed += 1
+    return failed
+
+
+def _claim_and_run(import_id: int) -> None:
     claimed = ContactImport.objects.filter(pk=import_id, status=Status.QUEUED).update(status=Status.RUNNING)
     if not claimed:
         return  # another worker has it, or it already ran

@@ -10,6 +10,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from config import metrics
+
 from . import dispatch, import_runner, imports, limits, mailings
 
 HOUSEKEEPING = {"soft_time_limit": 240, "time_limit": 300}
@@ -17,12 +19,15 @@ HOUSEKEEPING = {"soft_time_limit": 240, "time_limit": 300}
 
 @shared_task(soft_time_limit=3300, time_limit=3480)  # an import may take up to an hour
 def run_contact_import(import_id: int) -> None:
-    import_runner.import_run(import_id=import_id)
+    with metrics.Timer() as timer:
+        import_runner.import_run(import_id=import_id)
+    metrics.observe_import(timer.seconds)
 
 
 @shared_task(**HOUSEKEEPING)
 def discard_stale_imports() -> None:
     imports.imports_discard_stale()
+    import_runner.imports_fail_dead()
 
 
 @shared_task(soft_time_limit=120, time_limit=150)

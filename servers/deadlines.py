@@ -22,6 +22,8 @@ at most the per-read timeout.
 
 from __future__ import annotations
 
+import math
+import select
 import socket
 import ssl
 import time
@@ -85,6 +87,7 @@ class Deadline:
     _heard = 0  # bytes received since we last sent something
     _reader: LineReader | None = None
     _read_timeout: float | None = None
+    _nonblocking_sock: socket.socket | None = None
 
     def deadline_in(self, seconds: float | None) -> None:
         """Everything from now on (connect, TLS, every command and reply,
@@ -134,33 +137,59 @@ class Deadline:
             self._reader = LineReader(sock, self)
         return self._reader
 
+    # The socket is kept non-blocking and waited for with poll() only when
+    # it is not ready: a timeout set before every recv and send would cost
+    # a system call each (and CPython polls before each call with a
+    # timeout), twice the calls a letter needs.
+
     def _recv_from(self, sock: socket.socket, size: int) -> bytes:
-        timeout, by_deadline = self._timeout_for("reply")
-        sock.settimeout(timeout)
-        try:
-            chunk = sock.recv(size)
-        except TimeoutError as exc:
-            if by_deadline:
-                raise self._exceeded("reply") from exc
-            raise
+        self._nonblocking(sock)
+        while True:
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                self._wait(sock, select.POLLIN, "reply")  # the reply is rarely there already
+            try:
+                chunk = sock.recv(size)
+                break
+            except (BlockingIOError, ssl.SSLWantReadError):
+                continue
+            except ssl.SSLWantWriteError:
+                self._wait(sock, select.POLLOUT, "reply")
         self._heard += len(chunk)
         return chunk
 
     def _send_to(self, sock: socket.socket, data: bytes) -> None:
-        """sendall, but each piece waits at most the time left: a server
-        that stops reading cannot hold us past the deadline."""
+        """sendall, but waiting at most the time left for the server to
+        take each piece: a server that stops reading cannot hold us past
+        the deadline."""
         self._heard = 0
+        self._nonblocking(sock)
         view = memoryview(data)
         while view:
-            timeout, by_deadline = self._timeout_for("send")
-            sock.settimeout(timeout)
             try:
                 sent = sock.send(view[:_CHUNK])
-            except TimeoutError as exc:
-                if by_deadline:
-                    raise self._exceeded("send") from exc
-                raise
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                self._wait(sock, select.POLLOUT, "send")
+                continue
+            except ssl.SSLWantReadError:
+                self._wait(sock, select.POLLIN, "send")
+                continue
             view = view[sent:]
+
+    def _nonblocking(self, sock: socket.socket) -> None:
+        if self._nonblocking_sock is not sock:  # once a socket (TLS makes a new one)
+            sock.settimeout(0.0)
+            self._nonblocking_sock = sock
+
+    def _wait(self, sock: socket.socket, event: int, doing: str) -> None:
+        """Until the socket is ready, at most the per-read timeout or the
+        time left (TimeoutError; DeadlineExceeded when it is the deadline)."""
+        timeout, by_deadline = self._timeout_for(doing)
+        poller = select.poll()
+        poller.register(sock.fileno(), event)
+        if not poller.poll(None if timeout is None else max(0, math.ceil(timeout * 1000))):
+            if by_deadline:
+                raise self._exceeded(doing)
+            raise TimeoutError("timed out")
 
     def _handshake(self, context: ssl.SSLContext, sock: socket.socket, server_hostname: str) -> ssl.SSLSocket:
         """TLS over `sock`; the whole handshake within the time left."""

@@ -10,11 +10,11 @@ import urllib.request
 import pytest
 from django.test import Client
 
-from tests.helpers import ROOT, free_port, manage, production_env
+from tests.helpers import ROOT, deploy_env, free_port, manage, production_env
 
 
 def test_check_deploy_is_clean_with_production_settings():
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env())
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=deploy_env())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
 

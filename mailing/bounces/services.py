@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from config import metrics
 from servers.models import BounceMailbox
 
 from ..contacts import suppression_add
@@ -122,6 +123,7 @@ def _bounced(letter: Letter, reply: str) -> None:
     letter.status = Letter.Status.BOUNCED
     letter.last_reply = reply
     letter.save(update_fields=["status", "last_reply"])
+    metrics.letter_result("bounced", server_id=letter.server_id)
 
 
 def _soft(report: BounceReport, letter: Letter) -> None:

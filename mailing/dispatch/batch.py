@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from accounts.models import Tenant
+from config import metrics, requestids
 from servers import rules
 from servers.connections import PinnedSMTPClient, open_smtp
 from servers.models import SmtpServer
@@ -91,6 +92,7 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=wanted, now=now)
         if not reservation.granted:
             outcome.paced = only_paced(server, mailing, now)
+            _count_limit_reached(server, mailing, now)
             return outcome
         unused = reservation.granted
         try:
@@ -100,11 +102,28 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             limits.release(reservation=reservation, unused=reservation.granted - len(letters))
             unused = len(letters)
             if letters:
-                Batch(mailing, server, letters, outcome, now).run()
+                with metrics.Timer() as timer, requestids.bound(mailing_id=mailing.pk, server_id=server.pk):
+                    Batch(mailing, server, letters, outcome, now).run()
+                metrics.observe_batch(timer.seconds, len(letters))
         finally:
             # Counted in a finally, from what reached DATA, whatever raised.
             limits.release(reservation=reservation, unused=unused - outcome.handed)
     return outcome
+
+
+def _count_limit_reached(server: SmtpServer, mailing: Mailing, now: datetime) -> None:
+    """For the metrics: which window a batch found spent."""
+    usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
+    for kind, left in (
+        ("minute", usage.minute_left),
+        ("hour", usage.hour_left),
+        ("day", usage.day_left),
+        ("platform_quota", usage.tenant_day_left),
+        ("platform_quota", usage.group_day_left),
+    ):
+        if left == 0:
+            metrics.limit_reached(kind)
+            return
 
 
 # A waiting chain asks again every second (mailing.tasks); one that has not
@@ -310,6 +329,7 @@ class Batch:
         release_session()
         # The whole exchange, however the server dribbles its replies.
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
+        started = time.monotonic()
         try:
             reply = exchange(client, commands, data, self.recorder, progress)
         except Refusal as exc:
@@ -328,6 +348,7 @@ class Batch:
             log.exception("letter %s: unexpected error while sending", letter.pk)
             self._record(letter, partial(defer, letter, f"Unexpected error while sending: {exc!r}", now=self.now))
             return False  # the connection's state is unknown
+        metrics.observe_letter(time.monotonic() - started)
         self._record(letter, Sent(letter, at=self.clock(), reply=reply))
         self._accepted()
         return True

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
+from config import metrics
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
@@ -69,6 +70,7 @@ def disable_server(server: SmtpServer, message: str, hint: str = "", *, now: dat
         health=Health.FAILING, health_error=message, health_hint=hint, health_checked_at=now
     )
     log.warning("server %s is failing: %s", server.pk, message)
+    metrics.server_failed()
 
 
 def rest_server(
@@ -87,6 +89,7 @@ def rest_server(
     )
     server.connection_failures, server.backoff_until = failures, until
     log.warning("server %s rests until %s (%s): %s", server.pk, until, reason, reply)
+    metrics.server_rested(reason)
     return until
 
 

@@ -13,6 +13,8 @@ from django.db.models import Case, F, Min, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from config import metrics
+
 from ..contacts import suppression_add
 from ..models import Letter, Suppression
 
@@ -50,10 +52,13 @@ def record_sent(rows: list[Sent]) -> None:
             cursor.execute(RECORD_SENT, rows[0].params())
         else:
             cursor.executemany(RECORD_SENT, [row.params() for row in rows])
+    for row in rows:
+        metrics.letter_result("sent", server_id=row.letter.server_id, reply=row.reply)
 
 
 def fail(letter: Letter, reply: str, *, attempt: bool = True) -> None:
     _finish(letter, status=L.FAILED, attempts=letter.attempts + attempt, last_reply=reply[:1000])
+    metrics.letter_result("failed", server_id=letter.server_id, reply=reply)
 
 
 def fail_and_suppress(letter: Letter, reply: str) -> None:
@@ -86,6 +91,7 @@ def defer(letter: Letter, reply: str, *, now: datetime) -> None:
     """A temporary failure of this letter: retry with exponential backoff;
     after the last attempt the letter fails with the last reply."""
     attempts = letter.attempts + 1
+    metrics.letter_result("failed" if gives_up(attempts) else "deferred", server_id=letter.server_id, reply=reply)
     if gives_up(attempts):
         _finish(letter, status=L.FAILED, attempts=attempts, last_reply=reply[:1000])
         return
@@ -102,6 +108,7 @@ def requeue(letters: list[Letter], *, reply: str = "") -> None:
     """Give letters that were not refused for their own sake back to the
     queue, uncounted: they go at once, to this server or the next."""
     for letter in letters:
+        metrics.letter_result("requeued", server_id=letter.server_id)
         fields = {"status": pending_status(letter), "server": None}
         if reply:
             fields["last_reply"] = reply[:1000]

@@ -46,6 +46,9 @@ NOT_FOR_USERS_FILES = (
     "mailing/dispatch/results.py",  # SQL
     "mailing/bounces/parser.py",  # words of other servers' reports it matches
     "mailing/limits.py",  # SQL and developers' errors
+    "config/metrics.py",  # Prometheus help texts, read by the operator's monitoring
+    "config/checks.py",  # system checks speak to the operator
+    "config/gunicorn.conf.py",  # the access log's format
 )  # fmt: skip
 # Single strings, each with its reason.
 NOT_FOR_USERS = {
@@ -66,7 +69,9 @@ NOT_FOR_USERS = {
     "|could not be built|Unexpected error while sending",
 }  # fmt: skip
 # Strings for machines whatever the file: SQL and HTTP header values.
-MACHINE_TEXT = re.compile(r"^\s*(INSERT|SELECT|UPDATE|DELETE|WITH)\b|charset=|^attachment;")
+MACHINE_TEXT = re.compile(
+    r"^\s*(INSERT|SELECT|UPDATE|DELETE|WITH)\b|charset=|^attachment;|^(GET|HEAD|POST)(, [A-Z]+)+$"
+)
 
 
 def _name(call: ast.Call) -> str:

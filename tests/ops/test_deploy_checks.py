@@ -1,0 +1,40 @@
+"""`manage.py check --deploy` fails on each setting that is right on a
+developer's machine and wrong on the platform (config/checks.py)."""
+
+import pytest
+
+from tests.helpers import deploy_env, manage
+
+# One process checks all the bad values at once: each must be named.
+BAD = {
+    "SITE_URL": ("http://localhost:8000", "ops.E001"),
+    "CELERY_BROKER_URL": ("filesystem://", "ops.E002"),
+    "DATABASE_URL": ("sqlite:////tmp/postroute-check.sqlite3", "ops.E003"),
+    "SECRETS_ENCRYPTION_KEYS": ("", "ops.E004"),
+    "DEFAULT_FROM_EMAIL": ("Postroute <no-reply@localhost>", "ops.E005"),
+}
+
+
+def test_each_development_value_fails_the_deploy_check():
+    env = deploy_env(**{name: value for name, (value, _) in BAD.items()})
+    result = manage("check", "--deploy", env=env)
+    assert result.returncode != 0
+    for name, (_, check_id) in BAD.items():
+        assert check_id in result.stderr, name
+
+
+@pytest.mark.parametrize(("name", "value", "check_id"), [("SITE_URL", "https://127.0.0.1", "ops.E001")])
+def test_one_bad_value_alone_fails(name, value, check_id):
+    result = manage("check", "--deploy", env=deploy_env(**{name: value}))
+    assert result.returncode != 0 and check_id in result.stderr
+    assert result.stderr.count("ops.E") == 1
+
+
+def test_private_hosts_in_saas_fail_the_deploy_check():
+    # Production refuses it at start-up already; with DEBUG on it starts, and
+    # the deploy check still says no.
+    env = deploy_env(DEBUG="1", SERVERS_ALLOW_PRIVATE_HOSTS="1")
+    result = manage("check", "--deploy", env=env)
+    assert result.returncode != 0 and "ops.E006" in result.stderr
+    without = deploy_env(DEBUG="1", SERVERS_ALLOW_PRIVATE_HOSTS="0")
+    assert "ops.E006" not in manage("check", "--deploy", env=without).stderr
