@@ -89,7 +89,11 @@ class TenantAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .select_related("created_by")
             .prefetch_related(Prefetch("memberships", queryset=owner_memberships, to_attr="owner_memberships"))
-            .annotate(member_total=Count("memberships"), group_size=Coalesce(Subquery(created_together), 1))
+            # distinct: a search by member email joins the memberships again.
+            .annotate(
+                member_total=Count("memberships", distinct=True),
+                group_size=Coalesce(Subquery(created_together), 1),
+            )
         )
 
     @admin.display(description=_("Members"), ordering="member_total")

@@ -4,6 +4,7 @@ function is keyword-only and runs in one transaction."""
 import secrets
 import time
 
+from anyascii import anyascii
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -22,7 +23,8 @@ from .timezones import DEFAULT_ZONE
 
 
 def _unique_slug(name: str) -> str:
-    base = slugify(name)[:50] or "team"
+    # Transliterated first: "Ромашка" is romashka, not a random team-xxxxxx.
+    base = slugify(anyascii(name))[:50] or "team"
     slug = base
     while Tenant.objects.filter(slug=slug).exists():
         slug = f"{base}-{secrets.token_hex(3)}"

@@ -28,6 +28,7 @@ urlpatterns = [
     path("two-factor/setup/", two_factor.two_factor_setup, name="2fa_setup"),
     path("two-factor/recovery-codes/", two_factor.recovery_codes, name="recovery_codes"),
     path("security/", two_factor.security, name="security"),
+    path("security/password/", two_factor.password_change, name="password_change"),
     path("security/recovery-codes/", two_factor.recovery_codes_new, name="recovery_codes_new"),
     path("security/reset-two-factor/", two_factor.two_factor_reset, name="2fa_reset"),
     path(

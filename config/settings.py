@@ -436,3 +436,6 @@ if SENTRY_DSN:
     from config import sentry
 
     sentry.init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)
+# A refused write (403) logs one line, not a traceback (config/logfilters.py).
+LOGGING["filters"]["forbidden_one_line"] = {"()": "config.logfilters.ForbiddenOneLine"}
+LOGGING["loggers"]["django.request"] = {"filters": ["forbidden_one_line"]}

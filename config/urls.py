@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.i18n import JavaScriptCatalog
@@ -16,6 +18,13 @@ admin.site.site_header = _("Postroute staff")
 admin.site.site_title = _("Postroute staff")
 
 
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for it on pages that name no icon (the admin, plain
+    errors). Looked up per request: the manifest exists only after collectstatic."""
+    return HttpResponseRedirect(static("img/favicon.svg"))
+
+
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),
@@ -28,5 +37,6 @@ urlpatterns = [
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
     # The strings of static/js in the page's language (djangojs catalogue).
     path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript_catalog"),
+    path("favicon.ico", favicon),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

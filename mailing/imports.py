@@ -188,6 +188,41 @@ def inspect_file(path: Path) -> FileFacts:
     return FileFacts(encoding=encoding, delimiter=delimiter, header=header)
 
 
+PREVIEW_ROWS = 5
+PREVIEW_CELL = 60
+
+
+def preview_rows(imp: ContactImport, count: int = PREVIEW_ROWS) -> list[list[str]]:
+    """The first rows under the header as they will be read (encoding and
+    delimiter included), one cell per column, for the mapping step: wrong
+    letters show a wrong encoding before anything is imported."""
+    try:
+        with Path(imp.file_path).open("rb") as f:
+            sample = f.read(SAMPLE_BYTES)
+            whole = not f.read(1)
+    except OSError:
+        return []
+    text = _decode_sample(sample, imp.encoding, whole=whole)
+    reader = csv.reader(io.StringIO(text), delimiter=imp.delimiter)
+    width = len(imp.header)
+    rows: list[list[str]] = []
+    try:
+        next(reader, None)
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                cells = [_shorten(" ".join(cell.split())) for cell in row[:width]]
+                rows.append(cells + [""] * (width - len(cells)))
+            if len(rows) == count:
+                break
+    except csv.Error:
+        pass  # what was read before the bad line is shown
+    return rows
+
+
+def _shorten(cell: str) -> str:
+    return cell if len(cell) <= PREVIEW_CELL else cell[: PREVIEW_CELL - 1] + "…"
+
+
 def _detect_encoding(f: BinaryIO) -> str:
     """UTF-8 (with or without a BOM) when the file's first non-ASCII bytes
     are valid UTF-8, else Windows-1251. A UTF-8 file with a stray bad byte

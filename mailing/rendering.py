@@ -15,6 +15,7 @@ from itertools import islice
 
 from django.utils.html import escape
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant
 from servers.validators import header_text
@@ -41,6 +42,23 @@ TOKEN = re.compile(
     rf"\{{(?:(?P<placeholder>\{{(?:[^{{}}{BREAKS}]++|\{{(?![{{%#])|\}}(?!\}}))*+\}}\}})"
     r"|(?P<unclosed>\{)|(?P<comment>#)|(?P<tag>%))"
 )
+
+
+# A script element with its content, or an unclosed one to the end: mail
+# clients strip scripts, so a letter never carries one.
+SCRIPT = re.compile(r"<script\b[^>]*+>.*?(?:</script\s*>|\Z)", re.IGNORECASE | re.DOTALL)
+SCRIPT_WARNING = gettext_lazy(
+    "The HTML body has a <script>: mail clients remove scripts, so it does nothing in a letter. "
+    "Postroute leaves it out of the letters it sends."
+)
+
+
+def has_script(html: str) -> bool:
+    return SCRIPT.search(html) is not None
+
+
+def strip_scripts(html: str) -> str:
+    return SCRIPT.sub("", html)
 
 
 class RenderError(ValueError):

@@ -40,20 +40,6 @@ class Progress:
     def done(self) -> int:
         return self.count(L.SENT) + self.count(L.FAILED) + self.count(L.BOUNCED)
 
-    def percent(self, status: str) -> float:
-        return round(100 * self.count(status) / self.total, 1) if self.total else 0.0
-
-    @property
-    def bars(self) -> list[tuple[str, str, int, float, float]]:
-        """(status, label, count, x, width) in percent, for the stacked bar."""
-        shown = [L.SENT, L.BOUNCED, L.FAILED, L.SENDING, L.DEFERRED, L.QUEUED]
-        bars, x = [], 0.0
-        for status in shown:
-            width = 100 * self.count(status) / self.total if self.total else 0.0
-            bars.append((status, L(status).label, self.count(status), round(x, 3), round(width, 3)))
-            x += width
-        return bars
-
 
 def progress_for(mailings: list[Mailing]) -> dict[int, Progress]:
     """Letter counts by status for several mailings in one query."""

@@ -64,11 +64,7 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     if isinstance(exc, HostRefused):
         return Diagnosis("host_refused", str(exc), _("Use your provider's public SMTP server name."))
     if isinstance(exc, HostUnresolved | socket.gaierror):
-        return Diagnosis(
-            "dns",
-            _("The name %(host)s could not be found.") % {"host": host},
-            _("Check the spelling of the server name."),
-        )
+        return _unresolved(exc, host)
     if isinstance(exc, smtplib.SMTPAuthenticationError) and exc.smtp_code < 500:
         return Diagnosis(
             "temporary",
@@ -164,6 +160,33 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
             "network", _("Could not reach %(where)s: %(value)s.") % {"where": where, "value": exc.strerror or exc}
         )
     return Diagnosis("error", _("Unexpected error: %(exc)s") % {"exc": exc})
+
+
+# getaddrinfo's answers that say the lookup itself failed, not that the name does not exist.
+DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM") if hasattr(socket, name)}
+
+
+def _unresolved(exc: BaseException, host: str) -> Diagnosis:
+    """A misspelt name, or a name that exists while this machine cannot
+    look names up: a provider's own server name, or a lookup that failed
+    rather than answered "no such name"."""
+    message = _("The name %(host)s could not be found.") % {"host": host}
+    cause = exc if isinstance(exc, socket.gaierror) else exc.__cause__
+    if presets.is_provider_host(host):
+        hint = _(
+            "The name is right (it is the provider's own server): the network or the DNS of the server "
+            "Postroute runs on may be down. Try again in a few minutes; if it goes on, tell the administrator "
+            "of this installation."
+        )
+        return Diagnosis("dns", message, hint)
+    if isinstance(cause, socket.gaierror) and cause.errno in DNS_DOWN:
+        hint = _(
+            "The name may well be right (the lookup failed, it did not say the name does not exist): "
+            "the network or the DNS of the server Postroute runs on may be down. Try again in a few minutes; "
+            "if it goes on, tell the administrator of this installation."
+        )
+        return Diagnosis("dns", _("The name %(host)s could not be looked up.") % {"host": host}, hint)
+    return Diagnosis("dns", message, _("Check the spelling of the server name."))
 
 
 def _deadline_hint(exc: DeadlineExceeded) -> str:

@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -14,6 +16,21 @@ PASSWORD_MAX_LENGTH = 1024
 HOST_CHANGED = gettext_lazy(
     "The server name changed: type the password again. A stored password never goes to a new host."
 )
+
+# The security choices of a mailbox, worded for its protocol (the model's
+# labels name the SMTP ports). The script swaps them when the protocol changes.
+MAILBOX_SECURITY_LABELS = {
+    "imap": {
+        Security.NONE: gettext_lazy("None (plain text, usually port 143)"),
+        Security.SSL: gettext_lazy("SSL/TLS (implicit, usually port 993)"),
+        Security.STARTTLS: gettext_lazy("STARTTLS (usually port 143)"),
+    },
+    "pop3": {
+        Security.NONE: gettext_lazy("None (plain text, usually port 110)"),
+        Security.SSL: gettext_lazy("SSL/TLS (implicit, usually port 995)"),
+        Security.STARTTLS: gettext_lazy("STARTTLS (STLS, usually port 110)"),
+    },
+}
 
 
 def _refuse_controls(form: forms.ModelForm, names: tuple[str, ...]) -> None:
@@ -54,6 +71,10 @@ class _PasswordFormMixin:
             self.add_error("password", HOST_CHANGED)
 
 
+# Renders the password typed in this very POST when the form comes back
+# with an error, so it need not be typed again; never a stored one (no
+# field holds it: the model keeps only password_encrypted).
+TYPED_PASSWORD = forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"})
 NO_IMAP_PASSWORD = gettext_lazy("Type the password for the incoming server, or log in with the SMTP password.")
 
 
@@ -63,7 +84,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(
         label=gettext_lazy("I know; save these port and security settings anyway"), required=False
@@ -83,14 +104,16 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         label=gettext_lazy("Incoming (IMAP) server"), required=False, max_length=253, validators=[no_control_chars]
     )
     imap_port = forms.IntegerField(label=gettext_lazy("IMAP port"), required=False, min_value=1, max_value=65535)
-    imap_security = forms.ChoiceField(label=gettext_lazy("IMAP security"), choices=Security.choices, required=False)
+    imap_security = forms.ChoiceField(
+        label=gettext_lazy("IMAP security"), choices=list(MAILBOX_SECURITY_LABELS["imap"].items()), required=False
+    )
     imap_same_password = forms.BooleanField(label=gettext_lazy("Log in with the SMTP password"), required=False)
     imap_password = forms.CharField(
         label=gettext_lazy("IMAP password"),
         required=False,
         strip=False,
         help_text=gettext_lazy("Only if the mailbox wants another password (an app password) for IMAP."),
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=TYPED_PASSWORD,
     )
 
     class Meta:
@@ -212,7 +235,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
-        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(
         label=gettext_lazy("I know; save these port and security settings anyway"), required=False
@@ -241,6 +264,16 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         self.warning: str | None = None
         # Older clients (and the API-like posts in tests) send no protocol: IMAP.
         self.fields["protocol"].required = False
+        protocol = self["protocol"].value() or BounceMailbox.Protocol.IMAP
+        labels = MAILBOX_SECURITY_LABELS.get(protocol, MAILBOX_SECURITY_LABELS["imap"])
+        security = self.fields["security"]
+        security.choices = [(value, labels.get(value, label)) for value, label in security.choices]
+        security.widget.attrs["data-labels"] = json.dumps(
+            {
+                protocol: {value: str(label) for value, label in labels.items()}
+                for protocol, labels in MAILBOX_SECURITY_LABELS.items()
+            }
+        )
         if settings.DEPLOYMENT_MODE == "saas":
             del self.fields["verify_tls"]
 

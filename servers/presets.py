@@ -149,6 +149,11 @@ def for_host(host: str) -> Provider | None:
     return next((p for p in PROVIDERS if any(host.endswith("." + d) for d in p.domains)), None)
 
 
+def is_provider_host(host: str) -> bool:
+    """One of the well-known providers' own server names (a preset's)."""
+    return host.strip().lower().rstrip(".") in _BY_HOST
+
+
 def imap_for(host: str, address: str) -> Endpoint:
     """The incoming server of a sending server's mailbox: its provider's,
     else the usual imap.<domain>."""
@@ -178,6 +183,7 @@ def as_json() -> list[dict]:
             "domains": list(p.domains),
             "smtp": asdict(p.smtp) if p.smtp else None,
             "imap": asdict(p.imap) if p.imap else None,
+            "pop3": asdict(p.pop3) if p.pop3 else None,
             "allows_substitution": p.allows_substitution,
             "plus_addressing": p.plus_addressing,
             "substitution_note": "" if p.allows_substitution else NO_SUBSTITUTION.format(name=p.name),

@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     from .models import BounceMailbox, SmtpServer
 
 PORT_25_REFUSED = gettext_lazy(
-    "SaaS accounts cannot add their own port-25 server. Use the platform's server, "
-    "or your provider's port 465 (SSL) or 587 (STARTTLS)."
+    "SaaS accounts cannot add their own port-25 server. Use your provider's port 465 (SSL) or 587 (STARTTLS)."
+)
+# Said only where the installation has a platform server to send through.
+PORT_25_REFUSED_PLATFORM = gettext_lazy(
+    "SaaS accounts cannot add their own port-25 server. Send through the platform's server «{name}» "
+    "(already in your list), or use your provider's port 465 (SSL) or 587 (STARTTLS)."
 )
 INTERNAL_REFUSED = gettext_lazy(
     "Internal SMTP means a mail server on the same host as Postroute, which only a self-hosted "
@@ -51,6 +55,12 @@ def smtp_server_errors(server: "SmtpServer") -> dict[str, list[str]]:
     return errors
 
 
+def _port_25_refusal(server: "SmtpServer") -> str:
+    """Points to the platform's server only when there is one."""
+    platform = type(server).objects.filter(tenant=None, enabled=True).order_by("priority", "pk").first()
+    return PORT_25_REFUSED_PLATFORM.format(name=platform.name) if platform else PORT_25_REFUSED
+
+
 def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
     errors: dict[str, list[str]] = defaultdict(list)
     _header_safety(server, HEADER_FIELDS, errors)
@@ -65,7 +75,7 @@ def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
         errors["port"].append(_("Enter the SMTP port, e.g. 465."))
     if is_saas() and tenant_owned:
         if server.port == 25:
-            errors["port"].append(PORT_25_REFUSED)
+            errors["port"].append(_port_25_refusal(server))
         if not server.verify_tls:
             errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
         if server.host and (message := _host_error(server.host)):

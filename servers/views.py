@@ -59,8 +59,19 @@ def _preset_initial(key: str | None) -> dict:
     }
 
 
+def _read_only(request: HttpRequest, form: SmtpServerForm | BounceMailboxForm) -> bool:
+    """A member sees the settings but cannot change them: every field is
+    disabled and the page offers no Save (a POST is still a 403)."""
+    if request.membership.can_manage:
+        return False
+    for field in form.fields.values():
+        field.disabled = True
+    return True
+
+
 def _server_form_page(request: HttpRequest, form: SmtpServerForm, server: SmtpServer | None) -> HttpResponse:
     context = {
+        "read_only": _read_only(request, form),
         "form": form,
         "server": server,
         # As saved: a form being corrected holds values not yet in force.
@@ -191,7 +202,12 @@ def mailbox_edit(request: HttpRequest) -> HttpResponse:
     ):
         messages.success(request, _("The bounce mailbox was saved. Test its connection."))
         return redirect("servers:list")
-    context = {"form": form, "mailbox": mailbox if mailbox.pk else None, "presets_json": presets.as_json()}
+    context = {
+        "read_only": _read_only(request, form),
+        "form": form,
+        "mailbox": mailbox if mailbox.pk else None,
+        "presets_json": presets.as_json(),
+    }
     return render(request, "servers/mailbox_form.html", context, status=400 if form.errors else 200)
 
 

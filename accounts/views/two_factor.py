@@ -2,10 +2,13 @@
 password confirmation guards resetting the second factor."""
 
 import base64
+from urllib.parse import quote
 
 import segno
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -72,7 +75,14 @@ def _enrolled(request: HttpRequest, device: TOTPDevice) -> HttpResponse:
 
 def recovery_codes(request: HttpRequest) -> HttpResponse:
     codes = request.session.pop(CODES_KEY, None)
-    return render(request, "accounts/recovery_codes.html", {"codes": codes})
+    context = {"codes": codes}
+    if codes:
+        # Shown once: the download is the page's own text, not a second request.
+        heading = _("Postroute recovery codes for %(email)s") % {"email": request.user.email}
+        text = heading + "\n\n" + "\n".join(codes) + "\n"
+        context["codes_text"] = "\n".join(codes)
+        context["download_url"] = "data:text/plain;charset=utf-8," + quote(text)
+    return render(request, "accounts/recovery_codes.html", context)
 
 
 @sensitive_post_parameters("password")
@@ -80,14 +90,35 @@ def security(request: HttpRequest) -> HttpResponse:
     return _security_page(request, PasswordConfirmForm(user=request.user))
 
 
-def _security_page(request: HttpRequest, form: PasswordConfirmForm, status: int = 200) -> HttpResponse:
+def _security_page(
+    request: HttpRequest,
+    form: PasswordConfirmForm,
+    status: int = 200,
+    password_form: PasswordChangeForm | None = None,
+) -> HttpResponse:
     context = {
         "totp": TOTPDevice.objects.filter(user=request.user, confirmed=True).first(),
         "codes_left": StaticToken.objects.filter(device__user=request.user).count(),
         "form": form,
+        "password_form": password_form or PasswordChangeForm(request.user),
         "failed_action": request.resolver_match.url_name if status != 200 else None,
     }
     return render(request, "accounts/security.html", context, status=status)
+
+
+@require_POST
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+def password_change(request: HttpRequest) -> HttpResponse:
+    """A signed-in user changes the password by typing the current one; as a
+    reset does, it logs them out everywhere else."""
+    form = PasswordChangeForm(request.user, request.POST)
+    if not form.is_valid():
+        return _security_page(request, PasswordConfirmForm(user=request.user), 400, password_form=form)
+    user = form.save()
+    update_session_auth_hash(request, user)
+    sessions.end_other_sessions(request)
+    messages.success(request, _("Your password was changed. You were logged out everywhere else."))
+    return redirect("accounts:security")
 
 
 def _confirmed(request: HttpRequest) -> PasswordConfirmForm | None:

@@ -50,7 +50,7 @@ HARD, SOFT, REFUSED, AUTO_REPLY, UNKNOWN = "hard", "soft", "refused", "auto_repl
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Inline copies of the original are sometimes indented or quoted.
 LETTER_HEADER_RE = re.compile(rf"^[ \t>]*X-Postroute-Letter:\s*({UUID})", re.IGNORECASE | re.MULTILINE)
-# Our Message-IDs are <public_id@domain> (mailing.messages.build_message).
+# Our Message-IDs are <public_id@domain> (mailing.dispatch.messages.build_message).
 OUR_MESSAGE_ID_RE = re.compile(rf"<({UUID})@[^>\s]+>", re.IGNORECASE)
 MESSAGE_ID_LINE_RE = re.compile(rf"^[ \t>]*(?:Message-ID|In-Reply-To|References):.*?<({UUID})@", re.I | re.M)
 # Not inside an IP address or a version number such as 192.5.1.1.

@@ -26,11 +26,11 @@ from servers.models import SmtpServer
 
 from .. import limits
 from ..addresses import UnsendableAddress
-from ..messages import POLICY, build_message
 from ..models import Letter, Mailing, SlotWait
 from ..sender import default_reply_to, envelope_sender, report_route
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
+from .messages import POLICY, build_message
 from .recorder import Recorder, RecordingFailed
 from .replies import Kind, Stage, Verdict, judge
 from .results import Sent, defer, fail, fail_and_suppress, requeue

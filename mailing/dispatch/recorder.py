@@ -72,6 +72,13 @@ class Recorder:
                 if self._error is not None:
                     raise RecordingFailed("a letter's result could not be recorded") from self._error
 
+    def idle(self) -> bool:
+        """Every result recorded so far is committed, none failed."""
+        if not self.threaded:
+            return True
+        with self._done:
+            return self._pending == 0 and self._error is None
+
     def close(self) -> None:
         if self.threaded:
             with self._done:

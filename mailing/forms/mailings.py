@@ -1,4 +1,5 @@
 from django import forms
+from django.db.models import Case, Value, When
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
@@ -10,9 +11,14 @@ from ..models import ContactList, Mailing, MailTemplate
 
 
 class ServerChoiceField(forms.ModelMultipleChoiceField):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.positions: dict[int, int] = {}  # a server's place in the default order, set by the form
+
     def label_from_instance(self, obj) -> str:
-        owner = "platform" if obj.is_platform else obj.host or "internal"
-        return f"{obj.name} — {obj.sender_email} ({owner})"
+        owner = _("platform") if obj.is_platform else obj.host or _("internal")
+        place = f"{self.positions[obj.pk]}. " if obj.pk in self.positions else ""
+        return f"{place}{obj.name} — {obj.sender_email} ({owner})"
 
 
 class MailingForm(forms.ModelForm):
@@ -44,7 +50,9 @@ class MailingForm(forms.ModelForm):
 
     def __init__(self, *args: object, tenant: Tenant, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["template"].queryset = MailTemplate.objects.filter(tenant=tenant)
+        templates = MailTemplate.objects.filter(tenant=tenant)
+        self.fields["template"].queryset = templates
+        self.fields["template"].empty_label = _("Choose a template…")
         self.fields["lists"].queryset = ContactList.objects.filter(tenant=tenant)
         # The start time is typed and shown in the tenant's zone (a time the
         # clocks show twice is the first of the two: accounts.timezones).
@@ -54,10 +62,18 @@ class MailingForm(forms.ModelForm):
             "Optional: start later by itself, at this time in %(zone)s. Empty: you start it by hand."
         ) % {"zone": zone_label(tenant.time_zone)}
         servers = available_servers(tenant)
-        self.fields["servers"].queryset = SmtpServer.objects.filter(pk__in=[s.pk for s in servers])
         self.server_order = [s.pk for s in servers]
+        # Offered in the order they are tried, numbered.
+        place = Case(*[When(pk=pk, then=Value(i)) for i, pk in enumerate(self.server_order)], default=Value(0))
+        self.fields["servers"].queryset = SmtpServer.objects.filter(pk__in=self.server_order).order_by(place)
+        self.fields["servers"].positions = {pk: i + 1 for i, pk in enumerate(self.server_order)}
         if not self.instance.pk:
-            self.initial.setdefault("servers", self.server_order)
+            # A new mailing may use every enabled server of the tenant, then the
+            # platform's; the unsaved instance's empty m2m must not hide that.
+            self.initial["servers"] = self.server_order
+            only = list(templates[:2])
+            if len(only) == 1 and not self.initial.get("template"):
+                self.initial["template"] = only[0].pk
         else:
             self.initial["servers"] = list(self.instance.servers.values_list("pk", flat=True))
 

@@ -160,7 +160,7 @@ class Letter(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters")
     email = models.EmailField(max_length=254)
     # The contact's fields at start: with the mailing's template snapshot
-    # they make the exact message (mailing.messages.build_message).
+    # they make the exact message (mailing.dispatch.messages.build_message).
     context = models.JSONField(default=dict)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)

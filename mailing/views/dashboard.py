@@ -16,6 +16,7 @@ from django.views.decorators.http import etag
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
+from accounts.selectors import getting_started
 from accounts.timezones import day, when, zone_abbreviation
 from servers.models import SmtpServer
 
@@ -71,7 +72,7 @@ def page_context(tenant: Tenant) -> dict:
         server["bars"] = chart_bars(server["chart"], board["hours"])
     blank_server = _server(_blank_server_row(), now)
     blank_server["bars"] = chart_bars(blank_server["chart"], board["hours"])
-    return {"board": board, "blank_server": blank_server, "blank_mailing": _mailing(_blank_mailing_row(), now)}
+    return {"board": board, "blank_server": blank_server, "blank_mailing": mailing_fields(blank_mailing_row(), now)}
 
 
 def payload(tenant: Tenant, now: datetime | None = None) -> dict:
@@ -80,8 +81,21 @@ def payload(tenant: Tenant, now: datetime | None = None) -> dict:
         "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
         "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
         "servers": [_server(row, board.now) for row in board.servers],
-        "mailings": [_mailing(row, board.now) for row in board.mailings],
+        "mailings": [mailing_fields(row, board.now) for row in board.mailings],
         "more_mailings": board.more_mailings,
+        "checklist": _checklist(tenant),
+    }
+
+
+def _checklist(tenant: Tenant) -> dict:
+    """The getting-started steps above the dashboard on the home page, ticked as they are done."""
+    items = getting_started(tenant)
+    done = sum(item.done for item in items)
+    return {
+        "items": [{"key": item.key, "done": item.done} for item in items],
+        "all_done": done == len(items),
+        "label": _("%(done_count)s of %(checklist)s done") % {"done_count": done, "checklist": len(items)},
+        "done": done,
     }
 
 
@@ -242,7 +256,9 @@ def chart_bars(chart: dict, hours: list[str]) -> list[dict]:
 # Mailings
 
 
-def _mailing(row: MailingRow, now: datetime) -> dict:
+def mailing_fields(row: MailingRow, now: datetime) -> dict:
+    """A mailing as the live pages show it (the dashboard, the mailings list
+    and the mailing's own page)."""
     mailing, progress = row.mailing, row.progress
     counts = _counts(progress)
     return {
@@ -256,7 +272,7 @@ def _mailing(row: MailingRow, now: datetime) -> dict:
         "bars": _segments(counts, progress.total),
         "bar_label": _("%(done)s of %(total)s letters done")
         % {"done": localize(progress.done), "total": localize(progress.total)},
-        "rate_text": _rate_text(row.recent),
+        "rate_text": _rate_text(row, now),
         "waiting_text": _waiting_text(mailing, now),
         "finish_text": _finish_text(row, now),
         "finish_at": _iso(row.finish_at),
@@ -285,13 +301,26 @@ def _segments(counts: list[tuple[str, str, int]], total: int) -> list[dict]:
     return segments
 
 
-def _rate_text(recent: int) -> str:
-    if not recent:
+def _rate_text(row: MailingRow, now: datetime) -> str:
+    if not row.recent:
         return _("Nothing sent in the last 10 min")
+    pace = hourly_pace(row, now)
+    if not pace:
+        return _("%(recent)s sent in the last 10 min") % {"recent": localize(row.recent)}
     return _("%(recent)s sent in the last 10 min (about %(hourly)s an hour)") % {
-        "recent": localize(recent),
-        "hourly": localize(recent * 6),
+        "recent": localize(row.recent),
+        "hourly": localize(pace),
     }
+
+
+def hourly_pace(row: MailingRow, now: datetime) -> int | None:
+    """The finish estimate's rate: the letters left over the time they take
+    at the current limits. The last burst is no guide: a server with 30 an
+    hour sends its 30 in a minute, then waits."""
+    pending, finish = row.progress.waiting, row.finish_at
+    if not pending or finish is None or finish - now < timedelta(minutes=1):
+        return None
+    return round(pending * 3600 / (finish - now).total_seconds())
 
 
 def _rate_text_server(row: ServerRow) -> str:
@@ -349,5 +378,5 @@ def _blank_server_row() -> ServerRow:
     return ServerRow(SmtpServer(name=""), usage, State.IDLE, 0, 0, 0, [0] * selectors.CHART_HOURS)
 
 
-def _blank_mailing_row() -> MailingRow:
+def blank_mailing_row() -> MailingRow:
     return MailingRow(Mailing(name="", status=Mailing.Status.ACTIVE), Progress(), 0, None)

@@ -72,7 +72,12 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             invalid(form, exc)
         else:
             return redirect("contacts:import", public_id=imp.public_id)
-    context = {"form": form, "imp": imp, "delimiter": DELIMITER_NAMES.get(imp.delimiter, "commas")}
+    context = {
+        "form": form,
+        "imp": imp,
+        "delimiter": DELIMITER_NAMES.get(imp.delimiter, "commas"),
+        "preview": imports.preview_rows(imp),
+    }
     return render(request, "contacts/import_mapping.html", context, status=400 if form.errors else 200)
 
 

@@ -6,12 +6,11 @@ from email.utils import formataddr
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext as _
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
@@ -25,6 +24,7 @@ from ..bounces import selectors as bounces
 from ..forms.mailings import MailingForm
 from ..models import Letter, Mailing
 from ..sender import default_reply_to, resolve_sender
+from . import mailings_live as live
 
 S = Mailing.Status
 # The letters page's cursor: a letter's id, in ASCII digits ("²".isdigit()
@@ -34,16 +34,8 @@ CURSOR = re.compile(r"[0-9]{1,18}")
 
 @tenant_required
 def mailing_list(request: HttpRequest) -> HttpResponse:
-    all_mailings = list(Mailing.objects.filter(tenant=request.tenant).select_related("template")[:200])
-    progress = selectors.progress_for(all_mailings)
-    for m in all_mailings:
-        m.progress = progress[m.pk]
-    groups = {
-        "running": [m for m in all_mailings if m.status in (S.ACTIVE, S.WAITING, S.BLOCKED, S.PAUSED, S.SCHEDULED)],
-        "drafts": [m for m in all_mailings if m.status == S.DRAFT],
-        "finished": [m for m in all_mailings if m.status in (S.COMPLETED, S.CANCELLED)],
-    }
-    return render(request, "mailings/list.html", {"groups": groups})
+    context = {"groups": live.list_payload(request.tenant), "blank": live.blank_list_row()}
+    return render(request, "mailings/list.html", context)
 
 
 def _form_page(request: HttpRequest, form: MailingForm, mailing: Mailing | None) -> HttpResponse:
@@ -123,7 +115,12 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
     after = request.GET.get("after") or None
     if after is not None and not CURSOR.fullmatch(after):
         raise Http404("Unknown page.")
-    page = selectors.letters_page(mailing, status=status, after=int(after) if after else None)
+    data = live.detail_payload(mailing, status=status)
+    if after:
+        page = selectors.letters_page(mailing, status=status, after=int(after))
+        letters, more = [live.letter_fields(letter) for letter in page[:100]], len(page) > 100
+    else:
+        letters, more = data["letters"], data["more_letters"]
     preview, unhonoured = sender_preview(mailing)
     context = {
         "mailing": mailing,
@@ -133,35 +130,19 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "unhonoured": unhonoured,
         "unread_reports": [row["server"] for row in preview if not row["route"].read],
         "recipients": services.recipients(mailing).count() if mailing.status == S.DRAFT else None,
-        "progress": selectors.progress_for([mailing])[mailing.pk],
-        "letters": page[:100],
-        "next_after": page[99].pk if len(page) > 100 else None,
+        "live": data,
+        "m": data["mailing"],
+        "letters": letters,
+        "next_after": letters[-1]["id"] if more else None,
+        "paged": bool(after),
         "status_filter": status,
         "statuses": Letter.Status.choices,
         "actions": services.allowed_actions(mailing),
-        "events": mailing.events.select_related("by"),
         "bounce_summary": bounces.mailing_bounce_summary(mailing),
         "bounces": bounces.mailing_bounces(mailing)[:20],
         "blocked_reasons": dispatch.blocked_reasons(mailing, timezone.now()) if mailing.status == S.BLOCKED else [],
     }
     return render(request, "mailings/detail.html", context)
-
-
-@never_cache
-@tenant_required
-def mailing_state(request: HttpRequest, public_id: str) -> JsonResponse:
-    """What the page of a mailing being prepared polls: it reloads once the
-    letters exist (or the start was refused)."""
-    mailing = get_mailing(request.tenant, public_id)
-    return JsonResponse(
-        {
-            "name": mailing.name,
-            "status": mailing.status,
-            "preparing": mailing.preparing_since is not None,
-            "letter_count": mailing.letter_count,
-            "start_error": mailing.start_error,
-        }
-    )
 
 
 ACTIONS = {"start", "schedule", "unschedule", "pause", "resume", "cancel"}

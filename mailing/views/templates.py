@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
@@ -67,10 +67,14 @@ def _edit(request: HttpRequest, template: MailTemplate) -> HttpResponse:
         except ValidationError as exc:  # a custom field removed meanwhile
             form.add_error(None, exc)
         else:
-            messages.success(
-                request,
-                _("%(name)s was %(value)s.") % {"name": template.name, "value": "created" if is_new else "saved"},
+            done = (
+                pgettext("mail template", "%(name)s was created.")
+                if is_new
+                else pgettext("mail template", "%(name)s was saved.")
             )
+            messages.success(request, done % {"name": template.name})
+            if rendering.has_script(template.html_body):
+                messages.warning(request, rendering.SCRIPT_WARNING)
             return redirect("templates:preview", public_id=template.public_id)
     context = {
         "form": form,

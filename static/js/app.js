@@ -16,6 +16,7 @@
        failureMs, failureMaxMs   delay after the n-th failure in a row:
                          min(n * failureMs, failureMaxMs) (default 5000, 5000)
        maxFailures       (default 10; Infinity never gives up)
+       pauseWhenHidden   true: no request at all while the tab is hidden
 
      An answer with an ETag is asked for again with If-None-Match; a 304
      (nothing changed) gives onData the last answer again.
@@ -38,7 +39,10 @@
     function schedule(delay) {
       clearTimeout(timer);
       if (stopped) return;
-      if (delay === undefined) delay = document.visibilityState === "visible" ? visibleMs : hiddenMs;
+      var hidden = document.visibilityState !== "visible";
+      // Paused while hidden: showing the tab again polls at once.
+      if (delay === undefined && hidden && opts.pauseWhenHidden) return;
+      if (delay === undefined) delay = hidden ? hiddenMs : visibleMs;
       timer = setTimeout(poll, delay);
     }
 
@@ -87,6 +91,7 @@
 
     function onVisibility() {
       if (document.visibilityState === "visible") schedule(0);
+      else if (opts.pauseWhenHidden) clearTimeout(timer);
     }
 
     document.addEventListener("visibilitychange", onVisibility);
@@ -96,6 +101,7 @@
 
   // Switch organisation as soon as one is picked; the Switch button stays for no-JS.
   document.querySelectorAll("form[data-autosubmit] select").forEach(function (select) {
+    select.form.classList.add("is-live");
     select.addEventListener("change", function () {
       if (!select.value) return;
       if (select.form.requestSubmit) select.form.requestSubmit();
@@ -106,6 +112,26 @@
   // The language changes as soon as one is picked: no button needed then.
   document.querySelectorAll(".language-switch button[type=submit]").forEach(function (button) {
     button.style.display = "none";
+  });
+
+  // Forms that delete or cancel ask first, also those a live page adds later.
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest ? event.target.closest("form[data-confirm]") : null;
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+  });
+
+  // Copy buttons: <button data-copy="#id" hidden> copies that element's
+  // data-text (or its text); shown only where the browser can copy.
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    var source = document.querySelector(button.getAttribute("data-copy"));
+    if (!source || !navigator.clipboard) return;
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var text = source.getAttribute("data-text") || source.innerText;
+      navigator.clipboard.writeText(text).then(function () {
+        button.textContent = button.getAttribute("data-copied") || button.textContent;
+      });
+    });
   });
 
   // A fresh sign-up or organisation starts in the browser's time zone; the

@@ -4,13 +4,6 @@
 (function () {
   "use strict";
 
-  // Delete and remove buttons ask first.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
-    });
-  });
-
   // ---------- Import mapping: the new list's name only matters without a chosen list ----------
   var targetBox = document.querySelector("[data-new-list]");
   if (targetBox) {

@@ -15,13 +15,6 @@
     return input ? input.value : "";
   }
 
-  // Delete and remove buttons ask first.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
-    });
-  });
-
   // ---------- Server and bounce mailbox forms ----------
   function readPresets() {
     var el = document.getElementById("provider-presets");
@@ -163,10 +156,12 @@
       lastDomain = domain;
 
       var preset = findByDomain(domain);
-      var endpoint = preset ? preset[kind] : null;
+      // A bounce mailbox is read over IMAP or POP3: the preset of that protocol.
+      var wanted = kind === "imap" ? protocol() : kind;
+      var endpoint = preset ? preset[wanted] : null;
       if (!endpoint) {
-        var guessedPort = kind === "imap" ? 993 : 465;
-        endpoint = { host: kind + "." + domain, port: guessedPort, security: "ssl" };
+        var guessed = { smtp: ["smtp.", 465], imap: ["imap.", 993], pop3: ["pop.", 995] }[wanted];
+        endpoint = { host: guessed[0] + domain, port: guessed[1], security: "ssl" };
       }
 
       if (host && canFill(host)) {
@@ -198,6 +193,30 @@
     if (trigger) {
       trigger.addEventListener("change", autofill);
       trigger.addEventListener("blur", autofill);
+    }
+
+    // ---- a bounce mailbox's protocol: its security wording, host and port ----
+    var protocolField = field("protocol");
+    function protocol() {
+      return protocolField && protocolField.value === "pop3" ? "pop3" : "imap";
+    }
+    var OTHER_PORT = { imap: { 995: 993, 110: 143 }, pop3: { 993: 995, 143: 110 } };
+    function relabel() {
+      var labels = security ? JSON.parse(security.getAttribute("data-labels") || "{}")[protocol()] : null;
+      if (!labels) return;
+      Array.prototype.forEach.call(security.options, function (option) {
+        if (labels[option.value]) option.textContent = labels[option.value];
+      });
+    }
+    if (protocolField && kind === "imap") {
+      protocolField.addEventListener("change", function () {
+        relabel();
+        var counterpart = OTHER_PORT[protocol()][parseInt(port.value, 10)];
+        if (counterpart && !userEdited(port)) fill(port, counterpart);
+        lastDomain = null; // what was filled from the address follows the protocol
+        autofill();
+        checkPortSecurity();
+      });
     }
     if (host && kind === "smtp") {
       host.addEventListener("change", function () {

@@ -1,7 +1,10 @@
 """The tenant's home: the getting-started checklist ticks itself as data
 appears; staff get their first OTP device from a command."""
 
+import io
+
 import pytest
+import segno
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
@@ -33,9 +36,17 @@ def test_the_checklist_ticks_itself_as_the_data_appears(alice, charlie, tenant_a
     assert not any(done(charlie).values())  # another tenant's data ticks nothing
 
 
-def test_a_staff_user_gets_a_first_otp_device():
+def test_a_staff_user_gets_a_first_otp_device(tmp_path):
     User.objects.create_superuser("ops@postroute.test", "pw")
-    call_command("add_staff_otp", "ops@postroute.test")
+    out = io.StringIO()
+    call_command("add_staff_otp", "ops@postroute.test", png=str(tmp_path / "otp.png"), stdout=out)
+    # Compact: two rows of modules per line, and no blank line between them.
+    rows = out.getvalue().split("\nThe same QR code")[0].splitlines()
+    url = TOTPDevice.objects.get(user__email="ops@postroute.test").config_url
+    height = segno.make(url, error="m").symbol_size()[1]
+    assert len(rows) == (height + 1) // 2 and all(row.strip() for row in rows)
+    assert (tmp_path / "otp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "otp.png").stat().st_mode & 0o077 == 0
     assert TOTPDevice.objects.filter(user__email="ops@postroute.test", confirmed=True).count() == 1
     with pytest.raises(CommandError, match="already has a device"):
         call_command("add_staff_otp", "ops@postroute.test")

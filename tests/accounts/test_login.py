@@ -170,3 +170,20 @@ def test_wrong_codes_count_per_account_across_password_steps_and_addresses(alice
     response = client.post(reverse("accounts:login_otp"), {"token": totp_code(alice.device)}, REMOTE_ADDR="203.0.113.4")
     assert response.status_code == 429 and b"Too many failed attempts" in response.content
     assert client.get(reverse("home"))["Location"] == reverse("accounts:login_otp")
+
+
+def test_a_signed_in_user_changes_the_password_with_the_old_one(alice):
+    from .helpers import session_of, signed_in
+
+    other = session_of(alice)
+    url = reverse("accounts:password_change")
+    new = "a-New-passphrase-42"
+    wrong = alice.client.post(url, {"old_password": "nope", "new_password1": new, "new_password2": new})
+    assert wrong.status_code == 400 and "incorrectly" in wrong.content.decode()
+    assert signed_in(other)
+    response = alice.client.post(url, {"old_password": PASSWORD, "new_password1": new, "new_password2": new})
+    assert response["Location"] == reverse("accounts:security")
+    alice.user.refresh_from_db()
+    assert alice.user.check_password(new)
+    assert not signed_in(other)  # logged out everywhere else
+    assert alice.client.get(reverse("home")).status_code == 200  # and still here, 2FA verified

@@ -45,3 +45,21 @@ def test_the_test_page_follows_the_test_without_a_reload(page, live_server, alic
     assert page.locator("#test-steps li").count() == 6
     page.screenshot(path=tmp_path / "server-test.png", full_page=True)
     assert not page.csp_errors
+
+
+def test_the_bounce_mailbox_form_follows_the_protocol(page, live_server, alice):
+    sign_in(page, alice, live_server)
+    page.goto(live_server.url + "/servers/bounce-mailbox/")
+    ssl = "select[name=security] option[value=ssl]"
+    assert page.inner_text(ssl) == "SSL/TLS (implicit, usually port 993)"  # not SMTP's 465
+    page.fill("input[name=email]", "bounces@yandex.ru")
+    page.press("input[name=email]", "Tab")
+    assert (page.input_value("input[name=host]"), page.input_value("input[name=port]")) == ("imap.yandex.ru", "993")
+    page.select_option("select[name=protocol]", "pop3")
+    assert (page.input_value("input[name=host]"), page.input_value("input[name=port]")) == ("pop.yandex.ru", "995")
+    assert page.inner_text(ssl) == "SSL/TLS (implicit, usually port 995)"
+    # A host typed by hand stays; the port follows the protocol.
+    page.fill("input[name=host]", "mail.example.org")
+    page.select_option("select[name=protocol]", "imap")
+    assert (page.input_value("input[name=host]"), page.input_value("input[name=port]")) == ("mail.example.org", "993")
+    assert not page.csp_errors

@@ -78,7 +78,20 @@ def test_the_json_draws_the_progress_of_each_mailing(alice, tenant_a):
     assert [(b["status"], b["x"], b["width"]) for b in row["bars"]] == [
         ("sent", 0.0, 50.0), ("bounced", 50.0, 10.0), ("failed", 60.0, 20.0), ("queued", 80.0, 20.0)
     ]  # fmt: skip
-    assert row["rate_text"] == "5 sent in the last 10 min (about 30 an hour)"
+    # No limit and two letters left: it finishes in a moment, no hourly pace to tell.
+    assert row["rate_text"] == "5 sent in the last 10 min"
+
+
+def test_the_hourly_pace_is_the_finish_estimates_not_the_last_bursts(tenant_a):
+    """30 letters in the last 10 minutes on a 30-an-hour server is not
+    "about 180 an hour": the rest goes out at about 30 an hour."""
+    server = make_server(tenant_a, max_per_hour=30)
+    bucket(server, tenant_a, M - minutes(5), 30)
+    running_mailing(tenant_a, [server], queued=60, sent_at=[NOW - minutes(5)] * 30, started_at=NOW - minutes(6))
+    with timezone.override("UTC"):
+        (row,) = payload(tenant_a, NOW)["mailings"]
+    assert row["finish_text"] == "At current limits: finishes today at 16:27"
+    assert row["rate_text"] == "30 sent in the last 10 min (about 31 an hour)"
 
 
 # Tenant scope
@@ -126,8 +139,8 @@ def test_the_dashboard_needs_a_signed_in_member_of_a_tenant(client, bob, db):
 # Session, user, OTP device, membership, the version stamp; then the
 # servers (2), the usage slots, the platform quotas, the spent servers'
 # resume times, the letters in flight, the holds, and the mailings, their
-# servers, letter counts and rates (4).
-QUERIES = 16
+# servers, letter counts and rates (4); the getting-started steps (4).
+QUERIES = 20
 
 
 @pytest.mark.parametrize("count", [1, 50])

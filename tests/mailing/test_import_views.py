@@ -250,3 +250,21 @@ def test_an_upload_left_unmapped_for_an_hour_is_removed_within_ten_minutes(alice
     assert list(ContactImport.objects.all()) == [young]
     assert not Path(old.file_path).exists() and Path(young.file_path).exists()
     assert settings.CELERY_BEAT_SCHEDULE["discard-stale-imports"]["schedule"] <= 600
+
+
+def test_the_mapping_shows_the_first_rows_as_read_in_the_files_encoding(alice):
+    cp1251 = "email;name;city\nivan@example.com;Иван;Тверь\n\nolga@example.com;Ольга\n".encode("cp1251")
+    upload(alice, cp1251)
+    imp = ContactImport.objects.get()
+    page = alice.client.get(reverse("contacts:import_mapping", args=[imp.public_id]))
+    assert page.context["preview"] == [["ivan@example.com", "Иван", "Тверь"], ["olga@example.com", "Ольга", ""]]
+    html = page.content.decode()
+    assert "The first rows, as read" in html and '<td class="break">Тверь</td>' in html
+
+
+def test_the_live_import_page_says_when_it_started_not_how_long_ago(alice):
+    upload(alice)
+    ContactImport.objects.update(status=ContactImport.Status.RUNNING)
+    imp = ContactImport.objects.get()
+    page = alice.client.get(reverse("contacts:import", args=[imp.public_id])).content.decode()
+    assert f">{timezone.localtime(imp.created_at):%H:%M}</time>" in page and " ago</time>" not in page

@@ -149,11 +149,11 @@ def test_letters_page_with_keyset_pagination_and_status_filter(setup, alice):
     Letter.objects.filter(email="bob@x.test").update(status=Letter.Status.FAILED, last_reply="550 5.1.1 no such user")
     url = reverse("mailings:detail", args=[setup.public_id])
     failed = alice.client.get(url + "?status=failed")
-    assert [le.email for le in failed.context["letters"]] == ["bob@x.test"]
+    assert [le["email"] for le in failed.context["letters"]] == ["bob@x.test"]
     assert b"550 5.1.1 no such user" in failed.content
     first = Letter.objects.filter(mailing=setup).order_by("pk").first()
     after = alice.client.get(url + f"?after={first.pk}")
-    assert first.email not in [le.email for le in after.context["letters"]]
+    assert first.email not in [le["email"] for le in after.context["letters"]]
 
 
 def test_an_outsider_gets_404_on_every_mailing_url(setup, charlie):
@@ -197,3 +197,27 @@ def test_a_server_in_use_cannot_be_deleted(setup, alice):
     services.transition(mailing=setup, action="cancel")
     alice.client.post(reverse("servers:delete", args=[server.public_id]))
     assert not server.__class__.objects.filter(pk=server.pk).exists()
+
+
+def test_a_new_mailing_offers_every_enabled_server_ticked_and_numbered_in_order(alice, tenant_a, settings):
+    settings.DEPLOYMENT_MODE = "saas"
+    make_server(tenant_a, name="Second", priority=5)
+    make_server(tenant_a, name="First", priority=1)
+    make_server(tenant_a, name="Off", priority=0, enabled=False)
+    make_server(None, name="Platform")
+    template = make_template(tenant_a)
+    page = alice.client.get(reverse("mailings:new"))
+    html = page.content.decode()
+    labels = [label.split(" — ")[0] for _, label in page.context["form"].fields["servers"].choices]
+    assert labels == ["1. First", "2. Second", "3. Platform"]
+    assert html.count('name="servers" value=') == 3 and html.count('name="servers" value="') == html.count(" checked")
+    assert html.index("1. First") < html.index("2. Second") < html.index("3. Platform")
+    assert page.context["form"]["template"].value() == template.pk  # the only one, chosen already
+
+
+def test_a_drafts_sender_table_flags_a_failing_server(alice, tenant_a):
+    server = make_server(tenant_a, name="Yandex", health="failing", health_error="535 Could not authenticate")
+    mailing = Mailing(tenant=tenant_a, name="x", template=make_template(tenant_a))
+    services.mailing_save(mailing=mailing, lists=[make_list(tenant_a)], servers=[server])
+    page = alice.client.get(reverse("mailings:detail", args=[mailing.public_id])).content.decode()
+    assert ">Failing</span>" in page and "535 Could not authenticate" in page

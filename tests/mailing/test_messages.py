@@ -6,7 +6,7 @@ import email.policy
 import pytest
 
 from mailing import mailings as services
-from mailing.messages import LETTER_HEADER, build_message
+from mailing.dispatch.messages import LETTER_HEADER, build_message
 from mailing.models import Contact, Letter, Mailing
 from tests.servers.factories import make_server
 
@@ -75,8 +75,15 @@ def test_non_ascii_names_and_subjects_are_encoded(letter, tenant_a):
 
 
 def test_a_line_break_in_any_header_value_is_refused(letter):
-    from mailing.messages import HeaderInjection
+    from mailing.dispatch.messages import HeaderInjection
 
     letter.email = "ann@x.test\r\nBcc: victim@example.test"
     with pytest.raises(HeaderInjection):
         build_message(letter, letter.mailing.servers.get())
+
+
+def test_a_script_in_the_template_never_reaches_the_letter(letter):
+    mailing = letter.mailing
+    mailing.html_body = "<p>Hi</p><script>alert(1)</script><p>Bye</p><Script src=x.js>"
+    html = parse(build_message(letter, mailing.servers.get(), mailing)).get_body(("html",)).get_content()
+    assert "<p>Hi</p><p>Bye</p>" in html and "script" not in html.lower()

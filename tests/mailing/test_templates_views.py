@@ -248,3 +248,11 @@ def test_the_preview_refuses_another_tenants_contact_and_a_bad_id(alice, charlie
         url = reverse(name, args=[theirs.public_id])
         assert charlie.client.get(url, {"contact": our_contact.public_id}).status_code == 404
         assert alice.client.get(reverse(name, args=[ours.public_id]), {"contact": "not-a-uuid"}).status_code == 404
+
+
+def test_a_script_in_the_html_body_is_warned_about_at_save(alice, tenant_a):
+    data = {**VALID, "html_body": '<p>Hi</p><SCRIPT type="text/javascript">track()</script>'}
+    page = alice.client.post(reverse("templates:add"), data, follow=True).content.decode()
+    assert "mail clients remove scripts" in page
+    page = alice.client.post(reverse("templates:add"), {**VALID, "name": "Clean"}, follow=True).content.decode()
+    assert "mail clients remove scripts" not in page

@@ -32,7 +32,7 @@ from django.urls import reverse
 from accounts import emails
 from accounts.models import Invitation, Tenant
 from mailing import contacts, dispatch, mailings
-from mailing.messages import HeaderInjection, build_message
+from mailing.dispatch.messages import HeaderInjection, build_message
 from mailing.models import Contact, CustomField, Letter, Mailing, MailTemplate
 from servers.models import BounceMailbox, Health, SmtpServer
 from servers.validators import first_unsafe

@@ -1,6 +1,7 @@
 """Connection tests against real SMTP servers (aiosmtpd, in-process): each
 step is timed, each failure explained as DOMAIN.md §7 says."""
 
+import socket
 import time
 
 import pytest
@@ -186,3 +187,21 @@ def test_a_bounce_mailbox_test_against_a_tarpit_fails_with_a_timeout_in_time(ten
         elapsed = time.monotonic() - started
     assert result.diagnosis.category == "timeout" and "kept sending" in result.diagnosis.message
     assert elapsed < 1.0 + 1.5
+
+
+@pytest.mark.parametrize(
+    ("host", "errno", "hint"),
+    [
+        ("smtp.yandx.ru", socket.EAI_NONAME, "Check the spelling of the server name."),
+        ("smtp.yandex.ru", socket.EAI_NONAME, "The name is right (it is the provider's own server): the network"),
+        ("smtp.acme-mail.test", socket.EAI_AGAIN, "The name may well be right (the lookup failed"),
+    ],
+)
+def test_a_failed_lookup_blames_the_spelling_only_when_the_name_may_be_wrong(tenant_a, monkeypatch, host, errno, hint):
+    def lookup(name, *args, **kwargs):
+        raise socket.gaierror(errno, "no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)  # DNS is the public internet
+    server = make_server(tenant_a, host=host, port=465, security="ssl")
+    diagnosis = smtp_probe(server).diagnosis
+    assert diagnosis.category == "dns" and diagnosis.hint.startswith(hint)

@@ -8,7 +8,7 @@ from django.urls import reverse
 from servers import rules
 from servers.models import BounceMailbox, SmtpServer
 from servers.probes import mailbox_probe, smtp_probe
-from servers.rules import INTERNAL_REFUSED, MAILBOX_SMTP_PORT_REFUSED, PORT_25_REFUSED
+from servers.rules import INTERNAL_REFUSED, MAILBOX_SMTP_PORT_REFUSED, PORT_25_REFUSED, PORT_25_REFUSED_PLATFORM
 from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 from tests.smtp_servers import smtp_server
 
@@ -53,6 +53,14 @@ def test_port_25_is_refused_through_the_form_next_to_the_field(saas, alice):
     assert response.context["form"].errors["port"] == [PORT_25_REFUSED]
     assert b"cannot add their own port-25 server" in response.content
     assert not SmtpServer.objects.exists()
+
+
+def test_the_port_25_refusal_names_the_platform_server_only_where_there_is_one(saas, alice):
+    assert "platform" not in PORT_25_REFUSED
+    make_server(None, name="Postroute relay")
+    response = post(alice, port=25, security="none", accept_warning="on")
+    assert response.context["form"].errors["port"] == [PORT_25_REFUSED_PLATFORM.format(name="Postroute relay")]
+    assert "«Postroute relay»" in response.content.decode()
 
 
 def test_port_25_is_allowed_when_self_hosted_and_for_the_platform_server(settings, alice):

@@ -67,3 +67,15 @@ def test_a_new_host_needs_the_password_typed_again(alice):
     assert alice.client.post(url, data).status_code == 302
     server.refresh_from_db()
     assert (server.host, server.get_password()) == ("1.1.1.1", "retyped")
+
+
+def test_a_typed_password_survives_a_form_error_and_a_stored_one_is_never_shown(alice, settings):
+    settings.DEPLOYMENT_MODE = "saas"
+    data = {"name": "Mine", "kind": "external", "sender_email": "me@acme.test", "host": "8.8.8.8", "port": 25,
+            "security": "none", "login": "me@acme.test", "password": "typed-" + SECRET, "verify_tls": "on",
+            "enabled": "on", "accept_warning": "on"}  # fmt: skip
+    page = alice.client.post(reverse("servers:add"), data)
+    assert page.status_code == 400 and f'value="typed-{SECRET}"' in page.content.decode()
+    server = make_server(alice.user.memberships.get().tenant, host="8.8.8.8", port=465, security="ssl", password=SECRET)
+    page = alice.client.post(reverse("servers:edit", args=[server.public_id]), {**data, "password": ""})
+    assert page.status_code == 400 and SECRET not in page.content.decode()

@@ -3,6 +3,7 @@ platform server, and the connection test through the page and the task."""
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import services as account_services
 from servers.models import ConnectionTest, Health, PlatformQuota, SmtpServer
@@ -50,6 +51,24 @@ def test_a_member_reads_but_gets_403_on_writes(servers, bob, tenant_a):
         assert getattr(bob.client, method)(url).status_code == expected, url
     assert bob.client.post(reverse("servers:add"), {}).status_code == 403
     assert bob.client.post(reverse("servers:mailbox"), {}).status_code == 403
+
+
+def test_a_member_sees_read_only_pages_without_the_actions_they_may_not_take(servers, bob, caplog):
+    listing = bob.client.get(reverse("servers:list")).content.decode()
+    assert "Add a server" not in listing and ">Delete<" not in listing and ">Settings<" in listing
+    add = bob.client.get(reverse("servers:add")).content.decode()
+    assert "Only the organisation's owners and admins can add servers" in add and 'name="host"' not in add
+    edit = bob.client.get(reverse("servers:edit", args=[servers[0].public_id]))
+    html = edit.content.decode()
+    assert all(field.disabled for field in edit.context["form"].fields.values())
+    assert "only the organisation's owners and admins can change them" in html and ">Save<" not in html
+    mailbox = bob.client.get(reverse("servers:mailbox")).content.decode()
+    assert ">Save<" not in mailbox and "Back to servers" in mailbox
+    # A refused write is one log line, without a traceback.
+    caplog.clear()
+    assert bob.client.post(reverse("servers:add"), {"name": "x"}).status_code == 403
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.getMessage() == "Forbidden (Permission denied): /servers/add/" and record.exc_info is None
 
 
 def names(tenant) -> list[str]:
@@ -154,3 +173,10 @@ def test_connection_tests_are_throttled_per_tenant(alice, tenant_a, settings):
     response = alice.client.post(url, follow=True)
     assert b"Too many connection tests" in response.content
     assert ConnectionTest.objects.count() == 2
+
+
+def test_the_live_test_page_says_when_it_started_not_how_long_ago(servers, alice, tenant_a):
+    """The page updates itself without a reload: "0 minutes ago" would stay."""
+    test = ConnectionTest.objects.create(tenant=tenant_a, server=servers[0])
+    page = alice.client.get(reverse("servers:test", args=[test.public_id])).content.decode()
+    assert f">{timezone.localtime(test.created_at):%H:%M}</time>" in page and " ago</time>" not in page

@@ -25,11 +25,11 @@ from django.utils.translation import gettext as _
 from servers.models import SmtpServer
 from servers.validators import first_unsafe, header_text
 
-from . import rendering
-from .addresses import ascii_domain
-from .models import Letter, Mailing
-from .sender import resolve_sender
-from .unsubscribe import unsubscribe_url
+from .. import rendering
+from ..addresses import ascii_domain
+from ..models import Letter, Mailing
+from ..sender import resolve_sender
+from ..unsubscribe import unsubscribe_url
 
 LETTER_HEADER = "X-Postroute-Letter"
 
@@ -95,7 +95,8 @@ def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = 
     if mailing.html_body:
         message = MIMEMultipart("alternative", policy=POLICY)
         message.attach(text)
-        message.attach(_text_part(rendering.render(mailing.html_body, context, html=True), "html"))
+        html = rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))
+        message.attach(_text_part(html, "html"))
     else:
         message = text
         message["MIME-Version"] = "1.0"
