@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 WEB_PORT ?= 8000
 export WEB_PORT
 
-.PHONY: install run demo test test-fast lint bench clean
+.PHONY: install run demo test test-fast lint bench clean messages screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,18 @@ clean:
 # postgres://postgres@127.0.0.1:5432/postroute_bench) and print their figures.
 bench: install
 	cd bench && for b in bench_*.py; do echo "== $$b"; ../$(BIN)/python $$b || exit 1; done
+
+# Translations (README, "Languages"): re-extract every marked string into
+# locale/ru and locale/vi (needs GNU gettext: apt install gettext), list what
+# is untranslated or fuzzy, and compile the .mo files with polib. Exits 1
+# while something is left to translate.
+MESSAGES_IGNORE := --ignore=.venv --ignore=tests --ignore=bench --ignore=staticfiles --ignore=var
+messages: install
+	DEBUG=1 SECRET_KEY=messages $(BIN)/python manage.py makemessages -l ru -l vi --no-location --no-obsolete $(MESSAGES_IGNORE)
+	DEBUG=1 SECRET_KEY=messages $(BIN)/python manage.py makemessages -d djangojs -l ru -l vi --no-location --no-obsolete $(MESSAGES_IGNORE)
+	$(BIN)/python scripts/i18n.py compile
+	$(BIN)/python scripts/i18n.py missing
+
+# The README's Russian dashboard, taken by the Chromium test.
+screenshots: install
+	SCREENSHOTS=docs REQUIRE_SERVICES=1 $(BIN)/python -m pytest "tests/browser/test_languages_browser.py" -q

@@ -8,7 +8,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .models import Invitation, Membership, Role, Tenant, User
@@ -49,11 +49,11 @@ class SharedOwnerFilter(admin.SimpleListFilter):
     another organisation, or its creator created another (they share the
     platform quotas)."""
 
-    title = "shares an owner"
+    title = _("shares an owner")
     parameter_name = "shared"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("yes", "With another organisation"), ("no", "With none")]
+        return [("yes", _("With another organisation")), ("no", _("With none"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> QuerySet[Tenant]:
         if self.value() not in ("yes", "no"):
@@ -96,15 +96,15 @@ class TenantAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description="Members", ordering="member_total")
+    @admin.display(description=_("Members"), ordering="member_total")
     def member_count(self, tenant: Tenant) -> int:
         return tenant.member_total
 
-    @admin.display(description="Owners")
+    @admin.display(description=_("Owners"))
     def owners(self, tenant: Tenant) -> str:
         return format_html_join(", ", "{}", ((m.user.email,) for m in tenant.owner_memberships))
 
-    @admin.display(description="Created by (shares platform quotas)", ordering=F("created_by__email").asc())
+    @admin.display(description=_("Created by (shares platform quotas)"), ordering=F("created_by__email").asc())
     def creator(self, tenant: Tenant) -> str:
         if tenant.created_by is None:
             return "—"
@@ -113,17 +113,19 @@ class TenantAdmin(admin.ModelAdmin):
         url = reverse("admin:accounts_tenant_changelist") + f"?created_by__id__exact={tenant.created_by_id}"
         return format_html('{} · <a href="{}">{} organisations</a>', tenant.created_by.email, url, tenant.group_size)
 
-    @admin.action(description="Suspend selected tenants")
+    @admin.action(description=_("Suspend selected tenants"))
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
-            services.tenant_suspend(tenant=tenant, reason="Suspended by staff")
-        self.message_user(request, f"Suspended {queryset.count()} tenant(s).", messages.SUCCESS)
+            services.tenant_suspend(tenant=tenant, reason=_("Suspended by staff"))
+        self.message_user(request, _("Suspended %(count)s tenant(s).") % {"count": queryset.count()}, messages.SUCCESS)
 
-    @admin.action(description="Reactivate selected tenants")
+    @admin.action(description=_("Reactivate selected tenants"))
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             services.tenant_reactivate(tenant=tenant)
-        self.message_user(request, f"Reactivated {queryset.count()} tenant(s).", messages.SUCCESS)
+        self.message_user(
+            request, _("Reactivated %(count)s tenant(s).") % {"count": queryset.count()}, messages.SUCCESS
+        )
 
 
 @admin.register(User)
@@ -135,10 +137,10 @@ class UserAdmin(BaseUserAdmin):
     readonly_fields = ("last_login", "date_joined")
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("full_name", "email_verified_at")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
-        ("Organisations", {"fields": ("max_organisations", "suspension_block_lifted")}),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        (_("Profile"), {"fields": ("full_name", "email_verified_at")}),
+        (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (_("Organisations"), {"fields": ("max_organisations", "suspension_block_lifted")}),
+        (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     inlines = [UserMembershipInline]

@@ -18,17 +18,21 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from django.utils.translation import gettext, ngettext
 
+from . import languages
 from .models import Invitation, User
 from .tokens import make_invitation_token, make_verification_token
 
 
-def send(name: str, *, to: str, context: dict) -> None:
-    subject = render_to_string(f"emails/{name}/subject.txt", context).strip().splitlines()[0]
-    text = render_to_string(f"emails/{name}/body.txt", context)
-    html = render_to_string(f"emails/{name}/body.html", context)
+def send(name: str, *, to: str, context: dict, language: str) -> None:
+    with translation.override(language):
+        subject = render_to_string(f"emails/{name}/subject.txt", context).strip().splitlines()[0]
+        text = render_to_string(f"emails/{name}/body.txt", context)
+        html = render_to_string(f"emails/{name}/body.html", context)
     message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
     message.attach_alternative(html, "text/html")
     message.send()
@@ -62,11 +66,13 @@ def _visible(char: str) -> str:
 
 
 def valid_for(seconds: int) -> str:
-    """'3 days', '12 hours': how long a link works, for the text around it."""
+    """'3 days', '12 hours': how long a link works, for the text around it
+    (in the active language)."""
     if seconds % 86400 == 0:
-        return f"{seconds // 86400} day{'s' if seconds != 86400 else ''}"
+        days = seconds // 86400
+        return ngettext("%(count)d day", "%(count)d days", days) % {"count": days}
     hours = max(1, seconds // 3600)
-    return f"{hours} hour{'s' if hours != 1 else ''}"
+    return ngettext("%(count)d hour", "%(count)d hours", hours) % {"count": hours}
 
 
 def verification(*, user: User, base_url: str) -> None:
@@ -76,9 +82,11 @@ def verification(*, user: User, base_url: str) -> None:
         # Whoever signed up typed it, and it may not be the address's owner.
         "name": neutralised(user.full_name),
         "url": base_url + path,
-        "valid_for": valid_for(settings.EMAIL_VERIFICATION_MAX_AGE),
     }
-    send("verify", to=user.email, context=context)
+    language = languages.for_user(user)
+    with translation.override(language):
+        context["valid_for"] = valid_for(settings.EMAIL_VERIFICATION_MAX_AGE)
+    send("verify", to=user.email, context=context, language=language)
 
 
 def invitation(*, invitation: Invitation, base_url: str) -> None:
@@ -86,13 +94,16 @@ def invitation(*, invitation: Invitation, base_url: str) -> None:
     inviter = invitation.invited_by
     context = {
         "invitation": invitation,
-        "organisation": neutralised(invitation.tenant.name) or "an organisation",
         "inviter_name": neutralised(inviter.full_name) if inviter else "",
         "inviter_email": inviter.email if inviter else "",
         "url": base_url + path,
-        "valid_for": valid_for(settings.INVITATION_MAX_AGE),
     }
-    send("invitation", to=invitation.email, context=context)
+    # The invitee has no account yet: the inviting organisation's language.
+    language = invitation.tenant.default_language
+    with translation.override(language):
+        context["organisation"] = neutralised(invitation.tenant.name) or gettext("an organisation")
+        context["valid_for"] = valid_for(settings.INVITATION_MAX_AGE)
+    send("invitation", to=invitation.email, context=context, language=language)
 
 
 def password_reset(*, user: User, base_url: str) -> None:
@@ -107,4 +118,4 @@ def password_reset(*, user: User, base_url: str) -> None:
         "uid": urlsafe_base64_encode(force_bytes(user.pk)),
         "token": default_token_generator.make_token(user),
     }
-    send("password_reset", to=user.email, context=context)
+    send("password_reset", to=user.email, context=context, language=languages.for_user(user))

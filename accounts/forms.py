@@ -2,7 +2,8 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import services
 from .models import Role, Tenant, User, normalize_email_address
@@ -14,20 +15,22 @@ def time_zone_field(*, required: bool = False) -> forms.TypedChoiceField:
     script sets to the browser's own on a fresh form (data-browser-zone).
     Left out of a sign-up, it is UTC."""
     return forms.TypedChoiceField(
-        label=_("Time zone"),
+        label=gettext_lazy("Time zone"),
         choices=zone_choices,
         initial=DEFAULT_ZONE,
         required=required,
         empty_value=DEFAULT_ZONE,
-        help_text=_("Times are shown, and mailings scheduled, in this zone."),
+        help_text=gettext_lazy("Times are shown, and mailings scheduled, in this zone."),
     )
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(label="Work email", max_length=254)
-    full_name = forms.CharField(label="Your name", max_length=150, required=False)
-    organisation = forms.CharField(label="Organisation name", max_length=120)
-    password = forms.CharField(label="Password", widget=forms.PasswordInput(render_value=False), strip=False)
+    email = forms.EmailField(label=gettext_lazy("Work email"), max_length=254)
+    full_name = forms.CharField(label=gettext_lazy("Your name"), max_length=150, required=False)
+    organisation = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
+    password = forms.CharField(
+        label=gettext_lazy("Password"), widget=forms.PasswordInput(render_value=False), strip=False
+    )
     time_zone = time_zone_field()
 
     def __init__(self, *args: object, invitation_email: str | None = None, **kwargs: object) -> None:
@@ -47,7 +50,7 @@ class SignupForm(forms.Form):
     def clean_email(self) -> str:
         email = normalize_email_address(self.cleaned_data["email"])
         if User.objects.filter(email=email).exists():
-            raise forms.ValidationError("An account with this email already exists. Log in instead.")
+            raise forms.ValidationError(_("An account with this email already exists. Log in instead."))
         return email
 
     def clean(self) -> dict:
@@ -70,9 +73,9 @@ class LoginForm(forms.Form):
 
 class OTPForm(forms.Form):
     token = forms.CharField(
-        label="Code",
+        label=gettext_lazy("Code"),
         max_length=16,
-        help_text="The 6-digit code from your authenticator app, or one of your recovery codes.",
+        help_text=gettext_lazy("The 6-digit code from your authenticator app, or one of your recovery codes."),
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
     )
 
@@ -82,9 +85,9 @@ class OTPForm(forms.Form):
 
 class TOTPConfirmForm(forms.Form):
     token = forms.RegexField(
-        label="Code from the app",
+        label=gettext_lazy("Code from the app"),
         regex=r"^\s*\d{6}\s*$",
-        error_messages={"invalid": "Enter the 6 digits your app shows."},
+        error_messages={"invalid": gettext_lazy("Enter the 6 digits your app shows.")},
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
     )
 
@@ -93,7 +96,9 @@ class PasswordConfirmForm(forms.Form):
     """Sudo mode: sensitive actions ask for the password again."""
 
     password = forms.CharField(
-        label="Your password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+        label=gettext_lazy("Your password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
     def __init__(self, *args: object, user: User, **kwargs: object) -> None:
@@ -103,7 +108,7 @@ class PasswordConfirmForm(forms.Form):
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
         if not self.user.check_password(password):
-            raise forms.ValidationError("That is not your password.")
+            raise forms.ValidationError(_("That is not your password."))
         return password
 
 
@@ -122,7 +127,7 @@ class RoleForm(forms.Form):
 
 
 class TenantForm(forms.Form):
-    name = forms.CharField(label="Organisation name", max_length=120)
+    name = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
     time_zone = time_zone_field()
 
     def __init__(self, *args: object, zone: str | None = None, **kwargs: object) -> None:

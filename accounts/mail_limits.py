@@ -9,6 +9,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from . import ratelimits
 from .models import User, normalize_email_address
@@ -24,11 +25,12 @@ class Kind(StrEnum):
 # What the person is told; the password reset's says nothing about whether
 # the address has an account (it is counted alike either way).
 REFUSALS = {
-    Kind.SIGNUP: "Too many sign-ups from here or for this address. Try again in {minutes} minute(s).",
-    Kind.VERIFICATION: "Too many verification emails for this address. Try again in {minutes} minute(s).",
-    Kind.INVITATION: "Too many invitations to this address or from you. Try again in {minutes} minute(s).",
-    Kind.PASSWORD_RESET: "Too many password reset requests from here or for this address. "
-    "Try again in {minutes} minute(s).",
+    Kind.SIGNUP: _("Too many sign-ups from here or for this address. Try again in {minutes} minute(s)."),
+    Kind.VERIFICATION: _("Too many verification emails for this address. Try again in {minutes} minute(s)."),
+    Kind.INVITATION: _("Too many invitations to this address or from you. Try again in {minutes} minute(s)."),
+    Kind.PASSWORD_RESET: _(
+        "Too many password reset requests from here or for this address. Try again in {minutes} minute(s)."
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""Two pieces of request plumbing, each in one place:
+"""Three pieces of request plumbing, each in one place:
 
 AccessGateMiddleware keeps a signed-in user on the onboarding step they have
 reached (verify the email, enrol two-factor, pass the second factor) until it
@@ -6,14 +6,22 @@ is done: everything else redirects there.
 
 TenantMiddleware picks the current tenant from the session, among the user's
 own memberships only, sets request.tenant and request.membership, and makes
-the tenant's time zone the current one for the request (accounts.timezones)."""
+the tenant's time zone the current one for the request (accounts.timezones).
+
+LanguageMiddleware activates the request's language (accounts.languages)
+once the user and the tenant are known, and keeps the language cookie in
+step with a signed-in user's saved choice, so the pages after logging out
+stay in it."""
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware.locale import LocaleMiddleware
 from django.shortcuts import redirect
-from django.utils import timezone
+from django.utils import timezone, translation
 
+from . import languages
 from .models import Membership
 from .services import has_confirmed_totp
 from .timezones import zone_of
@@ -87,3 +95,28 @@ def current_membership(request: HttpRequest) -> Membership | None:
     wanted = request.session.get(SESSION_TENANT_KEY)
     membership = memberships.filter(tenant__public_id=wanted).first() if wanted else None
     return membership or memberships.order_by("created_at").first()
+
+
+class LanguageMiddleware(LocaleMiddleware):
+    def process_request(self, request: HttpRequest) -> None:
+        translation.activate(languages.for_request(request))
+        request.LANGUAGE_CODE = translation.get_language()
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response = super().process_response(request, response)
+        user = getattr(request, "user", None)
+        saved = user.language if user is not None and user.is_authenticated else ""
+        if saved in languages.CODES and request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME) != saved:
+            set_language_cookie(response, saved)
+        return response
+
+
+def set_language_cookie(response: HttpResponse, language: str) -> None:
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE or "Lax",
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+    )

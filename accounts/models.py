@@ -45,7 +45,10 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(unique=True)
     full_name = models.CharField(max_length=150, blank=True)
-    is_staff = models.BooleanField(default=False, help_text="May log into the staff admin.")
+    # Empty until the user picks one: then the browser's language decides
+    # (accounts.languages).
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    is_staff = models.BooleanField(default=False, help_text=_("May log into the staff admin."))
     is_active = models.BooleanField(default=True)
     email_verified_at = models.DateTimeField(null=True, blank=True)
     date_joined = models.DateTimeField(default=timezone.now)
@@ -53,11 +56,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     # MAX_ORGANISATIONS_PER_USER setting), and whether a suspended
     # organisation the user owns or administers still stops them.
     max_organisations = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text="Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER."
+        null=True, blank=True, help_text=_("Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER.")
     )
     suspension_block_lifted = models.BooleanField(
         default=False,
-        help_text="May create organisations although an organisation they own or administer is suspended.",
+        help_text=_("May create organisations although an organisation they own or administer is suspended."),
     )
 
     objects = UserManager()
@@ -83,8 +86,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
 class Tenant(models.Model):
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(max_length=120)
@@ -92,6 +95,9 @@ class Tenant(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
     suspended_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # For members who have chosen no language and whose browser asks for
+    # none we have, and for the letters inviting people in.
+    default_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
     # Every time the tenant reads or types is in this zone (accounts.timezones).
     time_zone = models.CharField(
         _("time zone"),
@@ -110,7 +116,7 @@ class Tenant(models.Model):
         null=True,
         blank=True,
         related_name="created_tenants",
-        help_text="The account that created it: its organisations share their platform quotas.",
+        help_text=_("The account that created it: its organisations share their platform quotas."),
     )
 
     class Meta:
@@ -125,9 +131,9 @@ class Tenant(models.Model):
 
 
 class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
+    OWNER = "owner", _("Owner")
+    ADMIN = "admin", _("Admin")
+    MEMBER = "member", _("Member")
 
 
 # Roles that manage servers and the team; members work with content.

@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .models import MANAGER_ROLES, Tenant, User
 
@@ -25,29 +27,29 @@ def getting_started(tenant: Tenant) -> list[ChecklistItem]:
     return [
         ChecklistItem(
             "server",
-            "Add a sending server",
-            "Connect a mailbox you own (Yandex, Mail.ru, Gmail, your company server) with its limits.",
+            _("Add a sending server"),
+            _("Connect a mailbox you own (Yandex, Mail.ru, Gmail, your company server) with its limits."),
             servers.has_own_server(tenant),
             "servers:list",
         ),
         ChecklistItem(
             "template",
-            "Create a template",
-            "Write the subject and body, with a fixed or substituted sender.",
+            _("Create a template"),
+            _("Write the subject and body, with a fixed or substituted sender."),
             mailing.has_template(tenant),
             "templates:list",
         ),
         ChecklistItem(
             "contacts",
-            "Import contacts",
-            "Upload a CSV of the people you write to.",
+            _("Import contacts"),
+            _("Upload a CSV of the people you write to."),
             mailing.has_contacts(tenant),
             "contacts:import_upload",
         ),
         ChecklistItem(
             "mailing",
-            "Send a first mailing",
-            "Pick a template and a list, check the senders, and start.",
+            _("Send a first mailing"),
+            _("Pick a template and a list, check the senders, and start."),
             mailing.has_started_mailing(tenant),
             "mailings:new",
         ),
@@ -65,11 +67,16 @@ def organisation_refusal(user: User) -> str | None:
     if user.is_staff:
         return None
     if not user.suspension_block_lifted and suspended_tenants_of(user).exists():
-        return "An organisation you own or administer is suspended, so you cannot create another one. Contact support."
+        return _(
+            "An organisation you own or administer is suspended, so you cannot create another one. Contact support."
+        )
     cap = settings.MAX_ORGANISATIONS_PER_USER if user.max_organisations is None else user.max_organisations
     if Tenant.objects.filter(created_by=user).count() >= cap:
-        plural = "s" if cap != 1 else ""
-        return f"You have created {cap} organisation{plural}, the most an account may. Contact support for more."
+        return ngettext(
+            "You have created %(cap)s organisation, the most an account may. Contact support for more.",
+            "You have created %(cap)s organisations, the most an account may. Contact support for more.",
+            cap,
+        ) % {"cap": cap}
     return None
 
 

@@ -5,11 +5,13 @@ import secrets
 import time
 
 from anyascii import anyascii
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
@@ -30,14 +32,18 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def tenant_create(*, name: str, owner: User, time_zone: str = DEFAULT_ZONE) -> Tenant:
+def tenant_create(
+    *, name: str, owner: User, time_zone: str = DEFAULT_ZONE, language: str = settings.LANGUAGE_CODE
+) -> Tenant:
     """A new organisation owned by `owner`, who created it. Refused past
     the user's cap or while an organisation they manage is suspended."""
     # The user's row lock serialises their creations, so the cap is exact.
     User.objects.select_for_update().only("pk").get(pk=owner.pk)
     if (refusal := selectors.organisation_refusal(owner)) is not None:
         raise ValidationError(refusal)
-    tenant = Tenant(name=name.strip(), slug=_unique_slug(name), created_by=owner, time_zone=time_zone)
+    tenant = Tenant(
+        name=name.strip(), slug=_unique_slug(name), created_by=owner, time_zone=time_zone, default_language=language
+    )
     tenant.full_clean()
     tenant.save()
     Membership.objects.create(user=owner, tenant=tenant, role=Role.OWNER)
@@ -55,14 +61,23 @@ def tenant_settings_update(*, tenant: Tenant, time_zone: str) -> Tenant:
 
 @transaction.atomic
 def user_signup(
-    *, email: str, password: str, organisation: str, full_name: str = "", base_url: str, time_zone: str = DEFAULT_ZONE
+    *,
+    email: str,
+    password: str,
+    organisation: str,
+    full_name: str = "",
+    base_url: str,
+    time_zone: str = DEFAULT_ZONE,
+    language: str = settings.LANGUAGE_CODE,
 ) -> User:
+    """A new account and its organisation, whose default language is the
+    one the sign-up page was in (the verification letter's, too)."""
     user = User(email=normalize_email_address(email), full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
     user.full_clean()
     user.save()
-    tenant_create(name=organisation, owner=user, time_zone=time_zone)
+    tenant_create(name=organisation, owner=user, time_zone=time_zone, language=language)
     email_verification_send(user=user, base_url=base_url)
     return user
 
@@ -103,7 +118,7 @@ def totp_new_key() -> str:
 
 def totp_device_for(*, user: User, key: str) -> TOTPDevice:
     """The unsaved device of a pending key, for its QR code and setup key."""
-    return TOTPDevice(user=user, key=key, name="Authenticator app")
+    return TOTPDevice(user=user, key=key, name=_("Authenticator app"))
 
 
 @transaction.atomic
@@ -131,7 +146,7 @@ def totp_enrol(*, user: User, key: str, token: str, replacing: bool) -> TOTPDevi
 @transaction.atomic
 def recovery_codes_create(*, user: User, count: int = 10) -> list[str]:
     """Replace the user's recovery codes; the plain codes are returned once."""
-    device, _ = StaticDevice.objects.get_or_create(user=user, defaults={"name": "Recovery codes"})
+    device, _created = StaticDevice.objects.get_or_create(user=user, defaults={"name": _("Recovery codes")})
     device.token_set.all().delete()
     codes = [StaticToken.random_token() for _ in range(count)]
     StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
@@ -162,7 +177,7 @@ def invitation_create(
         raise PermissionDenied("Only an owner can invite another owner.")
     email = normalize_email_address(email)
     if Membership.objects.filter(tenant=tenant, user__email=email).exists():
-        raise ValidationError({"email": "This person is already a member."})
+        raise ValidationError({"email": _("This person is already a member.")})
     mail_limits.allow(mail_limits.Kind.INVITATION, to=email, user=by.user, client=client)
     Invitation.objects.filter(tenant=tenant, email=email, accepted_at=None, revoked_at=None).update(
         revoked_at=timezone.now()
@@ -184,15 +199,15 @@ def invitation_revoke(*, invitation: Invitation, by: Membership) -> None:
 def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if not invitation.is_pending:
-        raise ValidationError("This invitation was already used.")
+        raise ValidationError(_("This invitation was already used."))
     if normalize_email_address(user.email) != invitation.email:
-        raise ValidationError(f"This invitation was sent to {invitation.email}.")
+        raise ValidationError(_("This invitation was sent to %(email)s.") % {"email": invitation.email})
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at"])
     if not user.is_email_verified:
         # The link reached this address, which proves the user owns it.
         email_verify(user=user)
-    membership, _ = Membership.objects.get_or_create(
+    membership, _created = Membership.objects.get_or_create(
         user=user, tenant=invitation.tenant, defaults={"role": invitation.role}
     )
     return membership
@@ -215,7 +230,7 @@ def _lock_owners(*, membership: Membership, by: Membership) -> list[int]:
     if by.pk not in roles:
         raise PermissionDenied("You are no longer a member of this organisation.")
     if membership.pk not in roles:
-        raise ValidationError("This person is no longer a member.")
+        raise ValidationError(_("This person is no longer a member."))
     membership.role, by.role = roles[membership.pk], roles[by.pk]
     return owners
 
@@ -228,7 +243,7 @@ def membership_change_role(*, membership: Membership, role: str, by: Membership)
     if touches_owner and by.role != Role.OWNER:
         raise PermissionDenied("Only an owner can grant or take away the owner role.")
     if membership.role == Role.OWNER and role != Role.OWNER and len(owners) <= 1:
-        raise ValidationError("The organisation needs at least one owner.")
+        raise ValidationError(_("The organisation needs at least one owner."))
     membership.role = role
     membership.full_clean()
     membership.save(update_fields=["role"])
@@ -242,7 +257,7 @@ def membership_remove(*, membership: Membership, by: Membership) -> None:
         if membership.role == Role.OWNER and by.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove another owner.")
     if membership.role == Role.OWNER and len(owners) <= 1:
-        raise ValidationError("The last owner cannot leave. Make someone else owner first.")
+        raise ValidationError(_("The last owner cannot leave. Make someone else owner first."))
     membership.delete()
 
 

@@ -16,6 +16,8 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django_otp import login as otp_login
@@ -25,7 +27,7 @@ from django_otp.models import Device
 
 from . import throttle
 
-FAILED = "Email, password or code is wrong."
+FAILED = _("Email, password or code is wrong.")
 
 
 class StaffLoginForm(forms.Form):
@@ -34,7 +36,7 @@ class StaffLoginForm(forms.Form):
     )
     password = forms.CharField(strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     code = forms.CharField(
-        label="Code from the app",
+        label=_("Code from the app"),
         max_length=16,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
@@ -79,7 +81,7 @@ def staff_login(request: HttpRequest, site: OTPAdminSite) -> HttpResponse:
             return HttpResponseRedirect(_next(request) or reverse("admin:index", current_app=site.name))
     context = {
         **site.each_context(request),
-        "title": "Log in",
+        "title": gettext("Log in"),
         "form": form,
         "app_path": request.get_full_path(),
         REDIRECT_FIELD_NAME: _next(request) or "",

@@ -3,6 +3,7 @@ token is bound to: once the state changes the same link no longer applies."""
 
 from django.conf import settings
 from django.core import signing
+from django.utils.translation import gettext as _
 
 from .models import Invitation, User
 
@@ -22,9 +23,9 @@ def read_verification_token(token: str) -> User:
     data = _load(token, salt=VERIFY_SALT, max_age=settings.EMAIL_VERIFICATION_MAX_AGE)
     user = User.objects.filter(pk=data.get("u"), email=data.get("e")).first()
     if user is None:
-        raise LinkError("This verification link is not valid.")
+        raise LinkError(_("This verification link is not valid."))
     if user.is_email_verified:
-        raise LinkError("This verification link was already used.")
+        raise LinkError(_("This verification link was already used."))
     return user
 
 
@@ -36,9 +37,9 @@ def read_invitation_token(token: str) -> Invitation:
     public_id = _load(token, salt=INVITE_SALT, max_age=settings.INVITATION_MAX_AGE)
     invitation = Invitation.objects.select_related("tenant").filter(public_id=public_id).first()
     if invitation is None or invitation.revoked_at is not None:
-        raise LinkError("This invitation is no longer valid.")
+        raise LinkError(_("This invitation is no longer valid."))
     if invitation.accepted_at is not None:
-        raise LinkError("This invitation was already used.")
+        raise LinkError(_("This invitation was already used."))
     return invitation
 
 
@@ -46,6 +47,6 @@ def _load(token: str, *, salt: str, max_age: int):
     try:
         return signing.loads(token, salt=salt, max_age=max_age)
     except signing.SignatureExpired as exc:
-        raise LinkError("This link has expired. Ask for a new one.") from exc
+        raise LinkError(_("This link has expired. Ask for a new one.")) from exc
     except signing.BadSignature as exc:
-        raise LinkError("This link is not valid.") from exc
+        raise LinkError(_("This link is not valid.")) from exc

@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path, reverse_lazy
 
 from .forms import PasswordResetForm
-from .views import auth, invitations, team, tenants, two_factor
+from .views import auth, invitations, language, team, tenants, two_factor
 from .views.limited import PasswordResetView, resend_limited, signup_limited
 
 app_name = "accounts"
@@ -73,4 +73,6 @@ urlpatterns = [
     path("organisation/", tenants.organisation, name="organisation"),
     path("organisations/new/", tenants.tenant_new, name="tenant_new"),
     path("organisations/switch/", tenants.tenant_switch, name="tenant_switch"),
+    path("language/", language.language_set, name="language_set"),
+    path("organisations/language/", language.tenant_language, name="tenant_language"),
 ]

@@ -4,6 +4,8 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
+from django.views.i18n import JavaScriptCatalog
 
 from accounts.staff import StaffAdminSite
 from accounts.views.tenants import home
@@ -12,8 +14,8 @@ from mailing.views.unsubscribe import unsubscribe
 # Staff must pass a verified OTP device to enter the admin, and log in with
 # email, password and code in one throttled step.
 admin.site.__class__ = StaffAdminSite
-admin.site.site_header = "Postroute staff"
-admin.site.site_title = "Postroute staff"
+admin.site.site_header = _("Postroute staff")
+admin.site.site_title = _("Postroute staff")
 
 
 @login_not_required
@@ -33,6 +35,8 @@ urlpatterns = [
     path("bounces/", include("mailing.urls_bounces")),
     path("dashboard/", include("mailing.urls_dashboard")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
+    # The strings of static/js in the page's language (djangojs catalogue).
+    path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript_catalog"),
     path("favicon.ico", favicon),
     path(settings.ADMIN_URL, admin.site.urls),
 ]

@@ -6,6 +6,7 @@ without it that one letter cannot be sent through that server."""
 from dataclasses import dataclass
 
 import idna
+from django.utils.translation import gettext as _
 
 
 class UnsendableAddress(ValueError):
@@ -22,12 +23,15 @@ class WireAddress:
 def wire_address(address: str) -> WireAddress:
     local, at, domain = address.rpartition("@")
     if not at or not local:
-        raise UnsendableAddress(f"{address!r} is not an address.")
+        raise UnsendableAddress(_("%(address)s is not an address.") % {"address": f"{address!r}"})
     if not domain.isascii():
         try:
             domain = idna.encode(domain, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
-            raise UnsendableAddress(f"The domain of {address} is not a valid international name ({exc}).") from exc
+            raise UnsendableAddress(
+                _("The domain of %(address)s is not a valid international name (%(exc)s).")
+                % {"address": address, "exc": exc}
+            ) from exc
     return WireAddress(f"{local}@{domain}", not local.isascii())
 
 

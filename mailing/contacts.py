@@ -10,6 +10,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
 from servers.addresses import checked_address
@@ -88,10 +89,10 @@ def _contact_save(
     contact.first_name, contact.last_name = first_name.strip(), last_name.strip()
     contact.fields = _merge_custom_values(contact, fields)
     if any(lst.tenant_id != contact.tenant_id for lst in lists):
-        raise ValidationError("A contact can only be in its own organisation's lists.")
+        raise ValidationError(_("A contact can only be in its own organisation's lists."))
     taken = Contact.objects.filter(tenant_id=contact.tenant_id, email=contact.email).exclude(pk=contact.pk)
     if taken.exists():
-        raise ValidationError({"email": "A contact with this address already exists."})
+        raise ValidationError({"email": _("A contact with this address already exists.")})
     # The address was checked above with email-validator, which (unlike
     # Django's EmailField) accepts internationalised mailboxes.
     contact.full_clean(exclude=["email", "lists"], validate_constraints=False)
@@ -99,7 +100,7 @@ def _contact_save(
         with transaction.atomic():
             contact.save()
     except IntegrityError as exc:  # added by someone else a moment ago
-        raise ValidationError({"email": "A contact with this address already exists."}) from exc
+        raise ValidationError({"email": _("A contact with this address already exists.")}) from exc
     contact.lists.set(lists)
     return contact
 
@@ -112,7 +113,10 @@ def _merge_custom_values(contact: Contact, values: Mapping[str, str]) -> dict[st
     new = {k: str(v).strip() for k, v in values.items() if k in defined and str(v).strip()}
     if too_long := sorted(k for k, v in new.items() if len(v) > MAX_VALUE_LENGTH):
         names = ", ".join(too_long)
-        raise ValidationError(f"Custom field values are limited to {MAX_VALUE_LENGTH} characters: {names}.")
+        raise ValidationError(
+            _("Custom field values are limited to %(MAX_VALUE_LENGTH)s characters: %(names)s.")
+            % {"MAX_VALUE_LENGTH": MAX_VALUE_LENGTH, "names": names}
+        )
     return {**kept, **new}
 
 
@@ -135,10 +139,10 @@ def list_rename(*, contact_list: ContactList, name: str) -> ContactList:
 def _list_save(contact_list: ContactList, name: str) -> ContactList:
     contact_list.name = " ".join(name.split())
     if not contact_list.name:
-        raise ValidationError({"name": "Give the list a name."})
+        raise ValidationError({"name": _("Give the list a name.")})
     same = ContactList.objects.filter(tenant_id=contact_list.tenant_id, name__iexact=contact_list.name)
     if same.exclude(pk=contact_list.pk).exists():
-        raise ValidationError({"name": f"There is already a list named “{contact_list.name}”."})
+        raise ValidationError({"name": _("There is already a list named “%(name)s”.") % {"name": contact_list.name}})
     contact_list.full_clean(validate_constraints=False)
     contact_list.save()
     return contact_list
@@ -150,10 +154,12 @@ def list_delete(*, contact_list: ContactList) -> None:
     has not yet started from, or an import is filling, is kept."""
     waiting = contact_list.mailings.filter(status__in=[Mailing.Status.DRAFT, Mailing.Status.SCHEDULED])
     if names := ", ".join(f"«{m.name}»" for m in waiting[:5]):
-        raise ValidationError(f"Mailings that have not started yet use this list: {names}. Change them first.")
+        raise ValidationError(
+            _("Mailings that have not started yet use this list: %(names)s. Change them first.") % {"names": names}
+        )
     importing = ContactImport.Status.QUEUED, ContactImport.Status.RUNNING
     if ContactImport.objects.filter(contact_list=contact_list, status__in=importing).exists():
-        raise ValidationError("An import into this list is running. Wait until it ends.")
+        raise ValidationError(_("An import into this list is running. Wait until it ends."))
     contact_list.delete()
 
 
@@ -194,11 +200,11 @@ def custom_field_create(*, tenant: Tenant, label: str, key: str = "") -> CustomF
     label = " ".join(label.split())
     key = key.strip() or field_key(label)
     if not KEY.fullmatch(key):
-        raise ValidationError({"key": "Use lower-case Latin letters, digits and _, starting with a letter."})
+        raise ValidationError({"key": _("Use lower-case Latin letters, digits and _, starting with a letter.")})
     if key in RESERVED_KEYS:
-        raise ValidationError({"key": f"“{key}” is a standard field already."})
+        raise ValidationError({"key": _("“%(key)s” is a standard field already.") % {"key": key}})
     if CustomField.objects.filter(tenant=tenant, key=key).exists():
-        raise ValidationError({"key": f"There is already a field {{{{ {key} }}}}."})
+        raise ValidationError({"key": _("There is already a field {{ %(key)s }}.") % {"key": key}})
     return CustomField.objects.create(tenant=tenant, key=key, label=label[:100] or key)
 
 
@@ -267,4 +273,4 @@ def unsubscribe(*, token: str) -> Suppression:
     The address came from our own letter: it is suppressed as it is even if
     it no longer passes validation, so an unsubscribe never fails."""
     tenant, email = unsubscribe_target(token=token)
-    return _suppress(tenant, _normalized_or_raw(email), Suppression.Reason.UNSUBSCRIBED, "Unsubscribe link")
+    return _suppress(tenant, _normalized_or_raw(email), Suppression.Reason.UNSUBSCRIBED, _("Unsubscribe link"))

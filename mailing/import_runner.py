@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from servers.validators import no_control_chars
 
@@ -81,7 +82,7 @@ class Counts:
 # the lock goes with its connection. Beat's sweep takes the lock of each
 # running import it can: one it gets has no runner any more.
 LOCK_NAMESPACE = 0x1D0
-DEAD_RUNNER = (
+DEAD_RUNNER = gettext_lazy(
     "The worker running this import stopped (a restart or a crash). The rows counted above were imported; "
     "upload the file again to import the rest (contacts already in are updated, not duplicated)."
 )
@@ -137,10 +138,12 @@ def _claim_and_run(import_id: int) -> None:
     except ImportFailed as exc:
         _finish(imp, Status.FAILED, str(exc))
     except SoftTimeLimitExceeded:
-        _finish(imp, Status.FAILED, "The import took too long and was stopped. The rows counted above were imported.")
+        _finish(
+            imp, Status.FAILED, _("The import took too long and was stopped. The rows counted above were imported.")
+        )
     except Exception:
         logger.exception("contact import %s failed", imp.pk)
-        _finish(imp, Status.FAILED, "An unexpected error stopped the import. The rows counted above were imported.")
+        _finish(imp, Status.FAILED, _("An unexpected error stopped the import. The rows counted above were imported."))
     else:
         _finish(imp, Status.DONE)
     finally:
@@ -154,9 +157,9 @@ def _finish(imp: ContactImport, status: str, error: str = "") -> None:
 def _run(imp: ContactImport) -> None:
     path = Path(imp.file_path)
     if path.resolve().parent != imports_dir().resolve() or not path.is_file():
-        raise ImportFailed("The uploaded file is gone. Upload it again.")
+        raise ImportFailed(_("The uploaded file is gone. Upload it again."))
     if imp.contact_list_id is None:
-        raise ImportFailed("The target list was deleted.")
+        raise ImportFailed(_("The target list was deleted."))
     mapping = Mapping.from_json(imp.mapping)
     counts = Counts()
     with path.open("rb") as f:
@@ -177,7 +180,7 @@ def _skip_header(reader: "csv._reader") -> None:
     try:
         next(reader, None)
     except csv.Error as exc:  # it was read once at upload; the file changed?
-        raise ImportFailed(f"The header row cannot be read: {exc}.") from exc
+        raise ImportFailed(_("The header row cannot be read: %(exc)s.") % {"exc": exc}) from exc
 
 
 class LineSource:
@@ -207,11 +210,11 @@ class LineSource:
         self.row_bytes += len(raw)
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             self._skip_rest_of_line()
-            self._note(f"The line is longer than {MAX_LINE_BYTES // 1024} KB.")
+            self._note(_("The line is longer than %(value)s KB.") % {"value": MAX_LINE_BYTES // 1024})
             return "\n"
         if self.row_bytes > MAX_ROW_BYTES:
             # Only a quoted field makes a row span lines: close it, end the row.
-            self._note(f"The row is longer than {MAX_ROW_BYTES // 1024} KB.")
+            self._note(_("The row is longer than %(value)s KB.") % {"value": MAX_ROW_BYTES // 1024})
             return '"\n'
         return self._decode(raw, start)
 
@@ -223,10 +226,13 @@ class LineSource:
         try:
             text = raw.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            self._note(f"Invalid bytes for {self.encoding.upper()} at byte {start + exc.start} of the file.")
+            self._note(
+                _("Invalid bytes for %(upper)s at byte %(value)s of the file.")
+                % {"upper": self.encoding.upper(), "value": start + exc.start}
+            )
             text = raw.decode(self.encoding, errors="replace")
         if "\x00" in text:  # PostgreSQL cannot store it, and no name contains it
-            self._note(f"A NUL byte at byte {start + raw.index(0)} of the file.")
+            self._note(_("A NUL byte at byte %(value)s of the file.") % {"value": start + raw.index(0)})
             text = text.replace("\x00", "")
         return text
 
@@ -257,7 +263,7 @@ def _rows(
         if source.problem:
             yield _reject(line, source.problem + _span(line, reader.line_num), _raw(cells, delimiter))
         elif reader.line_num > line and _swallows_rows(cells, delimiter):
-            reason = "A quoted field runs over several lines that look like rows of their own."
+            reason = _("A quoted field runs over several lines that look like rows of their own.")
             yield _reject(line, reason + _span(line, reader.line_num), _raw(cells, delimiter))
         elif any(cell.strip() for cell in cells):
             result = _parse(cells, mapping)
@@ -278,13 +284,16 @@ def _span(first: int, last: int) -> str:
     open, which swallows the rows after it; say where to look."""
     if last <= first:
         return ""
-    return f" The row runs from line {first} to line {last}: is a closing quote missing?"
+    return _(" The row runs from line %(first)s to line %(last)s: is a closing quote missing?") % {
+        "first": first,
+        "last": last,
+    }
 
 
 def _csv_problem(exc: csv.Error) -> str:
     if "field larger than field limit" in str(exc):
-        return f"A field is longer than {MAX_FIELD_CHARS // 1024} KB."
-    return f"The row cannot be read as CSV: {exc}."
+        return _("A field is longer than %(value)s KB.") % {"value": MAX_FIELD_CHARS // 1024}
+    return _("The row cannot be read as CSV: %(exc)s.") % {"exc": exc}
 
 
 def _reject(line: int, reason: str, raw: str) -> ImportRejection:
@@ -300,32 +309,42 @@ def _raw(cells: list[str], delimiter: str) -> str:
 def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]] | str:
     """(email, first name, last name, custom fields), or why the row is refused."""
     if len(cells) > MAX_COLUMNS:
-        return f"The row has {len(cells)} columns; at most {MAX_COLUMNS} are supported."
+        return _("The row has %(len)s columns; at most %(MAX_COLUMNS)s are supported.") % {
+            "len": len(cells),
+            "MAX_COLUMNS": MAX_COLUMNS,
+        }
     if any(len(cell) > MAX_FIELD_CHARS for cell in cells):
-        return f"A field is longer than {MAX_FIELD_CHARS // 1024} KB."
+        return _("A field is longer than %(value)s KB.") % {"value": MAX_FIELD_CHARS // 1024}
 
     def cell(index: int | None) -> str:
         return cells[index].strip() if index is not None and index < len(cells) else ""
 
     address = cell(m.email)
     if not address:
-        return "No email address."
+        return _("No email address.")
     if len(address) > MAX_EMAIL_CHARS:
         # The validator walks the address character by character in Python:
         # a 100 KB cell on every row would cost seconds per batch.
-        return f"Invalid email address “{address[:100]}…”: longer than {MAX_EMAIL_CHARS} characters."
+        return _("Invalid email address “%(value)s…”: longer than %(MAX_EMAIL_CHARS)s characters.") % {
+            "value": address[:100],
+            "MAX_EMAIL_CHARS": MAX_EMAIL_CHARS,
+        }
     try:
         email = contacts.normalize_email(address)
     except ValidationError as exc:
-        return f"Invalid email address “{address[:100]}”: {exc.messages[0]}"
+        return _("Invalid email address “%(value)s”: %(0)s") % {"value": address[:100], "0": exc.messages[0]}
     first, last = cell(m.first_name), cell(m.last_name)
     if len(first) > contacts.MAX_NAME_LENGTH or len(last) > contacts.MAX_NAME_LENGTH:
-        return f"A name is longer than {contacts.MAX_NAME_LENGTH} characters."
+        return _("A name is longer than %(MAX_NAME_LENGTH)s characters.") % {
+            "MAX_NAME_LENGTH": contacts.MAX_NAME_LENGTH
+        }
     if problem := _name_problem(first, last):
         return problem
     fields = {key: value for key, index in m.fields.items() if (value := cell(index))}
     if any(len(value) > contacts.MAX_VALUE_LENGTH for value in fields.values()):
-        return f"A custom field value is longer than {contacts.MAX_VALUE_LENGTH} characters."
+        return _("A custom field value is longer than %(MAX_VALUE_LENGTH)s characters.") % {
+            "MAX_VALUE_LENGTH": contacts.MAX_VALUE_LENGTH
+        }
     return email, first, last, fields
 
 

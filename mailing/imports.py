@@ -29,6 +29,8 @@ from django.db import transaction
 from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from accounts.models import Tenant, User
 
@@ -55,7 +57,7 @@ FIELD_PREFIX = "field:"
 PENDING = (ContactImport.Status.UPLOADED, ContactImport.Status.QUEUED, ContactImport.Status.RUNNING)
 # An upload nobody maps in this time is removed, file and all.
 UNMAPPED_MAX_AGE = timedelta(hours=1)
-UTF16_MESSAGE = "The file is in UTF-16. Save it as “CSV UTF-8” and upload it again."
+UTF16_MESSAGE = gettext_lazy("The file is in UTF-16. Save it as “CSV UTF-8” and upload it again.")
 
 
 class ImportFailed(Exception):
@@ -89,7 +91,7 @@ def import_upload(*, tenant: Tenant, by: User | None, upload: UploadedFile) -> C
     message for the user when it cannot be imported, or when the tenant
     already has as many uploads waiting, or bytes pending, as it may."""
     if upload.size is not None and upload.size > max_bytes():
-        raise ValidationError(f"The file is larger than {size_label()}.")
+        raise ValidationError(_("The file is larger than %(size_label)s.") % {"size_label": size_label()})
     _check_room(tenant, upload.size or 0)  # early, before writing the file
     path = _store(upload)
     try:
@@ -121,15 +123,27 @@ def _check_room(tenant: Tenant, size: int) -> None:
     waiting = pending.filter(status=Status.UPLOADED).count()
     if waiting >= settings.IMPORT_MAX_WAITING:
         raise ValidationError(
-            f"{waiting} uploaded files are waiting for their columns to be mapped. Map or discard one of them "
-            "first (Contacts, Recent imports); a file left unmapped is removed after an hour."
+            ngettext(
+                "%(waiting)s uploaded file is waiting for its columns to be mapped. Map or discard it first "
+                "(Contacts, Recent imports); a file left unmapped is removed after an hour.",
+                "%(waiting)s uploaded files are waiting for their columns to be mapped. Map or discard one of "
+                "them first (Contacts, Recent imports); a file left unmapped is removed after an hour.",
+                waiting,
+            )
+            % {"waiting": waiting}
         )
     held = pending.aggregate(total=Sum("file_size"))["total"] or 0
     if held + size > settings.IMPORT_MAX_PENDING_BYTES:
         raise ValidationError(
-            f"Your files waiting to be imported already take {filesizeformat(held)}, and together they may take "
-            f"{filesizeformat(settings.IMPORT_MAX_PENDING_BYTES)}. Wait for an import to finish, or discard a "
-            "file that waits for its column mapping."
+            _(
+                "Your files waiting to be imported already take %(filesizeformat)s, "
+                "and together they may take %(filesizeformat2)s. Wait for an import to "
+                "finish, or discard a file that waits for its column mapping."
+            )
+            % {
+                "filesizeformat": filesizeformat(held),
+                "filesizeformat2": filesizeformat(settings.IMPORT_MAX_PENDING_BYTES),
+            }
         )
 
 
@@ -147,7 +161,7 @@ def _store(upload: UploadedFile) -> Path:
             out.write(chunk)
     if written > max_bytes() or written == 0:
         path.unlink(missing_ok=True)
-        raise ValidationError("The file is empty." if written == 0 else "The file is too large.")
+        raise ValidationError(_("The file is empty.") if written == 0 else _("The file is too large."))
     return path
 
 
@@ -159,10 +173,13 @@ def inspect_file(path: Path) -> FileFacts:
         whole = not f.read(1)
     text = _decode_sample(sample, encoding, whole=whole)
     if not text.strip():
-        raise ValidationError("The file is empty.")
+        raise ValidationError(_("The file is empty."))
     if "\r" in text and "\n" not in text:
         raise ValidationError(
-            "The lines of this file end with CR only (the old Mac format). Save it as “CSV UTF-8” and upload it again."
+            _(
+                "The lines of this file end with CR only (the old Mac format). Save it "
+                "as “CSV UTF-8” and upload it again."
+            )
         )
     delimiter = _sniff_delimiter(text)
     # The first line did not fit in the sample: what was read is part of it.
@@ -214,7 +231,7 @@ def _detect_encoding(f: BinaryIO) -> str:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ValidationError(UTF16_MESSAGE)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
-        raise ValidationError("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”.")
+        raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
     f.seek(0)
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
@@ -238,8 +255,11 @@ def _check_cp1251(f: BinaryIO) -> str:
             text = chunk.decode("cp1251")
         except UnicodeDecodeError as exc:
             raise ValidationError(
-                f"The file is neither UTF-8 nor Windows-1251 (byte 0x{chunk[exc.start]:02X} at position "
-                f"{offset + exc.start}). Save it as “CSV UTF-8” and upload it again."
+                _(
+                    "The file is neither UTF-8 nor Windows-1251 (byte 0x%(value)s at "
+                    "position %(value2)s). Save it as “CSV UTF-8” and upload it again."
+                )
+                % {"value": f"{chunk[exc.start]:02X}", "value2": offset + exc.start}
             ) from exc
         _refuse_binary(chunk, text, offset)
         offset += len(chunk)
@@ -254,8 +274,11 @@ def _refuse_binary(chunk: bytes, text: str, offset: int) -> None:
         if _looks_like_utf16(chunk):
             raise ValidationError(UTF16_MESSAGE)
         raise ValidationError(
-            f"This does not look like a text CSV file: it contains NUL bytes (the first at position "
-            f"{chunk.index(0)}). Save it as CSV."
+            _(
+                "This does not look like a text CSV file: it contains NUL bytes (the "
+                "first at position %(index)s). Save it as CSV."
+            )
+            % {"index": chunk.index(0)}
         )
 
 
@@ -297,16 +320,19 @@ def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -
         header = [" ".join(cell.split()) for cell in next(reader, [])]
         has_rows = any(any(cell.strip() for cell in row) for row in reader)
     except csv.Error as exc:
-        raise ValidationError(f"The first rows cannot be read as CSV: {exc}.") from exc
+        raise ValidationError(_("The first rows cannot be read as CSV: %(exc)s.") % {"exc": exc}) from exc
     if not any(header):
-        raise ValidationError("The first line must be the header row: the names of the columns.")
+        raise ValidationError(_("The first line must be the header row: the names of the columns."))
     if len(header) > MAX_COLUMNS:
-        count = f"at least {len(header)}" if cut else str(len(header))
-        raise ValidationError(f"The file has {count} columns; at most {MAX_COLUMNS} are supported.")
+        count = _("at least %(len)s") % {"len": len(header)} if cut else str(len(header))
+        raise ValidationError(
+            _("The file has %(count)s columns; at most %(MAX_COLUMNS)s are supported.")
+            % {"count": count, "MAX_COLUMNS": MAX_COLUMNS}
+        )
     if any(len(cell) > MAX_HEADER_CELL for cell in header):
-        raise ValidationError("The first line does not look like a header row: a column name is very long.")
+        raise ValidationError(_("The first line does not look like a header row: a column name is very long."))
     if whole and not has_rows:
-        raise ValidationError("The file has a header row but no contacts.")
+        raise ValidationError(_("The file has a header row but no contacts."))
     return [cell or f"Column {i}" for i, cell in enumerate(header, start=1)]
 
 
@@ -335,10 +361,12 @@ def check_mapping(mapping: dict[str, str]) -> None:
     """Exactly one email column; no field filled from two columns."""
     targets = [t for t in mapping.values() if t]
     if targets.count("email") != 1:
-        raise ValidationError("Map exactly one column to “Email address”.", code="email")
+        raise ValidationError(_("Map exactly one column to “Email address”."), code="email")
     if doubled := sorted({t for t in targets if targets.count(t) > 1}):
         names = ", ".join(t.removeprefix(FIELD_PREFIX).replace("_", " ") for t in doubled)
-        raise ValidationError(f"Two columns go into the same field: {names}. Pick one.", code="doubled")
+        raise ValidationError(
+            _("Two columns go into the same field: %(names)s. Pick one.") % {"names": names}, code="doubled"
+        )
 
 
 @transaction.atomic
@@ -353,7 +381,7 @@ def import_start(
     `columns` a value "new" makes a custom field named after the header."""
     imp = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
     if imp.status != Status.UPLOADED:
-        raise ValidationError("This import has already started.")
+        raise ValidationError(_("This import has already started."))
     mapping = {str(i): _resolve_target(imp, i, target) for i, target in columns.items() if 0 <= i < len(imp.header)}
     check_mapping(mapping)
     if contact_list is None:
@@ -362,7 +390,7 @@ def import_start(
         except ValidationError as exc:
             raise ValidationError({"new_list_name": exc.message_dict.get("name", exc.messages)}) from exc
     elif contact_list.tenant_id != imp.tenant_id:
-        raise ValidationError("Choose one of your own lists.")
+        raise ValidationError(_("Choose one of your own lists."))
     imp.mapping, imp.contact_list, imp.status = mapping, contact_list, Status.QUEUED
     imp.save(update_fields=["mapping", "contact_list", "status"])
     from . import tasks  # tasks imports the runner, which imports this module
@@ -377,17 +405,17 @@ def _resolve_target(imp: ContactImport, index: int, target: str) -> str:
     if target.startswith(FIELD_PREFIX):
         key = target.removeprefix(FIELD_PREFIX)
         if not imp.tenant.custom_fields.filter(key=key).exists():
-            raise ValidationError(f"There is no custom field {key}.")
+            raise ValidationError(_("There is no custom field %(key)s.") % {"key": key})
         return target
     if target and target not in STANDARD_TARGETS:
-        raise ValidationError(f"Unknown field “{target}”.")
+        raise ValidationError(_("Unknown field “%(target)s”.") % {"target": target})
     return target
 
 
 def import_discard(*, contact_import: ContactImport) -> None:
     """Drop an upload that was never started."""
     if contact_import.status != Status.UPLOADED:
-        raise ValidationError("An import that has started cannot be discarded.")
+        raise ValidationError(_("An import that has started cannot be discarded."))
     _remove_file(contact_import)
     contact_import.delete()
 

@@ -14,6 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant, User
 from servers.models import SmtpServer
@@ -39,8 +41,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 
 
 START_SOURCES = TRANSITIONS["start"][0]
-NOBODY = "Nobody to send to: the lists are empty or every address is suppressed."
-PREPARING = "Its letters are being prepared; wait until it has started."
+NOBODY = gettext_lazy("Nobody to send to: the lists are empty or every address is suppressed.")
+PREPARING = gettext_lazy("Its letters are being prepared; wait until it has started.")
 # A start task is killed after this long (tasks.start_mailing's hard
 # limit); a start still preparing then is asked for again.
 START_TASK_LIMIT = timedelta(minutes=30)
@@ -66,7 +68,10 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
             current, preparing = Mailing.objects.filter(pk=mailing.pk).values_list("status", "preparing_since").get()
             if preparing is not None:
                 raise ValidationError(PREPARING)
-            raise ValidationError(f"A mailing that is {Mailing.Status(current).label.lower()} cannot {action}.")
+            raise ValidationError(
+                _("A mailing that is %(lower)s cannot %(action)s.")
+                % {"lower": Mailing.Status(current).label.lower(), "action": action}
+            )
         MailingEvent.objects.create(mailing=mailing, from_status=mailing.status, to_status=target, by=by, note=note)
         if target == S.ACTIVE:
             transaction.on_commit(lambda: _kick(mailing.pk))
@@ -90,15 +95,15 @@ def mailing_save(
     by: User | None = None,
 ) -> Mailing:
     if mailing.status != S.DRAFT:
-        raise ValidationError("Only a draft can be changed.")
+        raise ValidationError(_("Only a draft can be changed."))
     if mailing.preparing_since is not None:
         raise ValidationError(PREPARING)
     allowed = {s.pk: s for s in available_servers(mailing.tenant)}
     chosen = [s for s in servers if s.pk in allowed]
     if not chosen:
-        raise ValidationError({"servers": "Choose at least one server."})
+        raise ValidationError({"servers": _("Choose at least one server.")})
     if mailing.template.tenant_id != mailing.tenant_id or any(lst.tenant_id != mailing.tenant_id for lst in lists):
-        raise ValidationError("The template and lists must belong to the same organisation.")
+        raise ValidationError(_("The template and lists must belong to the same organisation."))
     if mailing.pk is None:
         mailing.created_by = by
     mailing.full_clean()
@@ -122,7 +127,7 @@ def recipients(mailing: Mailing) -> QuerySet[Contact]:
 
 def mailing_schedule(*, mailing: Mailing, at: datetime, by: User | None = None) -> None:
     if at <= timezone.now():
-        raise ValidationError({"scheduled_at": "Choose a time in the future, or start now."})
+        raise ValidationError({"scheduled_at": _("Choose a time in the future, or start now.")})
     transition(mailing=mailing, action="schedule", by=by, scheduled_at=at)
 
 
@@ -134,7 +139,7 @@ def mailing_start(*, mailing: Mailing, by: User | None = None) -> int:
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().select_related("template").get(pk=mailing.pk)
         if mailing.status not in START_SOURCES:
-            raise ValidationError("This mailing has already started.")
+            raise ValidationError(_("This mailing has already started."))
         if mailing.preparing_since is None:
             _snapshot(mailing)  # (an asked-for start took it when asked)
         count = _create_letters(mailing)
@@ -149,7 +154,7 @@ def mailing_start_async(*, mailing: Mailing, by: User | None = None) -> int:
     """Ask for the start: take the template's snapshot now and have a task
     make the letters (mailing_start). Returns how many it is preparing."""
     if mailing.status not in START_SOURCES:
-        raise ValidationError("This mailing has already started.")
+        raise ValidationError(_("This mailing has already started."))
     if mailing.preparing_since is not None:
         raise ValidationError(PREPARING)
     expected = recipients(mailing).count()
@@ -161,7 +166,7 @@ def mailing_start_async(*, mailing: Mailing, by: User | None = None) -> int:
             preparing_since=now, start_error="", letter_count=expected
         )
         if not claimed:
-            raise ValidationError("This mailing is already starting.")
+            raise ValidationError(_("This mailing is already starting."))
         fresh = Mailing.objects.select_related("template").get(pk=mailing.pk)
         _snapshot(fresh)
         _enqueue_start(mailing.pk, by)

@@ -14,6 +14,8 @@ from functools import lru_cache
 from itertools import islice
 
 from django.utils.html import escape
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant
 from servers.validators import header_text
@@ -45,7 +47,7 @@ TOKEN = re.compile(
 # A script element with its content, or an unclosed one to the end: mail
 # clients strip scripts, so a letter never carries one.
 SCRIPT = re.compile(r"<script\b[^>]*+>.*?(?:</script\s*>|\Z)", re.IGNORECASE | re.DOTALL)
-SCRIPT_WARNING = (
+SCRIPT_WARNING = gettext_lazy(
     "The HTML body has a <script>: mail clients remove scripts, so it does nothing in a letter. "
     "Postroute leaves it out of the letters it sends."
 )
@@ -94,7 +96,7 @@ def check(source: str, *, known: set[str]) -> list[str]:
     found = [m for m in islice(pattern.finditer(text), MAX_ERRORS) if m.start("token") < len(source)]
     errors = [_message(source, *_problem(match, source), known) for match in found]
     if len(found) == MAX_ERRORS and (more := pattern.subn("", text)[1] - 1 - MAX_ERRORS) > 0:
-        errors.append(f"… and {more} more problems.")
+        errors.append(_("… and %(more)s more problems.") % {"more": more})
     return errors
 
 
@@ -200,37 +202,46 @@ def _name(source: str, start: int, end: int) -> str:
 def _message(source: str, kind: str, start: int, end: int, known: set[str]) -> str:
     where = _position(source, start)
     if kind == "unclosed":
-        return f"Unclosed placeholder {{{{ at {where}: add the closing }}}}."
+        return _("Unclosed placeholder {{ at %(where)s: add the closing }}.") % {"where": where}
     if kind == "comment":
-        return f"Template comments {{# … #}} are not allowed ({where}); remove it."
+        return _("Template comments {# … #} are not allowed (%(where)s); remove it.") % {"where": where}
     if kind == "tag":
         shown = _shorten(source[start : min(end, start + 41)]) if end > start + 2 else source[start : start + 30]
-        return (
-            f"Template tags such as {shown} are not allowed ({where}): "
-            "only {{ name }} placeholders are supported, no logic or loading."
-        )
+        return _(
+            "Template tags such as %(shown)s are not allowed (%(where)s): only {{ "
+            "name }} placeholders are supported, no logic or loading."
+        ) % {"shown": shown, "where": where}
     name = _name(source, start, end)
     if NAME.fullmatch(name):
-        return f"Unknown placeholder {{{{ {name} }}}} at {where} — known: {_known_list(known)}."
+        return _("Unknown placeholder {{ %(name)s }} at %(where)s — known: %(known_list)s.") % {
+            "name": name,
+            "where": where,
+            "known_list": _known_list(known),
+        }
     return _invalid(name, where)
 
 
 def _invalid(name: str, where: str) -> str:
     shown = _shorten("{{ " + name + " }}")
     if not name:
-        return f"Empty placeholder {{{{ }}}} at {where}: write a name inside, such as {{{{ email }}}}."
+        return _("Empty placeholder {{ }} at %(where)s: write a name inside, such as {{ email }}.") % {"where": where}
     if "|" in name:
         plain = name.split("|", 1)[0].strip()
-        return f"Filters are not allowed: {shown} at {where}; write {{{{ {plain} }}}} without the |."
+        return _("Filters are not allowed: %(shown)s at %(where)s; write {{ %(plain)s }} without the |.") % {
+            "shown": shown,
+            "where": where,
+            "plain": plain,
+        }
     if "." in name or "[" in name:
-        return (
-            f"Attribute lookups are not allowed: {shown} at {where}; "
+        return _(
+            "Attribute lookups are not allowed: %(shown)s at %(where)s; "
             "placeholders are plain names such as {{ email }} or {{ first_name }}."
-        )
-    return (
-        f"Invalid placeholder {shown} at {where}: a name is lower-case letters, digits and _, "
-        "starting with a letter or _, such as {{ first_name }}."
-    )
+        ) % {"shown": shown, "where": where}
+    return _(
+        "Invalid placeholder %(shown)s at %(where)s: a name is lower-case "
+        "letters, digits and _, starting with a letter or _, such as {{ "
+        "first_name }}."
+    ) % {"shown": shown, "where": where}
 
 
 def _position(source: str, offset: int) -> str:

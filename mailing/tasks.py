@@ -8,6 +8,7 @@ Queues: config/settings.py, CELERY_TASK_ROUTES."""
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from config import metrics
 
@@ -73,7 +74,7 @@ def start_mailing(mailing_id: int, by_id: int | None = None) -> None:
     try:
         mailings.mailing_start_prepared(mailing_id=mailing_id, by_id=by_id)
     except SoftTimeLimitExceeded:
-        reason = "Preparing the letters took too long. Try again, or split the lists."
+        reason = _("Preparing the letters took too long. Try again, or split the lists.")
         mailings.mailing_start_failed(mailing_id=mailing_id, reason=reason)
 
 

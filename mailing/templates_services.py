@@ -3,11 +3,10 @@
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import RestrictedError
+from django.utils.translation import ngettext
 
 from . import rendering
 from .models import MailTemplate
-
-IN_USE = "This template is used by {count} mailing{s}: {names}. Delete those mailings first; the template stays."
 
 
 @transaction.atomic
@@ -32,4 +31,9 @@ def template_delete(*, template: MailTemplate) -> None:
         mailings = sorted(str(m) for m in exc.restricted_objects)
         names = ", ".join(f"«{name}»" for name in mailings[:5]) + (" …" if len(mailings) > 5 else "")
         count = len(mailings)
-        raise ValidationError(IN_USE.format(count=count, s="" if count == 1 else "s", names=names)) from exc
+        in_use = ngettext(
+            "This template is used by %(count)s mailing: %(names)s. Delete it first; the template stays.",
+            "This template is used by %(count)s mailings: %(names)s. Delete those mailings first; the template stays.",
+            count,
+        )
+        raise ValidationError(in_use % {"count": count, "names": names}) from exc

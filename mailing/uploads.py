@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 from .imports import max_bytes, size_label
 
@@ -41,7 +42,7 @@ class FilePartRefused(MultiPartParserError):
 
 class NoFilesUploadHandler(FileUploadHandler):
     def new_file(self, *args: object, **kwargs: object) -> None:
-        raise FilePartRefused("A file was sent to a page that takes none.")
+        raise FilePartRefused(_("A file was sent to a page that takes none."))
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         return None  # never reached: new_file refused the part
@@ -67,7 +68,7 @@ class ImportUploadHandler(FileUploadHandler):
         if self.files > 1:
             # Not SkipFile: skipping closes the open files of every handler,
             # the first file's among them.
-            raise FilePartRefused("The import takes one file.")
+            raise FilePartRefused(_("The import takes one file."))
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         if start + len(raw_data) > max_bytes():

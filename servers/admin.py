@@ -1,8 +1,8 @@
 from django import forms
 from django.contrib import admin, messages
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
 from . import services
@@ -16,7 +16,7 @@ class PasswordAdminForm(forms.ModelForm):
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the stored password.",
+        help_text=_("Leave empty to keep the stored password."),
     )
 
     def save(self, commit: bool = True):
@@ -43,7 +43,7 @@ class PlatformQuotaInline(admin.TabularInline):
     model = PlatformQuota
     extra = 0
     autocomplete_fields = ("tenant",)
-    verbose_name = "per-tenant daily quota"
+    verbose_name = _("per-tenant daily quota")
 
 
 # What the dispatcher and the connection test write: shown, never edited.
@@ -81,10 +81,10 @@ class SmtpServerAdmin(PasswordAdmin):
     inlines = [PlatformQuotaInline]
     fieldsets = (
         (None, {"fields": ("tenant", "name", "kind", "enabled", "priority")}),
-        ("Sender", {"fields": ("sender_email", "sender_name", "allow_sender_substitution")}),
-        ("Connection", {"fields": ("host", "port", "security", "verify_tls", "login", "new_password")}),
-        ("Limits", {"fields": ("max_per_minute", "max_per_hour", "max_per_day", "tenant_daily_quota")}),
-        ("Health", {"fields": HEALTH_FIELDS}),
+        (_("Sender"), {"fields": ("sender_email", "sender_name", "allow_sender_substitution")}),
+        (_("Connection"), {"fields": ("host", "port", "security", "verify_tls", "login", "new_password")}),
+        (_("Limits"), {"fields": ("max_per_minute", "max_per_hour", "max_per_day", "tenant_daily_quota")}),
+        (_("Health"), {"fields": HEALTH_FIELDS}),
     )
 
     def get_queryset(self, request):
@@ -107,9 +107,9 @@ class SmtpServerAdmin(PasswordAdmin):
         count = services.reset_health(server_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, ngettext("%d server reset.", "%d servers reset.", count) % count, messages.SUCCESS)
 
-    @admin.display(description="Tenant", ordering="tenant__name")
+    @admin.display(description=_("Tenant"), ordering="tenant__name")
     def tenant_or_platform(self, server: SmtpServer) -> str:
-        return server.tenant.name if server.tenant else "— platform server —"
+        return server.tenant.name if server.tenant else gettext("— platform server —")
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is None or obj.is_platform else []

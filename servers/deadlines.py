@@ -29,6 +29,8 @@ import ssl
 import time
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 _CHUNK = 65536
 
 
@@ -49,19 +51,27 @@ class DeadlineExceeded(TimeoutError):
     def dribbling(self) -> bool:
         return self.doing == "reply" and self.heard > 0
 
-    def sentence(self, where: str = "the server", seconds: float | None = None) -> str:
+    def sentence(self, where: str = _("the server"), seconds: float | None = None) -> str:
         """What happened, as a sentence for the tenant."""
         within = f"{round(self.budget if seconds is None else seconds, 1):g} seconds"
         if self.dribbling:
-            return f"{where} kept sending ({self.heard} bytes) without finishing its reply; we gave up after {within}."
+            return _(
+                "%(where)s kept sending (%(heard)s bytes) without finishing its reply; we gave up after %(within)s."
+            ) % {"where": where, "heard": self.heard, "within": within}
         if self.doing == "send":
-            return f"{where} stopped taking what we sent; it did not take all of it within {within}."
+            return _("%(where)s stopped taking what we sent; it did not take all of it within %(within)s.") % {
+                "where": where,
+                "within": within,
+            }
         if self.doing == "handshake":
-            return f"The TLS handshake with {where} did not finish within {within}."
-        return f"{where} did not answer within {within}."
+            return _("The TLS handshake with %(where)s did not finish within %(within)s.") % {
+                "where": where,
+                "within": within,
+            }
+        return _("%(where)s did not answer within %(within)s.") % {"where": where, "within": within}
 
     def __str__(self) -> str:
-        return self.sentence("The server")
+        return self.sentence(_("The server"))
 
 
 class Deadline:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 from . import presets
 from .deadlines import DeadlineExceeded
@@ -61,105 +62,141 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     if isinstance(exc, ValidationError):
         return Diagnosis("rules", " ".join(exc.messages))
     if isinstance(exc, HostRefused):
-        return Diagnosis("host_refused", str(exc), "Use your provider's public SMTP server name.")
+        return Diagnosis("host_refused", str(exc), _("Use your provider's public SMTP server name."))
     if isinstance(exc, HostUnresolved | socket.gaierror):
         return _unresolved(exc, host)
     if isinstance(exc, smtplib.SMTPAuthenticationError) and exc.smtp_code < 500:
-        return Diagnosis("temporary", f"The server cannot check the login now ({_reply(exc)}).", "Try again later.")
+        return Diagnosis(
+            "temporary",
+            _("The server cannot check the login now (%(reply)s).") % {"reply": _reply(exc)},
+            _("Try again later."),
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
-        return Diagnosis("auth", f"The server refused the login or password ({_reply(exc)}).", hint, True)
+        return Diagnosis(
+            "auth", _("The server refused the login or password (%(reply)s).") % {"reply": _reply(exc)}, hint, True
+        )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         replies = "; ".join(
             f"{rcpt}: {code} {msg.decode(errors='replace')}" for rcpt, (code, msg) in exc.recipients.items()
         )
-        return Diagnosis("recipient", f"The server refused the recipient: {replies}", "Check the address.")
+        return Diagnosis(
+            "recipient",
+            _("The server refused the recipient: %(replies)s") % {"replies": replies},
+            _("Check the address."),
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = _reply(exc)
         if is_blacklisting(exc.smtp_code, reply):
             hint = provider.blacklist_hint if provider and provider.blacklist_hint else presets.GENERIC_BLACKLIST_HINT
-            return Diagnosis("blacklisted", f"The server refuses mail from this sender or IP ({reply}).", hint, True)
+            return Diagnosis(
+                "blacklisted",
+                _("The server refuses mail from this sender or IP (%(reply)s).") % {"reply": reply},
+                hint,
+                True,
+            )
         if 400 <= exc.smtp_code < 500:
-            return Diagnosis("temporary", f"The server is busy or refused for now ({reply}).", "Try again later.")
-        return Diagnosis("refused_command", f"The server refused: {reply}.")
+            return Diagnosis(
+                "temporary",
+                _("The server is busy or refused for now (%(reply)s).") % {"reply": reply},
+                _("Try again later."),
+            )
+        return Diagnosis("refused_command", _("The server refused: %(reply)s.") % {"reply": reply})
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return Diagnosis("tls", f"The server does not offer that: {exc}.", "Choose SSL/TLS on port 465 or none.")
+        return Diagnosis(
+            "tls",
+            _("The server does not offer that: %(exc)s.") % {"exc": exc},
+            _("Choose SSL/TLS on port 465 or none."),
+        )
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
         text = str(exc)
         if any(w in text.upper() for w in ("AUTH", "LOGIN", "PASSWORD", "CREDENTIALS")):
             hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
-            return Diagnosis("auth", f"The mailbox refused the login or password ({text}).", hint)
-        return Diagnosis("protocol", f"The mail server answered with an error: {text}")
+            return Diagnosis("auth", _("The mailbox refused the login or password (%(text)s).") % {"text": text}, hint)
+        return Diagnosis("protocol", _("The mail server answered with an error: %(text)s") % {"text": text})
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Diagnosis(
             "tls_certificate",
-            f"The certificate of {host} is not valid: {exc.verify_message or exc.reason}.",
-            "The server name must match its certificate; use the provider's exact server name.",
+            _("The certificate of %(host)s is not valid: %(value)s.")
+            % {"host": host, "value": exc.verify_message or exc.reason},
+            _("The server name must match its certificate; use the provider's exact server name."),
         )
     if isinstance(exc, ssl.SSLError):
         return Diagnosis(
             "tls",
-            f"The TLS handshake with {where} failed ({exc.reason or exc}).",
-            "The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.",
+            _("The TLS handshake with %(where)s failed (%(value)s).") % {"where": where, "value": exc.reason or exc},
+            _("The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS."),
         )
     if isinstance(exc, DeadlineExceeded):
-        return Diagnosis("timeout", exc.sentence(where or "The server", timeout or None), _deadline_hint(exc))
+        return Diagnosis("timeout", exc.sentence(where or _("The server"), timeout or None), _deadline_hint(exc))
     if isinstance(exc, SoftTimeLimitExceeded):
         return Diagnosis(
             "timeout",
-            f"The work with {where} took longer than the worker allows and was stopped.",
-            "Try again later; if it happens again, the server is too slow to use.",
+            _("The work with %(where)s took longer than the worker allows and was stopped.") % {"where": where},
+            _("Try again later; if it happens again, the server is too slow to use."),
         )
     if isinstance(exc, TimeoutError | socket.timeout) or (
         isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc)
     ):
         return Diagnosis(
             "timeout",
-            f"{where} did not answer within {timeout:g} seconds.",
-            "A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs).",
+            _("%(where)s did not answer within %(timeout)s seconds.") % {"where": where, "timeout": f"{timeout:g}"},
+            _("A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs)."),
         )
     if isinstance(exc, ConnectionRefusedError):
-        return Diagnosis("refused", f"Nothing accepts connections on {where}.", "Check the server name and port.")
+        return Diagnosis(
+            "refused",
+            _("Nothing accepts connections on %(where)s.") % {"where": where},
+            _("Check the server name and port."),
+        )
     if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError | EOFError):
-        return Diagnosis("disconnected", f"{where} closed the connection unexpectedly ({exc or 'no reason'}).")
+        return Diagnosis(
+            "disconnected",
+            _("%(where)s closed the connection unexpectedly (%(value)s).")
+            % {"where": where, "value": exc or _("no reason")},
+        )
     if isinstance(exc, OSError):
-        return Diagnosis("network", f"Could not reach {where}: {exc.strerror or exc}.")
-    return Diagnosis("error", f"Unexpected error: {exc}")
+        return Diagnosis(
+            "network", _("Could not reach %(where)s: %(value)s.") % {"where": where, "value": exc.strerror or exc}
+        )
+    return Diagnosis("error", _("Unexpected error: %(exc)s") % {"exc": exc})
 
 
 # getaddrinfo's answers that say the lookup itself failed, not that the name does not exist.
 DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM") if hasattr(socket, name)}
-DNS_DOWN_HINT = (
-    "The name {sure}: the network or the DNS of the server Postroute runs on may be down. "
-    "Try again in a few minutes; if it goes on, tell the administrator of this installation."
-)
 
 
 def _unresolved(exc: BaseException, host: str) -> Diagnosis:
     """A misspelt name, or a name that exists while this machine cannot
     look names up: a provider's own server name, or a lookup that failed
     rather than answered "no such name"."""
-    message = f"The name {host} could not be found."
+    message = _("The name %(host)s could not be found.") % {"host": host}
     cause = exc if isinstance(exc, socket.gaierror) else exc.__cause__
     if presets.is_provider_host(host):
-        return Diagnosis("dns", message, DNS_DOWN_HINT.format(sure="is right (it is the provider's own server)"))
-    if isinstance(cause, socket.gaierror) and cause.errno in DNS_DOWN:
-        return Diagnosis(
-            "dns",
-            f"The name {host} could not be looked up.",
-            DNS_DOWN_HINT.format(sure="may well be right (the lookup failed, it did not say the name does not exist)"),
+        hint = _(
+            "The name is right (it is the provider's own server): the network or the DNS of the server "
+            "Postroute runs on may be down. Try again in a few minutes; if it goes on, tell the administrator "
+            "of this installation."
         )
-    return Diagnosis("dns", message, "Check the spelling of the server name.")
+        return Diagnosis("dns", message, hint)
+    if isinstance(cause, socket.gaierror) and cause.errno in DNS_DOWN:
+        hint = _(
+            "The name may well be right (the lookup failed, it did not say the name does not exist): "
+            "the network or the DNS of the server Postroute runs on may be down. Try again in a few minutes; "
+            "if it goes on, tell the administrator of this installation."
+        )
+        return Diagnosis("dns", _("The name %(host)s could not be looked up.") % {"host": host}, hint)
+    return Diagnosis("dns", message, _("Check the spelling of the server name."))
 
 
 def _deadline_hint(exc: DeadlineExceeded) -> str:
     if exc.dribbling:
-        return (
+        return _(
             "The server sends its reply so slowly that it never ends (a broken or deliberately slow server). "
             "Check the server name and port; if they are right, ask the provider."
         )
     if exc.doing == "send":
-        return "The server stopped reading what we sent; it may be overloaded. Try again later."
+        return _("The server stopped reading what we sent; it may be overloaded. Try again later.")
     if exc.doing == "handshake":
-        return "The security setting may not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS."
-    return "A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs)."
+        return _("The security setting may not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.")
+    return _("A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs).")

@@ -2,6 +2,8 @@ import json
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import presets, rules
 from .addresses import validate_address
@@ -11,20 +13,22 @@ from .validators import no_control_chars
 
 # Long enough for any mailbox or app password, short enough for one AUTH line.
 PASSWORD_MAX_LENGTH = 1024
-HOST_CHANGED = "The server name changed: type the password again. A stored password never goes to a new host."
+HOST_CHANGED = gettext_lazy(
+    "The server name changed: type the password again. A stored password never goes to a new host."
+)
 
 # The security choices of a mailbox, worded for its protocol (the model's
 # labels name the SMTP ports). The script swaps them when the protocol changes.
 MAILBOX_SECURITY_LABELS = {
     "imap": {
-        Security.NONE: "None (plain text, usually port 143)",
-        Security.SSL: "SSL/TLS (implicit, usually port 993)",
-        Security.STARTTLS: "STARTTLS (usually port 143)",
+        Security.NONE: gettext_lazy("None (plain text, usually port 143)"),
+        Security.SSL: gettext_lazy("SSL/TLS (implicit, usually port 993)"),
+        Security.STARTTLS: gettext_lazy("STARTTLS (usually port 143)"),
     },
     "pop3": {
-        Security.NONE: "None (plain text, usually port 110)",
-        Security.SSL: "SSL/TLS (implicit, usually port 995)",
-        Security.STARTTLS: "STARTTLS (STLS, usually port 110)",
+        Security.NONE: gettext_lazy("None (plain text, usually port 110)"),
+        Security.SSL: gettext_lazy("SSL/TLS (implicit, usually port 995)"),
+        Security.STARTTLS: gettext_lazy("STARTTLS (STLS, usually port 110)"),
     },
 }
 
@@ -49,7 +53,7 @@ class _PasswordFormMixin:
     def _setup_password(self) -> None:
         field = self.fields["password"]
         if self.instance.pk and self.instance.has_password:
-            field.help_text = "A password is stored. Leave empty to keep it."
+            field.help_text = _("A password is stored. Leave empty to keep it.")
 
     def new_password(self) -> str | None:
         """The password to store, or None to keep the stored one."""
@@ -71,40 +75,44 @@ class _PasswordFormMixin:
 # with an error, so it need not be typed again; never a stored one (no
 # field holds it: the model keeps only password_encrypted).
 TYPED_PASSWORD = forms.PasswordInput(render_value=True, attrs={"autocomplete": "new-password"})
-NO_IMAP_PASSWORD = "Type the password for the incoming server, or log in with the SMTP password."
+NO_IMAP_PASSWORD = gettext_lazy("Type the password for the incoming server, or log in with the SMTP password.")
 
 
 class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
     password = forms.CharField(
-        label="SMTP password",
+        label=gettext_lazy("SMTP password"),
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
         widget=TYPED_PASSWORD,
     )
-    accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
+    accept_warning = forms.BooleanField(
+        label=gettext_lazy("I know; save these port and security settings anyway"), required=False
+    )
     # Reading the server's own mailbox for bounces (BounceMailbox.server):
     # where a server that sends from its own address gets its reports.
     read_bounces = forms.BooleanField(
-        label="Read this mailbox for bounces",
+        label=gettext_lazy("Read this mailbox for bounces"),
         required=False,
-        help_text="Delivery reports for letters sent from this mailbox come back to it. Postroute reads them "
-        "over IMAP with the same login, moves only the reports to the folder Postroute/Processed, and leaves "
-        "everything else untouched and unread.",
+        help_text=gettext_lazy(
+            "Delivery reports for letters sent from this mailbox come back to it. Postroute reads them "
+            "over IMAP with the same login, moves only the reports to the folder Postroute/Processed, and leaves "
+            "everything else untouched and unread."
+        ),
     )
     imap_host = forms.CharField(
-        label="Incoming (IMAP) server", required=False, max_length=253, validators=[no_control_chars]
+        label=gettext_lazy("Incoming (IMAP) server"), required=False, max_length=253, validators=[no_control_chars]
     )
-    imap_port = forms.IntegerField(label="IMAP port", required=False, min_value=1, max_value=65535)
+    imap_port = forms.IntegerField(label=gettext_lazy("IMAP port"), required=False, min_value=1, max_value=65535)
     imap_security = forms.ChoiceField(
-        label="IMAP security", choices=list(MAILBOX_SECURITY_LABELS["imap"].items()), required=False
+        label=gettext_lazy("IMAP security"), choices=list(MAILBOX_SECURITY_LABELS["imap"].items()), required=False
     )
-    imap_same_password = forms.BooleanField(label="Log in with the SMTP password", required=False)
+    imap_same_password = forms.BooleanField(label=gettext_lazy("Log in with the SMTP password"), required=False)
     imap_password = forms.CharField(
-        label="IMAP password",
+        label=gettext_lazy("IMAP password"),
         required=False,
         strip=False,
-        help_text="Only if the mailbox wants another password (an app password) for IMAP.",
+        help_text=gettext_lazy("Only if the mailbox wants another password (an app password) for IMAP."),
         widget=TYPED_PASSWORD,
     )
 
@@ -114,6 +122,16 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             "name", "kind", "sender_email", "sender_name", "host", "port", "security", "login", "password",
             "max_per_minute", "max_per_hour", "max_per_day", "allow_sender_substitution", "verify_tls", "enabled",
         ]  # fmt: skip
+        labels = {
+            "name": gettext_lazy("Name"),
+            "kind": gettext_lazy("Kind"),
+            "security": gettext_lazy("SMTP security"),
+            "max_per_minute": gettext_lazy("Max letters per minute"),
+            "max_per_hour": gettext_lazy("Max letters per hour"),
+            "max_per_day": gettext_lazy("Max letters per day"),
+            "allow_sender_substitution": gettext_lazy("Allow sender substitution"),
+            "enabled": gettext_lazy("Enabled"),
+        }
         widgets = {
             "sender_email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "smtp"}),
         }
@@ -140,7 +158,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             initial = {"read_bounces": True, "imap_host": m.host, "imap_port": m.port, "imap_security": m.security}
             initial["imap_same_password"] = m.shares_server_password
             if m.password_encrypted:
-                self.fields["imap_password"].help_text = "A password is stored. Leave empty to keep it."
+                self.fields["imap_password"].help_text = _("A password is stored. Leave empty to keep it.")
         else:
             host = self.initial.get("host") or self.instance.host
             email = self.initial.get("sender_email") or self.instance.sender_email
@@ -171,11 +189,11 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             return
         host = (data.get("imap_host") or "").strip()
         if not host:
-            self.add_error("imap_host", "Enter the incoming server, e.g. imap.yandex.ru.")
+            self.add_error("imap_host", _("Enter the incoming server, e.g. imap.yandex.ru."))
         elif rules.is_saas() and (message := rules.host_error(host)):
             self.add_error("imap_host", message)
         if not data.get("imap_port"):
-            self.add_error("imap_port", "Enter the IMAP port, e.g. 993.")
+            self.add_error("imap_port", _("Enter the IMAP port, e.g. 993."))
         if not host:
             return
         stored = self.mailbox
@@ -205,7 +223,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         if not self.warning and data.get("read_bounces"):
             self.warning = rules.port_security_warning(data.get("imap_port"), data.get("imap_security", ""))
         if self.warning and not data.get("accept_warning"):
-            self.add_error("accept_warning", self.warning + " Tick the box to keep them.")
+            self.add_error("accept_warning", self.warning + _(" Tick the box to keep them."))
         provider = presets.for_host(data.get("host") or "") or presets.for_email(data.get("sender_email") or "")
         if data.get("allow_sender_substitution") and provider and not provider.allows_substitution:
             self.add_error("allow_sender_substitution", presets.NO_SUBSTITUTION.format(name=provider.name))
@@ -219,7 +237,9 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         max_length=PASSWORD_MAX_LENGTH,
         widget=TYPED_PASSWORD,
     )
-    accept_warning = forms.BooleanField(label="I know; save these port and security settings anyway", required=False)
+    accept_warning = forms.BooleanField(
+        label=gettext_lazy("I know; save these port and security settings anyway"), required=False
+    )
 
     class Meta:
         model = BounceMailbox
@@ -227,6 +247,14 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
             "email", "protocol", "host", "port", "security", "login", "password", "folder", "verify_tls",
             "delete_after_processing", "plus_addressing", "enabled",
         ]  # fmt: skip
+        labels = {
+            "protocol": gettext_lazy("Protocol"),
+            "port": gettext_lazy("Port"),
+            "security": gettext_lazy("Security"),
+            "login": gettext_lazy("Login"),
+            "folder": gettext_lazy("Folder"),
+            "enabled": gettext_lazy("Enabled"),
+        }
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "imap"})}
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -240,7 +268,12 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         labels = MAILBOX_SECURITY_LABELS.get(protocol, MAILBOX_SECURITY_LABELS["imap"])
         security = self.fields["security"]
         security.choices = [(value, labels.get(value, label)) for value, label in security.choices]
-        security.widget.attrs["data-labels"] = json.dumps(MAILBOX_SECURITY_LABELS)
+        security.widget.attrs["data-labels"] = json.dumps(
+            {
+                protocol: {value: str(label) for value, label in labels.items()}
+                for protocol, labels in MAILBOX_SECURITY_LABELS.items()
+            }
+        )
         if settings.DEPLOYMENT_MODE == "saas":
             del self.fields["verify_tls"]
 
@@ -254,14 +287,14 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
             self.instance.verify_tls = True  # see SmtpServerForm.clean
         self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
         if self.warning and not data.get("accept_warning"):
-            self.add_error("accept_warning", self.warning + " Tick the box to keep them.")
+            self.add_error("accept_warning", self.warning + _(" Tick the box to keep them."))
         return data
 
 
 class TestForm(forms.Form):
     send_to = forms.EmailField(
-        label="Also send a test letter to",
+        label=gettext_lazy("Also send a test letter to"),
         required=False,
-        help_text="Optional: an address you can read.",
+        help_text=gettext_lazy("Optional: an address you can read."),
         validators=[validate_address],  # a recipient like any contact
     )

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 
@@ -12,15 +14,15 @@ from . import crypto, rules
 
 
 class Security(models.TextChoices):
-    NONE = "none", "None (plain text)"
-    SSL = "ssl", "SSL/TLS (implicit, usually port 465)"
-    STARTTLS = "starttls", "STARTTLS (usually port 587)"
+    NONE = "none", _("None (plain text)")
+    SSL = "ssl", _("SSL/TLS (implicit, usually port 465)")
+    STARTTLS = "starttls", _("STARTTLS (usually port 587)")
 
 
 class Health(models.TextChoices):
-    UNKNOWN = "unknown", "Not tested yet"
-    OK = "ok", "OK"
-    FAILING = "failing", "Failing"
+    UNKNOWN = "unknown", _("Not tested yet")
+    OK = "ok", _("OK")
+    FAILING = "failing", _("Failing")
 
 
 class EncryptedPasswordMixin(models.Model):
@@ -57,47 +59,49 @@ port_validators = [MinValueValidator(1), MaxValueValidator(65535)]
 
 
 class RestReason(models.TextChoices):
-    CONNECTION = "connection", "Connection trouble"
-    RATE_LIMIT = "rate_limit", "Rate-limited by the server"
-    REFUSALS = "refusals", "Refusing every letter for now"
+    CONNECTION = "connection", _("Connection trouble")
+    RATE_LIMIT = "rate_limit", _("Rate-limited by the server")
+    REFUSALS = "refusals", _("Refusing every letter for now")
 
 
 class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
     class Kind(models.TextChoices):
-        EXTERNAL = "external", "External SMTP"
-        INTERNAL = "internal", "Internal SMTP (this host's mail server)"
+        EXTERNAL = "external", _("External SMTP")
+        INTERNAL = "internal", _("Internal SMTP (this host's mail server)")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # No tenant: the platform's default server (SaaS), configured by staff.
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="smtp_servers")
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EXTERNAL)
-    sender_email = models.EmailField("sender address")
-    sender_name = models.CharField("sender display name", max_length=100, blank=True)
-    host = models.CharField("SMTP server", max_length=253, blank=True)
-    port = models.PositiveIntegerField("SMTP port", null=True, blank=True, validators=port_validators)
+    sender_email = models.EmailField(_("sender address"))
+    sender_name = models.CharField(_("sender display name"), max_length=100, blank=True)
+    host = models.CharField(_("SMTP server"), max_length=253, blank=True)
+    port = models.PositiveIntegerField(_("SMTP port"), null=True, blank=True, validators=port_validators)
     security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
-    login = models.CharField("SMTP login", max_length=254, blank=True)
+    login = models.CharField(_("SMTP login"), max_length=254, blank=True)
     verify_tls = models.BooleanField(
-        "verify TLS certificates", default=True, help_text="Turning this off is possible only when self-hosted."
+        _("verify TLS certificates"), default=True, help_text=_("Turning this off is possible only when self-hosted.")
     )
     max_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Empty: no per-minute limit. Set it just below your provider's cap: Postroute then paces the "
-        "server rather than meeting its rate limit.",
+        help_text=_(
+            "Empty: no per-minute limit. Set it just below your provider's cap: Postroute then paces the "
+            "server rather than meeting its rate limit."
+        ),
     )
-    max_per_hour = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no hourly limit.")
-    max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no daily limit.")
+    max_per_hour = models.PositiveIntegerField(null=True, blank=True, help_text=_("Empty: no hourly limit."))
+    max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text=_("Empty: no daily limit."))
     allow_sender_substitution = models.BooleanField(
-        default=False, help_text="The server accepts a From address other than its own mailbox."
+        default=False, help_text=_("The server accepts a From address other than its own mailbox.")
     )
-    priority = models.PositiveIntegerField(default=0, help_text="Lower goes first.")
+    priority = models.PositiveIntegerField(default=0, help_text=_("Lower goes first."))
     enabled = models.BooleanField(default=True)
     max_connections = models.PositiveSmallIntegerField(
         default=2,
         validators=[MinValueValidator(1), MaxValueValidator(20)],
-        help_text="How many workers may talk to this server at once (providers limit it).",
+        help_text=_("How many workers may talk to this server at once (providers limit it)."),
     )
     # A server that keeps failing at connection level, refuses every letter
     # for now, or says it is rate-limiting us, rests as a whole.
@@ -180,7 +184,7 @@ class PlatformQuota(models.Model):
 
     def clean(self) -> None:
         if self.server_id and not self.server.is_platform:
-            raise ValidationError({"server": "Quotas apply to platform servers only."})
+            raise ValidationError({"server": gettext("Quotas apply to platform servers only.")})
 
 
 class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
@@ -191,8 +195,8 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
     its own is empty."""
 
     class Protocol(models.TextChoices):
-        IMAP = "imap", "IMAP"
-        POP3 = "pop3", "POP3"
+        IMAP = "imap", _("IMAP")
+        POP3 = "pop3", _("POP3")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bounce_mailboxes")
@@ -200,27 +204,29 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
         SmtpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="bounce_mailbox"
     )
     protocol = models.CharField(max_length=6, choices=Protocol.choices, default=Protocol.IMAP)
-    email = models.EmailField("mailbox address", blank=True)
-    host = models.CharField("incoming mail server", max_length=253)
+    email = models.EmailField(_("mailbox address"), blank=True)
+    host = models.CharField(_("incoming mail server"), max_length=253)
     port = models.PositiveIntegerField(default=993, validators=port_validators)
     security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
     login = models.CharField(max_length=254)
-    verify_tls = models.BooleanField("verify TLS certificates", default=True)
+    verify_tls = models.BooleanField(_("verify TLS certificates"), default=True)
     folder = models.CharField(max_length=200, default="INBOX")
     enabled = models.BooleanField(default=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     delete_after_processing = models.BooleanField(
-        "delete processed reports (POP3)",
+        _("delete processed reports (POP3)"),
         default=False,
-        help_text="POP3 only. Off: reports stay on the server and are remembered by their id.",
+        help_text=_("POP3 only. Off: reports stay on the server and are remembered by their id."),
     )
     plus_addressing = models.BooleanField(
-        "tag the return address of each letter",
+        _("tag the return address of each letter"),
         default=True,
-        help_text="Letters go out with a return address like bounces+<tag>@your-domain, which ties every "
-        "report to its letter even when the report quotes nothing of it. Gmail, Yandex, Mail.ru, Outlook.com "
-        "and most company servers deliver such addresses to the mailbox; turn it off if yours does not.",
+        help_text=_(
+            "Letters go out with a return address like bounces+<tag>@your-domain, which ties every "
+            "report to its letter even when the report quotes nothing of it. Gmail, Yandex, Mail.ru, Outlook.com "
+            "and most company servers deliver such addresses to the mailbox; turn it off if yours does not."
+        ),
     )
     reports_found = models.PositiveIntegerField(default=0, editable=False)
     # IMAP reading state: the UIDs seen so far in `uid_scope` (server, login
@@ -242,7 +248,7 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name_plural = "bounce mailboxes"
+        verbose_name_plural = _("bounce mailboxes")
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant"], condition=models.Q(server__isnull=True), name="bounce_mailbox_one_per_tenant"
@@ -285,10 +291,10 @@ class ConnectionTest(models.Model):
     by a Celery task while the page polls."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting"
-        RUNNING = "running", "Running"
-        PASSED = "passed", "Passed"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Waiting")
+        RUNNING = "running", _("Running")
+        PASSED = "passed", _("Passed")
+        FAILED = "failed", _("Failed")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connection_tests")

@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .deadlines import Deadline, DeadlineExceeded
 
@@ -58,7 +60,7 @@ _V4_FORBIDDEN: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
         ("10.0.0.0/8", "private"),
         ("172.16.0.0/12", "private"),
         ("192.168.0.0/16", "private"),
-        ("100.64.0.0/10", "shared address space"),
+        ("100.64.0.0/10", gettext_lazy("shared address space")),
         ("192.0.2.0/24", "documentation"),
         ("198.51.100.0/24", "documentation"),
         ("203.0.113.0/24", "documentation"),
@@ -94,19 +96,19 @@ _V6_COMPAT = ipaddress.IPv6Network("::/96")
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
 
 _REASON_PHRASES = {
-    "unspecified": "an unspecified address",
-    "this-network": "a 'this network' address",
-    "loopback": "a loopback address (this machine)",
-    "link-local": "a link-local address",
-    "private": "a private network address",
-    "shared address space": "a carrier-grade NAT (shared address space) address",
-    "documentation": "a documentation-only address",
-    "benchmarking": "a benchmarking-only address",
-    "multicast": "a multicast address",
-    "broadcast": "a broadcast address",
-    "site-local": "a site-local address",
-    "unique-local": "a private network address (IPv6 unique-local)",
-    "reserved": "a reserved address",
+    "unspecified": gettext_lazy("an unspecified address"),
+    "this-network": gettext_lazy("a 'this network' address"),
+    "loopback": gettext_lazy("a loopback address (this machine)"),
+    "link-local": gettext_lazy("a link-local address"),
+    "private": gettext_lazy("a private network address"),
+    "shared address space": gettext_lazy("a carrier-grade NAT (shared address space) address"),
+    "documentation": gettext_lazy("a documentation-only address"),
+    "benchmarking": gettext_lazy("a benchmarking-only address"),
+    "multicast": gettext_lazy("a multicast address"),
+    "broadcast": gettext_lazy("a broadcast address"),
+    "site-local": gettext_lazy("a site-local address"),
+    "unique-local": gettext_lazy("a private network address (IPv6 unique-local)"),
+    "reserved": gettext_lazy("a reserved address"),
 }
 
 _FORBIDDEN_HOST_CHARS = frozenset("/@%\\")
@@ -126,7 +128,7 @@ class HostUnresolved(OSError):
     """DNS gave no address for the name. `str(exc)` is a sentence for the user."""
 
     def __init__(self, host: str) -> None:
-        super().__init__(f"The name {host} could not be found (DNS).")
+        super().__init__(_("The name %(host)s could not be found (DNS).") % {"host": host})
         self.host = host
 
 
@@ -216,9 +218,11 @@ def normalize_host(host: str) -> str:
         name = name[:-1]
     name = name.lower()
     if not name:
-        raise HostRefused("Enter a host name.", host=host)
+        raise HostRefused(_("Enter a host name."), host=host)
     if any(ch.isspace() or not ch.isprintable() or ch in _FORBIDDEN_HOST_CHARS for ch in name):
-        raise HostRefused(f"The host name {name!r} contains characters that are not allowed.", host=host)
+        raise HostRefused(
+            _("The host name %(name)s contains characters that are not allowed.") % {"name": f"{name!r}"}, host=host
+        )
     return name
 
 
@@ -230,7 +234,8 @@ def _is_localhost_name(name: str) -> bool:
 def _refusal(host: str, address: str, reason: str) -> HostRefused:
     phrase = _REASON_PHRASES.get(reason, f"a {reason} address")
     return HostRefused(
-        f"This host points to {phrase} ({address}), which hosted accounts may not use.",
+        _("This host points to %(phrase)s (%(address)s), which hosted accounts may not use.")
+        % {"phrase": phrase, "address": address},
         host=host,
         address=address,
         reason=reason,
@@ -242,7 +247,7 @@ def _lookup(name: str, port: int) -> list[Address]:
     try:
         infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
     except UnicodeError as exc:  # IDNA encoding failed: not a DNS problem
-        raise HostRefused(f"{name!r} is not a valid host name.", host=name) from exc
+        raise HostRefused(_("%(name)s is not a valid host name.") % {"name": f"{name!r}"}, host=name) from exc
     except OSError as exc:
         raise HostUnresolved(name) from exc
     addresses: list[Address] = []
@@ -275,7 +280,7 @@ def resolve_checked(host: str, port: int) -> list[Address]:
     guarded = guard_enabled()
     if guarded and _is_localhost_name(name):
         raise HostRefused(
-            f"The name {name} means this machine, which hosted accounts may not use.",
+            _("The name %(name)s means this machine, which hosted accounts may not use.") % {"name": name},
             host=host,
             reason="loopback",
         )

@@ -3,6 +3,8 @@ allow, and what to tell a tenant when they refuse."""
 
 from dataclasses import asdict, dataclass, field
 
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -28,15 +30,15 @@ class Provider:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-GENERIC_AUTH_HINT = (
+GENERIC_AUTH_HINT = _(
     "Check the login (usually the full mailbox address) and the password. Many providers need an "
     "app password for programs like Postroute instead of the password you use on their website."
 )
-GENERIC_BLACKLIST_HINT = (
+GENERIC_BLACKLIST_HINT = _(
     "The receiving side rejects mail from this server's IP address because it is on a spam blacklist. "
     "The owner of the server must ask the provider (or the blacklist) to remove it; meanwhile use another server."
 )
-NO_SUBSTITUTION = "{name} does not allow sender substitution: letters always go out from the mailbox itself."
+NO_SUBSTITUTION = _("{name} does not allow sender substitution: letters always go out from the mailbox itself.")
 
 PROVIDERS: tuple[Provider, ...] = (
     Provider(
@@ -47,8 +49,10 @@ PROVIDERS: tuple[Provider, ...] = (
         imap=Endpoint("imap.yandex.ru", 993, "ssl"),
         pop3=Endpoint("pop.yandex.ru", 995, "ssl"),
         auth_hint=(
-            "Yandex wants the full mailbox address as the login (name@yandex.ru), and an app password: "
-            "Yandex ID → Security → App passwords. Also allow access by mail clients in Yandex Mail settings."
+            _(
+                "Yandex wants the full mailbox address as the login (name@yandex.ru), and an app password: "
+                "Yandex ID → Security → App passwords. Also allow access by mail clients in Yandex Mail settings."
+            )
         ),
     ),
     Provider(
@@ -59,8 +63,10 @@ PROVIDERS: tuple[Provider, ...] = (
         imap=Endpoint("imap.mail.ru", 993, "ssl"),
         pop3=Endpoint("pop.mail.ru", 995, "ssl"),
         auth_hint=(
-            "Mail.ru accepts programs only with an app password: Mail.ru account → Security → "
-            "Passwords for external applications. The login is the full mailbox address."
+            _(
+                "Mail.ru accepts programs only with an app password: Mail.ru account → Security → "
+                "Passwords for external applications. The login is the full mailbox address."
+            )
         ),
     ),
     Provider(
@@ -71,11 +77,13 @@ PROVIDERS: tuple[Provider, ...] = (
         imap=Endpoint("imap.gmail.com", 993, "ssl"),
         pop3=Endpoint("pop.gmail.com", 995, "ssl"),
         auth_hint=(
-            'Gmail answers "Could not authenticate" when access by third-party programs is off. Turn on '
-            "2-Step Verification, create an app password (Google Account → Security → App passwords) "
-            "and use it here instead of your Google password."
+            _(
+                'Gmail answers "Could not authenticate" when access by third-party programs is off. Turn on '
+                "2-Step Verification, create an app password (Google Account → Security → App passwords) "
+                "and use it here instead of your Google password."
+            )
         ),
-        notes=("Port 587 with STARTTLS works too.",),
+        notes=(_("Port 587 with STARTTLS works too."),),
     ),
     Provider(
         key="rambler",
@@ -86,12 +94,16 @@ PROVIDERS: tuple[Provider, ...] = (
         pop3=Endpoint("pop.rambler.ru", 995, "ssl"),
         plus_addressing=False,  # not documented by Rambler: the plain address is safer
         auth_hint=(
-            'In Rambler Mail settings → Mail programs, turn on "send mail via the Rambler-Mail SMTP '
-            'server". The From address must equal the SMTP login.'
+            _(
+                'In Rambler Mail settings → Mail programs, turn on "send mail via the Rambler-Mail SMTP '
+                'server". The From address must equal the SMTP login.'
+            )
         ),
         blacklist_hint=(
-            'Rambler answered "5.7.1 Spam rejected": the IP address of this server is on a blacklist. '
-            "Write to Rambler's abuse address to have it removed; meanwhile use another server."
+            _(
+                'Rambler answered "5.7.1 Spam rejected": the IP address of this server is on a blacklist. '
+                "Write to Rambler's abuse address to have it removed; meanwhile use another server."
+            )
         ),
     ),
     Provider(
@@ -102,20 +114,22 @@ PROVIDERS: tuple[Provider, ...] = (
         imap=Endpoint("outlook.office365.com", 993, "ssl"),
         pop3=Endpoint("outlook.office365.com", 995, "ssl"),
         auth_hint=(
-            "Microsoft turns off password sign-in for programs on many accounts. Turn on two-step "
-            "verification and create an app password in your Microsoft account's security settings."
+            _(
+                "Microsoft turns off password sign-in for programs on many accounts. Turn on two-step "
+                "verification and create an app password in your Microsoft account's security settings."
+            )
         ),
     ),
 )
 
 CUSTOM = Provider(
     key="custom",
-    name="Your company's server",
+    name=_("Your company's server"),
     domains=(),
     smtp=None,
     imap=None,
     allows_substitution=True,
-    notes=("Sender substitution works if your domain's SPF record allows this server.",),
+    notes=(_("Sender substitution works if your domain's SPF record allows this server."),),
 )
 
 BY_KEY = {p.key: p for p in (*PROVIDERS, CUSTOM)}

@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from . import netguard
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
@@ -95,19 +96,19 @@ def smtp_probe(
 
 def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_to: str) -> None:
     if send_to:
-        with run.step(f"Send a test letter to {send_to}") as step:
+        with run.step(_("Send a test letter to %(send_to)s") % {"send_to": send_to}) as step:
             client.deadline_in(run.remaining())
             client.send_message(test_letter(server, send_to))
-            step.detail = "Accepted by the server"
+            step.detail = _("Accepted by the server")
     else:
-        with run.step("Sender accepted (MAIL FROM)") as step:
+        with run.step(_("Sender accepted (MAIL FROM)")) as step:
             client.deadline_in(run.remaining())
             code, reply = client.mail(server.sender_email)
             if code >= 400:
                 raise smtplib.SMTPSenderRefused(code, reply, server.sender_email)
             step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
             client.rset()
-    with run.step("NOOP and QUIT"):
+    with run.step(_("NOOP and QUIT")):
         client.deadline_in(run.remaining())
         client.noop()
         client.quit()
@@ -115,13 +116,16 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
 
 def test_letter(server: SmtpServer, to: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = formataddr((server.sender_name or "Postroute test", server.sender_email))
+    message[_("From")] = formataddr((server.sender_name or _("Postroute test"), server.sender_email))
     message["To"] = to
-    message["Subject"] = f"Postroute: test letter through {server.name}"
+    message[_("Subject")] = _("Postroute: test letter through %(name)s") % {"name": server.name}
     message["Message-ID"] = make_msgid(domain=server.sender_email.rpartition("@")[2] or None)
     message.set_content(
-        f"This is a test letter sent by Postroute through the server {server.name} "
-        f"({server.host or 'internal'}). If you can read it, the server works."
+        _(
+            "This is a test letter sent by Postroute through the server %(name)s "
+            "(%(value)s). If you can read it, the server works."
+        )
+        % {"name": server.name, "value": server.host or "internal"}
     )
     return message
 
@@ -142,7 +146,7 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
         host, addresses = checked_address(run, mailbox, mailbox.host, mailbox.port)
         context = tls_context(mailbox.verify_tls)
         implicit = mailbox.security == Security.SSL
-        with run.step("Connect with SSL/TLS" if implicit else "Connect") as step:
+        with run.step(_("Connect with SSL/TLS") if implicit else _("Connect")) as step:
             cls = classes[1] if implicit else classes[0]
             left = run.remaining()
             client = cls(host, mailbox.port, addresses=addresses, timeout=left, ssl_context=context, deadline=left)
@@ -163,17 +167,17 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         with run.step("STARTTLS"):
             client.deadline_in(run.remaining())
             client.starttls(ssl_context=context)
-    with run.step("Log in") as step:
+    with run.step(_("Log in")) as step:
         client.deadline_in(run.remaining())
         typ, data = client.login(mailbox.login, mailbox.get_password())
         step.detail = f"{typ} {data[0].decode(errors='replace')}"[:200]
-    with run.step(f"Open the folder {mailbox.folder}") as step:
+    with run.step(_("Open the folder %(folder)s") % {"folder": mailbox.folder}) as step:
         client.deadline_in(run.remaining())
         typ, data = client.select(_quote(mailbox.folder), readonly=True)
         if typ != "OK":
             raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
         step.detail = f"{int(data[0])} message(s)"
-    with run.step("Log out"):
+    with run.step(_("Log out")):
         client.deadline_in(run.remaining())
         client.logout()
 
@@ -194,15 +198,15 @@ def _pop3_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         with run.step("STLS"):
             client.deadline_in(run.remaining())
             client.stls(context)
-    with run.step("Log in") as step:
+    with run.step(_("Log in")) as step:
         client.deadline_in(run.remaining())
         client.user(mailbox.login)
         step.detail = client.pass_(mailbox.get_password()).decode(errors="replace")[:200]
-    with run.step("Count the messages") as step:
+    with run.step(_("Count the messages")) as step:
         client.deadline_in(run.remaining())
         count, size = client.stat()
         step.detail = f"{count} message(s), {size} bytes"
-    with run.step("Log out"):
+    with run.step(_("Log out")):
         client.deadline_in(run.remaining())
         client.quit()
 

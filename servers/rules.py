@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .addresses import address_errors
 from .validators import no_control_chars
@@ -14,15 +16,15 @@ from .validators import no_control_chars
 if TYPE_CHECKING:
     from .models import BounceMailbox, SmtpServer
 
-PORT_25_REFUSED = (
+PORT_25_REFUSED = gettext_lazy(
     "SaaS accounts cannot add their own port-25 server. Use your provider's port 465 (SSL) or 587 (STARTTLS)."
 )
 # Said only where the installation has a platform server to send through.
-PORT_25_REFUSED_PLATFORM = (
+PORT_25_REFUSED_PLATFORM = gettext_lazy(
     "SaaS accounts cannot add their own port-25 server. Send through the platform's server «{name}» "
     "(already in your list), or use your provider's port 465 (SSL) or 587 (STARTTLS)."
 )
-INTERNAL_REFUSED = (
+INTERNAL_REFUSED = gettext_lazy(
     "Internal SMTP means a mail server on the same host as Postroute, which only a self-hosted "
     "installation has. Add your provider's server as External SMTP."
 )
@@ -30,11 +32,11 @@ INTERNAL_REFUSED = (
 # one of them would make our reader talk IMAP or POP3 to a mail server's
 # sending side, as a port-25 server would be a tenant's relay.
 SMTP_PORTS = (25, 465, 587)
-MAILBOX_SMTP_PORT_REFUSED = (
+MAILBOX_SMTP_PORT_REFUSED = gettext_lazy(
     "Port {port} is a port for sending mail (SMTP), not for reading it. Use your provider's "
     "IMAP port 993 (SSL) or 143, or POP3 port 995 (SSL) or 110."
 )
-NO_TLS_VERIFY_REFUSED = "Certificate verification can be turned off only on a self-hosted installation."
+NO_TLS_VERIFY_REFUSED = gettext_lazy("Certificate verification can be turned off only on a self-hosted installation.")
 # Fields whose values go into a mail header or a mail-protocol command.
 HEADER_FIELDS = ("name", "sender_email", "sender_name", "host", "login")
 MAILBOX_HEADER_FIELDS = ("host", "login", "folder")
@@ -68,9 +70,9 @@ def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
             errors["kind"].append(INTERNAL_REFUSED)
         return dict(errors)
     if not server.host:
-        errors["host"].append("Enter the SMTP server, e.g. smtp.yandex.ru.")
+        errors["host"].append(_("Enter the SMTP server, e.g. smtp.yandex.ru."))
     if not server.port:
-        errors["port"].append("Enter the SMTP port, e.g. 465.")
+        errors["port"].append(_("Enter the SMTP port, e.g. 465."))
     if is_saas() and tenant_owned:
         if server.port == 25:
             errors["port"].append(_port_25_refusal(server))
@@ -81,11 +83,11 @@ def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
     return dict(errors)
 
 
-SHARED_PASSWORD_REFUSED = (
+SHARED_PASSWORD_REFUSED = gettext_lazy(
     "The SMTP password goes only to an incoming server of the same provider or domain as the SMTP server. "
     "Type the password for this server."
 )
-NOT_THIS_TENANTS_SERVER = "The mailbox of another organisation's server cannot be read."
+NOT_THIS_TENANTS_SERVER = gettext_lazy("The mailbox of another organisation's server cannot be read.")
 
 
 def mailbox_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
@@ -130,13 +132,13 @@ def may_share_password(smtp_host: str, imap_host: str) -> bool:
 def port_security_warning(port: int | None, security: str) -> str | None:
     """A port and security pair that rarely works; the user may accept it."""
     if port == 465 and security != "ssl":
-        return "Port 465 normally uses SSL/TLS (implicit). With another setting the connection usually hangs."
+        return _("Port 465 normally uses SSL/TLS (implicit). With another setting the connection usually hangs.")
     if port == 587 and security == "ssl":
-        return "Port 587 normally uses STARTTLS, not SSL/TLS. With SSL the connection usually fails."
+        return _("Port 587 normally uses STARTTLS, not SSL/TLS. With SSL the connection usually fails.")
     if port in (993, 995) and security != "ssl":
-        return f"Port {port} normally uses SSL/TLS (implicit)."
+        return _("Port %(port)s normally uses SSL/TLS (implicit).") % {"port": port}
     if port in (143, 110) and security == "ssl":
-        return f"Port {port} normally uses STARTTLS or no encryption, not SSL/TLS."
+        return _("Port %(port)s normally uses STARTTLS or no encryption, not SSL/TLS.") % {"port": port}
     return None
 
 

@@ -208,7 +208,7 @@ def connection_test_start(
     recent = ConnectionTest.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=1))
     limit = settings.CONNECTION_TESTS_PER_MINUTE
     if recent.filter(tenant=tenant).count() >= limit or (by and recent.filter(started_by=by).count() >= limit):
-        raise TooManyTests("Too many connection tests in the last minute. Wait a moment and try again.")
+        raise TooManyTests(gettext("Too many connection tests in the last minute. Wait a moment and try again."))
     test = ConnectionTest.objects.create(tenant=tenant, started_by=by, server=server, mailbox=mailbox, send_to=send_to)
     transaction.on_commit(lambda: tasks.run_connection_test.delay(test.pk))
     return test
@@ -262,7 +262,7 @@ def connection_test_stopped(*, test_id: int) -> None:
     step it was in (the probe's own deadline normally ends it first)."""
     _fail_unfinished(
         ConnectionTest.objects.filter(pk=test_id),
-        "The test took longer than the worker allows and was stopped.",
+        gettext("The test took longer than the worker allows and was stopped."),
     )
 
 
@@ -274,7 +274,7 @@ def connection_tests_fail_stale() -> int:
     """Tests still waiting or running long after any test ends (their worker
     was killed, or none took them) end failed, so no page polls forever."""
     stale = ConnectionTest.objects.filter(created_at__lt=timezone.now() - STALE_TEST_AFTER)
-    return _fail_unfinished(stale, "The test did not finish: no worker completed it. Try again.")
+    return _fail_unfinished(stale, gettext("The test did not finish: no worker completed it. Try again."))
 
 
 def _fail_unfinished(tests: QuerySet[ConnectionTest], error: str) -> int:
@@ -282,7 +282,7 @@ def _fail_unfinished(tests: QuerySet[ConnectionTest], error: str) -> int:
     return tests.filter(status__in=unfinished).update(
         status=ConnectionTest.Status.FAILED,
         error=error,
-        hint="Try again later; if it happens again, the server is too slow to use.",
+        hint=gettext("Try again later; if it happens again, the server is too slow to use."),
         category="timeout",
         finished_at=timezone.now(),
     )

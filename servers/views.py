@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
@@ -109,7 +110,7 @@ def server_add(request: HttpRequest) -> HttpResponse:
     server = SmtpServer(tenant=request.tenant)
     form = SmtpServerForm(request.POST or None, instance=server, initial=_preset_initial(request.GET.get("preset")))
     if request.method == "POST" and form.is_valid() and _saved(form, lambda: _save_server(form)):
-        messages.success(request, f"{server.name} was added. Test its connection before sending.")
+        messages.success(request, _("%(name)s was added. Test its connection before sending.") % {"name": server.name})
         return redirect("servers:list")
     return _server_form_page(request, form, None)
 
@@ -127,7 +128,7 @@ def server_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
     form = SmtpServerForm(request.POST or None, instance=server)
     if request.method == "POST" and form.is_valid() and _saved(form, lambda: _save_server(form)):
-        messages.success(request, f"{server.name} was saved.")
+        messages.success(request, _("%(name)s was saved.") % {"name": server.name})
         return redirect("servers:list")
     return _server_form_page(request, form, server)
 
@@ -141,7 +142,7 @@ def server_delete(request: HttpRequest, public_id: str) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"{server.name} was deleted.")
+        messages.success(request, _("%(name)s was deleted.") % {"name": server.name})
     return redirect("servers:list")
 
 
@@ -199,7 +200,7 @@ def mailbox_edit(request: HttpRequest) -> HttpResponse:
         and form.is_valid()
         and _saved(form, lambda: services.mailbox_save(mailbox=form.save(commit=False), password=form.new_password()))
     ):
-        messages.success(request, "The bounce mailbox was saved. Test its connection.")
+        messages.success(request, _("The bounce mailbox was saved. Test its connection."))
         return redirect("servers:list")
     context = {
         "read_only": _read_only(request, form),
@@ -215,7 +216,7 @@ def mailbox_edit(request: HttpRequest) -> HttpResponse:
 def mailbox_delete(request: HttpRequest) -> HttpResponse:
     if mailbox := get_mailbox(request.tenant):
         mailbox.delete()
-        messages.success(request, "The bounce mailbox was removed.")
+        messages.success(request, _("The bounce mailbox was removed."))
     return redirect("servers:list")
 
 

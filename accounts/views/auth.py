@@ -7,8 +7,9 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -44,6 +45,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             full_name=data["full_name"],
             base_url=settings.SITE_URL,
             time_zone=data["time_zone"],
+            language=translation.get_language(),
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("accounts:verify_pending")
@@ -62,11 +64,11 @@ def verify_resend(request: HttpRequest) -> HttpResponse:
     last = request.session.get("verify_sent_at", 0)
     now = timezone.now().timestamp()
     if now - last < RESEND_INTERVAL:
-        messages.warning(request, "We just sent a link. Wait a minute before asking for another one.")
+        messages.warning(request, _("We just sent a link. Wait a minute before asking for another one."))
     elif not request.user.is_email_verified:
         services.email_verification_send(user=request.user, base_url=settings.SITE_URL)
         request.session["verify_sent_at"] = now
-        messages.success(request, f"A new link is on its way to {request.user.email}.")
+        messages.success(request, _("A new link is on its way to %(email)s.") % {"email": request.user.email})
     return redirect("accounts:verify_pending")
 
 
@@ -78,9 +80,9 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "accounts/link_invalid.html", {"error": str(exc)}, status=400)
     services.email_verify(user=user)
     if request.user.is_authenticated and request.user.pk == user.pk:
-        messages.success(request, "Email address verified. Now secure your account with two-factor login.")
+        messages.success(request, _("Email address verified. Now secure your account with two-factor login."))
         return redirect("accounts:2fa_setup")
-    messages.success(request, "Email address verified. Log in to continue.")
+    messages.success(request, _("Email address verified. Log in to continue."))
     return redirect("accounts:login")
 
 
@@ -100,7 +102,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
         elif (user := authenticate(request, email=email, password=password)) is None:
             throttle.record_failure(keys)
             until = throttle.locked_until(keys)
-            form.add_error(None, throttle.lockout_message(until) if until else "Email or password is wrong.")
+            form.add_error(None, throttle.lockout_message(until) if until else _("Email or password is wrong."))
             status = 429 if until else 200
         else:
             throttle.reset(keys[:1])
@@ -125,7 +127,7 @@ def login_otp(request: HttpRequest) -> HttpResponse:
         elif (device := match_token(user, form.cleaned_data["token"])) is None:
             throttle.record_failure(keys)
             until = throttle.locked_until(keys)
-            form.add_error("token", throttle.lockout_message(until) if until else "That code is not valid.")
+            form.add_error("token", throttle.lockout_message(until) if until else _("That code is not valid."))
             status = 429 if until else 200
         else:
             throttle.reset(keys[:1])
@@ -133,7 +135,9 @@ def login_otp(request: HttpRequest) -> HttpResponse:
             if isinstance(device, StaticDevice):
                 left = device.token_set.count()
                 messages.warning(
-                    request, f"You used a recovery code; {left} remain. Make new ones on the Security page."
+                    request,
+                    _("You used a recovery code; %(left)s remain. Make new ones on the Security page.")
+                    % {"left": left},
                 )
             return redirect(request.session.pop(NEXT_KEY, None) or "home")
     return render(request, "accounts/login_otp.html", {"form": form}, status=status)

@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from .. import services
@@ -48,6 +49,6 @@ def _accept_signed_in(request: HttpRequest, invite) -> HttpResponse:
             messages.error(request, " ".join(exc.messages))
         else:
             request.session[SESSION_TENANT_KEY] = str(membership.tenant.public_id)
-            messages.success(request, f"Welcome to {membership.tenant.name}.")
+            messages.success(request, _("Welcome to %(name)s.") % {"name": membership.tenant.name})
             return redirect("home")
     return render(request, "accounts/invitation.html", {"invite": invite, "signed_in": True})

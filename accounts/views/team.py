@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from .. import services
@@ -49,7 +50,7 @@ def team(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            messages.success(request, f"Invitation sent to {invitation.email}.")
+            messages.success(request, _("Invitation sent to %(email)s.") % {"email": invitation.email})
             return redirect("accounts:team")
     return _page(request, form, status=400 if status == 200 and form.errors else status)
 
@@ -84,7 +85,7 @@ def invitation_revoke(request: HttpRequest, public_id: str) -> HttpResponse:
 def team_leave(request: HttpRequest) -> HttpResponse:
     if _apply(request, services.membership_remove, membership=request.membership):
         request.session.pop(SESSION_TENANT_KEY, None)
-        messages.success(request, f"You left {request.tenant.name}.")
+        messages.success(request, _("You left %(name)s.") % {"name": request.tenant.name})
         return redirect("home")
     return redirect("accounts:team")
 

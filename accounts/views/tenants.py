@@ -4,10 +4,12 @@ organisation, and switching between the user's organisations."""
 
 import uuid
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -39,7 +41,8 @@ def organisation(request: HttpRequest) -> HttpResponse:
         messages.success(request, _("Saved. Times are now shown in %(zone)s.") % {"zone": zone})
         return redirect("accounts:organisation")
     status = 400 if form.errors else 200
-    return render(request, "accounts/organisation.html", {"form": form}, status=status)
+    context = {"form": form, "language_choices": settings.LANGUAGES}
+    return render(request, "accounts/organisation.html", context, status=status)
 
 
 def tenant_new(request: HttpRequest) -> HttpResponse:
@@ -48,12 +51,14 @@ def tenant_new(request: HttpRequest) -> HttpResponse:
     form = TenantForm(request.POST or None, zone=zone)
     if request.method == "POST" and refusal is None and form.is_valid():
         try:
-            tenant = services.tenant_create(owner=request.user, **form.cleaned_data)
+            tenant = services.tenant_create(
+                owner=request.user, language=translation.get_language(), **form.cleaned_data
+            )
         except ValidationError as exc:
             refusal = " ".join(exc.messages)
         else:
             request.session[SESSION_TENANT_KEY] = str(tenant.public_id)
-            messages.success(request, f"{tenant.name} is ready.")
+            messages.success(request, _("%(name)s is ready.") % {"name": tenant.name})
             return redirect("home")
     status = 403 if request.method == "POST" and refusal else 200
     return render(request, "accounts/tenant_new.html", {"form": form, "refusal": refusal}, status=status)

@@ -11,6 +11,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -53,7 +54,7 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
             return redirect("home")
         if device is not None:
             return _enrolled(request, device)
-        form.add_error("token", "That code does not match. Check your phone's clock and enter the newest code.")
+        form.add_error("token", _("That code does not match. Check your phone's clock and enter the newest code."))
     device = services.totp_device_for(user=request.user, key=key)
     context = {
         "form": form,
@@ -77,7 +78,8 @@ def recovery_codes(request: HttpRequest) -> HttpResponse:
     context = {"codes": codes}
     if codes:
         # Shown once: the download is the page's own text, not a second request.
-        text = f"Postroute recovery codes for {request.user.email}\n\n" + "\n".join(codes) + "\n"
+        heading = _("Postroute recovery codes for %(email)s") % {"email": request.user.email}
+        text = heading + "\n\n" + "\n".join(codes) + "\n"
         context["codes_text"] = "\n".join(codes)
         context["download_url"] = "data:text/plain;charset=utf-8," + quote(text)
     return render(request, "accounts/recovery_codes.html", context)
@@ -115,7 +117,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
     user = form.save()
     update_session_auth_hash(request, user)
     sessions.end_other_sessions(request)
-    messages.success(request, "Your password was changed. You were logged out everywhere else.")
+    messages.success(request, _("Your password was changed. You were logged out everywhere else."))
     return redirect("accounts:security")
 
 
@@ -146,7 +148,9 @@ def two_factor_reset(request: HttpRequest) -> HttpResponse:
     sessions.end_other_sessions(request)
     messages.info(
         request,
-        "Add Postroute to your new app and confirm with a code. Until then your current app and recovery codes "
-        "keep working. You were logged out everywhere else.",
+        _(
+            "Add Postroute to your new app and confirm with a code. Until then your current app and recovery codes "
+            "keep working. You were logged out everywhere else."
+        ),
     )
     return redirect("accounts:2fa_setup")

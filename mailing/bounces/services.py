@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from config import metrics
 from servers.models import BounceMailbox
@@ -111,7 +112,7 @@ def _apply(report: BounceReport) -> None:
         return  # unmatched or unconfirmed reports and auto-replies change nothing
     if report.kind == K.HARD:
         _bounced(letter, _reason(report))
-        _suppress(letter, Suppression.Reason.HARD_BOUNCE, f"Hard bounce: {_reason(report)}")
+        _suppress(letter, Suppression.Reason.HARD_BOUNCE, _("Hard bounce: %(reason)s") % {"reason": _reason(report)})
     elif report.kind == K.REFUSED:
         _bounced(letter, f"Refused: {_reason(report)}")  # the address is not to blame
     else:
@@ -127,10 +128,14 @@ def _bounced(letter: Letter, reply: str) -> None:
 
 def _soft(report: BounceReport, letter: Letter) -> None:
     if letter.status != Letter.Status.BOUNCED:  # a hard bounce says more
-        letter.last_reply = f"Soft bounce: {_reason(report)}"
+        letter.last_reply = _("Soft bounce: %(reason)s") % {"reason": _reason(report)}
         letter.save(update_fields=["last_reply"])
     if soft_bounced_letters(tenant_id=letter.tenant_id, email=letter.email, until=report.received_at) >= soft_limit():
-        _suppress(letter, Suppression.Reason.SOFT_BOUNCES, f"{soft_limit()} soft bounces: {_reason(report)}")
+        _suppress(
+            letter,
+            Suppression.Reason.SOFT_BOUNCES,
+            _("%(soft_limit)s soft bounces: %(reason)s") % {"soft_limit": soft_limit(), "reason": _reason(report)},
+        )
 
 
 def soft_bounced_letters(*, tenant_id: int, email: str, until: datetime) -> int:
@@ -160,4 +165,4 @@ def _suppress(letter: Letter, reason: str, note: str) -> None:
 
 
 def _reason(report: BounceReport) -> str:
-    return (report.reason or "no reason given")[:500]
+    return (report.reason or _("no reason given"))[:500]

@@ -13,6 +13,8 @@ import smtplib
 import time
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 from ..addresses import UnsendableAddress, wire_address
 from .recorder import Recorder, RecordingFailed
 from .replies import Stage
@@ -47,7 +49,7 @@ class Progress:
 
 
 LEADING_DOT = re.compile(rb"(?m)^\.")
-NO_SMTPUTF8 = "The server does not accept international addresses (it does not offer SMTPUTF8)."
+NO_SMTPUTF8 = _("The server does not accept international addresses (it does not offer SMTPUTF8).")
 
 
 def envelope(client: smtplib.SMTP, sender: str, recipient: str) -> list[bytes]:

@@ -20,6 +20,7 @@ from email.policy import Compat32
 from email.utils import formataddr, formatdate
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from servers.models import SmtpServer
 from servers.validators import first_unsafe, header_text
@@ -62,7 +63,10 @@ def letter_context(letter: Letter) -> dict[str, str]:
 
 def _safe(value: str) -> str:
     if (found := first_unsafe(value)) is not None:
-        raise HeaderInjection(f"A header value may not contain U+{ord(found[1]):04X} (position {found[0] + 1}).")
+        raise HeaderInjection(
+            _("A header value may not contain U+%(ord)s (position %(value)s).")
+            % {"ord": f"{ord(found[1]):04X}", "value": found[0] + 1}
+        )
     return value
 
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
 from config import metrics
@@ -115,7 +116,9 @@ def refusing(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now: datet
     if server.is_platform:
         rest_tenant(server, tenant, RestReason.REFUSALS, verdict.reply, now=now, block=block)
     elif block:
-        disable_server(server, f"The server refuses mail from this sender or IP ({verdict.reply}).", now=now)
+        disable_server(
+            server, _("The server refuses mail from this sender or IP (%(reply)s).") % {"reply": verdict.reply}, now=now
+        )
     else:
         rest_server(server, RestReason.REFUSALS, verdict.reply, now=now)
 

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.models import Case, F, Min, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from config import metrics
 
@@ -136,7 +137,7 @@ def requeue_expired_leases(*, now: datetime | None = None) -> int:
     culprits = list(expired.values("claim_token").annotate(first=Min("pk")).values_list("first", flat=True))
     for letter in Letter.objects.filter(pk__in=culprits, status=L.SENDING, lease_until__lt=now):
         if gives_up(letter.attempts + 1):
-            reply = "Sending this letter stopped the worker every time; it was given up."
+            reply = _("Sending this letter stopped the worker every time; it was given up.")
             _finish(letter, status=L.FAILED, attempts=letter.attempts + 1, last_reply=reply, server=None)
         else:
             _finish(letter, status=L.DEFERRED, attempts=F("attempts") + 1, server=None, next_attempt_at=None)

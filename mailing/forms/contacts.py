@@ -2,6 +2,8 @@
 mailing.contacts and mailing.imports hold the rules."""
 
 from django import forms
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant
 from servers.validators import no_control_chars
@@ -12,33 +14,39 @@ from ..models import Contact, ContactImport, ContactList, CustomField
 CUSTOM_PREFIX = "cf_"
 STANDARD_CHOICES = [
     ("", "Ignore"),
-    ("email", "Email address"),
-    ("first_name", "First name"),
-    ("last_name", "Last name"),
+    ("email", gettext_lazy("Email address")),
+    ("first_name", gettext_lazy("First name")),
+    ("last_name", gettext_lazy("Last name")),
 ]
 
 
 class ContactListForm(forms.Form):
-    name = forms.CharField(label="List name", max_length=120)
+    name = forms.CharField(label=gettext_lazy("List name"), max_length=120)
 
 
 class CustomFieldForm(forms.Form):
-    label = forms.CharField(label="Field name", max_length=100, help_text="For example: Company, City, Phone.")
+    label = forms.CharField(
+        label=gettext_lazy("Field name"), max_length=100, help_text=gettext_lazy("For example: Company, City, Phone.")
+    )
     key = forms.CharField(
-        label="Placeholder",
+        label=gettext_lazy("Placeholder"),
         max_length=50,
         required=False,
-        help_text="Used in templates as {{ key }}. Leave empty to make it from the name.",
+        help_text=gettext_lazy("Used in templates as {{ key }}. Leave empty to make it from the name."),
     )
 
 
 class ContactForm(forms.Form):
-    email = forms.CharField(label="Email address", max_length=254, widget=forms.EmailInput())
+    email = forms.CharField(label=gettext_lazy("Email address"), max_length=254, widget=forms.EmailInput())
     # Names go into subjects; custom values may hold line breaks (bodies).
-    first_name = forms.CharField(label="First name", max_length=100, required=False, validators=[no_control_chars])
-    last_name = forms.CharField(label="Last name", max_length=100, required=False, validators=[no_control_chars])
+    first_name = forms.CharField(
+        label=gettext_lazy("First name"), max_length=100, required=False, validators=[no_control_chars]
+    )
+    last_name = forms.CharField(
+        label=gettext_lazy("Last name"), max_length=100, required=False, validators=[no_control_chars]
+    )
     lists = forms.ModelMultipleChoiceField(
-        label="Lists",
+        label=gettext_lazy("Lists"),
         queryset=ContactList.objects.none(),
         to_field_name="public_id",
         required=False,
@@ -73,22 +81,22 @@ class ContactForm(forms.Form):
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(label="Search", max_length=200, required=False)
+    q = forms.CharField(label=gettext_lazy("Search"), max_length=200, required=False)
 
 
 class SuppressionForm(forms.Form):
-    email = forms.CharField(label="Email address", max_length=254, widget=forms.EmailInput())
-    note = forms.CharField(label="Note", max_length=300, required=False)
+    email = forms.CharField(label=gettext_lazy("Email address"), max_length=254, widget=forms.EmailInput())
+    note = forms.CharField(label=gettext_lazy("Note"), max_length=300, required=False)
 
 
 class SuppressionRemoveForm(forms.Form):
-    email = forms.CharField(max_length=254)
+    email = forms.CharField(label=gettext_lazy("Email address"), max_length=254)
 
 
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
-        label="CSV file",
-        help_text="UTF-8 or Windows-1251, comma or semicolon separated, with a header row.",
+        label=gettext_lazy("CSV file"),
+        help_text=gettext_lazy("UTF-8 or Windows-1251, comma or semicolon separated, with a header row."),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,text/csv"}),
     )
 
@@ -97,13 +105,13 @@ class ImportMappingForm(forms.Form):
     """One choice per column of the file, and the list the contacts go into."""
 
     contact_list = forms.ModelChoiceField(
-        label="Add the contacts to",
+        label=gettext_lazy("Add the contacts to"),
         queryset=ContactList.objects.none(),
         to_field_name="public_id",
         required=False,
-        empty_label="A new list…",
+        empty_label=gettext_lazy("A new list…"),
     )
-    new_list_name = forms.CharField(label="New list name", max_length=120, required=False)
+    new_list_name = forms.CharField(label=gettext_lazy("New list name"), max_length=120, required=False)
 
     def __init__(self, *args: object, contact_import: ContactImport, **kwargs: object) -> None:
         tenant = contact_import.tenant
@@ -119,7 +127,7 @@ class ImportMappingForm(forms.Form):
         choices = self._choices(existing)
         for i, name in enumerate(self.header):
             self.fields[f"col_{i}"] = forms.ChoiceField(
-                label=name, required=False, choices=[*choices, ("new", f"New field “{name}”")]
+                label=name, required=False, choices=[*choices, ("new", _("New field “%(name)s”") % {"name": name})]
             )
 
     @staticmethod
@@ -136,7 +144,7 @@ class ImportMappingForm(forms.Form):
         if not existing:
             return STANDARD_CHOICES
         custom = [(f"{imports.FIELD_PREFIX}{cf.key}", f"{cf.label} {{{{ {cf.key} }}}}") for cf in existing]
-        return [*STANDARD_CHOICES, ("Custom fields", custom)]
+        return [*STANDARD_CHOICES, (_("Custom fields"), custom)]
 
     def column_fields(self) -> list[forms.BoundField]:
         return [self[f"col_{i}"] for i in range(len(self.header))]
@@ -147,7 +155,7 @@ class ImportMappingForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if not data.get("contact_list") and not (data.get("new_list_name") or "").strip():
-            self.add_error("new_list_name", "Name the new list, or choose an existing one.")
+            self.add_error("new_list_name", _("Name the new list, or choose an existing one."))
         imports.check_mapping({str(i): t for i, t in self.columns().items() if t != "new"} | self._new_keys())
         return data
 

@@ -1,6 +1,6 @@
 from django import forms
 from django.db.models import Case, Value, When
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from accounts.timezones import LocalDateTimeField, zone_label, zone_of
@@ -16,27 +16,37 @@ class ServerChoiceField(forms.ModelMultipleChoiceField):
         self.positions: dict[int, int] = {}  # a server's place in the default order, set by the form
 
     def label_from_instance(self, obj) -> str:
-        owner = "platform" if obj.is_platform else obj.host or "internal"
+        owner = _("platform") if obj.is_platform else obj.host or _("internal")
         place = f"{self.positions[obj.pk]}. " if obj.pk in self.positions else ""
         return f"{place}{obj.name} — {obj.sender_email} ({owner})"
 
 
 class MailingForm(forms.ModelForm):
-    lists = forms.ModelMultipleChoiceField(queryset=ContactList.objects.none(), widget=forms.CheckboxSelectMultiple)
+    lists = forms.ModelMultipleChoiceField(
+        label=_("Lists"), queryset=ContactList.objects.none(), widget=forms.CheckboxSelectMultiple
+    )
     servers = ServerChoiceField(
+        label=_("Servers"),
         queryset=None,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Letters go through the first allowed server until its limit is spent, then the next, in this order.",
+        help_text=_(
+            "Letters go through the first allowed server until its limit is spent, then the next, in this order."
+        ),
     )
     scheduled_at = LocalDateTimeField(
+        label=_("Start at"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text="Optional: start later by itself. Empty: you start it by hand.",
+        help_text=_("Optional: start later by itself. Empty: you start it by hand."),
     )
 
     class Meta:
         model = Mailing
         fields = ["name", "template", "lists", "servers", "scheduled_at"]
+        labels = {
+            "name": _("Name"),
+            "template": _("Template"),
+        }
 
     def __init__(self, *args: object, tenant: Tenant, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

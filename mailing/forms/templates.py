@@ -1,11 +1,12 @@
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from servers.validators import no_control_chars
 
 from .. import rendering
 from ..models import MailTemplate
 
-NO_PLACEHOLDERS = "Placeholders work in the subject and the bodies only; the sender is the same for every letter."
+NO_PLACEHOLDERS = _("Placeholders work in the subject and the bodies only; the sender is the same for every letter.")
 
 
 class _HeaderFieldMixin:
@@ -44,13 +45,22 @@ class MailTemplateForm(forms.ModelForm):
             "sender_email": HeaderEmailField,
             "reply_to": HeaderEmailField,
         }
-        labels = {"text_body": "Text", "html_body": "HTML", "reply_to": "Reply-To address"}
+        labels = {
+            "name": _("Name"),
+            "subject": _("Subject"),
+            "text_body": _("Text"),
+            "html_body": _("HTML"),
+            "sender_name": _("Sender name"),
+            "reply_to": _("Reply-To address"),
+        }
         help_texts = {
-            "html_body": "Shown by mail programs that display HTML; the text part is the fallback.",
-            "sender_email": "The fixed sender. Used only by servers that allow sender substitution; "
-            "the others send from their own address.",
-            "sender_name": "The name recipients see next to the address.",
-            "reply_to": "Where replies go, if not to the sender.",
+            "html_body": _("Shown by mail programs that display HTML; the text part is the fallback."),
+            "sender_email": _(
+                "The fixed sender. Used only by servers that allow sender substitution; "
+                "the others send from their own address."
+            ),
+            "sender_name": _("The name recipients see next to the address."),
+            "reply_to": _("Where replies go, if not to the sender."),
         }
         widgets = {
             "text_body": forms.Textarea(attrs={"rows": 12, "spellcheck": "true"}),

@@ -2,6 +2,7 @@ import uuid
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from servers.models import BounceMailbox
@@ -18,20 +19,20 @@ class BounceReport(models.Model):
     are shown to the tenant and never acted on."""
 
     class Kind(models.TextChoices):
-        HARD = "hard", "Hard bounce"
-        SOFT = "soft", "Soft bounce"
+        HARD = "hard", _("Hard bounce")
+        SOFT = "soft", _("Soft bounce")
         # The letter failed, but not because of the address: a policy, spam
         # or content refusal, our server blocked, a message too big.
-        REFUSED = "refused", "Refused (not the address)"
-        AUTO_REPLY = "auto_reply", "Auto-reply"
-        UNKNOWN = "unknown", "Unreadable report"
+        REFUSED = "refused", _("Refused (not the address)")
+        AUTO_REPLY = "auto_reply", _("Auto-reply")
+        UNKNOWN = "unknown", _("Unreadable report")
 
     class MatchedBy(models.TextChoices):
-        HEADER = "header", "X-Postroute-Letter header"
-        MESSAGE_ID = "message_id", "Message-ID"
-        TOKEN = "token", "Envelope token"
-        RECIPIENT = "recipient", "Recipient and sending time only (unconfirmed)"
-        NONE = "", "Not matched"
+        HEADER = "header", _("X-Postroute-Letter header")
+        MESSAGE_ID = "message_id", _("Message-ID")
+        TOKEN = "token", _("Envelope token")
+        RECIPIENT = "recipient", _("Recipient and sending time only (unconfirmed)")
+        NONE = "", _("Not matched")
 
     # What Postroute itself put on the letter: only these tie a report to
     # it firmly enough to act on.
@@ -49,7 +50,7 @@ class BounceReport(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices)
     matched_by = models.CharField(max_length=10, choices=MatchedBy.choices, blank=True)
     recipient = models.CharField(max_length=254, blank=True)
-    status = models.CharField("status code", max_length=12, blank=True)  # enhanced code, e.g. 5.1.1
+    status = models.CharField(_("status code"), max_length=12, blank=True)  # enhanced code, e.g. 5.1.1
     diagnostic = models.TextField(blank=True)
     message_id = models.CharField(max_length=255, blank=True)  # the report's own Message-ID
     sender = models.CharField(max_length=300, blank=True)

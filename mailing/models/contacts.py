@@ -4,6 +4,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from servers.validators import no_control_chars
@@ -67,17 +69,17 @@ class Contact(models.Model):
         # strip it already, this keeps every other path from reaching it.
         # (The names' validator refuses it with the other controls.)
         if any("\x00" in str(value) for value in (self.fields or {}).values()):
-            raise ValidationError({"fields": "A NUL character is not allowed."})
+            raise ValidationError({"fields": gettext("A NUL character is not allowed.")})
 
 
 class Suppression(models.Model):
     """Addresses that never receive a letter from this tenant."""
 
     class Reason(models.TextChoices):
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        HARD_BOUNCE = "hard_bounce", "Hard bounce"
-        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
-        MANUAL = "manual", "Added by hand"
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        HARD_BOUNCE = "hard_bounce", _("Hard bounce")
+        SOFT_BOUNCES = "soft_bounces", _("Repeated soft bounces")
+        MANUAL = "manual", _("Added by hand")
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="suppressions")
     email = models.EmailField(max_length=254)
@@ -95,11 +97,11 @@ class Suppression(models.Model):
 
 class ContactImport(models.Model):
     class Status(models.TextChoices):
-        UPLOADED = "uploaded", "Waiting for the column mapping"
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Importing"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        UPLOADED = "uploaded", _("Waiting for the column mapping")
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Importing")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contact_imports")

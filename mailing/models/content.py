@@ -4,6 +4,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant
 from servers.addresses import address_errors
@@ -25,8 +27,11 @@ class MaxBytes:
     def __call__(self, value: str) -> None:
         if (size := len(value.encode("utf-8", "surrogatepass"))) > self.limit:
             raise ValidationError(
-                f"This is {size / 1024:,.0f} KB; at most {self.limit // 1024:,} KB are allowed. "
-                "Shorten it, or link to large content instead of including it.",
+                _(
+                    "This is %(value)s KB; at most %(value2)s KB are allowed. Shorten it, "
+                    "or link to large content instead of including it."
+                )
+                % {"value": f"{size / 1024:,.0f}", "value2": f"{self.limit // 1024:,}"},
                 code="max_bytes",
             )
 
@@ -45,7 +50,7 @@ class MailTemplate(models.Model):
     subject = models.CharField(max_length=250, validators=[no_control_chars])
     text_body = models.TextField(validators=[MaxBytes(BODY_MAX_BYTES)])
     html_body = models.TextField(blank=True, validators=[MaxBytes(BODY_MAX_BYTES)])
-    sender_email = models.EmailField("sender address", blank=True, validators=[no_control_chars])
+    sender_email = models.EmailField(gettext_lazy("sender address"), blank=True, validators=[no_control_chars])
     sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
     reply_to = models.EmailField(blank=True, validators=[no_control_chars])
     created_at = models.DateTimeField(default=timezone.now)

@@ -17,16 +17,16 @@ from .content import MailTemplate
 
 class Mailing(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        SCHEDULED = "scheduled", "Scheduled"
-        ACTIVE = "active", "Sending"
-        WAITING = "waiting", "Waiting for limits"
+        DRAFT = "draft", _("Draft")
+        SCHEDULED = "scheduled", _("Scheduled")
+        ACTIVE = "active", _("Sending")
+        WAITING = "waiting", _("Waiting for limits")
         # No server can send without someone's action (all failing,
         # disabled, blocked or with a limit of 0): no time to wait for.
-        BLOCKED = "blocked", "Cannot send"
-        PAUSED = "paused", "Paused"
-        COMPLETED = "completed", "Completed"
-        CANCELLED = "cancelled", "Cancelled"
+        BLOCKED = "blocked", _("Cannot send")
+        PAUSED = "paused", _("Paused")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mailings")
@@ -37,7 +37,7 @@ class Mailing(models.Model):
     lists = models.ManyToManyField(ContactList, related_name="mailings")
     servers = models.ManyToManyField(SmtpServer, through="MailingServer", related_name="mailings")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
-    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="Empty: start now.")
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text=_("Empty: start now."))
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
@@ -145,12 +145,12 @@ class MailingEvent(models.Model):
 
 class Letter(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DEFERRED = "deferred", "Deferred"
-        FAILED = "failed", "Failed"
-        BOUNCED = "bounced", "Bounced"
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DEFERRED = "deferred", _("Deferred")
+        FAILED = "failed", _("Failed")
+        BOUNCED = "bounced", _("Bounced")
 
     # The public id is also the letter's Message-ID local part and the value
     # of its X-Postroute-Letter header, which ties a bounce back to it.

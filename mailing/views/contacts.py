@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
@@ -56,7 +57,7 @@ def list_create(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             invalid(form, exc)
         else:
-            messages.success(request, f"The list “{contact_list.name}” was created.")
+            messages.success(request, _("The list “%(name)s” was created.") % {"name": contact_list.name})
             return redirect("contacts:list", public_id=contact_list.public_id)
     return _index_page(request, form, CustomFieldForm())
 
@@ -102,7 +103,7 @@ def list_rename(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             invalid(form, exc)
             contact_list.refresh_from_db()
         else:
-            messages.success(request, "The list was renamed.")
+            messages.success(request, _("The list was renamed."))
             return redirect("contacts:list", public_id=contact_list.public_id)
     return _contacts_page(request, contact_list, form)
 
@@ -116,7 +117,10 @@ def list_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("contacts:list", public_id=contact_list.public_id)
-    messages.success(request, f"The list “{contact_list.name}” was deleted. Its contacts are still under All contacts.")
+    messages.success(
+        request,
+        _("The list “%(name)s” was deleted. Its contacts are still under All contacts.") % {"name": contact_list.name},
+    )
     return redirect("contacts:index")
 
 
@@ -142,7 +146,7 @@ def contact_add(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             invalid(form, exc)
         else:
-            messages.success(request, f"{contact.email} was added.")
+            messages.success(request, _("%(email)s was added.") % {"email": contact.email})
             return redirect("contacts:list", public_id=chosen.public_id) if chosen else redirect("contacts:all")
     return _contact_form_page(request, form, None, chosen)
 
@@ -158,7 +162,7 @@ def contact_edit(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             invalid(form, exc)
             contact.refresh_from_db()
         else:
-            messages.success(request, f"{contact.email} was saved.")
+            messages.success(request, _("%(email)s was saved.") % {"email": contact.email})
             return redirect("contacts:edit", public_id=contact.public_id)
     return _contact_form_page(request, form, contact, None)
 
@@ -191,7 +195,7 @@ def _contact_form_page(
 def contact_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     contact = get_contact(request.tenant, public_id)
     contacts.contact_delete(contact=contact)
-    messages.success(request, f"{contact.email} was deleted.")
+    messages.success(request, _("%(email)s was deleted.") % {"email": contact.email})
     return back(request, "contacts:all")
 
 
@@ -205,6 +209,10 @@ def field_add(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             invalid(form, exc)
         else:
-            messages.success(request, f"The field “{field.label}” was added: use {{{{ {field.key} }}}} in templates.")
+            messages.success(
+                request,
+                _("The field “%(label)s” was added: use {{ %(key)s }} in templates.")
+                % {"label": field.label, "key": field.key},
+            )
             return redirect("contacts:index")
     return _index_page(request, ContactListForm(), form)

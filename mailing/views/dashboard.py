@@ -8,7 +8,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import dateformat, timezone
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import etag
 
@@ -29,14 +31,14 @@ L = Letter.Status
 CHART_HEIGHT = 48  # the chart's viewBox: 24 bars of 8 units, 10 apart
 BAR_STEP = 10
 STATE_LABELS = {
-    State.SENDING: "Sending",
-    State.IDLE: "Idle",
-    State.LIMIT: "Limit reached",
-    State.RESTING: "Resting",
-    State.RATE_LIMITED: "Rate-limited by the server",
-    State.HELD: "Held back for your letters",
-    State.FAILING: "Failing",
-    State.DISABLED: "Disabled",
+    State.SENDING: gettext_lazy("Sending"),
+    State.IDLE: gettext_lazy("Idle"),
+    State.LIMIT: gettext_lazy("Limit reached"),
+    State.RESTING: gettext_lazy("Resting"),
+    State.RATE_LIMITED: gettext_lazy("Rate-limited by the server"),
+    State.HELD: gettext_lazy("Held back for your letters"),
+    State.FAILING: gettext_lazy("Failing"),
+    State.DISABLED: gettext_lazy("Disabled"),
 }
 
 
@@ -92,7 +94,7 @@ def _checklist(tenant: Tenant) -> dict:
     return {
         "items": [{"key": item.key, "done": item.done} for item in items],
         "all_done": done == len(items),
-        "label": f"{done} of {len(items)} done",
+        "label": _("%(done_count)s of %(checklist)s done") % {"done_count": done, "checklist": len(items)},
         "done": done,
     }
 
@@ -113,8 +115,7 @@ def _server(row: ServerRow, now: datetime) -> dict:
         "hint": hint,
         "resume_at": _iso(row.usage.resume_at),
         "windows": _windows(row),
-        "rate_text": f"{row.recent:,} sent in the last 10 min"
-        + (f", {row.in_flight:,} being sent now" if row.in_flight else ""),
+        "rate_text": _rate_text_server(row),
         "chart": _chart(row.hourly),
     }
 
@@ -124,25 +125,34 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
     how to fix it."""
     server = row.server
     if row.state == State.DISABLED:
-        return "Turned off: mailings skip it until it is turned on again.", ""
+        return _("Turned off: mailings skip it until it is turned on again."), ""
     if row.state == State.FAILING:
-        return f"Failing — {server.health_error or 'the last attempt failed.'}", server.health_hint
+        error = server.health_error or _("the last attempt failed.")
+        return _("Failing — %(error)s") % {"error": error}, server.health_hint
     if row.state == State.RATE_LIMITED and server.backoff_until:
-        notice = (
-            f"Rate-limited by the server — next try {when(server.backoff_until, now=now)}. It said: {server.rest_reply}"
-        )
-        return notice, "The provider caps letters per minute; set the server's max per minute just below it."
+        notice = _("Rate-limited by the server — next try %(at)s. It said: %(rest_reply)s") % {
+            "at": when(server.backoff_until, now=now),
+            "rest_reply": server.rest_reply,
+        }
+        return notice, _("The provider caps letters per minute; set the server's max per minute just below it.")
     if row.state == State.RESTING and server.backoff_until:
-        why = "it refused every letter for now" if server.rest_reason == "refusals" else "connection trouble"
-        said = f" It said: {server.rest_reply}" if server.rest_reply else ""
-        return f"Resting after {why}; tries again {when(server.backoff_until, now=now)}.{said}", ""
+        why = _("it refused every letter for now") if server.rest_reason == "refusals" else _("connection trouble")
+        said = " " + _("It said: %(reply)s") % {"reply": server.rest_reply} if server.rest_reply else ""
+        return _("Resting after %(why)s; tries again %(at)s.%(said)s") % {
+            "why": why,
+            "at": when(server.backoff_until, now=now),
+            "said": said,
+        }, ""
     if row.state == State.HELD and row.hold is not None:
         if row.hold.blocked:
-            return f"Blocked for your letters: {row.hold.reply}", "Staff have been told; contact support."
-        notice = (
-            f"Held back after your letters were refused; tries again {when(row.hold.until, now=now)}. {row.hold.reply}"
-        )
-        return notice, "Check the content of your template: the server refused it as spam or by policy."
+            return _("Blocked for your letters: %(reply)s") % {"reply": row.hold.reply}, _(
+                "Staff have been told; contact support."
+            )
+        notice = _("Held back after your letters were refused; tries again %(at)s. %(reply)s") % {
+            "at": when(row.hold.until, now=now),
+            "reply": row.hold.reply,
+        }
+        return notice, _("Check the content of your template: the server refused it as spam or by policy.")
     if row.state == State.LIMIT:
         return _limit_notice(row.usage, now), ""
     return "", ""
@@ -150,29 +160,30 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
 
 def _limit_notice(usage: Usage, now: datetime) -> str:
     windows = (
-        ("per-minute limit", usage.minute_left),
-        ("hourly limit", usage.hour_left),
-        ("daily limit", usage.day_left),
-        ("daily quota", usage.tenant_day_left),
-        ("shared daily quota", usage.group_day_left),
+        (_("per-minute limit"), usage.minute_left),
+        (_("hourly limit"), usage.hour_left),
+        (_("daily limit"), usage.day_left),
+        (_("daily quota"), usage.tenant_day_left),
+        (_("shared daily quota"), usage.group_day_left),
     )
-    what = " and ".join(name for name, left in windows if left == 0) or "limit"
+    what = _(" and ").join(name for name, left in windows if left == 0) or _("limit")
     what = what[0].upper() + what[1:]
     if usage.resume_at is None or usage.resume_at == NEVER:
-        return f"{what}: 0 — nothing goes out until it is raised."
-    return f"{what} reached — resumes {when(usage.resume_at, now=now, zone=True)}"
+        return _("%(what)s: 0 — nothing goes out until it is raised.") % {"what": what}
+    return _("%(what)s reached — resumes %(at)s") % {"what": what, "at": when(usage.resume_at, now=now, zone=True)}
 
 
 def _windows(row: ServerRow) -> list[dict]:
     usage, shared = row.usage, row.server.is_platform
     # On a platform server the tenant sees its own letters; what is left
     # counts everybody's.
-    suffix = ", shared" if shared else ""
+    hour_label = _("Last 60 minutes, shared") if shared else _("Last 60 minutes")
+    day_label = _("Last 24 hours, shared") if shared else _("Last 24 hours")
     return [
         # Both windows roll: a letter counts until 60 minutes (24 hours) after
         # it went, not until the clock hour or the calendar day ends.
-        _window("hour", _("Last 60 minutes") + suffix, row.hour_sent, usage.hour_limit, usage.hour_left, shared),
-        _window("day", _("Last 24 hours") + suffix, row.day_sent, usage.day_limit, usage.day_left, shared),
+        _window("hour", hour_label, row.hour_sent, usage.hour_limit, usage.hour_left, shared),
+        _window("day", day_label, row.day_sent, usage.day_limit, usage.day_left, shared),
         _quota_window(row),
     ]
 
@@ -184,11 +195,11 @@ def _quota_window(row: ServerRow) -> dict:
     usage = row.usage
     own_left, group_left = usage.tenant_day_left, usage.group_day_left
     if usage.group_size > 1 and group_left is not None and (own_left is None or group_left <= own_left):
-        label = f"Daily quota shared by {usage.group_size} organisations"
-        sent_word = f"by all of them ({row.day_sent:,} here)"
+        label = _("Daily quota shared by %(group_size)s organisations") % {"group_size": usage.group_size}
+        sent_word = _("by all of them (%(day_sent)s here)") % {"day_sent": localize(row.day_sent)}
         return _window("quota", label, row.group_day_sent, usage.group_quota, group_left, False, sent_word=sent_word)
     shown = usage.tenant_quota is not None
-    return _window("quota", "Your daily quota", row.day_sent, usage.tenant_quota, own_left, False, shown=shown)
+    return _window("quota", _("Your daily quota"), row.day_sent, usage.tenant_quota, own_left, False, shown=shown)
 
 
 def _window(
@@ -202,14 +213,19 @@ def _window(
     shown: bool = True,
     sent_word: str = "",
 ) -> dict:
-    sent_text = f"{sent:,} {sent_word or ('yours' if shared else 'sent')}"
+    if sent_word:
+        sent_text = f"{localize(sent)} {sent_word}"
+    elif shared:
+        sent_text = _("%(count)s yours") % {"count": localize(sent)}
+    else:
+        sent_text = _("%(count)s sent") % {"count": localize(sent)}
     if limit is None or left is None:
         return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": None, "left": None,
-                "fill": 0, "level": "none", "text": f"{sent_text} · no limit"}  # fmt: skip
+                "fill": 0, "level": "none", "text": _("%(sent)s · no limit") % {"sent": sent_text}}  # fmt: skip
     fill = 100.0 if not limit else round(100 * (limit - left) / limit, 1)
     level = "full" if not left else "high" if fill >= 80 else "ok"
     return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": limit, "left": left,
-            "fill": fill, "level": level, "text": f"{sent_text} · {left:,} left of {limit:,}"}  # fmt: skip
+            "fill": fill, "level": level, "text": _left_text(sent_text, left, limit)}  # fmt: skip
 
 
 def _chart(hourly: list[int]) -> dict:
@@ -218,15 +234,21 @@ def _chart(hourly: list[int]) -> dict:
         "counts": hourly,
         # A non-empty hour stays visible however high the peak.
         "heights": [max(1.0, round((CHART_HEIGHT - 2) * n / peak, 2)) if n else 0 for n in hourly],
-        "caption": f"{total:,} in 24 h · peak {peak:,} an hour",
-        "label": f"Letters per hour over the last 24 hours: {total:,} in all, at most {peak:,} in one hour.",
+        "caption": _("%(total)s in 24 h · peak %(peak)s an hour") % {"total": localize(total), "peak": localize(peak)},
+        "label": _("Letters per hour over the last 24 hours: %(total)s in all, at most %(peak)s in one hour.")
+        % {"total": localize(total), "peak": localize(peak)},
     }
 
 
 def chart_bars(chart: dict, hours: list[str]) -> list[dict]:
     """The bars as the first rendering draws them (dashboard.js does the same)."""
     return [
-        {"x": i * BAR_STEP + 1, "y": CHART_HEIGHT - height, "height": height, "title": f"{hours[i]} · {count:,}"}
+        {
+            "x": i * BAR_STEP + 1,
+            "y": CHART_HEIGHT - height,
+            "height": height,
+            "title": f"{hours[i]} · {localize(count)}",
+        }
         for i, (count, height) in enumerate(zip(chart["counts"], chart["heights"], strict=True))
     ]
 
@@ -245,10 +267,11 @@ def mailing_fields(row: MailingRow, now: datetime) -> dict:
         "url": reverse("mailings:detail", args=[mailing.public_id]),
         "status": mailing.status,
         "status_label": mailing.get_status_display(),
-        "total": f"{progress.total:,}",
-        "counts": [{"key": key, "label": label, "count": f"{n:,}"} for key, label, n in counts],
+        "total": localize(progress.total),
+        "counts": [{"key": key, "label": label, "count": localize(n)} for key, label, n in counts],
         "bars": _segments(counts, progress.total),
-        "bar_label": f"{progress.done:,} of {progress.total:,} letters done",
+        "bar_label": _("%(done)s of %(total)s letters done")
+        % {"done": localize(progress.done), "total": localize(progress.total)},
         "rate_text": _rate_text(row, now),
         "waiting_text": _waiting_text(mailing, now),
         "finish_text": _finish_text(row, now),
@@ -259,10 +282,10 @@ def mailing_fields(row: MailingRow, now: datetime) -> dict:
 def _counts(progress: Progress) -> list[tuple[str, str, int]]:
     """The letters by outcome; queued includes the deferred and those being sent."""
     return [
-        ("sent", "Sent", progress.count(L.SENT)),
-        ("bounced", "Bounced", progress.count(L.BOUNCED)),
-        ("failed", "Failed", progress.count(L.FAILED)),
-        ("queued", "Queued", progress.waiting),
+        ("sent", _("Sent"), progress.count(L.SENT)),
+        ("bounced", _("Bounced"), progress.count(L.BOUNCED)),
+        ("failed", _("Failed"), progress.count(L.FAILED)),
+        ("queued", _("Queued"), progress.waiting),
     ]
 
 
@@ -271,16 +294,23 @@ def _segments(counts: list[tuple[str, str, int]], total: int) -> list[dict]:
     segments, x = [], 0.0
     for key, label, n in counts:
         width = 100 * n / total if total else 0.0
-        segments.append({"status": key, "label": label, "count": f"{n:,}", "x": round(x, 3), "width": round(width, 3)})
+        segments.append(
+            {"status": key, "label": label, "count": localize(n), "x": round(x, 3), "width": round(width, 3)}
+        )
         x += width
     return segments
 
 
 def _rate_text(row: MailingRow, now: datetime) -> str:
     if not row.recent:
-        return "Nothing sent in the last 10 min"
+        return _("Nothing sent in the last 10 min")
     pace = hourly_pace(row, now)
-    return f"{row.recent:,} sent in the last 10 min" + (f" (about {pace:,} an hour)" if pace else "")
+    if not pace:
+        return _("%(recent)s sent in the last 10 min") % {"recent": localize(row.recent)}
+    return _("%(recent)s sent in the last 10 min (about %(hourly)s an hour)") % {
+        "recent": localize(row.recent),
+        "hourly": localize(pace),
+    }
 
 
 def hourly_pace(row: MailingRow, now: datetime) -> int | None:
@@ -293,29 +323,44 @@ def hourly_pace(row: MailingRow, now: datetime) -> int | None:
     return round(pending * 3600 / (finish - now).total_seconds())
 
 
+def _rate_text_server(row: ServerRow) -> str:
+    text = _("%(recent)s sent in the last 10 min") % {"recent": localize(row.recent)}
+    if row.in_flight:
+        text += _(", %(in_flight)s being sent now") % {"in_flight": localize(row.in_flight)}
+    return text
+
+
+def _left_text(sent_text: str, left: int, limit: int) -> str:
+    return _("%(sent)s · %(left)s left of %(limit)s") % {
+        "sent": sent_text,
+        "left": localize(left),
+        "limit": localize(limit),
+    }
+
+
 def _waiting_text(mailing: Mailing, now: datetime) -> str:
     if mailing.status == Mailing.Status.BLOCKED:
-        return (
+        return _(
             "Cannot send: none of its servers can send until one is fixed (see each server's notice)."
             " It goes on by itself within seconds of the fix."
         )
     if mailing.status != Mailing.Status.WAITING:
         return ""
     if not mailing.resume_at:
-        return "Waiting for limits"
-    return f"Waiting for limits until {when(mailing.resume_at, now=now, zone=True)}"
+        return _("Waiting for limits")
+    return _("Waiting for limits until %(when)s") % {"when": when(mailing.resume_at, now=now, zone=True)}
 
 
 def _finish_text(row: MailingRow, now: datetime) -> str:
     finish = row.finish_at
     if finish is None:
-        return "At current limits it cannot finish: none of its servers can send. See the servers below."
+        return _("At current limits it cannot finish: none of its servers can send. See the servers below.")
     if finish <= now + timedelta(minutes=1):
-        return "At current limits: finishes in a moment"
+        return _("At current limits: finishes in a moment")
     if finish - now > timedelta(days=2):
         # Beyond the replayed windows the estimate is a steady pace: a day is precise enough.
-        return f"At current limits: finishes around {day(finish, now=now)}"
-    return f"At current limits: finishes {when(finish, now=now)}"
+        return _("At current limits: finishes around %(day)s") % {"day": day(finish, now=now)}
+    return _("At current limits: finishes %(at)s") % {"at": when(finish, now=now)}
 
 
 # Time

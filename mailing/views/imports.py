@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -39,7 +40,9 @@ def _import_upload(request: HttpRequest, handler: uploads.ImportUploadHandler) -
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
         if not form.is_valid() and handler.exceeded:
-            form.errors["file"] = form.error_class([f"The file is larger than {imports.size_label()}."])
+            form.errors["file"] = form.error_class(
+                [_("The file is larger than %(size_label)s.") % {"size_label": imports.size_label()}]
+            )
         elif form.is_valid():
             try:
                 imp = imports.import_upload(tenant=request.tenant, by=request.user, upload=form.cleaned_data["file"])

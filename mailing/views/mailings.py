@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
@@ -51,7 +52,7 @@ def mailing_new(request: HttpRequest) -> HttpResponse:
 def mailing_edit(request: HttpRequest, public_id: str) -> HttpResponse:
     mailing = get_mailing(request.tenant, public_id)
     if mailing.status != S.DRAFT or mailing.preparing_since is not None:
-        messages.info(request, "Only a draft can be edited.")
+        messages.info(request, _("Only a draft can be edited."))
         return redirect("mailings:detail", public_id=mailing.public_id)
     return _save(request, mailing)
 
@@ -168,12 +169,12 @@ def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
         _refuse_rejected(mailing)
     if action == "start":
         count = services.mailing_start_async(mailing=mailing, by=request.user)
-        messages.success(request, f"Starting: preparing {count:,} letters.")
+        messages.success(request, _("Starting: preparing %(count)s letters.") % {"count": f"{count:,}"})
     elif action == "schedule":
         if mailing.scheduled_at is None:
-            raise ValidationError("Set a start time first (Edit).")
+            raise ValidationError(_("Set a start time first (Edit)."))
         services.mailing_schedule(mailing=mailing, at=mailing.scheduled_at, by=request.user)
-        messages.success(request, "Scheduled.")
+        messages.success(request, _("Scheduled."))
     else:
         services.transition(mailing=mailing, action=action, by=request.user)
 

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
@@ -46,7 +47,7 @@ def suppression_add(request: HttpRequest) -> HttpResponse:
         except ValidationError as exc:
             invalid(form, exc)
         else:
-            messages.success(request, f"{suppression.email} will receive no letters.")
+            messages.success(request, _("%(email)s will receive no letters.") % {"email": suppression.email})
             return redirect("contacts:suppressions")
     return _suppressions_page(request, form)
 
@@ -56,7 +57,7 @@ def suppression_add(request: HttpRequest) -> HttpResponse:
 def suppression_remove(request: HttpRequest) -> HttpResponse:
     form = SuppressionRemoveForm(request.POST)
     if form.is_valid() and contacts.suppression_remove(tenant=request.tenant, email=form.cleaned_data["email"]):
-        messages.success(request, f"{form.cleaned_data['email']} may receive letters again.")
+        messages.success(request, _("%(email)s may receive letters again.") % {"email": form.cleaned_data["email"]})
     return redirect("contacts:suppressions")
 
 

@@ -14,6 +14,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
@@ -35,9 +37,9 @@ PREVIEW_CONTACTS = 200
 # script-less origin it can neither run nor reach the app.
 PREVIEW_HTML_CSP = "sandbox; default-src 'none'; img-src https: data:; style-src 'unsafe-inline'"
 
-NOTE_SUBSTITUTED = "Uses the template's sender: this server allows sender substitution."
-NOTE_REPLACED = "Replaced with the server's address: this server does not allow sender substitution."
-NOTE_NO_FIXED = "The template has no fixed sender address, so the server's own address is used."
+NOTE_SUBSTITUTED = gettext_lazy("Uses the template's sender: this server allows sender substitution.")
+NOTE_REPLACED = gettext_lazy("Replaced with the server's address: this server does not allow sender substitution.")
+NOTE_NO_FIXED = gettext_lazy("The template has no fixed sender address, so the server's own address is used.")
 
 
 @tenant_required
@@ -65,7 +67,12 @@ def _edit(request: HttpRequest, template: MailTemplate) -> HttpResponse:
         except ValidationError as exc:  # a custom field removed meanwhile
             form.add_error(None, exc)
         else:
-            messages.success(request, f"{template.name} was {'created' if is_new else 'saved'}.")
+            done = (
+                pgettext("mail template", "%(name)s was created.")
+                if is_new
+                else pgettext("mail template", "%(name)s was saved.")
+            )
+            messages.success(request, done % {"name": template.name})
             if rendering.has_script(template.html_body):
                 messages.warning(request, rendering.SCRIPT_WARNING)
             return redirect("templates:preview", public_id=template.public_id)
@@ -87,7 +94,7 @@ def template_delete(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"{template.name} was deleted.")
+        messages.success(request, _("%(name)s was deleted.") % {"name": template.name})
     return redirect("templates:list")
 
 

@@ -109,6 +109,11 @@
     });
   });
 
+  // The language changes as soon as one is picked: no button needed then.
+  document.querySelectorAll(".language-switch button[type=submit]").forEach(function (button) {
+    button.style.display = "none";
+  });
+
   // Forms that delete or cancel ask first, also those a live page adds later.
   document.addEventListener("submit", function (event) {
     var form = event.target.closest ? event.target.closest("form[data-confirm]") : null;
@@ -142,7 +147,7 @@
     var button = document.createElement("button");
     button.type = "button";
     button.className = "alert-close";
-    button.setAttribute("aria-label", "Dismiss");
+    button.setAttribute("aria-label", gettext("Dismiss"));
     button.textContent = "\u00d7";
     button.addEventListener("click", function () { alert.remove(); });
     alert.appendChild(button);

@@ -57,7 +57,7 @@
     done: function (data) { return data.finished; },
     onGiveUp: function () {
       statusEl.classList.remove("is-running");
-      statusEl.textContent = "Lost contact with the import. Reload the page to see how it goes.";
+      statusEl.textContent = gettext("Lost contact with the import. Reload the page to see how it goes.");
     }
   });
 })();

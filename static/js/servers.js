@@ -38,16 +38,16 @@
   // The same pairs servers/rules.py warns about.
   function portSecurityWarning(port, security) {
     if (port === 465 && security !== "ssl") {
-      return "Port 465 normally uses SSL/TLS (implicit). With another setting the connection usually hangs.";
+      return gettext("Port 465 normally uses SSL/TLS (implicit). With another setting the connection usually hangs.");
     }
     if (port === 587 && security === "ssl") {
-      return "Port 587 normally uses STARTTLS, not SSL/TLS. With SSL the connection usually fails.";
+      return gettext("Port 587 normally uses STARTTLS, not SSL/TLS. With SSL the connection usually fails.");
     }
     if ((port === 993 || port === 995) && security !== "ssl") {
-      return "Port " + port + " normally uses SSL/TLS (implicit).";
+      return interpolate(gettext("Port %s normally uses SSL/TLS (implicit)."), [port]);
     }
     if ((port === 143 || port === 110) && security === "ssl") {
-      return "Port " + port + " normally uses STARTTLS or no encryption, not SSL/TLS.";
+      return interpolate(gettext("Port %s normally uses STARTTLS or no encryption, not SSL/TLS."), [port]);
     }
     return "";
   }
@@ -262,7 +262,7 @@
         var mark = el("span", "test-step-mark", step.ok ? "\u2713" : "\u2717");
         mark.setAttribute("aria-hidden", "true");
         var body = el("span", "test-step-body");
-        body.appendChild(el("span", "visually-hidden", step.ok ? "Passed: " : "Failed: "));
+        body.appendChild(el("span", "visually-hidden", step.ok ? gettext("Passed: ") : gettext("Failed: ")));
         body.appendChild(el("span", "test-step-name", String(step.name || "")));
         if (step.detail) body.appendChild(el("span", "test-step-detail break", String(step.detail)));
         li.appendChild(mark);
@@ -272,7 +272,7 @@
       });
       if (!items.length && !finished) {
         var waiting = el("li", "test-step is-waiting");
-        waiting.appendChild(el("span", "test-step-body muted", "Waiting for the first step\u2026"));
+        waiting.appendChild(el("span", "test-step-body muted", gettext("Waiting for the first step\u2026")));
         items.push(waiting);
       }
       replaceContent(stepsEl, items);
@@ -286,15 +286,15 @@
       var box;
       if (data.status === "passed") {
         box = el("div", "alert alert-success");
-        box.appendChild(el("p", "", "The connection works."));
+        box.appendChild(el("p", "", gettext("The connection works.")));
         var sendTo = testRoot.getAttribute("data-send-to");
-        if (sendTo) box.appendChild(el("p", "", "A test letter went to " + sendTo + "; check that it arrived."));
+        if (sendTo) box.appendChild(el("p", "", interpolate(gettext("A test letter went to %(send_to)s; check that it arrived."), { send_to: sendTo }, true)));
       } else {
         box = el("div", "alert alert-error");
-        box.appendChild(el("p", "break", data.error || "The test failed."));
+        box.appendChild(el("p", "break", data.error || gettext("The test failed.")));
         if (data.hint) {
           var hint = el("p");
-          hint.appendChild(el("strong", "", "How to fix:"));
+          hint.appendChild(el("strong", "", gettext("How to fix:")));
           hint.appendChild(document.createTextNode(" " + data.hint));
           box.appendChild(hint);
         }
@@ -318,7 +318,7 @@
       },
       onGiveUp: function () {
         statusEl.classList.remove("is-running");
-        statusEl.textContent = "Lost contact with the test. Reload the page to see how it went.";
+        statusEl.textContent = gettext("Lost contact with the test. Reload the page to see how it went.");
       }
     });
   }
@@ -367,8 +367,10 @@
           form.setAttribute("data-direction", dir);
           form.querySelector("input[name=direction]").value = dir;
           var button = form.querySelector("button");
-          button.textContent = dir === "up" ? "\u2191 Up" : "\u2193 Down";
-          button.setAttribute("aria-label", "Move " + (li.getAttribute("data-name") || "") + " " + dir);
+          var name = { name: li.getAttribute("data-name") || "" };
+          button.textContent = dir === "up" ? gettext("\u2191 Up") : gettext("\u2193 Down");
+          button.setAttribute("aria-label", interpolate(
+            dir === "up" ? gettext("Move %(name)s up") : gettext("Move %(name)s down"), name, true));
           if (dir === "up") box.insertBefore(form, box.firstChild);
           else box.appendChild(form);
         });

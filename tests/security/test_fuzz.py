@@ -150,7 +150,8 @@ def page_fields(response) -> dict[str, bytes | list[bytes]]:
     """The fields of the forms a page shows, with the values it proposes."""
     fields: dict[str, bytes | list[bytes]] = {}
     for context in response.context or []:
-        for value in context.flatten().values():
+        # A view that renders its own template (the JavaScript catalogue) leaves a plain dict.
+        for value in (context.flatten() if hasattr(context, "flatten") else context).values():
             if isinstance(value, forms.BaseForm):
                 for name in value.fields:
                     proposed = value[name].value()

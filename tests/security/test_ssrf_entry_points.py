@@ -72,8 +72,8 @@ class Case:
 
 
 HOST_CASES = [Case(host, "host", GUARD_TEXT, host=host) for host in HOSTS]
-PORT_25 = Case(f"{PUBLIC}:25", "port", PORT_25_REFUSED, host=PUBLIC, port=25)
-INTERNAL = Case("internal SMTP", "kind", INTERNAL_REFUSED, kind=SmtpServer.Kind.INTERNAL)
+PORT_25 = Case(f"{PUBLIC}:25", "port", str(PORT_25_REFUSED), host=PUBLIC, port=25)
+INTERNAL = Case("internal SMTP", "kind", str(INTERNAL_REFUSED), kind=SmtpServer.Kind.INTERNAL)
 SERVER_CASES = [*HOST_CASES, PORT_25]  # what a tenant's form can express
 ALL_SERVER_CASES = [*SERVER_CASES, INTERNAL]  # the admin and edited records can also say "internal"
 

@@ -1,0 +1,60 @@
+"""Which language a page or a letter is in.
+
+A page: the signed-in user's saved choice; else the language chosen in the
+header before signing in (a cookie); else the browser's Accept-Language;
+else the current organisation's default; else LANGUAGE_CODE.
+
+A letter: its recipient's saved choice; else the default of the
+organisation the letter is about (an invitation: the inviting
+organisation's), else of the recipient's first organisation."""
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils.translation import get_supported_language_variant
+from django.utils.translation.trans_real import parse_accept_lang_header
+
+if TYPE_CHECKING:
+    from .models import Tenant, User
+
+CODES = frozenset(code for code, _ in settings.LANGUAGES)
+
+
+def supported(code: str | None) -> str | None:
+    """`code` ("ru", "ru-RU", "vi-vn") as one of LANGUAGES, or None."""
+    if not code:
+        return None
+    try:
+        return get_supported_language_variant(code)
+    except LookupError:
+        return None
+
+
+def for_request(request: HttpRequest) -> str:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.language in CODES:
+        return user.language
+    chosen = supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
+    if chosen:
+        return chosen
+    for code, _quality in parse_accept_lang_header(request.headers.get("Accept-Language", "")):
+        if code == "*":
+            break
+        if found := supported(code):
+            return found
+    tenant = getattr(request, "tenant", None)
+    if tenant is not None and tenant.default_language in CODES:
+        return tenant.default_language
+    return settings.LANGUAGE_CODE
+
+
+def for_user(user: "User | None", tenant: "Tenant | None" = None) -> str:
+    if user is not None and user.language in CODES:
+        return user.language
+    if tenant is None and user is not None:
+        membership = user.memberships.select_related("tenant").order_by("created_at").first()
+        tenant = membership.tenant if membership else None
+    if tenant is not None and tenant.default_language in CODES:
+        return tenant.default_language
+    return settings.LANGUAGE_CODE
