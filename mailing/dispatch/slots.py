@@ -39,14 +39,22 @@ class SlotSession:
     def take(self, server: SmtpServer) -> int | None:
         """A free slot's key, or None when all of the server's are taken."""
         with self._lock:
-            session = self._open()
-            for slot in range(server.max_connections):
-                key = server.pk * KEYS_PER_SERVER + slot
-                if key in self._held:
-                    continue  # one of this process's threads talks to it
-                if session.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
-                    self._held.add(key)
-                    return key
+            try:
+                return self._take(self._open(), server)
+            except psycopg.OperationalError:
+                # The session died (PostgreSQL restarted, or a proxy closed
+                # it while idle): once more on a new one.
+                self._drop()
+                return self._take(self._open(), server)
+
+    def _take(self, session: psycopg.Connection, server: SmtpServer) -> int | None:
+        for slot in range(server.max_connections):
+            key = server.pk * KEYS_PER_SERVER + slot
+            if key in self._held:
+                continue  # one of this process's threads talks to it
+            if session.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+                self._held.add(key)
+                return key
         return None
 
     def give_back(self, key: int) -> None:
