@@ -19,7 +19,7 @@ def test_the_codes_are_copied_and_downloaded(page, live_server, alice, tmp_path)
     assert len(codes) == 10
 
     page.click("button[data-copy]")
-    page.wait_for_function("document.querySelector('button[data-copy]').textContent === 'Copied'")
+    page.locator("button[data-copy]", has_text="Copied").wait_for()
     assert page.evaluate("navigator.clipboard.readText()") == "\n".join(codes)
 
     with page.expect_download() as download:
