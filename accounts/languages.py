@@ -8,10 +8,13 @@ A letter: its recipient's saved choice; else the default of the
 organisation the letter is about (an invitation: the inviting
 organisation's), else of the recipient's first organisation."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpRequest
+from django.utils import translation
 from django.utils.translation import get_supported_language_variant
 from django.utils.translation.trans_real import parse_accept_lang_header
 
@@ -58,3 +61,13 @@ def for_user(user: "User | None", tenant: "Tenant | None" = None) -> str:
     if tenant is not None and tenant.default_language in CODES:
         return tenant.default_language
     return settings.LANGUAGE_CODE
+
+
+@contextmanager
+def of_organisation(code: str | None) -> Iterator[None]:
+    """Texts that background work stores for an organisation's members (a
+    connection test's steps and diagnosis, a server's health, an import's
+    errors, a bounce mailbox's state) in the organisation's language: they
+    are read later by everyone in it. `code`: the tenant's default_language."""
+    with translation.override(code if code in CODES else settings.LANGUAGE_CODE):
+        yield

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from accounts import languages
 from servers.validators import no_control_chars
 
 from . import contacts
@@ -106,7 +107,12 @@ def _runner_lock(import_id: int, *, cursor) -> Iterator[bool]:
 
 
 def import_run(*, import_id: int) -> None:
-    with connection.cursor() as cursor, _runner_lock(import_id, cursor=cursor) as held:
+    language = ContactImport.objects.filter(pk=import_id).values_list("tenant__default_language", flat=True).first()
+    with (
+        languages.of_organisation(language),
+        connection.cursor() as cursor,
+        _runner_lock(import_id, cursor=cursor) as held,
+    ):
         if held:
             _claim_and_run(import_id)
 

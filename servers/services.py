@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts import languages
 from accounts.models import Tenant, User
 
 from . import presets, probes, tasks
@@ -229,12 +230,13 @@ def connection_test_run(*, test_id: int) -> None:
         ConnectionTest.objects.filter(pk=test.pk).update(steps=[asdict(s) for s in steps])
 
     record = test.server or test.mailbox
-    if test.server is not None:
-        result = probes.smtp_probe(test.server, send_to=test.send_to, on_step=progress)
-    else:
-        result = probes.mailbox_probe(test.mailbox, on_step=progress)
-    _finish(test, result)
-    record_health(record=record, result=result)
+    with languages.of_organisation(test.tenant.default_language):
+        if test.server is not None:
+            result = probes.smtp_probe(test.server, send_to=test.send_to, on_step=progress)
+        else:
+            result = probes.mailbox_probe(test.mailbox, on_step=progress)
+        _finish(test, result)
+        record_health(record=record, result=result)
 
 
 def _refuse_suspended(test: ConnectionTest) -> None:

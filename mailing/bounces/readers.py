@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts import languages
 from accounts.models import Tenant
 from servers.errors import diagnose
 from servers.models import BounceMailbox, Health
@@ -51,6 +52,11 @@ def read_mailbox(*, mailbox_id: int) -> ReadResult:
     lease = Lease.claim(mailbox.pk)
     if lease is None:
         return ReadResult("busy")
+    with languages.of_organisation(mailbox.tenant.default_language if mailbox.tenant else None):
+        return _read_under(mailbox, lease)
+
+
+def _read_under(mailbox: BounceMailbox, lease: Lease) -> ReadResult:
     try:
         result = _read(mailbox, lease)
     except LeaseLost:

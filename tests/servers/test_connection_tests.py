@@ -66,3 +66,24 @@ def test_a_test_whose_worker_was_killed_ends_failed_a_few_minutes_later(tenant_a
     assert statuses == {killed.pk: S.FAILED, never_taken.pk: S.FAILED, running.pk: S.RUNNING, passed.pk: S.PASSED}
     killed.refresh_from_db()
     assert killed.error and killed.finished_at
+
+
+@pytest.mark.parametrize(
+    ("language", "refused"), [("en", "nothing accepts connections"), ("ru", "никто не принимает подключения")]
+)
+def test_what_a_test_stores_is_in_the_organisations_language(
+    tenant_a, django_capture_on_commit_callbacks, language, refused
+):
+    """The steps, the error and the hint are read later by everyone in the
+    organisation: they are written in its language, not the worker's."""
+    from tests.helpers import free_port
+
+    tenant_a.default_language = language
+    tenant_a.save(update_fields=["default_language"])
+    server = make_server(tenant_a, port=free_port())  # nothing listens there
+    test = run_test(tenant_a, server, django_capture_on_commit_callbacks)
+    assert test.status == S.FAILED
+    written = " ".join([test.error, test.hint, *(str(step) for step in test.steps)]).lower()
+    assert refused in written, written
+    server.refresh_from_db()
+    assert refused in (server.health_error + server.health_hint).lower()
