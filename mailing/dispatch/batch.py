@@ -32,7 +32,7 @@ from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .messages import POLICY, build_message
 from .recorder import Recorder, RecordingFailed
-from .replies import Kind, Stage, Verdict, judge
+from .replies import CONNECTION_LOST, LOST_NOTE, NOT_BUILT, STORM_NOTE, UNEXPECTED, Kind, Stage, Verdict, judge
 from .results import Sent, defer, fail, fail_and_suppress, requeue
 from .slots import connection_slot
 
@@ -48,13 +48,11 @@ LEASE = timedelta(minutes=10)
 STORM = 3
 # What a letter given back in a storm keeps as its last reply: refused
 # again, it was the recipient's refusal after all, and it counts.
-STORM_NOTE = "Refused with every other letter for now: "
 # A batch ends by itself after this long (a slow server), far below the
 # task's soft time limit (mailing.tasks), so the limit is only a backstop.
 BATCH_SECONDS = 240
 # What a letter given back after losing the connection before its final dot
 # keeps as its last reply: lost again, it counts.
-LOST_NOTE = "Not sent, the connection was lost before the end of the letter: "
 # Letters refused in a row on one connection before it is opened anew.
 # Postfix counts a refused RCPT and the pipelined DATA after it as two
 # errors until a letter is accepted; from smtpd_soft_error_limit (10) it
@@ -329,7 +327,7 @@ class Batch:
             raise  # the task's own limit: the batch ends and gives the rest back
         except Exception as exc:  # the builder refused this one letter: it fails, the batch goes on
             log.exception("letter %s could not be built", letter.pk)
-            self._record(letter, partial(fail, letter, f"The message could not be built: {exc}"))
+            self._record(letter, partial(fail, letter, f"{NOT_BUILT}{exc}"))
             return True
         release_session()
         # The whole exchange, however the server dribbles its replies.
@@ -351,7 +349,7 @@ class Batch:
             return False
         except Exception as exc:  # not the server's doing: this letter keeps the error
             log.exception("letter %s: unexpected error while sending", letter.pk)
-            self._record(letter, partial(defer, letter, f"Unexpected error while sending: {exc!r}", now=self.now))
+            self._record(letter, partial(defer, letter, f"{UNEXPECTED}{exc!r}", now=self.now))
             return False  # the connection's state is unknown
         metrics.observe_letter(time.monotonic() - started)
         self._record(letter, Sent(letter, at=self.clock(), reply=reply))
@@ -359,7 +357,7 @@ class Batch:
         return True
 
     def _lost(self, letter: Letter, progress: Progress, exc: BaseException) -> None:
-        reason = f"connection lost: {exc or 'no reason'}"
+        reason = f"{CONNECTION_LOST}{exc or 'no reason'}"
         if progress.stage == Stage.MAIL:
             self._give_back([letter])  # the connection was gone before this letter began
         elif progress.stage == Stage.DOT:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
+from django.utils.translation import gettext, gettext_noop
+
 from servers.errors import is_blacklisting
 
 
@@ -169,3 +171,26 @@ def rate_wait(reply: str) -> timedelta:
     amount, unit = int(found.group(1)), found.group(2).lower()
     seconds = amount * (3600 if unit.startswith("h") else 60 if unit.startswith("m") else 1)
     return min(max(timedelta(seconds=seconds), timedelta(seconds=10)), MAX_RATE_WAIT)
+
+
+# What the dispatcher itself writes as a letter's last reply: in English in
+# the database (it matches some of these prefixes later), shown in the
+# reader's language (shown_reply), the server's own words after it as they
+# came.
+STORM_NOTE = gettext_noop("Refused with every other letter for now: ")
+LOST_NOTE = gettext_noop("Not sent, the connection was lost before the end of the letter: ")
+NOT_BUILT = gettext_noop("The message could not be built: ")
+UNEXPECTED = gettext_noop("Unexpected error while sending: ")
+CONNECTION_LOST = gettext_noop("connection lost: ")
+OWN_NOTES = (STORM_NOTE, LOST_NOTE, NOT_BUILT, UNEXPECTED, CONNECTION_LOST)
+
+
+def shown_reply(reply: str) -> str:
+    """A letter's last reply as its reader sees it: the dispatcher's own
+    notes translated (one after another: a lost connection inside a note),
+    the server's words untouched."""
+    shown = ""
+    while note := next((note for note in OWN_NOTES if reply.startswith(note)), None):
+        shown += gettext(note)
+        reply = reply[len(note) :]
+    return shown + reply

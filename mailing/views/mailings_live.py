@@ -28,6 +28,7 @@ from .. import mailings as services
 from .. import selectors
 from ..access import get_mailing
 from ..dashboard import MailingRow
+from ..dispatch.replies import shown_reply
 from ..models import Letter, Mailing, MailingEvent
 from .dashboard import blank_mailing_row, mailing_fields
 
@@ -97,7 +98,7 @@ def letter_fields(letter: Letter) -> dict:
         "status_label": letter.get_status_display(),
         "server": letter.server.name if letter.server else "—",
         "attempts": str(letter.attempts),
-        "last_reply": letter.last_reply or "—",
+        "last_reply": shown_reply(letter.last_reply) or "—",
     }
 
 

@@ -20,7 +20,17 @@ from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
 APPS = ("accounts", "servers", "mailing", "config")
-MARKERS = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy", "pgettext", "pgettext_lazy", "npgettext"}
+MARKERS = {
+    "_",
+    "gettext",
+    "gettext_lazy",
+    "ngettext",
+    "ngettext_lazy",
+    "pgettext",
+    "pgettext_lazy",
+    "npgettext",
+    "gettext_noop",
+}
 # Two words or more of letters: a phrase someone could read.
 PHRASE = re.compile(r"[A-Za-z]{2,}[,.:;!?]?\s+[A-Za-z(“\"'«]")
 # Words not for users: the calls whose string arguments are for operators,
@@ -64,9 +74,8 @@ NOT_FOR_USERS = {
     "mailing/dispatch/rests.py": "is failing|rests until|on platform server",  # log lines
     "accounts/models.py": "An email address is required",  # UserManager: developers only
     "servers/deliverability/hosts.py": "Amazon SES|Microsoft 365",  # providers' names
-    # What the worker stores in Letter.last_reply, where no reader and no language is known: the exchange's log.
-    "mailing/dispatch/batch.py": "Refused with every other letter|Not sent, the connection|connection lost|no reason"
-    "|could not be built|Unexpected error while sending",
+    # The exception's own words after a note of the dispatcher's (mailing/dispatch/replies.py, shown translated).
+    "mailing/dispatch/batch.py": "no reason",
 }  # fmt: skip
 # Strings for machines whatever the file: SQL and HTTP header values.
 MACHINE_TEXT = re.compile(

@@ -98,3 +98,19 @@ def test_real_wordings(code, reply, stage, kind):
 def test_a_spent_daily_quota_waits_an_hour_not_a_minute():
     verdict = judge(550, "550 5.4.5 Daily user sending quota exceeded.", Stage.DOT)
     assert verdict.wait == timedelta(hours=1)
+
+
+def test_the_dispatchers_own_notes_are_shown_in_the_readers_language():
+    from django.utils import translation
+
+    from mailing.dispatch.replies import CONNECTION_LOST, LOST_NOTE, shown_reply
+
+    stored = LOST_NOTE + CONNECTION_LOST + "[Errno 104] Connection reset by peer"
+    assert shown_reply(stored) == stored  # English as stored
+    with translation.override("ru"):
+        assert shown_reply(stored) == (
+            "Не отправлено: соединение прервалось до конца письма: соединение потеряно: "
+            "[Errno 104] Connection reset by peer"
+        )
+        server = "550 5.1.1 <a@x.test>: Recipient address rejected: User unknown"
+        assert shown_reply(server) == server  # the server's own words stay as they came
