@@ -46,13 +46,9 @@ LEASE = timedelta(minutes=10)
 # (a 451 to everything), not the recipients': the server rests and the
 # letters go to the next server at once, uncounted.
 STORM = 3
-# What a letter given back in a storm keeps as its last reply: refused
-# again, it was the recipient's refusal after all, and it counts.
 # A batch ends by itself after this long (a slow server), far below the
 # task's soft time limit (mailing.tasks), so the limit is only a backstop.
 BATCH_SECONDS = 240
-# What a letter given back after losing the connection before its final dot
-# keeps as its last reply: lost again, it counts.
 # Letters refused in a row on one connection before it is opened anew.
 # Postfix counts a refused RCPT and the pipelined DATA after it as two
 # errors until a letter is accepted; from smtpd_soft_error_limit (10) it
@@ -89,8 +85,9 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
         wanted = share(mailing, server, settings.DISPATCH_BATCH, now=now)
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=wanted, now=now)
         if not reservation.granted:
-            outcome.paced = only_paced(server, mailing, now)
-            _count_limit_reached(server, mailing, now)
+            usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
+            outcome.paced = _paced(server, usage)
+            _count_limit_reached(usage)
             return outcome
         unused = reservation.granted
         try:
@@ -109,9 +106,8 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
     return outcome
 
 
-def _count_limit_reached(server: SmtpServer, mailing: Mailing, now: datetime) -> None:
+def _count_limit_reached(usage: limits.Usage) -> None:
     """For the metrics: which window a batch found spent."""
-    usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
     for kind, left in (
         ("minute", usage.minute_left),
         ("hour", usage.hour_left),
@@ -153,8 +149,12 @@ def only_paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
     for like a busy one, never passed over for the next in the order. A max
     per minute of 0 is a limit of 0, not a pace: nothing comes of waiting."""
     if not server.max_per_minute:
-        return False
-    return limits.window_usage([server], mailing.tenant, now)[server.pk].only_minute_spent
+        return False  # no query: a server without the cap is never paced
+    return _paced(server, limits.window_usage([server], mailing.tenant, now)[server.pk])
+
+
+def _paced(server: SmtpServer, usage: limits.Usage) -> bool:
+    return bool(server.max_per_minute) and usage.only_minute_spent
 
 
 def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
@@ -198,9 +198,9 @@ def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     if ahead == count * chains:
         return count  # enough for every chain
     busy = letters.filter(status=L.SENDING).values("claim_token").distinct().count()
-    share = -(-ahead // max(1, chains - busy))
+    each = -(-ahead // max(1, chains - busy))
     # A share smaller than this costs a connection more than it saves.
-    return min(count, share if share >= SMALLEST_SHARE else ahead) or count
+    return min(count, each if each >= SMALLEST_SHARE else ahead) or count
 
 
 @dataclass

@@ -177,6 +177,9 @@ def rate_wait(reply: str) -> timedelta:
 # the database (it matches some of these prefixes later), shown in the
 # reader's language (shown_reply), the server's own words after it as they
 # came.
+# A letter given back in a storm keeps STORM_NOTE: refused again, it was the
+# recipient's refusal after all, and it counts. One given back after losing
+# the connection before its final dot keeps LOST_NOTE: lost again, it counts.
 STORM_NOTE = gettext_noop("Refused with every other letter for now: ")
 LOST_NOTE = gettext_noop("Not sent, the connection was lost before the end of the letter: ")
 NOT_BUILT = gettext_noop("The message could not be built: ")

@@ -106,11 +106,7 @@ def connection_slot(server: SmtpServer) -> Iterator[bool]:
     if connection.vendor != "postgresql":
         yield True
         return
-    try:
-        key = _process_slots.take(server)
-    except psycopg.Error:
-        _process_slots._drop()
-        raise
+    key = _process_slots.take(server)  # a dead session is opened anew there
     try:
         yield key is not None
     finally:
