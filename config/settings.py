@@ -106,6 +106,9 @@ DISPATCH_RECORD_THREAD = env.bool("DISPATCH_RECORD_THREAD", default=True)
 DISPATCH_DURABLE_RESULTS = env.bool("DISPATCH_DURABLE_RESULTS", default=True)
 # How many workers may send one mailing side by side (chains of batches).
 DISPATCH_CHAINS = env.int("DISPATCH_CHAINS", default=2)
+# A chain runs batch after batch in one task for this long (seconds), then
+# queues its next task behind the others waiting for a worker.
+DISPATCH_SLICE = env.float("DISPATCH_SLICE", default=5.0)
 # How often the scheduler looks for work (seconds).
 DISPATCH_TICK = env.float("DISPATCH_TICK", default=10.0)
 

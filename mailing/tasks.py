@@ -5,8 +5,11 @@ the soft one raises SoftTimeLimitExceeded inside the task, which its work
 ends as a failure it can explain; the hard one kills the worker process.
 Queues: config/settings.py, CELERY_TASK_ROUTES."""
 
+import time
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -48,15 +51,22 @@ def dispatch_tick() -> None:
 # which they would go back to the queue and could be sent twice.
 @shared_task(acks_late=True, soft_time_limit=480, time_limit=540)
 def send_mailing(mailing_id: int, slot: int | None = None) -> None:
-    """One batch; the next one is queued at once while there is more, so
-    sending goes on without pauses. When the server to use is busy with
-    other mailings, the chain tries again in a moment without holding a
-    worker meanwhile."""
-    result = dispatch.run_mailing(mailing_id=mailing_id)
-    # Run in-process (tests), a countdown would be ignored and a busy chain
-    # would spin: there the next tick picks the mailing up.
-    retry = result in ("busy", "paced") and not send_mailing.app.conf.task_always_eager
-    dispatch.renew_chain(mailing_id, slot, more=result == "more" or retry)
+    """Batches while there is more, for up to DISPATCH_SLICE seconds; then
+    the next task of the chain is queued, behind the other chains waiting
+    for a worker, so sending goes on without pauses and a chain holds its
+    worker thread a few seconds at a time. Queuing a task per batch instead
+    cost a fifth of the worker's time on a fast server. When the server to
+    use is busy with other mailings, the chain tries again in a moment
+    without holding a worker meanwhile."""
+    ends = time.monotonic() + settings.DISPATCH_SLICE
+    while True:
+        result = dispatch.run_mailing(mailing_id=mailing_id)
+        # Run in-process (tests), a countdown would be ignored and a busy
+        # chain would spin: there the next tick picks the mailing up.
+        retry = result in ("busy", "paced") and not send_mailing.app.conf.task_always_eager
+        dispatch.renew_chain(mailing_id, slot, more=result == "more" or retry)
+        if result != "more" or time.monotonic() >= ends:
+            break
     if result == "more":
         send_mailing.delay(mailing_id, slot)
     elif retry:

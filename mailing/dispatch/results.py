@@ -5,6 +5,7 @@ so a letter whose lease ran out and was taken again is not touched."""
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -47,13 +48,26 @@ class Sent:
 
 
 def record_sent(rows: list[Sent]) -> None:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         if len(rows) == 1:
             cursor.execute(RECORD_SENT, rows[0].params())
         else:
             cursor.executemany(RECORD_SENT, [row.params() for row in rows])
     for row in rows:
         metrics.letter_result("sent", server_id=row.letter.server_id, reply=row.reply)
+
+
+def _cursor() -> Any:
+    """On PostgreSQL, a cursor that binds its parameters on the server:
+    PostgreSQL prepares the statement once a session and each row goes as
+    values, where Django's cursor quotes every value into the text in
+    Python (a tenth of the writer's time)."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.ensure_connection()
+    return psycopg.Cursor(connection.connection)
 
 
 def fail(letter: Letter, reply: str, *, attempt: bool = True) -> None:
