@@ -166,7 +166,10 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
         (_("daily quota"), usage.tenant_day_left),
         (_("shared daily quota"), usage.group_day_left),
     )
-    what = _(" and ").join(name for name, left in windows if left == 0) or _("limit")
+    names = [str(name) for name, left in windows if left == 0] or [str(_("limit"))]
+    what = names[0]
+    for name in names[1:]:  # "X and Y", whole, so each language orders and joins its own way
+        what = _("%(first)s and %(second)s") % {"first": what, "second": name}
     what = what[0].upper() + what[1:]
     if usage.resume_at is None or usage.resume_at == NEVER:
         return _("%(what)s: 0 — nothing goes out until it is raised.") % {"what": what}
@@ -232,6 +235,7 @@ def _chart(hourly: list[int]) -> dict:
     peak, total = max(hourly, default=0), sum(hourly)
     return {
         "counts": hourly,
+        "shown": [localize(n) for n in hourly],  # as the page writes numbers in its language
         # A non-empty hour stays visible however high the peak.
         "heights": [max(1.0, round((CHART_HEIGHT - 2) * n / peak, 2)) if n else 0 for n in hourly],
         "caption": _("%(total)s in 24 h · peak %(peak)s an hour") % {"total": localize(total), "peak": localize(peak)},
@@ -247,9 +251,9 @@ def chart_bars(chart: dict, hours: list[str]) -> list[dict]:
             "x": i * BAR_STEP + 1,
             "y": CHART_HEIGHT - height,
             "height": height,
-            "title": f"{hours[i]} · {localize(count)}",
+            "title": f"{hours[i]} · {shown}",
         }
-        for i, (count, height) in enumerate(zip(chart["counts"], chart["heights"], strict=True))
+        for i, (shown, height) in enumerate(zip(chart["shown"], chart["heights"], strict=True))
     ]
 
 
@@ -324,10 +328,10 @@ def hourly_pace(row: MailingRow, now: datetime) -> int | None:
 
 
 def _rate_text_server(row: ServerRow) -> str:
-    text = _("%(recent)s sent in the last 10 min") % {"recent": localize(row.recent)}
+    numbers = {"recent": localize(row.recent), "in_flight": localize(row.in_flight)}
     if row.in_flight:
-        text += _(", %(in_flight)s being sent now") % {"in_flight": localize(row.in_flight)}
-    return text
+        return _("%(recent)s sent in the last 10 min, %(in_flight)s being sent now") % numbers
+    return _("%(recent)s sent in the last 10 min") % numbers
 
 
 def _left_text(sent_text: str, left: int, limit: int) -> str:
