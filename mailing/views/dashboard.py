@@ -199,8 +199,9 @@ def _quota_window(row: ServerRow) -> dict:
     own_left, group_left = usage.tenant_day_left, usage.group_day_left
     if usage.group_size > 1 and group_left is not None and (own_left is None or group_left <= own_left):
         label = _("Daily quota shared by %(group_size)s organisations") % {"group_size": usage.group_size}
-        sent_word = _("by all of them (%(day_sent)s here)") % {"day_sent": localize(row.day_sent)}
-        return _window("quota", label, row.group_day_sent, usage.group_quota, group_left, False, sent_word=sent_word)
+        numbers = {"count": localize(row.group_day_sent), "day_sent": localize(row.day_sent)}
+        sent_text = _("%(count)s by all of them (%(day_sent)s here)") % numbers
+        return _window("quota", label, row.group_day_sent, usage.group_quota, group_left, False, sent_text=sent_text)
     shown = usage.tenant_quota is not None
     return _window("quota", _("Your daily quota"), row.day_sent, usage.tenant_quota, own_left, False, shown=shown)
 
@@ -214,14 +215,11 @@ def _window(
     shared: bool,
     *,
     shown: bool = True,
-    sent_word: str = "",
+    sent_text: str = "",
 ) -> dict:
-    if sent_word:
-        sent_text = f"{localize(sent)} {sent_word}"
-    elif shared:
-        sent_text = _("%(count)s yours") % {"count": localize(sent)}
-    else:
-        sent_text = _("%(count)s sent") % {"count": localize(sent)}
+    if not sent_text:  # else the caller's own whole phrase
+        phrase = _("%(count)s yours") if shared else _("%(count)s sent")
+        sent_text = phrase % {"count": localize(sent)}
     if limit is None or left is None:
         return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": None, "left": None,
                 "fill": 0, "level": "none", "text": _("%(sent)s · no limit") % {"sent": sent_text}}  # fmt: skip
