@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from . import services
 from .models import Invitation, Membership, Role, Tenant, User
@@ -111,21 +112,26 @@ class TenantAdmin(admin.ModelAdmin):
         if tenant.group_size <= 1:
             return tenant.created_by.email
         url = reverse("admin:accounts_tenant_changelist") + f"?created_by__id__exact={tenant.created_by_id}"
-        return format_html('{} · <a href="{}">{} organisations</a>', tenant.created_by.email, url, tenant.group_size)
+        together = ngettext("%(count)d organisation", "%(count)d organisations", tenant.group_size) % {
+            "count": tenant.group_size
+        }
+        return format_html('{} · <a href="{}">{}</a>', tenant.created_by.email, url, together)
 
     @admin.action(description=_("Suspend selected tenants"))
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             services.tenant_suspend(tenant=tenant, reason=_("Suspended by staff"))
-        self.message_user(request, _("Suspended %(count)s tenant(s).") % {"count": queryset.count()}, messages.SUCCESS)
+        count = queryset.count()
+        done = ngettext("Suspended %(count)d organisation.", "Suspended %(count)d organisations.", count)
+        self.message_user(request, done % {"count": count}, messages.SUCCESS)
 
     @admin.action(description=_("Reactivate selected tenants"))
     def reactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             services.tenant_reactivate(tenant=tenant)
-        self.message_user(
-            request, _("Reactivated %(count)s tenant(s).") % {"count": queryset.count()}, messages.SUCCESS
-        )
+        count = queryset.count()
+        done = ngettext("Reactivated %(count)d organisation.", "Reactivated %(count)d organisations.", count)
+        self.message_user(request, done % {"count": count}, messages.SUCCESS)
 
 
 @admin.register(User)
@@ -160,7 +166,12 @@ class UserAdmin(BaseUserAdmin):
         users = list(queryset)
         for user in users:
             services.two_factor_reset_by_staff(user=user)
-        self.message_user(request, _("Two-factor login reset for %d users.") % len(users), messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("Two-factor login reset for %d user.", "Two-factor login reset for %d users.", len(users))
+            % len(users),
+            messages.SUCCESS,
+        )
 
 
 @admin.register(Invitation)

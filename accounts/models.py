@@ -43,22 +43,26 @@ class UserManager(BaseUserManager["User"]):
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    email = models.EmailField(unique=True)
-    full_name = models.CharField(max_length=150, blank=True)
+    email = models.EmailField(_("email address"), unique=True)
+    full_name = models.CharField(_("full name"), max_length=150, blank=True)
     # Empty until the user picks one: then the browser's language decides
     # (accounts.languages).
-    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
-    is_staff = models.BooleanField(default=False, help_text=_("May log into the staff admin."))
-    is_active = models.BooleanField(default=True)
-    email_verified_at = models.DateTimeField(null=True, blank=True)
-    date_joined = models.DateTimeField(default=timezone.now)
+    language = models.CharField(_("language"), max_length=8, blank=True, choices=settings.LANGUAGES)
+    is_staff = models.BooleanField(_("staff"), default=False, help_text=_("May log into the staff admin."))
+    is_active = models.BooleanField(_("active"), default=True)
+    email_verified_at = models.DateTimeField(_("email verified"), null=True, blank=True)
+    date_joined = models.DateTimeField(_("joined"), default=timezone.now)
     # Set by staff: how many organisations this user may create (empty: the
     # MAX_ORGANISATIONS_PER_USER setting), and whether a suspended
     # organisation the user owns or administers still stops them.
     max_organisations = models.PositiveSmallIntegerField(
-        null=True, blank=True, help_text=_("Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER.")
+        _("max organisations"),
+        null=True,
+        blank=True,
+        help_text=_("Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER."),
     )
     suspension_block_lifted = models.BooleanField(
+        _("suspension block lifted"),
         default=False,
         help_text=_("May create organisations although an organisation they own or administer is suspended."),
     )
@@ -70,6 +74,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS: list[str] = []
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
 
     def __str__(self) -> str:
@@ -89,15 +95,17 @@ class Tenant(models.Model):
         ACTIVE = "active", _("Active")
         SUSPENDED = "suspended", _("Suspended")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    name = models.CharField(max_length=120)
-    slug = models.SlugField(max_length=60, unique=True)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
-    suspended_reason = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(_("name"), max_length=120)
+    slug = models.SlugField(_("slug"), max_length=60, unique=True)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    suspended_reason = models.CharField(_("reason for suspension"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
     # For members who have chosen no language and whose browser asks for
     # none we have, and for the letters inviting people in.
-    default_language = models.CharField(max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE)
+    default_language = models.CharField(
+        _("default language"), max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
     # Every time the tenant reads or types is in this zone (accounts.timezones).
     time_zone = models.CharField(
         _("time zone"),
@@ -117,9 +125,12 @@ class Tenant(models.Model):
         blank=True,
         related_name="created_tenants",
         help_text=_("The account that created it: its organisations share their platform quotas."),
+        verbose_name=_("created by"),
     )
 
     class Meta:
+        verbose_name = _("organisation")
+        verbose_name_plural = _("organisations")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -141,13 +152,19 @@ MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 
 
 class Membership(models.Model):
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
-    created_at = models.DateTimeField(default=timezone.now)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
+    )
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("organisation")
+    )
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique")]
         ordering = ["created_at"]
 
@@ -160,16 +177,22 @@ class Membership(models.Model):
 
 
 class Invitation(models.Model):
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
-    email = models.EmailField()
-    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
-    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    accepted_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="invitations", verbose_name=_("organisation")
+    )
+    email = models.EmailField(_("email address"))
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("invited by")
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    accepted_at = models.DateTimeField(_("accepted"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -184,10 +207,14 @@ class AuthThrottle(models.Model):
     """Failed authentication attempts per key (an account or a client
     address), counted in the database so every web worker sees them."""
 
-    key = models.CharField(max_length=128, unique=True)
-    failures = models.PositiveIntegerField(default=0)
-    first_failure_at = models.DateTimeField(default=timezone.now)
-    locked_until = models.DateTimeField(null=True, blank=True)
+    key = models.CharField(_("key"), max_length=128, unique=True)
+    failures = models.PositiveIntegerField(_("failures"), default=0)
+    first_failure_at = models.DateTimeField(_("first failure"), default=timezone.now)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("failed sign-in counter")
+        verbose_name_plural = _("failed sign-in counters")
 
     def __str__(self) -> str:
         return self.key
@@ -199,7 +226,7 @@ class UserSession(AbstractBaseSession):
     (accounts.sessions). The id is written on every save, from the session's
     own data, so a cycled key or a logout never leaves it stale."""
 
-    user_id = models.BigIntegerField(null=True, db_index=True)
+    user_id = models.BigIntegerField(_("user ID"), null=True, db_index=True)
 
     @classmethod
     def get_session_store_class(cls) -> type:
@@ -213,10 +240,14 @@ class RateCounter(models.Model):
     (accounts.ratelimits): the platform's own letters per address, per user
     and per client address. Keys are hashed, so no address is kept in clear."""
 
-    key = models.CharField(max_length=64, unique=True)
-    count = models.PositiveIntegerField(default=0)
-    window_start = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(db_index=True)  # when the window closes
+    key = models.CharField(_("key"), max_length=64, unique=True)
+    count = models.PositiveIntegerField(_("count"), default=0)
+    window_start = models.DateTimeField(_("window opened"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"), db_index=True)  # when the window closes
+
+    class Meta:
+        verbose_name = _("rate counter")
+        verbose_name_plural = _("rate counters")
 
     def __str__(self) -> str:
         return f"{self.key[:12]}…: {self.count}"

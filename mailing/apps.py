@@ -1,6 +1,7 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class MailingConfig(AppConfig):
     name = "mailing"
-    verbose_name = "Mailing"
+    verbose_name = _("Mailing")

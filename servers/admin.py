@@ -13,6 +13,7 @@ class PasswordAdminForm(forms.ModelForm):
     """The admin, like the tenant's pages, never shows a stored password."""
 
     new_password = forms.CharField(
+        label=_("New password"),
         required=False,
         strip=False,
         widget=forms.PasswordInput(render_value=False),
@@ -44,6 +45,7 @@ class PlatformQuotaInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ("tenant",)
     verbose_name = _("per-tenant daily quota")
+    verbose_name_plural = _("per-tenant daily quotas")
 
 
 # What the dispatcher and the connection test write: shown, never edited.
@@ -100,7 +102,12 @@ class SmtpServerAdmin(PasswordAdmin):
         block them (staff decide whether to lift it)."""
         rests = list(server.tenant_rests.all())
         blocked = sum(r.blocked for r in rests)
-        return f"{len(rests)} ({blocked} blocked)" if rests else "—"
+        if not rests:
+            return "—"
+        return ngettext("%(count)d (%(blocked)d blocked)", "%(count)d (%(blocked)d blocked)", len(rests)) % {
+            "count": len(rests),
+            "blocked": blocked,
+        }
 
     @admin.action(description=_("Reset health: not tested, no rest, tenants' rests and blocks lifted"))
     def reset_health(self, request, queryset) -> None:

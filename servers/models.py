@@ -29,7 +29,7 @@ class EncryptedPasswordMixin(models.Model):
     """The column holds only the Fernet token; the plain text exists in
     memory while connecting, and is never rendered back."""
 
-    password_encrypted = models.TextField(blank=True, editable=False)
+    password_encrypted = models.TextField(_("encrypted password"), blank=True, editable=False)
 
     class Meta:
         abstract = True
@@ -46,10 +46,10 @@ class EncryptedPasswordMixin(models.Model):
 
 
 class HealthMixin(models.Model):
-    health = models.CharField(max_length=10, choices=Health.choices, default=Health.UNKNOWN)
-    health_error = models.TextField(blank=True)
-    health_hint = models.TextField(blank=True)
-    health_checked_at = models.DateTimeField(null=True, blank=True)
+    health = models.CharField(_("health"), max_length=10, choices=Health.choices, default=Health.UNKNOWN)
+    health_error = models.TextField(_("health error"), blank=True)
+    health_hint = models.TextField(_("health hint"), blank=True)
+    health_checked_at = models.DateTimeField(_("health checked"), null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -69,21 +69,29 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
         EXTERNAL = "external", _("External SMTP")
         INTERNAL = "internal", _("Internal SMTP (this host's mail server)")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     # No tenant: the platform's default server (SaaS), configured by staff.
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="smtp_servers")
-    name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EXTERNAL)
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="smtp_servers",
+        verbose_name=_("organisation"),
+    )
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("type"), max_length=10, choices=Kind.choices, default=Kind.EXTERNAL)
     sender_email = models.EmailField(_("sender address"))
     sender_name = models.CharField(_("sender display name"), max_length=100, blank=True)
     host = models.CharField(_("SMTP server"), max_length=253, blank=True)
     port = models.PositiveIntegerField(_("SMTP port"), null=True, blank=True, validators=port_validators)
-    security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
+    security = models.CharField(_("security"), max_length=10, choices=Security.choices, default=Security.SSL)
     login = models.CharField(_("SMTP login"), max_length=254, blank=True)
     verify_tls = models.BooleanField(
         _("verify TLS certificates"), default=True, help_text=_("Turning this off is possible only when self-hosted.")
     )
     max_per_minute = models.PositiveIntegerField(
+        _("max per minute"),
         null=True,
         blank=True,
         help_text=_(
@@ -91,31 +99,42 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
             "server rather than meeting its rate limit."
         ),
     )
-    max_per_hour = models.PositiveIntegerField(null=True, blank=True, help_text=_("Empty: no hourly limit."))
-    max_per_day = models.PositiveIntegerField(null=True, blank=True, help_text=_("Empty: no daily limit."))
-    allow_sender_substitution = models.BooleanField(
-        default=False, help_text=_("The server accepts a From address other than its own mailbox.")
+    max_per_hour = models.PositiveIntegerField(
+        _("max per hour"), null=True, blank=True, help_text=_("Empty: no hourly limit.")
     )
-    priority = models.PositiveIntegerField(default=0, help_text=_("Lower goes first."))
-    enabled = models.BooleanField(default=True)
+    max_per_day = models.PositiveIntegerField(
+        _("max per day"), null=True, blank=True, help_text=_("Empty: no daily limit.")
+    )
+    allow_sender_substitution = models.BooleanField(
+        _("allow sender substitution"),
+        default=False,
+        help_text=_("The server accepts a From address other than its own mailbox."),
+    )
+    priority = models.PositiveIntegerField(_("priority"), default=0, help_text=_("Lower goes first."))
+    enabled = models.BooleanField(_("enabled"), default=True)
     max_connections = models.PositiveSmallIntegerField(
+        _("max connections"),
         default=2,
         validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text=_("How many workers may talk to this server at once (providers limit it)."),
     )
     # A server that keeps failing at connection level, refuses every letter
     # for now, or says it is rate-limiting us, rests as a whole.
-    backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
-    connection_failures = models.PositiveSmallIntegerField(default=0, editable=False)
-    rest_reason = models.CharField(max_length=12, choices=RestReason.choices, blank=True, editable=False)
-    rest_reply = models.TextField(blank=True, editable=False)
+    backoff_until = models.DateTimeField(_("resting until"), null=True, blank=True, editable=False)
+    connection_failures = models.PositiveSmallIntegerField(_("connection failures"), default=0, editable=False)
+    rest_reason = models.CharField(
+        _("reason for the rest"), max_length=12, choices=RestReason.choices, blank=True, editable=False
+    )
+    rest_reply = models.TextField(_("server's reply"), blank=True, editable=False)
     # Platform server only: how many letters each tenant may send through it
     # per day, unless a PlatformQuota row says otherwise for that tenant.
-    tenant_daily_quota = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    tenant_daily_quota = models.PositiveIntegerField(_("daily quota per organisation"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("sending server")
+        verbose_name_plural = _("sending servers")
         ordering = ["priority", "created_at"]
         indexes = [models.Index(fields=["tenant", "priority"])]
 
@@ -150,16 +169,22 @@ class TenantRest(models.Model):
     ends by itself at `until`; a block (`blocked`) waits for staff, who see
     it in the admin."""
 
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="tenant_rests")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="server_rests")
-    until = models.DateTimeField(null=True, blank=True)
-    blocked = models.BooleanField(default=False)
-    strikes = models.PositiveSmallIntegerField(default=0)
-    reason = models.CharField(max_length=12, choices=RestReason.choices)
-    reply = models.TextField(blank=True)
-    updated_at = models.DateTimeField(default=timezone.now)
+    server = models.ForeignKey(
+        SmtpServer, on_delete=models.CASCADE, related_name="tenant_rests", verbose_name=_("sending server")
+    )
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="server_rests", verbose_name=_("organisation")
+    )
+    until = models.DateTimeField(_("until"), null=True, blank=True)
+    blocked = models.BooleanField(_("blocked"), default=False)
+    strikes = models.PositiveSmallIntegerField(_("strikes"), default=0)
+    reason = models.CharField(_("reason"), max_length=12, choices=RestReason.choices)
+    reply = models.TextField(_("server's reply"), blank=True)
+    updated_at = models.DateTimeField(_("updated"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("organisation's rest on a server")
+        verbose_name_plural = _("organisations' rests on servers")
         constraints = [models.UniqueConstraint(fields=["server", "tenant"], name="tenant_rest_unique")]
 
     def __str__(self) -> str:
@@ -172,11 +197,17 @@ class TenantRest(models.Model):
 class PlatformQuota(models.Model):
     """A tenant's own daily quota on a platform server, set by staff."""
 
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="quotas")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="platform_quotas")
-    daily_quota = models.PositiveIntegerField()
+    server = models.ForeignKey(
+        SmtpServer, on_delete=models.CASCADE, related_name="quotas", verbose_name=_("sending server")
+    )
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="platform_quotas", verbose_name=_("organisation")
+    )
+    daily_quota = models.PositiveIntegerField(_("daily quota"))
 
     class Meta:
+        verbose_name = _("platform quota")
+        verbose_name_plural = _("platform quotas")
         constraints = [models.UniqueConstraint(fields=["server", "tenant"], name="platform_quota_unique")]
 
     def __str__(self) -> str:
@@ -198,22 +229,29 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
         IMAP = "imap", _("IMAP")
         POP3 = "pop3", _("POP3")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bounce_mailboxes")
-    server = models.OneToOneField(
-        SmtpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="bounce_mailbox"
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="bounce_mailboxes", verbose_name=_("organisation")
     )
-    protocol = models.CharField(max_length=6, choices=Protocol.choices, default=Protocol.IMAP)
+    server = models.OneToOneField(
+        SmtpServer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="bounce_mailbox",
+        verbose_name=_("sending server"),
+    )
+    protocol = models.CharField(_("protocol"), max_length=6, choices=Protocol.choices, default=Protocol.IMAP)
     email = models.EmailField(_("mailbox address"), blank=True)
     host = models.CharField(_("incoming mail server"), max_length=253)
-    port = models.PositiveIntegerField(default=993, validators=port_validators)
-    security = models.CharField(max_length=10, choices=Security.choices, default=Security.SSL)
-    login = models.CharField(max_length=254)
+    port = models.PositiveIntegerField(_("port"), default=993, validators=port_validators)
+    security = models.CharField(_("security"), max_length=10, choices=Security.choices, default=Security.SSL)
+    login = models.CharField(_("login"), max_length=254)
     verify_tls = models.BooleanField(_("verify TLS certificates"), default=True)
-    folder = models.CharField(max_length=200, default="INBOX")
-    enabled = models.BooleanField(default=True)
-    last_checked_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    folder = models.CharField(_("folder"), max_length=200, default="INBOX")
+    enabled = models.BooleanField(_("enabled"), default=True)
+    last_checked_at = models.DateTimeField(_("last checked"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
     delete_after_processing = models.BooleanField(
         _("delete processed reports (POP3)"),
         default=False,
@@ -228,26 +266,27 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
             "and most company servers deliver such addresses to the mailbox; turn it off if yours does not."
         ),
     )
-    reports_found = models.PositiveIntegerField(default=0, editable=False)
+    reports_found = models.PositiveIntegerField(_("reports found"), default=0, editable=False)
     # IMAP reading state: the UIDs seen so far in `uid_scope` (server, login
     # and folder); a new UIDVALIDITY or scope starts from the beginning again.
-    uidvalidity = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
-    last_uid = models.PositiveBigIntegerField(default=0, editable=False)
-    uid_scope = models.CharField(max_length=700, blank=True, editable=False)
+    uidvalidity = models.PositiveBigIntegerField(_("UIDVALIDITY"), null=True, blank=True, editable=False)
+    last_uid = models.PositiveBigIntegerField(_("last UID"), default=0, editable=False)
+    uid_scope = models.CharField(_("UID scope"), max_length=700, blank=True, editable=False)
     # The reader's lease: taken by a conditional UPDATE, so a crashed worker's
     # lease simply runs out and the next run takes over.
-    reader_lock_until = models.DateTimeField(null=True, blank=True, editable=False)
-    reader_lock_token = models.UUIDField(null=True, blank=True, editable=False)
+    reader_lock_until = models.DateTimeField(_("reader locked until"), null=True, blank=True, editable=False)
+    reader_lock_token = models.UUIDField(_("reader lock token"), null=True, blank=True, editable=False)
     # Back-off of a mailbox that keeps failing: readings failed in a row, and
     # when the next may start. Retrying a wrong password every interval earns
     # the host's authentication penalty, which then slows the same host's
     # SMTP logins for sending.
-    failures = models.PositiveSmallIntegerField(default=0, editable=False)
-    next_check_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    failures = models.PositiveSmallIntegerField(_("failures in a row"), default=0, editable=False)
+    next_check_at = models.DateTimeField(_("next check"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("bounce mailbox")
         verbose_name_plural = _("bounce mailboxes")
         constraints = [
             models.UniqueConstraint(
@@ -296,24 +335,48 @@ class ConnectionTest(models.Model):
         PASSED = "passed", _("Passed")
         FAILED = "failed", _("Failed")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="connection_tests")
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="connection_tests", verbose_name=_("organisation")
+    )
     # Who asked: a user's tests are counted across all their organisations.
     started_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("started by"),
     )
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, null=True, blank=True, related_name="tests")
-    mailbox = models.ForeignKey(BounceMailbox, on_delete=models.CASCADE, null=True, blank=True, related_name="tests")
-    send_to = models.EmailField(blank=True)
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
-    steps = models.JSONField(default=list)
-    error = models.TextField(blank=True)
-    hint = models.TextField(blank=True)
-    category = models.CharField(max_length=30, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    server = models.ForeignKey(
+        SmtpServer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="tests",
+        verbose_name=_("sending server"),
+    )
+    mailbox = models.ForeignKey(
+        BounceMailbox,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="tests",
+        verbose_name=_("bounce mailbox"),
+    )
+    send_to = models.EmailField(_("test letter to"), blank=True)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.PENDING)
+    steps = models.JSONField(_("steps"), default=list)
+    error = models.TextField(_("error"), blank=True)
+    hint = models.TextField(_("hint"), blank=True)
+    category = models.CharField(_("error category"), max_length=30, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("connection test")
+        verbose_name_plural = _("connection tests")
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),

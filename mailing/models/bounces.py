@@ -38,28 +38,44 @@ class BounceReport(models.Model):
     # it firmly enough to act on.
     CONFIRMING = (MatchedBy.HEADER, MatchedBy.MESSAGE_ID, MatchedBy.TOKEN)
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="bounce_reports")
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="bounce_reports", verbose_name=_("organisation")
+    )
     mailbox = models.ForeignKey(
-        BounceMailbox, on_delete=models.SET_NULL, null=True, blank=True, related_name="bounce_reports"
+        BounceMailbox,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="bounce_reports",
+        verbose_name=_("bounce mailbox"),
     )
     # Where the message was read: "imap:<folder>:<uidvalidity>:<uid>" or
     # "pop3:<uidl>". Unique per mailbox, so a message is never counted twice.
-    source_key = models.CharField(max_length=400)
-    letter = models.ForeignKey(Letter, on_delete=models.SET_NULL, null=True, blank=True, related_name="bounce_reports")
-    kind = models.CharField(max_length=10, choices=Kind.choices)
-    matched_by = models.CharField(max_length=10, choices=MatchedBy.choices, blank=True)
-    recipient = models.CharField(max_length=254, blank=True)
+    source_key = models.CharField(_("source key"), max_length=400)
+    letter = models.ForeignKey(
+        Letter,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="bounce_reports",
+        verbose_name=_("letter"),
+    )
+    kind = models.CharField(_("type"), max_length=10, choices=Kind.choices)
+    matched_by = models.CharField(_("matched by"), max_length=10, choices=MatchedBy.choices, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=254, blank=True)
     status = models.CharField(_("status code"), max_length=12, blank=True)  # enhanced code, e.g. 5.1.1
-    diagnostic = models.TextField(blank=True)
-    message_id = models.CharField(max_length=255, blank=True)  # the report's own Message-ID
-    sender = models.CharField(max_length=300, blank=True)
-    subject = models.CharField(max_length=300, blank=True)
-    headers_excerpt = models.TextField(blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
-    created_at = models.DateTimeField(default=timezone.now)
+    diagnostic = models.TextField(_("diagnostic"), blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)  # the report's own Message-ID
+    sender = models.CharField(_("report's sender"), max_length=300, blank=True)
+    subject = models.CharField(_("report's subject"), max_length=300, blank=True)
+    headers_excerpt = models.TextField(_("headers excerpt"), blank=True)
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("bounce report")
+        verbose_name_plural = _("bounce reports")
         ordering = ["-received_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["mailbox", "source_key"], name="bounce_report_source_unique"),
@@ -94,12 +110,16 @@ class ReadMessage(models.Model):
     """A POP3 message already read, by its UIDL: POP3 has no flags or
     folders, so this is how a message left on the server is not read again."""
 
-    mailbox = models.ForeignKey(BounceMailbox, on_delete=models.CASCADE, related_name="read_messages")
-    uidl = models.CharField(max_length=100)
-    is_report = models.BooleanField(default=False)
-    read_at = models.DateTimeField(default=timezone.now)
+    mailbox = models.ForeignKey(
+        BounceMailbox, on_delete=models.CASCADE, related_name="read_messages", verbose_name=_("bounce mailbox")
+    )
+    uidl = models.CharField(_("UIDL"), max_length=100)
+    is_report = models.BooleanField(_("is a report"), default=False)
+    read_at = models.DateTimeField(_("read"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("read message")
+        verbose_name_plural = _("read messages")
         constraints = [models.UniqueConstraint(fields=["mailbox", "uidl"], name="read_message_uidl_unique")]
 
     def __str__(self) -> str:

@@ -12,12 +12,16 @@ from servers.validators import no_control_chars
 
 
 class ContactList(models.Model):
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contact_lists")
-    name = models.CharField(max_length=120)
-    created_at = models.DateTimeField(default=timezone.now)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="contact_lists", verbose_name=_("organisation")
+    )
+    name = models.CharField(_("name"), max_length=120)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("contact list")
+        verbose_name_plural = _("contact lists")
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="contact_list_name_unique")]
 
@@ -29,11 +33,15 @@ class CustomField(models.Model):
     """A contact field the tenant added (a CSV column mapped to it); its key
     is the placeholder name templates may use: {{ company }}."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="custom_fields")
-    key = models.SlugField(max_length=50)  # a valid placeholder name: [a-z_][a-z0-9_]*
-    label = models.CharField(max_length=100)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="custom_fields", verbose_name=_("organisation")
+    )
+    key = models.SlugField(_("placeholder"), max_length=50)  # a valid placeholder name: [a-z_][a-z0-9_]*
+    label = models.CharField(_("label"), max_length=100)
 
     class Meta:
+        verbose_name = _("custom field")
+        verbose_name_plural = _("custom fields")
         ordering = ["key"]
         constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="custom_field_key_unique")]
 
@@ -42,22 +50,26 @@ class CustomField(models.Model):
 
 
 class Contact(models.Model):
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contacts")
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="contacts", verbose_name=_("organisation")
+    )
     # Normalised with email-validator: domain lower-cased, local part kept.
     # The To header: no control characters, even in a quoted local part.
-    email = models.EmailField(max_length=254, validators=[no_control_chars])
+    email = models.EmailField(_("email address"), max_length=254, validators=[no_control_chars])
     # Names reach the subject of letters: no control characters. Custom
     # field values may hold line breaks (for bodies); in a subject they
     # become spaces (mailing.rendering).
-    first_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
-    last_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
-    fields = models.JSONField(default=dict, blank=True)  # custom field key -> string value
-    lists = models.ManyToManyField(ContactList, related_name="contacts", blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    first_name = models.CharField(_("first name"), max_length=100, blank=True, validators=[no_control_chars])
+    last_name = models.CharField(_("last name"), max_length=100, blank=True, validators=[no_control_chars])
+    fields = models.JSONField(_("custom fields"), default=dict, blank=True)  # custom field key -> string value
+    lists = models.ManyToManyField(ContactList, related_name="contacts", blank=True, verbose_name=_("contact lists"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
         ordering = ["email"]
         constraints = [models.UniqueConstraint(fields=["tenant", "email"], name="contact_email_unique")]
 
@@ -81,13 +93,17 @@ class Suppression(models.Model):
         SOFT_BOUNCES = "soft_bounces", _("Repeated soft bounces")
         MANUAL = "manual", _("Added by hand")
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="suppressions")
-    email = models.EmailField(max_length=254)
-    reason = models.CharField(max_length=20, choices=Reason.choices)
-    note = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="suppressions", verbose_name=_("organisation")
+    )
+    email = models.EmailField(_("email address"), max_length=254)
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("suppressed address")
+        verbose_name_plural = _("suppressed addresses")
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["tenant", "email"], name="suppression_email_unique")]
 
@@ -103,28 +119,38 @@ class ContactImport(models.Model):
         DONE = "done", _("Done")
         FAILED = "failed", _("Failed")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="contact_imports")
-    contact_list = models.ForeignKey(ContactList, on_delete=models.SET_NULL, null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    file_name = models.CharField(max_length=255)
-    file_path = models.CharField(max_length=500)  # under IMPORTS_DIR; deleted when the import ends
-    file_size = models.PositiveBigIntegerField(default=0)
-    encoding = models.CharField(max_length=20, blank=True)
-    delimiter = models.CharField(max_length=1, blank=True)
-    header = models.JSONField(default=list)
-    mapping = models.JSONField(default=dict)  # column index (str) -> "email" | "first_name" | ... | "field:<key>" | ""
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UPLOADED)
-    bytes_read = models.PositiveBigIntegerField(default=0)
-    rows_seen = models.PositiveIntegerField(default=0)
-    created = models.PositiveIntegerField(default=0)
-    updated = models.PositiveIntegerField(default=0)
-    rejected = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="contact_imports", verbose_name=_("organisation")
+    )
+    contact_list = models.ForeignKey(
+        ContactList, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("contact list")
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("created by")
+    )
+    file_name = models.CharField(_("file name"), max_length=255)
+    file_path = models.CharField(_("file path"), max_length=500)  # under IMPORTS_DIR; deleted when the import ends
+    file_size = models.PositiveBigIntegerField(_("file size"), default=0)
+    encoding = models.CharField(_("encoding"), max_length=20, blank=True)
+    delimiter = models.CharField(_("delimiter"), max_length=1, blank=True)
+    header = models.JSONField(_("header row"), default=list)
+    mapping = models.JSONField(
+        _("column mapping"), default=dict
+    )  # column index (str) -> "email" | "first_name" | ... | "field:<key>" | ""
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.UPLOADED)
+    bytes_read = models.PositiveBigIntegerField(_("bytes read"), default=0)
+    rows_seen = models.PositiveIntegerField(_("rows read"), default=0)
+    created = models.PositiveIntegerField(_("contacts created"), default=0)
+    updated = models.PositiveIntegerField(_("contacts updated"), default=0)
+    rejected = models.PositiveIntegerField(_("rows rejected"), default=0)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("contact import")
+        verbose_name_plural = _("contact imports")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -132,12 +158,16 @@ class ContactImport(models.Model):
 
 
 class ImportRejection(models.Model):
-    contact_import = models.ForeignKey(ContactImport, on_delete=models.CASCADE, related_name="rejections")
-    line = models.PositiveIntegerField()
-    reason = models.CharField(max_length=300)
-    raw = models.TextField(blank=True)  # the row as it was, for the downloadable CSV
+    contact_import = models.ForeignKey(
+        ContactImport, on_delete=models.CASCADE, related_name="rejections", verbose_name=_("contact import")
+    )
+    line = models.PositiveIntegerField(_("line"))
+    reason = models.CharField(_("reason"), max_length=300)
+    raw = models.TextField(_("row as read"), blank=True)  # the row as it was, for the downloadable CSV
 
     class Meta:
+        verbose_name = _("rejected import row")
+        verbose_name_plural = _("rejected import rows")
         ordering = ["line"]
         indexes = [models.Index(fields=["contact_import", "line"], name="import_rejection_line_idx")]
 

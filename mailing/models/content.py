@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.deconstruct import deconstructible
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -31,7 +32,7 @@ class MaxBytes:
                     "This is %(value)s KB; at most %(value2)s KB are allowed. Shorten it, "
                     "or link to large content instead of including it."
                 )
-                % {"value": f"{size / 1024:,.0f}", "value2": f"{self.limit // 1024:,}"},
+                % {"value": localize(round(size / 1024)), "value2": localize(self.limit // 1024)},
                 code="max_bytes",
             )
 
@@ -44,19 +45,25 @@ class MailTemplate(models.Model):
     *fixed sender*; whether a letter may carry them depends on the server
     (mailing.sender.resolve_sender)."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mail_templates")
-    name = models.CharField(max_length=120)
-    subject = models.CharField(max_length=250, validators=[no_control_chars])
-    text_body = models.TextField(validators=[MaxBytes(BODY_MAX_BYTES)])
-    html_body = models.TextField(blank=True, validators=[MaxBytes(BODY_MAX_BYTES)])
+    public_id = models.UUIDField(gettext_lazy("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="mail_templates", verbose_name=gettext_lazy("organisation")
+    )
+    name = models.CharField(gettext_lazy("name"), max_length=120)
+    subject = models.CharField(gettext_lazy("subject"), max_length=250, validators=[no_control_chars])
+    text_body = models.TextField(gettext_lazy("text body"), validators=[MaxBytes(BODY_MAX_BYTES)])
+    html_body = models.TextField(gettext_lazy("HTML body"), blank=True, validators=[MaxBytes(BODY_MAX_BYTES)])
     sender_email = models.EmailField(gettext_lazy("sender address"), blank=True, validators=[no_control_chars])
-    sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
-    reply_to = models.EmailField(blank=True, validators=[no_control_chars])
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    sender_name = models.CharField(
+        gettext_lazy("sender name"), max_length=100, blank=True, validators=[no_control_chars]
+    )
+    reply_to = models.EmailField(gettext_lazy("reply-to address"), blank=True, validators=[no_control_chars])
+    created_at = models.DateTimeField(gettext_lazy("created"), default=timezone.now)
+    updated_at = models.DateTimeField(gettext_lazy("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = gettext_lazy("template")
+        verbose_name_plural = gettext_lazy("templates")
         ordering = ["name"]
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 from servers.models import SmtpServer
@@ -12,12 +13,16 @@ class UsageBucket(models.Model):
     1,441 small rows per server. On a platform server each tenant has its own
     rows: the server's limits sum all of them, a tenant's quota only its own."""
 
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="usage_buckets")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    minute = models.DateTimeField()  # aware, truncated to the minute, UTC
-    count = models.PositiveIntegerField(default=0)
+    server = models.ForeignKey(
+        SmtpServer, on_delete=models.CASCADE, related_name="usage_buckets", verbose_name=_("sending server")
+    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
+    minute = models.DateTimeField(_("minute"))  # aware, truncated to the minute, UTC
+    count = models.PositiveIntegerField(_("letters"), default=0)
 
     class Meta:
+        verbose_name = _("usage per minute")
+        verbose_name_plural = _("usage per minute")
         constraints = [
             models.UniqueConstraint(fields=["server", "tenant", "minute"], name="usage_bucket_unique"),
         ]
@@ -36,12 +41,14 @@ class SlotWait(models.Model):
     cannot hold a shared server batch after batch while another tenant's
     chain polls in vain. A waiter that stopped asking is forgotten."""
 
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+")
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    since = models.DateTimeField()
-    seen = models.DateTimeField()
+    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+", verbose_name=_("sending server"))
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
+    since = models.DateTimeField(_("waiting since"))
+    seen = models.DateTimeField(_("last seen"))
 
     class Meta:
+        verbose_name = _("wait for a connection slot")
+        verbose_name_plural = _("waits for a connection slot")
         constraints = [models.UniqueConstraint(fields=["server", "tenant"], name="slot_wait_unique")]
 
     def __str__(self) -> str:

@@ -28,41 +28,56 @@ class Mailing(models.Model):
         COMPLETED = "completed", _("Completed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="mailings")
-    name = models.CharField(max_length=150)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="mailings", verbose_name=_("organisation")
+    )
+    name = models.CharField(_("name"), max_length=150)
     # RESTRICT, not PROTECT: a template in use cannot be deleted alone, but
     # deleting the whole tenant takes both (PROTECT would refuse that too).
-    template = models.ForeignKey(MailTemplate, on_delete=models.RESTRICT, related_name="mailings")
-    lists = models.ManyToManyField(ContactList, related_name="mailings")
-    servers = models.ManyToManyField(SmtpServer, through="MailingServer", related_name="mailings")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
-    scheduled_at = models.DateTimeField(null=True, blank=True, help_text=_("Empty: start now."))
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    resume_at = models.DateTimeField(null=True, blank=True)  # while waiting for limits
+    template = models.ForeignKey(
+        MailTemplate, on_delete=models.RESTRICT, related_name="mailings", verbose_name=_("template")
+    )
+    lists = models.ManyToManyField(ContactList, related_name="mailings", verbose_name=_("contact lists"))
+    servers = models.ManyToManyField(
+        SmtpServer, through="MailingServer", related_name="mailings", verbose_name=_("sending servers")
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(_("scheduled for"), null=True, blank=True, help_text=_("Empty: start now."))
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    resume_at = models.DateTimeField(_("resumes at"), null=True, blank=True)  # while waiting for limits
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
-    subject = models.CharField(max_length=250, blank=True, validators=[no_control_chars])
-    text_body = models.TextField(blank=True)
-    html_body = models.TextField(blank=True)
-    sender_email = models.EmailField(blank=True, validators=[no_control_chars])
-    sender_name = models.CharField(max_length=100, blank=True, validators=[no_control_chars])
-    reply_to = models.EmailField(blank=True, validators=[no_control_chars])
+    subject = models.CharField(_("subject"), max_length=250, blank=True, validators=[no_control_chars])
+    text_body = models.TextField(_("text body"), blank=True)
+    html_body = models.TextField(_("HTML body"), blank=True)
+    sender_email = models.EmailField(_("sender address"), blank=True, validators=[no_control_chars])
+    sender_name = models.CharField(_("sender name"), max_length=100, blank=True, validators=[no_control_chars])
+    reply_to = models.EmailField(_("reply-to address"), blank=True, validators=[no_control_chars])
     # While its letters are being made (a task: mailing.mailings), the
     # letters it will have.
-    letter_count = models.PositiveIntegerField(default=0)
+    letter_count = models.PositiveIntegerField(_("letters"), default=0)
     # Start was asked for and a task is making the letters; until they all
     # exist the mailing stays a draft (or scheduled) that nothing can change
     # and the dispatcher does not see.
-    preparing_since = models.DateTimeField(null=True, blank=True)
-    start_error = models.CharField(max_length=300, blank=True)  # why the last start did not happen
+    preparing_since = models.DateTimeField(_("preparing since"), null=True, blank=True)
+    start_error = models.CharField(
+        _("why it did not start"), max_length=300, blank=True
+    )  # why the last start did not happen
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("mailing")
+        verbose_name_plural = _("mailings")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "status"])]
 
@@ -93,13 +108,18 @@ def restrict_unless_finished(collector: Collector, field: models.Field, sub_objs
 class MailingServer(models.Model):
     """The servers a mailing may use, in the order it tries them."""
 
-    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="server_links")
+    mailing = models.ForeignKey(
+        Mailing, on_delete=models.CASCADE, related_name="server_links", verbose_name=_("mailing")
+    )
     # The refusal is the deletion's own (RestrictedError, listing these
     # links), so servers.services and the admin need not know mailings.
-    server = models.ForeignKey(SmtpServer, on_delete=restrict_unless_finished, related_name="mailing_links")
-    position = models.PositiveIntegerField()
+    server = models.ForeignKey(
+        SmtpServer, on_delete=restrict_unless_finished, related_name="mailing_links", verbose_name=_("sending server")
+    )
+    position = models.PositiveIntegerField(_("position"))
 
     class Meta:
+        verbose_name_plural = _("mailings using the server")
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["mailing", "server"], name="mailing_server_unique")]
         verbose_name = _("mailing using the server")
@@ -115,11 +135,13 @@ class DispatchChain(models.Model):
     send one mailing side by side; a slot whose chain stopped renewing (its
     worker died) is free again after its lease."""
 
-    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="chains")
-    slot = models.PositiveSmallIntegerField()
-    until = models.DateTimeField(null=True, blank=True)
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="chains", verbose_name=_("mailing"))
+    slot = models.PositiveSmallIntegerField(_("slot"))
+    until = models.DateTimeField(_("until"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("dispatch chain")
+        verbose_name_plural = _("dispatch chains")
         constraints = [models.UniqueConstraint(fields=["mailing", "slot"], name="dispatch_chain_unique")]
 
     def __str__(self) -> str:
@@ -129,14 +151,18 @@ class DispatchChain(models.Model):
 class MailingEvent(models.Model):
     """Every state change, with who and when."""
 
-    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events")
-    from_status = models.CharField(max_length=10, choices=Mailing.Status.choices)
-    to_status = models.CharField(max_length=10, choices=Mailing.Status.choices)
-    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    note = models.CharField(max_length=300, blank=True)
-    at = models.DateTimeField(default=timezone.now)
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events", verbose_name=_("mailing"))
+    from_status = models.CharField(_("previous status"), max_length=10, choices=Mailing.Status.choices)
+    to_status = models.CharField(_("new status"), max_length=10, choices=Mailing.Status.choices)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("changed by")
+    )
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    at = models.DateTimeField(_("when"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("mailing event")
+        verbose_name_plural = _("mailing events")
         ordering = ["at", "pk"]
 
     def __str__(self) -> str:
@@ -154,27 +180,38 @@ class Letter(models.Model):
 
     # The public id is also the letter's Message-ID local part and the value
     # of its X-Postroute-Letter header, which ties a bounce back to it.
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="letters")
-    contact = models.ForeignKey(Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters")
-    email = models.EmailField(max_length=254)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="letters", verbose_name=_("mailing"))
+    contact = models.ForeignKey(
+        Contact, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters", verbose_name=_("contact")
+    )
+    email = models.EmailField(_("email address"), max_length=254)
     # The contact's fields at start: with the mailing's template snapshot
     # they make the exact message (mailing.dispatch.messages.build_message).
-    context = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    server = models.ForeignKey(SmtpServer, on_delete=models.SET_NULL, null=True, blank=True, related_name="letters")
-    last_reply = models.TextField(blank=True)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    context = models.JSONField(_("context"), default=dict)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    server = models.ForeignKey(
+        SmtpServer,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="letters",
+        verbose_name=_("sending server"),
+    )
+    last_reply = models.TextField(_("last reply"), blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
     # A worker claims letters by writing its token; a claim it never
     # finishes (the worker died) runs out at lease_until and is taken again.
-    claim_token = models.UUIDField(null=True, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    sent_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(_("claim token"), null=True, blank=True)
+    lease_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("letter")
+        verbose_name_plural = _("letters")
         ordering = ["pk"]
         indexes = [
             models.Index(fields=["mailing", "status", "id"], name="letter_mailing_status_idx"),

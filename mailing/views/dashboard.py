@@ -166,7 +166,10 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
         (_("daily quota"), usage.tenant_day_left),
         (_("shared daily quota"), usage.group_day_left),
     )
-    what = _(" and ").join(name for name, left in windows if left == 0) or _("limit")
+    names = [str(name) for name, left in windows if left == 0] or [str(_("limit"))]
+    what = names[0]
+    for name in names[1:]:  # "X and Y", whole, so each language orders and joins its own way
+        what = _("%(first)s and %(second)s") % {"first": what, "second": name}
     what = what[0].upper() + what[1:]
     if usage.resume_at is None or usage.resume_at == NEVER:
         return _("%(what)s: 0 — nothing goes out until it is raised.") % {"what": what}
@@ -196,8 +199,9 @@ def _quota_window(row: ServerRow) -> dict:
     own_left, group_left = usage.tenant_day_left, usage.group_day_left
     if usage.group_size > 1 and group_left is not None and (own_left is None or group_left <= own_left):
         label = _("Daily quota shared by %(group_size)s organisations") % {"group_size": usage.group_size}
-        sent_word = _("by all of them (%(day_sent)s here)") % {"day_sent": localize(row.day_sent)}
-        return _window("quota", label, row.group_day_sent, usage.group_quota, group_left, False, sent_word=sent_word)
+        numbers = {"count": localize(row.group_day_sent), "day_sent": localize(row.day_sent)}
+        sent_text = _("%(count)s by all of them (%(day_sent)s here)") % numbers
+        return _window("quota", label, row.group_day_sent, usage.group_quota, group_left, False, sent_text=sent_text)
     shown = usage.tenant_quota is not None
     return _window("quota", _("Your daily quota"), row.day_sent, usage.tenant_quota, own_left, False, shown=shown)
 
@@ -211,14 +215,11 @@ def _window(
     shared: bool,
     *,
     shown: bool = True,
-    sent_word: str = "",
+    sent_text: str = "",
 ) -> dict:
-    if sent_word:
-        sent_text = f"{localize(sent)} {sent_word}"
-    elif shared:
-        sent_text = _("%(count)s yours") % {"count": localize(sent)}
-    else:
-        sent_text = _("%(count)s sent") % {"count": localize(sent)}
+    if not sent_text:  # else the caller's own whole phrase
+        phrase = _("%(count)s yours") if shared else _("%(count)s sent")
+        sent_text = phrase % {"count": localize(sent)}
     if limit is None or left is None:
         return {"key": key, "label": label, "shown": shown, "sent": sent, "limit": None, "left": None,
                 "fill": 0, "level": "none", "text": _("%(sent)s · no limit") % {"sent": sent_text}}  # fmt: skip
@@ -232,6 +233,7 @@ def _chart(hourly: list[int]) -> dict:
     peak, total = max(hourly, default=0), sum(hourly)
     return {
         "counts": hourly,
+        "shown": [localize(n) for n in hourly],  # as the page writes numbers in its language
         # A non-empty hour stays visible however high the peak.
         "heights": [max(1.0, round((CHART_HEIGHT - 2) * n / peak, 2)) if n else 0 for n in hourly],
         "caption": _("%(total)s in 24 h · peak %(peak)s an hour") % {"total": localize(total), "peak": localize(peak)},
@@ -247,9 +249,9 @@ def chart_bars(chart: dict, hours: list[str]) -> list[dict]:
             "x": i * BAR_STEP + 1,
             "y": CHART_HEIGHT - height,
             "height": height,
-            "title": f"{hours[i]} · {localize(count)}",
+            "title": f"{hours[i]} · {shown}",
         }
-        for i, (count, height) in enumerate(zip(chart["counts"], chart["heights"], strict=True))
+        for i, (shown, height) in enumerate(zip(chart["shown"], chart["heights"], strict=True))
     ]
 
 
@@ -324,10 +326,10 @@ def hourly_pace(row: MailingRow, now: datetime) -> int | None:
 
 
 def _rate_text_server(row: ServerRow) -> str:
-    text = _("%(recent)s sent in the last 10 min") % {"recent": localize(row.recent)}
+    numbers = {"recent": localize(row.recent), "in_flight": localize(row.in_flight)}
     if row.in_flight:
-        text += _(", %(in_flight)s being sent now") % {"in_flight": localize(row.in_flight)}
-    return text
+        return _("%(recent)s sent in the last 10 min, %(in_flight)s being sent now") % numbers
+    return _("%(recent)s sent in the last 10 min") % numbers
 
 
 def _left_text(sent_text: str, left: int, limit: int) -> str:

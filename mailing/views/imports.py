@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
@@ -127,6 +128,8 @@ def _import_data(imp: ContactImport) -> dict:
         "updated": imp.updated,
         "rejected": imp.rejected,
         "error": imp.error,
+        # The counters as the page writes them in its language ("12 345").
+        "shown": {key: localize(getattr(imp, key)) for key in ("rows_seen", "created", "updated", "rejected")},
     }
 
 

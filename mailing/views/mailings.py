@@ -9,7 +9,8 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.formats import localize
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -169,7 +170,8 @@ def _run(request: HttpRequest, mailing: Mailing, action: str) -> None:
         _refuse_rejected(mailing)
     if action == "start":
         count = services.mailing_start_async(mailing=mailing, by=request.user)
-        messages.success(request, _("Starting: preparing %(count)s letters.") % {"count": f"{count:,}"})
+        started = ngettext("Starting: preparing %(count)s letter.", "Starting: preparing %(count)s letters.", count)
+        messages.success(request, started % {"count": localize(count)})
     elif action == "schedule":
         if mailing.scheduled_at is None:
             raise ValidationError(_("Set a start time first (Edit)."))

@@ -15,6 +15,7 @@ from datetime import datetime
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import dateformat, timezone
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
@@ -163,7 +164,7 @@ def _list_row(row: MailingRow, now: datetime) -> dict:
 def _note(mailing: Mailing) -> str:
     if mailing.preparing_since is not None:
         n = mailing.letter_count
-        return ngettext("preparing %(n)s letter…", "preparing %(n)s letters…", n) % {"n": f"{n:,}"}
+        return ngettext("preparing %(n)s letter…", "preparing %(n)s letters…", n) % {"n": localize(n)}
     if mailing.status == S.WAITING and mailing.resume_at:
         return _("resumes %(when)s") % {"when": when(mailing.resume_at, zone=True)}
     if mailing.status == S.SCHEDULED and mailing.scheduled_at:

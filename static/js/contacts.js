@@ -39,7 +39,7 @@
     progress.textContent = percent + "%";
     byId("import-percent").textContent = String(percent);
     Object.keys(counters).forEach(function (key) {
-      if (counters[key]) counters[key].textContent = String(Number(data[key]) || 0);
+      if (counters[key]) counters[key].textContent = String((data.shown || {})[key] || Number(data[key]) || 0);
     });
     errorEl.textContent = String(data.error || "");
     errorEl.hidden = !data.error;

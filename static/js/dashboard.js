@@ -33,7 +33,7 @@
       var height = Number(chart.heights[i]) || 0;
       setAttr(bar, "y", CHART_HEIGHT - height);
       setAttr(bar, "height", height);
-      setText(bar.querySelector("title"), (hours[i] || "") + " \u00b7 " + (chart.counts[i] || 0).toLocaleString("en"));
+      setText(bar.querySelector("title"), (hours[i] || "") + " \u00b7 " + (chart.shown[i] || "0"));
     });
     text(row, "chart_caption", chart.caption);
     text(row, "first_hour", hours[0]);

@@ -14,7 +14,7 @@ PLACEHOLDER = re.compile(r"%\([^)]*\)[sd]|%[sd]|\{\{[^}]*\}\}|\{[a-z_]+\}|<[^>]+
 SAME_IN_EVERY_LANGUAGE = {
     "AUTH", "BOM", "CRM", "CSV", "DATA", "Email", "From", "Gmail", "HTML", "ID", "IMAP", "MAIL", "Mail", "Message",
     "NOOP", "NUL", "Outlook", "POP3", "Postroute", "QR", "QUIT", "Rambler", "Reply", "SMTP", "SPF", "SSL",
-    "STARTTLS", "TLS", "TOTP", "Thunderbird", "UTF", "Windows", "Yandex", "English", "OK",
+    "STARTTLS", "TLS", "TOTP", "Thunderbird", "UTF", "Windows", "Yandex", "English", "OK", "Message-ID", "Reply-To",
 }  # fmt: skip
 WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 

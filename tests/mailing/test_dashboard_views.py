@@ -2,11 +2,11 @@
 and the home that embeds it, tenant scope, and a query count that does not
 grow with the number of servers and mailings."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from mailing.models import Mailing
 from mailing.views.dashboard import payload
@@ -37,6 +37,15 @@ def test_the_json_tells_the_limit_and_when_sending_resumes(tenant_a):
     assert (day["text"], day["fill"], day["level"]) == ("10 sent · 290 left of 300", 3.3, "ok")
     assert not quota["shown"]
     assert row["chart"]["counts"][-1] == 10 and row["chart"]["heights"][-1] == 46
+    assert row["chart"]["shown"][-1] == "10"
+
+
+def test_the_charts_numbers_are_written_in_the_language(tenant_a):
+    server = make_server(tenant_a, name="Yandex")
+    bucket(server, tenant_a, M - timedelta(minutes=5), 12345)
+    with translation.override("vi"):
+        (row,) = payload(tenant_a, NOW)["servers"]
+    assert row["chart"]["shown"][-1] == "12.345"
 
 
 def test_the_json_says_why_a_server_fails_and_how_to_fix_it(tenant_a):

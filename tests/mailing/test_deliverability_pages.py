@@ -42,7 +42,7 @@ def test_a_start_that_receivers_will_reject_asks_for_the_box_then_goes(alice, te
     mailing.refresh_from_db()
     assert mailing.preparing_since is None and "Receivers will reject the letters sent through «Relay 2»" in refused
 
-    assert "Starting: preparing 1 letters." in start(alice, mailing, confirm_rejected="1")
+    assert "Starting: preparing 1 letter." in start(alice, mailing, confirm_rejected="1")
     mailing.refresh_from_db()
     assert mailing.preparing_since is not None or mailing.status == Mailing.Status.ACTIVE
 
@@ -52,14 +52,14 @@ def test_passing_or_unchecked_pairs_start_without_a_question(alice, tenant_a, dn
     mailing = make_mailing(tenant_a, "news@pass.test", "news@x.timeout.test")
     page = alice.client.get(reverse("mailings:detail", args=[mailing.public_id])).content.decode()
     assert "Could not check" in page and "confirm_rejected" not in page
-    assert "Starting: preparing 1 letters." in start(alice, mailing)
+    assert "Starting: preparing 1 letter." in start(alice, mailing)
 
 
 def test_with_the_checks_off_the_pages_say_nothing_and_never_ask(alice, tenant_a):
     mailing = make_mailing(tenant_a, "news@fail.test")
     page = alice.client.get(reverse("mailings:detail", args=[mailing.public_id])).content.decode()
     assert "Receivers" not in page
-    assert "Starting: preparing 1 letters." in start(alice, mailing)
+    assert "Starting: preparing 1 letter." in start(alice, mailing)
 
 
 def test_the_template_preview_judges_each_servers_from(alice, tenant_a, dns_checks):

@@ -93,7 +93,16 @@ def test_the_json_reports_progress(alice, finished):
         "updated": 1,
         "rejected": 1,
         "error": "",
+        "shown": {"rows_seen": "3", "created": "1", "updated": "1", "rejected": "1"},
     }
+
+
+def test_the_jsons_counters_are_written_in_the_readers_language(alice, finished):
+    ContactImport.objects.filter(pk=finished.pk).update(rows_seen=12345)
+    alice.user.language = "ru"
+    alice.user.save(update_fields=["language"])
+    data = alice.client.get(reverse("contacts:import_json", args=[finished.public_id])).json()
+    assert data["rows_seen"] == 12345 and data["shown"]["rows_seen"] == "12\xa0345"
 
 
 def test_rejected_rows_download_as_csv_without_formulas(alice, finished):

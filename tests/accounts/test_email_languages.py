@@ -1,0 +1,43 @@
+"""The platform's three letters (verification, invitation, password reset)
+in Russian and Vietnamese: the subject, the text part and the HTML part,
+with no English from the catalogue left in any of them."""
+
+import re
+from html import unescape
+
+import pytest
+from django.core import mail
+
+from accounts import emails
+from accounts.models import Invitation, User
+from tests.i18n.english import english_left
+
+pytestmark = pytest.mark.django_db
+BASE_URL = "https://postroute.test"
+
+
+def parts(message) -> dict[str, str]:
+    html = next(body for body, kind in message.alternatives if kind == "text/html")
+    # The HTML's visible text: no tags, no style sheet, no link targets.
+    visible = unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<(style|head)\b.*?</\1>", " ", html, flags=re.S)))
+    texts = {"subject": message.subject, "text": message.body, "html": visible}
+    return {part: re.sub(r"https?://\S+", " ", text) for part, text in texts.items()}  # the links are no words
+
+
+@pytest.mark.parametrize("language", ["ru", "vi"])
+def test_every_platform_letter_is_wholly_in_the_recipients_language(tenant_a, alice, language):
+    tenant_a.default_language = language
+    tenant_a.save(update_fields=["default_language"])
+    user = User.objects.create_user("v@x.test", "x", language=language)
+    emails.verification(user=user, base_url=BASE_URL)
+    emails.password_reset(user=user, base_url=BASE_URL)
+    invitation = Invitation.objects.create(tenant=tenant_a, email="new@x.test", invited_by=alice.user)
+    emails.invitation(invitation=invitation, base_url=BASE_URL)
+    assert len(mail.outbox) == 3
+    left = {
+        f"{message.subject[:30]}: {part}": english_left(text)
+        for message in mail.outbox
+        for part, text in parts(message).items()
+        if english_left(text)
+    }
+    assert left == {}
