@@ -250,7 +250,7 @@ def roll_up(*, now: datetime | None = None) -> int:
     before = hour_start - timedelta(minutes=hour_start.minute % ROLL_UP_MINUTES)
     with connection.cursor() as cursor:
         cursor.execute(_ROLL_UP_SQL, {"before": before})
-    return cursor.rowcount
+        return cursor.rowcount
 
 
 # Reserving

@@ -263,11 +263,11 @@ def test_roll_up_sums_each_quarter_before_the_hour_window_at_its_last_minute(pla
     fill(platform, tenant_a, {-120: 1, -118: 2, -106: 4, -105: 8, -62: 16, -61: 32, -60: 64, -5: 128})
     fill(platform, tenant_b, {-119: 3})
 
-    limits.roll_up(now=NOW)
+    assert limits.roll_up(now=NOW) == 4  # the sums written (11:29's went to its own bucket)
 
     a, b = tenant_a.pk, tenant_b.pk
     assert rows(platform) == sorted([(a, -106, 7), (a, -91, 8), (a, -61, 48), (a, -60, 64), (a, -5, 128), (b, -106, 3)])
-    limits.roll_up(now=NOW)  # a second run finds nothing more to do
+    assert limits.roll_up(now=NOW) == 0  # a second run finds nothing more to do
     assert bucket_total(platform) == 255 + 3
 
 
