@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 from typing import NamedTuple
 
 from django.db import connection
@@ -199,10 +200,12 @@ def _pg_usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
     recent = minute - HOUR_SPAN
     params = {"servers": server_ids, "tenant": tenant.pk, "recent": recent, "day": minute - DAY_SPAN}
     slots: dict[int, list[Slot]] = defaultdict(list)
+    starts: dict[int, datetime] = {}  # the servers share their minutes and quarters
     with connection.cursor() as cursor:
         cursor.execute(SLOTS_SQL, params)
         for server_id, at, total, mine, group in cursor.fetchall():
-            start = datetime.fromtimestamp(at, UTC)
+            if (start := starts.get(at)) is None:
+                start = starts[at] = datetime.fromtimestamp(at, UTC)
             slots[server_id].append(Slot(start, start >= recent, total, mine, group))
     for server_slots in slots.values():
         server_slots.sort()
@@ -288,16 +291,18 @@ def _window_resumes(
     pk: int, usage: Usage, slots: list[Slot], minute: datetime, crossings: list[_Crossing]
 ) -> Iterator[datetime]:
     windows = (
-        (usage.minute_limit, [s for s in slots if s.exact and s.start >= minute], "total", timedelta(0)),
-        (usage.hour_limit, [s for s in slots if s.exact], "total", HOUR_SPAN),
-        (usage.day_limit, slots, "total", DAY_SPAN),
-        (usage.tenant_quota, slots, "mine", DAY_SPAN),
-        (usage.group_quota, slots, "group", DAY_SPAN),
+        (usage.minute_limit, lambda s: s.exact and s.start >= minute, "total", timedelta(0)),
+        (usage.hour_limit, lambda s: s.exact, "total", HOUR_SPAN),
+        (usage.day_limit, None, "total", DAY_SPAN),
+        (usage.tenant_quota, None, "mine", DAY_SPAN),
+        (usage.group_quota, None, "group", DAY_SPAN),
     )
-    for limit, counted, name, span in windows:
-        if limit is None:
+    for limit, within, name, span in windows:
+        if limit is None:  # most servers have one or two limits: the others' slots are not walked
             continue
-        counts = [getattr(s, name) for s in counted]
+        counted = slots if within is None else [s for s in slots if within(s)]
+        field_of = attrgetter(name)
+        counts = [field_of(s) for s in counted]
         used = sum(counts)
         if used < limit:
             continue

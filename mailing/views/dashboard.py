@@ -3,14 +3,16 @@ the JSON it polls. Every text is made here, once: the template renders the
 very dictionaries the JSON carries, and the script only puts them in place."""
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import dateformat, timezone
-from django.utils.formats import localize
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils import dateformat, timezone, translation
+from django.utils.formats import localize as django_localize
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import etag
 
@@ -28,6 +30,37 @@ from ..models import Letter, Mailing
 from ..selectors import Progress
 
 L = Letter.Status
+
+
+# A poll of a tenant with 50 servers looks up about a thousand messages (the
+# same few dozen over and over) and formats about six hundred numbers (the
+# same limits, many of them); a message's translation and a number's format
+# in a language do not change while the process runs (a test that changes
+# the settings empties the caches, as Django empties its own).
+@lru_cache(maxsize=1024)
+def _message(language: str | None, message: str) -> str:
+    return gettext(message)
+
+
+@lru_cache(maxsize=4096)
+def _number(language: str | None, number: int) -> str:
+    return str(django_localize(number))
+
+
+def _(message: str) -> str:
+    return _message(translation.get_language(), message)
+
+
+def localize(number: int) -> str:
+    return _number(translation.get_language(), number)
+
+
+@receiver(setting_changed)
+def _forget_formats(**kwargs: object) -> None:
+    _message.cache_clear()
+    _number.cache_clear()
+
+
 CHART_HEIGHT = 48  # the chart's viewBox: 24 bars of 8 units, 10 apart
 BAR_STEP = 10
 STATE_LABELS = {
