@@ -3,10 +3,9 @@ use with its windows and state, the running mailings with their progress,
 rate and estimated finish, and the tenant's letters per hour over a day.
 
 The number of queries is fixed whatever the number of servers and mailings:
-the servers (2), the usage slots (1), the platform quotas and, with a
+the servers (1), the usage slots (1), the platform quotas and, with a
 spent server, the minutes its resume time needs (2; limits.window_usage's 3
-on SQLite), the letters
-in flight and the holds (2), and the running mailings, their servers,
+on SQLite), the letters in flight and the holds (2), and the running mailings, their servers,
 their letter counts and their rates (4). A poll when nothing changed is
 answered before any of these (mailing.dashboard_stamp).
 
@@ -33,7 +32,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from servers.models import Health, RestReason, SmtpServer, TenantRest
-from servers.selectors import platform_quotas, platform_servers, tenant_servers
+from servers.selectors import platform_quotas, tenant_and_platform_servers
 
 from . import limits
 from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
@@ -106,7 +105,7 @@ class Dashboard:
 def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     minute = limits.trunc_minute(now)
-    servers = [*tenant_servers(tenant), *platform_servers()]
+    servers = tenant_and_platform_servers(tenant)
     slots = usage_slots([s.pk for s in servers], tenant, minute)
     usages = window_usage(servers, tenant, slots, minute)
     hours = chart_hours(now)

@@ -2,6 +2,7 @@
 the JSON it polls. Every text is made here, once: the template renders the
 very dictionaries the JSON carries, and the script only puts them in place."""
 
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -47,12 +48,21 @@ def _number(language: str | None, number: int) -> str:
     return str(django_localize(number))
 
 
+# Asking Django for the active language costs more than the cached lookup
+# itself; payload() asks once.
+_payload_language: ContextVar[str | None] = ContextVar("dashboard_payload_language", default=None)
+
+
+def _language() -> str | None:
+    return _payload_language.get() or translation.get_language()
+
+
 def _(message: str) -> str:
-    return _message(translation.get_language(), message)
+    return _message(_language(), message)
 
 
 def localize(number: int) -> str:
-    return _number(translation.get_language(), number)
+    return _number(_language(), number)
 
 
 @receiver(setting_changed)
@@ -110,14 +120,18 @@ def page_context(tenant: Tenant) -> dict:
 
 def payload(tenant: Tenant, now: datetime | None = None) -> dict:
     board = selectors.dashboard(tenant, now)
-    return {
-        "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
-        "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
-        "servers": [_server(row, board.now) for row in board.servers],
-        "mailings": [mailing_fields(row, board.now) for row in board.mailings],
-        "more_mailings": board.more_mailings,
-        "checklist": _checklist(tenant),
-    }
+    language = _payload_language.set(translation.get_language())
+    try:
+        return {
+            "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
+            "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
+            "servers": [_server(row, board.now) for row in board.servers],
+            "mailings": [mailing_fields(row, board.now) for row in board.mailings],
+            "more_mailings": board.more_mailings,
+            "checklist": _checklist(tenant),
+        }
+    finally:
+        _payload_language.reset(language)
 
 
 def _checklist(tenant: Tenant) -> dict:
