@@ -24,6 +24,7 @@ def getting_started(tenant: Tenant) -> list[ChecklistItem]:
     from mailing import selectors as mailing
     from servers import selectors as servers
 
+    steps = mailing.first_steps(tenant)
     return [
         ChecklistItem(
             "server",
@@ -36,21 +37,21 @@ def getting_started(tenant: Tenant) -> list[ChecklistItem]:
             "template",
             _("Create a template"),
             _("Write the subject and body, with a fixed or substituted sender."),
-            mailing.has_template(tenant),
+            steps.template,
             "templates:list",
         ),
         ChecklistItem(
             "contacts",
             _("Import contacts"),
             _("Upload a CSV of the people you write to."),
-            mailing.has_contacts(tenant),
+            steps.contacts,
             "contacts:import_upload",
         ),
         ChecklistItem(
             "mailing",
             _("Send a first mailing"),
             _("Pick a template and a list, check the senders, and start."),
-            mailing.has_started_mailing(tenant),
+            steps.mailing,
             "mailings:new",
         ),
     ]

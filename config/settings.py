@@ -385,7 +385,10 @@ def _every(task: str, seconds: float) -> dict:
 CELERY_BEAT_SCHEDULE = {
     "dispatch": _every("mailing.tasks.dispatch_tick", DISPATCH_TICK),
     "discard-stale-imports": _every("mailing.tasks.discard_stale_imports", 600.0),
-    "purge-usage-buckets": _every("mailing.tasks.purge_usage_buckets", 3600.0),
+    # Also rolls the buckets past the hour window up into quarters: a day
+    # window is then at most 90 minutes of minute rows and the quarters
+    # before them, per server and tenant.
+    "purge-usage-buckets": _every("mailing.tasks.purge_usage_buckets", 900.0),
     "purge-rate-counters": _every("accounts.tasks.purge_rate_counters", 3600.0),
     "read-bounce-mailboxes": _every("mailing.tasks.read_bounce_mailboxes", float(BOUNCE_CHECK_INTERVAL)),
     "fail-stale-connection-tests": _every("servers.tasks.fail_stale_connection_tests", 60.0),

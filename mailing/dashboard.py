@@ -3,12 +3,12 @@ use with its windows and state, the running mailings with their progress,
 rate and estimated finish, and the tenant's letters per hour over a day.
 
 The number of queries is fixed whatever the number of servers and mailings:
-the servers (2), the usage slots (1), the platform quotas and, with a
+the servers (1), the usage slots (1), the platform quotas and, with a
 spent server, the minutes its resume time needs (2; limits.window_usage's 3
-on SQLite), the letters
-in flight and the holds (2), and the running mailings, their servers,
-their letter counts and their rates (4). A poll when nothing changed is
-answered before any of these (mailing.dashboard_stamp).
+on SQLite), the letters in flight and the holds (2), and the running
+mailings and, in one query, their letter counts, rates and servers (2; 4
+on SQLite). A poll when nothing changed is answered before any of these
+(mailing.dashboard_stamp).
 
 The window counts come from UsageBucket, never from the letters table,
 and each server's day window is read once: the windows, the chart and
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from operator import attrgetter
 from typing import NamedTuple
 
 from django.db import connection
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from servers.models import Health, RestReason, SmtpServer, TenantRest
-from servers.selectors import platform_quotas, platform_servers, tenant_servers
+from servers.selectors import platform_quotas, tenant_and_platform_servers
 
 from . import limits
 from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
@@ -105,7 +106,7 @@ class Dashboard:
 def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     minute = limits.trunc_minute(now)
-    servers = [*tenant_servers(tenant), *platform_servers()]
+    servers = tenant_and_platform_servers(tenant)
     slots = usage_slots([s.pk for s in servers], tenant, minute)
     usages = window_usage(servers, tenant, slots, minute)
     hours = chart_hours(now)
@@ -115,9 +116,8 @@ def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
         _server_row(s, usages[s.pk], slots[s.pk], hours, now, flying.get(s.pk, 0), holds.get(s.pk)) for s in servers
     ]
     mailings, more = _running_mailings(tenant)
-    progress = _progress(mailings)
-    recent = _recent_letters(mailings, now)
-    finish = _finish_times(mailings, progress, recent, rows, slots, now)
+    progress, recent, links = _mailing_reads(mailings, now)
+    finish = _finish_times(mailings, progress, recent, links, rows, slots, now)
     mailing_rows = [MailingRow(m, progress[m.pk], recent.get(m.pk, 0), finish[m.pk]) for m in mailings]
     return Dashboard(now, hours, rows, mailing_rows, more)
 
@@ -199,10 +199,12 @@ def _pg_usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
     recent = minute - HOUR_SPAN
     params = {"servers": server_ids, "tenant": tenant.pk, "recent": recent, "day": minute - DAY_SPAN}
     slots: dict[int, list[Slot]] = defaultdict(list)
+    starts: dict[int, datetime] = {}  # the servers share their minutes and quarters
     with connection.cursor() as cursor:
         cursor.execute(SLOTS_SQL, params)
         for server_id, at, total, mine, group in cursor.fetchall():
-            start = datetime.fromtimestamp(at, UTC)
+            if (start := starts.get(at)) is None:
+                start = starts[at] = datetime.fromtimestamp(at, UTC)
             slots[server_id].append(Slot(start, start >= recent, total, mine, group))
     for server_slots in slots.values():
         server_slots.sort()
@@ -288,16 +290,18 @@ def _window_resumes(
     pk: int, usage: Usage, slots: list[Slot], minute: datetime, crossings: list[_Crossing]
 ) -> Iterator[datetime]:
     windows = (
-        (usage.minute_limit, [s for s in slots if s.exact and s.start >= minute], "total", timedelta(0)),
-        (usage.hour_limit, [s for s in slots if s.exact], "total", HOUR_SPAN),
-        (usage.day_limit, slots, "total", DAY_SPAN),
-        (usage.tenant_quota, slots, "mine", DAY_SPAN),
-        (usage.group_quota, slots, "group", DAY_SPAN),
+        (usage.minute_limit, lambda s: s.exact and s.start >= minute, "total", timedelta(0)),
+        (usage.hour_limit, lambda s: s.exact, "total", HOUR_SPAN),
+        (usage.day_limit, None, "total", DAY_SPAN),
+        (usage.tenant_quota, None, "mine", DAY_SPAN),
+        (usage.group_quota, None, "group", DAY_SPAN),
     )
-    for limit, counted, name, span in windows:
-        if limit is None:
+    for limit, within, name, span in windows:
+        if limit is None:  # most servers have one or two limits: the others' slots are not walked
             continue
-        counts = [getattr(s, name) for s in counted]
+        counted = slots if within is None else [s for s in slots if within(s)]
+        field_of = attrgetter(name)
+        counts = [field_of(s) for s in counted]
         used = sum(counts)
         if used < limit:
             continue
@@ -435,25 +439,43 @@ def _running_mailings(tenant: Tenant) -> tuple[list[Mailing], bool]:
 
 # Each running mailing's letters by status, one index-only count per
 # (mailing, status) of the (mailing, status, id) index: the letters' rows
-# are never read, however big the mailing.
-PROGRESS_SQL = """
-SELECT m.id, s.status,
-       (SELECT count(*) FROM mailing_letter l WHERE l.mailing_id = m.id AND l.status = s.status)
-FROM unnest(%(mailings)s::bigint[]) AS m(id) CROSS JOIN unnest(%(statuses)s::text[]) AS s(status)
+# are never read, however big the mailing; its letters sent since the
+# first minute of the last RATE_SPAN (the sent_at index; by the minute, as
+# the servers' rates, so the figure moves with the minute, which the stamp
+# follows); and its servers in their order. One query for all three.
+MAILINGS_SQL = """
+SELECT m.id,
+       ARRAY(SELECT (SELECT count(*) FROM mailing_letter l WHERE l.mailing_id = m.id AND l.status = s.status)
+             FROM unnest(%(statuses)s::text[]) WITH ORDINALITY AS s(status, i) ORDER BY s.i),
+       (SELECT count(*) FROM mailing_letter l
+        WHERE l.mailing_id = m.id AND l.sent_at >= %(since)s AND l.sent_at <= %(now)s),
+       ARRAY(SELECT ms.server_id FROM mailing_mailingserver ms WHERE ms.mailing_id = m.id ORDER BY ms.position)
+FROM unnest(%(mailings)s::bigint[]) AS m(id)
 """
 
 
-def _progress(mailings: list[Mailing]) -> dict[int, Progress]:
+def _mailing_reads(
+    mailings: list[Mailing], now: datetime
+) -> tuple[dict[int, Progress], dict[int, int], dict[int, list[int]]]:
+    """Each running mailing's progress, letters sent in the last RATE_SPAN
+    and servers in their order."""
     if connection.vendor != "postgresql" or not mailings:
-        return progress_for(mailings)
-    result: dict[int, Progress] = defaultdict(Progress)
+        return progress_for(mailings), _recent_letters(mailings, now), _server_links(mailings)
+    progress: dict[int, Progress] = defaultdict(Progress)
+    recent: dict[int, int] = {}
+    links: dict[int, list[int]] = defaultdict(list)
+    statuses = list(L.values)
+    params = {"mailings": [m.pk for m in mailings], "statuses": statuses, "since": _rate_start(now), "now": now}
     with connection.cursor() as cursor:
-        cursor.execute(PROGRESS_SQL, {"mailings": [m.pk for m in mailings], "statuses": list(L.values)})
-        for mailing_id, status, n in cursor.fetchall():
-            if n:
-                result[mailing_id].counts[status] = n
-                result[mailing_id].total += n
-    return result
+        cursor.execute(MAILINGS_SQL, params)
+        for mailing_id, counts, sent_lately, server_ids in cursor.fetchall():
+            for status, n in zip(statuses, counts, strict=True):
+                if n:
+                    progress[mailing_id].counts[status] = n
+                    progress[mailing_id].total += n
+            recent[mailing_id] = sent_lately
+            links[mailing_id] = server_ids
+    return progress, recent, links
 
 
 def _recent_letters(mailings: list[Mailing], now: datetime) -> dict[int, int]:
@@ -479,11 +501,11 @@ def _finish_times(
     mailings: list[Mailing],
     progress: dict[int, Progress],
     recent: dict[int, int],
+    links: dict[int, list[int]],
     rows: list[ServerRow],
     slots: dict[int, list[Slot]],
     now: datetime,
 ) -> dict[int, datetime | None]:
-    links = _server_links(mailings)
     demands = [Demand(m.pk, _pending(progress[m.pk]), tuple(links[m.pk])) for m in mailings]
     supplies = {row.server.pk: supply_for(row.server, row.usage, slots[row.server.pk], now) for row in rows}
     finish = finish_times(demands, {pk: s for pk, s in supplies.items() if s is not None}, now)

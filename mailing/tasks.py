@@ -90,7 +90,10 @@ def start_mailing(mailing_id: int, by_id: int | None = None) -> None:
 
 @shared_task(**HOUSEKEEPING)
 def purge_usage_buckets() -> None:
+    """Beat, every quarter of an hour: drop the buckets out of every window,
+    and roll the older minutes up into quarters (mailing.limits.roll_up)."""
     limits.purge_expired()
+    limits.roll_up()
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import FilteredRelation, Q, QuerySet
+from django.db.models import Case, FilteredRelation, Q, QuerySet, Value, When
 
 from accounts.models import Tenant
 from accounts.selectors import quota_group
@@ -22,6 +22,15 @@ def platform_servers() -> QuerySet[SmtpServer]:
     if settings.DEPLOYMENT_MODE != "saas":
         return SmtpServer.objects.none()
     return SmtpServer.objects.filter(tenant=None, enabled=True).order_by("priority", "pk")
+
+
+def tenant_and_platform_servers(tenant: Tenant) -> list[SmtpServer]:
+    """tenant_servers() then platform_servers(), in one query."""
+    shown = Q(tenant=tenant)
+    if settings.DEPLOYMENT_MODE == "saas":
+        shown |= Q(tenant=None, enabled=True)
+    platform_last = Case(When(tenant=None, then=Value(1)), default=Value(0))
+    return list(SmtpServer.objects.filter(shown).order_by(platform_last, "priority", "pk"))
 
 
 @dataclass(frozen=True)

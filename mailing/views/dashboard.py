@@ -2,15 +2,18 @@
 the JSON it polls. Every text is made here, once: the template renders the
 very dictionaries the JSON carries, and the script only puts them in place."""
 
+from contextvars import ContextVar
 from datetime import datetime, timedelta
+from functools import lru_cache
 
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import dateformat, timezone
-from django.utils.formats import localize
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils import dateformat, timezone, translation
+from django.utils.formats import localize as django_localize
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import etag
 
@@ -28,6 +31,46 @@ from ..models import Letter, Mailing
 from ..selectors import Progress
 
 L = Letter.Status
+
+
+# A poll of a tenant with 50 servers looks up about a thousand messages (the
+# same few dozen over and over) and formats about six hundred numbers (the
+# same limits, many of them); a message's translation and a number's format
+# in a language do not change while the process runs (a test that changes
+# the settings empties the caches, as Django empties its own).
+@lru_cache(maxsize=1024)
+def _message(language: str | None, message: str) -> str:
+    return gettext(message)
+
+
+@lru_cache(maxsize=4096)
+def _number(language: str | None, number: int) -> str:
+    return str(django_localize(number))
+
+
+# Asking Django for the active language costs more than the cached lookup
+# itself; payload() asks once.
+_payload_language: ContextVar[str | None] = ContextVar("dashboard_payload_language", default=None)
+
+
+def _language() -> str | None:
+    return _payload_language.get() or translation.get_language()
+
+
+def _(message: str) -> str:
+    return _message(_language(), message)
+
+
+def localize(number: int) -> str:
+    return _number(_language(), number)
+
+
+@receiver(setting_changed)
+def _forget_formats(**kwargs: object) -> None:
+    _message.cache_clear()
+    _number.cache_clear()
+
+
 CHART_HEIGHT = 48  # the chart's viewBox: 24 bars of 8 units, 10 apart
 BAR_STEP = 10
 STATE_LABELS = {
@@ -77,14 +120,18 @@ def page_context(tenant: Tenant) -> dict:
 
 def payload(tenant: Tenant, now: datetime | None = None) -> dict:
     board = selectors.dashboard(tenant, now)
-    return {
-        "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
-        "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
-        "servers": [_server(row, board.now) for row in board.servers],
-        "mailings": [mailing_fields(row, board.now) for row in board.mailings],
-        "more_mailings": board.more_mailings,
-        "checklist": _checklist(tenant),
-    }
+    language = _payload_language.set(translation.get_language())
+    try:
+        return {
+            "updated": f"{dateformat.format(timezone.localtime(board.now), 'H:i:s')} {zone_abbreviation(board.now)}",
+            "hours": [timezone.localtime(hour).strftime("%H:%M") for hour in board.hours],
+            "servers": [_server(row, board.now) for row in board.servers],
+            "mailings": [mailing_fields(row, board.now) for row in board.mailings],
+            "more_mailings": board.more_mailings,
+            "checklist": _checklist(tenant),
+        }
+    finally:
+        _payload_language.reset(language)
 
 
 def _checklist(tenant: Tenant) -> dict:

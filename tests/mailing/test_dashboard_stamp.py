@@ -185,10 +185,14 @@ def _changed(client, etag: str, check=lambda data: True) -> str:
 # The dashboard's windows, read from its slots, are limits.window_usage's
 
 
-def test_the_dashboards_windows_and_resume_times_are_those_of_the_limits(alice, tenant_a, tenant_b, settings):
+@pytest.mark.parametrize("rolled_up", [False, True], ids=["minutes", "rolled up into quarters"])
+def test_the_dashboards_windows_and_resume_times_are_those_of_the_limits(
+    rolled_up, alice, tenant_a, tenant_b, settings
+):
     """Every window spent once (per minute, hour, day, own and shared
     quota), buckets of several tenants and minutes, some out of the
-    windows: the same Usage, resume times included, as the dispatcher's."""
+    windows: the same Usage, resume times included, as the dispatcher's,
+    before and after the minutes past the hour window are rolled up."""
     settings.DEPLOYMENT_MODE = "saas"
     Tenant.objects.filter(pk__in=[tenant_a.pk, tenant_b.pk]).update(created_by=alice.user)
     tenant_a.refresh_from_db()
@@ -209,6 +213,8 @@ def test_the_dashboards_windows_and_resume_times_are_those_of_the_limits(alice, 
             bucket(server, tenant_a, now - timedelta(minutes=back), 1 + i % 3)
             if server.is_platform:
                 bucket(server, tenant_b, now - timedelta(minutes=back), 2)
+    if rolled_up:
+        assert limits.roll_up(now=now)
     minute = limits.trunc_minute(now)
     slots = usage_slots([s.pk for s in servers], tenant_a, minute)
     mine = window_usage(servers, tenant_a, slots, minute)

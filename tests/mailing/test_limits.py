@@ -250,6 +250,58 @@ def test_purge_deletes_only_buckets_out_of_every_window(tenant_a):
     assert bucket_total(server) == 5
 
 
+def rows(server) -> list[tuple[int, int, int]]:
+    """(tenant, minute offset from T, count), by tenant and minute."""
+    buckets = UsageBucket.objects.filter(server=server).order_by("tenant_id", "minute")
+    return [(b.tenant_id, (b.minute - T) // minutes(1), b.count) for b in buckets]
+
+
+def test_roll_up_sums_each_quarter_before_the_hour_window_at_its_last_minute(platform, tenant_a, tenant_b):
+    require_postgresql()
+    # T is 12:30, so the hour window starts at 11:30: the quarters up to
+    # 11:15-11:29 are rolled up, each tenant's apart.
+    fill(platform, tenant_a, {-120: 1, -118: 2, -106: 4, -105: 8, -62: 16, -61: 32, -60: 64, -5: 128})
+    fill(platform, tenant_b, {-119: 3})
+
+    assert limits.roll_up(now=NOW) == 4  # the sums written (11:29's went to its own bucket)
+
+    a, b = tenant_a.pk, tenant_b.pk
+    assert rows(platform) == sorted([(a, -106, 7), (a, -91, 8), (a, -61, 48), (a, -60, 64), (a, -5, 128), (b, -106, 3)])
+    assert limits.roll_up(now=NOW) == 0  # a second run finds nothing more to do
+    assert bucket_total(platform) == 255 + 3
+
+
+def test_rolled_up_letters_never_leave_a_window_earlier(tenant_a):
+    require_postgresql()
+    server = make_server(tenant_a, max_per_hour=1000, max_per_day=100)
+    fill(server, tenant_a, {-1439: 10, -1400: 10, -1391: 10, -200: 10, -76: 10, -75: 10, -61: 10, -59: 10})
+    moments = [NOW + minutes(n) for n in range(0, 120)]
+
+    before = [limits.window_usage([server], tenant_a, now=t)[server.pk] for t in moments]
+    limits.roll_up(now=NOW)
+    after = [limits.window_usage([server], tenant_a, now=t)[server.pk] for t in moments]
+
+    # The hour window is untouched; the day window holds each letter as
+    # long as before, or up to 14 minutes longer, never shorter.
+    assert [u.hour_used for u in after] == [u.hour_used for u in before]
+    assert all(a.day_used >= b.day_used for a, b in zip(after, before, strict=True))
+    assert [u.day_used for u in after] != [u.day_used for u in before]
+    assert all(after[n + 14].day_used <= before[n].day_used for n in range(len(moments) - 14))
+
+
+def test_a_rolled_up_day_resumes_later_never_earlier(tenant_a):
+    require_postgresql()
+    server = make_server(tenant_a, max_per_day=30)
+    fill(server, tenant_a, {-1400: 10, -1396: 10, -200: 10})
+    exact = limits.next_room_at(server, tenant_a, now=NOW)
+
+    limits.roll_up(now=NOW)
+
+    assert exact == T + minutes(-1400 + 1441)
+    assert limits.next_room_at(server, tenant_a, now=NOW) == T + minutes(-1396 + 1441)  # 12:14, its quarter's last
+    assert limits.reserve(server=server, tenant=tenant_a, wanted=1, now=NOW).granted == 0
+
+
 def test_the_upsert_targets_the_models_table():
     assert UsageBucket._meta.db_table == "mailing_usagebucket"
 

@@ -82,7 +82,7 @@ def test_the_list_groups_the_mailings_with_what_may_be_done(alice, tenant_a):
 # the mailings and their counts (2); a running mailing, its tenant, the
 # dashboard's reads, its letters, its creator and its history.
 LIST_QUERIES = 4 + 2
-DETAIL_QUERIES = 4 + 13
+DETAIL_QUERIES = 4 + 10
 
 
 @pytest.mark.parametrize("count", [1, 20])
