@@ -1,6 +1,7 @@
 """The schema's description of our authentication (drf-spectacular finds
 this extension once it is imported: mailing.api.urls does)."""
 
+from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
@@ -12,5 +13,5 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "An API key from Organisation settings → API keys: `Authorization: Bearer pr_…`.",
+            "description": gettext("An API key from Organisation settings → API keys: `Authorization: Bearer pr_…`."),
         }

@@ -74,3 +74,8 @@ def test_a_form_body_is_415(api):
 
 def test_a_list_filter_with_a_bad_id_is_422(api):
     assert problem(api.get(URL, {"list": "nope"}), 422)["errors"] == {"list": ["No such list."]}
+
+
+def test_problems_speak_the_requests_language(api):
+    body = problem(api.post(URL, {"email": "nope"}, HTTP_ACCEPT_LANGUAGE="ru"), 422)
+    assert body["title"] == "Неверные данные" and body["type"] == "urn:postroute:problem:validation"

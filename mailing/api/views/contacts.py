@@ -4,7 +4,9 @@ list with a cursor, read and delete one."""
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.http import Http404
+from django.utils.text import format_lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -21,8 +23,16 @@ from .base import CONTACTS, READ, ApiView, service
 
 LISTS = Prefetch("lists", queryset=ContactList.objects.only("pk", "public_id"))
 CURSOR = [
-    OpenApiParameter("cursor", str, description="next_cursor of the previous page"),
-    OpenApiParameter("limit", int, description=f"1 to {pagination.MAX_LIMIT}, default {pagination.DEFAULT_LIMIT}"),
+    OpenApiParameter("cursor", str, description=gettext_lazy("The next_cursor of the previous page.")),
+    OpenApiParameter(
+        "limit",
+        int,
+        description=format_lazy(
+            gettext_lazy("Rows a page: 1 to {max}, {default} if left out."),
+            max=pagination.MAX_LIMIT,
+            default=pagination.DEFAULT_LIMIT,
+        ),
+    ),
 ]
 
 
@@ -38,7 +48,10 @@ class ContactCollection(ApiView):
     scopes = {"GET": READ, "POST": CONTACTS}
 
     @extend_schema(
-        parameters=[*CURSOR, OpenApiParameter("list", str, description="only the contacts of this list (id)")],
+        parameters=[
+            *CURSOR,
+            OpenApiParameter("list", str, description=gettext_lazy("Only the contacts of this list (its id).")),
+        ],
         responses=paged(ContactSerializer, "ContactPage"),
         operation_id="contacts_list",
     )
@@ -81,7 +94,7 @@ class ContactBulk(ApiView):
         import would: same checks, same merging, each bad row reported."""
         data = self.input(BulkUpsertSerializer)
         contact_list = own_lists(self.tenant, [data["list"]])[0]
-        source = _("API: %(key)s") % {"key": request.auth.name}
+        source = f"API: {request.auth.name}"  # a label, like a file name: not translated
         imp, rejections = import_runner.import_rows(
             contact_list=contact_list, by=None, rows=data["contacts"], source=source
         )
