@@ -517,8 +517,20 @@ def _text(value: object) -> str | None:
     return None
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL stores neither a NUL nor half a surrogate pair (which
+    JSON's \\ud800 escapes can make); a CSV's bytes never decode to either."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def _api_row(line: int, row: object, keys: list[str], mapping: Mapping) -> Parsed | ImportRejection:
     raw = json.dumps(row, ensure_ascii=False, default=str)[:MAX_RAW_CHARS]
+    if not _storable(raw):
+        raw = json.dumps(row, default=str)[:MAX_RAW_CHARS]  # escaped: ASCII only
     if not isinstance(row, dict):
         return _reject(line, _("The row must be an object with an “email”."), raw)
     fields = row.get("fields") or {}
@@ -529,6 +541,8 @@ def _api_row(line: int, row: object, keys: list[str], mapping: Mapping) -> Parse
     cells = [_text(row.get(name)) for name in FIXED] + [_text(fields.get(key)) for key in keys]
     if any(cell is None for cell in cells):
         return _reject(line, _("A value must be text or a number."), raw)
+    if not all(_storable(cell) for cell in cells):
+        return _reject(line, _("A value holds a NUL or an invalid Unicode character."), raw)
     result = _parse(cells, mapping)
     if isinstance(result, tuple):
         return Parsed(line, *result)

@@ -79,3 +79,33 @@ def test_a_list_filter_with_a_bad_id_is_422(api):
 def test_problems_speak_the_requests_language(api):
     body = problem(api.post(URL, {"email": "nope"}, HTTP_ACCEPT_LANGUAGE="ru"), 422)
     assert body["title"] == "Неверные данные" and body["type"] == "urn:postroute:problem:validation"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/suppressions/", {"reason": "x\x00"}),
+        ("/api/v1/mailings/", {"status": "\x00"}),
+        ("/api/v1/contacts/", {"list": "\x00"}),
+        ("/api/v1/contacts/", {"cursor": "\x00", "limit": "\x00"}),
+    ],
+)
+def test_nul_bytes_in_the_query_are_422_not_500(api, path, params):
+    assert problem(api.get(path, params), 422)["errors"]
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_nul_bytes_and_lone_surrogates_in_bodies_are_refused(api, tenant_a, text):
+    customers = make_list(tenant_a)
+    assert problem(api.post(URL, {"email": "a@x.test", "first_name": text}), 422)["errors"]["first_name"]
+    assert problem(api.post("/api/v1/lists/", {"name": text}), 422)["errors"]["name"]
+    rows = [
+        {"email": "a@x.test", "fields": {"city": text}},
+        {"email": text},
+        {"email": "b@x.test", "last_name": text},
+        {"email": "c@x.test"},
+    ]
+    body = api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": rows}).json()
+    assert body["created"] == 1 and [r["index"] for r in body["rejections"]] == [0, 1, 2]
+    encoded = "a%00b" if "\x00" in text else "%ED%A0%80"  # the same, as a client puts it in a path
+    problem(api.delete(f"/api/v1/suppressions/{encoded}/"), 404)

@@ -36,11 +36,11 @@ CURSOR = [
 ]
 
 
-def own_lists(tenant, ids: list) -> list[ContactList]:
+def own_lists(tenant, ids: list, field: str = "lists") -> list[ContactList]:
     """The tenant's lists by public id; another tenant's id is not found."""
     found = list(ContactList.objects.filter(tenant=tenant, public_id__in=ids))
     if len(found) != len(set(ids)):
-        raise invalid({"lists": [_("No such list.")]})
+        raise invalid({field: [_("No such list.")]})
     return found
 
 
@@ -93,7 +93,7 @@ class ContactBulk(ApiView):
         """Create or update up to 10,000 contacts by address, as a CSV
         import would: same checks, same merging, each bad row reported."""
         data = self.input(BulkUpsertSerializer)
-        contact_list = own_lists(self.tenant, [data["list"]])[0]
+        contact_list = own_lists(self.tenant, [data["list"]], field="list")[0]
         source = f"API: {request.auth.name}"  # a label, like a file name: not translated
         imp, rejections = import_runner.import_rows(
             contact_list=contact_list, by=None, rows=data["contacts"], source=source

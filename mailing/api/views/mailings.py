@@ -73,6 +73,8 @@ class MailingCollection(ApiView):
     def get(self, request):
         queryset = _mailings(self.tenant)
         if wanted := request.query_params.get("status"):
+            if wanted not in Mailing.Status.values:
+                raise invalid({"status": [_("One of: %(values)s.") % {"values": ", ".join(Mailing.Status.values)}]})
             queryset = queryset.filter(status=wanted)
         rows, cursor = pagination.page(request, queryset)
         progress = selectors.progress_for(rows)

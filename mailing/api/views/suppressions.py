@@ -9,7 +9,7 @@ from ... import contacts as services
 from ...models import Suppression
 from .. import pagination
 from ..idempotency import idempotent
-from ..problems import Problem
+from ..problems import Problem, invalid
 from ..serializers import SuppressionSerializer, paged
 from .base import CONTACTS, READ, ApiView, service
 from .contacts import CURSOR
@@ -25,6 +25,8 @@ class SuppressionCollection(ApiView):
     def get(self, request):
         queryset = Suppression.objects.filter(tenant=self.tenant)
         if reason := request.query_params.get("reason"):
+            if reason not in Suppression.Reason.values:
+                raise invalid({"reason": [_("One of: %(values)s.") % {"values": ", ".join(Suppression.Reason.values)}]})
             queryset = queryset.filter(reason=reason)
         rows, cursor = pagination.page(request, queryset)
         return Response({"results": SuppressionSerializer(rows, many=True).data, "next_cursor": cursor})
@@ -52,6 +54,6 @@ class SuppressionItem(ApiView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, email):
-        if not services.suppression_remove(tenant=self.tenant, email=email):
+        if "\x00" in email or not services.suppression_remove(tenant=self.tenant, email=email):
             raise Problem(404, "not-found", _("Not found"), _("This address is not suppressed."))
         return Response(status=status.HTTP_204_NO_CONTENT)
