@@ -5,6 +5,7 @@ plus `errors` (field -> messages) when the input was refused."""
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, JsonResponse
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -127,6 +128,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return Response(body, status=exc.status_code, headers=headers, content_type=CONTENT_TYPE)
 
 
+@csrf_exempt  # a key's POST to a wrong path gets this problem, not the CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any /api/v1/ path that names no resource (a bad id included)."""
     body = problem_body(

@@ -78,3 +78,10 @@ def test_the_secret_is_stored_only_as_a_hash(tenant_a):
     assert secret not in str(row) and secret.startswith(row["prefix"]) and len(row["prefix"]) == 11
     assert api_keys.api_key_for_secret(secret) == key
     assert timezone.now() - key.created_at < timedelta(minutes=1)
+
+
+def test_a_signed_in_session_is_no_key(alice, tenant_a):
+    """So a cross-site POST riding on the browser's cookie gets nowhere,
+    and the API needs no CSRF token."""
+    assert problem(alice.client.get(URL), 401)
+    assert problem(alice.client.post(URL, {"email": "a@example.com"}, content_type="application/json"), 401)

@@ -109,3 +109,7 @@ def test_nul_bytes_and_lone_surrogates_in_bodies_are_refused(api, tenant_a, text
     assert body["created"] == 1 and [r["index"] for r in body["rejections"]] == [0, 1, 2]
     encoded = "a%00b" if "\x00" in text else "%ED%A0%80"  # the same, as a client puts it in a path
     problem(api.delete(f"/api/v1/suppressions/{encoded}/"), 404)
+
+
+def test_a_post_to_a_wrong_path_is_a_404_problem_too(api):
+    assert problem(api.post("/api/v1/contact/", {"email": "a@x.test"}), 404)["type"].endswith(":not-found")
