@@ -4,7 +4,8 @@ that lost the answer sends the request again with the same
 
 The key is claimed with an INSERT before the work (a unique row per
 tenant, API key and Idempotency-Key), so two copies racing each other do
-the work once: the second sees the claim and gets 409. The answer (not a
+the work once: the second sees the claim and gets 409 (a claim left by a
+request that died is taken over after ABANDONED). The answer (not a
 5xx) is then stored on the row for API_IDEMPOTENCY_HOURS; the same key
 with another body is refused with 422. config.retention deletes rows past
 their expiry."""
@@ -28,6 +29,9 @@ from .problems import CONTENT_TYPE, Problem
 
 HEADER = "Idempotency-Key"
 MAX_KEY = 255
+# A claim still without an answer this long after it was made belongs to a
+# request whose process died (no API request runs this long).
+ABANDONED = timedelta(minutes=10)
 
 
 def fingerprint(request) -> str:
@@ -68,6 +72,12 @@ def _claim(request, value: str, print_: str) -> ApiIdempotency | Response:
             _("Idempotency-Key reused"),
             _("This Idempotency-Key was used for a different request. Use a new key for a new request."),
         )
+    if stored.status is None and stored.created_at < now - ABANDONED:
+        # Its request died with its process: the first retry takes it over
+        # (a conditional update, so only one of several does).
+        if ApiIdempotency.objects.filter(pk=stored.pk, created_at=stored.created_at).update(created_at=now):
+            stored.created_at = now
+            return stored
     if stored.status is None:
         raise Problem(
             409,

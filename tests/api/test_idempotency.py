@@ -80,3 +80,17 @@ def test_an_expired_key_is_a_new_request(api, tenant_a):
 def test_a_malformed_key_is_400(api, value):
     assert problem(api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY=value), 400)
     assert not ContactList.objects.exists()
+
+
+def test_a_claim_whose_request_died_is_taken_over(api, tenant_a):
+    ApiIdempotency.objects.create(
+        tenant=tenant_a,
+        api_key=api.key,
+        key="dead",
+        fingerprint=_fingerprint(api, {"name": "Leads"}),
+        created_at=timezone.now() - timedelta(minutes=11),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    response = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="dead")
+    assert response.status_code == 201
+    assert ApiIdempotency.objects.get(key="dead").status == 201
