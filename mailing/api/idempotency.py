@@ -72,12 +72,12 @@ def _claim(request, value: str, print_: str) -> ApiIdempotency | Response:
             _("Idempotency-Key reused"),
             _("This Idempotency-Key was used for a different request. Use a new key for a new request."),
         )
-    if stored.status is None and stored.created_at < now - ABANDONED:
-        # Its request died with its process: the first retry takes it over
-        # (a conditional update, so only one of several does).
-        if ApiIdempotency.objects.filter(pk=stored.pk, created_at=stored.created_at).update(created_at=now):
-            stored.created_at = now
-            return stored
+    # A claim whose request died with its process: the first retry takes
+    # it over (a conditional update, so only one of several does).
+    abandoned = ApiIdempotency.objects.filter(pk=stored.pk, status=None, created_at__lt=now - ABANDONED)
+    if abandoned.update(created_at=now):
+        stored.created_at = now
+        return stored
     if stored.status is None:
         raise Problem(
             409,
