@@ -110,7 +110,10 @@ class MailingSerializer(serializers.Serializer):
         child=serializers.UUIDField(),
         max_length=100,
         required=False,
-        help_text=_("In the order to use them. Left out: every server available, in the default order."),
+        help_text=_(
+            "The servers it may use, tried in the organisation's order (as on the page). Left out: every server "
+            "available."
+        ),
     )
     status = serializers.CharField(read_only=True)
     preparing = serializers.BooleanField(read_only=True, help_text=_("Its letters are being made after a start."))
