@@ -21,7 +21,7 @@ BOUNCES = (BounceReport.Kind.HARD, BounceReport.Kind.SOFT, BounceReport.Kind.REF
 class BounceFeed(ApiView):
     scopes = {"GET": READ}
 
-    @extend_schema(parameters=CURSOR, responses=paged(BounceSerializer, "BouncePage"))
+    @extend_schema(parameters=CURSOR, responses=paged(BounceSerializer, "BouncePage"), operation_id="bounces_list")
     def get(self, request):
         reports = BounceReport.objects.filter(
             tenant=self.tenant, kind__in=BOUNCES, letter__isnull=False, matched_by__in=BounceReport.CONFIRMING
@@ -33,7 +33,9 @@ class BounceFeed(ApiView):
 class UnsubscribeFeed(ApiView):
     scopes = {"GET": READ}
 
-    @extend_schema(parameters=CURSOR, responses=paged(UnsubscribeSerializer, "UnsubscribePage"))
+    @extend_schema(
+        parameters=CURSOR, responses=paged(UnsubscribeSerializer, "UnsubscribePage"), operation_id="unsubscribes_list"
+    )
     def get(self, request):
         unsubscribed = Suppression.objects.filter(tenant=self.tenant, reason=Suppression.Reason.UNSUBSCRIBED)
         rows, cursor = pagination.page(request, unsubscribed, feed=True)

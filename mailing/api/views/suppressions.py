@@ -21,6 +21,7 @@ class SuppressionCollection(ApiView):
     @extend_schema(
         parameters=[*CURSOR, OpenApiParameter("reason", str, enum=Suppression.Reason.values)],
         responses=paged(SuppressionSerializer, "SuppressionPage"),
+        operation_id="suppressions_list",
     )
     def get(self, request):
         queryset = Suppression.objects.filter(tenant=self.tenant)
