@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from . import services
-from .models import Role, Tenant, User, normalize_email_address
+from .models import ApiScope, Role, Tenant, User, normalize_email_address
 from .timezones import DEFAULT_ZONE, zone_choices
 
 
@@ -156,3 +156,17 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
         # The link is built from SITE_URL, not from the request's Host
         # header that Django's form puts in the context.
         services.password_reset_send(user=context["user"], base_url=settings.SITE_URL)
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        label=gettext_lazy("Name"),
+        max_length=100,
+        help_text=gettext_lazy("What uses the key, e.g. “CRM (production)”."),
+    )
+    scopes = forms.MultipleChoiceField(
+        label=gettext_lazy("Scopes"),
+        choices=ApiScope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiScope.READ],
+    )

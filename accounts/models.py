@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.contrib.sessions.base_session import AbstractBaseSession
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -251,3 +252,79 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key[:12]}…: {self.count}"
+
+
+class ApiScope(models.TextChoices):
+    """What an API key may do (mailing.api.permissions)."""
+
+    READ = "read", _("Read contacts, lists, templates, mailings, bounces and unsubscribes")
+    CONTACTS = "contacts", _("Change contacts, lists and suppressions")
+    MAILINGS = "mailings", _("Create, start, pause, resume and cancel mailings")
+    SERVERS_READ = "servers-read", _("Read servers: limits, what is left, health")
+
+
+class ApiKey(models.Model):
+    """A key a tenant's integration (a CRM) calls the API with. Only the
+    SHA-256 of the secret is kept: the secret is 256 random bits, so a slow
+    hash would add nothing but cost on every request. `prefix` is the
+    secret's visible start, to tell keys apart on the page."""
+
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="api_keys", verbose_name=_("organisation")
+    )
+    name = models.CharField(_("name"), max_length=100)
+    scopes = models.JSONField(_("scopes"), default=list)  # ApiScope values
+    prefix = models.CharField(_("prefix"), max_length=16)
+    secret_hash = models.CharField(_("secret hash"), max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def scope_labels(self) -> list[str]:
+        return [str(ApiScope(s).label) for s in self.scopes if s in ApiScope.values]
+
+
+class ApiIdempotency(models.Model):
+    """The answer to a POST sent with an Idempotency-Key, kept for a day
+    (API_IDEMPOTENCY_HOURS): the same key again replays it. Per key and
+    tenant: two integrations never see each other's answers."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", verbose_name=_("API key"))
+    key = models.CharField(_("idempotency key"), max_length=255)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)  # SHA-256 of the method, the path and the body
+    status = models.PositiveSmallIntegerField(_("response status"), null=True)  # None while the first request runs
+    body = models.JSONField(_("response body"), null=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), db_index=True)
+
+    class Meta:
+        verbose_name = _("API idempotency key")
+        verbose_name_plural = _("API idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "api_key", "key"], name="api_idempotency_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

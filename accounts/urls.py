@@ -3,7 +3,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import path, reverse_lazy
 
 from .forms import PasswordResetForm
-from .views import auth, invitations, language, team, tenants, two_factor
+from .views import api_keys, auth, invitations, language, team, tenants, two_factor
 from .views.limited import PasswordResetView, resend_limited, signup_limited
 
 app_name = "accounts"
@@ -71,6 +71,8 @@ urlpatterns = [
     path("team/members/<uuid:public_id>/remove/", team.member_remove, name="member_remove"),
     path("team/invitations/<uuid:public_id>/revoke/", team.invitation_revoke, name="invitation_revoke"),
     path("organisation/", tenants.organisation, name="organisation"),
+    path("organisation/api-keys/", api_keys.api_key_list, name="api_keys"),
+    path("organisation/api-keys/<uuid:public_id>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
     path("organisations/new/", tenants.tenant_new, name="tenant_new"),
     path("organisations/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("language/", language.language_set, name="language_set"),

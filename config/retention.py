@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import AuthThrottle, UserSession
+from accounts.models import ApiIdempotency, AuthThrottle, UserSession
 from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing
 from servers.models import ConnectionTest
 
@@ -80,6 +80,9 @@ def apply_retention(*, run_seconds: float | None = None) -> Report:
         _in_batches("import_rejections", old, _delete, report, deadline)
     if cutoff := _cutoff(r["bounce_reports"]):
         _in_batches("bounce_reports", BounceReport.objects.filter(received_at__lt=cutoff), _delete, report, deadline)
+    # Idempotency keys' answers, once past their day (mailing.api.idempotency).
+    used = ApiIdempotency.objects.filter(expires_at__lt=timezone.now())
+    _in_batches("api_idempotency_keys", used, _delete, report, deadline)
     sessions = UserSession.objects.filter(expire_date__lt=timezone.now())
     _in_batches("expired_sessions", sessions, _delete, report, deadline)
     return report

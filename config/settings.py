@@ -152,6 +152,37 @@ RETENTION_DAYS = {
 RETENTION_BATCH = env.int("RETENTION_BATCH", default=1000)
 RETENTION_RUN_SECONDS = env.int("RETENTION_RUN_SECONDS", default=480)
 
+# The HTTP API (mailing/api, README "API"): requests per minute per key,
+# the largest JSON body (a bulk upsert of API_BULK_MAX_ROWS contacts fits),
+# and how long an Idempotency-Key's answer is kept.
+API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=600)
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+API_BULK_MAX_ROWS = 10_000
+API_IDEMPOTENCY_HOURS = env.int("API_IDEMPOTENCY_HOURS", default=24)
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "mailing.api.problems.exception_handler",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["mailing.api.parsers.BoundedJSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Postroute API",
+    "DESCRIPTION": (
+        "Push contacts, start mailings, and read what each server may still send and which addresses bounced "
+        "or unsubscribed. Authenticate with `Authorization: Bearer <key>` (Organisation settings → API keys). "
+        "Errors are RFC 9457 problem details (`application/problem+json`)."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",  # operations grouped by resource: contacts, lists, mailings…
+}
+
 # Operations: /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`
 # (empty: nobody); /readyz wants beat and a worker on every queue seen
 # within READY_HEARTBEAT_MAX_AGE seconds.
@@ -179,6 +210,9 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "csp",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "servers",
     "mailing",

@@ -34,6 +34,7 @@ urlpatterns = [
     path("mailings/", include("mailing.urls_mailings")),
     path("bounces/", include("mailing.urls_bounces")),
     path("dashboard/", include("mailing.urls_dashboard")),
+    path("api/", include("mailing.api.urls")),
     path("u/<str:token>/", unsubscribe, name="unsubscribe"),
     # The strings of static/js in the page's language (djangojs catalogue).
     path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript_catalog"),

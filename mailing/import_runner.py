@@ -5,8 +5,9 @@ bad row as an ImportRejection with the line it starts on."""
 import codecs
 import csv
 import io
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts import languages
+from accounts.models import Tenant, User
 from servers.validators import no_control_chars
 
 from . import contacts
@@ -37,7 +39,7 @@ from .imports import (
     _remove_file,
     imports_dir,
 )  # fmt: skip
-from .models import Contact, ContactImport, ImportRejection
+from .models import Contact, ContactImport, ContactList, ImportRejection
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +175,20 @@ def _run(imp: ContactImport) -> None:
         reader = csv.reader(source, delimiter=imp.delimiter or ",")
         _skip_header(reader)
         rows = _rows(reader, source, mapping, imp.delimiter or ",")
-        batch: list[Parsed | ImportRejection] = []
-        for item in rows:
-            batch.append(item)
-            if len(batch) >= BATCH_ROWS:
-                _save_batch(imp, batch, counts, source.offset)
-                batch = []
-        _save_batch(imp, batch, counts, source.offset)
+        _stream(imp, rows, counts, lambda: source.offset)
+
+
+def _stream(
+    imp: ContactImport, rows: Iterable[Parsed | ImportRejection], counts: Counts, offset: Callable[[], int]
+) -> None:
+    """Save the rows in batches of BATCH_ROWS, one transaction each."""
+    batch: list[Parsed | ImportRejection] = []
+    for item in rows:
+        batch.append(item)
+        if len(batch) >= BATCH_ROWS:
+            _save_batch(imp, batch, counts, offset())
+            batch = []
+    _save_batch(imp, batch, counts, offset())
 
 
 def _skip_header(reader: "csv._reader") -> None:
@@ -424,3 +433,117 @@ def _upsert(imp: ContactImport, merged: dict[str, _Merged]) -> int:
         [through(contact_id=pk, contactlist_id=imp.contact_list_id) for pk in ids], ignore_conflicts=True
     )
     return len(new)
+
+
+# ---------- Rows sent through the API ----------
+
+FIXED = ["email", "first_name", "last_name"]
+
+
+def import_rows(
+    *, contact_list: ContactList, by: User | None, rows: list[object], source: str
+) -> tuple[ContactImport, list[ImportRejection]]:
+    """Import contacts given as objects ({"email", "first_name",
+    "last_name", "fields": {key: value}}), as a CSV import would import the
+    same rows: each becomes the cells of a row, checked by the same _parse,
+    saved by the same batches into `contact_list`, and recorded as an
+    import (with `source` as its file name) whose rejected rows carry their
+    position (from 1) as their line. Runs here, in the caller's process: a
+    request holds at most API_BULK_MAX_ROWS rows. Field keys not defined
+    yet are created, as the import's "new field" column choice does."""
+    tenant = contact_list.tenant
+    keys = _field_keys(tenant, rows)
+    mapping = {str(i): target for i, target in enumerate([*FIXED, *(FIELD_PREFIX + k for k in keys)])}
+    imp = ContactImport.objects.create(
+        tenant=tenant,
+        contact_list=contact_list,
+        created_by=by,
+        file_name=source[:255],
+        header=[*FIXED, *keys],
+        mapping=mapping,
+        status=Status.RUNNING,
+    )
+    counts, rejections = Counts(), []
+    parsed = Mapping.from_json(mapping)
+
+    def items() -> Iterator[Parsed | ImportRejection]:
+        for line, row in enumerate(rows, start=1):
+            item = _api_row(line, row, keys, parsed)
+            if isinstance(item, ImportRejection):
+                rejections.append(item)
+            yield item
+
+    with connection.cursor() as cursor, _runner_lock(imp.pk, cursor=cursor):
+        try:
+            _stream(imp, items(), counts, lambda: 0)
+        except BaseException:
+            _finish(
+                imp, Status.FAILED, _("An unexpected error stopped the import. The rows counted above were imported.")
+            )
+            raise
+        _finish(imp, Status.DONE)
+    imp.refresh_from_db()
+    return imp, rejections
+
+
+def _field_keys(tenant: Tenant, rows: list[object]) -> list[str]:
+    """The custom field keys the rows use that may be fields (a valid
+    placeholder name, not a standard one), at most MAX_COLUMNS of them;
+    the missing ones are created. A row with any other key is rejected."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        extra = row.get("fields") if isinstance(row, dict) else None
+        if isinstance(extra, dict):
+            for key in extra:
+                if key in seen or len(seen) >= MAX_COLUMNS:
+                    continue
+                if isinstance(key, str) and contacts.KEY.fullmatch(key) and key not in contacts.RESERVED_KEYS:
+                    seen[key] = None
+    keys = list(seen)
+    for key in keys:
+        contacts.custom_field_for_header(tenant=tenant, header=key)
+    return keys
+
+
+def _text(value: object) -> str | None:
+    """A cell's text: strings as they are, numbers as written, null as
+    empty; anything else (an object, a list) is no cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return None
+
+
+def _storable(text: str) -> bool:
+    """PostgreSQL stores neither a NUL nor half a surrogate pair (which
+    JSON's \\ud800 escapes can make); a CSV's bytes never decode to either."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _api_row(line: int, row: object, keys: list[str], mapping: Mapping) -> Parsed | ImportRejection:
+    raw = json.dumps(row, ensure_ascii=False, default=str)[:MAX_RAW_CHARS]
+    if not _storable(raw):
+        raw = json.dumps(row, default=str)[:MAX_RAW_CHARS]  # escaped: ASCII only
+    if not isinstance(row, dict):
+        return _reject(line, _("The row must be an object with an “email”."), raw)
+    fields = row.get("fields") or {}
+    if not isinstance(fields, dict):
+        return _reject(line, _("“fields” must be an object of field names and values."), raw)
+    if unknown := [k for k in fields if k not in keys]:
+        return _reject(line, _("Not a field name: %(keys)s.") % {"keys": ", ".join(map(str, unknown))[:200]}, raw)
+    cells = [_text(row.get(name)) for name in FIXED] + [_text(fields.get(key)) for key in keys]
+    if any(cell is None for cell in cells):
+        return _reject(line, _("A value must be text or a number."), raw)
+    if not all(_storable(cell) for cell in cells):
+        return _reject(line, _("A value holds a NUL or an invalid Unicode character."), raw)
+    result = _parse(cells, mapping)
+    if isinstance(result, tuple):
+        return Parsed(line, *result)
+    return _reject(line, result, raw)

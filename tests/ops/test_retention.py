@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import AuthThrottle, UserSession
+from accounts import api_keys
+from accounts.models import ApiIdempotency, AuthThrottle, UserSession
 from config.retention import apply_retention
 from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing, MailingEvent
 from servers.models import ConnectionTest
@@ -58,6 +59,9 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     ConnectionTest.objects.filter(pk=running.pk).update(created_at=days_ago(40))
     UserSession.objects.create(session_key="a" * 32, session_data="", expire_date=days_ago(1))
     UserSession.objects.create(session_key="b" * 32, session_data="", expire_date=days_ago(-1))
+    key, _ = api_keys.api_key_create(tenant=tenant_a, by=None, name="CRM", scopes=["read"])
+    for n, expires in enumerate((days_ago(0.1), days_ago(-0.5))):
+        ApiIdempotency.objects.create(tenant=tenant_a, api_key=key, key=f"k{n}", fingerprint="f", expires_at=expires)
 
     report = apply_retention()
 
@@ -68,6 +72,7 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
         "throttles": 3,
         "import_rejections": 3,
         "bounce_reports": 3,
+        "api_idempotency_keys": 1,
         "expired_sessions": 1,
     }
     assert Letter.objects.filter(mailing=old_mailing).count() == 5  # the letters stay, with address and result
@@ -78,6 +83,7 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     assert set(ConnectionTest.objects.values_list("status", flat=True)) == {"passed", "running"}
     assert AuthThrottle.objects.count() == 1 and BounceReport.objects.count() == 1
     assert list(UserSession.objects.values_list("session_key", flat=True)) == ["b" * 32]
+    assert list(ApiIdempotency.objects.values_list("key", flat=True)) == ["k1"]  # the one within its day
     assert apply_retention().counts == dict.fromkeys(report.counts, 0)  # nothing left to do
 
 

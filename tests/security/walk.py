@@ -9,6 +9,7 @@ from django.apps import apps
 from django.db import models
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from accounts import api_keys
 from accounts.models import Invitation, Membership, Tenant
 from mailing import mailings
 from mailing.models import BounceReport, ContactImport, ImportRejection, Mailing, Suppression
@@ -27,6 +28,7 @@ OWN_ACCOUNT = ("accounts/logout/", "accounts/team/leave/", "accounts/security/re
 # contacts, templates and mailings.
 MANAGER_AREAS = ("servers/", "accounts/team/")
 
+SUPPRESSED = "suppressed-a@x.test"
 # Tenant A's data, each where only A may see it; the data endpoints carry
 # most of them.
 SECRETS = [
@@ -44,6 +46,7 @@ SECRETS = [
     b"suppressed-a@x.test",
     b"bounced-a@x.test",
     b"new@acme.test",
+    b"unsubscribed-a@x.test",
 ]
 DATA_TYPES = ("application/json", "text/csv")
 
@@ -57,7 +60,19 @@ def walk(patterns: list | None = None, prefix: str = "") -> Iterator[tuple[str, 
 
 
 def tenant_routes() -> list[tuple[str, URLPattern]]:
-    return [(r, p) for r, p in walk() if not r.startswith((*PUBLIC_PREFIXES, *OWN_ACCOUNT, "staff/"))]
+    """The routes a session reaches; the API's answer to keys instead
+    (api_routes, walked by tests/security/test_api_isolation.py)."""
+    skipped = (*PUBLIC_PREFIXES, *OWN_ACCOUNT, "staff/", API_PREFIX)
+    return [(r, p) for r, p in walk() if not r.startswith(skipped)]
+
+
+API_PREFIX = "api/v1/"
+
+
+def api_routes() -> list[tuple[str, URLPattern]]:
+    """Every API resource route; the catch-all that answers 404 to any
+    other path is not one."""
+    return [(r, p) for r, p in walk() if r.startswith(API_PREFIX) and "<path:" not in r]
 
 
 def tenant_a_objects(tenant_a: Tenant, alice, tmp_path: Path) -> list[uuid.UUID]:
@@ -96,7 +111,7 @@ def tenant_a_objects(tenant_a: Tenant, alice, tmp_path: Path) -> list[uuid.UUID]
         delimiter=",",
         header=["Email", "A-column"],
     )
-    Suppression.objects.create(tenant=tenant_a, email="suppressed-a@x.test", reason=Suppression.Reason.MANUAL)
+    Suppression.objects.create(tenant=tenant_a, email=SUPPRESSED, reason=Suppression.Reason.MANUAL)
     report = BounceReport.objects.create(
         tenant=tenant_a, mailbox=mailbox, source_key="imap:INBOX:1:1", kind="hard", recipient="bounced-a@x.test"
     )
@@ -113,13 +128,18 @@ def tenant_a_objects(tenant_a: Tenant, alice, tmp_path: Path) -> list[uuid.UUID]
         report,
         Membership.objects.get(user=alice.user),
         Invitation.objects.create(tenant=tenant_a, email="new@acme.test"),
+        api_keys.api_key_create(tenant=tenant_a, by=alice.user, name="A-key", scopes=["read"])[0],
     ]
     return [o.public_id for o in objects]
 
 
 def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
     """Every way to fill the route's parameters with tenant A's objects."""
-    fillings = {"<uuid:public_id>": [str(i) for i in ids], "<slug:action>": ACTIONS}
+    fillings = {
+        "<uuid:public_id>": [str(i) for i in ids],
+        "<slug:action>": ACTIONS,
+        "<str:email>": [SUPPRESSED],
+    }
     urls = ["/" + route]
     for name, values in fillings.items():
         urls = [u.replace(name, v, 1) for u in urls for v in values] if name in route else urls

@@ -1,0 +1,141 @@
+"""Every API error in one shape: RFC 9457 problem details, served as
+application/problem+json with type, title, status, detail and instance,
+plus `errors` (field -> messages) when the input was refused."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpRequest, JsonResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+CONTENT_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:postroute:problem:"
+
+# DRF's exception -> (our type, title).
+TITLES = {
+    exceptions.ParseError: ("malformed", gettext_lazy("Malformed request")),
+    exceptions.AuthenticationFailed: ("unauthenticated", gettext_lazy("Not authenticated")),
+    exceptions.NotAuthenticated: ("unauthenticated", gettext_lazy("Not authenticated")),
+    exceptions.PermissionDenied: ("forbidden", gettext_lazy("Forbidden")),
+    exceptions.NotFound: ("not-found", gettext_lazy("Not found")),
+    exceptions.MethodNotAllowed: ("method-not-allowed", gettext_lazy("Method not allowed")),
+    exceptions.NotAcceptable: ("not-acceptable", gettext_lazy("Not acceptable")),
+    exceptions.UnsupportedMediaType: ("unsupported-media-type", gettext_lazy("Unsupported media type")),
+    exceptions.Throttled: ("rate-limited", gettext_lazy("Too many requests")),
+}
+
+
+class Problem(exceptions.APIException):
+    """An error of ours, with its type slug and, for refused input, the
+    messages per field."""
+
+    def __init__(self, status_code: int, slug: str, title: str, detail: str = "", errors: dict | None = None) -> None:
+        super().__init__(detail or title)
+        self.status_code = status_code
+        self.slug, self.title, self.errors = slug, title, errors
+
+
+def invalid(errors: dict, detail: str = "") -> Problem:
+    return Problem(422, "validation", _("Invalid input"), detail or _("Some fields are not valid."), errors)
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "conflict", _("Not possible now"), detail)
+
+
+def from_service(exc: DjangoValidationError) -> Problem:
+    """A service's refusal: per field when it names fields (the input is
+    wrong), else a conflict with the current state (a draft that cannot be
+    paused, nobody to send to)."""
+    if hasattr(exc, "error_dict"):
+        return invalid({field: [str(m) for m in msgs] for field, msgs in exc.message_dict.items()})
+    return conflict(" ".join(exc.messages))
+
+
+def _flatten(detail: object, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested errors as field paths: contacts.3.email -> messages."""
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = "" if key == "non_field_errors" else str(key)
+            out.update(_flatten(value, f"{prefix}.{name}".strip(".") if name else prefix))
+        return out
+    if isinstance(detail, list) and detail and all(isinstance(d, (dict, list)) for d in detail):
+        out = {}
+        for i, value in enumerate(detail):
+            out.update(_flatten(value, f"{prefix}.{i}".strip(".")))
+        return out
+    messages = [str(d) for d in detail] if isinstance(detail, list) else [str(detail)]
+    return {prefix or "non_field_errors": messages} if messages else {}
+
+
+def problem_body(*, status_code: int, slug: str, title: str, detail: str, instance: str, errors=None) -> dict:
+    body = {
+        "type": TYPE_PREFIX + slug,
+        "title": str(title),
+        "status": status_code,
+        "detail": str(detail),
+        "instance": instance,
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's hook: Django's 404 and 403 become DRF's first; anything else
+    unknown is left to Django (a real 500, logged)."""
+    from django.core.exceptions import PermissionDenied
+    from django.http import Http404
+
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = from_service(exc)
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    errors = None
+    if isinstance(exc, Problem):
+        slug, title, errors = exc.slug, exc.title, exc.errors
+        detail = str(exc.detail)
+    elif isinstance(exc, exceptions.ValidationError):
+        slug, title = "validation", _("Invalid input")
+        errors, detail = _flatten(exc.detail), _("Some fields are not valid.")
+        exc.status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    else:
+        slug, title = next(
+            ((s, t) for cls, (s, t) in TITLES.items() if isinstance(exc, cls)), ("error", _("Request refused"))
+        )
+        detail = str(exc.detail)
+    request = context.get("request")
+    body = problem_body(
+        status_code=exc.status_code,
+        slug=slug,
+        title=str(title),
+        detail=detail,
+        instance=request.path if request is not None else "",
+        errors=errors,
+    )
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None) is not None:
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    return Response(body, status=exc.status_code, headers=headers, content_type=CONTENT_TYPE)
+
+
+@csrf_exempt  # a key's POST to a wrong path gets this problem, not the CSRF page
+def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    """Any /api/v1/ path that names no resource (a bad id included)."""
+    body = problem_body(
+        status_code=404,
+        slug="not-found",
+        title=_("Not found"),
+        detail=_("There is no such resource."),
+        instance=request.path,
+    )
+    return JsonResponse(body, status=404, content_type=CONTENT_TYPE)

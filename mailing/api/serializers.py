@@ -1,0 +1,184 @@
+"""What the API reads and writes. Output serializers are read-only views
+of the models (public ids, never database ids); input serializers check
+only shapes and sizes: the services check the rest, as for the pages."""
+
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import contacts
+
+UUIDS = serializers.ListField(child=serializers.UUIDField(), max_length=100)
+
+
+class ContactSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    email = serializers.CharField(max_length=254)
+    first_name = serializers.CharField(max_length=contacts.MAX_NAME_LENGTH, allow_blank=True, required=False)
+    last_name = serializers.CharField(max_length=contacts.MAX_NAME_LENGTH, allow_blank=True, required=False)
+    fields = serializers.DictField(
+        child=serializers.CharField(max_length=contacts.MAX_VALUE_LENGTH, allow_blank=True), required=False
+    )
+    lists = serializers.ListField(child=serializers.UUIDField(), max_length=100, required=False, write_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["lists"] = [str(lst.public_id) for lst in instance.lists.all()]
+        return data
+
+
+class BulkContactSerializer(serializers.Serializer):
+    """One row of a bulk upsert (documentation: rows are checked one by
+    one by the import, and a bad row is reported, not the request)."""
+
+    email = serializers.CharField()
+    first_name = serializers.CharField(required=False)
+    last_name = serializers.CharField(required=False)
+    fields = serializers.DictField(child=serializers.CharField(), required=False)
+
+
+@extend_schema_field(BulkContactSerializer)
+class BulkRowField(serializers.JSONField):
+    pass
+
+
+class BulkUpsertSerializer(serializers.Serializer):
+    list = serializers.UUIDField(help_text=_("The list the contacts join (as a CSV import's target list)."))
+    contacts = serializers.ListField(child=BulkRowField(), min_length=1, max_length=settings.API_BULK_MAX_ROWS)
+
+
+class RejectionSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text=_("The row's position in `contacts`, from 0."))
+    reason = serializers.CharField()
+
+
+class BulkResultSerializer(serializers.Serializer):
+    import_id = serializers.UUIDField()
+    rows = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    rejections = RejectionSerializer(many=True)
+
+
+class ContactListSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    name = serializers.CharField(max_length=120)
+    contact_count = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class SuppressionSerializer(serializers.Serializer):
+    email = serializers.CharField(max_length=254)
+    reason = serializers.CharField(read_only=True)
+    note = serializers.CharField(max_length=300, allow_blank=True, required=False)
+    created_at = serializers.DateTimeField(read_only=True)
+
+
+class TemplateSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    name = serializers.CharField()
+    subject = serializers.CharField()
+    sender_email = serializers.CharField()
+    sender_name = serializers.CharField()
+    reply_to = serializers.CharField()
+    text_body = serializers.CharField()
+    html_body = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    sending = serializers.IntegerField()
+    deferred = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    bounced = serializers.IntegerField()
+
+
+class MailingSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    name = serializers.CharField(max_length=150)
+    template = serializers.UUIDField()
+    lists = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=100)
+    servers = serializers.ListField(
+        child=serializers.UUIDField(),
+        max_length=100,
+        required=False,
+        help_text=_(
+            "The servers it may use, tried in the organisation's order (as on the page). Left out: every server "
+            "available."
+        ),
+    )
+    status = serializers.CharField(read_only=True)
+    preparing = serializers.BooleanField(read_only=True, help_text=_("Its letters are being made after a start."))
+    start_error = serializers.CharField(read_only=True)
+    letter_count = serializers.IntegerField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    started_at = serializers.DateTimeField(read_only=True)
+    finished_at = serializers.DateTimeField(read_only=True)
+    resume_at = serializers.DateTimeField(
+        read_only=True, help_text=_("While waiting for limits: when sending resumes.")
+    )
+    progress = ProgressSerializer(read_only=True)
+
+
+class MailingActionSerializer(serializers.Serializer):
+    confirm_rejected = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=_("Start even though receivers will reject the letters of some server (DMARC p=reject)."),
+    )
+
+
+class WindowSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True)
+    used = serializers.IntegerField(allow_null=True)
+    left = serializers.IntegerField(allow_null=True)
+
+
+class ServerSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    platform = serializers.BooleanField()
+    enabled = serializers.BooleanField()
+    health = serializers.CharField()
+    state = serializers.CharField()
+    state_label = serializers.CharField()
+    left = serializers.IntegerField(allow_null=True, help_text=_("Letters it may take now; null: no limit."))
+    resume_at = serializers.DateTimeField(allow_null=True)
+    minute = WindowSerializer()
+    hour = WindowSerializer()
+    day = WindowSerializer()
+    quota = WindowSerializer(help_text=_("Your daily quota on a platform server."))
+
+
+class BounceSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    email = serializers.CharField(source="letter.email")
+    kind = serializers.CharField()
+    status = serializers.CharField()
+    diagnostic = serializers.CharField()
+    mailing = serializers.UUIDField(source="letter.mailing.public_id")
+    letter = serializers.UUIDField(source="letter.public_id")
+    received_at = serializers.DateTimeField()
+
+
+class UnsubscribeSerializer(serializers.Serializer):
+    email = serializers.CharField()
+    note = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+def paged(item: type[serializers.Serializer], name: str) -> type[serializers.Serializer]:
+    """The schema of a page: results and the next cursor."""
+    return type(
+        name,
+        (serializers.Serializer,),
+        {"results": item(many=True), "next_cursor": serializers.CharField(allow_null=True)},
+    )

@@ -1,0 +1,46 @@
+"""/api/: the schema, its reference page, and version 1 of the API. Every
+view here answers to a key, not to a session: none needs a login."""
+
+from django.contrib.auth.decorators import login_not_required
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from . import schema  # noqa: F401 (registers the authentication's description)
+from .problems import not_found
+from .views import contacts, feeds, lists, mailings, servers, suppressions, templates
+
+app_name = "api"
+
+
+def _key(view):
+    return login_not_required(view.as_view())
+
+
+urlpatterns = [
+    path("schema/", _key(SpectacularAPIView), name="schema"),
+    # Swagger UI from our static files (drf-spectacular-sidecar) and its
+    # set-up script from a URL of its own: nothing inline, for the CSP.
+    path(
+        "docs/",
+        login_not_required(SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/docs.html")),
+        name="docs",
+    ),
+    path("v1/contacts/", _key(contacts.ContactCollection), name="contacts"),
+    path("v1/contacts/bulk/", _key(contacts.ContactBulk), name="contacts_bulk"),
+    path("v1/contacts/<uuid:public_id>/", _key(contacts.ContactItem), name="contact"),
+    path("v1/lists/", _key(lists.ListCollection), name="lists"),
+    path("v1/lists/<uuid:public_id>/", _key(lists.ListItem), name="list"),
+    path("v1/suppressions/", _key(suppressions.SuppressionCollection), name="suppressions"),
+    path("v1/suppressions/<str:email>/", _key(suppressions.SuppressionItem), name="suppression"),
+    path("v1/templates/", _key(templates.TemplateCollection), name="templates"),
+    path("v1/templates/<uuid:public_id>/", _key(templates.TemplateItem), name="template"),
+    path("v1/mailings/", _key(mailings.MailingCollection), name="mailings"),
+    path("v1/mailings/<uuid:public_id>/", _key(mailings.MailingItem), name="mailing"),
+    path("v1/mailings/<uuid:public_id>/<slug:action>/", _key(mailings.MailingAction), name="mailing_action"),
+    path("v1/servers/", _key(servers.ServerCollection), name="servers"),
+    path("v1/servers/<uuid:public_id>/", _key(servers.ServerItem), name="server"),
+    path("v1/bounces/", _key(feeds.BounceFeed), name="bounces"),
+    path("v1/unsubscribes/", _key(feeds.UnsubscribeFeed), name="unsubscribes"),
+    # Anything else under v1 (a malformed id too): a problem, not a page.
+    path("v1/<path:rest>", login_not_required(not_found), name="not_found"),
+]

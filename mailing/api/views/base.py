@@ -1,0 +1,46 @@
+"""The base of every API view: a key's authentication, its scopes, its
+rate limit and JSON only; and the tenant the key acts for."""
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework.renderers import JSONRenderer
+from rest_framework.views import APIView
+
+from accounts.models import Tenant
+
+from ..auth import ApiKeyAuthentication, HasScope, KeyRateThrottle
+from ..parsers import BoundedJSONParser
+from ..problems import from_service
+
+READ = "read"
+CONTACTS = "contacts"
+MAILINGS = "mailings"
+SERVERS_READ = "servers-read"
+
+
+class ApiView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasScope]
+    throttle_classes = [KeyRateThrottle]
+    parser_classes = [BoundedJSONParser]
+    renderer_classes = [JSONRenderer]
+    metadata_class = None  # OPTIONS: 405, not a description of the view
+    scopes: dict[str, str] = {}
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.request.auth.tenant
+
+    def input(self, serializer_class, data=None) -> dict:
+        """The request's body checked for shape; refused with 422."""
+        serializer = serializer_class(data=self.request.data if data is None else data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+
+def service(call, **kwargs):
+    """Call a service; its ValidationError becomes a problem (422 for a
+    field, 409 for the state of things)."""
+    try:
+        return call(**kwargs)
+    except DjangoValidationError as exc:
+        raise from_service(exc) from exc

@@ -1,0 +1,122 @@
+"""Contacts: create one, upsert many by address (the CSV import's path),
+list with a cursor, read and delete one."""
+
+from django.core.exceptions import ValidationError
+from django.db.models import Prefetch
+from django.http import Http404
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from ... import contacts as services
+from ... import import_runner
+from ...access import get_contact, get_contact_list
+from ...models import Contact, ContactList
+from .. import pagination
+from ..idempotency import idempotent
+from ..problems import invalid
+from ..serializers import BulkResultSerializer, BulkUpsertSerializer, ContactSerializer, paged
+from .base import CONTACTS, READ, ApiView, service
+
+LISTS = Prefetch("lists", queryset=ContactList.objects.only("pk", "public_id"))
+CURSOR = [
+    OpenApiParameter("cursor", str, description=gettext_lazy("The next_cursor of the previous page.")),
+    OpenApiParameter(
+        "limit",
+        int,
+        description=format_lazy(
+            gettext_lazy("Rows a page: 1 to {max}, {default} if left out."),
+            max=pagination.MAX_LIMIT,
+            default=pagination.DEFAULT_LIMIT,
+        ),
+    ),
+]
+
+
+def own_lists(tenant, ids: list, field: str = "lists") -> list[ContactList]:
+    """The tenant's lists by public id; another tenant's id is not found."""
+    found = list(ContactList.objects.filter(tenant=tenant, public_id__in=ids))
+    if len(found) != len(set(ids)):
+        raise invalid({field: [_("No such list.")]})
+    return found
+
+
+class ContactCollection(ApiView):
+    scopes = {"GET": READ, "POST": CONTACTS}
+
+    @extend_schema(
+        parameters=[
+            *CURSOR,
+            OpenApiParameter("list", str, description=gettext_lazy("Only the contacts of this list (its id).")),
+        ],
+        responses=paged(ContactSerializer, "ContactPage"),
+        operation_id="contacts_list",
+    )
+    def get(self, request):
+        queryset = Contact.objects.filter(tenant=self.tenant).prefetch_related(LISTS)
+        if (list_id := request.query_params.get("list")) is not None:
+            queryset = queryset.filter(lists=self._list(list_id))
+        rows, cursor = pagination.page(request, queryset)
+        return Response({"results": ContactSerializer(rows, many=True).data, "next_cursor": cursor})
+
+    def _list(self, public_id: str) -> ContactList:
+        try:
+            return get_contact_list(self.tenant, public_id)
+        except (Http404, ValidationError):  # a malformed id or another tenant's: the same answer
+            raise invalid({"list": [_("No such list.")]}) from None
+
+    @extend_schema(request=ContactSerializer, responses={201: ContactSerializer})
+    @idempotent
+    def post(self, request):
+        data = self.input(ContactSerializer)
+        contact = service(
+            services.contact_create,
+            tenant=self.tenant,
+            email=data["email"],
+            first_name=data.get("first_name", ""),
+            last_name=data.get("last_name", ""),
+            fields=data.get("fields", {}),
+            lists=own_lists(self.tenant, data.get("lists", [])),
+        )
+        return Response(ContactSerializer(contact).data, status=status.HTTP_201_CREATED)
+
+
+class ContactBulk(ApiView):
+    scopes = {"POST": CONTACTS}
+
+    @extend_schema(request=BulkUpsertSerializer, responses=BulkResultSerializer)
+    @idempotent
+    def post(self, request):
+        """Create or update up to 10,000 contacts by address, as a CSV
+        import would: same checks, same merging, each bad row reported."""
+        data = self.input(BulkUpsertSerializer)
+        contact_list = own_lists(self.tenant, [data["list"]], field="list")[0]
+        source = f"API: {request.auth.name}"  # a label, like a file name: not translated
+        imp, rejections = import_runner.import_rows(
+            contact_list=contact_list, by=None, rows=data["contacts"], source=source
+        )
+        result = {
+            "import_id": imp.public_id,
+            "rows": imp.rows_seen,
+            "created": imp.created,
+            "updated": imp.updated,
+            "rejected": imp.rejected,
+            "rejections": [{"index": r.line - 1, "reason": r.reason} for r in rejections],
+        }
+        return Response(BulkResultSerializer(result).data)
+
+
+class ContactItem(ApiView):
+    scopes = {"GET": READ, "DELETE": CONTACTS}
+
+    @extend_schema(responses=ContactSerializer)
+    def get(self, request, public_id):
+        return Response(ContactSerializer(get_contact(self.tenant, public_id)).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request, public_id):
+        services.contact_delete(contact=get_contact(self.tenant, public_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)

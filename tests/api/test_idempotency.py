@@ -1,0 +1,96 @@
+"""Idempotency-Key on the POSTs that create or start: the same key and
+body replay the first answer and do nothing again; the same key with
+another body is refused; keys are per API key; they last a day."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import ApiIdempotency
+from mailing.models import ContactList
+
+from .conftest import make_api, problem
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/lists/"
+
+
+def test_the_same_key_and_body_replay_the_first_answer(api, tenant_a):
+    first = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="abc-1")
+    again = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again["Idempotent-Replayed"] == "true"
+    assert ContactList.objects.filter(tenant=tenant_a).count() == 1
+    # Without the header the same body is a new request (here: refused, the name is taken).
+    assert problem(api.post(URL, {"name": "Leads"}), 422)["errors"]["name"]
+
+
+def test_the_same_key_with_another_body_is_422(api, tenant_a):
+    api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="abc-1")
+    body = problem(api.post(URL, {"name": "Other"}, HTTP_IDEMPOTENCY_KEY="abc-1"), 422)
+    assert body["type"] == "urn:postroute:problem:idempotency-key-reused"
+    assert list(ContactList.objects.values_list("name", flat=True)) == ["Leads"]
+
+
+def test_a_refusal_is_replayed_too(api, tenant_a):
+    first = api.post(URL, {"name": ""}, HTTP_IDEMPOTENCY_KEY="k")
+    again = api.post(URL, {"name": ""}, HTTP_IDEMPOTENCY_KEY="k")
+    assert problem(first, 422) == problem(again, 422)
+    assert again["Idempotent-Replayed"] == "true"
+
+
+def test_a_key_still_running_is_409(api, tenant_a):
+    ApiIdempotency.objects.create(
+        tenant=tenant_a,
+        api_key=api.key,
+        key="busy",
+        fingerprint=_fingerprint(api, {"name": "Leads"}),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    assert problem(api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="busy"), 409)
+    assert not ContactList.objects.exists()
+
+
+def _fingerprint(api, body):
+    """The fingerprint the first request stored, read back from a real one."""
+    api.post(URL, body, HTTP_IDEMPOTENCY_KEY="probe")
+    row = ApiIdempotency.objects.get(key="probe")
+    ContactList.objects.all().delete()
+    return row.fingerprint
+
+
+def test_keys_belong_to_one_api_key(api, tenant_a):
+    other = make_api(tenant_a, name="Other")
+    api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="same")
+    body = problem(other.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="same"), 422)
+    assert body["errors"]["name"]  # a new request for this key: the name is taken now
+
+
+def test_an_expired_key_is_a_new_request(api, tenant_a):
+    api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="old")
+    ApiIdempotency.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    ContactList.objects.all().delete()
+    assert api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="old").status_code == 201
+    row = ApiIdempotency.objects.get(key="old")
+    assert timedelta(hours=23) < row.expires_at - timezone.now() <= timedelta(hours=24)
+
+
+@pytest.mark.parametrize("value", ["x" * 256, "tab\there"])
+def test_a_malformed_key_is_400(api, value):
+    assert problem(api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY=value), 400)
+    assert not ContactList.objects.exists()
+
+
+def test_a_claim_whose_request_died_is_taken_over(api, tenant_a):
+    ApiIdempotency.objects.create(
+        tenant=tenant_a,
+        api_key=api.key,
+        key="dead",
+        fingerprint=_fingerprint(api, {"name": "Leads"}),
+        created_at=timezone.now() - timedelta(minutes=11),
+        expires_at=timezone.now() + timedelta(hours=1),
+    )
+    response = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="dead")
+    assert response.status_code == 201
+    assert ApiIdempotency.objects.get(key="dead").status == 201

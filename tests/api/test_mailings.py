@@ -1,0 +1,101 @@
+"""Mailings through the API, by the services the pages use: created from
+a template and lists, started (the letters reach a real SMTP server),
+paused, resumed, cancelled, followed; every refusal the pages make is
+made here too; another tenant's mailing, template or list is not found."""
+
+import pytest
+
+from mailing.models import Letter, Mailing
+from tests.mailing.builders import make_list, make_template, run_until_settled
+from tests.servers.factories import make_server
+from tests.smtp_servers import smtp_server
+
+from .conftest import make_api, problem
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/mailings/"
+
+
+def create(api, template, lists, **extra) -> dict:
+    body = {"name": "Spring sale", "template": str(template.public_id), "lists": [str(x.public_id) for x in lists]}
+    response = api.post(URL, {**body, **extra})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_a_mailing_started_through_the_api_reaches_the_smtp_server(api, tenant_a, django_capture_on_commit_callbacks):
+    recipients = [f"r{i}@example.com" for i in range(5)]
+    customers = make_list(tenant_a, "Customers", recipients)
+    template = make_template(tenant_a)
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port)
+        created = create(api, template, [customers])
+        assert created["status"] == "draft" and created["servers"] == [str(server.public_id)]
+        with django_capture_on_commit_callbacks(execute=True):
+            started = api.post(f"{URL}{created['id']}/start/", HTTP_IDEMPOTENCY_KEY="deal-42")
+        assert started.status_code == 202, started.content
+        mailing = Mailing.objects.get(public_id=created["id"])
+        run_until_settled(mailing)
+        assert sorted(r.rcpt_tos[0] for r in handler.received) == recipients
+    progress = api.get(f"{URL}{created['id']}/").json()
+    assert progress["status"] == "completed" and progress["progress"]["sent"] == 5
+    assert progress["progress"]["total"] == 5 and progress["letter_count"] == 5
+    # The start asked again with the same key is the first answer, not a second start.
+    again = api.post(f"{URL}{created['id']}/start/", HTTP_IDEMPOTENCY_KEY="deal-42")
+    assert again.status_code == 202 and again["Idempotent-Replayed"] == "true"
+    assert Letter.objects.filter(mailing=mailing).count() == 5
+
+
+def test_pause_resume_cancel_follow_the_state_machine(api, tenant_a):
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "L", ["a@example.com"])])
+    action = f"{URL}{created['id']}/"
+    body = problem(api.post(action + "pause/"), 409)
+    assert body["type"] == "urn:postroute:problem:conflict" and "cannot pause" in body["detail"]
+    Mailing.objects.filter(public_id=created["id"]).update(status=Mailing.Status.ACTIVE)
+    assert api.post(action + "pause/").json()["status"] == "paused"
+    assert api.post(action + "resume/").json()["status"] == "active"
+    assert api.post(action + "cancel/").json()["status"] == "cancelled"
+    problem(api.post(action + "explode/"), 404)
+
+
+def test_a_start_with_nobody_to_send_to_is_refused(api, tenant_a):
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "Empty")])
+    body = problem(api.post(f"{URL}{created['id']}/start/"), 409)
+    assert "Nobody to send to" in body["detail"]
+    assert Mailing.objects.get(public_id=created["id"]).status == "draft"
+
+
+def test_without_a_server_the_services_refusal_names_the_field(api, tenant_a):
+    body = {
+        "name": "x",
+        "template": str(make_template(tenant_a).public_id),
+        "lists": [str(make_list(tenant_a).public_id)],
+    }
+    assert problem(api.post(URL, body), 422)["errors"] == {"servers": ["Choose at least one server."]}
+
+
+def test_another_tenants_template_list_server_and_mailing_are_not_found(api, api_b, tenant_a, tenant_b):
+    mine = make_server(tenant_a)
+    theirs_server = make_server(tenant_b, name="B")
+    template, customers = make_template(tenant_a), make_list(tenant_a)
+    theirs_template, theirs_list = make_template(tenant_b), make_list(tenant_b, "B")
+    base = {"name": "x", "template": str(template.public_id), "lists": [str(customers.public_id)]}
+    assert "template" in problem(api.post(URL, {**base, "template": str(theirs_template.public_id)}), 422)["errors"]
+    assert "lists" in problem(api.post(URL, {**base, "lists": [str(theirs_list.public_id)]}), 422)["errors"]
+    assert "servers" in problem(api.post(URL, {**base, "servers": [str(theirs_server.public_id)]}), 422)["errors"]
+    created = create(api, template, [customers], servers=[str(mine.public_id)])
+    for path in ("", "start/", "cancel/"):
+        method = api_b.get if not path else api_b.post
+        problem(method(f"{URL}{created['id']}/{path}"), 404)
+    assert Mailing.objects.get(public_id=created["id"]).status == "draft"
+    assert api_b.get(URL).json()["results"] == []
+
+
+def test_starting_needs_the_mailings_scope(api, tenant_a):
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "L", ["a@example.com"])])
+    reader = make_api(tenant_a, ["read"], name="Reader")
+    assert problem(reader.post(f"{URL}{created['id']}/start/"), 403)["type"].endswith(":scope")
+    assert reader.get(f"{URL}{created['id']}/").json()["status"] == "draft"

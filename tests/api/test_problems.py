@@ -1,0 +1,115 @@
+"""Bad input of every kind gets a problem document, never a 500: broken
+JSON, wrong types, bodies too large, bad cursors and ids, unknown paths
+and methods, other media types."""
+
+import pytest
+
+from tests.mailing.builders import make_list
+
+from .conftest import problem
+
+pytestmark = pytest.mark.django_db
+URL = "/api/v1/contacts/"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000, b'{"email": 1' + b"0" * 5000 + b"}", b"NaN-ish"],
+    ids=["cut", "not-utf8", "deep", "huge-number", "garbage"],
+)
+def test_malformed_json_is_400(api, raw):
+    assert problem(api.post_raw(URL, raw), 400)["type"] == "urn:postroute:problem:malformed"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], "text", {"email": ["a@x.test"]}, {"email": {"a": 1}}, {"email": "a@x.test", "fields": [1]}, {"lists": "x"}],
+)
+def test_wrong_types_are_422_with_the_fields(api, body):
+    result = problem(api.post(URL, body), 422)
+    assert result["type"] == "urn:postroute:problem:validation" and result["errors"]
+
+
+def test_errors_of_nested_rows_name_their_path(api, tenant_a):
+    customers = make_list(tenant_a)
+    body = problem(api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": []}), 422)
+    assert "contacts" in body["errors"]
+    body = problem(api.post(URL + "bulk/", {"list": "nope", "contacts": [{"email": "a@x.test"}]}), 422)
+    assert list(body["errors"]) == ["list"]
+
+
+def test_a_body_too_large_is_413_before_it_is_read(api, settings):
+    settings.API_MAX_BODY_BYTES = 1000
+    body = problem(api.post_raw(URL, b'{"email": "' + b"a" * 2000 + b'"}'), 413)
+    assert body["type"] == "urn:postroute:problem:too-large"
+
+
+@pytest.mark.parametrize("cursor", ["%%%", "abc", "YzE6LTE", "YzI6NQ", "x" * 500])
+def test_a_bad_cursor_is_422(api, cursor):
+    assert "cursor" in problem(api.get(URL, {"cursor": cursor}), 422)["errors"]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "1001", "ten", "1e3"])
+def test_a_bad_limit_is_422(api, limit):
+    assert "limit" in problem(api.get(URL, {"limit": limit}), 422)["errors"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/contacts/not-a-uuid/", "/api/v1/nothing/", "/api/v1/mailings/00000000-0000-0000-0000-000000000000/"],
+)
+def test_unknown_paths_and_bad_ids_are_404_problems(api, path):
+    assert problem(api.get(path), 404)["type"] == "urn:postroute:problem:not-found"
+
+
+def test_a_method_the_resource_lacks_is_405_and_options_too(api):
+    problem(api.delete(URL), 405)
+    problem(api.client.options(URL, HTTP_AUTHORIZATION=f"Bearer {api.secret}"), 405)
+
+
+def test_a_form_body_is_415(api):
+    response = api.post_raw(URL, "email=a%40x.test", content_type="application/x-www-form-urlencoded")
+    assert problem(response, 415)["type"] == "urn:postroute:problem:unsupported-media-type"
+
+
+def test_a_list_filter_with_a_bad_id_is_422(api):
+    assert problem(api.get(URL, {"list": "nope"}), 422)["errors"] == {"list": ["No such list."]}
+
+
+def test_problems_speak_the_requests_language(api):
+    body = problem(api.post(URL, {"email": "nope"}, HTTP_ACCEPT_LANGUAGE="ru"), 422)
+    assert body["title"] == "Неверные данные" and body["type"] == "urn:postroute:problem:validation"
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/suppressions/", {"reason": "x\x00"}),
+        ("/api/v1/mailings/", {"status": "\x00"}),
+        ("/api/v1/contacts/", {"list": "\x00"}),
+        ("/api/v1/contacts/", {"cursor": "\x00", "limit": "\x00"}),
+    ],
+)
+def test_nul_bytes_in_the_query_are_422_not_500(api, path, params):
+    assert problem(api.get(path, params), 422)["errors"]
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_nul_bytes_and_lone_surrogates_in_bodies_are_refused(api, tenant_a, text):
+    customers = make_list(tenant_a)
+    assert problem(api.post(URL, {"email": "a@x.test", "first_name": text}), 422)["errors"]["first_name"]
+    assert problem(api.post("/api/v1/lists/", {"name": text}), 422)["errors"]["name"]
+    rows = [
+        {"email": "a@x.test", "fields": {"city": text}},
+        {"email": text},
+        {"email": "b@x.test", "last_name": text},
+        {"email": "c@x.test"},
+    ]
+    body = api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": rows}).json()
+    assert body["created"] == 1 and [r["index"] for r in body["rejections"]] == [0, 1, 2]
+    encoded = "a%00b" if "\x00" in text else "%ED%A0%80"  # the same, as a client puts it in a path
+    problem(api.delete(f"/api/v1/suppressions/{encoded}/"), 404)
+
+
+def test_a_post_to_a_wrong_path_is_a_404_problem_too(api):
+    assert problem(api.post("/api/v1/contact/", {"email": "a@x.test"}), 404)["type"].endswith(":not-found")

@@ -1,0 +1,45 @@
+"""The OpenAPI 3 schema at /api/schema/ describes every API route, with
+the bearer key as its security, and is valid; the reference page at
+/api/docs/ has nothing inline for the CSP to refuse (the browser test
+renders it: tests/browser/test_api_browser.py)."""
+
+import re
+
+import pytest
+from django.test import Client
+from drf_spectacular.validation import validate_schema
+
+from tests.security.walk import api_routes
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_schema_is_valid_openapi_and_covers_every_route():
+    response = Client().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    schema = response.json()
+    validate_schema(schema)
+    assert schema["openapi"].startswith("3.")
+    assert schema["components"]["securitySchemes"]["apiKey"] == {
+        **schema["components"]["securitySchemes"]["apiKey"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    documented = {re.sub(r"\{[^}]+\}", "{}", path) for path in schema["paths"]}
+    routes = {"/" + re.sub(r"<[^>]+>", "{}", route) for route, _ in api_routes()}
+    assert routes == documented
+    bulk = schema["paths"]["/api/v1/contacts/bulk/"]["post"]
+    assert bulk["security"] == [{"apiKey": []}]
+
+
+def test_the_reference_page_has_nothing_inline():
+    response = Client().get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<style" not in html and " style=" not in html
+    assert all(src for src in re.findall(r"<script([^>]*)>", html)), "an inline script"
+    assert all('src="/' in tag for tag in re.findall(r"<script[^>]*>", html))
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    script = Client().get("/api/docs/", {"script": ""})
+    assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
+    assert "/api/schema/" in script.content.decode()
