@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from .models import MANAGER_ROLES, Invitation, Membership, Tenant
+from .models import MANAGER_ROLES, Invitation, Membership, Tenant, WebhookEndpoint
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -48,3 +48,7 @@ def get_membership(tenant: Tenant, public_id: object) -> Membership:
 
 def get_invitation(tenant: Tenant, public_id: object) -> Invitation:
     return get_object_or_404(Invitation, tenant=tenant, public_id=public_id)
+
+
+def get_webhook_endpoint(tenant: Tenant, public_id: object) -> WebhookEndpoint:
+    return get_object_or_404(WebhookEndpoint, tenant=tenant, public_id=public_id)

@@ -220,3 +220,8 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key[:12]}…: {self.count}"
+
+
+# The webhook models live in their own package; imported here so that the
+# app registers them.
+from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookOnce  # noqa: E402, F401

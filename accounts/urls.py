@@ -1,6 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path, reverse_lazy
+from django.urls import include, path, reverse_lazy
 
 from .forms import PasswordResetForm
 from .views import auth, invitations, language, team, tenants, two_factor
@@ -71,6 +71,7 @@ urlpatterns = [
     path("team/members/<uuid:public_id>/remove/", team.member_remove, name="member_remove"),
     path("team/invitations/<uuid:public_id>/revoke/", team.invitation_revoke, name="invitation_revoke"),
     path("organisation/", tenants.organisation, name="organisation"),
+    path("organisation/webhooks/", include("accounts.webhooks.urls")),
     path("organisations/new/", tenants.tenant_new, name="tenant_new"),
     path("organisations/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("language/", language.language_set, name="language_set"),

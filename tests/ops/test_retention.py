@@ -2,12 +2,13 @@
 letters, loses its copy of the contact data), in small batches; what is
 younger stays."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from accounts.models import AuthThrottle, UserSession
+from accounts.models import AuthThrottle, UserSession, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookOnce
 from config.retention import apply_retention
 from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing, MailingEvent
 from servers.models import ConnectionTest
@@ -45,6 +46,15 @@ def make_import(tenant, finished_days_ago: float, rejections: int) -> ContactImp
     return imp
 
 
+def make_delivery(endpoint: WebhookEndpoint, created_days_ago: float, status: str) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id=uuid.uuid4(), event_type="import.finished", created=days_ago(created_days_ago),
+        status=status,
+    )  # fmt: skip
+    WebhookAttempt.objects.create(delivery=delivery, number=1, status_code=200 if status == "succeeded" else 500)
+    return delivery
+
+
 def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     settings.RETENTION_BATCH = 2  # several batches of each kind
     old_mailing, young_mailing = make_mailing(tenant_a, 100, 5), make_mailing(tenant_a, 10, 3)
@@ -58,6 +68,12 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     ConnectionTest.objects.filter(pk=running.pk).update(created_at=days_ago(40))
     UserSession.objects.create(session_key="a" * 32, session_data="", expire_date=days_ago(1))
     UserSession.objects.create(session_key="b" * 32, session_data="", expire_date=days_ago(-1))
+    endpoint = WebhookEndpoint.objects.create(tenant=tenant_a, url="https://crm.test/hook", events=["import.finished"])
+    old_deliveries = [make_delivery(endpoint, 31, status) for status in ("succeeded", "failed", "succeeded")]
+    still_retried = make_delivery(endpoint, 31, "pending")  # its log stays while it is retried
+    young = make_delivery(endpoint, 29, "succeeded")
+    WebhookOnce.objects.create(tenant=tenant_a, key="1:limit:1:hour", until=days_ago(0.01))
+    WebhookOnce.objects.create(tenant=tenant_a, key="1:limit:1:day", until=days_ago(-0.5))
 
     report = apply_retention()
 
@@ -68,6 +84,8 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
         "throttles": 3,
         "import_rejections": 3,
         "bounce_reports": 3,
+        "webhook_deliveries": 3,
+        "webhook_once": 1,
         "expired_sessions": 1,
     }
     assert Letter.objects.filter(mailing=old_mailing).count() == 5  # the letters stay, with address and result
@@ -78,6 +96,10 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     assert set(ConnectionTest.objects.values_list("status", flat=True)) == {"passed", "running"}
     assert AuthThrottle.objects.count() == 1 and BounceReport.objects.count() == 1
     assert list(UserSession.objects.values_list("session_key", flat=True)) == ["b" * 32]
+    assert not WebhookDelivery.objects.filter(pk__in=[d.pk for d in old_deliveries]).exists()
+    assert set(WebhookDelivery.objects.all()) == {still_retried, young}
+    assert WebhookAttempt.objects.count() == 2  # the old deliveries' log went with them
+    assert list(WebhookOnce.objects.values_list("key", flat=True)) == ["1:limit:1:day"]
     assert apply_retention().counts == dict.fromkeys(report.counts, 0)  # nothing left to do
 
 
