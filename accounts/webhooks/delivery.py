@@ -52,7 +52,7 @@ def deliver(*, delivery_id: int, now: datetime | None = None) -> bool | None:
     if ok:
         _finish(delivery, S.SUCCEEDED)
     else:
-        _retry_or_fail(delivery, timezone.now())
+        _retry_or_fail(delivery, now)  # the waits count from the attempt's start
     return ok
 
 
@@ -136,7 +136,7 @@ def deliver_due(*, now: datetime | None = None) -> int:
         Q(claimed_until=None) | Q(claimed_until__lt=now)
     )
     ids = list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:DUE_BATCH])
-    events.enqueue([WebhookDelivery(pk=pk) for pk in ids])
+    events.enqueue([WebhookDelivery(pk=pk) for pk in ids], due=now)
     return len(ids)
 
 

@@ -110,11 +110,15 @@ def record(
     return deliveries
 
 
-def enqueue(deliveries: list[WebhookDelivery]) -> None:
+def enqueue(deliveries: list[WebhookDelivery], *, due: datetime | None = None) -> None:
+    """A task per delivery, once committed. `due`: the moment the sweep
+    found them due; the task attempts one only if it still is due then (an
+    attempt made meanwhile has moved its next one later)."""
     from . import tasks
 
+    when = due.isoformat() if due else None
     for delivery in deliveries:
-        transaction.on_commit(lambda pk=delivery.pk: tasks.deliver_webhook.delay(pk), robust=True)
+        transaction.on_commit(lambda pk=delivery.pk: tasks.deliver_webhook.delay(pk, when), robust=True)
 
 
 def claim_once(tenant_id: int, key: str, span: timedelta, *, now: datetime) -> bool:
