@@ -39,6 +39,7 @@ class Receiver:
     delay: float = 0.0  # seconds before the answer's first byte
     answer_body: str = "thanks"
     received: list[Received] = field(default_factory=list)
+    connections: int = 0  # accepted TCP connections, whatever came over them
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -86,7 +87,12 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def webhook_receiver(*, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> Iterator[Receiver]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(Receiver(port=0)))
+    class Counting(ThreadingHTTPServer):
+        def process_request(self, request, client_address) -> None:
+            receiver.connections += 1
+            super().process_request(request, client_address)
+
+    server = Counting(("127.0.0.1", 0), _handler(Receiver(port=0)))
     receiver = Receiver(port=server.server_address[1], scheme="https" if tls else "http", host=host)
     server.RequestHandlerClass = _handler(receiver)
     if tls is not None:

@@ -1,5 +1,5 @@
-"""Shared by the webhook tests (tests/accounts/conftest.py makes the
-fixtures available): a receiver per test, endpoints made through the
+"""Shared by the webhook tests (tests/conftest.py makes the fixtures
+available): a receiver per test, endpoints made through the
 service (the secret handed to the receiver), and running what the
 transaction would run once committed."""
 

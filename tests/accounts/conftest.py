@@ -1,1 +1,0 @@
-from .webhook_helpers import committed, receiver  # noqa: F401 - fixtures for the webhook tests
