@@ -90,7 +90,7 @@ _WINDOWS = (
 )
 
 
-def limit_reached(server: SmtpServer, tenant_id: int, usage: limits.Usage) -> None:
+def limit_reached(server: SmtpServer, tenant_id: int, usage: limits.Usage, *, now: datetime) -> None:
     """A server's hourly or daily limit, or the tenant's daily quota on a
     platform server, is spent. A max per minute is a pace, not a limit: it
     is not told."""
@@ -105,7 +105,7 @@ def limit_reached(server: SmtpServer, tenant_id: int, usage: limits.Usage) -> No
                 "resume_at": _when(resume),
             }
             once = (f"limit:{server.pk}:{window}", span)
-            webhooks.emit(tenant_id=tenant_id, type=webhooks.SERVER_LIMIT_REACHED, data=data, once=once)
+            webhooks.emit(tenant_id=tenant_id, type=webhooks.SERVER_LIMIT_REACHED, data=data, once=once, at=now)
             return
 
 

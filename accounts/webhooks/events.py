@@ -68,16 +68,20 @@ def forget_subscriptions(tenant_id: int) -> None:
     cache.delete(_key(tenant_id))
 
 
-def emit(*, tenant_id: int | None, type: str, data: Data, once: tuple[str, timedelta] | None = None) -> None:
+def emit(
+    *, tenant_id: int | None, type: str, data: Data, once: tuple[str, timedelta] | None = None,
+    at: datetime | None = None,
+) -> None:  # fmt: skip
     """Record `type` for the tenant's endpoints that want it, once the
     current transaction commits. `once=(key, span)`: not again for the same
-    key within `span` (a limit reached is told once per window)."""
+    key within `span` (a limit reached is told once per window). `at`: when
+    it happened, if not now (the dispatcher's clock)."""
     if tenant_id is None:
         return  # a platform server's own business: staff's, not a tenant's
     try:
         if type not in subscribed_types(tenant_id):
             return
-        created = timezone.now()
+        created = at or timezone.now()
         transaction.on_commit(lambda: _record_safely(tenant_id, type, data, once, created), robust=True)
     except Exception:
         log.exception("webhook event %s of tenant %s could not be emitted", type, tenant_id)
@@ -101,9 +105,7 @@ def record(
     event_id = uuid.uuid4()
     with transaction.atomic():
         deliveries = WebhookDelivery.objects.bulk_create(
-            WebhookDelivery(
-                endpoint=e, event_id=event_id, event_type=type, created=created, data=payload, next_attempt_at=created
-            )
+            WebhookDelivery(endpoint=e, event_id=event_id, event_type=type, created=created, data=payload)
             for e in endpoints
         )
     enqueue(deliveries)

@@ -88,7 +88,7 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
             outcome.paced = _paced(server, usage)
             _count_limit_reached(usage)
-            events.limit_reached(server, mailing.tenant_id, usage)
+            events.limit_reached(server, mailing.tenant_id, usage, now=now)
             return outcome
         unused = reservation.granted
         try:
