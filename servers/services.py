@@ -297,13 +297,17 @@ def _fail_unfinished(tests: QuerySet[ConnectionTest], error: str) -> int:
 
 
 def rotate_secrets() -> int:
-    """Re-encrypt every stored password with the newest key."""
+    """Re-encrypt every stored password, and the webhooks' signing secrets,
+    with the newest key."""
+    from accounts.models import WebhookEndpoint
+
     from . import crypto
 
     count = 0
-    for model in (SmtpServer, BounceMailbox):
-        for pk, token in model.objects.exclude(password_encrypted="").values_list("pk", "password_encrypted"):
-            model.objects.filter(pk=pk).update(password_encrypted=crypto.rotate(token))
+    for model, column in ((SmtpServer, "password_encrypted"), (BounceMailbox, "password_encrypted"),
+                          (WebhookEndpoint, "secret_encrypted")):  # fmt: skip
+        for pk, token in model.objects.exclude(**{column: ""}).values_list("pk", column):
+            model.objects.filter(pk=pk).update(**{column: crypto.rotate(token)})
             count += 1
     return count
 
