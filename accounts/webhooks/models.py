@@ -104,6 +104,10 @@ class WebhookAttempt(models.Model):
     def __str__(self) -> str:
         return f"#{self.number} {self.status_code or self.error}"
 
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
 
 class WebhookOnce(models.Model):
     """An event that is emitted at most once in a while (a server's limit
