@@ -14,6 +14,7 @@
    task costs a minute, never the event.
 
 Modules: `models` (endpoints, deliveries, attempts), `events` (types and
-emitting), `payloads` (what each event carries), `signing`, `client` (the
-pinned HTTP POST), `targets` (which URLs are allowed), `delivery`,
-`services` (endpoint writes), `forms`, `views`, `urls`, `tasks`."""
+emitting), `signing`, `client` (the pinned HTTP POST), `targets` (which
+URLs are allowed), `delivery`, `services` (endpoint writes), `forms`,
+`views`, `urls`, `tasks`. What each event carries is built where it
+happens: `mailing/events.py`, `servers/events.py`."""
