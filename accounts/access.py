@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
-from .models import MANAGER_ROLES, ApiKey, Invitation, Membership, Tenant
+from .models import MANAGER_ROLES, ApiKey, Invitation, Membership, Tenant, WebhookEndpoint
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -52,3 +52,7 @@ def get_invitation(tenant: Tenant, public_id: object) -> Invitation:
 
 def get_api_key(tenant: Tenant, public_id: object) -> ApiKey:
     return get_object_or_404(ApiKey, tenant=tenant, public_id=public_id)
+
+
+def get_webhook_endpoint(tenant: Tenant, public_id: object) -> WebhookEndpoint:
+    return get_object_or_404(WebhookEndpoint, tenant=tenant, public_id=public_id)

@@ -328,3 +328,8 @@ class ApiIdempotency(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# The webhook models live in their own package; imported here so that the
+# app registers them.
+from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookOnce  # noqa: E402, F401

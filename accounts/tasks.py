@@ -8,6 +8,7 @@ from celery import shared_task
 
 from . import emails, ratelimits
 from .models import Invitation, User
+from .webhooks import tasks as webhook_tasks  # noqa: F401 - registers them with the worker
 
 PLATFORM_MAIL = {
     "autoretry_for": (OSError,),

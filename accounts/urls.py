@@ -1,6 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path, reverse_lazy
+from django.urls import include, path, reverse_lazy
 
 from .forms import PasswordResetForm
 from .views import api_keys, auth, invitations, language, team, tenants, two_factor
@@ -73,6 +73,7 @@ urlpatterns = [
     path("organisation/", tenants.organisation, name="organisation"),
     path("organisation/api-keys/", api_keys.api_key_list, name="api_keys"),
     path("organisation/api-keys/<uuid:public_id>/revoke/", api_keys.api_key_revoke, name="api_key_revoke"),
+    path("organisation/webhooks/", include("accounts.webhooks.urls")),
     path("organisations/new/", tenants.tenant_new, name="tenant_new"),
     path("organisations/switch/", tenants.tenant_switch, name="tenant_switch"),
     path("language/", language.language_set, name="language_set"),

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import ApiIdempotency, AuthThrottle, UserSession
+from accounts.models import ApiIdempotency, AuthThrottle, UserSession, WebhookDelivery, WebhookOnce
 from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing
 from servers.models import ConnectionTest
 
@@ -52,6 +52,11 @@ def _delete(batch: QuerySet[Model]) -> int:
     return batch.delete()[0]
 
 
+def _delete_deliveries(batch: QuerySet[WebhookDelivery]) -> int:
+    """Counted as deliveries, not with their attempts."""
+    return batch.delete()[1].get(WebhookDelivery._meta.label, 0)
+
+
 def _clear_context(batch: QuerySet[Letter]) -> int:
     return batch.update(context={})
 
@@ -83,6 +88,11 @@ def apply_retention(*, run_seconds: float | None = None) -> Report:
     # Idempotency keys' answers, once past their day (mailing.api.idempotency).
     used = ApiIdempotency.objects.filter(expires_at__lt=timezone.now())
     _in_batches("api_idempotency_keys", used, _delete, report, deadline)
+    if cutoff := _cutoff(r["webhook_deliveries"]):
+        # Finished ones only: a delivery still being retried keeps its log.
+        old = WebhookDelivery.objects.filter(created__lt=cutoff).exclude(status=WebhookDelivery.Status.PENDING)
+        _in_batches("webhook_deliveries", old, _delete_deliveries, report, deadline)
+    _in_batches("webhook_once", WebhookOnce.objects.filter(until__lt=timezone.now()), _delete, report, deadline)
     sessions = UserSession.objects.filter(expire_date__lt=timezone.now())
     _in_batches("expired_sessions", sessions, _delete, report, deadline)
     return report

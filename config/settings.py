@@ -139,6 +139,15 @@ BOUNCE_SOFT_WINDOW_DAYS = env.int("BOUNCE_SOFT_WINDOW_DAYS", default=30)
 # and logging in, the folder, the search or listing, each message).
 BOUNCE_READER_TIMEOUT = env.float("BOUNCE_READER_TIMEOUT", default=60.0)
 
+# Webhooks (accounts/webhooks): the seconds one attempt may take in all
+# (connect, TLS, request, answer), the first wait before a retry (doubling
+# after each failure), how long after the event attempts go on, and how
+# much of the receiver's answer the delivery log keeps.
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_RETRY_BASE = env.int("WEBHOOK_RETRY_BASE", default=60)
+WEBHOOK_RETRY_WINDOW = env.int("WEBHOOK_RETRY_WINDOW", default=24 * 3600)
+WEBHOOK_RESPONSE_CHARS = env.int("WEBHOOK_RESPONSE_CHARS", default=1000)
+
 # Retention (config/retention.py), in days; 0 keeps for ever. The letters'
 # copies of contact data (their `context`) are cleared that long after the
 # mailing finished; the letters themselves, with address and result, stay.
@@ -148,6 +157,7 @@ RETENTION_DAYS = {
     "throttles": env.int("RETENTION_THROTTLES_DAYS", default=7),
     "import_rejections": env.int("RETENTION_IMPORT_REJECTIONS_DAYS", default=30),
     "bounce_reports": env.int("RETENTION_BOUNCE_REPORTS_DAYS", default=180),
+    "webhook_deliveries": env.int("RETENTION_WEBHOOK_DELIVERIES_DAYS", default=30),
 }
 RETENTION_BATCH = env.int("RETENTION_BATCH", default=1000)
 RETENTION_RUN_SECONDS = env.int("RETENTION_RUN_SECONDS", default=480)
@@ -398,6 +408,7 @@ CELERY_TASK_ROUTES = {
     "mailing.tasks.run_contact_import": {"queue": "imports"},
     "mailing.tasks.read_bounce_mailbox": {"queue": "bounces"},
     "accounts.tasks.purge_rate_counters": {"queue": "default"},
+    "accounts.webhooks.tasks.*": {"queue": "webhooks"},
     "config.tasks.*": {"queue": "default"},
     "accounts.tasks.*": {"queue": "mail"},
 }
@@ -427,6 +438,7 @@ CELERY_BEAT_SCHEDULE = {
     "read-bounce-mailboxes": _every("mailing.tasks.read_bounce_mailboxes", float(BOUNCE_CHECK_INTERVAL)),
     "fail-stale-connection-tests": _every("servers.tasks.fail_stale_connection_tests", 60.0),
     "retention": _every("config.tasks.apply_retention", 3600.0),
+    "deliver-webhooks": _every("accounts.webhooks.tasks.deliver_due_webhooks", 60.0),
 }
 # Beat sends only while it holds a lock in Redis, so a second beat on another
 # host is a standby (config/heartbeats.py); it also marks its ticks for /readyz.

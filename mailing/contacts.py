@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Tenant
 from servers.addresses import checked_address
 
+from . import events
 from . import unsubscribe as tokens
 from .models import Contact, ContactImport, ContactList, CustomField, Mailing, Suppression
 from .rendering import STANDARD_NAMES, UNSUBSCRIBE
@@ -231,10 +232,13 @@ def suppression_add(*, tenant: Tenant, email: str, reason: str, note: str = "") 
 
 
 def _suppress(tenant: Tenant, email: str, reason: str, note: str) -> Suppression:
-    suppression, _ = Suppression.objects.get_or_create(
+    return _suppress_new(tenant, email, reason, note)[0]
+
+
+def _suppress_new(tenant: Tenant, email: str, reason: str, note: str) -> tuple[Suppression, bool]:
+    return Suppression.objects.get_or_create(
         tenant=tenant, email=email, defaults={"reason": reason, "note": note[:300]}
     )
-    return suppression
 
 
 def suppression_remove(*, tenant: Tenant, email: str) -> bool:
@@ -273,4 +277,8 @@ def unsubscribe(*, token: str) -> Suppression:
     The address came from our own letter: it is suppressed as it is even if
     it no longer passes validation, so an unsubscribe never fails."""
     tenant, email = unsubscribe_target(token=token)
-    return _suppress(tenant, _normalized_or_raw(email), Suppression.Reason.UNSUBSCRIBED, _("Unsubscribe link"))
+    address = _normalized_or_raw(email)
+    suppression, new = _suppress_new(tenant, address, Suppression.Reason.UNSUBSCRIBED, _("Unsubscribe link"))
+    if new:  # a second click, or an address suppressed before, is no news
+        events.contact_unsubscribed(suppression)
+    return suppression

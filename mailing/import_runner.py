@@ -25,7 +25,7 @@ from accounts import languages
 from accounts.models import Tenant, User
 from servers.validators import no_control_chars
 
-from . import contacts
+from . import contacts, events
 from .imports import (
     BATCH_ROWS,
     CHUNK_BYTES,
@@ -126,12 +126,13 @@ def imports_fail_dead(*, now: datetime | None = None) -> int:
     if connection.vendor != "postgresql":
         running = running.filter(created_at__lt=(now or timezone.now()) - SQLITE_DEAD_AFTER)
     failed = 0
-    for imp in running.only("pk", "file_path"):
+    for imp in running.only("pk", "tenant_id", "file_path"):
         with connection.cursor() as cursor, _runner_lock(imp.pk, cursor=cursor) as free:
             if free and ContactImport.objects.filter(pk=imp.pk, status=Status.RUNNING).update(
                 status=Status.FAILED, error=DEAD_RUNNER, finished_at=timezone.now()
             ):
                 _remove_file(imp)
+                events.import_finished(imp.pk, imp.tenant_id)
                 failed += 1
     return failed
 
@@ -160,6 +161,7 @@ def _claim_and_run(import_id: int) -> None:
 
 def _finish(imp: ContactImport, status: str, error: str = "") -> None:
     ContactImport.objects.filter(pk=imp.pk).update(status=status, error=error, finished_at=timezone.now())
+    events.import_finished(imp.pk, imp.tenant_id)
 
 
 def _run(imp: ContactImport) -> None:

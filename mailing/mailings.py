@@ -21,6 +21,7 @@ from accounts.models import Tenant, User
 from servers.models import SmtpServer
 from servers.selectors import platform_servers, tenant_servers
 
+from . import events
 from .models import Contact, ContactList, Letter, Mailing, MailingEvent, MailingServer, Suppression
 
 S = Mailing.Status
@@ -73,6 +74,7 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
                 % {"lower": Mailing.Status(current).label.lower(), "action": action}
             )
         MailingEvent.objects.create(mailing=mailing, from_status=mailing.status, to_status=target, by=by, note=note)
+        events.mailing_moved(mailing, before=mailing.status, after=target, fields=fields)
         if target == S.ACTIVE:
             transaction.on_commit(lambda: _kick(mailing.pk))
     mailing.status = target

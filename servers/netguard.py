@@ -342,6 +342,13 @@ def _connect_first(
     raise OSError("No address to connect to.")
 
 
+def connect_pinned(addresses: Sequence[Address], timeout: float | Callable[[], float | None]) -> socket.socket:
+    """A TCP socket to the first of `addresses` (from resolve_checked) that
+    accepts: no lookup, so the connection goes where the check looked. For
+    clients other than the mail ones (the webhooks' HTTP POST)."""
+    return _connect_first(addresses, timeout)
+
+
 def _pinned(addresses: Sequence[Address], port: int) -> list[Address]:
     """Checks the pinned list once, so a wrong port is a bug found early."""
     pinned = list(addresses)

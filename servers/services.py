@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts import languages
 from accounts.models import Tenant, User
 
-from . import presets, probes, tasks
+from . import events, presets, probes, tasks
 from .models import BounceMailbox, ConnectionTest, Health, SmtpServer, TenantRest
 
 
@@ -187,7 +187,13 @@ def record_health(*, record: SmtpServer | BounceMailbox, result: probes.ProbeRes
     values = {f: getattr(record, f) for f in fields}
     if isinstance(record, BounceMailbox) and diagnosis is None:
         values.update(NO_BACKOFF)  # it works now: read at the next beat
-    type(record).objects.filter(pk=record.pk).update(**values)
+    rows = type(record).objects.filter(pk=record.pk)
+    newly_failing = (
+        isinstance(record, SmtpServer) and diagnosis is not None and not rows.filter(health=Health.FAILING).exists()
+    )
+    rows.update(**values)
+    if newly_failing:
+        events.server_failing(record, error=record.health_error, hint=record.health_hint)
 
 
 @transaction.atomic
@@ -291,13 +297,17 @@ def _fail_unfinished(tests: QuerySet[ConnectionTest], error: str) -> int:
 
 
 def rotate_secrets() -> int:
-    """Re-encrypt every stored password with the newest key."""
+    """Re-encrypt every stored password, and the webhooks' signing secrets,
+    with the newest key."""
+    from accounts.models import WebhookEndpoint
+
     from . import crypto
 
     count = 0
-    for model in (SmtpServer, BounceMailbox):
-        for pk, token in model.objects.exclude(password_encrypted="").values_list("pk", "password_encrypted"):
-            model.objects.filter(pk=pk).update(password_encrypted=crypto.rotate(token))
+    for model, column in ((SmtpServer, "password_encrypted"), (BounceMailbox, "password_encrypted"),
+                          (WebhookEndpoint, "secret_encrypted")):  # fmt: skip
+        for pk, token in model.objects.exclude(**{column: ""}).values_list("pk", column):
+            model.objects.filter(pk=pk).update(**{column: crypto.rotate(token)})
             count += 1
     return count
 

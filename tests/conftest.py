@@ -14,6 +14,7 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Membership, Role, Tenant, User
+from tests.accounts.webhook_helpers import committed, receiver  # noqa: F401 - fixtures for every test
 from tests.dovecot import dovecot, dovecot_mailbox  # noqa: F401 - fixtures for every test
 from tests.servers.dns_server import dns_checks, dns_server  # noqa: F401 - fixtures for every test
 from tests.services import REQUIRED

@@ -24,6 +24,8 @@ QUEUES = {
     "mailing.tasks.read_bounce_mailboxes": "default",
     "servers.tasks.fail_stale_connection_tests": "default",
     "accounts.tasks.purge_rate_counters": "default",
+    "accounts.webhooks.tasks.deliver_webhook": "webhooks",
+    "accounts.webhooks.tasks.deliver_due_webhooks": "webhooks",
 }
 VISIBILITY_TIMEOUT = 3600  # Redis's default: a task running longer is given to a second worker
 

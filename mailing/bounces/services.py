@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from config import metrics
 from servers.models import BounceMailbox
 
+from .. import events
 from ..contacts import suppression_add
 from ..models import BounceReport, Letter, Suppression
 from . import matching, parser
@@ -117,6 +118,7 @@ def _apply(report: BounceReport) -> None:
         _bounced(letter, f"Refused: {_reason(report)}")  # the address is not to blame
     else:
         _soft(report, letter)
+    events.letter_bounced(report, letter)
 
 
 def _bounced(letter: Letter, reply: str) -> None:

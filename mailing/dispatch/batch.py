@@ -24,7 +24,7 @@ from servers import rules
 from servers.connections import PinnedSMTPClient, open_smtp
 from servers.models import SmtpServer
 
-from .. import limits
+from .. import events, limits
 from ..addresses import UnsendableAddress
 from ..models import Letter, Mailing, SlotWait
 from ..sender import default_reply_to, envelope_sender, report_route
@@ -88,6 +88,7 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
             outcome.paced = _paced(server, usage)
             _count_limit_reached(usage)
+            events.limit_reached(server, mailing.tenant_id, usage, now=now)
             return outcome
         unused = reservation.granted
         try:

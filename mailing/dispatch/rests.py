@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
 from config import metrics
+from servers import events as server_events
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
@@ -66,9 +67,12 @@ def server_failed(server: SmtpServer, exc: BaseException, *, now: datetime, disa
 
 
 def disable_server(server: SmtpServer, message: str, hint: str = "", *, now: datetime) -> None:
-    SmtpServer.objects.filter(pk=server.pk).update(
-        health=Health.FAILING, health_error=message, health_hint=hint, health_checked_at=now
-    )
+    values = {"health": Health.FAILING, "health_error": message, "health_hint": hint, "health_checked_at": now}
+    # A conditional update first: only the move into failing is an event.
+    if SmtpServer.objects.filter(pk=server.pk).exclude(health=Health.FAILING).update(**values):
+        server_events.server_failing(server, error=message, hint=hint)
+    else:
+        SmtpServer.objects.filter(pk=server.pk).update(**values)
     log.warning("server %s is failing: %s", server.pk, message)
     metrics.server_failed()
 

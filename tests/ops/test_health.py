@@ -49,7 +49,7 @@ def test_readyz_is_green_when_everything_answers(production_http, folder_broker)
     assert body["status"] == "ok"
     expected = {"database", "broker", "beat", *(f"queue:{q}" for q in queues())}
     assert set(body["checks"]) == expected
-    assert {"dispatch", "probes", "imports", "bounces", "mail", "default"} <= set(queues())
+    assert {"dispatch", "probes", "imports", "bounces", "mail", "webhooks", "default"} <= set(queues())
     for check in body["checks"].values():
         assert check["ok"] is True and 0 <= check["seconds"] < 5
 

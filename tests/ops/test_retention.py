@@ -2,13 +2,22 @@
 letters, loses its copy of the contact data), in small batches; what is
 younger stays."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from accounts import api_keys
-from accounts.models import ApiIdempotency, AuthThrottle, UserSession
+from accounts.models import (
+    ApiIdempotency,
+    AuthThrottle,
+    UserSession,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookOnce,
+)
 from config.retention import apply_retention
 from mailing.models import BounceReport, ContactImport, ImportRejection, Letter, Mailing, MailingEvent
 from servers.models import ConnectionTest
@@ -46,6 +55,15 @@ def make_import(tenant, finished_days_ago: float, rejections: int) -> ContactImp
     return imp
 
 
+def make_delivery(endpoint: WebhookEndpoint, created_days_ago: float, status: str) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id=uuid.uuid4(), event_type="import.finished", created=days_ago(created_days_ago),
+        status=status,
+    )  # fmt: skip
+    WebhookAttempt.objects.create(delivery=delivery, number=1, status_code=200 if status == "succeeded" else 500)
+    return delivery
+
+
 def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     settings.RETENTION_BATCH = 2  # several batches of each kind
     old_mailing, young_mailing = make_mailing(tenant_a, 100, 5), make_mailing(tenant_a, 10, 3)
@@ -62,6 +80,12 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     key, _ = api_keys.api_key_create(tenant=tenant_a, by=None, name="CRM", scopes=["read"])
     for n, expires in enumerate((days_ago(0.1), days_ago(-0.5))):
         ApiIdempotency.objects.create(tenant=tenant_a, api_key=key, key=f"k{n}", fingerprint="f", expires_at=expires)
+    endpoint = WebhookEndpoint.objects.create(tenant=tenant_a, url="https://crm.test/hook", events=["import.finished"])
+    old_deliveries = [make_delivery(endpoint, 31, status) for status in ("succeeded", "failed", "succeeded")]
+    still_retried = make_delivery(endpoint, 31, "pending")  # its log stays while it is retried
+    young = make_delivery(endpoint, 29, "succeeded")
+    WebhookOnce.objects.create(tenant=tenant_a, key="1:limit:1:hour", until=days_ago(0.01))
+    WebhookOnce.objects.create(tenant=tenant_a, key="1:limit:1:day", until=days_ago(-0.5))
 
     report = apply_retention()
 
@@ -73,6 +97,8 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
         "import_rejections": 3,
         "bounce_reports": 3,
         "api_idempotency_keys": 1,
+        "webhook_deliveries": 3,
+        "webhook_once": 1,
         "expired_sessions": 1,
     }
     assert Letter.objects.filter(mailing=old_mailing).count() == 5  # the letters stay, with address and result
@@ -84,6 +110,10 @@ def test_old_rows_go_in_batches_and_young_ones_stay(tenant_a, settings):
     assert AuthThrottle.objects.count() == 1 and BounceReport.objects.count() == 1
     assert list(UserSession.objects.values_list("session_key", flat=True)) == ["b" * 32]
     assert list(ApiIdempotency.objects.values_list("key", flat=True)) == ["k1"]  # the one within its day
+    assert not WebhookDelivery.objects.filter(pk__in=[d.pk for d in old_deliveries]).exists()
+    assert set(WebhookDelivery.objects.all()) == {still_retried, young}
+    assert WebhookAttempt.objects.count() == 2  # the old deliveries' log went with them
+    assert list(WebhookOnce.objects.values_list("key", flat=True)) == ["1:limit:1:day"]
     assert apply_retention().counts == dict.fromkeys(report.counts, 0)  # nothing left to do
 
 

@@ -10,7 +10,7 @@ from django.db import models
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from accounts import api_keys
-from accounts.models import Invitation, Membership, Tenant
+from accounts.models import Invitation, Membership, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from mailing import mailings
 from mailing.models import BounceReport, ContactImport, ImportRejection, Mailing, Suppression
 from servers.models import BounceMailbox, ConnectionTest
@@ -24,9 +24,9 @@ ACTIONS = ["start", "pause", "resume", "cancel", "schedule", "unschedule"]
 # The walker's own account actions, which would end the walk's session.
 OWN_ACCOUNT = ("accounts/logout/", "accounts/team/leave/", "accounts/security/reset-two-factor/")
 # The policy (README, Onboarding): owners and admins change the servers, the
-# bounce mailbox and the team; members may look at them and work with
+# bounce mailbox, the team and the webhooks; members may look at them and work with
 # contacts, templates and mailings.
-MANAGER_AREAS = ("servers/", "accounts/team/")
+MANAGER_AREAS = ("servers/", "accounts/team/", "accounts/organisation/webhooks/")
 
 SUPPRESSED = "suppressed-a@x.test"
 # Tenant A's data, each where only A may see it; the data endpoints carry
@@ -47,6 +47,9 @@ SECRETS = [
     b"bounced-a@x.test",
     b"new@acme.test",
     b"unsubscribed-a@x.test",
+    b"A-hook-url",
+    b"A-hook-error",
+    b"A-hook-answer",
 ]
 DATA_TYPES = ("application/json", "text/csv")
 
@@ -115,7 +118,16 @@ def tenant_a_objects(tenant_a: Tenant, alice, tmp_path: Path) -> list[uuid.UUID]
     report = BounceReport.objects.create(
         tenant=tenant_a, mailbox=mailbox, source_key="imap:INBOX:1:1", kind="hard", recipient="bounced-a@x.test"
     )
+    endpoint = WebhookEndpoint(tenant=tenant_a, url="https://hooks.acme.example/A-hook-url", events=["letter.bounced"])
+    endpoint.set_secret("whsec_A-hook-secret")
+    endpoint.save()
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint, event_id=uuid.uuid4(), event_type="letter.bounced", created=endpoint.created_at
+    )
+    WebhookAttempt.objects.create(delivery=delivery, number=1, status_code=500, error="A-hook-error",
+                                  response_body="A-hook-answer")  # fmt: skip
     objects = [
+        endpoint,
         server,
         probe,
         mailbox,

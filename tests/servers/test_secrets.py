@@ -6,6 +6,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.urls import reverse
 
+from accounts.models import WebhookEndpoint
 from servers.models import BounceMailbox, SmtpServer
 
 from .factories import make_server
@@ -35,11 +36,15 @@ def test_rotation_keeps_every_password_readable(tenant_a, settings):
     mailbox = BounceMailbox(tenant=tenant_a, host="8.8.8.8", login="b@acme.test")
     mailbox.set_password("imap-" + SECRET)
     mailbox.save()
+    endpoint = WebhookEndpoint(tenant=tenant_a, url="https://crm.example.com/hook", events=["letter.bounced"])
+    endpoint.set_secret("whsec_" + SECRET)
+    endpoint.save()
     settings.SECRETS_ENCRYPTION_KEYS = [new, old]
     call_command("rotate_secrets")
     settings.SECRETS_ENCRYPTION_KEYS = [new]  # the old key is gone
     assert SmtpServer.objects.get(pk=server.pk).get_password() == SECRET
     assert BounceMailbox.objects.get(pk=mailbox.pk).get_password() == "imap-" + SECRET
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).secret() == "whsec_" + SECRET
 
 
 def test_the_edit_form_never_contains_the_password_and_empty_keeps_it(alice):

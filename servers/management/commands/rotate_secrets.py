@@ -4,7 +4,7 @@ from servers.services import rotate_secrets
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every stored SMTP/IMAP password with the newest key of SECRETS_ENCRYPTION_KEYS."
+    help = "Re-encrypt SMTP/IMAP passwords and webhook secrets with the newest key of SECRETS_ENCRYPTION_KEYS."
 
     def handle(self, *args: object, **options: object) -> None:
         count = rotate_secrets()
