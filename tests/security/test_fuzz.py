@@ -215,6 +215,8 @@ def routes() -> list[tuple[str, bool]]:
     for route, _pattern in walk():
         if route.startswith("staff/") and route not in ("staff/", "staff/login/"):
             continue
+        if route.startswith("api/v1/"):
+            continue  # a session gets 401 there: the API has its own walk with keys (test_api_fuzz)
         found.append((route, route.startswith(OWN_ACCOUNT) or any(word in route for word in DESTRUCTIVE)))
     return sorted(found, key=lambda item: item[1])
 
