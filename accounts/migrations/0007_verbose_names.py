@@ -6,6 +6,8 @@ import uuid
 from django.conf import settings
 from django.db import migrations, models
 
+from config.migration_operations import NamesOnly
+
 
 class Migration(migrations.Migration):
 
@@ -13,224 +15,228 @@ class Migration(migrations.Migration):
         ('accounts', '0006_merge_language_time_zone'),
     ]
 
+    # Names only (config/migration_operations.py): no SQL, and the models
+    # are rendered once rather than once for each field.
     operations = [
-        migrations.AlterModelOptions(
-            name='auththrottle',
-            options={'verbose_name': 'failed sign-in counter', 'verbose_name_plural': 'failed sign-in counters'},
-        ),
-        migrations.AlterModelOptions(
-            name='invitation',
-            options={'ordering': ['-created_at'], 'verbose_name': 'invitation', 'verbose_name_plural': 'invitations'},
-        ),
-        migrations.AlterModelOptions(
-            name='membership',
-            options={'ordering': ['created_at'], 'verbose_name': 'membership', 'verbose_name_plural': 'memberships'},
-        ),
-        migrations.AlterModelOptions(
-            name='ratecounter',
-            options={'verbose_name': 'rate counter', 'verbose_name_plural': 'rate counters'},
-        ),
-        migrations.AlterModelOptions(
-            name='tenant',
-            options={'ordering': ['name'], 'verbose_name': 'organisation', 'verbose_name_plural': 'organisations'},
-        ),
-        migrations.AlterModelOptions(
-            name='user',
-            options={'verbose_name': 'user', 'verbose_name_plural': 'users'},
-        ),
-        migrations.AlterField(
-            model_name='auththrottle',
-            name='failures',
-            field=models.PositiveIntegerField(default=0, verbose_name='failures'),
-        ),
-        migrations.AlterField(
-            model_name='auththrottle',
-            name='first_failure_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='first failure'),
-        ),
-        migrations.AlterField(
-            model_name='auththrottle',
-            name='key',
-            field=models.CharField(max_length=128, unique=True, verbose_name='key'),
-        ),
-        migrations.AlterField(
-            model_name='auththrottle',
-            name='locked_until',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='locked until'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='accepted_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='accepted'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='email',
-            field=models.EmailField(max_length=254, verbose_name='email address'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='invited_by',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='invited by'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='revoked_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='revoked'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='role',
-            field=models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member')], default='member', max_length=10, verbose_name='role'),
-        ),
-        migrations.AlterField(
-            model_name='invitation',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invitations', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='role',
-            field=models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member')], default='member', max_length=10, verbose_name='role'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='membership',
-            name='user',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL, verbose_name='user'),
-        ),
-        migrations.AlterField(
-            model_name='ratecounter',
-            name='count',
-            field=models.PositiveIntegerField(default=0, verbose_name='count'),
-        ),
-        migrations.AlterField(
-            model_name='ratecounter',
-            name='expires_at',
-            field=models.DateTimeField(db_index=True, verbose_name='expires'),
-        ),
-        migrations.AlterField(
-            model_name='ratecounter',
-            name='key',
-            field=models.CharField(max_length=64, unique=True, verbose_name='key'),
-        ),
-        migrations.AlterField(
-            model_name='ratecounter',
-            name='window_start',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='window opened'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='created_by',
-            field=models.ForeignKey(blank=True, help_text='The account that created it: its organisations share their platform quotas.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='created_tenants', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='default_language',
-            field=models.CharField(choices=[('en', 'English'), ('ru', 'Русский'), ('vi', 'Tiếng Việt')], default='en', max_length=8, verbose_name='default language'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='name',
-            field=models.CharField(max_length=120, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='slug',
-            field=models.SlugField(max_length=60, unique=True, verbose_name='slug'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='status',
-            field=models.CharField(choices=[('active', 'Active'), ('suspended', 'Suspended')], default='active', max_length=12, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='tenant',
-            name='suspended_reason',
-            field=models.CharField(blank=True, max_length=200, verbose_name='reason for suspension'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='date_joined',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='joined'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='email',
-            field=models.EmailField(max_length=254, unique=True, verbose_name='email address'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='email_verified_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='email verified'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='full_name',
-            field=models.CharField(blank=True, max_length=150, verbose_name='full name'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='is_active',
-            field=models.BooleanField(default=True, verbose_name='active'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='is_staff',
-            field=models.BooleanField(default=False, help_text='May log into the staff admin.', verbose_name='staff'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='language',
-            field=models.CharField(blank=True, choices=[('en', 'English'), ('ru', 'Русский'), ('vi', 'Tiếng Việt')], max_length=8, verbose_name='language'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='max_organisations',
-            field=models.PositiveSmallIntegerField(blank=True, help_text='Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER.', null=True, verbose_name='max organisations'),
-        ),
-        migrations.AlterField(
-            model_name='user',
-            name='suspension_block_lifted',
-            field=models.BooleanField(default=False, help_text='May create organisations although an organisation they own or administer is suspended.', verbose_name='suspension block lifted'),
-        ),
-        migrations.AlterField(
-            model_name='usersession',
-            name='user_id',
-            field=models.BigIntegerField(db_index=True, null=True, verbose_name='user ID'),
-        ),
+        NamesOnly([
+            migrations.AlterModelOptions(
+                name='auththrottle',
+                options={'verbose_name': 'failed sign-in counter', 'verbose_name_plural': 'failed sign-in counters'},
+            ),
+            migrations.AlterModelOptions(
+                name='invitation',
+                options={'ordering': ['-created_at'], 'verbose_name': 'invitation', 'verbose_name_plural': 'invitations'},
+            ),
+            migrations.AlterModelOptions(
+                name='membership',
+                options={'ordering': ['created_at'], 'verbose_name': 'membership', 'verbose_name_plural': 'memberships'},
+            ),
+            migrations.AlterModelOptions(
+                name='ratecounter',
+                options={'verbose_name': 'rate counter', 'verbose_name_plural': 'rate counters'},
+            ),
+            migrations.AlterModelOptions(
+                name='tenant',
+                options={'ordering': ['name'], 'verbose_name': 'organisation', 'verbose_name_plural': 'organisations'},
+            ),
+            migrations.AlterModelOptions(
+                name='user',
+                options={'verbose_name': 'user', 'verbose_name_plural': 'users'},
+            ),
+            migrations.AlterField(
+                model_name='auththrottle',
+                name='failures',
+                field=models.PositiveIntegerField(default=0, verbose_name='failures'),
+            ),
+            migrations.AlterField(
+                model_name='auththrottle',
+                name='first_failure_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='first failure'),
+            ),
+            migrations.AlterField(
+                model_name='auththrottle',
+                name='key',
+                field=models.CharField(max_length=128, unique=True, verbose_name='key'),
+            ),
+            migrations.AlterField(
+                model_name='auththrottle',
+                name='locked_until',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='locked until'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='accepted_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='accepted'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='email',
+                field=models.EmailField(max_length=254, verbose_name='email address'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='invited_by',
+                field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='invited by'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='revoked_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='revoked'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='role',
+                field=models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member')], default='member', max_length=10, verbose_name='role'),
+            ),
+            migrations.AlterField(
+                model_name='invitation',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invitations', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='membership',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='membership',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='membership',
+                name='role',
+                field=models.CharField(choices=[('owner', 'Owner'), ('admin', 'Admin'), ('member', 'Member')], default='member', max_length=10, verbose_name='role'),
+            ),
+            migrations.AlterField(
+                model_name='membership',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='membership',
+                name='user',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL, verbose_name='user'),
+            ),
+            migrations.AlterField(
+                model_name='ratecounter',
+                name='count',
+                field=models.PositiveIntegerField(default=0, verbose_name='count'),
+            ),
+            migrations.AlterField(
+                model_name='ratecounter',
+                name='expires_at',
+                field=models.DateTimeField(db_index=True, verbose_name='expires'),
+            ),
+            migrations.AlterField(
+                model_name='ratecounter',
+                name='key',
+                field=models.CharField(max_length=64, unique=True, verbose_name='key'),
+            ),
+            migrations.AlterField(
+                model_name='ratecounter',
+                name='window_start',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='window opened'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='created_by',
+                field=models.ForeignKey(blank=True, help_text='The account that created it: its organisations share their platform quotas.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='created_tenants', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='default_language',
+                field=models.CharField(choices=[('en', 'English'), ('ru', 'Русский'), ('vi', 'Tiếng Việt')], default='en', max_length=8, verbose_name='default language'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='name',
+                field=models.CharField(max_length=120, verbose_name='name'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='slug',
+                field=models.SlugField(max_length=60, unique=True, verbose_name='slug'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='status',
+                field=models.CharField(choices=[('active', 'Active'), ('suspended', 'Suspended')], default='active', max_length=12, verbose_name='status'),
+            ),
+            migrations.AlterField(
+                model_name='tenant',
+                name='suspended_reason',
+                field=models.CharField(blank=True, max_length=200, verbose_name='reason for suspension'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='date_joined',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='joined'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='email',
+                field=models.EmailField(max_length=254, unique=True, verbose_name='email address'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='email_verified_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='email verified'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='full_name',
+                field=models.CharField(blank=True, max_length=150, verbose_name='full name'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='is_active',
+                field=models.BooleanField(default=True, verbose_name='active'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='is_staff',
+                field=models.BooleanField(default=False, help_text='May log into the staff admin.', verbose_name='staff'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='language',
+                field=models.CharField(blank=True, choices=[('en', 'English'), ('ru', 'Русский'), ('vi', 'Tiếng Việt')], max_length=8, verbose_name='language'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='max_organisations',
+                field=models.PositiveSmallIntegerField(blank=True, help_text='Organisations this user may create. Empty: MAX_ORGANISATIONS_PER_USER.', null=True, verbose_name='max organisations'),
+            ),
+            migrations.AlterField(
+                model_name='user',
+                name='suspension_block_lifted',
+                field=models.BooleanField(default=False, help_text='May create organisations although an organisation they own or administer is suspended.', verbose_name='suspension block lifted'),
+            ),
+            migrations.AlterField(
+                model_name='usersession',
+                name='user_id',
+                field=models.BigIntegerField(db_index=True, null=True, verbose_name='user ID'),
+            ),
+        ]),
     ]

@@ -9,6 +9,8 @@ import uuid
 from django.conf import settings
 from django.db import migrations, models
 
+from config.migration_operations import NamesOnly
+
 
 class Migration(migrations.Migration):
 
@@ -19,724 +21,728 @@ class Migration(migrations.Migration):
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
+    # Names only (config/migration_operations.py): no SQL, and the models
+    # are rendered once rather than once for each field.
     operations = [
-        migrations.AlterModelOptions(
-            name='bouncereport',
-            options={'ordering': ['-received_at', '-pk'], 'verbose_name': 'bounce report', 'verbose_name_plural': 'bounce reports'},
-        ),
-        migrations.AlterModelOptions(
-            name='contact',
-            options={'ordering': ['email'], 'verbose_name': 'contact', 'verbose_name_plural': 'contacts'},
-        ),
-        migrations.AlterModelOptions(
-            name='contactimport',
-            options={'ordering': ['-created_at'], 'verbose_name': 'contact import', 'verbose_name_plural': 'contact imports'},
-        ),
-        migrations.AlterModelOptions(
-            name='contactlist',
-            options={'ordering': ['name'], 'verbose_name': 'contact list', 'verbose_name_plural': 'contact lists'},
-        ),
-        migrations.AlterModelOptions(
-            name='customfield',
-            options={'ordering': ['key'], 'verbose_name': 'custom field', 'verbose_name_plural': 'custom fields'},
-        ),
-        migrations.AlterModelOptions(
-            name='dispatchchain',
-            options={'verbose_name': 'dispatch chain', 'verbose_name_plural': 'dispatch chains'},
-        ),
-        migrations.AlterModelOptions(
-            name='importrejection',
-            options={'ordering': ['line'], 'verbose_name': 'rejected import row', 'verbose_name_plural': 'rejected import rows'},
-        ),
-        migrations.AlterModelOptions(
-            name='letter',
-            options={'ordering': ['pk'], 'verbose_name': 'letter', 'verbose_name_plural': 'letters'},
-        ),
-        migrations.AlterModelOptions(
-            name='mailing',
-            options={'ordering': ['-created_at'], 'verbose_name': 'mailing', 'verbose_name_plural': 'mailings'},
-        ),
-        migrations.AlterModelOptions(
-            name='mailingevent',
-            options={'ordering': ['at', 'pk'], 'verbose_name': 'mailing event', 'verbose_name_plural': 'mailing events'},
-        ),
-        migrations.AlterModelOptions(
-            name='mailingserver',
-            options={'ordering': ['position'], 'verbose_name': 'mailing using the server', 'verbose_name_plural': 'mailings using the server'},
-        ),
-        migrations.AlterModelOptions(
-            name='mailtemplate',
-            options={'ordering': ['name'], 'verbose_name': 'template', 'verbose_name_plural': 'templates'},
-        ),
-        migrations.AlterModelOptions(
-            name='readmessage',
-            options={'verbose_name': 'read message', 'verbose_name_plural': 'read messages'},
-        ),
-        migrations.AlterModelOptions(
-            name='slotwait',
-            options={'verbose_name': 'wait for a connection slot', 'verbose_name_plural': 'waits for a connection slot'},
-        ),
-        migrations.AlterModelOptions(
-            name='suppression',
-            options={'ordering': ['-created_at'], 'verbose_name': 'suppressed address', 'verbose_name_plural': 'suppressed addresses'},
-        ),
-        migrations.AlterModelOptions(
-            name='usagebucket',
-            options={'verbose_name': 'usage per minute', 'verbose_name_plural': 'usage per minute'},
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='diagnostic',
-            field=models.TextField(blank=True, verbose_name='diagnostic'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='headers_excerpt',
-            field=models.TextField(blank=True, verbose_name='headers excerpt'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='kind',
-            field=models.CharField(choices=[('hard', 'Hard bounce'), ('soft', 'Soft bounce'), ('refused', 'Refused (not the address)'), ('auto_reply', 'Auto-reply'), ('unknown', 'Unreadable report')], max_length=10, verbose_name='type'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='letter',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='bounce_reports', to='mailing.letter', verbose_name='letter'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='mailbox',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='bounce_reports', to='servers.bouncemailbox', verbose_name='bounce mailbox'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='matched_by',
-            field=models.CharField(blank=True, choices=[('header', 'X-Postroute-Letter header'), ('message_id', 'Message-ID'), ('token', 'Envelope token'), ('recipient', 'Recipient and sending time only (unconfirmed)'), ('', 'Not matched')], max_length=10, verbose_name='matched by'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='message_id',
-            field=models.CharField(blank=True, max_length=255, verbose_name='Message-ID'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='received_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='received'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='recipient',
-            field=models.CharField(blank=True, max_length=254, verbose_name='recipient'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='sender',
-            field=models.CharField(blank=True, max_length=300, verbose_name="report's sender"),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='source_key',
-            field=models.CharField(max_length=400, verbose_name='source key'),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='subject',
-            field=models.CharField(blank=True, max_length=300, verbose_name="report's subject"),
-        ),
-        migrations.AlterField(
-            model_name='bouncereport',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bounce_reports', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='email',
-            field=models.EmailField(max_length=254, validators=[servers.validators.no_control_chars], verbose_name='email address'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='fields',
-            field=models.JSONField(blank=True, default=dict, verbose_name='custom fields'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='first_name',
-            field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='first name'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='last_name',
-            field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='last name'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='lists',
-            field=models.ManyToManyField(blank=True, related_name='contacts', to='mailing.contactlist', verbose_name='contact lists'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contacts', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='contact',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='bytes_read',
-            field=models.PositiveBigIntegerField(default=0, verbose_name='bytes read'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='contact_list',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='mailing.contactlist', verbose_name='contact list'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='created',
-            field=models.PositiveIntegerField(default=0, verbose_name='contacts created'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='created_by',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='delimiter',
-            field=models.CharField(blank=True, max_length=1, verbose_name='delimiter'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='encoding',
-            field=models.CharField(blank=True, max_length=20, verbose_name='encoding'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='error',
-            field=models.TextField(blank=True, verbose_name='error'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='file_name',
-            field=models.CharField(max_length=255, verbose_name='file name'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='file_path',
-            field=models.CharField(max_length=500, verbose_name='file path'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='file_size',
-            field=models.PositiveBigIntegerField(default=0, verbose_name='file size'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='finished_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='finished'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='header',
-            field=models.JSONField(default=list, verbose_name='header row'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='mapping',
-            field=models.JSONField(default=dict, verbose_name='column mapping'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='rejected',
-            field=models.PositiveIntegerField(default=0, verbose_name='rows rejected'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='rows_seen',
-            field=models.PositiveIntegerField(default=0, verbose_name='rows read'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='status',
-            field=models.CharField(choices=[('uploaded', 'Waiting for the column mapping'), ('queued', 'Queued'), ('running', 'Importing'), ('done', 'Done'), ('failed', 'Failed')], default='uploaded', max_length=10, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contact_imports', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='contactimport',
-            name='updated',
-            field=models.PositiveIntegerField(default=0, verbose_name='contacts updated'),
-        ),
-        migrations.AlterField(
-            model_name='contactlist',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='contactlist',
-            name='name',
-            field=models.CharField(max_length=120, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='contactlist',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='contactlist',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contact_lists', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='customfield',
-            name='key',
-            field=models.SlugField(verbose_name='placeholder'),
-        ),
-        migrations.AlterField(
-            model_name='customfield',
-            name='label',
-            field=models.CharField(max_length=100, verbose_name='label'),
-        ),
-        migrations.AlterField(
-            model_name='customfield',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='custom_fields', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='dispatchchain',
-            name='mailing',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chains', to='mailing.mailing', verbose_name='mailing'),
-        ),
-        migrations.AlterField(
-            model_name='dispatchchain',
-            name='slot',
-            field=models.PositiveSmallIntegerField(verbose_name='slot'),
-        ),
-        migrations.AlterField(
-            model_name='dispatchchain',
-            name='until',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='until'),
-        ),
-        migrations.AlterField(
-            model_name='importrejection',
-            name='contact_import',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rejections', to='mailing.contactimport', verbose_name='contact import'),
-        ),
-        migrations.AlterField(
-            model_name='importrejection',
-            name='line',
-            field=models.PositiveIntegerField(verbose_name='line'),
-        ),
-        migrations.AlterField(
-            model_name='importrejection',
-            name='raw',
-            field=models.TextField(blank=True, verbose_name='row as read'),
-        ),
-        migrations.AlterField(
-            model_name='importrejection',
-            name='reason',
-            field=models.CharField(max_length=300, verbose_name='reason'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='attempts',
-            field=models.PositiveSmallIntegerField(default=0, verbose_name='attempts'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='claim_token',
-            field=models.UUIDField(blank=True, null=True, verbose_name='claim token'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='contact',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='letters', to='mailing.contact', verbose_name='contact'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='context',
-            field=models.JSONField(default=dict, verbose_name='context'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='email',
-            field=models.EmailField(max_length=254, verbose_name='email address'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='last_reply',
-            field=models.TextField(blank=True, verbose_name='last reply'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='lease_until',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='leased until'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='mailing',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='letters', to='mailing.mailing', verbose_name='mailing'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='next_attempt_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='next attempt'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='sent_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='sent'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='server',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='letters', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='status',
-            field=models.CharField(choices=[('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('deferred', 'Deferred'), ('failed', 'Failed'), ('bounced', 'Bounced')], default='queued', max_length=10, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='letter',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='finished_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='finished'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='html_body',
-            field=models.TextField(blank=True, verbose_name='HTML body'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='letter_count',
-            field=models.PositiveIntegerField(default=0, verbose_name='letters'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='lists',
-            field=models.ManyToManyField(related_name='mailings', to='mailing.contactlist', verbose_name='contact lists'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='name',
-            field=models.CharField(max_length=150, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='preparing_since',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='preparing since'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='reply_to',
-            field=models.EmailField(blank=True, max_length=254, validators=[servers.validators.no_control_chars], verbose_name='reply-to address'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='resume_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='resumes at'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='scheduled_at',
-            field=models.DateTimeField(blank=True, help_text='Empty: start now.', null=True, verbose_name='scheduled for'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='sender_email',
-            field=models.EmailField(blank=True, max_length=254, validators=[servers.validators.no_control_chars], verbose_name='sender address'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='sender_name',
-            field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='sender name'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='servers',
-            field=models.ManyToManyField(related_name='mailings', through='mailing.MailingServer', to='servers.smtpserver', verbose_name='sending servers'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='start_error',
-            field=models.CharField(blank=True, max_length=300, verbose_name='why it did not start'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='started_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='started'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('active', 'Sending'), ('waiting', 'Waiting for limits'), ('blocked', 'Cannot send'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], default='draft', max_length=10, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='subject',
-            field=models.CharField(blank=True, max_length=250, validators=[servers.validators.no_control_chars], verbose_name='subject'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='template',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.RESTRICT, related_name='mailings', to='mailing.mailtemplate', verbose_name='template'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mailings', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='mailing',
-            name='text_body',
-            field=models.TextField(blank=True, verbose_name='text body'),
-        ),
-        migrations.AlterField(
-            model_name='mailingevent',
-            name='at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='when'),
-        ),
-        migrations.AlterField(
-            model_name='mailingevent',
-            name='by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL, verbose_name='changed by'),
-        ),
-        migrations.AlterField(
-            model_name='mailingevent',
-            name='from_status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('active', 'Sending'), ('waiting', 'Waiting for limits'), ('blocked', 'Cannot send'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], max_length=10, verbose_name='previous status'),
-        ),
-        migrations.AlterField(
-            model_name='mailingevent',
-            name='mailing',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='mailing.mailing', verbose_name='mailing'),
-        ),
-        migrations.AlterField(
-            model_name='mailingevent',
-            name='note',
-            field=models.CharField(blank=True, max_length=300, verbose_name='note'),
-        ),
-        migrations.AlterField(
-            model_name='mailingevent',
-            name='to_status',
-            field=models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('active', 'Sending'), ('waiting', 'Waiting for limits'), ('blocked', 'Cannot send'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], max_length=10, verbose_name='new status'),
-        ),
-        migrations.AlterField(
-            model_name='mailingserver',
-            name='mailing',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='server_links', to='mailing.mailing', verbose_name='mailing'),
-        ),
-        migrations.AlterField(
-            model_name='mailingserver',
-            name='position',
-            field=models.PositiveIntegerField(verbose_name='position'),
-        ),
-        migrations.AlterField(
-            model_name='mailingserver',
-            name='server',
-            field=models.ForeignKey(on_delete=mailing.models.mailings.restrict_unless_finished, related_name='mailing_links', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='html_body',
-            field=models.TextField(blank=True, validators=[mailing.models.content.MaxBytes(524288)], verbose_name='HTML body'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='name',
-            field=models.CharField(max_length=120, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='reply_to',
-            field=models.EmailField(blank=True, max_length=254, validators=[servers.validators.no_control_chars], verbose_name='reply-to address'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='sender_name',
-            field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='sender name'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='subject',
-            field=models.CharField(max_length=250, validators=[servers.validators.no_control_chars], verbose_name='subject'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mail_templates', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='text_body',
-            field=models.TextField(validators=[mailing.models.content.MaxBytes(524288)], verbose_name='text body'),
-        ),
-        migrations.AlterField(
-            model_name='mailtemplate',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated'),
-        ),
-        migrations.AlterField(
-            model_name='readmessage',
-            name='is_report',
-            field=models.BooleanField(default=False, verbose_name='is a report'),
-        ),
-        migrations.AlterField(
-            model_name='readmessage',
-            name='mailbox',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='read_messages', to='servers.bouncemailbox', verbose_name='bounce mailbox'),
-        ),
-        migrations.AlterField(
-            model_name='readmessage',
-            name='read_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='read'),
-        ),
-        migrations.AlterField(
-            model_name='readmessage',
-            name='uidl',
-            field=models.CharField(max_length=100, verbose_name='UIDL'),
-        ),
-        migrations.AlterField(
-            model_name='slotwait',
-            name='seen',
-            field=models.DateTimeField(verbose_name='last seen'),
-        ),
-        migrations.AlterField(
-            model_name='slotwait',
-            name='server',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='slotwait',
-            name='since',
-            field=models.DateTimeField(verbose_name='waiting since'),
-        ),
-        migrations.AlterField(
-            model_name='slotwait',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='suppression',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='suppression',
-            name='email',
-            field=models.EmailField(max_length=254, verbose_name='email address'),
-        ),
-        migrations.AlterField(
-            model_name='suppression',
-            name='note',
-            field=models.CharField(blank=True, max_length=300, verbose_name='note'),
-        ),
-        migrations.AlterField(
-            model_name='suppression',
-            name='reason',
-            field=models.CharField(choices=[('unsubscribed', 'Unsubscribed'), ('hard_bounce', 'Hard bounce'), ('soft_bounces', 'Repeated soft bounces'), ('manual', 'Added by hand')], max_length=20, verbose_name='reason'),
-        ),
-        migrations.AlterField(
-            model_name='suppression',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='suppressions', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='usagebucket',
-            name='count',
-            field=models.PositiveIntegerField(default=0, verbose_name='letters'),
-        ),
-        migrations.AlterField(
-            model_name='usagebucket',
-            name='minute',
-            field=models.DateTimeField(verbose_name='minute'),
-        ),
-        migrations.AlterField(
-            model_name='usagebucket',
-            name='server',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_buckets', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='usagebucket',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant', verbose_name='organisation'),
-        ),
+        NamesOnly([
+            migrations.AlterModelOptions(
+                name='bouncereport',
+                options={'ordering': ['-received_at', '-pk'], 'verbose_name': 'bounce report', 'verbose_name_plural': 'bounce reports'},
+            ),
+            migrations.AlterModelOptions(
+                name='contact',
+                options={'ordering': ['email'], 'verbose_name': 'contact', 'verbose_name_plural': 'contacts'},
+            ),
+            migrations.AlterModelOptions(
+                name='contactimport',
+                options={'ordering': ['-created_at'], 'verbose_name': 'contact import', 'verbose_name_plural': 'contact imports'},
+            ),
+            migrations.AlterModelOptions(
+                name='contactlist',
+                options={'ordering': ['name'], 'verbose_name': 'contact list', 'verbose_name_plural': 'contact lists'},
+            ),
+            migrations.AlterModelOptions(
+                name='customfield',
+                options={'ordering': ['key'], 'verbose_name': 'custom field', 'verbose_name_plural': 'custom fields'},
+            ),
+            migrations.AlterModelOptions(
+                name='dispatchchain',
+                options={'verbose_name': 'dispatch chain', 'verbose_name_plural': 'dispatch chains'},
+            ),
+            migrations.AlterModelOptions(
+                name='importrejection',
+                options={'ordering': ['line'], 'verbose_name': 'rejected import row', 'verbose_name_plural': 'rejected import rows'},
+            ),
+            migrations.AlterModelOptions(
+                name='letter',
+                options={'ordering': ['pk'], 'verbose_name': 'letter', 'verbose_name_plural': 'letters'},
+            ),
+            migrations.AlterModelOptions(
+                name='mailing',
+                options={'ordering': ['-created_at'], 'verbose_name': 'mailing', 'verbose_name_plural': 'mailings'},
+            ),
+            migrations.AlterModelOptions(
+                name='mailingevent',
+                options={'ordering': ['at', 'pk'], 'verbose_name': 'mailing event', 'verbose_name_plural': 'mailing events'},
+            ),
+            migrations.AlterModelOptions(
+                name='mailingserver',
+                options={'ordering': ['position'], 'verbose_name': 'mailing using the server', 'verbose_name_plural': 'mailings using the server'},
+            ),
+            migrations.AlterModelOptions(
+                name='mailtemplate',
+                options={'ordering': ['name'], 'verbose_name': 'template', 'verbose_name_plural': 'templates'},
+            ),
+            migrations.AlterModelOptions(
+                name='readmessage',
+                options={'verbose_name': 'read message', 'verbose_name_plural': 'read messages'},
+            ),
+            migrations.AlterModelOptions(
+                name='slotwait',
+                options={'verbose_name': 'wait for a connection slot', 'verbose_name_plural': 'waits for a connection slot'},
+            ),
+            migrations.AlterModelOptions(
+                name='suppression',
+                options={'ordering': ['-created_at'], 'verbose_name': 'suppressed address', 'verbose_name_plural': 'suppressed addresses'},
+            ),
+            migrations.AlterModelOptions(
+                name='usagebucket',
+                options={'verbose_name': 'usage per minute', 'verbose_name_plural': 'usage per minute'},
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='diagnostic',
+                field=models.TextField(blank=True, verbose_name='diagnostic'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='headers_excerpt',
+                field=models.TextField(blank=True, verbose_name='headers excerpt'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='kind',
+                field=models.CharField(choices=[('hard', 'Hard bounce'), ('soft', 'Soft bounce'), ('refused', 'Refused (not the address)'), ('auto_reply', 'Auto-reply'), ('unknown', 'Unreadable report')], max_length=10, verbose_name='type'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='letter',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='bounce_reports', to='mailing.letter', verbose_name='letter'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='mailbox',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='bounce_reports', to='servers.bouncemailbox', verbose_name='bounce mailbox'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='matched_by',
+                field=models.CharField(blank=True, choices=[('header', 'X-Postroute-Letter header'), ('message_id', 'Message-ID'), ('token', 'Envelope token'), ('recipient', 'Recipient and sending time only (unconfirmed)'), ('', 'Not matched')], max_length=10, verbose_name='matched by'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='message_id',
+                field=models.CharField(blank=True, max_length=255, verbose_name='Message-ID'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='received_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='received'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='recipient',
+                field=models.CharField(blank=True, max_length=254, verbose_name='recipient'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='sender',
+                field=models.CharField(blank=True, max_length=300, verbose_name="report's sender"),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='source_key',
+                field=models.CharField(max_length=400, verbose_name='source key'),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='subject',
+                field=models.CharField(blank=True, max_length=300, verbose_name="report's subject"),
+            ),
+            migrations.AlterField(
+                model_name='bouncereport',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bounce_reports', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='email',
+                field=models.EmailField(max_length=254, validators=[servers.validators.no_control_chars], verbose_name='email address'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='fields',
+                field=models.JSONField(blank=True, default=dict, verbose_name='custom fields'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='first_name',
+                field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='first name'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='last_name',
+                field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='last name'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='lists',
+                field=models.ManyToManyField(blank=True, related_name='contacts', to='mailing.contactlist', verbose_name='contact lists'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contacts', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='contact',
+                name='updated_at',
+                field=models.DateTimeField(auto_now=True, verbose_name='updated'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='bytes_read',
+                field=models.PositiveBigIntegerField(default=0, verbose_name='bytes read'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='contact_list',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='mailing.contactlist', verbose_name='contact list'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='created',
+                field=models.PositiveIntegerField(default=0, verbose_name='contacts created'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='created_by',
+                field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='delimiter',
+                field=models.CharField(blank=True, max_length=1, verbose_name='delimiter'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='encoding',
+                field=models.CharField(blank=True, max_length=20, verbose_name='encoding'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='error',
+                field=models.TextField(blank=True, verbose_name='error'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='file_name',
+                field=models.CharField(max_length=255, verbose_name='file name'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='file_path',
+                field=models.CharField(max_length=500, verbose_name='file path'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='file_size',
+                field=models.PositiveBigIntegerField(default=0, verbose_name='file size'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='finished_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='finished'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='header',
+                field=models.JSONField(default=list, verbose_name='header row'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='mapping',
+                field=models.JSONField(default=dict, verbose_name='column mapping'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='rejected',
+                field=models.PositiveIntegerField(default=0, verbose_name='rows rejected'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='rows_seen',
+                field=models.PositiveIntegerField(default=0, verbose_name='rows read'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='status',
+                field=models.CharField(choices=[('uploaded', 'Waiting for the column mapping'), ('queued', 'Queued'), ('running', 'Importing'), ('done', 'Done'), ('failed', 'Failed')], default='uploaded', max_length=10, verbose_name='status'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contact_imports', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='contactimport',
+                name='updated',
+                field=models.PositiveIntegerField(default=0, verbose_name='contacts updated'),
+            ),
+            migrations.AlterField(
+                model_name='contactlist',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='contactlist',
+                name='name',
+                field=models.CharField(max_length=120, verbose_name='name'),
+            ),
+            migrations.AlterField(
+                model_name='contactlist',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='contactlist',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='contact_lists', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='customfield',
+                name='key',
+                field=models.SlugField(verbose_name='placeholder'),
+            ),
+            migrations.AlterField(
+                model_name='customfield',
+                name='label',
+                field=models.CharField(max_length=100, verbose_name='label'),
+            ),
+            migrations.AlterField(
+                model_name='customfield',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='custom_fields', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='dispatchchain',
+                name='mailing',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chains', to='mailing.mailing', verbose_name='mailing'),
+            ),
+            migrations.AlterField(
+                model_name='dispatchchain',
+                name='slot',
+                field=models.PositiveSmallIntegerField(verbose_name='slot'),
+            ),
+            migrations.AlterField(
+                model_name='dispatchchain',
+                name='until',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='until'),
+            ),
+            migrations.AlterField(
+                model_name='importrejection',
+                name='contact_import',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rejections', to='mailing.contactimport', verbose_name='contact import'),
+            ),
+            migrations.AlterField(
+                model_name='importrejection',
+                name='line',
+                field=models.PositiveIntegerField(verbose_name='line'),
+            ),
+            migrations.AlterField(
+                model_name='importrejection',
+                name='raw',
+                field=models.TextField(blank=True, verbose_name='row as read'),
+            ),
+            migrations.AlterField(
+                model_name='importrejection',
+                name='reason',
+                field=models.CharField(max_length=300, verbose_name='reason'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='attempts',
+                field=models.PositiveSmallIntegerField(default=0, verbose_name='attempts'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='claim_token',
+                field=models.UUIDField(blank=True, null=True, verbose_name='claim token'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='contact',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='letters', to='mailing.contact', verbose_name='contact'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='context',
+                field=models.JSONField(default=dict, verbose_name='context'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='email',
+                field=models.EmailField(max_length=254, verbose_name='email address'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='last_reply',
+                field=models.TextField(blank=True, verbose_name='last reply'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='lease_until',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='leased until'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='mailing',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='letters', to='mailing.mailing', verbose_name='mailing'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='next_attempt_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='next attempt'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='sent_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='sent'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='server',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='letters', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='status',
+                field=models.CharField(choices=[('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('deferred', 'Deferred'), ('failed', 'Failed'), ('bounced', 'Bounced')], default='queued', max_length=10, verbose_name='status'),
+            ),
+            migrations.AlterField(
+                model_name='letter',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='created_by',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='finished_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='finished'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='html_body',
+                field=models.TextField(blank=True, verbose_name='HTML body'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='letter_count',
+                field=models.PositiveIntegerField(default=0, verbose_name='letters'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='lists',
+                field=models.ManyToManyField(related_name='mailings', to='mailing.contactlist', verbose_name='contact lists'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='name',
+                field=models.CharField(max_length=150, verbose_name='name'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='preparing_since',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='preparing since'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='reply_to',
+                field=models.EmailField(blank=True, max_length=254, validators=[servers.validators.no_control_chars], verbose_name='reply-to address'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='resume_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='resumes at'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='scheduled_at',
+                field=models.DateTimeField(blank=True, help_text='Empty: start now.', null=True, verbose_name='scheduled for'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='sender_email',
+                field=models.EmailField(blank=True, max_length=254, validators=[servers.validators.no_control_chars], verbose_name='sender address'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='sender_name',
+                field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='sender name'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='servers',
+                field=models.ManyToManyField(related_name='mailings', through='mailing.MailingServer', to='servers.smtpserver', verbose_name='sending servers'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='start_error',
+                field=models.CharField(blank=True, max_length=300, verbose_name='why it did not start'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='started_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='started'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='status',
+                field=models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('active', 'Sending'), ('waiting', 'Waiting for limits'), ('blocked', 'Cannot send'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], default='draft', max_length=10, verbose_name='status'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='subject',
+                field=models.CharField(blank=True, max_length=250, validators=[servers.validators.no_control_chars], verbose_name='subject'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='template',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.RESTRICT, related_name='mailings', to='mailing.mailtemplate', verbose_name='template'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mailings', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='mailing',
+                name='text_body',
+                field=models.TextField(blank=True, verbose_name='text body'),
+            ),
+            migrations.AlterField(
+                model_name='mailingevent',
+                name='at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='when'),
+            ),
+            migrations.AlterField(
+                model_name='mailingevent',
+                name='by',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL, verbose_name='changed by'),
+            ),
+            migrations.AlterField(
+                model_name='mailingevent',
+                name='from_status',
+                field=models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('active', 'Sending'), ('waiting', 'Waiting for limits'), ('blocked', 'Cannot send'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], max_length=10, verbose_name='previous status'),
+            ),
+            migrations.AlterField(
+                model_name='mailingevent',
+                name='mailing',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='mailing.mailing', verbose_name='mailing'),
+            ),
+            migrations.AlterField(
+                model_name='mailingevent',
+                name='note',
+                field=models.CharField(blank=True, max_length=300, verbose_name='note'),
+            ),
+            migrations.AlterField(
+                model_name='mailingevent',
+                name='to_status',
+                field=models.CharField(choices=[('draft', 'Draft'), ('scheduled', 'Scheduled'), ('active', 'Sending'), ('waiting', 'Waiting for limits'), ('blocked', 'Cannot send'), ('paused', 'Paused'), ('completed', 'Completed'), ('cancelled', 'Cancelled')], max_length=10, verbose_name='new status'),
+            ),
+            migrations.AlterField(
+                model_name='mailingserver',
+                name='mailing',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='server_links', to='mailing.mailing', verbose_name='mailing'),
+            ),
+            migrations.AlterField(
+                model_name='mailingserver',
+                name='position',
+                field=models.PositiveIntegerField(verbose_name='position'),
+            ),
+            migrations.AlterField(
+                model_name='mailingserver',
+                name='server',
+                field=models.ForeignKey(on_delete=mailing.models.mailings.restrict_unless_finished, related_name='mailing_links', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='html_body',
+                field=models.TextField(blank=True, validators=[mailing.models.content.MaxBytes(524288)], verbose_name='HTML body'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='name',
+                field=models.CharField(max_length=120, verbose_name='name'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='reply_to',
+                field=models.EmailField(blank=True, max_length=254, validators=[servers.validators.no_control_chars], verbose_name='reply-to address'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='sender_name',
+                field=models.CharField(blank=True, max_length=100, validators=[servers.validators.no_control_chars], verbose_name='sender name'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='subject',
+                field=models.CharField(max_length=250, validators=[servers.validators.no_control_chars], verbose_name='subject'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='mail_templates', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='text_body',
+                field=models.TextField(validators=[mailing.models.content.MaxBytes(524288)], verbose_name='text body'),
+            ),
+            migrations.AlterField(
+                model_name='mailtemplate',
+                name='updated_at',
+                field=models.DateTimeField(auto_now=True, verbose_name='updated'),
+            ),
+            migrations.AlterField(
+                model_name='readmessage',
+                name='is_report',
+                field=models.BooleanField(default=False, verbose_name='is a report'),
+            ),
+            migrations.AlterField(
+                model_name='readmessage',
+                name='mailbox',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='read_messages', to='servers.bouncemailbox', verbose_name='bounce mailbox'),
+            ),
+            migrations.AlterField(
+                model_name='readmessage',
+                name='read_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='read'),
+            ),
+            migrations.AlterField(
+                model_name='readmessage',
+                name='uidl',
+                field=models.CharField(max_length=100, verbose_name='UIDL'),
+            ),
+            migrations.AlterField(
+                model_name='slotwait',
+                name='seen',
+                field=models.DateTimeField(verbose_name='last seen'),
+            ),
+            migrations.AlterField(
+                model_name='slotwait',
+                name='server',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='slotwait',
+                name='since',
+                field=models.DateTimeField(verbose_name='waiting since'),
+            ),
+            migrations.AlterField(
+                model_name='slotwait',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='suppression',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='suppression',
+                name='email',
+                field=models.EmailField(max_length=254, verbose_name='email address'),
+            ),
+            migrations.AlterField(
+                model_name='suppression',
+                name='note',
+                field=models.CharField(blank=True, max_length=300, verbose_name='note'),
+            ),
+            migrations.AlterField(
+                model_name='suppression',
+                name='reason',
+                field=models.CharField(choices=[('unsubscribed', 'Unsubscribed'), ('hard_bounce', 'Hard bounce'), ('soft_bounces', 'Repeated soft bounces'), ('manual', 'Added by hand')], max_length=20, verbose_name='reason'),
+            ),
+            migrations.AlterField(
+                model_name='suppression',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='suppressions', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='usagebucket',
+                name='count',
+                field=models.PositiveIntegerField(default=0, verbose_name='letters'),
+            ),
+            migrations.AlterField(
+                model_name='usagebucket',
+                name='minute',
+                field=models.DateTimeField(verbose_name='minute'),
+            ),
+            migrations.AlterField(
+                model_name='usagebucket',
+                name='server',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='usage_buckets', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='usagebucket',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.tenant', verbose_name='organisation'),
+            ),
+        ]),
     ]

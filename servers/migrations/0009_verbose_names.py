@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import migrations, models
 
+from config.migration_operations import NamesOnly
+
 
 class Migration(migrations.Migration):
 
@@ -16,395 +18,399 @@ class Migration(migrations.Migration):
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
+    # Names only (config/migration_operations.py): no SQL, and the models
+    # are rendered once rather than once for each field.
     operations = [
-        migrations.AlterModelOptions(
-            name='bouncemailbox',
-            options={'verbose_name': 'bounce mailbox', 'verbose_name_plural': 'bounce mailboxes'},
-        ),
-        migrations.AlterModelOptions(
-            name='connectiontest',
-            options={'ordering': ['-created_at'], 'verbose_name': 'connection test', 'verbose_name_plural': 'connection tests'},
-        ),
-        migrations.AlterModelOptions(
-            name='platformquota',
-            options={'verbose_name': 'platform quota', 'verbose_name_plural': 'platform quotas'},
-        ),
-        migrations.AlterModelOptions(
-            name='smtpserver',
-            options={'ordering': ['priority', 'created_at'], 'verbose_name': 'sending server', 'verbose_name_plural': 'sending servers'},
-        ),
-        migrations.AlterModelOptions(
-            name='tenantrest',
-            options={'verbose_name': "organisation's rest on a server", 'verbose_name_plural': "organisations' rests on servers"},
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='enabled',
-            field=models.BooleanField(default=True, verbose_name='enabled'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='failures',
-            field=models.PositiveSmallIntegerField(default=0, editable=False, verbose_name='failures in a row'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='folder',
-            field=models.CharField(default='INBOX', max_length=200, verbose_name='folder'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='health',
-            field=models.CharField(choices=[('unknown', 'Not tested yet'), ('ok', 'OK'), ('failing', 'Failing')], default='unknown', max_length=10, verbose_name='health'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='health_checked_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='health checked'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='health_error',
-            field=models.TextField(blank=True, verbose_name='health error'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='health_hint',
-            field=models.TextField(blank=True, verbose_name='health hint'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='last_checked_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='last checked'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='last_error',
-            field=models.TextField(blank=True, verbose_name='last error'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='last_uid',
-            field=models.PositiveBigIntegerField(default=0, editable=False, verbose_name='last UID'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='login',
-            field=models.CharField(max_length=254, verbose_name='login'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='next_check_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='next check'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='password_encrypted',
-            field=models.TextField(blank=True, editable=False, verbose_name='encrypted password'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='port',
-            field=models.PositiveIntegerField(default=993, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(65535)], verbose_name='port'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='protocol',
-            field=models.CharField(choices=[('imap', 'IMAP'), ('pop3', 'POP3')], default='imap', max_length=6, verbose_name='protocol'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='reader_lock_token',
-            field=models.UUIDField(blank=True, editable=False, null=True, verbose_name='reader lock token'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='reader_lock_until',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='reader locked until'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='reports_found',
-            field=models.PositiveIntegerField(default=0, editable=False, verbose_name='reports found'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='security',
-            field=models.CharField(choices=[('none', 'None (plain text)'), ('ssl', 'SSL/TLS (implicit, usually port 465)'), ('starttls', 'STARTTLS (usually port 587)')], default='ssl', max_length=10, verbose_name='security'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='server',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='bounce_mailbox', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bounce_mailboxes', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='uid_scope',
-            field=models.CharField(blank=True, editable=False, max_length=700, verbose_name='UID scope'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='uidvalidity',
-            field=models.PositiveBigIntegerField(blank=True, editable=False, null=True, verbose_name='UIDVALIDITY'),
-        ),
-        migrations.AlterField(
-            model_name='bouncemailbox',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='category',
-            field=models.CharField(blank=True, max_length=30, verbose_name='error category'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='error',
-            field=models.TextField(blank=True, verbose_name='error'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='finished_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='finished'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='hint',
-            field=models.TextField(blank=True, verbose_name='hint'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='mailbox',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='tests', to='servers.bouncemailbox', verbose_name='bounce mailbox'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='send_to',
-            field=models.EmailField(blank=True, max_length=254, verbose_name='test letter to'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='server',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='tests', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='started_by',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='started by'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Waiting'), ('running', 'Running'), ('passed', 'Passed'), ('failed', 'Failed')], default='pending', max_length=8, verbose_name='status'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='steps',
-            field=models.JSONField(default=list, verbose_name='steps'),
-        ),
-        migrations.AlterField(
-            model_name='connectiontest',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connection_tests', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='platformquota',
-            name='daily_quota',
-            field=models.PositiveIntegerField(verbose_name='daily quota'),
-        ),
-        migrations.AlterField(
-            model_name='platformquota',
-            name='server',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quotas', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='platformquota',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='platform_quotas', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='allow_sender_substitution',
-            field=models.BooleanField(default=False, help_text='The server accepts a From address other than its own mailbox.', verbose_name='allow sender substitution'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='backoff_until',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='resting until'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='connection_failures',
-            field=models.PositiveSmallIntegerField(default=0, editable=False, verbose_name='connection failures'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='created_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='enabled',
-            field=models.BooleanField(default=True, verbose_name='enabled'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='health',
-            field=models.CharField(choices=[('unknown', 'Not tested yet'), ('ok', 'OK'), ('failing', 'Failing')], default='unknown', max_length=10, verbose_name='health'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='health_checked_at',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='health checked'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='health_error',
-            field=models.TextField(blank=True, verbose_name='health error'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='health_hint',
-            field=models.TextField(blank=True, verbose_name='health hint'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='kind',
-            field=models.CharField(choices=[('external', 'External SMTP'), ('internal', "Internal SMTP (this host's mail server)")], default='external', max_length=10, verbose_name='type'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='max_connections',
-            field=models.PositiveSmallIntegerField(default=2, help_text='How many workers may talk to this server at once (providers limit it).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(20)], verbose_name='max connections'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='max_per_day',
-            field=models.PositiveIntegerField(blank=True, help_text='Empty: no daily limit.', null=True, verbose_name='max per day'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='max_per_hour',
-            field=models.PositiveIntegerField(blank=True, help_text='Empty: no hourly limit.', null=True, verbose_name='max per hour'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='max_per_minute',
-            field=models.PositiveIntegerField(blank=True, help_text="Empty: no per-minute limit. Set it just below your provider's cap: Postroute then paces the server rather than meeting its rate limit.", null=True, verbose_name='max per minute'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='name',
-            field=models.CharField(max_length=100, verbose_name='name'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='password_encrypted',
-            field=models.TextField(blank=True, editable=False, verbose_name='encrypted password'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='priority',
-            field=models.PositiveIntegerField(default=0, help_text='Lower goes first.', verbose_name='priority'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='public_id',
-            field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='rest_reason',
-            field=models.CharField(blank=True, choices=[('connection', 'Connection trouble'), ('rate_limit', 'Rate-limited by the server'), ('refusals', 'Refusing every letter for now')], editable=False, max_length=12, verbose_name='reason for the rest'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='rest_reply',
-            field=models.TextField(blank=True, editable=False, verbose_name="server's reply"),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='security',
-            field=models.CharField(choices=[('none', 'None (plain text)'), ('ssl', 'SSL/TLS (implicit, usually port 465)'), ('starttls', 'STARTTLS (usually port 587)')], default='ssl', max_length=10, verbose_name='security'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='tenant',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='smtp_servers', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='tenant_daily_quota',
-            field=models.PositiveIntegerField(blank=True, null=True, verbose_name='daily quota per organisation'),
-        ),
-        migrations.AlterField(
-            model_name='smtpserver',
-            name='updated_at',
-            field=models.DateTimeField(auto_now=True, verbose_name='updated'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='blocked',
-            field=models.BooleanField(default=False, verbose_name='blocked'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='reason',
-            field=models.CharField(choices=[('connection', 'Connection trouble'), ('rate_limit', 'Rate-limited by the server'), ('refusals', 'Refusing every letter for now')], max_length=12, verbose_name='reason'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='reply',
-            field=models.TextField(blank=True, verbose_name="server's reply"),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='server',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tenant_rests', to='servers.smtpserver', verbose_name='sending server'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='strikes',
-            field=models.PositiveSmallIntegerField(default=0, verbose_name='strikes'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='tenant',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='server_rests', to='accounts.tenant', verbose_name='organisation'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='until',
-            field=models.DateTimeField(blank=True, null=True, verbose_name='until'),
-        ),
-        migrations.AlterField(
-            model_name='tenantrest',
-            name='updated_at',
-            field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='updated'),
-        ),
+        NamesOnly([
+            migrations.AlterModelOptions(
+                name='bouncemailbox',
+                options={'verbose_name': 'bounce mailbox', 'verbose_name_plural': 'bounce mailboxes'},
+            ),
+            migrations.AlterModelOptions(
+                name='connectiontest',
+                options={'ordering': ['-created_at'], 'verbose_name': 'connection test', 'verbose_name_plural': 'connection tests'},
+            ),
+            migrations.AlterModelOptions(
+                name='platformquota',
+                options={'verbose_name': 'platform quota', 'verbose_name_plural': 'platform quotas'},
+            ),
+            migrations.AlterModelOptions(
+                name='smtpserver',
+                options={'ordering': ['priority', 'created_at'], 'verbose_name': 'sending server', 'verbose_name_plural': 'sending servers'},
+            ),
+            migrations.AlterModelOptions(
+                name='tenantrest',
+                options={'verbose_name': "organisation's rest on a server", 'verbose_name_plural': "organisations' rests on servers"},
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='enabled',
+                field=models.BooleanField(default=True, verbose_name='enabled'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='failures',
+                field=models.PositiveSmallIntegerField(default=0, editable=False, verbose_name='failures in a row'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='folder',
+                field=models.CharField(default='INBOX', max_length=200, verbose_name='folder'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='health',
+                field=models.CharField(choices=[('unknown', 'Not tested yet'), ('ok', 'OK'), ('failing', 'Failing')], default='unknown', max_length=10, verbose_name='health'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='health_checked_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='health checked'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='health_error',
+                field=models.TextField(blank=True, verbose_name='health error'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='health_hint',
+                field=models.TextField(blank=True, verbose_name='health hint'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='last_checked_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='last checked'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='last_error',
+                field=models.TextField(blank=True, verbose_name='last error'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='last_uid',
+                field=models.PositiveBigIntegerField(default=0, editable=False, verbose_name='last UID'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='login',
+                field=models.CharField(max_length=254, verbose_name='login'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='next_check_at',
+                field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='next check'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='password_encrypted',
+                field=models.TextField(blank=True, editable=False, verbose_name='encrypted password'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='port',
+                field=models.PositiveIntegerField(default=993, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(65535)], verbose_name='port'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='protocol',
+                field=models.CharField(choices=[('imap', 'IMAP'), ('pop3', 'POP3')], default='imap', max_length=6, verbose_name='protocol'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='reader_lock_token',
+                field=models.UUIDField(blank=True, editable=False, null=True, verbose_name='reader lock token'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='reader_lock_until',
+                field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='reader locked until'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='reports_found',
+                field=models.PositiveIntegerField(default=0, editable=False, verbose_name='reports found'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='security',
+                field=models.CharField(choices=[('none', 'None (plain text)'), ('ssl', 'SSL/TLS (implicit, usually port 465)'), ('starttls', 'STARTTLS (usually port 587)')], default='ssl', max_length=10, verbose_name='security'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='server',
+                field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='bounce_mailbox', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bounce_mailboxes', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='uid_scope',
+                field=models.CharField(blank=True, editable=False, max_length=700, verbose_name='UID scope'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='uidvalidity',
+                field=models.PositiveBigIntegerField(blank=True, editable=False, null=True, verbose_name='UIDVALIDITY'),
+            ),
+            migrations.AlterField(
+                model_name='bouncemailbox',
+                name='updated_at',
+                field=models.DateTimeField(auto_now=True, verbose_name='updated'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='category',
+                field=models.CharField(blank=True, max_length=30, verbose_name='error category'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='error',
+                field=models.TextField(blank=True, verbose_name='error'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='finished_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='finished'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='hint',
+                field=models.TextField(blank=True, verbose_name='hint'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='mailbox',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='tests', to='servers.bouncemailbox', verbose_name='bounce mailbox'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='send_to',
+                field=models.EmailField(blank=True, max_length=254, verbose_name='test letter to'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='server',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='tests', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='started_by',
+                field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='started by'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='status',
+                field=models.CharField(choices=[('pending', 'Waiting'), ('running', 'Running'), ('passed', 'Passed'), ('failed', 'Failed')], default='pending', max_length=8, verbose_name='status'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='steps',
+                field=models.JSONField(default=list, verbose_name='steps'),
+            ),
+            migrations.AlterField(
+                model_name='connectiontest',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connection_tests', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='platformquota',
+                name='daily_quota',
+                field=models.PositiveIntegerField(verbose_name='daily quota'),
+            ),
+            migrations.AlterField(
+                model_name='platformquota',
+                name='server',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quotas', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='platformquota',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='platform_quotas', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='allow_sender_substitution',
+                field=models.BooleanField(default=False, help_text='The server accepts a From address other than its own mailbox.', verbose_name='allow sender substitution'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='backoff_until',
+                field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='resting until'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='connection_failures',
+                field=models.PositiveSmallIntegerField(default=0, editable=False, verbose_name='connection failures'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='created_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='created'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='enabled',
+                field=models.BooleanField(default=True, verbose_name='enabled'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='health',
+                field=models.CharField(choices=[('unknown', 'Not tested yet'), ('ok', 'OK'), ('failing', 'Failing')], default='unknown', max_length=10, verbose_name='health'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='health_checked_at',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='health checked'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='health_error',
+                field=models.TextField(blank=True, verbose_name='health error'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='health_hint',
+                field=models.TextField(blank=True, verbose_name='health hint'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='kind',
+                field=models.CharField(choices=[('external', 'External SMTP'), ('internal', "Internal SMTP (this host's mail server)")], default='external', max_length=10, verbose_name='type'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='max_connections',
+                field=models.PositiveSmallIntegerField(default=2, help_text='How many workers may talk to this server at once (providers limit it).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(20)], verbose_name='max connections'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='max_per_day',
+                field=models.PositiveIntegerField(blank=True, help_text='Empty: no daily limit.', null=True, verbose_name='max per day'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='max_per_hour',
+                field=models.PositiveIntegerField(blank=True, help_text='Empty: no hourly limit.', null=True, verbose_name='max per hour'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='max_per_minute',
+                field=models.PositiveIntegerField(blank=True, help_text="Empty: no per-minute limit. Set it just below your provider's cap: Postroute then paces the server rather than meeting its rate limit.", null=True, verbose_name='max per minute'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='name',
+                field=models.CharField(max_length=100, verbose_name='name'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='password_encrypted',
+                field=models.TextField(blank=True, editable=False, verbose_name='encrypted password'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='priority',
+                field=models.PositiveIntegerField(default=0, help_text='Lower goes first.', verbose_name='priority'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='public_id',
+                field=models.UUIDField(default=uuid.uuid4, editable=False, unique=True, verbose_name='public ID'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='rest_reason',
+                field=models.CharField(blank=True, choices=[('connection', 'Connection trouble'), ('rate_limit', 'Rate-limited by the server'), ('refusals', 'Refusing every letter for now')], editable=False, max_length=12, verbose_name='reason for the rest'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='rest_reply',
+                field=models.TextField(blank=True, editable=False, verbose_name="server's reply"),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='security',
+                field=models.CharField(choices=[('none', 'None (plain text)'), ('ssl', 'SSL/TLS (implicit, usually port 465)'), ('starttls', 'STARTTLS (usually port 587)')], default='ssl', max_length=10, verbose_name='security'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='tenant',
+                field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='smtp_servers', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='tenant_daily_quota',
+                field=models.PositiveIntegerField(blank=True, null=True, verbose_name='daily quota per organisation'),
+            ),
+            migrations.AlterField(
+                model_name='smtpserver',
+                name='updated_at',
+                field=models.DateTimeField(auto_now=True, verbose_name='updated'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='blocked',
+                field=models.BooleanField(default=False, verbose_name='blocked'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='reason',
+                field=models.CharField(choices=[('connection', 'Connection trouble'), ('rate_limit', 'Rate-limited by the server'), ('refusals', 'Refusing every letter for now')], max_length=12, verbose_name='reason'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='reply',
+                field=models.TextField(blank=True, verbose_name="server's reply"),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='server',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tenant_rests', to='servers.smtpserver', verbose_name='sending server'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='strikes',
+                field=models.PositiveSmallIntegerField(default=0, verbose_name='strikes'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='tenant',
+                field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='server_rests', to='accounts.tenant', verbose_name='organisation'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='until',
+                field=models.DateTimeField(blank=True, null=True, verbose_name='until'),
+            ),
+            migrations.AlterField(
+                model_name='tenantrest',
+                name='updated_at',
+                field=models.DateTimeField(default=django.utils.timezone.now, verbose_name='updated'),
+            ),
+        ]),
     ]

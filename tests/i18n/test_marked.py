@@ -59,6 +59,7 @@ NOT_FOR_USERS_FILES = (
     "config/metrics.py",  # Prometheus help texts, read by the operator's monitoring
     "config/checks.py",  # system checks speak to the operator
     "config/gunicorn.conf.py",  # the access log's format
+    "config/migration_operations.py",  # what migrate prints to the operator
 )  # fmt: skip
 # Single strings, each with its reason.
 NOT_FOR_USERS = {

@@ -1,0 +1,44 @@
+"""NamesOnly (config/migration_operations.py) applies names to the
+migration state and refuses anything the database would have to see."""
+
+import pytest
+from django.db import migrations, models
+from django.db.migrations.state import ModelState, ProjectState
+
+from config.migration_operations import NamesOnly
+
+
+def state() -> ProjectState:
+    project = ProjectState()
+    fields = [("id", models.AutoField(primary_key=True)), ("name", models.CharField(max_length=20))]
+    project.add_model(ModelState("shop", "item", fields))
+    return project
+
+
+def test_it_renames_fields_and_models_in_the_state_without_sql():
+    project = state()
+    project.apps  # rendered, as during migrate
+    NamesOnly(
+        [
+            migrations.AlterField("item", "name", models.CharField(max_length=20, verbose_name="name of the item")),
+            migrations.AlterModelOptions("item", {"verbose_name": "item of the shop"}),
+        ]
+    ).state_forwards("shop", project)
+    assert project.models["shop", "item"].fields["name"].verbose_name == "name of the item"
+    model = project.apps.get_model("shop", "item")
+    assert model._meta.get_field("name").verbose_name == "name of the item"
+    assert model._meta.verbose_name == "item of the shop"
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        migrations.AlterField("item", "name", models.CharField(max_length=40, verbose_name="name")),
+        migrations.AlterField("item", "name", models.CharField(max_length=20, null=True)),
+        migrations.AddField("item", "price", models.IntegerField(default=0)),
+    ],
+    ids=["a longer column", "a null column", "a new column"],
+)
+def test_it_refuses_what_the_database_would_have_to_see(operation):
+    with pytest.raises(ValueError, match="NamesOnly"):
+        NamesOnly([operation]).state_forwards("shop", state())
