@@ -59,7 +59,7 @@ from accounts.models import Tenant
 from accounts.timezones import zone_of
 from config import requestids
 
-from .dashboard_stamp import stamp_along
+from .dashboard_stamp import Stamp, stamp_along
 
 PASS_VERSION = "1"
 PASS_SECONDS = 600
@@ -95,7 +95,7 @@ class Poll:
 
     session_key: str
     versions: str | None
-    stamp: tuple[int, str, str, str] | None = None  # (tenant, language, zone, stamp) read along the versions
+    stamp: tuple[int, str, str, Stamp] | None = None  # (tenant, language, zone, stamp) read along the versions
 
 
 def _key(session_key: str) -> str:
@@ -168,7 +168,7 @@ class DashboardPollMiddleware:
         return response
 
 
-def stamp_of(request: HttpRequest, tenant: Tenant, read: Callable[[Tenant], str | None]) -> str | None:
+def stamp_of(request: HttpRequest, tenant: Tenant, read: Callable[[Tenant], Stamp | None]) -> Stamp | None:
     """The stamp the middleware read along the versions, when it is the one
     this request needs (the same organisation, language and zone; it was
     read before the JSON is built, as the stamp must be), else a fresh one."""

@@ -62,6 +62,7 @@ minute. The 'updated' time in the JSON is when the figures were made: a
 304 says they still hold."""
 
 import hashlib
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -70,6 +71,7 @@ from django.utils import timezone, translation
 from accounts.models import Tenant
 
 from .limits import MINUTE, trunc_minute
+from .selectors import FirstSteps
 
 PAYLOAD_VERSION = "1"
 BUCKET_MINUTES = 10
@@ -115,6 +117,7 @@ SELECT {along}
     (SELECT string_agg(id || ':' || xmin || '.' || ctid, ',' ORDER BY id) FROM mailing_contactimport
      WHERE tenant_id = %(tenant)s AND status IN ('uploaded', 'queued', 'running')),
     (SELECT count(*) FROM mailing_contactimport WHERE tenant_id = %(tenant)s),
+    -- Last, in this order: the checklist's mailing steps (selectors.FirstSteps).
     EXISTS (SELECT 1 FROM mailing_mailtemplate WHERE tenant_id = %(tenant)s),
     EXISTS (SELECT 1 FROM mailing_contact WHERE tenant_id = %(tenant)s),
     EXISTS (SELECT 1 FROM mailing_mailing WHERE tenant_id = %(tenant)s AND started_at IS NOT NULL)
@@ -122,7 +125,12 @@ SELECT {along}
 STAMP_SQL = _STAMP_SQL.format(along="")
 
 
-def dashboard_stamp(tenant: Tenant) -> str | None:
+class Stamp(NamedTuple):
+    value: str
+    steps: FirstSteps  # the checklist's mailing steps as the stamp read them: the JSON shows them
+
+
+def dashboard_stamp(tenant: Tenant) -> Stamp | None:
     """A short digest that changes whenever the tenant's dashboard JSON
     may change (see the module's docstring); one query. None on SQLite
     (development): no row versions there, every poll builds the JSON."""
@@ -132,7 +140,7 @@ def dashboard_stamp(tenant: Tenant) -> str | None:
     return stamp
 
 
-def stamp_along(tenant_id: int, column: str, params: dict) -> tuple[object, str]:
+def stamp_along(tenant_id: int, column: str, params: dict) -> tuple[object, Stamp]:
     """The stamp, and in the same query the value of `column` (an SQL
     expression of our own, its values in `params`): (that value, the stamp).
     PostgreSQL only."""
@@ -156,4 +164,5 @@ def stamp_along(tenant_id: int, column: str, params: dict) -> tuple[object, str]
         timezone.get_current_timezone_name(),
     )
     text = "|".join([*context, *(str(part) if part is not None else "" for part in parts)])
-    return along, hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return along, Stamp(digest, FirstSteps(*parts[-3:]))
