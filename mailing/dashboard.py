@@ -199,13 +199,15 @@ def _pg_usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
     recent = minute - HOUR_SPAN
     params = {"servers": server_ids, "tenant": tenant.pk, "recent": recent, "day": minute - DAY_SPAN}
     slots: dict[int, list[Slot]] = defaultdict(list)
-    starts: dict[int, datetime] = {}  # the servers share their minutes and quarters
+    starts: dict[int, tuple[datetime, bool]] = {}  # the servers share their minutes and quarters
+    make = tuple.__new__  # a NamedTuple's own __new__ is Python code: a third of this loop for 2,000 rows
     with connection.cursor() as cursor:
         cursor.execute(SLOTS_SQL, params)
         for server_id, at, total, mine, group in cursor.fetchall():
             if (start := starts.get(at)) is None:
-                start = starts[at] = datetime.fromtimestamp(at, UTC)
-            slots[server_id].append(Slot(start, start >= recent, total, mine, group))
+                moment = datetime.fromtimestamp(at, UTC)
+                start = starts[at] = (moment, moment >= recent)
+            slots[server_id].append(make(Slot, (*start, total, mine, group)))
     for server_slots in slots.values():
         server_slots.sort()
     return slots
@@ -228,13 +230,16 @@ def window_usage(
 
 
 def _sums(slots: list[Slot], minute: datetime) -> dict[str, int]:
-    return {
-        "this_minute": sum(s.total for s in slots if s.exact and s.start >= minute),
-        "hour": sum(s.total for s in slots if s.exact),
-        "day": sum(s.total for s in slots),
-        "mine": sum(s.mine for s in slots),
-        "group": sum(s.group for s in slots),
-    }
+    this_minute = hour = day = mine = group = 0
+    for start, exact, total, own, grouped in slots:  # one pass: this runs for every server of every poll
+        day += total
+        mine += own
+        group += grouped
+        if exact:
+            hour += total
+            if start >= minute:
+                this_minute += total
+    return {"this_minute": this_minute, "hour": hour, "day": day, "mine": mine, "group": group}
 
 
 # A spent window gets room back when its oldest buckets holding
@@ -379,20 +384,28 @@ def _server_row(
     in_flight: int = 0,
     hold: TenantRest | None = None,
 ) -> ServerRow:
-    minute = limits.trunc_minute(now)
+    since = limits.trunc_minute(now) - RATE_SPAN
+    hour = day = recent = group = 0
+    for start, exact, _, mine, grouped in slots:  # one pass: this runs for every server of every poll
+        day += mine
+        group += grouped
+        if exact:
+            hour += mine
+            if start > since:
+                recent += mine
     # The windows count a batch's claimed letters from the moment it takes
     # them; they are shown as sent only once handed over.
     return ServerRow(
         server=server,
         usage=usage,
         state=server_state(server, usage, slots, now, hold),
-        hour_sent=max(0, sum(s.mine for s in slots if s.exact) - in_flight),
-        day_sent=max(0, sum(s.mine for s in slots) - in_flight),
-        recent=max(0, sum(s.mine for s in slots if s.exact and s.start > minute - RATE_SPAN) - in_flight),
+        hour_sent=max(0, hour - in_flight),
+        day_sent=max(0, day - in_flight),
+        recent=max(0, recent - in_flight),
         hourly=_hourly(slots, hours),
         in_flight=in_flight,
         hold=hold,
-        group_day_sent=max(0, sum(s.group for s in slots) - in_flight),
+        group_day_sent=max(0, group - in_flight),
     )
 
 
@@ -610,13 +623,22 @@ def supply_for(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetim
     if server.max_per_hour is not None:
         hour = [(s.start + HOUR_LEAVES, s.total) for s in slots if s.exact]
         windows.append(Window(server.max_per_hour, HOUR_LEAVES, hour))
+    if server.max_per_day is None and usage.tenant_quota is None and usage.group_quota is None:
+        return Supply(start, windows)
+    leaves = [s.last_minute + DAY_LEAVES for s in slots]
     if server.max_per_day is not None:
-        windows.append(Window(server.max_per_day, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.total) for s in slots]))
+        windows.append(
+            Window(server.max_per_day, DAY_LEAVES, [(at, s.total) for at, s in zip(leaves, slots, strict=True)])
+        )
     if usage.tenant_quota is not None:
-        windows.append(Window(usage.tenant_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.mine) for s in slots]))
+        windows.append(
+            Window(usage.tenant_quota, DAY_LEAVES, [(at, s.mine) for at, s in zip(leaves, slots, strict=True)])
+        )
     if usage.group_quota is not None:
         # The estimate takes what the other organisations sent as it stands.
-        windows.append(Window(usage.group_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.group) for s in slots]))
+        windows.append(
+            Window(usage.group_quota, DAY_LEAVES, [(at, s.group) for at, s in zip(leaves, slots, strict=True)])
+        )
     return Supply(start, windows)
 
 
