@@ -42,6 +42,7 @@ CSRF (a GET), the messages, and the language middleware, whose headers
 step with the saved language sends the poll the whole way)."""
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ from accounts.timezones import zone_of
 from config import requestids
 
 from .dashboard_stamp import Stamp, stamp_along
+
+logger = logging.getLogger(__name__)
 
 PASS_VERSION = "1"
 PASS_SECONDS = 600
@@ -127,12 +130,12 @@ class DashboardPollMiddleware:
             return self.get_response(request)
         if connection.vendor != "postgresql":  # no row versions: always the whole way
             return self.get_response(request)
-        found = cache.get(_key(session_key))
+        found = _cache_call(cache.get, _key(session_key))
         if isinstance(found, Pass):
             response = self._let_through(request, session_key, found)
             if response is not None:
                 return response
-            cache.delete(_key(session_key))
+            _cache_call(cache.delete, _key(session_key))
         else:
             request.dashboard_poll = Poll(session_key, _read_versions(session_key))
         return self.get_response(request)
@@ -192,4 +195,14 @@ def remember(request: HttpRequest) -> None:
     clean = Tenant(**{f.attname: getattr(tenant, f.attname) for f in Tenant._meta.concrete_fields})
     clean._state.adding, clean._state.db = False, tenant._state.db
     held = Pass(poll.versions, clean, request.user.language)
-    cache.set(_key(poll.session_key), held, PASS_SECONDS)
+    _cache_call(cache.set, _key(poll.session_key), held, PASS_SECONDS)
+
+
+def _cache_call(method: Callable[..., object], *args: object) -> object:
+    """A cache that does not answer (Redis restarting) means no pass: the
+    poll goes the whole way, as it did before passes, rather than failing."""
+    try:
+        return method(*args)
+    except Exception:  # whatever the cache backend raises
+        logger.warning("dashboard poll: the cache did not answer", exc_info=True)
+        return None

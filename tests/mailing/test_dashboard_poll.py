@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice
@@ -220,3 +220,13 @@ def test_a_person_with_another_language_gets_their_own_stamp(alice, board, still
     passed(other.client, django_assert_num_queries)
     response = poll(other.client, etag)
     assert response.status_code == 200 and response["Content-Language"] == "vi"
+
+
+def test_a_cache_that_does_not_answer_sends_every_poll_the_whole_way(alice, board, still_minute, caplog):
+    gone = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    with override_settings(CACHES={"default": gone}):
+        etag = poll(alice.client)["ETag"]
+        assert poll(alice.client, etag).status_code == 304
+        end_sessions(user=alice.user)
+        assert poll(alice.client, etag).status_code == 302
+    assert "the cache did not answer" in caplog.text
