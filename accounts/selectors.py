@@ -32,7 +32,8 @@ def getting_started(
     from mailing import selectors as mailing
     from servers import selectors as servers
 
-    steps = steps or mailing.first_steps(tenant)
+    if steps is None:
+        steps = mailing.first_steps(tenant)
     if has_server is None:
         has_server = servers.has_own_server(tenant)
     return [

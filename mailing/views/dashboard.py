@@ -125,7 +125,7 @@ def answer_poll(request: HttpRequest, tenant: Tenant, stamp: Stamp | None) -> Ht
     response = get_conditional_response(request, etag=etag)
     if response is None:
         response = JsonResponse(payload(tenant, steps=stamp.steps if stamp else None))
-    if etag:
+    if etag and request.method in ("GET", "HEAD"):  # as Django's etag decorator
         response.headers.setdefault("ETag", etag)
     add_never_cache_headers(response)
     return response
