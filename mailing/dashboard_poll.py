@@ -32,16 +32,16 @@ next poll goes the whole way. The cache holds no authority, only what to
 compare with the database at every poll: a pass lost, kept by another
 process (a per-process cache) or stale costs one full poll, never a wrong
 answer. What the answer depends on besides those rows is the request's own
-(the language cookie and Accept-Language, read at every poll) or the code's:
-PASS_VERSION is in the key and a pass lives PASS_SECONDS at most, so a
-deploy's new rules apply to open pages within that.
+(the language cookie and Accept-Language, read at every poll) or the
+deployment's: the key is made with SECRET_KEY (rotating it ends passes as it
+ends sessions), PASS_VERSION is in it and a pass lives PASS_SECONDS at
+most, so a deploy's new rules apply to open pages within that.
 
 Skipped for such a poll, as it needs none of them: CommonMiddleware,
 CSRF (a GET), the messages, and the language middleware, whose headers
 (Content-Language, Vary) and cookie are reproduced here (a cookie out of
 step with the saved language sends the poll the whole way)."""
 
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +53,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.cache import patch_vary_headers
+from django.utils.crypto import salted_hmac
 
 from accounts import languages
 from accounts.middleware import cookie_out_of_step
@@ -102,7 +103,10 @@ class Poll:
 
 
 def _key(session_key: str) -> str:
-    return f"dashboard-poll:{PASS_VERSION}:{hashlib.blake2b(session_key.encode(), digest_size=16).hexdigest()}"
+    # Keyed with SECRET_KEY, as the session's own signature is: rotating it
+    # to end every session ends every pass too (and the cache never holds
+    # a session key).
+    return f"dashboard-poll:{PASS_VERSION}:{salted_hmac('dashboard-poll', session_key).hexdigest()}"
 
 
 def _read_versions(session_key: str) -> str | None:

@@ -230,3 +230,9 @@ def test_a_cache_that_does_not_answer_sends_every_poll_the_whole_way(alice, boar
         end_sessions(user=alice.user)
         assert poll(alice.client, etag).status_code == 302
     assert "the cache did not answer" in caplog.text
+
+
+def test_a_new_secret_key_ends_passes_as_it_ends_sessions(alice, board, still_minute, django_assert_num_queries):
+    etag = passed(alice.client, django_assert_num_queries)
+    with override_settings(SECRET_KEY="another-" + "k" * 50):
+        assert poll(alice.client, etag).status_code == 302
