@@ -36,8 +36,16 @@ def supported(code: str | None) -> str | None:
 
 def for_request(request: HttpRequest) -> str:
     user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated and user.language in CODES:
-        return user.language
+    tenant = getattr(request, "tenant", None)
+    saved = user.language if user is not None and user.is_authenticated else ""
+    return of_request(request, saved=saved, tenant=tenant)
+
+
+def of_request(request: HttpRequest, *, saved: str, tenant: "Tenant | None") -> str:
+    """for_request's choice, given the signed-in user's saved language (the
+    dashboard's poll knows it without loading the user)."""
+    if saved in CODES:
+        return saved
     chosen = supported(request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME))
     if chosen:
         return chosen
@@ -46,7 +54,6 @@ def for_request(request: HttpRequest) -> str:
             break
         if found := supported(code):
             return found
-    tenant = getattr(request, "tenant", None)
     if tenant is not None and tenant.default_language in CODES:
         return tenant.default_language
     return settings.LANGUAGE_CODE

@@ -106,9 +106,14 @@ class LanguageMiddleware(LocaleMiddleware):
         response = super().process_response(request, response)
         user = getattr(request, "user", None)
         saved = user.language if user is not None and user.is_authenticated else ""
-        if saved in languages.CODES and request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME) != saved:
+        if cookie_out_of_step(request, saved):
             set_language_cookie(response, saved)
         return response
+
+
+def cookie_out_of_step(request: HttpRequest, saved: str) -> bool:
+    """Whether the language cookie must be set to the user's saved choice."""
+    return saved in languages.CODES and request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME) != saved
 
 
 def set_language_cookie(response: HttpResponse, language: str) -> None:

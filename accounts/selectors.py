@@ -1,6 +1,7 @@
 """Reads for the tenant's home page, and who may create an organisation."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -8,6 +9,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from .models import MANAGER_ROLES, Tenant, User
+
+if TYPE_CHECKING:
+    from mailing.selectors import FirstSteps
 
 
 @dataclass(frozen=True)
@@ -19,18 +23,25 @@ class ChecklistItem:
     url_name: str | None
 
 
-def getting_started(tenant: Tenant) -> list[ChecklistItem]:
+def getting_started(
+    tenant: Tenant, *, has_server: bool | None = None, steps: "FirstSteps | None" = None
+) -> list[ChecklistItem]:
+    """`has_server` and `steps` when the caller has read them already (the
+    dashboard's poll, with its servers and its version stamp)."""
     # Each app answers for its own data; the items tick as that data appears.
     from mailing import selectors as mailing
     from servers import selectors as servers
 
-    steps = mailing.first_steps(tenant)
+    if steps is None:
+        steps = mailing.first_steps(tenant)
+    if has_server is None:
+        has_server = servers.has_own_server(tenant)
     return [
         ChecklistItem(
             "server",
             _("Add a sending server"),
             _("Connect a mailbox you own (Yandex, Mail.ru, Gmail, your company server) with its limits."),
-            servers.has_own_server(tenant),
+            has_server,
             "servers:list",
         ),
         ChecklistItem(

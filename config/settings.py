@@ -237,7 +237,13 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads a request body: files only where they are taken.
     "mailing.uploads.UploadGuardMiddleware",
+    # Outside the dashboard's poll (next), which answers most polls itself.
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # A session the whole stack let through, unchanged since: its poll in
+    # one query, before anything below reads the session (mailing.dashboard_poll).
+    "mailing.dashboard_poll.DashboardPollMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -248,8 +254,6 @@ MIDDLEWARE = [
     # After the user and the tenant are known: their language (accounts.languages).
     "accounts.middleware.LanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -110,10 +110,12 @@ def dashboard(tenant: Tenant, now: datetime | None = None) -> Dashboard:
     slots = usage_slots([s.pk for s in servers], tenant, minute)
     usages = window_usage(servers, tenant, slots, minute)
     hours = chart_hours(now)
+    hour_of = HourOf(hours)
     flying = _in_flight(tenant, [s.pk for s in servers])
     holds = {r.server_id: r for r in TenantRest.objects.filter(tenant=tenant, server__in=[s.pk for s in servers])}
     rows = [
-        _server_row(s, usages[s.pk], slots[s.pk], hours, now, flying.get(s.pk, 0), holds.get(s.pk)) for s in servers
+        _server_row(s, usages[s.pk], slots[s.pk], hours, now, flying.get(s.pk, 0), holds.get(s.pk), hour_of)
+        for s in servers
     ]
     mailings, more = _running_mailings(tenant)
     progress, recent, links = _mailing_reads(mailings, now)
@@ -199,13 +201,15 @@ def _pg_usage_slots(server_ids: list[int], tenant: Tenant, minute: datetime) -> 
     recent = minute - HOUR_SPAN
     params = {"servers": server_ids, "tenant": tenant.pk, "recent": recent, "day": minute - DAY_SPAN}
     slots: dict[int, list[Slot]] = defaultdict(list)
-    starts: dict[int, datetime] = {}  # the servers share their minutes and quarters
+    starts: dict[int, tuple[datetime, bool]] = {}  # the servers share their minutes and quarters
+    make = tuple.__new__  # a NamedTuple's own __new__ is Python code: a third of this loop for 2,000 rows
     with connection.cursor() as cursor:
         cursor.execute(SLOTS_SQL, params)
         for server_id, at, total, mine, group in cursor.fetchall():
             if (start := starts.get(at)) is None:
-                start = starts[at] = datetime.fromtimestamp(at, UTC)
-            slots[server_id].append(Slot(start, start >= recent, total, mine, group))
+                moment = datetime.fromtimestamp(at, UTC)
+                start = starts[at] = (moment, moment >= recent)
+            slots[server_id].append(make(Slot, (*start, total, mine, group)))
     for server_slots in slots.values():
         server_slots.sort()
     return slots
@@ -228,13 +232,16 @@ def window_usage(
 
 
 def _sums(slots: list[Slot], minute: datetime) -> dict[str, int]:
-    return {
-        "this_minute": sum(s.total for s in slots if s.exact and s.start >= minute),
-        "hour": sum(s.total for s in slots if s.exact),
-        "day": sum(s.total for s in slots),
-        "mine": sum(s.mine for s in slots),
-        "group": sum(s.group for s in slots),
-    }
+    this_minute = hour = day = mine = group = 0
+    for start, exact, total, own, grouped in slots:  # one pass: this runs for every server of every poll
+        day += total
+        mine += own
+        group += grouped
+        if exact:
+            hour += total
+            if start >= minute:
+                this_minute += total
+    return {"this_minute": this_minute, "hour": hour, "day": day, "mine": mine, "group": group}
 
 
 # A spent window gets room back when its oldest buckets holding
@@ -357,13 +364,27 @@ def chart_hours(now: datetime) -> list[datetime]:
     return [current - timedelta(hours=back) for back in range(CHART_HOURS - 1, -1, -1)]
 
 
-def _hourly(slots: list[Slot], hours: list[datetime]) -> list[int]:
-    counts, first = [0] * len(hours), hours[0]
-    for slot in slots:
-        if slot.mine:  # on a platform server most slots are the others' letters
-            index = (slot.start - first) // ONE_HOUR
-            if 0 <= index < len(hours):
-                counts[index] += slot.mine
+class HourOf(dict):
+    """The chart hour (index in `hours`, -1 outside) of each slot start,
+    worked out once per start: the servers share their minutes and quarters."""
+
+    def __init__(self, hours: list[datetime]) -> None:
+        super().__init__()
+        self.first, self.count = hours[0], len(hours)
+
+    def __missing__(self, start: datetime) -> int:
+        index = (start - self.first) // ONE_HOUR
+        self[start] = index = index if 0 <= index < self.count else -1
+        return index
+
+
+def _hourly(slots: list[Slot], hours: list[datetime], hour_of: HourOf | None = None) -> list[int]:
+    counts, hour_of = [0] * len(hours), hour_of if hour_of is not None else HourOf(hours)
+    for start, _, _, mine, _ in slots:
+        if mine:  # on a platform server most slots are the others' letters
+            index = hour_of[start]
+            if index >= 0:
+                counts[index] += mine
     return counts
 
 
@@ -378,32 +399,55 @@ def _server_row(
     now: datetime,
     in_flight: int = 0,
     hold: TenantRest | None = None,
+    hour_of: HourOf | None = None,
 ) -> ServerRow:
-    minute = limits.trunc_minute(now)
+    since = limits.trunc_minute(now) - RATE_SPAN
+    hour = day = recent = group = 0
+    for start, exact, _, mine, grouped in slots:  # one pass: this runs for every server of every poll
+        day += mine
+        group += grouped
+        if exact:
+            hour += mine
+            if start > since:
+                recent += mine
     # The windows count a batch's claimed letters from the moment it takes
     # them; they are shown as sent only once handed over.
     return ServerRow(
         server=server,
         usage=usage,
         state=server_state(server, usage, slots, now, hold),
-        hour_sent=max(0, sum(s.mine for s in slots if s.exact) - in_flight),
-        day_sent=max(0, sum(s.mine for s in slots) - in_flight),
-        recent=max(0, sum(s.mine for s in slots if s.exact and s.start > minute - RATE_SPAN) - in_flight),
-        hourly=_hourly(slots, hours),
+        hour_sent=max(0, hour - in_flight),
+        day_sent=max(0, day - in_flight),
+        recent=max(0, recent - in_flight),
+        hourly=_hourly(slots, hours, hour_of),
         in_flight=in_flight,
         hold=hold,
-        group_day_sent=max(0, sum(s.group for s in slots) - in_flight),
+        group_day_sent=max(0, group - in_flight),
     )
+
+
+# The letters being sent: the small partial index letter_sending_idx (its
+# condition written out, so that the planner takes it).
+IN_FLIGHT_SQL = """
+SELECT server_id, count(*) FROM mailing_letter
+WHERE tenant_id = %(tenant)s AND status = 'sending' AND server_id = ANY(%(servers)s::bigint[])
+GROUP BY server_id
+"""
 
 
 def _in_flight(tenant: Tenant, server_ids: list[int]) -> dict[int, int]:
-    rows = (
-        Letter.objects.filter(tenant=tenant, status=L.SENDING, server_id__in=server_ids)
-        .values("server_id")
-        .order_by()
-        .annotate(n=Count("id"))
-    )
-    return {row["server_id"]: row["n"] for row in rows}
+    if connection.vendor != "postgresql":
+        rows = (
+            Letter.objects.filter(tenant=tenant, status=L.SENDING, server_id__in=server_ids)
+            .values_list("server_id")
+            .order_by()
+            .annotate(n=Count("id"))
+        )
+        return dict(rows)
+    # Plain SQL: building this small query through the ORM cost more than running it.
+    with connection.cursor() as cursor:
+        cursor.execute(IN_FLIGHT_SQL, {"tenant": tenant.pk, "servers": server_ids})
+        return dict(cursor.fetchall())
 
 
 def server_state(
@@ -610,13 +654,22 @@ def supply_for(server: SmtpServer, usage: Usage, slots: list[Slot], now: datetim
     if server.max_per_hour is not None:
         hour = [(s.start + HOUR_LEAVES, s.total) for s in slots if s.exact]
         windows.append(Window(server.max_per_hour, HOUR_LEAVES, hour))
+    if server.max_per_day is None and usage.tenant_quota is None and usage.group_quota is None:
+        return Supply(start, windows)
+    leaves = [s.last_minute + DAY_LEAVES for s in slots]
     if server.max_per_day is not None:
-        windows.append(Window(server.max_per_day, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.total) for s in slots]))
+        windows.append(
+            Window(server.max_per_day, DAY_LEAVES, [(at, s.total) for at, s in zip(leaves, slots, strict=True)])
+        )
     if usage.tenant_quota is not None:
-        windows.append(Window(usage.tenant_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.mine) for s in slots]))
+        windows.append(
+            Window(usage.tenant_quota, DAY_LEAVES, [(at, s.mine) for at, s in zip(leaves, slots, strict=True)])
+        )
     if usage.group_quota is not None:
         # The estimate takes what the other organisations sent as it stands.
-        windows.append(Window(usage.group_quota, DAY_LEAVES, [(s.last_minute + DAY_LEAVES, s.group) for s in slots]))
+        windows.append(
+            Window(usage.group_quota, DAY_LEAVES, [(at, s.group) for at, s in zip(leaves, slots, strict=True)])
+        )
     return Supply(start, windows)
 
 

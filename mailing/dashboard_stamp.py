@@ -62,6 +62,7 @@ minute. The 'updated' time in the JSON is when the figures were made: a
 304 says they still hold."""
 
 import hashlib
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection
@@ -70,13 +71,15 @@ from django.utils import timezone, translation
 from accounts.models import Tenant
 
 from .limits import MINUTE, trunc_minute
+from .selectors import FirstSteps
 
 PAYLOAD_VERSION = "1"
 BUCKET_MINUTES = 10
 
 # Only our own table names and fixed values are written into it; every
-# value that comes from a request is a parameter.
-STAMP_SQL = """
+# value that comes from a request is a parameter. {along} is where a caller
+# reads something else in the same round trip (mailing.dashboard_poll).
+_STAMP_SQL = """
 WITH shown AS (
     -- Two index scans, not a scan of every tenant's servers (an OR would be).
     SELECT id, xmin || '.' || ctid AS v, backoff_until FROM servers_smtpserver WHERE tenant_id = %(tenant)s
@@ -90,7 +93,7 @@ WITH shown AS (
     JOIN accounts_tenant g ON g.id = t.id OR g.created_by_id = t.created_by_id
     WHERE t.id = %(tenant)s
 )
-SELECT
+SELECT {along}
     (SELECT string_agg(id || ':' || v || ':' || (coalesce(backoff_until > %(now)s, false))::int, ',' ORDER BY id)
      FROM shown),
     (SELECT string_agg(id || ':' || xmin || '.' || ctid || ':' || (blocked OR coalesce(until > %(now)s, false))::int,
@@ -114,28 +117,46 @@ SELECT
     (SELECT string_agg(id || ':' || xmin || '.' || ctid, ',' ORDER BY id) FROM mailing_contactimport
      WHERE tenant_id = %(tenant)s AND status IN ('uploaded', 'queued', 'running')),
     (SELECT count(*) FROM mailing_contactimport WHERE tenant_id = %(tenant)s),
+    -- Last, in this order: the checklist's mailing steps (selectors.FirstSteps).
     EXISTS (SELECT 1 FROM mailing_mailtemplate WHERE tenant_id = %(tenant)s),
     EXISTS (SELECT 1 FROM mailing_contact WHERE tenant_id = %(tenant)s),
     EXISTS (SELECT 1 FROM mailing_mailing WHERE tenant_id = %(tenant)s AND started_at IS NOT NULL)
 """
+STAMP_SQL = _STAMP_SQL.format(along="")
 
 
-def dashboard_stamp(tenant: Tenant) -> str | None:
+class Stamp(NamedTuple):
+    value: str
+    steps: FirstSteps  # the checklist's mailing steps as the stamp read them: the JSON shows them
+
+
+def dashboard_stamp(tenant: Tenant) -> Stamp | None:
     """A short digest that changes whenever the tenant's dashboard JSON
     may change (see the module's docstring); one query. None on SQLite
     (development): no row versions there, every poll builds the JSON."""
     if connection.vendor != "postgresql":
         return None
+    _, stamp = stamp_along(tenant.pk, "", {})
+    return stamp
+
+
+def stamp_along(tenant_id: int, column: str, params: dict) -> tuple[object, Stamp]:
+    """The stamp, and in the same query the value of `column` (an SQL
+    expression of our own, its values in `params`): (that value, the stamp).
+    PostgreSQL only."""
     now = timezone.now()
     params = {
-        "tenant": tenant.pk,
+        **params,
+        "tenant": tenant_id,
         "saas": settings.DEPLOYMENT_MODE == "saas",
         "now": now,
         "recent": trunc_minute(now) - BUCKET_MINUTES * MINUTE,
     }
+    sql = _STAMP_SQL.format(along=f"({column})," if column else "")
     with connection.cursor() as cursor:
-        cursor.execute(STAMP_SQL, params)
+        cursor.execute(sql, params)
         parts = cursor.fetchone()
+    along, parts = (parts[0], parts[1:]) if column else (None, parts)
     context = (
         PAYLOAD_VERSION,
         trunc_minute(now).isoformat(),
@@ -143,4 +164,5 @@ def dashboard_stamp(tenant: Tenant) -> str | None:
         timezone.get_current_timezone_name(),
     )
     text = "|".join([*context, *(str(part) if part is not None else "" for part in parts)])
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return along, Stamp(digest, FirstSteps(*parts[-3:]))

@@ -3,7 +3,7 @@ the JSON it polls. Every text is made here, once: the template renders the
 very dictionaries the JSON carries, and the script only puts them in place."""
 
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 
 from django.core.signals import setting_changed
@@ -12,10 +12,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import dateformat, timezone, translation
+from django.utils.cache import add_never_cache_headers, get_conditional_response
 from django.utils.formats import localize as django_localize
+from django.utils.http import quote_etag
 from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import etag
 
 from accounts.access import tenant_required
 from accounts.models import Tenant
@@ -24,11 +25,12 @@ from accounts.timezones import day, when, zone_abbreviation
 from servers.models import SmtpServer
 
 from .. import dashboard as selectors
+from .. import dashboard_poll
 from ..dashboard import MailingRow, ServerRow, State
-from ..dashboard_stamp import dashboard_stamp
+from ..dashboard_stamp import Stamp, dashboard_stamp
 from ..limits import NEVER, Usage
 from ..models import Letter, Mailing
-from ..selectors import Progress
+from ..selectors import FirstSteps, Progress
 
 L = Letter.Status
 
@@ -65,10 +67,23 @@ def localize(number: int) -> str:
     return _number(_language(), number)
 
 
+# Most servers at a limit resume at one of a few moments, the same from
+# one poll to the next; the words depend on the language, the zone and the
+# day it is there.
+@lru_cache(maxsize=1024)
+def _moment(language: str | None, zone: str, moment: datetime, today: date, with_zone: bool) -> str:
+    return when(moment, now=datetime.combine(today, time(12), timezone.get_current_timezone()), zone=with_zone)
+
+
+def _when(moment: datetime, now: datetime, *, zone: bool = False) -> str:
+    return _moment(_language(), timezone.get_current_timezone_name(), moment, timezone.localtime(now).date(), zone)
+
+
 @receiver(setting_changed)
 def _forget_formats(**kwargs: object) -> None:
     _message.cache_clear()
     _number.cache_clear()
+    _moment.cache_clear()
 
 
 CHART_HEIGHT = 48  # the chart's viewBox: 24 bars of 8 units, 10 apart
@@ -90,19 +105,30 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/page.html", page_context(request.tenant))
 
 
-def _stamp(request: HttpRequest) -> str | None:
-    return dashboard_stamp(request.tenant)
-
-
 @never_cache
 @tenant_required
-@etag(_stamp)
-def dashboard_data(request: HttpRequest) -> JsonResponse:
+def dashboard_data(request: HttpRequest) -> HttpResponse:
+    """A poll that went through the whole request stack. Most polls are
+    answered before it, from one query (mailing.dashboard_poll); this one
+    leaves them a pass for the next."""
+    stamp = dashboard_poll.stamp_of(request, request.tenant, dashboard_stamp)
+    dashboard_poll.remember(request)
+    return answer_poll(request, request.tenant, stamp)
+
+
+def answer_poll(request: HttpRequest, tenant: Tenant, stamp: Stamp | None) -> HttpResponse:
     """A poll whose If-None-Match is the current stamp gets 304 with no
     body and without the dashboard being built (mailing.dashboard_stamp);
     the stamp is read first, so a change made while the JSON is built
-    changes the next stamp."""
-    return JsonResponse(payload(request.tenant))
+    changes the next stamp, and the checklist's steps are the stamp's own."""
+    etag = quote_etag(stamp.value) if stamp else None
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        response = JsonResponse(payload(tenant, steps=stamp.steps if stamp else None))
+    if etag and request.method in ("GET", "HEAD"):  # as Django's etag decorator
+        response.headers.setdefault("ETag", etag)
+    add_never_cache_headers(response)
+    return response
 
 
 def page_context(tenant: Tenant) -> dict:
@@ -118,7 +144,8 @@ def page_context(tenant: Tenant) -> dict:
     return {"board": board, "blank_server": blank_server, "blank_mailing": mailing_fields(blank_mailing_row(), now)}
 
 
-def payload(tenant: Tenant, now: datetime | None = None) -> dict:
+def payload(tenant: Tenant, now: datetime | None = None, *, steps: FirstSteps | None = None) -> dict:
+    """`steps`: the checklist's mailing steps when the caller read them (the stamp)."""
     board = selectors.dashboard(tenant, now)
     language = _payload_language.set(translation.get_language())
     try:
@@ -128,15 +155,16 @@ def payload(tenant: Tenant, now: datetime | None = None) -> dict:
             "servers": [_server(row, board.now) for row in board.servers],
             "mailings": [mailing_fields(row, board.now) for row in board.mailings],
             "more_mailings": board.more_mailings,
-            "checklist": _checklist(tenant),
+            "checklist": _checklist(tenant, board, steps),
         }
     finally:
         _payload_language.reset(language)
 
 
-def _checklist(tenant: Tenant) -> dict:
+def _checklist(tenant: Tenant, board: selectors.Dashboard, steps: FirstSteps | None) -> dict:
     """The getting-started steps above the dashboard on the home page, ticked as they are done."""
-    items = getting_started(tenant)
+    has_server = any(row.server.tenant_id == tenant.pk for row in board.servers)  # its own come first
+    items = getting_started(tenant, has_server=has_server, steps=steps)
     done = sum(item.done for item in items)
     return {
         "items": [{"key": item.key, "done": item.done} for item in items],
@@ -178,7 +206,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
         return _("Failing — %(error)s") % {"error": error}, server.health_hint
     if row.state == State.RATE_LIMITED and server.backoff_until:
         notice = _("Rate-limited by the server — next try %(at)s. It said: %(rest_reply)s") % {
-            "at": when(server.backoff_until, now=now),
+            "at": _when(server.backoff_until, now),
             "rest_reply": server.rest_reply,
         }
         return notice, _("The provider caps letters per minute; set the server's max per minute just below it.")
@@ -187,7 +215,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
         said = " " + _("It said: %(reply)s") % {"reply": server.rest_reply} if server.rest_reply else ""
         return _("Resting after %(why)s; tries again %(at)s.%(said)s") % {
             "why": why,
-            "at": when(server.backoff_until, now=now),
+            "at": _when(server.backoff_until, now),
             "said": said,
         }, ""
     if row.state == State.HELD and row.hold is not None:
@@ -196,7 +224,7 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
                 "Staff have been told; contact support."
             )
         notice = _("Held back after your letters were refused; tries again %(at)s. %(reply)s") % {
-            "at": when(row.hold.until, now=now),
+            "at": _when(row.hold.until, now),
             "reply": row.hold.reply,
         }
         return notice, _("Check the content of your template: the server refused it as spam or by policy.")
@@ -220,7 +248,7 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
     what = what[0].upper() + what[1:]
     if usage.resume_at is None or usage.resume_at == NEVER:
         return _("%(what)s: 0 — nothing goes out until it is raised.") % {"what": what}
-    return _("%(what)s reached — resumes %(at)s") % {"what": what, "at": when(usage.resume_at, now=now, zone=True)}
+    return _("%(what)s reached — resumes %(at)s") % {"what": what, "at": _when(usage.resume_at, now, zone=True)}
 
 
 def _windows(row: ServerRow) -> list[dict]:
