@@ -37,10 +37,11 @@ deployment's: the key is made with SECRET_KEY (rotating it ends passes as it
 ends sessions), PASS_VERSION is in it and a pass lives PASS_SECONDS at
 most, so a deploy's new rules apply to open pages within that.
 
-Skipped for such a poll, as it needs none of them: CommonMiddleware,
-CSRF (a GET), the messages, and the language middleware, whose headers
-(Content-Language, Vary) and cookie are reproduced here (a cookie out of
-step with the saved language sends the poll the whole way)."""
+Skipped for such a poll, as it needs none of them: CommonMiddleware (its
+check of the Host against ALLOWED_HOSTS is made here), CSRF (a GET), the
+messages, and the language middleware, whose headers (Content-Language,
+Vary) and cookie are reproduced here (a cookie out of step with the saved
+language sends the poll the whole way)."""
 
 import logging
 from collections.abc import Callable
@@ -134,6 +135,11 @@ class DashboardPollMiddleware:
             return self.get_response(request)
         if connection.vendor != "postgresql":  # no row versions: always the whole way
             return self.get_response(request)
+        # The whole way checks the Host against ALLOWED_HOSTS in CommonMiddleware,
+        # which a poll answered here skips: without this, a foreign Host (DNS
+        # rebinding, a proxy passing any Host) got the answer the whole way
+        # refuses with a 400. DisallowedHost becomes that same 400.
+        request.get_host()
         found = _cache_call(cache.get, _key(session_key))
         if isinstance(found, Pass):
             response = self._let_through(request, session_key, found)
