@@ -14,7 +14,17 @@ from django.http import HttpRequest
 from .models import User, UserSession
 
 
+def well_formed(key: str | None) -> bool:
+    """A key as Django makes them (lowercase letters and digits): anything
+    else in a cookie is no session, and never reaches a query (a NUL in it
+    made PostgreSQL raise, a 500 on every page)."""
+    return bool(key) and len(key) >= 8 and key.isascii() and key.isalnum()
+
+
 class SessionStore(DBStore):
+    def _validate_session_key(self, key: str | None) -> bool:
+        return well_formed(key)
+
     @classmethod
     def get_model_class(cls) -> type[UserSession]:
         return UserSession

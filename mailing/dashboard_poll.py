@@ -59,6 +59,7 @@ from django.utils.crypto import salted_hmac
 from accounts import languages
 from accounts.middleware import cookie_out_of_step
 from accounts.models import Tenant
+from accounts.sessions import well_formed
 from accounts.timezones import zone_of
 from config import requestids
 
@@ -131,7 +132,7 @@ class DashboardPollMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-        if request.method != "GET" or not session_key or request.path_info != self._poll_path():
+        if request.method != "GET" or not well_formed(session_key) or request.path_info != self._poll_path():
             return self.get_response(request)
         if connection.vendor != "postgresql":  # no row versions: always the whole way
             return self.get_response(request)
