@@ -242,8 +242,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # A session the whole stack let through, unchanged since: its poll in
-    # one query, before anything below reads the session (mailing.dashboard_poll).
-    "mailing.dashboard_poll.DashboardPollMiddleware",
+    # one query, before anything below reads the session (mailing.dashboard.poll).
+    "mailing.dashboard.poll.DashboardPollMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

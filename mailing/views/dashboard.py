@@ -24,10 +24,10 @@ from accounts.selectors import getting_started
 from accounts.timezones import day, when, zone_abbreviation
 from servers.models import SmtpServer
 
-from .. import dashboard as selectors
-from .. import dashboard_poll
-from ..dashboard import MailingRow, ServerRow, State
-from ..dashboard_stamp import Stamp, dashboard_stamp
+from ..dashboard import poll as dashboard_poll
+from ..dashboard import selectors
+from ..dashboard.selectors import MailingRow, ServerRow, State
+from ..dashboard.stamp import Stamp, dashboard_stamp
 from ..limits import NEVER, Usage
 from ..models import Letter, Mailing
 from ..selectors import FirstSteps, Progress
@@ -109,7 +109,7 @@ def dashboard_page(request: HttpRequest) -> HttpResponse:
 @tenant_required
 def dashboard_data(request: HttpRequest) -> HttpResponse:
     """A poll that went through the whole request stack. Most polls are
-    answered before it, from one query (mailing.dashboard_poll); this one
+    answered before it, from one query (mailing.dashboard.poll); this one
     leaves them a pass for the next."""
     stamp = dashboard_poll.stamp_of(request, request.tenant, dashboard_stamp)
     dashboard_poll.remember(request)
@@ -118,7 +118,7 @@ def dashboard_data(request: HttpRequest) -> HttpResponse:
 
 def answer_poll(request: HttpRequest, tenant: Tenant, stamp: Stamp | None) -> HttpResponse:
     """A poll whose If-None-Match is the current stamp gets 304 with no
-    body and without the dashboard being built (mailing.dashboard_stamp);
+    body and without the dashboard being built (mailing.dashboard.stamp);
     the stamp is read first, so a change made while the JSON is built
     changes the next stamp, and the checklist's steps are the stamp's own."""
     etag = quote_etag(stamp.value) if stamp else None

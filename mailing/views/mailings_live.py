@@ -24,11 +24,11 @@ from accounts.access import tenant_required
 from accounts.models import Tenant
 from accounts.timezones import when, zone_abbreviation
 
-from .. import dashboard as board
 from .. import mailings as services
 from .. import selectors
 from ..access import get_mailing
-from ..dashboard import MailingRow
+from ..dashboard import selectors as board
+from ..dashboard.selectors import MailingRow
 from ..dispatch.replies import shown_reply
 from ..models import Letter, Mailing, MailingEvent
 from .dashboard import blank_mailing_row, mailing_fields

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from mailing import dashboard
-from mailing.dashboard import State
+from mailing.dashboard import selectors as dashboard
+from mailing.dashboard.selectors import State
 from mailing.limits import NEVER
 from mailing.models import Mailing
 from servers.models import Health

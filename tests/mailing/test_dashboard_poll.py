@@ -1,4 +1,4 @@
-"""The dashboard's poll answered from a pass (mailing.dashboard_poll): one
+"""The dashboard's poll answered from a pass (mailing.dashboard.poll): one
 query while nothing the request stack checked has changed, and the whole
 stack, which refuses, on the very next poll after any of those changes,
 with a cache shared by every process (Redis) as with one per process."""
@@ -19,7 +19,7 @@ from accounts import services
 from accounts.middleware import SESSION_TENANT_KEY
 from accounts.models import Membership, Role, Tenant, UserSession
 from accounts.sessions import end_sessions
-from mailing.dashboard_poll import VERSIONS_SQL
+from mailing.dashboard.poll import VERSIONS_SQL
 from tests.conftest import make_person
 from tests.servers.factories import make_server
 from tests.services import require_redis

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from mailing import limits, mailings
-from mailing.dashboard import usage_slots, window_usage
+from mailing.dashboard.selectors import usage_slots, window_usage
 from mailing.models import ContactImport, Letter, Mailing
 from servers.models import Health, PlatformQuota
 from tests.servers.factories import make_server
@@ -32,7 +32,7 @@ DATA = "dashboard:data"
 L = Letter.Status
 # The versions of the session's rows and the stamp, in one query: the first
 # poll went through the whole request stack and left a pass
-# (mailing.dashboard_poll).
+# (mailing.dashboard.poll).
 QUERIES_304 = 1
 
 

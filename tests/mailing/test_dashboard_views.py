@@ -150,7 +150,7 @@ def test_the_dashboard_needs_a_signed_in_member_of_a_tenant(client, bob, db):
 # running mailings and their letter counts, rates and servers (2). The
 # getting-started steps come with the servers and the stamp.
 JSON_QUERIES = 8
-# A session's first poll: the versions of its rows (mailing.dashboard_poll),
+# A session's first poll: the versions of its rows (mailing.dashboard.poll),
 # then the whole request stack (session, user, OTP device, membership), the
 # stamp and the JSON. Every later one: the versions and the stamp in one
 # query, then the JSON.

@@ -1,4 +1,4 @@
-"""Attacks on the dashboard's fast poll (mailing.dashboard_poll), as an
+"""Attacks on the dashboard's fast poll (mailing.dashboard.poll), as an
 outsider or a revoked insider would make them, through HTTP.
 
 Every way a session loses its right to the dashboard, done through the view
@@ -29,7 +29,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 
 from accounts.models import Membership, Role, Tenant, UserSession
 from accounts.sessions import SessionStore, end_sessions
-from mailing import dashboard_poll
+from mailing.dashboard import poll as dashboard_poll
 from mailing.views import dashboard as dashboard_views
 from tests.accounts.helpers import last_link
 from tests.conftest import PASSWORD, make_person, totp_code

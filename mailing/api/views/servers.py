@@ -1,12 +1,12 @@
 """The servers a tenant's mailings may use, as the dashboard sees them:
 each window's limit, use and what is left, when a spent server resumes,
-its health and state (mailing.dashboard)."""
+its health and state (mailing.dashboard.selectors)."""
 
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from ... import dashboard
+from ...dashboard import selectors as dashboard
 from ...limits import NEVER
 from ...views.dashboard import STATE_LABELS
 from ..serializers import ServerSerializer

@@ -8,7 +8,7 @@ spent server, the minutes its resume time needs (2; limits.window_usage's 3
 on SQLite), the letters in flight and the holds (2), and the running
 mailings and, in one query, their letter counts, rates and servers (2; 4
 on SQLite). A poll when nothing changed is answered before any of these
-(mailing.dashboard_stamp).
+(mailing.dashboard.stamp).
 
 The window counts come from UsageBucket, never from the letters table,
 and each server's day window is read once: the windows, the chart and
@@ -35,10 +35,10 @@ from accounts.models import Tenant
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.selectors import platform_quotas, tenant_and_platform_servers
 
-from . import limits
-from .limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
-from .models import Letter, Mailing, MailingServer, UsageBucket
-from .selectors import Progress, progress_for
+from .. import limits
+from ..limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
+from ..models import Letter, Mailing, MailingServer, UsageBucket
+from ..selectors import Progress, progress_for
 
 L = Letter.Status
 M = Mailing.Status

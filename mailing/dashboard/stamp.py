@@ -70,15 +70,15 @@ from django.utils import timezone, translation
 
 from accounts.models import Tenant
 
-from .limits import MINUTE, trunc_minute
-from .selectors import FirstSteps
+from ..limits import MINUTE, trunc_minute
+from ..selectors import FirstSteps
 
 PAYLOAD_VERSION = "1"
 BUCKET_MINUTES = 10
 
 # Only our own table names and fixed values are written into it; every
 # value that comes from a request is a parameter. {along} is where a caller
-# reads something else in the same round trip (mailing.dashboard_poll).
+# reads something else in the same round trip (mailing.dashboard.poll).
 _STAMP_SQL = """
 WITH shown AS (
     -- Two index scans, not a scan of every tenant's servers (an OR would be).
