@@ -27,7 +27,7 @@ from servers.models import SmtpServer
 from .. import events, limits
 from ..addresses import UnsendableAddress
 from ..models import Letter, Mailing, SlotWait
-from ..sender import default_reply_to, envelope_sender, report_route
+from ..sender import batch_routes, envelope_sender
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .messages import POLICY, build_message
@@ -164,19 +164,60 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     query per status, each reading the (mailing, status, id) index in
     order, so a claim reads about `count` rows however long the mailing."""
     token = uuid.uuid4()
+    if connection.vendor == "postgresql":
+        letters: list[Letter] = []
+        for status in PENDING:
+            if len(letters) < count:
+                letters += _claim_rows(mailing, server, status, count - len(letters), token=token, now=now)
+        return sorted(letters, key=lambda letter: letter.pk)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    letters = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk").select_for_update(skip_locked=True)
+    pending = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk")
     with transaction.atomic():
         ids: list[int] = []
         for status in PENDING:
             if len(ids) < count:
-                ids += letters.filter(status=status).values_list("pk", flat=True)[: count - len(ids)]
-        # The status condition makes the claim safe where row locks are not
-        # available (SQLite in development): only one token wins a row.
+                ids += pending.filter(status=status).values_list("pk", flat=True)[: count - len(ids)]
+        # The status condition makes the claim safe without row locks
+        # (SQLite in development): only one token wins a row.
         Letter.objects.filter(pk__in=ids, status__in=PENDING).update(
             status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
         )
     return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
+
+
+_LETTER_FIELDS = Letter._meta.concrete_fields
+# One statement, committed by itself: the rows are chosen and locked (a row
+# another claim holds is skipped, never waited for nor taken twice),
+# updated and returned in one round trip, where the ORM needs a transaction,
+# a select, an update and a select again (a tenth of a batch's time on a
+# fast server). The table and column names are the model's (a test pins them).
+_CLAIM_SQL = f"""
+    WITH chosen AS MATERIALIZED (
+        SELECT id FROM mailing_letter
+        WHERE mailing_id = %s AND status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+        ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+    )
+    UPDATE mailing_letter SET status = %s, claim_token = %s, lease_until = %s, server_id = %s
+    FROM chosen WHERE mailing_letter.id = chosen.id AND mailing_letter.status = %s
+    RETURNING {", ".join(f"mailing_letter.{field.column}" for field in _LETTER_FIELDS)}
+"""  # noqa: S608 (no value in the text: column names of the model)
+
+
+def _claim_rows(
+    mailing: Mailing, server: SmtpServer, status: str, count: int, *, token: uuid.UUID, now: datetime
+) -> list[Letter]:
+    params = [mailing.pk, status, now, count, L.SENDING, token, now + LEASE, server.pk, status]
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        rows = cursor.fetchall()
+    names = [field.attname for field in _LETTER_FIELDS]
+    loaders = [getattr(field, "from_db_value", None) for field in _LETTER_FIELDS]
+    return [Letter.from_db(connection.alias, names, _loaded(row, loaders)) for row in rows]
+
+
+def _loaded(row: tuple, loaders: list) -> list[object]:
+    """Values as the ORM gives them (the context's JSON is text on the wire)."""
+    return [value if load is None else load(value, None, connection) for value, load in zip(row, loaders, strict=True)]
 
 
 SMALLEST_SHARE = 10
@@ -227,8 +268,7 @@ class Batch:
         self.recorder = Recorder(threaded=settings.DISPATCH_RECORD_THREAD)
         self.client: PinnedSMTPClient | None = None
         # Where this server's reports and the letters' replies go: once per batch.
-        self.route = report_route(self.server, self.mailing.tenant_id)
-        self.reply_to = default_reply_to(self.mailing.tenant_id)
+        self.route, self.reply_to = batch_routes(self.server, self.mailing.tenant_id)
         release_session()
         try:
             if self._connect():
