@@ -35,7 +35,9 @@ def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
     failing, not resting, not held back for this tenant."""
     # The tenant's rests in the same query: this runs before every batch.
     held = TenantRest.objects.filter(tenant_id=mailing.tenant_id, server_id=OuterRef("server_id")).filter(_holds(now))
-    links = mailing.server_links.select_related("server").annotate(held=Exists(held)).order_by("position")
+    links = mailing.server_links.select_related("server").annotate(held=Exists(held)).order_by()
+    # Ordered here: the ORM's ORDER BY costs more CPU than sorting a few links.
+    links = sorted(links, key=lambda link: (link.position, link.pk))
     return [link.server for link in links if not link.held and link.server.is_usable and not resting(link.server, now)]
 
 

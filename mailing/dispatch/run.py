@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -28,8 +29,13 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     to use has room but every connection slot is taken: try again in a
     moment), "paced" (the server to use has spent only its max per minute:
     try again next minute), "waiting", "blocked", "done" or "idle"."""
-    mailing = Mailing.objects.select_related("tenant").filter(pk=mailing_id).first()
-    if mailing is None or not mailing.tenant.is_active:
+    try:
+        # get(), not first(): no ORDER BY to compile (a third of this query's
+        # CPU, and this runs before every batch).
+        mailing = Mailing.objects.select_related("tenant").get(pk=mailing_id)
+    except Mailing.DoesNotExist:
+        return "idle"
+    if not mailing.tenant.is_active:
         return "idle"
     now = now or timezone.now()
     if mailing.status in (M.WAITING, M.BLOCKED):
@@ -66,12 +72,21 @@ def _unfinished(mailing: Mailing):
     return Letter.objects.filter(mailing=mailing, status__in=(*PENDING, L.SENDING))
 
 
-def _claimable(mailing: Mailing, now: datetime) -> bool:
-    letters = Letter.objects.filter(mailing=mailing)
-    due = (
-        Q(status=L.QUEUED) | Q(status=L.DEFERRED, next_attempt_at__lte=now) | Q(status=L.DEFERRED, next_attempt_at=None)
+# Asked after every batch: one statement rather than the ORM's compiling.
+_CLAIMABLE_SQL = """
+    SELECT EXISTS (
+        SELECT 1 FROM mailing_letter WHERE mailing_id = %s
+        AND (status = %s OR (status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)))
     )
-    return letters.filter(due).exists()
+"""
+
+
+def _claimable(mailing: Mailing, now: datetime) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIMABLE_SQL, [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def wakeable(mailing: Mailing, now: datetime) -> bool:
