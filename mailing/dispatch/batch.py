@@ -34,6 +34,7 @@ from .messages import POLICY, build_message
 from .recorder import Recorder, RecordingFailed
 from .replies import CONNECTION_LOST, LOST_NOTE, NOT_BUILT, STORM_NOTE, UNEXPECTED, Kind, Stage, Verdict, judge
 from .results import Sent, defer, fail, fail_and_suppress, requeue
+from .rows import Rows
 from .slots import connection_slot
 
 log = logging.getLogger(__name__)
@@ -185,12 +186,12 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
 
 
-_LETTER_FIELDS = Letter._meta.concrete_fields
+_LETTERS = Rows(Letter, "mailing_letter")
 # One statement, committed by itself: the rows are chosen and locked (a row
 # another claim holds is skipped, never waited for nor taken twice),
 # updated and returned in one round trip, where the ORM needs a transaction,
 # a select, an update and a select again (a tenth of a batch's time on a
-# fast server). The table and column names are the model's (a test pins them).
+# fast server). Materialized: the choice is made once, whatever the plan.
 _CLAIM_SQL = f"""
     WITH chosen AS MATERIALIZED (
         SELECT id FROM mailing_letter
@@ -199,8 +200,8 @@ _CLAIM_SQL = f"""
     )
     UPDATE mailing_letter SET status = %s, claim_token = %s, lease_until = %s, server_id = %s
     FROM chosen WHERE mailing_letter.id = chosen.id AND mailing_letter.status = %s
-    RETURNING {", ".join(f"mailing_letter.{field.column}" for field in _LETTER_FIELDS)}
-"""  # noqa: S608 (no value in the text: column names of the model)
+    RETURNING {_LETTERS.columns}
+"""  # noqa: S608 (no value in the text: the model's column names)
 
 
 def _claim_rows(
@@ -209,15 +210,7 @@ def _claim_rows(
     params = [mailing.pk, status, now, count, L.SENDING, token, now + LEASE, server.pk, status]
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
-        rows = cursor.fetchall()
-    names = [field.attname for field in _LETTER_FIELDS]
-    loaders = [getattr(field, "from_db_value", None) for field in _LETTER_FIELDS]
-    return [Letter.from_db(connection.alias, names, _loaded(row, loaders)) for row in rows]
-
-
-def _loaded(row: tuple, loaders: list) -> list[object]:
-    """Values as the ORM gives them (the context's JSON is text on the wire)."""
-    return [value if load is None else load(value, None, connection) for value, load in zip(row, loaders, strict=True)]
+        return [_LETTERS.load(row) for row in cursor.fetchall()]
 
 
 SMALLEST_SHARE = 10

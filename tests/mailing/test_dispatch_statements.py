@@ -1,7 +1,8 @@
-"""The claim and the reservation are single statements on PostgreSQL (one
-round trip each): they must keep what the transactions they replace
-guaranteed: no letter to two workers, queued before deferred, the letters
-as the ORM loads them, and limits read from the server row once locked."""
+"""The dispatcher's per-batch statements in plain SQL (one round trip each,
+no ORM compiling): they must keep what the ORM queries and transactions
+they replace guaranteed: no letter to two workers, queued before deferred,
+instances as the ORM loads them, limits read from the server row once
+locked, and the servers in the mailing's order without the held ones."""
 
 import threading
 from datetime import timedelta
@@ -13,8 +14,9 @@ from django.utils import timezone
 
 from mailing import dispatch, limits
 from mailing import mailings as services
+from mailing.dispatch import rests, run
 from mailing.models import Letter, Mailing, UsageBucket
-from servers.models import SmtpServer
+from servers.models import RestReason, SmtpServer, TenantRest
 from tests.servers.factories import make_server
 
 from .builders import make_list, make_template
@@ -121,3 +123,39 @@ def test_another_tenants_server_is_refused_whatever_its_limits(tenant_a, tenant_
     server = make_server(tenant_b)
     with pytest.raises(ValueError, match="own server"):
         limits.reserve(server=server, tenant=tenant_a, wanted=1)
+
+
+def same(loaded, fresh) -> None:
+    assert type(loaded) is type(fresh)
+    for field in type(fresh)._meta.concrete_fields:
+        assert getattr(loaded, field.attname) == getattr(fresh, field.attname), field.name
+
+
+@pytest.mark.django_db
+def test_the_mailing_and_its_servers_are_loaded_as_the_orm_loads_them(tenant_a):
+    platform = make_server(None, name="Platform", max_per_day=100)
+    first, second = make_server(tenant_a, name="First"), make_server(tenant_a, name="Second", max_per_hour=5)
+    mailing = start_mailing(tenant_a, second, 2)
+    mailing.server_links.all().delete()
+    for position, server in enumerate([first, platform, second]):
+        mailing.server_links.create(server=server, position=position)
+    loaded = run._mailing(mailing.pk)
+    fresh = Mailing.objects.select_related("tenant").get(pk=mailing.pk)
+    same(loaded, fresh)
+    same(loaded.tenant, fresh.tenant)
+    now = timezone.now()
+    assert [s.name for s in rests.usable_servers(loaded, now)] == ["First", "Platform", "Second"]
+    for server in rests.usable_servers(loaded, now):
+        same(server, SmtpServer.objects.get(pk=server.pk))
+    # Held back on the platform server (a rest not over, then a block), a
+    # resting server: left out; a rest that is over no longer holds.
+    rest = TenantRest.objects.create(
+        server=platform, tenant=tenant_a, reason=RestReason.REFUSALS, until=now + timedelta(1)
+    )
+    SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timedelta(1))
+    assert [s.name for s in rests.usable_servers(loaded, now)] == ["First"]
+    TenantRest.objects.filter(pk=rest.pk).update(until=now - timedelta(1))
+    assert [s.name for s in rests.usable_servers(loaded, now)] == ["First", "Platform"]
+    TenantRest.objects.filter(pk=rest.pk).update(blocked=True)
+    assert [s.name for s in rests.usable_servers(loaded, now)] == ["First"]
+    assert run._mailing(mailing.pk + 1000) is None
