@@ -93,3 +93,15 @@ def test_a_link_made_compressed_before_still_reads():
 
     old = signing.dumps([7, "ann@x.test"], salt=SALT, compress=True)
     assert read_token(old) == (7, "ann@x.test")
+
+
+@pytest.mark.parametrize("email", ["ann@example.com", "josé@пример.рф", 'a"b\\c@x.test'])
+def test_a_token_is_what_djangos_signer_makes(email, monkeypatch, settings):
+    import time
+
+    for secret in ("one-" + "x" * 50, "two-" + "y" * 50):
+        settings.SECRET_KEY = secret
+        monkeypatch.setattr(time, "time", lambda: 1767225600.75)
+        assert make_token(42, email) == signing.dumps([42, email], salt=SALT)
+        monkeypatch.undo()
+        assert signing.loads(make_token(42, email), salt=SALT) == [42, email]
