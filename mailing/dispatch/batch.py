@@ -189,9 +189,10 @@ def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
 _LETTERS = Rows(Letter, "mailing_letter")
 # One statement, committed by itself: the rows are chosen and locked (a row
 # another claim holds is skipped, never waited for nor taken twice),
-# updated and returned in one round trip, where the ORM needs a transaction,
-# a select, an update and a select again (a tenth of a batch's time on a
-# fast server). Materialized: the choice is made once, whatever the plan.
+# updated and returned in one round trip, where the ORM needed a
+# transaction, a select, an update and a select again. Materialized: the
+# choice is made once whatever the plan (as `id IN (SELECT ... LIMIT n FOR
+# UPDATE SKIP LOCKED)`, PostgreSQL returned more than n rows in a test).
 _CLAIM_SQL = f"""
     WITH chosen AS MATERIALIZED (
         SELECT id FROM mailing_letter
