@@ -50,6 +50,14 @@ def unsubscribe_url(base_url: str, tenant_id: int, email: str) -> str:
 _MARK = "TOKEN"
 
 
+def prepare() -> None:
+    """Reverse the link's path now (a worker starting, config.celery)
+    rather than in its first letter: the first reverse() imports the URL
+    conf, half a second of CPU while every conversation of the process
+    waits for the interpreter."""
+    _path(get_script_prefix())
+
+
 @cache
 def _path(script_prefix: str) -> tuple[str, str]:
     """The link's path before and after the token: reversed once per process

@@ -105,3 +105,12 @@ def test_a_token_is_what_djangos_signer_makes(email, monkeypatch, settings):
         assert make_token(42, email) == signing.dumps([42, email], salt=SALT)
         monkeypatch.undo()
         assert signing.loads(make_token(42, email), salt=SALT) == [42, email]
+
+
+def test_a_starting_worker_reverses_the_link_before_its_first_letter():
+    from config.celery import prepare_links
+    from mailing.unsubscribe import _path
+
+    _path.cache_clear()
+    prepare_links()  # connected to Celery's worker_init
+    assert _path.cache_info().currsize == 1
