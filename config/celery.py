@@ -21,3 +21,12 @@ def use_djangos_logging(loglevel: int | str | None = None, **kwargs: object) -> 
     own setup would add its plain handler beside the JSON one."""
     if loglevel:
         logging.getLogger().setLevel(loglevel)
+
+
+@signals.worker_init.connect
+def prepare_links(**kwargs: object) -> None:
+    """Before any task (and before a prefork pool forks): see
+    mailing.unsubscribe.prepare."""
+    from mailing import unsubscribe
+
+    unsubscribe.prepare()

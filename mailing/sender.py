@@ -54,6 +54,17 @@ def report_route(server: SmtpServer, tenant_id: int) -> ReportRoute:
     return report_routes(tenant_id, [server])[server.pk]
 
 
+def batch_routes(server: SmtpServer, tenant_id: int) -> tuple[ReportRoute, str]:
+    """report_route() and default_reply_to() from one query of the tenant's
+    mailboxes: the dispatcher asks both once per batch."""
+    # Only the columns a route needs: the model's other columns cost more to
+    # load than the query itself, and this runs before every batch.
+    fields = ("server_id", "enabled", "email", "login", "plus_addressing")
+    mailboxes = list(BounceMailbox.objects.filter(tenant_id=tenant_id).only(*fields))
+    own = tenant_mailbox(mailboxes)
+    return report_routes(tenant_id, [server], mailboxes)[server.pk], own.address if own else ""
+
+
 def envelope_sender(route: ReportRoute, public_id: uuid.UUID) -> str:
     """The letter's MAIL FROM (its Return-Path): the route's address,
     tagged with the letter's token where the mailbox takes plus-addresses,

@@ -58,14 +58,20 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     cost a fifth of the worker's time on a fast server. When the server to
     use is busy with other mailings, the chain tries again in a moment
     without holding a worker meanwhile."""
-    ends = time.monotonic() + settings.DISPATCH_SLICE
+    started = renewed = time.monotonic()
     while True:
         result = dispatch.run_mailing(mailing_id=mailing_id)
         # Run in-process (tests), a countdown would be ignored and a busy
         # chain would spin: there the next tick picks the mailing up.
         retry = result in ("busy", "paced") and not send_mailing.app.conf.task_always_eager
-        dispatch.renew_chain(mailing_id, slot, more=result == "more" or retry)
-        if result != "more" or time.monotonic() >= ends:
+        last = result != "more" or time.monotonic() >= started + settings.DISPATCH_SLICE
+        # The chain's lease is renewed when the task ends (for the next task
+        # of the chain, or freed) and when half of it is gone, not after
+        # every batch: one query a slice rather than one a batch.
+        if last or time.monotonic() - renewed >= dispatch.CHAIN_LEASE.total_seconds() / 2:
+            dispatch.renew_chain(mailing_id, slot, more=result == "more" or retry)
+            renewed = time.monotonic()
+        if last:
             break
     if result == "more":
         send_mailing.delay(mailing_id, slot)

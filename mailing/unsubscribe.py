@@ -1,8 +1,13 @@
 """Per-recipient unsubscribe links: signed, so they work without login and
 cannot be forged for another address or another tenant."""
 
+import hashlib
+import hmac
+import json
+import time
 from functools import cache
 
+from django.conf import settings
 from django.core import signing
 from django.urls import get_script_prefix, reverse
 
@@ -10,9 +15,25 @@ SALT = "mailing.unsubscribe"
 
 
 def make_token(tenant_id: int, email: str) -> str:
-    """Not compressed: zlib makes so short a payload no shorter, and costs a
-    tenth of building a message. Links made compressed still read."""
-    return signing.dumps([tenant_id, email], salt=SALT)
+    """What signing.dumps([tenant_id, email], salt=SALT) makes, character
+    for character (a test compares), with the signer's key derived once per
+    SECRET_KEY instead of once a letter: Django's signer took a fifth of
+    the dispatcher's time on a letter. Not compressed: zlib makes so short a
+    payload no shorter, and costs a tenth of building a message. Links made
+    compressed still read."""
+    payload = json.dumps([tenant_id, email], separators=(",", ":")).encode("latin-1")
+    value = f"{signing.b64_encode(payload).decode()}:{signing.b62_encode(int(time.time()))}"
+    mac = _signer_mac(settings.SECRET_KEY).copy()
+    mac.update(value.encode())
+    return f"{value}:{signing.b64_encode(mac.digest()).decode()}"
+
+
+@cache
+def _signer_mac(secret: str) -> hmac.HMAC:
+    """signing.TimestampSigner(salt=SALT)'s HMAC (sha256, the key salted as
+    django.utils.crypto.salted_hmac salts it), before any value."""
+    key = hashlib.sha256(f"{SALT}signer".encode() + secret.encode()).digest()
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def read_token(token: str) -> tuple[int, str]:
@@ -27,6 +48,14 @@ def unsubscribe_url(base_url: str, tenant_id: int, email: str) -> str:
 
 
 _MARK = "TOKEN"
+
+
+def prepare() -> None:
+    """Reverse the link's path now (a worker starting, config.celery)
+    rather than in its first letter: the first reverse() imports the URL
+    conf, half a second of CPU while every conversation of the process
+    waits for the interpreter."""
+    _path(get_script_prefix())
 
 
 @cache

@@ -102,13 +102,17 @@ def tenant_mailbox(mailboxes: list[BounceMailbox]) -> BounceMailbox | None:
     return next((m for m in mailboxes if m.server_id is None and m.enabled and m.address), None)
 
 
-def report_routes(tenant_id: int, servers: list[SmtpServer]) -> dict[int, ReportRoute]:
+def report_routes(
+    tenant_id: int, servers: list[SmtpServer], mailboxes: list[BounceMailbox] | None = None
+) -> dict[int, ReportRoute]:
     """For each server, in one query: a server that allows sender
     substitution sends with the tenant's bounce mailbox as envelope sender
     (tagged per letter when that mailbox takes plus-addresses); any other
     server sends from its own mailbox, where its reports land, read when the
-    server's mailbox is read for bounces (or is the bounce mailbox itself)."""
-    mailboxes = list(BounceMailbox.objects.filter(tenant_id=tenant_id))
+    server's mailbox is read for bounces (or is the bounce mailbox itself).
+    `mailboxes`: the tenant's, when the caller has them already."""
+    if mailboxes is None:
+        mailboxes = list(BounceMailbox.objects.filter(tenant_id=tenant_id))
     own = tenant_mailbox(mailboxes)
     by_server = {m.server_id: m for m in mailboxes if m.server_id is not None}
     by_address = {m.address.lower(): m for m in mailboxes if m.address}

@@ -10,9 +10,10 @@ One call of run_mailing() sends one batch through one server:
    is waited for, never skipped;
 2. a connection slot is taken (max_connections per server, across workers);
 3. room is reserved in the limit accounting (mailing.limits) and letters
-   are claimed with a token (a conditional UPDATE, so two workers never take
-   the same letter); a claim has a lease, after which a dead worker's
-   letters go back to the queue;
+   are claimed with a token (one UPDATE of rows chosen FOR UPDATE SKIP
+   LOCKED, so two workers never take the same letter nor wait for each
+   other); a claim has a lease, after which a dead worker's letters go back
+   to the queue;
 4. one SMTP connection carries the whole batch; each server reply is judged
    (replies): the letter is sent, fails, waits for a retry or goes back
    uncounted, and the server may rest, fail, or hold back this tenant;

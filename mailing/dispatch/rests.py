@@ -15,6 +15,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
@@ -24,8 +25,9 @@ from servers import events as server_events
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
-from ..models import Mailing
+from ..models import Mailing, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
+from .rows import Rows
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,35 @@ log = logging.getLogger(__name__)
 def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
     """The mailing's servers in its order that may send now: enabled, not
     failing, not resting, not held back for this tenant."""
-    servers = [link.server for link in mailing.server_links.select_related("server").order_by("position")]
-    held = held_server_ids(mailing.tenant_id, [s.pk for s in servers], now)
-    return [s for s in servers if s.is_usable and not resting(s, now) and s.pk not in held]
+    with connection.cursor() as cursor:
+        cursor.execute(_SERVERS_SQL, [mailing.tenant_id, connection.ops.adapt_datetimefield_value(now), mailing.pk])
+        rows = cursor.fetchall()
+    servers = [(_SERVERS.load(row), bool(row[-1])) for row in rows]
+    return [s for s, held in servers if not held and s.is_usable and not resting(s, now)]
+
+
+def _columns(model: type, **names: str) -> dict[str, str]:
+    return {key: connection.ops.quote_name(model._meta.get_field(name).column) for key, name in names.items()}
+
+
+_SERVERS = Rows(SmtpServer, "s")
+# Before every batch, and plain SQL for it (mailing.dispatch.rows): the
+# servers in the mailing's order, each with whether this tenant is held back
+# on it (a rest not over yet, or a block).
+_SERVERS_SQL = """
+    SELECT {columns}, EXISTS (
+        SELECT 1 FROM {rests} r WHERE r.{r_tenant} = %s AND r.{r_server} = s.id AND (r.{blocked} OR r.{until} > %s)
+    )
+    FROM {links} ms JOIN {servers} s ON s.id = ms.{m_server}
+    WHERE ms.{m_mailing} = %s ORDER BY ms.{position}, ms.id
+""".format(  # noqa: S608 (no value in the text: the models' names)
+    columns=_SERVERS.columns,
+    rests=TenantRest._meta.db_table,
+    links=MailingServer._meta.db_table,
+    servers=SmtpServer._meta.db_table,
+    **_columns(TenantRest, r_tenant="tenant", r_server="server", blocked="blocked", until="until"),
+    **_columns(MailingServer, m_server="server", m_mailing="mailing", position="position"),
+)
 
 
 def resting(server: SmtpServer, now: datetime) -> bool:

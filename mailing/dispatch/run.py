@@ -6,10 +6,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.models import Tenant
 from servers.models import SmtpServer, TenantRest
 
 from .. import limits
@@ -17,6 +19,7 @@ from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
 from .batch import PENDING, only_paced, send_batch
+from .rows import Rows
 
 L = Letter.Status
 M = Mailing.Status
@@ -28,7 +31,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     to use has room but every connection slot is taken: try again in a
     moment), "paced" (the server to use has spent only its max per minute:
     try again next minute), "waiting", "blocked", "done" or "idle"."""
-    mailing = Mailing.objects.select_related("tenant").filter(pk=mailing_id).first()
+    mailing = _mailing(mailing_id)
     if mailing is None or not mailing.tenant.is_active:
         return "idle"
     now = now or timezone.now()
@@ -62,16 +65,45 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     return _settle(mailing, now)
 
 
+_MAILINGS, _TENANTS = Rows(Mailing, "m"), Rows(Tenant, "t")
+# Before every batch, and plain SQL for it (mailing.dispatch.rows).
+_MAILING_SQL = (
+    f"SELECT {_MAILINGS.columns}, {_TENANTS.columns} FROM {Mailing._meta.db_table} m "  # noqa: S608 (names only)
+    f"JOIN {Tenant._meta.db_table} t ON t.id = m.{Mailing._meta.get_field('tenant').column} WHERE m.id = %s"
+)
+
+
+def _mailing(mailing_id: int) -> Mailing | None:
+    """The mailing with its tenant, as select_related() would give it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MAILING_SQL, [mailing_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    mailing = _MAILINGS.load(row)
+    mailing.tenant = _TENANTS.load(row, _MAILINGS.width)
+    return mailing
+
+
 def _unfinished(mailing: Mailing):
     return Letter.objects.filter(mailing=mailing, status__in=(*PENDING, L.SENDING))
 
 
-def _claimable(mailing: Mailing, now: datetime) -> bool:
-    letters = Letter.objects.filter(mailing=mailing)
-    due = (
-        Q(status=L.QUEUED) | Q(status=L.DEFERRED, next_attempt_at__lte=now) | Q(status=L.DEFERRED, next_attempt_at=None)
+# Asked after every batch: one statement rather than the ORM's compiling.
+_CLAIMABLE_SQL = """
+    SELECT EXISTS (
+        SELECT 1 FROM mailing_letter WHERE mailing_id = %s
+        AND (status = %s OR (status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)))
     )
-    return letters.filter(due).exists()
+"""
+
+
+def _claimable(mailing: Mailing, now: datetime) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIMABLE_SQL, [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
+        )
+        return bool(cursor.fetchone()[0])
 
 
 def wakeable(mailing: Mailing, now: datetime) -> bool:

@@ -93,3 +93,24 @@ def test_a_link_made_compressed_before_still_reads():
 
     old = signing.dumps([7, "ann@x.test"], salt=SALT, compress=True)
     assert read_token(old) == (7, "ann@x.test")
+
+
+@pytest.mark.parametrize("email", ["ann@example.com", "josé@пример.рф", 'a"b\\c@x.test'])
+def test_a_token_is_what_djangos_signer_makes(email, monkeypatch, settings):
+    import time
+
+    for secret in ("one-" + "x" * 50, "two-" + "y" * 50):
+        settings.SECRET_KEY = secret
+        monkeypatch.setattr(time, "time", lambda: 1767225600.75)
+        assert make_token(42, email) == signing.dumps([42, email], salt=SALT)
+        monkeypatch.undo()
+        assert signing.loads(make_token(42, email), salt=SALT) == [42, email]
+
+
+def test_a_starting_worker_reverses_the_link_before_its_first_letter():
+    from config.celery import prepare_links
+    from mailing.unsubscribe import _path
+
+    _path.cache_clear()
+    prepare_links()  # connected to Celery's worker_init
+    assert _path.cache_info().currsize == 1
