@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
-from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -21,29 +20,12 @@ from accounts.models import Membership, Role, Tenant, UserSession
 from accounts.sessions import end_sessions
 from mailing.dashboard.poll import VERSIONS_SQL
 from tests.conftest import make_person
+from tests.mailing.poll_fixtures import _postgresql, shared_or_not  # noqa: F401 (fixtures that apply themselves)
 from tests.servers.factories import make_server
-from tests.services import require_redis
 
 from .dashboard_builders import running_mailing
 
 DATA = "dashboard:data"
-
-
-@pytest.fixture(autouse=True)
-def _postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the pass compares PostgreSQL's row versions (SQLite polls go the whole way)")
-
-
-@pytest.fixture(params=["redis", "locmem"], autouse=True)
-def shared_or_not(request, settings):
-    """Production's Redis, and the per-process default of development."""
-    if request.param == "redis":
-        url = require_redis()
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
-    cache.clear()
-    yield request.param
-    cache.clear()
 
 
 @pytest.fixture

@@ -34,27 +34,12 @@ from mailing.views import dashboard as dashboard_views
 from tests.accounts.helpers import last_link
 from tests.conftest import PASSWORD, make_person, totp_code
 from tests.mailing.dashboard_builders import running_mailing
+from tests.mailing.poll_fixtures import _postgresql, shared_or_not  # noqa: F401 (fixtures that apply themselves)
 from tests.servers.factories import make_server
-from tests.services import other_session, require_redis
+from tests.services import other_session
 
 DATA = "dashboard:data"
 NEW_PASSWORD = "another horse battery staple 97"
-
-
-@pytest.fixture(autouse=True)
-def _postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the pass compares PostgreSQL's row versions (SQLite polls go the whole way)")
-
-
-@pytest.fixture(params=["redis", "locmem"], autouse=True)
-def shared_or_not(request, settings):
-    if request.param == "redis":
-        url = require_redis()
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
-    cache.clear()
-    yield request.param
-    cache.clear()
 
 
 class Clock:
