@@ -71,6 +71,7 @@ class Outcome:
 
 def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
     outcome = Outcome()
+    metrics.know_server(server.pk, server.tenant_id, server.kind)
     if server.is_platform and _others_wait_first(server, mailing.tenant_id, now):
         _wait_for_slot(server, mailing.tenant_id, now)
         outcome.busy = True  # another tenant's turn on the shared server
