@@ -200,3 +200,25 @@ def test_callers_taking_chain_slots_at_once_never_share_one_and_each_call_is_one
     dispatch.renew_chain(mailing.pk, 2, more=True, now=later)  # that one goes on
     assert dispatch.free_chain_slots(mailing.pk, now=later) == [0, 1]
     assert dispatch.free_chain_slots(mailing.pk, now=later + timedelta(seconds=1)) == []
+
+
+@pytest.mark.django_db
+def test_the_tenants_mailboxes_are_loaded_as_the_orms_only_loads_them(tenant_a, tenant_b):
+    from mailing.dispatch import batch
+    from servers.models import BounceMailbox
+
+    server = make_server(tenant_a, sender_email="news@acme.test")
+    BounceMailbox.objects.create(
+        tenant=tenant_a, host="imap.acme.test", login="bounces@acme.test", plus_addressing=True
+    )
+    BounceMailbox.objects.create(tenant=tenant_a, server=server, host="imap.acme.test", login="news", email="")
+    BounceMailbox.objects.create(tenant=tenant_b, host="imap.b.test", login="b@b.test")
+    fields = ("server_id", "enabled", "email", "login", "plus_addressing")
+    loaded = sorted(batch._mailboxes(tenant_a.pk), key=lambda m: m.pk)
+    fresh = list(BounceMailbox.objects.filter(tenant_id=tenant_a.pk).only(*fields).order_by("pk"))
+    assert len(loaded) == len(fresh) == 2
+    for mine, theirs in zip(loaded, fresh, strict=True):
+        assert mine.get_deferred_fields() == theirs.get_deferred_fields()
+        for name in ("id", *fields):
+            assert getattr(mine, name) == getattr(theirs, name), name
+        assert mine.address == theirs.address
