@@ -222,3 +222,21 @@ def test_the_tenants_mailboxes_are_loaded_as_the_orms_only_loads_them(tenant_a, 
         for name in ("id", *fields):
             assert getattr(mine, name) == getattr(theirs, name), name
         assert mine.address == theirs.address
+
+
+@pytest.mark.django_db
+def test_a_chain_that_finds_the_last_letters_with_another_chain_leaves_the_end_to_it(tenant_a):
+    """The end of a chain reads in one statement whether letters wait and
+    whether some are being sent: while another chain sends the last ones,
+    this one stops and the mailing stays sending; the chain that records
+    them finishes it."""
+    mailing = start_mailing(tenant_a, make_server(tenant_a), 2)
+    now = timezone.now()
+    Letter.objects.filter(mailing=mailing).update(status=L.SENDING, lease_until=now + dispatch.LEASE)
+    assert dispatch.run_mailing(mailing_id=mailing.pk, now=now) == "idle"
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.ACTIVE
+    Letter.objects.filter(mailing=mailing).update(status=L.SENT, lease_until=None)
+    assert dispatch.run_mailing(mailing_id=mailing.pk, now=now) == "done"
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.COMPLETED
