@@ -85,9 +85,8 @@ def _mailing(mailing_id: int) -> Mailing | None:
     return mailing
 
 
-# Asked at the end of every chain (with two chains, three times a mailing):
-# one statement, where the ORM's three exists() cost more CPU to compile than
-# PostgreSQL spent on them.
+# Asked at the end of every chain: one statement where the ORM asked up to
+# three exists(), whose compiling cost more CPU than PostgreSQL spent on them.
 _LEFT_SQL = f"""
     SELECT
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({", ".join(["%s"] * len(PENDING))})),
