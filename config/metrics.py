@@ -76,6 +76,13 @@ def server_kind(server_id: int | None) -> str:
     return _server_kinds[server_id]
 
 
+def know_server(server_id: int, tenant_id: int | None, kind: str) -> None:
+    """The dispatcher holds the server's row: its kind without the query
+    (one a server and process, so with hundreds of tenants' servers, one
+    for nearly every mailing)."""
+    _server_kinds.setdefault(server_id, "platform" if tenant_id is None else kind)
+
+
 def reply_class(reply: str) -> str:
     code = reply[:1]
     return f"{code}xx" if code in "2345" and code else "none"

@@ -15,11 +15,15 @@ from django.db.models import Model
 
 
 class Rows:
-    """One model's columns in a query, and its instances from a row."""
+    """One model's columns in a query, and its instances from a row: all
+    its columns, or the primary key and `only` these (the others deferred,
+    as QuerySet.only() gives them)."""
 
-    def __init__(self, model: type[Model], alias: str) -> None:
+    def __init__(self, model: type[Model], alias: str, *, only: tuple[str, ...] = ()) -> None:
         self.model, self.alias = model, alias
         self.fields = model._meta.concrete_fields
+        if only:
+            self.fields = [f for f in self.fields if f.primary_key or f.name in only or f.attname in only]
         self.names = [field.attname for field in self.fields]
         self.columns = ", ".join(f"{alias}.{connection.ops.quote_name(field.column)}" for field in self.fields)
         self.width = len(self.fields)

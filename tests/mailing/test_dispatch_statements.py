@@ -159,3 +159,84 @@ def test_the_mailing_and_its_servers_are_loaded_as_the_orm_loads_them(tenant_a):
     TenantRest.objects.filter(pk=rest.pk).update(blocked=True)
     assert [s.name for s in rests.usable_servers(loaded, now)] == ["First"]
     assert run._mailing(mailing.pk + 1000) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_callers_taking_chain_slots_at_once_never_share_one_and_each_call_is_one_statement(tenant_a, settings):
+    """Every start and every beat tick takes a running mailing's free chain
+    slots in one statement (an upsert): two callers at once, as a tick and a
+    start, must never both get a slot, and a slot frees only when its chain
+    ends or its lease runs out."""
+    settings.DISPATCH_CHAINS = 3
+    mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+    services.mailing_save(
+        mailing=mailing, lists=[make_list(tenant_a, "L", ["r@x.test"])], servers=[make_server(tenant_a)]
+    )
+    start, taken, errors = threading.Barrier(6), [], []
+
+    def caller() -> None:
+        try:
+            start.wait()
+            taken.extend(dispatch.free_chain_slots(mailing.pk))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=caller) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(taken) == [0, 1, 2]
+    now = timezone.now()
+    with CaptureQueriesContext(connection) as queries:
+        assert dispatch.free_chain_slots(mailing.pk, now=now) == []
+    assert len(queries) == 1
+    dispatch.renew_chain(mailing.pk, 1, more=False)  # that chain ended
+    assert dispatch.free_chain_slots(mailing.pk, now=now) == [1]
+    later = now + dispatch.CHAIN_LEASE + timedelta(seconds=1)  # the others' workers died
+    dispatch.renew_chain(mailing.pk, 2, more=True, now=later)  # that one goes on
+    assert dispatch.free_chain_slots(mailing.pk, now=later) == [0, 1]
+    assert dispatch.free_chain_slots(mailing.pk, now=later + timedelta(seconds=1)) == []
+
+
+@pytest.mark.django_db
+def test_the_tenants_mailboxes_are_loaded_as_the_orms_only_loads_them(tenant_a, tenant_b):
+    from mailing.dispatch import batch
+    from servers.models import BounceMailbox
+
+    server = make_server(tenant_a, sender_email="news@acme.test")
+    BounceMailbox.objects.create(
+        tenant=tenant_a, host="imap.acme.test", login="bounces@acme.test", plus_addressing=True
+    )
+    BounceMailbox.objects.create(tenant=tenant_a, server=server, host="imap.acme.test", login="news", email="")
+    BounceMailbox.objects.create(tenant=tenant_b, host="imap.b.test", login="b@b.test")
+    fields = ("server_id", "enabled", "email", "login", "plus_addressing")
+    loaded = sorted(batch._mailboxes(tenant_a.pk), key=lambda m: m.pk)
+    fresh = list(BounceMailbox.objects.filter(tenant_id=tenant_a.pk).only(*fields).order_by("pk"))
+    assert len(loaded) == len(fresh) == 2
+    for mine, theirs in zip(loaded, fresh, strict=True):
+        assert mine.get_deferred_fields() == theirs.get_deferred_fields()
+        for name in ("id", *fields):
+            assert getattr(mine, name) == getattr(theirs, name), name
+        assert mine.address == theirs.address
+
+
+@pytest.mark.django_db
+def test_a_chain_that_finds_the_last_letters_with_another_chain_leaves_the_end_to_it(tenant_a):
+    """The end of a chain reads in one statement whether letters wait and
+    whether some are being sent: while another chain sends the last ones,
+    this one stops and the mailing stays sending; the chain that records
+    them finishes it."""
+    mailing = start_mailing(tenant_a, make_server(tenant_a), 2)
+    now = timezone.now()
+    Letter.objects.filter(mailing=mailing).update(status=L.SENDING, lease_until=now + dispatch.LEASE)
+    assert dispatch.run_mailing(mailing_id=mailing.pk, now=now) == "idle"
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.ACTIVE
+    Letter.objects.filter(mailing=mailing).update(status=L.SENT, lease_until=None)
+    assert dispatch.run_mailing(mailing_id=mailing.pk, now=now) == "done"
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.COMPLETED
