@@ -34,12 +34,14 @@ demo: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo
 
+# The suite writes nothing in the checkout: its files go to a temporary
+# folder (config/settings_test.py), and pytest keeps no cache here.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # The same suite without the tests marked slow (fault matrix, killed workers, load).
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

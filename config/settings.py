@@ -11,7 +11,6 @@ from django.core.exceptions import ImproperlyConfigured
 from config import logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 # Variables already in the environment win over the file; ENV_FILE= (empty)
@@ -19,6 +18,10 @@ env = environ.Env()
 ENV_FILE = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
 if ENV_FILE and Path(ENV_FILE).is_file():
     environ.Env.read_env(ENV_FILE, overwrite=False)
+
+# What the product writes beside its code in development (SQLite, the
+# filesystem broker, the SMTP sink's letters, imports waiting, heartbeats).
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -278,7 +281,7 @@ TEMPLATES = [
     },
 ]
 
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the worker and beat share one file: wait for locks

@@ -1,16 +1,30 @@
 """Explicit test settings: fast hasher, local memory cache and outbox,
-SQLite in a file unless DATABASE_URL names another database."""
+SQLite in a file unless DATABASE_URL names another database, and nothing
+written in the checkout."""
 
+import hashlib
 import os
+import tempfile
+from pathlib import Path
 
 os.environ["ENV_FILE"] = ""  # a developer's .env must not change the tests
+# What the suite writes (the SQLite files, the filesystem broker, heartbeats,
+# collected static files) goes in a folder outside the checkout, one per
+# checkout; the workers and servers the tests start inherit it.
+os.environ.setdefault(
+    "VAR_DIR",
+    str(
+        Path(tempfile.gettempdir())
+        / f"postroute-tests-{hashlib.sha256(str(Path(__file__).resolve().parent.parent).encode()).hexdigest()[:12]}"
+    ),
+)
 os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 48)
 os.environ.setdefault("DEBUG", "0")
 
 from .settings import *  # noqa: F403
-from .settings import BASE_DIR, env
+from .settings import VAR_DIR, env
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'test.sqlite3'}")}
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'test.sqlite3'}")}
 DATABASES["default"].setdefault("TEST", {})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a real Celery worker in a subprocess can
@@ -31,7 +45,7 @@ CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
 CELERY_TASK_ALWAYS_EAGER = True
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
-STATIC_ROOT = BASE_DIR / "var" / "test-static"
+STATIC_ROOT = VAR_DIR / "test-static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Tests talk to SMTP and IMAP servers on 127.0.0.1; the SSRF tests turn
 # this off again where they check the guard.
