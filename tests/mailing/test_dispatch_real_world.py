@@ -305,7 +305,8 @@ def test_a_waiting_mailing_wakes_when_its_spent_limit_is_raised(tenant_a):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_limit_lowered_in_the_middle_of_a_batch_stops_it_at_the_new_limit(tenant_a, settings):
+@pytest.mark.parametrize("before", [100, None], ids=["lowered", "set on a server without limits"])
+def test_a_limit_lowered_in_the_middle_of_a_batch_stops_it_at_the_new_limit(tenant_a, settings, before):
     settings.DISPATCH_TICK = 0  # check before every letter
 
     def lower(server_pk: int) -> None:
@@ -321,7 +322,7 @@ def test_a_limit_lowered_in_the_middle_of_a_batch_stops_it_at_the_new_limit(tena
 
     handler = Lowering()
     with smtp_server(handler=handler) as (controller, _):
-        smtp = make_server(tenant_a, port=controller.port, max_per_hour=100)
+        smtp = make_server(tenant_a, port=controller.port, max_per_hour=before)
         contact_list = make_list(tenant_a, "L", [f"r{i}@x.test" for i in range(10)])
         mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
         services.mailing_save(mailing=mailing, lists=[contact_list], servers=[smtp])
