@@ -264,10 +264,17 @@ _ADD_SQL = """
 """
 
 
+def counted(server: SmtpServer) -> bool:
+    """Whether any window limits the server: its own limits, or the
+    platform's quotas (a platform server), as the server was last read."""
+    return server.is_platform or any(
+        limit is not None for limit in (server.max_per_minute, server.max_per_hour, server.max_per_day)
+    )
+
+
 def _unlimited(server: SmtpServer, tenant: Tenant) -> bool:
     """As last read: the tenant's own server, without any limit."""
-    limits = (server.max_per_minute, server.max_per_hour, server.max_per_day)
-    return connection.vendor == "postgresql" and server.tenant_id == tenant.pk and limits == (None, None, None)
+    return connection.vendor == "postgresql" and server.tenant_id == tenant.pk and not counted(server)
 
 
 # A tenant's own server without limits: the grant is all that was wanted,

@@ -512,21 +512,13 @@ class Batch:
         fresh = server_if_may_go_on(self.mailing, self.server, self.clock())
         if fresh is None:
             return 0
-        if not _counted(fresh):
+        if not limits.counted(fresh):
             return None  # no window to read: at 50 ms a letter, every batch checks once
         usage = limits.window_usage([fresh], self.mailing.tenant, self.clock())[fresh.pk]
         # The windows count every letter this batch claimed; only those that
         # reached DATA are really used.
         room = usage.room_beyond(len(self.letters) - self.outcome.handed)
         return None if room is None else max(0, min(remaining, room))
-
-
-def _counted(server: SmtpServer) -> bool:
-    """Whether any window limits the server: its own limits, or the
-    platform's quotas (mailing.limits)."""
-    return server.is_platform or any(
-        limit is not None for limit in (server.max_per_minute, server.max_per_hour, server.max_per_day)
-    )
 
 
 def server_if_may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> SmtpServer | None:
