@@ -32,28 +32,39 @@ def start_mailing(tenant, server, count: int) -> Mailing:
     return mailing
 
 
-@pytest.mark.django_db(transaction=True)
-def test_workers_claiming_at_once_never_get_the_same_letter(tenant_a):
-    server = make_server(tenant_a)
-    mailing = start_mailing(tenant_a, server, 120)
-    start, claims, errors = threading.Barrier(6), [], []
+def at_once(work, threads: int = 6) -> None:
+    """`work` in that many threads started together, each on its own
+    database session; what any of them raised fails the test."""
+    start, errors = threading.Barrier(threads), []
 
-    def worker() -> None:
+    def run() -> None:
         try:
             start.wait()
-            while got := dispatch.claim(mailing, server, 7, now=timezone.now()):
-                claims.append(got)
+            work()
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
-    for thread in threads:
+    running = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in running:
         thread.start()
-    for thread in threads:
+    for thread in running:
         thread.join(60)
     assert errors == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_claiming_at_once_never_get_the_same_letter(tenant_a):
+    server = make_server(tenant_a)
+    mailing = start_mailing(tenant_a, server, 120)
+    claims = []
+
+    def worker() -> None:
+        while got := dispatch.claim(mailing, server, 7, now=timezone.now()):
+            claims.append(got)
+
+    at_once(worker)
     ids = [letter.pk for claim in claims for letter in claim]
     assert len(ids) == len(set(ids)) == 120
     assert all(len(claim) <= 7 for claim in claims)
@@ -172,23 +183,8 @@ def test_callers_taking_chain_slots_at_once_never_share_one_and_each_call_is_one
     services.mailing_save(
         mailing=mailing, lists=[make_list(tenant_a, "L", ["r@x.test"])], servers=[make_server(tenant_a)]
     )
-    start, taken, errors = threading.Barrier(6), [], []
-
-    def caller() -> None:
-        try:
-            start.wait()
-            taken.extend(dispatch.free_chain_slots(mailing.pk))
-        except Exception as exc:  # reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=caller) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert errors == []
+    taken = []
+    at_once(lambda: taken.extend(dispatch.free_chain_slots(mailing.pk)))
     assert sorted(taken) == [0, 1, 2]
     now = timezone.now()
     with CaptureQueriesContext(connection) as queries:
