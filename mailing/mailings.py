@@ -9,6 +9,7 @@ transaction, so the dispatcher never sees a mailing without its letters."""
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -59,13 +60,9 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
     """The only way a mailing changes state: a conditional update, so two
     requests (or a request and a worker) cannot both move it. A mailing
     whose letters are being prepared moves only by starting."""
-    sources, target = TRANSITIONS[action]
+    target = TRANSITIONS[action][1]
     with transaction.atomic():
-        movable = Mailing.objects.filter(pk=mailing.pk, status__in=sources)
-        if action != "start":
-            movable = movable.filter(preparing_since=None)
-        moved = movable.update(status=target, **fields)
-        if not moved:
+        if not _move(mailing.pk, action, {"status": target, **fields}):
             current, preparing = Mailing.objects.filter(pk=mailing.pk).values_list("status", "preparing_since").get()
             if preparing is not None:
                 raise ValidationError(PREPARING)
@@ -73,13 +70,46 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
                 _("A mailing that is %(lower)s cannot %(action)s.")
                 % {"lower": Mailing.Status(current).label.lower(), "action": action}
             )
-        MailingEvent.objects.create(mailing=mailing, from_status=mailing.status, to_status=target, by=by, note=note)
+        _record(mailing.pk, before=mailing.status, after=target, by_id=by.pk if by else None, note=note)
         events.mailing_moved(mailing, before=mailing.status, after=target, fields=fields)
         if target == S.ACTIVE:
             transaction.on_commit(lambda: _kick(mailing.pk))
     mailing.status = target
     for name, value in fields.items():
         setattr(mailing, name, value)
+
+
+# The dispatcher moves every mailing it finishes, and waiting ones back and
+# forth: plain statements, whose text depends only on the action and the
+# fields set, where the ORM compiled an update and an insert each time (a
+# twentieth of a dispatch worker's CPU with mailings of 20 letters).
+def _move(mailing_id: int, action: str, values: dict[str, object]) -> bool:
+    sql = _move_sql(action, tuple(values))
+    params = [Mailing._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, mailing_id, *sorted(TRANSITIONS[action][0])])
+        return cursor.rowcount == 1
+
+
+@cache
+def _move_sql(action: str, names: tuple[str, ...]) -> str:
+    columns = ", ".join(f"{Mailing._meta.get_field(name).column} = %s" for name in names)
+    sources = ", ".join(["%s"] * len(TRANSITIONS[action][0]))
+    # A mailing whose letters are being prepared moves only by starting.
+    unprepared = "" if action == "start" else " AND preparing_since IS NULL"
+    return f"UPDATE {Mailing._meta.db_table} SET {columns} WHERE id = %s AND status IN ({sources}){unprepared}"  # noqa: S608 (names only)
+
+
+_EVENT_SQL = (
+    f"INSERT INTO {MailingEvent._meta.db_table} (mailing_id, from_status, to_status, by_id, note, at) "  # noqa: S608 (names only)
+    "VALUES (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def _record(mailing_id: int, *, before: str, after: str, by_id: int | None, note: str) -> None:
+    at = MailingEvent._meta.get_field("at").get_db_prep_save(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_EVENT_SQL, [mailing_id, before, after, by_id, note, at])
 
 
 def available_servers(tenant: Tenant) -> list[SmtpServer]:
