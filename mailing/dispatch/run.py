@@ -3,6 +3,7 @@ send, then deciding what the mailing does when none could: finished,
 waiting until a known moment, or unable to send until someone acts."""
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -40,7 +41,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
         if not due and not wakeable(mailing, now):
             # Another chain may have decided to wait while this one held the
             # room for the last letters: the chain that sent them finishes.
-            if not any(_left(mailing)):
+            if not any(_left(mailing, now)):
                 _move(mailing, "complete", finished_at=now)
                 return "done"
             return "waiting" if mailing.status == M.WAITING else "blocked"
@@ -54,7 +55,8 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
             # Nothing left to claim: the chain settles now (the chain that
             # sends the last letters finishes the mailing) rather than in a
             # task of its own that would find nothing to send.
-            return "more" if _claimable(mailing, now) else _settle(mailing, now)
+            left = _left(mailing, now)
+            return "more" if left.due else _settle(mailing, now, left)
         if outcome.busy and limits.next_room_at(server, mailing.tenant, now) is None:
             # The first server with room is busy: wait for its slot rather
             # than send through the next one, with another From.
@@ -62,7 +64,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
         if outcome.paced or (outcome.busy and only_paced(server, mailing, now)):
             # Busy or not, a server whose minute only is spent is paced.
             return "paced"
-    return _settle(mailing, now)
+    return _settle(mailing, now, _left(mailing, now))
 
 
 _MAILINGS, _TENANTS = Rows(Mailing, "m"), Rows(Tenant, "t")
@@ -85,25 +87,34 @@ def _mailing(mailing_id: int) -> Mailing | None:
     return mailing
 
 
-# Asked at the end of every chain: one statement where the ORM asked up to
-# three exists(), whose compiling cost more CPU than PostgreSQL spent on them.
+class Left(NamedTuple):
+    due: bool  # letters that may be claimed now (queued, or deferred and due)
+    pending: bool  # letters waiting to be sent (queued or deferred)
+    sending: bool  # letters some chain is sending
+
+
+# Asked after every batch and at the end of every chain: one statement, one
+# snapshot, where the ORM asked up to three exists(), whose compiling cost
+# more CPU than PostgreSQL spent on them.
 _LEFT_SQL = f"""
     SELECT
+        EXISTS (
+            SELECT 1 FROM mailing_letter WHERE mailing_id = %s
+            AND (status = %s OR (status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)))
+        ),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({", ".join(["%s"] * len(PENDING))})),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status = %s)
 """  # noqa: S608 (placeholders only)
 
 
-def _left(mailing: Mailing) -> tuple[bool, bool]:
-    """Whether letters wait to be sent (queued or deferred), and whether
-    some are being sent, read in one snapshot."""
+def _left(mailing: Mailing, now: datetime) -> Left:
+    due = [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
     with connection.cursor() as cursor:
-        cursor.execute(_LEFT_SQL, [mailing.pk, *PENDING, mailing.pk, L.SENDING])
-        pending, sending = cursor.fetchone()
-    return bool(pending), bool(sending)
+        cursor.execute(_LEFT_SQL, [*due, mailing.pk, *PENDING, mailing.pk, L.SENDING])
+        return Left(*(bool(value) for value in cursor.fetchone()))
 
 
-# Asked after every batch: one statement rather than the ORM's compiling.
+# Asked of waiting mailings every tick.
 _CLAIMABLE_SQL = """
     SELECT EXISTS (
         SELECT 1 FROM mailing_letter WHERE mailing_id = %s
@@ -132,9 +143,10 @@ def wakeable(mailing: Mailing, now: datetime) -> bool:
     return any(usage[s.pk].left != 0 for s in servers)
 
 
-def _settle(mailing: Mailing, now: datetime) -> str:
-    """Nothing was sent: finished, waiting, blocked, or others are busy."""
-    pending, sending = _left(mailing)
+def _settle(mailing: Mailing, now: datetime, left: Left) -> str:
+    """Nothing (more) to send now: finished, waiting, blocked, or others
+    are busy."""
+    pending, sending = left.pending, left.sending
     if not pending and not sending:
         _move(mailing, "complete", finished_at=now)
         return "done"
