@@ -59,6 +59,7 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from accounts.selectors import quota_group
+from config import statements
 from servers.models import SmtpServer
 from servers.selectors import Quotas, platform_quota, platform_quotas
 
@@ -298,7 +299,7 @@ _ADD_IF_UNLIMITED_SQL = """
 
 
 def _add_if_unlimited(server: SmtpServer, tenant: Tenant, minute: datetime, count: int) -> bool:
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_ADD_IF_UNLIMITED_SQL, [server.pk, tenant.pk, tenant.pk, minute, count])
         return cursor.fetchone() is not None
 
@@ -342,7 +343,7 @@ def _add(*, server_id: int, tenant_id: int, minute: datetime, count: int) -> Non
     # The backend's own adaptation, so the key matches the ORM's (SQLite
     # stores naive UTC text).
     stored_minute = connection.ops.adapt_datetimefield_value(minute)
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_ADD_SQL, [server_id, tenant_id, stored_minute, count])
 
 

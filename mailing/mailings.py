@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant, User
+from config import statements
 from servers.models import SmtpServer
 from servers.selectors import platform_servers, tenant_servers
 
@@ -86,7 +87,7 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
 def _move(mailing_id: int, action: str, values: dict[str, object]) -> bool:
     sql = _move_sql(action, tuple(values))
     params = [Mailing._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(sql, [*params, mailing_id, *sorted(TRANSITIONS[action][0])])
         return cursor.rowcount == 1
 
@@ -108,7 +109,7 @@ _EVENT_SQL = (
 
 def _record(mailing_id: int, *, before: str, after: str, by_id: int | None, note: str) -> None:
     at = MailingEvent._meta.get_field("at").get_db_prep_save(timezone.now(), connection)
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_EVENT_SQL, [mailing_id, before, after, by_id, note, at])
 
 

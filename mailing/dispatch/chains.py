@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from config import statements
+
 from ..models import DispatchChain
 
 CHAIN_LEASE = timedelta(seconds=120)
@@ -36,7 +38,7 @@ def _take(mailing_id: int, slots: Iterable[int], now: datetime) -> list[int]:
         return []
     until = connection.ops.adapt_datetimefield_value(now + CHAIN_LEASE)
     params = [value for slot in slots for value in (mailing_id, slot, until)]
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(
             _TAKE_SQL.format(values=", ".join(["(%s, %s, %s)"] * len(slots))),
             [*params, connection.ops.adapt_datetimefield_value(now)],
@@ -58,7 +60,7 @@ def renew_chain(mailing_id: int, slot: int | None, *, more: bool, now: datetime 
     if slot is None:
         return  # a chain started by hand (benchmarks, tests) holds no slot
     until = (now or timezone.now()) + CHAIN_LEASE if more else None
-    with connection.cursor() as cursor:  # once a task: plain SQL, not the ORM's compiling
+    with statements.cursor() as cursor:  # once a task: plain SQL, not the ORM's compiling
         cursor.execute(_RENEW_SQL, [connection.ops.adapt_datetimefield_value(until), mailing_id, slot])
 
 

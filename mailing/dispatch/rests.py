@@ -20,7 +20,7 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
-from config import metrics
+from config import metrics, statements
 from servers import events as server_events
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
     """The mailing's servers in its order that may send now: enabled, not
     failing, not resting, not held back for this tenant."""
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_SERVERS_SQL, [mailing.tenant_id, connection.ops.adapt_datetimefield_value(now), mailing.pk])
         rows = cursor.fetchall()
     servers = [(_SERVERS.load(row), bool(row[-1])) for row in rows]

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
+from config import statements
 from servers.models import SmtpServer, TenantRest
 
 from .. import limits
@@ -77,7 +78,7 @@ _MAILING_SQL = (
 
 def _mailing(mailing_id: int) -> Mailing | None:
     """The mailing with its tenant, as select_related() would give it."""
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_MAILING_SQL, [mailing_id])
         row = cursor.fetchone()
     if row is None:
@@ -109,7 +110,7 @@ _LEFT_SQL = f"""
 
 def _left(mailing: Mailing, now: datetime) -> Left:
     due = [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_LEFT_SQL, [*due, mailing.pk, *PENDING, mailing.pk, L.SENDING])
         return Left(*(bool(value) for value in cursor.fetchone()))
 
@@ -124,7 +125,7 @@ _CLAIMABLE_SQL = """
 
 
 def _claimable(mailing: Mailing, now: datetime) -> bool:
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(
             _CLAIMABLE_SQL, [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
         )
