@@ -89,9 +89,22 @@ def reply_class(reply: str) -> str:
 
 
 def letter_result(result: str, *, server_id: int | None = None, reply: str = "") -> None:
-    LETTERS.labels(result, server_kind(server_id)).inc()
+    _letters(result, server_kind(server_id)).inc()
     if reply:
-        SMTP_REPLIES.labels(reply_class(reply)).inc()
+        _replies(reply_class(reply)).inc()
+
+
+# Once per letter on the writer's path: labels() checks and converts its
+# values and takes a lock on every call, for a child that never changes
+# (a few dozen of them, nothing ever removes one).
+@cache
+def _letters(result: str, kind: str) -> Counter:
+    return LETTERS.labels(result, kind)
+
+
+@cache
+def _replies(klass: str) -> Counter:
+    return SMTP_REPLIES.labels(klass)
 
 
 def observe_batch(seconds: float, letters: int) -> None:

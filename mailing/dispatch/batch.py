@@ -15,7 +15,7 @@ from functools import partial
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 
 from accounts.models import Tenant
@@ -569,6 +569,11 @@ def release_session() -> None:
     """With a pool (the dispatch worker: many conversations a process), the
     thread's database session goes back to it while the conversation waits
     on the network: sessions are bounded by the pool, not by the number of
-    conversations. Without one, the session stays (one a process)."""
-    if connection.settings_dict["OPTIONS"].get("pool") and not connection.in_atomic_block:
-        connection.close()
+    conversations. Without one, the session stays (one a process).
+
+    Called before every letter, and the session is mostly already back:
+    one thread-local look-up (each of `connection`'s costs one), and no
+    close() without a session."""
+    session = connections[DEFAULT_DB_ALIAS]
+    if session.connection is not None and session.settings_dict["OPTIONS"].get("pool") and not session.in_atomic_block:
+        session.close()

@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Min, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -39,8 +40,8 @@ class Sent:
     at: datetime
     reply: str = "250 accepted"
 
-    def params(self) -> list[object]:
-        token = CLAIM_FIELD.get_db_prep_value(self.letter.claim_token, connection)
+    def params(self, session: BaseDatabaseWrapper) -> list[object]:
+        token = CLAIM_FIELD.get_db_prep_value(self.letter.claim_token, session)
         return [L.SENT, self.at, self.reply[:1000], self.letter.pk, token]
 
     def __call__(self) -> None:
@@ -48,11 +49,14 @@ class Sent:
 
 
 def record_sent(rows: list[Sent]) -> None:
+    # The thread's session, looked up once rather than through
+    # `connection` (a thread-local look-up an attribute) for every row.
+    session = connections[DEFAULT_DB_ALIAS]
     with _cursor() as cursor:
         if len(rows) == 1:
-            cursor.execute(RECORD_SENT, rows[0].params())
+            cursor.execute(RECORD_SENT, rows[0].params(session))
         else:
-            cursor.executemany(RECORD_SENT, [row.params() for row in rows])
+            cursor.executemany(RECORD_SENT, [row.params(session) for row in rows])
     for row in rows:
         metrics.letter_result("sent", server_id=row.letter.server_id, reply=row.reply)
 

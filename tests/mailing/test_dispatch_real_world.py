@@ -7,6 +7,7 @@ unknown recipients, the time of the 250. Real aiosmtpd servers answering as
 described, on PostgreSQL where locks matter."""
 
 import asyncio
+import re
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -17,13 +18,14 @@ from django.utils import timezone
 from mailing import dispatch, limits
 from mailing import mailings as services
 from mailing.dispatch import batch as batch_module
+from mailing.dispatch import exchange
 from mailing.models import Letter, Mailing, Suppression
 from mailing.sink import SinkHandler
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.services import reset_health
 from tests.servers.factories import make_server
 from tests.services import hold_slots, require_postgresql
-from tests.smtp_servers import smtp_server
+from tests.smtp_servers import PipeliningSink, smtp_server
 
 from .builders import make_list, make_template
 from .builders import run_until_settled as settle
@@ -70,7 +72,7 @@ class Refusing(SinkHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-# 1. International addresses
+# 1. On the wire: international addresses, lines that start with a dot
 
 
 @pytest.mark.parametrize("utf8", [False, True], ids=["no SMTPUTF8", "SMTPUTF8"])
@@ -92,6 +94,27 @@ def test_international_addresses_go_as_idna_and_with_smtputf8_when_offered(tenan
     assert not Letter.objects.filter(status=L.SENDING).exists()
     # Only what reached DATA counts against the limit.
     assert used(server, tenant_a) == len(handler.received)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one command a time", "PIPELINING"])
+def test_lines_that_start_with_a_dot_arrive_as_written(tenant_a, pipelining):
+    """Dot-stuffing (RFC 5321 §4.5.2): a line of one dot would end the
+    letter early at the server, and any other leading dot would be lost."""
+    lines = [".first", ".", "..two", "a . not first", ".{{ first_name }}."]
+    handler = PipeliningSink() if pipelining else SinkHandler()
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["a@x.test"], text_body="\n".join(lines) + "\n{{ unsubscribe_url }}")
+        assert settle(mailing) == "done"
+    [received] = handler.received
+    text = received.message.get_body(preferencelist=("plain",)).get_content()
+    assert text.splitlines()[:5] == [".first", ".", "..two", "a . not first", ".a@x."]
+    assert Letter.objects.get(mailing=mailing).status == L.SENT
+
+
+@pytest.mark.parametrize("data", [b".", b"..", b"\n.", b"x\r\n.\r\n..\r\n", b".a\n.\n.", b"no dot.\r\n", b"\r.\n\n.."])
+def test_dot_stuffing_is_smtplibs(data):
+    assert exchange.stuffed(data) == re.sub(rb"(?m)^\.", b"..", data)
 
 
 # 2. One letter's error never stops the batch
