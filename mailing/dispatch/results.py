@@ -5,17 +5,16 @@ so a letter whose lease ran out and was taken again is not touched."""
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Min, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from config import metrics
+from config import metrics, statements
 
 from ..contacts import suppression_add
 from ..models import Letter, Suppression
@@ -52,26 +51,13 @@ def record_sent(rows: list[Sent]) -> None:
     # The thread's session, looked up once rather than through
     # `connection` (a thread-local look-up an attribute) for every row.
     session = connections[DEFAULT_DB_ALIAS]
-    with _cursor() as cursor:
+    with statements.cursor() as cursor:
         if len(rows) == 1:
             cursor.execute(RECORD_SENT, rows[0].params(session))
         else:
             cursor.executemany(RECORD_SENT, [row.params(session) for row in rows])
     for row in rows:
         metrics.letter_result("sent", server_id=row.letter.server_id, reply=row.reply)
-
-
-def _cursor() -> Any:
-    """On PostgreSQL, a cursor that binds its parameters on the server:
-    PostgreSQL prepares the statement once a session and each row goes as
-    values, where Django's cursor quotes every value into the text in
-    Python (a tenth of the writer's time)."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    import psycopg
-
-    connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
 
 
 def fail(letter: Letter, reply: str, *, attempt: bool = True) -> None:
