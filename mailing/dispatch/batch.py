@@ -30,7 +30,7 @@ from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
-from .messages import message_bytes
+from .messages import Builder
 from .recorder import Recorder, RecordingFailed
 from .replies import CONNECTION_LOST, LOST_NOTE, NOT_BUILT, STORM_NOTE, UNEXPECTED, Kind, Stage, Verdict, judge
 from .results import Sent, defer, fail, fail_and_suppress, requeue
@@ -277,6 +277,7 @@ class Batch:
         self.route, self.reply_to = batch_routes(
             self.server, self.mailing.tenant_id, _mailboxes(self.mailing.tenant_id)
         )
+        self.builder = Builder(self.server, self.mailing, reply_to=self.reply_to)
         release_session()
         try:
             if self._connect():
@@ -367,7 +368,7 @@ class Batch:
     def _send_one(self, client: PinnedSMTPClient, letter: Letter, progress: Progress) -> bool:
         """Send and record one letter; False when this batch must stop."""
         try:
-            data = message_bytes(letter, self.server, self.mailing, reply_to=self.reply_to)
+            data = self.builder.wire(letter)
             commands = envelope(client, envelope_sender(self.route, letter.public_id), letter.email)
         except UnsendableAddress as exc:
             self._record(letter, partial(fail, letter, str(exc)))

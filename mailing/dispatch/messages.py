@@ -12,13 +12,15 @@ classic classes do not refuse line breaks in headers, so _safe() refuses
 every character servers.validators forbids, for every header: the last
 guard behind the forms and models, which refuse the same set.
 
-What goes over the wire is message_bytes(): the same headers and parts
-written out directly, each header folded by the same policy method the
-email package's generator calls, without building Message objects and
-running the generator over them (half the cost of a letter). Its output is
-build_message(...).as_bytes(policy=WIRE) byte for byte (tests compare over
-many generated letters); build_message() stays as that reference and as
-the form tests parse back."""
+A batch makes its letters with one Builder, which finds what they share
+once. What goes over the wire is Builder.wire(): the same headers and
+parts as Builder.message() puts in a Message, written out directly, each
+header folded by the policy method the email package's generator calls,
+without building Message objects and running the generator over them (a
+quarter of the cost of a letter). Its output is the Message's
+as_bytes(policy=WIRE) byte for byte (a test compares over many generated
+letters); the Message stays as that reference and as the form tests parse
+back."""
 
 import binascii
 import re
@@ -42,7 +44,7 @@ from .. import rendering
 from ..addresses import ascii_domain
 from ..models import Letter, Mailing
 from ..sender import ResolvedSender, resolve_sender
-from ..unsubscribe import unsubscribe_url
+from ..unsubscribe import link_around_token, make_token
 
 LETTER_HEADER = "X-Postroute-Letter"
 
@@ -71,11 +73,6 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 class HeaderInjection(ValueError):
     pass
-
-
-def letter_context(letter: Letter) -> dict[str, str]:
-    url = unsubscribe_url(settings.SITE_URL, letter.tenant_id, letter.email)
-    return {**letter.context, "unsubscribe_url": url}
 
 
 def _safe(value: str) -> str:
@@ -137,30 +134,97 @@ class _Letter:
     headers: list[tuple[str, str | Header]]
 
 
-def _compose(letter: Letter, server: SmtpServer, mailing: Mailing, reply_to: str) -> _Letter:
-    """What both forms are made of. The fields are checked in this order:
-    a letter with several unsafe fields is refused for the same one."""
-    context = letter_context(letter)
-    sender = resolve_sender(server, mailing, reply_to=reply_to)
-    bodies = [("plain", rendering.render(mailing.text_body, context, html=False))]
-    if mailing.html_body:
-        bodies.append(("html", rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))))
-    sender_from = _from(sender)
-    headers: list[tuple[str, str | Header]] = [("From", sender_from.value), ("To", _safe(ascii_domain(letter.email)))]
-    if sender.reply_to:
-        headers.append(("Reply-To", _reply_to(sender.reply_to)))
-    public_id = str(letter.public_id)
-    headers += [
-        # Contact data must never make a letter refused: its controls become spaces.
-        ("Subject", _text_header(header_text(rendering.render(mailing.subject, context, html=False)))),
-        ("Date", _date()),
-        ("Message-ID", f"<{public_id}@{sender_from.domain}>"),
-        (LETTER_HEADER, public_id),
-        # RFC 8058 one-click unsubscribe: mailbox providers POST to the URL.
-        ("List-Unsubscribe", _safe(f"<{context['unsubscribe_url']}>")),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-    ]
-    return _Letter(bodies, headers)
+class Builder:
+    """The letters of one batch (one mailing, one server): what is the same
+    for all of them (the sender, where the unsubscribe link begins) is found
+    once, the rest per letter."""
+
+    def __init__(self, server: SmtpServer, mailing: Mailing, *, reply_to: str = "") -> None:
+        """`reply_to`: where replies go when the template names no reply-to
+        (mailing.sender.default_reply_to, looked up once per batch)."""
+        self.mailing = mailing
+        self.sender = resolve_sender(server, mailing, reply_to=reply_to)
+        self.link = link_around_token(settings.SITE_URL)
+
+    def message(self, letter: Letter) -> Message:
+        """The letter as the email package's Message."""
+        composed = self._compose(letter)
+        parts = [_text_part(body, subtype) for subtype, body in composed.bodies]
+        if len(parts) > 1:
+            message = MIMEMultipart("alternative", policy=POLICY)
+            for part in parts:
+                message.attach(part)
+        else:
+            message = parts[0]
+            message["MIME-Version"] = "1.0"
+        for name, value in composed.headers:
+            message[name] = value
+        return message
+
+    def wire(self, letter: Letter) -> bytes:
+        """self.message(letter).as_bytes(policy=WIRE), written directly:
+        each header folded by the policy method the generator calls, in the
+        same order, and the parts laid out as it lays them out."""
+        composed = self._compose(letter)
+        headers = b"".join([_fold(name, value) for name, value in composed.headers])
+        if len(composed.bodies) == 1:
+            ((subtype, body),) = composed.bodies
+            return _PART_HEADERS[subtype] + _MIME_VERSION + headers + b"\r\n" + _wire_body(body)
+        # Drawn as the generator draws it. The generator also makes sure that
+        # no line of the parts is the boundary: none can be, as the parts hold
+        # only their fixed headers and quoted-printable text, where "==" never
+        # occurs.
+        boundary = BytesGenerator._make_boundary().encode("ascii")
+        content_type = _fold("Content-Type", f'multipart/alternative; boundary="{boundary.decode("ascii")}"')
+        parts = [_PART_HEADERS[subtype] + b"\r\n" + _wire_body(body) for subtype, body in composed.bodies]
+        return b"".join(
+            [
+                content_type,
+                _MIME_VERSION,
+                headers,
+                b"\r\n--" + boundary + b"\r\n",
+                (b"\r\n--" + boundary + b"\r\n").join(parts),
+                b"\r\n--" + boundary + b"--\r\n",
+            ]
+        )
+
+    def context(self, letter: Letter) -> dict[str, str]:
+        before, after = self.link
+        return {**letter.context, "unsubscribe_url": before + make_token(letter.tenant_id, letter.email) + after}
+
+    def _compose(self, letter: Letter) -> _Letter:
+        """What both forms are made of. The fields are checked in this
+        order: a letter with several unsafe fields is refused for the same
+        one."""
+        mailing, sender, context = self.mailing, self.sender, self.context(letter)
+        bodies = [("plain", rendering.render(mailing.text_body, context, html=False))]
+        if mailing.html_body:
+            html = rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))
+            bodies.append(("html", html))
+        sender_from = _from(sender)
+        headers: list[tuple[str, str | Header]] = [
+            ("From", sender_from.value),
+            ("To", _safe(ascii_domain(letter.email))),
+        ]
+        if sender.reply_to:
+            headers.append(("Reply-To", _reply_to(sender.reply_to)))
+        public_id = str(letter.public_id)
+        headers += [
+            # Contact data must never make a letter refused: its controls become spaces.
+            ("Subject", _text_header(header_text(rendering.render(mailing.subject, context, html=False)))),
+            ("Date", _date()),
+            ("Message-ID", f"<{public_id}@{sender_from.domain}>"),
+            (LETTER_HEADER, public_id),
+            # RFC 8058 one-click unsubscribe: mailbox providers POST to the URL.
+            ("List-Unsubscribe", _safe(f"<{context['unsubscribe_url']}>")),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+        return _Letter(bodies, headers)
+
+
+def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None, *, reply_to: str = "") -> Message:
+    """One letter as a Message (a batch makes its letters with one Builder)."""
+    return Builder(server, mailing or letter.mailing, reply_to=reply_to).message(letter)
 
 
 def _quoted_printable(body: str) -> bytes:
@@ -179,50 +243,6 @@ def _text_part(body: str, subtype: str) -> Message:
         part[name] = value
     part.set_payload(_quoted_printable(body).decode("ascii"))
     return part
-
-
-def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None, *, reply_to: str = "") -> Message:
-    """`reply_to`: where replies go when the template names no reply-to
-    (mailing.sender.default_reply_to, looked up once per batch)."""
-    composed = _compose(letter, server, mailing or letter.mailing, reply_to)
-    parts = [_text_part(body, subtype) for subtype, body in composed.bodies]
-    if len(parts) > 1:
-        message = MIMEMultipart("alternative", policy=POLICY)
-        for part in parts:
-            message.attach(part)
-    else:
-        message = parts[0]
-        message["MIME-Version"] = "1.0"
-    for name, value in composed.headers:
-        message[name] = value
-    return message
-
-
-def message_bytes(letter: Letter, server: SmtpServer, mailing: Mailing, *, reply_to: str = "") -> bytes:
-    """build_message(...).as_bytes(policy=WIRE), written directly: each
-    header folded by the policy method the generator calls, in the same
-    order, and the parts laid out as it lays them out."""
-    composed = _compose(letter, server, mailing, reply_to)
-    headers = b"".join([_fold(name, value) for name, value in composed.headers])
-    if len(composed.bodies) == 1:
-        ((subtype, body),) = composed.bodies
-        return _PART_HEADERS[subtype] + _MIME_VERSION + headers + b"\r\n" + _wire_body(body)
-    # Drawn as the generator draws it. The generator also makes sure that no
-    # line of the parts is the boundary: none can be, as the parts hold only
-    # their fixed headers and quoted-printable text, where "==" never occurs.
-    boundary = BytesGenerator._make_boundary().encode("ascii")
-    content_type = _fold("Content-Type", f'multipart/alternative; boundary="{boundary.decode("ascii")}"')
-    parts = [_PART_HEADERS[subtype] + b"\r\n" + _wire_body(body) for subtype, body in composed.bodies]
-    return b"".join(
-        [
-            content_type,
-            _MIME_VERSION,
-            headers,
-            b"\r\n--" + boundary + b"\r\n",
-            (b"\r\n--" + boundary + b"\r\n").join(parts),
-            b"\r\n--" + boundary + b"--\r\n",
-        ]
-    )
 
 
 def _wire_body(body: str) -> bytes:

@@ -1,8 +1,8 @@
-"""What the dispatcher sends (message_bytes, written directly) is what the
-email package's generator writes for the same letter (build_message(...)
-.as_bytes(policy=WIRE)), byte for byte, and a letter one refuses the other
-refuses with the same error: over letters generated from every shape that
-reaches the builder."""
+"""What the dispatcher sends (Builder.wire, written directly) is what the
+email package's generator writes for the same letter (Builder.message(...)
+.as_bytes(policy=WIRE), as build_message gives it), byte for byte, and a
+letter one refuses the other refuses with the same error: over letters
+generated from every shape that reaches the builder."""
 
 import random
 import time
@@ -11,7 +11,7 @@ from email.utils import formatdate
 
 import pytest
 
-from mailing.dispatch.messages import WIRE, HeaderInjection, build_message, message_bytes
+from mailing.dispatch.messages import WIRE, Builder, HeaderInjection, build_message
 from mailing.models import Letter, Mailing
 from servers.models import SmtpServer
 
@@ -127,7 +127,7 @@ def test_the_bytes_sent_are_the_generators_byte_for_byte(frozen):
         expected = outcome(
             lambda: build_message(letter, server, mailing, reply_to=reply_to).as_bytes(policy=WIRE), seed
         )
-        assert outcome(lambda: message_bytes(letter, server, mailing, reply_to=reply_to), seed) == expected, seed
+        assert outcome(lambda: Builder(server, mailing, reply_to=reply_to).wire(letter), seed) == expected, seed
         if isinstance(expected, bytes):
             seen["html" if mailing.html_body else "text"] += 1
             seen["folded"] += b"\r\n " in expected.partition(b"\r\n\r\n")[0]
@@ -143,14 +143,19 @@ def plain_letter(html_body: str = "") -> tuple[Letter, SmtpServer, Mailing]:
     return letter, SmtpServer(sender_email="box@x.test", sender_name="Box"), mailing
 
 
+def wire(letter: Letter, server: SmtpServer, mailing: Mailing) -> bytes:
+    return Builder(server, mailing).wire(letter)
+
+
 def test_the_date_is_the_time_of_building(monkeypatch):
     for now in (NOW, NOW + 0.1, NOW + 1, NOW + 3600):
         monkeypatch.setattr(time, "time", lambda now=now: now)
-        assert f"\r\nDate: {formatdate(now)}\r\n".encode() in message_bytes(*plain_letter())
+        assert f"\r\nDate: {formatdate(now)}\r\n".encode() in wire(*plain_letter())
 
 
 def test_a_multipart_boundary_is_drawn_anew_for_every_letter():
     letter, server, mailing = plain_letter("<p>Hi</p>")
-    first, second = message_bytes(letter, server, mailing), message_bytes(letter, server, mailing)
+    builder = Builder(server, mailing)
+    first, second = builder.wire(letter), builder.wire(letter)
     assert b'Content-Type: multipart/alternative; boundary="===============' in first
     assert first.split(b"boundary=")[1][:40] != second.split(b"boundary=")[1][:40]
