@@ -188,7 +188,9 @@ class Builder:
             ]
         )
 
-    def context(self, letter: Letter) -> dict[str, str]:
+    def _context(self, letter: Letter) -> dict[str, str]:
+        """The values the letter is rendered with: its contact fields and its
+        unsubscribe link."""
         before, after = self.link
         return {**letter.context, "unsubscribe_url": before + make_token(letter.tenant_id, letter.email) + after}
 
@@ -196,7 +198,7 @@ class Builder:
         """What both forms are made of. The fields are checked in this
         order: a letter with several unsafe fields is refused for the same
         one."""
-        mailing, sender, context = self.mailing, self.sender, self.context(letter)
+        mailing, sender, context = self.mailing, self.sender, self._context(letter)
         bodies = [("plain", rendering.render(mailing.text_body, context, html=False))]
         if mailing.html_body:
             html = rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))
