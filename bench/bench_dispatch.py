@@ -335,7 +335,7 @@ def stages() -> None:
     timed(batch, "claim", "claim")
     timed(limits, "reserve", "limits")
     timed(limits, "release", "limits")
-    timed(batch, "build_message", "build")
+    timed(batch.Builder, "wire", "build")
     timed(batch, "envelope", "build")
     timed(batch, "exchange", "SMTP")
     timed(recorder, "_commit", "record")

@@ -112,9 +112,9 @@ def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
     A source without line breaks (a subject) renders without any character
     a header refuses (servers.validators), each run of them made a space:
     contact data can neither add a header nor make the letter refused."""
-    one_line = LINE_BREAKS.search(source) is None
+    one_line, items = _parse(source)
     parts = []
-    for text, name in _parse(source):
+    for text, name in items:
         if name is None:
             parts.append(text)
             continue
@@ -126,10 +126,10 @@ def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
 
 
 @lru_cache(maxsize=64)
-def _parse(source: str) -> tuple[tuple[str, str | None], ...]:
-    """(literal text, None) and ("", placeholder name) in order, or the
-    first problem raised. Cached: a mailing renders the same few sources for
-    every letter."""
+def _parse(source: str) -> tuple[bool, tuple[tuple[str, str | None], ...]]:
+    """Whether `source` is one line, and its (literal text, None) and ("",
+    placeholder name) in order; or the first problem raised. Cached: a
+    mailing renders the same few sources for every letter."""
     items: list[tuple[str, str | None]] = []
     pos = 0
     for kind, start, end in _tokens(source):
@@ -141,7 +141,7 @@ def _parse(source: str) -> tuple[tuple[str, str | None], ...]:
         pos = end
     if pos < len(source):
         items.append((source[pos:], None))
-    return tuple(items)
+    return LINE_BREAKS.search(source) is None, tuple(items)
 
 
 def _tokens(source: str) -> Iterator[tuple[str, int, int]]:

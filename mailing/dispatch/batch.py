@@ -30,7 +30,7 @@ from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
-from .messages import POLICY, build_message
+from .messages import Builder
 from .recorder import Recorder, RecordingFailed
 from .replies import CONNECTION_LOST, LOST_NOTE, NOT_BUILT, STORM_NOTE, UNEXPECTED, Kind, Stage, Verdict, judge
 from .results import Sent, defer, fail, fail_and_suppress, requeue
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 L = Letter.Status
 M = Mailing.Status
 PENDING = (L.QUEUED, L.DEFERRED)
-WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
 LEASE = timedelta(minutes=10)
 # Temporary refusals of this many letters in a row are the server's state
 # (a 451 to everything), not the recipients': the server rests and the
@@ -278,6 +277,7 @@ class Batch:
         self.route, self.reply_to = batch_routes(
             self.server, self.mailing.tenant_id, _mailboxes(self.mailing.tenant_id)
         )
+        self.builder = Builder(self.server, self.mailing, reply_to=self.reply_to)
         release_session()
         try:
             if self._connect():
@@ -368,7 +368,7 @@ class Batch:
     def _send_one(self, client: PinnedSMTPClient, letter: Letter, progress: Progress) -> bool:
         """Send and record one letter; False when this batch must stop."""
         try:
-            data = build_message(letter, self.server, self.mailing, reply_to=self.reply_to).as_bytes(policy=WIRE)
+            data = self.builder.wire(letter)
             commands = envelope(client, envelope_sender(self.route, letter.public_id), letter.email)
         except UnsendableAddress as exc:
             self._record(letter, partial(fail, letter, str(exc)))

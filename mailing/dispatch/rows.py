@@ -29,18 +29,21 @@ class Rows:
         self.width = len(self.fields)
 
     @cached_property
-    def _converters(self) -> list[tuple[object, list]]:
+    def _converters(self) -> list[tuple[int, object, list]]:
         # As the ORM's compiler does (SQLCompiler.get_converters): the
-        # backend's converters for the column, then the field's own.
+        # backend's converters for the column, then the field's own; kept
+        # only for the columns that have any (a Letter has one of sixteen),
+        # so a row does not walk the others.
         found = []
-        for field in self.fields:
+        for index, field in enumerate(self.fields):
             column = field.get_col(self.model._meta.db_table)
-            found.append((column, connection.ops.get_db_converters(column) + column.get_db_converters(connection)))
+            if converters := connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+                found.append((index, column, converters))
         return found
 
     def load(self, row: tuple, start: int = 0) -> Model:
         values = list(row[start : start + self.width])
-        for index, (column, converters) in enumerate(self._converters):
+        for index, column, converters in self._converters:
             for convert in converters:
                 values[index] = convert(values[index], column, connection)
         return self.model.from_db(connection.alias, self.names, values)
