@@ -19,7 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 
 from accounts.models import Tenant
-from config import metrics, requestids
+from config import metrics, requestids, statements
 from servers import rules
 from servers.connections import PinnedSMTPClient, open_smtp
 from servers.models import BounceMailbox, SmtpServer
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 L = Letter.Status
 M = Mailing.Status
 PENDING = (L.QUEUED, L.DEFERRED)
+# A pending letter may go now: never tried, or its retry time has come.
+# The claim, a chain's share and a mailing's "letters left" ask the same.
+DUE = "(next_attempt_at IS NULL OR next_attempt_at <= %s)"
 LEASE = timedelta(minutes=10)
 # Temporary refusals of this many letters in a row are the server's state
 # (a 451 to everything), not the recipients': the server rests and the
@@ -196,7 +199,7 @@ _LETTERS = Rows(Letter, "mailing_letter")
 _CLAIM_SQL = f"""
     WITH chosen AS MATERIALIZED (
         SELECT id FROM mailing_letter
-        WHERE mailing_id = %s AND status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+        WHERE mailing_id = %s AND status = %s AND {DUE}
         ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
     )
     UPDATE mailing_letter SET status = %s, claim_token = %s, lease_until = %s, server_id = %s
@@ -209,7 +212,7 @@ def _claim_rows(
     mailing: Mailing, server: SmtpServer, status: str, count: int, *, token: uuid.UUID, now: datetime
 ) -> list[Letter]:
     params = [mailing.pk, status, now, count, L.SENDING, token, now + LEASE, server.pk, status]
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         return [_LETTERS.load(row) for row in cursor.fetchall()]
 
@@ -218,15 +221,13 @@ SMALLEST_SHARE = 10
 # The letters due (up to a limit) and the claims in flight, in one statement
 # the ORM would take longer to compile than PostgreSQL to run (this runs
 # before every batch). The names are the model's (tests pin them).
-_SHARE_SQL = """
+_SHARE_SQL = f"""
     SELECT
         (SELECT count(*) FROM (
-            SELECT 1 FROM mailing_letter
-            WHERE mailing_id = %s AND status IN (%s, %s) AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
-            LIMIT %s
+            SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE} LIMIT %s
         ) AS due),
         (SELECT count(DISTINCT claim_token) FROM mailing_letter WHERE mailing_id = %s AND status = %s)
-"""
+"""  # noqa: S608 (placeholders only)
 
 
 def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> int:
@@ -241,7 +242,7 @@ def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     if chains <= 1:
         return count
     params = [mailing.pk, *PENDING, connection.ops.adapt_datetimefield_value(now), count * chains]
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_SHARE_SQL, [*params, mailing.pk, L.SENDING])
         ahead, busy = cursor.fetchone()
     if ahead == count * chains:
@@ -553,7 +554,7 @@ _MAILBOXES_SQL = (
 
 
 def _mailboxes(tenant_id: int) -> list[BounceMailbox]:
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_MAILBOXES_SQL, [tenant_id])
         return [_MAILBOXES.load(row) for row in cursor.fetchall()]
 

@@ -20,7 +20,7 @@ from .. import limits
 from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
-from .batch import PENDING, only_paced, send_batch
+from .batch import DUE, PENDING, only_paced, send_batch
 from .rows import Rows
 
 L = Letter.Status
@@ -99,36 +99,26 @@ class Left(NamedTuple):
 # more CPU than PostgreSQL spent on them.
 _LEFT_SQL = f"""
     SELECT
-        EXISTS (
-            SELECT 1 FROM mailing_letter WHERE mailing_id = %s
-            AND (status = %s OR (status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)))
-        ),
+        EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE}),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({", ".join(["%s"] * len(PENDING))})),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status = %s)
 """  # noqa: S608 (placeholders only)
 
 
 def _left(mailing: Mailing, now: datetime) -> Left:
-    due = [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
+    due = [mailing.pk, *PENDING, connection.ops.adapt_datetimefield_value(now)]
     with statements.cursor() as cursor:
         cursor.execute(_LEFT_SQL, [*due, mailing.pk, *PENDING, mailing.pk, L.SENDING])
         return Left(*(bool(value) for value in cursor.fetchone()))
 
 
 # Asked of waiting mailings every tick.
-_CLAIMABLE_SQL = """
-    SELECT EXISTS (
-        SELECT 1 FROM mailing_letter WHERE mailing_id = %s
-        AND (status = %s OR (status = %s AND (next_attempt_at IS NULL OR next_attempt_at <= %s)))
-    )
-"""
+_CLAIMABLE_SQL = f"SELECT EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE})"  # noqa: S608
 
 
 def _claimable(mailing: Mailing, now: datetime) -> bool:
     with statements.cursor() as cursor:
-        cursor.execute(
-            _CLAIMABLE_SQL, [mailing.pk, L.QUEUED, L.DEFERRED, connection.ops.adapt_datetimefield_value(now)]
-        )
+        cursor.execute(_CLAIMABLE_SQL, [mailing.pk, *PENDING, connection.ops.adapt_datetimefield_value(now)])
         return bool(cursor.fetchone()[0])
 
 
