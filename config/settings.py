@@ -302,20 +302,18 @@ elif DB_POOL_SIZE := env.int("DB_POOL_SIZE", default=0):
         "max_size": DB_POOL_SIZE,
         "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
     }
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # The dispatcher's statements (config.statements) are planned once a
+        # session, after 5 runs. Only in this process: with a threshold psycopg
+        # also counts every other query it runs, its text with its values
+        # (a hundred of them a session), which a bulk import's would make
+        # megabytes. Off behind a pooler that cannot keep prepared statements
+        # (PgBouncer in transaction mode before 1.21).
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
-
-def prepare_statements(database: dict) -> None:
-    """The dispatcher's statements (config.statements) are planned once a
-    session, after 5 runs. Off behind a pooler that cannot keep prepared
-    statements (PgBouncer in transaction mode before 1.21)."""
-    if database["ENGINE"] == "django.db.backends.postgresql" and env.bool("DB_PREPARED_STATEMENTS", default=True):
-        database.setdefault("OPTIONS", {})["prepare_threshold"] = 5
-
-
-prepare_statements(DATABASES["default"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}

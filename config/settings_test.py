@@ -22,7 +22,7 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-" + "x" * 48)
 os.environ.setdefault("DEBUG", "0")
 
 from .settings import *  # noqa: F403
-from .settings import VAR_DIR, env, prepare_statements
+from .settings import VAR_DIR, env
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'test.sqlite3'}")}
 DATABASES["default"].setdefault("TEST", {})
@@ -31,7 +31,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # open the same test database.
     DATABASES["default"]["TEST"]["NAME"] = str(DATABASES["default"]["NAME"]).removesuffix(".sqlite3") + "-test.sqlite3"
     DATABASES["default"]["OPTIONS"] = {"timeout": 20}
-prepare_statements(DATABASES["default"])  # as production runs them
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

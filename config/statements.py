@@ -9,9 +9,11 @@ measured on one session, PostgreSQL spent 278 µs of CPU on a statement
 bound on the client, 53 µs on the same one prepared; the client 152 and 84.
 
 psycopg prepares a statement after it has run `prepare_threshold` times on
-a session (settings: DB_PREPARED_STATEMENTS). Only these cursors prepare:
-the ORM's stay bound on the client, since the texts of its queries vary
-(an `IN` of each length is a statement of its own).
+a session: set for the dispatch worker's pooled sessions (settings,
+DB_PREPARED_STATEMENTS); elsewhere (web, imports) these cursors only bind
+on the server. Only these cursors prepare: the ORM's stay bound on the
+client, since the texts of its queries vary (an `IN` of each length is a
+statement of its own).
 
 The cursor is Django's own wrapper around it, so errors are Django's,
 execute wrappers run, and tests that count statements see these ones."""

@@ -15,6 +15,16 @@ pytestmark = [
 PROBE = "SELECT %s::int + 1 AS postroute_statements_probe"
 
 
+@pytest.fixture(autouse=True)
+def dispatch_session():
+    """The session as the dispatch worker's pool makes it (settings: only
+    that process prepares; the suite runs without a pool)."""
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = 5
+    yield
+    connection.connection.prepare_threshold = None
+
+
 def _prepared() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
@@ -34,15 +44,12 @@ def test_a_statement_run_often_is_planned_once_a_session_and_the_orms_are_not():
     assert not any("postroute_orm_probe" in text for text in prepared)
 
 
-def test_without_prepared_statements_nothing_is_prepared(settings):
-    connection.connection.prepare_threshold = None  # as DB_PREPARED_STATEMENTS=0 leaves the session
-    try:
-        for value in range(8):
-            with statements.cursor() as cursor:
-                cursor.execute(PROBE, [value])
-        assert not any("postroute_statements_probe" in text for text in _prepared())
-    finally:
-        connection.connection.prepare_threshold = connection.get_connection_params()["prepare_threshold"]
+def test_without_prepared_statements_nothing_is_prepared():
+    connection.connection.prepare_threshold = None  # as a web process, or DB_PREPARED_STATEMENTS=0, leaves it
+    for value in range(8):
+        with statements.cursor() as cursor:
+            cursor.execute(PROBE, [value])
+    assert not any("postroute_statements_probe" in text for text in _prepared())
 
 
 def test_errors_are_djangos_and_counted_statements_are_seen():

@@ -78,9 +78,11 @@ NOT_FOR_USERS = {
     # The exception's own words after a note of the dispatcher's (mailing/dispatch/replies.py, shown translated).
     "mailing/dispatch/batch.py": "no reason",
 }  # fmt: skip
-# Strings for machines whatever the file: SQL and HTTP header values.
+# Strings for machines whatever the file: SQL (statements and conditions)
+# and MIME and HTTP header values.
 MACHINE_TEXT = re.compile(
-    r"^\s*(INSERT|SELECT|UPDATE|DELETE|WITH)\b|charset=|^attachment;|^(GET|HEAD|POST)(, [A-Z]+)+$"
+    r"^\s*(INSERT|SELECT|UPDATE|DELETE|WITH)\b|\bIS (NOT )?NULL\b|charset=|boundary=|^attachment;"
+    r"|^(GET|HEAD|POST)(, [A-Z]+)+$"
 )
 
 
