@@ -10,10 +10,11 @@ check that every letter arrived exactly once).
    to 100, 150 and 50 an hour, 1,000 letters: letters per server (exactly
    100/150/50), the overshoot (0) and the mailing's state.
 2. Cost per letter: 10,000 letters of ~1 KB, one server, 1, 2 (three
-   times: the median is printed) and 8 conversations, each against a raw smtplib loop sending pre-built message
-   bytes over one connection to the same kind of sink, measured right
-   before it (the machine's speed drifts between minutes). Then the same letters sent in this
-   process by the dispatcher itself with a timer on each stage (claim,
+   times: the median is printed) and 8 conversations, each against a raw
+   smtplib loop sending pre-built message bytes over one connection to the
+   same kind of sink, measured right before it (the machine's speed drifts
+   between minutes). Then the same letters sent in this process by the
+   dispatcher itself with a timer on each stage (claim,
    limits, build, SMTP, record), in microseconds per letter.
 3. Latency: a proxy delays every chunk by 25 ms each way (a 50 ms round
    trip; the sink offers PIPELINING, as the big providers do); 20 tenants x
@@ -287,7 +288,7 @@ def baseline(count: int = N) -> float:
         return raw_loop(sink.port, count)
 
 
-def cost_per_letter() -> float:
+def cost_per_letter() -> None:
     durable, quick = commit_time(True), commit_time(False)
     print(f"2. a commit takes {durable * 1e3:.2f} ms on disk, {quick * 1e3:.2f} ms not waiting for it: one "
           f"conversation with durable results sends at most {1 / durable:,.0f} letters/s")  # fmt: skip
@@ -299,9 +300,9 @@ def cost_per_letter() -> float:
         *[("2 conversations (the default)", 2, True)] * 3,
         ("8 conversations", 8, True),
     ]
-    raws, defaults = [], []
+    defaults = []
     for label, conversations, is_durable in runs:
-        raws.append(raw := baseline())
+        raw = baseline()
         rate, ids, cpu = pipeline(conversations, durable=is_durable)
         if conversations == 2:
             defaults.append(rate / raw)
@@ -311,7 +312,6 @@ def cost_per_letter() -> float:
               f"includes making the letters)")  # fmt: skip
     print(f"   the default's ratio, median of {len(defaults)} runs: {sorted(defaults)[len(defaults) // 2]:.2f}")
     stages()
-    return sum(raws) / len(raws)
 
 
 def stages() -> None:
