@@ -3,7 +3,10 @@ import os
 
 from celery import Celery, signals
 
+from config import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+broker.register()
 
 app = Celery("postroute")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -30,3 +33,15 @@ def prepare_links(**kwargs: object) -> None:
     from mailing import unsubscribe
 
     unsubscribe.prepare()
+
+
+@signals.worker_ready.connect
+def open_database_pool(**kwargs: object) -> None:
+    """A pooled worker (the dispatch worker) opens its pool of database
+    sessions when it starts, not in its first task: the first letters do
+    not wait for the pool, its imports and its first session."""
+    from django.db import connection
+
+    if connection.settings_dict["OPTIONS"].get("pool"):
+        connection.ensure_connection()
+        connection.close()  # back to the pool, which stays open
