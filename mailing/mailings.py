@@ -263,7 +263,7 @@ def _kick(mailing_id: int) -> None:
     """Send at once rather than at the next scheduler tick."""
     from . import dispatch, tasks
 
-    for slot in dispatch.free_chain_slots(mailing_id):
+    for slot in dispatch.needed_chain_slots(mailing_id):
         tasks.send_mailing.delay(mailing_id, slot)
 
 

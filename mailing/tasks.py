@@ -43,7 +43,7 @@ def dispatch_tick() -> None:
     mailings.start_due_mailings()
     mailings.restart_stalled_starts()
     for mailing_id in dispatch.active_mailing_ids():
-        for slot in dispatch.free_chain_slots(mailing_id):
+        for slot in dispatch.needed_chain_slots(mailing_id):
             send_mailing.delay(mailing_id, slot)
 
 

@@ -25,7 +25,7 @@ One call of run_mailing() sends one batch through one server:
 The caller (a Celery task) runs it again at once while it returns "more"."""
 
 from .batch import LEASE, Outcome, claim, send_batch
-from .chains import CHAIN_LEASE, free_chain_slots, hold_chains, renew_chain, take_chain
+from .chains import CHAIN_LEASE, free_chain_slots, hold_chains, needed_chain_slots, renew_chain, take_chain
 from .replies import Kind, Stage, judge
 from .rests import usable_servers
 from .results import requeue_expired_leases
@@ -45,6 +45,7 @@ __all__ = [
     "free_chain_slots",
     "hold_chains",
     "judge",
+    "needed_chain_slots",
     "renew_chain",
     "requeue_expired_leases",
     "resume_time",

@@ -13,6 +13,7 @@ from django.utils import timezone
 from config import statements
 
 from ..models import DispatchChain
+from .batch import DUE_COUNT, PENDING, SMALLEST_SHARE
 
 CHAIN_LEASE = timedelta(seconds=120)
 
@@ -68,6 +69,30 @@ def free_chain_slots(mailing_id: int, *, now: datetime | None = None) -> list[in
     """Take every free slot, at most DISPATCH_CHAINS of them, in one
     statement."""
     return _take(mailing_id, range(settings.DISPATCH_CHAINS), now or timezone.now())
+
+
+def wanted_chains(mailing_id: int, now: datetime) -> int:
+    """As many chains as the letters due now fill, SMALLEST_SHARE letters
+    a conversation (batch.share): a 20-letter mailing gets one chain, not a
+    second task and connection that would carry nothing. At least one (it
+    settles a mailing with nothing due), at most DISPATCH_CHAINS."""
+    most = settings.DISPATCH_CHAINS
+    if most <= 1:
+        return most
+    with statements.cursor() as cursor:
+        cursor.execute(
+            DUE_COUNT, [mailing_id, *PENDING, connection.ops.adapt_datetimefield_value(now), most * SMALLEST_SHARE]
+        )
+        due = cursor.fetchone()[0]
+    return max(1, min(most, due // SMALLEST_SHARE))
+
+
+def needed_chain_slots(mailing_id: int, *, now: datetime | None = None) -> list[int]:
+    """The free slots among the first wanted_chains() ones, now taken: what
+    a start and every beat tick queue a chain for. A slot beyond them stays
+    free for a tick that finds more letters due (deferred ones come due)."""
+    now = now or timezone.now()
+    return _take(mailing_id, range(wanted_chains(mailing_id, now)), now)
 
 
 def hold_chains(mailing_id: int, *, until: datetime) -> None:

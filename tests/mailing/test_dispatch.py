@@ -14,7 +14,7 @@ from django.utils import timezone
 from mailing import dispatch
 from mailing import mailings as services
 from mailing.dispatch.batch import share
-from mailing.models import Letter, Mailing
+from mailing.models import DispatchChain, Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import Health
 from tests.servers.factories import make_server
@@ -323,20 +323,53 @@ def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(te
 
 @pytest.mark.parametrize(
     ("max_connections", "chains", "letters", "claimed"),
-    [(2, 2, 20, [10, 10, 0]), (1, 2, 20, [20]), (4, 3, 60, [20, 20, 20]), (2, 2, 12, [12])],
+    [
+        (2, 2, 60, [30, 30, 0]),
+        (2, 2, 120, [50, 50, 20]),
+        (1, 2, 60, [50, 10]),
+        (4, 3, 90, [30, 30, 30, 0]),
+        (4, 3, 60, [30, 30, 0]),
+        (2, 2, 49, [49, 0]),
+        (2, 2, 20, [20, 0]),
+    ],
 )
 def test_the_last_letters_are_shared_between_the_conversations_a_server_allows(
     tenant_a, settings, max_connections, chains, letters, claimed
 ):
     """With fewer letters left than the chains could take at once, a claim
-    takes its share, so the last 20 go 10 and 10 over two connections
-    rather than 20 over one (at 100 ms a letter, half the time), and the
-    last chain to start takes all that is left (the claims before it are
-    still being sent); a share too small to pay for a connection is not
-    split."""
+    takes its share, so the last 60 go 30 and 30 over two connections
+    rather than 50 over one and 10 over another (at 100 ms a letter, half
+    the time), and the last chain to start takes all that is left (the
+    claims before it are still being sent). A conversation gets at least
+    SMALLEST_SHARE (25) letters, or it costs more than it saves: the last
+    49 or 20 go over one connection."""
+    assert dispatch.batch.SMALLEST_SHARE == 25
     settings.DISPATCH_CHAINS = chains
     server = make_server(tenant_a, max_connections=max_connections)
     mailing = start_mailing(tenant_a, [server], letters)
     now = timezone.now()
     got = [len(dispatch.claim(mailing, server, share(mailing, server, 50, now=now), now=now)) for _ in claimed]
     assert got == claimed
+
+
+@pytest.mark.parametrize(
+    ("chains", "letters", "running", "queued"),
+    [(2, 20, [], [0]), (2, 49, [], [0]), (2, 50, [], [0, 1]), (3, 1000, [], [0, 1, 2]), (2, 60, [0], [1]),
+     (2, 20, [0], []), (1, 500, [], [0]), (2, 0, [], [0])],
+)  # fmt: skip
+def test_a_start_and_a_tick_queue_as_many_chains_as_the_letters_due_fill(
+    tenant_a, settings, chains, letters, running, queued
+):
+    """A chain a conversation's worth of letters (SMALLEST_SHARE): a
+    20-letter mailing gets one task and one connection, not a second pair
+    that would carry nothing; a chain already running counts; a mailing with
+    nothing due still gets one, which settles it."""
+    settings.DISPATCH_CHAINS = chains
+    mailing = start_mailing(tenant_a, [make_server(tenant_a, max_connections=3)], letters or 3)
+    if not letters:
+        Letter.objects.filter(mailing=mailing).update(status=Letter.Status.SENT)
+    now = timezone.now()
+    for slot in running:
+        DispatchChain.objects.create(mailing=mailing, slot=slot, until=now + timedelta(minutes=1))
+    assert dispatch.needed_chain_slots(mailing.pk, now=now) == queued
+    assert dispatch.needed_chain_slots(mailing.pk, now=now) == []  # now taken
