@@ -18,7 +18,6 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 
-from accounts.models import Tenant
 from config import metrics, requestids, statements
 from servers import rules
 from servers.connections import PinnedSMTPClient, open_smtp
@@ -539,13 +538,8 @@ def server_if_may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> 
     back for this tenant and within the rules; else None."""
     # Waiting (another chain found the limits spent) does not stop a batch
     # whose room is already reserved; pausing and cancelling do.
-    running = Mailing.objects.filter(
-        pk=mailing.pk, status__in=(M.ACTIVE, M.WAITING, M.BLOCKED), tenant__status=Tenant.Status.ACTIVE
-    )
-    fresh = SmtpServer.objects.filter(pk=server.pk).first()
-    if not running.exists() or fresh is None or not fresh.is_usable or rests.resting(fresh, now):
-        return None
-    if rests.held_server_ids(mailing.tenant_id, [server.pk], now):
+    fresh, held, running = rests.server_now(mailing, server.pk, now)
+    if fresh is None or not running or held or not fresh.is_usable or rests.resting(fresh, now):
         return None
     try:
         rules.assert_connectable(fresh)

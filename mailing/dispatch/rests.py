@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
@@ -47,32 +46,59 @@ def _columns(model: type, **names: str) -> dict[str, str]:
 
 
 _SERVERS = Rows(SmtpServer, "s")
-# Before every batch, and plain SQL for it (mailing.dispatch.rows): the
-# servers in the mailing's order, each with whether this tenant is held back
-# on it (a rest not over yet, or a block).
-_SERVERS_SQL = """
-    SELECT {columns}, EXISTS (
-        SELECT 1 FROM {rests} r WHERE r.{r_tenant} = %s AND r.{r_server} = s.id AND (r.{blocked} OR r.{until} > %s)
-    )
-    FROM {links} ms JOIN {servers} s ON s.id = ms.{m_server}
-    WHERE ms.{m_mailing} = %s ORDER BY ms.{position}, ms.id
-""".format(  # noqa: S608 (no value in the text: the models' names)
-    columns=_SERVERS.columns,
-    rests=TenantRest._meta.db_table,
-    links=MailingServer._meta.db_table,
-    servers=SmtpServer._meta.db_table,
+_NAMES = {
+    "columns": _SERVERS.columns,
+    "rests": TenantRest._meta.db_table,
+    "links": MailingServer._meta.db_table,
+    "servers": SmtpServer._meta.db_table,
+    "mailings": Mailing._meta.db_table,
+    "tenants": Tenant._meta.db_table,
     **_columns(TenantRest, r_tenant="tenant", r_server="server", blocked="blocked", until="until"),
     **_columns(MailingServer, m_server="server", m_mailing="mailing", position="position"),
-)
+    **_columns(Mailing, m_tenant="tenant", m_status="status"),
+    **_columns(Tenant, t_status="status"),
+}
+# Whether the tenant is held back on server s (a rest not over yet, or a
+# block): the tenant's id, now.
+_HELD = """EXISTS (
+    SELECT 1 FROM {rests} r WHERE r.{r_tenant} = %s AND r.{r_server} = s.id AND (r.{blocked} OR r.{until} > %s)
+)""".format(**_NAMES)  # noqa: S608 (no value in the text: the models' names)
+# Before every batch, and plain SQL for it (mailing.dispatch.rows): the
+# servers in the mailing's order, each with whether this tenant is held back
+# on it.
+_SERVERS_SQL = """
+    SELECT {columns}, {held}
+    FROM {links} ms JOIN {servers} s ON s.id = ms.{m_server}
+    WHERE ms.{m_mailing} = %s ORDER BY ms.{position}, ms.id
+""".format(held=_HELD, **_NAMES)  # noqa: S608 (no value in the text: the models' names)
+# The check in the middle of a long batch: the server, whether the tenant is
+# held back on it, and whether the mailing still runs for an active tenant.
+_SERVER_NOW_SQL = """
+    SELECT {columns}, {held}, EXISTS (
+        SELECT 1 FROM {mailings} m JOIN {tenants} t ON t.id = m.{m_tenant}
+        WHERE m.id = %s AND m.{m_status} IN (%s, %s, %s) AND t.{t_status} = %s
+    )
+    FROM {servers} s WHERE s.id = %s
+""".format(held=_HELD, **_NAMES)  # noqa: S608 (no value in the text: the models' names)
+RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING, Mailing.Status.BLOCKED)
+
+
+def server_now(mailing: Mailing, server_id: int, now: datetime) -> tuple[SmtpServer | None, bool, bool]:
+    """The server as it is now (None when it is gone), whether the tenant is
+    held back on it, and whether the mailing still runs (sending, waiting or
+    blocked, its tenant not suspended): in one statement, where the ORM's
+    three queries cost a long batch's check 2 ms of CPU."""
+    params = [mailing.tenant_id, connection.ops.adapt_datetimefield_value(now), mailing.pk, *RUNNING]
+    with statements.cursor() as cursor:
+        cursor.execute(_SERVER_NOW_SQL, [*params, Tenant.Status.ACTIVE, server_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None, False, False
+    return _SERVERS.load(row), bool(row[-2]), bool(row[-1])
 
 
 def resting(server: SmtpServer, now: datetime) -> bool:
     return bool(server.backoff_until and server.backoff_until > now)
-
-
-def held_server_ids(tenant_id: int, server_ids: list[int], now: datetime) -> set[int]:
-    rests = TenantRest.objects.filter(tenant_id=tenant_id, server_id__in=server_ids)
-    return set(rests.filter(Q(blocked=True) | Q(until__gt=now)).values_list("server_id", flat=True))
 
 
 def tenant_rests(tenant_id: int, server_ids: list[int]) -> dict[int, TenantRest]:

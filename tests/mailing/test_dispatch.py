@@ -256,22 +256,37 @@ def test_chains_let_as_many_workers_as_configured_send_one_mailing(tenant_a, set
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("stop", ["pause", "suspend tenant", "disable server", "break a SaaS rule"])
+@pytest.mark.parametrize(
+    "stop",
+    ["pause", "cancel", "suspend tenant", "disable server", "server failing", "server resting",
+     "tenant held back", "tenant blocked", "break a SaaS rule"],
+)  # fmt: skip
 def test_a_batch_stops_in_the_middle_when_the_mailing_or_its_server_is_stopped(tenant_a, settings, stop):
     """A long batch (a slow server) checks again every half tick: here
     before every letter, and the stop comes while letter 2 is accepted."""
     from accounts.services import tenant_suspend
-    from servers.models import SmtpServer
+    from servers.models import RestReason, SmtpServer, TenantRest
 
     settings.DISPATCH_TICK = 0
 
     def act(mailing_pk: int, server_pk: int) -> None:
-        if stop == "pause":
-            services.transition(mailing=Mailing.objects.get(pk=mailing_pk), action="pause")
+        later = timezone.now() + timedelta(hours=1)
+        if stop in ("pause", "cancel"):
+            services.transition(mailing=Mailing.objects.get(pk=mailing_pk), action=stop)
         elif stop == "suspend tenant":
             tenant_suspend(tenant=tenant_a)
         elif stop == "disable server":
             SmtpServer.objects.filter(pk=server_pk).update(enabled=False)
+        elif stop == "server failing":
+            SmtpServer.objects.filter(pk=server_pk).update(health=Health.FAILING)
+        elif stop == "server resting":
+            SmtpServer.objects.filter(pk=server_pk).update(backoff_until=later)
+        elif stop.startswith("tenant"):
+            blocked = stop == "tenant blocked"
+            until = None if blocked else later
+            TenantRest.objects.create(
+                server_id=server_pk, tenant=tenant_a, until=until, blocked=blocked, reason=RestReason.REFUSALS
+            )
         else:
             SmtpServer.objects.filter(pk=server_pk).update(port=25)  # behind the forms' back
         connection.close()  # this thread's own connection

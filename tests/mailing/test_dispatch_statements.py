@@ -18,6 +18,7 @@ from mailing.dispatch import rests, run
 from mailing.models import Letter, Mailing, UsageBucket
 from servers.models import RestReason, SmtpServer, TenantRest
 from tests.servers.factories import make_server
+from tests.services import require_postgresql
 
 from .builders import make_list, make_template
 
@@ -56,6 +57,7 @@ def at_once(work, threads: int = 6) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_workers_claiming_at_once_never_get_the_same_letter(tenant_a):
+    require_postgresql()  # PostgreSQL's own statements (SQLite in development takes the ORM's way)
     server = make_server(tenant_a)
     mailing = start_mailing(tenant_a, server, 120)
     claims = []
@@ -78,6 +80,7 @@ def test_workers_claiming_at_once_never_get_the_same_letter(tenant_a):
 
 @pytest.mark.django_db
 def test_a_claim_takes_queued_letters_then_due_deferred_ones_loaded_as_the_orm_loads_them(tenant_a):
+    require_postgresql()  # PostgreSQL's own statements (SQLite in development takes the ORM's way)
     server = make_server(tenant_a)
     mailing = start_mailing(tenant_a, server, 6)
     now = timezone.now()
@@ -118,6 +121,7 @@ def test_a_limit_set_on_a_server_read_without_one_holds_from_the_next_reservatio
 
 @pytest.mark.django_db
 def test_a_reservation_on_a_server_without_limits_is_one_statement_and_counts(tenant_a):
+    require_postgresql()  # PostgreSQL's own statements (SQLite in development takes the ORM's way)
     server = make_server(tenant_a)
     now = timezone.now()
     with CaptureQueriesContext(connection) as queries:
