@@ -185,6 +185,23 @@ def test_a_worker_of_many_conversations_holds_a_few_database_sessions(tenant_a, 
     assert 0 < most <= 3
 
 
+def test_a_dispatch_worker_opens_its_database_pool_when_it_starts(broker):
+    """Before any task: the first letters do not wait for the pool, its
+    imports and its first session (config.celery.open_database_pool)."""
+    others = database_sessions()
+    workers = start_workers(1, broker)
+    try:
+        deadline = time.monotonic() + 30
+        while database_sessions() == others:
+            assert workers[0].poll() is None, "the worker stopped"
+            assert time.monotonic() < deadline, "no session opened before the first task"
+            time.sleep(0.05)
+        time.sleep(1)
+        assert 1 <= database_sessions() - others <= 2  # the pool's, no task given: min_size, grown once at the start
+    finally:
+        stop(workers)
+
+
 def database_sessions() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
