@@ -20,6 +20,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from config import statements
+
 from .models import WebhookDelivery, WebhookEndpoint, WebhookOnce
 
 log = logging.getLogger(__name__)
@@ -55,11 +57,26 @@ def _key(tenant_id: int) -> str:
     return f"webhooks:types:{tenant_id}"
 
 
+_EVENTS = WebhookEndpoint._meta.get_field("events")
+# Plain SQL (config.statements): the dispatcher asks it of every tenant whose
+# mailing it finishes, mostly tenants without webhooks whose answer is not in
+# the cache, and the ORM's compiling of it was 8% of its CPU with 200 small
+# mailings at once.
+_TYPES_SQL = "SELECT {events} FROM {table} WHERE {tenant} = %s AND {enabled} = %s".format(  # noqa: S608 (names only)
+    table=WebhookEndpoint._meta.db_table,
+    events=_EVENTS.column,
+    tenant=WebhookEndpoint._meta.get_field("tenant").column,
+    enabled=WebhookEndpoint._meta.get_field("enabled").column,
+)
+
+
 def subscribed_types(tenant_id: int) -> frozenset[str]:
     types = cache.get(_key(tenant_id))
     if types is None:
-        wanted = WebhookEndpoint.objects.filter(tenant_id=tenant_id, enabled=True).values_list("events", flat=True)
-        types = frozenset(t for events in wanted for t in events)
+        with statements.cursor() as cursor:
+            cursor.execute(_TYPES_SQL, [tenant_id, True])
+            wanted = [_EVENTS.from_db_value(value, None, cursor.db) for (value,) in cursor.fetchall()]
+        types = frozenset(t for events in wanted if events for t in events)
         cache.set(_key(tenant_id), types, SUBSCRIPTIONS_SECONDS)
     return types
 

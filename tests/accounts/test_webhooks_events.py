@@ -172,3 +172,21 @@ def test_nothing_is_recorded_for_events_nobody_subscribed_to(tenant_a, receiver,
     assert Mailing.objects.get(pk=mailing.pk).status == Mailing.Status.COMPLETED
     assert Letter.objects.filter(mailing=mailing, status="sent").count() == 2
     assert receiver.received == [] and not WebhookDelivery.objects.exists()
+
+
+def test_the_types_a_tenant_listens_to_are_its_enabled_endpoints_and_are_cached(tenant_a, tenant_b, receiver):
+    from accounts.webhooks import events
+    from accounts.webhooks.models import WebhookEndpoint
+
+    make_endpoint(tenant_a, receiver, events=["import.finished", "mailing.completed"])
+    make_endpoint(tenant_a, receiver, events=["letter.bounced"])
+    off = make_endpoint(tenant_a, receiver, events=["server.failing"])
+    WebhookEndpoint.objects.filter(pk=off.pk).update(enabled=False)
+    make_endpoint(tenant_b, receiver, events=["contact.unsubscribed"])
+    events.forget_subscriptions(tenant_a.pk)
+    wanted = {"import.finished", "mailing.completed", "letter.bounced"}
+    assert events.subscribed_types(tenant_a.pk) == wanted
+    WebhookEndpoint.objects.filter(tenant=tenant_a).delete()  # behind the services' back: the cache answers
+    assert events.subscribed_types(tenant_a.pk) == wanted
+    events.forget_subscriptions(tenant_a.pk)
+    assert events.subscribed_types(tenant_a.pk) == frozenset()
