@@ -36,12 +36,17 @@ def prepare_links(**kwargs: object) -> None:
 
 
 @signals.worker_ready.connect
-def open_database_pool(**kwargs: object) -> None:
-    """A pooled worker (the dispatch worker) opens its pool of database
-    sessions when it starts, not in its first task: the first letters do
-    not wait for the pool, its imports and its first session."""
+def open_database_pool(sender: object = None, **kwargs: object) -> None:
+    """A pooled worker (the dispatch worker: a pool of threads) opens its
+    pool of database sessions when it starts, not in its first task: the
+    first letters do not wait for the pool, its imports and its first
+    session. Never in a prefork parent, whose children would inherit its
+    sessions' sockets."""
+    from celery.concurrency.prefork import TaskPool as Prefork
     from django.db import connection
 
+    if isinstance(getattr(sender, "pool", None), Prefork):
+        return
     if connection.settings_dict["OPTIONS"].get("pool"):
         connection.ensure_connection()
         connection.close()  # back to the pool, which stays open

@@ -68,3 +68,25 @@ def test_a_message_goes_is_taken_and_acknowledged_through_it():
 def test_the_celery_app_uses_it_for_redis():
     with app.connection_for_write(require_redis()) as conn:
         assert type(conn.transport) is broker.Transport
+
+
+def test_a_worker_opens_its_database_pool_at_start_unless_it_forks(monkeypatch):
+    """The dispatch worker (a pool of threads) opens its sessions' pool when
+    it is ready; a prefork parent never does, or its children would inherit
+    the sessions' sockets (a real threads worker: tests/reliability)."""
+    from types import SimpleNamespace
+
+    from celery.concurrency.prefork import TaskPool as Prefork
+    from celery.concurrency.thread import TaskPool as Threads
+    from django.db import connection
+
+    from config.celery import open_database_pool
+
+    opened = []
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "pool", {"max_size": 2})
+    monkeypatch.setattr(connection, "ensure_connection", lambda: opened.append("opened"))
+    monkeypatch.setattr(connection, "close", lambda: None)
+    open_database_pool(sender=SimpleNamespace(pool=Prefork.__new__(Prefork)))
+    assert opened == []
+    open_database_pool(sender=SimpleNamespace(pool=Threads.__new__(Threads)))
+    assert opened == ["opened"]
