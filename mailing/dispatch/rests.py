@@ -58,23 +58,23 @@ _NAMES = {
     **_columns(Mailing, m_tenant="tenant", m_status="status"),
     **_columns(Tenant, t_status="status"),
 }
-# Whether the tenant is held back on server s (a rest not over yet, or a
+# The tenant's rest on server s that holds it back (not over yet, or a
 # block): the tenant's id, now.
-_HELD = """EXISTS (
+_HELD = """
     SELECT 1 FROM {rests} r WHERE r.{r_tenant} = %s AND r.{r_server} = s.id AND (r.{blocked} OR r.{until} > %s)
-)""".format(**_NAMES)  # noqa: S608 (no value in the text: the models' names)
+""".format(**_NAMES)  # noqa: S608 (no value in the text: the models' names)
 # Before every batch, and plain SQL for it (mailing.dispatch.rows): the
 # servers in the mailing's order, each with whether this tenant is held back
 # on it.
 _SERVERS_SQL = """
-    SELECT {columns}, {held}
+    SELECT {columns}, EXISTS ({held})
     FROM {links} ms JOIN {servers} s ON s.id = ms.{m_server}
     WHERE ms.{m_mailing} = %s ORDER BY ms.{position}, ms.id
 """.format(held=_HELD, **_NAMES)  # noqa: S608 (no value in the text: the models' names)
 # The check in the middle of a long batch: the server, whether the tenant is
 # held back on it, and whether the mailing still runs for an active tenant.
 _SERVER_NOW_SQL = """
-    SELECT {columns}, {held}, EXISTS (
+    SELECT {columns}, EXISTS ({held}), EXISTS (
         SELECT 1 FROM {mailings} m JOIN {tenants} t ON t.id = m.{m_tenant}
         WHERE m.id = %s AND m.{m_status} IN (%s, %s, %s) AND t.{t_status} = %s
     )
