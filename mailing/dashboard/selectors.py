@@ -37,12 +37,11 @@ from servers.selectors import platform_quotas, tenant_and_platform_servers
 
 from .. import limits
 from ..limits import DAY_SPAN, HOUR_SPAN, MINUTE, Usage, group_sum
-from ..models import Letter, Mailing, MailingServer, UsageBucket
+from ..models import RUNNING, Letter, Mailing, MailingServer, UsageBucket
 from ..selectors import Progress, progress_for
 
 L = Letter.Status
 M = Mailing.Status
-RUNNING = (M.ACTIVE, M.WAITING, M.BLOCKED)
 CHART_HOURS = 24
 DAY = timedelta(days=1)
 ONE_HOUR = timedelta(hours=1)

@@ -24,7 +24,7 @@ from servers import events as server_events
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
-from ..models import Mailing, MailingServer
+from ..models import RUNNING, Mailing, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
 from .rows import Rows
 
@@ -80,7 +80,6 @@ _SERVER_NOW_SQL = """
     )
     FROM {servers} s WHERE s.id = %s
 """.format(held=_HELD, **_NAMES)  # noqa: S608 (no value in the text: the models' names)
-RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING, Mailing.Status.BLOCKED)
 
 
 def server_now(mailing: Mailing, server_id: int, now: datetime) -> tuple[SmtpServer | None, bool, bool]:

@@ -86,9 +86,12 @@ class Mailing(models.Model):
 
     @property
     def is_running(self) -> bool:
-        return self.status in (self.Status.ACTIVE, self.Status.WAITING, self.Status.BLOCKED)
+        return self.status in RUNNING
 
 
+# Sending, waiting for limits, or unable to send until someone acts: the
+# dispatcher may still send for it (a pause or a cancel stops it).
+RUNNING = (Mailing.Status.ACTIVE, Mailing.Status.WAITING, Mailing.Status.BLOCKED)
 FINISHED = (Mailing.Status.COMPLETED, Mailing.Status.CANCELLED)
 
 
