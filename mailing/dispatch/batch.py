@@ -38,7 +38,6 @@ from .slots import connection_slot
 
 log = logging.getLogger(__name__)
 L = Letter.Status
-M = Mailing.Status
 PENDING = (L.QUEUED, L.DEFERRED)
 # A pending letter may go now: never tried, or its retry time has come.
 # The claim, a chain's share and a mailing's "letters left" ask the same.
@@ -224,13 +223,11 @@ def _claim_rows(
 # conversation for fewer letters gives one small mailing a second or two at
 # a 150 ms round trip, and takes from the box what others' letters need.
 SMALLEST_SHARE = 25
-# The letters due now, counted up to a limit (a million-letter mailing is
-# not counted through): the mailing's id, PENDING, now, the limit.
-DUE_COUNT = f"""
-    SELECT count(*) FROM (
-        SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE} LIMIT %s
-    ) AS due
-"""  # noqa: S608 (placeholders only)
+# The mailing's letters that may be claimed now: its id, PENDING, now.
+DUE_LETTERS = f"SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE}"  # noqa: S608
+# Those letters counted up to a limit (a million-letter mailing is not
+# counted through): the same, then the limit.
+DUE_COUNT = f"SELECT count(*) FROM ({DUE_LETTERS} LIMIT %s) AS due"  # noqa: S608 (placeholders only)
 # The letters due and the claims in flight, in one statement the ORM would
 # take longer to compile than PostgreSQL to run (this runs before every
 # batch). The names are the model's (tests pin them).

@@ -20,7 +20,7 @@ from .. import limits
 from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
-from .batch import DUE, PENDING, only_paced, send_batch
+from .batch import DUE_LETTERS, PENDING, only_paced, send_batch
 from .rows import Rows
 
 L = Letter.Status
@@ -94,15 +94,12 @@ class Left(NamedTuple):
     sending: bool  # letters some chain is sending
 
 
-# Letters of the mailing that may be claimed now: its id, PENDING, now.
-_DUE_LETTERS = f"SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE}"  # noqa: S608
-
 # Asked after every batch and at the end of every chain: one statement, one
 # snapshot, where the ORM asked up to three exists(), whose compiling cost
 # more CPU than PostgreSQL spent on them.
 _LEFT_SQL = f"""
     SELECT
-        EXISTS ({_DUE_LETTERS}),
+        EXISTS ({DUE_LETTERS}),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({", ".join(["%s"] * len(PENDING))})),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status = %s)
 """  # noqa: S608 (placeholders only)
@@ -116,7 +113,7 @@ def _left(mailing: Mailing, now: datetime) -> Left:
 
 
 # Asked of waiting mailings every tick.
-_CLAIMABLE_SQL = f"SELECT EXISTS ({_DUE_LETTERS})"
+_CLAIMABLE_SQL = f"SELECT EXISTS ({DUE_LETTERS})"
 
 
 def _claimable(mailing: Mailing, now: datetime) -> bool:
