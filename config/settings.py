@@ -431,7 +431,7 @@ CELERY_TASK_ROUTES = {
 # Every task has its own time limits, sized for its work (see each tasks.py);
 # these catch one that has none. Soft: SoftTimeLimitExceeded inside the task,
 # which leaves its state sane; hard: the worker process is killed. Every
-# hard limit stays below Redis's visibility timeout (an hour), after which
+# hard limit stays below Redis's visibility timeout (two hours, above), after which
 # the broker would give a running task to a second worker.
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
