@@ -17,7 +17,7 @@ group is written again one result at a time.
 
 "Committed" means on disk, as PostgreSQL commits by default. With
 DISPATCH_DURABLE_RESULTS=0 the writer does not wait for the disk
-(synchronous_commit off on its session): a worker's death still cannot
+(synchronous_commit off for its transactions): a worker's death still cannot
 undo such a commit and a clean restart of PostgreSQL writes it out, but a
 crash of PostgreSQL itself may forget the last fraction of a second of
 results.
@@ -29,11 +29,10 @@ session closes with it."""
 import logging
 import queue
 import threading
-import weakref
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
 from .results import Sent, record_sent
 
@@ -140,52 +139,20 @@ class Writer:
                 if item is None:
                     return
         finally:
-            _give_back_session()
-
-
-# DISPATCH_DURABLE_RESULTS=0: the writer's session commits without waiting
-# for the disk. Set on the session once, and again on a new one (after a
-# lost connection), rather than with SET LOCAL in each transaction: that
-# made a transaction of every commit, three more round trips for one
-# result, and one conversation sent slower than with durable results.
-_NOT_WAITING = "SET synchronous_commit TO off"
-_quick = threading.local()  # .session: the session it was set on (a weak reference)
-
-
-def _not_waiting_for_the_disk() -> None:
-    if settings.DISPATCH_DURABLE_RESULTS or connection.vendor != "postgresql":
-        return
-    connection.ensure_connection()
-    current = getattr(_quick, "session", None)
-    if current is None or current() is not connection.connection:
-        with connection.cursor() as cursor:
-            cursor.execute(_NOT_WAITING)
-        _quick.session = weakref.ref(connection.connection)
-
-
-def _give_back_session() -> None:
-    """Close this thread's session (back to the pool, if any), as durable
-    as it came."""
-    current, _quick.session = getattr(_quick, "session", None), None
-    try:
-        if current is not None and current() is connection.connection and connection.is_usable():
-            with connection.cursor() as cursor:
-                cursor.execute("RESET synchronous_commit")
-    except DatabaseError:
-        pass  # it broke just now: the pool checks it before anyone else has it (CONN_HEALTH_CHECKS)
-    finally:
-        connection.close()
+            connection.close()  # this thread's own session (back to the pool, if any)
 
 
 def _commit(group: list[tuple[Recorder, Write]]) -> None:
     sent = [write for _, write in group if isinstance(write, Sent)]
     others = [write for _, write in group if not isinstance(write, Sent)]
     try:
-        _not_waiting_for_the_disk()
-        if len(group) == 1:
+        if len(group) == 1 and settings.DISPATCH_DURABLE_RESULTS:
             group[0][1]()  # one statement, committed by itself: no BEGIN and COMMIT round trips
         else:
             with transaction.atomic():
+                if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL synchronous_commit TO off")
                 for write in others:
                     write()
                 if sent:

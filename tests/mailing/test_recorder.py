@@ -43,46 +43,6 @@ def test_the_writer_skips_waiting_for_the_disk_only_when_asked(settings, durable
         assert cursor.fetchone() == ("on", own_session)
 
 
-def test_not_waiting_for_the_disk_costs_no_transaction_and_the_pool_gets_its_session_back_durable(
-    settings, monkeypatch
-):
-    """With DISPATCH_DURABLE_RESULTS=0 a result alone is still one statement
-    (not BEGIN, SET LOCAL, the write, COMMIT), on a session set once; the
-    writer gives that session back to the dispatch worker's pool as it
-    found it, waiting for the disk."""
-    require_postgresql()
-    settings.DISPATCH_DURABLE_RESULTS = False
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)  # as with DB_POOL_SIZE
-    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "pool", {"min_size": 1, "max_size": 1})
-    seen, after = [], []
-
-    def write() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('synchronous_commit'), pg_backend_pid()")
-            seen.append((*cursor.fetchone(), connection.in_atomic_block))
-
-    def next_user() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('synchronous_commit'), pg_backend_pid()")
-            after.append(cursor.fetchone())
-        connection.close()
-
-    try:
-        recorder = Recorder(threaded=True)
-        for _ in range(2):
-            recorder.record(write)
-            recorder.wait_for_previous()
-        recorder.close()
-        thread = threading.Thread(target=next_user)
-        thread.start()
-        thread.join(10)
-    finally:
-        connection.close_pool()
-    session = seen[0][1]
-    assert seen == [("off", session, False)] * 2
-    assert after == [("on", session)]  # the pool's one session, durable again
-
-
 def test_many_conversations_share_one_writer_and_a_failing_write_stops_only_its_own(settings):
     """Two conversations' results land in one group (the writer is held on
     a first write meanwhile); one of them cannot be written: its
