@@ -146,8 +146,12 @@ def _commit(group: list[tuple[Recorder, Write]]) -> None:
     sent = [write for _, write in group if isinstance(write, Sent)]
     others = [write for _, write in group if not isinstance(write, Sent)]
     try:
-        if len(group) == 1 and settings.DISPATCH_DURABLE_RESULTS:
-            group[0][1]()  # one statement, committed by itself: no BEGIN and COMMIT round trips
+        if len(group) == len(sent) == 1 and settings.DISPATCH_DURABLE_RESULTS:
+            # A letter sent, alone: one statement, committed by itself, no
+            # BEGIN and COMMIT round trips. Any other write may be several
+            # (a refusal of the address fails the letter and suppresses
+            # it): in a transaction, all of it or nothing.
+            sent[0]()
         else:
             with transaction.atomic():
                 if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:

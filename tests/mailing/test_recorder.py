@@ -77,3 +77,67 @@ def test_many_conversations_share_one_writer_and_a_failing_write_stops_only_its_
     for recorder in (first, second, third):
         recorder.close()
     assert Tenant.objects.filter(slug="written").count() == 1
+
+
+def test_a_write_of_several_statements_alone_is_all_or_nothing(settings):
+    """A letter's write other than "sent" may be several statements (a
+    refused address fails the letter, then suppresses it): alone in its
+    group it still runs in one transaction, so one that breaks half-way
+    leaves nothing half-written, and its conversation is told."""
+    require_postgresql()
+    from accounts.models import Tenant
+
+    settings.DISPATCH_DURABLE_RESULTS = True
+
+    def half() -> None:
+        Tenant.objects.create(name="Half", slug="half")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    recorder = Recorder(threaded=True)
+    recorder.record(half)
+    with pytest.raises(RecordingFailed):
+        recorder.wait_for_previous()
+    recorder.close()
+    assert not Tenant.objects.filter(slug="half").exists()
+
+
+def test_a_group_of_a_sent_letter_and_another_write_commits_both(settings, tenant_a):
+    """The one-statement path is for a letter sent alone: grouped with
+    any other write, both are committed."""
+    require_postgresql()
+    from django.utils import timezone
+
+    from accounts.models import Tenant
+    from mailing import dispatch
+    from mailing import mailings as services
+    from mailing.dispatch.results import Sent
+    from mailing.models import Letter, Mailing
+    from tests.servers.factories import make_server
+
+    from .builders import make_list, make_template
+
+    settings.DISPATCH_DURABLE_RESULTS = True
+    server = make_server(tenant_a)
+    mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+    services.mailing_save(mailing=mailing, lists=[make_list(tenant_a, "L", ["a@x.test"])], servers=[server])
+    services.mailing_start(mailing=mailing)
+    (letter,) = dispatch.claim(mailing, server, 1, now=timezone.now())
+    holding, held, other = threading.Event(), threading.Event(), []
+
+    def hold() -> None:
+        holding.set()
+        held.wait(10)
+
+    first, second = Recorder(threaded=True), Recorder(threaded=True)
+    first.record(hold)
+    assert holding.wait(10)  # the writer is busy: the next two writes make one group
+    second.record(Sent(letter, at=timezone.now()))
+    second.record(lambda: other.append(Tenant.objects.filter(pk=tenant_a.pk).update(name="Other write")))
+    held.set()
+    second.wait_for_previous()
+    first.close()
+    second.close()
+    letter.refresh_from_db()
+    tenant_a.refresh_from_db()
+    assert (letter.status, tenant_a.name, other) == (Letter.Status.SENT, "Other write", [1])
