@@ -39,6 +39,7 @@ from .slots import connection_slot
 log = logging.getLogger(__name__)
 L = Letter.Status
 PENDING = (L.QUEUED, L.DEFERRED)
+PENDING_IN = ", ".join(["%s"] * len(PENDING))  # their placeholders in plain SQL's "status IN (...)"
 # A pending letter may go now: never tried, or its retry time has come.
 # The claim, a chain's share and a mailing's "letters left" ask the same.
 DUE = "(next_attempt_at IS NULL OR next_attempt_at <= %s)"
@@ -224,7 +225,7 @@ def _claim_rows(
 # a 150 ms round trip, and takes from the box what others' letters need.
 SMALLEST_SHARE = 25
 # The mailing's letters that may be claimed now: its id, PENDING, now.
-DUE_LETTERS = f"SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN (%s, %s) AND {DUE}"  # noqa: S608
+DUE_LETTERS = f"SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({PENDING_IN}) AND {DUE}"  # noqa: S608
 # Those letters counted up to a limit (a million-letter mailing is not
 # counted through): the same, then the limit.
 DUE_COUNT = f"SELECT count(*) FROM ({DUE_LETTERS} LIMIT %s) AS due"  # noqa: S608 (placeholders only)

@@ -76,10 +76,10 @@ _SERVERS_SQL = """
 _SERVER_NOW_SQL = """
     SELECT {columns}, EXISTS ({held}), EXISTS (
         SELECT 1 FROM {mailings} m JOIN {tenants} t ON t.id = m.{m_tenant}
-        WHERE m.id = %s AND m.{m_status} IN (%s, %s, %s) AND t.{t_status} = %s
+        WHERE m.id = %s AND m.{m_status} IN ({running}) AND t.{t_status} = %s
     )
     FROM {servers} s WHERE s.id = %s
-""".format(held=_HELD, **_NAMES)  # noqa: S608 (no value in the text: the models' names)
+""".format(held=_HELD, running=", ".join(["%s"] * len(RUNNING)), **_NAMES)  # noqa: S608 (no value in the text: the models' names)
 
 
 def server_now(mailing: Mailing, server_id: int, now: datetime) -> tuple[SmtpServer | None, bool, bool]:

@@ -20,7 +20,7 @@ from .. import limits
 from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
-from .batch import DUE_LETTERS, PENDING, only_paced, send_batch
+from .batch import DUE_LETTERS, PENDING, PENDING_IN, only_paced, send_batch
 from .rows import Rows
 
 L = Letter.Status
@@ -100,7 +100,7 @@ class Left(NamedTuple):
 _LEFT_SQL = f"""
     SELECT
         EXISTS ({DUE_LETTERS}),
-        EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({", ".join(["%s"] * len(PENDING))})),
+        EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({PENDING_IN})),
         EXISTS (SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status = %s)
 """  # noqa: S608 (placeholders only)
 
