@@ -18,6 +18,14 @@ from .deadlines import DeadlineExceeded
 from .netguard import HostRefused, HostUnresolved
 
 
+def server_words(said: bytes | str) -> str:
+    """What a server said, as text a database column can keep: bytes that
+    are not UTF-8 and NUL (which no PostgreSQL text holds; a hostile server
+    may send it) become U+FFFD."""
+    text = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+    return text.replace("\x00", "\ufffd")
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     category: str  # auth, blacklisted, refused, timeout, tls_certificate, tls, dns, host_refused, rules, ...
@@ -26,10 +34,14 @@ class Diagnosis:
     # Authentication and blacklisting take a server out of rotation (§7).
     disables_server: bool = False
 
+    def __post_init__(self) -> None:
+        # Both may quote the server (its reply, an exception's text).
+        object.__setattr__(self, "message", server_words(self.message))
+        object.__setattr__(self, "hint", server_words(self.hint))
+
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
-    text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-    return f"{exc.smtp_code} {text}".strip()
+    return f"{exc.smtp_code} {server_words(exc.smtp_error)}".strip()
 
 
 # Words that name the sending IP or host, or a DNS blocklist: a refusal of

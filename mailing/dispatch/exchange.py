@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext_lazy as _
 
+from servers.errors import server_words
+
 from ..addresses import UnsendableAddress, wire_address
 from .recorder import Recorder, RecordingFailed
 from .replies import Stage
@@ -172,5 +174,4 @@ def _drop(client: smtplib.SMTP) -> None:
 
 
 def text(code: int, reply: bytes | str) -> str:
-    decoded = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    return " ".join(f"{code} {decoded}".split())[:1000]
+    return " ".join(f"{code} {server_words(reply)}".split())[:1000]

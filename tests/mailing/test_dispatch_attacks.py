@@ -283,3 +283,37 @@ def test_a_connection_lost_before_the_dot_costs_no_attempt(tenant_a):
         settle(mailing, timezone.now() + timedelta(hours=2))
     first = Letter.objects.filter(mailing=mailing).order_by("pk").first()
     assert (first.status, first.attempts) == (L.DEFERRED, 1)
+
+
+# 10. A NUL byte in a reply, which no text column of PostgreSQL can hold
+
+
+class NulInReplies(SinkHandler):
+    """Refuses one recipient and accepts the others, with a NUL byte in
+    each reply (the letter keeps the reply; a text column cannot hold it)."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 <gone@x.test>\x00 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        await super().handle_DATA(server, session, envelope)
+        return "250 2.0.0 Ok: queued as \x00A1B2"
+
+
+def test_a_nul_byte_in_the_servers_replies_is_kept_as_a_replacement_character(tenant_a):
+    with smtp_server(handler=NulInReplies()) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["a@x.test", "gone@x.test", "b@x.test"])
+        assert settle(mailing) == "done"
+    letters = {letter.email: letter for letter in Letter.objects.filter(mailing=mailing)}
+    assert {email: letter.status for email, letter in letters.items()} == {
+        "a@x.test": L.SENT,
+        "gone@x.test": L.FAILED,
+        "b@x.test": L.SENT,
+    }
+    assert letters["a@x.test"].last_reply == "250 2.0.0 Ok: queued as \ufffdA1B2"
+    assert letters["gone@x.test"].last_reply == "550 5.1.1 <gone@x.test>\ufffd no such user"
+    assert sorted(r.rcpt_tos for r in handler.received) == [["a@x.test"], ["b@x.test"]]

@@ -205,3 +205,21 @@ def test_a_failed_lookup_blames_the_spelling_only_when_the_name_may_be_wrong(ten
     server = make_server(tenant_a, host=host, port=465, security="ssl")
     diagnosis = smtp_probe(server).diagnosis
     assert diagnosis.category == "dns" and diagnosis.hint.startswith(hint)
+
+
+class NulBlacklisting(BlacklistingHandler):
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        return "550 5.7.1 Service unavailable;\x00 client host blocked"
+
+
+def test_a_nul_byte_in_a_servers_refusal_is_kept_as_a_replacement_character(tenant_a):
+    """No PostgreSQL text can hold a NUL: the server's health error keeps
+    U+FFFD in its place rather than failing to be saved."""
+    server = make_server(tenant_a)
+    with smtp_server(handler=NulBlacklisting()) as (controller, _):
+        server.port = controller.port
+        result = smtp_probe(server)
+    assert "Service unavailable;\ufffd client host blocked" in result.diagnosis.message
+    services.record_health(record=server, result=result)
+    server.refresh_from_db()
+    assert "\ufffd client host blocked" in server.health_error
