@@ -148,10 +148,11 @@ def _commit(group: list[tuple[Recorder, Write]]) -> None:
     try:
         if len(group) == len(sent) == 1 and settings.DISPATCH_DURABLE_RESULTS:
             # A letter sent, alone: one statement, committed by itself, no
-            # BEGIN and COMMIT round trips. Any other write may be several
-            # (a refusal of the address fails the letter and suppresses
-            # it): in a transaction, all of it or nothing.
-            sent[0]()
+            # BEGIN and COMMIT round trips (straight through libpq on
+            # PostgreSQL). Any other write may be several (a refusal of the
+            # address fails the letter and suppresses it): in a
+            # transaction, all of it or nothing.
+            sent[0].alone()
         else:
             with transaction.atomic():
                 if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:

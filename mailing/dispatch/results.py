@@ -26,6 +26,9 @@ RECORD_SENT = (
     "UPDATE mailing_letter SET status = %s, sent_at = %s, attempts = attempts + 1, last_reply = %s, "
     "claim_token = NULL, lease_until = NULL WHERE id = %s AND claim_token = %s"
 )
+# The same for one letter committed alone, sent through libpq as it is
+# (config.statements.execute_alone): the values as text.
+RECORD_ONE_SENT = statements.numbered(RECORD_SENT)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,20 @@ class Sent:
 
     def __call__(self) -> None:
         record_sent([self])
+
+    def alone(self) -> None:
+        """Committed by itself (the writer's lone letter): on PostgreSQL
+        outside a transaction, one statement straight through libpq."""
+        if not statements.alone_possible():
+            record_sent([self])
+            return
+        letter = self.letter
+        statements.execute_alone(
+            "postroute_record_sent",
+            RECORD_ONE_SENT,
+            [L.SENT, self.at.isoformat(), self.reply[:1000], str(letter.pk), str(letter.claim_token)],
+        )
+        metrics.letter_result("sent", server_id=letter.server_id, reply=self.reply)
 
 
 def record_sent(rows: list[Sent]) -> None:

@@ -3,6 +3,7 @@ before it reports done; to disk unless DISPATCH_DURABLE_RESULTS is off."""
 
 import threading
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -141,3 +142,107 @@ def test_a_group_of_a_sent_letter_and_another_write_commits_both(settings, tenan
     letter.refresh_from_db()
     tenant_a.refresh_from_db()
     assert (letter.status, tenant_a.name, other) == (Letter.Status.SENT, "Other write", [1])
+
+
+def claimed_letters(tenant, count: int):
+    from django.utils import timezone
+
+    from mailing import dispatch
+    from mailing import mailings as services
+    from mailing.models import Mailing
+    from tests.servers.factories import make_server
+
+    from .builders import make_list, make_template
+
+    server = make_server(tenant)
+    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant))
+    emails = [f"r{i}@x.test" for i in range(count)]
+    services.mailing_save(mailing=mailing, lists=[make_list(tenant, "L", emails)], servers=[server])
+    services.mailing_start(mailing=mailing)
+    return dispatch.claim(mailing, server, count, now=timezone.now())
+
+
+def prepared_here() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'postroute_%'")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_letter_sent_alone_is_one_statement_through_libpq_prepared_once_a_session(tenant_a):
+    """Committed by itself (no transaction is open), prepared on the
+    session once, prepared again when the session forgot it, and sent
+    unprepared when prepared statements are off (a pooler that cannot keep
+    them); a letter whose claim changed is left alone."""
+    require_postgresql()
+    from django.utils import timezone
+
+    from mailing.dispatch.results import Sent
+    from mailing.models import Letter
+
+    first, second, third, stale = claimed_letters(tenant_a, 4)
+    at = timezone.now()
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = 5  # as the dispatch worker's sessions (settings)
+    try:
+        Sent(first, at=at, reply="250 2.0.0 Ok: queued as ABC").alone()
+        assert prepared_here() == ["postroute_record_sent"]
+        with connection.cursor() as cursor:
+            cursor.execute("DISCARD ALL")
+        Sent(second, at=at, reply="250 ok").alone()
+        assert prepared_here() == ["postroute_record_sent"]
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        connection.connection.prepare_threshold = None
+        Sent(third, at=at, reply="250 ok").alone()
+        assert prepared_here() == []
+        Letter.objects.filter(pk=stale.pk).update(claim_token=None)  # its lease ran out, it was taken again
+        Sent(stale, at=at).alone()
+    finally:
+        connection.close()
+    letters = {letter.pk: letter for letter in Letter.objects.all()}
+    assert [letters[x.pk].status for x in (first, second, third, stale)] == ["sent", "sent", "sent", "sending"]
+    done = letters[first.pk]
+    assert (done.sent_at, done.last_reply, done.attempts, done.claim_token, done.lease_until) == (
+        at,
+        "250 2.0.0 Ok: queued as ABC",
+        1,
+        None,
+        None,
+    )
+
+
+def test_a_letter_sent_alone_whose_session_is_gone_stops_its_conversation(settings, tenant_a):
+    """The session killed under it: the error is Django's; through the
+    writer, the letter keeps its claim (its lease gives it back) and its
+    conversation is told before the server accepts its next letter."""
+    require_postgresql()
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from mailing.dispatch.results import Sent
+    from mailing.models import Letter
+
+    (letter,) = claimed_letters(tenant_a, 1)
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [session_pid()])
+    with pytest.raises(DatabaseError):
+        Sent(letter, at=timezone.now()).alone()
+    connection.close()
+
+    settings.DISPATCH_RECORD_THREAD = settings.DISPATCH_DURABLE_RESULTS = True
+    recorder, writer = Recorder(threaded=True), []
+    recorder.record(lambda: writer.append(session_pid()))
+    recorder.wait_for_previous()
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", writer)
+    recorder.record(Sent(letter, at=timezone.now()))
+    with pytest.raises(RecordingFailed):
+        recorder.wait_for_previous()
+    recorder.close()
+    assert Letter.objects.get(pk=letter.pk).status == "sending"
+
+
+def session_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
