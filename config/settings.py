@@ -93,7 +93,7 @@ SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # timeout is a total: opening the connection (connect, TLS, greeting, EHLO,
 # STARTTLS, AUTH) gets that many seconds in all, and so does each letter's
 # exchange, however slowly the server talks; it also bounds each read.
-DISPATCH_BATCH = env.int("DISPATCH_BATCH", default=50)
+DISPATCH_BATCH = env.int("DISPATCH_BATCH", default=200)
 DISPATCH_SMTP_TIMEOUT = env.float("DISPATCH_SMTP_TIMEOUT", default=30.0)
 DISPATCH_MAX_ATTEMPTS = env.int("DISPATCH_MAX_ATTEMPTS", default=5)
 DISPATCH_RETRY_BASE = env.int("DISPATCH_RETRY_BASE", default=60)

@@ -57,6 +57,10 @@ BATCH_SECONDS = 240
 # answers each command a second late, at smtpd_hard_error_limit (20) it
 # hangs up with "421 too many errors". A new connection starts from zero.
 RECONNECT_AFTER = 4
+# On the shared platform server a batch is one tenant's turn: the tenant
+# that waited longest goes next (_others_wait_first), after at most this
+# many letters of another's.
+PLATFORM_TURN = 50
 # Content refusals in a row that rest the sending (the tenant's, on a
 # platform server).
 CONTENT_STRIKES = 3
@@ -85,7 +89,8 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             return outcome
         if server.is_platform:
             SlotWait.objects.filter(server=server, tenant_id=mailing.tenant_id).delete()
-        wanted = share(mailing, server, settings.DISPATCH_BATCH, now=now)
+        size = min(settings.DISPATCH_BATCH, PLATFORM_TURN) if server.is_platform else settings.DISPATCH_BATCH
+        wanted = share(mailing, server, size, now=now)
         reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=wanted, now=now)
         if not reservation.granted:
             usage = limits.window_usage([server], mailing.tenant, now)[server.pk]

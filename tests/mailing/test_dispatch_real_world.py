@@ -484,3 +484,21 @@ def test_a_tenant_waiting_for_the_platform_server_gets_the_next_slot(tenant_a, t
         assert settle(big) == "done"
     order = [r.rcpt_tos[0][0] for r in sink.received]
     assert order[:2] == ["b", "b"], order
+
+
+def test_a_batch_on_the_platform_server_is_one_tenants_turn_of_at_most_50_letters(tenant_a, settings):
+    """A tenant's own server takes DISPATCH_BATCH letters a connection; the
+    shared platform server at most PLATFORM_TURN, after which a tenant that
+    waits goes first."""
+    from mailing.dispatch.batch import PLATFORM_TURN
+
+    settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = 80, 1
+    emails = [f"r{i}@a.example" for i in range(80)]
+    with smtp_server() as (controller, _):
+        platform = make_server(None, name="Platform", port=controller.port, tenant_daily_quota=1000)
+        own = make_server(tenant_a, port=controller.port)
+        on_platform, on_own = start(tenant_a, [platform], emails), start(tenant_a, [own], emails)
+        assert dispatch.run_mailing(mailing_id=on_platform.pk) == "more"
+        assert dispatch.run_mailing(mailing_id=on_own.pk) == "done"
+    sent = Letter.objects.filter(status=L.SENT)
+    assert (sent.filter(mailing=on_platform).count(), sent.filter(mailing=on_own).count()) == (PLATFORM_TURN, 80)
