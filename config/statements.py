@@ -16,7 +16,9 @@ client, since the texts of its queries vary (an `IN` of each length is a
 statement of its own).
 
 The cursor is Django's own wrapper around it, so errors are Django's,
-execute wrappers run, and tests that count statements see these ones."""
+execute wrappers run, and tests that count statements see these ones
+(execute_alone's one statement goes around them: its errors are Django's
+too, but no execute wrapper sees it)."""
 
 import itertools
 import re
@@ -104,19 +106,30 @@ def alone_possible() -> bool:
 
 
 def _run(pgconn: Any, send: Any) -> Any:
-    """Send, then wait for the result on the socket (the GIL released);
-    the result, or the error it holds raised."""
+    """Send, then wait for the result on the socket (the GIL released), as
+    libpq asks of a non-blocking session: the result, or the error it
+    holds raised."""
     send(pgconn)
-    while pgconn.flush():
-        select.select([], [pgconn.socket], [])
-    pgconn.consume_input()
-    while pgconn.is_busy():
-        select.select([pgconn.socket], [], [])
+    while pgconn.flush():  # not all of it went: wait, reading what comes meanwhile
+        _wait(pgconn, select.POLLIN | select.POLLOUT)
         pgconn.consume_input()
-    result, last = None, pgconn.get_result()
-    while last is not None:  # one result, then None
-        result, last = last, pgconn.get_result()
-    return _check(result)
+    result = None
+    while True:  # every result until None; get_result() would block while busy
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            _wait(pgconn, select.POLLIN)
+            pgconn.consume_input()
+        if (last := pgconn.get_result()) is None:
+            return _check(result)
+        result = last
+
+
+def _wait(pgconn: Any, events: int) -> None:
+    # poll(), not select(): a process of many SMTP conversations may hold
+    # the session on a descriptor past select()'s 1024.
+    poller = select.poll()
+    poller.register(pgconn.socket, events)
+    poller.poll()
 
 
 def _check(result: Any) -> Any:

@@ -247,7 +247,7 @@ def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) ->
     """With fewer letters left than the mailing's idle chains could take at
     once, each takes its share: as many conversations as the server allows
     and the letters fill, SMALLEST_SHARE letters each, get some (the last 60
-    go 30 and 30 over two connections, not 50 and 10; the last 20 go over
+    go 30 and 30 over two connections, not all 60 over one; the last 20 go over
     one), and the last chain to start takes all that is left. Reserved
     before the claim: room reserved for letters another chain then takes
     would send that chain to the next server. Reads at most count x chains

@@ -246,3 +246,34 @@ def session_pid() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+def test_a_letter_sent_alone_on_a_session_past_descriptor_1024(tenant_a):
+    """A worker of many SMTP conversations holds many sockets: the session
+    may sit past select()'s 1024, which poll() does not mind."""
+    require_postgresql()
+    import os
+    import resource
+
+    from django.utils import timezone
+
+    from mailing.dispatch.results import Sent
+    from mailing.models import Letter
+
+    (letter,) = claimed_letters(tenant_a, 1)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    connection.close()  # its descriptor is taken by the spare ones: the next session's is above them
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        connection.ensure_connection()
+        assert connection.connection.pgconn.socket >= 1024
+        Sent(letter, at=timezone.now()).alone()
+    finally:
+        connection.close()
+        for descriptor in spare:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert Letter.objects.get(pk=letter.pk).status == "sent"
