@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from . import netguard
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
-from .errors import Diagnosis, diagnose
+from .errors import Diagnosis, diagnose, server_words
 from .models import BounceMailbox, Security, SmtpServer
 
 
@@ -37,7 +37,13 @@ class ProbeResult:
         return self.diagnosis is None
 
     def steps_json(self) -> list[dict]:
-        return [asdict(s) for s in self.steps]
+        return steps_json(self.steps)
+
+
+def steps_json(steps: list[Step]) -> list[dict]:
+    """The steps as stored (jsonb): a detail quotes the server, and jsonb
+    holds no NUL."""
+    return [{**asdict(s), "detail": server_words(s.detail)} for s in steps]
 
 
 class _Run:

@@ -1,7 +1,7 @@
 """Writes for sending servers, the bounce mailboxes and connection tests."""
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -233,7 +233,7 @@ def connection_test_run(*, test_id: int) -> None:
         return
 
     def progress(steps: list[probes.Step]) -> None:
-        ConnectionTest.objects.filter(pk=test.pk).update(steps=[asdict(s) for s in steps])
+        ConnectionTest.objects.filter(pk=test.pk).update(steps=probes.steps_json(steps))
 
     record = test.server or test.mailbox
     with languages.of_organisation(test.tenant.default_language):

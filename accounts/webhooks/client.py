@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from servers import netguard
 from servers.connections import tls_context
+from servers.errors import server_words
 
 from . import targets
 
@@ -77,7 +78,7 @@ def post(url: str, payload: bytes, headers: dict[str, str], *, timeout: float) -
     finally:
         watchdog.cancel()
         connection.close()
-    return Reply(response.status, body.decode("utf-8", errors="replace"))
+    return Reply(response.status, server_words(body))  # kept in a text column, which holds no NUL
 
 
 def _describe(exc: BaseException, host: str) -> str:

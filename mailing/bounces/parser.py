@@ -36,7 +36,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
-from servers.errors import is_blacklisting
+from servers.errors import is_blacklisting, server_words
 
 from . import tokens
 
@@ -176,11 +176,22 @@ def parse(raw: bytes) -> ParsedReport:
     report if it looked like one, else left alone."""
     message = email.message_from_bytes(raw)
     try:
-        return _parse(message)
+        return _storable(_parse(message))
     except Exception:  # a malformed message must not stop the mailbox
         log.exception("bounce message could not be parsed")
         kind = UNKNOWN if _looks_like_report(message) else None
-        return ParsedReport(kind=kind, **_envelope(message))
+        return _storable(ParsedReport(kind=kind, **_envelope(message)))
+
+
+def _storable(report: ParsedReport) -> ParsedReport:
+    """Every text as a PostgreSQL column can keep it: anyone can mail the
+    bounce address, and a NUL (a raw byte, an encoded word, a base64 body)
+    in a report that cannot be saved would stop the mailbox at it for good."""
+    for name in ("status", "diagnostic", "message_id", "sender", "subject", "headers_excerpt"):
+        setattr(report, name, server_words(getattr(report, name)))
+    for name in ("recipients", "letter_ids", "message_letter_ids", "envelope_tokens"):
+        setattr(report, name, [server_words(item) for item in getattr(report, name)])
+    return report
 
 
 def _parse(message: Message) -> ParsedReport:

@@ -174,6 +174,19 @@ def test_the_response_body_is_kept_short(tenant_a, receiver, committed, settings
     assert body == "é" * settings.WEBHOOK_RESPONSE_CHARS
 
 
+def test_a_response_body_holding_a_nul_byte_is_kept_and_the_delivery_is_done(tenant_a, receiver, committed):
+    """No PostgreSQL text holds a NUL: kept as U+FFFD. Before, the attempt
+    could not be saved, the delivery stayed claimed and, its claim run out,
+    was sent again and again."""
+    endpoint = make_endpoint(tenant_a, receiver)
+    receiver.answer_body = "ok\x00done"
+    emit(tenant_a, committed)
+    attempt = WebhookAttempt.objects.get(delivery__endpoint=endpoint)
+    assert (attempt.status_code, attempt.response_body) == (200, "ok\ufffddone")
+    assert WebhookDelivery.objects.get(endpoint=endpoint).status == S.SUCCEEDED
+    assert len(receiver.received) == 1
+
+
 def test_a_lost_task_is_sent_by_the_sweep_and_a_claimed_one_is_not_sent_twice(tenant_a, receiver, committed):
     endpoint = make_endpoint(tenant_a, receiver)
     # Recorded, but its task never ran (a broker that lost it).

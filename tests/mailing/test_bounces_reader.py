@@ -302,3 +302,25 @@ def test_a_hard_bounced_address_is_skipped_by_the_next_mailing(tenant_a, dovecot
     services.mailing_save(mailing=mailing, lists=lists, servers=servers)
     assert services.mailing_start(mailing=mailing) == 1
     assert list(mailing.letters.values_list("email", flat=True)) == ["good@example.org"]
+
+
+def test_a_report_holding_nul_bytes_is_kept_and_the_reading_goes_on(tenant_a, dovecot_mailbox):
+    """Anyone can mail the bounce address: a report whose subject (an
+    encoded word) and diagnostic hold a NUL, which no PostgreSQL text can
+    keep, is recorded with U+FFFD in its place, and the reports after it
+    are read too (a report that cannot be saved would stop the mailbox at
+    it for good)."""
+    first, second = sent_letters(tenant_a, ["a@example.org", "b@example.org"])
+    hostile = render("postfix_user_unknown.eml", first)
+    hostile = hostile.replace(b"\nSubject: ", b"\nSubject: =?utf-8?b?AA==?= ", 1)
+    hostile = hostile.replace(b"Diagnostic-Code: smtp; ", b"Diagnostic-Code: smtp; \x00", 1)
+    assert hostile.count(b"AA==") == 1 and hostile.count(b"\x00") == 1
+    append(dovecot_mailbox, hostile)
+    append(dovecot_mailbox, render("postfix_user_unknown.eml", second))
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).reports == 2
+    report = BounceReport.objects.get(letter=first)
+    assert report.subject.startswith("\ufffd") and "\x00" not in report.diagnostic + report.headers_excerpt
+    assert "\ufffd" in report.diagnostic
+    assert set(Letter.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {"bounced"}

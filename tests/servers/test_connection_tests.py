@@ -87,3 +87,26 @@ def test_what_a_test_stores_is_in_the_organisations_language(
     assert refused in written, written
     server.refresh_from_db()
     assert refused in (server.health_error + server.health_hint).lower()
+
+
+def test_a_servers_words_holding_a_nul_byte_are_stored_with_the_tests_steps(
+    tenant_a, django_capture_on_commit_callbacks
+):
+    """The steps are jsonb, which holds no NUL: a server that says one in
+    its EHLO reply gets its test finished and stored, U+FFFD in its place
+    (before, the test stayed running until it was called stale)."""
+    from mailing.sink import SinkHandler
+    from tests.smtp_servers import smtp_server
+
+    class NulEhlo(SinkHandler):
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+            session.host_name = hostname
+            return [responses[0] + "\x00", *responses[1:]]
+
+    server = make_server(tenant_a)
+    with smtp_server(handler=NulEhlo()) as (controller, _):
+        server.port = controller.port
+        server.save(update_fields=["port"])
+        test = run_test(tenant_a, server, django_capture_on_commit_callbacks)
+    assert test.status == S.PASSED, test.error
+    assert any(step["detail"].endswith("\ufffd") for step in test.steps)
