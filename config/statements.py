@@ -59,7 +59,7 @@ def cursor() -> Any:
 # execute() (its prepared-statement bookkeeping, a dumper a value, the
 # result's loaders) and 63 µs this way; on a box of two cores the writer's
 # CPU is taken from the conversations waiting for their replies.
-_prepared: "weakref.WeakKeyDictionary[Any, set[bytes]]" = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[Any, set[bytes]] = weakref.WeakKeyDictionary()
 
 
 def execute_alone(name: str, sql: str, params: Sequence[str]) -> int:

@@ -40,7 +40,7 @@ NOT_FOR_USERS_CALLS = {
     "debug", "info", "warning", "error", "exception", "critical", "log",
     "ValueError", "TypeError", "AssertionError", "RuntimeError", "KeyError", "LookupError", "NotImplementedError",
     "ImproperlyConfigured", "Http404", "PermissionDenied", "SuspiciousOperation", "TimeoutError", "OSError",
-    "RecordingFailed",
+    "RecordingFailed", "OperationalError",  # (a database driver's, for the logs)
     # protocol errors raised inside the SMTP/IMAP/POP3 clients, as the standard library words them
     "SMTPServerDisconnected", "SMTPResponseException", "error_proto", "abort",
     # regular expressions, SQL, format strings for machines
