@@ -76,19 +76,20 @@ def execute_alone(name: str, sql: str, params: Sequence[str]) -> int:
         values = [value.encode() for value in params]
         if session.prepare_threshold is None:
             return _rows(_run(session.pgconn, lambda pgconn: pgconn.send_query_params(sql.encode(), values)))
-        names = _prepared.setdefault(session, set())
         key = name.encode()
-        if key not in names:
-            _check(session.pgconn.prepare(key, sql.encode()))
-            names.add(key)
+        if key not in _prepared.setdefault(session, set()):
+            _prepare(session, key, sql)
         try:
             return _rows(_run(session.pgconn, lambda pgconn: pgconn.send_query_prepared(key, values)))
         except psycopg.errors.InvalidSqlStatementName:
             # The session forgot it (DISCARD ALL): once more, prepared again.
-            names.discard(key)
-            _check(session.pgconn.prepare(key, sql.encode()))
-            names.add(key)
+            _prepare(session, key, sql)
             return _rows(_run(session.pgconn, lambda pgconn: pgconn.send_query_prepared(key, values)))
+
+
+def _prepare(session: Any, key: bytes, sql: str) -> None:
+    _check(session.pgconn.prepare(key, sql.encode()))
+    _prepared[session].add(key)
 
 
 def numbered(sql: str) -> str:

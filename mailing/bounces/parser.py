@@ -28,7 +28,7 @@ import email
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
@@ -187,10 +187,12 @@ def _storable(report: ParsedReport) -> ParsedReport:
     """Every text as a PostgreSQL column can keep it: anyone can mail the
     bounce address, and a NUL (a raw byte, an encoded word, a base64 body)
     in a report that cannot be saved would stop the mailbox at it for good."""
-    for name in ("status", "diagnostic", "message_id", "sender", "subject", "headers_excerpt"):
-        setattr(report, name, server_words(getattr(report, name)))
-    for name in ("recipients", "letter_ids", "message_letter_ids", "envelope_tokens"):
-        setattr(report, name, [server_words(item) for item in getattr(report, name)])
+    for name in (f.name for f in fields(report)):
+        value = getattr(report, name)
+        if isinstance(value, str):
+            setattr(report, name, server_words(value))
+        elif isinstance(value, list):
+            setattr(report, name, [server_words(item) for item in value])
     return report
 
 
