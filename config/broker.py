@@ -13,9 +13,12 @@ connection), the next call builds a client on the new pool.
 Registered for the redis:// and rediss:// URLs in config.celery, so the
 broker URL and every other option stay kombu's own."""
 
+import threading
 from contextlib import contextmanager
 
 from kombu.transport import redis
+
+_building = threading.Lock()
 
 
 class Channel(redis.Channel):
@@ -26,9 +29,13 @@ class Channel(redis.Channel):
         if client:
             yield client
             return
-        pool, shared = self.pool, self._shared_client
-        if shared is None or shared.connection_pool is not pool:
-            shared = self._shared_client = self._create_client()
+        shared = self._shared_client
+        if shared is None or shared.connection_pool is not self.pool:
+            # Threads that meet a missing client at once build one, not one each.
+            with _building:
+                shared = self._shared_client
+                if shared is None or shared.connection_pool is not self.pool:
+                    shared = self._shared_client = self._create_client()
         yield shared
 
 
