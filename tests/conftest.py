@@ -39,6 +39,21 @@ def _database_is_the_required_one(django_db_setup, django_db_blocker):
             )
 
 
+@pytest.fixture(autouse=True)
+def _the_product_app_stays_current():
+    """A test's own Celery client (a producer for a real worker) must not
+    become the current app: `.delay()` of every later test would go to
+    its broker instead of running eagerly (set_as_current=False)."""
+    yield
+    from celery import current_app
+
+    from config.celery import app
+
+    if current_app._get_current_object() is not app:
+        app.set_current()
+        pytest.fail("this test left another Celery app current: create it with set_as_current=False")
+
+
 def totp_code(device: TOTPDevice, *, offset: int = 0) -> str:
     """The code the user's phone shows `offset` seconds from now."""
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)

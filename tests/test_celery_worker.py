@@ -81,7 +81,7 @@ def test_a_worker_delivers_the_verification_email(tmp_path, kind):
             text=True,
         )
         try:
-            producer = Celery(broker=url, broker_transport_options=options)
+            producer = Celery(broker=url, broker_transport_options=options, set_as_current=False)
             producer.conf.task_routes = settings.CELERY_TASK_ROUTES
             producer.send_task("accounts.tasks.send_verification_email", args=[user.pk, "http://testserver"])
             deadline = time.monotonic() + 60

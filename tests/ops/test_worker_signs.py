@@ -46,7 +46,7 @@ def test_a_worker_beats_for_its_queue_and_logs_the_requests_ids_in_json(redis_br
                 log_path.read_text()
             )
             assert heartbeats.last("queue:dispatch") is None  # a queue it does not serve
-            producer = Celery(broker=url)
+            producer = Celery(broker=url, set_as_current=False)
             producer.conf.task_routes = settings.CELERY_TASK_ROUTES
             producer.send_task("mailing.tasks.dispatch_tick")
             with requestids.bound(request_id="req-0f6e2a", tenant_id=4242):

@@ -105,7 +105,7 @@ def kill(worker: subprocess.Popen) -> None:
 
 def producer(broker_url: str) -> Celery:
     """A client of the broker that routes tasks to queues as the product does."""
-    client = Celery(broker=broker_url)
+    client = Celery(broker=broker_url, set_as_current=False)
     client.conf.task_routes = settings.CELERY_TASK_ROUTES
     client.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
     return client
