@@ -77,14 +77,18 @@ def execute_alone(name: str, sql: str, params: Sequence[str]) -> int:
         if session.prepare_threshold is None:
             return _rows(_run(session.pgconn, lambda pgconn: pgconn.send_query_params(sql.encode(), values)))
         key = name.encode()
+
+        def prepared(pgconn: Any) -> None:
+            pgconn.send_query_prepared(key, values)
+
         if key not in _prepared.setdefault(session, set()):
             _prepare(session, key, sql)
         try:
-            return _rows(_run(session.pgconn, lambda pgconn: pgconn.send_query_prepared(key, values)))
+            return _rows(_run(session.pgconn, prepared))
         except psycopg.errors.InvalidSqlStatementName:
             # The session forgot it (DISCARD ALL): once more, prepared again.
             _prepare(session, key, sql)
-            return _rows(_run(session.pgconn, lambda pgconn: pgconn.send_query_prepared(key, values)))
+            return _rows(_run(session.pgconn, prepared))
 
 
 def _prepare(session: Any, key: bytes, sql: str) -> None:
