@@ -28,11 +28,14 @@ def use_djangos_logging(loglevel: int | str | None = None, **kwargs: object) -> 
 
 @signals.worker_init.connect
 def prepare_links(**kwargs: object) -> None:
-    """Before any task (and before a prefork pool forks): see
-    mailing.unsubscribe.prepare."""
+    """Before any task (and before a prefork pool forks), the work every
+    conversation would otherwise do first, all of them at once: see
+    mailing.unsubscribe.prepare and servers.connections.prepare."""
     from mailing import unsubscribe
+    from servers import connections
 
     unsubscribe.prepare()
+    connections.prepare()
 
 
 @signals.worker_ready.connect
