@@ -34,7 +34,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connection, transaction
 
-from .results import Sent, record_sent
+from .results import Sent, record_sent, record_sent_together
 
 log = logging.getLogger(__name__)
 GROUP = 500  # results in one transaction at most
@@ -146,13 +146,17 @@ def _commit(group: list[tuple[Recorder, Write]]) -> None:
     sent = [write for _, write in group if isinstance(write, Sent)]
     others = [write for _, write in group if not isinstance(write, Sent)]
     try:
-        if len(group) == len(sent) == 1 and settings.DISPATCH_DURABLE_RESULTS:
-            # A letter sent, alone: one statement, committed by itself, no
-            # BEGIN and COMMIT round trips (straight through libpq on
-            # PostgreSQL). Any other write may be several (a refusal of the
-            # address fails the letter and suppresses it): in a
-            # transaction, all of it or nothing.
-            sent[0].alone()
+        if len(group) == len(sent) and settings.DISPATCH_DURABLE_RESULTS:
+            # Letters sent, and nothing else: one statement, committed by
+            # itself, no BEGIN and COMMIT round trips (a lone letter
+            # straight through libpq on PostgreSQL; a group over arrays).
+            # Any other write may be several (a refusal of the address fails
+            # the letter and suppresses it): in a transaction, all of it or
+            # nothing.
+            if len(sent) == 1:
+                sent[0].alone()
+            else:
+                record_sent_together(sent)
         else:
             with transaction.atomic():
                 if connection.vendor == "postgresql" and not settings.DISPATCH_DURABLE_RESULTS:

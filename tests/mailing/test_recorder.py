@@ -277,3 +277,48 @@ def test_a_letter_sent_alone_on_a_session_past_descriptor_1024(tenant_a):
             os.close(descriptor)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert Letter.objects.get(pk=letter.pk).status == "sent"
+
+
+def test_a_group_of_letters_sent_is_one_statement_committed_by_itself(settings, tenant_a):
+    """The writer's group of only letters sent: one statement over arrays,
+    no BEGIN or COMMIT around it, each letter with its own time and reply;
+    a letter whose claim changed meanwhile is left alone, the others are
+    recorded."""
+    require_postgresql()
+    from datetime import timedelta
+
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from mailing.dispatch import recorder
+    from mailing.dispatch.results import Sent
+    from mailing.models import Letter
+
+    settings.DISPATCH_DURABLE_RESULTS = True
+    letters = claimed_letters(tenant_a, 4)
+    stale = letters[3]
+    Letter.objects.filter(pk=stale.pk).update(claim_token=None)  # its lease ran out, it was taken again
+    at = timezone.now()
+    replies = ["250 2.0.0 Ok: queued as A1", '250 ok, {"quoted"}, \\ back', "250 принято", "250 stale"]
+    owner = Recorder(threaded=False)
+    group = [
+        (owner, Sent(letter, at=at + timedelta(seconds=i), reply=reply))
+        for i, (letter, reply) in enumerate(zip(letters, replies, strict=True))
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        recorder._commit(group)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 1 and "unnest" in statements[0], statements
+    assert not connection.in_atomic_block
+    rows = {letter.pk: letter for letter in Letter.objects.all()}
+    for i, letter in enumerate(letters[:3]):
+        done = rows[letter.pk]
+        assert (done.status, done.sent_at, done.last_reply, done.attempts, done.claim_token, done.lease_until) == (
+            "sent",
+            at + timedelta(seconds=i),
+            replies[i],
+            1,
+            None,
+            None,
+        )
+    assert rows[stale.pk].status == "sending"
