@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -52,6 +52,16 @@ def _the_product_app_stays_current():
     if current_app._get_current_object() is not app:
         app.set_current()
         pytest.fail("this test left another Celery app current: create it with set_as_current=False")
+
+
+@pytest.fixture(autouse=True)
+def _no_language_left_active():
+    """A request through LocaleMiddleware leaves its language active in the
+    test's thread (Django deactivates nothing after a response, and in
+    production each request activates its own): a test that expects English
+    after one that asked for Vietnamese failed by order alone."""
+    yield
+    translation.deactivate()
 
 
 def totp_code(device: TOTPDevice, *, offset: int = 0) -> str:

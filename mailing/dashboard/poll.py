@@ -12,7 +12,8 @@ change between two polls. So:
    (PostgreSQL's xmin and ctid, new with every committed change of a row)
    of everything the stack reads to let that session through: the session
    itself (and that it has not expired), its user, the user's second-factor
-   devices, and the user's memberships with their organisations (VERSIONS_SQL).
+   devices, and the user's memberships with their organisations (VERSIONS_SQL,
+   a function of migration mailing/0012).
 2. When the stack then lets the poll through, the view keeps a *pass* in
    the cache under the session's key: those versions, the organisation it
    chose and the user's saved language.
@@ -70,22 +71,11 @@ logger = logging.getLogger(__name__)
 PASS_VERSION = "2"
 PASS_SECONDS = 600
 
-# The session key and the time are parameters. A session without a user
-# (signed out) or past its expiry gives no row. The devices' tables are
-# django-otp's (tests/mailing/test_dashboard_poll.py checks their names).
-VERSIONS_SQL = """
-SELECT s.xmin || '.' || s.ctid || '|' || u.id || ':' || u.xmin || '.' || u.ctid
-    || '|' || coalesce((SELECT string_agg(d.id || ':' || d.xmin || '.' || d.ctid, ',' ORDER BY d.id)
-                        FROM otp_totp_totpdevice d WHERE d.user_id = u.id), '')
-    || '|' || coalesce((SELECT string_agg(d.id || ':' || d.xmin || '.' || d.ctid, ',' ORDER BY d.id)
-                        FROM otp_static_staticdevice d WHERE d.user_id = u.id), '')
-    || '|' || coalesce((SELECT string_agg(m.tenant_id || ':' || m.xmin || '.' || m.ctid
-                                          || ':' || t.xmin || '.' || t.ctid, ',' ORDER BY m.id)
-                        FROM accounts_membership m JOIN accounts_tenant t ON t.id = m.tenant_id
-                        WHERE m.user_id = u.id), '')
-FROM accounts_usersession s JOIN accounts_user u ON u.id = s.user_id
-WHERE s.session_key = %(session)s AND s.expire_date > %(now)s
-"""
+# The session key and the time are the arguments. A session without a user
+# (signed out) or past its expiry gives NULL. The statement is a PL/pgSQL
+# function made by migration mailing/0012 (its text and why are there), and
+# the stamp's function reads it as its first column.
+VERSIONS_SQL = "SELECT postroute_poll_versions(%s, %s)"
 
 
 @dataclass(frozen=True)
@@ -113,9 +103,8 @@ def _key(session_key: str) -> str:
 
 def _read_versions(session_key: str) -> str | None:
     with connection.cursor() as cursor:
-        cursor.execute(VERSIONS_SQL, {"session": session_key, "now": timezone.now()})
-        row = cursor.fetchone()
-    return row[0] if row else None
+        cursor.execute(VERSIONS_SQL, [session_key, timezone.now()])
+        return cursor.fetchone()[0]
 
 
 def _tenant_ids(versions: str) -> set[str]:
@@ -166,7 +155,7 @@ class DashboardPollMiddleware:
         language = languages.of_request(request, saved=held.language, tenant=tenant)
         zone = zone_of(tenant.time_zone)
         with translation.override(language), timezone.override(zone):
-            versions, stamp = stamp_along(tenant.pk, VERSIONS_SQL, {"session": session_key})
+            versions, stamp = stamp_along(tenant.pk, session_key)
             request.dashboard_poll = Poll(
                 session_key, versions, (tenant.pk, language, timezone.get_current_timezone_name(), stamp)
             )

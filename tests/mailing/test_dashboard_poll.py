@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +19,7 @@ from accounts import services
 from accounts.middleware import SESSION_TENANT_KEY
 from accounts.models import Membership, Role, Tenant, UserSession
 from accounts.sessions import end_sessions
-from mailing.dashboard.poll import VERSIONS_SQL
+from mailing.dashboard.stamp import STAMP_SQL
 from tests.conftest import make_person
 from tests.mailing.poll_fixtures import _postgresql, shared_or_not  # noqa: F401 (fixtures that apply themselves)
 from tests.servers.factories import make_server
@@ -60,9 +61,31 @@ def same_session(person) -> Client:
     return other
 
 
+def function_text(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s::regproc)", [name])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db
 def test_the_device_tables_are_django_otps():
-    assert "FROM otp_totp_totpdevice d" in VERSIONS_SQL and TOTPDevice._meta.db_table == "otp_totp_totpdevice"
-    assert "FROM otp_static_staticdevice d" in VERSIONS_SQL and StaticDevice._meta.db_table == "otp_static_staticdevice"
+    versions = function_text("postroute_poll_versions")
+    assert "FROM otp_totp_totpdevice d" in versions and TOTPDevice._meta.db_table == "otp_totp_totpdevice"
+    assert "FROM otp_static_staticdevice d" in versions and StaticDevice._meta.db_table == "otp_static_staticdevice"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["postroute_poll_versions", "postroute_dashboard_stamp"])
+def test_the_polls_statements_are_planned_once_a_session(name):
+    """Each function runs with a generic plan (made once a session and kept)
+    and its setting holds only while it runs: the session's own is untouched."""
+    assert "SET plan_cache_mode TO 'force_generic_plan'" in function_text(name)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        before = cursor.fetchone()[0]
+        cursor.execute(STAMP_SQL, [None, 1, False, timezone.now(), timezone.now()])
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == before == "auto"
 
 
 def test_a_changed_poll_with_a_pass_builds_the_json_for_its_own_tenant(
