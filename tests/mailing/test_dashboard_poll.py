@@ -78,14 +78,16 @@ def test_the_device_tables_are_django_otps():
 @pytest.mark.parametrize("name", ["postroute_poll_versions", "postroute_dashboard_stamp"])
 def test_the_polls_statements_are_planned_once_a_session(name):
     """Each function runs with a generic plan (made once a session and kept)
-    and its setting holds only while it runs: the session's own is untouched."""
-    assert "SET plan_cache_mode TO 'force_generic_plan'" in function_text(name)
+    that reads tables by their indexes, and its settings hold only while it
+    runs: the session's own are untouched."""
+    text = function_text(name)
+    assert "SET plan_cache_mode TO 'force_generic_plan'" in text and "SET enable_seqscan TO 'off'" in text
     with connection.cursor() as cursor:
-        cursor.execute("SHOW plan_cache_mode")
-        before = cursor.fetchone()[0]
+        cursor.execute("SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')")
+        before = cursor.fetchone()
         cursor.execute(STAMP_SQL, [None, 1, False, timezone.now(), timezone.now()])
-        cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone()[0] == before == "auto"
+        cursor.execute("SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')")
+        assert cursor.fetchone() == before == ("auto", "on")
 
 
 def test_a_changed_poll_with_a_pass_builds_the_json_for_its_own_tenant(
