@@ -16,20 +16,15 @@ from django.db import connection
 from django.utils import timezone
 
 from mailing.dashboard.stamp import STAMP_SQL
+from tests.mailing.poll_fixtures import _postgresql  # noqa: F401 (a fixture that applies itself)
 
 
-@pytest.fixture(autouse=True)
-def _postgresql() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("the stamp's functions are PostgreSQL's")
-
-
-def _seq_scans(table: str) -> int:
-    # This transaction's own counters: no wait for the statistics collector.
+def _scans() -> dict[str, int]:
+    """Sequential scans of each table in this transaction (its own
+    counters: no wait for the statistics collector)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = %s", [table])
-        row = cursor.fetchone()
-    return row[0] if row else 0
+        cursor.execute("SELECT relname, coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables")
+        return dict(cursor.fetchall())
 
 
 @pytest.mark.django_db
@@ -46,20 +41,14 @@ def test_a_tenant_without_contacts_does_not_scan_every_tenants_contacts(tenant_a
             [tenant_a.pk],
         )
         cursor.execute("ANALYZE mailing_contact")  # what autovacuum does on a live database
-        before = _seq_scans("mailing_contact")
+        before = _scans().get("mailing_contact", 0)
         now = timezone.now()
         cursor.execute(STAMP_SQL, [None, tenant_b.pk, False, now, now])
         has_contacts = cursor.fetchone()[-2]  # the checklist: template, contacts, started
     assert has_contacts is False
-    assert _seq_scans("mailing_contact") == before, (
+    assert _scans().get("mailing_contact", 0) == before, (
         "the stamp's generic plan read the whole mailing_contact table for a tenant with no contacts"
     )
-
-
-def _scans() -> dict[str, int]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT relname, coalesce(seq_scan, 0) FROM pg_stat_xact_user_tables")
-        return dict(cursor.fetchall())
 
 
 @pytest.mark.django_db
