@@ -155,7 +155,11 @@ MANAGER_ROLES = frozenset({Role.OWNER, Role.ADMIN})
 class Membership(models.Model):
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("user"),
+        db_index=False,
     )
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("organisation")
@@ -310,7 +314,9 @@ class ApiIdempotency(models.Model):
     (API_IDEMPOTENCY_HOURS): the same key again replays it. Per key and
     tenant: two integrations never see each other's answers."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"), db_index=False
+    )
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", verbose_name=_("API key"))
     key = models.CharField(_("idempotency key"), max_length=255)
     fingerprint = models.CharField(_("fingerprint"), max_length=64)  # SHA-256 of the method, the path and the body

@@ -78,6 +78,7 @@ class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):
         blank=True,
         related_name="smtp_servers",
         verbose_name=_("organisation"),
+        db_index=False,
     )
     name = models.CharField(_("name"), max_length=100)
     kind = models.CharField(_("type"), max_length=10, choices=Kind.choices, default=Kind.EXTERNAL)
@@ -170,7 +171,11 @@ class TenantRest(models.Model):
     it in the admin."""
 
     server = models.ForeignKey(
-        SmtpServer, on_delete=models.CASCADE, related_name="tenant_rests", verbose_name=_("sending server")
+        SmtpServer,
+        on_delete=models.CASCADE,
+        related_name="tenant_rests",
+        verbose_name=_("sending server"),
+        db_index=False,
     )
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="server_rests", verbose_name=_("organisation")
@@ -198,7 +203,7 @@ class PlatformQuota(models.Model):
     """A tenant's own daily quota on a platform server, set by staff."""
 
     server = models.ForeignKey(
-        SmtpServer, on_delete=models.CASCADE, related_name="quotas", verbose_name=_("sending server")
+        SmtpServer, on_delete=models.CASCADE, related_name="quotas", verbose_name=_("sending server"), db_index=False
     )
     tenant = models.ForeignKey(
         Tenant, on_delete=models.CASCADE, related_name="platform_quotas", verbose_name=_("organisation")
@@ -337,7 +342,11 @@ class ConnectionTest(models.Model):
 
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="connection_tests", verbose_name=_("organisation")
+        Tenant,
+        on_delete=models.CASCADE,
+        related_name="connection_tests",
+        verbose_name=_("organisation"),
+        db_index=False,
     )
     # Who asked: a user's tests are counted across all their organisations.
     started_by = models.ForeignKey(

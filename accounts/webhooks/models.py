@@ -70,7 +70,7 @@ class WebhookDelivery(models.Model):
 
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     endpoint = models.ForeignKey(
-        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("endpoint")
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("endpoint"), db_index=False
     )
     event_id = models.UUIDField(_("event ID"))  # the same for every endpoint the event went to
     event_type = models.CharField(_("event type"), max_length=40)

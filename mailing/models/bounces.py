@@ -40,7 +40,7 @@ class BounceReport(models.Model):
 
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="bounce_reports", verbose_name=_("organisation")
+        Tenant, on_delete=models.CASCADE, related_name="bounce_reports", verbose_name=_("organisation"), db_index=False
     )
     mailbox = models.ForeignKey(
         BounceMailbox,
@@ -49,6 +49,7 @@ class BounceReport(models.Model):
         blank=True,
         related_name="bounce_reports",
         verbose_name=_("bounce mailbox"),
+        db_index=False,
     )
     # Where the message was read: "imap:<folder>:<uidvalidity>:<uid>" or
     # "pop3:<uidl>". Unique per mailbox, so a message is never counted twice.
@@ -111,7 +112,11 @@ class ReadMessage(models.Model):
     folders, so this is how a message left on the server is not read again."""
 
     mailbox = models.ForeignKey(
-        BounceMailbox, on_delete=models.CASCADE, related_name="read_messages", verbose_name=_("bounce mailbox")
+        BounceMailbox,
+        on_delete=models.CASCADE,
+        related_name="read_messages",
+        verbose_name=_("bounce mailbox"),
+        db_index=False,
     )
     uidl = models.CharField(_("UIDL"), max_length=100)
     is_report = models.BooleanField(_("is a report"), default=False)

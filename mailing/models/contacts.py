@@ -14,7 +14,7 @@ from servers.validators import no_control_chars
 class ContactList(models.Model):
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="contact_lists", verbose_name=_("organisation")
+        Tenant, on_delete=models.CASCADE, related_name="contact_lists", verbose_name=_("organisation"), db_index=False
     )
     name = models.CharField(_("name"), max_length=120)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
@@ -34,7 +34,7 @@ class CustomField(models.Model):
     is the placeholder name templates may use: {{ company }}."""
 
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="custom_fields", verbose_name=_("organisation")
+        Tenant, on_delete=models.CASCADE, related_name="custom_fields", verbose_name=_("organisation"), db_index=False
     )
     key = models.SlugField(_("placeholder"), max_length=50)  # a valid placeholder name: [a-z_][a-z0-9_]*
     label = models.CharField(_("label"), max_length=100)
@@ -52,7 +52,7 @@ class CustomField(models.Model):
 class Contact(models.Model):
     public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="contacts", verbose_name=_("organisation")
+        Tenant, on_delete=models.CASCADE, related_name="contacts", verbose_name=_("organisation"), db_index=False
     )
     # Normalised with email-validator: domain lower-cased, local part kept.
     # The To header: no control characters, even in a quoted local part.
@@ -94,7 +94,7 @@ class Suppression(models.Model):
         MANUAL = "manual", _("Added by hand")
 
     tenant = models.ForeignKey(
-        Tenant, on_delete=models.CASCADE, related_name="suppressions", verbose_name=_("organisation")
+        Tenant, on_delete=models.CASCADE, related_name="suppressions", verbose_name=_("organisation"), db_index=False
     )
     email = models.EmailField(_("email address"), max_length=254)
     reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
@@ -159,7 +159,11 @@ class ContactImport(models.Model):
 
 class ImportRejection(models.Model):
     contact_import = models.ForeignKey(
-        ContactImport, on_delete=models.CASCADE, related_name="rejections", verbose_name=_("contact import")
+        ContactImport,
+        on_delete=models.CASCADE,
+        related_name="rejections",
+        verbose_name=_("contact import"),
+        db_index=False,
     )
     line = models.PositiveIntegerField(_("line"))
     reason = models.CharField(_("reason"), max_length=300)

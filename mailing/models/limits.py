@@ -14,7 +14,11 @@ class UsageBucket(models.Model):
     rows: the server's limits sum all of them, a tenant's quota only its own."""
 
     server = models.ForeignKey(
-        SmtpServer, on_delete=models.CASCADE, related_name="usage_buckets", verbose_name=_("sending server")
+        SmtpServer,
+        on_delete=models.CASCADE,
+        related_name="usage_buckets",
+        verbose_name=_("sending server"),
+        db_index=False,
     )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
     minute = models.DateTimeField(_("minute"))  # aware, truncated to the minute, UTC
@@ -41,7 +45,9 @@ class SlotWait(models.Model):
     cannot hold a shared server batch after batch while another tenant's
     chain polls in vain. A waiter that stopped asking is forgotten."""
 
-    server = models.ForeignKey(SmtpServer, on_delete=models.CASCADE, related_name="+", verbose_name=_("sending server"))
+    server = models.ForeignKey(
+        SmtpServer, on_delete=models.CASCADE, related_name="+", verbose_name=_("sending server"), db_index=False
+    )
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", verbose_name=_("organisation"))
     since = models.DateTimeField(_("waiting since"))
     seen = models.DateTimeField(_("last seen"))
