@@ -71,3 +71,25 @@ def _names_only(operation: Operation, app_label: str, state) -> None:
 def _schema(field) -> tuple:
     path, args, kwargs = field.deconstruct()[1:]
     return path, args, {key: value for key, value in kwargs.items() if key not in NAMES}
+
+
+def drop_foreign_key_indexes(
+    fields: list[migrations.AlterField], indexes: list[tuple[str, str, str]]
+) -> migrations.SeparateDatabaseAndState:
+    """Foreign keys that lose the index Django made for them (db_index=False:
+    their column leads another index of the table, which serves every
+    look-up by it; tests/test_indexes.py): `fields` are their AlterFields,
+    applied to the state only, and `indexes` (table, column, index name)
+    what the database drops. Django's own AlterField would also drop each
+    foreign key constraint and add it again, which reads every row of the
+    table to check it, writes blocked: minutes on a million letters. The
+    names are the ones Django gave, the same on PostgreSQL and SQLite."""
+    return migrations.SeparateDatabaseAndState(
+        state_operations=fields,
+        database_operations=[
+            migrations.RunSQL(
+                f'DROP INDEX IF EXISTS "{index}"', reverse_sql=f'CREATE INDEX "{index}" ON "{table}" ("{column}")'
+            )
+            for table, column, index in indexes
+        ],
+    )

@@ -42,3 +42,30 @@ def test_it_renames_fields_and_models_in_the_state_without_sql():
 def test_it_refuses_what_the_database_would_have_to_see(operation):
     with pytest.raises(ValueError, match="NamesOnly"):
         NamesOnly([operation]).state_forwards("shop", state())
+
+
+@pytest.mark.django_db
+def test_drop_foreign_key_indexes_drops_only_the_index_and_makes_it_again_backwards():
+    from django.db import connection
+
+    from config.migration_operations import drop_foreign_key_indexes
+
+    field = migrations.AlterField("item", "owner", models.ForeignKey("shop.owner", models.CASCADE, db_index=False))
+    operation = drop_foreign_key_indexes([field], [("scratch_item", "owner_id", "scratch_item_owner_id_1a2b3c4d")])
+    assert operation.state_operations == [field]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE scratch_item (id integer PRIMARY KEY, owner_id integer)")
+        cursor.execute('CREATE INDEX "scratch_item_owner_id_1a2b3c4d" ON "scratch_item" ("owner_id")')
+
+        def indexes() -> list[str]:
+            return sorted(connection.introspection.get_constraints(cursor, "scratch_item"))
+
+        before = indexes()
+        (drop,) = operation.database_operations
+        cursor.execute(drop.sql)
+        assert "scratch_item_owner_id_1a2b3c4d" in before
+        assert "scratch_item_owner_id_1a2b3c4d" not in indexes()
+        cursor.execute(drop.sql)  # already gone: nothing happens
+        cursor.execute(drop.reverse_sql)
+        assert indexes() == before
+        cursor.execute("DROP TABLE scratch_item")

@@ -1,19 +1,13 @@
-"""Foreign keys whose column leads another index of their table (a unique
-constraint or a composite index) no longer have an index of their own:
-every look-up by that column reads the other index, and every write to the
-table updated one index more for nothing. On the letters, the hottest
-table, the UPDATE that records a letter sent cost its PostgreSQL session
-100 µs of CPU with the index on mailing_id alone, 83 µs without it (the
-claim is an UPDATE of the same rows, and each new letter an INSERT).
-tests/test_indexes.py keeps it so.
-
-Only the index is dropped (DROP INDEX IF EXISTS, whose name Django gave it:
-the same on PostgreSQL and SQLite). Django's own AlterField would also
-drop each foreign key constraint and add it again, which reads every row
-of the table to check it, writes blocked: minutes on a million letters."""
+"""Foreign keys of this app whose column leads another index of their
+table lose their own index (config.migration_operations.drop_foreign_key_indexes).
+On the letters, the UPDATE that records a letter sent cost its PostgreSQL
+session 100 µs of CPU with the index on mailing_id alone, 83 µs without it
+(the claim is an UPDATE of the same rows, and each new letter an INSERT)."""
 
 import django.db.models.deletion
 from django.db import migrations, models
+
+from config.migration_operations import drop_foreign_key_indexes
 
 
 # (table, column, the index Django made for the foreign key)
@@ -44,8 +38,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
+        drop_foreign_key_indexes(
+            [
                 migrations.AlterField(
                     model_name='bouncereport',
                     name='mailbox',
@@ -117,11 +111,6 @@ class Migration(migrations.Migration):
                     field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='usage_buckets', to='servers.smtpserver', verbose_name='sending server'),
                 ),
             ],
-            database_operations=[
-                migrations.RunSQL(
-                    f'DROP INDEX IF EXISTS "{index}"', reverse_sql=f'CREATE INDEX "{index}" ON "{table}" ("{column}")'
-                )
-                for table, column, index in INDEXES
-            ],
+            INDEXES,
         ),
     ]
