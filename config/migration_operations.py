@@ -1,5 +1,7 @@
 """Migration operations of our own."""
 
+from functools import partial
+
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
 
@@ -73,23 +75,53 @@ def _schema(field) -> tuple:
     return path, args, {key: value for key, value in kwargs.items() if key not in NAMES}
 
 
+# A DROP INDEX waits for every transaction using the table, and every query
+# after it waits for the DROP: on PostgreSQL it gives up after this long
+# (the migration fails and may be run again) rather than stop the sending.
+DROP_LOCK_TIMEOUT = "5s"
+
+
 def drop_foreign_key_indexes(
     fields: list[migrations.AlterField], indexes: list[tuple[str, str, str]]
 ) -> migrations.SeparateDatabaseAndState:
     """Foreign keys that lose the index Django made for them (db_index=False:
     their column leads another index of the table, which serves every
     look-up by it; tests/test_indexes.py): `fields` are their AlterFields,
-    applied to the state only, and `indexes` (table, column, index name)
-    what the database drops. Django's own AlterField would also drop each
+    applied to the state only; `indexes` are (table, column, index name).
+    In the database, every index of the column alone (looked up in the
+    catalogue, whatever its name) is dropped; backwards, the index is made
+    again under Django's name. Django's own AlterField would also drop each
     foreign key constraint and add it again, which reads every row of the
-    table to check it, writes blocked: minutes on a million letters. The
-    names are the ones Django gave, the same on PostgreSQL and SQLite."""
+    table to check it, writes blocked: minutes on a million letters."""
     return migrations.SeparateDatabaseAndState(
         state_operations=fields,
         database_operations=[
-            migrations.RunSQL(
-                f'DROP INDEX IF EXISTS "{index}"', reverse_sql=f'CREATE INDEX "{index}" ON "{table}" ("{column}")'
-            )
-            for table, column, index in indexes
+            migrations.RunPython(partial(_drop_indexes, indexes), partial(_make_indexes, indexes), elidable=False)
         ],
     )
+
+
+def _drop_indexes(indexes: list[tuple[str, str, str]], apps, schema_editor) -> None:
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+        for table, column, _ in indexes:
+            for name in _column_indexes(connection, cursor, table, column):
+                schema_editor.execute(f"DROP INDEX {schema_editor.quote_name(name)}")
+
+
+def _column_indexes(connection, cursor, table: str, column: str) -> list[str]:
+    """The plain indexes of `column` alone (not unique, not a key)."""
+    constraints = connection.introspection.get_constraints(cursor, table)
+    return [
+        name
+        for name, c in constraints.items()
+        if c["index"] and not c["unique"] and not c["primary_key"] and c["columns"] == [column]
+    ]
+
+
+def _make_indexes(indexes: list[tuple[str, str, str]], apps, schema_editor) -> None:
+    quote = schema_editor.quote_name
+    for table, column, index in indexes:
+        schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {quote(table)} ({quote(column)})")

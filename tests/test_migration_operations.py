@@ -44,28 +44,38 @@ def test_it_refuses_what_the_database_would_have_to_see(operation):
         NamesOnly([operation]).state_forwards("shop", state())
 
 
-@pytest.mark.django_db
-def test_drop_foreign_key_indexes_drops_only_the_index_and_makes_it_again_backwards():
+@pytest.mark.django_db(transaction=True)  # a schema editor of its own (SQLite's refuses inside a transaction)
+def test_drop_foreign_key_indexes_drops_the_columns_index_whatever_its_name_and_makes_it_again_backwards():
     from django.db import connection
 
-    from config.migration_operations import drop_foreign_key_indexes
+    from config.migration_operations import _column_indexes, drop_foreign_key_indexes
 
     field = migrations.AlterField("item", "owner", models.ForeignKey("shop.owner", models.CASCADE, db_index=False))
     operation = drop_foreign_key_indexes([field], [("scratch_item", "owner_id", "scratch_item_owner_id_1a2b3c4d")])
     assert operation.state_operations == [field]
+    (run,) = operation.database_operations
     with connection.cursor() as cursor:
-        cursor.execute("CREATE TABLE scratch_item (id integer PRIMARY KEY, owner_id integer)")
-        cursor.execute('CREATE INDEX "scratch_item_owner_id_1a2b3c4d" ON "scratch_item" ("owner_id")')
+        cursor.execute("CREATE TABLE scratch_item (id integer PRIMARY KEY, owner_id integer, n integer)")
+        # Not the name the migration knows; and indexes it must leave alone.
+        cursor.execute("CREATE INDEX scratch_other_name ON scratch_item (owner_id)")
+        cursor.execute("CREATE INDEX scratch_pair ON scratch_item (owner_id, n)")
+        cursor.execute("CREATE UNIQUE INDEX scratch_unique ON scratch_item (n)")
+    try:
 
-        def indexes() -> list[str]:
-            return sorted(connection.introspection.get_constraints(cursor, "scratch_item"))
+        def indexes() -> set[str]:
+            with connection.cursor() as cursor:
+                return set(connection.introspection.get_constraints(cursor, "scratch_item"))
 
         before = indexes()
-        (drop,) = operation.database_operations
-        cursor.execute(drop.sql)
-        assert "scratch_item_owner_id_1a2b3c4d" in before
-        assert "scratch_item_owner_id_1a2b3c4d" not in indexes()
-        cursor.execute(drop.sql)  # already gone: nothing happens
-        cursor.execute(drop.reverse_sql)
-        assert indexes() == before
-        cursor.execute("DROP TABLE scratch_item")
+        for _ in range(2):  # again: nothing left to drop
+            with connection.schema_editor() as editor:
+                run.database_forwards("shop", editor, ProjectState(), ProjectState())
+            assert indexes() == before - {"scratch_other_name"}
+        with connection.schema_editor() as editor:
+            run.database_backwards("shop", editor, ProjectState(), ProjectState())
+        assert indexes() == before - {"scratch_other_name"} | {"scratch_item_owner_id_1a2b3c4d"}
+        with connection.cursor() as cursor:
+            assert _column_indexes(connection, cursor, "scratch_item", "owner_id") == ["scratch_item_owner_id_1a2b3c4d"]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE scratch_item")

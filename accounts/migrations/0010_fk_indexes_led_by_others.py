@@ -8,7 +8,7 @@ from django.db import migrations, models
 from config.migration_operations import drop_foreign_key_indexes
 
 
-# (table, column, the index Django made for the foreign key)
+# (table, column, the name Django gave its index: for the way back)
 INDEXES = [
     ("accounts_apiidempotency", "tenant_id", "accounts_apiidempotency_tenant_id_59ec0c06"),
     ("accounts_membership", "user_id", "accounts_membership_user_id_487fb39e"),

@@ -10,7 +10,7 @@ from django.db import migrations, models
 from config.migration_operations import drop_foreign_key_indexes
 
 
-# (table, column, the index Django made for the foreign key)
+# (table, column, the name Django gave its index: for the way back)
 INDEXES = [
     ("mailing_bouncereport", "mailbox_id", "mailing_bouncereport_mailbox_id_8fbe3edb"),
     ("mailing_bouncereport", "tenant_id", "mailing_bouncereport_tenant_id_592491db"),

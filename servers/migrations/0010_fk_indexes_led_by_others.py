@@ -7,7 +7,7 @@ from django.db import migrations, models
 from config.migration_operations import drop_foreign_key_indexes
 
 
-# (table, column, the index Django made for the foreign key)
+# (table, column, the name Django gave its index: for the way back)
 INDEXES = [
     ("servers_connectiontest", "tenant_id", "servers_connectiontest_tenant_id_b2c1695e"),
     ("servers_platformquota", "server_id", "servers_platformquota_server_id_86c23bf9"),
