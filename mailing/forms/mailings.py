@@ -1,4 +1,5 @@
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import Case, Value, When
 from django.utils.translation import gettext_lazy as _
 
@@ -9,8 +10,26 @@ from servers.models import SmtpServer
 from ..mailings import available_servers
 from ..models import ContactList, Mailing, MailTemplate
 
+INTEGER_MAX = 2**63 - 1  # a database's largest integer (a bigint's, SQLite's)
 
-class ServerChoiceField(forms.ModelMultipleChoiceField):
+
+class ChoicesField(forms.ModelMultipleChoiceField):
+    """Choices by id, where an id beyond the database's integers is not one
+    of them: SQLite (development) raised OverflowError binding it in the
+    IN of the check, a 500 for a form field; PostgreSQL found no row. (One
+    choice is looked up with `=`, which Django answers with no row itself.)"""
+
+    def _check_values(self, value):
+        try:
+            return super()._check_values(value)
+        except OverflowError:
+            beyond = next((v for v in map(str, value) if v.isdigit() and int(v) > INTEGER_MAX), "")
+            raise ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice", params={"value": beyond}
+            ) from None
+
+
+class ServerChoiceField(ChoicesField):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.positions: dict[int, int] = {}  # a server's place in the default order, set by the form
@@ -22,9 +41,7 @@ class ServerChoiceField(forms.ModelMultipleChoiceField):
 
 
 class MailingForm(forms.ModelForm):
-    lists = forms.ModelMultipleChoiceField(
-        label=_("Lists"), queryset=ContactList.objects.none(), widget=forms.CheckboxSelectMultiple
-    )
+    lists = ChoicesField(label=_("Lists"), queryset=ContactList.objects.none(), widget=forms.CheckboxSelectMultiple)
     servers = ServerChoiceField(
         label=_("Servers"),
         queryset=None,

@@ -144,6 +144,20 @@ def test_another_tenants_template_or_list_cannot_be_chosen(alice, tenant_b):
     assert "template" in response.context["form"].errors
 
 
+
+@pytest.mark.parametrize("fields", [["template"], ["lists"], ["servers"], ["template", "lists", "servers"]])
+def test_an_id_beyond_the_databases_integers_is_an_error_next_to_its_field(alice, fields):
+    """SQLite (development) raised OverflowError binding it: a 500; PostgreSQL
+    found no row. Both say the choice is not one of the available ones."""
+    beyond = "9" * 20
+    response = alice.client.post(reverse("mailings:new"), {"name": "Kept"} | dict.fromkeys(fields, beyond))
+    assert response.status_code == 400  # the form again, with its errors
+    form = response.context["form"]
+    assert all(form.has_error(field, "invalid_choice") for field in fields)
+    assert form["name"].value() == "Kept"
+    assert not Mailing.objects.filter(name="Kept").exists()
+
+
 def test_letters_page_with_keyset_pagination_and_status_filter(setup, alice):
     services.mailing_start(mailing=setup)
     Letter.objects.filter(email="bob@x.test").update(status=Letter.Status.FAILED, last_reply="550 5.1.1 no such user")
