@@ -144,7 +144,6 @@ def test_another_tenants_template_or_list_cannot_be_chosen(alice, tenant_b):
     assert "template" in response.context["form"].errors
 
 
-
 @pytest.mark.parametrize("fields", [["template"], ["lists"], ["servers"], ["template", "lists", "servers"]])
 def test_an_id_beyond_the_databases_integers_is_an_error_next_to_its_field(alice, fields):
     """SQLite (development) raised OverflowError binding it: a 500; PostgreSQL
