@@ -107,11 +107,11 @@ def _drop_indexes(indexes: list[tuple[str, str, str]], apps, schema_editor) -> N
         if connection.vendor == "postgresql":
             cursor.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
         for table, column, _ in indexes:
-            for name in _column_indexes(connection, cursor, table, column):
+            for name in column_indexes(connection, cursor, table, column):
                 schema_editor.execute(f"DROP INDEX {schema_editor.quote_name(name)}")
 
 
-def _column_indexes(connection, cursor, table: str, column: str) -> list[str]:
+def column_indexes(connection, cursor, table: str, column: str) -> list[str]:
     """The plain indexes of `column` alone (not unique, not a key)."""
     constraints = connection.introspection.get_constraints(cursor, table)
     return [

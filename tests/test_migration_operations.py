@@ -48,7 +48,7 @@ def test_it_refuses_what_the_database_would_have_to_see(operation):
 def test_drop_foreign_key_indexes_drops_the_columns_index_whatever_its_name_and_makes_it_again_backwards():
     from django.db import connection
 
-    from config.migration_operations import _column_indexes, drop_foreign_key_indexes
+    from config.migration_operations import column_indexes, drop_foreign_key_indexes
 
     field = migrations.AlterField("item", "owner", models.ForeignKey("shop.owner", models.CASCADE, db_index=False))
     operation = drop_foreign_key_indexes([field], [("scratch_item", "owner_id", "scratch_item_owner_id_1a2b3c4d")])
@@ -75,7 +75,7 @@ def test_drop_foreign_key_indexes_drops_the_columns_index_whatever_its_name_and_
             run.database_backwards("shop", editor, ProjectState(), ProjectState())
         assert indexes() == before - {"scratch_other_name"} | {"scratch_item_owner_id_1a2b3c4d"}
         with connection.cursor() as cursor:
-            assert _column_indexes(connection, cursor, "scratch_item", "owner_id") == ["scratch_item_owner_id_1a2b3c4d"]
+            assert column_indexes(connection, cursor, "scratch_item", "owner_id") == ["scratch_item_owner_id_1a2b3c4d"]
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE scratch_item")
