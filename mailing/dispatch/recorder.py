@@ -146,10 +146,11 @@ def _commit(group: list[tuple[Recorder, Write]]) -> None:
     sent = [write for _, write in group if isinstance(write, Sent)]
     others = [write for _, write in group if not isinstance(write, Sent)]
     try:
-        if len(group) == len(sent) and settings.DISPATCH_DURABLE_RESULTS:
+        if len(group) == len(sent):
             # Letters sent, and nothing else: one statement, committed by
             # itself, no BEGIN and COMMIT round trips (a lone letter
-            # straight through libpq on PostgreSQL; a group over arrays).
+            # straight through libpq on PostgreSQL; a group over arrays),
+            # waiting for the disk or not (results.QUICK).
             # Any other write may be several (a refusal of the address fails
             # the letter and suppresses it): in a transaction, all of it or
             # nothing.

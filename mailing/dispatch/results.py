@@ -40,6 +40,15 @@ RECORD_SENT_TOGETHER = (
     "FROM unnest(%s::bigint[], %s::uuid[], %s::timestamptz[], %s::text[]) AS r(id, token, at, reply) "
     "WHERE l.id = r.id AND l.claim_token = r.token"
 )
+# With DISPATCH_DURABLE_RESULTS=0, a statement committed by itself does not
+# wait for the disk: set_config(..., true) is SET LOCAL for the statement's
+# own transaction, and PostgreSQL reads synchronous_commit as it commits it.
+# One round trip, where a transaction round a SET LOCAL took four and made
+# the quick mode slower than the durable one (759 against 872 letters/s,
+# 809 against 536 µs of the worker's CPU a letter).
+QUICK = "(SELECT set_config('synchronous_commit', 'off', true)) AS quick"
+RECORD_ONE_SENT_QUICK = RECORD_ONE_SENT.replace(" WHERE ", f" FROM {QUICK} WHERE ", 1)
+RECORD_SENT_TOGETHER_QUICK = RECORD_SENT_TOGETHER.replace(" WHERE ", f", {QUICK} WHERE ", 1)
 
 
 @dataclass(frozen=True)
@@ -67,9 +76,10 @@ class Sent:
             record_sent([self])
             return
         letter = self.letter
+        durable = settings.DISPATCH_DURABLE_RESULTS
         statements.execute_alone(
-            "postroute_record_sent",
-            RECORD_ONE_SENT,
+            "postroute_record_sent" if durable else "postroute_record_sent_quick",
+            RECORD_ONE_SENT if durable else RECORD_ONE_SENT_QUICK,
             [L.SENT, self.at.isoformat(), self.reply[:1000], str(letter.pk), str(letter.claim_token)],
         )
         metrics.letter_result("sent", server_id=letter.server_id, reply=self.reply)
@@ -85,7 +95,7 @@ def record_sent_together(rows: list[Sent]) -> None:
         return
     with statements.cursor() as cursor:
         cursor.execute(
-            RECORD_SENT_TOGETHER,
+            RECORD_SENT_TOGETHER if settings.DISPATCH_DURABLE_RESULTS else RECORD_SENT_TOGETHER_QUICK,
             [
                 L.SENT,
                 [row.letter.pk for row in rows],

@@ -322,3 +322,63 @@ def test_a_group_of_letters_sent_is_one_statement_committed_by_itself(settings, 
             None,
         )
     assert rows[stale.pk].status == "sending"
+
+
+def wal_syncs() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wal_sync FROM pg_stat_wal")
+        return cursor.fetchone()[0]
+
+
+def end_session() -> None:
+    """Close this thread's session and wait until its backend is gone: its
+    statistics (pg_stat_wal) are written as it ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    connection.close()
+    for _ in range(200):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+            if not cursor.fetchone()[0]:
+                return
+        threading.Event().wait(0.05)
+    raise AssertionError("the session did not end")
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_letters_sent_by_themselves_wait_for_the_disk_unless_asked_not_to(settings, tenant_a, durable):
+    """Letters sent, committed alone or as a group without a transaction:
+    durable, each commit is flushed to disk (a WAL sync each); with
+    DISPATCH_DURABLE_RESULTS=0 none waits for it (only PostgreSQL's WAL
+    writer syncs, a few times a second), still one statement each, and the
+    session's own setting is left as it was."""
+    require_postgresql()
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from mailing.dispatch import recorder
+    from mailing.dispatch.results import Sent
+    from mailing.models import Letter
+
+    settings.DISPATCH_DURABLE_RESULTS = durable
+    letters = claimed_letters(tenant_a, 30)
+    at = timezone.now()
+    end_session()
+    before = wal_syncs()
+    owner = Recorder(threaded=False)
+    for letter in letters[:20]:
+        recorder._commit([(owner, Sent(letter, at=at))])  # alone: straight through libpq
+    with CaptureQueriesContext(connection) as queries:
+        recorder._commit([(owner, Sent(letter, at=at)) for letter in letters[20:]])  # a group: over arrays
+    assert len(queries.captured_queries) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+    end_session()
+    syncs = wal_syncs() - before
+    assert set(Letter.objects.values_list("status", flat=True)) == {"sent"}
+    if durable:
+        assert syncs >= 21, syncs
+    else:
+        assert syncs < 10, syncs
