@@ -278,6 +278,9 @@ class Batch:
     content_strikes: int = 0
     accepted: int = 0
     refused_in_a_row: int = 0  # on this connection, since its last accepted letter
+    # The next letter's bytes (or why they could not be made), made while
+    # the server took the one before (_make_ahead).
+    ahead: tuple[Letter, bytes | Exception] | None = None
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -357,8 +360,9 @@ class Batch:
                 return
             self.outcome.tried += 1
             progress = Progress(accept_before=minute_end)
+            following = self.letters[index + 1] if index + 1 < len(self.letters) else None
             try:
-                go_on = self._send_one(self.client, letter, progress)
+                go_on = self._send_one(self.client, letter, progress, following)
             finally:
                 self.outcome.handed += progress.handed
             if not go_on or not self._still_connected():
@@ -379,10 +383,14 @@ class Batch:
         rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.now)
         return False
 
-    def _send_one(self, client: PinnedSMTPClient, letter: Letter, progress: Progress) -> bool:
-        """Send and record one letter; False when this batch must stop."""
+    def _send_one(
+        self, client: PinnedSMTPClient, letter: Letter, progress: Progress, following: Letter | None = None
+    ) -> bool:
+        """Send and record one letter; False when this batch must stop.
+        `following`, the batch's next letter, is made while the server
+        takes this one."""
         try:
-            data = self.builder.wire(letter)
+            data = self._wire(letter)
             commands = envelope(client, envelope_sender(self.route, letter.public_id), letter.email)
         except UnsendableAddress as exc:
             self._record(letter, partial(fail, letter, str(exc)))
@@ -398,7 +406,8 @@ class Batch:
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         started = time.monotonic()
         try:
-            reply = exchange(client, commands, data, self.recorder, progress)
+            meanwhile = None if following is None else partial(self._make_ahead, following)
+            reply = exchange(client, commands, data, self.recorder, progress, meanwhile=meanwhile)
         except Refusal as exc:
             return self._refused(letter, judge(exc.code, exc.reply, exc.stage), exc.stage)
         except (RecordingFailed, SoftTimeLimitExceeded):
@@ -419,6 +428,27 @@ class Batch:
         self._record(letter, Sent(letter, at=self.clock(), reply=reply))
         self._accepted()
         return True
+
+    def _wire(self, letter: Letter) -> bytes:
+        """The letter's bytes: made ahead, or now. A letter that could not
+        be made ahead raises its error now, in its own turn."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is None or ahead[0] is not letter:
+            return self.builder.wire(letter)
+        if isinstance(made := ahead[1], Exception):
+            raise made
+        return made
+
+    def _make_ahead(self, letter: Letter) -> None:
+        """Make `letter` while the server takes the one before it (its reply
+        to the final dot is on the way): the making leaves the chain of
+        waits each letter goes through, where it took 70 µs of 1.1 ms. It
+        needs no database and sends nothing: a letter the batch does not
+        reach after all only cost its making."""
+        try:
+            self.ahead = (letter, self.builder.wire(letter))
+        except Exception as exc:  # the letter's own turn reports it
+            self.ahead = (letter, exc)
 
     def _lost(self, letter: Letter, progress: Progress, exc: BaseException) -> None:
         reason = f"{CONNECTION_LOST}{exc or 'no reason'}"

@@ -1,8 +1,10 @@
 """One letter's SMTP exchange: MAIL, RCPT, DATA, the body and the final
-dot, as smtplib.sendmail does, with three differences:
+dot, as smtplib.sendmail does, with four differences:
 
 - the previous letter's result must be committed before this one is
   accepted (the commit overlaps this letter's round trips);
+- while the server takes the letter (after the final dot), the batch makes
+  its next one (`meanwhile`);
 - a server that offers PIPELINING (RFC 2920; the big providers do) gets
   MAIL, RCPT and DATA in one write: one round trip instead of three;
 - addresses go as IDNA, and a non-ASCII local part with SMTPUTF8 when the
@@ -10,6 +12,7 @@ dot, as smtplib.sendmail does, with three differences:
 
 import smtplib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.utils.translation import gettext_lazy as _
@@ -68,8 +71,18 @@ def envelope(client: smtplib.SMTP, sender: str, recipient: str) -> list[bytes]:
     ]
 
 
-def exchange(client: smtplib.SMTP, commands: list[bytes], data: bytes, recorder: Recorder, progress: Progress) -> str:
-    """Send one letter; the server's final reply, or Refusal."""
+def exchange(
+    client: smtplib.SMTP,
+    commands: list[bytes],
+    data: bytes,
+    recorder: Recorder,
+    progress: Progress,
+    *,
+    meanwhile: Callable[[], None] | None = None,
+) -> str:
+    """Send one letter; the server's final reply, or Refusal. `meanwhile`
+    runs once the final dot has gone, while the server takes the letter
+    (it must not raise)."""
     pipelined = client.does_esmtp and client.has_extn("pipelining")
     if pipelined:
         client.send(b"".join(c + b"\r\n" for c in commands))
@@ -96,7 +109,7 @@ def exchange(client: smtplib.SMTP, commands: list[bytes], data: bytes, recorder:
         # write.
         progress.stage = Stage.DOT
         client.send(body + b".\r\n")
-        return _accepted(client)
+        return _accepted(client, meanwhile)
     client.send(body)
     try:
         recorder.wait_for_previous()
@@ -108,7 +121,7 @@ def exchange(client: smtplib.SMTP, commands: list[bytes], data: bytes, recorder:
         raise MinuteOver
     progress.stage = Stage.DOT
     client.send(b".\r\n")
-    return _accepted(client)
+    return _accepted(client, meanwhile)
 
 
 def stuffed(data: bytes) -> bytes:
@@ -120,8 +133,10 @@ def stuffed(data: bytes) -> bytes:
     return b"." + data if data[:1] == b"." else data
 
 
-def _accepted(client: smtplib.SMTP) -> str:
+def _accepted(client: smtplib.SMTP, meanwhile: Callable[[], None] | None = None) -> str:
     """The server's reply to the final dot: the letter's, kept as text."""
+    if meanwhile is not None:
+        meanwhile()
     code, raw = client.getreply()
     _expect(client, (code, raw), (250,), Stage.DOT)
     return text(code, raw)

@@ -8,6 +8,7 @@ described, on PostgreSQL where locks matter."""
 
 import asyncio
 import re
+import threading
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -133,12 +134,62 @@ def test_a_letter_the_builder_refuses_fails_alone_and_the_batch_goes_on(tenant_a
     assert used(server, tenant_a) == 2
 
 
+class HoldsTheFirstReply(SinkHandler):
+    """Holds its reply to the first letter's final dot until `released`
+    (at most 5 s), and notes whether it was released in time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+        self.in_time: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        if not self.in_time:
+            loop = asyncio.get_running_loop()
+            self.in_time.append(await loop.run_in_executor(None, self.released.wait, 5))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_the_next_letter_is_made_while_the_server_takes_one_and_a_refused_one_fails_in_its_turn(tenant_a, monkeypatch):
+    """The builder makes a letter while the server still holds its reply
+    to the final dot of the one before (the making leaves the chain of
+    waits); a letter it refuses then still fails in its own turn, with its
+    error, and the batch goes on; every letter goes as the builder makes it."""
+    handler = HoldsTheFirstReply()
+    real = batch_module.Builder.wire
+    made: list[str] = []
+
+    def wire(builder, letter):
+        made.append(letter.email)
+        if letter.email.startswith("b"):
+            handler.released.set()
+        return real(builder, letter)
+
+    monkeypatch.setattr(batch_module.Builder, "wire", wire)
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test", "c@x.test", "d@x.test"])
+        Letter.objects.filter(mailing=mailing, email="c@x.test").update(email="c\x0b@x.test")
+        assert settle(mailing) == "done"
+    assert handler.in_time == [True]  # b was made before the server answered a's final dot
+    assert made == ["a@x.test", "b@x.test", "c\x0b@x.test", "d@x.test"]  # each made once
+    broken = Letter.objects.get(mailing=mailing, email="c\x0b@x.test")
+    assert broken.status == L.FAILED and "could not be built" in broken.last_reply
+    letters = {letter.email: letter for letter in Letter.objects.filter(mailing=mailing)}
+    assert [received.rcpt_tos for received in handler.received] == [["a@x.test"], ["b@x.test"], ["d@x.test"]]
+    for received in handler.received:
+        letter = letters[received.rcpt_tos[0]]
+        assert letter.status == L.SENT
+        assert f"X-Postroute-Letter: {letter.public_id}".encode() in received.data
+    assert used(server, tenant_a) == 3
+
+
 def test_an_unexpected_error_after_data_keeps_the_count_and_leaves_nothing_sending(tenant_a, monkeypatch):
     real = batch_module.exchange
 
-    def exploding(client, commands, data, recorder, progress):
+    def exploding(client, commands, data, recorder, progress, **options):
         culprit = b"b@x.test" in commands[1]
-        reply = real(client, commands, data, recorder, progress)
+        reply = real(client, commands, data, recorder, progress, **options)
         if culprit:
             raise RuntimeError("a bug after the 250")
         return reply
