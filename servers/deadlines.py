@@ -27,6 +27,8 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -98,6 +100,18 @@ class Deadline:
             return
         self._budget = seconds
         self._deadline = time.monotonic() + seconds
+
+    @contextmanager
+    def not_counting(self) -> Iterator[None]:
+        """What runs inside is our own work, not the server's: the deadline
+        moves on by the time it took (a reply that came meanwhile is still
+        read, however long our work took)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            if self._deadline is not None:
+                self._deadline += time.monotonic() - started
 
     def clear_deadline(self) -> None:
         self.deadline_in(None)

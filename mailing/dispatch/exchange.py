@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext_lazy as _
 
+from servers.connections import PinnedSMTPClient
 from servers.errors import server_words
 
 from ..addresses import UnsendableAddress, wire_address
@@ -72,7 +73,7 @@ def envelope(client: smtplib.SMTP, sender: str, recipient: str) -> list[bytes]:
 
 
 def exchange(
-    client: smtplib.SMTP,
+    client: PinnedSMTPClient,
     commands: list[bytes],
     data: bytes,
     recorder: Recorder,
@@ -133,10 +134,11 @@ def stuffed(data: bytes) -> bytes:
     return b"." + data if data[:1] == b"." else data
 
 
-def _accepted(client: smtplib.SMTP, meanwhile: Callable[[], None] | None = None) -> str:
+def _accepted(client: PinnedSMTPClient, meanwhile: Callable[[], None] | None = None) -> str:
     """The server's reply to the final dot: the letter's, kept as text."""
     if meanwhile is not None:
-        meanwhile()
+        with client.not_counting():  # the server's time is for its reply, not for our making
+            meanwhile()
     code, raw = client.getreply()
     _expect(client, (code, raw), (250,), Stage.DOT)
     return text(code, raw)

@@ -9,6 +9,7 @@ described, on PostgreSQL where locks matter."""
 import asyncio
 import re
 import threading
+import time
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -182,6 +183,31 @@ def test_the_next_letter_is_made_while_the_server_takes_one_and_a_refused_one_fa
         assert letter.status == L.SENT
         assert f"X-Postroute-Letter: {letter.public_id}".encode() in received.data
     assert used(server, tenant_a) == 3
+
+
+def test_making_the_next_letter_does_not_use_up_the_time_the_server_has_to_answer(tenant_a, monkeypatch, settings):
+    """The next letter is made after the final dot, before the reply is
+    read: however long that takes us, the server's 250 already in is read,
+    not taken for a server that did not answer in time (which would defer
+    a letter the server took and send it again). Found by an outside
+    review."""
+    settings.DISPATCH_SMTP_TIMEOUT = 0.5
+    real = batch_module.Builder.wire
+
+    def slow(builder, letter):
+        if letter.email == "b@x.test":
+            time.sleep(0.8)  # a big letter on a loaded box
+        return real(builder, letter)
+
+    monkeypatch.setattr(batch_module.Builder, "wire", slow)
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10)
+        mailing = start(tenant_a, [server], ["a@x.test", "b@x.test"])
+        assert settle(mailing) == "done"
+    assert statuses(mailing) == {"a@x.test": L.SENT, "b@x.test": L.SENT}
+    assert [received.rcpt_tos for received in handler.received] == [["a@x.test"], ["b@x.test"]]
+    server.refresh_from_db()
+    assert server.health != Health.FAILING
 
 
 def test_an_unexpected_error_after_data_keeps_the_count_and_leaves_nothing_sending(tenant_a, monkeypatch):
