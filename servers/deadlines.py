@@ -86,6 +86,9 @@ class Deadline:
 
     _deadline: float | None = None
     _budget: float = 0.0
+    # Our own work (not_counting) since the deadline was last set: the
+    # rest of the time since then was the server's.
+    own_seconds: float = 0.0
     _heard = 0  # bytes received since we last sent something
     _reader: LineReader | None = None
     _read_timeout: float | None = None
@@ -95,6 +98,7 @@ class Deadline:
         """Everything from now on (connect, TLS, every command and reply,
         every send) must be done within `seconds`, or DeadlineExceeded is
         raised; None: each read only waits the per-read timeout again."""
+        self.own_seconds = 0.0
         if seconds is None:
             self._deadline = None
             return
@@ -110,8 +114,10 @@ class Deadline:
         try:
             yield
         finally:
+            ours = time.monotonic() - started
+            self.own_seconds += ours
             if self._deadline is not None:
-                self._deadline += time.monotonic() - started
+                self._deadline += ours
 
     def clear_deadline(self) -> None:
         self.deadline_in(None)
