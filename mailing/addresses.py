@@ -3,6 +3,7 @@ every server accepts `ivan@xn--e1afmkfd.xn--p1ai`. A local part that is not
 ASCII (`josé@…`) needs SMTPUTF8 (RFC 6531), which only some servers offer;
 without it that one letter cannot be sent through that server."""
 
+from contextlib import suppress
 from dataclasses import dataclass
 
 import idna
@@ -43,3 +44,16 @@ def ascii_domain(address: str) -> str:
         return wire_address(address).text
     except UnsendableAddress:
         return address
+
+
+def address_forms(address: str) -> set[str]:
+    """The ways a report may write an address we sent to: as given, with
+    its domain in IDNA (as it went out) and in Unicode (as it was imported),
+    so that either finds the letter stored with the other. A domain that is
+    not a valid international name has only the forms it can take."""
+    forms = {address, ascii_domain(address)}
+    local, at, domain = address.rpartition("@")
+    if at:
+        with suppress(idna.IDNAError):
+            forms.add(f"{local}@{idna.decode(domain, uts46=True)}")
+    return forms

@@ -12,6 +12,9 @@ on."""
 import uuid
 from datetime import datetime, timedelta
 
+from django.db.models import Q
+
+from ..addresses import address_forms
 from ..models import BounceReport, Letter
 from . import parser, tokens
 
@@ -43,16 +46,16 @@ def _letter_by_ids(tenant_id: int, ids: list[str], recipients: list[str]) -> Let
     if not valid:
         return None
     letters = list(Letter.objects.filter(tenant_id=tenant_id, public_id__in=valid).select_related("mailing"))
-    # Several originals quoted: prefer the one whose address failed.
-    wanted = {r.lower() for r in recipients}
+    # Several originals quoted: prefer the one whose address failed, in whichever form the report names it.
+    wanted = {form.lower() for r in recipients for form in address_forms(r)}
     return next((x for x in letters if x.email.lower() in wanted), letters[0] if letters else None)
 
 
 def _letter_by_recipient(tenant_id: int, recipient: str, received_at: datetime) -> Letter | None:
     return (
         Letter.objects.filter(
+            _any_form(recipient),
             tenant_id=tenant_id,
-            email__iexact=recipient,
             sent_at__gte=received_at - MATCH_WINDOW,
             sent_at__lte=received_at + CLOCK_SKEW,
         )
@@ -60,6 +63,16 @@ def _letter_by_recipient(tenant_id: int, recipient: str, received_at: datetime) 
         .order_by("-sent_at", "-pk")
         .first()
     )
+
+
+def _any_form(recipient: str) -> Q:
+    """The recipient in any case, its domain in IDNA or in Unicode: the
+    letter keeps the address as imported, the report names it as it went
+    out (jane@xn--e1afmkfd.xn--p1ai for jane@пример.рф) or the reverse."""
+    query = Q()
+    for form in address_forms(recipient):
+        query |= Q(email__iexact=form)
+    return query
 
 
 def _is_uuid(value: str) -> bool:

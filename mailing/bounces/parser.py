@@ -2,9 +2,10 @@
 (for which recipient, why, and what the provider means by it), an
 auto-reply, or something a human wrote that we must leave alone?
 
-1. A report is found by its RFC 3464 delivery-status part, by flufl.bounce
-   (which knows the non-standard formats: Exim, qmail, Exchange...), or by
-   a mail daemon's sender and subject.
+1. A report is found by its RFC 3464 delivery-status part (or RFC 6533's
+   global one, for a letter sent with SMTPUTF8), by flufl.bounce (which
+   knows the non-standard formats: Exim, qmail, Exchange...), or by a mail
+   daemon's sender and subject.
 2. The recipient comes from the delivery-status part, else flufl.bounce,
    else the report's own text (the lines where Exchange, Yahoo, qmail, Exim
    and Sendmail name it), never an address of ours or a help address.
@@ -14,8 +15,9 @@ auto-reply, or something a human wrote that we must leave alone?
    stays the reply code 450.
 4. The kind is what the provider means (RFC 3463): an unknown address or
    domain is hard; a full mailbox (X.2.2) or a delay is soft; a refusal of
-   the message or of our server (policy, spam, content, size) is *refused*:
-   the letter failed, but nothing says the address is bad.
+   the message, of our sender address or of our server (policy, spam,
+   content, size) is *refused*: the letter failed, but nothing says the
+   address is bad.
 5. What ties it to a letter: the X-Postroute-Letter header and the
    Message-ID of the returned original, and the envelope token in the
    address the report was sent to (mailing.bounces.tokens).
@@ -30,7 +32,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 HARD, SOFT, REFUSED, AUTO_REPLY, UNKNOWN = "hard", "soft", "refused", "auto_reply", "unknown"
+# RFC 3464's report and its RFC 6533 twin for mail sent with SMTPUTF8.
+DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
+# Attached originals (and their headers), whose text is not the report's.
+ORIGINAL_TYPES = ("message/rfc822", "message/global")
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Inline copies of the original are sometimes indented or quoted.
@@ -128,6 +134,12 @@ POLICY_WORDS = re.compile(
     r"spam|blocked|block list|blacklist|blocklist|listed|policy|content|virus|malware|phishing|reputation"
     r"|rejected as|not authori[sz]ed|access denied|too (big|large)|size limit|message size",
     re.IGNORECASE,
+)
+# Words of a reply that refuse our own sender address (Postfix, Exim's
+# sender verify), whatever else they say of an address: "Domain not found"
+# and "Unrouteable address" after them are about ours, not the recipient's.
+SENDER_REFUSED_WORDS = re.compile(
+    r"sender address rejected|sender verif(?:y|ication) failed|verification failed for <", re.IGNORECASE
 )
 DELAY_WORDS = re.compile(
     r"will be retried|will retry|not yet been delivered|delivery attempts will continue|still trying"
@@ -217,7 +229,7 @@ def _parse(message: Message) -> ParsedReport:
 def _report(
     message: Message, envelope: dict, dsns: list[_Dsn], temporary: set[str], permanent: set[str]
 ) -> ParsedReport:
-    failed = [d for d in dsns if d.action.startswith(("fail", "error", "delayed"))] or dsns
+    failed, delayed = _reported_blocks(dsns)
     text = _body_text(message)
     original = _original_headers(message)
     ours = _our_addresses(message, original)
@@ -225,7 +237,6 @@ def _report(
     recipients = recipients or _not_ours([*sorted(permanent), *sorted(temporary)], ours)
     recipients = recipients or _text_recipients(text, ours)
     status, diagnostic = _status_and_diagnostic(failed, text, recipients)
-    delayed = any(d.action.startswith("delayed") for d in failed)
     quoted = f"{original}\n{text}"
     return ParsedReport(
         kind=judge(status, diagnostic or text, delayed=delayed, permanent=bool(permanent), temporary=bool(temporary)),
@@ -238,6 +249,16 @@ def _report(
         envelope_tokens=_tokens(message, quoted),
         **envelope,
     )
+
+
+def _reported_blocks(dsns: list[_Dsn]) -> tuple[list[_Dsn], bool]:
+    """The blocks the report is about, and whether they are only delays:
+    the failed recipients when there are any (a delay for another recipient
+    of the same report does not soften their failure), else the delayed
+    ones, else every block."""
+    failed = [d for d in dsns if d.action.startswith(("fail", "error"))]
+    delayed = [d for d in dsns if d.action.startswith("delayed")]
+    return failed or delayed or dsns, not failed and bool(delayed)
 
 
 # ---------- what the provider means ----------
@@ -262,16 +283,17 @@ def _mailbox_full(status: str, words: str) -> bool:
     if status[1:] == ".2.2":
         return True
     # The sender's own sending quota is not the recipient's full mailbox.
-    vague = not ENHANCED_STATUS_RE.fullmatch(status) or status[1:] == ".0.0"
+    # X.2.0 is RFC 3463's "other or undefined mailbox status": as vague as X.0.0.
+    vague = not ENHANCED_STATUS_RE.fullmatch(status) or status[1:] in (".0.0", ".2.0")
     return vague and bool(FULL_WORDS.search(words)) and "sending" not in words.lower()
 
 
 def _permanent(status: str, words: str) -> str:
+    subject = status[2:] if ENHANCED_STATUS_RE.fullmatch(status) else ""
+    if subject in ("1.7", "1.8") or SENDER_REFUSED_WORDS.search(words):
+        return REFUSED  # our own sender address was refused: the recipient is not to blame
     if UNKNOWN_WORDS.search(words):
         return HARD  # whatever the status says (Yandex: "550 5.7.1 No such user!")
-    subject = status[2:] if ENHANCED_STATUS_RE.fullmatch(status) else ""
-    if subject in ("1.7", "1.8"):
-        return REFUSED  # our own sender address was refused
     if subject.startswith("1.") or subject in ("2.0", "2.1", "4.1", "4.4"):
         return HARD  # the address, the mailbox or the domain
     if subject and subject != "0.0":
@@ -286,7 +308,8 @@ def _permanent(status: str, words: str) -> str:
 
 def _looks_like_report(message: Message) -> bool:
     if message.get_content_type() == "multipart/report":
-        return message.get_param("report-type", "delivery-status").lower() == "delivery-status"
+        report_type = message.get_param("report-type", "delivery-status").lower()
+        return report_type in ("delivery-status", "global-delivery-status")
     if message.get("X-Failed-Recipients") or message.get("X-MS-Exchange-Message-Is-Ndr") is not None:
         return True
     sender = _decoded(message.get("From", "")).lower()
@@ -308,7 +331,8 @@ def _is_auto_reply(message: Message) -> bool:
         (bool(auto_submitted) and auto_submitted != "no")
         or precedence == "auto_reply"
         or any(message.get(h) for h in AUTO_REPLY_HEADERS)
-        or message.get_content_type() == "multipart/report"  # a read receipt (disposition-notification)
+        # A read receipt: (global-)disposition-notification; delivery reports were taken before.
+        or message.get_content_type() == "multipart/report"
         or bool(AUTO_REPLY_SUBJECTS.search(_decoded(message.get("Subject", ""))))
     )
 
@@ -322,21 +346,37 @@ def _failures(message: Message) -> tuple[set[str], set[str]]:
 
 
 def _dsn_blocks(message: Message) -> list[_Dsn]:
-    blocks = []
-    for part in message.walk():
-        if part.get_content_type() != "message/delivery-status" or not part.is_multipart():
-            continue
-        for block in part.get_payload()[1:]:  # the first block is per-message
-            blocks.append(_dsn(block))
+    parts = [part for part in message.walk() if part.get_content_type() in DSN_TYPES]
+    blocks = [_dsn(block) for part in parts for block in _recipient_blocks(part)]
     return [b for b in blocks if b.recipient or b.status]
 
 
+def _recipient_blocks(part: Message) -> list[Message]:
+    """The per-recipient blocks of a delivery-status part. The email
+    package splits message/delivery-status into its blocks, the first
+    per-message; it reads message/global-delivery-status as one message
+    whose headers are the per-message block and whose body holds the rest
+    (its UTF-8 bytes only come back whole with decode=True)."""
+    if part.is_multipart() and part.get_content_type() == "message/delivery-status":
+        return part.get_payload()[1:]
+    if part.is_multipart():
+        return _blocks(_bytes_text(part.get_payload(0).get_payload(decode=True), "utf-8"))
+    return _blocks(_bytes_text(part.get_payload(decode=True), "utf-8"))[1:]
+
+
+def _blocks(text: str) -> list[Message]:
+    """Header blocks separated by blank lines, each as a message."""
+    chunks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n"))
+    return [email.message_from_string(chunk.strip("\n")) for chunk in chunks if chunk.strip()]
+
+
 def _dsn(block: Message) -> _Dsn:
-    recipient = _address_field(block.get("Final-Recipient", "")) or _address_field(block.get("Original-Recipient", ""))
-    status = ENHANCED_STATUS_RE.search(block.get("Status", ""))
+    recipient = _address_field(_header_text(block.get("Final-Recipient")))
+    recipient = recipient or _address_field(_header_text(block.get("Original-Recipient")))
+    status = ENHANCED_STATUS_RE.search(_header_text(block.get("Status")))
     return _Dsn(
         recipient=recipient,
-        action=block.get("Action", "").strip().lower(),
+        action=_header_text(block.get("Action")).strip().lower(),
         status=status.group(0) if status else "",
         diagnostic=_diagnostic_code(block.get("Diagnostic-Code", "")),
     )
@@ -460,7 +500,7 @@ def _our_addresses(message: Message, original: str) -> set[str]:
     headers = email.message_from_string(original) if original else None
     if headers is not None:
         values += [v for name in ("From", "Sender", "Reply-To", "Return-Path") for v in headers.get_all(name, [])]
-    return {address.lower() for _name, address in getaddresses([str(v) for v in values]) if "@" in address}
+    return {address.lower() for _name, address in getaddresses([_header_text(v) for v in values]) if "@" in address}
 
 
 def _tokens(message: Message, quoted: str) -> list[str]:
@@ -477,13 +517,14 @@ def _tokens(message: Message, quoted: str) -> list[str]:
 
 def _original_headers(message: Message) -> str:
     """The headers of the returned letter, as text: from message/rfc822 or
-    text/rfc822-headers parts. Inline copies are in the body text instead."""
+    text/rfc822-headers parts, or their RFC 6533 twins message/global and
+    message/global-headers. Inline copies are in the body text instead."""
     chunks = []
     for part in message.walk():
         content_type = part.get_content_type()
-        if content_type == "message/rfc822" and part.is_multipart():
+        if content_type in (*ORIGINAL_TYPES, "message/global-headers") and part.is_multipart():
             original = part.get_payload(0)
-            chunks.append("\n".join(f"{k}: {v}" for k, v in original.items()))
+            chunks.append("\n".join(f"{k}: {_header_text(v)}" for k, v in original.items()))
         elif content_type == "text/rfc822-headers":
             chunks.append(_part_text(part))
     return "\n".join(chunks)
@@ -515,7 +556,8 @@ def _own_parts(message: Message) -> Iterator[Message]:
         yield message
         return
     for part in message.get_payload():
-        if part.get_content_type() == "message/rfc822":
+        # A global DSN's blocks are one message's body here: not the report's text either.
+        if part.get_content_type() in (*ORIGINAL_TYPES, "message/global-delivery-status"):
             continue
         yield from _own_parts(part)
 
@@ -524,20 +566,24 @@ def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return str(part.get_payload() or "").replace("\r\n", "\n")
-    charset = part.get_content_charset() or "utf-8"
+    return _bytes_text(payload, part.get_content_charset()).replace("\r\n", "\n")
+
+
+def _bytes_text(data: bytes, charset: str | None) -> str:
+    """Bytes in the charset they name; UTF-8 when they name none, or one
+    Python does not know (the email package's "unknown-8bit" for raw bytes)."""
     try:
-        text = payload.decode(charset, errors="replace")
+        return data.decode(charset or "utf-8", errors="replace")
     except LookupError:
-        text = payload.decode("utf-8", errors="replace")
-    return text.replace("\r\n", "\n")
+        return data.decode("utf-8", errors="replace")
 
 
 def _envelope(message: Message) -> dict:
     return {
-        "message_id": (message.get("Message-ID") or "").strip()[:255],
+        "message_id": _header_text(message.get("Message-ID")).strip()[:255],
         "sender": _decoded(message.get("From", ""))[:300],
         "subject": _decoded(message.get("Subject", ""))[:300],
-        "received_at": _date(message.get("Date")),
+        "received_at": _date(_header_text(message.get("Date"))),
         "headers_excerpt": _headers_excerpt(message),
     }
 
@@ -558,12 +604,23 @@ def _date(value: str | None) -> datetime | None:
 
 
 def _decoded(value: object) -> str:
+    text = _header_text(value)
+    try:
+        return " ".join(str(make_header(decode_header(text))).split())
+    except (UnicodeError, LookupError, ValueError):
+        return " ".join(text.split())
+
+
+def _header_text(value: object) -> str:
+    """A header value as text. A value with raw 8-bit bytes (UTF-8 in a
+    global DSN, or from a careless mailer) comes back from the email
+    package as a Header, whose str() loses those bytes."""
     if value is None:
         return ""
-    try:
-        return " ".join(str(make_header(decode_header(str(value)))).split())
-    except (UnicodeError, LookupError, ValueError):
-        return " ".join(str(value).split())
+    if not isinstance(value, Header):
+        return str(value)
+    chunks = decode_header(value)
+    return "".join(c if isinstance(c, str) else _bytes_text(c, charset) for c, charset in chunks)
 
 
 def _text(value: bytes | str) -> str:

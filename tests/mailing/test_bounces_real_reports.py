@@ -1,0 +1,400 @@
+"""Delivery reports as real mail systems send them, against the README's
+"## Bounces" promises: an SMTPUTF8 (RFC 6533) report, 8-bit fields, a
+refusal of our own sender, a vague mailbox status, a report that mixes a
+failure and a delay, and a report that names the IDNA form of an address."""
+
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from mailing.bounces import parser, services, tokens
+from mailing.models import BounceReport, Letter, Suppression
+from servers.models import BounceMailbox
+from tests.mailing.bounce_helpers import SENDER, sent_letters
+
+K = BounceReport.Kind
+M = BounceReport.MatchedBy
+BOUNCES = "bounces@acme.test"
+
+
+def crlf(text: str) -> bytes:
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+
+
+def original(letter_id: str, recipient: str) -> str:
+    return (
+        f"Return-Path: <{SENDER}>\n"
+        f"From: Acme <{SENDER}>\n"
+        f"To: {recipient}\n"
+        "Subject: Hello there\n"
+        f"Message-ID: <{letter_id}@acme.test>\n"
+        f"X-Postroute-Letter: {letter_id}\n"
+    )
+
+
+def record(tenant, raw: bytes) -> BounceReport:
+    mailbox = BounceMailbox.objects.create(tenant=tenant, host="imap.acme.test", login=BOUNCES, email=BOUNCES)
+    report = services.report_record(mailbox=mailbox, source_key=f"k-{uuid.uuid4()}", parsed=parser.parse(raw))
+    assert report is not None
+    return report
+
+
+# ---------- 1. Postfix's SMTPUTF8 bounce (RFC 6533 global DSN) ----------
+
+
+def postfix_global_dsn(letter_id: str, recipient: str, to: str) -> bytes:
+    """What Postfix 3.x sends back for a letter that went out with SMTPUTF8
+    (Postroute does so for a non-ASCII local part): report-type
+    global-delivery-status, message/global-delivery-status,
+    message/global-headers, all 8bit UTF-8."""
+    return crlf(
+        f"""Return-Path: <>
+Delivered-To: {to}
+From: MAILER-DAEMON@mail.acme.test (Mail Delivery System)
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Date: Mon, 1 Jan 2024 10:00:00 +0300
+Message-Id: <20240101070000.4XyZ@mail.acme.test>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=global-delivery-status;
+	boundary="4XyZ.1704092400/mail.acme.test"
+Content-Transfer-Encoding: 8bit
+
+This is a MIME-encapsulated message.
+
+--4XyZ.1704092400/mail.acme.test
+Content-Description: Notification
+Content-Type: text/plain; charset=utf-8
+Content-Transfer-Encoding: 8bit
+
+This is the mail system at host mail.acme.test.
+
+I'm sorry to have to inform you that your message could not
+be delivered to one or more recipients. It's attached below.
+
+                   The mail system
+
+<{recipient}>: host mx.xn--e1afmkfd.xn--p1ai[203.0.113.5] said: 550 5.1.1
+    <{recipient}>: Recipient address rejected: User unknown in local
+    recipient table (in reply to RCPT TO command)
+
+--4XyZ.1704092400/mail.acme.test
+Content-Description: Delivery report
+Content-Type: message/global-delivery-status
+Content-Transfer-Encoding: 8bit
+
+Reporting-MTA: dns; mail.acme.test
+X-Postfix-Queue-ID: 4XyZ
+X-Postfix-Sender: rfc822; {to}
+Arrival-Date: Mon,  1 Jan 2024 09:59:58 +0300 (MSK)
+
+Final-Recipient: utf-8; {recipient}
+Original-Recipient: utf-8;{recipient}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.xn--e1afmkfd.xn--p1ai
+Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: User
+    unknown in local recipient table
+
+--4XyZ.1704092400/mail.acme.test
+Content-Description: Undelivered Message Headers
+Content-Type: message/global-headers
+Content-Transfer-Encoding: 8bit
+
+{original(letter_id, recipient)}
+--4XyZ.1704092400/mail.acme.test--
+"""
+    )
+
+
+def test_postfix_global_dsn_is_a_hard_bounce_not_an_auto_reply():
+    letter_id = str(uuid.uuid4())
+    parsed = parser.parse(postfix_global_dsn(letter_id, "иван@пример.рф", BOUNCES))
+    # Before the fix: an auto-reply ("a read receipt") from MAILER-DAEMON@mail.acme.test.
+    assert parsed.kind == K.HARD
+    assert parsed.recipients == ["иван@пример.рф"]
+    assert parsed.status == "5.1.1"
+    assert letter_id in parsed.letter_ids
+
+
+@pytest.mark.django_db
+def test_postfix_global_dsn_bounces_the_letter_and_suppresses_the_address(tenant_a):
+    [letter] = sent_letters(tenant_a, ["иван@пример.рф"])
+    tagged = tokens.address(BOUNCES, letter.public_id)
+    raw = postfix_global_dsn(str(letter.public_id), letter.email, tagged)
+    assert [tokens.read(t) for t in parser.parse(raw).envelope_tokens] == [letter.public_id]
+    report = record(tenant_a, raw)
+    letter.refresh_from_db()
+    # The returned headers' X-Postroute-Letter ties it first; the token would too.
+    assert (report.letter_id, report.matched_by) == (letter.pk, M.HEADER)
+    # Before the fix: an auto-reply, the letter stayed "sent", the address was not suppressed.
+    assert report.kind == K.HARD
+    assert letter.status == Letter.Status.BOUNCED
+    assert Suppression.objects.filter(tenant=tenant_a, email__iexact=letter.email).exists()
+
+
+# ---------- 2. A non-ASCII Final-Recipient in a plain DSN ----------
+
+
+def test_utf8_final_recipient_in_a_dsn_does_not_throw_away_the_report():
+    """An 8-bit header value in a delivery-status block comes back from the
+    email package as a Header object, not a str. Before the fix reading it
+    raised, and parse() kept only the envelope: no kind, no recipient, and
+    not even the X-Postroute-Letter the report carries."""
+    letter_id = str(uuid.uuid4())
+    raw = crlf(
+        f"""From: MAILER-DAEMON@mx.provider.test (Mail Delivery System)
+To: {BOUNCES}
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
+
+--B1
+Content-Type: text/plain; charset=utf-8
+
+<jane@пример.рф>: host mx.xn--e1afmkfd.xn--p1ai[203.0.113.5] said: 550 5.1.1
+    User unknown (in reply to RCPT TO command)
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.provider.test
+
+Final-Recipient: rfc822; jane@пример.рф
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 User unknown
+
+--B1
+Content-Type: text/rfc822-headers
+
+{original(letter_id, "jane@xn--e1afmkfd.xn--p1ai")}
+--B1--
+"""
+    )
+    parsed = parser.parse(raw)
+    assert parsed.kind == K.HARD
+    assert parsed.letter_ids == [letter_id]
+    assert parsed.recipients == ["jane@пример.рф"]
+
+
+# ---------- 3. Our own sender refused: the recipient is not to blame ----------
+
+POSTFIX_SENDER_DOMAIN_NOT_FOUND = """From: MAILER-DAEMON@mail.acme.test (Mail Delivery System)
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
+
+--B1
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+This is the mail system at host mail.acme.test.
+
+<{rcpt}>: host mx.example.org[203.0.113.5] said: 550 5.1.8
+    <{sender}>: Sender address rejected: Domain not found (in reply to
+    RCPT TO command)
+
+--B1
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.acme.test
+
+Final-Recipient: rfc822; {rcpt}
+Original-Recipient: rfc822;{rcpt}
+Action: failed
+Status: 5.1.8
+Remote-MTA: dns; mx.example.org
+Diagnostic-Code: smtp; 550 5.1.8 <{sender}>: Sender address rejected: Domain
+    not found
+
+--B1
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+{orig}
+--B1--
+"""
+
+EXIM_SENDER_VERIFY_FAILED = """From: Mail Delivery System <Mailer-Daemon@relay.provider.test>
+To: {to}
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: {rcpt}
+Auto-Submitted: auto-replied
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  {rcpt}
+    host mx.example.org [203.0.113.5]
+    SMTP error from remote mail server after MAIL FROM:<{sender}> SIZE=2345:
+    550-Verification failed for <{sender}>
+    550-Unrouteable address
+    550 Sender verify failed
+
+------ This is a copy of the message, including all the headers. ------
+
+{orig}
+Hello.
+"""
+
+
+@pytest.mark.parametrize("shape", [POSTFIX_SENDER_DOMAIN_NOT_FOUND, EXIM_SENDER_VERIFY_FAILED])
+def test_a_refusal_of_our_sender_address_is_refused_not_hard(shape):
+    rcpt, letter_id = "jane.roe@example.org", str(uuid.uuid4())
+    raw = crlf(shape.format(to=BOUNCES, rcpt=rcpt, sender=SENDER, orig=original(letter_id, rcpt)))
+    parsed = parser.parse(raw)
+    assert parsed.recipients == [rcpt]
+    # Before the fix: hard ("Domain not found", "Unrouteable address" taken as the recipient's).
+    assert parsed.kind == K.REFUSED
+
+
+@pytest.mark.django_db
+def test_a_sender_domain_refusal_does_not_suppress_the_recipient(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    raw = crlf(
+        POSTFIX_SENDER_DOMAIN_NOT_FOUND.format(
+            to=BOUNCES, rcpt=letter.email, sender=SENDER, orig=original(str(letter.public_id), letter.email)
+        )
+    )
+    report = record(tenant_a, raw)
+    letter.refresh_from_db()
+    assert report.matched_by == M.HEADER and letter.status == Letter.Status.BOUNCED
+    # Before the fix: the address was suppressed as a hard bounce.
+    assert not Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
+
+
+# ---------- 4. "over quota" under X.2.0 ----------
+
+
+def test_over_quota_under_the_undefined_mailbox_status_5_2_0_is_soft():
+    rcpt = "jane.roe@example.org"
+    raw = crlf(
+        f"""From: MAILER-DAEMON@mail.acme.test (Mail Delivery System)
+To: {BOUNCES}
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
+
+--B1
+Content-Type: text/plain
+
+<{rcpt}>: host mx.example.org[203.0.113.5] said: 552 5.2.0 <{rcpt}>:
+    user is over quota (in reply to RCPT TO command)
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.acme.test
+
+Final-Recipient: rfc822; {rcpt}
+Action: failed
+Status: 5.2.0
+Diagnostic-Code: smtp; 552 5.2.0 <{rcpt}>: user is over quota
+
+--B1--
+"""
+    )
+    parsed = parser.parse(raw)
+    assert parsed.status == "5.2.0"
+    # README: "over quota" is soft "even under a 5xx"; before the fix, hard under 5.2.0.
+    assert parsed.kind == K.SOFT
+
+
+# ---------- 5. One recipient failed, another delayed ----------
+
+
+@pytest.mark.django_db
+def test_a_delayed_block_does_not_turn_the_failed_recipients_hard_bounce_soft(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    raw = crlf(
+        f"""From: MAILER-DAEMON@mail.acme.test (Mail Delivery System)
+To: {BOUNCES}
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
+
+--B1
+Content-Type: text/plain
+
+<jane.roe@example.org>: host mx.example.org[203.0.113.5] said: 550 5.1.1
+    <jane.roe@example.org>: User unknown (in reply to RCPT TO command)
+
+<john.doe@example.net>: connect to mx.example.net[198.51.100.9]:25:
+    Connection timed out
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.acme.test
+
+Final-Recipient: rfc822; jane.roe@example.org
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <jane.roe@example.org>: User unknown
+
+Final-Recipient: rfc822; john.doe@example.net
+Action: delayed
+Status: 4.4.1
+Diagnostic-Code: X-Postfix; connect to mx.example.net[198.51.100.9]:25: Connection
+    timed out
+
+--B1
+Content-Type: text/rfc822-headers
+
+{original(str(letter.public_id), letter.email)}
+--B1--
+"""
+    )
+    report = record(tenant_a, raw)
+    letter.refresh_from_db()
+    assert (report.letter_id, report.status) == (letter.pk, "5.1.1")
+    # Before the fix: any "delayed" block made the whole report soft, and the letter stayed sent.
+    assert report.kind == K.HARD
+    assert letter.status == Letter.Status.BOUNCED
+
+
+# ---------- 6. IDN recipient, report in punycode ----------
+
+
+@pytest.mark.django_db
+def test_a_report_naming_the_idna_form_of_the_address_is_unconfirmed_not_unmatched(tenant_a):
+    """Postroute sends jane@пример.рф as jane@xn--e1afmkfd.xn--p1ai, so the
+    remote server's report names that; quoting nothing of the letter, it
+    should still be kept as unconfirmed for that letter."""
+    [letter] = sent_letters(tenant_a, ["jane@пример.рф"])
+    raw = crlf(
+        f"""From: MAILER-DAEMON@mx.provider.test (Mail Delivery System)
+To: {BOUNCES}
+Subject: Undelivered Mail Returned to Sender
+Date: {timezone.now().strftime("%a, %d %b %Y %H:%M:%S +0000")}
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
+
+--B1
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.provider.test
+
+Final-Recipient: rfc822; jane@xn--e1afmkfd.xn--p1ai
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 User unknown
+
+--B1--
+"""
+    )
+    report = record(tenant_a, raw)
+    # Before the fix: unmatched (the address was compared in one form only).
+    assert (report.letter_id, report.matched_by) == (letter.pk, M.RECIPIENT)
