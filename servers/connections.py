@@ -4,6 +4,7 @@ the SSRF check, the pinned address, TLS verified against the host name,
 then AUTH. The connection test passes its Steps to time and report each
 step; the others go through them silently."""
 
+import smtplib
 import ssl
 import threading
 import time
@@ -122,7 +123,7 @@ def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = N
             code, banner = client.open()
             step.detail = f"{code} {banner.decode(errors='replace')}"[:200]
         with steps.step("EHLO") as step:
-            code, reply = client.ehlo()
+            code, reply = _greet(client)
             step.detail = f"{code} " + reply.decode(errors="replace").splitlines()[0][:120]
         if external and server.security == Security.STARTTLS:
             with steps.step("STARTTLS"):
@@ -138,3 +139,16 @@ def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = N
         raise
     client.clear_deadline()
     return client
+
+
+def _greet(client: PinnedSMTPClient) -> tuple[int, bytes]:
+    """EHLO, or HELO from a server that does not know it (RFC 5321 §4.1.1.1;
+    smtplib's ehlo_or_helo_if_needed does the same). Such a server offers no
+    extension: STARTTLS and AUTH asked of it are refused as not offered."""
+    code, reply = client.ehlo()
+    if code == 250:
+        return code, reply
+    code, reply = client.helo()
+    if not 200 <= code < 300:
+        raise smtplib.SMTPHeloError(code, reply)
+    return code, reply

@@ -53,6 +53,16 @@ LISTING = re.compile(
 )
 
 
+# A server that does not pass mail on for us: no login, or a login that may
+# not relay. Postfix "554 5.7.1 <r>: Relay access denied", Sendmail "550
+# 5.7.1 <r>... Relaying denied", Exim "550 relay not permitted", Exchange
+# "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain". Said
+# at RCPT, it is about the server and the login, not the recipient.
+RELAY_DENIED = re.compile(
+    r"relay(ing)? (access )?(denied|not permitted|not allowed|prohibited)|unable to relay", re.IGNORECASE
+)
+
+
 def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool:
     """A refusal of the sending IP or account. At MAIL FROM (and in the
     connection test) a bare 5.7.1 or "spam rejected" refuses the sender
@@ -99,6 +109,16 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = _reply(exc)
+        if exc.smtp_code >= 500 and RELAY_DENIED.search(reply):
+            return Diagnosis(
+                "relay",
+                _("The server does not pass mail on for this sender (%(reply)s).") % {"reply": reply},
+                _(
+                    "Most servers relay only for a logged-in user: set the login and password, "
+                    "and send from an address that login may use."
+                ),
+                True,
+            )
         if is_blacklisting(exc.smtp_code, reply):
             hint = provider.blacklist_hint if provider and provider.blacklist_hint else presets.GENERIC_BLACKLIST_HINT
             return Diagnosis(

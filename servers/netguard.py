@@ -364,6 +364,14 @@ def _verifying_context(context: ssl.SSLContext | None) -> ssl.SSLContext:
     return context if context is not None else ssl.create_default_context()
 
 
+# The longest reply read before the connection is closed. smtplib keeps
+# every line of a reply until its last: a server sending "250-" lines as
+# fast as the network goes filled hundreds of MB per conversation before
+# the deadline. The longest real replies (an EHLO, a multi-line banner)
+# are a few KB.
+MAX_REPLY = 64 * 1024
+
+
 class _PinnedSMTPMixin(Deadline):
     """connect()/open(), and every read and write under the deadline, for
     the two SMTP classes; they set the attributes."""
@@ -395,11 +403,13 @@ class _PinnedSMTPMixin(Deadline):
 
     def getreply(self) -> tuple[int, bytes]:
         """smtplib's own, reading through the deadline: a reply that never
-        ends (endless "250-" lines, or bytes without a newline) stops there."""
+        ends (endless "250-" lines, or bytes without a newline) stops there,
+        and one longer than MAX_REPLY is cut off with the connection."""
         if not self.sock:
             raise smtplib.SMTPServerDisconnected("please run connect() first")
         reader = self._reader_for(self.sock)
         lines = []
+        size = 0
         while True:
             try:
                 line = reader.readline(smtplib._MAXLINE + 1)
@@ -417,6 +427,10 @@ class _PinnedSMTPMixin(Deadline):
             if len(line) > smtplib._MAXLINE:
                 self.close()  # type: ignore[attr-defined]
                 raise smtplib.SMTPResponseException(500, "Line too long.")
+            size += len(line)
+            if size > MAX_REPLY:
+                self.close()  # type: ignore[attr-defined]
+                raise smtplib.SMTPServerDisconnected(f"Reply longer than {MAX_REPLY} bytes")
             lines.append(line[4:].strip(b" \t\r\n"))
             try:
                 code = int(line[:3])

@@ -2,6 +2,7 @@
 providers of DOMAIN.md §7: with AUTH, with TLS, refusing, or silent; and
 tarpits (SMTP, IMAP, POP3), which hold a client by talking slowly."""
 
+import itertools
 import socket
 import ssl
 import threading
@@ -297,3 +298,66 @@ def pop3_dribbling_at(verb: bytes) -> Callable[[Peer], None]:
             peer.say(b"+OK\r\n")
 
     return script
+
+
+# A scripted server for tarpit(): the odd servers found on the internet,
+# played byte for byte, recording what the client sent.
+
+SCRIPTED_GREETING = b"220 odd.test ESMTP\r\n"
+
+
+class Scripted:
+    """A tarpit script. `answer(conn, line)` returns the bytes to say to one command line
+    (None: the default below). `after_dot(conn, body)` answers the final
+    dot. Every line the client sends is kept in `heard` per connection."""
+
+    def __init__(self, answer=None, *, ehlo: bytes = b"250 odd.test\r\n", after_dot=None) -> None:
+        self.answer = answer or (lambda conn, line: None)
+        self.ehlo = ehlo
+        self.after_dot = after_dot or (lambda conn, body: b"250 2.0.0 Ok: queued\r\n")
+        self.counter = itertools.count()
+        self.heard: list[list[bytes]] = []
+        self.bodies: list[bytes] = []
+
+    def __call__(self, peer: Peer) -> None:
+        conn = next(self.counter)
+        heard: list[bytes] = []
+        self.heard.append(heard)
+        peer.say(SCRIPTED_GREETING)
+        while line := peer.line():
+            heard.append(line)
+            said = self.answer(conn, line)
+            if callable(said):
+                said(peer)
+                continue
+            if said is not None:
+                peer.say(said)
+                if line[:4].upper() == b"DATA" and said.startswith(b"354"):
+                    self._body(peer, conn, heard)
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                peer.say(self.ehlo)
+            elif verb == b"QUIT":
+                peer.say(b"221 2.0.0 Bye\r\n")
+                return
+            elif verb == b"DATA":
+                peer.say(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                self._body(peer, conn, heard)
+            else:
+                peer.say(b"250 2.0.0 Ok\r\n")
+
+    def _body(self, peer: Peer, conn: int, heard: list[bytes]) -> None:
+        lines = []
+        while (line := peer.line()) and line != b".\r\n":
+            lines.append(line)
+        self.bodies.append(b"".join(lines))
+        heard.append(b"<body>")
+        if not line:
+            return  # cut off: the client hung up in DATA mode
+        heard.append(b".\r\n")
+        reply = self.after_dot(conn, self.bodies[-1])
+        if callable(reply):
+            reply(peer)
+        elif reply:
+            peer.say(reply)

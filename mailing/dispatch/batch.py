@@ -365,21 +365,21 @@ class Batch:
                 go_on = self._send_one(self.client, letter, progress, following)
             finally:
                 self.outcome.handed += progress.handed
-            if not go_on or not self._still_connected():
+            if not go_on or not self._still_connected(more=following is not None):
                 return
 
-    def _still_connected(self) -> bool:
+    def _still_connected(self, *, more: bool) -> bool:
         """A server that hung up with 421 after a refusal: "too many errors"
         (Postfix) only means this connection, so the batch goes on over a new
-        one; any other 421 rests the server."""
+        one (if it has a letter left: `more`); any other 421 rests the server."""
         goodbye = getattr(self.client, "goodbye", "")
-        if not goodbye:
-            # A refused letter whose transaction could not be reset (a 5xx
-            # to RSET, a DATA taken after a refusal): a fresh connection,
-            # rather than a next MAIL FROM met with "503 nested MAIL".
-            return self._reconnect() if getattr(self.client, "reconnect", False) else True
-        if "too many errors" in goodbye.lower():
-            return self._reconnect()
+        if not goodbye and not getattr(self.client, "reconnect", False):
+            return True
+        # A refused letter whose transaction could not be reset (a 5xx to
+        # RSET, a DATA taken after a refusal) gets a fresh connection too,
+        # rather than a next MAIL FROM met with "503 nested MAIL".
+        if not goodbye or "too many errors" in goodbye.lower():
+            return more and self._reconnect()
         rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.now)
         return False
 
@@ -598,8 +598,12 @@ def _mailboxes(tenant_id: int) -> list[BounceMailbox]:
         return [_MAILBOXES.load(row) for row in cursor.fetchall()]
 
 
-def _close(client: smtplib.SMTP) -> None:
+def _close(client: PinnedSMTPClient) -> None:
+    """QUIT within the usual bound: open_smtp hands the client back with no
+    deadline, and a server dribbling "221-" lines would hold the batch (and
+    its slot) for as long as it likes."""
     try:
+        client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         client.quit()
     except Exception:
         client.close()

@@ -144,16 +144,28 @@ def _accepted(client: PinnedSMTPClient, meanwhile: Callable[[], None] | None = N
     return text(code, raw)
 
 
+# The class of reply that cannot answer a stage: DATA is answered 354 or
+# refused, never 2xx; the final dot never 3xx.
+OUT_OF_STEP = {Stage.DATA: 2, Stage.DOT: 3}
+
+
 def _expect(
     client: smtplib.SMTP, answer: tuple[int, bytes], ok: tuple[int, ...], stage: Stage, pending: int = 0
 ) -> None:
     """Refusal unless the reply is one of `ok` (whose text, for the replies
-    before the final dot, nobody keeps)."""
+    before the final dot, nobody keeps). A reply no server gives at this
+    stage means the stream is a reply behind (the server said one too many
+    earlier): the server may be in DATA mode, where RSET would be a line of
+    the message, so the connection is closed and the letter is lost with it."""
     code, raw = answer
-    if code not in ok:
-        reply = text(code, raw)
-        rset(client, pending=pending)
-        raise Refusal(code, reply, stage)
+    if code in ok:
+        return
+    reply = text(code, raw)
+    if code // 100 == OUT_OF_STEP.get(stage):
+        client.close()
+        raise smtplib.SMTPServerDisconnected(f"a reply out of step with the commands at {stage}: {reply}")
+    rset(client, pending=pending)
+    raise Refusal(code, reply, stage)
 
 
 def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:

@@ -21,7 +21,8 @@ the stage of the exchange, the code, the enhanced status code and the words.
   max emails per hour"): it frees by itself, so the letters wait.
 - A refusal of our own sender at RCPT ("Sender address rejected", Postfix
   judging MAIL FROM at RCPT with smtpd_delay_reject) is the server's, not
-  the recipient's: no letter could pass."""
+  the recipient's: no letter could pass. So is "Relay access denied" at
+  RCPT (no login, or one that may not relay): it concerns the server."""
 
 import re
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from enum import StrEnum
 
 from django.utils.translation import gettext, gettext_noop
 
-from servers.errors import is_blacklisting
+from servers.errors import RELAY_DENIED, is_blacklisting
 
 
 class Stage(StrEnum):
@@ -127,6 +128,8 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
     if code < 500:
         return Verdict(Kind.TEMPORARY, code, reply)
     if stage in (Stage.RCPT, Stage.DATA) and SENDER_WORDS.search(reply):
+        return Verdict(Kind.SENDER_REFUSED, code, reply)
+    if stage == Stage.RCPT and RELAY_DENIED.search(reply):
         return Verdict(Kind.SENDER_REFUSED, code, reply)
     # 5.1.x first: Domino says a user is unknown with "not listed".
     if stage == Stage.RCPT and enhanced[:2] == ("5", "1"):

@@ -55,7 +55,6 @@ CASES = [
     ),
     # ... but a policy refusal of a recipient is not an unknown user.
     (550, "550 5.7.1 Recipient rejected by policy", "rcpt", Kind.REFUSED),
-    (554, "554 5.7.1 <a@x.test>: Relay access denied", "rcpt", Kind.REFUSED),
     # Our own sender refused at RCPT (Postfix judges MAIL FROM there with
     # smtpd_delay_reject=yes, its default; postfix.org/postconf.5.html):
     # reject_sender_login_mismatch, Yandex's wording of it, and
@@ -69,6 +68,12 @@ CASES = [
     ),
     (553, "553 5.7.1 Sender address rejected: not owned by auth user.", "rcpt", Kind.SENDER_REFUSED),
     (550, "550 5.1.8 <robot@nowhere.test>: Sender address rejected: Domain not found", "rcpt", Kind.SENDER_REFUSED),
+    # Relaying denied (no login, or one that may not relay) concerns the
+    # server and the login the same way: Postfix, Sendmail, Exim, Exchange.
+    (554, "554 5.7.1 <a@x.test>: Relay access denied", "rcpt", Kind.SENDER_REFUSED),
+    (550, "550 5.7.1 <a@x.test>... Relaying denied", "rcpt", Kind.SENDER_REFUSED),
+    (550, "550 relay not permitted", "rcpt", Kind.SENDER_REFUSED),
+    (550, "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "rcpt", Kind.SENDER_REFUSED),
     # What the dispatcher already judged right stays so.
     (550, "550 5.1.1 <gone@x.test>: Recipient address rejected: User unknown", "rcpt", Kind.BAD_ADDRESS),
     (
