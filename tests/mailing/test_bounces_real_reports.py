@@ -22,6 +22,17 @@ def crlf(text: str) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
 
 
+def dsn_report(parts: str, *, host: str = "mail.acme.test", dated: bool = False) -> bytes:
+    """A Postfix-shaped multipart/report to the bounce mailbox around
+    `parts` (boundary B1), from the mail daemon of `host`."""
+    date = f"Date: {timezone.now():%a, %d %b %Y %H:%M:%S +0000}\n" if dated else ""
+    return crlf(
+        f"From: MAILER-DAEMON@{host} (Mail Delivery System)\nTo: {BOUNCES}\n"
+        f"Subject: Undelivered Mail Returned to Sender\n{date}MIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B1"\n\n' + parts
+    )
+
+
 def original(letter_id: str, recipient: str) -> str:
     return (
         f"Return-Path: <{SENDER}>\n"
@@ -144,14 +155,8 @@ def test_utf8_final_recipient_in_a_dsn_does_not_throw_away_the_report():
     raised, and parse() kept only the envelope: no kind, no recipient, and
     not even the X-Postroute-Letter the report carries."""
     letter_id = str(uuid.uuid4())
-    raw = crlf(
-        f"""From: MAILER-DAEMON@mx.provider.test (Mail Delivery System)
-To: {BOUNCES}
-Subject: Undelivered Mail Returned to Sender
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
-
---B1
+    raw = dsn_report(
+        f"""--B1
 Content-Type: text/plain; charset=utf-8
 
 <jane@пример.рф>: host mx.xn--e1afmkfd.xn--p1ai[203.0.113.5] said: 550 5.1.1
@@ -172,7 +177,8 @@ Content-Type: text/rfc822-headers
 
 {original(letter_id, "jane@xn--e1afmkfd.xn--p1ai")}
 --B1--
-"""
+""",
+        host="mx.provider.test",
     )
     parsed = parser.parse(raw)
     assert parsed.kind == K.HARD
@@ -275,14 +281,8 @@ def test_a_sender_domain_refusal_does_not_suppress_the_recipient(tenant_a):
 
 def test_over_quota_under_the_undefined_mailbox_status_5_2_0_is_soft():
     rcpt = "jane.roe@example.org"
-    raw = crlf(
-        f"""From: MAILER-DAEMON@mail.acme.test (Mail Delivery System)
-To: {BOUNCES}
-Subject: Undelivered Mail Returned to Sender
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
-
---B1
+    raw = dsn_report(
+        f"""--B1
 Content-Type: text/plain
 
 <{rcpt}>: host mx.example.org[203.0.113.5] said: 552 5.2.0 <{rcpt}>:
@@ -313,14 +313,8 @@ Diagnostic-Code: smtp; 552 5.2.0 <{rcpt}>: user is over quota
 @pytest.mark.django_db
 def test_a_delayed_block_does_not_turn_the_failed_recipients_hard_bounce_soft(tenant_a):
     [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
-    raw = crlf(
-        f"""From: MAILER-DAEMON@mail.acme.test (Mail Delivery System)
-To: {BOUNCES}
-Subject: Undelivered Mail Returned to Sender
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
-
---B1
+    raw = dsn_report(
+        f"""--B1
 Content-Type: text/plain
 
 <jane.roe@example.org>: host mx.example.org[203.0.113.5] said: 550 5.1.1
@@ -369,15 +363,8 @@ def test_a_report_naming_the_idna_form_of_the_address_is_unconfirmed_not_unmatch
     remote server's report names that; quoting nothing of the letter, it
     should still be kept as unconfirmed for that letter."""
     [letter] = sent_letters(tenant_a, ["jane@пример.рф"])
-    raw = crlf(
-        f"""From: MAILER-DAEMON@mx.provider.test (Mail Delivery System)
-To: {BOUNCES}
-Subject: Undelivered Mail Returned to Sender
-Date: {timezone.now().strftime("%a, %d %b %Y %H:%M:%S +0000")}
-MIME-Version: 1.0
-Content-Type: multipart/report; report-type=delivery-status; boundary="B1"
-
---B1
+    raw = dsn_report(
+        """--B1
 Content-Type: text/plain
 
 Your message could not be delivered.
@@ -393,7 +380,9 @@ Status: 5.1.1
 Diagnostic-Code: smtp; 550 5.1.1 User unknown
 
 --B1--
-"""
+""",
+        host="mx.provider.test",
+        dated=True,
     )
     report = record(tenant_a, raw)
     # Before the fix: unmatched (the address was compared in one form only).
