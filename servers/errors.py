@@ -63,6 +63,14 @@ RELAY_DENIED = re.compile(
 )
 
 
+# A list that names a link or a domain inside the message (URIBL, SURBL,
+# Spamhaus DBL): a refusal of that message's content, which another letter
+# without the link passes, not of the server that sent it.
+CONTENT_LISTING = re.compile(
+    r"\buri(bl)?\b|surbl|\burls?\b|\blinks?\b|\bdbl\b|message contains|in (the )?(message )?body", re.IGNORECASE
+)
+
+
 def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool:
     """A refusal of the sending IP or account. At MAIL FROM (and in the
     connection test) a bare 5.7.1 or "spam rejected" refuses the sender
@@ -70,8 +78,11 @@ def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool
     message is on the table, only words naming the IP, the host or a list
     count: "554 5.7.1 Message rejected as spam" refuses that message, not
     the server (Postfix refuses a listed client at RCPT: "... blocked using
-    zen.spamhaus.org")."""
+    zen.spamhaus.org"). A listed link in the message is its content's
+    refusal (CONTENT_LISTING)."""
     if code < 500:
+        return False
+    if at_recipient and CONTENT_LISTING.search(text):
         return False
     if LISTING.search(text):
         return True

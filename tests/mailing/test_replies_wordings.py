@@ -92,6 +92,15 @@ CASES = [
         Kind.BLACKLISTED,
     ),
     (554, "554 5.7.1 Message rejected under suspicion of SPAM", "dot", Kind.CONTENT),
+    # A link in the message on a list of links or domains (URIBL, SURBL,
+    # Spamhaus DBL) refuses that message, not the server: the next letter
+    # without the link passes. Before: a blacklisting, which takes a
+    # tenant's own server out of use.
+    (554, "554 5.7.1 Message rejected: URL listed in multi.uribl.com", "dot", Kind.CONTENT),
+    (550, "550 5.7.1 Message contains a link listed in Spamhaus DBL", "dot", Kind.CONTENT),
+    (550, "550 5.7.1 Blocked: a URI in the message body is listed at multi.surbl.org", "dot", Kind.CONTENT),
+    # The sending host on a list is still the server's, after DATA too.
+    (554, "554 5.7.1 Client host [203.0.113.7] listed at zen.spamhaus.org", "dot", Kind.BLACKLISTED),
 ]
 
 
