@@ -63,12 +63,16 @@ RELAY_DENIED = re.compile(
 )
 
 
-# A list that names a link or a domain inside the message (URIBL, SURBL,
-# Spamhaus DBL): a refusal of that message's content, which another letter
-# without the link passes, not of the server that sent it.
+# A list that names a link inside the message (URIBL, SURBL, Spamhaus DBL
+# asked about a link): a refusal of that message's content, which another
+# letter without the link passes, not of the server that sent it. Unless
+# the reply names the sender or the sending host (Postfix's
+# reject_rhsbl_sender: "Sender address [...] blocked using
+# dbl.spamhaus.org" refuses every letter from that address).
 CONTENT_LISTING = re.compile(
-    r"\buri(bl)?\b|surbl|\burls?\b|\blinks?\b|\bdbl\b|message contains|in (the )?(message )?body", re.IGNORECASE
+    r"\buri(bl)?\b|surbl|\burls?\b|\blinks?\b|message contains|in (the )?(message )?body", re.IGNORECASE
 )
+SENDER_NAMED = re.compile(r"sender|client host|your host|\bhelo\b|\bip\b|ip address", re.IGNORECASE)
 
 
 def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool:
@@ -82,7 +86,7 @@ def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool
     refusal (CONTENT_LISTING)."""
     if code < 500:
         return False
-    if at_recipient and CONTENT_LISTING.search(text):
+    if at_recipient and CONTENT_LISTING.search(text) and not SENDER_NAMED.search(text):
         return False
     if LISTING.search(text):
         return True

@@ -99,8 +99,17 @@ CASES = [
     (554, "554 5.7.1 Message rejected: URL listed in multi.uribl.com", "dot", Kind.CONTENT),
     (550, "550 5.7.1 Message contains a link listed in Spamhaus DBL", "dot", Kind.CONTENT),
     (550, "550 5.7.1 Blocked: a URI in the message body is listed at multi.surbl.org", "dot", Kind.CONTENT),
-    # The sending host on a list is still the server's, after DATA too.
+    # The sending host or our sender's domain on a list is still the
+    # server's, after DATA too, and whichever list says it.
     (554, "554 5.7.1 Client host [203.0.113.7] listed at zen.spamhaus.org", "dot", Kind.BLACKLISTED),
+    (
+        554,
+        "554 5.7.1 Service unavailable; Sender address [robot@acme.test] blocked using dbl.spamhaus.org;"
+        " https://www.spamhaus.org/query/dbl?domain=acme.test",
+        "rcpt",
+        Kind.BLACKLISTED,
+    ),
+    (550, "550 5.7.1 Your IP is listed at multi.uribl.com", "dot", Kind.BLACKLISTED),
 ]
 
 
