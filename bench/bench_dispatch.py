@@ -330,7 +330,7 @@ def stages() -> None:
     from django.utils import timezone
 
     from mailing import dispatch, limits, mailings
-    from mailing.dispatch import batch, recorder
+    from mailing.dispatch import ahead, batch, recorder
 
     spent: dict[str, float] = defaultdict(float)
     in_smtp = []  # the exchange under way: a letter made meanwhile is made ahead
@@ -341,6 +341,8 @@ def stages() -> None:
         def wrapper(*args, **kwargs):
             started = time.perf_counter()
             where = AHEAD if stage == "build" and in_smtp else stage
+            if threading.current_thread().name == "letter-claimer":
+                where = f"{stage} ahead"  # a batch's next letters, claimed beside SMTP
             if stage == "SMTP":
                 in_smtp.append(1)
             try:
@@ -352,7 +354,7 @@ def stages() -> None:
 
         setattr(module, name, wrapper)
 
-    timed(batch, "claim", "claim")
+    timed(ahead, "claim", "claim")
     timed(limits, "reserve", "limits")
     timed(limits, "release", "limits")
     timed(batch.Builder, "wire", "build")
@@ -369,12 +371,13 @@ def stages() -> None:
             pass
         elapsed = time.perf_counter() - started
     per = {stage: seconds / N * 1e6 for stage, seconds in spent.items()}
-    other = elapsed / N * 1e6 - sum(v for k, v in per.items() if k not in ("record", AHEAD))
+    other = elapsed / N * 1e6 - sum(v for k, v in per.items() if k != "record" and not k.endswith(" ahead"))
     print(
         f"   in one thread, {N / elapsed:,.0f} letters/s; per letter (us): "
         + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
         + f", the rest {other:.0f} (record runs on the writer thread, beside SMTP; a letter is mostly made while "
-        "the server takes the one before, inside SMTP)"
+        "the server takes the one before, inside SMTP; a batch's next letters are claimed, with their room, beside "
+        "its last ones: 'ahead')"
     )
     clean()
 

@@ -19,13 +19,17 @@ One call of run_mailing() sends one batch through one server:
    uncounted, and the server may rest, fail, or hold back this tenant;
    whatever raises, each letter ends with a result or back in the queue, and
    only letters that reached DATA count against the limit;
+4a. on a fast server the batch goes on: its next letters are claimed while
+   its last ones go, after the checks the next batch would make (ahead),
+   and sent over a new connection;
 5. when no server could send, the mailing is finished, waits until a known
    moment, or *cannot send* until someone fixes a server (run).
 
 The caller (a Celery task) runs it again at once while it returns "more"."""
 
-from .batch import LEASE, Outcome, claim, send_batch
+from .batch import Outcome, send_batch
 from .chains import CHAIN_LEASE, free_chain_slots, hold_chains, needed_chain_slots, renew_chain, take_chain
+from .claims import LEASE, claim
 from .replies import Kind, Stage, judge
 from .rests import usable_servers
 from .results import requeue_expired_leases

@@ -6,7 +6,6 @@ import logging
 import smtplib
 import socket
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,12 +13,9 @@ from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
-from django.db.models import Q
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from config import metrics, requestids, statements
-from servers import rules
 from servers.connections import PinnedSMTPClient, open_smtp
 from servers.models import BounceMailbox, SmtpServer
 
@@ -28,6 +24,7 @@ from ..addresses import UnsendableAddress
 from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
+from .ahead import CLAIM_AHEAD, Ahead, Chunk, first_with_room, reserve_and_claim, settle
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .messages import Builder
 from .recorder import Recorder, RecordingFailed
@@ -38,12 +35,6 @@ from .slots import connection_slot
 
 log = logging.getLogger(__name__)
 L = Letter.Status
-PENDING = (L.QUEUED, L.DEFERRED)
-PENDING_IN = ", ".join(["%s"] * len(PENDING))  # their placeholders in plain SQL's "status IN (...)"
-# A pending letter may go now: never tried, or its retry time has come.
-# The claim, a chain's share and a mailing's "letters left" ask the same.
-DUE = "(next_attempt_at IS NULL OR next_attempt_at <= %s)"
-LEASE = timedelta(minutes=10)
 # Temporary refusals of this many letters in a row are the server's state
 # (a 451 to everything), not the recipients': the server rests and the
 # letters go to the next server at once, uncounted.
@@ -90,28 +81,23 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
         if server.is_platform:
             SlotWait.objects.filter(server=server, tenant_id=mailing.tenant_id).delete()
         size = min(settings.DISPATCH_BATCH, PLATFORM_TURN) if server.is_platform else settings.DISPATCH_BATCH
-        wanted = share(mailing, server, size, now=now)
-        reservation = limits.reserve(server=server, tenant=mailing.tenant, wanted=wanted, now=now)
-        if not reservation.granted:
-            usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
-            outcome.paced = _paced(server, usage)
-            _count_limit_reached(usage)
-            events.limit_reached(server, mailing.tenant_id, usage, now=now)
-            return outcome
-        unused = reservation.granted
+        chunks: list[Chunk] = []
         try:
-            letters = claim(mailing, server, reservation.granted, now=now)
-            # Room for letters there are not is given back at once: the
-            # dashboard counts only what is handed over or in flight.
-            limits.release(reservation=reservation, unused=reservation.granted - len(letters))
-            unused = len(letters)
-            if letters:
+            first = reserve_and_claim(mailing, server, size, now=now, into=chunks)
+            if first is None or not first.reservation.granted:
+                usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
+                outcome.paced = _paced(server, usage)
+                _count_limit_reached(usage)
+                events.limit_reached(server, mailing.tenant_id, usage, now=now)
+                return outcome
+            if first.letters:  # else: claimed by another chain meanwhile
+                batch = Batch(mailing, server, first.letters, outcome, now, chunks=chunks, size=size)
                 with metrics.Timer() as timer, requestids.bound(mailing_id=mailing.pk, server_id=server.pk):
-                    Batch(mailing, server, letters, outcome, now).run()
-                metrics.observe_batch(timer.seconds, len(letters))
+                    batch.run()
+                metrics.observe_batch(timer.seconds, len(batch.letters))
         finally:
             # Counted in a finally, from what reached DATA, whatever raised.
-            limits.release(reservation=reservation, unused=unused - outcome.handed)
+            settle(chunks)
     return outcome
 
 
@@ -166,105 +152,6 @@ def _paced(server: SmtpServer, usage: limits.Usage) -> bool:
     return bool(server.max_per_minute) and usage.only_minute_spent
 
 
-def claim(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> list[Letter]:
-    """Queued letters first, then deferred ones that are due, oldest first:
-    a letter that keeps failing cannot hold up the rest of the mailing. One
-    query per status, each reading the (mailing, status, id) index in
-    order, so a claim reads about `count` rows however long the mailing."""
-    token = uuid.uuid4()
-    if connection.vendor == "postgresql":
-        letters: list[Letter] = []
-        for status in PENDING:
-            if len(letters) < count:
-                letters += _claim_rows(mailing, server, status, count - len(letters), token=token, now=now)
-        return sorted(letters, key=lambda letter: letter.pk)
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    pending = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk")
-    with transaction.atomic():
-        ids: list[int] = []
-        for status in PENDING:
-            if len(ids) < count:
-                ids += pending.filter(status=status).values_list("pk", flat=True)[: count - len(ids)]
-        # The status condition makes the claim safe without row locks
-        # (SQLite in development): only one token wins a row.
-        Letter.objects.filter(pk__in=ids, status__in=PENDING).update(
-            status=L.SENDING, claim_token=token, lease_until=now + LEASE, server=server
-        )
-    return list(Letter.objects.filter(pk__in=ids, claim_token=token).order_by("pk"))
-
-
-_LETTERS = Rows(Letter, "mailing_letter")
-# One statement, committed by itself: the rows are chosen and locked (a row
-# another claim holds is skipped, never waited for nor taken twice),
-# updated and returned in one round trip, where the ORM needed a
-# transaction, a select, an update and a select again. Materialized: the
-# choice is made once whatever the plan (as `id IN (SELECT ... LIMIT n FOR
-# UPDATE SKIP LOCKED)`, PostgreSQL returned more than n rows in a test).
-_CLAIM_SQL = f"""
-    WITH chosen AS MATERIALIZED (
-        SELECT id FROM mailing_letter
-        WHERE mailing_id = %s AND status = %s AND {DUE}
-        ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
-    )
-    UPDATE mailing_letter SET status = %s, claim_token = %s, lease_until = %s, server_id = %s
-    FROM chosen WHERE mailing_letter.id = chosen.id AND mailing_letter.status = %s
-    RETURNING {_LETTERS.columns}
-"""  # noqa: S608 (no value in the text: the model's column names)
-
-
-def _claim_rows(
-    mailing: Mailing, server: SmtpServer, status: str, count: int, *, token: uuid.UUID, now: datetime
-) -> list[Letter]:
-    params = [mailing.pk, status, now, count, L.SENDING, token, now + LEASE, server.pk, status]
-    with statements.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
-        return [_LETTERS.load(row) for row in cursor.fetchall()]
-
-
-# A conversation is worth opening for this many letters at least. One
-# costs the box about what 20 letters cost: a Celery task (about 2 ms of
-# the worker's CPU, and 0.8 ms to queue it), a connection with its greeting
-# and EHLO (STARTTLS and AUTH on a real server), and its batch's statements
-# (the slot, the share, the reservation, the claim, the settling). A second
-# conversation for fewer letters gives one small mailing a second or two at
-# a 150 ms round trip, and takes from the box what others' letters need.
-SMALLEST_SHARE = 25
-# The mailing's letters that may be claimed now: its id, PENDING, now.
-DUE_LETTERS = f"SELECT 1 FROM mailing_letter WHERE mailing_id = %s AND status IN ({PENDING_IN}) AND {DUE}"  # noqa: S608
-# Those letters counted up to a limit (a million-letter mailing is not
-# counted through): the same, then the limit.
-DUE_COUNT = f"SELECT count(*) FROM ({DUE_LETTERS} LIMIT %s) AS due"  # noqa: S608 (placeholders only)
-# The letters due and the claims in flight, in one statement the ORM would
-# take longer to compile than PostgreSQL to run (this runs before every
-# batch). The names are the model's (tests pin them).
-_SHARE_SQL = f"""
-    SELECT ({DUE_COUNT}),
-        (SELECT count(DISTINCT claim_token) FROM mailing_letter WHERE mailing_id = %s AND status = %s)
-"""  # noqa: S608 (placeholders only)
-
-
-def share(mailing: Mailing, server: SmtpServer, count: int, *, now: datetime) -> int:
-    """With fewer letters left than the mailing's idle chains could take at
-    once, each takes its share: as many conversations as the server allows
-    and the letters fill, SMALLEST_SHARE letters each, get some (the last 60
-    go 30 and 30 over two connections, not all 60 over one; the last 20 go over
-    one), and the last chain to start takes all that is left. Reserved
-    before the claim: room reserved for letters another chain then takes
-    would send that chain to the next server. Reads at most count x chains
-    index entries, and the claims in flight."""
-    chains = min(settings.DISPATCH_CHAINS, server.max_connections)
-    if chains <= 1:
-        return count
-    params = [mailing.pk, *PENDING, connection.ops.adapt_datetimefield_value(now), count * chains]
-    with statements.cursor() as cursor:
-        cursor.execute(_SHARE_SQL, [*params, mailing.pk, L.SENDING])
-        ahead, busy = cursor.fetchone()
-    if ahead == count * chains:
-        return count  # enough for every chain
-    idle = max(1, min(chains - busy, ahead // SMALLEST_SHARE))
-    return min(count, -(-ahead // idle)) or count
-
-
 @dataclass
 class Batch:
     mailing: Mailing
@@ -272,6 +159,8 @@ class Batch:
     letters: list[Letter]
     outcome: Outcome
     now: datetime
+    chunks: list[Chunk] = field(default_factory=list)  # the letters' reservations, the next ones appended
+    size: int = 0  # letters a claim takes at most
     started: float = field(default_factory=time.monotonic)
     held: list[tuple[Letter, str]] = field(default_factory=list)  # temporary refusals in a row
     done: set[int] = field(default_factory=set)  # letters with a result or given back
@@ -281,6 +170,10 @@ class Batch:
     # The next letter's bytes (or why they could not be made), made while
     # the server took the one before (_make_ahead).
     ahead: tuple[Letter, bytes | Exception] | None = None
+    # The batch's next letters, being claimed while its last ones go
+    # (mailing.dispatch.ahead), and how many letters it had when it asked.
+    coming: Ahead | None = None
+    asked_at: int = 0
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -301,6 +194,7 @@ class Batch:
                 self._loop()
                 self._end_of_streak(batch_over=True)
         finally:
+            self._take_coming(wanted=False)  # given back below, their room in send_batch
             self.recorder.close()
             self._give_back([letter for letter in self.letters if letter.pk not in self.done], quietly=True)
             if self.client is not None:
@@ -339,7 +233,9 @@ class Batch:
         check_at = time.monotonic() + settings.DISPATCH_TICK / 2
         allowed: int | None = None
         minute_end = self._minute_end()
-        for index, letter in enumerate(self.letters):
+        index = -1
+        while (index := index + 1) < len(self.letters) or self._more():
+            letter = self.letters[index]
             if minute_end is not None and time.monotonic() >= minute_end:
                 # The rest goes back; the next batch reserves in the new minute.
                 self.outcome.paced = not self.outcome.tried
@@ -358,6 +254,8 @@ class Batch:
                 return  # well before the task's time limit: the rest goes back to the queue
             if self.refused_in_a_row >= RECONNECT_AFTER and not self._reconnect():
                 return
+            if allowed is None and minute_end is None and len(self.letters) - index <= CLAIM_AHEAD:
+                self._ask_for_more()
             self.outcome.tried += 1
             progress = Progress(accept_before=minute_end)
             following = self.letters[index + 1] if index + 1 < len(self.letters) else None
@@ -365,8 +263,51 @@ class Batch:
                 go_on = self._send_one(self.client, letter, progress, following)
             finally:
                 self.outcome.handed += progress.handed
+                self.chunks[-1].handed += progress.handed
             if not go_on or not self._still_connected(more=following is not None):
                 return
+
+    def _ask_for_more(self) -> None:
+        """Once a batch: its next letters, claimed while its last ones go
+        (mailing.dispatch.ahead), unless its batch is a tenant's turn on the
+        platform server or its chain's slice is spent."""
+        if self.asked_at == len(self.letters) or self.server.is_platform:
+            return
+        if time.monotonic() - self.started >= settings.DISPATCH_SLICE:
+            return
+        self.asked_at = len(self.letters)
+        threaded = self.recorder.threaded and connection.vendor == "postgresql"
+        self.coming = Ahead(self._claim_more, threaded=threaded)
+
+    def _claim_more(self, into: list[Chunk]) -> None:
+        """On the claimer's thread: what the chain's next batch would check,
+        then its letters claimed with this batch's token."""
+        now = self.clock()
+        server = rests.server_if_may_go_on(self.mailing, self.server, now)
+        if server is not None and first_with_room(self.mailing, server, now):
+            token = self.letters[0].claim_token
+            reserve_and_claim(self.mailing, server, self.size, now=now, into=into, token=token)
+
+    def _more(self) -> bool:
+        """The batch's letters are through: it goes on with the next ones,
+        if it got any, over a new connection."""
+        if not self._take_coming(wanted=True):
+            return False
+        return self._reconnect()
+
+    def _take_coming(self, *, wanted: bool) -> bool:
+        """The next letters join the batch, their room its chunks."""
+        coming, self.coming = self.coming, None
+        if coming is None:
+            return False
+        chunks = coming.taken(wanted=wanted)
+        self.chunks += chunks
+        for chunk in chunks:
+            self.letters += chunk.letters
+            # A letter this batch gave back meanwhile may be among them,
+            # claimed again: it is this batch's to send or give back again.
+            self.done.difference_update(letter.pk for letter in chunk.letters)
+        return any(chunk.letters for chunk in chunks)
 
     def _still_connected(self, *, more: bool) -> bool:
         """A server that hung up with 421 after a refusal: "too many errors"
@@ -554,7 +495,7 @@ class Batch:
     def _may_still_send(self, remaining: int) -> int | None:
         """How many more letters this batch may hand over: None for all of
         them, 0 to stop now (the rest goes back to the queue)."""
-        fresh = server_if_may_go_on(self.mailing, self.server, self.clock())
+        fresh = rests.server_if_may_go_on(self.mailing, self.server, self.clock())
         if fresh is None:
             return 0
         if not limits.counted(fresh):
@@ -564,22 +505,6 @@ class Batch:
         # reached DATA are really used.
         room = usage.room_beyond(len(self.letters) - self.outcome.handed)
         return None if room is None else max(0, min(remaining, room))
-
-
-def server_if_may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> SmtpServer | None:
-    """The server as it is now, if the mailing is still running, its tenant
-    not suspended, and the server enabled, healthy, not resting, not held
-    back for this tenant and within the rules; else None."""
-    # Waiting (another chain found the limits spent) does not stop a batch
-    # whose room is already reserved; pausing and cancelling do.
-    fresh, held, running = rests.server_now(mailing, server.pk, now)
-    if fresh is None or not running or held or not fresh.is_usable or rests.resting(fresh, now):
-        return None
-    try:
-        rules.assert_connectable(fresh)
-    except ValidationError:
-        return None
-    return fresh
 
 
 # Where a batch's reports and replies go: the tenant's mailboxes, before

@@ -13,7 +13,7 @@ from django.utils import timezone
 from config import statements
 
 from ..models import DispatchChain
-from .batch import DUE_COUNT, PENDING, SMALLEST_SHARE
+from .claims import DUE_COUNT, PENDING, SMALLEST_SHARE
 
 CHAIN_LEASE = timedelta(seconds=120)
 
@@ -73,7 +73,7 @@ def free_chain_slots(mailing_id: int, *, now: datetime | None = None) -> list[in
 
 def wanted_chains(mailing_id: int, now: datetime) -> int:
     """As many chains as the letters due now fill, SMALLEST_SHARE letters
-    a conversation (batch.share): a 20-letter mailing gets one chain, not a
+    a conversation (claims.share): a 20-letter mailing gets one chain, not a
     second task and connection that would carry nothing. At least one (it
     settles a mailing with nothing due), at most DISPATCH_CHAINS."""
     most = settings.DISPATCH_CHAINS

@@ -15,12 +15,14 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
 from config import metrics, statements
 from servers import events as server_events
+from servers import rules
 from servers.errors import diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
@@ -39,6 +41,22 @@ def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
         rows = cursor.fetchall()
     servers = [(_SERVERS.load(row), bool(row[-1])) for row in rows]
     return [s for s, held in servers if not held and s.is_usable and not resting(s, now)]
+
+
+def server_if_may_go_on(mailing: Mailing, server: SmtpServer, now: datetime) -> SmtpServer | None:
+    """The server as it is now, if the mailing is still running, its tenant
+    not suspended, and the server enabled, healthy, not resting, not held
+    back for this tenant and within the rules; else None."""
+    # Waiting (another chain found the limits spent) does not stop a batch
+    # whose room is already reserved; pausing and cancelling do.
+    fresh, held, running = server_now(mailing, server.pk, now)
+    if fresh is None or not running or held or not fresh.is_usable or resting(fresh, now):
+        return None
+    try:
+        rules.assert_connectable(fresh)
+    except ValidationError:
+        return None
+    return fresh
 
 
 def _columns(model: type, **names: str) -> dict[str, str]:

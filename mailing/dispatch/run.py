@@ -20,7 +20,8 @@ from .. import limits
 from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
-from .batch import DUE_LETTERS, PENDING, PENDING_IN, only_paced, send_batch
+from .batch import only_paced, send_batch
+from .claims import DUE_LETTERS, PENDING, PENDING_IN
 from .rows import Rows
 
 L = Letter.Status

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from mailing import dispatch
 from mailing import mailings as services
-from mailing.dispatch.batch import share
+from mailing.dispatch.claims import share
 from mailing.models import DispatchChain, Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import Health
@@ -358,7 +358,7 @@ def test_the_last_letters_are_shared_between_the_conversations_a_server_allows(
     claims before it are still being sent). A conversation gets at least
     SMALLEST_SHARE (25) letters, or it costs more than it saves: the last
     49 or 20 go over one connection."""
-    assert dispatch.batch.SMALLEST_SHARE == 25
+    assert dispatch.claims.SMALLEST_SHARE == 25
     settings.DISPATCH_CHAINS = chains
     server = make_server(tenant_a, max_connections=max_connections)
     mailing = start_mailing(tenant_a, [server], letters)
