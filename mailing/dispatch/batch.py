@@ -268,10 +268,15 @@ class Batch:
                 return
 
     def _ask_for_more(self) -> None:
-        """Once a batch: its next letters, claimed while its last ones go
-        (mailing.dispatch.ahead), unless its batch is a tenant's turn on the
-        platform server or its chain's slice is spent."""
+        """Once a claim: the batch's next letters, claimed while its last
+        ones go (mailing.dispatch.ahead), unless its batch is a tenant's
+        turn on the platform server or its chain's slice is spent. Only
+        after a full claim: one of fewer letters took what was left (or its
+        share of it), and asking again would cost a small mailing's batch
+        three statements for nothing."""
         if self.asked_at == len(self.letters) or self.server.is_platform:
+            return
+        if len(self.chunks[-1].letters) < self.size:
             return
         if time.monotonic() - self.started >= settings.DISPATCH_SLICE:
             return

@@ -62,6 +62,21 @@ def test_a_batch_goes_on_with_its_next_letters_one_claim_a_connection(tenant_a, 
     assert used(server, tenant_a) == 12  # every claim's room, exactly
 
 
+def test_a_claim_of_fewer_letters_than_a_batch_asks_for_no_more(tenant_a, settings, monkeypatch):
+    """A small mailing's batch took all there was: no checks, reservation
+    or claim for next letters there cannot be (with 200 mailings of 20
+    letters, three statements a batch for nothing)."""
+    settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = 10, 1
+    asked = []
+    monkeypatch.setattr(batch_module.Batch, "_claim_more", lambda batch, into: asked.append(batch))
+    with smtp_server() as (controller, sink):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=100)
+        mailing = start(tenant_a, [server], emails(8))
+        assert dispatch.run_mailing(mailing_id=mailing.pk) == "done"
+    assert len(sink.received) == 8
+    assert asked == []
+
+
 def test_a_batch_stops_going_on_when_its_chains_slice_is_spent(tenant_a, settings):
     settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS, settings.DISPATCH_SLICE = 5, 1, 0
     with smtp_server() as (controller, sink):
@@ -180,9 +195,9 @@ def test_the_next_letters_are_claimed_on_a_thread_while_the_last_ones_go(tenant_
         server = make_server(tenant_a, port=controller.port, max_per_hour=100)
         mailing = start(tenant_a, [server], emails(25))  # its chain runs as the start commits (eager Celery)
         assert dispatch.run_mailing(mailing_id=mailing.pk) == "idle"  # nothing left
-    # The first claim is the batch's own; the next ones (the last finds
-    # nothing left) are the claimer's.
-    assert threads[0] == "MainThread" and set(threads[1:]) == {"letter-claimer"} and len(threads) >= 3
+    # The batch's own claim, then two on the claimer's thread: after the
+    # third (5 letters, not a full claim) nothing more is asked.
+    assert threads == ["MainThread", "letter-claimer", "letter-claimer"]
     assert sorted(handler.by_connection.values()) == [5, 10, 10]
     assert Letter.objects.filter(mailing=mailing, status=L.SENT).count() == 25
     assert used(server, tenant_a) == 25
