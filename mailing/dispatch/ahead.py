@@ -101,7 +101,9 @@ def first_with_room(mailing: Mailing, server: SmtpServer, now: datetime) -> bool
     if not before:
         return True
     usage = limits.window_usage(before, mailing.tenant, now)
-    return all(usage[s.pk].left == 0 for s in before)
+    # A server whose minute only is spent is waited for, never passed over
+    # (run: "paced"), as one with room.
+    return all(usage[s.pk].left == 0 and not (s.max_per_minute and usage[s.pk].only_minute_spent) for s in before)
 
 
 class Ahead:

@@ -233,9 +233,13 @@ class Batch:
         check_at = time.monotonic() + settings.DISPATCH_TICK / 2
         allowed: int | None = None
         minute_end = self._minute_end()
-        index = -1
+        index, joined = -1, len(self.letters)
         while (index := index + 1) < len(self.letters) or self._more():
             letter = self.letters[index]
+            if len(self.letters) != joined:
+                # The next letters joined, with their own room: what the
+                # last check allowed counted the letters before them only.
+                joined, allowed = len(self.letters), None
             if minute_end is not None and time.monotonic() >= minute_end:
                 # The rest goes back; the next batch reserves in the new minute.
                 self.outcome.paced = not self.outcome.tried
@@ -289,7 +293,9 @@ class Batch:
         then its letters claimed with this batch's token."""
         now = self.clock()
         server = rests.server_if_may_go_on(self.mailing, self.server, now)
-        if server is not None and first_with_room(self.mailing, server, now):
+        # A max per minute given meanwhile: a minute's room, which this
+        # batch (begun without one) would not hand over within its minute.
+        if server is not None and server.max_per_minute is None and first_with_room(self.mailing, server, now):
             token = self.letters[0].claim_token
             reserve_and_claim(self.mailing, server, self.size, now=now, into=into, token=token)
 

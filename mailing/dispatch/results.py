@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Case, F, Min, Value, When
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -196,11 +196,23 @@ def requeue_expired_leases(*, now: datetime | None = None) -> int:
     of each expired claim still *sending* is the one the worker was on when
     it died (earlier ones are recorded): it counts an attempt, so a letter
     that kills every worker that sends it fails after the last attempt
-    instead of going round for ever; the others go back uncounted."""
+    instead of going round for ever; the others go back uncounted.
+
+    A batch's next letters share its token (mailing.dispatch.ahead) with a
+    lease that ends a moment later: once one of a claim's letters has
+    expired, the batch is over (it ends long before a lease), and all of
+    them go back together, or a later sweep would count an attempt for the
+    first of letters the worker never began. The one it was on is the
+    first of the earliest claimed letters still sending, whatever the ids
+    of the next ones (due retries, letters given back by another chain)."""
     now = now or timezone.now()
-    expired = Letter.objects.filter(status=L.SENDING, lease_until__lt=now)
-    culprits = list(expired.values("claim_token").annotate(first=Min("pk")).values_list("first", flat=True))
-    for letter in Letter.objects.filter(pk__in=culprits, status=L.SENDING, lease_until__lt=now):
+    dead = Letter.objects.filter(status=L.SENDING, lease_until__lt=now).values("claim_token")
+    expired = Letter.objects.filter(status=L.SENDING, claim_token__in=dead)
+    first: dict[object, int] = {}
+    for token, pk in expired.order_by("lease_until", "pk").values_list("claim_token", "pk"):
+        first.setdefault(token, pk)
+    culprits = list(first.values())
+    for letter in Letter.objects.filter(pk__in=culprits, status=L.SENDING):
         if gives_up(letter.attempts + 1):
             reply = _("Sending this letter stopped the worker every time; it was given up.")
             _finish(letter, status=L.FAILED, attempts=letter.attempts + 1, last_reply=reply, server=None)
