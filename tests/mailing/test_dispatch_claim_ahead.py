@@ -19,7 +19,7 @@ from mailing.dispatch import batch as batch_module
 from mailing.dispatch.claims import claim
 from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
-from servers.models import RestReason
+from servers.models import RestReason, SmtpServer
 from tests.servers.factories import make_server
 from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
@@ -43,6 +43,18 @@ class Connections(SinkHandler):
     async def handle_DATA(self, server, session, envelope):
         self.by_connection[id(session)] += 1
         return await super().handle_DATA(server, session, envelope)
+
+
+def claiming_threads(monkeypatch) -> list[str]:
+    """The name of the thread of every claim from here on."""
+    threads, real = [], ahead.claim
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ahead, "claim", spy)
+    return threads
 
 
 def emails(count: int) -> list[str]:
@@ -137,15 +149,21 @@ def test_a_server_before_with_room_stops_the_next_letters(tenant_a):
     assert not ahead.first_with_room(mailing, second, now)  # not usable itself
 
 
-def test_a_paused_mailing_gets_no_next_letters(tenant_a, settings, monkeypatch):
-    """Paused while its batch runs: the batch ends with its own letters (its
-    check comes every half tick), and nothing more is claimed."""
+@pytest.mark.parametrize("change", ["mailing paused", "max per minute given"])
+def test_a_change_while_the_batch_runs_stops_its_next_letters(tenant_a, settings, monkeypatch, change):
+    """The mailing paused while its batch runs, or its server given a max
+    per minute (the next letters would hold a minute's room in a batch
+    that does not keep to the minute, having had none when it began): the
+    batch ends with its own letters (its check comes every half tick), and
+    nothing more is claimed."""
     settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = 5, 1
     real = batch_module.Builder.wire
 
     def wire(builder, letter):
-        if letter.email == "r02@x.test":
+        if letter.email == "r02@x.test" and change == "mailing paused":
             Mailing.objects.filter(pk=letter.mailing_id).update(status=Mailing.Status.PAUSED)
+        elif letter.email == "r02@x.test":
+            SmtpServer.objects.filter(pk=letter.server_id).update(max_per_minute=100)
         return real(builder, letter)
 
     monkeypatch.setattr(batch_module.Builder, "wire", wire)
@@ -182,14 +200,7 @@ def test_a_dead_workers_claim_counts_an_attempt_for_the_letter_it_was_on_not_for
 def test_the_next_letters_are_claimed_on_a_thread_while_the_last_ones_go(tenant_a, settings, monkeypatch):
     require_postgresql()
     settings.DISPATCH_RECORD_THREAD, settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = True, 10, 1
-    threads = []
-    real = ahead.claim
-
-    def spy(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ahead, "claim", spy)
+    threads = claiming_threads(monkeypatch)
     handler = Connections()
     with smtp_server(handler=handler) as (controller, _):
         server = make_server(tenant_a, port=controller.port, max_per_hour=100)

@@ -9,7 +9,7 @@
   next ones end a moment later) and ids (due retries have lower ones).
 - The next letters keep the mailing's order of servers where a server
   before only waits for its next minute (run waits for it, it does not
-  pass it over), and are not claimed once the server has a max per minute.
+  pass it over). A max per minute given meanwhile: test_dispatch_claim_ahead.
 - A claimer that raises gives its room back; the chain sends the rest."""
 
 import asyncio
@@ -25,12 +25,11 @@ from mailing.dispatch import ahead
 from mailing.dispatch import batch as batch_module
 from mailing.dispatch.claims import claim
 from mailing.models import Letter
-from servers.models import SmtpServer
 from tests.servers.factories import make_server
 from tests.services import require_postgresql
 from tests.smtp_servers import smtp_server
 
-from .test_dispatch_claim_ahead import Connections, emails, used
+from .test_dispatch_claim_ahead import Connections, claiming_threads, emails, used
 from .test_dispatch_real_world import start
 
 L = Letter.Status
@@ -150,28 +149,6 @@ def test_a_server_before_that_only_waits_for_its_minute_stops_the_next_letters(t
     assert not ahead.first_with_room(mailing, second, now)
 
 
-def test_a_max_per_minute_set_during_the_batch_stops_its_next_letters(tenant_a, settings, monkeypatch):
-    """A server given a max per minute while its batch runs: the next
-    letters would hold a minute's room in a batch that does not keep to the
-    minute (it had none when it began), so none is claimed."""
-    settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = 5, 1
-    real = batch_module.Builder.wire
-
-    def wire(builder, letter):
-        if letter.email == "r02@x.test":
-            SmtpServer.objects.filter(pk=letter.server_id).update(max_per_minute=100)
-        return real(builder, letter)
-
-    monkeypatch.setattr(batch_module.Builder, "wire", wire)
-    with smtp_server() as (controller, sink):
-        server = make_server(tenant_a, port=controller.port, max_per_hour=100)
-        mailing = start(tenant_a, [server], emails(12))
-        dispatch.run_mailing(mailing_id=mailing.pk)
-    assert len(sink.received) == 5
-    assert Letter.objects.filter(mailing=mailing, status=L.QUEUED, claim_token=None).count() == 7
-    assert used(server, tenant_a) == 5
-
-
 # On PostgreSQL, with the dispatch worker's threads.
 
 
@@ -186,13 +163,7 @@ def test_on_a_thread_a_limited_servers_check_does_not_stop_the_batch_at_its_next
     require_postgresql()
     settings.DISPATCH_RECORD_THREAD, settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = True, 5, 1
     settings.DISPATCH_TICK = 0.5
-    threads, real = [], ahead.claim
-
-    def spy(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ahead, "claim", spy)
+    threads = claiming_threads(monkeypatch)
     handler = Slow()
     with smtp_server(handler=handler) as (controller, _):
         server = make_server(tenant_a, port=controller.port, max_per_hour=100)
