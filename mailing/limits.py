@@ -265,6 +265,14 @@ _ADD_SQL = """
 """
 
 
+def paced(server: SmtpServer, usage: Usage) -> bool:
+    """Only the server's max per minute is spent: a pace, not a spent
+    limit; it has room again next minute and is waited for, never passed
+    over for the next server in a mailing's order. A max per minute of 0 is
+    a limit of 0, not a pace."""
+    return bool(server.max_per_minute) and usage.only_minute_spent
+
+
 def counted(server: SmtpServer) -> bool:
     """Whether any window limits the server: its own limits, or the
     platform's quotas (a platform server), as the server was last read."""

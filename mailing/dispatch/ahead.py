@@ -101,9 +101,8 @@ def first_with_room(mailing: Mailing, server: SmtpServer, now: datetime) -> bool
     if not before:
         return True
     usage = limits.window_usage(before, mailing.tenant, now)
-    # A server whose minute only is spent is waited for, never passed over
-    # (run: "paced"), as one with room.
-    return all(usage[s.pk].left == 0 and not (s.max_per_minute and usage[s.pk].only_minute_spent) for s in before)
+    # A server whose minute only is spent is waited for (run), as one with room.
+    return all(usage[s.pk].left == 0 and not limits.paced(s, usage[s.pk]) for s in before)
 
 
 class Ahead:

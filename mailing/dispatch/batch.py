@@ -86,7 +86,7 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
             first = reserve_and_claim(mailing, server, size, now=now, into=chunks)
             if first is None or not first.reservation.granted:
                 usage = limits.window_usage([server], mailing.tenant, now)[server.pk]
-                outcome.paced = _paced(server, usage)
+                outcome.paced = limits.paced(server, usage)
                 _count_limit_reached(usage)
                 events.limit_reached(server, mailing.tenant_id, usage, now=now)
                 return outcome
@@ -145,11 +145,7 @@ def only_paced(server: SmtpServer, mailing: Mailing, now: datetime) -> bool:
     per minute of 0 is a limit of 0, not a pace: nothing comes of waiting."""
     if not server.max_per_minute:
         return False  # no query: a server without the cap is never paced
-    return _paced(server, limits.window_usage([server], mailing.tenant, now)[server.pk])
-
-
-def _paced(server: SmtpServer, usage: limits.Usage) -> bool:
-    return bool(server.max_per_minute) and usage.only_minute_spent
+    return limits.paced(server, limits.window_usage([server], mailing.tenant, now)[server.pk])
 
 
 @dataclass
@@ -171,9 +167,8 @@ class Batch:
     # the server took the one before (_make_ahead).
     ahead: tuple[Letter, bytes | Exception] | None = None
     # The batch's next letters, being claimed while its last ones go
-    # (mailing.dispatch.ahead), and how many letters it had when it asked.
+    # (mailing.dispatch.ahead); None once they joined (or none was asked).
     coming: Ahead | None = None
-    asked_at: int = 0
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -278,13 +273,12 @@ class Batch:
         after a full claim: one of fewer letters took what was left (or its
         share of it), and asking again would cost a small mailing's batch
         three statements for nothing."""
-        if self.asked_at == len(self.letters) or self.server.is_platform:
+        if self.coming is not None or self.server.is_platform:
             return
         if len(self.chunks[-1].letters) < self.size:
             return
         if time.monotonic() - self.started >= settings.DISPATCH_SLICE:
             return
-        self.asked_at = len(self.letters)
         threaded = self.recorder.threaded and connection.vendor == "postgresql"
         self.coming = Ahead(self._claim_more, threaded=threaded)
 
