@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 
@@ -245,7 +246,7 @@ def commit_time(durable: bool) -> float:
         return elapsed
 
 
-def pipeline(conversations: int, *, durable: bool = True) -> tuple[float, list[str], float]:
+def pipeline(conversations: int, *, durable: bool = True) -> tuple[float, list[str], float, "WalSyncs"]:
     """N letters through one worker process holding `conversations` SMTP
     connections to one server."""
     from django.conf import settings
@@ -261,18 +262,67 @@ def pipeline(conversations: int, *, durable: bool = True) -> tuple[float, list[s
             box = Box(1)
             try:
                 cpu = cpu_seconds(box.procs[0].pid)
+                wal = WalSyncs.now()
                 started = time.perf_counter()
                 mailings.mailing_start(mailing=mailing)
                 wait_sent([mailing], N, sink)
                 rate = N / (time.perf_counter() - started)
                 cpu = cpu_seconds(box.procs[0].pid) - cpu
+                wal = WalSyncs.now() - wal
             finally:
                 box.stop()
     finally:
         del os.environ["DISPATCH_CHAINS"], os.environ["DISPATCH_DURABLE_RESULTS"]
         settings.DISPATCH_CHAINS = default_chains
     clean()
-    return rate, sink.ids, cpu / N
+    return rate, sink.ids, cpu / N, wal
+
+
+@dataclass
+class WalSyncs:
+    """PostgreSQL's flushes of its write-ahead log to disk (pg_stat_wal, the
+    whole server's), and the milliseconds they took when the benchmark's
+    database times them (timed_wal_syncs). With durable results every
+    conversation waits for one before its next letter is accepted."""
+
+    count: int = 0
+    ms: float | None = None
+
+    @classmethod
+    def now(cls) -> "WalSyncs":
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT wal_sync, wal_sync_time FROM pg_stat_wal")
+            count, ms = cursor.fetchone()
+        return cls(count, ms if TIMED_WAL_SYNCS else None)
+
+    def __sub__(self, other: "WalSyncs") -> "WalSyncs":
+        ms = None if self.ms is None or other.ms is None else self.ms - other.ms
+        return WalSyncs(self.count - other.count, ms)
+
+    def per_letter(self) -> str:
+        timed = f", {self.ms / self.count * 1e3:,.0f} us each" if self.ms is not None and self.count else ""
+        return f"{self.count / N:.2f} WAL flushes to disk a letter{timed}"
+
+
+TIMED_WAL_SYNCS = False
+
+
+def time_wal_syncs() -> None:
+    """Have the benchmark's own (fresh) database time its sessions' WAL
+    flushes (track_wal_io_timing, a superuser's setting; without it the
+    flushes are only counted)."""
+    global TIMED_WAL_SYNCS
+    from django.db import DatabaseError, connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            cursor.execute(f'ALTER DATABASE "{cursor.fetchone()[0]}" SET track_wal_io_timing = on')
+        TIMED_WAL_SYNCS = True
+    except DatabaseError:
+        pass
 
 
 def cpu_seconds(pid: int) -> float:
@@ -292,6 +342,7 @@ def baseline(count: int = N) -> float:
 
 
 def cost_per_letter() -> None:
+    time_wal_syncs()
     durable, quick = commit_time(True), commit_time(False)
     print(f"2. a commit takes {durable * 1e3:.2f} ms on disk, {quick * 1e3:.2f} ms not waiting for it: one "
           f"conversation with durable results sends at most {1 / durable:,.0f} letters/s")  # fmt: skip
@@ -307,7 +358,7 @@ def cost_per_letter() -> None:
     after = baseline()
     for label, conversations, is_durable in runs:
         before = after  # the run after one case is the run before the next
-        rate, ids, cpu = pipeline(conversations, durable=is_durable)
+        rate, ids, cpu, wal = pipeline(conversations, durable=is_durable)
         after = baseline()
         raw = max(before, after)
         if conversations == 2:
@@ -315,7 +366,8 @@ def cost_per_letter() -> None:
         print(f"   Postroute, 1 worker, {label}: {rate:8,.0f} letters/s  ratio {rate / raw:.2f} to the raw smtplib "
               f"loop, the faster of its runs right before and after ({before:,.0f} / {after:,.0f} letters/s: "
               f"pre-built bytes, one connection, the same sink); the worker's CPU {cpu * 1e6:,.0f} us a letter "
-              f"(received {len(ids):,}, unique {len(set(ids)):,}; includes making the letters)")  # fmt: skip
+              f"(received {len(ids):,}, unique {len(set(ids)):,}; includes making the letters); "
+              f"{wal.per_letter()}")  # fmt: skip
     print(f"   the default's ratio, median of {len(defaults)} runs: {sorted(defaults)[len(defaults) // 2]:.2f}")
     stages()
 
