@@ -9,7 +9,7 @@ time could be misread ("tomorrow at 10:01 MSK"). Templates use it as the
 `when` filter (accounts.templatetags.when, a builtin)."""
 
 import zoneinfo
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import cache
 
 from django import forms
@@ -77,9 +77,18 @@ def local_to_aware(naive: datetime, zone: tzinfo) -> datetime:
     return first
 
 
+# Every zone's offset is under a day: a moment a day inside datetime's
+# range reads as a wall-clock time in any zone (the tenant's next one too).
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
 class LocalDateTimeField(forms.DateTimeField):
     """A date and time typed in the tenant's zone (`zone`, set by the form),
-    read DST-safe by local_to_aware rather than Django's generic refusal."""
+    read DST-safe by local_to_aware rather than Django's generic refusal.
+    A time at either end of the calendar (1 January of year 1 east of UTC,
+    31 December 9999 west of it) has no instant: it is refused as invalid,
+    as year 10000 is, instead of overflowing."""
 
     zone: tzinfo = UTC
 
@@ -95,9 +104,16 @@ class LocalDateTimeField(forms.DateTimeField):
                 result = super().to_python(value)
             if result is not None and result.tzinfo is UTC:
                 result = result.replace(tzinfo=None)
-        if result is None or timezone.is_aware(result):
-            return result
-        return local_to_aware(result, self.zone)
+        if result is None:
+            return None
+        try:
+            aware = result if timezone.is_aware(result) else local_to_aware(result, self.zone)
+            shown_everywhere = EARLIEST <= aware <= LATEST
+        except OverflowError:
+            shown_everywhere = False
+        if not shown_everywhere:
+            raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return aware
 
 
 # Showing moments

@@ -167,3 +167,21 @@ def test_a_time_the_clocks_show_twice_is_the_first_of_the_two():
 def test_a_moment_at_the_end_of_time_still_reads():
     with timezone.override(SAIGON):  # east of UTC: the local time would overflow
         assert when(datetime.max.replace(tzinfo=UTC), now=NOW) == "31 Dec 9999 at 23:59"
+
+
+@pytest.mark.parametrize(
+    ("zone", "typed"),
+    [
+        ("America/New_York", "9999-12-31T23:59"),  # 04:59 on 1 January 10000 in UTC
+        ("Asia/Tokyo", "0001-01-01T00:00"),  # 31 December of year 0 in UTC
+        ("Pacific/Pago_Pago", "0001-01-01T10:00"),  # its old local mean time was UTC+12:37
+        ("UTC", "9999-12-31T23:59"),  # an instant that Tokyo could not show on the edit page
+    ],
+)
+def test_a_time_at_the_end_of_the_calendar_is_refused_next_to_the_field(alice, tenant_a, zone, typed):
+    Tenant.objects.filter(pk=tenant_a.pk).update(time_zone=zone)
+    response = schedule(alice, tenant_a, typed)
+    assert response.status_code == 400 and not Mailing.objects.exists()
+    assert response.context["form"].errors == {"scheduled_at": ["Enter a valid date/time."]}
+    assert 'id="id_scheduled_at_error"' in response.text
+    assert f'value="{typed}"' in response.text  # what was typed comes back to be corrected
