@@ -314,7 +314,9 @@ def _csv_problem(exc: csv.Error) -> str:
 
 
 def _reject(line: int, reason: str, raw: str) -> ImportRejection:
-    return ImportRejection(line=line, reason=reason[:300], raw=raw)
+    # A reason may quote the row (an API row's field names): what PostgreSQL
+    # cannot store must not turn a rejected row into a failed request.
+    return ImportRejection(line=line, reason=_storable_text(reason[:300]), raw=_storable_text(raw))
 
 
 def _raw(cells: list[str], delimiter: str) -> str:
@@ -527,6 +529,11 @@ def _storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return "\x00" not in text
+
+
+def _storable_text(text: str) -> str:
+    """`text` with U+FFFD in place of each character _storable refuses."""
+    return text if _storable(text) else "".join(c if _storable(c) else "\ufffd" for c in text)
 
 
 def _api_row(line: int, row: object, keys: list[str], mapping: Mapping) -> Parsed | ImportRejection:

@@ -4,6 +4,7 @@ and methods, other media types."""
 
 import pytest
 
+from mailing.models import ImportRejection
 from tests.mailing.builders import make_list
 
 from .conftest import problem
@@ -109,6 +110,17 @@ def test_nul_bytes_and_lone_surrogates_in_bodies_are_refused(api, tenant_a, text
     assert body["created"] == 1 and [r["index"] for r in body["rejections"]] == [0, 1, 2]
     encoded = "a%00b" if "\x00" in text else "%ED%A0%80"  # the same, as a client puts it in a path
     problem(api.delete(f"/api/v1/suppressions/{encoded}/"), 404)
+
+
+@pytest.mark.parametrize("text", ["\x00", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_nul_bytes_and_lone_surrogates_in_a_field_name_reject_the_row_not_the_request(api, tenant_a, text):
+    """The row's reason names the key it refuses: the key cannot be stored
+    as it came, so it is named with U+FFFD in place of what cannot."""
+    customers = make_list(tenant_a)
+    rows = [{"email": "a@x.test", "fields": {f"ci{text}ty": "Tver"}}, {"email": "b@x.test"}]
+    body = api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": rows}).json()
+    assert body["created"] == 1 and body["rejections"] == [{"index": 0, "reason": "Not a field name: ci\ufffdty."}]
+    assert ImportRejection.objects.get().reason == "Not a field name: ci\ufffdty."
 
 
 def test_a_post_to_a_wrong_path_is_a_404_problem_too(api):
