@@ -33,6 +33,16 @@ def test_a_bad_address_or_a_taken_one_is_refused_next_to_the_field(api, tenant_a
     assert Contact.objects.filter(tenant=tenant_a).count() == 1
 
 
+def test_a_value_for_a_field_not_defined_is_refused_by_name_not_dropped(api, tenant_a):
+    CustomField.objects.create(tenant=tenant_a, key="city", label="City")
+    fields = {"city": "Tver", "company": "Acme", "plan\x00": "x"}
+    body = problem(api.post(URL, {"email": "ann@example.com", "fields": fields}), 422)
+    assert set(body["errors"]) == {"fields.company", "fields.plan\x00"}
+    assert "No such field" in body["errors"]["fields.company"][0]
+    assert not Contact.objects.exists()
+    assert api.post(URL, {"email": "ann@example.com", "fields": {"city": "Tver"}}).json()["fields"] == {"city": "Tver"}
+
+
 def test_another_tenants_list_is_no_list(api, tenant_b):
     theirs = make_list(tenant_b, "Theirs")
     body = problem(api.post(URL, {"email": "ann@example.com", "lists": [str(theirs.public_id)]}), 422)

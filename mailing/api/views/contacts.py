@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from ... import contacts as services
 from ... import import_runner
 from ...access import get_contact, get_contact_list
-from ...models import Contact, ContactList
+from ...models import Contact, ContactList, CustomField
 from .. import pagination
 from ..idempotency import idempotent
 from ..problems import invalid
@@ -72,6 +72,7 @@ class ContactCollection(ApiView):
     @idempotent
     def post(self, request):
         data = self.input(ContactSerializer)
+        self._check_fields(data.get("fields", {}))
         contact = service(
             services.contact_create,
             tenant=self.tenant,
@@ -82,6 +83,18 @@ class ContactCollection(ApiView):
             lists=own_lists(self.tenant, data.get("lists", [])),
         )
         return Response(ContactSerializer(contact).data, status=status.HTTP_201_CREATED)
+
+    def _check_fields(self, fields: dict) -> None:
+        """A value for a field the organisation has not defined would be
+        dropped by the service (the page shows defined fields only): here it
+        is refused by name instead of answering 201 without it."""
+        defined = set(CustomField.objects.filter(tenant=self.tenant).values_list("key", flat=True))
+        if unknown := [key for key in fields if key not in defined]:
+            message = _(
+                "No such field: add it on the Contacts page first, or send the contact "
+                "through contacts/bulk/, which adds new fields."
+            )
+            raise invalid({f"fields.{key}": [message] for key in unknown[:20]})
 
 
 class ContactBulk(ApiView):
