@@ -218,6 +218,15 @@ def custom_field_for_header(*, tenant: Tenant, header: str) -> CustomField:
     return field
 
 
+def custom_field_for_key(*, tenant: Tenant, key: str) -> CustomField:
+    """The field of a placeholder name given as it is (a valid KEY, not a
+    standard one): the existing one, or a new one labelled with the key.
+    Not custom_field_for_header: a header's key is made anew, and a_b is
+    not a__b."""
+    field, _ = CustomField.objects.get_or_create(tenant=tenant, key=key, defaults={"label": key})
+    return field
+
+
 # ---------- Suppression ----------
 
 

@@ -505,7 +505,7 @@ def _field_keys(tenant: Tenant, rows: list[object]) -> list[str]:
                     seen[key] = None
     keys = list(seen)
     for key in keys:
-        contacts.custom_field_for_header(tenant=tenant, header=key)
+        contacts.custom_field_for_key(tenant=tenant, key=key)
     return keys
 
 

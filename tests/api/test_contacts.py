@@ -94,6 +94,21 @@ def test_bulk_upsert_refuses_a_bad_field_name_per_row(api, tenant_a):
     assert not CustomField.objects.filter(tenant=tenant_a).exists()
 
 
+def test_bulk_upsert_defines_a_new_field_under_the_key_it_was_sent_with(api, tenant_a, alice):
+    """A placeholder name as the page allows it (two underscores, one at the
+    end) became another field (a_b, tail) while the values stayed under the
+    key sent: nothing showed them, and {{ a__b }} was no field."""
+    customers = make_list(tenant_a)
+    rows = [{"email": "a@example.com", "fields": {"a__b": "x", "tail_": "y"}}]
+    body = api.post(BULK, {"list": str(customers.public_id), "contacts": rows}).json()
+    assert body["created"] == 1 and not body["rejections"]
+    assert set(CustomField.objects.filter(tenant=tenant_a).values_list("key", flat=True)) == {"a__b", "tail_"}
+    contact = Contact.objects.get(tenant=tenant_a)
+    assert contact.fields == {"a__b": "x", "tail_": "y"}
+    page = alice.client.get(f"/contacts/{contact.public_id}/").text
+    assert 'value="x"' in page and 'value="y"' in page
+
+
 def test_bulk_upsert_takes_at_most_ten_thousand_rows(api, tenant_a, settings):
     customers = make_list(tenant_a)
     rows = [{"email": f"r{i}@example.com"} for i in range(10_001)]
