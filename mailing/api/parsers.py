@@ -2,6 +2,7 @@
 Django's DATA_UPLOAD_MAX_MEMORY_SIZE, so the limit is ours to keep."""
 
 import json
+import math
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -36,6 +37,33 @@ class BoundedJSONParser(BaseParser):
         if len(raw) > limit:
             raise _too_large()
         try:
-            return json.loads(raw.decode("utf-8"))
+            return json.loads(
+                raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_once_each
+            )
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise ParseError(_("The body is not valid JSON (UTF-8): %(error)s") % {"error": exc}) from exc
+
+
+# What Python's json reads but JSON (RFC 8259) has not: NaN and Infinity,
+# numbers too large for a float (read as inf), and a key twice in one object
+# (the last would win, the first lost without a word). Refused as malformed.
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(_("%(value)s is not a number JSON allows.") % {"value": name})
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        _no_constant(text)
+    return value
+
+
+def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(_("The key “%(key)s” appears twice in one object.") % {"key": key})
+        result[key] = value
+    return result

@@ -4,7 +4,7 @@ and methods, other media types."""
 
 import pytest
 
-from mailing.models import ImportRejection
+from mailing.models import Contact, CustomField, ImportRejection
 from tests.mailing.builders import make_list
 
 from .conftest import problem
@@ -20,6 +20,26 @@ URL = "/api/v1/contacts/"
 )
 def test_malformed_json_is_400(api, raw):
     assert problem(api.post_raw(URL, raw), 400)["type"] == "urn:postroute:problem:malformed"
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        (b'{"email": "a@x.test", "fields": {"city": NaN}}', "NaN"),
+        (b'{"email": "a@x.test", "fields": {"city": -Infinity}}', "-Infinity"),
+        (b'{"email": "a@x.test", "fields": {"city": 1e400}}', "1e400"),
+        (b'{"email": "a@x.test", "email": "b@x.test"}', "“email”"),
+        (b'{"email": "a@x.test", "fields": {"city": "Tver", "city": "Kazan"}}', "“city”"),
+    ],
+    ids=["nan", "infinity", "overflowing-float", "duplicate-key", "duplicate-nested-key"],
+)
+def test_what_json_does_not_allow_or_says_twice_is_400_not_a_guess(api, tenant_a, raw, said):
+    """Python reads NaN and 1e400 (stored as "nan" and "inf") and keeps the
+    last of two equal keys, losing the first without a word."""
+    CustomField.objects.create(tenant=tenant_a, key="city", label="City")
+    body = problem(api.post_raw(URL, raw), 400)
+    assert body["type"] == "urn:postroute:problem:malformed" and said in body["detail"]
+    assert not Contact.objects.exists()
 
 
 @pytest.mark.parametrize(
