@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from email.header import Header, decode_header, make_header
 from email.message import Message
+from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
@@ -185,14 +186,23 @@ class _Reply:
 
 def parse(raw: bytes) -> ParsedReport:
     """Never raises: a message that breaks the parser is an unreadable
-    report if it looked like one, else left alone."""
-    message = email.message_from_bytes(raw)
+    report if it looked like one, else left alone (a raise would stop the
+    mailbox at it for good)."""
+    try:
+        message = email.message_from_bytes(raw)
+    except Exception:  # MIME nested past the recursion limit: its headers still say what it is
+        log.exception("bounce message could not be parsed")
+        return _unreadable(BytesParser().parsebytes(raw, headersonly=True))
     try:
         return _storable(_parse(message))
     except Exception:  # a malformed message must not stop the mailbox
         log.exception("bounce message could not be parsed")
-        kind = UNKNOWN if _looks_like_report(message) else None
-        return _storable(ParsedReport(kind=kind, **_envelope(message)))
+        return _unreadable(message)
+
+
+def _unreadable(message: Message) -> ParsedReport:
+    kind = UNKNOWN if _looks_like_report(message) else None
+    return _storable(ParsedReport(kind=kind, **_envelope(message)))
 
 
 def _storable(report: ParsedReport) -> ParsedReport:

@@ -324,3 +324,28 @@ def test_a_report_holding_nul_bytes_is_kept_and_the_reading_goes_on(tenant_a, do
     assert report.subject.startswith("\ufffd") and "\x00" not in report.diagnostic + report.headers_excerpt
     assert "\ufffd" in report.diagnostic
     assert set(Letter.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {"bounced"}
+
+
+def test_a_report_nested_past_the_parsers_depth_is_kept_and_the_reading_goes_on(tenant_a, dovecot_mailbox):
+    """Anyone can mail the bounce address: a message of a thousand nested
+    multiparts (56 kB) makes the email package itself raise RecursionError.
+    Before the fix that came out of the parser, every reading failed at it,
+    and the reports after it were never read."""
+    [letter] = sent_letters(tenant_a, ["b@example.org"])
+    nested = "".join(f"--n{i}\r\nContent-Type: multipart/mixed; boundary=n{i + 1}\r\n\r\n" for i in range(1000))
+    hostile = (
+        "From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\nTo: box@acme.test\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <nested@mx.example.org>\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=n0\r\n\r\n{nested}"
+    )
+    append(dovecot_mailbox, hostile.encode())
+    append(dovecot_mailbox, render("postfix_user_unknown.eml", letter))
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+
+    assert (result.status, result.reports) == ("done", 2), result.error
+    kept = BounceReport.objects.get(message_id="<nested@mx.example.org>")
+    assert (kept.kind, kept.letter) == (BounceReport.Kind.UNKNOWN, None)
+    letter.refresh_from_db()
+    assert letter.status == Letter.Status.BOUNCED
