@@ -367,6 +367,8 @@ def _recipient_blocks(part: Message) -> list[Message]:
     per-message; it reads message/global-delivery-status as one message
     whose headers are the per-message block and whose body holds the rest
     (its UTF-8 bytes only come back whole with decode=True)."""
+    if (body := _encoded_body(part)) is not None:
+        return _blocks(_bytes_text(body, "utf-8"))  # the per-message block names no recipient
     if part.is_multipart() and part.get_content_type() == "message/delivery-status":
         return part.get_payload()[1:]
     if part.is_multipart():
@@ -533,11 +535,26 @@ def _original_headers(message: Message) -> str:
     for part in message.walk():
         content_type = part.get_content_type()
         if content_type in (*ORIGINAL_TYPES, "message/global-headers") and part.is_multipart():
-            original = part.get_payload(0)
+            body = _encoded_body(part)
+            original = part.get_payload(0) if body is None else email.message_from_bytes(body)
             chunks.append("\n".join(f"{k}: {_header_text(v)}" for k, v in original.items()))
         elif content_type == "text/rfc822-headers":
             chunks.append(_part_text(part))
     return "\n".join(chunks)
+
+
+def _encoded_body(part: Message) -> bytes | None:
+    """The decoded body of a message/* part sent in base64 or
+    quoted-printable, which RFC 2046 forbids and some report generators do
+    all the same: the email package parses the encoded text as if it were
+    the report's fields or the original's headers."""
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding not in ("base64", "quoted-printable"):
+        return None
+    encoded = Message()
+    encoded["Content-Transfer-Encoding"] = encoding
+    encoded.set_payload(part.as_string().replace("\r\n", "\n").partition("\n\n")[2])
+    return encoded.get_payload(decode=True)
 
 
 def _reply_ids(message: Message) -> list[str]:

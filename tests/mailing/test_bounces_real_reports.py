@@ -1,8 +1,11 @@
 """Delivery reports as real mail systems send them, against the README's
 "## Bounces" promises: an SMTPUTF8 (RFC 6533) report, 8-bit fields, a
 refusal of our own sender, a vague mailbox status, a report that mixes a
-failure and a delay, and a report that names the IDNA form of an address."""
+failure and a delay, a report that names the IDNA form of an address, and
+report parts sent in base64 or quoted-printable."""
 
+import base64
+import quopri
 import uuid
 
 import pytest
@@ -387,3 +390,70 @@ Diagnostic-Code: smtp; 550 5.1.1 User unknown
     report = record(tenant_a, raw)
     # Before the fix: unmatched (the address was compared in one form only).
     assert (report.letter_id, report.matched_by) == (letter.pk, M.RECIPIENT)
+
+
+# ---------- 7. Report parts sent in base64 or quoted-printable ----------
+
+DSN_FIELDS = """Reporting-MTA: dns; gw.provider.test
+Arrival-Date: Mon, 1 Jan 2024 09:59:58 +0300
+
+Final-Recipient: rfc822; {rcpt}
+Original-Recipient: rfc822; {rcpt}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; mx.example.org
+Diagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown in virtual mailbox table
+"""
+
+
+def encoded_report(rcpt: str, letter_id: str, encoding: str, dsn_type: str = "message/delivery-status") -> bytes:
+    """A report whose delivery-status part and returned original travel in
+    `encoding`, as some gateways send every part (RFC 2046 allows only
+    7bit, 8bit or binary for message/*)."""
+    encode = {"base64": base64.encodebytes, "quoted-printable": quopri.encodestring}[encoding]
+    fields = encode(DSN_FIELDS.format(rcpt=rcpt).encode()).decode()
+    orig = encode(f"{original(letter_id, rcpt)}\nHello.\n".encode()).decode()
+    return dsn_report(
+        f"""--B1
+Content-Type: text/plain; charset=us-ascii
+
+Delivery to the following recipients failed.
+
+--B1
+Content-Type: {dsn_type}
+Content-Transfer-Encoding: {encoding}
+
+{fields}
+--B1
+Content-Type: message/rfc822
+Content-Transfer-Encoding: {encoding}
+
+{orig}
+--B1--
+""",
+        host="gw.provider.test",
+    )
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+@pytest.mark.parametrize("dsn_type", ["message/delivery-status", "message/global-delivery-status"])
+def test_a_delivery_status_part_in_base64_or_quoted_printable_is_read(encoding, dsn_type):
+    rcpt, letter_id = "jane.roe@example.org", str(uuid.uuid4())
+    parsed = parser.parse(encoded_report(rcpt, letter_id, encoding, dsn_type))
+    # Before the fix: the encoded text was read as the fields: no recipient, no status, kind unknown
+    # (quoted-printable: a soft line break left in the reply).
+    assert (parsed.kind, parsed.recipients, parsed.status) == (K.HARD, [rcpt], "5.1.1")
+    assert parsed.diagnostic.endswith("User unknown in virtual mailbox table")
+    # Before the fix (base64): the returned original's headers were lost with its letter id.
+    assert (parsed.letter_ids, parsed.message_letter_ids) == ([letter_id], [letter_id])
+
+
+@pytest.mark.django_db
+def test_a_base64_report_bounces_its_letter(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    report = record(tenant_a, encoded_report(letter.email, str(letter.public_id), "base64"))
+    letter.refresh_from_db()
+    # Before the fix: kind unknown and tied by nothing Postroute chose; the letter stayed sent.
+    assert (report.kind, report.letter_id, report.matched_by) == (K.HARD, letter.pk, M.HEADER)
+    assert letter.status == Letter.Status.BOUNCED
+    assert Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
