@@ -64,17 +64,21 @@ MESSAGE_ID_LINE_RE = re.compile(rf"^[ \t>]*(?:Message-ID|In-Reply-To|References)
 ENHANCED_STATUS_RE = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # The remote server's reply quoted in a report: a reply code (and its
 # enhanced status) at the start of a line, or after the words that
-# introduce a reply ("said:", "returned '", "reason:", "Ответ сервера:").
-# "see DSN 5.1.10 Errors in ..." is a help sentence, not a reply.
+# introduce a reply ("said:", "returned '", "reason:", "Ответ сервера:"), or
+# in quotes: Exchange quotes it in every language, whatever words come
+# before or after it ("Máy chủ từ xa đã trả về '550 ...'", "Der Remoteserver
+# hat '550 ...' zurückgegeben"). "see DSN 5.1.10 Errors in ..." is a help
+# sentence, not a reply.
 _REPLY_LEAD = (
     r"(?:^[ \t>]*|(?:said|returned|reason|error|response|responded|reply|replied|answer|ответ\w*)\W{0,4}"
-    r"|вернул\w*\W{0,4}|[:(]\s*|;\s*)"
+    r"|вернул\w*\W{0,4}|[:('\"‘“«]\s*|;\s*)"
 )
 REPLY_RE = re.compile(
     _REPLY_LEAD + r"#?(?P<code>[245]\d\d)(?:[ -]#?(?P<status>[245]\.\d{1,3}\.\d{1,3}))?(?=[\s\-',;:)]|$)",
     re.IGNORECASE | re.MULTILINE,
 )
 # Exchange and qmail write the enhanced status alone: "#5.1.1 smtp;550 ...", "(#5.1.1)".
+QUOTES = {"'": "'", '"': '"', "‘": "’", "“": "”", "«": "»"}
 HASH_STATUS_RE = re.compile(r"(?:^[ \t]*|[\s(<'])#(?P<status>[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)", re.MULTILINE)
 
 ADDRESS = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
@@ -438,7 +442,11 @@ def _reply_in(text: str, prefer: str = "") -> _Reply | None:
             return None
         line_start = text.rfind("\n", 0, hashed.start()) + 1
         return _Reply("", hashed.group("status"), _continued(text, line_start))
-    return _Reply(found.group("code"), found.group("status") or "", _continued(text, found.start("code")))
+    reply = _continued(text, found.start("code"))
+    opened = text[: found.start("code")].rstrip(" \t#")[-1:]
+    if closing := QUOTES.get(opened):  # "hat '550 ...' zurückgegeben": the reply ends at its quote
+        reply = re.split(rf"{closing}(?!\w)", reply, maxsplit=1)[0]
+    return _Reply(found.group("code"), found.group("status") or "", reply)
 
 
 def _continued(text: str, start: int) -> str:

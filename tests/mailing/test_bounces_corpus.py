@@ -31,6 +31,9 @@ EXPECTED = {
         "5.1.1 RESOLVER.ADR.ExRecipNotFound",
     ),
     "exchange_russian_ndr_text_only.eml": (K.HARD, R, "5.1.1", M.MESSAGE_ID, "5.1.1 RESOLVER.ADR.RecipNotFound"),
+    # Exchange quotes the reply in apostrophes in every language, after words or before them
+    "exchange_vietnamese_ndr_text_only.eml": (K.HARD, R, "5.1.1", M.MESSAGE_ID, "5.1.1 RESOLVER.ADR.RecipNotFound"),
+    "exchange_german_ndr_text_only.eml": (K.HARD, R, "5.1.1", M.MESSAGE_ID, "5.1.1 RESOLVER.ADR.RecipNotFound"),
     "outlook_com_mailbox_unavailable.eml": (K.HARD, R, "5.5.0", M.HEADER, "mailbox unavailable"),
     "gmail_account_does_not_exist.eml": (K.HARD, R, "5.1.1", M.HEADER, "550 5.1.1 The email account"),
     "yandex_no_such_user.eml": (K.HARD, R, "5.7.1", M.HEADER, "No such user"),
