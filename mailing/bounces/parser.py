@@ -82,6 +82,7 @@ QUOTES = {"'": "'", '"': '"', "‘": "’", "“": "”", "«": "»"}
 HASH_STATUS_RE = re.compile(r"(?:^[ \t]*|[\s(<'])#(?P<status>[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)", re.MULTILINE)
 
 ADDRESS = r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+"
+ALONE = rf"[ \t]*<?{ADDRESS}>?[ \t]*:?[ \t]*"  # a line that is only an address
 # Where reports without a delivery-status part name the failed recipient:
 # a line that is only the address (Exim, qmail, Yahoo, Sendmail, Yandex;
 # Exchange's "jane@x (jane@x)"), a line that starts with "<address>:"
@@ -455,7 +456,8 @@ def _continued(text: str, start: int) -> str:
     first, *rest = text[start:].splitlines() or [""]
     lines = [first.strip().rstrip("'")]
     for line in rest[: MAX_REPLY_LINES - 1]:
-        if not line.strip() or line.lstrip().startswith(("---", "<<<", ">>>")) or re.match(r"\S+@\S+\s*:?$", line):
+        # A line that is only an address starts the next failed recipient (Exim indents it).
+        if not line.strip() or line.lstrip().startswith(("---", "<<<", ">>>")) or re.fullmatch(ALONE, line):
             break
         if not (line[:1].isspace() or re.match(r"[245]\d\d[ -]", line)):
             break
