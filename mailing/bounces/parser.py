@@ -335,6 +335,16 @@ def _looks_like_report(message: Message) -> bool:
     )
 
 
+def _from_a_person(message: Message) -> bool:
+    """From an ordinary address, and not sent with the null sender that
+    delivery reports go out with (RFC 5321's Return-Path: <>)."""
+    if _header_text(message.get("Return-Path")).strip() == "<>":
+        return False
+    sender = _decoded(message.get("From", "")).lower()
+    local = parseaddr(sender)[1].rpartition("@")[0]
+    return bool(local) and not SERVICE_LOCAL_PARTS.match(local) and not any(w in sender for w in DAEMON_SENDERS)
+
+
 def _is_auto_reply(message: Message) -> bool:
     """RFC 3834's Auto-Submitted (anything but "no"), the headers mail
     programs add to their automatic answers, a read receipt, or the
@@ -353,6 +363,11 @@ def _is_auto_reply(message: Message) -> bool:
 
 
 def _failures(message: Message) -> tuple[set[str], set[str]]:
+    """flufl.bounce's failed addresses, in mail a mail system sent: in what
+    a person wrote they are a bounce pasted into it (Outlook quotes without
+    ">"), and the reply would bounce the letter its author answered."""
+    if _from_a_person(message):
+        return set(), set()
     temporary, permanent = all_failures(message)
     return {_text(a) for a in temporary if a}, {_text(a) for a in permanent if a}
 

@@ -1,8 +1,9 @@
 """Delivery reports as real mail systems send them, against the README's
 "## Bounces" promises: an SMTPUTF8 (RFC 6533) report, 8-bit fields, a
 refusal of our own sender, a vague mailbox status, a report that mixes a
-failure and a delay, a report that names the IDNA form of an address, and
-report parts sent in base64 or quoted-printable."""
+failure and a delay, a report that names the IDNA form of an address,
+report parts sent in base64 or quoted-printable, Exim's several failed
+addresses, and a person's reply with a bounce pasted into it."""
 
 import base64
 import quopri
@@ -498,3 +499,52 @@ def test_the_next_failed_address_and_its_reply_are_not_the_first_ones_reply():
     # "User unknown" made a spam refusal hard (the address suppressed).
     assert parsed.diagnostic == "550 5.7.1 Message rejected as spam by Content Filtering"
     assert parsed.kind == K.REFUSED
+
+
+# ---------- 9. A person's reply with a bounce pasted into it ----------
+
+
+def human_reply_pasting_a_bounce(letter_id: str, author: str) -> bytes:
+    """The recipient answers our letter from Outlook, whose replies do not
+    quote with ">", and pastes the bounce they got for a colleague."""
+    return crlf(
+        f"""Return-Path: <{author}>
+From: Jane Roe <{author}>
+To: {BOUNCES}
+Subject: RE: Hello there
+Date: Mon, 1 Jan 2024 10:00:00 +0300
+Message-ID: <reply-{letter_id}@example.org>
+In-Reply-To: <{letter_id}@acme.test>
+References: <{letter_id}@acme.test>
+MIME-Version: 1.0
+Content-Type: text/plain; charset=utf-8
+
+Hello, your newsletter did not reach Bob, I got this when I forwarded it:
+
+----- The following addresses had permanent fatal errors -----
+<bob@example.org>
+    (reason: 550 5.1.1 <bob@example.org>... User unknown)
+
+Please write to him at bob.smith@example.org instead.
+
+Jane
+"""
+    )
+
+
+def test_a_bounce_pasted_into_a_persons_reply_is_not_a_report():
+    parsed = parser.parse(human_reply_pasting_a_bounce(str(uuid.uuid4()), "jane.roe@example.org"))
+    # Before the fix: flufl.bounce found bob@ in the pasted text, and the reply was a hard bounce.
+    assert parsed.kind is None
+
+
+@pytest.mark.django_db
+def test_a_bounce_pasted_into_a_reply_neither_bounces_the_letter_nor_suppresses_its_author(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="imap.acme.test", login=BOUNCES, email=BOUNCES)
+    raw = human_reply_pasting_a_bounce(str(letter.public_id), letter.email)
+    assert services.report_record(mailbox=mailbox, source_key="k-1", parsed=parser.parse(raw)) is None
+    letter.refresh_from_db()
+    # Before the fix: tied to Jane's letter by its In-Reply-To, it bounced the letter and suppressed Jane.
+    assert letter.status == Letter.Status.SENT
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
