@@ -52,13 +52,14 @@ def report_exists(*, mailbox: BounceMailbox, source_key: str, message_id: str = 
 def report_record(*, mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> BounceReport | None:
     """Store the report and apply it, once: None when it was already
     recorded (so a reader that died after this call counts nothing twice),
-    or when it is not about a letter of ours and the mailbox is a sending
-    server's own (whose owner's mail is none of Postroute's business)."""
+    or when the mailbox is a sending server's own (whose owner's mail is
+    none of Postroute's business) and the report is not surely about a
+    letter of ours: an address alone may be one the owner wrote to too."""
     if parsed.kind is None or report_exists(mailbox=mailbox, source_key=source_key, message_id=parsed.message_id):
         return None
     received_at = min(parsed.received_at or timezone.now(), timezone.now())
     letter, matched_by, recipient = matching.match(mailbox.tenant_id, parsed, received_at)
-    if letter is None and mailbox.server_id is not None:
+    if mailbox.server_id is not None and matched_by not in BounceReport.CONFIRMING:
         return None
     try:
         with transaction.atomic():

@@ -181,18 +181,25 @@ def append_at(dovecot, raw: bytes, when) -> None:
         client.logout()
 
 
-def test_the_sending_mailbox_is_read_and_only_our_reports_leave_its_inbox(tenant_a, dovecot_mailbox):
-    box = dovecot_mailbox
-    server = make_server(tenant_a, host="127.0.0.1", sender_email=box.user, login=box.user, password=box.password)
+def read_sending_mailbox(tenant, box, emails: list[str]) -> tuple[BounceMailbox, Mailing]:
+    """A server whose own mailbox (on the test Dovecot) is read, and a
+    mailing through it whose letters to `emails` went out just now."""
+    server = make_server(tenant, host="127.0.0.1", sender_email=box.user, login=box.user, password=box.password)
     mailbox = BounceMailbox(
-        tenant=tenant_a, server=server, host="127.0.0.1", port=box.imap_port, security=Security.NONE, login=box.user
+        tenant=tenant, server=server, host="127.0.0.1", port=box.imap_port, security=Security.NONE, login=box.user
     )
     mailbox.save()  # no password of its own: the server's
-    contact_list = make_list(tenant_a, "L", ["gone@example.org", "old@example.org", "jane@example.org"])
-    mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+    contact_list = make_list(tenant, "L", emails)
+    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant))
     mailing_services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
     mailing_services.mailing_start(mailing=mailing)
     Letter.objects.filter(mailing=mailing).update(status=Letter.Status.SENT, sent_at=timezone.now())
+    return mailbox, mailing
+
+
+def test_the_sending_mailbox_is_read_and_only_our_reports_leave_its_inbox(tenant_a, dovecot_mailbox):
+    box = dovecot_mailbox
+    mailbox, mailing = read_sending_mailbox(tenant_a, box, ["gone@example.org", "old@example.org", "jane@example.org"])
     gone, jane, old = (
         Letter.objects.get(mailing=mailing, email=e)
         for e in ("gone@example.org", "jane@example.org", "old@example.org")
@@ -214,3 +221,23 @@ def test_the_sending_mailbox_is_read_and_only_our_reports_leave_its_inbox(tenant
     assert len(folder_messages(box, "Postroute.Processed")) == 1
     old.refresh_from_db()
     assert old.status == Letter.Status.SENT
+
+
+def test_the_owners_own_bounce_for_an_address_we_mailed_too_stays_in_its_inbox(tenant_a, dovecot_mailbox):
+    """The owner wrote to jane@ themselves as well; the bounce of their
+    letter quotes nothing of ours, only the address. That the tenant mailed
+    jane@ this week does not make it a report about our letter (it would
+    be unconfirmed in the bounce mailbox): in a person's mailbox it stays
+    where it is, unseen, and nothing is recorded."""
+    box = dovecot_mailbox
+    mailbox, _mailing = read_sending_mailbox(tenant_a, box, ["jane@example.org"])
+    append_at(box, render("minimal_dsn_no_original.eml", recipient="jane@example.org"), timezone.now())
+
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+
+    # Before the fix: recorded as unconfirmed for our letter to jane@ and moved to Postroute/Processed.
+    assert (result.status, result.reports, result.left_alone) == ("done", 0, 1), result.error
+    assert not BounceReport.objects.exists()
+    [(_subject, flags)] = folder_messages(box, "INBOX")
+    assert "\\Seen" not in flags
+    assert folder_messages(box, "Postroute.Processed") == []
