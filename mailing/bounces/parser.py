@@ -154,6 +154,9 @@ DELAY_WORDS = re.compile(
 )
 MAX_TEXT = 2000
 MAX_REPLY_LINES = 6
+# A report is about one letter's recipient (an alias's few at most); each
+# one named costs the matching a query, and anyone can mail the bounce address.
+MAX_RECIPIENTS = 20
 
 
 @dataclass
@@ -250,7 +253,7 @@ def _report(
     ours = _our_addresses(message, original)
     recipients = _unique([d.recipient for d in failed if d.recipient])
     recipients = recipients or _not_ours([*sorted(permanent), *sorted(temporary)], ours)
-    recipients = recipients or _text_recipients(text, ours)
+    recipients = (recipients or _text_recipients(text, ours))[:MAX_RECIPIENTS]
     status, diagnostic = _status_and_diagnostic(failed, text, recipients)
     quoted = f"{original}\n{text}"
     return ParsedReport(
