@@ -122,9 +122,9 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
 
 def test_letter(server: SmtpServer, to: str) -> EmailMessage:
     message = EmailMessage()
-    message[_("From")] = formataddr((server.sender_name or _("Postroute test"), server.sender_email))
+    message["From"] = formataddr((server.sender_name or _("Postroute test"), server.sender_email))
     message["To"] = to
-    message[_("Subject")] = _("Postroute: test letter through %(name)s") % {"name": server.name}
+    message["Subject"] = _("Postroute: test letter through %(name)s") % {"name": server.name}
     message["Message-ID"] = make_msgid(domain=server.sender_email.rpartition("@")[2] or None)
     message.set_content(
         _(

@@ -5,6 +5,7 @@ import socket
 import time
 
 import pytest
+from django.utils import translation
 
 from servers import services
 from servers.models import BounceMailbox, ConnectionTest, Health, Security
@@ -131,6 +132,19 @@ def test_a_real_test_letter_reaches_the_given_address(tenant_a):
     assert result.ok, result.diagnosis
     assert handler.received[0].rcpt_tos == ["me@example.test"]
     assert handler.received[0].message["Subject"].startswith("Postroute: test letter")
+
+
+@pytest.mark.parametrize("language", ["ru", "vi"])
+def test_a_test_letter_in_the_tenants_language_keeps_its_header_names(tenant_a, language):
+    # The wording is translated; the names From and Subject are not words but protocol.
+    with smtp_server() as (controller, handler), translation.override(language):
+        server = make_server(tenant_a, port=controller.port, sender_name="Иван", sender_email="box@example.test")
+        result = smtp_probe(server, send_to="me@example.test")
+    assert result.ok, result.diagnosis
+    received = handler.received[0]
+    assert received.mail_from == "box@example.test"
+    assert "box@example.test" in received.message["From"]
+    assert received.message["Subject"] and "Postroute" in received.message["Subject"]
 
 
 @pytest.mark.parametrize("script", [endless_banner, byte_by_byte, endless_auth])
