@@ -337,7 +337,8 @@ class Batch:
         takes this one."""
         try:
             data = self._wire(letter)
-            commands = envelope(client, envelope_sender(self.route, letter.public_id), letter.email)
+            sender = envelope_sender(self.route, letter.public_id)
+            commands = envelope(client, sender, letter.email, utf8=self.builder.utf8)
         except UnsendableAddress as exc:
             self._record(letter, partial(fail, letter, str(exc)))
             return True

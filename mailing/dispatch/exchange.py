@@ -56,12 +56,13 @@ class Progress:
 NO_SMTPUTF8 = _("The server does not accept international addresses (it does not offer SMTPUTF8).")
 
 
-def envelope(client: smtplib.SMTP, sender: str, recipient: str) -> list[bytes]:
+def envelope(client: smtplib.SMTP, sender: str, recipient: str, *, utf8: bool = False) -> list[bytes]:
     """The MAIL, RCPT and DATA commands; UnsendableAddress when this server
-    cannot take this recipient."""
+    cannot take this recipient. `utf8`: the message's own headers hold a
+    mailbox that is not ASCII (its From or Reply-To)."""
     mail, rcpt = wire_address(sender), wire_address(recipient)
     options = b""
-    if mail.utf8 or rcpt.utf8:
+    if mail.utf8 or rcpt.utf8 or utf8:
         if not (client.does_esmtp and client.has_extn("smtputf8")):
             raise UnsendableAddress(NO_SMTPUTF8)
         options = b" SMTPUTF8" + (b" BODY=8BITMIME" if client.has_extn("8bitmime") else b"")

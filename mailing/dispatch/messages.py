@@ -49,15 +49,21 @@ from ..unsubscribe import link_around_token, make_token
 LETTER_HEADER = "X-Postroute-Letter"
 
 
+# The headers that hold the letter's addresses (and only them, with a
+# display name already in encoded words).
+ADDRESS_HEADERS = ("From", "To", "Reply-To")
+
+
 class _Policy(Compat32):
     """compat32, with short ASCII headers written as they are."""
 
     def fold_binary(self, name: str, value: object) -> bytes:
         if isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= self.max_line_length:
             return f"{name}: {value}{self.linesep}".encode("ascii")
-        if name == "To" and isinstance(value, str):
+        if name in ADDRESS_HEADERS and isinstance(value, str):
             # An address whose local part is not ASCII goes as it is, in
-            # UTF-8 (RFC 6532), only to a server that offers SMTPUTF8.
+            # UTF-8 (RFC 6532), only to a server that offers SMTPUTF8: an
+            # encoded word may not stand for an address (RFC 2047 §5).
             return f"{name}: {value}{self.linesep}".encode()
         return super().fold_binary(name, value)
 
@@ -102,8 +108,22 @@ def _from(sender: ResolvedSender) -> _From:
     in an encoded word; international domains go as IDNA in every header
     and the Message-ID. A refusal is raised again for every letter."""
     email = ascii_domain(_safe(sender.email))
-    value = formataddr((_safe(sender.name), email), charset="utf-8")
-    return _From(value, email.rpartition("@")[2] or "postroute.invalid")
+    return _From(_mailbox(_safe(sender.name), email), email.rpartition("@")[2] or "postroute.invalid")
+
+
+def _mailbox(name: str, email: str) -> str:
+    """formataddr((name, email)), also for a mailbox that is not ASCII,
+    which formataddr refuses: the name as formataddr writes it (quoted, or
+    in an encoded word), the address as it is (RFC 6532)."""
+    if email.isascii():
+        return formataddr((name, email), charset="utf-8")
+    return formataddr((name, ""), charset="utf-8").removesuffix("<>") + f"<{email}>" if name else email
+
+
+def needs_smtputf8(sender: ResolvedSender) -> bool:
+    """Whether the letters' From or Reply-To holds a mailbox that is not
+    ASCII, so that the headers go in UTF-8: only with SMTPUTF8."""
+    return any(not ascii_domain(address).isascii() for address in (sender.email, sender.reply_to))
 
 
 @lru_cache(maxsize=256)
@@ -144,6 +164,7 @@ class Builder:
         (mailing.sender.default_reply_to, looked up once per batch)."""
         self.mailing = mailing
         self.sender = resolve_sender(server, mailing, reply_to=reply_to)
+        self.utf8 = needs_smtputf8(self.sender)
         self.link = link_around_token(settings.SITE_URL)
 
     def message(self, letter: Letter) -> Message:

@@ -7,6 +7,8 @@ unknown recipients, the time of the 250. Real aiosmtpd servers answering as
 described, on PostgreSQL where locks matter."""
 
 import asyncio
+import email
+import email.policy
 import re
 import threading
 import time
@@ -96,6 +98,58 @@ def test_international_addresses_go_as_idna_and_with_smtputf8_when_offered(tenan
     assert not Letter.objects.filter(status=L.SENDING).exists()
     # Only what reached DATA counts against the limit.
     assert used(server, tenant_a) == len(handler.received)
+
+
+class MailOptions(SinkHandler):
+    """Keeps each letter's MAIL FROM parameters (SMTPUTF8, BODY=...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail_options: list[list[str]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mail_options.append(list(envelope.mail_options))
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize(
+    "sender, template",
+    [
+        ({"sender_email": "почта@пример.рф", "sender_name": "Иван, отдел продаж"}, {}),
+        ({"allow_sender_substitution": True}, {"sender_email": "nguyễn@công-ty.vn", "sender_name": "Công ty"}),
+        ({}, {"reply_to": "ответ@пример.рф"}),
+    ],
+    ids=["server sender", "template sender", "reply-to"],
+)
+@pytest.mark.parametrize("utf8", [False, True], ids=["no SMTPUTF8", "SMTPUTF8"])
+def test_a_sender_or_reply_to_with_an_international_mailbox_goes_with_smtputf8_or_fails_clearly(
+    tenant_a, utf8, sender, template
+):
+    # Headers in UTF-8 (RFC 6532) only with SMTPUTF8: a From or Reply-To
+    # whose mailbox is not ASCII is written as it is, never as an encoded
+    # word, which would hide the address from every mail client.
+    handler = MailOptions()
+    with smtp_server(enable_SMTPUTF8=utf8, handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10, **sender)
+        mailing = start(tenant_a, [server], ["ann@x.test", "bob@x.test"], **template)
+        assert settle(mailing) == "done"
+    letters = Letter.objects.filter(mailing=mailing)
+    assert not letters.filter(status=L.SENDING).exists()
+    if not utf8:
+        assert handler.received == []
+        assert {(le.status, le.last_reply) for le in letters} == {(L.FAILED, str(exchange.NO_SMTPUTF8))}
+        return
+    assert [le.status for le in letters] == [L.SENT] * 2
+    assert all("SMTPUTF8" in options for options in handler.mail_options)
+    # As a mail client reads UTF-8 headers (the sink's parser reads bytes as ASCII).
+    message = email.message_from_string(handler.received[0].data.decode(), policy=email.policy.default)
+    if "sender_email" in template or "sender_email" in sender:
+        address = (template or sender)["sender_email"]
+        local, _, domain = address.partition("@")
+        assert message["From"].addresses[0].addr_spec == f"{local}@{domain.encode('idna').decode()}"
+        assert message["From"].addresses[0].display_name == (template or sender)["sender_name"]
+    else:
+        assert message["Reply-To"].addresses[0].addr_spec == "ответ@xn--e1afmkfd.xn--p1ai"
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one command a time", "PIPELINING"])
