@@ -4,6 +4,9 @@ envelope sender)."""
 
 import uuid
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.utils import formataddr
 from typing import Protocol
 
 from servers.models import BounceMailbox, SmtpServer
@@ -41,6 +44,18 @@ def resolve_sender(server: SenderServer, template: SenderTemplate, *, reply_to: 
         return ResolvedSender(template.sender_email, template.sender_name, reply_to, True)
     name = template.sender_name or server.sender_name
     return ResolvedSender(server.sender_email, name, reply_to, False)
+
+
+def readable_from(name: str, email: str) -> str:
+    """The From as people read it on a page: a name that is not ASCII as
+    itself, not the encoded word that goes out (=?utf-8?b?...?=), and a
+    mailbox that is not ASCII (почта@пример.рф), which formataddr refuses."""
+    if name.isascii() and email.isascii():
+        return formataddr((name, email))
+    try:
+        return str(Address(display_name=name, addr_spec=email))
+    except (ValueError, HeaderParseError):
+        return f"{name} <{email}>" if name else email
 
 
 def default_reply_to(tenant_id: int) -> str:

@@ -2,7 +2,6 @@
 and the actions that move it through its states."""
 
 import re
-from email.utils import formataddr
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -24,7 +23,7 @@ from ..access import get_mailing
 from ..bounces import selectors as bounces
 from ..forms.mailings import MailingForm
 from ..models import Letter, Mailing
-from ..sender import default_reply_to, resolve_sender
+from ..sender import default_reply_to, readable_from, resolve_sender
 from . import mailings_live as live
 
 S = Mailing.Status
@@ -86,7 +85,7 @@ def sender_preview(mailing: Mailing) -> tuple[list[dict], bool]:
     rows = []
     for server in servers:
         resolved = resolve_sender(server, source, reply_to=reply_to)
-        row = {"server": server, "from": formataddr((resolved.name, resolved.email)), "resolved": resolved}
+        row = {"server": server, "from": readable_from(resolved.name, resolved.email), "resolved": resolved}
         rows.append({**row, "route": routes[server.pk]})
     unhonoured = bool(source.sender_email) and not any(r["resolved"].substituted for r in rows)
     if mailing.status in (S.DRAFT, S.SCHEDULED):

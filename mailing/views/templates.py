@@ -3,9 +3,6 @@ contact. Every member of the tenant may write templates."""
 
 import uuid
 from dataclasses import dataclass, replace
-from email.errors import HeaderParseError
-from email.headerregistry import Address
-from email.utils import formataddr
 
 from csp.decorators import csp_update
 from django.conf import settings
@@ -29,7 +26,7 @@ from .. import rendering, templates_services
 from ..access import get_contact, get_template
 from ..forms.templates import MailTemplateForm
 from ..models import Contact, CustomField, MailTemplate
-from ..sender import ResolvedSender, resolve_sender
+from ..sender import ResolvedSender, readable_from, resolve_sender
 from ..unsubscribe import unsubscribe_url
 
 PREVIEW_CONTACTS = 200
@@ -143,7 +140,7 @@ def template_preview_html(request: HttpRequest, public_id: uuid.UUID) -> HttpRes
 class FromRow:
     server: SmtpServer
     sender: ResolvedSender
-    shown: str  # the From header as formataddr writes it, a non-ASCII name left readable
+    shown: str  # the From header as people read it (sender.readable_from)
     note: str
     verdict: deliverability.Verdict | None = None  # will receivers accept it (None: checks off)
 
@@ -162,24 +159,13 @@ def from_rows(tenant: Tenant, template: MailTemplate) -> list[FromRow]:
 
 def _from_row(server: SmtpServer, template: MailTemplate) -> FromRow:
     sender = resolve_sender(server, template)
-    return FromRow(server, sender, _readable(sender.name, sender.email), _note(template, sender))
+    return FromRow(server, sender, readable_from(sender.name, sender.email), _note(template, sender))
 
 
 def _note(template: MailTemplate, sender: ResolvedSender) -> str:
     if not template.sender_email:
         return NOTE_NO_FIXED
     return NOTE_SUBSTITUTED if sender.substituted else NOTE_REPLACED
-
-
-def _readable(name: str, email: str) -> str:
-    if name.isascii():
-        return formataddr((name, email))
-    # formataddr would show a non-ASCII name as the encoded word it sends
-    # (=?utf-8?b?...?=); people read it as the header registry quotes it.
-    try:
-        return str(Address(display_name=name, addr_spec=email))
-    except (ValueError, HeaderParseError):
-        return f"{name} <{email}>"
 
 
 def _chosen_contact(request: HttpRequest, tenant: Tenant) -> Contact:

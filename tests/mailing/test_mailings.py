@@ -121,6 +121,16 @@ def test_the_page_shows_the_from_of_each_server_and_warns_when_none_honours_it(a
     assert "Acme &lt;ceo@acme.test&gt;" in page and "none of these servers" not in page
 
 
+@pytest.mark.parametrize("name", ["Shop", "Магазин"])
+def test_the_page_shows_a_from_whose_mailbox_is_not_ascii(alice, tenant_a, name):
+    server = make_server(tenant_a, name="Own", sender_email="почта@пример.рф", sender_name=name)
+    mailing = Mailing(tenant=tenant_a, name="x", template=make_template(tenant_a))
+    services.mailing_save(mailing=mailing, lists=[make_list(tenant_a)], servers=[server])
+    response = alice.client.get(reverse("mailings:detail", args=[mailing.public_id]))
+    assert response.status_code == 200
+    assert f"{name} &lt;почта@пример.рф&gt;" in response.content.decode()  # not an encoded word
+
+
 def test_a_member_creates_and_starts_a_mailing_through_the_pages(bob, tenant_a, django_capture_on_commit_callbacks):
     server = make_server(tenant_a)
     contact_list = make_list(tenant_a, "L", ["x@y.test"])

@@ -170,6 +170,15 @@ def test_the_preview_shows_the_from_of_every_server(alice, tenant_a, settings):
     assert "Hello Jane" in html  # the sample contact
 
 
+def test_the_preview_shows_a_from_whose_mailbox_is_not_ascii(alice, tenant_a):
+    name = "Acme"
+    make_server(tenant_a, name="Own domain", sender_email="почта@пример.рф", allow_sender_substitution=True)
+    template = make_template(tenant_a, sender_email="nguyễn@công-ty.vn", sender_name=name)
+    response = alice.client.get(reverse("templates:preview", args=[template.public_id]))
+    assert response.status_code == 200
+    assert f"{name} &lt;nguyễn@công-ty.vn&gt;" in response.content.decode()
+
+
 def test_the_preview_warns_when_no_server_honours_the_fixed_sender(alice, tenant_a):
     make_server(tenant_a, name="Gmail box", sender_email="acme@gmail.test")
     template = make_template(tenant_a)
