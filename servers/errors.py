@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from . import presets
 from .deadlines import DeadlineExceeded
 from .netguard import HostRefused, HostUnresolved
+from .wire import UnsendableAddress
 
 
 def server_words(said: bytes | str) -> str:
@@ -98,6 +99,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     where = f"{host}:{port}" if port else host
     if isinstance(exc, ValidationError):
         return Diagnosis("rules", " ".join(exc.messages))
+    if isinstance(exc, UnsendableAddress):  # the server cannot take this address (SMTPUTF8)
+        return Diagnosis("smtputf8", str(exc))
     if isinstance(exc, HostRefused):
         return Diagnosis("host_refused", str(exc), _("Use your provider's public SMTP server name."))
     if isinstance(exc, HostUnresolved | socket.gaierror):

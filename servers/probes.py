@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import make_msgid
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -17,6 +18,7 @@ from . import netguard
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
 from .errors import Diagnosis, diagnose, server_words
 from .models import BounceMailbox, Security, SmtpServer
+from .wire import ascii_domain, utf8_options, wire_address
 
 
 @dataclass
@@ -104,12 +106,17 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
     if send_to:
         with run.step(_("Send a test letter to %(send_to)s") % {"send_to": send_to}) as step:
             client.deadline_in(run.remaining())
-            client.send_message(test_letter(server, send_to))
+            # Sent as the dispatcher sends (servers.wire): IDNA domains, and
+            # SMTPUTF8 only where a mailbox is not ASCII.
+            sender, recipient = wire_address(server.sender_email), wire_address(send_to)
+            utf8_options(client, sender.utf8 or recipient.utf8)
+            client.send_message(test_letter(server, send_to), sender.text, [recipient.text])
             step.detail = _("Accepted by the server")
     else:
         with run.step(_("Sender accepted (MAIL FROM)")) as step:
             client.deadline_in(run.remaining())
-            code, reply = client.mail(server.sender_email)
+            sender = wire_address(server.sender_email)
+            code, reply = client.mail(sender.text, utf8_options(client, sender.utf8))
             if code >= 400:
                 raise smtplib.SMTPSenderRefused(code, reply, server.sender_email)
             step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
@@ -122,10 +129,13 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
 
 def test_letter(server: SmtpServer, to: str) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = formataddr((server.sender_name or _("Postroute test"), server.sender_email))
-    message["To"] = to
+    name = server.sender_name or _("Postroute test")
+    # By its parts: given whole, an address whose mailbox is not ASCII is refused.
+    mailbox, domain = ascii_domain(server.sender_email).rsplit("@", 1)
+    message["From"] = Address(display_name=name, username=mailbox, domain=domain)
+    message["To"] = ascii_domain(to)
     message["Subject"] = _("Postroute: test letter through %(name)s") % {"name": server.name}
-    message["Message-ID"] = make_msgid(domain=server.sender_email.rpartition("@")[2] or None)
+    message["Message-ID"] = make_msgid(domain=ascii_domain(server.sender_email).rpartition("@")[2] or None)
     message.set_content(
         _(
             "This is a test letter sent by Postroute through the server %(name)s "

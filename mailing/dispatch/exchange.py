@@ -15,12 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.utils.translation import gettext_lazy as _
-
 from servers.connections import PinnedSMTPClient
 from servers.errors import server_words
+from servers.wire import utf8_options, wire_address
 
-from ..addresses import UnsendableAddress, wire_address
 from .recorder import Recorder, RecordingFailed
 from .replies import Stage
 
@@ -53,21 +51,14 @@ class Progress:
         return self.stage in (Stage.DATA, Stage.DOT)
 
 
-NO_SMTPUTF8 = _("The server does not accept international addresses (it does not offer SMTPUTF8).")
-
-
 def envelope(client: smtplib.SMTP, sender: str, recipient: str, *, utf8: bool = False) -> list[bytes]:
     """The MAIL, RCPT and DATA commands; UnsendableAddress when this server
     cannot take this recipient. `utf8`: the message's own headers hold a
     mailbox that is not ASCII (its From or Reply-To)."""
     mail, rcpt = wire_address(sender), wire_address(recipient)
-    options = b""
-    if mail.utf8 or rcpt.utf8 or utf8:
-        if not (client.does_esmtp and client.has_extn("smtputf8")):
-            raise UnsendableAddress(NO_SMTPUTF8)
-        options = b" SMTPUTF8" + (b" BODY=8BITMIME" if client.has_extn("8bitmime") else b"")
+    options = "".join(f" {option}" for option in utf8_options(client, mail.utf8 or rcpt.utf8 or utf8))
     return [
-        b"MAIL FROM:<" + mail.text.encode() + b">" + options,
+        b"MAIL FROM:<" + mail.text.encode() + b">" + options.encode(),
         b"RCPT TO:<" + rcpt.text.encode() + b">",
         b"DATA",
     ]

@@ -27,6 +27,7 @@ from mailing.models import Letter, Mailing, Suppression
 from mailing.sink import SinkHandler
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.services import reset_health
+from servers.wire import NO_SMTPUTF8
 from tests.servers.factories import make_server
 from tests.services import hold_slots, require_postgresql
 from tests.smtp_servers import PipeliningSink, smtp_server
@@ -137,7 +138,7 @@ def test_a_sender_or_reply_to_with_an_international_mailbox_goes_with_smtputf8_o
     assert not letters.filter(status=L.SENDING).exists()
     if not utf8:
         assert handler.received == []
-        assert {(le.status, le.last_reply) for le in letters} == {(L.FAILED, str(exchange.NO_SMTPUTF8))}
+        assert {(le.status, le.last_reply) for le in letters} == {(L.FAILED, str(NO_SMTPUTF8))}
         return
     assert [le.status for le in letters] == [L.SENT] * 2
     assert all("SMTPUTF8" in options for options in handler.mail_options)

@@ -147,6 +147,36 @@ def test_a_test_letter_in_the_tenants_language_keeps_its_header_names(tenant_a, 
     assert received.message["Subject"] and "Postroute" in received.message["Subject"]
 
 
+@pytest.mark.parametrize("send_to", ["", "ivan@пример.рф"], ids=["sender only", "test letter"])
+def test_a_sender_on_an_international_domain_is_tested_as_the_dispatcher_sends_it(tenant_a, send_to):
+    # As IDNA, which every server takes: not an ascii codec error.
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, sender_email="box@пример.рф", sender_name="Иван")
+        result = smtp_probe(server, send_to=send_to)
+    assert result.ok, result.diagnosis
+    if send_to:
+        received = handler.received[0]
+        assert (received.mail_from, received.rcpt_tos) == ("box@xn--e1afmkfd.xn--p1ai", ["ivan@xn--e1afmkfd.xn--p1ai"])
+        assert received.message["From"].addresses[0].addr_spec == "box@xn--e1afmkfd.xn--p1ai"
+
+
+@pytest.mark.parametrize("send_to", ["", "me@example.test"], ids=["sender only", "test letter"])
+@pytest.mark.parametrize("utf8", [False, True], ids=["no SMTPUTF8", "SMTPUTF8"])
+def test_a_sender_mailbox_that_is_not_ascii_needs_smtputf8_and_says_so(tenant_a, send_to, utf8):
+    with smtp_server(enable_SMTPUTF8=utf8) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, sender_email="почта@пример.рф")
+        result = smtp_probe(server, send_to=send_to)
+    if not utf8:
+        assert result.diagnosis.category == "smtputf8"
+        assert "does not accept international addresses" in result.diagnosis.message
+        assert handler.received == []
+        return
+    assert result.ok, result.diagnosis
+    if send_to:
+        assert handler.received[0].mail_from == "почта@xn--e1afmkfd.xn--p1ai"
+        assert "From: Postroute test <почта@xn--e1afmkfd.xn--p1ai>" in handler.received[0].data.decode()
+
+
 @pytest.mark.parametrize("script", [endless_banner, byte_by_byte, endless_auth])
 def test_a_connection_test_against_a_tarpit_fails_with_a_timeout_in_time(
     tenant_a, settings, django_capture_on_commit_callbacks, script
