@@ -25,8 +25,8 @@ from mailing.dispatch import batch as batch_module
 from mailing.dispatch import exchange
 from mailing.models import Letter, Mailing, Suppression
 from mailing.sink import SinkHandler
-from servers.models import Health, RestReason, SmtpServer, TenantRest
-from servers.services import reset_health
+from servers.models import BounceMailbox, Health, RestReason, SmtpServer, TenantRest
+from servers.services import mailbox_save, reset_health
 from servers.wire import NO_SMTPUTF8
 from tests.servers.factories import make_server
 from tests.services import hold_slots, require_postgresql
@@ -151,6 +151,20 @@ def test_a_sender_or_reply_to_with_an_international_mailbox_goes_with_smtputf8_o
         assert message["From"].addresses[0].display_name == (template or sender)["sender_name"]
     else:
         assert message["Reply-To"].addresses[0].addr_spec == "ответ@xn--e1afmkfd.xn--p1ai"
+
+
+def test_replies_reach_a_bounce_mailbox_whose_login_is_a_mailbox_that_is_not_ascii(tenant_a):
+    # The tenant's mailbox (its login, the address being empty) is where
+    # replies go: its address must arrive as an address, not an encoded word.
+    mailbox = BounceMailbox(tenant=tenant_a, host="imap.yandex.ru", port=993, login="почта@пример.рф")
+    mailbox_save(mailbox=mailbox, password="secret")
+    with smtp_server(enable_SMTPUTF8=True) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=10)
+        mailing = start(tenant_a, [server], ["ann@x.test"])
+        assert settle(mailing) == "done"
+    assert statuses(mailing) == {"ann@x.test": L.SENT}
+    message = email.message_from_string(handler.received[0].data.decode(), policy=email.policy.default)
+    assert message["Reply-To"].addresses[0].addr_spec == "почта@xn--e1afmkfd.xn--p1ai"
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one command a time", "PIPELINING"])
