@@ -27,6 +27,8 @@ connection classes still pin, so behaviour is the same in both modes.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import imaplib
 import ipaddress
 import poplib
@@ -383,6 +385,9 @@ class _PinnedSMTPMixin(Deadline):
     sock: Any
     debuglevel: int
     command_encoding: str
+    user: str
+    password: str
+    _auth_challenge_count: int
 
     def connect(self, host: str | None = None, port: int = 0, source_address: Any = None) -> tuple[int, bytes]:
         # smtplib's connect() takes any host; a pinned object has exactly one.
@@ -441,6 +446,37 @@ class _PinnedSMTPMixin(Deadline):
                 break
         return code, b"\n".join(lines)
 
+    def auth(
+        self, mechanism: str, authobject: Callable[..., str | None], *, initial_response_ok: bool = True
+    ) -> tuple[int, bytes]:
+        """smtplib's own, with the responses in UTF-8 (RFC 4616's PLAIN,
+        RFC 4954) where smtplib encodes them in ASCII and fails before a
+        word is sent on a login such as box@пример.рф or a password with a
+        Cyrillic letter. An ASCII login and password go as before."""
+        mechanism = mechanism.upper()
+        initial = authobject() if initial_response_ok else None
+        # smtplib's auth_login answers by this count: the login, then the password.
+        if initial is not None:
+            code, reply = self.docmd("AUTH", f"{mechanism} {_base64(initial)}")  # type: ignore[attr-defined]
+            self._auth_challenge_count = 1
+        else:
+            code, reply = self.docmd("AUTH", mechanism)  # type: ignore[attr-defined]
+            self._auth_challenge_count = 0
+        while code == 334:
+            self._auth_challenge_count += 1
+            code, reply = self.docmd(_base64(authobject(base64.decodebytes(reply))))  # type: ignore[attr-defined]
+            if self._auth_challenge_count > smtplib._MAXCHALLENGE:  # type: ignore[attr-defined]
+                raise smtplib.SMTPException(f"Server AUTH mechanism infinite loop. Last response: {(code, reply)!r}")
+        if code in (235, 503):
+            return code, reply
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+    def auth_cram_md5(self, challenge: bytes | None = None) -> str | None:
+        """smtplib's own, keyed with the password in UTF-8."""
+        if challenge is None:
+            return None
+        return f"{self.user} {hmac.HMAC(self.password.encode(), challenge, 'md5').hexdigest()}"
+
     def send(self, s: str | bytes) -> None:
         """smtplib's own, each piece through the deadline: a server that
         stops reading our DATA cannot hold the send past it."""
@@ -458,6 +494,10 @@ class _PinnedSMTPMixin(Deadline):
         except OSError as exc:
             self.close()  # type: ignore[attr-defined]
             raise smtplib.SMTPServerDisconnected("Server not connected") from exc
+
+
+def _base64(response: str | None) -> str:
+    return base64.b64encode((response or "").encode()).decode("ascii")
 
 
 class PinnedSMTP(_PinnedSMTPMixin, smtplib.SMTP):

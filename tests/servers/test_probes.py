@@ -1,12 +1,15 @@
 """Connection tests against real SMTP servers (aiosmtpd, in-process): each
 step is timed, each failure explained as DOMAIN.md §7 says."""
 
+import hmac
 import socket
 import time
 
 import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from django.utils import translation
 
+from mailing.sink import SinkHandler
 from servers import services
 from servers.models import BounceMailbox, ConnectionTest, Health, Security
 from servers.probes import smtp_probe
@@ -175,6 +178,41 @@ def test_a_sender_mailbox_that_is_not_ascii_needs_smtputf8_and_says_so(tenant_a,
     if send_to:
         assert handler.received[0].mail_from == "почта@xn--e1afmkfd.xn--p1ai"
         assert "From: Postroute test <почта@xn--e1afmkfd.xn--p1ai>" in handler.received[0].data.decode()
+
+
+class CramMd5Sink(SinkHandler):
+    """Offers CRAM-MD5 (RFC 2195) besides aiosmtpd's PLAIN and LOGIN; it
+    knows one password, as such a server must."""
+
+    password = "пароль-2026"
+
+    async def auth_CRAM__MD5(self, server, args):
+        challenge = b"<1896.697170952@postroute.test>"
+        response = await server.challenge_auth(challenge)
+        login, _, digest = response.rpartition(b" ")
+        expected = hmac.HMAC(self.password.encode(), challenge, "md5").hexdigest().encode()
+        return AuthResult(success=digest == expected, auth_data=LoginPassword(login, self.password.encode()))
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+def test_a_login_and_password_that_are_not_ascii_go_in_utf8(tenant_a, mechanism):
+    # RFC 4616: AUTH PLAIN carries UTF-8; a Yandex 360 login on a .рф domain,
+    # a company server's password in Cyrillic.
+    seen = []
+
+    def utf8_authenticator(server, session, envelope, mechanism, auth_data):
+        seen.append((mechanism, auth_data.login.decode(), auth_data.password.decode()))
+        return AuthResult(success=True, handled=False)
+
+    others = [m for m in ("PLAIN", "LOGIN", "CRAM-MD5") if m != mechanism]
+    options = {"authenticator": utf8_authenticator, "auth_require_tls": False, "auth_exclude_mechanism": others}
+    with smtp_server(auth=False, handler=CramMd5Sink(), **options) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, login="box@пример.рф", password="пароль-2026")
+        result = smtp_probe(server, send_to="me@example.test")
+    assert result.ok, result.diagnosis
+    if mechanism != "CRAM-MD5":  # CRAM-MD5 sends a digest of the password, not the password
+        assert seen == [(mechanism, "box@пример.рф", "пароль-2026")]
+    assert len(handler.received) == 1
 
 
 @pytest.mark.parametrize("script", [endless_banner, byte_by_byte, endless_auth])
