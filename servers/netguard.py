@@ -466,7 +466,7 @@ class _PinnedSMTPMixin(Deadline):
             self._auth_challenge_count += 1
             code, reply = self.docmd(_base64(authobject(base64.decodebytes(reply))))  # type: ignore[attr-defined]
             if self._auth_challenge_count > smtplib._MAXCHALLENGE:  # type: ignore[attr-defined]
-                raise smtplib.SMTPException(f"Server AUTH mechanism infinite loop. Last response: {(code, reply)!r}")
+                break  # a server that challenges for ever: the login failed, with its last reply
         if code in (235, 503):
             return code, reply
         raise smtplib.SMTPAuthenticationError(code, reply)
