@@ -99,8 +99,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     where = f"{host}:{port}" if port else host
     if isinstance(exc, ValidationError):
         return Diagnosis("rules", " ".join(exc.messages))
-    if isinstance(exc, UnsendableAddress):  # the server cannot take this address (SMTPUTF8)
-        return Diagnosis("smtputf8", str(exc))
+    if isinstance(exc, UnsendableAddress):  # this server cannot take this address (no SMTPUTF8)
+        return Diagnosis("address", str(exc))
     if isinstance(exc, HostRefused):
         return Diagnosis("host_refused", str(exc), _("Use your provider's public SMTP server name."))
     if isinstance(exc, HostUnresolved | socket.gaierror):
