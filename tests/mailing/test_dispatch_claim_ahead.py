@@ -41,7 +41,11 @@ class Connections(SinkHandler):
         self.by_connection: Counter = Counter()
 
     async def handle_DATA(self, server, session, envelope):
-        self.by_connection[id(session)] += 1
+        # A number of its own for each connection's session (an id() is
+        # used again once the session before it is gone).
+        if not hasattr(session, "number"):
+            session.number = len(self.by_connection)
+        self.by_connection[session.number] += 1
         return await super().handle_DATA(server, session, envelope)
 
 
