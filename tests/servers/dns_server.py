@@ -86,9 +86,18 @@ class Handler(DNSHandler):
 class DnsServer:
     def __init__(self) -> None:
         resolver, logger = Resolver(ZONE), DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data")
-        self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger, handler=Handler)
-        self.port = self.udp.server.server_address[1]
-        self.tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+        # A UDP port the system chose may be taken for TCP (another test's
+        # connection): then another pair is tried.
+        for attempt in range(20):
+            self.udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger, handler=Handler)
+            self.port = self.udp.server.server_address[1]
+            try:
+                self.tcp = DNSServer(resolver, address="127.0.0.1", port=self.port, tcp=True, logger=logger)
+                break
+            except OSError:
+                self.udp.server.server_close()
+                if attempt == 19:
+                    raise
         self.resolver = resolver
 
     def start(self) -> None:
