@@ -9,7 +9,7 @@ from . import presets, rules
 from .addresses import validate_address
 from .models import BounceMailbox, Security, SmtpServer
 from .services import BounceReading
-from .validators import no_control_chars
+from .validators import no_control_chars, no_line_breaks
 
 # Long enough for any mailbox or app password, short enough for one AUTH line.
 PASSWORD_MAX_LENGTH = 1024
@@ -84,6 +84,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
+        validators=[no_line_breaks],
         widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(
@@ -113,6 +114,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         help_text=gettext_lazy("Only if the mailbox wants another password (an app password) for IMAP."),
+        validators=[no_line_breaks],
         widget=TYPED_PASSWORD,
     )
 
@@ -235,6 +237,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
+        validators=[no_line_breaks],
         widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(

@@ -593,6 +593,12 @@ class PinnedSMTP_SSL(_PinnedSMTPMixin, smtplib.SMTP_SSL):
         return self._handshake(self.context, self._pinned_socket(), self._host)
 
 
+def _breaks_line(data: bytes) -> bool:
+    """Whether `data`, one command line without its CRLF, would be read as
+    more than one line (or a NUL would end it early)."""
+    return b"\r" in data or b"\n" in data or b"\0" in data
+
+
 class _PinnedIMAPMixin(Deadline):
     """Shared by the IMAP classes: the pinned host, and every read and write
     under the deadline. imaplib connects inside its constructor, so the
@@ -633,6 +639,11 @@ class _PinnedIMAPMixin(Deadline):
         return self._reader_for(self.sock).read(size)
 
     def send(self, data: bytes) -> None:
+        # imaplib puts a login and a quoted password into the line as they
+        # are: a line break in one would end the command and start one of
+        # the tenant's choosing. A command is one line; we send no literals.
+        if _breaks_line(data[:-2] if data.endswith(b"\r\n") else data):
+            raise self.error("a line break may not be sent inside an IMAP command")
         sys.audit("imaplib.send", self, data)
         self._send_to(self.sock, data)
 
@@ -748,6 +759,10 @@ class _PinnedPOP3Mixin(Deadline):
         return line[:-1], octets
 
     def _putline(self, line: bytes) -> None:
+        # USER and PASS take the rest of the line as they are: a line break
+        # in a login or a password would start a command of its own.
+        if _breaks_line(line):
+            raise poplib.error_proto("a line break may not be sent inside a POP3 command")
         sys.audit("poplib.putline", self, line)
         self._send_to(self.sock, line + b"\r\n")
 

@@ -51,6 +51,20 @@ def no_control_chars(value: str) -> None:
     raise ValidationError(MESSAGE, code="header_injection", params=params)
 
 
+LINE_BREAK = re.compile("[\r\n\x00]")
+PASSWORD_MESSAGE = _(
+    "A password cannot contain a line break: the mail server would read the rest of it as another command."
+)
+
+
+def no_line_breaks(value: str) -> None:
+    """The validator of the mailbox passwords: IMAP's LOGIN and POP3's PASS
+    carry them as typed, so a line break would end the command and start
+    another (servers.netguard refuses to send one too)."""
+    if LINE_BREAK.search(value or ""):
+        raise ValidationError(PASSWORD_MESSAGE, code="line_break")
+
+
 def header_text(value: str) -> str:
     """`value` with every run of unsafe characters made one space: for data
     that may hold them (a contact's custom field) on its way into a header."""
