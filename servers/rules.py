@@ -2,6 +2,8 @@
 checked by the models' clean() on every path, and again just before
 connecting."""
 
+import ipaddress
+import re
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -117,9 +119,14 @@ def may_share_password(smtp_host: str, imap_host: str) -> bool:
     choosing by pointing the mailbox elsewhere."""
     from . import presets
 
-    smtp, imap = (h.strip().lower().rstrip(".") for h in (smtp_host, imap_host))
+    smtp, imap = (h.strip().strip("[]").lower().rstrip(".") for h in (smtp_host, imap_host))
     if not smtp or not imap:
         return False
+    addresses = [_address(smtp), _address(imap)]
+    if addresses != [None, None]:
+        # An address is not a domain: 8.8.8.8 and 9.8.8.8 share "8.8.8"
+        # after their first label and nothing else. Only the same address.
+        return addresses[0] == addresses[1]
     if smtp == imap:
         return True
     provider = presets.for_host(smtp)
@@ -127,6 +134,19 @@ def may_share_password(smtp_host: str, imap_host: str) -> bool:
         return presets.for_host(imap) == provider
     parent = smtp.partition(".")[2]
     return "." in parent and imap.partition(".")[2] == parent
+
+
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")
+
+
+def _address(host: str) -> str | None:
+    """The address `host` spells, canonical; the host itself for the other
+    numeric spellings (010.8.8.8, 0x8.8.8.8: no top-level domain is a
+    number); None for a name."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host if _NUMERIC_LABEL.fullmatch(host.rpartition(".")[2]) else None
 
 
 def port_security_warning(port: int | None, security: str) -> str | None:

@@ -96,6 +96,16 @@ def test_the_smtp_password_never_goes_to_a_host_of_another_provider(alice, tenan
     assert add(alice, imap_host="imap.evil.example", imap_same_password="", imap_password="its-own").status_code == 302
 
 
+def test_the_smtp_password_of_an_ip_address_goes_to_that_address_only(alice, tenant_a):
+    """An address is not a domain: 8.8.8.8 and 9.8.8.8 share "8.8.8" after
+    their first label and nothing else (another network, another owner)."""
+    response = add(alice, host="8.8.8.8", imap_host="9.8.8.8")
+    assert response.status_code == 400
+    assert response.context["form"].errors["imap_same_password"] == [rules.SHARED_PASSWORD_REFUSED]
+    assert not BounceMailbox.objects.exists()
+    assert add(alice, host="8.8.8.8", imap_host="8.8.8.8").status_code == 302
+
+
 def test_a_new_imap_host_needs_its_password_typed_again(alice, tenant_a):
     add(alice, imap_same_password="", imap_password="imap-app-password")
     server = tenant_a.smtp_servers.get()
@@ -130,6 +140,14 @@ def test_the_model_refuses_a_shared_password_to_an_unrelated_host_on_every_path(
         ("smtp.corp.example", "imap.corp.example.evil.test", False),
         ("corp.example", "imap.corp.example", False),
         ("", "imap.corp.example", False),
+        ("203.0.113.7", "9.0.113.7", False),
+        ("203.0.113.7", "imap.0.113.7", False),
+        ("smtp.0.113.7", "203.0.113.7", False),
+        ("203.0.113.7", "203.0.113.7.", True),
+        ("[2001:db8::1]", "2001:db8::1", True),
+        ("2001:db8::1", "2001:db8::2", False),
+        ("010.0.113.7", "011.0.113.7", False),
+        ("0x8.8.8.8", "0x9.8.8.8", False),
     ],
 )
 def test_which_incoming_servers_may_get_the_smtp_password(smtp, imap, shared):
