@@ -234,6 +234,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
 
 class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
     password = forms.CharField(
+        label=gettext_lazy("Password"),
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
