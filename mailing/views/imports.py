@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.shortcuts import redirect, render
 from django.utils.formats import localize
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_POST
 
@@ -23,7 +24,12 @@ from ..models import ContactImport
 from .common import csv_response, invalid
 
 REJECTIONS_SHOWN = 100
-DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
+# Whole sentences: a language says "separated by commas" in its own words.
+DELIMITER_SENTENCES = {
+    ",": gettext_lazy("Columns are separated by commas."),
+    ";": gettext_lazy("Columns are separated by semicolons."),
+    "\t": gettext_lazy("Columns are separated by tabs."),
+}
 
 
 @csrf_exempt
@@ -76,7 +82,7 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     context = {
         "form": form,
         "imp": imp,
-        "delimiter": DELIMITER_NAMES.get(imp.delimiter, "commas"),
+        "delimiter": DELIMITER_SENTENCES.get(imp.delimiter, DELIMITER_SENTENCES[","]),
         "preview": imports.preview_rows(imp),
     }
     return render(request, "contacts/import_mapping.html", context, status=400 if form.errors else 200)

@@ -55,14 +55,15 @@ def test_the_committed_mo_is_the_po_compiled(language, domain):
     assert _messages(mo) == _messages(po(language, domain)), "run: python scripts/i18n.py compile"
 
 
-# A piece of a sentence: a separator at an end ("· Import"), a lone joining
+# A piece of a sentence: a separator at an end ("· Import", ", as %(name)s"), a lone joining
 # word ("of", " and "), or the tail of a sentence whose head is another
 # string ("and receives no letters."). A language puts its words in its own
 # order only when it translates the whole phrase.
-FRAGMENT = re.compile(r"^\s*·|·\s*$|^\s*(and|or|of|to|from|by|the)\s*$|^(and|or|to|on|under|will)\s.*\.$")
+FRAGMENT = re.compile(r"^\s*[·,]|·\s*$|^\s*(and|or|of|to|from|by|the)\s*$|^(and|or|to|on|under|will)\s.*\.$")
 
 
 def test_no_string_is_a_piece_of_a_sentence():
     pieces = [entry.msgid for entry in po("ru", "django") if FRAGMENT.search(entry.msgid)]
     assert pieces == []
-    assert all(FRAGMENT.search(s) for s in ("· Import", "Updates by itself ·", "of", " and ", "to fix it."))
+    pieces = ("· Import", "Updates by itself ·", "of", " and ", "to fix it.", ", as %(name)s")
+    assert all(FRAGMENT.search(s) for s in pieces)

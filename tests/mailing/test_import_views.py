@@ -53,7 +53,7 @@ def test_a_member_imports_a_file_through_the_pages(bob, django_capture_on_commit
         "contacts:import_mapping", args=[imp.public_id]
     )
     page = bob.client.get(response["Location"])
-    assert page.context["delimiter"] == "semicolons"
+    assert page.context["delimiter"] == "Columns are separated by semicolons."
     data = mapping_data(bob, imp)
     assert (data["col_0"], data["col_1"], data["col_2"], data["new_list_name"]) == (
         "email",
