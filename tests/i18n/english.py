@@ -16,7 +16,7 @@ SAME_IN_EVERY_LANGUAGE = {
     "NOOP", "NUL", "Outlook", "POP3", "Postroute", "QR", "QUIT", "Rambler", "Reply", "SMTP", "SPF", "SSL",
     "STARTTLS", "TLS", "TOTP", "Thunderbird", "UTF", "Windows", "Yandex", "English", "OK", "Message-ID", "Reply-To",
 }  # fmt: skip
-WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]")
 
 
 @cache
