@@ -37,6 +37,27 @@ PRIVATE_USE_REFUSED = _(
 )
 NEVER_REFUSED = _("“%(domain)s” is a special-use or reserved name that cannot be used with email.")
 HEADER_BREAKS = ("\r", "\n", "\x00")
+# email-validator words its refusals in English only: the common ones in the
+# reader's language, keyed by how the library's message begins, and any
+# other as a plain refusal (never its English on a Russian or Vietnamese page).
+SYNTAX_REFUSALS = (
+    ("An email address must have an @-sign", _("An email address must have an @ sign.")),
+    ("There must be something before the @-sign", _("There must be something before the @ sign.")),
+    ("There must be something after the @-sign", _("There must be something after the @ sign.")),
+    ("The part after the @-sign is not valid. It should have a period",
+     _("The part after the @ sign must have a period, as in example.com.")),
+    ("An email address cannot have two periods in a row", _("An email address cannot have two periods in a row.")),
+    ("An email address cannot end with a period", _("An email address cannot end with a period.")),
+    ("An email address cannot start with a period", _("An email address cannot start with a period.")),
+    ("The email address is too long",
+     _("The email address is too long: at most 64 characters before the @ sign and 254 in all.")),
+    ("The email address contains invalid characters before the @-sign",
+     _("The part before the @ sign has characters an email address cannot have.")),
+    ("The part after the @-sign contains invalid characters",
+     _("The part after the @ sign has characters a domain name cannot have.")),
+    ("There can't be anything after the email address", _("There can be nothing after the email address.")),
+)  # fmt: skip
+NOT_AN_ADDRESS = _("This is not a valid email address.")
 
 
 def checked_address(address: str) -> str:
@@ -47,7 +68,7 @@ def checked_address(address: str) -> str:
     try:
         valid = email_validator.validate_email(address.strip(), check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
-        raise ValidationError(str(exc), code="invalid") from exc
+        raise ValidationError(_syntax_refusal(str(exc)), code="invalid") from exc
     _check_domain(valid.ascii_domain, shown=valid.domain)
     return valid.normalized
 
@@ -71,6 +92,13 @@ def address_errors(record: object, fields: Iterable[str]) -> dict[str, list[str]
         except ValidationError as exc:
             errors[field] = exc.messages
     return errors
+
+
+def _syntax_refusal(library_message: str) -> str:
+    for start, refusal in SYNTAX_REFUSALS:
+        if library_message.startswith(start):
+            return str(refusal)
+    return str(NOT_AN_ADDRESS)
 
 
 def _check_domain(domain: str, *, shown: str) -> None:

@@ -68,6 +68,8 @@ NOT_FOR_USERS = {
     "mailing/views/templates.py": "sandbox; default-src",  # the preview's Content-Security-Policy
     "servers/netguard.py": "please run connect|Connection unexpectedly closed|Server not connected|Line too long",
     "servers/errors.py": "timed out",  # the words of socket errors it recognises
+    # The beginnings of email-validator's English refusals it recognises
+    "servers/addresses.py": "@-sign|^An email address cannot|^The email address is too long|after the email address",
     "accounts/ratelimits.py": "rate limited until",  # an internal exception's repr
     "mailing/bounces/imap.py": "cannot open the folder",  # an IMAP error relayed to the diagnosis
     "mailing/models/limits.py": " on server | waits for server ",  # __str__ for the shell
