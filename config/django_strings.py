@@ -3,7 +3,13 @@ and that Postroute shows: the staff admin's and the user admin's labels,
 the units of "5 minutes ago" on the tenant's pages, and form errors our
 forms can raise. Listed here so that `make messages` puts them into
 locale/*/django.po, which Django reads before its own catalogues; the
-Russian is Django's own. Nothing imports this module."""
+Russian is Django's own. Nothing imports this module.
+
+DRF_STRINGS are Django REST framework's refusals the API's fields can give
+(CharField, UUIDField, BooleanField, ListField, DictField, JSONField, a
+serializer): its Vietnamese catalogue has 20 strings in all and its Russian
+lacks some ("Must be a valid UUID."), so an API problem's `errors` came back
+in English; the braces are DRF's own placeholders (str.format)."""
 
 from django.utils.translation import gettext_noop, ngettext_lazy
 
@@ -66,4 +72,22 @@ DJANGO_STRINGS = (
     ngettext_lazy("%(num)d day", "%(num)d days"),
     ngettext_lazy("%(num)d hour", "%(num)d hours"),
     ngettext_lazy("%(num)d minute", "%(num)d minutes"),
+)
+
+DRF_STRINGS = (
+    gettext_noop("This field is required."),
+    gettext_noop("This field may not be null."),
+    gettext_noop("Must be a valid boolean."),
+    gettext_noop("Not a valid string."),
+    gettext_noop("This field may not be blank."),
+    gettext_noop("Ensure this field has no more than {max_length} characters."),
+    gettext_noop("Ensure this field has at least {min_length} characters."),
+    gettext_noop("Must be a valid UUID."),
+    gettext_noop('Expected a list of items but got type "{input_type}".'),
+    gettext_noop("This list may not be empty."),
+    gettext_noop("Ensure this field has at least {min_length} elements."),
+    gettext_noop("Ensure this field has no more than {max_length} elements."),
+    gettext_noop('Expected a dictionary of items but got type "{input_type}".'),
+    gettext_noop("This dictionary may not be empty."),
+    gettext_noop("Invalid data. Expected a dictionary, but got {datatype}."),
 )
