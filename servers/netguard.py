@@ -609,6 +609,9 @@ class _PinnedIMAPMixin(Deadline):
     _addresses: list[Address]
     sock: Any
     error: type[Exception]
+    capabilities: tuple[str, ...]
+    literal: bytes | None
+    state: str
 
     def _setup(
         self, host: str, port: int, addresses: Sequence[Address], timeout: float, deadline: float | None
@@ -646,6 +649,26 @@ class _PinnedIMAPMixin(Deadline):
             raise self.error("a line break may not be sent inside an IMAP command")
         sys.audit("imaplib.send", self, data)
         self._send_to(self.sock, data)
+
+    def login(self, user: str, password: str) -> tuple[str, list[Any]]:
+        """imaplib's own for an ASCII login and password. imaplib encodes
+        LOGIN in ASCII and fails before a word is sent on a login such as
+        почта@пример.рф or a password with a Cyrillic letter: those go in
+        UTF-8, by AUTHENTICATE PLAIN (RFC 4616) where the server offers it,
+        else by LOGIN with the password as a literal (8-bit, RFC 3501) and
+        the login as a quoted string in UTF-8 (RFC 6855)."""
+        if user.isascii() and password.isascii():
+            return super().login(user, password)  # type: ignore[misc]
+        if "AUTH=PLAIN" in self.capabilities:
+            plain = b"\0" + user.encode() + b"\0" + password.encode()
+            return self.authenticate("PLAIN", lambda _challenge: plain)  # type: ignore[attr-defined]
+        self.literal = password.encode()
+        quoted = '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        typ, data = self._simple_command("LOGIN", quoted.encode())  # type: ignore[attr-defined]
+        if typ != "OK":
+            raise self.error(data[-1])
+        self.state = "AUTH"
+        return typ, data
 
 
 class PinnedIMAP4(_PinnedIMAPMixin, imaplib.IMAP4):

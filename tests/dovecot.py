@@ -43,6 +43,10 @@ from tests.services import require
 
 USER = "bounces@postroute.test"
 PASSWORD = "imap-test-password"
+# A mailbox whose login and password are not ASCII (RFC 6855's world): the
+# clients must log in without encoding either in ASCII.
+UTF8_USER = "почта@пример.рф"
+UTF8_PASSWORD = "пароль-ящика"
 # The other mailboxes LMTP delivers to (an MTA's local recipients); any
 # other address is refused with 550 5.1.1. Not a .test name: the product's
 # address validation refuses special-use domains, so no contact could have it.
@@ -209,7 +213,7 @@ def write_config(directory: Path, shared: Path) -> tuple[Path, DovecotServer]:
     owner = MailOwner.for_current_process()
 
     users = directory / "users"
-    users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
+    users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n{UTF8_USER}:{{PLAIN}}{UTF8_PASSWORD}\n", encoding="utf-8")
     users.chmod(0o600)
 
     mail_root = shared / "mail"
@@ -246,8 +250,13 @@ def write_config(directory: Path, shared: Path) -> tuple[Path, DovecotServer]:
     userdb.write_text(
         "".join(
             f"{name}::{owner.uid}:{owner.gid}::{path}::\n"
-            for name, path in [(USER, home), *((m, f"{users_home}/{m}") for m in MTA_MAILBOXES)]
-        )
+            for name, path in [
+                (USER, home),
+                (UTF8_USER, f"{users_home}/utf8"),
+                *((m, f"{users_home}/{m}") for m in MTA_MAILBOXES),
+            ]
+        ),
+        encoding="utf-8",
     )
     userdb.chmod(0o600)
     auth_socket = shared / "auth"
@@ -286,6 +295,9 @@ ssl_cert = <{certs.cert_file}
 ssl_key = <{certs.key_file}
 
 auth_mechanisms = plain login
+# Empty: any character in a login, as a server for почта@пример.рф allows
+# (the default list is ASCII letters, digits and .-_@).
+auth_username_chars =
 # Plain-text logins on loopback, so tests can also speak unencrypted IMAP/POP3.
 disable_plaintext_auth = no
 # Tests try wrong passwords on purpose; don't make them wait.

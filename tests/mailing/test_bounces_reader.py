@@ -182,6 +182,16 @@ def test_it_reads_over_verified_tls(tenant_a, dovecot_mailbox, settings, securit
     assert (result.status, result.reports) == ("done", 1), result.error
 
 
+def test_a_mailbox_with_a_cyrillic_login_and_password_is_read(tenant_a, dovecot_mailbox):
+    # imaplib sends LOGIN in ASCII: the run failed before a word was sent.
+    from tests.dovecot import UTF8_PASSWORD, UTF8_USER
+
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox, login=UTF8_USER, email=UTF8_USER, password=UTF8_PASSWORD)
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status != "failed"
+    mailbox.refresh_from_db()
+    assert (mailbox.health, mailbox.last_error) == (Health.OK, "")
+
+
 def test_a_wrong_password_sets_the_error_and_hint_and_the_next_run_tries_again(tenant_a, dovecot_mailbox):
     fill(dovecot_mailbox, sent_letters(tenant_a, ["a@example.org"]))
     mailbox = make_mailbox(tenant_a, dovecot_mailbox, password="wrong")

@@ -74,3 +74,62 @@ def test_a_pop3_mailbox_is_tested_over_pop3(mailbox, dovecot_mailbox, security):
     assert result.steps[-2].detail.startswith("1 message(s)")
     mailbox.set_password("wrong")
     assert mailbox_probe(mailbox).diagnosis.category == "auth"
+
+
+@pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
+def test_a_login_and_password_in_cyrillic_log_in(mailbox, dovecot_mailbox, security):
+    # imaplib sends LOGIN in ASCII and failed before a word was sent, with
+    # an untranslated codec error as the diagnosis.
+    from tests.dovecot import UTF8_PASSWORD, UTF8_USER
+
+    mailbox.security = security
+    mailbox.port = dovecot_mailbox.imaps_port if security == Security.SSL else dovecot_mailbox.imap_port
+    mailbox.login = UTF8_USER
+    mailbox.set_password(UTF8_PASSWORD)
+    result = imap_probe(mailbox)
+    assert result.ok, result.diagnosis
+    mailbox.set_password(UTF8_PASSWORD + "x")
+    assert imap_probe(mailbox).diagnosis.category == "auth"
+
+
+def _login_by_literal(received: list[bytes]):
+    """An IMAP server that offers no AUTH=PLAIN: LOGIN, the password a literal."""
+
+    def script(peer) -> None:
+        peer.say(b"* OK [CAPABILITY IMAP4rev1] literal.test ready\r\n")
+        while line := peer.line():
+            tag, _, rest = line.partition(b" ")
+            command = rest.split(b" ", 1)[0].strip().upper()
+            if command == b"LOGIN":
+                size = int(line.rsplit(b"{", 1)[1].split(b"}")[0])
+                peer.say(b"+ go ahead\r\n")
+                while len(peer.pending) < size + 2:
+                    peer.pending += peer.recv()
+                password, peer.pending = peer.pending[:size], peer.pending[size + 2 :]
+                received.append(rest.strip() + b" " + password)
+                peer.say(tag + b" OK logged in\r\n")
+            elif command in (b"SELECT", b"EXAMINE"):
+                peer.say(b"* 0 EXISTS\r\n" + tag + b" OK [READ-WRITE] done\r\n")
+            elif command == b"LOGOUT":
+                peer.say(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                return
+            else:
+                peer.say(tag + b" OK done\r\n")
+
+    return script
+
+
+def test_a_cyrillic_login_goes_as_utf8_with_the_password_a_literal_where_plain_is_not_offered(tenant_a):
+    from tests.smtp_servers import tarpit
+
+    received: list[bytes] = []
+    with tarpit(_login_by_literal(received)) as port:
+        box = BounceMailbox(
+            tenant=tenant_a, host="127.0.0.1", port=port, security=Security.NONE, login="почта@пример.рф"
+        )
+        box.set_password('пароль "ящика"')  # quotes: a quoted string would need escapes
+        box.save()
+        result = imap_probe(box)
+    assert result.ok, result.diagnosis
+    password = 'пароль "ящика"'.encode()
+    assert received == [b'LOGIN "' + "почта@пример.рф".encode() + b'" {%d} ' % len(password) + password]
