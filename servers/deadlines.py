@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 _CHUNK = 65536
 
@@ -53,9 +54,10 @@ class DeadlineExceeded(TimeoutError):
     def dribbling(self) -> bool:
         return self.doing == "reply" and self.heard > 0
 
-    def sentence(self, where: str = _("the server"), seconds: float | None = None) -> str:
+    def sentence(self, where: str | None = None, seconds: float | None = None) -> str:
         """What happened, as a sentence for the tenant."""
-        within = f"{round(self.budget if seconds is None else seconds, 1):g} seconds"
+        where = where or _("the server")
+        within = seconds_text(round(self.budget if seconds is None else seconds, 1))
         if self.dribbling:
             return _(
                 "%(where)s kept sending (%(heard)s bytes) without finishing its reply; we gave up after %(within)s."
@@ -74,6 +76,13 @@ class DeadlineExceeded(TimeoutError):
 
     def __str__(self) -> str:
         return self.sentence(_("The server"))
+
+
+def seconds_text(value: float) -> str:
+    """ "1 second", "2.5 seconds", in the tenant's language: the plural form
+    of a fraction is the one for 2 in every language we speak (секунды)."""
+    count = int(value) if value == int(value) else 2
+    return ngettext("%(seconds)s second", "%(seconds)s seconds", count) % {"seconds": f"{value:g}"}
 
 
 class Deadline:

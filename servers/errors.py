@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from . import presets
-from .deadlines import DeadlineExceeded
+from .deadlines import DeadlineExceeded, seconds_text
 from .netguard import HostRefused, HostUnresolved
 from .wire import UnsendableAddress
 
@@ -190,7 +190,7 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     ):
         return Diagnosis(
             "timeout",
-            _("%(where)s did not answer within %(timeout)s seconds.") % {"where": where, "timeout": f"{timeout:g}"},
+            _("%(where)s did not answer within %(within)s.") % {"where": where, "within": seconds_text(timeout)},
             _("A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs)."),
         )
     if isinstance(exc, ConnectionRefusedError):

@@ -16,6 +16,7 @@ from servers.probes import smtp_probe
 from tests.certs import make_certs
 from tests.smtp_servers import (
     BlacklistingHandler,
+    Scripted,
     byte_by_byte,
     endless_auth,
     endless_banner,
@@ -120,6 +121,21 @@ def test_a_server_that_never_answers_times_out_within_the_limit(tenant_a):
         elapsed = time.monotonic() - started
     assert result.diagnosis.category == "timeout"
     assert elapsed < 3  # bounded by the probe's own deadline, not by the server
+
+
+@pytest.mark.parametrize(("language", "seconds"), [("ru", "1 секунду"), ("vi", "1 giây"), ("en", "1 second")])
+def test_a_server_silent_after_the_final_dot_is_explained_all_in_the_tenants_language(tenant_a, language, seconds):
+    # The sentence said "1 seconds" in every language.
+    def answer(conn, line):
+        return b"235 2.7.0 Ok\r\n" if line.upper().startswith(b"AUTH") else None
+
+    silent_after_dot = Scripted(
+        answer, ehlo=b"250-odd.test\r\n250 AUTH PLAIN\r\n", after_dot=lambda c, b: lambda p: p.wait()
+    )
+    with tarpit(silent_after_dot, lasts=3) as port, translation.override(language):
+        result = smtp_probe(make_server(tenant_a, port=port), send_to="me@example.test", timeout=1.0)
+    assert result.diagnosis.category == "timeout" and not result.steps[-1].ok
+    assert result.diagnosis.message.endswith(f"{seconds}."), result.diagnosis.message
 
 
 def test_connection_refused(tenant_a):
