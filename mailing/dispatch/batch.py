@@ -28,7 +28,19 @@ from .ahead import CLAIM_AHEAD, Ahead, Chunk, first_with_room, reserve_and_claim
 from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .messages import Builder
 from .recorder import Recorder, RecordingFailed
-from .replies import CONNECTION_LOST, LOST_NOTE, NOT_BUILT, STORM_NOTE, UNEXPECTED, Kind, Stage, Verdict, judge
+from .replies import (
+    CONNECTION_LOST,
+    LOST_NOTE,
+    NOT_AGAIN_NOTE,
+    NOT_BUILT,
+    STORM_NOTE,
+    UNEXPECTED,
+    UNSURE_NOTE,
+    Kind,
+    Stage,
+    Verdict,
+    judge,
+)
 from .results import Sent, defer, fail, fail_and_suppress, requeue
 from .rows import Rows
 from .slots import connection_slot
@@ -402,10 +414,13 @@ class Batch:
         reason = f"{CONNECTION_LOST}{exc or 'no reason'}"
         if progress.stage == Stage.MAIL:
             self._give_back([letter])  # the connection was gone before this letter began
+        elif progress.stage == Stage.DOT and letter.last_reply.startswith(UNSURE_NOTE):
+            # The second time: it may well have been delivered twice already.
+            self._record(letter, partial(fail, letter, NOT_AGAIN_NOTE + UNSURE_NOTE + reason))
         elif progress.stage == Stage.DOT:
             # The final dot went: it may or may not have been accepted.
-            # Retry it later rather than lose it.
-            self._record(letter, partial(defer, letter, reason, now=self.now))
+            # Retry it later, once, rather than lose it.
+            self._record(letter, partial(defer, letter, UNSURE_NOTE + reason, now=self.now))
         elif letter.last_reply.startswith(LOST_NOTE):
             # Before the dot nothing can be accepted, so the first such loss
             # costs nothing; a letter that loses the connection every time

@@ -183,12 +183,20 @@ def rate_wait(reply: str) -> timedelta:
 # A letter given back in a storm keeps STORM_NOTE: refused again, it was the
 # recipient's refusal after all, and it counts. One given back after losing
 # the connection before its final dot keeps LOST_NOTE: lost again, it counts.
+# One whose connection was lost after its final dot, before the server's
+# reply, keeps UNSURE_NOTE: it may have been delivered, so it goes out once
+# more (it may as well have been lost) and, lost so again, never a third
+# time: it fails with NOT_AGAIN_NOTE before the rest.
 STORM_NOTE = gettext_noop("Refused with every other letter for now: ")
 LOST_NOTE = gettext_noop("Not sent, the connection was lost before the end of the letter: ")
+UNSURE_NOTE = gettext_noop(
+    "The connection was lost after the end of the letter, before the server's answer; it may have been delivered: "
+)
+NOT_AGAIN_NOTE = gettext_noop("Not sent again, so that the recipient does not get it a third time. ")
 NOT_BUILT = gettext_noop("The message could not be built: ")
 UNEXPECTED = gettext_noop("Unexpected error while sending: ")
 CONNECTION_LOST = gettext_noop("connection lost: ")
-OWN_NOTES = (STORM_NOTE, LOST_NOTE, NOT_BUILT, UNEXPECTED, CONNECTION_LOST)
+OWN_NOTES = (STORM_NOTE, LOST_NOTE, UNSURE_NOTE, NOT_AGAIN_NOTE, NOT_BUILT, UNEXPECTED, CONNECTION_LOST)
 
 
 def shown_reply(reply: str) -> str:

@@ -199,3 +199,24 @@ def test_a_flood_of_continuation_lines_does_not_grow_the_worker_without_bound(te
     # "250-" line kept until the deadline); at the default 30 s, gigabytes,
     # and a dispatch process holds up to 200 conversations.
     assert peak < 32_000_000, f"{peak / 1e6:.0f} MB"
+
+
+# 6. A server that hangs up after the final dot without a reply: it may
+#    have taken the letter or not. Sent again once (it may have been lost);
+#    never a third time (it may have been delivered each time).
+
+
+def test_a_letter_whose_server_hangs_up_after_the_dot_goes_out_at_most_twice(tenant_a, settings):
+    from datetime import timedelta
+
+    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
+    script = Scripted(after_dot=lambda conn, body: lambda peer: peer.sock.close())
+    with tarpit(script, lasts=8.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], ["a@x.test"])
+        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
+            settle(mailing, timezone.now() + timedelta(days=day))
+    letter = Letter.objects.get(mailing=mailing)
+    # Before the fix: once per attempt, DISPATCH_MAX_ATTEMPTS copies for the recipient.
+    assert len(script.bodies) == 2, len(script.bodies)
+    assert letter.status == L.FAILED and "may have been delivered" in letter.last_reply, letter.last_reply
