@@ -153,11 +153,7 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
             )
         return Diagnosis("refused_command", _("The server refused: %(reply)s.") % {"reply": reply})
     if isinstance(exc, smtplib.SMTPNotSupportedError):
-        return Diagnosis(
-            "tls",
-            _("The server does not offer that: %(exc)s.") % {"exc": exc},
-            _("Choose SSL/TLS on port 465 or none."),
-        )
+        return _not_offered(exc)
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
         text = str(exc)
         if any(w in text.upper() for w in ("AUTH", "LOGIN", "PASSWORD", "CREDENTIALS")):
@@ -214,6 +210,32 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
 
 # getaddrinfo's answers that say the lookup itself failed, not that the name does not exist.
 DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM") if hasattr(socket, name)}
+
+
+def _not_offered(exc: smtplib.SMTPNotSupportedError) -> Diagnosis:
+    """smtplib's English sentence names what the server's EHLO lacked: said
+    again in the tenant's language, with what to change."""
+    text = str(exc)
+    if text.startswith("STARTTLS"):
+        return Diagnosis(
+            "tls",
+            _("The server does not offer STARTTLS on this port."),
+            _("Choose SSL/TLS on port 465 or none."),
+        )
+    if text.startswith("SMTP AUTH"):
+        return Diagnosis(
+            "tls",
+            _("The server does not offer a login (AUTH) on this connection."),
+            _(
+                "Many servers offer it only on an encrypted connection: choose SSL/TLS on port 465 or STARTTLS "
+                "on port 587. A server that takes mail without a login needs the login left empty."
+            ),
+        )
+    return Diagnosis(
+        "tls",
+        _("The server does not offer that: %(exc)s.") % {"exc": text.rstrip(".")},
+        _("Choose SSL/TLS on port 465 or none."),
+    )
 
 
 def _unresolved(exc: BaseException, host: str) -> Diagnosis:

@@ -138,6 +138,27 @@ def test_a_server_silent_after_the_final_dot_is_explained_all_in_the_tenants_lan
     assert result.diagnosis.message.endswith(f"{seconds}."), result.diagnosis.message
 
 
+@pytest.mark.parametrize(
+    ("ehlo", "security", "step"),
+    [
+        (b"250 odd.test\r\n", "none", "AUTH"),  # no AUTH offered
+        (b"250-odd.test\r\n250 AUTH PLAIN\r\n", "starttls", "STARTTLS"),  # no STARTTLS offered
+    ],
+    ids=["AUTH", "STARTTLS"],
+)
+def test_a_server_not_offering_what_the_settings_need_is_explained_in_the_tenants_language(
+    tenant_a, ehlo, security, step
+):
+    # The diagnosis was smtplib's English ("SMTP AUTH extension not
+    # supported by server..", with two dots) in every language.
+    with tarpit(Scripted(ehlo=ehlo), lasts=3) as port, translation.override("ru"):
+        result = smtp_probe(make_server(tenant_a, port=port, security=security))
+    assert step in result.steps[-1].name and not result.steps[-1].ok
+    message, hint = result.diagnosis.message, result.diagnosis.hint
+    assert "not supported" not in message and ".." not in message, message
+    assert "Сервер" in message and hint, (message, hint)
+
+
 def test_connection_refused(tenant_a):
     from tests.helpers import free_port
 
