@@ -192,7 +192,8 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         typ, data = client.select(_quote(mailbox.folder), readonly=True)
         if typ != "OK":
             raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
-        step.detail = f"{int(data[0])} message(s)"
+        if data[0] is not None:  # a server may leave out the count (EXISTS) and still open the folder
+            step.detail = f"{int(data[0])} message(s)"
     with run.step(_("Log out")):
         client.deadline_in(run.remaining())
         client.logout()

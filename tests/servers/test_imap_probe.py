@@ -133,3 +133,30 @@ def test_a_cyrillic_login_goes_as_utf8_with_the_password_a_literal_where_plain_i
     assert result.ok, result.diagnosis
     password = 'пароль "ящика"'.encode()
     assert received == [b'LOGIN "' + "почта@пример.рф".encode() + b'" {%d} ' % len(password) + password]
+
+
+def test_a_folder_opened_without_a_message_count_passes(tenant_a):
+    # The probe read the count as int(None): "Unexpected error: int()
+    # argument must be ... not 'NoneType'" for a folder the server opened.
+    from tests.smtp_servers import tarpit
+
+    def no_exists(peer) -> None:
+        peer.say(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] odd.test ready\r\n")
+        while line := peer.line():
+            tag, _, rest = line.partition(b" ")
+            command = rest.split(b" ", 1)[0].strip().upper()
+            if command == b"AUTHENTICATE":
+                peer.say(b"+ \r\n")
+                peer.line()
+            elif command == b"LOGOUT":
+                peer.say(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                return
+            peer.say(tag + b" OK done\r\n")
+
+    with tarpit(no_exists) as port:
+        box = BounceMailbox(tenant=tenant_a, host="127.0.0.1", port=port, security=Security.NONE, login="box")
+        box.set_password("secret")
+        box.save()
+        result = imap_probe(box)
+    assert result.ok, result.diagnosis
+    assert "None" not in result.steps[-2].detail
