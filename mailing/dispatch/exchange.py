@@ -12,7 +12,7 @@ dot, as smtplib.sendmail does, with four differences:
 
 import smtplib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from servers.connections import PinnedSMTPClient
@@ -132,8 +132,12 @@ def _accepted(client: PinnedSMTPClient, meanwhile: Callable[[], None] | None = N
         with client.not_counting():  # the server's time is for its reply, not for our making
             meanwhile()
     code, raw = client.getreply()
-    _expect(client, (code, raw), (250,), Stage.DOT)
+    if code != 250:  # another 2xx took it too (RFC 5321 §4.2.1)
+        _expect(client, (code, raw), TAKEN, Stage.DOT)
     return text(code, raw)
+
+
+TAKEN = range(200, 300)
 
 
 # The class of reply that cannot answer a stage: DATA is answered 354 or
@@ -142,7 +146,7 @@ OUT_OF_STEP = {Stage.DATA: 2, Stage.DOT: 3}
 
 
 def _expect(
-    client: smtplib.SMTP, answer: tuple[int, bytes], ok: tuple[int, ...], stage: Stage, pending: int = 0
+    client: smtplib.SMTP, answer: tuple[int, bytes], ok: Container[int], stage: Stage, pending: int = 0
 ) -> None:
     """Refusal unless the reply is one of `ok` (whose text, for the replies
     before the final dot, nobody keeps). A reply no server gives at this
@@ -156,6 +160,11 @@ def _expect(
     if code // 100 == OUT_OF_STEP.get(stage):
         client.close()
         raise smtplib.SMTPServerDisconnected(f"a reply out of step with the commands at {stage}: {reply}")
+    if stage == Stage.DOT and not 400 <= code < 600:
+        # Neither taken nor refused (999, 1xx, words without a code): the
+        # letter's fate is unknown, as when the server hangs up here.
+        client.close()
+        raise smtplib.SMTPServerDisconnected(f"a reply that neither takes nor refuses the letter: {reply}")
     rset(client, pending=pending)
     raise Refusal(code, reply, stage)
 

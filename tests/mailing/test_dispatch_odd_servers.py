@@ -220,3 +220,44 @@ def test_a_letter_whose_server_hangs_up_after_the_dot_goes_out_at_most_twice(ten
     # Before the fix: once per attempt, DISPATCH_MAX_ATTEMPTS copies for the recipient.
     assert len(script.bodies) == 2, len(script.bodies)
     assert letter.status == L.FAILED and "may have been delivered" in letter.last_reply, letter.last_reply
+
+
+# 7. A reply to the final dot that is neither 250 nor a refusal (4xx, 5xx):
+#    another 2xx took the letter; a 999, a 1xx or words without a code say
+#    nothing of its fate. Each was a "temporary refusal" and the letter went
+#    out again on every attempt, taken each time.
+
+
+def test_another_2xx_to_the_final_dot_is_the_letter_taken_once(tenant_a, settings):
+    from datetime import timedelta
+
+    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
+    script = Scripted(after_dot=lambda conn, body: b"251 2.0.0 queued as 1A2B\r\n")
+    with tarpit(script, lasts=8.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], ["a@x.test"])
+        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
+            settle(mailing, timezone.now() + timedelta(days=day))
+    letter = Letter.objects.get(mailing=mailing)
+    assert len(script.bodies) == 1, len(script.bodies)
+    assert (letter.status, letter.last_reply) == (L.SENT, "251 2.0.0 queued as 1A2B")
+
+
+@pytest.mark.parametrize(
+    "reply", [b"999 what\r\n", b"199 hm\r\n", b"queued, thanks\r\n"], ids=["999", "1xx", "no code"]
+)
+def test_a_reply_to_the_final_dot_that_says_neither_yes_nor_no_sends_the_letter_at_most_twice(
+    tenant_a, settings, reply
+):
+    from datetime import timedelta
+
+    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
+    script = Scripted(after_dot=lambda conn, body: reply)
+    with tarpit(script, lasts=8.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], ["a@x.test"])
+        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
+            settle(mailing, timezone.now() + timedelta(days=day))
+    letter = Letter.objects.get(mailing=mailing)
+    assert len(script.bodies) <= 2, len(script.bodies)
+    assert letter.status == L.FAILED and "may have been delivered" in letter.last_reply, letter.last_reply
