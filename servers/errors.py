@@ -216,13 +216,13 @@ def _not_offered(exc: smtplib.SMTPNotSupportedError) -> Diagnosis:
     """smtplib's English sentence names what the server's EHLO lacked: said
     again in the tenant's language, with what to change."""
     text = str(exc)
-    if text.startswith("STARTTLS"):
+    if "STARTTLS extension" in text:
         return Diagnosis(
             "tls",
             _("The server does not offer STARTTLS on this port."),
             _("Choose SSL/TLS on port 465 or none."),
         )
-    if text.startswith("SMTP AUTH"):
+    if "SMTP AUTH extension" in text:
         return Diagnosis(
             "tls",
             _("The server does not offer a login (AUTH) on this connection."),
