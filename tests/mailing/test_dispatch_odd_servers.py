@@ -201,22 +201,28 @@ def test_a_flood_of_continuation_lines_does_not_grow_the_worker_without_bound(te
     assert peak < 32_000_000, f"{peak / 1e6:.0f} MB"
 
 
+def every_attempt(tenant, settings, after_dot) -> tuple[Scripted, Letter]:
+    """One letter to a server that answers its final dot with `after_dot`,
+    through every attempt the dispatcher would make, a day apart."""
+    from datetime import timedelta
+
+    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
+    script = Scripted(after_dot=after_dot)
+    with tarpit(script, lasts=8.0) as port:
+        server = make_server(tenant, port=port, login="")
+        mailing = start(tenant, [server], ["a@x.test"])
+        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
+            settle(mailing, timezone.now() + timedelta(days=day))
+    return script, Letter.objects.get(mailing=mailing)
+
+
 # 6. A server that hangs up after the final dot without a reply: it may
 #    have taken the letter or not. Sent again once (it may have been lost);
 #    never a third time (it may have been delivered each time).
 
 
 def test_a_letter_whose_server_hangs_up_after_the_dot_goes_out_at_most_twice(tenant_a, settings):
-    from datetime import timedelta
-
-    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
-    script = Scripted(after_dot=lambda conn, body: lambda peer: peer.sock.close())
-    with tarpit(script, lasts=8.0) as port:
-        server = make_server(tenant_a, port=port, login="")
-        mailing = start(tenant_a, [server], ["a@x.test"])
-        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
-            settle(mailing, timezone.now() + timedelta(days=day))
-    letter = Letter.objects.get(mailing=mailing)
+    script, letter = every_attempt(tenant_a, settings, lambda conn, body: lambda peer: peer.sock.close())
     # Before the fix: once per attempt, DISPATCH_MAX_ATTEMPTS copies for the recipient.
     assert len(script.bodies) == 2, len(script.bodies)
     assert letter.status == L.FAILED and "may have been delivered" in letter.last_reply, letter.last_reply
@@ -229,16 +235,7 @@ def test_a_letter_whose_server_hangs_up_after_the_dot_goes_out_at_most_twice(ten
 
 
 def test_another_2xx_to_the_final_dot_is_the_letter_taken_once(tenant_a, settings):
-    from datetime import timedelta
-
-    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
-    script = Scripted(after_dot=lambda conn, body: b"251 2.0.0 queued as 1A2B\r\n")
-    with tarpit(script, lasts=8.0) as port:
-        server = make_server(tenant_a, port=port, login="")
-        mailing = start(tenant_a, [server], ["a@x.test"])
-        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
-            settle(mailing, timezone.now() + timedelta(days=day))
-    letter = Letter.objects.get(mailing=mailing)
+    script, letter = every_attempt(tenant_a, settings, lambda conn, body: b"251 2.0.0 queued as 1A2B\r\n")
     assert len(script.bodies) == 1, len(script.bodies)
     assert (letter.status, letter.last_reply) == (L.SENT, "251 2.0.0 queued as 1A2B")
 
@@ -249,15 +246,6 @@ def test_another_2xx_to_the_final_dot_is_the_letter_taken_once(tenant_a, setting
 def test_a_reply_to_the_final_dot_that_says_neither_yes_nor_no_sends_the_letter_at_most_twice(
     tenant_a, settings, reply
 ):
-    from datetime import timedelta
-
-    settings.DISPATCH_SMTP_TIMEOUT = TIMEOUT
-    script = Scripted(after_dot=lambda conn, body: reply)
-    with tarpit(script, lasts=8.0) as port:
-        server = make_server(tenant_a, port=port, login="")
-        mailing = start(tenant_a, [server], ["a@x.test"])
-        for day in range(settings.DISPATCH_MAX_ATTEMPTS + 2):
-            settle(mailing, timezone.now() + timedelta(days=day))
-    letter = Letter.objects.get(mailing=mailing)
+    script, letter = every_attempt(tenant_a, settings, lambda conn, body: reply)
     assert len(script.bodies) <= 2, len(script.bodies)
     assert letter.status == L.FAILED and "may have been delivered" in letter.last_reply, letter.last_reply
