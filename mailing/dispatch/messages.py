@@ -65,6 +65,8 @@ class _Policy(Compat32):
             # UTF-8 (RFC 6532), only to a server that offers SMTPUTF8: an
             # encoded word may not stand for an address (RFC 2047 §5).
             return f"{name}: {value}{self.linesep}".encode()
+        if isinstance(value, Header):
+            return _WORDS[self.linesep](name, value)
         return super().fold_binary(name, value)
 
 
@@ -72,6 +74,14 @@ class _Policy(Compat32):
 # them most reliably; RFC 5322 allows up to 998 characters.
 POLICY = _Policy(max_line_length=998)
 WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
+# Text in encoded words (a Subject that is not ASCII) is folded short: an
+# encoded word may not pass 75 characters (RFC 2047 §2), and the email
+# package makes its words as long as the line it may fill.
+WORD_LENGTH = 75
+_WORDS = {linesep: Compat32(max_line_length=WORD_LENGTH, linesep=linesep).fold_binary for linesep in ("\n", "\r\n")}
+# A word of ASCII longer than this may not fit a line of 998 beside the
+# header's name: such a text goes in encoded words too, cut anywhere.
+LONGEST_WORD = 900
 _fold = WIRE.fold_binary
 # How the generator ends the lines of a body: every CR, LF or CRLF as CRLF.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -92,7 +102,9 @@ def _safe(value: str) -> str:
 
 def _text_header(value: str) -> str | Header:
     value = _safe(value)
-    return value if value.isascii() else Header(value, "utf-8")
+    if value.isascii() and (len(value) <= LONGEST_WORD or max(map(len, value.split()), default=0) <= LONGEST_WORD):
+        return value
+    return Header(value, "utf-8")
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 import email
 import email.policy
+import re
 
 import pytest
 
 from mailing import mailings as services
-from mailing.dispatch.messages import LETTER_HEADER, build_message
+from mailing.dispatch.messages import LETTER_HEADER, Builder, build_message
 from mailing.models import Contact, Letter, Mailing
 from tests.servers.factories import make_server
 
@@ -87,3 +88,31 @@ def test_a_script_in_the_template_never_reaches_the_letter(letter):
     mailing.html_body = "<p>Hi</p><script>alert(1)</script><p>Bye</p><Script src=x.js>"
     html = parse(build_message(letter, mailing.servers.get(), mailing)).get_body(("html",)).get_content()
     assert "<p>Hi</p><p>Bye</p>" in html and "script" not in html.lower()
+
+
+ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def wire_of(letter) -> bytes:
+    return Builder(letter.mailing.servers.get(), letter.mailing).wire(letter)
+
+
+def test_encoded_words_in_the_subject_are_at_most_75_characters(letter):
+    """RFC 2047 §2: a longer encoded word may be shown raw or refused; the
+    one-line folding of long headers (998) made words of hundreds."""
+    letter.context["first_name"] = "Иван Иванович " * 15 + "😀" * 40 + " Nguyễn Văn A"
+    sent = wire_of(letter)
+    subject = sent.split(b"\r\nSubject: ", 1)[1].split(b"\r\nDate: ", 1)[0]
+    words = ENCODED_WORD.findall(subject)
+    assert len(words) > 1 and max(len(word) for word in words) <= 75
+    msg = email.message_from_bytes(sent, policy=email.policy.default)
+    assert msg["Subject"] == "Hi " + letter.context["first_name"]
+
+
+def test_a_subject_with_a_word_longer_than_a_line_is_folded_under_998_octets(letter):
+    """SMTP refuses or cuts a line past 998 octets (RFC 5321 §4.5.3.1.6): a
+    long value with no space in it (a code, a link) goes in encoded words."""
+    letter.context["first_name"] = "x" * 1000
+    sent = wire_of(letter)
+    assert max(len(line) for line in sent.split(b"\r\n")) <= 998
+    assert email.message_from_bytes(sent, policy=email.policy.default)["Subject"] == "Hi " + "x" * 1000
