@@ -32,6 +32,9 @@ NAME = re.compile(r"[a-z_][a-z0-9_]*")
 # several lines (a body); a placeholder may not span them.
 BREAKS = r"\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 LINE_BREAKS = re.compile(f"[{BREAKS}]+")
+# The space around a name: any but a line break, so that a placeholder
+# pasted from a word processor with no-break spaces is one.
+SPACE = rf"[^\S{BREAKS}]"
 # What is template syntax: a whole placeholder ("{{", then neither an
 # opening nor a line break up to the first "}}"), or else an opening alone.
 # Each character of a placeholder can be taken one way only and is never
@@ -173,7 +176,7 @@ def _problem_pattern(known: frozenset[str]) -> re.Pattern[str]:
     placeholder), taken possessively, then one TOKEN that is a problem."""
     fine = r"[^{]++|\{(?![{%#])"
     if names := "|".join(re.escape(name) for name in sorted(known) if NAME.fullmatch(name)):
-        fine += rf"|\{{\{{[ \t]*+(?:{names})[ \t]*+\}}\}}"
+        fine += rf"|\{{\{{{SPACE}*+(?:{names}){SPACE}*+\}}\}}"
     # In the text check() reads every "{%" has its "%}": the tag runs to it.
     tokens = TOKEN.pattern.replace("(?P<tag>%)", r"(?P<tag>%(?:\}|[\s\S]*?%\}))")
     return re.compile(rf"(?:{fine})*+(?P<token>{tokens})")
@@ -196,7 +199,7 @@ def _problem(match: re.Match[str], source: str) -> tuple[str, int, int]:
 
 def _name(source: str, start: int, end: int) -> str:
     """The name inside the placeholder source[start:end]."""
-    return source[start + 2 : end - 2].strip(" \t")
+    return source[start + 2 : end - 2].strip()
 
 
 def _message(source: str, kind: str, start: int, end: int, known: set[str]) -> str:

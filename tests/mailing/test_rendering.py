@@ -22,6 +22,16 @@ def test_it_substitutes_placeholders_with_or_without_spaces():
     assert render(source, CONTEXT, html=False) == "Hi Ann Lee, Initech <ann@example.com>"
 
 
+@pytest.mark.parametrize("space", ["\xa0", "\u202f", "\u3000", "\u2009"])
+def test_a_placeholder_pasted_with_a_no_break_or_other_space_is_a_placeholder(space):
+    """Word and Google Docs paste "{{ first_name }}" with no-break spaces:
+    it looks the same, and was refused as an invalid name it showed right."""
+    source = f"Hi {{{{{space}first_name{space}}}}}, {{{{ company{space}}}}}"
+    assert check(source, known=KNOWN) == []
+    assert render(source, CONTEXT, html=False) == "Hi Ann, Initech"
+    assert check(f"{{{{{space}city }}}}", known=KNOWN)[0].startswith("Unknown placeholder {{ city }}")
+
+
 def test_text_without_placeholders_is_left_alone():
     source = "Prices from 10 } to 20 }} and 100% off; a { brace"
     assert check(source, known=KNOWN) == []
@@ -149,7 +159,24 @@ def test_check_counts_the_problems_the_renderer_sees():
     tokens one by one: over random texts dense in syntax, both find the same
     problems."""
     rng = random.Random(3)
-    pieces = ["{", "}", "{{", "}}", "{%", "%}", "{#", " ", "\n", "a", "{{ a }}", "{{email}}", "{{ x|y }}", "{{ }}"]
+    pieces = [
+        "{",
+        "}",
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        " ",
+        "\xa0",
+        "\n",
+        "a",
+        "{{ a }}",
+        "{{email}}",
+        "{{ x|y }}",
+        "{{ }}",
+        "{{\xa0email }}",
+    ]
     for _ in range(2000):
         source = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 80)))
         errors = check(source, known=KNOWN)
@@ -158,6 +185,6 @@ def test_check_counts_the_problems_the_renderer_sees():
         problems = sum(
             1
             for kind, start, end in _tokens(source)
-            if not (kind == "placeholder" and source[start + 2 : end - 2].strip(" \t") in KNOWN)
+            if not (kind == "placeholder" and source[start + 2 : end - 2].strip() in KNOWN)
         )
         assert reported == problems, source
