@@ -102,9 +102,15 @@ def _safe(value: str) -> str:
 
 def _text_header(value: str) -> str | Header:
     value = _safe(value)
-    if value.isascii() and (len(value) <= LONGEST_WORD or max(map(len, value.split()), default=0) <= LONGEST_WORD):
+    # Text that reads as an encoded word ("=?utf-8?b?...?=") would be decoded
+    # by the mail client: it goes encoded, to be shown as written.
+    if value.isascii() and "=?" not in value and (len(value) <= LONGEST_WORD or _words_fit(value)):
         return value
     return Header(value, "utf-8")
+
+
+def _words_fit(value: str) -> bool:
+    return max(map(len, value.split()), default=0) <= LONGEST_WORD
 
 
 @dataclass(frozen=True)

@@ -116,3 +116,11 @@ def test_a_subject_with_a_word_longer_than_a_line_is_folded_under_998_octets(let
     sent = wire_of(letter)
     assert max(len(line) for line in sent.split(b"\r\n")) <= 998
     assert email.message_from_bytes(sent, policy=email.policy.default)["Subject"] == "Hi " + "x" * 1000
+
+
+@pytest.mark.parametrize("value", ["=?utf-8?b?0JjQstCw0L0=?=", "Sale =?utf-8?q?=D0=98?= today"])
+def test_a_value_that_looks_like_an_encoded_word_arrives_as_written(letter, value):
+    """A mail client decodes "=?charset?b?…?=" in a Subject: contact data
+    written so would be shown as something else than what it is."""
+    letter.context["first_name"] = value
+    assert email.message_from_bytes(wire_of(letter), policy=email.policy.default)["Subject"] == f"Hi {value}"
