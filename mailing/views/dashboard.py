@@ -235,18 +235,22 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
 
 def _limit_notice(usage: Usage, now: datetime) -> str:
     windows = (
-        (_("per-minute limit"), usage.minute_left),
-        (_("hourly limit"), usage.hour_left),
-        (_("daily limit"), usage.day_left),
-        (_("daily quota"), usage.tenant_day_left),
-        (_("shared daily quota"), usage.group_day_left),
+        (_("per-minute limit"), usage.minute_left, usage.minute_limit),
+        (_("hourly limit"), usage.hour_left, usage.hour_limit),
+        (_("daily limit"), usage.day_left, usage.day_limit),
+        (_("daily quota"), usage.tenant_day_left, usage.tenant_quota),
+        (_("shared daily quota"), usage.group_day_left, usage.group_quota),
     )
-    names = [str(name) for name, left in windows if left == 0] or [str(_("limit"))]
+    never = usage.resume_at is None or usage.resume_at == NEVER
+    # Waiting cannot help: the windows to name are those whose limit is 0,
+    # not the others merely spent alongside them.
+    zero = [str(name) for name, _left, limit in windows if limit == 0]
+    names = (zero if never else []) or [str(name) for name, left, _limit in windows if left == 0] or [str(_("limit"))]
     what = names[0]
     for name in names[1:]:  # "X and Y", whole, so each language orders and joins its own way
         what = _("%(first)s and %(second)s") % {"first": what, "second": name}
     what = what[0].upper() + what[1:]
-    if usage.resume_at is None or usage.resume_at == NEVER:
+    if never:
         return _("%(what)s: 0 — nothing goes out until it is raised.") % {"what": what}
     return _("%(what)s reached — resumes %(at)s") % {"what": what, "at": _when(usage.resume_at, now, zone=True)}
 

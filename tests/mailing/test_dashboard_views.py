@@ -213,3 +213,13 @@ def test_the_dashboard_page_draws_what_the_json_says(alice, tenant_a):
     html = page.content.decode()
     assert row["notice"] in html and row["windows"][0]["text"] in html
     assert "style=" not in html  # the CSP allows no style attributes
+
+
+def test_a_limit_of_0_is_named_alone_when_another_window_is_merely_spent(tenant_a):
+    # The hourly limit is spent and would come back; the daily limit of 0
+    # never does: the notice says which one is 0, not both.
+    server = make_server(tenant_a, name="Yandex", max_per_hour=10, max_per_day=0)
+    bucket(server, tenant_a, M - minutes(20), 10)
+    with timezone.override("UTC"):
+        (row,) = payload(tenant_a, NOW)["servers"]
+    assert row["notice"] == "Daily limit: 0 — nothing goes out until it is raised."
