@@ -260,7 +260,7 @@ SELECT q.server_id, b.minute, sum(b.count),
 FROM unnest(%(servers)s::bigint[], %(starts)s::timestamptz[]) AS q(server_id, start)
 CROSS JOIN LATERAL (
     SELECT minute, count, tenant_id FROM mailing_usagebucket
-    WHERE server_id = q.server_id AND minute >= q.start AND minute < q.start + %(quarter)s
+    WHERE server_id = q.server_id AND minute >= q.start AND minute < q.start + %(quarter)s AND minute >= %(day)s
     OFFSET 0  -- kept apart: a range scan of the index per quarter, not a scan of the table
 ) AS b
 GROUP BY q.server_id, b.minute
@@ -287,7 +287,7 @@ def _resume_times(
         for at in _window_resumes(pk, usage, slots.get(pk, []), minute, crossings):
             result[pk] = max(at, result.get(pk) or at)
     if spent:  # always, so that the number of queries does not depend on the data
-        for crossing, at in _refined(crossings, tenant):
+        for crossing, at in _refined(crossings, tenant, minute):
             result[crossing.server_id] = max(at, result.get(crossing.server_id) or at)
     return result
 
@@ -325,16 +325,19 @@ def _window_resumes(
             leaving += count
 
 
-def _refined(crossings: list[_Crossing], tenant: Tenant) -> Iterator[tuple[_Crossing, datetime]]:
+def _refined(crossings: list[_Crossing], tenant: Tenant, minute: datetime) -> Iterator[tuple[_Crossing, datetime]]:
     """Each crossing's minute, from its quarter's minutes; if they changed
     since the slots were read, the quarter's last minute (later, never
-    earlier, than the truth)."""
+    earlier, than the truth). Only the minutes still in the day window
+    count, as in the slots: the quarter where the window begins may hold
+    older ones not purged (nor rolled up) yet."""
     pairs = sorted({(c.server_id, c.quarter) for c in crossings})
     params = {
         "servers": [pk for pk, _ in pairs],
         "starts": [start for _, start in pairs],
         "tenant": tenant.pk,
         "quarter": WHOLE_QUARTER,
+        "day": minute - DAY_SPAN,
     }
     minutes: dict[tuple[int, datetime], list[tuple[datetime, dict[str, int]]]] = defaultdict(list)
     with connection.cursor() as cursor:

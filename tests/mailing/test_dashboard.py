@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from mailing import limits
 from mailing.dashboard import selectors as dashboard
 from mailing.dashboard.selectors import State
 from mailing.limits import NEVER
@@ -62,6 +63,20 @@ def test_each_server_shows_its_windows_what_is_left_and_its_state(tenant_a, case
     row = only_own(dashboard.dashboard(tenant_a, NOW))
     usage = row.usage
     assert (row.hour_sent, row.day_sent, usage.hour_left, usage.day_left, row.state, usage.resume_at) == expected
+
+
+def test_a_letter_out_of_the_day_window_does_not_bring_the_resume_time_forward(tenant_a):
+    # The day window starts at 14:37 yesterday, inside the quarter from
+    # 14:30; the letter of 14:36 has left it but is not purged yet (nor
+    # rolled up). Room comes back when the letter of 14:37 leaves, at 14:38
+    # today, as the dispatcher reckons it; not at 14:37, a minute too early.
+    now = NOW.replace(minute=37)
+    minute = now.replace(second=0)
+    server = make_server(tenant_a, max_per_day=2)
+    for ago in (1441, 1440, 1439):
+        bucket(server, tenant_a, minute - minutes(ago), 1)
+    usage = only_own(dashboard.dashboard(tenant_a, now)).usage
+    assert usage.resume_at == limits.next_room_at(server, tenant_a, now) == minute + minutes(1)
 
 
 @pytest.mark.parametrize(
