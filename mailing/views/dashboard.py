@@ -239,8 +239,9 @@ def _limit_notice(usage: Usage, now: datetime) -> str:
         (_("hourly limit"), usage.hour_left, usage.hour_limit),
         (_("daily limit"), usage.day_left, usage.day_limit),
         (_("daily quota"), usage.tenant_day_left, usage.tenant_quota),
-        (_("shared daily quota"), usage.group_day_left, usage.group_quota),
     )
+    if usage.group_size > 1:  # alone, the shared quota is its own quota over the same letters
+        windows += ((_("shared daily quota"), usage.group_day_left, usage.group_quota),)
     never = usage.resume_at is None or usage.resume_at == NEVER
     # Waiting cannot help: the windows to name are those whose limit is 0,
     # not the others merely spent alongside them.

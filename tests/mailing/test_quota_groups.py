@@ -176,3 +176,12 @@ def test_the_dashboard_runs_the_same_queries_in_a_group(alice, platform, five, d
 def test_the_servers_page_says_the_quota_is_shared(alice, platform, five):
     page = alice.client.get(reverse("servers:list")).content.decode()
     assert "50 a day shared by the 5 organisations created by the same account" in page
+
+
+def test_alone_a_spent_quota_is_named_once_and_not_as_shared(platform, tenant_b):
+    # An organisation alone in its group: its own quota is the "shared" one
+    # over the same letters; the notice names the quota it has, once.
+    UsageBucket.objects.create(server=platform, tenant=tenant_b, minute=T - timedelta(minutes=5), count=50)
+    with timezone.override("UTC"):
+        (row,) = payload(tenant_b, NOW)["servers"]
+    assert (row["state"], row["notice"]) == ("limit", "Daily quota reached — resumes tomorrow at 12:26 UTC")
