@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -338,20 +339,37 @@ def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -
 
 # ---------- Mapping ----------
 
-# Column names (lower-cased, "_" and "-" as spaces) that name a standard field.
+# Column names that name a standard field, as _header_words writes them:
+# lower-case, NFC (a Vietnamese header may come decomposed), punctuation,
+# "_" and "-" as spaces ("E-mail:" is "e mail"). What Excel, Google Sheets,
+# 1C, Bitrix24, AmoCRM and Vietnamese tools write.
 GUESSES = {
-    "email": {"email", "e mail", "mail", "email address", "e mail address", "почта", "электронная почта", "емейл"},
-    "first_name": {"first name", "firstname", "given name", "name", "имя"},
-    "last_name": {"last name", "lastname", "surname", "family name", "фамилия"},
-}
+    "email": {
+        "email", "e mail", "mail", "email address", "e mail address", "email адрес", "e mail адрес",
+        "почта", "эл почта", "электронная почта", "адрес электронной почты", "адрес эл почты", "емейл", "имейл",
+        "địa chỉ email", "địa chỉ e mail", "thư điện tử", "địa chỉ thư điện tử",
+    },
+    "first_name": {"first name", "firstname", "given name", "name", "имя", "tên", "tên khách hàng"},
+    "last_name": {"last name", "lastname", "surname", "family name", "фамилия", "họ"},
+}  # fmt: skip
+# Words a CRM puts around a field's name ("Work e-mail" in Bitrix24 and
+# AmoCRM, "Personal email"): the name without them is matched too.
+QUALIFIERS = {"рабочий", "раб", "личный", "домашний", "основной", "другой", "work", "personal", "home", "primary"}
+
+
+def _header_words(header: str) -> str:
+    text = unicodedata.normalize("NFC", header).lower()
+    text = "".join(" " if unicodedata.category(ch)[0] in "PSZ" else ch for ch in text)
+    return " ".join(text.split())
 
 
 def guess_target(header: str, existing_keys: set[str]) -> str:
     """The mapping choice offered first for a column: a standard field or
     an existing custom field whose name matches, else ignore ("")."""
-    name = " ".join(header.lower().replace("_", " ").replace("-", " ").split())
+    name = _header_words(header)
+    plain = " ".join(word for word in name.split() if word not in QUALIFIERS)
     for target, names in GUESSES.items():
-        if name in names:
+        if name in names or plain in names:
             return target
     key = contacts.field_key(header)
     return f"{FIELD_PREFIX}{key}" if key in existing_keys else ""

@@ -2,6 +2,7 @@
 delimiters, quoting, line numbers, merging and hostile files."""
 
 import tracemalloc
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,26 @@ def test_an_import_stopped_by_the_time_limit_fails_with_a_message(tenant_a, monk
     monkeypatch.setattr(import_runner, "_run", slow)
     imp = do_import(b"Email\r\nann@example.com\r\n")
     assert imp.status == ContactImport.Status.FAILED and "took too long" in imp.error
+
+
+@pytest.mark.parametrize(
+    "header, row",
+    [
+        ("Имя;Фамилия;Эл. почта", "Иван;Петров;ivan@example.com"),  # 1C
+        ("Имя;Фамилия;E-mail:", "Иван;Петров;ivan@example.com"),
+        ('"Имя";"Фамилия";"Рабочий e-mail"', '"Иван";"Петров";"ivan@example.com"'),  # Bitrix24
+        ("Имя;Фамилия;Адрес электронной почты", "Иван;Петров;ivan@example.com"),
+    ],
+)
+def test_russian_column_names_as_crms_write_them_map_to_the_standard_fields(do_import, tenant_a, header, row):
+    imp = do_import(f"{header}\r\n{row}\r\n".encode("cp1251"))
+    assert imp.status == ContactImport.Status.DONE and imp.created == 1
+    assert people(tenant_a) == {"ivan@example.com": ("Иван", "Петров")}
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_vietnamese_column_names_map_to_the_standard_fields_in_either_normal_form(do_import, tenant_a, form):
+    header = unicodedata.normalize(form, "Họ,Tên,Địa chỉ email")
+    imp = do_import(f"{header}\nNguyễn,An,an@example.com\n".encode())
+    assert imp.status == ContactImport.Status.DONE and imp.created == 1
+    assert people(tenant_a) == {"an@example.com": ("An", "Nguyễn")}
