@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import logging
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -336,7 +337,9 @@ def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]]
         return _("A field is longer than %(value)s KB.") % {"value": MAX_FIELD_CHARS // 1024}
 
     def cell(index: int | None) -> str:
-        return cells[index].strip() if index is not None and index < len(cells) else ""
+        # NFC: a file from a Mac or a Vietnamese tool may hold "ễ" as "e" and
+        # two combining marks; what users type (a search, a segment) is NFC.
+        return unicodedata.normalize("NFC", cells[index].strip()) if index is not None and index < len(cells) else ""
 
     address = cell(m.email)
     if not address:

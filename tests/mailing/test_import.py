@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from mailing import import_runner, imports
+from mailing import contacts, import_runner, imports
 from mailing.models import Contact, ContactImport, ContactList, CustomField
 from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 
@@ -383,3 +383,13 @@ def test_vietnamese_column_names_map_to_the_standard_fields_in_either_normal_for
     imp = do_import(f"{header}\nNguyễn,An,an@example.com\n".encode())
     assert imp.status == ContactImport.Status.DONE and imp.created == 1
     assert people(tenant_a) == {"an@example.com": ("An", "Nguyễn")}
+
+
+def test_decomposed_vietnamese_names_are_stored_composed_and_found_by_a_typed_search(do_import, tenant_a):
+    text = unicodedata.normalize("NFD", "Email,Họ,Tên,Thành phố\nan@example.com,Nguyễn,Văn Ân,Hà Nội\n")
+    imp = do_import(text.encode(), {0: "email", 1: "last_name", 2: "first_name", 3: "new"})
+    assert imp.status == ContactImport.Status.DONE and imp.created == 1
+    assert people(tenant_a) == {"an@example.com": ("Văn Ân", "Nguyễn")}
+    assert list(Contact.objects.get().fields.values()) == ["Hà Nội"]
+    found = contacts.contacts_search(tenant=tenant_a, query="Nguyễn Ân")
+    assert [c.email for c in found] == ["an@example.com"]
