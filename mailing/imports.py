@@ -349,7 +349,7 @@ GUESSES = {
         "почта", "эл почта", "электронная почта", "адрес электронной почты", "адрес эл почты", "емейл", "имейл",
         "địa chỉ email", "địa chỉ e mail", "thư điện tử", "địa chỉ thư điện tử",
     },
-    "first_name": {"first name", "firstname", "given name", "name", "имя", "tên", "tên khách hàng"},
+    "first_name": {"first name", "firstname", "given name", "name", "имя", "tên"},
     "last_name": {"last name", "lastname", "surname", "family name", "фамилия", "họ"},
 }  # fmt: skip
 # Words a CRM puts around a field's name ("Work e-mail" in Bitrix24 and
