@@ -175,6 +175,13 @@ def inspect_file(path: Path) -> FileFacts:
     text = _decode_sample(sample, encoding, whole=whole)
     if not text.strip():
         raise ValidationError(_("The file is empty."))
+    if _is_markup(text):
+        raise ValidationError(
+            _(
+                "This is a web page (HTML) or an XML file, not a CSV file. Open it in Excel "
+                "and choose Save As → “CSV UTF-8”."
+            )
+        )
     if "\r" in text and "\n" not in text:
         raise ValidationError(
             _(
@@ -187,6 +194,16 @@ def inspect_file(path: Path) -> FileFacts:
     cut = not whole and b"\n" not in sample
     header = _read_header(text, delimiter, whole=whole, cut=cut)
     return FileFacts(encoding=encoding, delimiter=delimiter, header=header)
+
+
+MARKUP_STARTS = ("<!doctype", "<html", "<?xml", "<meta", "<table", "<head", "<body", "<style")
+
+
+def _is_markup(text: str) -> bool:
+    """Bitrix24's and 1C's "export to Excel" write an HTML table (1C also
+    XML Spreadsheet 2003) under the name .xls; renamed .csv, it read as
+    two columns of tags split at the semicolon of "text/html;charset"."""
+    return text.lstrip().lower().startswith(MARKUP_STARTS)
 
 
 PREVIEW_ROWS = 5

@@ -213,6 +213,19 @@ def test_the_mapping_needs_exactly_one_email_column(tenant_a):
         (b"\xff\xfee\x00m\x00", "UTF-16"),
         (b"PK\x03\x04 rest of a zip", "Excel workbook"),
         (b"email\na@example.com\x00\n", "NUL bytes"),
+        # Bitrix24's "export to Excel" (an HTML table named .xls), renamed .csv
+        (
+            (
+                '<meta http-equiv="Content-type" content="text/html;charset=utf-8" />\n<table border="1">\n'
+                "<tr><th>Имя</th><th>E-mail</th></tr>\n<tr><td>Иван</td><td>ivan@example.com</td></tr>\n</table>\n"
+            ).encode(),
+            "web page (HTML)",
+        ),
+        ("\r\n<HTML><BODY><TABLE><TR><TD>Почта</TD></TR>\r\n</TABLE></BODY></HTML>".encode("cp1251"), "web page"),
+        (
+            b'\xef\xbb\xbf<?xml version="1.0"?>\n<Workbook xmlns="urn:schemas-microsoft-com:office:spreadsheet">\n',
+            "XML",
+        ),
     ],
 )
 def test_files_that_cannot_be_imported_give_a_clear_error(tenant_a, imports_dir, content, message):
