@@ -189,6 +189,7 @@ def inspect_file(path: Path) -> FileFacts:
                 "as “CSV UTF-8” and upload it again."
             )
         )
+    _refuse_title_line(text)
     delimiter = _sniff_delimiter(text)
     # The first line did not fit in the sample: what was read is part of it.
     cut = not whole and b"\n" not in sample
@@ -314,6 +315,24 @@ def _decode_sample(sample: bytes, encoding: str, *, whole: bool) -> str:
         sample = sample[: sample.rfind(b"\n") + 1] or sample  # whole lines only
     text = sample.decode(encoding, errors="replace")
     return text.removeprefix("\ufeff")
+
+
+def _refuse_title_line(text: str) -> None:
+    """A title above the header (1C's "Список клиентов") has no delimiter:
+    the file would be read as one column named after it. It is refused when
+    the next line is split like a header (no "@") and so is the one after."""
+    lines = [line for line in text.split("\n", 20)[:20] if line.strip()][:3]
+    if len(lines) < 3 or any(d in lines[0] for d in DELIMITERS) or "@" in lines[1]:
+        return
+    for d in DELIMITERS:
+        if d in lines[1] and d in lines[2]:
+            raise ValidationError(
+                _(
+                    "The first line “%(line)s” is not the header row: the lines under it have more "
+                    "columns. Delete the lines above the names of the columns and upload the file again."
+                )
+                % {"line": _shorten(" ".join(lines[0].split()))}
+            )
 
 
 def _sniff_delimiter(text: str) -> str:

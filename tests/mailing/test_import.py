@@ -213,6 +213,11 @@ def test_the_mapping_needs_exactly_one_email_column(tenant_a):
         (b"\xff\xfee\x00m\x00", "UTF-16"),
         (b"PK\x03\x04 rest of a zip", "Excel workbook"),
         (b"email\na@example.com\x00\n", "NUL bytes"),
+        # 1C: a title, an empty line, then the header
+        (
+            "Список клиентов\r\n\r\nИмя;E-mail\r\nИван;ivan@example.com\r\n".encode("cp1251"),
+            "The first line “Список клиентов” is not the header row",
+        ),
         # Bitrix24's "export to Excel" (an HTML table named .xls), renamed .csv
         (
             (
