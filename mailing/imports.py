@@ -370,7 +370,7 @@ def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -
         raise ValidationError(_("The first line does not look like a header row: a column name is very long."))
     if whole and not has_rows:
         raise ValidationError(_("The file has a header row but no contacts."))
-    return [cell or f"Column {i}" for i, cell in enumerate(header, start=1)]
+    return [cell or f"{_('Column')} {i}" for i, cell in enumerate(header, start=1)]  # named in the uploader's language
 
 
 # ---------- Mapping ----------

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import translation
 
 from mailing import contacts, import_runner, imports
 from mailing.models import Contact, ContactImport, ContactList, CustomField
@@ -411,3 +412,10 @@ def test_decomposed_vietnamese_names_are_stored_composed_and_found_by_a_typed_se
     assert list(Contact.objects.get().fields.values()) == ["Hà Nội"]
     found = contacts.contacts_search(tenant=tenant_a, query="Nguyễn Ân")
     assert [c.email for c in found] == ["an@example.com"]
+
+
+@pytest.mark.parametrize("language, name", [("ru", "Столбец"), ("vi", "Cột")])
+def test_columns_without_a_name_are_named_in_the_uploaders_language(tenant_a, language, name):
+    with translation.override(language):
+        imp = upload(tenant_a, b"Email;;Name;\r\na@example.com;x;Ann;\r\n")
+    assert imp.header == ["Email", f"{name} 2", "Name", f"{name} 4"]
