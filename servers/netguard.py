@@ -644,7 +644,8 @@ class _PinnedIMAPMixin(Deadline):
     def send(self, data: bytes) -> None:
         # imaplib puts a login and a quoted password into the line as they
         # are: a line break in one would end the command and start one of
-        # the tenant's choosing. A command is one line; we send no literals.
+        # the tenant's choosing. A command is one line, and the one literal
+        # we send (login's password that is not ASCII) holds no break either.
         if _breaks_line(data[:-2] if data.endswith(b"\r\n") else data):
             raise self.error("a line break may not be sent inside an IMAP command")
         sys.audit("imaplib.send", self, data)

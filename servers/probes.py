@@ -135,7 +135,7 @@ def test_letter(server: SmtpServer, to: str) -> EmailMessage:
     message["From"] = Address(display_name=name, username=mailbox, domain=domain)
     message["To"] = ascii_domain(to)
     message["Subject"] = _("Postroute: test letter through %(name)s") % {"name": server.name}
-    message["Message-ID"] = make_msgid(domain=ascii_domain(server.sender_email).rpartition("@")[2] or None)
+    message["Message-ID"] = make_msgid(domain=domain or None)
     message.set_content(
         _(
             "This is a test letter sent by Postroute through the server %(name)s "
