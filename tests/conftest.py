@@ -71,6 +71,17 @@ def totp_code(device: TOTPDevice, *, offset: int = 0) -> str:
     return f"{totp.token():0{device.digits}d}"
 
 
+def next_code(device: TOTPDevice) -> str:
+    """The code the user's phone shows in the time step after the one the
+    server last accepted: the next login's code. Computed from the window the
+    server recorded, not from the clock: a code accepted one step late moves
+    the device's drift, and "now + 30 s" may then fall past the tolerance."""
+    device.refresh_from_db()
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, 0)
+    totp.time = device.t0 + (device.last_t + 1) * device.step
+    return f"{totp.token():0{device.digits}d}"
+
+
 @dataclass
 class Person:
     user: User
