@@ -242,12 +242,13 @@ def test_next_letters_of_a_batch_that_stops_go_back_with_their_room(tenant_a, se
     letter again, and it must not stay claimed by a batch that is over."""
     require_postgresql()
     settings.DISPATCH_RECORD_THREAD, settings.DISPATCH_BATCH, settings.DISPATCH_CHAINS = True, 10, 1
-    claimed, given_back = threading.Event(), []
+    asked, claimed, given_back = threading.Event(), threading.Event(), []
     real = ahead.claim
 
     def claim_ahead(*args, **kwargs):
         if threading.current_thread().name != "letter-claimer":
             return real(*args, **kwargs)
+        asked.set()
         if first == "given back":
             for _ in range(100):  # until the third letter is back in the queue
                 if Letter.objects.filter(email="r02@x.test", status=L.QUEUED).exists():
@@ -260,10 +261,10 @@ def test_next_letters_of_a_batch_that_stops_go_back_with_their_room(tenant_a, se
             claimed.set()
 
     monkeypatch.setattr(ahead, "claim", claim_ahead)
-    # The server hangs up once the next letters are claimed, or at once.
-    ready = claimed if first == "claimed ahead" else threading.Event()
-    if first == "given back":
-        ready.set()
+    # The server hangs up once the next letters are claimed, or once the
+    # claimer is past its checks and about to claim: a hang-up before it got
+    # there would rest the server, and no claim would come at all.
+    ready = claimed if first == "claimed ahead" else asked
     with smtp_server(handler=HangsUpOnTheThird(ready)) as (controller, sink):
         server = make_server(tenant_a, port=controller.port, max_per_hour=100)
         mailing = start(tenant_a, [server], emails(30))  # its chain runs as the start commits (eager Celery)
