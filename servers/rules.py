@@ -114,10 +114,12 @@ def may_share_password(smtp_host: str, imap_host: str) -> bool:
     """Whether a server's stored SMTP password may go to this incoming
     server: the same host, the same provider (smtp.yandex.ru and
     imap.yandex.ru, smtp-mail.outlook.com and outlook.office365.com), or the
-    same domain below the first label (smtp.corp.example, imap.corp.example).
-    So a stolen session cannot send a stored password to a host of its
-    choosing by pointing the mailbox elsewhere."""
+    same domain below the first label (smtp.corp.example, imap.corp.example),
+    unless that domain is a public suffix (company.com.vn and evil.com.vn
+    are two companies). So a stolen session cannot send a stored password
+    to a host of its choosing by pointing the mailbox elsewhere."""
     from . import presets
+    from .deliverability.dmarc import is_public_suffix
 
     smtp, imap = (h.strip().strip("[]").lower().rstrip(".") for h in (smtp_host, imap_host))
     if not smtp or not imap:
@@ -133,7 +135,7 @@ def may_share_password(smtp_host: str, imap_host: str) -> bool:
     if provider is not None:
         return presets.for_host(imap) == provider
     parent = smtp.partition(".")[2]
-    return "." in parent and imap.partition(".")[2] == parent
+    return "." in parent and imap.partition(".")[2] == parent and not is_public_suffix(parent)
 
 
 _NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)")

@@ -41,6 +41,12 @@ def organisational_domain(domain: str) -> str:
     return _psl().privatesuffix(domain) or domain
 
 
+def is_public_suffix(domain: str) -> bool:
+    """Names under it belong to different owners (com.vn, co.uk, msk.ru,
+    github.io): no one organisation's domain."""
+    return _psl().is_public(domain)
+
+
 @lru_cache(maxsize=1)
 def _psl() -> PublicSuffixList:
     return PublicSuffixList()

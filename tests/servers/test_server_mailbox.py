@@ -148,6 +148,17 @@ def test_the_model_refuses_a_shared_password_to_an_unrelated_host_on_every_path(
         ("2001:db8::1", "2001:db8::2", False),
         ("010.0.113.7", "011.0.113.7", False),
         ("0x8.8.8.8", "0x9.8.8.8", False),
+        # A company's own domain right under a public suffix: another
+        # company's host under the same suffix is not the same domain.
+        ("company.com.vn", "attacker.com.vn", False),
+        ("company.co.uk", "imap.co.uk", False),
+        ("corp.msk.ru", "evil.msk.ru", False),
+        ("corp.com.ru", "evil.com.ru", False),
+        ("tenant.github.io", "attacker.github.io", False),
+        ("smtp.company.com.vn", "imap.company.com.vn", True),
+        ("mail.corp.msk.ru", "imap.corp.msk.ru", True),
+        ("smtp.ПРИМЕР.рф", "imap.пример.рф", True),
+        ("пример.рф", "evil.рф", False),
     ],
 )
 def test_which_incoming_servers_may_get_the_smtp_password(smtp, imap, shared):
