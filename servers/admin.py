@@ -6,7 +6,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from . import services
+from .forms import PASSWORD_MAX_LENGTH
 from .models import BounceMailbox, ConnectionTest, PlatformQuota, SmtpServer, TenantRest
+from .validators import no_line_breaks
 
 
 class PasswordAdminForm(forms.ModelForm):
@@ -16,6 +18,8 @@ class PasswordAdminForm(forms.ModelForm):
         label=_("New password"),
         required=False,
         strip=False,
+        max_length=PASSWORD_MAX_LENGTH,
+        validators=[no_line_breaks],
         widget=forms.PasswordInput(render_value=False),
         help_text=_("Leave empty to keep the stored password."),
     )

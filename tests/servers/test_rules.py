@@ -164,7 +164,14 @@ def test_the_admin_obeys_the_same_rules(saas, tenant_a):
     assert response.status_code == 200
     assert str(PORT_25_REFUSED) in response.content.decode().replace("&#x27;", "'")
     assert not SmtpServer.objects.exists()
-    data["port"] = 465
+    # A password with a line break (an IMAP LOGIN would end there and the
+    # rest be a command) is refused next to the field, as on the tenant's
+    # pages; nothing is saved.
+    data["port"], data["new_password"] = 465, "secret\r\nX1 DELETE INBOX"
+    response = client.post(reverse("admin:servers_smtpserver_add"), data)
+    assert response.status_code == 200 and "new_password" in response.context["adminform"].form.errors
+    assert not SmtpServer.objects.exists()
+    data["new_password"] = "secret"
     assert client.post(reverse("admin:servers_smtpserver_add"), data).status_code == 302
 
 
