@@ -3,6 +3,7 @@ way back to the page a form was on, errors of a service on its form, and
 CSV downloads safe to open in a spreadsheet."""
 
 import csv
+import re
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
@@ -62,8 +63,31 @@ def csv_response(filename: str, header: list[str], rows: Iterable[Iterable[objec
     return response
 
 
+# Where a spreadsheet may cut a cell: the comma we write with, the
+# semicolon a Russian or Vietnamese Excel splits at (its list separator),
+# the tab, and a line break.
+_SPLITS = re.compile(r"([,;\t\r\n])")
+_FORMULA_START = ("=", "+", "-", "@")
+# Skipped before the first character a spreadsheet reads: spaces, and the
+# quote that opens a quoted field.
+_LEADING = ' \u00a0"'
+
+
 def _cell(value: object) -> str:
     """A spreadsheet must not run a cell as a formula: the rows come from
-    files and forms anyone could have filled."""
+    files, forms and bounces anyone could have filled. Not only the
+    cell's start: opened with another separator than the comma (Excel in
+    Russian or Vietnamese splits at the semicolon), every part after a
+    separator is a cell of its own, so each part that would begin with a
+    formula character gets an apostrophe before it."""
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    text = "".join(_defused(part) for part in _SPLITS.split(text))
+    return "'" + text if text[:1] in ("\t", "\r") else text
+
+
+def _defused(part: str) -> str:
+    body = part.lstrip(_LEADING)
+    if body[:1] not in _FORMULA_START:
+        return part
+    lead = part[: len(part) - len(body)]
+    return lead + "'" + body

@@ -111,7 +111,7 @@ def test_rejected_rows_download_as_csv_without_formulas(alice, finished):
     text = b"".join(response.streaming_content).decode()
     rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
     assert rows[0] == ["line", "reason", "raw"]
-    assert rows[1][0] == "3" and rows[1][2] == 'broken;Bob;"=HYPERLINK(""x"")"'
+    assert rows[1][0] == "3" and rows[1][2] == 'broken;Bob;"\'=HYPERLINK(""x"")"'
 
 
 def test_the_mapping_needs_one_email_column_and_a_list(alice):
