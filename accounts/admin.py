@@ -10,9 +10,26 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django_otp.plugins.otp_static.models import StaticDevice
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import services
 from .models import Invitation, Membership, Role, Tenant, User
+
+
+def _unregister_otp_devices() -> None:
+    """django-otp registers its devices in the admin (its admin modules are
+    imported before this one, see INSTALLED_APPS): an app's key with its QR
+    code, the recovery codes in plain text, and forms to add either.
+    Whoever reads them has the user's second factor; whoever adds one signs
+    in as the user. Staff only ever reset the two-factor login (UserAdmin's
+    action), so the pages go."""
+    for device in (TOTPDevice, StaticDevice):
+        if admin.site.is_registered(device):
+            admin.site.unregister(device)
+
+
+_unregister_otp_devices()
 
 
 class UserCreationForm(AdminUserCreationForm):

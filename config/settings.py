@@ -355,6 +355,9 @@ PLATFORM_MAIL_PER_CLIENT = env.int("PLATFORM_MAIL_PER_CLIENT", default=20)
 # it per user in the admin).
 MAX_ORGANISATIONS_PER_USER = env.int("MAX_ORGANISATIONS_PER_USER", default=3)
 OTP_TOTP_ISSUER = "Postroute"
+# Should a device admin ever be registered again (accounts/admin.py removes
+# django-otp's), it shows no key, QR code or recovery code.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 RECOVERY_CODE_COUNT = 10
 
 # The platform's own mail (verification, invitations, password reset).
