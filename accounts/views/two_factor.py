@@ -12,6 +12,7 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -32,6 +33,7 @@ def _grouped(text: str, size: int = 4) -> str:
     return " ".join(text[i : i + size] for i in range(0, len(text), size))
 
 
+@never_cache  # the key and its QR code: kept by no browser or proxy
 @sensitive_post_parameters("token")
 def two_factor_setup(request: HttpRequest) -> HttpResponse:
     key = request.session.get(PENDING_KEY)
@@ -73,6 +75,7 @@ def _enrolled(request: HttpRequest, device: TOTPDevice) -> HttpResponse:
     return redirect("accounts:recovery_codes")
 
 
+@never_cache  # the codes, shown once: kept by no browser or proxy
 def recovery_codes(request: HttpRequest) -> HttpResponse:
     codes = request.session.pop(CODES_KEY, None)
     context = {"codes": codes}
