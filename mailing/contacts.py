@@ -19,6 +19,7 @@ from . import events
 from . import unsubscribe as tokens
 from .models import Contact, ContactImport, ContactList, CustomField, Mailing, Suppression
 from .rendering import STANDARD_NAMES, UNSUBSCRIBE
+from .withdrawals import withdraw_queued_letters
 
 # Names templates already give a meaning to; a custom field may not take them.
 RESERVED_KEYS = frozenset({*STANDARD_NAMES, UNSUBSCRIBE})
@@ -245,9 +246,16 @@ def _suppress(tenant: Tenant, email: str, reason: str, note: str) -> Suppression
 
 
 def _suppress_new(tenant: Tenant, email: str, reason: str, note: str) -> tuple[Suppression, bool]:
-    return Suppression.objects.get_or_create(
-        tenant=tenant, email=email, defaults={"reason": reason, "note": note[:300]}
-    )
+    """Every suppression comes here: the address is listed and its letters
+    still queued in running mailings leave the queue, together. An address
+    listed already is withdrawn again (nothing, unless a start made its
+    letters while it was being suppressed)."""
+    with transaction.atomic():
+        suppression, new = Suppression.objects.get_or_create(
+            tenant=tenant, email=email, defaults={"reason": reason, "note": note[:300]}
+        )
+        withdraw_queued_letters(tenant_id=tenant.pk, emails=[email], reason=suppression.reason)
+    return suppression, new
 
 
 def suppression_remove(*, tenant: Tenant, email: str) -> bool:

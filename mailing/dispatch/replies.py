@@ -33,6 +33,8 @@ from django.utils.translation import gettext, gettext_noop
 
 from servers.errors import RELAY_DENIED, is_blacklisting
 
+from ..withdrawals import WITHDRAWN_NOTES
+
 
 class Stage(StrEnum):
     MAIL = "mail"  # the reply to MAIL FROM (or the connection's own 421)
@@ -196,7 +198,18 @@ NOT_AGAIN_NOTE = gettext_noop("Not sent again, so that the recipient does not ge
 NOT_BUILT = gettext_noop("The message could not be built: ")
 UNEXPECTED = gettext_noop("Unexpected error while sending: ")
 CONNECTION_LOST = gettext_noop("connection lost: ")
-OWN_NOTES = (STORM_NOTE, LOST_NOTE, UNSURE_NOTE, NOT_AGAIN_NOTE, NOT_BUILT, UNEXPECTED, CONNECTION_LOST)
+# A letter withdrawn because its address was suppressed (mailing.withdrawals)
+# carries one of WITHDRAWN_NOTES, the whole reply.
+OWN_NOTES = (
+    STORM_NOTE,
+    LOST_NOTE,
+    UNSURE_NOTE,
+    NOT_AGAIN_NOTE,
+    NOT_BUILT,
+    UNEXPECTED,
+    CONNECTION_LOST,
+    *WITHDRAWN_NOTES.values(),
+)
 
 
 def shown_reply(reply: str) -> str:
