@@ -12,6 +12,7 @@ from django.forms import Form
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 
 from ..forms.contacts import SearchForm
 
@@ -49,8 +50,16 @@ class _Echo:
         return value
 
 
+# Languages whose Excel splits a CSV file at the semicolon: where the comma
+# is the decimal separator, Windows makes the semicolon the list separator,
+# and a file written with commas opens as one column.
+SEMICOLON_LANGUAGES = frozenset({"ru", "vi"})
+
+
 def csv_response(filename: str, header: list[str], rows: Iterable[Iterable[object]]) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
+    """A CSV download in the reader's language's separator (imports read
+    either)."""
+    writer = csv.writer(_Echo(), delimiter=";" if get_language() in SEMICOLON_LANGUAGES else ",")
 
     def lines() -> Iterable[str]:
         yield "\ufeff"  # so that Excel reads the file as UTF-8

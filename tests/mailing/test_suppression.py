@@ -60,6 +60,18 @@ def test_the_export_holds_only_own_rows_and_no_formulas(alice, charlie, tenant_a
     assert "theirs@globex.example" in theirs and "a@example.com" not in theirs
 
 
+@pytest.mark.parametrize(("language", "separator"), [("ru", ";"), ("vi", ";"), ("en", ",")])
+def test_the_export_opens_in_columns_in_the_readers_excel(alice, tenant_a, language, separator):
+    """A Russian or Vietnamese Excel splits a CSV file at the semicolon:
+    written with commas, every row was one cell."""
+    contacts.suppression_add(tenant=tenant_a, email="a@example.com", reason=R.MANUAL, note="Иван, bounce; later")
+    response = alice.client.get(reverse("contacts:suppression_export"), HTTP_ACCEPT_LANGUAGE=language)
+    text = b"".join(response.streaming_content).decode().removeprefix("\ufeff")
+    rows = list(csv.reader(io.StringIO(text), delimiter=separator))
+    assert rows[0] == ["email", "reason", "note", "added"]
+    assert rows[1][:3] == ["a@example.com", "manual", "Иван, bounce; later"]
+
+
 def test_an_outsider_neither_sees_nor_removes_anothers_rows(charlie, tenant_a):
     contacts.suppression_add(tenant=tenant_a, email="a@example.com", reason=R.UNSUBSCRIBED)
     assert "a@example.com" not in charlie.client.get(reverse("contacts:suppressions")).content.decode()
