@@ -88,7 +88,7 @@ def _contact_save(
         contact.email = normalize_email(email)
     except ValidationError as exc:
         raise ValidationError({"email": exc.messages}) from exc
-    contact.first_name, contact.last_name = first_name.strip(), last_name.strip()
+    contact.first_name, contact.last_name = composed(first_name), composed(last_name)
     contact.fields = _merge_custom_values(contact, fields)
     if any(lst.tenant_id != contact.tenant_id for lst in lists):
         raise ValidationError(_("A contact can only be in its own organisation's lists."))
@@ -112,7 +112,7 @@ def _merge_custom_values(contact: Contact, values: Mapping[str, str]) -> dict[st
     of keys no longer defined stay as they were."""
     defined = set(CustomField.objects.filter(tenant_id=contact.tenant_id).values_list("key", flat=True))
     kept = {k: v for k, v in (contact.fields or {}).items() if k not in defined}
-    new = {k: str(v).strip() for k, v in values.items() if k in defined and str(v).strip()}
+    new = {k: composed(str(v)) for k, v in values.items() if k in defined and str(v).strip()}
     if too_long := sorted(k for k, v in new.items() if len(v) > MAX_VALUE_LENGTH):
         names = ", ".join(too_long)
         raise ValidationError(
@@ -120,6 +120,13 @@ def _merge_custom_values(contact: Contact, values: Mapping[str, str]) -> dict[st
             % {"MAX_VALUE_LENGTH": MAX_VALUE_LENGTH, "names": names}
         )
     return {**kept, **new}
+
+
+def composed(text: str) -> str:
+    """Stored and searched as NFC, as imports store cells: a Mac or a
+    Vietnamese keyboard may send "ễ" as "e" and two combining marks, and
+    a search typed composed would not find it."""
+    return unicodedata.normalize("NFC", text.strip())
 
 
 def contact_delete(*, contact: Contact) -> None:
@@ -175,7 +182,7 @@ def contacts_search(*, tenant: Tenant, contact_list: ContactList | None = None, 
     contacts = Contact.objects.filter(tenant=tenant)
     if contact_list is not None:
         contacts = contacts.filter(lists=contact_list)
-    for word in query.split()[:MAX_SEARCH_WORDS]:
+    for word in composed(query).split()[:MAX_SEARCH_WORDS]:
         contacts = contacts.filter(
             Q(email__icontains=word) | Q(first_name__icontains=word) | Q(last_name__icontains=word)
         )
@@ -269,7 +276,7 @@ def is_suppressed(tenant: Tenant, email: str) -> bool:
 
 def suppressions_search(*, tenant: Tenant, query: str = "") -> QuerySet[Suppression]:
     suppressions = Suppression.objects.filter(tenant=tenant)
-    for word in query.split()[:MAX_SEARCH_WORDS]:
+    for word in composed(query).split()[:MAX_SEARCH_WORDS]:
         suppressions = suppressions.filter(Q(email__icontains=word) | Q(note__icontains=word))
     return suppressions.order_by("-created_at", "-pk")
 

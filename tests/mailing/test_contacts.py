@@ -1,6 +1,8 @@
 """Contact services: normalisation, one address per tenant, lists and
 custom fields."""
 
+import unicodedata
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -125,3 +127,23 @@ def test_search_matches_every_word_in_address_or_name(tenant_a, tenant_b):
     assert found("ann lee") == ["ann@example.com"]
     assert found("BOB@") == ["bob@example.com"]
     assert found("nobody") == []
+
+
+def test_names_and_fields_typed_decomposed_are_stored_and_found_composed(tenant_a):
+    """A Mac or a Vietnamese keyboard (Unikey's combining mode) may send "ễ"
+    as "e" and two combining marks: stored so, a search typed composed did
+    not find "Nguyễn", nor a search typed decomposed a composed "Lê"."""
+    CustomField.objects.create(tenant=tenant_a, key="city", label="City")
+    nfd = unicodedata.normalize("NFD", "Nguyễn")
+    assert nfd != "Nguyễn"
+    contact = contacts.contact_create(
+        tenant=tenant_a, email="m@example.com", first_name="Lê", last_name=nfd, fields={"city": f" {nfd} "}
+    )
+    contact.refresh_from_db()
+    assert (contact.last_name, contact.fields["city"]) == ("Nguyễn", "Nguyễn")
+
+    def found(query: str) -> list[str]:
+        return [c.email for c in contacts.contacts_search(tenant=tenant_a, query=query)]
+
+    assert found("nguyễn") == ["m@example.com"]
+    assert found(unicodedata.normalize("NFD", "lê")) == ["m@example.com"]
