@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from itertools import islice
+from urllib.parse import quote
 
 from django.utils.html import escape
 from django.utils.translation import gettext as _
@@ -112,39 +113,82 @@ def check_fields(sources: Mapping[str, str], *, known: set[str]) -> dict[str, li
 def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
     """Substitute the placeholders. In HTML values are escaped; a name the
     context lacks (a custom field this contact has no value for) gives "".
-    A source without line breaks (a subject) renders without any character
-    a header refuses (servers.validators), each run of them made a space:
-    contact data can neither add a header nor make the letter refused."""
+    A value inside a link, after its host (`?e={{ email }}`), is
+    percent-encoded first (_in_link). A source without line breaks (a
+    subject) renders without any character a header refuses
+    (servers.validators), each run of them made a space: contact data can
+    neither add a header nor make the letter refused."""
     one_line, items = _parse(source)
     parts = []
-    for text, name in items:
+    for text, name, in_link in items:
         if name is None:
             parts.append(text)
             continue
         value = _text(context.get(name)).replace("\x00", "")
         if one_line:
             value = header_text(value)
+        if in_link:
+            value = quote(value, safe="@")
         parts.append(escape(value) if html else value)
     return "".join(parts)
 
 
+Item = tuple[str, str | None, bool]
+
+
 @lru_cache(maxsize=64)
-def _parse(source: str) -> tuple[bool, tuple[tuple[str, str | None], ...]]:
-    """Whether `source` is one line, and its (literal text, None) and ("",
-    placeholder name) in order; or the first problem raised. Cached: a
-    mailing renders the same few sources for every letter."""
-    items: list[tuple[str, str | None]] = []
+def _parse(source: str) -> tuple[bool, tuple[Item, ...]]:
+    """Whether `source` is one line, and its (literal text, None, False)
+    and ("", placeholder name, whether it sits in a link) in order; or the
+    first problem raised. Cached: a mailing renders the same few sources
+    for every letter."""
+    items: list[Item] = []
     pos = 0
+    word = ""  # the text since the last space or tag bracket, placeholders as "\x00"
     for kind, start, end in _tokens(source):
         if start > pos:
-            items.append((source[pos:start], None))
+            items.append((source[pos:start], None, False))
+            word = _last_word(word, source[pos:start])
         if kind != "placeholder" or not NAME.fullmatch(name := _name(source, start, end)):
             raise RenderError(_message(source, kind, start, end, known=set()))
-        items.append(("", name))
+        items.append(("", name, _in_link(word)))
+        word = _last_word(word, "\x00")
         pos = end
     if pos < len(source):
-        items.append((source[pos:], None))
+        items.append((source[pos:], None, False))
     return LINE_BREAKS.search(source) is None, tuple(items)
+
+
+# A link is a word: it runs from the last space or tag bracket.
+WORD_START = re.compile(r"[\s<>][^\s<>]*+\Z")
+WORD_LIMIT = 4096  # a link's start is kept; a longer word is no link we know
+# A link in an attribute (href="...", src='...'), or a word that begins
+# with a scheme (after an opening bracket or quote).
+LINK_ATTRIBUTE = re.compile(r"(?:href|src|action|background)=[\"']?", re.IGNORECASE)
+SCHEME = re.compile(r"[(\[«\"']*+([a-z][a-z0-9+.-]*+):(//[^/?#]*+)?", re.IGNORECASE)
+
+
+def _last_word(word: str, text: str) -> str:
+    if (found := WORD_START.search(text)) is not None:
+        return text[found.start() + 1 :][:WORD_LIMIT]
+    return (word + text)[:WORD_LIMIT]
+
+
+def _in_link(word: str) -> bool:
+    """Whether a placeholder after `word` sits in a link's path, query or
+    fragment, where its value must be percent-encoded: a "+" in a query
+    reads as a space, and an "&" or "#" ends the value. A whole link
+    (href="{{ site }}"), a host (https://{{ sub }}.example) and a mailto
+    address are left as they are."""
+    if (attribute := LINK_ATTRIBUTE.match(word)) is not None:
+        link = word[attribute.end() :]
+    elif SCHEME.match(word) is not None:
+        link = word
+    else:
+        return False
+    if (scheme := SCHEME.match(link)) is not None:
+        link = link[scheme.end() :]  # the scheme and the host: a mailto address, a host, is not encoded
+    return any(mark in link for mark in "/?#")
 
 
 def _tokens(source: str) -> Iterator[tuple[str, int, int]]:

@@ -51,6 +51,65 @@ def test_the_unsubscribe_url_is_escaped_in_html_too():
     assert html == '<a href="https://x.test/u/a?b=1&amp;c=&quot;2&quot;">Unsubscribe</a>'
 
 
+URL_CONTEXT = {**CONTEXT, "email": "ann+news@example.com", "company": "AT&T Россия #1", "site": "https://a.example"}
+
+
+@pytest.mark.parametrize(
+    ("source", "html", "expected"),
+    [
+        # In a link's query, path or fragment: percent-encoded, so that a
+        # "+" stays a plus, an "&" or "#" does not end the value, and
+        # Cyrillic goes as UTF-8.
+        (
+            '<a href="https://shop.example/t?e={{ email }}&c={{company}}">x</a>',
+            True,
+            '<a href="https://shop.example/t?e=ann%2Bnews@example.com&c=AT%26T%20%D0%A0%D0%BE%D1%81%D1%81%D0%B8%D1%8F%20%231">x</a>',
+        ),
+        ("<a href='{{ site }}/u/{{ email }}'>", True, "<a href='https://a.example/u/ann%2Bnews@example.com'>"),
+        (
+            '<img src="https://x.example/p.gif?e={{ email }}">',
+            True,
+            '<img src="https://x.example/p.gif?e=ann%2Bnews@example.com">',
+        ),
+        (
+            "Track: https://shop.example/t?e={{ email }} now",
+            False,
+            "Track: https://shop.example/t?e=ann%2Bnews@example.com now",
+        ),
+        (
+            "(https://shop.example/{{ company }})",
+            False,
+            "(https://shop.example/AT%26T%20%D0%A0%D0%BE%D1%81%D1%81%D0%B8%D1%8F%20%231)",
+        ),
+        (
+            '<a href="mailto:sales@x.example?subject={{ company }}">',
+            True,
+            '<a href="mailto:sales@x.example?subject=AT%26T%20%D0%A0%D0%BE%D1%81%D1%81%D0%B8%D1%8F%20%231">',
+        ),
+        # A whole link, a host, a mailto address or plain words: as they are.
+        ('<a href="{{ site }}">', True, '<a href="https://a.example">'),
+        ('<a href="mailto:{{ email }}">', True, '<a href="mailto:ann+news@example.com">'),
+        ("https://{{ first_name }}.example/", False, "https://Ann.example/"),
+        (
+            "Hi {{ first_name }}, see https://x.example/ and {{ email }}",
+            False,
+            "Hi Ann, see https://x.example/ and ann+news@example.com",
+        ),
+        ("<p>{{ company }}</p>", True, "<p>AT&amp;T Россия #1</p>"),
+        (
+            '<a title="a/b?{{ company }}" href="https://x.example/">',
+            True,
+            '<a title="a/b?AT&amp;T Россия #1" href="https://x.example/">',
+        ),
+    ],
+)
+def test_a_placeholder_inside_a_link_after_its_host_is_percent_encoded(source, html, expected):
+    """A tracking link `?e={{ email }}` with ann+news@example.com arrived as
+    "ann news@example.com" (a "+" in a query is a space), and a value with
+    "&" or "#" cut the link short."""
+    assert render(source, URL_CONTEXT, html=html) == expected
+
+
 @pytest.mark.django_db
 def test_custom_fields_are_known_and_a_missing_value_is_empty(tenant_a, tenant_b):
     CustomField.objects.create(tenant=tenant_a, key="company", label="Company")
