@@ -64,6 +64,23 @@ RELAY_DENIED = re.compile(
 )
 
 
+# The login may not send from the letter's sender address: a setting of
+# the server (its sender address, sender substitution), the same for every
+# letter, said at MAIL FROM, at RCPT or after the message (the providers
+# that check the From header). Postfix reject_sender_login_mismatch "553
+# 5.7.1 <a@x>: Sender address rejected: not owned by user b@x", Yandex "553
+# 5.7.1 Sender address rejected: not owned by auth user.", Mail.ru "550 not
+# local sender over smtp", Microsoft 365 "554 5.2.0
+# STOREDRV.Submission.Exception:SendAsDeniedException..." and "550 5.7.60
+# SMTP; Client does not have permissions to send as this sender", Zoho "553
+# Sender is not allowed to relay emails".
+NOT_ITS_SENDER = re.compile(
+    r"not owned by|not local sender|send ?as ?denied|permissions? to send as|not (allowed|permitted) to send as"
+    r"|sender is not allowed to relay",
+    re.IGNORECASE,
+)
+
+
 # A list that names a link inside the message (URIBL, SURBL, Spamhaus DBL
 # asked about a link): a refusal of that message's content, which another
 # letter without the link passes, not of the server that sent it. Unless
@@ -134,6 +151,17 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
                 _(
                     "Most servers relay only for a logged-in user: set the login and password, "
                     "and send from an address that login may use."
+                ),
+                True,
+            )
+        if exc.smtp_code >= 500 and NOT_ITS_SENDER.search(reply):
+            return Diagnosis(
+                "sender",
+                _("The server does not let this login send from this sender address (%(reply)s).") % {"reply": reply},
+                _(
+                    "Free providers send only from the login's own mailbox: set the server's sender address to "
+                    "that mailbox and turn off sender substitution, or allow the login to send as the address "
+                    "on the server."
                 ),
                 True,
             )

@@ -20,8 +20,10 @@ the stage of the exchange, the code, the enhanced status code and the words.
   "550 5.4.5 Daily user sending quota exceeded", cPanel's "has exceeded the
   max emails per hour"): it frees by itself, so the letters wait.
 - A refusal of our own sender at RCPT ("Sender address rejected", Postfix
-  judging MAIL FROM at RCPT with smtpd_delay_reject) is the server's, not
-  the recipient's: no letter could pass. So is "Relay access denied" at
+  judging MAIL FROM at RCPT with smtpd_delay_reject) or after the message
+  (Yandex and Mail.ru judge the From header there: the login may not send
+  from it) is the server's, not the recipient's nor the letter's: no letter
+  could pass. So is "Relay access denied" at
   RCPT (no login, or one that may not relay): it concerns the server."""
 
 import re
@@ -31,7 +33,7 @@ from enum import StrEnum
 
 from django.utils.translation import gettext, gettext_noop
 
-from servers.errors import RELAY_DENIED, is_blacklisting
+from servers.errors import NOT_ITS_SENDER, RELAY_DENIED, is_blacklisting
 
 from ..withdrawals import WITHDRAWN_NOTES
 
@@ -94,7 +96,9 @@ QUOTA_WAIT = timedelta(hours=1)
 # there by default): Postfix "553 5.7.1 <a@x>: Sender address rejected: not
 # owned by user b@x", Yandex "553 5.7.1 Sender address rejected: not owned
 # by auth user.", "550 5.1.8 <a@x>: Sender address rejected: Domain not found".
-SENDER_WORDS = re.compile(r"sender address rejected|not owned by", re.IGNORECASE)
+# The login may not send from the letter's sender, said at RCPT or after
+# the message as well (servers.errors.NOT_ITS_SENDER): no letter can pass.
+SENDER_WORDS = re.compile(rf"sender address rejected|{NOT_ITS_SENDER.pattern}", re.IGNORECASE)
 CONTENT_WORDS = re.compile(
     r"spam|virus|malware|phishing|content|message rejected|rejected as|suspicio|policy|not accepted"
     r"|unsolicited|blocked message",
@@ -129,7 +133,7 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
         return Verdict(Kind.SERVER_BUSY, code, reply)
     if code < 500:
         return Verdict(Kind.TEMPORARY, code, reply)
-    if stage in (Stage.RCPT, Stage.DATA) and SENDER_WORDS.search(reply):
+    if SENDER_WORDS.search(reply):  # Yandex and Mail.ru check the From header after the message
         return Verdict(Kind.SENDER_REFUSED, code, reply)
     if stage == Stage.RCPT and RELAY_DENIED.search(reply):
         return Verdict(Kind.SENDER_REFUSED, code, reply)

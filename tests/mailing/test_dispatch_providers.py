@@ -1,0 +1,63 @@
+"""What the big providers answer after the final dot about the sender as a
+whole, played byte for byte by a real socket server (tests.smtp_servers.Scripted):
+each wording names the mailbox or account, never the one letter, so it must
+not fail letter after letter of the queue. Each case says where the wording
+comes from."""
+
+import pytest
+from django.utils import timezone
+
+from mailing import dispatch
+from mailing.models import Letter
+from servers.models import Health
+from tests.mailing.builders import run_until_settled as settle
+from tests.mailing.test_dispatch_real_world import start, statuses
+from tests.servers.factories import make_server
+from tests.smtp_servers import Scripted, tarpit
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+EMAILS = [f"r{i}@x.test" for i in range(6)]
+
+
+def through(reply: bytes, tenant, *, emails=EMAILS):
+    """The mailing's letters to a server that answers every final dot with `reply`."""
+    script = Scripted(after_dot=lambda conn, body: reply)
+    with tarpit(script, lasts=5.0) as port:
+        server = make_server(tenant, port=port, login="")
+        mailing = start(tenant, [server], emails)
+        settle(mailing, timezone.now())
+    server.refresh_from_db()
+    return script, server, mailing
+
+
+# 1. The login may not send from the letter's From: the server's setting
+#    (sender substitution, the sender address), the same for every letter.
+
+NOT_ITS_SENDER = [
+    # Yandex checks the From header after DATA:
+    # smtplib.SMTPDataError: (553, b'5.7.1 Sender address rejected: not owned by auth user.')
+    b"553 5.7.1 Sender address rejected: not owned by auth user.\r\n",
+    # Mail.ru, the From header not the login's mailbox (SMTPDataError 550).
+    b"550 not local sender over smtp\r\n",
+    # Microsoft 365: the login has no "Send As" right on the From address.
+    b"554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied; Failed to "
+    b"process message due to a permanent exception with message Cannot submit message.\r\n",
+    b"550 5.7.60 SMTP; Client does not have permissions to send as this sender\r\n",
+]
+
+
+@pytest.mark.parametrize("reply", NOT_ITS_SENDER, ids=["yandex", "mail.ru", "m365 SendAs", "m365 5.7.60"])
+def test_a_sender_the_login_may_not_use_stops_the_server_and_fails_no_letter(tenant_a, reply):
+    script, server, mailing = through(reply, tenant_a)
+    # Before the fix: every letter failed with the reply (or three did,
+    # then the server rested and three more failed at each rest's end).
+    assert not Letter.objects.filter(mailing=mailing, status=L.FAILED).exists(), statuses(mailing)
+    assert len(script.bodies) == 1
+    assert server.health == Health.FAILING
+    assert reply.decode().split()[1] in server.health_error
+    # The dashboard says what is wrong: the sender address, not a blacklisting.
+    assert "blacklist" not in server.health_hint.lower(), server.health_hint
+    assert "sender" in server.health_hint.lower(), server.health_hint
+    reasons = dispatch.blocked_reasons(mailing, timezone.now())
+    assert "failing" in reasons[0][1] and reasons[0][2] == server.health_hint
