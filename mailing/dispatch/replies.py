@@ -72,7 +72,8 @@ class Verdict:
 RATE_WORDS = re.compile(
     r"too (much|many) (mail|messages|emails|recipients|connections)|rate.?limit|ratelimit|sending rate"
     r"|unusual rate|rate of (unsolicited )?mail|too fast|slow down|exceeded.{0,30}(limit|quota)|limit exceeded"
-    r"|message quota|try again later|please come back later",
+    r"|message quota|try again later|please come back later"
+    r"|лимит\w* (на )?(отправк|исходящ)|(отправк|исходящ)\w*.{0,30}лимит|слишком много (писем|сообщений)",
     re.IGNORECASE,
 )
 # A recipient's own state: its mailbox is full or receives too fast (Gmail's
@@ -85,12 +86,22 @@ RECIPIENT_WORDS = re.compile(
 # A sender's own quota or rate, spent; said with a 5xx by some providers
 # though it frees by itself: Gmail "550 5.4.5 Daily user sending quota
 # exceeded", Zoho "550 5.4.6 mail rate exceeded limit", cPanel "550 Domain
-# x has exceeded the max emails per hour (3/2 (150%)) allowed".
+# x has exceeded the max emails per hour (3/2 (150%)) allowed", Microsoft
+# 365 "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException",
+# Outlook.com "... OutboundSpamException; ... Actual verdict is RefuseQuota",
+# "554 5.7.0 ... The limit on the number of allowed outgoing messages was
+# exceeded", msndr.net "550 Too many messages. Try again in 92 seconds.",
+# and a Russian hosting's "Превышен лимит отправки писем".
 SENDER_QUOTA_WORDS = re.compile(
     r"sending (quota|limit)|daily (user )?(sending )?(quota|limit)|message quota|max(imum)? (emails|messages) per"
-    r"|rate exceeded|rate.?limit|ratelimit",
+    r"|rate exceeded|rate.?limit|ratelimit|too many (messages|mails|emails)"
+    r"|outgoing (messages?|mails?|emails?)\b.{0,40}(limit|quota|exceeded)|(limit|quota) (on|of) .{0,30}outgoing"
+    r"|лимит\w* (на )?(отправк|исходящ)|(отправк|исходящ)\w*.{0,30}лимит|слишком много (писем|сообщений)",
     re.IGNORECASE,
 )
+# Microsoft's submission store names the sending mailbox's quota, whatever
+# its enhanced code (5.2.0, the code of a mailbox's status elsewhere).
+SUBMISSION_QUOTA = re.compile(r"submissionquotaexceeded|verdict is refusequota", re.IGNORECASE)
 QUOTA_WAIT = timedelta(hours=1)
 # Our own MAIL FROM refused, in the reply to RCPT (Postfix checks the sender
 # there by default): Postfix "553 5.7.1 <a@x>: Sender address rejected: not
@@ -167,6 +178,8 @@ def _rate_limited(reply: str, enhanced: tuple, stage: Stage) -> bool:
 
 
 def _quota_spent(reply: str, enhanced: tuple) -> bool:
+    if SUBMISSION_QUOTA.search(reply):
+        return True
     if RECIPIENT_WORDS.search(reply) or enhanced[1:2] in (("1",), ("2",)):
         return False
     return bool(SENDER_QUOTA_WORDS.search(reply))

@@ -4,12 +4,14 @@ each wording names the mailbox or account, never the one letter, so it must
 not fail letter after letter of the queue. Each case says where the wording
 comes from."""
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
 from mailing import dispatch
 from mailing.models import Letter
-from servers.models import Health
+from servers.models import Health, RestReason
 from tests.mailing.builders import run_until_settled as settle
 from tests.mailing.test_dispatch_real_world import start, statuses
 from tests.servers.factories import make_server
@@ -20,13 +22,17 @@ L = Letter.Status
 EMAILS = [f"r{i}@x.test" for i in range(6)]
 
 
-def through(reply: bytes, tenant, *, emails=EMAILS):
-    """The mailing's letters to a server that answers every final dot with `reply`."""
-    script = Scripted(after_dot=lambda conn, body: reply)
+def through(reply: bytes, tenant, *, at: str = "dot", now=None):
+    """The mailing's letters to a server that answers every final dot (or
+    every MAIL FROM: `at`) with `reply`."""
+    if at == "dot":
+        script = Scripted(after_dot=lambda conn, body: reply)
+    else:
+        script = Scripted(lambda conn, line: reply if line[:4].upper() == b"MAIL" else None)
     with tarpit(script, lasts=5.0) as port:
         server = make_server(tenant, port=port, login="")
-        mailing = start(tenant, [server], emails)
-        settle(mailing, timezone.now())
+        mailing = start(tenant, [server], EMAILS)
+        settle(mailing, now or timezone.now())
     server.refresh_from_db()
     return script, server, mailing
 
@@ -61,3 +67,54 @@ def test_a_sender_the_login_may_not_use_stops_the_server_and_fails_no_letter(ten
     assert "sender" in server.health_hint.lower(), server.health_hint
     reasons = dispatch.blocked_reasons(mailing, timezone.now())
     assert "failing" in reasons[0][1] and reasons[0][2] == server.health_hint
+
+
+# 2. The sender's own quota spent, said with a 5xx: it frees by itself
+#    (the provider's day or hour), so the server rests and the letters wait
+#    uncounted, where each failed with the reply.
+
+QUOTA_SPENT = [
+    # Microsoft 365's recipient rate / daily limit of a mailbox.
+    (
+        "dot",
+        b"554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process message "
+        b"due to a permanent exception with message Cannot submit message.\r\n",
+        timedelta(hours=1),
+    ),
+    # Outlook.com's daily limit of a free account.
+    (
+        "dot",
+        b"554 5.2.0 STOREDRV.Submission.Exception:OutboundSpamException; Failed to process message due to a "
+        b"permanent exception with message WASCL UserAction verdict is not None. Actual verdict is RefuseQuota, "
+        b"ShowTierUpgrade.\r\n",
+        timedelta(hours=1),
+    ),
+    # The same in other words, with the basic code of a permanent refusal.
+    (
+        "dot",
+        b"554 5.7.0 Your message could not be sent. The limit on the number of allowed outgoing messages was "
+        b"exceeded. Try again later.\r\n",
+        timedelta(hours=1),
+    ),
+    # A Russian sending service (smtp.msndr.net), at MAIL FROM, naming its wait.
+    ("mail", b"550 Too many messages. Try again in 92 seconds.\r\n", timedelta(seconds=92)),
+    # A Russian hosting's own words (UTF-8).
+    ("dot", "550 5.7.1 Превышен лимит отправки писем с ящика за сутки\r\n".encode(), timedelta(hours=1)),
+]
+
+
+@pytest.mark.parametrize(
+    "at, reply, wait", QUOTA_SPENT, ids=["m365 quota", "outlook RefuseQuota", "outgoing limit", "msndr", "russian"]
+)
+def test_a_sending_quota_spent_rests_the_server_until_the_window_and_fails_no_letter(tenant_a, at, reply, wait):
+    now = timezone.now()
+    script, server, mailing = through(reply, tenant_a, at=at, now=now)
+    # Before the fix: each letter failed with the reply (or, at MAIL FROM,
+    # the server was taken for one refusing its own sender: failing).
+    assert not Letter.objects.filter(mailing=mailing, status=L.FAILED).exists(), statuses(mailing)
+    assert server.health != Health.FAILING, server.health_error
+    assert (server.rest_reason, server.rest_reply) == (RestReason.RATE_LIMIT, reply.decode().strip())
+    assert server.backoff_until == now + wait
+    assert len(script.bodies) == (1 if at == "dot" else 0)
+    first = Letter.objects.get(mailing=mailing, email=EMAILS[0])
+    assert (first.status, first.attempts, first.last_reply) == (L.QUEUED, 0, reply.decode().strip())

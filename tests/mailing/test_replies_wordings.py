@@ -35,6 +35,9 @@ CASES = [
     # Amazon SES SMTP (docs.aws.amazon.com/ses/latest/dg/manage-sending-quotas-errors.html).
     (454, "454 Throttling failure: Daily message quota exceeded.", "dot", Kind.RATE_LIMIT),
     (454, "454 Throttling failure: Maximum sending rate exceeded.", "dot", Kind.RATE_LIMIT),
+    # A Russian hosting's rate limit, in its own words (UTF-8).
+    (451, "451 4.7.1 Превышен лимит отправки писем, попробуйте позже", "mail", Kind.RATE_LIMIT),
+    (550, "550 Слишком много писем с ящика", "dot", Kind.RATE_LIMIT),
     # One full mailbox is the recipient's, never the server's rate limit.
     # Yandex: https://yandex.com/support/mail/bounces/yandex/mailbox-size-limit-exceeded.html
     (452, "452 4.2.2 Mailbox size limit exceeded", "rcpt", Kind.TEMPORARY),
