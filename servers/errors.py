@@ -81,6 +81,19 @@ NOT_ITS_SENDER = re.compile(
 )
 
 
+# The provider stopped the mailbox from sending (suspected spam or a
+# break-in): no letter passes until its owner acts on the provider's
+# website. Mail.ru "550 message sending for this account is disabled", Zoho
+# "554 5.1.8 Email Outgoing Blocked.", Outlook.com "...OutboundSpamException;
+# ... Actual verdict is Suspend" (its RefuseQuota is a quota: the dispatcher
+# judges that first).
+SENDING_STOPPED = re.compile(
+    r"sending for this account is disabled|outgoing (mail |email )?(is )?blocked|outboundspamexception"
+    r"|account (is |has been )?(suspended|blocked) (for|from) sending",
+    re.IGNORECASE,
+)
+
+
 # A list that names a link inside the message (URIBL, SURBL, Spamhaus DBL
 # asked about a link): a refusal of that message's content, which another
 # letter without the link passes, not of the server that sent it. Unless
@@ -162,6 +175,17 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
                     "Free providers send only from the login's own mailbox: set the server's sender address to "
                     "that mailbox and turn off sender substitution, or allow the login to send as the address "
                     "on the server."
+                ),
+                True,
+            )
+        if exc.smtp_code >= 500 and SENDING_STOPPED.search(reply):
+            return Diagnosis(
+                "sending_stopped",
+                _("The provider has stopped this mailbox from sending (%(reply)s).") % {"reply": reply},
+                _(
+                    "Providers do this after suspected spam or a suspected break-in. Log in to the mailbox on "
+                    "the provider's website and follow its instructions (a new password, a confirmation of the "
+                    "mailbox), then run Test connection."
                 ),
                 True,
             )

@@ -23,8 +23,10 @@ the stage of the exchange, the code, the enhanced status code and the words.
   judging MAIL FROM at RCPT with smtpd_delay_reject) or after the message
   (Yandex and Mail.ru judge the From header there: the login may not send
   from it) is the server's, not the recipient's nor the letter's: no letter
-  could pass. So is "Relay access denied" at
-  RCPT (no login, or one that may not relay): it concerns the server."""
+  could pass; nor can one from a mailbox the provider stopped from sending
+  (Mail.ru "message sending for this account is disabled"). So is "Relay
+  access denied" at RCPT (no login, or one that may not relay): it
+  concerns the server."""
 
 import re
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from enum import StrEnum
 
 from django.utils.translation import gettext, gettext_noop
 
-from servers.errors import NOT_ITS_SENDER, RELAY_DENIED, is_blacklisting
+from servers.errors import NOT_ITS_SENDER, RELAY_DENIED, SENDING_STOPPED, is_blacklisting
 
 from ..withdrawals import WITHDRAWN_NOTES
 
@@ -144,7 +146,9 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
         return Verdict(Kind.SERVER_BUSY, code, reply)
     if code < 500:
         return Verdict(Kind.TEMPORARY, code, reply)
-    if SENDER_WORDS.search(reply):  # Yandex and Mail.ru check the From header after the message
+    # Yandex and Mail.ru check the From header after the message; a mailbox
+    # stopped from sending is refused there too.
+    if SENDER_WORDS.search(reply) or SENDING_STOPPED.search(reply):
         return Verdict(Kind.SENDER_REFUSED, code, reply)
     if stage == Stage.RCPT and RELAY_DENIED.search(reply):
         return Verdict(Kind.SENDER_REFUSED, code, reply)

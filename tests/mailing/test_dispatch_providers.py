@@ -118,3 +118,29 @@ def test_a_sending_quota_spent_rests_the_server_until_the_window_and_fails_no_le
     assert len(script.bodies) == (1 if at == "dot" else 0)
     first = Letter.objects.get(mailing=mailing, email=EMAILS[0])
     assert (first.status, first.attempts, first.last_reply) == (L.QUEUED, 0, reply.decode().strip())
+
+
+# 3. The provider stopped the mailbox from sending (suspected spam or a
+#    break-in): no letter can pass until its owner acts on the provider's
+#    website.
+
+SENDING_STOPPED = [
+    # Mail.ru (mailout.ru's list of Mail.ru errors): a new password or a
+    # confirmation of the mailbox lifts it.
+    b"550 message sending for this account is disabled\r\n",
+    # Zoho Mail, a mailbox blocked for outgoing mail.
+    b"554 5.1.8 Email Outgoing Blocked.\r\n",
+    # Outlook.com, a free account suspended for suspected spam.
+    b"554 5.2.0 STOREDRV.Submission.Exception:OutboundSpamException; Failed to process message due to a "
+    b"permanent exception with message WASCL UserAction verdict is not None. Actual verdict is Suspend.\r\n",
+]
+
+
+@pytest.mark.parametrize("reply", SENDING_STOPPED, ids=["mail.ru", "zoho", "outlook"])
+def test_a_mailbox_stopped_from_sending_stops_the_server_and_fails_no_letter(tenant_a, reply):
+    script, server, mailing = through(reply, tenant_a)
+    # Before the fix: every letter of the queue failed with the reply.
+    assert not Letter.objects.filter(mailing=mailing, status=L.FAILED).exists(), statuses(mailing)
+    assert len(script.bodies) == 1
+    assert server.health == Health.FAILING
+    assert "website" in server.health_hint, server.health_hint
