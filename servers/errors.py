@@ -94,6 +94,17 @@ SENDING_STOPPED = re.compile(
 )
 
 
+# A server that takes mail only after a login, or only encrypted, met
+# without one (RFC 4954's "530 5.7.0 Authentication required", which some
+# say with a 5.7.1; Gmail's and Exchange's "530 5.7.0 Must issue a STARTTLS
+# command first"): the settings', never a blacklisting.
+LOGIN_FIRST = re.compile(
+    r"authentication (is )?required|must (authenticate|issue a starttls)|starttls (is )?required"
+    r"|need(s)? authentication",
+    re.IGNORECASE,
+)
+
+
 # A list that names a link inside the message (URIBL, SURBL, Spamhaus DBL
 # asked about a link): a refusal of that message's content, which another
 # letter without the link passes, not of the server that sent it. Unless
@@ -175,6 +186,17 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
                     "Free providers send only from the login's own mailbox: set the server's sender address to "
                     "that mailbox and turn off sender substitution, or allow the login to send as the address "
                     "on the server."
+                ),
+                True,
+            )
+        if exc.smtp_code == 530 or (exc.smtp_code >= 500 and LOGIN_FIRST.search(reply)):
+            return Diagnosis(
+                "login_required",
+                _("The server takes mail only after a login or over an encrypted connection (%(reply)s).")
+                % {"reply": reply},
+                _(
+                    "Set the login and password, and choose SSL/TLS on port 465 or STARTTLS on port 587 "
+                    "(the provider's settings say which)."
                 ),
                 True,
             )

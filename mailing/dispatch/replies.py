@@ -35,7 +35,7 @@ from enum import StrEnum
 
 from django.utils.translation import gettext, gettext_noop
 
-from servers.errors import NOT_ITS_SENDER, RELAY_DENIED, SENDING_STOPPED, is_blacklisting
+from servers.errors import LOGIN_FIRST, NOT_ITS_SENDER, RELAY_DENIED, SENDING_STOPPED, is_blacklisting
 
 from ..withdrawals import WITHDRAWN_NOTES
 
@@ -147,8 +147,8 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
     if code < 500:
         return Verdict(Kind.TEMPORARY, code, reply)
     # Yandex and Mail.ru check the From header after the message; a mailbox
-    # stopped from sending is refused there too.
-    if SENDER_WORDS.search(reply) or SENDING_STOPPED.search(reply):
+    # stopped from sending is refused there too, and a missing login at RCPT.
+    if SENDER_WORDS.search(reply) or SENDING_STOPPED.search(reply) or LOGIN_FIRST.search(reply):
         return Verdict(Kind.SENDER_REFUSED, code, reply)
     if stage == Stage.RCPT and RELAY_DENIED.search(reply):
         return Verdict(Kind.SENDER_REFUSED, code, reply)

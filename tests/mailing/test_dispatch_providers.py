@@ -144,3 +144,25 @@ def test_a_mailbox_stopped_from_sending_stops_the_server_and_fails_no_letter(ten
     assert len(script.bodies) == 1
     assert server.health == Health.FAILING
     assert "website" in server.health_hint, server.health_hint
+
+
+# 4. A server that takes mail only after a login (or only encrypted), met
+#    without one: the settings' fault, said at MAIL FROM.
+
+NEEDS_A_LOGIN = [
+    b"530 5.7.1 Authentication required\r\n",  # Postfix/Exim with a 5.7.1 (RFC 4954 says 5.7.0)
+    b"530-5.7.0 Authentication Required. For more information, go to\r\n"
+    b"530 5.7.0  https://support.google.com/mail/?p=WantAuthError\r\n",  # Gmail, multi-line
+    b"530 5.7.0 Must issue a STARTTLS command first.\r\n",  # Gmail and Exchange on 587 without STARTTLS
+]
+
+
+@pytest.mark.parametrize("reply", NEEDS_A_LOGIN, ids=["5.7.1", "gmail", "starttls first"])
+def test_a_server_that_wants_a_login_first_says_so_not_blacklisting(tenant_a, reply):
+    _, server, mailing = through(reply, tenant_a, at="mail")
+    assert not Letter.objects.filter(mailing=mailing, status=L.FAILED).exists(), statuses(mailing)
+    assert server.health == Health.FAILING
+    # Before the fix: "refuses mail from this sender or IP" with the
+    # blacklisting hint (a 5.7.1), or no hint at all.
+    assert "blacklist" not in server.health_hint.lower(), server.health_hint
+    assert "login" in server.health_hint and "STARTTLS" in server.health_hint, server.health_hint

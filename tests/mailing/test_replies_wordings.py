@@ -77,6 +77,9 @@ CASES = [
     (550, "550 5.7.1 <a@x.test>... Relaying denied", "rcpt", Kind.SENDER_REFUSED),
     (550, "550 relay not permitted", "rcpt", Kind.SENDER_REFUSED),
     (550, "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "rcpt", Kind.SENDER_REFUSED),
+    # No login given to a server that wants one, said at RCPT (Exim): the
+    # server's settings, not the recipient's address.
+    (550, "550 Authentication required", "rcpt", Kind.SENDER_REFUSED),
     # What the dispatcher already judged right stays so.
     (550, "550 5.1.1 <gone@x.test>: Recipient address rejected: User unknown", "rcpt", Kind.BAD_ADDRESS),
     (
