@@ -166,3 +166,24 @@ def test_a_server_that_wants_a_login_first_says_so_not_blacklisting(tenant_a, re
     # blacklisting hint (a 5.7.1), or no hint at all.
     assert "blacklist" not in server.health_hint.lower(), server.health_hint
     assert "login" in server.health_hint and "STARTTLS" in server.health_hint, server.health_hint
+
+
+# 5. A Russian server's own words in its legacy code page (Windows-1251),
+#    as old Windows and Kerio servers send them.
+
+
+def test_a_reply_in_windows_1251_is_kept_readable(tenant_a):
+    words = "Пользователь не найден"
+
+    def answer(conn, line):
+        if line[:4].upper() == b"RCPT":
+            return b"550 5.1.1 " + words.encode("cp1251") + b"\r\n"
+        return None
+
+    with tarpit(Scripted(answer), lasts=5.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], ["gone@x.test"])
+        settle(mailing, timezone.now())
+    letter = Letter.objects.get(mailing=mailing)
+    # Before the fix: "550 5.1.1 " and a row of U+FFFD, unreadable.
+    assert (letter.status, letter.last_reply) == (L.FAILED, f"550 5.1.1 {words}")
