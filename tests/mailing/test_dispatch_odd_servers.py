@@ -241,7 +241,9 @@ def test_another_2xx_to_the_final_dot_is_the_letter_taken_once(tenant_a, setting
 
 
 @pytest.mark.parametrize(
-    "reply", [b"999 what\r\n", b"199 hm\r\n", b"queued, thanks\r\n"], ids=["999", "1xx", "no code"]
+    "reply",
+    [b"999 what\r\n", b"199 hm\r\n", b"queued, thanks\r\n", b"250 " + b"q" * 9000 + b"\r\n"],
+    ids=["999", "1xx", "no code", "a line past 8 KB"],
 )
 def test_a_reply_to_the_final_dot_that_says_neither_yes_nor_no_sends_the_letter_at_most_twice(
     tenant_a, settings, reply
