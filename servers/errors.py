@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from . import presets
 from .deadlines import DeadlineExceeded, seconds_text
@@ -152,6 +153,57 @@ def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool
     return not at_recipient and ("spam" in text.lower() or "5.7.1" in text)
 
 
+# Refusals that a setting of the server causes, the same for every letter:
+# (category, its words in a 5xx, the message, what to change).
+SETTINGS_REFUSALS = (
+    (
+        "relay",
+        RELAY_DENIED,
+        gettext_lazy("The server does not pass mail on for this sender (%(reply)s)."),
+        gettext_lazy(
+            "Most servers relay only for a logged-in user: set the login and password, "
+            "and send from an address that login may use."
+        ),
+    ),
+    (
+        "sender",
+        NOT_ITS_SENDER,
+        gettext_lazy("The server does not let this login send from this sender address (%(reply)s)."),
+        gettext_lazy(
+            "Free providers send only from the login's own mailbox: set the server's sender address to "
+            "that mailbox and turn off sender substitution, or allow the login to send as the address "
+            "on the server."
+        ),
+    ),
+    (
+        "login_required",  # also any 530 (RFC 4954's "Authentication required")
+        LOGIN_FIRST,
+        gettext_lazy("The server takes mail only after a login or over an encrypted connection (%(reply)s)."),
+        gettext_lazy(
+            "Set the login and password, and choose SSL/TLS on port 465 or STARTTLS on port 587 "
+            "(the provider's settings say which)."
+        ),
+    ),
+    (
+        "sending_stopped",
+        SENDING_STOPPED,
+        gettext_lazy("The provider has stopped this mailbox from sending (%(reply)s)."),
+        gettext_lazy(
+            "Providers do this after suspected spam or a suspected break-in. Log in to the mailbox on "
+            "the provider's website and follow its instructions (a new password, a confirmation of the "
+            "mailbox), then run Test connection."
+        ),
+    ),
+)
+
+
+def _settings_refusal(code: int, reply: str) -> Diagnosis | None:
+    for category, words, message, hint in SETTINGS_REFUSALS:
+        if (code >= 500 and words.search(reply)) or (category == "login_required" and code == 530):
+            return Diagnosis(category, str(message) % {"reply": reply}, str(hint), True)
+    return None
+
+
 def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:
     provider = presets.for_host(host) if host else None
     where = f"{host}:{port}" if port else host
@@ -185,49 +237,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = _reply(exc)
-        if exc.smtp_code >= 500 and RELAY_DENIED.search(reply):
-            return Diagnosis(
-                "relay",
-                _("The server does not pass mail on for this sender (%(reply)s).") % {"reply": reply},
-                _(
-                    "Most servers relay only for a logged-in user: set the login and password, "
-                    "and send from an address that login may use."
-                ),
-                True,
-            )
-        if exc.smtp_code >= 500 and NOT_ITS_SENDER.search(reply):
-            return Diagnosis(
-                "sender",
-                _("The server does not let this login send from this sender address (%(reply)s).") % {"reply": reply},
-                _(
-                    "Free providers send only from the login's own mailbox: set the server's sender address to "
-                    "that mailbox and turn off sender substitution, or allow the login to send as the address "
-                    "on the server."
-                ),
-                True,
-            )
-        if exc.smtp_code == 530 or (exc.smtp_code >= 500 and LOGIN_FIRST.search(reply)):
-            return Diagnosis(
-                "login_required",
-                _("The server takes mail only after a login or over an encrypted connection (%(reply)s).")
-                % {"reply": reply},
-                _(
-                    "Set the login and password, and choose SSL/TLS on port 465 or STARTTLS on port 587 "
-                    "(the provider's settings say which)."
-                ),
-                True,
-            )
-        if exc.smtp_code >= 500 and SENDING_STOPPED.search(reply):
-            return Diagnosis(
-                "sending_stopped",
-                _("The provider has stopped this mailbox from sending (%(reply)s).") % {"reply": reply},
-                _(
-                    "Providers do this after suspected spam or a suspected break-in. Log in to the mailbox on "
-                    "the provider's website and follow its instructions (a new password, a confirmation of the "
-                    "mailbox), then run Test connection."
-                ),
-                True,
-            )
+        if (diagnosis := _settings_refusal(exc.smtp_code, reply)) is not None:
+            return diagnosis
         if is_blacklisting(exc.smtp_code, reply):
             hint = provider.blacklist_hint if provider and provider.blacklist_hint else presets.GENERIC_BLACKLIST_HINT
             return Diagnosis(
