@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from email.header import Header, decode_header, make_header
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -41,7 +41,7 @@ from flufl.bounce import all_failures
 
 from servers.errors import is_blacklisting, server_words
 
-from . import tokens
+from . import charsets, tokens
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs every detector it tries at INFO: one line per detector
@@ -625,12 +625,9 @@ def _part_text(part: Message) -> str:
 
 
 def _bytes_text(data: bytes, charset: str | None) -> str:
-    """Bytes in the charset they name; UTF-8 when they name none, or one
-    Python does not know (the email package's "unknown-8bit" for raw bytes)."""
-    try:
-        return data.decode(charset or "utf-8", errors="replace")
-    except LookupError:
-        return data.decode("utf-8", errors="replace")
+    """Bytes as readable text, whatever charset label they came under
+    (mailing.bounces.charsets)."""
+    return charsets.decode(data, charset)
 
 
 def _envelope(message: Message) -> dict:
@@ -659,11 +656,22 @@ def _date(value: str | None) -> datetime | None:
 
 
 def _decoded(value: object) -> str:
+    """A header with its encoded words decoded, under whatever charset
+    label they name (`=?win-1251?B?...?=`), on one line."""
     text = _header_text(value)
     try:
-        return " ".join(str(make_header(decode_header(text))).split())
+        chunks = decode_header(text)
     except (UnicodeError, LookupError, ValueError):
         return " ".join(text.split())
+    pieces, previous_encoded = [], None
+    for chunk, charset in chunks:
+        piece = chunk if isinstance(chunk, str) else _bytes_text(chunk, charset)
+        encoded = charset is not None
+        if previous_encoded is not None and encoded != previous_encoded and pieces:
+            pieces.append(" ")  # an encoded word and plain text are separate words (RFC 2047)
+        pieces.append(piece)
+        previous_encoded = encoded
+    return " ".join("".join(pieces).split())
 
 
 def _header_text(value: object) -> str:
