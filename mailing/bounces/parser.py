@@ -55,11 +55,19 @@ DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 ORIGINAL_TYPES = ("message/rfc822", "message/global")
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# The lines that fold a header of the returned original, as it was
+# (indented) or quoted by a forward ("> " then the indent, or "> <id>"):
+# mail systems fold a long Message-ID onto the next line.
+_FOLDED = r"(?:\n(?:[ \t]*>)*(?:[ \t]*<|[ \t]{2,}|\t).*)*"
 # Inline copies of the original are sometimes indented or quoted.
-LETTER_HEADER_RE = re.compile(rf"^[ \t>]*X-Postroute-Letter:\s*({UUID})", re.IGNORECASE | re.MULTILINE)
+LETTER_HEADER_RE = re.compile(rf"^[ \t>]*X-Postroute-Letter:(?P<value>.*{_FOLDED})", re.IGNORECASE | re.MULTILINE)
+LETTER_ID_RE = re.compile(rf"^\W*({UUID})", re.IGNORECASE)
 # Our Message-IDs are <public_id@domain> (mailing.dispatch.messages.build_message).
 OUR_MESSAGE_ID_RE = re.compile(rf"<({UUID})@[^>\s]+>", re.IGNORECASE)
-MESSAGE_ID_LINE_RE = re.compile(rf"^[ \t>]*(?:Message-ID|In-Reply-To|References):.*?<({UUID})@", re.I | re.M)
+MESSAGE_ID_FIELD_RE = re.compile(
+    rf"^[ \t>]*(?:Message-ID|In-Reply-To|References):(?P<value>.*{_FOLDED})", re.IGNORECASE | re.MULTILINE
+)
+MESSAGE_ID_IN_FIELD_RE = re.compile(rf"<({UUID})@", re.IGNORECASE)
 # Not inside an IP address or a version number such as 192.5.1.1.
 ENHANCED_STATUS_RE = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # The remote server's reply quoted in a report: a reply code (and its
@@ -261,9 +269,11 @@ def _report(
         recipients=recipients,
         status=status,
         diagnostic=diagnostic[:MAX_TEXT],
-        letter_ids=_unique(LETTER_HEADER_RE.findall(quoted)),
+        letter_ids=_unique(_field_ids(LETTER_HEADER_RE, LETTER_ID_RE, quoted)),
         # Exchange, Gmail and Exim's warnings refer to the original in their own headers too.
-        message_letter_ids=_unique(MESSAGE_ID_LINE_RE.findall(quoted) + _reply_ids(message)),
+        message_letter_ids=_unique(
+            _field_ids(MESSAGE_ID_FIELD_RE, MESSAGE_ID_IN_FIELD_RE, quoted) + _reply_ids(message)
+        ),
         envelope_tokens=_tokens(message, quoted),
         **envelope,
     )
@@ -583,6 +593,13 @@ def _encoded_body(part: Message) -> bytes | None:
     encoded["Content-Transfer-Encoding"] = encoding
     encoded.set_payload(part.as_string().replace("\r\n", "\n").partition("\n\n")[2])
     return encoded.get_payload(decode=True)
+
+
+def _field_ids(field_re: re.Pattern, id_re: re.Pattern, text: str) -> list[str]:
+    """Our ids in the original's header fields `field_re` finds, however
+    folded: a Message-ID on the line after "Message-ID:", or the second
+    id of a References."""
+    return [found for field in field_re.finditer(text) for found in id_re.findall(field.group("value"))]
 
 
 def _reply_ids(message: Message) -> list[str]:

@@ -161,3 +161,76 @@ def test_latin1_german_stays_german_and_a_stray_byte_is_no_letter():
     assert parser.parse(raw).diagnostic == german
     stray = exim_text(A_LETTER, None, "utf-8").replace(NOT_FOUND.encode(), b"\x80550 5.1.1 User unknown")
     assert parser.parse(stray).diagnostic.endswith(": \ufffd550 5.1.1 User unknown")
+
+
+# ---------- our Message-ID folded over two lines in the returned headers ----------
+
+
+def _returned_headers(letter: Letter, fold: str, quote: str = "") -> str:
+    """The original's headers with its Message-ID folded (`fold` starts the
+    second line), each line prefixed with `quote`, nothing else of ours."""
+    lines = [
+        f"From: Acme <{SENDER}>",
+        f"To: {letter.email}",
+        "Subject: Hello there",
+        "Message-ID:",
+        f"{fold}<{letter.public_id}@acme.test>",
+        "MIME-Version: 1.0",
+    ]
+    return "".join(f"{quote}{line}\n" for line in lines)
+
+
+def folded_report(letter: Letter, shape: str) -> bytes:
+    if shape == "message/rfc822":
+        original = _returned_headers(letter, "\t") + "\nHello!\n"
+    elif shape == "text/rfc822-headers":
+        original = _returned_headers(letter, " ")
+    dsn = (
+        "--B1\nContent-Type: text/plain\n\nThe mail system\n\n"
+        f"<{letter.email}>: host mx.example.org said: 550 5.1.1 User unknown\n\n"
+        "--B1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+        f"Final-Recipient: rfc822; {letter.email}\nAction: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\n\n"
+    )
+    head = (
+        f"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\nTo: {BOUNCES}\n"
+        "Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+    )
+    if shape in ("message/rfc822", "text/rfc822-headers"):
+        body = f'Content-Type: multipart/report; report-type=delivery-status; boundary="B1"\n\n{dsn}'
+        body += f"--B1\nContent-Type: {shape}\n\n{original}\n--B1--\n"
+    else:  # quoted in the body: qmail's "--- Below this line is a copy", a forward's "> "
+        quote = "> " if shape == "quoted" else ""
+        body = (
+            "\nHi. This is the qmail-send program at mx.example.org.\n"
+            "I'm afraid I wasn't able to deliver your message to the following addresses.\n\n"
+            f"<{letter.email}>:\n550 5.1.1 User unknown\n\n--- Below this line is a copy of the message.\n\n"
+            + _returned_headers(letter, "  ", quote)
+        )
+    return crlf((head + body).encode())
+
+
+FOLDED = ["message/rfc822", "text/rfc822-headers", "inline", "quoted"]
+
+
+@pytest.mark.parametrize("shape", FOLDED)
+def test_a_folded_message_id_in_the_returned_headers_names_the_letter(shape):
+    parsed = parser.parse(folded_report(A_LETTER, shape))
+    assert parsed.message_letter_ids == [A_LETTER.public_id]
+
+
+@pytest.mark.django_db
+def test_reports_with_a_folded_message_id_bounce_their_letters(tenant_a, dovecot_mailbox):
+    letters = sent_letters(tenant_a, [f"f{i}@example.org" for i in range(len(FOLDED))])
+    for letter, shape in zip(letters, FOLDED, strict=True):
+        append(dovecot_mailbox, folded_report(letter, shape))
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "done"
+
+    for letter, shape in zip(letters, FOLDED, strict=True):
+        letter.refresh_from_db()
+        report = BounceReport.objects.get(tenant=tenant_a, recipient=letter.email)
+        # Before the fix: matched by recipient only (unconfirmed), the letter still "sent".
+        assert (report.letter_id, report.matched_by, report.kind) == (letter.pk, M.MESSAGE_ID, K.HARD), shape
+        assert letter.status == Letter.Status.BOUNCED, shape
