@@ -135,6 +135,9 @@ UNKNOWN_WORDS = re.compile(
     r"|recipnotfound|address not found|couldn'?t be found|mailbox (not found|unavailable|disabled)"
     r"|invalid (mailbox|recipient|address)|account (has been )?disabled|unrouteable address"
     r"|host or domain name not found|domain not found|host not found|no mx|doesn'?t have an? \S+ account"
+    # Lotus Domino: "User jroe (jroe@x) not listed in Domino Directory" (or its
+    # older "public Name & Address Book"): its directory, not a block list.
+    r"|not listed in (?:the )?(?:domino directory|public name (?:&|and) address book)"
     r"|адрес не существует|нет такого пользователя|не существует|пользователь не найден",
     re.IGNORECASE,
 )
@@ -160,6 +163,8 @@ DELAY_WORDS = re.compile(
     r"|has been delayed|delayed|отложен|пока не доставлено",
     re.IGNORECASE,
 )
+# A line that only announces the reason on the next one.
+REASON_LABEL_RE = re.compile(r"^[ \t]*(?:because|reason|причина)[ \t]*:[ \t]*$", re.IGNORECASE)
 MAX_TEXT = 2000
 MAX_REPLY_LINES = 6
 # A report is about one letter's recipient (an alias's few at most); each
@@ -516,6 +521,9 @@ def _paragraph_after(text: str, recipients: list[str]) -> str:
     # The reason may follow the address on its line (Sendmail: "<jane@x>... Deferred: ...").
     rest = re.sub(ADDRESS, "", lines[at]).strip(" \t<>.:()")
     start = at if len(rest.split()) >= 2 else at + 1
+    # Lotus Domino: a blank line and "because:" stand between the address and the reason.
+    while start < len(lines) and start <= at + 3 and (not lines[start].strip() or REASON_LABEL_RE.match(lines[start])):
+        start += 1
     paragraph = []
     for line in lines[start : start + 4]:
         if not line.strip() or line.lstrip().startswith("---"):

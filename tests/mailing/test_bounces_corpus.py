@@ -43,6 +43,9 @@ EXPECTED = {
     "postfix_domain_not_found.eml": (K.HARD, R, "5.4.4", M.HEADER, "Host or domain name not found"),
     "exim_unrouteable_address.eml": (K.HARD, R, "", M.HEADER, "Unrouteable address"),
     "sendmail_host_unknown.eml": (K.HARD, R, "5.1.2", M.HEADER, "Host unknown (Name server"),
+    # Lotus Domino: the user is "not listed" in its directory (not a block list)
+    "domino_not_listed_in_directory.eml": (K.HARD, R, "5.0.0", M.HEADER, "not listed in Domino Directory"),
+    "domino_delivery_failure_text_only.eml": (K.HARD, R, "", M.MESSAGE_ID, "not listed in public Name & Address"),
     # mailbox full: soft, whatever the class says
     "postfix_mailbox_full.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox full"),
     "exim_mailbox_quota_exceeded.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox quota exceeded"),
