@@ -94,10 +94,11 @@ ALONE = rf"[ \t]*<?{ADDRESS}>?[ \t]*:?[ \t]*"  # a line that is only an address
 # Where reports without a delivery-status part name the failed recipient:
 # a line that is only the address (Exim, qmail, Yahoo, Sendmail, Yandex;
 # Exchange's "jane@x (jane@x)"), a line that starts with "<address>:"
-# (Postfix, qmail), or the sentence around it.
+# (Postfix, qmail) or "<address>..." (Sendmail's transcript), or the
+# sentence around it.
 RECIPIENT_RES = (
     re.compile(rf"^[ \t]*<?(?P<addr>{ADDRESS})>?(?:[ \t]*\(<?{ADDRESS}>?\))?[ \t]*:?[ \t]*$", re.MULTILINE),
-    re.compile(rf"^[ \t]*<(?P<addr>{ADDRESS})>:", re.MULTILINE),
+    re.compile(rf"^[ \t]*<(?P<addr>{ADDRESS})>(?::|\.\.\.)", re.MULTILINE),
     re.compile(
         r"(?:message to|delivered to|delivery to|deliver to|recipient:|RCPT TO:|адресу|получателю)"
         rf"\s*<?(?P<addr>{ADDRESS})>?",
@@ -115,7 +116,8 @@ DAEMON_SENDERS = ("mailer-daemon", "postmaster", "mail delivery", "mail-daemon",
 REPORT_SUBJECTS = re.compile(
     r"undeliver|undelivered|delivery status notification|delivery failure|delivery has failed|"
     r"mail delivery failed|returned mail|failure notice|could not be delivered|delayed mail|"
-    r"delivery delayed|warning: message|недоставленное|не доставлено|не может быть доставлено|"
+    r"delivery delayed|warning: message|could not send message|недоставленное|недоставляемое|не доставлено|"
+    r"не может быть доставлено|"
     r"не удалось доставить|không gửi được|không thể gửi",
     re.IGNORECASE,
 )
@@ -160,7 +162,8 @@ SENDER_REFUSED_WORDS = re.compile(
 )
 DELAY_WORDS = re.compile(
     r"will be retried|will retry|not yet been delivered|delivery attempts will continue|still trying"
-    r"|has been delayed|delayed|отложен|пока не доставлено",
+    r"|has been delayed|delayed|(?<!permanently )deferred|will keep trying|still undelivered"
+    r"|отложен|пока не доставлено",
     re.IGNORECASE,
 )
 # A line that only announces the reason on the next one.

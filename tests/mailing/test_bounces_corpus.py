@@ -46,6 +46,9 @@ EXPECTED = {
     # Lotus Domino: the user is "not listed" in its directory (not a block list)
     "domino_not_listed_in_directory.eml": (K.HARD, R, "5.0.0", M.HEADER, "not listed in Domino Directory"),
     "domino_delivery_failure_text_only.eml": (K.HARD, R, "", M.MESSAGE_ID, "not listed in public Name & Address"),
+    # found by their subjects alone: Russian Exchange's "Недоставляемое:", Sendmail's warning
+    "exchange_russian_undeliverable_subject.eml": (K.HARD, R, "5.1.1", M.MESSAGE_ID, "RESOLVER.ADR.RecipNotFound"),
+    "sendmail_warning_could_not_send.eml": (K.SOFT, R, "", M.HEADER, "Deferred: Connection refused"),
     # mailbox full: soft, whatever the class says
     "postfix_mailbox_full.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox full"),
     "exim_mailbox_quota_exceeded.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox quota exceeded"),
