@@ -75,11 +75,12 @@ ENHANCED_STATUS_RE = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?!\.?\
 # introduce a reply ("said:", "returned '", "reason:", "Ответ сервера:"), or
 # in quotes: Exchange quotes it in every language, whatever words come
 # before or after it ("Máy chủ từ xa đã trả về '550 ...'", "Der Remoteserver
-# hat '550 ...' zurückgegeben"). "see DSN 5.1.10 Errors in ..." is a help
-# sentence, not a reply.
+# hat '550 ...' zurückgegeben"), or a session transcript's server line
+# (MDaemon's "<-- 550 ...", Sendmail's "<<< 550 ..."). "see DSN 5.1.10
+# Errors in ..." is a help sentence, not a reply.
 _REPLY_LEAD = (
     r"(?:^[ \t>]*|(?:said|returned|reason|error|response|responded|reply|replied|answer|ответ\w*)\W{0,4}"
-    r"|вернул\w*\W{0,4}|[:('\"‘“«]\s*|;\s*)"
+    r"|вернул\w*\W{0,4}|[:('\"‘“«]\s*|;\s*|(?:<--|<<<)[ \t]*)"
 )
 REPLY_RE = re.compile(
     _REPLY_LEAD + r"#?(?P<code>[245]\d\d)(?:[ -]#?(?P<status>[245]\.\d{1,3}\.\d{1,3}))?(?=[\s\-',;:)]|$)",
@@ -390,7 +391,13 @@ def _failures(message: Message) -> tuple[set[str], set[str]]:
     if _from_a_person(message):
         return set(), set()
     temporary, permanent = all_failures(message)
-    return {_text(a) for a in temporary if a}, {_text(a) for a in permanent if a}
+    return _addresses_in(temporary), _addresses_in(permanent)
+
+
+def _addresses_in(found: Iterable[bytes | str]) -> set[str]:
+    """The addresses in what flufl.bounce's detectors cut out of a line,
+    which may hold more of it (MDaemon's transcript: "To:<jane@x")."""
+    return {match.group(0) for item in found if item and (match := re.search(ADDRESS, _text(item)))}
 
 
 # ---------- RFC 3464 fields ----------

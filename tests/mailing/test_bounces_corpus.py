@@ -49,6 +49,9 @@ EXPECTED = {
     # found by their subjects alone: Russian Exchange's "Недоставляемое:", Sendmail's warning
     "exchange_russian_undeliverable_subject.eml": (K.HARD, R, "5.1.1", M.MESSAGE_ID, "RESOLVER.ADR.RecipNotFound"),
     "sendmail_warning_could_not_send.eml": (K.SOFT, R, "", M.HEADER, "Deferred: Connection refused"),
+    # MDaemon quotes the remote reply in its session transcript ("<-- 550 ...")
+    "mdaemon_permanent_failure.eml": (K.HARD, R, "5.1.1", M.HEADER, "User unknown in local recipient table"),
+    "mdaemon_temporary_warning.eml": (K.SOFT, R, "4.7.1", M.HEADER, "Greylisting in action"),
     # mailbox full: soft, whatever the class says
     "postfix_mailbox_full.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox full"),
     "exim_mailbox_quota_exceeded.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox quota exceeded"),
