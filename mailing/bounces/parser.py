@@ -169,6 +169,8 @@ DELAY_WORDS = re.compile(
 )
 # A line that only announces the reason on the next one.
 REASON_LABEL_RE = re.compile(r"^[ \t]*(?:because|reason|причина)[ \t]*:[ \t]*$", re.IGNORECASE)
+# RFC 6533's escape of a non-ASCII character in a utf-8 address: \x{HEX}.
+UTF8_ESCAPE_RE = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
 MAX_TEXT = 2000
 MAX_REPLY_LINES = 6
 # A report is about one letter's recipient (an alias's few at most); each
@@ -444,9 +446,20 @@ def _dsn(block: Message) -> _Dsn:
 
 def _address_field(value: str) -> str:
     # "rfc822; user@example.com" (the type is optional in the wild)
-    address = value.split(";", 1)[-1].strip()
+    address = _unescaped(value.split(";", 1)[-1].strip())
     found = parseaddr(address)[1] or address
     return found if re.fullmatch(ADDRESS, found) else ""
+
+
+def _unescaped(address: str) -> str:
+    """RFC 6533's utf-8 address type in a plain DSN, which may carry only
+    ASCII: "\\x{0438}\\x{0432}@x" is "ив@x"."""
+    return UTF8_ESCAPE_RE.sub(lambda m: _code_point(m.group(1)), address)
+
+
+def _code_point(hex_digits: str) -> str:
+    value = int(hex_digits, 16)
+    return chr(value) if value <= 0x10FFFF and not 0xD800 <= value <= 0xDFFF else "\ufffd"
 
 
 def _diagnostic_code(value: str) -> str:

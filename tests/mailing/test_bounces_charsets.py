@@ -234,3 +234,47 @@ def test_reports_with_a_folded_message_id_bounce_their_letters(tenant_a, dovecot
         # Before the fix: matched by recipient only (unconfirmed), the letter still "sent".
         assert (report.letter_id, report.matched_by, report.kind) == (letter.pk, M.MESSAGE_ID, K.HARD), shape
         assert letter.status == Letter.Status.BOUNCED, shape
+
+
+# ---------- RFC 6533's utf-8 address type, escaped in a plain DSN ----------
+
+
+def escaped_dsn(letter: Letter) -> bytes:
+    """A plain (not global) DSN may only carry ASCII: RFC 6533 writes a
+    non-ASCII address of the utf-8 type as \\x{HEX} escapes."""
+    local, _at, domain = letter.email.rpartition("@")
+    escaped = "".join(ch if ch.isascii() else f"\\x{{{ord(ch):04X}}}" for ch in local) + "@" + domain
+    return crlf(
+        (
+            f"From: MAILER-DAEMON@mx.example.ru (Mail Delivery System)\nTo: {BOUNCES}\n"
+            "Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="B1"\n\n'
+            "--B1\nContent-Type: text/plain\n\nThe mail system\n\n"
+            "--B1\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.ru\n\n"
+            f"Original-Recipient: utf-8; {escaped}\nFinal-Recipient: utf-8; {escaped}\n"
+            "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\n\n"
+            f"--B1\nContent-Type: text/rfc822-headers\n\nMessage-ID: <{letter.public_id}@acme.test>\n"
+            f"From: {SENDER}\n--B1--\n"
+        ).encode()
+    )
+
+
+def test_an_escaped_utf8_final_recipient_is_the_address():
+    letter = SimpleNamespace(email="иван@example.ru", public_id=A_LETTER.public_id)
+    assert parser.parse(escaped_dsn(letter)).recipients == ["иван@example.ru"]
+
+
+@pytest.mark.django_db
+def test_a_report_naming_only_the_escaped_address_finds_its_letter(tenant_a, dovecot_mailbox):
+    """Quoting nothing of ours, the address is all that ties the report to
+    the letter (unconfirmed, shown, never acted on)."""
+    [letter] = sent_letters(tenant_a, ["иван@example.ru"])
+    raw = escaped_dsn(letter).replace(f"Message-ID: <{letter.public_id}@acme.test>".encode(), b"Subject: Hello")
+    append(dovecot_mailbox, raw)
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "done"
+
+    [report] = BounceReport.objects.filter(tenant=tenant_a)
+    # Before the fix the report named no recipient and matched nothing.
+    assert (report.letter_id, report.matched_by, report.recipient) == (letter.pk, M.RECIPIENT, letter.email)
