@@ -141,7 +141,9 @@ UNKNOWN_WORDS = re.compile(
     # Lotus Domino: "User jroe (jroe@x) not listed in Domino Directory" (or its
     # older "public Name & Address Book"): its directory, not a block list.
     r"|not listed in (?:the )?(?:domino directory|public name (?:&|and) address book)"
-    r"|адрес не существует|нет такого пользователя|не существует|пользователь не найден",
+    r"|адрес не существует|нет такого пользователя|не существует|пользователь не найден|адрес не найден"
+    r"|адресат не найден|получатель не найден|(?:такого|этого) (?:почтового )?ящика нет|ящик не найден"
+    r"|không tồn tại|không tìm thấy (?:địa chỉ|người nhận|hộp thư)|(?:địa chỉ|hộp thư) không hợp lệ",
     re.IGNORECASE,
 )
 FULL_WORDS = re.compile(

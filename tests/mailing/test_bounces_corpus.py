@@ -39,6 +39,9 @@ EXPECTED = {
     "yandex_no_such_user.eml": (K.HARD, R, "5.7.1", M.HEADER, "No such user"),
     "mailru_invalid_mailbox.eml": (K.HARD, R, "550", M.HEADER, "550 Message was not accepted -- invalid mailbox"),
     "mailru_russian_only_no_failed_header.eml": (K.HARD, R, "5.1.1", M.HEADER, "address does not exist"),
+    # no code at all: the words alone, in Vietnamese and in Russian
+    "vietnamese_provider_address_does_not_exist.eml": (K.HARD, R, "", M.MESSAGE_ID, "Địa chỉ email không tồn tại"),
+    "russian_hosting_no_such_mailbox.eml": (K.HARD, R, "", M.MESSAGE_ID, "Такого почтового ящика нет"),
     "yahoo_no_account.eml": (K.HARD, R, "554", M.HEADER, "554 delivery error: dd This user doesn't have"),
     "postfix_domain_not_found.eml": (K.HARD, R, "5.4.4", M.HEADER, "Host or domain name not found"),
     "exim_unrouteable_address.eml": (K.HARD, R, "", M.HEADER, "Unrouteable address"),
