@@ -55,6 +55,8 @@ EXPECTED = {
     # MDaemon quotes the remote reply in its session transcript ("<-- 550 ...")
     "mdaemon_permanent_failure.eml": (K.HARD, R, "5.1.1", M.HEADER, "User unknown in local recipient table"),
     "mdaemon_temporary_warning.eml": (K.SOFT, R, "4.7.1", M.HEADER, "Greylisting in action"),
+    # Kerio Connect in Russian, the original's Message-ID folded onto its next line
+    "kerio_connect_russian_user_unknown.eml": (K.HARD, R, "5.1.1", M.MESSAGE_ID, "User unknown"),
     # mailbox full: soft, whatever the class says
     "postfix_mailbox_full.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox full"),
     "exim_mailbox_quota_exceeded.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox quota exceeded"),
@@ -93,6 +95,8 @@ EXPECTED = {
     "malformed.eml": (K.UNKNOWN, None, "", M.NONE, ""),
     "human_reply.eml": (None, None, "", M.NONE, ""),
     "human_reply_russian_outlook.eml": (None, None, "", M.NONE, ""),
+    # a challenge-response system asking the sender to prove a person sent it: not a bounce
+    "challenge_response_verification.eml": (None, None, "", M.NONE, ""),
 }
 REPORTS = sorted(name for name, expected in EXPECTED.items() if expected[0] is not None)
 LEFT_IN_INBOX = sorted(name for name, expected in EXPECTED.items() if expected[0] in (None, K.AUTO_REPLY))
