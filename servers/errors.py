@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from . import presets
+from . import charsets, presets
 from .deadlines import DeadlineExceeded, seconds_text
 from .netguard import HostRefused, HostUnresolved
 from .wire import UnsendableAddress
@@ -22,27 +22,12 @@ from .wire import UnsendableAddress
 
 def server_words(said: bytes | str) -> str:
     """What a server said, as text a database column can keep: UTF-8, or
-    Russian in Windows-1251 (old Windows and Kerio servers answer in their
-    code page); other bytes that are not UTF-8 and NUL (which no PostgreSQL
-    text holds; a hostile server may send it) become U+FFFD."""
-    text = _decoded(said) if isinstance(said, bytes) else str(said)
+    Russian in Windows-1251 or KOI8-R (old Windows and Kerio servers answer
+    in their code page; servers.charsets); other bytes that are not UTF-8
+    and NUL (which no PostgreSQL text holds; a hostile server may send it)
+    become U+FFFD."""
+    text = charsets.decode(said, None) if isinstance(said, bytes) else str(said)
     return text.replace("\x00", "\ufffd")
-
-
-CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-
-
-def _decoded(said: bytes) -> str:
-    text = said.decode(errors="replace")
-    if "\ufffd" not in text or any(ord(ch) > 127 and ch != "\ufffd" for ch in text):
-        return text  # UTF-8, perhaps with a flaw
-    # Windows-1251 reads any bytes: it is taken only when what it reads is
-    # Russian words (nearly all Cyrillic letters), not noise.
-    legacy = said.decode("cp1251", errors="replace")
-    cyrillic = len(CYRILLIC.findall(legacy))
-    if cyrillic >= 3 and cyrillic >= 0.9 * sum(ord(ch) > 127 for ch in legacy):
-        return legacy
-    return text
 
 
 @dataclass(frozen=True)

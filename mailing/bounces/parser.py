@@ -39,9 +39,10 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from flufl.bounce import all_failures
 
+from servers import charsets
 from servers.errors import is_blacklisting, server_words
 
-from . import charsets, tokens
+from . import tokens
 
 log = logging.getLogger(__name__)
 # flufl.bounce logs every detector it tries at INFO: one line per detector

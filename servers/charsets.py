@@ -1,4 +1,6 @@
-"""Bytes of a report as readable text, whatever its charset label says.
+"""Bytes a mail system wrote as readable text, whatever its charset label
+says: a bounce report's parts (mailing.bounces) and a server's replies
+(servers.errors.server_words).
 
 Russian servers, old Exchange and Exim send 8-bit Windows-1251 or KOI8-R
 under labels Python does not know (`win-1251`, `windows1251`, `x-cp1251`,
@@ -46,9 +48,17 @@ def decode(data: bytes, charset: str | None) -> str:
         return text
     if (text := _strict(data, "utf-8")) is not None:
         return text
-    lines = [(line, _strict(line, "utf-8")) for line in data.splitlines(keepends=True)]
+    lines = [(line, _strict(line, "utf-8") or _flawed_utf8(line)) for line in data.splitlines(keepends=True)]
     eight_bit = _eight_bit_codec(b"".join(line for line, text in lines if text is None), codec)
     return "".join(text if text is not None else line.decode(eight_bit, errors="replace") for line, text in lines)
+
+
+def _flawed_utf8(line: bytes) -> str | None:
+    """A line of UTF-8 with a flaw (a character cut at a length limit, a
+    stray byte): it holds valid UTF-8 beyond ASCII, which no 8-bit reading
+    would make words of. Read as UTF-8, U+FFFD for the flaw."""
+    text = line.decode("utf-8", errors="replace")
+    return text if any(ord(ch) > 127 and ch != "\ufffd" for ch in text) else None
 
 
 def _eight_bit_codec(data: bytes, declared: str) -> str:
