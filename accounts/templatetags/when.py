@@ -1,7 +1,10 @@
 """The one way templates show a moment: {{ letter.sent_at|when }} gives
 "today at 10:01", "tomorrow at 10:01" or "1 Dec at 10:01" in the tenant's
 zone; {{ mailing.scheduled_at|when:"zone" }} adds the zone ("… MSK") where a
-time could be misread. A builtin (config.settings): no {% load %} needed."""
+time could be misread; {{ contact_list.created_at|day }} gives the day alone
+("5 Dec", "5 декабря 2025", "5/12/2025"), in the catalogue's date formats
+rather than a fixed `|date:"j M Y"` (Russian "5 Дек 2025"). A builtin
+(config.settings): no {% load %} needed."""
 
 from datetime import datetime
 
@@ -17,6 +20,13 @@ def when(moment: datetime | None, option: str = "") -> str:
     if not isinstance(moment, datetime):
         return ""
     return timezones.when(moment, zone=option == "zone")
+
+
+@register.filter
+def day(moment: datetime | None) -> str:
+    if not isinstance(moment, datetime):
+        return ""
+    return timezones.day(moment)
 
 
 @register.simple_tag

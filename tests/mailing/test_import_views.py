@@ -276,4 +276,4 @@ def test_the_live_import_page_says_when_it_started_not_how_long_ago(alice):
     ContactImport.objects.update(status=ContactImport.Status.RUNNING)
     imp = ContactImport.objects.get()
     page = alice.client.get(reverse("contacts:import", args=[imp.public_id])).content.decode()
-    assert f">{timezone.localtime(imp.created_at):%H:%M}</time>" in page and " ago</time>" not in page
+    assert f">today at {timezone.localtime(imp.created_at):%H:%M}</time>" in page and " ago</time>" not in page
