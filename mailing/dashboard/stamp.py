@@ -73,7 +73,7 @@ from accounts.models import Tenant
 from ..limits import MINUTE, trunc_minute
 from ..selectors import FirstSteps
 
-PAYLOAD_VERSION = "1"
+PAYLOAD_VERSION = "2"
 BUCKET_MINUTES = 10
 
 # A PL/pgSQL function made by migration mailing/0012, which holds its text

@@ -167,7 +167,10 @@ def _checklist(tenant: Tenant, board: selectors.Dashboard, steps: FirstSteps | N
     items = getting_started(tenant, has_server=has_server, steps=steps)
     done = sum(item.done for item in items)
     return {
-        "items": [{"key": item.key, "done": item.done} for item in items],
+        # The hidden state a screen reader says after the step's title, as the page writes it.
+        "items": [
+            {"key": item.key, "done": item.done, "state": _("done") if item.done else _("to do")} for item in items
+        ],
         "all_done": done == len(items),
         "label": _("%(done_count)s of %(checklist)s done") % {"done_count": done, "checklist": len(items)},
         "done": done,

@@ -65,7 +65,7 @@
       if (!step) return;
       setAttr(step, "class", "checklist-step " + (item.done ? "done" : "todo"));
       setText(step.querySelector(".tick"), item.done ? "\u2713" : "");
-      setText(step.querySelector(".visually-hidden"), item.done ? " (done)" : " (to do)");
+      setText(step.querySelector(".visually-hidden"), " (" + item.state + ")");
       show(step.querySelector(".checklist-step-text"), !item.done);
     });
   }

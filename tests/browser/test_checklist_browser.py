@@ -32,3 +32,20 @@ def test_the_checklist_ticks_live_and_leaves_when_done(page, live_server, alice,
     page.wait_for_selector(".checklist-card", state="hidden")
     assert page.evaluate("window.loadedOnce") is True
     assert not page.csp_errors
+
+
+def test_the_steps_state_for_screen_readers_stays_in_the_users_language(page, live_server, alice, tenant_a):
+    """The poll rewrites each step's hidden "(done)" / "(to do)": it took
+    English literals from the script, so a Russian page read "(to do)"
+    three seconds after it loaded."""
+    alice.user.language = "ru"
+    alice.user.save(update_fields=["language"])
+    sign_in(page, alice, live_server)
+    page.goto(live_server.url + "/")
+    hidden = STEP.format("server") + " .visually-hidden"
+    assert page.text_content(hidden) == " (сделать)"
+
+    make_template(tenant_a)  # a change, so that the next poll patches the list
+    page.wait_for_function("s => document.querySelector(s).classList.contains('done')", arg=STEP.format("template"))
+    assert page.text_content(STEP.format("template") + " .visually-hidden") == " (готово)"
+    assert page.text_content(hidden) == " (сделать)"

@@ -211,8 +211,11 @@ def test_template_text_is_marked():
 # JavaScript --------------------------------------------------------------
 
 JS_STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
-# A sentence or a label: begins with a capital or ends with punctuation.
-SENTENCE = re.compile(r"^[A-Z][a-z]+\b.*\s|[a-z ][.:…!?]\s*$|\\u2026$")
+# A sentence or a label: begins with a capital or ends with punctuation; or
+# words in brackets or after a space, put after another text (" (done)").
+SENTENCE = re.compile(
+    r"^[A-Z][a-z]+\b.*\s|[a-z ][.:…!?]\s*$|\\u2026$|^\s*\([A-Za-z][A-Za-z ]*\)|^\s+[A-Za-z]{2,}(\s|$)"
+)
 # Host names made from the mailbox's domain ("imap." + domain) are not words.
 NOT_WORDS = re.compile(r"^(imap|smtp|pop|mail)\.$")
 
