@@ -5,12 +5,14 @@ CSV downloads safe to open in a spreadsheet."""
 import csv
 import re
 from collections.abc import Iterable
+from datetime import datetime, tzinfo
 
 from django.core.exceptions import ValidationError
 from django.core.paginator import Page, Paginator
 from django.forms import Form
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language
 
@@ -60,12 +62,15 @@ def csv_response(filename: str, header: list[str], rows: Iterable[Iterable[objec
     """A CSV download in the reader's language's separator (imports read
     either)."""
     writer = csv.writer(_Echo(), delimiter=";" if get_language() in SEMICOLON_LANGUAGES else ",")
+    # The rows are written after the middleware has reset the request's
+    # zone: keep the organisation's for the moments in them.
+    zone = timezone.get_current_timezone()
 
     def lines() -> Iterable[str]:
         yield "\ufeff"  # so that Excel reads the file as UTF-8
         yield writer.writerow(header)
         for row in rows:
-            yield writer.writerow([_cell(value) for value in row])
+            yield writer.writerow([_cell(value, zone) for value in row])
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -82,13 +87,17 @@ _FORMULA_START = ("=", "+", "-", "@")
 _LEADING = ' \u00a0"'
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, zone: tzinfo) -> str:
     """A spreadsheet must not run a cell as a formula: the rows come from
     files, forms and bounces anyone could have filled. Not only the
     cell's start: opened with another separator than the comma (Excel in
     Russian or Vietnamese splits at the semicolon), every part after a
     separator is a cell of its own, so each part that would begin with a
-    formula character gets an apostrophe before it."""
+    formula character gets an apostrophe before it. A moment is the
+    organisation's wall-clock time with its offset, to the second, as its
+    pages show it: "2025-12-05T04:15:00+05:45"."""
+    if isinstance(value, datetime) and timezone.is_aware(value):
+        value = timezone.localtime(value, zone).replace(microsecond=0)
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
     text = "".join(_defused(part) for part in _SPLITS.split(text))
     return "'" + text if text[:1] in ("\t", "\r") else text

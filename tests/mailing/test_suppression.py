@@ -3,6 +3,7 @@ and exporting — each tenant sees and changes only its own."""
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -77,3 +78,16 @@ def test_an_outsider_neither_sees_nor_removes_anothers_rows(charlie, tenant_a):
     assert "a@example.com" not in charlie.client.get(reverse("contacts:suppressions")).content.decode()
     charlie.client.post(reverse("contacts:suppression_remove"), {"email": "a@example.com"})
     assert contacts.is_suppressed(tenant_a, "a@example.com")
+
+
+def test_the_export_writes_when_each_address_was_added_in_the_organisations_zone(alice, tenant_a):
+    """The rows are written after the view returned, when the request's zone
+    is no longer active: the file said "2025-12-04T22:30:00.123456+00:00" to
+    a company in Kathmandu whose pages said 04:15 on the 5th."""
+    tenant_a.time_zone = "Asia/Kathmandu"
+    tenant_a.save(update_fields=["time_zone"])
+    row = contacts.suppression_add(tenant=tenant_a, email="a@example.com", reason=R.MANUAL)
+    Suppression.objects.filter(pk=row.pk).update(created_at=datetime(2025, 12, 4, 22, 30, 0, 123456, tzinfo=UTC))
+    response = alice.client.get(reverse("contacts:suppression_export"))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode().removeprefix("\ufeff"))))
+    assert rows[1][3] == "2025-12-05T04:15:00+05:45"
