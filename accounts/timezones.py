@@ -106,14 +106,23 @@ class LocalDateTimeField(forms.DateTimeField):
                 result = result.replace(tzinfo=None)
         if result is None:
             return None
-        try:
-            aware = result if timezone.is_aware(result) else local_to_aware(result, self.zone)
-            shown_everywhere = EARLIEST <= aware <= LATEST
-        except OverflowError:
-            shown_everywhere = False
-        if not shown_everywhere:
-            raise ValidationError(self.error_messages["invalid"], code="invalid")
-        return aware
+        return instant(result, self.zone, invalid=self.error_messages["invalid"])
+
+
+def instant(typed: datetime, zone: tzinfo, *, invalid: str) -> datetime:
+    """A typed date and time as an instant: one with an offset of its own
+    as given, one without as a wall-clock time in `zone` (local_to_aware:
+    the spring gap refused, the autumn fold the first). One at either end
+    of the calendar, that no zone could show, is refused with `invalid`.
+    The form's field and the API read times through it alike."""
+    try:
+        aware = typed if timezone.is_aware(typed) else local_to_aware(typed, zone)
+        shown_everywhere = EARLIEST <= aware <= LATEST
+    except OverflowError:
+        shown_everywhere = False
+    if not shown_everywhere:
+        raise ValidationError(invalid, code="invalid")
+    return aware
 
 
 # Showing moments

@@ -2,14 +2,32 @@
 of the models (public ids, never database ids); input serializers check
 only shapes and sizes: the services check the rest, as for the pages."""
 
+from datetime import UTC
+
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.timezones import instant
+
 from .. import contacts
 
 UUIDS = serializers.ListField(child=serializers.UUIDField(), max_length=100)
+
+
+class LocalDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 time read as the page's form reads it: with an offset or
+    Z as given, without one as a wall-clock time in the organisation's zone
+    (the serializer's context["zone"]), a time the clocks skip refused with
+    the form's words, not DRF's generic make_aware refusal or an hour off."""
+
+    def enforce_timezone(self, value):
+        try:
+            return instant(value, self.context.get("zone", UTC), invalid=self.error_messages["invalid"])
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
 
 
 class ContactSerializer(serializers.Serializer):
@@ -101,6 +119,12 @@ class ProgressSerializer(serializers.Serializer):
     bounced = serializers.IntegerField()
 
 
+SCHEDULED_AT = _(
+    "When it starts by itself once scheduled (POST …/schedule/): ISO 8601, with an offset or Z as given, without "
+    "one in the organisation's time zone; a time the clocks skip is refused, one they show twice is the first."
+)
+
+
 class MailingSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     name = serializers.CharField(max_length=150)
@@ -125,6 +149,11 @@ class MailingSerializer(serializers.Serializer):
     resume_at = serializers.DateTimeField(
         read_only=True, help_text=_("While waiting for limits: when sending resumes.")
     )
+    scheduled_at = LocalDateTimeField(
+        required=False,
+        allow_null=True,
+        help_text=SCHEDULED_AT,
+    )
     progress = ProgressSerializer(read_only=True)
 
 
@@ -133,6 +162,11 @@ class MailingActionSerializer(serializers.Serializer):
         required=False,
         default=False,
         help_text=_("Start even though receivers will reject the letters of some server (DMARC p=reject)."),
+    )
+    scheduled_at = LocalDateTimeField(
+        required=False,
+        allow_null=True,
+        help_text=_("For schedule: when it starts, read as a mailing's scheduled_at; left out, the time it has."),
     )
 
 

@@ -99,3 +99,64 @@ def test_starting_needs_the_mailings_scope(api, tenant_a):
     reader = make_api(tenant_a, ["read"], name="Reader")
     assert problem(reader.post(f"{URL}{created['id']}/start/"), 403)["type"].endswith(":scope")
     assert reader.get(f"{URL}{created['id']}/").json()["status"] == "draft"
+
+
+def _berlin(tenant) -> None:
+    tenant.time_zone = "Europe/Berlin"
+    tenant.save(update_fields=["time_zone"])
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("2027-03-28T03:30", "2027-03-28T01:30:00Z"),  # without an offset: Berlin's summer time that day
+        ("2027-10-31T02:30", "2027-10-31T00:30:00Z"),  # shown twice that night: the first, still summer time
+        ("2027-01-15T10:00:00", "2027-01-15T09:00:00Z"),  # winter time
+        ("2027-03-28T02:30Z", "2027-03-28T02:30:00Z"),  # an offset of its own is taken as given
+        ("2027-01-15T10:00+05:45", "2027-01-15T04:15:00Z"),
+    ],
+)
+def test_a_mailing_is_scheduled_through_the_api_at_a_time_of_the_organisations_zone(api, tenant_a, typed, stored):
+    _berlin(tenant_a)
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "L", ["a@example.com"])], scheduled_at=typed)
+    assert created["status"] == "draft" and created["scheduled_at"] == stored
+    scheduled = api.post(f"{URL}{created['id']}/schedule/")
+    assert scheduled.status_code == 200, scheduled.content
+    assert scheduled.json()["status"] == "scheduled" and scheduled.json()["scheduled_at"] == stored
+    assert api.post(f"{URL}{created['id']}/unschedule/").json()["status"] == "draft"
+
+
+def test_the_schedule_action_takes_its_own_time_and_refuses_none(api, tenant_a):
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "L", ["a@example.com"])])
+    body = problem(api.post(f"{URL}{created['id']}/schedule/"), 422)
+    assert list(body["errors"]) == ["scheduled_at"]
+    past = problem(api.post(f"{URL}{created['id']}/schedule/", {"scheduled_at": "2020-01-01T10:00Z"}), 422)
+    assert past["errors"]["scheduled_at"] == ["Choose a time in the future, or start now."]
+    moved = api.post(f"{URL}{created['id']}/schedule/", {"scheduled_at": "2027-05-01T09:00"})
+    assert moved.json()["status"] == "scheduled" and moved.json()["scheduled_at"] == "2027-05-01T09:00:00Z"
+
+
+def test_a_time_the_clocks_skip_is_refused_next_to_the_field_in_the_callers_language(api, tenant_a):
+    _berlin(tenant_a)
+    template, customers = make_template(tenant_a), make_list(tenant_a, "L", ["a@example.com"])
+    body = {"name": "m", "template": str(template.public_id), "lists": [str(customers.public_id)]}
+    refused = problem(api.post(URL, {**body, "scheduled_at": "2027-03-28T02:30"}), 422)
+    assert refused["errors"]["scheduled_at"] == [
+        "There is no 02:30 on 28 Mar in Europe/Berlin: the clocks go forward then. "
+        "Choose another time, for example 03:30."
+    ]
+    russian = problem(api.post(URL, {**body, "scheduled_at": "2027-03-28T02:30"}, HTTP_ACCEPT_LANGUAGE="ru"), 422)
+    assert russian["errors"]["scheduled_at"][0].startswith("28 марта в поясе Europe/Berlin нет времени 02:30")
+    assert not Mailing.objects.exists()
+
+
+@pytest.mark.parametrize("typed", ["0001-01-01T00:00", "9999-12-31T23:59", "2027-02-30T10:00", "tomorrow", 5])
+def test_a_time_that_is_no_instant_is_refused_not_a_server_error(api, tenant_a, typed):
+    tenant_a.time_zone = "Asia/Kathmandu" if typed != "9999-12-31T23:59" else "America/Adak"
+    tenant_a.save(update_fields=["time_zone"])
+    template, customers = make_template(tenant_a), make_list(tenant_a, "L", ["a@example.com"])
+    body = {"name": "m", "template": str(template.public_id), "lists": [str(customers.public_id)]}
+    refused = problem(api.post(URL, {**body, "scheduled_at": typed}), 422)
+    assert list(refused["errors"]) == ["scheduled_at"]

@@ -6,6 +6,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from accounts.models import Tenant
+from accounts.timezones import zone_of
 
 from ..auth import ApiKeyAuthentication, HasScope, KeyRateThrottle
 from ..parsers import BoundedJSONParser
@@ -31,8 +32,10 @@ class ApiView(APIView):
         return self.request.auth.tenant
 
     def input(self, serializer_class, data=None) -> dict:
-        """The request's body checked for shape; refused with 422."""
-        serializer = serializer_class(data=self.request.data if data is None else data)
+        """The request's body checked for shape; refused with 422. A time
+        without an offset is read in the organisation's zone."""
+        context = {"zone": zone_of(self.tenant.time_zone)}
+        serializer = serializer_class(data=self.request.data if data is None else data, context=context)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 

@@ -1,6 +1,8 @@
 """Mailings: create one from a template and lists, start, pause, resume,
 cancel, and follow its progress, through the services the pages use."""
 
+from datetime import datetime
+
 from django.http import Http404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -21,7 +23,7 @@ from ..serializers import MailingActionSerializer, MailingSerializer, paged
 from .base import MAILINGS, READ, ApiView, service
 from .contacts import CURSOR, own_lists
 
-ACTIONS = ("start", "pause", "resume", "cancel")
+ACTIONS = ("start", "schedule", "unschedule", "pause", "resume", "cancel")
 
 
 def mailing_data(mailing: Mailing, progress: selectors.Progress | None = None) -> dict:
@@ -42,6 +44,7 @@ def mailing_data(mailing: Mailing, progress: selectors.Progress | None = None) -
             "started_at": mailing.started_at,
             "finished_at": mailing.finished_at,
             "resume_at": mailing.resume_at,
+            "scheduled_at": mailing.scheduled_at,
             "progress": {"total": progress.total, **counts},
         }
     ).data
@@ -89,7 +92,9 @@ class MailingCollection(ApiView):
             template = get_template(self.tenant, data["template"])
         except Http404:
             raise invalid({"template": [_("No such template.")]}) from None
-        mailing = Mailing(tenant=self.tenant, name=data["name"], template=template)
+        mailing = Mailing(
+            tenant=self.tenant, name=data["name"], template=template, scheduled_at=data.get("scheduled_at")
+        )
         service(
             services.mailing_save,
             mailing=mailing,
@@ -120,7 +125,8 @@ class MailingAction(ApiView):
     @idempotent
     def post(self, request, public_id, action):
         """start (202: its letters are being prepared; follow `preparing`
-        and `progress`), pause, resume or cancel."""
+        and `progress`), schedule (at `scheduled_at`: the body's, else the
+        mailing's), unschedule (back to a draft), pause, resume or cancel."""
         mailing = get_mailing(self.tenant, public_id)
         if action not in ACTIONS:
             raise Http404
@@ -132,10 +138,21 @@ class MailingAction(ApiView):
                 _refuse_rejected(mailing)
             service(services.mailing_start_async, mailing=mailing)
             code = status.HTTP_202_ACCEPTED
+        elif action == "schedule":
+            if not data["confirm_rejected"]:
+                _refuse_rejected(mailing)
+            service(services.mailing_schedule, mailing=mailing, at=_start_time(mailing, data.get("scheduled_at")))
+            code = status.HTTP_200_OK
         else:
             service(services.transition, mailing=mailing, action=action)
             code = status.HTTP_200_OK
         return Response(mailing_data(_mailings(self.tenant).get(pk=mailing.pk)), status=code)
+
+
+def _start_time(mailing: Mailing, given: datetime | None) -> datetime:
+    if given is None and mailing.scheduled_at is None:
+        raise invalid({"scheduled_at": [_("Say when it starts: an ISO 8601 time.")]})
+    return given or mailing.scheduled_at
 
 
 def _refuse_rejected(mailing: Mailing) -> None:
