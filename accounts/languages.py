@@ -22,16 +22,21 @@ if TYPE_CHECKING:
     from .models import Tenant, User
 
 CODES = frozenset(code for code, _ in settings.LANGUAGES)
+# Languages we lack whose readers read one we have: Russian is an official
+# language of Belarus, Kazakhstan and Kyrgyzstan, and browsers there often
+# ask for the national language alone. Ukrainian is left out on purpose: a
+# reader who asks for Ukrainian only gets English, unless they list Russian.
+READ_ALSO = {"be": "ru", "kk": "ru", "ky": "ru"}
 
 
 def supported(code: str | None) -> str | None:
-    """`code` ("ru", "ru-RU", "vi-vn") as one of LANGUAGES, or None."""
+    """`code` ("ru", "ru-RU", "vi-vn", "kk-KZ") as one of LANGUAGES, or None."""
     if not code:
         return None
     try:
         return get_supported_language_variant(code)
     except LookupError:
-        return None
+        return READ_ALSO.get(code.lower().split("-")[0])
 
 
 def for_request(request: HttpRequest) -> str:

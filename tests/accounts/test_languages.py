@@ -28,6 +28,26 @@ def test_the_browser_language_is_used_before_anything_is_chosen():
     assert page_language(Client(), accept_language="de-DE") == "en"
 
 
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("be", "ru"),  # Belarus, Kazakhstan, Kyrgyzstan: Russian is an official language too
+        ("kk-KZ,kk;q=0.9", "ru"),
+        ("ky", "ru"),
+        ("be-BY,en;q=0.5", "ru"),  # preferred to English, as Belarusian is
+        ("en-US,kk;q=0.5", "en"),
+        ("kk,vi;q=0.9", "ru"),
+        ("uk", "en"),  # Ukrainian readers are not sent to Russian
+        ("uk-UA,ru;q=0.8", "ru"),  # unless they ask for it
+        ("ru;q=0.9", "ru"),
+        ("vi-VN", "vi"),
+        ("*", "en"),
+    ],
+)
+def test_a_browser_language_we_lack_falls_back_to_the_one_its_readers_read(header, language):
+    assert page_language(Client(), accept_language=header) == language
+
+
 def test_a_choice_in_the_header_is_kept_before_signing_in():
     client = Client()
     client.post(reverse("accounts:language_set"), {"language": "vi", "next": "/accounts/login/"})
