@@ -181,4 +181,4 @@ def test_the_live_test_page_says_when_it_started_not_how_long_ago(servers, alice
     """The page updates itself without a reload: "0 minutes ago" would stay."""
     test = ConnectionTest.objects.create(tenant=tenant_a, server=servers[0])
     page = alice.client.get(reverse("servers:test", args=[test.public_id])).content.decode()
-    assert f">{timezone.localtime(test.created_at):%H:%M}</time>" in page and " ago</time>" not in page
+    assert f">today at {timezone.localtime(test.created_at):%H:%M}</time>" in page and " ago</time>" not in page
