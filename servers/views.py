@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
@@ -256,7 +257,8 @@ def _test_data(test) -> dict:
         "status": test.status,
         "status_label": test.get_status_display(),
         "finished": test.finished_at is not None,
-        "steps": test.steps,
+        # Each step's time also as the page writes numbers ("1 500"), for the script.
+        "steps": [{**step, "shown_ms": localize(step.get("ms") or 0)} for step in test.steps],
         "error": test.error,
         "hint": test.hint,
         "category": test.category,

@@ -267,7 +267,7 @@
         if (step.detail) body.appendChild(el("span", "test-step-detail break", String(step.detail)));
         li.appendChild(mark);
         li.appendChild(body);
-        li.appendChild(el("span", "test-step-ms", interpolate(gettext("%(ms)s ms"), {ms: Number(step.ms) || 0}, true)));
+        li.appendChild(el("span", "test-step-ms", interpolate(gettext("%(ms)s ms"), {ms: step.shown_ms || Number(step.ms) || 0}, true)));
         items.push(li);
       });
       if (!items.length && !finished) {

@@ -63,3 +63,20 @@ def test_the_bounce_mailbox_form_follows_the_protocol(page, live_server, alice):
     page.select_option("select[name=protocol]", "imap")
     assert (page.input_value("input[name=host]"), page.input_value("input[name=port]")) == ("mail.example.org", "993")
     assert not page.csp_errors
+
+
+@pytest.mark.parametrize(("language", "shown"), [("ru", "1\u00a0500 мс"), ("vi", "1.500 ms")])
+def test_a_steps_time_is_written_as_the_page_writes_numbers_after_a_poll(
+    page, live_server, alice, tenant_a, language, shown
+):
+    """The page drew "1 500 мс" and the poll's script redrew "1500 мс"."""
+    alice.user.language = language
+    alice.user.save(update_fields=["language"])
+    sign_in(page, alice, live_server)
+    step = {"name": "Connect", "ok": True, "ms": 1500, "detail": ""}
+    test = ConnectionTest.objects.create(tenant=tenant_a, server=make_server(tenant_a), status="running", steps=[step])
+    page.goto(f"{live_server.url}/servers/tests/{test.public_id}/")
+    assert page.inner_text(".test-step-ms") == shown
+    page.evaluate("document.querySelector('#test-steps li').setAttribute('data-drawn', '1')")
+    page.wait_for_selector("#test-steps li:not([data-drawn])", timeout=10_000)  # redrawn by a poll
+    assert page.inner_text(".test-step-ms") == shown
