@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from accounts import languages
 from accounts.models import Tenant, User
 from config import statements
 from servers.models import SmtpServer
@@ -218,18 +219,21 @@ def mailing_start_prepared(*, mailing_id: int, by_id: int | None = None) -> None
     """The start task's work: make the letters of a mailing whose start was
     asked for. Nothing happens for one that has started meanwhile (a task
     delivered twice), and a refusal is kept for the page to show."""
-    mailing = Mailing.objects.filter(pk=mailing_id, preparing_since__isnull=False).first()
+    mailing = Mailing.objects.filter(pk=mailing_id, preparing_since__isnull=False).select_related("tenant").first()
     if mailing is None:
         return
-    try:
-        mailing_start(mailing=mailing, by=User.objects.filter(pk=by_id).first() if by_id else None)
-    except ValidationError as exc:
-        mailing_start_failed(mailing_id=mailing_id, reason=" ".join(exc.messages))
+    # The refusal is read later by everyone in the organisation: in its language.
+    with languages.of_organisation(mailing.tenant.default_language):
+        try:
+            mailing_start(mailing=mailing, by=User.objects.filter(pk=by_id).first() if by_id else None)
+        except ValidationError as exc:
+            mailing_start_failed(mailing_id=mailing_id, reason=" ".join(exc.messages))
 
 
 def mailing_start_failed(*, mailing_id: int, reason: str) -> None:
     """A start that could not be prepared: a draft stays a draft with the
-    reason shown on its page; a scheduled mailing is cancelled with it."""
+    reason shown on its page; a scheduled mailing is cancelled with it. A
+    lazy `reason` is worded in the organisation's language."""
     with transaction.atomic():
         preparing = Mailing.objects.select_for_update().filter(
             pk=mailing_id, preparing_since__isnull=False, status__in=START_SOURCES
@@ -237,7 +241,9 @@ def mailing_start_failed(*, mailing_id: int, reason: str) -> None:
         mailing = preparing.first()
         if mailing is None:
             return  # it started after all
-        reason = reason[:300]
+        language = Tenant.objects.values_list("default_language", flat=True).get(pk=mailing.tenant_id)
+        with languages.of_organisation(language):
+            reason = str(reason)[:300]
         Mailing.objects.filter(pk=mailing.pk).update(preparing_since=None, start_error=reason, letter_count=0)
         mailing.preparing_since = None
         if mailing.status == S.SCHEDULED:
@@ -336,11 +342,12 @@ def start_due_mailings() -> int:
     start at the first tick after it is reactivated."""
     started = 0
     due = Mailing.objects.filter(status=S.SCHEDULED, scheduled_at__lte=timezone.now(), preparing_since=None)
-    for mailing in due.filter(tenant__status=Tenant.Status.ACTIVE):
-        try:
-            mailing_start_async(mailing=mailing)
-            started += 1
-        except ValidationError as exc:
-            if exc.code == "nobody":
-                transition(mailing=mailing, action="cancel", note=" ".join(exc.messages))
+    for mailing in due.filter(tenant__status=Tenant.Status.ACTIVE).select_related("tenant"):
+        with languages.of_organisation(mailing.tenant.default_language):  # the note is read by its members
+            try:
+                mailing_start_async(mailing=mailing)
+                started += 1
+            except ValidationError as exc:
+                if exc.code == "nobody":
+                    transition(mailing=mailing, action="cancel", note=" ".join(exc.messages))
     return started

@@ -11,7 +11,7 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from config import metrics
 
@@ -90,7 +90,8 @@ def start_mailing(mailing_id: int, by_id: int | None = None) -> None:
     try:
         mailings.mailing_start_prepared(mailing_id=mailing_id, by_id=by_id)
     except SoftTimeLimitExceeded:
-        reason = _("Preparing the letters took too long. Try again, or split the lists.")
+        # Lazy: worded in the organisation's language by mailing_start_failed.
+        reason = gettext_lazy("Preparing the letters took too long. Try again, or split the lists.")
         mailings.mailing_start_failed(mailing_id=mailing_id, reason=reason)
 
 

@@ -9,7 +9,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from mailing import dispatch, tasks
 from mailing import mailings as services
@@ -156,3 +156,52 @@ def test_a_due_scheduled_mailing_is_prepared_by_a_task_too(mailing, django_captu
 
 def test_another_tenant_cannot_read_the_state(charlie, mailing):
     assert charlie.client.get(url("live", mailing)).status_code == 404
+
+
+# A worker runs with no request: its language is LANGUAGE_CODE unless the
+# work chooses the organisation's, as background work must (README, Languages).
+RUSSIAN_NOBODY = "Некому отправлять: списки пусты или все адреса в стоп-листе."
+
+
+@pytest.fixture
+def russian(tenant_a):
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+
+
+def test_a_start_refused_in_the_worker_is_told_in_the_organisations_language(
+    russian, tenant_a, mailing, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as queued:
+        services.mailing_start_async(mailing=mailing)
+    for email in ADDRESSES:
+        suppress(tenant_a, email)
+    with translation.override("en"):
+        queued[0]()
+    mailing.refresh_from_db()
+    assert mailing.start_error == RUSSIAN_NOBODY
+
+
+def test_a_start_too_long_is_told_in_the_organisations_language(russian, mailing, monkeypatch):
+    Mailing.objects.filter(pk=mailing.pk).update(preparing_since=timezone.now(), letter_count=4)
+
+    def too_long(**kwargs):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(services, "mailing_start", too_long)
+    with translation.override("en"):
+        tasks.start_mailing(mailing.pk)
+    mailing.refresh_from_db()
+    assert mailing.start_error.startswith("Подготовка писем заняла слишком много времени")
+
+
+def test_a_scheduled_mailing_cancelled_at_its_time_says_why_in_the_organisations_language(
+    russian, tenant_a, mailing, django_capture_on_commit_callbacks
+):
+    Mailing.objects.filter(pk=mailing.pk).update(status=S.SCHEDULED, scheduled_at=timezone.now())
+    for email in ADDRESSES:
+        suppress(tenant_a, email)
+    with translation.override("en"), django_capture_on_commit_callbacks(execute=True):
+        assert services.start_due_mailings() == 0
+    mailing.refresh_from_db()
+    assert mailing.status == S.CANCELLED and mailing.events.get().note == RUSSIAN_NOBODY
