@@ -12,6 +12,8 @@
   that tenant's letters blocks it until staff clear it in the admin."""
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -19,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils.translation import gettext as _
 
+from accounts import languages
 from accounts.models import Tenant
 from config import metrics, statements
 from servers import events as server_events
@@ -126,11 +129,22 @@ def _escalate(base: timedelta, count: int, cap: timedelta) -> timedelta:
     return min(base * 2 ** min(max(count - 1, 0), 30), cap)
 
 
+@contextmanager
+def owners_language(server: SmtpServer) -> Iterator[None]:
+    """Why a server fails is stored for its organisation to read later, in
+    its language (a worker has none of its own); a platform server's, in
+    the platform's."""
+    owner = Tenant.objects.filter(pk=server.tenant_id) if server.tenant_id else Tenant.objects.none()
+    with languages.of_organisation(owner.values_list("default_language", flat=True).first()):
+        yield
+
+
 def server_failed(server: SmtpServer, exc: BaseException, *, now: datetime, disable: bool = False) -> None:
     """Authentication, blacklisting, a refused sender and broken rules take
     the server out until the tenant tests it again; connection-level
     trouble makes it rest a while."""
-    diagnosis = diagnose(exc, host=server.host, port=server.port, timeout=settings.DISPATCH_SMTP_TIMEOUT)
+    with owners_language(server):
+        diagnosis = diagnose(exc, host=server.host, port=server.port, timeout=settings.DISPATCH_SMTP_TIMEOUT)
     if disable or diagnosis.disables_server or diagnosis.category in ("rules", "host_refused"):
         disable_server(server, diagnosis.message, diagnosis.hint, now=now)
         return
@@ -191,9 +205,9 @@ def refusing(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now: datet
     if server.is_platform:
         rest_tenant(server, tenant, RestReason.REFUSALS, verdict.reply, now=now, block=block)
     elif block:
-        disable_server(
-            server, _("The server refuses mail from this sender or IP (%(reply)s).") % {"reply": verdict.reply}, now=now
-        )
+        with owners_language(server):
+            message = _("The server refuses mail from this sender or IP (%(reply)s).") % {"reply": verdict.reply}
+        disable_server(server, message, now=now)
     else:
         rest_server(server, RestReason.REFUSALS, verdict.reply, now=now)
 

@@ -3,13 +3,14 @@ waiting and resuming with a controlled clock, failures, and the From of the
 server that actually sends."""
 
 import asyncio
+import re
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from itertools import pairwise
 
 import pytest
 from django.db import connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from mailing import dispatch
 from mailing import mailings as services
@@ -388,3 +389,22 @@ def test_a_start_and_a_tick_queue_as_many_chains_as_the_letters_due_fill(
         DispatchChain.objects.create(mailing=mailing, slot=slot, until=now + timedelta(minutes=1))
     assert dispatch.needed_chain_slots(mailing.pk, now=now) == queued
     assert dispatch.needed_chain_slots(mailing.pk, now=now) == []  # now taken
+
+
+CYRILLIC = re.compile("[А-Яа-яЁё]")
+
+
+def test_a_failing_servers_diagnosis_is_written_in_its_organisations_language(tenant_a):
+    """The dispatcher runs in a worker with no language: a Russian
+    organisation read why its server fails, and how to fix it, in English."""
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    with smtp_server() as (c1, _), smtp_server() as (c2, _):
+        broken = make_server(tenant_a, name="Broken", port=c1.port, password="wrong")
+        good = make_server(tenant_a, name="Good", port=c2.port, priority=1)
+        mailing = start_mailing(tenant_a, [broken, good], 2)
+        with translation.override("en"):
+            assert run_until_settled(mailing, timezone.now()) == "done"
+    broken.refresh_from_db()
+    assert broken.health == Health.FAILING and "535" in broken.health_error
+    assert CYRILLIC.search(broken.health_error) and CYRILLIC.search(broken.health_hint), broken.health_error
