@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -79,10 +80,13 @@ class DeadlineExceeded(TimeoutError):
 
 
 def seconds_text(value: float) -> str:
-    """ "1 second", "2.5 seconds", in the tenant's language: the plural form
-    of a fraction is the one for 2 in every language we speak (секунды)."""
-    count = int(value) if value == int(value) else 2
-    return ngettext("%(seconds)s second", "%(seconds)s seconds", count) % {"seconds": f"{value:g}"}
+    """ "1 second", "2.5 seconds", in the tenant's language, its number as
+    the language writes one ("2,5 секунды"): the plural form of a fraction
+    is the one for 2 in every language we speak (секунды)."""
+    whole = value == int(value)
+    count = int(value) if whole else 2
+    number = localize(int(value) if whole else value)
+    return ngettext("%(seconds)s second", "%(seconds)s seconds", count) % {"seconds": number}
 
 
 class Deadline:

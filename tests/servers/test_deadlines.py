@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+from django.utils import translation
 
 from servers.connections import open_smtp
 from servers.deadlines import DeadlineExceeded
@@ -157,3 +158,13 @@ def test_without_a_deadline_each_read_still_waits_the_timeout_only():
         with Elapsed() as elapsed, pytest.raises(smtplib.SMTPServerDisconnected, match="timed out"):
             client.open()
     assert elapsed.seconds < 0.5 + MARGIN
+
+
+@pytest.mark.parametrize(("language", "within"), [("ru", "1,5 секунды"), ("vi", "1,5 giây"), ("en", "1.5 seconds")])
+def test_a_deadline_with_a_fraction_is_written_as_the_language_writes_numbers(tenant_a, language, within):
+    """ "1.5 секунды" had an English decimal point in Russian and Vietnamese."""
+    with silent_server() as port, pytest.raises(Exception) as caught:
+        open_smtp(make_server(tenant_a, port=port), timeout=1.5)
+    with translation.override(language):
+        message = diagnose(caught.value, host="127.0.0.1", port=port, timeout=1.5).message
+    assert within in message, message
