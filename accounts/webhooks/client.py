@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from servers import netguard
 from servers.connections import tls_context
+from servers.deadlines import seconds_text
 from servers.errors import server_words
 
 from . import targets
@@ -73,7 +74,7 @@ def post(url: str, payload: bytes, headers: dict[str, str], *, timeout: float) -
         body = response.read(READ_MAX)
     except (OSError, http.client.HTTPException) as exc:
         if time.monotonic() >= deadline - 0.05 or isinstance(exc, TimeoutError):
-            raise Failure(_("No answer within %(seconds)s seconds.") % {"seconds": f"{timeout:g}"}) from exc
+            raise Failure(_("No answer within %(within)s.") % {"within": seconds_text(timeout)}) from exc
         raise Failure(_describe(exc, target.host)) from exc
     finally:
         watchdog.cancel()

@@ -5,6 +5,7 @@ import json
 import math
 
 from django.conf import settings
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
@@ -13,10 +14,9 @@ from .problems import Problem
 
 
 def _too_large() -> Problem:
-    mb = settings.API_MAX_BODY_BYTES / 2**20
-    return Problem(
-        413, "too-large", _("Request too large"), _("The body may be at most %(mb)s MB.") % {"mb": f"{mb:g}"}
-    )
+    mb = round(settings.API_MAX_BODY_BYTES / 2**20, 2)
+    shown = localize(int(mb) if mb == int(mb) else mb)  # as the caller's language writes it: "1,5"
+    return Problem(413, "too-large", _("Request too large"), _("The body may be at most %(mb)s MB.") % {"mb": shown})
 
 
 class BoundedJSONParser(BaseParser):

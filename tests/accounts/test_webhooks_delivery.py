@@ -153,8 +153,19 @@ def test_a_slow_receiver_is_cut_off_at_the_timeout(tenant_a, receiver, committed
     emit(tenant_a, committed)
     assert time.monotonic() - started < 2.5
     attempt = WebhookAttempt.objects.get(delivery__endpoint=endpoint)
-    assert attempt.status_code is None and attempt.error == "No answer within 1 seconds."
+    assert attempt.status_code is None and attempt.error == "No answer within 1 second."
     assert 900 <= attempt.duration_ms < 2500
+
+
+def test_the_timeout_is_told_in_the_organisations_language_and_numbers(tenant_a, receiver, committed, settings):
+    """The number had an English decimal point ("1.5"), and English said "1 seconds"."""
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    settings.WEBHOOK_TIMEOUT = 1.5
+    endpoint = make_endpoint(tenant_a, receiver)
+    receiver.delay = 3.0
+    emit(tenant_a, committed)
+    assert WebhookAttempt.objects.get(delivery__endpoint=endpoint).error == "Нет ответа за 1,5 секунды."
 
 
 def test_nobody_listening_is_an_error_in_the_log_not_a_crash(tenant_a, committed, settings):

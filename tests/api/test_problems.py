@@ -65,6 +65,14 @@ def test_a_body_too_large_is_413_before_it_is_read(api, settings):
     assert body["type"] == "urn:postroute:problem:too-large"
 
 
+def test_the_body_limit_is_written_as_the_callers_language_writes_numbers(api, settings):
+    settings.API_MAX_BODY_BYTES = 3 * 2**19  # 1.5 MB
+    large = b'{"email": "' + b"a" * 2**21 + b'"}'
+    assert problem(api.post_raw(URL, large), 413)["detail"] == "The body may be at most 1.5 MB."
+    russian = problem(api.post_raw(URL, large, HTTP_ACCEPT_LANGUAGE="ru"), 413)
+    assert russian["detail"] == "Тело запроса может занимать не более 1,5 МБ."
+
+
 @pytest.mark.parametrize("cursor", ["%%%", "abc", "YzE6LTE", "YzI6NQ", "x" * 500])
 def test_a_bad_cursor_is_422(api, cursor):
     assert "cursor" in problem(api.get(URL, {"cursor": cursor}), 422)["errors"]
