@@ -134,6 +134,12 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             "allow_sender_substitution": gettext_lazy("Allow sender substitution"),
             "enabled": gettext_lazy("Enabled"),
         }
+        # As mailing.limits counts them: rolling, not the clock hour or the
+        # calendar day in the organisation's zone.
+        help_texts = {
+            "max_per_hour": gettext_lazy("Counted over the last 60 minutes, not the clock hour. Empty: no limit."),
+            "max_per_day": gettext_lazy("Counted over the last 24 hours, not the calendar day. Empty: no limit."),
+        }
         widgets = {
             "sender_email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "smtp"}),
         }
@@ -258,6 +264,12 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
             "login": gettext_lazy("Login"),
             "folder": gettext_lazy("Folder"),
             "enabled": gettext_lazy("Enabled"),
+        }
+        # As mailing.limits counts them: rolling, not the clock hour or the
+        # calendar day in the organisation's zone.
+        help_texts = {
+            "max_per_hour": gettext_lazy("Counted over the last 60 minutes, not the clock hour. Empty: no limit."),
+            "max_per_day": gettext_lazy("Counted over the last 24 hours, not the calendar day. Empty: no limit."),
         }
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "imap"})}
 

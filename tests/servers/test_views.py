@@ -182,3 +182,14 @@ def test_the_live_test_page_says_when_it_started_not_how_long_ago(servers, alice
     test = ConnectionTest.objects.create(tenant=tenant_a, server=servers[0])
     page = alice.client.get(reverse("servers:test", args=[test.public_id])).content.decode()
     assert f">today at {timezone.localtime(test.created_at):%H:%M}</time>" in page and " ago</time>" not in page
+
+
+def test_the_server_form_says_the_limits_roll_and_do_not_reset_at_midnight(alice):
+    """The limits code counts the last 60 minutes and the last 24 hours;
+    "Max letters per day" alone reads as a calendar day in the
+    organisation's zone, reset at midnight."""
+    alice.user.language = "ru"
+    alice.user.save(update_fields=["language"])
+    page = alice.client.get(reverse("servers:add")).content.decode()
+    assert "последние 24 часа, а не календарные сутки" in page
+    assert "последние 60 минут, а не час по часам" in page
