@@ -2,6 +2,7 @@
 send, then deciding what the mailing does when none could: finished,
 waiting until a known moment, or unable to send until someone acts."""
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ from .rows import Rows
 
 L = Letter.Status
 M = Mailing.Status
+W = Mailing.WaitReason
 
 
 def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
@@ -148,30 +150,38 @@ def _settle(mailing: Mailing, now: datetime, left: Left) -> str:
     if resume is None:
         _move(mailing, "block", resume_at=None)
         return "blocked"
-    _move(mailing, "wait", resume_at=resume)
+    _move(mailing, "wait", resume_at=resume.at, wait_reason=resume.reason)
     return "waiting"
 
 
-def resume_time(mailing: Mailing, now: datetime) -> datetime | None:
-    """The earliest moment a letter may go: a server's window frees room,
-    a resting server wakes, a tenant's rest ends, or a deferred letter
-    becomes due. None when no server can send without someone's action
-    (failing, disabled, blocked, a limit of 0): the mailing cannot send."""
+@dataclass(frozen=True)
+class Resume:
+    at: datetime
+    reason: str  # Mailing.WaitReason
+
+
+def resume_time(mailing: Mailing, now: datetime) -> Resume | None:
+    """The earliest moment a letter may go, and why then: a server's window
+    frees room (limits), a resting server wakes or a tenant's rest ends
+    (rest), or a deferred letter becomes due (retry). None when no server
+    can send without someone's action (failing, disabled, blocked, a limit
+    of 0): the mailing cannot send."""
     servers = [link.server for link in mailing.server_links.select_related("server")]
     holds = rests.tenant_rests(mailing.tenant_id, [s.pk for s in servers])
-    candidates, room_now = [], False
+    candidates: list[Resume] = []
+    room_now = False
     for server in servers:
         hold = holds.get(server.pk)
         if not server.is_usable or (hold and hold.blocked):
             continue
         if rests.resting(server, now):
-            candidates.append(server.backoff_until)
+            candidates.append(Resume(server.backoff_until, W.REST))
         elif hold and hold.holds(now):
-            candidates.append(hold.until)
+            candidates.append(Resume(hold.until, W.REST))
         elif (room := limits.next_room_at(server, mailing.tenant, now)) is None:
             room_now = True
         elif room != limits.NEVER:
-            candidates.append(room)
+            candidates.append(Resume(room, W.LIMITS))
     if not candidates and not room_now:
         return None
     due = (
@@ -181,8 +191,10 @@ def resume_time(mailing: Mailing, now: datetime) -> datetime | None:
         .first()
     )
     if due:
-        candidates.append(due)
-    return min(candidates) if candidates else now + timedelta(seconds=settings.DISPATCH_TICK)
+        candidates.append(Resume(due, W.RETRY))
+    if not candidates:
+        return Resume(now + timedelta(seconds=settings.DISPATCH_TICK), W.LIMITS)
+    return min(candidates, key=lambda resume: resume.at)
 
 
 def _move(mailing: Mailing, action: str, **fields: object) -> bool:

@@ -47,6 +47,17 @@ class Mailing(models.Model):
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
     resume_at = models.DateTimeField(_("resumes at"), null=True, blank=True)  # while waiting for limits
+
+    class WaitReason(models.TextChoices):
+        LIMITS = "limits", _("its servers' limits")
+        REST = "rest", _("its servers resting")
+        RETRY = "retry", _("letters to try again")
+
+    # What resume_at waits for (mailing.dispatch.run.resume_time): the
+    # page says it, where "waiting for limits" alone misled.
+    wait_reason = models.CharField(
+        _("waiting for"), max_length=6, choices=WaitReason.choices, default=WaitReason.LIMITS, blank=True
+    )
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
     subject = models.CharField(_("subject"), max_length=250, blank=True, validators=[no_control_chars])

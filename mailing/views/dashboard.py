@@ -433,7 +433,12 @@ def _waiting_text(mailing: Mailing, now: datetime) -> str:
         return ""
     if not mailing.resume_at:
         return _("Waiting for limits")
-    return _("Waiting for limits until %(when)s") % {"when": when(mailing.resume_at, now=now, zone=True)}
+    moment = {"when": when(mailing.resume_at, now=now, zone=True)}
+    if mailing.wait_reason == Mailing.WaitReason.REST:
+        return _("Waiting for its servers, which rest until %(when)s (see each server's notice)") % moment
+    if mailing.wait_reason == Mailing.WaitReason.RETRY:
+        return _("Waiting to try letters again %(when)s") % moment
+    return _("Waiting for limits until %(when)s") % moment
 
 
 def _finish_text(row: MailingRow, now: datetime) -> str:

@@ -84,3 +84,42 @@ def test_the_mailing_page_names_each_servers_reason_and_the_fix(alice, tenant_a)
     assert dispatch.run_mailing(mailing_id=mailing.pk) == "blocked"
     page = alice.client.get(reverse("mailings:detail", args=[mailing.public_id])).content.decode()
     assert "Cannot send" in page and "Yandex box: disabled" in page and "Enable it on the Servers page" in page
+
+
+@pytest.mark.parametrize("why", ["limits", "rest", "tenant rest", "retry"])
+def test_a_waiting_mailing_says_what_it_waits_for(tenant_a, why):
+    """ "Waiting for limits until 14:05" was said as well of a mailing whose
+    server rests after a provider's refusals or a connection trouble (a
+    tenant could raise its limits for nothing) and of one whose only
+    letters wait to be tried again."""
+    from mailing.models import Letter
+
+    now = timezone.now()
+    server = make_server(tenant_a, max_per_hour=1 if why == "limits" else None)
+    platform_rest = why == "tenant rest"
+    if platform_rest:
+        server = make_server(None, name="Platform", tenant_daily_quota=100)
+    mailing = start(tenant_a, [server], 2)
+    if why == "limits":
+        limits.reserve(server=server, tenant=tenant_a, wanted=1)
+    elif why == "rest":
+        SmtpServer.objects.filter(pk=server.pk).update(
+            backoff_until=now + timedelta(minutes=5), rest_reason=RestReason.CONNECTION, rest_reply="timed out"
+        )
+    elif platform_rest:
+        TenantRest.objects.create(
+            server=server, tenant=tenant_a, until=now + timedelta(minutes=5), reason=RestReason.REFUSALS, reply="451"
+        )
+    else:
+        Letter.objects.filter(mailing=mailing).update(
+            status=Letter.Status.DEFERRED, next_attempt_at=now + timedelta(minutes=5)
+        )
+    assert dispatch.run_mailing(mailing_id=mailing.pk, now=now) == "waiting"
+    (row,) = payload(tenant_a, now)["mailings"]
+    expected = {
+        "limits": "Waiting for limits until",
+        "rest": "Waiting for its servers, which rest until",
+        "tenant rest": "Waiting for its servers, which rest until",
+        "retry": "Waiting to try letters again ",
+    }[why]
+    assert row["waiting_text"].startswith(expected), row["waiting_text"]
