@@ -149,6 +149,15 @@ class MailingSerializer(serializers.Serializer):
     resume_at = serializers.DateTimeField(
         read_only=True, help_text=_("While waiting for limits: when sending resumes.")
     )
+    wait_reason = serializers.ChoiceField(
+        choices=["limits", "rest", "retry"],
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "While waiting: what for (limits: its servers' limits; rest: its servers resting after refusals "
+            "or connection trouble; retry: letters due to be tried again)."
+        ),
+    )
     scheduled_at = LocalDateTimeField(
         required=False,
         allow_null=True,

@@ -59,6 +59,22 @@ def test_pause_resume_cancel_follow_the_state_machine(api, tenant_a):
     problem(api.post(action + "explode/"), 404)
 
 
+def test_a_waiting_mailing_says_what_it_waits_for(api, tenant_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "L", ["a@example.com"])])
+    assert created["wait_reason"] is None
+    Mailing.objects.filter(public_id=created["id"]).update(
+        status=Mailing.Status.WAITING,
+        resume_at=timezone.now() + timedelta(minutes=5),
+        wait_reason=Mailing.WaitReason.REST,
+    )
+    assert api.get(f"{URL}{created['id']}/").json()["wait_reason"] == "rest"
+
+
 def test_a_start_with_nobody_to_send_to_is_refused(api, tenant_a):
     make_server(tenant_a)
     created = create(api, make_template(tenant_a), [make_list(tenant_a, "Empty")])

@@ -44,6 +44,7 @@ def mailing_data(mailing: Mailing, progress: selectors.Progress | None = None) -
             "started_at": mailing.started_at,
             "finished_at": mailing.finished_at,
             "resume_at": mailing.resume_at,
+            "wait_reason": mailing.wait_reason if mailing.status == Mailing.Status.WAITING else None,
             "scheduled_at": mailing.scheduled_at,
             "progress": {"total": progress.total, **counts},
         }
