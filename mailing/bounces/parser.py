@@ -197,6 +197,11 @@ class ParsedReport:
     subject: str = ""
     received_at: datetime | None = None
     headers_excerpt: str = ""
+    # The letter came back, not delivered (a failed DSN block, a report that
+    # is no delay warning), whatever its kind: a soft one too (a full
+    # mailbox, a server that gave up retrying after days, "Action: failed"
+    # with 4.4.1), which keeps the address but not the letter's "sent".
+    returned: bool = False
 
 
 @dataclass
@@ -278,7 +283,12 @@ def _report(
     recipients = (recipients or _text_recipients(text, ours))[:MAX_RECIPIENTS]
     status, diagnostic = _status_and_diagnostic(failed, text, recipients)
     quoted = f"{original}\n{text}"
+    if dsns:
+        returned = any(d.action.startswith(("fail", "error")) for d in failed)
+    else:
+        returned = not (DELAY_WORDS.search(text) or (temporary and not permanent))
     return ParsedReport(
+        returned=returned,
         kind=judge(status, diagnostic or text, delayed=delayed, permanent=bool(permanent), temporary=bool(temporary)),
         recipients=recipients,
         status=status,

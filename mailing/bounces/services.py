@@ -1,7 +1,8 @@
 """Recording a bounce report and applying it, once. A hard bounce marks
 the letter bounced and suppresses the address; a refusal (policy, spam,
-content) marks it bounced and keeps the address; a soft one is kept, and
-the address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
+content) marks it bounced and keeps the address; a soft one marks it
+bounced only when it came back (not a delay warning), keeps the address,
+and the address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
 BOUNCE_SOFT_WINDOW_DAYS. Only a report tied to its letter by what Postroute
 put on it is applied: an unconfirmed or unmatched one changes nothing.
 Which letter a report is about is matching's question; what a message says
@@ -93,6 +94,7 @@ def _create(
         source_key=source_key,
         letter=letter,
         kind=parsed.kind,
+        returned=parsed.returned,
         matched_by=matched_by,
         recipient=recipient[:254],
         status=parsed.status,
@@ -130,9 +132,16 @@ def _bounced(letter: Letter, reply: str) -> None:
 
 
 def _soft(report: BounceReport, letter: Letter) -> None:
+    """A delay warning leaves the letter sent (it may still arrive); a
+    letter that came back (a full mailbox, a server that gave up retrying)
+    is bounced. Either way the address stays, until the soft limit."""
     if letter.status != Letter.Status.BOUNCED:  # a hard bounce says more
-        letter.last_reply = _("Soft bounce: %(reason)s") % {"reason": _reason(report)}
-        letter.save(update_fields=["last_reply"])
+        reply = _("Soft bounce: %(reason)s") % {"reason": _reason(report)}
+        if report.returned:
+            _bounced(letter, reply)
+        else:
+            letter.last_reply = reply
+            letter.save(update_fields=["last_reply"])
     if soft_bounced_letters(tenant_id=letter.tenant_id, email=letter.email, until=report.received_at) >= soft_limit():
         _suppress(
             letter,

@@ -65,6 +65,8 @@ EXPECTED = {
     "gmail_over_quota.eml": (K.SOFT, R, "5.2.2", M.HEADER, "over quota"),
     "yandex_mailbox_full.eml": (K.SOFT, R, "5.2.2", M.HEADER, "Mailbox size limit exceeded"),
     "mailru_mailbox_full_bare_code.eml": (K.SOFT, R, "550", M.HEADER, "Ящик получателя переполнен"),
+    # a server that gave up retrying after days: "Action: failed" with a 4.x.x
+    "postfix_gave_up_connection_timed_out.eml": (K.SOFT, R, "4.4.1", M.HEADER, "Connection timed out"),
     # delays: "will retry"
     "greylisting_delayed.eml": (K.SOFT, R, "4.7.1", M.HEADER, "Greylisted"),
     "postfix_delayed_connection_timed_out.eml": (K.SOFT, R, "4.4.1", M.HEADER, "Connection timed out"),
@@ -97,6 +99,18 @@ EXPECTED = {
     "human_reply_russian_outlook.eml": (None, None, "", M.NONE, ""),
     # a challenge-response system asking the sender to prove a person sent it: not a bounce
     "challenge_response_verification.eml": (None, None, "", M.NONE, ""),
+}
+# Soft reports of letters that came back, not delivered: the letter is
+# bounced, the address kept. Every other soft one is a delay warning.
+RETURNED = {
+    "postfix_gave_up_connection_timed_out.eml",
+    "postfix_mailbox_full.eml",
+    "exim_mailbox_quota_exceeded.eml",
+    "qmail_mailbox_full.eml",
+    "office365_mailbox_full.eml",
+    "gmail_over_quota.eml",
+    "yandex_mailbox_full.eml",
+    "mailru_mailbox_full_bare_code.eml",
 }
 REPORTS = sorted(name for name, expected in EXPECTED.items() if expected[0] is not None)
 LEFT_IN_INBOX = sorted(name for name, expected in EXPECTED.items() if expected[0] in (None, K.AUTO_REPLY))
@@ -192,5 +206,8 @@ def _assert_outcome(name, expected, letter, tenant) -> None:
         assert suppression.reason == Suppression.Reason.HARD_BOUNCE, name
     elif kind == K.REFUSED:
         assert letter.status == Letter.Status.BOUNCED and suppression is None, name
-    else:  # soft once, auto-reply: recorded, not counted
-        assert letter.status == Letter.Status.SENT and suppression is None, name
+    elif name in RETURNED:  # soft, but the letter came back: bounced, the address kept
+        assert report.returned and letter.status == Letter.Status.BOUNCED and suppression is None, name
+        assert letter.last_reply.startswith("Soft bounce: ") and words in letter.last_reply, name
+    else:  # a delay warning, an auto-reply: recorded, the letter still sent
+        assert not report.returned and letter.status == Letter.Status.SENT and suppression is None, name
