@@ -113,33 +113,34 @@ def check_fields(sources: Mapping[str, str], *, known: set[str]) -> dict[str, li
 def render(source: str, context: Mapping[str, str], *, html: bool) -> str:
     """Substitute the placeholders. In HTML values are escaped; a name the
     context lacks (a custom field this contact has no value for) gives "".
-    A value inside a link, after its host (`?e={{ email }}`), is
-    percent-encoded first (_in_link). A source without line breaks (a
+    A value inside a link, after its host, is percent-encoded first
+    (_in_link): whole in the query or fragment (`?e={{ email }}`), its
+    link characters kept in the path. A source without line breaks (a
     subject) renders without any character a header refuses
     (servers.validators), each run of them made a space: contact data can
     neither add a header nor make the letter refused."""
     one_line, items = _parse(source)
     parts = []
-    for text, name, in_link in items:
+    for text, name, safe in items:
         if name is None:
             parts.append(text)
             continue
         value = _text(context.get(name)).replace("\x00", "")
         if one_line:
             value = header_text(value)
-        if in_link:
-            value = quote(value, safe="@")
+        if safe is not None:
+            value = quote(value, safe=safe)
         parts.append(escape(value) if html else value)
     return "".join(parts)
 
 
-Item = tuple[str, str | None, bool]
+Item = tuple[str, str | None, str | None]
 
 
 @lru_cache(maxsize=64)
 def _parse(source: str) -> tuple[bool, tuple[Item, ...]]:
-    """Whether `source` is one line, and its (literal text, None, False)
-    and ("", placeholder name, whether it sits in a link) in order; or the
+    """Whether `source` is one line, and its (literal text, None, None)
+    and ("", placeholder name, what stays unencoded in it: _in_link) in order; or the
     first problem raised. Cached: a mailing renders the same few sources
     for every letter."""
     items: list[Item] = []
@@ -147,7 +148,7 @@ def _parse(source: str) -> tuple[bool, tuple[Item, ...]]:
     word = ""  # the text since the last space or tag bracket, placeholders as "\x00"
     for kind, start, end in _tokens(source):
         if start > pos:
-            items.append((source[pos:start], None, False))
+            items.append((source[pos:start], None, None))
             word = _last_word(word, source[pos:start])
         if kind != "placeholder" or not NAME.fullmatch(name := _name(source, start, end)):
             raise RenderError(_message(source, kind, start, end, known=set()))
@@ -155,7 +156,7 @@ def _parse(source: str) -> tuple[bool, tuple[Item, ...]]:
         word = _last_word(word, "\x00")
         pos = end
     if pos < len(source):
-        items.append((source[pos:], None, False))
+        items.append((source[pos:], None, None))
     return LINE_BREAKS.search(source) is None, tuple(items)
 
 
@@ -174,21 +175,30 @@ def _last_word(word: str, text: str) -> str:
     return (word + text)[:WORD_LIMIT]
 
 
-def _in_link(word: str) -> bool:
-    """Whether a placeholder after `word` sits in a link's path, query or
-    fragment, where its value must be percent-encoded: a "+" in a query
-    reads as a space, and an "&" or "#" ends the value. A whole link
-    (href="{{ site }}"), a host (https://{{ sub }}.example) and a mailto
-    address are left as they are."""
+# In a query or a fragment a value is one parameter's: everything but "@"
+# encoded (a "+" reads as a space there, an "&" or "#" ends the value). In
+# a path it may be a piece of link ("sale/shoes?size=42"): only what a link
+# cannot hold (spaces, quotes, non-ASCII) is encoded.
+QUERY_SAFE = "@"
+PATH_SAFE = "/?#[]@!$&'()*+,;=:%~"
+
+
+def _in_link(word: str) -> str | None:
+    """What stays unencoded in a placeholder after `word`: None outside a
+    link's path, query or fragment. A whole link (href="{{ site }}"), a
+    host (https://{{ sub }}.example) and a mailto address are left as they
+    are."""
     if (attribute := LINK_ATTRIBUTE.match(word)) is not None:
         link = word[attribute.end() :]
     elif SCHEME.match(word) is not None:
         link = word
     else:
-        return False
+        return None
     if (scheme := SCHEME.match(link)) is not None:
         link = link[scheme.end() :]  # the scheme and the host: a mailto address, a host, is not encoded
-    return any(mark in link for mark in "/?#")
+    if "?" in link or "#" in link:
+        return QUERY_SAFE
+    return PATH_SAFE if "/" in link else None
 
 
 def _tokens(source: str) -> Iterator[tuple[str, int, int]]:
