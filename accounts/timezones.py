@@ -192,3 +192,13 @@ def zone_label(name: str) -> str:
     """ "Europe/Moscow (MSK)": a zone's name with its abbreviation now."""
     with timezone.override(zone_of(name)):
         return f"{zone_name(name)} ({zone_abbreviation()})"
+
+
+def zone_label_all_year(name: str) -> str:
+    """ "Europe/Berlin (CET/CEST)": a zone's name with the abbreviations it
+    has over the year, for a time that may fall in either half (a start
+    typed in December for June); "Europe/Moscow (MSK)" where it has one."""
+    year = timezone.now().year
+    with timezone.override(zone_of(name)):
+        names = [zone_abbreviation(datetime(year, month, 15, 12, tzinfo=UTC)) for month in (1, 7)]
+    return f"{zone_name(name)} ({'/'.join(dict.fromkeys(names))})"

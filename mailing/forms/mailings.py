@@ -4,7 +4,7 @@ from django.db.models import Case, Value, When
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
-from accounts.timezones import LocalDateTimeField, zone_label, zone_of
+from accounts.timezones import LocalDateTimeField, zone_label_all_year, zone_of
 from servers.models import SmtpServer
 
 from ..mailings import available_servers
@@ -77,7 +77,7 @@ class MailingForm(forms.ModelForm):
         scheduled.zone = zone_of(tenant.time_zone)
         scheduled.help_text = _(
             "Optional: start later by itself, at this time in %(zone)s. Empty: you start it by hand."
-        ) % {"zone": zone_label(tenant.time_zone)}
+        ) % {"zone": zone_label_all_year(tenant.time_zone)}
         servers = available_servers(tenant)
         self.server_order = [s.pk for s in servers]
         # Offered in the order they are tried, numbered.
