@@ -36,7 +36,9 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only, and few: str.isdigit() passes "²" and "٣", which
+    # int() refuses or reads, and int() refuses 4,300 digits and more.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_LIMIT))) or not 1 <= int(raw) <= MAX_LIMIT:
         raise invalid({"limit": [_("A whole number from 1 to %(max)s.") % {"max": MAX_LIMIT}]})
     return int(raw)
 

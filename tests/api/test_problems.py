@@ -78,8 +78,11 @@ def test_a_bad_cursor_is_422(api, cursor):
     assert "cursor" in problem(api.get(URL, {"cursor": cursor}), 422)["errors"]
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "1001", "ten", "1e3"])
+@pytest.mark.parametrize("limit", ["0", "-1", "1001", "ten", "1e3", "²", "١٢", "9" * 5000, "0" * 4999 + "5"])
 def test_a_bad_limit_is_422(api, limit):
+    """Digits that str.isdigit() passes but int() refuses (a superscript)
+    or reads as another script's, and more digits than int() converts,
+    were a 500."""
     assert "limit" in problem(api.get(URL, {"limit": limit}), 422)["errors"]
 
 
