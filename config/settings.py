@@ -194,6 +194,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",  # operations grouped by resource: contacts, lists, mailings…
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mailing.api.schema.document_problems"],
 }
 
 # Operations: /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`

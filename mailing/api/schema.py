@@ -1,8 +1,11 @@
 """The schema's description of our authentication (drf-spectacular finds
-this extension once it is imported: mailing.api.urls does)."""
+this extension once it is imported: mailing.api.urls does) and of our
+refusals (a postprocessing hook, SPECTACULAR_SETTINGS)."""
 
 from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+from .problems import CONTENT_TYPE
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -15,3 +18,39 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": gettext("An API key from Organisation settings → API keys: `Authorization: Bearer pr_…`."),
         }
+
+
+def _problem_schema() -> dict:
+    return {
+        "type": "object",
+        "description": gettext("An RFC 9457 problem: what was refused and why, in the request's language."),
+        "properties": {
+            "type": {"type": "string", "example": "urn:postroute:problem:validation"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "instance": {"type": "string"},
+            "errors": {
+                "type": "object",
+                "description": gettext("For refused fields: each field's path (contacts.3.email) and its messages."),
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "required": ["type", "title", "status", "detail", "instance"],
+    }
+
+
+def document_problems(result: dict, generator, request, public) -> dict:
+    """Every refusal is a problem document (README, "Errors"), whatever the
+    operation; the schema said nothing of them, so a client generated from
+    it could not read a 422's fields. Each operation now lists 4XX as one."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Problem"] = _problem_schema()
+    refusal = {
+        "description": gettext("Refused: a problem document (RFC 9457)."),
+        "content": {CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault("4XX", refusal)
+    return result

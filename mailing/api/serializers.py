@@ -30,6 +30,15 @@ class LocalDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError(exc.messages) from None
 
 
+class ListIdsField(serializers.ListField):
+    """A contact's lists by id, both ways: a request names the lists to
+    join, an answer names the lists it is in (so the schema shows it in
+    both, as the answers carry it)."""
+
+    def to_representation(self, data):
+        return [str(contact_list.public_id) for contact_list in data.all()]
+
+
 class ContactSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     email = serializers.CharField(max_length=254)
@@ -38,14 +47,9 @@ class ContactSerializer(serializers.Serializer):
     fields = serializers.DictField(
         child=serializers.CharField(max_length=contacts.MAX_VALUE_LENGTH, allow_blank=True), required=False
     )
-    lists = serializers.ListField(child=serializers.UUIDField(), max_length=100, required=False, write_only=True)
+    lists = ListIdsField(child=serializers.UUIDField(), max_length=100, required=False)
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["lists"] = [str(lst.public_id) for lst in instance.lists.all()]
-        return data
 
 
 class BulkContactSerializer(serializers.Serializer):
@@ -144,10 +148,10 @@ class MailingSerializer(serializers.Serializer):
     start_error = serializers.CharField(read_only=True)
     letter_count = serializers.IntegerField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
-    started_at = serializers.DateTimeField(read_only=True)
-    finished_at = serializers.DateTimeField(read_only=True)
+    started_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
     resume_at = serializers.DateTimeField(
-        read_only=True, help_text=_("While waiting for limits: when sending resumes.")
+        read_only=True, allow_null=True, help_text=_("While waiting for limits: when sending resumes.")
     )
     wait_reason = serializers.ChoiceField(
         choices=["limits", "rest", "retry"],
