@@ -25,6 +25,9 @@ def favicon(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(static("img/favicon.svg"))
 
 
+# Under /api/ a server error is a problem document too (mailing.api.problems).
+handler500 = "mailing.api.problems.server_error"
+
 urlpatterns = [
     path("", home, name="home"),
     path("accounts/", include("accounts.urls")),

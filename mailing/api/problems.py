@@ -3,9 +3,10 @@ application/problem+json with type, title, status, detail and instance,
 plus `errors` (field -> messages) when the input was refused."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -130,7 +131,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 @csrf_exempt  # a key's POST to a wrong path gets this problem, not the CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
-    """Any /api/v1/ path that names no resource (a bad id included)."""
+    """Any /api/ path that names no resource (a bad id included, another
+    version, a forgotten v1/)."""
     body = problem_body(
         status_code=404,
         slug="not-found",
@@ -139,3 +141,19 @@ def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
         instance=request.path,
     )
     return JsonResponse(body, status=404, content_type=CONTENT_TYPE)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's handler500. Under /api/ a problem document, as every other
+    answer there: a client reads JSON, and got our HTML error page. Elsewhere
+    the plain page, as before."""
+    if not request.path_info.startswith("/api/"):
+        return defaults.server_error(request)
+    body = problem_body(
+        status_code=500,
+        slug="server-error",
+        title=_("Something went wrong on our side."),
+        detail=_("We could not finish your request. The problem has been logged. Please try again in a few minutes."),
+        instance=request.path,
+    )
+    return JsonResponse(body, status=500, content_type=CONTENT_TYPE)

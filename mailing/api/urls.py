@@ -2,7 +2,7 @@
 view here answers to a key, not to a session: none needs a login."""
 
 from django.contrib.auth.decorators import login_not_required
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import schema  # noqa: F401 (registers the authentication's description)
@@ -43,4 +43,7 @@ urlpatterns = [
     path("v1/unsubscribes/", _key(feeds.UnsubscribeFeed), name="unsubscribes"),
     # Anything else under v1 (a malformed id too): a problem, not a page.
     path("v1/<path:rest>", login_not_required(not_found), name="not_found"),
+    # And under /api/ (another version, a forgotten v1/): the reference
+    # page and the schema without their slash still redirect (APPEND_SLASH).
+    re_path(r"^(?!docs$|schema$)(?P<rest>.*)$", login_not_required(not_found), name="not_found_outside_v1"),
 ]

@@ -187,3 +187,27 @@ def test_a_cursor_altered_by_hand_is_refused_and_one_given_before_still_works(ap
     # A cursor of the first form (the id alone), stored by a client before, still pages.
     legacy = base64.urlsafe_b64encode(f"c1:{number}".encode()).decode().rstrip("=")
     assert len(api.get("/api/v1/lists/", {"cursor": legacy}).json()["results"]) == 2
+
+
+@pytest.mark.parametrize("path", ["/api/", "/api/v2/contacts/", "/api/contacts/", "/api/v1"])
+def test_paths_under_api_outside_v1_are_404_problems_too(api, path):
+    """They got the site's HTML 404 page."""
+    assert problem(api.get(path), 404)["type"] == "urn:postroute:problem:not-found"
+
+
+def test_the_reference_and_the_schema_without_their_slash_still_redirect(api):
+    assert api.get("/api/docs").status_code == 301 and api.get("/api/schema").status_code == 301
+
+
+def test_a_server_error_under_the_api_is_a_problem_document(api, monkeypatch):
+    """A client reads JSON: it got the site's HTML error page. Pages keep it."""
+    from mailing.api.views.templates import TemplateCollection
+
+    def broken(view, request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(TemplateCollection, "get", broken)
+    api.client.raise_request_exception = False
+    body = problem(api.get("/api/v1/templates/", HTTP_ACCEPT_LANGUAGE="ru"), 500)
+    assert body["type"] == "urn:postroute:problem:server-error" and body["title"] == "У нас что-то пошло не так."
+    assert "a bug" not in str(body)
