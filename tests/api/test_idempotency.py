@@ -2,15 +2,20 @@
 body replay the first answer and do nothing again; the same key with
 another body is refused; keys are per API key; they last a day."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiIdempotency
+from mailing import contacts
 from mailing.models import ContactList
 
-from .conftest import make_api, problem
+from .conftest import Api, make_api, problem
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/lists/"
@@ -94,3 +99,36 @@ def test_a_claim_whose_request_died_is_taken_over(api, tenant_a):
     response = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="dead")
     assert response.status_code == 201
     assert ApiIdempotency.objects.get(key="dead").status == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_racing_on_postgresql_do_the_work_once(tenant_a, alice, monkeypatch):
+    """Two threads, two connections, the same key at once: one creates the
+    list, the other is told the first still runs; then a retry replays."""
+    create = contacts.list_create
+
+    def slow_create(**kwargs):
+        time.sleep(0.3)  # the second copy arrives while the first works
+        return create(**kwargs)
+
+    monkeypatch.setattr(contacts, "list_create", slow_create)
+    api = make_api(tenant_a, by=alice.user)
+    start, answers = threading.Barrier(2), []
+
+    def send():
+        try:
+            start.wait()
+            copy = Api(api.key, api.secret, Client())  # a client, and a connection, of its own
+            answers.append(copy.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="race"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(a.status_code for a in answers) == [201, 409]
+    assert ContactList.objects.filter(tenant=tenant_a).count() == 1
+    replay = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="race")
+    assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
