@@ -68,7 +68,7 @@ def _at(domain: str, *, subdomain: bool) -> Policy | None:
         policy=policy,
         adkim="s" if tags.get("adkim") == "s" else "r",
         aspf="s" if tags.get("aspf") == "s" else "r",
-        pct=int(pct) if pct.isdigit() and len(pct) <= 3 else 100,
+        pct=int(pct) if pct.isascii() and pct.isdigit() and len(pct) <= 3 else 100,  # "²".isdigit(): int() refuses it
         record=records[0],
     )
 

@@ -174,3 +174,12 @@ def test_a_record_too_long_for_udp_is_read_over_tcp(dns_checks):
 )
 def test_the_mechanism_goes_before_the_final_all_or_redirect(record, expected):
     assert with_mechanism(record, "ip4:1.2.3.4") == expected
+
+
+def test_a_dmarc_pct_of_digits_int_refuses_is_left_out_and_the_policy_holds(dns_checks):
+    """pct=² passed str.isdigit() and int() refused it: the check failed
+    as a whole ("unknown", an error logged at every look), so a p=reject
+    domain was not named and a start needed no "Send anyway". A pct that is
+    no number is left out, as RFC 7489 says: the policy applies in full."""
+    verdict = check(COMPANY, "news@superscript.test")
+    assert verdict.level == Level.REJECT
