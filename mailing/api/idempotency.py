@@ -39,6 +39,17 @@ def fingerprint(request) -> str:
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _text(value: str) -> str:
+    """The header as the client wrote it: a WSGI server gives its bytes
+    read as latin-1, so a key in UTF-8 (Cyrillic, Vietnamese) came as
+    other characters, some of them control ones, and counted its bytes.
+    Bytes that are no UTF-8 stay as they came."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
 def _checked(value: str) -> str:
     if not 0 < len(value) <= MAX_KEY or not value.isprintable():
         raise Problem(
@@ -99,7 +110,7 @@ def idempotent(handler: Callable) -> Callable:
         value = request.headers.get(HEADER)
         if value is None:
             return handler(view, request, *args, **kwargs)
-        claim = _claim(request, _checked(value), fingerprint(request))
+        claim = _claim(request, _checked(_text(value)), fingerprint(request))
         if isinstance(claim, Response):
             return claim
         try:

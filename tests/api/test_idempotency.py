@@ -87,6 +87,26 @@ def test_a_malformed_key_is_400(api, value):
     assert not ContactList.objects.exists()
 
 
+def as_a_server_gives_it(text: str) -> str:
+    """A header as a WSGI server puts it in the environ: its UTF-8 bytes
+    read as latin-1 (PEP 3333)."""
+    return text.encode().decode("latin-1")
+
+
+@pytest.mark.parametrize("key", ["ключ-1", "đơn-hàng-42", "注文-7", "ж" * 255])
+def test_a_key_in_any_language_is_a_key_of_as_many_characters(api, tenant_a, key):
+    """The README promises any string up to 255 characters; the header's
+    UTF-8 was read as latin-1, so a Cyrillic or Vietnamese key (bytes that
+    read as control characters) was refused as not printable, and a key of
+    255 letters counted twice its length."""
+    first = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY=as_a_server_gives_it(key))
+    again = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY=as_a_server_gives_it(key))
+    assert first.status_code == again.status_code == 201, first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert ApiIdempotency.objects.get().key == key
+    problem(api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY=as_a_server_gives_it(key + "ж" * 256)), 400)
+
+
 def test_a_claim_whose_request_died_is_taken_over(api, tenant_a):
     ApiIdempotency.objects.create(
         tenant=tenant_a,
