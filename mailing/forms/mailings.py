@@ -23,7 +23,7 @@ class ChoicesField(forms.ModelMultipleChoiceField):
         try:
             return super()._check_values(value)
         except OverflowError:
-            beyond = next((v for v in map(str, value) if v.isdigit() and int(v) > INTEGER_MAX), "")
+            beyond = next((v for v in map(str, value) if v.isascii() and v.isdigit() and int(v) > INTEGER_MAX), "")
             raise ValidationError(
                 self.error_messages["invalid_choice"], code="invalid_choice", params={"value": beyond}
             ) from None
