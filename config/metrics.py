@@ -9,6 +9,7 @@ their counts through prometheus_client's multiprocess mode when
 PROMETHEUS_MULTIPROC_DIR names a folder they all write (deploy/ sets it);
 without it each process counts for itself (development, tests)."""
 
+import logging
 import os
 import time
 from functools import cache
@@ -24,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+
+logger = logging.getLogger(__name__)
 
 LETTERS = Counter(
     "postroute_letters",
@@ -150,20 +153,41 @@ class StateCollector(Collector):
         "postroute_oldest_queued_letter_seconds",
         "postroute_servers_failing",
         "postroute_bounce_reader_lag_seconds",
+        "postroute_state_up",
     )
 
     def collect(self):
-        from config.health import queues
+        """Each source of state on its own: Redis or PostgreSQL down leaves
+        the counters and the other source's gauges scrapable (a 500 would
+        hide them when they matter most, and read as the web being down),
+        and postroute_state_up says which one failed."""
+        up = GaugeMetricFamily(
+            "postroute_state_up", "Whether the source of the state gauges answered the scrape.", labels=["source"]
+        )
+        for source, read in (("broker", _queue_depths), ("database", _database_gauges)):
+            try:
+                families = list(read())
+            except Exception as exc:  # any failure: that source's gauges are missing, its state_up is 0
+                logger.warning("The %s did not answer the metrics scrape: %s", source, type(exc).__name__)
+                families = []
+                up.add_metric([source], 0)
+            else:
+                up.add_metric([source], 1)
+            yield from families
+        yield up
 
-        from . import heartbeats
 
-        depth = GaugeMetricFamily("postroute_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
-        client = heartbeats.broker_redis()
-        if client is not None:
-            for queue in queues():
-                depth.add_metric([queue], client.llen(queue))
-        yield depth
-        yield from _database_gauges()
+def _queue_depths():
+    from config.health import queues
+
+    from . import heartbeats
+
+    depth = GaugeMetricFamily("postroute_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
+    client = heartbeats.broker_redis()
+    if client is not None:
+        for queue in queues():
+            depth.add_metric([queue], client.llen(queue))
+    yield depth
 
 
 def _database_gauges():

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
+from config import heartbeats
 from mailing import mailings as services
 from mailing.models import Mailing
 from tests.mailing.builders import make_list, make_template, run_until_settled
@@ -112,3 +113,20 @@ def test_the_exposition_names_no_version_or_secret(metrics_token, folder_broker)
     assert "postroute_dispatch_batch_seconds_bucket" in body and "postroute_letter_seconds_bucket" in body
     assert "postroute_import_seconds_bucket" in body and "postroute_http_request_seconds" in body
     assert not re.search(r"python_info|version=", body)
+
+
+def test_a_dead_broker_leaves_the_counters_scrapable(metrics_token, redis_broker, settings):
+    """Redis down is when the operator needs the letters' counters most: the
+    scrape still answers, without the queue depths, and says which source
+    of state failed (rather than a 500 that reads as the web being down)."""
+    before = scrape(metrics_token)
+    assert value(before, "postroute_state_up", source="broker") == 1
+    assert value(before, "postroute_state_up", source="database") == 1
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    heartbeats.broker_redis.cache_clear()
+    samples = scrape(metrics_token)
+    assert value(samples, "postroute_state_up", source="broker") == 0
+    assert value(samples, "postroute_state_up", source="database") == 1
+    assert not [key for key in samples if key[0] == "postroute_queue_depth"]
+    assert ("postroute_servers_failing", ()) in samples
+    assert ("postroute_dispatch_batch_seconds_count", ()) in samples
