@@ -30,6 +30,11 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "dev-only-key-never-use-in-production-0123456789abcdefghijklmnop"
+# Previous SECRET_KEYs (comma-separated) that still verify what they signed:
+# after a rotation the unsubscribe links in letters already delivered, the
+# sessions and the pending verification and reset links keep working. New
+# signatures use SECRET_KEY only; drop an old key once its links may expire.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
