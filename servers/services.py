@@ -298,7 +298,9 @@ def _fail_unfinished(tests: QuerySet[ConnectionTest], error: str) -> int:
 
 def rotate_secrets() -> int:
     """Re-encrypt every stored password, and the webhooks' signing secrets,
-    with the newest key."""
+    with the newest key. Runs beside a live platform: a row is written only
+    if it still holds the token read, so a secret a tenant saved meanwhile
+    (already under the newest key) is never replaced by the old one."""
     from accounts.models import WebhookEndpoint
 
     from . import crypto
@@ -307,8 +309,7 @@ def rotate_secrets() -> int:
     for model, column in ((SmtpServer, "password_encrypted"), (BounceMailbox, "password_encrypted"),
                           (WebhookEndpoint, "secret_encrypted")):  # fmt: skip
         for pk, token in model.objects.exclude(**{column: ""}).values_list("pk", column):
-            model.objects.filter(pk=pk).update(**{column: crypto.rotate(token)})
-            count += 1
+            count += model.objects.filter(pk=pk, **{column: token}).update(**{column: crypto.rotate(token)})
     return count
 
 

@@ -84,3 +84,25 @@ def test_a_typed_password_survives_a_form_error_and_a_stored_one_is_never_shown(
     server = make_server(alice.user.memberships.get().tenant, host="8.8.8.8", port=465, security="ssl", password=SECRET)
     page = alice.client.post(reverse("servers:edit", args=[server.public_id]), {**data, "password": ""})
     assert page.status_code == 400 and SECRET not in page.content.decode()
+
+
+def test_rotation_never_puts_back_a_password_changed_meanwhile(tenant_a, settings, monkeypatch):
+    """rotate_secrets runs on a live platform: a tenant who saves a new
+    password while it works keeps the new one, not the old one re-encrypted."""
+    from servers import crypto
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.SECRETS_ENCRYPTION_KEYS = [old]
+    server = make_server(tenant_a, password=SECRET)
+    settings.SECRETS_ENCRYPTION_KEYS = [new, old]
+    rotate = crypto.rotate
+
+    def tenant_saves_meanwhile(token: str) -> str:
+        changed = SmtpServer.objects.get(pk=server.pk)
+        changed.set_password("changed-" + SECRET)
+        changed.save()
+        return rotate(token)
+
+    monkeypatch.setattr(crypto, "rotate", tenant_saves_meanwhile)
+    call_command("rotate_secrets")
+    assert SmtpServer.objects.get(pk=server.pk).get_password() == "changed-" + SECRET
