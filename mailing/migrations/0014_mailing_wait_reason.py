@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='mailing',
             name='wait_reason',
-            field=models.CharField(blank=True, choices=[('limits', "its servers' limits"), ('rest', 'its servers resting'), ('retry', 'letters to try again')], default='limits', max_length=6, verbose_name='waiting for'),
+            field=models.CharField(blank=True, choices=[('limits', "its servers' limits"), ('rest', 'its servers resting'), ('retry', 'letters to try again')], db_default='limits', default='limits', max_length=6, verbose_name='waiting for'),
         ),
     ]

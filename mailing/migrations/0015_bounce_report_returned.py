@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='bouncereport',
             name='returned',
-            field=models.BooleanField(default=False, verbose_name='returned'),
+            field=models.BooleanField(db_default=False, default=False, verbose_name='returned'),
         ),
     ]

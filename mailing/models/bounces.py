@@ -54,8 +54,9 @@ class BounceReport(models.Model):
     # Where the message was read: "imap:<folder>:<uidvalidity>:<uid>" or
     # "pop3:<uidl>". Unique per mailbox, so a message is never counted twice.
     # The letter came back, not delivered (mailing.bounces.parser): a soft
-    # one too marks its letter bounced, and keeps the address.
-    returned = models.BooleanField(_("returned"), default=False)
+    # one too marks its letter bounced, and keeps the address. The default
+    # stays in the database for the previous release's INSERTs.
+    returned = models.BooleanField(_("returned"), default=False, db_default=False)
     source_key = models.CharField(_("source key"), max_length=400)
     letter = models.ForeignKey(
         Letter,

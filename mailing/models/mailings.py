@@ -54,9 +54,16 @@ class Mailing(models.Model):
         RETRY = "retry", _("letters to try again")
 
     # What resume_at waits for (mailing.dispatch.run.resume_time): the
-    # page says it, where "waiting for limits" alone misled.
+    # page says it, where "waiting for limits" alone misled. The default
+    # stays in the database too, for the previous release's INSERTs while a
+    # deploy migrates (tests/ops/test_migration_safety.py).
     wait_reason = models.CharField(
-        _("waiting for"), max_length=6, choices=WaitReason.choices, default=WaitReason.LIMITS, blank=True
+        _("waiting for"),
+        max_length=6,
+        choices=WaitReason.choices,
+        default=WaitReason.LIMITS,
+        db_default=WaitReason.LIMITS,
+        blank=True,
     )
     # The template as it was at start: later edits of the template do not
     # change a started mailing's letters.
