@@ -297,28 +297,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-elif DB_POOL_SIZE := env.int("DB_POOL_SIZE", default=0):
-    # A process of many threads (the dispatch worker: one thread a SMTP
-    # conversation) shares this many sessions: a thread holds one only
-    # while it talks to the database, never across a SMTP round trip.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooled sessions are kept by the pool
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": DB_POOL_SIZE,
-        "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
-    }
-    if env.bool("DB_PREPARED_STATEMENTS", default=True):
-        # The dispatcher's statements (config.statements) are planned once a
-        # session, after 5 runs. Only in this process: with a threshold psycopg
-        # also counts every other query it runs, its text with its values
-        # (a hundred of them a session), which a bulk import's would make
-        # megabytes. Off behind a pooler that cannot keep prepared statements
-        # (PgBouncer in transaction mode before 1.21).
-        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A PostgreSQL that takes the connection and then says nothing (a host
+    # half-down, a failover) is a failure after this many seconds, not a
+    # wait without end: /readyz answers 503 and requests fail instead of
+    # holding every web worker. A connect_timeout in DATABASE_URL wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5)
+    )
+    if DB_POOL_SIZE := env.int("DB_POOL_SIZE", default=0):
+        # A process of many threads (the dispatch worker: one thread a SMTP
+        # conversation) shares this many sessions: a thread holds one only
+        # while it talks to the database, never across a SMTP round trip.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # pooled sessions are kept by the pool
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+        }
+        if env.bool("DB_PREPARED_STATEMENTS", default=True):
+            # The dispatcher's statements (config.statements) are planned once a
+            # session, after 5 runs. Only in this process: with a threshold psycopg
+            # also counts every other query it runs, its text with its values
+            # (a hundred of them a session), which a bulk import's would make
+            # megabytes. Off behind a pooler that cannot keep prepared statements
+            # (PgBouncer in transaction mode before 1.21).
+            DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
