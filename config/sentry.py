@@ -2,7 +2,9 @@
 the request id as a tag. No SMTP or IMAP password and no letter body may
 leave: request bodies are never sent, local variables neither, and
 before_send blanks every value under a sensitive key anywhere in the
-event."""
+event. Nor may the tenants' contacts' addresses (PostgreSQL names the
+duplicate in a unique violation, a log line its recipient): every address
+in any text of the event becomes ADDRESS."""
 
 import re
 from typing import Any
@@ -18,6 +20,10 @@ SENSITIVE = re.compile(
     re.IGNORECASE,
 )
 FILTERED = "[Filtered]"
+# An address as it appears in a message, a query string (%40) or a
+# PostgreSQL detail, in any script (иван@пример.рф).
+EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
+ADDRESS = "[address]"
 
 
 def scrub(value: Any) -> Any:
@@ -25,6 +31,17 @@ def scrub(value: Any) -> Any:
         return {k: FILTERED if isinstance(k, str) and SENSITIVE.search(k) else scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
+    return value
+
+
+def without_addresses(value: Any) -> Any:
+    """Every string anywhere in value, with its email addresses replaced."""
+    if isinstance(value, str):
+        return EMAIL.sub(ADDRESS, value)
+    if isinstance(value, dict):
+        return {k: without_addresses(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_addresses(v) for v in value]
     return value
 
 
@@ -41,7 +58,7 @@ def before_send(event: dict, hint: dict) -> dict:
     ids = requestids.current()
     if ids.get("request_id"):
         event.setdefault("tags", {})["request_id"] = ids["request_id"]
-    return event
+    return without_addresses(event)
 
 
 def init(*, dsn: str, environment: str, traces_sample_rate: float, **options: Any) -> None:
@@ -54,5 +71,6 @@ def init(*, dsn: str, environment: str, traces_sample_rate: float, **options: An
         include_local_variables=False,
         max_request_body_size="never",
         before_send=before_send,
+        before_breadcrumb=lambda crumb, hint: without_addresses(crumb),
         **options,
     )

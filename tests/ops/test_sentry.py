@@ -85,3 +85,37 @@ def test_before_send_blanks_sensitive_keys_and_request_bodies():
     assert cleaned["request"]["headers"]["Authorization"] == FILTERED
     assert cleaned["extra"]["nested"] == [{"password": FILTERED, "host": "smtp.example.com"}]
     assert "vars" not in cleaned["exception"]["values"][0]["stacktrace"]["frames"][0]
+
+
+ADDRESS_SCRIPT = """
+import logging, django, sentry_sdk
+django.setup()
+from django.db import IntegrityError, connection
+
+with connection.cursor() as cursor:
+    cursor.execute("CREATE TEMP TABLE contact (email text UNIQUE)")
+    cursor.execute("INSERT INTO contact VALUES ('ivan.petrov@example.com')")
+    try:
+        cursor.execute("INSERT INTO contact VALUES ('ivan.petrov@example.com')")
+    except IntegrityError:
+        sentry_sdk.capture_exception()
+logging.getLogger("mailing").error("The letter to %s failed", "иван@пример.рф")
+sentry_sdk.flush(5)
+"""
+
+
+@pytest.mark.django_db
+def test_an_error_reaches_sentry_without_the_addresses_it_names(fake_sentry):
+    """PostgreSQL names the duplicate address in a unique violation's detail,
+    a log line names a recipient: the error and the line go to Sentry, the
+    addresses (personal data of the tenants' contacts) do not."""
+    from tests.helpers import database_url
+
+    env = production_env(SENTRY_DSN=fake_sentry, DATABASE_URL=database_url())
+    result = subprocess.run([sys.executable, "-c", ADDRESS_SCRIPT], cwd=ROOT, env=env, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    payload = b"".join(Receiver.received).decode("utf-8", "replace")
+    assert "UniqueViolation" in payload or "IntegrityError" in payload
+    assert "The letter to" in payload
+    assert "ivan.petrov" not in payload and "example.com" not in payload
+    assert "иван" not in payload and "\\u0438\\u0432\\u0430\\u043d" not in payload
