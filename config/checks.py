@@ -17,6 +17,19 @@ def _is_local(host: str) -> bool:
     return host in LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
 
 
+def _not_fernet_keys(keys: Sequence[str]) -> list[int]:
+    """The 1-based positions of the keys Fernet refuses (never the keys)."""
+    from cryptography.fernet import Fernet
+
+    bad = []
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            bad.append(number)
+    return bad
+
+
 @register(Tags.security, deploy=True)
 def production_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: object) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
@@ -50,6 +63,15 @@ def production_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs
         "Generate one with `python -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())'` and keep it apart from the database backups.",
         4,
+    )
+    bad_keys = _not_fernet_keys(settings.SECRETS_ENCRYPTION_KEYS)
+    refuse(
+        bool(bad_keys),
+        f"SECRETS_ENCRYPTION_KEYS: key number {', '.join(map(str, bad_keys))} is not a Fernet key (32 bytes in "
+        "URL-safe base64): the first password a tenant saves would fail.",
+        "Generate one with `python -c 'from cryptography.fernet import Fernet; "
+        "print(Fernet.generate_key().decode())'`.",
+        7,
     )
     refuse(
         _is_local(settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(" >").lower()),

@@ -38,3 +38,12 @@ def test_private_hosts_in_saas_fail_the_deploy_check():
     assert result.returncode != 0 and "ops.E006" in result.stderr
     without = deploy_env(DEBUG="1", SERVERS_ALLOW_PRIVATE_HOSTS="0")
     assert "ops.E006" not in manage("check", "--deploy", env=without).stderr
+
+
+@pytest.mark.parametrize("keys", ["change-me-a-fernet-key", "bWFkZS11cC1mZXJuZXQta2V5LWZvci10ZXN0cy0wMDA=,oops"])
+def test_an_encryption_key_that_is_not_a_fernet_key_fails_the_deploy_check(keys):
+    """The example environment file's placeholder, left in: the platform
+    would start and fail on the first SMTP password a tenant saves."""
+    result = manage("check", "--deploy", env=deploy_env(SECRETS_ENCRYPTION_KEYS=keys))
+    assert result.returncode != 0 and "ops.E007" in result.stderr
+    assert "oops" not in result.stderr and "change-me" not in result.stderr  # never echoes a key
