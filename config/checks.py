@@ -9,6 +9,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
+METRICS_TOKEN_MIN_LENGTH = 32
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}  # noqa: S104 - names compared, nothing bound
 
 
@@ -72,6 +73,13 @@ def production_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs
         "Generate one with `python -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())'`.",
         7,
+    )
+    token = settings.METRICS_TOKEN
+    refuse(
+        bool(token) and (len(token) < METRICS_TOKEN_MIN_LENGTH or "change-me" in token.lower()),
+        "METRICS_TOKEN is a placeholder or shorter than 32 characters: anyone who guesses it reads the metrics.",
+        "Generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or leave it empty.",
+        8,
     )
     refuse(
         _is_local(settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip(" >").lower()),

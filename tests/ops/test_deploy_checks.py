@@ -47,3 +47,13 @@ def test_an_encryption_key_that_is_not_a_fernet_key_fails_the_deploy_check(keys)
     result = manage("check", "--deploy", env=deploy_env(SECRETS_ENCRYPTION_KEYS=keys))
     assert result.returncode != 0 and "ops.E007" in result.stderr
     assert "oops" not in result.stderr and "change-me" not in result.stderr  # never echoes a key
+
+
+@pytest.mark.parametrize("token", ["change-me-a-long-random-token", "short-token"])
+def test_a_placeholder_or_short_metrics_token_fails_the_deploy_check(token):
+    """The example file's METRICS_TOKEN is public: left in, anyone scrapes."""
+    result = manage("check", "--deploy", env=deploy_env(METRICS_TOKEN=token))
+    assert result.returncode != 0 and "ops.E008" in result.stderr
+    assert token not in result.stderr
+    fine = manage("check", "--deploy", env=deploy_env(METRICS_TOKEN="Vq7" * 12))
+    assert "ops.E008" not in fine.stderr
