@@ -11,6 +11,7 @@ without it each process counts for itself (development, tests)."""
 
 import logging
 import os
+import socket
 import time
 from functools import cache
 
@@ -22,11 +23,25 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 logger = logging.getLogger(__name__)
+
+# A process's files in the shared folder are named by host and pid, not pid
+# alone: in compose every container's first process is pid 1, and two
+# processes writing one file would corrupt each other's counts.
+_HOST = socket.gethostname().replace("_", "-")  # "_" separates the parts of a file's name
+
+
+def _process_id() -> str:
+    return f"{_HOST}-{os.getpid()}"
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
 
 LETTERS = Counter(
     "postroute_letters",
