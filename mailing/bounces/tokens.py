@@ -5,14 +5,17 @@ and names the letter even when it quotes nothing of the original.
 The token is the letter's public id (base32, 26 characters) and an HMAC of
 it (8 characters, 40 bits) under the installation's secret: only Postroute
 can make one, so a report cannot name a letter it was not about by
-guessing. Lower-case letters and digits only: mail systems may lower-case
-a local part, and none rewrites these."""
+guessing; a token made under a previous SECRET_KEY still reads while that
+key is in SECRET_KEY_FALLBACKS (reports come back for days). Lower-case
+letters and digits only: mail systems may lower-case a local part, and none
+rewrites these."""
 
 import base64
 import hmac
 import re
 import uuid
 
+from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 SALT = "postroute.bounces.envelope-token"
@@ -37,7 +40,9 @@ def read(token: str) -> uuid.UUID | None:
         public_id = uuid.UUID(bytes=base64.b32decode(token[:ID_CHARS].upper() + "======"))
     except (ValueError, TypeError):
         return None
-    return public_id if hmac.compare_digest(_mac(public_id), token[ID_CHARS:]) else None
+    given = token[ID_CHARS:]
+    keys = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    return public_id if any(hmac.compare_digest(_mac(public_id, key), given) for key in keys) else None
 
 
 def address(mailbox: str, public_id: uuid.UUID) -> str:
@@ -47,8 +52,8 @@ def address(mailbox: str, public_id: uuid.UUID) -> str:
     return f"{tagged}@{domain}" if local and len(tagged) <= MAX_LOCAL_PART else mailbox
 
 
-def _mac(public_id: uuid.UUID) -> str:
-    return _b32(salted_hmac(SALT, public_id.bytes, algorithm="sha256").digest()[:5])
+def _mac(public_id: uuid.UUID, secret: str | None = None) -> str:
+    return _b32(salted_hmac(SALT, public_id.bytes, secret=secret, algorithm="sha256").digest()[:5])
 
 
 def _b32(data: bytes) -> str:

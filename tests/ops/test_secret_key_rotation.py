@@ -25,3 +25,20 @@ def test_a_link_signed_with_the_previous_key_still_unsubscribes(tmp_path):
     result = read_in_production(token, tmp_path, SECRET_KEY_FALLBACKS=f"{OLD_KEY},unused-older-key-{'x' * 40}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "(7, 'ivan@example.com')"
+
+
+def test_a_bounce_of_a_letter_sent_before_the_rotation_still_names_it(settings):
+    """Reports come back for days: the envelope token of a letter sent under
+    the previous key still names the letter (mailing.bounces.tokens)."""
+    import uuid
+
+    from mailing.bounces import tokens
+
+    public_id = uuid.uuid4()
+    settings.SECRET_KEY = OLD_KEY
+    token = tokens.make(public_id)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
+    assert tokens.read(token) == public_id
+    assert tokens.read(tokens.make(public_id)) == public_id
+    settings.SECRET_KEY_FALLBACKS = []
+    assert tokens.read(token) is None  # a key dropped from the fallbacks signs nothing any more
