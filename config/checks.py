@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
+from django.http.request import validate_host
 
 METRICS_TOKEN_MIN_LENGTH = 32
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}  # noqa: S104 - names compared, nothing bound
@@ -64,6 +65,14 @@ def production_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs
         "Generate one with `python -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())'` and keep it apart from the database backups.",
         4,
+    )
+    site_host = urlsplit(settings.SITE_URL).hostname or ""
+    refuse(
+        bool(site_host) and not validate_host(site_host, settings.ALLOWED_HOSTS),
+        f"SITE_URL's host {site_host!r} is not in ALLOWED_HOSTS: every unsubscribe, verification and reset link "
+        "in letters would be answered with 400.",
+        f"Add {site_host} to ALLOWED_HOSTS.",
+        9,
     )
     bad_keys = _not_fernet_keys(settings.SECRETS_ENCRYPTION_KEYS)
     refuse(

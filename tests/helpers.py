@@ -41,6 +41,7 @@ def production_env(**extra: str) -> dict[str, str]:
 # What a real installation sets, so that `check --deploy` passes (config/checks.py).
 DEPLOY_SETTINGS = {
     "SITE_URL": "https://postroute.example.com",
+    "ALLOWED_HOSTS": "postroute.example.com,127.0.0.1,localhost",
     "DATABASE_URL": "postgres://postroute:secret@db.example.com:5432/postroute",
     "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
     "SECRETS_ENCRYPTION_KEYS": "bWFkZS11cC1mZXJuZXQta2V5LWZvci10ZXN0cy0wMDA=",

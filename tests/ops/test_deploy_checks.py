@@ -57,3 +57,12 @@ def test_a_placeholder_or_short_metrics_token_fails_the_deploy_check(token):
     assert token not in result.stderr
     fine = manage("check", "--deploy", env=deploy_env(METRICS_TOKEN="Vq7" * 12))
     assert "ops.E008" not in fine.stderr
+
+
+def test_a_site_url_the_site_does_not_answer_to_fails_the_deploy_check():
+    """ALLOWED_HOSTS left at its default (localhost): every unsubscribe and
+    verification link in letters would end on a 400."""
+    result = manage("check", "--deploy", env=deploy_env(ALLOWED_HOSTS="localhost,127.0.0.1"))
+    assert result.returncode != 0 and "ops.E009" in result.stderr
+    fine = deploy_env(ALLOWED_HOSTS=".example.com")
+    assert "ops.E009" not in manage("check", "--deploy", env=fine).stderr
