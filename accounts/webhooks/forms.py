@@ -9,7 +9,7 @@ class EndpointForm(forms.Form):
     url = forms.CharField(
         label=_("URL"),
         max_length=500,
-        widget=forms.URLInput(attrs={"placeholder": "https://crm.example.com/postroute/events", "inputmode": "url"}),
+        widget=forms.URLInput(attrs={"placeholder": "https://crm.example.com/hooks", "inputmode": "url"}),
         help_text=_("We POST each event here as JSON. Redirects are not followed."),
     )
     description = forms.CharField(label=_("Description"), max_length=150, required=False)

@@ -88,6 +88,17 @@ OVERFLOW = """() => {
     const r = field.getBoundingClientRect();
     if (r.width > 0 && r.width < 96 && field.checkVisibility()) note(field);
   }
+  // A placeholder that is a field's only visible label, cut off by the field.
+  const pen = document.createElement('canvas').getContext('2d');
+  for (const field of document.querySelectorAll('input[placeholder], textarea[placeholder]')) {
+    const style = getComputedStyle(field);
+    if (!field.checkVisibility() || field.value) continue;
+    pen.font = getComputedStyle(field, '::placeholder').font;
+    const room = field.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    if (pen.measureText(field.placeholder).width > room + 1) {
+      squeezed.push(name(field) + ' placeholder cut: "' + field.placeholder + '"');
+    }
+  }
   const words = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let t = words.nextNode(); t; t = words.nextNode()) {
     const box = t.parentElement;
