@@ -3,8 +3,9 @@ up, the code step, the unsubscribe link) and the error pages (403, 404,
 413), laid out in Chromium in Russian and Vietnamese at 375 and 1400 px
 with long data on them: a long Russian server name, a long Vietnamese
 mailing name, a long address. Nothing makes the document scroll sideways,
-and no element reaches past the right edge of the screen unless a scroll
-box of its own holds it. The routes come from the resolver
+no element or text reaches past the right edge of the screen or of the box
+that clips it unless a scroll box of its own holds it, no text is squeezed
+into a column a word wide, and no placeholder is cut off. The routes come from the resolver
 (tests/security/walk.py), so a new page is walked without anyone adding it.
 One browser, one tab: a page is loaded once per language and laid out
 again at the second width."""
