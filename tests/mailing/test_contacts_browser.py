@@ -32,10 +32,14 @@ def test_a_csv_import_from_upload_to_result(page, live_server, alice, tenant_a, 
     page.set_input_files("input[name=file]", str(csv_file))
     page.click("text=Upload and continue")
     page.wait_for_selector("select[name=col_0]")
+    # The page's script listens for the list's change once it has run: the
+    # select can be there before (a busy machine), and its change then
+    # went unheard.
+    page.wait_for_load_state("load")
     assert page.input_value("select[name=col_0]") == "email"
     assert page.is_visible("input[name=new_list_name]")
     page.select_option("select[name=contact_list]", label="Customers")
-    assert page.is_hidden("input[name=new_list_name]")
+    page.wait_for_selector("input[name=new_list_name]", state="hidden", timeout=5000)
     page.select_option("select[name=col_2]", value="new")
     shot(page, "import-mapping", tmp_path)
     page.click("button:text-is('Import')")
