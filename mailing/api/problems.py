@@ -133,14 +133,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any /api/ path that names no resource (a bad id included, another
     version, a forgotten v1/)."""
-    body = problem_body(
-        status_code=404,
-        slug="not-found",
-        title=_("Not found"),
-        detail=_("There is no such resource."),
-        instance=request.path,
-    )
-    return JsonResponse(body, status=404, content_type=CONTENT_TYPE)
+    return _answer(request, 404, "not-found", _("Not found"), _("There is no such resource."))
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
@@ -149,11 +142,10 @@ def server_error(request: HttpRequest) -> HttpResponse:
     the plain page, as before."""
     if not request.path_info.startswith("/api/"):
         return defaults.server_error(request)
-    body = problem_body(
-        status_code=500,
-        slug="server-error",
-        title=_("Something went wrong on our side."),
-        detail=_("We could not finish your request. The problem has been logged. Please try again in a few minutes."),
-        instance=request.path,
-    )
-    return JsonResponse(body, status=500, content_type=CONTENT_TYPE)
+    detail = _("We could not finish your request. The problem has been logged. Please try again in a few minutes.")
+    return _answer(request, 500, "server-error", _("Something went wrong on our side."), detail)
+
+
+def _answer(request: HttpRequest, status: int, slug: str, title: str, detail: str) -> JsonResponse:
+    body = problem_body(status_code=status, slug=slug, title=title, detail=detail, instance=request.path)
+    return JsonResponse(body, status=status, content_type=CONTENT_TYPE)
