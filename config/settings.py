@@ -239,9 +239,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Every response carries its request id, the ops endpoints' too.
+    "config.requestids.RequestIdMiddleware",
     # /healthz, /readyz and /metrics: any Host, plain HTTP (config/health.py).
     "config.health.OpsEndpointsMiddleware",
-    "config.requestids.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads a request body: files only where they are taken.

@@ -42,6 +42,14 @@ def test_the_proxys_id_is_kept_and_a_bad_one_replaced():
     assert first != second
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_the_ops_endpoints_answer_with_the_request_id_too(path):
+    """The README says every response carries it; the ops endpoints answered
+    before the middleware that sets it, so a proxy's health check could not
+    be found in the logs by its id."""
+    assert Client().get(path, HTTP_X_REQUEST_ID="lb-check.9")["X-Request-ID"] == "lb-check.9"
+
+
 def test_log_lines_of_a_request_carry_its_id_and_tenant(alice, tenant_a, request_log):
     response = alice.client.get(f"/mailings/{uuid.uuid4()}/", HTTP_X_REQUEST_ID="rid-42")
     assert response.status_code == 404
