@@ -139,11 +139,13 @@ def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool
 
 
 # Refusals that a setting of the server causes, the same for every letter:
-# (category, its words in a 5xx, the message, what to change).
+# (category, its words in a 5xx, codes that are it whatever their words,
+# the message, what to change).
 SETTINGS_REFUSALS = (
     (
         "relay",
         RELAY_DENIED,
+        (),
         gettext_lazy("The server does not pass mail on for this sender (%(reply)s)."),
         gettext_lazy(
             "Most servers relay only for a logged-in user: set the login and password, "
@@ -153,6 +155,7 @@ SETTINGS_REFUSALS = (
     (
         "sender",
         NOT_ITS_SENDER,
+        (),
         gettext_lazy("The server does not let this login send from this sender address (%(reply)s)."),
         gettext_lazy(
             "Free providers send only from the login's own mailbox: set the server's sender address to "
@@ -161,8 +164,9 @@ SETTINGS_REFUSALS = (
         ),
     ),
     (
-        "login_required",  # also any 530 (RFC 4954's "Authentication required")
+        "login_required",
         LOGIN_FIRST,
+        (530,),  # RFC 4954's "Authentication required"
         gettext_lazy("The server takes mail only after a login or over an encrypted connection (%(reply)s)."),
         gettext_lazy(
             "Set the login and password, and choose SSL/TLS on port 465 or STARTTLS on port 587 "
@@ -172,6 +176,7 @@ SETTINGS_REFUSALS = (
     (
         "sending_stopped",
         SENDING_STOPPED,
+        (),
         gettext_lazy("The provider has stopped this mailbox from sending (%(reply)s)."),
         gettext_lazy(
             "Providers do this after suspected spam or a suspected break-in. Log in to the mailbox on "
@@ -183,8 +188,8 @@ SETTINGS_REFUSALS = (
 
 
 def _settings_refusal(code: int, reply: str) -> Diagnosis | None:
-    for category, words, message, hint in SETTINGS_REFUSALS:
-        if (code >= 500 and words.search(reply)) or (category == "login_required" and code == 530):
+    for category, words, codes, message, hint in SETTINGS_REFUSALS:
+        if code in codes or (code >= 500 and words.search(reply)):
             return Diagnosis(category, str(message) % {"reply": reply}, str(hint), True)
     return None
 

@@ -431,12 +431,12 @@ def _recipient_blocks(part: Message) -> list[Message]:
     whose headers are the per-message block and whose body holds the rest
     (its UTF-8 bytes only come back whole with decode=True)."""
     if (body := _encoded_body(part)) is not None:
-        return _blocks(_bytes_text(body, "utf-8"))  # the per-message block names no recipient
+        return _blocks(charsets.decode(body, "utf-8"))  # the per-message block names no recipient
     if part.is_multipart() and part.get_content_type() == "message/delivery-status":
         return part.get_payload()[1:]
     if part.is_multipart():
-        return _blocks(_bytes_text(part.get_payload(0).get_payload(decode=True), "utf-8"))
-    return _blocks(_bytes_text(part.get_payload(decode=True), "utf-8"))[1:]
+        return _blocks(charsets.decode(part.get_payload(0).get_payload(decode=True), "utf-8"))
+    return _blocks(charsets.decode(part.get_payload(decode=True), "utf-8"))[1:]
 
 
 def _blocks(text: str) -> list[Message]:
@@ -682,13 +682,7 @@ def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
     if not isinstance(payload, bytes):
         return str(part.get_payload() or "").replace("\r\n", "\n")
-    return _bytes_text(payload, part.get_content_charset()).replace("\r\n", "\n")
-
-
-def _bytes_text(data: bytes, charset: str | None) -> str:
-    """Bytes as readable text, whatever charset label they came under
-    (mailing.bounces.charsets)."""
-    return charsets.decode(data, charset)
+    return charsets.decode(payload, part.get_content_charset()).replace("\r\n", "\n")
 
 
 def _envelope(message: Message) -> dict:
@@ -726,7 +720,7 @@ def _decoded(value: object) -> str:
         return " ".join(text.split())
     pieces, previous_encoded = [], None
     for chunk, charset in chunks:
-        piece = chunk if isinstance(chunk, str) else _bytes_text(chunk, charset)
+        piece = chunk if isinstance(chunk, str) else charsets.decode(chunk, charset)
         encoded = charset is not None
         if previous_encoded is not None and encoded != previous_encoded and pieces:
             pieces.append(" ")  # an encoded word and plain text are separate words (RFC 2047)
@@ -744,7 +738,7 @@ def _header_text(value: object) -> str:
     if not isinstance(value, Header):
         return str(value)
     chunks = decode_header(value)
-    return "".join(c if isinstance(c, str) else _bytes_text(c, charset) for c, charset in chunks)
+    return "".join(c if isinstance(c, str) else charsets.decode(c, charset) for c, charset in chunks)
 
 
 def _text(value: bytes | str) -> str:
