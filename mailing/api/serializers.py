@@ -13,6 +13,7 @@ from rest_framework import serializers
 from accounts.timezones import instant
 
 from .. import contacts
+from ..models import Mailing
 
 UUIDS = serializers.ListField(child=serializers.UUIDField(), max_length=100)
 
@@ -154,7 +155,7 @@ class MailingSerializer(serializers.Serializer):
         read_only=True, allow_null=True, help_text=_("While waiting for limits: when sending resumes.")
     )
     wait_reason = serializers.ChoiceField(
-        choices=["limits", "rest", "retry"],
+        choices=Mailing.WaitReason.values,
         read_only=True,
         allow_null=True,
         help_text=_(

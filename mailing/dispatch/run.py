@@ -2,7 +2,6 @@
 send, then deciding what the mailing does when none could: finished,
 waiting until a known moment, or unable to send until someone acts."""
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -154,8 +153,7 @@ def _settle(mailing: Mailing, now: datetime, left: Left) -> str:
     return "waiting"
 
 
-@dataclass(frozen=True)
-class Resume:
+class Resume(NamedTuple):
     at: datetime
     reason: str  # Mailing.WaitReason
 
