@@ -1,6 +1,8 @@
 """The bounce mailbox's connection test against a real IMAP server (the
 Dovecot the suite starts)."""
 
+from collections.abc import Callable
+
 import pytest
 
 from servers.models import BounceMailbox, Security
@@ -92,31 +94,44 @@ def test_a_login_and_password_in_cyrillic_log_in(mailbox, dovecot_mailbox, secur
     assert imap_probe(mailbox).diagnosis.category == "auth"
 
 
-def _login_by_literal(received: list[bytes]):
-    """An IMAP server that offers no AUTH=PLAIN: LOGIN, the password a literal."""
+def _imap_server(greeting: bytes, answers: dict) -> Callable:
+    """A scripted IMAP server: `greeting`, then each command answered by
+    its entry in `answers` (peer, tag, line, rest; it says the tagged
+    reply), LOGOUT with BYE, any other with OK."""
 
     def script(peer) -> None:
-        peer.say(b"* OK [CAPABILITY IMAP4rev1] literal.test ready\r\n")
+        peer.say(greeting)
         while line := peer.line():
             tag, _, rest = line.partition(b" ")
             command = rest.split(b" ", 1)[0].strip().upper()
-            if command == b"LOGIN":
-                size = int(line.rsplit(b"{", 1)[1].split(b"}")[0])
-                peer.say(b"+ go ahead\r\n")
-                while len(peer.pending) < size + 2:
-                    peer.pending += peer.recv()
-                password, peer.pending = peer.pending[:size], peer.pending[size + 2 :]
-                received.append(rest.strip() + b" " + password)
-                peer.say(tag + b" OK logged in\r\n")
-            elif command in (b"SELECT", b"EXAMINE"):
-                peer.say(b"* 0 EXISTS\r\n" + tag + b" OK [READ-WRITE] done\r\n")
-            elif command == b"LOGOUT":
+            if command == b"LOGOUT":
                 peer.say(b"* BYE bye\r\n" + tag + b" OK done\r\n")
                 return
+            if (answer := answers.get(command)) is not None:
+                answer(peer, tag, line, rest)
             else:
                 peer.say(tag + b" OK done\r\n")
 
     return script
+
+
+def _login_by_literal(received: list[bytes]) -> Callable:
+    """An IMAP server that offers no AUTH=PLAIN: LOGIN, the password a literal."""
+
+    def login(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+        size = int(line.rsplit(b"{", 1)[1].split(b"}")[0])
+        peer.say(b"+ go ahead\r\n")
+        while len(peer.pending) < size + 2:
+            peer.pending += peer.recv()
+        password, peer.pending = peer.pending[:size], peer.pending[size + 2 :]
+        received.append(rest.strip() + b" " + password)
+        peer.say(tag + b" OK logged in\r\n")
+
+    def select(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+        peer.say(b"* 0 EXISTS\r\n" + tag + b" OK [READ-WRITE] done\r\n")
+
+    greeting = b"* OK [CAPABILITY IMAP4rev1] literal.test ready\r\n"
+    return _imap_server(greeting, {b"LOGIN": login, b"SELECT": select, b"EXAMINE": select})
 
 
 def test_a_cyrillic_login_goes_as_utf8_with_the_password_a_literal_where_plain_is_not_offered(tenant_a):
@@ -140,18 +155,15 @@ def test_a_folder_opened_without_a_message_count_passes(tenant_a):
     # argument must be ... not 'NoneType'" for a folder the server opened.
     from tests.smtp_servers import tarpit
 
-    def no_exists(peer) -> None:
-        peer.say(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] odd.test ready\r\n")
-        while line := peer.line():
-            tag, _, rest = line.partition(b" ")
-            command = rest.split(b" ", 1)[0].strip().upper()
-            if command == b"AUTHENTICATE":
-                peer.say(b"+ \r\n")
-                peer.line()
-            elif command == b"LOGOUT":
-                peer.say(b"* BYE bye\r\n" + tag + b" OK done\r\n")
-                return
-            peer.say(tag + b" OK done\r\n")
+    def authenticate(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+        peer.say(b"+ \r\n")
+        peer.line()
+        peer.say(tag + b" OK done\r\n")
+
+    # SELECT answered OK with no "* n EXISTS" before it.
+    no_exists = _imap_server(
+        b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] odd.test ready\r\n", {b"AUTHENTICATE": authenticate}
+    )
 
     with tarpit(no_exists) as port:
         box = BounceMailbox(tenant=tenant_a, host="127.0.0.1", port=port, security=Security.NONE, login="box")
