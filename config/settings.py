@@ -90,8 +90,9 @@ DNS_FAILURE_CACHE_SECONDS = env.int("DNS_FAILURE_CACHE_SECONDS", default=60)
 PLATFORM_SPF_INCLUDE = env.str("PLATFORM_SPF_INCLUDE", default="")
 
 # The public address of this installation, for links in letters
-# (unsubscribe) that workers build without a request.
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# (unsubscribe) that workers build without a request. Unset, the local
+# address `make run` serves on (WEB_PORT, which it exports to every process).
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('WEB_PORT', default=8000)}").rstrip("/")
 
 # Dispatch: letters per batch (one SMTP connection), the SMTP timeout, and
 # the retry schedule of temporary failures (seconds, doubling, capped). The
