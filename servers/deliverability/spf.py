@@ -9,6 +9,7 @@ a stand-in record that authorises one documentation address (TEST-NET-1),
 and that address is checked: the result says whether the domain's record
 reaches the provider's include, however deeply nested."""
 
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -20,14 +21,26 @@ from .hosts import SendingHost
 STAND_IN_IP = "192.0.2.1"
 STAND_IN = f"v=spf1 ip4:{STAND_IN_IP} -all"
 _stand_ins: ContextVar[frozenset[str]] = ContextVar("spf_stand_ins", default=frozenset())
+# What a permerror is about, from pyspf's (English) words: the verdict says
+# it in the user's language. Anything else is a term receivers cannot read.
+ERRORS = (
+    (re.compile("Two or more"), "several"),
+    (re.compile("No valid SPF record|redirect domain has no"), "no_record"),
+    (re.compile("lookup|MX records|CNAME chain", re.IGNORECASE), "lookups"),
+    (re.compile("Non-ascii"), "ascii"),
+)
+MODIFIER = re.compile(r"[a-z][a-z0-9_.-]*=", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class SpfResult:
     result: str  # pass, fail, softfail, neutral, none, permerror, temperror
-    record: str | None  # the domain's own SPF record, as published
+    record: str | None  # the domain's own SPF record, as published; "" when it publishes several
     explanation: str = ""
     missing: tuple[str, ...] = ()  # the sending addresses it does not authorise
+    error: str = ""  # what a permerror is about: several, no_record, lookups, ascii, syntax
+    term: str = ""  # the term it is about (include:gone.example), when pyspf names one
+    records: tuple[str, ...] = ()  # every SPF record the domain publishes
 
     @property
     def passed(self) -> bool:
@@ -36,25 +49,44 @@ class SpfResult:
 
 def evaluate(domain: str, host: SendingHost) -> SpfResult:
     """Raises resolver.DnsFailure when DNS fails (pyspf's temperror)."""
-    record = own_record(domain)
-    if record is None:
+    records = own_records(domain)
+    if not records:
         return SpfResult("none", None)
-    if host.includes:
-        token = _stand_ins.set(frozenset(host.includes))
-        try:
-            result, explanation = _check(STAND_IN_IP, domain)
-        finally:
-            _stand_ins.reset(token)
-        return SpfResult(result, record, explanation)
-    results = [(ip, *_check(ip, domain)) for ip in host.ips]
-    worst = next((r for r in results if r[1] != "pass"), results[0])
-    missing = tuple(ip for ip, result, _ in results if result != "pass")
-    return SpfResult(worst[1], record, worst[2], missing)
+    outcomes = _outcomes(domain, host)
+    worst = next((o for o in outcomes if o.result != "pass"), outcomes[0])
+    missing = () if host.includes else tuple(o.ip for o in outcomes if o.result != "pass")
+    record = records[0] if len(records) == 1 else ""
+    return SpfResult(worst.result, record, worst.explanation, missing, worst.error, worst.term, tuple(records))
 
 
-def own_record(domain: str) -> str | None:
-    records = [r for r in resolver.lookup(domain, "TXT") if r.lower() == "v=spf1" or r.lower().startswith("v=spf1 ")]
-    return records[0] if len(records) == 1 else ("" if records else None)
+def authorises(domain: str, host: SendingHost, record: str) -> bool:
+    """Whether `record`, were it published at domain, would pass for the
+    host: a fix is checked before it is shown. Raises resolver.DnsFailure."""
+    return all(outcome.result == "pass" for outcome in _outcomes(domain, host, record))
+
+
+def own_records(domain: str) -> list[str]:
+    return [r for r in resolver.lookup(domain, "TXT") if r.lower() == "v=spf1" or r.lower().startswith("v=spf1 ")]
+
+
+def merged(records: tuple[str, ...]) -> str:
+    """One record for several: every mechanism of each, once, then the
+    first `all` (or `redirect=`) found."""
+    terms: list[str] = []
+    endings: list[str] = []
+    for record in records:
+        for term in record.split()[1:]:
+            if term.lower().lstrip("+-~?") == "all" or term.lower().startswith("redirect="):
+                endings.append(term)
+            elif not MODIFIER.match(term) and term.lower() not in (t.lower() for t in terms):
+                terms.append(term)
+    ending = next((t for t in endings if not t.lower().startswith("redirect=")), endings[0] if endings else "")
+    return " ".join(["v=spf1", *terms, *([ending] if ending else [])])
+
+
+def without(record: str, term: str) -> str:
+    """The record without `term` (a dead include)."""
+    return " ".join(t for t in record.split() if t.lower() != term.lower())
 
 
 def with_mechanism(record: str | None, mechanism: str) -> str:
@@ -68,12 +100,38 @@ def with_mechanism(record: str | None, mechanism: str) -> str:
     return " ".join([*terms[:at], mechanism, *terms[at:]])
 
 
-def _check(ip: str, domain: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Outcome:
+    ip: str
+    result: str
+    explanation: str
+    error: str = ""
+    term: str = ""
+
+
+def _outcomes(domain: str, host: SendingHost, record: str | None = None) -> list[_Outcome]:
+    """The result for each sending address, or for the stand-in address
+    of a provider's include."""
+    token = _stand_ins.set(frozenset(host.includes))
+    try:
+        return [_check(ip, domain, record) for ip in ((STAND_IN_IP,) if host.includes else host.ips)]
+    finally:
+        _stand_ins.reset(token)
+
+
+def _check(ip: str, domain: str, record: str | None = None) -> _Outcome:
     query = pyspf.query(i=ip, s=f"postmaster@{domain}", h=domain, strict=True, querytime=0)
-    result, _code, explanation = query.check()
+    result, _code, explanation = query.check(spf=record)
     if result == "temperror":
         raise resolver.DnsFailure(explanation)
-    return result, explanation
+    if result != "permerror":
+        return _Outcome(ip, result, explanation)
+    problem = str(getattr(query, "prob", ""))
+    error = next((error for pattern, error in ERRORS if pattern.search(problem)), "syntax")
+    term = str(query.mech[-1]) if query.mech and error in ("no_record", "syntax") else ""
+    if problem.startswith("redirect"):
+        term = f"redirect={term}"
+    return _Outcome(ip, result, explanation, error, term)
 
 
 def _lookup(name: str, qtype: str, strict: bool = True, timeout: float = 0) -> list:

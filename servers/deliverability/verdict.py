@@ -156,18 +156,7 @@ class _Judgement:
             )
             return
         if self.spf.result == "permerror":
-            self.reasons.append(
-                _("The SPF record of %(domain)s is broken (%(error)s): receivers treat it as a failure.")
-                % {"domain": domain, "error": self.spf.explanation}
-            )
-            if "lookup" in self.spf.explanation.lower():
-                self.reasons.append(
-                    _(
-                        "An SPF record may cost at most 10 DNS lookups (include, a, mx, exists, redirect) and "
-                        "2 that find nothing; an include that leads back to itself never ends. Remove the "
-                        "includes you no longer use, or list addresses with ip4:/ip6:."
-                    )
-                )
+            self._spf_error()
             return
         if self.spf.record is None:
             reason = _("%(domain)s publishes no SPF record, so receivers cannot tell that %(host)s may send for it.")
@@ -176,6 +165,92 @@ class _Judgement:
         self.reasons.append(reason % {"domain": domain, "host": host.label, "result": self.spf.result})
         mechanism = host.mechanisms(self.spf.missing or None)
         self.fixes.append(Fix(domain, spf.with_mechanism(self.spf.record, mechanism)))
+
+    def _spf_error(self) -> None:
+        """A record receivers treat as an error (permerror), in words that
+        say what is wrong and what to change, and the repaired record where
+        it is the domain's own."""
+        result, domain = self.spf, self.envelope_domain
+        term, record = result.term, result.record or ""
+        values = {"domain": domain, "term": term, "count": len(result.records)}
+        if result.error == "several" and not record:
+            self.reasons.append(
+                _(
+                    "%(domain)s publishes %(count)s SPF records; receivers accept only one and treat several as an "
+                    "error. Publish the one record below in place of them all."
+                )
+                % values
+            )
+            self._spf_fix(spf.merged(result.records))
+        elif result.error == "several":
+            self.reasons.append(
+                _(
+                    "A domain that the SPF record of %(domain)s includes publishes several SPF records: receivers "
+                    "treat that as an error. Remove that include, or ask its owner to merge them into one."
+                )
+                % values
+            )
+        elif result.error == "no_record" and term.lower() in record.lower().split():
+            self.reasons.append(
+                _(
+                    "The SPF record of %(domain)s names %(term)s, whose domain publishes no SPF record: receivers "
+                    "treat that as an error. Remove %(term)s."
+                )
+                % values
+            )
+            self._spf_fix(spf.without(record, term))
+        elif result.error == "no_record":
+            self.reasons.append(
+                _(
+                    "A record that the SPF record of %(domain)s includes names %(term)s, whose domain publishes no "
+                    "SPF record: receivers treat that as an error. Remove the include that leads to it."
+                )
+                % values
+            )
+        elif result.error == "lookups":
+            self.reasons.append(
+                _(
+                    "The SPF record of %(domain)s needs more DNS lookups than receivers allow: they treat it as an "
+                    "error."
+                )
+                % values
+            )
+            self.reasons.append(
+                _(
+                    "An SPF record may cost at most 10 DNS lookups (include, a, mx, exists, redirect) and "
+                    "2 that find nothing; an include that leads back to itself never ends. Remove the "
+                    "includes you no longer use, or list addresses with ip4:/ip6:."
+                )
+            )
+        elif result.error == "ascii":
+            self.reasons.append(
+                _(
+                    "The SPF record of %(domain)s contains characters that are not plain Latin letters, digits or "
+                    "punctuation (often quotes or dashes pasted from a word processor): receivers treat it as an "
+                    "error. Type it again by hand."
+                )
+                % values
+            )
+        elif term:
+            self.reasons.append(
+                _(
+                    "The SPF record of %(domain)s, or a record it includes, has a term receivers cannot read: "
+                    "%(term)s. They treat the whole record as an error: correct or remove that term."
+                )
+                % values
+            )
+        else:
+            self.reasons.append(
+                _("The SPF record of %(domain)s, or a record it includes, is broken: receivers treat it as an error.")
+                % values
+            )
+
+    def _spf_fix(self, record: str) -> None:
+        """The repaired record, with the sending host added unless it
+        already passes."""
+        if not spf.authorises(self.envelope_domain, self.host, record):
+            record = spf.with_mechanism(record, self.host.mechanisms(self.spf.missing or None))
+        self.fixes.append(Fix(self.envelope_domain, record))
 
     def _dkim_reason(self) -> None:
         if self.host.selectors:
