@@ -90,13 +90,16 @@ def without(record: str, term: str) -> str:
 
 
 def with_mechanism(record: str | None, mechanism: str) -> str:
-    """The record with `mechanism` added before its final `all` or
-    `redirect=`, or a new record ending in ~all."""
+    """The record with `mechanism` added before its `all` (terms after it
+    are never reached), else before its `redirect=`, or a new record ending
+    in ~all. Modifiers such as exp= may stand anywhere, after `all` too."""
     if not record:
         return f"v=spf1 {mechanism} ~all"
     terms = record.split()
-    last = terms[-1].lower().lstrip("+-~?")
-    at = len(terms) - 1 if last == "all" or last.startswith("redirect=") else len(terms)
+    bare = [term.lower().lstrip("+-~?") for term in terms]
+    at = next((n for n, term in enumerate(bare) if term == "all"), None)
+    if at is None:
+        at = next((n for n, term in enumerate(bare) if term.startswith("redirect=")), len(terms))
     return " ".join([*terms[:at], mechanism, *terms[at:]])
 
 

@@ -205,6 +205,10 @@ def test_a_record_too_long_for_udp_is_read_over_tcp(dns_checks):
         ("v=spf1 mx -all", "v=spf1 mx ip4:1.2.3.4 -all"),
         ("v=spf1 mx", "v=spf1 mx ip4:1.2.3.4"),
         ("v=spf1 redirect=_spf.x.test", "v=spf1 ip4:1.2.3.4 redirect=_spf.x.test"),
+        # exp= may follow the all: after it, the address would never be reached
+        ("v=spf1 mx -all exp=why.x.test", "v=spf1 mx ip4:1.2.3.4 -all exp=why.x.test"),
+        ("v=spf1 redirect=_spf.x.test exp=why.x.test", "v=spf1 ip4:1.2.3.4 redirect=_spf.x.test exp=why.x.test"),
+        ("v=spf1 mx ~all include:late.x.test", "v=spf1 mx ip4:1.2.3.4 ~all include:late.x.test"),
     ],
 )
 def test_the_mechanism_goes_before_the_final_all_or_redirect(record, expected):
