@@ -22,13 +22,41 @@ class Policy:
     record: str = ""
 
 
+@dataclass(frozen=True)
+class Broken:
+    """DMARC records that receivers apply none of."""
+
+    name: str  # where they are (_dmarc.example.com)
+    count: int  # how many: several, or one without a valid p=
+
+
 def policy_for(domain: str) -> Policy | None:
     """Raises resolver.DnsFailure."""
-    policy = _at(domain, subdomain=False)
+    found, records = _discover(domain)
+    if len(records) != 1:  # none, or several: receivers apply no policy
+        return None
+    return _policy(found, records[0], subdomain=found != domain)
+
+
+def broken(domain: str) -> Broken | None:
+    """The records found for domain when receivers can apply none of them
+    (several, or no valid p=): publishing one more would not help. Raises
+    resolver.DnsFailure."""
+    found, records = _discover(domain)
+    if len(records) > 1 or (records and _policy(found, records[0], subdomain=False) is None):
+        return Broken(f"_dmarc.{found}", len(records))
+    return None
+
+
+def _discover(domain: str) -> tuple[str, list[str]]:
+    """The DMARC records at domain, else at its organisational domain
+    (RFC 7489 6.6.3: only when the domain has none, not when its own are
+    several or invalid), with where they were found."""
+    records = _records(domain)
     org = organisational_domain(domain)
-    if policy is None and org != domain:
-        policy = _at(org, subdomain=True)
-    return policy
+    if not records and org != domain:
+        return org, _records(org)
+    return domain, records
 
 
 def aligned(identity: str, from_domain: str, mode: str) -> bool:
@@ -52,11 +80,12 @@ def _psl() -> PublicSuffixList:
     return PublicSuffixList()
 
 
-def _at(domain: str, *, subdomain: bool) -> Policy | None:
-    records = [r for r in resolver.lookup(f"_dmarc.{domain}", "TXT") if r.replace(" ", "").startswith("v=DMARC1")]
-    if len(records) != 1:  # none, or several: receivers apply no policy
-        return None
-    tags = _tags(records[0])
+def _records(domain: str) -> list[str]:
+    return [r for r in resolver.lookup(f"_dmarc.{domain}", "TXT") if r.replace(" ", "").startswith("v=DMARC1")]
+
+
+def _policy(domain: str, record: str, *, subdomain: bool) -> Policy | None:
+    tags = _tags(record)
     policy = tags.get("p", "")
     if policy not in POLICIES:
         return None
@@ -69,7 +98,7 @@ def _at(domain: str, *, subdomain: bool) -> Policy | None:
         adkim="s" if tags.get("adkim") == "s" else "r",
         aspf="s" if tags.get("aspf") == "s" else "r",
         pct=int(pct) if pct.isascii() and pct.isdigit() and len(pct) <= 3 else 100,  # "²".isdigit(): int() refuses it
-        record=records[0],
+        record=record,
     )
 
 

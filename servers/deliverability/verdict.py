@@ -105,6 +105,7 @@ class _Judgement:
     level: Level = Level.PASS
     reasons: list[str] = field(default_factory=list)
     fixes: list[Fix] = field(default_factory=list)
+    broken: dmarc.Broken | None = None  # DMARC records receivers apply none of
 
     def no_policy(self) -> None:
         if not self.spf.passed:
@@ -112,6 +113,21 @@ class _Judgement:
             self._spf_reasons()
         if self.from_domain in self.host.own_domains:
             return  # the provider's own mailboxes: its policy is its business
+        self.broken = dmarc.broken(self.from_domain)
+        if self.broken is not None:
+            values = {"name": self.broken.name, "count": self.broken.count}
+            if self.broken.count > 1:
+                reason = _(
+                    "%(name)s holds %(count)s DMARC records: receivers apply none of them. Keep one and delete the "
+                    "others."
+                )
+            else:
+                reason = _(
+                    "The DMARC record at %(name)s has no valid policy (p=none, p=quarantine or p=reject): receivers "
+                    "apply none. Correct that record rather than publishing another."
+                )
+            self.reasons.append(reason % values)
+            return
         org = dmarc.organisational_domain(self.from_domain)
         self.reasons.append(
             _("%(domain)s publishes no DMARC policy; Gmail and Yahoo ask senders of bulk mail for one.")
@@ -262,6 +278,11 @@ class _Judgement:
                 % {"domain": self.from_domain, "selectors": ", ".join(self.host.selectors)}
             )
 
+    def _dmarc_fact(self) -> str:
+        if self.policy is not None:
+            return f"p={self.policy.policy}"
+        return _("not valid") if self.broken is not None else _("none published")
+
     def verdict(self) -> Verdict:
         if self.level == Level.PASS and not self.reasons:
             self.reasons.append(
@@ -269,7 +290,7 @@ class _Judgement:
             )
         facts = [
             _("SPF of %(domain)s: %(result)s") % {"domain": self.envelope_domain, "result": self.spf.result},
-            _("DMARC: %(policy)s") % {"policy": f"p={self.policy.policy}" if self.policy else _("none published")},
+            _("DMARC: %(policy)s") % {"policy": self._dmarc_fact()},
             _("DKIM: %(selector)s") % {"selector": self.selector or _("no key found")},
         ]
         return Verdict(self.level, self.from_domain, tuple(self.reasons), tuple(self.fixes), tuple(facts))

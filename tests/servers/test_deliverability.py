@@ -126,6 +126,31 @@ def test_a_subdomain_takes_the_organisational_domains_sp(dns_checks):
     assert verdict.level == Level.REJECT and "DMARC: p=reject" in verdict.facts
 
 
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("news@dmarctwice.test", "_dmarc.dmarctwice.test holds 2 DMARC records: receivers apply none of them."),
+        ("news@misspelt.test", "The DMARC record at _dmarc.misspelt.test has no valid policy"),
+        ("news@news.orgtwice.test", "_dmarc.orgtwice.test holds 2 DMARC records"),
+    ],
+    ids=["two records", "a misspelt p", "two at the organisational domain"],
+)
+def test_dmarc_records_receivers_cannot_apply_are_named_not_added_to(dns_checks, address, reason):
+    """A domain with two DMARC records (or one with p=rejected) was told it
+    "publishes no DMARC policy" and to publish v=DMARC1; p=none at the very
+    name that holds them: one more record, still none applied."""
+    verdict = check(COMPANY, address)
+    assert verdict.level == Level.PASS and reason in " ".join(verdict.reasons)
+    assert verdict.fixes == () and "DMARC: not valid" in verdict.facts
+
+
+def test_a_subdomains_own_broken_dmarc_record_is_not_replaced_by_the_organisational_one(dns_checks):
+    """RFC 7489 6.6.3: the organisational domain is asked only when the
+    domain has no DMARC record at all; its sp=reject does not apply here."""
+    verdict = check(COMPANY, "news@broken.orgpolicy.test")
+    assert verdict.level == Level.SPAM and "_dmarc.broken.orgpolicy.test has no valid policy" in verdict.reasons[-1]
+
+
 def test_an_envelope_sender_on_another_domain_does_not_align(dns_checks):
     """With substitution the reports go to the bounce mailbox: SPF passes
     for its domain, not for the From's."""
