@@ -145,7 +145,19 @@ class _Judgement:
                 "to pass it."
             ),
         }
-        self.level = Level.REJECT if self.policy.policy == "reject" else Level.SPAM
+        if self.policy.pct == 0 and self.policy.policy != "none":  # RFC 7489 6.6.4: the next milder policy
+            words = {
+                "reject": _(
+                    "%(domain)s publishes DMARC p=reject with pct=0: receivers do not refuse letters that fail it, "
+                    "they put them in spam."
+                ),
+                "quarantine": _(
+                    "%(domain)s publishes DMARC p=quarantine with pct=0: receivers judge letters that fail it by "
+                    "their own rules, and Gmail and Yahoo expect bulk mail to pass it."
+                ),
+            }
+        refused = self.policy.policy == "reject" and self.policy.pct > 0
+        self.level = Level.REJECT if refused else Level.SPAM
         self.reasons.append(words[self.policy.policy] % {"domain": self.from_domain})
         if not dmarc.aligned(self.envelope_domain, self.from_domain, self.policy.aspf):
             self.reasons.append(
@@ -280,7 +292,7 @@ class _Judgement:
 
     def _dmarc_fact(self) -> str:
         if self.policy is not None:
-            return f"p={self.policy.policy}"
+            return f"p={self.policy.policy}" + (f"; pct={self.policy.pct}" if self.policy.pct != 100 else "")
         return _("not valid") if self.broken is not None else _("none published")
 
     def verdict(self) -> Verdict:

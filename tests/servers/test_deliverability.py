@@ -240,6 +240,17 @@ def test_the_mechanism_goes_before_the_final_all_or_redirect(record, expected):
     assert with_mechanism(record, "ip4:1.2.3.4") == expected
 
 
+def test_p_reject_with_pct_0_sends_to_spam_and_does_not_ask_to_send_anyway(dns_checks):
+    """pct=0 is the first step of rolling out p=reject: receivers apply
+    quarantine instead (RFC 7489 6.6.4). It was judged "Will be rejected",
+    and a start asked for "Send anyway" for letters no one refuses."""
+    verdict = check(COMPANY, "news@rollout.test")
+    assert verdict.level == Level.SPAM and not verdict.rejected
+    assert "p=reject with pct=0: receivers do not refuse letters that fail it" in verdict.reasons[0]
+    assert "DMARC: p=reject; pct=0" in verdict.facts
+    assert check(COMPANY, "news@halfway.test").level == Level.REJECT  # half of them are refused
+
+
 def test_a_dmarc_pct_of_digits_int_refuses_is_left_out_and_the_policy_holds(dns_checks):
     """pct=² passed str.isdigit() and int() refused it: the check failed
     as a whole ("unknown", an error logged at every look), so a p=reject
