@@ -4,7 +4,9 @@ one page (`budget`), and answers kept in Django's cache for a few minutes,
 so that a page never waits long and a reload asks nothing again.
 
 A failure (timeout, no server answering) is kept for a short while too: a
-page whose DNS is down must not wait again on every reload."""
+page whose DNS is down must not wait again on every reload. A name the
+page's deadline left unasked, or cut short, is not a failure: the next
+page asks it."""
 
 import hashlib
 import time
@@ -25,6 +27,11 @@ _deadline: ContextVar[float | None] = ContextVar("dns_deadline", default=None)
 
 class DnsFailure(Exception):
     """DNS did not answer in time or at all: the check could not be made."""
+
+
+class OutOfTime(DnsFailure):
+    """The page's deadline came before the name was asked, or cut its
+    question short: nothing is known about the name, so nothing is kept."""
 
 
 def enabled() -> bool:
@@ -58,6 +65,8 @@ def lookup(name: str, rdtype: str) -> list[str]:
         return cached
     try:
         answers = _query(name, rdtype)
+    except OutOfTime:
+        raise
     except DnsFailure:
         cache.set(key, FAILED, settings.DNS_FAILURE_CACHE_SECONDS)
         raise
@@ -68,7 +77,7 @@ def lookup(name: str, rdtype: str) -> list[str]:
 def _query(name: str, rdtype: str) -> list[str]:
     remaining = _remaining()
     if remaining <= 0:
-        raise DnsFailure(name)
+        raise OutOfTime(name)
     try:
         answer = _resolver(settings.DNS_RESOLVER).resolve(
             name, rdtype, lifetime=remaining, search=False, raise_on_no_answer=False
@@ -77,6 +86,10 @@ def _query(name: str, rdtype: str) -> list[str]:
         return []
     except (dns.name.LabelTooLong, dns.name.EmptyLabel, dns.name.BadEscape):
         return []
+    except dns.exception.Timeout as exc:
+        if remaining < settings.DNS_TIMEOUT / 2:  # the page's deadline cut it short: no fair chance
+            raise OutOfTime(f"{name}: {exc}") from exc
+        raise DnsFailure(f"{name}: {exc}") from exc
     except dns.exception.DNSException as exc:  # timeouts, SERVFAIL from every server, refused
         raise DnsFailure(f"{name}: {exc}") from exc
     if answer.rrset is None:

@@ -1,9 +1,11 @@
 """A real authoritative DNS server for the deliverability tests: dnslib's
 DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
 below; UDP answers over 512 bytes come truncated, as from a real server.
-Names under timeout.test get no answer at all. Nothing leaves the machine."""
+Names under timeout.test get no answer at all; under slow.test, one after
+SLOW seconds. Nothing leaves the machine."""
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +16,7 @@ from dnslib.zoneresolver import ZoneResolver
 COMPANY_IP = "5.45.200.10"  # smtp.acme.test, a company's own relay
 OTHER_IP = "5.45.200.99"
 DKIM_KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"
+SLOW = 0.3  # seconds names under slow.test take to answer
 TOO_MANY = " ".join(f"include:t{n}.m.test" for n in range(1, 12))
 
 ZONE = f"""
@@ -90,6 +93,8 @@ class Resolver(ZoneResolver):
     def resolve(self, request, handler):
         if str(request.q.qname).rstrip(".").endswith("timeout.test"):
             raise DNSError("dropped on purpose: the client must time out")
+        if str(request.q.qname).rstrip(".").endswith("slow.test"):
+            time.sleep(SLOW)
         self.queries += 1
         return super().resolve(request, handler)
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from servers.deliverability import Level, check, check_pairs
+from servers.deliverability import Level, check, check_pairs, resolver
 from servers.deliverability.spf import with_mechanism
 from servers.models import SmtpServer
 from tests.servers.dns_server import COMPANY_IP
@@ -204,6 +204,25 @@ def test_a_silent_dns_server_costs_one_short_wait_per_page_and_is_remembered(dns
     started = time.monotonic()
     assert check(COMPANY, "news@a.timeout.test").level == Level.UNKNOWN
     assert time.monotonic() - started < 0.1  # the failure is kept for a while
+
+
+def test_names_the_pages_deadline_left_unasked_are_asked_on_the_next_page(dns_checks, settings):
+    """A silent name used the whole budget; the second pair's names were
+    never asked, yet were kept as failures for a minute: "reload the page
+    later" gave "Could not check" again, on a DNS that answers."""
+    settings.DNS_TIMEOUT = 0.4
+    verdicts = check_pairs([(COMPANY, "news@a.timeout.test", ""), (COMPANY, "news@pass.test", "")])
+    assert [v.level for v in verdicts] == [Level.UNKNOWN, Level.UNKNOWN]
+    assert check(COMPANY, "news@pass.test").level == Level.PASS
+
+
+def test_a_question_the_deadline_cut_short_is_not_kept_as_a_failure(dns_checks, settings):
+    """The SPF lookup of x.slow.test takes most of the budget; the DMARC
+    one after it times out on what is left, which says nothing about it."""
+    settings.DNS_TIMEOUT = 0.5
+    assert check(COMPANY, "news@x.slow.test").level == Level.UNKNOWN
+    with resolver.budget():
+        assert resolver.lookup("_dmarc.x.slow.test", "TXT") == []
 
 
 def test_answers_are_cached_so_a_reload_asks_nothing(dns_checks):
