@@ -11,7 +11,8 @@ def key_selector(domain: str, selectors: tuple[str, ...]) -> str | None:
     resolver.DnsFailure."""
     for selector in selectors:
         for record in resolver.lookup(f"{selector}._domainkey.{domain}", "TXT"):
-            tags = dict(part.strip().partition("=")[::2] for part in record.split(";"))
-            if tags.get("p", "").strip():
+            # RFC 6376 3.2: spaces may stand around "=" ("p = MIGf...")
+            tags = {key.strip(): value.strip() for key, _, value in (part.partition("=") for part in record.split(";"))}
+            if tags.get("p"):
                 return selector
     return None

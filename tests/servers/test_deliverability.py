@@ -121,6 +121,19 @@ def test_a_dkim_key_for_the_from_domain_passes_dmarc_without_spf(dns_checks):
     assert check(GMAIL, "news@signed.test").level == Level.REJECT  # Google signs under "google"
 
 
+@pytest.mark.parametrize(
+    ("domain", "level", "fact"),
+    [
+        ("spaced.test", Level.PASS, "DKIM: mail"),  # "p = MIGf...": RFC 6376 allows spaces around "="
+        ("split.test", Level.PASS, "DKIM: default"),  # ed25519, t=y, the key in two strings
+        ("revoked.test", Level.REJECT, "DKIM: no key found"),  # p= empty: the key is revoked
+    ],
+)
+def test_dkim_keys_as_domains_publish_them(dns_checks, domain, level, fact):
+    verdict = check(COMPANY, f"news@{domain}")
+    assert verdict.level == level and fact in verdict.facts
+
+
 def test_a_subdomain_takes_the_organisational_domains_sp(dns_checks):
     verdict = check(COMPANY, "news@news.orgpolicy.test")
     assert verdict.level == Level.REJECT and "DMARC: p=reject" in verdict.facts
