@@ -21,12 +21,18 @@ import dns.resolver
 from django.conf import settings
 from django.core.cache import cache
 
-FAILED = "failed"
+FAILED = "failed"  # no answer in time
+ERROR = "error"  # an answer that is an error: SERVFAIL, or refused
 _deadline: ContextVar[float | None] = ContextVar("dns_deadline", default=None)
 
 
 class DnsFailure(Exception):
-    """DNS did not answer in time or at all: the check could not be made."""
+    """DNS did not answer in time (FAILED), or answered with an error
+    (ERROR): the check could not be made."""
+
+    def __init__(self, name: str, kind: str = FAILED) -> None:
+        super().__init__(name)
+        self.name, self.kind = name, kind
 
 
 class OutOfTime(DnsFailure):
@@ -59,16 +65,16 @@ def lookup(name: str, rdtype: str) -> list[str]:
     name = name.lower().rstrip(".")
     key = "dns:" + hashlib.sha256(f"{rdtype} {name}".encode()).hexdigest()
     cached = cache.get(key)
-    if cached == FAILED:
-        raise DnsFailure(name)
+    if cached in (FAILED, ERROR):
+        raise DnsFailure(name, cached)
     if cached is not None:
         return cached
     try:
         answers = _query(name, rdtype)
     except OutOfTime:
         raise
-    except DnsFailure:
-        cache.set(key, FAILED, settings.DNS_FAILURE_CACHE_SECONDS)
+    except DnsFailure as failure:
+        cache.set(key, failure.kind, settings.DNS_FAILURE_CACHE_SECONDS)
         raise
     cache.set(key, answers, settings.DNS_CACHE_SECONDS)
     return answers
@@ -88,10 +94,12 @@ def _query(name: str, rdtype: str) -> list[str]:
         return []
     except dns.exception.Timeout as exc:
         if remaining < settings.DNS_TIMEOUT / 2:  # the page's deadline cut it short: no fair chance
-            raise OutOfTime(f"{name}: {exc}") from exc
-        raise DnsFailure(f"{name}: {exc}") from exc
-    except dns.exception.DNSException as exc:  # timeouts, SERVFAIL from every server, refused
-        raise DnsFailure(f"{name}: {exc}") from exc
+            raise OutOfTime(name) from exc
+        raise DnsFailure(name) from exc
+    except dns.resolver.NoNameservers as exc:  # SERVFAIL (or refused) from every server
+        raise DnsFailure(name, ERROR) from exc
+    except dns.exception.DNSException as exc:
+        raise DnsFailure(name) from exc
     if answer.rrset is None:
         return []
     return [_text(rdata, rdtype) for rdata in answer.rrset]

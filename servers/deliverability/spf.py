@@ -21,6 +21,8 @@ from .hosts import SendingHost
 STAND_IN_IP = "192.0.2.1"
 STAND_IN = f"v=spf1 ip4:{STAND_IN_IP} -all"
 _stand_ins: ContextVar[frozenset[str]] = ContextVar("spf_stand_ins", default=frozenset())
+# The DNS failure behind pyspf's temperror, which keeps only its words.
+_failure: ContextVar[resolver.DnsFailure | None] = ContextVar("spf_failure", default=None)
 # What a permerror is about, from pyspf's (English) words: the verdict says
 # it in the user's language. Anything else is a term receivers cannot read.
 ERRORS = (
@@ -124,9 +126,14 @@ def _outcomes(domain: str, host: SendingHost, record: str | None = None) -> list
 
 def _check(ip: str, domain: str, record: str | None = None) -> _Outcome:
     query = pyspf.query(i=ip, s=f"postmaster@{domain}", h=domain, strict=True, querytime=0)
-    result, _code, explanation = query.check(spf=record)
+    token = _failure.set(None)
+    try:
+        result, _code, explanation = query.check(spf=record)
+        failure = _failure.get()
+    finally:
+        _failure.reset(token)
     if result == "temperror":
-        raise resolver.DnsFailure(explanation)
+        raise failure or resolver.DnsFailure(domain)
     if result != "permerror":
         return _Outcome(ip, result, explanation)
     problem = str(getattr(query, "prob", ""))
@@ -147,6 +154,7 @@ def _lookup(name: str, qtype: str, strict: bool = True, timeout: float = 0) -> l
     try:
         values = resolver.lookup(name, qtype)
     except resolver.DnsFailure as exc:
+        _failure.set(exc)
         raise pyspf.TempError(f"DNS {exc}") from exc
     if qtype == "TXT":
         return [((name, qtype), [value.encode()]) for value in values]

@@ -65,8 +65,16 @@ def check(server: hosts.Server, from_address: str, envelope_address: str = "") -
     try:
         with resolver.budget():
             return _judge(hosts.sending_host(server), from_domain, envelope_domain)
-    except resolver.DnsFailure:
-        reason = _("DNS did not answer in time. This does not stop sending; reload the page later to check again.")
+    except resolver.DnsFailure as failure:
+        if failure.kind == resolver.ERROR:
+            reason = _(
+                "DNS answered the question about %(name)s with an error (SERVFAIL): the DNS of that domain is "
+                "likely broken (an expired DNSSEC signature, name servers that do not serve it). Receivers meet the "
+                "same error and hold letters back: ask whoever runs that domain's DNS to check it. This does not "
+                "stop sending."
+            ) % {"name": failure.name}
+        else:
+            reason = _("DNS did not answer in time. This does not stop sending; reload the page later to check again.")
         return Verdict(Level.UNKNOWN, from_domain, (reason,))
     except Exception:  # advice only: a record nobody foresaw must not break the page or the start
         logger.exception("Deliverability check of %s failed", from_domain)

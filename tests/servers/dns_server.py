@@ -2,14 +2,14 @@
 DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
 below; UDP answers over 512 bytes come truncated, as from a real server.
 Names under timeout.test get no answer at all; under slow.test, one after
-SLOW seconds. Nothing leaves the machine."""
+SLOW seconds; under servfail.test, SERVFAIL. Nothing leaves the machine."""
 
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-from dnslib import DNSError, DNSRecord
+from dnslib import RCODE, DNSError, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
@@ -46,6 +46,7 @@ _dmarc.loop.test.      60 IN TXT  "v=DMARC1; p=reject"
 many.test.             60 IN TXT  "v=spf1 {TOO_MANY} ip4:{COMPANY_IP} -all"
 void.test.             60 IN TXT  "v=spf1 a:nx1.void.test a:nx2.void.test a:nx3.void.test ip4:{COMPANY_IP} -all"
 signed.test.           60 IN TXT  "v=spf1 -all"
+dnssec.test.           60 IN TXT  "v=spf1 include:_spf.servfail.test -all"
 _dmarc.signed.test.    60 IN TXT  "v=DMARC1; p=reject"
 default._domainkey.signed.test. 60 IN TXT "{DKIM_KEY}"
 spaced.test.           60 IN TXT  "v=spf1 -all"
@@ -104,6 +105,10 @@ class Resolver(ZoneResolver):
             raise DNSError("dropped on purpose: the client must time out")
         if str(request.q.qname).rstrip(".").endswith("slow.test"):
             time.sleep(SLOW)
+        if str(request.q.qname).rstrip(".").endswith("servfail.test"):
+            reply = request.reply()
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
         self.queries += 1
         return super().resolve(request, handler)
 

@@ -219,6 +219,22 @@ def test_a_silent_dns_server_costs_one_short_wait_per_page_and_is_remembered(dns
     assert time.monotonic() - started < 0.1  # the failure is kept for a while
 
 
+@pytest.mark.parametrize(
+    ("address", "name"),
+    [("news@a.servfail.test", "a.servfail.test"), ("news@dnssec.test", "_spf.servfail.test")],
+    ids=["the domain", "an include"],
+)
+def test_servfail_is_named_as_the_domains_broken_dns_not_a_slow_answer(dns_checks, address, name):
+    """A SERVFAIL (a broken DNSSEC signature, a lame delegation) comes back
+    at once, every time: "did not answer in time; reload later" sent the
+    tenant to wait for something that never changes by waiting."""
+    for _ in range(2):  # the second from the cache
+        started = time.monotonic()
+        verdict = check(COMPANY, address)
+        assert verdict.level == Level.UNKNOWN and time.monotonic() - started < 0.5
+        assert f"DNS answered the question about {name} with an error (SERVFAIL)" in verdict.reasons[0]
+
+
 def test_names_the_pages_deadline_left_unasked_are_asked_on_the_next_page(dns_checks, settings):
     """A silent name used the whole budget; the second pair's names were
     never asked, yet were kept as failures for a minute: "reload the page
