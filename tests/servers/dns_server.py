@@ -16,6 +16,9 @@ from dnslib.zoneresolver import ZoneResolver
 COMPANY_IP = "5.45.200.10"  # smtp.acme.test, a company's own relay
 OTHER_IP = "5.45.200.99"
 DKIM_KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"
+GOOGLE = "include:_netblocks.google.com include:_netblocks2.google.com include:_netblocks3.google.com"
+CROWDED = " ".join(f"include:t{n}.m.test" for n in range(1, 8))  # 7 lookups, and Google's 4 make 11
+ROOMY = " ".join(f"include:t{n}.m.test" for n in range(1, 9))  # 8, and Yandex's 2 make 10
 SLOW = 0.3  # seconds names under slow.test take to answer
 TOO_MANY = " ".join(f"include:t{n}.m.test" for n in range(1, 12))
 
@@ -64,6 +67,16 @@ news.orgpolicy.test.   60 IN TXT  "v=spf1 -all"
 xn--e1afmkfd.test.     60 IN TXT  "v=spf1 ip4:{COMPANY_IP} -all"
 platform.test.         60 IN TXT  "v=spf1 include:spf.postroute.test -all"
 workspace.test.        60 IN TXT  "v=spf1 include:_spf.google.com ~all"
+_spf.google.com.       60 IN TXT  "v=spf1 {GOOGLE} ~all"
+_netblocks.google.com. 60 IN TXT  "v=spf1 ip4:35.190.247.0/24 ip4:64.233.160.0/19 ~all"
+_netblocks2.google.com. 60 IN TXT "v=spf1 ip6:2001:4860:4000::/36 ~all"
+_netblocks3.google.com. 60 IN TXT "v=spf1 ip4:172.217.0.0/19 ~all"
+_spf.yandex.net.       60 IN TXT  "v=spf1 redirect=_spf2.yandex.net"
+_spf2.yandex.net.      60 IN TXT  "v=spf1 ip4:77.88.0.0/18 ~all"
+crowded.test.          60 IN TXT  "v=spf1 {CROWDED} include:_spf.google.com -all"
+_dmarc.crowded.test.   60 IN TXT  "v=DMARC1; p=reject"
+roomy.test.            60 IN TXT  "v=spf1 {ROOMY} include:_spf.yandex.net -all"
+_dmarc.roomy.test.     60 IN TXT  "v=DMARC1; p=reject"
 twice.test.            60 IN TXT  "v=spf1 ip4:{OTHER_IP} -all"
 twice.test.            60 IN TXT  "v=spf1 include:_spf.google.com ~all"
 _dmarc.twice.test.     60 IN TXT  "v=DMARC1; p=reject"

@@ -67,6 +67,17 @@ def test_a_broken_record_fails_as_receivers_fail_it(dns_checks, domain, level):
     assert "may cost at most 10 DNS lookups" in " ".join(verdict.reasons)
 
 
+def test_a_providers_include_costs_the_lookups_it_costs_receivers(dns_checks):
+    """_spf.google.com includes three more names: after 7 lookups of the
+    domain's own it makes 11, and receivers answer permerror. It was
+    counted as one lookup (the stand-in), and judged to pass."""
+    verdict = check(GMAIL, "news@crowded.test")
+    assert verdict.level == Level.REJECT and "SPF of crowded.test: permerror" in verdict.facts
+    assert "needs more DNS lookups than receivers allow" in " ".join(verdict.reasons)
+    yandex = SmtpServer(name="Yandex", kind="external", host="smtp.yandex.ru", sender_email="a@yandex.ru")
+    assert check(yandex, "news@roomy.test").level == Level.PASS  # 8 + the redirect's 2: exactly 10
+
+
 @pytest.mark.parametrize(
     ("server", "domain", "reason", "fix"),
     [
