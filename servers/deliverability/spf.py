@@ -23,6 +23,7 @@ from .hosts import SendingHost
 
 STAND_IN_IP = "192.0.2.1"
 STAND_IN = f"v=spf1 ip4:{STAND_IN_IP} -all"
+NOBODY = ("192.0.2.2",)  # an address no record authorises: its evaluation goes to the end
 _stand_ins: ContextVar[frozenset[str]] = ContextVar("spf_stand_ins", default=frozenset())
 # The DNS failure behind pyspf's temperror, which keeps only its words.
 _failure: ContextVar[resolver.DnsFailure | None] = ContextVar("spf_failure", default=None)
@@ -64,10 +65,29 @@ def evaluate(domain: str, host: SendingHost) -> SpfResult:
     return SpfResult(worst.result, record, worst.explanation, missing, worst.error, worst.term, tuple(records))
 
 
-def authorises(domain: str, host: SendingHost, record: str) -> bool:
-    """Whether `record`, were it published at domain, would pass for the
-    host: a fix is checked before it is shown. Raises resolver.DnsFailure."""
-    return all(outcome.result == "pass" for outcome in _outcomes(domain, host, record))
+def repaired(domain: str, host: SendingHost, record: str | None, mechanism: str) -> tuple[str | None, str]:
+    """The record to publish at domain so that the host passes, each try
+    evaluated as receivers would evaluate it were it published: `record`
+    itself, then with `mechanism` before its `all`, then at its start. None
+    when no try passes, with the error of the last (lookups: adding an
+    include would pass the limit of 10). A try must also stay within the
+    limits for an address it does not authorise, evaluated to the end:
+    otherwise the domain's other senders, after the addition, would fail.
+    Raises resolver.DnsFailure."""
+    tries = [record, with_mechanism(record, mechanism)] if record else [with_mechanism(record, mechanism)]
+    if record:
+        terms = record.split()
+        tries.append(" ".join([terms[0], mechanism, *terms[1:]]))
+    error = ""
+    for candidate in tries:
+        outcomes = _outcomes(domain, host, candidate)
+        failed = next((o for o in outcomes if o.result != "pass"), None)
+        if failed is None:
+            failed = next((o for o in _outcomes(domain, host, candidate, NOBODY) if o.result == "permerror"), None)
+        if failed is None:
+            return candidate, ""
+        error = failed.error
+    return None, error
 
 
 def own_records(domain: str) -> list[str]:
@@ -117,12 +137,14 @@ class _Outcome:
     term: str = ""
 
 
-def _outcomes(domain: str, host: SendingHost, record: str | None = None) -> list[_Outcome]:
+def _outcomes(
+    domain: str, host: SendingHost, record: str | None = None, ips: tuple[str, ...] | None = None
+) -> list[_Outcome]:
     """The result for each sending address, or for the stand-in address
-    of a provider's include."""
+    of a provider's include (or for `ips`)."""
     token = _stand_ins.set(frozenset(host.includes))
     try:
-        return [_check(ip, domain, record) for ip in ((STAND_IN_IP,) if host.includes else host.ips)]
+        return [_check(ip, domain, record) for ip in ips or ((STAND_IN_IP,) if host.includes else host.ips)]
     finally:
         _stand_ins.reset(token)
 

@@ -199,8 +199,7 @@ class _Judgement:
         else:
             reason = _("The SPF record of %(domain)s does not authorise %(host)s: SPF %(result)s.")
         self.reasons.append(reason % {"domain": domain, "host": host.label, "result": self.spf.result})
-        mechanism = host.mechanisms(self.spf.missing or None)
-        self.fixes.append(Fix(domain, spf.with_mechanism(self.spf.record, mechanism)))
+        self._spf_fix(self.spf.record)
 
     def _spf_error(self) -> None:
         """A record receivers treat as an error (permerror), in words that
@@ -281,12 +280,27 @@ class _Judgement:
                 % values
             )
 
-    def _spf_fix(self, record: str) -> None:
-        """The repaired record, with the sending host added unless it
-        already passes."""
-        if not spf.authorises(self.envelope_domain, self.host, record):
-            record = spf.with_mechanism(record, self.host.mechanisms(self.spf.missing or None))
-        self.fixes.append(Fix(self.envelope_domain, record))
+    def _spf_fix(self, record: str | None) -> None:
+        """The record to publish, with the sending host added unless it
+        already passes; checked first, so that no advice breaks the record."""
+        mechanism = self.host.mechanisms(self.spf.missing or None)
+        repaired, error = spf.repaired(self.envelope_domain, self.host, record, mechanism)
+        if repaired is not None:
+            self.fixes.append(Fix(self.envelope_domain, repaired))
+            return
+        values = {"domain": self.envelope_domain, "mechanism": mechanism}
+        if error == "lookups":
+            reason = _(
+                "Adding %(mechanism)s to the SPF record of %(domain)s would make it need more DNS lookups than "
+                "receivers allow. Remove the includes you no longer use, or list addresses with ip4:/ip6:, then "
+                "add it."
+            )
+        else:
+            reason = _(
+                "Adding %(mechanism)s to the SPF record of %(domain)s would not make it pass: receivers would still "
+                "find it broken."
+            )
+        self.reasons.append(reason % values)
 
     def _dkim_reason(self) -> None:
         if self.host.selectors:

@@ -78,6 +78,20 @@ def test_a_providers_include_costs_the_lookups_it_costs_receivers(dns_checks):
     assert check(yandex, "news@roomy.test").level == Level.PASS  # 8 + the redirect's 2: exactly 10
 
 
+def test_the_record_to_publish_is_one_that_passes(dns_checks):
+    """The advice was the record with the include added, unchecked: for a
+    record of 7 lookups, include:_spf.google.com made 11, a permerror for
+    every letter of the domain, not only this server's. And a term before
+    the final all that refuses the address decides first."""
+    full = check(GMAIL, "news@full.test")
+    assert full.fixes == ()
+    assert "Adding include:_spf.google.com to the SPF record of full.test would make it need more DNS lookups" in (
+        " ".join(full.reasons)
+    )
+    denied = check(COMPANY, "news@denied.test")
+    assert [f.record for f in denied.fixes] == [f"v=spf1 ip4:{COMPANY_IP} -ip4:5.45.200.0/24 ~all"]
+
+
 @pytest.mark.parametrize(
     ("server", "domain", "reason", "fix"),
     [
