@@ -1,7 +1,8 @@
 """A real authoritative DNS server for the deliverability tests: dnslib's
 DNSServer on 127.0.0.1 (UDP and TCP on one port) answering from the zone
 below; UDP answers over 512 bytes come truncated, as from a real server.
-Names under timeout.test get no answer at all; under slow.test, one after
+CNAMEs are followed as a recursive resolver follows them. Names under
+timeout.test get no answer at all; under slow.test, one after
 SLOW seconds; under servfail.test, SERVFAIL. Nothing leaves the machine."""
 
 import threading
@@ -9,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from dnslib import RCODE, DNSError, DNSRecord
+from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 from dnslib.server import DNSHandler, DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
@@ -52,6 +53,14 @@ signed.test.           60 IN TXT  "v=spf1 -all"
 dnssec.test.           60 IN TXT  "v=spf1 include:_spf.servfail.test -all"
 _dmarc.signed.test.    60 IN TXT  "v=DMARC1; p=reject"
 default._domainkey.signed.test. 60 IN TXT "{DKIM_KEY}"
+office.test.           60 IN TXT  "v=spf1 include:_spf.office.test -all"
+_spf.office.test.      60 IN CNAME _spf.hosting.test.
+_spf.hosting.test.     60 IN CNAME _spf2.hosting.test.
+_spf2.hosting.test.    60 IN TXT  "v=spf1 ip4:{COMPANY_IP} -all"
+_dmarc.office.test.    60 IN CNAME _dmarc.hosting.test.
+_dmarc.hosting.test.   60 IN TXT  "v=DMARC1; p=reject"
+mail._domainkey.office.test. 60 IN CNAME mail-office-test._domainkey.hosting.test.
+mail-office-test._domainkey.hosting.test. 60 IN TXT "{DKIM_KEY}"
 spaced.test.           60 IN TXT  "v=spf1 -all"
 _dmarc.spaced.test.    60 IN TXT  "v=DMARC1; p=reject"
 mail._domainkey.spaced.test. 60 IN TXT "v = DKIM1; k = rsa; p = MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC"
@@ -127,7 +136,15 @@ class Resolver(ZoneResolver):
             reply.header.rcode = RCODE.SERVFAIL
             return reply
         self.queries += 1
-        return super().resolve(request, handler)
+        reply = super().resolve(request, handler)
+        # As a recursive resolver answers: the CNAME chain, then the records at its end.
+        for _ in range(8):
+            last = reply.rr[-1] if reply.rr else None
+            if last is None or last.rtype != QTYPE.CNAME or request.q.qtype == QTYPE.CNAME:
+                break
+            follow = DNSRecord.question(str(last.rdata.label), QTYPE[request.q.qtype])
+            reply.rr.extend(super().resolve(follow, handler).rr)
+        return reply
 
 
 class Handler(DNSHandler):

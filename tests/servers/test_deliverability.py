@@ -159,6 +159,15 @@ def test_dkim_keys_as_domains_publish_them(dns_checks, domain, level, fact):
     assert verdict.level == level and fact in verdict.facts
 
 
+def test_records_behind_cname_chains_are_read(dns_checks):
+    """A hosting company's records reached by CNAME: the SPF include (two
+    links), the DMARC record and the DKIM key (as Microsoft 365 and
+    SendGrid publish selectors)."""
+    verdict = check(COMPANY, "news@office.test")
+    assert verdict.level == Level.PASS
+    assert verdict.facts == ("SPF of office.test: pass", "DMARC: p=reject", "DKIM: mail")
+
+
 def test_a_subdomain_takes_the_organisational_domains_sp(dns_checks):
     verdict = check(COMPANY, "news@news.orgpolicy.test")
     assert verdict.level == Level.REJECT and "DMARC: p=reject" in verdict.facts
