@@ -2,6 +2,7 @@
 at its organisational domain (found with the public suffix list bundled in
 `publicsuffixlist`, no network), whose `sp` then applies to subdomains."""
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -10,6 +11,9 @@ from publicsuffixlist import PublicSuffixList
 from . import resolver
 
 POLICIES = ("none", "quarantine", "reject")
+# RFC 7489's grammar: the tag name "v" in any case (an ABNF string), the
+# value DMARC1 exactly; tags and policy words are read in any case too.
+VERSION = re.compile(r"[ \t]*[vV][ \t]*=[ \t]*DMARC1[ \t]*(;|$)")
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def _psl() -> PublicSuffixList:
 
 
 def _records(domain: str) -> list[str]:
-    return [r for r in resolver.lookup(f"_dmarc.{domain}", "TXT") if r.replace(" ", "").startswith("v=DMARC1")]
+    return [r for r in resolver.lookup(f"_dmarc.{domain}", "TXT") if VERSION.match(r)]
 
 
 def _policy(domain: str, record: str, *, subdomain: bool) -> Policy | None:

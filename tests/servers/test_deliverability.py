@@ -322,6 +322,14 @@ def test_the_mechanism_goes_before_the_final_all_or_redirect(record, expected):
     assert with_mechanism(record, "ip4:1.2.3.4") == expected
 
 
+def test_a_dmarc_record_in_capitals_is_applied(dns_checks):
+    """RFC 7489's grammar reads the tag names and the policy in any case
+    (only DMARC1 is exact): V=DMARC1; P=Reject was taken for no record,
+    judged spam instead of rejected, and a second record was advised."""
+    verdict = check(COMPANY, "news@shouting.test")
+    assert verdict.level == Level.REJECT and "DMARC: p=reject" in verdict.facts
+
+
 def test_p_reject_with_pct_0_sends_to_spam_and_does_not_ask_to_send_anyway(dns_checks):
     """pct=0 is the first step of rolling out p=reject: receivers apply
     quarantine instead (RFC 7489 6.6.4). It was judged "Will be rejected",
