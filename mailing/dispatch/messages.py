@@ -10,7 +10,12 @@ rather than through Charset's parameter parsing, and their quoted-printable
 body is encoded by binascii (C) rather than email.quoprimime (Python). The
 classic classes do not refuse line breaks in headers, so _safe() refuses
 every character servers.validators forbids, for every header: the last
-guard behind the forms and models, which refuse the same set.
+guard behind the forms and models, which refuse the same set. Longer
+headers are folded here, at spaces only, to 78 characters; text that is not
+ASCII (a Subject, a sender's display name) goes in encoded words of at most
+75 characters on lines of at most 76 (RFC 2047 §2), cut after a space where
+one fits: email.header makes a word as long as the line it may fill, and the
+modern folder cuts a display name where its own parser then reads a space.
 
 A batch makes its letters with one Builder, which finds what they share
 once. What goes over the wire is Builder.wire(): the same headers and
@@ -27,7 +32,6 @@ import re
 import time
 from dataclasses import dataclass
 from email.generator import BytesGenerator
-from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.policy import Compat32
@@ -53,35 +57,125 @@ LETTER_HEADER = "X-Postroute-Letter"
 # display name already in encoded words).
 ADDRESS_HEADERS = ("From", "To", "Reply-To")
 
-
-class _Policy(Compat32):
-    """compat32, with short ASCII headers written as they are."""
-
-    def fold_binary(self, name: str, value: object) -> bytes:
-        if isinstance(value, str) and value.isascii() and len(name) + len(value) + 2 <= self.max_line_length:
-            return f"{name}: {value}{self.linesep}".encode("ascii")
-        if name in ADDRESS_HEADERS and isinstance(value, str):
-            # An address whose local part is not ASCII goes as it is, in
-            # UTF-8 (RFC 6532), only to a server that offers SMTPUTF8: an
-            # encoded word may not stand for an address (RFC 2047 §5).
-            return f"{name}: {value}{self.linesep}".encode()
-        if isinstance(value, Header):
-            return _WORDS[self.linesep](name, value)
-        return super().fold_binary(name, value)
-
-
-# Long headers (the unsubscribe link) stay on one line, as providers parse
-# them most reliably; RFC 5322 allows up to 998 characters.
-POLICY = _Policy(max_line_length=998)
-WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
-# Text in encoded words (a Subject that is not ASCII) is folded short: an
-# encoded word may not pass 75 characters (RFC 2047 §2), and the email
-# package makes its words as long as the line it may fill.
+# RFC 5322 §2.1.1: header lines are folded at 78 characters; a line holding
+# an encoded word may not pass 76, nor the word 75 (RFC 2047 §2). Folding
+# happens only at a space, so a value without one (the unsubscribe link)
+# stays whole on its line, as providers parse it most reliably; RFC 5322
+# allows up to 998 characters.
+LINE_LENGTH = 78
+WORDS_LINE_LENGTH = 76
 WORD_LENGTH = 75
-_WORDS = {linesep: Compat32(max_line_length=WORD_LENGTH, linesep=linesep).fold_binary for linesep in ("\n", "\r\n")}
 # A word of ASCII longer than this may not fit a line of 998 beside the
 # header's name: such a text goes in encoded words too, cut anywhere.
 LONGEST_WORD = 900
+# "=?utf-8?b?" and "?=" around the base64 text of an encoded word.
+WORD_OVERHEAD = 12
+_WORD_PIECES = re.compile(r"\S*\s*")
+_FOLD_PIECES = re.compile(r" *[^ ]+| +$")
+
+
+@dataclass(frozen=True)
+class Words:
+    """Header text that goes in encoded words (RFC 2047): not ASCII, or
+    ASCII that would be read as something else."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """An address with a display name that goes in encoded words; the
+    address after it as it is (in UTF-8 if not ASCII, RFC 6532)."""
+
+    name: str
+    address: str
+
+
+class _Policy(Compat32):
+    """compat32, with short ASCII headers written as they are, longer ones
+    folded at spaces only, and encoded words made short."""
+
+    def fold_binary(self, name: str, value: object) -> bytes:
+        if isinstance(value, str) and len(name) + len(value) + 2 <= LINE_LENGTH and value.isascii():
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        if isinstance(value, Words):
+            return _in_words(name, value.text, "", self.linesep).encode("ascii")
+        if isinstance(value, Mailbox):
+            return _in_words(name, value.name, f"<{value.address}>", self.linesep).encode()
+        if isinstance(value, str):
+            # An address whose local part is not ASCII goes as it is, in
+            # UTF-8 (RFC 6532), only to a server that offers SMTPUTF8: an
+            # encoded word may not stand for an address (RFC 2047 §5).
+            return _at_spaces(name, value, self.linesep).encode()
+        return super().fold_binary(name, value)
+
+
+def _at_spaces(name: str, value: str, linesep: str) -> str:
+    """`name: value` folded before a space where a line would pass 78
+    characters (unfolding gives it back as it was); the value's first piece
+    stays beside the name, and a piece without a space stays whole."""
+    lines, line = [], f"{name}:"
+    for index, piece in enumerate(_FOLD_PIECES.findall(f" {value}")):
+        if index and len(line) + len(piece) > LINE_LENGTH and piece[0] == " ":
+            lines.append(line)
+            line = ""
+        line += piece
+    return linesep.join([*lines, line]) + linesep
+
+
+def _in_words(name: str, text: str, tail: str, linesep: str) -> str:
+    """`name: ` and `text` in encoded words, each on its own line but the
+    first, then `tail` (an address) after a space, on the last line when it
+    fits there."""
+    words = _encoded_words(text, first=WORDS_LINE_LENGTH - len(name) - 2)
+    lines = [f"{name}: {words[0]}", *(f" {word}" for word in words[1:])]
+    if tail:
+        if len(lines[-1]) + 1 + len(tail) <= WORDS_LINE_LENGTH:
+            lines[-1] += f" {tail}"
+        else:
+            lines.append(f" {tail}")
+    return linesep.join(lines) + linesep
+
+
+def _encoded_words(text: str, *, first: int) -> list[str]:
+    """`text` as encoded words, the first at most `first` characters long,
+    the others WORD_LENGTH. Cut after a space where one fits, so that a
+    reader that puts a space between the words (the email package's own
+    address parser does) shows at worst two spaces, not one inside a word;
+    a longer word is cut between characters (never inside one's UTF-8)."""
+    words: list[str] = []
+    room, chunk, size = _payload(first), [], 0
+    for piece in _WORD_PIECES.findall(text):
+        length = len(piece.encode())
+        if size + length > room and chunk:
+            words.append(_word("".join(chunk)))
+            room, chunk, size = _payload(WORD_LENGTH), [], 0
+        if length <= room:
+            chunk.append(piece)
+            size += length
+            continue
+        for char in piece:
+            if size + len(char.encode()) > room:
+                words.append(_word("".join(chunk)))
+                room, chunk, size = _payload(WORD_LENGTH), [], 0
+            chunk.append(char)
+            size += len(char.encode())
+    if chunk or not words:
+        words.append(_word("".join(chunk)))
+    return words
+
+
+def _payload(length: int) -> int:
+    """How many bytes of text an encoded word of `length` characters holds."""
+    return (length - WORD_OVERHEAD) // 4 * 3
+
+
+def _word(text: str) -> str:
+    return "=?utf-8?b?" + binascii.b2a_base64(text.encode(), newline=False).decode("ascii") + "?="
+
+
+POLICY = _Policy(max_line_length=998)
+WIRE = POLICY.clone(linesep="\r\n")  # what goes over SMTP
 _fold = WIRE.fold_binary
 # How the generator ends the lines of a body: every CR, LF or CRLF as CRLF.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -100,13 +194,16 @@ def _safe(value: str) -> str:
     return value
 
 
-def _text_header(value: str) -> str | Header:
+def _text_header(value: str) -> str | Words:
     value = _safe(value)
-    # Text that reads as an encoded word ("=?utf-8?b?...?=") would be decoded
-    # by the mail client: it goes encoded, to be shown as written.
-    if value.isascii() and "=?" not in value and (len(value) <= LONGEST_WORD or _words_fit(value)):
-        return value
-    return Header(value, "utf-8")
+    return value if _plain(value) else Words(value)
+
+
+def _plain(value: str) -> bool:
+    """Whether `value` may go in a header as it is: text that reads as an
+    encoded word ("=?utf-8?b?...?=") would be decoded by the mail client,
+    and goes encoded, to be shown as written."""
+    return value.isascii() and "=?" not in value and (len(value) <= LONGEST_WORD or _words_fit(value))
 
 
 def _words_fit(value: str) -> bool:
@@ -115,7 +212,7 @@ def _words_fit(value: str) -> bool:
 
 @dataclass(frozen=True)
 class _From:
-    value: str  # the From header
+    value: str | Mailbox  # the From header
     domain: str  # of the Message-ID
 
 
@@ -129,13 +226,16 @@ def _from(sender: ResolvedSender) -> _From:
     return _From(_mailbox(_safe(sender.name), email), email.rpartition("@")[2] or "postroute.invalid")
 
 
-def _mailbox(name: str, email: str) -> str:
-    """formataddr((name, email)), also for a mailbox that is not ASCII,
-    which formataddr refuses: the name as formataddr writes it (quoted, or
-    in an encoded word), the address as it is (RFC 6532)."""
-    if email.isascii():
-        return formataddr((name, email), charset="utf-8")
-    return formataddr((name, ""), charset="utf-8").removesuffix("<>") + f"<{email}>" if name else email
+def _mailbox(name: str, email: str) -> str | Mailbox:
+    """formataddr((name, email)) for a name that may go as it is (quoted
+    where needed); else the name for encoded words, folded short. The
+    address as it is, also one that is not ASCII, which formataddr refuses
+    (RFC 6532)."""
+    if not name:
+        return email
+    if not _plain(name):
+        return Mailbox(name, email)
+    return formataddr((name, email)) if email.isascii() else formataddr((name, "")).removesuffix("<>") + f"<{email}>"
 
 
 def needs_smtputf8(sender: ResolvedSender) -> bool:
@@ -169,7 +269,7 @@ class _Letter:
     order, and the headers after the content headers."""
 
     bodies: list[tuple[str, str]]
-    headers: list[tuple[str, str | Header]]
+    headers: list[tuple[str, str | Words | Mailbox]]
 
 
 class Builder:
@@ -243,7 +343,7 @@ class Builder:
             html = rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))
             bodies.append(("html", html))
         sender_from = _from(sender)
-        headers: list[tuple[str, str | Header]] = [
+        headers: list[tuple[str, str | Words | Mailbox]] = [
             ("From", sender_from.value),
             ("To", _safe(ascii_domain(letter.email))),
         ]

@@ -167,6 +167,35 @@ def test_replies_reach_a_bounce_mailbox_whose_login_is_a_mailbox_that_is_not_asc
     assert message["Reply-To"].addresses[0].addr_spec == "почта@xn--e1afmkfd.xn--p1ai"
 
 
+ROMASHKA = "Общество с ограниченной ответственностью «Ромашка» — отдел продаж"
+ROMASHKA_WORDS = (
+    b"From: =?utf-8?b?0J7QsdGJ0LXRgdGC0LLQviDRgSA=?=\r\n"
+    b" =?utf-8?b?0L7Qs9GA0LDQvdC40YfQtdC90L3QvtC5IA==?=\r\n"
+    b" =?utf-8?b?0L7RgtCy0LXRgtGB0YLQstC10L3QvdC+0YHRgtGM0Y4g?=\r\n"
+    b" =?utf-8?b?wqvQoNC+0LzQsNGI0LrQsMK7IOKAlCDQvtGC0LTQtdC7IA==?=\r\n"
+    b" =?utf-8?b?0L/RgNC+0LTQsNC2?= "
+)
+
+
+@pytest.mark.parametrize(
+    "sender, address, utf8",
+    [
+        ("box@acme.test", b"<box@acme.test>", False),
+        ("почта@пример.рф", "<почта@xn--e1afmkfd.xn--p1ai>".encode(), True),
+    ],
+    ids=["ASCII mailbox", "international mailbox, SMTPUTF8"],
+)
+def test_a_long_sender_name_arrives_in_encoded_words_of_at_most_75_characters(tenant_a, sender, address, utf8):
+    # One word of 180 characters was shown raw by mail clients that keep to
+    # RFC 2047 (and refused by strict filters).
+    with smtp_server(enable_SMTPUTF8=utf8) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, sender_email=sender, sender_name=ROMASHKA)
+        mailing = start(tenant_a, [server], ["ann@x.test"])
+        assert settle(mailing) == "done"
+    [received] = handler.received
+    assert b"\r\n" + ROMASHKA_WORDS + address + b"\r\nTo: ann@x.test\r\n" in received.data
+
+
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one command a time", "PIPELINING"])
 def test_lines_that_start_with_a_dot_arrive_as_written(tenant_a, pipelining):
     """Dot-stuffing (RFC 5321 §4.5.2): a line of one dot would end the

@@ -162,5 +162,5 @@ def test_a_multipart_boundary_is_drawn_anew_for_every_letter():
     letter, server, mailing = plain_letter("<p>Hi</p>")
     builder = Builder(server, mailing)
     first, second = builder.wire(letter), builder.wire(letter)
-    assert b'Content-Type: multipart/alternative; boundary="===============' in first
+    assert b'Content-Type: multipart/alternative;\r\n boundary="===============' in first
     assert first.split(b"boundary=")[1][:40] != second.split(b"boundary=")[1][:40]

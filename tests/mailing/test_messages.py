@@ -1,7 +1,9 @@
 """The exact message of a letter, parsed back with the email package."""
 
 import email
+import email.header
 import email.policy
+import email.utils
 import re
 
 import pytest
@@ -124,3 +126,73 @@ def test_a_value_that_looks_like_an_encoded_word_arrives_as_written(letter, valu
     written so would be shown as something else than what it is."""
     letter.context["first_name"] = value
     assert email.message_from_bytes(wire_of(letter), policy=email.policy.default)["Subject"] == f"Hi {value}"
+
+
+# What every letter must pass, whatever the tenant or the contacts wrote
+# (RFC 5322 §2.1.1, RFC 2047 §2, RFC 5321 §4.5.3.1.6), checked on the bytes.
+ROMASHKA = "Общество с ограниченной ответственностью «Ромашка» — отдел продаж"
+VIETNAMESE = "Công ty Trách nhiệm Hữu hạn Thương mại và Dịch vụ Nguyễn Văn Hoàng Phương Nam"
+SENDER_NAMES = [
+    ROMASHKA,
+    VIETNAMESE,
+    "🎉" * 30 + " Акция",
+    "Отдел" + "продаж" * 15,  # one word longer than an encoded word
+    'Sales, "Acme" @ HQ — отдел',
+    "Acme Corporation International Holdings, Sales Department and Other Teams",
+    "=?utf-8?b?0JjQstCw0L0=?= Sales",
+]
+
+
+def strictly_checked(raw: bytes) -> email.message.Message:
+    """Every header line at most 78 octets (one with an encoded word 76),
+    every encoded word at most 75 characters, every line at most 998
+    octets, no line of only spaces; then parsed by the email package's
+    strict policy."""
+    head = raw.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n"):
+        assert line.strip(), line
+        words = ENCODED_WORD.findall(line)
+        # A value with no space to fold at (the unsubscribe link) stays whole.
+        unbroken = b" " not in (line.strip() if line[:1] == b" " else line.partition(b": ")[2])
+        assert len(line) <= (76 if words else 78) or (not words and unbroken), line
+        assert all(len(word) <= 75 for word in words), line
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    msg = email.message_from_bytes(raw, policy=email.policy.strict)
+    for name in msg:
+        assert not msg[name].defects, (name, msg[name].defects)
+    return msg
+
+
+def display_name(raw: bytes, header: str) -> str:
+    """The name as an RFC 2047 reader decodes it (the email package's own
+    modern parser puts a space between the words of a display name)."""
+    value = re.sub(r"\r\n(?= )", "", email.message_from_bytes(raw, policy=email.policy.compat32)[header])
+    phrase = value.rpartition("<")[0].strip()
+    if not phrase.startswith("=?"):
+        return email.utils.parseaddr(value)[0]
+    return str(email.header.make_header(email.header.decode_header(phrase)))
+
+
+@pytest.mark.parametrize(
+    "name", SENDER_NAMES, ids=["ru", "vi", "emoji", "one long word", "specials", "ascii", "encoded-word look"]
+)
+@pytest.mark.parametrize("substitution", [False, True], ids=["server's address", "template's address"])
+def test_a_long_sender_name_is_folded_in_short_encoded_words(letter, tenant_a, name, substitution):
+    mailing = letter.mailing
+    mailing.sender_name = name
+    server = make_server(tenant_a, name="Own", sender_email="box@acme.test", allow_sender_substitution=substitution)
+    raw = Builder(server, mailing).wire(letter)
+    msg = strictly_checked(raw)
+    assert display_name(raw, "From") == name
+    assert msg["From"].addresses[0].addr_spec == ("ceo@acme.test" if substitution else "box@acme.test")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [ROMASHKA * 2, "🎉 Скидки! 🎉 " * 3, VIETNAMESE + " {{ first_name }}", "Hi " * 60],
+    ids=["ru", "emoji", "vi", "ascii"],
+)
+def test_a_long_subject_passes_the_strict_check(letter, subject):
+    letter.mailing.subject = subject
+    msg = strictly_checked(wire_of(letter))
+    assert msg["Subject"] == subject.replace("{{ first_name }}", "Ann <b>")
