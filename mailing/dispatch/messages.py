@@ -30,6 +30,7 @@ back."""
 import binascii
 import re
 import time
+import unicodedata
 from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import Message
@@ -223,7 +224,8 @@ def _from(sender: ResolvedSender) -> _From:
     in an encoded word; international domains go as IDNA in every header
     and the Message-ID. A refusal is raised again for every letter."""
     email = ascii_domain(_safe(sender.email))
-    return _From(_mailbox(_safe(sender.name), email), email.rpartition("@")[2] or "postroute.invalid")
+    name = unicodedata.normalize("NFC", _safe(sender.name))
+    return _From(_mailbox(name, email), email.rpartition("@")[2] or "postroute.invalid")
 
 
 def _mailbox(name: str, email: str) -> str | Mailbox:
@@ -281,6 +283,12 @@ class Builder:
         """`reply_to`: where replies go when the template names no reply-to
         (mailing.sender.default_reply_to, looked up once per batch)."""
         self.mailing = mailing
+        # Composed (NFC), as contacts are stored: text typed decomposed on a
+        # Mac or a Vietnamese keyboard ("e" and two combining marks for "ễ")
+        # is shown with marks beside the letters by older mail clients.
+        self.subject, self.text_body, self.html_body = (
+            unicodedata.normalize("NFC", source) for source in (mailing.subject, mailing.text_body, mailing.html_body)
+        )
         self.sender = resolve_sender(server, mailing, reply_to=reply_to)
         self.utf8 = needs_smtputf8(self.sender)
         self.link = link_around_token(settings.SITE_URL)
@@ -331,16 +339,19 @@ class Builder:
         """The values the letter is rendered with: its contact fields and its
         unsubscribe link."""
         before, after = self.link
-        return {**letter.context, "unsubscribe_url": before + make_token(letter.tenant_id, letter.email) + after}
+        context = {
+            key: unicodedata.normalize("NFC", v) if isinstance(v, str) else v for key, v in letter.context.items()
+        }
+        return {**context, "unsubscribe_url": before + make_token(letter.tenant_id, letter.email) + after}
 
     def _compose(self, letter: Letter) -> _Letter:
         """What both forms are made of. The fields are checked in this
         order: a letter with several unsafe fields is refused for the same
         one."""
-        mailing, sender, context = self.mailing, self.sender, self._context(letter)
-        bodies = [("plain", rendering.render(mailing.text_body, context, html=False))]
-        if mailing.html_body:
-            html = rendering.strip_scripts(rendering.render(mailing.html_body, context, html=True))
+        sender, context = self.sender, self._context(letter)
+        bodies = [("plain", rendering.render(self.text_body, context, html=False))]
+        if self.html_body:
+            html = rendering.strip_scripts(rendering.render(self.html_body, context, html=True))
             bodies.append(("html", html))
         sender_from = _from(sender)
         headers: list[tuple[str, str | Words | Mailbox]] = [
@@ -352,7 +363,7 @@ class Builder:
         public_id = str(letter.public_id)
         headers += [
             # Contact data must never make a letter refused: its controls become spaces.
-            ("Subject", _text_header(header_text(rendering.render(mailing.subject, context, html=False)))),
+            ("Subject", _text_header(header_text(rendering.render(self.subject, context, html=False)))),
             ("Date", _date()),
             ("Message-ID", f"<{public_id}@{sender_from.domain}>"),
             (LETTER_HEADER, public_id),
@@ -361,6 +372,11 @@ class Builder:
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         return _Letter(bodies, headers)
+
+
+def _composed(value: str) -> str:
+    # The context is JSON: a value that is not a string is left as it is.
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
 
 def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None, *, reply_to: str = "") -> Message:

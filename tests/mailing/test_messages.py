@@ -5,6 +5,7 @@ import email.header
 import email.policy
 import email.utils
 import re
+import unicodedata
 
 import pytest
 
@@ -196,3 +197,36 @@ def test_a_long_subject_passes_the_strict_check(letter, subject):
     letter.mailing.subject = subject
     msg = strictly_checked(wire_of(letter))
     assert msg["Subject"] == subject.replace("{{ first_name }}", "Ann <b>")
+
+
+def nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+def test_vietnamese_typed_decomposed_goes_out_composed(letter, tenant_a):
+    """A Mac, a Vietnamese keyboard (Unikey's combining mode) or a paste
+    from a PDF gives "ễ" as "e" and two combining marks: older Outlook
+    shows the marks beside the letter, and a search typed composed does
+    not find it. The letter is the same whichever form was typed."""
+    composed = {
+        "subject": "Ưu đãi cho {{ first_name }} — Nguyễn",
+        "text_body": "Xin chào {{ first_name }}, tiếng Việt: ễ ộ ứ",
+        "html_body": "<p>Xin chào {{ first_name }} — Hoàng Phương</p>",
+        "sender_name": "Công ty Trách nhiệm Hữu hạn",
+    }
+    letters = []
+    for form in (nfd, str):
+        mailing = letter.mailing
+        for field, value in composed.items():
+            setattr(mailing, field, form(value))
+        letter.context["first_name"] = form("Thị Hồng")
+        server = make_server(tenant_a, name=f"S{len(letters)}", sender_email="box@acme.test")
+        letters.append(strictly_checked(Builder(server, mailing).wire(letter)))
+    decomposed, written = letters
+    for msg in letters:
+        assert unicodedata.is_normalized("NFC", str(msg["Subject"]))
+    for part in ("plain", "html"):
+        body = decomposed.get_body((part,)).get_content()
+        assert body == written.get_body((part,)).get_content() and unicodedata.is_normalized("NFC", body)
+    assert decomposed["Subject"] == written["Subject"] == "Ưu đãi cho Thị Hồng — Nguyễn"
+    assert decomposed.get("From") == written.get("From")
