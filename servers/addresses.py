@@ -10,6 +10,8 @@ are decided here: a self-hosted company on corp.local mails its own staff
 because its own default server would look them up in the platform's own
 network."""
 
+import re
+import unicodedata
 from collections.abc import Iterable
 
 import email_validator
@@ -58,24 +60,46 @@ SYNTAX_REFUSALS = (
     ("There can't be anything after the email address", _("There can be nothing after the email address.")),
 )  # fmt: skip
 NOT_AN_ADDRESS = _("This is not a valid email address.")
+# Characters nobody sees that Word, Excel, Outlook and web pages put into
+# text (zero-width space, byte order mark, soft hyphen, word joiner,
+# directional marks): never part of an address, so an address that is
+# stored as checked (a contact's) is stored without them. The zero-width
+# joiner and non-joiner are not among them: some scripts' domain names need
+# them (IDNA's CONTEXTJ rule), and elsewhere they are refused.
+INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+INVISIBLE_INSIDE = _(
+    "The address has an invisible character (U+%(code)s) at position %(position)s, "
+    "often pasted from Word, Excel or a web page: type the address again without it."
+)
+SPACE_INSIDE = _(
+    "The address has a space (U+%(code)s) at position %(position)s: an address cannot have one. "
+    "Remove it, or put each address in a cell of its own."
+)
 
 
-def checked_address(address: str) -> str:
-    """`address` in the form it is stored and compared in (the domain
-    lower-cased and IDNA-normalised, the local part kept: its case may
-    matter to the mailbox), if this installation may mail it or send from
-    it. Raises ValidationError."""
+def checked_address(address: str, *, clean: bool = True) -> str:
+    """`address` in the form it is stored and compared in (without the
+    INVISIBLE characters, the domain lower-cased and IDNA-normalised, the
+    local part kept: its case may matter to the mailbox), if this
+    installation may mail it or send from it. Raises ValidationError.
+    `clean=False`, for a value kept as typed: an INVISIBLE character is
+    refused instead."""
+    if not clean and (found := INVISIBLE.search(address)) is not None:
+        raise _odd_character(address, found.start())
     try:
-        valid = email_validator.validate_email(address.strip(), check_deliverability=False)
+        valid = email_validator.validate_email(INVISIBLE.sub("", address).strip(), check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
+        if (odd := _first_odd(address)) is not None:
+            raise _odd_character(address, odd) from exc
         raise ValidationError(_syntax_refusal(str(exc)), code="invalid") from exc
     _check_domain(valid.ascii_domain, shown=valid.domain)
     return valid.normalized
 
 
 def validate_address(value: str) -> None:
-    """checked_address as a Django validator (forms)."""
-    checked_address(value)
+    """checked_address as a Django validator (forms), which keep the value
+    as typed."""
+    checked_address(value, clean=False)
 
 
 def address_errors(record: object, fields: Iterable[str]) -> dict[str, list[str]]:
@@ -88,10 +112,28 @@ def address_errors(record: object, fields: Iterable[str]) -> dict[str, list[str]
         if not value or any(char in value for char in HEADER_BREAKS):
             continue
         try:
-            checked_address(value)
+            checked_address(value, clean=False)
         except ValidationError as exc:
             errors[field] = exc.messages
     return errors
+
+
+def _first_odd(address: str) -> int | None:
+    """Where the first space, or character nobody sees that is not cleaned
+    away, is inside `address` (not around it: that is stripped)."""
+    start, end = len(address) - len(address.lstrip()), len(address.rstrip())
+    return next((i for i in range(start, end) if _odd(address[i])), None)
+
+
+def _odd(char: str) -> bool:
+    return unicodedata.category(char) in ("Zs", "Cf", "Cc") and INVISIBLE.match(char) is None
+
+
+def _odd_character(address: str, index: int) -> ValidationError:
+    char = address[index]
+    message = SPACE_INSIDE if unicodedata.category(char) == "Zs" else INVISIBLE_INSIDE
+    # Worded now, in the language of the request, as _syntax_refusal does.
+    return ValidationError(str(message) % {"code": f"{ord(char):04X}", "position": index + 1}, code="invalid")
 
 
 def _syntax_refusal(library_message: str) -> str:

@@ -419,3 +419,34 @@ def test_columns_without_a_name_are_named_in_the_uploaders_language(tenant_a, la
     with translation.override(language):
         imp = upload(tenant_a, b"Email;;Name;\r\na@example.com;x;Ann;\r\n")
     assert imp.header == ["Email", f"{name} 2", "Name", f"{name} 4"]
+
+
+def test_addresses_pasted_from_word_or_excel_are_cleaned_or_refused_naming_the_character(do_import, tenant_a):
+    # Invisible characters (a zero-width space, a soft hyphen, a byte order
+    # mark mid-file) are cleaned; a space inside an address cannot be, and
+    # its row says which character and where.
+    rows = [
+        "email,name",
+        "\u200bann@example.com,Ann",
+        "bob\u00ad@exam\u200bple.com\u200e,Bob",
+        "\ufeffcy@example.com,Cy",
+    ]
+    rows += ["dan@example\u00a0.com,Dan", "eve\u200d@example.com,Eve"]
+    imp = do_import("\r\n".join(rows).encode())
+    assert people(tenant_a) == {
+        "ann@example.com": ("Ann", ""),
+        "bob@example.com": ("Bob", ""),
+        "cy@example.com": ("Cy", ""),
+    }
+    assert rejections(imp) == [
+        (
+            5,
+            "Invalid email address “dan@example\u00a0.com”: The address has a space (U+00A0) at position 12: "
+            "an address cannot have one. Remove it, or put each address in a cell of its own.",
+        ),
+        (
+            6,
+            "Invalid email address “eve\u200d@example.com”: The address has an invisible character (U+200D) at "
+            "position 4, often pasted from Word, Excel or a web page: type the address again without it.",
+        ),
+    ]

@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.core.exceptions import ValidationError
 
-from servers.addresses import checked_address
+from servers.addresses import checked_address, validate_address
 from tests.helpers import ROOT, SPECIAL_USE_ADDRESSES, deployment_mode, production_env
 
 
@@ -68,3 +68,48 @@ def test_the_setting_follows_the_deployment_mode_and_is_refused_in_saas_producti
     assert off.stdout.strip() == "False"
     refused = setting("ALLOW_SPECIAL_USE_DOMAINS", ALLOW_SPECIAL_USE_DOMAINS="1")
     assert refused.returncode != 0 and "may not be on in SaaS production" in refused.stderr
+
+
+# Pasted from Word, Excel, Outlook or a web page: characters nobody sees.
+INVISIBLE = {
+    "\u200b": "zero-width space",
+    "\ufeff": "byte order mark",
+    "\u00ad": "soft hyphen",
+    "\u2060": "word joiner",
+    "\u200e": "left-to-right mark",
+    "\u202c": "pop directional formatting",
+}
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=INVISIBLE.values())
+@pytest.mark.parametrize(
+    "where", [0, 3, 4, 8, None], ids=["before", "in the mailbox", "before @", "in the domain", "after"]
+)
+def test_invisible_characters_pasted_into_an_address_are_cleaned(char, where):
+    address = "ann@example.com"
+    pasted = address + char if where is None else address[:where] + char + address[where:]
+    assert checked_address(pasted) == address
+
+
+@pytest.mark.parametrize(
+    "address, position, code",
+    [
+        ("ann@example\u00a0.com", 12, "00A0"),  # a no-break space from Word
+        ("ann\u3000smith@example.com", 4, "3000"),  # an ideographic space
+        ("ann\u202f@example.com", 4, "202F"),  # a narrow no-break space
+        ("ann@exa\u200dmple.com", 8, "200D"),  # a zero-width joiner: meaningful in some scripts, kept to refuse
+    ],
+)
+def test_a_space_or_joiner_inside_an_address_is_refused_naming_it_and_where(address, position, code):
+    with pytest.raises(ValidationError) as exc:
+        checked_address(address)
+    [message] = exc.value.messages
+    assert f"U+{code}" in message and f"position {position}" in message
+
+
+def test_a_form_that_keeps_the_address_as_typed_refuses_an_invisible_character_naming_it():
+    # A server's sender or a test letter's recipient is kept as typed, so
+    # it cannot be cleaned: it is refused, with the character named.
+    with pytest.raises(ValidationError) as exc:
+        validate_address("ann\u200b@example.com")
+    assert "U+200B" in exc.value.messages[0] and "position 4" in exc.value.messages[0]
