@@ -60,6 +60,13 @@ SYNTAX_REFUSALS = (
     ("There can't be anything after the email address", _("There can be nothing after the email address.")),
 )  # fmt: skip
 NOT_AN_ADDRESS = _("This is not a valid email address.")
+# RFC 5321 §4.5.3.1.1 counts octets, with SMTPUTF8 too (RFC 6531 §3.3);
+# email-validator counts characters, and only when asked to (strict).
+LOCAL_PART_OCTETS = 64
+LOCAL_PART_TOO_LONG = _(
+    "The part before the @ sign takes %(octets)s bytes in UTF-8 (a Cyrillic letter takes 2, "
+    "a Vietnamese letter with its marks up to 3): at most 64 are allowed."
+)
 # Characters nobody sees that Word, Excel, Outlook and web pages put into
 # text (zero-width space, byte order mark, soft hyphen, word joiner,
 # directional marks): never part of an address, so an address that is
@@ -87,11 +94,14 @@ def checked_address(address: str, *, clean: bool = True) -> str:
     if not clean and (found := INVISIBLE.search(address)) is not None:
         raise _odd_character(address, found.start())
     try:
-        valid = email_validator.validate_email(INVISIBLE.sub("", address).strip(), check_deliverability=False)
+        text = INVISIBLE.sub("", address).strip()
+        valid = email_validator.validate_email(text, check_deliverability=False, strict=True)
     except email_validator.EmailNotValidError as exc:
         if (odd := _first_odd(address)) is not None:
             raise _odd_character(address, odd) from exc
         raise ValidationError(_syntax_refusal(str(exc)), code="invalid") from exc
+    if (octets := len(valid.local_part.encode())) > LOCAL_PART_OCTETS:
+        raise ValidationError(str(LOCAL_PART_TOO_LONG) % {"octets": octets}, code="invalid")
     _check_domain(valid.ascii_domain, shown=valid.domain)
     return valid.normalized
 

@@ -113,3 +113,27 @@ def test_a_form_that_keeps_the_address_as_typed_refuses_an_invisible_character_n
     with pytest.raises(ValidationError) as exc:
         validate_address("ann\u200b@example.com")
     assert "U+200B" in exc.value.messages[0] and "position 4" in exc.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "local, refused",
+    [("a" * 64, False), ("a" * 65, True), ("я" * 32, False), ("я" * 33, True), ("ễ" * 21, False), ("ễ" * 22, True)],
+    ids=[
+        "64 ASCII",
+        "65 ASCII",
+        "32 Cyrillic (64 octets)",
+        "33 Cyrillic",
+        "21 Vietnamese (63 octets)",
+        "22 Vietnamese",
+    ],
+)
+def test_the_part_before_the_at_sign_is_at_most_64_octets(local, refused):
+    """RFC 5321 §4.5.3.1.1, in octets also with SMTPUTF8 (RFC 6531 §3.3):
+    a server may refuse a longer mailbox, or cut it and deliver elsewhere."""
+    address = f"{local}@example.com"
+    if not refused:
+        assert checked_address(address) == address
+        return
+    with pytest.raises(ValidationError) as exc:
+        checked_address(address)
+    assert "64" in exc.value.messages[0]
