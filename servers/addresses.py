@@ -60,6 +60,16 @@ SYNTAX_REFUSALS = (
     ("There can't be anything after the email address", _("There can be nothing after the email address.")),
 )  # fmt: skip
 NOT_AN_ADDRESS = _("This is not a valid email address.")
+# Alphabets whose letters look alike: a domain label that mixes them is a
+# keyboard layout switched mid-word (yandex.ru with a Cyrillic a, U+0430) or a
+# look-alike, and no registry allows one. Other scripts may be mixed with
+# Latin letters (Japanese registries allow it).
+LOOK_ALIKE_ALPHABETS = ("LATIN", "CYRILLIC", "GREEK")
+MIXED_ALPHABETS = _(
+    "“%(label)s” in the domain mixes letters of different alphabets (“%(letter)s”, U+%(code)s, is not from "
+    "the same alphabet as the rest): no registry allows such a name. It is most often a keyboard layout "
+    "switched in the middle of a word: type the domain again."
+)
 # RFC 5321 §4.5.3.1.1 counts octets, with SMTPUTF8 too (RFC 6531 §3.3);
 # email-validator counts characters, and only when asked to (strict).
 LOCAL_PART_OCTETS = 64
@@ -102,6 +112,7 @@ def checked_address(address: str, *, clean: bool = True) -> str:
         raise ValidationError(_syntax_refusal(str(exc)), code="invalid") from exc
     if (octets := len(valid.local_part.encode())) > LOCAL_PART_OCTETS:
         raise ValidationError(str(LOCAL_PART_TOO_LONG) % {"octets": octets}, code="invalid")
+    _check_alphabets(valid.domain)
     _check_domain(valid.ascii_domain, shown=valid.domain)
     return valid.normalized
 
@@ -151,6 +162,26 @@ def _syntax_refusal(library_message: str) -> str:
         if library_message.startswith(start):
             return str(refusal)
     return str(NOT_AN_ADDRESS)
+
+
+def _check_alphabets(domain: str) -> None:
+    """Refuses a label that mixes LOOK_ALIKE_ALPHABETS, naming its first
+    letter that is not from the alphabet most of the domain is written in."""
+    if domain.isascii():
+        return
+    found = [alphabet for char in domain if (alphabet := _alphabet(char))]
+    usual = max(LOOK_ALIKE_ALPHABETS, key=found.count)
+    for label in domain.split("."):
+        if len({_alphabet(char) for char in label} - {""}) > 1:
+            letter = next(char for char in label if _alphabet(char) not in ("", usual))
+            params = {"label": label, "letter": letter, "code": f"{ord(letter):04X}"}
+            raise ValidationError(str(MIXED_ALPHABETS) % params, code="invalid")
+
+
+def _alphabet(char: str) -> str:
+    """LATIN, CYRILLIC or GREEK for a letter of those, else ""."""
+    name = unicodedata.name(char, "").partition(" ")[0]
+    return name if name in LOOK_ALIKE_ALPHABETS and char.isalpha() else ""
 
 
 def _check_domain(domain: str, *, shown: str) -> None:

@@ -137,3 +137,29 @@ def test_the_part_before_the_at_sign_is_at_most_64_octets(local, refused):
     with pytest.raises(ValidationError) as exc:
         checked_address(address)
     assert "64" in exc.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "address, letter",
+    [
+        ("ivan@y\u0430ndex.ru", "\u0430"),  # a Cyrillic а: the layout switched mid-word
+        ("ivan@mail.\u0440y", "\u0440"),  # a Cyrillic р among Latin letters of the zone
+        ("ann@xn--yndex-3ve.ru", "\u0430"),  # the same name, written in IDNA
+        ("ivan@\u043f\u0440\u0438\u043c\u0435p.\u0440\u0444", "p"),  # a Latin p in пример
+        ("a@\u03bfffice.com", "\u03bf"),  # a Greek omicron
+    ],
+)
+def test_a_domain_label_that_mixes_latin_cyrillic_or_greek_letters_is_refused_naming_the_letter(address, letter):
+    """No registry (.ru, .рф, .com, .vn) allows such a name: it is a
+    keyboard layout switched mid-word, or a look-alike; every letter to it
+    would bounce, and the address be suppressed."""
+    with pytest.raises(ValidationError) as exc:
+        checked_address(address)
+    assert f"“{letter}”, U+{ord(letter):04X}" in exc.value.messages[0]
+
+
+@pytest.mark.parametrize(
+    "address", ["ivan@пример.рф", "a@tiếng-việt.vn", "nguyễn@công-ty.vn", "ivan@example.рф", "a@xn--80ak6aa92e.com"]
+)
+def test_a_domain_in_one_alphabet_per_label_is_accepted(address):
+    checked_address(address)
