@@ -88,6 +88,11 @@ INVISIBLE_INSIDE = _(
     "The address has an invisible character (U+%(code)s) at position %(position)s, "
     "often pasted from Word, Excel or a web page: type the address again without it."
 )
+# An address as mail clients copy a recipient: `Иванов Иван <ivan@x.ru>` or
+# `"Ivanov, Ivan" <ivan@x.ru>` (one, the name without brackets or quotes
+# inside its quotes). email-validator takes only an ASCII or quoted name.
+WITH_NAME = re.compile(r'\s*(?:"[^"]*"|[^"<>]*)\s*<([^<>]*)>\s*')
+NAME_GIVEN = _("Write the address alone, without a name or angle brackets: %(address)s.")
 SPACE_INSIDE = _(
     "The address has a space (U+%(code)s) at position %(position)s: an address cannot have one. "
     "Remove it, or put each address in a cell of its own."
@@ -99,10 +104,15 @@ def checked_address(address: str, *, clean: bool = True) -> str:
     INVISIBLE characters, the domain lower-cased and IDNA-normalised, the
     local part kept: its case may matter to the mailbox), if this
     installation may mail it or send from it. Raises ValidationError.
-    `clean=False`, for a value kept as typed: an INVISIBLE character is
-    refused instead."""
+    An address given with a name (WITH_NAME) is taken without it.
+    `clean=False`, for a value kept as typed: an INVISIBLE character or a
+    name is refused instead."""
     if not clean and (found := INVISIBLE.search(address)) is not None:
         raise _odd_character(address, found.start())
+    if (with_name := WITH_NAME.fullmatch(address)) is not None:
+        if not clean:
+            raise ValidationError(str(NAME_GIVEN) % {"address": with_name[1].strip()}, code="invalid")
+        address = with_name[1]
     try:
         text = INVISIBLE.sub("", address).strip()
         valid = email_validator.validate_email(text, check_deliverability=False, strict=True)

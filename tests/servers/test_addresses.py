@@ -163,3 +163,29 @@ def test_a_domain_label_that_mixes_latin_cyrillic_or_greek_letters_is_refused_na
 )
 def test_a_domain_in_one_alphabet_per_label_is_accepted(address):
     checked_address(address)
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "Иванов Иван <ivan@example.com>",  # as Outlook copies a recipient
+        '"Ivanov, Ivan" <ivan@example.com>',
+        "Nguyễn Văn A <ivan@example.com>",
+        "<ivan@example.com>",
+        " Sales @ HQ  <ivan@EXAMPLE.com> ",
+    ],
+)
+def test_an_address_pasted_with_its_name_is_taken_without_it(pasted):
+    assert checked_address(pasted) == "ivan@example.com"
+
+
+def test_a_form_that_keeps_the_address_as_typed_refuses_a_name_saying_so():
+    with pytest.raises(ValidationError) as exc:
+        validate_address("Иванов Иван <ivan@example.com>")
+    assert exc.value.messages == ["Write the address alone, without a name or angle brackets: ivan@example.com."]
+
+
+@pytest.mark.parametrize("pasted", ["Ivan <ivan@example.com>, Petr <petr@example.com>", "Ivan <ivan@example.com"])
+def test_two_addresses_or_an_unclosed_bracket_are_refused(pasted):
+    with pytest.raises(ValidationError):
+        checked_address(pasted)
