@@ -16,6 +16,7 @@ import csv
 import io
 import logging
 import os
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
@@ -229,7 +230,7 @@ def preview_rows(imp: ContactImport, count: int = PREVIEW_ROWS) -> list[list[str
         next(reader, None)
         for row in reader:
             if any(cell.strip() for cell in row):
-                cells = [_shorten(" ".join(cell.split())) for cell in row[:width]]
+                cells = [_shorten(" ".join(unicodedata.normalize("NFC", cell).split())) for cell in row[:width]]
                 rows.append(cells + [""] * (width - len(cells)))
             if len(rows) == count:
                 break
@@ -258,7 +259,7 @@ def _detect_encoding(f: BinaryIO) -> str:
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            return "utf-8" if not exc.object[: exc.start].isascii() else _check_cp1251(f)
+            return "utf-8" if not exc.object[: exc.start].isascii() else _legacy_encoding(f)
         _refuse_binary(chunk, text, offset)
         if not text.isascii():
             return "utf-8"
@@ -266,23 +267,109 @@ def _detect_encoding(f: BinaryIO) -> str:
     return "utf-8"
 
 
-def _check_cp1251(f: BinaryIO) -> str:
+# Windows-1251 decodes any byte but one, and so does Windows-1258: the
+# letters they give must make words. Cyrillic read from a Vietnamese or
+# Western file lands inside Latin words ("NguyЦn", "Mьller"); read as
+# Vietnamese, a TCVN3 file gives symbols inside words ("V¨n") and a VNI one
+# an "a" or "e" followed by an accented letter ("Vaên"), which Vietnamese
+# never writes. The first EVIDENCE_WORDS words with a non-ASCII letter
+# decide; a tenth of them may be odd (a foreign name, a typo).
+LEGACY_ENCODINGS = ("cp1251", "cp1258")
+EVIDENCE_WORDS = 2000
+WORD = re.compile(r"[^\W\d_]+(?:[^\x00-\x7f\w\s]+[^\W\d_]+)*")  # symbols only between letters
+VIETNAMESE_MARKS = set("\u0300\u0301\u0303\u0309\u0323\u0302\u0306\u031b")
+
+
+@dataclass
+class _Evidence:
+    words: int = 0  # with a non-ASCII character
+    odd: int = 0  # of them, words the encoding cannot have written
+    first_odd_line: int = 0
+
+
+def _legacy_encoding(f: BinaryIO) -> str:
+    """Windows-1251 (Russian) or Windows-1258 (Vietnamese), whichever reads
+    the file as words; else the file is refused, naming the first line
+    that reads as neither."""
     f.seek(0)
-    offset = 0
+    evidence = {encoding: _Evidence() for encoding in LEGACY_ENCODINGS}
+    undefined: dict[str, tuple[int, int]] = {}  # encoding: (byte, position)
+    offset = lines = 0
     while chunk := f.read(CHUNK_BYTES):
-        try:
-            text = chunk.decode("cp1251")
-        except UnicodeDecodeError as exc:
-            raise ValidationError(
-                _(
-                    "The file is neither UTF-8 nor Windows-1251 (byte 0x%(value)s at "
-                    "position %(value2)s). Save it as “CSV UTF-8” and upload it again."
-                )
-                % {"value": f"{chunk[exc.start]:02X}", "value2": offset + exc.start}
-            ) from exc
-        _refuse_binary(chunk, text, offset)
+        for encoding in LEGACY_ENCODINGS:
+            try:
+                text = chunk.decode(encoding)
+            except UnicodeDecodeError as exc:
+                undefined.setdefault(encoding, (chunk[exc.start], offset + exc.start))
+                continue
+            if encoding == LEGACY_ENCODINGS[0]:
+                _refuse_binary(chunk, text, offset)
+            if evidence[encoding].words < EVIDENCE_WORDS:
+                _weigh(text, encoding, evidence[encoding], lines)
         offset += len(chunk)
-    return "cp1251"
+        lines += chunk.count(b"\n")
+    for encoding in LEGACY_ENCODINGS:
+        seen = evidence[encoding]
+        if encoding not in undefined and seen.odd * 10 <= seen.words and (seen.words or encoding == "cp1251"):
+            return encoding
+    if "cp1251" in undefined and not evidence["cp1251"].odd:
+        value, position = undefined["cp1251"]
+        raise ValidationError(
+            _(
+                "The file is neither UTF-8 nor Windows-1251 (byte 0x%(value)s at "
+                "position %(value2)s). Save it as “CSV UTF-8” and upload it again."
+            )
+            % {"value": f"{value:02X}", "value2": position}
+        )
+    raise ValidationError(
+        _(
+            "The letters on line %(line)s are not UTF-8, Windows-1251 (Russian) or Windows-1258 (Vietnamese). "
+            "A Vietnamese file in TCVN3 (ABC) or VNI must be converted to Unicode first (Unikey: “Công cụ "
+            "chuyển mã”). Save the file as “CSV UTF-8” and upload it again."
+        )
+        % {"line": evidence["cp1251"].first_odd_line or 1}
+    )
+
+
+def _weigh(text: str, encoding: str, evidence: _Evidence, lines: int) -> None:
+    odd_word = _odd_cyrillic_word if encoding == "cp1251" else _odd_vietnamese_word
+    if encoding == "cp1258":
+        text = unicodedata.normalize("NFC", text)  # its tone marks are combining characters
+    for match in WORD.finditer(text):
+        word = match.group()
+        if word.isascii():
+            continue
+        evidence.words += 1
+        if odd_word(word):
+            evidence.odd += 1
+            evidence.first_odd_line = evidence.first_odd_line or lines + text.count("\n", 0, match.start()) + 1
+        if evidence.words >= EVIDENCE_WORDS:
+            return
+
+
+def _odd_cyrillic_word(word: str) -> bool:
+    """Latin and Cyrillic letters in one word, or a letter of neither."""
+    cyrillic = sum("\u0400" <= ch <= "\u04ff" for ch in word)
+    latin = sum(ch.isascii() and ch.isalpha() for ch in word)
+    return bool(cyrillic and latin) or cyrillic + latin < sum(ch.isalpha() for ch in word)
+
+
+def _odd_vietnamese_word(word: str) -> bool:
+    """A character no Vietnamese word has, or VNI's "a"/"e" + accented letter."""
+    for i, ch in enumerate(word):
+        if ch.isascii():
+            if ch in "aeAE" and i + 1 < len(word) and not word[i + 1].isascii():
+                return True
+        elif not _vietnamese_letter(ch):
+            return True
+    return False
+
+
+def _vietnamese_letter(ch: str) -> bool:
+    if ch in "đĐ":
+        return True
+    base, *marks = unicodedata.normalize("NFD", ch)
+    return base in "aeiouyAEIOUY" and bool(marks) and set(marks) <= VIETNAMESE_MARKS
 
 
 def _refuse_binary(chunk: bytes, text: str, offset: int) -> None:
@@ -354,7 +441,8 @@ def _sniff_delimiter(text: str) -> str:
 def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -> list[str]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
-        header = [" ".join(cell.split()) for cell in next(reader, [])]
+        # NFC: Windows-1258 writes most Vietnamese letters as a letter and a combining mark.
+        header = [" ".join(unicodedata.normalize("NFC", cell).split()) for cell in next(reader, [])]
         has_rows = any(any(cell.strip() for cell in row) for row in reader)
     except csv.Error as exc:
         raise ValidationError(_("The first rows cannot be read as CSV: %(exc)s.") % {"exc": exc}) from exc

@@ -96,7 +96,9 @@ class SuppressionRemoveForm(forms.Form):
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
         label=gettext_lazy("CSV file"),
-        help_text=gettext_lazy("UTF-8 or Windows-1251, comma or semicolon separated, with a header row."),
+        help_text=gettext_lazy(
+            "UTF-8, Windows-1251 or Windows-1258, comma, semicolon or tab separated, with a header row."
+        ),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,text/csv"}),
     )
 

@@ -450,3 +450,51 @@ def test_addresses_pasted_from_word_or_excel_are_cleaned_or_refused_naming_the_c
             "position 4, often pasted from Word, Excel or a web page: type the address again without it.",
         ),
     ]
+
+def cp1258(text: str) -> bytes:
+    """`text` as Excel on a Vietnamese Windows saves it: Windows-1258 has
+    no "ễ", so it writes "ê" and the combining tilde."""
+    out = b""
+    for char in text:
+        marks = unicodedata.normalize("NFD", char)
+        for cut in range(len(marks), 0, -1):  # the longest precomposed head the code page has
+            try:
+                out += unicodedata.normalize("NFC", marks[:cut]).encode("cp1258") + marks[cut:].encode("cp1258")
+                break
+            except UnicodeEncodeError:
+                continue
+    return out
+
+
+def test_a_vietnamese_windows_1258_file_is_read_as_vietnamese(do_import, tenant_a):
+    content = cp1258("Địa chỉ email,Họ,Tên\r\nan@example.vn,Nguyễn,Văn Ân\r\nhuong@example.vn,Trần,Thị Hương\r\n")
+    imp = do_import(content)
+    assert imp.encoding == "cp1258"
+    assert imp.header == ["Địa chỉ email", "Họ", "Tên"]
+    assert imp.mapping == {"0": "email", "1": "last_name", "2": "first_name"}
+    assert people(tenant_a) == {"an@example.vn": ("Văn Ân", "Nguyễn"), "huong@example.vn": ("Thị Hương", "Trần")}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        # TCVN3 (ABC): "Nguyễn Văn Ân", the letters on the code points of the font
+        b"Email,Ho ten\r\nan@example.vn,Nguy\xd6n V\xa8n \xa2n\r\n",
+        # VNI: "Nguyễn Văn Ân", a letter and its marks as separate bytes
+        b"Email,Ho ten\r\nan@example.vn,Nguye\xe3n Va\xean A\xc2n\r\n",
+        # Windows-1252 (a German name), neither Cyrillic nor Vietnamese
+        "Email,Name\r\nanna@example.de,Anna Müller\r\n".encode("cp1252"),
+    ],
+)
+def test_a_file_in_another_code_page_is_refused_not_garbled(tenant_a, imports_dir, content):
+    with pytest.raises(ValidationError) as exc:
+        upload(tenant_a, content)
+    assert "line 2" in exc.value.messages[0] and "TCVN3" in exc.value.messages[0]
+    assert not ContactImport.objects.exists() and not Contact.objects.exists()
+
+
+def test_a_russian_file_with_some_latin_words_stays_windows_1251(do_import, tenant_a):
+    content = "Email;Имя;Компания\nivan@example.ru;Иван;ООО «Ромашка» Ltd\nolga@example.ru;Ольга;IBM Россия\n"
+    imp = do_import(content.encode("cp1251"))
+    assert imp.encoding == "cp1251"
+    assert people(tenant_a) == {"ivan@example.ru": ("Иван", ""), "olga@example.ru": ("Ольга", "")}
