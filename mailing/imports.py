@@ -32,7 +32,7 @@ from django.db.models import Sum
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import ngettext
 
 from accounts.models import Tenant, User
 
@@ -59,7 +59,6 @@ FIELD_PREFIX = "field:"
 PENDING = (ContactImport.Status.UPLOADED, ContactImport.Status.QUEUED, ContactImport.Status.RUNNING)
 # An upload nobody maps in this time is removed, file and all.
 UNMAPPED_MAX_AGE = timedelta(hours=1)
-UTF16_MESSAGE = gettext_lazy("The file is in UTF-16. Save it as “CSV UTF-8” and upload it again.")
 
 
 class ImportFailed(Exception):
@@ -97,7 +96,7 @@ def import_upload(*, tenant: Tenant, by: User | None, upload: UploadedFile) -> C
     _check_room(tenant, upload.size or 0)  # early, before writing the file
     path = _store(upload)
     try:
-        facts = inspect_file(path)
+        facts = inspect_file(path, encoding=_utf16_to_utf8(path))
         with transaction.atomic():
             # Again under the tenant's row lock: two uploads at once cannot
             # both take the last place.
@@ -167,9 +166,9 @@ def _store(upload: UploadedFile) -> Path:
     return path
 
 
-def inspect_file(path: Path) -> FileFacts:
+def inspect_file(path: Path, encoding: str | None = None) -> FileFacts:
     with path.open("rb") as f:
-        encoding = _detect_encoding(f)
+        encoding = encoding or _detect_encoding(f)
         f.seek(0)
         sample = f.read(SAMPLE_BYTES)
         whole = not f.read(1)
@@ -248,8 +247,6 @@ def _detect_encoding(f: BinaryIO) -> str:
     are valid UTF-8, else Windows-1251. A UTF-8 file with a stray bad byte
     later on stays UTF-8: that row is rejected, the rest is not garbled."""
     head = f.read(4)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ValidationError(UTF16_MESSAGE)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
     f.seek(0)
@@ -373,12 +370,10 @@ def _vietnamese_letter(ch: str) -> bool:
 
 
 def _refuse_binary(chunk: bytes, text: str, offset: int) -> None:
-    """NUL bytes at the start make a binary file (or UTF-16): refused. Later
-    ones are a damaged row, which the import rejects with its line, as it
-    does whatever the encoding."""
+    """NUL bytes at the start make a binary file (UTF-16 was made UTF-8
+    before): refused. Later ones are a damaged row, which the import rejects
+    with its line, as it does whatever the encoding."""
     if offset == 0 and "\x00" in text:
-        if _looks_like_utf16(chunk):
-            raise ValidationError(UTF16_MESSAGE)
         raise ValidationError(
             _(
                 "This does not look like a text CSV file: it contains NUL bytes (the "
@@ -386,6 +381,37 @@ def _refuse_binary(chunk: bytes, text: str, offset: int) -> None:
             )
             % {"index": chunk.index(0)}
         )
+
+
+def _utf16_to_utf8(path: Path) -> str | None:
+    """Excel's "Unicode Text" (and other tools' UTF-16, with a BOM or not)
+    is rewritten in UTF-8, chunk by chunk, in place of the upload: the
+    runner reads lines by their b"\\n", which UTF-16 splits. A broken
+    character stays a byte invalid in UTF-8, so its row alone is rejected.
+    Returns "utf-8" when the file was UTF-16."""
+    with path.open("rb") as f:
+        head = f.read(CHUNK_BYTES)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec = "utf-16"  # which reads the BOM and drops it
+    elif b"\x00" in head and _looks_like_utf16(head):
+        codec = "utf-16-be" if head[0::2].count(0) > head[1::2].count(0) else "utf-16-le"
+    else:
+        return None
+    decoder = codecs.getincrementaldecoder(codec)(errors="surrogatepass")
+    converted = path.with_name(f"{secrets.token_hex(16)}.csv")
+    fd = os.open(converted, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with path.open("rb") as source, os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK_BYTES):
+                out.write(decoder.decode(chunk).encode("utf-8", "surrogatepass"))
+            try:
+                out.write(decoder.decode(b"", final=True).encode("utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                out.write(b"\xff")  # an odd byte at the end: the last row is rejected
+        converted.replace(path)
+    finally:
+        converted.unlink(missing_ok=True)
+    return "utf-8"
 
 
 def _looks_like_utf16(chunk: bytes) -> bool:

@@ -211,7 +211,7 @@ def test_the_mapping_needs_exactly_one_email_column(tenant_a):
         (b"\n\nemail\na@example.com\n", "The first line must be the header row"),
         (",".join(f"c{i}" for i in range(201)).encode() + b"\na@b.cd\n", "at most 200 are supported"),
         (b"email\n\x98\x98@example.com\n", "neither UTF-8 nor Windows-1251 (byte 0x98 at position 6)"),
-        (b"\xff\xfee\x00m\x00", "UTF-16"),
+        (b"\xff\xfee\x00m\x00", "a header row but no contacts"),  # UTF-16: made UTF-8 first
         (b"PK\x03\x04 rest of a zip", "Excel workbook"),
         (b"email\na@example.com\x00\n", "NUL bytes"),
         # 1C: a title, an empty line, then the header
@@ -498,3 +498,26 @@ def test_a_russian_file_with_some_latin_words_stays_windows_1251(do_import, tena
     imp = do_import(content.encode("cp1251"))
     assert imp.encoding == "cp1251"
     assert people(tenant_a) == {"ivan@example.ru": ("Иван", ""), "olga@example.ru": ("Ольга", "")}
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_excels_unicode_text_in_utf16_is_imported(do_import, tenant_a, codec, imports_dir):
+    """Excel's "Unicode Text" is UTF-16 (little-endian, with a BOM) and
+    separated by tabs; other tools write it without a BOM or big-endian."""
+    text = "Email\tИмя\tHọ tên\r\nivan@example.ru\tИван\tNguyễn Văn Ân\r\nbad-address\tПётр\t\r\n"
+    imp = do_import(text.encode(codec), {0: "email", 1: "first_name", 2: "new"})
+    assert (imp.encoding, imp.delimiter, imp.header) == ("utf-8", "\t", ["Email", "Имя", "Họ tên"])
+    assert imp.file_size == len(text.encode())  # as stored: UTF-8
+    assert [(c.email, c.first_name, c.fields) for c in Contact.objects.filter(tenant=tenant_a)] == [
+        ("ivan@example.ru", "Иван", {"ho_ten": "Nguyễn Văn Ân"})
+    ]
+    assert [line for line, _ in rejections(imp)] == [3]
+    assert not any(imports_dir.glob("*"))
+
+
+def test_a_broken_utf16_character_rejects_only_its_row(do_import, tenant_a):
+    content = "email\tname\r\na@example.com\tAnn\r\nb@example.com\t".encode("utf-16-le")
+    content += b"\x00\xd8" + "x\r\nc@example.com\tCy\r\n".encode("utf-16-le")  # a lone high surrogate
+    imp = do_import(content, {0: "email", 1: "first_name"})
+    assert sorted(people(tenant_a)) == ["a@example.com", "c@example.com"]
+    assert [line for line, _ in rejections(imp)] == [3]
