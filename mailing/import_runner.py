@@ -64,12 +64,17 @@ class Mapping:
     first_name: int | None
     last_name: int | None
     fields: dict[str, int]
+    header: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, mapping: dict[str, str]) -> "Mapping":
+    def from_json(cls, mapping: dict[str, str], header: list[str]) -> "Mapping":
         by_target = {target: int(index) for index, target in mapping.items() if target}
         fields = {t.removeprefix(FIELD_PREFIX): i for t, i in by_target.items() if t.startswith(FIELD_PREFIX)}
-        return cls(by_target["email"], by_target.get("first_name"), by_target.get("last_name"), fields)
+        return cls(by_target["email"], by_target.get("first_name"), by_target.get("last_name"), fields, header)
+
+    def column(self, index: int) -> str:
+        """The column's name as the header row gives it (a rejection names it)."""
+        return self.header[index] if index < len(self.header) else f"{_('Column')} {index + 1}"
 
 
 @dataclass
@@ -171,7 +176,7 @@ def _run(imp: ContactImport) -> None:
         raise ImportFailed(_("The uploaded file is gone. Upload it again."))
     if imp.contact_list_id is None:
         raise ImportFailed(_("The target list was deleted."))
-    mapping = Mapping.from_json(imp.mapping)
+    mapping = Mapping.from_json(imp.mapping, imp.header)
     counts = Counts()
     with path.open("rb") as f:
         source = LineSource(f, imp.encoding)
@@ -333,8 +338,11 @@ def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]]
             "len": len(cells),
             "MAX_COLUMNS": MAX_COLUMNS,
         }
-    if any(len(cell) > MAX_FIELD_CHARS for cell in cells):
-        return _("A field is longer than %(value)s KB.") % {"value": MAX_FIELD_CHARS // 1024}
+    if (index := next((i for i, cell in enumerate(cells) if len(cell) > MAX_FIELD_CHARS), None)) is not None:
+        return _("Column “%(column)s”: the value is longer than %(value)s KB.") % {
+            "column": m.column(index),
+            "value": MAX_FIELD_CHARS // 1024,
+        }
 
     def cell(index: int | None) -> str:
         # NFC: a file from a Mac or a Vietnamese tool may hold "ễ" as "e" and
@@ -356,17 +364,21 @@ def _parse(cells: list[str], m: Mapping) -> tuple[str, str, str, dict[str, str]]
     except ValidationError as exc:
         return _("Invalid email address “%(value)s”: %(0)s") % {"value": address[:100], "0": exc.messages[0]}
     first, last = cell(m.first_name), cell(m.last_name)
-    if len(first) > contacts.MAX_NAME_LENGTH or len(last) > contacts.MAX_NAME_LENGTH:
-        return _("A name is longer than %(MAX_NAME_LENGTH)s characters.") % {
-            "MAX_NAME_LENGTH": contacts.MAX_NAME_LENGTH
-        }
+    for index, name in ((m.first_name, first), (m.last_name, last)):
+        if index is not None and len(name) > contacts.MAX_NAME_LENGTH:
+            return _("Column “%(column)s”: a name is longer than %(MAX_NAME_LENGTH)s characters.") % {
+                "column": m.column(index),
+                "MAX_NAME_LENGTH": contacts.MAX_NAME_LENGTH,
+            }
     if problem := _name_problem(first, last):
         return problem
     fields = {key: value for key, index in m.fields.items() if (value := cell(index))}
-    if any(len(value) > contacts.MAX_VALUE_LENGTH for value in fields.values()):
-        return _("A custom field value is longer than %(MAX_VALUE_LENGTH)s characters.") % {
-            "MAX_VALUE_LENGTH": contacts.MAX_VALUE_LENGTH
-        }
+    for key, index in m.fields.items():
+        if len(fields.get(key, "")) > contacts.MAX_VALUE_LENGTH:
+            return _("Column “%(column)s”: the value is longer than %(MAX_VALUE_LENGTH)s characters.") % {
+                "column": m.column(index),
+                "MAX_VALUE_LENGTH": contacts.MAX_VALUE_LENGTH,
+            }
     return email, first, last, fields
 
 
@@ -471,7 +483,7 @@ def import_rows(
         status=Status.RUNNING,
     )
     counts, rejections = Counts(), []
-    parsed = Mapping.from_json(mapping)
+    parsed = Mapping.from_json(mapping, imp.header)
 
     def items() -> Iterator[Parsed | ImportRejection]:
         for line, row in enumerate(rows, start=1):

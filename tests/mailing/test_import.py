@@ -249,7 +249,11 @@ def test_a_too_long_line_or_field_rejects_only_that_row(do_import, tenant_a):
     imp = do_import(content)
     assert rejections(imp) == [
         (2, "The line is longer than 100 KB."),
-        (3, "A field is longer than 100 KB. The row runs from line 3 to line 53251: is a closing quote missing?"),
+        (
+            3,
+            "Column “name”: the value is longer than 100 KB. "
+            "The row runs from line 3 to line 53251: is a closing quote missing?",
+        ),
     ]
     assert list(people(tenant_a)) == ["ok@example.com"]
     assert imp.rejections.get(line=3).raw.startswith("b@example.com,")
@@ -295,8 +299,28 @@ def test_an_invalid_byte_in_a_utf8_file_rejects_that_row_with_its_position(do_im
 
 def test_long_names_and_values_are_rejected_not_cut(do_import, tenant_a):
     imp = do_import(b"email,name\na@example.com," + b"n" * 101 + b"\n")
-    assert rejections(imp) == [(2, "A name is longer than 100 characters.")]
+    assert rejections(imp) == [(2, "Column “name”: a name is longer than 100 characters.")]
     assert not Contact.objects.exists()
+
+
+def test_a_rejected_value_names_its_column(do_import, tenant_a):
+    """A file of thirty columns: the reason says which one to fix."""
+    content = "Email;Имя;Фамилия;Компания;Город\n".encode()
+    content += b"a@example.com;Ann;Lee;" + b"c" * 1001 + b";Hanoi\n"
+    content += b"b@example.com;Bob;" + b"l" * 101 + b";Acme;Hue\n"
+    content += b'c@example.com;Cy;Ray;Acme;"' + b"h" * (60 * 1024) + b"\n" + b"h" * (50 * 1024) + b'"\n'
+    content += b"d@example.com;Di;Ng;Acme;Hue\n"
+    imp = do_import(content, {0: "email", 1: "first_name", 2: "last_name", 3: "new"})
+    assert rejections(imp) == [
+        (2, "Column “Компания”: the value is longer than 1000 characters."),
+        (3, "Column “Фамилия”: a name is longer than 100 characters."),
+        (
+            4,
+            "Column “Город”: the value is longer than 100 KB. "
+            "The row runs from line 4 to line 5: is a closing quote missing?",
+        ),
+    ]
+    assert list(people(tenant_a)) == ["d@example.com"]
 
 
 def test_the_file_is_stored_under_a_random_name_and_deleted_at_the_end(tenant_a, imports_dir, do_import):

@@ -344,7 +344,7 @@ def test_a_half_valid_file_imports_the_good_rows_and_lists_the_bad_ones_by_line(
     assert found[3].startswith("Invalid email address “not-an-address”")
     assert found[5] == "No email address."
     assert found[6].startswith("First name: Remove the line break U+000A (position 6)")
-    assert found[9] == "A name is longer than 100 characters."
+    assert found[9] == "Column “first name”: a name is longer than 100 characters."
     assert found[10] == "The row has 301 columns; at most 200 are supported."
     assert found[12].startswith("Invalid email address")
     assert emails(tenant_a) == {f"good{i}@example.com" for i in (1, 4)}
