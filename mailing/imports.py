@@ -345,10 +345,12 @@ def _weigh(text: str, encoding: str, evidence: _Evidence, lines: int) -> None:
 
 
 def _odd_cyrillic_word(word: str) -> bool:
-    """Latin and Cyrillic letters in one word, or a letter of neither."""
+    """A Latin word with Cyrillic letters in it ("NguyЦn"; a Russian word
+    with a Latin look-alike typed in, "Ивaн", is not odd), or a letter of
+    neither script."""
     cyrillic = sum("\u0400" <= ch <= "\u04ff" for ch in word)
     latin = sum(ch.isascii() and ch.isalpha() for ch in word)
-    return bool(cyrillic and latin) or cyrillic + latin < sum(ch.isalpha() for ch in word)
+    return (bool(cyrillic) and latin >= cyrillic) or cyrillic + latin < sum(ch.isalpha() for ch in word)
 
 
 def _odd_vietnamese_word(word: str) -> bool:

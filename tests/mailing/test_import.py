@@ -518,10 +518,12 @@ def test_a_file_in_another_code_page_is_refused_not_garbled(tenant_a, imports_di
 
 
 def test_a_russian_file_with_some_latin_words_stays_windows_1251(do_import, tenant_a):
-    content = "Email;Имя;Компания\nivan@example.ru;Иван;ООО «Ромашка» Ltd\nolga@example.ru;Ольга;IBM Россия\n"
+    """Latin words, and a Russian word typed with a Latin "a" (the keys
+    look alike), are no reason to doubt the file."""
+    content = "Email;Имя;Компания\nivan@example.ru;Ивaн;ООО «Ромашка» Ltd\nolga@example.ru;Ольга;IBM Россия\n"
     imp = do_import(content.encode("cp1251"))
     assert imp.encoding == "cp1251"
-    assert people(tenant_a) == {"ivan@example.ru": ("Иван", ""), "olga@example.ru": ("Ольга", "")}
+    assert people(tenant_a) == {"ivan@example.ru": ("Ивaн", ""), "olga@example.ru": ("Ольга", "")}
 
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
