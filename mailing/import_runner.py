@@ -39,6 +39,7 @@ from .imports import (
     ImportFailed,
     _remove_file,
     imports_dir,
+    skip_header,
 )  # fmt: skip
 from .models import Contact, ContactImport, ContactList, ImportRejection
 
@@ -201,7 +202,7 @@ def _stream(
 
 def _skip_header(reader: "csv._reader") -> None:
     try:
-        next(reader, None)
+        skip_header(reader)
     except csv.Error as exc:  # it was read once at upload; the file changed?
         raise ImportFailed(_("The header row cannot be read: %(exc)s.") % {"exc": exc}) from exc
 

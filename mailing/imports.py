@@ -189,12 +189,30 @@ def inspect_file(path: Path, encoding: str | None = None) -> FileFacts:
                 "as “CSV UTF-8” and upload it again."
             )
         )
+    if hint := SEP_HINT.match(text):
+        delimiter, text = hint.group(1), text[hint.end() :]
+    else:
+        delimiter = None
     _refuse_title_line(text)
-    delimiter = _sniff_delimiter(text)
+    delimiter = delimiter or _sniff_delimiter(text)
     # The first line did not fit in the sample: what was read is part of it.
     cut = not whole and b"\n" not in sample
     header = _read_header(text, delimiter, whole=whole, cut=cut)
     return FileFacts(encoding=encoding, delimiter=delimiter, header=header)
+
+
+# Excel's separator line above the header ("sep=;"), which exporters made
+# for Excel write: it names the delimiter, and the header is the next line.
+SEP_HINT = re.compile(r"sep=([,;\t])[ \r]*(?:\n|$)", re.IGNORECASE)
+
+
+def skip_header(reader: "csv._reader") -> list[str] | None:
+    """The header row's cells, read past the separator line if there is one
+    (read with its own delimiter, the line is the two cells "sep=" and "")."""
+    cells = next(reader, None)
+    if cells is not None and len(cells) == 2 and cells[0].lower() == "sep=" and not cells[1].strip():
+        cells = next(reader, None)
+    return cells
 
 
 MARKUP_STARTS = ("<!doctype", "<html", "<?xml", "<meta", "<table", "<head", "<body", "<style")
@@ -226,7 +244,7 @@ def preview_rows(imp: ContactImport, count: int = PREVIEW_ROWS) -> list[list[str
     width = len(imp.header)
     rows: list[list[str]] = []
     try:
-        next(reader, None)
+        skip_header(reader)
         for row in reader:
             if any(cell.strip() for cell in row):
                 cells = [_shorten(" ".join(unicodedata.normalize("NFC", cell).split())) for cell in row[:width]]

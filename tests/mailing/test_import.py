@@ -547,3 +547,17 @@ def test_a_broken_utf16_character_rejects_only_its_row(do_import, tenant_a):
     imp = do_import(content, {0: "email", 1: "first_name"})
     assert sorted(people(tenant_a)) == ["a@example.com", "c@example.com"]
     assert [line for line, _ in rejections(imp)] == [3]
+
+
+@pytest.mark.parametrize("hint, delimiter", [("sep=;", ";"), ("\ufeffsep=,", ","), ("SEP=\t", "\t")])
+def test_excels_separator_line_sets_the_delimiter_and_is_not_the_header(do_import, tenant_a, hint, delimiter):
+    """ "sep=;" above the header tells Excel the separator; exporters made
+    for Excel write it. The header is the line under it."""
+    rows = [["Email", "Имя"], ["ivan@example.ru", "Иван"], ["not-an-address", "Пётр"], ["olga@example.ru", "Ольга"]]
+    content = (hint + "\r\n" + "".join(delimiter.join(row) + "\r\n" for row in rows)).encode()
+    imp = upload(tenant_a, content)
+    assert (imp.delimiter, imp.header) == (delimiter, ["Email", "Имя"])
+    assert imports.preview_rows(imp)[0] == ["ivan@example.ru", "Иван"]
+    imp = do_import(content)
+    assert people(tenant_a) == {"ivan@example.ru": ("Иван", ""), "olga@example.ru": ("Ольга", "")}
+    assert [line for line, _ in rejections(imp)] == [4]
