@@ -38,6 +38,7 @@ from .imports import (
     MAX_ROW_BYTES,
     ImportFailed,
     _remove_file,
+    csv_problem,
     imports_dir,
     skip_header,
 )  # fmt: skip
@@ -282,7 +283,7 @@ def _rows(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield _reject(line, _csv_problem(exc) + _span(line, reader.line_num), "")
+            yield _reject(line, csv_problem(exc) + _span(line, reader.line_num), "")
             continue
         if source.problem:
             yield _reject(line, source.problem + _span(line, reader.line_num), _raw(cells, delimiter))
@@ -312,12 +313,6 @@ def _span(first: int, last: int) -> str:
         "first": first,
         "last": last,
     }
-
-
-def _csv_problem(exc: csv.Error) -> str:
-    if "field larger than field limit" in str(exc):
-        return _("A field is longer than %(value)s KB.") % {"value": MAX_FIELD_CHARS // 1024}
-    return _("The row cannot be read as CSV: %(exc)s.") % {"exc": exc}
 
 
 def _reject(line: int, reason: str, raw: str) -> ImportRejection:

@@ -489,9 +489,12 @@ def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -
     try:
         # NFC: Windows-1258 writes most Vietnamese letters as a letter and a combining mark.
         header = [" ".join(unicodedata.normalize("NFC", cell).split()) for cell in next(reader, [])]
-        has_rows = any(any(cell.strip() for cell in row) for row in reader)
     except csv.Error as exc:
-        raise ValidationError(_("The first rows cannot be read as CSV: %(exc)s.") % {"exc": exc}) from exc
+        raise ValidationError(_("The header row cannot be read as CSV: %(exc)s") % {"exc": csv_problem(exc)}) from exc
+    try:
+        has_rows = any(any(cell.strip() for cell in row) for row in reader)
+    except csv.Error:
+        has_rows = True  # a row that cannot be read: the import rejects it with its line
     if not any(header):
         raise ValidationError(_("The first line must be the header row: the names of the columns."))
     if len(header) > MAX_COLUMNS:
@@ -505,6 +508,15 @@ def _read_header(text: str, delimiter: str, *, whole: bool, cut: bool = False) -
     if whole and not has_rows:
         raise ValidationError(_("The file has a header row but no contacts."))
     return [cell or f"{_('Column')} {i}" for i, cell in enumerate(header, start=1)]  # named in the uploader's language
+
+
+def csv_problem(exc: csv.Error) -> str:
+    """What the csv module could not read, in the reader's language."""
+    if "field larger than field limit" in str(exc):
+        return _("A field is longer than %(value)s KB.") % {"value": MAX_FIELD_CHARS // 1024}
+    if "new-line character seen in unquoted field" in str(exc):
+        return _("A line break (CR) inside a field that is not in quotes.")
+    return _("The row cannot be read as CSV: %(exc)s.") % {"exc": exc}
 
 
 # ---------- Mapping ----------

@@ -214,6 +214,7 @@ def test_the_mapping_needs_exactly_one_email_column(tenant_a):
         (b"\xff\xfee\x00m\x00", "a header row but no contacts"),  # UTF-16: made UTF-8 first
         (b"PK\x03\x04 rest of a zip", "Excel workbook"),
         (b"email\na@example.com\x00\n", "NUL bytes"),
+        (b"email,na\rme\r\na@example.com,x\r\n", "The header row cannot be read as CSV: A line break (CR) inside"),
         # 1C: a title, an empty line, then the header
         (
             "Список клиентов\r\n\r\nИмя;E-mail\r\nИван;ivan@example.com\r\n".encode("cp1251"),
@@ -561,3 +562,20 @@ def test_excels_separator_line_sets_the_delimiter_and_is_not_the_header(do_impor
     imp = do_import(content)
     assert people(tenant_a) == {"ivan@example.ru": ("Иван", ""), "olga@example.ru": ("Ольга", "")}
     assert [line for line, _ in rejections(imp)] == [4]
+
+
+def test_a_stray_carriage_return_in_a_field_rejects_only_its_row(do_import, tenant_a):
+    """A cell pasted from a Mac application may hold a bare CR, which the
+    csv module cannot read outside quotes: that row alone is rejected, in
+    the reader's language, and the file is still taken."""
+    content = b'email,name\r\na@example.com,A\rB\r\nb@example.com,Bob\r\nc@example.com,"C\rD"\r\n'
+    imp = do_import(content, {0: "email", 1: "new"})
+    assert rejections(imp) == [(2, "A line break (CR) inside a field that is not in quotes.")]
+    assert {c.email: c.fields for c in Contact.objects.filter(tenant=tenant_a)} == {
+        "b@example.com": {"name": "Bob"},
+        "c@example.com": {"name": "C\rD"},
+    }
+    with translation.override("ru"):
+        assert imports.csv_problem(imports.csv.Error("new-line character seen in unquoted field")) != (
+            "A line break (CR) inside a field that is not in quotes."
+        )
