@@ -291,6 +291,7 @@ def _detect_encoding(f: BinaryIO) -> str:
 # decide; a tenth of them may be odd (a foreign name, a typo).
 LEGACY_ENCODINGS = ("cp1251", "cp1258")
 EVIDENCE_WORDS = 2000
+NON_ASCII = re.compile(r"[^\x00-\x7f]")
 WORD = re.compile(r"[^\W\d_]+(?:[^\x00-\x7f\w\s]+[^\W\d_]+)*")  # symbols only between letters
 VIETNAMESE_MARKS = set("\u0300\u0301\u0303\u0309\u0323\u0302\u0306\u031b")
 
@@ -347,19 +348,26 @@ def _legacy_encoding(f: BinaryIO) -> str:
 
 
 def _weigh(text: str, encoding: str, evidence: _Evidence, lines: int) -> None:
+    """Count the words of `text` with a non-ASCII character, and the odd
+    ones. Only the words around such characters are looked at: a large
+    file of mostly ASCII words costs a search, not a match per word."""
     odd_word = _odd_cyrillic_word if encoding == "cp1251" else _odd_vietnamese_word
     if encoding == "cp1258":
         text = unicodedata.normalize("NFC", text)  # its tone marks are combining characters
-    for match in WORD.finditer(text):
-        word = match.group()
-        if word.isascii():
+    position = 0
+    while evidence.words < EVIDENCE_WORDS and (found := NON_ASCII.search(text, position)):
+        start = found.start()
+        while start and text[start - 1].isalpha():
+            start -= 1
+        match = WORD.match(text, start)
+        if match is None or match.end() <= found.start():  # a symbol outside a word
+            position = found.end()
             continue
+        position = match.end()
         evidence.words += 1
-        if odd_word(word):
+        if odd_word(match.group()):
             evidence.odd += 1
-            evidence.first_odd_line = evidence.first_odd_line or lines + text.count("\n", 0, match.start()) + 1
-        if evidence.words >= EVIDENCE_WORDS:
-            return
+            evidence.first_odd_line = evidence.first_odd_line or lines + text.count("\n", 0, start) + 1
 
 
 def _odd_cyrillic_word(word: str) -> bool:
