@@ -30,18 +30,20 @@ import email
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from typing import TypeVar
 
 from flufl.bounce import all_failures
 
 from servers import charsets
 from servers.errors import is_blacklisting, server_words
 
+from ..addresses import address_forms
 from . import tokens
 
 log = logging.getLogger(__name__)
@@ -182,6 +184,19 @@ MAX_RECIPIENTS = 20
 
 
 @dataclass
+class Outcome:
+    """What a delivery-status part says of one of its recipients. `kind`
+    None: delivered, relayed or expanded, not a failure."""
+
+    recipient: str
+    original_recipient: str
+    kind: str | None
+    status: str
+    diagnostic: str
+    returned: bool
+
+
+@dataclass
 class ParsedReport:
     """What the message says. `kind` None: not a report, leave it alone."""
 
@@ -202,6 +217,33 @@ class ParsedReport:
     # mailbox, a server that gave up retrying after days, "Action: failed"
     # with 4.4.1), which keeps the address but not the letter's "sent".
     returned: bool = False
+    # One per recipient block of the delivery-status part: a report about
+    # several recipients (an alias, a forward) says something of each.
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def about(self, address: str) -> ParsedReport:
+        """The report as it concerns `address` (in any form): its own
+        block's kind, status and reason when the report has one for it
+        (kind None when that block says it was delivered), else the
+        report's judgement as a whole."""
+        forms = {form.lower() for form in address_forms(address)} if address else set()
+        mine = [o for o in self.outcomes if {o.recipient.lower(), o.original_recipient.lower()} & forms]
+        if not mine:
+            return self
+        delivered = [o for o in mine if o.kind is None]
+        failed = [o for o in mine if o.returned]
+        outcome = (delivered or failed or mine)[0]
+        return replace(
+            self,
+            recipients=_unique([outcome.recipient, *self.recipients]),
+            kind=outcome.kind,
+            status=outcome.status,
+            diagnostic=outcome.diagnostic,
+            returned=outcome.returned,
+        )
+
+
+_Stored = TypeVar("_Stored", ParsedReport, Outcome)
 
 
 @dataclass
@@ -210,6 +252,16 @@ class _Dsn:
     action: str
     status: str
     diagnostic: str
+    original_recipient: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.action.startswith(("fail", "error"))
+
+    @property
+    def succeeded(self) -> bool:
+        # RFC 3464's delivered, relayed (to a system that sends no reports) and expanded (an alias or list).
+        return self.action.startswith(("deliver", "relay", "expand"))
 
 
 @dataclass
@@ -240,7 +292,7 @@ def _unreadable(message: Message) -> ParsedReport:
     return _storable(ParsedReport(kind=kind, **_envelope(message)))
 
 
-def _storable(report: ParsedReport) -> ParsedReport:
+def _storable(report: _Stored) -> _Stored:
     """Every text as a PostgreSQL column can keep it: anyone can mail the
     bounce address, and a NUL (a raw byte, an encoded word, a base64 body)
     in a report that cannot be saved would stop the mailbox at it for good."""
@@ -249,7 +301,7 @@ def _storable(report: ParsedReport) -> ParsedReport:
         if isinstance(value, str):
             setattr(report, name, server_words(value))
         elif isinstance(value, list):
-            setattr(report, name, [server_words(item) for item in value])
+            setattr(report, name, [server_words(x) if isinstance(x, str) else _storable(x) for x in value])
     return report
 
 
@@ -274,19 +326,20 @@ def _parse(message: Message) -> ParsedReport:
 def _report(
     message: Message, envelope: dict, dsns: list[_Dsn], temporary: set[str], permanent: set[str]
 ) -> ParsedReport:
+    if dsns and all(d.succeeded for d in dsns):
+        return ParsedReport(kind=None, **envelope)  # a success notice (NOTIFY=SUCCESS, "relayed")
     failed, delayed = _reported_blocks(dsns)
     text = _body_text(message)
     original = _original_headers(message)
     ours = _our_addresses(message, original)
-    recipients = _unique([d.recipient for d in failed if d.recipient])
+    # The failed recipients first, then the delayed ones: each has its outcome.
+    recipients = _unique([d.recipient for d in [*failed, *dsns] if d.recipient and not d.succeeded])
     recipients = recipients or _not_ours([*sorted(permanent), *sorted(temporary)], ours)
     recipients = (recipients or _text_recipients(text, ours))[:MAX_RECIPIENTS]
     status, diagnostic = _status_and_diagnostic(failed, text, recipients)
     quoted = f"{original}\n{text}"
-    if dsns:
-        returned = any(d.action.startswith(("fail", "error")) for d in failed)
-    else:
-        returned = not (DELAY_WORDS.search(text) or (temporary and not permanent))
+    delay = DELAY_WORDS.search(text) or (temporary and not permanent)
+    returned = any(d.failed for d in failed) if dsns else not delay
     return ParsedReport(
         returned=returned,
         kind=judge(status, diagnostic or text, delayed=delayed, permanent=bool(permanent), temporary=bool(temporary)),
@@ -299,7 +352,25 @@ def _report(
             _field_ids(MESSAGE_ID_FIELD_RE, MESSAGE_ID_IN_FIELD_RE, quoted) + _reply_ids(message)
         ),
         envelope_tokens=_tokens(message, quoted),
+        # One block: the report as a whole is about it.
+        outcomes=[_outcome(d, text) for d in dsns[:MAX_RECIPIENTS]] if len(dsns) > 1 else [],
         **envelope,
+    )
+
+
+def _outcome(dsn: _Dsn, text: str) -> Outcome:
+    """One block's own judgement: its status and its reply, else the
+    report's text about that recipient (not another's reply)."""
+    own_text = _paragraph_after(text, [dsn.recipient])
+    status, diagnostic = _status_and_diagnostic([dsn], own_text, [dsn.recipient])
+    kind = None if dsn.succeeded else judge(status, diagnostic, delayed=dsn.action.startswith("delayed"))
+    return Outcome(
+        recipient=dsn.recipient,
+        original_recipient=dsn.original_recipient,
+        kind=kind,
+        status=status,
+        diagnostic=diagnostic[:MAX_TEXT],
+        returned=dsn.failed,
     )
 
 
@@ -308,7 +379,7 @@ def _reported_blocks(dsns: list[_Dsn]) -> tuple[list[_Dsn], bool]:
     the failed recipients when there are any (a delay for another recipient
     of the same report does not soften their failure), else the delayed
     ones, else every block."""
-    failed = [d for d in dsns if d.action.startswith(("fail", "error"))]
+    failed = [d for d in dsns if d.failed]
     delayed = [d for d in dsns if d.action.startswith("delayed")]
     return failed or delayed or dsns, not failed and bool(delayed)
 
@@ -451,6 +522,7 @@ def _dsn(block: Message) -> _Dsn:
     status = ENHANCED_STATUS_RE.search(_header_text(block.get("Status")))
     return _Dsn(
         recipient=recipient,
+        original_recipient=_address_field(_header_text(block.get("Original-Recipient"))),
         action=_header_text(block.get("Action")).strip().lower(),
         status=status.group(0) if status else "",
         diagnostic=_diagnostic_code(block.get("Diagnostic-Code", "")),

@@ -62,6 +62,9 @@ def report_record(*, mailbox: BounceMailbox, source_key: str, parsed: parser.Par
     letter, matched_by, recipient = matching.match(mailbox.tenant_id, parsed, received_at)
     if mailbox.server_id is not None and matched_by not in BounceReport.CONFIRMING:
         return None
+    parsed = parsed.about(recipient)  # a report about several recipients says something of each
+    if parsed.kind is None:
+        return None  # this recipient's block says it was delivered: nothing to record of the letter
     try:
         with transaction.atomic():
             report = _create(mailbox, source_key, parsed, received_at, (letter, matched_by, recipient))

@@ -568,3 +568,96 @@ def test_a_report_naming_thousands_of_addresses_is_matched_in_a_few_queries(tena
     assert len(parsed.recipients) == parser.MAX_RECIPIENTS
     with django_assert_max_num_queries(parser.MAX_RECIPIENTS + 3):
         matching.match(tenant_a.pk, parsed, timezone.now())
+
+
+# ---------- 11. Several recipients, each with its own outcome ----------
+
+
+def several_blocks(letter_id: str, blocks: list[tuple[str, str, str, str]]) -> bytes:
+    """A Postfix report whose delivery-status part holds one block per
+    (recipient, action, status, reply), the first failure first, and the
+    returned original's headers for `letter_id`."""
+    fields = "\n".join(
+        f"Final-Recipient: rfc822; {rcpt}\nOriginal-Recipient: rfc822;{rcpt}\nAction: {action}\n"
+        f"Status: {status}\nDiagnostic-Code: smtp; {reply}\n"
+        for rcpt, action, status, reply in blocks
+    )
+    return dsn_report(
+        f"""--B1
+Content-Type: text/plain
+
+This is the mail system at host mail.acme.test.
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.acme.test
+
+{fields}
+--B1
+Content-Type: text/rfc822-headers
+
+{original(letter_id, "list@example.org")}
+--B1--
+"""
+    )
+
+
+BLOCKS = [
+    ("gone@example.org", "failed", "5.1.1", "550 5.1.1 <gone@example.org>: User unknown"),
+    ("full@example.net", "delayed", "4.2.2", "452 4.2.2 <full@example.net>: Mailbox full"),
+    ("fine@example.com", "delivered", "2.0.0", "250 2.0.0 Ok: queued as 4XyZ"),
+    ("relay@example.com", "relayed", "2.0.0", "250 2.0.0 Ok"),
+    ("alias@example.com", "expanded", "2.0.0", "250 2.0.0 Ok"),
+]
+
+
+@pytest.mark.parametrize(
+    ("address", "kind", "status", "bounced", "suppressed"),
+    [
+        ("gone@example.org", K.HARD, "5.1.1", True, True),
+        ("full@example.net", K.SOFT, "4.2.2", False, False),
+    ],
+)
+@pytest.mark.django_db
+def test_each_recipient_of_a_report_has_its_own_status(tenant_a, address, kind, status, bounced, suppressed):
+    [letter] = sent_letters(tenant_a, [address])
+    report = record(tenant_a, several_blocks(str(letter.public_id), BLOCKS))
+    letter.refresh_from_db()
+    # Before the fix: every recipient took the first failure's 5.1.1: a delayed
+    # letter was bounced and its address suppressed as unknown.
+    assert (report.letter_id, report.kind, report.status) == (letter.pk, kind, status)
+    assert address in report.diagnostic
+    assert (letter.status == Letter.Status.BOUNCED) is bounced
+    assert Suppression.objects.filter(tenant=tenant_a, email=address).exists() is suppressed
+
+
+@pytest.mark.parametrize("address", ["fine@example.com", "relay@example.com", "alias@example.com"])
+@pytest.mark.django_db
+def test_a_recipient_the_report_says_was_delivered_is_left_alone(tenant_a, address):
+    [letter] = sent_letters(tenant_a, [address])
+    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="imap.acme.test", login=BOUNCES, email=BOUNCES)
+    raw = several_blocks(str(letter.public_id), BLOCKS)
+    services.report_record(mailbox=mailbox, source_key="k-1", parsed=parser.parse(raw))
+    letter.refresh_from_db()
+    # Before the fix: the letter that arrived was bounced and its address suppressed (5.1.1 of another).
+    assert letter.status == Letter.Status.SENT
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
+    assert not BounceReport.objects.filter(letter=letter).exclude(kind=K.AUTO_REPLY).exists()
+
+
+@pytest.mark.django_db
+def test_a_report_naming_only_by_address_gives_that_address_its_own_status(tenant_a):
+    """Tied by nothing of ours: the recipient the tenant mailed is the
+    delayed one, whose report is an unconfirmed soft one, not a hard one."""
+    [letter] = sent_letters(tenant_a, ["full@example.net"])
+    raw = several_blocks(str(uuid.uuid4()), BLOCKS)
+    report = record(tenant_a, raw)
+    assert (report.letter_id, report.matched_by) == (letter.pk, M.RECIPIENT)
+    assert (report.kind, report.status, report.recipient) == (K.SOFT, "4.2.2", "full@example.net")
+
+
+def test_a_report_of_deliveries_only_is_not_a_bounce():
+    raw = several_blocks(str(uuid.uuid4()), BLOCKS[2:])
+    # Before the fix: kept as an unreadable report ("unknown") and filed away.
+    assert parser.parse(raw).kind is None
