@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from . import charsets, presets
 from .deadlines import DeadlineExceeded, seconds_text
-from .netguard import HostRefused, HostUnresolved
+from .netguard import HostRefused, HostUnresolved, ImapLoginUnavailable
 from .wire import UnsendableAddress
 
 
@@ -246,6 +246,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         return Diagnosis("refused_command", _("The server refused: %(reply)s.") % {"reply": reply})
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return _not_offered(exc)
+    if isinstance(exc, ImapLoginUnavailable):
+        return _imap_login_unavailable(exc)
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
         text = str(exc)
         if any(w in text.upper() for w in ("AUTH", "LOGIN", "PASSWORD", "CREDENTIALS")):
@@ -302,6 +304,27 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
 
 # getaddrinfo's answers that say the lookup itself failed, not that the name does not exist.
 DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM") if hasattr(socket, name)}
+
+
+def _imap_login_unavailable(exc: ImapLoginUnavailable) -> Diagnosis:
+    """LOGINDISABLED: before STARTTLS, the server takes no password in
+    clear; after it (or on SSL/TLS), it wants a login Postroute does not do."""
+    if not exc.encrypted:
+        return Diagnosis(
+            "tls",
+            _("The mail server accepts a login only over an encrypted connection."),
+            _("Choose STARTTLS on port 143 or SSL/TLS on port 993."),
+        )
+    offered = ", ".join(exc.mechanisms) or _("none")
+    return Diagnosis(
+        "auth_method",
+        _("The mail server offers no login by password that Postroute can use (it offers: %(offered)s).")
+        % {"offered": offered},
+        _(
+            "Postroute logs in with LOGIN, AUTHENTICATE PLAIN or CRAM-MD5. Ask the mail server's administrator "
+            "to allow one of them for this mailbox, or use the provider's app password."
+        ),
+    )
 
 
 def _not_offered(exc: smtplib.SMTPNotSupportedError) -> Diagnosis:

@@ -126,6 +126,16 @@ class HostRefused(Exception):
         self.reason = reason
 
 
+class ImapLoginUnavailable(imaplib.IMAP4.error):
+    """The IMAP server says LOGINDISABLED and offers no login by password
+    that Postroute speaks: on an unencrypted connection, most often until
+    STARTTLS."""
+
+    def __init__(self, *, encrypted: bool, mechanisms: list[str]) -> None:
+        super().__init__("LOGINDISABLED", *mechanisms)  # for the logs; diagnose() words it for the tenant
+        self.encrypted, self.mechanisms = encrypted, mechanisms
+
+
 class HostUnresolved(OSError):
     """DNS gave no address for the name. `str(exc)` is a sentence for the user."""
 
@@ -652,17 +662,36 @@ class _PinnedIMAPMixin(Deadline):
         self._send_to(self.sock, data)
 
     def login(self, user: str, password: str) -> tuple[str, list[Any]]:
-        """imaplib's own for an ASCII login and password. imaplib encodes
-        LOGIN in ASCII and fails before a word is sent on a login such as
-        почта@пример.рф or a password with a Cyrillic letter: those go in
-        UTF-8, by AUTHENTICATE PLAIN (RFC 4616) where the server offers it,
-        else by LOGIN with the password as a literal (8-bit, RFC 3501) and
-        the login as a quoted string in UTF-8 (RFC 6855)."""
+        """By what the server offers: LOGIN (imaplib's own for an ASCII
+        login and password), or AUTHENTICATE PLAIN or CRAM-MD5 where it says
+        LOGINDISABLED; never a password it said it would refuse (before
+        STARTTLS), which imaplib sent all the same, in clear. imaplib
+        encodes LOGIN in ASCII and fails before a word is sent on a login
+        such as почта@пример.рф or a password with a Cyrillic letter: those
+        go in UTF-8, by AUTHENTICATE PLAIN (RFC 4616) where the server
+        offers it, else by LOGIN with the password as a literal (8-bit, RFC
+        3501) and the login as a quoted string in UTF-8 (RFC 6855)."""
+        try:
+            return self._login(user, password)
+        except self.error as exc:  # imaplib puts the server's words in as bytes: b'[AUTHENTICATIONFAILED] ...'
+            text = exc.args[0] if exc.args else ""
+            if isinstance(text, bytes):
+                raise self.error(text.decode(errors="replace")) from None
+            raise
+
+    def _login(self, user: str, password: str) -> tuple[str, list[Any]]:
+        offered = {c.upper() for c in self.capabilities}
+        if "LOGINDISABLED" in offered:
+            if "AUTH=PLAIN" in offered:
+                return self._login_plain(user, password)
+            if "AUTH=CRAM-MD5" in offered:
+                return self.login_cram_md5(user, password)  # type: ignore[attr-defined]
+            mechanisms = sorted(c.partition("=")[2] for c in offered if c.startswith("AUTH="))
+            raise ImapLoginUnavailable(encrypted=isinstance(self.sock, ssl.SSLSocket), mechanisms=mechanisms)
         if user.isascii() and password.isascii():
             return super().login(user, password)  # type: ignore[misc]
-        if "AUTH=PLAIN" in self.capabilities:
-            plain = b"\0" + user.encode() + b"\0" + password.encode()
-            return self.authenticate("PLAIN", lambda _challenge: plain)  # type: ignore[attr-defined]
+        if "AUTH=PLAIN" in offered:
+            return self._login_plain(user, password)
         self.literal = password.encode()
         quoted = '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
         typ, data = self._simple_command("LOGIN", quoted.encode())  # type: ignore[attr-defined]
@@ -670,6 +699,10 @@ class _PinnedIMAPMixin(Deadline):
             raise self.error(data[-1])
         self.state = "AUTH"
         return typ, data
+
+    def _login_plain(self, user: str, password: str) -> tuple[str, list[Any]]:
+        plain = b"\0" + user.encode() + b"\0" + password.encode()
+        return self.authenticate("PLAIN", lambda _challenge: plain)  # type: ignore[attr-defined]
 
 
 class PinnedIMAP4(_PinnedIMAPMixin, imaplib.IMAP4):

@@ -14,7 +14,7 @@ from email.utils import make_msgid
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from . import netguard
+from . import imap_folders, netguard
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
 from .errors import Diagnosis, diagnose, server_words
 from .models import BounceMailbox, Security, SmtpServer
@@ -189,7 +189,7 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         step.detail = f"{typ} {data[0].decode(errors='replace')}"[:200]
     with run.step(_("Open the folder %(folder)s") % {"folder": mailbox.folder}) as step:
         client.deadline_in(run.remaining())
-        typ, data = client.select(_quote(mailbox.folder), readonly=True)
+        typ, data = client.select(imap_folders.quoted(mailbox.folder), readonly=True)
         if typ != "OK":
             raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
         if data[0] is not None:  # a server may leave out the count (EXISTS) and still open the folder
@@ -197,10 +197,6 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
     with run.step(_("Log out")):
         client.deadline_in(run.remaining())
         client.logout()
-
-
-def _quote(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def pop3_probe(

@@ -13,7 +13,7 @@ import re
 from contextlib import suppress
 from datetime import datetime, timedelta
 
-from servers import netguard
+from servers import imap_folders, netguard
 from servers.connections import tls_context
 from servers.models import BounceMailbox, Security
 
@@ -75,7 +75,7 @@ class ImapReader:
 
     def _select(self) -> None:
         mailbox = self.mailbox
-        typ, data = self.client.select(_quote(mailbox.folder))
+        typ, data = self.client.select(imap_folders.quoted(mailbox.folder))
         if typ != "OK":
             raise imaplib.IMAP4.error(f"cannot open the folder {mailbox.folder}: {_text(data)}")
         _code, values = self.client.response("UIDVALIDITY")
@@ -129,8 +129,8 @@ class ImapReader:
 
     def _move(self, uid: int, folder: str) -> bool:
         if "MOVE" in self.capabilities:
-            return self.client.uid("MOVE", str(uid), _quote(folder))[0] == "OK"
-        if self.client.uid("COPY", str(uid), _quote(folder))[0] != "OK":
+            return self.client.uid("MOVE", str(uid), imap_folders.quoted(folder))[0] == "OK"
+        if self.client.uid("COPY", str(uid), imap_folders.quoted(folder))[0] != "OK":
             return False
         self.client.uid("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
         if "UIDPLUS" in self.capabilities:
@@ -143,11 +143,11 @@ class ImapReader:
         separator = self._separator()
         candidates = [separator.join(PROCESSED_FOLDER), separator.join(("INBOX", *PROCESSED_FOLDER))]
         for name in candidates:
-            typ, data = self.client.list('""', _quote(name))
+            typ, data = self.client.list('""', imap_folders.quoted(name))
             if typ == "OK" and data and data[0]:
                 return name
-            if self.client.create(_quote(name))[0] == "OK":
-                self.client.subscribe(_quote(name))  # so mail programs show it
+            if self.client.create(imap_folders.quoted(name))[0] == "OK":
+                self.client.subscribe(imap_folders.quoted(name))  # so mail programs show it
                 return name
         log.warning("mailbox %s: cannot create a Processed folder; flagging instead", self.mailbox.pk)
         return ""
@@ -176,7 +176,3 @@ def _ok(response: tuple[str, list]) -> list:
 def _text(data: list) -> str:
     first = data[0] if data else b""
     return first.decode(errors="replace") if isinstance(first, bytes) else str(first)
-
-
-def _quote(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -359,3 +359,25 @@ def test_a_report_nested_past_the_parsers_depth_is_kept_and_the_reading_goes_on(
     assert (kept.kind, kept.letter) == (BounceReport.Kind.UNKNOWN, None)
     letter.refresh_from_db()
     assert letter.status == Letter.Status.BOUNCED
+
+
+def test_a_cyrillic_folder_is_read(tenant_a, dovecot_mailbox):
+    """A tenant whose mail program files reports into "Входящие/Отчёты":
+    the name goes in modified UTF-7, which Dovecot (as every server) takes.
+    Before the fix: "Unexpected error: 'ascii' codec can't encode
+    characters" on every reading, nothing read."""
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    client = dovecot_mailbox.imap_client()
+    try:
+        assert client.create('"&BBIERQQ+BDQETwRJBDgENQ-"')[0] == "OK"  # "Входящие"
+    finally:
+        client.logout()
+    append(dovecot_mailbox, render("postfix_user_unknown.eml", letter), folder="&BBIERQQ+BDQETwRJBDgENQ-")
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox, folder="Входящие")
+
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+
+    assert (result.status, result.reports, result.error) == ("done", 1, "")
+    letter.refresh_from_db()
+    assert letter.status == Letter.Status.BOUNCED
+    assert folder_messages(dovecot_mailbox, "&BBIERQQ+BDQETwRJBDgENQ-") == []

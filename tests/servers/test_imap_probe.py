@@ -172,3 +172,105 @@ def test_a_folder_opened_without_a_message_count_passes(tenant_a):
         result = imap_probe(box)
     assert result.ok, result.diagnosis
     assert "None" not in result.steps[-2].detail
+
+
+def _probe_on(tenant, script, *, login="box", password="secret", folder="INBOX", certs=None):
+    """The connection test against `script`, over implicit TLS with `certs`."""
+    from tests.smtp_servers import tarpit
+
+    tls = certs.server_context() if certs else None
+    with tarpit(script, tls=tls) as port:
+        box = BounceMailbox(
+            tenant=tenant,
+            host="localhost" if certs else "127.0.0.1",
+            port=port,
+            security=Security.SSL if certs else Security.NONE,
+            login=login,
+            folder=folder,
+        )
+        box.set_password(password)
+        box.save()
+        return imap_probe(box)
+
+
+def _recording(commands: list[bytes], answers: dict) -> dict:
+    """`answers`, each also writing down the line it answered."""
+
+    def wrap(answer: Callable) -> Callable:
+        def recorded(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+            commands.append(rest.strip())
+            answer(peer, tag, line, rest)
+
+        return recorded
+
+    return {name: wrap(answer) for name, answer in answers.items()}
+
+
+def _refuse(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+    peer.say(tag + b" NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure connections.\r\n")
+
+
+def _opened(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+    peer.say(b"* 3 EXISTS\r\n" + tag + b" OK [READ-WRITE] done\r\n")
+
+
+def test_a_server_that_disables_login_before_starttls_gets_no_password_and_a_clear_reason(tenant_a):
+    """Exchange and Dovecot on port 143 say LOGINDISABLED until STARTTLS.
+    imaplib sent the password in clear all the same, and its refusal read
+    "The mailbox refused the login or password": the tenant checked a
+    password that was right."""
+    commands: list[bytes] = []
+    greeting = b"* OK [CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED AUTH=NTLM] exchange.test ready\r\n"
+    answers = _recording(commands, {b"LOGIN": _refuse, b"AUTHENTICATE": _refuse})
+    result = _probe_on(tenant_a, _imap_server(greeting, answers), password="secret-pw")
+    assert not any(b"secret-pw" in c or c.startswith((b"LOGIN", b"AUTHENTICATE")) for c in commands), commands
+    assert result.diagnosis.category == "tls"
+    assert "encrypted" in result.diagnosis.message and "STARTTLS" in result.diagnosis.hint
+
+
+@pytest.mark.parametrize("password", ["secret", "пароль"])
+def test_a_server_that_offers_only_cram_md5_is_logged_in_with_it(tenant_a, password):
+    import base64
+    import hashlib
+    import hmac
+
+    challenge = b"<1896.697170952@cram.test>"
+    seen: list[bytes] = []
+
+    def authenticate(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+        assert rest.split()[1].upper() == b"CRAM-MD5"
+        peer.say(b"+ " + base64.b64encode(challenge) + b"\r\n")
+        seen.append(base64.b64decode(peer.line().strip()))
+        peer.say(tag + b" OK logged in\r\n")
+
+    greeting = b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=CRAM-MD5] cram.test ready\r\n"
+    script = _imap_server(greeting, {b"LOGIN": _refuse, b"AUTHENTICATE": authenticate, b"EXAMINE": _opened})
+    result = _probe_on(tenant_a, script, login="почта@пример.рф", password=password)
+    # Before the fix: LOGIN, refused ("The mailbox refused the login or password").
+    assert result.ok, result.diagnosis
+    digest = hmac.new(password.encode(), challenge, hashlib.md5).hexdigest()
+    assert seen == ["почта@пример.рф".encode() + b" " + digest.encode()]
+
+
+def test_a_server_with_no_login_method_we_speak_says_which_it_has(tenant_a, tmp_path, settings):
+    from tests.certs import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    settings.SERVERS_EXTRA_CA_FILE = str(certs.ca_file)
+    greeting = b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=GSSAPI AUTH=XOAUTH2] sso.test ready\r\n"
+    result = _probe_on(tenant_a, _imap_server(greeting, {b"LOGIN": _refuse}), certs=certs)
+    assert result.diagnosis.category == "auth_method"
+    assert "GSSAPI, XOAUTH2" in result.diagnosis.message
+
+
+def test_a_cyrillic_folder_is_opened_by_its_modified_utf7_name(tenant_a):
+    """RFC 3501 names folders in modified UTF-7; a server without
+    UTF8=ACCEPT knows "Входящие" only as &BBIERQQ+BDQETwRJBDgENQ-. imaplib
+    failed before a word was sent: "Unexpected error: 'ascii' codec can't
+    encode characters"."""
+    commands: list[bytes] = []
+    greeting = b"* OK [CAPABILITY IMAP4rev1] folders.test ready\r\n"
+    script = _imap_server(greeting, _recording(commands, {b"EXAMINE": _opened, b"SELECT": _opened}))
+    result = _probe_on(tenant_a, script, folder="Входящие")
+    assert result.ok, result.diagnosis
+    assert commands == [b'EXAMINE "&BBIERQQ+BDQETwRJBDgENQ-"']
