@@ -42,6 +42,9 @@ WITHDRAWN_NOTES = {
         "Not sent: the address was suppressed after the mailing started (repeated soft bounces)."
     ),
     R.MANUAL: gettext_noop("Not sent: the address was suppressed after the mailing started (added by hand)."),
+    R.COMPLAINT: gettext_noop(
+        "Not sent: the address was suppressed after the mailing started (a complaint: marked as spam)."
+    ),
 }
 UNFINISHED = tuple(status for status in Mailing.Status.values if status not in FINISHED)
 # Waiting for a worker: queued, or deferred until a retry.

@@ -315,11 +315,15 @@ def _imap_login_unavailable(exc: ImapLoginUnavailable) -> Diagnosis:
             _("The mail server accepts a login only over an encrypted connection."),
             _("Choose STARTTLS on port 143 or SSL/TLS on port 993."),
         )
-    offered = ", ".join(exc.mechanisms) or _("none")
+    if exc.mechanisms:
+        message = _("The mail server offers no login by password that Postroute can use (it offers: %(offered)s).") % {
+            "offered": ", ".join(exc.mechanisms)
+        }
+    else:
+        message = _("The mail server offers no login on this connection.")
     return Diagnosis(
         "auth_method",
-        _("The mail server offers no login by password that Postroute can use (it offers: %(offered)s).")
-        % {"offered": offered},
+        message,
         _(
             "Postroute logs in with LOGIN, AUTHENTICATE PLAIN or CRAM-MD5. Ask the mail server's administrator "
             "to allow one of them for this mailbox, or use the provider's app password."

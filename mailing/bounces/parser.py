@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 HARD, SOFT, REFUSED, AUTO_REPLY, UNKNOWN = "hard", "soft", "refused", "auto_reply", "unknown"
+COMPLAINT = "complaint"
+# RFC 5965's feedback types a recipient's "this is spam" (or "phishing") sends.
+COMPLAINT_TYPES = ("abuse", "fraud")
 # RFC 3464's report and its RFC 6533 twin for mail sent with SMTPUTF8.
 DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 # Attached originals (and their headers), whose text is not the report's.
@@ -307,6 +310,8 @@ def _storable(report: _Stored) -> _Stored:
 
 def _parse(message: Message) -> ParsedReport:
     envelope = _envelope(message)
+    if feedback := [part for part in message.walk() if part.get_content_type() == "message/feedback-report"]:
+        return _feedback(message, feedback[0], envelope)
     dsns = _dsn_blocks(message)
     temporary, permanent = _failures(message)
     if dsns or temporary or permanent or _looks_like_report(message):
@@ -356,6 +361,42 @@ def _report(
         outcomes=[_outcome(d, text) for d in dsns[:MAX_RECIPIENTS]] if len(dsns) > 1 else [],
         **envelope,
     )
+
+
+def _feedback(message: Message, part: Message, envelope: dict) -> ParsedReport:
+    """A feedback loop's report (RFC 5965 ARF: Mail.ru's, Yandex's,
+    Microsoft's FBL): a complaint when the recipient marked the letter as
+    spam; anything else in that form (a DMARC failure report, RFC 6591's
+    auth-failure, or a "not-spam") is no one's complaint: left alone."""
+    fields = _report_fields(part)
+    feedback_type = _header_text(fields.get("Feedback-Type")).strip().lower()
+    if feedback_type not in COMPLAINT_TYPES:
+        return ParsedReport(kind=None, **envelope)
+    original = _original_headers(message)
+    headers = email.message_from_string(original) if original else Message()
+    named = [_header_text(v) for v in fields.get_all("Original-Rcpt-To", []) + headers.get_all("To", [])]
+    found = [address for _name, address in getaddresses(named) if re.fullmatch(ADDRESS, address)]
+    agent = " ".join(_header_text(fields.get("User-Agent")).split())
+    return ParsedReport(
+        kind=COMPLAINT,
+        recipients=_not_ours(found, _our_addresses(message, original))[:MAX_RECIPIENTS],
+        diagnostic=f"{feedback_type} ({agent})" if agent else feedback_type,
+        letter_ids=_unique(_field_ids(LETTER_HEADER_RE, LETTER_ID_RE, original)),
+        message_letter_ids=_unique(_field_ids(MESSAGE_ID_FIELD_RE, MESSAGE_ID_IN_FIELD_RE, original)),
+        envelope_tokens=_tokens(message, original),
+        **envelope,
+    )
+
+
+def _report_fields(part: Message) -> Message:
+    """The fields of a message/feedback-report part, which the email
+    package reads as a message of its own (headers and all) or leaves as
+    text."""
+    if (body := _encoded_body(part)) is not None:
+        return email.message_from_string(charsets.decode(body, "utf-8").lstrip("\r\n"))
+    if part.is_multipart():
+        return part.get_payload(0)
+    return email.message_from_string(str(part.get_payload()).lstrip("\r\n"))
 
 
 def _outcome(dsn: _Dsn, text: str) -> Outcome:

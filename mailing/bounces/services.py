@@ -1,5 +1,6 @@
 """Recording a bounce report and applying it, once. A hard bounce marks
-the letter bounced and suppresses the address; a refusal (policy, spam,
+the letter bounced and suppresses the address; a complaint (a feedback
+loop's "marked as spam") suppresses the address and leaves the letter sent; a refusal (policy, spam,
 content) marks it bounced and keeps the address; a soft one marks it
 bounced only when it came back (not a delay warning), keeps the address,
 and the address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
@@ -115,6 +116,10 @@ def _create(
 
 def _apply(report: BounceReport) -> None:
     letter = report.letter
+    if letter is not None and report.kind == K.COMPLAINT and report.is_confirmed:
+        # Delivered, then marked as spam: the letter stays sent; mailing the address again invites a block.
+        _suppress(letter, Suppression.Reason.COMPLAINT, _("Complaint: %(reason)s") % {"reason": _reason(report)})
+        return
     if letter is None or not report.is_bounce or not report.is_confirmed:
         return  # unmatched or unconfirmed reports and auto-replies change nothing
     if report.kind == K.HARD:

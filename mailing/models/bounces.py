@@ -24,6 +24,9 @@ class BounceReport(models.Model):
         # The letter failed, but not because of the address: a policy, spam
         # or content refusal, our server blocked, a message too big.
         REFUSED = "refused", _("Refused (not the address)")
+        # A feedback loop's report (RFC 5965 ARF, Mail.ru's and Yandex's FBL):
+        # the letter arrived and its recipient marked it as spam.
+        COMPLAINT = "complaint", _("Complaint (marked as spam)")
         AUTO_REPLY = "auto_reply", _("Auto-reply")
         UNKNOWN = "unknown", _("Unreadable report")
 

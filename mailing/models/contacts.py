@@ -91,6 +91,7 @@ class Suppression(models.Model):
         UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
         HARD_BOUNCE = "hard_bounce", _("Hard bounce")
         SOFT_BOUNCES = "soft_bounces", _("Repeated soft bounces")
+        COMPLAINT = "complaint", _("Complaint (marked as spam)")
         MANUAL = "manual", _("Added by hand")
 
     tenant = models.ForeignKey(

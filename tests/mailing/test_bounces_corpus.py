@@ -95,6 +95,11 @@ EXPECTED = {
     "autoreply_x_autorespond_header.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "autoreply_precedence_header.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "read_receipt.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
+    # feedback loops (RFC 5965 ARF): the recipient marked the letter as spam; a DMARC
+    # failure report (RFC 6591, ARF too) is no one's complaint
+    "arf_mailru_fbl_abuse.eml": (K.COMPLAINT, R, "", M.HEADER, "abuse"),
+    "arf_yandex_fbl_headers_only.eml": (K.COMPLAINT, R, "", M.HEADER, "abuse"),
+    "arf_dmarc_auth_failure.eml": (None, None, "", M.NONE, ""),
     # unreadable; what people wrote
     "malformed.eml": (K.UNKNOWN, None, "", M.NONE, ""),
     "human_reply.eml": (None, None, "", M.NONE, ""),
@@ -206,6 +211,8 @@ def _assert_outcome(name, expected, letter, tenant) -> None:
     elif kind == K.HARD:
         assert letter.status == Letter.Status.BOUNCED and status in letter.last_reply, name
         assert suppression.reason == Suppression.Reason.HARD_BOUNCE, name
+    elif kind == K.COMPLAINT:  # delivered, then marked as spam: the letter stays sent, the address goes
+        assert letter.status == Letter.Status.SENT and suppression.reason == Suppression.Reason.COMPLAINT, name
     elif kind == K.REFUSED:
         assert letter.status == Letter.Status.BOUNCED and suppression is None, name
     elif name in RETURNED:  # soft, but the letter came back: bounced, the address kept

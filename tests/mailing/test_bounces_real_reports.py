@@ -661,3 +661,29 @@ def test_a_report_of_deliveries_only_is_not_a_bounce():
     raw = several_blocks(str(uuid.uuid4()), BLOCKS[2:])
     # Before the fix: kept as an unreadable report ("unknown") and filed away.
     assert parser.parse(raw).kind is None
+
+
+# ---------- 12. Feedback-loop complaints ----------
+
+
+@pytest.mark.django_db
+def test_a_complaint_suppresses_its_own_tenants_address_once_and_no_other_tenants(tenant_a, tenant_b):
+    from tests.mailing.bounce_helpers import render
+
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    raw = render("arf_mailru_fbl_abuse.eml", letter)
+    theirs = BounceMailbox.objects.create(tenant=tenant_b, host="imap.b.test", login="b@b.test", email="b@b.test")
+    foreign = services.report_record(mailbox=theirs, source_key="k-1", parsed=parser.parse(raw))
+    # Tenant B's mailbox: its letters only; A's letter is not touched, A's list neither.
+    assert foreign is not None and foreign.letter_id is None
+    assert not Suppression.objects.exists()
+
+    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="imap.acme.test", login=BOUNCES, email=BOUNCES)
+    first = services.report_record(mailbox=mailbox, source_key="imap:INBOX:1:7", parsed=parser.parse(raw))
+    again = services.report_record(mailbox=mailbox, source_key="pop3:uidl-7", parsed=parser.parse(raw))
+    letter.refresh_from_db()
+    assert (first.kind, first.matched_by, again) == (K.COMPLAINT, M.HEADER, None)
+    # Before the fix: an auto-reply, kept in the inbox; the address went on getting letters.
+    [suppression] = Suppression.objects.filter(tenant=tenant_a)
+    assert (suppression.email, suppression.reason) == (letter.email, Suppression.Reason.COMPLAINT)
+    assert letter.status == Letter.Status.SENT
