@@ -92,6 +92,9 @@ EXPECTED = {
     "autoreply_yandex_russian.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "autoreply_russian_subject_only.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "autoreply_vietnamese.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
+    # by the subject alone: Yandex's "Отпуск до 15 января", "Tôi đang đi vắng"
+    "autoreply_yandex_vacation_subject_only.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
+    "autoreply_vietnamese_away_subject_only.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "autoreply_x_autorespond_header.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "autoreply_precedence_header.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
     "read_receipt.eml": (K.AUTO_REPLY, R, "", M.MESSAGE_ID, ""),
