@@ -27,6 +27,7 @@ Nothing here touches the database."""
 from __future__ import annotations
 
 import email
+import hashlib
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -285,10 +286,23 @@ def parse(raw: bytes) -> ParsedReport:
         log.exception("bounce message could not be parsed")
         return _unreadable(BytesParser().parsebytes(raw, headersonly=True))
     try:
-        return _storable(_parse(message))
+        report = _storable(_parse(message))
     except Exception:  # a malformed message must not stop the mailbox
         log.exception("bounce message could not be parsed")
-        return _unreadable(message)
+        report = _unreadable(message)
+    report.message_id = report.message_id or _stand_in_id(raw, report)
+    return report
+
+
+def _stand_in_id(raw: bytes, report: ParsedReport) -> str:
+    """For a message without a Message-ID (qmail-send writes its bounces
+    so): one made of what every copy of it shares, its body, sender, date
+    and subject, so that a copy delivered twice (each with its own
+    Received lines on top) is known as seen (services.report_exists)."""
+    body = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[-1]
+    when = report.received_at.isoformat() if report.received_at else ""
+    digest = hashlib.sha256("\n".join((report.sender, when, report.subject)).encode() + b"\n" + body)
+    return f"<{digest.hexdigest()[:40]}@no-message-id.invalid>"
 
 
 def _unreadable(message: Message) -> ParsedReport:

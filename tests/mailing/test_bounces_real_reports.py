@@ -687,3 +687,34 @@ def test_a_complaint_suppresses_its_own_tenants_address_once_and_no_other_tenant
     [suppression] = Suppression.objects.filter(tenant=tenant_a)
     assert (suppression.email, suppression.reason) == (letter.email, Suppression.Reason.COMPLAINT)
     assert letter.status == Letter.Status.SENT
+
+
+# ---------- 13. The same report delivered twice, without a Message-ID ----------
+
+
+@pytest.mark.django_db
+def test_a_report_without_a_message_id_delivered_twice_counts_once(tenant_a):
+    """qmail-send writes its bounces without a Message-ID, and a mailbox
+    may get one twice (a retried LMTP delivery, a forward and the
+    original): each copy has its own Received line on top, and before the
+    fix each was a report of its own, the letter's bounce counted twice."""
+    from tests.mailing.bounce_helpers import render
+
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    raw = render("qmail_user_unknown.eml", letter)
+    without_id = b"".join(line for line in raw.splitlines(keepends=True)[:10] if b".qmail@" not in line)
+    raw = without_id + b"".join(raw.splitlines(keepends=True)[10:])
+    assert b".qmail@" not in raw
+    copies = [
+        f"Received: from mail.oldhost.test by mx{n}.acme.test with LMTP id {n}; {n} Jan 2025\r\n".encode() + raw
+        for n in (1, 2)
+    ]
+    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="imap.acme.test", login=BOUNCES, email=BOUNCES)
+    first = services.report_record(mailbox=mailbox, source_key="imap:INBOX:1:1", parsed=parser.parse(copies[0]))
+    second = services.report_record(mailbox=mailbox, source_key="imap:INBOX:1:2", parsed=parser.parse(copies[1]))
+    assert first is not None and first.kind == K.HARD
+    assert second is None
+    assert BounceReport.objects.filter(tenant=tenant_a).count() == 1
+    # Two different reports without a Message-ID are two reports.
+    other = parser.parse(raw.replace(b"User unknown", b"No such user"))
+    assert services.report_record(mailbox=mailbox, source_key="imap:INBOX:1:3", parsed=other) is not None
