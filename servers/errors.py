@@ -194,6 +194,16 @@ def _settings_refusal(code: int, reply: str) -> Diagnosis | None:
     return None
 
 
+# A login refused because it came in clear, not because it was wrong: RFC
+# 5530's PRIVACYREQUIRED, Dovecot's "Plaintext authentication disallowed on
+# non-secure connections" (POP3 has no LOGINDISABLED to say so first).
+CLEAR_LOGIN_REFUSED_RE = re.compile(
+    r"PRIVACYREQUIRED|plaintext auth\w* (?:is )?(?:disallowed|disabled|not allowed)|must issue a STARTTLS|"
+    r"STARTTLS (?:is )?required|TLS required",
+    re.IGNORECASE,
+)
+
+
 def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:
     provider = presets.for_host(host) if host else None
     where = f"{host}:{port}" if port else host
@@ -248,6 +258,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         return _not_offered(exc)
     if isinstance(exc, ImapLoginUnavailable):
         return _imap_login_unavailable(exc)
+    if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto) and CLEAR_LOGIN_REFUSED_RE.search(str(exc)):
+        return _encryption_needed(pop3=isinstance(exc, poplib.error_proto))
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
         text = str(exc)
         if any(w in text.upper() for w in ("AUTH", "LOGIN", "PASSWORD", "CREDENTIALS")):
@@ -306,15 +318,21 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
 DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM") if hasattr(socket, name)}
 
 
+def _encryption_needed(*, pop3: bool = False) -> Diagnosis:
+    return Diagnosis(
+        "tls",
+        _("The mail server accepts a login only over an encrypted connection."),
+        _("Choose STARTTLS on port 110 or SSL/TLS on port 995.")
+        if pop3
+        else _("Choose STARTTLS on port 143 or SSL/TLS on port 993."),
+    )
+
+
 def _imap_login_unavailable(exc: ImapLoginUnavailable) -> Diagnosis:
     """LOGINDISABLED: before STARTTLS, the server takes no password in
     clear; after it (or on SSL/TLS), it wants a login Postroute does not do."""
     if not exc.encrypted:
-        return Diagnosis(
-            "tls",
-            _("The mail server accepts a login only over an encrypted connection."),
-            _("Choose STARTTLS on port 143 or SSL/TLS on port 993."),
-        )
+        return _encryption_needed()
     if exc.mechanisms:
         message = _("The mail server offers no login by password that Postroute can use (it offers: %(offered)s).") % {
             "offered": ", ".join(exc.mechanisms)

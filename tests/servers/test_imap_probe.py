@@ -274,3 +274,40 @@ def test_a_cyrillic_folder_is_opened_by_its_modified_utf7_name(tenant_a):
     result = _probe_on(tenant_a, script, folder="Входящие")
     assert result.ok, result.diagnosis
     assert commands == [b'EXAMINE "&BBIERQQ+BDQETwRJBDgENQ-"']
+
+
+def _pop3_refusing_plaintext(peer) -> None:
+    """Dovecot's POP3 with disable_plaintext_auth (its default) on port 110."""
+    peer.say(b"+OK Dovecot ready.\r\n")
+    while line := peer.line():
+        verb = line.split(b" ", 1)[0].strip().upper()
+        if verb == b"QUIT":
+            peer.say(b"+OK Logging out.\r\n")
+            return
+        if verb == b"PASS":
+            peer.say(b"-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.\r\n")
+        else:
+            peer.say(b"+OK\r\n")
+
+
+@pytest.mark.parametrize("protocol", [BounceMailbox.Protocol.IMAP, BounceMailbox.Protocol.POP3])
+def test_a_refusal_of_a_login_in_clear_asks_for_encryption_not_another_password(tenant_a, protocol):
+    """A server that refuses a login in clear without saying LOGINDISABLED
+    first (POP3 has no way to): before the fix, "The mailbox refused the
+    login or password", and the tenant changed a password that was right."""
+    from servers.probes import mailbox_probe
+    from tests.smtp_servers import tarpit
+
+    greeting = b"* OK [CAPABILITY IMAP4rev1 STARTTLS] exchange.test ready\r\n"
+    imap = _imap_server(greeting, {b"LOGIN": _refuse})
+    script = _pop3_refusing_plaintext if protocol == BounceMailbox.Protocol.POP3 else imap
+    with tarpit(script) as port:
+        box = BounceMailbox(
+            tenant=tenant_a, protocol=protocol, host="127.0.0.1", port=port, security=Security.NONE, login="box"
+        )
+        box.set_password("secret")
+        box.save()
+        result = mailbox_probe(box)
+    assert result.diagnosis.category == "tls", result.diagnosis
+    ports = "110" if protocol == BounceMailbox.Protocol.POP3 else "143"
+    assert ports in result.diagnosis.hint
