@@ -177,6 +177,12 @@ DELAY_WORDS = re.compile(
     r"|отложен|пока не доставлено",
     re.IGNORECASE,
 )
+# A server that gave up retrying after days, in words and without a code:
+# Exim's hosts unreachable for the whole retry time. Soft, as Postfix's
+# "Action: failed" with 4.4.1: the domain was down, not the address unknown.
+GAVE_UP_WORDS = re.compile(
+    r"retry timeout exceeded|have been failing for a long time|retry time not reached", re.IGNORECASE
+)
 # A line that only announces the reason on the next one.
 REASON_LABEL_RE = re.compile(r"^[ \t]*(?:because|reason|причина)[ \t]*:[ \t]*$", re.IGNORECASE)
 # RFC 6533's escape of a non-ASCII character in a utf-8 address: \x{HEX}.
@@ -451,6 +457,8 @@ def judge(status: str, words: str, *, delayed: bool = False, permanent: bool = F
         return SOFT
     if _mailbox_full(status, words):
         return SOFT  # X.2.2: persistent but transient; repeated ones suppress
+    if not status and GAVE_UP_WORDS.search(words) and not UNKNOWN_WORDS.search(words):
+        return SOFT
     if status.startswith("5") or permanent or (not status and UNKNOWN_WORDS.search(words)):
         return _permanent(status, words)
     if temporary or DELAY_WORDS.search(words):

@@ -67,6 +67,8 @@ EXPECTED = {
     "mailru_mailbox_full_bare_code.eml": (K.SOFT, R, "550", M.HEADER, "Ящик получателя переполнен"),
     # a server that gave up retrying after days: "Action: failed" with a 4.x.x
     "postfix_gave_up_connection_timed_out.eml": (K.SOFT, R, "4.4.1", M.HEADER, "Connection timed out"),
+    # Exim's words for the same, without a code: its hosts unreachable for the whole retry time
+    "exim_retry_timeout_exceeded.eml": (K.SOFT, R, "", M.HEADER, "retry timeout exceeded"),
     # delays: "will retry"
     "greylisting_delayed.eml": (K.SOFT, R, "4.7.1", M.HEADER, "Greylisted"),
     "postfix_delayed_connection_timed_out.eml": (K.SOFT, R, "4.4.1", M.HEADER, "Connection timed out"),
@@ -114,6 +116,7 @@ EXPECTED = {
 # bounced, the address kept. Every other soft one is a delay warning.
 RETURNED = {
     "postfix_gave_up_connection_timed_out.eml",
+    "exim_retry_timeout_exceeded.eml",
     "postfix_mailbox_full.eml",
     "exim_mailbox_quota_exceeded.eml",
     "qmail_mailbox_full.eml",
