@@ -33,13 +33,15 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from email.errors import HeaderParseError
 from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesParser
+from email.policy import Compat32
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import TypeVar
 
-from flufl.bounce import all_failures
+from flufl.bounce._scan import _DETECTORS
 
 from servers import charsets
 from servers.errors import is_blacklisting, server_words
@@ -48,6 +50,9 @@ from ..addresses import address_forms
 from . import tokens
 
 log = logging.getLogger(__name__)
+# flufl.bounce.all_failures, one detector at a time: its own loop lets the
+# first detector that raises throw the whole verdict away.
+DETECTORS = tuple(_DETECTORS)
 # flufl.bounce logs every detector it tries at INFO: one line per detector
 # per message would drown the worker's log.
 logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
@@ -194,6 +199,21 @@ MAX_REPLY_LINES = 6
 MAX_RECIPIENTS = 20
 
 
+class _TextHeaders(Compat32):
+    """The email package's default, but a header written in raw 8-bit
+    (UTF-8, as Russian and Vietnamese mail systems and RFC 6532 write
+    them; or Windows-1251) comes back as text read in its charset, not as
+    a Header object, on which flufl.bounce's detectors break (and the
+    report with them)."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        fetched = super().header_fetch_parse(name, value)
+        return _header_text(fetched) if isinstance(fetched, Header) else fetched
+
+
+READ_POLICY = _TextHeaders()
+
+
 @dataclass
 class Outcome:
     """What a delivery-status part says of one of its recipients. `kind`
@@ -287,10 +307,10 @@ def parse(raw: bytes) -> ParsedReport:
     report if it looked like one, else left alone (a raise would stop the
     mailbox at it for good)."""
     try:
-        message = email.message_from_bytes(raw)
+        message = email.message_from_bytes(raw, policy=READ_POLICY)
     except Exception:  # MIME nested past the recursion limit: its headers still say what it is
         log.exception("bounce message could not be parsed")
-        return _unreadable(BytesParser().parsebytes(raw, headersonly=True))
+        return _unreadable(BytesParser(policy=READ_POLICY).parsebytes(raw, headersonly=True))
     try:
         report = _storable(_parse(message))
     except Exception:  # a malformed message must not stop the mailbox
@@ -540,8 +560,15 @@ def _failures(message: Message) -> tuple[set[str], set[str]]:
     ">"), and the reply would bounce the letter its author answered."""
     if _from_a_person(message):
         return set(), set()
-    temporary, permanent = all_failures(message)
-    return _addresses_in(temporary), _addresses_in(permanent)
+    for detector in DETECTORS:
+        try:
+            temporary, permanent = detector().process(message)
+        except Exception:  # one detector broken by odd input (Yale's on a report without a From) is no verdict
+            log.debug("flufl.bounce detector %s could not read a message", detector.__name__, exc_info=True)
+            continue
+        if temporary or permanent:
+            return _addresses_in(temporary), _addresses_in(permanent)
+    return set(), set()
 
 
 def _addresses_in(found: Iterable[bytes | str]) -> set[str]:
@@ -754,7 +781,7 @@ def _original_headers(message: Message) -> str:
         content_type = part.get_content_type()
         if content_type in (*ORIGINAL_TYPES, "message/global-headers") and part.is_multipart():
             body = _encoded_body(part)
-            original = part.get_payload(0) if body is None else email.message_from_bytes(body)
+            original = part.get_payload(0) if body is None else email.message_from_bytes(body, policy=READ_POLICY)
             chunks.append("\n".join(f"{k}: {_header_text(v)}" for k, v in original.items()))
         elif content_type == "text/rfc822-headers":
             chunks.append(_part_text(part))
@@ -852,6 +879,8 @@ def _decoded(value: object) -> str:
     text = _header_text(value)
     try:
         chunks = decode_header(text)
+    except HeaderParseError:  # an encoded word cut short ("=?utf-8?B?0?="): the others still say something
+        chunks = [chunk for word in _words(text) for chunk in _decoded_word(word)]
     except (UnicodeError, LookupError, ValueError):
         return " ".join(text.split())
     pieces, previous_encoded = [], None
@@ -863,6 +892,21 @@ def _decoded(value: object) -> str:
         pieces.append(piece)
         previous_encoded = encoded
     return " ".join("".join(pieces).split())
+
+
+ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bqBQ]\?[^?\s]*\?=")
+
+
+def _words(text: str) -> list[str]:
+    """The header's encoded words and the plain text between them."""
+    return [piece for piece in re.split(f"({ENCODED_WORD_RE.pattern})", text) if piece.strip()]
+
+
+def _decoded_word(word: str) -> list[tuple[bytes | str, str | None]]:
+    try:
+        return decode_header(word)
+    except (HeaderParseError, UnicodeError, LookupError, ValueError):
+        return [(word, None)]
 
 
 def _header_text(value: object) -> str:

@@ -278,3 +278,45 @@ def test_a_report_naming_only_the_escaped_address_finds_its_letter(tenant_a, dov
     [report] = BounceReport.objects.filter(tenant=tenant_a)
     # Before the fix the report named no recipient and matched nothing.
     assert (report.letter_id, report.matched_by, report.recipient) == (letter.pk, M.RECIPIENT, letter.email)
+
+
+@pytest.mark.parametrize("header", ["Subject", "From"])
+def test_an_encoded_word_cut_short_does_not_stop_the_reader(header):
+    """A mailer that cuts a long subject at a fixed length leaves a base64
+    encoded word of one character ("=?utf-8?B?0?="): the email package's
+    decode_header raises HeaderParseError on it, which parse() let out
+    (it never raises: a raise stops the mailbox at that message for good)."""
+    letter = A_LETTER
+    cut = "=?utf-8?B?0J3QtdC00L7RgdGC0LDQstC70LXQvdC90L7QtSDRgdC+0L7QsdGJ0LXQvdC40LU=?= =?utf-8?B?0?="
+    raw = exim_text(letter, "utf-8", "utf-8")
+    if header == "Subject":
+        raw = raw.replace(b"Mail delivery failed: returning message to sender", cut.encode())
+    else:
+        raw = raw.replace(b"From: Mail Delivery System", b"From: " + cut.encode())
+    parsed = parser.parse(raw)
+    assert parsed.kind == K.HARD and parsed.message_letter_ids == [str(letter.public_id)]
+    assert parsed.subject.startswith("Недоставленное сообщение") if header == "Subject" else parsed.sender
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("From", "Почтовая система <mailer-daemon@mx.example.ru>"),
+        ("Subject", "Недоставленное сообщение"),
+        ("Subject", "Thư không gửi được"),
+    ],
+)
+def test_a_raw_utf8_header_does_not_throw_the_report_away(header, value):
+    """Russian and Vietnamese mail systems write headers in raw UTF-8 (RFC
+    6532 allows it). The email package hands such a value over as a Header
+    object, on which flufl.bounce's detectors (and our In-Reply-To reading)
+    broke; parse() then kept only the envelope: an unreadable report, tied
+    to no letter."""
+    letter = A_LETTER
+    raw = exim_text(letter, "utf-8", "utf-8")
+    old = {"From": b"Mail Delivery System <Mailer-Daemon@mx.example.ru>", "Subject": b"Mail delivery failed: "}[header]
+    assert old in raw
+    raw = raw.replace(old, value.encode() + (b" " if header == "Subject" else b""), 1)
+    parsed = parser.parse(raw)
+    assert parsed.kind == K.HARD and parsed.message_letter_ids == [str(letter.public_id)]
+    assert value in (parsed.sender if header == "From" else parsed.subject)

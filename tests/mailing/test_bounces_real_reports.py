@@ -718,3 +718,23 @@ def test_a_report_without_a_message_id_delivered_twice_counts_once(tenant_a):
     # Two different reports without a Message-ID are two reports.
     other = parser.parse(raw.replace(b"User unknown", b"No such user"))
     assert services.report_record(mailbox=mailbox, source_key="imap:INBOX:1:3", parsed=other) is not None
+
+
+# ---------- 14. A report without a From ----------
+
+
+@pytest.mark.parametrize("name", ["qmail_user_unknown.eml", "exim_user_unknown.eml", "postfix_user_unknown.eml"])
+def test_a_report_without_a_from_header_is_still_read(name):
+    """Some gateways pass a bounce on with no From at all (the README's
+    "no From and a report's subject"). flufl.bounce's Yale detector then
+    took the first of no addresses (IndexError), and that failure threw
+    the whole report away: an unreadable one, tied to no letter."""
+    from tests.mailing.bounce_helpers import render
+
+    letter_id = uuid.uuid4()
+    raw = render(name, recipient="jane.roe@example.org")
+    raw = b"".join(line for line in raw.splitlines(keepends=True) if not line.startswith(b"From: "))
+    raw = raw.replace(b"{letter_id}", str(letter_id).encode())
+    parsed = parser.parse(raw)
+    assert (parsed.kind, parsed.recipients[:1], parsed.status) == (K.HARD, ["jane.roe@example.org"], "5.1.1")
+    assert parsed.letter_ids or parsed.message_letter_ids
