@@ -398,8 +398,7 @@ def _report(
             _field_ids(MESSAGE_ID_FIELD_RE, MESSAGE_ID_IN_FIELD_RE, quoted) + _reply_ids(message)
         ),
         envelope_tokens=_tokens(message, quoted),
-        # One block: the report as a whole is about it.
-        outcomes=[_outcome(d, text) for d in dsns[:MAX_RECIPIENTS]] if len(dsns) > 1 else [],
+        outcomes=_outcomes(dsns, recipients, text, returned),
         **envelope,
     )
 
@@ -438,6 +437,24 @@ def _report_fields(part: Message) -> Message:
     if part.is_multipart():
         return part.get_payload(0)
     return email.message_from_string(str(part.get_payload()).lstrip("\r\n"))
+
+
+def _outcomes(dsns: list[_Dsn], recipients: list[str], text: str, returned: bool) -> list[Outcome]:
+    """What the report says of each recipient, when it names several (one:
+    the report as a whole is about it): the delivery-status blocks, else
+    the reply the text gives after each address (qmail, Exim, Sendmail)."""
+    if len(dsns) > 1:
+        return [_outcome(d, text) for d in dsns[:MAX_RECIPIENTS]]
+    if dsns or len(recipients) < 2:
+        return []
+    outcomes = []
+    for recipient in recipients:
+        paragraph = _paragraph_after(text, [recipient])
+        status, diagnostic = _status_and_diagnostic([], paragraph, [recipient])
+        kind = judge(status, diagnostic, delayed=not returned)
+        if kind != UNKNOWN:  # nothing the text says of this one: the report as a whole stands
+            outcomes.append(Outcome(recipient, "", kind, status, diagnostic[:MAX_TEXT], returned))
+    return outcomes
 
 
 def _outcome(dsn: _Dsn, text: str) -> Outcome:

@@ -738,3 +738,51 @@ def test_a_report_without_a_from_header_is_still_read(name):
     parsed = parser.parse(raw)
     assert (parsed.kind, parsed.recipients[:1], parsed.status) == (K.HARD, ["jane.roe@example.org"], "5.1.1")
     assert parsed.letter_ids or parsed.message_letter_ids
+
+
+# ---------- 15. Several recipients in a report without a delivery-status part ----------
+
+QMAIL_TWO_ADDRESSES = """From: MAILER-DAEMON@mail.oldhost.test
+To: {to}
+Subject: failure notice
+Message-ID: <{nonce}.qmail@mail.oldhost.test>
+
+Hi. This is the qmail-send program at mail.oldhost.test.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<gone@example.org>:
+203.0.113.5 does not like recipient.
+Remote host said: 550 5.1.1 <gone@example.org>: User unknown
+Giving up on 203.0.113.5.
+
+<{rcpt}>:
+198.51.100.9 does not like recipient.
+Remote host said: 552 5.2.2 <{rcpt}>: Mailbox full
+Giving up on 198.51.100.9.
+
+--- Below this line is a copy of the message.
+
+{orig}
+Hello.
+"""
+
+
+@pytest.mark.django_db
+def test_each_recipient_of_a_text_only_report_has_its_own_status(tenant_a):
+    """qmail (and Exim, and Sendmail without a DSN) list every failed
+    address with its own reply: our letter's is the full mailbox, not the
+    first address's unknown user."""
+    [letter] = sent_letters(tenant_a, ["full@example.net"])
+    raw = crlf(
+        QMAIL_TWO_ADDRESSES.format(
+            to=BOUNCES, rcpt=letter.email, nonce=uuid.uuid4().hex, orig=original(str(letter.public_id), letter.email)
+        )
+    )
+    report = record(tenant_a, raw)
+    letter.refresh_from_db()
+    # Before the fix: hard 5.1.1 (gone@'s), and full@ suppressed as unknown.
+    assert (report.letter_id, report.kind, report.status) == (letter.pk, K.SOFT, "5.2.2")
+    assert "Mailbox full" in report.diagnostic
+    assert letter.status == Letter.Status.BOUNCED  # it came back; the address is kept
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
