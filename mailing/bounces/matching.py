@@ -41,6 +41,19 @@ def match(tenant_id: int, parsed: parser.ParsedReport, received_at: datetime) ->
     return None, M.NONE, fallback
 
 
+def another_tenants(tenant_id: int, parsed: parser.ParsedReport) -> bool:
+    """Tied firmly to another tenant's letter and to none of this one's: a
+    mailbox two tenants read (one company's organisations) holds the
+    reports of both, and each reader must leave the other's where it reads.
+    Asks only whether such a letter exists, nothing of it."""
+    by_token = [str(i) for t in parsed.envelope_tokens if (i := tokens.read(t))]
+    ids = [i for i in (*parsed.letter_ids, *parsed.message_letter_ids, *by_token) if _is_uuid(i)]
+    if not ids:
+        return False
+    tenants = set(Letter.objects.filter(public_id__in=ids).values_list("tenant_id", flat=True))
+    return bool(tenants) and tenant_id not in tenants
+
+
 def _letter_by_ids(tenant_id: int, ids: list[str], recipients: list[str]) -> Letter | None:
     valid = [i for i in ids if _is_uuid(i)]
     if not valid:

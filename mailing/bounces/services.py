@@ -77,10 +77,11 @@ def report_record(*, mailbox: BounceMailbox, source_key: str, parsed: parser.Par
 
 def is_ours(*, mailbox: BounceMailbox, source_key: str, parsed: parser.ParsedReport) -> bool:
     """Whether Postroute takes the message out of the inbox (IMAP) or may
-    delete it (POP3): everything in the bounce mailbox; in a sending
-    server's own mailbox only reports recorded as about our letters."""
+    delete it (POP3): everything in the bounce mailbox but another tenant's
+    reports (a mailbox two tenants read); in a sending server's own mailbox
+    only reports recorded as about our letters."""
     if mailbox.server_id is None:
-        return True
+        return not matching.another_tenants(mailbox.tenant_id, parsed)
     return report_exists(mailbox=mailbox, source_key=source_key, message_id=parsed.message_id)
 
 

@@ -381,3 +381,26 @@ def test_a_cyrillic_folder_is_read(tenant_a, dovecot_mailbox):
     letter.refresh_from_db()
     assert letter.status == Letter.Status.BOUNCED
     assert folder_messages(dovecot_mailbox, "&BBIERQQ+BDQETwRJBDgENQ-") == []
+
+
+def test_a_mailbox_two_tenants_read_leaves_each_the_others_reports(tenant_a, tenant_b, dovecot_mailbox):
+    """Two organisations of one company with one bounce mailbox: A's reader
+    moved B's report to Postroute/Processed with its own (every report
+    goes there), so B's reader, reading INBOX, never saw it and B's letter
+    stayed sent, its unknown address mailed on."""
+    [ours] = sent_letters(tenant_a, ["a@example.org"])
+    [theirs] = sent_letters(tenant_b, ["b@example.org"], name="b")
+    append(dovecot_mailbox, render("postfix_user_unknown.eml", ours))
+    append(dovecot_mailbox, render("exim_user_unknown.eml", theirs))
+    mine, other = make_mailbox(tenant_a, dovecot_mailbox), make_mailbox(tenant_b, dovecot_mailbox)
+
+    readers.read_mailbox(mailbox_id=mine.pk)
+
+    assert [subject for subject, _flags in folder_messages(dovecot_mailbox, "INBOX")] == [
+        "Mail delivery failed: returning message to sender"
+    ]
+    assert readers.read_mailbox(mailbox_id=other.pk).reports == 1
+    theirs.refresh_from_db()
+    assert theirs.status == Letter.Status.BOUNCED
+    assert Suppression.objects.filter(tenant=tenant_b, email="b@example.org").exists()
+    assert not Suppression.objects.filter(tenant=tenant_a, email="b@example.org").exists()
