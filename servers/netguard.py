@@ -664,7 +664,7 @@ class _PinnedIMAPMixin(Deadline):
     def login(self, user: str, password: str) -> tuple[str, list[Any]]:
         """By what the server offers: LOGIN (imaplib's own for an ASCII
         login and password), or AUTHENTICATE PLAIN or CRAM-MD5 where it says
-        LOGINDISABLED; never a password it said it would refuse (before
+        LOGINDISABLED (or SASL's LOGIN); never a password it said it would refuse (before
         STARTTLS), which imaplib sent all the same, in clear. imaplib
         encodes LOGIN in ASCII and fails before a word is sent on a login
         such as почта@пример.рф or a password with a Cyrillic letter: those
@@ -686,6 +686,9 @@ class _PinnedIMAPMixin(Deadline):
                 return self._login_plain(user, password)
             if "AUTH=CRAM-MD5" in offered:
                 return self.login_cram_md5(user, password)  # type: ignore[attr-defined]
+            if "AUTH=LOGIN" in offered:  # SASL's LOGIN (MDaemon, old Exchange): "Username:", then "Password:"
+                answers = iter((user.encode(), password.encode()))
+                return self.authenticate("LOGIN", lambda _challenge: next(answers, b""))  # type: ignore[attr-defined]
             mechanisms = sorted(c.partition("=")[2] for c in offered if c.startswith("AUTH="))
             raise ImapLoginUnavailable(encrypted=isinstance(self.sock, ssl.SSLSocket), mechanisms=mechanisms)
         if user.isascii() and password.isascii():

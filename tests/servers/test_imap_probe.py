@@ -311,3 +311,23 @@ def test_a_refusal_of_a_login_in_clear_asks_for_encryption_not_another_password(
     assert result.diagnosis.category == "tls", result.diagnosis
     ports = "110" if protocol == BounceMailbox.Protocol.POP3 else "143"
     assert ports in result.diagnosis.hint
+
+
+def test_a_server_that_offers_only_sasl_login_is_logged_in_with_it(tenant_a):
+    import base64
+
+    seen: list[bytes] = []
+
+    def authenticate(peer, tag: bytes, line: bytes, rest: bytes) -> None:
+        assert rest.split()[1].upper() == b"LOGIN"
+        for prompt in (b"Username:", b"Password:"):
+            peer.say(b"+ " + base64.b64encode(prompt) + b"\r\n")
+            seen.append(base64.b64decode(peer.line().strip()))
+        peer.say(tag + b" OK logged in\r\n")
+
+    greeting = b"* OK [CAPABILITY IMAP4rev1 LOGINDISABLED AUTH=LOGIN AUTH=NTLM] mdaemon.test ready\r\n"
+    script = _imap_server(greeting, {b"LOGIN": _refuse, b"AUTHENTICATE": authenticate, b"EXAMINE": _opened})
+    result = _probe_on(tenant_a, script, login="почта@пример.рф", password="пароль")
+    # Before the fix: "no login by password that Postroute can use (it offers: LOGIN, NTLM)".
+    assert result.ok, result.diagnosis
+    assert seen == ["почта@пример.рф".encode(), "пароль".encode()]
