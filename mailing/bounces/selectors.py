@@ -18,13 +18,16 @@ def get_report(tenant: Tenant, public_id: object) -> BounceReport:
 
 
 BOUNCES = (K.HARD, K.SOFT, K.REFUSED)
+# What a mailing's page lists: its bounces and the complaints about its letters.
+LISTED = (*BOUNCES, K.COMPLAINT)
 CONFIRMED = Q(matched_by__in=BounceReport.CONFIRMING)
 
 
 def mailing_bounces(mailing: Mailing) -> QuerySet[BounceReport]:
-    """Its delivery reports, confirmed or not (the page marks which)."""
+    """Its delivery reports and complaints, confirmed or not (the page
+    marks which)."""
     return (
-        BounceReport.objects.filter(tenant_id=mailing.tenant_id, letter__mailing=mailing, kind__in=BOUNCES)
+        BounceReport.objects.filter(tenant_id=mailing.tenant_id, letter__mailing=mailing, kind__in=LISTED)
         .select_related("letter")
         .order_by("-received_at", "-pk")
     )
@@ -64,7 +67,7 @@ def unconfirmed_reports(tenant: Tenant) -> QuerySet[BounceReport]:
     """Reports naming a recipient the tenant mailed, but nothing Postroute
     put on the letter: shown, never acted on."""
     return (
-        BounceReport.objects.filter(tenant=tenant, letter__isnull=False, kind__in=BOUNCES)
+        BounceReport.objects.filter(tenant=tenant, letter__isnull=False, kind__in=LISTED)
         .exclude(CONFIRMED)
         .select_related("letter__mailing")
     )

@@ -6,7 +6,7 @@ from django.urls import include, path, reverse
 
 from config.urls import urlpatterns as project_urls
 from mailing.bounces import parser, services
-from mailing.models import BounceReport
+from mailing.models import BounceReport, Suppression
 from servers.models import BounceMailbox
 
 from .bounce_helpers import render, sent_letters
@@ -101,3 +101,19 @@ def test_the_mailbox_form_offers_the_tagged_return_address_on_by_default(alice, 
     assert BounceMailbox.objects.get(tenant=tenant_a).plus_addressing is False
     page = alice.client.get(reverse("servers:list")).content.decode()
     assert "bounces@acme.test (letters sent through a server that allows sender substitution)" in page
+
+
+def test_a_complaint_shows_on_the_mailing_and_its_report_page_and_the_suppressions(alice, reports, tenant_a):
+    mailbox = BounceMailbox.objects.get(tenant=tenant_a)
+    letter = reports["hard"].letter.mailing.letters.get(email="soft@example.org")
+    complaint = services.report_record(
+        mailbox=mailbox, source_key="fbl", parsed=parser.parse(render("arf_mailru_fbl_abuse.eml", letter))
+    )
+    assert complaint.kind == BounceReport.Kind.COMPLAINT
+    full = alice.client.get(reverse("bounces:mailing", args=[letter.mailing.public_id]))
+    assert full.status_code == 200 and "Complaint (marked as spam)" in full.content.decode()
+    page = alice.client.get(reverse("bounces:report", args=[complaint.public_id]))
+    assert page.status_code == 200 and "Mail.Ru FBL" in page.content.decode()
+    assert Suppression.objects.get(tenant=tenant_a, email="soft@example.org").reason == "complaint"
+    # The summary counts bounced letters: the complaint's letter arrived.
+    assert "1 hard" in alice.client.get(reverse("mailings:detail", args=[letter.mailing.public_id])).content.decode()
