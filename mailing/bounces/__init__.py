@@ -1,7 +1,8 @@
 """Bounces: the reports that come back to a tenant's bounce mailbox.
 
 - parser: what one message says (a delivery report, hard or soft, for
-  which recipient and why; an auto-reply; or mail a person wrote);
+  which recipient and why; a complaint; an auto-reply; or mail a person
+  wrote);
 - readers: which mailboxes to read and one reading's course, over IMAP
   (imap) or POP3 (pop3), with what both share (reading: the lease, limits);
 - matching: which of the tenant's letters a report is about;

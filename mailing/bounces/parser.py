@@ -17,7 +17,9 @@ auto-reply, or something a human wrote that we must leave alone?
    domain is hard; a full mailbox (X.2.2) or a delay is soft; a refusal of
    the message, of our sender address or of our server (policy, spam,
    content, size) is *refused*: the letter failed, but nothing says the
-   address is bad.
+   address is bad. A report naming several recipients says something of
+   each (ParsedReport.about): its own block, or the reply after it.
+   A feedback loop's report (RFC 5965 ARF) is a *complaint*.
 5. What ties it to a letter: the X-Postroute-Letter header and the
    Message-ID of the returned original, and the envelope token in the
    address the report was sent to (mailing.bounces.tokens).
