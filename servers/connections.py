@@ -144,10 +144,15 @@ def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = N
 def _greet(client: PinnedSMTPClient) -> tuple[int, bytes]:
     """EHLO, or HELO from a server that does not know it (RFC 5321 §4.1.1.1;
     smtplib's ehlo_or_helo_if_needed does the same). Such a server offers no
-    extension: STARTTLS and AUTH asked of it are refused as not offered."""
+    extension: STARTTLS and AUTH asked of it are refused as not offered.
+    A 421 closes the connection (Gmail's "421 4.7.0 Try again later, closing
+    connection. (EHLO)"): its words, not the hang-up a HELO would meet."""
     code, reply = client.ehlo()
     if code == 250:
         return code, reply
+    if code == 421:
+        client.close()
+        raise smtplib.SMTPHeloError(code, reply)
     code, reply = client.helo()
     if not 200 <= code < 300:
         raise smtplib.SMTPHeloError(code, reply)

@@ -309,10 +309,13 @@ SCRIPTED_GREETING = b"220 odd.test ESMTP\r\n"
 class Scripted:
     """A tarpit script. `answer(conn, line)` returns the bytes to say to one command line
     (None: the default below). `after_dot(conn, body)` answers the final
-    dot. Every line the client sends is kept in `heard` per connection."""
+    dot. `greeting(conn)` greets each connection: a greeting that is not a
+    220 is said and the connection closed, as servers that turn a client
+    away do. Every line the client sends is kept in `heard` per connection."""
 
-    def __init__(self, answer=None, *, ehlo: bytes = b"250 odd.test\r\n", after_dot=None) -> None:
+    def __init__(self, answer=None, *, ehlo: bytes = b"250 odd.test\r\n", after_dot=None, greeting=None) -> None:
         self.answer = answer or (lambda conn, line: None)
+        self.greeting = greeting or (lambda conn: SCRIPTED_GREETING)
         self.ehlo = ehlo
         self.after_dot = after_dot or (lambda conn, body: b"250 2.0.0 Ok: queued\r\n")
         self.counter = itertools.count()
@@ -323,7 +326,10 @@ class Scripted:
         conn = next(self.counter)
         heard: list[bytes] = []
         self.heard.append(heard)
-        peer.say(SCRIPTED_GREETING)
+        greeting = self.greeting(conn)
+        peer.say(greeting)
+        if not greeting.startswith(b"220"):
+            return
         while line := peer.line():
             heard.append(line)
             said = self.answer(conn, line)

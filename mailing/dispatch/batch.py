@@ -17,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from config import metrics, requestids, statements
 from servers.connections import PinnedSMTPClient, open_smtp
+from servers.errors import server_words
 from servers.models import BounceMailbox, SmtpServer
 
 from .. import events, limits
@@ -40,10 +41,11 @@ from .replies import (
     Stage,
     Verdict,
     judge,
+    turned_away,
 )
 from .results import Sent, defer, fail, fail_and_suppress, requeue
 from .rows import Rows
-from .slots import connection_slot
+from .slots import connection_slot, others_talking
 
 log = logging.getLogger(__name__)
 L = Letter.Status
@@ -75,6 +77,7 @@ class Outcome:
     tried: int = 0  # letters whose exchange began: sent, refused or given back
     busy: bool = False  # every connection slot of the server was taken
     paced: bool = False  # only its max per minute is spent: it has room again next minute
+    turned_away: bool = False  # the server refused this connection only (Batch._turned_away)
 
 
 def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
@@ -212,12 +215,32 @@ class Batch:
             self.client = open_smtp(self.server, timeout=settings.DISPATCH_SMTP_TIMEOUT)
         except Exception as exc:
             self.client = None
-            rests.server_failed(self.server, exc, now=self.now)
+            if self._turned_away(exc):
+                self.outcome.turned_away = True
+            else:
+                rests.server_failed(self.server, exc, now=self.now)
             return False
         # The body and the final dot go out in two writes (see exchange):
         # with Nagle's algorithm the dot would wait for the delayed ACK.
         self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.refused_in_a_row = 0
+        return True
+
+    def _turned_away(self, exc: Exception) -> bool:
+        """A new connection refused at its greeting or EHLO with a 4xx that
+        is not about the rate of mail (replies.turned_away), while other
+        conversations talk to the server: the provider counts connections,
+        and this one was too many. It costs this connection only: its chain
+        tries again later, and the server does not rest, which would stop
+        the others' batches. Alone with the server, the refusal is the
+        server's state, and it rests (growing)."""
+        if not isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPHeloError):
+            return False
+        if not turned_away(exc.smtp_code, server_words(exc.smtp_error)):
+            return False
+        if not others_talking(self.server):
+            return False
+        log.info("server %s turned a connection away beside others: %s", self.server.pk, exc)
         return True
 
     def _reconnect(self) -> bool:

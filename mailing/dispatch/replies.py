@@ -71,11 +71,29 @@ class Verdict:
         return self.reply.removeprefix(str(self.code)).strip()
 
 
-RATE_WORDS = re.compile(
-    r"too (much|many) (mail|messages|emails|recipients|connections)|rate.?limit|ratelimit|sending rate"
+# The rate of the account's (or the IP's) mail: what rests the server.
+MAIL_RATE_WORDS = re.compile(
+    r"too (much|many) (mail|messages|emails|recipients)|rate.?limit|ratelimit|sending rate"
     r"|unusual rate|rate of (unsolicited )?mail|too fast|slow down|exceeded.{0,30}(limit|quota)|limit exceeded"
-    r"|message quota|try again later|please come back later"
+    r"|message quota"
     r"|лимит\w* (на )?(отправк|исходящ)|(отправк|исходящ)\w*.{0,30}лимит|слишком много (писем|сообщений)",
+    re.IGNORECASE,
+)
+RATE_WORDS = re.compile(
+    rf"{MAIL_RATE_WORDS.pattern}|too many connections|try again later|please come back later", re.IGNORECASE
+)
+# The number of our connections at once, not the rate of our mail: Postfix
+# (anvil) "421 4.7.0 <host> Error: too many connections from <ip>", Exim
+# "421 Too many concurrent SMTP connections[ from this IP address]; please
+# try again later.", Exchange and Microsoft 365 "421 4.3.2 The maximum
+# number of concurrent server connections has exceeded a limit" and "432
+# 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", Mail.ru "421
+# Too many connections from your IP", Postfix's postscreen "421 4.3.2 All
+# server ports are busy".
+CONNECTION_COUNT = re.compile(
+    r"too many (concurrent |simultaneous |open )?(smtp )?(connections|sessions)"
+    r"|(concurrent|simultaneous) (server |smtp )?connections|connection (count )?limit|thread limit"
+    r"|ports are busy",
     re.IGNORECASE,
 )
 # A recipient's own state: its mailbox is full or receives too fast (Gmail's
@@ -162,6 +180,20 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
     if stage == Stage.DOT and (enhanced[:2] in {("5", "7"), ("5", "6")} or CONTENT_WORDS.search(reply)):
         return Verdict(Kind.CONTENT, code, reply)
     return Verdict(Kind.REFUSED, code, reply)
+
+
+def turned_away(code: int, reply: str) -> bool:
+    """A 4xx that greets a new connection (or answers its EHLO) and refuses
+    that connection, not the account's mail: the number of our connections
+    at once (CONNECTION_COUNT), or no reason but "try again later" (Gmail
+    "421 4.7.0 Try again later, closing connection.", Postfix "421 4.3.2
+    Service currently unavailable"). Beside our other conversations with
+    the server it concerns this one only (mailing.dispatch.batch). A reply
+    that speaks of the rate of mail (Gmail "421 4.7.28 ... unusual rate of
+    unsolicited mail", "too much mail") is the account's: the server rests."""
+    if not 400 <= code < 500:
+        return False
+    return bool(CONNECTION_COUNT.search(reply)) or not MAIL_RATE_WORDS.search(reply)
 
 
 def _enhanced(reply: str) -> tuple[str, str, str] | tuple[()]:

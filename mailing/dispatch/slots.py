@@ -112,3 +112,25 @@ def connection_slot(server: SmtpServer) -> Iterator[bool]:
     finally:
         if key is not None:
             _process_slots.give_back(key)
+
+
+# The server's slots taken now, by every process (advisory locks of this
+# database; a bigint key is classid's 32 high bits and objid's low ones).
+_TAKEN_SQL = """
+    SELECT count(DISTINCT (classid::bigint << 32) | objid::bigint) FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 1
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND (classid::bigint << 32) | objid::bigint BETWEEN %s AND %s
+"""
+
+
+def others_talking(server: SmtpServer) -> int:
+    """How many other conversations talk to the server now (asked by one
+    that holds a slot of its own). None counted on SQLite, which has no
+    slots."""
+    if connection.vendor != "postgresql":
+        return 0
+    first = server.pk * KEYS_PER_SERVER
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKEN_SQL, [first, first + KEYS_PER_SERVER - 1])
+        return max(cursor.fetchone()[0] - 1, 0)

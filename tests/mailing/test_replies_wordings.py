@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from mailing.dispatch.replies import Kind, Stage, judge
+from mailing.dispatch.replies import Kind, Stage, judge, turned_away
 
 # No query is made; the mark only lets this file run alone (the session
 # fixture of tests/conftest.py tears the test database down).
@@ -143,3 +143,27 @@ def test_the_dispatchers_own_notes_are_shown_in_the_readers_language():
         )
         server = "550 5.1.1 <a@x.test>: Recipient address rejected: User unknown"
         assert shown_reply(server) == server  # the server's own words stay as they came
+
+
+@pytest.mark.parametrize(
+    "code, reply, alone",
+    [
+        # The number of our connections: this connection is one too many.
+        (421, "421 4.7.0 mx.example.test Error: too many connections from 10.0.0.1", True),  # Postfix anvil
+        (421, "421 Too many concurrent SMTP connections from this IP address; please try again later.", True),  # Exim
+        (421, "421 4.3.2 The maximum number of concurrent server connections has exceeded a limit", True),  # Exchange
+        (432, "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", True),  # Microsoft 365
+        (421, "421 Too many connections from your IP", True),  # Mail.ru
+        # No reason but "later": nothing says it is the account's mail.
+        (421, "421 4.7.0 Try again later, closing connection. (EHLO)", True),  # Gmail
+        (421, "421 4.3.2 Service currently unavailable", True),  # Postfix postscreen
+        # The rate of the account's or the IP's mail: the server rests.
+        (421, "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP", False),
+        (421, "421 4.7.0 Error: too much mail from 10.0.0.1", False),
+        (421, "421 Ratelimit exceeded, try again later", False),
+        # Not a 4xx: no such judgement (diagnosed as the server's refusal).
+        (554, "554 5.7.1 Too many connections", False),
+    ],
+)
+def test_a_refused_greeting_concerns_that_connection_unless_it_speaks_of_the_rate_of_mail(code, reply, alone):
+    assert turned_away(code, reply) is alone

@@ -1,0 +1,147 @@
+"""How the dispatcher reacts to what SMTP servers say and how they hang up,
+played by scripted servers that misbehave on purpose (tests.smtp_servers):
+a conversation turned away at the greeting while another one works, relay
+refusals said as 454, a 451 to every letter, a hang-up after a plain 5xx.
+Each test states the promise it holds the dispatcher to."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from mailing import dispatch, tasks
+from mailing.models import Letter
+from tests.servers.factories import make_server
+from tests.services import require_postgresql
+from tests.smtp_servers import SCRIPTED_GREETING, Scripted, tarpit
+
+from .test_dispatch_real_world import start, statuses
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+
+
+def emails(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{i}@x.test" for i in range(count)]
+
+
+# 1. A 421 at the greeting of a second conversation while the first one
+#    sends: the provider counts our connections, and only the one too many
+#    is refused. It must cost only that connection: the server does not
+#    rest, and the first conversation's batch goes on to its end.
+
+
+def _slowly(conn, body):
+    time.sleep(0.1)
+    return b"250 2.0.0 Ok: queued\r\n"
+
+
+TURNED_AWAY = [
+    b"421 4.7.0 Try again later, closing connection.",  # Gmail
+    b"421 Too many connections from your IP",  # Mail.ru
+    b"421 4.7.0 mx.example.test Error: too many connections from 127.0.0.1",  # Postfix anvil
+    b"421 Too many concurrent SMTP connections; please try again later.",  # Exim smtp_accept_max
+    # Exchange / Microsoft 365: MaxInboundConnectionPerSource
+    b"421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, closing transmission channel",
+]
+
+
+def _turning_away(greeting: bytes, at: str) -> Scripted:
+    """The first connection is served; every later one is refused with
+    `greeting` at the greeting, or `at` "ehlo" (Gmail says "(EHLO)")."""
+
+    def answer(conn, line):
+        if at == "ehlo" and conn > 0 and line[:4].upper() == b"EHLO":
+            return lambda peer: (peer.say(greeting + b"\r\n"), peer.sock.close())
+        return None
+
+    def greet(conn):
+        return greeting + b"\r\n" if at == "greeting" and conn > 0 else SCRIPTED_GREETING
+
+    return Scripted(answer, greeting=greet, after_dot=_slowly)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "greeting, at",
+    [
+        *((reply, "greeting") for reply in TURNED_AWAY),
+        (b"421 4.7.0 Try again later, closing connection. (EHLO)", "ehlo"),
+    ],
+    ids=["gmail", "mail.ru", "postfix", "exim", "microsoft", "gmail at EHLO"],
+)
+def test_a_conversation_turned_away_at_the_greeting_costs_only_that_connection(
+    tenant_a, settings, monkeypatch, greeting, at
+):
+    require_postgresql()
+    monkeypatch.setattr(tasks.send_mailing, "delay", lambda *args, **kwargs: None)  # only the runs below send
+    settings.DISPATCH_TICK = 0.2  # a working batch asks every 0.1 s whether it may go on
+    script = _turning_away(greeting, at)
+    with tarpit(script, lasts=20.0) as port:
+        server = make_server(tenant_a, port=port, login="", max_connections=2)
+        working = start(tenant_a, [server], emails("w", 8))
+        second = start(tenant_a, [server], emails("s", 3))
+        results = []
+
+        def first_conversation():
+            try:
+                results.append(dispatch.run_mailing(mailing_id=working.pk, now=timezone.now()))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=first_conversation)
+        thread.start()
+        for _ in range(100):
+            if script.bodies:
+                break
+            time.sleep(0.02)
+        turned_away = dispatch.run_mailing(mailing_id=second.pk, now=timezone.now())
+        thread.join(20)
+        server.refresh_from_db()
+        # Before the fix: the server rested as a whole ("waiting"), and the
+        # first conversation's batch stopped at its next check with its
+        # letters back in the queue.
+        assert (server.backoff_until, server.connection_failures) == (None, 0), server.rest_reply
+        assert set(statuses(working).values()) == {L.SENT}, statuses(working)
+        assert results == ["done"]
+        # The refused conversation's chain tries again in a moment; its
+        # letters wait in the queue, untried.
+        assert turned_away == "turned away"
+        assert set(Letter.objects.filter(mailing=second).values_list("status", "attempts")) == {(L.QUEUED, 0)}
+        # Alone with the server, the same refusal is the server's state: it
+        # rests (growing), so a chain does not knock every second for ever.
+        assert dispatch.run_mailing(mailing_id=second.pk, now=timezone.now()) == "waiting"
+        server.refresh_from_db()
+        assert server.connection_failures == 1 and server.backoff_until > timezone.now()
+        assert greeting.decode() in server.rest_reply
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_greeting_that_speaks_of_the_rate_of_mail_rests_the_server_even_beside_another_conversation(
+    tenant_a, settings, monkeypatch
+):
+    require_postgresql()
+    monkeypatch.setattr(tasks.send_mailing, "delay", lambda *args, **kwargs: None)
+    settings.DISPATCH_TICK = 0.2
+    rate = b"421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating from your IP address."
+    script = Scripted(greeting=lambda conn: SCRIPTED_GREETING if conn == 0 else rate + b"\r\n", after_dot=_slowly)
+    with tarpit(script, lasts=20.0) as port:
+        server = make_server(tenant_a, port=port, login="", max_connections=2)
+        working = start(tenant_a, [server], emails("w", 30))
+        second = start(tenant_a, [server], emails("s", 3))
+        thread = threading.Thread(
+            target=lambda: (dispatch.run_mailing(mailing_id=working.pk, now=timezone.now()), connection.close())
+        )
+        thread.start()
+        for _ in range(100):
+            if script.bodies:
+                break
+            time.sleep(0.02)
+        assert dispatch.run_mailing(mailing_id=second.pk, now=timezone.now()) == "waiting"
+        thread.join(20)
+    server.refresh_from_db()
+    assert server.backoff_until > timezone.now() and rate.decode() in server.rest_reply
+    # The rate is the account's: the working batch stops too, its rest back in the queue.
+    assert L.QUEUED in set(statuses(working).values())
