@@ -188,8 +188,10 @@ SETTINGS_REFUSALS = (
 
 
 def _settings_refusal(code: int, reply: str) -> Diagnosis | None:
+    """Said as a 4xx too: Postfix's default defer_unauth_destination says
+    "454 4.7.1 <r>: Relay access denied", and no retry mends it."""
     for category, words, codes, message, hint in SETTINGS_REFUSALS:
-        if code in codes or (code >= 500 and words.search(reply)):
+        if code in codes or (code >= 400 and words.search(reply)):
             return Diagnosis(category, str(message) % {"reply": reply}, str(hint), True)
     return None
 

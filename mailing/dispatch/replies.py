@@ -26,7 +26,9 @@ the stage of the exchange, the code, the enhanced status code and the words.
   could pass; nor can one from a mailbox the provider stopped from sending
   (Mail.ru "message sending for this account is disabled"). So is "Relay
   access denied" at RCPT (no login, or one that may not relay): it
-  concerns the server."""
+  concerns the server. Said with a 4xx (Postfix's default
+  defer_unauth_destination: "454 4.7.1 Relay access denied"), they are
+  the same settings problem, which no retry mends."""
 
 import re
 from dataclasses import dataclass
@@ -158,6 +160,8 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
         return Verdict(Kind.RATE_LIMIT, code, reply, rate_wait(reply))
     if code >= 500 and _quota_spent(reply, enhanced):
         return Verdict(Kind.RATE_LIMIT, code, reply, rate_wait(reply) if WAIT.search(reply) else QUOTA_WAIT)
+    if code < 500 and _settings_refused(reply, stage):
+        return Verdict(Kind.SENDER_REFUSED, code, reply)
     if stage == Stage.MAIL:
         return Verdict(Kind.SENDER_REFUSED if code >= 500 else Kind.SERVER_BUSY, code, reply)
     if code == 421:
@@ -194,6 +198,18 @@ def turned_away(code: int, reply: str) -> bool:
     if not 400 <= code < 500:
         return False
     return bool(CONNECTION_COUNT.search(reply)) or not MAIL_RATE_WORDS.search(reply)
+
+
+def _settings_refused(reply: str, stage: Stage) -> bool:
+    """A settings refusal said as a 4xx, which no waiting mends: Postfix's
+    default smtpd_relay_restrictions end with defer_unauth_destination,
+    "454 4.7.1 <r>: Relay access denied"; its soft_bounce says "450 4.7.1
+    <a@x>: Sender address rejected: not owned by user b@x". (A bare "Sender
+    address rejected" as a 4xx is a DNS lookup of our domain that failed
+    for now: it waits.)"""
+    if NOT_ITS_SENDER.search(reply) or SENDING_STOPPED.search(reply) or LOGIN_FIRST.search(reply):
+        return True
+    return stage in (Stage.MAIL, Stage.RCPT) and bool(RELAY_DENIED.search(reply))
 
 
 def _enhanced(reply: str) -> tuple[str, str, str] | tuple[()]:

@@ -13,10 +13,12 @@ from django.utils import timezone
 
 from mailing import dispatch, tasks
 from mailing.models import Letter
+from servers.models import Health
 from tests.servers.factories import make_server
 from tests.services import require_postgresql
 from tests.smtp_servers import SCRIPTED_GREETING, Scripted, tarpit
 
+from .builders import run_until_settled as settle
 from .test_dispatch_real_world import start, statuses
 
 pytestmark = pytest.mark.django_db
@@ -145,3 +147,39 @@ def test_a_greeting_that_speaks_of_the_rate_of_mail_rests_the_server_even_beside
     assert server.backoff_until > timezone.now() and rate.decode() in server.rest_reply
     # The rate is the account's: the working batch stops too, its rest back in the queue.
     assert L.QUEUED in set(statuses(working).values())
+
+
+# 2. A settings refusal said with a 4xx: Postfix's default relay
+#    restrictions end with defer_unauth_destination, which refuses a sender
+#    without a login with "454 4.7.1 Relay access denied". Waiting mends
+#    nothing: the tenant must set the login (or the sender).
+
+
+@pytest.mark.parametrize(
+    "reply, hint",
+    [
+        (b"454 4.7.1 <{rcpt}>: Relay access denied", "login and password"),  # Postfix defer_unauth_destination
+        (b"451 4.7.1 <{rcpt}>... Relaying denied. Proper authentication required.", "login and password"),
+        # Postfix soft_bounce = yes turns reject_sender_login_mismatch's 553 into a 450.
+        (b"450 4.7.1 <robot@mail.test>: Sender address rejected: not owned by user other@mail.test", "sender"),
+    ],
+    ids=["postfix 454", "sendmail 451", "soft bounce"],
+)
+def test_a_relay_refusal_said_as_a_4xx_stops_the_server_with_a_hint_and_fails_no_letter(tenant_a, reply, hint):
+    def answer(conn, line):
+        if line[:4].upper() == b"RCPT":
+            rcpt = line.split(b"<", 1)[1].split(b">", 1)[0]
+            return reply.replace(b"{rcpt}", rcpt) + b"\r\n"
+        return None
+
+    with tarpit(Scripted(answer), lasts=5.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails("r", 6))
+        # Before the fix: "waiting" (a storm of temporary refusals rested the
+        # server, and it was tried again, and again, for ever).
+        assert settle(mailing, timezone.now()) == "blocked"
+    server.refresh_from_db()
+    assert server.health == Health.FAILING
+    assert reply.split(b" ", 1)[0].decode() in server.health_error and hint in server.health_hint, server.health_hint
+    # No letter is to blame, and none was tried: they wait for the fix.
+    assert set(Letter.objects.filter(mailing=mailing).values_list("status", "attempts")) == {(L.QUEUED, 0)}

@@ -116,6 +116,12 @@ CASES = [
         Kind.BLACKLISTED,
     ),
     (550, "550 5.7.1 Your IP is listed at multi.uribl.com", "dot", Kind.BLACKLISTED),
+    # A settings refusal said with a 4xx is no less the server's: Postfix's
+    # default smtpd_relay_restrictions end with defer_unauth_destination.
+    (454, "454 4.7.1 <r@elsewhere.test>: Relay access denied", "rcpt", Kind.SENDER_REFUSED),
+    (450, "450 4.7.1 <a@x.test>: Sender address rejected: not owned by user b@x.test", "rcpt", Kind.SENDER_REFUSED),
+    # ... but a sender domain that could not be looked up for now waits.
+    (450, "450 4.1.8 <a@x.test>: Sender address rejected: Domain not found", "rcpt", Kind.TEMPORARY),
 ]
 
 
