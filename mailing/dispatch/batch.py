@@ -66,6 +66,7 @@ RECONNECT_AFTER = 4
 # that waited longest goes next (_others_wait_first), after at most this
 # many letters of another's.
 PLATFORM_TURN = 50
+NO_VERDICT = Verdict(Kind.TEMPORARY, 0, "")
 # Content refusals in a row that rest the sending (the tenant's, on a
 # platform server).
 CONTENT_STRIKES = 3
@@ -173,7 +174,9 @@ class Batch:
     chunks: list[Chunk] = field(default_factory=list)  # the letters' reservations, the next ones appended
     size: int = 0  # letters a claim takes at most
     started: float = field(default_factory=time.monotonic)
-    held: list[tuple[Letter, str]] = field(default_factory=list)  # temporary refusals in a row
+    held: list[tuple[Letter, str]] = field(default_factory=list)  # first-time temporary refusals in a row
+    temporary_in_a_row: int = 0  # temporary refusals in a row, retries included
+    last_temporary: Verdict = NO_VERDICT  # the last of them
     done: set[int] = field(default_factory=set)  # letters with a result or given back
     content_strikes: int = 0
     accepted: int = 0
@@ -468,13 +471,17 @@ class Batch:
             rests.refusing(server, tenant, verdict, now=self.now)
             return False
         if kind == Kind.TEMPORARY:
+            self.temporary_in_a_row, self.last_temporary = self.temporary_in_a_row + 1, verdict
             if letter.attempts or letter.last_reply.startswith(STORM_NOTE):
-                # Refused again on a retry: the recipient's own refusal
-                # (greylisting that lasts), never a reason to rest the server.
+                # Refused again on a retry: it counts (greylisting that
+                # lasts is the recipient's own refusal)...
                 self._record(letter, partial(defer, letter, verdict.reply, now=self.now))
-                return True
-            self.held.append((letter, verdict.reply))
-            if len(self.held) < STORM:
+            else:
+                self.held.append((letter, verdict.reply))
+            # ... but retries refused in a row with the others are the
+            # server's state as well: a wave of due retries must not burn
+            # an attempt each against a server that refuses everyone.
+            if self.temporary_in_a_row < STORM:
                 return True
             self._storm(verdict)
             return False
@@ -497,6 +504,7 @@ class Batch:
         return False
 
     def _storm(self, verdict: Verdict) -> None:
+        self.temporary_in_a_row = 0
         self._give_back(self._take_held(), reply=STORM_NOTE + verdict.reply)
         rests.refusing(self.server, self.mailing.tenant, verdict, now=self.now)
 
@@ -504,10 +512,11 @@ class Batch:
         """Temporary refusals followed by anything else were the recipients'
         own (greylisting, a full mailbox): those letters are deferred and
         count an attempt. A batch of nothing but such refusals is a storm."""
-        if batch_over and self.held and len(self.held) == self.outcome.tried >= 2:
-            self._storm(Verdict(Kind.TEMPORARY, 0, self.held[-1][1]))
+        if batch_over and self.temporary_in_a_row == self.outcome.tried >= 2:
+            self._storm(self.last_temporary)
             return
         held, self.held = self.held, []
+        self.temporary_in_a_row = 0
         for letter, reply in held:
             self._record(letter, partial(defer, letter, reply, now=self.now))
 

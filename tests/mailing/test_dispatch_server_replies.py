@@ -6,6 +6,7 @@ Each test states the promise it holds the dispatcher to."""
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -183,3 +184,46 @@ def test_a_relay_refusal_said_as_a_4xx_stops_the_server_with_a_hint_and_fails_no
     assert reply.split(b" ", 1)[0].decode() in server.health_error and hint in server.health_hint, server.health_hint
     # No letter is to blame, and none was tried: they wait for the fix.
     assert set(Letter.objects.filter(mailing=mailing).values_list("status", "attempts")) == {(L.QUEUED, 0)}
+
+
+# 3. A 451 to every letter (a provider's throttle, or greylisting of the
+#    whole domain) for two hours: a storm. The letters wait for the server
+#    and none is lost; the server rests longer each time, and no batch
+#    burns more than a storm's letters against it.
+
+
+def test_a_two_hour_storm_of_451_loses_no_letter_and_rests_the_server_longer_each_time(tenant_a):
+    clock = [timezone.now()]
+    throttled_until = clock[0] + timedelta(hours=2)
+
+    def answer(conn, line):
+        if line[:4].upper() == b"RCPT" and clock[0] < throttled_until:
+            answer.refused[conn] = answer.refused.get(conn, 0) + 1
+            return b"451 4.7.1 Service unavailable, try again later\r\n"
+        return None
+
+    answer.refused = {}
+    with tarpit(Scripted(answer), lasts=60.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails("r", 12))
+        rests = {}  # each rest's end: its length
+        for _ in range(200):
+            result = dispatch.run_mailing(mailing_id=mailing.pk, now=clock[0])
+            if result == "done":
+                break
+            server.refresh_from_db()
+            if server.backoff_until and server.backoff_until > clock[0] and server.backoff_until not in rests:
+                rests[server.backoff_until] = server.backoff_until - clock[0]
+            if result == "waiting":
+                mailing.refresh_from_db()
+                clock[0] = max(mailing.resume_at, clock[0]) + timedelta(seconds=1)
+        else:
+            raise AssertionError("never finished")
+    # Before the fix: once every letter had been tried, their retries came
+    # due together and each batch refused them all, an attempt each, with
+    # no rest of the server: all 12 failed after 78 minutes of the storm.
+    assert set(statuses(mailing).values()) == {L.SENT}, statuses(mailing)
+    assert max(answer.refused.values()) <= 3, answer.refused  # STORM letters a connection at most
+    lengths = [int(length.total_seconds()) for length in rests.values()]
+    assert len(lengths) >= 5 and lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths  # growing
+    assert clock[0] >= throttled_until
