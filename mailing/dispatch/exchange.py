@@ -175,7 +175,10 @@ def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
     gets an empty message. A server that said 421 has already hung up: its
     reply, not the hang-up, is what the letter keeps, and a 421 to one of the
     pending commands is kept on the client (`goodbye`) for the batch. A
-    transaction that cannot be reset closes the connection (`reconnect`)."""
+    transaction that cannot be reset closes the connection (`reconnect`),
+    and so does a server that hung up after a plain refusal (some do after
+    a 5xx): the next letter goes over a new connection, rather than meet
+    the closed one and rest the server as a lost connection would."""
     try:
         for index in range(pending):
             code, raw = client.getreply()
@@ -194,7 +197,7 @@ def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
         if code != 250:
             _drop(client)  # the transaction may still be open
     except (smtplib.SMTPServerDisconnected, OSError):
-        pass
+        _drop(client)
 
 
 def _drop(client: smtplib.SMTP) -> None:

@@ -227,3 +227,63 @@ def test_a_two_hour_storm_of_451_loses_no_letter_and_rests_the_server_longer_eac
     lengths = [int(length.total_seconds()) for length in rests.values()]
     assert len(lengths) >= 5 and lengths == sorted(lengths) and lengths[0] < lengths[-1], lengths  # growing
     assert clock[0] >= throttled_until
+
+
+# 4. A server that hangs up right after a plain 5xx (no 421): the refused
+#    letter keeps its error, and the next letters go over a new connection,
+#    neither lost nor the server rested for it.
+
+
+def _say_and_hang_up(reply: bytes):
+    def hang_up(peer):
+        peer.say(reply + b"\r\n")
+        peer.sock.close()
+
+    return hang_up
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+@pytest.mark.parametrize(
+    "stage, reply, status",
+    [
+        ("rcpt", b"550 5.1.1 <gone@x.test>: Recipient address rejected: User unknown", L.FAILED),
+        ("data", b"554 5.7.1 Data command rejected by policy", L.FAILED),
+        ("dot", b"550 5.7.1 Message rejected under suspicion of SPAM", L.FAILED),
+        ("rcpt", b"450 4.2.1 <gone@x.test>: Mailbox busy", L.DEFERRED),
+    ],
+    ids=["550 at RCPT", "554 to DATA", "550 after the dot", "450 at RCPT"],
+)
+def test_a_server_that_hangs_up_after_a_refusal_costs_the_other_letters_nothing(
+    tenant_a, settings, stage, reply, status, pipelining
+):
+    settings.DISPATCH_SMTP_TIMEOUT = 2.0
+
+    def answer(conn, line):
+        verb = line[:4].upper()
+        if verb == b"RCPT":
+            answer.rcpt[conn] = line
+        if answer.rcpt.get(conn, b"").startswith(b"RCPT TO:<gone@") and verb == stage[:4].upper().encode():
+            return _say_and_hang_up(reply)
+        return None
+
+    def after_dot(conn, body):
+        if stage == "dot" and answer.rcpt[conn].startswith(b"RCPT TO:<gone@"):
+            return _say_and_hang_up(reply)
+        return b"250 2.0.0 Ok: queued\r\n"
+
+    answer.rcpt = {}
+    ehlo = b"250-odd.test\r\n250 PIPELINING\r\n" if pipelining else b"250 odd.test\r\n"
+    script = Scripted(answer, ehlo=ehlo, after_dot=after_dot)
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], ["a@x.test", "gone@x.test", "h@x.test", "k@x.test"])
+        settle(mailing, timezone.now())
+    gone = Letter.objects.get(mailing=mailing, email="gone@x.test")
+    assert (gone.status, gone.last_reply) == (status, reply.decode())
+    # Before the fix: the next letter met the closed connection, the server
+    # rested for it ("closed the connection unexpectedly") and the batch
+    # ended with the next letters back in the queue until the rest was over.
+    assert statuses(mailing) == {"a@x.test": L.SENT, "gone@x.test": status, "h@x.test": L.SENT, "k@x.test": L.SENT}
+    server.refresh_from_db()
+    assert (server.backoff_until, server.connection_failures) == (None, 0), server.rest_reply
+    assert len(script.heard) == 2  # the second connection carried the rest
