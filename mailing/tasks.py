@@ -63,7 +63,7 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
         result = dispatch.run_mailing(mailing_id=mailing_id)
         # Run in-process (tests), a countdown would be ignored and a busy
         # chain would spin: there the next tick picks the mailing up.
-        retry = result in ("busy", "paced", "turned away") and not send_mailing.app.conf.task_always_eager
+        retry = result in ("busy", "paced", "crowded") and not send_mailing.app.conf.task_always_eager
         last = result != "more" or time.monotonic() >= started + settings.DISPATCH_SLICE
         # The chain's lease is renewed when the task ends (for the next task
         # of the chain, or freed) and when half of it is gone, not after
@@ -76,14 +76,14 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     if result == "more":
         send_mailing.delay(mailing_id, slot)
     elif retry:
-        countdown = {"busy": BUSY_RETRY_SECONDS, "turned away": TURNED_AWAY_RETRY_SECONDS}
+        countdown = {"busy": BUSY_RETRY_SECONDS, "crowded": CROWDED_RETRY_SECONDS}
         send_mailing.apply_async((mailing_id, slot), countdown=countdown.get(result, 60.5 - timezone.now().second))
 
 
 BUSY_RETRY_SECONDS = 1
 # A chain whose connection the server refused beside others (too many
 # connections) knocks again after this long, not every second.
-TURNED_AWAY_RETRY_SECONDS = 15
+CROWDED_RETRY_SECONDS = 15
 
 
 # Making a million letters takes about a minute on PostgreSQL; the hard

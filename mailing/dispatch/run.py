@@ -34,7 +34,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     claim), "busy" (the server
     to use has room but every connection slot is taken: try again in a
     moment), "paced" (the server to use has spent only its max per minute:
-    try again next minute), "turned away" (the server refused this chain's
+    try again next minute), "crowded" (the server refused this chain's
     connection while others talk to it: try again in a while), "waiting",
     "blocked", "done" or "idle"."""
     mailing = _mailing(mailing_id)
@@ -66,7 +66,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
             # This connection was one too many beside others going on: the
             # chain tries again later, neither through the next server nor
             # resting this one.
-            return "turned away"
+            return "crowded"
         if outcome.busy and limits.next_room_at(server, mailing.tenant, now) is None:
             # The first server with room is busy: wait for its slot rather
             # than send through the next one, with another From.

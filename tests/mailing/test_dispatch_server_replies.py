@@ -111,7 +111,7 @@ def test_a_conversation_turned_away_at_the_greeting_costs_only_that_connection(
         assert results == ["done"]
         # The refused conversation's chain tries again in a moment; its
         # letters wait in the queue, untried.
-        assert turned_away == "turned away"
+        assert turned_away == "crowded"
         assert set(Letter.objects.filter(mailing=second).values_list("status", "attempts")) == {(L.QUEUED, 0)}
         # Alone with the server, the same refusal is the server's state: it
         # rests (growing), so a chain does not knock every second for ever.
