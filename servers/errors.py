@@ -138,6 +138,19 @@ def is_blacklisting(code: int, text: str, *, at_recipient: bool = False) -> bool
     return not at_recipient and ("spam" in text.lower() or "5.7.1" in text)
 
 
+# Letter after letter refused as spam after the message (Yandex "554 5.7.1
+# Message rejected under suspicion of SPAM", Mail.ru "550 spam message
+# rejected", Gmail "550-5.7.1 ... likely unsolicited mail"): the dispatcher
+# stops the tenant's server with these words (mailing.dispatch.rests).
+SPAM_REFUSED = gettext_lazy("The server refuses the letters as spam (%(reply)s).")
+SPAM_REFUSED_HINT = gettext_lazy(
+    "The provider takes the letters' content, or the sender's reputation, for spam; each more letter "
+    "would fail too, and the provider may block the mailbox. Check the template (links, images, wording, "
+    "an unsubscribe link), that the sender's domain has SPF, DKIM and DMARC records, and send a test letter "
+    "to yourself; then run Test connection to use the server again."
+)
+
+
 # Refusals that a setting of the server causes, the same for every letter:
 # (category, its words in a 5xx, codes that are it whatever their words,
 # the message, what to change).

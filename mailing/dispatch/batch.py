@@ -34,6 +34,7 @@ from .replies import (
     LOST_NOTE,
     NOT_AGAIN_NOTE,
     NOT_BUILT,
+    SPAM_WORDS,
     STORM_NOTE,
     UNEXPECTED,
     UNSURE_NOTE,
@@ -468,7 +469,10 @@ class Batch:
             self.content_strikes += 1
             if self.content_strikes < CONTENT_STRIKES:
                 return True
-            rests.refusing(server, tenant, verdict, now=self.now)
+            if SPAM_WORDS.search(verdict.reply):
+                rests.refused_as_spam(server, tenant, verdict, now=self.now)
+            else:
+                rests.refusing(server, tenant, verdict, now=self.now)
             return False
         if kind == Kind.TEMPORARY:
             self.temporary_in_a_row, self.last_temporary = self.temporary_in_a_row + 1, verdict

@@ -137,6 +137,10 @@ CONTENT_WORDS = re.compile(
     r"|unsolicited|blocked message",
     re.IGNORECASE,
 )
+# A content refusal that calls the letter spam: Yandex "Message rejected
+# under suspicion of SPAM", Mail.ru "spam message rejected", Gmail "likely
+# unsolicited mail", Microsoft "content identified as spam".
+SPAM_WORDS = re.compile(r"spam|unsolicited|junk", re.IGNORECASE)
 UNKNOWN_WORDS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|doesn'?t exist"
     r"|recipient (address )?rejected: user|mailbox (not found|unavailable)|address rejected|invalid recipient"

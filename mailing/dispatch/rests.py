@@ -26,7 +26,7 @@ from accounts.models import Tenant
 from config import metrics, statements
 from servers import events as server_events
 from servers import rules
-from servers.errors import diagnose
+from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 
 from ..models import RUNNING, Mailing, MailingServer
@@ -210,6 +210,21 @@ def refusing(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now: datet
         disable_server(server, message, now=now)
     else:
         rest_server(server, RestReason.REFUSALS, verdict.reply, now=now)
+
+
+def refused_as_spam(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now: datetime) -> None:
+    """Letter after letter refused as spam: the provider judges the
+    letters (or the account) spam, and every further one would fail as
+    well and cost the mailbox its reputation. A tenant's own server stops
+    with a hint until the tenant tests it again (a rest would only fail a
+    few more letters after each); on a platform server only this tenant
+    is held back."""
+    if server.is_platform:
+        rest_tenant(server, tenant, RestReason.REFUSALS, verdict.reply, now=now)
+        return
+    with owners_language(server):
+        message, hint = str(SPAM_REFUSED) % {"reply": verdict.reply}, str(SPAM_REFUSED_HINT)
+    disable_server(server, message, hint, now=now)
 
 
 def accepted_again(server: SmtpServer, tenant: Tenant) -> None:

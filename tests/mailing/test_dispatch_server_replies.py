@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from mailing import dispatch, tasks
-from mailing.models import Letter
+from mailing.models import Letter, Suppression
 from servers.models import Health
 from tests.servers.factories import make_server
 from tests.services import require_postgresql
@@ -287,3 +287,39 @@ def test_a_server_that_hangs_up_after_a_refusal_costs_the_other_letters_nothing(
     server.refresh_from_db()
     assert (server.backoff_until, server.connection_failures) == (None, 0), server.rest_reply
     assert len(script.heard) == 2  # the second connection carried the rest
+
+
+# 5. Spam refusals after the message, in the providers' own words: each
+#    fails its letter with the reply (the address is not suppressed: the
+#    recipient exists); letter after letter refused so stops the tenant's
+#    server with a hint, rather than rest it and fail the list a few
+#    letters a rest.
+
+SPAM_REFUSALS = [
+    b"554 5.7.1 Message rejected under suspicion of SPAM; https://ya.cc/1IrBc 1712345678-AbCdEfGh",  # Yandex
+    b"550 spam message rejected. Please visit http://help.mail.ru/notspam-support/id?c=Vq2Ptk5-IWLUCKbsb2zsXg"
+    b" or report details to abuse@corp.mail.ru. Error code: 7A2B3C. ID: 0000000A.",  # Mail.ru
+    b"550-5.7.1 [203.0.113.7      12] Our system has detected that this message is\r\n"
+    b"550-5.7.1 likely unsolicited mail. To reduce the amount of spam sent to Gmail,\r\n"
+    b"550-5.7.1 this message has been blocked. Please visit\r\n"
+    b"550 5.7.1  https://support.google.com/mail/?p=UnsolicitedMessageError a1si12 - gsmtp",  # Gmail
+]
+
+
+@pytest.mark.parametrize("reply", SPAM_REFUSALS, ids=["yandex", "mail.ru", "gmail"])
+def test_letters_refused_as_spam_fail_alone_and_stop_the_server_with_a_hint(tenant_a, reply):
+    script = Scripted(after_dot=lambda conn, body: reply + b"\r\n")
+    with tarpit(script, lasts=5.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails("r", 8))
+        # Before the fix: "waiting" for the server's rest, after which three
+        # more letters failed, and three more after the next rest...
+        assert settle(mailing, timezone.now()) == "blocked"
+    letters = Letter.objects.filter(mailing=mailing)
+    failed = letters.filter(status=L.FAILED)
+    assert failed.count() == 3 and letters.filter(status=L.QUEUED, attempts=0).count() == 5
+    assert "spam" in failed.first().last_reply.lower() and failed.first().last_reply.startswith(reply[:3].decode())
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
+    server.refresh_from_db()
+    assert server.health == Health.FAILING, (server.rest_reason, server.backoff_until)
+    assert "spam" in server.health_error and "DKIM" in server.health_hint, server.health_hint
