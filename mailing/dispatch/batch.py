@@ -182,6 +182,7 @@ class Batch:
     content_strikes: int = 0
     accepted: int = 0
     refused_in_a_row: int = 0  # on this connection, since its last accepted letter
+    accepted_here: int = 0  # letters accepted on this connection
     # The next letter's bytes (or why they could not be made), made while
     # the server took the one before (_make_ahead).
     ahead: tuple[Letter, bytes | Exception] | None = None
@@ -227,7 +228,7 @@ class Batch:
         # The body and the final dot go out in two writes (see exchange):
         # with Nagle's algorithm the dot would wait for the delayed ACK.
         self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.refused_in_a_row = 0
+        self.refused_in_a_row = self.accepted_here = 0
         return True
 
     def _turned_away(self, exc: Exception) -> bool:
@@ -404,6 +405,8 @@ class Batch:
             self._give_back([letter])
             return False
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            if progress.stage == Stage.MAIL and self.accepted_here:
+                return self._afresh(letter, progress, following)
             self._lost(letter, progress, exc)
             return False
         except Exception as exc:  # not the server's doing: this letter keeps the error
@@ -415,6 +418,17 @@ class Batch:
         self._record(letter, Sent(letter, at=self.clock(), reply=reply))
         self._accepted()
         return True
+
+    def _afresh(self, letter: Letter, progress: Progress, following: Letter | None) -> bool:
+        """The connection was gone at the start of `letter`, after the
+        server had accepted a letter on it: a server that takes one (or a
+        few) letters a connection, or hangs up instead of waiting for QUIT.
+        Nothing of this letter reached it: it goes over a new connection,
+        once (a loss before any letter is accepted there rests the server)."""
+        if not self._reconnect():
+            self._give_back([letter])  # the server rests (_connect)
+            return False
+        return self._send_one(self.client, letter, progress, following)
 
     def _wire(self, letter: Letter) -> bytes:
         """The letter's bytes: made ahead, or now. A letter that could not
@@ -530,6 +544,7 @@ class Batch:
 
     def _accepted(self) -> None:
         self.refused_in_a_row = 0
+        self.accepted_here += 1
         self._end_of_streak()
         self.content_strikes = 0
         self.accepted += 1

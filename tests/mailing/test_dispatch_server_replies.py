@@ -323,3 +323,36 @@ def test_letters_refused_as_spam_fail_alone_and_stop_the_server_with_a_hint(tena
     server.refresh_from_db()
     assert server.health == Health.FAILING, (server.rest_reason, server.backoff_until)
     assert "spam" in server.health_error and "DKIM" in server.health_hint, server.health_hint
+
+
+# 6. A server that hangs up after the letter it accepted (some take one, or
+#    a few, letters a connection; some close instead of waiting for QUIT):
+#    the next letter, of which nothing reached the server, goes over a new
+#    connection, the server not rested for it. A connection lost before any
+#    letter was accepted on it still rests the server.
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
+def test_a_server_that_closes_after_each_accepted_letter_gets_a_new_connection_for_the_next(
+    tenant_a, settings, pipelining
+):
+    settings.DISPATCH_SMTP_TIMEOUT = 2.0
+
+    def accept_and_close(conn, body):
+        def close(peer):
+            peer.say(b"250 2.0.0 Ok: queued as 1A2B\r\n")
+            peer.sock.close()
+
+        return close
+
+    ehlo = b"250-odd.test\r\n250 PIPELINING\r\n" if pipelining else b"250 odd.test\r\n"
+    script = Scripted(ehlo=ehlo, after_dot=accept_and_close)
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails("r", 4))
+        # Before the fix: "waiting", one letter sent a rest (a minute).
+        assert settle(mailing, timezone.now()) == "done"
+    assert set(statuses(mailing).values()) == {L.SENT}
+    assert len(script.bodies) == 4 and len(script.heard) == 4
+    server.refresh_from_db()
+    assert (server.backoff_until, server.connection_failures) == (None, 0), server.rest_reply
