@@ -30,6 +30,7 @@ from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
 from .messages import Builder
 from .recorder import Recorder, RecordingFailed
 from .replies import (
+    CONNECTION_COUNT,
     CONNECTION_LOST,
     LOST_NOTE,
     NOT_AGAIN_NOTE,
@@ -247,6 +248,15 @@ class Batch:
             return False
         log.info("server %s turned a connection away beside others: %s", self.server.pk, exc)
         return True
+
+    def _one_too_many(self, verdict: Verdict) -> bool:
+        """A refusal of the number of connections said to a letter (Microsoft
+        365 takes three submissions of a mailbox at once: "432 4.3.2
+        STOREDRV.ClientSubmit; sender thread limit exceeded" to MAIL FROM)
+        while other conversations talk to the server: as at the greeting
+        (_turned_away), this connection ends, its letter goes back
+        uncounted, and the server does not rest."""
+        return bool(CONNECTION_COUNT.search(verdict.reply)) and others_talking(self.server) > 0
 
     def _reconnect(self) -> bool:
         """A fresh connection for the rest of the batch (results so far are
@@ -502,6 +512,10 @@ class Batch:
             if self.temporary_in_a_row < STORM:
                 return True
             self._storm(verdict)
+            return False
+        if kind in (Kind.RATE_LIMIT, Kind.SERVER_BUSY) and self._one_too_many(verdict):
+            self._give_back([letter, *self._take_held()], reply=verdict.reply)
+            self.outcome.turned_away = True
             return False
         # The server refuses everyone for now: this letter and the ones
         # refused just before it go back uncounted, to this server later or

@@ -56,17 +56,17 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
         return "idle"
     for server in rests.usable_servers(mailing, now):
         outcome = send_batch(mailing, server, now=now)
+        if outcome.turned_away:
+            # This connection was one too many beside others going on: the
+            # chain tries again later, neither through the next server nor
+            # resting this one (nor at once: it would be refused again).
+            return "crowded"
         if outcome.tried:
             # Nothing left to claim: the chain settles now (the chain that
             # sends the last letters finishes the mailing) rather than in a
             # task of its own that would find nothing to send.
             left = _left(mailing, now)
             return "more" if left.due else _settle(mailing, now, left)
-        if outcome.turned_away:
-            # This connection was one too many beside others going on: the
-            # chain tries again later, neither through the next server nor
-            # resting this one.
-            return "crowded"
         if outcome.busy and limits.next_room_at(server, mailing.tenant, now) is None:
             # The first server with room is busy: wait for its slot rather
             # than send through the next one, with another From.
