@@ -43,6 +43,7 @@ from .replies import (
     Stage,
     Verdict,
     judge,
+    kept_reply,
     turned_away,
 )
 from .results import Sent, defer, fail, fail_and_suppress, requeue
@@ -487,7 +488,7 @@ class Batch:
         if kind in (Kind.BAD_ADDRESS, Kind.REFUSED, Kind.CONTENT):
             self._end_of_streak()
             write = fail_and_suppress if kind == Kind.BAD_ADDRESS else fail
-            self._record(letter, partial(write, letter, verdict.reply))
+            self._record(letter, partial(write, letter, kept_reply(verdict, stage)))
             if kind != Kind.CONTENT:
                 return True
             self.content_strikes += 1

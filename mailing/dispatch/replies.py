@@ -268,6 +268,10 @@ UNSURE_NOTE = gettext_noop(
     "The connection was lost after the end of the letter, before the server's answer; it may have been delivered: "
 )
 NOT_AGAIN_NOTE = gettext_noop("Not sent again, so that the recipient does not get it a third time. ")
+# A letter refused for its size keeps TOO_BIG_NOTE before the server's
+# words, which are often terse (aiosmtpd "552 Error: Too much mail data",
+# Postfix "552 5.3.4 Error: message file too big").
+TOO_BIG_NOTE = gettext_noop("The letter is larger than the server takes: ")
 NOT_BUILT = gettext_noop("The message could not be built: ")
 UNEXPECTED = gettext_noop("Unexpected error while sending: ")
 CONNECTION_LOST = gettext_noop("connection lost: ")
@@ -278,11 +282,33 @@ OWN_NOTES = (
     LOST_NOTE,
     UNSURE_NOTE,
     NOT_AGAIN_NOTE,
+    TOO_BIG_NOTE,
     NOT_BUILT,
     UNEXPECTED,
     CONNECTION_LOST,
     *WITHDRAWN_NOTES.values(),
 )
+
+
+# The size of the message (RFC 3463's X.3.4 "message too big for system"
+# and X.2.3 "message length exceeds administrative limit", and the words of
+# servers that give no enhanced code), said to DATA or after the message.
+TOO_BIG_WORDS = re.compile(
+    r"too (big|large)|(message|mail) size|size (limit|exceed)|exceed\w* .{0,30}size|too much mail data"
+    r"|message length",
+    re.IGNORECASE,
+)
+
+
+def kept_reply(verdict: Verdict, stage: Stage) -> str:
+    """What a refused letter keeps: the server's reply, after TOO_BIG_NOTE
+    when it refused the letter's size (each letter of a template too big
+    fails so; the server does not rest for it)."""
+    enhanced = _enhanced(verdict.reply)
+    too_big = enhanced[1:] in (("3", "4"), ("2", "3")) or TOO_BIG_WORDS.search(verdict.reply)
+    if stage in (Stage.DATA, Stage.DOT) and verdict.code >= 500 and too_big:
+        return TOO_BIG_NOTE + verdict.reply
+    return verdict.reply
 
 
 def shown_reply(reply: str) -> str:

@@ -10,14 +10,15 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from mailing import dispatch, tasks
+from mailing.dispatch.replies import TOO_BIG_NOTE, shown_reply
 from mailing.models import Letter, Suppression
 from servers.models import Health
 from tests.servers.factories import make_server
 from tests.services import require_postgresql
-from tests.smtp_servers import SCRIPTED_GREETING, Scripted, tarpit
+from tests.smtp_servers import SCRIPTED_GREETING, Scripted, smtp_server, tarpit
 
 from .builders import run_until_settled as settle
 from .test_dispatch_real_world import start, statuses
@@ -362,3 +363,21 @@ def test_a_server_that_closes_after_each_accepted_letter_gets_a_new_connection_f
     assert len(script.bodies) == 4 and len(script.heard) == 4
     server.refresh_from_db()
     assert (server.backoff_until, server.connection_failures) == (None, 0), server.rest_reply
+
+
+# 7. A letter refused for its size: it fails with a sentence the tenant
+#    reads before the server's terse words, and the server does not rest.
+
+
+def test_a_letter_too_big_for_the_server_fails_saying_so_and_the_server_does_not_rest(tenant_a):
+    with smtp_server(data_size_limit=300) as (controller, _):  # aiosmtpd: "552 Error: Too much mail data"
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails("r", 2))
+        assert settle(mailing, timezone.now()) == "done"
+    letter = Letter.objects.filter(mailing=mailing).first()
+    # Before the fix: "552 Error: Too much mail data" alone.
+    assert (letter.status, letter.last_reply) == (L.FAILED, TOO_BIG_NOTE + "552 Error: Too much mail data")
+    with translation.override("ru"):
+        assert shown_reply(letter.last_reply).startswith("Письмо больше, чем принимает сервер: 552")
+    server.refresh_from_db()
+    assert server.backoff_until is None and server.health != Health.FAILING

@@ -173,3 +173,21 @@ def test_the_dispatchers_own_notes_are_shown_in_the_readers_language():
 )
 def test_a_refused_greeting_concerns_that_connection_unless_it_speaks_of_the_rate_of_mail(code, reply, alone):
     assert turned_away(code, reply) is alone
+
+
+@pytest.mark.parametrize(
+    "code, reply, stage, too_big",
+    [
+        (552, "552 5.3.4 Error: message file too big", "dot", True),  # Postfix message_size_limit
+        (552, "552 Message size exceeds maximum permitted", "dot", True),  # Exim message_size_limit
+        (552, "552-5.2.3 Your message exceeded Google's message size limits. Please visit", "dot", True),  # Gmail
+        (552, "552 5.3.4 Message size exceeds fixed maximum message size", "data", True),  # Yandex
+        (552, "552 5.2.2 Mailbox full", "dot", False),  # the recipient's mailbox, not the letter's size
+        (552, "552 5.2.2 <a@x.test>: Mailbox full", "rcpt", False),
+    ],
+)
+def test_a_letter_refused_for_its_size_keeps_a_sentence_saying_so(code, reply, stage, too_big):
+    from mailing.dispatch.replies import TOO_BIG_NOTE, kept_reply
+
+    kept = kept_reply(judge(code, reply, Stage(stage)), Stage(stage))
+    assert kept == (TOO_BIG_NOTE + reply if too_big else reply)
