@@ -5,7 +5,9 @@
 - *Resting* (backoff_until, with rest_reason and the reply): connection
   trouble, a rate limit, a server refusing every letter for now. Ends by
   itself; repeated rests grow longer, and the counter resets on the first
-  letter the server accepts.
+  letter the server accepts. A refusal of one connection (too many at
+  once, replies.turned_away) while other conversations talk to the server
+  rests nothing: only that chain waits (batch.Batch._turned_away).
 - A *tenant rest* on a platform server: what one tenant's letters caused
   there (refusals of its recipients or its content) holds back that
   tenant only, never the server for the others; a blacklisting seen on
