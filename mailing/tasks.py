@@ -5,6 +5,7 @@ the soft one raises SoftTimeLimitExceeded inside the task, which its work
 ends as a failure it can explain; the hard one kills the worker process.
 Queues: config/settings.py, CELERY_TASK_ROUTES."""
 
+import random
 import time
 
 from celery import shared_task
@@ -76,14 +77,17 @@ def send_mailing(mailing_id: int, slot: int | None = None) -> None:
     if result == "more":
         send_mailing.delay(mailing_id, slot)
     elif retry:
-        countdown = {"busy": BUSY_RETRY_SECONDS, "crowded": CROWDED_RETRY_SECONDS}
+        countdown = {"busy": BUSY_RETRY_SECONDS, "crowded": random.uniform(*CROWDED_RETRY_SECONDS)}
         send_mailing.apply_async((mailing_id, slot), countdown=countdown.get(result, 60.5 - timezone.now().second))
 
 
 BUSY_RETRY_SECONDS = 1
 # A chain whose connection the server refused beside others (too many
-# connections) knocks again after this long, not every second.
-CROWDED_RETRY_SECONDS = 15
+# connections) knocks again after this long, not every second; at a random
+# moment in it, so that two chains refused together (each counting the
+# other's slot: a server refusing everyone) do not knock together again,
+# and the one that knocks alone rests the server.
+CROWDED_RETRY_SECONDS = (10.0, 20.0)
 
 
 # Making a million letters takes about a minute on PostgreSQL; the hard

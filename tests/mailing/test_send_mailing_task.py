@@ -40,3 +40,19 @@ def test_after_its_slice_a_chain_queues_its_next_task_and_keeps_its_slot(tenant_
     assert len(handler.received) == 2  # one batch, then the queue
     assert queued == [(mailing.pk, slot)]
     assert DispatchChain.objects.get(mailing=mailing, slot=slot).until is not None  # still this chain's
+
+
+def test_a_crowded_chain_knocks_again_at_a_random_moment_not_in_step_with_another(monkeypatch):
+    """Two chains refused at the greeting together each count the other's
+    slot as a conversation going on (mailing.dispatch.batch): knocking again
+    in step, neither would ever be alone and rest a server that refuses
+    everyone."""
+    later = []
+    monkeypatch.setitem(tasks.send_mailing.app.conf, "task_always_eager", False)
+    monkeypatch.setattr(tasks.dispatch, "run_mailing", lambda mailing_id: "crowded")
+    monkeypatch.setattr(tasks.dispatch, "renew_chain", lambda *args, **kwargs: None)
+    monkeypatch.setattr(tasks.send_mailing, "apply_async", lambda args, countdown: later.append(countdown))
+    for _ in range(5):
+        tasks.send_mailing(1, 0)
+    assert all(10 <= countdown <= 20 for countdown in later), later
+    assert len(set(later)) > 1, later  # before: 15 s every time
