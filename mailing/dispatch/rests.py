@@ -1,7 +1,8 @@
 """Which servers may send for a mailing now, and what takes one out.
 
 - *Failing* (health): authentication, blacklisting, a refused sender,
-  broken rules. Until the tenant tests it again (or staff reset it).
+  broken rules, letter after letter refused as spam. Until the tenant
+  tests it again (or staff reset it).
 - *Resting* (backoff_until, with rest_reason and the reply): connection
   trouble, a rate limit, a server refusing every letter for now. Ends by
   itself; repeated rests grow longer, and the counter resets on the first
