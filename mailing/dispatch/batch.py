@@ -437,7 +437,7 @@ class Batch:
         Nothing of this letter reached it: it goes over a new connection,
         once (a loss before any letter is accepted there rests the server)."""
         if not self._reconnect():
-            self._give_back([letter])  # the server rests (_connect)
+            self._give_back([letter])  # the server rests, or the chain waits (_connect)
             return False
         return self._send_one(self.client, letter, progress, following)
 
