@@ -139,6 +139,7 @@ class BounceMailboxAdmin(PasswordAdmin):
     list_filter = ("health", "enabled")
     search_fields = ("tenant__name", "host", "login")
     readonly_fields = ("public_id", "health", "health_error", "health_hint", "health_checked_at", "last_checked_at")
+    exclude = ("health_words",)  # health_error and health_hint say it
     autocomplete_fields = ("tenant",)
     raw_id_fields = ("server",)  # a sending server's own mailbox; empty: the tenant's bounce mailbox
 

@@ -32,8 +32,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.utils.formats import localize
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
+
+from .words import Param, Seconds, Words
 
 _CHUNK = 65536
 
@@ -55,28 +56,34 @@ class DeadlineExceeded(TimeoutError):
     def dribbling(self) -> bool:
         return self.doing == "reply" and self.heard > 0
 
-    def sentence(self, where: str | None = None, seconds: float | None = None) -> str:
+    def sentence(self, where: str | Words | None = None, seconds: float | None = None) -> str:
         """What happened, as a sentence for the tenant."""
-        where = where or _("the server")
-        within = seconds_text(round(self.budget if seconds is None else seconds, 1))
+        return str(self.words(where, seconds))
+
+    def words(self, where: str | Words | None = None, seconds: float | None = None) -> Words:
+        """The sentence, to be worded in its reader's language (servers.words)."""
+        params: dict[str, Param] = {
+            "where": where or Words(gettext_noop("the server")),
+            "within": Seconds(round(self.budget if seconds is None else seconds, 1)),
+        }
         if self.dribbling:
-            return _(
-                "%(where)s kept sending (%(heard)s bytes) without finishing its reply; we gave up after %(within)s."
-            ) % {"where": where, "heard": self.heard, "within": within}
+            return Words(
+                gettext_noop(
+                    "%(where)s kept sending (%(heard)s bytes) without finishing its reply; we gave up after %(within)s."
+                ),
+                {**params, "heard": self.heard},
+            )
         if self.doing == "send":
-            return _("%(where)s stopped taking what we sent; it did not take all of it within %(within)s.") % {
-                "where": where,
-                "within": within,
-            }
+            return Words(
+                gettext_noop("%(where)s stopped taking what we sent; it did not take all of it within %(within)s."),
+                params,
+            )
         if self.doing == "handshake":
-            return _("The TLS handshake with %(where)s did not finish within %(within)s.") % {
-                "where": where,
-                "within": within,
-            }
-        return _("%(where)s did not answer within %(within)s.") % {"where": where, "within": within}
+            return Words(gettext_noop("The TLS handshake with %(where)s did not finish within %(within)s."), params)
+        return Words(gettext_noop("%(where)s did not answer within %(within)s."), params)
 
     def __str__(self) -> str:
-        return self.sentence(_("The server"))
+        return self.sentence(Words(gettext_noop("The server")))
 
 
 def seconds_text(value: float) -> str:

@@ -7,17 +7,19 @@ import re
 import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.exceptions import ValidationError
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from . import charsets, presets
-from .deadlines import DeadlineExceeded, seconds_text
+from .deadlines import DeadlineExceeded
 from .netguard import HostRefused, HostUnresolved, ImapLoginUnavailable
 from .wire import UnsendableAddress
+from .words import Param, Seconds, Words
 
 
 def server_words(said: bytes | str) -> str:
@@ -33,15 +35,24 @@ def server_words(said: bytes | str) -> str:
 @dataclass(frozen=True)
 class Diagnosis:
     category: str  # auth, blacklisted, refused, timeout, tls_certificate, tls, dns, host_refused, rules, ...
+    # Given as Words (servers.words), worded here in the active language;
+    # `words` keeps them to word again for another reader.
     message: str
     hint: str = ""
     # Authentication and blacklisting take a server out of rotation (§7).
     disables_server: bool = False
+    words: tuple[Words, Words] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        message, hint = Words.of(self.message), Words.of(self.hint)
+        object.__setattr__(self, "words", (message, hint))
         # Both may quote the server (its reply, an exception's text).
-        object.__setattr__(self, "message", server_words(self.message))
-        object.__setattr__(self, "hint", server_words(self.hint))
+        object.__setattr__(self, "message", server_words(str(message)))
+        object.__setattr__(self, "hint", server_words(str(hint)))
+
+    def words_json(self) -> dict[str, Any]:
+        message, hint = self.words
+        return {"message": message.to_json(), "hint": hint.to_json()}
 
 
 def _reply(exc: smtplib.SMTPResponseException) -> str:
@@ -205,7 +216,7 @@ def _settings_refusal(code: int, reply: str) -> Diagnosis | None:
     "454 4.7.1 <r>: Relay access denied", and no retry mends it."""
     for category, words, codes, message, hint in SETTINGS_REFUSALS:
         if code in codes or (code >= 400 and words.search(reply)):
-            return Diagnosis(category, str(message) % {"reply": reply}, str(hint), True)
+            return Diagnosis(category, _w(message, reply=reply), Words.of(hint), True)
     return None
 
 
@@ -219,6 +230,11 @@ CLEAR_LOGIN_REFUSED_RE = re.compile(
 )
 
 
+def _w(sentence: "str | Promise", **params: Param) -> Words:
+    """A sentence of the diagnosis, worded when it is read (servers.words)."""
+    return Words(Words.of(sentence).msgid, params)
+
+
 def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:
     provider = presets.for_host(host) if host else None
     where = f"{host}:{port}" if port else host
@@ -227,19 +243,22 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     if isinstance(exc, UnsendableAddress):  # this server cannot take this address (no SMTPUTF8)
         return Diagnosis("address", str(exc))
     if isinstance(exc, HostRefused):
-        return Diagnosis("host_refused", str(exc), _("Use your provider's public SMTP server name."))
+        return Diagnosis("host_refused", str(exc), _w(gettext_noop("Use your provider's public SMTP server name.")))
     if isinstance(exc, HostUnresolved | socket.gaierror):
         return _unresolved(exc, host)
     if isinstance(exc, smtplib.SMTPAuthenticationError) and exc.smtp_code < 500:
         return Diagnosis(
             "temporary",
-            _("The server cannot check the login now (%(reply)s).") % {"reply": _reply(exc)},
-            _("Try again later."),
+            _w(gettext_noop("The server cannot check the login now (%(reply)s)."), reply=_reply(exc)),
+            _w(gettext_noop("Try again later.")),
         )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
         return Diagnosis(
-            "auth", _("The server refused the login or password (%(reply)s).") % {"reply": _reply(exc)}, hint, True
+            "auth",
+            _w(gettext_noop("The server refused the login or password (%(reply)s)."), reply=_reply(exc)),
+            Words.of(hint),
+            True,
         )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         replies = "; ".join(
@@ -247,8 +266,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         )
         return Diagnosis(
             "recipient",
-            _("The server refused the recipient: %(replies)s") % {"replies": replies},
-            _("Check the address."),
+            _w(gettext_noop("The server refused the recipient: %(replies)s"), replies=replies),
+            _w(gettext_noop("Check the address.")),
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = _reply(exc)
@@ -258,17 +277,17 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
             hint = provider.blacklist_hint if provider and provider.blacklist_hint else presets.GENERIC_BLACKLIST_HINT
             return Diagnosis(
                 "blacklisted",
-                _("The server refuses mail from this sender or IP (%(reply)s).") % {"reply": reply},
-                hint,
+                _w(gettext_noop("The server refuses mail from this sender or IP (%(reply)s)."), reply=reply),
+                Words.of(hint),
                 True,
             )
         if 400 <= exc.smtp_code < 500:
             return Diagnosis(
                 "temporary",
-                _("The server is busy or refused for now (%(reply)s).") % {"reply": reply},
-                _("Try again later."),
+                _w(gettext_noop("The server is busy or refused for now (%(reply)s)."), reply=reply),
+                _w(gettext_noop("Try again later.")),
             )
-        return Diagnosis("refused_command", _("The server refused: %(reply)s.") % {"reply": reply})
+        return Diagnosis("refused_command", _w(gettext_noop("The server refused: %(reply)s."), reply=reply))
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return _not_offered(exc)
     if isinstance(exc, ImapLoginUnavailable):
@@ -279,54 +298,77 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         text = str(exc)
         if any(w in text.upper() for w in ("AUTH", "LOGIN", "PASSWORD", "CREDENTIALS")):
             hint = provider.auth_hint if provider and provider.auth_hint else presets.GENERIC_AUTH_HINT
-            return Diagnosis("auth", _("The mailbox refused the login or password (%(text)s).") % {"text": text}, hint)
-        return Diagnosis("protocol", _("The mail server answered with an error: %(text)s") % {"text": text})
+            return Diagnosis(
+                "auth",
+                _w(gettext_noop("The mailbox refused the login or password (%(text)s)."), text=text),
+                Words.of(hint),
+            )
+        return Diagnosis("protocol", _w(gettext_noop("The mail server answered with an error: %(text)s"), text=text))
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Diagnosis(
             "tls_certificate",
-            _("The certificate of %(host)s is not valid: %(value)s.")
-            % {"host": host, "value": exc.verify_message or exc.reason},
-            _("The server name must match its certificate; use the provider's exact server name."),
+            _w(
+                gettext_noop("The certificate of %(host)s is not valid: %(value)s."),
+                host=host,
+                value=str(exc.verify_message or exc.reason),
+            ),
+            _w(gettext_noop("The server name must match its certificate; use the provider's exact server name.")),
         )
     if isinstance(exc, ssl.SSLError):
         return Diagnosis(
             "tls",
-            _("The TLS handshake with %(where)s failed (%(value)s).") % {"where": where, "value": exc.reason or exc},
-            _("The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS."),
+            _w(
+                gettext_noop("The TLS handshake with %(where)s failed (%(value)s)."),
+                where=where,
+                value=str(exc.reason or exc),
+            ),
+            _w(gettext_noop("The security setting does not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.")),
         )
     if isinstance(exc, DeadlineExceeded):
-        return Diagnosis("timeout", exc.sentence(where or _("The server"), timeout or None), _deadline_hint(exc))
+        return Diagnosis(
+            "timeout", exc.words(where or _w(gettext_noop("The server")), timeout or None), _deadline_hint(exc)
+        )
     if isinstance(exc, SoftTimeLimitExceeded):
         return Diagnosis(
             "timeout",
-            _("The work with %(where)s took longer than the worker allows and was stopped.") % {"where": where},
-            _("Try again later; if it happens again, the server is too slow to use."),
+            _w(
+                gettext_noop("The work with %(where)s took longer than the worker allows and was stopped."), where=where
+            ),
+            _w(gettext_noop("Try again later; if it happens again, the server is too slow to use.")),
         )
     if isinstance(exc, TimeoutError | socket.timeout) or (
         isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" in str(exc)
     ):
         return Diagnosis(
             "timeout",
-            _("%(where)s did not answer within %(within)s.") % {"where": where, "within": seconds_text(timeout)},
-            _("A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs)."),
+            _w(gettext_noop("%(where)s did not answer within %(within)s."), where=where, within=Seconds(timeout)),
+            _w(
+                gettext_noop(
+                    "A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs)."
+                )
+            ),
         )
     if isinstance(exc, ConnectionRefusedError):
         return Diagnosis(
             "refused",
-            _("Nothing accepts connections on %(where)s.") % {"where": where},
-            _("Check the server name and port."),
+            _w(gettext_noop("Nothing accepts connections on %(where)s."), where=where),
+            _w(gettext_noop("Check the server name and port.")),
         )
     if isinstance(exc, smtplib.SMTPServerDisconnected | ConnectionError | EOFError):
         return Diagnosis(
             "disconnected",
-            _("%(where)s closed the connection unexpectedly (%(value)s).")
-            % {"where": where, "value": exc or _("no reason")},
+            _w(
+                gettext_noop("%(where)s closed the connection unexpectedly (%(value)s)."),
+                where=where,
+                value=str(exc) if str(exc) else _w(gettext_noop("no reason")),
+            ),
         )
     if isinstance(exc, OSError):
         return Diagnosis(
-            "network", _("Could not reach %(where)s: %(value)s.") % {"where": where, "value": exc.strerror or exc}
+            "network",
+            _w(gettext_noop("Could not reach %(where)s: %(value)s."), where=where, value=str(exc.strerror or exc)),
         )
-    return Diagnosis("error", _("Unexpected error: %(exc)s") % {"exc": exc})
+    return Diagnosis("error", _w(gettext_noop("Unexpected error: %(exc)s"), exc=str(exc)))
 
 
 # getaddrinfo's answers that say the lookup itself failed, not that the name does not exist.
@@ -336,10 +378,10 @@ DNS_DOWN = {getattr(socket, name) for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYS
 def _encryption_needed(*, pop3: bool = False) -> Diagnosis:
     return Diagnosis(
         "tls",
-        _("The mail server accepts a login only over an encrypted connection."),
-        _("Choose STARTTLS on port 110 or SSL/TLS on port 995.")
+        _w(gettext_noop("The mail server accepts a login only over an encrypted connection.")),
+        _w(gettext_noop("Choose STARTTLS on port 110 or SSL/TLS on port 995."))
         if pop3
-        else _("Choose STARTTLS on port 143 or SSL/TLS on port 993."),
+        else _w(gettext_noop("Choose STARTTLS on port 143 or SSL/TLS on port 993.")),
     )
 
 
@@ -349,17 +391,20 @@ def _imap_login_unavailable(exc: ImapLoginUnavailable) -> Diagnosis:
     if not exc.encrypted:
         return _encryption_needed()
     if exc.mechanisms:
-        message = _("The mail server offers no login by password that Postroute can use (it offers: %(offered)s).") % {
-            "offered": ", ".join(exc.mechanisms)
-        }
+        offers = gettext_noop(
+            "The mail server offers no login by password that Postroute can use (it offers: %(offered)s)."
+        )
+        message = _w(offers, offered=", ".join(exc.mechanisms))
     else:
-        message = _("The mail server offers no login on this connection.")
+        message = _w(gettext_noop("The mail server offers no login on this connection."))
     return Diagnosis(
         "auth_method",
         message,
-        _(
-            "Postroute logs in with LOGIN, AUTHENTICATE PLAIN or CRAM-MD5. Ask the mail server's administrator "
-            "to allow one of them for this mailbox, or use the provider's app password."
+        _w(
+            gettext_noop(
+                "Postroute logs in with LOGIN, AUTHENTICATE PLAIN or CRAM-MD5. Ask the mail server's administrator "
+                "to allow one of them for this mailbox, or use the provider's app password."
+            )
         ),
     )
 
@@ -371,22 +416,24 @@ def _not_offered(exc: smtplib.SMTPNotSupportedError) -> Diagnosis:
     if "STARTTLS extension" in text:
         return Diagnosis(
             "tls",
-            _("The server does not offer STARTTLS on this port."),
-            _("Choose SSL/TLS on port 465 or none."),
+            _w(gettext_noop("The server does not offer STARTTLS on this port.")),
+            _w(gettext_noop("Choose SSL/TLS on port 465 or none.")),
         )
     if "SMTP AUTH extension" in text:
         return Diagnosis(
             "tls",
-            _("The server does not offer a login (AUTH) on this connection."),
-            _(
-                "Many servers offer it only on an encrypted connection: choose SSL/TLS on port 465 or STARTTLS "
-                "on port 587. A server that takes mail without a login needs the login left empty."
+            _w(gettext_noop("The server does not offer a login (AUTH) on this connection.")),
+            _w(
+                gettext_noop(
+                    "Many servers offer it only on an encrypted connection: choose SSL/TLS on port 465 or STARTTLS "
+                    "on port 587. A server that takes mail without a login needs the login left empty."
+                )
             ),
         )
     return Diagnosis(
         "tls",
-        _("The server does not offer that: %(exc)s.") % {"exc": text.rstrip(".")},
-        _("Choose SSL/TLS on port 465 or none."),
+        _w(gettext_noop("The server does not offer that: %(exc)s."), exc=text.rstrip(".")),
+        _w(gettext_noop("Choose SSL/TLS on port 465 or none.")),
     )
 
 
@@ -394,33 +441,41 @@ def _unresolved(exc: BaseException, host: str) -> Diagnosis:
     """A misspelt name, or a name that exists while this machine cannot
     look names up: a provider's own server name, or a lookup that failed
     rather than answered "no such name"."""
-    message = _("The name %(host)s could not be found.") % {"host": host}
+    message = _w(gettext_noop("The name %(host)s could not be found."), host=host)
     cause = exc if isinstance(exc, socket.gaierror) else exc.__cause__
     if presets.is_provider_host(host):
-        hint = _(
-            "The name is right (it is the provider's own server): the network or the DNS of the server "
-            "Postroute runs on may be down. Try again in a few minutes; if it goes on, tell the administrator "
-            "of this installation."
+        hint = _w(
+            gettext_noop(
+                "The name is right (it is the provider's own server): the network or the DNS of the server "
+                "Postroute runs on may be down. Try again in a few minutes; if it goes on, tell the administrator "
+                "of this installation."
+            )
         )
         return Diagnosis("dns", message, hint)
     if isinstance(cause, socket.gaierror) and cause.errno in DNS_DOWN:
-        hint = _(
-            "The name may well be right (the lookup failed, it did not say the name does not exist): "
-            "the network or the DNS of the server Postroute runs on may be down. Try again in a few minutes; "
-            "if it goes on, tell the administrator of this installation."
+        hint = _w(
+            gettext_noop(
+                "The name may well be right (the lookup failed, it did not say the name does not exist): "
+                "the network or the DNS of the server Postroute runs on may be down. Try again in a few minutes; "
+                "if it goes on, tell the administrator of this installation."
+            )
         )
-        return Diagnosis("dns", _("The name %(host)s could not be looked up.") % {"host": host}, hint)
-    return Diagnosis("dns", message, _("Check the spelling of the server name."))
+        return Diagnosis("dns", _w(gettext_noop("The name %(host)s could not be looked up."), host=host), hint)
+    return Diagnosis("dns", message, _w(gettext_noop("Check the spelling of the server name.")))
 
 
-def _deadline_hint(exc: DeadlineExceeded) -> str:
+def _deadline_hint(exc: DeadlineExceeded) -> Words:
     if exc.dribbling:
-        return _(
-            "The server sends its reply so slowly that it never ends (a broken or deliberately slow server). "
-            "Check the server name and port; if they are right, ask the provider."
+        return _w(
+            gettext_noop(
+                "The server sends its reply so slowly that it never ends (a broken or deliberately slow server). "
+                "Check the server name and port; if they are right, ask the provider."
+            )
         )
     if exc.doing == "send":
-        return _("The server stopped reading what we sent; it may be overloaded. Try again later.")
+        return _w(gettext_noop("The server stopped reading what we sent; it may be overloaded. Try again later."))
     if exc.doing == "handshake":
-        return _("The security setting may not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS.")
-    return _("A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs).")
+        return _w(gettext_noop("The security setting may not fit the port: 465 uses SSL/TLS, 587 uses STARTTLS."))
+    return _w(
+        gettext_noop("A firewall may block the port, or the security setting does not fit the port (SSL on 587 hangs).")
+    )

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
 
-from . import crypto, rules
+from . import crypto, rules, words
 
 
 class Security(models.TextChoices):
@@ -50,9 +50,24 @@ class HealthMixin(models.Model):
     health_error = models.TextField(_("health error"), blank=True)
     health_hint = models.TextField(_("health hint"), blank=True)
     health_checked_at = models.DateTimeField(_("health checked"), null=True, blank=True)
+    # The error and hint as servers.words, worded for each reader: a
+    # platform server's is read by tenants of every language. The two
+    # texts above stay, in the owner's language (the admin, webhooks, rows
+    # written before).
+    health_words = models.JSONField(_("health error and hint (words)"), default=dict, blank=True, db_default={})
 
     class Meta:
         abstract = True
+
+    @property
+    def health_message(self) -> str:
+        """Why it fails, in the reader's language."""
+        return words.shown(self.health_words, "message", self.health_error)
+
+    @property
+    def health_fix(self) -> str:
+        """What to do about it, in the reader's language."""
+        return words.shown(self.health_words, "hint", self.health_hint)
 
 
 port_validators = [MinValueValidator(1), MaxValueValidator(65535)]

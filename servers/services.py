@@ -179,8 +179,9 @@ def record_health(*, record: SmtpServer | BounceMailbox, result: probes.ProbeRes
     record.health = Health.OK if diagnosis is None else Health.FAILING
     record.health_error = "" if diagnosis is None else diagnosis.message
     record.health_hint = "" if diagnosis is None else diagnosis.hint
+    record.health_words = {} if diagnosis is None else diagnosis.words_json()
     record.health_checked_at = timezone.now()
-    fields = ["health", "health_error", "health_hint", "health_checked_at"]
+    fields = ["health", "health_error", "health_hint", "health_words", "health_checked_at"]
     if isinstance(record, BounceMailbox):
         record.last_error = record.health_error
         fields.append("last_error")
@@ -322,6 +323,7 @@ def reset_health(*, server_ids: list[int]) -> int:
             health=Health.UNKNOWN,
             health_error="",
             health_hint="",
+            health_words={},
             backoff_until=None,
             connection_failures=0,
             rest_reason="",

@@ -86,6 +86,7 @@ def _succeeded(mailbox: BounceMailbox) -> None:
         health=Health.OK,
         health_error="",
         health_hint="",
+        health_words={},
         health_checked_at=now,
         failures=0,
         next_check_at=None,
@@ -99,6 +100,7 @@ def _failed(mailbox: BounceMailbox, exc: Exception) -> ReadResult:
         health=Health.FAILING,
         health_error=diagnosis.message,
         health_hint=diagnosis.hint,
+        health_words=diagnosis.words_json(),
         health_checked_at=timezone.now(),
     )
     _back_off(mailbox)

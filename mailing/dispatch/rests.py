@@ -22,15 +22,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from accounts import languages
 from accounts.models import Tenant
 from config import metrics, statements
 from servers import events as server_events
 from servers import rules
-from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, diagnose
+from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, Diagnosis, diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
+from servers.words import Words
 
 from ..models import RUNNING, Mailing, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
@@ -149,13 +150,22 @@ def server_failed(server: SmtpServer, exc: BaseException, *, now: datetime, disa
     with owners_language(server):
         diagnosis = diagnose(exc, host=server.host, port=server.port, timeout=settings.DISPATCH_SMTP_TIMEOUT)
     if disable or diagnosis.disables_server or diagnosis.category in ("rules", "host_refused"):
-        disable_server(server, diagnosis.message, diagnosis.hint, now=now)
+        disable_server(server, diagnosis, now=now)
         return
     rest_server(server, RestReason.CONNECTION, diagnosis.message, now=now)
 
 
-def disable_server(server: SmtpServer, message: str, hint: str = "", *, now: datetime) -> None:
-    values = {"health": Health.FAILING, "health_error": message, "health_hint": hint, "health_checked_at": now}
+def disable_server(server: SmtpServer, diagnosis: Diagnosis, *, now: datetime) -> None:
+    """Out until tested again. Its stored texts are in its owner's language
+    (owners_language), its words for every reader (a platform server's)."""
+    message, hint = diagnosis.message, diagnosis.hint
+    values = {
+        "health": Health.FAILING,
+        "health_error": message,
+        "health_hint": hint,
+        "health_words": diagnosis.words_json(),
+        "health_checked_at": now,
+    }
     # A conditional update first: only the move into failing is an event.
     if SmtpServer.objects.filter(pk=server.pk).exclude(health=Health.FAILING).update(**values):
         server_events.server_failing(server, error=message, hint=hint)
@@ -208,9 +218,10 @@ def refusing(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now: datet
     if server.is_platform:
         rest_tenant(server, tenant, RestReason.REFUSALS, verdict.reply, now=now, block=block)
     elif block:
+        sentence = gettext_noop("The server refuses mail from this sender or IP (%(reply)s).")
         with owners_language(server):
-            message = _("The server refuses mail from this sender or IP (%(reply)s).") % {"reply": verdict.reply}
-        disable_server(server, message, now=now)
+            diagnosis = Diagnosis("blacklisted", Words(sentence, {"reply": verdict.reply}))
+        disable_server(server, diagnosis, now=now)
     else:
         rest_server(server, RestReason.REFUSALS, verdict.reply, now=now)
 
@@ -226,8 +237,9 @@ def refused_as_spam(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now
         rest_tenant(server, tenant, RestReason.REFUSALS, verdict.reply, now=now)
         return
     with owners_language(server):
-        message, hint = str(SPAM_REFUSED) % {"reply": verdict.reply}, str(SPAM_REFUSED_HINT)
-    disable_server(server, message, hint, now=now)
+        words = Words(Words.of(SPAM_REFUSED).msgid, {"reply": verdict.reply})
+        diagnosis = Diagnosis("refused_spam", words, Words.of(SPAM_REFUSED_HINT))
+    disable_server(server, diagnosis, now=now)
 
 
 def accepted_again(server: SmtpServer, tenant: Tenant) -> None:

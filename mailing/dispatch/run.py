@@ -236,7 +236,7 @@ def _reason(server: SmtpServer, hold: TenantRest | None, usage: limits.Usage) ->
     if not server.enabled:
         return _("disabled"), _("Enable it on the Servers page.")
     if not server.is_usable:
-        return _("failing: %(error)s") % {"error": server.health_error}, server.health_hint or _(
+        return _("failing: %(error)s") % {"error": server.health_message}, server.health_fix or _(
             "Fix the settings and run Test connection."
         )
     if hold and hold.blocked:

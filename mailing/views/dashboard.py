@@ -205,8 +205,8 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
     if row.state == State.DISABLED:
         return _("Turned off: mailings skip it until it is turned on again."), ""
     if row.state == State.FAILING:
-        error = server.health_error or _("the last attempt failed.")
-        return _("Failing — %(error)s") % {"error": error}, server.health_hint
+        error = server.health_message or _("the last attempt failed.")
+        return _("Failing — %(error)s") % {"error": error}, server.health_fix
     if row.state == State.RATE_LIMITED and server.backoff_until:
         notice = _("Rate-limited by the server — next try %(at)s. It said: %(rest_reply)s") % {
             "at": _when(server.backoff_until, now),
