@@ -12,6 +12,7 @@ history."""
 
 from datetime import datetime
 
+from django.db.models import Count
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.utils import dateformat, timezone
@@ -140,10 +141,17 @@ def list_payload(tenant: Tenant, now: datetime | None = None) -> dict:
     mailings = list(Mailing.objects.filter(tenant=tenant).select_related("template")[:LIST_SIZE])
     progress = selectors.progress_for(mailings)
     rows = [_list_row(MailingRow(m, progress[m.pk], 0, None), now) for m in mailings]
-    data: dict = {"updated": _updated(now)}
+    data: dict = {"updated": _updated(now), "counts": _group_counts(tenant)}
     for group, statuses in GROUPS.items():
         data[group] = [row for row in rows if row["status"] in statuses]
     return data
+
+
+def _group_counts(tenant: Tenant) -> dict[str, int]:
+    """How many mailings each group holds: all of them, not only the
+    LIST_SIZE newest shown (numbers: the page writes them in its language)."""
+    by_status = dict(Mailing.objects.filter(tenant=tenant).order_by().values_list("status").annotate(Count("pk")))
+    return {group: sum(by_status.get(status, 0) for status in statuses) for group, statuses in GROUPS.items()}
 
 
 def _list_row(row: MailingRow, now: datetime) -> dict:

@@ -4,6 +4,21 @@
 
   var Postroute = window.Postroute = window.Postroute || {};
 
+  /* A number as the page's language writes it, as Django's localize does
+     on the server: 12,345 in English, 12 345 (a no-break space) in Russian,
+     12.345 in Vietnamese. Every number a script writes goes through it. */
+  var numberFormat = null;
+  Postroute.number = function (value) {
+    if (!numberFormat) {
+      try {
+        numberFormat = new Intl.NumberFormat(document.documentElement.lang || undefined, { maximumFractionDigits: 3 });
+      } catch (e) {
+        numberFormat = new Intl.NumberFormat(undefined, { maximumFractionDigits: 3 });
+      }
+    }
+    return numberFormat.format(value);
+  };
+
   /* Poll a JSON URL for a live page (healthchecks' adaptive-setinterval):
      often while the tab is visible, seldom while it is hidden, at once when
      it shows again; never two requests at a time; slower after failures.

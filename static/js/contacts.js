@@ -36,10 +36,10 @@
     var percent = Math.max(0, Math.min(100, Number(data.percent) || 0));
     statusEl.textContent = String(data.status_label || data.status || "");
     progress.value = percent;
-    progress.textContent = percent + "%";
-    byId("import-percent").textContent = String(percent);
+    progress.textContent = window.Postroute.number(percent) + "%";
+    byId("import-percent").textContent = window.Postroute.number(percent);
     Object.keys(counters).forEach(function (key) {
-      if (counters[key]) counters[key].textContent = String((data.shown || {})[key] || Number(data[key]) || 0);
+      if (counters[key]) counters[key].textContent = String((data.shown || {})[key] || window.Postroute.number(Number(data[key]) || 0));
     });
     errorEl.textContent = String(data.error || "");
     errorEl.hidden = !data.error;

@@ -12,9 +12,10 @@
   }
 
   // Only real changes touch the DOM: nothing flickers, and screen readers
-  // do not announce a notice again at every poll.
+  // do not announce a notice again at every poll. A number is written as
+  // the page's language writes one (12 345, 12.345), as the server wrote it.
   function setText(el, value) {
-    var text = value === null || value === undefined ? "" : String(value);
+    var text = value === null || value === undefined ? "" : typeof value === "number" ? Postroute.number(value) : String(value);
     if (el && el.textContent !== text) el.textContent = text;
   }
 

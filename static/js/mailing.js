@@ -45,7 +45,7 @@
     poll(list, list.getAttribute("data-mailings-json"), function (data) {
       ["running", "drafts", "finished"].forEach(function (group) {
         live.syncList(list, group, data[group], patchListRow);
-        text(list, group + "_count", data[group].length);
+        text(list, group + "_count", (data.counts || {})[group]);
       });
     });
   }

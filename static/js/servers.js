@@ -267,7 +267,7 @@
         if (step.detail) body.appendChild(el("span", "test-step-detail break", String(step.detail)));
         li.appendChild(mark);
         li.appendChild(body);
-        li.appendChild(el("span", "test-step-ms", interpolate(gettext("%(ms)s ms"), {ms: step.shown_ms || Number(step.ms) || 0}, true)));
+        li.appendChild(el("span", "test-step-ms", interpolate(gettext("%(ms)s ms"), {ms: step.shown_ms || window.Postroute.number(Number(step.ms) || 0)}, true)));
         items.push(li);
       });
       if (!items.length && !finished) {
@@ -351,7 +351,7 @@
       var all = items();
       all.forEach(function (li, i) {
         var rank = li.querySelector(".server-rank");
-        if (rank) rank.textContent = String(i + 1);
+        if (rank) rank.textContent = window.Postroute.number(i + 1);
         var box = li.querySelector(".move-forms");
         if (!box || !template) return;
         ["up", "down"].forEach(function (dir) {

@@ -77,12 +77,14 @@ def test_the_list_groups_the_mailings_with_what_may_be_done(alice, tenant_a):
     assert row["actions"]["pause"] == reverse("mailings:action", args=[waiting.public_id, "pause"])
     assert [m["name"] for m in data["finished"]] == ["Done"] and data["finished"][0]["actions"] == {}
     assert data["drafts"] == []
+    assert data["counts"] == {"running": 1, "drafts": 0, "finished": 1}
 
 
 # Fixed query counts: session, user, OTP device, membership; the list reads
-# the mailings and their counts (2); a running mailing, its tenant, the
-# dashboard's reads, its letters, its creator and its history.
-LIST_QUERIES = 4 + 2
+# the mailings and their counts (2) and how many each group holds; a
+# running mailing, its tenant, the dashboard's reads, its letters, its
+# creator and its history.
+LIST_QUERIES = 4 + 3
 DETAIL_QUERIES = 4 + 10
 if connection.vendor != "postgresql":
     # SQLite (development): the dashboard's reads are the ORM's where
