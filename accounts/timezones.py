@@ -15,8 +15,9 @@ from functools import cache
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import dateformat, timezone
+from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
+from django.utils.translation import npgettext_lazy, pgettext
 
 DEFAULT_ZONE = "UTC"
 
@@ -149,6 +150,24 @@ def when(moment: datetime, *, now: datetime | None = None, zone: bool = False) -
             "zone": zone_abbreviation(local),
         }
     return text
+
+
+# The units of "5 minutes ago" (`ago`): Russian names them there in the
+# accusative, "1 минуту назад", "1 неделю назад", where Django's timesince
+# has the nominative it uses alone ("1 минута").
+AGO_UNITS = {
+    "year": npgettext_lazy("time ago", "%(num)d year", "%(num)d years", "num"),
+    "month": npgettext_lazy("time ago", "%(num)d month", "%(num)d months", "num"),
+    "week": npgettext_lazy("time ago", "%(num)d week", "%(num)d weeks", "num"),
+    "day": npgettext_lazy("time ago", "%(num)d day", "%(num)d days", "num"),
+    "hour": npgettext_lazy("time ago", "%(num)d hour", "%(num)d hours", "num"),
+    "minute": npgettext_lazy("time ago", "%(num)d minute", "%(num)d minutes", "num"),
+}
+
+
+def ago(moment: datetime, *, now: datetime | None = None) -> str:
+    """How long ago a moment was, for "%(x)s ago": "5 minutes", "1 минуту"."""
+    return timesince(moment, now, time_strings=AGO_UNITS)
 
 
 def day(moment: datetime, *, now: datetime | None = None) -> str:

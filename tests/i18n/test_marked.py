@@ -29,6 +29,7 @@ MARKERS = {
     "pgettext",
     "pgettext_lazy",
     "npgettext",
+    "npgettext_lazy",
     "gettext_noop",
 }
 # Two words or more of letters: a phrase someone could read.
