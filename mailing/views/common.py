@@ -60,7 +60,9 @@ SEMICOLON_LANGUAGES = frozenset({"ru", "vi"})
 
 def csv_response(filename: str, header: list[str], rows: Iterable[Iterable[object]]) -> StreamingHttpResponse:
     """A CSV download in the reader's language's separator (imports read
-    either)."""
+    either), its header in that language. The rows are written once the
+    view has returned, with no language active: whatever in them is
+    worded must be worded in the view."""
     writer = csv.writer(_Echo(), delimiter=";" if get_language() in SEMICOLON_LANGUAGES else ",")
     # The rows are written after the middleware has reset the request's
     # zone: keep the organisation's for the moments in them.

@@ -143,4 +143,4 @@ def _import_data(imp: ContactImport) -> dict:
 def import_rejections(request: HttpRequest, public_id: uuid.UUID) -> StreamingHttpResponse:
     imp = get_contact_import(request.tenant, public_id)
     rows = imp.rejections.order_by("line", "pk").values_list("line", "reason", "raw").iterator(chunk_size=2000)
-    return csv_response(f"rejected-rows-{imp.public_id}.csv", ["line", "reason", "raw"], rows)
+    return csv_response(f"rejected-rows-{imp.public_id}.csv", [_("Line"), _("Reason"), _("Row")], rows)

@@ -63,10 +63,14 @@ def suppression_remove(request: HttpRequest) -> HttpResponse:
 
 @tenant_required
 def suppression_export(request: HttpRequest) -> StreamingHttpResponse:
+    # Worded now: the rows are written after the response has left the
+    # request's language.
+    reasons = {value: str(label) for value, label in Suppression.Reason.choices}
     rows = (
-        Suppression.objects.filter(tenant=request.tenant)
+        (email, reasons.get(reason, reason), note, added)
+        for email, reason, note, added in Suppression.objects.filter(tenant=request.tenant)
         .order_by("email")
         .values_list("email", "reason", "note", "created_at")
         .iterator(chunk_size=2000)
     )
-    return csv_response("suppressions.csv", ["email", "reason", "note", "added"], rows)
+    return csv_response("suppressions.csv", [_("Email"), _("Reason"), _("Note"), _("Added")], rows)

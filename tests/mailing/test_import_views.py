@@ -110,8 +110,13 @@ def test_rejected_rows_download_as_csv_without_formulas(alice, finished):
     assert response["Content-Type"].startswith("text/csv") and "attachment" in response["Content-Disposition"]
     text = b"".join(response.streaming_content).decode()
     rows = list(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
-    assert rows[0] == ["line", "reason", "raw"]
+    assert rows[0] == ["Line", "Reason", "Row"]
     assert rows[1][0] == "3" and rows[1][2] == 'broken;Bob;"\'=HYPERLINK(""x"")"'
+    russian = alice.client.get(
+        reverse("contacts:import_rejections", args=[finished.public_id]), HTTP_ACCEPT_LANGUAGE="ru"
+    )
+    text = b"".join(russian.streaming_content).decode().removeprefix("\ufeff")
+    assert next(csv.reader(io.StringIO(text), delimiter=";")) == ["Строка", "Причина", "Запись"]
 
 
 def test_the_mapping_needs_one_email_column_and_a_list(alice):
