@@ -5,15 +5,16 @@ What background work stores to be read later by people of several
 languages (a platform server's health is read by every tenant sending
 through it) is kept so: `Words("The server refused: %(reply)s.",
 {"reply": "554 no"})`. A parameter is the server's own text (shown as it
-came), a number, other Words ("the server") or Seconds (a duration, its
-plural and decimal comma in the reader's language). Rows written before
+came), a number (written as the reader's language writes one: 12 345),
+other Words ("the server") or Seconds (a duration, its plural and decimal
+comma in the reader's language). Rows written before
 a sentence had its words keep their text (`from_json` of nothing is None).
 """
 
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from django.utils import translation
+from django.utils import formats, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext
 
@@ -54,7 +55,7 @@ class Words:
             return self.msgid
         if not self.params:
             return gettext(self.msgid)
-        values = {name: str(value) for name, value in self.params.items()}
+        values = {name: _shown(value) for name, value in self.params.items()}
         for sentence in (gettext(self.msgid), self.msgid):
             try:
                 return sentence % values
@@ -80,6 +81,13 @@ class Words:
             return cls(str(data["id"]), {str(k): _param(v) for k, v in data.get("p", {}).items()})
         except (TypeError, KeyError, AttributeError, ValueError):
             return None
+
+
+def _shown(value: Param) -> str:
+    """A number as the reader's language writes it (12 345, 12.345)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return formats.localize(value)
+    return str(value)
 
 
 def _storable(text: str) -> str:

@@ -5,10 +5,12 @@ every language, and a tenant's members need not share one."""
 import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.translation import gettext
 
 from mailing import mailings as services
 from mailing.models import Mailing
 from servers import presets
+from servers.deadlines import DeadlineExceeded
 from servers.errors import diagnose
 from servers.models import Health
 from servers.words import Seconds, Words
@@ -79,3 +81,18 @@ def test_words_keep_nested_words_durations_and_the_servers_text_through_json():
         assert "smtp.example.com:465" in str(words) and "1,5 giây" in str(words)
     reply = Words.from_json(Words("The server refused: %(reply)s.", {"reply": "554 a\x00b"}).to_json())
     assert str(reply) == "The server refused: 554 a\ufffdb."
+
+
+@pytest.mark.parametrize(("heard", "said"), [(2, "2"), (1023, "1\xa0023"), (12345, "12\xa0345")])
+def test_a_dribbling_servers_byte_count_reads_right_in_russian(heard, said):
+    """ "(2 байт)", "(1023 байт)": Russian says 2 байта, and groups 1 023."""
+    exc = DeadlineExceeded("reply", budget=30, heard=heard)
+    with translation.override("ru"):
+        text = diagnose(exc, host="smtp.example.com", port=465, timeout=30).message
+    assert f"(получено байт: {said})" in text, text
+
+
+def test_a_shared_windows_count_is_no_adjective_after_a_number_in_russian():
+    """ "1 ваших" is no Russian: the count comes after its word."""
+    with translation.override("ru"):
+        assert gettext("%(count)s yours") % {"count": 1} == "ваших: 1"
