@@ -9,7 +9,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from . import ratelimits
 from .models import User, normalize_email_address
@@ -25,11 +25,25 @@ class Kind(StrEnum):
 # What the person is told; the password reset's says nothing about whether
 # the address has an account (it is counted alike either way).
 REFUSALS = {
-    Kind.SIGNUP: _("Too many sign-ups from here or for this address. Try again in {minutes} minute(s)."),
-    Kind.VERIFICATION: _("Too many verification emails for this address. Try again in {minutes} minute(s)."),
-    Kind.INVITATION: _("Too many invitations to this address or from you. Try again in {minutes} minute(s)."),
-    Kind.PASSWORD_RESET: _(
-        "Too many password reset requests from here or for this address. Try again in {minutes} minute(s)."
+    Kind.SIGNUP: ngettext_lazy(
+        "Too many sign-ups from here or for this address. Try again in %(minutes)s minute.",
+        "Too many sign-ups from here or for this address. Try again in %(minutes)s minutes.",
+        "minutes",
+    ),
+    Kind.VERIFICATION: ngettext_lazy(
+        "Too many verification emails for this address. Try again in %(minutes)s minute.",
+        "Too many verification emails for this address. Try again in %(minutes)s minutes.",
+        "minutes",
+    ),
+    Kind.INVITATION: ngettext_lazy(
+        "Too many invitations to this address or from you. Try again in %(minutes)s minute.",
+        "Too many invitations to this address or from you. Try again in %(minutes)s minutes.",
+        "minutes",
+    ),
+    Kind.PASSWORD_RESET: ngettext_lazy(
+        "Too many password reset requests from here or for this address. Try again in %(minutes)s minute.",
+        "Too many password reset requests from here or for this address. Try again in %(minutes)s minutes.",
+        "minutes",
     ),
 }
 
@@ -38,7 +52,7 @@ class MailLimited(Exception):
     def __init__(self, kind: Kind, exc: ratelimits.RateLimited) -> None:
         self.kind = kind
         self.retry_at = exc.retry_at
-        self.message = REFUSALS[kind].format(minutes=exc.minutes)
+        self.message = REFUSALS[kind] % {"minutes": exc.minutes}
         super().__init__(self.message)
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .models import AuthThrottle
 
@@ -84,6 +84,8 @@ def reset(keys: list[str]) -> None:
 
 def lockout_message(until: datetime) -> str:
     minutes = max(1, round((until - timezone.now()).total_seconds() / 60))
-    return _("Too many failed attempts. For your security, sign-in is paused; try again in %(minutes)s minute(s).") % {
-        "minutes": minutes
-    }
+    return ngettext(
+        "Too many failed attempts. For your security, sign-in is paused; try again in %(minutes)s minute.",
+        "Too many failed attempts. For your security, sign-in is paused; try again in %(minutes)s minutes.",
+        minutes,
+    ) % {"minutes": minutes}
