@@ -2,17 +2,20 @@
 is read, in the reader's language: a platform server is read by tenants of
 every language, and a tenant's members need not share one."""
 
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from mailing import mailings as services
+from mailing.bounces import readers
 from mailing.models import Mailing
 from servers import presets
 from servers.deadlines import DeadlineExceeded
 from servers.errors import diagnose
-from servers.models import Health
+from servers.models import BounceMailbox, Health
 from servers.words import Seconds, Words
 from tests.mailing.builders import make_list, make_template, run_until_settled
 from tests.servers.factories import make_server
@@ -96,3 +99,21 @@ def test_a_shared_windows_count_is_no_adjective_after_a_number_in_russian():
     """ "1 ваших" is no Russian: the count comes after its word."""
     with translation.override("ru"):
         assert gettext("%(count)s yours") % {"count": 1} == "ваших: 1"
+
+
+def test_a_bounce_mailboxs_failure_reads_in_the_readers_language(tenant_a, alice, bob):
+    """The reader's failure line repeated the stored text: a Vietnamese
+    member of a Russian organisation read it in Russian under the
+    Vietnamese health box."""
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    mailbox = BounceMailbox.objects.create(tenant=tenant_a, host="imap.example.com", port=993, login="b@acme.test")
+    with translation.override("ru"):
+        readers._failed(mailbox, ConnectionRefusedError())
+    mailbox.refresh_from_db()
+    assert re.search("[А-Яа-я]", mailbox.last_error), mailbox.last_error  # the organisation's language
+    speak(bob, "vi")
+    page = bob.client.get(reverse("servers:list")).content.decode()
+    with translation.override("vi"):
+        said = gettext("Nothing accepts connections on %(where)s.") % {"where": "imap.example.com:993"}
+    assert page.count(said) == 2 and mailbox.last_error not in page
