@@ -24,7 +24,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext, ngettext
 
 from . import languages
-from .models import Invitation, User
+from .models import Invitation, User, normalize_email_address
 from .tokens import make_invitation_token, make_verification_token
 
 
@@ -98,8 +98,10 @@ def invitation(*, invitation: Invitation, base_url: str) -> None:
         "inviter_email": inviter.email if inviter else "",
         "url": base_url + path,
     }
-    # The invitee has no account yet: the inviting organisation's language.
-    language = invitation.tenant.default_language
+    # An invitee with an account reads it in the language they chose; one
+    # without, in the inviting organisation's.
+    invitee = User.objects.filter(email=normalize_email_address(invitation.email)).first()
+    language = languages.for_user(invitee, invitation.tenant)
     with translation.override(language):
         context["organisation"] = neutralised(invitation.tenant.name) or gettext("an organisation")
         context["valid_for"] = valid_for(settings.INVITATION_MAX_AGE)

@@ -41,3 +41,20 @@ def test_every_platform_letter_is_wholly_in_the_recipients_language(tenant_a, al
         if english_left(text)
     }
     assert left == {}
+
+
+def test_an_invitation_to_someone_with_an_account_is_in_the_language_they_chose(tenant_a, alice, charlie):
+    """Charlie chose Vietnamese; a Russian organisation's invitation came
+    to him in Russian. Someone without an account still gets the inviting
+    organisation's language."""
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    charlie.user.language = "vi"
+    charlie.user.save(update_fields=["language"])
+    for email in (charlie.user.email.upper(), "new@x.test"):
+        invitation = Invitation.objects.create(tenant=tenant_a, email=email, invited_by=alice.user)
+        emails.invitation(invitation=invitation, base_url=BASE_URL)
+    to_charlie, to_new = mail.outbox
+    assert not re.search("[А-Яа-я]", to_charlie.subject + to_charlie.body), to_charlie.subject
+    assert english_left(to_charlie.subject) == [] and re.search("[ạ-ỹđ]", to_charlie.subject), to_charlie.subject
+    assert re.search("[А-Яа-я]", to_new.subject), to_new.subject
