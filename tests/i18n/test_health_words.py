@@ -60,6 +60,8 @@ def test_a_platform_servers_failure_reads_in_each_readers_language(tenant_a, ali
         speak(person, language)
         text = person.client.get(page).content.decode()
         assert REFUSED[language] in text, language
+        (server,) = person.client.get(reverse("dashboard:data")).json()["servers"]
+        assert REFUSED[language] in server["notice"], language  # the live dashboard's
         with translation.override(language):
             assert str(presets.GENERIC_AUTH_HINT) in text, language
 
