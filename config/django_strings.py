@@ -7,9 +7,11 @@ Russian is Django's own. Nothing imports this module.
 
 DRF_STRINGS are Django REST framework's refusals the API's fields can give
 (CharField, UUIDField, BooleanField, ListField, DictField, JSONField, a
-serializer): its Vietnamese catalogue has 20 strings in all and its Russian
-lacks some ("Must be a valid UUID."), so an API problem's `errors` came back
-in English; the braces are DRF's own placeholders (str.format)."""
+serializer) and the details of its problems that are no field's (a media
+type it does not take, no credentials): its Vietnamese catalogue has 20
+strings in all and its Russian lacks some ("Must be a valid UUID."), so an
+API problem came back in English; the braces are DRF's own placeholders
+(str.format)."""
 
 from django.utils.translation import gettext_noop, ngettext_lazy
 
@@ -90,4 +92,10 @@ DRF_STRINGS = (
     gettext_noop('Expected a dictionary of items but got type "{input_type}".'),
     gettext_noop("This dictionary may not be empty."),
     gettext_noop("Invalid data. Expected a dictionary, but got {datatype}."),
+    # Problems that are no field's (its Vietnamese catalogue lacks them)
+    gettext_noop('Unsupported media type "{media_type}" in request.'),
+    gettext_noop("Could not satisfy the request Accept header."),
+    gettext_noop("Malformed request."),
+    gettext_noop("Incorrect authentication credentials."),
+    gettext_noop("Authentication credentials were not provided."),
 )

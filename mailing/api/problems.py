@@ -2,10 +2,13 @@
 application/problem+json with type, title, status, detail and instance,
 plus `errors` (field -> messages) when the input was refused."""
 
+import math
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.formats import localize
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
@@ -72,6 +75,19 @@ def _flatten(detail: object, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "non_field_errors": messages} if messages else {}
 
 
+def _throttled(wait: float | None) -> str:
+    """DRF words the wait itself before translating it ("Expected available
+    in 60 seconds." is in no catalogue): English in every language."""
+    if wait is None:
+        return _("This key made too many requests. Try again later.")
+    seconds = max(1, math.ceil(wait))
+    return ngettext(
+        "This key made too many requests. Try again in %(seconds)s second.",
+        "This key made too many requests. Try again in %(seconds)s seconds.",
+        seconds,
+    ) % {"seconds": localize(seconds)}
+
+
 def problem_body(*, status_code: int, slug: str, title: str, detail: str, instance: str, errors=None) -> dict:
     body = {
         "type": TYPE_PREFIX + slug,
@@ -111,7 +127,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         slug, title = next(
             ((s, t) for cls, (s, t) in TITLES.items() if isinstance(exc, cls)), ("error", _("Request refused"))
         )
-        detail = str(exc.detail)
+        detail = _throttled(exc.wait) if isinstance(exc, exceptions.Throttled) else str(exc.detail)
     request = context.get("request")
     body = problem_body(
         status_code=exc.status_code,
