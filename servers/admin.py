@@ -37,6 +37,17 @@ class PasswordAdmin(admin.ModelAdmin):
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
+    # Why a server or mailbox fails, and how to fix it, in the staff
+    # member's language (servers.words): a platform server's are stored in
+    # the platform's.
+    @admin.display(description=_("health error"))
+    def health_message(self, record: SmtpServer | BounceMailbox) -> str:
+        return record.health_message
+
+    @admin.display(description=_("health hint"))
+    def health_fix(self, record: SmtpServer | BounceMailbox) -> str:
+        return record.health_fix
+
 
 class SmtpServerAdminForm(PasswordAdminForm):
     class Meta:
@@ -52,11 +63,12 @@ class PlatformQuotaInline(admin.TabularInline):
     verbose_name_plural = _("per-tenant daily quotas")
 
 
-# What the dispatcher and the connection test write: shown, never edited.
+# What the dispatcher and the connection test write: shown, never edited;
+# why it fails and how to fix it in the staff member's language.
 HEALTH_FIELDS = (
     "health",
-    "health_error",
-    "health_hint",
+    "health_message",
+    "health_fix",
     "health_checked_at",
     "backoff_until",
     "rest_reason",
@@ -138,8 +150,8 @@ class BounceMailboxAdmin(PasswordAdmin):
     list_display = ("tenant", "server", "host", "port", "security", "enabled", "health", "last_checked_at")
     list_filter = ("health", "enabled")
     search_fields = ("tenant__name", "host", "login")
-    readonly_fields = ("public_id", "health", "health_error", "health_hint", "health_checked_at", "last_checked_at")
-    exclude = ("health_words",)  # health_error and health_hint say it
+    readonly_fields = ("public_id", "health", "health_message", "health_fix", "health_checked_at", "last_checked_at")
+    exclude = ("health_error", "health_hint", "health_words")  # said in the reader's language above
     autocomplete_fields = ("tenant",)
     raw_id_fields = ("server",)  # a sending server's own mailbox; empty: the tenant's bounce mailbox
 

@@ -16,6 +16,8 @@ from servers import presets
 from servers.deadlines import DeadlineExceeded
 from servers.errors import diagnose
 from servers.models import BounceMailbox, Health
+from servers.probes import ProbeResult
+from servers.services import record_health
 from servers.words import Seconds, Words
 from tests.mailing.builders import make_list, make_template, run_until_settled
 from tests.servers.factories import make_server
@@ -119,3 +121,16 @@ def test_a_bounce_mailboxs_failure_reads_in_the_readers_language(tenant_a, alice
     with translation.override("vi"):
         said = gettext("Nothing accepts connections on %(where)s.") % {"where": "imap.example.com:993"}
     assert page.count(said) == 2 and mailbox.last_error not in page
+
+
+def test_staff_read_why_a_platform_server_fails_in_their_language(staff_client, settings):
+    settings.DEPLOYMENT_MODE = "saas"
+    platform = make_server(None, name="Platform")
+    with translation.override("en"):
+        diagnosis = diagnose(ConnectionRefusedError(), host="smtp.platform.test", port=587)
+    record_health(record=platform, result=ProbeResult(diagnosis=diagnosis))
+    url = reverse("admin:servers_smtpserver_change", args=[platform.pk])
+    page = staff_client.get(url, HTTP_ACCEPT_LANGUAGE="vi").content.decode()
+    with translation.override("vi"):
+        said = gettext("Nothing accepts connections on %(where)s.") % {"where": "smtp.platform.test:587"}
+    assert said in page and diagnosis.message not in page
