@@ -13,10 +13,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 
-from . import mail_limits, selectors, tasks
+from . import mail_limits, recovery, selectors, tasks
 from .models import Invitation, Membership, Role, Tenant, User, normalize_email_address
 from .sessions import end_sessions
 from .timezones import DEFAULT_ZONE
@@ -145,12 +145,10 @@ def totp_enrol(*, user: User, key: str, token: str, replacing: bool) -> TOTPDevi
 
 @transaction.atomic
 def recovery_codes_create(*, user: User, count: int = 10) -> list[str]:
-    """Replace the user's recovery codes; the plain codes are returned once."""
+    """Replace the user's recovery codes (kept as digests, accounts.recovery);
+    the plain codes are returned once."""
     device, _created = StaticDevice.objects.get_or_create(user=user, defaults={"name": _("Recovery codes")})
-    device.token_set.all().delete()
-    codes = [StaticToken.random_token() for _ in range(count)]
-    StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
-    return codes
+    return recovery.make(device=device, count=count)
 
 
 def has_confirmed_totp(user: User) -> bool:

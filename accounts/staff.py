@@ -21,11 +21,10 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django_otp import login as otp_login
-from django_otp import match_token
 from django_otp.admin import OTPAdminSite
 from django_otp.models import Device
 
-from . import throttle
+from . import recovery, throttle
 
 FAILED = _("Email, password or code is wrong.")
 
@@ -55,7 +54,7 @@ def _staff_device(request: HttpRequest, email: str, password: str, code: str) ->
     user = authenticate(request, email=email, password=password)
     if user is None or not user.is_staff:
         return None
-    return match_token(user, code)
+    return recovery.match(user, code)
 
 
 def _keys(request: HttpRequest, email: str) -> list[str]:

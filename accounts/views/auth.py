@@ -13,10 +13,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
-from django_otp import match_token
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from .. import emails, services, sessions, throttle
+from .. import emails, recovery, services, sessions, throttle
 from ..forms import LoginForm, OTPForm, SignupForm
 from ..tokens import LinkError, read_verification_token
 
@@ -124,7 +123,7 @@ def login_otp(request: HttpRequest) -> HttpResponse:
         if until := throttle.locked_until(keys):
             form.add_error(None, throttle.lockout_message(until))
             status = 429
-        elif (device := match_token(user, form.cleaned_data["token"])) is None:
+        elif (device := recovery.match(user, form.cleaned_data["token"])) is None:
             throttle.record_failure(keys)
             until = throttle.locked_until(keys)
             form.add_error("token", throttle.lockout_message(until) if until else _("That code is not valid."))

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 
+from accounts import recovery
 from accounts.models import AuthThrottle, User
 from accounts.views import auth as auth_views
 from tests.conftest import PASSWORD, Person, totp_code
@@ -63,7 +64,7 @@ class Spy:
 def checks(monkeypatch) -> Spy:
     spy = Spy()
     monkeypatch.setattr(auth_views, "authenticate", spy.wrap(auth_views.authenticate))
-    monkeypatch.setattr(auth_views, "match_token", spy.wrap(auth_views.match_token))
+    monkeypatch.setattr(recovery, "match", spy.wrap(recovery.match))
     return spy
 
 
