@@ -27,6 +27,22 @@ def use_djangos_logging(loglevel: int | str | None = None, **kwargs: object) -> 
 
 
 @signals.worker_init.connect
+@signals.beat_init.connect
+def refuse_development_stand_ins(**kwargs: object) -> None:
+    """A worker or beat with DEBUG off and no DATABASE_URL or
+    CELERY_BROKER_URL stops here, naming it (config/production.py). Celery
+    logs and ignores an exception from a signal's receiver: it exits."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config import production
+
+    try:
+        production.refuse_development_stand_ins()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"Postroute does not start: {exc}") from None
+
+
+@signals.worker_init.connect
 def prepare_links(**kwargs: object) -> None:
     """Before any task (and before a prefork pool forks), the work every
     conversation would otherwise do first, all of them at once: see

@@ -289,6 +289,13 @@ TEMPLATES = [
     },
 ]
 
+# The services a production process needs named: left unset, the
+# development stand-ins below (SQLite in VAR_DIR, the filesystem broker)
+# would serve it silently, so with DEBUG off gunicorn, the workers and beat
+# refuse to start (config/production.py); `manage.py` commands still run,
+# `check --deploy` to say what is missing. The test settings name theirs.
+UNSET_SERVICE_URLS = [] if DEBUG else [name for name in ("DATABASE_URL", "CELERY_BROKER_URL") if not env.str(name, "")]
+
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

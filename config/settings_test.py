@@ -25,6 +25,7 @@ from .settings import *  # noqa: F403
 from .settings import VAR_DIR, env
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'test.sqlite3'}")}
+UNSET_SERVICE_URLS: list[str] = []  # the database and the broker above are chosen on purpose
 DATABASES["default"].setdefault("TEST", {})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a real Celery worker in a subprocess can

@@ -64,6 +64,7 @@ def gunicorn(tmp_path_factory):
         SECURE_SSL_REDIRECT="0",
         SECURE_COOKIES="0",
         DATABASE_URL=f"sqlite:///{tmp_path_factory.mktemp('db') / 'db.sqlite3'}",
+        CELERY_BROKER_URL="filesystem://",  # no worker: what the web queues waits in a folder
     )
     assert manage("collectstatic", "--noinput", env=env).returncode == 0
     assert manage("migrate", "--noinput", env=env).returncode == 0

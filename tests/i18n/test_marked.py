@@ -61,6 +61,7 @@ NOT_FOR_USERS_FILES = (
     "config/checks.py",  # system checks speak to the operator
     "config/gunicorn.conf.py",  # the access log's format
     "config/migration_operations.py",  # what migrate prints to the operator
+    "config/production.py",  # why a production process does not start, to the operator
 )  # fmt: skip
 # Single strings, each with its reason.
 NOT_FOR_USERS = {

@@ -129,6 +129,7 @@ def production(django_db_setup, tmp_path_factory) -> Iterator[str]:
         SECURE_SSL_REDIRECT="0",
         SECURE_COOKIES="0",
         DATABASE_URL=database_url(),
+        CELERY_BROKER_URL="filesystem://",  # no worker: what the web queues waits in a folder
         GUNICORN_BIND=f"127.0.0.1:{port}",
         WEB_CONCURRENCY="1",
     )
