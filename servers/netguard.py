@@ -235,7 +235,23 @@ def normalize_host(host: str) -> str:
         raise HostRefused(
             _("The host name %(name)s contains characters that are not allowed.") % {"name": f"{name!r}"}, host=host
         )
+    if ":" in name and not _is_ipv6(name):
+        # "smtp.gmail.com:587", "[2001:db8::1]:25": no resolver reads a port
+        # there, so it was saved and then "not found (DNS)" at every connection.
+        raise HostRefused(
+            _("Type the port in the Port field, not after the server name: %(name)s.")
+            % {"name": name.rpartition(":")[0].strip("[]")},
+            host=host,
+        )
     return name
+
+
+def _is_ipv6(name: str) -> bool:
+    try:
+        ipaddress.IPv6Address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_localhost_name(name: str) -> bool:

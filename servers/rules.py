@@ -80,8 +80,10 @@ def _smtp_connection_errors(server: "SmtpServer") -> dict[str, list[str]]:
             errors["port"].append(_port_25_refusal(server))
         if not server.verify_tls:
             errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
-        if server.host and (message := _host_error(server.host)):
-            errors["host"].append(message)
+    # The SaaS guard's addresses on tenants' servers; a malformed host (one no
+    # connection could use, "smtp.gmail.com:587") on every server.
+    if server.host and (message := _host_error(server.host) if is_saas() and tenant_owned else _malformed(server.host)):
+        errors["host"].append(message)
     return dict(errors)
 
 
@@ -105,8 +107,8 @@ def mailbox_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
             errors["port"].append(MAILBOX_SMTP_PORT_REFUSED.format(port=mailbox.port))
         if not mailbox.verify_tls:
             errors["verify_tls"].append(NO_TLS_VERIFY_REFUSED)
-        if mailbox.host and (message := _host_error(mailbox.host)):
-            errors["host"].append(message)
+    if mailbox.host and (message := _host_error(mailbox.host)):
+        errors["host"].append(message)
     return dict(errors)
 
 
@@ -192,3 +194,13 @@ def _host_error(host: str) -> str | None:
     from .netguard import validate_host_for_save
 
     return validate_host_for_save(host)
+
+
+def _malformed(host: str) -> str | None:
+    from .netguard import HostRefused, normalize_host
+
+    try:
+        normalize_host(host)
+    except HostRefused as exc:
+        return str(exc)
+    return None

@@ -29,6 +29,7 @@ from servers.netguard import (
     connect_smtp,
     forbidden_reason,
     guard_enabled,
+    normalize_host,
     resolve_checked,
     validate_host_for_save,
 )
@@ -556,3 +557,29 @@ def test_pinned_imap_cannot_be_reopened_elsewhere(plain_imap_server) -> None:
     with pytest.raises(ValueError, match="pinned"):
         imap.open("evil.example", port)
     imap.logout()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "host", ["smtp.gmail.com:25", "8.8.8.8:25", "[2001:4860:4860::8888]:25", "smtp.yandex.ru:465", "mail.example:"]
+)
+@pytest.mark.parametrize("mode", ["saas", "self_hosted"])
+def test_a_port_after_the_host_is_sent_to_the_port_field(alice, settings, no_dns, host: str, mode: str) -> None:
+    """'smtp.gmail.com:25' was saved, then every test and letter failed with
+    'could not be found (DNS)', a public address too; now the form says
+    where the port goes, and nothing is stored."""
+    from django.urls import reverse
+
+    from servers.models import SmtpServer
+    from tests.servers.test_rules import FORM
+
+    settings.DEPLOYMENT_MODE = mode
+    settings.SERVERS_ALLOW_PRIVATE_HOSTS = False
+    response = alice.client.post(reverse("servers:add"), {**FORM, "kind": "external", "host": host})
+    assert response.status_code == 400
+    assert "Type the port in the Port field" in " ".join(response.context["form"].errors.get("host", [])), (
+        response.context["form"].errors
+    )
+    assert not SmtpServer.objects.exists() and no_dns == []
+    for ipv6 in ("2a00:1450:4010:c0e::6c", "[2a00:1450:4010:c0e::6c]"):
+        assert normalize_host(ipv6) == "2a00:1450:4010:c0e::6c"
