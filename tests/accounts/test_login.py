@@ -187,3 +187,18 @@ def test_a_signed_in_user_changes_the_password_with_the_old_one(alice):
     assert alice.user.check_password(new)
     assert not signed_in(other)  # logged out everywhere else
     assert alice.client.get(reverse("home")).status_code == 200  # and still here, 2FA verified
+
+
+def test_an_ipv6_client_is_one_address_across_its_64(alice):
+    """One subscriber holds a whole /64: an address each try gave a sprayer
+    2^64 fresh counters. The /64 is counted as one address (an IPv4-mapped
+    address as its IPv4); another /64 is not held."""
+    client = Client()
+    for n in range(5):
+        password_step(client, f"nobody{n}@acme.test", "wrong", ip=f"2001:db8:7:1::{n + 1:x}")
+    response = password_step(client, alice.user.email, PASSWORD, ip="2001:db8:7:1:ffff:1:2:3")
+    assert response.status_code == 429
+    assert password_step(Client(), alice.user.email, PASSWORD, ip="2001:db8:7:2::1").status_code == 302
+    for n in range(5):
+        password_step(client, f"other{n}@acme.test", "wrong", ip="203.0.113.77")
+    assert password_step(Client(), alice.user.email, PASSWORD, ip="::ffff:203.0.113.77").status_code == 429
