@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.forms import PasswordChangeForm
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -18,6 +19,8 @@ from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from servers import crypto
 
 from .. import services, sessions
 from ..forms import PasswordConfirmForm, TOTPConfirmForm
@@ -70,14 +73,27 @@ def two_factor_setup(request: HttpRequest) -> HttpResponse:
 def _enrolled(request: HttpRequest, device: TOTPDevice) -> HttpResponse:
     del request.session[PENDING_KEY]
     otp_login(request, device)
-    request.session[CODES_KEY] = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
+    _keep_for_their_page(request, services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT))
     sessions.end_other_sessions(request)
     return redirect("accounts:recovery_codes")
 
 
+def _keep_for_their_page(request: HttpRequest, codes: list[str]) -> None:
+    """The session is a database row: the codes wait there encrypted, as
+    the servers' passwords are (servers.crypto), never in clear."""
+    request.session[CODES_KEY] = crypto.encrypt("\n".join(codes))
+
+
+def _codes_to_show(request: HttpRequest) -> list[str] | None:
+    try:
+        return crypto.decrypt(request.session.pop(CODES_KEY, "")).split() or None
+    except ImproperlyConfigured:  # encrypted with a key dropped since: make new ones
+        return None
+
+
 @never_cache  # the codes, shown once: kept by no browser or proxy
 def recovery_codes(request: HttpRequest) -> HttpResponse:
-    codes = request.session.pop(CODES_KEY, None)
+    codes = _codes_to_show(request)
     context = {"codes": codes}
     if codes:
         # Shown once: the download is the page's own text, not a second request.
@@ -135,7 +151,7 @@ def _confirmed(request: HttpRequest) -> PasswordConfirmForm | None:
 def recovery_codes_new(request: HttpRequest) -> HttpResponse:
     if (form := _confirmed(request)) is not None:
         return _security_page(request, form, status=400)
-    request.session[CODES_KEY] = services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT)
+    _keep_for_their_page(request, services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT))
     sessions.end_other_sessions(request)
     return redirect("accounts:recovery_codes")
 

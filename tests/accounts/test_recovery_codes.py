@@ -3,6 +3,7 @@ database holds, a dump of it, signs nobody in, and the codes shown once
 still work once each."""
 
 import importlib
+import json
 
 import pytest
 from django.apps import apps
@@ -11,6 +12,8 @@ from django.urls import reverse
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 
 from accounts import recovery
+from accounts.models import UserSession
+from accounts.sessions import SessionStore
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +76,14 @@ def test_the_migration_digests_plain_codes_once(alice):
     assert stored(alice) == [recovery.digest(user_id=alice.user.pk, code="abcd2345")]
     assert code_step(alice.user.email, "abcd2345")["Location"] == "/"
     assert stored(alice) == []
+
+
+def test_fresh_codes_wait_for_their_page_encrypted_in_the_session(alice):
+    """Between the POST that makes them and the page that shows them, the
+    codes wait in the session, a database row: a dump taken then, or of a
+    session whose page was never opened, held them in clear."""
+    alice.client.post(reverse("accounts:recovery_codes_new"), {"password": PASSWORD})
+    row = UserSession.objects.get(session_key=alice.client.session.session_key)
+    decoded = json.dumps(SessionStore().decode(row.session_data))
+    codes = alice.client.get(reverse("accounts:recovery_codes")).context["codes"]
+    assert len(codes) == 10 and not [c for c in codes if c in decoded or c in row.session_data]
