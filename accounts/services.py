@@ -108,6 +108,11 @@ def email_verify(*, user: User) -> None:
 # reaches the enrolment page of an account that had one.
 
 
+class AccountExists(Exception):
+    """The invited address made its account while this one was being made
+    (a double click on the invitation's sign-up)."""
+
+
 class EnrolmentTaken(Exception):
     """Another session confirmed an app first (the first enrolment)."""
 
@@ -281,8 +286,12 @@ def user_signup_invited(*, invitation: Invitation, password: str, full_name: str
     user = User(email=invitation.email, full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
-    user.full_clean()
-    user.save()
+    user.full_clean(validate_unique=False, validate_constraints=False)  # the address: the database, below
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise AccountExists from None
     return user, invitation_accept(invitation=invitation, user=user)
 
 

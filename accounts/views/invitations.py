@@ -29,9 +29,12 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
     has_account = User.objects.filter(email=invite.email).exists()
     form = SignupForm(request.POST or None, invitation_email=invite.email)
     if request.method == "POST" and not has_account and form.is_valid():
-        user, membership = services.user_signup_invited(
-            invitation=invite, password=form.cleaned_data["password"], full_name=form.cleaned_data["full_name"]
-        )
+        try:
+            user, membership = services.user_signup_invited(
+                invitation=invite, password=form.cleaned_data["password"], full_name=form.cleaned_data["full_name"]
+            )
+        except services.AccountExists:
+            return redirect("accounts:login")  # made a moment ago, with this password: log in
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session[SESSION_TENANT_KEY] = str(membership.tenant.public_id)
         return redirect("home")

@@ -113,3 +113,24 @@ def test_every_link_in_platform_mail_starts_with_site_url_whatever_the_host_head
     for body in (message.body, message.alternatives[0][0]):
         assert "evil.test" not in body
         assert "https://postroute.example/accounts/" in body
+
+
+def test_a_double_click_on_joining_makes_one_account_and_no_error(
+    alice, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The second of two POSTs of the invitation's sign-up, arriving while the
+    first hashed its password, failed on the unique address: a 500. Now it
+    is sent to the login (the first one made the account, with that password)."""
+    link = invite(alice, "frank@example.test", django_capture_on_commit_callbacks)
+    real = User.set_password
+
+    def other_request_commits_meanwhile(user, password):
+        real(user, password)
+        if user.pk is None and not User.objects.filter(email=user.email).exists():
+            User.objects.bulk_create([User(email=user.email, password=user.password)])
+
+    monkeypatch.setattr(User, "set_password", other_request_commits_meanwhile)
+    response = Client().post(link, {"full_name": "Frank", "password": PASSWORD})
+    assert response.status_code == 302 and response["Location"] == reverse("accounts:login")
+    # (The stand-in for the first request wrote inside this one's transaction,
+    # so it is rolled back with it here; the real first request has committed.)
