@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
+from rest_framework.utils import humanize_datetime
 
 from accounts.timezones import instant
 
@@ -25,8 +27,12 @@ class LocalDateTimeField(serializers.DateTimeField):
     the form's words, not DRF's generic make_aware refusal or an hour off."""
 
     def enforce_timezone(self, value):
+        # DRF's own refusal, with the formats written out (its bare message
+        # template showed "{format}").
+        formats = getattr(self, "input_formats", api_settings.DATETIME_INPUT_FORMATS)
+        invalid = str(self.error_messages["invalid"]).format(format=humanize_datetime.datetime_formats(formats))
         try:
-            return instant(value, self.context.get("zone", UTC), invalid=self.error_messages["invalid"])
+            return instant(value, self.context.get("zone", UTC), invalid=invalid)
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from None
 

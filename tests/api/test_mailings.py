@@ -176,3 +176,6 @@ def test_a_time_that_is_no_instant_is_refused_not_a_server_error(api, tenant_a, 
     body = {"name": "m", "template": str(template.public_id), "lists": [str(customers.public_id)]}
     refused = problem(api.post(URL, {**body, "scheduled_at": typed}), 422)
     assert list(refused["errors"]) == ["scheduled_at"]
+    # The formats it takes, written out: a time at the calendar's end showed "{format}".
+    (message,) = refused["errors"]["scheduled_at"]
+    assert "{" not in message and "YYYY-MM-DDThh:mm" in message
