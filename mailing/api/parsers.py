@@ -7,6 +7,7 @@ import math
 from django.conf import settings
 from django.utils.formats import localize
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
@@ -37,20 +38,64 @@ class BoundedJSONParser(BaseParser):
         if len(raw) > limit:
             raise _too_large()
         try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            detail = _("The body is not UTF-8 text (see byte %(position)s).") % {"position": exc.start}
+            raise ParseError(detail) from exc
+        try:
             return json.loads(
-                raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_once_each
+                text,
+                parse_constant=_no_constant,
+                parse_float=_finite,
+                parse_int=_integer,
+                object_pairs_hook=_once_each,
             )
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        except json.JSONDecodeError as exc:
+            raise ParseError(_where(exc)) from exc
+        except RecursionError as exc:
+            raise ParseError(_("The body is not valid JSON: it is nested too deeply.")) from exc
+        except ValueError as exc:  # the hooks' own words, below
             raise ParseError(_("The body is not valid JSON (UTF-8): %(error)s") % {"error": exc}) from exc
 
 
+# What Python's json says is wrong (always in English), in the caller's
+# language; a message not named here is left out, the place still given.
+JSON_ERRORS = {
+    "Expecting value": gettext_lazy("a value was expected"),
+    "Expecting ',' delimiter": gettext_lazy("a comma was expected"),
+    "Expecting ':' delimiter": gettext_lazy("a colon was expected"),
+    "Expecting property name enclosed in double quotes": gettext_lazy("a key in double quotes was expected"),
+    "Unterminated string starting at": gettext_lazy("a string is not closed"),
+    "Invalid control character at": gettext_lazy("a string holds a control character"),
+    "Invalid \\escape": gettext_lazy("a string holds an invalid escape"),
+    "Invalid \\uXXXX escape": gettext_lazy("a string holds an invalid escape"),
+    "Extra data": gettext_lazy("something follows the JSON value"),
+}
+
+
+def _where(exc: json.JSONDecodeError) -> str:
+    place = {"line": exc.lineno, "column": exc.colno}
+    what = JSON_ERRORS.get(exc.msg)
+    if what is None:
+        return _("The body is not valid JSON: at line %(line)s, column %(column)s.") % place
+    return _("The body is not valid JSON: %(what)s at line %(line)s, column %(column)s.") % {**place, "what": what}
+
+
 # What Python's json reads but JSON (RFC 8259) has not: NaN and Infinity,
-# numbers too large for a float (read as inf), and a key twice in one object
+# numbers too large for a float (read as inf) or with more digits than
+# Python converts, and a key twice in one object
 # (the last would win, the first lost without a word). Refused as malformed.
 
 
 def _no_constant(name: str) -> object:
     raise ValueError(_("%(value)s is not a number JSON allows.") % {"value": name})
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (4,300)
+        raise ValueError(_("A number has too many digits (%(digits)s).") % {"digits": len(text)}) from None
 
 
 def _finite(text: str) -> float:

@@ -79,11 +79,12 @@ def _throttled(wait: float | None) -> str:
     """DRF words the wait itself before translating it ("Expected available
     in 60 seconds." is in no catalogue): English in every language."""
     if wait is None:
-        return _("This key made too many requests. Try again later.")
+        return _("Too many requests. Try again later.")
     seconds = max(1, math.ceil(wait))
+    # The key's limit or its organisation's (API_TENANT_RATE_LIMIT).
     return ngettext(
-        "This key made too many requests. Try again in %(seconds)s second.",
-        "This key made too many requests. Try again in %(seconds)s seconds.",
+        "Too many requests. Try again in %(seconds)s second.",
+        "Too many requests. Try again in %(seconds)s seconds.",
         seconds,
     ) % {"seconds": localize(seconds)}
 
@@ -127,7 +128,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         slug, title = next(
             ((s, t) for cls, (s, t) in TITLES.items() if isinstance(exc, cls)), ("error", _("Request refused"))
         )
-        detail = _throttled(exc.wait) if isinstance(exc, exceptions.Throttled) else str(exc.detail)
+        detail = _detail(exc)
     request = context.get("request")
     body = problem_body(
         status_code=exc.status_code,
@@ -141,8 +142,25 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None) is not None:
-        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+        headers["Retry-After"] = str(_seconds(exc.wait))
     return Response(body, status=exc.status_code, headers=headers, content_type=CONTENT_TYPE)
+
+
+def _seconds(wait: float) -> int:
+    return max(1, int(wait + 0.999))
+
+
+def _detail(exc: exceptions.APIException) -> str:
+    """Our words where DRF's are missing from its Russian or Vietnamese
+    catalogue, or half there (the throttle's "Expected available in…"),
+    and the same words for a 404 as any other path under /api/."""
+    if isinstance(exc, exceptions.NotFound):
+        return _("There is no such resource.")
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return _("Send the body as JSON, with “Content-Type: application/json”.")
+    if isinstance(exc, exceptions.Throttled):
+        return _throttled(exc.wait)
+    return str(exc.detail)
 
 
 @csrf_exempt  # a key's POST to a wrong path gets this problem, not the CSRF page
