@@ -211,3 +211,18 @@ def test_a_server_error_under_the_api_is_a_problem_document(api, monkeypatch):
     body = problem(api.get("/api/v1/templates/", HTTP_ACCEPT_LANGUAGE="ru"), 500)
     assert body["type"] == "urn:postroute:problem:server-error" and body["title"] == "У нас что-то пошло не так."
     assert "a bug" not in str(body)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/problem+json", "application/problem+json, application/json;q=0.5", "text/html", "text/plain"],
+)
+def test_the_accept_header_never_hides_the_answer(api, accept):
+    """JSON is the one form served, so Accept is not checked (RFC 9110
+    allows disregarding it). A client that said it takes problem documents,
+    or that sent a library's default, got 406 on every request, even where
+    the answer would have been a problem document (a refused limit)."""
+    response = api.get(URL, HTTP_ACCEPT=accept)
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert "limit" in problem(api.get(URL, {"limit": "0"}, HTTP_ACCEPT=accept), 422)["errors"]
+    assert api.post(URL, {"email": "a@x.test"}, HTTP_ACCEPT=accept).status_code == 201

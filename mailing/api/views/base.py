@@ -2,6 +2,7 @@
 rate limit and JSON only; and the tenant the key acts for."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
@@ -18,12 +19,23 @@ MAILINGS = "mailings"
 SERVERS_READ = "servers-read"
 
 
+class JsonOnly(DefaultContentNegotiation):
+    """JSON is the one form the API answers in, so Accept is not checked
+    (RFC 9110 lets a server disregard it): a client that asked for
+    application/problem+json alone, or sent a library's default such as
+    text/plain, got 406 on every request, its refusals hidden behind it."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class ApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasScope]
     throttle_classes = [KeyRateThrottle]
     parser_classes = [BoundedJSONParser]
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
     metadata_class = None  # OPTIONS: 405, not a description of the view
     scopes: dict[str, str] = {}
 
