@@ -199,6 +199,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The API's ids in paths, read in small letters or capitals (mailing.api.urls).
+    "PATH_CONVERTER_OVERRIDES": {"anyuuid": {"type": "string", "format": "uuid"}},
     "SCHEMA_PATH_PREFIX": r"/api/v1",  # operations grouped by resource: contacts, lists, mailings…
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mailing.api.schema.document_problems"],
 }

@@ -3,13 +3,15 @@ JSON, wrong types, bodies too large, bad cursors and ids, unknown paths
 and methods, other media types."""
 
 import base64
+import re
 
 import pytest
 
 from mailing.models import Contact, CustomField, ImportRejection
 from tests.mailing.builders import make_list
+from tests.security.walk import api_routes, concrete_urls, tenant_a_objects
 
-from .conftest import problem
+from .conftest import make_api, problem
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/contacts/"
@@ -226,3 +228,31 @@ def test_the_accept_header_never_hides_the_answer(api, accept):
     assert response.status_code == 200 and response["Content-Type"] == "application/json"
     assert "limit" in problem(api.get(URL, {"limit": "0"}, HTTP_ACCEPT=accept), 422)["errors"]
     assert api.post(URL, {"email": "a@x.test"}, HTTP_ACCEPT=accept).status_code == 201
+
+
+def test_an_id_in_capitals_names_the_same_object_on_every_route(alice, tenant_a, tmp_path, settings):
+    """UUIDs are read whatever their case (RFC 9562), as the bodies read
+    them: a client that keeps ids in capitals (SQL Server, Delphi) got 404
+    for its own objects from every path with an id. Every API route with
+    an id, from the resolver, answers a GET in capitals as in small letters."""
+    settings.API_RATE_LIMIT = 100_000
+    ids = tenant_a_objects(tenant_a, alice, tmp_path)
+    api = make_api(tenant_a, by=alice.user)
+    found = 0
+    for route, _pattern in api_routes():
+        if "public_id>" not in route:
+            continue
+        for url in concrete_urls(route, ids):
+            small = api.get(url)
+            capitals = api.get(re.sub(r"[0-9a-f-]{36}", lambda m: m.group().upper(), url))
+            assert (capitals.status_code, _without_instance(capitals)) == (small.status_code, _without_instance(small))
+            found += small.status_code == 200
+    assert found >= 5
+    contact = make_list(tenant_a, "Capitals", ["caps@x.test"]).contacts.get()
+    assert api.delete(f"{URL}{str(contact.public_id).upper()}/").status_code == 204
+
+
+def _without_instance(response) -> dict:
+    body = response.json()
+    body.pop("instance", None)
+    return body

@@ -82,7 +82,8 @@ def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
     """Every way to fill the route's parameters; a regex route (the admin's)
     takes the first of its alternatives."""
     route = re.sub(r"\(\?P<\w+>([^)]*)\)", lambda m: m.group(1).split("|")[0] if "|" in m.group(1) else "x", route)
-    fillings = {"<uuid:public_id>": [str(i) for i in ids], **OTHER_FILLINGS}
+    filled = [str(i) for i in ids]
+    fillings = {"<uuid:public_id>": filled, "<anyuuid:public_id>": filled, **OTHER_FILLINGS}
     urls = ["/" + route.replace("^", "").replace("$", "")]
     for name, values in fillings.items():
         while any(name in u for u in urls):

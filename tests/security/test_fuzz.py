@@ -222,7 +222,7 @@ def routes() -> list[tuple[str, bool]]:
 
 
 def urls_of(route: str, ids: list) -> list[str]:
-    urls = concrete_urls(route, ids) if "<uuid:" in route or "<slug:" in route else ["/" + route]
+    urls = concrete_urls(route, ids) if "uuid:" in route or "<slug:" in route else ["/" + route]
     for name, values in PATH_GARBAGE.items():
         urls = [u.replace(name, v, 1) for u in urls for v in values] if name in route else urls
     return [u for u in urls if "<" not in u]

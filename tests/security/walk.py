@@ -152,6 +152,7 @@ def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
     """Every way to fill the route's parameters with tenant A's objects."""
     fillings = {
         "<uuid:public_id>": [str(i) for i in ids],
+        "<anyuuid:public_id>": [str(i) for i in ids],  # the API's: capitals too
         "<slug:action>": ACTIONS,
         "<str:email>": [SUPPRESSED],
     }
