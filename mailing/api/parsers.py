@@ -1,11 +1,13 @@
 """JSON bodies, bounded: DRF reads the request stream itself, past
 Django's DATA_UPLOAD_MAX_MEMORY_SIZE, so the limit is ours to keep."""
 
+import codecs
 import json
 import math
 
 from django.conf import settings
 from django.utils.formats import localize
+from django.utils.http import parse_header_parameters
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from rest_framework.exceptions import ParseError
@@ -32,15 +34,20 @@ class BoundedJSONParser(BaseParser):
             declared = 0
         if declared > limit:
             raise _too_large()
+        encoding = _encoding(media_type)
         if stream is None:
             return None
         raw = stream.read(limit + 1)
         if len(raw) > limit:
             raise _too_large()
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
-            detail = _("The body is not UTF-8 text (see byte %(position)s).") % {"position": exc.start}
+            shown = "UTF-8" if encoding == UTF8 else encoding
+            detail = _("The body is not %(charset)s text (see byte %(position)s).") % {
+                "charset": shown,
+                "position": exc.start,
+            }
             raise ParseError(detail) from exc
         try:
             return json.loads(
@@ -56,6 +63,32 @@ class BoundedJSONParser(BaseParser):
             raise ParseError(_("The body is not valid JSON: it is nested too deeply.")) from exc
         except ValueError as exc:  # the hooks' own words, below
             raise ParseError(_("The body is not valid JSON (UTF-8): %(error)s") % {"error": exc}) from exc
+
+
+# UTF-8, a byte order mark before it left out: 1C sends one by default.
+UTF8 = "utf-8-sig"
+
+
+def _encoding(media_type: str | None) -> str:
+    """The charset the Content-Type names, as DRF's own parser reads it
+    (a program on Windows says windows-1251 and sends it), else UTF-8. One
+    Python has no text codec for is refused: a bytes codec such as
+    bz2_codec would unpack a small body into a large one."""
+    _type, params = parse_header_parameters(media_type or "")
+    charset = params.get("charset", "").strip()
+    if not charset:
+        return UTF8
+    try:
+        "".encode(charset)  # refuses the bytes-to-bytes codecs
+        name = codecs.lookup(charset).name
+    except (LookupError, UnicodeError, ValueError):
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            _("Unsupported media type"),
+            _("We cannot read the charset “%(charset)s”: send the body in UTF-8.") % {"charset": charset[:40]},
+        ) from None
+    return UTF8 if name == "utf-8" else name
 
 
 # What Python's json says is wrong (always in English), in the caller's
