@@ -171,10 +171,11 @@ RETENTION_DAYS = {
 RETENTION_BATCH = env.int("RETENTION_BATCH", default=1000)
 RETENTION_RUN_SECONDS = env.int("RETENTION_RUN_SECONDS", default=480)
 
-# The HTTP API (mailing/api, README "API"): requests per minute per key,
-# the largest JSON body (a bulk upsert of API_BULK_MAX_ROWS contacts fits),
-# and how long an Idempotency-Key's answer is kept.
+# The HTTP API (mailing/api, README "API"): requests per minute per key and
+# per organisation, the largest JSON body (a bulk upsert of API_BULK_MAX_ROWS
+# contacts fits), and how long an Idempotency-Key's answer is kept.
 API_RATE_LIMIT = env.int("API_RATE_LIMIT", default=600)
+API_TENANT_RATE_LIMIT = env.int("API_TENANT_RATE_LIMIT", default=1200)  # all of an organisation's keys together
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 API_BULK_MAX_ROWS = 10_000
 API_IDEMPOTENCY_HOURS = env.int("API_IDEMPOTENCY_HOURS", default=24)

@@ -61,19 +61,25 @@ class HasScope(BasePermission):
 
 
 class KeyRateThrottle(BaseThrottle):
-    """API_RATE_LIMIT requests a minute per key, counted in the database
-    (accounts.ratelimits) like the platform's other limits: every web
-    process sees the same count whatever cache is configured, and a
-    refused request counts against nothing."""
+    """API_RATE_LIMIT requests a minute per key, and API_TENANT_RATE_LIMIT
+    for all the keys of an organisation together (else one with many keys
+    had as many times the capacity, and its flood was everyone's), counted
+    in the database (accounts.ratelimits) like the platform's other limits:
+    every web process sees the same count whatever cache is configured, and
+    a refused request counts against neither."""
 
     def allow_request(self, request, view) -> bool:
         self.retry_at = None
         key = request.auth
         if not isinstance(key, ApiKey):
             return True
-        limit = ratelimits.Limit(f"api:key:{key.pk}", settings.API_RATE_LIMIT, timedelta(minutes=1))
+        minute = timedelta(minutes=1)
+        limits = [
+            ratelimits.Limit(f"api:key:{key.pk}", settings.API_RATE_LIMIT, minute),
+            ratelimits.Limit(f"api:tenant:{key.tenant_id}", settings.API_TENANT_RATE_LIMIT, minute),
+        ]
         try:
-            ratelimits.hit([limit])
+            ratelimits.hit(limits)
         except ratelimits.RateLimited as exc:
             self.retry_at = exc.retry_at
             return False

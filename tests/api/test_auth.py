@@ -85,3 +85,16 @@ def test_a_signed_in_session_is_no_key(alice, tenant_a):
     and the API needs no CSRF token."""
     assert problem(alice.client.get(URL), 401)
     assert problem(alice.client.post(URL, {"email": "a@example.com"}, content_type="application/json"), 401)
+
+
+def test_an_organisations_keys_share_its_limit_and_other_organisations_keep_theirs(api, api_b, tenant_a, settings):
+    """The limit was per key only: an organisation with 50 keys had 50
+    times the capacity, and its flood was everyone's. Its keys now share
+    API_TENANT_RATE_LIMIT as well; another organisation is not touched."""
+    settings.API_RATE_LIMIT, settings.API_TENANT_RATE_LIMIT = 3, 4
+    keys = [api, make_api(tenant_a, name="Second"), make_api(tenant_a, name="Third")]
+    answers = [key.get(URL) for key in keys for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 429]
+    body = problem(answers[-1], 429)
+    assert body["type"] == "urn:postroute:problem:rate-limited" and 1 <= int(answers[-1]["Retry-After"]) <= 60
+    assert api_b.get(URL).status_code == 200

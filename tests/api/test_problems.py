@@ -236,7 +236,7 @@ def test_an_id_in_capitals_names_the_same_object_on_every_route(alice, tenant_a,
     them: a client that keeps ids in capitals (SQL Server, Delphi) got 404
     for its own objects from every path with an id. Every API route with
     an id, from the resolver, answers a GET in capitals as in small letters."""
-    settings.API_RATE_LIMIT = 100_000
+    settings.API_RATE_LIMIT = settings.API_TENANT_RATE_LIMIT = 100_000
     ids = tenant_a_objects(tenant_a, alice, tmp_path)
     api = make_api(tenant_a, by=alice.user)
     found = 0

@@ -32,7 +32,7 @@ def state(tenant) -> tuple:
 
 
 def test_every_method_needs_its_scope_and_a_key_without_it_changes_nothing(alice, tenant_a, tmp_path, settings):
-    settings.API_RATE_LIMIT = 100_000
+    settings.API_RATE_LIMIT = settings.API_TENANT_RATE_LIMIT = 100_000
     ids = tenant_a_objects(tenant_a, alice, tmp_path)
     before, checked = state(tenant_a), 0
     keys = {scope: make_api(tenant_a, [s for s in ApiScope.values if s != scope], name=scope) for scope in ApiScope}

@@ -26,7 +26,7 @@ PARAMS = ["cursor", "limit", "list", "status", "reason"]
 
 
 def test_no_api_route_answers_500_to_hostile_input(alice, tenant_a, tmp_path, settings):
-    settings.API_RATE_LIMIT = 100_000
+    settings.API_RATE_LIMIT = settings.API_TENANT_RATE_LIMIT = 100_000
     ids = tenant_a_objects(tenant_a, alice, tmp_path)
     api = make_api(tenant_a, by=alice.user)
     requests = 0

@@ -63,7 +63,7 @@ def _call(api_or_client, method: str, url: str, secret: str | None = None):
 def test_every_api_route_refuses_outsiders_visitors_revoked_keys_and_wrong_scopes(
     alice, charlie, tenant_a, tenant_b, tmp_path, settings
 ):
-    settings.API_RATE_LIMIT = 100_000
+    settings.API_RATE_LIMIT = settings.API_TENANT_RATE_LIMIT = 100_000
     ids = tenant_a_objects(tenant_a, alice, tmp_path)
     _feed_data(tenant_a)
     outsider = make_api(tenant_b, by=charlie.user)
