@@ -553,6 +553,8 @@ def _api_row(line: int, row: object, keys: list[str], mapping: Mapping) -> Parse
         raw = json.dumps(row, default=str)[:MAX_RAW_CHARS]  # escaped: ASCII only
     if not isinstance(row, dict):
         return _reject(line, _("The row must be an object with an “email”."), raw)
+    if unknown := [k for k in row if k not in (*FIXED, "fields")]:  # dropped, they were data lost unsaid
+        return _reject(line, _("Not a contact's field: %(keys)s.") % {"keys": ", ".join(map(str, unknown))[:200]}, raw)
     fields = row.get("fields") or {}
     if not isinstance(fields, dict):
         return _reject(line, _("“fields” must be an object of field names and values."), raw)

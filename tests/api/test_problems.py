@@ -8,9 +8,11 @@ import re
 
 import pytest
 
-from mailing.models import Contact, ContactList, CustomField, ImportRejection
-from tests.mailing.builders import make_list
+from mailing import mailings
+from mailing.models import Contact, ContactList, CustomField, ImportRejection, Mailing
+from tests.mailing.builders import make_list, make_template
 from tests.security.walk import api_routes, concrete_urls, tenant_a_objects
+from tests.servers.factories import make_server
 
 from .conftest import make_api, problem
 
@@ -284,3 +286,40 @@ def test_a_body_is_read_in_the_charset_it_declares_and_a_utf8_bom_is_no_error(ap
         refused = problem(send(b'{"name": "x"}', f"application/json; charset={charset}"), 415)
         assert charset in refused["detail"]
     assert ContactList.objects.filter(tenant=tenant_a).count() == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "unknown"),
+    [
+        ("/api/v1/contacts/", {"email": "new@x.test", "frist_name": "Ann"}, "frist_name"),
+        ("/api/v1/lists/", {"name": "Leads", "description": "From the fair"}, "description"),
+        ("/api/v1/suppressions/", {"email": "a@x.test", "reason": "unsubscribed", "notes": "asked"}, "notes"),
+        ("/api/v1/mailings/", {"name": "Offer", "template": "T", "lists": ["L"], "server": ["S"]}, "server"),
+        ("/api/v1/mailings/M/schedule/", {"scheduledAt": "2030-01-01T10:00Z"}, "scheduledAt"),
+        ("/api/v1/contacts/bulk/", {"list": "L", "contacts": [{"email": "a@x.test"}], "mode": "replace"}, "mode"),
+    ],
+)
+def test_a_field_the_resource_does_not_have_is_refused_not_dropped(api, tenant_a, path, body, unknown):
+    """A misspelt or made-up field was dropped without a word: 201 without
+    the contact's name, or a mailing meant for one server ("server" for
+    "servers") made to send through every server. Now it is 422 naming it.
+    Fields the answers carry (id, status, reason) may come back: ignored."""
+    customers, template = make_list(tenant_a, "L", ["a@x.test"]), make_template(tenant_a)
+    server = make_server(tenant_a)
+    mailing = Mailing(tenant=tenant_a, name="m", template=template)
+    mailings.mailing_save(mailing=mailing, lists=[customers], servers=[server])
+    ids = {"T": template.public_id, "L": customers.public_id, "S": server.public_id, "M": mailing.public_id}
+    filled = json.loads(re.sub(r'"([TLSM])"', lambda m: f'"{ids[m.group(1)]}"', json.dumps(body)))
+    before = (ContactList.objects.count(), Mailing.objects.count(), Contact.objects.count())
+    refused = problem(api.post(re.sub(r"/M/", f"/{mailing.public_id}/", path), filled), 422)
+    assert list(refused["errors"]) == [unknown]
+    assert (ContactList.objects.count(), Mailing.objects.count(), Contact.objects.count()) == before
+    assert Mailing.objects.get(pk=mailing.pk).status == Mailing.Status.DRAFT
+
+
+def test_a_bulk_row_with_a_key_a_contact_does_not_have_is_rejected_not_dropped(api, tenant_a):
+    customers = make_list(tenant_a)
+    rows = [{"email": "a@x.test", "phone": "+7 900"}, {"email": "b@x.test", "firstName": "Bob"}, {"email": "c@x.test"}]
+    body = api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": rows}).json()
+    assert body["created"] == 1 and [r["index"] for r in body["rejections"]] == [0, 1]
+    assert "phone" in body["rejections"][0]["reason"] and "firstName" in body["rejections"][1]["reason"]

@@ -2,6 +2,7 @@
 rate limit and JSON only; and the tenant the key acts for."""
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
@@ -11,7 +12,7 @@ from accounts.timezones import zone_of
 
 from ..auth import ApiKeyAuthentication, HasScope, KeyRateThrottle
 from ..parsers import BoundedJSONParser
-from ..problems import from_service
+from ..problems import from_service, invalid
 
 READ = "read"
 CONTACTS = "contacts"
@@ -45,9 +46,19 @@ class ApiView(APIView):
 
     def input(self, serializer_class, data=None) -> dict:
         """The request's body checked for shape; refused with 422. A time
-        without an offset is read in the organisation's zone."""
+        without an offset is read in the organisation's zone. A key that is
+        none of the resource's fields is refused by name: DRF drops it, and
+        a misspelt field ("server" for "servers") did something else than
+        asked without a word. The fields the answers carry may come back."""
         context = {"zone": zone_of(self.tenant.time_zone)}
         serializer = serializer_class(data=self.request.data if data is None else data, context=context)
+        if isinstance(serializer.initial_data, dict):
+            known = serializer.fields.keys()
+            if unknown := [key for key in serializer.initial_data if key not in known]:
+                message = _("No such field. The fields are: %(fields)s.") % {
+                    "fields": ", ".join(name for name, field in serializer.fields.items() if not field.read_only)
+                }
+                raise invalid({str(key)[:100]: [message] for key in unknown[:20]})
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
 
