@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 
@@ -102,9 +104,22 @@ def _claim(request, value: str, print_: str) -> ApiIdempotency | Response:
     )
 
 
-def idempotent(handler: Callable) -> Callable:
-    """For a view's post(): honours the Idempotency-Key header if sent."""
+PARAMETER = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+    OpenApiParameter.HEADER,
+    description=gettext_lazy(
+        "Sent again with the same body within a day, the first answer comes back and nothing is done again "
+        "(Idempotent-Replayed: true); with another body, 422."
+    ),
+)
 
+
+def idempotent(handler: Callable) -> Callable:
+    """For a view's post(): honours the Idempotency-Key header if sent (and
+    the schema says so: a client generated from it could not send one)."""
+
+    @extend_schema(parameters=[PARAMETER])
     @wraps(handler)
     def wrapper(view, request, *args, **kwargs):
         value = request.headers.get(HEADER)

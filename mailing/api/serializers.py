@@ -64,9 +64,11 @@ class BulkContactSerializer(serializers.Serializer):
     one by the import, and a bad row is reported, not the request)."""
 
     email = serializers.CharField()
-    first_name = serializers.CharField(required=False)
-    last_name = serializers.CharField(required=False)
-    fields = serializers.DictField(child=serializers.CharField(), required=False)
+    first_name = serializers.CharField(max_length=contacts.MAX_NAME_LENGTH, allow_blank=True, required=False)
+    last_name = serializers.CharField(max_length=contacts.MAX_NAME_LENGTH, allow_blank=True, required=False)
+    fields = serializers.DictField(
+        child=serializers.CharField(max_length=contacts.MAX_VALUE_LENGTH, allow_blank=True), required=False
+    )
 
 
 @extend_schema_field(BulkContactSerializer)

@@ -43,3 +43,20 @@ def test_the_reference_page_has_nothing_inline():
     script = Client().get("/api/docs/", {"script": ""})
     assert script.status_code == 200 and script["Content-Type"].startswith("application/javascript")
     assert "/api/schema/" in script.content.decode()
+
+
+def test_the_schema_says_what_a_request_may_send():
+    """What the README said and the schema did not: a client generated from
+    the schema could not send an Idempotency-Key, nor knew the bounds of
+    `limit` or that `list` is an id."""
+    schema = Client().get("/api/schema/", {"format": "json"}).json()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            parameters = {p["name"]: p for p in operation.get("parameters", [])}
+            if method == "post":
+                header = parameters.get("Idempotency-Key", {})
+                assert header.get("in") == "header" and header["schema"]["maxLength"] == 255, path
+            if "limit" in parameters:
+                assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}, path
+            if "list" in parameters:
+                assert parameters["list"]["schema"] == {"type": "string", "format": "uuid"}, path

@@ -4,7 +4,8 @@ objects behind it (a waiting mailing, a bounce, a server with limits), and
 each body, the refusals' too, validated against the schema served at
 /api/schema/. A client generated from the schema must be able to read
 every answer: a null where the schema says a string, a field it does not
-name, or a status it does not list would break one."""
+name, or a status it does not list would break one. And every body the
+API took is one the schema allows (a client that checks what it sends)."""
 
 import re
 from datetime import timedelta
@@ -72,6 +73,18 @@ class Schema:
         assert operation is not None, f"{method} {template} is not in the schema"
         return template, operation
 
+    def check_request(self, method: str, url: str, body: object) -> None:
+        """A body the API took must be one the schema allows: a client
+        whose generated code checks what it sends could not send it."""
+        _template, operation = self.operation(method, url)
+        request = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        assert request is not None, f"{method} {url}: took a body the schema does not describe"
+        validator = Draft202012Validator(
+            {"components": self.components, **json_schema(request["schema"])}, format_checker=FormatChecker()
+        )
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
+        assert not errors, f"{method} {url} (request): {errors[:5]}"
+
     def check(self, method: str, url: str, response) -> None:
         template, operation = self.operation(method, url)
         self.seen.add((method, template))
@@ -130,6 +143,8 @@ def test_every_answer_matches_the_published_schema(world, tenant_a, alice, setti
             response = client.delete(url, **headers)
         else:
             response = client.post(url, body, **headers)
+            if response.status_code < 300 and body is not None:
+                schema.check_request(method, url, body)
         schema.check(method, url, response)
         return response
 
@@ -150,6 +165,18 @@ def test_every_answer_matches_the_published_schema(world, tenant_a, alice, setti
     call("POST", "/api/v1/contacts/", {"email": "bob@example.com"})  # taken: 422
     bulk = {"list": str(customers.public_id), "contacts": [{"email": "cat@example.com"}, {"email": "nope"}]}
     assert call("POST", "/api/v1/contacts/bulk/", bulk).json()["rejected"] == 1
+    # What a CSV import takes, the schema allows: blank names and values.
+    blanks = {"email": "dan@example.com", "first_name": "", "last_name": "", "fields": {"city": ""}}
+    assert (
+        call("POST", "/api/v1/contacts/bulk/", {"list": str(customers.public_id), "contacts": [blanks]}).json()[
+            "created"
+        ]
+        == 1
+    )
+    at_once = {"confirm_rejected": False, "scheduled_at": (timezone.now() + timedelta(days=2)).isoformat()}
+    scheduled = call("POST", f"/api/v1/mailings/{created['id']}/schedule/", at_once, HTTP_IDEMPOTENCY_KEY="plan-1")
+    assert scheduled.status_code == 200
+    call("POST", f"/api/v1/mailings/{created['id']}/unschedule/", {})
     new_list = call("POST", "/api/v1/lists/", {"name": "Partners"}).json()
     call("DELETE", f"/api/v1/lists/{new_list['id']}/")
     assert call("POST", "/api/v1/suppressions/", {"email": "x@example.com"}).status_code == 201

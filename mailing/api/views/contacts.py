@@ -1,6 +1,8 @@
 """Contacts: create one, upsert many by address (the CSV import's path),
 list with a cursor, read and delete one."""
 
+from uuid import UUID
+
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch
 from django.http import Http404
@@ -26,7 +28,7 @@ CURSOR = [
     OpenApiParameter("cursor", str, description=gettext_lazy("The next_cursor of the previous page.")),
     OpenApiParameter(
         "limit",
-        int,
+        {"type": "integer", "minimum": 1, "maximum": pagination.MAX_LIMIT},
         description=format_lazy(
             gettext_lazy("Rows a page: 1 to {max}, {default} if left out."),
             max=pagination.MAX_LIMIT,
@@ -50,7 +52,7 @@ class ContactCollection(ApiView):
     @extend_schema(
         parameters=[
             *CURSOR,
-            OpenApiParameter("list", str, description=gettext_lazy("Only the contacts of this list (its id).")),
+            OpenApiParameter("list", UUID, description=gettext_lazy("Only the contacts of this list (its id).")),
         ],
         responses=paged(ContactSerializer, "ContactPage"),
         operation_id="contacts_list",
