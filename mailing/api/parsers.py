@@ -4,6 +4,7 @@ Django's DATA_UPLOAD_MAX_MEMORY_SIZE, so the limit is ours to keep."""
 import codecs
 import json
 import math
+import unicodedata
 
 from django.conf import settings
 from django.utils.formats import localize
@@ -50,12 +51,14 @@ class BoundedJSONParser(BaseParser):
             }
             raise ParseError(detail) from exc
         try:
-            return json.loads(
-                text,
-                parse_constant=_no_constant,
-                parse_float=_finite,
-                parse_int=_integer,
-                object_pairs_hook=_once_each,
+            return _composed(
+                json.loads(
+                    text,
+                    parse_constant=_no_constant,
+                    parse_float=_finite,
+                    parse_int=_integer,
+                    object_pairs_hook=_once_each,
+                )
             )
         except json.JSONDecodeError as exc:
             raise ParseError(_where(exc)) from exc
@@ -122,6 +125,20 @@ def _where(exc: json.JSONDecodeError) -> str:
 
 def _no_constant(name: str) -> object:
     raise ValueError(_("%(value)s is not a number JSON allows.") % {"value": name})
+
+
+def _composed(value: object) -> object:
+    """Every string as NFC, keys too: a Mac or a Vietnamese keyboard sends
+    "á" as "a" and a combining mark (and json.dumps escapes it so, out of
+    reach of the text's own normalisation); stored so, a list name was a
+    second one beside its look-alike and no search typed composed found it."""
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [_composed(item) for item in value]
+    if isinstance(value, dict):
+        return _once_each([(_composed(key), _composed(item)) for key, item in value.items()])
+    return value
 
 
 def _integer(text: str) -> int:

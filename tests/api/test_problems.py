@@ -5,6 +5,7 @@ and methods, other media types."""
 import base64
 import json
 import re
+import unicodedata
 
 import pytest
 
@@ -37,8 +38,9 @@ def test_malformed_json_is_400(api, raw):
         (b'{"email": "a@x.test", "fields": {"city": 1e400}}', "1e400"),
         (b'{"email": "a@x.test", "email": "b@x.test"}', "“email”"),
         (b'{"email": "a@x.test", "fields": {"city": "Tver", "city": "Kazan"}}', "“city”"),
+        ('{"email": "a@x.test", "fields": {"caf\u00e9": "1", "cafe\u0301": "2"}}'.encode(), "“café”"),
     ],
-    ids=["nan", "infinity", "overflowing-float", "duplicate-key", "duplicate-nested-key"],
+    ids=["nan", "infinity", "overflowing-float", "duplicate-key", "duplicate-nested-key", "same-key-composed"],
 )
 def test_what_json_does_not_allow_or_says_twice_is_400_not_a_guess(api, tenant_a, raw, said):
     """Python reads NaN and 1e400 (stored as "nan" and "inf") and keeps the
@@ -323,3 +325,22 @@ def test_a_bulk_row_with_a_key_a_contact_does_not_have_is_rejected_not_dropped(a
     body = api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": rows}).json()
     assert body["created"] == 1 and [r["index"] for r in body["rejections"]] == [0, 1]
     assert "phone" in body["rejections"][0]["reason"] and "firstName" in body["rejections"][1]["reason"]
+
+
+def test_text_is_stored_composed_whatever_form_it_came_in(api, tenant_a):
+    """A Mac or a Vietnamese keyboard sends "á" as "a" and a combining mark
+    (NFD), and Python's json.dumps escapes it so: a list named so was a
+    second "Khách hàng" beside the first, and no search typed composed found
+    it. Every string of a body is read as NFC."""
+    decomposed = unicodedata.normalize("NFD", "Khách hàng Nguyễn")
+    first = api.post("/api/v1/lists/", {"name": decomposed})
+    assert first.status_code == 201 and first.json()["name"] == "Khách hàng Nguyễn"
+    again = problem(api.post("/api/v1/lists/", {"name": "Khách hàng Nguyễn"}), 422)
+    assert list(again["errors"]) == ["name"]
+    template = make_template(tenant_a)
+    make_server(tenant_a)
+    lists = [first.json()["id"]]
+    made = api.post("/api/v1/mailings/", {"name": decomposed, "template": str(template.public_id), "lists": lists})
+    assert made.status_code == 201 and made.json()["name"] == "Khách hàng Nguyễn"
+    noted = api.post("/api/v1/suppressions/", {"email": "a@x.test", "note": decomposed})
+    assert noted.json()["note"] == "Khách hàng Nguyễn"
