@@ -6,6 +6,7 @@ import math
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
 from django.utils.formats import localize
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -166,8 +167,20 @@ def _detail(exc: exceptions.APIException) -> str:
 @csrf_exempt  # a key's POST to a wrong path gets this problem, not the CSRF page
 def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any /api/ path that names no resource (a bad id included, another
-    version, a forgotten v1/)."""
-    return _answer(request, 404, "not-found", _("Not found"), _("There is no such resource."))
+    version, a forgotten v1/). One that lacks only its final slash is told
+    so: it was told there is no such resource, of one that is there."""
+    detail = _("There is no such resource.")
+    if not request.path_info.endswith("/") and _is_resource(request.path_info + "/"):
+        detail = _("There is no such resource. The paths end with a slash: %(path)s") % {"path": request.path + "/"}
+    return _answer(request, 404, "not-found", _("Not found"), detail)
+
+
+def _is_resource(path: str) -> bool:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return match.namespace == "api" and not match.url_name.startswith("not_found")
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -19,6 +19,7 @@ from .conftest import make_api, problem
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/contacts/"
+ZERO = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.mark.parametrize(
@@ -344,3 +345,12 @@ def test_text_is_stored_composed_whatever_form_it_came_in(api, tenant_a):
     assert made.status_code == 201 and made.json()["name"] == "Khách hàng Nguyễn"
     noted = api.post("/api/v1/suppressions/", {"email": "a@x.test", "note": decomposed})
     assert noted.json()["note"] == "Khách hàng Nguyễn"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/contacts", "/api/v1/contacts/bulk", f"/api/v1/mailings/{ZERO}/start"])
+def test_a_path_without_its_final_slash_is_told_where_the_resource_is(api, path):
+    """It was told "There is no such resource", of one that is there."""
+    for response in (api.get(path), api.post(path, {"email": "a@x.test"})):
+        body = problem(response, 404)
+        assert f"{path}/" in body["detail"] and body["type"].endswith(":not-found")
+    assert path + "/" not in problem(api.get(path + "x"), 404)["detail"]
