@@ -37,8 +37,12 @@ ABANDONED = timedelta(minutes=10)
 
 
 def fingerprint(request) -> str:
+    """The method, the path and the body. The path in small letters: ids
+    are read in either case, and the POST paths hold nothing else that a
+    case tells apart (an action is one of few words)."""
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode("utf-8", "surrogatepass")).hexdigest()
+    what = f"{request.method} {request.path.lower()}\n{body}"
+    return hashlib.sha256(what.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text(value: str) -> str:

@@ -14,6 +14,8 @@ from django.utils import timezone
 from accounts.models import ApiIdempotency
 from mailing import contacts
 from mailing.models import ContactList
+from tests.mailing.builders import make_list, make_template
+from tests.servers.factories import make_server
 
 from .conftest import Api, make_api, problem
 
@@ -152,3 +154,18 @@ def test_two_copies_racing_on_postgresql_do_the_work_once(tenant_a, alice, monke
     assert ContactList.objects.filter(tenant=tenant_a).count() == 1
     replay = api.post(URL, {"name": "Leads"}, HTTP_IDEMPOTENCY_KEY="race")
     assert replay.status_code == 201 and replay["Idempotent-Replayed"] == "true"
+
+
+def test_a_retry_naming_the_object_in_capitals_is_the_same_request(api, tenant_a):
+    """Paths take ids in either case; the key's fingerprint took the path as
+    written, so a retry that wrote the id otherwise was "reused for a
+    different request"."""
+    make_server(tenant_a)
+    customers, template = make_list(tenant_a, "L", ["a@x.test"]), make_template(tenant_a)
+    body = {"name": "m", "template": str(template.public_id), "lists": [str(customers.public_id)]}
+    mailing = api.post("/api/v1/mailings/", body).json()["id"]
+    at = {"scheduled_at": "2030-01-01T10:00Z"}
+    first = api.post(f"/api/v1/mailings/{mailing}/schedule/", at, HTTP_IDEMPOTENCY_KEY="plan")
+    again = api.post(f"/api/v1/mailings/{mailing.upper()}/schedule/", at, HTTP_IDEMPOTENCY_KEY="plan")
+    assert first.status_code == again.status_code == 200, again.content
+    assert again["Idempotent-Replayed"] == "true"
