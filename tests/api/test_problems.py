@@ -354,3 +354,33 @@ def test_a_path_without_its_final_slash_is_told_where_the_resource_is(api, path)
         body = problem(response, 404)
         assert f"{path}/" in body["detail"] and body["type"].endswith(":not-found")
     assert path + "/" not in problem(api.get(path + "x"), 404)["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/api/v1/contacts/", "list_id=L"),
+        ("/api/v1/contacts/", "lists=L"),
+        ("/api/v1/mailings/", "state=draft"),
+        ("/api/v1/suppressions/", "reasons=manual"),
+        ("/api/v1/bounces/", "since=2026-01-01"),
+        ("/api/v1/lists/", "ordering=-name"),
+        ("/api/v1/servers/", "limit=5"),
+        ("/api/v1/lists/L/", "fields=name"),
+    ],
+)
+def test_a_query_parameter_the_request_does_not_read_is_refused(api, tenant_a, path, query):
+    """A misspelt filter was dropped without a word: GET contacts/?list_id=…
+    answered every contact, and a client that acts on them (deletes them
+    from its CRM, say) acted on all. Now it is 422 naming it."""
+    customers = make_list(tenant_a, "L", ["a@x.test"])
+    make_list(tenant_a, "Other", ["b@x.test"])
+    url = f"{path}?{query}".replace("L/", f"{customers.public_id}/").replace("=L", f"={customers.public_id}")
+    body = problem(api.get(url), 422)
+    assert list(body["errors"]) == [query.split("=")[0]]
+
+
+def test_a_delete_with_a_query_parameter_is_refused_and_deletes_nothing(api, tenant_a):
+    contact = make_list(tenant_a, "L", ["a@x.test"]).contacts.get()
+    problem(api.delete(f"{URL}{contact.public_id}/?force=1"), 422)
+    assert Contact.objects.filter(pk=contact.pk).exists()

@@ -60,3 +60,18 @@ def test_the_schema_says_what_a_request_may_send():
                 assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}, path
             if "list" in parameters:
                 assert parameters["list"]["schema"] == {"type": "string", "format": "uuid"}, path
+
+
+def test_the_query_parameters_a_view_takes_are_the_ones_the_schema_names():
+    """A view refuses any query parameter it does not read (its `query`):
+    the schema must name the same ones, or a generated client is refused."""
+    schema = Client().get("/api/schema/", {"format": "json"}).json()
+    checked = 0
+    for route, pattern in api_routes():
+        operation = schema["paths"].get("/" + re.sub(r"<\w+:(\w+)>", r"{\1}", route), {}).get("get")
+        if operation is None:
+            continue
+        named = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        assert named == set(pattern.callback.view_class.query), route
+        checked += 1
+    assert checked >= 10

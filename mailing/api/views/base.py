@@ -39,6 +39,22 @@ class ApiView(APIView):
     content_negotiation_class = JsonOnly
     metadata_class = None  # OPTIONS: 405, not a description of the view
     scopes: dict[str, str] = {}
+    # The query parameters its GET reads; any other, with any method, is
+    # refused by name: DRF leaves them be, and a misspelt filter
+    # (?list_id=) answered every row without a word.
+    query: tuple[str, ...] = ()
+
+    def initial(self, request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)  # the key, its scope and its rate first
+        if not hasattr(self, request.method.lower()):
+            return  # 405 follows
+        allowed = self.query if request.method in ("GET", "HEAD") else ()
+        if unknown := [name for name in request.query_params if name not in allowed]:
+            if allowed:
+                message = _("No such parameter. The parameters are: %(names)s.") % {"names": ", ".join(allowed)}
+            else:
+                message = _("This request takes no query parameters.")
+            raise invalid({name[:100]: [message] for name in unknown[:20]})
 
     @property
     def tenant(self) -> Tenant:

@@ -48,6 +48,7 @@ def own_lists(tenant, ids: list, field: str = "lists") -> list[ContactList]:
 
 class ContactCollection(ApiView):
     scopes = {"GET": READ, "POST": CONTACTS}
+    query = ("cursor", "limit", "list")
 
     @extend_schema(
         parameters=[

@@ -20,6 +20,7 @@ BOUNCES = (BounceReport.Kind.HARD, BounceReport.Kind.SOFT, BounceReport.Kind.REF
 
 class BounceFeed(ApiView):
     scopes = {"GET": READ}
+    query = ("cursor", "limit")
 
     @extend_schema(parameters=CURSOR, responses=paged(BounceSerializer, "BouncePage"), operation_id="bounces_list")
     def get(self, request):
@@ -32,6 +33,7 @@ class BounceFeed(ApiView):
 
 class UnsubscribeFeed(ApiView):
     scopes = {"GET": READ}
+    query = ("cursor", "limit")
 
     @extend_schema(
         parameters=CURSOR, responses=paged(UnsubscribeSerializer, "UnsubscribePage"), operation_id="unsubscribes_list"

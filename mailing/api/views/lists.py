@@ -15,6 +15,7 @@ from .contacts import CURSOR
 
 class ListCollection(ApiView):
     scopes = {"GET": READ, "POST": CONTACTS}
+    query = ("cursor", "limit")
 
     @extend_schema(
         parameters=CURSOR, responses=paged(ContactListSerializer, "ContactListPage"), operation_id="lists_list"

@@ -68,6 +68,7 @@ def _mailings(tenant):
 
 class MailingCollection(ApiView):
     scopes = {"GET": READ, "POST": MAILINGS}
+    query = ("cursor", "limit", "status")
 
     @extend_schema(
         parameters=[*CURSOR, OpenApiParameter("status", str, enum=Mailing.Status.values)],

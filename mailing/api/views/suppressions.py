@@ -17,6 +17,7 @@ from .contacts import CURSOR
 
 class SuppressionCollection(ApiView):
     scopes = {"GET": READ, "POST": CONTACTS}
+    query = ("cursor", "limit", "reason")
 
     @extend_schema(
         parameters=[*CURSOR, OpenApiParameter("reason", str, enum=Suppression.Reason.values)],

@@ -13,6 +13,7 @@ from .contacts import CURSOR
 
 class TemplateCollection(ApiView):
     scopes = {"GET": READ}
+    query = ("cursor", "limit")
 
     @extend_schema(
         parameters=CURSOR, responses=paged(TemplateSerializer, "TemplatePage"), operation_id="templates_list"
