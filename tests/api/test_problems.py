@@ -384,3 +384,11 @@ def test_a_delete_with_a_query_parameter_is_refused_and_deletes_nothing(api, ten
     contact = make_list(tenant_a, "L", ["a@x.test"]).contacts.get()
     problem(api.delete(f"{URL}{contact.public_id}/?force=1"), 422)
     assert Contact.objects.filter(pk=contact.pk).exists()
+
+
+@pytest.mark.parametrize("query", ["status=draft&status=active", "limit=1&limit=1000", "cursor=a&cursor=b"])
+def test_a_query_parameter_given_twice_is_refused_not_half_read(api, query):
+    """The last was read and the first dropped: ?status=draft&status=active
+    answered the active ones only, as if that were all that was asked."""
+    body = problem(api.get(f"/api/v1/mailings/?{query}"), 422)
+    assert list(body["errors"]) == [query.split("=")[0]]

@@ -55,6 +55,9 @@ class ApiView(APIView):
             else:
                 message = _("This request takes no query parameters.")
             raise invalid({name[:100]: [message] for name in unknown[:20]})
+        # One value each: the last was read and the others dropped.
+        if twice := [name for name in request.query_params if len(request.query_params.getlist(name)) > 1]:
+            raise invalid({name: [_("Give this parameter once.")] for name in twice})
 
     @property
     def tenant(self) -> Tenant:
