@@ -1,6 +1,8 @@
 """The suppression list through the API: add (idempotent: the first
 reason stays), remove, list; one tenant never touches another's."""
 
+from urllib.parse import quote
+
 import pytest
 
 from mailing.models import Suppression
@@ -39,3 +41,13 @@ def test_another_tenants_suppression_is_neither_seen_nor_removed(api, tenant_b):
     assert api.get(URL).json()["results"] == []
     problem(api.delete(f"{URL}theirs@example.com/"), 404)
     assert Suppression.objects.filter(tenant=tenant_b).exists()
+
+
+@pytest.mark.parametrize("email", ["a/b@example.com", "a?b@example.com", "a#b@example.com", "a%b@example.com"])
+def test_an_address_the_api_suppressed_can_be_removed_whatever_it_holds(api, tenant_a, email):
+    """An address may hold "/" (RFC 5321): added through the API, it could
+    not be removed, its path cut at the slash (the other characters a
+    client percent-encodes)."""
+    assert api.post(URL, {"email": email}).status_code == 201
+    assert api.delete(f"{URL}{quote(email, safe='@')}/").status_code == 204
+    assert not Suppression.objects.exists()

@@ -154,7 +154,7 @@ def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
         "<uuid:public_id>": [str(i) for i in ids],
         "<anyuuid:public_id>": [str(i) for i in ids],  # the API's: capitals too
         "<slug:action>": ACTIONS,
-        "<str:email>": [SUPPRESSED],
+        "<address:email>": [SUPPRESSED],
     }
     urls = ["/" + route]
     for name, values in fillings.items():
