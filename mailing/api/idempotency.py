@@ -139,8 +139,8 @@ def idempotent(handler: Callable) -> Callable:
         except BaseException:
             claim.delete()
             raise
-        if response.status_code >= 500:
-            claim.delete()
+        if response.status_code >= 500 or response.status_code == 429:
+            claim.delete()  # not an answer to keep: the retry runs
         else:
             claim.status, claim.body = response.status_code, response.data
             claim.save(update_fields=["status", "body"])

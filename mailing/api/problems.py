@@ -36,10 +36,19 @@ class Problem(exceptions.APIException):
     """An error of ours, with its type slug and, for refused input, the
     messages per field."""
 
-    def __init__(self, status_code: int, slug: str, title: str, detail: str = "", errors: dict | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        slug: str,
+        title: str,
+        detail: str = "",
+        errors: dict | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(detail or title)
         self.status_code = status_code
         self.slug, self.title, self.errors = slug, title, errors
+        self.wait = retry_after  # the Retry-After header, as a throttle's
 
 
 def invalid(errors: dict, detail: str = "") -> Problem:

@@ -3,6 +3,7 @@ the CSV import's own path (same checks, same per-row errors, same
 merging), list with a cursor, read and delete; another tenant's are 404."""
 
 import pytest
+from django.db import connections
 
 from mailing.import_runner import Mapping, _parse
 from mailing.models import Contact, ContactImport, CustomField, ImportRejection
@@ -141,3 +142,30 @@ def test_read_and_delete_one_and_another_tenants_is_404(api, api_b, tenant_a):
     assert api.delete(url).status_code == 204
     assert not Contact.objects.exists()
     problem(api.get(url), 404)
+
+
+def test_an_organisation_runs_one_bulk_upsert_at_a_time(api, api_b, tenant_a, tenant_b):
+    """A bulk upsert of 10,000 rows runs in the web process that took it,
+    and counted as one request: an organisation sending them in parallel
+    took every web worker there is, everyone's pages and API with them.
+    While one runs, its organisation's next is 429 with Retry-After (not
+    kept for its Idempotency-Key: the retry runs); others' are not held."""
+    from mailing.api.views.contacts import BULK_LOCK
+
+    customers, theirs = make_list(tenant_a, "L"), make_list(tenant_b, "L")
+    body = {"list": str(customers.public_id), "contacts": [{"email": "ann@example.com"}]}
+    other = connections.create_connection("default")  # another web process's connection
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [BULK_LOCK, tenant_a.pk])
+        busy = api.post(BULK, body, HTTP_IDEMPOTENCY_KEY="sync-1")
+        assert problem(busy, 429)["type"] == "urn:postroute:problem:rate-limited"
+        assert 1 <= int(busy["Retry-After"]) <= 60 and not ContactImport.objects.filter(tenant=tenant_a).exists()
+        their_body = {"list": str(theirs.public_id), "contacts": [{"email": "bob@example.com"}]}
+        assert api_b.post(BULK, their_body).status_code == 200
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [BULK_LOCK, tenant_a.pk])
+    finally:
+        other.close()
+    retried = api.post(BULK, body, HTTP_IDEMPOTENCY_KEY="sync-1")
+    assert retried.status_code == 200 and retried.json()["created"] == 1 and "Idempotent-Replayed" not in retried

@@ -1,9 +1,12 @@
 """Contacts: create one, upsert many by address (the CSV import's path),
 list with a cursor, read and delete one."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.db.models import Prefetch
 from django.http import Http404
 from django.utils.text import format_lazy
@@ -19,10 +22,12 @@ from ...access import get_contact, get_contact_list
 from ...models import Contact, ContactList, CustomField
 from .. import pagination
 from ..idempotency import idempotent
-from ..problems import invalid
+from ..problems import Problem, invalid
 from ..serializers import BulkResultSerializer, BulkUpsertSerializer, ContactSerializer, paged
 from .base import CONTACTS, READ, ApiView, service
 
+BULK_LOCK = 0x1D1  # advisory lock namespace: one bulk upsert at a time per organisation
+BULK_RETRY_SECONDS = 5
 LISTS = Prefetch("lists", queryset=ContactList.objects.only("pk", "public_id"))
 CURSOR = [
     OpenApiParameter("cursor", str, description=gettext_lazy("The next_cursor of the previous page.")),
@@ -44,6 +49,34 @@ def own_lists(tenant, ids: list, field: str = "lists") -> list[ContactList]:
     if len(found) != len(set(ids)):
         raise invalid({field: [_("No such list.")]})
     return found
+
+
+@contextmanager
+def one_at_a_time(tenant_id: int) -> Iterator[None]:
+    """An organisation's bulk upserts one at a time. Each runs in the web
+    process that took it, for seconds, and counts as one request: sent in
+    parallel, one organisation's took every web worker there is, and
+    everyone's pages and API waited. The next is 429 (Retry-After: a bulk
+    takes seconds) while one runs; the lock (PostgreSQL's, per session)
+    goes with the connection if the process dies."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = [BULK_LOCK, tenant_id % 2**31]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", key)
+        if not cursor.fetchone()[0]:
+            raise Problem(
+                429,
+                "rate-limited",
+                _("Too many requests"),
+                _("Another bulk upsert of this organisation is running. Send this one when it has finished."),
+                retry_after=BULK_RETRY_SECONDS,
+            )
+        try:
+            yield
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
 
 class ContactCollection(ApiView):
@@ -111,9 +144,10 @@ class ContactBulk(ApiView):
         data = self.input(BulkUpsertSerializer)
         contact_list = own_lists(self.tenant, [data["list"]], field="list")[0]
         source = f"API: {request.auth.name}"  # a label, like a file name: not translated
-        imp, rejections = import_runner.import_rows(
-            contact_list=contact_list, by=None, rows=data["contacts"], source=source
-        )
+        with one_at_a_time(self.tenant.pk):
+            imp, rejections = import_runner.import_rows(
+                contact_list=contact_list, by=None, rows=data["contacts"], source=source
+            )
         result = {
             "import_id": imp.public_id,
             "rows": imp.rows_seen,
