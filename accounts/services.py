@@ -8,7 +8,7 @@ from anyascii import anyascii
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
@@ -75,8 +75,14 @@ def user_signup(
     user = User(email=normalize_email_address(email), full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
-    user.full_clean()
-    user.save()
+    user.full_clean(validate_unique=False, validate_constraints=False)  # the address: the database, below
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        # A double click: the first request made the account while this
+        # one hashed the password.
+        raise ValidationError({"email": _("An account with this email already exists. Log in instead.")}) from None
     tenant_create(name=organisation, owner=user, time_zone=time_zone, language=language)
     email_verification_send(user=user, base_url=base_url)
     return user

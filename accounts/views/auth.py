@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth import authenticate, login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone, translation
@@ -37,17 +38,21 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        user = services.user_signup(
-            email=data["email"],
-            password=data["password"],
-            organisation=data["organisation"],
-            full_name=data["full_name"],
-            base_url=settings.SITE_URL,
-            time_zone=data["time_zone"],
-            language=translation.get_language(),
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("accounts:verify_pending")
+        try:
+            user = services.user_signup(
+                email=data["email"],
+                password=data["password"],
+                organisation=data["organisation"],
+                full_name=data["full_name"],
+                base_url=settings.SITE_URL,
+                time_zone=data["time_zone"],
+                language=translation.get_language(),
+            )
+        except ValidationError as exc:  # the same address signed up a moment ago (a double click)
+            form.add_error(None, exc)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("accounts:verify_pending")
     return render(request, "accounts/signup.html", {"form": form})
 
 

@@ -121,3 +121,23 @@ def test_resend_sends_a_new_link_once_a_minute(client, django_capture_on_commit_
         client.post(reverse("accounts:verify_resend"))
         client.post(reverse("accounts:verify_resend"))
     assert len(mail.outbox) == 2
+
+
+def test_a_double_click_on_create_account_makes_one_account_and_no_error(client, monkeypatch):
+    """The second of two sign-ups for one new address, arriving while the
+    first hashed its password, passed the check for an existing account and
+    then failed on the unique address: a 500. Now it is told, next to the
+    form, that the account exists."""
+    real = User.set_password
+
+    def other_request_commits_meanwhile(user, password):
+        real(user, password)
+        if user.pk is None and not User.objects.filter(email=user.email).exists():
+            User.objects.bulk_create([User(email=user.email, password=user.password)])
+
+    monkeypatch.setattr(User, "set_password", other_request_commits_meanwhile)
+    data = {"email": "dana@initech.test", "organisation": "Initech", "password": PASSWORD}
+    response = client.post(reverse("accounts:signup"), data)
+    assert response.status_code == 200
+    assert "An account with this email already exists" in response.content.decode()
+    assert "_auth_user_id" not in client.session  # the second request signs nobody in
