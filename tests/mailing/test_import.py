@@ -476,6 +476,7 @@ def test_addresses_pasted_from_word_or_excel_are_cleaned_or_refused_naming_the_c
         ),
     ]
 
+
 def cp1258(text: str) -> bytes:
     """`text` as Excel on a Vietnamese Windows saves it: Windows-1258 has
     no "ễ", so it writes "ê" and the combining tilde."""

@@ -142,8 +142,8 @@ def test_the_part_before_the_at_sign_is_at_most_64_octets(local, refused):
 @pytest.mark.parametrize(
     "address, letter",
     [
-        ("ivan@y\u0430ndex.ru", "\u0430"),  # a Cyrillic а: the layout switched mid-word
-        ("ivan@mail.\u0440y", "\u0440"),  # a Cyrillic р among Latin letters of the zone
+        ("ivan@y\u0430ndex.ru", "\u0430"),  # a Cyrillic а: the layout switched mid-word  # noqa: RUF003
+        ("ivan@mail.\u0440y", "\u0440"),  # a Cyrillic р among Latin letters of the zone  # noqa: RUF003
         ("ann@xn--yndex-3ve.ru", "\u0430"),  # the same name, written in IDNA
         ("ivan@\u043f\u0440\u0438\u043c\u0435p.\u0440\u0444", "p"),  # a Latin p in пример
         ("a@\u03bfffice.com", "\u03bf"),  # a Greek omicron
