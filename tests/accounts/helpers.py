@@ -46,3 +46,18 @@ def session_of(person, *, verified: bool = True) -> Client:
 
 def signed_in(client: Client) -> bool:
     return "_auth_user_id" in client.session
+
+
+def another_request_makes_the_account_meanwhile(monkeypatch) -> None:
+    """A double click: the other request makes the account with the same
+    address while this one hashes the password (after the checks)."""
+    from accounts.models import User
+
+    real = User.set_password
+
+    def meanwhile(user, password):
+        real(user, password)
+        if user.pk is None and not User.objects.filter(email=user.email).exists():
+            User.objects.bulk_create([User(email=user.email, password=user.password)])
+
+    monkeypatch.setattr(User, "set_password", meanwhile)

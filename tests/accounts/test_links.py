@@ -10,7 +10,7 @@ from accounts.models import Invitation, Membership, Role, User
 from accounts.tokens import make_verification_token
 from tests.conftest import PASSWORD
 
-from .helpers import last_link
+from .helpers import another_request_makes_the_account_meanwhile, last_link
 
 pytestmark = pytest.mark.django_db
 
@@ -122,14 +122,7 @@ def test_a_double_click_on_joining_makes_one_account_and_no_error(
     first hashed its password, failed on the unique address: a 500. Now it
     is sent to the login (the first one made the account, with that password)."""
     link = invite(alice, "frank@example.test", django_capture_on_commit_callbacks)
-    real = User.set_password
-
-    def other_request_commits_meanwhile(user, password):
-        real(user, password)
-        if user.pk is None and not User.objects.filter(email=user.email).exists():
-            User.objects.bulk_create([User(email=user.email, password=user.password)])
-
-    monkeypatch.setattr(User, "set_password", other_request_commits_meanwhile)
+    another_request_makes_the_account_meanwhile(monkeypatch)
     response = Client().post(link, {"full_name": "Frank", "password": PASSWORD})
     assert response.status_code == 302 and response["Location"] == reverse("accounts:login")
     # (The stand-in for the first request wrote inside this one's transaction,

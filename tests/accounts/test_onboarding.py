@@ -13,7 +13,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts.models import Membership, Role, User
 from tests.conftest import PASSWORD, next_code
 
-from .helpers import code_for, last_link, shown_secret
+from .helpers import another_request_makes_the_account_meanwhile, code_for, last_link, shown_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -128,14 +128,7 @@ def test_a_double_click_on_create_account_makes_one_account_and_no_error(client,
     first hashed its password, passed the check for an existing account and
     then failed on the unique address: a 500. Now it is told, next to the
     form, that the account exists."""
-    real = User.set_password
-
-    def other_request_commits_meanwhile(user, password):
-        real(user, password)
-        if user.pk is None and not User.objects.filter(email=user.email).exists():
-            User.objects.bulk_create([User(email=user.email, password=user.password)])
-
-    monkeypatch.setattr(User, "set_password", other_request_commits_meanwhile)
+    another_request_makes_the_account_meanwhile(monkeypatch)
     data = {"email": "dana@initech.test", "organisation": "Initech", "password": PASSWORD}
     response = client.post(reverse("accounts:signup"), data)
     assert response.status_code == 200
