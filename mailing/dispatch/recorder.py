@@ -1,6 +1,9 @@
 """Recording letter results without making the SMTP conversations wait for
 database commits: one writer thread per worker process, with one database
 session, commits the results of all the process's conversations in groups.
+Letters sent, the one result of nearly every letter, go without the thread
+on PostgreSQL: over the lane the conversations drive themselves
+(mailing.dispatch.lane), with the same bound and the same grouping.
 
 The duplicate bound still holds: before the final dot of its next letter
 (where the server accepts it) a conversation waits until every earlier
@@ -34,6 +37,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connection, transaction
 
+from .lane import lane as _lane
 from .results import Sent, record_sent, record_sent_together
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,10 @@ class Recorder:
         self._pending = 0
         self._error: Exception | None = None
         self._done = threading.Condition()
+        # Letters sent go over the lane (mailing.dispatch.lane) on
+        # PostgreSQL; `_in_lane` of the pending results are there.
+        self._in_lane = 0
+        self._lane = threaded and connection.vendor == "postgresql"
         if threaded:
             self._queue = _writer.join()
 
@@ -61,12 +69,19 @@ class Recorder:
         if not self.threaded:
             write()
             return
+        lane = self._lane and type(write) is Sent
         with self._done:
             self._pending += 1
-        self._queue.put((self, write))
+            self._in_lane += lane
+        if lane:
+            _lane.add(self, write)  # type: ignore[arg-type]
+        else:
+            self._queue.put((self, write))
 
     def wait_for_previous(self) -> None:
         if self.threaded:
+            while self._in_lane:
+                _lane.drive(block=True)
             with self._done:
                 self._done.wait_for(lambda: self._pending == 0)
                 if self._error is not None:
@@ -76,14 +91,31 @@ class Recorder:
         """Every result recorded so far is committed, none failed."""
         if not self.threaded:
             return True
+        if self._in_lane:
+            _lane.drive(block=False)
         with self._done:
             return self._pending == 0 and self._error is None
 
     def close(self) -> None:
         if self.threaded:
+            while self._in_lane:
+                _lane.drive(block=True)
             with self._done:
                 self._done.wait_for(lambda: self._pending == 0)
             _writer.leave()
+
+    def _landed(self) -> None:
+        """A letter sent, committed over the lane."""
+        with self._done:
+            self._in_lane -= 1
+            self._pending -= 1
+            self._done.notify_all()
+
+    def _handed_back(self, sent: Sent) -> None:
+        """The lane could not commit it: the writer will."""
+        with self._done:
+            self._in_lane -= 1
+        self._queue.put((self, sent))
 
     def _finished(self, error: Exception | None) -> None:
         with self._done:
@@ -122,6 +154,7 @@ class Writer:
             self._queue.put(None)
             thread, self._thread = self._thread, None
         thread.join()
+        _lane.close()
 
     def _run(self, items: queue.SimpleQueue) -> None:
         try:

@@ -214,15 +214,18 @@ def test_a_letter_sent_alone_is_one_statement_through_libpq_prepared_once_a_sess
 def test_a_letter_sent_alone_whose_session_is_gone_stops_its_conversation(settings, tenant_a):
     """The session killed under it: the error is Django's; through the
     writer, the letter keeps its claim (its lease gives it back) and its
-    conversation is told before the server accepts its next letter."""
+    conversation is told before the server accepts its next letter. In a
+    worker the letter goes over the lane first (mailing.dispatch.lane),
+    whose failure hands it to the writer: both sessions are killed here."""
     require_postgresql()
     from django.db import DatabaseError
     from django.utils import timezone
 
+    from mailing.dispatch.lane import lane
     from mailing.dispatch.results import Sent
     from mailing.models import Letter
 
-    (letter,) = claimed_letters(tenant_a, 1)
+    primer, letter = claimed_letters(tenant_a, 2)
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [session_pid()])
     with pytest.raises(DatabaseError):
@@ -233,8 +236,11 @@ def test_a_letter_sent_alone_whose_session_is_gone_stops_its_conversation(settin
     recorder, writer = Recorder(threaded=True), []
     recorder.record(lambda: writer.append(session_pid()))
     recorder.wait_for_previous()
+    recorder.record(Sent(primer, at=timezone.now()))  # the lane's session is made
+    recorder.wait_for_previous()
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", writer)
+        for pid in (*writer, lane.conn.info.backend_pid):
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
     recorder.record(Sent(letter, at=timezone.now()))
     with pytest.raises(RecordingFailed):
         recorder.wait_for_previous()
