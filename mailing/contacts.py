@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Lower
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
@@ -186,7 +187,8 @@ def contacts_search(*, tenant: Tenant, contact_list: ContactList | None = None, 
         contacts = contacts.filter(
             Q(email__icontains=word) | Q(first_name__icontains=word) | Q(last_name__icontains=word)
         )
-    suppressed = Suppression.objects.filter(tenant=tenant, email=OuterRef("email"))
+    suppressed = Suppression.objects.filter(tenant=tenant).annotate(key=Suppression.KEY)
+    suppressed = suppressed.filter(key=Lower(OuterRef("email")))
     return contacts.annotate(suppressed=Exists(suppressed)).order_by("email")
 
 
@@ -258,8 +260,14 @@ def _suppress_new(tenant: Tenant, email: str, reason: str, note: str) -> tuple[S
     listed already is withdrawn again (nothing, unless a start made its
     letters while it was being suppressed)."""
     with transaction.atomic():
-        suppression, new = Suppression.objects.get_or_create(
-            tenant=tenant, email=email, defaults={"reason": reason, "note": note[:300]}
+        # Listed already in another case: that row stands (Suppression.KEY).
+        listed = _any_case(tenant, email).exclude(email=email).order_by("pk").first()
+        suppression, new = (
+            (listed, False)
+            if listed
+            else Suppression.objects.get_or_create(
+                tenant=tenant, email=email, defaults={"reason": reason, "note": note[:300]}
+            )
         )
         withdraw_queued_letters(tenant_id=tenant.pk, emails=[email], reason=suppression.reason)
     return suppression, new
@@ -271,7 +279,12 @@ def suppression_remove(*, tenant: Tenant, email: str) -> bool:
 
 
 def is_suppressed(tenant: Tenant, email: str) -> bool:
-    return Suppression.objects.filter(tenant=tenant, email=_normalized_or_raw(email)).exists()
+    """Listed in any case (Suppression.KEY)."""
+    return _any_case(tenant, _normalized_or_raw(email)).exists()
+
+
+def _any_case(tenant: Tenant, email: str) -> QuerySet[Suppression]:
+    return Suppression.objects.filter(tenant=tenant).annotate(key=Suppression.KEY).filter(key=Lower(Value(email)))
 
 
 def suppressions_search(*, tenant: Tenant, query: str = "") -> QuerySet[Suppression]:

@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -102,11 +104,19 @@ class Suppression(models.Model):
     note = models.CharField(_("note"), max_length=300, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
+    # Receivers read the part before the @ without regard to case (RFC 5321
+    # lets them not; Gmail, Yandex, Mail.ru, Outlook all do): Ann@ who
+    # unsubscribed is ann@, and a list that writes her Ann@ must not mail
+    # her again. Compared as this expression, which the index below holds.
+    KEY = Lower("email")
+
     class Meta:
         verbose_name = _("suppressed address")
         verbose_name_plural = _("suppressed addresses")
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["tenant", "email"], name="suppression_email_unique")]
+        # A suppression holds for the address in any case (Suppression.KEY).
+        indexes = [models.Index(F("tenant"), Lower("email"), name="suppression_email_any_case")]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.reason})"

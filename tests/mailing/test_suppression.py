@@ -100,3 +100,32 @@ def test_the_export_writes_when_each_address_was_added_in_the_organisations_zone
     response = alice.client.get(reverse("contacts:suppression_export"))
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode().removeprefix("\ufeff"))))
     assert rows[1][3] == "2025-12-05T04:15:00+05:45"
+
+
+def test_a_suppression_holds_for_the_address_in_any_case(tenant_a):
+    """Ann@ who unsubscribed is ann@ to every provider: a list that writes
+    her otherwise (a CRM export, an import) must not mail her again. Both
+    ways of making letters (PostgreSQL's one statement, and in batches)."""
+    from mailing import mailings
+    from mailing.models import Letter, Mailing
+    from tests.servers.factories import make_server
+
+    from .builders import make_list, make_template
+
+    contacts.suppression_add(tenant=tenant_a, email="ann@example.com", reason=R.UNSUBSCRIBED)
+    assert contacts.is_suppressed(tenant_a, "ANN@example.com")
+    again = contacts.suppression_add(tenant=tenant_a, email="Ann@Example.com", reason=R.MANUAL)
+    assert (again.email, again.reason, Suppression.objects.count()) == ("ann@example.com", R.UNSUBSCRIBED, 1)
+
+    people = make_list(tenant_a, "L", ["Ann@example.com", "ANN@EXAMPLE.COM", "bob@example.com"])
+    listed = contacts.contacts_search(tenant=tenant_a)
+    assert {c.email: c.suppressed for c in listed} == {
+        "ANN@EXAMPLE.COM": True,
+        "Ann@example.com": True,
+        "bob@example.com": False,
+    }
+    mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+    mailings.mailing_save(mailing=mailing, lists=[people], servers=[make_server(tenant_a)])
+    assert sorted(mailings.recipients(mailing).values_list("email", flat=True)) == ["bob@example.com"]
+    mailings.mailing_start(mailing=mailing)
+    assert list(Letter.objects.values_list("email", flat=True)) == ["bob@example.com"]
