@@ -377,12 +377,14 @@ AHEAD = "build ahead"
 
 def stages() -> None:
     """The same letters sent by the dispatcher in this process, each stage
-    timed (record: on the writer thread, overlapping the next letter)."""
+    timed (record: sending a letter's result over the lane; record answer:
+    reading it, inside the next letter's SMTP; the writer thread's
+    commits, of any other result, beside it)."""
     from django.conf import settings
     from django.utils import timezone
 
     from mailing import dispatch, limits, mailings
-    from mailing.dispatch import ahead, batch, recorder
+    from mailing.dispatch import ahead, batch, lane, recorder
 
     spent: dict[str, float] = defaultdict(float)
     in_smtp = []  # the exchange under way: a letter made meanwhile is made ahead
@@ -412,7 +414,9 @@ def stages() -> None:
     timed(batch.Builder, "wire", "build")
     timed(batch, "envelope", "build")
     timed(batch, "exchange", "SMTP")
-    timed(recorder, "_commit", "record")
+    timed(recorder, "_commit", "record on the writer thread")
+    timed(lane.Lane, "_launch", "record")
+    timed(lane.Lane, "_land", "record answer")
     settings.DISPATCH_RECORD_THREAD = True
     with Sink() as sink:
         mailing = seed("bench-stages", [sink.port], N, max_connections=1)
@@ -423,11 +427,13 @@ def stages() -> None:
             pass
         elapsed = time.perf_counter() - started
     per = {stage: seconds / N * 1e6 for stage, seconds in spent.items()}
-    other = elapsed / N * 1e6 - sum(v for k, v in per.items() if k != "record" and not k.endswith(" ahead"))
+    beside = ("record on the writer thread", "record answer")  # another thread's, or inside SMTP
+    other = elapsed / N * 1e6 - sum(v for k, v in per.items() if k not in beside and not k.endswith(" ahead"))
     print(
         f"   in one thread, {N / elapsed:,.0f} letters/s; per letter (us): "
         + ", ".join(f"{k} {v:.0f}" for k, v in per.items())
-        + f", the rest {other:.0f} (record runs on the writer thread, beside SMTP; a letter is mostly made while "
+        + f", the rest {other:.0f} (record: the lane's send of a letter's result; its answer is read inside the "
+        "next letter's SMTP; a letter is mostly made while "
         "the server takes the one before, inside SMTP; a batch's next letters are claimed, with their room, beside "
         "its last ones: 'ahead')"
     )
