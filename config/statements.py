@@ -92,7 +92,7 @@ def execute_alone(name: str, sql: str, params: Sequence[str]) -> int:
 
 
 def _prepare(session: Any, key: bytes, sql: str) -> None:
-    _check(session.pgconn.prepare(key, sql.encode()))
+    checked(session.pgconn.prepare(key, sql.encode()))
     _prepared[session].add(key)
 
 
@@ -115,9 +115,25 @@ def _run(pgconn: Any, send: Any) -> Any:
     libpq asks of a non-blocking session: the result, or the error it
     holds raised."""
     send(pgconn)
+    flush(pgconn)
+    return answer(pgconn)
+
+
+def flush(pgconn: Any) -> None:
+    """What was sent on a non-blocking session, all of it on its way."""
     while pgconn.flush():  # not all of it went: wait, reading what comes meanwhile
         _wait(pgconn, select.POLLIN | select.POLLOUT)
         pgconn.consume_input()
+
+
+def answer(pgconn: Any, *, block: bool = True, encoding: str | None = None) -> Any:
+    """The statement's result, or the error it holds raised (in the
+    session's `encoding`; by default the thread's Django session's). Not
+    `block`ing: None while it has not come."""
+    if not block:
+        pgconn.consume_input()
+        if pgconn.is_busy():
+            return None
     result = None
     while True:  # every result until None; get_result() would block while busy
         pgconn.consume_input()
@@ -125,7 +141,7 @@ def _run(pgconn: Any, send: Any) -> Any:
             _wait(pgconn, select.POLLIN)
             pgconn.consume_input()
         if (last := pgconn.get_result()) is None:
-            return _check(result)
+            return checked(result, encoding)
         result = last
 
 
@@ -137,11 +153,14 @@ def _wait(pgconn: Any, events: int) -> None:
     poller.poll()
 
 
-def _check(result: Any) -> Any:
+def checked(result: Any, encoding: str | None = None) -> Any:
+    """`result`, or the error it holds raised (in the session's `encoding`;
+    by default the thread's Django session's)."""
     if result is None:
         raise psycopg.OperationalError("the server sent no result")
     if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
-        raise psycopg.errors.error_from_result(result, encoding=connection.connection.info.encoding)
+        encoding = encoding or connection.connection.info.encoding
+        raise psycopg.errors.error_from_result(result, encoding=encoding)
     return result
 
 

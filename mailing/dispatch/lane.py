@@ -26,7 +26,6 @@ per conversation) and closes when the process's last conversation ends."""
 
 import logging
 import os
-import select
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -34,11 +33,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from django.conf import settings
 from django.db import connection
-from psycopg import pq
 
 from config import metrics, statements
 
-from ..models import Letter
 from .results import RECORD_ONE_SENT, RECORD_ONE_SENT_QUICK, RECORD_SENT_TOGETHER, RECORD_SENT_TOGETHER_QUICK, Sent
 
 if TYPE_CHECKING:
@@ -95,9 +92,7 @@ class Lane:
     def close(self) -> None:
         """The process's last conversation ended: its session goes."""
         with self.lock:
-            if self.conn is not None and self.pid == os.getpid():
-                self.conn.close()
-            self.conn = None
+            self._drop()
 
     def _kick(self) -> None:
         # Send what waits if nothing is in flight and nobody drives: a
@@ -122,12 +117,10 @@ class Lane:
                 pgconn.send_query_params(sql.encode(), values)
             else:
                 if name not in self.prepared:
-                    _check(pgconn.prepare(name, sql.encode()))
+                    statements.checked(pgconn.prepare(name, sql.encode()), encoding=self.conn.info.encoding)
                     self.prepared.add(name)
                 pgconn.send_query_prepared(name, values)
-            while pgconn.flush():  # not all of it went: wait, reading what comes meanwhile
-                _wait(pgconn, select.POLLIN | select.POLLOUT)
-                pgconn.consume_input()
+            statements.flush(pgconn)
         except Exception:
             self._give_up(group)
             return
@@ -135,18 +128,9 @@ class Lane:
 
     def _land(self, *, block: bool) -> None:
         assert self.conn is not None
-        pgconn = self.conn.pgconn
         try:
-            pgconn.consume_input()
-            while pgconn.is_busy():
-                if not block:
-                    return
-                _wait(pgconn, select.POLLIN)
-                pgconn.consume_input()
-            result = None
-            while (last := pgconn.get_result()) is not None:  # every result until None
-                result = last
-            _check(result)
+            if statements.answer(self.conn.pgconn, block=block, encoding=self.conn.info.encoding) is None:
+                return  # not come yet
         except Exception:
             group, self.flight = self.flight, []
             self._give_up(group)
@@ -174,6 +158,7 @@ class Lane:
         return self.conn.pgconn
 
     def _drop(self) -> None:
+        # Not a session another process (a fork's parent) still uses.
         if self.conn is not None and self.pid == os.getpid():
             self.conn.close()
         self.conn = None
@@ -183,37 +168,15 @@ def _values(rows: list[Sent]) -> list[str]:
     """The statement's parameters as text: one letter's, or a group's as
     PostgreSQL arrays."""
     if len(rows) == 1:
-        sent = rows[0]
-        letter = sent.letter
-        return [Letter.Status.SENT, sent.at.isoformat(), sent.reply[:1000], str(letter.pk), str(letter.claim_token)]
-    return [
-        Letter.Status.SENT,
-        _array(str(sent.letter.pk) for sent in rows),
-        _array(str(sent.letter.claim_token) for sent in rows),
-        _array(sent.at.isoformat() for sent in rows),
-        _array(sent.reply[:1000] for sent in rows),
-    ]
+        return rows[0].as_text()
+    status, at, reply, pk, token = zip(*(sent.as_text() for sent in rows), strict=True)
+    return [status[0], _array(pk), _array(token), _array(at), _array(reply)]
 
 
 def _array(values: Iterable[str]) -> str:
     """An array literal of quoted elements: a server's reply may hold
     quotes, backslashes, commas and braces."""
     return "{" + ",".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values) + "}"
-
-
-def _check(result: Any) -> None:
-    if result is None:
-        raise psycopg.OperationalError("the server sent no result")
-    if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
-        raise psycopg.OperationalError(result.error_message.decode(errors="replace"))
-
-
-def _wait(pgconn: Any, events: int) -> None:
-    # poll(), not select(): a process of many SMTP conversations may hold
-    # the session on a descriptor past select()'s 1024.
-    poller = select.poll()
-    poller.register(pgconn.socket, events)
-    poller.poll()
 
 
 lane = Lane()

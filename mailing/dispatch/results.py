@@ -75,14 +75,18 @@ class Sent:
         if not statements.alone_possible():
             record_sent([self])
             return
-        letter = self.letter
         durable = settings.DISPATCH_DURABLE_RESULTS
         statements.execute_alone(
             "postroute_record_sent" if durable else "postroute_record_sent_quick",
             RECORD_ONE_SENT if durable else RECORD_ONE_SENT_QUICK,
-            [L.SENT, self.at.isoformat(), self.reply[:1000], str(letter.pk), str(letter.claim_token)],
+            self.as_text(),
         )
-        metrics.letter_result("sent", server_id=letter.server_id, reply=self.reply)
+        metrics.letter_result("sent", server_id=self.letter.server_id, reply=self.reply)
+
+    def as_text(self) -> list[str]:
+        """RECORD_ONE_SENT's values as libpq takes them, text."""
+        letter = self.letter
+        return [L.SENT, self.at.isoformat(), self.reply[:1000], str(letter.pk), str(letter.claim_token)]
 
 
 def record_sent_together(rows: list[Sent]) -> None:
