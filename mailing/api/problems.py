@@ -2,7 +2,6 @@
 application/problem+json with type, title, status, detail and instance,
 plus `errors` (field -> messages) when the input was refused."""
 
-import math
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -90,7 +89,7 @@ def _throttled(wait: float | None) -> str:
     in 60 seconds." is in no catalogue): English in every language."""
     if wait is None:
         return _("Too many requests. Try again later.")
-    seconds = max(1, math.ceil(wait))
+    seconds = _seconds(wait)
     # The key's limit or its organisation's (API_TENANT_RATE_LIMIT).
     return ngettext(
         "Too many requests. Try again in %(seconds)s second.",

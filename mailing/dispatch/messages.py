@@ -374,11 +374,6 @@ class Builder:
         return _Letter(bodies, headers)
 
 
-def _composed(value: str) -> str:
-    # The context is JSON: a value that is not a string is left as it is.
-    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
-
-
 def build_message(letter: Letter, server: SmtpServer, mailing: Mailing | None = None, *, reply_to: str = "") -> Message:
     """One letter as a Message (a batch makes its letters with one Builder)."""
     return Builder(server, mailing or letter.mailing, reply_to=reply_to).message(letter)

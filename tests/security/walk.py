@@ -78,7 +78,7 @@ API_ROOT = "api/"
 def api_routes() -> list[tuple[str, URLPattern]]:
     """Every API resource route; the catch-all that answers 404 to any
     other path is not one."""
-    return [(r, p) for r, p in walk() if r.startswith(API_PREFIX) and "<path:" not in r]
+    return [(r, p) for r, p in walk() if r.startswith(API_PREFIX) and "<path:rest>" not in r]
 
 
 def tenant_a_objects(tenant_a: Tenant, alice, tmp_path: Path) -> list[uuid.UUID]:
@@ -154,7 +154,7 @@ def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
         "<uuid:public_id>": [str(i) for i in ids],
         "<anyuuid:public_id>": [str(i) for i in ids],  # the API's: capitals too
         "<slug:action>": ACTIONS,
-        "<address:email>": [SUPPRESSED],
+        "<path:email>": [SUPPRESSED],
     }
     urls = ["/" + route]
     for name, values in fillings.items():

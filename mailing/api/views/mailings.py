@@ -135,14 +135,12 @@ class MailingAction(ApiView):
         data = self.input(MailingActionSerializer, request.data or {})
         if mailing.preparing_since is not None:
             raise conflict(str(services.PREPARING))
+        if action in ("start", "schedule") and not data["confirm_rejected"]:
+            _refuse_rejected(mailing)
         if action == "start":
-            if not data["confirm_rejected"]:
-                _refuse_rejected(mailing)
             service(services.mailing_start_async, mailing=mailing)
             code = status.HTTP_202_ACCEPTED
         elif action == "schedule":
-            if not data["confirm_rejected"]:
-                _refuse_rejected(mailing)
             service(services.mailing_schedule, mailing=mailing, at=_start_time(mailing, data.get("scheduled_at")))
             code = status.HTTP_200_OK
         else:
