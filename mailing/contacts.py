@@ -9,8 +9,7 @@ from collections.abc import Iterable, Mapping
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
-from django.db.models.functions import Lower
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 
 from accounts.models import Tenant
@@ -187,8 +186,7 @@ def contacts_search(*, tenant: Tenant, contact_list: ContactList | None = None, 
         contacts = contacts.filter(
             Q(email__icontains=word) | Q(first_name__icontains=word) | Q(last_name__icontains=word)
         )
-    suppressed = Suppression.objects.filter(tenant=tenant).annotate(key=Suppression.KEY)
-    suppressed = suppressed.filter(key=Lower(OuterRef("email")))
+    suppressed = Suppression.objects.of(tenant.pk, OuterRef("email"))
     return contacts.annotate(suppressed=Exists(suppressed)).order_by("email")
 
 
@@ -260,8 +258,8 @@ def _suppress_new(tenant: Tenant, email: str, reason: str, note: str) -> tuple[S
     listed already is withdrawn again (nothing, unless a start made its
     letters while it was being suppressed)."""
     with transaction.atomic():
-        # Listed already in another case: that row stands (Suppression.KEY).
-        listed = _any_case(tenant, email).exclude(email=email).order_by("pk").first()
+        # Listed already in another case: that row stands (Suppression.objects.of).
+        listed = Suppression.objects.of(tenant.pk, email).exclude(email=email).order_by("pk").first()
         suppression, new = (
             (listed, False)
             if listed
@@ -274,17 +272,14 @@ def _suppress_new(tenant: Tenant, email: str, reason: str, note: str) -> tuple[S
 
 
 def suppression_remove(*, tenant: Tenant, email: str) -> bool:
-    deleted, _ = Suppression.objects.filter(tenant=tenant, email=_normalized_or_raw(email)).delete()
+    """The address leaves the list, in whatever case it was listed."""
+    deleted, _ = Suppression.objects.of(tenant.pk, _normalized_or_raw(email)).delete()
     return deleted > 0
 
 
 def is_suppressed(tenant: Tenant, email: str) -> bool:
-    """Listed in any case (Suppression.KEY)."""
-    return _any_case(tenant, _normalized_or_raw(email)).exists()
-
-
-def _any_case(tenant: Tenant, email: str) -> QuerySet[Suppression]:
-    return Suppression.objects.filter(tenant=tenant).annotate(key=Suppression.KEY).filter(key=Lower(Value(email)))
+    """Listed in any case (Suppression.objects.of)."""
+    return Suppression.objects.of(tenant.pk, _normalized_or_raw(email)).exists()
 
 
 def suppressions_search(*, tenant: Tenant, query: str = "") -> QuerySet[Suppression]:

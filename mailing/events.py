@@ -26,7 +26,7 @@ def _mailing(mailing: Mailing) -> dict[str, Any]:
 
 def letter_bounced(report: BounceReport, letter: Letter) -> None:
     def data() -> dict[str, Any]:
-        suppressed = Suppression.objects.filter(tenant_id=letter.tenant_id, email=letter.email).exists()
+        suppressed = Suppression.objects.of(letter.tenant_id, letter.email).exists()
         return {
             "letter": {"id": str(letter.public_id), "email": letter.email, "status": letter.status},
             "mailing": _mailing(Mailing.objects.only("public_id", "name").get(pk=letter.mailing_id)),

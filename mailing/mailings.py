@@ -14,7 +14,6 @@ from functools import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
-from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -155,8 +154,7 @@ def mailing_save(
 
 def recipients(mailing: Mailing) -> QuerySet[Contact]:
     """Unique contacts of the mailing's lists that are not suppressed."""
-    suppressed = Suppression.objects.filter(tenant_id=mailing.tenant_id).annotate(key=Suppression.KEY)
-    suppressed = suppressed.filter(key=Lower(OuterRef("email")))  # in any case (Suppression.KEY)
+    suppressed = Suppression.objects.of(mailing.tenant_id, OuterRef("email"))
     in_lists = Contact.lists.through.objects.filter(contact_id=OuterRef("pk"), contactlist__in=mailing.lists.all())
     return Contact.objects.filter(tenant_id=mailing.tenant_id).filter(Exists(in_lists)).exclude(Exists(suppressed))
 
@@ -300,7 +298,7 @@ WHERE c.tenant_id = %(tenant)s
   AND EXISTS (SELECT 1 FROM mailing_contact_lists cl
               JOIN mailing_mailing_lists ml ON ml.contactlist_id = cl.contactlist_id
               WHERE cl.contact_id = c.id AND ml.mailing_id = %(mailing)s)
-  AND NOT EXISTS (SELECT 1 FROM mailing_suppression s
+  AND NOT EXISTS (SELECT 1 FROM mailing_suppression s  -- in any case, as Suppression.objects.of
                   WHERE s.tenant_id = c.tenant_id AND LOWER(s.email) = LOWER(c.email))
 ON CONFLICT (mailing_id, email) DO NOTHING
 """

@@ -2,7 +2,6 @@
 application/problem+json with type, title, status, detail and instance,
 plus `errors` (field -> messages) when the input was refused."""
 
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve

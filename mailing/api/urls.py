@@ -32,7 +32,6 @@ class AnyCaseUUID:
 register_converter(AnyCaseUUID, "anyuuid")
 
 
-
 def _key(view):
     return login_not_required(view.as_view())
 

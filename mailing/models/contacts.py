@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F
+from django.db.models import F, OuterRef, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -86,6 +86,18 @@ class Contact(models.Model):
             raise ValidationError({"fields": gettext("A NUL character is not allowed.")})
 
 
+class SuppressionQuerySet(models.QuerySet):
+    def of(self, tenant_id: int, email: "str | models.Expression | OuterRef") -> "SuppressionQuerySet":
+        """The tenant's suppressions of `email` (an address, or an
+        expression such as OuterRef("email")) in any case: receivers read
+        the part before the @ without regard to case (RFC 5321 lets them
+        not; Gmail, Yandex, Mail.ru, Outlook all do), so Ann@ who
+        unsubscribed is ann@, and a list that writes her Ann@ must not mail
+        her again. Compared over the index on the lower case (Meta)."""
+        value = Value(email) if isinstance(email, str) else email
+        return self.filter(tenant_id=tenant_id).annotate(key=Lower("email")).filter(key=Lower(value))
+
+
 class Suppression(models.Model):
     """Addresses that never receive a letter from this tenant."""
 
@@ -104,18 +116,14 @@ class Suppression(models.Model):
     note = models.CharField(_("note"), max_length=300, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
-    # Receivers read the part before the @ without regard to case (RFC 5321
-    # lets them not; Gmail, Yandex, Mail.ru, Outlook all do): Ann@ who
-    # unsubscribed is ann@, and a list that writes her Ann@ must not mail
-    # her again. Compared as this expression, which the index below holds.
-    KEY = Lower("email")
+    objects = SuppressionQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("suppressed address")
         verbose_name_plural = _("suppressed addresses")
         ordering = ["-created_at"]
         constraints = [models.UniqueConstraint(fields=["tenant", "email"], name="suppression_email_unique")]
-        # A suppression holds for the address in any case (Suppression.KEY).
+        # A suppression holds for the address in any case (objects.of).
         indexes = [models.Index(F("tenant"), Lower("email"), name="suppression_email_any_case")]
 
     def __str__(self) -> str:

@@ -129,3 +129,5 @@ def test_a_suppression_holds_for_the_address_in_any_case(tenant_a):
     assert sorted(mailings.recipients(mailing).values_list("email", flat=True)) == ["bob@example.com"]
     mailings.mailing_start(mailing=mailing)
     assert list(Letter.objects.values_list("email", flat=True)) == ["bob@example.com"]
+    assert contacts.suppression_remove(tenant=tenant_a, email="ANN@example.com")  # as listed, in any case
+    assert not contacts.is_suppressed(tenant_a, "ann@example.com")
