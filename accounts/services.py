@@ -75,17 +75,24 @@ def user_signup(
     user = User(email=normalize_email_address(email), full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
-    user.full_clean(validate_unique=False, validate_constraints=False)  # the address: the database, below
+    if not _saved_new(user):
+        raise ValidationError({"email": _("An account with this email already exists. Log in instead.")})
+    tenant_create(name=organisation, owner=user, time_zone=time_zone, language=language)
+    email_verification_send(user=user, base_url=base_url)
+    return user
+
+
+def _saved_new(user: User) -> bool:
+    """Checked and saved; False when the address has an account already: a
+    double click, the first request having made it while this one hashed
+    the password. The address's uniqueness is the database's to say."""
+    user.full_clean(validate_unique=False, validate_constraints=False)
     try:
         with transaction.atomic():
             user.save()
     except IntegrityError:
-        # A double click: the first request made the account while this
-        # one hashed the password.
-        raise ValidationError({"email": _("An account with this email already exists. Log in instead.")}) from None
-    tenant_create(name=organisation, owner=user, time_zone=time_zone, language=language)
-    email_verification_send(user=user, base_url=base_url)
-    return user
+        return False
+    return True
 
 
 def email_verification_send(*, user: User, base_url: str) -> None:
@@ -292,12 +299,8 @@ def user_signup_invited(*, invitation: Invitation, password: str, full_name: str
     user = User(email=invitation.email, full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
-    user.full_clean(validate_unique=False, validate_constraints=False)  # the address: the database, below
-    try:
-        with transaction.atomic():
-            user.save()
-    except IntegrityError:
-        raise AccountExists from None
+    if not _saved_new(user):
+        raise AccountExists
     return user, invitation_accept(invitation=invitation, user=user)
 
 

@@ -265,12 +265,6 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
             "folder": gettext_lazy("Folder"),
             "enabled": gettext_lazy("Enabled"),
         }
-        # As mailing.limits counts them: rolling, not the clock hour or the
-        # calendar day in the organisation's zone.
-        help_texts = {
-            "max_per_hour": gettext_lazy("Counted over the last 60 minutes, not the clock hour. Empty: no limit."),
-            "max_per_day": gettext_lazy("Counted over the last 24 hours, not the calendar day. Empty: no limit."),
-        }
         widgets = {"email": forms.EmailInput(attrs={"autocomplete": "off", "data-autofill": "imap"})}
 
     def __init__(self, *args: object, **kwargs: object) -> None:

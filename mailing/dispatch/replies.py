@@ -73,12 +73,15 @@ class Verdict:
         return self.reply.removeprefix(str(self.code)).strip()
 
 
+# A sending limit spent, in Russian ("Превышен лимит отправки писем",
+# "слишком много писем"): said of the rate and of the quota alike.
+RU_SEND_LIMIT = r"лимит\w* (на )?(отправк|исходящ)|(отправк|исходящ)\w*.{0,30}лимит|слишком много (писем|сообщений)"
 # The rate of the account's (or the IP's) mail: what rests the server.
 MAIL_RATE_WORDS = re.compile(
     r"too (much|many) (mail|messages|emails|recipients)|rate.?limit|ratelimit|sending rate"
     r"|unusual rate|rate of (unsolicited )?mail|too fast|slow down|exceeded.{0,30}(limit|quota)|limit exceeded"
     r"|message quota"
-    r"|лимит\w* (на )?(отправк|исходящ)|(отправк|исходящ)\w*.{0,30}лимит|слишком много (писем|сообщений)",
+    rf"|{RU_SEND_LIMIT}",
     re.IGNORECASE,
 )
 RATE_WORDS = re.compile(
@@ -118,7 +121,7 @@ SENDER_QUOTA_WORDS = re.compile(
     r"sending (quota|limit)|daily (user )?(sending )?(quota|limit)|message quota|max(imum)? (emails|messages) per"
     r"|rate exceeded|rate.?limit|ratelimit|too many (messages|mails|emails)"
     r"|outgoing (messages?|mails?|emails?)\b.{0,40}(limit|quota|exceeded)|(limit|quota) (on|of) .{0,30}outgoing"
-    r"|лимит\w* (на )?(отправк|исходящ)|(отправк|исходящ)\w*.{0,30}лимит|слишком много (писем|сообщений)",
+    rf"|{RU_SEND_LIMIT}",
     re.IGNORECASE,
 )
 # Microsoft's submission store names the sending mailbox's quota, whatever
