@@ -26,7 +26,7 @@ from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
 from .ahead import CLAIM_AHEAD, Ahead, Chunk, first_with_room, reserve_and_claim, settle
-from .exchange import MinuteOver, Progress, Refusal, envelope, exchange
+from .exchange import MinuteOver, Progress, Refusal, abandon, envelope, exchange
 from .messages import Builder
 from .recorder import Recorder, RecordingFailed
 from .replies import (
@@ -191,6 +191,9 @@ class Batch:
     # The batch's next letters, being claimed while its last ones go
     # (mailing.dispatch.ahead); None once they joined (or none was asked).
     coming: Ahead | None = None
+    # The letter whose MAIL, RCPT and DATA went with the last final dot
+    # (exchange: `then`), until its turn reads their replies.
+    early: Letter | None = None
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -215,7 +218,7 @@ class Batch:
             self.recorder.close()
             self._give_back([letter for letter in self.letters if letter.pk not in self.done], quietly=True)
             if self.client is not None:
-                _close(self.client)
+                self._hang_up()
 
     def _connect(self) -> bool:
         try:
@@ -262,9 +265,21 @@ class Batch:
     def _reconnect(self) -> bool:
         """A fresh connection for the rest of the batch (results so far are
         recorded in order by the same recorder)."""
-        _close(self.client)
+        self._hang_up()
         self.client = None
         return self._connect()
+
+    def _hang_up(self) -> None:
+        """QUIT, or, with a letter's envelope on the wire (`early`: its DATA
+        may have been answered 354, where QUIT would be a line of it), its
+        replies read and the connection closed; a 354 counts it as handed."""
+        if self.early is None:
+            _close(self.client)
+            return
+        self.early = None
+        if abandon(self.client):
+            self.outcome.handed += 1
+            self.chunks[-1].handed += 1
 
     def _minute_end(self) -> float | None:
         """With a max per minute, the room was reserved in the clock minute
@@ -309,8 +324,15 @@ class Batch:
             self.outcome.tried += 1
             progress = Progress(accept_before=minute_end)
             following = self.letters[index + 1] if index + 1 < len(self.letters) else None
+            # The next letter's envelope goes with this one's final dot
+            # unless the loop already knows it may stop or reconnect before
+            # it (a stop after all abandons it: _hang_up). A server with a
+            # max per minute keeps one letter at a time within its minute.
+            early = (
+                minute_end is None and (allowed is None or allowed > 1) and self.refused_in_a_row + 1 < RECONNECT_AFTER
+            )
             try:
-                go_on = self._send_one(self.client, letter, progress, following)
+                go_on = self._send_one(self.client, letter, progress, following, early=early)
             finally:
                 self.outcome.handed += progress.handed
                 self.chunks[-1].handed += progress.handed
@@ -381,31 +403,42 @@ class Batch:
         return False
 
     def _send_one(
-        self, client: PinnedSMTPClient, letter: Letter, progress: Progress, following: Letter | None = None
+        self,
+        client: PinnedSMTPClient,
+        letter: Letter,
+        progress: Progress,
+        following: Letter | None = None,
+        *,
+        early: bool = False,
     ) -> bool:
         """Send and record one letter; False when this batch must stop.
         `following`, the batch's next letter, is made while the server
-        takes this one."""
+        takes this one, and with `early` its envelope goes with this one's
+        final dot."""
+        sent = self.early is letter  # its envelope went with the last final dot
         try:
             data = self._wire(letter)
-            sender = envelope_sender(self.route, letter.public_id)
-            commands = envelope(client, sender, letter.email, utf8=self.builder.utf8)
-        except UnsendableAddress as exc:
-            self._record(letter, partial(fail, letter, str(exc)))
-            return True
+            commands = [] if sent else self._envelope(client, letter)
         except SoftTimeLimitExceeded:
             raise  # the task's own limit: the batch ends and gives the rest back
-        except Exception as exc:  # the builder refused this one letter: it fails, the batch goes on
-            log.exception("letter %s could not be built", letter.pk)
-            self._record(letter, partial(fail, letter, f"{NOT_BUILT}{exc}"))
+        except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
+            if isinstance(exc, UnsendableAddress):
+                self._record(letter, partial(fail, letter, str(exc)))
+            else:  # the builder refused it
+                log.exception("letter %s could not be built", letter.pk)
+                self._record(letter, partial(fail, letter, f"{NOT_BUILT}{exc}"))
+            if sent:  # its envelope is on the wire: the batch goes on over a new connection
+                self._hang_up()
+                client.reconnect = True  # type: ignore[attr-defined]
             return True
         release_session()
         # The whole exchange, however the server dribbles its replies.
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         started = time.monotonic()
+        self.early = None
+        then = self._then(client, following) if early and following is not None else None
         try:
-            meanwhile = None if following is None else partial(self._make_ahead, following)
-            reply = exchange(client, commands, data, self.recorder, progress, meanwhile=meanwhile)
+            reply = self._exchange(client, commands, data, progress, following, sent=sent, then=then)
         except Refusal as exc:
             return self._refused(letter, judge(exc.code, exc.reply, exc.stage), exc.stage)
         except (RecordingFailed, SoftTimeLimitExceeded):
@@ -416,8 +449,12 @@ class Batch:
             self._give_back([letter])
             return False
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            if progress.stage == Stage.MAIL and self.accepted_here:
-                return self._afresh(letter, progress, following)
+            # Gone at this letter's MAIL after the server had answered a
+            # final dot on this connection (taken, or refused with an
+            # envelope of this letter's behind it): the server's way of
+            # ending the connection, not a failure.
+            if progress.stage == Stage.MAIL and (self.accepted_here or sent):
+                return self._afresh(letter, progress, following, early=early)
             self._lost(letter, progress, exc)
             return False
         except Exception as exc:  # not the server's doing: this letter keeps the error
@@ -430,7 +467,39 @@ class Batch:
         self._accepted()
         return True
 
-    def _afresh(self, letter: Letter, progress: Progress, following: Letter | None) -> bool:
+    def _exchange(
+        self,
+        client: PinnedSMTPClient,
+        commands: list[bytes],
+        data: bytes,
+        progress: Progress,
+        following: Letter | None,
+        *,
+        sent: bool,
+        then: list[bytes] | None,
+    ) -> str:
+        """exchange(), `following` made meanwhile; whatever it raises, the
+        batch knows whether `following`'s envelope went (`early`)."""
+        try:
+            meanwhile = None if following is None else partial(self._make_ahead, following)
+            return exchange(client, commands, data, self.recorder, progress, meanwhile=meanwhile, sent=sent, then=then)
+        finally:
+            if progress.then_sent:
+                self.early = following
+
+    def _envelope(self, client: PinnedSMTPClient, letter: Letter) -> list[bytes]:
+        sender = envelope_sender(self.route, letter.public_id)
+        return envelope(client, sender, letter.email, utf8=self.builder.utf8)
+
+    def _then(self, client: PinnedSMTPClient, following: Letter) -> list[bytes] | None:
+        """The next letter's envelope, to go with this one's final dot; None
+        when it cannot be made (its own turn says why)."""
+        try:
+            return self._envelope(client, following)
+        except Exception:
+            return None
+
+    def _afresh(self, letter: Letter, progress: Progress, following: Letter | None, *, early: bool = False) -> bool:
         """The connection was gone at the start of `letter`, after the
         server had accepted a letter on it: a server that takes one (or a
         few) letters a connection, or hangs up instead of waiting for QUIT.
@@ -439,7 +508,7 @@ class Batch:
         if not self._reconnect():
             self._give_back([letter])  # the server rests, or the chain waits (_connect)
             return False
-        return self._send_one(self.client, letter, progress, following)
+        return self._send_one(self.client, letter, progress, following, early=early)
 
     def _wire(self, letter: Letter) -> bytes:
         """The letter's bytes: made ahead, or now. A letter that could not

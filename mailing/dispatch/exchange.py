@@ -6,7 +6,10 @@ dot, as smtplib.sendmail does, with four differences:
 - while the server takes the letter (after the final dot), the batch makes
   its next one (`meanwhile`);
 - a server that offers PIPELINING (RFC 2920; the big providers do) gets
-  MAIL, RCPT and DATA in one write: one round trip instead of three;
+  MAIL, RCPT and DATA in one write: one round trip instead of three; and
+  the next letter's MAIL, RCPT and DATA go in the same write as this
+  letter's final dot (RFC 2920 §3.1 allows it: the content may be the first
+  "command" of a group), so a letter costs one round trip, not two;
 - addresses go as IDNA, and a non-ASCII local part with SMTPUTF8 when the
   server offers it (RFC 6531)."""
 
@@ -45,6 +48,7 @@ class Progress:
 
     stage: Stage = Stage.MAIL
     accept_before: float | None = None
+    then_sent: bool = False  # the next letter's envelope went with this one's final dot
 
     @property
     def handed(self) -> bool:
@@ -72,12 +76,20 @@ def exchange(
     progress: Progress,
     *,
     meanwhile: Callable[[], None] | None = None,
+    sent: bool = False,
+    then: list[bytes] | None = None,
 ) -> str:
     """Send one letter; the server's final reply, or Refusal. `meanwhile`
     runs once the final dot has gone, while the server takes the letter
-    (it must not raise)."""
+    (it must not raise). `sent`: this letter's MAIL, RCPT and DATA already
+    went with the previous letter's final dot; only their replies are read.
+    `then`: the next letter's, to go with this one's final dot on a server
+    that offers PIPELINING (`progress.then_sent` tells whether they went;
+    the batch reads their replies in that letter's turn, or `abandon`s them)."""
     pipelined = client.does_esmtp and client.has_extn("pipelining")
-    if pipelined:
+    if sent:
+        read = client.getreply
+    elif pipelined:
         client.send(b"".join(c + b"\r\n" for c in commands))
         read = client.getreply
     else:
@@ -86,23 +98,27 @@ def exchange(
             client.send(commands.pop(0) + b"\r\n")
             return client.getreply()
 
-    _expect(client, read(), (250,), Stage.MAIL, pending=2 if pipelined else 0)
+    _expect(client, read(), (250,), Stage.MAIL, pending=2 if pipelined or sent else 0)
     progress.stage = Stage.RCPT
-    _expect(client, read(), (250, 251), Stage.RCPT, pending=1 if pipelined else 0)
+    _expect(client, read(), (250, 251), Stage.RCPT, pending=1 if pipelined or sent else 0)
     progress.stage = Stage.DATA
     _expect(client, read(), (354,), Stage.DATA)
     # The body as smtplib.data() sends it, but the server accepts the letter
     # only at the final dot: the previous result is committed before that.
     body = stuffed(data)
     body = body if body.endswith(b"\r\n") else body + b"\r\n"
+    # The next letter's envelope rides with the final dot: the server's
+    # replies to both come back in one round trip.
+    tail = b"".join(c + b"\r\n" for c in then) if then and pipelined else b""
     in_time = progress.accept_before is None or time.monotonic() < progress.accept_before
     if in_time and recorder.idle():
         # The previous result is already committed (the usual case: its
         # commit ran during this letter's round trips): body and dot in one
         # write.
         progress.stage = Stage.DOT
-        client.send(body + b".\r\n")
-        return _accepted(client, meanwhile)
+        progress.then_sent = bool(tail)
+        client.send(body + b".\r\n" + tail)
+        return _accepted(client, meanwhile, then_sent=progress.then_sent)
     client.send(body)
     try:
         recorder.wait_for_previous()
@@ -113,8 +129,9 @@ def exchange(
         client.close()
         raise MinuteOver
     progress.stage = Stage.DOT
-    client.send(b".\r\n")
-    return _accepted(client, meanwhile)
+    progress.then_sent = bool(tail)
+    client.send(b".\r\n" + tail)
+    return _accepted(client, meanwhile, then_sent=progress.then_sent)
 
 
 def stuffed(data: bytes) -> bytes:
@@ -126,14 +143,17 @@ def stuffed(data: bytes) -> bytes:
     return b"." + data if data[:1] == b"." else data
 
 
-def _accepted(client: PinnedSMTPClient, meanwhile: Callable[[], None] | None = None) -> str:
-    """The server's reply to the final dot: the letter's, kept as text."""
+def _accepted(client: PinnedSMTPClient, meanwhile: Callable[[], None] | None, *, then_sent: bool) -> str:
+    """The server's reply to the final dot: the letter's, kept as text.
+    With the next letter's envelope behind the dot (`then_sent`), a refused
+    letter needs no RSET (its transaction ended with the reply, RFC 5321
+    §4.1.1.4), and one after the next letter's DATA would be a line of it."""
     if meanwhile is not None:
         with client.not_counting():  # the server's time is for its reply, not for our making
             meanwhile()
     code, raw = client.getreply()
     if code != 250:  # another 2xx took it too (RFC 5321 §4.2.1)
-        _expect(client, (code, raw), TAKEN, Stage.DOT)
+        _expect(client, (code, raw), TAKEN, Stage.DOT, reset=not then_sent)
     return text(code, raw)
 
 
@@ -146,7 +166,13 @@ OUT_OF_STEP = {Stage.DATA: 2, Stage.DOT: 3}
 
 
 def _expect(
-    client: smtplib.SMTP, answer: tuple[int, bytes], ok: Container[int], stage: Stage, pending: int = 0
+    client: smtplib.SMTP,
+    answer: tuple[int, bytes],
+    ok: Container[int],
+    stage: Stage,
+    pending: int = 0,
+    *,
+    reset: bool = True,
 ) -> None:
     """Refusal unless the reply is one of `ok` (whose text, for the replies
     before the final dot, nobody keeps). A reply no server gives at this
@@ -165,8 +191,37 @@ def _expect(
         # letter's fate is unknown, as when the server hangs up here.
         client.close()
         raise smtplib.SMTPServerDisconnected(f"a reply that neither takes nor refuses the letter: {reply}")
-    rset(client, pending=pending)
+    if reset:
+        rset(client, pending=pending)
+    elif code == 421:
+        # The server hangs up: the batch goes on, if at all, over a new
+        # connection; the next letter's replies, if any came, are read
+        # first (abandon), to know whether it reached DATA.
+        client.reconnect = True  # type: ignore[attr-defined]
     raise Refusal(code, reply, stage)
+
+
+def abandon(client: smtplib.SMTP) -> bool:
+    """The next letter's MAIL, RCPT and DATA went with the final dot, but
+    the batch stops before that letter's turn: their replies are read and
+    the connection closed, since after a 354 only the letter may follow,
+    and a server takes nothing without its final dot. True when the server
+    said 354 (or its replies could not be read on an open connection):
+    the letter counts as handed, as a loss in DATA does (Progress.handed).
+    A connection already closed took nothing after its last reply."""
+    if not client.sock:
+        return False
+    try:
+        replies = [client.getreply()[0] for _ in range(3)]
+    except smtplib.SMTPServerDisconnected as exc:
+        client.close()
+        # Hung up: it read nothing more. Silent: it may have read the DATA.
+        return isinstance(exc.__cause__, TimeoutError)
+    except (OSError, smtplib.SMTPException):  # the deadline (DeadlineExceeded), a reply too long
+        client.close()
+        return True
+    client.close()
+    return replies[-1] == 354
 
 
 def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:

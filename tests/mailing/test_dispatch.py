@@ -315,7 +315,9 @@ def test_a_batch_stops_in_the_middle_when_the_mailing_or_its_server_is_stopped(t
 
 
 @pytest.mark.parametrize("pipelining", [False, True])
-def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(tenant_a, monkeypatch, pipelining):
+def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write_the_next_with_the_final_dot(
+    tenant_a, monkeypatch, pipelining
+):
     from servers.netguard import PinnedSMTP
 
     writes: list[bytes] = []
@@ -331,10 +333,60 @@ def test_a_server_that_offers_pipelining_gets_mail_rcpt_and_data_in_one_write(te
         mailing = start_mailing(tenant_a, [make_server(tenant_a, port=controller.port)], 3)
         assert run_until_settled(mailing, timezone.now()) == "done"
     assert len(handler.received) == 3
-    envelopes = [w for w in writes if w.startswith(b"MAIL FROM:")]
-    assert len(envelopes) == 3
-    together = [b"RCPT TO:" in w and w.endswith(b"\r\nDATA\r\n") for w in envelopes]
-    assert together == [pipelining] * 3
+    carriers = [w for w in writes if b"MAIL FROM:" in w]
+    if not pipelining:  # one command a write, each waiting for its reply
+        assert carriers == [w for w in writes if w.startswith(b"MAIL FROM:") and w.count(b"\r\n") == 1]
+        assert len(carriers) == 3
+        return
+    # MAIL, RCPT and DATA in one write; the second and third letters' with
+    # the final dot of the letter before (RFC 2920 §3.1): one round trip a
+    # letter. The last dot carries nothing.
+    assert len(carriers) == 3
+    assert carriers[0].startswith(b"MAIL FROM:")
+    for write in [carriers[0], *carriers[1:]]:
+        assert write.endswith(b"\r\nDATA\r\n") and write.count(b"MAIL FROM:") == write.count(b"RCPT TO:") == 1
+    assert all(b"\r\n.\r\nMAIL FROM:" in w for w in carriers[1:])
+    dots = [w for w in writes if w.endswith(b"\r\n.\r\n")]
+    assert len(dots) == 1 and b"MAIL FROM:" not in dots[0]
+
+
+class RefusesBsContent(PipeliningSink):
+    """Refuses b's final dot; counts RSETs and connections."""
+
+    rsets = 0
+    ehlos = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        if envelope.rcpt_tos[0].startswith("b@"):
+            return "554 5.7.1 Message content rejected"
+        return await super().handle_DATA(server, session, envelope)
+
+    async def handle_RSET(self, server, session, envelope):
+        self.rsets += 1
+        return "250 OK"
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.ehlos += 1
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+
+def test_a_refused_final_dot_with_the_next_envelope_behind_it_needs_no_rset(tenant_a):
+    """The next letter's envelope went with b's final dot: b's refusal ended
+    its transaction (RFC 5321 §4.1.1.4), so no RSET follows (after the next
+    letter's DATA it would be a line of that letter), and c goes on the
+    same connection, its envelope's replies read in its turn."""
+    handler = RefusesBsContent()
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        contact_list = make_list(tenant_a, "L", ["a@x.test", "b@x.test", "c@x.test"])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
+        services.mailing_start(mailing=mailing)
+        assert run_until_settled(mailing, timezone.now()) == "done"
+    letters = dict(Letter.objects.filter(mailing=mailing).values_list("email", "last_reply"))
+    assert letters["b@x.test"] == "554 5.7.1 Message content rejected"
+    assert [r.rcpt_tos for r in handler.received] == [["a@x.test"], ["c@x.test"]]
+    assert (handler.rsets, handler.ehlos) == (0, 1)
 
 
 @pytest.mark.parametrize(

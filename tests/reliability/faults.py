@@ -19,6 +19,7 @@ The handler logs the Message-ID of every letter it accepted (250 after
 DATA), how many letters were handed to it in DATA, and every fault played."""
 
 import asyncio
+import functools
 import re
 import threading
 from collections import deque
@@ -185,14 +186,38 @@ class FaultHandler(Pipelining, SinkHandler):
 
 
 def _hang_up_soon(server: SMTP) -> None:
-    """Close once the reply being returned is written: the callback runs
-    after the session's task next waits, which is after it wrote the reply
-    (a transport's close() still flushes what was written)."""
-    transport = server.transport
-    asyncio.get_running_loop().call_soon(transport.close)
+    """Close once the reply being returned is written (FaultSMTP.push; a
+    transport's close() still flushes what was written), and hear nothing
+    more: commands a client pipelined behind the last one may already be in
+    the buffer, and a server that hangs up answers none of them."""
+    server.hanging_up = True
 
 
 class FaultSMTP(SMTP):
+    hanging_up = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._smtp_methods = {name: self._unless_gone(method) for name, method in self._smtp_methods.items()}
+
+    def _gone(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def _unless_gone(self, method):
+        @functools.wraps(method)
+        async def command(arg: str) -> None:
+            if not self._gone():
+                await method(arg)
+
+        return command
+
+    async def push(self, status) -> None:
+        if self._gone():
+            return
+        await super().push(status)
+        if self.hanging_up:
+            self.transport.close()
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         handler: FaultHandler = self.event_handler

@@ -354,11 +354,12 @@ def test_one_fault_among_five_letters(name, pipelining, tenant_a, dispatching):
     TOTALS["kinds"] += 1
 
 
-def test_the_limits_count_only_letters_handed_in_data(tenant_a, dispatching):
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_the_limits_count_only_letters_handed_in_data(pipelining, tenant_a, dispatching):
     plan = FaultPlan()
     plan.add(EMAILS[1], MATRIX["550 5.1.1 at RCPT"])
     plan.add(EMAILS[3], MATRIX["451 at RCPT"])
-    handler = FaultHandler(plan=plan)
+    handler = FaultHandler(plan=plan, pipelining=pipelining)
     now = timezone.now()
     with fault_server(handler) as controller:
         server = make_server(tenant_a, port=controller.port)
@@ -367,6 +368,54 @@ def test_the_limits_count_only_letters_handed_in_data(tenant_a, dispatching):
     # In DATA: r000, r002, r004, and r003 when retried; r001 never.
     assert handler.handed == 4
     assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == handler.handed
+
+
+RATE_AT_THE_DOT = Fault("rate limit at the dot", "data", "451 4.7.1 Sending rate limit exceeded, try again later")
+
+
+@pytest.mark.parametrize("fault", [RATE_AT_THE_DOT, MATRIX["421 after DATA"]], ids=lambda f: f.name)
+def test_a_stop_at_the_final_dot_abandons_the_next_envelope_that_went_with_it(fault, tenant_a, dispatching, settings):
+    """With PIPELINING the next letter's MAIL, RCPT and DATA go with the
+    final dot (RFC 2920 §3.1). When that dot's reply stops the batch, the
+    next letter is never given: no final dot follows, nor a QUIT (after a
+    354 it would be a line of the letter), the connection is closed, the
+    letter goes back untried, and the limits count it exactly when the
+    server answered its DATA (the server that hangs up after its 421
+    answers nothing more)."""
+    from servers.netguard import PinnedSMTP
+
+    settings.DISPATCH_BATCH = 5
+    writes: list[bytes] = []
+    send = PinnedSMTP.send
+
+    def recording(self, data):
+        writes.append(data.encode() if isinstance(data, str) else data)
+        return send(self, data)
+
+    plan = FaultPlan()
+    plan.add(EMAILS[1], fault)
+    handler = FaultHandler(plan=plan, pipelining=True)
+    now = timezone.now()
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start_mailing(tenant_a, [server], EMAILS)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(PinnedSMTP, "send", recording)
+            dispatch.run_mailing(mailing_id=mailing.pk, now=now)  # one batch: the server rests after it
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    assert (letters[EMAILS[0]].status, letters[EMAILS[0]].last_reply) == (L.SENT, SENT_REPLY)
+    assert (letters[EMAILS[1]].status, letters[EMAILS[1]].attempts) == (L.QUEUED, 0)
+    assert letters[EMAILS[1]].last_reply == fault.text()
+    for email in EMAILS[2:]:
+        assert (letters[email].status, letters[email].attempts, letters[email].last_reply) == (L.QUEUED, 0, "")
+    assert handler.accepted == [message_id(letters[EMAILS[0]])]
+    # The refused dot carried the next letter's envelope, and nothing went after it.
+    (carrier,) = [w for w in writes if b"RCPT TO:<" + EMAILS[2].encode() in w]
+    assert carrier.startswith(b"\r\n.\r\nMAIL FROM:") or b"\r\n.\r\nMAIL FROM:" in carrier
+    assert writes[-1] == carrier
+    handed = 3 if fault is RATE_AT_THE_DOT else 2  # the 421 server hears nothing after it
+    assert handler.handed == handed
+    assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == handed
 
 
 @pytest.mark.parametrize("name", ["421 at MAIL", "421 at RCPT", "421 after DATA"])
