@@ -4,12 +4,11 @@ step, timing each step, never longer than SERVER_PROBE_TIMEOUT in all."""
 import smtplib
 import ssl
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -17,6 +16,7 @@ from django.utils.translation import gettext as _
 from . import imap_folders, netguard
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
 from .errors import Diagnosis, diagnose, server_words
+from .headers import fold, mailbox, safe, text_header, text_part_headers, wire_body
 from .models import BounceMailbox, Security, SmtpServer
 from .wire import ascii_domain, utf8_options, wire_address
 
@@ -109,8 +109,8 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
             # Sent as the dispatcher sends (servers.wire): IDNA domains, and
             # SMTPUTF8 only where a mailbox is not ASCII.
             sender, recipient = wire_address(server.sender_email), wire_address(send_to)
-            utf8_options(client, sender.utf8 or recipient.utf8)
-            client.send_message(test_letter(server, send_to), sender.text, [recipient.text])
+            options = utf8_options(client, sender.utf8 or recipient.utf8)
+            client.sendmail(sender.text, [recipient.text], test_letter(server, send_to), mail_options=options)
             step.detail = _("Accepted by the server")
     else:
         with run.step(_("Sender accepted (MAIL FROM)")) as step:
@@ -127,23 +127,31 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
         client.quit()
 
 
-def test_letter(server: SmtpServer, to: str) -> EmailMessage:
-    message = EmailMessage()
-    name = server.sender_name or _("Postroute test")
-    # By its parts: given whole, an address whose mailbox is not ASCII is refused.
-    mailbox, domain = ascii_domain(server.sender_email).rsplit("@", 1)
-    message["From"] = Address(display_name=name, username=mailbox, domain=domain)
-    message["To"] = ascii_domain(to)
-    message["Subject"] = _("Postroute: test letter through %(name)s") % {"name": server.name}
-    message["Message-ID"] = make_msgid(domain=domain or None)
-    message.set_content(
-        _(
-            "This is a test letter sent by Postroute through the server %(name)s "
-            "(%(value)s). If you can read it, the server works."
-        )
-        % {"name": server.name, "value": server.host or "internal"}
-    )
-    return message
+def test_letter(server: SmtpServer, to: str) -> bytes:
+    """The test letter as it goes over SMTP, its headers written as the
+    dispatcher writes a mailing's (servers.headers): a long sender name or
+    Subject that is not ASCII arrives whole, every space kept."""
+    sender = ascii_domain(server.sender_email)
+    domain = sender.rpartition("@")[2]
+    # Composed (NFC), as the dispatcher writes them. The server's fields
+    # were checked for controls (rules) before the connection; safe() is
+    # the same last guard as the dispatcher's.
+    name = unicodedata.normalize("NFC", safe(server.sender_name or _("Postroute test")))
+    subject = unicodedata.normalize("NFC", _("Postroute: test letter through %(name)s") % {"name": server.name})
+    headers = [
+        ("From", mailbox(name, safe(sender))),
+        ("To", safe(ascii_domain(to))),
+        ("Subject", text_header(subject)),
+        ("Date", formatdate()),
+        ("Message-ID", make_msgid(domain=domain or None)),
+        ("MIME-Version", "1.0"),
+        *text_part_headers("plain"),
+    ]
+    body = _(
+        "This is a test letter sent by Postroute through the server %(name)s "
+        "(%(value)s). If you can read it, the server works."
+    ) % {"name": server.name, "value": server.host or "internal"}
+    return b"".join(fold(header, value) for header, value in headers) + b"\r\n" + wire_body(body)
 
 
 def imap_probe(

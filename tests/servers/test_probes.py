@@ -1,13 +1,18 @@
 """Connection tests against real SMTP servers (aiosmtpd, in-process): each
 step is timed, each failure explained as DOMAIN.md §7 says."""
 
+import email
+import email.header
+import email.policy
 import hmac
+import re
 import socket
 import time
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from mailing.sink import SinkHandler
 from servers import services
@@ -185,6 +190,48 @@ def test_a_test_letter_in_the_tenants_language_keeps_its_header_names(tenant_a, 
     assert received.mail_from == "box@example.test"
     assert "box@example.test" in received.message["From"]
     assert received.message["Subject"] and "Postroute" in received.message["Subject"]
+
+
+ENCODED_WORD = re.compile(rb"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+LONG_NAMES = [
+    ("ru", "Общество с ограниченной ответственностью «Ромашка» — отдел продаж"),
+    ("vi", "Công ty Trách nhiệm Hữu hạn Thương mại và Dịch vụ Nguyễn Văn Hoàng Phương Nam"),
+]
+
+
+def decoded(raw: bytes, header: str) -> str:
+    """The header as an RFC 2047 reader shows it (Thunderbird, Outlook,
+    email.header): the whitespace between two encoded words is dropped,
+    so a space must travel inside a word."""
+    value = re.sub(r"\r\n(?= )", "", email.message_from_bytes(raw, policy=email.policy.compat32)[header])
+    if header == "From":
+        value = value.rpartition("<")[0].strip()
+    return str(email.header.make_header(email.header.decode_header(value)))
+
+
+@pytest.mark.parametrize(("language", "name"), LONG_NAMES, ids=["ru", "vi"])
+def test_a_test_letter_from_a_long_name_arrives_with_every_space(tenant_a, language, name):
+    # The email package's folder cut the name into encoded words at any
+    # character: a reader dropped the space between two of them
+    # ("ограниченнойответственностью"), and the email package's own parser
+    # split a word in two.
+    with smtp_server() as (controller, handler), translation.override(language):
+        server = make_server(tenant_a, port=controller.port, name=name, sender_name=name)
+        result = smtp_probe(server, send_to="me@example.test")
+        subject = _("Postroute: test letter through %(name)s") % {"name": name}
+    assert result.ok, result.diagnosis
+    raw = handler.received[0].data
+    head = raw.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n"):
+        assert len(line) <= 78, line
+        assert all(len(word) <= 75 for word in ENCODED_WORD.findall(line)), line
+    assert (decoded(raw, "From"), decoded(raw, "Subject")) == (name, subject)
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Subject"] == subject and subject != "Postroute: test letter through " + name
+    # That parser puts a space of its own between encoded words, never one inside a word.
+    assert " ".join(msg["From"].addresses[0].display_name.split()) == name
+    assert msg["From"].addresses[0].addr_spec == server.sender_email
+    assert name in msg.get_content()
 
 
 @pytest.mark.parametrize("send_to", ["", "ivan@пример.рф"], ids=["sender only", "test letter"])
