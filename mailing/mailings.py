@@ -13,7 +13,8 @@ from functools import cache
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, Min, OuterRef, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -153,7 +154,24 @@ def mailing_save(
 
 
 def recipients(mailing: Mailing) -> QuerySet[Contact]:
-    """Unique contacts of the mailing's lists that are not suppressed."""
+    """One contact per mailbox on the mailing's lists, not suppressed. A
+    mailbox is its address in any case (Suppression.objects.of): contacts
+    Ann@x.test and ann@x.test are kept apart, but they are one reader, who
+    gets one letter, made from the contact with the lowest id. What
+    INSERT_LETTERS makes on PostgreSQL."""
+    first_of_each = _listed(mailing).values(mailbox=Lower("email")).annotate(first=Min("pk")).values("first")
+    return Contact.objects.filter(pk__in=first_of_each)
+
+
+def recipient_count(mailing: Mailing) -> int:
+    """How many letters a start would make now: recipients(), counted in
+    one pass over the contacts (the page shows it on every visit)."""
+    return _listed(mailing).aggregate(n=Count(Lower("email"), distinct=True))["n"]
+
+
+def _listed(mailing: Mailing) -> QuerySet[Contact]:
+    """The contacts on the mailing's lists whose address (in any case) is
+    not suppressed: every spelling of each mailbox."""
     suppressed = Suppression.objects.of(mailing.tenant_id, OuterRef("email"))
     in_lists = Contact.lists.through.objects.filter(contact_id=OuterRef("pk"), contactlist__in=mailing.lists.all())
     return Contact.objects.filter(tenant_id=mailing.tenant_id).filter(Exists(in_lists)).exclude(Exists(suppressed))
@@ -191,7 +209,7 @@ def mailing_start_async(*, mailing: Mailing, by: User | None = None) -> int:
         raise ValidationError(_("This mailing has already started."))
     if mailing.preparing_since is not None:
         raise ValidationError(PREPARING)
-    expected = recipients(mailing).count()
+    expected = recipient_count(mailing)
     if expected == 0:
         raise ValidationError(NOBODY, code="nobody")
     now = timezone.now()
@@ -287,19 +305,25 @@ def _create_letters(mailing: Mailing) -> int:
     return _create_letters_batched(mailing)
 
 
+# One letter per mailbox (recipients): DISTINCT ON keeps, of the spellings
+# of an address, the contact with the lowest id. Still one pass over the
+# tenant's contacts; the sort it adds took a twentieth of the statement's
+# time at 100,000 recipients.
 INSERT_LETTERS = """
 INSERT INTO mailing_letter
     (public_id, tenant_id, mailing_id, contact_id, email, context, status, attempts, last_reply, created_at)
 SELECT gen_random_uuid(), c.tenant_id, %(mailing)s, c.id, c.email,
        c.fields || jsonb_build_object('email', c.email, 'first_name', c.first_name, 'last_name', c.last_name),
        'queued', 0, '', %(now)s
-FROM mailing_contact c
-WHERE c.tenant_id = %(tenant)s
-  AND EXISTS (SELECT 1 FROM mailing_contact_lists cl
-              JOIN mailing_mailing_lists ml ON ml.contactlist_id = cl.contactlist_id
-              WHERE cl.contact_id = c.id AND ml.mailing_id = %(mailing)s)
-  AND NOT EXISTS (SELECT 1 FROM mailing_suppression s  -- in any case, as Suppression.objects.of
-                  WHERE s.tenant_id = c.tenant_id AND LOWER(s.email) = LOWER(c.email))
+FROM (SELECT DISTINCT ON (LOWER(c.email)) c.*
+      FROM mailing_contact c
+      WHERE c.tenant_id = %(tenant)s
+        AND EXISTS (SELECT 1 FROM mailing_contact_lists cl
+                    JOIN mailing_mailing_lists ml ON ml.contactlist_id = cl.contactlist_id
+                    WHERE cl.contact_id = c.id AND ml.mailing_id = %(mailing)s)
+        AND NOT EXISTS (SELECT 1 FROM mailing_suppression s  -- in any case, as Suppression.objects.of
+                        WHERE s.tenant_id = c.tenant_id AND LOWER(s.email) = LOWER(c.email))
+      ORDER BY LOWER(c.email), c.id) c
 ON CONFLICT (mailing_id, email) DO NOTHING
 """
 

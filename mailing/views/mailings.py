@@ -129,7 +129,7 @@ def mailing_detail(request: HttpRequest, public_id: str) -> HttpResponse:
         "rejected": rejected(preview),
         "unhonoured": unhonoured,
         "unread_reports": [row["server"] for row in preview if not row["route"].read],
-        "recipients": services.recipients(mailing).count() if mailing.status == S.DRAFT else None,
+        "recipients": services.recipient_count(mailing) if mailing.status == S.DRAFT else None,
         "live": data,
         "m": data["mailing"],
         "letters": letters,
