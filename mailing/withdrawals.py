@@ -25,7 +25,8 @@ from collections.abc import Collection
 from contextlib import suppress
 
 from django.core.exceptions import ValidationError
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
@@ -59,13 +60,17 @@ def withdraw_queued_letters(*, tenant_id: int, emails: Collection[str], reason: 
     Returns how many letters were withdrawn. Call it inside the
     suppression's transaction."""
     # Through the tenant's unfinished mailings, a few rows of the (tenant,
-    # status) index, then the (mailing, email) unique index: never a scan
-    # of the tenant's letters. A finished mailing's letters keep their
-    # history.
+    # status) index, then the (mailing, lower(email)) index: never a scan
+    # of the tenant's letters. The address in any case, as the suppression
+    # holds (Suppression.objects.of): the letter to Ann@ goes when ann@
+    # unsubscribes. A finished mailing's letters keep their history.
     open_mailings = Mailing.objects.filter(tenant_id=tenant_id, status__in=UNFINISHED).values("pk")
-    withdrawn = Letter.objects.filter(
-        mailing__in=open_mailings, email__in=list(emails), status__in=UNCLAIMED, claim_token__isnull=True
-    ).update(status=L.FAILED, last_reply=WITHDRAWN_NOTES.get(reason, WITHDRAWN_NOTES[R.MANUAL]), next_attempt_at=None)
+    mailboxes = [Lower(Value(email)) for email in emails]
+    queued = Letter.objects.annotate(mailbox=Lower("email")).filter(
+        mailing__in=open_mailings, mailbox__in=mailboxes, status__in=UNCLAIMED, claim_token__isnull=True
+    )
+    note = WITHDRAWN_NOTES.get(reason, WITHDRAWN_NOTES[R.MANUAL])
+    withdrawn = queued.update(status=L.FAILED, last_reply=note, next_attempt_at=None)
     if withdrawn:
         _complete_emptied(tenant_id)
     return withdrawn

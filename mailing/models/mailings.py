@@ -2,8 +2,9 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.deletion import Collector
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -253,8 +254,14 @@ class Letter(models.Model):
             # The letters in flight: a handful per tenant, read by every
             # dashboard poll (its stamp and the servers' in-flight counts).
             models.Index(fields=["tenant", "server"], name="letter_sending_idx", condition=Q(status="sending")),
+            # A mailing's letters to an address in any case: the letters an
+            # address's suppression withdraws (mailing.withdrawals). Not
+            # unique: a start makes one letter per mailbox (mailings.
+            # recipients), but mailings started before that may hold two
+            # spellings of one, and their history stays. It replaced the
+            # unique (mailing, email), which only a start's conflicts read.
+            models.Index(F("mailing"), Lower("email"), name="letter_mailing_address_idx"),
         ]
-        constraints = [models.UniqueConstraint(fields=["mailing", "email"], name="letter_mailing_email_unique")]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"

@@ -160,6 +160,22 @@ def test_the_address_matches_in_any_form_of_its_domain(tenant_a):
     assert set(Letter.objects.filter(mailing=mailing).values_list("status", flat=True)) == {L.FAILED}
 
 
+def test_the_address_matches_in_any_case(tenant_a, alice):
+    """Ann@ and ann@ are one mailbox (Suppression.objects.of): whichever
+    spelling is suppressed, and however, the letters to the others go too."""
+    mailing = start(tenant_a, ["Ann@x.test", "BOB@x.test", "cat@x.test", "kept@x.test"])
+    one_click(tenant_a, "ann@x.test")
+    assert alice.client.post(reverse("contacts:suppression_add"), {"email": "Bob@X.test"}).status_code == 302
+    assert make_api(tenant_a).post("/api/v1/suppressions/", {"email": "CAT@x.test"}).status_code == 201
+    assert dict(Letter.objects.filter(mailing=mailing).values_list("email", "status")) == {
+        "Ann@x.test": L.FAILED,
+        "BOB@x.test": L.FAILED,
+        "cat@x.test": L.FAILED,
+        "kept@x.test": L.QUEUED,
+    }
+    assert letter(mailing, "Ann@x.test").last_reply == UNSUBSCRIBED_NOTE
+
+
 def test_a_waiting_mailing_whose_last_queued_letters_are_suppressed_completes(tenant_a):
     now = timezone.now().replace(second=30, microsecond=0)
     with smtp_server() as (controller, handler):
