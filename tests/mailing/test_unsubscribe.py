@@ -115,3 +115,38 @@ def test_a_starting_worker_reverses_the_link_before_its_first_letter():
     _path.cache_clear()
     prepare_links()  # connected to Celery's worker_init
     assert _path.cache_info().currsize == 1
+
+
+# The recipient of a Russian organisation's letter whose browser asks for
+# no language we have reads the page in the organisation's language.
+RU_ASK, RU_DONE = "Больше не присылать письма от", "больше не будет получать писем от"
+VI_ASK, VI_DONE = "Ngừng gửi thư từ", "Bạn đã hủy đăng ký"
+EN_ASK, EN_DONE = "Stop letters from", "You are unsubscribed"
+
+
+@pytest.mark.parametrize(
+    ("accept", "lang", "ask", "done"),
+    [
+        ("de-DE,de;q=0.9", "ru", RU_ASK, RU_DONE),
+        (None, "ru", RU_ASK, RU_DONE),
+        ("ru-RU,ru;q=0.9", "ru", RU_ASK, RU_DONE),
+        ("vi", "vi", VI_ASK, VI_DONE),
+        ("de,en;q=0.5", "en", EN_ASK, EN_DONE),
+    ],
+    ids=["german", "no-header", "russian", "vietnamese", "english-second"],
+)
+def test_the_page_is_in_the_browsers_language_else_the_organisations(tenant_a, accept, lang, ask, done):
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    headers = {"Accept-Language": accept} if accept else {}
+    asked = Client().get(link(tenant_a), headers=headers)
+    assert ask in asked.content.decode() and f'<html lang="{lang}">' in asked.content.decode()
+    assert asked["Content-Language"] == lang
+    confirmed = Client(enforce_csrf_checks=True).post(link(tenant_a), {"confirm": "1"}, headers=headers)
+    assert done in confirmed.content.decode() and confirmed["Content-Language"] == lang
+    assert contacts.is_suppressed(tenant_a, "ann@example.com")
+
+
+def test_an_english_organisations_page_stays_english_for_a_german_browser(tenant_a):
+    response = Client().get(link(tenant_a), headers={"Accept-Language": "de"})
+    assert EN_ASK in response.content.decode() and response["Content-Language"] == "en"
