@@ -1,5 +1,5 @@
 """Mailing services: creation, the state machine, and starting (one letter
-per unique, non-suppressed recipient, created in bulk).
+per mailbox, its address in any case, not suppressed; created in bulk).
 
 A start asked for on a page or by the scheduler is prepared by a task
 (mailing_start_async): making a million letters takes longer than a web

@@ -1,5 +1,5 @@
-"""Mailings: saving a draft, the state machine, starting (letters per unique,
-non-suppressed recipient, template snapshot), pages and ownership."""
+"""Mailings: saving a draft, the state machine, starting (a letter per
+mailbox not suppressed, template snapshot), pages and ownership."""
 
 from datetime import timedelta
 
