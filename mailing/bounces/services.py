@@ -6,6 +6,8 @@ bounced only when it came back (not a delay warning), keeps the address,
 and the address is suppressed after BOUNCE_SOFT_LIMIT soft bounces within
 BOUNCE_SOFT_WINDOW_DAYS. Only a report tied to its letter by what Postroute
 put on it is applied: an unconfirmed or unmatched one changes nothing.
+An applied report is told to the tenant's webhooks when it is news for its
+letter (_told): a second report of the same failure is not.
 Which letter a report is about is matching's question; what a message says
 is the parser's."""
 
@@ -123,6 +125,7 @@ def _apply(report: BounceReport) -> None:
         return
     if letter is None or not report.is_bounce or not report.is_confirmed:
         return  # unmatched or unconfirmed reports and auto-replies change nothing
+    told = _told(report)
     if report.kind == K.HARD:
         _bounced(letter, _reason(report))
         _suppress(letter, Suppression.Reason.HARD_BOUNCE, _("Hard bounce: %(reason)s") % {"reason": _reason(report)})
@@ -130,7 +133,37 @@ def _apply(report: BounceReport) -> None:
         _bounced(letter, f"Refused: {_reason(report)}")  # the address is not to blame
     else:
         _soft(report, letter)
-    events.letter_bounced(report, letter)
+    if _news(report.kind, report.returned) > max(told, default=0):
+        events.letter_bounced(report, letter)
+
+
+# What a letter's reports have told its webhooks, from least to most: a
+# delay warning (it may still arrive), the letter came back (bounced), its
+# address is gone (hard).
+WARNED, CAME_BACK, GONE = 1, 2, 3
+
+
+def _news(kind: str, returned: bool) -> int:
+    if kind == K.HARD:
+        return GONE
+    return CAME_BACK if returned or kind == K.REFUSED else WARNED
+
+
+def _told(report: BounceReport) -> set[int]:
+    """What the letter's earlier applied reports told: a report that says
+    nothing more of the letter (a second DSN of other wording, a warning
+    after the letter came back) is recorded and listed, but is no news for
+    a webhook. The letter's row is locked first, so two readers recording
+    reports of one letter at once (a server's own mailbox and the bounce
+    mailbox) take turns and never both tell the same news."""
+    Letter.objects.select_for_update().filter(pk=report.letter_id).values_list("pk").first()
+    earlier = (
+        BounceReport.objects.filter(letter_id=report.letter_id, matched_by__in=BounceReport.CONFIRMING)
+        .filter(kind__in=(K.HARD, K.SOFT, K.REFUSED))
+        .exclude(pk=report.pk)
+        .values_list("kind", "returned")
+    )
+    return {_news(kind, returned) for kind, returned in earlier}
 
 
 def _bounced(letter: Letter, reply: str) -> None:
