@@ -13,6 +13,7 @@ from servers.events import server_data
 from servers.models import SmtpServer
 
 from . import limits
+from .bounces.parser import feedback_of
 from .models import BounceReport, Contact, ContactImport, Letter, Mailing, Suppression
 
 
@@ -24,22 +25,37 @@ def _mailing(mailing: Mailing) -> dict[str, Any]:
     return {"id": str(mailing.public_id), "name": mailing.name}
 
 
+def _letter_report(letter: Letter, name: str, report: dict[str, Any]) -> dict[str, Any]:
+    """A bounce's or a complaint's data: the letter, its mailing, what the
+    report says (under `name`), and whether the address is now suppressed."""
+    return {
+        "letter": {"id": str(letter.public_id), "email": letter.email, "status": letter.status},
+        "mailing": _mailing(Mailing.objects.only("public_id", "name").get(pk=letter.mailing_id)),
+        name: report,
+        "suppressed": Suppression.objects.of(letter.tenant_id, letter.email).exists(),
+    }
+
+
 def letter_bounced(report: BounceReport, letter: Letter) -> None:
     def data() -> dict[str, Any]:
-        suppressed = Suppression.objects.of(letter.tenant_id, letter.email).exists()
-        return {
-            "letter": {"id": str(letter.public_id), "email": letter.email, "status": letter.status},
-            "mailing": _mailing(Mailing.objects.only("public_id", "name").get(pk=letter.mailing_id)),
-            "bounce": {
-                "kind": report.kind,
-                "status": report.status,
-                "reason": report.reason[:500],
-                "received_at": _when(report.received_at),
-            },
-            "suppressed": suppressed,
+        bounce = {
+            "kind": report.kind,
+            "status": report.status,
+            "reason": report.reason[:500],
+            "received_at": _when(report.received_at),
         }
+        return _letter_report(letter, "bounce", bounce)
 
     webhooks.emit(tenant_id=letter.tenant_id, type=webhooks.LETTER_BOUNCED, data=data)
+
+
+def letter_complained(report: BounceReport, letter: Letter) -> None:
+    def data() -> dict[str, Any]:
+        feedback_type, user_agent = feedback_of(report.diagnostic)
+        complaint = {"feedback_type": feedback_type, "user_agent": user_agent, "received_at": _when(report.received_at)}
+        return _letter_report(letter, "complaint", complaint)
+
+    webhooks.emit(tenant_id=letter.tenant_id, type=webhooks.LETTER_COMPLAINED, data=data)
 
 
 def contact_unsubscribed(suppression: Suppression) -> None:

@@ -27,6 +27,7 @@ from .models import WebhookDelivery, WebhookEndpoint, WebhookOnce
 log = logging.getLogger(__name__)
 
 LETTER_BOUNCED = "letter.bounced"
+LETTER_COMPLAINED = "letter.complained"
 CONTACT_UNSUBSCRIBED = "contact.unsubscribed"
 MAILING_STATE_CHANGED = "mailing.state_changed"
 MAILING_COMPLETED = "mailing.completed"
@@ -37,6 +38,7 @@ TEST = "webhook.test"  # the "Send test event" button's; no endpoint subscribes 
 
 TYPES: dict[str, Any] = {
     LETTER_BOUNCED: _("A letter bounced (a delivery failure report was matched to it)"),
+    LETTER_COMPLAINED: _("A recipient marked a letter as spam (a feedback loop's complaint)"),
     CONTACT_UNSUBSCRIBED: _("A recipient unsubscribed through the link in a letter"),
     MAILING_STATE_CHANGED: _("A mailing changed state (started, paused, waiting for limits, …)"),
     MAILING_COMPLETED: _("A mailing completed"),

@@ -949,3 +949,10 @@ def _unique(items: Iterable[str]) -> list[str]:
     for item in items:
         seen.setdefault(item.strip().lower() if "@" not in item else item.strip(), None)
     return [item for item in seen if item]
+
+
+def feedback_of(diagnostic: str) -> tuple[str, str]:
+    """A complaint's feedback type and its reporter's User-Agent, as
+    _feedback keeps them in the report's diagnostic: "abuse (Mail.Ru FBL/1.0)"."""
+    feedback_type, _, agent = diagnostic.partition(" (")
+    return feedback_type, agent.removesuffix(")")

@@ -119,13 +119,15 @@ def _create(
 
 def _apply(report: BounceReport) -> None:
     letter = report.letter
-    if letter is not None and report.kind == K.COMPLAINT and report.is_confirmed:
-        # Delivered, then marked as spam: the letter stays sent; mailing the address again invites a block.
-        _suppress(letter, Suppression.Reason.COMPLAINT, _("Complaint: %(reason)s") % {"reason": _reason(report)})
-        return
-    if letter is None or not report.is_bounce or not report.is_confirmed:
+    if letter is None or not report.is_confirmed or not (report.is_bounce or report.kind == K.COMPLAINT):
         return  # unmatched or unconfirmed reports and auto-replies change nothing
     told = _told(report)
+    if report.kind == K.COMPLAINT:
+        # Delivered, then marked as spam: the letter stays sent; mailing the address again invites a block.
+        _suppress(letter, Suppression.Reason.COMPLAINT, _("Complaint: %(reason)s") % {"reason": _reason(report)})
+        if COMPLAINED not in told:
+            events.letter_complained(report, letter)
+        return
     if report.kind == K.HARD:
         _bounced(letter, _reason(report))
         _suppress(letter, Suppression.Reason.HARD_BOUNCE, _("Hard bounce: %(reason)s") % {"reason": _reason(report)})
@@ -139,11 +141,13 @@ def _apply(report: BounceReport) -> None:
 
 # What a letter's reports have told its webhooks, from least to most: a
 # delay warning (it may still arrive), the letter came back (bounced), its
-# address is gone (hard).
-WARNED, CAME_BACK, GONE = 1, 2, 3
+# address is gone (hard); and apart, a complaint.
+WARNED, CAME_BACK, GONE, COMPLAINED = 1, 2, 3, -1
 
 
 def _news(kind: str, returned: bool) -> int:
+    if kind == K.COMPLAINT:
+        return COMPLAINED
     if kind == K.HARD:
         return GONE
     return CAME_BACK if returned or kind == K.REFUSED else WARNED
@@ -151,15 +155,16 @@ def _news(kind: str, returned: bool) -> int:
 
 def _told(report: BounceReport) -> set[int]:
     """What the letter's earlier applied reports told: a report that says
-    nothing more of the letter (a second DSN of other wording, a warning
-    after the letter came back) is recorded and listed, but is no news for
-    a webhook. The letter's row is locked first, so two readers recording
-    reports of one letter at once (a server's own mailbox and the bounce
-    mailbox) take turns and never both tell the same news."""
+    nothing more of the letter (a second DSN of other wording, a second
+    feedback loop's complaint, a warning after the letter came back) is
+    recorded and listed, but is no news for a webhook. The letter's row is
+    locked first, so two readers recording reports of one letter at once
+    (its bounce and its complaint arrive in different mailboxes) take
+    turns and never both tell the same news."""
     Letter.objects.select_for_update().filter(pk=report.letter_id).values_list("pk").first()
     earlier = (
         BounceReport.objects.filter(letter_id=report.letter_id, matched_by__in=BounceReport.CONFIRMING)
-        .filter(kind__in=(K.HARD, K.SOFT, K.REFUSED))
+        .filter(kind__in=(K.HARD, K.SOFT, K.REFUSED, K.COMPLAINT))
         .exclude(pk=report.pk)
         .values_list("kind", "returned")
     )

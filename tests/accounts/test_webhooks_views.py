@@ -44,6 +44,13 @@ def test_adding_an_endpoint_shows_its_secret_once_and_stores_it_encrypted(alice,
     assert not SECRET.search(alice.client.get(list_url()).content.decode())
 
 
+def test_complaints_are_an_event_an_endpoint_chooses(alice, receiver):
+    form = alice.client.get(list_url()).content.decode()
+    assert 'value="letter.complained"' in form and "marked a letter as spam" in form
+    add(alice.client, receiver, events=["letter.complained"])
+    assert WebhookEndpoint.objects.get().events == ["letter.complained"]
+
+
 def test_the_page_is_linked_from_the_organisation_settings(alice):
     assert list_url() in alice.client.get(reverse("accounts:organisation")).content.decode()
 

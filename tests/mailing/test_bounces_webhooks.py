@@ -1,7 +1,8 @@
 """What the bounce mailbox tells an organisation's webhooks (README,
 "### Events"): a letter's bounce is told when it is news (a delay warning,
 the letter coming back, its address gone), never again for a report that
-says the same of the letter in other words. Reports recorded through the
+says the same of the letter in other words; a feedback loop's complaint is
+told once per letter, as `letter.complained`. Reports recorded through the
 real services, events received by a real local HTTP receiver."""
 
 import uuid
@@ -88,3 +89,33 @@ def test_a_refused_letter_whose_address_then_turns_out_unknown_is_told_twice(ten
         read(tenant_a, letter, "postfix_client_blocked_spamhaus.eml", "postfix_user_unknown.eml")
         read(tenant_a, letter, "outlook_com_ip_on_block_list.eml")
     assert [e["data"]["bounce"]["kind"] for e in receiver.events()] == ["refused", "hard"]
+
+
+def test_a_complaint_is_told_once_per_letter(tenant_a, receiver, committed, outsider_hears):
+    make_endpoint(tenant_a, receiver, events=["letter.complained"])
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    with committed():
+        first, second = read(tenant_a, letter, "arf_mailru_fbl_abuse.eml", "arf_yandex_fbl_headers_only.eml")
+        read(tenant_a, letter, "postfix_user_unknown.eml")  # a bounce: not for this endpoint
+    assert (first.kind, second.kind) == ("complaint", "complaint")
+    # Before the fix: no event at all.
+    [event] = receiver.events()
+    assert receiver.received[0].verified and event["type"] == "letter.complained"
+    assert event["data"] == {
+        "letter": {"id": str(letter.public_id), "email": "jane.roe@example.org", "status": "sent"},
+        "mailing": {"id": str(letter.mailing.public_id), "name": letter.mailing.name},
+        "complaint": {
+            "feedback_type": "abuse",
+            "user_agent": "Mail.Ru FBL/1.0",
+            "received_at": first.received_at.isoformat(),
+        },
+        "suppressed": True,
+    }
+
+
+def test_a_complaint_is_not_told_to_an_endpoint_of_bounces_only(tenant_a, receiver, committed):
+    make_endpoint(tenant_a, receiver, events=["letter.bounced"])
+    [letter] = sent_letters(tenant_a, ["jane.roe@example.org"])
+    with committed():
+        read(tenant_a, letter, "arf_mailru_fbl_abuse.eml")
+    assert receiver.received == []
