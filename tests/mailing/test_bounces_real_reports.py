@@ -786,3 +786,72 @@ def test_each_recipient_of_a_text_only_report_has_its_own_status(tenant_a):
     assert "Mailbox full" in report.diagnostic
     assert letter.status == Letter.Status.BOUNCED  # it came back; the address is kept
     assert not Suppression.objects.filter(tenant=tenant_a).exists()
+
+
+# ---------- 16. A report that names only the address a recipient forwards to ----------
+
+
+def forward_refused(letter_id: str, sent_to: str, target: str) -> bytes:
+    """Gmail's refusal of the address our recipient forwards to (a
+    .forward, a sieve redirect), sent back by the forwarding server: one
+    block, whose Final-Recipient is the target, without Original-Recipient."""
+    return dsn_report(
+        f"""--B1
+Content-Type: text/plain
+
+This is the mail system at host mail.corp.example.
+
+<{target}>: host gmail-smtp-in.l.google.com[142.250.0.27] said: 550-5.1.1
+    The email account that you tried to reach does not exist.
+
+--B1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.corp.example
+
+Final-Recipient: rfc822; {target}
+Action: failed
+Status: 5.1.1
+Remote-MTA: dns; gmail-smtp-in.l.google.com
+Diagnostic-Code: smtp; 550-5.1.1 The email account that you tried to reach does not exist.
+
+--B1
+Content-Type: text/rfc822-headers
+
+{original(letter_id, sent_to)}
+--B1--
+""",
+        host="mail.corp.example",
+    )
+
+
+@pytest.mark.django_db
+def test_a_report_naming_only_the_forward_target_is_about_the_letter_it_is_tied_to(tenant_a):
+    """The report is tied by what Postroute put on Ann's letter: it is
+    about that letter, whose every copy comes back the same way while the
+    forward stands (the address named may as well be an internal form of
+    Ann's own mailbox, which no report tells apart). Ann's letter bounces
+    and her address is suppressed; the target, which the tenant mails in
+    a mailing of its own, keeps its address and its letter."""
+    [ann] = sent_letters(tenant_a, ["ann@corp.example"], name="first")
+    [jane] = sent_letters(tenant_a, ["jane.forward@gmail.example"], name="second")
+    report = record(tenant_a, forward_refused(str(ann.public_id), ann.email, jane.email))
+    ann.refresh_from_db()
+    jane.refresh_from_db()
+    assert (report.letter_id, report.matched_by, report.recipient) == (ann.pk, M.HEADER, ann.email)
+    assert (report.kind, report.status) == (K.HARD, "5.1.1")
+    assert (ann.status, jane.status) == (Letter.Status.BOUNCED, Letter.Status.SENT)
+    assert list(Suppression.objects.filter(tenant=tenant_a).values_list("email", flat=True)) == [ann.email]
+
+
+@pytest.mark.django_db
+def test_a_report_naming_only_the_forward_target_and_nothing_of_ours_suppresses_no_one(tenant_a):
+    """The same report quoting a letter Postroute did not send: tied to the
+    target's own letter by its address alone, unconfirmed; Ann's letter is
+    not found, and nothing is bounced or suppressed."""
+    [ann] = sent_letters(tenant_a, ["ann@corp.example"], name="first")
+    [jane] = sent_letters(tenant_a, ["jane.forward@gmail.example"], name="second")
+    report = record(tenant_a, forward_refused(str(uuid.uuid4()), ann.email, jane.email))
+    assert (report.letter_id, report.matched_by) == (jane.pk, M.RECIPIENT)
+    assert not Letter.objects.filter(tenant=tenant_a, status=Letter.Status.BOUNCED).exists()
+    assert not Suppression.objects.filter(tenant=tenant_a).exists()
