@@ -6,6 +6,7 @@ unaffected; a URL given on purpose is the operator's choice."""
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -51,13 +52,39 @@ def test_a_production_process_refuses_to_start_without_its_services(tmp_path, pr
     assert f"{other} is not set" not in output
 
 
+def ticking(argv: list[str], env: dict[str, str], seconds: float = 40) -> tuple[bool, str]:
+    """Whether beat, logging at DEBUG, got past its start (beat_init, where
+    the refusal is) to its first tick's "Waking up" within `seconds`; then
+    it is stopped. Its output is read on a thread, so a silent process
+    cannot hold the test past `seconds`."""
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    woke = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "Waking up" in line:
+                woke.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        woke.wait(seconds)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        reader.join(5)
+    return woke.is_set() and proc.returncode is not None, "".join(lines)
+
+
 def test_development_and_explicit_urls_start(tmp_path):
     """make run's DEBUG=1 on the defaults, and DEBUG=0 with both URLs named
-    (even the development ones), start and keep running."""
+    (even the development ones), start and tick."""
     for variables in ({"DEBUG": "1"}, {"DATABASE_URL": SQLITE.format(tmp_path), "CELERY_BROKER_URL": "filesystem://"}):
         env = production_env(VAR_DIR=str(tmp_path), **variables)
-        code, output = run_until_exit(CELERY["beat"], env, seconds=8)
-        assert code is None, output[-2000:]
+        started, output = ticking([*CELERY["beat"], "-l", "debug"], env)
+        assert started, output[-2000:]
         assert "is not set" not in output
 
 
