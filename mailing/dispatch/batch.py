@@ -194,6 +194,9 @@ class Batch:
     # The letter whose MAIL, RCPT and DATA went with the last final dot
     # (exchange: `then`), until its turn reads their replies.
     early: Letter | None = None
+    # False once the server was silent to an envelope that went with a
+    # final dot (it drops what came with the dot): each would cost a deadline.
+    with_the_dot: bool = True
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -329,7 +332,10 @@ class Batch:
             # it (a stop after all abandons it: _hang_up). A server with a
             # max per minute keeps one letter at a time within its minute.
             early = (
-                minute_end is None and (allowed is None or allowed > 1) and self.refused_in_a_row + 1 < RECONNECT_AFTER
+                self.with_the_dot
+                and minute_end is None
+                and (allowed is None or allowed > 1)
+                and self.refused_in_a_row + 1 < RECONNECT_AFTER
             )
             try:
                 go_on = self._send_one(self.client, letter, progress, following, early=early)
@@ -454,6 +460,10 @@ class Batch:
             # envelope of this letter's behind it): the server's way of
             # ending the connection, not a failure.
             if progress.stage == Stage.MAIL and (self.accepted_here or sent):
+                if sent and (isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)):
+                    # Silent to the envelope that came with the dot: the
+                    # batch's next envelopes wait for the dot's reply.
+                    self.with_the_dot = early = False
                 return self._afresh(letter, progress, following, early=early)
             self._lost(letter, progress, exc)
             return False

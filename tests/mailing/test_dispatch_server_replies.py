@@ -381,3 +381,33 @@ def test_a_letter_too_big_for_the_server_fails_saying_so_and_the_server_does_not
         assert shown_reply(letter.last_reply).startswith("Письмо больше, чем принимает сервер: 552")
     server.refresh_from_db()
     assert server.backoff_until is None and server.health != Health.FAILING
+
+
+# 8. A server that offers PIPELINING but drops what came in the same write
+#    as the final dot (it answers the dot, then reads afresh): the next
+#    letter's envelope, sent with the dot (RFC 2920 §3.1), is never
+#    answered. Its silence costs one deadline, once: the letter goes over a
+#    new connection, and the batch's later envelopes wait for the dot's reply.
+
+
+def test_a_server_deaf_to_what_came_with_the_final_dot_costs_one_deadline_not_one_a_letter(tenant_a, settings):
+    settings.DISPATCH_SMTP_TIMEOUT = 0.5
+
+    def drops_the_rest(conn, body):
+        def reply(peer):
+            peer.pending = b""  # read with the dot, thrown away
+            peer.say(b"250 2.0.0 Ok: queued\r\n")
+
+        return reply
+
+    script = Scripted(ehlo=b"250-odd.test\r\n250 PIPELINING\r\n", after_dot=drops_the_rest)
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails("r", 4))
+        dispatch.run_mailing(mailing_id=mailing.pk, now=timezone.now())
+    assert set(statuses(mailing).values()) == {L.SENT}
+    assert len(script.bodies) == 4
+    # Before the fix: four connections, each after a deadline (30 s a letter).
+    assert len(script.heard) == 2
+    server.refresh_from_db()
+    assert server.backoff_until is None
