@@ -161,8 +161,9 @@ TAKEN = range(200, 300)
 
 
 # The class of reply that cannot answer a stage: DATA is answered 354 or
-# refused, never 2xx; the final dot never 3xx.
-OUT_OF_STEP = {Stage.DATA: 2, Stage.DOT: 3}
+# refused, never 2xx; MAIL, RCPT and the final dot never 3xx (a 354 there
+# answers a DATA: the server is in DATA mode).
+OUT_OF_STEP = {Stage.MAIL: 3, Stage.RCPT: 3, Stage.DATA: 2, Stage.DOT: 3}
 
 
 def _expect(

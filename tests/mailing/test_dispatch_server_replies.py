@@ -411,3 +411,38 @@ def test_a_server_deaf_to_what_came_with_the_final_dot_costs_one_deadline_not_on
     assert len(script.heard) == 2
     server.refresh_from_db()
     assert server.backoff_until is None
+
+
+# 9. A server out of step with the commands piped behind a final dot (it
+#    answers the next envelope before the dot): a 354 read as the reply to
+#    MAIL or RCPT means the server is in DATA mode, where an RSET would be
+#    a line of the letter, and its reply never comes. The connection is
+#    closed at once; the letter, of which nothing was taken, goes back.
+
+
+def test_a_354_to_mail_or_rcpt_closes_the_connection_without_rset_or_waiting(tenant_a, settings):
+    settings.DISPATCH_SMTP_TIMEOUT = 3.0
+    said_in_data: list[bytes] = []
+
+    def envelope_first(conn, body):
+        def reply(peer):
+            heard = [peer.line() for _ in range(3)]  # the next MAIL, RCPT and DATA
+            assert heard[-1] == b"DATA\r\n", heard
+            peer.say(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n")
+            while line := peer.line():  # in DATA mode until the client hangs up
+                said_in_data.append(line)
+
+        return reply if conn == 0 else b"250 2.0.0 Ok: queued\r\n"
+
+    script = Scripted(ehlo=b"250-odd.test\r\n250 PIPELINING\r\n", after_dot=envelope_first)
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails("r", 2))
+        started = time.monotonic()
+        dispatch.run_mailing(mailing_id=mailing.pk, now=timezone.now())
+        took = time.monotonic() - started
+    # Before the fix: RSET written in DATA mode, then its reply awaited until the deadline.
+    assert said_in_data == []
+    assert took < settings.DISPATCH_SMTP_TIMEOUT
+    letter = Letter.objects.get(mailing=mailing, email="r1@x.test")
+    assert (letter.status, letter.attempts) == (L.QUEUED, 0), letter.last_reply
