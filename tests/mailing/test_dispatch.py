@@ -460,3 +460,39 @@ def test_a_failing_servers_diagnosis_is_written_in_its_organisations_language(te
     broken.refresh_from_db()
     assert broken.health == Health.FAILING and "535" in broken.health_error
     assert CYRILLIC.search(broken.health_error) and CYRILLIC.search(broken.health_hint), broken.health_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pause_seen_with_the_next_envelope_on_the_wire_abandons_it_counted_once(tenant_a, settings):
+    """The half-tick check stops the batch after letter 2, whose final dot
+    carried letter 3's MAIL, RCPT and DATA: letter 3 goes back untried and
+    undelivered, and the limits count it (its DATA was answered 354)."""
+    from mailing import limits
+
+    settings.DISPATCH_TICK = 0
+
+    def pause(mailing_pk: int) -> None:
+        services.transition(mailing=Mailing.objects.get(pk=mailing_pk), action="pause")
+        connection.close()
+
+    class PausingSink(PipeliningSink):
+        async def handle_DATA(self, server, session, envelope):
+            reply = await super().handle_DATA(server, session, envelope)
+            if len(self.received) == 2:
+                await asyncio.to_thread(pause, mailing.pk)
+            return reply
+
+    handler = PausingSink()
+    now = timezone.now()
+    with smtp_server(handler=handler) as (controller, _):
+        smtp = make_server(tenant_a, port=controller.port, max_per_day=100)
+        contact_list = make_list(tenant_a, "L", [f"r{i:03d}@x.test" for i in range(5)])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[smtp])
+        dispatch.hold_chains(mailing.pk, until=now + timedelta(hours=1))  # this test sends, not a kick
+        services.mailing_start(mailing=mailing)
+        dispatch.run_mailing(mailing_id=mailing.pk, now=now)
+    assert len(handler.received) == 2
+    letters = Letter.objects.filter(mailing=mailing).order_by("email")
+    assert [(le.status, le.attempts) for le in letters] == [(L.SENT, 1)] * 2 + [(L.QUEUED, 0)] * 3
+    assert limits.window_usage([smtp], tenant_a, now)[smtp.pk].day_used == 3
