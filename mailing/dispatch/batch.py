@@ -192,8 +192,10 @@ class Batch:
     # (mailing.dispatch.ahead); None once they joined (or none was asked).
     coming: Ahead | None = None
     # The letter whose MAIL, RCPT and DATA went with the last final dot
-    # (exchange: `then`), until its turn reads their replies.
+    # (exchange: `then`), until its turn reads their replies; the claim
+    # whose room it counts in if abandoned (next letters may join meanwhile).
     early: Letter | None = None
+    early_chunk: Chunk | None = None
     # False once the server was silent to an envelope that went with a
     # final dot (it drops what came with the dot): each would cost a deadline.
     with_the_dot: bool = True
@@ -282,7 +284,7 @@ class Batch:
         self.early = None
         if abandon(self.client):
             self.outcome.handed += 1
-            self.chunks[-1].handed += 1
+            (self.early_chunk or self.chunks[-1]).handed += 1
 
     def _minute_end(self) -> float | None:
         """With a max per minute, the room was reserved in the clock minute
@@ -495,7 +497,7 @@ class Batch:
             return exchange(client, commands, data, self.recorder, progress, meanwhile=meanwhile, sent=sent, then=then)
         finally:
             if progress.then_sent:
-                self.early = following
+                self.early, self.early_chunk = following, self.chunks[-1]
 
     def _envelope(self, client: PinnedSMTPClient, letter: Letter) -> list[bytes]:
         sender = envelope_sender(self.route, letter.public_id)

@@ -6,6 +6,7 @@ unmarked; a letter that cannot be made fails in its own turn, with its own
 error. Written by an outside review of the change, on real aiosmtpd and
 socket servers."""
 
+from datetime import timedelta
 from email.generator import BytesGenerator
 
 import pytest
@@ -196,3 +197,47 @@ def test_a_server_that_stalls_after_the_dot_leaves_the_letter_made_ahead_queued_
     assert rows[first].status == "deferred"  # the dot went: it may have been taken
     assert {(x.status, x.attempts, x.claim_token) for e, x in rows.items() if e != first} == {("queued", 0, None)}
     assert used(server, tenant_a) == 1
+
+
+class PipeliningRefusing(Pipelining, Refusing):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)  # the next letters are claimed on a thread of their own
+def test_an_envelope_abandoned_at_the_end_counts_in_its_own_claim_not_in_next_letters_that_joined(
+    tenant_a, monkeypatch, settings
+):
+    """b's final dot is refused for the rate and stops the batch; c's
+    envelope went with it and got 354 (abandoned, counted). The batch's
+    next letters were being claimed meanwhile, and another worker took
+    them first: an empty claim joins as the batch ends. c counts in its own
+    claim's room; it was counted in the empty claim's, whose release of -1
+    raised (ValueError) after c's own claim had given back c's room."""
+    from mailing import dispatch
+    from mailing import mailings as services
+    from mailing.dispatch import ahead, claims
+
+    from .builders import make_list, make_template
+
+    settings.DISPATCH_RECORD_THREAD = True
+    settings.DISPATCH_BATCH = 3
+    real = claims.claim
+
+    def another_worker_first(mailing, server, count, *, now, token=None):
+        if token is not None:  # the batch's next letters: another worker's claim takes them all first
+            real(mailing, server, 100, now=now)
+        return real(mailing, server, count, now=now, token=token)
+
+    monkeypatch.setattr(ahead, "claim", another_worker_first)
+    rate = "451 4.7.1 Sending rate limit exceeded, try again later"
+    handler = PipeliningRefusing(rate, at="dot", who=lambda rcpt: rcpt.startswith("b@"))
+    with smtp_server(handler=handler) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, max_per_hour=100)
+        contact_list = make_list(tenant_a, "L", ["a@x.test", "b@x.test", "c@x.test", "d@x.test", "e@x.test"])
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
+        dispatch.hold_chains(mailing.pk, until=timezone.now() + timedelta(hours=1))  # this test sends, not a kick
+        services.mailing_start(mailing=mailing)
+        batch_module.send_batch(mailing, server, now=timezone.now())
+    assert [r.rcpt_tos for r in handler.received] == [["a@x.test"]]
+    assert used(server, tenant_a) == 3  # a, b (its dot) and c (its DATA)
