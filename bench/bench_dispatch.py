@@ -132,15 +132,17 @@ class Box:
         argv = with_option(with_option(argv, "-Q", "dispatch,default"), "--loglevel", "warning")
         argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.argv = argv
+        # libpq names each process's sessions (Sessions tells the dispatch
+        # workers' apart from beat's).
         self.procs = [
-            subprocess.Popen(with_option(argv, "-n", f"bench{i}@%h"), cwd=ROOT, env=self.env)  # noqa: S603
+            subprocess.Popen(with_option(argv, "-n", f"bench{i}@%h"), cwd=ROOT, env={**self.env, "PGAPPNAME": DISPATCH})  # noqa: S603
             for i in range(workers)
         ]
         if beat:
             schedule = f"/tmp/postroute-bench-beat-{os.getpid()}"  # noqa: S108
             beat_argv, _ = procfile_command("beat", self.env)
             beat_argv = [*with_option(beat_argv, "--loglevel", "warning"), "-s", schedule]
-            self.procs.append(subprocess.Popen(beat_argv, cwd=ROOT, env=self.env))  # noqa: S603
+            self.procs.append(subprocess.Popen(beat_argv, cwd=ROOT, env={**self.env, "PGAPPNAME": "postroute-beat"}))  # noqa: S603
         time.sleep(5)  # connected to the broker
 
     def stop(self) -> None:
@@ -150,9 +152,13 @@ class Box:
             proc.wait(60)
 
 
+DISPATCH = "postroute-dispatch"
+
+
 class Sessions:
     """The most PostgreSQL sessions of the benchmark's database held by
-    others than this process, sampled every 50 ms."""
+    others than this process (`most`: the dispatch workers and beat), and by
+    the dispatch workers alone (`dispatch`), sampled every 50 ms."""
 
     def __init__(self) -> None:
         import psycopg
@@ -163,14 +169,18 @@ class Sessions:
             self.own = [cursor.fetchone()[0]]
         self.conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
         self.own.append(self.conn.info.backend_pid)
-        self.most, self.stopped = 0, threading.Event()
+        self.most, self.dispatch, self.stopped = 0, 0, threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> ALL(%s)"
+        query = (
+            "SELECT count(*), count(*) FILTER (WHERE application_name = %s) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> ALL(%s)"
+        )
         while not self.stopped.wait(0.05):
-            self.most = max(self.most, self.conn.execute(query, [self.own]).fetchone()[0])
+            every, dispatch = self.conn.execute(query, [DISPATCH, self.own]).fetchone()
+            self.most, self.dispatch = max(self.most, every), max(self.dispatch, dispatch)
 
     def stop(self) -> int:
         self.stopped.set()
@@ -478,6 +488,7 @@ def latency(tenants: int, letters: int, before: float) -> float:
             cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu
         finally:
             most = sessions.stop()
+            dispatching = sessions.dispatch
             box.stop()
     after = baseline()
     cpu_bound = max(before, after)
@@ -501,7 +512,7 @@ def latency(tenants: int, letters: int, before: float) -> float:
           f"(the raw loop before / after: {before:,.0f} / {after:,.0f}); "
           f"ratio to the lower bound {rate / bound:.2f}; {PROCESSES} dispatch processes "
           f"({cpu / total * 1e6:,.0f} us of their CPU a letter), "
-          f"PostgreSQL sessions at most {most} "
+          f"PostgreSQL sessions at most {dispatching} for the dispatch processes, {most} with beat's "
           f"(received {len(sink.ids):,}, unique {len(set(sink.ids)):,}; the chains were all queued "
           f"after {kicked:.1f} s)")  # fmt: skip
     clean()
