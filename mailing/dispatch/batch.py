@@ -26,7 +26,7 @@ from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
 from .ahead import CLAIM_AHEAD, Ahead, Chunk, first_with_room, reserve_and_claim, settle
-from .exchange import MinuteOver, Progress, Refusal, abandon, envelope, exchange
+from .exchange import MinuteOver, Progress, Refusal, abandon, envelope, exchange, silent
 from .messages import Builder
 from .recorder import Recorder, RecordingFailed
 from .replies import (
@@ -462,7 +462,7 @@ class Batch:
             # envelope of this letter's behind it): the server's way of
             # ending the connection, not a failure.
             if progress.stage == Stage.MAIL and (self.accepted_here or sent):
-                if sent and (isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)):
+                if sent and silent(exc):
                     # Silent to the envelope that came with the dot: the
                     # batch's next envelopes wait for the dot's reply.
                     self.with_the_dot = early = False

@@ -214,15 +214,19 @@ def abandon(client: smtplib.SMTP) -> bool:
         return False
     try:
         replies = [client.getreply()[0] for _ in range(3)]
-    except smtplib.SMTPServerDisconnected as exc:
+    except (OSError, smtplib.SMTPException) as exc:
         client.close()
-        # Hung up: it read nothing more. Silent: it may have read the DATA.
-        return isinstance(exc.__cause__, TimeoutError)
-    except (OSError, smtplib.SMTPException):  # the deadline (DeadlineExceeded), a reply too long
-        client.close()
-        return True
+        # Hung up: it read nothing more. Silent (or a reply too long): it
+        # may have read the DATA.
+        return silent(exc) or not isinstance(exc, smtplib.SMTPServerDisconnected)
     client.close()
     return replies[-1] == 354
+
+
+def silent(exc: BaseException) -> bool:
+    """The server did not answer in time (the deadline, or a socket timeout
+    as smtplib's getreply wraps it), where it did not hang up."""
+    return isinstance(exc, TimeoutError) or isinstance(exc.__cause__, TimeoutError)
 
 
 def rset(client: smtplib.SMTP, *, pending: int = 0) -> None:
