@@ -217,7 +217,12 @@ class ServerSerializer(serializers.Serializer):
 class BounceSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     email = serializers.CharField(source="letter.email")
-    kind = serializers.CharField()
+    kind = serializers.CharField(
+        help_text=_(
+            "hard: the address does not exist; soft: it could not take the letter for now; refused: not because of "
+            "the address (spam, policy, size); complaint: the recipient marked the letter as spam."
+        )
+    )
     status = serializers.CharField()
     diagnostic = serializers.CharField()
     mailing = serializers.UUIDField(source="letter.mailing.public_id")

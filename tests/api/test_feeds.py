@@ -46,6 +46,18 @@ def test_bounces_since_a_cursor(api, tenant_a, tenant_b):
     assert [r["email"] for r in later["results"]] == ["c@example.com"] and later["next_cursor"] != cursor
 
 
+def test_a_complaint_is_in_the_bounce_feed(api, tenant_a):
+    """A recipient who marked the letter as spam (a feedback loop's report
+    tied to it) is news a CRM must act on, as a bounce is: it comes with
+    its kind; a complaint matched only by recipient and time does not."""
+    mailing = started(tenant_a, ["a@example.com", "b@example.com"])
+    a, b = Letter.objects.filter(mailing=mailing).order_by("email")
+    report(a, 1, kind="complaint", status="")
+    report(b, 2, kind="complaint", status="", matched_by="recipient")
+    body = api.get("/api/v1/bounces/").json()
+    assert [(r["email"], r["kind"]) for r in body["results"]] == [("a@example.com", "complaint")]
+
+
 def test_unsubscribes_since_a_cursor(api, tenant_a, tenant_b):
     contacts.unsubscribe(token=make_token(tenant_a.pk, "ann@example.com"))
     Suppression.objects.create(tenant=tenant_a, email="manual@example.com", reason="manual")

@@ -4,7 +4,10 @@ with the next_cursor of the last answer; with none, from the beginning.
 Bounces are the delivery reports tied to a letter by what Postroute put on
 it (a header, the Message-ID, the envelope token): a report matched only
 by recipient and time, or not at all, is shown to the tenant but never
-acted on, and not sent here either."""
+acted on, and not sent here either. Complaints (a feedback loop's report
+that the recipient marked the letter as spam) come here too, with their
+kind: the address is suppressed for them as for a hard bounce, and a CRM
+must learn it as it learns a bounce."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
@@ -15,7 +18,7 @@ from ..serializers import BounceSerializer, UnsubscribeSerializer, paged
 from .base import READ, ApiView
 from .contacts import CURSOR
 
-BOUNCES = (BounceReport.Kind.HARD, BounceReport.Kind.SOFT, BounceReport.Kind.REFUSED)
+BOUNCES = (BounceReport.Kind.HARD, BounceReport.Kind.SOFT, BounceReport.Kind.REFUSED, BounceReport.Kind.COMPLAINT)
 
 
 class BounceFeed(ApiView):
