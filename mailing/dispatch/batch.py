@@ -44,6 +44,7 @@ from .replies import (
     Verdict,
     judge,
     kept_reply,
+    per_connection_cap,
     turned_away,
 )
 from .results import Sent, defer, fail, fail_and_suppress, requeue
@@ -185,6 +186,7 @@ class Batch:
     accepted: int = 0
     refused_in_a_row: int = 0  # on this connection, since its last accepted letter
     accepted_here: int = 0  # letters accepted on this connection
+    begun_here: int = 0  # letters whose MAIL went on this connection (a server's cap counts them)
     # The next letter's bytes (or why they could not be made), made while
     # the server took the one before (_make_ahead).
     ahead: tuple[Letter, bytes | Exception] | None = None
@@ -238,7 +240,7 @@ class Batch:
         # The body and the final dot go out in two writes (see exchange):
         # with Nagle's algorithm the dot would wait for the delayed ACK.
         self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.refused_in_a_row = self.accepted_here = 0
+        self.refused_in_a_row = self.accepted_here = self.begun_here = 0
         return True
 
     def _turned_away(self, exc: Exception) -> bool:
@@ -444,10 +446,17 @@ class Batch:
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         started = time.monotonic()
         self.early = None
+        self.begun_here += 1
         then = self._then(client, following) if early and following is not None else None
         try:
             reply = self._exchange(client, commands, data, progress, following, sent=sent, then=then)
         except Refusal as exc:
+            if (
+                exc.stage in (Stage.MAIL, Stage.RCPT)
+                and self.begun_here > 1
+                and per_connection_cap(exc.code, exc.reply)
+            ):
+                return self._capped(letter, progress, following, exc, early=early)
             return self._refused(letter, judge(exc.code, exc.reply, exc.stage), exc.stage)
         except (RecordingFailed, SoftTimeLimitExceeded):
             raise
@@ -514,13 +523,31 @@ class Batch:
     def _afresh(self, letter: Letter, progress: Progress, following: Letter | None, *, early: bool = False) -> bool:
         """The connection was gone at the start of `letter`, after the
         server had accepted a letter on it: a server that takes one (or a
-        few) letters a connection, or hangs up instead of waiting for QUIT.
-        Nothing of this letter reached it: it goes over a new connection,
-        once (a loss before any letter is accepted there rests the server)."""
+        few) letters a connection, or hangs up instead of waiting for QUIT
+        (or one that said so: _capped). Nothing of this letter reached it:
+        it goes over a new connection, once (a loss before any letter is
+        accepted there rests the server)."""
         if not self._reconnect():
             self._give_back([letter])  # the server rests, or the chain waits (_connect)
             return False
         return self._send_one(self.client, letter, progress, following, early=early)
+
+    def _capped(
+        self, letter: Letter, progress: Progress, following: Letter | None, refusal: Refusal, *, early: bool
+    ) -> bool:
+        """The server takes so many letters a connection (Exim's
+        smtp_accept_max_per_connection) and `letter` was one too many: this
+        connection ends and the letter goes over a new one at once, as the
+        first there, no attempt counted and the server not resting; a
+        server capping at N gets N letters a connection. Said again to that
+        first letter, it is no cap but a refusal (its judgement then rests
+        the server): the batch never reconnects for ever. Only a letter
+        refused before its DATA (at MAIL, where servers say it, or at RCPT):
+        one refused later counted against the limit, and its room in this
+        batch is spent (it is judged as any other refusal)."""
+        log.info("server %s takes %s letters a connection: %s", self.server.pk, self.begun_here - 1, refusal.reply)
+        progress.stage = Stage.MAIL
+        return self._afresh(letter, progress, following, early=early)
 
     def _wire(self, letter: Letter) -> bytes:
         """The letter's bytes: made ahead, or now. A letter that could not

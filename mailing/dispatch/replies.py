@@ -193,6 +193,35 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
     return Verdict(Kind.REFUSED, code, reply)
 
 
+# A server's cap on the letters of one connection, said to the letter over
+# it: Exim's smtp_accept_max_per_connection and Amazon SES "421 too many
+# messages in this connection", Yahoo "421 Max message per connection
+# reached, closing transmission channel", Microsoft "421 4.3.2 Message limit
+# per session reached", "452 4.3.1 Too many messages in this session",
+# qmail "451 too many messages per connection".
+PER_CONNECTION = re.compile(
+    r"\b(messages?|mails?|emails?|transactions?)\b[^.;,]{0,30}?\b(per|in|on|for) (this |one |the |a |each |a single )?"
+    r"(smtp )?(connection|session)\b|\b(connection|session)'?s? (message|mail|transaction) (limit|count)",
+    re.IGNORECASE,
+)
+# ... and says it is a count ("Message rejected for this session" is not).
+COUNT_WORDS = re.compile(r"too many|\bmax|limit|exceed|number of|reached", re.IGNORECASE)
+# The client's rate, whatever else it says: Postfix's
+# smtpd_client_message_rate_limit "452 4.3.1 Error: too many messages from
+# 10.0.0.1", "per hour", "try again in 60 seconds" (WAIT).
+CLIENT_RATE = re.compile(r"\bfrom \S|\bper (second|minute|hour|day)\b|\b(hourly|daily)\b", re.IGNORECASE)
+
+
+def per_connection_cap(code: int, reply: str) -> bool:
+    """The server takes so many letters a connection and this one is over
+    it: the letter goes again over a new connection, nothing rests
+    (mailing.dispatch.batch; said to the first letter of a connection, it
+    is a refusal like another, judged as one)."""
+    if not 400 <= code < 600 or not (PER_CONNECTION.search(reply) and COUNT_WORDS.search(reply)):
+        return False
+    return not CLIENT_RATE.search(reply) and not WAIT.search(reply)
+
+
 def turned_away(code: int, reply: str) -> bool:
     """A 4xx that greets a new connection (or answers its EHLO) and refuses
     that connection, not the account's mail: the number of our connections

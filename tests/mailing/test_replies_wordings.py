@@ -191,3 +191,32 @@ def test_a_letter_refused_for_its_size_keeps_a_sentence_saying_so(code, reply, s
 
     kept = kept_reply(judge(code, reply, Stage(stage)), Stage(stage))
     assert kept == (TOO_BIG_NOTE + reply if too_big else reply)
+
+
+@pytest.mark.parametrize(
+    "code, reply, cap",
+    [
+        # This connection's count of letters: a new connection takes the next.
+        (421, "421 mx.example.test too many messages in this connection", True),  # Exim, Amazon SES
+        (421, "421 too many messages in one connection", True),
+        (452, "452 4.3.1 Too many messages in this session", True),
+        (421, "421 4.3.2 Message limit per session reached, closing transmission channel", True),  # Microsoft
+        (421, "421 Max message per connection reached, closing transmission channel", True),  # Yahoo
+        (451, "451 too many messages per connection", True),  # qmail
+        (421, "421 4.7.0 Maximum number of messages per session exceeded", True),
+        (554, "554 5.7.0 Too many messages in this connection", True),
+        # The client's rate, its own quota, or no count at all: not a cap.
+        (452, "452 4.3.1 Error: too many messages from 10.0.0.1", False),  # Postfix smtpd_client_message_rate_limit
+        (450, "450 4.7.1 Error: too many messages from [10.0.0.1], try again later", False),
+        (421, "421 4.7.0 Too many messages per hour in this session", False),
+        (452, "452 4.3.1 Too many messages in this session, try again in 60 seconds", False),
+        (550, "550 Too many messages. Try again in 92 seconds.", False),
+        (421, "421 Too many concurrent SMTP connections; please try again later.", False),
+        (550, "550 5.7.1 Message rejected for this session's sender policy", False),
+        (250, "250 2.0.0 Ok: queued, 3 messages in this session", False),
+    ],
+)
+def test_a_cap_on_the_letters_of_one_connection_is_told_from_a_rate(code, reply, cap):
+    from mailing.dispatch.replies import per_connection_cap
+
+    assert per_connection_cap(code, reply) is cap

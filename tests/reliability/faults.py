@@ -13,7 +13,10 @@ Which letter meets which fault:
   this server receives); the dispatcher sends letters in id order, so a
   test can tell which letter that is;
 - AUTH faults by the ordinal of the connection that authenticates: every
-  mechanism smtplib tries on that connection is refused.
+  mechanism smtplib tries on that connection is refused;
+- a cap on the letters of one connection (Exim's
+  smtp_accept_max_per_connection): the MAIL commands of a connection beyond
+  `cap` meet `cap_fault`, at MAIL, at RCPT or after their DATA.
 
 The handler logs the Message-ID of every letter it accepted (250 after
 DATA), how many letters were handed to it in DATA, and every fault played."""
@@ -120,6 +123,10 @@ class FaultHandler(Pipelining, SinkHandler):
     played: list[tuple[str, str]] = field(default_factory=list)  # (fault name, recipient or "#ordinal")
     mails: int = 0
     auths: int = 0
+    cap: int = 0  # MAIL commands a connection may give without meeting cap_fault
+    cap_fault: Fault | None = None
+    sessions: int = 0  # connections that gave a MAIL command
+    quits: int = 0
 
     def _play(self, fault: Fault, where: str) -> None:
         with self.lock:
@@ -141,14 +148,22 @@ class FaultHandler(Pipelining, SinkHandler):
         with self.lock:
             self.mails += 1
             ordinal = self.mails
+            session.mails = getattr(session, "mails", 0) + 1
+            self.sessions += session.mails == 1
         if fault := self.mail_faults.get(ordinal):
             return self._answer(server, fault, f"#{ordinal}")
+        if self.cap_fault is not None and session.mails > self.cap:
+            if self.cap_fault.phase == "mail":
+                return self._answer(server, self.cap_fault, f"#{ordinal}")
+            envelope.over_cap = True
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options):
         fault = self.plan.take(address)
+        if getattr(envelope, "over_cap", False):
+            fault = self.cap_fault
         if fault and fault.phase == "rcpt":
             return self._answer(server, fault, address)
         envelope.rcpt_tos.append(address)
@@ -170,6 +185,11 @@ class FaultHandler(Pipelining, SinkHandler):
             _hang_up_soon(server)
             return fault.text(rcpt)
         return self._answer(server, fault, rcpt)
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            self.quits += 1
+        return "221 Bye"
 
     async def _accept(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         status = await super().handle_DATA(server, session, envelope)
