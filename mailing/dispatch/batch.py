@@ -26,7 +26,19 @@ from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
 from .ahead import CLAIM_AHEAD, Ahead, Chunk, first_with_room, reserve_and_claim, settle
-from .exchange import MinuteOver, Progress, Refusal, abandon, envelope, exchange, silent
+from .exchange import (
+    MinuteOver,
+    Progress,
+    Refusal,
+    TooBig,
+    abandon,
+    envelope,
+    exchange,
+    offers_size,
+    pipelines,
+    silent,
+    wire_size,
+)
 from .messages import Builder
 from .recorder import Recorder, RecordingFailed
 from .replies import (
@@ -45,6 +57,7 @@ from .replies import (
     judge,
     kept_reply,
     per_connection_cap,
+    too_big_reply,
     turned_away,
 )
 from .results import Sent, defer, fail, fail_and_suppress, requeue
@@ -187,9 +200,10 @@ class Batch:
     refused_in_a_row: int = 0  # on this connection, since its last accepted letter
     accepted_here: int = 0  # letters accepted on this connection
     begun_here: int = 0  # letters whose MAIL went on this connection (a server's cap counts them)
-    # The next letter's bytes (or why they could not be made), made while
-    # the server took the one before (_make_ahead).
-    ahead: tuple[Letter, bytes | Exception] | None = None
+    # The next letters' bytes (or why they could not be made), made while
+    # the server took the one before (_make_ahead), or for their SIZE.
+    made: list[tuple[Letter, bytes | Exception]] = field(default_factory=list)
+    position: int = 0  # the index of the letter the loop is on
     # The batch's next letters, being claimed while its last ones go
     # (mailing.dispatch.ahead); None once they joined (or none was asked).
     coming: Ahead | None = None
@@ -303,7 +317,7 @@ class Batch:
         minute_end = self._minute_end()
         index, joined = -1, len(self.letters)
         while (index := index + 1) < len(self.letters) or self._more():
-            letter = self.letters[index]
+            letter, self.position = self.letters[index], index
             if len(self.letters) != joined:
                 # The next letters joined, with their own room: what the
                 # last check allowed counted the letters before them only.
@@ -428,12 +442,14 @@ class Batch:
         sent = self.early is letter  # its envelope went with the last final dot
         try:
             data = self._wire(letter)
-            commands = [] if sent else self._envelope(client, letter)
+            commands = [] if sent else self._envelope(client, letter, data)
         except SoftTimeLimitExceeded:
             raise  # the task's own limit: the batch ends and gives the rest back
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
             if isinstance(exc, UnsendableAddress):
                 self._record(letter, partial(fail, letter, str(exc)))
+            elif isinstance(exc, TooBig):  # above the server's SIZE: it would be refused after its body
+                self._record(letter, partial(fail, letter, too_big_reply(exc.size, exc.limit)))
             else:  # the builder refused it
                 log.exception("letter %s could not be built", letter.pk)
                 self._record(letter, partial(fail, letter, f"{NOT_BUILT}{exc}"))
@@ -442,12 +458,13 @@ class Batch:
                 client.reconnect = True  # type: ignore[attr-defined]
             return True
         release_session()
+        # Before the deadline: making the next letter for its SIZE is our time.
+        then = self._then(client, following) if early and following is not None else None
         # The whole exchange, however the server dribbles its replies.
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         started = time.monotonic()
         self.early = None
         self.begun_here += 1
-        then = self._then(client, following) if early and following is not None else None
         try:
             reply = self._exchange(client, commands, data, progress, following, sent=sent, then=then)
         except Refusal as exc:
@@ -508,15 +525,22 @@ class Batch:
             if progress.then_sent:
                 self.early, self.early_chunk = following, self.chunks[-1]
 
-    def _envelope(self, client: PinnedSMTPClient, letter: Letter) -> list[bytes]:
+    def _envelope(self, client: PinnedSMTPClient, letter: Letter, data: bytes | None) -> list[bytes]:
+        """`data`, the letter's bytes, for a server that offers SIZE."""
         sender = envelope_sender(self.route, letter.public_id)
-        return envelope(client, sender, letter.email, utf8=self.builder.utf8)
+        size = None if data is None else wire_size(data)
+        return envelope(client, sender, letter.email, utf8=self.builder.utf8, size=size)
 
     def _then(self, client: PinnedSMTPClient, following: Letter) -> list[bytes] | None:
         """The next letter's envelope, to go with this one's final dot; None
-        when it cannot be made (its own turn says why)."""
+        when it cannot be made, or the letter cannot go (its own turn says
+        why); None without PIPELINING, where it could not go. Its SIZE needs
+        its bytes now: made ahead already but for a connection's first
+        letters (_make_ahead makes the one after it)."""
+        if not pipelines(client):
+            return None
         try:
-            return self._envelope(client, following)
+            return self._envelope(client, following, self._made(following) if offers_size(client) else None)
         except Exception:
             return None
 
@@ -552,23 +576,45 @@ class Batch:
     def _wire(self, letter: Letter) -> bytes:
         """The letter's bytes: made ahead, or now. A letter that could not
         be made ahead raises its error now, in its own turn."""
-        ahead, self.ahead = self.ahead, None
-        if ahead is None or ahead[0] is not letter:
-            return self.builder.wire(letter)
-        if isinstance(made := ahead[1], Exception):
+        try:
+            return self._made(letter)
+        finally:
+            self.made = [entry for entry in self.made if entry[0] is not letter]
+
+    def _made(self, letter: Letter) -> bytes:
+        """The letter's bytes, kept for its turn: made ahead, or now."""
+        made = next((made for made_for, made in self.made if made_for is letter), None)
+        if made is None:
+            made = self._make(letter)
+        if isinstance(made, Exception):
             raise made
         return made
 
-    def _make_ahead(self, letter: Letter) -> None:
-        """Make `letter` while the server takes the one before it (its reply
-        to the final dot is on the way): the making leaves the chain of
-        waits each letter goes through, where it took 70 µs of 1.1 ms. It
-        needs no database and sends nothing: a letter the batch does not
-        reach after all only cost its making."""
+    def _make(self, letter: Letter) -> bytes | Exception:
         try:
-            self.ahead = (letter, self.builder.wire(letter))
+            made: bytes | Exception = self.builder.wire(letter)
         except Exception as exc:  # the letter's own turn reports it
-            self.ahead = (letter, exc)
+            made = exc
+        # Kept until its turn; those of letters the batch gave back are
+        # dropped with the oldest.
+        self.made = [*self.made[-2:], (letter, made)]
+        return made
+
+    def _make_ahead(self, following: Letter) -> None:
+        """Make the next letter not yet made while the server takes the one
+        before it (its reply to the final dot is on the way): the making
+        leaves the chain of waits each letter goes through, where it took
+        70 µs of 1.1 ms. `following` when its bytes are not made yet; the
+        letter after it when they are (the server offers SIZE, and its
+        envelope, going with this final dot, needed them). It needs no
+        database and sends nothing: a letter the batch does not reach after
+        all only cost its making."""
+        made = [made_for for made_for, _ in self.made]
+        after = self.position + 2
+        for letter in (following, self.letters[after] if after < len(self.letters) else None):
+            if letter is not None and not any(letter is made_for for made_for in made):
+                self._make(letter)
+                return
 
     def _lost(self, letter: Letter, progress: Progress, exc: BaseException) -> None:
         reason = f"{CONNECTION_LOST}{exc or 'no reason'}"

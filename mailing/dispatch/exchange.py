@@ -1,5 +1,5 @@
 """One letter's SMTP exchange: MAIL, RCPT, DATA, the body and the final
-dot, as smtplib.sendmail does, with four differences:
+dot, as smtplib.sendmail does, with five differences:
 
 - the previous letter's result must be committed before this one is
   accepted (the commit overlaps this letter's round trips);
@@ -11,7 +11,10 @@ dot, as smtplib.sendmail does, with four differences:
   letter's final dot (RFC 2920 §3.1 allows it: the content may be the first
   "command" of a group), so a letter costs one round trip, not two;
 - addresses go as IDNA, and a non-ASCII local part with SMTPUTF8 when the
-  server offers it (RFC 6531)."""
+  server offers it (RFC 6531);
+- a server that offers SIZE (RFC 1870) is told the letter's size in MAIL
+  FROM, as smtplib.sendmail does, and one above the maximum it announces
+  is not sent at all (TooBig): it would be refused after its whole body."""
 
 import smtplib
 import time
@@ -39,6 +42,14 @@ class MinuteOver(Exception):
     letter was not given to the server (the connection is closed)."""
 
 
+class TooBig(ValueError):
+    """The letter is larger than the maximum the server announces (SIZE)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} > {limit}")
+        self.size, self.limit = size, limit
+
+
 @dataclass
 class Progress:
     """How far one letter got: MAIL (nothing of it reached the server yet),
@@ -55,17 +66,57 @@ class Progress:
         return self.stage in (Stage.DATA, Stage.DOT)
 
 
-def envelope(client: smtplib.SMTP, sender: str, recipient: str, *, utf8: bool = False) -> list[bytes]:
+def envelope(
+    client: smtplib.SMTP, sender: str, recipient: str, *, utf8: bool = False, size: int | None = None
+) -> list[bytes]:
     """The MAIL, RCPT and DATA commands; UnsendableAddress when this server
-    cannot take this recipient. `utf8`: the message's own headers hold a
-    mailbox that is not ASCII (its From or Reply-To)."""
+    cannot take this recipient, TooBig when it cannot take a letter of
+    `size` (wire_size). `utf8`: the message's own headers hold a mailbox
+    that is not ASCII (its From or Reply-To)."""
     mail, rcpt = wire_address(sender), wire_address(recipient)
-    options = "".join(f" {option}" for option in utf8_options(client, mail.utf8 or rcpt.utf8 or utf8))
+    parameters = utf8_options(client, mail.utf8 or rcpt.utf8 or utf8) + size_options(client, size)
+    options = "".join(f" {option}" for option in parameters)
     return [
         b"MAIL FROM:<" + mail.text.encode() + b">" + options.encode(),
         b"RCPT TO:<" + rcpt.text.encode() + b">",
         b"DATA",
     ]
+
+
+def pipelines(client: smtplib.SMTP) -> bool:
+    return client.does_esmtp and client.has_extn("pipelining")
+
+
+def offers_size(client: smtplib.SMTP) -> bool:
+    return client.does_esmtp and client.has_extn("size")
+
+
+def announced_size(client: smtplib.SMTP) -> int | None:
+    """The largest letter the server takes, as its EHLO says ("SIZE
+    10240000"); None when it names none ("SIZE" alone, or "SIZE 0": no
+    fixed maximum, RFC 1870 §4)."""
+    words = client.esmtp_features.get("size", "").split()
+    if not words or not words[0].isdigit():
+        return None
+    return int(words[0]) or None
+
+
+def size_options(client: smtplib.SMTP, size: int | None) -> list[str]:
+    """MAIL FROM's SIZE parameter where the server offers it; TooBig above
+    its maximum."""
+    if size is None or not offers_size(client):
+        return []
+    limit = announced_size(client)
+    if limit is not None and size > limit:
+        raise TooBig(size, limit)
+    return [f"SIZE={size}"]
+
+
+def wire_size(data: bytes) -> int:
+    """The size RFC 1870 §4 means: the octets sent after the 354, CRLFs
+    included, without the final dot or the doubled dots; exchange() ends
+    the letter with a CRLF when it has none."""
+    return len(data) if data.endswith(b"\r\n") else len(data) + 2
 
 
 def exchange(
@@ -86,7 +137,7 @@ def exchange(
     `then`: the next letter's, to go with this one's final dot on a server
     that offers PIPELINING (`progress.then_sent` tells whether they went;
     the batch reads their replies in that letter's turn, or `abandon`s them)."""
-    pipelined = client.does_esmtp and client.has_extn("pipelining")
+    pipelined = pipelines(client)
     if sent:
         read = client.getreply
     elif pipelined:

@@ -169,6 +169,9 @@ def judge(code: int, reply: str, stage: Stage) -> Verdict:
         return Verdict(Kind.RATE_LIMIT, code, reply, rate_wait(reply) if WAIT.search(reply) else QUOTA_WAIT)
     if code < 500 and _settings_refused(reply, stage):
         return Verdict(Kind.SENDER_REFUSED, code, reply)
+    if stage == Stage.MAIL and code >= 500 and _too_big(reply):
+        # The letter's SIZE (RFC 1870), refused at MAIL: not our sender.
+        return Verdict(Kind.REFUSED, code, reply)
     if stage == Stage.MAIL:
         return Verdict(Kind.SENDER_REFUSED if code >= 500 else Kind.SERVER_BUSY, code, reply)
     if code == 421:
@@ -304,6 +307,9 @@ NOT_AGAIN_NOTE = gettext_noop("Not sent again, so that the recipient does not ge
 # words, which are often terse (aiosmtpd "552 Error: Too much mail data",
 # Postfix "552 5.3.4 Error: message file too big").
 TOO_BIG_NOTE = gettext_noop("The letter is larger than the server takes: ")
+# One larger than the SIZE the server announces (RFC 1870) is not sent: it
+# keeps TOO_BIG_NOTE and OVER_SIZE, with both sizes (too_big_reply).
+OVER_SIZE = gettext_noop("%(size)s bytes, the server's maximum is %(limit)s (its SIZE).")
 NOT_BUILT = gettext_noop("The message could not be built: ")
 UNEXPECTED = gettext_noop("Unexpected error while sending: ")
 CONNECTION_LOST = gettext_noop("connection lost: ")
@@ -332,15 +338,35 @@ TOO_BIG_WORDS = re.compile(
 )
 
 
+def _too_big(reply: str) -> bool:
+    """A refusal of the letter's size, not of a full mailbox ("552 5.2.2
+    Mailbox size limit exceeded")."""
+    if _enhanced(reply)[1:] in (("3", "4"), ("2", "3")):
+        return True
+    return bool(TOO_BIG_WORDS.search(reply)) and not RECIPIENT_WORDS.search(reply)
+
+
 def kept_reply(verdict: Verdict, stage: Stage) -> str:
     """What a refused letter keeps: the server's reply, after TOO_BIG_NOTE
     when it refused the letter's size (each letter of a template too big
-    fails so; the server does not rest for it)."""
-    enhanced = _enhanced(verdict.reply)
-    too_big = enhanced[1:] in (("3", "4"), ("2", "3")) or TOO_BIG_WORDS.search(verdict.reply)
-    if stage in (Stage.DATA, Stage.DOT) and verdict.code >= 500 and too_big:
+    fails so; the server does not rest for it): to its SIZE at MAIL, to
+    DATA or after the message."""
+    if stage != Stage.RCPT and verdict.code >= 500 and _too_big(verdict.reply):
         return TOO_BIG_NOTE + verdict.reply
     return verdict.reply
+
+
+def too_big_reply(size: int, limit: int) -> str:
+    """What a letter larger than the server's announced SIZE keeps."""
+    return TOO_BIG_NOTE + OVER_SIZE % {"size": size, "limit": limit}
+
+
+# OVER_SIZE as stored, to be shown in the reader's language.
+_OVER_SIZE = re.compile(
+    re.escape(OVER_SIZE)
+    .replace(re.escape("%(size)s"), r"(?P<size>\d+)")
+    .replace(re.escape("%(limit)s"), r"(?P<limit>\d+)")
+)
 
 
 def shown_reply(reply: str) -> str:
@@ -351,4 +377,6 @@ def shown_reply(reply: str) -> str:
     while note := next((note for note in OWN_NOTES if reply.startswith(note)), None):
         shown += gettext(note)
         reply = reply[len(note) :]
+    if sizes := _OVER_SIZE.fullmatch(reply):
+        return shown + gettext(OVER_SIZE) % sizes.groupdict()
     return shown + reply

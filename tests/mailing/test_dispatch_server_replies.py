@@ -18,7 +18,7 @@ from mailing.models import Letter, Suppression
 from servers.models import Health
 from tests.servers.factories import make_server
 from tests.services import require_postgresql
-from tests.smtp_servers import SCRIPTED_GREETING, Scripted, smtp_server, tarpit
+from tests.smtp_servers import SCRIPTED_GREETING, Scripted, tarpit
 
 from .builders import run_until_settled as settle
 from .test_dispatch_real_world import start, statuses
@@ -370,8 +370,11 @@ def test_a_server_that_closes_after_each_accepted_letter_gets_a_new_connection_f
 
 
 def test_a_letter_too_big_for_the_server_fails_saying_so_and_the_server_does_not_rest(tenant_a):
-    with smtp_server(data_size_limit=300) as (controller, _):  # aiosmtpd: "552 Error: Too much mail data"
-        server = make_server(tenant_a, port=controller.port)
+    # aiosmtpd's words after the message, from a server that announces no
+    # SIZE (one that does is not sent a letter above it: test_dispatch_size).
+    script = Scripted(after_dot=lambda conn, body: b"552 Error: Too much mail data\r\n")
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
         mailing = start(tenant_a, [server], emails("r", 2))
         assert settle(mailing, timezone.now()) == "done"
     letter = Letter.objects.filter(mailing=mailing).first()

@@ -220,3 +220,43 @@ def test_a_cap_on_the_letters_of_one_connection_is_told_from_a_rate(code, reply,
     from mailing.dispatch.replies import per_connection_cap
 
     assert per_connection_cap(code, reply) is cap
+
+
+@pytest.mark.parametrize(
+    "code, reply, stage, kind, too_big",
+    [
+        # To MAIL FROM's SIZE (RFC 1870): the letter's, not our sender's.
+        (552, "552 5.3.4 Message size exceeds fixed maximum message size", "mail", Kind.REFUSED, True),  # Postfix
+        (552, "552 Error: message size exceeds fixed maximum message size", "mail", Kind.REFUSED, True),  # aiosmtpd
+        (552, "552 Message size exceeds maximum permitted", "mail", Kind.REFUSED, True),  # Exim
+        # Our sender refused at MAIL stays the server's.
+        (550, "550 5.7.1 Spam rejected: your IP is listed", "mail", Kind.SENDER_REFUSED, False),
+        # A full mailbox is no size of the letter, wherever it is said.
+        (552, "552 5.2.2 Mailbox size limit exceeded", "dot", Kind.REFUSED, False),
+    ],
+)
+def test_a_size_refused_at_mail_fails_the_letter_not_the_server(code, reply, stage, kind, too_big):
+    from mailing.dispatch.replies import TOO_BIG_NOTE, kept_reply
+
+    verdict = judge(code, reply, Stage(stage))
+    assert verdict.kind == kind
+    if kind == Kind.REFUSED:
+        assert kept_reply(verdict, Stage(stage)) == (TOO_BIG_NOTE + reply if too_big else reply)
+
+
+def test_a_letter_above_the_servers_size_keeps_both_sizes_in_the_readers_language():
+    from django.utils import translation
+
+    from mailing.dispatch.replies import shown_reply, too_big_reply
+
+    stored = too_big_reply(20480, 10240)
+    assert (
+        stored == "The letter is larger than the server takes: 20480 bytes, the server's maximum is 10240 (its SIZE)."
+    )
+    assert shown_reply(stored) == stored
+    with translation.override("ru"):
+        assert shown_reply(stored) == (
+            "Письмо больше, чем принимает сервер: 20480 байт, а сервер принимает не более 10240 байт (его SIZE)."
+        )
+    with translation.override("vi"):
+        assert shown_reply(stored).startswith("Thư lớn hơn mức máy chủ chấp nhận: 20480 byte")

@@ -1,0 +1,173 @@
+"""The SIZE extension (RFC 1870): a server that offers it is told each
+letter's size in its MAIL FROM, and one that announces a maximum is not
+sent a letter above it: that letter fails at once with a sentence naming
+both sizes, the server does not rest, and the batch goes on. A server's
+552 for a letter's size, at MAIL or after the message, is that letter's
+failure, not the server's. Played by real servers: aiosmtpd (which offers
+SIZE and checks it) and scripted ones (tests.smtp_servers)."""
+
+import re
+
+import pytest
+from django.utils import timezone, translation
+
+from mailing.dispatch import batch as batch_module
+from mailing.dispatch.replies import TOO_BIG_NOTE, shown_reply
+from mailing.models import Contact, Letter
+from servers.models import Health
+from tests.reliability.faults import Fault, FaultHandler, FaultPlan, fault_server
+from tests.servers.factories import make_server
+from tests.smtp_servers import Pipelining, Scripted, smtp_server, tarpit
+
+from .builders import run_until_settled as settle
+from .test_dispatch_real_world import HoldsTheFirstReply, start, statuses
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+
+SIZE_PARAM = re.compile(rb" SIZE=(\d+)", re.IGNORECASE)
+# A letter of some 2 KB, and one of more than 20 KB: the contact's long
+# first name a hundred times over.
+BODY = {"text_body": "Hi {{ first_name }}! " * 100 + "{{ unsubscribe_url }}", "html_body": "<p>{{ first_name }}</p>"}
+LIMIT = 8000
+
+
+class Recording(FaultHandler):
+    """Keeps each MAIL command's parameters."""
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        self.options = [*getattr(self, "options", []), list(mail_options)]
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def emails(count: int) -> list[str]:
+    return [f"s{i}@x.test" for i in range(count)]
+
+
+def assert_not_resting(server) -> None:
+    server.refresh_from_db()
+    assert (server.backoff_until, server.connection_failures) == (None, 0), server.rest_reply
+    assert server.health != Health.FAILING
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_server_offering_size_is_told_each_letters_size(tenant_a, pipelining):
+    handler = Recording(pipelining=pipelining)
+    with fault_server(handler) as controller:  # aiosmtpd offers "SIZE 33554432"
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(4))
+        assert settle(mailing, timezone.now()) == "done"
+    assert set(statuses(mailing).values()) == {L.SENT}
+    # Before the fix: no SIZE parameter at all.
+    sizes = [[int(o[5:]) for o in options if o.upper().startswith("SIZE=")] for options in handler.options]
+    # RFC 1870 §4: the octets after the 354, CRLFs included, without the
+    # final dot and the doubled dots: what the server received.
+    assert sizes == [[len(item.data)] for item in handler.received]
+
+
+@pytest.mark.parametrize(
+    "ehlo, said",
+    [
+        (b"250-odd.test\r\n250 SIZE\r\n", True),  # no number: no limit announced
+        (b"250-odd.test\r\n250 SIZE 0\r\n", True),  # 0: no limit (RFC 1870 §4)
+        (b"250-odd.test\r\n250-PIPELINING\r\n250 SIZE 0\r\n", True),
+        (b"250 odd.test\r\n", False),  # no SIZE offered: no parameter
+    ],
+)
+def test_size_without_a_maximum_limits_nothing(tenant_a, ehlo, said):
+    script = Scripted(ehlo=ehlo)
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails(2), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    assert set(statuses(mailing).values()) == {L.SENT}
+    mails = [line for heard in script.heard for line in heard if line.upper().startswith(b"MAIL FROM")]
+    assert len(mails) == 2
+    assert [bool(SIZE_PARAM.search(line)) for line in mails] == [said, said]
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_letter_above_the_announced_size_fails_unsent_and_the_rest_goes(tenant_a, pipelining):
+    """The second of four letters is above the server's SIZE: it never goes
+    (the server would refuse it after its whole body), it fails with both
+    sizes, and the other letters go on the same connection."""
+    big = "s1@x.test"
+    Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
+    handler = FaultHandler(pipelining=pipelining)
+    with smtp_server(handler=handler, data_size_limit=LIMIT) as (controller, _):  # "SIZE 8000"
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(4), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    assert {e: le.status for e, le in letters.items() if e != big} == dict.fromkeys(set(emails(4)) - {big}, L.SENT)
+    letter = letters[big]
+    assert (letter.status, letter.attempts) == (L.FAILED, 1)
+    # Before the fix: "552 Error: Too much mail data", after its whole body.
+    found = re.fullmatch(
+        re.escape(TOO_BIG_NOTE) + r"(\d+) bytes, the server.s maximum is (\d+) \(its SIZE\)\.", letter.last_reply
+    )
+    assert found, letter.last_reply
+    size, limit = map(int, found.groups())
+    assert size > LIMIT and limit == LIMIT
+    assert handler.mails == 3 and len(handler.accepted) == 3  # nothing of it reached the server
+    with translation.override("ru"):
+        shown = shown_reply(letter.last_reply)
+    assert shown.startswith("Письмо больше, чем принимает сервер: ")
+    assert str(size) in shown and str(LIMIT) in shown and "bytes" not in shown
+    assert_not_resting(server)
+
+
+# A 552 for the letter's size, from a server that announces no maximum (or a
+# larger one than it holds to): the letter fails, the server goes on.
+SIZE_AT_MAIL = Fault("552 at MAIL", "mail", "552 5.3.4 Message size exceeds fixed maximum message size")
+SIZE_AT_DOT = Fault("552 after DATA", "data", "552 5.3.4 Error: message file too big")
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+@pytest.mark.parametrize("fault", [SIZE_AT_MAIL, SIZE_AT_DOT], ids=lambda f: f.name)
+def test_a_552_for_the_size_fails_that_letter_not_the_server(tenant_a, settings, fault, pipelining):
+    plan = FaultPlan()
+    handler = FaultHandler(plan=plan, pipelining=pipelining)
+    if fault.phase == "mail":
+        handler.mail_faults = {2: fault}
+    else:
+        plan.add("s1@x.test", fault)
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(3))
+        # Before the fix, at MAIL: the server taken out as if our sender were refused.
+        assert settle(mailing, timezone.now()) == "done"
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    assert (letters["s1@x.test"].status, letters["s1@x.test"].last_reply) == (L.FAILED, TOO_BIG_NOTE + fault.reply)
+    assert letters["s0@x.test"].status == letters["s2@x.test"].status == L.SENT
+    assert_not_resting(server)
+
+
+class HoldsThePipelinedFirstReply(Pipelining, HoldsTheFirstReply):
+    pass
+
+
+def test_with_size_and_pipelining_each_letter_is_made_once_while_the_server_takes_another(tenant_a, monkeypatch):
+    """The envelope that goes with a final dot needs its letter's SIZE, so
+    its bytes are made before that dot: the letter after it is the one made
+    while the server takes the letter (the making stays out of the chain of
+    waits), and each letter is still made once, in order."""
+    handler = HoldsThePipelinedFirstReply()
+    real = batch_module.Builder.wire
+    made: list[str] = []
+
+    def wire(builder, letter):
+        made.append(letter.email)
+        if letter.email.startswith("c"):
+            handler.released.set()
+        return real(builder, letter)
+
+    monkeypatch.setattr(batch_module.Builder, "wire", wire)
+    order = ["a@x.test", "b@x.test", "c@x.test", "d@x.test", "e@x.test"]
+    with smtp_server(handler=handler) as (controller, _):  # "SIZE 33554432", PIPELINING
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], order)
+        assert settle(mailing, timezone.now()) == "done"
+    assert handler.in_time == [True]  # c was made while the server held its reply to a's final dot
+    assert made == order
+    assert [received.rcpt_tos for received in handler.received] == [[email] for email in order]
