@@ -72,7 +72,12 @@ HOSTNAME = "mx.postroute.test"
 STARTUP_TIMEOUT = 20.0
 NOTHING_LEAVES = "error:this test MTA delivers to its own domains only"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGKILL)
-DEFAULT_SWITCHES = {"reject_unlisted": True, "message_rate_limit": 0, "rate_time_unit": 60}
+DEFAULT_SWITCHES = {
+    "reject_unlisted": True,
+    "message_rate_limit": 0,
+    "rate_time_unit": 60,
+    "message_size_limit": 10240000,  # Postfix's default, announced as "SIZE 10240000"
+}
 
 
 def find_binary() -> str | None:
@@ -126,7 +131,14 @@ class PostfixServer:
 
     # Switches
 
-    def configure(self, *, reject_unlisted: bool = True, message_rate_limit: int = 0, rate_time_unit: int = 60) -> None:
+    def configure(
+        self,
+        *,
+        reject_unlisted: bool = True,
+        message_rate_limit: int = 0,
+        rate_time_unit: int = 60,
+        message_size_limit: int = 10240000,
+    ) -> None:
         """Set the switches and restart, so that every smtpd (and anvil, with
         its counters) is a new one: after a `postfix reload` old idle smtpd
         processes still take connections with the old settings for a second
@@ -137,6 +149,7 @@ class PostfixServer:
             f"smtpd_reject_unlisted_recipient = {'yes' if reject_unlisted else 'no'}",
             f"smtpd_client_message_rate_limit = {message_rate_limit}",
             f"anvil_rate_time_unit = {rate_time_unit}s",
+            f"message_size_limit = {message_size_limit}",
         )
         backdate(self.config_dir / "main.cf")
         self.restart()
@@ -144,6 +157,7 @@ class PostfixServer:
             "reject_unlisted": reject_unlisted,
             "message_rate_limit": message_rate_limit,
             "rate_time_unit": rate_time_unit,
+            "message_size_limit": message_size_limit,
         }
 
     def restart(self) -> None:
@@ -338,6 +352,7 @@ smtpd_reject_unlisted_recipient = yes
 smtpd_client_message_rate_limit = 0
 smtpd_client_event_limit_exceptions =
 anvil_rate_time_unit = 60s
+message_size_limit = 10240000
 """
     )
     for written in (etc / "main.cf", etc / "master.cf", mailboxes):

@@ -29,9 +29,9 @@ def submission_server(tenant: Tenant, mta: PostfixServer, **fields: object) -> S
     return make_server(tenant, **values)
 
 
-def start_mailing(tenant: Tenant, server: SmtpServer, emails: list[str]) -> Mailing:
+def start_mailing(tenant: Tenant, server: SmtpServer, emails: list[str], **template: object) -> Mailing:
     contact_list = make_list(tenant, "Postfix list", emails)
-    mailing = Mailing(tenant=tenant, name="Through Postfix", template=make_template(tenant))
+    mailing = Mailing(tenant=tenant, name="Through Postfix", template=make_template(tenant, **template))
     services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
     services.mailing_start(mailing=mailing)
     return mailing

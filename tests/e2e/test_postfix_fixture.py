@@ -88,7 +88,12 @@ def test_each_test_starts_with_an_empty_queue_and_empty_mailboxes(postfix_mta):
     assert postfix_mta.queue() == []
     assert postfix_mta.maildir_files("r000@mta.example.net") == []
     assert postfix_mta.maildir_files(postfix_mta.login) == []
-    assert postfix_mta.switches == {"reject_unlisted": True, "message_rate_limit": 0, "rate_time_unit": 60}
+    assert postfix_mta.switches == {
+        "reject_unlisted": True,
+        "message_rate_limit": 0,
+        "rate_time_unit": 60,
+        "message_size_limit": 10240000,
+    }
 
 
 def test_nothing_leaves_the_machine(postfix_mta):
@@ -180,13 +185,15 @@ def test_switched_postfix_refuses_more_than_n_letters_a_minute(postfix_mta):
 
 
 def test_the_switches_go_back_to_the_defaults_for_the_next_test(postfix_mta):
-    postfix_mta.configure(reject_unlisted=False, message_rate_limit=1)
+    postfix_mta.configure(reject_unlisted=False, message_rate_limit=1, message_size_limit=5000)
     assert postfix_mta.command("postconf", "-h", "smtpd_client_message_rate_limit").strip() == "1"
+    assert postfix_mta.command("postconf", "-h", "message_size_limit").strip() == "5000"
 
 
 def test_after_a_switched_test_the_defaults_are_back(postfix_mta):
     assert postfix_mta.command("postconf", "-h", "smtpd_reject_unlisted_recipient").strip() == "yes"
     assert postfix_mta.command("postconf", "-h", "smtpd_client_message_rate_limit").strip() == "0"
+    assert postfix_mta.command("postconf", "-h", "message_size_limit").strip() == "10240000"
     test_by_default_an_unknown_recipient_is_refused_at_rcpt(postfix_mta)
 
 

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from mailing import dispatch
 from mailing.bounces import parser, readers, tokens
-from mailing.models import BounceReport, Letter, Mailing, Suppression
+from mailing.dispatch.replies import TOO_BIG_NOTE
+from mailing.models import BounceReport, Contact, Letter, Mailing, Suppression
 from servers.models import BounceMailbox, Health
 from servers.probes import smtp_probe
 from tests.mailing.bounce_helpers import make_mailbox
@@ -215,3 +216,31 @@ def test_postfixs_rate_limit_makes_the_server_wait_for_its_window_not_crawl(tena
     assert_delivered_once(mta, list(letters.values()))
     server.refresh_from_db()
     assert (server.connection_failures, server.rest_reason, server.backoff_until) == (0, "", None)
+
+
+def test_a_letter_above_postfixs_message_size_limit_fails_unsent_and_the_others_arrive_once(tenant_a, mta):
+    """Postfix announces its message_size_limit in its EHLO ("SIZE 6000"
+    here): the letter above it is never sent and fails at once with both
+    sizes; the others, each told its SIZE in MAIL FROM (which Postfix
+    checks), are delivered once over the same connection; the server does
+    not rest."""
+    mta.configure(message_size_limit=6000)
+    server = submission_server(tenant_a, mta)
+    emails = recipients(3, start=620)  # mailboxes no other test uses
+    Contact.objects.create(tenant=tenant_a, email=emails[1], first_name="x" * 100)
+    body = "Hi {{ first_name }}! " * 100 + "{{ unsubscribe_url }}"  # 2 KB, or 12 KB with the long name
+    mailing = start_mailing(tenant_a, server, emails, text_body=body, html_body="<p>{{ first_name }}</p>")
+    assert run_until_settled(mailing) == "done"
+    letters = letters_by_email(mailing)
+    big = letters.pop(emails[1])
+    assert big.status == L.FAILED
+    assert big.last_reply.startswith(TOO_BIG_NOTE) and big.last_reply.endswith(
+        " the server's maximum is 6000 (its SIZE)."
+    )
+    assert {le.status for le in letters.values()} == {L.SENT}
+    server.refresh_from_db()
+    assert (server.backoff_until, server.health) == (None, Health.UNKNOWN)
+    mta.settle()
+    assert_delivered_once(mta, list(letters.values()))
+    assert mta.messages(emails[1]) == []
+    assert "message size" not in mta.log()  # Postfix refused nothing for its size
