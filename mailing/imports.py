@@ -36,7 +36,7 @@ from django.utils.translation import ngettext
 
 from accounts.models import Tenant, User
 
-from . import contacts
+from . import contacts, import_encodings
 from .models import ContactImport, ContactList
 
 logger = logging.getLogger(__name__)
@@ -262,8 +262,9 @@ def _shorten(cell: str) -> str:
 
 def _detect_encoding(f: BinaryIO) -> str:
     """UTF-8 (with or without a BOM) when the file's first non-ASCII bytes
-    are valid UTF-8, else Windows-1251. A UTF-8 file with a stray bad byte
-    later on stays UTF-8: that row is rejected, the rest is not garbled."""
+    are valid UTF-8, else the 8-bit encoding whose reading makes the most
+    likely text (import_encodings). A UTF-8 file with a stray bad byte later
+    on stays UTF-8: that row is rejected, the rest is not garbled."""
     head = f.read(4)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
@@ -274,141 +275,14 @@ def _detect_encoding(f: BinaryIO) -> str:
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            return "utf-8" if not exc.object[: exc.start].isascii() else _legacy_encoding(f)
-        _refuse_binary(chunk, text, offset)
+            if not exc.object[: exc.start].isascii():
+                return "utf-8"
+            return import_encodings.legacy_encoding(f, chunk_bytes=CHUNK_BYTES)
+        import_encodings.refuse_binary(chunk, offset)
         if not text.isascii():
             return "utf-8"
         offset += len(chunk)
     return "utf-8"
-
-
-# Windows-1251 decodes any byte but one, and so does Windows-1258: the
-# letters they give must make words. Cyrillic read from a Vietnamese or
-# Western file lands inside Latin words ("NguyЦn", "Mьller"); read as
-# Vietnamese, a TCVN3 file gives symbols inside words ("V¨n") and a VNI one
-# an "a" or "e" followed by an accented letter ("Vaên"), which Vietnamese
-# never writes. The first EVIDENCE_WORDS words with a non-ASCII letter
-# decide; a tenth of them may be odd (a foreign name, a typo).
-LEGACY_ENCODINGS = ("cp1251", "cp1258")
-EVIDENCE_WORDS = 2000
-NON_ASCII = re.compile(r"[^\x00-\x7f]")
-WORD = re.compile(r"[^\W\d_]+(?:[^\x00-\x7f\w\s]+[^\W\d_]+)*")  # symbols only between letters
-VIETNAMESE_MARKS = set("\u0300\u0301\u0303\u0309\u0323\u0302\u0306\u031b")
-
-
-@dataclass
-class _Evidence:
-    words: int = 0  # with a non-ASCII character
-    odd: int = 0  # of them, words the encoding cannot have written
-    first_odd_line: int = 0
-
-
-def _legacy_encoding(f: BinaryIO) -> str:
-    """Windows-1251 (Russian) or Windows-1258 (Vietnamese), whichever reads
-    the file as words; else the file is refused, naming the first line
-    that reads as neither."""
-    f.seek(0)
-    evidence = {encoding: _Evidence() for encoding in LEGACY_ENCODINGS}
-    undefined: dict[str, tuple[int, int]] = {}  # encoding: (byte, position)
-    offset = lines = 0
-    while chunk := f.read(CHUNK_BYTES):
-        for encoding in LEGACY_ENCODINGS:
-            try:
-                text = chunk.decode(encoding)
-            except UnicodeDecodeError as exc:
-                undefined.setdefault(encoding, (chunk[exc.start], offset + exc.start))
-                continue
-            if encoding == LEGACY_ENCODINGS[0]:
-                _refuse_binary(chunk, text, offset)
-            if evidence[encoding].words < EVIDENCE_WORDS:
-                _weigh(text, encoding, evidence[encoding], lines)
-        offset += len(chunk)
-        lines += chunk.count(b"\n")
-    for encoding in LEGACY_ENCODINGS:
-        seen = evidence[encoding]
-        if encoding not in undefined and seen.odd * 10 <= seen.words and (seen.words or encoding == "cp1251"):
-            return encoding
-    if "cp1251" in undefined and not evidence["cp1251"].odd:
-        value, position = undefined["cp1251"]
-        raise ValidationError(
-            _(
-                "The file is neither UTF-8 nor Windows-1251 (byte 0x%(value)s at "
-                "position %(value2)s). Save it as “CSV UTF-8” and upload it again."
-            )
-            % {"value": f"{value:02X}", "value2": position}
-        )
-    raise ValidationError(
-        _(
-            "The letters on line %(line)s are not UTF-8, Windows-1251 (Russian) or Windows-1258 (Vietnamese). "
-            "A Vietnamese file in TCVN3 (ABC) or VNI must be converted to Unicode first (Unikey: “Công cụ "
-            "chuyển mã”). Save the file as “CSV UTF-8” and upload it again."
-        )
-        % {"line": evidence["cp1251"].first_odd_line or 1}
-    )
-
-
-def _weigh(text: str, encoding: str, evidence: _Evidence, lines: int) -> None:
-    """Count the words of `text` with a non-ASCII character, and the odd
-    ones. Only the words around such characters are looked at: a large
-    file of mostly ASCII words costs a search, not a match per word."""
-    odd_word = _odd_cyrillic_word if encoding == "cp1251" else _odd_vietnamese_word
-    if encoding == "cp1258":
-        text = unicodedata.normalize("NFC", text)  # its tone marks are combining characters
-    position = 0
-    while evidence.words < EVIDENCE_WORDS and (found := NON_ASCII.search(text, position)):
-        start = found.start()
-        while start and text[start - 1].isalpha():
-            start -= 1
-        match = WORD.match(text, start)
-        if match is None or match.end() <= found.start():  # a symbol outside a word
-            position = found.end()
-            continue
-        position = match.end()
-        evidence.words += 1
-        if odd_word(match.group()):
-            evidence.odd += 1
-            evidence.first_odd_line = evidence.first_odd_line or lines + text.count("\n", 0, start) + 1
-
-
-def _odd_cyrillic_word(word: str) -> bool:
-    """A Latin word with Cyrillic letters in it ("NguyЦn"; a Russian word
-    with a Latin look-alike typed in, "Ивaн", is not odd), or a letter of
-    neither script."""
-    cyrillic = sum("\u0400" <= ch <= "\u04ff" for ch in word)
-    latin = sum(ch.isascii() and ch.isalpha() for ch in word)
-    return (bool(cyrillic) and latin >= cyrillic) or cyrillic + latin < sum(ch.isalpha() for ch in word)
-
-
-def _odd_vietnamese_word(word: str) -> bool:
-    """A character no Vietnamese word has, or VNI's "a"/"e" + accented letter."""
-    for i, ch in enumerate(word):
-        if ch.isascii():
-            if ch in "aeAE" and i + 1 < len(word) and not word[i + 1].isascii():
-                return True
-        elif not _vietnamese_letter(ch):
-            return True
-    return False
-
-
-def _vietnamese_letter(ch: str) -> bool:
-    if ch in "đĐ":
-        return True
-    base, *marks = unicodedata.normalize("NFD", ch)
-    return base in "aeiouyAEIOUY" and bool(marks) and set(marks) <= VIETNAMESE_MARKS
-
-
-def _refuse_binary(chunk: bytes, text: str, offset: int) -> None:
-    """NUL bytes at the start make a binary file (UTF-16 was made UTF-8
-    before): refused. Later ones are a damaged row, which the import rejects
-    with its line, as it does whatever the encoding."""
-    if offset == 0 and "\x00" in text:
-        raise ValidationError(
-            _(
-                "This does not look like a text CSV file: it contains NUL bytes (the "
-                "first at position %(index)s). Save it as CSV."
-            )
-            % {"index": chunk.index(0)}
-        )
 
 
 def _utf16_to_utf8(path: Path) -> str | None:

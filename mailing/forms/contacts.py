@@ -97,7 +97,8 @@ class ImportUploadForm(forms.Form):
     file = forms.FileField(
         label=gettext_lazy("CSV file"),
         help_text=gettext_lazy(
-            "UTF-8, Windows-1251 or Windows-1258, comma, semicolon or tab separated, with a header row."
+            "UTF-8, UTF-16, Windows-1251, KOI8-R, KOI8-U, CP866, Mac Cyrillic or Windows-1258, comma, "
+            "semicolon or tab separated, with a header row."
         ),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,text/csv"}),
     )

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
 
-from .. import imports, uploads
+from .. import import_encodings, imports, uploads
 from ..access import get_contact_import
 from ..forms.contacts import (
     ImportMappingForm,
@@ -83,6 +83,7 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "form": form,
         "imp": imp,
         "delimiter": DELIMITER_SENTENCES.get(imp.delimiter, DELIMITER_SENTENCES[","]),
+        "encoding": import_encodings.NAMES.get(imp.encoding, import_encodings.NAMES["utf-8"]),
         "preview": imports.preview_rows(imp),
     }
     return render(request, "contacts/import_mapping.html", context, status=400 if form.errors else 200)

@@ -1,0 +1,303 @@
+"""Which 8-bit encoding wrote a CSV that is not UTF-8 (nor UTF-16, which
+the upload rewrote in UTF-8 before).
+
+The encodings our users' tools write read any file, or nearly: Windows-1251,
+KOI8-R and KOI8-U, CP866 (DOS, 1C), Mac Cyrillic, and Windows-1258
+(Vietnamese). So each reading is weighed as text its language could hold:
+
+1. The evidence is the tokens with a non-ASCII character: letters and
+   non-ASCII symbols with no space, digit or ASCII punctuation between
+   them ("«Ромашка»" is one), the first EVIDENCE_ITEMS of them. ASCII reads
+   the same in every one of them and says nothing.
+2. A token the reading's language cannot have written is odd: a Latin word
+   with a Cyrillic letter in it ("NguyЦn", Vietnamese read as Russian), a
+   Cyrillic word with lower case before upper ("иВАН", Windows-1251 read as
+   KOI8-R, whose cases are swapped), a letter Russian, Ukrainian and
+   Belarusian lack (Serbian "Ќ", Mac Cyrillic read as Windows-1251), a
+   Vietnamese word with two tone marks ("Èâàí", Russian read as
+   Windows-1258), a symbol inside a word but an apostrophe or a dash
+   ("M№ller"), a box-drawing character (KOI8 or DOS read as another), a
+   non-ASCII character in an address (8-bit files predate Unicode
+   addresses: it is a damaged byte in any reading), and a token made of
+   pairs the language (almost) never writes. A reading with more than a
+   tenth of odd tokens is out (a foreign name or a typo is allowed).
+3. Of the readings left, the likeliest wins: each pair of characters in its
+   tokens is weighed by how often it comes in the language (import_letters,
+   counted from our translations, Django's, and names, companies and
+   cities), per pair, with a prior for the rarer encodings. Lower case is
+   the most frequent, so Windows-1251 read as KOI8-R in capitals ("ИВАНОВ"
+   as "ихюмнб") is told apart, and a closing quote never comes before a
+   letter ("»ван" is Windows-1251's "Иван" read as Mac Cyrillic).
+
+Ties go to the first in READINGS. Where two encodings make the same letters
+of the bytes (capitals are the same bytes in CP866 and Mac Cyrillic), either
+gives the same text."""
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
+from typing import BinaryIO, NoReturn
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+# Python's codec: the language model that reads it, and how much rarer the
+# encoding is than the usual one of its language (a log prior, in nats): a
+# reading of a few letters that two encodings both make words of goes to the
+# common one ("№" in Windows-1251 is "є" in Mac Cyrillic); more letters
+# outweigh it.
+READINGS = {
+    "cp1251": ("cyrillic", 0.0),
+    "koi8_u": ("cyrillic", -1.0),  # KOI8-R, and the Ukrainian letters on 8 of its box-drawing bytes
+    "cp866": ("cyrillic", -1.5),
+    "mac_cyrillic": ("cyrillic", -3.0),
+    "cp1258": ("vietnamese", 0.0),
+}
+# The bytes where KOI8-U has Ukrainian letters and KOI8-R box drawing: a
+# file without them is KOI8-R, which is what it is then called.
+KOI8_U_ONLY = re.compile(b"[\xa4\xa6\xa7\xad\xb4\xb6\xb7\xbd]")
+# What the mapping page calls the encoding it read the file in.
+NAMES = {
+    "utf-8": gettext_lazy("UTF-8"),
+    "cp1251": gettext_lazy("Windows-1251"),
+    "koi8_r": gettext_lazy("KOI8-R"),
+    "koi8_u": gettext_lazy("KOI8-U (Ukrainian)"),
+    "cp866": gettext_lazy("CP866 (DOS)"),
+    "mac_cyrillic": gettext_lazy("Mac Cyrillic"),
+    "cp1258": gettext_lazy("Windows-1258"),
+}
+EVIDENCE_ITEMS = 2000
+NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# A token: letters and non-ASCII symbols, no space, digit or ASCII
+# punctuation (a cell's delimiter, an address's "@"); "«Ромашка»" is one.
+TOKEN_CHAR = re.compile(r"[^\W\d_]|[^\x00-\x7f\w\s]")
+TOKEN = re.compile(r"(?:[^\W\d_]|[^\x00-\x7f\w\s])+")
+LATIN_RUN = re.compile("[a-z]+")
+ADDRESS_EDGE = re.compile(r"[\s,;<>\"'()\[\]]")  # what ends an address in a cell
+# Symbols a contact list holds: quotes, apostrophes, dashes, "№", money.
+TYPOGRAPHIC = frozenset("«»„“”‘’‚ʼ–—…№•·°€₽₫©®™§±×")
+INSIDE_WORDS = frozenset("’ʼ–—")
+CYRILLIC_LETTERS = frozenset("абвгдеёжзийклмнопрстуфхцчшщъыьэюяґєіїў")
+TONE_MARKS = frozenset("\u0300\u0301\u0303\u0309\u0323")
+VIETNAMESE_MARKS = TONE_MARKS | frozenset("\u0302\u0306\u031b")
+# Per pair of letters, in nats: a token below this is made of pairs the
+# language (almost) never writes ("шш", a stray byte read as Cyrillic).
+IMPLAUSIBLE = -8.0
+
+
+@dataclass
+class Evidence:
+    items: int = 0  # tokens with a non-ASCII character
+    odd: int = 0  # of them, those the reading's language cannot have written
+    fit: float = 0.0  # the log-likelihood of the tokens that are not odd, in nats
+    pairs: int = 0  # the pairs of characters it was summed over
+    first_odd_line: int = 0
+
+    @property
+    def acceptable(self) -> bool:
+        return self.odd * 10 <= self.items
+
+    def score(self, prior: float) -> float:
+        """The log-likelihood per pair of characters, the prior included:
+        the fewer the pairs, the more the prior counts."""
+        return (self.fit + prior) / self.pairs if self.pairs else -math.inf
+
+
+class LetterPairs:
+    """How likely each character of a token is after the one before, in a
+    language ("^" starts the token, "$" ends it). A pair never counted gets
+    a share of how often its second character comes at all, the larger the
+    more kinds of characters were seen after its first (Witten-Bell): after
+    a closing quote, which was always seen last, a letter is very unlikely."""
+
+    def __init__(self, table: str) -> None:
+        self.pairs = {item[:2]: int(item[2:]) for item in table.split()}
+        self.after: Counter[str] = Counter()  # how often each character comes first in a pair
+        self.kinds: Counter[str] = Counter()  # how many different ones come after it
+        second: Counter[str] = Counter()
+        for pair, n in self.pairs.items():
+            self.after[pair[0]] += n
+            self.kinds[pair[0]] += 1
+            second[pair[1]] += n
+        total, size = sum(second.values()), len(second) + 1
+        self.alone = {ch: (n + 1) / (total + size) for ch, n in second.items()}
+        self.never = 1 / (total + size)  # a character never counted
+
+    def log_likelihood(self, token: str) -> tuple[float, int]:
+        padded = f"^{token}$"
+        pairs = [padded[i : i + 2] for i in range(len(padded) - 1)]
+        return sum(math.log(self._probability(pair)) for pair in pairs), len(pairs)
+
+    def _probability(self, pair: str) -> float:
+        first, second = pair
+        alone = self.alone.get(second, self.never)
+        if not self.after[first]:
+            return alone
+        kinds = self.kinds[first]
+        return (self.pairs.get(pair, 0) + kinds * alone) / (self.after[first] + kinds)
+
+
+@cache
+def _model(language: str) -> LetterPairs:
+    from . import import_letters  # written by scripts/letter_stats.py, which reads this module
+
+    return LetterPairs(getattr(import_letters, language.upper()))
+
+
+def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
+    """The encoding whose reading of `f` is likeliest text (see the module's
+    docstring); else the file is refused, naming the first line that reads
+    as none of them."""
+    f.seek(0)
+    evidence = {codec: Evidence() for codec in READINGS}
+    undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
+    offset = lines = 0
+    koi8_u = False
+    while chunk := f.read(chunk_bytes):
+        koi8_u = koi8_u or bool(KOI8_U_ONLY.search(chunk))
+        for codec, seen in evidence.items():
+            try:
+                text = chunk.decode(codec)
+            except UnicodeDecodeError as exc:
+                undefined.setdefault(codec, (chunk[exc.start], offset + exc.start))
+                continue
+            if codec == "cp1251":  # a start with 0x98, never Windows-1251, is refused naming the byte
+                refuse_binary(chunk, offset)
+            if codec not in undefined and seen.items < EVIDENCE_ITEMS:
+                _weigh(text, READINGS[codec][0], seen, lines)
+        offset += len(chunk)
+        lines += chunk.count(b"\n")
+    left = [codec for codec, seen in evidence.items() if codec not in undefined and seen.acceptable]
+    if not left:
+        _refuse(evidence, undefined)
+    best = max(left, key=lambda codec: (evidence[codec].score(READINGS[codec][1]), -list(READINGS).index(codec)))
+    return "koi8_r" if best == "koi8_u" and not koi8_u else best
+
+
+def _refuse(evidence: dict[str, Evidence], undefined: dict[str, tuple[int, int]]) -> NoReturn:
+    if "cp1251" in undefined and not evidence["cp1251"].odd:
+        value, position = undefined["cp1251"]
+        raise ValidationError(
+            _(
+                "The file is neither UTF-8 nor Windows-1251 (byte 0x%(value)s at "
+                "position %(value2)s). Save it as “CSV UTF-8” and upload it again."
+            )
+            % {"value": f"{value:02X}", "value2": position}
+        )
+    raise ValidationError(
+        _(
+            "The letters on line %(line)s read as none of the encodings the import knows: UTF-8, UTF-16, "
+            "Windows-1251, KOI8-R, KOI8-U, CP866 (DOS), Mac Cyrillic or Windows-1258 (Vietnamese). A "
+            "Vietnamese file in TCVN3 (ABC) or VNI must be converted to Unicode first (Unikey: “Công cụ "
+            "chuyển mã”). Save the file as “CSV UTF-8” and upload it again."
+        )
+        % {"line": evidence["cp1251"].first_odd_line or 1}
+    )
+
+
+def _weigh(text: str, language: str, evidence: Evidence, lines: int) -> None:
+    """Weigh the tokens of `text` that hold a non-ASCII character (see the
+    module's docstring). Only those are looked at: a large file of mostly
+    ASCII costs a search, not a match per word."""
+    if language == "vietnamese":
+        text = unicodedata.normalize("NFC", text)  # Windows-1258 writes most tone marks as combining characters
+    position = 0
+    while evidence.items < EVIDENCE_ITEMS and (found := NON_ASCII.search(text, position)):
+        position = found.end()
+        if found.group().isspace():
+            continue  # a no-break space: any reading may make one, and it tells nothing
+        start = found.start()
+        while start and TOKEN_CHAR.match(text, start - 1):
+            start -= 1
+        evidence.items += 1
+        match = TOKEN.match(text, start)
+        # "²" alone makes no token; an address's non-ASCII byte is damage (8-bit encodings predate Unicode addresses)
+        if match is None or _in_address(text, match) or not _plausible(match.group(), language, evidence):
+            evidence.odd += 1
+            evidence.first_odd_line = evidence.first_odd_line or lines + text.count("\n", 0, start) + 1
+        if match is not None:
+            position = max(position, match.end())
+
+
+def _in_address(text: str, match: re.Match) -> bool:
+    before = ADDRESS_EDGE.split(text[max(0, match.start() - 256) : match.start()])[-1]
+    after = ADDRESS_EDGE.split(text[match.end() : match.end() + 256], maxsplit=1)[0]
+    return "@" in before or "@" in after
+
+
+def _plausible(token: str, language: str, evidence: Evidence) -> bool:
+    """Whether the language could have written `token`; if so, its pairs
+    are added to the evidence's fit."""
+    if _symbol_inside(token) or (_odd_cyrillic(token) if language == "cyrillic" else _odd_vietnamese(token)):
+        return False
+    fit, pairs = _model(language).log_likelihood(as_weighed(token, language))
+    if fit < IMPLAUSIBLE * pairs:
+        return False
+    evidence.fit += fit
+    evidence.pairs += pairs
+    return True
+
+
+def as_weighed(token: str, language: str) -> str:
+    """Lower case; in Cyrillic a run of Latin letters is one character, "L"
+    ("«Acme»" is "«L»", a look-alike typed in, "Ивaн", is "ивLн")."""
+    token = token.lower()
+    return LATIN_RUN.sub("L", token) if language == "cyrillic" else token
+
+
+def _symbol_inside(token: str) -> bool:
+    """Quotes and "№" go around a word; inside one only an apostrophe or a
+    dash does ("M№ller" is German read as CP866)."""
+    core = token.strip("".join(TYPOGRAPHIC))
+    return any(not ch.isalpha() and ch not in INSIDE_WORDS for ch in core)
+
+
+def _odd_cyrillic(token: str) -> bool:
+    """A Latin word with Cyrillic letters in it ("NguyЦn"; a Russian word
+    with a Latin look-alike typed in, "Ивaн", is not odd), a character of
+    neither alphabet nor typography, or lower case before upper ("иВАН")."""
+    cyrillic = sum(ch.lower() in CYRILLIC_LETTERS for ch in token)
+    latin = sum(ch.isascii() for ch in token)  # ASCII in a token is a letter
+    if (cyrillic and latin >= cyrillic) or cyrillic + latin + sum(ch in TYPOGRAPHIC for ch in token) < len(token):
+        return True
+    return any(a.islower() and b.isupper() for a, b in pairwise(token))
+
+
+def _odd_vietnamese(token: str) -> bool:
+    """A character no Vietnamese word or typography has, VNI's "a"/"e" +
+    accented letter, or more than one tone mark (a word is one syllable)."""
+    tones = 0
+    for i, ch in enumerate(token):
+        if ch.isascii():
+            if ch in "aeAE" and i + 1 < len(token) and not token[i + 1].isascii() and token[i + 1].isalpha():
+                return True
+        elif ch not in TYPOGRAPHIC and not _vietnamese_letter(ch):
+            return True
+        tones += sum(mark in TONE_MARKS for mark in unicodedata.normalize("NFD", ch))
+    return tones > 1
+
+
+def _vietnamese_letter(ch: str) -> bool:
+    if ch in "đĐ":
+        return True
+    base, *marks = unicodedata.normalize("NFD", ch)
+    return base in "aeiouyAEIOUY" and bool(marks) and set(marks) <= VIETNAMESE_MARKS
+
+
+def refuse_binary(chunk: bytes, offset: int) -> None:
+    """NUL bytes at the start make a binary file (UTF-16 was made UTF-8
+    before): refused. Later ones are a damaged row, which the import rejects
+    with its line, as it does whatever the encoding."""
+    if offset == 0 and b"\x00" in chunk:
+        raise ValidationError(
+            _(
+                "This does not look like a text CSV file: it contains NUL bytes (the "
+                "first at position %(index)s). Save it as CSV."
+            )
+            % {"index": chunk.index(0)}
+        )

@@ -1,0 +1,223 @@
+"""Contact files in the encodings our users' tools really write, imported
+through the pages (upload, mapping, the runner): the encoding is recognised,
+the mapping page names it, and the names stored are the letters written,
+composed (NFC), whatever the file held."""
+
+import codecs
+import unicodedata
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from mailing.models import Contact, ContactImport
+
+pytestmark = pytest.mark.django_db
+
+HEADER = {"ru": "Email;Имя;Фамилия;Компания", "uk": "Email;Ім'я;Прізвище;Місто", "vi": "Email;Tên;Họ;Công ty"}
+ROWS = {
+    "ru": [
+        ("ivanov@mail.ru", "Сергей", "Иванов", "ООО «Техснаб», Екатеринбург"),
+        ("smirnova@yandex.ru", "Елена", "Смирнова", "ЗАО «Вектор», Санкт-Петербург"),
+        ("f.shcherbakov@example.ru", "Фёдор", "Щербаков", "ИП Щербаков Ф. Ю., Нижний Новгород"),
+        ("yakovleva@example.ru", "Юлия", "Яковлева", "Ростов-на-Дону, Большая Садовая ул., дом № 5"),
+    ],
+    "uk": [
+        ("t.shevchenko@ukr.net", "Тарас", "Шевченко", "Київ"),
+        ("o.kovalchuk@i.ua", "Олена", "Ковальчук", "Львів"),
+        ("g.gudz@example.ua", "Ґанна", "Ґудзь", "Біла Церква"),
+        ("yizhak@example.ua", "Мар'яна", "Їжакевич", "Івано-Франківськ"),
+    ],
+    "vi": [
+        ("an.nguyen@example.vn", "Văn Ân", "Nguyễn", "Công ty TNHH Thương mại Hòa Phát, Hà Nội"),
+        ("huong.tran@example.vn", "Thị Hương", "Trần", "Đà Nẵng"),
+        ("quynh.dang@example.vn", "Ngọc Quỳnh", "Đặng", "Thành phố Hồ Chí Minh"),
+        ("anh.do@example.vn", "Ánh", "Đỗ", "Cần Thơ"),
+    ],
+}
+# What the mapping page says, as NAMES has it.
+SHOWN = {
+    "utf-8": "UTF-8",
+    "cp1251": "Windows-1251",
+    "koi8_r": "KOI8-R",
+    "koi8_u": "KOI8-U (Ukrainian)",
+    "cp866": "CP866 (DOS)",
+    "mac_cyrillic": "Mac Cyrillic",
+    "cp1258": "Windows-1258",
+}
+
+
+@pytest.fixture(autouse=True)
+def imports_dir(settings, tmp_path) -> Path:
+    settings.IMPORTS_DIR = tmp_path / "imports"
+    return settings.IMPORTS_DIR
+
+
+TONE_MARKS = "\u0300\u0301\u0303\u0309\u0323"
+
+
+def cp1258(text: str) -> bytes:
+    """`text` as Excel on a Vietnamese Windows saves it: Windows-1258 has
+    the letters with their hat, horn or breve ("ê", "ơ", "ă") and the tone
+    marks as combining characters, so "ễ" is "ê" and the combining tilde,
+    and "ặ" "ă" and the dot below (which NFD puts before the breve)."""
+    out = b""
+    for char in text:
+        try:
+            out += char.encode("cp1258")
+            continue
+        except UnicodeEncodeError:
+            pass
+        marks = unicodedata.normalize("NFD", char)
+        tones = "".join(mark for mark in marks if mark in TONE_MARKS)
+        letter = unicodedata.normalize("NFC", "".join(mark for mark in marks if mark not in TONE_MARKS))
+        out += (letter + tones).encode("cp1258")  # raises for what the code page cannot write at all
+    return out
+
+
+def written(text: str, how: str) -> bytes:
+    """`text` as a tool writes it: a codec, or one of the ways below."""
+    if how == "cp1258":
+        return cp1258(text)
+    if how == "utf-8-nfd":  # macOS
+        return unicodedata.normalize("NFD", text).encode()
+    if how == "utf-8-bom":
+        return codecs.BOM_UTF8 + text.encode()
+    return text.encode(how)
+
+
+def writable(text: str, how: str) -> str:
+    """KOI8-R and CP866 have no « », KOI8-R no "№": their users type none."""
+    if how == "koi8_r":
+        text = text.replace("№", "N")
+    return text.replace("«", "").replace("»", "") if how in ("koi8_r", "cp866") else text
+
+
+def csv_text(language: str, rows: int) -> str:
+    lines = [HEADER[language], *(";".join(row) for row in ROWS[language][:rows])]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def import_through_the_pages(person, content: bytes, capture, columns: list[str]) -> tuple[ContactImport, str]:
+    """Upload, read the mapping page, map the columns to `columns` and
+    import; the import and the mapping page's HTML."""
+    file = SimpleUploadedFile("contacts.csv", content, "text/csv")
+    response = person.client.post(reverse("contacts:import_upload"), {"file": file})
+    assert response.status_code == 302, response.context["form"].errors
+    page = person.client.get(response["Location"])
+    data = {f"col_{i}": target for i, target in enumerate(columns)}
+    with capture(execute=True):
+        person.client.post(response["Location"], {**data, "contact_list": "", "new_list_name": "Imported"})
+    imp = ContactImport.objects.get()
+    assert imp.status == ContactImport.Status.DONE, imp.error
+    return imp, page.content.decode()
+
+
+def stored(tenant) -> dict[str, tuple[str, str, dict]]:
+    return {c.email: (c.first_name, c.last_name, c.fields) for c in Contact.objects.filter(tenant=tenant)}
+
+
+def expected(language: str, rows: int, key: str) -> dict[str, tuple[str, str, dict]]:
+    return {email: (first, last, {key: value}) for email, first, last, value in ROWS[language][:rows]}
+
+
+CASES = [
+    ("ru", "cp1251", "cp1251"),
+    ("ru", "koi8_r", "koi8_r"),
+    ("ru", "cp866", "cp866"),
+    ("ru", "mac_cyrillic", "mac_cyrillic"),
+    ("uk", "cp1251", "cp1251"),
+    ("uk", "koi8_u", "koi8_u"),
+    ("uk", "mac_cyrillic", "mac_cyrillic"),
+    ("vi", "cp1258", "cp1258"),
+    ("vi", "utf-8-nfd", "utf-8"),
+    ("ru", "utf-8-bom", "utf-8"),
+    ("vi", "utf-8-bom", "utf-8"),
+    ("ru", "utf-16-le", "utf-8"),  # Excel's "Unicode Text" without its BOM
+    ("vi", "utf-16-be", "utf-8"),
+]
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4])
+@pytest.mark.parametrize(("language", "how", "encoding"), CASES)
+def test_a_file_is_read_in_the_encoding_it_was_written_in(
+    alice, tenant_a, django_capture_on_commit_callbacks, language, how, encoding, rows
+):
+    text = writable(csv_text(language, rows), how)
+    imp, page = import_through_the_pages(
+        alice, written(text, how), django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
+    )
+    assert imp.encoding == encoding
+    assert f"{SHOWN[encoding]}. " in page
+    key = {"ru": "kompaniya", "uk": "misto", "vi": "cong_ty"}[language]
+    want = {email: (first, last, {k: writable(v, how) for k, v in values.items()})
+            for email, (first, last, values) in expected(language, rows, key).items()}  # fmt: skip
+    assert stored(tenant_a) == want
+    assert imp.header == [unicodedata.normalize("NFC", name) for name in HEADER[language].split(";")]
+
+
+@pytest.mark.parametrize("codec", ["cp1251", "koi8_r", "cp866", "mac_cyrillic"])
+def test_ascii_and_one_cyrillic_word(alice, tenant_a, django_capture_on_commit_callbacks, codec):
+    text = "email,name,city\r\njohn.smith@example.com,John Smith,Москва\r\n"
+    imp, _ = import_through_the_pages(
+        alice, text.encode(codec), django_capture_on_commit_callbacks, ["email", "first_name", "new"]
+    )
+    assert imp.encoding == codec
+    assert stored(tenant_a) == {"john.smith@example.com": ("John Smith", "", {"city": "Москва"})}
+
+
+@pytest.mark.parametrize("codec", ["cp1251", "koi8_r", "cp866", "mac_cyrillic"])
+def test_latin_and_cyrillic_mixed_in_names_and_companies(alice, tenant_a, django_capture_on_commit_callbacks, codec):
+    """Latin words next to Russian ones, and a Russian word typed with a
+    Latin "a" (the keys look alike), are no reason to doubt the file."""
+    rows = [
+        ("ivan@example.ru", "Ивaн Petrov", "ООО Ромашка Ltd"),
+        ("ann@example.com", "Ann Lee", "Globex Россия"),
+        ("olga@example.ru", "Ольга", "IBM"),
+    ]
+    text = "email;name;company\r\n" + "".join(";".join(row) + "\r\n" for row in rows)
+    imp, _ = import_through_the_pages(
+        alice, text.encode(codec), django_capture_on_commit_callbacks, ["email", "first_name", "new"]
+    )
+    assert imp.encoding == codec
+    assert stored(tenant_a) == {email: (name, "", {"company": company}) for email, name, company in rows}
+
+
+@pytest.mark.parametrize(
+    ("codec", "company", "contract"),
+    [
+        ("cp1251", "«Acme»", "№ 15"),
+        ("mac_cyrillic", "«Acme»", "№ 15"),
+        ("cp866", "Acme", "№ 15"),  # CP866 has "№" but no « »
+        ("cp1251", "Acme", "№15"),
+    ],
+)
+def test_a_file_whose_only_non_ascii_are_quotes_and_the_number_sign(
+    alice, tenant_a, django_capture_on_commit_callbacks, codec, company, contract
+):
+    text = f"email;company;contract\r\nsales@acme.com;{company};{contract}\r\n"
+    imp, _ = import_through_the_pages(
+        alice, text.encode(codec), django_capture_on_commit_callbacks, ["email", "new", "new"]
+    )
+    assert imp.encoding == codec
+    assert stored(tenant_a) == {"sales@acme.com": ("", "", {"company": company, "contract": contract})}
+
+
+@pytest.mark.parametrize(
+    ("text", "how", "encoding"),
+    [
+        ("email,ho_ten\r\nanh.do@example.vn,Đỗ\r\n", "cp1258", "cp1258"),  # every byte read as Cyrillic is a letter
+        ("email,ho_ten\r\nlan@example.vn,Lê Thị Lan\r\n", "cp1258", "cp1258"),
+        ("email,name\r\nivan@example.ru,Иван\r\n", "cp1251", "cp1251"),  # "Èâàí" in Windows-1258
+        ("email,name\r\nivan@example.ru,Иван\r\n", "koi8_r", "koi8_r"),
+        ("email,name\r\nivan@example.ru,Иван\r\n", "mac_cyrillic", "mac_cyrillic"),
+    ],
+)
+def test_a_short_vietnamese_file_is_never_read_as_cyrillic_nor_the_other_way(
+    alice, tenant_a, django_capture_on_commit_callbacks, text, how, encoding
+):
+    imp, _ = import_through_the_pages(alice, written(text, how), django_capture_on_commit_callbacks, ["email", "new"])
+    assert imp.encoding == encoding
+    (value,) = Contact.objects.get(tenant=tenant_a).fields.values()
+    assert value == text.split(",")[-1].strip()
