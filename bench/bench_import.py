@@ -50,13 +50,13 @@ def baseline(path: Path) -> int:
 def ours(path: Path, tenant) -> "object":
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from mailing import imports
+    from mailing.imports import services
 
     upload = SimpleUploadedFile("bench.csv", path.read_bytes(), content_type="text/csv")
-    imp = imports.import_upload(tenant=tenant, by=None, upload=upload)
+    imp = services.import_upload(tenant=tenant, by=None, upload=upload)
     del upload
     columns = {0: "email", 1: "first_name", 2: "last_name", 3: "new"}
-    imports.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="Bench")
+    services.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="Bench")
     imp.refresh_from_db()
     return imp
 

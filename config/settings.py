@@ -250,7 +250,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads a request body: files only where they are taken.
-    "mailing.uploads.UploadGuardMiddleware",
+    "mailing.imports.uploads.UploadGuardMiddleware",
     # Outside the dashboard's poll (next), which answers most polls itself.
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",

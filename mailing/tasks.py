@@ -16,7 +16,9 @@ from django.utils.translation import gettext_lazy
 
 from config import metrics
 
-from . import dispatch, import_runner, imports, limits, mailings
+from . import dispatch, limits, mailings
+from .imports import runner as import_runner
+from .imports import services as import_services
 
 HOUSEKEEPING = {"soft_time_limit": 240, "time_limit": 300}
 
@@ -30,7 +32,7 @@ def run_contact_import(import_id: int) -> None:
 
 @shared_task(**HOUSEKEEPING)
 def discard_stale_imports() -> None:
-    imports.imports_discard_stale()
+    import_services.imports_discard_stale()
     import_runner.imports_fail_dead()
 
 

@@ -1,6 +1,6 @@
-"""Write mailing/import_letters.py: how often each letter follows another
+"""Write mailing/imports/letter_pairs.py: how often each letter follows another
 in Russian and Ukrainian, and in Vietnamese, which the import's encoding
-detection weighs a file's words by (mailing/import_encodings.py).
+detection weighs a file's words by (mailing/imports/code_pages.py).
 
     python scripts/letter_stats.py
 
@@ -23,7 +23,7 @@ import polib
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailing.import_encodings import (  # noqa: E402
+from mailing.imports.code_pages import (  # noqa: E402
     CYRILLIC_LETTERS,
     TOKEN,
     TYPOGRAPHIC,
@@ -34,7 +34,7 @@ from mailing.import_encodings import (  # noqa: E402
 # Where a translation has a placeholder, a contact list has a name: "«%(name)s»" is "«X»".
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\w*\}")
 
-OUT = ROOT / "mailing" / "import_letters.py"
+OUT = ROOT / "mailing" / "imports" / "letter_pairs.py"
 DJANGO = Path(django.__file__).resolve().parent
 
 NAMES = {

@@ -8,7 +8,9 @@ from django.utils.translation import gettext_lazy
 from accounts.models import Tenant
 from servers.validators import no_control_chars
 
-from .. import contacts, imports
+from .. import contacts
+from ..imports.limits import FIELD_PREFIX
+from ..imports.mapping import check_mapping, guess_target
 from ..models import Contact, ContactImport, ContactList, CustomField
 
 CUSTOM_PREFIX = "cf_"
@@ -138,7 +140,7 @@ class ImportMappingForm(forms.Form):
         """A first mapping to start from; each field offered to one column only."""
         initial: dict[str, str] = {}
         for i, name in enumerate(header):
-            target = imports.guess_target(name, keys)
+            target = guess_target(name, keys)
             initial[f"col_{i}"] = "" if target in initial.values() else target
         return initial
 
@@ -146,7 +148,7 @@ class ImportMappingForm(forms.Form):
     def _choices(existing: list[CustomField]) -> list:
         if not existing:
             return STANDARD_CHOICES
-        custom = [(f"{imports.FIELD_PREFIX}{cf.key}", f"{cf.label} {{{{ {cf.key} }}}}") for cf in existing]
+        custom = [(f"{FIELD_PREFIX}{cf.key}", f"{cf.label} {{{{ {cf.key} }}}}") for cf in existing]
         return [*STANDARD_CHOICES, (_("Custom fields"), custom)]
 
     def column_fields(self) -> list[forms.BoundField]:
@@ -159,11 +161,11 @@ class ImportMappingForm(forms.Form):
         data = super().clean()
         if not data.get("contact_list") and not (data.get("new_list_name") or "").strip():
             self.add_error("new_list_name", _("Name the new list, or choose an existing one."))
-        imports.check_mapping({str(i): t for i, t in self.columns().items() if t != "new"} | self._new_keys())
+        check_mapping({str(i): t for i, t in self.columns().items() if t != "new"} | self._new_keys())
         return data
 
     def _new_keys(self) -> dict[str, str]:
         """New fields as the keys they will get, so two columns that would
         land in one field are caught here too."""
         new = [i for i, target in self.columns().items() if target == "new"]
-        return {str(i): imports.FIELD_PREFIX + contacts.field_key(self.header[i]) for i in new}
+        return {str(i): FIELD_PREFIX + contacts.field_key(self.header[i]) for i in new}

@@ -14,12 +14,13 @@ from django.views.decorators.http import require_POST
 
 from accounts.access import tenant_required
 
-from .. import import_encodings, imports, uploads
 from ..access import get_contact_import
 from ..forms.contacts import (
     ImportMappingForm,
     ImportUploadForm,
 )
+from ..imports import code_pages, inspection, services, uploads
+from ..imports.limits import size_label
 from ..models import ContactImport
 from .common import csv_response, invalid
 
@@ -48,16 +49,16 @@ def _import_upload(request: HttpRequest, handler: uploads.ImportUploadHandler) -
     if request.method == "POST":
         if not form.is_valid() and handler.exceeded:
             form.errors["file"] = form.error_class(
-                [_("The file is larger than %(size_label)s.") % {"size_label": imports.size_label()}]
+                [_("The file is larger than %(size_label)s.") % {"size_label": size_label()}]
             )
         elif form.is_valid():
             try:
-                imp = imports.import_upload(tenant=request.tenant, by=request.user, upload=form.cleaned_data["file"])
+                imp = services.import_upload(tenant=request.tenant, by=request.user, upload=form.cleaned_data["file"])
             except ValidationError as exc:
                 form.add_error("file", exc)
             else:
                 return redirect("contacts:import_mapping", public_id=imp.public_id)
-    context = {"form": form, "max_size": imports.size_label()}
+    context = {"form": form, "max_size": size_label()}
     return render(request, "contacts/import_upload.html", context, status=400 if form.errors else 200)
 
 
@@ -69,7 +70,7 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     form = ImportMappingForm(request.POST or None, contact_import=imp)
     if request.method == "POST" and form.is_valid():
         try:
-            imports.import_start(
+            services.import_start(
                 contact_import=imp,
                 columns=form.columns(),
                 contact_list=form.cleaned_data["contact_list"],
@@ -83,8 +84,8 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "form": form,
         "imp": imp,
         "delimiter": DELIMITER_SENTENCES.get(imp.delimiter, DELIMITER_SENTENCES[","]),
-        "encoding": import_encodings.NAMES.get(imp.encoding, import_encodings.NAMES["utf-8"]),
-        "preview": imports.preview_rows(imp),
+        "encoding": code_pages.NAMES.get(imp.encoding, code_pages.NAMES["utf-8"]),
+        "preview": inspection.preview_rows(imp),
     }
     return render(request, "contacts/import_mapping.html", context, status=400 if form.errors else 200)
 
@@ -94,7 +95,7 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def import_discard(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     imp = get_contact_import(request.tenant, public_id)
     try:
-        imports.import_discard(contact_import=imp)
+        services.import_discard(contact_import=imp)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect("contacts:import", public_id=imp.public_id)

@@ -15,9 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.webhooks.models import WebhookDelivery
-from mailing import imports
 from mailing import mailings as mailing_services
 from mailing.bounces import readers
+from mailing.imports import mapping, services
 from mailing.models import ContactImport, Letter, Mailing
 from mailing.unsubscribe import make_token
 from servers import services as server_services
@@ -152,10 +152,10 @@ def test_an_import_finishing(tenant_a, receiver, committed, outsider_hears, sett
     make_endpoint(tenant_a, receiver, events=["import.finished"])
     content = b"email,first_name\nann@example.com,Ann\nbob@example.com,Bob\nnot an address,X\n"
     upload = SimpleUploadedFile("crm.csv", content, "text/csv")
-    imp = imports.import_upload(tenant=tenant_a, by=None, upload=upload)
-    columns = {i: imports.guess_target(h, set()) for i, h in enumerate(imp.header)}
+    imp = services.import_upload(tenant=tenant_a, by=None, upload=upload)
+    columns = {i: mapping.guess_target(h, set()) for i, h in enumerate(imp.header)}
     with committed():
-        imports.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="From the CRM")
+        services.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="From the CRM")
     imp.refresh_from_db()
     assert imp.status == ContactImport.Status.DONE
     [event] = receiver.events()

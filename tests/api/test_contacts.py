@@ -5,7 +5,7 @@ merging), list with a cursor, read and delete; another tenant's are 404."""
 import pytest
 from django.db import connections
 
-from mailing.import_runner import Mapping, _parse
+from mailing.imports.runner import Mapping, _parse
 from mailing.models import Contact, ContactImport, CustomField, ImportRejection
 from tests.mailing.builders import make_list
 

@@ -10,7 +10,9 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import translation
 
-from mailing import contacts, import_runner, imports
+from mailing import contacts
+from mailing.imports import detection, inspection, limits, mapping, services
+from mailing.imports import runner as import_runner
 from mailing.models import Contact, ContactImport, ContactList, CustomField
 from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
 
@@ -24,15 +26,15 @@ def imports_dir(settings, tmp_path) -> Path:
 
 
 def upload(tenant, content: bytes, name: str = "contacts.csv") -> ContactImport:
-    return imports.import_upload(tenant=tenant, by=None, upload=SimpleUploadedFile(name, content, "text/csv"))
+    return services.import_upload(tenant=tenant, by=None, upload=SimpleUploadedFile(name, content, "text/csv"))
 
 
 def run(capture, imp: ContactImport, columns: dict[int, str] | None = None, list_name: str = "Imported"):
     if columns is None:
-        columns = {i: imports.guess_target(h, set()) for i, h in enumerate(imp.header)}
+        columns = {i: mapping.guess_target(h, set()) for i, h in enumerate(imp.header)}
     existing = ContactList.objects.filter(tenant=imp.tenant, name=list_name).first()
     with capture(execute=True):
-        imports.import_start(contact_import=imp, columns=columns, contact_list=existing, new_list_name=list_name)
+        services.import_start(contact_import=imp, columns=columns, contact_list=existing, new_list_name=list_name)
     imp.refresh_from_db()
     return imp
 
@@ -197,7 +199,7 @@ def test_the_mapping_needs_exactly_one_email_column(tenant_a):
     imp = upload(tenant_a, b"email,other\na@example.com,b@example.com\n")
     for columns in ({0: "", 1: "first_name"}, {0: "email", 1: "email"}):
         with pytest.raises(ValidationError):
-            imports.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="L")
+            services.import_start(contact_import=imp, columns=columns, contact_list=None, new_list_name="L")
     imp.refresh_from_db()
     assert imp.status == ContactImport.Status.UPLOADED
 
@@ -258,7 +260,7 @@ def test_a_too_long_line_or_field_rejects_only_that_row(do_import, tenant_a):
     ]
     assert list(people(tenant_a)) == ["ok@example.com"]
     assert imp.rejections.get(line=3).raw.startswith("b@example.com,")
-    assert len(imp.rejections.get(line=3).raw) <= imports.MAX_RAW_CHARS
+    assert len(imp.rejections.get(line=3).raw) <= limits.MAX_RAW_CHARS
 
 
 def test_a_field_past_the_csv_modules_limit_does_not_stop_the_import(do_import, tenant_a):
@@ -365,7 +367,7 @@ def test_memory_stays_bounded_while_streaming_a_large_file(tenant_a, django_capt
 
 
 def test_a_nul_byte_after_the_inspected_part_rejects_its_row(do_import, tenant_a, monkeypatch):
-    monkeypatch.setattr(imports, "CHUNK_BYTES", 16)  # the encoding is settled before the NUL is reached
+    monkeypatch.setattr(detection, "CHUNK_BYTES", 16)  # the encoding is settled before the NUL is reached
     monkeypatch.setattr(import_runner, "CHUNK_BYTES", 16)
     content = "email,name\nanna@example.ru,Анна\n".encode() + b"b@example.com,B\x00b\nok@example.com,Ok\n"
     imp = do_import(content)
@@ -559,7 +561,7 @@ def test_excels_separator_line_sets_the_delimiter_and_is_not_the_header(do_impor
     content = (hint + "\r\n" + "".join(delimiter.join(row) + "\r\n" for row in rows)).encode()
     imp = upload(tenant_a, content)
     assert (imp.delimiter, imp.header) == (delimiter, ["Email", "Имя"])
-    assert imports.preview_rows(imp)[0] == ["ivan@example.ru", "Иван"]
+    assert inspection.preview_rows(imp)[0] == ["ivan@example.ru", "Иван"]
     imp = do_import(content)
     assert people(tenant_a) == {"ivan@example.ru": ("Иван", ""), "olga@example.ru": ("Ольга", "")}
     assert [line for line, _ in rejections(imp)] == [4]
@@ -577,6 +579,6 @@ def test_a_stray_carriage_return_in_a_field_rejects_only_its_row(do_import, tena
         "c@example.com": {"name": "C\rD"},
     }
     with translation.override("ru"):
-        assert imports.csv_problem(imports.csv.Error("new-line character seen in unquoted field")) != (
+        assert inspection.csv_problem(inspection.csv.Error("new-line character seen in unquoted field")) != (
             "A line break (CR) inside a field that is not in quotes."
         )

@@ -175,7 +175,7 @@ def test_a_file_over_the_limit_is_dropped_while_it_arrives(alice, settings, monk
     def never(**kwargs):
         raise AssertionError("the upload handler should have skipped the file")
 
-    monkeypatch.setattr("mailing.imports.import_upload", never)
+    monkeypatch.setattr("mailing.imports.services.import_upload", never)
     response = upload(alice, b"email\n" + b"a@example.com\n" * 20)
     assert response.status_code == 400 and "The file is larger than 100" in response.content.decode()
 

@@ -8,7 +8,8 @@ import time
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from mailing import import_runner, imports
+from mailing.imports import limits, services
+from mailing.imports import runner as import_runner
 from mailing.models import ContactImport
 from tests.services import other_session, require_postgresql
 
@@ -25,8 +26,8 @@ def imports_dir(settings, tmp_path):
 def queued(tenant) -> ContactImport:
     """Mapped and queued; its task (on commit) never runs here."""
     upload = SimpleUploadedFile("people.csv", b"email\nann@x.test\nbob@x.test\n", "text/csv")
-    imp = imports.import_upload(tenant=tenant, by=None, upload=upload)
-    imports.import_start(contact_import=imp, columns={0: "email"}, contact_list=None, new_list_name="People")
+    imp = services.import_upload(tenant=tenant, by=None, upload=upload)
+    services.import_start(contact_import=imp, columns={0: "email"}, contact_list=None, new_list_name="People")
     return imp
 
 
@@ -63,7 +64,7 @@ def test_a_running_import_with_a_live_runner_is_left_alone_and_a_dead_ones_fails
     assert import_runner.imports_fail_dead() == 1
     imp.refresh_from_db()
     assert imp.status == S.FAILED and imp.error == import_runner.DEAD_RUNNER and imp.finished_at
-    assert not (imports.imports_dir() / imp.file_path.rsplit("/", 1)[-1]).exists()
+    assert not (limits.imports_dir() / imp.file_path.rsplit("/", 1)[-1]).exists()
 
 
 def test_a_second_runner_does_not_start_while_the_first_lives_and_the_lock_is_let_go(tenant_a):

@@ -19,7 +19,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from mailing import import_runner
+from mailing.imports import runner as import_runner
 from mailing.models import Contact, ContactImport
 
 pytestmark = pytest.mark.django_db

@@ -1,5 +1,5 @@
 """Files go only where a file is taken, the contact import, and only as
-large as it takes (mailing/uploads.py). Django's default upload handlers
+large as it takes (mailing/imports/uploads.py). Django's default upload handlers
 write every file part of a multipart body, of any size, to the temporary
 directory while the body is parsed, and the CSRF check parses it: a 60 MB
 "file" posted to the login page reached the disk before anything refused it.

@@ -17,8 +17,8 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from ... import contacts as services
-from ... import import_runner
 from ...access import get_contact, get_contact_list
+from ...imports import runner as import_runner
 from ...models import Contact, ContactList, CustomField
 from .. import pagination
 from ..idempotency import idempotent

@@ -26,8 +26,10 @@ from accounts import languages
 from accounts.models import Tenant, User
 from servers.validators import no_control_chars
 
-from . import contacts, events
-from .imports import (
+from .. import contacts, events
+from ..models import Contact, ContactImport, ContactList, ImportRejection
+from .inspection import csv_problem, skip_header
+from .limits import (
     BATCH_ROWS,
     CHUNK_BYTES,
     FIELD_PREFIX,
@@ -36,19 +38,19 @@ from .imports import (
     MAX_LINE_BYTES,
     MAX_RAW_CHARS,
     MAX_ROW_BYTES,
-    ImportFailed,
-    _remove_file,
-    csv_problem,
     imports_dir,
-    skip_header,
 )  # fmt: skip
-from .models import Contact, ContactImport, ContactList, ImportRejection
+from .services import _remove_file
 
 logger = logging.getLogger(__name__)
 
 MAX_EMAIL_CHARS = 254  # RFC 5321's limit, the one email_validator applies
 
 Status = ContactImport.Status
+
+
+class ImportFailed(Exception):
+    """The whole file cannot be imported; the message says why."""
 
 
 @dataclass

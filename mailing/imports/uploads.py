@@ -29,7 +29,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from .imports import max_bytes, size_label
+from .limits import max_bytes, size_label
 
 # Boundaries and part headers around the fields (a few hundred bytes each).
 FRAMING = 256 * 1024

@@ -22,7 +22,7 @@ KOI8-R and KOI8-U, CP866 (DOS, 1C), Mac Cyrillic, and Windows-1258
    pairs the language (almost) never writes. A reading with more than a
    tenth of odd tokens is out (a foreign name or a typo is allowed).
 3. Of the readings left, the likeliest wins: each pair of characters in its
-   tokens is weighed by how often it comes in the language (import_letters,
+   tokens is weighed by how often it comes in the language (letter_pairs,
    counted from our translations, Django's, and names, companies and
    cities), per pair, with a prior for the rarer encodings. Lower case is
    the most frequent, so Windows-1251 read as KOI8-R in capitals ("ИВАНОВ"
@@ -144,9 +144,9 @@ class LetterPairs:
 
 @cache
 def _model(language: str) -> LetterPairs:
-    from . import import_letters  # written by scripts/letter_stats.py, which reads this module
+    from . import letter_pairs  # written by scripts/letter_stats.py, which reads this module
 
-    return LetterPairs(getattr(import_letters, language.upper()))
+    return LetterPairs(getattr(letter_pairs, language.upper()))
 
 
 def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:

@@ -1,0 +1,79 @@
+"""Which encoding an upload is in: UTF-8 (with or without a BOM), UTF-16
+(rewritten in UTF-8), else an 8-bit code page (code_pages)."""
+
+import codecs
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+
+from . import code_pages
+from .limits import CHUNK_BYTES
+
+
+def _detect_encoding(f: BinaryIO) -> str:
+    """UTF-8 (with or without a BOM) when the file's first non-ASCII bytes
+    are valid UTF-8, else the 8-bit encoding whose reading makes the most
+    likely text (code_pages). A UTF-8 file with a stray bad byte later
+    on stays UTF-8: that row is rejected, the rest is not garbled."""
+    head = f.read(4)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
+    f.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    while chunk := f.read(CHUNK_BYTES):
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            if not exc.object[: exc.start].isascii():
+                return "utf-8"
+            return code_pages.legacy_encoding(f, chunk_bytes=CHUNK_BYTES)
+        code_pages.refuse_binary(chunk, offset)
+        if not text.isascii():
+            return "utf-8"
+        offset += len(chunk)
+    return "utf-8"
+
+
+def _utf16_to_utf8(path: Path) -> str | None:
+    """Excel's "Unicode Text" (and other tools' UTF-16, with a BOM or not)
+    is rewritten in UTF-8, chunk by chunk, in place of the upload: the
+    runner reads lines by their b"\\n", which UTF-16 splits. A broken
+    character stays a byte invalid in UTF-8, so its row alone is rejected.
+    Returns "utf-8" when the file was UTF-16."""
+    with path.open("rb") as f:
+        head = f.read(CHUNK_BYTES)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec = "utf-16"  # which reads the BOM and drops it
+    elif b"\x00" in head and _looks_like_utf16(head):
+        codec = "utf-16-be" if head[0::2].count(0) > head[1::2].count(0) else "utf-16-le"
+    else:
+        return None
+    decoder = codecs.getincrementaldecoder(codec)(errors="surrogatepass")
+    converted = path.with_name(f"{secrets.token_hex(16)}.csv")
+    fd = os.open(converted, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with path.open("rb") as source, os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK_BYTES):
+                out.write(decoder.decode(chunk).encode("utf-8", "surrogatepass"))
+            try:
+                out.write(decoder.decode(b"", final=True).encode("utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                out.write(b"\xff")  # an odd byte at the end: the last row is rejected
+        converted.replace(path)
+    finally:
+        converted.unlink(missing_ok=True)
+    return "utf-8"
+
+
+def _looks_like_utf16(chunk: bytes) -> bool:
+    """UTF-16 without a BOM: the NUL half of every ASCII character (the
+    digits, "@", the delimiters) falls on even bytes (big-endian) or odd
+    bytes (little-endian) only; a binary file has them anywhere."""
+    head = chunk[:4096]
+    even, odd = head[0::2].count(0), head[1::2].count(0)
+    return max(even, odd) >= len(head) // 8 and min(even, odd) * 10 <= max(even, odd)
