@@ -15,6 +15,7 @@ from mailing.imports import detection, inspection, limits, mapping, services
 from mailing.imports import runner as import_runner
 from mailing.models import Contact, ContactImport, ContactList, CustomField
 from tests.helpers import SPECIAL_USE_ADDRESSES, deployment_mode
+from tests.mailing.test_import_encodings import cp1258
 
 pytestmark = pytest.mark.django_db
 
@@ -477,21 +478,6 @@ def test_addresses_pasted_from_word_or_excel_are_cleaned_or_refused_naming_the_c
             "position 4, often pasted from Word, Excel or a web page: type the address again without it.",
         ),
     ]
-
-
-def cp1258(text: str) -> bytes:
-    """`text` as Excel on a Vietnamese Windows saves it: Windows-1258 has
-    no "ễ", so it writes "ê" and the combining tilde."""
-    out = b""
-    for char in text:
-        marks = unicodedata.normalize("NFD", char)
-        for cut in range(len(marks), 0, -1):  # the longest precomposed head the code page has
-            try:
-                out += unicodedata.normalize("NFC", marks[:cut]).encode("cp1258") + marks[cut:].encode("cp1258")
-                break
-            except UnicodeEncodeError:
-                continue
-    return out
 
 
 def test_a_vietnamese_windows_1258_file_is_read_as_vietnamese(do_import, tenant_a):
