@@ -2,6 +2,8 @@
 application/problem+json with type, title, status, detail and instance,
 plus `errors` (field -> messages) when the input was refused."""
 
+import re
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
@@ -107,7 +109,25 @@ def problem_body(*, status_code: int, slug: str, title: str, detail: str, instan
     }
     if errors:
         body["errors"] = errors
-    return body
+    return {name: _encodable(value) for name, value in body.items()}
+
+
+# Half a surrogate pair: JSON may escape one (\ud800), and a refusal that
+# names the key or value it refuses would carry it, which no UTF-8 answer
+# can (the renderer raised: a 500).
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(value: object) -> object:
+    """`value` with U+FFFD in place of each lone surrogate, keys included,
+    as the bulk upsert names a key it cannot store."""
+    if isinstance(value, str):
+        return SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    return value
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -164,6 +164,25 @@ def test_nul_bytes_and_lone_surrogates_in_a_field_name_reject_the_row_not_the_re
     assert ImportRejection.objects.get().reason == "Not a field name: ci\ufffdty."
 
 
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (rb'{"email": "a@x.test", "fields": {"ci\ud800ty": "Tver"}}', "errors"),
+        (rb'{"email": "a@x.test", "k\udc00": 1, "k\udc00": 2}', "detail"),
+    ],
+    ids=["unknown field", "key twice"],
+)
+def test_a_refusal_that_names_a_key_with_a_lone_surrogate_is_a_problem_not_a_500(api, tenant_a, raw, where):
+    """A refusal names the key it refuses, and JSON may escape half a
+    surrogate pair (\\ud800) that no UTF-8 answer can carry: the answer
+    failed to encode and was a 500. It names the key with U+FFFD in place
+    of the half, as the bulk upsert's rejections do."""
+    CustomField.objects.create(tenant=tenant_a, key="city", label="City")
+    body = problem(api.post_raw(URL, raw), 422 if where == "errors" else 400)
+    assert "\ufffd" in json.dumps(body[where], ensure_ascii=False)
+    assert not Contact.objects.exists()
+
+
 def test_a_post_to_a_wrong_path_is_a_404_problem_too(api):
     assert problem(api.post("/api/v1/contact/", {"email": "a@x.test"}), 404)["type"].endswith(":not-found")
 
