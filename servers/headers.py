@@ -34,13 +34,17 @@ from .validators import first_unsafe
 LINE_LENGTH = 78
 WORDS_LINE_LENGTH = 76
 WORD_LENGTH = 75
-# A word of ASCII longer than this may not fit a line of 998 beside the
-# header's name: such a text goes in encoded words too, cut anywhere.
+# A word of ASCII longer than this, with the spaces before it (and, ending
+# the text, after it), may not fit a line of 998 beside the header's name:
+# such a text goes in encoded words too, cut anywhere.
 LONGEST_WORD = 900
 # "=?utf-8?b?" and "?=" around the base64 text of an encoded word.
 WORD_OVERHEAD = 12
 _WORD_PIECES = re.compile(r"\S*\s*")
-_FOLD_PIECES = re.compile(r" *[^ ]+| +$")
+# What _at_spaces folds before: a word with the spaces before it, the last
+# one with those after it too, so that no line is only spaces (obsolete
+# syntax, RFC 5322 §4.2: a Subject ending in an empty placeholder's space).
+_FOLD_PIECES = re.compile(r" *[^ ]+(?: +$)?| +$")
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,9 @@ def plain(value: str) -> bool:
 
 
 def _words_fit(value: str) -> bool:
-    return max(map(len, value.split()), default=0) <= LONGEST_WORD
+    """Whether every line _at_spaces would write fits under 998: a run of
+    spaces goes on one line with the word after it."""
+    return max(map(len, _FOLD_PIECES.findall(f" {value}")), default=0) <= LONGEST_WORD
 
 
 def mailbox(name: str, email: str) -> str | Mailbox:

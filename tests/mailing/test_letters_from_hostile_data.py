@@ -1,0 +1,63 @@
+"""Letters made from data nobody here wrote: contacts pushed through the
+API's bulk upsert as a CRM sends them, rendered into the template, sent by
+the dispatcher to a real aiosmtpd server, and read back from the bytes it
+received as a receiver reads them (every line at most 998 octets, no header
+line of only spaces, the Subject as it was rendered)."""
+
+import pytest
+
+from mailing import mailings as services
+from mailing.models import ContactList, Letter, Mailing
+from tests.api.conftest import make_api
+from tests.servers.factories import make_server
+from tests.smtp_servers import smtp_server
+
+from .builders import make_template
+from .builders import run_until_settled as settle
+from .test_messages import strictly_checked
+
+pytestmark = pytest.mark.django_db
+
+
+def send(tenant, person, contacts: list[dict], **template) -> list[bytes]:
+    """`contacts` pushed through POST /api/v1/contacts/bulk/, a mailing of
+    `template` to them sent to a real SMTP server: the letters it received."""
+    contact_list = ContactList.objects.create(tenant=tenant, name="CRM")
+    answer = make_api(tenant, by=person.user).post(
+        "/api/v1/contacts/bulk/", {"list": str(contact_list.public_id), "contacts": contacts}
+    )
+    assert answer.status_code == 200 and answer.json()["rejected"] == 0, answer.content
+    with smtp_server() as (controller, handler):
+        server = make_server(tenant, port=controller.port)
+        mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant, **template))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
+        services.mailing_start(mailing=mailing)
+        assert settle(mailing) == "done"
+    assert set(Letter.objects.filter(mailing=mailing).values_list("status", flat=True)) == {Letter.Status.SENT}
+    return [received.data for received in handler.received]
+
+
+CITIES = ["Kazan", "Volgograd", "Saint Petersburg"]
+
+
+def test_a_long_subject_ending_in_an_empty_placeholder_has_no_header_line_of_only_a_space(tenant_a, alice):
+    """The Subject is folded before a space where a line would pass 78
+    characters. Ending in the space before a placeholder this contact has
+    no value for, it was folded before that space when the city ended the
+    line at column 78 (Volgograd's): the space alone on a continuation
+    line, obsolete syntax (RFC 5322 §4.2) that strict receivers refuse and
+    some take for the end of the headers."""
+    contacts = [{"email": f"c{i}@x.test", "fields": {"city": city}} for i, city in enumerate(CITIES)]
+    subject = "Special offers and discounts this week for our customers in {{ city }} {{ district }}"
+    letters = send(tenant_a, alice, contacts, subject=subject)
+    subjects = {strictly_checked(raw)["Subject"].rstrip() for raw in letters}
+    assert subjects == {f"Special offers and discounts this week for our customers in {city}" for city in CITIES}
+
+
+def test_a_field_with_a_long_run_of_spaces_keeps_the_subject_under_998_octets_a_line(tenant_a, alice):
+    """A value pasted from a fixed-width export: a thousand characters, most
+    of them spaces. The folding, at spaces only, put the whole run and the
+    word after it on one line past SMTP's 998 (RFC 5321 §4.5.3.1.6)."""
+    note = "N" + " " * 996 + "A12"
+    [raw] = send(tenant_a, alice, [{"email": "ann@x.test", "fields": {"note": note}}], subject="Re: {{ note }}")
+    assert strictly_checked(raw)["Subject"] == "Re: " + note
