@@ -61,8 +61,16 @@ def has_script(html: str) -> bool:
     return SCRIPT.search(html) is not None
 
 
+# A script's opening or closing tag left once the scripts are out: taking
+# one out may join the text around it into another ("<scr<script>…</script>
+# ipt>"), which a second pass could hide again, as deep as the template
+# nests them. Written as text instead ("&lt;script"), in one pass that
+# makes no "<".
+SCRIPT_TAG = re.compile(r"<(?=/?script\b)", re.IGNORECASE)
+
+
 def strip_scripts(html: str) -> str:
-    return SCRIPT.sub("", html)
+    return SCRIPT_TAG.sub("&lt;", SCRIPT.sub("", html))
 
 
 class RenderError(ValueError):

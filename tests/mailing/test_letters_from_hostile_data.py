@@ -4,6 +4,8 @@ the dispatcher to a real aiosmtpd server, and read back from the bytes it
 received as a receiver reads them (every line at most 998 octets, no header
 line of only spaces, the Subject as it was rendered)."""
 
+from html.parser import HTMLParser
+
 import pytest
 
 from mailing import mailings as services
@@ -61,3 +63,36 @@ def test_a_field_with_a_long_run_of_spaces_keeps_the_subject_under_998_octets_a_
     note = "N" + " " * 996 + "A12"
     [raw] = send(tenant_a, alice, [{"email": "ann@x.test", "fields": {"note": note}}], subject="Re: {{ note }}")
     assert strictly_checked(raw)["Subject"] == "Re: " + note
+
+
+class StartTags(HTMLParser):
+    """The elements a mail client's HTML parser would open."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>Hi</p><scr<script>x</script>ipt>alert(1)</script><p>Bye</p>",
+        "<p>Hi</p><SCR<script></script><script></script>IPT src=https://evil.test/x.js></script><p>Bye</p>",
+        "<p>Hi</p><scr{{ city }}ipt>alert(1)</script><p>Bye</p>",
+    ],
+    ids=["one inside another", "two inside another", "joined by an empty placeholder"],
+)
+def test_no_script_reaches_the_letter_however_the_template_hides_it(tenant_a, alice, html):
+    """Postroute promises at save that a letter carries no <script> (mail
+    clients remove them). Taken out in one pass, a script written inside
+    another's tag name joined the halves around it into a new one, which
+    went out in every letter."""
+    [raw] = send(tenant_a, alice, [{"email": "ann@x.test"}], html_body=html)
+    body = strictly_checked(raw).get_body(("html",)).get_content()
+    assert body.startswith("<p>Hi</p>") and body.rstrip().endswith("<p>Bye</p>")
+    assert "script" not in StartTags(body).tags
