@@ -21,8 +21,9 @@ from django.utils.crypto import salted_hmac
 SALT = "postroute.bounces.envelope-token"
 ID_CHARS, MAC_CHARS = 26, 8
 LENGTH = ID_CHARS + MAC_CHARS
-# A local part may have 64 characters (RFC 5321): with a longer one the
-# plain address goes out instead.
+# A local part may have 64 octets (RFC 5321 §4.5.3.1.1), in UTF-8 with
+# SMTPUTF8 too (RFC 6531 §3.3): with a longer one the plain address goes
+# out instead.
 MAX_LOCAL_PART = 64
 TOKEN_RE = re.compile(rf"\+([a-z2-7]{{{LENGTH}}})@", re.IGNORECASE)
 
@@ -49,7 +50,7 @@ def address(mailbox: str, public_id: uuid.UUID) -> str:
     """`local+token@domain`; the plain address when that would be too long."""
     local, _at, domain = mailbox.rpartition("@")
     tagged = f"{local}+{make(public_id)}"
-    return f"{tagged}@{domain}" if local and len(tagged) <= MAX_LOCAL_PART else mailbox
+    return f"{tagged}@{domain}" if local and len(tagged.encode()) <= MAX_LOCAL_PART else mailbox
 
 
 def _mac(public_id: uuid.UUID, secret: str | None = None) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from mailing import mailings as services
 from mailing.models import ContactList, Letter, Mailing
+from servers.models import BounceMailbox
 from tests.api.conftest import make_api
 from tests.servers.factories import make_server
 from tests.smtp_servers import smtp_server
@@ -96,3 +97,26 @@ def test_no_script_reaches_the_letter_however_the_template_hides_it(tenant_a, al
     body = strictly_checked(raw).get_body(("html",)).get_content()
     assert body.startswith("<p>Hi</p>") and body.rstrip().endswith("<p>Bye</p>")
     assert "script" not in StartTags(body).tags
+
+
+def test_an_envelope_sender_tagged_for_a_mailbox_that_is_not_ascii_keeps_to_64_octets(tenant_a, alice):
+    """A local part may have 64 octets, in UTF-8 with SMTPUTF8 too (RFC
+    5321 §4.5.3.1.1, RFC 6531 §3.3), as the address checks count them. The
+    token tag (+ and 34 characters) was measured in characters: a Cyrillic
+    bounce mailbox's tagged MAIL FROM passed 64 octets, which a receiver
+    may refuse for every letter. Too long so, it goes untagged."""
+    mailbox = "отчёты.о.доставке@пример.рф"  # 17 characters, 32 octets before the @
+    BounceMailbox.objects.create(tenant=tenant_a, host="imap.acme.test", login=mailbox, email=mailbox)
+    contact_list = ContactList.objects.create(tenant=tenant_a, name="CRM")
+    make_api(tenant_a, by=alice.user).post(
+        "/api/v1/contacts/bulk/", {"list": str(contact_list.public_id), "contacts": [{"email": "ann@x.test"}]}
+    )
+    with smtp_server(enable_SMTPUTF8=True) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, allow_sender_substitution=True)
+        mailing = Mailing(tenant=tenant_a, name="m", template=make_template(tenant_a, sender_email="ceo@acme.test"))
+        services.mailing_save(mailing=mailing, lists=[contact_list], servers=[server])
+        services.mailing_start(mailing=mailing)
+        assert settle(mailing) == "done"
+    [received] = handler.received
+    local = received.mail_from.rpartition("@")[0]
+    assert len(local.encode()) <= 64 and received.mail_from == "отчёты.о.доставке@xn--e1afmkfd.xn--p1ai"
