@@ -235,6 +235,13 @@ def normalize_host(host: str) -> str:
         raise HostRefused(
             _("The host name %(name)s contains characters that are not allowed.") % {"name": f"{name!r}"}, host=host
         )
+    try:
+        # What getaddrinfo does to a name first: a label empty or past 63
+        # characters ("smtp..yandex.ru") fails here, before any lookup, and
+        # was saved where the guard is off, then failed every connection.
+        name.encode("idna")
+    except UnicodeError:
+        raise HostRefused(_("%(name)s is not a valid host name.") % {"name": f"{name!r}"}, host=host) from None
     if ":" in name and not _is_ipv6(name):
         # "smtp.gmail.com:587", "[2001:db8::1]:25": no resolver reads a port
         # there, so it was saved and then "not found (DNS)" at every connection.

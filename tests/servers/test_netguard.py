@@ -215,7 +215,12 @@ def test_allowed_name_returns_every_address_in_order(guard_on, fake_dns) -> None
 
 @pytest.mark.parametrize(
     "host",
-    ["", "   ", "[]", ".", "a b.example", "mail.example/x", "user@mail.example", "fe80::1%eth0", "mail\x00.example"],
+    [
+        *("", "   ", "[]", ".", "a b.example", "mail.example/x", "user@mail.example", "fe80::1%eth0"),
+        "mail\x00.example",
+        # A label empty or past 63 characters: no lookup can be made (IDNA).
+        *("smtp..example", "a" * 64 + ".example", ".smtp.example"),
+    ],
 )
 @pytest.mark.parametrize("mode", ["saas", "self_hosted"])
 def test_malformed_hosts_are_refused_in_any_mode(settings, no_dns, host: str, mode: str) -> None:
@@ -557,6 +562,25 @@ def test_pinned_imap_cannot_be_reopened_elsewhere(plain_imap_server) -> None:
     with pytest.raises(ValueError, match="pinned"):
         imap.open("evil.example", port)
     imap.logout()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", ["saas", "self_hosted"])
+def test_a_host_no_lookup_can_use_is_refused_at_save_in_any_mode(alice, settings, no_dns, mode: str) -> None:
+    """ "smtp..yandex.ru" (a dot typed twice) was saved on a self-hosted
+    installation, then every test and letter failed: the name cannot even
+    be looked up. Now the form says so, and nothing is stored."""
+    from django.urls import reverse
+
+    from servers.models import SmtpServer
+    from tests.servers.test_rules import FORM
+
+    settings.DEPLOYMENT_MODE = mode
+    settings.SERVERS_ALLOW_PRIVATE_HOSTS = False
+    response = alice.client.post(reverse("servers:add"), {**FORM, "kind": "external", "host": "smtp..yandex.ru"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["host"] == ["'smtp..yandex.ru' is not a valid host name."]
+    assert not SmtpServer.objects.exists() and no_dns == []
 
 
 @pytest.mark.django_db
