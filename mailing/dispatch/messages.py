@@ -202,8 +202,9 @@ class Builder:
             headers.append(("Reply-To", _reply_to(sender.reply_to)))
         public_id = str(letter.public_id)
         headers += [
-            # Contact data must never make a letter refused: its controls become spaces.
-            ("Subject", text_header(header_text(rendering.render(self.subject, context, html=False)))),
+            # Contact data must never make a letter refused: its controls become
+            # spaces. An empty placeholder at either end leaves no space there.
+            ("Subject", text_header(header_text(rendering.render(self.subject, context, html=False)).strip(" "))),
             ("Date", _date()),
             ("Message-ID", f"<{public_id}@{sender_from.domain}>"),
             (LETTER_HEADER, public_id),

@@ -53,8 +53,19 @@ def test_a_long_subject_ending_in_an_empty_placeholder_has_no_header_line_of_onl
     contacts = [{"email": f"c{i}@x.test", "fields": {"city": city}} for i, city in enumerate(CITIES)]
     subject = "Special offers and discounts this week for our customers in {{ city }} {{ district }}"
     letters = send(tenant_a, alice, contacts, subject=subject)
-    subjects = {strictly_checked(raw)["Subject"].rstrip() for raw in letters}
+    subjects = {strictly_checked(raw)["Subject"] for raw in letters}
     assert subjects == {f"Special offers and discounts this week for our customers in {city}" for city in CITIES}
+
+
+def test_an_empty_placeholder_at_either_end_of_the_subject_leaves_no_space_there(tenant_a, alice):
+    """The space beside an empty placeholder at the start or the end of
+    the Subject went out with it (the one at the end kept by receivers),
+    and a trailing one filled the Subject's line past 78 characters, or was
+    written alone on a line of its own."""
+    contacts = [{"email": "ann@x.test", "fields": {"code": "X" * 50}}]
+    [raw] = send(tenant_a, alice, contacts, subject="{{ first_name }} Your code: {{ code }} {{ last_name }}")
+    assert b"\r\nSubject: Your code: " + b"X" * 50 + b"\r\n" in raw
+    assert strictly_checked(raw)["Subject"] == "Your code: " + "X" * 50
 
 
 def test_a_field_with_a_long_run_of_spaces_keeps_the_subject_under_998_octets_a_line(tenant_a, alice):

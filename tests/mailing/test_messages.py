@@ -196,7 +196,7 @@ def test_a_long_sender_name_is_folded_in_short_encoded_words(letter, tenant_a, n
 def test_a_long_subject_passes_the_strict_check(letter, subject):
     letter.mailing.subject = subject
     msg = strictly_checked(wire_of(letter))
-    assert msg["Subject"] == subject.replace("{{ first_name }}", "Ann <b>")
+    assert msg["Subject"] == subject.replace("{{ first_name }}", "Ann <b>").strip()  # the form strips it too
 
 
 def nfd(text: str) -> str:
