@@ -122,7 +122,7 @@ def checked_address(address: str, *, clean: bool = True) -> str:
         raise ValidationError(_syntax_refusal(str(exc)), code="invalid") from exc
     if (octets := len(valid.local_part.encode())) > LOCAL_PART_OCTETS:
         raise ValidationError(str(LOCAL_PART_TOO_LONG) % {"octets": octets}, code="invalid")
-    _check_alphabets(valid.domain)
+    check_alphabets(valid.domain)
     _check_domain(valid.ascii_domain, shown=valid.domain)
     return valid.normalized
 
@@ -174,9 +174,10 @@ def _syntax_refusal(library_message: str) -> str:
     return str(NOT_AN_ADDRESS)
 
 
-def _check_alphabets(domain: str) -> None:
+def check_alphabets(domain: str) -> None:
     """Refuses a label that mixes LOOK_ALIKE_ALPHABETS, naming its first
-    letter that is not from the alphabet most of the domain is written in."""
+    letter that is not from the alphabet most of the domain is written in:
+    an address's domain, and a server's host name (servers.rules)."""
     if domain.isascii():
         return
     found = [alphabet for char in domain if (alphabet := _alphabet(char))]

@@ -340,7 +340,7 @@ class BounceMailbox(EncryptedPasswordMixin, HealthMixin, models.Model):
 
     def clean(self) -> None:
         super().clean()
-        errors = rules.mailbox_errors(self)
+        errors = rules.mailbox_save_errors(self)
         if errors:
             raise ValidationError(errors)
 

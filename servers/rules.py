@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .addresses import address_errors
+from .addresses import address_errors, check_alphabets
 from .validators import no_control_chars
 
 if TYPE_CHECKING:
@@ -49,11 +49,30 @@ def is_saas() -> bool:
 
 
 def smtp_server_errors(server: "SmtpServer") -> dict[str, list[str]]:
-    """Everything a saved server obeys: the connection rules and which
-    sender address this installation allows."""
+    """Everything a saved server obeys: the connection rules, which sender
+    address this installation allows and how its host is spelt."""
     errors = _smtp_connection_errors(server)
     for field, messages in address_errors(server, ["sender_email"]).items():
         errors.setdefault(field, []).extend(messages)
+    return _with_host_spelling(server.host, errors)
+
+
+def mailbox_save_errors(mailbox: "BounceMailbox") -> dict[str, list[str]]:
+    """Everything a saved mailbox obeys: the connection rules and how its
+    host is spelt."""
+    return _with_host_spelling(mailbox.host, mailbox_errors(mailbox))
+
+
+def _with_host_spelling(host: str, errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    """`errors` and, for a host whose label mixes look-alike alphabets
+    (smtp.yandex.ru with a Cyrillic a), the addresses' refusal: no registry
+    allows such a name, and it failed every connection as "not found
+    (DNS)". A rule of saving, as the sender address is: not checked again
+    at connect time."""
+    try:
+        check_alphabets((host or "").strip().lower())
+    except ValidationError as exc:
+        errors.setdefault("host", []).extend(exc.messages)
     return errors
 
 

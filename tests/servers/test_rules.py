@@ -226,3 +226,26 @@ def test_a_mailbox_moved_to_port_25_behind_the_forms_back_is_refused_at_connect_
     result = mailbox_probe(BounceMailbox.objects.get(pk=mailbox.pk))
     assert result.diagnosis.category == "rules" and "Port 25 is a port for sending mail" in result.diagnosis.message
     assert [s.name for s in result.steps] == ["Check the settings"]  # never connected
+
+
+@pytest.mark.parametrize("mode", ["saas", "self_hosted"])
+def test_a_host_that_mixes_alphabets_in_a_label_is_refused_at_save_naming_the_letter(settings, alice, mode):
+    """smtp.yandex.ru with a Cyrillic a (U+0430), pasted from a look-alike
+    or typed with the layout switched mid-word, was saved; no registry
+    allows such a name, so every test and letter then failed with "could
+    not be found (DNS)". The addresses' own rule now refuses it next to the
+    field, for the sending server and the bounce mailbox. A name in one
+    alphabet a label (smtp.пример.рф) stays allowed."""
+    settings.DEPLOYMENT_MODE = mode
+    settings.SERVERS_ALLOW_PRIVATE_HOSTS = True  # no lookup: the name is refused for its spelling
+    response = post(alice, host="smtp.y\u0430ndex.ru", kind="external")
+    assert response.status_code == 400
+    assert (
+        "“y\u0430ndex” in the domain mixes letters of different alphabets (“\u0430”, U+0430"
+        in (response.context["form"].errors["host"][0])
+    )
+    response = alice.client.post(reverse("servers:mailbox"), {**MAILBOX, "host": "imap.y\u0430ndex.ru"})
+    assert response.status_code == 400 and "U+0430" in response.context["form"].errors["host"][0]
+    assert not SmtpServer.objects.exists() and not BounceMailbox.objects.exists()
+    response = post(alice, host="smtp.пример.рф", kind="external")
+    assert response.status_code == 302, response.context["form"].errors
