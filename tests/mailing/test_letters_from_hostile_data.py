@@ -131,3 +131,38 @@ def test_an_envelope_sender_tagged_for_a_mailbox_that_is_not_ascii_keeps_to_64_o
     [received] = handler.received
     local = received.mail_from.rpartition("@")[0]
     assert len(local.encode()) <= 64 and received.mail_from == "отчёты.о.доставке@xn--e1afmkfd.xn--p1ai"
+
+
+HEADERS = {
+    *("Content-Type", "MIME-Version", "From", "To", "Subject", "Date", "Message-ID"),
+    *("X-Postroute-Letter", "List-Unsubscribe", "List-Unsubscribe-Post"),
+}
+# A custom field's value as a CRM sends it, and the Subject a receiver reads.
+VALUES = [
+    ("Tver\r\nBcc: victim@x.test", "Tver Bcc: victim@x.test"),
+    ("Tver\rX-Spam: no\x85\u2028\u2029\x0b\x0c end", "Tver X-Spam: no  end"),
+    ("=?utf-8?b?0JjQstCw0L0=?=", "=?utf-8?b?0JjQstCw0L0=?="),
+    ("{{ email }} {{ unsubscribe_url }}", "{{ email }} {{ unsubscribe_url }}"),
+    ("Nguye\u0302\u0303n 😀 \u202eevil", "Nguyễn 😀 \u202eevil"),
+]
+
+
+def test_contact_data_of_every_kind_arrives_as_written_on_one_line_and_adds_nothing(tenant_a, alice):
+    """What was fine, kept so: line breaks of every kind become spaces in
+    the Subject and stay in the body, a value that looks like an encoded
+    word or a placeholder is shown as written, a decomposed Vietnamese
+    value goes out composed, and no header is added."""
+    contacts = [{"email": f"c{i}@x.test", "fields": {"city": value}} for i, (value, _) in enumerate(VALUES)]
+    letters = send(tenant_a, alice, contacts, subject="Re: {{ city }}", text_body="[{{ city }}]\nBye")
+    by_recipient = {}
+    for raw in letters:
+        message = strictly_checked(raw)
+        assert set(message.keys()) == HEADERS
+        by_recipient[str(message["To"])] = message
+    for i, (_value, subject) in enumerate(VALUES):
+        assert by_recipient[f"c{i}@x.test"]["Subject"] == f"Re: {subject}"
+    line_breaks = by_recipient["c0@x.test"].get_body(("plain",)).get_content()
+    assert line_breaks.replace("\r\n", "\n").rstrip("\n") == "[Tver\nBcc: victim@x.test]\nBye"
+    # Not substituted again.
+    placeholders = by_recipient["c3@x.test"].get_body(("plain",)).get_content()
+    assert placeholders.replace("\r\n", "\n").rstrip("\n") == "[{{ email }} {{ unsubscribe_url }}]\nBye"
