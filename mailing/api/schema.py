@@ -1,9 +1,11 @@
 """The schema's description of our authentication (drf-spectacular finds
 this extension once it is imported: mailing.api.urls does) and of our
-refusals (a postprocessing hook, SPECTACULAR_SETTINGS)."""
+refusals (a postprocessing hook, SPECTACULAR_SETTINGS); the view that
+serves it."""
 
 from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.views import SpectacularAPIView
 
 from .problems import CONTENT_TYPE
 
@@ -54,3 +56,13 @@ def document_problems(result: dict, generator, request, public) -> dict:
             if isinstance(operation, dict) and "responses" in operation:
                 operation["responses"].setdefault("4XX", refusal)
     return result
+
+
+class SchemaView(SpectacularAPIView):
+    """The schema of the one version there is (SPECTACULAR_SETTINGS'),
+    whatever ?version= says: drf-spectacular put the parameter into the
+    schema and, as given, into the answer's Content-Disposition header,
+    where a line break was a 500 (Django refuses the header)."""
+
+    def _get_version_parameter(self, request):
+        return None

@@ -32,6 +32,17 @@ def test_the_schema_is_valid_openapi_and_covers_every_route():
     assert bulk["security"] == [{"apiKey": []}]
 
 
+@pytest.mark.parametrize("version", ["a\r\nSet-Cookie: x=1", "2"], ids=["line break", "another version"])
+def test_the_schema_is_version_1_whatever_the_query_asks(version):
+    """?version= went into the schema and, as given, into the answer's
+    Content-Disposition header: a line break in it was a 500 (Django
+    refuses the header), any other value a schema that said so."""
+    response = Client().get("/api/schema/", {"format": "json", "version": version})
+    assert response.status_code == 200
+    assert response.json()["info"]["version"] == "1"
+    assert response["Content-Disposition"] == 'inline; filename="Postroute API.json"'  # as without it
+
+
 def test_the_reference_page_has_nothing_inline():
     response = Client().get("/api/docs/")
     assert response.status_code == 200
