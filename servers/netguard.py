@@ -32,6 +32,7 @@ import hmac
 import imaplib
 import ipaddress
 import poplib
+import re
 import smtplib
 import socket
 import ssl
@@ -626,6 +627,15 @@ class PinnedSMTP_SSL(_PinnedSMTPMixin, smtplib.SMTP_SSL):
         return self._handshake(self.context, self._pinned_socket(), self._host)
 
 
+# An IMAP atom as a login (RFC 3501 astring): no space, control, "(", ")",
+# "{", "%", "*", '"' or "\\"; anything else goes as a quoted string.
+_IMAP_ATOM = re.compile(r'[^\x00-\x20\x7f(){%*"\\]+')
+
+
+def _imap_quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _breaks_line(data: bytes) -> bool:
     """Whether `data`, one command line without its CRLF, would be read as
     more than one line (or a NUL would end it early)."""
@@ -715,11 +725,15 @@ class _PinnedIMAPMixin(Deadline):
             mechanisms = sorted(c.partition("=")[2] for c in offered if c.startswith("AUTH="))
             raise ImapLoginUnavailable(encrypted=isinstance(self.sock, ssl.SSLSocket), mechanisms=mechanisms)
         if user.isascii() and password.isascii():
-            return super().login(user, password)  # type: ignore[misc]
+            # imaplib quotes the password only: a login that is no atom (a
+            # name with a space, as HCL Domino takes) went as it was, and the
+            # server refused the command.
+            login = user if _IMAP_ATOM.fullmatch(user) else _imap_quoted(user)
+            return super().login(login, password)  # type: ignore[misc]
         if "AUTH=PLAIN" in offered:
             return self._login_plain(user, password)
         self.literal = password.encode()
-        quoted = '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        quoted = _imap_quoted(user)
         typ, data = self._simple_command("LOGIN", quoted.encode())  # type: ignore[attr-defined]
         if typ != "OK":
             raise self.error(data[-1])

@@ -47,6 +47,11 @@ PASSWORD = "imap-test-password"
 # clients must log in without encoding either in ASCII.
 UTF8_USER = "почта@пример.рф"
 UTF8_PASSWORD = "пароль-ящика"
+# A login as HCL Domino's IMAP takes one, the person's name: ASCII that is
+# no IMAP atom (it has a space), so it must go quoted.
+NAMED_USER = "Ivan Ivanov/Sales"
+NAMED_PASSWORD = "domino-password"
+LOGINS = {USER: PASSWORD, UTF8_USER: UTF8_PASSWORD, NAMED_USER: NAMED_PASSWORD}
 # The other mailboxes LMTP delivers to (an MTA's local recipients); any
 # other address is refused with 550 5.1.1. Not a .test name: the product's
 # address validation refuses special-use domains, so no contact could have it.
@@ -213,7 +218,11 @@ def write_config(directory: Path, shared: Path) -> tuple[Path, DovecotServer]:
     owner = MailOwner.for_current_process()
 
     users = directory / "users"
-    users.write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n{UTF8_USER}:{{PLAIN}}{UTF8_PASSWORD}\n", encoding="utf-8")
+    users.write_text(
+        # Dovecot looks a login up in lower case (auth_username_format %Lu).
+        "".join(f"{user.lower()}:{{PLAIN}}{password}\n" for user, password in LOGINS.items()),
+        encoding="utf-8",
+    )
     users.chmod(0o600)
 
     mail_root = shared / "mail"
@@ -253,6 +262,7 @@ def write_config(directory: Path, shared: Path) -> tuple[Path, DovecotServer]:
             for name, path in [
                 (USER, home),
                 (UTF8_USER, f"{users_home}/utf8"),
+                (NAMED_USER.lower(), f"{users_home}/named"),
                 *((m, f"{users_home}/{m}") for m in MTA_MAILBOXES),
             ]
         ),

@@ -94,6 +94,24 @@ def test_a_login_and_password_in_cyrillic_log_in(mailbox, dovecot_mailbox, secur
     assert imap_probe(mailbox).diagnosis.category == "auth"
 
 
+@pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
+def test_a_login_that_is_a_persons_name_logs_in(mailbox, dovecot_mailbox, security):
+    """HCL Domino's IMAP logs in by the person's name ("Ivan Ivanov/Sales").
+    imaplib puts an ASCII login into LOGIN as it is: the server read "Ivan"
+    as the login and refused the command (BAD), for every reading of the
+    bounce mailbox. It goes as a quoted string now, where it is no atom."""
+    from tests.dovecot import NAMED_PASSWORD, NAMED_USER
+
+    mailbox.security = security
+    mailbox.port = dovecot_mailbox.imaps_port if security == Security.SSL else dovecot_mailbox.imap_port
+    mailbox.login = NAMED_USER
+    mailbox.set_password(NAMED_PASSWORD)
+    result = imap_probe(mailbox)
+    assert result.ok, result.diagnosis
+    mailbox.set_password(NAMED_PASSWORD + "x")
+    assert imap_probe(mailbox).diagnosis.category == "auth"
+
+
 def _imap_server(greeting: bytes, answers: dict) -> Callable:
     """A scripted IMAP server: `greeting`, then each command answered by
     its entry in `answers` (peer, tag, line, rest; it says the tagged
