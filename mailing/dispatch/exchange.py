@@ -94,9 +94,11 @@ def offers_size(client: smtplib.SMTP) -> bool:
 def announced_size(client: smtplib.SMTP) -> int | None:
     """The largest letter the server takes, as its EHLO says ("SIZE
     10240000"); None when it names none ("SIZE" alone, or "SIZE 0": no
-    fixed maximum, RFC 1870 §4)."""
+    fixed maximum, RFC 1870 §4). Anything but ASCII digits names none:
+    smtplib reads the EHLO as Latin-1, and "²" is a digit to isdigit()
+    but not to int()."""
     words = client.esmtp_features.get("size", "").split()
-    if not words or not words[0].isdigit():
+    if not words or not (words[0].isascii() and words[0].isdigit()):
         return None
     return int(words[0]) or None
 

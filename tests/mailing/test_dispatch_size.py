@@ -171,3 +171,23 @@ def test_with_size_and_pipelining_each_letter_is_made_once_while_the_server_take
     assert handler.in_time == [True]  # c was made while the server held its reply to a's final dot
     assert made == order
     assert [received.rcpt_tos for received in handler.received] == [[email] for email in order]
+
+
+@pytest.mark.parametrize(
+    "announced",
+    [b"abc", b"-1", b"99999999999999999999", b"\xb2", b"\xb9\xb2\xb3"],
+    ids=["words", "negative", "huge", "superscript two", "superscript digits"],
+)
+def test_a_size_that_is_no_number_limits_nothing(tenant_a, announced):
+    """A server's SIZE keyword with garbage after it: no maximum is known,
+    so none is held against the letters; they all go. smtplib reads the
+    EHLO as Latin-1, where "\\xb2" is "²", which str.isdigit() takes for a
+    digit and int() refuses."""
+    script = Scripted(ehlo=b"250-odd.test\r\n250 SIZE " + announced + b"\r\n")
+    with tarpit(script, lasts=10.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start(tenant_a, [server], emails(2))
+        # Before the fix, for "²": every letter failed, "The message could not be built: invalid literal for int()".
+        assert settle(mailing, timezone.now()) == "done"
+    assert set(statuses(mailing).values()) == {L.SENT}
+    assert_not_resting(server)
