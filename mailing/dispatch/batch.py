@@ -469,7 +469,7 @@ class Batch:
             reply = self._exchange(client, commands, data, progress, following, sent=sent, then=then)
         except Refusal as exc:
             if (
-                exc.stage in (Stage.MAIL, Stage.RCPT)
+                exc.stage in (Stage.MAIL, Stage.RCPT, Stage.DATA)
                 and self.begun_here > 1
                 and per_connection_cap(exc.code, exc.reply)
             ):
@@ -566,8 +566,10 @@ class Batch:
         server capping at N gets N letters a connection. Said again to that
         first letter, it is no cap but a refusal (its judgement then rests
         the server): the batch never reconnects for ever. Only a letter
-        refused before its DATA (at MAIL, where servers say it, or at RCPT):
-        one refused later counted against the limit, and its room in this
+        refused before its 354 (at MAIL, where servers say it, at RCPT, or
+        to the DATA command, where some count letters): nothing of it was
+        read, and it counts once, over the new connection. One refused
+        after its body counted against the limit, and its room in this
         batch is spent (it is judged as any other refusal)."""
         log.info("server %s takes %s letters a connection: %s", self.server.pk, self.begun_here - 1, refusal.reply)
         progress.stage = Stage.MAIL
