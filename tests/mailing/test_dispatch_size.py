@@ -191,3 +191,38 @@ def test_a_size_that_is_no_number_limits_nothing(tenant_a, announced):
         assert settle(mailing, timezone.now()) == "done"
     assert set(statuses(mailing).values()) == {L.SENT}
     assert_not_resting(server)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_letter_exactly_at_the_announced_size_goes_and_one_byte_more_does_not(tenant_a, monkeypatch, pipelining):
+    """Each letter padded to a chosen size (RFC 1870's: the octets after the
+    354, CRLFs included): at the server's SIZE it goes, with SMTPUTF8 for a
+    recipient whose address is not ASCII as well; one octet more fails
+    unsent. aiosmtpd counts the same octets and takes the first ones."""
+    real = batch_module.Builder.wire
+    target = {"s0@x.test": LIMIT, "josé@x.test": LIMIT, "s2@x.test": LIMIT + 1, "s3@x.test": LIMIT - 1}
+
+    def wire(builder, letter):
+        data = real(builder, letter)
+        data = data if data.endswith(b"\r\n") else data + b"\r\n"
+        pad = target[letter.email] - len(data)  # in lines of 80 octets at most
+        return data + b"".join(b"x" * (min(pad - i, 80) - 2) + b"\r\n" for i in range(0, pad, 80))
+
+    monkeypatch.setattr(batch_module.Builder, "wire", wire)
+    handler = Recording(pipelining=pipelining)
+    with smtp_server(handler=handler, data_size_limit=LIMIT, enable_SMTPUTF8=True) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], list(target), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    replies = {le.email: le.last_reply for le in Letter.objects.filter(mailing=mailing)}
+    assert statuses(mailing) == {
+        "s0@x.test": L.SENT,
+        "josé@x.test": L.SENT,
+        "s2@x.test": L.FAILED,
+        "s3@x.test": L.SENT,
+    }, replies
+    assert sorted(len(received.data) for received in handler.received) == [LIMIT - 1, LIMIT, LIMIT]
+    sizes = {o.upper() for options in handler.options for o in options if o.upper().startswith("SIZE=")}
+    assert sizes == {f"SIZE={LIMIT}", f"SIZE={LIMIT - 1}"}
+    assert ["SMTPUTF8" in [o.upper() for o in options] for options in handler.options].count(True) == 1
+    assert_not_resting(server)
