@@ -205,6 +205,10 @@ def test_a_letter_refused_for_its_size_keeps_a_sentence_saying_so(code, reply, s
         (451, "451 too many messages per connection", True),  # qmail
         (421, "421 4.7.0 Maximum number of messages per session exceeded", True),
         (554, "554 5.7.0 Too many messages in this connection", True),
+        # Amazon SES (knadh/listmonk#1717, #2683), Stalwart (stalwartlabs/stalwart#1384, to DATA).
+        (421, "421 Connection closed by server. Too many messages in one session", True),
+        (421, "421 Connection closed by server. Maximum message count per session reached.", True),
+        (452, "452 4.4.5 Maximum number of messages per session exceeded.", True),
         # The client's rate, its own quota, or no count at all: not a cap.
         (452, "452 4.3.1 Error: too many messages from 10.0.0.1", False),  # Postfix smtpd_client_message_rate_limit
         (450, "450 4.7.1 Error: too many messages from [10.0.0.1], try again later", False),
