@@ -152,3 +152,23 @@ def test_a_cap_said_to_the_data_command(pipelining, tenant_a, dispatching):
     assert len(script.heard) == math.ceil(7 / 3)
     assert_not_resting(server)
     assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == 7
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_the_cap_across_claims_under_an_hourly_limit_overshoots_nothing(pipelining, tenant_a, settings):
+    """Batches of 4 letters, the next claimed while the last go, over a server
+    taking 3 a connection and 7 an hour: 7 arrive, once each, 7 counted."""
+    settings.DISPATCH_BATCH, settings.DISPATCH_SMTP_TIMEOUT = 4, 2.0
+    handler = capped_server("421 too many messages in this connection", False, "mail", pipelining=pipelining)
+    now = timezone.now()
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port, max_per_hour=7)
+        mailing = start_mailing(tenant_a, [server], emails(10))
+        assert settle(mailing, now) == "waiting"
+    letters = Letter.objects.filter(mailing=mailing)
+    sent = list(letters.filter(status=L.SENT))
+    assert len(sent) == 7 == len(handler.accepted) == handler.handed
+    assert sorted(handler.accepted) == sorted(message_id(le) for le in sent)
+    assert {(le.status, le.attempts) for le in letters.exclude(status=L.SENT)} == {(L.QUEUED, 0)}
+    assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == 7
+    assert_not_resting(server)
