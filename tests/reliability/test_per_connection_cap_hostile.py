@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from mailing import limits
 from mailing.dispatch import batch as batch_module
+from mailing.dispatch.batch import STORM
 from mailing.dispatch.replies import NOT_BUILT
 from mailing.models import Letter
 from tests.mailing.builders import run_until_settled as settle
@@ -172,3 +173,22 @@ def test_the_cap_across_claims_under_an_hourly_limit_overshoots_nothing(pipelini
     assert {(le.status, le.attempts) for le in letters.exclude(status=L.SENT)} == {(L.QUEUED, 0)}
     assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == 7
     assert_not_resting(server)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_cap_said_to_every_data_command_stops_within_the_storm(pipelining, tenant_a, dispatching):
+    """Stalwart's words to every DATA, the first of a connection's included,
+    where they read as a recipient's temporary refusal: each letter after
+    the first meets them as a cap and goes over a new connection, but the
+    refusals in a row end the batch (STORM) with the server resting, no
+    attempt spent: a connection per letter for STORM letters, not for ever."""
+    script = CapsAtTheDataCommand(0, pipelining=pipelining)
+    now = timezone.now()
+    with tarpit(script, lasts=20.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start_mailing(tenant_a, [server], emails(8))
+        assert settle(mailing, now) == "waiting"
+    assert len(script.heard) == STORM and not script.bodies
+    assert {(le.status, le.attempts) for le in Letter.objects.filter(mailing=mailing)} == {(L.QUEUED, 0)}
+    server.refresh_from_db()
+    assert server.backoff_until > now
