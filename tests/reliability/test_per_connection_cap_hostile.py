@@ -192,3 +192,45 @@ def test_a_cap_said_to_every_data_command_stops_within_the_storm(pipelining, ten
     assert {(le.status, le.attempts) for le in Letter.objects.filter(mailing=mailing)} == {(L.QUEUED, 0)}
     server.refresh_from_db()
     assert server.backoff_until > now
+
+
+class CapsThenTurnsAway(Scripted):
+    """Takes one letter, says the cap to the next MAIL, and turns the next
+    connection away at its greeting."""
+
+    def __init__(self, *, pipelining: bool) -> None:
+        ehlo = b"250-odd.test\r\n250-PIPELINING\r\n250 SIZE 0\r\n" if pipelining else b"250 odd.test\r\n"
+        super().__init__(self._answer, ehlo=ehlo, greeting=self._greet)
+        self.mails = 0
+
+    def _greet(self, conn: int) -> bytes:
+        return b"220 odd.test ESMTP\r\n" if conn == 0 else b"421 4.7.0 Too many connections from your IP\r\n"
+
+    def _answer(self, conn: int, line: bytes) -> bytes | None:
+        if line[:4].upper() == b"MAIL":
+            self.mails += 1
+            if self.mails > 1:
+                return b"421 too many messages in this connection\r\n"
+        return None
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_capped_letter_whose_new_connection_is_turned_away_goes_back(pipelining, tenant_a, dispatching):
+    """The new connection the cap asks for is refused at its greeting: the
+    capped letter and the rest go back uncounted, nothing fails, and alone
+    with the server, the refusal rests it."""
+    script = CapsThenTurnsAway(pipelining=pipelining)
+    now = timezone.now()
+    with tarpit(script, lasts=20.0) as port:
+        server = make_server(tenant_a, port=port, login="")
+        mailing = start_mailing(tenant_a, [server], emails(4))
+        assert settle(mailing, now) == "waiting"
+    letters = Letter.objects.filter(mailing=mailing)
+    assert [le.status for le in letters.order_by("email")] == [L.SENT, L.QUEUED, L.QUEUED, L.QUEUED]
+    assert {le.attempts for le in letters.exclude(status=L.SENT)} == {0}
+    # One letter ended with its dot (the script, not hanging up after its
+    # 421, answers a pipelined DATA 354: the client hangs up without the dot).
+    assert sum(line == b".\r\n" for heard in script.heard for line in heard) == 1
+    assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == 1
+    server.refresh_from_db()
+    assert server.backoff_until > now
