@@ -226,3 +226,46 @@ def test_a_letter_exactly_at_the_announced_size_goes_and_one_byte_more_does_not(
     assert sizes == {f"SIZE={LIMIT}", f"SIZE={LIMIT - 1}"}
     assert ["SMTPUTF8" in [o.upper() for o in options] for options in handler.options].count(True) == 1
     assert_not_resting(server)
+
+
+class SizeChangesWithTls(Recording):
+    """Announces `before` (a SIZE line, or none) until STARTTLS, and
+    `after` once the connection is encrypted."""
+
+    def __init__(self, before: str | None, after: str | None) -> None:
+        super().__init__()
+        self.before, self.after = before, after
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        size = self.after if session.ssl else self.before
+        kept = [line for line in responses if not line[4:].upper().startswith("SIZE")]
+        return kept[:-1] + ([f"250-{size}"] if size else []) + kept[-1:]
+
+
+@pytest.mark.parametrize(
+    "before, after, sent",
+    [
+        ("SIZE 100", "SIZE 33554432", True),  # a lie before TLS, the truth after it
+        (None, f"SIZE {LIMIT}", False),  # SIZE offered only after STARTTLS
+        (f"SIZE {LIMIT}", None, True),  # and withdrawn after it
+    ],
+)
+def test_the_size_announced_after_starttls_is_the_one_held(tenant_a, tmp_path, settings, before, after, sent):
+    """RFC 3207 §4.2: what the server said before STARTTLS is forgotten; the
+    EHLO after it says what the encrypted connection offers."""
+    from servers.models import Security
+    from tests.certs import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    settings.SERVERS_EXTRA_CA_FILE = str(certs.ca_file)
+    big = "s1@x.test"
+    Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
+    handler = SizeChangesWithTls(before, after)
+    with smtp_server(handler=handler, tls="starttls", certs=certs, data_size_limit=0) as (controller, _):
+        server = make_server(tenant_a, host="localhost", port=controller.port, security=Security.STARTTLS)
+        mailing = start(tenant_a, [server], emails(2), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    assert statuses(mailing) == {"s0@x.test": L.SENT, big: L.SENT if sent else L.FAILED}
+    said = [any(o.upper().startswith("SIZE=") for o in options) for options in handler.options]
+    assert said == [after is not None] * len(handler.options)
