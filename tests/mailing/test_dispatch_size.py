@@ -269,3 +269,20 @@ def test_the_size_announced_after_starttls_is_the_one_held(tenant_a, tmp_path, s
     assert statuses(mailing) == {"s0@x.test": L.SENT, big: L.SENT if sent else L.FAILED}
     said = [any(o.upper().startswith("SIZE=") for o in options) for options in handler.options]
     assert said == [after is not None] * len(handler.options)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_each_letters_size_is_its_own_when_substitution_changes_it(tenant_a, pipelining):
+    """Letters of one template whose sizes differ by their recipients' names:
+    each MAIL FROM (the one riding the previous letter's dot included) says
+    the size of the very bytes that follow its 354."""
+    for i, email in enumerate(emails(5)):
+        Contact.objects.create(tenant=tenant_a, email=email, first_name="n" * (1 + 23 * i))
+    handler = Recording(pipelining=pipelining)
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(5), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    sizes = [int(o[5:]) for options in handler.options for o in options if o.upper().startswith("SIZE=")]
+    received = [len(item.data) for item in handler.received]
+    assert sizes == received and len(set(received)) == 5
