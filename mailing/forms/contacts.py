@@ -9,6 +9,7 @@ from accounts.models import Tenant
 from servers.validators import no_control_chars
 
 from .. import contacts
+from ..imports import code_pages
 from ..imports.limits import FIELD_PREFIX
 from ..imports.mapping import check_mapping, guess_target
 from ..models import Contact, ContactImport, ContactList, CustomField
@@ -121,12 +122,15 @@ class ImportMappingForm(forms.Form):
     def __init__(self, *args: object, contact_import: ContactImport, **kwargs: object) -> None:
         tenant = contact_import.tenant
         existing = list(CustomField.objects.filter(tenant=tenant))
-        initial = self._guesses(contact_import.header, {cf.key for cf in existing})
+        # Choices the user made before the file was read again in another encoding.
+        kept: dict = kwargs.pop("initial", {})
+        taken = {value for key, value in kept.items() if key.startswith("col_")}
+        initial = self._guesses(contact_import.header, {cf.key for cf in existing}, taken=taken)
         lists = ContactList.objects.filter(tenant=tenant)
         stem = contact_import.file_name.rsplit(".", 1)[0][:120]
         if stem and not lists.filter(name__iexact=stem).exists():
             initial["new_list_name"] = stem
-        super().__init__(*args, initial={**initial, **kwargs.pop("initial", {})}, **kwargs)
+        super().__init__(*args, initial={**initial, **kept}, **kwargs)
         self.fields["contact_list"].queryset = lists
         self.header = contact_import.header
         choices = self._choices(existing)
@@ -136,12 +140,13 @@ class ImportMappingForm(forms.Form):
             )
 
     @staticmethod
-    def _guesses(header: list[str], keys: set[str]) -> dict[str, str]:
-        """A first mapping to start from; each field offered to one column only."""
+    def _guesses(header: list[str], keys: set[str], *, taken: set[str]) -> dict[str, str]:
+        """A first mapping to start from; each field offered to one column
+        only, and not to one a kept choice already fills."""
         initial: dict[str, str] = {}
         for i, name in enumerate(header):
             target = guess_target(name, keys)
-            initial[f"col_{i}"] = "" if target in initial.values() else target
+            initial[f"col_{i}"] = "" if target in initial.values() or target in taken else target
         return initial
 
     @staticmethod
@@ -169,3 +174,14 @@ class ImportMappingForm(forms.Form):
         land in one field are caught here too."""
         new = [i for i, target in self.columns().items() if target == "new"]
         return {str(i): FIELD_PREFIX + contacts.field_key(self.header[i]) for i in new}
+
+
+class ImportEncodingForm(forms.Form):
+    """The encoding to read an upload in, when the detected one shows wrong
+    letters: only the code pages the import reads (a codec's name from the
+    request never reaches Python's codecs)."""
+
+    encoding = forms.ChoiceField(
+        label=gettext_lazy("Encoding"),
+        choices=list(code_pages.NAMES.items()),
+    )

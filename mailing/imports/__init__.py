@@ -11,10 +11,10 @@ a field and of a row, and the number of columns. Lines are read with a
 length limit and decoded one by one, which gives the byte offset of an
 invalid byte and keeps memory flat however large the file is.
 
-The modules: `services` (upload, start, discard), `inspection` (the
-header, delimiter and preview of a stored file), `detection` (its
-encoding: UTF-8, UTF-16, and `code_pages` for the 8-bit ones, weighed by
-the table in `letter_pairs`), `mapping` (which column goes where),
-`runner` (the Celery task's streaming of the rows, and rows sent through
-the API), `uploads` (where a request may carry a file), `limits` (the
-bounds above)."""
+The modules: `services` (upload, reading again in the encoding the user
+chose, start, discard), `inspection` (the header, delimiter and preview of
+a stored file), `detection` (its encoding: UTF-8, UTF-16, and `code_pages`
+for the 8-bit ones, weighed by the table in `letter_pairs`), `mapping`
+(which column goes where), `runner` (the Celery task's streaming of the
+rows, and rows sent through the API), `uploads` (where a request may carry
+a file), `limits` (the bounds above)."""

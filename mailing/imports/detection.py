@@ -39,6 +39,28 @@ def _detect_encoding(f: BinaryIO) -> str:
     return "utf-8"
 
 
+def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:
+    """The offset of the first byte `encoding` has no character for, or
+    None when it reads the whole file. UTF-8 by the upload's rule: a bad
+    byte after valid non-ASCII text is a damaged row, which the import
+    rejects alone, not a file in another encoding."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, non_ascii = 0, False
+    while True:
+        chunk = f.read(CHUNK_BYTES)
+        try:
+            text = decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            if encoding == "utf-8" and (non_ascii or not exc.object[: exc.start].isascii()):
+                return None
+            # exc.object is what the decoder held back from the last chunk, then this one.
+            return offset - (len(exc.object) - len(chunk)) + exc.start
+        if not chunk:
+            return None
+        non_ascii = non_ascii or not text.isascii()
+        offset += len(chunk)
+
+
 def _utf16_to_utf8(path: Path) -> str | None:
     """Excel's "Unicode Text" (and other tools' UTF-16, with a BOM or not)
     is rewritten in UTF-8, chunk by chunk, in place of the upload: the

@@ -19,7 +19,8 @@ from accounts.models import Tenant, User
 
 from .. import contacts
 from ..models import ContactImport, ContactList
-from .detection import _utf16_to_utf8
+from . import code_pages
+from .detection import _utf16_to_utf8, unreadable_byte
 from .inspection import inspect_file
 from .limits import FIELD_PREFIX, PENDING, STANDARD_TARGETS, UNMAPPED_MAX_AGE, imports_dir, max_bytes, size_label
 from .mapping import check_mapping
@@ -104,6 +105,43 @@ def _store(upload: UploadedFile) -> Path:
         path.unlink(missing_ok=True)
         raise ValidationError(_("The file is empty.") if written == 0 else _("The file is too large."))
     return path
+
+
+def import_reread(*, contact_import: ContactImport, encoding: str) -> ContactImport:
+    """Read a waiting upload again in the encoding the user chose on the
+    mapping page (the detection cannot settle a file of one word that is a
+    word in two encodings): its header and delimiter become that reading's,
+    and the import runs in it. Raises ValidationError, the import left as it
+    was, for an encoding we do not offer (only the code pages we read are
+    ever passed to a codec: "rot13" or "base64" are codecs too) or one that
+    has no character for a byte of the file."""
+    if encoding not in code_pages.NAMES:
+        raise ValidationError(_("Choose one of the encodings offered."), code="encoding")
+    path = Path(contact_import.file_path)
+    try:
+        if path.resolve().parent != imports_dir().resolve():
+            raise OSError(path)
+        with path.open("rb") as f:
+            offset = unreadable_byte(f, encoding)
+    except OSError as exc:
+        raise ValidationError(_("The uploaded file is gone. Upload it again."), code="gone") from exc
+    if offset is not None:
+        raise ValidationError(
+            _(
+                "The file cannot be read as %(encoding)s: the byte at position %(offset)s of the file is not a "
+                "character in it. Choose another encoding."
+            )
+            % {"encoding": code_pages.NAMES[encoding], "offset": offset},
+            code="unreadable",
+        )
+    facts = inspect_file(path, encoding=encoding)  # the upload's checks, in this reading
+    with transaction.atomic():
+        imp = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
+        if imp.status != Status.UPLOADED:
+            raise ValidationError(_("This import has already started."), code="started")
+        imp.encoding, imp.delimiter, imp.header = facts.encoding, facts.delimiter, facts.header
+        imp.save(update_fields=["encoding", "delimiter", "header"])
+    return imp
 
 
 @transaction.atomic

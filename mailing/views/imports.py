@@ -16,6 +16,7 @@ from accounts.access import tenant_required
 
 from ..access import get_contact_import
 from ..forms.contacts import (
+    ImportEncodingForm,
     ImportMappingForm,
     ImportUploadForm,
 )
@@ -67,6 +68,8 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     imp = get_contact_import(request.tenant, public_id)
     if imp.status != ContactImport.Status.UPLOADED:
         return redirect("contacts:import", public_id=imp.public_id)
+    if request.method == "POST" and _rereading(request, imp):
+        return _reread(request, imp)
     form = ImportMappingForm(request.POST or None, contact_import=imp)
     if request.method == "POST" and form.is_valid():
         try:
@@ -80,14 +83,62 @@ def import_mapping(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             invalid(form, exc)
         else:
             return redirect("contacts:import", public_id=imp.public_id)
+    encoding_form = ImportEncodingForm(initial={"encoding": imp.encoding})
+    return _mapping_page(request, imp, form, encoding_form, status=400 if form.errors else 200)
+
+
+def _rereading(request: HttpRequest, imp: ContactImport) -> bool:
+    """Whether to read the file again: "Read again" was pressed, or Import
+    with another encoding chosen, whose rows are shown before anything is
+    imported. (An older page without the select imports as before.)"""
+    return "reread" in request.POST or request.POST.get("encoding", imp.encoding) != imp.encoding
+
+
+def _reread(request: HttpRequest, imp: ContactImport) -> HttpResponse:
+    """The mapping page again, of the file read in the chosen encoding, with
+    the choices already made: a column keeps its target where the new
+    reading gives it the same name, and the list is kept. A refused choice
+    is said next to the field, the import as it was."""
+    encoding_form = ImportEncodingForm(request.POST)
+    before = imp.header
+    reread = False
+    if encoding_form.is_valid():
+        try:
+            imp = services.import_reread(contact_import=imp, encoding=encoding_form.cleaned_data["encoding"])
+        except ValidationError as exc:
+            encoding_form.add_error("encoding", exc)
+        else:
+            reread = True
+    kept = {
+        f"col_{i}": request.POST.get(f"col_{i}")
+        for i, name in enumerate(imp.header)
+        if i < len(before) and before[i] == name and f"col_{i}" in request.POST
+    }
+    kept |= {key: request.POST.get(key) for key in ("contact_list", "new_list_name") if key in request.POST}
+    form = ImportMappingForm(contact_import=imp, initial=kept)
+    status = 200 if reread else 400
+    return _mapping_page(request, imp, form, encoding_form, status=status, reread=reread)
+
+
+def _mapping_page(
+    request: HttpRequest,
+    imp: ContactImport,
+    form: ImportMappingForm,
+    encoding_form: ImportEncodingForm,
+    *,
+    status: int,
+    reread: bool = False,
+) -> HttpResponse:
     context = {
         "form": form,
+        "encoding_form": encoding_form,
+        "reread": reread,
         "imp": imp,
         "delimiter": DELIMITER_SENTENCES.get(imp.delimiter, DELIMITER_SENTENCES[","]),
         "encoding": code_pages.NAMES.get(imp.encoding, code_pages.NAMES["utf-8"]),
         "preview": inspection.preview_rows(imp),
     }
-    return render(request, "contacts/import_mapping.html", context, status=400 if form.errors else 200)
+    return render(request, "contacts/import_mapping.html", context, status=status)
 
 
 @require_POST

@@ -366,3 +366,33 @@ def test_a_dns_answer_that_turns_private_between_the_form_and_the_save_is_an_err
     assert response.status_code == 400
     assert "loopback" in " ".join(response.context["form"].errors["host"])
     assert not SmtpServer.objects.exists() and not BounceMailbox.objects.exists()
+
+
+def test_the_import_mappings_encoding_choice_meets_every_kind_of_garbage(alice, bob, settings, tmp_path):
+    """The walk's own waiting import is started by the walk's first POST
+    (its proposed mapping is valid), so the page's re-reading in another
+    encoding is walked here: each field of the page with each garbage, the
+    encoding and "Read again" together too, by the owner and a member."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from mailing.models import ContactImport
+
+    settings.IMPORTS_DIR = tmp_path / "imports"
+    content = "email,name,Ёлки\r\ndima@example.ru,Дмитрий,1\r\n".encode("mac_cyrillic")
+    file = SimpleUploadedFile("people.csv", content, "text/csv")
+    assert alice.client.post(reverse("contacts:import_upload"), {"file": file}).status_code == 302
+    imp = ContactImport.objects.get()
+    url = reverse("contacts:import_mapping", args=[imp.public_id])
+    proposed = page_fields(alice.client.get(url))
+    assert {"encoding", "col_0", "col_2", "contact_list", "new_list_name"} <= set(proposed)
+    base = {**proposed, "new_list_name": b"", "reread": b"1"}  # no list named: the import never starts
+    with catching_exceptions() as caught:
+        for person in (alice, bob):
+            walker = Walker(lambda person=person: person.client, caught, person.user.email)
+            walker.fuzz("POST", url, base, set(base), OWNER)
+            walker.fuzz("GET", url, {}, {"encoding", "reread"}, OWNER)
+    failures = [f for f in FAILURES if url in f]
+    assert not failures, "\n\n".join(failures[:5])
+    imp.refresh_from_db()
+    assert imp.status == ContactImport.Status.UPLOADED and imp.encoding in ("cp1251", "mac_cyrillic")
+    assert imp.header[:2] == ["email", "name"]
