@@ -16,7 +16,7 @@ from ..models import Contact, ContactImport, ContactList, CustomField
 
 CUSTOM_PREFIX = "cf_"
 STANDARD_CHOICES = [
-    ("", "Ignore"),
+    ("", gettext_lazy("Ignore")),
     ("email", gettext_lazy("Email address")),
     ("first_name", gettext_lazy("First name")),
     ("last_name", gettext_lazy("Last name")),

@@ -282,3 +282,15 @@ def test_the_live_import_page_says_when_it_started_not_how_long_ago(alice):
     imp = ContactImport.objects.get()
     page = alice.client.get(reverse("contacts:import", args=[imp.public_id])).content.decode()
     assert f">today at {timezone.localtime(imp.created_at):%H:%M}</time>" in page and " ago</time>" not in page
+
+
+@pytest.mark.parametrize(("language", "ignore"), [("ru", "Пропустить"), ("vi", "Bỏ qua")])
+def test_a_columns_choices_are_in_the_readers_language(alice, language, ignore):
+    """The help under the columns names the choice “Ignore” in the reader's
+    language: the option says the same."""
+    alice.user.language = language
+    alice.user.save(update_fields=["language"])
+    upload(alice)
+    imp = ContactImport.objects.get()
+    html = alice.client.get(reverse("contacts:import_mapping", args=[imp.public_id])).content.decode()
+    assert f'<option value="">{ignore}</option>' in html and ">Ignore<" not in html
