@@ -8,7 +8,9 @@ and an Internal SMTP server are tried through:
 
 1. the tenant's SMTP server form (add and edit) and bounce mailbox form
    (IMAP and POP3, add and edit): refused next to the field, nothing stored;
-2. the staff admin (add and change, servers and mailboxes): refused, nothing stored;
+2. the staff admin (add and change, servers and mailboxes): refused, nothing stored
+   (every spelling through the admin's form class, one of each kind of
+   address through its pages);
 3. the connection test of a record stored legitimately and then edited in the
    database behind clean()'s back (server and mailbox);
 4. the dispatcher, with that server as the only one of an active mailing:
@@ -38,7 +40,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 
 import pytest
-from django.test import Client
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from mailing import dispatch, tasks
@@ -76,6 +80,20 @@ PORT_25 = Case(f"{PUBLIC}:25", "port", str(PORT_25_REFUSED), host=PUBLIC, port=2
 INTERNAL = Case("internal SMTP", "kind", str(INTERNAL_REFUSED), kind=SmtpServer.Kind.INTERNAL)
 SERVER_CASES = [*HOST_CASES, PORT_25]  # what a tenant's form can express
 ALL_SERVER_CASES = [*SERVER_CASES, INTERNAL]  # the admin and edited records can also say "internal"
+# The first spelling of each kind of address (loopback, private,
+# link-local, ...): the admin's pages are tried with these, every spelling
+# going through the admin's own form class, which is what those pages bind.
+
+
+def first_of_each_kind() -> list[Case]:
+    reasons = dict(REFUSED)
+    kinds: dict[str, Case] = {}
+    for case in HOST_CASES:
+        kinds.setdefault(reasons[case.host], case)
+    return list(kinds.values())
+
+
+KIND_CASES = first_of_each_kind()
 
 TALLY: dict[str, Counter] = {"attempts": Counter(), "stored": Counter(), "connections": Counter()}
 
@@ -343,10 +361,36 @@ def _admin_mailbox(tenant, case: Case) -> dict:
     }  # fmt: skip
 
 
+def admin_form(model: type[SmtpServer | BounceMailbox], obj: SmtpServer | BounceMailbox | None = None) -> type:
+    """The form class the admin's add or change page binds the POST to."""
+    request = RequestFactory().post("/")
+    request.user = get_user_model().objects.get(is_superuser=True)
+    return admin.site._registry[model].get_form(request, obj, change=obj is not None)
+
+
+def admin_form_refuses(attempts: Attempts, model: type, cases: list[Case], data, obj=None) -> None:
+    """Every case through the admin's form class, as its page would bind it."""
+    form_class = admin_form(model, obj)
+    for case in cases:
+        attempts.attempt()
+        instance = model.objects.get(pk=obj.pk) if obj is not None else model()
+        form = form_class(data(case), instance=instance)
+        errors = [] if form.is_valid() else form.errors.get(case.field, [])
+        attempts.check(refused(errors, case), case, f"{'change' if obj else 'add'} form: no refusal on {case.field}")
+
+
+# Through the admin's pages, one host of each kind (and port 25, Internal
+# SMTP): the pages bind the admin's form and show its refusal. Every
+# spelling goes through that form class directly, the same code without
+# the page around it.
+ADMIN_SERVER_CASES = [*KIND_CASES, PORT_25, INTERNAL]
+
+
 def test_the_admin_refuses_tenant_servers_on_internal_hosts_port_25_or_internal_smtp(staff, tenant_a, net):
     attempts = Attempts("admin: servers", net)
     add = reverse("admin:servers_smtpserver_add")
-    for case in ALL_SERVER_CASES:
+    admin_form_refuses(attempts, SmtpServer, ALL_SERVER_CASES, lambda case: _admin_server(tenant_a, case))
+    for case in ADMIN_SERVER_CASES:
         attempts.attempt()
         response = staff.post(add, _admin_server(tenant_a, case))
         attempts.check(response.status_code == 200, case, f"add answered {response.status_code}")
@@ -357,7 +401,8 @@ def test_the_admin_refuses_tenant_servers_on_internal_hosts_port_25_or_internal_
     server = SmtpServer.objects.get()
     before = SmtpServer.objects.filter(pk=server.pk).values().get()
     change = reverse("admin:servers_smtpserver_change", args=[server.pk])
-    for case in ALL_SERVER_CASES:
+    admin_form_refuses(attempts, SmtpServer, ALL_SERVER_CASES, lambda case: _admin_server(tenant_a, case), server)
+    for case in ADMIN_SERVER_CASES:
         attempts.attempt()
         response = staff.post(change, _admin_server(tenant_a, case))
         attempts.check(response.status_code == 200, case, f"change answered {response.status_code}")
@@ -369,7 +414,8 @@ def test_the_admin_refuses_tenant_servers_on_internal_hosts_port_25_or_internal_
 def test_the_admin_refuses_bounce_mailboxes_on_internal_hosts(staff, tenant_a, net):
     attempts = Attempts("admin: mailboxes", net)
     add = reverse("admin:servers_bouncemailbox_add")
-    for case in HOST_CASES:
+    admin_form_refuses(attempts, BounceMailbox, HOST_CASES, lambda case: _admin_mailbox(tenant_a, case))
+    for case in KIND_CASES:
         attempts.attempt()
         response = staff.post(add, _admin_mailbox(tenant_a, case))
         attempts.check(response.status_code == 200, case, f"add answered {response.status_code}")
@@ -380,7 +426,8 @@ def test_the_admin_refuses_bounce_mailboxes_on_internal_hosts(staff, tenant_a, n
     mailbox = BounceMailbox.objects.get()
     before = BounceMailbox.objects.filter(pk=mailbox.pk).values().get()
     change = reverse("admin:servers_bouncemailbox_change", args=[mailbox.pk])
-    for case in HOST_CASES:
+    admin_form_refuses(attempts, BounceMailbox, HOST_CASES, lambda case: _admin_mailbox(tenant_a, case), mailbox)
+    for case in KIND_CASES:
         attempts.attempt()
         response = staff.post(change, _admin_mailbox(tenant_a, case))
         attempts.check(response.status_code == 200, case, f"change answered {response.status_code}")
