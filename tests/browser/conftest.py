@@ -14,16 +14,26 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def browser_context():
+@pytest.fixture(scope="package")
+def browser():
+    """One Chromium for the package's tests (a launch is about a second);
+    each test has a context of its own, with its own cookies, storage,
+    cache and permissions. The package's tests run one after another, so
+    Playwright's event loop in this thread ends with the last of them."""
     executable = require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1200, "height": 860})
-        yield context
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def browser_context(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 860})
+    yield context
+    context.close()
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def test_a_moscow_browser_signs_up_in_moscow_time_and_a_saigon_tenant_reads_saig
     moscow.click('main button[type="submit"]')
     moscow.wait_for_url("**/verify/")
     assert Tenant.objects.get(name="Romashka").time_zone == "Europe/Moscow"
+    moscow.context.close()  # the browser outlives the test
 
     sign_in(page, alice, live_server)
     page.goto(live_server.url + "/accounts/organisation/")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mailing.models import ContactImport, ContactList, ImportRejection
-from tests.browser.conftest import browser_context, page, sign_in  # noqa: F401
+from tests.browser.conftest import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -23,7 +23,7 @@ def imports_dir(settings, tmp_path) -> Path:
     return settings.IMPORTS_DIR
 
 
-def test_a_csv_import_from_upload_to_result(page, live_server, alice, tenant_a, tmp_path):  # noqa: F811
+def test_a_csv_import_from_upload_to_result(page, live_server, alice, tenant_a, tmp_path):
     ContactList.objects.create(tenant=tenant_a, name="Customers")
     csv_file = tmp_path / "clients.csv"
     csv_file.write_bytes("Email;Имя;Компания\nivan@example.ru;Иван;Рога\nbroken;Пётр;\n".encode("cp1251"))
@@ -55,7 +55,7 @@ def test_a_csv_import_from_upload_to_result(page, live_server, alice, tenant_a, 
     assert not page.csp_errors
 
 
-def test_the_progress_page_follows_a_running_import(page, live_server, alice, tenant_a, tmp_path):  # noqa: F811
+def test_the_progress_page_follows_a_running_import(page, live_server, alice, tenant_a, tmp_path):
     target = ContactList.objects.create(tenant=tenant_a, name="Big")
     imp = ContactImport.objects.create(
         tenant=tenant_a, contact_list=target, file_name="big.csv", file_size=1000, bytes_read=500,
