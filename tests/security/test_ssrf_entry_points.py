@@ -17,9 +17,10 @@ and an Internal SMTP server are tried through:
    the server fails naming the rule, the letters stay queued, the mailing waits;
 5. the bounce reader, with the mailbox edited the same way;
 6. the tenant's edit form of such an edited record, saved as it shows it:
-   refused next to the field, the record unchanged (and a record with a rule
+   refused next to the field, the record unchanged (every spelling through
+   the form class, one of each kind through the pages); a record with a rule
    the SaaS form has no field for, Internal SMTP or unverified TLS, is set
-   right by saving rather than crashing the page).
+   right by saving rather than crashing the page.
 
 "Never connects" is proven by a real listener on 127.0.0.1 and ::1 that
 counts accepted connections (every edited record points at its port), and
@@ -47,6 +48,7 @@ from django.urls import reverse
 
 from mailing import dispatch, tasks
 from mailing.models import Letter, Mailing
+from servers.forms import BounceMailboxForm, SmtpServerForm
 from servers.models import BounceMailbox, ConnectionTest, Health, SmtpServer
 from servers.netguard import guard_enabled
 from servers.rules import INTERNAL_REFUSED, PORT_25_REFUSED
@@ -379,18 +381,18 @@ def admin_form_refuses(attempts: Attempts, model: type, cases: list[Case], data,
         attempts.check(refused(errors, case), case, f"{'change' if obj else 'add'} form: no refusal on {case.field}")
 
 
-# Through the admin's pages, one host of each kind (and port 25, Internal
-# SMTP): the pages bind the admin's form and show its refusal. Every
-# spelling goes through that form class directly, the same code without
-# the page around it.
-ADMIN_SERVER_CASES = [*KIND_CASES, PORT_25, INTERNAL]
+# Through the admin's pages (and the tenant's pages of an edited record),
+# one host of each kind, port 25 and Internal SMTP: the pages bind the form
+# and show its refusal. Every spelling goes through that form class
+# directly, the same code without the page around it.
+PAGE_SERVER_CASES = [*KIND_CASES, PORT_25, INTERNAL]
 
 
 def test_the_admin_refuses_tenant_servers_on_internal_hosts_port_25_or_internal_smtp(staff, tenant_a, net):
     attempts = Attempts("admin: servers", net)
     add = reverse("admin:servers_smtpserver_add")
     admin_form_refuses(attempts, SmtpServer, ALL_SERVER_CASES, lambda case: _admin_server(tenant_a, case))
-    for case in ADMIN_SERVER_CASES:
+    for case in PAGE_SERVER_CASES:
         attempts.attempt()
         response = staff.post(add, _admin_server(tenant_a, case))
         attempts.check(response.status_code == 200, case, f"add answered {response.status_code}")
@@ -402,7 +404,7 @@ def test_the_admin_refuses_tenant_servers_on_internal_hosts_port_25_or_internal_
     before = SmtpServer.objects.filter(pk=server.pk).values().get()
     change = reverse("admin:servers_smtpserver_change", args=[server.pk])
     admin_form_refuses(attempts, SmtpServer, ALL_SERVER_CASES, lambda case: _admin_server(tenant_a, case), server)
-    for case in ADMIN_SERVER_CASES:
+    for case in PAGE_SERVER_CASES:
         attempts.attempt()
         response = staff.post(change, _admin_server(tenant_a, case))
         attempts.check(response.status_code == 200, case, f"change answered {response.status_code}")
@@ -572,10 +574,10 @@ def test_reading_an_edited_bounce_mailbox_refuses_and_never_connects(alice, tena
 # --- 6. an edited record opened in the tenant's form and saved as shown ---------------------
 
 
-def shown_values(response) -> dict:
-    """What the edit page shows, as the browser would post it back."""
+def shown_values(form) -> dict:
+    """What the edit page's form shows, as the browser would post it back."""
     data = {}
-    for bound in response.context["form"]:
+    for bound in form:
         value = bound.value()
         if bound.widget_type == "checkbox":
             if value:
@@ -589,20 +591,38 @@ def test_an_edited_record_saved_as_the_form_shows_it_is_refused(alice, tenant_a,
     attempts = Attempts("edited record in the form", net)
     server = legit_server(alice, tenant_a)
     mailbox = legit_mailbox(alice, tenant_a)
+    # Every spelling through the forms the pages bind: unbound to show the
+    # record (as the edit page's GET), then bound to what they show.
+    forms = [(server, SmtpServerForm, case) for case in ALL_SERVER_CASES]
+    forms += [(mailbox, BounceMailboxForm, case) for case in HOST_CASES]
+    for record, form_class, case in forms:
+        edit_behind_the_forms_back(record, case, net, settings)
+        stored = type(record).objects.get(pk=record.pk)
+        attempts.attempt()
+        form = form_class(shown_values(form_class(instance=stored)), instance=stored)
+        field, text = refusal_in_the_form(case)
+        errors = [] if form.is_valid() else form.errors.get(field, [])
+        attempts.check(any(text in e for e in errors), case, f"form: no refusal on {field}")
+
+    # One of each kind through the pages: shown next to the field, the record unchanged.
     url = reverse("servers:edit", args=[server.public_id])
-    targets = [(server, case, url) for case in ALL_SERVER_CASES]
-    targets += [(mailbox, case, reverse("servers:mailbox")) for case in HOST_CASES]
+    targets = [(server, case, url) for case in PAGE_SERVER_CASES]
+    targets += [(mailbox, case, reverse("servers:mailbox")) for case in KIND_CASES]
     for record, case, url in targets:
         edit_behind_the_forms_back(record, case, net, settings)
         before = type(record).objects.filter(pk=record.pk).values().get()
         attempts.attempt()
-        response = alice.client.post(url, shown_values(alice.client.get(url)))
+        response = alice.client.post(url, shown_values(alice.client.get(url).context["form"]))
         attempts.check(response.status_code == 400, case, f"saving answered {response.status_code}")
-        # The SaaS form offers no Internal SMTP: it is an External server without a host.
-        field, text = ("host", "Enter the SMTP server") if case is INTERNAL else (case.field, case.text)
+        field, text = refusal_in_the_form(case)
         attempts.check(any(text in e for e in field_errors(response, field)), case, f"no refusal next to {field}")
         attempts.stored(int(type(record).objects.filter(pk=record.pk).values().get() != before))
     attempts.done()
+
+
+def refusal_in_the_form(case: Case) -> tuple[str, str]:
+    # The SaaS form offers no Internal SMTP: it is an External server without a host.
+    return ("host", "Enter the SMTP server") if case is INTERNAL else (case.field, case.text)
 
 
 def test_saving_a_record_with_a_rule_the_saas_form_does_not_show_is_no_crash(alice, tenant_a, net, settings):
