@@ -162,6 +162,38 @@ def concrete_urls(route: str, ids: list[uuid.UUID]) -> list[str]:
     return [u for u in urls if "<" not in u]
 
 
+def kinds_of(ids: list[uuid.UUID]) -> dict[str, str]:
+    """The model of each of tenant A's objects, by public id."""
+    kinds = {}
+    for model in apps.get_models():
+        if any(field.name == "public_id" for field in model._meta.concrete_fields):
+            for public_id in model.objects.filter(public_id__in=ids).values_list("public_id", flat=True):
+                kinds[str(public_id)] = model._meta.label
+    return kinds
+
+
+class OneKind:
+    """A route's id is of one model (its view looks it up in one table):
+    once a URL of the route answers other than 404, the URLs naming
+    objects of other models are skipped, as they answer 404 before the
+    view reads anything. Those of its model are still walked."""
+
+    def __init__(self, ids: list[uuid.UUID]) -> None:
+        self.kinds = kinds_of(ids)
+        self.found: dict[str, str] = {}
+
+    def of(self, url: str) -> str | None:
+        return next((kind for public_id, kind in self.kinds.items() if public_id in url), None)
+
+    def skip(self, route: str, url: str) -> bool:
+        kind, of = self.found.get(route), self.of(url)
+        return kind is not None and of is not None and of != kind
+
+    def answered(self, route: str, url: str, status: int) -> None:
+        if status != 404 and (of := self.of(url)) is not None:
+            self.found.setdefault(route, of)
+
+
 def body(response) -> bytes:
     if response.streaming:
         return b"".join(response.streaming_content)
