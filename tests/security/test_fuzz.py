@@ -28,7 +28,6 @@ from urllib.parse import quote_from_bytes
 
 import pytest
 from django import forms
-from django.apps import apps
 from django.core.signals import got_request_exception
 from django.http import HttpResponse, QueryDict
 from django.test import Client
@@ -42,7 +41,7 @@ from tests.conftest import Person
 from tests.mailing.builders import make_template
 
 from .test_hostile_input import MAILBOX, SERVER
-from .walk import OWN_ACCOUNT, concrete_urls, is_public, tenant_a_objects, walk
+from .walk import OWN_ACCOUNT, OneKind, concrete_urls, is_public, tenant_a_objects, walk
 
 pytestmark = pytest.mark.django_db
 
@@ -277,33 +276,19 @@ def explore(client: Client, url: str, *, of_object: bool) -> tuple[dict, set[str
     return fields, get_keys, post_keys | set(fields), body_read(posted)
 
 
-def kinds_of(ids: list) -> dict[str, str]:
-    """The model of each of tenant A's objects, by public id."""
-    kinds = {}
-    for model in apps.get_models():
-        if any(field.name == "public_id" for field in model._meta.concrete_fields):
-            for public_id in model.objects.filter(public_id__in=ids).values_list("public_id", flat=True):
-                kinds[str(public_id)] = model._meta.label
-    return kinds
-
-
 def walk_as(person: Person | None, caught: list[str], ids: list, level: Level) -> None:
     role = "anonymous" if person is None else person.user.email.split("@")[0]
-    kinds = kinds_of(ids)
+    kinds = OneKind(ids)
     for route, ends_session in routes():
         pattern = dict(walk())[route]
-        # A route's id is of one model (its view looks it up in one
-        # table): once an object answers, the objects of other models are
-        # not tried, as they answer 404 having read nothing or, where the
-        # role is refused before the lookup (a member's 403), the same
-        # refusal. Others of its model still are (a failed import and a
-        # waiting one reach different code).
-        kind = None
         for n, url in enumerate(urls_of(route, ids)):
             if person is None and n and not is_public(pattern):
                 break  # the login redirect comes before the view reads anything
-            of = next((k for public_id, k in kinds.items() if public_id in url), None)
-            if kind is not None and of is not None and of != kind:
+            # Objects of another model than the first that answered are 404
+            # (OneKind) or, where the role is refused before the lookup (a
+            # member's 403), the same refusal; a failed import and a
+            # waiting one are both walked.
+            if kinds.skip(route, url):
                 continue
             own = Client() if person is None else person.client
             walker = Walker((lambda: fresh(person)) if ends_session else (lambda: own), caught, role)
@@ -312,7 +297,7 @@ def walk_as(person: Person | None, caught: list[str], ids: list, level: Level) -
             if explored is None:
                 continue
             fields, get_keys, post_keys, read = explored
-            kind = kind or of
+            kinds.mark(route, url)
             STATS["urls"] += 1
             READ_KEYS.update(get_keys, post_keys)
             STATS["parameters"] = len(READ_KEYS)

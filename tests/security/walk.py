@@ -190,7 +190,12 @@ class OneKind:
         return kind is not None and of is not None and of != kind
 
     def answered(self, route: str, url: str, status: int) -> None:
-        if status != 404 and (of := self.of(url)) is not None:
+        if status != 404:
+            self.mark(route, url)
+
+    def mark(self, route: str, url: str) -> None:
+        """The URL is of the route's kind."""
+        if (of := self.of(url)) is not None:
             self.found.setdefault(route, of)
 
 
