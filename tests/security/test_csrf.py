@@ -22,7 +22,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from mailing.models import ContactImport, Suppression
 from mailing.unsubscribe import unsubscribe_url
 from tests.conftest import PASSWORD, Person
-from tests.security.walk import ACTIONS, tenant_a_objects, walk
+from tests.security.walk import ACTIONS, OneKind, tenant_a_objects, walk
 
 pytestmark = pytest.mark.django_db
 
@@ -121,10 +121,16 @@ def test_no_view_takes_a_post_without_a_csrf_token(alice, tenant_a, caplog, tmp_
     before = fingerprint()
     views, requests = set(), 0
     caplog.set_level(logging.WARNING, logger="django.security.csrf")
+    # The CSRF check runs before the view, which alone reads the id: the
+    # objects of one model stand for the others (walk.OneKind).
+    kinds = OneKind(ids)
     for route, pattern, url in posts(ids):
+        if kinds.skip(route, url):
+            continue
         assert resolve(url).func is pattern.callback, f"{url} does not reach {route}"
         logged = csrf_rejections(caplog)
         response = client.post(url, {"name": "changed", "email": "x@evil.test", "confirm": "1"})
+        kinds.answered(route, url, response.status_code)
         requests += 1
         if response.status_code == 405:
             continue
