@@ -5,9 +5,9 @@ from contextlib import suppress
 
 import idna
 
-from servers.wire import UnsendableAddress, WireAddress, ascii_domain, wire_address
+from servers.wire import SenderNeedsSmtpUtf8, UnsendableAddress, WireAddress, ascii_domain, wire_address
 
-__all__ = ["UnsendableAddress", "WireAddress", "address_forms", "ascii_domain", "wire_address"]
+__all__ = ["SenderNeedsSmtpUtf8", "UnsendableAddress", "WireAddress", "address_forms", "ascii_domain", "wire_address"]
 
 
 def address_forms(address: str) -> set[str]:

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from . import charsets, presets
 from .deadlines import DeadlineExceeded
 from .netguard import HostRefused, HostUnresolved, ImapLoginUnavailable
-from .wire import UnsendableAddress
+from .wire import SENDER_NEEDS_SMTPUTF8_HINT, SenderNeedsSmtpUtf8, UnsendableAddress
 from .words import Param, Seconds, Words
 
 
@@ -240,6 +240,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
     where = f"{host}:{port}" if port else host
     if isinstance(exc, ValidationError):
         return Diagnosis("rules", " ".join(exc.messages))
+    if isinstance(exc, SenderNeedsSmtpUtf8):  # no letter of this sender can go: the server's settings
+        return Diagnosis("smtputf8", exc.words, Words(SENDER_NEEDS_SMTPUTF8_HINT), True)
     if isinstance(exc, UnsendableAddress):  # this server cannot take this address (no SMTPUTF8)
         return Diagnosis("address", str(exc))
     if isinstance(exc, HostRefused):

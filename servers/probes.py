@@ -18,7 +18,8 @@ from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_conte
 from .errors import Diagnosis, diagnose, server_words
 from .headers import fold, mailbox, safe, text_header, text_part_headers, wire_body
 from .models import BounceMailbox, Security, SmtpServer
-from .wire import ascii_domain, utf8_options, wire_address
+from .selectors import report_routes, tenant_mailbox
+from .wire import Role, ascii_domain, check_sender_side, needs_smtputf8, utf8_options, wire_address
 
 
 @dataclass
@@ -103,6 +104,12 @@ def smtp_probe(
 
 
 def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_to: str) -> None:
+    if sides := [side for side in sender_side(server) if needs_smtputf8(side[0])]:
+        # Up front, as the dispatcher judges it: a mailing's every letter
+        # would wait on this server, not just the test letter's.
+        with run.step(_("International sender addresses (SMTPUTF8)")) as step:
+            check_sender_side(client, sides)
+            step.detail = _("Offered by the server")
     if send_to:
         with run.step(_("Send a test letter to %(send_to)s") % {"send_to": send_to}) as step:
             client.deadline_in(run.remaining())
@@ -125,6 +132,25 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
         client.deadline_in(run.remaining())
         client.noop()
         client.quit()
+
+
+def sender_side(server: SmtpServer) -> list[tuple[str, Role]]:
+    """The server's own addresses every letter of its tenant's mailings
+    carries, with their roles: its sender address, the envelope sender
+    (the bounce mailbox where the server sends reports there) and the
+    Reply-To the bounce mailbox gives where a template names none. A
+    template's own sender or Reply-To is the mailing's (the dispatcher
+    checks those)."""
+    sides = [(server.sender_email, Role.SENDER)]
+    if server.tenant_id is None:
+        return sides
+    mailboxes = list(BounceMailbox.objects.filter(tenant_id=server.tenant_id))
+    route = report_routes(server.tenant_id, [server], mailboxes)[server.pk]
+    if route.to_bounce_mailbox:
+        sides.append((route.address, Role.BOUNCE))
+    if (own := tenant_mailbox(mailboxes)) is not None and not route.to_bounce_mailbox:
+        sides.append((own.address, Role.REPLY_TO))
+    return sides
 
 
 def test_letter(server: SmtpServer, to: str) -> bytes:

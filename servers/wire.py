@@ -1,16 +1,23 @@
 """Addresses as they go over SMTP. A domain goes out as IDNA (punycode):
 every server accepts `ivan@xn--e1afmkfd.xn--p1ai`. A local part that is not
 ASCII (`josé@…`) needs SMTPUTF8 (RFC 6531), which only some servers offer;
-without it that one letter cannot be sent through that server. The
-dispatcher and the connection test both send through here, so that a test
-says what the mailings will meet."""
+without it a recipient's such address cannot be sent to through that
+server (that one letter fails), and a sender's (the envelope sender, From
+or Reply-To: the same for every letter of a mailing through a server)
+takes the server out: no letter could go, and none is the recipient's
+fault (SenderNeedsSmtpUtf8). The dispatcher and the connection test both
+send through here, so that a test says what the mailings will meet."""
 
 import smtplib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import idna
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
+
+from .words import Words
 
 NO_SMTPUTF8 = gettext_lazy("The server does not accept international addresses (it does not offer SMTPUTF8).")
 
@@ -18,6 +25,48 @@ NO_SMTPUTF8 = gettext_lazy("The server does not accept international addresses (
 class UnsendableAddress(ValueError):
     """This address cannot go through this server (the letter fails with
     the message)."""
+
+
+class Role(StrEnum):
+    """What a sender-side address is to a letter."""
+
+    SENDER = "sender"  # the From (and, without a bounce mailbox, the envelope sender)
+    BOUNCE = "bounce"  # the envelope sender: the bounce mailbox, where reports go
+    REPLY_TO = "reply_to"
+
+
+# Whole sentences per role, so that each language words them its own way.
+SENDER_NEEDS_SMTPUTF8 = {
+    Role.SENDER: gettext_noop(
+        "The server does not offer SMTPUTF8, which the sender address %(address)s needs: its part before "
+        "the @ is not ASCII. No letter was sent through this server; they wait in the queue."
+    ),
+    Role.BOUNCE: gettext_noop(
+        "The server does not offer SMTPUTF8, which the bounce address %(address)s (the envelope sender, "
+        "where delivery reports go) needs: its part before the @ is not ASCII. No letter was sent through "
+        "this server; they wait in the queue."
+    ),
+    Role.REPLY_TO: gettext_noop(
+        "The server does not offer SMTPUTF8, which the Reply-To address %(address)s needs: its part before "
+        "the @ is not ASCII. No letter was sent through this server; they wait in the queue."
+    ),
+}
+SENDER_NEEDS_SMTPUTF8_HINT = gettext_noop(
+    "Change that address to one whose part before the @ is ASCII (Latin letters, digits, dots), or send "
+    "through a server that offers SMTPUTF8 (Gmail, Yandex and Mail.ru do); then run Test connection."
+)
+
+
+class SenderNeedsSmtpUtf8(UnsendableAddress):
+    """A sender-side address (`role`) is not ASCII before its @ and the
+    server does not offer SMTPUTF8: no letter from this sender can go
+    through this server. The server's settings problem, never a
+    recipient's: no letter fails for it."""
+
+    def __init__(self, address: str, role: Role) -> None:
+        self.address, self.role = address, role
+        self.words = Words(SENDER_NEEDS_SMTPUTF8[role], {"address": address})
+        super().__init__(str(self.words))
 
 
 @dataclass(frozen=True)
@@ -51,12 +100,33 @@ def ascii_domain(address: str) -> str:
         return address
 
 
+def offers_smtputf8(client: smtplib.SMTP) -> bool:
+    return bool(client.does_esmtp and client.has_extn("smtputf8"))
+
+
+def check_sender_side(client: smtplib.SMTP, addresses: Iterable[tuple[str, Role]]) -> bool:
+    """Whether the sender-side `addresses` need SMTPUTF8 (one whose local
+    part is not ASCII); SenderNeedsSmtpUtf8, naming the first such one and
+    its role, where the server does not offer it. An empty address (no
+    Reply-To) needs nothing; one that is no address is the letter's to
+    refuse (wire_address)."""
+    needing = [(address, role) for address, role in addresses if needs_smtputf8(address)]
+    if needing and not offers_smtputf8(client):
+        raise SenderNeedsSmtpUtf8(*needing[0])
+    return bool(needing)
+
+
+def needs_smtputf8(address: str) -> bool:
+    """A local part that is not ASCII (the domain goes as IDNA)."""
+    return not address.rpartition("@")[0].isascii()
+
+
 def utf8_options(client: smtplib.SMTP, needed: bool) -> list[str]:
     """MAIL FROM's parameters for a transaction whose addresses or headers
     are not all ASCII (`needed`); UnsendableAddress where the server does
     not offer SMTPUTF8."""
     if not needed:
         return []
-    if not (client.does_esmtp and client.has_extn("smtputf8")):
+    if not offers_smtputf8(client):
         raise UnsendableAddress(NO_SMTPUTF8)
     return ["SMTPUTF8", *(["BODY=8BITMIME"] if client.has_extn("8bitmime") else [])]

@@ -21,7 +21,7 @@ from servers.errors import server_words
 from servers.models import BounceMailbox, SmtpServer
 
 from .. import events, limits
-from ..addresses import UnsendableAddress
+from ..addresses import SenderNeedsSmtpUtf8, UnsendableAddress
 from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
@@ -39,7 +39,7 @@ from .exchange import (
     silent,
     wire_size,
 )
-from .messages import Builder
+from .messages import Builder, sender_side
 from .recorder import Recorder, RecordingFailed
 from .replies import (
     CONNECTION_COUNT,
@@ -229,6 +229,7 @@ class Batch:
             self.server, self.mailing.tenant_id, _mailboxes(self.mailing.tenant_id)
         )
         self.builder = Builder(self.server, self.mailing, reply_to=self.reply_to)
+        self.sender_side = sender_side(self.builder.sender, self.route)
         release_session()
         try:
             if self._connect():
@@ -445,6 +446,12 @@ class Batch:
             commands = [] if sent else self._envelope(client, letter, data)
         except SoftTimeLimitExceeded:
             raise  # the task's own limit: the batch ends and gives the rest back
+        except SenderNeedsSmtpUtf8 as exc:
+            # The sender's, not this letter's: no letter could go through
+            # this server. It goes back with the rest, none failed.
+            self._give_back([letter])
+            rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.now)
+            return False
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
             if isinstance(exc, UnsendableAddress):
                 self._record(letter, partial(fail, letter, str(exc)))
@@ -529,7 +536,7 @@ class Batch:
         """`data`, the letter's bytes, for a server that offers SIZE."""
         sender = envelope_sender(self.route, letter.public_id)
         size = None if data is None else wire_size(data)
-        return envelope(client, sender, letter.email, utf8=self.builder.utf8, size=size)
+        return envelope(client, sender, letter.email, sender_side=self.sender_side, size=size)
 
     def _then(self, client: PinnedSMTPClient, following: Letter) -> list[bytes] | None:
         """The next letter's envelope, to go with this one's final dot; None

@@ -11,19 +11,20 @@ dot, as smtplib.sendmail does, with five differences:
   letter's final dot (RFC 2920 §3.1 allows it: the content may be the first
   "command" of a group), so a letter costs one round trip, not two;
 - addresses go as IDNA, and a non-ASCII local part with SMTPUTF8 when the
-  server offers it (RFC 6531);
+  server offers it (RFC 6531); without it a recipient's fails its letter,
+  a sender's (MAIL FROM, From, Reply-To) the server (SenderNeedsSmtpUtf8);
 - a server that offers SIZE (RFC 1870) is told the letter's size in MAIL
   FROM, as smtplib.sendmail does, and one above the maximum it announces
   is not sent at all (TooBig): it would be refused after its whole body."""
 
 import smtplib
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from servers.connections import PinnedSMTPClient
 from servers.errors import server_words
-from servers.wire import utf8_options, wire_address
+from servers.wire import Role, check_sender_side, utf8_options, wire_address
 
 from .recorder import Recorder, RecordingFailed
 from .replies import Stage
@@ -67,14 +68,22 @@ class Progress:
 
 
 def envelope(
-    client: smtplib.SMTP, sender: str, recipient: str, *, utf8: bool = False, size: int | None = None
+    client: smtplib.SMTP,
+    sender: str,
+    recipient: str,
+    *,
+    sender_side: Sequence[tuple[str, Role]] = (),
+    size: int | None = None,
 ) -> list[bytes]:
-    """The MAIL, RCPT and DATA commands; UnsendableAddress when this server
-    cannot take this recipient, TooBig when it cannot take a letter of
-    `size` (wire_size). `utf8`: the message's own headers hold a mailbox
-    that is not ASCII (its From or Reply-To)."""
+    """The MAIL, RCPT and DATA commands; SenderNeedsSmtpUtf8 when this
+    server cannot take the sender side (`sender_side`: the envelope
+    sender's address untagged, the From and the Reply-To, with their
+    roles), checked first: it is the server's problem, whatever the
+    recipient; UnsendableAddress when it cannot take this recipient;
+    TooBig when it cannot take a letter of `size` (wire_size)."""
+    sides_utf8 = check_sender_side(client, sender_side)
     mail, rcpt = wire_address(sender), wire_address(recipient)
-    parameters = utf8_options(client, mail.utf8 or rcpt.utf8 or utf8) + size_options(client, size)
+    parameters = utf8_options(client, mail.utf8 or rcpt.utf8 or sides_utf8) + size_options(client, size)
     options = "".join(f" {option}" for option in parameters)
     return [
         b"MAIL FROM:<" + mail.text.encode() + b">" + options.encode(),

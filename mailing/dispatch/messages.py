@@ -52,7 +52,9 @@ from servers.headers import (
 from servers.headers import WIRE as WIRE  # the policy whose as_bytes() wire() equals
 from servers.headers import HeaderInjection as HeaderInjection  # raised for an unsafe value
 from servers.models import SmtpServer
+from servers.selectors import ReportRoute
 from servers.validators import header_text
+from servers.wire import Role
 
 from .. import rendering
 from ..addresses import ascii_domain
@@ -80,10 +82,13 @@ def _from(sender: ResolvedSender) -> _From:
     return _From(mailbox(name, email), email.rpartition("@")[2] or "postroute.invalid")
 
 
-def needs_smtputf8(sender: ResolvedSender) -> bool:
-    """Whether the letters' From or Reply-To holds a mailbox that is not
-    ASCII, so that the headers go in UTF-8: only with SMTPUTF8."""
-    return any(not ascii_domain(address).isascii() for address in (sender.email, sender.reply_to))
+def sender_side(sender: ResolvedSender, route: ReportRoute) -> tuple[tuple[str, Role], ...]:
+    """The addresses every letter of a batch shares, with their roles: the
+    envelope sender (untagged: the address the tenant typed), the From and
+    the Reply-To. One whose mailbox is not ASCII puts the headers in UTF-8
+    (RFC 6532) and needs SMTPUTF8 (exchange.envelope checks them)."""
+    bounce = Role.BOUNCE if route.to_bounce_mailbox else Role.SENDER
+    return ((route.address, bounce), (sender.email, Role.SENDER), (sender.reply_to, Role.REPLY_TO))
 
 
 @lru_cache(maxsize=256)
@@ -130,7 +135,6 @@ class Builder:
             unicodedata.normalize("NFC", source) for source in (mailing.subject, mailing.text_body, mailing.html_body)
         )
         self.sender = resolve_sender(server, mailing, reply_to=reply_to)
-        self.utf8 = needs_smtputf8(self.sender)
         self.link = link_around_token(settings.SITE_URL)
 
     def message(self, letter: Letter) -> Message:

@@ -1,6 +1,7 @@
 """Which servers may send for a mailing now, and what takes one out.
 
 - *Failing* (health): authentication, blacklisting, a refused sender,
+  a sender-side address that needs SMTPUTF8 where the server lacks it,
   broken rules, letter after letter refused as spam. Until the tenant
   tests it again (or staff reset it).
 - *Resting* (backoff_until, with rest_reason and the reply): connection
@@ -31,6 +32,7 @@ from servers import events as server_events
 from servers import rules
 from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, Diagnosis, diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
+from servers.wire import SenderNeedsSmtpUtf8
 from servers.words import Words
 
 from ..models import RUNNING, Mailing, MailingServer
@@ -240,6 +242,21 @@ def refused_as_spam(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now
         words = Words(Words.of(SPAM_REFUSED).msgid, {"reply": verdict.reply})
         diagnosis = Diagnosis("refused_spam", words, Words.of(SPAM_REFUSED_HINT))
     disable_server(server, diagnosis, now=now)
+
+
+def sender_needs_smtputf8(server: SmtpServer, tenant: Tenant, exc: SenderNeedsSmtpUtf8, *, now: datetime) -> None:
+    """A sender-side address (the envelope sender, From, Reply-To) is not
+    ASCII and the server does not offer SMTPUTF8: no letter of this sender
+    can go, and none is the recipient's fault. A tenant's own server fails
+    with the address named and what to do, as a refused sender does; on a
+    platform server only this tenant is held back where its addresses (its
+    bounce mailbox, its template's sender or Reply-To) are the cause, its
+    letters waiting: the platform's own sender address fails the server."""
+    if server.is_platform and exc.address != server.sender_email:
+        with languages.of_organisation(tenant.default_language):
+            rest_tenant(server, tenant, RestReason.REFUSALS, str(exc.words), now=now)
+        return
+    server_failed(server, exc, now=now, disable=True)
 
 
 def accepted_again(server: SmtpServer, tenant: Tenant) -> None:

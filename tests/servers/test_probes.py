@@ -254,14 +254,38 @@ def test_a_sender_mailbox_that_is_not_ascii_needs_smtputf8_and_says_so(tenant_a,
         server = make_server(tenant_a, port=controller.port, sender_email="почта@пример.рф")
         result = smtp_probe(server, send_to=send_to)
     if not utf8:
-        assert result.diagnosis.category == "address"
-        assert "does not accept international addresses" in result.diagnosis.message
+        # Up front, before MAIL FROM: what every letter of a mailing would meet.
+        assert result.diagnosis.category == "smtputf8"
+        assert "почта@пример.рф" in result.diagnosis.message and "sender address" in result.diagnosis.message
+        assert "SMTPUTF8" in result.diagnosis.hint
+        assert result.steps[-1].name == "International sender addresses (SMTPUTF8)" and not result.steps[-1].ok
         assert handler.received == []
         return
     assert result.ok, result.diagnosis
+    assert "International sender addresses (SMTPUTF8)" in [step.name for step in result.steps]
     if send_to:
         assert handler.received[0].mail_from == "почта@xn--e1afmkfd.xn--p1ai"
         assert "From: Postroute test <почта@xn--e1afmkfd.xn--p1ai>" in handler.received[0].data.decode()
+
+
+@pytest.mark.parametrize("substitution", [True, False], ids=["its envelope sender", "the default Reply-To"])
+@pytest.mark.parametrize("utf8", [False, True], ids=["no SMTPUTF8", "SMTPUTF8"])
+def test_a_bounce_mailbox_that_is_not_ascii_is_named_up_front_where_smtputf8_is_missing(tenant_a, utf8, substitution):
+    # The server's own sender is ASCII, and MAIL FROM it would pass: the
+    # mailings' letters would still all wait, their envelope sender (a
+    # substituting server's) or their Reply-To being the bounce mailbox.
+    mailbox = BounceMailbox(tenant=tenant_a, host="imap.example.test", port=993, login="рассылка@компания.рф")
+    services.mailbox_save(mailbox=mailbox, password="secret")
+    with smtp_server(enable_SMTPUTF8=utf8) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, allow_sender_substitution=substitution)
+        result = smtp_probe(server)
+    if utf8:
+        assert result.ok, result.diagnosis
+        return
+    role = "bounce address" if substitution else "Reply-To address"
+    assert result.diagnosis.category == "smtputf8"
+    assert "рассылка@компания.рф" in result.diagnosis.message and role in result.diagnosis.message
+    assert [step.name for step in result.steps][-2:] == ["Log in (AUTH)", "International sender addresses (SMTPUTF8)"]
 
 
 class CramMd5Sink(SinkHandler):

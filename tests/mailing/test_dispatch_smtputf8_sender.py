@@ -1,0 +1,168 @@
+"""A sender-side address that is not ASCII before its @ (the envelope
+sender: the bounce mailbox or the server's own address; the From; the
+Reply-To) on a server that does not offer SMTPUTF8: the server's settings
+problem, not every recipient's. No letter fails for it, they wait in the
+queue, and the server fails naming the address and its role; with SMTPUTF8
+they all go. A recipient's own international mailbox still fails alone.
+Real aiosmtpd servers, with and without SMTPUTF8 (aiosmtpd's Controller
+offers it unless told not to)."""
+
+import re
+
+import pytest
+from django.utils import timezone, translation
+
+from mailing import dispatch
+from mailing import mailings as services
+from mailing.models import Letter, Mailing
+from mailing.sink import SinkHandler
+from servers.models import BounceMailbox, Health, TenantRest
+from servers.services import mailbox_save
+from tests.servers.factories import make_server
+from tests.smtp_servers import smtp_server
+
+from .builders import make_list, make_template
+from .builders import run_until_settled as settle
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+BOUNCES = "рассылка@компания.рф"
+CYRILLIC = re.compile("[А-Яа-яЁё]")
+
+
+class MailOptions(SinkHandler):
+    """Keeps each letter's MAIL FROM and its parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mail: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mail.append((envelope.mail_from, list(envelope.mail_options)))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def start(tenant, servers, emails, **template) -> Mailing:
+    contact_list = make_list(tenant, f"L{Mailing.objects.count()}", emails)
+    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant, **template))
+    services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
+    services.mailing_start(mailing=mailing)
+    return mailing
+
+
+def bounce_mailbox(tenant, address: str = BOUNCES) -> BounceMailbox:
+    mailbox = BounceMailbox(tenant=tenant, host="imap.example.test", port=993, login=address)
+    mailbox_save(mailbox=mailbox, password="secret")
+    return mailbox
+
+
+def statuses(mailing: Mailing) -> list[str]:
+    return sorted(Letter.objects.filter(mailing=mailing).values_list("status", flat=True))
+
+
+EMAILS = ["ann@x.test", "bob@x.test", "cat@x.test"]
+
+
+def test_a_bounce_mailbox_that_needs_smtputf8_fails_the_server_not_the_letters(tenant_a):
+    bounce_mailbox(tenant_a)
+    handler = MailOptions()
+    with smtp_server(handler=handler, enable_SMTPUTF8=False) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, allow_sender_substitution=True)
+        mailing = start(tenant_a, [server], EMAILS, sender_email="news@acme.test")
+        settle(mailing)
+    # Before the fix: all three failed with "does not accept international
+    # addresses", naming no address, as if each recipient were at fault.
+    assert statuses(mailing) == [L.QUEUED] * 3
+    assert Letter.objects.filter(mailing=mailing, attempts=0, last_reply="").count() == 3
+    assert handler.received == []
+    server.refresh_from_db()
+    assert server.health == Health.FAILING
+    assert BOUNCES in server.health_error and "bounce address" in server.health_error, server.health_error
+    assert "SMTPUTF8" in server.health_hint and "Gmail" in server.health_hint, server.health_hint
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.BLOCKED
+    [(_, reason, fix)] = dispatch.blocked_reasons(mailing, timezone.now())
+    assert BOUNCES in reason and fix == server.health_hint
+
+
+def test_with_smtputf8_the_same_mailing_goes_with_smtputf8_in_mail_from(tenant_a):
+    bounce_mailbox(tenant_a)
+    handler = MailOptions()
+    with smtp_server(handler=handler, enable_SMTPUTF8=True) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, allow_sender_substitution=True)
+        mailing = start(tenant_a, [server], EMAILS, sender_email="news@acme.test")
+        assert settle(mailing) == "done"
+    assert statuses(mailing) == [L.SENT] * 3
+    assert len(handler.mail) == 3
+    for mail_from, options in handler.mail:
+        assert mail_from.startswith("рассылка+") and mail_from.endswith("@xn--80aqeigdi5k.xn--p1ai"), mail_from
+        assert "SMTPUTF8" in options
+
+
+@pytest.mark.parametrize("utf8", [False, True], ids=["no SMTPUTF8", "SMTPUTF8"])
+def test_a_recipients_international_mailbox_still_fails_alone(tenant_a, utf8):
+    with smtp_server(enable_SMTPUTF8=utf8) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], ["josé@example.com", *EMAILS])
+        assert settle(mailing) == "done"
+    letters = dict(Letter.objects.filter(mailing=mailing).values_list("email", "status"))
+    assert letters == {"josé@example.com": L.SENT if utf8 else L.FAILED, **dict.fromkeys(EMAILS, L.SENT)}
+    server.refresh_from_db()
+    assert server.health != Health.FAILING
+
+
+def test_the_senders_problem_comes_before_a_recipients_own(tenant_a):
+    # The first letter's recipient is international too: it is not its
+    # fault either, the sender's address is.
+    with smtp_server(enable_SMTPUTF8=False) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, sender_email="почта@пример.рф")
+        mailing = start(tenant_a, [server], ["josé@example.com", *EMAILS])
+        settle(mailing)
+    assert statuses(mailing) == [L.QUEUED] * 4
+    server.refresh_from_db()
+    assert "почта@пример.рф" in server.health_error and "sender address" in server.health_error
+
+
+@pytest.mark.parametrize("language", ["ru", "vi"])
+def test_the_owner_reads_it_in_its_own_language(tenant_a, language):
+    tenant_a.default_language = language
+    tenant_a.save(update_fields=["default_language"])
+    bounce_mailbox(tenant_a)
+    with smtp_server(enable_SMTPUTF8=False) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, allow_sender_substitution=True)
+        mailing = start(tenant_a, [server], EMAILS, sender_email="news@acme.test")
+        with translation.override("en"):
+            settle(mailing)
+    server.refresh_from_db()
+    assert BOUNCES in server.health_error
+    assert "The server does not offer" not in server.health_error, server.health_error
+    assert "Use an address" not in server.health_hint, server.health_hint
+    if language == "ru":
+        assert CYRILLIC.search(server.health_error.replace(BOUNCES, "")) and CYRILLIC.search(server.health_hint)
+    else:
+        assert "SMTPUTF8" in server.health_error and "máy chủ" in server.health_error, server.health_error
+
+
+def test_on_the_platform_server_only_this_tenant_waits(tenant_a):
+    bounce_mailbox(tenant_a)
+    with smtp_server(enable_SMTPUTF8=False) as (controller, handler):
+        platform = make_server(None, port=controller.port, allow_sender_substitution=True)
+        mailing = start(tenant_a, [platform], EMAILS, sender_email="news@acme.test")
+        settle(mailing)
+    assert statuses(mailing) == [L.QUEUED] * 3
+    assert handler.received == []
+    platform.refresh_from_db()
+    assert platform.health != Health.FAILING  # the other tenants' letters go on
+    rest = TenantRest.objects.get(server=platform, tenant=tenant_a)
+    assert BOUNCES in rest.reply and not rest.blocked
+
+
+def test_the_platform_servers_own_sender_address_fails_the_platform_server(tenant_a):
+    with smtp_server(enable_SMTPUTF8=False) as (controller, _):
+        platform = make_server(None, port=controller.port, sender_email="почта@пример.рф")
+        mailing = start(tenant_a, [platform], EMAILS)
+        settle(mailing)
+    assert statuses(mailing) == [L.QUEUED] * 3
+    platform.refresh_from_db()
+    assert platform.health == Health.FAILING and "почта@пример.рф" in platform.health_error
+    assert not TenantRest.objects.filter(server=platform).exists()
