@@ -42,7 +42,8 @@ def test_a_csv_import_from_upload_to_result(page, live_server, alice, tenant_a, 
     page.wait_for_selector("input[name=new_list_name]", state="hidden", timeout=5000)
     page.select_option("select[name=col_2]", value="new")
     shot(page, "import-mapping", tmp_path)
-    page.click("button:text-is('Import')")
+    # The visible button: the form's hidden default (what Enter presses) is no button to a user.
+    page.get_by_role("button", name="Import", exact=True).click()
     page.wait_for_selector(".rejections-table")
     assert page.inner_text("#import-created") == "1" and page.inner_text("#import-rejected") == "1"
     assert "Invalid email address" in page.inner_text(".rejections-table")
