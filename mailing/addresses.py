@@ -5,9 +5,24 @@ from contextlib import suppress
 
 import idna
 
-from servers.wire import SenderNeedsSmtpUtf8, UnsendableAddress, WireAddress, ascii_domain, wire_address
+from servers.wire import (
+    SenderNeedsSmtpUtf8,
+    UnsendableAddress,
+    WireAddress,
+    ascii_domain,
+    needs_smtputf8,
+    wire_address,
+)
 
-__all__ = ["SenderNeedsSmtpUtf8", "UnsendableAddress", "WireAddress", "address_forms", "ascii_domain", "wire_address"]
+__all__ = [
+    "SenderNeedsSmtpUtf8",
+    "UnsendableAddress",
+    "WireAddress",
+    "address_forms",
+    "ascii_domain",
+    "needs_smtputf8",
+    "wire_address",
+]
 
 
 def address_forms(address: str) -> set[str]:

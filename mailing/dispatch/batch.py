@@ -21,7 +21,7 @@ from servers.errors import server_words
 from servers.models import BounceMailbox, SmtpServer
 
 from .. import events, limits
-from ..addresses import SenderNeedsSmtpUtf8, UnsendableAddress
+from ..addresses import SenderNeedsSmtpUtf8, UnsendableAddress, needs_smtputf8
 from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
@@ -229,7 +229,8 @@ class Batch:
             self.server, self.mailing.tenant_id, _mailboxes(self.mailing.tenant_id)
         )
         self.builder = Builder(self.server, self.mailing, reply_to=self.reply_to)
-        self.sender_side = sender_side(self.builder.sender, self.route)
+        self.settings_side, self.mailing_side = sender_side(self.builder.sender, self.route, self.mailing)
+        self.sender_side = self.settings_side + self.mailing_side
         release_session()
         try:
             if self._connect():
@@ -450,7 +451,10 @@ class Batch:
             # The sender's, not this letter's: no letter could go through
             # this server. It goes back with the rest, none failed.
             self._give_back([letter])
-            rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.now)
+            if any(needs_smtputf8(address) for address, _ in self.settings_side):
+                rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.now)
+            else:  # the mailing's own address: the server stays for the tenant's other mailings
+                rests.mailing_needs_smtputf8(self.mailing, self.server, exc)
             return False
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
             if isinstance(exc, UnsendableAddress):

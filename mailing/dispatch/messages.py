@@ -82,13 +82,23 @@ def _from(sender: ResolvedSender) -> _From:
     return _From(mailbox(name, email), email.rpartition("@")[2] or "postroute.invalid")
 
 
-def sender_side(sender: ResolvedSender, route: ReportRoute) -> tuple[tuple[str, Role], ...]:
+Sides = tuple[tuple[str, Role], ...]
+
+
+def sender_side(sender: ResolvedSender, route: ReportRoute, mailing: Mailing) -> tuple[Sides, Sides]:
     """The addresses every letter of a batch shares, with their roles: the
     envelope sender (untagged: the address the tenant typed), the From and
     the Reply-To. One whose mailbox is not ASCII puts the headers in UTF-8
-    (RFC 6532) and needs SMTPUTF8 (exchange.envelope checks them)."""
+    (RFC 6532) and needs SMTPUTF8 (exchange.envelope checks them, in this
+    order). In two parts: the server's and the tenant's settings (what a
+    connection test checks, and a fix of them reaches), then the mailing's
+    own, kept from its start (a substituted From, its Reply-To), which no
+    change of the template reaches."""
     bounce = Role.BOUNCE if route.to_bounce_mailbox else Role.SENDER
-    return ((route.address, bounce), (sender.email, Role.SENDER), (sender.reply_to, Role.REPLY_TO))
+    settings_side, own = [(route.address, bounce)], []
+    (own if sender.substituted else settings_side).append((sender.email, Role.SENDER))
+    (own if mailing.reply_to else settings_side).append((sender.reply_to, Role.REPLY_TO))
+    return tuple(settings_side), tuple(own)
 
 
 @lru_cache(maxsize=256)

@@ -17,13 +17,13 @@
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
 from accounts import languages
 from accounts.models import Tenant
@@ -32,10 +32,11 @@ from servers import events as server_events
 from servers import rules
 from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, Diagnosis, diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
-from servers.wire import SenderNeedsSmtpUtf8
+from servers.wire import Role, SenderNeedsSmtpUtf8
 from servers.words import Words
 
-from ..models import RUNNING, Mailing, MailingServer
+from ..mailings import transition
+from ..models import RUNNING, Mailing, MailingEvent, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
 from .rows import Rows
 
@@ -249,14 +250,43 @@ def sender_needs_smtputf8(server: SmtpServer, tenant: Tenant, exc: SenderNeedsSm
     ASCII and the server does not offer SMTPUTF8: no letter of this sender
     can go, and none is the recipient's fault. A tenant's own server fails
     with the address named and what to do, as a refused sender does; on a
-    platform server only this tenant is held back where its addresses (its
-    bounce mailbox, its template's sender or Reply-To) are the cause, its
-    letters waiting: the platform's own sender address fails the server."""
+    platform server only this tenant is held back where its bounce mailbox
+    is the cause, its letters waiting: the platform's own sender address
+    fails the server. A mailing's own address: mailing_needs_smtputf8."""
     if server.is_platform and exc.address != server.sender_email:
         with languages.of_organisation(tenant.default_language):
             rest_tenant(server, tenant, RestReason.REFUSALS, str(exc.words), now=now)
         return
     server_failed(server, exc, now=now, disable=True)
+
+
+# Whole sentences per role, so that each language words them its own way.
+MAILING_NEEDS_SMTPUTF8 = {
+    Role.SENDER: gettext_noop(
+        "Paused: %(address)s, this mailing's sender address, is not ASCII before the @ and needs SMTPUTF8, "
+        "which the server %(server)s lacks. A started mailing keeps its addresses: cancel it and start a "
+        "new one with another address or server."
+    ),
+    Role.REPLY_TO: gettext_noop(
+        "Paused: %(address)s, this mailing's Reply-To address, is not ASCII before the @ and needs "
+        "SMTPUTF8, which the server %(server)s lacks. A started mailing keeps its addresses: cancel it and "
+        "start a new one with another address or server."
+    ),
+}
+
+
+def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeedsSmtpUtf8) -> None:
+    """The mailing's own From (substituted) or Reply-To, kept from its
+    start, is not ASCII before its @ and the server lacks SMTPUTF8: the
+    mailing's problem, not the server's, which stays for the tenant's other
+    mailings (a connection test, which reads no mailing, would pass and
+    the mailing fail it again). The mailing pauses, its letters queued,
+    with the address named in its history, in its organisation's language."""
+    with languages.of_organisation(mailing.tenant.default_language):
+        note = gettext(MAILING_NEEDS_SMTPUTF8[exc.role]) % {"server": server.name, "address": exc.address}
+    with suppress(ValidationError):  # paused or cancelled meanwhile
+        transition(mailing=mailing, action="pause", note=note[: MailingEvent._meta.get_field("note").max_length])
+    log.warning("mailing %s paused: %s", mailing.pk, note)
 
 
 def accepted_again(server: SmtpServer, tenant: Tenant) -> None:

@@ -166,3 +166,64 @@ def test_the_platform_servers_own_sender_address_fails_the_platform_server(tenan
     platform.refresh_from_db()
     assert platform.health == Health.FAILING and "почта@пример.рф" in platform.health_error
     assert not TenantRest.objects.filter(server=platform).exists()
+
+
+@pytest.mark.parametrize(
+    ("server_fields", "template", "address", "role"),
+    [
+        ({}, {"reply_to": "josé@acme.test"}, "josé@acme.test", "Reply-To address"),
+        ({"allow_sender_substitution": True}, {"sender_email": "josé@acme.test"}, "josé@acme.test", "sender address"),
+    ],
+    ids=["its Reply-To", "its substituted sender"],
+)
+def test_a_mailings_own_address_pauses_that_mailing_not_the_server(tenant_a, server_fields, template, address, role):
+    # A started mailing keeps the addresses it started with (its snapshot):
+    # no change of the template nor a passing connection test (it does not
+    # read mailings) could fix it. Failing the server for it stopped every
+    # other mailing of the tenant, and after each passing test it failed
+    # the server again.
+    with smtp_server(enable_SMTPUTF8=False) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, **server_fields)
+        bad = start(tenant_a, [server], EMAILS, **template)
+        settle(bad)
+        other = start(tenant_a, [server], ["zed@x.test"])
+        assert settle(other) == "done"
+    assert statuses(bad) == [L.QUEUED] * 3 and statuses(other) == [L.SENT]
+    assert [message.mail_from for message in handler.received] == [server.sender_email]
+    server.refresh_from_db()
+    assert server.health != Health.FAILING, server.health_error
+    bad.refresh_from_db()
+    assert bad.status == Mailing.Status.PAUSED
+    note = bad.events.order_by("pk").last().note
+    assert address in note and role in note and server.name in note, note
+
+
+def test_a_reply_to_spelled_as_the_platform_sender_pauses_the_mailing_not_the_platform(tenant_a):
+    # The platform's own sender address is not ASCII, but with a bounce
+    # mailbox of the tenant's no letter carries it: a tenant giving it as
+    # its Reply-To must not fail the platform server for every tenant.
+    bounce_mailbox(tenant_a, "bounces@acme.test")
+    with smtp_server(enable_SMTPUTF8=False) as (controller, _):
+        platform = make_server(
+            None, port=controller.port, sender_email="почта@пример.рф", allow_sender_substitution=True
+        )
+        mailing = start(tenant_a, [platform], EMAILS, sender_email="news@acme.test", reply_to="почта@пример.рф")
+        settle(mailing)
+    assert statuses(mailing) == [L.QUEUED] * 3
+    platform.refresh_from_db()
+    assert platform.health != Health.FAILING, platform.health_error
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.PAUSED
+
+
+def test_the_paused_mailing_says_why_in_its_organisations_language(tenant_a):
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    with smtp_server(enable_SMTPUTF8=False) as (controller, _):
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], EMAILS, reply_to="josé@acme.test")
+        with translation.override("en"):
+            settle(mailing)
+    note = mailing.events.order_by("pk").last().note
+    assert "josé@acme.test" in note and server.name in note and "Paused" not in note, note
+    assert CYRILLIC.search(note.replace("josé@acme.test", "")), note
