@@ -77,6 +77,9 @@ class RestReason(models.TextChoices):
     CONNECTION = "connection", _("Connection trouble")
     RATE_LIMIT = "rate_limit", _("Rate-limited by the server")
     REFUSALS = "refusals", _("Refusing every letter for now")
+    # A platform server without SMTPUTF8 and the tenant's bounce mailbox not
+    # ASCII before its @: the tenant's fix, not the content's.
+    SMTPUTF8 = "smtputf8", _("Its bounce mailbox needs SMTPUTF8")
 
 
 class SmtpServer(EncryptedPasswordMixin, HealthMixin, models.Model):

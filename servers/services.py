@@ -16,7 +16,7 @@ from accounts import languages
 from accounts.models import Tenant, User
 
 from . import events, presets, probes, tasks
-from .models import BounceMailbox, ConnectionTest, Health, SmtpServer, TenantRest
+from .models import BounceMailbox, ConnectionTest, Health, RestReason, SmtpServer, TenantRest
 
 
 class TooManyTests(Exception):
@@ -113,6 +113,11 @@ def mailbox_save(*, mailbox: BounceMailbox, password: str | None) -> BounceMailb
     if password is not None:
         mailbox.set_password(password)
     mailbox.full_clean()
+    if mailbox.server_id is None:
+        # The tenant's fix for a platform server holding it back because
+        # this address needed SMTPUTF8: its letters go again at once, not
+        # after the rest (a new address that needs it too is held again).
+        TenantRest.objects.filter(tenant_id=mailbox.tenant_id, reason=RestReason.SMTPUTF8, blocked=False).delete()
     if mailbox.pk is None:
         mailbox.save()
         return mailbox

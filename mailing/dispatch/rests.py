@@ -255,7 +255,7 @@ def sender_needs_smtputf8(server: SmtpServer, tenant: Tenant, exc: SenderNeedsSm
     fails the server. A mailing's own address: mailing_needs_smtputf8."""
     if server.is_platform and exc.address != server.sender_email:
         with languages.of_organisation(tenant.default_language):
-            rest_tenant(server, tenant, RestReason.REFUSALS, str(exc.words), now=now)
+            rest_tenant(server, tenant, RestReason.SMTPUTF8, str(exc.words), now=now)
         return
     server_failed(server, exc, now=now, disable=True)
 

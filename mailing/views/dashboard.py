@@ -22,7 +22,7 @@ from accounts.access import tenant_required
 from accounts.models import Tenant
 from accounts.selectors import getting_started
 from accounts.timezones import day, when, zone_abbreviation
-from servers.models import SmtpServer
+from servers.models import RestReason, SmtpServer
 
 from ..dashboard import poll as dashboard_poll
 from ..dashboard import selectors
@@ -225,6 +225,16 @@ def _notice(row: ServerRow, now: datetime) -> tuple[str, str]:
         if row.hold.blocked:
             return _("Blocked for your letters: %(reply)s") % {"reply": row.hold.reply}, _(
                 "Staff have been told; contact support."
+            )
+        if row.hold.reason == RestReason.SMTPUTF8:  # nothing was refused: the tenant's bounce mailbox
+            notice = _("Held back for your letters; tries again %(at)s. %(reply)s") % {
+                "at": _when(row.hold.until, now),
+                "reply": row.hold.reply,
+            }
+            return notice, _(
+                "Change your bounce mailbox to an address whose part before the @ is ASCII (Latin letters, "
+                "digits, dots): your letters go again at once. Or send through a server of your own that "
+                "offers SMTPUTF8 (Gmail, Yandex and Mail.ru do)."
             )
         notice = _("Held back after your letters were refused; tries again %(at)s. %(reply)s") % {
             "at": _when(row.hold.until, now),

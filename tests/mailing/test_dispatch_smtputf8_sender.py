@@ -10,6 +10,7 @@ offers it unless told not to)."""
 import re
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone, translation
 
 from mailing import dispatch
@@ -227,3 +228,27 @@ def test_the_paused_mailing_says_why_in_its_organisations_language(tenant_a):
     note = mailing.events.order_by("pk").last().note
     assert "josé@acme.test" in note and server.name in note and "Paused" not in note, note
     assert CYRILLIC.search(note.replace("josé@acme.test", "")), note
+
+
+def page_text(client, url: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", client.get(url).content.decode()))
+
+
+def test_on_the_platform_server_the_tenant_reads_what_to_fix_and_its_fix_sends_at_once(tenant_a, alice, settings):
+    settings.DEPLOYMENT_MODE = "saas"
+    mailbox = bounce_mailbox(tenant_a)
+    with smtp_server(enable_SMTPUTF8=False) as (controller, handler):
+        platform = make_server(None, port=controller.port, allow_sender_substitution=True)
+        mailing = start(tenant_a, [platform], EMAILS, sender_email="news@acme.test")
+        settle(mailing)
+        page = page_text(alice.client, reverse("dashboard:page"))
+        # Before: "Held back after your letters were refused ... How to fix:
+        # Check the content of your template: the server refused it as spam".
+        assert BOUNCES in page and "bounce mailbox" in page, page
+        assert "refused" not in page and "Check the content of your template" not in page, page
+        # The fix is the tenant's own: its letters go at once, not after
+        # the rest (which grows to hours with each try).
+        mailbox.login = "bounces@acme.test"
+        mailbox_save(mailbox=mailbox, password=None)
+        assert settle(mailing) == "done"
+    assert statuses(mailing) == [L.SENT] * 3 and len(handler.received) == 3
