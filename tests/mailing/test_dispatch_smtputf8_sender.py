@@ -13,14 +13,15 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from mailing import dispatch
+from mailing import dispatch, limits
 from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
-from servers.models import BounceMailbox, Health, TenantRest
-from servers.services import mailbox_save
+from servers.models import BounceMailbox, Health, SmtpServer, TenantRest
+from servers.probes import smtp_probe
+from servers.services import mailbox_save, record_health
 from tests.servers.factories import make_server
-from tests.smtp_servers import smtp_server
+from tests.smtp_servers import PipeliningSink, smtp_server
 
 from .builders import make_list, make_template
 from .builders import run_until_settled as settle
@@ -252,3 +253,67 @@ def test_on_the_platform_server_the_tenant_reads_what_to_fix_and_its_fix_sends_a
         mailbox_save(mailbox=mailbox, password=None)
         assert settle(mailing) == "done"
     assert statuses(mailing) == [L.SENT] * 3 and len(handler.received) == 3
+
+
+@pytest.mark.parametrize("handler_class", [SinkHandler, PipeliningSink], ids=["one by one", "pipelined"])
+def test_nothing_is_counted_until_the_server_offers_smtputf8_and_then_the_limit_is_exact(tenant_a, handler_class):
+    # Pipelined, the next letter's envelope would go with a final dot
+    # (Batch._then, which swallows what it raises): the first letter stops
+    # the batch before any. The limit's room reserved for the batch comes
+    # back whole, and once the provider offers SMTPUTF8 and the tenant
+    # tests the server, exactly max_per_hour letters go, none failed.
+    emails = [f"r{i}@x.test" for i in range(5)]
+    with smtp_server(handler=handler_class(), enable_SMTPUTF8=False) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, sender_email="почта@пример.рф", max_per_hour=3)
+        mailing = start(tenant_a, [server], emails)
+        settle(mailing)
+        assert handler.received == []
+    assert statuses(mailing) == [L.QUEUED] * 5
+    assert Letter.objects.filter(mailing=mailing, attempts=0, server=None).count() == 5
+    assert limits.window_usage([server], tenant_a)[server.pk].hour_used == 0
+    with smtp_server(handler=handler_class(), enable_SMTPUTF8=True) as (controller, handler):
+        SmtpServer.objects.filter(pk=server.pk).update(port=controller.port)
+        server.refresh_from_db()
+        result = smtp_probe(server)
+        assert result.ok, result.diagnosis
+        record_health(record=server, result=result)
+        assert settle(mailing) == "waiting"
+    assert statuses(mailing) == [L.QUEUED] * 2 + [L.SENT] * 3
+    assert len(handler.received) == 3
+    assert limits.window_usage([server], tenant_a)[server.pk].hour_used == 3
+
+
+def test_a_mixed_batch_goes_whole_with_smtputf8_from_an_international_sender(tenant_a):
+    # Sender and some recipients international, others not: with SMTPUTF8
+    # every letter goes, each MAIL FROM asking for it (the From header is
+    # UTF-8 for the ASCII recipients too).
+    handler = MailOptions()
+    recipients = ["josé@example.com", "ann@x.test", "ivan@пример.рф", "иван@пример.рф"]
+    with smtp_server(handler=handler, enable_SMTPUTF8=True) as (controller, _):
+        server = make_server(tenant_a, port=controller.port, sender_email="почта@пример.рф")
+        mailing = start(tenant_a, [server], recipients)
+        assert settle(mailing) == "done"
+    assert statuses(mailing) == [L.SENT] * 4
+    assert all("SMTPUTF8" in options for _, options in handler.mail), handler.mail
+    assert {mail_from for mail_from, _ in handler.mail} == {"почта@xn--e1afmkfd.xn--p1ai"}
+
+
+@pytest.mark.parametrize("substitution", [True, False], ids=["bounce mailbox as envelope sender", "as Reply-To"])
+def test_an_international_domain_behind_an_ascii_local_part_needs_no_smtputf8(tenant_a, substitution):
+    # Only a local part that is not ASCII needs SMTPUTF8: the domain goes
+    # as IDNA to any server. Neither the letters nor the test stop for it.
+    bounce_mailbox(tenant_a, "bounces@компания.рф")
+    handler = MailOptions()
+    with smtp_server(handler=handler, enable_SMTPUTF8=False) as (controller, _):
+        server = make_server(
+            tenant_a, port=controller.port, sender_email="info@пример.рф", allow_sender_substitution=substitution
+        )
+        result = smtp_probe(server)
+        mailing = start(tenant_a, [server], EMAILS, sender_email="news@акме.рф")
+        assert settle(mailing) == "done"
+    assert result.ok, result.diagnosis
+    assert "International sender addresses (SMTPUTF8)" not in [step.name for step in result.steps]
+    assert statuses(mailing) == [L.SENT] * 3
+    assert not any("SMTPUTF8" in options for _, options in handler.mail), handler.mail
+    server.refresh_from_db()
+    assert server.health != Health.FAILING
