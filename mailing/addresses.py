@@ -7,20 +7,22 @@ import idna
 
 from servers.wire import (
     SenderNeedsSmtpUtf8,
+    SenderSideRefused,
     UnsendableAddress,
     WireAddress,
     ascii_domain,
-    needs_smtputf8,
+    check_sender_side,
     wire_address,
 )
 
 __all__ = [
     "SenderNeedsSmtpUtf8",
+    "SenderSideRefused",
     "UnsendableAddress",
     "WireAddress",
     "address_forms",
     "ascii_domain",
-    "needs_smtputf8",
+    "check_sender_side",
     "wire_address",
 ]
 

@@ -18,7 +18,13 @@ from django.utils.translation import gettext_lazy, gettext_noop
 from . import charsets, presets
 from .deadlines import DeadlineExceeded
 from .netguard import HostRefused, HostUnresolved, ImapLoginUnavailable
-from .wire import SENDER_NEEDS_SMTPUTF8_HINT, SenderNeedsSmtpUtf8, UnsendableAddress
+from .wire import (
+    SENDER_NEEDS_SMTPUTF8_HINT,
+    SENDER_UNSENDABLE_HINT,
+    SenderNeedsSmtpUtf8,
+    SenderUnsendable,
+    UnsendableAddress,
+)
 from .words import Param, Seconds, Words
 
 
@@ -242,6 +248,8 @@ def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, tim
         return Diagnosis("rules", " ".join(exc.messages))
     if isinstance(exc, SenderNeedsSmtpUtf8):  # no letter of this sender can go: the server's settings
         return Diagnosis("smtputf8", exc.words, Words(SENDER_NEEDS_SMTPUTF8_HINT), True)
+    if isinstance(exc, SenderUnsendable):  # no letter of this sender can go through any server
+        return Diagnosis("sender_address", exc.words, Words(SENDER_UNSENDABLE_HINT), True)
     if isinstance(exc, UnsendableAddress):  # this server cannot take this address (no SMTPUTF8)
         return Diagnosis("address", str(exc))
     if isinstance(exc, HostRefused):

@@ -19,7 +19,16 @@ from .errors import Diagnosis, diagnose, server_words
 from .headers import fold, mailbox, safe, text_header, text_part_headers, wire_body
 from .models import BounceMailbox, Security, SmtpServer
 from .selectors import report_routes, tenant_mailbox
-from .wire import Role, ascii_domain, check_sender_side, needs_smtputf8, utf8_options, wire_address
+from .wire import (
+    Role,
+    SenderUnsendable,
+    ascii_domain,
+    check_sender_side,
+    idna_refusal,
+    needs_smtputf8,
+    utf8_options,
+    wire_address,
+)
 
 
 @dataclass
@@ -104,6 +113,9 @@ def smtp_probe(
 
 
 def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_to: str) -> None:
+    for address, role in sender_side(server):
+        if reason := idna_refusal(address):  # through any server: before the SMTPUTF8 step
+            raise SenderUnsendable(address, role, reason)
     if sides := [side for side in sender_side(server) if needs_smtputf8(side[0])]:
         # Up front, as the dispatcher judges it: a mailing's every letter
         # would wait on this server, not just the test letter's.

@@ -12,6 +12,7 @@ import smtplib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import idna
 from django.utils.translation import gettext as _
@@ -57,16 +58,42 @@ SENDER_NEEDS_SMTPUTF8_HINT = gettext_noop(
 )
 
 
-class SenderNeedsSmtpUtf8(UnsendableAddress):
-    """A sender-side address (`role`) is not ASCII before its @ and the
-    server does not offer SMTPUTF8: no letter from this sender can go
-    through this server. The server's settings problem, never a
-    recipient's: no letter fails for it."""
+# An address of the sender side whose domain IDNA 2008 refuses: a bounce
+# mailbox's login standing as its address is not checked as one at saving
+# (☃.net: IDNA 2003, Django's EmailField, took it).
+SENDER_UNSENDABLE = gettext_noop(
+    "The address %(address)s, which every letter through this server carries (as its sender, Reply-To or "
+    "envelope sender), has a domain that cannot be written as an international name (%(reason)s). No letter "
+    "was sent through this server; they wait in the queue."
+)
+SENDER_UNSENDABLE_HINT = gettext_noop(
+    "Change that address (in your bounce mailbox, if it is that one: its Mailbox address field) to one whose "
+    "domain is a valid name; then run Test connection."
+)
+
+
+class SenderSideRefused(UnsendableAddress):
+    """A sender-side address (`role`) that no letter through this server
+    can carry: the server's settings problem (or the tenant's, or the
+    mailing's), never a recipient's: no letter fails for it."""
+
+    def __init__(self, address: str, role: Role, words: Words) -> None:
+        self.address, self.role, self.words = address, role, words
+        super().__init__(str(words))
+
+
+class SenderNeedsSmtpUtf8(SenderSideRefused):
+    """Not ASCII before its @, and the server does not offer SMTPUTF8."""
 
     def __init__(self, address: str, role: Role) -> None:
-        self.address, self.role = address, role
-        self.words = Words(SENDER_NEEDS_SMTPUTF8[role], {"address": address})
-        super().__init__(str(self.words))
+        super().__init__(address, role, Words(SENDER_NEEDS_SMTPUTF8[role], {"address": address}))
+
+
+class SenderUnsendable(SenderSideRefused):
+    """Its domain cannot go as IDNA (`reason`), through any server."""
+
+    def __init__(self, address: str, role: Role, reason: str) -> None:
+        super().__init__(address, role, Words(SENDER_UNSENDABLE, {"address": address, "reason": reason}))
 
 
 @dataclass(frozen=True)
@@ -107,13 +134,31 @@ def offers_smtputf8(client: smtplib.SMTP) -> bool:
 def check_sender_side(client: smtplib.SMTP, addresses: Iterable[tuple[str, Role]]) -> bool:
     """Whether the sender-side `addresses` need SMTPUTF8 (one whose local
     part is not ASCII); SenderNeedsSmtpUtf8, naming the first such one and
-    its role, where the server does not offer it. An empty address (no
+    its role, where the server does not offer it; SenderUnsendable first
+    for one whose domain cannot go as IDNA at all. An empty address (no
     Reply-To) needs nothing; one that is no address is the letter's to
     refuse (wire_address)."""
+    addresses = list(addresses)
+    for address, role in addresses:
+        if reason := idna_refusal(address):
+            raise SenderUnsendable(address, role, reason)
     needing = [(address, role) for address, role in addresses if needs_smtputf8(address)]
     if needing and not offers_smtputf8(client):
         raise SenderNeedsSmtpUtf8(*needing[0])
     return bool(needing)
+
+
+@lru_cache(maxsize=256)
+def idna_refusal(address: str) -> str:
+    """Why the domain of `address` cannot go as IDNA (wire_address), or ""."""
+    domain = address.rpartition("@")[2]
+    if domain.isascii():
+        return ""
+    try:
+        idna.encode(domain, uts46=True)
+    except idna.IDNAError as exc:
+        return str(exc)
+    return ""
 
 
 def needs_smtputf8(address: str) -> bool:

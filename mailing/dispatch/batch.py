@@ -21,7 +21,7 @@ from servers.errors import server_words
 from servers.models import BounceMailbox, SmtpServer
 
 from .. import events, limits
-from ..addresses import SenderNeedsSmtpUtf8, UnsendableAddress, needs_smtputf8
+from ..addresses import SenderNeedsSmtpUtf8, SenderSideRefused, UnsendableAddress, check_sender_side
 from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
@@ -443,18 +443,21 @@ class Batch:
         final dot."""
         sent = self.early is letter  # its envelope went with the last final dot
         try:
+            # Before the letter is made: a sender-side address its making
+            # would refuse is the sender's problem too.
+            check_sender_side(client, self.sender_side)
             data = self._wire(letter)
             commands = [] if sent else self._envelope(client, letter, data)
         except SoftTimeLimitExceeded:
             raise  # the task's own limit: the batch ends and gives the rest back
-        except SenderNeedsSmtpUtf8 as exc:
+        except SenderSideRefused as exc:
             # The sender's, not this letter's: no letter could go through
             # this server. It goes back with the rest, none failed.
             self._give_back([letter])
-            if any(needs_smtputf8(address) for address, _ in self.settings_side):
+            if isinstance(exc, SenderNeedsSmtpUtf8) and (exc.address, exc.role) not in self.settings_side:
+                rests.mailing_needs_smtputf8(self.mailing, self.server, exc)  # the server stays for the others
+            else:
                 rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.now)
-            else:  # the mailing's own address: the server stays for the tenant's other mailings
-                rests.mailing_needs_smtputf8(self.mailing, self.server, exc)
             return False
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
             if isinstance(exc, UnsendableAddress):

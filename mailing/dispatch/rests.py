@@ -32,7 +32,7 @@ from servers import events as server_events
 from servers import rules
 from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, Diagnosis, diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
-from servers.wire import Role, SenderNeedsSmtpUtf8
+from servers.wire import Role, SenderNeedsSmtpUtf8, SenderSideRefused
 from servers.words import Words
 
 from ..mailings import transition
@@ -245,10 +245,11 @@ def refused_as_spam(server: SmtpServer, tenant: Tenant, verdict: Verdict, *, now
     disable_server(server, diagnosis, now=now)
 
 
-def sender_needs_smtputf8(server: SmtpServer, tenant: Tenant, exc: SenderNeedsSmtpUtf8, *, now: datetime) -> None:
+def sender_needs_smtputf8(server: SmtpServer, tenant: Tenant, exc: SenderSideRefused, *, now: datetime) -> None:
     """A sender-side address (the envelope sender, From, Reply-To) is not
-    ASCII and the server does not offer SMTPUTF8: no letter of this sender
-    can go, and none is the recipient's fault. A tenant's own server fails
+    ASCII and the server does not offer SMTPUTF8 (or its domain cannot go
+    as IDNA at all): no letter of this sender can go, and none is the
+    recipient's fault. A tenant's own server fails
     with the address named and what to do, as a refused sender does; on a
     platform server only this tenant is held back where its bounce mailbox
     is the cause, its letters waiting: the platform's own sender address

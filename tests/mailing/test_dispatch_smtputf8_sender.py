@@ -317,3 +317,24 @@ def test_an_international_domain_behind_an_ascii_local_part_needs_no_smtputf8(te
     assert not any("SMTPUTF8" in options for _, options in handler.mail), handler.mail
     server.refresh_from_db()
     assert server.health != Health.FAILING
+
+
+@pytest.mark.parametrize("substitution", [True, False], ids=["as envelope sender", "as Reply-To"])
+def test_a_bounce_mailbox_whose_domain_cannot_go_as_idna_fails_the_server_not_every_letter(tenant_a, substitution):
+    # A login standing as the mailbox's address is not checked as one: a
+    # domain IDNA 2008 refuses (☃.net: IDNA 2003 took it) cannot go in any
+    # letter through any server. Before: every letter failed for good, one
+    # by one, and the connection test passed.
+    bounce_mailbox(tenant_a, "box@☃.net")
+    with smtp_server(enable_SMTPUTF8=True) as (controller, handler):
+        server = make_server(tenant_a, port=controller.port, allow_sender_substitution=substitution)
+        result = smtp_probe(server)
+        mailing = start(tenant_a, [server], EMAILS)
+        settle(mailing)
+    assert handler.received == []
+    assert statuses(mailing) == [L.QUEUED] * 3
+    assert Letter.objects.filter(mailing=mailing, attempts=0, last_reply="").count() == 3
+    server.refresh_from_db()
+    assert server.health == Health.FAILING and "box@☃.net" in server.health_error, server.health_error
+    assert "bounce mailbox" in server.health_hint, server.health_hint
+    assert not result.ok and "box@☃.net" in result.diagnosis.message, result.diagnosis
