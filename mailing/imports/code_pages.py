@@ -72,7 +72,14 @@ NAMES = {
     "cp1258": gettext_lazy("Windows-1258"),
 }
 EVIDENCE_ITEMS = 2000
-NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# A non-ASCII character but a space: a no-break space, which any reading may
+# make, tells nothing, and a run of them is skipped by the search, not in
+# Python one by one (5 MB of them held a request for seconds).
+NON_ASCII = re.compile(r"[^\x00-\x7f\s]")
+# No language writes a word this long: such a token is odd, and neither
+# walked back to its start, matched to its end nor weighed pair by pair (one
+# 5 MB "word" held a request for seconds); the rest of it is more such tokens.
+LONGEST_WORD = 64
 # A token: letters and non-ASCII symbols, no space, digit or ASCII
 # punctuation (a cell's delimiter, an address's "@"); "«Ромашка»" is one.
 TOKEN_CHAR = re.compile(r"[^\W\d_]|[^\x00-\x7f\w\s]")
@@ -209,15 +216,18 @@ def _weigh(text: str, language: str, evidence: Evidence, lines: int) -> None:
     position = 0
     while evidence.items < EVIDENCE_ITEMS and (found := NON_ASCII.search(text, position)):
         position = found.end()
-        if found.group().isspace():
-            continue  # a no-break space: any reading may make one, and it tells nothing
-        start = found.start()
-        while start and TOKEN_CHAR.match(text, start - 1):
+        start, floor = found.start(), max(0, found.start() - LONGEST_WORD)
+        while start > floor and TOKEN_CHAR.match(text, start - 1):
             start -= 1
         evidence.items += 1
-        match = TOKEN.match(text, start)
+        match = TOKEN.match(text, start, start + LONGEST_WORD + 1)  # no further: the regex is slow on a long run
         # "²" alone makes no token; an address's non-ASCII byte is damage (8-bit encodings predate Unicode addresses)
-        if match is None or _in_address(text, match) or not _plausible(match.group(), language, evidence):
+        if (
+            match is None
+            or match.end() - match.start() > LONGEST_WORD  # whether the walk back stopped at the floor or not
+            or _in_address(text, match)
+            or not _plausible(match.group(), language, evidence)
+        ):
             evidence.odd += 1
             evidence.first_odd_line = evidence.first_odd_line or lines + text.count("\n", 0, start) + 1
         if match is not None:

@@ -10,6 +10,7 @@ import csv
 import io
 import random
 import re
+import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -274,6 +275,27 @@ def test_random_bytes_that_decode_as_windows_1251_are_refused_for_their_letters(
     message = refused(alice, noise, settings)
     refusal = r"The letters on line \d+ read as none of the encodings the import knows: UTF-8, UTF-16, Windows-1251"
     assert re.match(refusal, message), message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("Ж".encode("cp1251") * (5 * MB), id="one 5 MB word"),
+        pytest.param(b"\xa0" * (5 * MB), id="5 MB of no-break spaces"),
+        pytest.param((b"a" * (MB - 1) + "Ж".encode("cp1251")) * 5, id="a letter after each 1 MB of ASCII letters"),
+    ],
+)
+def test_a_file_made_to_slow_the_encoding_detection_is_answered_at_once(alice, settings, body):
+    """The detection weighs words in Python, a character at a time: a file
+    of one 5 MB "word", or 5 MB of no-break spaces (skipped one by one, as
+    no evidence), or a non-ASCII letter after a megabyte of ASCII letters
+    (walked back to its start), held the request for tens of seconds. The
+    page answers (whatever it says) in well under a second's work a MB."""
+    started = time.perf_counter()
+    response = upload(alice, b"email,name\r\n" + body)
+    elapsed = time.perf_counter() - started
+    assert response.status_code in (302, 400)
+    assert elapsed < 3, f"{elapsed:.1f} s to answer a {len(body) / MB:.0f} MB upload"
 
 
 @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
