@@ -33,6 +33,7 @@ Ties go to the first in READINGS. Where two encodings make the same letters
 of the bytes (capitals are the same bytes in CP866 and Mac Cyrillic), either
 gives the same text."""
 
+import codecs
 import math
 import re
 import unicodedata
@@ -161,9 +162,10 @@ def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     docstring); else the file is refused, naming the first line that reads
     as none of them."""
     f.seek(0)
+    f.seek(len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0)  # no evidence
     evidence = {codec: Evidence() for codec in READINGS}
     undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
-    offset = lines = 0
+    offset, lines = f.tell(), 0
     koi8_u = False
     while chunk := f.read(chunk_bytes):
         koi8_u = koi8_u or bool(KOI8_U_ONLY.search(chunk))
@@ -303,11 +305,11 @@ def refuse_binary(chunk: bytes, offset: int) -> None:
     """NUL bytes at the start make a binary file (UTF-16 was made UTF-8
     before): refused. Later ones are a damaged row, which the import rejects
     with its line, as it does whatever the encoding."""
-    if offset == 0 and b"\x00" in chunk:
+    if offset <= len(codecs.BOM_UTF8) and b"\x00" in chunk:  # the first chunk, read past a BOM or not
         raise ValidationError(
             _(
                 "This does not look like a text CSV file: it contains NUL bytes (the "
                 "first at position %(index)s). Save it as CSV."
             )
-            % {"index": chunk.index(0)}
+            % {"index": offset + chunk.index(0)}
         )

@@ -16,15 +16,17 @@ from .limits import CHUNK_BYTES
 
 def _detect_encoding(f: BinaryIO) -> str:
     """UTF-8 (with or without a BOM) when the file's first non-ASCII bytes
-    are valid UTF-8, else the 8-bit encoding whose reading makes the most
+    after a BOM are valid UTF-8, else the 8-bit encoding whose reading makes the most
     likely text (code_pages). A UTF-8 file with a stray bad byte later
     on stays UTF-8: that row is rejected, the rest is not garbled."""
     head = f.read(4)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
+    # A UTF-8 BOM is no evidence: some exports write one, then a code page.
     f.seek(0)
+    f.seek(len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
+    offset = f.tell()
     while chunk := f.read(CHUNK_BYTES):
         try:
             text = decoder.decode(chunk)

@@ -1,6 +1,7 @@
 """What a stored upload holds: its header row, its delimiter and its first
 rows as they will be read."""
 
+import codecs
 import csv
 import io
 import re
@@ -120,7 +121,8 @@ def _shorten(cell: str) -> str:
 def _decode_sample(sample: bytes, encoding: str, *, whole: bool) -> str:
     if not whole:
         sample = sample[: sample.rfind(b"\n") + 1] or sample  # whole lines only
-    text = sample.decode(encoding, errors="replace")
+    # A UTF-8 BOM before a code page's letters, too (some exports write one).
+    text = sample.removeprefix(codecs.BOM_UTF8).decode(encoding, errors="replace")
     return text.removeprefix("\ufeff")
 
 

@@ -248,7 +248,7 @@ class LineSource:
     def _decode(self, raw: bytes, start: int) -> str:
         if self.first:
             self.first = False
-            if self.encoding == "utf-8" and raw.startswith(codecs.BOM_UTF8):
+            if raw.startswith(codecs.BOM_UTF8):  # before a code page's letters, too (some exports write one)
                 raw, start = raw[len(codecs.BOM_UTF8) :], start + len(codecs.BOM_UTF8)
         try:
             text = raw.decode(self.encoding)

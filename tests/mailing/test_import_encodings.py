@@ -84,6 +84,8 @@ def written(text: str, how: str) -> bytes:
         return unicodedata.normalize("NFD", text).encode()
     if how == "utf-8-bom":
         return codecs.BOM_UTF8 + text.encode()
+    if how.startswith("bom+"):  # a UTF-8 BOM, then a code page (a CRM's export "with BOM for Excel")
+        return codecs.BOM_UTF8 + written(text, how.removeprefix("bom+"))
     return text.encode(how)
 
 
@@ -136,6 +138,10 @@ CASES = [
     ("vi", "utf-8-bom", "utf-8"),
     ("ru", "utf-16-le", "utf-8"),  # Excel's "Unicode Text" without its BOM
     ("vi", "utf-16-be", "utf-8"),
+    # The BOM is no evidence: the letters after it are in a code page.
+    ("ru", "bom+cp1251", "cp1251"),
+    ("uk", "bom+koi8_u", "koi8_u"),
+    ("vi", "bom+cp1258", "cp1258"),
 ]
 
 
