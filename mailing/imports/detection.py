@@ -3,6 +3,7 @@
 
 import codecs
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import BinaryIO
@@ -13,12 +14,15 @@ from django.utils.translation import gettext as _
 from . import code_pages
 from .limits import CHUNK_BYTES
 
+NOT_ASCII = re.compile(rb"[\x80-\xff]")
+
 
 def _detect_encoding(f: BinaryIO) -> str:
-    """UTF-8 (with or without a BOM) when the file's first non-ASCII bytes
-    after a BOM are valid UTF-8, else the 8-bit encoding whose reading makes the most
-    likely text (code_pages). A UTF-8 file with a stray bad byte later
-    on stays UTF-8: that row is rejected, the rest is not garbled."""
+    """UTF-8 (with or without a BOM) when the file's first line with
+    non-ASCII bytes after a BOM is valid UTF-8, else the 8-bit encoding
+    whose reading makes the most likely text (code_pages). A UTF-8 file
+    with a stray bad byte later on stays UTF-8: that row is rejected, the
+    rest is not garbled."""
     head = f.read(4)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
@@ -31,7 +35,7 @@ def _detect_encoding(f: BinaryIO) -> str:
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            if not exc.object[: exc.start].isascii():
+            if _first_non_ascii_line_valid(exc.object[: exc.start]):
                 return "utf-8"
             return code_pages.legacy_encoding(f, chunk_bytes=CHUNK_BYTES)
         code_pages.refuse_binary(chunk, offset)
@@ -39,6 +43,16 @@ def _detect_encoding(f: BinaryIO) -> str:
             return "utf-8"
         offset += len(chunk)
     return "utf-8"
+
+
+def _first_non_ascii_line_valid(valid: bytes) -> bool:
+    """Whether the bytes before the first invalid one hold a whole line with
+    non-ASCII characters. Two letters of a code page are often one UTF-8
+    character (Windows-1251's "Віктор" starts with "³" in UTF-8, "Пётр"
+    with "ϸ"), the bytes after them invalid: the evidence is the first line
+    with non-ASCII bytes, not its first character."""
+    first = NOT_ASCII.search(valid)
+    return first is not None and b"\n" in valid[first.start() :]
 
 
 def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:

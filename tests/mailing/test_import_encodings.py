@@ -173,6 +173,33 @@ def test_ascii_and_one_cyrillic_word(alice, tenant_a, django_capture_on_commit_c
     assert stored(tenant_a) == {"john.smith@example.com": ("John Smith", "", {"city": "Москва"})}
 
 
+@pytest.mark.parametrize(
+    ("name", "city"),
+    [
+        pytest.param("Віктор", "Рівне", id="Viktor"),  # starts C2 B3 in Windows-1251, UTF-8's "³"
+        pytest.param("Лідія", "Ніжин", id="Lidiya"),  # "Лі" CB B3, UTF-8's "˳"
+        pytest.param("Пётр", "Тверь", id="Pyotr"),  # "Пё" CF B8, UTF-8's "ϸ"
+        pytest.param("ФЁДОР", "Ёлки", id="FYODOR"),  # "ФЁ" D4 A8, UTF-8's "Ԩ"
+    ],
+)
+def test_a_windows_1251_word_whose_first_two_letters_are_a_utf8_character(
+    alice, tenant_a, django_capture_on_commit_callbacks, name, city
+):
+    """A capital and a Ukrainian i, "ё" or "Ё" after it are two bytes that
+    make one valid UTF-8 character: the file was read as UTF-8 with a
+    damaged row, every row rejected. The first line with non-ASCII bytes is
+    the evidence, and it is no UTF-8."""
+    text = f"email,name,city\r\nv@example.ua,{name},{city}\r\no@example.ua,Олена,Київ\r\n"
+    imp, _ = import_through_the_pages(
+        alice, text.encode("cp1251"), django_capture_on_commit_callbacks, ["email", "first_name", "new"]
+    )
+    assert imp.encoding == "cp1251"
+    assert stored(tenant_a) == {
+        "v@example.ua": (name, "", {"city": city}),
+        "o@example.ua": ("Олена", "", {"city": "Київ"}),
+    }
+
+
 @pytest.mark.parametrize("codec", ["cp1251", "koi8_r", "cp866", "mac_cyrillic"])
 def test_latin_and_cyrillic_mixed_in_names_and_companies(alice, tenant_a, django_capture_on_commit_callbacks, codec):
     """Latin words next to Russian ones, and a Russian word typed with a
