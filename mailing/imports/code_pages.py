@@ -17,9 +17,11 @@ KOI8-R and KOI8-U, CP866 (DOS, 1C), Mac Cyrillic, and Windows-1258
    Vietnamese word with two tone marks ("Èâàí", Russian read as
    Windows-1258), a symbol inside a word but an apostrophe or a dash
    ("M№ller"), a box-drawing character (KOI8 or DOS read as another), a
-   non-ASCII character in an address (8-bit files predate Unicode
-   addresses: it is a damaged byte in any reading), and a token made of
-   pairs the language (almost) never writes. A reading with more than a
+   non-ASCII character in an address of an ASCII domain (a damaged byte
+   in any reading: a mailbox of a Latin domain is Latin), and a token made
+   of pairs the language (almost) never writes. An international domain's
+   letters are weighed as words: Excel on a Russian Windows writes "CSV" in
+   Windows-1251 today, and "info@компания.рф" is an address we mail. A reading with more than a
    tenth of odd tokens is out (a foreign name or a typo is allowed).
 3. Of the readings left, the likeliest wins: each pair of characters in its
    tokens is weighed by how often it comes in the language (letter_pairs,
@@ -223,7 +225,7 @@ def _weigh(text: str, language: str, evidence: Evidence, lines: int) -> None:
             start -= 1
         evidence.items += 1
         match = TOKEN.match(text, start, start + LONGEST_WORD + 1)  # no further: the regex is slow on a long run
-        # "²" alone makes no token; an address's non-ASCII byte is damage (8-bit encodings predate Unicode addresses)
+        # "²" alone makes no token; a non-ASCII byte in an address of an ASCII domain is damage
         if (
             match is None
             or match.end() - match.start() > LONGEST_WORD  # whether the walk back stopped at the floor or not
@@ -237,9 +239,11 @@ def _weigh(text: str, language: str, evidence: Evidence, lines: int) -> None:
 
 
 def _in_address(text: str, match: re.Match) -> bool:
+    """Whether the token is in an address whose domain is ASCII."""
     before = ADDRESS_EDGE.split(text[max(0, match.start() - 256) : match.start()])[-1]
     after = ADDRESS_EDGE.split(text[match.end() : match.end() + 256], maxsplit=1)[0]
-    return "@" in before or "@" in after
+    address = before + match.group() + after
+    return "@" in address and address.rsplit("@", 1)[1].isascii()
 
 
 def _plausible(token: str, language: str, evidence: Evidence) -> bool:
