@@ -83,6 +83,8 @@ NON_ASCII = re.compile(r"[^\x00-\x7f\s]")
 # walked back to its start, matched to its end nor weighed pair by pair (one
 # 5 MB "word" held a request for seconds); the rest of it is more such tokens.
 LONGEST_WORD = 64
+# The bytes of a word in every reading: ASCII letters and the 8-bit half.
+WORD_AT_END = re.compile(rb"[A-Za-z\x80-\xff]+\Z")
 # A token: letters and non-ASCII symbols, no space, digit or ASCII
 # punctuation (a cell's delimiter, an address's "@"); "«Ромашка»" is one.
 TOKEN_CHAR = re.compile(r"[^\W\d_]|[^\x00-\x7f\w\s]")
@@ -169,25 +171,40 @@ def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
     offset, lines = f.tell(), 0
     koi8_u = False
+    tail = b""  # a word the last chunk's end cut, weighed with the rest of it
     while chunk := f.read(chunk_bytes):
         koi8_u = koi8_u or bool(KOI8_U_ONLY.search(chunk))
+        piece = tail + chunk
+        cut = _last_word(piece)
         for codec, seen in evidence.items():
             try:
-                text = chunk.decode(codec)
+                text = piece.decode(codec)  # a byte a character: positions in text are in piece
             except UnicodeDecodeError as exc:
-                undefined.setdefault(codec, (chunk[exc.start], offset + exc.start))
+                undefined.setdefault(codec, (piece[exc.start], offset - len(tail) + exc.start))
                 continue
             if codec == "cp1251":  # a start with 0x98, never Windows-1251, is refused naming the byte
                 refuse_binary(chunk, offset)
             if codec not in undefined and seen.items < EVIDENCE_ITEMS:
-                _weigh(text, READINGS[codec][0], seen, lines)
+                _weigh(text[:cut], READINGS[codec][0], seen, lines)
         offset += len(chunk)
         lines += chunk.count(b"\n")
+        tail = piece[cut:]
+    for codec, seen in evidence.items():
+        if codec not in undefined and seen.items < EVIDENCE_ITEMS:
+            _weigh(tail.decode(codec), READINGS[codec][0], seen, lines)
     left = [codec for codec, seen in evidence.items() if codec not in undefined and seen.acceptable]
     if not left:
         _refuse(evidence, undefined)
     best = max(left, key=lambda codec: (evidence[codec].score(READINGS[codec][1]), -list(READINGS).index(codec)))
     return "koi8_r" if best == "koi8_u" and not koi8_u else best
+
+
+def _last_word(piece: bytes) -> int:
+    """Where the word at the end of `piece` starts, if it has one no longer
+    than LONGEST_WORD: the next chunk may hold the rest of it (Windows-1258's
+    "ễ" is "ê" and a combining tilde, a tilde alone is odd)."""
+    found = WORD_AT_END.search(piece, max(0, len(piece) - LONGEST_WORD))
+    return found.start() if found else len(piece)
 
 
 def _refuse(evidence: dict[str, Evidence], undefined: dict[str, tuple[int, int]]) -> NoReturn:

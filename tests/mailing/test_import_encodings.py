@@ -271,3 +271,23 @@ def test_a_short_vietnamese_file_is_never_read_as_cyrillic_nor_the_other_way(
     assert imp.encoding == encoding
     (value,) = Contact.objects.get(tenant=tenant_a).fields.values()
     assert value == text.split(",")[-1].strip()
+
+
+def test_a_letter_and_its_tone_mark_on_both_sides_of_a_megabyte(alice, tenant_a, django_capture_on_commit_callbacks):
+    """The detection reads a megabyte at a time: Windows-1258's "ễ" of
+    "Nguyễn" ("ê" and the combining tilde) split by its edge left a tilde
+    alone at the start of the next one, odd in Vietnamese, and the file was
+    refused. A word at the edge is weighed whole."""
+    from mailing.imports.limits import CHUNK_BYTES
+
+    last = cp1258("ho@example.vn,Nguyễn Hoàng\r\n")
+    edge = last.index(cp1258("ễ")) + 1  # after the "ê", before the tilde
+    head = b"email,name\r\n"
+    row = b"an@example.vn,Nguyen Van An\r\n"
+    rows = (CHUNK_BYTES - edge - len(head)) // len(row)
+    pad = b"pad@example.vn," + b"x" * (CHUNK_BYTES - edge - len(head) - rows * len(row) - 17) + b"\r\n"
+    content = head + row * rows + pad + last
+    assert content[CHUNK_BYTES - 1 : CHUNK_BYTES + 1] == cp1258("ễ")
+    imp, _ = import_through_the_pages(alice, content, django_capture_on_commit_callbacks, ["email", "first_name"])
+    assert imp.encoding == "cp1258"
+    assert Contact.objects.get(tenant=tenant_a, email="ho@example.vn").first_name == "Nguyễn Hoàng"
