@@ -21,8 +21,9 @@ def _detect_encoding(f: BinaryIO) -> str:
     """UTF-8 (with or without a BOM) when the file's first line with
     non-ASCII bytes after a BOM is valid UTF-8, else the 8-bit encoding
     whose reading makes the most likely text (code_pages). A UTF-8 file
-    with a stray bad byte later on stays UTF-8: that row is rejected, the
-    rest is not garbled."""
+    with a stray bad byte later on stays UTF-8 (in its first line of
+    letters too, when no code page reads the file): that row is rejected,
+    the rest is not garbled."""
     head = f.read(4)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
@@ -35,9 +36,15 @@ def _detect_encoding(f: BinaryIO) -> str:
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
-            if _first_non_ascii_line_valid(exc.object[: exc.start]):
+            valid = exc.object[: exc.start]
+            if _first_non_ascii_line_valid(valid):
                 return "utf-8"
-            return code_pages.legacy_encoding(f, chunk_bytes=CHUNK_BYTES)
+            try:
+                return code_pages.legacy_encoding(f, chunk_bytes=CHUNK_BYTES)
+            except ValidationError:
+                if valid.isascii():
+                    raise
+                return "utf-8"  # no code page reads it, its first character is UTF-8: that line is damaged
         code_pages.refuse_binary(chunk, offset)
         if not text.isascii():
             return "utf-8"

@@ -340,6 +340,22 @@ def test_broken_utf8_and_nul_bytes_mid_file_reject_only_their_rows(alice, tenant
     assert Contact.objects.get(email="ok@example.com").first_name == "Ок"
 
 
+def test_utf8_whose_first_line_of_letters_is_damaged_rejects_that_row_alone(
+    alice, tenant_a, django_capture_on_commit_callbacks
+):
+    """The first line with non-ASCII bytes is the evidence for UTF-8 (a
+    code page's "Віктор" starts with a UTF-8 character); where it is
+    damaged and no code page reads the file either, its first character
+    settles UTF-8, as before, and the line is one damaged row."""
+    content = "email,name\nbad@example.ru,Иван".encode() + b"\xff\n" + "ok@example.ru,Ольга Шишкина\n".encode()
+    imp, _ = import_file(alice, content, django_capture_on_commit_callbacks)
+    assert imp.encoding == "utf-8"
+    assert [reason for _, reason in rejections(imp)] == [
+        f"Invalid bytes for UTF-8 at byte {content.index(0xFF)} of the file."
+    ]
+    assert Contact.objects.get(tenant=tenant_a).first_name == "Ольга Шишкина"
+
+
 # ---------- Half valid ----------
 
 
