@@ -15,6 +15,7 @@ from . import code_pages
 from .limits import CHUNK_BYTES
 
 NOT_ASCII = re.compile(rb"[\x80-\xff]")
+NON_ASCII_TEXT = re.compile(r"[^\x00-\x7f]")
 
 
 def _detect_encoding(f: BinaryIO) -> str:
@@ -32,22 +33,27 @@ def _detect_encoding(f: BinaryIO) -> str:
     f.seek(len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0)
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = f.tell()
+    letters = False  # the first line of letters began in an earlier chunk, valid so far
     while chunk := f.read(CHUNK_BYTES):
         try:
             text = decoder.decode(chunk)
         except UnicodeDecodeError as exc:
             valid = exc.object[: exc.start]
-            if _first_non_ascii_line_valid(valid):
+            if b"\n" in valid if letters else _first_non_ascii_line_valid(valid):
                 return "utf-8"
             try:
                 return code_pages.legacy_encoding(f, chunk_bytes=CHUNK_BYTES)
             except ValidationError:
-                if valid.isascii():
+                if valid.isascii() and not letters:
                     raise
                 return "utf-8"  # no code page reads it, its first character is UTF-8: that line is damaged
         code_pages.refuse_binary(chunk, offset)
-        if not text.isascii():
+        if letters and "\n" in text:
             return "utf-8"
+        if not letters and (first := NON_ASCII_TEXT.search(text)):
+            if "\n" in text[first.start() :]:
+                return "utf-8"
+            letters = True  # the line goes on in the next chunk
         offset += len(chunk)
     return "utf-8"
 

@@ -284,10 +284,30 @@ def test_a_letter_and_its_tone_mark_on_both_sides_of_a_megabyte(alice, tenant_a,
     edge = last.index(cp1258("ễ")) + 1  # after the "ê", before the tilde
     head = b"email,name\r\n"
     row = b"an@example.vn,Nguyen Van An\r\n"
-    rows = (CHUNK_BYTES - edge - len(head)) // len(row)
+    rows = (CHUNK_BYTES - edge - len(head) - 17) // len(row)  # room for the pad row's 17 bytes
     pad = b"pad@example.vn," + b"x" * (CHUNK_BYTES - edge - len(head) - rows * len(row) - 17) + b"\r\n"
     content = head + row * rows + pad + last
     assert content[CHUNK_BYTES - 1 : CHUNK_BYTES + 1] == cp1258("ễ")
     imp, _ = import_through_the_pages(alice, content, django_capture_on_commit_callbacks, ["email", "first_name"])
     assert imp.encoding == "cp1258"
     assert Contact.objects.get(tenant=tenant_a, email="ho@example.vn").first_name == "Nguyễn Hoàng"
+
+
+def test_a_first_line_of_letters_cut_by_the_edge_of_a_megabyte(alice, tenant_a, django_capture_on_commit_callbacks):
+    """The UTF-8 check reads a megabyte at a time too: Windows-1251's
+    "Віктор", whose first two letters are one UTF-8 character, cut after
+    them by the end of the first megabyte, settled UTF-8 before the rest of
+    its line was read."""
+    from mailing.imports.limits import CHUNK_BYTES
+
+    last = "v@example.ua,Віктор\r\n".encode("cp1251")
+    edge = last.index("Ві".encode("cp1251")) + 2
+    head = b"email,name\r\n"
+    row = b"an@example.ua,Ann\r\n"
+    rows = (CHUNK_BYTES - edge - len(head) - 17) // len(row)  # room for the pad row's 17 bytes
+    pad = b"pad@example.ua," + b"x" * (CHUNK_BYTES - edge - len(head) - rows * len(row) - 17) + b"\r\n"
+    content = head + row * rows + pad + last
+    assert content[CHUNK_BYTES - 2 : CHUNK_BYTES + 1] == "Вік".encode("cp1251")
+    imp, _ = import_through_the_pages(alice, content, django_capture_on_commit_callbacks, ["email", "first_name"])
+    assert imp.encoding == "cp1251"
+    assert Contact.objects.get(tenant=tenant_a, email="v@example.ua").first_name == "Віктор"
