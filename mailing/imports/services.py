@@ -117,6 +117,7 @@ def import_reread(*, contact_import: ContactImport, encoding: str) -> ContactImp
     has no character for a byte of the file."""
     if encoding not in code_pages.NAMES:
         raise ValidationError(_("Choose one of the encodings offered."), code="encoding")
+    gone = ValidationError(_("The uploaded file is gone. Upload it again."), code="gone")
     path = Path(contact_import.file_path)
     try:
         if path.resolve().parent != imports_dir().resolve():
@@ -124,7 +125,7 @@ def import_reread(*, contact_import: ContactImport, encoding: str) -> ContactImp
         with path.open("rb") as f:
             offset = unreadable_byte(f, encoding)
     except OSError as exc:
-        raise ValidationError(_("The uploaded file is gone. Upload it again."), code="gone") from exc
+        raise gone from exc
     if offset is not None:
         raise ValidationError(
             _(
@@ -134,9 +135,14 @@ def import_reread(*, contact_import: ContactImport, encoding: str) -> ContactImp
             % {"encoding": code_pages.NAMES[encoding], "offset": offset},
             code="unreadable",
         )
-    facts = inspect_file(path, encoding=encoding)  # the upload's checks, in this reading
+    try:
+        facts = inspect_file(path, encoding=encoding)  # the upload's checks, in this reading
+    except OSError as exc:  # discarded (in another tab, or the hourly clean-up) since
+        raise gone from exc
     with transaction.atomic():
-        imp = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
+        imp = ContactImport.objects.select_for_update().filter(pk=contact_import.pk).first()
+        if imp is None:  # discarded since: the file went first
+            raise gone
         if imp.status != Status.UPLOADED:
             raise ValidationError(_("This import has already started."), code="started")
         imp.encoding, imp.delimiter, imp.header = facts.encoding, facts.delimiter, facts.header

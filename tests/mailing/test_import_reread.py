@@ -191,6 +191,17 @@ def test_an_import_that_started_is_not_read_again(alice):
     assert ContactImport.objects.get(pk=imp.pk).encoding == "cp1251"
 
 
+def test_an_import_discarded_while_it_is_read_again_is_gone_not_an_error(alice):
+    """Read again in one tab, Discard (or the hourly clean-up) in another:
+    the page had the import, the reading found the file, and the row was
+    gone when it came to be saved (DoesNotExist, a 500)."""
+    imp = uploaded(alice, MAC_HEADER_ASCII)
+    ContactImport.objects.filter(pk=imp.pk).delete()  # as import_discard does, after the file
+    with pytest.raises(ValidationError) as refused:
+        services.import_reread(contact_import=imp, encoding="mac_cyrillic")
+    assert refused.value.code == "gone"
+
+
 def test_only_the_imports_tenant_reads_it_again(alice, bob, charlie, tenant_a):
     imp = uploaded(alice, MAC_HEADER_ASCII)
     data = {"col_0": "email", "encoding": "mac_cyrillic", "reread": "1"}
