@@ -74,7 +74,10 @@ def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:
     byte after valid non-ASCII text is a damaged row, which the import
     rejects alone, not a file in another encoding."""
     decoder = codecs.getincrementaldecoder(encoding)()
-    offset, non_ascii = 0, False
+    # A BOM is no text: the runner skips it in any encoding.
+    offset = len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+    f.seek(offset)
+    non_ascii = False
     while True:
         chunk = f.read(CHUNK_BYTES)
         try:
