@@ -20,9 +20,10 @@ KOI8-R and KOI8-U, CP866 (DOS, 1C), Mac Cyrillic, and Windows-1258
    non-ASCII character in an address of an ASCII domain (a damaged byte
    in any reading: a mailbox of a Latin domain is Latin), and a token made
    of pairs the language (almost) never writes. An international domain's
-   letters are weighed as words: Excel on a Russian Windows writes "CSV" in
-   Windows-1251 today, and "info@компания.рф" is an address we mail. A reading with more than a
-   tenth of odd tokens is out (a foreign name or a typo is allowed).
+   letters are weighed as words: Excel on a Russian Windows writes "CSV"
+   in Windows-1251 today, and "info@компания.рф" is an address we mail. A
+   reading with more than a tenth of odd tokens is out (a foreign name or a
+   typo is allowed).
 3. Of the readings left, the likeliest wins: each pair of characters in its
    tokens is weighed by how often it comes in the language (letter_pairs,
    counted from our translations, Django's, and names, companies and
