@@ -160,7 +160,9 @@ def import_start(
 ) -> ContactImport:
     """Fix the mapping and the target list and queue the import. In
     `columns` a value "new" makes a custom field named after the header."""
-    imp = ContactImport.objects.select_for_update().get(pk=contact_import.pk)
+    imp = ContactImport.objects.select_for_update().filter(pk=contact_import.pk).first()
+    if imp is None:  # discarded since (in another tab, or the hourly clean-up)
+        raise ValidationError(_("The uploaded file is gone. Upload it again."), code="gone")
     if imp.status != Status.UPLOADED:
         raise ValidationError(_("This import has already started."))
     mapping = {str(i): _resolve_target(imp, i, target) for i, target in columns.items() if 0 <= i < len(imp.header)}

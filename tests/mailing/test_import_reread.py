@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 from django.urls import reverse
 
 from accounts import services as account_services
@@ -202,6 +203,17 @@ def test_an_import_discarded_while_it_is_read_again_is_gone_not_an_error(alice):
     ContactImport.objects.filter(pk=imp.pk).delete()  # as import_discard does, after the file
     with pytest.raises(ValidationError) as refused:
         services.import_reread(contact_import=imp, encoding="mac_cyrillic")
+    assert refused.value.code == "gone"
+
+
+def test_an_import_discarded_while_it_is_started_is_gone_not_an_error(alice):
+    """Import pressed in one tab, Discard (or the hourly clean-up) in another:
+    the page had the import and the row was gone when it came to be locked
+    (DoesNotExist, a 500)."""
+    imp = uploaded(alice, MAC_HEADER_ASCII)
+    ContactImport.objects.filter(pk=imp.pk).delete()
+    with pytest.raises(ValidationError) as refused, transaction.atomic():
+        services.import_start(contact_import=imp, columns={0: "email"}, contact_list=None, new_list_name="L")
     assert refused.value.code == "gone"
 
 
