@@ -298,6 +298,25 @@ def test_a_file_made_to_slow_the_encoding_detection_is_answered_at_once(alice, s
     assert elapsed < 3, f"{elapsed:.1f} s to answer a {len(body) / MB:.0f} MB upload"
 
 
+def test_the_delimiter_guess_reads_a_few_kilobytes_of_a_file_made_to_slow_it(alice, monkeypatch):
+    """csv.Sniffer's quote pattern scans ahead from every delimiter and
+    quote for their closing pair: 16 KB of ",'x" (which never closes) took
+    about a second of the request's CPU, at each upload and each Read again.
+    It reads the first 4 KB (whole lines where there are some): a sixteenth
+    of the work, and still tens of rows of a real file."""
+    seen: list[int] = []
+    sniff = csv.Sniffer.sniff
+
+    def counted(self, sample, delimiters=None):
+        seen.append(len(sample))
+        return sniff(self, sample, delimiters)
+
+    monkeypatch.setattr(csv.Sniffer, "sniff", counted)
+    response = upload(alice, b"email,name;note\n" + b",'x" * 20_000)
+    assert response.status_code in (302, 400)
+    assert seen and max(seen) <= 4096, seen
+
+
 @pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
 def test_utf16_without_a_bom_is_read_as_utf16(alice, tenant_a, codec, django_capture_on_commit_callbacks):
     content = "email,имя\nann@example.com,Анна\n".encode(codec)
