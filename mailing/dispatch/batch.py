@@ -445,9 +445,9 @@ class Batch:
         try:
             # Before the letter is made: a sender-side address its making
             # would refuse is the sender's problem too.
-            check_sender_side(client, self.sender_side)
+            utf8 = check_sender_side(client, self.sender_side)
             data = self._wire(letter)
-            commands = [] if sent else self._envelope(client, letter, data)
+            commands = [] if sent else self._envelope(client, letter, data, utf8=utf8)
         except SoftTimeLimitExceeded:
             raise  # the task's own limit: the batch ends and gives the rest back
         except SenderSideRefused as exc:
@@ -473,7 +473,7 @@ class Batch:
             return True
         release_session()
         # Before the deadline: making the next letter for its SIZE is our time.
-        then = self._then(client, following) if early and following is not None else None
+        then = self._then(client, following, utf8=utf8) if early and following is not None else None
         # The whole exchange, however the server dribbles its replies.
         client.deadline_in(settings.DISPATCH_SMTP_TIMEOUT)
         started = time.monotonic()
@@ -539,13 +539,14 @@ class Batch:
             if progress.then_sent:
                 self.early, self.early_chunk = following, self.chunks[-1]
 
-    def _envelope(self, client: PinnedSMTPClient, letter: Letter, data: bytes | None) -> list[bytes]:
-        """`data`, the letter's bytes, for a server that offers SIZE."""
+    def _envelope(self, client: PinnedSMTPClient, letter: Letter, data: bytes | None, *, utf8: bool) -> list[bytes]:
+        """`data`, the letter's bytes, for a server that offers SIZE; `utf8`,
+        whether the sender side needs SMTPUTF8 (check_sender_side)."""
         sender = envelope_sender(self.route, letter.public_id)
         size = None if data is None else wire_size(data)
-        return envelope(client, sender, letter.email, sender_side=self.sender_side, size=size)
+        return envelope(client, sender, letter.email, utf8=utf8, size=size)
 
-    def _then(self, client: PinnedSMTPClient, following: Letter) -> list[bytes] | None:
+    def _then(self, client: PinnedSMTPClient, following: Letter, *, utf8: bool) -> list[bytes] | None:
         """The next letter's envelope, to go with this one's final dot; None
         when it cannot be made, or the letter cannot go (its own turn says
         why); None without PIPELINING, where it could not go. Its SIZE needs
@@ -554,7 +555,8 @@ class Batch:
         if not pipelines(client):
             return None
         try:
-            return self._envelope(client, following, self._made(following) if offers_size(client) else None)
+            data = self._made(following) if offers_size(client) else None
+            return self._envelope(client, following, data, utf8=utf8)
         except Exception:
             return None
 

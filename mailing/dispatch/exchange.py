@@ -19,12 +19,12 @@ dot, as smtplib.sendmail does, with five differences:
 
 import smtplib
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 
 from servers.connections import PinnedSMTPClient
 from servers.errors import server_words
-from servers.wire import Role, check_sender_side, utf8_options, wire_address
+from servers.wire import utf8_options, wire_address
 
 from .recorder import Recorder, RecordingFailed
 from .replies import Stage
@@ -72,18 +72,17 @@ def envelope(
     sender: str,
     recipient: str,
     *,
-    sender_side: Sequence[tuple[str, Role]] = (),
+    utf8: bool = False,
     size: int | None = None,
 ) -> list[bytes]:
-    """The MAIL, RCPT and DATA commands; SenderNeedsSmtpUtf8 when this
-    server cannot take the sender side (`sender_side`: the envelope
-    sender's address untagged, the From and the Reply-To, with their
-    roles), checked first: it is the server's problem, whatever the
-    recipient; UnsendableAddress when it cannot take this recipient;
-    TooBig when it cannot take a letter of `size` (wire_size)."""
-    sides_utf8 = check_sender_side(client, sender_side)
+    """The MAIL, RCPT and DATA commands; UnsendableAddress when this server
+    cannot take this recipient, TooBig when it cannot take a letter of
+    `size` (wire_size). `utf8`: a sender-side mailbox (the envelope
+    sender, From, Reply-To) is not ASCII, as servers.wire.check_sender_side
+    found it, once a letter, before the letter was made (where the server
+    lacks SMTPUTF8 that is the server's problem, not this recipient's)."""
     mail, rcpt = wire_address(sender), wire_address(recipient)
-    parameters = utf8_options(client, mail.utf8 or rcpt.utf8 or sides_utf8) + size_options(client, size)
+    parameters = utf8_options(client, mail.utf8 or rcpt.utf8 or utf8) + size_options(client, size)
     options = "".join(f" {option}" for option in parameters)
     return [
         b"MAIL FROM:<" + mail.text.encode() + b">" + options.encode(),
