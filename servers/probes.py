@@ -113,10 +113,11 @@ def smtp_probe(
 
 
 def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_to: str) -> None:
-    for address, role in sender_side(server):
+    sides = sender_side(server)
+    for address, role in sides:
         if reason := idna_refusal(address):  # through any server: before the SMTPUTF8 step
             raise SenderUnsendable(address, role, reason)
-    if sides := [side for side in sender_side(server) if needs_smtputf8(side[0])]:
+    if sides := [side for side in sides if needs_smtputf8(side[0])]:
         # Up front, as the dispatcher judges it: a mailing's every letter
         # would wait on this server, not just the test letter's.
         with run.step(_("International sender addresses (SMTPUTF8)")) as step:
