@@ -162,15 +162,23 @@ def _model(language: str) -> LetterPairs:
     return LetterPairs(getattr(letter_pairs, language.upper()))
 
 
+def past_bom(f: BinaryIO) -> int:
+    """Puts `f` at its start, past a UTF-8 BOM if it has one, and returns
+    that offset: a BOM is no evidence of an encoding nor text (some exports
+    write one, then a code page's letters)."""
+    f.seek(0)
+    offset = len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+    f.seek(offset)
+    return offset
+
+
 def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     """The encoding whose reading of `f` is likeliest text (see the module's
     docstring); else the file is refused, naming the first line that reads
     as none of them."""
-    f.seek(0)
-    f.seek(len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0)  # no evidence
     evidence = {codec: Evidence() for codec in READINGS}
     undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
-    offset, lines = f.tell(), 0
+    offset, lines = past_bom(f), 0
     koi8_u = False
     tail = b""  # a word the last chunk's end cut, weighed with the rest of it
     while chunk := f.read(chunk_bytes):

@@ -29,10 +29,8 @@ def _detect_encoding(f: BinaryIO) -> str:
     if head.startswith(b"PK\x03\x04") or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise ValidationError(_("This is an Excel workbook, not a CSV file. In Excel choose Save As → “CSV UTF-8”."))
     # A UTF-8 BOM is no evidence: some exports write one, then a code page.
-    f.seek(0)
-    f.seek(len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0)
+    offset = code_pages.past_bom(f)
     decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = f.tell()
     letters = False  # the first line of letters began in an earlier chunk, valid so far
     while chunk := f.read(CHUNK_BYTES):
         try:
@@ -74,9 +72,7 @@ def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:
     byte after valid non-ASCII text is a damaged row, which the import
     rejects alone, not a file in another encoding."""
     decoder = codecs.getincrementaldecoder(encoding)()
-    # A BOM is no text: the runner skips it in any encoding.
-    offset = len(codecs.BOM_UTF8) if f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
-    f.seek(offset)
+    offset = code_pages.past_bom(f)  # a BOM is no text: the runner skips it in any encoding
     non_ascii = False
     while True:
         chunk = f.read(CHUNK_BYTES)
