@@ -130,13 +130,15 @@ def answer(pgconn: Any, *, block: bool = True, encoding: str | None = None) -> A
     """The statement's result, or the error it holds raised (in the
     session's `encoding`; by default the thread's Django session's). Not
     `block`ing: None while it has not come."""
-    if not block:
-        pgconn.consume_input()
-        if pgconn.is_busy():
-            return None
+    pgconn.consume_input()  # what came so far
+    if not block and pgconn.is_busy():
+        return None
     result = None
     while True:  # every result until None; get_result() would block while busy
-        pgconn.consume_input()
+        # The socket is read again only while libpq lacks a whole result:
+        # reading it after each result cost two system calls a letter that
+        # found nothing (each one a hand-over of the interpreter between
+        # conversations).
         while pgconn.is_busy():
             _wait(pgconn, select.POLLIN)
             pgconn.consume_input()
