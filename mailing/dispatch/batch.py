@@ -36,6 +36,7 @@ from .exchange import (
     exchange,
     offers_size,
     pipelines,
+    refuses_size,
     silent,
     wire_size,
 )
@@ -215,6 +216,8 @@ class Batch:
     # False once the server was silent to an envelope that went with a
     # final dot (it drops what came with the dot): each would cost a deadline.
     with_the_dot: bool = True
+    # The server offered SIZE but refused the parameter (exchange.refuses_size).
+    size_refused: bool = False
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -256,6 +259,7 @@ class Batch:
         # The body and the final dot go out in two writes (see exchange):
         # with Nagle's algorithm the dot would wait for the delayed ACK.
         self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.size_refused = self.size_refused  # type: ignore[attr-defined]
         self.refused_in_a_row = self.accepted_here = self.begun_here = 0
         return True
 
@@ -482,6 +486,11 @@ class Batch:
         try:
             reply = self._exchange(client, commands, data, progress, following, sent=sent, then=then)
         except Refusal as exc:
+            if refuses_size(client, exc):
+                log.info("server %s refuses the SIZE it offers: %s", self.server.pk, exc.reply)
+                self.size_refused = True  # the batch's next connections too
+                progress.stage = Stage.MAIL
+                return self._send_one(client, letter, progress, following, early=early)
             if (
                 exc.stage in (Stage.MAIL, Stage.RCPT, Stage.DATA)
                 and self.begun_here > 1

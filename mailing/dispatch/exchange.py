@@ -112,14 +112,31 @@ def announced_size(client: smtplib.SMTP) -> int | None:
 
 
 def size_options(client: smtplib.SMTP, size: int | None) -> list[str]:
-    """MAIL FROM's SIZE parameter where the server offers it; TooBig above
-    its maximum."""
+    """MAIL FROM's SIZE parameter where the server offers it (and did not
+    refuse it on this connection: size_refused); TooBig above its maximum."""
     if size is None or not offers_size(client):
+        return []
+    if getattr(client, "size_refused", False):
         return []
     limit = announced_size(client)
     if limit is not None and size > limit:
         raise TooBig(size, limit)
     return [f"SIZE={size}"]
+
+
+def refuses_size(client: smtplib.SMTP, refusal: "Refusal") -> bool:
+    """The server offered SIZE but refused MAIL FROM for its parameters
+    (555, RFC 5321 §4.2.3: "parameters not recognized or not implemented";
+    some appliances, and servers behind a filter that announces what the
+    server behind it lacks): once a connection, the letter goes again
+    without SIZE (size_refused) rather than the server be taken out as if
+    it refused our sender."""
+    if refusal.stage != Stage.MAIL or refusal.code != 555:
+        return False
+    if not offers_size(client) or getattr(client, "size_refused", False):
+        return False
+    client.size_refused = True  # type: ignore[attr-defined]
+    return True
 
 
 def wire_size(data: bytes) -> int:

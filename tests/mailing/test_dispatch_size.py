@@ -286,3 +286,53 @@ def test_each_letters_size_is_its_own_when_substitution_changes_it(tenant_a, pip
     sizes = [int(o[5:]) for options in handler.options for o in options if o.upper().startswith("SIZE=")]
     received = [len(item.data) for item in handler.received]
     assert sizes == received and len(set(received)) == 5
+
+
+class RefusesTheSizeItOffers(FaultHandler):
+    """Offers SIZE in its EHLO (aiosmtpd does) but refuses the parameter:
+    "555 5.5.4 Unsupported option: SIZE", as appliances do, and servers
+    behind a filter that announces what the server behind it lacks. Counts
+    what it refused, and the letters' connections."""
+
+    refused = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if any(option.upper().startswith("SIZE=") for option in mail_options):
+            self.refused += 1
+            return "555 5.5.4 Unsupported option: SIZE"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_server_refusing_the_size_it_offers_gets_the_letters_without_it(tenant_a, pipelining):
+    """Before the fix the 555 was judged a refusal of our sender: the server
+    was taken out (failing) and no letter went. Now the letter goes again at
+    once without SIZE on the same connection, and so does every letter after
+    it in the batch: one refusal in all, nothing failed, the server well."""
+    handler = RefusesTheSizeItOffers(pipelining=pipelining)
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(4))
+        assert settle(mailing, timezone.now()) == "done"
+    assert statuses(mailing) == dict.fromkeys(emails(4), L.SENT)
+    assert sorted(item.rcpt_tos[0] for item in handler.received) == emails(4)
+    assert handler.refused == 1
+    assert handler.sessions == 1  # the same connection
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+    assert_not_resting(server)
+
+
+def test_a_555_without_size_is_still_a_refusal_of_the_sender(tenant_a):
+    """A 555 said again to the MAIL without SIZE is the server's answer to
+    our sender, judged as before: the retry happens once, never a loop."""
+    handler = FaultHandler()
+    handler.mail_faults = {1: Fault("555", "mail", "555 5.5.4 Unsupported option: SIZE"),
+                           2: Fault("555", "mail", "555 5.5.4 Unsupported option: SIZE")}  # fmt: skip
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(2))
+        settle(mailing, timezone.now())
+    assert handler.mails == 2  # the first MAIL, its one retry without SIZE; then the server is out
+    assert not handler.received
+    server.refresh_from_db()
+    assert server.health == Health.FAILING or server.backoff_until is not None
