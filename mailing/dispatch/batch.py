@@ -34,6 +34,7 @@ from .exchange import (
     abandon,
     envelope,
     exchange,
+    mail_max,
     offers_size,
     pipelines,
     refuses_size,
@@ -218,6 +219,8 @@ class Batch:
     with_the_dot: bool = True
     # The server offered SIZE but refused the parameter (exchange.refuses_size).
     size_refused: bool = False
+    # The letters the server takes a connection, as its EHLO's LIMITS says.
+    mail_max: int | None = None
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -260,6 +263,7 @@ class Batch:
         # with Nagle's algorithm the dot would wait for the delayed ACK.
         self.client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.size_refused = self.size_refused  # type: ignore[attr-defined]
+        self.mail_max = mail_max(self.client)
         self.refused_in_a_row = self.accepted_here = self.begun_here = 0
         return True
 
@@ -346,6 +350,8 @@ class Batch:
                 return  # well before the task's time limit: the rest goes back to the queue
             if self.refused_in_a_row >= RECONNECT_AFTER and not self._reconnect():
                 return
+            if self._at_mail_max(0) and not self._reconnect():
+                return  # the server's LIMITS MAILMAX: a new connection, not its refusal
             if allowed is None and minute_end is None and len(self.letters) - index <= CLAIM_AHEAD:
                 self._ask_for_more()
             self.outcome.tried += 1
@@ -360,6 +366,7 @@ class Batch:
                 and minute_end is None
                 and (allowed is None or allowed > 1)
                 and self.refused_in_a_row + 1 < RECONNECT_AFTER
+                and not self._at_mail_max(1)
             )
             try:
                 go_on = self._send_one(self.client, letter, progress, following, early=early)
@@ -368,6 +375,11 @@ class Batch:
                 self.chunks[-1].handed += progress.handed
             if not go_on or not self._still_connected(more=following is not None):
                 return
+
+    def _at_mail_max(self, ahead: int) -> bool:
+        """The connection's next letter (`ahead` 0), or the one after it
+        (1), would be one more than the server's LIMITS MAILMAX."""
+        return self.mail_max is not None and self.begun_here + ahead >= self.mail_max
 
     def _ask_for_more(self) -> None:
         """Once a claim: the batch's next letters, claimed while its last

@@ -99,6 +99,19 @@ def offers_size(client: smtplib.SMTP) -> bool:
     return client.does_esmtp and client.has_extn("size")
 
 
+def mail_max(client: smtplib.SMTP) -> int | None:
+    """The letters (transactions) the server takes a connection, as its
+    EHLO's LIMITS says (RFC 9422: "LIMITS MAILMAX=1000 RCPTMAX=100", Exim
+    4.95 and later): the batch opens a new connection before it, rather
+    than meet the server's refusal; None when it names none."""
+    words = client.esmtp_features.get("limits", "").split() if client.does_esmtp else []
+    for word in words:
+        name, _, value = word.partition("=")
+        if name.upper() == "MAILMAX" and value.isascii() and value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
 def announced_size(client: smtplib.SMTP) -> int | None:
     """The largest letter the server takes, as its EHLO says ("SIZE
     10240000"); None when it names none ("SIZE" alone, or "SIZE 0": no

@@ -169,3 +169,57 @@ def test_the_cap_said_after_the_message_is_judged_as_any_refusal_there(pipelinin
     assert limits.window_usage([server], tenant_a, now)[server.pk].day_used == handler.handed
     server.refresh_from_db()
     assert server.backoff_until > now
+
+
+class AnnouncesItsCap(FaultHandler):
+    """Says its cap in its EHLO, as Exim 4.95 and later do (RFC 9422:
+    "LIMITS MAILMAX=3 RCPTMAX=50"), and refuses one letter more as before."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [*responses[:-1], f"250-LIMITS RCPTMAX=50 MAILMAX={self.cap}", responses[-1]]
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_server_announcing_its_cap_gets_a_new_connection_before_it(pipelining, tenant_a, dispatching):
+    """Before the fix the LIMITS line was not read: every fourth letter met
+    the server's refusal first (a round trip, and a refusal in its log for
+    each connection). Now the batch opens a new connection after MAILMAX
+    letters, its next envelope never riding the last dot of a connection."""
+    fault = Fault("cap", "mail", "421 too many messages in this connection", close=True)
+    handler = AnnouncesItsCap(pipelining=pipelining, cap=CAP, cap_fault=fault)
+    emails = [f"c{i:02d}@x.test" for i in range(LETTERS)]
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start_mailing(tenant_a, [server], emails)
+        assert settle(mailing, timezone.now()) == "done"
+    letters = list(Letter.objects.filter(mailing=mailing))
+    assert {(le.status, le.attempts) for le in letters} == {(L.SENT, 1)}
+    assert sorted(handler.accepted) == sorted(message_id(le) for le in letters)
+    assert handler.played == []  # the cap was never said
+    assert handler.mails == LETTERS
+    assert handler.sessions == handler.quits == math.ceil(LETTERS / CAP)
+    assert_not_resting(server)
+
+
+@pytest.mark.parametrize(
+    "limits, expected",
+    [
+        ("MAILMAX=1000 RCPTMAX=100", 1000),
+        ("rcptmax=5 mailmax=7", 7),  # any order, any case
+        ("RCPTMAX=100 RCPTDOMAINMAX=10", None),  # no MAILMAX
+        ("MAILMAX=0", None),  # no cap at all
+        ("MAILMAX=", None),
+        ("MAILMAX=²", None),  # a digit to isdigit(), not to int()
+        ("MAILMAX=-3", None),
+        ("", None),
+    ],
+)
+def test_the_limits_keyword_is_read_as_rfc_9422_writes_it(limits, expected):
+    import smtplib
+
+    from mailing.dispatch.exchange import mail_max
+
+    client = smtplib.SMTP()
+    client.does_esmtp, client.esmtp_features = True, {"limits": limits}
+    assert mail_max(client) == expected
