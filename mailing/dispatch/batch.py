@@ -499,10 +499,7 @@ class Batch:
             reply = self._exchange(client, commands, data, progress, following, sent=sent, then=then)
         except Refusal as exc:
             if refuses_size(client, exc):
-                log.info("server %s refuses the SIZE it offers: %s", self.server.pk, exc.reply)
-                self.size_refused = True  # the batch's next connections too
-                progress.stage = Stage.MAIL
-                return self._send_one(client, letter, progress, following, early=early)
+                return self._without_size(client, letter, progress, following, exc, early=early)
             if (
                 exc.stage in (Stage.MAIL, Stage.RCPT, Stage.DATA)
                 and self.begun_here > 1
@@ -539,6 +536,29 @@ class Batch:
         self._record(letter, Sent(letter, at=self.clock(), reply=reply))
         self._accepted()
         return True
+
+    def _without_size(
+        self,
+        client: PinnedSMTPClient,
+        letter: Letter,
+        progress: Progress,
+        following: Letter | None,
+        refusal: Refusal,
+        *,
+        early: bool,
+    ) -> bool:
+        """The server offered SIZE but refused the parameter (refuses_size):
+        the letter goes again at once without it, and so do the batch's next
+        letters and connections. On the same connection while it is open;
+        over a new one where the server hung up after its 555 (rset closed
+        it): nothing of the letter reached the server, and a retry on the
+        closed connection would be a lost connection, resting the server."""
+        log.info("server %s refuses the SIZE it offers: %s", self.server.pk, refusal.reply)
+        self.size_refused = True  # the batch's next connections too
+        progress.stage = Stage.MAIL
+        if not client.sock:
+            return self._afresh(letter, progress, following, early=early)
+        return self._send_one(client, letter, progress, following, early=early)
 
     def _exchange(
         self,

@@ -1,0 +1,49 @@
+"""Review of the SIZE-refused retry (555 to MAIL FROM ... SIZE=n) and of
+LIMITS MAILMAX (RFC 9422), as odd real servers play them: one that hangs
+up after its 555, and one that counts every MAIL command against the cap
+it announces, the refused one too (as Exim counts smtp_mailcmd_count)."""
+
+import pytest
+from django.utils import timezone
+
+from mailing.models import Letter
+from tests.reliability.faults import Fault, FaultHandler, fault_server
+from tests.servers.factories import make_server
+
+from .builders import run_until_settled as settle
+from .test_dispatch_real_world import start, statuses
+from .test_dispatch_size import assert_not_resting, emails
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+
+
+class RefusesSizeAndHangsUp(FaultHandler):
+    """Offers SIZE, answers the parameter 555 and hangs up at once, as a
+    filter in front of a server may; without SIZE it takes the letter."""
+
+    refused = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if any(option.upper().startswith("SIZE=") for option in mail_options):
+            self.refused += 1
+            server.hanging_up = True
+            return "555 5.5.4 Unsupported option: SIZE"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_555_and_a_hang_up_sends_the_letter_over_a_new_connection(tenant_a, pipelining):
+    """The retry without SIZE went on the connection the server had closed:
+    the first letter of a connection met "please run connect() first", a
+    lost connection, and the server rested for what was its hang-up after
+    a refusal (rset: the next letter goes over a new connection)."""
+    handler = RefusesSizeAndHangsUp(pipelining=pipelining)
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(3))
+        assert settle(mailing, timezone.now()) == "done"
+    assert statuses(mailing) == dict.fromkeys(emails(3), L.SENT)
+    assert handler.refused == 1
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+    assert_not_resting(server)
