@@ -552,12 +552,18 @@ class Batch:
         letters and connections. On the same connection while it is open;
         over a new one where the server hung up after its 555 (rset closed
         it): nothing of the letter reached the server, and a retry on the
-        closed connection would be a lost connection, resting the server."""
+        closed connection would be a lost connection, resting the server.
+        The refused MAIL counts toward the server's LIMITS MAILMAX (Exim
+        counts every MAIL command): the retry goes over a new connection
+        where it would be one too many, and the next envelope rides its dot
+        only if the connection takes one more (`early` was decided before
+        the refused MAIL counted)."""
         log.info("server %s refuses the SIZE it offers: %s", self.server.pk, refusal.reply)
         self.size_refused = True  # the batch's next connections too
         progress.stage = Stage.MAIL
-        if not client.sock:
+        if not client.sock or self._at_mail_max(0):
             return self._afresh(letter, progress, following, early=early)
+        early = early and not self._at_mail_max(1)
         return self._send_one(client, letter, progress, following, early=early)
 
     def _exchange(

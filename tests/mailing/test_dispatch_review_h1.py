@@ -47,3 +47,45 @@ def test_a_555_and_a_hang_up_sends_the_letter_over_a_new_connection(tenant_a, pi
     assert handler.refused == 1
     assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
     assert_not_resting(server)
+
+
+class CountsEveryMail(FaultHandler):
+    """Announces LIMITS MAILMAX=cap and counts every MAIL command against
+    it, one refused for its SIZE too (Exim's smtp_mailcmd_count); the one
+    over the cap meets cap_fault. Refuses SIZE with 555."""
+
+    refused = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [*responses[:-1], f"250-LIMITS MAILMAX={self.cap}", responses[-1]]
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if any(option.upper().startswith("SIZE=") for option in mail_options):
+            with self.lock:
+                self.refused += 1
+                session.mails = getattr(session, "mails", 0) + 1
+            return "555 5.5.4 Unsupported option: SIZE"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3])
+def test_the_size_retry_counts_toward_mail_max(tenant_a, settings, cap):
+    """begun_here counts the refused MAIL and its retry, but the early
+    envelope was decided before the retry: with MAILMAX=2 the next
+    letter's envelope rode the dot of the connection's last letter (its
+    third MAIL), and with MAILMAX=1 the retry itself was one MAIL too many:
+    the server said its cap, which the batch was to read instead."""
+    settings.DISPATCH_BATCH = 20
+    fault = Fault("cap", "mail", "421 too many messages in this connection", close=True)
+    handler = CountsEveryMail(pipelining=True, cap=cap, cap_fault=fault)
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(5))
+        assert settle(mailing, timezone.now()) == "done"
+    assert statuses(mailing) == dict.fromkeys(emails(5), L.SENT)
+    assert handler.played == []  # the cap was never said
+    assert handler.refused == 1
+    assert handler.handed == 5
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+    assert_not_resting(server)
