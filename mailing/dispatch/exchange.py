@@ -126,14 +126,16 @@ def announced_size(client: smtplib.SMTP) -> int | None:
 
 def size_options(client: smtplib.SMTP, size: int | None) -> list[str]:
     """MAIL FROM's SIZE parameter where the server offers it (and did not
-    refuse it on this connection: size_refused); TooBig above its maximum."""
+    refuse it on this connection: size_refused); TooBig above its maximum,
+    refused parameter or not: the 555 refuses the parameter, not the
+    maximum, and a letter above it would be refused after its whole body."""
     if size is None or not offers_size(client):
-        return []
-    if getattr(client, "size_refused", False):
         return []
     limit = announced_size(client)
     if limit is not None and size > limit:
         raise TooBig(size, limit)
+    if getattr(client, "size_refused", False):
+        return []
     return [f"SIZE={size}"]
 
 

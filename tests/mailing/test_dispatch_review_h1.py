@@ -6,13 +6,15 @@ it announces, the refused one too (as Exim counts smtp_mailcmd_count)."""
 import pytest
 from django.utils import timezone
 
-from mailing.models import Letter
+from mailing.dispatch.replies import TOO_BIG_NOTE
+from mailing.models import Contact, Letter
 from tests.reliability.faults import Fault, FaultHandler, fault_server
 from tests.servers.factories import make_server
+from tests.smtp_servers import smtp_server
 
 from .builders import run_until_settled as settle
 from .test_dispatch_real_world import start, statuses
-from .test_dispatch_size import assert_not_resting, emails
+from .test_dispatch_size import BODY, LIMIT, assert_not_resting, emails
 
 pytestmark = pytest.mark.django_db
 L = Letter.Status
@@ -88,4 +90,39 @@ def test_the_size_retry_counts_toward_mail_max(tenant_a, settings, cap):
     assert handler.refused == 1
     assert handler.handed == 5
     assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+    assert_not_resting(server)
+
+
+class RefusesSize(FaultHandler):
+    """Offers SIZE (with the maximum it holds to) and refuses the parameter."""
+
+    refused = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if any(option.upper().startswith("SIZE=") for option in mail_options):
+            self.refused += 1
+            return "555 5.5.4 Unsupported option: SIZE"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+
+def test_the_announced_maximum_still_holds_once_the_size_parameter_is_refused(tenant_a, settings):
+    """The 555 refuses the parameter, not the maximum the EHLO announces:
+    size_options dropped the TooBig check with the parameter, and a letter
+    above the maximum went whole, to be refused after its body (a letter
+    handed, counted against the limit, for nothing)."""
+    settings.DISPATCH_BATCH = 20  # one batch: the 555 and the big letter on one connection
+    big = "s1@x.test"
+    Contact.objects.create(tenant=tenant_a, email="s0@x.test")  # the first letter, the one refused 555
+    Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
+    handler = RefusesSize()
+    with smtp_server(handler=handler, data_size_limit=LIMIT) as (controller, _):  # "SIZE 8000"
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(4), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    assert {e: le.status for e, le in letters.items() if e != big} == dict.fromkeys(set(emails(4)) - {big}, L.SENT)
+    assert letters[big].status == L.FAILED
+    assert letters[big].last_reply.startswith(TOO_BIG_NOTE) and "(its SIZE)" in letters[big].last_reply
+    assert handler.refused == 1
+    assert handler.mails == 3 and len(handler.accepted) == 3  # nothing of the big one reached the server
     assert_not_resting(server)
