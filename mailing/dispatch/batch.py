@@ -613,10 +613,13 @@ class Batch:
         few) letters a connection, or hangs up instead of waiting for QUIT
         (or one that said so: _capped). Nothing of this letter reached it:
         it goes over a new connection, once (a loss before any letter is
-        accepted there rests the server)."""
+        accepted there rests the server). `early` was decided for the old
+        connection: the new one's LIMITS MAILMAX may be lower (a server pool
+        whose machines say different things)."""
         if not self._reconnect():
             self._give_back([letter])  # the server rests, or the chain waits (_connect)
             return False
+        early = early and not self._at_mail_max(1)
         return self._send_one(self.client, letter, progress, following, early=early)
 
     def _capped(

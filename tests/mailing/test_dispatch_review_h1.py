@@ -126,3 +126,37 @@ def test_the_announced_maximum_still_holds_once_the_size_parameter_is_refused(te
     assert handler.refused == 1
     assert handler.mails == 3 and len(handler.accepted) == 3  # nothing of the big one reached the server
     assert_not_resting(server)
+
+
+class AnnouncesItsCapLater(FaultHandler):
+    """Caps every connection at `cap` letters (421 and hang up), and says so
+    in its EHLO (LIMITS MAILMAX) from its second connection on: a pool
+    behind one name whose first machine does not announce what it holds to."""
+
+    ehlos = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        with self.lock:
+            self.ehlos += 1
+            later = self.ehlos > 1
+        return [*responses[:-1], f"250-LIMITS MAILMAX={self.cap}", responses[-1]] if later else responses
+
+
+def test_a_cap_announced_after_the_reconnect_holds_for_the_letter_that_goes_again(tenant_a, settings):
+    """The letter that met the cap goes over a new connection (_capped,
+    _afresh) with the `early` the loop decided for the old connection: the
+    new one's LIMITS MAILMAX=1 was not asked, and the next envelope rode its
+    only letter's dot, meeting the cap the server had just announced."""
+    settings.DISPATCH_BATCH = 20
+    fault = Fault("cap", "mail", "421 too many messages in this connection", close=True)
+    handler = AnnouncesItsCapLater(pipelining=True, cap=1, cap_fault=fault)
+    with fault_server(handler) as controller:
+        server = make_server(tenant_a, port=controller.port)
+        mailing = start(tenant_a, [server], emails(4))
+        assert settle(mailing, timezone.now()) == "done"
+    assert statuses(mailing) == dict.fromkeys(emails(4), L.SENT)
+    assert len(handler.played) == 1  # on the first connection only, which did not announce it
+    assert handler.handed == 4
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+    assert_not_resting(server)
