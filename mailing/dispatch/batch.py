@@ -366,7 +366,6 @@ class Batch:
                 and minute_end is None
                 and (allowed is None or allowed > 1)
                 and self.refused_in_a_row + 1 < RECONNECT_AFTER
-                and not self._at_mail_max(1)
             )
             try:
                 go_on = self._send_one(self.client, letter, progress, following, early=early)
@@ -456,7 +455,11 @@ class Batch:
         """Send and record one letter; False when this batch must stop.
         `following`, the batch's next letter, is made while the server
         takes this one, and with `early` its envelope goes with this one's
-        final dot."""
+        final dot: not where it would be one letter more than the
+        connection's LIMITS MAILMAX, whoever decided `early` (the loop for
+        its connection, or a letter going again over a new connection,
+        whose cap may be lower, or after a refused MAIL that counted)."""
+        early = early and not self._at_mail_max(1)
         sent = self.early is letter  # its envelope went with the last final dot
         try:
             # Before the letter is made: a sender-side address its making
@@ -555,15 +558,13 @@ class Batch:
         closed connection would be a lost connection, resting the server.
         The refused MAIL counts toward the server's LIMITS MAILMAX (Exim
         counts every MAIL command): the retry goes over a new connection
-        where it would be one too many, and the next envelope rides its dot
-        only if the connection takes one more (`early` was decided before
-        the refused MAIL counted)."""
+        where it would be one too many (and _send_one lets the next envelope
+        ride its dot only if the connection takes one more)."""
         log.info("server %s refuses the SIZE it offers: %s", self.server.pk, refusal.reply)
         self.size_refused = True  # the batch's next connections too
         progress.stage = Stage.MAIL
         if not client.sock or self._at_mail_max(0):
             return self._afresh(letter, progress, following, early=early)
-        early = early and not self._at_mail_max(1)
         return self._send_one(client, letter, progress, following, early=early)
 
     def _exchange(
@@ -614,12 +615,12 @@ class Batch:
         (or one that said so: _capped). Nothing of this letter reached it:
         it goes over a new connection, once (a loss before any letter is
         accepted there rests the server). `early` was decided for the old
-        connection: the new one's LIMITS MAILMAX may be lower (a server pool
-        whose machines say different things)."""
+        connection; _send_one holds it to the new one's LIMITS MAILMAX,
+        which may be lower (a server pool whose machines say different
+        things)."""
         if not self._reconnect():
             self._give_back([letter])  # the server rests, or the chain waits (_connect)
             return False
-        early = early and not self._at_mail_max(1)
         return self._send_one(self.client, letter, progress, following, early=early)
 
     def _capped(
