@@ -9,29 +9,24 @@ from django.utils import timezone
 from mailing.dispatch.replies import TOO_BIG_NOTE
 from mailing.models import Contact, Letter
 from tests.reliability.faults import Fault, FaultHandler, fault_server
+from tests.reliability.test_per_connection_cap import AnnouncesItsCap
 from tests.servers.factories import make_server
 from tests.smtp_servers import smtp_server
 
 from .builders import run_until_settled as settle
 from .test_dispatch_real_world import start, statuses
-from .test_dispatch_size import BODY, LIMIT, assert_not_resting, emails
+from .test_dispatch_size import BODY, LIMIT, RefusesTheSizeItOffers, assert_not_resting, emails
 
 pytestmark = pytest.mark.django_db
 L = Letter.Status
 
 
-class RefusesSizeAndHangsUp(FaultHandler):
+class RefusesSizeAndHangsUp(RefusesTheSizeItOffers):
     """Offers SIZE, answers the parameter 555 and hangs up at once, as a
     filter in front of a server may; without SIZE it takes the letter."""
 
-    refused = 0
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if any(option.upper().startswith("SIZE=") for option in mail_options):
-            self.refused += 1
-            server.hanging_up = True
-            return "555 5.5.4 Unsupported option: SIZE"
-        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+    def refusing(self, server, session) -> None:
+        server.hanging_up = True
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
@@ -51,24 +46,13 @@ def test_a_555_and_a_hang_up_sends_the_letter_over_a_new_connection(tenant_a, pi
     assert_not_resting(server)
 
 
-class CountsEveryMail(FaultHandler):
+class CountsEveryMail(AnnouncesItsCap, RefusesTheSizeItOffers):
     """Announces LIMITS MAILMAX=cap and counts every MAIL command against
     it, one refused for its SIZE too (Exim's smtp_mailcmd_count); the one
     over the cap meets cap_fault. Refuses SIZE with 555."""
 
-    refused = 0
-
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):
-        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
-        return [*responses[:-1], f"250-LIMITS MAILMAX={self.cap}", responses[-1]]
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if any(option.upper().startswith("SIZE=") for option in mail_options):
-            with self.lock:
-                self.refused += 1
-                session.mails = getattr(session, "mails", 0) + 1
-            return "555 5.5.4 Unsupported option: SIZE"
-        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+    def refusing(self, server, session) -> None:
+        session.mails = getattr(session, "mails", 0) + 1
 
 
 @pytest.mark.parametrize("cap", [1, 2, 3])
@@ -93,18 +77,6 @@ def test_the_size_retry_counts_toward_mail_max(tenant_a, settings, cap):
     assert_not_resting(server)
 
 
-class RefusesSize(FaultHandler):
-    """Offers SIZE (with the maximum it holds to) and refuses the parameter."""
-
-    refused = 0
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if any(option.upper().startswith("SIZE=") for option in mail_options):
-            self.refused += 1
-            return "555 5.5.4 Unsupported option: SIZE"
-        return await super().handle_MAIL(server, session, envelope, address, mail_options)
-
-
 def test_the_announced_maximum_still_holds_once_the_size_parameter_is_refused(tenant_a, settings):
     """The 555 refuses the parameter, not the maximum the EHLO announces:
     size_options dropped the TooBig check with the parameter, and a letter
@@ -114,7 +86,7 @@ def test_the_announced_maximum_still_holds_once_the_size_parameter_is_refused(te
     big = "s1@x.test"
     Contact.objects.create(tenant=tenant_a, email="s0@x.test")  # the first letter, the one refused 555
     Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
-    handler = RefusesSize()
+    handler = RefusesTheSizeItOffers()
     with smtp_server(handler=handler, data_size_limit=LIMIT) as (controller, _):  # "SIZE 8000"
         server = make_server(tenant_a, port=controller.port)
         mailing = start(tenant_a, [server], emails(4), **BODY)

@@ -298,9 +298,14 @@ class RefusesTheSizeItOffers(FaultHandler):
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if any(option.upper().startswith("SIZE=") for option in mail_options):
-            self.refused += 1
+            with self.lock:
+                self.refused += 1
+                self.refusing(server, session)
             return "555 5.5.4 Unsupported option: SIZE"
         return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    def refusing(self, server, session) -> None:
+        """What else the server does as it refuses (subclasses)."""
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])

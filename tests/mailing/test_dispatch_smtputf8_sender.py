@@ -14,7 +14,6 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from mailing import dispatch, limits
-from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import BounceMailbox, Health, SmtpServer, TenantRest
@@ -23,8 +22,8 @@ from servers.services import mailbox_save, record_health
 from tests.servers.factories import make_server
 from tests.smtp_servers import PipeliningSink, smtp_server
 
-from .builders import make_list, make_template
 from .builders import run_until_settled as settle
+from .test_dispatch_real_world import start
 
 pytestmark = pytest.mark.django_db
 L = Letter.Status
@@ -42,14 +41,6 @@ class MailOptions(SinkHandler):
     async def handle_DATA(self, server, session, envelope):
         self.mail.append((envelope.mail_from, list(envelope.mail_options)))
         return await super().handle_DATA(server, session, envelope)
-
-
-def start(tenant, servers, emails, **template) -> Mailing:
-    contact_list = make_list(tenant, f"L{Mailing.objects.count()}", emails)
-    mailing = Mailing(tenant=tenant, name="m", template=make_template(tenant, **template))
-    services.mailing_save(mailing=mailing, lists=[contact_list], servers=servers)
-    services.mailing_start(mailing=mailing)
-    return mailing
 
 
 def bounce_mailbox(tenant, address: str = BOUNCES) -> BounceMailbox:
