@@ -257,7 +257,7 @@ class Batch:
             if self._turned_away(exc):
                 self.outcome.turned_away = True
             else:
-                rests.server_failed(self.server, exc, now=self.now)
+                rests.server_failed(self.server, exc, now=self.clock())
             return False
         # The body and the final dot go out in two writes (see exchange):
         # with Nagle's algorithm the dot would wait for the delayed ACK.
@@ -440,7 +440,7 @@ class Batch:
         # rather than a next MAIL FROM met with "503 nested MAIL".
         if not goodbye or "too many errors" in goodbye.lower():
             return more and self._reconnect()
-        rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.now)
+        rests.rest_server(self.server, rests.RestReason.CONNECTION, goodbye, now=self.clock())
         return False
 
     def _send_one(
@@ -476,7 +476,7 @@ class Batch:
             if isinstance(exc, SenderNeedsSmtpUtf8) and (exc.address, exc.role) not in self.settings_side:
                 rests.mailing_needs_smtputf8(self.mailing, self.server, exc)  # the server stays for the others
             else:
-                rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.now)
+                rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.clock())
             return False
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
             if isinstance(exc, UnsendableAddress):
@@ -532,7 +532,7 @@ class Batch:
             return False
         except Exception as exc:  # not the server's doing: this letter keeps the error
             log.exception("letter %s: unexpected error while sending", letter.pk)
-            self._record(letter, partial(defer, letter, f"{UNEXPECTED}{exc!r}", now=self.now))
+            self._record(letter, partial(defer, letter, f"{UNEXPECTED}{exc!r}", now=self.clock()))
             return False  # the connection's state is unknown
         # The server's time: not the next letter's making (Deadline.not_counting).
         metrics.observe_letter(time.monotonic() - started - client.own_seconds)
@@ -695,15 +695,15 @@ class Batch:
         elif progress.stage == Stage.DOT:
             # The final dot went: it may or may not have been accepted.
             # Retry it later, once, rather than lose it.
-            self._record(letter, partial(defer, letter, UNSURE_NOTE + reason, now=self.now))
+            self._record(letter, partial(defer, letter, UNSURE_NOTE + reason, now=self.clock()))
         elif letter.last_reply.startswith(LOST_NOTE):
             # Before the dot nothing can be accepted, so the first such loss
             # costs nothing; a letter that loses the connection every time
             # counts from the second time, or it would come first for ever.
-            self._record(letter, partial(defer, letter, LOST_NOTE + reason, now=self.now))
+            self._record(letter, partial(defer, letter, LOST_NOTE + reason, now=self.clock()))
         else:
             self._give_back([letter], reply=LOST_NOTE + reason)
-        rests.server_failed(self.server, exc, now=self.now)
+        rests.server_failed(self.server, exc, now=self.clock())
 
     def _refused(self, letter: Letter, verdict: Verdict, stage: Stage) -> bool:
         kind, server, tenant = verdict.kind, self.server, self.mailing.tenant
@@ -718,16 +718,16 @@ class Batch:
             if self.content_strikes < CONTENT_STRIKES:
                 return True
             if SPAM_WORDS.search(verdict.reply):
-                rests.refused_as_spam(server, tenant, verdict, now=self.now)
+                rests.refused_as_spam(server, tenant, verdict, now=self.clock())
             else:
-                rests.refusing(server, tenant, verdict, now=self.now)
+                rests.refusing(server, tenant, verdict, now=self.clock())
             return False
         if kind == Kind.TEMPORARY:
             self.temporary_in_a_row, self.last_temporary = self.temporary_in_a_row + 1, verdict
             if letter.attempts or letter.last_reply.startswith(STORM_NOTE):
                 # Refused again on a retry: it counts (greylisting that
                 # lasts is the recipient's own refusal)...
-                self._record(letter, partial(defer, letter, verdict.reply, now=self.now))
+                self._record(letter, partial(defer, letter, verdict.reply, now=self.clock()))
             else:
                 self.held.append((letter, verdict.reply))
             # ... but retries refused in a row with the others are the
@@ -746,23 +746,23 @@ class Batch:
         # the next one at once.
         self._give_back([letter, *self._take_held()], reply=verdict.reply)
         if kind == Kind.RATE_LIMIT:
-            rests.rest_server(server, rests.RestReason.RATE_LIMIT, verdict.reply, now=self.now, wait=verdict.wait)
+            rests.rest_server(server, rests.RestReason.RATE_LIMIT, verdict.reply, now=self.clock(), wait=verdict.wait)
         elif kind == Kind.SERVER_BUSY:
-            rests.rest_server(server, rests.RestReason.CONNECTION, verdict.reply, now=self.now)
+            rests.rest_server(server, rests.RestReason.CONNECTION, verdict.reply, now=self.clock())
         elif kind == Kind.SENDER_REFUSED:
             refused = smtplib.SMTPSenderRefused(verdict.code, verdict.words, server.sender_email)
-            rests.server_failed(server, refused, now=self.now, disable=True)
+            rests.server_failed(server, refused, now=self.clock(), disable=True)
         elif not server.is_platform:
             refused = smtplib.SMTPResponseException(verdict.code, verdict.words)
-            rests.server_failed(server, refused, now=self.now, disable=True)
+            rests.server_failed(server, refused, now=self.clock(), disable=True)
         else:  # a blacklisting seen on this tenant's letters to a platform server
-            rests.rest_tenant(server, tenant, rests.RestReason.REFUSALS, verdict.reply, now=self.now, block=True)
+            rests.rest_tenant(server, tenant, rests.RestReason.REFUSALS, verdict.reply, now=self.clock(), block=True)
         return False
 
     def _storm(self, verdict: Verdict) -> None:
         self.temporary_in_a_row = 0
         self._give_back(self._take_held(), reply=STORM_NOTE + verdict.reply)
-        rests.refusing(self.server, self.mailing.tenant, verdict, now=self.now)
+        rests.refusing(self.server, self.mailing.tenant, verdict, now=self.clock())
 
     def _end_of_streak(self, *, batch_over: bool = False) -> None:
         """Temporary refusals followed by anything else were the recipients'
@@ -774,7 +774,7 @@ class Batch:
         held, self.held = self.held, []
         self.temporary_in_a_row = 0
         for letter, reply in held:
-            self._record(letter, partial(defer, letter, reply, now=self.now))
+            self._record(letter, partial(defer, letter, reply, now=self.clock()))
 
     def _take_held(self) -> list[Letter]:
         held, self.held = [letter for letter, _ in self.held], []

@@ -2,6 +2,7 @@
 send, then deciding what the mailing does when none could: finished,
 waiting until a known moment, or unable to send until someone acts."""
 
+import time
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -55,7 +56,11 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
     if mailing.status != M.ACTIVE:
         return "idle"
     for server in rests.usable_servers(mailing, now):
+        started = time.monotonic()
         outcome = send_batch(mailing, server, now=now)
+        # A batch may have lasted minutes (a slow server): what is left is
+        # counted, and the mailing's wait decided, as of its end.
+        now += timedelta(seconds=time.monotonic() - started)
         if outcome.turned_away:
             # This connection was one too many beside others going on: the
             # chain tries again later, neither through the next server nor

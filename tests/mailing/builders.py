@@ -1,6 +1,6 @@
 """Small builders for mailing data."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -40,3 +40,10 @@ def run_until_settled(mailing: Mailing, now: datetime | None = None, *, rounds: 
         if result != "more":
             return result
     raise AssertionError("never settled")
+
+
+def from_the_reply(value: datetime, expected: datetime) -> bool:
+    """A wait the dispatcher decided at a reply: `expected` counts from the
+    `now` a test gave it, and the batch's clock moved on since (by the
+    milliseconds its letters took), never back."""
+    return expected <= value <= expected + timedelta(seconds=5)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from mailing import dispatch
 from mailing.models import Letter
 from servers.models import Health, RestReason
+from tests.mailing.builders import from_the_reply
 from tests.mailing.builders import run_until_settled as settle
 from tests.mailing.test_dispatch_real_world import start, statuses
 from tests.servers.factories import make_server
@@ -114,7 +115,7 @@ def test_a_sending_quota_spent_rests_the_server_until_the_window_and_fails_no_le
     assert not Letter.objects.filter(mailing=mailing, status=L.FAILED).exists(), statuses(mailing)
     assert server.health != Health.FAILING, server.health_error
     assert (server.rest_reason, server.rest_reply) == (RestReason.RATE_LIMIT, reply.decode().strip())
-    assert server.backoff_until == now + wait
+    assert from_the_reply(server.backoff_until, now + wait)
     assert len(script.bodies) == (1 if at == "dot" else 0)
     first = Letter.objects.get(mailing=mailing, email=EMAILS[0])
     assert (first.status, first.attempts, first.last_reply) == (L.QUEUED, 0, reply.decode().strip())
