@@ -74,6 +74,10 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
                 % {"lower": Mailing.Status(current).label.lower(), "action": action}
             )
         _record(mailing.pk, before=mailing.status, after=target, by_id=by.pk if by else None, note=note)
+        if action == "resume":
+            # Every server is tried again: the one passed over for the
+            # mailing's own address may have been mended meanwhile.
+            MailingServer.objects.filter(mailing_id=mailing.pk).exclude(passed_over="").update(passed_over="")
         events.mailing_moved(mailing, before=mailing.status, after=target, fields=fields)
         if target == S.ACTIVE:
             transaction.on_commit(lambda: _kick(mailing.pk))
@@ -107,6 +111,11 @@ _EVENT_SQL = (
     f"INSERT INTO {MailingEvent._meta.db_table} (mailing_id, from_status, to_status, by_id, note, at) "  # noqa: S608 (names only)
     "VALUES (%s, %s, %s, %s, %s, %s)"
 )
+
+
+def note_event(*, mailing_id: int, status: str, note: str) -> None:
+    """A line of the mailing's history where its state does not change."""
+    _record(mailing_id, before=status, after=status, by_id=None, note=note)
 
 
 def _record(mailing_id: int, *, before: str, after: str, by_id: int | None, note: str) -> None:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.utils.translation import gettext, gettext_noop
 
 from accounts import languages
@@ -35,7 +35,7 @@ from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.wire import Role, SenderNeedsSmtpUtf8, SenderSideRefused
 from servers.words import Words
 
-from ..mailings import transition
+from ..mailings import note_event, transition
 from ..models import RUNNING, Mailing, MailingEvent, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
 from .rows import Rows
@@ -82,7 +82,7 @@ _NAMES = {
     "mailings": Mailing._meta.db_table,
     "tenants": Tenant._meta.db_table,
     **_columns(TenantRest, r_tenant="tenant", r_server="server", blocked="blocked", until="until"),
-    **_columns(MailingServer, m_server="server", m_mailing="mailing", position="position"),
+    **_columns(MailingServer, m_server="server", m_mailing="mailing", position="position", passed="passed_over"),
     **_columns(Mailing, m_tenant="tenant", m_status="status"),
     **_columns(Tenant, t_status="status"),
 }
@@ -92,12 +92,12 @@ _HELD = """
     SELECT 1 FROM {rests} r WHERE r.{r_tenant} = %s AND r.{r_server} = s.id AND (r.{blocked} OR r.{until} > %s)
 """.format(**_NAMES)  # noqa: S608 (no value in the text: the models' names)
 # Before every batch, and plain SQL for it (mailing.dispatch.rows): the
-# servers in the mailing's order, each with whether this tenant is held back
-# on it.
+# servers in the mailing's order, but those it goes on without (passed
+# over), each with whether this tenant is held back on it.
 _SERVERS_SQL = """
     SELECT {columns}, EXISTS ({held})
     FROM {links} ms JOIN {servers} s ON s.id = ms.{m_server}
-    WHERE ms.{m_mailing} = %s ORDER BY ms.{position}, ms.id
+    WHERE ms.{m_mailing} = %s AND ms.{passed} = '' ORDER BY ms.{position}, ms.id
 """.format(held=_HELD, **_NAMES)  # noqa: S608 (no value in the text: the models' names)
 # The check in the middle of a long batch: the server, whether the tenant is
 # held back on it, and whether the mailing still runs for an active tenant.
@@ -274,6 +274,16 @@ MAILING_NEEDS_SMTPUTF8 = {
         "start a new one with another address or server."
     ),
 }
+MAILING_PASSES_OVER = {
+    Role.SENDER: gettext_noop(
+        "Goes on without the server %(server)s: %(address)s, this mailing's sender address, is not ASCII "
+        "before the @ and needs SMTPUTF8, which that server lacks."
+    ),
+    Role.REPLY_TO: gettext_noop(
+        "Goes on without the server %(server)s: %(address)s, this mailing's Reply-To address, is not ASCII "
+        "before the @ and needs SMTPUTF8, which that server lacks."
+    ),
+}
 
 
 def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeedsSmtpUtf8) -> None:
@@ -281,13 +291,34 @@ def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeed
     start, is not ASCII before its @ and the server lacks SMTPUTF8: the
     mailing's problem, not the server's, which stays for the tenant's other
     mailings (a connection test, which reads no mailing, would pass and
-    the mailing fail it again). The mailing pauses, its letters queued,
-    with the address named in its history, in its organisation's language."""
+    the mailing fail it again). The mailing goes on through its next
+    servers without this one (passed over, as its page shows), its letters
+    queued; with none left it pauses. Either is said in its history with
+    the address named, in its organisation's language. A resume tries
+    every server again (mailings.transition)."""
+    words = {"server": server.name, "address": exc.address}
     with languages.of_organisation(mailing.tenant.default_language):
-        note = gettext(MAILING_NEEDS_SMTPUTF8[exc.role]) % {"server": server.name, "address": exc.address}
+        passed = gettext(MAILING_PASSES_OVER[exc.role]) % words
+        paused = gettext(MAILING_NEEDS_SMTPUTF8[exc.role]) % words
+    with transaction.atomic():
+        # The mailing's row serialises chains passing over its last servers
+        # at once: one of them finds none left and pauses it.
+        status = Mailing.objects.select_for_update().filter(pk=mailing.pk).values_list("status", flat=True).first()
+        links = MailingServer.objects.filter(mailing=mailing)
+        links.filter(server=server).update(passed_over=passed[:PASSED_OVER_LENGTH])
+        going_on = status in RUNNING and links.filter(passed_over="").exists()
+        if going_on:
+            note_event(mailing_id=mailing.pk, status=status, note=passed[:NOTE_LENGTH])
+    if going_on:
+        log.warning("mailing %s goes on without server %s: %s", mailing.pk, server.pk, passed)
+        return
     with suppress(ValidationError):  # paused or cancelled meanwhile
-        transition(mailing=mailing, action="pause", note=note[: MailingEvent._meta.get_field("note").max_length])
-    log.warning("mailing %s paused: %s", mailing.pk, note)
+        transition(mailing=mailing, action="pause", note=paused[:NOTE_LENGTH])
+    log.warning("mailing %s paused: %s", mailing.pk, paused)
+
+
+PASSED_OVER_LENGTH = MailingServer._meta.get_field("passed_over").max_length
+NOTE_LENGTH = MailingEvent._meta.get_field("note").max_length
 
 
 def accepted_again(server: SmtpServer, tenant: Tenant) -> None:

@@ -139,6 +139,12 @@ class MailingServer(models.Model):
         SmtpServer, on_delete=restrict_unless_finished, related_name="mailing_links", verbose_name=_("sending server")
     )
     position = models.PositiveIntegerField(_("position"))
+    # Why this mailing goes on without the server (its own international
+    # From or Reply-To, which the server cannot carry): in the mailing's
+    # organisation's language; empty while the server may send it.
+    passed_over = models.CharField(
+        _("passed over because"), max_length=300, blank=True, default="", db_default="", editable=False
+    )
 
     class Meta:
         verbose_name_plural = _("mailings using the server")

@@ -79,14 +79,15 @@ def sender_preview(mailing: Mailing) -> tuple[list[dict], bool]:
     reports go, and whether a fixed sender in the template is honoured by
     none of them."""
     source = mailing.template if mailing.status in (S.DRAFT, S.SCHEDULED) else mailing
-    servers = [link.server for link in mailing.server_links.select_related("server")]
-    routes = report_routes(mailing.tenant_id, servers)
+    links = list(mailing.server_links.select_related("server"))
+    routes = report_routes(mailing.tenant_id, [link.server for link in links])
     reply_to = default_reply_to(mailing.tenant_id)
     rows = []
-    for server in servers:
+    for link in links:
+        server = link.server
         resolved = resolve_sender(server, source, reply_to=reply_to)
         row = {"server": server, "from": readable_from(resolved.name, resolved.email), "resolved": resolved}
-        rows.append({**row, "route": routes[server.pk]})
+        rows.append({**row, "route": routes[server.pk], "passed_over": link.passed_over})
     unhonoured = bool(source.sender_email) and not any(r["resolved"].substituted for r in rows)
     if mailing.status in (S.DRAFT, S.SCHEDULED):
         _check_receivers(rows)

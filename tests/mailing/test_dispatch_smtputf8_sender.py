@@ -7,6 +7,7 @@ they all go. A recipient's own international mailbox still fails alone.
 Real aiosmtpd servers, with and without SMTPUTF8 (aiosmtpd's Controller
 offers it unless told not to)."""
 
+import html
 import re
 
 import pytest
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from mailing import dispatch, limits
+from mailing import mailings as services
 from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import BounceMailbox, Health, SmtpServer, TenantRest
@@ -191,6 +193,76 @@ def test_a_mailings_own_address_pauses_that_mailing_not_the_server(tenant_a, ser
     assert address in note and role in note and server.name in note, note
 
 
+@pytest.mark.parametrize(
+    ("server_fields", "template", "role"),
+    [
+        ({}, {"reply_to": "josé@acme.test"}, "Reply-To address"),
+        ({"allow_sender_substitution": True}, {"sender_email": "josé@acme.test"}, "sender address"),
+    ],
+    ids=["its Reply-To", "its substituted sender"],
+)
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_mailings_own_address_goes_on_through_its_next_server_that_offers_smtputf8(
+    tenant_a, alice, server_fields, template, role, pipelining
+):
+    # It paused at the first server that lacks SMTPUTF8, although the next
+    # one of the mailing could carry its address: the tenant had to cancel
+    # it and start it again without that server.
+    sink = PipeliningSink if pipelining else SinkHandler
+    with (
+        smtp_server(handler=sink(), enable_SMTPUTF8=False) as (plain_controller, plain),
+        smtp_server(handler=sink(), enable_SMTPUTF8=True) as (utf8_controller, utf8),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1, **server_fields)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2, **server_fields)
+        mailing = start(tenant_a, [first, second], EMAILS, **template)
+        assert settle(mailing) == "done"
+        # The tenant's other mailings still go through the first server.
+        other = start(tenant_a, [first, second], ["zed@x.test"])
+        assert settle(other) == "done"
+    assert statuses(mailing) == [L.SENT] * 3 and statuses(other) == [L.SENT]
+    assert sorted(m.rcpt_tos[0] for m in utf8.received) == EMAILS
+    assert [m.rcpt_tos for m in plain.received] == [["zed@x.test"]]
+    first.refresh_from_db()
+    assert first.health != Health.FAILING, first.health_error
+    assert not first.backoff_until
+    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.COMPLETED
+    # Its history and its page say which server it went on without, and why.
+    passed = mailing.server_links.get(server=first).passed_over
+    assert "Plain" in passed and "josé@acme.test" in passed and role in passed, passed
+    assert not mailing.server_links.get(server=second).passed_over
+    notes = [event.note for event in mailing.events.all()]
+    assert passed in notes and not any("Paused" in note for note in notes), notes
+    page = html.unescape(page_text(alice.client, reverse("mailings:detail", args=[mailing.public_id])))
+    assert "Passed over" in page and passed in page, page
+    assert f"→ {Mailing.Status.ACTIVE.label} — {passed}" not in page  # a line of history, no change of state
+
+
+def test_a_mailing_passed_over_by_every_server_pauses_and_a_resume_tries_them_again(tenant_a):
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (first_controller, _),
+        smtp_server(enable_SMTPUTF8=False) as (second_controller, _),
+    ):
+        first = make_server(tenant_a, port=first_controller.port, name="One", priority=1)
+        second = make_server(tenant_a, port=second_controller.port, name="Two", priority=2)
+        mailing = start(tenant_a, [first, second], EMAILS, reply_to="josé@acme.test")
+        settle(mailing)
+        mailing.refresh_from_db()
+        assert mailing.status == Mailing.Status.PAUSED
+        assert statuses(mailing) == [L.QUEUED] * 3
+        notes = [event.note for event in mailing.events.order_by("pk")]
+        assert "One" in notes[-2] and "Paused" not in notes[-2], notes
+        assert notes[-1].startswith("Paused") and "Two" in notes[-1], notes
+        assert all(link.passed_over for link in mailing.server_links.all())
+        services.transition(mailing=mailing, action="resume")
+        assert not any(link.passed_over for link in mailing.server_links.all())
+    for server in (first, second):
+        server.refresh_from_db()
+        assert server.health != Health.FAILING, server.health_error
+
+
 def test_a_reply_to_spelled_as_the_platform_sender_pauses_the_mailing_not_the_platform(tenant_a):
     # The platform's own sender address is not ASCII, but with a bounce
     # mailbox of the tenant's no letter carries it: a tenant giving it as
@@ -329,3 +401,20 @@ def test_a_bounce_mailbox_whose_domain_cannot_go_as_idna_fails_the_server_not_ev
     assert server.health == Health.FAILING and "box@☃.net" in server.health_error, server.health_error
     assert "bounce mailbox" in server.health_hint, server.health_hint
     assert not result.ok and "box@☃.net" in result.diagnosis.message, result.diagnosis
+
+
+def test_the_server_passed_over_is_said_in_the_organisations_language(tenant_a):
+    tenant_a.default_language = "ru"
+    tenant_a.save(update_fields=["default_language"])
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
+        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, _),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+        mailing = start(tenant_a, [first, second], EMAILS, reply_to="josé@acme.test")
+        with translation.override("en"):
+            assert settle(mailing) == "done"
+    passed = mailing.server_links.get(server=first).passed_over
+    assert "josé@acme.test" in passed and "Plain" in passed, passed
+    assert CYRILLIC.search(passed.replace("josé@acme.test", "")), passed
