@@ -6,6 +6,7 @@ from contextlib import suppress
 import idna
 
 from servers.wire import (
+    RecipientNeedsSmtpUtf8,
     SenderNeedsSmtpUtf8,
     SenderSideRefused,
     UnsendableAddress,
@@ -16,6 +17,7 @@ from servers.wire import (
 )
 
 __all__ = [
+    "RecipientNeedsSmtpUtf8",
     "SenderNeedsSmtpUtf8",
     "SenderSideRefused",
     "UnsendableAddress",

@@ -28,6 +28,11 @@ class UnsendableAddress(ValueError):
     the message)."""
 
 
+class RecipientNeedsSmtpUtf8(UnsendableAddress):
+    """A recipient's mailbox is not ASCII before its @ and this server does
+    not offer SMTPUTF8: another server may carry it."""
+
+
 class Role(StrEnum):
     """What a sender-side address is to a letter."""
 
@@ -173,5 +178,5 @@ def utf8_options(client: smtplib.SMTP, needed: bool) -> list[str]:
     if not needed:
         return []
     if not offers_smtputf8(client):
-        raise UnsendableAddress(NO_SMTPUTF8)
+        raise RecipientNeedsSmtpUtf8(NO_SMTPUTF8)
     return ["SMTPUTF8", *(["BODY=8BITMIME"] if client.has_extn("8bitmime") else [])]

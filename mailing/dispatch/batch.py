@@ -21,7 +21,13 @@ from servers.errors import server_words
 from servers.models import BounceMailbox, SmtpServer
 
 from .. import events, limits
-from ..addresses import SenderNeedsSmtpUtf8, SenderSideRefused, UnsendableAddress, check_sender_side
+from ..addresses import (
+    RecipientNeedsSmtpUtf8,
+    SenderNeedsSmtpUtf8,
+    SenderSideRefused,
+    UnsendableAddress,
+    check_sender_side,
+)
 from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
@@ -62,7 +68,7 @@ from .replies import (
     too_big_reply,
     turned_away,
 )
-from .results import Sent, defer, fail, fail_and_suppress, requeue
+from .results import Sent, defer, fail, fail_and_suppress, pass_over, requeue
 from .rows import Rows
 from .slots import connection_slot, others_talking
 
@@ -98,6 +104,7 @@ class Outcome:
     busy: bool = False  # every connection slot of the server was taken
     paced: bool = False  # only its max per minute is spent: it has room again next minute
     turned_away: bool = False  # the server refused this connection only (Batch._turned_away)
+    unclaimed: bool = False  # room, but no letter to claim (another chain's, or none it can carry)
 
 
 def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcome:
@@ -125,11 +132,13 @@ def send_batch(mailing: Mailing, server: SmtpServer, *, now: datetime) -> Outcom
                 _count_limit_reached(usage)
                 events.limit_reached(server, mailing.tenant_id, usage, now=now)
                 return outcome
-            if first.letters:  # else: claimed by another chain meanwhile
-                batch = Batch(mailing, server, first.letters, outcome, now, chunks=chunks, size=size)
-                with metrics.Timer() as timer, requestids.bound(mailing_id=mailing.pk, server_id=server.pk):
-                    batch.run()
-                metrics.observe_batch(timer.seconds, len(batch.letters))
+            if not first.letters:  # claimed by another chain meanwhile, or none it can carry
+                outcome.unclaimed = True
+                return outcome
+            batch = Batch(mailing, server, first.letters, outcome, now, chunks=chunks, size=size)
+            with metrics.Timer() as timer, requestids.bound(mailing_id=mailing.pk, server_id=server.pk):
+                batch.run()
+            metrics.observe_batch(timer.seconds, len(batch.letters))
         finally:
             # Counted in a finally, from what reached DATA, whatever raised.
             settle(chunks)
@@ -479,10 +488,14 @@ class Batch:
                 rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.clock())
             return False
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
-            if isinstance(exc, UnsendableAddress):
-                self._record(letter, partial(fail, letter, str(exc)))
-            elif isinstance(exc, TooBig):  # above the server's SIZE: it would be refused after its body
-                self._record(letter, partial(fail, letter, too_big_reply(exc.size, exc.limit)))
+            if isinstance(exc, RecipientNeedsSmtpUtf8 | TooBig) and rests.another_may_carry(
+                self.mailing, self.server, letter
+            ):
+                # This server cannot carry it, another of the mailing's may:
+                # it goes there, uncounted, this server's claims skip it.
+                self._record(letter, partial(pass_over, letter, self.server.pk, unsendable_reply(exc)))
+            elif isinstance(exc, UnsendableAddress | TooBig):
+                self._record(letter, partial(fail, letter, unsendable_reply(exc)))
             else:  # the builder refused it
                 log.exception("letter %s could not be built", letter.pk)
                 self._record(letter, partial(fail, letter, f"{NOT_BUILT}{exc}"))
@@ -856,3 +869,12 @@ def release_session() -> None:
     session = connections[DEFAULT_DB_ALIAS]
     if session.connection is not None and session.settings_dict["OPTIONS"].get("pool") and not session.in_atomic_block:
         session.close()
+
+
+def unsendable_reply(exc: UnsendableAddress | TooBig) -> str:
+    """What a letter this server cannot carry keeps: an address it cannot
+    take, or a size above the one it announces (it would be refused after
+    its body)."""
+    if isinstance(exc, TooBig):
+        return too_big_reply(exc.size, exc.limit)
+    return str(exc)

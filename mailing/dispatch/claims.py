@@ -21,6 +21,9 @@ PENDING_IN = ", ".join(["%s"] * len(PENDING))  # their placeholders in plain SQL
 # A pending letter may go now: never tried, or its retry time has come.
 # The claim, a chain's share and a mailing's "letters left" ask the same.
 DUE = "(next_attempt_at IS NULL OR next_attempt_at <= %s)"
+# A server claims no letter it cannot carry (Letter.passed_over): the
+# pattern of its id, passed_over_by().
+CARRIES = "passed_over NOT LIKE %s"
 LEASE = timedelta(minutes=10)
 
 
@@ -43,7 +46,8 @@ def claim(
                 letters += _claim_rows(mailing, server, status, count - len(letters), token=token, now=now)
         return sorted(letters, key=lambda letter: letter.pk)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    pending = Letter.objects.filter(mailing=mailing).filter(due).order_by("pk")
+    pending = Letter.objects.filter(mailing=mailing).filter(due).exclude(passed_over__contains=f",{server.pk},")
+    pending = pending.order_by("pk")
     with transaction.atomic():
         ids: list[int] = []
         for status in PENDING:
@@ -67,7 +71,7 @@ _LETTERS = Rows(Letter, "mailing_letter")
 _CLAIM_SQL = f"""
     WITH chosen AS MATERIALIZED (
         SELECT id FROM mailing_letter
-        WHERE mailing_id = %s AND status = %s AND {DUE}
+        WHERE mailing_id = %s AND status = %s AND {DUE} AND {CARRIES}
         ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
     )
     UPDATE mailing_letter SET status = %s, claim_token = %s, lease_until = %s, server_id = %s
@@ -79,10 +83,26 @@ _CLAIM_SQL = f"""
 def _claim_rows(
     mailing: Mailing, server: SmtpServer, status: str, count: int, *, token: uuid.UUID, now: datetime
 ) -> list[Letter]:
-    params = [mailing.pk, status, now, count, L.SENDING, token, now + LEASE, server.pk, status]
+    params = [
+        mailing.pk,
+        status,
+        now,
+        passed_over_by(server.pk),
+        count,
+        L.SENDING,
+        token,
+        now + LEASE,
+        server.pk,
+        status,
+    ]
     with statements.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         return [_LETTERS.load(row) for row in cursor.fetchall()]
+
+
+def passed_over_by(server_id: int) -> str:
+    """The LIKE pattern of a letter the server cannot carry."""
+    return f"%,{server_id},%"
 
 
 # A conversation is worth opening for this many letters at least. One

@@ -36,11 +36,12 @@ from servers.wire import Role, SenderNeedsSmtpUtf8, SenderSideRefused
 from servers.words import Words
 
 from ..mailings import note_event, transition
-from ..models import RUNNING, Mailing, MailingEvent, MailingServer
+from ..models import RUNNING, Letter, Mailing, MailingEvent, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
 from .rows import Rows
 
 log = logging.getLogger(__name__)
+L = Letter.Status
 
 
 def usable_servers(mailing: Mailing, now: datetime) -> list[SmtpServer]:
@@ -319,6 +320,44 @@ def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeed
 
 PASSED_OVER_LENGTH = MailingServer._meta.get_field("passed_over").max_length
 NOTE_LENGTH = MailingEvent._meta.get_field("note").max_length
+
+
+def another_may_carry(mailing: Mailing, server: SmtpServer, letter: Letter) -> bool:
+    """Whether a server of the mailing other than `server`, and than those
+    that could not carry the letter before, may still send it (able()).
+    Asked only of a letter the server cannot carry."""
+    return bool(able(mailing) - passed_by(letter.passed_over) - {server.pk})
+
+
+def able(mailing: Mailing) -> set[int]:
+    """The mailing's servers that may send without anyone's action: enabled
+    and not failing, not passed over for the mailing, the tenant not
+    blocked there (a rest is no matter: a letter waits for it)."""
+    links = MailingServer.objects.filter(mailing_id=mailing.pk, passed_over="")
+    blocked = TenantRest.objects.filter(tenant_id=mailing.tenant_id, blocked=True).values("server_id")
+    servers = SmtpServer.objects.filter(pk__in=links.values("server_id")).exclude(pk__in=blocked)
+    return {server.pk for server in servers if server.is_usable}
+
+
+def passed_by(passed_over: str) -> set[int]:
+    """The servers a letter's passed_over names (",12,34,")."""
+    return {int(pk) for pk in passed_over.split(",") if pk}
+
+
+def fail_stranded(mailing: Mailing) -> int:
+    """Fail the pending letters that every server able to send for the
+    mailing has passed over (one that could carry them was turned off or
+    failed since): each keeps the reply that passed it over. Asked only
+    when a server with room found no letter to claim, so a mailing's
+    letters are not read each batch. How many failed."""
+    servers = able(mailing)
+    pending = Letter.objects.filter(mailing_id=mailing.pk, status__in=(L.QUEUED, L.DEFERRED)).exclude(passed_over="")
+    stranded = [pk for pk, passed in pending.values_list("pk", "passed_over") if servers <= passed_by(passed)]
+    if not stranded:
+        return 0
+    count = pending.filter(pk__in=stranded).update(status=L.FAILED, server=None)
+    log.info("mailing %s: %s letters no server able to send can carry failed", mailing.pk, count)
+    return count
 
 
 def accepted_again(server: SmtpServer, tenant: Tenant) -> None:

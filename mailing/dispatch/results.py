@@ -184,6 +184,16 @@ def requeue(letters: list[Letter], *, reply: str = "") -> None:
         _finish(letter, **fields)
 
 
+def pass_over(letter: Letter, server_id: int, reply: str) -> None:
+    """The server cannot carry the letter (its recipient's mailbox needs
+    SMTPUTF8, or it is above the size the server announces) and another of
+    its mailing's servers may: back to the queue, uncounted, with why, the
+    server noted so that its claims skip it (claims.CARRIES)."""
+    metrics.letter_result("requeued", server_id=letter.server_id)
+    passed = f"{letter.passed_over or ','}{server_id},"
+    _finish(letter, status=pending_status(letter), server=None, last_reply=reply[:1000], passed_over=passed)
+
+
 def pending_status(letter: Letter) -> str:
     return L.DEFERRED if letter.attempts else L.QUEUED
 

@@ -55,6 +55,7 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
             return "idle"
     if mailing.status != M.ACTIVE:
         return "idle"
+    unclaimed = False
     for server in rests.usable_servers(mailing, now):
         started = time.monotonic()
         outcome = send_batch(mailing, server, now=now)
@@ -79,6 +80,11 @@ def run_mailing(*, mailing_id: int, now: datetime | None = None) -> str:
         if outcome.paced or (outcome.busy and only_paced(server, mailing, now)):
             # Busy or not, a server whose minute only is spent is paced.
             return "paced"
+        unclaimed = unclaimed or outcome.unclaimed
+    if unclaimed and rests.fail_stranded(mailing):
+        # Letters every server that may still send had passed over: failed,
+        # rather than due for ever with none of them claiming them.
+        return "more"
     return _settle(mailing, now, _left(mailing, now))
 
 

@@ -238,6 +238,10 @@ class Letter(models.Model):
     )
     last_reply = models.TextField(_("last reply"), blank=True)
     next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    # The servers that cannot carry this letter (its recipient's mailbox
+    # needs SMTPUTF8, or it is above the size they announce), as ",12,34,":
+    # their claims skip it, and it goes through another of the mailing's.
+    passed_over = models.TextField(_("passed over by"), blank=True, default="", db_default="", editable=False)
     # A worker claims letters by writing its token; a claim it never
     # finishes (the worker died) runs out at lease_until and is taken again.
     claim_token = models.UUIDField(_("claim token"), null=True, blank=True)

@@ -1,0 +1,151 @@
+"""A letter one server cannot carry goes through another of its mailing's
+servers: a recipient's mailbox that is not ASCII before its @ where the
+server lacks SMTPUTF8, a letter above the size the server announces. It
+failed at the first such server although the next one could carry it
+(DOMAIN.md §7: "retry later or on the next server; never lose the
+letter"). Only where none of the mailing's servers can does it fail, with
+the reason. Real aiosmtpd servers, with and without SMTPUTF8 and SIZE."""
+
+import re
+
+import pytest
+from django.utils import timezone
+
+from mailing.dispatch.replies import TOO_BIG_NOTE
+from mailing.models import Contact, Letter
+from servers.models import Health, SmtpServer
+from servers.wire import NO_SMTPUTF8
+from tests.servers.factories import make_server
+from tests.smtp_servers import PipeliningSink, SinkHandler, smtp_server
+
+from .builders import run_until_settled as settle
+from .test_dispatch_real_world import start
+from .test_dispatch_size import BODY, LIMIT
+
+pytestmark = pytest.mark.django_db
+L = Letter.Status
+EMAILS = ["ann@x.test", "иван@x.test", "bob@x.test", "cat@x.test"]
+INTERNATIONAL = "иван@x.test"
+
+
+def letters(mailing) -> dict[str, Letter]:
+    return {letter.email: letter for letter in Letter.objects.filter(mailing=mailing).select_related("server")}
+
+
+def received(handler) -> list[str]:
+    return sorted(message.rcpt_tos[0] for message in handler.received)
+
+
+def assert_healthy(*servers: SmtpServer) -> None:
+    for server in servers:
+        server.refresh_from_db()
+        assert server.health != Health.FAILING, server.health_error
+        assert server.backoff_until is None, server.rest_reply
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
+def test_a_recipients_international_mailbox_goes_through_the_next_server_that_offers_smtputf8(tenant_a, pipelining):
+    sink = PipeliningSink if pipelining else SinkHandler
+    with (
+        smtp_server(handler=sink(), enable_SMTPUTF8=False) as (plain_controller, plain),
+        smtp_server(handler=sink(), enable_SMTPUTF8=True) as (utf8_controller, utf8),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, timezone.now()) == "done"
+    sent = letters(mailing)
+    assert {email: letter.status for email, letter in sent.items()} == dict.fromkeys(EMAILS, L.SENT)
+    # The first server, first in the order, sent every letter it could carry.
+    assert received(plain) == sorted(set(EMAILS) - {INTERNATIONAL})
+    assert received(utf8) == [INTERNATIONAL]
+    letter = sent[INTERNATIONAL]
+    assert (letter.server, letter.attempts) == (second, 1)
+    assert letter.passed_over == f",{first.pk},"
+    assert_healthy(first, second)
+
+
+def test_a_letter_no_server_of_its_mailing_can_carry_fails_with_the_reason(tenant_a):
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (one_controller, one),
+        smtp_server(enable_SMTPUTF8=False) as (two_controller, two),
+    ):
+        first = make_server(tenant_a, port=one_controller.port, name="One", priority=1)
+        second = make_server(tenant_a, port=two_controller.port, name="Two", priority=2)
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, timezone.now()) == "done"
+    sent = letters(mailing)
+    letter = sent[INTERNATIONAL]
+    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
+    assert letter.passed_over == f",{first.pk},"  # the second one was the last to try
+    assert received(one) == sorted(set(EMAILS) - {INTERNATIONAL}) and received(two) == []
+    assert_healthy(first, second)
+
+
+def test_a_server_that_cannot_send_now_is_no_server_to_wait_for(tenant_a):
+    # The only other server is turned off: the letter fails at once, as it
+    # did, rather than wait for someone to turn it on.
+    with smtp_server(enable_SMTPUTF8=False) as (controller, _):
+        first = make_server(tenant_a, port=controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=controller.port, name="Off", priority=2, enabled=False)
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, timezone.now()) == "done"
+    assert letters(mailing)[INTERNATIONAL].status == L.FAILED
+
+
+def test_a_letter_passed_over_waits_for_a_resting_server_and_fails_if_it_fails(tenant_a):
+    # Passed over for a server that then stops being able to send (turned
+    # off, failing): the letter is not left queued for ever, the mailing
+    # waking every tick to find nothing its first server may claim.
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
+        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+        now = timezone.now()
+        SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timezone.timedelta(minutes=5))
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, now) == "waiting"  # for the second server's rest
+        assert letters(mailing)[INTERNATIONAL].status == L.QUEUED
+        SmtpServer.objects.filter(pk=second.pk).update(enabled=False)
+        assert settle(mailing, now + timezone.timedelta(minutes=6)) == "done"
+    letter = letters(mailing)[INTERNATIONAL]
+    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
+    assert utf8.received == []
+
+
+def test_a_letter_above_one_servers_size_goes_through_the_next_one(tenant_a):
+    big = "s1@x.test"
+    Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
+    emails = ["s0@x.test", big, "s2@x.test"]
+    with (
+        smtp_server(data_size_limit=LIMIT) as (small_controller, small),  # "SIZE 8000"
+        smtp_server(data_size_limit=0) as (large_controller, large),  # no maximum
+    ):
+        first = make_server(tenant_a, port=small_controller.port, name="Small", priority=1)
+        second = make_server(tenant_a, port=large_controller.port, name="Large", priority=2)
+        mailing = start(tenant_a, [first, second], emails, **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    sent = letters(mailing)
+    assert {email: letter.status for email, letter in sent.items()} == dict.fromkeys(emails, L.SENT)
+    assert received(small) == ["s0@x.test", "s2@x.test"] and received(large) == [big]
+    assert_healthy(first, second)
+
+
+def test_a_letter_above_every_servers_size_fails_with_both_sizes(tenant_a):
+    big = "s1@x.test"
+    Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
+    with (
+        smtp_server(data_size_limit=LIMIT) as (one_controller, _),
+        smtp_server(data_size_limit=LIMIT) as (two_controller, _),
+    ):
+        first = make_server(tenant_a, port=one_controller.port, name="One", priority=1)
+        second = make_server(tenant_a, port=two_controller.port, name="Two", priority=2)
+        mailing = start(tenant_a, [first, second], ["s0@x.test", big], **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    letter = letters(mailing)[big]
+    assert letter.status == L.FAILED
+    assert re.fullmatch(
+        re.escape(TOO_BIG_NOTE) + r"\d+ bytes, the server.s maximum is 8000 \(its SIZE\)\.", letter.last_reply
+    )
