@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from ..models import ContactImport
-from .detection import _detect_encoding
+from .detection import _detect_encoding, decode_line
 from .limits import DELIMITERS, MAX_COLUMNS, MAX_FIELD_CHARS, MAX_HEADER_CELL, SAMPLE_BYTES
 
 
@@ -122,7 +122,8 @@ def _decode_sample(sample: bytes, encoding: str, *, whole: bool) -> str:
     if not whole:
         sample = sample[: sample.rfind(b"\n") + 1] or sample  # whole lines only
     # A UTF-8 BOM before a code page's letters, too (some exports write one).
-    text = sample.removeprefix(codecs.BOM_UTF8).decode(encoding, errors="replace")
+    lines = sample.removeprefix(codecs.BOM_UTF8).splitlines(keepends=True)
+    text = "".join(decode_line(line, encoding, errors="replace") for line in lines)
     return text.removeprefix("\ufeff")
 
 

@@ -28,6 +28,7 @@ from servers.validators import no_control_chars
 
 from .. import contacts, events
 from ..models import Contact, ContactImport, ContactList, ImportRejection
+from .detection import decode_line
 from .inspection import csv_problem, skip_header
 from .limits import (
     BATCH_ROWS,
@@ -251,7 +252,7 @@ class LineSource:
             if raw.startswith(codecs.BOM_UTF8):  # before a code page's letters, too (some exports write one)
                 raw, start = raw[len(codecs.BOM_UTF8) :], start + len(codecs.BOM_UTF8)
         try:
-            text = raw.decode(self.encoding)
+            text = decode_line(raw, self.encoding)
         except UnicodeDecodeError as exc:
             self._note(
                 _("Invalid bytes for %(upper)s at byte %(value)s of the file.")

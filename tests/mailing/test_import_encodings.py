@@ -5,6 +5,7 @@ composed (NFC), whatever the file held."""
 
 import codecs
 import unicodedata
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -311,3 +312,60 @@ def test_a_first_line_of_letters_cut_by_the_edge_of_a_megabyte(alice, tenant_a, 
     imp, _ = import_through_the_pages(alice, content, django_capture_on_commit_callbacks, ["email", "first_name"])
     assert imp.encoding == "cp1251"
     assert Contact.objects.get(tenant=tenant_a, email="v@example.ua").first_name == "Віктор"
+
+
+# A file put together from two exports: the rows of a code page, and one
+# row a later export wrote in UTF-8. Read in the code page, that row's names
+# were stored garbled (Windows-1251 reads the UTF-8 of "Иван" as eight
+# letters and a control character) and nothing said so.
+MIXED = [
+    ("ru", "cp1251", ("late@example.ru", "Дмитрий", "Ёлкин", "ООО «Север», Мурманск")),
+    ("ru", "mac_cyrillic", ("late@example.ru", "Дмитрий", "Ёлкин", "ООО «Север», Мурманск")),
+    ("uk", "cp1251", ("late@example.ua", "Ярина", "Ґонта", "Ужгород")),
+    ("vi", "cp1258", ("late@example.vn", "Thị Mỹ", "Phạm", "Hải Phòng")),
+]
+
+
+@pytest.mark.parametrize(("language", "codec", "late"), MIXED, ids=[f"{m[0]}-{m[1]}" for m in MIXED])
+def test_a_utf8_row_among_code_page_rows_is_read_as_utf8(
+    alice, tenant_a, django_capture_on_commit_callbacks, language, codec, late
+):
+    write = cp1258 if codec == "cp1258" else (lambda text: text.encode(codec))
+    rows = ROWS[language] * 3  # a dozen rows: the code page is beyond doubt
+    rows = [(f"{n}.{email}", first, last, value) for n, (email, first, last, value) in enumerate(rows)]
+    lines = [write(HEADER[language] + "\r\n"), *(write(";".join(row) + "\r\n") for row in rows[:7])]
+    lines += [(";".join(late) + "\r\n").encode("utf-8"), *(write(";".join(row) + "\r\n") for row in rows[7:])]
+    imp, _ = import_through_the_pages(
+        alice, b"".join(lines), django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
+    )
+    assert imp.encoding == codec
+    got = stored(tenant_a)
+    [key] = got[rows[0][0]][2]  # the new field's key, as the import names it
+    nfc = partial(unicodedata.normalize, "NFC")
+    want = {email: (nfc(first), nfc(last), {key: nfc(value)}) for email, first, last, value in [*rows, late]}
+    assert got[late[0]] == want[late[0]]
+    assert got == want
+
+
+def test_a_code_page_row_that_happens_to_be_valid_utf8_stays_in_its_code_page(
+    alice, tenant_a, django_capture_on_commit_callbacks
+):
+    # "ФЁ" is D4 A8 in Windows-1251, which UTF-8 reads as "Ԩ", a letter of
+    # no language our users write: the row is the file's code page.
+    rows = [(f"{n}.{email}", first, last, value) for n, (email, first, last, value) in enumerate(ROWS["ru"] * 3)]
+    text = HEADER["ru"] + "\r\n" + "".join(";".join(row) + "\r\n" for row in rows) + "fe@example.ru;ФЁ;Ли;Ош\r\n"
+    imp, _ = import_through_the_pages(
+        alice, text.encode("cp1251"), django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
+    )
+    assert imp.encoding == "cp1251"
+    assert stored(tenant_a)["fe@example.ru"][:2] == ("ФЁ", "Ли")
+
+
+def test_the_preview_reads_a_utf8_row_among_code_page_rows_as_the_import_will(alice):
+    rows = [f"{n}.{email};{first};{last};{value}\r\n" for n, (email, first, last, value) in enumerate(ROWS["ru"] * 3)]
+    content = (HEADER["ru"] + "\r\n" + "".join(rows[:4])).encode("cp1251")
+    content += "late@example.ru;Дмитрий;Ёлкин;Мурманск\r\n".encode() + "".join(rows[4:]).encode("cp1251")
+    file = SimpleUploadedFile("contacts.csv", content, "text/csv")
+    response = alice.client.post(reverse("contacts:import_upload"), {"file": file})
+    page = alice.client.get(response["Location"]).content.decode()
+    assert "Дмитрий" in page and "Ёлкин" in page and "Сергей" in page
