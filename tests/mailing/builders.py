@@ -1,5 +1,7 @@
 """Small builders for mailing data."""
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -7,6 +9,10 @@ from django.utils import timezone
 from accounts.models import Tenant
 from mailing import dispatch
 from mailing.models import Contact, ContactList, Mailing, MailTemplate, Suppression
+from mailing.sink import SinkHandler
+from servers.models import SmtpServer
+from tests.servers.factories import make_server
+from tests.smtp_servers import smtp_server
 
 
 def make_list(tenant: Tenant, name: str = "Customers", emails: list[str] | None = None) -> ContactList:
@@ -47,3 +53,23 @@ def from_the_reply(value: datetime, expected: datetime) -> bool:
     `now` a test gave it, and the batch's clock moved on since (by the
     milliseconds its letters took), never back."""
     return expected <= value <= expected + timedelta(seconds=5)
+
+
+Made = list[tuple[SmtpServer, SinkHandler]]
+
+
+@contextmanager
+def servers_in_order(tenant: Tenant, *options: dict, **fields: object) -> Iterator[Made]:
+    """Real aiosmtpd servers, one for each of `options` (smtp_server's: a
+    handler, enable_SMTPUTF8, data_size_limit; and the server's `name`),
+    made the tenant's servers in that order, each with `fields`; each
+    server with its handler."""
+    with ExitStack() as stack:
+        made = []
+        for position, option in enumerate(options, 1):
+            option = dict(option)
+            name = option.pop("name", f"Server {position}")
+            controller, handler = stack.enter_context(smtp_server(**option))
+            server = make_server(tenant, port=controller.port, name=name, priority=position, **fields)
+            made.append((server, handler))
+        yield made

@@ -19,6 +19,7 @@ from tests.servers.factories import make_server
 from tests.smtp_servers import PipeliningSink, SinkHandler, smtp_server
 
 from .builders import run_until_settled as settle
+from .builders import servers_in_order
 from .test_dispatch_real_world import start
 from .test_dispatch_size import BODY, LIMIT
 
@@ -46,12 +47,8 @@ def assert_healthy(*servers: SmtpServer) -> None:
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one by one", "pipelined"])
 def test_a_recipients_international_mailbox_goes_through_the_next_server_that_offers_smtputf8(tenant_a, pipelining):
     sink = PipeliningSink if pipelining else SinkHandler
-    with (
-        smtp_server(handler=sink(), enable_SMTPUTF8=False) as (plain_controller, plain),
-        smtp_server(handler=sink(), enable_SMTPUTF8=True) as (utf8_controller, utf8),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+    plain, utf8 = {"handler": sink(), "enable_SMTPUTF8": False}, {"handler": sink(), "enable_SMTPUTF8": True}
+    with servers_in_order(tenant_a, plain, utf8) as [(first, plain), (second, utf8)]:
         mailing = start(tenant_a, [first, second], EMAILS)
         assert settle(mailing, timezone.now()) == "done"
     sent = letters(mailing)
@@ -66,12 +63,8 @@ def test_a_recipients_international_mailbox_goes_through_the_next_server_that_of
 
 
 def test_a_letter_no_server_of_its_mailing_can_carry_fails_with_the_reason(tenant_a):
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (one_controller, one),
-        smtp_server(enable_SMTPUTF8=False) as (two_controller, two),
-    ):
-        first = make_server(tenant_a, port=one_controller.port, name="One", priority=1)
-        second = make_server(tenant_a, port=two_controller.port, name="Two", priority=2)
+    plain = {"enable_SMTPUTF8": False}
+    with servers_in_order(tenant_a, plain, plain) as [(first, one), (second, two)]:
         mailing = start(tenant_a, [first, second], EMAILS)
         assert settle(mailing, timezone.now()) == "done"
     sent = letters(mailing)
@@ -97,12 +90,8 @@ def test_a_letter_passed_over_waits_for_a_resting_server_and_fails_if_it_fails(t
     # Passed over for a server that then stops being able to send (turned
     # off, failing): the letter is not left queued for ever, the mailing
     # waking every tick to find nothing its first server may claim.
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
-        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+        [(first, _), (second, utf8)] = servers
         now = timezone.now()
         SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timezone.timedelta(minutes=5))
         mailing = start(tenant_a, [first, second], EMAILS)
@@ -119,12 +108,9 @@ def test_a_letter_above_one_servers_size_goes_through_the_next_one(tenant_a):
     big = "s1@x.test"
     Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
     emails = ["s0@x.test", big, "s2@x.test"]
-    with (
-        smtp_server(data_size_limit=LIMIT) as (small_controller, small),  # "SIZE 8000"
-        smtp_server(data_size_limit=0) as (large_controller, large),  # no maximum
-    ):
-        first = make_server(tenant_a, port=small_controller.port, name="Small", priority=1)
-        second = make_server(tenant_a, port=large_controller.port, name="Large", priority=2)
+    # "SIZE 8000", then no maximum
+    with servers_in_order(tenant_a, {"data_size_limit": LIMIT}, {"data_size_limit": 0}) as servers:
+        [(first, small), (second, large)] = servers
         mailing = start(tenant_a, [first, second], emails, **BODY)
         assert settle(mailing, timezone.now()) == "done"
     sent = letters(mailing)
@@ -136,12 +122,8 @@ def test_a_letter_above_one_servers_size_goes_through_the_next_one(tenant_a):
 def test_a_letter_above_every_servers_size_fails_with_both_sizes(tenant_a):
     big = "s1@x.test"
     Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
-    with (
-        smtp_server(data_size_limit=LIMIT) as (one_controller, _),
-        smtp_server(data_size_limit=LIMIT) as (two_controller, _),
-    ):
-        first = make_server(tenant_a, port=one_controller.port, name="One", priority=1)
-        second = make_server(tenant_a, port=two_controller.port, name="Two", priority=2)
+    with servers_in_order(tenant_a, {"data_size_limit": LIMIT}, {"data_size_limit": LIMIT}) as servers:
+        [(first, _), (second, _)] = servers
         mailing = start(tenant_a, [first, second], ["s0@x.test", big], **BODY)
         assert settle(mailing, timezone.now()) == "done"
     letter = letters(mailing)[big]

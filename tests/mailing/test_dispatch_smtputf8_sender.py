@@ -25,6 +25,7 @@ from tests.servers.factories import make_server
 from tests.smtp_servers import PipeliningSink, smtp_server
 
 from .builders import run_until_settled as settle
+from .builders import servers_in_order
 from .test_dispatch_real_world import start
 
 pytestmark = pytest.mark.django_db
@@ -209,12 +210,9 @@ def test_a_mailings_own_address_goes_on_through_its_next_server_that_offers_smtp
     # one of the mailing could carry its address: the tenant had to cancel
     # it and start it again without that server.
     sink = PipeliningSink if pipelining else SinkHandler
-    with (
-        smtp_server(handler=sink(), enable_SMTPUTF8=False) as (plain_controller, plain),
-        smtp_server(handler=sink(), enable_SMTPUTF8=True) as (utf8_controller, utf8),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1, **server_fields)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2, **server_fields)
+    plain = {"handler": sink(), "enable_SMTPUTF8": False, "name": "Plain"}
+    utf8 = {"handler": sink(), "enable_SMTPUTF8": True, "name": "Unicode"}
+    with servers_in_order(tenant_a, plain, utf8, **server_fields) as [(first, plain), (second, utf8)]:
         mailing = start(tenant_a, [first, second], EMAILS, **template)
         assert settle(mailing) == "done"
         # The tenant's other mailings still go through the first server.
@@ -241,12 +239,8 @@ def test_a_mailings_own_address_goes_on_through_its_next_server_that_offers_smtp
 
 
 def test_a_mailing_passed_over_by_every_server_pauses_and_a_resume_tries_them_again(tenant_a):
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (first_controller, _),
-        smtp_server(enable_SMTPUTF8=False) as (second_controller, _),
-    ):
-        first = make_server(tenant_a, port=first_controller.port, name="One", priority=1)
-        second = make_server(tenant_a, port=second_controller.port, name="Two", priority=2)
+    one, two = {"enable_SMTPUTF8": False, "name": "One"}, {"enable_SMTPUTF8": False, "name": "Two"}
+    with servers_in_order(tenant_a, one, two) as [(first, _), (second, _)]:
         mailing = start(tenant_a, [first, second], EMAILS, reply_to="josé@acme.test")
         settle(mailing)
         mailing.refresh_from_db()
@@ -406,12 +400,8 @@ def test_a_bounce_mailbox_whose_domain_cannot_go_as_idna_fails_the_server_not_ev
 def test_the_server_passed_over_is_said_in_the_organisations_language(tenant_a):
     tenant_a.default_language = "ru"
     tenant_a.save(update_fields=["default_language"])
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
-        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, _),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+    plain, utf8 = {"enable_SMTPUTF8": False, "name": "Plain"}, {"enable_SMTPUTF8": True, "name": "Unicode"}
+    with servers_in_order(tenant_a, plain, utf8) as [(first, _), (second, _)]:
         mailing = start(tenant_a, [first, second], EMAILS, reply_to="josé@acme.test")
         with translation.override("en"):
             assert settle(mailing) == "done"
