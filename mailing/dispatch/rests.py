@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils.translation import gettext, gettext_noop
 
 from accounts import languages
@@ -344,18 +345,29 @@ def passed_by(passed_over: str) -> set[int]:
     return {int(pk) for pk in passed_over.split(",") if pk}
 
 
+def _passed_over_pending(mailing: Mailing) -> QuerySet[Letter]:
+    return Letter.objects.filter(mailing_id=mailing.pk, status__in=(L.QUEUED, L.DEFERRED)).exclude(passed_over="")
+
+
+def stranded(mailing: Mailing) -> QuerySet[Letter]:
+    """The pending letters every server able to send for the mailing has
+    passed over: no wait brings a server that can carry them. Asked of
+    the database (a mailing may have passed over many letters)."""
+    letters = _passed_over_pending(mailing)
+    for pk in able(mailing):
+        letters = letters.filter(passed_over__contains=f",{pk},")
+    return letters
+
+
 def fail_stranded(mailing: Mailing) -> int:
     """Fail the pending letters that every server able to send for the
     mailing has passed over (one that could carry them was turned off or
     failed since): each keeps the reply that passed it over. Asked only
     when a server with room found no letter to claim, so a mailing's
     letters are not read each batch. How many failed."""
-    servers = able(mailing)
-    pending = Letter.objects.filter(mailing_id=mailing.pk, status__in=(L.QUEUED, L.DEFERRED)).exclude(passed_over="")
-    stranded = [pk for pk, passed in pending.values_list("pk", "passed_over") if servers <= passed_by(passed)]
-    if not stranded:
+    count = stranded(mailing).update(status=L.FAILED, server=None)
+    if not count:
         return 0
-    count = pending.filter(pk__in=stranded).update(status=L.FAILED, server=None)
     log.info("mailing %s: %s letters no server able to send can carry failed", mailing.pk, count)
     return count
 

@@ -3,6 +3,7 @@ send, then deciding what the mailing does when none could: finished,
 waiting until a known moment, or unable to send until someone acts."""
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -22,7 +23,7 @@ from ..mailings import transition
 from ..models import Letter, Mailing
 from . import rests
 from .batch import only_paced, send_batch
-from .claims import DUE_LETTERS, PENDING, PENDING_IN
+from .claims import CARRIES, DUE_LETTERS, PENDING, PENDING_IN, passed_over_by
 from .rows import Rows
 
 L = Letter.Status
@@ -133,25 +134,33 @@ def _left(mailing: Mailing, now: datetime) -> Left:
 
 
 # Asked of waiting mailings every tick.
-_CLAIMABLE_SQL = f"SELECT EXISTS ({DUE_LETTERS})"
-
-
-def _claimable(mailing: Mailing, now: datetime) -> bool:
+def _claimable(mailing: Mailing, now: datetime, servers: Sequence[SmtpServer] = ()) -> bool:
+    """A letter is due; with `servers`, one that one of them may claim (not
+    one that every one of them passed over, claims.CARRIES)."""
+    carries = " OR ".join([CARRIES] * len(servers))
+    sql = f"SELECT EXISTS ({DUE_LETTERS} AND ({carries}))" if servers else f"SELECT EXISTS ({DUE_LETTERS})"
+    params = [mailing.pk, *PENDING, connection.ops.adapt_datetimefield_value(now)]
     with statements.cursor() as cursor:
-        cursor.execute(_CLAIMABLE_SQL, [mailing.pk, *PENDING, connection.ops.adapt_datetimefield_value(now)])
+        cursor.execute(sql, [*params, *(passed_over_by(server.pk) for server in servers)])
         return bool(cursor.fetchone()[0])
 
 
 def wakeable(mailing: Mailing, now: datetime) -> bool:
     """A waiting or blocked mailing may send now: one of its servers became
     usable with room (its health back, enabled, a limit raised, a new
-    server added) and a letter is due. Checked every tick, so fixing a
+    server added) and a letter is due that it may claim (a letter it
+    passed over waits for another server). Checked every tick, so fixing a
     server wakes the mailing within one tick."""
     servers = rests.usable_servers(mailing, now)
     if not servers or not _claimable(mailing, now):
         return False
     usage = limits.window_usage(servers, mailing.tenant, now)
-    return any(usage[s.pk].left != 0 for s in servers)
+    with_room = [s for s in servers if usage[s.pk].left != 0]
+    if not with_room:
+        return False
+    # Due letters none of them may claim wake it only where one fails for
+    # want of a server that can carry it (run_mailing: fail_stranded).
+    return _claimable(mailing, now, with_room) or rests.stranded(mailing).exists()
 
 
 def _settle(mailing: Mailing, now: datetime, left: Left) -> str:

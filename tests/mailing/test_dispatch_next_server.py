@@ -131,3 +131,58 @@ def test_a_letter_above_every_servers_size_fails_with_both_sizes(tenant_a):
     assert re.fullmatch(
         re.escape(TOO_BIG_NOTE) + r"\d+ bytes, the server.s maximum is 8000 \(its SIZE\)\.", letter.last_reply
     )
+
+
+def test_a_mailing_waiting_for_the_server_that_can_carry_its_last_letter_does_not_wake_every_tick(tenant_a):
+    # The only letter left was passed over by the first server, and the
+    # second one rests: the first server, usable with room, cannot claim it.
+    # The mailing waits for the rest, rather than waking each tick to find
+    # nothing to claim (a history line each way, a batch's statements).
+    from mailing import dispatch
+    from mailing.models import Mailing, MailingEvent
+
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
+        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+        now = timezone.now()
+        rest_end = now + timezone.timedelta(minutes=5)
+        SmtpServer.objects.filter(pk=second.pk).update(backoff_until=rest_end)
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, now) == "waiting"
+        events = MailingEvent.objects.filter(mailing=mailing).count()
+        later = now + timezone.timedelta(seconds=30)
+        assert mailing.pk not in dispatch.active_mailing_ids(now=later)
+        assert dispatch.run_mailing(mailing_id=mailing.pk, now=later) == "waiting"
+        assert MailingEvent.objects.filter(mailing=mailing).count() == events
+        assert Mailing.objects.get(pk=mailing.pk).resume_at >= rest_end
+        assert settle(mailing, rest_end + timezone.timedelta(seconds=1)) == "done"
+    assert received(utf8) == [INTERNATIONAL]
+
+
+def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
+    # Waiting for the second server's rest, the only one that can carry the
+    # letter left: once that server is turned off, no wait brings it back,
+    # and the first server, with room, fails the letter within a tick
+    # rather than the mailing waiting for a rest that no longer matters.
+    from mailing import dispatch
+
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
+        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+        now = timezone.now()
+        SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timezone.timedelta(hours=5))
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, now) == "waiting"
+        SmtpServer.objects.filter(pk=second.pk).update(enabled=False)
+        later = now + timezone.timedelta(seconds=30)
+        assert mailing.pk in dispatch.active_mailing_ids(now=later)
+        assert settle(mailing, later) == "done"
+    letter = letters(mailing)[INTERNATIONAL]
+    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
+    assert utf8.received == []
