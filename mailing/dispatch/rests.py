@@ -36,6 +36,7 @@ from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.wire import Role, SenderNeedsSmtpUtf8, SenderSideRefused
 from servers.words import Words
 
+from .. import limits
 from ..mailings import note_event, transition
 from ..models import RUNNING, Letter, Mailing, MailingEvent, MailingServer
 from .replies import MAX_RATE_WAIT, Verdict
@@ -333,11 +334,14 @@ def another_may_carry(mailing: Mailing, server: SmtpServer, letter: Letter) -> b
 def able(mailing: Mailing) -> set[int]:
     """The mailing's servers that may send without anyone's action: enabled
     and not failing, not passed over for the mailing, the tenant not
-    blocked there (a rest is no matter: a letter waits for it)."""
+    blocked there, no limit of 0 (a rest or a spent window is no matter: a
+    letter waits for it)."""
     links = MailingServer.objects.filter(mailing_id=mailing.pk, passed_over="")
     blocked = TenantRest.objects.filter(tenant_id=mailing.tenant_id, blocked=True).values("server_id")
     servers = SmtpServer.objects.filter(pk__in=links.values("server_id")).exclude(pk__in=blocked)
-    return {server.pk for server in servers if server.is_usable}
+    usable = [server for server in servers if server.is_usable]
+    usage = limits.window_usage(usable, mailing.tenant)
+    return {server.pk for server in usable if usage[server.pk].resume_at != limits.NEVER}
 
 
 def passed_by(passed_over: str) -> set[int]:

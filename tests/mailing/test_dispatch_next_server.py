@@ -162,6 +162,24 @@ def test_a_mailing_waiting_for_the_server_that_can_carry_its_last_letter_does_no
     assert received(utf8) == [INTERNATIONAL]
 
 
+def test_a_server_with_a_limit_of_0_is_no_server_to_wait_for(tenant_a):
+    # Its limit of 0 leaves nothing to wait for (only someone editing it
+    # does): the letter fails as with a server turned off, rather than the
+    # mailing waking every tick for ever to find nothing its first server
+    # may claim.
+    with (
+        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
+        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
+    ):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2, max_per_day=0)
+        mailing = start(tenant_a, [first, second], EMAILS)
+        assert settle(mailing, timezone.now()) == "done"
+    letter = letters(mailing)[INTERNATIONAL]
+    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
+    assert utf8.received == []
+
+
 def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
     # Waiting for the second server's rest, the only one that can carry the
     # letter left: once that server is turned off, no wait brings it back,
