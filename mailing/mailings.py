@@ -29,6 +29,7 @@ from . import events
 from .models import Contact, ContactList, Letter, Mailing, MailingEvent, MailingServer, Suppression
 
 S = Mailing.Status
+PENDING_STATUSES = (Letter.Status.QUEUED, Letter.Status.DEFERRED)
 
 # action -> (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -78,6 +79,10 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
             # Every server is tried again: the one passed over for the
             # mailing's own address may have been mended meanwhile.
             MailingServer.objects.filter(mailing_id=mailing.pk).exclude(passed_over="").update(passed_over="")
+            # And every letter's servers, which may carry it now (a server
+            # given SMTPUTF8 or a larger SIZE meanwhile).
+            pending = Letter.objects.filter(mailing_id=mailing.pk, status__in=PENDING_STATUSES)
+            pending.exclude(passed_over="").update(passed_over="")
         events.mailing_moved(mailing, before=mailing.status, after=target, fields=fields)
         if target == S.ACTIVE:
             transaction.on_commit(lambda: _kick(mailing.pk))

@@ -230,6 +230,9 @@ class Batch:
     size_refused: bool = False
     # The letters the server takes a connection, as its EHLO's LIMITS says.
     mail_max: int | None = None
+    # The mailing's servers that may send (rests.able), once a letter this
+    # server cannot carry asked (_elsewhere).
+    able: set[int] | None = None
 
     def clock(self) -> datetime:
         """The batch's clock: `now` as the caller gave it, moved on by the
@@ -488,9 +491,7 @@ class Batch:
                 rests.sender_needs_smtputf8(self.server, self.mailing.tenant, exc, now=self.clock())
             return False
         except Exception as exc:  # this one letter cannot go: it fails, the batch goes on
-            if isinstance(exc, RecipientNeedsSmtpUtf8 | TooBig) and rests.another_may_carry(
-                self.mailing, self.server, letter
-            ):
+            if isinstance(exc, RecipientNeedsSmtpUtf8 | TooBig) and self._elsewhere(letter):
                 # This server cannot carry it, another of the mailing's may:
                 # it goes there, uncounted, this server's claims skip it.
                 self._record(letter, partial(pass_over, letter, self.server.pk, unsendable_reply(exc)))
@@ -654,6 +655,16 @@ class Batch:
         log.info("server %s takes %s letters a connection: %s", self.server.pk, self.begun_here - 1, refusal.reply)
         progress.stage = Stage.MAIL
         return self._afresh(letter, progress, following, early=early)
+
+    def _elsewhere(self, letter: Letter) -> bool:
+        """Whether a server of the mailing other than this one, and than
+        those that could not carry the letter before, may still send it
+        (rests.able, asked once a batch: a batch of international
+        recipients on a server without SMTPUTF8 asks it once, not for
+        each of them)."""
+        if self.able is None:
+            self.able = rests.able(self.mailing)
+        return bool(self.able - rests.passed_by(letter.passed_over) - {self.server.pk})
 
     def _wire(self, letter: Letter) -> bytes:
         """The letter's bytes: made ahead, or now. A letter that could not

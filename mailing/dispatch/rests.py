@@ -324,13 +324,6 @@ PASSED_OVER_LENGTH = MailingServer._meta.get_field("passed_over").max_length
 NOTE_LENGTH = MailingEvent._meta.get_field("note").max_length
 
 
-def another_may_carry(mailing: Mailing, server: SmtpServer, letter: Letter) -> bool:
-    """Whether a server of the mailing other than `server`, and than those
-    that could not carry the letter before, may still send it (able()).
-    Asked only of a letter the server cannot carry."""
-    return bool(able(mailing) - passed_by(letter.passed_over) - {server.pk})
-
-
 def able(mailing: Mailing) -> set[int]:
     """The mailing's servers that may send without anyone's action: enabled
     and not failing, not passed over for the mailing, the tenant not

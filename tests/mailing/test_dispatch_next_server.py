@@ -11,8 +11,10 @@ import re
 import pytest
 from django.utils import timezone
 
+from mailing import dispatch
+from mailing import mailings as services
 from mailing.dispatch.replies import TOO_BIG_NOTE
-from mailing.models import Contact, Letter
+from mailing.models import Contact, Letter, Mailing, MailingEvent
 from servers.models import Health, SmtpServer
 from servers.wire import NO_SMTPUTF8
 from tests.servers.factories import make_server
@@ -138,15 +140,8 @@ def test_a_mailing_waiting_for_the_server_that_can_carry_its_last_letter_does_no
     # second one rests: the first server, usable with room, cannot claim it.
     # The mailing waits for the rest, rather than waking each tick to find
     # nothing to claim (a history line each way, a batch's statements).
-    from mailing import dispatch
-    from mailing.models import Mailing, MailingEvent
-
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
-        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+        [(first, _), (second, utf8)] = servers
         now = timezone.now()
         rest_end = now + timezone.timedelta(minutes=5)
         SmtpServer.objects.filter(pk=second.pk).update(backoff_until=rest_end)
@@ -167,12 +162,9 @@ def test_a_server_with_a_limit_of_0_is_no_server_to_wait_for(tenant_a):
     # does): the letter fails as with a server turned off, rather than the
     # mailing waking every tick for ever to find nothing its first server
     # may claim.
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
-        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2, max_per_day=0)
+    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+        [(first, _), (second, utf8)] = servers
+        SmtpServer.objects.filter(pk=second.pk).update(max_per_day=0)
         mailing = start(tenant_a, [first, second], EMAILS)
         assert settle(mailing, timezone.now()) == "done"
     letter = letters(mailing)[INTERNATIONAL]
@@ -185,14 +177,8 @@ def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
     # letter left: once that server is turned off, no wait brings it back,
     # and the first server, with room, fails the letter within a tick
     # rather than the mailing waiting for a rest that no longer matters.
-    from mailing import dispatch
-
-    with (
-        smtp_server(enable_SMTPUTF8=False) as (plain_controller, _),
-        smtp_server(enable_SMTPUTF8=True) as (utf8_controller, utf8),
-    ):
-        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
-        second = make_server(tenant_a, port=utf8_controller.port, name="Unicode", priority=2)
+    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+        [(first, _), (second, utf8)] = servers
         now = timezone.now()
         SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timezone.timedelta(hours=5))
         mailing = start(tenant_a, [first, second], EMAILS)
@@ -204,3 +190,17 @@ def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
     letter = letters(mailing)[INTERNATIONAL]
     assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
     assert utf8.received == []
+
+
+def test_a_resume_lets_every_server_try_the_letters_it_passed_over_again(tenant_a):
+    # The tenant may have moved the first server to a provider that offers
+    # SMTPUTF8 meanwhile: after a pause and a resume it carries the letter.
+    with servers_in_order(tenant_a, {"enable_SMTPUTF8": True}, {"enable_SMTPUTF8": True}) as servers:
+        [(first, now_utf8), (second, _)] = servers
+        mailing = start(tenant_a, [first, second], EMAILS)
+        Letter.objects.filter(mailing=mailing, email=INTERNATIONAL).update(passed_over=f",{first.pk},")
+        services.transition(mailing=mailing, action="pause")
+        services.transition(mailing=mailing, action="resume")
+        assert letters(mailing)[INTERNATIONAL].passed_over == ""
+        assert settle(mailing, timezone.now()) == "done"
+    assert received(now_utf8) == sorted(EMAILS)
