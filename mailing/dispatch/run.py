@@ -20,7 +20,7 @@ from servers.models import SmtpServer, TenantRest
 
 from .. import limits
 from ..mailings import transition
-from ..models import Letter, Mailing
+from ..models import Letter, Mailing, MailingServer
 from . import rests
 from .batch import only_paced, send_batch
 from .claims import CARRIES, DUE_LETTERS, PENDING, PENDING_IN, passed_over_by
@@ -191,7 +191,9 @@ def resume_time(mailing: Mailing, now: datetime) -> Resume | None:
     (rest), or a deferred letter becomes due (retry). None when no server
     can send without someone's action (failing, disabled, blocked, a limit
     of 0): the mailing cannot send."""
-    servers = [link.server for link in mailing.server_links.select_related("server")]
+    # Not those it goes on without (passed over): they send none of it.
+    links = mailing.server_links.select_related("server").filter(passed_over="")
+    servers = [link.server for link in links]
     holds = rests.tenant_rests(mailing.tenant_id, [s.pk for s in servers])
     candidates: list[Resume] = []
     room_now = False
@@ -246,13 +248,17 @@ def active_mailing_ids(*, now: datetime | None = None) -> list[int]:
 def blocked_reasons(mailing: Mailing, now: datetime) -> list[tuple[SmtpServer, str, str]]:
     """For a mailing that cannot send: each server, why it cannot, and what
     to do about it."""
-    servers = [link.server for link in mailing.server_links.select_related("server").order_by("position")]
+    links = list(mailing.server_links.select_related("server").order_by("position"))
+    servers = [link.server for link in links]
     holds = rests.tenant_rests(mailing.tenant_id, [s.pk for s in servers])
     usage = limits.window_usage(servers, mailing.tenant, now)
-    return [(s, *_reason(s, holds.get(s.pk), usage[s.pk])) for s in servers]
+    return [(link.server, *_reason(link, holds.get(link.server_id), usage[link.server_id])) for link in links]
 
 
-def _reason(server: SmtpServer, hold: TenantRest | None, usage: limits.Usage) -> tuple[str, str]:
+def _reason(link: MailingServer, hold: TenantRest | None, usage: limits.Usage) -> tuple[str, str]:
+    server = link.server
+    if link.passed_over:  # the mailing's own address, which this server cannot carry: said in full
+        return link.passed_over, ""
     if not server.enabled:
         return _("disabled"), _("Enable it on the Servers page.")
     if not server.is_usable:

@@ -408,3 +408,24 @@ def test_the_server_passed_over_is_said_in_the_organisations_language(tenant_a):
     passed = mailing.server_links.get(server=first).passed_over
     assert "josé@acme.test" in passed and "Plain" in passed, passed
     assert CYRILLIC.search(passed.replace("josé@acme.test", "")), passed
+
+
+def test_a_mailing_whose_other_server_is_failing_blocks_rather_than_waits_on_the_one_passed_over(tenant_a):
+    # The server passed over counted as one that may send (room now) when
+    # the mailing decided what it waits for: with its other server failing
+    # it waited a tick, woke, found nothing to send through and waited
+    # again, for ever, instead of being blocked with the failing server
+    # named; the blocked reasons said the passed-over server "can send".
+    with smtp_server(enable_SMTPUTF8=False) as (plain_controller, plain):
+        first = make_server(tenant_a, port=plain_controller.port, name="Plain", priority=1)
+        second = make_server(tenant_a, port=1, name="Unicode", priority=2)
+        mailing = start(tenant_a, [first, second], EMAILS, reply_to="josé@acme.test")
+        SmtpServer.objects.filter(pk=second.pk).update(health=Health.FAILING, health_error="auth refused")
+        assert settle(mailing) == "blocked"
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.BLOCKED and mailing.resume_at is None
+    assert mailing.server_links.get(server=first).passed_over
+    assert plain.received == []
+    reasons = {server.name: reason for server, reason, _ in dispatch.blocked_reasons(mailing, timezone.now())}
+    assert reasons["Plain"] != "can send" and "josé@acme.test" in reasons["Plain"], reasons
+    assert "auth refused" in reasons["Unicode"], reasons
