@@ -495,7 +495,8 @@ SELECT m.id,
              FROM unnest(%(statuses)s::text[]) WITH ORDINALITY AS s(status, i) ORDER BY s.i),
        (SELECT count(*) FROM mailing_letter l
         WHERE l.mailing_id = m.id AND l.sent_at >= %(since)s AND l.sent_at <= %(now)s),
-       ARRAY(SELECT ms.server_id FROM mailing_mailingserver ms WHERE ms.mailing_id = m.id ORDER BY ms.position)
+       ARRAY(SELECT ms.server_id FROM mailing_mailingserver ms
+             WHERE ms.mailing_id = m.id AND ms.passed_over = '' ORDER BY ms.position)
 FROM unnest(%(mailings)s::bigint[]) AS m(id)
 """
 
@@ -562,7 +563,9 @@ def _server_links(mailings: list[Mailing]) -> dict[int, list[int]]:
     links: dict[int, list[int]] = defaultdict(list)
     if not mailings:
         return links
-    rows = MailingServer.objects.filter(mailing__in=[m.pk for m in mailings]).order_by("mailing_id", "position")
+    # Not those a mailing goes on without (passed over): they send none of it.
+    rows = MailingServer.objects.filter(mailing__in=[m.pk for m in mailings], passed_over="")
+    rows = rows.order_by("mailing_id", "position")
     for mailing_id, server_id in rows.values_list("mailing_id", "server_id"):
         links[mailing_id].append(server_id)
     return links

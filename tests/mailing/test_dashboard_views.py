@@ -79,6 +79,21 @@ def test_the_json_says_when_each_mailing_finishes(tenant_a, spec, waiting, finis
     assert (row["waiting_text"], row["finish_text"]) == (waiting, finish)
 
 
+def test_a_server_the_mailing_goes_on_without_gives_its_finish_no_room(tenant_a):
+    # A server passed over (the mailing's own international address, which
+    # it cannot carry) sends none of the mailing's letters: the estimate
+    # counted its room, and a mailing left to a server at its limit
+    # "finished in a moment" through the one it no longer uses.
+    passed = make_server(tenant_a, name="Plain")
+    server = make_server(tenant_a, name="Unicode", max_per_hour=100, max_per_day=1000)
+    bucket(server, tenant_a, M - minutes(30), 100)
+    mailing = running_mailing(tenant_a, [passed, server], started_at=NOW - minutes(60), queued=150)
+    mailing.server_links.filter(server=passed).update(passed_over="Goes on without the server Plain")
+    with timezone.override("UTC"):
+        (row,) = payload(tenant_a, NOW)["mailings"]
+    assert row["finish_text"] == "At current limits: finishes today at 16:02"
+
+
 def test_the_json_draws_the_progress_of_each_mailing(alice, tenant_a):
     server = make_server(tenant_a)
     mailing = running_mailing(tenant_a, [server], queued=2, sent_at=[timezone.now()] * 5, failed=2, bounced=1)
