@@ -308,9 +308,11 @@ def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeed
         # at once: one of them finds none left and pauses it.
         status = Mailing.objects.select_for_update().filter(pk=mailing.pk).values_list("status", flat=True).first()
         links = MailingServer.objects.filter(mailing=mailing)
-        links.filter(server=server).update(passed_over=passed[:PASSED_OVER_LENGTH])
+        # Another chain's batch through the same server may have passed it
+        # over already: said once.
+        newly = links.filter(server=server, passed_over="").update(passed_over=passed[:PASSED_OVER_LENGTH])
         going_on = status in RUNNING and links.filter(passed_over="").exists()
-        if going_on:
+        if going_on and newly:
             note_event(mailing_id=mailing.pk, status=status, note=passed[:NOTE_LENGTH])
     if going_on:
         log.warning("mailing %s goes on without server %s: %s", mailing.pk, server.pk, passed)

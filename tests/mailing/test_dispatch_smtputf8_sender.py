@@ -16,11 +16,13 @@ from django.utils import timezone, translation
 
 from mailing import dispatch, limits
 from mailing import mailings as services
+from mailing.dispatch import rests
 from mailing.models import Letter, Mailing
 from mailing.sink import SinkHandler
 from servers.models import BounceMailbox, Health, SmtpServer, TenantRest
 from servers.probes import smtp_probe
 from servers.services import mailbox_save, record_health
+from servers.wire import Role, SenderNeedsSmtpUtf8
 from tests.servers.factories import make_server
 from tests.smtp_servers import PipeliningSink, smtp_server
 
@@ -429,3 +431,19 @@ def test_a_mailing_whose_other_server_is_failing_blocks_rather_than_waits_on_the
     reasons = {server.name: reason for server, reason, _ in dispatch.blocked_reasons(mailing, timezone.now())}
     assert reasons["Plain"] != "can send" and "josé@acme.test" in reasons["Plain"], reasons
     assert "auth refused" in reasons["Unicode"], reasons
+
+
+def test_two_chains_passing_over_the_same_server_say_it_once(tenant_a):
+    # Two chains of a big mailing, each in a batch through the same server,
+    # both meet the mailing's own address at their next letter: the history
+    # said "goes on without" that server once per chain.
+    first = make_server(tenant_a, name="Plain", priority=1)
+    second = make_server(tenant_a, name="Unicode", priority=2)
+    mailing = start(tenant_a, [first, second], EMAILS, reply_to="josé@acme.test")
+    before = mailing.events.count()
+    for _chain in range(2):
+        rests.mailing_needs_smtputf8(mailing, first, SenderNeedsSmtpUtf8("josé@acme.test", Role.REPLY_TO))
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.ACTIVE
+    notes = [event.note for event in mailing.events.order_by("pk")][before:]
+    assert len(notes) == 1 and "Plain" in notes[0], notes
