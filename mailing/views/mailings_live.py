@@ -116,7 +116,7 @@ def _history(mailing: Mailing) -> list[dict]:
 
 
 def _event_text(event: MailingEvent) -> str:
-    if event.from_status == event.to_status:  # a line of history, no change of state
+    if event.from_status == event.to_status and event.note:  # a line of history, no change of state
         return _("%(at)s: %(note)s") % {"at": _stamp(event.at), "note": event.note}
     moved = {"at": _stamp(event.at), "from": event.get_from_status_display(), "to": event.get_to_status_display()}
     text = _("%(at)s: %(from)s → %(to)s") % moved
