@@ -86,7 +86,7 @@ NOT_FOR_USERS = {
 # Strings for machines whatever the file: SQL (statements and conditions)
 # and MIME and HTTP header values.
 MACHINE_TEXT = re.compile(
-    r"^\s*(INSERT|SELECT|UPDATE|DELETE|WITH)\b|\bIS (NOT )?NULL\b|charset=|boundary=|^attachment;"
+    r"^\s*(INSERT|SELECT|UPDATE|DELETE|WITH)\b|\bIS (NOT )?NULL\b|\b(NOT )?LIKE %s|charset=|boundary=|^attachment;"
     r"|^(GET|HEAD|POST)(, [A-Z]+)+$"
 )
 
