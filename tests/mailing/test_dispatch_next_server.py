@@ -29,6 +29,7 @@ pytestmark = pytest.mark.django_db
 L = Letter.Status
 EMAILS = ["ann@x.test", "иван@x.test", "bob@x.test", "cat@x.test"]
 INTERNATIONAL = "иван@x.test"
+PLAIN, UNICODE = {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}
 
 
 def letters(mailing) -> dict[str, Letter]:
@@ -37,6 +38,14 @@ def letters(mailing) -> dict[str, Letter]:
 
 def received(handler) -> list[str]:
     return sorted(message.rcpt_tos[0] for message in handler.received)
+
+
+def assert_failed_unsent(mailing, utf8) -> None:
+    """The international recipient's letter failed with the reason, and
+    the server that could have carried it received nothing."""
+    letter = letters(mailing)[INTERNATIONAL]
+    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
+    assert utf8.received == []
 
 
 def assert_healthy(*servers: SmtpServer) -> None:
@@ -88,24 +97,6 @@ def test_a_server_that_cannot_send_now_is_no_server_to_wait_for(tenant_a):
     assert letters(mailing)[INTERNATIONAL].status == L.FAILED
 
 
-def test_a_letter_passed_over_waits_for_a_resting_server_and_fails_if_it_fails(tenant_a):
-    # Passed over for a server that then stops being able to send (turned
-    # off, failing): the letter is not left queued for ever, the mailing
-    # waking every tick to find nothing its first server may claim.
-    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
-        [(first, _), (second, utf8)] = servers
-        now = timezone.now()
-        SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timezone.timedelta(minutes=5))
-        mailing = start(tenant_a, [first, second], EMAILS)
-        assert settle(mailing, now) == "waiting"  # for the second server's rest
-        assert letters(mailing)[INTERNATIONAL].status == L.QUEUED
-        SmtpServer.objects.filter(pk=second.pk).update(enabled=False)
-        assert settle(mailing, now + timezone.timedelta(minutes=6)) == "done"
-    letter = letters(mailing)[INTERNATIONAL]
-    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
-    assert utf8.received == []
-
-
 def test_a_letter_above_one_servers_size_goes_through_the_next_one(tenant_a):
     big = "s1@x.test"
     Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
@@ -140,7 +131,7 @@ def test_a_mailing_waiting_for_the_server_that_can_carry_its_last_letter_does_no
     # second one rests: the first server, usable with room, cannot claim it.
     # The mailing waits for the rest, rather than waking each tick to find
     # nothing to claim (a history line each way, a batch's statements).
-    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+    with servers_in_order(tenant_a, PLAIN, UNICODE) as servers:
         [(first, _), (second, utf8)] = servers
         now = timezone.now()
         rest_end = now + timezone.timedelta(minutes=5)
@@ -162,14 +153,12 @@ def test_a_server_with_a_limit_of_0_is_no_server_to_wait_for(tenant_a):
     # does): the letter fails as with a server turned off, rather than the
     # mailing waking every tick for ever to find nothing its first server
     # may claim.
-    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+    with servers_in_order(tenant_a, PLAIN, UNICODE) as servers:
         [(first, _), (second, utf8)] = servers
         SmtpServer.objects.filter(pk=second.pk).update(max_per_day=0)
         mailing = start(tenant_a, [first, second], EMAILS)
         assert settle(mailing, timezone.now()) == "done"
-    letter = letters(mailing)[INTERNATIONAL]
-    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
-    assert utf8.received == []
+    assert_failed_unsent(mailing, utf8)
 
 
 def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
@@ -177,19 +166,18 @@ def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
     # letter left: once that server is turned off, no wait brings it back,
     # and the first server, with room, fails the letter within a tick
     # rather than the mailing waiting for a rest that no longer matters.
-    with servers_in_order(tenant_a, {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}) as servers:
+    with servers_in_order(tenant_a, PLAIN, UNICODE) as servers:
         [(first, _), (second, utf8)] = servers
         now = timezone.now()
         SmtpServer.objects.filter(pk=second.pk).update(backoff_until=now + timezone.timedelta(hours=5))
         mailing = start(tenant_a, [first, second], EMAILS)
-        assert settle(mailing, now) == "waiting"
+        assert settle(mailing, now) == "waiting"  # for the second server's rest
+        assert letters(mailing)[INTERNATIONAL].status == L.QUEUED
         SmtpServer.objects.filter(pk=second.pk).update(enabled=False)
         later = now + timezone.timedelta(seconds=30)
         assert mailing.pk in dispatch.active_mailing_ids(now=later)
         assert settle(mailing, later) == "done"
-    letter = letters(mailing)[INTERNATIONAL]
-    assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
-    assert utf8.received == []
+    assert_failed_unsent(mailing, utf8)
 
 
 def test_a_resume_lets_every_server_try_the_letters_it_passed_over_again(tenant_a):
