@@ -138,6 +138,11 @@ SCHEDULED_AT = _(
 )
 
 
+class PassedOverSerializer(serializers.Serializer):
+    server = serializers.UUIDField()
+    reason = serializers.CharField()
+
+
 class MailingSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     name = serializers.CharField(max_length=150)
@@ -150,6 +155,14 @@ class MailingSerializer(serializers.Serializer):
         help_text=_(
             "The servers it may use, tried in the organisation's order (as on the page). Left out: every server "
             "available."
+        ),
+    )
+    passed_over = PassedOverSerializer(
+        many=True,
+        read_only=True,
+        help_text=_(
+            "The servers it goes on without, each with why (its own sender or Reply-To address needs SMTPUTF8, "
+            "which they lack); a resume tries them again."
         ),
     )
     status = serializers.CharField(read_only=True)

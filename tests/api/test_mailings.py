@@ -6,7 +6,7 @@ made here too; another tenant's mailing, template or list is not found."""
 import pytest
 
 from mailing.models import Letter, Mailing
-from tests.mailing.builders import make_list, make_template, run_until_settled
+from tests.mailing.builders import make_list, make_template, run_until_settled, servers_in_order
 from tests.servers.factories import make_server
 from tests.smtp_servers import smtp_server
 
@@ -179,3 +179,24 @@ def test_a_time_that_is_no_instant_is_refused_not_a_server_error(api, tenant_a, 
     # The formats it takes, written out: a time at the calendar's end showed "{format}".
     (message,) = refused["errors"]["scheduled_at"]
     assert "{" not in message and "YYYY-MM-DDThh:mm" in message
+
+
+def test_a_mailing_says_which_servers_it_goes_on_without_and_why(api, tenant_a):
+    # Its own Reply-To needs SMTPUTF8, which the first server lacks: the
+    # page says so beside the server, and the API says it too.
+    from mailing import mailings as services
+    from mailing.models import MailingServer
+
+    plain, utf8 = {"enable_SMTPUTF8": False}, {"enable_SMTPUTF8": True}
+    with servers_in_order(tenant_a, plain, utf8) as [(first, _), (second, _)]:
+        template = make_template(tenant_a, reply_to="josé@acme.test")
+        created = create(api, template, [make_list(tenant_a, "L", ["a@example.com"])])
+        assert created["passed_over"] == []
+        mailing = Mailing.objects.get(public_id=created["id"])
+        services.mailing_start(mailing=mailing)
+        assert run_until_settled(mailing) == "done"
+    reason = MailingServer.objects.get(mailing=mailing, server=first).passed_over
+    assert "josé@acme.test" in reason
+    body = api.get(f"{URL}{created['id']}/").json()
+    assert body["passed_over"] == [{"server": str(first.public_id), "reason": reason}]
+    assert body["servers"] == [str(first.public_id), str(second.public_id)]

@@ -29,13 +29,17 @@ ACTIONS = ("start", "schedule", "unschedule", "pause", "resume", "cancel")
 def mailing_data(mailing: Mailing, progress: selectors.Progress | None = None) -> dict:
     progress = progress or selectors.progress_for([mailing])[mailing.pk]
     counts = {status: progress.count(status) for status in Letter.Status.values}
+    links = list(mailing.server_links.all())
     return MailingSerializer(
         {
             "public_id": mailing.public_id,
             "name": mailing.name,
             "template": mailing.template.public_id,
             "lists": [lst.public_id for lst in mailing.lists.all()],
-            "servers": [link.server.public_id for link in mailing.server_links.all()],
+            "servers": [link.server.public_id for link in links],
+            "passed_over": [
+                {"server": link.server.public_id, "reason": link.passed_over} for link in links if link.passed_over
+            ],
             "status": mailing.status,
             "preparing": mailing.preparing_since is not None,
             "start_error": mailing.start_error,
