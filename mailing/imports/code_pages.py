@@ -50,6 +50,8 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from .limits import MAX_LINE_BYTES
+
 # Python's codec: the language model that reads it, and how much rarer the
 # encoding is than the usual one of its language (a log prior, in nats): a
 # reading of a few letters that two encodings both make words of goes to the
@@ -101,6 +103,14 @@ VIETNAMESE_MARKS = TONE_MARKS | frozenset("\u0302\u0306\u031b")
 # Per pair of letters, in nats: a token below this is made of pairs the
 # language (almost) never writes ("шш", a stray byte read as Cyrillic).
 IMPLAUSIBLE = -8.0
+# The characters of our users' languages as UTF-8 writes them: Cyrillic,
+# Latin with its accents (Vietnamese too, precomposed or with combining
+# marks), and the punctuation their files hold.
+OURS = re.compile(
+    "[\u00c0-\u024f\u0300-\u036f\u0400-\u04ff\u1e00-\u1eff"  # letters, combining marks
+    "\u00a0\u00a9\u00ab\u00ae\u00b0\u00b7\u00bb\u2010-\u2026\u2116\u20ac]"  # «», dashes, quotes, №, €
+)
+NON_ASCII_TEXT = re.compile(r"[^\x00-\x7f]")
 
 
 @dataclass
@@ -172,6 +182,29 @@ def past_bom(f: BinaryIO) -> int:
     return offset
 
 
+def utf8_line(raw: bytes) -> str | None:
+    """The line read as UTF-8 where a code page's file has a line a later
+    export wrote in UTF-8: valid UTF-8, its non-ASCII characters all of our
+    users' languages (detection.decode_line); else None."""
+    if raw.isascii():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if all(OURS.fullmatch(char) for char in NON_ASCII_TEXT.findall(text)) else None
+
+
+def _without_utf8_lines(piece: bytes) -> bytes:
+    """`piece` with its whole lines that are UTF-8 (utf8_line) made spaces,
+    the same length: they are read as UTF-8, so they are no evidence of the
+    code page (a file of two exports, the later one's rows in UTF-8, was
+    refused: its UTF-8 rows read as the code page's letters were odd words,
+    and UTF-8's "И" holds 0x98, no character of Windows-1251)."""
+    lines = piece.split(b"\n")
+    return b"\n".join(b" " * len(line) if utf8_line(line) is not None else line for line in lines)
+
+
 def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     """The encoding whose reading of `f` is likeliest text (see the module's
     docstring); else the file is refused, naming the first line that reads
@@ -180,32 +213,49 @@ def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
     offset, lines = past_bom(f), 0
     koi8_u = False
-    tail = b""  # a word the last chunk's end cut, weighed with the rest of it
+    tail = b""  # the line the last chunk's end cut (or its last word), weighed with the rest of it
     while chunk := f.read(chunk_bytes):
-        koi8_u = koi8_u or bool(KOI8_U_ONLY.search(chunk))
         piece = tail + chunk
-        cut = _last_word(piece)
+        cut = _last_line(piece)
+        weighed = _without_utf8_lines(piece[:cut])
+        koi8_u = koi8_u or bool(KOI8_U_ONLY.search(weighed))
         for codec, seen in evidence.items():
             try:
-                text = piece.decode(codec)  # a byte a character: positions in text are in piece
+                text = weighed.decode(codec)  # a byte a character: positions in text are in piece
             except UnicodeDecodeError as exc:
                 undefined.setdefault(codec, (piece[exc.start], offset - len(tail) + exc.start))
                 continue
             if codec == "cp1251":  # a start with 0x98, never Windows-1251, is refused naming the byte
                 refuse_binary(chunk, offset)
             if codec not in undefined and seen.items < EVIDENCE_ITEMS:
-                _weigh(text[:cut], READINGS[codec][0], seen, lines)
+                _weigh(text, READINGS[codec][0], seen, lines)
         offset += len(chunk)
         lines += chunk.count(b"\n")
         tail = piece[cut:]
+    tail = _without_utf8_lines(tail)
+    koi8_u = koi8_u or bool(KOI8_U_ONLY.search(tail))
     for codec, seen in evidence.items():
+        try:
+            text = tail.decode(codec)
+        except UnicodeDecodeError as exc:
+            undefined.setdefault(codec, (tail[exc.start], offset - len(tail) + exc.start))
+            continue
         if codec not in undefined and seen.items < EVIDENCE_ITEMS:
-            _weigh(tail.decode(codec), READINGS[codec][0], seen, lines)
+            _weigh(text, READINGS[codec][0], seen, lines)
     left = [codec for codec, seen in evidence.items() if codec not in undefined and seen.acceptable]
     if not left:
         _refuse(evidence, undefined)
     best = max(left, key=lambda codec: (evidence[codec].score(READINGS[codec][1]), -list(READINGS).index(codec)))
     return "koi8_r" if best == "koi8_u" and not koi8_u else best
+
+
+def _last_line(piece: bytes) -> int:
+    """Where the line at the end of `piece` starts, the next chunk may hold
+    the rest of it: a line is weighed whole, or not at all where it is
+    UTF-8 (_without_utf8_lines). A line longer than the runner reads is cut
+    at its last word (_last_word)."""
+    start = piece.rfind(b"\n") + 1
+    return start if len(piece) - start <= MAX_LINE_BYTES else _last_word(piece)
 
 
 def _last_word(piece: bytes) -> int:

@@ -129,15 +129,6 @@ def _looks_like_utf16(chunk: bytes) -> bool:
     return max(even, odd) >= len(head) // 8 and min(even, odd) * 10 <= max(even, odd)
 
 
-# The characters of our users' languages as UTF-8 writes them: Cyrillic,
-# Latin with its accents (Vietnamese too, precomposed or with combining
-# marks), and the punctuation their files hold.
-OURS = re.compile(
-    "[\u00c0-\u024f\u0300-\u036f\u0400-\u04ff\u1e00-\u1eff"  # letters, combining marks
-    "\u00a0\u00a9\u00ab\u00ae\u00b0\u00b7\u00bb\u2010-\u2026\u2116\u20ac]"  # «», dashes, quotes, №, €
-)
-
-
 def decode_line(raw: bytes, encoding: str, errors: str = "strict") -> str:
     """One line of a file in `encoding`. A line of a code page's file that
     is UTF-8, its non-ASCII characters all of our users' languages, is read
@@ -147,12 +138,6 @@ def decode_line(raw: bytes, encoding: str, errors: str = "strict") -> str:
     letters in a row are a lead byte and no continuation), and where it
     happens the characters UTF-8 makes are no language's ("ФЁ" in
     Windows-1251 is UTF-8's "Ԩ")."""
-    if encoding not in ("utf-8", "ascii") and not raw.isascii():
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            if all(OURS.fullmatch(char) for char in NON_ASCII_TEXT.findall(text)):
-                return text
+    if encoding not in ("utf-8", "ascii") and (text := code_pages.utf8_line(raw)) is not None:
+        return text
     return raw.decode(encoding, errors)

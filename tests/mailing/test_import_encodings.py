@@ -369,3 +369,31 @@ def test_the_preview_reads_a_utf8_row_among_code_page_rows_as_the_import_will(al
     response = alice.client.post(reverse("contacts:import_upload"), {"file": file})
     page = alice.client.get(response["Location"]).content.decode()
     assert "Дмитрий" in page and "Ёлкин" in page and "Сергей" in page
+
+
+HALVES = [("ru", "cp1251"), ("ru", "koi8_r"), ("uk", "cp1251"), ("uk", "mac_cyrillic"), ("vi", "cp1258")]
+
+
+@pytest.mark.parametrize(("language", "codec"), HALVES, ids=[f"{h[0]}-{h[1]}" for h in HALVES])
+def test_a_file_of_two_exports_of_a_dozen_rows_each_is_read_in_both(
+    alice, tenant_a, django_capture_on_commit_callbacks, language, codec
+):
+    # The later export as long as the first, its names the usual ones
+    # ("Иванов", "ИП": UTF-8's "И" is D0 98, and 0x98 is no character of
+    # Windows-1251; "Đà Nẵng": UTF-8's "Đ" is C4 90, 0x90 none of
+    # Windows-1258's). Weighed as the code page's letters, its rows were
+    # the file's odd words, and the upload was refused.
+    def rows(prefix: str) -> list[tuple[str, ...]]:
+        return [(f"{prefix}{n}.{e}", f, la, writable(v, codec)) for n, (e, f, la, v) in enumerate(ROWS[language] * 3)]
+
+    early, late = rows("a"), rows("b")
+    content = written(HEADER[language] + "\r\n" + "".join(";".join(row) + "\r\n" for row in early), codec)
+    content += "".join(";".join(row) + "\r\n" for row in late).encode()
+    imp, _ = import_through_the_pages(
+        alice, content, django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
+    )
+    assert imp.encoding == codec
+    got = stored(tenant_a)
+    [key] = got[early[0][0]][2]
+    nfc = partial(unicodedata.normalize, "NFC")
+    assert got == {email: (nfc(first), nfc(last), {key: nfc(value)}) for email, first, last, value in early + late}
