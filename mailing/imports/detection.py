@@ -70,7 +70,12 @@ def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:
     """The offset of the first byte `encoding` has no character for, or
     None when it reads the whole file. UTF-8 by the upload's rule: a bad
     byte after valid non-ASCII text is a damaged row, which the import
-    rejects alone, not a file in another encoding."""
+    rejects alone, not a file in another encoding. A code page's by the
+    runner's rule: a line that is UTF-8 is read as UTF-8 (decode_line), so
+    its bytes are none of the code page's (UTF-8's "И" is D0 98, and 0x98
+    no character of Windows-1251)."""
+    if encoding != "utf-8":
+        return _unreadable_in_code_page(f, encoding)
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = code_pages.past_bom(f)  # a BOM is no text: the runner skips it in any encoding
     non_ascii = False
@@ -87,6 +92,23 @@ def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:
             return None
         non_ascii = non_ascii or not text.isascii()
         offset += len(chunk)
+
+
+def _unreadable_in_code_page(f: BinaryIO, encoding: str) -> int | None:
+    start, tail = code_pages.past_bom(f), b""  # where the piece starts; the line the last chunk's end cut
+    while chunk := f.read(CHUNK_BYTES):
+        piece = tail + chunk
+        cut = code_pages._last_line(piece)
+        try:
+            code_pages._without_utf8_lines(piece[:cut]).decode(encoding)  # a byte a character
+        except UnicodeDecodeError as exc:
+            return start + exc.start
+        start, tail = start + cut, piece[cut:]
+    try:
+        code_pages._without_utf8_lines(tail).decode(encoding)
+    except UnicodeDecodeError as exc:
+        return start + exc.start
+    return None
 
 
 def _utf16_to_utf8(path: Path) -> str | None:

@@ -257,3 +257,29 @@ def test_utf8_with_a_damaged_row_may_be_chosen_again_as_the_upload_read_it(
     imp.refresh_from_db()
     assert (imp.status, imp.encoding, imp.created, imp.rejected) == (ContactImport.Status.DONE, "utf-8", 1, 1)
     assert Contact.objects.get(tenant=tenant_a).first_name == "Анна"
+
+
+def test_a_code_page_file_with_a_utf8_row_may_be_chosen_again_as_the_upload_read_it(
+    alice, tenant_a, django_capture_on_commit_callbacks
+):
+    """A file of two exports: Windows-1251's rows, then a later one's in
+    UTF-8, which the import reads as UTF-8. Its "И" (D0 98) holds 0x98, no
+    character of Windows-1251: going back to Windows-1251 after trying
+    another encoding was refused, naming that byte."""
+    content = "email,name\r\nann@example.com,Анна Сергеевна Смирнова\r\n".encode("cp1251")
+    content += "ivan@example.com,Иван\r\n".encode()
+    imp = uploaded(alice, content)
+    assert imp.encoding == "cp1251"
+    data = {"col_0": "email", "col_1": "first_name", "new_list_name": "Mine"}
+    assert alice.client.post(mapping_url(imp), {**data, "encoding": "koi8_r"}).status_code == 200
+    page = alice.client.post(mapping_url(imp), {**data, "encoding": "cp1251"})
+    assert page.status_code == 200, page.context["encoding_form"].errors
+    assert [row[1] for row in page.context["preview"]] == ["Анна Сергеевна Смирнова", "Иван"]
+    with django_capture_on_commit_callbacks(execute=True):
+        alice.client.post(mapping_url(imp), {**data, "encoding": "cp1251"})
+    imp.refresh_from_db()
+    assert (imp.status, imp.encoding, imp.created, imp.rejected) == (ContactImport.Status.DONE, "cp1251", 2, 0)
+    assert sorted(Contact.objects.filter(tenant=tenant_a).values_list("first_name", flat=True)) == [
+        "Анна Сергеевна Смирнова",
+        "Иван",
+    ]
