@@ -122,8 +122,9 @@ def _decode_sample(sample: bytes, encoding: str, *, whole: bool) -> str:
     if not whole:
         sample = sample[: sample.rfind(b"\n") + 1] or sample  # whole lines only
     # A UTF-8 BOM before a code page's letters, too (some exports write one).
-    lines = sample.removeprefix(codecs.BOM_UTF8).splitlines(keepends=True)
-    text = "".join(decode_line(line, encoding, errors="replace") for line in lines)
+    # Lines as the runner reads them, to their "\n" (splitlines() splits at a lone CR too).
+    lines = sample.removeprefix(codecs.BOM_UTF8).split(b"\n")
+    text = "\n".join(decode_line(line, encoding, errors="replace") for line in lines)
     return text.removeprefix("\ufeff")
 
 

@@ -397,3 +397,22 @@ def test_a_file_of_two_exports_of_a_dozen_rows_each_is_read_in_both(
     [key] = got[early[0][0]][2]
     nfc = partial(unicodedata.normalize, "NFC")
     assert got == {email: (nfc(first), nfc(last), {key: nfc(value)}) for email, first, last, value in early + late}
+
+
+def test_the_preview_takes_a_line_for_utf8_as_the_import_does_a_lone_cr_inside(
+    alice, tenant_a, django_capture_on_commit_callbacks
+):
+    # The runner reads a line to its "\n": this UTF-8 row holds "™", none of
+    # our users' letters, so the whole line is Windows-1251's. The preview
+    # split it at the lone CR inside the quoted company too, and showed the
+    # names before it as UTF-8: right letters, where the import stores others.
+    rows = "".join(f"{n}.{e};{f};{la};{v}\r\n" for n, (e, f, la, v) in enumerate(ROWS["ru"] * 3)).encode("cp1251")
+    late = 'late@example.ru;Дмитрий;Ёлкин;"Мурманск\rAcme™"\r\n'.encode()
+    content = (HEADER["ru"] + "\r\n").encode("cp1251") + late + rows
+    imp, page = import_through_the_pages(
+        alice, content, django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
+    )
+    assert imp.encoding == "cp1251"
+    first, last, _ = stored(tenant_a)["late@example.ru"]
+    assert (first, last) == tuple(late.decode("cp1251").split(";")[1:3])
+    assert f'<td class="break">{first}</td>' in page and "Дмитрий" not in page
