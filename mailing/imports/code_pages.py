@@ -110,7 +110,8 @@ IMPLAUSIBLE = -8.0
 # match per character held a 50 MB file's upload for seconds).
 NOT_OURS = re.compile(
     "[^\x00-\x7f\u00c0-\u024f\u0300-\u036f\u0400-\u04ff\u1e00-\u1eff"  # letters, combining marks
-    "\u00a0\u00a9\u00ab\u00ae\u00b0\u00b7\u00bb\u2010-\u2026\u2116\u20ac]"  # «», dashes, quotes, №, €
+    "\u00a0\u00a7\u00a9\u00ab\u00ae\u00b0\u00b1\u00b7\u00bb"  # «», §, ©, ®, °, ±
+    "\u02bc\u2010-\u2026\u2116\u2122\u20a0-\u20cf]"  # the Ukrainian apostrophe, dashes, quotes, №, ™, ₴ ₽ ₫ €
 )
 
 

@@ -321,7 +321,7 @@ def test_a_first_line_of_letters_cut_by_the_edge_of_a_megabyte(alice, tenant_a, 
 MIXED = [
     ("ru", "cp1251", ("late@example.ru", "Дмитрий", "Ёлкин", "ООО «Север», Мурманск")),
     ("ru", "mac_cyrillic", ("late@example.ru", "Дмитрий", "Ёлкин", "ООО «Север», Мурманск")),
-    ("uk", "cp1251", ("late@example.ua", "Ярина", "Ґонта", "Ужгород")),
+    ("uk", "cp1251", ("late@example.ua", "Марʼяна", "Ґонта", "ТОВ «Ґонта™», Ужгород, 100 ₴")),
     ("vi", "cp1258", ("late@example.vn", "Thị Mỹ", "Phạm", "Hải Phòng")),
 ]
 
@@ -402,12 +402,12 @@ def test_a_file_of_two_exports_of_a_dozen_rows_each_is_read_in_both(
 def test_the_preview_takes_a_line_for_utf8_as_the_import_does_a_lone_cr_inside(
     alice, tenant_a, django_capture_on_commit_callbacks
 ):
-    # The runner reads a line to its "\n": this UTF-8 row holds "™", none of
+    # The runner reads a line to its "\n": this UTF-8 row holds "✓", none of
     # our users' letters, so the whole line is Windows-1251's. The preview
     # split it at the lone CR inside the quoted company too, and showed the
     # names before it as UTF-8: right letters, where the import stores others.
     rows = "".join(f"{n}.{e};{f};{la};{v}\r\n" for n, (e, f, la, v) in enumerate(ROWS["ru"] * 3)).encode("cp1251")
-    late = 'late@example.ru;Дмитрий;Ёлкин;"Мурманск\rAcme™"\r\n'.encode()
+    late = 'late@example.ru;Дмитрий;Ёлкин;"Мурманск\rAcme ✓"\r\n'.encode()
     content = (HEADER["ru"] + "\r\n").encode("cp1251") + late + rows
     imp, page = import_through_the_pages(
         alice, content, django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
