@@ -187,11 +187,13 @@ def past_bom(f: BinaryIO) -> int:
 def utf8_line(raw: bytes) -> str | None:
     """The line read as UTF-8 where a code page's file has a line a later
     export wrote in UTF-8: valid UTF-8, its non-ASCII characters all of our
-    users' languages (detection.decode_line); else None."""
+    users' languages (detection.decode_line); else None. A BOM before it
+    is the later export's start (Excel's "CSV UTF-8" writes one, and files
+    put together byte for byte keep it): no text, left out."""
     if raw.isascii():
         return None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         return None
     return None if NOT_OURS.search(text) else text
