@@ -26,10 +26,9 @@ from servers.models import SmtpServer
 from servers.selectors import platform_servers, tenant_servers
 
 from . import events
-from .models import Contact, ContactList, Letter, Mailing, MailingEvent, MailingServer, Suppression
+from .models import PENDING_LETTERS, Contact, ContactList, Letter, Mailing, MailingEvent, MailingServer, Suppression
 
 S = Mailing.Status
-PENDING_STATUSES = (Letter.Status.QUEUED, Letter.Status.DEFERRED)
 
 # action -> (states it may start from, state it leads to)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -81,7 +80,7 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
             MailingServer.objects.filter(mailing_id=mailing.pk).exclude(passed_over="").update(passed_over="")
             # And every letter's servers, which may carry it now (a server
             # given SMTPUTF8 or a larger SIZE meanwhile).
-            pending = Letter.objects.filter(mailing_id=mailing.pk, status__in=PENDING_STATUSES)
+            pending = Letter.objects.filter(mailing_id=mailing.pk, status__in=PENDING_LETTERS)
             pending.exclude(passed_over="").update(passed_over="")
         events.mailing_moved(mailing, before=mailing.status, after=target, fields=fields)
         if target == S.ACTIVE:

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from .mailings import transition
-from .models import Letter, Mailing, Suppression
+from .models import PENDING_LETTERS, Letter, Mailing, Suppression
 from .models.mailings import FINISHED, RUNNING
 
 L, R = Letter.Status, Suppression.Reason
@@ -48,8 +48,7 @@ WITHDRAWN_NOTES = {
     ),
 }
 UNFINISHED = tuple(status for status in Mailing.Status.values if status not in FINISHED)
-# Waiting for a worker: queued, or deferred until a retry.
-UNCLAIMED = (L.QUEUED, L.DEFERRED)
+UNCLAIMED = PENDING_LETTERS
 LEFT = (*UNCLAIMED, L.SENDING)
 
 

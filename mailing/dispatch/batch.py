@@ -32,6 +32,7 @@ from ..models import Letter, Mailing, SlotWait
 from ..sender import batch_routes, envelope_sender
 from . import rests
 from .ahead import CLAIM_AHEAD, Ahead, Chunk, first_with_room, reserve_and_claim, settle
+from .claims import passed_by
 from .exchange import (
     MinuteOver,
     Progress,
@@ -664,7 +665,7 @@ class Batch:
         each of them)."""
         if self.able is None:
             self.able = rests.able(self.mailing)
-        return bool(self.able - rests.passed_by(letter.passed_over) - {self.server.pk})
+        return bool(self.able - passed_by(letter.passed_over) - {self.server.pk})
 
     def _wire(self, letter: Letter) -> bytes:
         """The letter's bytes: made ahead, or now. A letter that could not

@@ -12,11 +12,11 @@ from django.db.models import Q
 from config import statements
 from servers.models import SmtpServer
 
-from ..models import Letter, Mailing
+from ..models import PENDING_LETTERS, Letter, Mailing
 from .rows import Rows
 
 L = Letter.Status
-PENDING = (L.QUEUED, L.DEFERRED)
+PENDING = PENDING_LETTERS
 PENDING_IN = ", ".join(["%s"] * len(PENDING))  # their placeholders in plain SQL's "status IN (...)"
 # A pending letter may go now: never tried, or its retry time has come.
 # The claim, a chain's share and a mailing's "letters left" ask the same.
@@ -46,7 +46,7 @@ def claim(
                 letters += _claim_rows(mailing, server, status, count - len(letters), token=token, now=now)
         return sorted(letters, key=lambda letter: letter.pk)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    pending = Letter.objects.filter(mailing=mailing).filter(due).exclude(passed_over__contains=f",{server.pk},")
+    pending = Letter.objects.filter(mailing=mailing).filter(due).exclude(passed_over__contains=passed_mark(server.pk))
     pending = pending.order_by("pk")
     with transaction.atomic():
         ids: list[int] = []
@@ -100,9 +100,25 @@ def _claim_rows(
         return [_LETTERS.load(row) for row in cursor.fetchall()]
 
 
+# Letter.passed_over, the servers that cannot carry a letter: ",12,34,".
+def passed_mark(server_id: int) -> str:
+    """What a letter's passed_over holds where the server cannot carry it."""
+    return f",{server_id},"
+
+
 def passed_over_by(server_id: int) -> str:
     """The LIKE pattern of a letter the server cannot carry."""
-    return f"%,{server_id},%"
+    return f"%{passed_mark(server_id)}%"
+
+
+def passed_by(passed_over: str) -> set[int]:
+    """The servers a letter's passed_over names."""
+    return {int(pk) for pk in passed_over.split(",") if pk}
+
+
+def passing_over(passed_over: str, server_id: int) -> str:
+    """A letter's passed_over once the server cannot carry it either."""
+    return f"{passed_over or ','}{server_id},"
 
 
 # A conversation is worth opening for this many letters at least. One

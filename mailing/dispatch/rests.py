@@ -38,7 +38,8 @@ from servers.words import Words
 
 from .. import limits
 from ..mailings import note_event, transition
-from ..models import RUNNING, Letter, Mailing, MailingEvent, MailingServer
+from ..models import PENDING_LETTERS, RUNNING, Letter, Mailing, MailingEvent, MailingServer
+from .claims import passed_mark
 from .replies import MAX_RATE_WAIT, Verdict
 from .rows import Rows
 
@@ -339,13 +340,8 @@ def able(mailing: Mailing) -> set[int]:
     return {server.pk for server in usable if usage[server.pk].resume_at != limits.NEVER}
 
 
-def passed_by(passed_over: str) -> set[int]:
-    """The servers a letter's passed_over names (",12,34,")."""
-    return {int(pk) for pk in passed_over.split(",") if pk}
-
-
 def _passed_over_pending(mailing: Mailing) -> QuerySet[Letter]:
-    return Letter.objects.filter(mailing_id=mailing.pk, status__in=(L.QUEUED, L.DEFERRED)).exclude(passed_over="")
+    return Letter.objects.filter(mailing_id=mailing.pk, status__in=PENDING_LETTERS).exclude(passed_over="")
 
 
 def stranded(mailing: Mailing) -> QuerySet[Letter]:
@@ -354,7 +350,7 @@ def stranded(mailing: Mailing) -> QuerySet[Letter]:
     the database (a mailing may have passed over many letters)."""
     letters = _passed_over_pending(mailing)
     for pk in able(mailing):
-        letters = letters.filter(passed_over__contains=f",{pk},")
+        letters = letters.filter(passed_over__contains=passed_mark(pk))
     return letters
 
 

@@ -18,6 +18,7 @@ from config import metrics, statements
 
 from ..contacts import suppression_add
 from ..models import Letter, Suppression
+from .claims import passing_over
 
 L = Letter.Status
 
@@ -190,7 +191,7 @@ def pass_over(letter: Letter, server_id: int, reply: str) -> None:
     its mailing's servers may: back to the queue, uncounted, with why, the
     server noted so that its claims skip it (claims.CARRIES)."""
     metrics.letter_result("requeued", server_id=letter.server_id)
-    passed = f"{letter.passed_over or ','}{server_id},"
+    passed = passing_over(letter.passed_over, server_id)
     _finish(letter, status=pending_status(letter), server=None, last_reply=reply[:1000], passed_over=passed)
 
 

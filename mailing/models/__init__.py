@@ -2,9 +2,10 @@ from .bounces import BounceReport, ReadMessage
 from .contacts import Contact, ContactImport, ContactList, CustomField, ImportRejection, Suppression
 from .content import MailTemplate
 from .limits import SlotWait, UsageBucket
-from .mailings import RUNNING, DispatchChain, Letter, Mailing, MailingEvent, MailingServer
+from .mailings import PENDING_LETTERS, RUNNING, DispatchChain, Letter, Mailing, MailingEvent, MailingServer
 
 __all__ = [
+    "PENDING_LETTERS",
     "RUNNING",
     "BounceReport",
     "Contact",

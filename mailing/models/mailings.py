@@ -275,3 +275,7 @@ class Letter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} ({self.status})"
+
+
+# A letter waiting for a worker: queued, or deferred until a retry.
+PENDING_LETTERS = (Letter.Status.QUEUED, Letter.Status.DEFERRED)
