@@ -11,11 +11,16 @@ from mailing.models import Contact, Letter
 from tests.reliability.faults import Fault, FaultHandler, fault_server
 from tests.reliability.test_per_connection_cap import AnnouncesItsCap
 from tests.servers.factories import make_server
-from tests.smtp_servers import smtp_server
 
 from .builders import run_until_settled as settle
 from .test_dispatch_real_world import start, statuses
-from .test_dispatch_size import BODY, LIMIT, RefusesTheSizeItOffers, assert_not_resting, emails
+from .test_dispatch_size import (
+    RefusesTheSizeItOffers,
+    assert_not_resting,
+    emails,
+    sent_after_one_refusal,
+    sent_but_the_big_one,
+)
 
 pytestmark = pytest.mark.django_db
 L = Letter.Status
@@ -35,15 +40,7 @@ def test_a_555_and_a_hang_up_sends_the_letter_over_a_new_connection(tenant_a, pi
     the first letter of a connection met "please run connect() first", a
     lost connection, and the server rested for what was its hang-up after
     a refusal (rset: the next letter goes over a new connection)."""
-    handler = RefusesSizeAndHangsUp(pipelining=pipelining)
-    with fault_server(handler) as controller:
-        server = make_server(tenant_a, port=controller.port)
-        mailing = start(tenant_a, [server], emails(3))
-        assert settle(mailing, timezone.now()) == "done"
-    assert statuses(mailing) == dict.fromkeys(emails(3), L.SENT)
-    assert handler.refused == 1
-    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
-    assert_not_resting(server)
+    sent_after_one_refusal(tenant_a, RefusesSizeAndHangsUp(pipelining=pipelining), 3)
 
 
 class CountsEveryMail(AnnouncesItsCap, RefusesTheSizeItOffers):
@@ -65,16 +62,9 @@ def test_the_size_retry_counts_toward_mail_max(tenant_a, settings, cap):
     settings.DISPATCH_BATCH = 20
     fault = Fault("cap", "mail", "421 too many messages in this connection", close=True)
     handler = CountsEveryMail(pipelining=True, cap=cap, cap_fault=fault)
-    with fault_server(handler) as controller:
-        server = make_server(tenant_a, port=controller.port)
-        mailing = start(tenant_a, [server], emails(5))
-        assert settle(mailing, timezone.now()) == "done"
-    assert statuses(mailing) == dict.fromkeys(emails(5), L.SENT)
+    sent_after_one_refusal(tenant_a, handler, 5)
     assert handler.played == []  # the cap was never said
-    assert handler.refused == 1
     assert handler.handed == 5
-    assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
-    assert_not_resting(server)
 
 
 def test_the_announced_maximum_still_holds_once_the_size_parameter_is_refused(tenant_a, settings):
@@ -87,12 +77,7 @@ def test_the_announced_maximum_still_holds_once_the_size_parameter_is_refused(te
     Contact.objects.create(tenant=tenant_a, email="s0@x.test")  # the first letter, the one refused 555
     Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
     handler = RefusesTheSizeItOffers()
-    with smtp_server(handler=handler, data_size_limit=LIMIT) as (controller, _):  # "SIZE 8000"
-        server = make_server(tenant_a, port=controller.port)
-        mailing = start(tenant_a, [server], emails(4), **BODY)
-        assert settle(mailing, timezone.now()) == "done"
-    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
-    assert {e: le.status for e, le in letters.items() if e != big} == dict.fromkeys(set(emails(4)) - {big}, L.SENT)
+    server, letters = sent_but_the_big_one(tenant_a, handler, big)
     assert letters[big].status == L.FAILED
     assert letters[big].last_reply.startswith(TOO_BIG_NOTE) and "(its SIZE)" in letters[big].last_reply
     assert handler.refused == 1

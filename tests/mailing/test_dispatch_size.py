@@ -14,7 +14,7 @@ from django.utils import timezone, translation
 from mailing.dispatch import batch as batch_module
 from mailing.dispatch.replies import TOO_BIG_NOTE, shown_reply
 from mailing.models import Contact, Letter
-from servers.models import Health
+from servers.models import Health, SmtpServer
 from tests.reliability.faults import Fault, FaultHandler, FaultPlan, fault_server
 from tests.servers.factories import make_server
 from tests.smtp_servers import Pipelining, Scripted, smtp_server, tarpit
@@ -94,12 +94,7 @@ def test_a_letter_above_the_announced_size_fails_unsent_and_the_rest_goes(tenant
     big = "s1@x.test"
     Contact.objects.create(tenant=tenant_a, email=big, first_name="x" * 100)
     handler = FaultHandler(pipelining=pipelining)
-    with smtp_server(handler=handler, data_size_limit=LIMIT) as (controller, _):  # "SIZE 8000"
-        server = make_server(tenant_a, port=controller.port)
-        mailing = start(tenant_a, [server], emails(4), **BODY)
-        assert settle(mailing, timezone.now()) == "done"
-    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
-    assert {e: le.status for e, le in letters.items() if e != big} == dict.fromkeys(set(emails(4)) - {big}, L.SENT)
+    server, letters = sent_but_the_big_one(tenant_a, handler, big)
     letter = letters[big]
     assert (letter.status, letter.attempts) == (L.FAILED, 1)
     # Before the fix: "552 Error: Too much mail data", after its whole body.
@@ -115,6 +110,18 @@ def test_a_letter_above_the_announced_size_fails_unsent_and_the_rest_goes(tenant
     assert shown.startswith("Письмо больше, чем принимает сервер: ")
     assert str(size) in shown and str(LIMIT) in shown and "bytes" not in shown
     assert_not_resting(server)
+
+
+def sent_but_the_big_one(tenant, handler: FaultHandler, big: str) -> tuple[SmtpServer, dict[str, Letter]]:
+    """Four letters through the handler's server, which announces "SIZE
+    8000": all sent but `big`'s; the server, and the letters by address."""
+    with smtp_server(handler=handler, data_size_limit=LIMIT) as (controller, _):
+        server = make_server(tenant, port=controller.port)
+        mailing = start(tenant, [server], emails(4), **BODY)
+        assert settle(mailing, timezone.now()) == "done"
+    letters = {le.email: le for le in Letter.objects.filter(mailing=mailing)}
+    assert {e: le.status for e, le in letters.items() if e != big} == dict.fromkeys(set(emails(4)) - {big}, L.SENT)
+    return server, letters
 
 
 # A 552 for the letter's size, from a server that announces no maximum (or a
@@ -315,14 +322,20 @@ def test_a_server_refusing_the_size_it_offers_gets_the_letters_without_it(tenant
     once without SIZE on the same connection, and so does every letter after
     it in the batch: one refusal in all, nothing failed, the server well."""
     handler = RefusesTheSizeItOffers(pipelining=pipelining)
-    with fault_server(handler) as controller:
-        server = make_server(tenant_a, port=controller.port)
-        mailing = start(tenant_a, [server], emails(4))
-        assert settle(mailing, timezone.now()) == "done"
-    assert statuses(mailing) == dict.fromkeys(emails(4), L.SENT)
+    sent_after_one_refusal(tenant_a, handler, 4)
     assert sorted(item.rcpt_tos[0] for item in handler.received) == emails(4)
-    assert handler.refused == 1
     assert handler.sessions == 1  # the same connection
+
+
+def sent_after_one_refusal(tenant, handler: "RefusesTheSizeItOffers", count: int) -> None:
+    """`count` letters through the handler's server: each sent, once, after
+    the one refusal of the SIZE parameter, and the server does not rest."""
+    with fault_server(handler) as controller:
+        server = make_server(tenant, port=controller.port)
+        mailing = start(tenant, [server], emails(count))
+        assert settle(mailing, timezone.now()) == "done"
+    assert statuses(mailing) == dict.fromkeys(emails(count), L.SENT)
+    assert handler.refused == 1
     assert set(Letter.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {1}
     assert_not_resting(server)
 
