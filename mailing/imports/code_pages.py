@@ -41,6 +41,7 @@ import math
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
@@ -231,42 +232,40 @@ def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     as none of them."""
     evidence = {codec: Evidence() for codec in READINGS}
     undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
-    offset, lines = past_bom(f), 0
-    koi8_u = False
-    tail = b""  # the line the last chunk's end cut (or its last word), weighed with the rest of it
-    while chunk := f.read(chunk_bytes):
-        piece = tail + chunk
-        cut = _last_line(piece)
-        weighed = _without_utf8_lines(piece[:cut])
+    lines, koi8_u = 0, False
+    for start, weighed, chunk, at in line_pieces(f, chunk_bytes):
         koi8_u = koi8_u or bool(KOI8_U_ONLY.search(weighed))
         for codec, seen in evidence.items():
             try:
-                text = weighed.decode(codec)  # a byte a character: positions in text are in piece
+                text = weighed.decode(codec)  # a byte a character: positions in text are in the piece
             except UnicodeDecodeError as exc:
-                undefined.setdefault(codec, (piece[exc.start], offset - len(tail) + exc.start))
+                undefined.setdefault(codec, (weighed[exc.start], start + exc.start))
                 continue
-            if codec == "cp1251":  # a start with 0x98, never Windows-1251, is refused naming the byte
-                refuse_binary(chunk, offset)
+            if codec == "cp1251" and chunk:  # a start with 0x98, never Windows-1251, is refused naming the byte
+                refuse_binary(chunk, at)
             if codec not in undefined and seen.items < EVIDENCE_ITEMS:
                 _weigh(text, READINGS[codec][0], seen, lines)
-        offset += len(chunk)
-        lines += chunk.count(b"\n")
-        tail = piece[cut:]
-    tail = _without_utf8_lines(tail)
-    koi8_u = koi8_u or bool(KOI8_U_ONLY.search(tail))
-    for codec, seen in evidence.items():
-        try:
-            text = tail.decode(codec)
-        except UnicodeDecodeError as exc:
-            undefined.setdefault(codec, (tail[exc.start], offset - len(tail) + exc.start))
-            continue
-        if codec not in undefined and seen.items < EVIDENCE_ITEMS:
-            _weigh(text, READINGS[codec][0], seen, lines)
+        lines += weighed.count(b"\n")
     left = [codec for codec, seen in evidence.items() if codec not in undefined and seen.acceptable]
     if not left:
         _refuse(evidence, undefined)
     best = max(left, key=lambda codec: (evidence[codec].score(READINGS[codec][1]), -list(READINGS).index(codec)))
     return "koi8_r" if best == "koi8_u" and not koi8_u else best
+
+
+def line_pieces(f: BinaryIO, chunk_bytes: int) -> Iterator[tuple[int, bytes, bytes, int]]:
+    """The file past its BOM in pieces of whole lines, as the detection and
+    Read again weigh and read it: a line a chunk's end cut goes with the
+    next chunk (_last_line), and the lines that are UTF-8 are blanked
+    (_without_utf8_lines). Each piece with where it starts in the file, and
+    the chunk just read with where that starts (b"" with the last piece)."""
+    start, tail = past_bom(f), b""
+    while chunk := f.read(chunk_bytes):
+        piece = tail + chunk
+        cut = _last_line(piece)
+        yield start, _without_utf8_lines(piece[:cut]), chunk, start + len(tail)
+        start, tail = start + cut, piece[cut:]
+    yield start, _without_utf8_lines(tail), b"", start + len(tail)
 
 
 def _last_line(piece: bytes) -> int:

@@ -95,19 +95,11 @@ def unreadable_byte(f: BinaryIO, encoding: str) -> int | None:
 
 
 def _unreadable_in_code_page(f: BinaryIO, encoding: str) -> int | None:
-    start, tail = code_pages.past_bom(f), b""  # where the piece starts; the line the last chunk's end cut
-    while chunk := f.read(CHUNK_BYTES):
-        piece = tail + chunk
-        cut = code_pages._last_line(piece)
+    for start, piece, _chunk, _at in code_pages.line_pieces(f, CHUNK_BYTES):
         try:
-            code_pages._without_utf8_lines(piece[:cut]).decode(encoding)  # a byte a character
+            piece.decode(encoding)  # a byte a character
         except UnicodeDecodeError as exc:
             return start + exc.start
-        start, tail = start + cut, piece[cut:]
-    try:
-        code_pages._without_utf8_lines(tail).decode(encoding)
-    except UnicodeDecodeError as exc:
-        return start + exc.start
     return None
 
 
