@@ -106,8 +106,8 @@ def reply_class(reply: str) -> str:
     return f"{code}xx" if code in "2345" and code else "none"
 
 
-def letter_result(result: str, *, server_id: int | None = None, reply: str = "") -> None:
-    _letters(result, server_kind(server_id)).inc()
+def letter_result(result: str, *, server_id: int | None = None, reply: str = "", count: int = 1) -> None:
+    _letters(result, server_kind(server_id)).inc(count)
     if reply:
         _replies(reply_class(reply)).inc()
 

@@ -364,6 +364,7 @@ def fail_stranded(mailing: Mailing) -> int:
     if not count:
         return 0
     log.info("mailing %s: %s letters no server able to send can carry failed", mailing.pk, count)
+    metrics.letter_result("failed", count=count)  # at no server: "none"
     return count
 
 

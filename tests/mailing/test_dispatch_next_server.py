@@ -10,6 +10,7 @@ import re
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from mailing import dispatch
 from mailing import mailings as services
@@ -46,6 +47,11 @@ def assert_failed_unsent(mailing, utf8) -> None:
     letter = letters(mailing)[INTERNATIONAL]
     assert (letter.status, letter.last_reply) == (L.FAILED, str(NO_SMTPUTF8))
     assert utf8.received == []
+
+
+def failed_at_no_server() -> float:
+    labels = {"result": "failed", "server_kind": "none"}
+    return REGISTRY.get_sample_value("postroute_letters_total", labels) or 0.0
 
 
 def assert_healthy(*servers: SmtpServer) -> None:
@@ -176,8 +182,11 @@ def test_a_waiting_mailing_whose_letter_is_stranded_wakes_to_fail_it(tenant_a):
         SmtpServer.objects.filter(pk=second.pk).update(enabled=False)
         later = now + timezone.timedelta(seconds=30)
         assert mailing.pk in dispatch.active_mailing_ids(now=later)
+        failed_before = failed_at_no_server()
         assert settle(mailing, later) == "done"
     assert_failed_unsent(mailing, utf8)
+    # Counted as the dispatcher counts every failed letter, at no server.
+    assert failed_at_no_server() - failed_before == 1
 
 
 def test_a_resume_lets_every_server_try_the_letters_it_passed_over_again(tenant_a):
