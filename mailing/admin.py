@@ -63,7 +63,7 @@ class MailingAdmin(ReadOnlyAdmin):
         moved, refused = 0, []
         for mailing in queryset:
             try:
-                mailings.transition(mailing=mailing, action=action, by=request.user, note=str(_("By staff")))
+                mailings.transition(mailing=mailing, action=action, by=request.user, note=_("By staff"))
             except ValidationError as exc:
                 refused.append(f"{mailing.name}: {' '.join(exc.messages)}")
             else:

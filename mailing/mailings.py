@@ -24,6 +24,7 @@ from accounts.models import Tenant, User
 from config import statements
 from servers.models import SmtpServer
 from servers.selectors import platform_servers, tenant_servers
+from servers.words import Said, error_words, sentences
 
 from . import events
 from .models import PENDING_LETTERS, Contact, ContactList, Letter, Mailing, MailingEvent, MailingServer, Suppression
@@ -59,10 +60,11 @@ def allowed_actions(mailing: Mailing) -> set[str]:
     return {a for a, (sources, _) in TRANSITIONS.items() if mailing.status in sources}
 
 
-def transition(*, mailing: Mailing, action: str, by: User | None = None, note: str = "", **fields: object) -> None:
+def transition(*, mailing: Mailing, action: str, by: User | None = None, note: Said = "", **fields: object) -> None:
     """The only way a mailing changes state: a conditional update, so two
     requests (or a request and a worker) cannot both move it. A mailing
-    whose letters are being prepared moves only by starting."""
+    whose letters are being prepared moves only by starting. The note is
+    kept as words (servers.words), worded for each reader."""
     target = TRANSITIONS[action][1]
     with transaction.atomic():
         if not _move(mailing.pk, action, {"status": target, **fields}):
@@ -77,7 +79,8 @@ def transition(*, mailing: Mailing, action: str, by: User | None = None, note: s
         if action == "resume":
             # Every server is tried again: the one passed over for the
             # mailing's own address may have been mended meanwhile.
-            MailingServer.objects.filter(mailing_id=mailing.pk).exclude(passed_over="").update(passed_over="")
+            passed = MailingServer.objects.filter(mailing_id=mailing.pk).exclude(passed_over="")
+            passed.update(passed_over="", passed_over_words={})
             # And every letter's servers, which may carry it now (a server
             # given SMTPUTF8 or a larger SIZE meanwhile).
             pending = Letter.objects.filter(mailing_id=mailing.pk, status__in=PENDING_LETTERS)
@@ -112,20 +115,26 @@ def _move_sql(action: str, names: tuple[str, ...]) -> str:
 
 
 _EVENT_SQL = (
-    f"INSERT INTO {MailingEvent._meta.db_table} (mailing_id, from_status, to_status, by_id, note, at) "  # noqa: S608 (names only)
-    "VALUES (%s, %s, %s, %s, %s, %s)"
+    f"INSERT INTO {MailingEvent._meta.db_table} (mailing_id, from_status, to_status, by_id, note, note_words, at) "  # noqa: S608 (names only)
+    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
+NOTE_LENGTH = MailingEvent._meta.get_field("note").max_length
 
 
-def note_event(*, mailing_id: int, status: str, note: str) -> None:
+def note_event(*, mailing_id: int, status: str, note: Said) -> None:
     """A line of the mailing's history where its state does not change."""
     _record(mailing_id, before=status, after=status, by_id=None, note=note)
 
 
-def _record(mailing_id: int, *, before: str, after: str, by_id: int | None, note: str) -> None:
+def _record(mailing_id: int, *, before: str, after: str, by_id: int | None, note: Said) -> None:
+    """The note's text is worded in the active language (the organisation's,
+    for background work), its words kept for every other reader."""
+    said = sentences(note)
+    text = " ".join(str(words) for words in said)[:NOTE_LENGTH]
+    stored = MailingEvent._meta.get_field("note_words").get_db_prep_save([w.to_json() for w in said], connection)
     at = MailingEvent._meta.get_field("at").get_db_prep_save(timezone.now(), connection)
     with statements.cursor() as cursor:
-        cursor.execute(_EVENT_SQL, [mailing_id, before, after, by_id, note, at])
+        cursor.execute(_EVENT_SQL, [mailing_id, before, after, by_id, text, stored, at])
 
 
 def available_servers(tenant: Tenant) -> list[SmtpServer]:
@@ -258,13 +267,14 @@ def mailing_start_prepared(*, mailing_id: int, by_id: int | None = None) -> None
         try:
             mailing_start(mailing=mailing, by=User.objects.filter(pk=by_id).first() if by_id else None)
         except ValidationError as exc:
-            mailing_start_failed(mailing_id=mailing_id, reason=" ".join(exc.messages))
+            mailing_start_failed(mailing_id=mailing_id, reason=error_words(exc))
 
 
-def mailing_start_failed(*, mailing_id: int, reason: str) -> None:
+def mailing_start_failed(*, mailing_id: int, reason: Said) -> None:
     """A start that could not be prepared: a draft stays a draft with the
     reason shown on its page; a scheduled mailing is cancelled with it. A
-    lazy `reason` is worded in the organisation's language."""
+    lazy `reason` is worded in the organisation's language; the history's
+    note keeps its words for every reader."""
     with transaction.atomic():
         preparing = Mailing.objects.select_for_update().filter(
             pk=mailing_id, preparing_since__isnull=False, status__in=START_SOURCES
@@ -273,12 +283,13 @@ def mailing_start_failed(*, mailing_id: int, reason: str) -> None:
         if mailing is None:
             return  # it started after all
         language = Tenant.objects.values_list("default_language", flat=True).get(pk=mailing.tenant_id)
+        said = sentences(reason)
         with languages.of_organisation(language):
-            reason = str(reason)[:300]
-        Mailing.objects.filter(pk=mailing.pk).update(preparing_since=None, start_error=reason, letter_count=0)
-        mailing.preparing_since = None
-        if mailing.status == S.SCHEDULED:
-            transition(mailing=mailing, action="cancel", note=reason)
+            text = " ".join(str(words) for words in said)[:300]
+            Mailing.objects.filter(pk=mailing.pk).update(preparing_since=None, start_error=text, letter_count=0)
+            mailing.preparing_since = None
+            if mailing.status == S.SCHEDULED:
+                transition(mailing=mailing, action="cancel", note=said)
 
 
 def restart_stalled_starts(*, now: datetime | None = None) -> int:
@@ -391,5 +402,5 @@ def start_due_mailings() -> int:
                 started += 1
             except ValidationError as exc:
                 if exc.code == "nobody":
-                    transition(mailing=mailing, action="cancel", note=" ".join(exc.messages))
+                    transition(mailing=mailing, action="cancel", note=error_words(exc))
     return started

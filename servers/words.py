@@ -11,9 +11,11 @@ comma in the reader's language). Rows written before
 a sentence had its words keep their text (`from_json` of nothing is None).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from django.core.exceptions import ValidationError
 from django.utils import formats, translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext
@@ -123,3 +125,44 @@ def shown(stored_words: Any, key: str, stored_text: str) -> str:
     data = stored_words.get(key) if isinstance(stored_words, dict) else None
     words = Words.from_json(data) if data else None
     return stored_text if words is None else str(words)
+
+
+# A note of several sentences (a mailing's history) is stored as a list of
+# words, each worded on its own and joined with a space.
+Said = str | Promise | Words | Iterable[Words]
+
+
+def sentences(said: Said) -> list[Words]:
+    if isinstance(said, str | Promise | Words):
+        return [Words.of(said)] if said else []
+    return list(said)
+
+
+def sentences_json(said: Said) -> list[dict[str, Any]]:
+    return [words.to_json() for words in sentences(said)]
+
+
+def shown_sentences(stored: Any, stored_text: str) -> str:
+    """Stored sentences in the reader's language, else the stored text (a
+    row written before words were kept, or words that do not load)."""
+    said = [Words.from_json(data) for data in stored] if isinstance(stored, list) and stored else [None]
+    if any(words is None for words in said):
+        return stored_text
+    return " ".join(str(words) for words in said)
+
+
+def error_words(exc: ValidationError) -> list[Words]:
+    """A ValidationError's messages as words: a lazy message keeps its
+    English original and its parameters; a worded one is verbatim."""
+    return [_error_words(error) for error in exc.error_list]
+
+
+def _error_words(error: ValidationError) -> Words:
+    params = error.params or {}
+    if isinstance(error.message, Promise) and isinstance(params, dict):
+        try:
+            values = {str(k): v if isinstance(v, str | int | float) else Words.of(v) for k, v in params.items()}
+            return Words(Words.of(error.message).msgid, values)
+        except (TypeError, KeyError, ValueError):  # a plural lazy message: the active language's text
+            pass
+    return Words(" ".join(ValidationError([error]).messages), verbatim=True)

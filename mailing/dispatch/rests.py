@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_noop
 
 from accounts import languages
 from accounts.models import Tenant
@@ -38,7 +38,7 @@ from servers.words import Words
 
 from .. import limits
 from ..mailings import note_event, transition
-from ..models import PENDING_LETTERS, RUNNING, Letter, Mailing, MailingEvent, MailingServer
+from ..models import PENDING_LETTERS, RUNNING, Letter, Mailing, MailingServer
 from .claims import passed_mark
 from .replies import MAX_RATE_WAIT, Verdict
 from .rows import Rows
@@ -266,18 +266,6 @@ def sender_needs_smtputf8(server: SmtpServer, tenant: Tenant, exc: SenderSideRef
 
 
 # Whole sentences per role, so that each language words them its own way.
-MAILING_NEEDS_SMTPUTF8 = {
-    Role.SENDER: gettext_noop(
-        "Paused: %(address)s, this mailing's sender address, is not ASCII before the @ and needs SMTPUTF8, "
-        "which the server %(server)s lacks. A started mailing keeps its addresses: cancel it and start a "
-        "new one with another address or server."
-    ),
-    Role.REPLY_TO: gettext_noop(
-        "Paused: %(address)s, this mailing's Reply-To address, is not ASCII before the @ and needs "
-        "SMTPUTF8, which the server %(server)s lacks. A started mailing keeps its addresses: cancel it and "
-        "start a new one with another address or server."
-    ),
-}
 MAILING_PASSES_OVER = {
     Role.SENDER: gettext_noop(
         "Goes on without the server %(server)s: %(address)s, this mailing's sender address, is not ASCII "
@@ -288,6 +276,21 @@ MAILING_PASSES_OVER = {
         "before the @ and needs SMTPUTF8, which that server lacks."
     ),
 }
+# Why a server is passed over, as the pause note gives it for each server.
+PASSED_OVER_BECAUSE = {
+    Role.SENDER: gettext_noop(
+        "%(address)s, this mailing's sender address, is not ASCII before the @ and needs SMTPUTF8, "
+        "which the server %(server)s lacks."
+    ),
+    Role.REPLY_TO: gettext_noop(
+        "%(address)s, this mailing's Reply-To address, is not ASCII before the @ and needs SMTPUTF8, "
+        "which the server %(server)s lacks."
+    ),
+}
+PAUSED_EVERY_SERVER_PASSED_OVER = gettext_noop("Paused: no server of this mailing can carry it.")
+KEEPS_ITS_ADDRESSES = gettext_noop(
+    "A started mailing keeps its addresses: cancel it and start a new one with another address or server."
+)
 
 
 def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeedsSmtpUtf8) -> None:
@@ -297,34 +300,47 @@ def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeed
     mailings (a connection test, which reads no mailing, would pass and
     the mailing fail it again). The mailing goes on through its next
     servers without this one (passed over, as its page shows), its letters
-    queued; with none left it pauses. Either is said in its history with
-    the address named, in its organisation's language. A resume tries
-    every server again (mailings.transition)."""
-    words = {"server": server.name, "address": exc.address}
+    queued; with none left it pauses, naming every server and why. Either
+    is said in its history with the address named, kept as words for each
+    reader (the text in its organisation's language). A resume tries every
+    server again (mailings.transition)."""
+    params = {"server": server.name, "address": exc.address}
+    passed = Words(MAILING_PASSES_OVER[exc.role], params)
+    because = Words(PASSED_OVER_BECAUSE[exc.role], params)
     with languages.of_organisation(mailing.tenant.default_language):
-        passed = gettext(MAILING_PASSES_OVER[exc.role]) % words
-        paused = gettext(MAILING_NEEDS_SMTPUTF8[exc.role]) % words
-    with transaction.atomic():
-        # The mailing's row serialises chains passing over its last servers
-        # at once: one of them finds none left and pauses it.
-        status = Mailing.objects.select_for_update().filter(pk=mailing.pk).values_list("status", flat=True).first()
-        links = MailingServer.objects.filter(mailing=mailing)
-        # Another chain's batch through the same server may have passed it
-        # over already: said once.
-        newly = links.filter(server=server, passed_over="").update(passed_over=passed[:PASSED_OVER_LENGTH])
-        going_on = status in RUNNING and links.filter(passed_over="").exists()
-        if going_on and newly:
-            note_event(mailing_id=mailing.pk, status=status, note=passed[:NOTE_LENGTH])
-    if going_on:
-        log.warning("mailing %s goes on without server %s: %s", mailing.pk, server.pk, passed)
-        return
-    with suppress(ValidationError):  # paused or cancelled meanwhile
-        transition(mailing=mailing, action="pause", note=paused[:NOTE_LENGTH])
-    log.warning("mailing %s paused: %s", mailing.pk, paused)
+        with transaction.atomic():
+            # The mailing's row serialises chains passing over its last
+            # servers at once: one of them finds none left and pauses it.
+            status = Mailing.objects.select_for_update().filter(pk=mailing.pk).values_list("status", flat=True).first()
+            links = MailingServer.objects.filter(mailing=mailing)
+            # Another chain's batch through the same server may have passed
+            # it over already: said once.
+            newly = links.filter(server=server, passed_over="").update(
+                passed_over=str(passed)[:PASSED_OVER_LENGTH],
+                passed_over_words={"note": passed.to_json(), "reason": because.to_json()},
+            )
+            going_on = status in RUNNING and links.filter(passed_over="").exists()
+            if going_on and newly:
+                note_event(mailing_id=mailing.pk, status=status, note=passed)
+        if going_on:
+            log.warning("mailing %s goes on without server %s: %s", mailing.pk, server.pk, passed)
+            return
+        paused = [Words(PAUSED_EVERY_SERVER_PASSED_OVER), *_reasons(links), Words(KEEPS_ITS_ADDRESSES)]
+        with suppress(ValidationError):  # paused or cancelled meanwhile
+            transition(mailing=mailing, action="pause", note=paused)
+    log.warning("mailing %s paused: %s", mailing.pk, " ".join(map(str, paused)))
+
+
+def _reasons(links: QuerySet[MailingServer]) -> list[Words]:
+    """Why each passed-over server is, in the mailing's order."""
+    reasons = []
+    for link in links.exclude(passed_over="").order_by("position"):
+        words = link.passed_over_words.get("reason") if isinstance(link.passed_over_words, dict) else None
+        reasons.append(Words.from_json(words) or Words(link.passed_over, verbatim=True))  # or written before
+    return reasons
 
 
 PASSED_OVER_LENGTH = MailingServer._meta.get_field("passed_over").max_length
-NOTE_LENGTH = MailingEvent._meta.get_field("note").max_length
 
 
 def able(mailing: Mailing) -> set[int]:

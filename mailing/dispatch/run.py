@@ -258,7 +258,7 @@ def blocked_reasons(mailing: Mailing, now: datetime) -> list[tuple[SmtpServer, s
 def _reason(link: MailingServer, hold: TenantRest | None, usage: limits.Usage) -> tuple[str, str]:
     server = link.server
     if link.passed_over:  # the mailing's own address, which this server cannot carry: said in full
-        return link.passed_over, ""
+        return link.passed_over_note, ""
     if not server.enabled:
         return _("disabled"), _("Enable it on the Servers page.")
     if not server.is_usable:

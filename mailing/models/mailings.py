@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
+from servers import words
 from servers.models import SmtpServer
 from servers.validators import no_control_chars
 
@@ -145,6 +146,12 @@ class MailingServer(models.Model):
     passed_over = models.CharField(
         _("passed over because"), max_length=300, blank=True, default="", db_default="", editable=False
     )
+    # The same as servers.words, worded for each reader: "note" is what the
+    # mailing's page says, "reason" the sentence its pause note gives for
+    # this server when every server is passed over.
+    passed_over_words = models.JSONField(
+        _("passed over because (words)"), default=dict, blank=True, db_default={}, editable=False
+    )
 
     class Meta:
         verbose_name_plural = _("mailings using the server")
@@ -155,6 +162,11 @@ class MailingServer(models.Model):
     def __str__(self) -> str:
         # What a refused server deletion shows, on the tenant's page and in the admin.
         return f"«{self.mailing.name}» ({self.mailing.get_status_display().lower()})"
+
+    @property
+    def passed_over_note(self) -> str:
+        """Why the mailing goes on without this server, in the reader's language."""
+        return words.shown(self.passed_over_words, "note", self.passed_over) if self.passed_over else ""
 
 
 class DispatchChain(models.Model):
@@ -188,6 +200,10 @@ class MailingEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("changed by")
     )
     note = models.CharField(_("note"), max_length=300, blank=True)
+    # The note as servers.words sentences, worded for each reader: members of
+    # an organisation need not share its language. The note above stays, in
+    # the organisation's language (rows written before, the admin).
+    note_words = models.JSONField(_("note (words)"), default=list, blank=True, db_default=[])
     at = models.DateTimeField(_("when"), default=timezone.now)
 
     class Meta:
@@ -197,6 +213,11 @@ class MailingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.mailing}: {self.from_status} → {self.to_status}"
+
+    @property
+    def said(self) -> str:
+        """The note in the reader's language."""
+        return words.shown_sentences(self.note_words, self.note)
 
 
 class Letter(models.Model):

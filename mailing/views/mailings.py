@@ -87,7 +87,7 @@ def sender_preview(mailing: Mailing) -> tuple[list[dict], bool]:
         server = link.server
         resolved = resolve_sender(server, source, reply_to=reply_to)
         row = {"server": server, "from": readable_from(resolved.name, resolved.email), "resolved": resolved}
-        rows.append({**row, "route": routes[server.pk], "passed_over": link.passed_over})
+        rows.append({**row, "route": routes[server.pk], "passed_over": link.passed_over_note})
     unhonoured = bool(source.sender_email) and not any(r["resolved"].substituted for r in rows)
     if mailing.status in (S.DRAFT, S.SCHEDULED):
         _check_receivers(rows)

@@ -116,13 +116,14 @@ def _history(mailing: Mailing) -> list[dict]:
 
 
 def _event_text(event: MailingEvent) -> str:
-    if event.from_status == event.to_status and event.note:  # a line of history, no change of state
-        return _("%(at)s: %(note)s") % {"at": _stamp(event.at), "note": event.note}
+    note = event.said  # in the reader's language
+    if event.from_status == event.to_status and note:  # a line of history, no change of state
+        return _("%(at)s: %(note)s") % {"at": _stamp(event.at), "note": note}
     moved = {"at": _stamp(event.at), "from": event.get_from_status_display(), "to": event.get_to_status_display()}
     text = _("%(at)s: %(from)s → %(to)s") % moved
     if event.by:
         text = _("%(change)s by %(email)s") % {"change": text, "email": event.by.email}
-    return text + (f" — {event.note}" if event.note else "")
+    return text + (f" — {note}" if note else "")
 
 
 @never_cache

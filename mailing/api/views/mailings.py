@@ -38,7 +38,7 @@ def mailing_data(mailing: Mailing, progress: selectors.Progress | None = None) -
             "lists": [lst.public_id for lst in mailing.lists.all()],
             "servers": [link.server.public_id for link in links],
             "passed_over": [
-                {"server": link.server.public_id, "reason": link.passed_over} for link in links if link.passed_over
+                {"server": link.server.public_id, "reason": link.passed_over_note} for link in links if link.passed_over
             ],
             "status": mailing.status,
             "preparing": mailing.preparing_since is not None,
