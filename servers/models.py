@@ -397,6 +397,10 @@ class ConnectionTest(models.Model):
     steps = models.JSONField(_("steps"), default=list)
     error = models.TextField(_("error"), blank=True)
     hint = models.TextField(_("hint"), blank=True)
+    # The error and hint as servers.words, worded for each reader (the texts
+    # above, in the organisation's language, are what rows written before
+    # show). Each step keeps its own words in `steps` (probes.steps_json).
+    result_words = models.JSONField(_("error and hint (words)"), default=dict, blank=True, db_default={})
     category = models.CharField(_("error category"), max_length=30, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
@@ -412,3 +416,11 @@ class ConnectionTest(models.Model):
 
     def __str__(self) -> str:
         return f"test {self.public_id} ({self.status})"
+
+    @property
+    def error_message(self) -> str:
+        return words.shown(self.result_words, "message", self.error)
+
+    @property
+    def error_hint(self) -> str:
+        return words.shown(self.result_words, "hint", self.hint)

@@ -7,13 +7,17 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from email.utils import formatdate, make_msgid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_noop
 
-from . import imap_folders, netguard
+from . import imap_folders, netguard, words
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
 from .errors import Diagnosis, diagnose, server_words
 from .headers import fold, mailbox, safe, text_header, text_part_headers, wire_body
@@ -29,6 +33,7 @@ from .wire import (
     utf8_options,
     wire_address,
 )
+from .words import Words, error_words
 
 
 @dataclass
@@ -37,6 +42,15 @@ class Step:
     ok: bool
     ms: int
     detail: str = ""
+    # The name and detail as servers.words where the test words them, kept
+    # to word again for each reader; else the text is the server's own (a
+    # reply, "EHLO") and shown as it came.
+    name_words: Words | None = field(default=None, repr=False, compare=False)
+    detail_words: Words | None = field(default=None, repr=False, compare=False)
+
+    def say(self, detail: str | Words) -> None:
+        self.detail_words = Words.of(detail)
+        self.detail = str(self.detail_words)
 
 
 @dataclass
@@ -54,8 +68,44 @@ class ProbeResult:
 
 def steps_json(steps: list[Step]) -> list[dict]:
     """The steps as stored (jsonb): a detail quotes the server, and jsonb
-    holds no NUL."""
-    return [{**asdict(s), "detail": server_words(s.detail)} for s in steps]
+    holds no NUL. Name and detail are worded in the active language (the
+    organisation's) and kept as words under "words", worded again for each
+    reader (shown_steps)."""
+    return [_step_json(step) for step in steps]
+
+
+def _step_json(step: Step) -> dict:
+    text = server_words(step.detail)
+    worded = step.detail_words is not None and not step.detail_words.verbatim
+    detail = step.detail_words if worded else Words(text, verbatim=True)
+    said = {"name": (step.name_words or Words.of(step.name)).to_json(), "detail": detail.to_json()}
+    return {"name": step.name, "ok": step.ok, "ms": step.ms, "detail": text, "words": said}
+
+
+def shown_steps(stored: list) -> list[dict]:
+    """Stored steps with their name and detail in the reader's language
+    (a step stored before words were kept: as it was stored)."""
+    return [
+        {
+            **step,
+            "name": words.shown(step.get("words"), "name", step.get("name", "")),
+            "detail": words.shown(step.get("words"), "detail", step.get("detail", "")),
+        }
+        for step in stored
+        if isinstance(step, dict)
+    ]
+
+
+def _failed_words(exc: BaseException) -> str | Words:
+    """What a failed step says: an address refused with its words, a
+    ValidationError's lazy message with its original, else the text."""
+    said = getattr(exc, "words", None)
+    if isinstance(said, Words):
+        return said
+    if isinstance(exc, ValidationError):
+        said_all = error_words(exc)
+        return said_all[0] if len(said_all) == 1 else " ".join(exc.messages)
+    return str(exc) or type(exc).__name__
 
 
 class _Run:
@@ -72,15 +122,15 @@ class _Run:
         return left
 
     @contextmanager
-    def step(self, name: str) -> Iterator[Step]:
-        step = Step(name, ok=False, ms=0)
+    def step(self, name: str | Promise | Words) -> Iterator[Step]:
+        step = Step(str(Words.of(name)), ok=False, ms=0, name_words=Words.of(name))
         started = time.monotonic()
         try:
             yield step
             step.ok = True
         except BaseException as exc:
-            messages = getattr(exc, "messages", None)  # ValidationError
-            step.detail = step.detail or (" ".join(messages) if messages else str(exc)) or type(exc).__name__
+            if not step.detail:
+                step.say(_failed_words(exc))
             raise
         finally:
             step.ms = round((time.monotonic() - started) * 1000)
@@ -120,20 +170,20 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
     if sides := [side for side in sides if needs_smtputf8(side[0])]:
         # Up front, as the dispatcher judges it: a mailing's every letter
         # would wait on this server, not just the test letter's.
-        with run.step(_("International sender addresses (SMTPUTF8)")) as step:
+        with run.step(_lazy("International sender addresses (SMTPUTF8)")) as step:
             check_sender_side(client, sides)
-            step.detail = _("Offered by the server")
+            step.say(Words(gettext_noop("Offered by the server")))
     if send_to:
-        with run.step(_("Send a test letter to %(send_to)s") % {"send_to": send_to}) as step:
+        with run.step(Words(gettext_noop("Send a test letter to %(send_to)s"), {"send_to": send_to})) as step:
             client.deadline_in(run.remaining())
             # Sent as the dispatcher sends (servers.wire): IDNA domains, and
             # SMTPUTF8 only where a mailbox is not ASCII.
             sender, recipient = wire_address(server.sender_email), wire_address(send_to)
             options = utf8_options(client, sender.utf8 or recipient.utf8)
             client.sendmail(sender.text, [recipient.text], test_letter(server, send_to), mail_options=options)
-            step.detail = _("Accepted by the server")
+            step.say(Words(gettext_noop("Accepted by the server")))
     else:
-        with run.step(_("Sender accepted (MAIL FROM)")) as step:
+        with run.step(_lazy("Sender accepted (MAIL FROM)")) as step:
             client.deadline_in(run.remaining())
             sender = wire_address(server.sender_email)
             code, reply = client.mail(sender.text, utf8_options(client, sender.utf8))
@@ -141,7 +191,7 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
                 raise smtplib.SMTPSenderRefused(code, reply, server.sender_email)
             step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
             client.rset()
-    with run.step(_("NOOP and QUIT")):
+    with run.step(_lazy("NOOP and QUIT")):
         client.deadline_in(run.remaining())
         client.noop()
         client.quit()
@@ -209,7 +259,7 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
         host, addresses = checked_address(run, mailbox, mailbox.host, mailbox.port)
         context = tls_context(mailbox.verify_tls)
         implicit = mailbox.security == Security.SSL
-        with run.step(_("Connect with SSL/TLS") if implicit else _("Connect")) as step:
+        with run.step(_lazy("Connect with SSL/TLS") if implicit else _lazy("Connect")) as step:
             cls = classes[1] if implicit else classes[0]
             left = run.remaining()
             client = cls(host, mailbox.port, addresses=addresses, timeout=left, ssl_context=context, deadline=left)
@@ -230,18 +280,18 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         with run.step("STARTTLS"):
             client.deadline_in(run.remaining())
             client.starttls(ssl_context=context)
-    with run.step(_("Log in")) as step:
+    with run.step(_lazy("Log in")) as step:
         client.deadline_in(run.remaining())
         typ, data = client.login(mailbox.login, mailbox.get_password())
         step.detail = f"{typ} {data[0].decode(errors='replace')}"[:200]
-    with run.step(_("Open the folder %(folder)s") % {"folder": mailbox.folder}) as step:
+    with run.step(Words(gettext_noop("Open the folder %(folder)s"), {"folder": mailbox.folder})) as step:
         client.deadline_in(run.remaining())
         typ, data = client.select(imap_folders.quoted(mailbox.folder), readonly=True)
         if typ != "OK":
             raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
         if data[0] is not None:  # a server may leave out the count (EXISTS) and still open the folder
             step.detail = f"{int(data[0])} message(s)"
-    with run.step(_("Log out")):
+    with run.step(_lazy("Log out")):
         client.deadline_in(run.remaining())
         client.logout()
 
@@ -258,15 +308,15 @@ def _pop3_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         with run.step("STLS"):
             client.deadline_in(run.remaining())
             client.stls(context)
-    with run.step(_("Log in")) as step:
+    with run.step(_lazy("Log in")) as step:
         client.deadline_in(run.remaining())
         client.user(mailbox.login)
         step.detail = client.pass_(mailbox.get_password()).decode(errors="replace")[:200]
-    with run.step(_("Count the messages")) as step:
+    with run.step(_lazy("Count the messages")) as step:
         client.deadline_in(run.remaining())
         count, size = client.stat()
         step.detail = f"{count} message(s), {size} bytes"
-    with run.step(_("Log out")):
+    with run.step(_lazy("Log out")):
         client.deadline_in(run.remaining())
         client.quit()
 

@@ -266,6 +266,7 @@ def _finish(test: ConnectionTest, result: probes.ProbeResult) -> None:
         steps=result.steps_json(),
         error="" if d is None else d.message,
         hint="" if d is None else d.hint,
+        result_words={} if d is None else d.words_json(),
         category="" if d is None else d.category,
         finished_at=timezone.now(),
     )

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import manager_required, tenant_required
 
-from . import deliverability, presets, selectors, services
+from . import deliverability, presets, probes, selectors, services
 from .access import get_connection_test, get_mailbox, get_server
 from .forms import BounceMailboxForm, SmtpServerForm, TestForm
 from .models import BounceMailbox, SmtpServer
@@ -258,8 +258,8 @@ def _test_data(test) -> dict:
         "status_label": test.get_status_display(),
         "finished": test.finished_at is not None,
         # Each step's time also as the page writes numbers ("1 500"), for the script.
-        "steps": [{**step, "shown_ms": localize(step.get("ms") or 0)} for step in test.steps],
-        "error": test.error,
-        "hint": test.hint,
+        "steps": [{**step, "shown_ms": localize(step.get("ms") or 0)} for step in probes.shown_steps(test.steps)],
+        "error": test.error_message,
+        "hint": test.error_hint,
         "category": test.category,
     }
