@@ -132,7 +132,7 @@ def _apply(report: BounceReport) -> None:
         _bounced(letter, _reason(report))
         _suppress(letter, Suppression.Reason.HARD_BOUNCE, _("Hard bounce: %(reason)s") % {"reason": _reason(report)})
     elif report.kind == K.REFUSED:
-        _bounced(letter, f"Refused: {_reason(report)}")  # the address is not to blame
+        _bounced(letter, _("Refused: %(reason)s") % {"reason": _reason(report)})  # the address is not to blame
     else:
         _soft(report, letter)
     if _news(report.kind, report.returned) > max(told, default=0):
