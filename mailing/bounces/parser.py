@@ -110,13 +110,13 @@ ALONE = rf"[ \t]*<?{ADDRESS}>?[ \t]*:?[ \t]*"  # a line that is only an address
 # a line that is only the address (Exim, qmail, Yahoo, Sendmail, Yandex;
 # Exchange's "jane@x (jane@x)"), a line that starts with "<address>:"
 # (Postfix, qmail) or "<address>..." (Sendmail's transcript), or the
-# sentence around it.
+# sentence around it (CommuniGate Pro's "Failed to deliver to '<address>'").
 RECIPIENT_RES = (
     re.compile(rf"^[ \t]*<?(?P<addr>{ADDRESS})>?(?:[ \t]*\(<?{ADDRESS}>?\))?[ \t]*:?[ \t]*$", re.MULTILINE),
     re.compile(rf"^[ \t]*<(?P<addr>{ADDRESS})>(?::|\.\.\.)", re.MULTILINE),
     re.compile(
         r"(?:message to|delivered to|delivery to|deliver to|recipient:|RCPT TO:|адресу|получателю)"
-        rf"\s*<?(?P<addr>{ADDRESS})>?",
+        rf"\s*['\"]?<?(?P<addr>{ADDRESS})>?",
         re.IGNORECASE,
     ),
 )
@@ -151,7 +151,7 @@ UNKNOWN_WORDS = re.compile(
     r"user unknown|unknown user|unknown recipient|no such (user|mailbox|recipient|address|account)"
     r"|does not exist|doesn'?t exist|not exist|user not found|recipient not found|recipientnotfound"
     r"|recipnotfound|address not found|couldn'?t be found|mailbox (not found|unavailable|disabled)"
-    r"|invalid (mailbox|recipient|address)|account (has been )?disabled|unrouteable address"
+    r"|invalid (mailbox|recipient|address)|account (has been )?disabled|mail receiving disabled|unrouteable address"
     r"|host or domain name not found|domain not found|host not found|no mx|doesn'?t have an? \S+ account"
     # Lotus Domino: "User jroe (jroe@x) not listed in Domino Directory" (or its
     # older "public Name & Address Book"): its directory, not a block list.

@@ -1,12 +1,13 @@
 """Reports as an outsider meets them, read the way the bounce reader reads
-them: a refusal's reply in the organisation's language."""
+them: a refusal's reply in the organisation's language; CommuniGate Pro's
+reports, which name the failed address in their own sentence."""
 
 import uuid
 
 import pytest
 from django.utils import translation
 
-from mailing.bounces import parser, services
+from mailing.bounces import parser, services, tokens
 from mailing.models import BounceReport, Letter
 from servers.models import BounceMailbox
 from tests.mailing.bounce_helpers import SENDER, sent_letters
@@ -28,7 +29,9 @@ def original_headers(letter_id: object, recipient: str) -> str:
 
 
 def record(tenant, raw: bytes) -> BounceReport | None:
-    mailbox = BounceMailbox.objects.create(tenant=tenant, host="imap.acme.test", login=BOUNCES, email=BOUNCES)
+    mailbox, _ = BounceMailbox.objects.get_or_create(
+        tenant=tenant, defaults={"host": "imap.acme.test", "login": BOUNCES, "email": BOUNCES}
+    )
     return services.report_record(mailbox=mailbox, source_key=f"k-{uuid.uuid4()}", parsed=parser.parse(raw))
 
 
@@ -103,3 +106,67 @@ def test_a_refused_letters_reply_is_in_the_organisations_language(tenant_a, lang
     assert report.kind == K.REFUSED and letter.status == Letter.Status.BOUNCED
     # Before the fix: "Refused: ..." in English whatever the language, beside "Soft bounce: ..." translated.
     assert letter.last_reply == f"{prefix}5.7.1 550 5.7.1 Message rejected under suspicion of SPAM"
+
+
+# ---------- CommuniGate Pro (common in Russia): "Failed to deliver to '<address>'" ----------
+
+
+def communigate(to: str, recipient: str, module: str, reason: str) -> bytes:
+    """CommuniGate Pro's report: text only, the address in quotes in its
+    first sentence, the module's words on the lines after it."""
+    return crlf(
+        f"""Return-Path: <>
+From: MAILER-DAEMON@mail.corp.example.ru
+To: {to}
+Subject: Undeliverable mail: Hello there
+Message-ID: <{uuid.uuid4()}@mail.corp.example.ru>
+MIME-Version: 1.0
+Content-Type: text/plain; charset="utf-8"
+
+Failed to deliver to '<{recipient}>'
+{module} reports:
+ {reason}
+"""
+    )
+
+
+CGP = [
+    ("LOCAL module(account jane)", "account is full (quota exceeded)", K.SOFT, ""),
+    ("LOCAL module(account jane)", "mail receiving disabled", K.HARD, ""),
+    ("Router", "unknown user account", K.HARD, ""),
+    (
+        "SMTP module(domain example.org)",
+        "host mx.example.org [203.0.113.5] says:\n 550 5.1.1 <jane@example.org>: User unknown",
+        K.HARD,
+        "5.1.1",
+    ),
+    (
+        "SMTP module(domain example.org)",
+        "host mx.example.org says: 554 5.7.1 Message rejected as spam",
+        K.REFUSED,
+        "5.7.1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "reason", "kind", "status"), CGP)
+def test_communigates_report_names_its_recipient_and_keeps_the_modules_words(module, reason, kind, status):
+    parsed = parser.parse(communigate(BOUNCES, "jane@example.org", module, reason))
+    # Before the fix: no recipient (nor a reason, where no reply code stood), "mail receiving disabled" unknown.
+    assert parsed.recipients == ["jane@example.org"]
+    assert (parsed.kind, parsed.status) == (kind, status)
+    assert reason.rpartition("says:")[2].strip() in parsed.diagnostic
+
+
+@pytest.mark.django_db
+def test_a_communigate_report_tied_by_the_token_keeps_its_reason_and_one_naming_a_recipient_is_shown(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    tagged = tokens.address(BOUNCES, letter.public_id)
+    report = record(tenant_a, communigate(tagged, letter.email, *CGP[0][:2]))
+    letter.refresh_from_db()
+    assert (report.kind, report.matched_by, report.recipient) == (K.SOFT, M.TOKEN, letter.email)
+    # Before the fix: "Soft bounce: no reason given".
+    assert letter.status == Letter.Status.BOUNCED and "account is full (quota exceeded)" in letter.last_reply
+    # Without the token: shown as unconfirmed for its recipient (before the fix: unmatched, naming no one).
+    loose = record(tenant_a, communigate(BOUNCES, letter.email, *CGP[1][:2]))
+    assert (loose.letter_id, loose.matched_by, loose.recipient) == (letter.pk, M.RECIPIENT, letter.email)
