@@ -100,6 +100,8 @@ REPLY_RE = re.compile(
     _REPLY_LEAD + r"#?(?P<code>[245]\d\d)(?:[ -]#?(?P<status>[245]\.\d{1,3}\.\d{1,3}))?(?=[\s\-',;:)]|$)",
     re.IGNORECASE | re.MULTILINE,
 )
+# A line of MDaemon's session transcript: " Tue 2022-08-09 07:47:32: <-- 550 ...".
+TRANSCRIPT_LINE_RE = re.compile(r"[ \t]*[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?: ")
 # Exchange and qmail write the enhanced status alone: "#5.1.1 smtp;550 ...", "(#5.1.1)".
 QUOTES = {"'": "'", '"': '"', "‘": "’", "“": "”", "«": "»"}
 HASH_STATUS_RE = re.compile(r"(?:^[ \t]*|[\s(<'])#(?P<status>[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)", re.MULTILINE)
@@ -685,9 +687,11 @@ def _status_and_diagnostic(failed: list[_Dsn], text: str, recipients: list[str])
 
 
 def _reply_in(text: str, prefer: str = "") -> _Reply | None:
-    """The first quoted server reply (the first with the status `prefer`,
-    when there is one), with the lines that continue it."""
-    replies = list(REPLY_RE.finditer(text))
+    """The first quoted server reply that refused (the first with the
+    status `prefer`, when there is one), with the lines that continue it.
+    A session transcript (MDaemon's) quotes the greeting and every "250 OK"
+    before the refusal: none of them is why the letter failed."""
+    replies = [r for r in REPLY_RE.finditer(text) if not r.group("code").startswith("2")]
     found = next((r for r in replies if prefer and r.group("status") == prefer), replies[0] if replies else None)
     if found is None:
         if (hashed := HASH_STATUS_RE.search(text)) is None:
@@ -709,6 +713,8 @@ def _continued(text: str, start: int) -> str:
     for line in rest[: MAX_REPLY_LINES - 1]:
         # A line that is only an address starts the next failed recipient (Exim indents it).
         if not line.strip() or line.lstrip().startswith(("---", "<<<", ">>>")) or re.fullmatch(ALONE, line):
+            break
+        if TRANSCRIPT_LINE_RE.match(line):  # the next step of MDaemon's session: "--> QUIT"
             break
         if not (line[:1].isspace() or re.match(r"[245]\d\d[ -]", line)):
             break

@@ -1,6 +1,7 @@
 """Reports as an outsider meets them, read the way the bounce reader reads
 them: a refusal's reply in the organisation's language; CommuniGate Pro's
-reports, which name the failed address in their own sentence."""
+reports, which name the failed address in their own sentence; MDaemon's
+with its whole session transcript."""
 
 import uuid
 
@@ -8,7 +9,7 @@ import pytest
 from django.utils import translation
 
 from mailing.bounces import parser, services, tokens
-from mailing.models import BounceReport, Letter
+from mailing.models import BounceReport, Letter, Suppression
 from servers.models import BounceMailbox
 from tests.mailing.bounce_helpers import SENDER, sent_letters
 
@@ -170,3 +171,85 @@ def test_a_communigate_report_tied_by_the_token_keeps_its_reason_and_one_naming_
     # Without the token: shown as unconfirmed for its recipient (before the fix: unmatched, naming no one).
     loose = record(tenant_a, communigate(BOUNCES, letter.email, *CGP[1][:2]))
     assert (loose.letter_id, loose.matched_by, loose.recipient) == (letter.pk, M.RECIPIENT, letter.email)
+
+
+# ---------- MDaemon (common in Russia): the whole session transcript ----------
+
+MDAEMON_FAILED = "The attached message had PERMANENT fatal delivery errors!"
+MDAEMON_WARNING = """The attached message had TEMPORARY non-fatal delivery errors.
+
+--------------------------------------------------------------------------
+THIS IS A WARNING MESSAGE ONLY - YOU DO NOT NEED TO RESEND YOUR MESSAGE
+--------------------------------------------------------------------------
+
+MDaemon is configured to automatically retry delivery at configured
+intervals.  Subsequent attempts to deliver this message are pending."""
+
+
+def mdaemon(to: str, recipient: str, message_id: str, lead: str, reply: str) -> bytes:
+    """MDaemon's report as it writes it: text only, and its session with the
+    remote server line by line, the greeting and the "250"s before the
+    refusal and QUIT after it."""
+    at = " Tue 2024-01-09 07:47:32: "
+    return crlf(
+        f"""Return-Path: <>
+From: "MDaemon at mail.firma.example.ru" <MDaemon@mail.firma.example.ru>
+To: {to}
+Subject: {"Permanent" if lead == MDAEMON_FAILED else "Warning: Temporary"} Delivery Failure
+Message-ID: <MDAEMON-F{uuid.uuid4().hex}.md5000@mail.firma.example.ru>
+X-MDDSN-Message: Yes
+Content-Type: text/plain; charset=us-ascii
+
+--------------------------------------------------------------------------
+MDaemon Delivery Status Notification - http://www.altn.com/dsn
+--------------------------------------------------------------------------
+
+{lead}
+
+Failed address: {recipient}
+
+--- Session Transcript ---
+{at}Session 733250; child 0002
+{at}Parsing message <mail.firma.example.ru\\pd90001015916.msg>
+{at}*  From: {SENDER}
+{at}*  To: {recipient}
+{at}*  Subject: Hello there
+{at}*  Size (bytes): 8303
+{at}*  Message-ID: {message_id}
+{at}Attempting SMTP connection to [mx.example.org:25]
+{at}*  Connection established (192.168.0.15:60296 -> 203.0.113.5:25)
+{at}<-- 220 mx.example.org ESMTP
+{at}--> EHLO mail.firma.example.ru
+{at}<-- 250-mx.example.org
+{at}<-- 250-SIZE 20485760
+{at}<-- 250 ENHANCEDSTATUSCODES
+{at}--> MAIL From:<{SENDER}> SIZE=8303
+{at}<-- 250 2.1.0 Ok
+{at}--> RCPT To:<{recipient}>
+{at}<-- {reply}
+{at}--> QUIT
+{at}<-- 221 2.0.0 Bye
+--- End Transcript ---
+"""
+    )
+
+
+USER_UNKNOWN = "550 5.1.1 <jane@example.org>: Recipient address rejected: User unknown in local recipient table"
+
+
+def test_mdaemons_transcript_gives_the_refusal_not_the_greeting():
+    parsed = parser.parse(mdaemon(BOUNCES, "jane@example.org", "<x@y.test>", MDAEMON_FAILED, USER_UNKNOWN))
+    # Before the fix: status "220", the reason the greeting and the EHLO lines after it, kind unknown.
+    assert (parsed.kind, parsed.status, parsed.diagnostic) == (K.HARD, "5.1.1", USER_UNKNOWN)
+
+
+@pytest.mark.django_db
+def test_mdaemons_permanent_failure_bounces_the_letter(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    tagged = tokens.address(BOUNCES, letter.public_id)
+    report = record(tenant_a, mdaemon(tagged, letter.email, "<x@y.test>", MDAEMON_FAILED, USER_UNKNOWN))
+    letter.refresh_from_db()
+    # Before the fix: an unreadable report, the letter still sent, the address kept.
+    assert (report.kind, report.matched_by) == (K.HARD, M.TOKEN)
+    assert letter.status == Letter.Status.BOUNCED and letter.last_reply == f"5.1.1 {USER_UNKNOWN}"
+    assert Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
