@@ -183,6 +183,8 @@ SENDER_REFUSED_WORDS = re.compile(
 DELAY_WORDS = re.compile(
     r"will be retried|will retry|not yet been delivered|delivery attempts will continue|still trying"
     r"|has been delayed|delayed|(?<!permanently )deferred|will keep trying|still undelivered"
+    # MDaemon's warning: "non-fatal delivery errors ... Subsequent attempts to deliver this message are pending"
+    r"|non-fatal delivery errors?|subsequent attempts to deliver"
     r"|отложен|пока не доставлено",
     re.IGNORECASE,
 )

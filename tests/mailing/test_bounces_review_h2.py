@@ -253,3 +253,15 @@ def test_mdaemons_permanent_failure_bounces_the_letter(tenant_a):
     assert (report.kind, report.matched_by) == (K.HARD, M.TOKEN)
     assert letter.status == Letter.Status.BOUNCED and letter.last_reply == f"5.1.1 {USER_UNKNOWN}"
     assert Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
+
+
+@pytest.mark.django_db
+def test_mdaemons_warning_leaves_the_letter_sent(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    tagged = tokens.address(BOUNCES, letter.public_id)
+    greylisted = "450 4.7.25 Client host rejected: cannot find your hostname, [198.51.100.7]"
+    report = record(tenant_a, mdaemon(tagged, letter.email, "<x@y.test>", MDAEMON_WARNING, greylisted))
+    letter.refresh_from_db()
+    assert (report.kind, report.status, report.diagnostic) == (K.SOFT, "4.7.25", greylisted)
+    # Before the fix: taken for a letter that came back, and the letter marked bounced while MDaemon still tries.
+    assert not report.returned and letter.status == Letter.Status.SENT
