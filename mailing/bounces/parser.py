@@ -78,8 +78,12 @@ LETTER_HEADER_RE = re.compile(rf"^[ \t>]*X-Postroute-Letter:(?P<value>.*{_FOLDED
 LETTER_ID_RE = re.compile(rf"^\W*({UUID})", re.IGNORECASE)
 # Our Message-IDs are <public_id@domain> (mailing.dispatch.messages.build_message).
 OUR_MESSAGE_ID_RE = re.compile(rf"<({UUID})@[^>\s]+>", re.IGNORECASE)
+# The time that starts each line of MDaemon's session transcript, which
+# names the letter it tried: " Tue 2024-01-09 07:47:32: *  Message-ID: <...>".
+_TRANSCRIPT_AT = r"[ \t]*[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?: "
 MESSAGE_ID_FIELD_RE = re.compile(
-    rf"^[ \t>]*(?:Message-ID|In-Reply-To|References):(?P<value>.*{_FOLDED})", re.IGNORECASE | re.MULTILINE
+    rf"^(?:[ \t>]*|{_TRANSCRIPT_AT}\*[ \t]+)(?:Message-ID|In-Reply-To|References):(?P<value>.*{_FOLDED})",
+    re.IGNORECASE | re.MULTILINE,
 )
 MESSAGE_ID_IN_FIELD_RE = re.compile(rf"<({UUID})@", re.IGNORECASE)
 # Not inside an IP address or a version number such as 192.5.1.1.
@@ -101,7 +105,7 @@ REPLY_RE = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 # A line of MDaemon's session transcript: " Tue 2022-08-09 07:47:32: <-- 550 ...".
-TRANSCRIPT_LINE_RE = re.compile(r"[ \t]*[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?: ")
+TRANSCRIPT_LINE_RE = re.compile(_TRANSCRIPT_AT)
 # Exchange and qmail write the enhanced status alone: "#5.1.1 smtp;550 ...", "(#5.1.1)".
 QUOTES = {"'": "'", '"': '"', "‘": "’", "“": "”", "«": "»"}
 HASH_STATUS_RE = re.compile(r"(?:^[ \t]*|[\s(<'])#(?P<status>[245]\.\d{1,3}\.\d{1,3})(?![\d.]\d)", re.MULTILINE)

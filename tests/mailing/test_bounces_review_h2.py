@@ -265,3 +265,14 @@ def test_mdaemons_warning_leaves_the_letter_sent(tenant_a):
     assert (report.kind, report.status, report.diagnostic) == (K.SOFT, "4.7.25", greylisted)
     # Before the fix: taken for a letter that came back, and the letter marked bounced while MDaemon still tries.
     assert not report.returned and letter.status == Letter.Status.SENT
+
+
+@pytest.mark.django_db
+def test_the_message_id_in_mdaemons_transcript_ties_the_report_to_its_letter(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    ours = f"<{letter.public_id}@acme.test>"
+    report = record(tenant_a, mdaemon(BOUNCES, letter.email, ours, MDAEMON_FAILED, USER_UNKNOWN))
+    letter.refresh_from_db()
+    # Before the fix: tied by the address alone, unconfirmed, and the letter left "sent".
+    assert (report.letter_id, report.matched_by) == (letter.pk, M.MESSAGE_ID)
+    assert letter.status == Letter.Status.BOUNCED
