@@ -643,8 +643,17 @@ def _dsn(block: Message) -> _Dsn:
         original_recipient=_address_field(_header_text(block.get("Original-Recipient"))),
         action=_header_text(block.get("Action")).strip().lower(),
         status=status.group(0) if status else "",
-        diagnostic=_diagnostic_code(block.get("Diagnostic-Code", "")),
+        diagnostic=_diagnostic_code(block.get("Diagnostic-Code", "")) or _supplementary(block),
     )
+
+
+def _supplementary(block: Message) -> str:
+    """Oracle (Sun Java System) Messaging Server writes no Diagnostic-Code:
+    the remote reply is in its X-Supplementary-Info, "<host #5.0.0 smtp; 550 ...>"."""
+    text = " ".join(_decoded(block.get("X-Supplementary-Info", "")).split())
+    if found := re.fullmatch(r"<[^;>]*#[245]\.\d{1,3}\.\d{1,3}[^;>]*;\s*(.*?)>?", text):
+        text = found.group(1)
+    return _collapse_reply(text)
 
 
 def _address_field(value: str) -> str:

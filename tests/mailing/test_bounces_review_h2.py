@@ -276,3 +276,78 @@ def test_the_message_id_in_mdaemons_transcript_ties_the_report_to_its_letter(ten
     # Before the fix: tied by the address alone, unconfirmed, and the letter left "sent".
     assert (report.letter_id, report.matched_by) == (letter.pk, M.MESSAGE_ID)
     assert letter.status == Letter.Status.BOUNCED
+
+
+# ---------- Oracle (Sun Java System) Messaging Server: the reply in X-Supplementary-Info ----------
+
+
+def oracle_messaging_dsn(letter_id: object, recipient: str, supplementary: str) -> bytes:
+    """Its report: no Diagnostic-Code, the remote reply in its own
+    X-Supplementary-Info field, "<host #status protocol; reply>"."""
+    return crlf(
+        f"""From: Internet Mail Delivery <postmaster@mail.example.net>
+To: {BOUNCES}
+Subject: Delivery Notification: Delivery has failed
+Message-ID: <{uuid.uuid4()}@mail.example.net>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B3"
+
+--B3
+Content-Type: text/plain; charset=us-ascii
+
+This report relates to a message you sent with the following header fields:
+
+  Message-id: <{letter_id}@acme.test>
+  Subject: Hello there
+
+Your message cannot be delivered to the following recipients:
+
+  Recipient address: {recipient}
+  Reason: Remote SMTP server has rejected address
+
+--B3
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns;mail.example.net
+
+Original-recipient: rfc822;{recipient}
+Final-recipient: rfc822;{recipient}
+Action: failed
+Status: 5.0.0
+Remote-MTA: dns;mx.example.org
+X-Supplementary-Info: {supplementary}
+
+--B3
+Content-Type: text/rfc822-headers
+
+{original_headers(letter_id, recipient)}
+--B3--
+"""
+    )
+
+
+SENDER_VERIFY = (
+    "<mx.example.org #5.0.0 smtp; 550-Verification\n failed for <box@acme.test> 550-Unrouteable address 550 Sender\n"
+    " verify failed>"
+)
+
+
+def test_the_reply_in_x_supplementary_info_is_the_reason():
+    parsed = parser.parse(oracle_messaging_dsn(uuid.uuid4(), "jane@example.org", SENDER_VERIFY))
+    # Before the fix: no reason, and a refusal of our own sender address taken for an unknown recipient.
+    assert parsed.diagnostic == "550 Verification failed for <box@acme.test> Unrouteable address Sender verify failed"
+    assert (parsed.kind, parsed.status) == (K.REFUSED, "5.0.0")
+    unknown = oracle_messaging_dsn(
+        uuid.uuid4(), "jane@example.org", "<mx.example.org #5.1.1 smtp; 550 5.1.1 No such user>"
+    )
+    assert (parser.parse(unknown).kind, parser.parse(unknown).diagnostic) == (K.HARD, "550 5.1.1 No such user")
+
+
+@pytest.mark.django_db
+def test_a_refusal_of_our_sender_in_x_supplementary_info_keeps_the_recipients_address(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    report = record(tenant_a, oracle_messaging_dsn(letter.public_id, letter.email, SENDER_VERIFY))
+    letter.refresh_from_db()
+    assert (report.kind, report.matched_by) == (K.REFUSED, M.HEADER)
+    # Before the fix: a hard bounce, and the recipient's good address suppressed.
+    assert not Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
