@@ -1,17 +1,21 @@
 """Reports as an outsider meets them, read the way the bounce reader reads
-them: a refusal's reply in the organisation's language; CommuniGate Pro's
-reports, which name the failed address in their own sentence; MDaemon's
-with its whole session transcript."""
+them: a report of ten megabytes and one naming ten thousand recipients
+through Dovecot; a refusal's reply in the organisation's language;
+CommuniGate Pro's reports, which name the failed address in their own
+sentence; MDaemon's with its whole session transcript; Oracle Messaging
+Server's, whose reply is in X-Supplementary-Info."""
 
+import base64
+import time
 import uuid
 
 import pytest
 from django.utils import translation
 
-from mailing.bounces import parser, services, tokens
+from mailing.bounces import parser, readers, services, tokens
 from mailing.models import BounceReport, Letter, Suppression
 from servers.models import BounceMailbox
-from tests.mailing.bounce_helpers import SENDER, sent_letters
+from tests.mailing.bounce_helpers import SENDER, append, folder_messages, make_mailbox, sent_letters
 
 K = BounceReport.Kind
 M = BounceReport.MatchedBy
@@ -36,7 +40,7 @@ def record(tenant, raw: bytes) -> BounceReport | None:
     return services.report_record(mailbox=mailbox, source_key=f"k-{uuid.uuid4()}", parsed=parser.parse(raw))
 
 
-# ---------- a report as Postfix writes it ----------
+# ---------- a report of ten megabytes, one of ten thousand recipients ----------
 
 
 def postfix_report(letter_id: object, recipient: str, *, blocks: str = "", attachment: str = "") -> bytes:
@@ -88,6 +92,34 @@ Content-Transfer-Encoding: base64
 --B1--
 """
     )
+
+
+@pytest.mark.django_db
+def test_a_ten_megabyte_report_and_one_naming_ten_thousand_recipients_are_read_without_a_stall(
+    tenant_a, dovecot_mailbox
+):
+    big, many = sent_letters(tenant_a, ["big@example.org", "many@example.org"])
+    pdf = base64.encodebytes(b"%PDF-1.4 " * 1_200_000).decode()  # ten megabytes once encoded
+    append(dovecot_mailbox, postfix_report(big.public_id, big.email, attachment=pdf))
+    others = "".join(
+        f"Final-Recipient: rfc822; r{i}@example.net\nAction: failed\nStatus: 5.1.1\n\n" for i in range(10_000)
+    )
+    append(dovecot_mailbox, postfix_report(many.public_id, many.email, blocks=others))
+    mailbox = make_mailbox(tenant_a, dovecot_mailbox)
+
+    started = time.monotonic()
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+
+    assert result.status == "done" and result.reports == 2, result.error
+    assert time.monotonic() - started < 60
+    for letter in (big, many):
+        letter.refresh_from_db()
+        report = BounceReport.objects.get(letter=letter)
+        assert (report.kind, report.matched_by, report.status) == (K.HARD, M.HEADER, "5.1.1")
+        assert letter.status == Letter.Status.BOUNCED
+    # Only the two letters' addresses, none of the ten thousand others.
+    assert set(Suppression.objects.filter(tenant=tenant_a).values_list("email", flat=True)) == {big.email, many.email}
+    assert len(folder_messages(dovecot_mailbox, "Postroute.Processed")) == 2
 
 
 # ---------- a refusal's reply, in the organisation's language ----------
