@@ -89,7 +89,12 @@ class Pop3Reader:
         return listing
 
     def _one(self, number: int, uidl: str, size: int) -> None:
-        parsed = parser.parse(self._fetch(number, size))
+        try:
+            raw = self._fetch(number, size)
+        except LineTooLong:
+            self._skip(uidl)
+            return
+        parsed = parser.parse(raw)
         key = f"pop3:{uidl}"
         if parsed.kind is not None and services.report_record(mailbox=self.mailbox, source_key=key, parsed=parsed):
             self.result.reports += 1
@@ -106,6 +111,36 @@ class Pop3Reader:
         lines = TOP_ALL_LINES if size <= max_bytes() else TOP_HEAD_LINES
         try:
             _resp, body, _octets = self.client.top(number, lines)
-        except poplib.error_proto:  # TOP is optional (RFC 1939); RETR marks as read
-            _resp, body, _octets = self.client.retr(number)
+        except poplib.error_proto as exc:  # TOP is optional (RFC 1939); RETR marks as read
+            _too_long(exc)
+            _resp, body, _octets = self._retr(number)
         return b"\r\n".join(body) + b"\r\n"
+
+    def _retr(self, number: int) -> tuple[bytes, list[bytes], int]:
+        try:
+            return self.client.retr(number)
+        except poplib.error_proto as exc:
+            _too_long(exc)
+            raise
+
+    def _skip(self, uidl: str) -> None:
+        """A message with a line longer than the client reads (anyone can
+        mail the bounce address: HTML or a data: URI in one line) cannot be
+        read, and the rest of it is still on the wire: it is remembered as
+        read and left alone, and the reading goes on over a new connection
+        (the old one's deletions are made again by the next run)."""
+        ReadMessage.objects.get_or_create(mailbox=self.mailbox, uidl=uidl, defaults={"is_report": False})
+        self.result.left_alone += 1
+        self.lease.update()
+        with suppress(Exception):
+            self.client.close()
+        self.client = self._connect()
+
+
+class LineTooLong(Exception):
+    """The client stopped reading a line past its limit, in the middle of the message."""
+
+
+def _too_long(exc: poplib.error_proto) -> None:
+    if exc.args and exc.args[0] == "line too long":  # servers.netguard's limit, not the server's -ERR
+        raise LineTooLong from exc

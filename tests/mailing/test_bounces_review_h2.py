@@ -383,3 +383,27 @@ def test_a_refusal_of_our_sender_in_x_supplementary_info_keeps_the_recipients_ad
     assert (report.kind, report.matched_by) == (K.REFUSED, M.HEADER)
     # Before the fix: a hard bounce, and the recipient's good address suppressed.
     assert not Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
+
+
+# ---------- POP3: a message with a line longer than the client reads ----------
+
+
+@pytest.mark.django_db
+def test_a_message_with_a_line_too_long_for_pop3_does_not_stop_the_mailbox_for_good(tenant_a, dovecot_mailbox):
+    """Anyone can mail the bounce address: one line of 1.2 MB (HTML in one
+    line, a data: URI) is past what the POP3 client reads in a line."""
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    one_line = crlf(f"From: someone@example.net\nTo: {BOUNCES}\nSubject: Offer\nContent-Type: text/html\n\n<p>")
+    append(dovecot_mailbox, one_line + b"x" * 1_200_000 + b"</p>\r\n")
+    append(dovecot_mailbox, postfix_report(letter.public_id, letter.email))
+    mailbox = make_mailbox(
+        tenant_a, dovecot_mailbox, protocol=BounceMailbox.Protocol.POP3, port=dovecot_mailbox.pop3_port
+    )
+
+    result = readers.read_mailbox(mailbox_id=mailbox.pk)
+
+    # Before the fix: "line too long" on this message at every run, and no report after it ever read.
+    assert (result.status, result.reports, result.left_alone) == ("done", 1, 1), result.error
+    letter.refresh_from_db()
+    assert letter.status == Letter.Status.BOUNCED
+    assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "done"
