@@ -175,7 +175,7 @@ FULL_WORDS = re.compile(
 )
 POLICY_WORDS = re.compile(
     r"spam|blocked|block list|blacklist|blocklist|listed|policy|content|virus|malware|phishing|reputation"
-    r"|rejected as|not authori[sz]ed|access denied|too (big|large)|size limit|message size",
+    r"|rejected as|not authori[sz]ed|access denied|too (big|large)|size limit|message size|message headers?",
     re.IGNORECASE,
 )
 # Words of a reply that refuse our own sender address (Postfix, Exim's
@@ -637,12 +637,14 @@ def _blocks(text: str) -> list[Message]:
 def _dsn(block: Message) -> _Dsn:
     recipient = _address_field(_header_text(block.get("Final-Recipient")))
     recipient = recipient or _address_field(_header_text(block.get("Original-Recipient")))
-    status = ENHANCED_STATUS_RE.search(_header_text(block.get("Status")))
+    status_field = _header_text(block.get("Status"))
+    # Zoho writes the reply code there ("Status: 550"): kept as that, as a bare code in a reply is.
+    status = ENHANCED_STATUS_RE.search(status_field) or re.match(r"\s*([245]\d\d)\b", status_field)
     return _Dsn(
         recipient=recipient,
         original_recipient=_address_field(_header_text(block.get("Original-Recipient"))),
         action=_header_text(block.get("Action")).strip().lower(),
-        status=status.group(0) if status else "",
+        status=status.group(0).strip() if status else "",
         diagnostic=_diagnostic_code(block.get("Diagnostic-Code", "")) or _supplementary(block),
     )
 

@@ -407,3 +407,62 @@ def test_a_message_with_a_line_too_long_for_pop3_does_not_stop_the_mailbox_for_g
     letter.refresh_from_db()
     assert letter.status == Letter.Status.BOUNCED
     assert readers.read_mailbox(mailbox_id=mailbox.pk).status == "done"
+
+
+# ---------- Zoho: "Status: 550", a Diagnostic-Code without its code ----------
+
+
+def zoho_dsn(letter_id: object, recipient: str, reply: str) -> bytes:
+    """Zoho Mail's report as it sends it: the reply code in Status, where
+    RFC 3464 wants an enhanced code, and the reply's words alone in
+    Diagnostic-Code."""
+    return crlf(
+        f"""From: Mail Delivery System <mailer-daemon@mx.zohomail.com>
+To: {BOUNCES}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <{uuid.uuid4()}@mx.zohomail.com>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B4"
+
+--B4
+Content-Type: text/plain; charset=UTF-8
+
+This message was created automatically by mail delivery software.
+A message that you sent could not be delivered to one or more of its recipients. This is a permanent error.
+
+{recipient}, ERROR CODE :550 - {reply}
+
+--B4
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.zohomail.com
+Arrival-Date: Wed, 28 May 2025 16:09:36 +0800
+
+Original-Recipient: rfc822; {recipient}
+Final-Recipient: rfc822; {recipient}
+Status: 550
+Action: failed
+Last-Attempt-Date: 28 May 2025 08:11:19 GMT
+Diagnostic-Code: {reply}
+Remote-MTA: dns; mx.example.org
+
+--B4
+Content-Type: text/rfc822-headers
+
+{original_headers(letter_id, recipient)}
+--B4--
+"""
+    )
+
+
+@pytest.mark.django_db
+def test_zohos_report_keeps_its_reply_code_and_a_refusal_of_the_message_keeps_the_address(tenant_a):
+    [letter] = sent_letters(tenant_a, ["jane@example.org"])
+    report = record(tenant_a, zoho_dsn(letter.public_id, letter.email, "Message headers fail syntax check"))
+    # Before the fix: no status, and the message's own fault taken for an unknown address (hard, suppressed).
+    assert (report.kind, report.status, report.diagnostic) == (K.REFUSED, "550", "Message headers fail syntax check")
+    assert not Suppression.objects.filter(tenant=tenant_a, email=letter.email).exists()
+    parsed = parser.parse(
+        zoho_dsn(uuid.uuid4(), "bob@example.org", "The email account that you tried to reach does not exist")
+    )
+    assert (parsed.kind, parsed.status) == (K.HARD, "550")
