@@ -3,7 +3,8 @@ them: a report of ten megabytes and one naming ten thousand recipients
 through Dovecot; a refusal's reply in the organisation's language;
 CommuniGate Pro's reports, which name the failed address in their own
 sentence; MDaemon's with its whole session transcript; Oracle Messaging
-Server's, whose reply is in X-Supplementary-Info."""
+Server's, whose reply is in X-Supplementary-Info; Zoho's, with a reply code
+for a Status; and over POP3, a message with a line too long to read."""
 
 import base64
 import time
