@@ -175,7 +175,7 @@ FULL_WORDS = re.compile(
 )
 POLICY_WORDS = re.compile(
     r"spam|blocked|block list|blacklist|blocklist|listed|policy|content|virus|malware|phishing|reputation"
-    r"|rejected as|not authori[sz]ed|access denied|too (big|large)|size limit|message size|message headers?",
+    r"|rejected as|not authori[sz]ed|access denied|too (big|large)|size limit|message size|message headers? fail",
     re.IGNORECASE,
 )
 # Words of a reply that refuse our own sender address (Postfix, Exim's
@@ -188,7 +188,7 @@ DELAY_WORDS = re.compile(
     r"will be retried|will retry|not yet been delivered|delivery attempts will continue|still trying"
     r"|has been delayed|delayed|(?<!permanently )deferred|will keep trying|still undelivered"
     # MDaemon's warning: "non-fatal delivery errors ... Subsequent attempts to deliver this message are pending"
-    r"|non-fatal delivery errors?|subsequent attempts to deliver"
+    r"|non-fatal delivery errors?|subsequent attempts to deliver (?:this message )?are pending"
     r"|отложен|пока не доставлено",
     re.IGNORECASE,
 )

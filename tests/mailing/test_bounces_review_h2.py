@@ -467,3 +467,30 @@ def test_zohos_report_keeps_its_reply_code_and_a_refusal_of_the_message_keeps_th
         zoho_dsn(uuid.uuid4(), "bob@example.org", "The email account that you tried to reach does not exist")
     )
     assert (parsed.kind, parsed.status) == (K.HARD, "550")
+
+
+def test_a_plain_hard_bounce_that_mentions_the_message_headers_and_no_further_attempts_stays_hard():
+    # The words added for Zoho's and MDaemon's reports are theirs only: a
+    # report with no reply of its own, whose text says where the original's
+    # headers are and that no subsequent attempts will be made, is still a
+    # letter that came back to an unknown address.
+    raw = crlf(
+        """Return-Path: <>
+From: postmaster@mx.acme.test
+To: bounces@acme.test
+Subject: Undeliverable: Hello there
+
+Delivery to the following recipient failed permanently: it does not exist.
+
+    jane@corp.test
+
+No subsequent attempts to deliver this message will be made.
+The original message headers are attached below.
+
+From: Acme <news@acme.test>
+To: jane@corp.test
+Subject: Hello there
+"""
+    )
+    report = parser.parse(raw)
+    assert (report.kind, report.returned, report.recipients) == (K.HARD, True, ["jane@corp.test"])
