@@ -236,9 +236,22 @@ CLEAR_LOGIN_REFUSED_RE = re.compile(
 )
 
 
+# What a server said, as a diagnosis quotes it: IMAP and POP3 read lines of
+# up to a megabyte (a message's line may be that long) and SMTP replies of
+# 64 KB, but a page shows a refusal, and a column keeps it, far shorter.
+QUOTED_MAX = 1000
+
+
 def _w(sentence: "str | Promise", **params: Param) -> Words:
-    """A sentence of the diagnosis, worded when it is read (servers.words)."""
-    return Words(Words.of(sentence).msgid, params)
+    """A sentence of the diagnosis, worded when it is read (servers.words);
+    a text longer than QUOTED_MAX is cut there, with "…"."""
+    return Words(Words.of(sentence).msgid, {name: _quoted(value) for name, value in params.items()})
+
+
+def _quoted(value: Param) -> Param:
+    if isinstance(value, str) and len(value) > QUOTED_MAX:
+        return value[: QUOTED_MAX - 1] + "…"
+    return value
 
 
 def diagnose(exc: BaseException, *, host: str = "", port: int | None = None, timeout: float = 0) -> Diagnosis:
