@@ -98,6 +98,12 @@ _UTF8_LINES = rb"(%s)(\n%s)?" % (_UTF8_TEXT, _UTF8_TEXT)
 UTF8_LINES_HERE = re.compile(_UTF8_LINES, re.M)
 UTF8_LINES_NEXT = re.compile(rb"\n" + _UTF8_LINES, re.M)
 _BLANK_NON_ASCII = bytes(range(128)) + b" " * 128  # a table for bytes.translate
+_NON_ASCII_BYTES = bytes(range(128, 256))
+# A file with lines of UTF-8 and lines that are not is two exports, the
+# other in a code page, where UTF-8 cannot read this many places of them: a
+# code page's word is about one a letter ("Имя" in Windows-1251 is three),
+# a damaged UTF-8 character one or two (a lead byte alone, then 0xFF).
+DAMAGE_SPOTS = 3
 # No language writes a word this long: such a token is odd, and neither
 # walked back to its start, matched to its end nor weighed pair by pair (one
 # 5 MB "word" held a request for seconds); the rest of it is more such tokens.
@@ -289,11 +295,17 @@ def _blank_utf8_lines(run: bytes) -> bytes:
 def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
     """The encoding whose reading of `f` is likeliest text (see the module's
     docstring); else the file is refused, naming the first line that reads
-    as none of them."""
+    as none of them. A file of UTF-8 lines whose others UTF-8 cannot read in
+    fewer than DAMAGE_SPOTS places is UTF-8 with a damaged row: "utf-8"
+    (its UTF-8 lines no evidence, the damaged one named the code page)."""
     evidence = {codec: Evidence() for codec in READINGS}
     undefined: dict[str, tuple[int, int]] = {}  # codec: (byte, position)
     lines, koi8_u = 0, False
+    utf8_bytes, unreadable = 0, 0  # the non-ASCII bytes of UTF-8 lines; what UTF-8 cannot read in the others
     for start, weighed, chunk, at in line_pieces(f, chunk_bytes):
+        utf8_bytes += _non_ascii_bytes(chunk) - _non_ascii_bytes(weighed)  # the pieces are the chunks' bytes
+        if unreadable < DAMAGE_SPOTS:
+            unreadable += weighed.decode("utf-8", "replace").count("\ufffd")
         # ASCII reads alike in every reading and is no evidence, nor are a
         # UTF-8 part's lines, blanked: a piece of them is not read five times.
         plain = weighed.isascii()
@@ -309,11 +321,17 @@ def legacy_encoding(f: BinaryIO, *, chunk_bytes: int) -> str:
             if codec not in undefined and seen.items < EVIDENCE_ITEMS:
                 _weigh(text, READINGS[codec][0], seen, lines)
         lines += weighed.count(b"\n")
+    if utf8_bytes and unreadable < DAMAGE_SPOTS:
+        return "utf-8"  # a UTF-8 file with a damaged row, not a code page's text and UTF-8 lines
     left = [codec for codec, seen in evidence.items() if codec not in undefined and seen.acceptable]
     if not left:
         _refuse(evidence, undefined)
     best = max(left, key=lambda codec: (evidence[codec].score(READINGS[codec][1]), -list(READINGS).index(codec)))
     return "koi8_r" if best == "koi8_u" and not koi8_u else best
+
+
+def _non_ascii_bytes(data: bytes) -> int:
+    return len(data) - len(data.translate(None, _NON_ASCII_BYTES))
 
 
 def line_pieces(f: BinaryIO, chunk_bytes: int) -> Iterator[tuple[int, bytes, bytes, int]]:

@@ -483,3 +483,26 @@ def test_the_utf8_lines_after_a_code_page_line_are_read_a_run_at_a_time(line):
     assert calls_made(lambda: code_pages.legacy_encoding(io.BytesIO(content), chunk_bytes=2**20)) < 2000
     assert calls_made(lambda: detection.unreadable_byte(io.BytesIO(content), "cp1251")) < 2000
     assert code_pages.legacy_encoding(io.BytesIO(content), chunk_bytes=2**20) == "cp1251"
+
+
+@pytest.mark.parametrize("damaged", [0, 5, -1], ids=["first", "middle", "last"])
+def test_a_utf8_file_with_a_damaged_row_is_utf8(alice, tenant_a, django_capture_on_commit_callbacks, damaged):
+    # "Ёлкин" cut after the lead byte of its "Ё" (0xD0, a Windows-1251 letter):
+    # where that row was the first with letters, the UTF-8 rows of our
+    # users' letters were no evidence, and the damaged one named a code page
+    # (Windows-1251, or 1258, KOI8-R, Mac Cyrillic), or, with a row of emoji
+    # or Chinese among them, the file was refused. It is UTF-8, that row
+    # rejected.
+    rows = [f"{n}.{e};{f};{la};{v}" for n, (e, f, la, v) in enumerate(ROWS["ru"] * 3)]
+    rows[3:3] = ["emoji@example.ru;Анна 😀;Ли;Омск", "zh@example.cn;小龙;李;北京"]
+    lines = [(row + "\r\n").encode() for row in ["email;name;surname;city", *rows]]
+    bad = ("cut@example.ru;Ёлкин;Ли;Тула\r\n".encode()).replace("Ё".encode(), b"\xd0", 1)
+    lines.insert(len(lines) if damaged == -1 else 1 + damaged, bad)
+    imp, _ = import_through_the_pages(
+        alice, b"".join(lines), django_capture_on_commit_callbacks, ["email", "first_name", "last_name", "new"]
+    )
+    assert imp.encoding == "utf-8"
+    got = stored(tenant_a)
+    assert got["emoji@example.ru"][:2] == ("Анна 😀", "Ли") and got["zh@example.cn"][:2] == ("小龙", "李")
+    assert "cut@example.ru" not in got and len(got) == len(rows)
+    assert imp.rejections.count() == 1
