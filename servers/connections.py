@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils.functional import Promise
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy as _
 
 from . import netguard, rules
 from .models import BounceMailbox, Security, SmtpServer
@@ -87,7 +87,7 @@ def _tls_context(verify: bool, extra_ca_file: str) -> ssl.SSLContext:
 def checked_address(steps: Steps, record: SmtpServer | BounceMailbox, host: str, port: int) -> tuple[str, list]:
     """The normalised host and its checked addresses; a record edited behind
     the forms' back, a malformed or an internal host fails this first step."""
-    with steps.step(_lazy("Check the settings")) as step:
+    with steps.step(_("Check the settings")) as step:
         rules.assert_connectable(record)
         host = netguard.normalize_host(host)
         addresses = netguard.resolve_checked(host, port)
@@ -115,7 +115,7 @@ def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = N
     implicit = external and server.security == Security.SSL
     client = None
     try:
-        with steps.step(_lazy("Connect with SSL/TLS") if implicit else _lazy("Connect")) as step:
+        with steps.step(_("Connect with SSL/TLS") if implicit else _("Connect")) as step:
             cls = netguard.PinnedSMTP_SSL if implicit else netguard.PinnedSMTP
             left = steps.remaining()
             client = cls(
@@ -132,7 +132,7 @@ def open_smtp(server: SmtpServer, *, timeout: float = 0, steps: Steps | None = N
                 client.starttls(context=context)
                 client.ehlo()
         if server.login:
-            with steps.step(_lazy("Log in (AUTH)")) as step:
+            with steps.step(_("Log in (AUTH)")) as step:
                 code, reply = client.login(server.login, server.get_password())
                 step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
     except BaseException:

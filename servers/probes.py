@@ -14,8 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from . import imap_folders, netguard, words
 from .connections import PinnedSMTPClient, checked_address, open_smtp, tls_context
@@ -170,7 +169,7 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
     if sides := [side for side in sides if needs_smtputf8(side[0])]:
         # Up front, as the dispatcher judges it: a mailing's every letter
         # would wait on this server, not just the test letter's.
-        with run.step(_lazy("International sender addresses (SMTPUTF8)")) as step:
+        with run.step(gettext_lazy("International sender addresses (SMTPUTF8)")) as step:
             check_sender_side(client, sides)
             step.say(Words(gettext_noop("Offered by the server")))
     if send_to:
@@ -183,7 +182,7 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
             client.sendmail(sender.text, [recipient.text], test_letter(server, send_to), mail_options=options)
             step.say(Words(gettext_noop("Accepted by the server")))
     else:
-        with run.step(_lazy("Sender accepted (MAIL FROM)")) as step:
+        with run.step(gettext_lazy("Sender accepted (MAIL FROM)")) as step:
             client.deadline_in(run.remaining())
             sender = wire_address(server.sender_email)
             code, reply = client.mail(sender.text, utf8_options(client, sender.utf8))
@@ -191,7 +190,7 @@ def _smtp_checks(run: _Run, client: PinnedSMTPClient, server: SmtpServer, send_t
                 raise smtplib.SMTPSenderRefused(code, reply, server.sender_email)
             step.detail = f"{code} {reply.decode(errors='replace')}"[:200]
             client.rset()
-    with run.step(_lazy("NOOP and QUIT")):
+    with run.step(gettext_lazy("NOOP and QUIT")):
         client.deadline_in(run.remaining())
         client.noop()
         client.quit()
@@ -259,7 +258,7 @@ def _mailbox_probe(mailbox: BounceMailbox, classes: tuple, session, *, timeout, 
         host, addresses = checked_address(run, mailbox, mailbox.host, mailbox.port)
         context = tls_context(mailbox.verify_tls)
         implicit = mailbox.security == Security.SSL
-        with run.step(_lazy("Connect with SSL/TLS") if implicit else _lazy("Connect")) as step:
+        with run.step(gettext_lazy("Connect with SSL/TLS") if implicit else gettext_lazy("Connect")) as step:
             cls = classes[1] if implicit else classes[0]
             left = run.remaining()
             client = cls(host, mailbox.port, addresses=addresses, timeout=left, ssl_context=context, deadline=left)
@@ -280,7 +279,7 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         with run.step("STARTTLS"):
             client.deadline_in(run.remaining())
             client.starttls(ssl_context=context)
-    with run.step(_lazy("Log in")) as step:
+    with run.step(gettext_lazy("Log in")) as step:
         client.deadline_in(run.remaining())
         typ, data = client.login(mailbox.login, mailbox.get_password())
         step.detail = f"{typ} {data[0].decode(errors='replace')}"[:200]
@@ -291,7 +290,7 @@ def _imap_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
             raise client.error(f"cannot open the folder {mailbox.folder}: {data[0].decode(errors='replace')}")
         if data[0] is not None:  # a server may leave out the count (EXISTS) and still open the folder
             step.detail = f"{int(data[0])} message(s)"
-    with run.step(_lazy("Log out")):
+    with run.step(gettext_lazy("Log out")):
         client.deadline_in(run.remaining())
         client.logout()
 
@@ -308,15 +307,15 @@ def _pop3_session(run: _Run, client, mailbox: BounceMailbox, context: ssl.SSLCon
         with run.step("STLS"):
             client.deadline_in(run.remaining())
             client.stls(context)
-    with run.step(_lazy("Log in")) as step:
+    with run.step(gettext_lazy("Log in")) as step:
         client.deadline_in(run.remaining())
         client.user(mailbox.login)
         step.detail = client.pass_(mailbox.get_password()).decode(errors="replace")[:200]
-    with run.step(_lazy("Count the messages")) as step:
+    with run.step(gettext_lazy("Count the messages")) as step:
         client.deadline_in(run.remaining())
         count, size = client.stat()
         step.detail = f"{count} message(s), {size} bytes"
-    with run.step(_lazy("Log out")):
+    with run.step(gettext_lazy("Log out")):
         client.deadline_in(run.remaining())
         client.quit()
 
