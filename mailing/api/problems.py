@@ -114,15 +114,17 @@ def problem_body(*, status_code: int, slug: str, title: str, detail: str, instan
 
 # Half a surrogate pair: JSON may escape one (\ud800), and a refusal that
 # names the key or value it refuses would carry it, which no UTF-8 answer
-# can (the renderer raised: a 500).
-SURROGATE = re.compile("[\ud800-\udfff]")
+# can (the renderer raised: a 500). And a NUL (\u0000), which the answer
+# can carry but PostgreSQL cannot keep: the answer kept for an
+# Idempotency-Key (a jsonb) failed to save, a 500.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _encodable(value: object) -> object:
-    """`value` with U+FFFD in place of each lone surrogate, keys included,
-    as the bulk upsert names a key it cannot store."""
+    """`value` with U+FFFD in place of each lone surrogate and NUL, keys
+    included, as the bulk upsert names a key it cannot store."""
     if isinstance(value, str):
-        return SURROGATE.sub("\ufffd", value)
+        return UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {_encodable(key): _encodable(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -38,7 +38,7 @@ def test_a_value_for_a_field_not_defined_is_refused_by_name_not_dropped(api, ten
     CustomField.objects.create(tenant=tenant_a, key="city", label="City")
     fields = {"city": "Tver", "company": "Acme", "plan\x00": "x"}
     body = problem(api.post(URL, {"email": "ann@example.com", "fields": fields}), 422)
-    assert set(body["errors"]) == {"fields.company", "fields.plan\x00"}
+    assert set(body["errors"]) == {"fields.company", "fields.plan\ufffd"}  # a NUL no answer kept can hold
     assert "No such field" in body["errors"]["fields.company"][0]
     assert not Contact.objects.exists()
     assert api.post(URL, {"email": "ann@example.com", "fields": {"city": "Tver"}}).json()["fields"] == {"city": "Tver"}
