@@ -6,6 +6,8 @@ import json
 import pytest
 
 from mailing.models import ContactList, CustomField
+from tests.mailing.builders import make_list, make_template
+from tests.servers.factories import make_server
 
 from .conftest import problem
 
@@ -31,3 +33,21 @@ def test_a_refusal_naming_a_key_with_a_nul_is_kept_for_its_idempotency_key(api, 
     again = api.post(path, body, HTTP_IDEMPOTENCY_KEY="nul-1")
     assert problem(again, 422) == first and again["Idempotent-Replayed"] == "true"
     assert not ContactList.objects.exists()
+
+
+def test_a_server_named_twice_in_a_new_mailing_is_one_server(api, tenant_a):
+    """mailing_save made a link for each id given, and the second broke the
+    one-link-a-server constraint: a 500. Named twice it is one server, as a
+    list named twice is one list."""
+    server = make_server(tenant_a)
+    customers = make_list(tenant_a, "Customers", ["ann@example.com"])
+    body = {
+        "name": "Offer",
+        "template": str(make_template(tenant_a).public_id),
+        "lists": [str(customers.public_id)] * 2,
+        "servers": [str(server.public_id), str(server.public_id).upper()],
+    }
+    response = api.post("/api/v1/mailings/", body)
+    assert response.status_code == 201, response.content
+    assert response.json()["servers"] == [str(server.public_id)]
+    assert response.json()["lists"] == [str(customers.public_id)]

@@ -62,7 +62,9 @@ def _servers(tenant, ids: list | None) -> list[SmtpServer]:
     by_id = {s.public_id: s for s in available}
     if any(i not in by_id for i in ids):
         raise invalid({"servers": [_("No such server, or it is turned off.")]})
-    return [by_id[i] for i in ids]
+    # Each once: mailing_save links each server given, and a second link
+    # of one server broke its constraint (a 500).
+    return [by_id[i] for i in dict.fromkeys(ids)]
 
 
 def _mailings(tenant):
