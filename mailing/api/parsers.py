@@ -50,6 +50,8 @@ class BoundedJSONParser(BaseParser):
                 "position": exc.start,
             }
             raise ParseError(detail) from exc
+        except UnicodeError:  # a codec that names no byte (punycode): no charset a body is written in
+            raise _unsupported(encoding) from None
         try:
             return _composed(
                 json.loads(
@@ -85,13 +87,17 @@ def _encoding(media_type: str | None) -> str:
         "".encode(charset)  # refuses the bytes-to-bytes codecs
         name = codecs.lookup(charset).name
     except (LookupError, UnicodeError, ValueError):
-        raise Problem(
-            415,
-            "unsupported-media-type",
-            _("Unsupported media type"),
-            _("We cannot read the charset “%(charset)s”: send the body in UTF-8.") % {"charset": charset[:40]},
-        ) from None
+        raise _unsupported(charset) from None
     return UTF8 if name == "utf-8" else name
+
+
+def _unsupported(charset: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-media-type",
+        _("Unsupported media type"),
+        _("We cannot read the charset “%(charset)s”: send the body in UTF-8.") % {"charset": charset[:40]},
+    )
 
 
 # What Python's json says is wrong (always in English), in the caller's

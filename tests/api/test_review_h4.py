@@ -51,3 +51,17 @@ def test_a_server_named_twice_in_a_new_mailing_is_one_server(api, tenant_a):
     assert response.status_code == 201, response.content
     assert response.json()["servers"] == [str(server.public_id)]
     assert response.json()["lists"] == [str(customers.public_id)]
+
+
+def test_a_charset_whose_codec_names_no_byte_it_cannot_read_is_415(api):
+    """Python's punycode codec refuses with a bare UnicodeError, without
+    the byte UnicodeDecodeError names: it went past the parser, a 500."""
+    response = api.client.generic(
+        "POST",
+        "/api/v1/lists/",
+        b'{"name": "Leads"}',
+        content_type="application/json; charset=punycode",
+        HTTP_AUTHORIZATION=f"Bearer {api.secret}",
+    )
+    assert "punycode" in problem(response, 415)["detail"]
+    assert not ContactList.objects.exists()
