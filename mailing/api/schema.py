@@ -4,7 +4,7 @@ refusals (a postprocessing hook, SPECTACULAR_SETTINGS); the view that
 serves it."""
 
 from django.utils.translation import gettext
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.views import SpectacularAPIView
 
 from .problems import CONTENT_TYPE
@@ -20,6 +20,20 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": gettext("An API key from Organisation settings → API keys: `Authorization: Bearer pr_…`."),
         }
+
+
+class BoundedDictSchema(OpenApiSerializerFieldExtension):
+    """A request's bound on an object's keys (serializers.BoundedDictField)
+    is the request's: an answer holds what is stored, which the bound
+    never limited."""
+
+    target_class = "mailing.api.serializers.BoundedDictField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["maxProperties"] = self.target.max_length
+        return schema
 
 
 def _problem_schema() -> dict:

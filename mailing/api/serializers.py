@@ -17,7 +17,39 @@ from accounts.timezones import instant
 from .. import contacts
 from ..models import Mailing
 
-UUIDS = serializers.ListField(child=serializers.UUIDField(), max_length=100)
+# The most keys a contact's `fields` may send: each is one of the
+# organisation's fields, and far fewer are defined.
+MAX_FIELD_KEYS = 1000
+
+
+class BoundedListField(serializers.ListField):
+    """A list refused for its length before its items are read: DRF reads
+    every item first, and a body of four million bad ids (4 MB) held a web
+    process for minutes to answer forty megabytes of errors, one an item."""
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+class BoundedDictField(serializers.DictField):
+    """An object of at most `max_length` keys, refused for their number
+    before any value is read (BoundedListField's reason)."""
+
+    default_error_messages = {"max_length": _("Ensure this field has no more than {max_length} keys.")}
+
+    def __init__(self, *, max_length: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_length = max_length  # the requests' maxProperties in the schema (schema.BoundedDictSchema)
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
+UUIDS = BoundedListField(child=serializers.UUIDField(), max_length=100)
 
 
 class LocalDateTimeField(serializers.DateTimeField):
@@ -37,7 +69,7 @@ class LocalDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError(exc.messages) from None
 
 
-class ListIdsField(serializers.ListField):
+class ListIdsField(BoundedListField):
     """A contact's lists by id, both ways: a request names the lists to
     join, an answer names the lists it is in (so the schema shows it in
     both, as the answers carry it)."""
@@ -51,8 +83,10 @@ class ContactSerializer(serializers.Serializer):
     email = serializers.CharField(max_length=254)
     first_name = serializers.CharField(max_length=contacts.MAX_NAME_LENGTH, allow_blank=True, required=False)
     last_name = serializers.CharField(max_length=contacts.MAX_NAME_LENGTH, allow_blank=True, required=False)
-    fields = serializers.DictField(
-        child=serializers.CharField(max_length=contacts.MAX_VALUE_LENGTH, allow_blank=True), required=False
+    fields = BoundedDictField(
+        child=serializers.CharField(max_length=contacts.MAX_VALUE_LENGTH, allow_blank=True),
+        max_length=MAX_FIELD_KEYS,
+        required=False,
     )
     lists = ListIdsField(child=serializers.UUIDField(), max_length=100, required=False)
     created_at = serializers.DateTimeField(read_only=True)
@@ -78,7 +112,7 @@ class BulkRowField(serializers.JSONField):
 
 class BulkUpsertSerializer(serializers.Serializer):
     list = serializers.UUIDField(help_text=_("The list the contacts join (as a CSV import's target list)."))
-    contacts = serializers.ListField(child=BulkRowField(), min_length=1, max_length=settings.API_BULK_MAX_ROWS)
+    contacts = BoundedListField(child=BulkRowField(), min_length=1, max_length=settings.API_BULK_MAX_ROWS)
 
 
 class RejectionSerializer(serializers.Serializer):
@@ -147,8 +181,8 @@ class MailingSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     name = serializers.CharField(max_length=150)
     template = serializers.UUIDField()
-    lists = serializers.ListField(child=serializers.UUIDField(), min_length=1, max_length=100)
-    servers = serializers.ListField(
+    lists = BoundedListField(child=serializers.UUIDField(), min_length=1, max_length=100)
+    servers = BoundedListField(
         child=serializers.UUIDField(),
         max_length=100,
         required=False,
