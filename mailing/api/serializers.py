@@ -107,7 +107,14 @@ class BulkContactSerializer(serializers.Serializer):
 
 @extend_schema_field(BulkContactSerializer)
 class BulkRowField(serializers.JSONField):
-    pass
+    def validate_empty_values(self, data):
+        """A null row is a bad row like a string or a number: the import
+        rejects it alone (README: a bad row does not stop the others), where
+        DRF refused the whole request for it. Not allow_null: the schema's
+        row stays an object."""
+        if data is None:
+            return (False, None)
+        return super().validate_empty_values(data)
 
 
 class BulkUpsertSerializer(serializers.Serializer):

@@ -93,3 +93,16 @@ def test_the_schema_says_how_many_fields_a_contact_may_send():
     components = schema["components"]["schemas"]
     assert components["ContactRequest"]["properties"]["fields"]["maxProperties"] == MAX_FIELD_KEYS
     assert "maxProperties" not in components["Contact"]["properties"]["fields"]  # an answer holds what is stored
+
+
+def test_a_null_bulk_row_is_rejected_alone_not_the_request(api, tenant_a):
+    """README: a bad row does not stop the others. A null one refused the
+    whole request (422, contacts.0), where a string or a number is one
+    rejection among the rows."""
+    customers = make_list(tenant_a)
+    rows = [None, {"email": "ann@example.com"}]
+    response = api.post(URL + "bulk/", {"list": str(customers.public_id), "contacts": rows})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["created"] == 1 and body["rejected"] == 1
+    assert body["rejections"] == [{"index": 0, "reason": "The row must be an object with an “email”."}]
