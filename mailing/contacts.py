@@ -149,11 +149,16 @@ def _list_save(contact_list: ContactList, name: str) -> ContactList:
     contact_list.name = " ".join(name.split())
     if not contact_list.name:
         raise ValidationError({"name": _("Give the list a name.")})
+    taken = ValidationError({"name": _("There is already a list named “%(name)s”.") % {"name": contact_list.name}})
     same = ContactList.objects.filter(tenant_id=contact_list.tenant_id, name__iexact=contact_list.name)
     if same.exclude(pk=contact_list.pk).exists():
-        raise ValidationError({"name": _("There is already a list named “%(name)s”.") % {"name": contact_list.name}})
+        raise taken
     contact_list.full_clean(validate_constraints=False)
-    contact_list.save()
+    try:
+        with transaction.atomic():
+            contact_list.save()
+    except IntegrityError as exc:  # made by someone else a moment ago
+        raise taken from exc
     return contact_list
 
 

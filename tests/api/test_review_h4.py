@@ -106,3 +106,20 @@ def test_a_null_bulk_row_is_rejected_alone_not_the_request(api, tenant_a):
     body = response.json()
     assert body["created"] == 1 and body["rejected"] == 1
     assert body["rejections"] == [{"index": 0, "reason": "The row must be an object with an “email”."}]
+
+
+def test_a_list_name_taken_by_a_racing_request_is_a_refusal_not_a_500(api, tenant_a, monkeypatch):
+    """Two requests creating one list (a CRM's retry without an
+    Idempotency-Key) both passed the check for the name, and the second
+    save broke contact_list_name_unique: a 500. Here the other request
+    saves between this one's check and its save."""
+    checked = ContactList.full_clean
+
+    def other_request_first(self, *args, **kwargs):
+        checked(self, *args, **kwargs)
+        ContactList.objects.create(tenant=self.tenant, name=self.name)
+
+    monkeypatch.setattr(ContactList, "full_clean", other_request_first)
+    body = problem(api.post("/api/v1/lists/", {"name": "Leads"}), 422)
+    assert body["errors"]["name"] == ["There is already a list named “Leads”."]
+    assert ContactList.objects.filter(tenant=tenant_a).count() == 1
