@@ -165,6 +165,6 @@ def _once_each(pairs: list[tuple[str, object]]) -> dict[str, object]:
     result: dict[str, object] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(_("The key “%(key)s” appears twice in one object.") % {"key": key})
+            raise ValueError(_("The key “%(key)s” appears twice in one object.") % {"key": key[:100]})
         result[key] = value
     return result

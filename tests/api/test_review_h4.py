@@ -16,6 +16,7 @@ from .conftest import problem
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/contacts/"
 ZERO = "00000000-0000-0000-0000-000000000000"
+LONG = "k" * 100_000
 
 
 @pytest.mark.parametrize(
@@ -123,3 +124,19 @@ def test_a_list_name_taken_by_a_racing_request_is_a_refusal_not_a_500(api, tenan
     body = problem(api.post("/api/v1/lists/", {"name": "Leads"}), 422)
     assert body["errors"]["name"] == ["There is already a list named “Leads”."]
     assert ContactList.objects.filter(tenant=tenant_a).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (json.dumps({"email": "a@x.test", "fields": {LONG: "x"}}), "errors"),
+        ('{"email": "a@x.test", "' + LONG + '": 1, "' + LONG + '": 2}', "detail"),
+    ],
+    ids=["fields-key", "key-twice"],
+)
+def test_a_refusal_names_a_long_key_by_its_start(api, raw, where):
+    """As an unknown key of the body is named (its first 100 characters):
+    a fields key or a key sent twice came back whole, a body of 16 MB
+    answered with 16 MB (and kept them for its Idempotency-Key)."""
+    body = problem(api.post_raw(URL, raw), 422 if where == "errors" else 400)
+    assert len(json.dumps(body[where])) < 500

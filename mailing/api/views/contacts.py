@@ -130,7 +130,7 @@ class ContactCollection(ApiView):
                 "No such field: add it on the Contacts page first, or send the contact "
                 "through contacts/bulk/, which adds new fields."
             )
-            raise invalid({f"fields.{key}": [message] for key in unknown[:20]})
+            raise invalid({f"fields.{key[:100]}": [message] for key in unknown[:20]})  # as ApiView.input names keys
 
 
 class ContactBulk(ApiView):
