@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from mailing.api.serializers import MAX_FIELD_KEYS
-from mailing.models import ContactList, CustomField
+from mailing.models import ContactList, CustomField, Mailing
 from tests.mailing.builders import make_list, make_template
 from tests.servers.factories import make_server
 
@@ -140,3 +140,21 @@ def test_a_refusal_names_a_long_key_by_its_start(api, raw, where):
     answered with 16 MB (and kept them for its Idempotency-Key)."""
     body = problem(api.post_raw(URL, raw), 422 if where == "errors" else 400)
     assert len(json.dumps(body[where])) < 500
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"false", b"0", b'""'])
+def test_an_action_with_a_body_that_is_no_object_is_refused_not_taken_as_empty(api, tenant_a, raw):
+    """Such a body was read as {}: the mailing paused on a body that said
+    nothing an action reads, where every other POST refuses it."""
+    make_server(tenant_a)
+    body = {
+        "name": "Offer",
+        "template": str(make_template(tenant_a).public_id),
+        "lists": [str(make_list(tenant_a, "L", ["ann@example.com"]).public_id)],
+    }
+    created = api.post("/api/v1/mailings/", body).json()
+    Mailing.objects.filter(public_id=created["id"]).update(status=Mailing.Status.ACTIVE)
+    assert problem(api.post_raw(f"/api/v1/mailings/{created['id']}/pause/", raw), 422)["errors"]
+    assert Mailing.objects.get(public_id=created["id"]).status == Mailing.Status.ACTIVE
+    # No body, or null, is still no body.
+    assert api.post_raw(f"/api/v1/mailings/{created['id']}/pause/", b"null").json()["status"] == "paused"

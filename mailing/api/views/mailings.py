@@ -138,7 +138,9 @@ class MailingAction(ApiView):
         mailing = get_mailing(self.tenant, public_id)
         if action not in ACTIONS:
             raise Http404
-        data = self.input(MailingActionSerializer, request.data or {})
+        # No body (or null) asks nothing more; any other body that is no
+        # object is refused, as every other POST refuses it.
+        data = self.input(MailingActionSerializer, {} if request.data is None else request.data)
         if mailing.preparing_since is not None:
             raise conflict(str(services.PREPARING))
         if action in ("start", "schedule") and not data["confirm_rejected"]:
