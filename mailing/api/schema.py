@@ -5,7 +5,8 @@ serves it."""
 
 from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.renderers import JSONRenderer
 
 from .problems import CONTENT_TYPE
 
@@ -72,7 +73,25 @@ def document_problems(result: dict, generator, request, public) -> dict:
     return result
 
 
-class SchemaView(SpectacularAPIView):
+class JsonRefusals:
+    """A refusal (405, a ?format= the view has not: 404) in JSON, as every
+    problem under /api/: the view's first renderer (the schema's YAML, the
+    reference page's HTML) wrote it, under application/problem+json. And
+    OPTIONS is 405, as on the API's views, not the view's docstring."""
+
+    metadata_class = None
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if response.status_code >= 400:
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+class DocsView(JsonRefusals, SpectacularSwaggerSplitView):
+    pass
+
+
+class SchemaView(JsonRefusals, SpectacularAPIView):
     """The schema of the one version there is (SPECTACULAR_SETTINGS'),
     whatever ?version= says: drf-spectacular put the parameter into the
     schema and, as given, into the answer's Content-Disposition header,

@@ -5,7 +5,6 @@ import uuid
 
 from django.contrib.auth.decorators import login_not_required
 from django.urls import path, re_path, register_converter
-from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from . import schema  # registers the authentication's description
 from .problems import not_found
@@ -42,7 +41,7 @@ urlpatterns = [
     # set-up script from a URL of its own: nothing inline, for the CSP.
     path(
         "docs/",
-        login_not_required(SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/docs.html")),
+        login_not_required(schema.DocsView.as_view(url_name="api:schema", template_name="api/docs.html")),
         name="docs",
     ),
     path("v1/contacts/", _key(contacts.ContactCollection), name="contacts"),

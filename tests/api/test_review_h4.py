@@ -158,3 +158,14 @@ def test_an_action_with_a_body_that_is_no_object_is_refused_not_taken_as_empty(a
     assert Mailing.objects.get(public_id=created["id"]).status == Mailing.Status.ACTIVE
     # No body, or null, is still no body.
     assert api.post_raw(f"/api/v1/mailings/{created['id']}/pause/", b"null").json()["status"] == "paused"
+
+
+@pytest.mark.parametrize("path", ["/api/schema/", "/api/docs/"])
+@pytest.mark.parametrize(("method", "query"), [("get", {"format": "xml"}), ("post", {}), ("options", {})])
+def test_the_schemas_and_the_reference_pages_refusals_are_json_as_they_say(path, method, query):
+    """Their first renderer (the schema's YAML, the page's HTML) wrote
+    their refusals, under Content-Type: application/problem+json; OPTIONS
+    answered the schema view's docstring."""
+    response = getattr(Client(), method)(path, query)
+    assert response.status_code in (404, 405)
+    problem(response, response.status_code)
