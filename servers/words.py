@@ -153,7 +153,10 @@ def shown_sentences(stored: Any, stored_text: str) -> str:
 
 def error_words(exc: ValidationError) -> list[Words]:
     """A ValidationError's messages as words: a lazy message keeps its
-    English original and its parameters; a worded one is verbatim."""
+    English original and its parameters; a worded one is verbatim. A
+    ValidationError of fields (a model's clean()) gives each field's."""
+    if hasattr(exc, "error_dict"):
+        return [_error_words(error) for errors in exc.error_dict.values() for error in errors]
     return [_error_words(error) for error in exc.error_list]
 
 
