@@ -156,7 +156,8 @@ def mailing_save(
     if mailing.preparing_since is not None:
         raise ValidationError(PREPARING)
     allowed = {s.pk: s for s in available_servers(mailing.tenant)}
-    chosen = [s for s in servers if s.pk in allowed]
+    # Each server once, however often a caller names it (a link a server).
+    chosen = list({s.pk: s for s in servers if s.pk in allowed}.values())
     if not chosen:
         raise ValidationError({"servers": _("Choose at least one server.")})
     if mailing.template.tenant_id != mailing.tenant_id or any(lst.tenant_id != mailing.tenant_id for lst in lists):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts import services as account_services
 from mailing import mailings as services
-from mailing.models import Letter, Mailing, MailingEvent
+from mailing.models import Letter, Mailing, MailingEvent, MailingServer
 from tests.servers.factories import make_server
 
 from .builders import make_list, make_template, suppress
@@ -244,3 +244,14 @@ def test_a_drafts_sender_table_flags_a_failing_server(alice, tenant_a):
     services.mailing_save(mailing=mailing, lists=[make_list(tenant_a)], servers=[server])
     page = alice.client.get(reverse("mailings:detail", args=[mailing.public_id])).content.decode()
     assert ">Failing</span>" in page and "535 Could not authenticate" in page
+
+
+def test_a_server_named_twice_is_linked_once(tenant_a):
+    # The service is every caller's way in (the pages, the API, the admin):
+    # a second link of one server broke its constraint, a 500.
+    first, second = make_server(tenant_a, name="One", priority=1), make_server(tenant_a, name="Two", priority=2)
+    mailing = Mailing(tenant=tenant_a, name="Twice", template=make_template(tenant_a))
+    lists = [make_list(tenant_a, "A", ["ann@x.test"])]
+    services.mailing_save(mailing=mailing, lists=lists, servers=[second, first, second])
+    links = MailingServer.objects.filter(mailing=mailing).order_by("position").values_list("server__name", flat=True)
+    assert list(links) == ["One", "Two"]
