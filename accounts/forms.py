@@ -158,6 +158,10 @@ class PasswordResetForm(auth_forms.PasswordResetForm):
     """Django's form, but the letter is queued (accounts.services), not sent
     during the request."""
 
+    def get_users(self, email: str):
+        # The address as accounts keep it: an IDN domain typed in ASCII finds its account.
+        return super().get_users(normalize_email_address(email))
+
     def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, **kwargs) -> None:
         # The link is built from SITE_URL, not from the request's Host
         # header that Django's form puts in the context.

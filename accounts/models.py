@@ -1,5 +1,7 @@
+import unicodedata
 import uuid
 
+import idna
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -15,8 +17,23 @@ from .timezones import DEFAULT_ZONE, validate_time_zone
 
 def normalize_email_address(email: str) -> str:
     """Lower-case the whole address: mailbox providers treat the local part
-    case-insensitively in practice, and one person must not get two accounts."""
-    return email.strip().lower()
+    case-insensitively in practice, and one person must not get two accounts.
+    An internationalised domain is kept in Unicode (NFC): its ASCII spelling
+    (xn--bcher-kva.de for bücher.de) is the same mailbox, and was a second
+    account, a second reset address and a second count of the mail limits."""
+    local, at, domain = email.strip().lower().rpartition("@")
+    if not at:
+        return domain
+    return f"{local}@{'.'.join(_unicode_label(label) for label in unicodedata.normalize('NFC', domain).split('.'))}"
+
+
+def _unicode_label(label: str) -> str:
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return idna.decode(label)
+    except UnicodeError:  # no valid A-label: as typed
+        return label
 
 
 class UserManager(BaseUserManager["User"]):

@@ -216,7 +216,7 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if not invitation.is_pending:
         raise ValidationError(_("This invitation was already used."))
-    if normalize_email_address(user.email) != invitation.email:
+    if normalize_email_address(user.email) != normalize_email_address(invitation.email):
         raise ValidationError(_("This invitation was sent to %(email)s.") % {"email": invitation.email})
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at"])

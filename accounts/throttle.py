@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from .models import AuthThrottle
+from .models import AuthThrottle, normalize_email_address
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -41,14 +41,16 @@ def _key(raw: str) -> str:
 
 
 def password_key(email: str) -> str:
-    """Wrong passwords for an account; a right password clears it."""
-    return _key(f"account:{email.strip().lower()}")
+    """Wrong passwords for an account, whichever spelling of its address
+    was typed (an IDN domain in ASCII or in Unicode); a right password
+    clears it."""
+    return _key(f"account:{normalize_email_address(email)}")
 
 
 def code_key(email: str) -> str:
     """Wrong second-factor codes for an account. Only a right code clears
     it: passing the password step again, from any address, does not."""
-    return _key(f"code:{email.strip().lower()}")
+    return _key(f"code:{normalize_email_address(email)}")
 
 
 def address_key(request: HttpRequest) -> str:

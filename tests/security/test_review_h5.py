@@ -1,0 +1,87 @@
+"""An outsider's attacks on sign-up, sign-in and the organisations that the
+other security tests do not make (review h5)."""
+
+import importlib
+
+import pytest
+from django.apps import apps
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import Invitation, User, normalize_email_address
+
+pytestmark = pytest.mark.django_db
+
+SIGNUP = {"password": "a long pass phrase 93!", "organisation": "Org", "full_name": ""}
+
+
+def signup(email: str):
+    return Client().post(reverse("accounts:signup"), {**SIGNUP, "email": email})
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ana@bücher.test", "ana@xn--bcher-kva.test"),
+        ("ana@xn--bcher-kva.test", "ANA@BÜCHER.test"),
+        ("ivan@почта.рф", "ivan@XN--80A1ACNY.XN--P1AI"),
+    ],
+)
+def test_an_idn_domain_spelt_in_ascii_or_in_unicode_is_one_account(first, second):
+    assert signup(first).status_code == 302
+    response = signup(second)
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert User.objects.count() == 1
+
+
+def test_an_idn_address_is_kept_in_unicode_lower_case():
+    assert normalize_email_address(" Ana@XN--BCHER-KVA.Test ") == "ana@bücher.test"
+    assert normalize_email_address("ana@bu\u0308cher.test") == "ana@bücher.test"
+    assert (
+        normalize_email_address("ana@xn--strae-oqa.test") == "ana@straße.test"
+    )  # IDNA 2008, as email_validator reads it
+    assert normalize_email_address("ana@xn--zz.test") == "ana@xn--zz.test"  # no valid A-label: as typed
+
+
+def test_the_ascii_spelling_of_an_idn_address_logs_in(alice):
+    user = User.objects.create_user("ana@bücher.test", "pass phrase 93!", email_verified_at=alice.user.date_joined)
+    client = Client()
+    response = client.post(
+        reverse("accounts:login"), {"email": "ana@xn--bcher-kva.test", "password": "pass phrase 93!"}
+    )
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_the_ascii_spelling_of_an_idn_address_gets_its_reset_link(db, monkeypatch):
+    from accounts import services
+
+    User.objects.create_user("ana@bücher.test", "pass phrase 93!")
+    sent = []
+    monkeypatch.setattr(services, "password_reset_send", lambda *, user, base_url: sent.append(user.email))
+    Client().post(reverse("accounts:password_reset"), {"email": "ana@xn--bcher-kva.test"})
+    assert sent == ["ana@bücher.test"]
+
+
+def test_the_migration_stores_ascii_idn_addresses_in_unicode_unless_taken(alice, tenant_a):
+    migration = importlib.import_module("accounts.migrations.0012_idn_emails_in_unicode")
+    User.objects.bulk_create(
+        [User(email="ana@xn--bcher-kva.test"), User(email="bo@xn--bcher-kva.test"), User(email="bo@bücher.test")]
+    )
+    Invitation.objects.create(tenant=tenant_a, email="cy@xn--bcher-kva.test", invited_by=alice.user)
+    migration.idn_emails_in_unicode(apps, None)
+    emails = set(User.objects.values_list("email", flat=True))
+    assert {"ana@bücher.test", "bo@xn--bcher-kva.test", "bo@bücher.test"} <= emails
+    assert Invitation.objects.get().email == "cy@bücher.test"
+
+
+def test_every_spelling_of_an_idn_address_counts_against_one_lockout(db, settings):
+    User.objects.create_user("ana@bücher.test", "pass phrase 93!", email_verified_at="2026-01-01T00:00Z")
+    spellings = ["ana@bücher.test", "ana@xn--bcher-kva.test", "ana@bu\u0308cher.test"]
+    for n in range(settings.LOGIN_FAILURE_LIMIT):
+        client = Client(REMOTE_ADDR=f"198.51.100.{n}")  # a fresh address each time
+        client.post(reverse("accounts:login"), {"email": spellings[n % 3], "password": "wrong"})
+    client = Client(REMOTE_ADDR="203.0.113.9")
+    response = client.post(reverse("accounts:login"), {"email": spellings[1], "password": "pass phrase 93!"})
+    assert response.status_code == 429
