@@ -107,15 +107,32 @@ class PasswordConfirmForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
-    def __init__(self, *args: object, user: User, **kwargs: object) -> None:
+    def __init__(self, *args: object, user: User, refusal: str | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
+        self.refusal = refusal
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
+        if self.refusal:  # the account's login is locked: the password is not even checked
+            raise forms.ValidationError(self.refusal, code="locked")
         if not self.user.check_password(password):
-            raise forms.ValidationError(_("That is not your password."))
+            raise forms.ValidationError(_("That is not your password."), code="password_incorrect")
         return password
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    """Django's form, refused without checking the password while the
+    account's login is locked (as PasswordConfirmForm)."""
+
+    def __init__(self, *args: object, refusal: str | None = None, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusal = refusal
+
+    def clean_old_password(self) -> str:
+        if self.refusal:
+            raise forms.ValidationError(self.refusal, code="locked")
+        return super().clean_old_password()
 
 
 class InviteForm(forms.Form):

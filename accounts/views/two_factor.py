@@ -8,7 +8,6 @@ import segno
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import update_session_auth_hash
-from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -22,8 +21,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from servers import crypto
 
-from .. import services, sessions
-from ..forms import PasswordConfirmForm, TOTPConfirmForm
+from .. import services, sessions, throttle
+from ..forms import PasswordChangeForm, PasswordConfirmForm, TOTPConfirmForm
 
 CODES_KEY = "fresh_recovery_codes"
 # The secret being enrolled belongs to the session that asked for it: no
@@ -130,9 +129,9 @@ def _security_page(
 def password_change(request: HttpRequest) -> HttpResponse:
     """A signed-in user changes the password by typing the current one; as a
     reset does, it logs them out everywhere else."""
-    form = PasswordChangeForm(request.user, request.POST)
-    if not form.is_valid():
-        return _security_page(request, PasswordConfirmForm(user=request.user), 400, password_form=form)
+    form, status = _checked(request, PasswordChangeForm, "old_password")
+    if status != 200:
+        return _security_page(request, PasswordConfirmForm(user=request.user), status, password_form=form)
     user = form.save()
     update_session_auth_hash(request, user)
     sessions.end_other_sessions(request)
@@ -140,17 +139,40 @@ def password_change(request: HttpRequest) -> HttpResponse:
     return redirect("accounts:security")
 
 
-def _confirmed(request: HttpRequest) -> PasswordConfirmForm | None:
-    """None when the password was right, else the form with its error."""
-    form = PasswordConfirmForm(request.POST, user=request.user)
-    return None if form.is_valid() else form
+def _confirmed(request: HttpRequest) -> tuple[PasswordConfirmForm, int]:
+    """The form and the page's status: 200 when the password was right."""
+    return _checked(request, PasswordConfirmForm, "password")
+
+
+def _checked(request: HttpRequest, form_class: type, field: str) -> tuple:
+    """A form that asks for the password again, and the page's status. The
+    password is guessed here as at the login, by whoever holds a session:
+    wrong ones count against the same lockout (the account's and the
+    address's), a right one clears the account's, and while locked none is
+    checked (429)."""
+    keys = throttle.keys_for(request, request.user.email)
+    until = throttle.locked_until(keys)
+    refusal = throttle.lockout_message(until) if until else None
+    form = form_class(data=request.POST, user=request.user, refusal=refusal)
+    if form.is_valid():
+        throttle.reset(keys[:1])
+        return form, 200
+    if refusal:
+        return form, 429
+    if form.has_error(field, "password_incorrect"):
+        throttle.record_failure(keys)
+        if until := throttle.locked_until(keys):
+            form.errors[field] = form.error_class([throttle.lockout_message(until)])
+            return form, 429
+    return form, 400
 
 
 @require_POST
 @sensitive_post_parameters("password")
 def recovery_codes_new(request: HttpRequest) -> HttpResponse:
-    if (form := _confirmed(request)) is not None:
-        return _security_page(request, form, status=400)
+    form, status = _confirmed(request)
+    if status != 200:
+        return _security_page(request, form, status=status)
     _keep_for_their_page(request, services.recovery_codes_create(user=request.user, count=settings.RECOVERY_CODE_COUNT))
     sessions.end_other_sessions(request)
     return redirect("accounts:recovery_codes")
@@ -161,8 +183,9 @@ def recovery_codes_new(request: HttpRequest) -> HttpResponse:
 def two_factor_reset(request: HttpRequest) -> HttpResponse:
     """Starts replacing the app: a new secret for this session only. The
     current app and recovery codes work until the new app is confirmed."""
-    if (form := _confirmed(request)) is not None:
-        return _security_page(request, form, status=400)
+    form, status = _confirmed(request)
+    if status != 200:
+        return _security_page(request, form, status=status)
     request.session[PENDING_KEY] = services.totp_new_key()
     sessions.end_other_sessions(request)
     messages.info(

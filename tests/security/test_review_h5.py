@@ -8,7 +8,9 @@ from django.apps import apps
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import Invitation, User, normalize_email_address
+from accounts import throttle
+from accounts.models import AuthThrottle, Invitation, User, normalize_email_address
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 
@@ -85,3 +87,40 @@ def test_every_spelling_of_an_idn_address_counts_against_one_lockout(db, setting
     client = Client(REMOTE_ADDR="203.0.113.9")
     response = client.post(reverse("accounts:login"), {"email": spellings[1], "password": "pass phrase 93!"})
     assert response.status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("accounts:recovery_codes_new", "password"),
+        ("accounts:2fa_reset", "password"),
+        ("accounts:password_change", "old_password"),
+    ],
+)
+def test_a_signed_in_session_cannot_guess_the_password_on_the_security_page(alice, settings, url, field):
+    """Sudo mode guards against a session someone else holds: its password
+    check was an oracle without the login's limit."""
+    statuses = [
+        alice.client.post(reverse(url), {field: "wrong", "new_password1": "x", "new_password2": "x"}).status_code
+        for _n in range(settings.LOGIN_FAILURE_LIMIT)
+    ]
+    assert statuses == [400] * (settings.LOGIN_FAILURE_LIMIT - 1) + [429]
+    response = alice.client.post(
+        reverse(url),
+        {field: PASSWORD, "new_password1": "a new pass phrase 93!", "new_password2": "a new pass phrase 93!"},
+    )
+    assert response.status_code == 429
+    assert "Too many failed attempts" in response.content.decode()
+    alice.user.refresh_from_db()
+    assert alice.user.check_password(PASSWORD)
+    assert (
+        Client().post(reverse("accounts:login"), {"email": alice.user.email, "password": PASSWORD}).status_code == 429
+    )
+
+
+def test_a_right_password_on_the_security_page_clears_its_failures(alice, settings):
+    for _n in range(settings.LOGIN_FAILURE_LIMIT - 1):
+        alice.client.post(reverse("accounts:recovery_codes_new"), {"password": "wrong"})
+    assert AuthThrottle.objects.filter(key=throttle.password_key(alice.user.email)).exists()
+    assert alice.client.post(reverse("accounts:recovery_codes_new"), {"password": PASSWORD}).status_code == 302
+    assert not AuthThrottle.objects.filter(key=throttle.password_key(alice.user.email)).exists()
