@@ -8,7 +8,7 @@ from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from .models import MANAGER_ROLES, Tenant, User
+from .models import MANAGER_ROLES, Invitation, Membership, Role, Tenant, User
 
 if TYPE_CHECKING:
     from mailing.selectors import FirstSteps
@@ -103,3 +103,13 @@ def quota_group(tenant: Tenant) -> QuerySet[Tenant]:
     if tenant.created_by_id is None:
         return Tenant.objects.filter(pk=tenant.pk)
     return Tenant.objects.filter(created_by_id=tenant.created_by_id)
+
+
+def invitation_stands(invitation: Invitation) -> bool:
+    """Whether whoever sent the invitation could still send it: an invitation
+    lapses when its inviter leaves the team, is removed, or no longer holds a
+    role that may invite to its role (a removed admin's invitation to a
+    second address of their own was a way back in)."""
+    roles = {Role.OWNER} if invitation.role == Role.OWNER else MANAGER_ROLES
+    inviter = Membership.objects.filter(tenant_id=invitation.tenant_id, user_id=invitation.invited_by_id)
+    return invitation.invited_by_id is not None and inviter.filter(role__in=roles).exists()

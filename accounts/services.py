@@ -216,6 +216,8 @@ def invitation_accept(*, invitation: Invitation, user: User) -> Membership:
     invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
     if not invitation.is_pending:
         raise ValidationError(_("This invitation was already used."))
+    if not selectors.invitation_stands(invitation):  # its inviter left a moment ago
+        raise ValidationError(_("This invitation is no longer valid."))
     if normalize_email_address(user.email) != normalize_email_address(invitation.email):
         raise ValidationError(_("This invitation was sent to %(email)s.") % {"email": invitation.email})
     invitation.accepted_at = timezone.now()

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core import signing
 from django.utils.translation import gettext as _
 
+from . import selectors
 from .models import Invitation, User
 
 VERIFY_SALT = "accounts.verify-email"
@@ -36,7 +37,7 @@ def make_invitation_token(invitation: Invitation) -> str:
 def read_invitation_token(token: str) -> Invitation:
     public_id = _load(token, salt=INVITE_SALT, max_age=settings.INVITATION_MAX_AGE)
     invitation = Invitation.objects.select_related("tenant").filter(public_id=public_id).first()
-    if invitation is None or invitation.revoked_at is not None:
+    if invitation is None or invitation.revoked_at is not None or not selectors.invitation_stands(invitation):
         raise LinkError(_("This invitation is no longer valid."))
     if invitation.accepted_at is not None:
         raise LinkError(_("This invitation was already used."))

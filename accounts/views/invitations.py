@@ -35,6 +35,8 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
             )
         except services.AccountExists:
             return redirect("accounts:login")  # made a moment ago, with this password: log in
+        except ValidationError as exc:  # revoked, used or lapsed since the check above: no account made
+            return render(request, "accounts/link_invalid.html", {"error": " ".join(exc.messages)}, status=400)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session[SESSION_TENANT_KEY] = str(membership.tenant.public_id)
         return redirect("home")

@@ -124,3 +124,79 @@ def test_a_right_password_on_the_security_page_clears_its_failures(alice, settin
     assert AuthThrottle.objects.filter(key=throttle.password_key(alice.user.email)).exists()
     assert alice.client.post(reverse("accounts:recovery_codes_new"), {"password": PASSWORD}).status_code == 302
     assert not AuthThrottle.objects.filter(key=throttle.password_key(alice.user.email)).exists()
+
+
+def invited_link(by, email: str, role: str, capture) -> str:
+    from tests.accounts.helpers import last_link
+
+    with capture(execute=True):
+        assert by.client.post(reverse("accounts:team"), {"email": email, "role": role}).status_code == 302
+    return last_link(email)
+
+
+@pytest.mark.parametrize("then", ["removed", "demoted"])
+def test_an_invitation_lapses_when_its_inviter_no_longer_manages_the_team(
+    alice, carol, charlie, then, django_capture_on_commit_callbacks
+):
+    """A removed admin's pending invitation (to a friend, or a second address
+    of their own) was a way back in, with the admin role."""
+    from accounts import services
+    from accounts.models import Membership, Role
+
+    link = invited_link(carol, charlie.user.email, Role.ADMIN, django_capture_on_commit_callbacks)
+    fresh = invited_link(carol, "newcomer@example.test", Role.ADMIN, django_capture_on_commit_callbacks)
+    carols = Membership.objects.get(user=carol.user)
+    owner = Membership.objects.get(user=alice.user)
+    if then == "removed":
+        services.membership_remove(membership=carols, by=owner)
+    else:
+        services.membership_change_role(membership=carols, role=Role.MEMBER, by=owner)
+    assert charlie.client.post(link).status_code == 400
+    assert not Membership.objects.filter(user=charlie.user, tenant=owner.tenant).exists()
+    response = Client().post(fresh, {"full_name": "", "password": PASSWORD})
+    assert response.status_code == 400
+    assert not User.objects.filter(email="newcomer@example.test").exists()
+
+
+def test_an_owners_invitation_to_the_owner_role_lapses_when_they_are_no_longer_owner(
+    alice, carol, charlie, django_capture_on_commit_callbacks
+):
+    from accounts import services
+    from accounts.models import Membership, Role
+
+    link = invited_link(alice, charlie.user.email, Role.OWNER, django_capture_on_commit_callbacks)
+    services.membership_change_role(
+        membership=Membership.objects.get(user=carol.user), role=Role.OWNER, by=Membership.objects.get(user=alice.user)
+    )
+    services.membership_change_role(
+        membership=Membership.objects.get(user=alice.user), role=Role.ADMIN, by=Membership.objects.get(user=carol.user)
+    )
+    assert charlie.client.post(link).status_code == 400
+    assert not Membership.objects.filter(user=charlie.user, tenant__slug="acme").exists()
+
+
+def test_an_invitation_still_works_while_its_inviter_manages_the_team(
+    alice, carol, charlie, django_capture_on_commit_callbacks
+):
+    from accounts.models import Membership, Role
+
+    link = invited_link(carol, charlie.user.email, Role.ADMIN, django_capture_on_commit_callbacks)
+    assert charlie.client.post(link).status_code == 302
+    assert Membership.objects.get(user=charlie.user, tenant__slug="acme").role == Role.ADMIN
+
+
+def test_an_invitation_that_lapses_while_the_newcomer_signs_up_makes_no_account(
+    alice, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Revoked (or its inviter removed) between the page's check and the
+    account's creation: the page says so, where it was a 500."""
+    from accounts import selectors
+    from accounts.models import Role
+
+    link = invited_link(alice, "newcomer@example.test", Role.MEMBER, django_capture_on_commit_callbacks)
+    answers = iter([True, False])
+    monkeypatch.setattr(selectors, "invitation_stands", lambda invitation: next(answers))
+    response = Client().post(link, {"full_name": "", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "no longer valid" in response.content.decode()
+    assert not User.objects.filter(email="newcomer@example.test").exists()

@@ -101,7 +101,7 @@ def test_no_form_with_a_password_shows_it_to_the_error_reporter(alice, tenant_a,
             continue
         found["tenant"] += post_and_report(alice.client, page, leaks, kinds, route)
         found["public"] += post_and_report(Client(), page, leaks)
-    invitation = Invitation.objects.create(tenant=tenant_a, email="new@example.test")
+    invitation = Invitation.objects.create(tenant=tenant_a, email="new@example.test", invited_by=alice.user)
     found["public"] += post_and_report(
         Client(), reverse("accounts:invitation", args=[make_invitation_token(invitation)]), leaks
     )
