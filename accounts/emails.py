@@ -23,6 +23,8 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext, ngettext
 
+from servers.wire import ascii_domain
+
 from . import languages
 from .models import Invitation, User, normalize_email_address
 from .tokens import make_invitation_token, make_verification_token
@@ -33,7 +35,10 @@ def send(name: str, *, to: str, context: dict, language: str) -> None:
         subject = render_to_string(f"emails/{name}/subject.txt", context).strip().splitlines()[0]
         text = render_to_string(f"emails/{name}/body.txt", context)
         html = render_to_string(f"emails/{name}/body.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    # The domain as IDNA 2008 spells it, as the dispatcher sends: Django's
+    # own encoding is IDNA 2003's, which maps straße.de to strasse.de,
+    # another domain.
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [ascii_domain(to)])
     message.attach_alternative(html, "text/html")
     message.send()
 

@@ -92,3 +92,17 @@ def test_ordinary_names_are_left_alone():
     assert emails.neutralised("ООО «Ромашка»") == "ООО «Ромашка»"
     assert emails.neutralised("  Acme   & Sons  ") == "Acme & Sons"
     assert emails.neutralised("") == ""
+
+
+@pytest.mark.parametrize(
+    ("address", "on_the_wire"),
+    [("ana@straße.de", "ana@xn--strae-oqa.de"), ("ivan@почта.рф", "ivan@xn--80a1acny.xn--p1ai")],
+)
+def test_a_letter_to_an_international_domain_goes_to_that_domain(address, on_the_wire):
+    # Django's own encoding of the domain is IDNA 2003's, which sends
+    # straße.de's letters to strasse.de, someone else's domain.
+    user = User.objects.create_user(address, "x", full_name="Ana")
+    emails.verification(user=user, base_url="https://postroute.test")
+    message = mail.outbox[-1]
+    assert message.recipients() == [on_the_wire]
+    assert message.message()["To"] == on_the_wire
