@@ -1,6 +1,9 @@
+from datetime import datetime
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Case, Value, When
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Tenant
@@ -10,7 +13,13 @@ from servers.models import SmtpServer
 from ..mailings import available_servers
 from ..models import ContactList, Mailing, MailTemplate
 
-INTEGER_MAX = 2**63 - 1  # a database's largest integer (a bigint's, SQLite's)
+INTEGER_MAX = 2**63 - 1
+# mailing.mailings.mailing_schedule's words: the same refusal, sooner.
+PAST = _("Choose a time in the future, or start now.")  # a database's largest integer (a bigint's, SQLite's)
+
+
+def _to_the_minute(value: datetime) -> datetime:
+    return value.replace(second=0, microsecond=0)
 
 
 class ChoicesField(forms.ModelMultipleChoiceField):
@@ -93,6 +102,18 @@ class MailingForm(forms.ModelForm):
                 self.initial["template"] = only[0].pk
         else:
             self.initial["servers"] = list(self.instance.servers.values_list("pk", flat=True))
+
+    def clean_scheduled_at(self):
+        """A time typed in the past is refused here, next to the field, not
+        when Schedule is pressed; a draft's stored time that has passed
+        since is kept as it is, so that the draft can still be edited."""
+        at = self.cleaned_data.get("scheduled_at")
+        stored = self.instance.scheduled_at if self.instance.pk else None
+        if at is None or at > timezone.now():
+            return at
+        if stored is None or _to_the_minute(at) != _to_the_minute(stored):  # the field shows minutes
+            raise ValidationError(PAST, code="past")
+        return stored
 
     def ordered_servers(self) -> list:
         chosen = {s.pk: s for s in self.cleaned_data["servers"]}

@@ -1,0 +1,45 @@
+"""The web forms attacked as an outsider or a careless tenant would: bad
+input is refused next to its field, with what was typed kept."""
+
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from mailing.models import Mailing
+from tests.mailing.builders import make_list, make_template
+from tests.servers.factories import make_server
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def choices(tenant_a) -> dict:
+    template = make_template(tenant_a, name="Spring", subject="Hi", text_body="Hi {{ unsubscribe_url }}")
+    contacts = make_list(tenant_a, emails=["ann@x.test"])
+    server = make_server(tenant_a, name="Own", host="smtp.acme.test", port=465)
+    return {"name": "Spring sale", "template": template.pk, "lists": [contacts.pk], "servers": [server.pk]}
+
+
+def test_a_start_time_in_the_past_is_refused_next_to_the_field_and_the_rest_kept(alice, choices):
+    response = alice.client.post(reverse("mailings:new"), {**choices, "scheduled_at": "2001-01-01T10:00"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    error = re.search(r'id="id_scheduled_at_error">(.*?)</ul>', html, re.S)
+    assert error and "future" in error.group(1)
+    assert 'value="Spring sale"' in html and 'value="2001-01-01T10:00"' in html
+    assert not Mailing.objects.exists()
+
+
+def test_a_draft_whose_start_time_has_passed_can_still_be_saved_unchanged(alice, tenant_a, choices):
+    alice.client.post(reverse("mailings:new"), {**choices, "scheduled_at": "2099-01-01T10:00"})
+    mailing = Mailing.objects.get()
+    Mailing.objects.filter(pk=mailing.pk).update(scheduled_at=timezone.now() - timezone.timedelta(hours=1))
+    edit = alice.client.get(reverse("mailings:edit", args=[mailing.public_id]))
+    shown = re.search(r'name="scheduled_at" value="([^"]+)"', edit.content.decode()).group(1)
+    response = alice.client.post(
+        reverse("mailings:edit", args=[mailing.public_id]), {**choices, "name": "Renamed", "scheduled_at": shown}
+    )
+    assert response.status_code == 302
+    assert Mailing.objects.get().name == "Renamed"
