@@ -43,3 +43,18 @@ def test_a_draft_whose_start_time_has_passed_can_still_be_saved_unchanged(alice,
     )
     assert response.status_code == 302
     assert Mailing.objects.get().name == "Renamed"
+
+
+def test_a_refused_choice_of_lists_names_its_group_not_an_empty_id(alice, tenant_b, choices):
+    """A group of checkboxes has no one input to label: its error and help
+    text took the ids "_error" and "_helptext", the same for both groups of
+    the page, and its label pointed at no element (for="")."""
+    foreign = make_list(tenant_b, name="Theirs", emails=["b@x.test"])
+    response = alice.client.post(reverse("mailings:new"), {**choices, "lists": [foreign.pk]})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'for=""' not in html and 'id="_' not in html
+    error = re.search(r'<ul class="field-errors" id="id_lists_error">(.*?)</ul>', html, re.S)
+    assert error and "not one of the available choices" in error.group(1)
+    assert 'id="id_servers_helptext"' in html
+    assert 'value="Spring sale"' in html
