@@ -216,7 +216,12 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
 
     def clean(self) -> dict:
         data = super().clean()
-        self._check_host_change()
+        kind = data.get("kind", SmtpServer.Kind.EXTERNAL)
+        if kind == SmtpServer.Kind.EXTERNAL or (data.get("host") or "").strip():
+            # An internal server with the host emptied, as the page tells,
+            # sends its password to no new host. One that keeps a new host
+            # is asked: switched back to external, it would connect there.
+            self._check_host_change()
         self._clean_reading(data)
         if rules.is_saas():
             # What the SaaS form means, whatever the record said before (edited
@@ -225,7 +230,6 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             # error Django cannot place: a crash instead of a page.
             self.instance.kind = SmtpServer.Kind.EXTERNAL
             self.instance.verify_tls = True
-        kind = data.get("kind", SmtpServer.Kind.EXTERNAL)
         if kind == SmtpServer.Kind.EXTERNAL:
             self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
         if not self.warning and data.get("read_bounces"):

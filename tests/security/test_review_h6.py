@@ -58,3 +58,31 @@ def test_a_refused_choice_of_lists_names_its_group_not_an_empty_id(alice, tenant
     assert error and "not one of the available choices" in error.group(1)
     assert 'id="id_servers_helptext"' in html
     assert 'value="Spring sale"' in html
+
+
+def test_an_external_server_made_internal_needs_no_password_again(alice, tenant_a, settings):
+    """Internal SMTP "needs no server, port, login or password", the page
+    says; emptying the server name as told asked for the password again (the
+    rule for a stored password on its way to a new host), on a server that
+    connects to this host's own mail server."""
+    settings.DEPLOYMENT_MODE = "self_hosted"
+    server = make_server(tenant_a, name="Own", host="smtp.acme.test", port=465, security="ssl")
+    data = {"name": "Own", "kind": "internal", "sender_email": "news@acme.test", "host": "", "port": "",
+            "security": "none", "login": "", "enabled": "on"}  # fmt: skip
+    response = alice.client.post(reverse("servers:edit", args=[server.public_id]), data)
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    server.refresh_from_db()
+    assert server.kind == server.Kind.INTERNAL
+
+
+def test_an_internal_server_given_a_new_host_still_needs_the_password(alice, tenant_a, settings):
+    """Else it could be switched back to external with that host kept, and
+    the stored password sent there without being typed."""
+    settings.DEPLOYMENT_MODE = "self_hosted"
+    server = make_server(tenant_a, name="Own", host="smtp.acme.test", port=465, security="ssl")
+    data = {"name": "Own", "kind": "internal", "sender_email": "news@acme.test", "host": "smtp.evil.test",
+            "port": "465", "security": "ssl", "login": "news@acme.test", "enabled": "on"}  # fmt: skip
+    response = alice.client.post(reverse("servers:edit", args=[server.public_id]), data)
+    assert response.status_code == 400
+    server.refresh_from_db()
+    assert (server.kind, server.host) == (server.Kind.EXTERNAL, "smtp.acme.test")
