@@ -230,10 +230,12 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
             # error Django cannot place: a crash instead of a page.
             self.instance.kind = SmtpServer.Kind.EXTERNAL
             self.instance.verify_tls = True
-        if kind == SmtpServer.Kind.EXTERNAL:
-            self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
+        if kind == SmtpServer.Kind.EXTERNAL and data.get("security"):  # none chosen: that is the error
+            self.warning = rules.port_security_warning(data.get("port"), data["security"])
         if not self.warning and data.get("read_bounces"):
-            self.warning = rules.port_security_warning(data.get("imap_port"), data.get("imap_security", ""))
+            # As bounce_reading() stores it: no choice is SSL.
+            security = data.get("imap_security") or Security.SSL
+            self.warning = rules.port_security_warning(data.get("imap_port"), security)
         if self.warning and not data.get("accept_warning"):
             self.add_error("accept_warning", self.warning + _(" Tick the box to keep them."))
         provider = presets.for_host(data.get("host") or "") or presets.for_email(data.get("sender_email") or "")
@@ -299,7 +301,8 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         self._check_host_change()
         if rules.is_saas():
             self.instance.verify_tls = True  # see SmtpServerForm.clean
-        self.warning = rules.port_security_warning(data.get("port"), data.get("security", ""))
+        if data.get("security"):  # none chosen: that is the error
+            self.warning = rules.port_security_warning(data.get("port"), data["security"])
         if self.warning and not data.get("accept_warning"):
             self.add_error("accept_warning", self.warning + _(" Tick the box to keep them."))
         return data

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from mailing.models import Mailing
 from tests.mailing.builders import make_list, make_template
+from tests.security.test_hostile_input import MAILBOX, SERVER
 from tests.servers.factories import make_server
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +87,24 @@ def test_an_internal_server_given_a_new_host_still_needs_the_password(alice, ten
     assert response.status_code == 400
     server.refresh_from_db()
     assert (server.kind, server.host) == (server.Kind.EXTERNAL, "smtp.acme.test")
+
+
+@pytest.mark.parametrize("form", ["server", "mailbox"])
+def test_a_missing_security_is_not_also_a_port_warning(alice, form):
+    """No security chosen (a client that sends none) was told it is required
+    and, on the tick box, that port 465 (993) "normally uses SSL/TLS": a
+    warning about a setting nobody made."""
+    url, data = (reverse("servers:add"), SERVER) if form == "server" else (reverse("servers:mailbox"), MAILBOX)
+    response = alice.client.post(url, {k: v for k, v in data.items() if k != "security"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert 'id="id_security_error"' in html
+    assert 'id="id_accept_warning_error"' not in html and "normally uses" not in html
+
+
+def test_reading_bounces_with_no_imap_security_is_warned_as_the_ssl_it_gets(alice):
+    data = {**SERVER, "read_bounces": "on", "imap_host": "imap.acme.test", "imap_same_password": "on"}
+    refused = alice.client.post(reverse("servers:add"), {**data, "imap_port": "143"})
+    assert refused.status_code == 400 and "Port 143 normally uses STARTTLS" in refused.content.decode()
+    saved = alice.client.post(reverse("servers:add"), {**data, "imap_port": "993"})
+    assert saved.status_code == 302
