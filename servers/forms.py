@@ -114,6 +114,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         help_text=gettext_lazy("Only if the mailbox wants another password (an app password) for IMAP."),
+        max_length=PASSWORD_MAX_LENGTH,
         validators=[no_line_breaks],
         widget=TYPED_PASSWORD,
     )

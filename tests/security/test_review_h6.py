@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from mailing.models import Mailing
+from servers.forms import PASSWORD_MAX_LENGTH
+from servers.models import BounceMailbox, SmtpServer
 from tests.mailing.builders import make_list, make_template
 from tests.security.test_hostile_input import MAILBOX, SERVER
 from tests.servers.factories import make_server
@@ -108,3 +110,15 @@ def test_reading_bounces_with_no_imap_security_is_warned_as_the_ssl_it_gets(alic
     assert refused.status_code == 400 and "Port 143 normally uses STARTTLS" in refused.content.decode()
     saved = alice.client.post(reverse("servers:add"), {**data, "imap_port": "993"})
     assert saved.status_code == 302
+
+
+def test_the_imap_password_of_a_server_has_the_passwords_limit(alice):
+    """The mailbox form's password and the SMTP password stop at 1,024
+    characters; the server form's IMAP password took 3 MB and stored it."""
+    data = {**SERVER, "read_bounces": "on", "imap_host": "imap.acme.test", "imap_port": "993",
+            "imap_security": "ssl", "imap_password": "x" * (PASSWORD_MAX_LENGTH + 1)}  # fmt: skip
+    response = alice.client.post(reverse("servers:add"), data)
+    assert response.status_code == 400
+    error = re.search(r'id="id_imap_password_error">(.*?)</ul>', response.content.decode(), re.S)
+    assert error and f"at most {PASSWORD_MAX_LENGTH} characters" in error.group(1)
+    assert not SmtpServer.objects.exists() and not BounceMailbox.objects.exists()
