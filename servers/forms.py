@@ -33,6 +33,12 @@ MAILBOX_SECURITY_LABELS = {
 }
 
 
+def _no_line_breaks(value: str) -> None:
+    """no_line_breaks, but a NUL is left to the validator Django gives every
+    CharField, which names it: it was refused twice, once as a line break."""
+    no_line_breaks(value.replace("\x00", ""))
+
+
 def _refuse_controls(form: forms.ModelForm, names: tuple[str, ...]) -> None:
     """The header-safety rule on the form's own fields, so that the error
     stands next to the field before any other check (the model's clean()
@@ -67,6 +73,7 @@ class _PasswordFormMixin:
             and self.instance.has_password
             and host != original
             and not self.cleaned_data.get("password")
+            and "password" not in self.errors  # typed, and refused: that is the error
         ):
             self.add_error("password", HOST_CHANGED)
 
@@ -84,7 +91,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
-        validators=[no_line_breaks],
+        validators=[_no_line_breaks],
         widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(
@@ -115,7 +122,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         strip=False,
         help_text=gettext_lazy("Only if the mailbox wants another password (an app password) for IMAP."),
         max_length=PASSWORD_MAX_LENGTH,
-        validators=[no_line_breaks],
+        validators=[_no_line_breaks],
         widget=TYPED_PASSWORD,
     )
 
@@ -209,7 +216,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         if data.get("imap_same_password"):
             if not rules.may_share_password(data.get("host") or "", host):
                 self.add_error("imap_same_password", rules.SHARED_PASSWORD_REFUSED)
-        elif not data.get("imap_password"):
+        elif not data.get("imap_password") and "imap_password" not in self.errors:
             if stored is None or not stored.password_encrypted:
                 self.add_error("imap_password", NO_IMAP_PASSWORD)
             elif host.lower() != stored.host.lower():
@@ -251,7 +258,7 @@ class BounceMailboxForm(_PasswordFormMixin, forms.ModelForm):
         required=False,
         strip=False,
         max_length=PASSWORD_MAX_LENGTH,
-        validators=[no_line_breaks],
+        validators=[_no_line_breaks],
         widget=TYPED_PASSWORD,
     )
     accept_warning = forms.BooleanField(

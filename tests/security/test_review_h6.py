@@ -122,3 +122,32 @@ def test_the_imap_password_of_a_server_has_the_passwords_limit(alice):
     error = re.search(r'id="id_imap_password_error">(.*?)</ul>', response.content.decode(), re.S)
     assert error and f"at most {PASSWORD_MAX_LENGTH} characters" in error.group(1)
     assert not SmtpServer.objects.exists() and not BounceMailbox.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "data", "field"),
+    [
+        ("servers:add", SERVER, "password"),
+        ("servers:mailbox", MAILBOX, "password"),
+        ("servers:add", {**SERVER, "read_bounces": "on", "imap_host": "imap.acme.test", "imap_port": "993"},
+         "imap_password"),
+    ],
+)  # fmt: skip
+def test_a_nul_in_a_password_is_named_once_as_what_it_is(alice, url, data, field):
+    """It was refused twice: as "a line break" and as a null character."""
+    response = alice.client.post(reverse(url), {**data, field: "pass\x00word"})
+    assert response.status_code == 400
+    error = re.search(rf'id="id_{field}_error">(.*?)</ul>', response.content.decode(), re.S)
+    assert error and re.findall(r"<li>(.*?)</li>", error.group(1)) == ["Null characters are not allowed."]
+    response = alice.client.post(reverse(url), {**data, field: "pass\r\nword"})
+    assert "cannot contain a line break" in response.content.decode()
+
+
+def test_a_refused_password_on_a_new_host_is_not_also_missing(alice, tenant_a):
+    server = make_server(tenant_a, name="Own", host="smtp.acme.test", port=465, security="ssl")
+    data = {**SERVER, "host": "smtp.other.test", "password": "x" * (PASSWORD_MAX_LENGTH + 1)}
+    response = alice.client.post(reverse("servers:edit", args=[server.public_id]), data)
+    error = re.search(r'id="id_password_error">(.*?)</ul>', response.content.decode(), re.S)
+    assert error and re.findall(r"<li>(.*?)</li>", error.group(1)) == [
+        f"Ensure this value has at most {PASSWORD_MAX_LENGTH} characters (it has {PASSWORD_MAX_LENGTH + 1})."
+    ]
