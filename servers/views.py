@@ -165,7 +165,10 @@ def server_move(request: HttpRequest, public_id: str) -> HttpResponse:
 @require_POST
 @manager_required
 def server_reorder(request: HttpRequest) -> HttpResponse:
-    services.server_reorder(tenant=request.tenant, public_ids=request.POST.getlist("order"))
+    # Each server once, at its first place: a repeated id was a place (and
+    # an UPDATE) each time.
+    public_ids = list(dict.fromkeys(request.POST.getlist("order")))
+    services.server_reorder(tenant=request.tenant, public_ids=public_ids)
     return JsonResponse({"ok": True})
 
 

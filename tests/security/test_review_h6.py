@@ -151,3 +151,15 @@ def test_a_refused_password_on_a_new_host_is_not_also_missing(alice, tenant_a):
     assert error and re.findall(r"<li>(.*?)</li>", error.group(1)) == [
         f"Ensure this value has at most {PASSWORD_MAX_LENGTH} characters (it has {PASSWORD_MAX_LENGTH + 1})."
     ]
+
+
+def test_a_server_named_twice_in_a_reorder_takes_its_first_place_once(alice, tenant_a, django_assert_max_num_queries):
+    """Each mention was a place: [B, A, B] put A first, and a 4 MB body of
+    one id repeated made some 100,000 UPDATEs in one transaction."""
+    a = make_server(tenant_a, name="A", host="smtp.a.test", port=465, priority=0)
+    b = make_server(tenant_a, name="B", host="smtp.b.test", port=465, priority=1)
+    order = [str(b.public_id), str(a.public_id)] + [str(b.public_id)] * 500
+    with django_assert_max_num_queries(30):
+        response = alice.client.post(reverse("servers:reorder"), {"order": order})
+    assert response.status_code == 200
+    assert list(SmtpServer.objects.order_by("priority").values_list("name", flat=True)) == ["B", "A"]
