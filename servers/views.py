@@ -23,6 +23,12 @@ from .models import BounceMailbox, SmtpServer
 
 @manager_required
 def server_list(request: HttpRequest) -> HttpResponse:
+    return _list_page(request)
+
+
+def _list_page(request: HttpRequest, tested: SmtpServer | None = None, form: TestForm | None = None) -> HttpResponse:
+    """The servers; `form` is the refused test form of `tested`, shown
+    in its row with what was typed."""
     tenant = request.tenant
     servers = list(selectors.platform_servers())
     quotas = selectors.platform_quotas(servers, tenant)
@@ -42,9 +48,10 @@ def server_list(request: HttpRequest) -> HttpResponse:
         "platform": platform,
         "servers": own,
         "mailbox": get_mailbox(tenant),
-        "test_form": TestForm(),
+        "test_form": form or TestForm(),
+        "tested": tested.public_id if tested else None,
     }
-    return render(request, "servers/list.html", context)
+    return render(request, "servers/list.html", context, status=400 if form else 200)
 
 
 def _preset_initial(key: str | None) -> dict:
@@ -178,8 +185,7 @@ def server_test(request: HttpRequest, public_id: str) -> HttpResponse:
     server = get_server(request.tenant, public_id)
     form = TestForm(request.POST)
     if not form.is_valid():  # say so, rather than test without the letter asked for
-        messages.error(request, " ".join(form.errors["send_to"]))
-        return redirect("servers:list")
+        return _list_page(request, tested=server, form=form)
     return _start_test(request, server=server, send_to=form.cleaned_data["send_to"])
 
 

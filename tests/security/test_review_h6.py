@@ -163,3 +163,20 @@ def test_a_server_named_twice_in_a_reorder_takes_its_first_place_once(alice, ten
         response = alice.client.post(reverse("servers:reorder"), {"order": order})
     assert response.status_code == 200
     assert list(SmtpServer.objects.order_by("priority").values_list("name", flat=True)) == ["B", "A"]
+
+
+def test_a_refused_test_address_is_shown_next_to_its_input_and_kept(alice, tenant_a):
+    """It was a message at the top of the list, and the address typed was
+    gone: the user had to find which server's box and type it again."""
+    make_server(tenant_a, name="Other", host="smtp.other.test", port=465)
+    server = make_server(tenant_a, name="Own", host="smtp.acme.test", port=465)
+    url = reverse("servers:test_start", args=[server.public_id])
+    response = alice.client.post(url, {"send_to": "me@"})
+    assert response.status_code == 400
+    html = response.content.decode()
+    box = f"send-to-{server.public_id}"
+    field = re.search(rf'<input[^>]*id="{box}"[^>]*>', html).group(0)
+    assert 'value="me@"' in field and 'aria-invalid="true"' in field and f'aria-describedby="{box}_error"' in field
+    error = re.search(rf'<ul class="field-errors" id="{box}_error">(.*?)</ul>', html, re.S)
+    assert error and "<li>" in error.group(1)
+    assert html.count('aria-invalid="true"') == 1
