@@ -13,9 +13,9 @@ from servers.models import SmtpServer
 from ..mailings import available_servers
 from ..models import ContactList, Mailing, MailTemplate
 
-INTEGER_MAX = 2**63 - 1
+INTEGER_MAX = 2**63 - 1  # a database's largest integer (a bigint's, SQLite's)
 # mailing.mailings.mailing_schedule's words: the same refusal, sooner.
-PAST = _("Choose a time in the future, or start now.")  # a database's largest integer (a bigint's, SQLite's)
+PAST = _("Choose a time in the future, or start now.")
 
 
 def _to_the_minute(value: datetime) -> datetime:
