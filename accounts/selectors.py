@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -103,6 +103,17 @@ def quota_group(tenant: Tenant) -> QuerySet[Tenant]:
     if tenant.created_by_id is None:
         return Tenant.objects.filter(pk=tenant.pk)
     return Tenant.objects.filter(created_by_id=tenant.created_by_id)
+
+
+def standing_invitations(tenant: Tenant) -> QuerySet[Invitation]:
+    """The invitations of `tenant` still waiting for an answer that could be
+    accepted (invitation_stands, in one query): a lapsed one is no longer
+    pending."""
+    inviter = Membership.objects.filter(tenant_id=OuterRef("tenant_id"), user_id=OuterRef("invited_by_id"))
+    by_owner = Q(role=Role.OWNER) & Exists(inviter.filter(role=Role.OWNER))
+    by_manager = ~Q(role=Role.OWNER) & Exists(inviter.filter(role__in=MANAGER_ROLES))
+    pending = Invitation.objects.filter(tenant=tenant, accepted_at=None, revoked_at=None, invited_by__isnull=False)
+    return pending.filter(by_owner | by_manager)
 
 
 def invitation_stands(invitation: Invitation) -> bool:

@@ -9,13 +9,13 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from .. import services
+from .. import selectors, services
 from ..access import get_invitation, get_membership, manager_required, tenant_required
 from ..emails import valid_for
 from ..forms import InviteForm, RoleForm
 from ..mail_limits import MailLimited
 from ..middleware import SESSION_TENANT_KEY
-from ..models import Invitation, Membership
+from ..models import Membership
 from ..throttle import client_ip
 
 
@@ -23,7 +23,7 @@ def _page(request: HttpRequest, invite_form: InviteForm, status: int = 200) -> H
     tenant = request.tenant
     context = {
         "members": Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__email"),
-        "invitations": Invitation.objects.filter(tenant=tenant, accepted_at=None, revoked_at=None),
+        "invitations": selectors.standing_invitations(tenant),
         "invite_form": invite_form,
         "role_choices": RoleForm.base_fields["role"].choices,
         "valid_for": valid_for(settings.INVITATION_MAX_AGE),

@@ -200,3 +200,22 @@ def test_an_invitation_that_lapses_while_the_newcomer_signs_up_makes_no_account(
     assert response.status_code == 400
     assert "no longer valid" in response.content.decode()
     assert not User.objects.filter(email="newcomer@example.test").exists()
+
+
+def test_the_team_page_lists_no_lapsed_invitation(alice, carol, django_capture_on_commit_callbacks):
+    # A lapsed invitation cannot be accepted: listed as pending, it told the
+    # owners someone could still join through it.
+    from accounts import selectors, services
+    from accounts.models import Membership, Role
+
+    invited_link(carol, "by-carol@example.test", Role.ADMIN, django_capture_on_commit_callbacks)
+    invited_link(alice, "by-alice@example.test", Role.MEMBER, django_capture_on_commit_callbacks)
+    invited_link(alice, "owner-too@example.test", Role.OWNER, django_capture_on_commit_callbacks)
+    owner = Membership.objects.get(user=alice.user)
+    services.membership_change_role(membership=Membership.objects.get(user=carol.user), role=Role.MEMBER, by=owner)
+    page = alice.client.get(reverse("accounts:team")).content.decode()
+    assert "by-alice@example.test" in page and "owner-too@example.test" in page
+    assert "by-carol@example.test" not in page
+    # The page's list and the link's own check agree, invitation by invitation.
+    listed = set(selectors.standing_invitations(owner.tenant))
+    assert listed == {i for i in Invitation.objects.filter(tenant=owner.tenant) if selectors.invitation_stands(i)}
