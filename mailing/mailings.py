@@ -24,7 +24,7 @@ from accounts.models import Tenant, User
 from config import statements
 from servers.models import SmtpServer
 from servers.selectors import platform_servers, tenant_servers
-from servers.words import Said, error_words, sentences
+from servers.words import Said, error_words, sentences, sentences_json, worded
 
 from . import events
 from .models import PENDING_LETTERS, Contact, ContactList, Letter, Mailing, MailingEvent, MailingServer, Suppression
@@ -130,8 +130,8 @@ def _record(mailing_id: int, *, before: str, after: str, by_id: int | None, note
     """The note's text is worded in the active language (the organisation's,
     for background work), its words kept for every other reader."""
     said = sentences(note)
-    text = " ".join(str(words) for words in said)[:NOTE_LENGTH]
-    stored = MailingEvent._meta.get_field("note_words").get_db_prep_save([w.to_json() for w in said], connection)
+    text = worded(said)[:NOTE_LENGTH]
+    stored = MailingEvent._meta.get_field("note_words").get_db_prep_save(sentences_json(said), connection)
     at = MailingEvent._meta.get_field("at").get_db_prep_save(timezone.now(), connection)
     with statements.cursor() as cursor:
         cursor.execute(_EVENT_SQL, [mailing_id, before, after, by_id, text, stored, at])
@@ -286,7 +286,7 @@ def mailing_start_failed(*, mailing_id: int, reason: Said) -> None:
         language = Tenant.objects.values_list("default_language", flat=True).get(pk=mailing.tenant_id)
         said = sentences(reason)
         with languages.of_organisation(language):
-            text = " ".join(str(words) for words in said)[:300]
+            text = worded(said)[:300]
             Mailing.objects.filter(pk=mailing.pk).update(preparing_since=None, start_error=text, letter_count=0)
             mailing.preparing_since = None
             if mailing.status == S.SCHEDULED:

@@ -142,13 +142,18 @@ def sentences_json(said: Said) -> list[dict[str, Any]]:
     return [words.to_json() for words in sentences(said)]
 
 
+def worded(said: Said) -> str:
+    """The sentences in the active language, joined with a space."""
+    return " ".join(str(words) for words in sentences(said))
+
+
 def shown_sentences(stored: Any, stored_text: str) -> str:
     """Stored sentences in the reader's language, else the stored text (a
     row written before words were kept, or words that do not load)."""
     said = [Words.from_json(data) for data in stored] if isinstance(stored, list) and stored else [None]
     if any(words is None for words in said):
         return stored_text
-    return " ".join(str(words) for words in said)
+    return worded([words for words in said if words is not None])
 
 
 def error_words(exc: ValidationError) -> list[Words]:

@@ -34,7 +34,7 @@ from servers import rules
 from servers.errors import SPAM_REFUSED, SPAM_REFUSED_HINT, Diagnosis, diagnose
 from servers.models import Health, RestReason, SmtpServer, TenantRest
 from servers.wire import Role, SenderNeedsSmtpUtf8, SenderSideRefused
-from servers.words import Words
+from servers.words import Words, worded
 
 from .. import limits
 from ..mailings import note_event, transition
@@ -328,7 +328,7 @@ def mailing_needs_smtputf8(mailing: Mailing, server: SmtpServer, exc: SenderNeed
         paused = [Words(PAUSED_EVERY_SERVER_PASSED_OVER), *_reasons(links), Words(KEEPS_ITS_ADDRESSES)]
         with suppress(ValidationError):  # paused or cancelled meanwhile
             transition(mailing=mailing, action="pause", note=paused)
-    log.warning("mailing %s paused: %s", mailing.pk, " ".join(map(str, paused)))
+    log.warning("mailing %s paused: %s", mailing.pk, worded(paused))
 
 
 def _reasons(links: QuerySet[MailingServer]) -> list[Words]:
