@@ -113,6 +113,10 @@ DISPATCH_RECORD_THREAD = env.bool("DISPATCH_RECORD_THREAD", default=True)
 # slow disk, and a killed worker still loses nothing, but a crash of
 # PostgreSQL itself may forget the last fraction of a second of results.
 DISPATCH_DURABLE_RESULTS = env.bool("DISPATCH_DURABLE_RESULTS", default=True)
+# Sessions a dispatch process records its letters sent over
+# (mailing.dispatch.lane): two conversations' commits, each waiting for the
+# disk, run side by side instead of one behind the other.
+DISPATCH_LANES = env.int("DISPATCH_LANES", default=2)
 # How many workers may send one mailing side by side (chains of batches).
 DISPATCH_CHAINS = env.int("DISPATCH_CHAINS", default=2)
 # A chain runs batch after batch in one task for this long (seconds), then

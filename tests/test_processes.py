@@ -12,7 +12,7 @@ def test_the_dispatch_worker_is_a_pool_of_threads_with_a_few_database_sessions()
     assert argv[:3] == [sys.executable, "-m", "celery"]
     assert with_option(argv, "-P", "x") != argv and argv[argv.index("-P") + 1] == "threads"
     assert argv[argv.index("--concurrency") + 1] == "200"
-    assert variables == {"DB_POOL_SIZE": "8"}
+    assert variables == {"DB_POOL_SIZE": "7"}
 
 
 def test_the_environment_sets_the_conversations_and_the_sessions():

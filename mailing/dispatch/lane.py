@@ -15,14 +15,25 @@ flight waits, and goes in the next statement, together (one statement over
 arrays). Whichever conversation next needs an answer lands the flight and
 sends the next group.
 
+A process has DISPATCH_LANES lanes (2 by default), each its own session,
+and a conversation records over the one fewest conversations use. With one
+lane, a conversation whose letter was taken while another's commit was in
+flight waited for that commit (a flush of the write-ahead log) before its
+own could start, and often met its next final dot still waiting: with two
+conversations, 1.01 flushes a letter, none shared. Two sessions commit side
+by side, the second's statement running while the first's waits for the
+disk (the cost case's default: 0.75 -> 0.8 of the raw loop; README,
+Benchmarks).
+
 Only letters sent go this way, and only on PostgreSQL; every other result
 (a refusal that also suppresses an address, a deferral...) is the writer
 thread's, in a transaction. A group that cannot be sent or committed here
 (the session died, PostgreSQL restarted) goes to the writer one result at
 a time, whose failures stop only their own conversations: recording a
 letter sent twice changes nothing, since its claim token is gone after the
-first. The session is this process's own (one more per worker process, not
-per conversation) and closes when the process's last conversation ends."""
+first. The sessions are this process's own (DISPATCH_LANES more per worker
+process, not per conversation) and close when the process's last
+conversation ends."""
 
 import logging
 import os
@@ -58,6 +69,7 @@ class Lane:
     group whose statement PostgreSQL is running."""
 
     def __init__(self) -> None:
+        self.users = 0  # conversations recording over it (Lanes)
         self.lock = threading.Lock()  # the session and the flight
         self.waiting_lock = threading.Lock()
         self.waiting: list[tuple[Recorder, Sent]] = []
@@ -179,4 +191,33 @@ def _array(values: Iterable[str]) -> str:
     return "{" + ",".join('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values) + "}"
 
 
-lane = Lane()
+class Lanes:
+    """The process's lanes, DISPATCH_LANES of them, made as conversations
+    need them; each conversation takes the one fewest use."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.all: list[Lane] = []
+
+    def take(self) -> Lane:
+        with self.lock:
+            while len(self.all) < max(1, settings.DISPATCH_LANES):
+                self.all.append(Lane())
+            lane = min(self.all[: max(1, settings.DISPATCH_LANES)], key=lambda one: one.users)
+            lane.users += 1
+            return lane
+
+    def give_back(self, lane: Lane) -> None:
+        with self.lock:
+            lane.users -= 1
+
+    def close(self) -> None:
+        """The process's last conversation ended: the sessions no
+        conversation took meanwhile go."""
+        with self.lock:
+            idle = [lane for lane in self.all if not lane.users]
+        for lane in idle:
+            lane.close()
+
+
+lanes = Lanes()

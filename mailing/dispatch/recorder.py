@@ -37,7 +37,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connection, transaction
 
-from .lane import lane as _lane
+from .lane import lanes as _lanes
 from .results import Sent, record_sent, record_sent_together
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Recorder:
         # Letters sent go over the lane (mailing.dispatch.lane) on
         # PostgreSQL; `_in_lane` of the pending results are there.
         self._in_lane = 0
-        self._lane = threaded and connection.vendor == "postgresql"
+        self.lane = _lanes.take() if threaded and connection.vendor == "postgresql" else None
         if threaded:
             self._queue = _writer.join()
 
@@ -69,19 +69,19 @@ class Recorder:
         if not self.threaded:
             write()
             return
-        lane = self._lane and type(write) is Sent
+        lane = self.lane is not None and type(write) is Sent
         with self._done:
             self._pending += 1
             self._in_lane += lane
         if lane:
-            _lane.add(self, write)  # type: ignore[arg-type]
+            self.lane.add(self, write)  # type: ignore[arg-type]
         else:
             self._queue.put((self, write))
 
     def wait_for_previous(self) -> None:
         if self.threaded:
             while self._in_lane:
-                _lane.drive(block=True)
+                self.lane.drive(block=True)  # type: ignore[union-attr]
             with self._done:
                 self._done.wait_for(lambda: self._pending == 0)
                 if self._error is not None:
@@ -92,16 +92,18 @@ class Recorder:
         if not self.threaded:
             return True
         if self._in_lane:
-            _lane.drive(block=False)
+            self.lane.drive(block=False)  # type: ignore[union-attr]
         with self._done:
             return self._pending == 0 and self._error is None
 
     def close(self) -> None:
         if self.threaded:
             while self._in_lane:
-                _lane.drive(block=True)
+                self.lane.drive(block=True)  # type: ignore[union-attr]
             with self._done:
                 self._done.wait_for(lambda: self._pending == 0)
+            if self.lane is not None:
+                _lanes.give_back(self.lane)
             _writer.leave()
 
     def _landed(self) -> None:
@@ -154,7 +156,7 @@ class Writer:
             self._queue.put(None)
             thread, self._thread = self._thread, None
         thread.join()
-        _lane.close()
+        _lanes.close()
 
     def _run(self, items: queue.SimpleQueue) -> None:
         try:

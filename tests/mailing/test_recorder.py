@@ -221,7 +221,6 @@ def test_a_letter_sent_alone_whose_session_is_gone_stops_its_conversation(settin
     from django.db import DatabaseError
     from django.utils import timezone
 
-    from mailing.dispatch.lane import lane
     from mailing.dispatch.results import Sent
     from mailing.models import Letter
 
@@ -239,7 +238,7 @@ def test_a_letter_sent_alone_whose_session_is_gone_stops_its_conversation(settin
     recorder.record(Sent(primer, at=timezone.now()))  # the lane's session is made
     recorder.wait_for_previous()
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
-        for pid in (*writer, lane.conn.info.backend_pid):
+        for pid in (*writer, recorder.lane.conn.info.backend_pid):
             other.execute("SELECT pg_terminate_backend(%s)", [pid])
     recorder.record(Sent(letter, at=timezone.now()))
     with pytest.raises(RecordingFailed):

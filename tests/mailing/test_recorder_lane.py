@@ -1,7 +1,9 @@
-"""Letters sent are committed over the lane (mailing.dispatch.lane): the
-conversations drive one session of the process themselves, no thread is
+"""Letters sent are committed over the lanes (mailing.dispatch.lane): the
+conversations drive the process's lane sessions themselves, no thread is
 woken for a letter, and the bound and the grouping hold as through the
 writer thread."""
+
+import time
 
 import psycopg
 import pytest
@@ -75,16 +77,19 @@ def test_a_letter_sent_is_committed_before_the_next_one_and_the_writer_never_wak
     recorder.record(lambda: fail(failed, "550 5.7.1 refused"))  # anything else is the writer's
     recorder.wait_for_previous()
     assert writer_groups == [1] and status(failed) == "failed"
+    lane = recorder.lane
     recorder.close()
-    assert lanes.lane.conn is None  # the process's last conversation ended: its session went
+    assert lane.conn is None  # the process's last conversation ended: its session went
 
 
 def test_what_is_recorded_while_a_commit_is_in_flight_goes_in_the_next_statement_together(
-    threaded, tenant_a, lane_groups
+    threaded, settings, tenant_a, lane_groups
 ):
-    """Two conversations; the first letter's UPDATE waits for a row lock,
-    so the next four wait, and go in one statement over arrays, with the
-    servers' replies as they were (quotes, braces, backslashes, Cyrillic)."""
+    """Two conversations on one lane; the first letter's UPDATE waits for a
+    row lock, so the next four wait, and go in one statement over arrays,
+    with the servers' replies as they were (quotes, braces, backslashes,
+    Cyrillic)."""
+    settings.DISPATCH_LANES = 1
     first, *others = claimed_letters(tenant_a, 5)
     replies = ['250 ok, {"quoted"}, \\ back', "250 2.0.0 принято", "250 Ok: queued as A1", "250 NULL"]
     one, two = Recorder(threaded=True), Recorder(threaded=True)
@@ -95,7 +100,8 @@ def test_what_is_recorded_while_a_commit_is_in_flight_goes_in_the_next_statement
         for index, (letter, reply) in enumerate(zip(others, replies, strict=True)):
             (one, two)[index % 2].record(Sent(letter, at=at, reply=reply))
         assert not one.idle() and not two.idle()  # the flight cannot land while the row is held
-        assert len(lanes.lane.flight) == 1 and len(lanes.lane.waiting) == 4
+        assert one.lane is two.lane
+        assert len(one.lane.flight) == 1 and len(one.lane.waiting) == 4
         holder.rollback()
     one.wait_for_previous()
     two.wait_for_previous()
@@ -114,13 +120,55 @@ def test_a_lane_whose_session_died_hands_its_letters_to_the_writer_and_starts_a_
     recorder = Recorder(threaded=True)
     recorder.record(Sent(first, at=timezone.now()))
     recorder.wait_for_previous()
-    dead = lanes.lane.conn.info.backend_pid
+    dead = recorder.lane.conn.info.backend_pid
     terminate(dead)
     recorder.record(Sent(second, at=timezone.now()))
     recorder.wait_for_previous()  # no error: the writer recorded it
     assert writer_groups == [1] and status(second) == "sent"
     recorder.record(Sent(third, at=timezone.now()))
     recorder.wait_for_previous()
-    assert lanes.lane.conn.info.backend_pid != dead and writer_groups == [1]
+    assert recorder.lane.conn.info.backend_pid != dead and writer_groups == [1]
     recorder.close()
     assert {status(x) for x in (first, second, third)} == {"sent"}
+
+
+def test_two_conversations_commit_side_by_side_over_two_lanes(threaded, settings, tenant_a, writer_groups):
+    """With two lanes (the default) each conversation has its own session:
+    one whose commit is held (here by a row lock; in a worker, by the disk)
+    does not hold the other's, which commits and goes on meanwhile. Both
+    sessions close when the last conversation ends."""
+    settings.DISPATCH_LANES = 2
+    held, *free = claimed_letters(tenant_a, 3)
+    one, two = Recorder(threaded=True), Recorder(threaded=True)
+    assert one.lane is not two.lane
+    with psycopg.connect(**connection.get_connection_params()) as holder:
+        holder.execute("SELECT 1 FROM mailing_letter WHERE id = %s FOR UPDATE", [held.pk])
+        one.record(Sent(held, at=timezone.now()))
+        for letter in free:
+            two.record(Sent(letter, at=timezone.now()))
+            deadline = time.monotonic() + 10
+            while not two.idle():  # with one lane: behind the held row for good
+                assert time.monotonic() < deadline, "the other conversation's commit waited for the held one"
+                time.sleep(0.01)
+            assert status(letter) == "sent"
+        assert not one.idle() and status(held) == "sending"
+        holder.rollback()
+    one.wait_for_previous()
+    assert status(held) == "sent" and writer_groups == []
+    used = (one.lane, two.lane)
+    one.close()
+    assert two.lane.conn is not None  # still used
+    two.close()
+    assert [lane.conn for lane in used] == [None, None]
+
+
+def test_a_conversation_takes_the_lane_fewest_use(threaded, settings):
+    settings.DISPATCH_LANES = 2
+    first, second, third = (Recorder(threaded=True) for _ in range(3))
+    assert first.lane is not second.lane and third.lane in (first.lane, second.lane)
+    first.close()
+    fourth = Recorder(threaded=True)
+    assert fourth.lane is first.lane  # the one left with no conversation
+    for recorder in (second, third, fourth):
+        recorder.close()
+    assert {lane.users for lane in lanes.lanes.all} == {0}

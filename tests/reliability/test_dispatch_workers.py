@@ -164,8 +164,8 @@ def test_a_busy_first_server_is_waited_for_by_a_real_worker_never_skipped(tenant
 
 def test_a_worker_of_many_conversations_holds_a_few_database_sessions(tenant_a, broker):
     """Eight conversations in one worker process share its pool of two
-    sessions (plus the one holding the connection slots, and the lane's
-    that records the letters sent): a thread gives its session back while
+    sessions (plus the one holding the connection slots, and the two lanes'
+    that record the letters sent): a thread gives its session back while
     it waits on the network."""
     with smtp_server(handler=SlowSink(delay=0.05)) as (controller, handler):
         server = make_server(tenant_a, port=controller.port, max_connections=8)
@@ -183,7 +183,7 @@ def test_a_worker_of_many_conversations_holds_a_few_database_sessions(tenant_a, 
         finally:
             stop(workers)
     assert len(set(message_ids(handler))) == 80
-    assert 0 < most <= 4
+    assert 0 < most <= 5
 
 
 def test_a_dispatch_worker_opens_its_database_pool_when_it_starts(broker):
