@@ -213,11 +213,12 @@ class Lanes:
 
     def close(self) -> None:
         """The process's last conversation ended: the sessions no
-        conversation took meanwhile go."""
+        conversation took meanwhile go (under the lock, so that none takes
+        one while it closes)."""
         with self.lock:
-            idle = [lane for lane in self.all if not lane.users]
-        for lane in idle:
-            lane.close()
+            for lane in self.all:
+                if not lane.users:
+                    lane.close()
 
 
 lanes = Lanes()
