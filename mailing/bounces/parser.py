@@ -50,6 +50,7 @@ from servers.errors import is_blacklisting, server_words
 
 from ..addresses import address_forms
 from . import tokens
+from .html_text import html_text
 
 log = logging.getLogger(__name__)
 # flufl.bounce.all_failures, one detector at a time: its own loop lets the
@@ -861,14 +862,18 @@ def _reply_ids(message: Message) -> list[str]:
 
 def _body_text(message: Message) -> str:
     """The decoded text parts of the report itself (not of the attached
-    original), where non-standard reports say who failed and why."""
-    chunks = []
+    original), where non-standard reports say who failed and why; the text
+    of its HTML where it has no words but those (html_text)."""
+    chunks, pages = [], []
     for part in _own_parts(message):
-        if part.get_content_maintype() == "text" and part.get_content_type() not in (
-            "text/html",
-            "text/rfc822-headers",
-        ):
+        if part.get_content_maintype() != "text" or part.get_content_type() == "text/rfc822-headers":
+            continue
+        if part.get_content_type() == "text/html":
+            pages.append(part)
+        else:
             chunks.append(_part_text(part))
+    if not any(chunk.strip() for chunk in chunks):
+        chunks = [html_text(_part_text(page)) for page in pages] or chunks
     return "\n".join(chunks)
 
 
