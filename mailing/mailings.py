@@ -201,9 +201,22 @@ def _listed(mailing: Mailing) -> QuerySet[Contact]:
 
 
 def mailing_schedule(*, mailing: Mailing, at: datetime, by: User | None = None) -> None:
+    """Refused now, as Start now is, when nobody is to be sent to: not only
+    at its time, when the beat could only cancel it. (Lists emptied after
+    that still cancel it then, with the reason in its history.)"""
     if at <= timezone.now():
         raise ValidationError({"scheduled_at": _("Choose a time in the future, or start now.")})
+    if mailing.status in TRANSITIONS["schedule"][0]:  # else the transition says why not
+        _count_recipients(mailing)
     transition(mailing=mailing, action="schedule", by=by, scheduled_at=at)
+
+
+def _count_recipients(mailing: Mailing) -> int:
+    """recipient_count(), refused when there is nobody to send to."""
+    count = recipient_count(mailing)
+    if count == 0:
+        raise ValidationError(NOBODY, code="nobody")
+    return count
 
 
 def mailing_start(*, mailing: Mailing, by: User | None = None) -> int:
@@ -232,9 +245,7 @@ def mailing_start_async(*, mailing: Mailing, by: User | None = None) -> int:
         raise ValidationError(_("This mailing has already started."))
     if mailing.preparing_since is not None:
         raise ValidationError(PREPARING)
-    expected = recipient_count(mailing)
-    if expected == 0:
-        raise ValidationError(NOBODY, code="nobody")
+    expected = _count_recipients(mailing)
     now = timezone.now()
     with transaction.atomic():
         claimed = Mailing.objects.filter(pk=mailing.pk, status__in=START_SOURCES, preparing_since=None).update(

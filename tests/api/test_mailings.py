@@ -83,6 +83,15 @@ def test_a_start_with_nobody_to_send_to_is_refused(api, tenant_a):
     assert Mailing.objects.get(public_id=created["id"]).status == "draft"
 
 
+def test_a_schedule_with_nobody_to_send_to_is_refused_as_a_start_is(api, tenant_a):
+    make_server(tenant_a)
+    created = create(api, make_template(tenant_a), [make_list(tenant_a, "Empty")], scheduled_at="2030-01-01T10:00Z")
+    start = problem(api.post(f"{URL}{created['id']}/start/"), 409)
+    schedule = problem(api.post(f"{URL}{created['id']}/schedule/"), 409)
+    assert schedule["detail"] == start["detail"] and "Nobody to send to" in schedule["detail"]
+    assert Mailing.objects.get(public_id=created["id"]).status == "draft"
+
+
 def test_without_a_server_the_services_refusal_names_the_field(api, tenant_a):
     body = {
         "name": "x",

@@ -110,6 +110,22 @@ def test_nobody_to_send_to_is_said_at_once(alice, tenant_a, mailing, django_capt
     assert mailing.preparing_since is None
 
 
+def test_a_mailing_with_nobody_to_send_to_cannot_be_scheduled(alice, tenant_a, mailing):
+    """Refused when Schedule is pressed, as Start now refuses it, not at its
+    time: the mailing stays a draft with its start time, and the page says why."""
+    at = timezone.now() + timedelta(days=1)
+    Mailing.objects.filter(pk=mailing.pk).update(scheduled_at=at)
+    for email in ADDRESSES:
+        suppress(tenant_a, email)
+    page = alice.client.post(url("action", mailing, "schedule"), follow=True).content.decode()
+    assert "Nobody to send to" in page and "Scheduled." not in page
+    mailing.refresh_from_db()
+    assert (mailing.status, mailing.scheduled_at) == (S.DRAFT, at) and not mailing.events.exists()
+    with pytest.raises(ValidationError, match="Nobody to send to") as refused:
+        services.mailing_schedule(mailing=mailing, at=at)
+    assert refused.value.code == "nobody"
+
+
 def test_a_task_delivered_twice_starts_once(mailing, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks():
         services.mailing_start_async(mailing=mailing)
