@@ -5,6 +5,8 @@ from django.contrib.auth import password_validation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from servers.validators import visible_name
+
 from . import services
 from .models import ApiScope, Role, Tenant, User, normalize_email_address
 from .timezones import DEFAULT_ZONE, zone_choices
@@ -26,8 +28,10 @@ def time_zone_field(*, required: bool = False) -> forms.TypedChoiceField:
 
 class SignupForm(forms.Form):
     email = forms.EmailField(label=gettext_lazy("Work email"), max_length=254)
-    full_name = forms.CharField(label=gettext_lazy("Your name"), max_length=150, required=False)
-    organisation = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
+    full_name = forms.CharField(
+        label=gettext_lazy("Your name"), max_length=150, required=False, validators=[visible_name]
+    )
+    organisation = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120, validators=[visible_name])
     password = forms.CharField(
         label=gettext_lazy("Password"), widget=forms.PasswordInput(render_value=False), strip=False
     )
@@ -150,7 +154,7 @@ class RoleForm(forms.Form):
 
 
 class TenantForm(forms.Form):
-    name = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120)
+    name = forms.CharField(label=gettext_lazy("Organisation name"), max_length=120, validators=[visible_name])
     time_zone = time_zone_field()
 
     def __init__(self, *args: object, zone: str | None = None, **kwargs: object) -> None:
@@ -190,6 +194,7 @@ class ApiKeyForm(forms.Form):
         label=gettext_lazy("Name"),
         max_length=100,
         help_text=gettext_lazy("What uses the key, e.g. “CRM (production)”."),
+        validators=[visible_name],
     )
     scopes = forms.MultipleChoiceField(
         label=gettext_lazy("Scopes"),

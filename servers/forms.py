@@ -9,7 +9,7 @@ from . import presets, rules
 from .addresses import validate_address
 from .models import BounceMailbox, Security, SmtpServer
 from .services import BounceReading
-from .validators import no_control_chars, no_line_breaks
+from .validators import no_control_chars, no_line_breaks, visible_name
 
 # Long enough for any mailbox or app password, short enough for one AUTH line.
 PASSWORD_MAX_LENGTH = 1024
@@ -156,6 +156,8 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         super().__init__(*args, **kwargs)
         self._setup_password()
         _refuse_controls(self, rules.HEADER_FIELDS)
+        for name in ("name", "sender_name"):
+            self.fields[name].validators.append(visible_name)
         self.warning: str | None = None
         if rules.is_saas():
             # SaaS tenants have neither internal servers nor unverified TLS.

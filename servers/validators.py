@@ -1,5 +1,7 @@
 """Header safety: the one definition of the characters that may not go into
-a mail header or a mail-protocol command, for every app.
+a mail header or a mail-protocol command, for every app; and the one rule
+that a name the user gives (a list, template, mailing, server,
+organisation, key) shows at least one character (visible_name).
 
 It lives in `servers`, the lowest app that sends mail: `mailing` already
 depends on it and imports it from here, and `servers` never imports
@@ -13,6 +15,7 @@ separators (str.splitlines()); the others are invisible, and mail servers
 refuse or mangle them."""
 
 import re
+import unicodedata
 
 from django.core.exceptions import ValidationError
 from django.utils.functional import Promise
@@ -69,3 +72,24 @@ def header_text(value: str) -> str:
     """`value` with every run of unsafe characters made one space: for data
     that may hold them (a contact's custom field) on its way into a header."""
     return UNSAFE_RUN.sub(" ", value)
+
+
+# Nothing to see, alone: format characters (zero-width space, joiners, the
+# BOM, the soft hyphen, bidi and tag characters), spaces and separators of
+# every kind, controls, surrogates, and marks, which show only on a letter.
+NOT_SHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
+# Letters and symbols by their category that draw nothing: the Hangul
+# fillers and the braille blank, the usual stand-ins for an empty name.
+NOT_SHOWN = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+NO_VISIBLE = _("Use at least one visible character: this name would show as empty.")
+
+
+def _shows(char: str) -> bool:
+    return not (char.isspace() or char in NOT_SHOWN or unicodedata.category(char) in NOT_SHOWN_CATEGORIES)
+
+
+def visible_name(value: str) -> None:
+    """The validator of every name a user gives, on forms and the API. An
+    empty value is left to `required`, so it serves optional names too."""
+    if value and not any(_shows(char) for char in value):
+        raise ValidationError(NO_VISIBLE, code="invisible")

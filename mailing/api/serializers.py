@@ -13,6 +13,7 @@ from rest_framework.settings import api_settings
 from rest_framework.utils import humanize_datetime
 
 from accounts.timezones import instant
+from servers.validators import visible_name
 
 from .. import contacts
 from ..models import Mailing
@@ -138,7 +139,7 @@ class BulkResultSerializer(serializers.Serializer):
 
 class ContactListSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
-    name = serializers.CharField(max_length=120)
+    name = serializers.CharField(max_length=120, validators=[visible_name])
     contact_count = serializers.IntegerField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
 
@@ -186,7 +187,7 @@ class PassedOverSerializer(serializers.Serializer):
 
 class MailingSerializer(serializers.Serializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
-    name = serializers.CharField(max_length=150)
+    name = serializers.CharField(max_length=150, validators=[visible_name])
     template = serializers.UUIDField()
     lists = BoundedListField(child=serializers.UUIDField(), min_length=1, max_length=100)
     servers = BoundedListField(

@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from accounts.models import Tenant
-from servers.validators import no_control_chars
+from servers.validators import no_control_chars, visible_name
 
 from .. import contacts
 from ..imports import code_pages
@@ -24,12 +24,15 @@ STANDARD_CHOICES = [
 
 
 class ContactListForm(forms.Form):
-    name = forms.CharField(label=gettext_lazy("List name"), max_length=120)
+    name = forms.CharField(label=gettext_lazy("List name"), max_length=120, validators=[visible_name])
 
 
 class CustomFieldForm(forms.Form):
     label = forms.CharField(
-        label=gettext_lazy("Field name"), max_length=100, help_text=gettext_lazy("For example: Company, City, Phone.")
+        label=gettext_lazy("Field name"),
+        max_length=100,
+        help_text=gettext_lazy("For example: Company, City, Phone."),
+        validators=[visible_name],
     )
     key = forms.CharField(
         label=gettext_lazy("Placeholder"),
@@ -117,7 +120,9 @@ class ImportMappingForm(forms.Form):
         required=False,
         empty_label=gettext_lazy("A new list…"),
     )
-    new_list_name = forms.CharField(label=gettext_lazy("New list name"), max_length=120, required=False)
+    new_list_name = forms.CharField(
+        label=gettext_lazy("New list name"), max_length=120, required=False, validators=[visible_name]
+    )
 
     def __init__(self, *args: object, contact_import: ContactImport, **kwargs: object) -> None:
         tenant = contact_import.tenant

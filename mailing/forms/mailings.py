@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Tenant
 from accounts.timezones import LocalDateTimeField, zone_label_all_year, zone_of
 from servers.models import SmtpServer
+from servers.validators import visible_name
 
 from ..mailings import available_servers
 from ..models import ContactList, Mailing, MailTemplate
@@ -76,6 +77,7 @@ class MailingForm(forms.ModelForm):
 
     def __init__(self, *args: object, tenant: Tenant, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["name"].validators.append(visible_name)
         templates = MailTemplate.objects.filter(tenant=tenant)
         self.fields["template"].queryset = templates
         self.fields["template"].empty_label = _("Choose a template…")

@@ -1,7 +1,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from servers.validators import no_control_chars
+from servers.validators import no_control_chars, visible_name
 
 from .. import rendering
 from ..models import MailTemplate
@@ -72,6 +72,8 @@ class MailTemplateForm(forms.ModelForm):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.known = rendering.known_names(self.instance.tenant)
+        for name in ("name", "sender_name"):
+            self.fields[name].validators.append(visible_name)
         for name in ("text_body", "html_body"):
             # The model's size limit, already here: a body too large is not
             # checked for placeholders.
