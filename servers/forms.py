@@ -208,7 +208,7 @@ class SmtpServerForm(_PasswordFormMixin, forms.ModelForm):
         host = (data.get("imap_host") or "").strip()
         if not host:
             self.add_error("imap_host", _("Enter the incoming server, e.g. imap.yandex.ru."))
-        elif rules.is_saas() and (message := rules.host_error(host)):
+        elif message := rules.host_name_error(host) or (rules.is_saas() and rules.host_error(host)):
             self.add_error("imap_host", message)
         if not data.get("imap_port"):
             self.add_error("imap_port", _("Enter the IMAP port, e.g. 993."))

@@ -7,6 +7,7 @@ import re
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+import idna
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
@@ -14,6 +15,7 @@ from django.utils.translation import gettext_lazy
 
 from .addresses import address_errors, check_alphabets
 from .validators import no_control_chars
+from .wire import idna_name
 
 if TYPE_CHECKING:
     from .models import BounceMailbox, SmtpServer
@@ -69,11 +71,47 @@ def _with_host_spelling(host: str, errors: dict[str, list[str]]) -> dict[str, li
     allows such a name, and it failed every connection as "not found
     (DNS)". A rule of saving, as the sender address is: not checked again
     at connect time."""
+    if "host" not in errors and (message := host_name_error(host)):
+        errors["host"] = [message]
     try:
         check_alphabets((host or "").strip().lower())
     except ValidationError as exc:
         errors.setdefault("host", []).extend(exc.messages)
     return errors
+
+
+# An RFC 1123 label: letters, digits and hyphens, neither first nor last.
+LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+NOT_A_HOST_NAME = gettext_lazy(
+    "%(name)s is not a valid host name: each part between the dots has 1 to 63 letters, digits or hyphens "
+    "(no underscores), and begins and ends with a letter or digit; the whole name has at most 253 characters."
+)
+
+
+def host_name_error(host: str) -> str | None:
+    """Why `host` is no DNS host name (RFC 1123 labels, after IDNA 2008 as
+    servers.wire encodes it), or None; an IP address, in brackets or not,
+    is left to the address rules. A rule of saving: a host saved before it
+    (mail_relay.corp, which a resolver may still answer) keeps connecting."""
+    name = (host or "").strip()
+    if not name or _is_ip(name.removeprefix("[").removesuffix("]")):
+        return None
+    name = name.removesuffix(".")
+    try:
+        wire = name.lower() if name.isascii() else idna_name(name)
+    except idna.IDNAError:
+        wire = ""
+    if not wire or len(wire) > 253 or not all(LDH_LABEL.fullmatch(label) for label in wire.split(".")):
+        return str(NOT_A_HOST_NAME % {"name": f"{host.strip()!r}"})
+    return None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _port_25_refusal(server: "SmtpServer") -> str:

@@ -113,7 +113,7 @@ def wire_address(address: str) -> WireAddress:
         raise UnsendableAddress(_("%(address)s is not an address.") % {"address": f"{address!r}"})
     if not domain.isascii():
         try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
+            domain = idna_name(domain)
         except idna.IDNAError as exc:
             raise UnsendableAddress(
                 _("The domain of %(address)s is not a valid international name (%(exc)s).")
@@ -160,10 +160,16 @@ def idna_refusal(address: str) -> str:
     if domain.isascii():
         return ""
     try:
-        idna.encode(domain, uts46=True)
+        idna_name(domain)
     except idna.IDNAError as exc:
         return str(exc)
     return ""
+
+
+def idna_name(domain: str) -> str:
+    """`domain` as it goes on the wire: IDNA 2008 after UTS 46 mapping
+    (почта.рф is xn--80a1acny.xn--p1ai); idna.IDNAError when it cannot."""
+    return idna.encode(domain, uts46=True).decode("ascii")
 
 
 def needs_smtputf8(address: str) -> bool:

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
 from servers import netguard
+from servers.rules import host_name_error
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,6 @@ def validate_for_save(url: str) -> None:
     resolves to an internal address now. A name that does not resolve yet
     is accepted (each attempt checks again)."""
     target = parse(url)
-    problem = netguard.validate_host_for_save(target.host)
+    problem = host_name_error(target.host) or netguard.validate_host_for_save(target.host)
     if problem:
         raise ValidationError(problem)
