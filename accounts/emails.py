@@ -94,6 +94,17 @@ def verification(*, user: User, base_url: str) -> None:
     send("verify", to=user.email, context=context, language=language)
 
 
+def signup_attempt(*, user: User, base_url: str) -> None:
+    """To the owner of an address someone tried to sign up with: who it
+    was is not said (the page answered them as it answers a new sign-up)."""
+    context = {
+        "email": user.email,
+        "login_url": base_url + reverse("accounts:login"),
+        "reset_url": base_url + reverse("accounts:password_reset"),
+    }
+    send("signup_attempt", to=user.email, context=context, language=languages.for_user(user))
+
+
 def invitation(*, invitation: Invitation, base_url: str) -> None:
     path = reverse("accounts:invitation", args=[make_invitation_token(invitation)])
     inviter = invitation.invited_by

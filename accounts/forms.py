@@ -52,10 +52,9 @@ class SignupForm(forms.Form):
             self.fields["email"].disabled = True
 
     def clean_email(self) -> str:
-        email = normalize_email_address(self.cleaned_data["email"])
-        if User.objects.filter(email=email).exists():
-            raise forms.ValidationError(_("An account with this email already exists. Log in instead."))
-        return email
+        # Whether the address has an account is not the form's to say
+        # (accounts.services.user_signup).
+        return normalize_email_address(self.cleaned_data["email"])
 
     def clean(self) -> dict:
         data = super().clean()

@@ -27,6 +27,13 @@ def send_verification_email(user_id: int, base_url: str) -> None:
 
 
 @shared_task(**PLATFORM_MAIL)
+def send_signup_attempt_email(user_id: int, base_url: str) -> None:
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is not None:
+        emails.signup_attempt(user=user, base_url=base_url)
+
+
+@shared_task(**PLATFORM_MAIL)
 def send_invitation_email(invitation_id: int, base_url: str) -> None:
     invitation = Invitation.objects.select_related("tenant", "invited_by").filter(pk=invitation_id).first()
     if invitation is not None and invitation.is_pending:

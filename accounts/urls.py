@@ -19,6 +19,7 @@ reset_complete = reverse_lazy("accounts:password_reset_complete")
 urlpatterns = [
     # The platform mail limits in front (accounts.views.limited).
     path("signup/", signup_limited(auth.signup), name="signup"),
+    path("signup/sent/", auth.signup_sent, name="signup_sent"),
     path("login/", auth.login_view, name="login"),
     path("login/code/", auth.login_otp, name="login_otp"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -17,6 +17,7 @@ QUEUES = {
     "mailing.tasks.read_bounce_mailbox": "bounces",
     "accounts.tasks.send_verification_email": "mail",
     "accounts.tasks.send_invitation_email": "mail",
+    "accounts.tasks.send_signup_attempt_email": "mail",
     "accounts.tasks.send_password_reset_email": "mail",
     "mailing.tasks.dispatch_tick": "default",
     "mailing.tasks.discard_stale_imports": "default",

@@ -22,6 +22,7 @@ from ..tokens import LinkError, read_verification_token
 
 NEXT_KEY = "login_next"
 RESEND_INTERVAL = 60
+SIGNUP_EMAIL = "signup_email"
 
 
 def _safe_next(request: HttpRequest, url: str | None) -> str | None:
@@ -39,7 +40,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            user = services.user_signup(
+            services.user_signup(
                 email=data["email"],
                 password=data["password"],
                 organisation=data["organisation"],
@@ -48,12 +49,23 @@ def signup(request: HttpRequest) -> HttpResponse:
                 time_zone=data["time_zone"],
                 language=translation.get_language(),
             )
-        except ValidationError as exc:  # the same address signed up a moment ago (a double click)
+        except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            return redirect("accounts:verify_pending")
+            # Alike whether or not the address had an account (then its
+            # owner got a letter instead): nobody is signed in, the new
+            # account's owner logs in once the link proved the address.
+            request.session[SIGNUP_EMAIL] = data["email"]
+            return redirect("accounts:signup_sent")
     return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_not_required
+def signup_sent(request: HttpRequest) -> HttpResponse:
+    email = request.session.get(SIGNUP_EMAIL)
+    if not email:
+        return redirect("accounts:signup")
+    return render(request, "accounts/signup_sent.html", {"email": email})
 
 
 def verify_pending(request: HttpRequest) -> HttpResponse:

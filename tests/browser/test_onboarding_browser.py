@@ -19,11 +19,16 @@ def test_a_newcomer_signs_up_and_reaches_the_checklist(page, live_server, tmp_pa
     page.fill("input[name=password]", "a long and unusual passphrase 9")
     page.screenshot(path=tmp_path / "1-signup.png", full_page=True)
     page.click("main button[type=submit]")
-    page.wait_for_url("**/accounts/verify/")
+    page.wait_for_url("**/accounts/signup/sent/")
     assert "ivy@initech.test" in page.inner_text("main")
 
+    # The link proves the address; the password then signs in.
     link = re.search(r"http://[^/\s]+(/\S+)", mail.outbox[-1].body).group(1)
     page.goto(live_server.url + link)
+    page.wait_for_url("**/accounts/login/")
+    page.fill("input[name=email]", "ivy@initech.test")
+    page.fill("input[name=password]", "a long and unusual passphrase 9")
+    page.click("main button[type=submit]")
     page.wait_for_url("**/two-factor/setup/")
     assert page.locator("img[src^='data:image/svg+xml']").is_visible()
     page.screenshot(path=tmp_path / "2-enrol.png", full_page=True)

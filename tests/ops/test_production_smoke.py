@@ -183,6 +183,8 @@ def test_a_production_install_signs_up_imports_and_sends(platform):
     wait_for(lambda: sink.received, 30, "the verification letter", procs)
     link = re.search(rf"https://{re.escape(HOST)}(/accounts/verify/\S+)", letter_text(sink.received[0].message))
     assert browser.request(link.group(1))[0] == 302
+    login = {"email": data["email"], "password": PASSWORD}
+    assert browser.request("/accounts/login/", login)[0] == 302  # a sign-up signs nobody in
 
     # Enrol the authenticator app.
     status, page, _ = browser.request("/accounts/two-factor/setup/")

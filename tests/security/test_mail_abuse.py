@@ -138,7 +138,9 @@ def test_password_resets_from_one_client_address_are_limited(alice, bob, send, s
 def sign_up(send, email: str, ip: str = "192.0.2.1", password: str = PASSWORD) -> tuple[Client, object]:
     client = Client()
     data = {"email": email, "organisation": "Initech", "password": password}
-    return client, send(client.post, reverse("accounts:signup"), data, REMOTE_ADDR=ip)
+    response = send(client.post, reverse("accounts:signup"), data, REMOTE_ADDR=ip)
+    client.post(reverse("accounts:login"), {"email": email, "password": password})  # a sign-up signs nobody in
+    return client, response
 
 
 def test_11_verification_resends_send_3(send, monkeypatch):
