@@ -25,7 +25,9 @@ class ContactList(models.Model):
         verbose_name = _("contact list")
         verbose_name_plural = _("contact lists")
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="contact_list_name_unique")]
+        # "Clients" and "clients" are one name: the database says so, not
+        # only mailing.contacts' check, which two racing requests both pass.
+        constraints = [models.UniqueConstraint(F("tenant"), Lower("name"), name="contact_list_name_any_case_unique")]
 
     def __str__(self) -> str:
         return self.name

@@ -169,3 +169,16 @@ def test_the_schemas_and_the_reference_pages_refusals_are_json_as_they_say(path,
     response = getattr(Client(), method)(path, query)
     assert response.status_code in (404, 405)
     problem(response, response.status_code)
+
+
+def test_a_list_name_taken_in_another_case_by_a_racing_request_is_a_422(api, tenant_a, monkeypatch):
+    checked = ContactList.full_clean
+
+    def other_request_first(self, *args, **kwargs):
+        checked(self, *args, **kwargs)
+        ContactList.objects.create(tenant=self.tenant, name=self.name.lower())
+
+    monkeypatch.setattr(ContactList, "full_clean", other_request_first)
+    body = problem(api.post("/api/v1/lists/", {"name": "Clients"}), 422)
+    assert body["errors"]["name"] == ["There is already a list named “Clients”."]
+    assert ContactList.objects.filter(tenant=tenant_a).count() == 1

@@ -1,0 +1,64 @@
+"""A list's name is unique in its organisation in any case, by the
+database's own constraint: two racing requests cannot store "Clients" and
+"clients", and the one that loses is told so, on the page and by the API."""
+
+import importlib
+
+import pytest
+from django.apps import apps
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
+
+from mailing.models import ContactList
+
+pytestmark = pytest.mark.django_db
+
+migration = importlib.import_module("mailing.migrations.0022_contact_list_name_any_case")
+
+
+@pytest.fixture
+def another_request_makes_it_in_other_case(monkeypatch):
+    """The other request saves "clients" between this one's check and its save."""
+    checked = ContactList.full_clean
+
+    def other_request_first(self, *args, **kwargs):
+        checked(self, *args, **kwargs)
+        ContactList.objects.create(tenant=self.tenant, name=self.name.lower())
+
+    monkeypatch.setattr(ContactList, "full_clean", other_request_first)
+
+
+def test_the_database_refuses_a_name_that_differs_only_in_case(tenant_a, tenant_b):
+    ContactList.objects.create(tenant=tenant_a, name="Clients")
+    ContactList.objects.create(tenant=tenant_b, name="clients")  # another organisation's
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ContactList.objects.create(tenant=tenant_a, name="clients")
+
+
+def test_the_page_tells_the_loser_of_a_race_next_to_the_field(carol, tenant_a, another_request_makes_it_in_other_case):
+    response = carol.client.post(reverse("contacts:list_create"), {"name": "Clients"})
+    assert response.status_code == 400
+    assert response.context["list_form"].errors["name"] == ["There is already a list named “Clients”."]
+    assert list(ContactList.objects.filter(tenant=tenant_a).values_list("name", flat=True)) == ["clients"]
+
+
+def test_the_migration_renames_the_later_of_names_that_differ_only_in_case():
+    names = ["Clients", "Leads", "clients", "CLIENTS", "Clients (2)", "x" * 120, "X" * 120]
+    assert migration.renamed(names, 120) == {
+        2: "clients (3)",  # "Clients (2)" is taken
+        3: "CLIENTS (4)",
+        6: "X" * 116 + " (2)",  # cut to fit
+    }
+    assert migration.renamed(["A", "b"], 120) == {}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="drops a constraint inside the test's transaction")
+def test_the_migration_renames_the_stored_duplicates_of_each_organisation(tenant_a, tenant_b):
+    with connection.schema_editor() as editor:
+        editor.remove_constraint(ContactList, ContactList._meta.constraints[0])
+    first = ContactList.objects.create(tenant=tenant_a, name="Clients")
+    second = ContactList.objects.create(tenant=tenant_a, name="clients")
+    other = ContactList.objects.create(tenant=tenant_b, name="CLIENTS")
+    migration.rename_case_duplicates(apps, None)
+    names = dict(ContactList.objects.values_list("pk", "name"))
+    assert names == {first.pk: "Clients", second.pk: "clients (2)", other.pk: "CLIENTS"}
