@@ -217,9 +217,14 @@ def custom_field_create(*, tenant: Tenant, label: str, key: str = "") -> CustomF
         raise ValidationError({"key": _("Use lower-case Latin letters, digits and _, starting with a letter.")})
     if key in RESERVED_KEYS:
         raise ValidationError({"key": _("“%(key)s” is a standard field already.") % {"key": key}})
+    taken = ValidationError({"key": _("There is already a field {{ %(key)s }}.") % {"key": key}})
     if CustomField.objects.filter(tenant=tenant, key=key).exists():
-        raise ValidationError({"key": _("There is already a field {{ %(key)s }}.") % {"key": key}})
-    return CustomField.objects.create(tenant=tenant, key=key, label=label[:100] or key)
+        raise taken
+    try:
+        with transaction.atomic():
+            return CustomField.objects.create(tenant=tenant, key=key, label=label[:100] or key)
+    except IntegrityError as exc:  # made by someone else a moment ago
+        raise taken from exc
 
 
 def custom_field_for_header(*, tenant: Tenant, header: str) -> CustomField:

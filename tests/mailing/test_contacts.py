@@ -147,3 +147,20 @@ def test_names_and_fields_typed_decomposed_are_stored_and_found_composed(tenant_
 
     assert found("nguyễn") == ["m@example.com"]
     assert found(unicodedata.normalize("NFD", "lê")) == ["m@example.com"]
+
+
+def test_a_field_key_taken_by_a_racing_request_is_a_refusal_not_a_500(tenant_a, monkeypatch):
+    """Both requests passed the check for the key; the other saved first."""
+    real = CustomField.objects.filter
+
+    def other_request_first(*args, **kwargs):
+        found = real(*args, **kwargs)
+        if kwargs.get("key") == "company" and not real(tenant=tenant_a, key="company").exists():
+            CustomField.objects.create(tenant=tenant_a, key="company", label="Company")
+            return real(pk=None)
+        return found
+
+    monkeypatch.setattr(CustomField.objects, "filter", other_request_first)
+    with pytest.raises(ValidationError) as exc:
+        contacts.custom_field_create(tenant=tenant_a, label="Company")
+    assert exc.value.message_dict == {"key": ["There is already a field {{ company }}."]}
