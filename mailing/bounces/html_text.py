@@ -9,11 +9,16 @@ A report's words are at its start: the first LIMIT characters are read."""
 
 import html
 import re
+import string
 
 LIMIT = 200_000
 # Elements whose content is not shown: a report's style or script may
 # quote any address (a gateway's tracking code, a stylesheet's content).
-HIDDEN_RE = re.compile(r"<!--|<(script|style|head|title|template|noscript)\b", re.IGNORECASE)
+HIDDEN_RE = re.compile(r"<!--|<(script|style|head|title|template|noscript)\b")
+# Tag names are ASCII, and so is their case: str.lower() would make "İ" two
+# characters, and a position found in the lower-cased page would cut the
+# page itself elsewhere (showing a style's words, cutting the recipient).
+ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 # Elements that begin a new line in the page, as the report's words run;
 # a table's cells stay on their row's line, apart.
 BLOCKS = frozenset(
@@ -41,10 +46,10 @@ def html_text(page: str) -> str:
 def _shown(page: str) -> str:
     """`page` without its comments and hidden elements; one left open
     hides the rest."""
-    lower, pieces, at = page.lower(), [], 0
+    lower, pieces, at = page.translate(ASCII_LOWER), [], 0
     while found := HIDDEN_RE.search(lower, at):
         pieces.append(page[at : found.start()])
-        closer = "-->" if found.group(1) is None else f"</{found.group(1).lower()}"
+        closer = "-->" if found.group(1) is None else f"</{found.group(1)}"
         end = lower.find(closer, found.end())
         if end < 0:
             return " ".join(pieces)

@@ -9,6 +9,16 @@ from mailing.bounces.html_text import LIMIT, html_text
 REAL = "<p>550 5.1.1 &lt;jane@example.org&gt;: User unknown</p>"
 
 
+def test_a_letter_longer_in_lower_case_moves_no_hidden_element():
+    """'İ'.lower() is two characters: positions found in the lower-cased
+    page cut the page itself elsewhere, showing the style's words and
+    cutting the real recipient."""
+    page = "İ" * 60 + "<style>.a { content: 'fake@evil.test' }</style>" + REAL
+    text = html_text(page)
+    assert "fake@evil.test" not in text
+    assert "550 5.1.1 <jane@example.org>: User unknown" in text
+
+
 def test_one_long_unclosed_tag_name_is_read_in_linear_time():
     """A tag name never closed ("<aaaa...") was backtracked over at every
     length: 40 KB took two seconds of CPU, the LIMIT's 200 KB a minute."""
