@@ -3,10 +3,12 @@ database's own constraint: two racing requests cannot store "Clients" and
 "clients", and the one that loses is told so, on the page and by the API."""
 
 import importlib
+from types import SimpleNamespace
 
 import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 from mailing.models import ContactList
@@ -59,6 +61,26 @@ def test_the_migration_renames_the_stored_duplicates_of_each_organisation(tenant
     first = ContactList.objects.create(tenant=tenant_a, name="Clients")
     second = ContactList.objects.create(tenant=tenant_a, name="clients")
     other = ContactList.objects.create(tenant=tenant_b, name="CLIENTS")
-    migration.rename_case_duplicates(apps, None)
+    migration.rename_case_duplicates(apps, SimpleNamespace(connection=connection))
     names = dict(ContactList.objects.values_list("pk", "name"))
     assert names == {first.pk: "Clients", second.pk: "clients (2)", other.pk: "CLIENTS"}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="drops a constraint inside the test's transaction")
+def test_the_migration_compares_names_as_the_databases_lower_does(tenant_a):
+    """Python's lower() is not the database's: a capital I with a dot is
+    two characters to one and "i" to the other, a word's final capital
+    sigma is the final form to one and not to the other. Names the
+    constraint finds equal were left alone, and it could not be made."""
+    with connection.schema_editor() as editor:
+        editor.remove_constraint(ContactList, ContactList._meta.constraints[0])
+    for name in ["İSTANBUL", "istanbul", "ΣΑΣ", "σασ"]:
+        ContactList.objects.create(tenant=tenant_a, name=name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT lower('İSTANBUL') = lower('istanbul'), lower('ΣΑΣ') = lower('σασ')")
+        if cursor.fetchone() != (True, True):
+            pytest.skip("this database's lower() agrees with Python's here")
+    migration.rename_case_duplicates(apps, SimpleNamespace(connection=connection))
+    names = ContactList.objects.filter(tenant=tenant_a).annotate(key=Lower("name"))
+    assert set(names.values_list("name", flat=True)) == {"İSTANBUL", "istanbul (2)", "ΣΑΣ", "σασ (2)"}
+    assert names.values("key").distinct().count() == 4
