@@ -24,7 +24,18 @@ def normalize_email_address(email: str) -> str:
     local, at, domain = email.strip().lower().rpartition("@")
     if not at:
         return domain
-    return f"{local}@{'.'.join(_unicode_label(label) for label in unicodedata.normalize('NFC', domain).split('.'))}"
+    return f"{local}@{_unicode_domain(unicodedata.normalize('NFC', domain))}"
+
+
+def _unicode_domain(domain: str) -> str:
+    """The domain as IDNA 2008 reads it after UTS 46 mapping, as the letters
+    go (servers.wire): full-width letters, a soft hyphen or a zero-width
+    space in it are the same domain, and were another account and another
+    count of the limits for the same mailbox."""
+    try:
+        return idna.decode(idna.encode(domain, uts46=True))
+    except idna.IDNAError:  # no IDNA name (an address literal): label by label
+        return ".".join(_unicode_label(label) for label in domain.split("."))
 
 
 def _unicode_label(label: str) -> str:

@@ -103,3 +103,17 @@ def test_a_password_reset_answers_alike_for_a_taken_and_a_free_address(alice, dj
     assert taken.status_code == free.status_code == 302
     assert taken["Location"] == free["Location"]
     assert [m.to for m in mail.outbox] == [[alice.user.email]]
+
+
+@pytest.mark.parametrize("domain", ["ａｃｍｅ.test", "ac\u00adme.test", "ac\u200bme.test", "ＡＣＭＥ.test"])
+def test_a_domain_spelt_as_idna_maps_it_to_a_taken_one_is_the_same_account(
+    alice, domain, django_capture_on_commit_callbacks
+):
+    """Full-width letters, a soft hyphen or a zero-width space in the
+    domain are the same domain to IDNA, where the letters go: each
+    spelling was another account, and another count of the address's
+    sign-up limit, for the same mailbox."""
+    sign_up(f"alice@{domain}", django_capture_on_commit_callbacks)
+    assert User.objects.count() == 1
+    [letter] = mail.outbox
+    assert letter.to == ["alice@acme.test"] and reverse("accounts:password_reset") in letter.body
