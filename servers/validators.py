@@ -81,11 +81,19 @@ NOT_SHOWN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc"
 # Letters and symbols by their category that draw nothing: the Hangul
 # fillers and the braille blank, the usual stand-ins for an empty name.
 NOT_SHOWN = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Default-ignorable code points not yet assigned (their category is Cn):
+# Unicode has them drawn as nothing already, so a newer font shows none.
+IGNORABLE_UNASSIGNED = re.compile("[\u2065\ufff0-\ufff8\U000e0000-\U000e0fff]")
 NO_VISIBLE = _("Use at least one visible character: this name would show as empty.")
 
 
 def _shows(char: str) -> bool:
-    return not (char.isspace() or char in NOT_SHOWN or unicodedata.category(char) in NOT_SHOWN_CATEGORIES)
+    return not (
+        char.isspace()
+        or char in NOT_SHOWN
+        or unicodedata.category(char) in NOT_SHOWN_CATEGORIES
+        or IGNORABLE_UNASSIGNED.match(char)
+    )
 
 
 def visible_name(value: str) -> None:

@@ -118,3 +118,12 @@ def test_the_api_refuses_an_invisible_list_or_mailing_name(alice, tenant_a):
     assert list(body["errors"]) == ["name"] and "visible character" in body["errors"]["name"][0]
     assert not Mailing.objects.exists()
     assert api.post("/api/v1/lists/", {"name": "Khách hàng"}).status_code == 201
+
+
+@pytest.mark.parametrize("name", ["\u2065", "\ufff0\ufff8", "\U000e0000", "\U000e0080\U000e00ff", "\U000e0fff"])
+def test_default_ignorable_code_points_not_yet_assigned_are_refused_too(name):
+    """Unicode draws every default-ignorable code point as nothing, even
+    one not yet assigned (U+2065, U+FFF0-FFF8, the rest of U+E0000-E0FFF):
+    their category was "unassigned", which passed."""
+    with pytest.raises(ValidationError):
+        visible_name(name)
