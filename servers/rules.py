@@ -86,6 +86,12 @@ NOT_A_HOST_NAME = gettext_lazy(
     "%(name)s is not a valid host name: each part between the dots has 1 to 63 letters, digits or hyphens "
     "(no underscores), and begins and ends with a letter or digit; the whole name has at most 253 characters."
 )
+# No top-level domain is all digits (RFC 3696): such a name is an IP address
+# mistyped (300.1.1.1, never found) or shortened (127.1, which getaddrinfo
+# reads as 127.0.0.1).
+NUMERIC_TOP_LEVEL = gettext_lazy(
+    "%(name)s is not a valid host name: its last part is all digits. For an IP address, type all four numbers."
+)
 
 
 def host_name_error(host: str) -> str | None:
@@ -103,6 +109,8 @@ def host_name_error(host: str) -> str | None:
         wire = ""
     if not wire or len(wire) > 253 or not all(LDH_LABEL.fullmatch(label) for label in wire.split(".")):
         return str(NOT_A_HOST_NAME % {"name": f"{host.strip()!r}"})
+    if wire.rpartition(".")[2].isdigit():
+        return str(NUMERIC_TOP_LEVEL % {"name": f"{host.strip()!r}"})
     return None
 
 

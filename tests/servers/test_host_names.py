@@ -92,3 +92,11 @@ def test_a_webhook_url_with_such_a_host_is_refused_next_to_it(alice):
     response = alice.client.post(reverse("accounts:webhooks:list"), {"url": typed, "events": ["letter.bounced"]})
     refused(response, "url", typed)
     assert not WebhookEndpoint.objects.exists()
+
+
+@pytest.mark.parametrize("host", ["300.1.1.1", "192.168.1", "127.1", "1.2.3.4.5", "mx.example.123", "0x7f.0.0.1", "25"])
+def test_a_name_whose_last_part_is_all_digits_is_refused(host):
+    """No top-level domain is all digits (RFC 3696): such a name is an IP
+    address mistyped (300.1.1.1, never found) or shortened (127.1, which
+    getaddrinfo reads as 127.0.0.1), and the label rules let it through."""
+    assert "all digits" in rules.host_name_error(host)
