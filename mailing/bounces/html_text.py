@@ -19,6 +19,7 @@ HIDDEN_RE = re.compile(r"<!--|<(script|style|head|title|template|noscript)\b")
 # characters, and a position found in the lower-cased page would cut the
 # page itself elsewhere (showing a style's words, cutting the recipient).
 ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+COMMENT_END_RE = re.compile("--!?>")
 # Elements that begin a new line in the page, as the report's words run;
 # a table's cells stay on their row's line, apart.
 BLOCKS = frozenset(
@@ -49,14 +50,23 @@ def _shown(page: str) -> str:
     lower, pieces, at = page.translate(ASCII_LOWER), [], 0
     while found := HIDDEN_RE.search(lower, at):
         pieces.append(page[at : found.start()])
-        closer = "-->" if found.group(1) is None else f"</{found.group(1)}"
-        end = lower.find(closer, found.end())
-        if end < 0:
+        if (end := _end(lower, found)) < 0:
             return " ".join(pieces)
-        at = end + len(closer) if closer == "-->" else _after_tag(lower, end)
+        at = end
         pieces.append(" ")
     pieces.append(page[at:])
     return "".join(pieces)
+
+
+def _end(lower: str, found: re.Match) -> int:
+    """Where the comment or hidden element `found` ends, or -1. A comment
+    ends at "-->" or "--!>", and "<!-->" and "<!--->" are whole (empty)
+    ones, as browsers read them: searched from its "--"."""
+    if found.group(1) is None:
+        close = COMMENT_END_RE.search(lower, found.start() + 2)
+        return -1 if close is None else close.end()
+    end = lower.find(f"</{found.group(1)}", found.end())
+    return -1 if end < 0 else _after_tag(lower, end)
 
 
 def _after_tag(lower: str, start: int) -> int:

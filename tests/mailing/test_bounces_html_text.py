@@ -25,3 +25,11 @@ def test_one_long_unclosed_tag_name_is_read_in_linear_time():
     started = time.process_time()
     html_text(REAL + "<" + "a" * LIMIT)
     assert time.process_time() - started < 1
+
+
+def test_an_empty_comment_hides_nothing_after_it():
+    """An empty comment ("<!-->", "<!--->") is whole to a browser, and "--!>"
+    ends one: the rest of the page was taken for the comment's."""
+    for comment in ["<!-->", "<!--->", "<!-- x --!>"]:
+        assert "jane@example.org" in html_text(f"<p>Delivery failed</p>{comment}{REAL}")
+    assert html_text("<!-- <p>fake@evil.test</p> -->" + REAL) == "550 5.1.1 <jane@example.org>: User unknown"
