@@ -75,14 +75,18 @@ def user_signup(
     the address has an account already. Then nothing is made and its owner
     is sent a letter instead (links to log in and to reset the password),
     so that the caller answers alike and the page tells nobody whether the
-    address has an account. Either way the password is hashed and one
-    letter is queued, so neither does the time taken."""
+    address has an account (an account not yet confirmed gets its link
+    again). Either way the password is hashed and one letter is queued, so
+    neither does the time taken."""
     user = User(email=normalize_email_address(email), full_name=full_name.strip())
     validate_password(password, user)
     user.set_password(password)
     if not _saved_new(user):  # an account, or a double click's first request made it meanwhile
         existing = User.objects.get(email=user.email)
-        transaction.on_commit(lambda: tasks.send_signup_attempt_email.delay(existing.pk, base_url))
+        if not existing.is_email_verified:  # its owner cannot log in before the link: a new one
+            email_verification_send(user=existing, base_url=base_url)
+        else:
+            transaction.on_commit(lambda: tasks.send_signup_attempt_email.delay(existing.pk, base_url))
         return None
     tenant_create(name=organisation, owner=user, time_zone=time_zone, language=language)
     email_verification_send(user=user, base_url=base_url)

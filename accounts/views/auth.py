@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 from django_otp import login as otp_login
@@ -18,6 +19,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 
 from .. import emails, recovery, services, sessions, throttle
 from ..forms import LoginForm, OTPForm, SignupForm
+from ..models import User
 from ..tokens import LinkError, read_verification_token
 
 NEXT_KEY = "login_next"
@@ -102,6 +104,20 @@ def verify_email(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("accounts:login")
 
 
+WRONG = gettext_lazy(
+    "Email or password is wrong, or the address is not confirmed yet: a new account logs in once the link "
+    "we sent it is opened."
+)
+
+
+def _authenticated(request: HttpRequest, email: str, password: str) -> User | None:
+    """The account, once its address is confirmed. Before, the password
+    typed at sign-up must not log in: it would, for a new address and not
+    for a taken one, and tell whether the address had an account."""
+    user = authenticate(request, email=email, password=password)
+    return user if user is not None and user.is_email_verified else None
+
+
 @login_not_required
 @sensitive_post_parameters("password")
 def login_view(request: HttpRequest) -> HttpResponse:
@@ -115,10 +131,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
         if until := throttle.locked_until(keys):
             form.add_error(None, throttle.lockout_message(until))
             status = 429
-        elif (user := authenticate(request, email=email, password=password)) is None:
+        elif (user := _authenticated(request, email, password)) is None:
             throttle.record_failure(keys)
             until = throttle.locked_until(keys)
-            form.add_error(None, throttle.lockout_message(until) if until else _("Email or password is wrong."))
+            form.add_error(None, throttle.lockout_message(until) if until else WRONG)
             status = 429 if until else 200
         else:
             throttle.reset(keys[:1])

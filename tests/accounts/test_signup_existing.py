@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import Tenant, User
 from tests.conftest import PASSWORD
@@ -62,7 +63,7 @@ def test_the_owner_is_told_in_their_language_with_links_to_log_in_and_reset(alic
 
 
 def test_an_idn_address_in_its_other_spelling_is_the_same_account(db, django_capture_on_commit_callbacks):
-    User.objects.create_user("ana@bücher.test", "pass phrase 93!")
+    User.objects.create_user("ana@bücher.test", "pass phrase 93!", email_verified_at=timezone.now())
     sign_up("ana@xn--bcher-kva.test", django_capture_on_commit_callbacks)
     assert User.objects.count() == 1
     [letter] = mail.outbox
@@ -117,3 +118,37 @@ def test_a_domain_spelt_as_idna_maps_it_to_a_taken_one_is_the_same_account(
     assert User.objects.count() == 1
     [letter] = mail.outbox
     assert letter.to == ["alice@acme.test"] and reverse("accounts:password_reset") in letter.body
+
+
+def log_in(email: str, password: str = PASSWORD):
+    return Client().post(reverse("accounts:login"), {"email": email, "password": password})
+
+
+def test_logging_in_with_the_password_just_typed_tells_nothing(alice, django_capture_on_commit_callbacks):
+    """The sign-up's own password logged a new account in and not a taken
+    one: signing up and then logging in told whether the address had an
+    account. An account logs in once the link proved its address."""
+    typed = "an attacker's own pass 71"
+    for email in ["dana@initech.test", alice.user.email]:
+        with django_capture_on_commit_callbacks(execute=True):
+            Client().post(reverse("accounts:signup"), {"email": email, "organisation": "Evil", "password": typed})
+    new, taken = log_in("dana@initech.test", typed), log_in(alice.user.email, typed)
+    assert new.status_code == taken.status_code == 200
+    page = new.content.decode().replace("dana@initech.test", "EMAIL")
+    assert re.sub(r'value="[^"]{40,}"', "", page) == re.sub(
+        r'value="[^"]{40,}"', "", taken.content.decode().replace(alice.user.email, "EMAIL")
+    )
+
+
+def test_signing_up_again_before_confirming_sends_the_link_again(db, django_capture_on_commit_callbacks):
+    """The account's owner, who cannot log in before confirming, gets a new
+    link by signing up again (counted as a sign-up)."""
+    sign_up("dana@initech.test", django_capture_on_commit_callbacks)
+    sign_up("dana@initech.test", django_capture_on_commit_callbacks)
+    first, second = mail.outbox
+    assert first.subject == second.subject and "/verify/" in second.body
+    user = User.objects.get(email="dana@initech.test")
+    link = re.search(r"https?://\S+", second.body).group()
+    Client().get(link)
+    user.refresh_from_db()
+    assert user.is_email_verified and log_in("dana@initech.test").status_code == 302
