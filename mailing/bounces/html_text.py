@@ -14,7 +14,10 @@ import string
 LIMIT = 200_000
 # Elements whose content is not shown: a report's style or script may
 # quote any address (a gateway's tracking code, a stylesheet's content).
-HIDDEN_RE = re.compile(r"<!--|<(script|style|head|title|template|noscript)\b")
+# A name ends at a space, "/" or ">": "<title-bar>" is a custom element, shown.
+HIDDEN = ("script", "style", "head", "title", "template", "noscript")
+HIDDEN_RE = re.compile(rf"<!--|<({'|'.join(HIDDEN)})(?=[\s/>])")
+CLOSERS = {name: re.compile(rf"</{name}(?=[\s/>])") for name in HIDDEN}
 # Tag names are ASCII, and so is their case: str.lower() would make "İ" two
 # characters, and a position found in the lower-cased page would cut the
 # page itself elsewhere (showing a style's words, cutting the recipient).
@@ -65,8 +68,8 @@ def _end(lower: str, found: re.Match) -> int:
     if found.group(1) is None:
         close = COMMENT_END_RE.search(lower, found.start() + 2)
         return -1 if close is None else close.end()
-    end = lower.find(f"</{found.group(1)}", found.end())
-    return -1 if end < 0 else _after_tag(lower, end)
+    close = CLOSERS[found.group(1)].search(lower, found.end())
+    return -1 if close is None else _after_tag(lower, close.start())
 
 
 def _after_tag(lower: str, start: int) -> int:

@@ -33,3 +33,12 @@ def test_an_empty_comment_hides_nothing_after_it():
     for comment in ["<!-->", "<!--->", "<!-- x --!>"]:
         assert "jane@example.org" in html_text(f"<p>Delivery failed</p>{comment}{REAL}")
     assert html_text("<!-- <p>fake@evil.test</p> -->" + REAL) == "550 5.1.1 <jane@example.org>: User unknown"
+
+
+def test_a_custom_element_named_like_a_hidden_one_hides_nothing():
+    """A custom element ("<title-bar>", "<style-note>") is one of its own
+    to a browser, and shown; the hyphen ended the name for the reader,
+    which took it for a title or a style and hid what it holds."""
+    for tag in ["title-bar", "style-note"]:
+        assert "jane@example.org" in html_text(f"<{tag}>{REAL}</{tag}>")
+    assert "fake" not in html_text("<style\n>fake@evil.test</style><script/>fake</script>" + REAL)
