@@ -106,7 +106,10 @@ def test_a_password_reset_answers_alike_for_a_taken_and_a_free_address(alice, dj
     assert [m.to for m in mail.outbox] == [[alice.user.email]]
 
 
-@pytest.mark.parametrize("domain", ["ａｃｍｅ.test", "ac\u00adme.test", "ac\u200bme.test", "ＡＣＭＥ.test"])
+@pytest.mark.parametrize(
+    "domain",
+    ["ａｃｍｅ.test", "ac\u00adme.test", "ac\u200bme.test", "ＡＣＭＥ.test", "ac\u200dme.test", "ac\u200cme.test"],
+)
 def test_a_domain_spelt_as_idna_maps_it_to_a_taken_one_is_the_same_account(
     alice, domain, django_capture_on_commit_callbacks
 ):
