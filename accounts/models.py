@@ -12,6 +12,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from servers.wire import idna_name
+
 from .timezones import DEFAULT_ZONE, validate_time_zone
 
 
@@ -37,7 +39,7 @@ def _unicode_domain(domain: str) -> str:
     # with drops it (to acme.test).
     for spelling in (domain, domain.replace("\u200c", "").replace("\u200d", "")):
         try:
-            return idna.decode(idna.encode(spelling, uts46=True))
+            return idna.decode(idna_name(spelling))
         except idna.IDNAError:
             continue
     # No IDNA name (an address literal): label by label.

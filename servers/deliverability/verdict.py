@@ -11,6 +11,7 @@ import idna
 from django.utils.translation import gettext as _
 
 from .. import presets
+from ..wire import idna_name
 from . import dkim, dmarc, hosts, resolver, spf
 
 
@@ -334,6 +335,6 @@ def _domain(address: str) -> str:
     """The domain as DNS names it (IDNA), for pyspf as for the lookups."""
     domain = address.rpartition("@")[2].strip().lower().rstrip(".")
     try:
-        return idna.encode(domain, uts46=True).decode("ascii")
+        return idna_name(domain)
     except idna.IDNAError:
         return domain
