@@ -47,6 +47,9 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 
 
 START_SOURCES = TRANSITIONS["start"][0]
+# A start time that has passed: refused when scheduled, and by the form
+# next to the field (mailing.forms.mailings), with the same words.
+PAST = gettext_lazy("Choose a time in the future, or start now.")
 NOBODY = gettext_lazy("Nobody to send to: the lists are empty or every address is suppressed.")
 PREPARING = gettext_lazy("Its letters are being prepared; wait until it has started.")
 # A start task is killed after this long (tasks.start_mailing's hard
@@ -205,7 +208,7 @@ def mailing_schedule(*, mailing: Mailing, at: datetime, by: User | None = None) 
     at its time, when the beat could only cancel it. (Lists emptied after
     that still cancel it then, with the reason in its history.)"""
     if at <= timezone.now():
-        raise ValidationError({"scheduled_at": _("Choose a time in the future, or start now.")})
+        raise ValidationError({"scheduled_at": str(PAST)})
     if mailing.status in TRANSITIONS["schedule"][0]:  # else the transition says why not
         _count_recipients(mailing)
     transition(mailing=mailing, action="schedule", by=by, scheduled_at=at)

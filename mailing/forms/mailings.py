@@ -11,12 +11,10 @@ from accounts.timezones import LocalDateTimeField, zone_label_all_year, zone_of
 from servers.models import SmtpServer
 from servers.validators import visible_name
 
-from ..mailings import available_servers
+from ..mailings import PAST, available_servers
 from ..models import ContactList, Mailing, MailTemplate
 
 INTEGER_MAX = 2**63 - 1  # a database's largest integer (a bigint's, SQLite's)
-# mailing.mailings.mailing_schedule's words: the same refusal, sooner.
-PAST = _("Choose a time in the future, or start now.")
 
 
 def _to_the_minute(value: datetime) -> datetime:
