@@ -201,9 +201,10 @@ class Lanes:
 
     def take(self) -> Lane:
         with self.lock:
-            while len(self.all) < max(1, settings.DISPATCH_LANES):
+            wanted = max(1, settings.DISPATCH_LANES)
+            while len(self.all) < wanted:
                 self.all.append(Lane())
-            lane = min(self.all[: max(1, settings.DISPATCH_LANES)], key=lambda one: one.users)
+            lane = min(self.all[:wanted], key=lambda one: one.users)
             lane.users += 1
             return lane
 
